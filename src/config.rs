@@ -1,0 +1,414 @@
+//! The daemon's configuration: TOML, unknown keys rejected, every value defaulted.
+//!
+//! `tuning/switchboard.toml` is the commented reference; the defaults below are the
+//! source of truth and the reference file is checked against them by a test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::frame::{HEADER_LEN, MAX_PAYLOAD_LIMIT};
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The TOML did not parse or named a key we do not know.
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    /// A key parsed but its value is out of range.
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid {
+        /// Dotted path of the offending key, e.g. `limits.max_frame_bytes`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory that holds everything the daemon persists (journal, dev secret).
+    pub state_dir: PathBuf,
+    /// Sockets the daemon listens on.
+    pub listeners: Listeners,
+    /// Reactor (I/O thread) settings.
+    pub reactor: ReactorConfig,
+    /// Business worker pool settings.
+    pub workers: WorkersConfig,
+    /// Per-connection resource bounds.
+    pub limits: Limits,
+    /// Liveness deadlines.
+    pub heartbeat: Heartbeat,
+    /// Graceful shutdown.
+    pub shutdown: Shutdown,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("./data"),
+            listeners: Listeners::default(),
+            reactor: ReactorConfig::default(),
+            workers: WorkersConfig::default(),
+            limits: Limits::default(),
+            heartbeat: Heartbeat::default(),
+            shutdown: Shutdown::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The listening sockets.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    /// The binary-protocol listener for visitors, agents and bots.
+    pub client: ListenerConfig,
+    /// Raw echo listener for benchmarking the connection layer; off unless configured.
+    pub echo: Option<ListenerConfig>,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Self {
+            client: ListenerConfig {
+                addr: SocketAddr::from(([127, 0, 0, 1], 7700)),
+                backlog: default_backlog(),
+            },
+            echo: None,
+        }
+    }
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address to bind; port 0 picks a free port (useful in tests).
+    pub addr: SocketAddr,
+    /// Kernel accept backlog per reactor listener.
+    #[serde(default = "default_backlog")]
+    pub backlog: u32,
+}
+
+fn default_backlog() -> u32 {
+    4096
+}
+
+/// Reactor thread settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReactorConfig {
+    /// Number of reactor threads; 0 means one per available core.
+    pub threads: usize,
+    /// Size of each reactor's shared read buffer in bytes.
+    pub read_buffer_bytes: usize,
+    /// Bytes read from one connection per readiness event before others get a turn.
+    pub read_budget_bytes: usize,
+    /// Readiness events taken from the kernel per poll call.
+    pub events_per_poll: usize,
+    /// Depth of the queue of commands from workers to one reactor.
+    pub command_queue_depth: usize,
+}
+
+impl Default for ReactorConfig {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            read_buffer_bytes: 64 * 1024,
+            read_budget_bytes: 256 * 1024,
+            events_per_poll: 1024,
+            command_queue_depth: 65_536,
+        }
+    }
+}
+
+/// Business worker pool settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// Number of worker threads; 0 means one per available core.
+    pub threads: usize,
+    /// Depth of each worker's event queue; a full queue closes the connection with
+    /// `SERVER_BUSY` rather than blocking a reactor.
+    pub queue_depth: usize,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self {
+            threads: 0,
+            queue_depth: 65_536,
+        }
+    }
+}
+
+/// Per-connection resource bounds.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest frame payload accepted, in bytes (excluding header and padding).
+    pub max_frame_bytes: u32,
+    /// Output queued for one connection beyond which it is closed as a slow consumer.
+    pub max_pending_bytes: u32,
+    /// After the server closes a connection with an error frame, how long it keeps
+    /// reading (and discarding) so the client sees the error instead of a reset.
+    #[serde(with = "humantime_serde")]
+    pub close_linger: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 1024 * 1024,
+            max_pending_bytes: 4 * 1024 * 1024,
+            close_linger: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Liveness deadlines.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Heartbeat {
+    /// How often clients are asked to send something (told in `Welcome`).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A connection that sends nothing for this long is closed (`IDLE_TIMEOUT`).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A protocol connection that has not completed `Hello` within this is closed
+    /// (`HANDSHAKE_TIMEOUT`).
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(90),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Shutdown {
+    /// Upper bound on flushing queued output after SIGTERM/SIGINT before closing.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self {
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter directive, e.g. `info` or `switchboard=debug`.
+    pub level: String,
+    /// Output format.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Number of reactor threads after resolving `0` to the core count.
+    pub fn reactor_threads(&self) -> usize {
+        resolve_threads(self.reactor.threads)
+    }
+
+    /// Number of worker threads after resolving `0` to the core count.
+    pub fn worker_threads(&self) -> usize {
+        resolve_threads(self.workers.threads)
+    }
+
+    /// Checks value ranges that the types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            }
+        }
+        if self.reactor.threads > MAX_THREADS {
+            return Err(invalid("reactor.threads", format!("at most {MAX_THREADS}")));
+        }
+        if self.workers.threads > MAX_THREADS {
+            return Err(invalid("workers.threads", format!("at most {MAX_THREADS}")));
+        }
+        if self.reactor.read_buffer_bytes < 4096 {
+            return Err(invalid("reactor.read_buffer_bytes", "at least 4096"));
+        }
+        if self.reactor.read_budget_bytes < self.reactor.read_buffer_bytes {
+            return Err(invalid(
+                "reactor.read_budget_bytes",
+                "must be at least reactor.read_buffer_bytes",
+            ));
+        }
+        if self.reactor.events_per_poll == 0 {
+            return Err(invalid("reactor.events_per_poll", "must be positive"));
+        }
+        if self.reactor.command_queue_depth == 0 {
+            return Err(invalid("reactor.command_queue_depth", "must be positive"));
+        }
+        if self.workers.queue_depth == 0 {
+            return Err(invalid("workers.queue_depth", "must be positive"));
+        }
+        if self.limits.max_frame_bytes == 0 || self.limits.max_frame_bytes > MAX_PAYLOAD_LIMIT {
+            return Err(invalid(
+                "limits.max_frame_bytes",
+                format!("must be between 1 and {MAX_PAYLOAD_LIMIT}"),
+            ));
+        }
+        let min_pending = HEADER_LEN as u64 * 4;
+        if u64::from(self.limits.max_pending_bytes) < min_pending {
+            return Err(invalid(
+                "limits.max_pending_bytes",
+                format!("at least {min_pending}"),
+            ));
+        }
+        for (key, value) in [
+            ("heartbeat.interval", self.heartbeat.interval),
+            ("heartbeat.idle_timeout", self.heartbeat.idle_timeout),
+            (
+                "heartbeat.handshake_timeout",
+                self.heartbeat.handshake_timeout,
+            ),
+            ("shutdown.drain_timeout", self.shutdown.drain_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        if self.heartbeat.idle_timeout <= self.heartbeat.interval {
+            return Err(invalid(
+                "heartbeat.idle_timeout",
+                "must be longer than heartbeat.interval",
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid("log.level", "not a valid tracing filter directive"));
+        }
+        Ok(())
+    }
+}
+
+/// Upper bound on reactor and worker threads (keeps reactor ids in a `u16`).
+pub const MAX_THREADS: usize = 1024;
+
+fn resolve_threads(configured: usize) -> usize {
+    if configured == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        configured
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_is_the_defaults() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn default_binds_loopback_7700_and_echo_is_off() {
+        let c = Config::default();
+        assert_eq!(c.listeners.client.addr.to_string(), "127.0.0.1:7700");
+        assert!(c.listeners.echo.is_none());
+        assert_eq!(c.state_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_by_name() {
+        let err = Config::from_toml("[limits]\nmax_frame_byts = 10\n").unwrap_err();
+        assert!(err.to_string().contains("max_frame_byts"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_value_names_the_key() {
+        let err = Config::from_toml("[limits]\nmax_frame_bytes = 0\n").unwrap_err();
+        assert!(err.to_string().contains("limits.max_frame_bytes"), "{err}");
+        let err = Config::from_toml("[heartbeat]\nidle_timeout = \"1s\"\ninterval = \"2s\"\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("heartbeat.idle_timeout"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_listeners_parse() {
+        let c = Config::from_toml(
+            "[heartbeat]\nidle_timeout = \"2m\"\nhandshake_timeout = \"1500ms\"\n\
+             [listeners.echo]\naddr = \"127.0.0.1:7702\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.heartbeat.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.heartbeat.handshake_timeout, Duration::from_millis(1500));
+        assert_eq!(c.listeners.echo.unwrap().addr.port(), 7702);
+    }
+
+    #[test]
+    fn bad_duration_is_a_parse_error() {
+        assert!(Config::from_toml("[shutdown]\ndrain_timeout = \"soon\"\n").is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! Message kind numbers carried in the frame header's `kind` byte.
+
+/// Every message kind of protocol version 1. Numbers are stable; new kinds get new
+/// numbers and an old peer answers an unknown one with `UNKNOWN_KIND`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// Client → server: first frame of a session (version, token, resume cursors).
+    Hello = 1,
+    /// Server → client: the handshake succeeded.
+    Welcome = 2,
+    /// Either way: liveness probe; answered with `Pong` carrying the same request id.
+    Ping = 3,
+    /// Either way: answer to `Ping`.
+    Pong = 4,
+    /// Server → client: something failed; the header's status holds the code.
+    Error = 5,
+    /// Either way: orderly end of the session; the header's status holds the reason.
+    Bye = 6,
+    /// Client → server: post a message to a conversation.
+    Send = 16,
+    /// Server → client: a `Send` was stored under a sequence number.
+    Accepted = 17,
+    /// Server → client: a conversation event to display.
+    Deliver = 18,
+    /// Either way: delivered/read up to a sequence number.
+    Receipt = 19,
+    /// Either way: typing indicator.
+    Typing = 20,
+    /// Server → visitor: position in the queue.
+    Queued = 32,
+    /// Server → both sides: a conversation was assigned to an agent.
+    Assigned = 33,
+    /// Agent → server: hand a conversation to another agent or group.
+    Transfer = 34,
+    /// Agent → server: pick up a queued conversation.
+    Claim = 35,
+    /// Either way: close a conversation.
+    Close = 36,
+    /// Visitor → server: rate a closed conversation.
+    Rate = 37,
+    /// Agent → server, server → agents: presence changes.
+    Presence = 38,
+    /// Client → server: ask for a page of history.
+    History = 48,
+    /// Server → client: one page of history.
+    HistoryPage = 49,
+    /// Agent → server: ask for canned-reply suggestions.
+    Suggest = 50,
+    /// Server → agent: canned-reply suggestions.
+    Suggestions = 51,
+    /// Server → many: broadcast notice.
+    Notice = 52,
+}
+
+impl Kind {
+    /// The kind for a header byte, if this build knows it.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        use Kind::*;
+        Some(match v {
+            1 => Hello,
+            2 => Welcome,
+            3 => Ping,
+            4 => Pong,
+            5 => Error,
+            6 => Bye,
+            16 => Send,
+            17 => Accepted,
+            18 => Deliver,
+            19 => Receipt,
+            20 => Typing,
+            32 => Queued,
+            33 => Assigned,
+            34 => Transfer,
+            35 => Claim,
+            36 => Close,
+            37 => Rate,
+            38 => Presence,
+            48 => History,
+            49 => HistoryPage,
+            50 => Suggest,
+            51 => Suggestions,
+            52 => Notice,
+            _ => return None,
+        })
+    }
+
+    /// The header byte.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_round_trips_or_is_unknown() {
+        let mut known = 0;
+        for v in 0..=u8::MAX {
+            if let Some(k) = Kind::from_u8(v) {
+                assert_eq!(k.as_u8(), v);
+                known += 1;
+            }
+        }
+        assert_eq!(known, 23);
+    }
+}

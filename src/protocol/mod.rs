@@ -1,0 +1,9 @@
+//! The client protocol's vocabulary: message kinds and error codes (see `proto-spec/`).
+//!
+//! Sans-IO: nothing here touches a socket.
+
+mod error_code;
+mod kind;
+
+pub use error_code::ErrorCode;
+pub use kind::Kind;

@@ -1,0 +1,105 @@
+//! The per-connection context: everything a reactor knows about one socket.
+//!
+//! Kept small (checked at compile time) because a gateway holds hundreds of thousands
+//! of these; an idle connection owns no heap memory at all (empty `Vec`/`VecDeque`
+//! do not allocate).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use mio::Token;
+use mio::net::TcpStream;
+
+use crate::handoff::CloseReason;
+
+/// What a listener's connections speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListenerKind {
+    /// Framed client protocol, handled by workers.
+    Client,
+    /// Raw bytes echoed back by the reactor itself (benchmarking).
+    Echo,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Accepted; waiting for the worker to confirm `Hello`.
+    Handshake,
+    /// Handshake done (or raw echo); subject to the idle deadline.
+    Established,
+    /// Closing: input is discarded, queued output flushed, then the socket closed when
+    /// the peer closes or the linger deadline passes.
+    Closing,
+}
+
+/// One connection.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Peer address, for logs and per-IP accounting.
+    pub peer: SocketAddr,
+    /// Bytes of a frame that has not fully arrived; empty (unallocated) between frames.
+    pub spill: Vec<u8>,
+    /// Output the kernel has not taken yet; empty (unallocated) when caught up.
+    pub outq: VecDeque<Bytes>,
+    /// Reactor-clock milliseconds when the current phase's deadline started counting
+    /// (accept, last input, or close).
+    pub mark_ms: u64,
+    /// Generation stamped at accept.
+    pub generation: u32,
+    /// Total bytes in `outq`.
+    pub pending: u32,
+    /// Set once the connection starts closing.
+    pub close_reason: Option<CloseReason>,
+    /// Life phase.
+    pub phase: Phase,
+    /// What it speaks.
+    pub kind: ListenerKind,
+    /// Reading stopped because too much output is queued.
+    pub read_paused: bool,
+    /// Writable interest is registered.
+    pub writable_armed: bool,
+    /// A worker was told about this connection (so it must be told when it closes).
+    pub announced: bool,
+    /// Our write side is shut down (FIN sent); nothing more can be written.
+    pub write_shut: bool,
+}
+
+/// The design's ceiling for a connection context.
+pub(crate) const MAX_CONN_BYTES: usize = 368;
+const _: () = assert!(std::mem::size_of::<Conn>() <= MAX_CONN_BYTES);
+// Tokens pack the generation into the upper 32 bits.
+const _: () = assert!(usize::BITS >= 64);
+
+/// The poll token for a slot and generation. Generation zero is never issued, so a
+/// connection token can never equal a listener token (`< 2^32`).
+pub(crate) fn token(slot: usize, generation: u32) -> Token {
+    Token(((generation as usize) << 32) | (slot & 0xffff_ffff))
+}
+
+/// Splits a connection token into (slot, generation).
+pub(crate) fn untoken(t: Token) -> (usize, u32) {
+    (t.0 & 0xffff_ffff, (t.0 >> 32) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_never_collide_with_listeners() {
+        let t = token(12345, 7);
+        assert_eq!(untoken(t), (12345, 7));
+        assert!(t.0 >= 1 << 32);
+        assert_ne!(token(1, 1), token(1, 2));
+    }
+
+    #[test]
+    fn conn_fits_the_budget() {
+        let size = std::mem::size_of::<Conn>();
+        assert!(size <= MAX_CONN_BYTES, "{size}");
+    }
+}

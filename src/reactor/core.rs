@@ -1,0 +1,710 @@
+//! The backend-independent half of a reactor: connections, framing, write queues,
+//! deadlines and the hand-off to workers. A backend (see `sys/`) feeds it accepted
+//! sockets, received bytes and writability, and gives it a [`Driver`] to change
+//! interest; nothing here waits for I/O.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::Token;
+use mio::net::TcpStream;
+use slab::Slab;
+
+use super::conn::{Conn, ListenerKind, Phase, token, untoken};
+use super::sys::Driver;
+use super::timer::TimerHeap;
+use crate::frame::{self, FrameHeader, HEADER_LEN};
+use crate::handoff::{CloseReason, Command, ConnId, Event};
+use crate::metrics::ReactorMetrics;
+use crate::protocol::{ErrorCode, Kind};
+use crossbeam_utils::CachePadded;
+
+/// Most buffers handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// The numbers a reactor needs, resolved from the config.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub max_frame_bytes: u32,
+    pub max_pending_bytes: u32,
+    pub handshake_ms: u64,
+    pub idle_ms: u64,
+    pub linger_ms: u64,
+    pub read_budget_bytes: usize,
+    pub command_batch: usize,
+}
+
+impl Settings {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Self {
+            max_frame_bytes: c.limits.max_frame_bytes,
+            max_pending_bytes: c.limits.max_pending_bytes,
+            handshake_ms: millis(c.heartbeat.handshake_timeout),
+            idle_ms: millis(c.heartbeat.idle_timeout),
+            linger_ms: millis(c.limits.close_linger),
+            read_budget_bytes: c.reactor.read_budget_bytes,
+            command_batch: c.reactor.command_queue_depth,
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One reactor's connections and everything attached to them.
+pub(crate) struct Core {
+    id: u16,
+    settings: Settings,
+    conns: Slab<Conn>,
+    timers: TimerHeap,
+    epoch: Instant,
+    next_generation: u32,
+    commands: Receiver<Command>,
+    workers: Arc<[Sender<Event>]>,
+    /// `Closed` events a full worker queue refused; retried every loop turn so a
+    /// worker never keeps state for a connection that is gone.
+    deferred: VecDeque<(usize, Event)>,
+    stats: Arc<CachePadded<ReactorMetrics>>,
+    /// Connections to read again without waiting for readiness (read budget used up,
+    /// or reading resumed after backpressure).
+    resume: Vec<Token>,
+    input_open: bool,
+    drain_deadline: Option<Instant>,
+}
+
+impl Core {
+    pub fn new(
+        id: u16,
+        settings: Settings,
+        commands: Receiver<Command>,
+        workers: Arc<[Sender<Event>]>,
+        stats: Arc<CachePadded<ReactorMetrics>>,
+    ) -> Self {
+        Self {
+            id,
+            settings,
+            conns: Slab::new(),
+            timers: TimerHeap::default(),
+            epoch: Instant::now(),
+            next_generation: 0,
+            commands,
+            workers,
+            deferred: VecDeque::new(),
+            stats,
+            resume: Vec::new(),
+            input_open: true,
+            drain_deadline: None,
+        }
+    }
+
+    fn stats(&self) -> &ReactorMetrics {
+        &self.stats
+    }
+
+    fn now_ms(&self) -> u64 {
+        millis(self.epoch.elapsed())
+    }
+
+    fn conn_id(&self, slot: usize, generation: u32) -> ConnId {
+        ConnId {
+            reactor: self.id,
+            slot: slot as u32,
+            generation,
+        }
+    }
+
+    fn deadline_of(&self, c: &Conn) -> u64 {
+        let span = match c.phase {
+            Phase::Handshake => self.settings.handshake_ms,
+            Phase::Established => self.settings.idle_ms,
+            Phase::Closing => self.settings.linger_ms,
+        };
+        c.mark_ms.saturating_add(span)
+    }
+
+    fn slot_of(&self, t: Token) -> Option<usize> {
+        let (slot, generation) = untoken(t);
+        let c = self.conns.get(slot)?;
+        (c.generation == generation).then_some(slot)
+    }
+
+    fn slot_of_id(&self, id: ConnId) -> Option<usize> {
+        let slot = id.slot as usize;
+        let c = self.conns.get(slot)?;
+        (id.reactor == self.id && c.generation == id.generation).then_some(slot)
+    }
+
+    fn worker_for(&self, id: ConnId) -> usize {
+        let n = self.workers.len().max(1);
+        (id.slot as usize)
+            .wrapping_mul(31)
+            .wrapping_add(usize::from(id.reactor))
+            % n
+    }
+
+    /// Sends an event to the worker that owns the connection. A full queue refuses
+    /// everything but `Closed`, which is deferred instead.
+    fn tell_worker(&mut self, id: ConnId, event: Event) -> Result<(), ()> {
+        let w = self.worker_for(id);
+        let Some(tx) = self.workers.get(w) else {
+            return Err(());
+        };
+        match tx.try_send(event) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(event)) => {
+                self.stats().worker_queue_full.inc();
+                if matches!(event, Event::Closed { .. }) {
+                    self.deferred.push_back((w, event));
+                    Ok(())
+                } else {
+                    Err(())
+                }
+            }
+            // Workers are gone only during shutdown; nothing left to tell.
+            Err(TrySendError::Disconnected(_)) => Ok(()),
+        }
+    }
+
+    /// Retries deferred `Closed` events, in order.
+    pub fn flush_deferred(&mut self) {
+        while let Some((w, event)) = self.deferred.pop_front() {
+            let Some(tx) = self.workers.get(w) else {
+                continue;
+            };
+            match tx.try_send(event) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                Err(TrySendError::Full(event)) => {
+                    self.deferred.push_front((w, event));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes a freshly accepted socket.
+    pub fn accept(
+        &mut self,
+        drv: &mut impl Driver,
+        kind: ListenerKind,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+    ) {
+        if !self.input_open {
+            return;
+        }
+        // Latency matters more than packet count for chat traffic.
+        let _ = stream.set_nodelay(true);
+        self.next_generation = self.next_generation.wrapping_add(1).max(1);
+        let generation = self.next_generation;
+        let now = self.now_ms();
+        let entry = self.conns.vacant_entry();
+        let slot = entry.key();
+        if u32::try_from(slot).is_err() {
+            return;
+        }
+        if let Err(e) = drv.register(&mut stream, token(slot, generation)) {
+            tracing::warn!(reactor = self.id, error = %e, "cannot register accepted socket");
+            self.stats.accept_errors.inc();
+            return;
+        }
+        let phase = match kind {
+            ListenerKind::Client => Phase::Handshake,
+            ListenerKind::Echo => Phase::Established,
+        };
+        entry.insert(Conn {
+            stream,
+            peer,
+            spill: Vec::new(),
+            outq: VecDeque::new(),
+            mark_ms: now,
+            generation,
+            pending: 0,
+            close_reason: None,
+            phase,
+            kind,
+            read_paused: false,
+            writable_armed: false,
+            announced: false,
+            write_shut: false,
+        });
+        let stats = self.stats();
+        stats.accepted.inc();
+        stats.open.set(self.conns.len() as u64);
+        let deadline = self.conns.get(slot).map_or(now, |c| self.deadline_of(c));
+        self.timers.push(deadline, slot as u32, generation);
+        if kind == ListenerKind::Client {
+            let id = self.conn_id(slot, generation);
+            if self.tell_worker(id, Event::Opened { conn: id, peer }).is_ok() {
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.announced = true;
+                }
+            } else {
+                self.close_with_error(drv, slot, ErrorCode::ServerBusy, 0);
+            }
+        }
+    }
+
+    /// The socket to read from, unless the connection is gone or its reading is
+    /// paused for backpressure.
+    pub fn readable_stream(&self, t: Token) -> Option<&TcpStream> {
+        let c = self.conns.get(self.slot_of(t)?)?;
+        (!c.read_paused).then_some(&c.stream)
+    }
+
+    /// Bytes to read from one connection per readiness event.
+    pub fn read_budget(&self) -> usize {
+        self.settings.read_budget_bytes
+    }
+
+    /// Counts and logs a failed `accept` (e.g. out of file descriptors).
+    pub fn accept_failed(&self, e: &io::Error) {
+        self.stats.accept_errors.inc();
+        tracing::warn!(reactor = self.id, error = %e, "accept failed; pausing accepts briefly");
+    }
+
+    /// Asks to be read again on the next loop turn (budget used up).
+    pub fn read_again(&mut self, t: Token) {
+        self.resume.push(t);
+    }
+
+    /// Connections to read without waiting for readiness.
+    pub fn take_resume(&mut self) -> Vec<Token> {
+        std::mem::take(&mut self.resume)
+    }
+
+    /// Whether some connections are waiting to be read again.
+    pub fn has_resume(&self) -> bool {
+        !self.resume.is_empty()
+    }
+
+    /// The peer closed its side.
+    pub fn on_eof(&mut self, drv: &mut impl Driver, t: Token) {
+        if let Some(slot) = self.slot_of(t) {
+            self.release(drv, slot, CloseReason::PeerClosed);
+        }
+    }
+
+    /// Reading failed.
+    pub fn on_read_error(&mut self, drv: &mut impl Driver, t: Token) {
+        if let Some(slot) = self.slot_of(t) {
+            self.release(drv, slot, CloseReason::IoError);
+        }
+    }
+
+    /// Bytes arrived for a connection.
+    pub fn on_data(&mut self, drv: &mut impl Driver, t: Token, data: &[u8]) {
+        let Some(slot) = self.slot_of(t) else {
+            return;
+        };
+        self.stats().bytes_in.add(data.len() as u64);
+        let now = self.now_ms();
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.phase == Phase::Closing || !self.input_open {
+            return;
+        }
+        if c.phase == Phase::Established {
+            c.mark_ms = now;
+        }
+        match c.kind {
+            ListenerKind::Echo => self.send(drv, slot, Bytes::copy_from_slice(data)),
+            ListenerKind::Client => {
+                if let Err(e) = self.deframe(drv, slot, data) {
+                    tracing::debug!(reactor = self.id, slot, error = %e, "closing on framing error");
+                    self.close_with_error(drv, slot, ErrorCode::from(e), 0);
+                }
+            }
+        }
+    }
+
+    /// Splits `data` into frames, completing a spilled partial frame first and
+    /// spilling the tail. Stops early if a frame could not be handed on.
+    fn deframe(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        mut data: &[u8],
+    ) -> Result<(), frame::FrameError> {
+        let max = self.settings.max_frame_bytes;
+        let Some(c) = self.conns.get_mut(slot) else {
+            return Ok(());
+        };
+        if !c.spill.is_empty() {
+            // Top up the spill only to the end of its frame; the rest is framed in place.
+            let spill = &mut c.spill;
+            while frame::decode(spill, max)?.is_none() {
+                if data.is_empty() {
+                    return Ok(());
+                }
+                let want = match spill.first_chunk::<HEADER_LEN>() {
+                    Some(raw) => FrameHeader::parse(raw, max)?.wire_len(),
+                    None => HEADER_LEN,
+                };
+                let take = want.saturating_sub(spill.len()).min(data.len());
+                let (head, rest) = data.split_at(take);
+                spill.extend_from_slice(head);
+                data = rest;
+            }
+            // The frame is complete: the spill buffer is freed once it is handed on.
+            let spill = std::mem::take(&mut c.spill);
+            if let Some(f) = frame::decode(&spill, max)? {
+                if !self.dispatch(drv, slot, f.header, f.payload) {
+                    return Ok(());
+                }
+            }
+        }
+        while !data.is_empty() {
+            let Some(f) = frame::decode(data, max)? else {
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.spill = data.to_vec();
+                }
+                break;
+            };
+            if !self.dispatch(drv, slot, f.header, f.payload) {
+                return Ok(());
+            }
+            data = data.get(f.consumed..).unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// Hands one frame to the connection's worker; on a full queue closes the
+    /// connection with `SERVER_BUSY` and returns false.
+    fn dispatch(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        header: FrameHeader,
+        payload: &[u8],
+    ) -> bool {
+        let Some(c) = self.conns.get(slot) else {
+            return false;
+        };
+        let id = self.conn_id(slot, c.generation);
+        self.stats().frames_in.inc();
+        let event = Event::Frame {
+            conn: id,
+            header,
+            payload: Bytes::copy_from_slice(payload),
+        };
+        if self.tell_worker(id, event).is_ok() {
+            return true;
+        }
+        tracing::warn!(
+            reactor = self.id,
+            slot,
+            "worker queue full; closing connection"
+        );
+        self.close_with_error(drv, slot, ErrorCode::ServerBusy, header.request_id);
+        false
+    }
+
+    /// Writes to a connection: straight to the socket when nothing is queued, and
+    /// queues only what the kernel refuses. Past `max_pending_bytes` the connection is
+    /// closed as a slow consumer.
+    fn send(&mut self, drv: &mut impl Driver, slot: usize, mut data: Bytes) {
+        let max_pending = u64::from(self.settings.max_pending_bytes);
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.write_shut || data.is_empty() {
+            return;
+        }
+        if c.outq.is_empty() {
+            match (&c.stream).write(&data) {
+                Ok(n) => {
+                    self.stats.bytes_out.add(n as u64);
+                    if n == data.len() {
+                        return;
+                    }
+                    data.advance(n);
+                }
+                Err(e) if is_transient(&e) => {}
+                Err(_) => {
+                    self.release(drv, slot, CloseReason::IoError);
+                    return;
+                }
+            }
+        }
+        let pending = u64::from(c.pending) + data.len() as u64;
+        if pending > max_pending {
+            tracing::info!(reactor = self.id, peer = %c.peer, pending, "closing slow consumer");
+            self.release(drv, slot, CloseReason::Error(ErrorCode::SlowConsumer));
+            return;
+        }
+        c.pending = pending as u32;
+        c.outq.push_back(data);
+        if pending > max_pending / 2 && !c.read_paused {
+            c.read_paused = true;
+            self.stats.read_pauses.inc();
+        }
+        if !c.writable_armed {
+            let t = token(slot, c.generation);
+            if drv.set_writable(&mut c.stream, t, true).is_err() {
+                self.release(drv, slot, CloseReason::IoError);
+                return;
+            }
+            c.writable_armed = true;
+        }
+    }
+
+    /// The socket can take more output.
+    pub fn on_writable(&mut self, drv: &mut impl Driver, t: Token) {
+        if let Some(slot) = self.slot_of(t) {
+            self.flush(drv, slot);
+        }
+    }
+
+    fn flush(&mut self, drv: &mut impl Driver, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        while !c.outq.is_empty() {
+            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut n_iov = 0;
+            for (dst, src) in iov.iter_mut().zip(c.outq.iter()) {
+                *dst = IoSlice::new(src);
+                n_iov += 1;
+            }
+            let written = match (&c.stream).write_vectored(iov.get(..n_iov).unwrap_or_default()) {
+                Ok(0) => {
+                    self.release(drv, slot, CloseReason::IoError);
+                    return;
+                }
+                Ok(n) => n,
+                Err(e) if is_transient(&e) => break,
+                Err(_) => {
+                    self.release(drv, slot, CloseReason::IoError);
+                    return;
+                }
+            };
+            self.stats.bytes_out.add(written as u64);
+            c.pending = c.pending.saturating_sub(written as u32);
+            let mut left = written;
+            while left > 0 {
+                let Some(front) = c.outq.front_mut() else {
+                    break;
+                };
+                if front.len() <= left {
+                    left -= front.len();
+                    c.outq.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        if !c.outq.is_empty() {
+            return;
+        }
+        // Caught up: drop the queue's storage so an idle connection owns nothing.
+        c.outq = VecDeque::new();
+        c.pending = 0;
+        let t = token(slot, c.generation);
+        if c.writable_armed {
+            c.writable_armed = false;
+            if drv.set_writable(&mut c.stream, t, false).is_err() {
+                self.release(drv, slot, CloseReason::IoError);
+                return;
+            }
+        }
+        if c.read_paused {
+            c.read_paused = false;
+            self.resume.push(t);
+        }
+        if c.phase == Phase::Closing && !c.write_shut {
+            c.write_shut = true;
+            let _ = c.stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// Starts closing a connection: sends `farewell` (an `Error` or `Bye` frame) if
+    /// given, stops handing input on, and closes once output is flushed and the peer
+    /// has closed or `close_linger` passed. Reading continues (discarding) meanwhile so
+    /// the peer sees the farewell instead of a reset.
+    fn close_with(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        reason: CloseReason,
+        farewell: Option<Bytes>,
+    ) {
+        let now = self.now_ms();
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.phase == Phase::Closing {
+            return;
+        }
+        c.phase = Phase::Closing;
+        c.close_reason = Some(reason);
+        c.spill = Vec::new();
+        c.mark_ms = now;
+        let generation = c.generation;
+        let announced = std::mem::replace(&mut c.announced, false);
+        self.stats.count_close(reason);
+        self.timers.push(
+            now.saturating_add(self.settings.linger_ms),
+            slot as u32,
+            generation,
+        );
+        if announced {
+            let id = self.conn_id(slot, generation);
+            let _ = self.tell_worker(id, Event::Closed { conn: id, reason });
+        }
+        if let Some(frame) = farewell {
+            self.send(drv, slot, frame);
+        }
+        // Says FIN now if nothing is queued; otherwise the last flush does.
+        self.flush(drv, slot);
+    }
+
+    /// Closes with an `Error` frame carrying `code`.
+    fn close_with_error(&mut self, drv: &mut impl Driver, slot: usize, code: ErrorCode, rid: u32) {
+        let frame = frame::encode_status(Kind::Error.as_u8(), code.as_u16(), rid);
+        self.close_with(drv, slot, CloseReason::Error(code), Some(frame));
+    }
+
+    /// Closes the socket now and forgets the connection.
+    fn release(&mut self, drv: &mut impl Driver, slot: usize, reason: CloseReason) {
+        let Some(mut c) = self.conns.try_remove(slot) else {
+            return;
+        };
+        drv.deregister(&mut c.stream);
+        if c.close_reason.is_none() {
+            self.stats.count_close(reason);
+        }
+        if c.announced {
+            let id = self.conn_id(slot, c.generation);
+            let reason = c.close_reason.unwrap_or(reason);
+            let _ = self.tell_worker(id, Event::Closed { conn: id, reason });
+        }
+        self.stats.open.set(self.conns.len() as u64);
+    }
+
+    /// Applies queued worker commands.
+    pub fn run_commands(&mut self, drv: &mut impl Driver) {
+        for _ in 0..self.settings.command_batch {
+            let Ok(cmd) = self.commands.try_recv() else {
+                return;
+            };
+            match cmd {
+                Command::Send { conn, frame } => {
+                    if let Some(slot) = self.slot_of_id(conn) {
+                        self.send(drv, slot, frame);
+                    }
+                }
+                Command::Established { conn } => {
+                    let now = self.now_ms();
+                    if let Some(c) = self.slot_of_id(conn).and_then(|s| self.conns.get_mut(s)) {
+                        if c.phase == Phase::Handshake {
+                            // The handshake entry in the heap re-arms itself for the
+                            // idle deadline when it comes due.
+                            c.phase = Phase::Established;
+                            c.mark_ms = now;
+                        }
+                    }
+                }
+                Command::Close {
+                    conn,
+                    code,
+                    request_id,
+                } => {
+                    if let Some(slot) = self.slot_of_id(conn) {
+                        match code {
+                            Some(code) => self.close_with_error(drv, slot, code, request_id),
+                            None => self.close_with(drv, slot, CloseReason::Server, None),
+                        }
+                    }
+                }
+                Command::StopInput(ack) => {
+                    drv.stop_accepting();
+                    self.input_open = false;
+                    let _ = ack.send(());
+                }
+                Command::Drain { deadline } => self.begin_drain(drv, deadline),
+            }
+        }
+    }
+
+    /// Fires due deadlines; returns how long until the next one.
+    pub fn run_timers(&mut self, drv: &mut impl Driver) -> Option<Duration> {
+        let now = self.now_ms();
+        while let Some(e) = self.timers.pop_due(now) {
+            let slot = e.slot as usize;
+            let Some(c) = self.conns.get(slot) else {
+                continue;
+            };
+            if c.generation != e.generation {
+                continue;
+            }
+            let due = self.deadline_of(c);
+            if due > now {
+                self.timers.push(due, e.slot, e.generation);
+                continue;
+            }
+            match c.phase {
+                Phase::Handshake => {
+                    self.close_with_error(drv, slot, ErrorCode::HandshakeTimeout, 0)
+                }
+                Phase::Established => self.close_with_error(drv, slot, ErrorCode::IdleTimeout, 0),
+                Phase::Closing => self.release(drv, slot, CloseReason::Server),
+            }
+        }
+        let mut wait = self
+            .timers
+            .next_deadline()
+            .map(|d| Duration::from_millis(d.saturating_sub(now)));
+        if let Some(deadline) = self.drain_deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            wait = Some(wait.map_or(left, |w| w.min(left)));
+        }
+        wait
+    }
+
+    /// Shutdown phase two: tells protocol clients `Bye`, closes every connection
+    /// once flushed.
+    fn begin_drain(&mut self, drv: &mut impl Driver, deadline: Instant) {
+        self.drain_deadline = Some(deadline);
+        self.input_open = false;
+        let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
+        for slot in slots {
+            let Some(c) = self.conns.get(slot) else {
+                continue;
+            };
+            if c.phase == Phase::Closing {
+                continue;
+            }
+            let bye = (c.kind == ListenerKind::Client).then(|| {
+                frame::encode_status(Kind::Bye.as_u8(), ErrorCode::ShuttingDown.as_u16(), 0)
+            });
+            self.close_with(drv, slot, CloseReason::Shutdown, bye);
+        }
+    }
+
+    /// When draining: true once every connection has flushed and said FIN, or the
+    /// deadline passed. Always false when not draining.
+    pub fn drain_finished(&self) -> bool {
+        match self.drain_deadline {
+            None => false,
+            Some(deadline) => {
+                Instant::now() >= deadline || self.conns.iter().all(|(_, c)| c.write_shut)
+            }
+        }
+    }
+}
+
+/// WouldBlock and EINTR leave the socket usable; everything else ends it.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}

@@ -1,0 +1,223 @@
+//! Starting and stopping the whole daemon: listeners, reactors, workers, and the
+//! three-phase graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::config::Config;
+use crate::handoff::{Command, Event};
+use crate::metrics::Metrics;
+use crate::reactor::{self, ListenerKind, ReactorHandle};
+use crate::worker::{self, Sessions};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        /// The configured directory.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A thread, poller or waker could not be created.
+    #[error("cannot start: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a graceful shutdown achieved.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownReport {
+    /// Time from the request to the last thread exiting.
+    pub elapsed: Duration,
+    /// Whether every phase finished before `shutdown.drain_timeout`.
+    pub clean: bool,
+}
+
+/// A running daemon.
+pub struct Server {
+    client_addr: SocketAddr,
+    echo_addr: Option<SocketAddr>,
+    reactors: Arc<[ReactorHandle]>,
+    reactor_threads: Vec<JoinHandle<()>>,
+    worker_queues: Vec<Sender<Event>>,
+    worker_threads: Vec<JoinHandle<()>>,
+    metrics: Arc<Metrics>,
+    drain_timeout: Duration,
+}
+
+impl Server {
+    /// Binds the listeners and starts reactor and worker threads.
+    pub fn start(config: &Config) -> Result<Self, StartError> {
+        config_dirs(config)?;
+        let n_reactors = config.reactor_threads();
+        let n_workers = config.worker_threads();
+        let metrics = Arc::new(Metrics::new(n_reactors, n_workers));
+
+        let bind = |cfg: &crate::config::ListenerConfig| {
+            reactor::bind_group(cfg, n_reactors).map_err(|source| StartError::Bind {
+                addr: cfg.addr,
+                source,
+            })
+        };
+        let client = bind(&config.listeners.client)?;
+        let echo = config.listeners.echo.as_ref().map(bind).transpose()?;
+        let client_addr = local_addr(&client)?;
+        let echo_addr = echo.as_deref().map(local_addr).transpose()?;
+
+        let mut pending = Vec::with_capacity(n_reactors);
+        let mut handles = Vec::with_capacity(n_reactors);
+        for id in 0..n_reactors {
+            let (p, h) = reactor::prepare(u16::try_from(id).unwrap_or(u16::MAX), config)?;
+            pending.push(p);
+            handles.push(h);
+        }
+        let reactors: Arc<[ReactorHandle]> = handles.into();
+
+        let mut worker_queues = Vec::with_capacity(n_workers);
+        let mut worker_threads = Vec::with_capacity(n_workers);
+        for (id, stats) in metrics.workers.iter().enumerate() {
+            let (tx, rx) = crossbeam_channel::bounded(config.workers.queue_depth);
+            worker_queues.push(tx);
+            worker_threads.push(worker::spawn(
+                id,
+                rx,
+                reactors.clone(),
+                Sessions::default(),
+                stats.clone(),
+            )?);
+        }
+        let queues: Arc<[Sender<Event>]> = worker_queues.clone().into();
+
+        let mut client = client.into_iter();
+        let mut echo = echo.map(Vec::into_iter);
+        let mut reactor_threads = Vec::with_capacity(n_reactors);
+        for (p, stats) in pending.into_iter().zip(metrics.reactors.iter()) {
+            let mut listeners = Vec::with_capacity(2);
+            if let Some(l) = client.next() {
+                listeners.push((l, ListenerKind::Client));
+            }
+            if let Some(l) = echo.as_mut().and_then(Iterator::next) {
+                listeners.push((l, ListenerKind::Echo));
+            }
+            reactor_threads.push(reactor::spawn(
+                p,
+                config,
+                listeners,
+                queues.clone(),
+                stats.clone(),
+            )?);
+        }
+        tracing::info!(
+            %client_addr,
+            echo_addr = ?echo_addr,
+            reactors = n_reactors,
+            workers = n_workers,
+            "switchboard listening"
+        );
+        Ok(Self {
+            client_addr,
+            echo_addr,
+            reactors,
+            reactor_threads,
+            worker_queues,
+            worker_threads,
+            metrics,
+            drain_timeout: config.shutdown.drain_timeout,
+        })
+    }
+
+    /// The bound client-protocol address (the real port when configured with 0).
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// The bound echo address, when the echo listener is on.
+    pub fn echo_addr(&self) -> Option<SocketAddr> {
+        self.echo_addr
+    }
+
+    /// Live counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Graceful shutdown, bounded by `shutdown.drain_timeout`:
+    /// 1. reactors stop accepting and stop handing input to workers;
+    /// 2. a barrier passes through every worker, so every reply to input read before
+    ///    step 1 is queued at its reactor;
+    /// 3. reactors send `Bye` to protocol clients, flush, close, and exit.
+    pub fn shutdown(self) -> ShutdownReport {
+        let start = Instant::now();
+        let deadline = start + self.drain_timeout;
+        tracing::info!("shutting down: no longer accepting");
+
+        let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
+        for r in self.reactors.iter() {
+            r.send(Command::StopInput(ack_tx.clone()));
+            r.wake();
+        }
+        let mut clean = wait_acks(&ack_rx, self.reactors.len(), deadline);
+
+        for q in &self.worker_queues {
+            let left = deadline.saturating_duration_since(Instant::now());
+            clean &= q.send_timeout(Event::Barrier(ack_tx.clone()), left).is_ok();
+        }
+        clean &= wait_acks(&ack_rx, self.worker_queues.len(), deadline);
+
+        for r in self.reactors.iter() {
+            r.send(Command::Drain { deadline });
+            r.wake();
+        }
+        for t in self.reactor_threads {
+            clean &= t.join().is_ok();
+        }
+        // Reactors held the other senders: workers now see their queues close.
+        drop(self.worker_queues);
+        for t in self.worker_threads {
+            clean &= t.join().is_ok();
+        }
+        clean &= Instant::now() <= deadline;
+        let report = ShutdownReport {
+            elapsed: start.elapsed(),
+            clean,
+        };
+        tracing::info!(
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            clean,
+            "stopped"
+        );
+        report
+    }
+}
+
+fn wait_acks(rx: &crossbeam_channel::Receiver<()>, n: usize, deadline: Instant) -> bool {
+    (0..n).all(|_| rx.recv_deadline(deadline).is_ok())
+}
+
+fn local_addr(group: &[std::net::TcpListener]) -> Result<SocketAddr, StartError> {
+    let first = group
+        .first()
+        .ok_or_else(|| std::io::Error::other("no listener bound"))?;
+    Ok(first.local_addr()?)
+}
+
+fn config_dirs(config: &Config) -> Result<(), StartError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {
+        path: config.state_dir.clone(),
+        source,
+    })
+}

@@ -1,0 +1,89 @@
+//! The business worker pool: threads that turn [`Event`]s into [`Command`]s.
+//!
+//! Each worker owns the sessions of the connections routed to it, so their state needs
+//! no lock. Commands are batched: a worker wakes each reactor it wrote to once per
+//! batch of events, not once per command.
+
+mod session;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Receiver;
+use crossbeam_utils::CachePadded;
+
+use crate::handoff::{Command, ConnId, Event};
+use crate::metrics::WorkerMetrics;
+use crate::reactor::ReactorHandle;
+
+pub(crate) use session::Sessions;
+
+/// Events handled before pending wake-ups are sent.
+const BATCH: usize = 256;
+
+/// Where a worker's commands go: the reactors, with a note of which need waking.
+pub(crate) struct Outbox {
+    reactors: Arc<[ReactorHandle]>,
+    dirty: Vec<bool>,
+}
+
+impl Outbox {
+    fn new(reactors: Arc<[ReactorHandle]>) -> Self {
+        let dirty = vec![false; reactors.len()];
+        Self { reactors, dirty }
+    }
+
+    /// Queues a command for the reactor that owns `conn`.
+    pub fn push(&mut self, conn: ConnId, cmd: Command) {
+        let i = usize::from(conn.reactor);
+        if let (Some(r), Some(d)) = (self.reactors.get(i), self.dirty.get_mut(i)) {
+            if r.send(cmd) {
+                *d = true;
+            }
+        }
+    }
+
+    fn wake_all(&mut self) {
+        for (r, d) in self.reactors.iter().zip(self.dirty.iter_mut()) {
+            if std::mem::take(d) {
+                r.wake();
+            }
+        }
+    }
+}
+
+/// Starts worker `id` on its queue.
+pub(crate) fn spawn(
+    id: usize,
+    events: Receiver<Event>,
+    reactors: Arc<[ReactorHandle]>,
+    mut sessions: Sessions,
+    stats: Arc<CachePadded<WorkerMetrics>>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("worker-{id}"))
+        .spawn(move || {
+            let mut out = Outbox::new(reactors);
+            // Ends when every reactor (the senders) is gone.
+            while let Ok(first) = events.recv() {
+                let mut next = Some(first);
+                let mut handled = 0;
+                while let Some(event) = next.take() {
+                    match event {
+                        Event::Barrier(ack) => {
+                            out.wake_all();
+                            let _ = ack.send(());
+                        }
+                        event => sessions.handle(event, &mut out, &stats),
+                    }
+                    handled += 1;
+                    if handled < BATCH {
+                        next = events.try_recv().ok();
+                    }
+                }
+                stats.events.add(handled as u64);
+                stats.queue_depth.set(events.len() as u64);
+                out.wake_all();
+            }
+        })
+}
