@@ -175,6 +175,56 @@ pub fn decode(buf: &[u8], max_payload: u32) -> Result<Option<Decoded<'_>>, Frame
     }))
 }
 
+/// Frames a byte stream incrementally.
+///
+/// `spill` holds the start of a frame that has not fully arrived (empty between
+/// frames). The spilled frame is completed from the front of `data`, taking only the
+/// bytes it needs; the rest of `data` is framed in place, without copying, and an
+/// incomplete tail is copied into `spill`. Each complete frame is passed to
+/// `on_frame`; returning false stops (the remaining input is dropped). The spill is
+/// left empty and unallocated whenever no partial frame remains, so a connection
+/// between frames owns no buffer. An error leaves `spill` unspecified: the stream is
+/// unusable after one.
+pub fn deframe(
+    spill: &mut Vec<u8>,
+    mut data: &[u8],
+    max_payload: u32,
+    mut on_frame: impl FnMut(FrameHeader, &[u8]) -> bool,
+) -> Result<(), FrameError> {
+    if !spill.is_empty() {
+        while decode(spill, max_payload)?.is_none() {
+            if data.is_empty() {
+                return Ok(());
+            }
+            let want = match spill.first_chunk::<HEADER_LEN>() {
+                Some(raw) => FrameHeader::parse(raw, max_payload)?.wire_len(),
+                None => HEADER_LEN,
+            };
+            let take = want.saturating_sub(spill.len()).min(data.len());
+            let (head, rest) = data.split_at(take);
+            spill.extend_from_slice(head);
+            data = rest;
+        }
+        let whole = std::mem::take(spill);
+        if let Some(f) = decode(&whole, max_payload)? {
+            if !on_frame(f.header, f.payload) {
+                return Ok(());
+            }
+        }
+    }
+    while !data.is_empty() {
+        let Some(f) = decode(data, max_payload)? else {
+            *spill = data.to_vec();
+            break;
+        };
+        if !on_frame(f.header, f.payload) {
+            return Ok(());
+        }
+        data = data.get(f.consumed..).unwrap_or_default();
+    }
+    Ok(())
+}
+
 /// Rejects a short prefix that can already be seen not to be a frame.
 fn check_prefix(buf: &[u8]) -> Result<(), FrameError> {
     for (seen, want) in buf.iter().zip(MAGIC.iter()) {
@@ -286,6 +336,39 @@ mod tests {
         let mut f = encode(FrameHeader::new(3, 0, 0), b"x").to_vec();
         f[20] = 1;
         assert_eq!(decode(&f, 1024), Err(FrameError::BadPadding));
+    }
+
+    #[test]
+    fn deframe_at_every_split_yields_the_same_frames() {
+        let mut stream = Vec::new();
+        for (i, body) in [&b""[..], b"a", b"sixteen bytes!!!", b"seventeen bytes!!"]
+            .iter()
+            .enumerate()
+        {
+            stream.extend_from_slice(&encode(FrameHeader::new(3, 0, i as u32), body));
+        }
+        let whole = collect(&[&stream]);
+        assert_eq!(whole.len(), 4);
+        for cut in 0..=stream.len() {
+            let (a, b) = stream.split_at(cut);
+            assert_eq!(collect(&[a, b]), whole, "cut at {cut}");
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(collect(&bytes), whole);
+    }
+
+    fn collect(chunks: &[&[u8]]) -> Vec<(u32, Vec<u8>)> {
+        let mut spill = Vec::new();
+        let mut out = Vec::new();
+        for c in chunks {
+            deframe(&mut spill, c, 1024, |h, p| {
+                out.push((h.request_id, p.to_vec()));
+                true
+            })
+            .unwrap();
+        }
+        assert!(spill.is_empty() && spill.capacity() == 0);
+        out
     }
 
     #[test]

@@ -18,7 +18,7 @@ use slab::Slab;
 use super::conn::{Conn, ListenerKind, Phase, token, untoken};
 use super::sys::Driver;
 use super::timer::TimerHeap;
-use crate::frame::{self, FrameHeader, HEADER_LEN};
+use crate::frame::{self, FrameHeader};
 use crate::handoff::{CloseReason, Command, ConnId, Event};
 use crate::metrics::ReactorMetrics;
 use crate::protocol::{ErrorCode, Kind};
@@ -240,7 +240,10 @@ impl Core {
         self.timers.push(deadline, slot as u32, generation);
         if kind == ListenerKind::Client {
             let id = self.conn_id(slot, generation);
-            if self.tell_worker(id, Event::Opened { conn: id, peer }).is_ok() {
+            if self
+                .tell_worker(id, Event::Opened { conn: id, peer })
+                .is_ok()
+            {
                 if let Some(c) = self.conns.get_mut(slot) {
                     c.announced = true;
                 }
@@ -324,53 +327,24 @@ impl Core {
         }
     }
 
-    /// Splits `data` into frames, completing a spilled partial frame first and
-    /// spilling the tail. Stops early if a frame could not be handed on.
+    /// Frames `data` (after any spilled partial frame) and hands each frame on.
     fn deframe(
         &mut self,
         drv: &mut impl Driver,
         slot: usize,
-        mut data: &[u8],
+        data: &[u8],
     ) -> Result<(), frame::FrameError> {
-        let max = self.settings.max_frame_bytes;
         let Some(c) = self.conns.get_mut(slot) else {
             return Ok(());
         };
-        if !c.spill.is_empty() {
-            // Top up the spill only to the end of its frame; the rest is framed in place.
-            let spill = &mut c.spill;
-            while frame::decode(spill, max)?.is_none() {
-                if data.is_empty() {
-                    return Ok(());
-                }
-                let want = match spill.first_chunk::<HEADER_LEN>() {
-                    Some(raw) => FrameHeader::parse(raw, max)?.wire_len(),
-                    None => HEADER_LEN,
-                };
-                let take = want.saturating_sub(spill.len()).min(data.len());
-                let (head, rest) = data.split_at(take);
-                spill.extend_from_slice(head);
-                data = rest;
+        let mut spill = std::mem::take(&mut c.spill);
+        frame::deframe(&mut spill, data, self.settings.max_frame_bytes, |h, p| {
+            self.dispatch(drv, slot, h, p)
+        })?;
+        if let Some(c) = self.conns.get_mut(slot) {
+            if c.phase != Phase::Closing {
+                c.spill = spill;
             }
-            // The frame is complete: the spill buffer is freed once it is handed on.
-            let spill = std::mem::take(&mut c.spill);
-            if let Some(f) = frame::decode(&spill, max)? {
-                if !self.dispatch(drv, slot, f.header, f.payload) {
-                    return Ok(());
-                }
-            }
-        }
-        while !data.is_empty() {
-            let Some(f) = frame::decode(data, max)? else {
-                if let Some(c) = self.conns.get_mut(slot) {
-                    c.spill = data.to_vec();
-                }
-                break;
-            };
-            if !self.dispatch(drv, slot, f.header, f.payload) {
-                return Ok(());
-            }
-            data = data.get(f.consumed..).unwrap_or_default();
         }
         Ok(())
     }
