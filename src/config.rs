@@ -408,6 +408,12 @@ mod tests {
     }
 
     #[test]
+    fn reference_file_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tuning/switchboard.toml");
+        assert_eq!(Config::load(&path).unwrap(), Config::default());
+    }
+
+    #[test]
     fn bad_duration_is_a_parse_error() {
         assert!(Config::from_toml("[shutdown]\ndrain_timeout = \"soon\"\n").is_err());
     }
