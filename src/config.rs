@@ -132,7 +132,7 @@ impl Default for ReactorConfig {
             read_buffer_bytes: 64 * 1024,
             read_budget_bytes: 256 * 1024,
             events_per_poll: 1024,
-            command_queue_depth: 65_536,
+            command_queue_depth: 16_384,
         }
     }
 }
@@ -152,7 +152,7 @@ impl Default for WorkersConfig {
     fn default() -> Self {
         Self {
             threads: 0,
-            queue_depth: 65_536,
+            queue_depth: 16_384,
         }
     }
 }
@@ -185,7 +185,7 @@ impl Default for Limits {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Heartbeat {
-    /// How often clients are asked to send something (told in `Welcome`).
+    /// How often clients should send something (a `Ping` when otherwise silent).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
     /// A connection that sends nothing for this long is closed (`IDLE_TIMEOUT`).
@@ -324,6 +324,13 @@ impl Config {
             return Err(invalid(
                 "limits.max_pending_bytes",
                 format!("at least {min_pending}"),
+            ));
+        }
+        if (self.limits.max_pending_bytes as usize) < self.reactor.read_buffer_bytes {
+            // One echoed read must fit, or a reader keeping up could be cut off.
+            return Err(invalid(
+                "limits.max_pending_bytes",
+                "must be at least reactor.read_buffer_bytes",
             ));
         }
         for (key, value) in [

@@ -195,9 +195,16 @@ impl Server {
             elapsed: start.elapsed(),
             clean,
         };
+        let accepted: Vec<u64> = self
+            .metrics
+            .reactors
+            .iter()
+            .map(|r| r.accepted.get())
+            .collect();
         tracing::info!(
             elapsed_ms = report.elapsed.as_millis() as u64,
             clean,
+            accepted_per_reactor = ?accepted,
             "stopped"
         );
         report

@@ -45,7 +45,7 @@ impl ErrorCode {
 
     /// Whether the server closes the connection after sending this code.
     pub fn closes_connection(self) -> bool {
-        !matches!(self, Self::UnknownKind | Self::ServerBusy)
+        !matches!(self, Self::UnknownKind)
     }
 
     /// Whether retrying (after reconnecting, where closed) can succeed.

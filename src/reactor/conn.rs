@@ -5,7 +5,6 @@
 //! do not allocate).
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 use mio::Token;
@@ -39,8 +38,6 @@ pub(crate) enum Phase {
 pub(crate) struct Conn {
     /// The socket.
     pub stream: TcpStream,
-    /// Peer address, for logs and per-IP accounting.
-    pub peer: SocketAddr,
     /// Bytes of a frame that has not fully arrived; empty (unallocated) between frames.
     pub spill: Vec<u8>,
     /// Output the kernel has not taken yet; empty (unallocated) when caught up.
@@ -52,6 +49,9 @@ pub(crate) struct Conn {
     pub generation: u32,
     /// Total bytes in `outq`.
     pub pending: u32,
+    /// Input thrown away while closing; past the read budget the linger ends early,
+    /// so a flooding peer cannot keep a closing connection busy.
+    pub discarded: u32,
     /// Set once the connection starts closing.
     pub close_reason: Option<CloseReason>,
     /// Life phase.

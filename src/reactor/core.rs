@@ -219,12 +219,12 @@ impl Core {
         };
         entry.insert(Conn {
             stream,
-            peer,
             spill: Vec::new(),
             outq: VecDeque::new(),
             mark_ms: now,
             generation,
             pending: 0,
+            discarded: 0,
             close_reason: None,
             phase,
             kind,
@@ -254,10 +254,12 @@ impl Core {
     }
 
     /// The socket to read from, unless the connection is gone or its reading is
-    /// paused for backpressure.
+    /// paused for backpressure. A closing connection is always read: its input is
+    /// discarded, and unread input would turn the final close into a reset that
+    /// destroys the farewell frame.
     pub fn readable_stream(&self, t: Token) -> Option<&TcpStream> {
         let c = self.conns.get(self.slot_of(t)?)?;
-        (!c.read_paused).then_some(&c.stream)
+        (!c.read_paused || c.phase == Phase::Closing).then_some(&c.stream)
     }
 
     /// Bytes to read from one connection per readiness event.
@@ -310,7 +312,18 @@ impl Core {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        if c.phase == Phase::Closing || !self.input_open {
+        if c.phase == Phase::Closing {
+            c.discarded = c.discarded.saturating_add(data.len() as u32);
+            // During a graceful drain the drain deadline bounds this instead.
+            if c.discarded as usize > self.settings.read_budget_bytes
+                && self.drain_deadline.is_none()
+            {
+                let reason = c.close_reason.unwrap_or(CloseReason::Server);
+                self.release(drv, slot, reason);
+            }
+            return;
+        }
+        if !self.input_open {
             return;
         }
         if c.phase == Phase::Established {
@@ -383,8 +396,13 @@ impl Core {
     /// Writes to a connection: straight to the socket when nothing is queued, and
     /// queues only what the kernel refuses. Past `max_pending_bytes` the connection is
     /// closed as a slow consumer.
-    fn send(&mut self, drv: &mut impl Driver, slot: usize, mut data: Bytes) {
-        let max_pending = u64::from(self.settings.max_pending_bytes);
+    fn send(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes) {
+        self.write_or_queue(drv, slot, data, self.settings.max_pending_bytes);
+    }
+
+    /// `send` with an explicit bound (a farewell frame may exceed the usual one).
+    fn write_or_queue(&mut self, drv: &mut impl Driver, slot: usize, mut data: Bytes, bound: u32) {
+        let max_pending = u64::from(bound);
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -409,8 +427,15 @@ impl Core {
         }
         let pending = u64::from(c.pending) + data.len() as u64;
         if pending > max_pending {
-            tracing::info!(reactor = self.id, peer = %c.peer, pending, "closing slow consumer");
-            self.release(drv, slot, CloseReason::Error(ErrorCode::SlowConsumer));
+            if c.phase == Phase::Closing {
+                // Even the farewell does not fit: nothing more to say.
+                let reason = c.close_reason.unwrap_or(CloseReason::Server);
+                self.release(drv, slot, reason);
+                return;
+            }
+            let peer = c.stream.peer_addr().ok();
+            tracing::info!(reactor = self.id, ?peer, pending, "closing slow consumer");
+            self.cut_slow_consumer(drv, slot);
             return;
         }
         c.pending = pending as u32;
@@ -426,6 +451,24 @@ impl Core {
                 return;
             }
             c.writable_armed = true;
+        }
+    }
+
+    /// Drops the queued output of a connection past its bound, keeping only the head
+    /// (which may be the rest of a partly written frame, so frame boundaries survive),
+    /// and closes it with `SLOW_CONSUMER`.
+    fn cut_slow_consumer(&mut self, drv: &mut impl Driver, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        c.outq.truncate(1);
+        c.pending = c.outq.front().map_or(0, |b| b.len() as u32);
+        if c.kind == ListenerKind::Echo {
+            // No frames in a raw stream.
+            let reason = CloseReason::Error(ErrorCode::SlowConsumer);
+            self.close_with(drv, slot, reason, None);
+        } else {
+            self.close_with_error(drv, slot, ErrorCode::SlowConsumer, 0);
         }
     }
 
@@ -522,6 +565,10 @@ impl Core {
         c.spill = Vec::new();
         c.mark_ms = now;
         let generation = c.generation;
+        if c.read_paused {
+            // Input waiting behind the pause must be drained (and discarded).
+            self.resume.push(token(slot, generation));
+        }
         let announced = std::mem::replace(&mut c.announced, false);
         self.stats.count_close(reason);
         self.timers.push(
@@ -534,7 +581,12 @@ impl Core {
             let _ = self.tell_worker(id, Event::Closed { conn: id, reason });
         }
         if let Some(frame) = farewell {
-            self.send(drv, slot, frame);
+            // A few bytes past the bound, so even a slow consumer hears why.
+            let bound = self
+                .settings
+                .max_pending_bytes
+                .saturating_add(frame.len() as u32);
+            self.write_or_queue(drv, slot, frame, bound);
         }
         // Says FIN now if nothing is queued; otherwise the last flush does.
         self.flush(drv, slot);
@@ -571,7 +623,12 @@ impl Core {
             };
             match cmd {
                 Command::Send { conn, frame } => {
-                    if let Some(slot) = self.slot_of_id(conn) {
+                    // Nothing may follow a farewell frame.
+                    let open = |c: &Conn| c.phase != Phase::Closing;
+                    if let Some(slot) = self
+                        .slot_of_id(conn)
+                        .filter(|&s| self.conns.get(s).is_some_and(open))
+                    {
                         self.send(drv, slot, frame);
                     }
                 }
@@ -579,10 +636,16 @@ impl Core {
                     let now = self.now_ms();
                     if let Some(c) = self.slot_of_id(conn).and_then(|s| self.conns.get_mut(s)) {
                         if c.phase == Phase::Handshake {
-                            // The handshake entry in the heap re-arms itself for the
-                            // idle deadline when it comes due.
                             c.phase = Phase::Established;
                             c.mark_ms = now;
+                            // The idle deadline may come before the handshake entry
+                            // already in the heap (which then finds nothing to do).
+                            let (slot, generation) = (conn.slot, c.generation);
+                            self.timers.push(
+                                now.saturating_add(self.settings.idle_ms),
+                                slot,
+                                generation,
+                            );
                         }
                     }
                 }
@@ -619,7 +682,13 @@ impl Core {
             if c.generation != e.generation {
                 continue;
             }
-            let due = self.deadline_of(c);
+            // A paused connection is not idle: we stopped reading it, not the peer
+            // sending.
+            let due = if c.read_paused && c.phase == Phase::Established {
+                now.saturating_add(self.settings.idle_ms)
+            } else {
+                self.deadline_of(c)
+            };
             if due > now {
                 self.timers.push(due, e.slot, e.generation);
                 continue;
@@ -627,6 +696,11 @@ impl Core {
             match c.phase {
                 Phase::Handshake => {
                     self.close_with_error(drv, slot, ErrorCode::HandshakeTimeout, 0)
+                }
+                // Raw echo bytes carry no frames, so no Error frame either.
+                Phase::Established if c.kind == ListenerKind::Echo => {
+                    let reason = CloseReason::Error(ErrorCode::IdleTimeout);
+                    self.close_with(drv, slot, reason, None);
                 }
                 Phase::Established => self.close_with_error(drv, slot, ErrorCode::IdleTimeout, 0),
                 Phase::Closing => self.release(drv, slot, CloseReason::Server),
@@ -669,7 +743,8 @@ impl Core {
         match self.drain_deadline {
             None => false,
             Some(deadline) => {
-                Instant::now() >= deadline || self.conns.iter().all(|(_, c)| c.write_shut)
+                Instant::now() >= deadline
+                    || (self.resume.is_empty() && self.conns.iter().all(|(_, c)| c.write_shut))
             }
         }
     }

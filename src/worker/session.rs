@@ -80,15 +80,16 @@ impl Sessions {
         };
         let kind = Kind::from_u8(header.kind);
         let cmd = match (*state, kind) {
-            (_, None) => fail(ErrorCode::UnknownKind),
             (State::AwaitingHello, Some(Kind::Hello)) => {
                 *state = State::Established;
                 out.push(conn, reply(Kind::Welcome, &[]));
                 Command::Established { conn }
             }
-            (State::AwaitingHello, Some(_)) | (State::Established, Some(Kind::Hello)) => {
+            // The first frame must be Hello, whatever else it is.
+            (State::AwaitingHello, _) | (State::Established, Some(Kind::Hello)) => {
                 fail(ErrorCode::UnexpectedKind)
             }
+            (State::Established, None) => fail(ErrorCode::UnknownKind),
             (State::Established, Some(Kind::Ping)) => reply(Kind::Pong, &payload),
             (State::Established, Some(Kind::Pong)) => return,
             (State::Established, Some(Kind::Bye)) => Command::Close {
