@@ -100,6 +100,7 @@ mod tests {
     #[test]
     fn conn_fits_the_budget() {
         let size = std::mem::size_of::<Conn>();
+        println!("size_of::<Conn>() = {size}");
         assert!(size <= MAX_CONN_BYTES, "{size}");
     }
 }
