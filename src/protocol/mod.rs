@@ -4,6 +4,8 @@
 
 mod error_code;
 mod kind;
+pub mod messages;
 
 pub use error_code::ErrorCode;
 pub use kind::Kind;
+pub use messages::{DecodeError, Msg, PROTOCOL_VERSION};

@@ -1,0 +1,661 @@
+//! Message bodies: one flat struct per [`Kind`], archived with rkyv (little-endian,
+//! aligned, 32-bit relative pointers; `proto-spec/PROTOCOL.md` gives every layout).
+//!
+//! Wire types stay flat — integers, bools, strings and vectors of flat structs; no
+//! maps, options, boxes or shared pointers — so a third party can write them by hand
+//! and validation stays shallow. Enumerations travel as `u8` codes (see [`role`],
+//! [`content`], [`presence`], [`receipt`], [`flags`]).
+
+use bytes::Bytes;
+use rkyv::rancor;
+use rkyv::util::AlignedVec;
+use rkyv::{Archive, Deserialize, Serialize};
+
+use super::Kind;
+use crate::frame::{self, ALIGN, FrameHeader};
+
+/// The protocol version this build speaks in `Hello.protocol` / `Welcome.protocol`.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Role codes (`Welcome.role`, `Deliver.sender_role`, ...).
+pub mod role {
+    /// A website/app user asking for help.
+    pub const VISITOR: u8 = 1;
+    /// A human support agent.
+    pub const AGENT: u8 = 2;
+    /// An automated agent.
+    pub const BOT: u8 = 3;
+    /// An operator with broadcast rights.
+    pub const ADMIN: u8 = 4;
+    /// The gateway itself (automatic replies, lifecycle events).
+    pub const SYSTEM: u8 = 5;
+}
+
+/// Content type codes (`Send.content_type`, `Deliver.content_type`).
+pub mod content {
+    /// UTF-8 plain text.
+    pub const TEXT: u8 = 1;
+    /// CommonMark.
+    pub const MARKDOWN: u8 = 2;
+    /// A URL to an image or file.
+    pub const URL: u8 = 3;
+    /// A JSON document (cards, forms) for the client to render.
+    pub const JSON: u8 = 4;
+}
+
+/// Presence codes (`Presence.status`).
+pub mod presence {
+    /// Takes new conversations.
+    pub const ONLINE: u8 = 1;
+    /// Connected, keeps current conversations, takes no new ones.
+    pub const AWAY: u8 = 2;
+    /// Not connected.
+    pub const OFFLINE: u8 = 3;
+}
+
+/// Receipt codes (`Receipt.status`).
+pub mod receipt {
+    /// Shown on a device.
+    pub const DELIVERED: u8 = 1;
+    /// Seen by the person.
+    pub const READ: u8 = 2;
+}
+
+/// Bits of `Deliver.flags` / `Entry.flags`.
+pub mod flags {
+    /// Sent by the FAQ auto-responder, not a person.
+    pub const AUTO_REPLY: u8 = 1;
+    /// The abuse filter flagged it for the agent's attention.
+    pub const FLAGGED: u8 = 2;
+    /// Replayed after a reconnect (the client may have seen it).
+    pub const REPLAY: u8 = 4;
+}
+
+/// Largest `Hello.token`, in bytes.
+pub const MAX_TOKEN: usize = 8 * 1024;
+/// Largest message body, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Largest short text field (names, ids, groups, notes, reasons), in bytes.
+pub const MAX_SHORT: usize = 1024;
+/// Most resume cursors in one `Hello`.
+pub const MAX_CURSORS: usize = 1024;
+
+/// Why a payload is not a valid message.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The kind byte names no message body.
+    #[error("kind {0} has no message body")]
+    UnknownKind(u8),
+    /// rkyv validation (bytecheck) rejected the archive.
+    #[error("invalid {kind:?} archive: {source}")]
+    Invalid {
+        /// The kind being decoded.
+        kind: Kind,
+        /// What bytecheck found.
+        source: rancor::Error,
+    },
+    /// The archive is valid but a field breaks a protocol bound.
+    #[error("{kind:?}.{field}: {reason}")]
+    Bound {
+        /// The kind being decoded.
+        kind: Kind,
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// A resume cursor: the last sequence number a client saw in a conversation.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    /// Conversation id.
+    pub conversation: u64,
+    /// Last sequence number the client has.
+    pub last_seq: u64,
+}
+
+/// Per-conversation outcome of a resume.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    /// Conversation id.
+    pub conversation: u64,
+    /// Events after this sequence number follow as `Deliver` with the `REPLAY` flag.
+    pub from_seq: u64,
+    /// False when the gap was too large to replay; fetch with `History` instead.
+    pub recovered: bool,
+}
+
+/// One transcript event in a `HistoryPage`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Sequence number within the conversation.
+    pub seq: u64,
+    /// Server time, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// What happened, as a message kind (`Send` for a message, `Assigned`, `Transfer`,
+    /// `Close`, `Rate`, ...).
+    pub kind: u8,
+    /// Role code of the sender.
+    pub sender_role: u8,
+    /// Content type code (messages only).
+    pub content_type: u8,
+    /// [`flags`] bits.
+    pub flags: u8,
+    /// User id of the sender.
+    pub sender: String,
+    /// Text of the event.
+    pub body: String,
+}
+
+/// One canned-reply suggestion.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Suggestion {
+    /// Library id of the canned reply.
+    pub id: u32,
+    /// How often agents used it.
+    pub uses: u32,
+    /// The reply text.
+    pub text: String,
+}
+
+macro_rules! messages {
+    ($( $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+            pub struct $name { $( $(#[$fdoc])* pub $field: $ty, )* }
+
+            impl From<$name> for Msg {
+                fn from(m: $name) -> Msg { Msg::$name(m) }
+            }
+        )*
+
+        /// Any message body, tagged by kind.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum Msg { $( $(#[$doc])* $name($name), )* }
+
+        impl Msg {
+            /// The kind byte this message travels under.
+            pub fn kind(&self) -> Kind {
+                match self { $( Msg::$name(_) => Kind::$name, )* }
+            }
+
+            /// The archived payload (unpadded).
+            pub fn to_payload(&self) -> AlignedVec {
+                let archived = match self {
+                    $( Msg::$name(m) => rkyv::to_bytes::<rancor::Error>(m), )*
+                };
+                // Serializing plain owned data into memory cannot fail.
+                archived.unwrap_or_default()
+            }
+
+            /// Validates (bytecheck) and deserializes a payload of `kind`.
+            /// `payload` must be 16-aligned; see [`decode`] for the copying wrapper.
+            fn from_aligned(kind: Kind, payload: &[u8]) -> Result<Msg, DecodeError> {
+                let invalid = |source| DecodeError::Invalid { kind, source };
+                let msg = match kind {
+                    $( Kind::$name => Msg::$name(
+                        rkyv::from_bytes::<$name, rancor::Error>(payload).map_err(invalid)?
+                    ), )*
+                };
+                msg.check_bounds()?;
+                Ok(msg)
+            }
+        }
+    };
+}
+
+messages! {
+    /// Client → server, first frame: who I am and where I left off.
+    Hello {
+        /// Protocol version the client speaks ([`PROTOCOL_VERSION`]).
+        protocol: u16,
+        /// A JWT (HS256) minted by the customer's back end.
+        token: String,
+        /// Free-form client name and version, for logs.
+        client: String,
+        /// Last sequence number seen per conversation, for resume.
+        resume: Vec<Cursor>,
+    }
+    /// Server → client: the handshake succeeded.
+    Welcome {
+        /// Protocol version the server will speak on this connection.
+        protocol: u16,
+        /// Role code of the user.
+        role: u8,
+        /// Send something at least this often (milliseconds).
+        heartbeat_ms: u32,
+        /// The server closes a connection silent for this long (milliseconds).
+        idle_timeout_ms: u32,
+        /// Largest frame payload the server accepts.
+        max_frame: u32,
+        /// Server-chosen session id (unique per daemon run).
+        session: u64,
+        /// Server time, milliseconds since the Unix epoch.
+        server_time_ms: u64,
+        /// User id (the token's `sub`).
+        user: String,
+        /// Display name (the token's `name`).
+        name: String,
+        /// Tenant (the token's `tenant`, empty when none).
+        tenant: String,
+        /// Agent groups (the token's `groups`).
+        groups: Vec<String>,
+        /// Outcome of each resume cursor in `Hello`.
+        resumed: Vec<Resumed>,
+    }
+    /// Either way: liveness probe.
+    Ping {
+        /// Opaque to the receiver, echoed in `Pong` (e.g. a send time).
+        stamp: u64,
+    }
+    /// Either way: answer to `Ping`.
+    Pong {
+        /// The `Ping`'s stamp.
+        stamp: u64,
+    }
+    /// Server → client: a request failed (the header's status holds the same code).
+    Error {
+        /// Error code.
+        code: u16,
+        /// Whether trying again can succeed.
+        retryable: bool,
+        /// Conversation the error concerns (0 for none).
+        conversation: u64,
+        /// Human-readable detail (never a secret).
+        message: String,
+    }
+    /// Either way: the session ends (the header's status holds the reason code).
+    Bye {
+        /// Reason code (0 for a normal goodbye).
+        code: u16,
+        /// Human-readable detail.
+        message: String,
+    }
+    /// Client → server: post a message.
+    Send {
+        /// Content type code.
+        content_type: u8,
+        /// Conversation id; 0 asks to open a conversation (visitors).
+        conversation: u64,
+        /// Client-chosen id; a resend with the same id is not stored twice.
+        client_msg_id: u64,
+        /// Group to open the conversation in (empty: the token's or the default).
+        group: String,
+        /// The message.
+        body: String,
+    }
+    /// Server → client: a `Send` was stored.
+    Accepted {
+        /// The `Send`'s client message id.
+        client_msg_id: u64,
+        /// Conversation it went to (the new one when `Send.conversation` was 0).
+        conversation: u64,
+        /// Its sequence number.
+        seq: u64,
+        /// Server time, milliseconds since the Unix epoch.
+        time_ms: u64,
+    }
+    /// Server → client: a message in a conversation.
+    Deliver {
+        /// Role code of the sender.
+        sender_role: u8,
+        /// Content type code.
+        content_type: u8,
+        /// [`flags`] bits.
+        flags: u8,
+        /// Conversation id.
+        conversation: u64,
+        /// Sequence number.
+        seq: u64,
+        /// Server time, milliseconds since the Unix epoch.
+        time_ms: u64,
+        /// The sender's client message id (lets a sender's other devices dedupe).
+        client_msg_id: u64,
+        /// User id of the sender.
+        sender: String,
+        /// The message.
+        body: String,
+    }
+    /// Either way: delivered/read up to a sequence number.
+    Receipt {
+        /// [`receipt`] code.
+        status: u8,
+        /// Conversation id.
+        conversation: u64,
+        /// Up to and including this sequence number.
+        seq: u64,
+        /// Who (server → client; empty client → server).
+        user: String,
+    }
+    /// Either way: typing indicator.
+    Typing {
+        /// Started (true) or stopped (false).
+        typing: bool,
+        /// Conversation id.
+        conversation: u64,
+        /// Who (server → client; empty client → server).
+        user: String,
+    }
+    /// Server → visitor: position in the queue.
+    Queued {
+        /// 1-based position.
+        position: u32,
+        /// Conversation id.
+        conversation: u64,
+        /// Group queued in.
+        group: String,
+    }
+    /// Server → both sides: a conversation has an agent.
+    Assigned {
+        /// Conversation id.
+        conversation: u64,
+        /// Sequence number of the event.
+        seq: u64,
+        /// Agent's user id.
+        agent: String,
+        /// Agent's display name.
+        agent_name: String,
+        /// Group.
+        group: String,
+        /// Visitor's user id.
+        visitor: String,
+        /// Visitor's display name.
+        visitor_name: String,
+    }
+    /// Agent → server: hand a conversation on (to an agent, or else a group).
+    Transfer {
+        /// Conversation id.
+        conversation: u64,
+        /// Target agent's user id (empty: any agent of `to_group`).
+        to_agent: String,
+        /// Target group (empty: the conversation's group).
+        to_group: String,
+        /// Note for the next agent; never shown to the visitor.
+        note: String,
+    }
+    /// Agent → server: pick up a queued conversation.
+    Claim {
+        /// Conversation id.
+        conversation: u64,
+    }
+    /// Either way: close a conversation.
+    Close {
+        /// Conversation id.
+        conversation: u64,
+        /// Sequence number of the close event (server → client; 0 client → server).
+        seq: u64,
+        /// Why.
+        reason: String,
+    }
+    /// Visitor → server: rate a closed conversation.
+    Rate {
+        /// 1 to 5.
+        score: u8,
+        /// Conversation id.
+        conversation: u64,
+        /// Free text.
+        comment: String,
+    }
+    /// Agent → server: my presence; server → agents: someone's presence.
+    Presence {
+        /// [`presence`] code.
+        status: u8,
+        /// Whose (server → client; empty client → server).
+        user: String,
+    }
+    /// Client → server: a page of a conversation's transcript.
+    History {
+        /// Most entries wanted.
+        limit: u16,
+        /// Conversation id.
+        conversation: u64,
+        /// Entries before this sequence number (0: the latest).
+        before_seq: u64,
+    }
+    /// Server → client: one page of transcript, oldest first.
+    HistoryPage {
+        /// Older entries exist.
+        more: bool,
+        /// Conversation id.
+        conversation: u64,
+        /// The entries.
+        entries: Vec<Entry>,
+    }
+    /// Agent → server: canned replies starting like this.
+    Suggest {
+        /// Most suggestions wanted.
+        limit: u8,
+        /// Conversation the reply is for (its group's library is searched too).
+        conversation: u64,
+        /// What the agent has typed.
+        prefix: String,
+    }
+    /// Server → agent: canned-reply suggestions, best first.
+    Suggestions {
+        /// The `Suggest` prefix answered.
+        prefix: String,
+        /// The suggestions.
+        items: Vec<Suggestion>,
+    }
+    /// Admin → server, server → many: a broadcast notice.
+    Notice {
+        /// Server time, milliseconds since the Unix epoch (server → client).
+        time_ms: u64,
+        /// Target group (empty: everyone).
+        group: String,
+        /// Sender's user id (server → client).
+        from: String,
+        /// The notice.
+        text: String,
+    }
+}
+
+fn check(ok: bool, kind: Kind, field: &'static str, reason: &'static str) -> Result<(), DecodeError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError::Bound {
+            kind,
+            field,
+            reason,
+        })
+    }
+}
+
+fn short(kind: Kind, field: &'static str, s: &str) -> Result<(), DecodeError> {
+    check(s.len() <= MAX_SHORT, kind, field, "longer than 1024 bytes")
+}
+
+impl Msg {
+    /// Protocol bounds beyond what the types express.
+    fn check_bounds(&self) -> Result<(), DecodeError> {
+        let k = self.kind();
+        match self {
+            Msg::Hello(m) => {
+                check(m.token.len() <= MAX_TOKEN, k, "token", "longer than 8 KiB")?;
+                short(k, "client", &m.client)?;
+                check(m.resume.len() <= MAX_CURSORS, k, "resume", "more than 1024 cursors")
+            }
+            Msg::Send(m) => {
+                check(m.body.len() <= MAX_BODY, k, "body", "longer than 64 KiB")?;
+                check(!m.body.is_empty(), k, "body", "empty")?;
+                check(
+                    (content::TEXT..=content::JSON).contains(&m.content_type),
+                    k,
+                    "content_type",
+                    "unknown content type",
+                )?;
+                short(k, "group", &m.group)
+            }
+            Msg::Rate(m) => {
+                check((1..=5).contains(&m.score), k, "score", "not 1 to 5")?;
+                short(k, "comment", &m.comment)
+            }
+            Msg::Receipt(m) => check(
+                m.status == receipt::DELIVERED || m.status == receipt::READ,
+                k,
+                "status",
+                "unknown receipt status",
+            ),
+            Msg::Presence(m) => check(
+                (presence::ONLINE..=presence::OFFLINE).contains(&m.status),
+                k,
+                "status",
+                "unknown presence",
+            ),
+            Msg::Transfer(m) => {
+                short(k, "to_agent", &m.to_agent)?;
+                short(k, "to_group", &m.to_group)?;
+                short(k, "note", &m.note)
+            }
+            Msg::Close(m) => short(k, "reason", &m.reason),
+            Msg::Suggest(m) => short(k, "prefix", &m.prefix),
+            Msg::Notice(m) => {
+                check(m.text.len() <= MAX_BODY, k, "text", "longer than 64 KiB")?;
+                short(k, "group", &m.group)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A whole frame (header, archived payload, padding) carrying this message.
+    /// `Error` and `Bye` put their code in the header's status too.
+    pub fn to_frame(&self, request_id: u32) -> Bytes {
+        let payload = self.to_payload();
+        let status = match self {
+            Msg::Error(e) => e.code,
+            Msg::Bye(b) => b.code,
+            _ => 0,
+        };
+        let header = FrameHeader {
+            status,
+            ..FrameHeader::new(self.kind().as_u8(), 0, request_id)
+        };
+        frame::encode(header, &payload)
+    }
+
+    /// Validates and decodes a payload (copying it to an aligned buffer only when it
+    /// is not 16-aligned already). Never reads unvalidated bytes.
+    pub fn decode(kind_byte: u8, payload: &[u8]) -> Result<Msg, DecodeError> {
+        let kind = Kind::from_u8(kind_byte).ok_or(DecodeError::UnknownKind(kind_byte))?;
+        if (payload.as_ptr() as usize).is_multiple_of(ALIGN) {
+            return Msg::from_aligned(kind, payload);
+        }
+        let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
+        aligned.extend_from_slice(payload);
+        Msg::from_aligned(kind, &aligned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(m: Msg) {
+        let frame = m.to_frame(7);
+        let d = frame::decode(&frame, 1 << 20).unwrap().unwrap();
+        assert_eq!(d.header.kind, m.kind().as_u8());
+        assert_eq!(d.header.request_id, 7);
+        assert_eq!(Msg::decode(d.header.kind, d.payload).unwrap(), m);
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        round_trip(
+            Hello {
+                protocol: 1,
+                token: "a.b.c".into(),
+                client: "test/1".into(),
+                resume: vec![Cursor {
+                    conversation: 9,
+                    last_seq: 4,
+                }],
+            }
+            .into(),
+        );
+        round_trip(
+            Send {
+                content_type: content::TEXT,
+                conversation: 0,
+                client_msg_id: 1,
+                group: String::new(),
+                body: "你好, I need help with my order".into(),
+            }
+            .into(),
+        );
+        round_trip(
+            HistoryPage {
+                more: true,
+                conversation: 3,
+                entries: vec![Entry {
+                    seq: 1,
+                    time_ms: 2,
+                    kind: Kind::Send.as_u8(),
+                    sender_role: role::VISITOR,
+                    content_type: content::TEXT,
+                    flags: 0,
+                    sender: "v1".into(),
+                    body: "hi".into(),
+                }],
+            }
+            .into(),
+        );
+        round_trip(Ping { stamp: 42 }.into());
+        round_trip(
+            Error {
+                code: 403,
+                retryable: false,
+                conversation: 5,
+                message: "not yours".into(),
+            }
+            .into(),
+        );
+    }
+
+    #[test]
+    fn error_status_mirrors_code() {
+        let f = Msg::from(Error {
+            code: 404,
+            ..Error::default()
+        })
+        .to_frame(1);
+        let d = frame::decode(&f, 1 << 20).unwrap().unwrap();
+        assert_eq!(d.header.status, 404);
+    }
+
+    #[test]
+    fn misaligned_payload_is_copied_not_rejected() {
+        let p = Msg::from(Ping { stamp: 5 }).to_payload();
+        let mut shifted = vec![0u8; p.len() + 1];
+        shifted[1..].copy_from_slice(&p);
+        assert_eq!(Msg::decode(3, &shifted[1..]).unwrap(), Ping { stamp: 5 }.into());
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors() {
+        let p = Msg::from(Hello {
+            token: "x".repeat(40),
+            ..Hello::default()
+        })
+        .to_payload();
+        for cut in 0..p.len() {
+            assert!(Msg::decode(1, &p[..cut]).is_err(), "cut {cut}");
+        }
+        assert!(matches!(Msg::decode(99, &p), Err(DecodeError::UnknownKind(99))));
+    }
+
+    #[test]
+    fn bounds_are_enforced() {
+        let p = Msg::from(Rate {
+            score: 9,
+            ..Rate::default()
+        })
+        .to_payload();
+        assert!(matches!(
+            Msg::decode(Kind::Rate.as_u8(), &p),
+            Err(DecodeError::Bound { field: "score", .. })
+        ));
+    }
+}
