@@ -107,7 +107,9 @@ pub enum DecodeError {
 }
 
 /// A resume cursor: the last sequence number a client saw in a conversation.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Cursor {
     /// Conversation id.
     pub conversation: u64,
@@ -116,7 +118,9 @@ pub struct Cursor {
 }
 
 /// Per-conversation outcome of a resume.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Resumed {
     /// Conversation id.
     pub conversation: u64,
@@ -127,7 +131,9 @@ pub struct Resumed {
 }
 
 /// One transcript event in a `HistoryPage`.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Entry {
     /// Sequence number within the conversation.
     pub seq: u64,
@@ -149,7 +155,9 @@ pub struct Entry {
 }
 
 /// One canned-reply suggestion.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Suggestion {
     /// Library id of the canned reply.
     pub id: u32,
@@ -164,6 +172,8 @@ macro_rules! messages {
         $(
             $(#[$doc])*
             #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+            #[derive(serde::Serialize, serde::Deserialize)]
+            #[serde(default, deny_unknown_fields)]
             pub struct $name { $( $(#[$fdoc])* pub $field: $ty, )* }
 
             impl From<$name> for Msg {
@@ -171,8 +181,10 @@ macro_rules! messages {
             }
         )*
 
-        /// Any message body, tagged by kind.
-        #[derive(Debug, Clone, PartialEq, Eq)]
+        /// Any message body, tagged by kind. (Its serde form, used by the test
+        /// vectors, is `{"kind": "Hello", "fields": {...}}`.)
+        #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[serde(tag = "kind", content = "fields")]
         pub enum Msg { $( $(#[$doc])* $name($name), )* }
 
         impl Msg {
