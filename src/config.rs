@@ -55,6 +55,8 @@ pub struct Config {
     pub shutdown: Shutdown,
     /// Logging.
     pub log: LogConfig,
+    /// Token verification keys.
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             heartbeat: Heartbeat::default(),
             shutdown: Shutdown::default(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -254,6 +257,61 @@ impl Default for LogConfig {
     }
 }
 
+/// Token verification (`[auth]`): see `crate::auth`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Clock skew allowed when checking `exp` and `nbf` (whole seconds count).
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// HS256 keys by id. A token names its key in the JWT header `kid`; a token
+    /// without `kid` is checked against the first key. Empty means the development
+    /// secret in `state_dir` (loopback listeners only).
+    pub keys: Vec<AuthKey>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            leeway: Duration::from_secs(30),
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// Largest `auth.leeway` accepted.
+pub const MAX_AUTH_LEEWAY: Duration = Duration::from_secs(600);
+
+/// Shortest HS256 secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// One HS256 key (`[[auth.keys]]`). Exactly one of `secret` and `secret_file` is set.
+///
+/// `Debug` never shows the secret.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthKey {
+    /// Key id, matched against the JWT header `kid`.
+    pub kid: String,
+    /// The secret itself; the HMAC key is its UTF-8 bytes.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// A file holding the secret; the HMAC key is its content with surrounding
+    /// whitespace trimmed. Relative paths are relative to the working directory.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for AuthKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthKey")
+            .field("kid", &self.kid)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_file", &self.secret_file)
+            .finish()
+    }
+}
+
 impl Config {
     /// Parses and validates a TOML document.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
@@ -355,6 +413,63 @@ impl Config {
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid("log.level", "not a valid tracing filter directive"));
         }
+        self.auth.validate()
+    }
+}
+
+impl AuthConfig {
+    /// Checks `[auth]`: leeway bound, and per key a non-empty unique `kid`, exactly one
+    /// of `secret`/`secret_file`, and an inline secret of at least [`MIN_SECRET_BYTES`].
+    /// (A `secret_file`'s length is checked when it is read.)
+    fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                reason: reason.into(),
+            }
+        }
+        if self.leeway > MAX_AUTH_LEEWAY {
+            return Err(invalid(
+                "auth.leeway",
+                format!("at most {}", humantime::format_duration(MAX_AUTH_LEEWAY)),
+            ));
+        }
+        for (i, key) in self.keys.iter().enumerate() {
+            if key.kid.is_empty() {
+                return Err(invalid(
+                    "auth.keys.kid",
+                    format!("key #{} has an empty kid", i + 1),
+                ));
+            }
+            if self.keys[..i].iter().any(|k| k.kid == key.kid) {
+                return Err(invalid(
+                    "auth.keys.kid",
+                    format!("kid {:?} appears more than once", key.kid),
+                ));
+            }
+            match (&key.secret, &key.secret_file) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(invalid(
+                        "auth.keys",
+                        format!(
+                            "key {:?}: set exactly one of `secret` and `secret_file`",
+                            key.kid
+                        ),
+                    ));
+                }
+                (Some(secret), None) if secret.len() < MIN_SECRET_BYTES => {
+                    return Err(invalid(
+                        "auth.keys.secret",
+                        format!(
+                            "key {:?}: secret is {} bytes; at least {MIN_SECRET_BYTES} required",
+                            key.kid,
+                            secret.len()
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
         Ok(())
     }
 }
@@ -418,6 +533,85 @@ mod tests {
     fn reference_file_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tuning/switchboard.toml");
         assert_eq!(Config::load(&path).unwrap(), Config::default());
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn auth_keys_parse_in_order() {
+        let c = Config::from_toml(&format!(
+            "[auth]\nleeway = \"5s\"\n\
+             [[auth.keys]]\nkid = \"new\"\nsecret = \"{SECRET}\"\n\
+             [[auth.keys]]\nkid = \"old\"\nsecret_file = \"/etc/switchboard/old.key\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.auth.leeway, Duration::from_secs(5));
+        let kids: Vec<&str> = c.auth.keys.iter().map(|k| k.kid.as_str()).collect();
+        assert_eq!(kids, ["new", "old"]);
+        assert_eq!(c.auth.keys[0].secret.as_deref(), Some(SECRET));
+        assert_eq!(
+            c.auth.keys[1].secret_file.as_deref(),
+            Some(Path::new("/etc/switchboard/old.key"))
+        );
+    }
+
+    fn auth_error(body: &str) -> String {
+        Config::from_toml(body).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn auth_key_errors_name_the_key() {
+        let both = auth_error(&format!(
+            "[[auth.keys]]\nkid = \"k1\"\nsecret = \"{SECRET}\"\nsecret_file = \"/x\"\n"
+        ));
+        assert!(
+            both.contains("\"k1\"") && both.contains("exactly one"),
+            "{both}"
+        );
+        let neither = auth_error("[[auth.keys]]\nkid = \"k2\"\n");
+        assert!(
+            neither.contains("\"k2\"") && neither.contains("exactly one"),
+            "{neither}"
+        );
+        let short = auth_error("[[auth.keys]]\nkid = \"k3\"\nsecret = \"short\"\n");
+        assert!(
+            short.contains("\"k3\"") && short.contains("at least 32"),
+            "{short}"
+        );
+        let dup = auth_error(&format!(
+            "[[auth.keys]]\nkid = \"k4\"\nsecret = \"{SECRET}\"\n\
+             [[auth.keys]]\nkid = \"k4\"\nsecret = \"{SECRET}\"\n"
+        ));
+        assert!(
+            dup.contains("\"k4\"") && dup.contains("more than once"),
+            "{dup}"
+        );
+        let empty = auth_error(&format!(
+            "[[auth.keys]]\nkid = \"\"\nsecret = \"{SECRET}\"\n"
+        ));
+        assert!(empty.contains("auth.keys.kid"), "{empty}");
+        let unknown = auth_error("[[auth.keys]]\nkid = \"k5\"\nsecrte = \"x\"\n");
+        assert!(unknown.contains("secrte"), "{unknown}");
+    }
+
+    #[test]
+    fn auth_leeway_is_bounded() {
+        let err = auth_error("[auth]\nleeway = \"11m\"\n");
+        assert!(err.contains("auth.leeway"), "{err}");
+        assert!(Config::from_toml("[auth]\nleeway = \"10m\"\n").is_ok());
+        assert!(Config::from_toml("[auth]\nleeway = \"0s\"\n").is_ok());
+    }
+
+    #[test]
+    fn auth_key_debug_hides_the_secret() {
+        let key = AuthKey {
+            kid: "k".into(),
+            secret: Some(SECRET.into()),
+            secret_file: None,
+        };
+        let shown = format!("{key:?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
     }
 
     #[test]

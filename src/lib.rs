@@ -6,6 +6,8 @@
 //! Start one with [`Server::start`]; see `DESIGN.md` and `proto-spec/` for the shape
 //! and the wire format.
 
+pub mod auth;
+pub mod client;
 pub mod config;
 pub mod frame;
 pub mod handoff;

@@ -3,8 +3,11 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
+use switchboard::auth::{Claims, ROLE_NAMES, Verifier};
 use switchboard::config::LogFormat;
 use switchboard::{Config, Server};
 
@@ -28,12 +31,46 @@ enum Cmd {
         /// The file to check.
         file: PathBuf,
     },
+    /// Print a signed access token (JWT, HS256) on stdout, for trying things out and
+    /// for tests. Signs with the configured key (`--kid`, else the first), or with the
+    /// development secret in `state_dir` (created if missing) when none is configured.
+    Token(TokenArgs),
+}
+
+/// `switchboard token`: the claims of the token to mint.
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// Role of the token's holder.
+    #[arg(long, value_parser = PossibleValuesParser::new(ROLE_NAMES.map(|(name, _)| name)))]
+    role: String,
+    /// User id (`sub` claim).
+    #[arg(long)]
+    sub: String,
+    /// Display name (defaults to the user id).
+    #[arg(long)]
+    name: Option<String>,
+    /// Groups, comma-separated (e.g. `sales,support`).
+    #[arg(long, value_delimiter = ',', value_name = "GROUP[,GROUP...]")]
+    groups: Vec<String>,
+    /// Tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// An agent's capacity: conversations served at once.
+    #[arg(long, value_name = "N")]
+    max_concurrent: Option<u32>,
+    /// Lifetime of the token, e.g. `90s`, `1h`, `7d`.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: Duration,
+    /// Id of the configured key to sign with (default: the first key).
+    #[arg(long)]
+    kid: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Cmd::Run) {
         Cmd::CheckConfig { file } => check_config(&file),
+        Cmd::Token(args) => token(cli.config.as_deref(), args),
         Cmd::Run => run(cli.config.as_deref()),
     }
 }
@@ -46,6 +83,53 @@ fn check_config(file: &Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("{}: {e}", file.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.as_secs() == 0 => Err("must be at least 1s".to_owned()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Mints a token; only the token goes to stdout, problems go to stderr with exit 2.
+fn token(config_path: Option<&Path>, args: TokenArgs) -> ExitCode {
+    let config = match config_path.map(Config::load).transpose() {
+        Ok(c) => c.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let verifier = match Verifier::from_config(&config) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = verifier.dev_secret() {
+        eprintln!(
+            "switchboard: no [auth] keys configured; signed with the development secret {}",
+            path.display()
+        );
+    }
+    let mut claims = Claims::new(args.sub, args.role, SystemTime::now(), args.ttl);
+    claims.name = args.name;
+    claims.groups = args.groups.into_iter().filter(|g| !g.is_empty()).collect();
+    claims.tenant = args.tenant;
+    claims.max_concurrent = args.max_concurrent;
+    match verifier.mint(&claims, args.kid.as_deref()) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {e}");
             ExitCode::from(2)
         }
     }
