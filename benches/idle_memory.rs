@@ -800,10 +800,10 @@ fn mappings(pid: u32) -> HashMap<(String, String), u64> {
             let perms = parts.next().unwrap_or_default();
             let name = parts.nth(3).unwrap_or("[anon]");
             key = Some((start, format!("{perms} {name}")));
-        } else if first == "Rss:" {
-            if let (Some(k), Some(v)) = (key.take(), parts.next().and_then(|v| v.parse().ok())) {
-                out.insert(k, v);
-            }
+        } else if first == "Rss:"
+            && let (Some(k), Some(v)) = (key.take(), parts.next().and_then(|v| v.parse().ok()))
+        {
+            out.insert(k, v);
         }
     }
     out

@@ -206,10 +206,10 @@ pub fn deframe(
             data = rest;
         }
         let whole = std::mem::take(spill);
-        if let Some(f) = decode(&whole, max_payload)? {
-            if !on_frame(f.header, f.payload) {
-                return Ok(());
-            }
+        if let Some(f) = decode(&whole, max_payload)?
+            && !on_frame(f.header, f.payload)
+        {
+            return Ok(());
         }
     }
     while !data.is_empty() {

@@ -94,14 +94,15 @@ pub enum Command {
         /// The connection.
         conn: ConnId,
     },
-    /// Close a connection, first sending an `Error` frame with `code` if given.
+    /// Close a connection: send `farewell` (or, without one, a header-only `Error`
+    /// for `code`), then close as the reactor closes on errors.
     Close {
         /// The connection.
         conn: ConnId,
-        /// Error code to send before closing.
+        /// Why, for metrics and the header-only farewell; `None` is an orderly close.
         code: Option<ErrorCode>,
-        /// Request id the error answers (zero if none).
-        request_id: u32,
+        /// The last frame to send (an `Error` with details, a `Bye`).
+        farewell: Option<Bytes>,
     },
     /// Shutdown phase one: stop accepting and stop passing input to workers, then ack.
     StopInput(crossbeam_channel::Sender<()>),

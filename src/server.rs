@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::handoff::{Command, Event};
 use crate::metrics::Metrics;
 use crate::reactor::{self, ListenerKind, ReactorHandle};
-use crate::worker::{self, Sessions};
+use crate::worker::{self, SessionSettings, Sessions};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,9 @@ pub enum StartError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// Authentication could not be set up (keys, dev secret, non-loopback dev use).
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
     /// A thread, poller or waker could not be created.
     #[error("cannot start: {0}")]
     Io(#[from] std::io::Error),
@@ -66,6 +69,13 @@ impl Server {
         let n_reactors = config.reactor_threads();
         let n_workers = config.worker_threads();
         let metrics = Arc::new(Metrics::new(n_reactors, n_workers));
+        crate::auth::require_loopback_for_dev_secret(config)?;
+        let session_settings = Arc::new(SessionSettings {
+            verifier: crate::auth::Verifier::from_config(config)?,
+            heartbeat_ms: millis_u32(config.heartbeat.interval),
+            idle_timeout_ms: millis_u32(config.heartbeat.idle_timeout),
+            max_frame: config.limits.max_frame_bytes,
+        });
 
         let bind = |cfg: &crate::config::ListenerConfig| {
             reactor::bind_group(cfg, n_reactors).map_err(|source| StartError::Bind {
@@ -96,7 +106,7 @@ impl Server {
                 id,
                 rx,
                 reactors.clone(),
-                Sessions::default(),
+                Sessions::new(id, session_settings.clone()),
                 stats.clone(),
             )?);
         }
@@ -209,6 +219,10 @@ impl Server {
         );
         report
     }
+}
+
+fn millis_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 fn wait_acks(rx: &crossbeam_channel::Receiver<()>, n: usize, deadline: Instant) -> bool {

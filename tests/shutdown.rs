@@ -119,13 +119,13 @@ fn sigint_with_no_clients_exits_0() {
 /// replies to what was read, then `Bye`, then EOF — not a reset.
 #[test]
 fn shutdown_while_reading_is_paused_for_backpressure_still_ends_with_bye() {
-    const PAYLOAD: usize = 4096;
-    // Reading from the client pauses above 12 MiB of queued output (half the bound).
+    const PAYLOAD: usize = 1024;
+    // Reading from the client pauses above 2 MiB of queued output (half the bound).
     // The writer pipelines Pings until the server has paused, then writes 2 MiB more
     // that stay unread in the server's kernel buffer (replies lag reads, so the pause
     // may come only after everything sent so far was read).
     let mut server = TestServer::start(|c| {
-        c.limits.max_pending_bytes = 24 << 20;
+        c.limits.max_pending_bytes = 4 << 20;
         c.shutdown.drain_timeout = Duration::from_secs(8);
     });
     let mut c = Client::established(server.addr());
@@ -147,7 +147,7 @@ fn shutdown_while_reading_is_paused_for_backpressure_still_ends_with_bye() {
             rid += 1;
             if paused() {
                 extra -= 1;
-            } else if rid % 64 == 0 {
+            } else if rid.is_multiple_of(64) {
                 // Let replies keep up with reads, so the queue passes the pause point
                 // without overshooting the bound (that would be a slow consumer).
                 std::thread::sleep(Duration::from_millis(5));

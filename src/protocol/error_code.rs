@@ -96,7 +96,6 @@ impl ErrorCode {
         Self::ALL.into_iter().find(|c| c.as_u16() == v)
     }
 
-
     /// The wire value.
     pub fn as_u16(self) -> u16 {
         self as u16

@@ -107,8 +107,18 @@ pub enum DecodeError {
 }
 
 /// A resume cursor: the last sequence number a client saw in a conversation.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct Cursor {
     /// Conversation id.
@@ -118,8 +128,18 @@ pub struct Cursor {
 }
 
 /// Per-conversation outcome of a resume.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct Resumed {
     /// Conversation id.
@@ -131,8 +151,18 @@ pub struct Resumed {
 }
 
 /// One transcript event in a `HistoryPage`.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct Entry {
     /// Sequence number within the conversation.
@@ -155,8 +185,18 @@ pub struct Entry {
 }
 
 /// One canned-reply suggestion.
-#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct Suggestion {
     /// Library id of the canned reply.
@@ -257,15 +297,20 @@ messages! {
         /// Outcome of each resume cursor in `Hello`.
         resumed: Vec<Resumed>,
     }
-    /// Either way: liveness probe.
+    /// Either way: liveness probe (an empty payload is a valid `Ping` too).
     Ping {
         /// Opaque to the receiver, echoed in `Pong` (e.g. a send time).
         stamp: u64,
+        /// Opaque bytes echoed in `Pong` (at most 64 KiB; lets load tools size
+        /// round trips).
+        data: Vec<u8>,
     }
-    /// Either way: answer to `Ping`.
+    /// Either way: answer to `Ping`, with the `Ping`'s payload bytes unchanged.
     Pong {
         /// The `Ping`'s stamp.
         stamp: u64,
+        /// The `Ping`'s data.
+        data: Vec<u8>,
     }
     /// Server → client: a request failed (the header's status holds the same code).
     Error {
@@ -464,7 +509,12 @@ messages! {
     }
 }
 
-fn check(ok: bool, kind: Kind, field: &'static str, reason: &'static str) -> Result<(), DecodeError> {
+fn check(
+    ok: bool,
+    kind: Kind,
+    field: &'static str,
+    reason: &'static str,
+) -> Result<(), DecodeError> {
     if ok {
         Ok(())
     } else {
@@ -488,7 +538,12 @@ impl Msg {
             Msg::Hello(m) => {
                 check(m.token.len() <= MAX_TOKEN, k, "token", "longer than 8 KiB")?;
                 short(k, "client", &m.client)?;
-                check(m.resume.len() <= MAX_CURSORS, k, "resume", "more than 1024 cursors")
+                check(
+                    m.resume.len() <= MAX_CURSORS,
+                    k,
+                    "resume",
+                    "more than 1024 cursors",
+                )
             }
             Msg::Send(m) => {
                 check(m.body.len() <= MAX_BODY, k, "body", "longer than 64 KiB")?;
@@ -501,6 +556,8 @@ impl Msg {
                 )?;
                 short(k, "group", &m.group)
             }
+            Msg::Ping(m) => check(m.data.len() <= MAX_BODY, k, "data", "longer than 64 KiB"),
+            Msg::Pong(m) => check(m.data.len() <= MAX_BODY, k, "data", "longer than 64 KiB"),
             Msg::Rate(m) => {
                 check((1..=5).contains(&m.score), k, "score", "not 1 to 5")?;
                 short(k, "comment", &m.comment)
@@ -614,7 +671,13 @@ mod tests {
             }
             .into(),
         );
-        round_trip(Ping { stamp: 42 }.into());
+        round_trip(
+            Ping {
+                stamp: 42,
+                data: vec![1, 2, 3],
+            }
+            .into(),
+        );
         round_trip(
             Error {
                 code: 403,
@@ -639,10 +702,14 @@ mod tests {
 
     #[test]
     fn misaligned_payload_is_copied_not_rejected() {
-        let p = Msg::from(Ping { stamp: 5 }).to_payload();
+        let ping = Ping {
+            stamp: 5,
+            data: b"abc".to_vec(),
+        };
+        let p = Msg::from(ping.clone()).to_payload();
         let mut shifted = vec![0u8; p.len() + 1];
         shifted[1..].copy_from_slice(&p);
-        assert_eq!(Msg::decode(3, &shifted[1..]).unwrap(), Ping { stamp: 5 }.into());
+        assert_eq!(Msg::decode(3, &shifted[1..]).unwrap(), ping.into());
     }
 
     #[test]
@@ -655,7 +722,10 @@ mod tests {
         for cut in 0..p.len() {
             assert!(Msg::decode(1, &p[..cut]).is_err(), "cut {cut}");
         }
-        assert!(matches!(Msg::decode(99, &p), Err(DecodeError::UnknownKind(99))));
+        assert!(matches!(
+            Msg::decode(99, &p),
+            Err(DecodeError::UnknownKind(99))
+        ));
     }
 
     #[test]

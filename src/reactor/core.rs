@@ -354,10 +354,10 @@ impl Core {
         frame::deframe(&mut spill, data, self.settings.max_frame_bytes, |h, p| {
             self.dispatch(drv, slot, h, p)
         })?;
-        if let Some(c) = self.conns.get_mut(slot) {
-            if c.phase != Phase::Closing {
-                c.spill = spill;
-            }
+        if let Some(c) = self.conns.get_mut(slot)
+            && c.phase != Phase::Closing
+        {
+            c.spill = spill;
         }
         Ok(())
     }
@@ -634,30 +634,33 @@ impl Core {
                 }
                 Command::Established { conn } => {
                     let now = self.now_ms();
-                    if let Some(c) = self.slot_of_id(conn).and_then(|s| self.conns.get_mut(s)) {
-                        if c.phase == Phase::Handshake {
-                            c.phase = Phase::Established;
-                            c.mark_ms = now;
-                            // The idle deadline may come before the handshake entry
-                            // already in the heap (which then finds nothing to do).
-                            let (slot, generation) = (conn.slot, c.generation);
-                            self.timers.push(
-                                now.saturating_add(self.settings.idle_ms),
-                                slot,
-                                generation,
-                            );
-                        }
+                    if let Some(c) = self.slot_of_id(conn).and_then(|s| self.conns.get_mut(s))
+                        && c.phase == Phase::Handshake
+                    {
+                        c.phase = Phase::Established;
+                        c.mark_ms = now;
+                        // The idle deadline may come before the handshake entry
+                        // already in the heap (which then finds nothing to do).
+                        let (slot, generation) = (conn.slot, c.generation);
+                        self.timers.push(
+                            now.saturating_add(self.settings.idle_ms),
+                            slot,
+                            generation,
+                        );
                     }
                 }
                 Command::Close {
                     conn,
                     code,
-                    request_id,
+                    farewell,
                 } => {
                     if let Some(slot) = self.slot_of_id(conn) {
-                        match code {
-                            Some(code) => self.close_with_error(drv, slot, code, request_id),
-                            None => self.close_with(drv, slot, CloseReason::Server, None),
+                        match (code, farewell) {
+                            (Some(code), None) => self.close_with_error(drv, slot, code, 0),
+                            (code, farewell) => {
+                                let reason = code.map_or(CloseReason::Server, CloseReason::Error);
+                                self.close_with(drv, slot, reason, farewell);
+                            }
                         }
                     }
                 }
@@ -703,6 +706,11 @@ impl Core {
                     self.close_with(drv, slot, reason, None);
                 }
                 Phase::Established => self.close_with_error(drv, slot, ErrorCode::IdleTimeout, 0),
+                // A graceful drain is bounded by its own deadline, not the linger.
+                Phase::Closing if self.drain_deadline.is_some() && !c.write_shut => {
+                    let next = now.saturating_add(self.settings.linger_ms);
+                    self.timers.push(next, e.slot, e.generation);
+                }
                 Phase::Closing => self.release(drv, slot, CloseReason::Server),
             }
         }

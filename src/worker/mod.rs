@@ -12,17 +12,17 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Receiver;
 use crossbeam_utils::CachePadded;
 
-use crate::handoff::{Command, ConnId, Event};
+use crate::handoff::Event;
 use crate::metrics::WorkerMetrics;
 use crate::reactor::ReactorHandle;
 
-pub(crate) use session::Sessions;
+pub(crate) use session::{SessionSettings, Sessions};
 
 /// Events handled before pending wake-ups are sent.
 const BATCH: usize = 256;
 
 /// Where a worker's commands go: the reactors, with a note of which need waking.
-pub(crate) struct Outbox {
+struct Outbox {
     reactors: Arc<[ReactorHandle]>,
     dirty: Vec<bool>,
 }
@@ -33,11 +33,13 @@ impl Outbox {
         Self { reactors, dirty }
     }
 
-    /// Queues a command for the reactor that owns `conn`.
-    pub fn push(&mut self, conn: ConnId, cmd: Command) {
-        let i = usize::from(conn.reactor);
-        if let (Some(r), Some(d)) = (self.reactors.get(i), self.dirty.get_mut(i)) {
-            if r.send(cmd) {
+    /// Queues commands for the reactors that own their connections.
+    fn push_all(&mut self, cmds: &mut session::Out) {
+        for (conn, cmd) in cmds.drain(..) {
+            let i = usize::from(conn.reactor);
+            if let (Some(r), Some(d)) = (self.reactors.get(i), self.dirty.get_mut(i))
+                && r.send(cmd)
+            {
                 *d = true;
             }
         }
@@ -64,6 +66,7 @@ pub(crate) fn spawn(
         .name(format!("worker-{id}"))
         .spawn(move || {
             let mut out = Outbox::new(reactors);
+            let mut cmds = session::Out::new();
             // Ends when every reactor (the senders) is gone.
             while let Ok(first) = events.recv() {
                 let mut next = Some(first);
@@ -74,7 +77,10 @@ pub(crate) fn spawn(
                             out.wake_all();
                             let _ = ack.send(());
                         }
-                        event => sessions.handle(event, &mut out, &stats),
+                        event => {
+                            sessions.handle(event, &mut cmds, &stats);
+                            out.push_all(&mut cmds);
+                        }
                     }
                     handled += 1;
                     if handled < BATCH {

@@ -1,36 +1,72 @@
 //! Per-connection protocol sessions (sans-IO): what a frame means in the state its
-//! connection is in.
+//! connection is in. Events in, commands out; no sockets, no clocks but the one given.
 //!
-//! The handshake: the first frame must be `Hello`; the answer is `Welcome` and the
-//! reactor is told to switch the connection to its idle deadline. After that `Ping`
-//! is answered with `Pong` carrying the same request id and payload.
+//! The handshake: the first frame must be `Hello` with a token that verifies; the
+//! answer is `Welcome` and the reactor is told to switch the connection to its idle
+//! deadline. After that `Ping` is answered with `Pong` carrying the same request id
+//! and payload bytes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use super::Outbox;
+use crate::auth::{Identity, Verifier};
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{Command, ConnId, Event};
 use crate::metrics::WorkerMetrics;
-use crate::protocol::{ErrorCode, Kind};
+use crate::protocol::messages::{self, Resumed};
+use crate::protocol::{ErrorCode, Kind, Msg, PROTOCOL_VERSION};
+
+/// What sessions need to know about the deployment.
+#[derive(Debug)]
+pub(crate) struct SessionSettings {
+    /// Checks `Hello` tokens.
+    pub verifier: Verifier,
+    /// Told to clients in `Welcome` (milliseconds).
+    pub heartbeat_ms: u32,
+    /// Told to clients in `Welcome` (milliseconds).
+    pub idle_timeout_ms: u32,
+    /// Told to clients in `Welcome`.
+    pub max_frame: u32,
+}
 
 /// Where a session is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum State {
     AwaitingHello,
-    Established,
+    #[expect(
+        dead_code,
+        reason = "read by conversation routing and authorization (issue 5)"
+    )]
+    Established(Box<Identity>),
 }
 
 /// The sessions one worker owns.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Sessions {
+    settings: Arc<SessionSettings>,
     sessions: HashMap<ConnId, State>,
+    /// Worker index in the top bits, a counter below: unique per daemon run.
+    next_session: u64,
 }
 
+/// Commands produced by one event, in order.
+pub(crate) type Out = Vec<(ConnId, Command)>;
+
 impl Sessions {
-    /// Applies one event, pushing any resulting commands.
-    pub fn handle(&mut self, event: Event, out: &mut Outbox, stats: &WorkerMetrics) {
+    /// Sessions for worker `worker`.
+    pub fn new(worker: usize, settings: Arc<SessionSettings>) -> Self {
+        Self {
+            settings,
+            sessions: HashMap::new(),
+            next_session: (worker as u64) << 48,
+        }
+    }
+
+    /// Applies one event, appending the resulting commands to `out`.
+    pub fn handle(&mut self, event: Event, out: &mut Out, stats: &WorkerMetrics) {
         match event {
             Event::Opened { conn, .. } => {
                 self.sessions.insert(conn, State::AwaitingHello);
@@ -42,7 +78,12 @@ impl Sessions {
                 conn,
                 header,
                 payload,
-            } => self.frame(conn, header, payload, out, stats),
+            } => {
+                if let Err(code) = self.frame(conn, header, payload, out) {
+                    stats.errors_sent.inc();
+                    out.push((conn, error_command(conn, code, header.request_id)));
+                }
+            }
             Event::Barrier(_) => {}
         }
     }
@@ -52,54 +93,120 @@ impl Sessions {
         conn: ConnId,
         header: FrameHeader,
         payload: Bytes,
-        out: &mut Outbox,
-        stats: &WorkerMetrics,
-    ) {
-        let Some(state) = self.sessions.get_mut(&conn) else {
-            return;
-        };
+        out: &mut Out,
+    ) -> Result<(), ErrorCode> {
         let rid = header.request_id;
-        let reply = |kind: Kind, body: &[u8]| Command::Send {
-            conn,
-            frame: frame::encode(FrameHeader::new(kind.as_u8(), 0, rid), body),
-        };
-        let fail = |code: ErrorCode| {
-            stats.errors_sent.inc();
-            if code.closes_connection() {
-                Command::Close {
-                    conn,
-                    code: Some(code),
-                    request_id: rid,
-                }
-            } else {
-                Command::Send {
-                    conn,
-                    frame: frame::encode_status(Kind::Error.as_u8(), code.as_u16(), rid),
-                }
-            }
+        let Some(state) = self.sessions.get_mut(&conn) else {
+            return Ok(());
         };
         let kind = Kind::from_u8(header.kind);
-        let cmd = match (*state, kind) {
+        match (&*state, kind) {
             (State::AwaitingHello, Some(Kind::Hello)) => {
-                *state = State::Established;
-                out.push(conn, reply(Kind::Welcome, &[]));
-                Command::Established { conn }
+                let Ok(Msg::Hello(hello)) = Msg::decode(header.kind, &payload) else {
+                    return Err(ErrorCode::MalformedPayload);
+                };
+                if hello.protocol != PROTOCOL_VERSION {
+                    return Err(ErrorCode::UnsupportedProtocol);
+                }
+                let identity = self
+                    .settings
+                    .verifier
+                    .verify(&hello.token, SystemTime::now())
+                    .map_err(|e| e.code())?;
+                self.next_session += 1;
+                let welcome = welcome(&self.settings, self.next_session, &identity, &hello.resume);
+                *state = State::Established(Box::new(identity));
+                out.push((
+                    conn,
+                    Command::Send {
+                        conn,
+                        frame: welcome.to_frame(rid),
+                    },
+                ));
+                out.push((conn, Command::Established { conn }));
+                Ok(())
             }
-            // The first frame must be Hello, whatever else it is.
-            (State::AwaitingHello, _) | (State::Established, Some(Kind::Hello)) => {
-                fail(ErrorCode::UnexpectedKind)
+            // The first frame must be Hello, whatever else it is; Hello comes once.
+            (State::AwaitingHello, _) | (State::Established(_), Some(Kind::Hello)) => {
+                Err(ErrorCode::UnexpectedKind)
             }
-            (State::Established, None) => fail(ErrorCode::UnknownKind),
-            (State::Established, Some(Kind::Ping)) => reply(Kind::Pong, &payload),
-            (State::Established, Some(Kind::Pong)) => return,
-            (State::Established, Some(Kind::Bye)) => Command::Close {
-                conn,
-                code: None,
-                request_id: rid,
-            },
-            // Known kinds whose handling lands with later parts of the service.
-            (State::Established, Some(_)) => fail(ErrorCode::UnknownKind),
-        };
-        out.push(conn, cmd);
+            (State::Established(_), Some(Kind::Ping)) => {
+                // Empty, or a valid archived Ping: echoed byte for byte.
+                if !payload.is_empty() && Msg::decode(header.kind, &payload).is_err() {
+                    return Err(ErrorCode::MalformedPayload);
+                }
+                let frame = frame::encode(FrameHeader::new(Kind::Pong.as_u8(), 0, rid), &payload);
+                out.push((conn, Command::Send { conn, frame }));
+                Ok(())
+            }
+            (State::Established(_), Some(Kind::Pong)) => Ok(()),
+            (State::Established(_), Some(Kind::Bye)) => {
+                out.push((
+                    conn,
+                    Command::Close {
+                        conn,
+                        code: None,
+                        farewell: None,
+                    },
+                ));
+                Ok(())
+            }
+            // Unknown kinds, and known kinds this version does not serve yet.
+            (State::Established(_), _) => Err(ErrorCode::UnknownKind),
+        }
     }
+}
+
+/// The `Welcome` for a verified identity.
+fn welcome(s: &SessionSettings, session: u64, id: &Identity, resume: &[messages::Cursor]) -> Msg {
+    messages::Welcome {
+        protocol: PROTOCOL_VERSION,
+        role: id.role,
+        heartbeat_ms: s.heartbeat_ms,
+        idle_timeout_ms: s.idle_timeout_ms,
+        max_frame: s.max_frame,
+        session,
+        server_time_ms: unix_ms(),
+        user: id.user.clone(),
+        name: id.name.clone(),
+        tenant: id.tenant.clone(),
+        groups: id.groups.clone(),
+        // Conversations are not replayed by this version: every cursor is
+        // answered as not recovered, so clients fall back to History.
+        resumed: resume
+            .iter()
+            .map(|c| Resumed {
+                conversation: c.conversation,
+                from_seq: c.last_seq,
+                recovered: false,
+            })
+            .collect(),
+    }
+    .into()
+}
+
+/// An `Error` frame for `code`, closing the connection when the code says so.
+fn error_command(conn: ConnId, code: ErrorCode, request_id: u32) -> Command {
+    let frame = Msg::from(messages::Error {
+        code: code.as_u16(),
+        retryable: code.retryable(),
+        conversation: 0,
+        message: code.name().to_owned(),
+    })
+    .to_frame(request_id);
+    if code.closes_connection() {
+        Command::Close {
+            conn,
+            code: Some(code),
+            farewell: Some(frame),
+        }
+    } else {
+        Command::Send { conn, frame }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -13,13 +13,18 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::mpsc;
+use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
 use switchboard::Config;
-use switchboard::config::ListenerConfig;
+use switchboard::auth::{Claims, Verifier};
+use switchboard::config::{AuthKey, ListenerConfig};
 use switchboard::frame::{self, FrameHeader};
 use switchboard::metrics::Metrics;
+use switchboard::protocol::messages;
+use switchboard::protocol::{Msg, PROTOCOL_VERSION};
 use switchboard::{Server, ShutdownReport};
 
 /// Message kinds used by the connection-layer tests (see `src/protocol/kind.rs`).
@@ -74,8 +79,69 @@ pub enum Read1 {
 }
 
 /// Encodes one frame with the crate's own encoder.
+///
+/// Two kinds get real message bodies so the tests can speak of payload bytes: a
+/// `Ping`'s `payload` becomes the `data` of an archived `Ping { stamp: request_id }`,
+/// and a `Hello` with an empty `payload` carries an archived `Hello` with a valid
+/// visitor token ([`hello_payload`]). Every other kind is framed as given.
 pub fn encode(kind: u8, request_id: u32, payload: &[u8]) -> Vec<u8> {
+    let body = match kind {
+        kind::PING => ping_payload(request_id, payload),
+        kind::HELLO if payload.is_empty() => hello_payload().to_vec(),
+        _ => payload.to_vec(),
+    };
+    frame::encode(FrameHeader::new(kind, 0, request_id), &body).to_vec()
+}
+
+/// Raw frame bytes, never rewritten (for malformed-payload tests).
+pub fn encode_raw(kind: u8, request_id: u32, payload: &[u8]) -> Vec<u8> {
     frame::encode(FrameHeader::new(kind, 0, request_id), payload).to_vec()
+}
+
+/// The HS256 secret of the `test` key every test server and daemon trusts.
+pub const TEST_SECRET: &str = "switchboard-integration-test-secret-0123456789";
+
+/// The auth key test servers are configured with.
+pub fn test_key() -> AuthKey {
+    AuthKey {
+        kid: "test".into(),
+        secret: Some(TEST_SECRET.into()),
+        secret_file: None,
+    }
+}
+
+/// A token for `sub` in `role` ("visitor", "agent", …), valid for an hour.
+pub fn token(sub: &str, role: &str) -> String {
+    let mut c = Config::default();
+    c.auth.keys = vec![test_key()];
+    let verifier = Verifier::from_config(&c).unwrap();
+    let claims = Claims::new(sub, role, SystemTime::now(), Duration::from_secs(3600));
+    verifier.mint(&claims, Some("test")).unwrap()
+}
+
+/// An archived `Hello` for a visitor `v1`, made once per test process.
+pub fn hello_payload() -> &'static [u8] {
+    static HELLO: OnceLock<Vec<u8>> = OnceLock::new();
+    HELLO.get_or_init(|| {
+        Msg::from(messages::Hello {
+            protocol: PROTOCOL_VERSION,
+            token: token("v1", "visitor"),
+            client: "switchboard-tests".into(),
+            resume: Vec::new(),
+        })
+        .to_payload()
+        .to_vec()
+    })
+}
+
+/// An archived `Ping { stamp, data }`.
+pub fn ping_payload(stamp: u32, data: &[u8]) -> Vec<u8> {
+    Msg::from(messages::Ping {
+        stamp: u64::from(stamp),
+        data: data.to_vec(),
+    })
+    .to_payload()
+    .to_vec()
 }
 
 /// A blocking protocol client.
@@ -83,6 +149,8 @@ pub struct Client {
     stream: TcpStream,
     buf: Vec<u8>,
     eof: bool,
+    /// Report payloads as sent (see `read_raw_frame`).
+    raw: bool,
 }
 
 impl Client {
@@ -96,6 +164,7 @@ impl Client {
             stream,
             buf: Vec::new(),
             eof: false,
+            raw: false,
         }
     }
 
@@ -120,6 +189,7 @@ impl Client {
             stream,
             buf: Vec::new(),
             eof: false,
+            raw: false,
         }
     }
 
@@ -170,15 +240,32 @@ impl Client {
         assert_eq!(f.payload, payload, "pong payload differs");
     }
 
+    /// Reads one frame with its payload exactly as sent (no Pong/Welcome rewriting).
+    pub fn read_raw_frame(&mut self, timeout: Duration) -> Frame {
+        self.raw = true;
+        let f = self.read_frame(timeout);
+        self.raw = false;
+        f
+    }
+
     /// Reads one frame, however it arrives, or reports why none did.
     pub fn try_read_frame(&mut self, timeout: Duration) -> Read1 {
         let deadline = Instant::now() + timeout;
         loop {
             match frame::decode(&self.buf, CLIENT_MAX_PAYLOAD) {
                 Ok(Some(d)) => {
+                    // A Pong's payload is reported as the data it echoes (see `encode`);
+                    // a Welcome, once checked to be valid, as empty (its fields are the
+                    // SDK tests' business, not the connection layer's).
+                    let payload = match Msg::decode(d.header.kind, d.payload) {
+                        _ if self.raw => d.payload.to_vec(),
+                        Ok(Msg::Pong(p)) if d.header.kind == kind::PONG => p.data,
+                        Ok(Msg::Welcome(_)) if d.header.kind == kind::WELCOME => Vec::new(),
+                        _ => d.payload.to_vec(),
+                    };
                     let f = Frame {
                         header: d.header,
-                        payload: d.payload.to_vec(),
+                        payload,
                     };
                     let consumed = d.consumed;
                     self.buf.drain(..consumed);
@@ -266,6 +353,7 @@ pub fn test_config(dir: &Path) -> Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         backlog: 1024,
     };
+    c.auth.keys = vec![test_key()];
     c.reactor.threads = 2;
     c.workers.threads = 2;
     c.heartbeat.interval = Duration::from_secs(1);
@@ -456,8 +544,10 @@ pub fn daemon_toml(state_dir: &Path) -> String {
          [workers]\nthreads = 1\n\
          [heartbeat]\ninterval = \"1s\"\nidle_timeout = \"10s\"\nhandshake_timeout = \"5s\"\n\
          [shutdown]\ndrain_timeout = \"3s\"\n\
-         [log]\nlevel = \"info\"\nformat = \"text\"\n",
+         [log]\nlevel = \"info\"\nformat = \"text\"\n\
+         [[auth.keys]]\nkid = \"test\"\nsecret = {secret:?}\n",
         state = state_dir.display().to_string(),
+        secret = TEST_SECRET,
     )
 }
 

@@ -100,10 +100,10 @@ pub(crate) fn run(
             let left = until.saturating_duration_since(Instant::now());
             wait = Some(wait.map_or(left, |w| w.min(left)));
         }
-        if let Err(e) = poll.poll(&mut events, wait) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+        if let Err(e) = poll.poll(&mut events, wait)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            return Err(e);
         }
         for ev in events.iter() {
             let t = ev.token();
