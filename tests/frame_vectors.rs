@@ -5,9 +5,10 @@
 //!   by byte, through `frame::deframe`).
 //! - `proto-spec/vectors/bad-frames.txt`: each input yields the listed number of frames
 //!   and then the listed `FrameError` (mapped to the listed error code) or "need more".
-//! - `proto-spec/FRAMING.md`: its kinds table, error-code table and defaults table say
-//!   what `protocol::Kind`, `protocol::ErrorCode` and `Config::default()` say, so the
-//!   spec cannot silently drift from the code.
+//! - `proto-spec/PROTOCOL.md`'s kinds table and error-code table, and
+//!   `proto-spec/FRAMING.md`'s defaults table, say what `protocol::Kind`,
+//!   `protocol::ErrorCode` (all of `ErrorCode::ALL`) and `Config::default()` say, so
+//!   the spec cannot silently drift from the code.
 //!
 //! The files are compiled in with `include_str!`, so editing a vector reruns the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -23,6 +24,7 @@ use switchboard::protocol::{ErrorCode, Kind};
 const FRAMES: &str = include_str!("../proto-spec/vectors/frames.txt");
 const BAD_FRAMES: &str = include_str!("../proto-spec/vectors/bad-frames.txt");
 const FRAMING_MD: &str = include_str!("../proto-spec/FRAMING.md");
+const PROTOCOL_MD: &str = include_str!("../proto-spec/PROTOCOL.md");
 
 // ---------------------------------------------------------------------------------
 // Parsing the vector files.
@@ -54,7 +56,10 @@ fn hex(s: &str) -> Vec<u8> {
         return Vec::new();
     }
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits in {s:?}");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in {s:?}"
+    );
     digits
         .chunks(2)
         .map(|pair| {
@@ -388,13 +393,14 @@ fn bad_frames_txt_covers_every_frame_error() {
 }
 
 // ---------------------------------------------------------------------------------
-// FRAMING.md tables against the code.
+// The spec's tables against the code.
 
-/// The data rows of the markdown table whose header row starts with `| {first} |`.
-fn md_table(first: &str) -> Vec<Vec<String>> {
+/// The data rows of the markdown table in `doc` (named `doc_name`) whose header row
+/// starts with `| {first} |`.
+fn md_table(doc_name: &str, doc: &str, first: &str) -> Vec<Vec<String>> {
     let start = format!("| {first} |");
-    let mut lines = FRAMING_MD.lines().skip_while(|l| !l.starts_with(&start));
-    assert!(lines.next().is_some(), "FRAMING.md has no `{start}` table");
+    let mut lines = doc.lines().skip_while(|l| !l.starts_with(&start));
+    assert!(lines.next().is_some(), "{doc_name} has no `{start}` table");
     lines
         .skip(1) // the |---| separator row
         .take_while(|l| l.starts_with('|'))
@@ -409,9 +415,9 @@ fn md_table(first: &str) -> Vec<Vec<String>> {
 }
 
 #[test]
-fn framing_md_kind_table_matches_protocol_kind() {
+fn protocol_md_kind_table_matches_protocol_kind() {
     let mut listed = BTreeSet::new();
-    for row in md_table("Kind") {
+    for row in md_table("PROTOCOL.md", PROTOCOL_MD, "Kind") {
         let n: u8 = num(&row[0]);
         let kind = Kind::from_u8(n).unwrap_or_else(|| panic!("kind {n} is not in kind.rs"));
         assert_eq!(format!("{kind:?}"), row[1], "name of kind {n}");
@@ -420,7 +426,7 @@ fn framing_md_kind_table_matches_protocol_kind() {
     let known: BTreeSet<u8> = (0..=u8::MAX)
         .filter(|&v| Kind::from_u8(v).is_some())
         .collect();
-    assert_eq!(listed, known, "kinds in FRAMING.md vs kind.rs");
+    assert_eq!(listed, known, "kinds in PROTOCOL.md vs kind.rs");
 }
 
 /// Every error code.
@@ -429,7 +435,7 @@ fn all_codes() -> Vec<ErrorCode> {
 }
 
 #[test]
-fn framing_md_error_table_matches_protocol_error_code() {
+fn protocol_md_error_table_matches_protocol_error_code() {
     let yes_no = |cell: &str, what: &str| match cell.split_whitespace().next() {
         Some("yes") => true,
         Some("no") => false,
@@ -437,7 +443,7 @@ fn framing_md_error_table_matches_protocol_error_code() {
     };
     let codes = all_codes();
     let mut listed = BTreeSet::new();
-    for row in md_table("Code") {
+    for row in md_table("PROTOCOL.md", PROTOCOL_MD, "Code") {
         let n: u16 = num(&row[0]);
         let code = codes
             .iter()
@@ -458,14 +464,19 @@ fn framing_md_error_table_matches_protocol_error_code() {
         assert!(listed.insert(n), "code {n} listed twice");
     }
     let all: BTreeSet<u16> = codes.iter().map(|c| c.as_u16()).collect();
-    assert_eq!(listed, all, "codes in FRAMING.md vs error_code.rs");
+    assert_eq!(listed, all, "codes in PROTOCOL.md vs error_code.rs");
+    assert_eq!(
+        all.len(),
+        ErrorCode::ALL.len(),
+        "ErrorCode::ALL has duplicates"
+    );
 }
 
 #[test]
 fn framing_md_defaults_match_config() {
     let c = Config::default();
     let secs = |d: std::time::Duration| format!("{} s", d.as_secs());
-    let rows = md_table("Key");
+    let rows = md_table("FRAMING.md", FRAMING_MD, "Key");
     let value = |key: &str| {
         rows.iter()
             .find(|r| r[0] == key)
