@@ -54,6 +54,8 @@ pub(super) struct Connection {
     failure: Option<ClientError>,
     /// When the last byte was written (heartbeats count from here).
     last_sent: Instant,
+    /// When bytes last arrived (dead-peer detection counts from here).
+    last_received: Instant,
 }
 
 impl Connection {
@@ -80,6 +82,7 @@ impl Connection {
                         state: State::Open,
                         failure: None,
                         last_sent: Instant::now(),
+                        last_received: Instant::now(),
                     });
                 }
                 Err(e) => last_err = Some(e),
@@ -103,6 +106,11 @@ impl Connection {
     /// When the last frame was written.
     pub fn last_sent(&self) -> Instant {
         self.last_sent
+    }
+
+    /// When bytes last arrived.
+    pub fn last_received(&self) -> Instant {
+        self.last_received
     }
 
     /// Writes a whole frame. A failed or timed-out write may leave part of a frame on
@@ -158,7 +166,10 @@ impl Connection {
                 self.spill = Vec::new();
                 return Ok(());
             }
-            Ok(n) => n,
+            Ok(n) => {
+                self.last_received = Instant::now();
+                n
+            }
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => {
                 self.fail(ClientError::Io(e));

@@ -1,6 +1,7 @@
 //! What can go wrong in a [`Client`](super::Client) call.
 
 use std::io;
+use std::time::Duration;
 
 use crate::frame::FrameError;
 use crate::protocol::messages::{self, DecodeError};
@@ -41,6 +42,11 @@ pub enum ClientError {
         /// Whether the server closes the connection after it.
         closes: bool,
     },
+    /// Nothing arrived for this long (`Welcome.heartbeat_ms + idle_timeout_ms`) after
+    /// a heartbeat `Ping`, so the connection was given up as dead (PROTOCOL.md
+    /// section 6.4).
+    #[error("the server sent nothing for {0:?} after a heartbeat Ping")]
+    Unresponsive(Duration),
     /// The server sent bytes that do not frame; the connection is gone.
     #[error("unframeable bytes from the server: {0}")]
     Framing(#[from] FrameError),
@@ -80,10 +86,11 @@ pub enum ClientError {
 
 impl ClientError {
     /// Whether trying again — reconnecting where the connection is gone — can
-    /// succeed: I/O errors, timeouts, closed connections and retryable server codes.
+    /// succeed: I/O errors, timeouts, closed or unresponsive connections and
+    /// retryable server codes.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Io(_) | Self::Timeout | Self::Closed => true,
+            Self::Io(_) | Self::Timeout | Self::Closed | Self::Unresponsive(_) => true,
             Self::Server { retryable, .. } => *retryable,
             Self::Framing(_)
             | Self::Decode(_)

@@ -13,9 +13,11 @@
 //! application keeps calling [`Client::recv`] (the protocol requires clients to keep
 //! reading anyway). While it reads, the client answers the server's `Ping`s, sends a
 //! `Ping` when it has sent nothing for `Welcome.heartbeat_ms`, swallows the `Pong`s to
-//! its own heartbeats, tracks the last sequence number delivered per conversation and
-//! drops replayed `Deliver`s it has already handed out. [`Client::reconnect`] resumes
-//! from those cursors.
+//! its own heartbeats, gives the connection up as dead when nothing arrives for
+//! `heartbeat_ms + idle_timeout_ms` after a heartbeat, tracks the last sequence number
+//! handed out per conversation (`Deliver`, `Assigned`, `Close`) and drops events it
+//! has already handed out, as replays after a reconnect may repeat them.
+//! [`Client::reconnect`] resumes from those cursors.
 //!
 //! Every call that waits takes a timeout or uses one from [`ClientConfig`]; nothing
 //! the server sends can make the client panic or grow a buffer past
@@ -86,6 +88,10 @@ pub struct Client {
     heartbeats: VecDeque<u32>,
     /// Request ids posted and not answered yet.
     pending: BTreeSet<u32>,
+    /// When a heartbeat `Ping` went out with nothing received since.
+    silent_since: Option<Instant>,
+    /// Silence after a heartbeat that counts as a dead connection.
+    dead_after: Duration,
     /// Set once a `Bye` or closing `Error` arrived: nothing more is sent, and what
     /// follows is ignored until end-of-stream.
     ending: bool,
@@ -102,6 +108,8 @@ impl Client {
         let (conn, welcome) = handshake(&config, cursors.for_hello(), first_request_id)?;
         let mut client = Client {
             heartbeat: Duration::ZERO,
+            silent_since: None,
+            dead_after: Duration::ZERO,
             conn,
             welcome: messages::Welcome::default(),
             request_id: first_request_id,
@@ -216,7 +224,9 @@ impl Client {
 
     /// The next message from the server, waiting up to `timeout` (`Ok(None)` when
     /// none came). Meanwhile it answers the server's `Ping`s, sends heartbeat `Ping`s
-    /// and drops replayed `Deliver`s already handed out. Once the session has ended
+    /// and drops conversation events already handed out (same conversation, `seq`
+    /// not above the last one). A connection silent too long after a heartbeat is
+    /// [`ClientError::Unresponsive`]. Once the session has ended
     /// (after end-of-stream, or after the `Bye`/closing `Error` it returned and
     /// whatever followed) it returns [`ClientError::Closed`].
     pub fn recv(&mut self, timeout: Duration) -> Result<Option<Incoming>, ClientError> {
@@ -333,13 +343,21 @@ impl Client {
                 return Ok(None);
             }
             let mut wake = deadline;
-            let due = self.conn.last_sent().checked_add(self.heartbeat);
-            if let Some(due) = due.filter(|_| !self.ending) {
-                if now >= due {
-                    self.send_heartbeat()?;
-                    continue;
+            if !self.ending {
+                if let Some(dead) = self.dead_at() {
+                    if now >= dead {
+                        self.conn.shutdown();
+                        return Err(ClientError::Unresponsive(self.dead_after));
+                    }
+                    wake = wake.min(dead);
                 }
-                wake = wake.min(due);
+                if let Some(due) = self.conn.last_sent().checked_add(self.heartbeat) {
+                    if now >= due {
+                        self.send_heartbeat()?;
+                        continue;
+                    }
+                    wake = wake.min(due);
+                }
             }
             self.conn.fill(wake)?;
         }
@@ -369,13 +387,32 @@ impl Client {
                     return Ok(None);
                 }
             }
+            // Conversation events carry a sequence number: each (conversation, seq)
+            // is handed out once (PROTOCOL.md 10.2).
             Msg::Deliver(d) if !self.cursors.accept(d.conversation, d.seq) => {
+                return Ok(None);
+            }
+            Msg::Assigned(a) if a.seq != 0 && !self.cursors.accept(a.conversation, a.seq) => {
+                return Ok(None);
+            }
+            Msg::Close(c) if c.seq != 0 && !self.cursors.accept(c.conversation, c.seq) => {
                 return Ok(None);
             }
             _ => {}
         }
         self.ending = incoming::ends_session(&msg);
         Ok(Some(Incoming { request_id, msg }))
+    }
+
+    /// When the connection counts as dead: `dead_after` past a heartbeat `Ping` with
+    /// nothing received since (`None` while not waiting on one).
+    fn dead_at(&mut self) -> Option<Instant> {
+        let sent = self.silent_since?;
+        if self.conn.last_received() >= sent {
+            self.silent_since = None;
+            return None;
+        }
+        sent.checked_add(self.dead_after)
     }
 
     /// Sends a heartbeat `Ping`; its `Pong` is swallowed.
@@ -390,6 +427,7 @@ impl Client {
             self.heartbeats.pop_front();
         }
         self.heartbeats.push_back(request_id);
+        self.silent_since.get_or_insert_with(Instant::now);
         Ok(())
     }
 
@@ -401,6 +439,14 @@ impl Client {
             announced
         };
         self.heartbeat = heartbeat.max(MIN_HEARTBEAT);
+        // PROTOCOL.md 6.4: dead after `heartbeat_ms + idle_timeout_ms` of silence
+        // following a Ping; a server that sends no idle timeout gets three intervals.
+        let idle = match welcome.idle_timeout_ms {
+            0 => self.heartbeat.saturating_mul(3),
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        self.dead_after = self.heartbeat.saturating_add(idle);
+        self.silent_since = None;
         self.welcome = welcome;
     }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::frame::{FrameError, FrameHeader};
 use crate::protocol::messages::{
-    Accepted, Claim, Deliver, Hello, History, HistoryPage, Notice, Ping, Suggest, Suggestions,
-    Welcome, flags,
+    Accepted, Assigned, Claim, Close, Deliver, Hello, History, HistoryPage, Notice, Ping, Suggest,
+    Suggestions, Welcome, flags,
 };
 
 /// Bound on any single wait in these tests.
@@ -923,4 +923,91 @@ fn close_sends_bye_and_waits_for_the_end_of_stream() {
     assert!(start.elapsed() < Duration::from_secs(3));
     let (m, m2) = server.join().unwrap();
     assert!(matches!(m, Msg::Bye(_)) && matches!(m2, Msg::Bye(_)));
+}
+
+#[test]
+fn assigned_and_close_events_count_as_seen_and_their_replays_are_dropped() {
+    let (addr, server) = serve(|l| {
+        let mut peer = accept(&l);
+        peer.handshake(welcome());
+        peer.send(deliver(9, 1, "hi"), 0);
+        peer.send(
+            Assigned {
+                conversation: 9,
+                seq: 2,
+                agent: "a1".into(),
+                ..Assigned::default()
+            },
+            0,
+        );
+        peer.send(
+            Close {
+                conversation: 9,
+                seq: 3,
+                reason: "solved".into(),
+            },
+            0,
+        );
+        // Replays of events 2 and 3 (as Deliver), then something new.
+        peer.send(deliver(9, 2, "assigned"), 0);
+        peer.send(deliver(9, 3, "closed"), 0);
+        peer.send(notice("end"), 0);
+        peer.until_eof();
+    });
+    let mut client = Client::connect(config(&addr)).unwrap();
+    let kinds: Vec<Kind> = (0..4).map(|_| next(&mut client).msg.kind()).collect();
+    assert_eq!(
+        kinds,
+        [Kind::Deliver, Kind::Assigned, Kind::Close, Kind::Notice]
+    );
+    assert_eq!(client.cursors(), vec![cursor(9, 3)]);
+    drop(client);
+    server.join().unwrap();
+}
+
+#[test]
+fn a_server_silent_after_a_heartbeat_is_given_up_as_dead() {
+    let (addr, server) = serve(|l| {
+        let mut peer = accept(&l);
+        peer.handshake(Welcome {
+            heartbeat_ms: 100,
+            idle_timeout_ms: 200,
+            ..welcome()
+        });
+        // Reads the heartbeats but never answers anything.
+        let mut pings = 0;
+        loop {
+            match peer.read(WAIT) {
+                Got::Frame(h, _) => {
+                    assert_eq!(h.kind, Kind::Ping.as_u8());
+                    pings += 1;
+                }
+                Got::Eof => return pings,
+                Got::Timeout => panic!("client never gave up"),
+            }
+        }
+    });
+    let mut client = Client::connect(config(&addr)).unwrap();
+    let start = Instant::now();
+    let e = loop {
+        match client.recv(Duration::from_millis(50)) {
+            Ok(None) => assert!(start.elapsed() < WAIT, "never gave up"),
+            Ok(Some(i)) => panic!("nothing was sent, got {i:?}"),
+            Err(e) => break e,
+        }
+    };
+    let took = start.elapsed();
+    assert!(
+        matches!(e, ClientError::Unresponsive(d) if d == Duration::from_millis(300)),
+        "{e:?}"
+    );
+    assert!(e.is_retryable());
+    // First heartbeat at 100 ms, dead 300 ms later.
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(matches!(client.recv(WAIT), Err(ClientError::Closed)));
+    let pings = server.join().unwrap();
+    assert!((1..=4).contains(&pings), "{pings} heartbeats");
 }
