@@ -55,6 +55,8 @@ pub struct Config {
     pub shutdown: Shutdown,
     /// Logging.
     pub log: LogConfig,
+    /// Conversation routing.
+    pub routing: RoutingConfig,
     /// Token verification keys.
     pub auth: AuthConfig,
 }
@@ -70,6 +72,7 @@ impl Default for Config {
             heartbeat: Heartbeat::default(),
             shutdown: Shutdown::default(),
             log: LogConfig::default(),
+            routing: RoutingConfig::default(),
             auth: AuthConfig::default(),
         }
     }
@@ -223,6 +226,41 @@ impl Default for Shutdown {
     fn default() -> Self {
         Self {
             drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Conversation routing: groups, agent capacity, presence grace.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Group a visitor's conversation opens in when neither the `Send` nor the token
+    /// names one.
+    pub default_group: String,
+    /// Concurrent conversations an agent takes when its token has no `max_concurrent`.
+    pub default_capacity: u32,
+    /// Concurrent conversations a bot takes when its token has no `max_concurrent`.
+    pub bot_capacity: u32,
+    /// When an agent's last connection drops, its conversations are requeued after
+    /// this long unless it comes back.
+    #[serde(with = "humantime_serde")]
+    pub agent_grace: Duration,
+    /// At most one typing indicator per participant per this interval is relayed.
+    #[serde(with = "humantime_serde")]
+    pub typing_interval: Duration,
+    /// Most entries in one `HistoryPage`.
+    pub history_page_max: u16,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            default_group: "support".to_owned(),
+            default_capacity: 5,
+            bot_capacity: 100,
+            agent_grace: Duration::from_secs(30),
+            typing_interval: Duration::from_secs(1),
+            history_page_max: 200,
         }
     }
 }
@@ -403,6 +441,19 @@ impl Config {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than zero"));
             }
+        }
+        let r = &self.routing;
+        if r.default_group.is_empty() || r.default_group.len() > 1024 {
+            return Err(invalid("routing.default_group", "1 to 1024 bytes"));
+        }
+        if r.default_capacity == 0 {
+            return Err(invalid("routing.default_capacity", "must be positive"));
+        }
+        if r.bot_capacity == 0 {
+            return Err(invalid("routing.bot_capacity", "must be positive"));
+        }
+        if r.history_page_max == 0 {
+            return Err(invalid("routing.history_page_max", "must be positive"));
         }
         if self.heartbeat.idle_timeout <= self.heartbeat.interval {
             return Err(invalid(

@@ -88,6 +88,13 @@ pub enum Command {
         /// Header, payload and padding, ready for the wire.
         frame: Bytes,
     },
+    /// Write the same encoded frame to several connections of this reactor.
+    SendMany {
+        /// Target connections (all owned by the receiving reactor).
+        conns: Vec<ConnId>,
+        /// Header, payload and padding, shared.
+        frame: Bytes,
+    },
     /// The connection completed its handshake; switch it from the handshake deadline to
     /// the idle deadline.
     Established {

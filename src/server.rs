@@ -12,7 +12,9 @@ use crate::config::Config;
 use crate::handoff::{Command, Event};
 use crate::metrics::Metrics;
 use crate::reactor::{self, ListenerKind, ReactorHandle};
-use crate::worker::{self, SessionSettings, Sessions};
+use crate::service::conversation::{Shard, ShardSettings};
+use crate::service::router::{Router, RouterSettings};
+use crate::worker::{self, Links, SessionSettings, Sessions};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -98,18 +100,54 @@ impl Server {
         let reactors: Arc<[ReactorHandle]> = handles.into();
 
         let mut worker_queues = Vec::with_capacity(n_workers);
-        let mut worker_threads = Vec::with_capacity(n_workers);
-        for (id, stats) in metrics.workers.iter().enumerate() {
+        let mut worker_rx = Vec::with_capacity(n_workers);
+        let mut shard_txs = Vec::with_capacity(n_workers);
+        let mut shard_rxs = Vec::with_capacity(n_workers);
+        for _ in 0..n_workers {
             let (tx, rx) = crossbeam_channel::bounded(config.workers.queue_depth);
             worker_queues.push(tx);
+            worker_rx.push(rx);
+            let (tx, rx) = crossbeam_channel::unbounded();
+            shard_txs.push(tx);
+            shard_rxs.push(rx);
+        }
+        let (router_tx, router_rx) = crossbeam_channel::unbounded();
+        let links = Links {
+            reactors: reactors.clone(),
+            shards: shard_txs.into(),
+            router: Some(router_tx),
+        };
+        let routing = &config.routing;
+        let router = Router::new(RouterSettings {
+            default_group: routing.default_group.clone(),
+            default_capacity: routing.default_capacity,
+            bot_capacity: routing.bot_capacity,
+            agent_grace_ms: u64::try_from(routing.agent_grace.as_millis()).unwrap_or(u64::MAX),
+        });
+        let shard_settings = ShardSettings {
+            typing_interval_ms: u64::try_from(routing.typing_interval.as_millis())
+                .unwrap_or(u64::MAX),
+            history_page_max: usize::from(routing.history_page_max),
+            max_frame: config.limits.max_frame_bytes as usize,
+        };
+        let mut worker_threads = Vec::with_capacity(n_workers + 1);
+        for (id, ((rx, shard_rx), stats)) in worker_rx
+            .into_iter()
+            .zip(shard_rxs)
+            .zip(metrics.workers.iter())
+            .enumerate()
+        {
             worker_threads.push(worker::spawn(
                 id,
                 rx,
-                reactors.clone(),
+                shard_rx,
+                links.clone(),
                 Sessions::new(id, session_settings.clone()),
+                Shard::new(shard_settings.clone()),
                 stats.clone(),
             )?);
         }
+        worker_threads.push(worker::spawn_router(router_rx, links, router)?);
         let queues: Arc<[Sender<Event>]> = worker_queues.clone().into();
 
         let mut client = client.into_iter();

@@ -632,6 +632,17 @@ impl Core {
                         self.send(drv, slot, frame);
                     }
                 }
+                Command::SendMany { conns, frame } => {
+                    for conn in conns {
+                        let open = |c: &Conn| c.phase != Phase::Closing;
+                        if let Some(slot) = self
+                            .slot_of_id(conn)
+                            .filter(|&s| self.conns.get(s).is_some_and(open))
+                        {
+                            self.send(drv, slot, frame.clone());
+                        }
+                    }
+                }
                 Command::Established { conn } => {
                     let now = self.now_ms();
                     if let Some(c) = self.slot_of_id(conn).and_then(|s| self.conns.get_mut(s))

@@ -5,7 +5,7 @@ mod conn;
 mod core;
 mod listen;
 mod sys;
-mod timer;
+pub(crate) mod timer;
 
 use std::io;
 use std::net::TcpListener;

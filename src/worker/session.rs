@@ -17,7 +17,8 @@ use crate::frame::{self, FrameHeader};
 use crate::handoff::{Command, ConnId, Event};
 use crate::metrics::WorkerMetrics;
 use crate::protocol::messages::{self, Resumed};
-use crate::protocol::{ErrorCode, Kind, Msg, PROTOCOL_VERSION};
+use crate::protocol::{DecodeError, ErrorCode, Kind, Msg, PROTOCOL_VERSION};
+use crate::service::{Effect, RouterMsg, Sender, ShardMsg, UserRef};
 
 /// What sessions need to know about the deployment.
 #[derive(Debug)]
@@ -36,10 +37,6 @@ pub(crate) struct SessionSettings {
 #[derive(Debug)]
 enum State {
     AwaitingHello,
-    #[expect(
-        dead_code,
-        reason = "read by conversation routing and authorization (issue 5)"
-    )]
     Established(Box<Identity>),
 }
 
@@ -52,8 +49,8 @@ pub(crate) struct Sessions {
     next_session: u64,
 }
 
-/// Commands produced by one event, in order.
-pub(crate) type Out = Vec<(ConnId, Command)>;
+/// Effects produced by one event, in order.
+pub(crate) type Out = Vec<Effect>;
 
 impl Sessions {
     /// Sessions for worker `worker`.
@@ -72,7 +69,9 @@ impl Sessions {
                 self.sessions.insert(conn, State::AwaitingHello);
             }
             Event::Closed { conn, .. } => {
-                self.sessions.remove(&conn);
+                if let Some(State::Established(_)) = self.sessions.remove(&conn) {
+                    out.push(Effect::Router(RouterMsg::Disconnected { conn }));
+                }
             }
             Event::Frame {
                 conn,
@@ -81,7 +80,10 @@ impl Sessions {
             } => {
                 if let Err(code) = self.frame(conn, header, payload, out) {
                     stats.errors_sent.inc();
-                    out.push((conn, error_command(conn, code, header.request_id)));
+                    out.push(Effect::Conn(
+                        conn,
+                        error_command(conn, code, header.request_id),
+                    ));
                 }
             }
             Event::Barrier(_) => {}
@@ -115,15 +117,26 @@ impl Sessions {
                     .map_err(|e| e.code())?;
                 self.next_session += 1;
                 let welcome = welcome(&self.settings, self.next_session, &identity, &hello.resume);
-                *state = State::Established(Box::new(identity));
-                out.push((
+                out.push(Effect::Conn(
                     conn,
                     Command::Send {
                         conn,
                         frame: welcome.to_frame(rid),
                     },
                 ));
-                out.push((conn, Command::Established { conn }));
+                out.push(Effect::Conn(conn, Command::Established { conn }));
+                out.push(Effect::Router(RouterMsg::Connected {
+                    conn,
+                    who: UserRef {
+                        tenant: identity.tenant.clone(),
+                        user: identity.user.clone(),
+                    },
+                    name: identity.name.clone(),
+                    role: identity.role,
+                    groups: identity.groups.clone(),
+                    capacity: identity.max_concurrent,
+                }));
+                *state = State::Established(Box::new(identity));
                 Ok(())
             }
             // The first frame must be Hello, whatever else it is; Hello comes once.
@@ -136,12 +149,12 @@ impl Sessions {
                     return Err(ErrorCode::MalformedPayload);
                 }
                 let frame = frame::encode(FrameHeader::new(Kind::Pong.as_u8(), 0, rid), &payload);
-                out.push((conn, Command::Send { conn, frame }));
+                out.push(Effect::Conn(conn, Command::Send { conn, frame }));
                 Ok(())
             }
             (State::Established(_), Some(Kind::Pong)) => Ok(()),
             (State::Established(_), Some(Kind::Bye)) => {
-                out.push((
+                out.push(Effect::Conn(
                     conn,
                     Command::Close {
                         conn,
@@ -151,10 +164,70 @@ impl Sessions {
                 ));
                 Ok(())
             }
-            // Unknown kinds, and known kinds this version does not serve yet.
+            (State::Established(id), Some(kind)) if is_request(kind) => {
+                let msg = match Msg::decode(header.kind, &payload) {
+                    Ok(msg) => msg,
+                    // A broken archive ends the session; a field out of range is one
+                    // bad request.
+                    Err(DecodeError::Bound { .. }) => return Err(ErrorCode::BadRequest),
+                    Err(_) => return Err(ErrorCode::MalformedPayload),
+                };
+                let from = Sender {
+                    who: UserRef {
+                        tenant: id.tenant.clone(),
+                        user: id.user.clone(),
+                    },
+                    name: id.name.clone(),
+                    role: id.role,
+                    groups: id.groups.clone(),
+                    conn,
+                    rid,
+                };
+                out.push(route(from, msg)?);
+                Ok(())
+            }
+            // Unknown kinds, and kinds a client does not send.
             (State::Established(_), _) => Err(ErrorCode::UnknownKind),
         }
     }
+}
+
+/// Kinds a client sends about conversations, presence and broadcasts.
+fn is_request(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Send
+            | Kind::Receipt
+            | Kind::Typing
+            | Kind::Transfer
+            | Kind::Claim
+            | Kind::Close
+            | Kind::Rate
+            | Kind::Presence
+            | Kind::History
+            | Kind::Notice
+    )
+}
+
+/// Where a decoded request goes: the router for opening, claiming, presence and
+/// notices, the conversation's shard for everything else.
+fn route(from: Sender, msg: Msg) -> Result<Effect, ErrorCode> {
+    Ok(match msg {
+        Msg::Send(send) if send.conversation == 0 => Effect::Router(RouterMsg::Open { from, send }),
+        Msg::Claim(c) => Effect::Router(RouterMsg::Claim {
+            from,
+            conversation: c.conversation,
+        }),
+        Msg::Presence(p) => Effect::Router(RouterMsg::Presence {
+            from,
+            status: p.status,
+        }),
+        Msg::Notice(notice) => Effect::Router(RouterMsg::Notice { from, notice }),
+        msg if crate::service::request_conversation(&msg) == 0 => {
+            return Err(ErrorCode::BadRequest);
+        }
+        msg => Effect::Shard(ShardMsg::Request { from, msg }),
+    })
 }
 
 /// The `Welcome` for a verified identity.

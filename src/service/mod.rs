@@ -1,0 +1,263 @@
+//! The customer-service core: conversations, routing, queues, presence and broadcast.
+//!
+//! Two kinds of sans-IO state machine talk by message (DESIGN.md, rule 3):
+//! - the [`router::Router`] (one instance, its own thread) owns agents — presence,
+//!   groups, capacity, load —, the per-group FIFO queues, and the directory of which
+//!   connections each user holds;
+//! - [`conversation::Shard`]s (one per worker, a conversation lives on shard
+//!   `id % shards`) own conversations: state, gap-free sequence numbers, the
+//!   transcript, idempotency of `Send`, authorization, and delivery to participants.
+//!
+//! Per-message traffic touches only the conversation's shard: the router pushes each
+//! conversation the connection lists of its participants whenever they change, so a
+//! shard delivers without asking anyone. The router sees only lifecycle events
+//! (connect, open, assign, transfer, close, presence). Every handler appends
+//! [`Effect`]s; the threads in `worker` and `server` carry them out.
+//!
+//! Until the journal lands, transcripts live in shard memory; the shard applies events
+//! to derive state, so the journal can become the source of truth by replaying them.
+
+pub(crate) mod conversation;
+pub(crate) mod router;
+#[cfg(test)]
+mod sim;
+
+use bytes::Bytes;
+
+use crate::handoff::{Command, ConnId};
+use crate::protocol::messages;
+
+/// A user within a tenant: tenants never see each other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct UserRef {
+    /// Tenant (empty when the deployment has none).
+    pub tenant: String,
+    /// User id (the token's `sub`).
+    pub user: String,
+}
+
+/// Who sent a request, as the session verified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sender {
+    /// The user.
+    pub who: UserRef,
+    /// Display name.
+    pub name: String,
+    /// Role code.
+    pub role: u8,
+    /// Agent groups.
+    pub groups: Vec<String>,
+    /// The connection the request came on (replies go there).
+    pub conn: ConnId,
+    /// The request id to answer.
+    pub rid: u32,
+}
+
+/// Messages for the router.
+#[derive(Debug, Clone)]
+pub(crate) enum RouterMsg {
+    /// A session completed its handshake.
+    Connected {
+        /// The connection.
+        conn: ConnId,
+        /// Who.
+        who: UserRef,
+        /// Display name.
+        name: String,
+        /// Role code.
+        role: u8,
+        /// Groups (agents and bots).
+        groups: Vec<String>,
+        /// Concurrent conversations the agent takes (token claim), else the default.
+        capacity: Option<u32>,
+    },
+    /// A session ended.
+    Disconnected {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// An agent set its presence.
+    Presence {
+        /// Who asked.
+        from: Sender,
+        /// `messages::presence` code.
+        status: u8,
+    },
+    /// A visitor's `Send` with conversation 0: open (or continue) a conversation.
+    Open {
+        /// Who asked.
+        from: Sender,
+        /// The message that opens it.
+        send: messages::Send,
+    },
+    /// An agent claims a queued conversation.
+    Claim {
+        /// Who asked.
+        from: Sender,
+        /// The conversation.
+        conversation: u64,
+    },
+    /// A shard authorized a transfer by the assigned agent.
+    Transfer {
+        /// The conversation.
+        conversation: u64,
+        /// The group it is in.
+        group: String,
+        /// The agent giving it up.
+        from: UserRef,
+        /// Target agent (empty: any agent of `to_group`).
+        to_agent: String,
+        /// Target group (empty: the conversation's group).
+        to_group: String,
+        /// Note for the next agent.
+        note: String,
+    },
+    /// A shard closed a conversation.
+    Closed {
+        /// The conversation.
+        conversation: u64,
+    },
+    /// An admin's broadcast.
+    Notice {
+        /// Who asked.
+        from: Sender,
+        /// The notice (group empty: everyone in the tenant).
+        notice: messages::Notice,
+    },
+}
+
+/// Messages for a conversation shard.
+#[derive(Debug, Clone)]
+pub(crate) enum ShardMsg {
+    /// The router opened a conversation (queued until assigned).
+    Open {
+        /// New conversation id.
+        conversation: u64,
+        /// The visitor.
+        visitor: UserRef,
+        /// Visitor's display name.
+        visitor_name: String,
+        /// Group it is queued in.
+        group: String,
+        /// The visitor's connections now.
+        visitor_conns: Vec<ConnId>,
+    },
+    /// A request from a session about an existing conversation.
+    Request {
+        /// Who asked.
+        from: Sender,
+        /// The request (Send, Receipt, Typing, Transfer, Close, Rate, History).
+        msg: messages::Msg,
+    },
+    /// The router gave the conversation an agent (assignment, claim or transfer).
+    Assign {
+        /// The conversation.
+        conversation: u64,
+        /// The agent.
+        agent: UserRef,
+        /// Agent's display name.
+        agent_name: String,
+        /// Agent's connections now.
+        agent_conns: Vec<ConnId>,
+        /// Group it is assigned in.
+        group: String,
+        /// Transfer note for the agent (empty for none).
+        note: String,
+    },
+    /// The conversation lost its agent and waits in the queue again.
+    Requeued {
+        /// The conversation.
+        conversation: u64,
+        /// Group it waits in.
+        group: String,
+    },
+    /// A participant's connection list changed.
+    Conns {
+        /// The conversation.
+        conversation: u64,
+        /// Whose.
+        who: UserRef,
+        /// Their connections now.
+        conns: Vec<ConnId>,
+    },
+}
+
+impl ShardMsg {
+    /// The conversation this message is about, which picks the shard.
+    pub fn conversation(&self) -> u64 {
+        match self {
+            ShardMsg::Open { conversation, .. }
+            | ShardMsg::Assign { conversation, .. }
+            | ShardMsg::Requeued { conversation, .. }
+            | ShardMsg::Conns { conversation, .. } => *conversation,
+            ShardMsg::Request { msg, .. } => request_conversation(msg),
+        }
+    }
+}
+
+/// The conversation a client request names (0 when it names none).
+pub(crate) fn request_conversation(msg: &messages::Msg) -> u64 {
+    use messages::Msg;
+    match msg {
+        Msg::Send(m) => m.conversation,
+        Msg::Receipt(m) => m.conversation,
+        Msg::Typing(m) => m.conversation,
+        Msg::Transfer(m) => m.conversation,
+        Msg::Claim(m) => m.conversation,
+        Msg::Close(m) => m.conversation,
+        Msg::Rate(m) => m.conversation,
+        Msg::History(m) => m.conversation,
+        Msg::Suggest(m) => m.conversation,
+        _ => 0,
+    }
+}
+
+/// Which of `shards` owns a conversation.
+pub(crate) fn shard_of(conversation: u64, shards: usize) -> usize {
+    (conversation % shards.max(1) as u64) as usize
+}
+
+/// What a state machine wants done.
+#[derive(Debug)]
+pub(crate) enum Effect {
+    /// A message for the router.
+    Router(RouterMsg),
+    /// A message for the shard owning a conversation.
+    Shard(ShardMsg),
+    /// A command for the reactor owning a connection.
+    Conn(ConnId, Command),
+    /// The same frame to many connections (encoded once).
+    Broadcast(Vec<ConnId>, Bytes),
+}
+
+/// Sends `frame` to every connection in `conns`.
+pub(crate) fn to_all(out: &mut Vec<Effect>, conns: &[ConnId], frame: Bytes) {
+    match conns {
+        [] => {}
+        [one] => out.push(Effect::Conn(*one, Command::Send { conn: *one, frame })),
+        many => out.push(Effect::Broadcast(many.to_vec(), frame)),
+    }
+}
+
+/// Answers a request with an error that keeps the connection open.
+pub(crate) fn refuse(
+    out: &mut Vec<Effect>,
+    from: &Sender,
+    code: crate::protocol::ErrorCode,
+    conversation: u64,
+) {
+    let frame = messages::Msg::from(messages::Error {
+        code: code.as_u16(),
+        retryable: code.retryable(),
+        conversation,
+        message: code.name().to_owned(),
+    })
+    .to_frame(from.rid);
+    out.push(Effect::Conn(
+        from.conn,
+        Command::Send {
+            conn: from.conn,
+            frame,
+        },
+    ));
+}

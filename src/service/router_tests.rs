@@ -1,0 +1,1470 @@
+//! Router unit tests: deterministic, no threads; frames are decoded back to messages.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::*;
+use crate::handoff::Command;
+use crate::protocol::messages::Queued;
+
+const GRACE: u64 = 30_000;
+
+fn settings() -> RouterSettings {
+    RouterSettings {
+        default_group: "general".into(),
+        default_capacity: 3,
+        bot_capacity: 10,
+        agent_grace_ms: GRACE,
+    }
+}
+
+fn conn(slot: u32) -> ConnId {
+    ConnId {
+        reactor: (slot % 3) as u16,
+        slot,
+        generation: 1,
+    }
+}
+
+fn who(tenant: &str, user: &str) -> UserRef {
+    UserRef {
+        tenant: tenant.into(),
+        user: user.into(),
+    }
+}
+
+fn groups(gs: &[&str]) -> Vec<String> {
+    gs.iter().map(|g| (*g).to_owned()).collect()
+}
+
+fn sender(tenant: &str, user: &str, role: u8, gs: &[&str], c: ConnId) -> Sender {
+    Sender {
+        who: who(tenant, user),
+        name: format!("{user} name"),
+        role,
+        groups: groups(gs),
+        conn: c,
+        rid: 7,
+    }
+}
+
+/// A test bench: the router, a clock and the effects of the last step.
+struct Bench {
+    r: Router,
+    now: u64,
+}
+
+impl Bench {
+    fn new() -> Self {
+        Bench {
+            r: Router::new(settings()),
+            now: 1_000,
+        }
+    }
+
+    fn handle(&mut self, msg: RouterMsg) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.r.handle(msg, self.now, &mut out);
+        check_invariants(&self.r);
+        out
+    }
+
+    fn tick(&mut self) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.r.tick(self.now, &mut out);
+        check_invariants(&self.r);
+        out
+    }
+
+    fn connect(
+        &mut self,
+        c: ConnId,
+        tenant: &str,
+        user: &str,
+        role: u8,
+        gs: &[&str],
+        capacity: Option<u32>,
+    ) -> Vec<Effect> {
+        self.handle(RouterMsg::Connected {
+            conn: c,
+            who: who(tenant, user),
+            name: format!("{user} name"),
+            role,
+            groups: groups(gs),
+            capacity,
+        })
+    }
+
+    fn agent(&mut self, c: ConnId, tenant: &str, user: &str, gs: &[&str], cap: u32) -> Vec<Effect> {
+        self.connect(c, tenant, user, role::AGENT, gs, Some(cap))
+    }
+
+    fn visitor(&mut self, c: ConnId, tenant: &str, user: &str) -> Vec<Effect> {
+        self.connect(c, tenant, user, role::VISITOR, &[], None)
+    }
+
+    /// The visitor `user` (connected on `c`) sends its first message to `group`.
+    fn open(&mut self, c: ConnId, tenant: &str, user: &str, group: &str) -> Vec<Effect> {
+        self.handle(RouterMsg::Open {
+            from: sender(tenant, user, role::VISITOR, &[], c),
+            send: messages::Send {
+                content_type: messages::content::TEXT,
+                conversation: 0,
+                client_msg_id: 1,
+                group: group.into(),
+                body: "hello".into(),
+            },
+        })
+    }
+
+    fn close(&mut self, id: u64) -> Vec<Effect> {
+        self.handle(RouterMsg::Closed { conversation: id })
+    }
+}
+
+/// Every frame in `out`, per target connection: (conn, request id, message).
+fn frames(out: &[Effect]) -> Vec<(ConnId, u32, Msg)> {
+    let mut all = Vec::new();
+    let mut push = |conns: &[ConnId], bytes: &bytes::Bytes| {
+        let d = crate::frame::decode(bytes, crate::frame::MAX_PAYLOAD_LIMIT)
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.consumed, bytes.len());
+        let msg = Msg::decode(d.header.kind, d.payload).unwrap();
+        for c in conns {
+            all.push((*c, d.header.request_id, msg.clone()));
+        }
+    };
+    for e in out {
+        match e {
+            Effect::Conn(c, Command::Send { conn, frame }) => {
+                assert_eq!(c, conn);
+                push(&[*c], frame);
+            }
+            Effect::Broadcast(conns, frame) => push(conns, frame),
+            Effect::Conn(..) => panic!("unexpected command {e:?}"),
+            Effect::Router(_) | Effect::Shard(_) => {}
+        }
+    }
+    all
+}
+
+/// `Queued` frames sent to `c`.
+fn queued_to(out: &[Effect], c: ConnId) -> Vec<Queued> {
+    frames(out)
+        .into_iter()
+        .filter(|(to, _, _)| *to == c)
+        .filter_map(|(_, rid, m)| match m {
+            Msg::Queued(q) => {
+                assert_eq!(rid, 0);
+                Some(q)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Error codes sent in `out`, with their request ids.
+fn errors(out: &[Effect]) -> Vec<(u16, u32)> {
+    frames(out)
+        .into_iter()
+        .filter_map(|(_, rid, m)| match m {
+            Msg::Error(e) => Some((e.code, rid)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (conversation, agent user id, note) of every `Assign` in `out`.
+fn assigns(out: &[Effect]) -> Vec<(u64, String, String)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::Shard(ShardMsg::Assign {
+                conversation,
+                agent,
+                note,
+                ..
+            }) => Some((*conversation, agent.user.clone(), note.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// (conversation, group) of every `Requeued` in `out`.
+fn requeued(out: &[Effect]) -> Vec<(u64, String)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::Shard(ShardMsg::Requeued {
+                conversation,
+                group,
+            }) => Some((*conversation, group.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The id of the conversation an `Open` in `out` created.
+fn opened(out: &[Effect]) -> Option<u64> {
+    out.iter().find_map(|e| match e {
+        Effect::Shard(ShardMsg::Open { conversation, .. }) => Some(*conversation),
+        _ => None,
+    })
+}
+
+/// The router's structural invariants (module docs).
+fn check_invariants(r: &Router) {
+    let mut in_queues: BTreeMap<u64, usize> = BTreeMap::new();
+    for (tname, t) in &r.tenants {
+        for (gname, g) in &t.groups {
+            for id in &g.queue {
+                *in_queues.entry(*id).or_default() += 1;
+                let conv = r.convs.get(id).expect("queued conversation exists");
+                assert_eq!(&conv.tenant, tname, "queue of another tenant");
+                assert_eq!(&conv.group, gname, "conversation {id} in a foreign queue");
+                assert!(
+                    conv.agent.is_none(),
+                    "queued conversation {id} has an agent"
+                );
+            }
+            // Nobody who could take the head idles while the queue waits.
+            if !g.queue.is_empty() {
+                for uid in &g.members {
+                    let u = &t.users[uid];
+                    assert!(!u.available(), "{uid} idles while {gname} has a queue");
+                }
+            }
+            for uid in &g.members {
+                let u = t.users.get(uid).expect("member exists");
+                assert!(u.is_staff() && u.groups.contains(gname));
+            }
+        }
+        for (uid, u) in &t.users {
+            assert!(
+                u.assigned.len() <= u.capacity as usize,
+                "{uid} over capacity"
+            );
+            for id in &u.assigned {
+                let conv = r.convs.get(id).expect("assigned conversation exists");
+                assert_eq!(conv.agent.as_ref(), Some(uid));
+                assert_eq!(&conv.tenant, tname);
+            }
+            for id in &u.open {
+                let conv = r.convs.get(id).expect("open conversation exists");
+                assert_eq!(&conv.visitor, uid);
+                assert_eq!(&conv.tenant, tname);
+            }
+            for c in &u.conns {
+                assert_eq!(r.directory.get(c), Some(&who(tname, uid)));
+            }
+            if let Some(d) = u.grace {
+                assert!(u.conns.is_empty());
+                assert!(r.graces.contains(&(d, who(tname, uid))));
+            }
+            if u.is_staff() {
+                for g in &u.groups {
+                    assert!(t.groups[g].members.contains(uid));
+                }
+            }
+            assert!(
+                !u.forgettable() || u.grace.is_some(),
+                "{uid} kept for nothing"
+            );
+        }
+    }
+    for (d, w) in &r.graces {
+        let u = r.user(&w.tenant, &w.user).expect("grace of a known user");
+        assert_eq!(u.grace, Some(*d));
+    }
+    for (c, w) in &r.directory {
+        let u = r.user(&w.tenant, &w.user).expect("directory names a user");
+        assert_eq!(u.conns.iter().filter(|x| *x == c).count(), 1);
+    }
+    for (id, conv) in &r.convs {
+        let visitor = r
+            .user(&conv.tenant, &conv.visitor)
+            .expect("visitor is known");
+        assert!(visitor.open.contains(id));
+        match &conv.agent {
+            None => assert_eq!(in_queues.get(id), Some(&1), "{id} not queued once"),
+            Some(a) => {
+                assert_eq!(in_queues.get(id), None);
+                let agent = r.user(&conv.tenant, a).expect("agent is known");
+                assert!(agent.assigned.contains(id));
+            }
+        }
+    }
+}
+
+#[test]
+fn least_loaded_agent_then_longest_idle() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "alice", &["sales"], 5);
+    b.now += 10;
+    b.agent(conn(2), "t", "bob", &["sales"], 5);
+    b.now += 10;
+    b.agent(conn(3), "t", "carol", &["sales"], 5);
+    let mut got = Vec::new();
+    for i in 0..6 {
+        let v = conn(100 + i);
+        b.visitor(v, "t", &format!("v{i}"));
+        let out = b.open(v, "t", &format!("v{i}"), "sales");
+        got.extend(assigns(&out).into_iter().map(|(_, a, _)| a));
+    }
+    // Equal load: alice idled longest, then bob, then carol; then round again.
+    assert_eq!(got, ["alice", "bob", "carol", "alice", "bob", "carol"]);
+
+    // Carol finishes one: she is least loaded now.
+    b.now += 10;
+    b.close(3);
+    let v = conn(200);
+    b.visitor(v, "t", "w1");
+    let out = b.open(v, "t", "w1", "sales");
+    assert_eq!(assigns(&out)[0].1, "carol");
+
+    // Bob and alice each finish one, bob first: alice has idled less, bob gets the next.
+    b.now += 10;
+    b.close(2); // bob
+    b.now += 10;
+    b.close(1); // alice
+    let v = conn(201);
+    b.visitor(v, "t", "w2");
+    let out = b.open(v, "t", "w2", "sales");
+    assert_eq!(assigns(&out)[0].1, "bob");
+    assert_eq!(b.r.active_count(&who("t", "bob")), 2);
+    assert_eq!(b.r.active_count(&who("t", "alice")), 1);
+    assert_eq!(b.r.online_agents(), 3);
+}
+
+#[test]
+fn open_emits_open_then_request_and_reuses_the_group_conversation() {
+    let mut b = Bench::new();
+    let v = conn(1);
+    b.visitor(v, "t", "v");
+    let out = b.open(v, "t", "v", "");
+    let id = opened(&out).unwrap();
+    assert_eq!(id, 1);
+    match &out[..2] {
+        [
+            Effect::Shard(ShardMsg::Open {
+                group,
+                visitor_conns,
+                visitor,
+                ..
+            }),
+            Effect::Shard(ShardMsg::Request {
+                msg: Msg::Send(s), ..
+            }),
+        ] => {
+            assert_eq!(group, "general");
+            assert_eq!(visitor_conns, &[v]);
+            assert_eq!(visitor, &who("t", "v"));
+            assert_eq!(s.conversation, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nobody serves "general": queued, told position 1.
+    assert_eq!(
+        queued_to(&out, v)
+            .iter()
+            .map(|q| q.position)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    assert_eq!(b.r.queue_len("t", "general"), 1);
+
+    // The same group again: forwarded to conversation 1, nothing new.
+    let out = b.open(v, "t", "v", "general");
+    assert!(opened(&out).is_none());
+    match &out[..] {
+        [
+            Effect::Shard(ShardMsg::Request {
+                msg: Msg::Send(s), ..
+            }),
+        ] => {
+            assert_eq!(s.conversation, 1)
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another group: a second conversation.
+    let out = b.open(v, "t", "v", "billing");
+    assert_eq!(opened(&out), Some(2));
+
+    // The visitor's token group is the default for it.
+    let out = b.handle(RouterMsg::Open {
+        from: sender("t", "v", role::VISITOR, &["vip"], v),
+        send: messages::Send {
+            body: "x".into(),
+            ..Default::default()
+        },
+    });
+    assert_eq!(opened(&out), Some(3));
+    assert_eq!(b.r.queue_len("t", "vip"), 1);
+
+    // Agents may not open.
+    let out = b.handle(RouterMsg::Open {
+        from: sender("t", "a", role::AGENT, &["vip"], conn(9)),
+        send: messages::Send::default(),
+    });
+    assert_eq!(errors(&out), [(403, 7)]);
+}
+
+#[test]
+fn visitors_are_bounded_in_open_conversations() {
+    let mut b = Bench::new();
+    let v = conn(1);
+    b.visitor(v, "t", "v");
+    for i in 0..MAX_OPEN_PER_VISITOR {
+        assert!(opened(&b.open(v, "t", "v", &format!("g{i}"))).is_some());
+    }
+    let out = b.open(v, "t", "v", "one-more");
+    assert_eq!(errors(&out), [(ErrorCode::RateLimited.as_u16(), 7)]);
+    // An existing group still works.
+    assert!(!b.open(v, "t", "v", "g0").is_empty());
+}
+
+#[test]
+fn capacity_is_respected_and_queue_positions_are_told_once() {
+    let mut b = Bench::new();
+    for a in 0..10 {
+        b.agent(conn(a), "t", &format!("a{a}"), &["g"], 3);
+    }
+    let mut told: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    let mut visitor_conn: BTreeMap<u64, ConnId> = BTreeMap::new();
+    let mut assigned = 0;
+    for i in 0..100u32 {
+        let v = conn(1000 + i);
+        b.visitor(v, "t", &format!("v{i}"));
+        let out = b.open(v, "t", &format!("v{i}"), "g");
+        let id = opened(&out).unwrap();
+        visitor_conn.insert(id, v);
+        assigned += assigns(&out).len();
+        for q in queued_to(&out, v) {
+            told.entry(q.conversation).or_default().push(q.position);
+        }
+        // Agents hear about each one that entered, in one broadcast frame.
+        let broadcasts = out
+            .iter()
+            .filter(|e| matches!(e, Effect::Broadcast(..)))
+            .count();
+        assert_eq!(broadcasts, usize::from(i >= 30), "visitor {i}");
+    }
+    assert_eq!(assigned, 30);
+    for a in 0..10 {
+        assert_eq!(b.r.active_count(&who("t", &format!("a{a}"))), 3);
+    }
+    assert_eq!(b.r.queue_len("t", "g"), 70);
+    // Ids 31..=100 wait, positions 1..=70, each told exactly once.
+    for (k, id) in (31..=100u64).enumerate() {
+        assert_eq!(told[&id], [k as u32 + 1], "conversation {id}");
+    }
+    assert_eq!(told.len(), 70);
+
+    // a0 closes conversation 1 (its first): the head (31) goes to a0, everyone else
+    // moves up one and hears it once.
+    let out = b.close(1);
+    assert_eq!(assigns(&out), [(31, "a0".to_owned(), String::new())]);
+    for id in 32..=100u64 {
+        let q = queued_to(&out, visitor_conn[&id]);
+        assert_eq!(q.len(), 1, "conversation {id}");
+        assert_eq!(q[0].position, (id - 31) as u32);
+        assert_eq!(q[0].group, "g");
+    }
+    assert!(queued_to(&out, visitor_conn[&31]).is_empty());
+    // The agents are told 31 left (position 0), in one frame to all ten.
+    let staff: Vec<_> = frames(&out)
+        .into_iter()
+        .filter(|(c, _, m)| c.slot < 10 && matches!(m, Msg::Queued(_)))
+        .collect();
+    assert_eq!(staff.len(), 10);
+    assert!(
+        staff.iter().all(
+            |(_, _, m)| matches!(m, Msg::Queued(q) if q.position == 0 && q.conversation == 31)
+        )
+    );
+
+    // A queued conversation closing moves only those behind it.
+    let out = b.close(50);
+    for id in 32..50u64 {
+        assert!(queued_to(&out, visitor_conn[&id]).is_empty());
+    }
+    for id in 51..=100u64 {
+        assert_eq!(
+            queued_to(&out, visitor_conn[&id])[0].position,
+            (id - 32) as u32
+        );
+    }
+    assert!(assigns(&out).is_empty());
+    assert_eq!(b.r.queue_len("t", "g"), 68);
+
+    // Closing everything drains the queue without ever exceeding capacity.
+    let mut id = 2;
+    while b.r.queue_len("t", "g") > 0 {
+        b.close(id);
+        id += 1;
+    }
+    assert_eq!(b.r.conversations(), 30);
+}
+
+#[test]
+fn a_present_bot_is_served_first() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "human", &["g"], 3);
+    b.connect(conn(2), "t", "bot", role::BOT, &["g"], None);
+    // Bot capacity defaults to bot_capacity (10): the bot takes 10 before the human.
+    let mut got = Vec::new();
+    for i in 0..12 {
+        let v = conn(100 + i);
+        b.visitor(v, "t", &format!("w{i}"));
+        got.extend(
+            assigns(&b.open(v, "t", &format!("w{i}"), "g"))
+                .into_iter()
+                .map(|a| a.1),
+        );
+    }
+    assert_eq!(got[..10], vec!["bot"; 10]);
+    assert_eq!(got[10..], ["human", "human"]);
+
+    // An away bot is passed over.
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "human", &["g"], 3);
+    b.connect(conn(2), "t", "bot", role::BOT, &["g"], Some(2));
+    b.handle(RouterMsg::Presence {
+        from: sender("t", "bot", role::BOT, &["g"], conn(2)),
+        status: presence::AWAY,
+    });
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    assert_eq!(assigns(&b.open(v, "t", "v", "g"))[0].1, "human");
+}
+
+#[test]
+fn away_agents_get_nothing_new_and_online_fills_them() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &["g"], 2);
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    let first = opened(&b.open(v, "t", "v", "g")).unwrap();
+    assert_eq!(b.r.active_count(&who("t", "a")), 1);
+    let out = b.handle(RouterMsg::Presence {
+        from: sender("t", "a", role::AGENT, &["g"], conn(1)),
+        status: presence::AWAY,
+    });
+    assert!(out.is_empty());
+    assert_eq!(b.r.online_agents(), 0);
+    // Keeps the current one, takes no new one.
+    assert_eq!(b.r.active_count(&who("t", "a")), 1);
+    for i in 0..3 {
+        let w = conn(20 + i);
+        b.visitor(w, "t", &format!("w{i}"));
+        assert!(assigns(&b.open(w, "t", &format!("w{i}"), "g")).is_empty());
+    }
+    assert_eq!(b.r.queue_len("t", "g"), 3);
+    // A client's "offline" while connected is "away" too.
+    b.handle(RouterMsg::Presence {
+        from: sender("t", "a", role::AGENT, &["g"], conn(1)),
+        status: presence::OFFLINE,
+    });
+    // Another connection of an away agent keeps it away...
+    assert!(assigns(&b.agent(conn(2), "t", "a", &["g"], 2)).is_empty());
+    // ...until it says online: it fills up to capacity, oldest first.
+    let out = b.handle(RouterMsg::Presence {
+        from: sender("t", "a", role::AGENT, &["g"], conn(1)),
+        status: presence::ONLINE,
+    });
+    assert_eq!(
+        assigns(&out).iter().map(|a| a.0).collect::<Vec<_>>(),
+        [first + 1]
+    );
+    assert_eq!(b.r.queue_len("t", "g"), 2);
+    // Visitors may not set presence.
+    let out = b.handle(RouterMsg::Presence {
+        from: sender("t", "v", role::VISITOR, &[], v),
+        status: presence::ONLINE,
+    });
+    assert_eq!(errors(&out), [(403, 7)]);
+}
+
+#[test]
+fn away_then_reconnect_from_offline_is_online() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &["g"], 2);
+    b.handle(RouterMsg::Presence {
+        from: sender("t", "a", role::AGENT, &["g"], conn(1)),
+        status: presence::AWAY,
+    });
+    b.handle(RouterMsg::Disconnected { conn: conn(1) });
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    b.open(v, "t", "v", "g");
+    let out = b.agent(conn(2), "t", "a", &["g"], 2);
+    assert_eq!(assigns(&out).len(), 1);
+}
+
+#[test]
+fn claim_succeeds_and_refuses_with_the_right_codes() {
+    let mut b = Bench::new();
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    let id = opened(&b.open(v, "t", "v", "g")).unwrap();
+    let w = conn(11);
+    b.visitor(w, "t", "w");
+    let id2 = opened(&b.open(w, "t", "w", "g")).unwrap();
+    // An agent at capacity 1, already busy via a different group.
+    b.agent(conn(1), "t", "busy", &["other"], 1);
+    let u = conn(12);
+    b.visitor(u, "t", "u");
+    b.open(u, "t", "u", "other");
+    assert_eq!(b.r.active_count(&who("t", "busy")), 1);
+    // A claimer in "g" whose capacity is 0, so routing never gives it anything.
+    b.agent(conn(2), "t", "claimer", &["g"], 0);
+    b.agent(conn(3), "t", "claimer2", &["g"], 0);
+
+    let claim = |tenant: &str, user: &str, role: u8, gs: &[&str], c: ConnId, conversation| {
+        RouterMsg::Claim {
+            from: sender(tenant, user, role, gs, c),
+            conversation,
+        }
+    };
+    // Unknown conversation; another tenant's.
+    assert_eq!(
+        errors(&b.handle(claim("t", "claimer", role::AGENT, &["g"], conn(2), 999))),
+        [(404, 7)]
+    );
+    assert_eq!(
+        errors(&b.handle(claim("x", "claimer", role::AGENT, &["g"], conn(2), id))),
+        [(404, 7)]
+    );
+    // Not staff; not in the group.
+    assert_eq!(
+        errors(&b.handle(claim("t", "v", role::VISITOR, &["g"], v, id))),
+        [(403, 7)]
+    );
+    assert_eq!(
+        errors(&b.handle(claim("t", "busy", role::AGENT, &["other"], conn(1), id))),
+        [(403, 7)]
+    );
+    // In the group but at capacity.
+    assert_eq!(
+        errors(&b.handle(claim("t", "claimer", role::AGENT, &["g"], conn(2), id))),
+        [(409, 7)]
+    );
+
+    // Give claimer room, as a token with a higher capacity would.
+    let out = b.agent(conn(4), "t", "claimer", &["g"], 1);
+    // Connecting with room fills from the queue: it takes the oldest (id).
+    assert_eq!(assigns(&out), [(id, "claimer".to_owned(), String::new())]);
+    // Not queued any more.
+    assert_eq!(
+        errors(&b.handle(claim("t", "claimer2", role::AGENT, &["g"], conn(3), id))),
+        [(409, 7)]
+    );
+    // claimer2 gets room but is away: routing skips it, a claim still works.
+    b.handle(RouterMsg::Presence {
+        from: sender("t", "claimer2", role::AGENT, &["g"], conn(3)),
+        status: presence::AWAY,
+    });
+    b.agent(conn(5), "t", "claimer2", &["g"], 1);
+    assert_eq!(b.r.queue_len("t", "g"), 1);
+    let out = b.handle(claim("t", "claimer2", role::AGENT, &["g"], conn(3), id2));
+    assert!(errors(&out).is_empty());
+    assert_eq!(assigns(&out), [(id2, "claimer2".to_owned(), String::new())]);
+    assert_eq!(b.r.queue_len("t", "g"), 0);
+    // The visitor's Queued stream got nothing for the claim; the agents heard "left".
+    let left: Vec<_> = frames(&out)
+        .into_iter()
+        .filter_map(|(c, _, m)| match m {
+            Msg::Queued(q) => Some((c, q.position, q.conversation)),
+            _ => None,
+        })
+        .collect();
+    assert!(left.iter().all(|(_, p, c)| *p == 0 && *c == id2));
+    assert_eq!(left.len(), 4); // claimer (2 conns) and claimer2 (2 conns)
+    // A closed conversation is gone.
+    b.close(id2);
+    assert_eq!(
+        errors(&b.handle(claim("t", "claimer2", role::AGENT, &["g"], conn(3), id2))),
+        [(404, 7)]
+    );
+}
+
+#[test]
+fn transfer_to_an_agent_a_group_and_an_unavailable_agent() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &["sales"], 2);
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    let id = opened(&b.open(v, "t", "v", "sales")).unwrap();
+    b.agent(conn(2), "t", "b", &["support"], 2);
+    b.agent(conn(3), "t", "c", &["support"], 2);
+
+    // To agent c directly (not even in sales), with the note.
+    let out = b.handle(RouterMsg::Transfer {
+        conversation: id,
+        group: "sales".into(),
+        from: who("t", "a"),
+        to_agent: "c".into(),
+        to_group: String::new(),
+        note: "wants a refund".into(),
+    });
+    assert_eq!(
+        assigns(&out),
+        [(id, "c".to_owned(), "wants a refund".to_owned())]
+    );
+    assert!(requeued(&out).is_empty());
+    assert_eq!(b.r.active_count(&who("t", "a")), 0);
+    assert_eq!(b.r.active_count(&who("t", "c")), 1);
+
+    // A stale transfer (a is no longer the agent) is ignored.
+    let stale = b.handle(RouterMsg::Transfer {
+        conversation: id,
+        group: "sales".into(),
+        from: who("t", "a"),
+        to_agent: String::new(),
+        to_group: "support".into(),
+        note: String::new(),
+    });
+    assert!(stale.is_empty());
+
+    // To a group: someone else there (b), not c itself.
+    let out = b.handle(RouterMsg::Transfer {
+        conversation: id,
+        group: "sales".into(),
+        from: who("t", "c"),
+        to_agent: String::new(),
+        to_group: "support".into(),
+        note: "n2".into(),
+    });
+    assert_eq!(requeued(&out), [(id, "support".to_owned())]);
+    assert_eq!(assigns(&out), [(id, "b".to_owned(), "n2".to_owned())]);
+    match &out[..] {
+        [
+            Effect::Shard(ShardMsg::Requeued { .. }),
+            Effect::Shard(ShardMsg::Assign { group, .. }),
+        ] => {
+            assert_eq!(group, "support")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // To an unavailable agent (away): requeued in the current group, note kept.
+    b.handle(RouterMsg::Presence {
+        from: sender("t", "a", role::AGENT, &["sales"], conn(1)),
+        status: presence::AWAY,
+    });
+    b.handle(RouterMsg::Presence {
+        from: sender("t", "c", role::AGENT, &["support"], conn(3)),
+        status: presence::AWAY,
+    });
+    let out = b.handle(RouterMsg::Transfer {
+        conversation: id,
+        group: "support".into(),
+        from: who("t", "b"),
+        to_agent: "a".into(),
+        to_group: String::new(),
+        note: "kept".into(),
+    });
+    assert_eq!(requeued(&out), [(id, "support".to_owned())]);
+    // Nobody else in support has room: the giver's freed capacity takes it back,
+    // note included, rather than leaving it waiting next to an idle agent.
+    assert_eq!(assigns(&out), [(id, "b".to_owned(), "kept".to_owned())]);
+    assert_eq!(b.r.queue_len("t", "support"), 0);
+    assert_eq!(b.r.active_count(&who("t", "b")), 1);
+
+    // With b away too, the transfer waits and the note goes to whoever comes next.
+    b.handle(RouterMsg::Presence {
+        from: sender("t", "b", role::AGENT, &["support"], conn(2)),
+        status: presence::AWAY,
+    });
+    let out = b.handle(RouterMsg::Transfer {
+        conversation: id,
+        group: "support".into(),
+        from: who("t", "b"),
+        to_agent: "nobody".into(),
+        to_group: String::new(),
+        note: "for the next one".into(),
+    });
+    assert_eq!(requeued(&out), [(id, "support".to_owned())]);
+    assert!(assigns(&out).is_empty());
+    assert_eq!(b.r.queue_len("t", "support"), 1);
+    assert_eq!(
+        queued_to(&out, v)
+            .iter()
+            .map(|q| q.position)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    let out = b.agent(conn(4), "t", "d", &["support"], 1);
+    assert_eq!(
+        assigns(&out),
+        [(id, "d".to_owned(), "for the next one".to_owned())]
+    );
+}
+
+#[test]
+fn transfer_hands_back_the_note_when_the_giver_refills() {
+    // The exact behaviour the previous test relies on, in isolation.
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &["g"], 1);
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    let id = opened(&b.open(v, "t", "v", "g")).unwrap();
+    let out = b.handle(RouterMsg::Transfer {
+        conversation: id,
+        group: "g".into(),
+        from: who("t", "a"),
+        to_agent: String::new(),
+        to_group: String::new(),
+        note: "n".into(),
+    });
+    // Requeued, offered to nobody else, then refilled to a with the note.
+    assert_eq!(requeued(&out), [(id, "g".to_owned())]);
+    assert_eq!(assigns(&out), [(id, "a".to_owned(), "n".to_owned())]);
+}
+
+#[test]
+fn agent_disconnect_grace_requeues_at_the_front() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &["g"], 2);
+    let v1 = conn(10);
+    let v2 = conn(11);
+    let v3 = conn(12);
+    b.visitor(v1, "t", "v1");
+    b.visitor(v2, "t", "v2");
+    b.visitor(v3, "t", "v3");
+    let c1 = opened(&b.open(v1, "t", "v1", "g")).unwrap();
+    let c2 = opened(&b.open(v2, "t", "v2", "g")).unwrap();
+    let c3 = opened(&b.open(v3, "t", "v3", "g")).unwrap();
+    assert_eq!(b.r.queue_len("t", "g"), 1);
+    assert_eq!(b.r.next_deadline(), None);
+
+    let out = b.handle(RouterMsg::Disconnected { conn: conn(1) });
+    // Only the connection lists change.
+    assert!(
+        out.iter()
+            .all(|e| matches!(e, Effect::Shard(ShardMsg::Conns { conns, .. }) if conns.is_empty()))
+    );
+    assert_eq!(out.len(), 2);
+    assert_eq!(b.r.next_deadline(), Some(b.now + GRACE));
+    b.now += GRACE - 1;
+    assert!(b.tick().is_empty());
+    assert_eq!(b.r.active_count(&who("t", "a")), 2);
+
+    b.now += 1;
+    let out = b.tick();
+    assert_eq!(requeued(&out), [(c1, "g".to_owned()), (c2, "g".to_owned())]);
+    assert_eq!(b.r.active_count(&who("t", "a")), 0);
+    assert_eq!(b.r.queue_len("t", "g"), 3);
+    assert_eq!(b.r.next_deadline(), None);
+    // c1, c2 ahead of c3, which moves from 1 to 3.
+    assert_eq!(queued_to(&out, v1)[0].position, 1);
+    assert_eq!(queued_to(&out, v2)[0].position, 2);
+    assert_eq!(queued_to(&out, v3)[0].position, 3);
+    let g = b.r.group("t", "g").unwrap();
+    assert_eq!(g.queue.iter().copied().collect::<Vec<_>>(), [c1, c2, c3]);
+
+    // A new agent takes them in that order.
+    let out = b.agent(conn(2), "t", "b", &["g"], 3);
+    assert_eq!(
+        assigns(&out).iter().map(|a| a.0).collect::<Vec<_>>(),
+        [c1, c2, c3]
+    );
+}
+
+#[test]
+fn grace_expiry_goes_to_another_agent_when_one_is_free() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &["g"], 1);
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    let c = opened(&b.open(v, "t", "v", "g")).unwrap();
+    b.handle(RouterMsg::Disconnected { conn: conn(1) });
+    b.agent(conn(2), "t", "b", &["g"], 1);
+    b.now += GRACE;
+    let out = b.tick();
+    assert_eq!(requeued(&out), [(c, "g".to_owned())]);
+    assert_eq!(assigns(&out), [(c, "b".to_owned(), String::new())]);
+    assert!(queued_to(&out, v).is_empty());
+}
+
+#[test]
+fn reconnect_within_grace_cancels_it() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &["g"], 2);
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    let c = opened(&b.open(v, "t", "v", "g")).unwrap();
+    b.handle(RouterMsg::Disconnected { conn: conn(1) });
+    // Not assignable while gone.
+    let w = conn(11);
+    b.visitor(w, "t", "w");
+    let c2 = opened(&b.open(w, "t", "w", "g")).unwrap();
+    assert_eq!(b.r.queue_len("t", "g"), 1);
+    b.now += GRACE / 2;
+    let out = b.agent(conn(2), "t", "a", &["g"], 2);
+    assert_eq!(b.r.next_deadline(), None);
+    // Conns for the kept conversation, then the waiting one is filled.
+    assert!(out.iter().any(|e| matches!(e,
+        Effect::Shard(ShardMsg::Conns { conversation, conns, .. }) if *conversation == c && conns == &[conn(2)])));
+    assert_eq!(assigns(&out), [(c2, "a".to_owned(), String::new())]);
+    b.now += GRACE;
+    assert!(b.tick().is_empty());
+    assert_eq!(b.r.active_count(&who("t", "a")), 2);
+}
+
+#[test]
+fn multi_connection_users_get_every_connection_in_conns() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &["g"], 2);
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    let c = opened(&b.open(v, "t", "v", "g")).unwrap();
+
+    let conns_of = |out: &[Effect], user: &str| -> Vec<Vec<ConnId>> {
+        out.iter()
+            .filter_map(|e| match e {
+                Effect::Shard(ShardMsg::Conns {
+                    conversation,
+                    who,
+                    conns,
+                }) if who.user == user => {
+                    assert_eq!(*conversation, c);
+                    Some(conns.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let out = b.agent(conn(2), "t", "a", &["g"], 2);
+    assert_eq!(conns_of(&out, "a"), [vec![conn(1), conn(2)]]);
+    let out = b.visitor(conn(11), "t", "v");
+    assert_eq!(conns_of(&out, "v"), [vec![v, conn(11)]]);
+    let out = b.handle(RouterMsg::Disconnected { conn: conn(1) });
+    assert_eq!(conns_of(&out, "a"), [vec![conn(2)]]);
+    // Still connected: no grace.
+    assert_eq!(b.r.next_deadline(), None);
+    let out = b.handle(RouterMsg::Disconnected { conn: v });
+    assert_eq!(conns_of(&out, "v"), [vec![conn(11)]]);
+    let out = b.handle(RouterMsg::Disconnected { conn: conn(11) });
+    assert_eq!(conns_of(&out, "v"), [Vec::<ConnId>::new()]);
+    // A visitor's disconnect changes nothing else.
+    assert_eq!(out.len(), 1);
+    // Unknown connections are ignored.
+    assert!(
+        b.handle(RouterMsg::Disconnected { conn: conn(77) })
+            .is_empty()
+    );
+    // Assign carries every connection too.
+    let w = conn(12);
+    b.visitor(w, "t", "w");
+    b.agent(conn(3), "t", "a", &["g"], 2);
+    let out = b.open(w, "t", "w", "g");
+    let agent_conns = out.iter().find_map(|e| match e {
+        Effect::Shard(ShardMsg::Assign { agent_conns, .. }) => Some(agent_conns.clone()),
+        _ => None,
+    });
+    assert_eq!(agent_conns, Some(vec![conn(2), conn(3)]));
+}
+
+#[test]
+fn a_waiting_visitor_reconnecting_is_told_its_position() {
+    let mut b = Bench::new();
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    b.open(v, "t", "v", "g");
+    b.handle(RouterMsg::Disconnected { conn: v });
+    let out = b.visitor(conn(11), "t", "v");
+    assert_eq!(
+        queued_to(&out, conn(11))
+            .iter()
+            .map(|q| q.position)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+}
+
+#[test]
+fn tenants_never_see_each_other() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "A", "agent", &["g"], 5);
+    let v = conn(10);
+    b.visitor(v, "B", "visitor");
+    let out = b.open(v, "B", "visitor", "g");
+    assert!(assigns(&out).is_empty());
+    assert_eq!(b.r.queue_len("B", "g"), 1);
+    assert_eq!(b.r.queue_len("A", "g"), 0);
+    // A's agent heard nothing about B's queue.
+    assert!(queued_to(&out, conn(1)).is_empty());
+    // The same user id in B is another person.
+    let out = b.agent(conn(2), "B", "agent", &["g"], 1);
+    let a = &assigns(&out);
+    assert_eq!(a.len(), 1);
+    let agent = out.iter().find_map(|e| match e {
+        Effect::Shard(ShardMsg::Assign { agent, .. }) => Some(agent.clone()),
+        _ => None,
+    });
+    assert_eq!(agent, Some(who("B", "agent")));
+    assert_eq!(b.r.active_count(&who("A", "agent")), 0);
+
+    // A notice from A's admin reaches only A.
+    let out = b.handle(RouterMsg::Notice {
+        from: sender("A", "boss", role::ADMIN, &[], conn(30)),
+        notice: messages::Notice {
+            text: "maintenance".into(),
+            ..Default::default()
+        },
+    });
+    let to: Vec<ConnId> = frames(&out).into_iter().map(|f| f.0).collect();
+    assert_eq!(to, [conn(1)]);
+}
+
+#[test]
+fn notices_go_to_a_group_or_to_everyone() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &["sales"], 1);
+    b.agent(conn(2), "t", "a", &["sales"], 1);
+    b.agent(conn(3), "t", "b", &["support"], 1);
+    b.connect(conn(4), "t", "bot", role::BOT, &["sales"], None);
+    b.visitor(conn(5), "t", "v");
+    b.connect(conn(6), "t", "boss", role::ADMIN, &["sales"], None);
+    b.agent(conn(7), "other", "x", &["sales"], 1);
+
+    let notice = |group: &str| RouterMsg::Notice {
+        from: sender("t", "boss", role::ADMIN, &[], conn(6)),
+        notice: messages::Notice {
+            time_ms: 0,
+            group: group.into(),
+            from: String::new(),
+            text: "lunch".into(),
+        },
+    };
+    let out = b.handle(notice("sales"));
+    // Encoded once, broadcast.
+    assert_eq!(out.len(), 1);
+    assert!(matches!(&out[0], Effect::Broadcast(..)));
+    let f = frames(&out);
+    let to: BTreeSet<ConnId> = f.iter().map(|x| x.0).collect();
+    assert_eq!(to, BTreeSet::from([conn(1), conn(2), conn(4)]));
+    match &f[0].2 {
+        Msg::Notice(n) => {
+            assert_eq!(n.from, "boss");
+            assert_eq!(n.group, "sales");
+            assert_eq!(n.text, "lunch");
+            assert!(n.time_ms > 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(f[0].1, 0);
+
+    let out = b.handle(notice(""));
+    let to: BTreeSet<ConnId> = frames(&out).iter().map(|x| x.0).collect();
+    assert_eq!(
+        to,
+        BTreeSet::from([conn(1), conn(2), conn(3), conn(4), conn(5), conn(6)])
+    );
+    // A group nobody is in: nothing.
+    assert!(b.handle(notice("nobody")).is_empty());
+    // Only admins.
+    let out = b.handle(RouterMsg::Notice {
+        from: sender("t", "a", role::AGENT, &["sales"], conn(1)),
+        notice: messages::Notice::default(),
+    });
+    assert_eq!(errors(&out), [(403, 7)]);
+}
+
+#[test]
+fn users_are_forgotten_when_nothing_is_left() {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &["g"], 1);
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    let c = opened(&b.open(v, "t", "v", "g")).unwrap();
+    b.handle(RouterMsg::Disconnected { conn: v });
+    b.handle(RouterMsg::Disconnected { conn: conn(1) });
+    assert!(b.r.next_deadline().is_some());
+    b.close(c);
+    // Closing the agent's last conversation during the grace ends the grace.
+    assert_eq!(b.r.next_deadline(), None);
+    assert!(b.r.tenants.is_empty());
+    assert!(b.r.directory.is_empty());
+    assert!(b.r.convs.is_empty());
+}
+
+/// xorshift64*: a tiny deterministic PRNG.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+#[test]
+fn random_traffic_keeps_the_invariants() {
+    struct Who {
+        tenant: &'static str,
+        user: &'static str,
+        role: u8,
+        groups: &'static [&'static str],
+        capacity: Option<u32>,
+    }
+    let people = [
+        Who {
+            tenant: "t",
+            user: "a1",
+            role: role::AGENT,
+            groups: &["g0"],
+            capacity: Some(2),
+        },
+        Who {
+            tenant: "t",
+            user: "a2",
+            role: role::AGENT,
+            groups: &["g0", "g1"],
+            capacity: Some(3),
+        },
+        Who {
+            tenant: "t",
+            user: "a3",
+            role: role::AGENT,
+            groups: &["g1"],
+            capacity: None,
+        },
+        Who {
+            tenant: "t",
+            user: "bot",
+            role: role::BOT,
+            groups: &["g1"],
+            capacity: Some(2),
+        },
+        Who {
+            tenant: "t",
+            user: "boss",
+            role: role::ADMIN,
+            groups: &[],
+            capacity: None,
+        },
+        Who {
+            tenant: "u",
+            user: "a1",
+            role: role::AGENT,
+            groups: &["g0"],
+            capacity: Some(1),
+        },
+        Who {
+            tenant: "t",
+            user: "v1",
+            role: role::VISITOR,
+            groups: &[],
+            capacity: None,
+        },
+        Who {
+            tenant: "t",
+            user: "v2",
+            role: role::VISITOR,
+            groups: &["g1"],
+            capacity: None,
+        },
+        Who {
+            tenant: "t",
+            user: "v3",
+            role: role::VISITOR,
+            groups: &[],
+            capacity: None,
+        },
+        Who {
+            tenant: "t",
+            user: "v4",
+            role: role::VISITOR,
+            groups: &[],
+            capacity: None,
+        },
+        Who {
+            tenant: "u",
+            user: "v1",
+            role: role::VISITOR,
+            groups: &[],
+            capacity: None,
+        },
+        Who {
+            tenant: "u",
+            user: "v5",
+            role: role::VISITOR,
+            groups: &[],
+            capacity: None,
+        },
+    ];
+    let groups_any = ["", "g0", "g1", "g2", "general"];
+
+    // How often each interesting path ran, over all seeds (a test that never queues or
+    // never expires a grace would prove little).
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for seed in 1..=5u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut r = Router::new(RouterSettings {
+            default_group: "general".into(),
+            default_capacity: 2,
+            bot_capacity: 4,
+            agent_grace_ms: 5_000,
+        });
+        let mut now = 0u64;
+        let mut live: Vec<(ConnId, usize)> = Vec::new();
+        let mut next_slot = 0u32;
+        let mut closed: BTreeSet<u64> = BTreeSet::new();
+        let mut assigned_to: BTreeMap<u64, UserRef> = BTreeMap::new();
+        let mut opened_in: BTreeMap<u64, String> = BTreeMap::new();
+        let mut out = Vec::new();
+
+        for step in 0..4_000 {
+            now += rng.below(400) as u64;
+            let op = rng.below(100);
+            // Claims mostly come from agents and bots (else they are all 403s).
+            let pi = if (63..=70).contains(&op) && rng.below(4) > 0 {
+                *rng.pick(&[0, 1, 2, 3, 5])
+            } else {
+                rng.below(people.len())
+            };
+            let p = &people[pi];
+            let pconn = live
+                .iter()
+                .find(|(_, i)| *i == pi)
+                .map_or(conn(9_999), |l| l.0);
+            let from = Sender {
+                who: who(p.tenant, p.user),
+                name: p.user.into(),
+                role: p.role,
+                groups: groups(p.groups),
+                conn: pconn,
+                rid: step,
+            };
+            let max_id = r.next_id + 1;
+            let msg = match op {
+                0..=14 => {
+                    next_slot += 1;
+                    let c = ConnId {
+                        reactor: 0,
+                        slot: next_slot,
+                        generation: 1,
+                    };
+                    live.push((c, pi));
+                    Some(RouterMsg::Connected {
+                        conn: c,
+                        who: who(p.tenant, p.user),
+                        name: p.user.into(),
+                        role: p.role,
+                        groups: groups(p.groups),
+                        capacity: p.capacity,
+                    })
+                }
+                15..=26 if !live.is_empty() => {
+                    let i = rng.below(live.len());
+                    let (c, _) = live.swap_remove(i);
+                    Some(RouterMsg::Disconnected { conn: c })
+                }
+                27..=46 => Some(RouterMsg::Open {
+                    from: from.clone(),
+                    send: messages::Send {
+                        content_type: messages::content::TEXT,
+                        conversation: 0,
+                        client_msg_id: step as u64,
+                        group: (*rng.pick(&groups_any)).into(),
+                        body: "hi".into(),
+                    },
+                }),
+                47..=62 => Some(RouterMsg::Closed {
+                    conversation: rng.next() % max_id,
+                }),
+                63..=70 => {
+                    // Half the time a conversation that is waiting somewhere.
+                    let waiting = r
+                        .convs
+                        .iter()
+                        .filter(|(_, c)| c.agent.is_none() && p.groups.contains(&c.group.as_str()))
+                        .map(|(id, _)| *id)
+                        .min();
+                    let conversation = match waiting {
+                        Some(id) if rng.below(2) == 0 => id,
+                        _ => rng.next() % max_id,
+                    };
+                    Some(RouterMsg::Claim {
+                        from: from.clone(),
+                        conversation,
+                    })
+                }
+                71..=80 => {
+                    let conversation = rng.next() % max_id;
+                    // Mostly what a shard would authorize (the real agent), sometimes stale.
+                    let giver = match r
+                        .convs
+                        .get(&conversation)
+                        .and_then(|c| c.agent.as_ref().map(|a| who(&c.tenant, a)))
+                    {
+                        Some(a) if rng.below(4) > 0 => a,
+                        _ => who(p.tenant, p.user),
+                    };
+                    let target = people[rng.below(people.len())].user;
+                    Some(RouterMsg::Transfer {
+                        conversation,
+                        group: String::new(),
+                        from: giver,
+                        to_agent: if rng.below(2) == 0 {
+                            target.into()
+                        } else {
+                            String::new()
+                        },
+                        to_group: (*rng.pick(&groups_any)).into(),
+                        note: format!("note {step}"),
+                    })
+                }
+                81..=88 => Some(RouterMsg::Presence {
+                    from: from.clone(),
+                    status: 1 + rng.below(3) as u8,
+                }),
+                89..=91 => Some(RouterMsg::Notice {
+                    from: from.clone(),
+                    notice: messages::Notice {
+                        group: (*rng.pick(&groups_any)).into(),
+                        text: "n".into(),
+                        ..Default::default()
+                    },
+                }),
+                _ => None,
+            };
+            let was_closed = match &msg {
+                Some(RouterMsg::Closed { conversation }) => {
+                    r.convs.contains_key(conversation).then_some(*conversation)
+                }
+                _ => None,
+            };
+            let claim = matches!(msg, Some(RouterMsg::Claim { .. }));
+            out.clear();
+            match msg {
+                Some(m) => r.handle(m, now, &mut out),
+                None => r.tick(now, &mut out),
+            }
+            if let Some(id) = was_closed {
+                closed.insert(id);
+            }
+            check_invariants(&r);
+            // Effects agree with the state and the history.
+            for (_, _, m) in frames(&out) {
+                let kind = match m {
+                    Msg::Queued(q) if q.position == 0 => "left queue",
+                    Msg::Queued(_) => "queued",
+                    Msg::Error(e) => match e.code {
+                        403 => "403",
+                        404 => "404",
+                        409 => "409",
+                        _ => "other error",
+                    },
+                    Msg::Notice(_) => "notice",
+                    _ => "other frame",
+                };
+                *seen.entry(kind).or_default() += 1;
+            }
+            for e in &out {
+                let kind = match e {
+                    Effect::Shard(ShardMsg::Open { .. }) => "open",
+                    Effect::Shard(ShardMsg::Assign { note, .. }) if !note.is_empty() => {
+                        "assign with note"
+                    }
+                    Effect::Shard(ShardMsg::Assign { .. }) => "assign",
+                    Effect::Shard(ShardMsg::Requeued { .. }) => "requeued",
+                    Effect::Shard(ShardMsg::Conns { .. }) => "conns",
+                    _ => "other",
+                };
+                *seen.entry(kind).or_default() += 1;
+            }
+            if claim && errors(&out).is_empty() {
+                *seen.entry("claimed").or_default() += 1;
+            }
+            if !r.graces.is_empty() {
+                *seen.entry("grace pending").or_default() += 1;
+            }
+            for e in &out {
+                match e {
+                    Effect::Shard(ShardMsg::Open {
+                        conversation,
+                        visitor,
+                        ..
+                    }) => {
+                        assert!(
+                            opened_in
+                                .insert(*conversation, visitor.tenant.clone())
+                                .is_none()
+                        );
+                    }
+                    Effect::Shard(ShardMsg::Assign {
+                        conversation,
+                        agent,
+                        ..
+                    }) => {
+                        assert!(!closed.contains(conversation));
+                        assert_eq!(opened_in.get(conversation), Some(&agent.tenant));
+                        assigned_to.insert(*conversation, agent.clone());
+                    }
+                    Effect::Shard(ShardMsg::Requeued { conversation, .. }) => {
+                        assert!(assigned_to.remove(conversation).is_some());
+                    }
+                    Effect::Shard(ShardMsg::Request { msg, .. }) => {
+                        let id = crate::service::request_conversation(msg);
+                        assert!(opened_in.contains_key(&id) && !closed.contains(&id));
+                    }
+                    _ => {}
+                }
+            }
+            for id in &closed {
+                assert!(!r.convs.contains_key(id));
+            }
+            // The router's view of who serves what matches what it told the shards.
+            for (id, c) in &r.convs {
+                let told = assigned_to.get(id).filter(|_| c.agent.is_some());
+                assert_eq!(told.map(|w| &w.user), c.agent.as_ref(), "conversation {id}");
+            }
+            assigned_to.retain(|id, _| r.convs.get(id).is_some_and(|c| c.agent.is_some()));
+        }
+        // Drain: everyone leaves, graces expire, every conversation closes.
+        for (c, _) in live.drain(..) {
+            r.handle(RouterMsg::Disconnected { conn: c }, now, &mut out);
+        }
+        now += 10_000;
+        r.tick(now, &mut out);
+        check_invariants(&r);
+        let ids: Vec<u64> = r.convs.keys().copied().collect();
+        for id in ids {
+            r.handle(RouterMsg::Closed { conversation: id }, now, &mut out);
+        }
+        check_invariants(&r);
+        assert!(r.tenants.is_empty(), "seed {seed}: {:?}", r.tenants);
+        assert!(r.graces.is_empty() && r.directory.is_empty());
+    }
+    println!("{seen:?}");
+    for kind in [
+        "open",
+        "assign",
+        "assign with note",
+        "requeued",
+        "conns",
+        "queued",
+        "left queue",
+        "403",
+        "404",
+        "409",
+        "notice",
+        "grace pending",
+    ] {
+        assert!(
+            seen.get(kind).copied().unwrap_or(0) >= 20,
+            "{kind}: {seen:?}"
+        );
+    }
+}
