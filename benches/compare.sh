@@ -1,0 +1,381 @@
+#!/usr/bin/env bash
+# Switchboard's echo listener against a conventional echo server, under the same storm
+# scenarios, back to back, on this machine (loopback only).
+#
+# Usage:
+#   benches/compare.sh [--quick] [--no-build] [--out DIR] [--keep]
+#     --quick     small, short runs (a smoke test of the procedure, not figures)
+#     --no-build  use the binaries already built
+#     --out DIR   where to keep JSON results, storm's stderr and server logs
+#     --keep      keep the scratch directory (temp configs, daemon state)
+#   PEER_CMD='/path/to/gnet-echo -port {port}' benches/compare.sh
+#   STORM_BIN=/path/to/storm benches/compare.sh     # a storm built elsewhere
+#
+# What it does:
+#   1. Builds `cargo build --release --bins` (the daemon and storm) and, unless PEER_CMD
+#      is set, the tokio peer (`cargo build --release --manifest-path
+#      benches/peers/tokio-echo/Cargo.toml`). --no-build skips this.
+#   2. For each scenario, starts a fresh server, runs storm against it, stops it; first
+#      ours (the switchboard daemon with a temp config enabling [listeners.echo]), then
+#      the peer (PEER_CMD, default the tokio peer; `{port}` is replaced by a free port).
+#      The peer command is exec'd, so its PID is the server's own (RSS is read from it):
+#      give one command, not a pipeline.
+#        idle      storm --scenario idle --connections 19000 --procs 2 --duration 10
+#        flood     storm --scenario echo --mode flood --size 1024 --connections 1000 --duration 10
+#        pingpong  storm --scenario echo --mode pingpong --rate 1 --connections 10000 --duration 20
+#      each with --target 127.0.0.1:PORT --raw --source-addrs 127.0.0.2-127.0.0.9
+#      --server-pid PID --json. --quick shrinks them to 2,000 idle (5 s), a 3 s flood
+#      and 2,000 x 1 msg/s for 5 s: a smoke test of the whole procedure, not figures.
+#   3. Prints the machine (nproc, CPU, kernel, date) and a Markdown table of both
+#      servers' figures with the ratio ours / peer, read from storm's --json output.
+#
+# The run is bounded (every storm run has a timeout; a server that does not stop on
+# SIGTERM is killed), talks only to 127.0.0.0/8, and kills only the processes it
+# started, by PID, when it exits for any reason. Raw JSON, storm's stderr and the
+# servers' logs are kept in --out (default target/compare/DATE-TIME).
+#
+# Why 19,000 idle connections: the per-process open-file limit here is 20,000 and cannot
+# be raised, so the server can hold no more; storm spreads the client side over two
+# processes. The script raises its own soft RLIMIT_NOFILE to the hard limit so the
+# servers it starts inherit it (the tokio peer also does so itself).
+
+set -euo pipefail
+
+usage() { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; }
+
+QUICK=0
+BUILD=1
+KEEP=0
+OUT=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --no-build) BUILD=0 ;;
+        --keep) KEEP=1 ;;
+        --out) OUT="${2:?--out needs a directory}"; shift ;;
+        --out=*) OUT="${1#--out=}" ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "compare.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+DAEMON="$TARGET_DIR/release/switchboard"
+STORM="${STORM_BIN:-$TARGET_DIR/release/storm}"
+TOKIO_PEER="$ROOT/benches/peers/tokio-echo/target/release/tokio-echo"
+SOURCES="127.0.0.2-127.0.0.9"
+
+if [ "$QUICK" = 1 ]; then
+    IDLE_N=2000;  IDLE_PROCS=2; IDLE_SECS=5
+    FLOOD_N=1000; FLOOD_SECS=3
+    PP_N=2000;    PP_SECS=5
+else
+    IDLE_N=19000; IDLE_PROCS=2; IDLE_SECS=10
+    FLOOD_N=1000; FLOOD_SECS=10
+    PP_N=10000;   PP_SECS=20
+fi
+FLOOD_SIZE=1024
+PP_SIZE=64
+
+# ---------------------------------------------------------------------------------
+# Processes we started: killed by PID on exit, whatever the exit.
+# ---------------------------------------------------------------------------------
+PIDS=()
+SCRATCH="$(mktemp -d -t switchboard-compare.XXXXXX)"
+
+stop_pid() { # PID [grace seconds]
+    local pid="$1" grace="${2:-8}" i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "compare.sh: PID $pid still running ${grace} s after SIGTERM; sending SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]+"${PIDS[@]}"}"; do
+        stop_pid "$pid" 3
+    done
+    if [ "$KEEP" = 1 ]; then
+        echo "compare.sh: scratch (configs, daemon state) kept in $SCRATCH" >&2
+    else
+        rm -rf "$SCRATCH"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------
+# Build.
+# ---------------------------------------------------------------------------------
+if [ "$BUILD" = 1 ]; then
+    echo "== building (cargo build --release --bins)" >&2
+    cargo build --release --bins
+    if [ -z "${PEER_CMD:-}" ]; then
+        echo "== building the tokio peer" >&2
+        cargo build --release --manifest-path benches/peers/tokio-echo/Cargo.toml
+    fi
+fi
+PEER_CMD="${PEER_CMD:-$TOKIO_PEER --port {port}}"
+for bin in "$DAEMON" "$STORM"; do
+    [ -x "$bin" ] || { echo "compare.sh: $bin not built (run without --no-build)" >&2; exit 1; }
+done
+case "$PEER_CMD" in
+    *"{port}"*) ;;
+    *) echo "compare.sh: PEER_CMD must contain {port}: $PEER_CMD" >&2; exit 2 ;;
+esac
+
+if [ -z "$OUT" ]; then
+    OUT="$TARGET_DIR/compare/$(date +%Y%m%d-%H%M%S)"
+fi
+mkdir -p "$OUT"
+
+# Let the servers we start hold as many sockets as this machine allows.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---------------------------------------------------------------------------------
+# Servers.
+# ---------------------------------------------------------------------------------
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits until 127.0.0.1:PORT accepts, while PID lives; at most 20 s.
+wait_listening() { # PORT PID
+    local port="$1" pid="$2" i
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+SERVER_PID=""
+SERVER_PORT=""
+
+# Starts server WHICH (ours|peer) on a fresh port; sets SERVER_PID and SERVER_PORT.
+start_server() { # WHICH LOG
+    local which="$1" log="$2"
+    SERVER_PORT="$(free_port)"
+    if [ "$which" = ours ]; then
+        local dir="$SCRATCH/ours-$SERVER_PORT"
+        mkdir -p "$dir"
+        # The client listener on an unused port; the echo listener on ours; timeouts
+        # long enough that nothing is closed as idle during a run.
+        cat >"$dir/switchboard.toml" <<EOF
+state_dir = "$dir/state"
+
+[listeners.client]
+addr = "127.0.0.1:0"
+
+[listeners.echo]
+addr = "127.0.0.1:$SERVER_PORT"
+
+[heartbeat]
+interval = "1m"
+idle_timeout = "10m"
+handshake_timeout = "1m"
+
+[log]
+level = "warn"
+EOF
+        "$DAEMON" run --config "$dir/switchboard.toml" >"$log" 2>&1 &
+    else
+        local cmd="${PEER_CMD//\{port\}/$SERVER_PORT}"
+        echo "$cmd" >"$log"
+        bash -c "exec $cmd" >>"$log" 2>&1 &
+    fi
+    SERVER_PID=$!
+    PIDS+=("$SERVER_PID")
+    if ! wait_listening "$SERVER_PORT" "$SERVER_PID"; then
+        echo "compare.sh: $which server did not listen on 127.0.0.1:$SERVER_PORT; its log:" >&2
+        tail -n 20 "$log" >&2 || true
+        stop_server
+        return 1
+    fi
+    sleep 1 # let start-up settle before storm samples the server's RSS
+}
+
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    stop_pid "$SERVER_PID" 8
+    local keep=() pid
+    for pid in "${PIDS[@]}"; do
+        [ "$pid" = "$SERVER_PID" ] || keep+=("$pid")
+    done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+    SERVER_PID=""
+}
+
+# One storm run against one server: NAME WHICH SECS storm-args...
+# Writes $OUT/NAME-WHICH.json (empty when the run failed) and .err.
+run_case() {
+    local name="$1" which="$2" secs="$3"
+    shift 3
+    local base="$OUT/$name-$which"
+    : >"$base.json"
+    echo "== $name on $which: storm $*" >&2
+    if ! start_server "$which" "$base.server.log"; then
+        echo "   $which server failed to start" >&2
+        return 0
+    fi
+    local rc=0
+    timeout --kill-after=10 "$((secs + 240))" \
+        "$STORM" --target "127.0.0.1:$SERVER_PORT" --raw --source-addrs "$SOURCES" \
+        --server-pid "$SERVER_PID" --json --quiet "$@" \
+        >"$base.json" 2>"$base.err" || rc=$?
+    stop_server
+    if [ "$rc" != 0 ]; then
+        echo "   storm exited $rc; last lines of $base.err:" >&2
+        tail -n 5 "$base.err" | sed 's/^/   /' >&2
+    fi
+    if ! python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$base.json" 2>/dev/null; then
+        echo "   no JSON result from storm" >&2
+        : >"$base.json"
+    fi
+    sleep 1
+}
+
+# ---------------------------------------------------------------------------------
+# The runs: each scenario on ours, then on the peer.
+# ---------------------------------------------------------------------------------
+for which in ours peer; do
+    run_case idle "$which" "$IDLE_SECS" --scenario idle --connections "$IDLE_N" \
+        --procs "$IDLE_PROCS" --duration "$IDLE_SECS"
+done
+for which in ours peer; do
+    run_case flood "$which" "$FLOOD_SECS" --scenario echo --mode flood --size "$FLOOD_SIZE" \
+        --connections "$FLOOD_N" --duration "$FLOOD_SECS"
+done
+for which in ours peer; do
+    run_case pingpong "$which" "$PP_SECS" --scenario echo --mode pingpong --rate 1 \
+        --size "$PP_SIZE" --connections "$PP_N" --duration "$PP_SECS"
+done
+
+# ---------------------------------------------------------------------------------
+# Report.
+# ---------------------------------------------------------------------------------
+cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+mem="$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    rev="$rev+dirty"
+fi
+{
+    echo
+    echo "## switchboard echo vs peer ($([ "$QUICK" = 1 ] && echo 'QUICK smoke run' || echo 'full run'))"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- machine: nproc $(nproc), ${cpu:-unknown CPU}, $mem, kernel $(uname -r), open files $(ulimit -n)"
+    echo "- ours: switchboard $rev, [listeners.echo], default reactor/worker threads"
+    echo "- peer: ${PEER_CMD//\{port\}/PORT}"
+    echo "- idle: $IDLE_N connections, $IDLE_PROCS client procs, held ${IDLE_SECS} s;" \
+        "flood: $FLOOD_N x ${FLOOD_SIZE} B, ${FLOOD_SECS} s;" \
+        "pingpong: $PP_N x 1 msg/s of ${PP_SIZE} B, ${PP_SECS} s"
+    echo "- raw results: $OUT"
+    echo
+} | tee "$OUT/report.md"
+
+python3 - "$OUT" <<'PY' | tee -a "$OUT/report.md"
+import json, os, sys
+
+out = sys.argv[1]
+
+def load(name, which):
+    try:
+        with open(os.path.join(out, f"{name}-{which}.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+def get(d, path):
+    for key in path.split("."):
+        if not isinstance(d, dict) or key not in d or d[key] is None:
+            return None
+        d = d[key]
+    return d if isinstance(d, (int, float)) else None
+
+def fmt(v, unit):
+    if v is None:
+        return "n/a"
+    if unit == "MB":
+        return f"{v / 1024:.1f}"          # from kB
+    if unit == "MB/s":
+        return f"{v / 1e6:.1f}"           # from bytes/s
+    if unit == "ms":
+        return f"{v / 1000:.2f}"          # from microseconds
+    if abs(v) >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+# (scenario, label, json path, unit, better: "lower" / "higher" / "")
+ROWS = [
+    ("idle", "RSS growth per idle connection (B)", "server_rss.growth_per_connection_bytes", "B", "lower"),
+    ("idle", "server peak RSS (MB)", "server_rss.peak_kb", "MB", "lower"),
+    ("idle", "connections opened per s", "connect_rate_per_s", "", "higher"),
+    ("idle", "connections open at the end", "connections_open_at_end", "", "higher"),
+    ("idle", "errors", "errors", "", "lower"),
+    ("flood", "messages per s (1 KiB)", "messages_per_s", "", "higher"),
+    ("flood", "throughput (MB/s)", "bytes_per_s", "MB/s", "higher"),
+    ("flood", "latency p50 (ms)", "latency_us.p50", "ms", "lower"),
+    ("flood", "latency p99 (ms)", "latency_us.p99", "ms", "lower"),
+    ("flood", "server peak RSS (MB)", "server_rss.peak_kb", "MB", "lower"),
+    ("flood", "errors", "errors", "", "lower"),
+    ("pingpong", "messages per s", "messages_per_s", "", "higher"),
+    ("pingpong", "latency p50 (ms)", "latency_us.p50", "ms", "lower"),
+    ("pingpong", "latency p90 (ms)", "latency_us.p90", "ms", "lower"),
+    ("pingpong", "latency p99 (ms)", "latency_us.p99", "ms", "lower"),
+    ("pingpong", "latency p99.9 (ms)", "latency_us.p999", "ms", "lower"),
+    ("pingpong", "latency max (ms)", "latency_us.max", "ms", "lower"),
+    ("pingpong", "server peak RSS (MB)", "server_rss.peak_kb", "MB", "lower"),
+    ("pingpong", "errors", "errors", "", "lower"),
+]
+
+def errors(d):
+    # storm's `errors` may be a count or an object of counts by kind.
+    if d is None:
+        return None
+    e = d.get("errors")
+    if isinstance(e, dict):
+        return sum(v for v in e.values() if isinstance(v, (int, float)))
+    return e if isinstance(e, (int, float)) else None
+
+print("| scenario | figure | ours | peer | ours / peer | better |")
+print("|---|---|---:|---:|---:|---|")
+missing = []
+for scen, label, path, unit, better in ROWS:
+    ours, peer = load(scen, "ours"), load(scen, "peer")
+    for which, d in (("ours", ours), ("peer", peer)):
+        if d is None and (scen, which) not in missing:
+            missing.append((scen, which))
+    if path == "errors":
+        a, b = errors(ours), errors(peer)
+    else:
+        a, b = get(ours, path), get(peer, path)
+    if a is not None and b:
+        ratio = f"{a / b:.2f}"
+    elif a == 0 and b == 0:
+        ratio = "="
+    else:
+        ratio = "n/a"
+    print(f"| {scen} | {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} | {better} |")
+print()
+print("Ratios are ours / peer: below 1 is better for `lower` figures, above 1 for `higher`.")
+for scen, which in missing:
+    print(f"NOTE: no result for {scen} on {which}: see {out}/{scen}-{which}.err")
+PY
