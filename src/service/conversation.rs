@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all};
-use crate::handoff::{Command, ConnId};
+use crate::handoff::ConnId;
 use crate::protocol::messages::{self, Entry, Msg, role};
 use crate::protocol::{ErrorCode, Kind};
 
@@ -467,13 +467,7 @@ fn system_entry(kind: Kind, now_ms: u64, sender: &str, body: String) -> Entry {
 }
 
 fn reply(out: &mut Vec<Effect>, to: &Sender, msg: Msg) {
-    out.push(Effect::Conn(
-        to.conn,
-        Command::Send {
-            conn: to.conn,
-            frame: msg.to_frame(to.rid),
-        },
-    ));
+    super::send(out, to.conn, msg.to_frame(to.rid));
 }
 
 /// Up to `limit` entries before `before_seq` (0: the latest), oldest first, kept

@@ -230,11 +230,16 @@ pub(crate) enum Effect {
     Broadcast(Vec<ConnId>, Bytes),
 }
 
+/// Sends `frame` to one connection.
+pub(crate) fn send(out: &mut Vec<Effect>, conn: ConnId, frame: Bytes) {
+    out.push(Effect::Conn(conn, Command::Send { conn, frame }));
+}
+
 /// Sends `frame` to every connection in `conns`.
 pub(crate) fn to_all(out: &mut Vec<Effect>, conns: &[ConnId], frame: Bytes) {
     match conns {
         [] => {}
-        [one] => out.push(Effect::Conn(*one, Command::Send { conn: *one, frame })),
+        [one] => send(out, *one, frame),
         many => out.push(Effect::Broadcast(many.to_vec(), frame)),
     }
 }
@@ -253,11 +258,5 @@ pub(crate) fn refuse(
         message: code.name().to_owned(),
     })
     .to_frame(from.rid);
-    out.push(Effect::Conn(
-        from.conn,
-        Command::Send {
-            conn: from.conn,
-            frame,
-        },
-    ));
+    send(out, from.conn, frame);
 }
