@@ -21,17 +21,20 @@ pub enum Kind {
     Send = 16,
     /// Server → client: a `Send` was stored under a sequence number.
     Accepted = 17,
-    /// Server → client: a conversation event to display.
+    /// Server → client: a message of a conversation to display (other events have
+    /// their own kinds).
     Deliver = 18,
     /// Either way: delivered/read up to a sequence number.
     Receipt = 19,
     /// Either way: typing indicator.
     Typing = 20,
-    /// Server → visitor: position in the queue.
+    /// Server → visitor: its position in the queue; server → the group's agents and
+    /// bots: a conversation entered the queue, or left it (position 0).
     Queued = 32,
     /// Server → both sides: a conversation was assigned to an agent.
     Assigned = 33,
-    /// Agent → server: hand a conversation to another agent or group.
+    /// Agent → server: hand a conversation to another agent or group; server → agent:
+    /// the transfer note, for the agent who gets the conversation.
     Transfer = 34,
     /// Agent → server: pick up a queued conversation.
     Claim = 35,
@@ -39,7 +42,7 @@ pub enum Kind {
     Close = 36,
     /// Visitor → server: rate a closed conversation.
     Rate = 37,
-    /// Agent → server, server → agents: presence changes.
+    /// Agent → server: its presence (server → agents is reserved: not sent yet).
     Presence = 38,
     /// Client → server: ask for a page of history.
     History = 48,
@@ -49,7 +52,7 @@ pub enum Kind {
     Suggest = 50,
     /// Server → agent: canned-reply suggestions.
     Suggestions = 51,
-    /// Server → many: broadcast notice.
+    /// Admin → server, server → many: broadcast notice.
     Notice = 52,
 }
 

@@ -1,10 +1,13 @@
 //! Per-connection protocol sessions (sans-IO): what a frame means in the state its
-//! connection is in. Events in, commands out; no sockets, no clocks but the one given.
+//! connection is in. Events in, effects out; no sockets, no clocks but the one given.
 //!
 //! The handshake: the first frame must be `Hello` with a token that verifies; the
-//! answer is `Welcome` and the reactor is told to switch the connection to its idle
-//! deadline. After that `Ping` is answered with `Pong` carrying the same request id
-//! and payload bytes.
+//! answer is `Welcome`, the reactor is told to switch the connection to its idle
+//! deadline, and the router learns who is connected. After that `Ping` is answered
+//! with `Pong` carrying the same request id and payload bytes, and conversation
+//! requests are decoded (104 for a broken archive, 400 for a field out of bounds) and
+//! routed: opening, claiming, presence and notices to the router, everything else to
+//! the conversation's shard.
 
 use std::collections::HashMap;
 use std::sync::Arc;
