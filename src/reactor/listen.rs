@@ -11,6 +11,9 @@ use crate::config::ListenerConfig;
 /// Binds `count` sockets to the same address. When the configured port is 0 the first
 /// socket picks the port and the others join it.
 pub(crate) fn bind_group(cfg: &ListenerConfig, count: usize) -> io::Result<Vec<TcpListener>> {
+    if cfg.addr.port() != 0 {
+        refuse_if_taken(cfg.addr)?;
+    }
     let mut addr = cfg.addr;
     let mut out = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
@@ -19,6 +22,24 @@ pub(crate) fn bind_group(cfg: &ListenerConfig, count: usize) -> io::Result<Vec<T
         out.push(l);
     }
     Ok(out)
+}
+
+/// `SO_REUSEPORT` would let us silently share a port with another running daemon
+/// (the kernel would split connections between the two): bind once without it, which
+/// fails while anyone listens there.
+fn refuse_if_taken(addr: SocketAddr) -> io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "address in use (is another switchboard running?)",
+            )
+        } else {
+            e
+        }
+    })
 }
 
 fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
