@@ -152,6 +152,9 @@ pub struct WorkersConfig {
     /// Depth of each worker's event queue; a full queue closes the connection with
     /// `SERVER_BUSY` rather than blocking a reactor.
     pub queue_depth: usize,
+    /// Frame payload bytes one worker's queue may hold; past it, as for a full queue,
+    /// the connection whose frame did not fit is closed with `SERVER_BUSY`.
+    pub queue_bytes: u64,
 }
 
 impl Default for WorkersConfig {
@@ -159,6 +162,7 @@ impl Default for WorkersConfig {
         Self {
             threads: 0,
             queue_depth: 16_384,
+            queue_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -405,6 +409,12 @@ impl Config {
         }
         if self.reactor.command_queue_depth == 0 {
             return Err(invalid("reactor.command_queue_depth", "must be positive"));
+        }
+        if self.workers.queue_bytes < u64::from(self.limits.max_frame_bytes) {
+            return Err(invalid(
+                "workers.queue_bytes",
+                "must be at least limits.max_frame_bytes",
+            ));
         }
         if self.workers.queue_depth == 0 {
             return Err(invalid("workers.queue_depth", "must be positive"));

@@ -2,8 +2,12 @@
 //! the house"): reactors push [`Event`]s to workers, workers push [`Command`]s back.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_utils::CachePadded;
 
 use crate::frame::FrameHeader;
 use crate::protocol::ErrorCode;
@@ -118,4 +122,95 @@ pub enum Command {
         /// Give up flushing at this instant.
         deadline: std::time::Instant,
     },
+}
+
+/// A worker's event queue: bounded in events by the channel, and in frame payload
+/// bytes by a shared count, so a few connections sending large frames faster than a
+/// worker handles them cannot pile up memory behind a queue that is short in events.
+#[derive(Debug, Clone)]
+pub struct WorkerQueue {
+    tx: Sender<Event>,
+    bytes: Arc<CachePadded<AtomicU64>>,
+    max_bytes: u64,
+}
+
+impl WorkerQueue {
+    /// A queue over `tx` holding at most `max_bytes` of frame payloads.
+    pub fn new(tx: Sender<Event>, max_bytes: u64) -> Self {
+        Self {
+            tx,
+            bytes: Arc::default(),
+            max_bytes,
+        }
+    }
+
+    /// The shared byte count, for the worker to release what it handled.
+    pub fn bytes(&self) -> Arc<CachePadded<AtomicU64>> {
+        self.bytes.clone()
+    }
+
+    /// Queues an event without blocking; a frame that would take the queue past its
+    /// byte bound is refused as `Full`.
+    pub fn try_send(&self, event: Event) -> Result<(), TrySendError<Event>> {
+        let len = match &event {
+            Event::Frame { payload, .. } => payload.len() as u64,
+            _ => 0,
+        };
+        if len > 0 {
+            let before = self.bytes.fetch_add(len, Ordering::Relaxed);
+            if before.saturating_add(len) > self.max_bytes {
+                self.bytes.fetch_sub(len, Ordering::Relaxed);
+                return Err(TrySendError::Full(event));
+            }
+        }
+        self.tx.try_send(event).inspect_err(|_| {
+            self.bytes.fetch_sub(len, Ordering::Relaxed);
+        })
+    }
+
+    /// Queues an event, waiting up to `timeout` for room (shutdown barriers).
+    pub fn send_timeout(&self, event: Event, timeout: std::time::Duration) -> bool {
+        self.tx.send_timeout(event, timeout).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Event {
+        Event::Frame {
+            conn: ConnId {
+                reactor: 0,
+                slot: 0,
+                generation: 1,
+            },
+            header: FrameHeader::default(),
+            payload: Bytes::from(vec![0; len]),
+        }
+    }
+
+    #[test]
+    fn byte_bound_refuses_frames_and_releases_on_failure() {
+        let (tx, rx) = crossbeam_channel::bounded(10);
+        let q = WorkerQueue::new(tx, 100);
+        assert!(q.try_send(frame(60)).is_ok());
+        assert!(matches!(q.try_send(frame(60)), Err(TrySendError::Full(_))));
+        // The refused frame's bytes were given back: 40 more still fit.
+        assert!(q.try_send(frame(40)).is_ok());
+        assert_eq!(q.bytes().load(Ordering::Relaxed), 100);
+        // What the worker handles it releases.
+        drop(rx.recv());
+        q.bytes().fetch_sub(60, Ordering::Relaxed);
+        assert!(q.try_send(frame(60)).is_ok());
+    }
+
+    #[test]
+    fn a_full_channel_gives_the_bytes_back() {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let q = WorkerQueue::new(tx, 1000);
+        assert!(q.try_send(frame(10)).is_ok());
+        assert!(q.try_send(frame(10)).is_err());
+        assert_eq!(q.bytes().load(Ordering::Relaxed), 10);
+    }
 }

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
-
 use crate::config::Config;
-use crate::handoff::{Command, Event};
+use crate::handoff::{Command, Event, WorkerQueue};
 use crate::metrics::Metrics;
 use crate::reactor::{self, ListenerKind, ReactorHandle};
 use crate::service::conversation::{Shard, ShardSettings};
@@ -58,7 +56,7 @@ pub struct Server {
     echo_addr: Option<SocketAddr>,
     reactors: Arc<[ReactorHandle]>,
     reactor_threads: Vec<JoinHandle<()>>,
-    worker_queues: Vec<Sender<Event>>,
+    worker_queues: Vec<WorkerQueue>,
     worker_threads: Vec<JoinHandle<()>>,
     metrics: Arc<Metrics>,
     drain_timeout: Duration,
@@ -105,8 +103,9 @@ impl Server {
         let mut shard_rxs = Vec::with_capacity(n_workers);
         for _ in 0..n_workers {
             let (tx, rx) = crossbeam_channel::bounded(config.workers.queue_depth);
-            worker_queues.push(tx);
-            worker_rx.push(rx);
+            let queue = WorkerQueue::new(tx, config.workers.queue_bytes);
+            worker_rx.push((rx, queue.bytes()));
+            worker_queues.push(queue);
             let (tx, rx) = crossbeam_channel::unbounded();
             shard_txs.push(tx);
             shard_rxs.push(rx);
@@ -131,7 +130,7 @@ impl Server {
             max_frame: config.limits.max_frame_bytes as usize,
         };
         let mut worker_threads = Vec::with_capacity(n_workers + 1);
-        for (id, ((rx, shard_rx), stats)) in worker_rx
+        for (id, (((rx, queued_bytes), shard_rx), stats)) in worker_rx
             .into_iter()
             .zip(shard_rxs)
             .zip(metrics.workers.iter())
@@ -139,7 +138,7 @@ impl Server {
         {
             worker_threads.push(worker::spawn(
                 id,
-                rx,
+                (rx, queued_bytes),
                 shard_rx,
                 links.clone(),
                 Sessions::new(id, session_settings.clone()),
@@ -148,7 +147,7 @@ impl Server {
             )?);
         }
         worker_threads.push(worker::spawn_router(router_rx, links, router)?);
-        let queues: Arc<[Sender<Event>]> = worker_queues.clone().into();
+        let queues: Arc<[WorkerQueue]> = worker_queues.clone().into();
 
         let mut client = client.into_iter();
         let mut echo = echo.map(Vec::into_iter);
@@ -222,7 +221,7 @@ impl Server {
 
         for q in &self.worker_queues {
             let left = deadline.saturating_duration_since(Instant::now());
-            clean &= q.send_timeout(Event::Barrier(ack_tx.clone()), left).is_ok();
+            clean &= q.send_timeout(Event::Barrier(ack_tx.clone()), left);
         }
         clean &= wait_acks(&ack_rx, self.worker_queues.len(), deadline);
 

@@ -26,11 +26,14 @@ fn flooding_client_that_never_reads_is_cut_off_while_neighbour_keeps_going() {
         c.limits.max_pending_bytes = 8192;
         c.limits.max_frame_bytes = 64 * 1024;
         c.reactor.read_buffer_bytes = 8192;
+        c.workers.queue_bytes = 1 << 20;
     });
+    // Cut either for its unread replies (302) or, when it outruns the worker, for
+    // the frames piling up in the worker's queue (500): both bound its memory.
     let slow_consumer = || {
-        server
-            .metrics()
-            .closed_for(CloseReason::Error(ErrorCode::SlowConsumer))
+        let m = server.metrics();
+        m.closed_for(CloseReason::Error(ErrorCode::SlowConsumer))
+            + m.closed_for(CloseReason::Error(ErrorCode::ServerBusy))
     };
     let mut neighbour = Client::established(server.addr());
     let mut flooder = Client::established(server.addr());
@@ -91,10 +94,14 @@ fn flooding_client_that_never_reads_is_cut_off_while_neighbour_keeps_going() {
         "a neighbour round trip took {slowest:?}"
     );
     assert!(rid >= 20, "neighbour only did {rid} round trips");
-    // The flooder's socket ends with a reset or EOF, never with a frame not its own.
+    // The flooder's socket ends with a reset or EOF, never with a frame not its own:
+    // its Pongs, then possibly the Error saying why it was cut.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match flooder.try_read_frame(Duration::from_secs(5)) {
+            util::Read1::Frame(f) if f.header.kind == kind::ERROR => {
+                assert!([302, 500].contains(&f.header.status), "{f:?}");
+            }
             util::Read1::Frame(f) => assert_eq!(f.header.kind, kind::PONG, "{f:?}"),
             util::Read1::Eof | util::Read1::Failed(_) => break,
             util::Read1::Timeout => panic!("flooder's connection still open"),

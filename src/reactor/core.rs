@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, TrySendError};
 use mio::Token;
 use mio::net::TcpStream;
 use slab::Slab;
@@ -19,7 +19,7 @@ use super::conn::{Conn, ListenerKind, Phase, token, untoken};
 use super::sys::Driver;
 use super::timer::TimerHeap;
 use crate::frame::{self, FrameHeader};
-use crate::handoff::{CloseReason, Command, ConnId, Event};
+use crate::handoff::{CloseReason, Command, ConnId, Event, WorkerQueue};
 use crate::metrics::ReactorMetrics;
 use crate::protocol::{ErrorCode, Kind};
 use crossbeam_utils::CachePadded;
@@ -66,7 +66,7 @@ pub(crate) struct Core {
     epoch: Instant,
     next_generation: u32,
     commands: Receiver<Command>,
-    workers: Arc<[Sender<Event>]>,
+    workers: Arc<[WorkerQueue]>,
     /// `Closed` events a full worker queue refused; retried every loop turn so a
     /// worker never keeps state for a connection that is gone.
     deferred: VecDeque<(usize, Event)>,
@@ -83,7 +83,7 @@ impl Core {
         id: u16,
         settings: Settings,
         commands: Receiver<Command>,
-        workers: Arc<[Sender<Event>]>,
+        workers: Arc<[WorkerQueue]>,
         stats: Arc<CachePadded<ReactorMetrics>>,
     ) -> Self {
         Self {

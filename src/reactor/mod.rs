@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
 
 use crate::config::Config;
-use crate::handoff::{Command, Event};
+use crate::handoff::{Command, WorkerQueue};
 use crate::metrics::ReactorMetrics;
 
 pub(crate) use conn::ListenerKind;
@@ -72,7 +72,7 @@ pub(crate) fn spawn(
     pending: Pending,
     config: &Config,
     listeners: Vec<(TcpListener, ListenerKind)>,
-    workers: Arc<[Sender<Event>]>,
+    workers: Arc<[WorkerQueue]>,
     stats: Arc<CachePadded<ReactorMetrics>>,
 ) -> io::Result<JoinHandle<()>> {
     let Pending { id, poll, commands } = pending;

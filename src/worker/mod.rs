@@ -9,6 +9,7 @@ mod session;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -126,7 +127,7 @@ pub(crate) fn unix_ms() -> u64 {
 /// queue) and conversation shard `id` (from its shard queue).
 pub(crate) fn spawn(
     id: usize,
-    events: Receiver<Event>,
+    (events, queued_bytes): (Receiver<Event>, Arc<CachePadded<AtomicU64>>),
     shard_rx: Receiver<ShardMsg>,
     links: Links,
     mut sessions: Sessions,
@@ -145,6 +146,10 @@ pub(crate) fn spawn(
                         dispatch.wake_all();
                         let _ = ack.send(());
                     } else {
+                        if let Event::Frame { payload, .. } = &event {
+                            // Release the frame's share of the queue's byte bound.
+                            queued_bytes.fetch_sub(payload.len() as u64, Ordering::Relaxed);
+                        }
                         sessions.handle(event, effects, &stats);
                     }
                 };
