@@ -203,8 +203,10 @@ impl Shard {
                 c.state = State::Queued;
                 c.agent = None;
                 c.agent_conns.clear();
-                c.group = group.clone();
-                c.append(system_entry(Kind::Queued, now_ms, "", group));
+                // No transcript entry: a requeue reaches no client as an event, and a
+                // sequence number nobody is sent would look like a gap. The next
+                // Assigned entry records where it went.
+                c.group = group;
             }
             ShardMsg::Conns {
                 conversation,
