@@ -27,6 +27,8 @@ use switchboard::protocol::messages;
 use switchboard::protocol::{Msg, PROTOCOL_VERSION};
 use switchboard::{Server, ShutdownReport};
 
+pub mod peer;
+
 /// Message kinds used by the connection-layer tests (see `src/protocol/kind.rs`).
 pub mod kind {
     /// Client → server: first frame of a session.
@@ -117,6 +119,44 @@ pub fn token(sub: &str, role: &str) -> String {
     let verifier = Verifier::from_config(&c).unwrap();
     let claims = Claims::new(sub, role, SystemTime::now(), Duration::from_secs(3600));
     verifier.mint(&claims, Some("test")).unwrap()
+}
+
+/// The optional claims of a token made by [`token_with`].
+#[derive(Debug, Clone, Default)]
+pub struct TokenClaims<'a> {
+    /// Agent groups.
+    pub groups: &'a [&'a str],
+    /// Tenant (none: the default, empty tenant).
+    pub tenant: Option<&'a str>,
+    /// An agent's capacity.
+    pub max_concurrent: Option<u32>,
+    /// Display name (none: the `sub`).
+    pub name: Option<&'a str>,
+}
+
+/// A token for `sub` in `role` with the optional claims in `extra`, valid for an hour.
+pub fn token_with(sub: &str, role: &str, extra: &TokenClaims<'_>) -> String {
+    let mut c = Config::default();
+    c.auth.keys = vec![test_key()];
+    let verifier = Verifier::from_config(&c).unwrap();
+    let mut claims = Claims::new(sub, role, SystemTime::now(), Duration::from_secs(3600));
+    claims.groups = extra.groups.iter().map(|g| (*g).to_owned()).collect();
+    claims.tenant = extra.tenant.map(str::to_owned);
+    claims.max_concurrent = extra.max_concurrent;
+    claims.name = extra.name.map(str::to_owned);
+    verifier.mint(&claims, Some("test")).unwrap()
+}
+
+/// An agent token in `groups`.
+pub fn agent_token(sub: &str, groups: &[&str]) -> String {
+    token_with(
+        sub,
+        "agent",
+        &TokenClaims {
+            groups,
+            ..TokenClaims::default()
+        },
+    )
 }
 
 /// An archived `Hello` for a visitor `v1`, made once per test process.
