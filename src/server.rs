@@ -33,6 +33,9 @@ pub enum StartError {
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The configuration breaks a documented bound.
+    #[error("config: {0}")]
+    Config(#[from] crate::config::ConfigError),
     /// Authentication could not be set up (keys, dev secret, non-loopback dev use).
     #[error("auth: {0}")]
     Auth(#[from] crate::auth::AuthError),
@@ -65,6 +68,7 @@ pub struct Server {
 impl Server {
     /// Binds the listeners and starts reactor and worker threads.
     pub fn start(config: &Config) -> Result<Self, StartError> {
+        config.validate()?;
         config_dirs(config)?;
         let n_reactors = config.reactor_threads();
         let n_workers = config.worker_threads();
