@@ -99,6 +99,29 @@ pub struct Cli {
     /// [default: max(16 × size, 64 KiB)].
     #[arg(long, value_name = "BYTES")]
     pub window: Option<usize>,
+    /// chat: how many of the --connections are agents (the rest are visitors, one
+    /// conversation each) [default: ceil(connections / 11)].
+    #[arg(long, value_name = "A")]
+    pub agents: Option<u64>,
+    /// chat: each agent's capacity (the minted `max_concurrent`)
+    /// [default: ceil(visitors / agents) + 1].
+    #[arg(long, value_name = "C")]
+    pub capacity: Option<u32>,
+    /// chat: the group agents list and conversations open in; fanout: the notices'
+    /// group (agents list it) [default: `support` for chat, `fanout` for fanout].
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// fanout: notices the admin sends [default: 10].
+    #[arg(long, default_value_t = 10, value_name = "K")]
+    pub count: u64,
+    /// fanout: members are visitors of the admin's tenant and notices go to everyone
+    /// (empty group), instead of agents of the group.
+    #[arg(long)]
+    pub visitors: bool,
+    /// chat and fanout: after --duration, how long to keep reading (no new load) so
+    /// messages in flight are counted before loss is judged.
+    #[arg(long, value_parser = parse_secs, default_value = "1", value_name = "SECS")]
+    pub drain: Duration,
     /// No live progress line.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -119,11 +142,18 @@ Scenarios:
   echo     raw echo: --mode flood (bytes/s, latency per message by stream position) or
            --mode pingpong (one message in flight; --rate per connection)
   ping     protocol Ping/Pong round trips (--rate per connection, 0 = back to back)
+  chat     --agents A agents (capacity --capacity) and N-A visitors; each visitor opens a
+           conversation and both sides exchange --size byte messages at --rate per
+           conversation (half each way, default 2); v->a and a->v latency, loss, order
+  fanout   N members (agents of --group, or --visitors) and one admin sending --count
+           notices at --rate per second (default 1); time to reach all members
 
 Examples:
   storm --scenario connect -n 19000 --procs 2 --json
   storm --scenario echo --target 127.0.0.1:7702 -n 1000 --size 1024 --mode flood --duration 10
-  storm --scenario idle -n 19000 --duration 30 --server-pid $(pgrep -n switchboard)";
+  storm --scenario idle -n 19000 --duration 30 --server-pid $(pgrep -n switchboard)
+  storm --scenario chat -n 5500 --agents 500 --capacity 10 --rate 10 --duration 20
+  storm --scenario fanout -n 10000 --count 10 --json";
 
 /// The scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,6 +166,10 @@ pub enum ScenarioKind {
     Echo,
     /// Protocol Ping/Pong round trips.
     Ping,
+    /// Conversations: visitors and agents exchanging messages.
+    Chat,
+    /// One admin's notices delivered to many members.
+    Fanout,
 }
 
 impl ScenarioKind {
@@ -146,6 +180,8 @@ impl ScenarioKind {
             Self::Idle => "idle",
             Self::Echo => "echo",
             Self::Ping => "ping",
+            Self::Chat => "chat",
+            Self::Fanout => "fanout",
         }
     }
 }
@@ -301,6 +337,18 @@ pub struct Plan {
     pub window: usize,
     /// No progress line.
     pub quiet: bool,
+    /// chat: agents (global indices below this; the rest are visitors).
+    pub agents: u64,
+    /// chat: each agent's capacity.
+    pub capacity: u32,
+    /// chat and fanout: the group.
+    pub group: String,
+    /// fanout: notices to send.
+    pub count: u64,
+    /// fanout: members are visitors (notices to everyone).
+    pub visitors: bool,
+    /// chat and fanout: reading time after the load.
+    pub drain: Duration,
     /// Set in child processes.
     pub child: Option<ChildRole>,
 }
@@ -366,7 +414,13 @@ impl Cli {
                     "--scenario ping speaks the protocol; --raw does not apply",
                 ));
             }
-            ScenarioKind::Ping => true,
+            ScenarioKind::Ping | ScenarioKind::Chat | ScenarioKind::Fanout if self.raw => {
+                return Err(value(format!(
+                    "--scenario {} speaks the protocol; --raw does not apply",
+                    scenario.name()
+                )));
+            }
+            ScenarioKind::Ping | ScenarioKind::Chat | ScenarioKind::Fanout => true,
             ScenarioKind::Connect | ScenarioKind::Idle => !self.raw,
         };
         match scenario {
@@ -386,10 +440,55 @@ impl Cli {
         let (connect_rate_total, message_rate) = match scenario {
             ScenarioKind::Connect | ScenarioKind::Idle => (self.rate, 0.0),
             ScenarioKind::Echo | ScenarioKind::Ping => (0.0, self.rate),
+            ScenarioKind::Chat => (0.0, if self.rate > 0.0 { self.rate } else { 2.0 }),
+            ScenarioKind::Fanout => (0.0, if self.rate > 0.0 { self.rate } else { 1.0 }),
         };
+        if scenario == ScenarioKind::Chat && self.size > MAX_PING_DATA {
+            return Err(value(format!(
+                "--size {} exceeds the protocol's Send.body bound of {MAX_PING_DATA} bytes",
+                self.size
+            )));
+        }
+        if scenario == ScenarioKind::Fanout && self.count == 0 {
+            return Err(value("--count must be at least 1"));
+        }
         let duration = self.duration.unwrap_or(match scenario {
             ScenarioKind::Connect => Duration::ZERO,
+            // The last notice goes out at (count - 1) / rate.
+            ScenarioKind::Fanout => {
+                Duration::from_secs_f64((self.count as f64 / message_rate).min(1e6))
+            }
             _ => Duration::from_secs(10),
+        });
+        // chat: agents first, then visitors.
+        let (agents, capacity) = if scenario == ScenarioKind::Chat {
+            if self.connections < 2 {
+                return Err(value(
+                    "chat needs at least 2 connections (an agent and a visitor)",
+                ));
+            }
+            let agents = self.agents.unwrap_or(self.connections.div_ceil(11));
+            if agents == 0 || agents >= self.connections {
+                return Err(value(
+                    "--agents must be at least 1 and below --connections (the rest are visitors)",
+                ));
+            }
+            let visitors = self.connections - agents;
+            let capacity = match self.capacity {
+                Some(c) => c,
+                None => u32::try_from(visitors.div_ceil(agents) + 1).unwrap_or(u32::MAX),
+            };
+            (agents, capacity)
+        } else {
+            (0, 0)
+        };
+        let group = self.group.clone().unwrap_or_else(|| {
+            match scenario {
+                ScenarioKind::Fanout if self.visitors => "",
+                ScenarioKind::Fanout => "fanout",
+                _ => "support",
+            }
+            .to_owned()
         });
         if self.max_inflight == 0 {
             return Err(value("--max-inflight must be at least 1"));
@@ -401,8 +500,12 @@ impl Cli {
             return Err(value("--window must be at least --size"));
         }
 
-        // Processes: enough to stay under the open-file limit.
-        let n = self.connections;
+        // Processes: enough to stay under the open-file limit. fanout adds its admin.
+        let n = if scenario == ScenarioKind::Fanout {
+            self.connections + 1
+        } else {
+            self.connections
+        };
         let per_proc_max = limits::sockets_per_process(m.nofile);
         let needed = n.div_ceil(per_proc_max);
         let (procs, procs_auto) = match (self.child_count, self.procs) {
@@ -494,6 +597,12 @@ impl Cli {
             max_inflight: self.max_inflight,
             window,
             quiet: self.quiet,
+            agents,
+            capacity,
+            group,
+            count: self.count,
+            visitors: self.visitors,
+            drain: self.drain,
             child,
         })
     }
@@ -605,7 +714,9 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(Cli::try_parse_from(["storm", "--scenario", "chat"]).is_err());
+        assert!(Cli::try_parse_from(["storm", "--scenario", "gossip"]).is_err());
+        assert!(parse(&["--scenario", "chat", "-n", "10", "--agents", "10"]).is_err());
+        assert!(parse(&["--scenario", "fanout", "--count", "0"]).is_err());
         assert!(Cli::try_parse_from(["storm", "--mode", "burst"]).is_err());
         assert!(Cli::try_parse_from(["storm", "--duration", "soon"]).is_err());
         assert!(Cli::try_parse_from(["storm", "--child-index", "1"]).is_err());
@@ -616,6 +727,32 @@ mod tests {
         assert!(parse(&["--scenario", "echo", "--size", "0"]).is_err());
         assert!(parse(&["--procs", "0"]).is_err());
         assert!(parse(&["--source-addrs", "127.0.0.9-127.0.0.2"]).is_err());
+    }
+
+    #[test]
+    fn chat_and_fanout_defaults() {
+        let p = parse(&["--scenario", "chat", "-n", "24", "--agents", "4"]).unwrap();
+        assert_eq!((p.agents, p.capacity, p.group.as_str()), (4, 6, "support"));
+        assert_eq!(p.message_rate, 2.0);
+        let p = parse(&[
+            "--scenario",
+            "chat",
+            "-n",
+            "5500",
+            "--agents",
+            "500",
+            "--capacity",
+            "10",
+        ])
+        .unwrap();
+        assert_eq!((p.agents, p.capacity), (500, 10));
+        let f = parse(&["--scenario", "fanout", "-n", "50", "--count", "3"]).unwrap();
+        assert_eq!(f.total_connections, 51, "members plus the admin");
+        assert_eq!((f.group.as_str(), f.count), ("fanout", 3));
+        assert_eq!(f.duration, Duration::from_secs(3));
+        let f = parse(&["--scenario", "fanout", "--visitors", "--rate", "4"]).unwrap();
+        assert_eq!(f.group, "");
+        assert_eq!(f.duration, Duration::from_millis(2500));
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! 2. **opened** — keeps them alive (heartbeats) until the coordinator sets `go`
 //!    (once every thread of every process has opened its connections);
 //! 3. **steady** — `go + warmup + duration`: the scenario generates load; samples
-//!    count from `go + warmup`. Then it reports [`ThreadEvent::Final`] with its
-//!    [`Stats`];
+//!    count from `go + warmup`. Scenarios with a drain period (`chat`, `fanout`:
+//!    `--drain`) then keep reading for it with no new load, so messages in flight are
+//!    still counted. Then it reports [`ThreadEvent::Final`] with its [`Stats`];
 //! 4. **done** — keeps the connections open (answering pings, heartbeats) until the
 //!    coordinator sets `release` (after sampling the server's memory), then closes them
 //!    all (`SO_LINGER 0`: no `TIME_WAIT` left behind) and returns.
@@ -400,6 +401,33 @@ impl Ctx<'_> {
         self.book.stats.latency(self.now, d);
     }
 
+    /// A sample of `d` in the scenario's named histogram `name` (gated like
+    /// [`Ctx::latency`]).
+    pub fn sample(&mut self, name: &str, d: Duration) {
+        self.book.stats.sample(name, self.now, d, false);
+    }
+
+    /// A sample of `d` in the scenario's named histogram `name`, whenever it
+    /// completes (warm-up and drain included).
+    pub fn sample_always(&mut self, name: &str, d: Duration) {
+        self.book.stats.sample(name, self.now, d, true);
+    }
+
+    /// Adds `n` to the scenario's counter `name` (not gated: warm-up included).
+    pub fn count(&mut self, name: &str, n: u64) {
+        self.book.stats.count(name, n);
+    }
+
+    /// Raises the scenario's maximum `name` to `v`.
+    pub fn max(&mut self, name: &str, v: u64) {
+        self.book.stats.max(name, v);
+    }
+
+    /// Counts one error of `kind` without closing the connection.
+    pub fn error(&mut self, kind: &str) {
+        self.book.error(kind);
+    }
+
     /// Closes the connection with an error of `kind`.
     pub fn fail(&mut self, kind: impl Into<String>) {
         self.core.fail(kind);
@@ -461,7 +489,12 @@ struct Conn<C> {
 enum Stage {
     Connecting,
     Opened,
-    Steady { end: Instant },
+    /// Load until `end`, then (scenarios with a drain period) no new load until
+    /// `until`, so messages in flight can still arrive and be counted.
+    Steady {
+        end: Instant,
+        until: Instant,
+    },
     Done,
 }
 
@@ -574,13 +607,18 @@ impl<S: Scenario> Engine<S> {
                     {
                         let plan = &self.spec.plan;
                         let end = go + plan.warmup + plan.duration;
+                        let until = end + self.scenario.drain();
                         self.begin_steady(go, end);
-                        stage = Stage::Steady { end };
+                        stage = Stage::Steady { end, until };
                         continue;
                     }
                 }
-                Stage::Steady { end } => {
-                    if stop || now >= end {
+                Stage::Steady { end, until } => {
+                    if now >= end {
+                        // The load is over; what is in flight may still arrive.
+                        self.book.steady = false;
+                    }
+                    if stop || now >= until {
                         let stats = self.finish(now, stop);
                         if tx.send(ThreadEvent::Final(Box::new(stats))).is_err() {
                             return Ok(());
@@ -602,8 +640,8 @@ impl<S: Scenario> Engine<S> {
             if let Some(Reverse((at, _, _))) = self.book.timers.peek() {
                 wake = wake.min(*at);
             }
-            if let Stage::Steady { end } = stage {
-                wake = wake.min(end);
+            if let Stage::Steady { end, until } = stage {
+                wake = wake.min(if now < end { end } else { until });
             }
             if stage == Stage::Connecting
                 && self.rate > 0.0
@@ -685,7 +723,11 @@ impl<S: Scenario> Engine<S> {
         self.next_k += 1;
         let index = self.spec.thread as u64 + k * self.spec.threads.max(1) as u64;
         let hello = match &self.spec.minter {
-            Some(m) if plan.protocol => match m.visitor(&token::sub(plan.proc_index(), index)) {
+            Some(m) if plan.protocol => match self.scenario.token(
+                m,
+                &token::sub(plan.proc_index(), index),
+                plan.first_index + index,
+            ) {
                 Ok(token) => Some(msg_frame(
                     &Msg::Hello(Hello {
                         protocol: PROTOCOL_VERSION,

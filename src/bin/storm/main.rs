@@ -3,7 +3,7 @@
 //! Opens many client connections from a few threads — a mio event loop per thread,
 //! each owning a slab of connections; no thread or task per connection — optionally
 //! over several child processes and loopback source addresses, drives a scenario on
-//! them (`connect`, `idle`, `echo`, `ping`), and reports rates, latency percentiles
+//! them (`connect`, `idle`, `echo`, `ping`, `chat`, `fanout`), and reports rates, latency percentiles
 //! (HdrHistogram) and errors by kind, as text or one JSON object. Every run is bounded
 //! and stops by itself; targets off loopback need `--allow-remote`.
 //!
@@ -95,7 +95,8 @@ fn run(plan: Plan) -> Result<ExitCode, RunError> {
     } else {
         Box::new(LocalFleet::start(&plan)?)
     };
-    let outcome = run::drive(&plan, fleet.as_mut(), rss)?;
+    let mut outcome = run::drive(&plan, fleet.as_mut(), rss)?;
+    scenario::finalize(&plan, &mut outcome.stats);
     drop(fleet);
     let report = Report::new(
         &plan,

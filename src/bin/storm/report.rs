@@ -16,7 +16,7 @@ use crate::stats::{Percentiles, SIGFIG, Stats};
 /// scripts (`benches/compare.sh`): only add fields.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
-    /// `connect`, `idle`, `echo` or `ping`.
+    /// `connect`, `idle`, `echo`, `ping`, `chat` or `fanout`.
     pub scenario: String,
     /// The server address.
     pub target: String,
@@ -62,6 +62,20 @@ pub struct Report {
     /// Connect latency of every connection, µs (connect start → Welcome, or TCP
     /// connected when raw).
     pub connect_latency_us: Percentiles,
+    /// chat: visitor → agent latency (send → `Deliver`), µs.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub latency_v2a_us: Option<Percentiles>,
+    /// chat: agent → visitor latency (send → `Deliver`), µs.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub latency_a2v_us: Option<Percentiles>,
+    /// fanout: latency of every single delivery (admin's send → member's receipt), µs.
+    /// (`latency_us` holds one sample per notice: the time to reach every member.)
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub latency_delivery_us: Option<Percentiles>,
+    /// chat and fanout: the scenario's counters (`accepted`, `delivered`,
+    /// `notices_sent`, `members`). Absent when none.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub counters: BTreeMap<String, u64>,
     /// Errors by kind (`refused`, `timeout`, `reset`, `eof`,
     /// `server_error_<code>_<name>`, `bye_<code>_<name>`, ...). Empty when none.
     pub errors: BTreeMap<String, u64>,
@@ -77,6 +91,12 @@ pub struct Report {
     /// The server's memory, with `--server-pid`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub server_rss: Option<RssReport>,
+}
+
+/// The percentiles of the scenario histogram `name` when running `kind` (empty
+/// percentiles if nothing was recorded).
+fn named(plan: &Plan, s: &Stats, kind: ScenarioKind, name: &str) -> Option<Percentiles> {
+    (plan.scenario == kind).then(|| s.hists.get(name).map(Percentiles::of).unwrap_or_default())
 }
 
 impl Report {
@@ -104,6 +124,10 @@ impl Report {
             bytes_sent_per_s: s.per_s(s.bytes_out),
             latency_us: Percentiles::of(&s.rtt),
             connect_latency_us: Percentiles::of(&s.connect),
+            latency_v2a_us: named(plan, s, ScenarioKind::Chat, "v2a"),
+            latency_a2v_us: named(plan, s, ScenarioKind::Chat, "a2v"),
+            latency_delivery_us: named(plan, s, ScenarioKind::Fanout, "delivery"),
+            counters: s.counters.clone(),
             errors: s.errors.clone(),
             duration_s: s.window_s(),
             warmup_s: plan.warmup.as_secs_f64(),
@@ -178,6 +202,23 @@ impl Report {
             bytes(self.bytes_sent_per_s),
         );
         let _ = writeln!(r, "  latency (us) {}", percentiles(&self.latency_us));
+        for (name, p) in [
+            ("v->a (us)   ", &self.latency_v2a_us),
+            ("a->v (us)   ", &self.latency_a2v_us),
+            ("each (us)   ", &self.latency_delivery_us),
+        ] {
+            if let Some(p) = p {
+                let _ = writeln!(r, "  {name} {}", percentiles(p));
+            }
+        }
+        if !self.counters.is_empty() {
+            let list: Vec<String> = self
+                .counters
+                .iter()
+                .map(|(k, v)| format!("{k} {}", group(*v)))
+                .collect();
+            let _ = writeln!(r, "  counters     {}", list.join(", "));
+        }
         if self.errors.is_empty() {
             let _ = writeln!(r, "  errors       none");
         } else {

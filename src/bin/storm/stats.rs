@@ -150,6 +150,15 @@ pub struct Stats {
     pub connects_measured: u64,
     /// The run was cut short by its overall timeout or a signal.
     pub interrupted: bool,
+    /// Scenario-specific latency histograms by name (ns, gated like `rtt`), e.g.
+    /// chat's `v2a` and `a2v`.
+    pub hists: BTreeMap<String, Histogram<u64>>,
+    /// Scenario-specific counters by name, not gated (summed when merging), e.g.
+    /// chat's `accepted` and `delivered`.
+    pub counters: BTreeMap<String, u64>,
+    /// Scenario-specific maxima by name (the largest wins when merging), e.g.
+    /// fanout's last-delivery time per notice.
+    pub maxima: BTreeMap<String, u64>,
     /// Gates `rtt`, `messages` and the byte counters.
     pub meter: Meter,
     /// Gates `connect`.
@@ -173,6 +182,9 @@ impl Default for Stats {
             connect_span_us: (0, 0),
             connects_measured: 0,
             interrupted: false,
+            hists: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            maxima: BTreeMap::new(),
             meter: Meter::CLOSED,
             connect_meter: Meter::CLOSED,
         }
@@ -224,6 +236,41 @@ impl Stats {
         }
     }
 
+    /// A sample of `d` in the named histogram `name`, completing at `now` (counted
+    /// only inside the window, unless `always`).
+    pub fn sample(&mut self, name: &str, now: Instant, d: Duration, always: bool) {
+        if always || self.meter.on(now) {
+            match self.hists.get_mut(name) {
+                Some(h) => record(h, d),
+                None => {
+                    let mut h = histogram();
+                    record(&mut h, d);
+                    self.hists.insert(name.to_owned(), h);
+                }
+            }
+        }
+    }
+
+    /// Adds `n` to the counter `name` (not gated).
+    pub fn count(&mut self, name: &str, n: u64) {
+        match self.counters.get_mut(name) {
+            Some(c) => *c += n,
+            None => {
+                self.counters.insert(name.to_owned(), n);
+            }
+        }
+    }
+
+    /// Raises the maximum `name` to `v` (not gated).
+    pub fn max(&mut self, name: &str, v: u64) {
+        match self.maxima.get_mut(name) {
+            Some(m) => *m = (*m).max(v),
+            None => {
+                self.maxima.insert(name.to_owned(), v);
+            }
+        }
+    }
+
     /// One error of `kind`.
     pub fn error(&mut self, kind: &str) {
         match self.errors.get_mut(kind) {
@@ -254,6 +301,20 @@ impl Stats {
         self.connect_span_us = merge_span(self.connect_span_us, o.connect_span_us);
         self.connects_measured += o.connects_measured;
         self.interrupted |= o.interrupted;
+        for (k, h) in &o.hists {
+            match self.hists.get_mut(k) {
+                Some(mine) => merge_hist(mine, h),
+                None => {
+                    self.hists.insert(k.clone(), h.clone());
+                }
+            }
+        }
+        for (k, v) in &o.counters {
+            *self.counters.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &o.maxima {
+            self.max(k, *v);
+        }
     }
 
     /// The window length in seconds.
@@ -330,6 +391,15 @@ pub struct StatsWire {
     pub connects_measured: u64,
     /// See [`Stats::interrupted`].
     pub interrupted: bool,
+    /// See [`Stats::hists`] (each in the V2 encoding, base64).
+    #[serde(default)]
+    pub hists: BTreeMap<String, String>,
+    /// See [`Stats::counters`].
+    #[serde(default)]
+    pub counters: BTreeMap<String, u64>,
+    /// See [`Stats::maxima`].
+    #[serde(default)]
+    pub maxima: BTreeMap<String, u64>,
 }
 
 /// Why a child's stats could not be read.
@@ -386,6 +456,13 @@ impl Stats {
             connect_span_us: self.connect_span_us,
             connects_measured: self.connects_measured,
             interrupted: self.interrupted,
+            hists: self
+                .hists
+                .iter()
+                .map(|(k, h)| (k.clone(), encode_hist(h)))
+                .collect(),
+            counters: self.counters.clone(),
+            maxima: self.maxima.clone(),
         }
     }
 
@@ -406,6 +483,13 @@ impl Stats {
             connect_span_us: w.connect_span_us,
             connects_measured: w.connects_measured,
             interrupted: w.interrupted,
+            hists: w
+                .hists
+                .iter()
+                .map(|(k, h)| Ok((k.clone(), decode_hist(h)?)))
+                .collect::<Result<_, WireError>>()?,
+            counters: w.counters.clone(),
+            maxima: w.maxima.clone(),
             meter: Meter::CLOSED,
             connect_meter: Meter::CLOSED,
         })

@@ -1,4 +1,4 @@
-//! Minting the visitor tokens `storm` logs in with (protocol mode).
+//! Minting the tokens `storm` logs in with (protocol mode).
 //!
 //! HS256 JWTs signed with the secret in `--secret-file` (the HMAC key is the file's
 //! text, trimmed, exactly as the daemon reads `secret_file` keys and its development
@@ -82,7 +82,21 @@ impl Minter {
 
     /// A visitor token for `sub`.
     pub fn visitor(&self, sub: &str) -> Result<String, TokenError> {
-        let claims = Claims::new(sub, "visitor", SystemTime::now(), self.ttl);
+        self.token(sub, "visitor", &[], None)
+    }
+
+    /// A token for `sub` in `role` (`visitor`, `agent`, `bot`, `admin`), listing
+    /// `groups`, with `max_concurrent` when given.
+    pub fn token(
+        &self,
+        sub: &str,
+        role: &str,
+        groups: &[&str],
+        max_concurrent: Option<u32>,
+    ) -> Result<String, TokenError> {
+        let mut claims = Claims::new(sub, role, SystemTime::now(), self.ttl);
+        claims.groups = groups.iter().map(|g| (*g).to_owned()).collect();
+        claims.max_concurrent = max_concurrent;
         claims
             .identity()
             .map_err(|e| TokenError::Sign(e.to_string()))?;

@@ -9,7 +9,9 @@
 //!
 //! - `connect.rs`, `idle.rs`, `ping.rs`: protocol sessions built on [`pinger`]
 //!   (heartbeats, `Ping`/`Pong` round trips);
-//! - `echo.rs`: raw echo, flood or ping-pong.
+//! - `echo.rs`: raw echo, flood or ping-pong;
+//! - `chat.rs`: agents and visitors exchanging `Send`/`Deliver` in conversations;
+//! - `fanout.rs`: one admin's `Notice`s delivered to many members.
 //!
 //! **Adding a scenario** (e.g. `chat`: visitors and agents exchanging `Send`/`Deliver`;
 //! `fanout`: one admin `Notice` delivered to many): write a module with a type that
@@ -18,8 +20,10 @@
 //! does not handle itself), add a [`ScenarioKind`] variant in `cli.rs`, and one arm in
 //! [`spawn`] below. Tokens with other roles would be minted in `token.rs`.
 
+pub mod chat;
 pub mod connect;
 pub mod echo;
+pub mod fanout;
 pub mod idle;
 pub mod ping;
 pub mod pinger;
@@ -28,15 +32,15 @@ use std::io;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use switchboard::frame::FrameHeader;
 
 use crate::cli::{Plan, ScenarioKind};
 use crate::engine::{Control, ThreadEvent, ThreadSpec, run_thread};
 pub use crate::engine::{Ctx, Opened};
-use crate::stats::Clock;
-use crate::token::Minter;
+use crate::stats::{Clock, Stats, histogram, record};
+use crate::token::{Minter, TokenError};
 
 /// A load pattern the engine drives. Every callback gets the connection's handle
 /// and its per-connection state; none may block.
@@ -71,12 +75,62 @@ pub trait Scenario: Send + 'static {
 
     /// The timer set with [`Ctx::set_timer`] is due.
     fn on_timer(&mut self, _cx: &mut Ctx<'_>, _c: &mut Self::Conn) {}
+
+    /// The token for the connection with global index `global` (over all processes)
+    /// and user id `sub`: a visitor's unless the scenario needs other roles.
+    fn token(&self, minter: &Minter, sub: &str, _global: u64) -> Result<String, TokenError> {
+        minter.visitor(sub)
+    }
+
+    /// How long after the steady stage the thread keeps reading before it reports,
+    /// with no new load ([`Ctx::steady`] is false), so messages in flight are counted.
+    fn drain(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// A number in `[0, 1)` that spreads consecutive indices evenly (golden ratio), used
 /// to stagger per-connection timers so thousands of connections do not fire at once.
 pub fn spread(index: u64) -> f64 {
     (index as f64 * 0.618_033_988_749_895).fract()
+}
+
+/// Turns the merged counters of a `chat` or `fanout` run into its figures (in the
+/// parent, after merging every thread and process):
+///
+/// - chat: `accepted − delivered` messages (when positive) are `lost` errors;
+/// - fanout: `messages` = notices delivered; the per-notice last-delivery delays
+///   (maxima `notice_<k>`) replace the main latency histogram, so `latency_us` describes
+///   the time to reach every member; `notices_sent × members − delivered` (when
+///   positive) are `lost` errors, a surplus `duplicate` errors.
+pub fn finalize(plan: &Plan, s: &mut Stats) {
+    let counter = |s: &Stats, k: &str| s.counters.get(k).copied().unwrap_or(0);
+    match plan.scenario {
+        ScenarioKind::Chat => {
+            let lost = counter(s, "accepted").saturating_sub(counter(s, "delivered"));
+            if lost > 0 {
+                *s.errors.entry("lost".into()).or_insert(0) += lost;
+            }
+        }
+        ScenarioKind::Fanout => {
+            let delivered = counter(s, "delivered");
+            let expected = counter(s, "notices_sent") * counter(s, "members");
+            s.messages = delivered;
+            let mut h = histogram();
+            for (k, ns) in &s.maxima {
+                if k.starts_with("notice_") {
+                    record(&mut h, Duration::from_nanos(*ns));
+                }
+            }
+            s.rtt = h;
+            if expected > delivered {
+                *s.errors.entry("lost".into()).or_insert(0) += expected - delivered;
+            } else if delivered > expected {
+                *s.errors.entry("duplicate".into()).or_insert(0) += delivered - expected;
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Starts this process's engine threads for the plan's scenario.
@@ -106,6 +160,8 @@ pub fn spawn(
                     ScenarioKind::Idle => run_thread(spec, idle::new(&plan), ctl, tx),
                     ScenarioKind::Echo => run_thread(spec, echo::Echo::new(&plan), ctl, tx),
                     ScenarioKind::Ping => run_thread(spec, ping::new(&plan), ctl, tx),
+                    ScenarioKind::Chat => run_thread(spec, chat::Chat::new(&plan), ctl, tx),
+                    ScenarioKind::Fanout => run_thread(spec, fanout::Fanout::new(&plan), ctl, tx),
                 })
         })
         .collect()
