@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod client;
+mod clock;
 pub mod config;
 pub mod frame;
 pub mod handoff;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::clock::millis;
 use crate::config::Config;
 use crate::handoff::{Command, Event, WorkerQueue};
 use crate::metrics::Metrics;
@@ -125,11 +126,10 @@ impl Server {
             default_group: routing.default_group.clone(),
             default_capacity: routing.default_capacity,
             bot_capacity: routing.bot_capacity,
-            agent_grace_ms: u64::try_from(routing.agent_grace.as_millis()).unwrap_or(u64::MAX),
+            agent_grace_ms: millis(routing.agent_grace),
         });
         let shard_settings = ShardSettings {
-            typing_interval_ms: u64::try_from(routing.typing_interval.as_millis())
-                .unwrap_or(u64::MAX),
+            typing_interval_ms: millis(routing.typing_interval),
             history_page_max: usize::from(routing.history_page_max),
             max_frame: config.limits.max_frame_bytes as usize,
         };

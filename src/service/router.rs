@@ -700,7 +700,7 @@ impl Router {
         // Deterministic order whatever the map's.
         conns.sort_unstable();
         let frame = Msg::from(messages::Notice {
-            time_ms: wall_clock_ms(),
+            time_ms: crate::clock::unix_ms(),
             group: notice.group,
             from: from.who.user.clone(),
             text: notice.text,
@@ -1015,13 +1015,6 @@ fn queued_frame(conversation: u64, position: u32, group: &str) -> bytes::Bytes {
         group: group.to_owned(),
     })
     .to_frame(0)
-}
-
-/// Milliseconds since the Unix epoch, for `Notice.time_ms` (0 if the clock is before it).
-fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

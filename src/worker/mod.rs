@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_utils::CachePadded;
 
+use crate::clock::{millis, unix_ms};
 use crate::handoff::{Command, ConnId, Event};
 use crate::metrics::WorkerMetrics;
 use crate::reactor::ReactorHandle;
@@ -116,13 +117,6 @@ impl Dispatch {
     }
 }
 
-/// Wall-clock milliseconds since the Unix epoch, for message timestamps.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// Starts worker `id`: the sessions of the connections routed to it (from its event
 /// queue) and conversation shard `id` (from its shard queue).
 pub(crate) fn spawn(
@@ -197,7 +191,7 @@ pub(crate) fn spawn_router(
         .name("router".into())
         .spawn(move || {
             let epoch = Instant::now();
-            let now = || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let now = || millis(epoch.elapsed());
             let mut dispatch = Dispatch::new(links);
             let mut effects = Vec::new();
             loop {

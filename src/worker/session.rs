@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -242,7 +242,7 @@ fn welcome(s: &SessionSettings, session: u64, id: &Identity, resume: &[messages:
         idle_timeout_ms: s.idle_timeout_ms,
         max_frame: s.max_frame,
         session,
-        server_time_ms: unix_ms(),
+        server_time_ms: crate::clock::unix_ms(),
         user: id.user.clone(),
         name: id.name.clone(),
         tenant: id.tenant.clone(),
@@ -279,10 +279,4 @@ fn error_command(conn: ConnId, code: ErrorCode, request_id: u32) -> Command {
     } else {
         Command::Send { conn, frame }
     }
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
