@@ -115,3 +115,33 @@ fn idle_timeout_shorter_than_handshake_timeout_still_applies() {
     let since = Instant::now();
     expect_timeout_error(&mut c, 301, since, IDLE);
 }
+
+/// Raw echo streams carry no frames: an echo connection that goes silent is closed at
+/// its idle deadline with nothing written (no framed `Error`), and counted as 301.
+#[test]
+fn idle_echo_connection_closes_without_writing_a_frame() {
+    use std::io::{Read, Write};
+    let server = TestServer::start(|c| {
+        c.heartbeat.interval = INTERVAL;
+        c.heartbeat.idle_timeout = IDLE;
+        util::with_echo(c);
+    });
+    let mut s = std::net::TcpStream::connect(server.echo_addr()).unwrap();
+    s.set_read_timeout(Some(IDLE + SLACK + SLACK)).unwrap();
+    s.write_all(b"ping").unwrap();
+    let mut echoed = [0u8; 4];
+    s.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"ping");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(
+        rest.is_empty(),
+        "an echo stream got {rest:?} at its idle deadline"
+    );
+    assert_eq!(
+        server
+            .metrics()
+            .closed_for(CloseReason::Error(ErrorCode::IdleTimeout)),
+        1
+    );
+}

@@ -18,6 +18,7 @@ use slab::Slab;
 use super::conn::{Conn, ListenerKind, Phase, token, untoken};
 use super::sys::Driver;
 use super::timer::TimerHeap;
+use crate::clock::millis;
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{CloseReason, Command, ConnId, Event, WorkerQueue};
 use crate::metrics::ReactorMetrics;
@@ -51,10 +52,6 @@ impl Settings {
             command_batch: c.reactor.command_queue_depth,
         }
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One reactor's connections and everything attached to them.
@@ -138,6 +135,14 @@ impl Core {
         let slot = id.slot as usize;
         let c = self.conns.get(slot)?;
         (id.reactor == self.id && c.generation == id.generation).then_some(slot)
+    }
+
+    /// The slot of a live connection that may still be written to: nothing may
+    /// follow a farewell frame, so closing connections take no more output.
+    fn open_slot_of_id(&self, id: ConnId) -> Option<usize> {
+        let slot = self.slot_of_id(id)?;
+        let c = self.conns.get(slot)?;
+        (c.phase != Phase::Closing).then_some(slot)
     }
 
     fn worker_for(&self, id: ConnId) -> usize {
@@ -463,13 +468,7 @@ impl Core {
         };
         c.outq.truncate(1);
         c.pending = c.outq.front().map_or(0, |b| b.len() as u32);
-        if c.kind == ListenerKind::Echo {
-            // No frames in a raw stream.
-            let reason = CloseReason::Error(ErrorCode::SlowConsumer);
-            self.close_with(drv, slot, reason, None);
-        } else {
-            self.close_with_error(drv, slot, ErrorCode::SlowConsumer, 0);
-        }
+        self.close_with_error(drv, slot, ErrorCode::SlowConsumer, 0);
     }
 
     /// The socket can take more output.
@@ -565,6 +564,8 @@ impl Core {
         c.spill = Vec::new();
         c.mark_ms = now;
         let generation = c.generation;
+        // Raw echo streams carry no frames, so they close without a farewell.
+        let farewell = farewell.filter(|_| c.kind == ListenerKind::Client);
         if c.read_paused {
             // Input waiting behind the pause must be drained (and discarded).
             self.resume.push(token(slot, generation));
@@ -623,22 +624,13 @@ impl Core {
             };
             match cmd {
                 Command::Send { conn, frame } => {
-                    // Nothing may follow a farewell frame.
-                    let open = |c: &Conn| c.phase != Phase::Closing;
-                    if let Some(slot) = self
-                        .slot_of_id(conn)
-                        .filter(|&s| self.conns.get(s).is_some_and(open))
-                    {
+                    if let Some(slot) = self.open_slot_of_id(conn) {
                         self.send(drv, slot, frame);
                     }
                 }
                 Command::SendMany { conns, frame } => {
                     for conn in conns {
-                        let open = |c: &Conn| c.phase != Phase::Closing;
-                        if let Some(slot) = self
-                            .slot_of_id(conn)
-                            .filter(|&s| self.conns.get(s).is_some_and(open))
-                        {
+                        if let Some(slot) = self.open_slot_of_id(conn) {
                             self.send(drv, slot, frame.clone());
                         }
                     }
@@ -711,11 +703,6 @@ impl Core {
                 Phase::Handshake => {
                     self.close_with_error(drv, slot, ErrorCode::HandshakeTimeout, 0)
                 }
-                // Raw echo bytes carry no frames, so no Error frame either.
-                Phase::Established if c.kind == ListenerKind::Echo => {
-                    let reason = CloseReason::Error(ErrorCode::IdleTimeout);
-                    self.close_with(drv, slot, reason, None);
-                }
                 Phase::Established => self.close_with_error(drv, slot, ErrorCode::IdleTimeout, 0),
                 // A graceful drain is bounded by its own deadline, not the linger.
                 Phase::Closing if self.drain_deadline.is_some() && !c.write_shut => {
@@ -741,18 +728,12 @@ impl Core {
     fn begin_drain(&mut self, drv: &mut impl Driver, deadline: Instant) {
         self.drain_deadline = Some(deadline);
         self.input_open = false;
+        // One Bye for everyone; closing connections already said their farewell
+        // (close_with ignores them).
+        let bye = frame::encode_status(Kind::Bye.as_u8(), ErrorCode::ShuttingDown.as_u16(), 0);
         let slots: Vec<usize> = self.conns.iter().map(|(slot, _)| slot).collect();
         for slot in slots {
-            let Some(c) = self.conns.get(slot) else {
-                continue;
-            };
-            if c.phase == Phase::Closing {
-                continue;
-            }
-            let bye = (c.kind == ListenerKind::Client).then(|| {
-                frame::encode_status(Kind::Bye.as_u8(), ErrorCode::ShuttingDown.as_u16(), 0)
-            });
-            self.close_with(drv, slot, CloseReason::Shutdown, bye);
+            self.close_with(drv, slot, CloseReason::Shutdown, Some(bye.clone()));
         }
     }
 
