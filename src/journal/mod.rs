@@ -1,0 +1,192 @@
+//! The journal: the durable, append-only record of every conversation event.
+//!
+//! Records go into fixed-size, preallocated segment files in one directory. A single
+//! writer thread owns the files: submitters hand it batches without blocking
+//! ([`JournalHandle::append`]), it writes everything queued with positioned writes and
+//! shares one `fdatasync` among them (group commit), then answers each submitter with
+//! the [`Location`] of every record. [`JournalReader`] reads records back through
+//! read-only maps from any thread. [`Journal::open`] recovers first: it hands every
+//! valid record to the caller in order and repairs a torn tail.
+//!
+//! The on-disk format and the durability rules are in `proto-spec/JOURNAL.md`.
+
+pub(crate) mod bench;
+mod config;
+mod error;
+mod reader;
+mod record;
+mod recovery;
+mod segment;
+mod stats;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+#[allow(unused_imports)]
+pub use config::{FsyncPolicy, JournalConfig};
+#[allow(unused_imports)]
+pub(crate) use error::{AppendError, DiskError, JournalError};
+#[allow(unused_imports)]
+pub(crate) use reader::{JournalReader, Location};
+#[allow(unused_imports)]
+pub(crate) use record::{Record, RecordRef};
+#[allow(unused_imports)]
+pub(crate) use recovery::{RecoveryStats, SegmentSummary};
+#[allow(unused_imports)]
+pub(crate) use segment::FORMAT_VERSION;
+pub(crate) use segment::Faults;
+#[allow(unused_imports)]
+pub(crate) use stats::JournalStats;
+#[allow(unused_imports)]
+pub(crate) use writer::{Committed, JournalHandle, Moves, RetireReport};
+
+use reader::Segments;
+use segment::SegmentFile;
+use writer::{Writer, now_ms};
+
+/// A running journal, as [`Journal::open`] returns it.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    /// Submits appends and retention requests; clone one per worker.
+    pub handle: JournalHandle,
+    /// Reads records by location; clone freely.
+    pub reader: JournalReader,
+    /// What recovery found.
+    pub recovery: RecoveryStats,
+    /// The writer thread; it ends after [`JournalHandle::shutdown`] or when every
+    /// handle is dropped, syncing first.
+    pub writer: JoinHandle<()>,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`, calls `visit` for every valid
+    /// record in order (borrowed from the segment maps), then starts the writer thread.
+    pub(crate) fn open(
+        dir: &Path,
+        cfg: &JournalConfig,
+        visit: impl FnMut(RecordRef<'_>, Location),
+    ) -> Result<Self, JournalError> {
+        Self::open_with_faults(dir, cfg, Faults::default(), visit)
+    }
+
+    /// [`Journal::open`] with a fault-injection hook on the writer's file operations.
+    pub(crate) fn open_with_faults(
+        dir: &Path,
+        cfg: &JournalConfig,
+        faults: Faults,
+        mut visit: impl FnMut(RecordRef<'_>, Location),
+    ) -> Result<Self, JournalError> {
+        cfg.validate()?;
+        let dir_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| JournalError::Dir { path, source }
+        };
+        fs::create_dir_all(dir).map_err(dir_err(dir))?;
+        let lock = lock_dir(dir)?;
+        let (recovered, recovery) = recovery::recover(dir, &mut visit)?;
+        let segments = Arc::new(Segments::new(dir.to_path_buf()));
+        for (n, map) in recovered.maps {
+            segments.add(n, Some(map));
+        }
+        for n in recovered.unmapped {
+            segments.add(n, None);
+        }
+        let stats = Arc::new(JournalStats::default());
+        let mut summaries = recovered.summaries;
+        let mut next_segment = recovered.next_segment;
+        let (active, write_pos) = match recovered.tail {
+            Some((n, pos, size)) => {
+                let file = SegmentFile::open(dir, n, size, faults.clone())
+                    .map_err(|source| JournalError::Segment { segment: n, source })?;
+                (file, pos)
+            }
+            None => {
+                let n = next_segment;
+                let created = now_ms();
+                let file = SegmentFile::create(dir, n, cfg.segment_bytes, created, faults.clone())
+                    .map_err(|source| JournalError::Segment { segment: n, source })?;
+                next_segment = n.saturating_add(1);
+                let mut summary = SegmentSummary::new(n, created);
+                summary.active = true;
+                summaries.insert(n, summary);
+                segments.add(n, None);
+                stats
+                    .segments_created
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (file, segment::SEGMENT_HEADER_LEN as u64)
+            }
+        };
+        stats.active_segment.store(
+            u64::from(active.segment),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        tracing::info!(
+            segments = recovery.segments,
+            records = recovery.records,
+            bytes_truncated = recovery.bytes_truncated,
+            corrupt_segments = recovery.corrupt_segments,
+            elapsed_ms = recovery.elapsed.as_secs_f64() * 1000.0,
+            "journal recovered"
+        );
+        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_depth);
+        let writer = Writer {
+            dir: dir.to_path_buf(),
+            cfg: cfg.clone(),
+            faults,
+            stats: stats.clone(),
+            segments: segments.clone(),
+            summaries,
+            active,
+            write_pos,
+            dirty_end: write_pos,
+            next_segment,
+            buf: Vec::with_capacity(cfg.max_batch_bytes.min(64 << 20) + (1 << 16)),
+            unsynced: false,
+            last_sync: Instant::now(),
+            _lock: lock,
+        };
+        let writer = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(dir_err(dir))?;
+        Ok(Self {
+            handle: JournalHandle::new(tx, cfg, stats),
+            reader: JournalReader { segments },
+            recovery,
+            writer,
+        })
+    }
+}
+
+/// Takes an exclusive `flock` on `<dir>/LOCK`, so two daemons never share a journal.
+fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| JournalError::Dir {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: `file` is an open descriptor we own; flock takes only integers.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(JournalError::Locked(dir.to_path_buf()));
+        }
+        return Err(JournalError::Dir { path, source: err });
+    }
+    Ok(file)
+}

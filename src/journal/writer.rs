@@ -1,0 +1,695 @@
+//! The writer thread: drains the submission queue, encodes every queued record into one
+//! buffer, writes it with positioned writes, makes it durable per `journal.fsync`, then
+//! answers each submitter (group commit). Also runs retention requests, so segment
+//! deletion and compaction never race an append.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+
+use super::config::{FsyncPolicy, JournalConfig};
+use super::error::{AppendError, DiskError, JournalError};
+use super::reader::{Location, Segments};
+use super::record::{Decoded, Record, RecordRef, decode, encode_into, frame_len};
+use super::recovery::SegmentSummary;
+use super::segment::{Faults, SEGMENT_HEADER_LEN, SegmentFile, segment_path, sync_dir};
+use super::stats::JournalStats;
+
+/// The answer to one append: where each record landed, or why none of them counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Committed {
+    /// The caller's token, echoed.
+    pub token: u64,
+    /// One location per record, in submission order; durable per the fsync policy.
+    pub result: Result<Vec<Location>, DiskError>,
+}
+
+/// Records relocated by compaction: (old location, new location).
+pub(crate) type Moves = Vec<(Location, Location)>;
+
+/// A record-keeping predicate for compaction.
+pub(crate) type KeepFn = Box<dyn FnMut(RecordRef<'_>) -> bool + Send>;
+
+pub(crate) enum Request {
+    Append {
+        records: Vec<Record>,
+        token: u64,
+        reply: Sender<Committed>,
+    },
+    Segments(Sender<Vec<SegmentSummary>>),
+    Delete(Vec<u32>, Sender<Result<(), JournalError>>),
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "used by tests; retention uses copy_forward + delete_segments"
+        )
+    )]
+    Compact(u32, KeepFn, Sender<Result<Moves, JournalError>>),
+    /// Compaction's first half: copy forward, keep the segment (the caller deletes it
+    /// once nobody reads the old locations any more).
+    Copy(u32, KeepFn, Sender<Result<Moves, JournalError>>),
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "used by tests; retention uses copy_forward + delete_segments"
+        )
+    )]
+    Sync(Sender<Result<(), DiskError>>),
+    Shutdown,
+}
+
+/// What retention did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(
+    not(test),
+    allow(
+        dead_code,
+        reason = "used by tests; retention uses copy_forward + delete_segments"
+    )
+)]
+pub(crate) struct RetireReport {
+    /// Segments deleted outright (no kept conversation in them).
+    pub deleted: Vec<u32>,
+    /// Segments whose kept records were copied forward, then deleted.
+    pub compacted: Vec<u32>,
+    /// Where compaction moved records; the owner updates its indexes.
+    pub moves: Moves,
+}
+
+/// Submits appends and maintenance requests to the writer thread. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct JournalHandle {
+    tx: Sender<Request>,
+    max_record_bytes: u32,
+    /// Record space in one segment: the most one submission may hold.
+    max_submission_bytes: u64,
+    stats: Arc<JournalStats>,
+}
+
+impl std::fmt::Debug for JournalHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalHandle").finish_non_exhaustive()
+    }
+}
+
+impl JournalHandle {
+    pub(crate) fn new(tx: Sender<Request>, cfg: &JournalConfig, stats: Arc<JournalStats>) -> Self {
+        Self {
+            tx,
+            max_record_bytes: cfg.max_record_bytes,
+            max_submission_bytes: cfg.segment_bytes.saturating_sub(SEGMENT_HEADER_LEN as u64),
+            stats,
+        }
+    }
+
+    /// Queues `records` for appending without blocking. The writer answers on `reply`
+    /// with a [`Committed`] carrying `token`, once the records are durable per the
+    /// fsync policy (or failed). Records of one submission, and submissions of one
+    /// thread, are written in order, and answered in that order.
+    ///
+    /// The writer blocks on a full `reply` channel: give it room for every submission
+    /// the caller keeps in flight (or make it unbounded).
+    pub(crate) fn append(
+        &self,
+        records: Vec<Record>,
+        token: u64,
+        reply: &Sender<Committed>,
+    ) -> Result<(), AppendError> {
+        if let Some(r) = records
+            .iter()
+            .find(|r| r.body.len() > self.max_record_bytes as usize)
+        {
+            return Err(AppendError::TooLarge {
+                len: r.body.len(),
+                max: self.max_record_bytes,
+            });
+        }
+        let bytes: u64 = records.iter().map(|r| frame_len(r.body.len()) as u64).sum();
+        if bytes > self.max_submission_bytes {
+            return Err(AppendError::BatchTooLarge {
+                bytes,
+                max: self.max_submission_bytes,
+            });
+        }
+        let req = Request::Append {
+            records,
+            token,
+            reply: reply.clone(),
+        };
+        match self.tx.try_send(req) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.stats.queue_full.fetch_add(1, Ordering::Relaxed);
+                Err(AppendError::QueueFull)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(AppendError::Closed),
+        }
+    }
+
+    /// The writer's counters.
+    pub(crate) fn stats(&self) -> &Arc<JournalStats> {
+        &self.stats
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Request) -> Result<T, JournalError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.tx.send(make(tx)).map_err(|_| JournalError::Closed)?;
+        rx.recv().map_err(|_| JournalError::Closed)
+    }
+
+    /// A summary of every live segment, oldest first. Blocks until the writer answers.
+    pub(crate) fn segments(&self) -> Result<Vec<SegmentSummary>, JournalError> {
+        self.ask(Request::Segments)
+    }
+
+    /// Deletes whole sealed segments (never the active one). Readers get
+    /// `SegmentGone` for their locations afterwards.
+    pub(crate) fn delete_segments(&self, segments: Vec<u32>) -> Result<(), JournalError> {
+        self.ask(|tx| Request::Delete(segments, tx))?
+    }
+
+    /// Copies the records of sealed segment `segment` for which `keep` is true to the
+    /// end of the journal (synced), then deletes the segment. Returns the moves.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "used by tests; retention uses copy_forward + delete_segments"
+        )
+    )]
+    pub(crate) fn compact(
+        &self,
+        segment: u32,
+        keep: impl FnMut(RecordRef<'_>) -> bool + Send + 'static,
+    ) -> Result<Moves, JournalError> {
+        self.ask(|tx| Request::Compact(segment, Box::new(keep), tx))?
+    }
+
+    /// Copies the records of sealed segment `segment` for which `keep` is true to the
+    /// end of the journal (synced) and returns the moves; the segment stays until
+    /// [`JournalHandle::delete_segments`], so readers can switch to the new locations
+    /// first.
+    pub(crate) fn copy_forward(
+        &self,
+        segment: u32,
+        keep: impl FnMut(RecordRef<'_>) -> bool + Send + 'static,
+    ) -> Result<Moves, JournalError> {
+        self.ask(|tx| Request::Copy(segment, Box::new(keep), tx))?
+    }
+
+    /// Retention in one call: every sealed segment whose newest record is older than
+    /// `older_than_ms` is deleted if `keep_conversation` is false for all its
+    /// conversations, or compacted (kept conversations' records copied forward)
+    /// otherwise.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "used by tests; retention uses copy_forward + delete_segments"
+        )
+    )]
+    pub(crate) fn retire(
+        &self,
+        keep_conversation: impl Fn(u64) -> bool + Clone + Send + 'static,
+        older_than_ms: u64,
+    ) -> Result<RetireReport, JournalError> {
+        let mut report = RetireReport::default();
+        let mut delete = Vec::new();
+        for s in self.segments()? {
+            if s.active || s.last_time_ms >= older_than_ms {
+                continue;
+            }
+            if s.conversations.iter().any(|&c| keep_conversation(c)) {
+                let keep = keep_conversation.clone();
+                let moves = self.compact(s.segment, move |r| keep(r.conversation))?;
+                report.moves.extend(moves);
+                report.compacted.push(s.segment);
+            } else {
+                delete.push(s.segment);
+            }
+        }
+        if !delete.is_empty() {
+            self.delete_segments(delete.clone())?;
+        }
+        report.deleted = delete;
+        Ok(report)
+    }
+
+    /// Writes and syncs everything queued so far, whatever the policy.
+    #[cfg_attr(
+        not(test),
+        allow(
+            dead_code,
+            reason = "used by tests; retention uses copy_forward + delete_segments"
+        )
+    )]
+    pub(crate) fn sync(&self) -> Result<(), JournalError> {
+        Ok(self.ask(Request::Sync)??)
+    }
+
+    /// Asks the writer to finish what is queued, sync and stop. Appends after this get
+    /// `Closed` once the writer is gone.
+    pub(crate) fn shutdown(&self) {
+        let _ = self.tx.send(Request::Shutdown);
+    }
+}
+
+/// A contiguous run of bytes written by one positioned write.
+#[derive(Debug, Clone, Copy)]
+struct Chunk {
+    start: u64,
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    pub dir: PathBuf,
+    pub cfg: JournalConfig,
+    pub faults: Faults,
+    pub stats: Arc<JournalStats>,
+    pub segments: Arc<Segments>,
+    pub summaries: BTreeMap<u32, SegmentSummary>,
+    pub active: SegmentFile,
+    /// Where the next record goes in the active segment.
+    pub write_pos: u64,
+    /// Bytes in `[write_pos, dirty_end)` may hold leftovers of a failed write; the next
+    /// write covers them with zeros so no stale frame can ever be read back.
+    pub dirty_end: u64,
+    pub next_segment: u32,
+    pub buf: Vec<u8>,
+    /// Bytes written since the last sync.
+    pub unsynced: bool,
+    pub last_sync: Instant,
+    /// Held for the writer's lifetime: the directory lock.
+    pub _lock: File,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Writer {
+    /// The thread body.
+    pub(crate) fn run(mut self, rx: Receiver<Request>) {
+        let max_drain = self.cfg.queue_depth;
+        loop {
+            let first = if self.unsynced && self.cfg.fsync == FsyncPolicy::Interval {
+                let wait = self
+                    .cfg
+                    .fsync_interval
+                    .saturating_sub(self.last_sync.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(r) => r,
+                    Err(RecvTimeoutError::Timeout) => {
+                        let _ = self.sync_active();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            };
+            let mut next = Some(first);
+            while let Some(req) = next.take() {
+                match req {
+                    Request::Append {
+                        records,
+                        token,
+                        reply,
+                    } => {
+                        let mut batch = vec![records];
+                        let mut replies = vec![(token, reply)];
+                        while batch.len() < max_drain {
+                            match rx.try_recv() {
+                                Ok(Request::Append {
+                                    records,
+                                    token,
+                                    reply,
+                                }) => {
+                                    batch.push(records);
+                                    replies.push((token, reply));
+                                }
+                                Ok(other) => {
+                                    next = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        let results = self.write_batch(&batch, false);
+                        for ((token, reply), result) in replies.into_iter().zip(results) {
+                            let _ = reply.send(Committed { token, result });
+                        }
+                    }
+                    Request::Segments(reply) => {
+                        let _ = reply.send(self.summaries.values().cloned().collect());
+                    }
+                    Request::Delete(ids, reply) => {
+                        let _ = reply.send(self.delete(&ids));
+                    }
+                    Request::Compact(segment, keep, reply) => {
+                        let _ = reply.send(self.compact(segment, keep));
+                    }
+                    Request::Copy(segment, keep, reply) => {
+                        let _ = reply.send(self.copy_forward(segment, keep));
+                    }
+                    Request::Sync(reply) => {
+                        let _ = reply.send(self.sync_active());
+                    }
+                    Request::Shutdown => {
+                        self.scrub();
+                        let _ = self.sync_active();
+                        return;
+                    }
+                }
+            }
+            if self.unsynced
+                && self.cfg.fsync == FsyncPolicy::Interval
+                && self.last_sync.elapsed() >= self.cfg.fsync_interval
+            {
+                let _ = self.sync_active();
+            }
+        }
+        self.scrub();
+        let _ = self.sync_active();
+    }
+
+    /// Best effort: zeros what failed writes may have left past the write position, so
+    /// a restart before the next successful write does not find those records (their
+    /// submitters were told they failed). If this fails too, the next write covers
+    /// the range anyway.
+    fn scrub(&mut self) {
+        if self.dirty_end <= self.write_pos {
+            return;
+        }
+        let zeros = vec![0u8; (self.dirty_end - self.write_pos) as usize];
+        match self.active.write_at(&zeros, self.write_pos) {
+            Ok(()) => self.dirty_end = self.write_pos,
+            Err(e) => tracing::debug!(error = %e, "journal scrub after a failed write failed"),
+        }
+    }
+
+    /// Writes a group of submissions; one result per submission. With `force_sync`
+    /// the group is synced whatever the policy (compaction).
+    fn write_batch(
+        &mut self,
+        batch: &[Vec<Record>],
+        force_sync: bool,
+    ) -> Vec<Result<Vec<Location>, DiskError>> {
+        let sync_each = force_sync || self.cfg.fsync == FsyncPolicy::Always;
+        let mut chunks: Vec<Chunk> = Vec::new();
+        // chunks[..durable] may be acknowledged.
+        let mut durable = 0usize;
+        // Per submission: all records encoded, and the chunk holding the last one.
+        let mut done: Vec<Option<Option<usize>>> = Vec::with_capacity(batch.len());
+        let mut locs: Vec<Vec<Location>> = Vec::with_capacity(batch.len());
+        let mut error = None;
+        let mut n_records = 0u64;
+        self.buf.clear();
+        // Where each submission (and the one being encoded) begins in the active
+        // segment: the rewind point if it fails.
+        let mut starts: Vec<u64> = Vec::with_capacity(batch.len());
+        let mut current_start = self.write_pos;
+        'outer: for records in batch {
+            let mut l = Vec::with_capacity(records.len());
+            let mut last_chunk = None;
+            // A submission never straddles a rotation when it fits in one segment
+            // (`append` checks), so it is durable or failed as a whole.
+            let total: u64 = records.iter().map(|r| frame_len(r.body.len()) as u64).sum();
+            let mut rotate_first = !records.is_empty()
+                && self.write_pos + self.buf.len() as u64 + total > self.active.segment_bytes;
+            current_start = self.write_pos + self.buf.len() as u64;
+            for rec in records {
+                let len = frame_len(rec.body.len()) as u64;
+                if rotate_first
+                    || self.write_pos + self.buf.len() as u64 + len > self.active.segment_bytes
+                {
+                    rotate_first = false;
+                    let sealed = self.flush(&mut chunks).and_then(|()| self.seal());
+                    if sealed.is_ok() || !sync_each {
+                        durable = chunks.len();
+                    }
+                    if let Err(e) = sealed.and_then(|()| self.start_next()) {
+                        error = Some(e);
+                        break 'outer;
+                    }
+                    if l.is_empty() {
+                        current_start = self.write_pos;
+                    }
+                }
+                let offset = self.write_pos + self.buf.len() as u64;
+                l.push(Location {
+                    segment: self.active.segment,
+                    offset: offset as u32,
+                });
+                encode_into(&mut self.buf, rec);
+                if let Some(s) = self.summaries.get_mut(&self.active.segment) {
+                    s.add(rec.conversation, rec.time_ms);
+                }
+                n_records += 1;
+                last_chunk = Some(chunks.len());
+                if self.buf.len() >= self.cfg.max_batch_bytes {
+                    if let Err(e) = self.flush(&mut chunks) {
+                        error = Some(e);
+                        break 'outer;
+                    }
+                    if !sync_each {
+                        durable = chunks.len();
+                    }
+                }
+            }
+            done.push(Some(last_chunk));
+            locs.push(l);
+            starts.push(current_start);
+        }
+        if error.is_none() {
+            let step = self.flush(&mut chunks).and_then(|()| {
+                if sync_each && chunks.len() > durable {
+                    self.sync_active()
+                } else {
+                    Ok(())
+                }
+            });
+            match step {
+                Ok(()) => durable = chunks.len(),
+                Err(e) => {
+                    if !sync_each {
+                        durable = chunks.len();
+                    }
+                    error = Some(e);
+                }
+            }
+        }
+        let ok = |i: usize| match done.get(i) {
+            Some(Some(last)) => last.is_none_or(|c| c < durable),
+            _ => false,
+        };
+        if let Some(e) = error {
+            // Everything from the first failed submission on is rewound, to be
+            // overwritten (with zeros if nothing else) and never read back: those
+            // submitters are told they failed. Earlier ones stay.
+            let first_failed = (0..batch.len()).find(|&i| !ok(i));
+            let mut rewind = chunks.get(durable).map(|c| c.start);
+            if let Some(i) = first_failed {
+                let start = starts.get(i).copied().unwrap_or(current_start);
+                rewind = Some(rewind.map_or(start, |r| r.min(start)));
+            }
+            if let Some(to) = rewind.filter(|&to| to < self.write_pos) {
+                self.dirty_end = self.dirty_end.max(self.write_pos);
+                self.write_pos = to;
+            }
+            self.scrub();
+            self.stats.failing.store(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, segment = self.active.segment, "journal append batch failed");
+        } else {
+            self.stats.failing.store(0, Ordering::Relaxed);
+            self.stats.records.fetch_add(n_records, Ordering::Relaxed);
+        }
+        self.stats
+            .appends
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.batch(n_records);
+        let failed = error.unwrap_or(DiskError::Io(0));
+        let mut locs = locs.into_iter();
+        (0..batch.len())
+            .map(|i| match locs.next() {
+                Some(l) if ok(i) => Ok(l),
+                _ => Err(failed),
+            })
+            .collect()
+    }
+
+    /// Writes the buffer at the write position, covering leftovers of an earlier failed
+    /// write with zeros.
+    fn flush(&mut self, chunks: &mut Vec<Chunk>) -> Result<(), DiskError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let start = self.write_pos;
+        let len = self.buf.len() as u64;
+        let cover = self.dirty_end.saturating_sub(start).max(len);
+        self.buf.resize(cover as usize, 0);
+        let result = self.active.write_at(&self.buf, start);
+        self.buf.clear();
+        match result {
+            Ok(()) => {
+                chunks.push(Chunk { start });
+                self.write_pos = start + len;
+                self.dirty_end = self.write_pos;
+                self.unsynced = true;
+                self.stats.bytes.fetch_add(len, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.dirty_end = self.dirty_end.max(start + cover);
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                Err(DiskError::from_io(&e))
+            }
+        }
+    }
+
+    /// `fdatasync` of the active segment, timed.
+    fn sync_active(&mut self) -> Result<(), DiskError> {
+        let started = Instant::now();
+        let result = self.active.sync();
+        self.stats.fsync(started.elapsed());
+        self.last_sync = Instant::now();
+        match result {
+            Ok(()) => {
+                self.unsynced = false;
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, segment = self.active.segment, "journal fdatasync failed");
+                Err(DiskError::from_io(&e))
+            }
+        }
+    }
+
+    /// Seals the active segment: leftovers of failed writes zeroed, synced. A sealed
+    /// segment is complete on disk before any record goes to the next one, so recovery
+    /// treats damage in any segment but the last as corruption, not a crash.
+    fn seal(&mut self) -> Result<(), DiskError> {
+        if self.dirty_end > self.write_pos {
+            let zeros = vec![0u8; (self.dirty_end - self.write_pos) as usize];
+            self.active.write_at(&zeros, self.write_pos).map_err(|e| {
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                DiskError::from_io(&e)
+            })?;
+            self.dirty_end = self.write_pos;
+        }
+        self.sync_active()
+    }
+
+    /// Creates the next segment and makes it the active one.
+    fn start_next(&mut self) -> Result<(), DiskError> {
+        let n = self.next_segment;
+        let created = now_ms();
+        let seg = SegmentFile::create(
+            &self.dir,
+            n,
+            self.cfg.segment_bytes,
+            created,
+            self.faults.clone(),
+        )
+        .map_err(|e| {
+            self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %e, segment = n, "journal segment creation failed");
+            DiskError::from_io(&e)
+        })?;
+        self.next_segment = n.saturating_add(1);
+        if let Some(s) = self.summaries.get_mut(&self.active.segment) {
+            s.active = false;
+        }
+        let mut summary = SegmentSummary::new(n, created);
+        summary.active = true;
+        self.summaries.insert(n, summary);
+        self.segments.add(n, None);
+        self.active = seg;
+        self.write_pos = SEGMENT_HEADER_LEN as u64;
+        self.dirty_end = self.write_pos;
+        self.unsynced = false;
+        self.stats.segments_created.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .active_segment
+            .store(u64::from(n), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn delete(&mut self, ids: &[u32]) -> Result<(), JournalError> {
+        if let Some(&id) = ids.iter().find(|&&id| id == self.active.segment) {
+            return Err(JournalError::ActiveSegment(id));
+        }
+        for &id in ids {
+            if self.summaries.remove(&id).is_none() {
+                continue;
+            }
+            self.segments.remove(id);
+            match fs::remove_file(segment_path(&self.dir, id)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(JournalError::Segment {
+                        segment: id,
+                        source,
+                    });
+                }
+            }
+            self.stats.segments_deleted.fetch_add(1, Ordering::Relaxed);
+        }
+        sync_dir(&self.dir).map_err(|source| JournalError::Dir {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    fn compact(&mut self, segment: u32, keep: KeepFn) -> Result<Moves, JournalError> {
+        let moves = self.copy_forward(segment, keep)?;
+        self.delete(&[segment])?;
+        Ok(moves)
+    }
+
+    fn copy_forward(&mut self, segment: u32, mut keep: KeepFn) -> Result<Moves, JournalError> {
+        if segment == self.active.segment {
+            return Err(JournalError::ActiveSegment(segment));
+        }
+        if !self.summaries.contains_key(&segment) {
+            return Err(JournalError::SegmentGone(segment));
+        }
+        let map = self.segments.map(segment)?;
+        let mut old = Vec::new();
+        let mut kept = Vec::new();
+        let mut off = SEGMENT_HEADER_LEN;
+        while let Some(Decoded::Record(r, len)) = map.get(off..).map(decode) {
+            if keep(r) {
+                old.push(Location {
+                    segment,
+                    offset: off as u32,
+                });
+                kept.push(r.to_record());
+            }
+            off += len;
+        }
+        let mut moves = Vec::new();
+        if !kept.is_empty() {
+            let n = kept.len() as u64;
+            let mut results = self.write_batch(&[kept], true);
+            let new = results.pop().unwrap_or(Err(DiskError::Io(0)))?;
+            moves = old.into_iter().zip(new).collect();
+            self.stats.records_compacted.fetch_add(n, Ordering::Relaxed);
+        }
+        Ok(moves)
+    }
+}
