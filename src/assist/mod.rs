@@ -1,0 +1,106 @@
+//! Agent assistants (issue 9): FAQ auto-reply ([`faq`]), canned-reply suggestions
+//! ([`suggest`]) and the spam and abuse filter ([`spam`]).
+//!
+//! All three are sans-IO: values in, values out, the caller's clock. Libraries are
+//! loaded from files named in `[assist]` ([`config`]) and are immutable once built
+//! (reload = build a new one and swap an `Arc`); the filter's per-visitor state lives
+//! in [`spam::SpamFilter`], one per worker.
+
+pub(crate) mod config;
+pub(crate) mod faq;
+pub(crate) mod load;
+mod normalize;
+pub(crate) mod spam;
+pub(crate) mod suggest;
+mod tfidf;
+
+pub use config::{AssistConfig, AssistConfigError};
+pub use faq::{FaqIndex, FaqMatch};
+pub use load::{Format, LoadError};
+pub use spam::{Action, Hit, SpamCounters, SpamFilter, SpamRules, Verdict};
+pub use suggest::CannedLibrary;
+
+use std::sync::Arc;
+
+/// The three libraries as configured, built together at start and again on SIGHUP
+/// (build the new set off the hot path, then swap it in; a failed reload keeps the
+/// old set). `None` where the assistant is disabled or has no file.
+#[derive(Debug, Clone, Default)]
+pub struct Libraries {
+    /// FAQ knowledge base (`assist.faq`).
+    pub faq: Option<Arc<FaqIndex>>,
+    /// Canned replies (`assist.canned`).
+    pub canned: Option<Arc<CannedLibrary>>,
+    /// Spam rules and samples (`assist.spam`).
+    pub spam: Option<Arc<SpamRules>>,
+}
+
+impl Libraries {
+    /// Loads every enabled library named in `cfg`.
+    pub fn load(cfg: &AssistConfig) -> Result<Self, LoadError> {
+        let faq = match (&cfg.faq, cfg.faq_enabled) {
+            (Some(path), true) => Some(Arc::new(FaqIndex::from_file(path, cfg)?)),
+            _ => None,
+        };
+        let canned = match (&cfg.canned, cfg.suggest_enabled) {
+            (Some(path), true) => Some(Arc::new(CannedLibrary::from_file(path, cfg)?)),
+            _ => None,
+        };
+        let spam = match (&cfg.spam, cfg.spam_enabled) {
+            (Some(path), true) => Some(Arc::new(SpamRules::from_file(path, cfg)?)),
+            _ => None,
+        };
+        Ok(Self { faq, canned, spam })
+    }
+
+    /// Loads afresh for a reload, carrying canned-reply usage counts over from `old`.
+    pub fn reload(cfg: &AssistConfig, old: &Libraries) -> Result<Self, LoadError> {
+        let new = Self::load(cfg)?;
+        if let (Some(n), Some(o)) = (&new.canned, &old.canned) {
+            n.carry_uses_from(o);
+        }
+        Ok(new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_what_is_enabled_and_reload_keeps_usage() {
+        let dir = tempfile::tempdir().unwrap();
+        let faq = dir.path().join("faq.toml");
+        let canned = dir.path().join("canned.json");
+        let spam = dir.path().join("spam.toml");
+        std::fs::write(
+            &faq,
+            "[[entry]]\nid='a'\nquestions=['where is my parcel']\nanswer='x'",
+        )
+        .unwrap();
+        std::fs::write(&canned, r#"{"reply": [{"id": 7, "text": "Hello there"}]}"#).unwrap();
+        std::fs::write(
+            &spam,
+            "[[rule]]\nname='r'\naction='drop'\nkeywords=['casino']",
+        )
+        .unwrap();
+        let mut cfg = AssistConfig {
+            faq: Some(faq),
+            canned: Some(canned),
+            spam: Some(spam.clone()),
+            ..AssistConfig::default()
+        };
+        let libs = Libraries::load(&cfg).unwrap();
+        assert!(libs.faq.is_some() && libs.canned.is_some() && libs.spam.is_some());
+        libs.canned.as_ref().unwrap().record_use(7);
+        cfg.faq_enabled = false;
+        let again = Libraries::reload(&cfg, &libs).unwrap();
+        assert!(again.faq.is_none());
+        assert_eq!(again.canned.unwrap().suggest("", "hel", 1)[0].uses, 1);
+        std::fs::write(&spam, "not toml [").unwrap();
+        assert!(matches!(
+            Libraries::load(&cfg),
+            Err(LoadError::Parse { .. })
+        ));
+    }
+}
