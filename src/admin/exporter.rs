@@ -1,0 +1,516 @@
+//! `/metrics`: a `prometheus-client` collector that reads the daemon's atomics at
+//! scrape time. The hot path only ever bumps relaxed atomics in per-thread blocks
+//! (`crate::metrics`); everything Prometheus-shaped happens here, on the admin thread.
+
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::handoff::CloseReason;
+use crate::metrics::{
+    CONVERSATION_STATES, Counter, KIND_SLOTS, KindCounts, LATENCY_BUCKETS_US, LatencyHistogram,
+    Metrics, REJECT_LABELS, ReactorMetrics, WorkerMetrics, close_reasons,
+};
+use crate::protocol::{ErrorCode, Kind};
+
+/// The content type of [`render`]'s output with `openmetrics`.
+pub(crate) const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of [`render`]'s output without `openmetrics`.
+pub(crate) const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders every metric: in the OpenMetrics text format (what Prometheus asks for
+/// in its `Accept` header), or else in the classic Prometheus text format 0.0.4
+/// (what `curl` and `promtool check metrics` get).
+pub(crate) fn render(metrics: &Arc<Metrics>, openmetrics: bool) -> Result<String, fmt::Error> {
+    let mut registry = Registry::with_prefix("switchboard");
+    registry.register_collector(Box::new(Exporter(metrics.clone())));
+    let mut out = String::with_capacity(16 * 1024);
+    prometheus_client::encoding::text::encode(&mut out, &registry)?;
+    Ok(if openmetrics {
+        out
+    } else {
+        to_prometheus_text(&out)
+    })
+}
+
+/// OpenMetrics text to Prometheus text 0.0.4, for the subset `prometheus-client`
+/// writes: a counter family `x` (samples `x_total`) is named `x_total` in its
+/// `# HELP`/`# TYPE` lines, `# UNIT` and `# EOF` go. Gauges and histograms are the
+/// same in both.
+fn to_prometheus_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut help: Option<&str> = None;
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            // Written once the TYPE line says whether the family is a counter.
+            help = Some(line);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let suffix = if kind == "counter" { "_total" } else { "" };
+            if let Some(h) = help.take() {
+                let text = h
+                    .strip_prefix("# HELP ")
+                    .and_then(|r| r.strip_prefix(name))
+                    .unwrap_or_default();
+                let _ = writeln!(out, "# HELP {name}{suffix}{text}");
+            }
+            let _ = writeln!(out, "# TYPE {name}{suffix} {kind}");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[derive(Debug)]
+struct Exporter(Arc<Metrics>);
+
+/// Codes whose close means the handshake failed (auth, protocol version, no `Hello`).
+fn is_handshake_failure(code: ErrorCode) -> bool {
+    (200..300).contains(&code.as_u16()) || code == ErrorCode::HandshakeTimeout
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), fmt::Error> {
+    enc.encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter::<NoLabelSet, _, u64>(&v, None)
+}
+
+fn gauge(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<(), fmt::Error> {
+    enc.encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&v)
+}
+
+impl Exporter {
+    fn per_reactor(
+        &self,
+        enc: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        f: impl Fn(&ReactorMetrics) -> u64,
+    ) -> Result<(), fmt::Error> {
+        let mut me = enc.encode_descriptor(name, help, None, kind)?;
+        for (i, r) in self.0.reactors.iter().enumerate() {
+            let labels = [("reactor", i.to_string())];
+            let mut m = me.encode_family(&labels)?;
+            match kind {
+                MetricType::Counter => m.encode_counter::<NoLabelSet, _, u64>(&f(r), None)?,
+                _ => m.encode_gauge(&f(r))?,
+            }
+        }
+        Ok(())
+    }
+
+    fn per_worker(
+        &self,
+        enc: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        f: impl Fn(&WorkerMetrics) -> u64,
+    ) -> Result<(), fmt::Error> {
+        let mut me = enc.encode_descriptor(name, help, None, kind)?;
+        for (i, w) in self.0.workers.iter().enumerate() {
+            let labels = [("worker", i.to_string())];
+            let mut m = me.encode_family(&labels)?;
+            match kind {
+                MetricType::Counter => m.encode_counter::<NoLabelSet, _, u64>(&f(w), None)?,
+                _ => m.encode_gauge(&f(w))?,
+            }
+        }
+        Ok(())
+    }
+
+    fn reactors(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        self.per_reactor(
+            enc,
+            "connections_open",
+            "Connections open now.",
+            Gauge,
+            |r| r.open.get(),
+        )?;
+        self.per_reactor(
+            enc,
+            "connections_accepted",
+            "Connections accepted (including those a limit closed at once).",
+            Counter,
+            |r| r.accepted.get(),
+        )?;
+        {
+            let mut me = enc.encode_descriptor(
+                "connections_closed",
+                "Connections closed, by reason (an error code's name, or peer_closed, \
+                 io_error, server, shutdown).",
+                None,
+                Counter,
+            )?;
+            for (i, r) in self.0.reactors.iter().enumerate() {
+                for reason in close_reasons() {
+                    let labels = [("reactor", i.to_string()), ("reason", reason.name().into())];
+                    me.encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, _, u64>(&r.closed_for(reason), None)?;
+                }
+            }
+        }
+        {
+            let mut me = enc.encode_descriptor(
+                "connections_rejected",
+                "Connections closed right after accept by a connection limit, by limit.",
+                None,
+                Counter,
+            )?;
+            for (i, r) in self.0.reactors.iter().enumerate() {
+                for (label, c) in REJECT_LABELS.iter().zip(r.rejected.iter()) {
+                    let labels = [("reactor", i.to_string()), ("reason", (*label).to_owned())];
+                    me.encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, _, u64>(&c.get(), None)?;
+                }
+            }
+        }
+        self.per_reactor(
+            enc,
+            "accept_errors",
+            "accept(2) failures (e.g. out of file descriptors).",
+            Counter,
+            |r| r.accept_errors.get(),
+        )?;
+        self.per_reactor(
+            enc,
+            "slow_consumer_closes",
+            "Connections closed because their queued output passed limits.max_pending_bytes.",
+            Counter,
+            |r| r.closed_for(CloseReason::Error(ErrorCode::SlowConsumer)),
+        )?;
+        self.per_reactor(
+            enc,
+            "frames_received",
+            "Complete frames received.",
+            Counter,
+            |r| r.frames_in.get(),
+        )?;
+        self.per_reactor(enc, "received_bytes", "Bytes received.", Counter, |r| {
+            r.bytes_in.get()
+        })?;
+        self.per_reactor(
+            enc,
+            "sent_bytes",
+            "Bytes written to sockets.",
+            Counter,
+            |r| r.bytes_out.get(),
+        )?;
+        self.per_reactor(
+            enc,
+            "worker_queue_full",
+            "Events a full worker queue refused (the connection is closed with 500).",
+            Counter,
+            |r| r.worker_queue_full.get(),
+        )?;
+        self.per_reactor(
+            enc,
+            "read_pauses",
+            "Times reading from a connection paused for backpressure.",
+            Counter,
+            |r| r.read_pauses.get(),
+        )?;
+        self.per_reactor(enc, "reactor_loops", "Reactor loop turns.", Counter, |r| {
+            r.loops.get()
+        })?;
+        {
+            let mut me = enc.encode_descriptor(
+                "reactor_loop_lag_seconds",
+                "Longest reactor loop turn (time handling events between two polls) since \
+                 the previous scrape: how late the reactor could be for any socket.",
+                None,
+                Gauge,
+            )?;
+            for (i, r) in self.0.reactors.iter().enumerate() {
+                let labels = [("reactor", i.to_string())];
+                me.encode_family(&labels)?
+                    .encode_gauge(&(r.loop_lag_max_us.take() as f64 / 1e6))?;
+            }
+        }
+        {
+            let mut me = enc.encode_descriptor(
+                "reactor_busy_seconds",
+                "Time reactors spent handling events rather than waiting.",
+                None,
+                Counter,
+            )?;
+            for (i, r) in self.0.reactors.iter().enumerate() {
+                let labels = [("reactor", i.to_string())];
+                me.encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&(r.busy_us.get() as f64 / 1e6), None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn kinds(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let kinds: Vec<(usize, String)> = (0..KIND_SLOTS)
+            .filter_map(|slot| {
+                let name = match u8::try_from(slot).ok().and_then(Kind::from_u8) {
+                    Some(k) => format!("{k:?}"),
+                    None if slot == 0 => "unknown".to_owned(),
+                    None => return None,
+                };
+                Some((slot, name))
+            })
+            .collect();
+        for (name, help, pick) in [
+            (
+                "frames",
+                "Protocol frames by direction (in: received; out: queued for sending by \
+                 workers, once per recipient) and kind.",
+                (|k: &KindCounts, s: usize| k.frames.get(s).map_or(0, Counter::get))
+                    as fn(&KindCounts, usize) -> u64,
+            ),
+            (
+                "frame_bytes",
+                "Bytes of those frames on the wire (header, payload, padding).",
+                |k: &KindCounts, s: usize| k.bytes.get(s).map_or(0, Counter::get),
+            ),
+        ] {
+            let mut me = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (direction, side) in [("in", true), ("out", false)] {
+                for (slot, kind) in &kinds {
+                    let n: u64 = self
+                        .0
+                        .reactors
+                        .iter()
+                        .map(|r| pick(if side { &r.kinds_in } else { &r.kinds_out }, *slot))
+                        .sum();
+                    let labels = [("direction", direction.to_owned()), ("kind", kind.clone())];
+                    me.encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handshakes(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut me = enc.encode_descriptor(
+            "handshake_failures",
+            "Connections closed before or at the handshake, by error code (2xx, 300).",
+            None,
+            MetricType::Counter,
+        )?;
+        for code in ErrorCode::ALL
+            .into_iter()
+            .filter(|c| is_handshake_failure(*c))
+        {
+            let reason = CloseReason::Error(code);
+            let n = self.0.closed_for(reason);
+            let labels = [
+                ("code", code.as_u16().to_string()),
+                ("name", code.name().to_owned()),
+            ];
+            me.encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+        }
+        Ok(())
+    }
+
+    fn workers(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        self.per_worker(enc, "worker_events", "Events handled.", Counter, |w| {
+            w.events.get()
+        })?;
+        self.per_worker(
+            enc,
+            "worker_errors_sent",
+            "Frames answered with an error code.",
+            Counter,
+            |w| w.errors_sent.get(),
+        )?;
+        self.per_worker(
+            enc,
+            "worker_queue_depth",
+            "Events waiting in the worker's queue (sampled after each batch).",
+            Gauge,
+            |w| w.queue_depth.get(),
+        )?;
+        self.per_worker(enc, "worker_loops", "Worker loop turns.", Counter, |w| {
+            w.loops.get()
+        })?;
+        let hists: Vec<&LatencyHistogram> =
+            self.0.workers.iter().map(|w| &w.message_latency).collect();
+        histogram(
+            enc,
+            "message_latency_seconds",
+            "Time from a message's arrival at its worker to its delivery being queued.",
+            &hists,
+        )
+    }
+
+    fn router(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let r = &self.0.router;
+        counter(enc, "router_loops", "Router loop turns.", r.loops.get())?;
+        gauge(
+            enc,
+            "agents_online",
+            "Agents and bots whose presence is online.",
+            r.agents_online.get(),
+        )?;
+        {
+            let mut me = enc.encode_descriptor(
+                "conversations",
+                "Conversations by state.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (state, g) in CONVERSATION_STATES.iter().zip(r.conversations.iter()) {
+                let labels = [("state", (*state).to_owned())];
+                me.encode_family(&labels)?.encode_gauge(&g.get())?;
+            }
+        }
+        let lengths = r
+            .queue_lengths
+            .lock()
+            .map(|q| q.clone())
+            .unwrap_or_default();
+        let mut me = enc.encode_descriptor(
+            "routing_queue_length",
+            "Visitors waiting in each (tenant, group) queue.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (tenant, group, n) in lengths {
+            let labels = [("tenant", tenant), ("group", group)];
+            me.encode_family(&labels)?.encode_gauge(&n)?;
+        }
+        Ok(())
+    }
+
+    fn journal(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let j = &self.0.journal;
+        counter(
+            enc,
+            "journal_appends",
+            "Records appended to the journal.",
+            j.appends.get(),
+        )?;
+        counter(
+            enc,
+            "journal_append_bytes",
+            "Bytes appended to the journal.",
+            j.append_bytes.get(),
+        )?;
+        histogram(
+            enc,
+            "journal_append_latency_seconds",
+            "Time to append one batch to the journal.",
+            &[&j.append_latency],
+        )?;
+        histogram(
+            enc,
+            "journal_fsync_latency_seconds",
+            "Time of one journal fsync.",
+            &[&j.fsync_latency],
+        )
+    }
+}
+
+/// One histogram summed over several per-thread [`LatencyHistogram`]s.
+fn histogram(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    parts: &[&LatencyHistogram],
+) -> Result<(), fmt::Error> {
+    let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
+        .iter()
+        .map(|us| (*us as f64 / 1e6, 0))
+        .chain(std::iter::once((f64::INFINITY, 0)))
+        .collect();
+    let mut sum_us = 0u64;
+    for h in parts {
+        for (b, c) in buckets.iter_mut().zip(h.buckets.iter()) {
+            b.1 += c.get();
+        }
+        sum_us = sum_us.saturating_add(h.sum_us.get());
+    }
+    let count = buckets.iter().map(|b| b.1).sum();
+    enc.encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<NoLabelSet>(sum_us as f64 / 1e6, count, &buckets, None)
+}
+
+impl Collector for Exporter {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), fmt::Error> {
+        {
+            let mut version = String::new();
+            write!(version, "{}", env!("CARGO_PKG_VERSION"))?;
+            let labels = [("version", version)];
+            enc.encode_descriptor(
+                "build_info",
+                "Build information; the value is always 1.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_family(&labels)?
+            .encode_gauge(&1u64)?;
+        }
+        gauge(
+            &mut enc,
+            "ready",
+            "1 while accepting and healthy (what /readyz reports), else 0.",
+            u64::from(self.0.health.ready()),
+        )?;
+        self.reactors(&mut enc)?;
+        self.kinds(&mut enc)?;
+        self.handshakes(&mut enc)?;
+        self.workers(&mut enc)?;
+        self.router(&mut enc)?;
+        self.journal(&mut enc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn renders_every_family_once_and_ends_with_eof() {
+        let m = Arc::new(Metrics::new(2, 1));
+        m.reactors[1].accepted.add(3);
+        m.reactors[0].count_close(CloseReason::Error(ErrorCode::TokenExpired));
+        m.workers[0]
+            .message_latency
+            .observe(Duration::from_millis(3));
+        m.router
+            .set_queue_lengths(vec![("acme".into(), "sales".into(), 4)]);
+        let text = render(&m, true).unwrap();
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let classic = render(&m, false).unwrap();
+        assert!(!classic.contains("# EOF"));
+        assert!(
+            classic.contains("# HELP switchboard_connections_accepted_total Connections accepted")
+        );
+        assert!(classic.contains("# TYPE switchboard_connections_accepted_total counter\n"));
+        assert!(classic.contains("# TYPE switchboard_agents_online gauge\n"));
+        assert!(text.contains("switchboard_connections_accepted_total{reactor=\"1\"} 3\n"));
+        assert!(text.contains(
+            "switchboard_handshake_failures_total{code=\"201\",name=\"token_expired\"} 1\n"
+        ));
+        assert!(
+            text.contains("switchboard_routing_queue_length{tenant=\"acme\",group=\"sales\"} 4\n")
+        );
+        assert!(text.contains("switchboard_message_latency_seconds_bucket{le=\"0.005\"} 1\n"));
+        assert!(text.contains("switchboard_build_info{version=\""));
+        let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
+        assert_eq!(types, helps);
+    }
+}

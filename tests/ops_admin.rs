@@ -1,0 +1,264 @@
+//! The admin HTTP listener over loopback: `/healthz`, `/readyz` (and its flip to 503
+//! when shutdown begins), `/metrics` (checked by `promtool check metrics` when
+//! installed), the HTTP errors, and its bounds (connections, head size, read timeout).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod ops_http;
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use switchboard::Server;
+use util::{Client, test_config, with_echo};
+
+fn start(tweak: impl FnOnce(&mut switchboard::Config)) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = test_config(dir.path());
+    tweak(&mut c);
+    (Server::start(&c).unwrap(), dir)
+}
+
+fn admin(s: &Server) -> SocketAddr {
+    s.admin_addr().expect("admin listener on")
+}
+
+#[test]
+fn health_ready_and_metrics_answer() {
+    let (server, _dir) = start(|_| {});
+    let a = admin(&server);
+    let r = ops_http::get(a, "/healthz");
+    assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+    let r = ops_http::get(a, "/readyz");
+    assert_eq!((r.status, r.body.as_str()), (200, "ready\n"));
+
+    let mut c = Client::established(server.client_addr());
+    c.ping(7, b"x");
+    let r = ops_http::get(a, "/metrics?name=ignored");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(
+        r.head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{}",
+        r.head
+    );
+    // What Prometheus sends: OpenMetrics preferred.
+    let om = ops_http::get_accept(
+        a,
+        "/metrics",
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    );
+    assert!(
+        om.head
+            .contains("Content-Type: application/openmetrics-text"),
+        "{}",
+        om.head
+    );
+    assert!(om.body.ends_with("# EOF\n"));
+    let open: u64 = r
+        .body
+        .lines()
+        .filter(|l| l.starts_with("switchboard_connections_open{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(open, 1, "{}", r.body);
+    for name in [
+        "switchboard_build_info{version=",
+        "switchboard_ready 1",
+        "switchboard_connections_accepted_total{reactor=\"0\"}",
+        "switchboard_connections_closed_total{reactor=\"1\",reason=\"idle_timeout\"}",
+        "switchboard_connections_rejected_total{reactor=\"0\",reason=\"accept_rate\"}",
+        "switchboard_handshake_failures_total{code=\"200\",name=\"token_invalid\"}",
+        "switchboard_reactor_loop_lag_seconds{reactor=\"0\"}",
+        "switchboard_worker_queue_depth{worker=\"1\"}",
+        "switchboard_message_latency_seconds_bucket{le=\"+Inf\"}",
+        "switchboard_journal_fsync_latency_seconds_count",
+        "switchboard_agents_online",
+        "switchboard_frames_total{direction=\"in\",kind=\"Ping\"} 1\n",
+        "switchboard_frames_total{direction=\"out\",kind=\"Pong\"} 1\n",
+        "switchboard_frame_bytes_total{direction=\"in\",kind=\"Hello\"}",
+        "switchboard_conversations{state=\"queued\"}",
+    ] {
+        assert!(r.body.contains(name), "{name} missing from:\n{}", r.body);
+    }
+    let frames: u64 = r
+        .body
+        .lines()
+        .filter(|l| l.starts_with("switchboard_frames_received_total{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert!(frames >= 2, "Hello and Ping: {frames}");
+    drop(c);
+    server.shutdown();
+}
+
+#[test]
+fn http_errors() {
+    let (server, _dir) = start(|c| c.admin.max_request_bytes = 512);
+    let a = admin(&server);
+    assert_eq!(ops_http::get(a, "/nope").status, 404);
+    let r = ops_http::raw(a, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.status, 405);
+    assert!(r.head.contains("Allow: GET, HEAD"), "{}", r.head);
+    assert_eq!(
+        ops_http::raw(a, b"\x16\x03\x01\x02\x00 hello\r\n\r\n").status,
+        400
+    );
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
+    assert_eq!(ops_http::raw(a, big.as_bytes()).status, 431);
+    let r = ops_http::raw(a, b"HEAD /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
+    server.shutdown();
+}
+
+#[test]
+fn admin_connections_are_bounded_and_time_out() {
+    let (server, _dir) = start(|c| {
+        c.admin.max_connections = 2;
+        c.admin.read_timeout = Duration::from_millis(500);
+    });
+    let a = admin(&server);
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(a).unwrap()).collect();
+    // Let the admin thread take both before the third arrives.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut extra = TcpStream::connect(a).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = extra.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the third connection is closed at once");
+    // The idle ones are closed after the read timeout...
+    let start = Instant::now();
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
+    }
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    // ...which frees the slots.
+    assert_eq!(ops_http::get(a, "/healthz").status, 200);
+    server.shutdown();
+}
+
+#[test]
+fn admin_can_be_disabled() {
+    let (server, _dir) = start(|c| c.admin.enabled = false);
+    assert!(server.admin_addr().is_none());
+    server.shutdown();
+}
+
+#[test]
+fn readyz_turns_503_when_shutdown_begins() {
+    let (server, _dir) = start(|c| {
+        with_echo(c);
+        c.shutdown.drain_timeout = Duration::from_secs(3);
+    });
+    let a = admin(&server);
+    assert_eq!(ops_http::get(a, "/readyz").status, 200);
+    // An echo client that writes without reading keeps output queued at the server,
+    // so the drain lasts until its deadline and the admin listener can be asked.
+    let echo = server.echo_addr().unwrap();
+    let slow = Client::connect_small_rcvbuf(echo, 4096);
+    slow.stream()
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    for _ in 0..64 {
+        if slow.stream().write(&chunk).is_err() {
+            break;
+        }
+    }
+    let stopper = std::thread::spawn(move || server.shutdown());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        let r = ops_http::get(a, "/readyz");
+        if r.status == 503 {
+            seen = Some(r);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = seen.expect("/readyz never answered 503 during the drain");
+    assert!(r.body.contains("not accepting"), "{r:?}");
+    assert_eq!(
+        ops_http::get(a, "/healthz").status,
+        200,
+        "alive while draining"
+    );
+    let m = ops_http::get(a, "/metrics");
+    assert!(m.body.contains("switchboard_ready 0\n"), "{}", m.body);
+    drop(slow);
+    stopper.join().unwrap();
+    assert!(
+        TcpStream::connect(a).is_err(),
+        "admin listener closed after shutdown"
+    );
+}
+
+#[test]
+fn metrics_pass_promtool_check() {
+    let Some(promtool) = which("promtool") else {
+        assert!(
+            std::env::var_os("SWITCHBOARD_REQUIRE_PROMTOOL").is_none(),
+            "promtool required (SWITCHBOARD_REQUIRE_PROMTOOL) but not on PATH"
+        );
+        eprintln!("promtool not installed; skipping (Debian package `prometheus`)");
+        return;
+    };
+    let (server, _dir) = start(|_| {});
+    let mut c = Client::established(server.client_addr());
+    c.ping(1, b"abc");
+    let mut bad = Client::connect(server.client_addr());
+    bad.write_raw(b"XXXXXXXXXXXXXXXX");
+    let _ = bad.try_read_frame(Duration::from_secs(2));
+    let body = ops_http::get(admin(&server), "/metrics").body;
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {:?}\nstdout: {}\nstderr: {}\ninput:\n{body}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    server.shutdown();
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn a_taken_admin_port_fails_start_up() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = test_config(dir.path());
+    c.admin.addr = taken.local_addr().unwrap();
+    match Server::start(&c) {
+        Err(switchboard::StartError::Bind { addr, .. }) => assert_eq!(addr, c.admin.addr),
+        Err(e) => panic!("unexpected error: {e}"),
+        Ok(_) => panic!("started with the admin port taken"),
+    }
+}
