@@ -66,6 +66,8 @@ pub(crate) struct Conn {
     pub announced: bool,
     /// Our write side is shut down (FIN sent); nothing more can be written.
     pub write_shut: bool,
+    /// The peer's address key in the connection limits (released on close).
+    pub ip_key: crate::ops::limits::IpKey,
 }
 
 /// The design's ceiling for a connection context.

@@ -18,6 +18,7 @@ use crossbeam_utils::CachePadded;
 use crate::config::Config;
 use crate::handoff::{Command, WorkerQueue};
 use crate::metrics::ReactorMetrics;
+use crate::ops::limits::{AcceptBucket, ConnLimits};
 
 pub(crate) use conn::ListenerKind;
 pub(crate) use listen::bind_group;
@@ -26,7 +27,7 @@ pub(crate) use listen::bind_group;
 #[derive(Debug, Clone)]
 pub(crate) struct ReactorHandle {
     commands: Sender<Command>,
-    waker: Arc<mio::Waker>,
+    waker: Arc<sys::Waker>,
 }
 
 impl ReactorHandle {
@@ -45,19 +46,35 @@ impl ReactorHandle {
 /// A reactor that has its poller and queue but no thread yet.
 pub(crate) struct Pending {
     id: u16,
-    poll: mio::Poll,
+    io: PendingIo,
     commands: Receiver<Command>,
+}
+
+/// The backend half a reactor thread starts with.
+enum PendingIo {
+    Epoll(mio::Poll),
+    Uring(Arc<sys::uring::EventFd>),
 }
 
 /// Creates the poller, waker and command queue of reactor `id`.
 pub(crate) fn prepare(id: u16, config: &Config) -> io::Result<(Pending, ReactorHandle)> {
-    let poll = mio::Poll::new()?;
-    let waker = Arc::new(mio::Waker::new(poll.registry(), sys::epoll::WAKER)?);
+    let (io, waker) = match sys::choose(config.reactor.backend, id == 0)? {
+        sys::Chosen::Epoll => {
+            let poll = mio::Poll::new()?;
+            let waker = mio::Waker::new(poll.registry(), sys::epoll::WAKER)?;
+            (PendingIo::Epoll(poll), sys::Waker::Mio(waker))
+        }
+        sys::Chosen::Uring => {
+            let efd = Arc::new(sys::uring::EventFd::new()?);
+            (PendingIo::Uring(efd.clone()), sys::Waker::Event(efd))
+        }
+    };
+    let waker = Arc::new(waker);
     let (tx, rx) = crossbeam_channel::bounded(config.reactor.command_queue_depth);
     Ok((
         Pending {
             id,
-            poll,
+            io,
             commands: rx,
         },
         ReactorHandle {
@@ -74,18 +91,30 @@ pub(crate) fn spawn(
     listeners: Vec<(TcpListener, ListenerKind)>,
     workers: Arc<[WorkerQueue]>,
     stats: Arc<CachePadded<ReactorMetrics>>,
+    limits: Arc<ConnLimits>,
 ) -> io::Result<JoinHandle<()>> {
-    let Pending { id, poll, commands } = pending;
+    let bucket = AcceptBucket::new(&config.limits, config.reactor_threads());
+    let Pending { id, io, commands } = pending;
     let settings = core::Settings::from_config(config);
     let loop_cfg = sys::epoll::LoopConfig {
         events_per_poll: config.reactor.events_per_poll,
         read_buffer_bytes: config.reactor.read_buffer_bytes,
     };
+    let uring_cfg = sys::uring::LoopConfig {
+        entries: u32::try_from(config.reactor.events_per_poll).unwrap_or(u32::MAX),
+        buffers: config.reactor.uring_buffers,
+        buffer_bytes: config.reactor.uring_buffer_bytes,
+        coalesce_bytes: config.reactor.read_buffer_bytes,
+    };
     std::thread::Builder::new()
         .name(format!("reactor-{id}"))
         .spawn(move || {
-            let core = core::Core::new(id, settings, commands, workers, stats);
-            if let Err(e) = sys::epoll::run(poll, listeners, core, loop_cfg) {
+            let core = core::Core::new(id, settings, commands, workers, stats, (limits, bucket));
+            let r = match io {
+                PendingIo::Epoll(poll) => sys::epoll::run(poll, listeners, core, loop_cfg),
+                PendingIo::Uring(efd) => sys::uring::run(efd, listeners, core, uring_cfg),
+            };
+            if let Err(e) = r {
                 tracing::error!(reactor = id, error = %e, "reactor stopped on an I/O error");
             }
         })

@@ -52,7 +52,7 @@ impl Driver for Epoll {
         self.registry.reregister(stream, token, interest)
     }
 
-    fn deregister(&mut self, stream: &mut TcpStream) {
+    fn deregister(&mut self, stream: &mut TcpStream, _token: Token) {
         let _ = self.registry.deregister(stream);
     }
 
@@ -100,11 +100,14 @@ pub(crate) fn run(
             let left = until.saturating_duration_since(Instant::now());
             wait = Some(wait.map_or(left, |w| w.min(left)));
         }
+        // With a systemd watchdog, turn at least every tick so progress shows.
+        let wait = crate::ops::watchdog::cap_wait(wait);
         if let Err(e) = poll.poll(&mut events, wait)
             && e.kind() != io::ErrorKind::Interrupted
         {
             return Err(e);
         }
+        let turn = Instant::now();
         for ev in events.iter() {
             let t = ev.token();
             if t == WAKER {
@@ -133,6 +136,7 @@ pub(crate) fn run(
             read_ready(&mut core, &mut drv, t, &mut buf);
         }
         core.run_commands(&mut drv);
+        core.end_turn(turn);
         if core.drain_finished() {
             return Ok(());
         }

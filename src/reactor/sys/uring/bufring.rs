@@ -1,0 +1,313 @@
+//! The provided-buffer ring: one pool of receive buffers per reactor that the kernel
+//! picks from when data arrives for any multishot recv, so no connection owns one.
+//!
+//! Ownership of a buffer moves between the kernel and us:
+//! - it belongs to the kernel while its entry is published in the ring (between the
+//!   kernel's head and our tail);
+//! - a completion with `IORING_CQE_F_BUFFER` hands it to us as a [`BufGuard`], a
+//!   move-only token that is the only way to read the bytes or give it back;
+//! - [`BufRing::recycle`] consumes the guard and republishes the entry, so an id is
+//!   returned exactly once (the type system forbids a second return, and a guard
+//!   dropped without recycling is logged as a leak, never a double publish).
+//!
+//! The memory (entries and buffers) is freed only by [`BufRing::free`], which the
+//! backend calls after the kernel can no longer touch it (see `teardown` in the
+//! parent module).
+
+use std::alloc::{Layout, alloc_zeroed, dealloc};
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+
+/// Page alignment the kernel requires for the entry ring.
+const RING_ALIGN: usize = 4096;
+/// Alignment of the buffer pool (what `calloc` guarantees).
+const BUF_ALIGN: usize = 16;
+
+/// A received buffer we own until [`BufRing::recycle`] takes it back.
+#[derive(Debug)]
+#[must_use = "a buffer id must be recycled into the ring"]
+pub(super) struct BufGuard {
+    bid: u16,
+}
+
+impl BufGuard {
+    /// Takes ownership of the buffer a completion named. Call once per completion
+    /// carrying `IORING_CQE_F_BUFFER`.
+    pub(super) fn from_completion(bid: u16) -> Self {
+        Self { bid }
+    }
+
+    /// The buffer id.
+    #[cfg(test)]
+    pub(super) fn bid(&self) -> u16 {
+        self.bid
+    }
+}
+
+impl Drop for BufGuard {
+    fn drop(&mut self) {
+        // Reached only when a guard is dropped instead of recycled: the buffer stays
+        // out of the ring (a leak of one buffer), which is safe but shrinks the pool.
+        tracing::error!(
+            bid = self.bid,
+            "io_uring receive buffer dropped without recycling"
+        );
+    }
+}
+
+/// Entries plus buffers, allocated once per reactor.
+pub(super) struct BufRing {
+    entries: NonNull<BufRingEntry>,
+    entries_layout: Layout,
+    bufs: NonNull<u8>,
+    bufs_layout: Layout,
+    count: u16,
+    buf_len: u32,
+    /// Our tail (free-running; the kernel masks it).
+    tail: u16,
+    /// Buffers currently handed to us (for tests and teardown sanity).
+    out: usize,
+}
+
+impl std::fmt::Debug for BufRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufRing")
+            .field("count", &self.count)
+            .field("buf_len", &self.buf_len)
+            .field("out", &self.out)
+            .finish()
+    }
+}
+
+impl BufRing {
+    /// Allocates `count` (a power of two, ≤ 32768) buffers of `buf_len` bytes, every
+    /// one published to the kernel side of the ring.
+    pub(super) fn new(count: u32, buf_len: u32) -> io::Result<Self> {
+        let invalid = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_owned());
+        if !count.is_power_of_two() || count > 32_768 || buf_len == 0 {
+            return Err(invalid("uring_buffers must be a power of two <= 32768"));
+        }
+        let n = count as usize;
+        let entries_layout = Layout::from_size_align(n * size_of::<BufRingEntry>(), RING_ALIGN)
+            .map_err(|_| invalid("buffer ring layout"))?;
+        // Buffers need no page alignment; the allocator's natural one lets a large
+        // zeroed allocation come from fresh (lazily zeroed) pages instead of being
+        // written, so an unused pool is not resident.
+        let bufs_layout = Layout::from_size_align(n * buf_len as usize, BUF_ALIGN)
+            .map_err(|_| invalid("buffer pool layout"))?;
+        // SAFETY: both layouts have a non-zero size (count ≥ 1, buf_len ≥ 1).
+        let entries = NonNull::new(unsafe { alloc_zeroed(entries_layout) }.cast::<BufRingEntry>())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        // SAFETY: as above.
+        let bufs = match NonNull::new(unsafe { alloc_zeroed(bufs_layout) }) {
+            Some(b) => b,
+            None => {
+                // SAFETY: allocated just above with this layout, not shared with anyone.
+                unsafe { dealloc(entries.as_ptr().cast(), entries_layout) };
+                return Err(io::ErrorKind::OutOfMemory.into());
+            }
+        };
+        let mut ring = Self {
+            entries,
+            entries_layout,
+            bufs,
+            bufs_layout,
+            // count ≤ 32768 was checked above.
+            count: u16::try_from(count).unwrap_or(32_768),
+            buf_len,
+            tail: 0,
+            out: count as usize,
+        };
+        for bid in 0..ring.count {
+            ring.recycle(BufGuard::from_completion(bid));
+        }
+        Ok(ring)
+    }
+
+    /// Address of the entry ring, for `register_buf_ring_with_flags`.
+    pub(super) fn ring_addr(&self) -> u64 {
+        self.entries.as_ptr() as u64
+    }
+
+    /// Number of entries.
+    pub(super) fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// Buffers currently owned by us rather than the kernel.
+    pub(super) fn out(&self) -> usize {
+        self.out
+    }
+
+    /// The first `len` received bytes of the guarded buffer.
+    pub(super) fn data(&self, guard: &BufGuard, len: usize) -> &[u8] {
+        let bid = usize::from(guard.bid) & (usize::from(self.count) - 1);
+        let len = len.min(self.buf_len as usize);
+        // SAFETY: `bid < count`, so the range lies inside the pool allocation. The
+        // guard proves the kernel handed this buffer to us and has not got it back
+        // (only `recycle`, which consumes the guard, republishes it), so nothing
+        // writes it while the returned borrow (tied to the guard) lives.
+        unsafe {
+            std::slice::from_raw_parts(self.bufs.as_ptr().add(bid * self.buf_len as usize), len)
+        }
+    }
+
+    /// Gives a buffer back to the kernel: writes its entry at our tail and publishes
+    /// the new tail.
+    pub(super) fn recycle(&mut self, guard: BufGuard) {
+        let bid = guard.bid & (self.count - 1);
+        std::mem::forget(guard);
+        let mask = usize::from(self.count) - 1;
+        let idx = usize::from(self.tail) & mask;
+        // SAFETY: `idx < count`, inside the entry allocation. The slot at our tail is
+        // not visible to the kernel until the tail store below, so writing it races
+        // with nothing. The address points into the pool, which outlives the
+        // registration (freed only in `free`).
+        unsafe {
+            let e = &mut *self.entries.as_ptr().add(idx);
+            e.set_addr(
+                self.bufs
+                    .as_ptr()
+                    .add(usize::from(bid) * self.buf_len as usize) as u64,
+            );
+            e.set_len(self.buf_len);
+            e.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail field overlays `resv` of entry 0, a properly aligned u16
+        // inside the allocation; the kernel reads it with acquire semantics, so the
+        // release store makes the entry written above visible first.
+        unsafe {
+            let tail = BufRingEntry::tail(self.entries.as_ptr()).cast_mut();
+            (*tail.cast::<AtomicU16>()).store(self.tail, Ordering::Release);
+        }
+        self.out = self.out.saturating_sub(1);
+    }
+
+    /// Records that a completion handed us a buffer (bookkeeping only).
+    pub(super) fn taken(&mut self) {
+        self.out += 1;
+    }
+
+    /// Frees the memory.
+    ///
+    /// # Safety
+    /// The kernel must no longer be able to use the ring: the buffer group was
+    /// unregistered, or the io_uring instance was destroyed after every request that
+    /// could select a buffer posted its final completion.
+    pub(super) unsafe fn free(self) {
+        // SAFETY: allocated in `new` with these layouts; the caller guarantees the
+        // kernel is done with them, and `self` is consumed so we cannot use them again.
+        unsafe {
+            dealloc(self.entries.as_ptr().cast(), self.entries_layout);
+            dealloc(self.bufs.as_ptr(), self.bufs_layout);
+        }
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // Reached only when the ring could not be proven idle: leak the memory rather
+        // than let the kernel write into freed pages.
+        tracing::warn!(
+            bytes = self.bufs_layout.size(),
+            "leaking the io_uring buffer pool (the kernel may still hold it)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tail_of(r: &BufRing) -> u16 {
+        // SAFETY (test): reads the published tail of a live ring.
+        unsafe { *BufRingEntry::tail(r.entries.as_ptr()) }
+    }
+
+    fn entry(r: &BufRing, idx: usize) -> (u64, u32, u16) {
+        // SAFETY (test): idx is masked into the allocation.
+        let e = unsafe { &*r.entries.as_ptr().add(idx & (usize::from(r.count) - 1)) };
+        (e.addr(), e.len(), e.bid())
+    }
+
+    #[test]
+    fn new_publishes_every_buffer_once() {
+        let r = BufRing::new(8, 1024).unwrap();
+        assert_eq!(tail_of(&r), 8);
+        assert_eq!(r.out(), 0);
+        let base = r.bufs.as_ptr() as u64;
+        for i in 0..8 {
+            let (addr, len, bid) = entry(&r, i);
+            assert_eq!(bid as usize, i);
+            assert_eq!(len, 1024);
+            assert_eq!(addr, base + i as u64 * 1024);
+        }
+        // SAFETY (test): never registered with a kernel ring.
+        unsafe { r.free() };
+    }
+
+    #[test]
+    fn rejects_bad_sizes() {
+        assert!(BufRing::new(3, 1024).is_err());
+        assert!(BufRing::new(65_536, 1024).is_err());
+        assert!(BufRing::new(4, 0).is_err());
+    }
+
+    #[test]
+    fn data_reads_the_right_buffer() {
+        let r = BufRing::new(4, 1024).unwrap();
+        // SAFETY (test): no kernel involved; writing buffer 2 directly.
+        unsafe { *r.bufs.as_ptr().add(2 * 1024) = 0xab };
+        let g = BufGuard::from_completion(2);
+        assert_eq!(r.data(&g, 1), &[0xab]);
+        assert_eq!(r.data(&g, 5000).len(), 1024, "clamped to the buffer size");
+        let mut r = r;
+        r.taken();
+        r.recycle(g);
+        // SAFETY (test): never registered.
+        unsafe { r.free() };
+    }
+
+    proptest! {
+        /// Model: the kernel consumes entries in order from its head; we take and
+        /// recycle in any order. Every published entry names a buffer that is not
+        /// out, no bid is ever published twice without being taken in between, and
+        /// the tail advances by exactly one per recycle.
+        #[test]
+        fn ids_round_trip_exactly_once(ops in proptest::collection::vec(any::<(bool, u8)>(), 1..400)) {
+            let mut r = BufRing::new(16, 1024).unwrap();
+            let mut head: u16 = 0; // kernel's consumption point
+            let mut held: Vec<BufGuard> = Vec::new();
+            let mut published: std::collections::HashSet<u16> = (0..16).collect();
+            for (take, pick) in ops {
+                if take && head != tail_of(&r) {
+                    let (_, _, bid) = entry(&r, usize::from(head));
+                    head = head.wrapping_add(1);
+                    prop_assert!(published.remove(&bid), "bid {bid} taken while not published");
+                    r.taken();
+                    held.push(BufGuard::from_completion(bid));
+                } else if !held.is_empty() {
+                    let g = held.swap_remove(usize::from(pick) % held.len());
+                    let bid = g.bid();
+                    let before = tail_of(&r);
+                    r.recycle(g);
+                    prop_assert_eq!(tail_of(&r), before.wrapping_add(1));
+                    prop_assert!(published.insert(bid), "bid {bid} published twice");
+                }
+                prop_assert_eq!(r.out(), held.len());
+                prop_assert_eq!(published.len() + held.len(), 16);
+                prop_assert_eq!(tail_of(&r).wrapping_sub(head) as usize, published.len());
+            }
+            for g in held { r.recycle(g); }
+            // SAFETY (test): never registered.
+            unsafe { r.free() };
+        }
+    }
+}

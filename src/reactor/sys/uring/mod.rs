@@ -1,0 +1,699 @@
+//! The io_uring backend: one ring per reactor thread (`SINGLE_ISSUER` +
+//! `DEFER_TASKRUN`), a multishot accept per listener, a multishot recv per connection
+//! that takes buffers from one provided-buffer ring per reactor (an idle connection
+//! owns no receive buffer), and a one-shot `POLLOUT` poll only on connections with
+//! queued output (the core still writes with plain non-blocking `write`/`writev`,
+//! which completes at once; sends as SQEs would need the core to hand its output
+//! to the backend, a larger contract change left for later).
+//!
+//! Lifetimes, in one place:
+//! - **Buffers**: a completion's buffer id becomes a move-only [`BufGuard`] that is
+//!   recycled into the ring exactly once, after the core has copied or consumed the
+//!   bytes (`bufring.rs`).
+//! - **Requests**: each carries `user_data` = kind + core slot + 24 bits of the
+//!   connection's generation; a completion whose generation is not the slot's live
+//!   connection's is stale and only returns its buffer (`watch.rs`), so a late
+//!   completion never reaches another connection and no record outlives one. The
+//!   backend keeps one state byte per slot.
+//! - **Close**: the core deregisters, then closes the descriptor. Deregistering
+//!   cancels the recv and poll; the kernel holds its own file reference until they
+//!   finish, so it never reads a reused descriptor. The kernel only writes into
+//!   buffers published in the ring, and those are ours to free only after teardown.
+//! - **Teardown**: cancel everything, wait (bounded) until the in-flight count reaches
+//!   zero, unregister the buffer group, then free the buffers. If the count does not
+//!   reach zero in time the buffers and the wake buffer are leaked instead of freed,
+//!   so the kernel can never write into freed memory.
+
+mod bufring;
+mod eventfd;
+mod probe;
+mod watch;
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::{IoUring, cqueue, opcode, squeue};
+use mio::Token;
+use mio::net::TcpStream;
+
+use self::bufring::{BufGuard, BufRing};
+use self::watch::{Kind, Op, Sqe, Table, Tag, decode, user_data};
+use super::Driver;
+use crate::reactor::conn::ListenerKind;
+use crate::reactor::core::Core;
+
+pub(crate) use eventfd::EventFd;
+pub(crate) use probe::probe;
+
+/// Buffer group id of the reactor's provided-buffer ring.
+const BGID: u16 = 0;
+/// After running out of file descriptors, wait this long before accepting again.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait at teardown for cancelled requests to post their final completion.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// Loop sizing from the config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoopConfig {
+    /// Submission queue entries (the completion queue is four times larger).
+    pub entries: u32,
+    /// Provided receive buffers.
+    pub buffers: u32,
+    /// Size of each.
+    pub buffer_bytes: u32,
+    /// Most bytes of one connection gathered from consecutive completions before
+    /// they go to the core.
+    pub coalesce_bytes: usize,
+}
+
+struct Listener {
+    /// `None` once accepting stopped (the kernel keeps its own reference until the
+    /// cancelled accept finishes).
+    socket: Option<std::net::TcpListener>,
+    kind: ListenerKind,
+    armed: bool,
+}
+
+/// The [`Driver`] for io_uring: the ring, the request bookkeeping and the listeners.
+struct Uring {
+    ring: IoUring,
+    table: Table,
+    listeners: Vec<Listener>,
+    accept_paused_until: Option<Instant>,
+    /// Requests handed to the submission queue whose final completion has not arrived.
+    inflight: usize,
+    /// Entries that did not fit in a full submission queue; pushed after the next
+    /// submit.
+    backlog: Vec<squeue::Entry>,
+    /// Connections whose recv ended for lack of buffers; re-armed after the
+    /// completion batch has recycled buffers.
+    starved: Vec<Token>,
+}
+
+impl Driver for Uring {
+    fn register(&mut self, stream: &mut TcpStream, token: Token) -> io::Result<()> {
+        let sqe = self.table.register(token);
+        self.push(sqe, stream.as_raw_fd());
+        Ok(())
+    }
+
+    fn set_writable(&mut self, stream: &mut TcpStream, token: Token, on: bool) -> io::Result<()> {
+        if let Some(sqe) = self.table.set_writable(token, on) {
+            self.push(sqe, stream.as_raw_fd());
+        }
+        Ok(())
+    }
+
+    fn deregister(&mut self, stream: &mut TcpStream, token: Token) {
+        for sqe in self.table.deregister(token).into_iter().flatten() {
+            self.push(sqe, stream.as_raw_fd());
+        }
+    }
+
+    fn stop_accepting(&mut self) {
+        for i in 0..self.listeners.len() {
+            let armed = self.listeners.get(i).is_some_and(|l| l.armed);
+            if armed {
+                let target = user_data(Kind::Accept, i as u32, 0);
+                self.push(Sqe::Cancel(target), -1);
+            }
+            if let Some(l) = self.listeners.get_mut(i) {
+                l.socket = None;
+            }
+        }
+    }
+}
+
+impl Uring {
+    /// Queues a request; `fd` is the connection's socket (unused by cancels).
+    fn push(&mut self, sqe: Sqe, fd: RawFd) {
+        let entry = match sqe {
+            Sqe::Recv(t) => opcode::RecvMulti::new(Fd(fd), BGID)
+                .build()
+                .user_data(watch::conn_data(Kind::Recv, t)),
+            Sqe::PollOut(t) => opcode::PollAdd::new(Fd(fd), libc::POLLOUT as u32)
+                .build()
+                .user_data(watch::conn_data(Kind::PollOut, t)),
+            Sqe::Cancel(target) => opcode::AsyncCancel2::new(CancelBuilder::user_data(target))
+                .build()
+                .user_data(user_data(Kind::Cancel, 0, 0)),
+        };
+        self.push_entry(entry);
+    }
+
+    /// Queues an entry. Entries built here reference no user memory except the wake
+    /// read's buffer, which lives as long as the ring (see `Backend`).
+    fn push_entry(&mut self, entry: squeue::Entry) {
+        if self.backlog.is_empty() && self.try_push(&entry) {
+            return;
+        }
+        if self.backlog.is_empty() {
+            // Full: hand the queue to the kernel and try once more.
+            let _ = self.ring.submit();
+            if self.try_push(&entry) {
+                return;
+            }
+        }
+        self.backlog.push(entry);
+    }
+
+    fn try_push(&mut self, entry: &squeue::Entry) -> bool {
+        // SAFETY: every entry is one of ours: RECV selects buffers from the group
+        // registered for the ring's whole life; POLL_ADD, ACCEPT and ASYNC_CANCEL
+        // reference no memory; the wake READ targets a heap buffer freed only after
+        // every request finished (or leaked). Descriptors stay valid until the
+        // request is submitted because closing only happens after deregistering,
+        // and the kernel takes its own file reference at submission.
+        let ok = unsafe { self.ring.submission().push(entry) }.is_ok();
+        if ok {
+            self.inflight += 1;
+        }
+        ok
+    }
+
+    fn flush_backlog(&mut self) {
+        while !self.backlog.is_empty() {
+            let entry = self.backlog.remove(0);
+            if !self.try_push(&entry) {
+                self.backlog.insert(0, entry);
+                let _ = self.ring.submit();
+                if self.ring.submission().is_full() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Arms the multishot accept of every open listener not armed, unless accepting
+    /// is paused after an error.
+    fn arm_accepts(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        for i in 0..self.listeners.len() {
+            let Some(l) = self.listeners.get_mut(i) else {
+                continue;
+            };
+            let Some(sock) = &l.socket else {
+                continue;
+            };
+            if l.armed {
+                continue;
+            }
+            l.armed = true;
+            let entry = opcode::AcceptMulti::new(Fd(sock.as_raw_fd()))
+                .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(user_data(Kind::Accept, i as u32, 0));
+            self.push_entry(entry);
+        }
+    }
+
+    /// Submits and waits for at least one completion or `wait`.
+    fn wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        let r = match wait {
+            None => self.ring.submitter().submit_and_wait(1),
+            Some(d) => {
+                let ts = Timespec::from(d);
+                let args = SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(1, &args)
+            }
+        };
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN) => Ok(()),
+                _ => Err(e),
+            },
+        }
+    }
+}
+
+/// Everything one reactor's io_uring loop owns. Field order does not matter for
+/// safety: `Drop` tears down explicitly.
+struct Backend {
+    drv: Uring,
+    /// `None` after teardown.
+    bufs: Option<BufRing>,
+    /// The wake read's target; a raw heap pointer so it can be leaked on an unclean
+    /// teardown. Null after teardown.
+    wake_buf: *mut u64,
+    waker: Arc<EventFd>,
+    wake_armed: bool,
+    cqes: Vec<cqueue::Entry>,
+    /// Bytes of consecutive completions of one connection, delivered to the core in
+    /// one `on_data` (one echo `write` instead of one per buffer), bounded by
+    /// `read_buffer_bytes` like the epoll backend's read buffer.
+    scratch: Vec<u8>,
+    /// The connection `scratch` holds bytes for.
+    pending: Option<Token>,
+    /// The completion after the one being handled carries more bytes of the same
+    /// request.
+    next_same: bool,
+}
+
+impl Backend {
+    fn new(
+        cfg: LoopConfig,
+        waker: Arc<EventFd>,
+        listeners: Vec<(std::net::TcpListener, ListenerKind)>,
+    ) -> io::Result<Self> {
+        let entries = cfg.entries.clamp(64, 32_768).next_power_of_two();
+        let ring = probe::build_ring(entries)?;
+        let bufs = BufRing::new(cfg.buffers, cfg.buffer_bytes)?;
+        // SAFETY: the ring memory stays allocated until `teardown` unregisters the group
+        // (or leaks the memory if it cannot prove the kernel is done with it).
+        let reg = unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(bufs.ring_addr(), bufs.count(), BGID, 0)
+        };
+        if let Err(e) = reg {
+            drop(ring);
+            // SAFETY: registration failed and the ring is gone: the kernel never saw
+            // this memory.
+            unsafe { bufs.free() };
+            return Err(e);
+        }
+        let drv = Uring {
+            ring,
+            table: Table::default(),
+            listeners: listeners
+                .into_iter()
+                .map(|(socket, kind)| Listener {
+                    socket: Some(socket),
+                    kind,
+                    armed: false,
+                })
+                .collect(),
+            accept_paused_until: None,
+            inflight: 0,
+            backlog: Vec::new(),
+            starved: Vec::new(),
+        };
+        let mut me = Self {
+            drv,
+            bufs: Some(bufs),
+            wake_buf: Box::into_raw(Box::new(0u64)),
+            waker,
+            wake_armed: false,
+            cqes: Vec::with_capacity(entries as usize),
+            scratch: Vec::with_capacity(cfg.coalesce_bytes),
+            pending: None,
+            next_same: false,
+        };
+        me.arm_wake();
+        me.drv.arm_accepts();
+        Ok(me)
+    }
+
+    fn arm_wake(&mut self) {
+        if self.wake_armed || self.wake_buf.is_null() {
+            return;
+        }
+        self.wake_armed = true;
+        let entry = opcode::Read::new(Fd(self.waker.as_raw_fd()), self.wake_buf.cast(), 8)
+            .build()
+            .user_data(user_data(Kind::Wake, 0, 0));
+        self.drv.push_entry(entry);
+    }
+
+    fn run(&mut self, core: &mut Core) -> io::Result<()> {
+        loop {
+            core.flush_deferred();
+            let timer_wait = core.run_timers(&mut self.drv);
+            self.drv.arm_accepts();
+            self.drv.flush_backlog();
+            let busy = core.has_resume() || !self.drv.starved.is_empty();
+            let mut wait = if busy {
+                Some(Duration::ZERO)
+            } else {
+                timer_wait
+            };
+            if let Some(until) = self.drv.accept_paused_until {
+                let left = until.saturating_duration_since(Instant::now());
+                wait = Some(wait.map_or(left, |w| w.min(left)));
+            }
+            // With a systemd watchdog, turn at least every tick so progress shows.
+            let wait = crate::ops::watchdog::cap_wait(wait);
+            self.drv.wait(wait)?;
+            let turn = Instant::now();
+            self.complete(core);
+            for t in core.take_resume() {
+                self.resume(core, t);
+            }
+            for t in std::mem::take(&mut self.drv.starved) {
+                self.rearm_recv(core, t);
+            }
+            core.run_commands(&mut self.drv);
+            core.end_turn(turn);
+            if core.drain_finished() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Handles one batch of completions.
+    fn complete(&mut self, core: &mut Core) {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.clear();
+        cqes.extend(self.drv.ring.completion());
+        for (i, cqe) in cqes.iter().enumerate() {
+            if self.pending.is_some() && !self.extends_pending(cqe) {
+                self.flush_pending(core);
+            }
+            // Gather only when the next completion continues this one's bytes.
+            self.next_same = cqes
+                .get(i + 1)
+                .is_some_and(|n| n.user_data() == cqe.user_data() && carries_bytes(n));
+            self.handle(core, cqe);
+        }
+        self.flush_pending(core);
+        self.cqes = cqes;
+    }
+
+    fn handle(&mut self, core: &mut Core, cqe: &cqueue::Entry) {
+        let flags = cqe.flags();
+        let more = cqueue::more(flags);
+        if !more {
+            self.drv.inflight = self.drv.inflight.saturating_sub(1);
+        }
+        let buf = cqueue::buffer_select(flags).map(|bid| {
+            if let Some(b) = &mut self.bufs {
+                b.taken();
+            }
+            BufGuard::from_completion(bid)
+        });
+        let res = cqe.result();
+        let tag = decode(cqe.user_data());
+        // The live connection this request belongs to; `None` for stale requests
+        // (closed connection, slot reused) and non-connection requests.
+        let live =
+            |core: &Core, tag: &Tag| core.token_at(tag.slot as usize).filter(|t| tag.matches(*t));
+        match tag {
+            Some(tag) if tag.kind == Kind::Recv => {
+                let t = live(core, &tag);
+                self.on_recv(core, t, res, more, buf);
+            }
+            _ => {
+                if let Some(g) = buf {
+                    self.recycle(g);
+                }
+                match tag {
+                    Some(Tag {
+                        kind: Kind::Accept,
+                        slot,
+                        ..
+                    }) => self.on_accept(core, slot, res, more),
+                    Some(tag) if tag.kind == Kind::PollOut => {
+                        if let Some(t) = live(core, &tag) {
+                            self.on_pollout(core, t, res);
+                        }
+                    }
+                    Some(Tag {
+                        kind: Kind::Wake, ..
+                    }) => {
+                        self.wake_armed = false;
+                        self.arm_wake();
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Whether `cqe` carries more bytes for the connection whose bytes are gathered.
+    fn extends_pending(&self, cqe: &cqueue::Entry) -> bool {
+        let Some(pending) = self.pending else {
+            return false;
+        };
+        decode(cqe.user_data()).is_some_and(|tag| tag.kind == Kind::Recv && tag.matches(pending))
+            && carries_bytes(cqe)
+    }
+
+    /// Hands gathered bytes to the core.
+    fn flush_pending(&mut self, core: &mut Core) {
+        if let Some(token) = self.pending.take() {
+            core.on_data(&mut self.drv, token, &self.scratch);
+            self.scratch.clear();
+        }
+    }
+
+    fn recycle(&mut self, g: BufGuard) {
+        match &mut self.bufs {
+            Some(b) => b.recycle(g),
+            // Only during teardown, when nothing reads the ring any more.
+            None => std::mem::forget(g),
+        }
+    }
+
+    /// A recv completion; `t` is the live connection it belongs to (`None`: stale).
+    fn on_recv(
+        &mut self,
+        core: &mut Core,
+        t: Option<Token>,
+        res: i32,
+        more: bool,
+        buf: Option<BufGuard>,
+    ) {
+        let Some(t) = t else {
+            if let Some(g) = buf {
+                self.recycle(g);
+            }
+            return;
+        };
+        if !more {
+            self.drv.table.finished(t, Op::Recv);
+        }
+        let direct = !self.drv.table.has_parked(t) && core.readable_stream(t).is_some();
+        match (res, buf) {
+            (n, Some(g)) if n > 0 => {
+                if let Some(bufs) = &self.bufs {
+                    let data = bufs.data(&g, n as usize);
+                    if direct {
+                        let cap = self.scratch.capacity();
+                        let same = self.pending == Some(t);
+                        if !(same && self.scratch.len() + data.len() <= cap)
+                            && let Some(p) = self.pending.take()
+                        {
+                            core.on_data(&mut self.drv, p, &self.scratch);
+                            self.scratch.clear();
+                        }
+                        if self.pending == Some(t) {
+                            self.scratch.extend_from_slice(data);
+                        } else if self.next_same && data.len() < cap {
+                            self.scratch.extend_from_slice(data);
+                            self.pending = Some(t);
+                        } else {
+                            core.on_data(&mut self.drv, t, data);
+                        }
+                    } else {
+                        // Reading is paused: keep the bytes (in order) and stop the
+                        // recv so no more buffers are spent on this connection.
+                        self.drv.table.park(t, data);
+                        if let Some(sqe) = self.drv.table.cancel_recv(t) {
+                            self.drv.push(sqe, -1);
+                        }
+                    }
+                }
+                self.recycle(g);
+            }
+            (_, Some(g)) => self.recycle(g),
+            (0, None) => {
+                if direct {
+                    core.on_eof(&mut self.drv, t);
+                } else {
+                    self.drv.table.set_eof(t);
+                }
+            }
+            (e, None) if e < 0 => match -e {
+                libc::ENOBUFS => {
+                    if !more {
+                        self.drv.starved.push(t);
+                    }
+                    return;
+                }
+                libc::ECANCELED | libc::EINTR | libc::EAGAIN => {}
+                _ => core.on_read_error(&mut self.drv, t),
+            },
+            _ => {}
+        }
+        if !more {
+            self.rearm_recv(core, t);
+        }
+    }
+
+    /// Re-arms a connection's recv if none is in flight and the core wants input.
+    fn rearm_recv(&mut self, core: &mut Core, t: Token) {
+        if self.drv.table.has_parked(t) {
+            return;
+        }
+        let Some(fd) = core.readable_stream(t).map(AsRawFd::as_raw_fd) else {
+            return;
+        };
+        if let Some(sqe) = self.drv.table.arm(t, Op::Recv) {
+            self.drv.push(sqe, fd);
+        }
+    }
+
+    /// The core asked for a connection to be read again (reading resumed after
+    /// backpressure, or closing with input waiting): deliver what was parked.
+    fn resume(&mut self, core: &mut Core, t: Token) {
+        if core.readable_stream(t).is_none() {
+            return;
+        }
+        let parked = self.drv.table.take_parked(t);
+        if !parked.is_empty() {
+            core.on_data(&mut self.drv, t, &parked);
+        }
+        if self.drv.table.eof(t) {
+            if core.readable_stream(t).is_some() {
+                core.on_eof(&mut self.drv, t);
+            }
+            return;
+        }
+        self.rearm_recv(core, t);
+    }
+
+    fn on_pollout(&mut self, core: &mut Core, t: Token, res: i32) {
+        self.drv.table.finished(t, Op::PollOut);
+        if res == -libc::ECANCELED || !self.drv.table.wants_write(t) {
+            return;
+        }
+        core.on_writable(&mut self.drv, t);
+        // Still output queued: wait for the next writability.
+        if let Some(fd) = core.stream(t).map(AsRawFd::as_raw_fd)
+            && let Some(sqe) = self.drv.table.arm(t, Op::PollOut)
+        {
+            self.drv.push(sqe, fd);
+        }
+    }
+    fn on_accept(&mut self, core: &mut Core, i: u32, res: i32, more: bool) {
+        let Some(l) = self.drv.listeners.get_mut(i as usize) else {
+            if res >= 0 {
+                // SAFETY: a descriptor the kernel just created for us; closing it is
+                // all we do with it.
+                drop(unsafe { std::net::TcpStream::from_raw_fd(res as RawFd) });
+            }
+            return;
+        };
+        if !more {
+            l.armed = false;
+        }
+        let (kind, open) = (l.kind, l.socket.is_some());
+        if res >= 0 {
+            // SAFETY: the accept completion hands us a new descriptor that nothing
+            // else owns; the stream takes ownership and closes it on drop.
+            let stream = unsafe { TcpStream::from_raw_fd(res as RawFd) };
+            if !open {
+                return;
+            }
+            match stream.peer_addr() {
+                Ok(peer) => core.accept(&mut self.drv, kind, stream, peer),
+                // Reset before we looked: nothing to serve.
+                Err(_) => drop(stream),
+            }
+            return;
+        }
+        if res == -libc::ECANCELED {
+            return;
+        }
+        let e = io::Error::from_raw_os_error(-res);
+        core.accept_failed(&e);
+        self.drv.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+    }
+
+    /// Cancels every request and waits for each to post its final completion, then
+    /// unregisters and frees the buffers. Idempotent.
+    fn teardown(&mut self) {
+        if self.wake_buf.is_null() {
+            return;
+        }
+        // Drop entries never submitted: they are not in flight.
+        self.drv.backlog.clear();
+        let cancel = opcode::AsyncCancel2::new(CancelBuilder::any())
+            .build()
+            .user_data(user_data(Kind::Cancel, 0, 0));
+        // SAFETY: ASYNC_CANCEL references no memory.
+        let mut pushed = unsafe { self.drv.ring.submission().push(&cancel) }.is_ok();
+        if pushed {
+            self.drv.inflight += 1;
+        }
+        let deadline = Instant::now() + TEARDOWN_WAIT;
+        while self.drv.inflight > 0 && Instant::now() < deadline {
+            if !pushed {
+                let _ = self.drv.ring.submit();
+                // SAFETY: as above.
+                pushed = unsafe { self.drv.ring.submission().push(&cancel) }.is_ok();
+                if pushed {
+                    self.drv.inflight += 1;
+                }
+            }
+            if self.drv.wait(Some(Duration::from_millis(50))).is_err() {
+                break;
+            }
+            let mut cq = self.drv.ring.completion();
+            for cqe in &mut cq {
+                if !cqueue::more(cqe.flags()) {
+                    self.drv.inflight = self.drv.inflight.saturating_sub(1);
+                }
+                if let Some(bid) = cqueue::buffer_select(cqe.flags())
+                    && let Some(b) = &mut self.bufs
+                {
+                    b.taken();
+                    b.recycle(BufGuard::from_completion(bid));
+                }
+            }
+        }
+        let clean = self.drv.inflight == 0;
+        let unregistered = clean && self.drv.ring.submitter().unregister_buf_ring(BGID).is_ok();
+        if unregistered {
+            if let Some(b) = self.bufs.take() {
+                // SAFETY: no request is in flight and the group is unregistered, so
+                // the kernel holds no reference to the ring or its buffers.
+                unsafe { b.free() };
+            }
+            // SAFETY: the wake read finished (nothing in flight); the pointer came
+            // from `Box::into_raw` and is nulled so it is freed once.
+            drop(unsafe { Box::from_raw(self.wake_buf) });
+        } else {
+            tracing::warn!(
+                inflight = self.drv.inflight,
+                buffers_out = self.bufs.as_ref().map_or(0, BufRing::out),
+                "io_uring requests outstanding at teardown; leaking their buffers"
+            );
+            // BufRing's Drop leaks its memory; the wake buffer is simply not freed.
+            drop(self.bufs.take());
+        }
+        self.wake_buf = std::ptr::null_mut();
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
+
+/// Runs a reactor on io_uring until its core finishes draining.
+pub(crate) fn run(
+    waker: Arc<EventFd>,
+    listeners: Vec<(std::net::TcpListener, ListenerKind)>,
+    mut core: Core,
+    cfg: LoopConfig,
+) -> io::Result<()> {
+    let mut backend = Backend::new(cfg, waker, listeners)?;
+    let r = backend.run(&mut core);
+    backend.teardown();
+    r
+}
+
+/// Whether a completion hands over received bytes.
+fn carries_bytes(cqe: &cqueue::Entry) -> bool {
+    cqe.result() > 0 && cqueue::buffer_select(cqe.flags()).is_some()
+}
