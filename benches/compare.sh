@@ -186,6 +186,9 @@ addr = "127.0.0.1:0"
 [listeners.echo]
 addr = "127.0.0.1:$SERVER_PORT"
 
+[admin]
+addr = "127.0.0.1:0"
+
 [heartbeat]
 interval = "1m"
 idle_timeout = "10m"

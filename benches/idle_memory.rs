@@ -588,6 +588,9 @@ fn config_text(dir: &Path) -> String {
          [listeners.echo]\n\
          addr = \"127.0.0.1:0\"\n\
          \n\
+         [admin]\n\
+         addr = \"127.0.0.1:0\"\n\
+         \n\
          [heartbeat]\n\
          interval = \"1m\"\n\
          idle_timeout = \"10m\"\n\

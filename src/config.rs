@@ -59,7 +59,17 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Token verification keys.
     pub auth: AuthConfig,
+    /// The admin HTTP listener (metrics, health).
+    pub admin: AdminConfig,
+    /// The durable journal of conversations (`<state_dir>/journal`).
+    pub journal: JournalConfig,
+    /// The agent assistants: FAQ auto-reply, canned replies, abuse filter.
+    pub assist: AssistConfig,
 }
+
+pub use crate::assist::AssistConfig;
+
+pub use crate::journal::{FsyncPolicy, JournalConfig};
 
 impl Default for Config {
     fn default() -> Self {
@@ -74,6 +84,9 @@ impl Default for Config {
             log: LogConfig::default(),
             routing: RoutingConfig::default(),
             auth: AuthConfig::default(),
+            admin: AdminConfig::default(),
+            journal: JournalConfig::default(),
+            assist: AssistConfig::default(),
         }
     }
 }
@@ -125,10 +138,31 @@ pub struct ReactorConfig {
     pub read_buffer_bytes: usize,
     /// Bytes read from one connection per readiness event before others get a turn.
     pub read_budget_bytes: usize,
-    /// Readiness events taken from the kernel per poll call.
+    /// Readiness events taken from the kernel per poll call (io_uring: submission
+    /// queue entries, rounded up to a power of two; the completion queue is 4×).
     pub events_per_poll: usize,
     /// Depth of the queue of commands from workers to one reactor.
     pub command_queue_depth: usize,
+    /// The I/O backend: `epoll`, `uring`, or `auto` (uring when the kernel supports
+    /// every feature it uses, else epoll; the choice is logged at start).
+    pub backend: Backend,
+    /// io_uring: provided receive buffers per reactor (a power of two, at most 32768).
+    pub uring_buffers: u32,
+    /// io_uring: size of each provided receive buffer in bytes.
+    pub uring_buffer_bytes: u32,
+}
+
+/// Which I/O backend the reactors use.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// epoll through `mio`.
+    Epoll,
+    /// io_uring (multishot accept/recv, provided-buffer ring); fails to start if the
+    /// kernel lacks a feature.
+    Uring,
+    /// io_uring when supported, else epoll.
+    Auto,
 }
 
 impl Default for ReactorConfig {
@@ -139,6 +173,9 @@ impl Default for ReactorConfig {
             read_budget_bytes: 256 * 1024,
             events_per_poll: 1024,
             command_queue_depth: 16_384,
+            backend: Backend::Epoll,
+            uring_buffers: 512,
+            uring_buffer_bytes: 8192,
         }
     }
 }
@@ -179,6 +216,16 @@ pub struct Limits {
     /// reading (and discarding) so the client sees the error instead of a reset.
     #[serde(with = "humantime_serde")]
     pub close_linger: Duration,
+    /// Open connections over the whole daemon (all listeners); a connection past it is
+    /// closed as soon as it is accepted.
+    pub max_connections: u32,
+    /// Open connections from one IP address (IPv6: one /64 counts as one address).
+    pub max_connections_per_ip: u32,
+    /// Connections accepted per second over the whole daemon (a token bucket per
+    /// reactor, each refilled at its share); past it new connections are closed.
+    pub accept_rate: u32,
+    /// How many connections may be accepted in one burst above `accept_rate`.
+    pub accept_burst: u32,
 }
 
 impl Default for Limits {
@@ -187,6 +234,40 @@ impl Default for Limits {
             max_frame_bytes: 1024 * 1024,
             max_pending_bytes: 4 * 1024 * 1024,
             close_linger: Duration::from_secs(2),
+            max_connections: 1_000_000,
+            max_connections_per_ip: 10_000,
+            accept_rate: 100_000,
+            accept_burst: 20_000,
+        }
+    }
+}
+
+/// The admin HTTP listener (`[admin]`): `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Whether the admin listener runs at all.
+    pub enabled: bool,
+    /// Address to bind; port 0 picks a free port (useful in tests).
+    pub addr: SocketAddr,
+    /// Admin connections served at once; more are closed when accepted.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers) accepted, in bytes; larger is
+    /// answered 431.
+    pub max_request_bytes: usize,
+    /// A connection that has not sent a whole request head within this is closed.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: SocketAddr::from(([127, 0, 0, 1], 7701)),
+            max_connections: 16,
+            max_request_bytes: 8192,
+            read_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -410,6 +491,15 @@ impl Config {
         if self.reactor.command_queue_depth == 0 {
             return Err(invalid("reactor.command_queue_depth", "must be positive"));
         }
+        if !self.reactor.uring_buffers.is_power_of_two() || self.reactor.uring_buffers > 32_768 {
+            return Err(invalid(
+                "reactor.uring_buffers",
+                "a power of two, at most 32768",
+            ));
+        }
+        if !(1024..=1 << 20).contains(&self.reactor.uring_buffer_bytes) {
+            return Err(invalid("reactor.uring_buffer_bytes", "1024 to 1048576"));
+        }
         if self.workers.queue_bytes < u64::from(self.limits.max_frame_bytes) {
             return Err(invalid(
                 "workers.queue_bytes",
@@ -447,6 +537,7 @@ impl Config {
                 self.heartbeat.handshake_timeout,
             ),
             ("shutdown.drain_timeout", self.shutdown.drain_timeout),
+            ("admin.read_timeout", self.admin.read_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than zero"));
@@ -471,8 +562,33 @@ impl Config {
                 "must be longer than heartbeat.interval",
             ));
         }
+        for (key, value) in [
+            ("limits.max_connections", self.limits.max_connections),
+            (
+                "limits.max_connections_per_ip",
+                self.limits.max_connections_per_ip,
+            ),
+            ("limits.accept_rate", self.limits.accept_rate),
+            ("limits.accept_burst", self.limits.accept_burst),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be positive"));
+            }
+        }
+        if self.admin.max_connections == 0 || self.admin.max_connections > 1024 {
+            return Err(invalid("admin.max_connections", "between 1 and 1024"));
+        }
+        if !(256..=65_536).contains(&self.admin.max_request_bytes) {
+            return Err(invalid("admin.max_request_bytes", "between 256 and 65536"));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid("log.level", "not a valid tracing filter directive"));
+        }
+        if let Err(e) = self.assist.validate() {
+            return Err(ConfigError::Invalid {
+                key: "assist",
+                reason: e.to_string(),
+            });
         }
         self.auth.validate()
     }
@@ -673,6 +789,44 @@ mod tests {
         let shown = format!("{key:?}");
         assert!(!shown.contains(SECRET), "{shown}");
         assert!(shown.contains("redacted"), "{shown}");
+    }
+
+    #[test]
+    fn admin_and_connection_limits_parse_and_are_bounded() {
+        let c = Config::from_toml(
+            "[admin]\nenabled = false\naddr = \"127.0.0.1:9\"\n\
+             [limits]\nmax_connections = 10\nmax_connections_per_ip = 2\n\
+             accept_rate = 5\naccept_burst = 1\n",
+        )
+        .unwrap();
+        assert!(!c.admin.enabled);
+        assert_eq!(c.admin.addr.port(), 9);
+        assert_eq!(
+            (
+                c.limits.max_connections,
+                c.limits.max_connections_per_ip,
+                c.limits.accept_rate,
+                c.limits.accept_burst
+            ),
+            (10, 2, 5, 1)
+        );
+        for (doc, key) in [
+            ("[limits]\nmax_connections = 0\n", "limits.max_connections"),
+            (
+                "[limits]\nmax_connections_per_ip = 0\n",
+                "limits.max_connections_per_ip",
+            ),
+            ("[limits]\naccept_rate = 0\n", "limits.accept_rate"),
+            ("[admin]\nmax_connections = 0\n", "admin.max_connections"),
+            (
+                "[admin]\nmax_request_bytes = 10\n",
+                "admin.max_request_bytes",
+            ),
+            ("[admin]\nread_timeout = \"0s\"\n", "admin.read_timeout"),
+        ] {
+            let err = Config::from_toml(doc).unwrap_err().to_string();
+            assert!(err.contains(key), "{doc}: {err}");
+        }
     }
 
     #[test]

@@ -117,11 +117,29 @@ pub enum Command {
     },
     /// Shutdown phase one: stop accepting and stop passing input to workers, then ack.
     StopInput(crossbeam_channel::Sender<()>),
+    /// A configuration reload changed the connection limits (SIGHUP).
+    Limits(LiveLimits),
     /// Shutdown phase two: say `Bye`, flush, close everything, exit the thread.
     Drain {
         /// Give up flushing at this instant.
         deadline: std::time::Instant,
     },
+}
+
+/// The connection limits a reload may change without dropping a connection; they
+/// apply to frames read and deadlines armed from then on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveLimits {
+    /// Largest frame payload accepted (bytes).
+    pub max_frame_bytes: u32,
+    /// Output queued for one connection before it is cut as a slow consumer (bytes).
+    pub max_pending_bytes: u32,
+    /// Time to complete the handshake (milliseconds).
+    pub handshake_ms: u64,
+    /// Silence after which an established connection is closed (milliseconds).
+    pub idle_ms: u64,
+    /// How long a closing connection may take to flush (milliseconds).
+    pub linger_ms: u64,
 }
 
 /// A worker's event queue: bounded in events by the channel, and in frame payload

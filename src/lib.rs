@@ -6,25 +6,76 @@
 //! Start one with [`Server::start`]; see `DESIGN.md` and `proto-spec/` for the shape
 //! and the wire format.
 
+mod admin;
+pub(crate) mod assist;
 pub mod auth;
 pub mod client;
 mod clock;
 pub mod config;
 pub mod frame;
 pub mod handoff;
+pub(crate) mod journal;
 pub mod metrics;
+pub mod ops;
 pub mod protocol;
 mod reactor;
+mod recovery;
+mod retention;
 mod server;
 mod service;
 mod worker;
 
 pub use config::Config;
-pub use server::{Server, ShutdownReport, StartError};
+pub use server::{ReloadError, ReloadReport, Server, ShutdownReport, StartError};
 
 /// Internals exposed only so `benches/` can measure them. Not a stable API.
 #[doc(hidden)]
 pub mod bench_support {
+    pub use crate::journal::bench::{BenchJournal, BenchStats, BenchSubmitter};
+    pub use crate::journal::{FsyncPolicy, JournalConfig};
+
+    pub use crate::assist::{
+        Action, AssistConfig, AssistConfigError, CannedLibrary, FaqIndex, FaqMatch, Format, Hit,
+        Libraries, LoadError, SpamCounters, SpamFilter, SpamRules, Verdict,
+    };
+
+    /// Plans the fan-out of one notice to `members` (reactor, slot, generation) spread
+    /// over `reactors` reactors, as a worker does: encodes the `Notice` frame once and
+    /// splits the members into one `SendMany` per reactor sharing that frame. Returns
+    /// (commands, members planned, frame bytes).
+    pub fn fanout(
+        members: &[(u16, u32, u32)],
+        reactors: usize,
+        text: &str,
+    ) -> (usize, usize, usize) {
+        use crate::handoff::{Command, ConnId};
+        use crate::protocol::messages::{Msg, Notice};
+        let frame = Msg::from(Notice {
+            group: String::new(),
+            text: text.to_owned(),
+            from: "admin".into(),
+            time_ms: 0,
+        })
+        .to_frame(0);
+        let conns: Vec<ConnId> = members
+            .iter()
+            .map(|&(reactor, slot, generation)| ConnId {
+                reactor,
+                slot,
+                generation,
+            })
+            .collect();
+        let mut scratch = vec![Vec::new(); reactors];
+        let (mut commands, mut planned) = (0, 0);
+        crate::worker::split_broadcast(conns, &frame, &mut scratch, |_, cmd| {
+            commands += 1;
+            if let Command::SendMany { conns, .. } = cmd {
+                planned += conns.len();
+            }
+        });
+        (commands, planned, frame.len())
+    }
+
     /// The reactor's min-heap of (deadline, slot, generation) heartbeat entries.
     #[derive(Debug, Default)]
     pub struct TimerHeap(crate::reactor::timer::TimerHeap);

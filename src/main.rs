@@ -143,11 +143,12 @@ fn run(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config);
+    let level = init_logging(&config);
     // Signals are routed to a channel before any thread starts, so none is missed.
     let signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -166,14 +167,19 @@ fn run(config_path: Option<&Path>) -> ExitCode {
     let mut signals = signals;
     std::thread::spawn(move || {
         for sig in signals.forever() {
-            if tx.send(sig).is_err() {
+            if tx.send(sig).is_err() && sig != signal_hook::consts::SIGHUP {
                 // A second signal during the drain means "now".
                 std::process::exit(130);
             }
         }
     });
-    if let Ok(sig) = rx.recv() {
+    while let Ok(sig) = rx.recv() {
+        if sig == signal_hook::consts::SIGHUP {
+            reload(&server, config_path, level.as_ref());
+            continue;
+        }
         tracing::info!(signal = sig, "signal received");
+        break;
     }
     drop(rx);
     let report = server.shutdown();
@@ -185,16 +191,61 @@ fn run(config_path: Option<&Path>) -> ExitCode {
     }
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Changes the log level of a running daemon (absent when `RUST_LOG` rules).
+type LevelHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+fn init_logging(config: &Config) -> Option<LevelHandle> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    let filter = from_env
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(&config.log.level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
     match config.log.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => registry.with(fmt.json()).init(),
+        LogFormat::Text => registry.with(fmt).init(),
+    }
+    (!fixed).then_some(handle)
+}
+
+/// SIGHUP: reads the configuration file again and applies what can change live; a
+/// file that does not load or validate is logged and changes nothing.
+fn reload(server: &Server, path: Option<&Path>, level: Option<&LevelHandle>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP: running on built-in defaults (no --config): nothing to reload");
+        return;
+    };
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected; the previous configuration stays in force");
+            return;
+        }
+    };
+    match server.reload(&config) {
+        Ok(report) => {
+            if let Some(h) = level
+                && let Ok(f) = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+            {
+                let _ = h.reload(f);
+            }
+            if !report.need_restart.is_empty() {
+                tracing::warn!(
+                    keys = ?report.need_restart,
+                    "reload: these changes take effect only after a restart"
+                );
+            }
+            tracing::info!(applied = ?report.applied, file = %path.display(), "configuration reloaded");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reload rejected; the previous configuration stays in force");
+        }
     }
 }

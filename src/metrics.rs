@@ -1,13 +1,14 @@
 //! Counters shared between threads. Each reactor and worker writes only its own
 //! cache-padded block, so counting costs no cross-core traffic on the hot path.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
 use crate::handoff::CloseReason;
-use crate::protocol::ErrorCode;
+use crate::protocol::{ErrorCode, Kind};
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
@@ -41,23 +42,34 @@ impl Gauge {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Raises the value to `v` if it is larger.
+    pub fn max(&self, v: u64) {
+        self.0.fetch_max(v, Ordering::Relaxed);
+    }
+    /// Returns the value and resets it to zero (a "maximum since last scrape").
+    pub fn take(&self) -> u64 {
+        self.0.swap(0, Ordering::Relaxed)
+    }
 }
 
-/// Close reasons tracked separately, in [`CloseReason`] label order.
-pub const CLOSE_LABELS: [&str; 12] = [
-    "peer_closed",
-    "io_error",
-    "server",
-    "shutdown",
-    "bad_magic",
-    "unsupported_version",
-    "frame_too_large",
-    "bad_padding",
-    "handshake_timeout",
-    "idle_timeout",
-    "slow_consumer",
-    "other_error",
+/// Close reasons that are not error codes, in slot order; error codes follow, in
+/// [`ErrorCode::ALL`] order.
+const PLAIN_CLOSES: [CloseReason; 4] = [
+    CloseReason::PeerClosed,
+    CloseReason::IoError,
+    CloseReason::Server,
+    CloseReason::Shutdown,
 ];
+
+/// Number of close-reason slots: the plain reasons, then one per error code.
+pub const CLOSE_SLOTS: usize = PLAIN_CLOSES.len() + ErrorCode::ALL.len();
+
+/// Every close reason, in slot order (for exporting the `closed` counters).
+pub fn close_reasons() -> impl Iterator<Item = CloseReason> {
+    PLAIN_CLOSES
+        .into_iter()
+        .chain(ErrorCode::ALL.into_iter().map(CloseReason::Error))
+}
 
 fn close_index(reason: CloseReason) -> usize {
     match reason {
@@ -65,16 +77,107 @@ fn close_index(reason: CloseReason) -> usize {
         CloseReason::IoError => 1,
         CloseReason::Server => 2,
         CloseReason::Shutdown => 3,
-        CloseReason::Error(code) => match code {
-            ErrorCode::BadMagic => 4,
-            ErrorCode::UnsupportedVersion => 5,
-            ErrorCode::FrameTooLarge => 6,
-            ErrorCode::BadPadding => 7,
-            ErrorCode::HandshakeTimeout => 8,
-            ErrorCode::IdleTimeout => 9,
-            ErrorCode::SlowConsumer => 10,
-            _ => 11,
-        },
+        CloseReason::Error(code) => {
+            PLAIN_CLOSES.len()
+                + ErrorCode::ALL
+                    .iter()
+                    .position(|c| *c == code)
+                    .unwrap_or(usize::MAX - PLAIN_CLOSES.len())
+        }
+    }
+}
+
+/// Why a freshly accepted connection was closed at once, in slot order.
+pub const REJECT_LABELS: [&str; 3] = ["max_connections", "max_connections_per_ip", "accept_rate"];
+
+/// Why a freshly accepted connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// `limits.max_connections` reached.
+    MaxConnections = 0,
+    /// `limits.max_connections_per_ip` reached for the peer's address.
+    PerIp = 1,
+    /// `limits.accept_rate` exceeded.
+    AcceptRate = 2,
+}
+
+impl Reject {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        REJECT_LABELS.get(self as usize).copied().unwrap_or("other")
+    }
+}
+
+/// Slots of [`KindCounts`]: every kind number is below this; slot 0 counts frames of
+/// kinds this build does not know.
+pub const KIND_SLOTS: usize = 64;
+
+/// Frames and their bytes by message kind, for one direction.
+#[derive(Debug)]
+pub struct KindCounts {
+    /// Frames, by kind number (slot 0: unknown kinds).
+    pub frames: [Counter; KIND_SLOTS],
+    /// Bytes on the wire (header, payload, padding), by kind number.
+    pub bytes: [Counter; KIND_SLOTS],
+}
+
+impl Default for KindCounts {
+    fn default() -> Self {
+        Self {
+            frames: std::array::from_fn(|_| Counter::default()),
+            bytes: std::array::from_fn(|_| Counter::default()),
+        }
+    }
+}
+
+impl KindCounts {
+    /// Counts one frame of `kind` taking `bytes` on the wire.
+    pub fn count(&self, kind: u8, bytes: usize) {
+        let slot = if Kind::from_u8(kind).is_some() {
+            usize::from(kind)
+        } else {
+            0
+        };
+        if let (Some(f), Some(b)) = (self.frames.get(slot), self.bytes.get(slot)) {
+            f.inc();
+            b.add(bytes as u64);
+        }
+    }
+
+    /// Counts an encoded frame (its kind is header byte 3).
+    pub fn count_encoded(&self, frame: &[u8]) {
+        if let Some(kind) = frame.get(3) {
+            self.count(*kind, frame.len());
+        }
+    }
+}
+
+/// Upper bounds of the latency histogram buckets, in microseconds (a `+Inf` bucket
+/// follows).
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 5_000_000,
+];
+
+/// A lock-free latency histogram with fixed buckets ([`LATENCY_BUCKETS_US`]); one per
+/// writing thread, summed when scraped.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last is `+Inf`.
+    pub buckets: [Counter; LATENCY_BUCKETS_US.len() + 1],
+    /// Sum of all observations in microseconds.
+    pub sum_us: Counter,
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = LATENCY_BUCKETS_US.partition_point(|b| *b < us);
+        if let Some(b) = self.buckets.get(i) {
+            b.inc();
+        }
+        self.sum_us.add(us);
     }
 }
 
@@ -85,8 +188,25 @@ pub struct ReactorMetrics {
     pub accepted: Counter,
     /// Connections currently open on this reactor.
     pub open: Gauge,
-    /// Connections closed, by reason (indexed like [`CLOSE_LABELS`]).
-    pub closed: [Counter; CLOSE_LABELS.len()],
+    /// Connections closed, by reason (indexed like [`close_reasons`]).
+    pub closed: [Counter; CLOSE_SLOTS],
+    /// Connections closed right after accept by a connection limit, by [`Reject`].
+    pub rejected: [Counter; REJECT_LABELS.len()],
+    /// Loop turns; also the watchdog's sign of life (bumped even when idle while the
+    /// watchdog is on).
+    pub loops: Counter,
+    /// Longest loop turn (time spent handling events between two polls) since the
+    /// last scrape, in microseconds.
+    pub loop_lag_max_us: Gauge,
+    /// Total time spent handling events (not waiting), in microseconds.
+    pub busy_us: Counter,
+    /// Protocol frames received, by kind.
+    pub kinds_in: KindCounts,
+    /// Protocol frames queued for sending by workers, by kind (one per recipient).
+    pub kinds_out: KindCounts,
+    /// Test hook: milliseconds the reactor should sleep at its next turn.
+    #[doc(hidden)]
+    pub stall_ms: Gauge,
     /// Accept calls that failed (e.g. out of file descriptors).
     pub accept_errors: Counter,
     /// Complete frames received.
@@ -113,6 +233,13 @@ impl ReactorMetrics {
     pub fn closed_for(&self, reason: CloseReason) -> u64 {
         self.closed.get(close_index(reason)).map_or(0, Counter::get)
     }
+
+    /// Counts one connection refused by a limit.
+    pub fn count_reject(&self, why: Reject) {
+        if let Some(c) = self.rejected.get(why as usize) {
+            c.inc();
+        }
+    }
 }
 
 /// One worker's counters.
@@ -124,6 +251,79 @@ pub struct WorkerMetrics {
     pub errors_sent: Counter,
     /// Current depth of this worker's event queue (sampled).
     pub queue_depth: Gauge,
+    /// Journal batches that failed (disk full, I/O error, queue full): their changes
+    /// were taken back and the clients told 503.
+    pub storage_errors: Counter,
+    /// Loop turns; the watchdog's sign of life (see [`ReactorMetrics::loops`]).
+    pub loops: Counter,
+    /// Hook for the service: time from a message's arrival at its session worker to
+    /// its delivery being queued at the reactors (`observe` it in the shard).
+    pub message_latency: LatencyHistogram,
+}
+
+/// Conversation states exported as `switchboard_conversations{state=...}`.
+pub const CONVERSATION_STATES: [&str; 3] = ["queued", "assigned", "closed"];
+
+/// The router thread's gauges. Only the router writes them.
+#[derive(Debug, Default)]
+pub struct RouterMetrics {
+    /// Loop turns; the watchdog's sign of life.
+    pub loops: Counter,
+    /// Agents and bots whose presence is online.
+    pub agents_online: Gauge,
+    /// Conversations by state, indexed like [`CONVERSATION_STATES`].
+    pub conversations: [Gauge; CONVERSATION_STATES.len()],
+    /// Queue length per (tenant, group): replaced wholesale by the router at most a few
+    /// times a second (a snapshot, not touched on the message path).
+    pub queue_lengths: Mutex<Vec<(String, String, u64)>>,
+}
+
+impl RouterMetrics {
+    /// Publishes the current queue lengths as (tenant, group, length).
+    pub fn set_queue_lengths(&self, lengths: Vec<(String, String, u64)>) {
+        if let Ok(mut q) = self.queue_lengths.lock() {
+            *q = lengths;
+        }
+    }
+}
+
+/// Journal counters (hooks for the durable journal).
+#[derive(Debug, Default)]
+pub struct JournalMetrics {
+    /// Records appended.
+    pub appends: Counter,
+    /// Bytes appended.
+    pub append_bytes: Counter,
+    /// Time to append one batch.
+    pub append_latency: LatencyHistogram,
+    /// Time of one fsync (or fdatasync).
+    pub fsync_latency: LatencyHistogram,
+}
+
+/// Process-wide health flags read by `/readyz`.
+#[derive(Debug)]
+pub struct Health {
+    /// Listeners are bound and accepting; cleared when shutdown begins.
+    pub accepting: AtomicBool,
+    /// The journal is writable. Set false by the journal on a storage failure (hook:
+    /// nothing clears it yet).
+    pub journal_ok: AtomicBool,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            accepting: AtomicBool::new(false),
+            journal_ok: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Health {
+    /// Whether `/readyz` answers 200.
+    pub fn ready(&self) -> bool {
+        self.accepting.load(Ordering::Acquire) && self.journal_ok.load(Ordering::Acquire)
+    }
 }
 
 /// Every counter in the process.
@@ -133,6 +333,12 @@ pub struct Metrics {
     pub reactors: Box<[Arc<CachePadded<ReactorMetrics>>]>,
     /// Per worker, by worker index.
     pub workers: Box<[Arc<CachePadded<WorkerMetrics>>]>,
+    /// The router thread.
+    pub router: Arc<CachePadded<RouterMetrics>>,
+    /// The journal.
+    pub journal: Arc<CachePadded<JournalMetrics>>,
+    /// Readiness flags.
+    pub health: Arc<Health>,
 }
 
 impl Metrics {
@@ -141,6 +347,9 @@ impl Metrics {
         Self {
             reactors: (0..reactors).map(|_| Arc::default()).collect(),
             workers: (0..workers).map(|_| Arc::default()).collect(),
+            router: Arc::default(),
+            journal: Arc::default(),
+            health: Arc::default(),
         }
     }
 
@@ -157,5 +366,43 @@ impl Metrics {
     /// Connections open now, over all reactors.
     pub fn open_connections(&self) -> u64 {
         self.reactor_sum(|r| r.open.get())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_close_reason_has_its_own_slot() {
+        let m = ReactorMetrics::default();
+        let reasons: Vec<CloseReason> = close_reasons().collect();
+        assert_eq!(reasons.len(), CLOSE_SLOTS);
+        for (i, r) in reasons.iter().enumerate() {
+            assert_eq!(close_index(*r), i);
+            m.count_close(*r);
+            assert_eq!(m.closed_for(*r), 1, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_by_upper_bound() {
+        let h = LatencyHistogram::default();
+        h.observe(Duration::from_micros(100));
+        h.observe(Duration::from_micros(101));
+        h.observe(Duration::from_secs(10));
+        assert_eq!(h.buckets[0].get(), 1);
+        assert_eq!(h.buckets[1].get(), 1);
+        assert_eq!(h.buckets[LATENCY_BUCKETS_US.len()].get(), 1);
+        assert_eq!(h.sum_us.get(), 10_000_201);
+    }
+
+    #[test]
+    fn gauge_max_and_take() {
+        let g = Gauge::default();
+        g.max(5);
+        g.max(3);
+        assert_eq!(g.take(), 5);
+        assert_eq!(g.get(), 0);
     }
 }

@@ -10,10 +10,15 @@ use crate::clock::millis;
 use crate::config::Config;
 use crate::handoff::{Command, Event, WorkerQueue};
 use crate::metrics::Metrics;
+use crate::ops::Ops;
+use crate::ops::limits::ConnLimits;
 use crate::reactor::{self, ListenerKind, ReactorHandle};
-use crate::service::conversation::{Shard, ShardSettings};
-use crate::service::router::{Router, RouterSettings};
-use crate::worker::{self, Links, SessionSettings, Sessions};
+use crate::service::conversation::Shard;
+use crate::service::router::Router;
+use crate::worker::{self, Links, Sessions};
+
+mod reload;
+pub use reload::{ReloadError, ReloadReport};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +48,12 @@ pub enum StartError {
     /// A thread, poller or waker could not be created.
     #[error("cannot start: {0}")]
     Io(#[from] std::io::Error),
+    /// The journal could not be opened or recovered.
+    #[error("journal: {0}")]
+    Journal(String),
+    /// An assistant library (FAQ, canned replies, spam rules) could not be loaded.
+    #[error("assist: {0}")]
+    Assist(#[from] crate::assist::LoadError),
 }
 
 /// What a graceful shutdown achieved.
@@ -62,8 +73,15 @@ pub struct Server {
     reactor_threads: Vec<JoinHandle<()>>,
     worker_queues: Vec<WorkerQueue>,
     worker_threads: Vec<JoinHandle<()>>,
+    /// The journal's writer; it ends (after a final sync) once the workers are gone.
+    journal: Option<crate::journal::Journal>,
+    /// Drops old closed conversations from the journal.
+    retention: Option<crate::retention::Retention>,
     metrics: Arc<Metrics>,
     drain_timeout: Duration,
+    ops: Ops,
+    /// What a reload (SIGHUP) changes, and the configuration in force.
+    live: reload::Live,
 }
 
 impl Server {
@@ -75,12 +93,9 @@ impl Server {
         let n_workers = config.worker_threads();
         let metrics = Arc::new(Metrics::new(n_reactors, n_workers));
         crate::auth::require_loopback_for_dev_secret(config)?;
-        let session_settings = Arc::new(SessionSettings {
-            verifier: crate::auth::Verifier::from_config(config)?,
-            heartbeat_ms: millis_u32(config.heartbeat.interval),
-            idle_timeout_ms: millis_u32(config.heartbeat.idle_timeout),
-            max_frame: config.limits.max_frame_bytes,
-        });
+        let session_settings = Arc::new(std::sync::RwLock::new(Arc::new(
+            reload::session_settings(config)?,
+        )));
 
         let bind = |cfg: &crate::config::ListenerConfig| {
             reactor::bind_group(cfg, n_reactors).map_err(|source| StartError::Bind {
@@ -92,6 +107,16 @@ impl Server {
         let echo = config.listeners.echo.as_ref().map(bind).transpose()?;
         let client_addr = local_addr(&client)?;
         let echo_addr = echo.as_deref().map(local_addr).transpose()?;
+        let admin = if config.admin.enabled {
+            let l = crate::admin::bind(&config.admin).map_err(|source| StartError::Bind {
+                addr: config.admin.addr,
+                source,
+            })?;
+            Some((l, config.admin.clone()))
+        } else {
+            None
+        };
+        let conn_limits = Arc::new(ConnLimits::new(&config.limits));
 
         let mut pending = Vec::with_capacity(n_reactors);
         let mut handles = Vec::with_capacity(n_reactors);
@@ -121,23 +146,41 @@ impl Server {
             shards: shard_txs.into(),
             router: Some(router_tx),
         };
-        let routing = &config.routing;
-        let router = Router::new(RouterSettings {
-            default_group: routing.default_group.clone(),
-            default_capacity: routing.default_capacity,
-            bot_capacity: routing.bot_capacity,
-            agent_grace_ms: millis(routing.agent_grace),
-        });
-        let shard_settings = ShardSettings {
-            typing_interval_ms: millis(routing.typing_interval),
-            history_page_max: usize::from(routing.history_page_max),
-            max_frame: config.limits.max_frame_bytes as usize,
+        let libraries = crate::assist::Libraries::load(&config.assist)?;
+        let live = reload::Live {
+            config: std::sync::Mutex::new(config.clone()),
+            sessions: session_settings.clone(),
+            shards: links.shards.clone(),
+            router: links.router.clone(),
+            reactors: reactors.clone(),
+            conn_limits: conn_limits.clone(),
+            libraries: std::sync::Mutex::new(libraries.clone()),
+        };
+        let mut router = Router::new(reload::router_settings(config));
+        let shard_settings = reload::shard_settings(config);
+        let mut shards: Vec<Shard> = (0..n_workers)
+            .map(|_| {
+                let mut s = Shard::new(shard_settings.clone());
+                s.set_assist(&libraries, &config.assist);
+                s
+            })
+            .collect();
+        let journal = if config.journal.enabled {
+            Some(crate::recovery::open_journal(
+                config,
+                &mut shards,
+                &mut router,
+                &metrics,
+            )?)
+        } else {
+            None
         };
         let mut worker_threads = Vec::with_capacity(n_workers + 1);
-        for (id, (((rx, queued_bytes), shard_rx), stats)) in worker_rx
+        for (id, ((((rx, queued_bytes), shard_rx), stats), shard)) in worker_rx
             .into_iter()
             .zip(shard_rxs)
             .zip(metrics.workers.iter())
+            .zip(shards)
             .enumerate()
         {
             worker_threads.push(worker::spawn(
@@ -146,11 +189,33 @@ impl Server {
                 shard_rx,
                 links.clone(),
                 Sessions::new(id, session_settings.clone()),
-                Shard::new(shard_settings.clone()),
+                shard,
                 stats.clone(),
+                journal.as_ref().map(|j| {
+                    (
+                        j.handle.clone(),
+                        metrics.journal.clone(),
+                        metrics.health.clone(),
+                    )
+                }),
             )?);
         }
-        worker_threads.push(worker::spawn_router(router_rx, links, router)?);
+        let retention = journal
+            .as_ref()
+            .map(|j| {
+                crate::retention::Retention::spawn(
+                    j.handle.clone(),
+                    links.shards.clone(),
+                    config.journal.retention,
+                )
+            })
+            .transpose()?;
+        worker_threads.push(worker::spawn_router(
+            router_rx,
+            links,
+            router,
+            metrics.router.clone(),
+        )?);
         let queues: Arc<[WorkerQueue]> = worker_queues.clone().into();
 
         let mut client = client.into_iter();
@@ -170,15 +235,21 @@ impl Server {
                 listeners,
                 queues.clone(),
                 stats.clone(),
+                conn_limits.clone(),
             )?);
         }
+        let ops = Ops::start(metrics.clone(), admin, reactors.clone())?;
         tracing::info!(
             %client_addr,
             echo_addr = ?echo_addr,
+            admin_addr = ?ops.admin_addr(),
             reactors = n_reactors,
             workers = n_workers,
             "switchboard listening"
         );
+        // READY=1 and /readyz: everything start-up must finish (journal recovery
+        // included) comes before this line.
+        ops.ready(&format!("listening on {client_addr}"));
         Ok(Self {
             client_addr,
             echo_addr,
@@ -188,7 +259,29 @@ impl Server {
             worker_threads,
             metrics,
             drain_timeout: config.shutdown.drain_timeout,
+            ops,
+            journal,
+            retention,
+            live,
         })
+    }
+
+    /// The bound admin HTTP address, when the admin listener is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.ops.admin_addr()
+    }
+
+    /// Test hook: reactor `reactor` sleeps for `d` at its next loop turn (to check
+    /// that the watchdog notices). Not for production use.
+    #[doc(hidden)]
+    pub fn stall_reactor_for_test(&self, reactor: usize, d: Duration) {
+        if let (Some(stats), Some(handle)) = (
+            self.metrics.reactors.get(reactor),
+            self.reactors.get(reactor),
+        ) {
+            stats.stall_ms.set(millis(d).max(1));
+            handle.wake();
+        }
     }
 
     /// The bound client-protocol address (the real port when configured with 0).
@@ -211,7 +304,11 @@ impl Server {
     /// 2. a barrier passes through every worker, so every reply to input read before
     ///    step 1 is queued at its reactor;
     /// 3. reactors send `Bye` to protocol clients, flush, close, and exit.
-    pub fn shutdown(self) -> ShutdownReport {
+    pub fn shutdown(mut self) -> ShutdownReport {
+        self.ops.begin_shutdown();
+        if let Some(r) = self.retention.take() {
+            r.stop();
+        }
         let start = Instant::now();
         let deadline = start + self.drain_timeout;
         tracing::info!("shutting down: no longer accepting");
@@ -236,10 +333,17 @@ impl Server {
         for t in self.reactor_threads {
             clean &= t.join().is_ok();
         }
-        // Reactors held the other senders: workers now see their queues close.
+        // Reactors held the other senders: workers now see their queues close. The
+        // reload handles hold senders to the shards and the router: gone too.
         drop(self.worker_queues);
+        drop(self.live);
         for t in self.worker_threads {
             clean &= t.join().is_ok();
+        }
+        if let Some(j) = self.journal {
+            let crate::journal::Journal { handle, writer, .. } = j;
+            handle.shutdown();
+            clean &= writer.join().is_ok();
         }
         clean &= Instant::now() <= deadline;
         let report = ShutdownReport {
@@ -258,6 +362,7 @@ impl Server {
             accepted_per_reactor = ?accepted,
             "stopped"
         );
+        self.ops.finish();
         report
     }
 }

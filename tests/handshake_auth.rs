@@ -125,7 +125,7 @@ fn valid_token_gets_welcome_with_identity_and_limits() {
         .unwrap()
         .as_millis() as u64;
     assert!(w.server_time_ms.abs_diff(now_ms) < 60_000);
-    // No replay in this version: the cursor is answered as not recovered.
+    // Conversation 7 does not exist (nor is alice in it): not recovered.
     assert_eq!(
         w.resumed,
         vec![messages::Resumed {

@@ -22,6 +22,7 @@ use crate::clock::millis;
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{CloseReason, Command, ConnId, Event, WorkerQueue};
 use crate::metrics::ReactorMetrics;
+use crate::ops::limits::{AcceptBucket, ConnLimits, RejectLog};
 use crate::protocol::{ErrorCode, Kind};
 use crossbeam_utils::CachePadded;
 
@@ -73,6 +74,11 @@ pub(crate) struct Core {
     resume: Vec<Token>,
     input_open: bool,
     drain_deadline: Option<Instant>,
+    /// Daemon-wide connection counts (global and per IP).
+    limits: Arc<ConnLimits>,
+    /// This reactor's share of the accept rate.
+    bucket: AcceptBucket,
+    reject_log: RejectLog,
 }
 
 impl Core {
@@ -82,6 +88,7 @@ impl Core {
         commands: Receiver<Command>,
         workers: Arc<[WorkerQueue]>,
         stats: Arc<CachePadded<ReactorMetrics>>,
+        (limits, bucket): (Arc<ConnLimits>, AcceptBucket),
     ) -> Self {
         Self {
             id,
@@ -97,6 +104,44 @@ impl Core {
             resume: Vec::new(),
             input_open: true,
             drain_deadline: None,
+            limits,
+            bucket,
+            reject_log: RejectLog::new(),
+        }
+    }
+
+    /// Ends one loop turn that began (the poll returned) at `started`: bumps the
+    /// watchdog's progress counter and the loop-lag figures. A backend calls it once
+    /// per turn.
+    pub fn end_turn(&self, started: Instant) {
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let s = self.stats();
+        s.loops.inc();
+        s.loop_lag_max_us.max(us);
+        s.busy_us.add(us);
+        if s.stall_ms.get() != 0 {
+            // Test hook (admin `/debug/stall`, only with SWITCHBOARD_TEST_HOOKS=1).
+            std::thread::sleep(Duration::from_millis(s.stall_ms.take()));
+        }
+    }
+
+    /// Applies the connection limits to a new connection from `peer`; on refusal the
+    /// caller drops (closes) the socket.
+    fn admit(&mut self, peer: SocketAddr) -> Option<crate::ops::limits::IpKey> {
+        let now = Instant::now();
+        let key = self.limits.key(peer.ip());
+        let verdict = if self.bucket.take(now) {
+            self.limits.admit(key)
+        } else {
+            Err(crate::metrics::Reject::AcceptRate)
+        };
+        match verdict {
+            Ok(()) => Some(key),
+            Err(why) => {
+                self.stats.count_reject(why);
+                self.reject_log.note(self.id, why, peer.ip(), now);
+                None
+            }
         }
     }
 
@@ -203,6 +248,9 @@ impl Core {
         if !self.input_open {
             return;
         }
+        let Some(ip_key) = self.admit(peer) else {
+            return;
+        };
         // Latency matters more than packet count for chat traffic.
         let _ = stream.set_nodelay(true);
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
@@ -211,11 +259,13 @@ impl Core {
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
         if u32::try_from(slot).is_err() {
+            self.limits.release(ip_key);
             return;
         }
         if let Err(e) = drv.register(&mut stream, token(slot, generation)) {
             tracing::warn!(reactor = self.id, error = %e, "cannot register accepted socket");
             self.stats.accept_errors.inc();
+            self.limits.release(ip_key);
             return;
         }
         let phase = match kind {
@@ -237,6 +287,7 @@ impl Core {
             writable_armed: false,
             announced: false,
             write_shut: false,
+            ip_key,
         });
         let stats = self.stats();
         stats.accepted.inc();
@@ -256,6 +307,18 @@ impl Core {
                 self.close_with_error(drv, slot, ErrorCode::ServerBusy, 0);
             }
         }
+    }
+
+    /// The socket of a live connection, reading paused or not (a completion backend
+    /// re-arms requests on it).
+    pub fn stream(&self, t: Token) -> Option<&TcpStream> {
+        self.conns.get(self.slot_of(t)?).map(|c| &c.stream)
+    }
+
+    /// The token of the connection now in `slot`, if any (a completion backend
+    /// tells a late completion of a closed connection from the slot's new one).
+    pub fn token_at(&self, slot: usize) -> Option<Token> {
+        self.conns.get(slot).map(|c| token(slot, c.generation))
     }
 
     /// The socket to read from, unless the connection is gone or its reading is
@@ -381,6 +444,7 @@ impl Core {
         };
         let id = self.conn_id(slot, c.generation);
         self.stats().frames_in.inc();
+        self.stats().kinds_in.count(header.kind, header.wire_len());
         let event = Event::Frame {
             conn: id,
             header,
@@ -604,7 +668,8 @@ impl Core {
         let Some(mut c) = self.conns.try_remove(slot) else {
             return;
         };
-        drv.deregister(&mut c.stream);
+        drv.deregister(&mut c.stream, token(slot, c.generation));
+        self.limits.release(c.ip_key);
         if c.close_reason.is_none() {
             self.stats.count_close(reason);
         }
@@ -625,12 +690,14 @@ impl Core {
             match cmd {
                 Command::Send { conn, frame } => {
                     if let Some(slot) = self.open_slot_of_id(conn) {
+                        self.stats.kinds_out.count_encoded(&frame);
                         self.send(drv, slot, frame);
                     }
                 }
                 Command::SendMany { conns, frame } => {
                     for conn in conns {
                         if let Some(slot) = self.open_slot_of_id(conn) {
+                            self.stats.kinds_out.count_encoded(&frame);
                             self.send(drv, slot, frame.clone());
                         }
                     }
@@ -673,6 +740,13 @@ impl Core {
                     let _ = ack.send(());
                 }
                 Command::Drain { deadline } => self.begin_drain(drv, deadline),
+                Command::Limits(l) => {
+                    self.settings.max_frame_bytes = l.max_frame_bytes;
+                    self.settings.max_pending_bytes = l.max_pending_bytes;
+                    self.settings.handshake_ms = l.handshake_ms;
+                    self.settings.idle_ms = l.idle_ms;
+                    self.settings.linger_ms = l.linger_ms;
+                }
             }
         }
     }

@@ -8,10 +8,20 @@
 
 use std::collections::HashMap;
 
-use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all};
+use bytes::Bytes;
+
+use super::record::{self, Body, Record, RecordError, RecordKind};
+use super::transcript::Transcript;
+use super::{Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all};
 use crate::handoff::ConnId;
+use crate::journal::{JournalReader, Location};
 use crate::protocol::messages::{self, Entry, Msg, role};
+use crate::assist::Verdict;
 use crate::protocol::{ErrorCode, Kind};
+
+/// Resumed connections a conversation remembers until the router lists them (more
+/// are connections that went away while resuming; the oldest is forgotten).
+const MAX_CATCH_UP: usize = 16;
 
 /// Tunables of the conversation core.
 #[derive(Debug, Clone)]
@@ -22,6 +32,8 @@ pub(crate) struct ShardSettings {
     pub history_page_max: usize,
     /// Largest payload a `HistoryPage` may take (stay within the announced frame limit).
     pub max_frame: usize,
+    /// Collect a journal [`Record`] for every state change ([`Shard::take_records`]).
+    pub journal: bool,
 }
 
 /// Where a conversation is in its life.
@@ -47,19 +59,117 @@ struct Conversation {
     state: State,
     rated: bool,
     /// The transcript; entry `i` has sequence number `i + 1`.
-    events: Vec<Entry>,
+    events: Transcript,
     /// (sender, client message id) → sequence number, for idempotent `Send`.
     sent: HashMap<(String, u64), u64>,
     /// Last relayed "typing" per user (milliseconds).
     typing: HashMap<String, u64>,
+    /// When it was opened or last queued (Unix milliseconds).
+    since_ms: u64,
+    /// When it was closed (Unix milliseconds; 0 while open).
+    closed_ms: u64,
+    /// Resumed connections not yet in the participants' lists, with the last `seq`
+    /// they were replayed: when the router adds one, it gets what came since.
+    catch_up: Vec<(ConnId, u64)>,
     /// Every agent who ever served it (tests check deliveries against this).
     #[cfg(test)]
     served_by: Vec<UserRef>,
 }
 
 impl Conversation {
+    /// A queued conversation with no connections and no transcript yet.
+    fn new(visitor: UserRef, visitor_name: String, group: String) -> Self {
+        Conversation {
+            tenant: visitor.tenant.clone(),
+            group,
+            visitor,
+            visitor_name,
+            visitor_conns: Vec::new(),
+            agent: None,
+            agent_conns: Vec::new(),
+            state: State::Queued,
+            rated: false,
+            events: Transcript::default(),
+            sent: HashMap::new(),
+            typing: HashMap::new(),
+            since_ms: 0,
+            closed_ms: 0,
+            catch_up: Vec::new(),
+            #[cfg(test)]
+            served_by: Vec::new(),
+        }
+    }
+
+    /// The frame a transcript entry is replayed as (`None`: not replayed — a rating
+    /// is seen only with `History`).
+    fn replay_frame(&self, conversation: u64, e: &Entry, client_msg_id: u64) -> Option<Bytes> {
+        let msg: Msg = match Kind::from_u8(e.kind)? {
+            Kind::Send => messages::Deliver {
+                sender_role: e.sender_role,
+                content_type: e.content_type,
+                flags: e.flags | messages::flags::REPLAY,
+                conversation,
+                seq: e.seq,
+                time_ms: e.time_ms,
+                client_msg_id,
+                sender: e.sender.clone(),
+                body: e.body.clone(),
+            }
+            .into(),
+            Kind::Assigned => messages::Assigned {
+                conversation,
+                seq: e.seq,
+                agent: e.sender.clone(),
+                agent_name: e.body.clone(),
+                group: self.group.clone(),
+                visitor: self.visitor.user.clone(),
+                visitor_name: self.visitor_name.clone(),
+            }
+            .into(),
+            Kind::Close => messages::Close {
+                conversation,
+                seq: e.seq,
+                reason: e.body.clone(),
+            }
+            .into(),
+            _ => return None,
+        };
+        Some(msg.to_frame(0))
+    }
+
+    /// Frames of the entries after `after`, at most `budget` of them (`None`: more,
+    /// or they cannot be read back).
+    fn replay(
+        &self,
+        conversation: u64,
+        after: u64,
+        budget: u64,
+        reader: Option<&JournalReader>,
+    ) -> Option<Vec<Bytes>> {
+        let len = self.events.len();
+        if after > len || len - after > budget {
+            return None;
+        }
+        let ids: HashMap<u64, u64> = self
+            .sent
+            .iter()
+            .filter(|(_, seq)| **seq > after)
+            .map(|((_, id), seq)| (*seq, *id))
+            .collect();
+        Some(
+            self.events
+                .range(after + 1, len, reader)?
+                .iter()
+                .filter_map(|e| {
+                    let id = ids.get(&e.seq).copied().unwrap_or(0);
+                    self.replay_frame(conversation, e, id)
+                })
+                .collect(),
+        )
+    }
+
     fn next_seq(&self) -> u64 {
-        self.events.len() as u64 + 1
+        self.events.len() + 1
     }
 
     /// Every connection of both participants.
@@ -84,8 +194,7 @@ impl Conversation {
 
     fn append(&mut self, mut entry: Entry) -> u64 {
         entry.seq = self.next_seq();
-        self.events.push(entry);
-        self.events.len() as u64
+        self.events.push(entry)
     }
 }
 
@@ -94,6 +203,89 @@ impl Conversation {
 pub(crate) struct Shard {
     settings: ShardSettings,
     convs: HashMap<u64, Conversation>,
+    /// Records of the state changes since the last [`Shard::take_records`].
+    log: Vec<Record>,
+    /// Journal batch the changes being made now belong to (set by the worker).
+    epoch: u64,
+    /// How to take back changes not yet durable: per (epoch, conversation), the
+    /// conversation as it was before that epoch first changed it (`None`: it did
+    /// not exist).
+    undo: std::collections::BTreeMap<(u64, u64), Option<Undo>>,
+    /// Whether the last `handle` changed state or read state that is not durable.
+    dependent: bool,
+    /// Restored records that came before what they follow (see [`Shard::restore`]).
+    held: HashMap<u64, Vec<Held>>,
+    /// Reads entries that left memory back from the journal (`None`: no journal, so
+    /// every entry stays in memory).
+    reader: Option<JournalReader>,
+    /// The assistants: FAQ auto-reply, canned replies, abuse filter.
+    assist: Assist,
+}
+
+/// A shard's assistants (`[assist]`); each is off when `None`.
+#[derive(Debug, Default)]
+struct Assist {
+    faq: Option<std::sync::Arc<crate::assist::FaqIndex>>,
+    canned: Option<std::sync::Arc<crate::assist::CannedLibrary>>,
+    /// Per-visitor state (rate buckets, blocks) of the visitors on this shard.
+    filter: Option<crate::assist::SpamFilter>,
+    auto_replies: u64,
+}
+
+/// A restored record held back: (seq, time, kind, body, location).
+type Held = (u64, u64, RecordKind, Body, Option<Location>);
+
+/// What [`Shard::rollback`] restores of a conversation.
+#[derive(Debug, Clone)]
+struct Undo {
+    state: State,
+    agent: Option<UserRef>,
+    agent_conns: Vec<ConnId>,
+    group: String,
+    rated: bool,
+    since_ms: u64,
+    events: u64,
+}
+
+impl Undo {
+    fn of(c: &Conversation) -> Self {
+        Undo {
+            state: c.state,
+            agent: c.agent.clone(),
+            agent_conns: c.agent_conns.clone(),
+            group: c.group.clone(),
+            rated: c.rated,
+            since_ms: c.since_ms,
+            events: c.events.len(),
+        }
+    }
+
+    fn apply(self, c: &mut Conversation) {
+        c.state = self.state;
+        c.agent = self.agent;
+        c.agent_conns = self.agent_conns;
+        c.group = self.group;
+        c.rated = self.rated;
+        c.since_ms = self.since_ms;
+        c.events.truncate(self.events);
+        let n = self.events;
+        c.sent.retain(|_, seq| *seq <= n);
+    }
+}
+
+/// A conversation that is not closed, as recovery hands it to the router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpenConversation {
+    /// Conversation id.
+    pub id: u64,
+    /// The visitor.
+    pub visitor: UserRef,
+    /// Group it waits or is served in.
+    pub group: String,
+    /// The agent serving it (`None`: queued).
+    pub agent: Option<String>,
+    /// When it was opened or last queued (Unix milliseconds; queue order).
+    pub since_ms: u64,
 }
 
 impl Shard {
@@ -102,13 +294,338 @@ impl Shard {
         Self {
             settings,
             convs: HashMap::new(),
+            log: Vec::new(),
+            epoch: 0,
+            undo: std::collections::BTreeMap::new(),
+            dependent: false,
+            held: HashMap::new(),
+            reader: None,
+            assist: Assist::default(),
         }
+    }
+
+    /// Installs the assistants (at start and after a reload); the abuse filter keeps
+    /// its per-visitor state across reloads.
+    pub fn set_assist(&mut self, libs: &crate::assist::Libraries, cfg: &crate::assist::AssistConfig) {
+        self.assist.faq = libs.faq.clone();
+        self.assist.canned = libs.canned.clone();
+        match (&mut self.assist.filter, cfg.spam_enabled) {
+            (Some(f), true) => f.set_rules(libs.spam.clone()),
+            (None, true) => {
+                self.assist.filter = Some(crate::assist::SpamFilter::new(cfg, libs.spam.clone()));
+            }
+            (_, false) => self.assist.filter = None,
+        }
+    }
+
+    /// Entries that are durable may leave memory and be read back through `reader`.
+    pub fn set_reader(&mut self, reader: JournalReader) {
+        self.reader = Some(reader);
+    }
+
+    /// Entry `seq` of `conversation` is durable at `at`.
+    pub fn located(&mut self, conversation: u64, seq: u64, at: Location) {
+        let evict = self.reader.is_some();
+        if let Some(c) = self.convs.get_mut(&conversation) {
+            c.events.located(seq, at, evict);
+        }
+    }
+
+    /// Retention compaction moved records.
+    pub fn moved(&mut self, moves: &HashMap<Location, Location>) {
+        for c in self.convs.values_mut() {
+            c.events.moved(moves);
+        }
+    }
+
+    /// Starts journal batch `epoch`: changes from now on belong to it.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// Every batch up to `epoch` is durable: its changes can no longer be taken back.
+    pub fn durable(&mut self, epoch: u64) {
+        while let Some((&(e, _), _)) = self.undo.first_key_value() {
+            if e > epoch {
+                break;
+            }
+            self.undo.pop_first();
+        }
+    }
+
+    /// The journal failed: takes back every change that is not durable, restoring
+    /// each conversation as it was before its oldest pending batch.
+    pub fn rollback(&mut self) {
+        let mut seen = std::collections::HashSet::new();
+        for ((_, id), undo) in std::mem::take(&mut self.undo) {
+            if !seen.insert(id) {
+                continue;
+            }
+            match undo {
+                None => {
+                    self.convs.remove(&id);
+                }
+                Some(u) => {
+                    if let Some(c) = self.convs.get_mut(&id) {
+                        u.apply(c);
+                    }
+                }
+            }
+        }
+        self.log.clear();
+    }
+
+    /// Whether the last [`Shard::handle`] changed state, or answered from changes not
+    /// yet durable: its effects must wait for the journal.
+    pub fn last_dependent(&self) -> bool {
+        self.dependent
+    }
+
+    /// The journal records of every state change since the last call, in order.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// Applies one journal record at start-up, rebuilding state without effects.
+    ///
+    /// Records normally come in the order they were written; compaction (retention)
+    /// copies a conversation's older records after its newer ones, so a record that
+    /// does not follow what was applied is held back, and [`Shard::finish_restore`]
+    /// applies the held records in sequence order.
+    #[allow(clippy::too_many_arguments, reason = "the fields of a journal record")]
+    pub fn restore(
+        &mut self,
+        conversation: u64,
+        seq: u64,
+        time_ms: u64,
+        kind: u8,
+        body: &[u8],
+        at: Option<Location>,
+    ) -> Result<(), RecordError> {
+        let (kind, body) = record::decode(kind, body)?;
+        if !self.apply_restored(conversation, seq, time_ms, kind, &body, at) {
+            self.held
+                .entry(conversation)
+                .or_default()
+                .push((seq, time_ms, kind, body, at));
+        }
+        Ok(())
+    }
+
+    /// Applies the records [`Shard::restore`] held back; call once, after the last.
+    pub fn finish_restore(&mut self) {
+        for (conversation, mut records) in std::mem::take(&mut self.held) {
+            // Opened first, then by sequence number; a requeue after the entry it
+            // follows.
+            records.sort_by_key(|(seq, time, kind, _, _)| {
+                let rank = match kind {
+                    RecordKind::Opened => 0,
+                    RecordKind::Entry => 1,
+                    RecordKind::Requeued => 2,
+                };
+                (rank != 0, *seq, rank, *time)
+            });
+            for (seq, time_ms, kind, body, at) in records {
+                // Whatever still does not fit is a duplicate or superseded.
+                self.apply_restored(conversation, seq, time_ms, kind, &body, at);
+            }
+        }
+    }
+
+    /// Applies a restored record if it follows the conversation's state; false when
+    /// it comes too early (held for later).
+    fn apply_restored(
+        &mut self,
+        id: u64,
+        seq: u64,
+        time_ms: u64,
+        kind: RecordKind,
+        body: &Body,
+        at: Option<Location>,
+    ) -> bool {
+        if kind == RecordKind::Opened {
+            self.convs.entry(id).or_insert_with(|| {
+                let visitor = UserRef {
+                    tenant: body.tenant.clone(),
+                    user: body.visitor.clone(),
+                };
+                let mut c =
+                    Conversation::new(visitor, body.visitor_name.clone(), body.group.clone());
+                c.since_ms = time_ms;
+                c
+            });
+            return true;
+        }
+        let Some(c) = self.convs.get_mut(&id) else {
+            return false;
+        };
+        let next = c.next_seq();
+        if kind == RecordKind::Requeued {
+            // `seq` is the number of entries when it was requeued.
+            if seq == next - 1 && c.state != State::Closed {
+                c.state = State::Queued;
+                c.agent = None;
+                c.group = body.group.clone();
+                c.since_ms = time_ms;
+                return true;
+            }
+            return seq < next - 1;
+        }
+        let e = &body.entry;
+        if e.seq < next {
+            return true; // a duplicate (a compaction copy)
+        }
+        if e.seq > next {
+            return false;
+        }
+        match Kind::from_u8(e.kind) {
+            Some(Kind::Send) => {
+                c.sent.insert((e.sender.clone(), body.client_msg_id), e.seq);
+            }
+            Some(Kind::Assigned) => {
+                c.state = State::Assigned;
+                c.agent = Some(UserRef {
+                    tenant: c.tenant.clone(),
+                    user: e.sender.clone(),
+                });
+                c.group = body.group.clone();
+            }
+            Some(Kind::Close) => {
+                c.state = State::Closed;
+                c.closed_ms = e.time_ms;
+            }
+            Some(Kind::Rate) => c.rated = true,
+            _ => {}
+        }
+        c.events.push(e.clone());
+        if let Some(at) = at {
+            // Restored from a journal, whose reader the shard gets next.
+            c.events.located(e.seq, at, true);
+        }
+        true
+    }
+
+    /// Retention: forgets the conversations closed before `cutoff_ms` (Unix
+    /// milliseconds) whose changes are all durable, and returns their ids so the
+    /// journal can drop their records.
+    pub fn forget_closed(&mut self, cutoff_ms: u64) -> Vec<u64> {
+        let pending: std::collections::HashSet<u64> = self.undo.keys().map(|(_, c)| *c).collect();
+        let ids: Vec<u64> = self
+            .convs
+            .iter()
+            .filter(|(id, c)| {
+                c.state == State::Closed && c.closed_ms < cutoff_ms && !pending.contains(id)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            self.convs.remove(id);
+        }
+        ids
+    }
+
+    /// The conversations that are not closed, for the router after a restart.
+    pub fn open_conversations(&self) -> Vec<OpenConversation> {
+        let mut v: Vec<OpenConversation> = self
+            .convs
+            .iter()
+            .filter(|(_, c)| c.state != State::Closed)
+            .map(|(id, c)| OpenConversation {
+                id: *id,
+                visitor: c.visitor.clone(),
+                group: c.group.clone(),
+                agent: c.agent.as_ref().map(|a| a.user.clone()),
+                since_ms: c.since_ms,
+            })
+            .collect();
+        v.sort_unstable_by_key(|c| (c.since_ms, c.id));
+        v
+    }
+
+    /// The highest conversation id this shard knows (0: none).
+    pub fn max_conversation(&self) -> u64 {
+        self.convs.keys().copied().max().unwrap_or(0)
+    }
+
+    /// The FAQ answer to a visitor's message in a conversation waiting for an agent,
+    /// as an automatic message (`AUTO_REPLY`, sender role `system`) that both sides
+    /// see; nothing when no entry scores above `assist.faq_threshold`.
+    fn auto_reply(&mut self, conversation: u64, text: &str, now_ms: u64, out: &mut Vec<Effect>) {
+        let Some(faq) = self.assist.faq.clone() else {
+            return;
+        };
+        let Some(c) = self.convs.get_mut(&conversation) else {
+            return;
+        };
+        let Some(m) = faq.best_match(&c.group, text) else {
+            return;
+        };
+        tracing::debug!(conversation, faq = m.id, score = m.score, "faq auto-reply");
+        self.assist.auto_replies += 1;
+        let flags = messages::flags::AUTO_REPLY;
+        let seq = c.append(Entry {
+            seq: 0,
+            time_ms: now_ms,
+            kind: Kind::Send.as_u8(),
+            sender_role: role::SYSTEM,
+            content_type: messages::content::TEXT,
+            flags,
+            sender: String::new(),
+            body: m.answer.to_owned(),
+        });
+        let frame = Msg::from(messages::Deliver {
+            sender_role: role::SYSTEM,
+            content_type: messages::content::TEXT,
+            flags,
+            conversation,
+            seq,
+            time_ms: now_ms,
+            client_msg_id: 0,
+            sender: String::new(),
+            body: m.answer.to_owned(),
+        })
+        .to_frame(0);
+        to_all(out, &c.all_conns(), frame);
+        self.log_entry(conversation, 0);
+    }
+
+    /// Notes the newest transcript entry of `conversation` as a record.
+    fn log_entry(&mut self, conversation: u64, client_msg_id: u64) {
+        if !self.settings.journal {
+            return;
+        }
+        let Some(c) = self.convs.get(&conversation) else {
+            return;
+        };
+        let Some(e) = c.events.last() else {
+            return;
+        };
+        let is_assign = e.kind == Kind::Assigned.as_u8();
+        let body = Body {
+            group: if is_assign {
+                c.group.clone()
+            } else {
+                String::new()
+            },
+            client_msg_id,
+            entry: e.clone(),
+            ..Body::default()
+        };
+        self.log.push(Record::new(
+            conversation,
+            e.seq,
+            e.time_ms,
+            RecordKind::Entry,
+            &body,
+        ));
     }
 
     /// The transcript of a conversation (tests).
     #[cfg(test)]
-    pub fn transcript(&self, conversation: u64) -> Option<&[Entry]> {
-        self.convs.get(&conversation).map(|c| c.events.as_slice())
+    pub fn transcript(&self, conversation: u64) -> Option<Vec<Entry>> {
+        self.convs
+            .get(&conversation)
+            .map(|c| c.events.all(self.reader.as_ref()))
     }
 
     /// Conversations currently served, per agent (tests).
@@ -131,11 +648,35 @@ impl Shard {
             .is_some_and(|c| c.visitor == *who || c.served_by.contains(who))
     }
 
+    /// Everything recovery must rebuild, per conversation, comparable (tests).
+    #[cfg(test)]
+    pub fn digest(&self) -> std::collections::BTreeMap<u64, String> {
+        self.convs
+            .iter()
+            .map(|(id, c)| {
+                let mut sent: Vec<_> = c.sent.iter().collect();
+                sent.sort();
+                let d = format!(
+                    "{:?} {} {:?} {:?} {} {:?} {:?} {}",
+                    c.visitor,
+                    c.visitor_name,
+                    c.state,
+                    c.agent,
+                    c.group,
+                    c.events.all(self.reader.as_ref()),
+                    sent,
+                    c.rated
+                );
+                (*id, d)
+            })
+            .collect()
+    }
+
     /// Panics if a conversation's state is inconsistent (tests).
     #[cfg(test)]
     pub fn check_invariants(&self) {
         for (id, c) in &self.convs {
-            for (i, e) in c.events.iter().enumerate() {
+            for (i, e) in c.events.all(self.reader.as_ref()).iter().enumerate() {
                 assert_eq!(e.seq, i as u64 + 1, "conversation {id}: sequence gap");
             }
             match c.state {
@@ -148,6 +689,28 @@ impl Shard {
 
     /// Applies one message at wall-clock time `now_ms` (Unix milliseconds).
     pub fn handle(&mut self, msg: ShardMsg, now_ms: u64, out: &mut Vec<Effect>) {
+        if !self.settings.journal {
+            return self.apply(msg, now_ms, out);
+        }
+        let id = msg.conversation();
+        let pending = if matches!(msg, ShardMsg::Resume { .. }) {
+            // Never replay what is not durable yet.
+            !self.undo.is_empty()
+        } else {
+            self.undo.keys().any(|(_, c)| *c == id)
+        };
+        let fresh = !self.undo.contains_key(&(self.epoch, id));
+        let before = fresh.then(|| self.convs.get(&id).map(Undo::of));
+        let logged = self.log.len();
+        self.apply(msg, now_ms, out);
+        let changed = self.log.len() > logged;
+        if let (true, Some(before)) = (changed, before) {
+            self.undo.insert((self.epoch, id), before);
+        }
+        self.dependent = changed || pending;
+    }
+
+    fn apply(&mut self, msg: ShardMsg, now_ms: u64, out: &mut Vec<Effect>) {
         match msg {
             ShardMsg::Open {
                 conversation,
@@ -156,22 +719,24 @@ impl Shard {
                 group,
                 visitor_conns,
             } => {
-                self.convs.entry(conversation).or_insert(Conversation {
-                    tenant: visitor.tenant.clone(),
-                    group,
-                    visitor,
-                    visitor_name,
-                    visitor_conns,
-                    agent: None,
-                    agent_conns: Vec::new(),
-                    state: State::Queued,
-                    rated: false,
-                    events: Vec::new(),
-                    sent: HashMap::new(),
-                    typing: HashMap::new(),
-                    #[cfg(test)]
-                    served_by: Vec::new(),
-                });
+                if self.convs.contains_key(&conversation) {
+                    return;
+                }
+                if self.settings.journal {
+                    let body = Body {
+                        tenant: visitor.tenant.clone(),
+                        visitor: visitor.user.clone(),
+                        visitor_name: visitor_name.clone(),
+                        group: group.clone(),
+                        ..Body::default()
+                    };
+                    let r = Record::new(conversation, 0, now_ms, RecordKind::Opened, &body);
+                    self.log.push(r);
+                }
+                let mut c = Conversation::new(visitor, visitor_name, group);
+                c.visitor_conns = visitor_conns;
+                c.since_ms = now_ms;
+                self.convs.insert(conversation, c);
             }
             ShardMsg::Assign {
                 conversation,
@@ -203,9 +768,19 @@ impl Shard {
                 c.state = State::Queued;
                 c.agent = None;
                 c.agent_conns.clear();
+                c.since_ms = now_ms;
                 // No transcript entry: a requeue reaches no client as an event, and a
                 // sequence number nobody is sent would look like a gap. The next
                 // Assigned entry records where it went.
+                if self.settings.journal {
+                    let body = Body {
+                        group: group.clone(),
+                        ..Body::default()
+                    };
+                    let seq = c.events.len();
+                    let r = Record::new(conversation, seq, now_ms, RecordKind::Requeued, &body);
+                    self.log.push(r);
+                }
                 c.group = group;
             }
             ShardMsg::Conns {
@@ -216,6 +791,21 @@ impl Shard {
                 let Some(c) = self.convs.get_mut(&conversation) else {
                     return;
                 };
+                let mut caught = Vec::new();
+                c.catch_up.retain(|(conn, after)| {
+                    let added = conns.contains(conn);
+                    if added {
+                        caught.push((*conn, *after));
+                    }
+                    !added
+                });
+                for (conn, after) in caught {
+                    // What happened between the replay and joining the live list.
+                    let frames = c.replay(conversation, after, u64::MAX, self.reader.as_ref());
+                    for frame in frames.unwrap_or_default() {
+                        super::send(out, conn, frame);
+                    }
+                }
                 if who == c.visitor {
                     c.visitor_conns = conns;
                 } else if c.is_agent(&who) {
@@ -223,7 +813,83 @@ impl Shard {
                 }
             }
             ShardMsg::Request { from, msg } => self.request(from, msg, now_ms, out),
+            ShardMsg::Resume {
+                conn,
+                who,
+                worker,
+                cursors,
+                max_replay,
+            } => self.resume(conn, &who, worker, &cursors, max_replay, out),
+            // Answers travel to sessions; a shard has nothing to do with them.
+            ShardMsg::Resumed { .. } => {}
+            ShardMsg::Retain {
+                cutoff_ms, reply, ..
+            } => {
+                let _ = reply.send(self.forget_closed(cutoff_ms));
+            }
+            ShardMsg::Settings { settings, .. } => {
+                // Whether to journal is fixed at start.
+                let journal = self.settings.journal;
+                self.settings = ShardSettings {
+                    journal,
+                    ..settings
+                };
+            }
+            ShardMsg::Assist {
+                libraries, config, ..
+            } => self.set_assist(&libraries, &config),
+            ShardMsg::Moved { moves, done, .. } => {
+                self.moved(&moves);
+                let _ = done.send(());
+            }
         }
+    }
+
+    /// Answers a resuming session: for each cursor of a conversation `who` takes
+    /// part in, the events after it (within `max_replay` for the whole reconnect).
+    fn resume(
+        &mut self,
+        conn: ConnId,
+        who: &UserRef,
+        worker: usize,
+        cursors: &[messages::Cursor],
+        max_replay: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let mut budget = max_replay;
+        let mut answers = Vec::with_capacity(cursors.len());
+        for cur in cursors {
+            let mut answer = ResumeAnswer {
+                conversation: cur.conversation,
+                from_seq: cur.last_seq,
+                recovered: false,
+                frames: Vec::new(),
+            };
+            let c = self
+                .convs
+                .get_mut(&cur.conversation)
+                .filter(|c| c.tenant == who.tenant && (c.visitor == *who || c.is_agent(who)));
+            if let Some(c) = c
+                && let Some(frames) =
+                    c.replay(cur.conversation, cur.last_seq, budget, self.reader.as_ref())
+            {
+                budget -= c.events.len() - cur.last_seq;
+                if c.state != State::Closed {
+                    if c.catch_up.len() >= MAX_CATCH_UP {
+                        c.catch_up.remove(0);
+                    }
+                    c.catch_up.push((conn, c.events.len()));
+                }
+                answer.recovered = true;
+                answer.frames = frames;
+            }
+            answers.push(answer);
+        }
+        out.push(Effect::Shard(ShardMsg::Resumed {
+            conn,
+            worker,
+            answers,
+        }));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -269,6 +935,10 @@ impl Shard {
         })
         .to_frame(0);
         to_all(out, &c.all_conns(), frame);
+        self.log_entry(conversation, 0);
+        let Some(c) = self.convs.get(&conversation) else {
+            return;
+        };
         if !note.is_empty() {
             // The note is for agents only: never in the visitor's transcript.
             let frame = Msg::from(messages::Transfer {
@@ -305,8 +975,10 @@ impl Shard {
                 if !may_read {
                     return refuse(out, &from, ErrorCode::Forbidden, conversation);
                 }
-                let page = history_page(c, conversation, &h, &self.settings);
-                reply(out, &from, page);
+                match history_page(c, conversation, &h, &self.settings, self.reader.as_ref()) {
+                    Some(page) => reply(out, &from, page),
+                    None => refuse(out, &from, ErrorCode::StorageUnavailable, conversation),
+                }
             }
             _ if !participant => refuse(out, &from, ErrorCode::Forbidden, conversation),
             Msg::Send(s) => {
@@ -314,6 +986,29 @@ impl Shard {
                     return refuse(out, &from, ErrorCode::Conflict, conversation);
                 }
                 let key = (from.who.user.clone(), s.client_msg_id);
+                let fresh = !c.sent.contains_key(&key);
+                // The abuse filter sees each new visitor message once, before it is
+                // stored: dropped, refused or blocked ones change nothing.
+                let mut flags = 0;
+                if fresh
+                    && is_visitor
+                    && let Some(filter) = self.assist.filter.as_mut()
+                {
+                    let subject = format!("{}/{}", from.who.tenant, from.who.user);
+                    match filter.check(&subject, &s.body, now_ms) {
+                        Verdict::Allow => {}
+                        Verdict::Flag { .. } => flags = messages::flags::FLAGGED,
+                        Verdict::Drop { .. } => {
+                            return refuse(out, &from, ErrorCode::Forbidden, conversation);
+                        }
+                        Verdict::RateLimited => {
+                            return refuse(out, &from, ErrorCode::RateLimited, conversation);
+                        }
+                        Verdict::Block { .. } => return close(out, &from, ErrorCode::Blocked),
+                    }
+                }
+                let faq_text = (fresh && is_visitor && c.state == State::Queued)
+                    .then(|| s.body.clone());
                 let seq = match c.sent.get(&key) {
                     // A resend: same answer, nothing stored or delivered twice.
                     Some(&seq) => seq,
@@ -324,7 +1019,7 @@ impl Shard {
                             kind: Kind::Send.as_u8(),
                             sender_role: from.role,
                             content_type: s.content_type,
-                            flags: 0,
+                            flags,
                             sender: from.who.user.clone(),
                             body: s.body.clone(),
                         });
@@ -332,7 +1027,7 @@ impl Shard {
                         let frame = Msg::from(messages::Deliver {
                             sender_role: from.role,
                             content_type: s.content_type,
-                            flags: 0,
+                            flags,
                             conversation,
                             seq,
                             time_ms: now_ms,
@@ -350,7 +1045,10 @@ impl Shard {
                         seq
                     }
                 };
-                let time_ms = c.events.get(seq as usize - 1).map_or(now_ms, |e| e.time_ms);
+                let time_ms = c
+                    .events
+                    .get(seq, self.reader.as_ref())
+                    .map_or(now_ms, |e| e.time_ms);
                 reply(
                     out,
                     &from,
@@ -359,6 +1057,32 @@ impl Shard {
                         conversation,
                         seq,
                         time_ms,
+                    }
+                    .into(),
+                );
+                if fresh {
+                    self.log_entry(conversation, s.client_msg_id);
+                }
+                if let Some(text) = faq_text {
+                    self.auto_reply(conversation, &text, now_ms, out);
+                }
+            }
+            Msg::Suggest(sg) => {
+                if !matches!(from.role, role::AGENT | role::BOT) {
+                    return refuse(out, &from, ErrorCode::Forbidden, conversation);
+                }
+                let items = self
+                    .assist
+                    .canned
+                    .as_ref()
+                    .map(|lib| lib.suggest(&c.group, &sg.prefix, usize::from(sg.limit)))
+                    .unwrap_or_default();
+                reply(
+                    out,
+                    &from,
+                    messages::Suggestions {
+                        prefix: sg.prefix,
+                        items,
                     }
                     .into(),
                 );
@@ -411,6 +1135,7 @@ impl Shard {
                     return refuse(out, &from, ErrorCode::Conflict, conversation);
                 }
                 c.state = State::Closed;
+                c.closed_ms = now_ms;
                 let seq = c.append(Entry {
                     seq: 0,
                     time_ms: now_ms,
@@ -429,6 +1154,7 @@ impl Shard {
                 .to_frame(0);
                 to_all(out, &c.all_conns(), frame);
                 out.push(Effect::Router(RouterMsg::Closed { conversation }));
+                self.log_entry(conversation, 0);
             }
             Msg::Rate(r) => {
                 if !is_visitor {
@@ -449,6 +1175,7 @@ impl Shard {
                     sender: from.who.user.clone(),
                     body: r.comment,
                 });
+                self.log_entry(conversation, 0);
             }
             _ => refuse(out, &from, ErrorCode::BadRequest, conversation),
         }
@@ -468,46 +1195,71 @@ fn system_entry(kind: Kind, now_ms: u64, sender: &str, body: String) -> Entry {
     }
 }
 
+/// Answers `to` with an `Error` that closes its connection.
+fn close(out: &mut Vec<Effect>, to: &Sender, code: ErrorCode) {
+    let frame = Msg::from(messages::Error {
+        code: code.as_u16(),
+        retryable: code.retryable(),
+        conversation: 0,
+        message: code.name().to_owned(),
+    })
+    .to_frame(to.rid);
+    out.push(Effect::Conn(
+        to.conn,
+        crate::handoff::Command::Close {
+            conn: to.conn,
+            code: Some(code),
+            farewell: Some(frame),
+        },
+    ));
+}
+
 fn reply(out: &mut Vec<Effect>, to: &Sender, msg: Msg) {
     super::send(out, to.conn, msg.to_frame(to.rid));
 }
 
 /// Up to `limit` entries before `before_seq` (0: the latest), oldest first, kept
-/// within the frame limit.
+/// within the frame limit; `None` when entries that left memory cannot be read back.
 fn history_page(
     c: &Conversation,
     conversation: u64,
     h: &messages::History,
     s: &ShardSettings,
-) -> Msg {
+    reader: Option<&JournalReader>,
+) -> Option<Msg> {
+    let len = c.events.len();
     let end = if h.before_seq == 0 {
-        c.events.len()
+        len
     } else {
-        (h.before_seq.saturating_sub(1) as usize).min(c.events.len())
+        h.before_seq.saturating_sub(1).min(len)
     };
-    let limit = usize::from(h.limit).clamp(1, s.history_page_max.max(1));
+    let limit = usize::from(h.limit).clamp(1, s.history_page_max.max(1)) as u64;
+    let from = end.saturating_sub(limit) + 1;
+    let mut entries = if end == 0 {
+        Vec::new()
+    } else {
+        c.events.range(from, end, reader)?
+    };
+    // Walk back from the newest wanted entry while the page stays within the frame.
     let mut budget = s.max_frame.saturating_sub(64);
-    let mut start = end;
-    // Walk back from the newest wanted entry while the page stays within the limits.
-    while start > 0 && end - start < limit {
-        let Some(e) = c.events.get(start - 1) else {
-            break;
-        };
+    let mut keep = 0;
+    for e in entries.iter().rev() {
         let cost = 40 + e.sender.len() + e.body.len();
         if cost > budget {
             break;
         }
         budget -= cost;
-        start -= 1;
+        keep += 1;
     }
-    messages::HistoryPage {
-        more: start > 0,
-        conversation,
-        entries: c
-            .events
-            .get(start..end)
-            .map(<[Entry]>::to_vec)
-            .unwrap_or_default(),
-    }
-    .into()
+    let skip = entries.len() - keep;
+    entries.drain(..skip);
+    let first = entries.first().map_or(end + 1, |e| e.seq);
+    Some(
+        messages::HistoryPage {
+            more: first > 1,
+            conversation,
+            entries,
+        }
+        .into(),
+    )
 }

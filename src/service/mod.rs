@@ -18,9 +18,11 @@
 //! to derive state, so the journal can become the source of truth by replaying them.
 
 pub(crate) mod conversation;
+pub(crate) mod record;
 pub(crate) mod router;
 #[cfg(test)]
 mod sim;
+mod transcript;
 
 use bytes::Bytes;
 
@@ -51,6 +53,19 @@ pub(crate) struct Sender {
     pub conn: ConnId,
     /// The request id to answer.
     pub rid: u32,
+}
+
+/// What a shard can replay of one conversation for a resuming connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ResumeAnswer {
+    /// The cursor's conversation.
+    pub conversation: u64,
+    /// The cursor's `last_seq`.
+    pub from_seq: u64,
+    /// Whether `frames` holds every event after `from_seq`.
+    pub recovered: bool,
+    /// The missed events as frames (`Deliver` with `REPLAY`, `Assigned`, `Close`).
+    pub frames: Vec<Bytes>,
 }
 
 /// Messages for the router.
@@ -117,6 +132,8 @@ pub(crate) enum RouterMsg {
         /// The conversation.
         conversation: u64,
     },
+    /// A configuration reload changed the routing settings.
+    Settings(router::RouterSettings),
     /// An admin's broadcast.
     Notice {
         /// Who asked.
@@ -171,6 +188,68 @@ pub(crate) enum ShardMsg {
         /// Group it waits in.
         group: String,
     },
+    /// A session resuming after a reconnect asks what it missed (cursors of
+    /// conversations on one shard).
+    Resume {
+        /// The new connection.
+        conn: ConnId,
+        /// Who it is.
+        who: UserRef,
+        /// The worker whose session waits for the answer.
+        worker: usize,
+        /// The client's cursors for conversations on this shard.
+        cursors: Vec<messages::Cursor>,
+        /// Most events replayed per conversation.
+        max_replay: u64,
+    },
+    /// A shard's answer to [`ShardMsg::Resume`], for the session on `worker` (travels
+    /// on that worker's shard queue; the worker hands it to its sessions).
+    Resumed {
+        /// The connection.
+        conn: ConnId,
+        /// The worker whose session waits.
+        worker: usize,
+        /// One answer per cursor, in the cursors' order.
+        answers: Vec<ResumeAnswer>,
+    },
+    /// Retention: forget the conversations closed before `cutoff_ms` and answer
+    /// their ids (travels to shard `shard`).
+    Retain {
+        /// The shard asked.
+        shard: usize,
+        /// Unix milliseconds.
+        cutoff_ms: u64,
+        /// Where the forgotten ids go.
+        reply: crossbeam_channel::Sender<Vec<u64>>,
+    },
+    /// Retention compaction moved journal records (travels to shard `shard`).
+    Moved {
+        /// The shard told.
+        shard: usize,
+        /// Old location → new location.
+        moves: std::sync::Arc<
+            std::collections::HashMap<crate::journal::Location, crate::journal::Location>,
+        >,
+        /// Told once the shard uses the new locations.
+        done: crossbeam_channel::Sender<()>,
+    },
+    /// A configuration reload changed the conversation settings (travels to shard
+    /// `shard`).
+    Settings {
+        /// The shard told.
+        shard: usize,
+        /// The new settings.
+        settings: conversation::ShardSettings,
+    },
+    /// A reload changed the assistant libraries (travels to shard `shard`).
+    Assist {
+        /// The shard told.
+        shard: usize,
+        /// The new libraries.
+        libraries: crate::assist::Libraries,
+        /// The new `[assist]` settings.
+        config: crate::assist::AssistConfig,
+    },
     /// A participant's connection list changed.
     Conns {
         /// The conversation.
@@ -191,6 +270,13 @@ impl ShardMsg {
             | ShardMsg::Requeued { conversation, .. }
             | ShardMsg::Conns { conversation, .. } => *conversation,
             ShardMsg::Request { msg, .. } => request_conversation(msg),
+            ShardMsg::Resume { cursors, .. } => cursors.first().map_or(0, |c| c.conversation),
+            // Routed to the waiting session's worker: `shard_of(worker) == worker`.
+            ShardMsg::Resumed { worker, .. } => *worker as u64,
+            ShardMsg::Retain { shard, .. }
+            | ShardMsg::Moved { shard, .. }
+            | ShardMsg::Settings { shard, .. }
+            | ShardMsg::Assist { shard, .. } => *shard as u64,
         }
     }
 }

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use super::conversation::OpenConversation;
 use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all};
 use crate::handoff::ConnId;
 use crate::protocol::ErrorCode;
@@ -231,6 +232,62 @@ impl Router {
             }
             RouterMsg::Closed { conversation } => self.closed(conversation, now_ms, out),
             RouterMsg::Notice { from, notice } => self.notice(&from, notice, out),
+            RouterMsg::Settings(s) => self.settings = s,
+        }
+    }
+
+    /// Rebuilds the router's view after a restart from the conversations the shards
+    /// recovered (oldest first): queued ones wait in their groups' queues in that
+    /// order; assigned ones stay with their agents, who are offline now and get the
+    /// usual grace to come back before their conversations are requeued.
+    pub fn restore(&mut self, convs: Vec<OpenConversation>, next_id: u64, now_ms: u64) {
+        self.next_id = self.next_id.max(next_id);
+        let deadline = now_ms.saturating_add(self.settings.agent_grace_ms);
+        for c in convs {
+            let tenant = self.tenants.entry(c.visitor.tenant.clone()).or_default();
+            tenant
+                .users
+                .entry(c.visitor.user.clone())
+                .or_insert_with(|| User::new(String::new(), role::VISITOR, now_ms))
+                .open
+                .insert(c.id);
+            match &c.agent {
+                Some(agent) => {
+                    let user = tenant
+                        .users
+                        .entry(agent.clone())
+                        .or_insert_with(|| User::new(String::new(), role::AGENT, now_ms));
+                    user.assigned.insert(c.id);
+                    if user.grace.is_none() {
+                        user.grace = Some(deadline);
+                        self.graces.insert((
+                            deadline,
+                            UserRef {
+                                tenant: c.visitor.tenant.clone(),
+                                user: agent.clone(),
+                            },
+                        ));
+                    }
+                }
+                None => tenant
+                    .groups
+                    .entry(c.group.clone())
+                    .or_default()
+                    .queue
+                    .push_back(c.id),
+            }
+            self.convs.insert(
+                c.id,
+                Conv {
+                    tenant: c.visitor.tenant,
+                    group: c.group,
+                    visitor: c.visitor.user,
+                    agent: c.agent,
+                    note: String::new(),
+                    told: 0,
+                    since: now_ms,
+                },
+            );
         }
     }
 
@@ -276,9 +333,23 @@ impl Router {
     }
 
     /// Non-closed conversations.
-    #[allow(dead_code, reason = "read by tests; metrics will read it")]
+    #[allow(dead_code, reason = "read by tests")]
     pub fn conversations(&self) -> usize {
         self.convs.len()
+    }
+
+    /// Snapshot for metrics: (agents online, conversations queued, assigned, queue
+    /// length per (tenant, group)).
+    pub fn gauges(&self) -> (usize, usize, usize, Vec<(String, String, u64)>) {
+        let assigned = self.convs.values().filter(|c| c.agent.is_some()).count();
+        let mut queues = Vec::new();
+        for (tenant, t) in &self.tenants {
+            for (group, g) in &t.groups {
+                queues.push((tenant.clone(), group.clone(), g.queue.len() as u64));
+            }
+        }
+        let queued = queues.iter().map(|q| q.2 as usize).sum();
+        (self.online_agents(), queued, assigned, queues)
     }
 
     /// A user's record.

@@ -4,6 +4,7 @@
 //! no lock. Commands are batched: a worker wakes each reactor it wrote to once per
 //! batch of events, not once per command.
 
+mod durable;
 mod session;
 
 use std::sync::Arc;
@@ -17,16 +18,25 @@ use crossbeam_utils::CachePadded;
 
 use crate::clock::{millis, unix_ms};
 use crate::handoff::{Command, ConnId, Event};
-use crate::metrics::WorkerMetrics;
+use crate::metrics::{RouterMetrics, WorkerMetrics};
 use crate::reactor::ReactorHandle;
 use crate::service::conversation::Shard;
 use crate::service::router::Router;
 use crate::service::{Effect, RouterMsg, ShardMsg, shard_of};
 
-pub(crate) use session::{SessionSettings, Sessions};
+pub(crate) use session::{SessionSettings, Sessions, SharedSettings};
+
+/// What a worker needs to journal its shard: the writer, its metrics, the health flag.
+pub(crate) type JournalLink = (
+    crate::journal::JournalHandle,
+    Arc<CachePadded<crate::metrics::JournalMetrics>>,
+    Arc<crate::metrics::Health>,
+);
 
 /// Events handled before pending wake-ups are sent.
 const BATCH: usize = 256;
+/// Longest wait for work without a watchdog (any long time does: nothing to do).
+const IDLE_WAIT: Duration = Duration::from_secs(3600);
 
 /// Where effects go: reactors (frames), conversation shards and the router.
 #[derive(Clone)]
@@ -72,23 +82,9 @@ impl Dispatch {
             match effect {
                 Effect::Conn(conn, cmd) => self.command(conn.reactor, cmd),
                 Effect::Broadcast(conns, frame) => {
-                    // One shared frame, one command per reactor with its members.
-                    for conn in conns {
-                        if let Some(m) = self.members.get_mut(usize::from(conn.reactor)) {
-                            m.push(conn);
-                        }
-                    }
-                    for i in 0..self.members.len() {
-                        let conns = self
-                            .members
-                            .get_mut(i)
-                            .map(std::mem::take)
-                            .unwrap_or_default();
-                        if !conns.is_empty() {
-                            let frame = frame.clone();
-                            self.command(i as u16, Command::SendMany { conns, frame });
-                        }
-                    }
+                    let mut members = std::mem::take(&mut self.members);
+                    split_broadcast(conns, &frame, &mut members, |i, cmd| self.command(i, cmd));
+                    self.members = members;
                 }
                 // The router and shard queues are unbounded: every message on them is
                 // caused by a bounded input event (see `server`), so they cannot grow
@@ -117,6 +113,30 @@ impl Dispatch {
     }
 }
 
+/// Splits a broadcast by reactor: the one encoded frame is shared (a reference count,
+/// not a copy) by one `SendMany` per reactor holding that reactor's members.
+/// `members` is scratch space with one list per reactor.
+pub(crate) fn split_broadcast(
+    conns: Vec<ConnId>,
+    frame: &bytes::Bytes,
+    members: &mut [Vec<ConnId>],
+    mut emit: impl FnMut(u16, Command),
+) {
+    for conn in conns {
+        if let Some(m) = members.get_mut(usize::from(conn.reactor)) {
+            m.push(conn);
+        }
+    }
+    for (i, m) in members.iter_mut().enumerate() {
+        if !m.is_empty() {
+            let conns = std::mem::take(m);
+            let frame = frame.clone();
+            emit(i as u16, Command::SendMany { conns, frame });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments, reason = "one per thing a worker owns")]
 /// Starts worker `id`: the sessions of the connections routed to it (from its event
 /// queue) and conversation shard `id` (from its shard queue).
 pub(crate) fn spawn(
@@ -127,43 +147,81 @@ pub(crate) fn spawn(
     mut sessions: Sessions,
     mut shard: Shard,
     stats: Arc<CachePadded<WorkerMetrics>>,
+    journal: Option<JournalLink>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("worker-{id}"))
         .spawn(move || {
             let mut dispatch = Dispatch::new(links);
             let mut effects = Vec::new();
-            let mut on_event =
-                |event: Event, effects: &mut Vec<Effect>, dispatch: &mut Dispatch| {
-                    if let Event::Barrier(ack) = event {
-                        dispatch.run(effects);
-                        dispatch.wake_all();
-                        let _ = ack.send(());
-                    } else {
-                        if let Event::Frame { payload, .. } = &event {
-                            // Release the frame's share of the queue's byte bound.
-                            queued_bytes.fetch_sub(payload.len() as u64, Ordering::Relaxed);
-                        }
-                        sessions.handle(event, effects, &stats);
+            let mut durable = journal.map(|(h, m, health)| {
+                durable::Durable::new(h, &mut shard, stats.clone(), (m, health))
+            });
+            let replies = durable
+                .as_ref()
+                .map_or_else(crossbeam_channel::never, |d| d.replies.clone());
+            // Resume answers are for this worker's sessions; the rest is the shard's.
+            let on_shard =
+                |msg: ShardMsg,
+                 sessions: &mut Sessions,
+                 shard: &mut Shard,
+                 durable: &mut Option<durable::Durable>,
+                 effects: &mut Vec<Effect>| match (msg, durable) {
+                    (ShardMsg::Resumed { conn, answers, .. }, _) => {
+                        sessions.resumed(conn, answers, effects)
                     }
+                    (msg, Some(d)) => d.handle(shard, msg, effects),
+                    (msg, None) => shard.handle(msg, unix_ms(), effects),
                 };
+            let on_event = |event: Event,
+                            sessions: &mut Sessions,
+                            effects: &mut Vec<Effect>,
+                            dispatch: &mut Dispatch| {
+                if let Event::Barrier(ack) = event {
+                    dispatch.run(effects);
+                    dispatch.wake_all();
+                    let _ = ack.send(());
+                } else {
+                    if let Event::Frame { payload, .. } = &event {
+                        // Release the frame's share of the queue's byte bound.
+                        queued_bytes.fetch_sub(payload.len() as u64, Ordering::Relaxed);
+                    }
+                    sessions.handle(event, effects, &stats);
+                }
+            };
+            // With a systemd watchdog, turn at least every tick so progress shows.
+            let tick = crate::ops::watchdog::progress_tick().unwrap_or(IDLE_WAIT);
             loop {
+                stats.loops.inc();
+                let mut handled = 1;
+                // A failed journal batch is retried after a back-off.
+                let wait = durable
+                    .as_ref()
+                    .and_then(durable::Durable::wake_at)
+                    .map_or(tick, |t| {
+                        t.saturating_duration_since(Instant::now()).min(tick)
+                    });
                 crossbeam_channel::select! {
                     recv(events) -> ev => match ev {
-                        Ok(ev) => on_event(ev, &mut effects, &mut dispatch),
+                        Ok(ev) => on_event(ev, &mut sessions, &mut effects, &mut dispatch),
                         // Every reactor is gone: shutdown.
                         Err(_) => break,
                     },
                     recv(shard_rx) -> msg => if let Ok(msg) = msg {
-                        shard.handle(msg, unix_ms(), &mut effects);
+                        on_shard(msg, &mut sessions, &mut shard, &mut durable, &mut effects);
                     },
+                    recv(replies) -> c => if let (Ok(c), Some(d)) = (c, durable.as_mut()) {
+                        d.committed(c, &mut shard, &mut effects);
+                    },
+                    default(wait) => handled = 0,
                 }
-                let mut handled = 1;
                 while handled < BATCH {
                     if let Ok(ev) = events.try_recv() {
-                        on_event(ev, &mut effects, &mut dispatch);
+                        on_event(ev, &mut sessions, &mut effects, &mut dispatch);
                     } else if let Ok(msg) = shard_rx.try_recv() {
-                        shard.handle(msg, unix_ms(), &mut effects);
+                        on_shard(msg, &mut sessions, &mut shard, &mut durable, &mut effects);
+                    } else if let (Ok(c), Some(d)) = (replies.try_recv(), durable.as_mut()) {
+                        d.committed(c, &mut shard, &mut effects);
                     } else {
                         break;
                     }
@@ -171,6 +229,9 @@ pub(crate) fn spawn(
                     if effects.len() >= BATCH {
                         dispatch.run(&mut effects);
                     }
+                }
+                if let Some(d) = durable.as_mut() {
+                    d.flush(&mut shard, &mut effects);
                 }
                 dispatch.run(&mut effects);
                 stats.events.add(handled as u64);
@@ -185,6 +246,7 @@ pub(crate) fn spawn_router(
     rx: Receiver<RouterMsg>,
     mut links: Links,
     mut router: Router,
+    stats: Arc<CachePadded<RouterMetrics>>,
 ) -> std::io::Result<JoinHandle<()>> {
     links.router = None;
     std::thread::Builder::new()
@@ -194,22 +256,38 @@ pub(crate) fn spawn_router(
             let now = || millis(epoch.elapsed());
             let mut dispatch = Dispatch::new(links);
             let mut effects = Vec::new();
+            // With a systemd watchdog, turn at least every tick so progress shows.
+            let tick = crate::ops::watchdog::progress_tick().unwrap_or(IDLE_WAIT);
+            // Gauges at most every 100 ms after a change: a snapshot walks every user
+            // and queue.
+            const GAUGES_EVERY: Duration = Duration::from_millis(100);
+            let mut published = Instant::now();
+            let mut dirty = true;
             loop {
-                let msg = match router.next_deadline() {
-                    Some(at) => {
-                        let wait = Duration::from_millis(at.saturating_sub(now()));
-                        match rx.recv_timeout(wait) {
-                            Ok(m) => Some(m),
-                            Err(RecvTimeoutError::Timeout) => None,
-                            Err(RecvTimeoutError::Disconnected) => break,
-                        }
-                    }
-                    None => match rx.recv() {
-                        Ok(m) => Some(m),
-                        Err(_) => break,
-                    },
+                stats.loops.inc();
+                if dirty && published.elapsed() >= GAUGES_EVERY {
+                    dirty = false;
+                    published = Instant::now();
+                    let (online, queued, assigned, queues) = router.gauges();
+                    stats.agents_online.set(online as u64);
+                    let [q, a, _closed] = &stats.conversations;
+                    q.set(queued as u64);
+                    a.set(assigned as u64);
+                    stats.set_queue_lengths(queues);
+                }
+                let mut wait = router.next_deadline().map_or(tick, |at| {
+                    Duration::from_millis(at.saturating_sub(now())).min(tick)
+                });
+                if dirty {
+                    wait = wait.min(GAUGES_EVERY.saturating_sub(published.elapsed()));
+                }
+                let msg = match rx.recv_timeout(wait) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
                 };
                 if let Some(m) = msg {
+                    dirty = true;
                     router.handle(m, now(), &mut effects);
                 }
                 for m in rx.try_iter().take(BATCH) {

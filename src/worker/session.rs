@@ -21,7 +21,7 @@ use crate::handoff::{Command, ConnId, Event};
 use crate::metrics::WorkerMetrics;
 use crate::protocol::messages::{self, Resumed};
 use crate::protocol::{DecodeError, ErrorCode, Kind, Msg, PROTOCOL_VERSION};
-use crate::service::{Effect, RouterMsg, Sender, ShardMsg, UserRef};
+use crate::service::{Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, shard_of};
 
 /// What sessions need to know about the deployment.
 #[derive(Debug)]
@@ -34,22 +34,50 @@ pub(crate) struct SessionSettings {
     pub idle_timeout_ms: u32,
     /// Told to clients in `Welcome`.
     pub max_frame: u32,
+    /// Conversation shards (to find the owner of a resume cursor).
+    pub shards: usize,
+    /// Most events replayed to one reconnecting connection.
+    pub max_replay: u64,
 }
 
 /// Where a session is.
 #[derive(Debug)]
 enum State {
     AwaitingHello,
+    /// Verified; waiting for the shards' answers to its resume cursors.
+    Resuming(Box<Resuming>),
     Established(Box<Identity>),
+}
+
+#[derive(Debug)]
+struct Resuming {
+    identity: Identity,
+    rid: u32,
+    cursors: Vec<messages::Cursor>,
+    /// Shards that have not answered yet.
+    waiting: usize,
+    answers: Vec<ResumeAnswer>,
+}
+
+/// Session settings shared by every worker; SIGHUP swaps in new ones (read only at
+/// `Hello`, so the lock is off the per-frame path).
+pub(crate) type SharedSettings = Arc<std::sync::RwLock<Arc<SessionSettings>>>;
+
+/// The settings in force now.
+fn current(s: &SharedSettings) -> Arc<SessionSettings> {
+    s.read()
+        .map_or_else(|e| e.into_inner().clone(), |g| g.clone())
 }
 
 /// The sessions one worker owns.
 #[derive(Debug)]
 pub(crate) struct Sessions {
-    settings: Arc<SessionSettings>,
+    settings: SharedSettings,
     sessions: HashMap<ConnId, State>,
     /// Worker index in the top bits, a counter below: unique per daemon run.
     next_session: u64,
+    /// This worker's index (where shards send resume answers).
+    worker: usize,
 }
 
 /// Effects produced by one event, in order.
@@ -57,12 +85,95 @@ pub(crate) type Out = Vec<Effect>;
 
 impl Sessions {
     /// Sessions for worker `worker`.
-    pub fn new(worker: usize, settings: Arc<SessionSettings>) -> Self {
+    pub fn new(worker: usize, settings: SharedSettings) -> Self {
         Self {
             settings,
             sessions: HashMap::new(),
             next_session: (worker as u64) << 48,
+            worker,
         }
+    }
+
+    /// A shard answered some of a resuming session's cursors; once all have, the
+    /// session is established: `Welcome`, then the replayed events, then live traffic.
+    pub fn resumed(&mut self, conn: ConnId, answers: Vec<ResumeAnswer>, out: &mut Out) {
+        let Some(State::Resuming(r)) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        r.answers.extend(answers);
+        r.waiting = r.waiting.saturating_sub(1);
+        if r.waiting > 0 {
+            return;
+        }
+        let Some(State::Resuming(r)) = self.sessions.remove(&conn) else {
+            return;
+        };
+        let Resuming {
+            identity,
+            rid,
+            cursors,
+            mut answers,
+            ..
+        } = *r;
+        let mut resumed = Vec::with_capacity(cursors.len());
+        let mut frames = Vec::new();
+        for cur in &cursors {
+            let found = answers
+                .iter()
+                .position(|a| a.conversation == cur.conversation && a.from_seq == cur.last_seq);
+            let answer = found.map(|i| answers.swap_remove(i));
+            let recovered = answer.as_ref().is_some_and(|a| a.recovered);
+            resumed.push(Resumed {
+                conversation: cur.conversation,
+                from_seq: cur.last_seq,
+                recovered,
+            });
+            frames.extend(answer.map(|a| a.frames).unwrap_or_default());
+        }
+        self.establish(conn, identity, rid, resumed, frames, out);
+    }
+
+    /// Sends `Welcome` (and any replay), tells the reactor and the router.
+    fn establish(
+        &mut self,
+        conn: ConnId,
+        identity: Identity,
+        rid: u32,
+        resumed: Vec<Resumed>,
+        replay: Vec<Bytes>,
+        out: &mut Out,
+    ) {
+        self.next_session += 1;
+        let welcome = welcome(
+            &current(&self.settings),
+            self.next_session,
+            &identity,
+            resumed,
+        );
+        out.push(Effect::Conn(
+            conn,
+            Command::Send {
+                conn,
+                frame: welcome.to_frame(rid),
+            },
+        ));
+        for frame in replay {
+            out.push(Effect::Conn(conn, Command::Send { conn, frame }));
+        }
+        out.push(Effect::Conn(conn, Command::Established { conn }));
+        out.push(Effect::Router(RouterMsg::Connected {
+            conn,
+            who: UserRef {
+                tenant: identity.tenant.clone(),
+                user: identity.user.clone(),
+            },
+            name: identity.name.clone(),
+            role: identity.role,
+            groups: identity.groups.clone(),
+            capacity: identity.max_concurrent,
+        }));
+        self.sessions
+            .insert(conn, State::Established(Box::new(identity)));
     }
 
     /// Applies one event, appending the resulting commands to `out`.
@@ -113,39 +224,51 @@ impl Sessions {
                 if hello.protocol != PROTOCOL_VERSION {
                     return Err(ErrorCode::UnsupportedProtocol);
                 }
-                let identity = self
-                    .settings
+                let settings = current(&self.settings);
+                let identity = settings
                     .verifier
                     .verify(&hello.token, SystemTime::now())
                     .map_err(|e| e.code())?;
-                self.next_session += 1;
-                let welcome = welcome(&self.settings, self.next_session, &identity, &hello.resume);
-                out.push(Effect::Conn(
-                    conn,
-                    Command::Send {
+                if hello.resume.is_empty() {
+                    self.establish(conn, identity, rid, Vec::new(), Vec::new(), out);
+                    return Ok(());
+                }
+                // Ask each shard owning a cursor what the connection missed.
+                let who = UserRef {
+                    tenant: identity.tenant.clone(),
+                    user: identity.user.clone(),
+                };
+                let mut by_shard: std::collections::BTreeMap<usize, Vec<messages::Cursor>> =
+                    std::collections::BTreeMap::new();
+                for c in &hello.resume {
+                    by_shard
+                        .entry(shard_of(c.conversation, settings.shards))
+                        .or_default()
+                        .push(c.clone());
+                }
+                let waiting = by_shard.len();
+                for cursors in by_shard.into_values() {
+                    out.push(Effect::Shard(ShardMsg::Resume {
                         conn,
-                        frame: welcome.to_frame(rid),
-                    },
-                ));
-                out.push(Effect::Conn(conn, Command::Established { conn }));
-                out.push(Effect::Router(RouterMsg::Connected {
-                    conn,
-                    who: UserRef {
-                        tenant: identity.tenant.clone(),
-                        user: identity.user.clone(),
-                    },
-                    name: identity.name.clone(),
-                    role: identity.role,
-                    groups: identity.groups.clone(),
-                    capacity: identity.max_concurrent,
+                        who: who.clone(),
+                        worker: self.worker,
+                        cursors,
+                        max_replay: settings.max_replay,
+                    }));
+                }
+                *state = State::Resuming(Box::new(Resuming {
+                    identity,
+                    rid,
+                    cursors: hello.resume,
+                    waiting,
+                    answers: Vec::new(),
                 }));
-                *state = State::Established(Box::new(identity));
                 Ok(())
             }
-            // The first frame must be Hello, whatever else it is; Hello comes once.
-            (State::AwaitingHello, _) | (State::Established(_), Some(Kind::Hello)) => {
-                Err(ErrorCode::UnexpectedKind)
-            }
+            // The first frame must be Hello, whatever else it is; Hello comes once; a
+            // resuming client waits for its Welcome.
+            (State::AwaitingHello | State::Resuming(_), _)
+            | (State::Established(_), Some(Kind::Hello)) => Err(ErrorCode::UnexpectedKind),
             (State::Established(_), Some(Kind::Ping)) => {
                 // Empty, or a valid archived Ping: echoed byte for byte.
                 if !payload.is_empty() && Msg::decode(header.kind, &payload).is_err() {
@@ -209,6 +332,7 @@ fn is_request(kind: Kind) -> bool {
             | Kind::Presence
             | Kind::History
             | Kind::Notice
+            | Kind::Suggest
     )
 }
 
@@ -234,7 +358,7 @@ fn route(from: Sender, msg: Msg) -> Result<Effect, ErrorCode> {
 }
 
 /// The `Welcome` for a verified identity.
-fn welcome(s: &SessionSettings, session: u64, id: &Identity, resume: &[messages::Cursor]) -> Msg {
+fn welcome(s: &SessionSettings, session: u64, id: &Identity, resumed: Vec<Resumed>) -> Msg {
     messages::Welcome {
         protocol: PROTOCOL_VERSION,
         role: id.role,
@@ -247,16 +371,7 @@ fn welcome(s: &SessionSettings, session: u64, id: &Identity, resume: &[messages:
         name: id.name.clone(),
         tenant: id.tenant.clone(),
         groups: id.groups.clone(),
-        // Conversations are not replayed by this version: every cursor is
-        // answered as not recovered, so clients fall back to History.
-        resumed: resume
-            .iter()
-            .map(|c| Resumed {
-                conversation: c.conversation,
-                from_seq: c.last_seq,
-                recovered: false,
-            })
-            .collect(),
+        resumed,
     }
     .into()
 }

@@ -394,6 +394,7 @@ pub fn test_config(dir: &Path) -> Config {
         backlog: 1024,
     };
     c.auth.keys = vec![test_key()];
+    c.admin.addr = SocketAddr::from(([127, 0, 0, 1], 0));
     c.reactor.threads = 2;
     c.workers.threads = 2;
     c.heartbeat.interval = Duration::from_secs(1);
@@ -401,7 +402,22 @@ pub fn test_config(dir: &Path) -> Config {
     c.heartbeat.idle_timeout = Duration::from_secs(5);
     c.limits.close_linger = Duration::from_millis(500);
     c.shutdown.drain_timeout = Duration::from_secs(5);
+    c.reactor.backend = test_backend();
+    // Small segments: every test server preallocates one.
+    c.journal.segment_bytes = 1 << 20;
     c
+}
+
+/// The I/O backend in-process test servers use: `SWITCHBOARD_TEST_BACKEND=uring|auto|epoll`
+/// (default epoll), so CI runs the whole suite once per backend.
+pub fn test_backend() -> switchboard::config::Backend {
+    use switchboard::config::Backend;
+    match std::env::var("SWITCHBOARD_TEST_BACKEND").as_deref() {
+        Ok("uring") => Backend::Uring,
+        Ok("auto") => Backend::Auto,
+        Ok("epoll") | Err(_) => Backend::Epoll,
+        Ok(other) => panic!("SWITCHBOARD_TEST_BACKEND={other}: expected uring, auto or epoll"),
+    }
 }
 
 /// Turns the echo listener on (loopback, port 0).
@@ -570,6 +586,7 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 pub struct Daemon {
     child: Child,
     client_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     stderr_lines: mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
 }
@@ -585,6 +602,8 @@ pub fn daemon_toml(state_dir: &Path) -> String {
          [heartbeat]\ninterval = \"1s\"\nidle_timeout = \"10s\"\nhandshake_timeout = \"5s\"\n\
          [shutdown]\ndrain_timeout = \"3s\"\n\
          [log]\nlevel = \"info\"\nformat = \"text\"\n\
+         [admin]\naddr = \"127.0.0.1:0\"\n\
+         [journal]\nsegment_bytes = 1048576\n\
          [[auth.keys]]\nkid = \"test\"\nsecret = {secret:?}\n",
         state = state_dir.display().to_string(),
         secret = TEST_SECRET,
@@ -595,12 +614,18 @@ impl Daemon {
     /// Writes `toml(state_dir)` to a temp dir, starts `switchboard --config FILE` and
     /// waits (at most 10 s) for its `switchboard listening client_addr=…` log line.
     pub fn spawn(toml: impl FnOnce(&Path) -> String) -> Self {
+        Self::spawn_with_env(toml, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables for the daemon.
+    pub fn spawn_with_env(toml: impl FnOnce(&Path) -> String, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config_path: PathBuf = dir.path().join("switchboard.toml");
         std::fs::write(&config_path, toml(&dir.path().join("state"))).unwrap();
         let mut child = Command::new(bin())
             .arg("--config")
             .arg(&config_path)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -619,7 +644,7 @@ impl Daemon {
         });
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = Vec::new();
-        let client_addr = loop {
+        let (client_addr, admin_addr) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(line) => line,
@@ -630,13 +655,14 @@ impl Daemon {
                 }
             };
             if let Some(addr) = parse_listening(&line) {
-                break addr;
+                break (addr, parse_admin_addr(&line));
             }
             seen.push(line);
         };
         Self {
             child,
             client_addr,
+            admin_addr,
             stderr_lines: rx,
             _dir: dir,
         }
@@ -645,6 +671,11 @@ impl Daemon {
     /// The daemon's bound client address.
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// The daemon's bound admin HTTP address, if the admin listener is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The child's process id.
@@ -663,6 +694,11 @@ impl Daemon {
     /// Waits for the daemon to exit (killing it after `timeout`).
     pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
         wait_child(&mut self.child, timeout)
+    }
+
+    /// The configuration file the daemon was started with (rewrite it, then SIGHUP).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("switchboard.toml")
     }
 
     /// Stderr lines logged since start-up (or the previous call), without blocking.
@@ -686,4 +722,10 @@ pub fn parse_listening(line: &str) -> Option<SocketAddr> {
     let (_, rest) = line.split_once("switchboard listening")?;
     let (_, rest) = rest.split_once("client_addr=")?;
     rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Extracts the admin address from the listening line (`admin_addr=Some(ADDR)`).
+pub fn parse_admin_addr(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("admin_addr=Some(")?;
+    rest.split(')').next()?.parse().ok()
 }

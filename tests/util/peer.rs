@@ -354,12 +354,22 @@ pub struct RawPeer {
 impl RawPeer {
     /// Connects and performs the handshake with `token`.
     pub fn connect(addr: SocketAddr, token: &str) -> RawPeer {
+        Self::connect_resuming(addr, token, Vec::new()).0
+    }
+
+    /// Connects with resume cursors; returns the peer and its `Welcome`. Frames the
+    /// server sent after the `Welcome` (replays) are in the log.
+    pub fn connect_resuming(
+        addr: SocketAddr,
+        token: &str,
+        resume: Vec<messages::Cursor>,
+    ) -> (RawPeer, messages::Welcome) {
         let mut conn = super::Client::connect(addr);
         let hello = Msg::from(messages::Hello {
             protocol: messages::PROTOCOL_VERSION,
             token: token.to_owned(),
             client: "scenario/raw".into(),
-            resume: Vec::new(),
+            resume,
         })
         .to_payload()
         .to_vec();
@@ -370,6 +380,9 @@ impl RawPeer {
             (super::kind::WELCOME, 0, 1),
             "raw handshake: {f:?}"
         );
+        let Ok(Msg::Welcome(welcome)) = Msg::decode(f.header.kind, &f.payload) else {
+            panic!("raw handshake: not a Welcome: {f:?}");
+        };
         let mut peer = RawPeer {
             conn,
             log: Vec::new(),
@@ -381,7 +394,18 @@ impl RawPeer {
         .to_frame(2);
         peer.conn.write_raw(&claim);
         peer.read_until(|rid, m| rid == 2 && matches!(m, Msg::Error(e) if e.code == 404));
-        peer
+        (peer, welcome)
+    }
+
+    /// The `Deliver`s in the log for `conversation`, in arrival order.
+    pub fn delivers(&self, conversation: u64) -> Vec<messages::Deliver> {
+        self.log
+            .iter()
+            .filter_map(|(_, m)| match m {
+                Msg::Deliver(d) if d.conversation == conversation => Some(d.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Reads frames into the log until one satisfies `done` (panics after the reply
@@ -394,8 +418,13 @@ impl RawPeer {
                 super::Read1::Frame(f) => f,
                 other => panic!("raw peer: {other:?}; received: {:?}", self.log),
             };
-            let mut msg = Msg::decode(f.header.kind, &f.payload)
-                .unwrap_or_else(|e| panic!("raw peer: undecodable frame {f:?}: {e}"));
+            // The util client hands Pongs over without their payload.
+            let mut msg = if f.header.kind == super::kind::PONG && f.payload.is_empty() {
+                Msg::Pong(messages::Pong::default())
+            } else {
+                Msg::decode(f.header.kind, &f.payload)
+                    .unwrap_or_else(|e| panic!("raw peer: undecodable frame {f:?}: {e}"))
+            };
             if let Msg::Error(e) = &mut msg {
                 e.code = f.header.status;
             }

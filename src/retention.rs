@@ -1,0 +1,185 @@
+//! Journal retention: every so often, the shards forget the conversations closed more
+//! than `journal.retention` ago, and the journal drops their records by deleting or
+//! compacting whole old segments (never by rewriting one in place).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{RecvTimeoutError, Sender};
+
+use crate::clock::unix_ms;
+use crate::journal::JournalHandle;
+use crate::service::ShardMsg;
+
+/// Longest wait for a shard's answer.
+const SHARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The retention thread; stopped by [`Retention::stop`].
+pub(crate) struct Retention {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// How often retention runs: a 24th of the retention period, within 1 s .. 1 h.
+pub(crate) fn interval(retention: Duration) -> Duration {
+    (retention / 24).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+impl Retention {
+    /// Starts the thread.
+    pub fn spawn(
+        journal: JournalHandle,
+        shards: Arc<[Sender<ShardMsg>]>,
+        retention: Duration,
+    ) -> std::io::Result<Self> {
+        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let every = interval(retention);
+        let thread = std::thread::Builder::new()
+            .name("retention".into())
+            .spawn(move || {
+                let mut forgotten = HashSet::new();
+                // Runs until the sender is dropped (shutdown).
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    run_once(&journal, &shards, retention, &mut forgotten);
+                }
+            })?;
+        Ok(Retention { stop, thread })
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn stop(self) {
+        drop(self.stop);
+        let _ = self.thread.join();
+    }
+}
+
+/// Deletes every sealed segment older than `cutoff_ms`, first copying forward the
+/// records of conversations not `gone` and telling the shards where they went (so no
+/// reader ever holds a location of a deleted segment). Returns (segments deleted, of
+/// which compacted, records moved). A crash between copying and deleting leaves
+/// duplicates, which recovery skips.
+fn retire(
+    journal: &JournalHandle,
+    shards: &[Sender<ShardMsg>],
+    gone: &Arc<HashSet<u64>>,
+    cutoff_ms: u64,
+) -> Result<(usize, usize, usize), crate::journal::JournalError> {
+    let mut delete = Vec::new();
+    let mut moves = Vec::new();
+    let mut compacted = 0;
+    for s in journal.segments()? {
+        if s.active || s.last_time_ms >= cutoff_ms {
+            continue;
+        }
+        if s.conversations.iter().any(|c| !gone.contains(c)) {
+            let gone = gone.clone();
+            moves
+                .extend(journal.copy_forward(s.segment, move |r| !gone.contains(&r.conversation))?);
+            compacted += 1;
+        }
+        delete.push(s.segment);
+    }
+    let moved = moves.len();
+    if !moves.is_empty() {
+        let moves: Arc<std::collections::HashMap<_, _>> = Arc::new(moves.into_iter().collect());
+        let (done, acks) = crossbeam_channel::unbounded();
+        let mut asked = 0;
+        for (shard, q) in shards.iter().enumerate() {
+            let msg = ShardMsg::Moved {
+                shard,
+                moves: moves.clone(),
+                done: done.clone(),
+            };
+            if q.send(msg).is_ok() {
+                asked += 1;
+            }
+        }
+        for _ in 0..asked {
+            if acks.recv_timeout(SHARD_TIMEOUT).is_err() {
+                // Keep the old segments: a shard may still read them.
+                return Ok((0, 0, moved));
+            }
+        }
+    }
+    let deleted = delete.len();
+    if !delete.is_empty() {
+        journal.delete_segments(delete)?;
+    }
+    Ok((deleted, compacted, moved))
+}
+
+/// One pass. `forgotten` accumulates the ids of conversations the shards dropped
+/// whose records may still be on disk.
+fn run_once(
+    journal: &JournalHandle,
+    shards: &[Sender<ShardMsg>],
+    retention: Duration,
+    forgotten: &mut HashSet<u64>,
+) {
+    let started = Instant::now();
+    let cutoff_ms =
+        unix_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let mut asked = 0;
+    for (shard, q) in shards.iter().enumerate() {
+        let msg = ShardMsg::Retain {
+            shard,
+            cutoff_ms,
+            reply: tx.clone(),
+        };
+        if q.send(msg).is_ok() {
+            asked += 1;
+        }
+    }
+    let mut dropped = 0;
+    for _ in 0..asked {
+        match rx.recv_timeout(SHARD_TIMEOUT) {
+            Ok(ids) => {
+                dropped += ids.len();
+                forgotten.extend(ids);
+            }
+            Err(_) => return,
+        }
+    }
+    let gone = Arc::new(forgotten.clone());
+    match retire(journal, shards, &gone, cutoff_ms) {
+        Ok((deleted, compacted, moved)) => {
+            if dropped > 0 || deleted > 0 {
+                tracing::info!(
+                    conversations = dropped,
+                    segments_deleted = deleted,
+                    segments_compacted = compacted,
+                    records_moved = moved,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "journal retention"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "journal retention failed; retried next time"),
+    }
+    // Ids no segment holds any more need not be remembered.
+    if let Ok(segments) = journal.segments() {
+        let live: HashSet<u64> = segments
+            .iter()
+            .flat_map(|s| s.conversations.iter().copied())
+            .collect();
+        forgotten.retain(|c| live.contains(c));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_is_a_fraction_of_retention_within_bounds() {
+        assert_eq!(
+            interval(Duration::from_secs(30 * 86_400)),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(interval(Duration::from_secs(48)), Duration::from_secs(2));
+        assert_eq!(interval(Duration::from_millis(10)), Duration::from_secs(1));
+    }
+}

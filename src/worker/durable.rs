@@ -1,0 +1,424 @@
+//! Journal group commit for one worker's conversation shard: what the shard changes is
+//! written to the journal, and what it wants sent waits until the journal says the
+//! change is durable (per `journal.fsync`).
+//!
+//! One batch is in flight at a time; while it is, the next one fills with everything
+//! the shard changes meanwhile, so one fsync covers a whole loop's worth of messages
+//! (and the journal's writer merges the batches of all workers into one fsync too).
+//! Effects that depend on nothing pending go out at once.
+//!
+//! When a batch fails (disk full, I/O error, journal queue full), the shard takes back
+//! every change that is not durable; clients whose requests were taken back get a
+//! retryable `Error` 503 (their `Send`s can be resent with the same `client_msg_id`),
+//! and lifecycle messages from the router are applied again into the next batch,
+//! which is tried after a back-off.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::clock::unix_ms;
+use crate::handoff::ConnId;
+use crate::journal::{Committed, JournalHandle, Record};
+use std::sync::atomic::Ordering;
+
+use crate::metrics::{Health, JournalMetrics, WorkerMetrics};
+use crate::protocol::ErrorCode;
+use crate::protocol::messages::{self, Msg};
+use crate::service::conversation::Shard;
+use crate::service::record::RecordKind;
+use crate::service::{Effect, ShardMsg, request_conversation, send};
+
+/// Wait after a failed batch before writing again.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// Where a parked change came from, which says what to do when it is taken back.
+enum Origin {
+    /// A client's request: answer it with a retryable error.
+    Client {
+        conn: ConnId,
+        rid: u32,
+        conversation: u64,
+    },
+    /// A lifecycle message from the router: apply it again.
+    Router(Box<ShardMsg>),
+}
+
+struct Parked {
+    origin: Origin,
+    effects: Vec<Effect>,
+    /// When the change was made (its latency to durable is a metric).
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Batch {
+    epoch: u64,
+    records: Vec<Record>,
+    /// When it was handed to the journal.
+    submitted: Option<Instant>,
+    /// (conversation, seq) of each transcript entry among the submitted records, in
+    /// order (`None` for other records), to note where they landed.
+    entries: Vec<Option<(u64, u64)>>,
+    parked: Vec<Parked>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.parked.is_empty()
+    }
+}
+
+/// A worker's link to the journal.
+pub(crate) struct Durable {
+    handle: JournalHandle,
+    reply_tx: Sender<Committed>,
+    /// Answers from the journal's writer; the worker loop selects on it.
+    pub replies: Receiver<Committed>,
+    inflight: Option<Batch>,
+    building: Batch,
+    retry_at: Option<Instant>,
+    stats: Arc<crossbeam_utils::CachePadded<WorkerMetrics>>,
+    journal: Arc<crossbeam_utils::CachePadded<JournalMetrics>>,
+    health: Arc<Health>,
+}
+
+impl Durable {
+    /// A link submitting through `handle`.
+    pub fn new(
+        handle: JournalHandle,
+        shard: &mut Shard,
+        stats: Arc<crossbeam_utils::CachePadded<WorkerMetrics>>,
+        (journal, health): (
+            Arc<crossbeam_utils::CachePadded<JournalMetrics>>,
+            Arc<Health>,
+        ),
+    ) -> Self {
+        // Bounded by the one batch in flight: at most one answer is ever pending.
+        let (reply_tx, replies) = crossbeam_channel::bounded(4);
+        let building = Batch {
+            epoch: 1,
+            ..Batch::default()
+        };
+        shard.set_epoch(building.epoch);
+        Durable {
+            handle,
+            reply_tx,
+            replies,
+            inflight: None,
+            building,
+            retry_at: None,
+            stats,
+            journal,
+            health,
+        }
+    }
+
+    /// Applies one message to the shard; effects that depend on a pending change are
+    /// parked, the rest go to `out`.
+    pub fn handle(&mut self, shard: &mut Shard, msg: ShardMsg, out: &mut Vec<Effect>) {
+        let origin = match &msg {
+            ShardMsg::Request { from, msg: m } => Origin::Client {
+                conn: from.conn,
+                rid: from.rid,
+                conversation: request_conversation(m),
+            },
+            other => Origin::Router(Box::new(other.clone())),
+        };
+        let mut effects = Vec::new();
+        shard.handle(msg, unix_ms(), &mut effects);
+        if !shard.last_dependent() {
+            out.append(&mut effects);
+            return;
+        }
+        self.building
+            .records
+            .extend(shard.take_records().into_iter().map(|r| Record {
+                conversation: r.conversation,
+                seq: r.seq,
+                time_ms: r.time_ms,
+                kind: r.kind,
+                body: Bytes::from(r.body),
+            }));
+        self.building.parked.push(Parked {
+            origin,
+            effects,
+            since: Instant::now(),
+        });
+    }
+
+    /// When the worker should call [`Durable::flush`] again even with no input.
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.retry_at.filter(|_| !self.building.is_empty())
+    }
+
+    /// Submits the next batch if none is in flight.
+    pub fn flush(&mut self, shard: &mut Shard, out: &mut Vec<Effect>) {
+        if self.inflight.is_some() || self.building.is_empty() {
+            return;
+        }
+        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        self.retry_at = None;
+        let next = Batch {
+            epoch: self.building.epoch + 1,
+            ..Batch::default()
+        };
+        let mut batch = std::mem::replace(&mut self.building, next);
+        shard.set_epoch(self.building.epoch);
+        if batch.records.is_empty() {
+            // Waited only on an earlier batch, which is durable now.
+            shard.durable(batch.epoch);
+            self.release(batch, out);
+            return;
+        }
+        let records = std::mem::take(&mut batch.records);
+        self.journal.appends.add(records.len() as u64);
+        self.journal
+            .append_bytes
+            .add(records.iter().map(|r| r.body.len() as u64).sum());
+        batch.submitted = Some(Instant::now());
+        batch.entries = records
+            .iter()
+            .map(|r| (r.kind == RecordKind::Entry as u8).then_some((r.conversation, r.seq)))
+            .collect();
+        let epoch = batch.epoch;
+        self.inflight = Some(batch);
+        if let Err(e) = self.handle.append(records, epoch, &self.reply_tx) {
+            tracing::warn!(error = %e, "journal append refused; changes taken back");
+            self.fail(shard, out);
+        }
+    }
+
+    /// The journal answered the batch in flight.
+    pub fn committed(&mut self, c: Committed, shard: &mut Shard, out: &mut Vec<Effect>) {
+        if self.inflight.as_ref().map(|b| b.epoch) != Some(c.token) {
+            return;
+        }
+        match c.result {
+            Ok(locations) => {
+                if let Some(mut batch) = self.inflight.take() {
+                    for (entry, at) in batch.entries.drain(..).zip(locations) {
+                        if let Some((conversation, seq)) = entry {
+                            shard.located(conversation, seq, at);
+                        }
+                    }
+                    shard.durable(batch.epoch);
+                    if let Some(t) = batch.submitted {
+                        self.journal.append_latency.observe(t.elapsed());
+                    }
+                    self.health.journal_ok.store(true, Ordering::Relaxed);
+                    self.release(batch, out);
+                }
+                self.flush(shard, out);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "journal write failed; changes taken back");
+                self.fail(shard, out);
+            }
+        }
+    }
+
+    /// Takes back everything pending: errors to clients, lifecycle applied again.
+    fn fail(&mut self, shard: &mut Shard, out: &mut Vec<Effect>) {
+        self.stats.storage_errors.inc();
+        self.health.journal_ok.store(false, Ordering::Relaxed);
+        shard.rollback();
+        let next = Batch {
+            epoch: self.building.epoch + 1,
+            ..Batch::default()
+        };
+        let building = std::mem::replace(&mut self.building, next);
+        shard.set_epoch(self.building.epoch);
+        let mut again = Vec::new();
+        for p in self
+            .inflight
+            .take()
+            .into_iter()
+            .chain([building])
+            .flat_map(|b| b.parked)
+        {
+            match p.origin {
+                Origin::Client {
+                    conn,
+                    rid,
+                    conversation,
+                } => {
+                    let code = ErrorCode::StorageUnavailable;
+                    let frame = Msg::from(messages::Error {
+                        code: code.as_u16(),
+                        retryable: code.retryable(),
+                        conversation,
+                        message: code.name().to_owned(),
+                    })
+                    .to_frame(rid);
+                    send(out, conn, frame);
+                }
+                Origin::Router(msg) => again.push(*msg),
+            }
+        }
+        for msg in again {
+            self.handle(shard, msg, out);
+        }
+        self.retry_at = Some(Instant::now() + RETRY_AFTER);
+    }
+}
+
+impl Durable {
+    /// Sends what waited for `batch`; a client's change is a message whose latency
+    /// (change made → durable) is observed.
+    fn release(&self, batch: Batch, out: &mut Vec<Effect>) {
+        for p in batch.parked {
+            if matches!(p.origin, Origin::Client { .. }) {
+                self.stats.message_latency.observe(p.since.elapsed());
+            }
+            out.extend(p.effects);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::frame;
+    use crate::handoff::Command;
+    use crate::journal::{Faults, Journal, JournalConfig};
+    use crate::protocol::messages::{content, role};
+    use crate::service::conversation::ShardSettings;
+    use crate::service::{Sender as From, UserRef};
+
+    fn vera() -> UserRef {
+        UserRef {
+            tenant: String::new(),
+            user: "vera".into(),
+        }
+    }
+
+    fn conn() -> ConnId {
+        ConnId {
+            reactor: 0,
+            slot: 1,
+            generation: 1,
+        }
+    }
+
+    fn send(id: u64) -> ShardMsg {
+        ShardMsg::Request {
+            from: From {
+                who: vera(),
+                name: "Vera".into(),
+                role: role::VISITOR,
+                groups: Vec::new(),
+                conn: conn(),
+                rid: id as u32,
+            },
+            msg: messages::Send {
+                conversation: 7,
+                client_msg_id: id,
+                content_type: content::TEXT,
+                group: String::new(),
+                body: format!("m{id}"),
+            }
+            .into(),
+        }
+    }
+
+    /// The replies in `out` to the test connection, decoded, as (request id, msg).
+    fn replies(out: &mut Vec<Effect>) -> Vec<(u32, Msg)> {
+        out.drain(..)
+            .filter_map(|e| match e {
+                Effect::Conn(_, Command::Send { frame, .. }) => {
+                    let d = frame::decode(&frame, u32::MAX).ok().flatten()?;
+                    let m = Msg::decode(d.header.kind, d.payload).ok()?;
+                    Some((d.header.request_id, m))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Hands the batch to the journal and applies its answer.
+    fn commit(d: &mut Durable, shard: &mut Shard, out: &mut Vec<Effect>) {
+        d.flush(shard, out);
+        let c = d.replies.recv_timeout(Duration::from_secs(5)).unwrap();
+        d.committed(c, shard, out);
+    }
+
+    #[test]
+    fn replies_wait_for_the_disk_and_a_failed_write_takes_the_change_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (faults, armed) = Faults::armed();
+        let cfg = JournalConfig {
+            segment_bytes: 1 << 20,
+            ..JournalConfig::default()
+        };
+        let journal = Journal::open_with_faults(dir.path(), &cfg, faults, |_, _| {}).unwrap();
+        let mut shard = Shard::new(ShardSettings {
+            typing_interval_ms: 1000,
+            history_page_max: 50,
+            max_frame: 1 << 20,
+            journal: true,
+        });
+        let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));
+        let health = Arc::new(crate::metrics::Health::default());
+        let mut d = Durable::new(
+            journal.handle.clone(),
+            &mut shard,
+            stats.clone(),
+            (Arc::default(), health.clone()),
+        );
+        let mut out = Vec::new();
+        let open = ShardMsg::Open {
+            conversation: 7,
+            visitor: vera(),
+            visitor_name: "Vera".into(),
+            group: "support".into(),
+            visitor_conns: vec![conn()],
+        };
+        d.handle(&mut shard, open, &mut out);
+        d.handle(&mut shard, send(1), &mut out);
+        assert!(
+            out.is_empty(),
+            "nothing goes out before the journal answers"
+        );
+        commit(&mut d, &mut shard, &mut out);
+        let got = replies(&mut out);
+        assert!(
+            matches!(&got[..], [(1, Msg::Accepted(a))] if a.seq == 1),
+            "{got:?}"
+        );
+
+        // The disk is full: the send is taken back and answered 503.
+        armed.write_errno.store(libc::ENOSPC, Ordering::Relaxed);
+        d.handle(&mut shard, send(2), &mut out);
+        commit(&mut d, &mut shard, &mut out);
+        let got = replies(&mut out);
+        assert!(
+            matches!(&got[..], [(2, Msg::Error(e))] if e.code == 503 && e.retryable),
+            "{got:?}"
+        );
+        assert_eq!(stats.storage_errors.get(), 1);
+        assert!(
+            !health.journal_ok.load(Ordering::Relaxed),
+            "readyz turns 503"
+        );
+        assert_eq!(shard.transcript(7).map(|t| t.len()), Some(1), "taken back");
+
+        // Space is back: the resend is stored once, with the next number.
+        armed.write_errno.store(0, Ordering::Relaxed);
+        d.handle(&mut shard, send(2), &mut out);
+        std::thread::sleep(RETRY_AFTER);
+        commit(&mut d, &mut shard, &mut out);
+        let got = replies(&mut out);
+        assert!(
+            matches!(&got[..], [(2, Msg::Accepted(a))] if a.seq == 2),
+            "{got:?}"
+        );
+        assert_eq!(shard.transcript(7).map(|t| t.len()), Some(2));
+    }
+}

@@ -1,0 +1,116 @@
+//! The assistants on the message path, through the SDK over loopback (tests/data
+//! libraries): a FAQ question in a waiting conversation gets an automatic answer both
+//! sides see; spam is refused (403) and never reaches the agent; an insult is delivered
+//! flagged; a threat blocks the visitor (205, connection closed); an agent's `Suggest`
+//! returns canned replies by prefix and despite a typo.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod util;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use switchboard::protocol::messages::{self, Msg, flags, role};
+use util::peer::{Peer, service_server, text};
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+fn server() -> util::TestServer {
+    service_server(|c| {
+        c.assist.faq = Some(data("faq.toml"));
+        c.assist.canned = Some(data("canned.toml"));
+        c.assist.spam = Some(data("spam.toml"));
+    })
+}
+
+#[test]
+fn a_faq_question_in_the_queue_is_answered_automatically() {
+    let server = server();
+    let mut vera = Peer::connect(server.addr(), &util::token("vera", "visitor"), "vera");
+    let conv = vera.send_accepted(0, 1, "hello").conversation;
+    let asked = vera.send_accepted(conv, 2, "How do I reset my password?");
+    let auto = vera.deliver(conv);
+    assert_eq!(auto.seq, asked.seq + 1, "the answer follows the question");
+    assert_eq!((auto.sender_role, auto.flags), (role::SYSTEM, flags::AUTO_REPLY));
+    assert!(auto.body.contains("Forgot password"), "{}", auto.body);
+    // Small talk matches nothing; the agent who takes it sees the whole exchange.
+    vera.send_accepted(conv, 3, "thanks, and the weather is nice today");
+    let mut alice = Peer::connect(server.addr(), &util::agent_token("alice", &["support"]), "alice");
+    alice.assigned(conv);
+    let page = alice.history(conv);
+    let autos: Vec<_> = page
+        .entries
+        .iter()
+        .filter(|e| e.flags & flags::AUTO_REPLY != 0)
+        .collect();
+    assert_eq!(autos.len(), 1, "{page:?}");
+    // Once an agent serves it, questions go to the agent alone.
+    vera.send_accepted(conv, 4, "How do I reset my password?");
+    let d = alice.deliver(conv);
+    assert_eq!((d.sender.as_str(), d.flags), ("vera", 0));
+    vera.expect_none("a second auto-reply", Duration::from_millis(300), |m| {
+        matches!(m, Msg::Deliver(d) if d.flags & flags::AUTO_REPLY != 0)
+    });
+}
+
+#[test]
+fn spam_is_refused_insults_are_flagged_threats_block() {
+    let server = server();
+    let mut alice = Peer::connect(server.addr(), &util::agent_token("alice", &["support"]), "alice");
+    let mut vera = Peer::connect(server.addr(), &util::token("vera", "visitor"), "vera");
+    let conv = vera.send_accepted(0, 1, "hi").conversation;
+    alice.assigned(conv);
+
+    let rid = vera.post(text(conv, 2, "Win big at our online casino, free spins today!"));
+    vera.expect_error(rid, 403);
+    let ok = vera.send_accepted(conv, 3, "sorry, wrong window");
+    let d = alice.deliver(conv);
+    assert_eq!((d.seq, d.body.as_str()), (ok.seq, "sorry, wrong window"), "spam never stored");
+
+    let insult = vera.send_accepted(conv, 4, "your product is stupid");
+    let d = alice.deliver(conv);
+    assert_eq!((d.seq, d.flags), (insult.seq, flags::FLAGGED));
+
+    let rid = vera.post(text(conv, 5, "I will kill you"));
+    let e = vera.reply_to(rid, |m| match m {
+        Msg::Error(e) => Some(e.clone()),
+        _ => None,
+    });
+    assert_eq!(e.code, 205, "{e:?}");
+}
+
+#[test]
+fn agents_get_canned_replies_by_prefix_and_despite_typos() {
+    let server = server();
+    let mut alice = Peer::connect(server.addr(), &util::agent_token("alice", &["support"]), "alice");
+    let mut vera = Peer::connect(server.addr(), &util::token("vera", "visitor"), "vera");
+    let conv = vera.send_accepted(0, 1, "hi").conversation;
+    alice.assigned(conv);
+    for prefix in ["Thanks for your pat", "Thanks for yuor pat"] {
+        let reply = alice
+            .request(messages::Suggest {
+                limit: 3,
+                conversation: conv,
+                prefix: prefix.into(),
+            })
+            .unwrap();
+        let Msg::Suggestions(s) = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(s.prefix, prefix);
+        assert!(
+            s.items.iter().any(|i| i.text.starts_with("Thanks for your patience")),
+            "{prefix}: {s:?}"
+        );
+        assert!(s.items.len() <= 3);
+    }
+    // A visitor may not ask.
+    let rid = vera.post(messages::Suggest {
+        limit: 3,
+        conversation: conv,
+        prefix: "Th".into(),
+    });
+    vera.expect_error(rid, 403);
+}
