@@ -549,7 +549,8 @@ fn report(m: &Measurement) -> String {
     if !m.epolls_after.is_empty() {
         // Connections registered per reactor while held: watched fds minus the
         // listeners and waker each epoll instance watched before any client came.
-        let counts: Vec<u64> = m
+        // Epoll instances that gained nothing (the admin listener's) are not reactors.
+        let held: Vec<(u32, u64)> = m
             .epolls_after
             .iter()
             .map(|&(fd, n)| {
@@ -558,14 +559,12 @@ fn report(m: &Measurement) -> String {
                     .iter()
                     .find(|&&(f, _)| f == fd)
                     .map_or(0, |&(_, b)| b);
-                n.saturating_sub(base)
+                (fd, n.saturating_sub(base))
             })
+            .filter(|&(_, n)| n > 0)
             .collect();
-        let fds: Vec<String> = m
-            .epolls_after
-            .iter()
-            .map(|(fd, _)| fd.to_string())
-            .collect();
+        let counts: Vec<u64> = held.iter().map(|&(_, n)| n).collect();
+        let fds: Vec<String> = held.iter().map(|(fd, _)| fd.to_string()).collect();
         let _ = writeln!(
             r,
             "  held per reactor       [{}] (sockets added to epoll fds {} while held){}",

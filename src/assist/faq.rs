@@ -100,13 +100,7 @@ impl FaqIndex {
 
     /// Builds the knowledge base from file text.
     pub fn from_str(text: &str, format: Format, cfg: &AssistConfig) -> Result<Self, LoadError> {
-        if text.len() as u64 > cfg.max_file_bytes {
-            return Err(LoadError::TooLarge {
-                path: "<text>".into(),
-                max: cfg.max_file_bytes,
-            });
-        }
-        let file: FaqFile = load::parse(text, format, WHAT)?;
+        let file: FaqFile = load::parse_bounded(text, format, WHAT, cfg.max_file_bytes)?;
         load::check_count(WHAT, file.entry.len(), cfg.max_entries)?;
         let mut entries = Vec::with_capacity(file.entry.len());
         let mut seen: FxHashMap<&str, ()> = FxHashMap::default();

@@ -97,6 +97,22 @@ pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<String, LoadError> {
     Ok(text)
 }
 
+/// Parses library file text as `T` in `format`, refusing text over `max_bytes`.
+pub(crate) fn parse_bounded<T: DeserializeOwned>(
+    text: &str,
+    format: Format,
+    what: &'static str,
+    max_bytes: u64,
+) -> Result<T, LoadError> {
+    if text.len() as u64 > max_bytes {
+        return Err(LoadError::TooLarge {
+            path: "<text>".into(),
+            max: max_bytes,
+        });
+    }
+    parse(text, format, what)
+}
+
 /// Parses `text` as `T` in `format`.
 pub(crate) fn parse<T: DeserializeOwned>(
     text: &str,

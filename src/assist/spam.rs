@@ -157,13 +157,7 @@ impl SpamRules {
     /// Builds the rules from file text; `block` rules without `block_for` last
     /// `cfg.block_duration`.
     pub fn from_str(text: &str, format: Format, cfg: &AssistConfig) -> Result<Self, LoadError> {
-        if text.len() as u64 > cfg.max_file_bytes {
-            return Err(LoadError::TooLarge {
-                path: "<text>".into(),
-                max: cfg.max_file_bytes,
-            });
-        }
-        let file: SpamFile = load::parse(text, format, WHAT)?;
+        let file: SpamFile = load::parse_bounded(text, format, WHAT, cfg.max_file_bytes)?;
         let count = file.rule.iter().map(|r| r.keywords.len()).sum::<usize>()
             + file.similarity.as_ref().map_or(0, |s| s.samples.len());
         load::check_count(WHAT, count, cfg.max_entries)?;

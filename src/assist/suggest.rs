@@ -234,13 +234,7 @@ impl CannedLibrary {
 
     /// Builds the library from file text.
     pub fn from_str(text: &str, format: Format, cfg: &AssistConfig) -> Result<Self, LoadError> {
-        if text.len() as u64 > cfg.max_file_bytes {
-            return Err(LoadError::TooLarge {
-                path: "<text>".into(),
-                max: cfg.max_file_bytes,
-            });
-        }
-        let file: CannedFile = load::parse(text, format, WHAT)?;
+        let file: CannedFile = load::parse_bounded(text, format, WHAT, cfg.max_file_bytes)?;
         load::check_count(WHAT, file.reply.len(), cfg.max_entries)?;
         let mut lib = Self {
             replies: Vec::with_capacity(file.reply.len()),

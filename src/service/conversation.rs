@@ -611,7 +611,7 @@ impl Shard {
             entry: e.clone(),
             ..Body::default()
         };
-        self.log.push(Record::new(
+        self.log.push(record::record(
             conversation,
             e.seq,
             e.time_ms,
@@ -730,7 +730,7 @@ impl Shard {
                         group: group.clone(),
                         ..Body::default()
                     };
-                    let r = Record::new(conversation, 0, now_ms, RecordKind::Opened, &body);
+                    let r = record::record(conversation, 0, now_ms, RecordKind::Opened, &body);
                     self.log.push(r);
                 }
                 let mut c = Conversation::new(visitor, visitor_name, group);
@@ -778,7 +778,7 @@ impl Shard {
                         ..Body::default()
                     };
                     let seq = c.events.len();
-                    let r = Record::new(conversation, seq, now_ms, RecordKind::Requeued, &body);
+                    let r = record::record(conversation, seq, now_ms, RecordKind::Requeued, &body);
                     self.log.push(r);
                 }
                 c.group = group;

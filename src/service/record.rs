@@ -56,20 +56,8 @@ pub(crate) struct Body {
     pub entry: Entry,
 }
 
-/// A record ready for the journal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Record {
-    /// Conversation id.
-    pub conversation: u64,
-    /// Sequence number (see [`RecordKind`]).
-    pub seq: u64,
-    /// Server time, Unix milliseconds.
-    pub time_ms: u64,
-    /// [`RecordKind`] code.
-    pub kind: u8,
-    /// Archived [`Body`].
-    pub body: Vec<u8>,
-}
+/// A record ready for the journal (the journal's own type: no copy on the way).
+pub(crate) use crate::journal::Record;
 
 /// A record body that cannot be read back.
 #[derive(Debug, Error)]
@@ -82,16 +70,20 @@ pub(crate) enum RecordError {
     BadBody,
 }
 
-impl Record {
-    /// A record of `kind` with `body`.
-    pub fn new(conversation: u64, seq: u64, time_ms: u64, kind: RecordKind, body: &Body) -> Self {
-        Record {
-            conversation,
-            seq,
-            time_ms,
-            kind: kind as u8,
-            body: encode(body),
-        }
+/// A record of `kind` with `body`.
+pub(crate) fn record(
+    conversation: u64,
+    seq: u64,
+    time_ms: u64,
+    kind: RecordKind,
+    body: &Body,
+) -> Record {
+    Record {
+        conversation,
+        seq,
+        time_ms,
+        kind: kind as u8,
+        body: encode(body).into(),
     }
 }
 
@@ -135,7 +127,7 @@ mod tests {
                 body: "hello".into(),
             },
         };
-        let r = Record::new(7, 3, 5, RecordKind::Entry, &body);
+        let r = record(7, 3, 5, RecordKind::Entry, &body);
         let (kind, back) = decode(r.kind, &r.body).unwrap();
         assert_eq!(kind, RecordKind::Entry);
         assert_eq!(back, body);
@@ -145,8 +137,8 @@ mod tests {
     fn bad_bodies_are_errors() {
         assert!(matches!(decode(9, &[]), Err(RecordError::UnknownKind(9))));
         assert!(matches!(decode(2, &[1, 2, 3]), Err(RecordError::BadBody)));
-        let r = Record::new(1, 0, 0, RecordKind::Opened, &Body::default());
-        let mut b = r.body.clone();
+        let r = record(1, 0, 0, RecordKind::Opened, &Body::default());
+        let mut b = r.body.to_vec();
         if let Some(x) = b.last_mut() {
             *x ^= 0xff;
         }

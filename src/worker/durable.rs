@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::clock::unix_ms;
@@ -135,13 +134,7 @@ impl Durable {
         }
         self.building
             .records
-            .extend(shard.take_records().into_iter().map(|r| Record {
-                conversation: r.conversation,
-                seq: r.seq,
-                time_ms: r.time_ms,
-                kind: r.kind,
-                body: Bytes::from(r.body),
-            }));
+            .extend(shard.take_records());
         self.building.parked.push(Parked {
             origin,
             effects,
