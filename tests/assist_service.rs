@@ -14,7 +14,9 @@ use switchboard::protocol::messages::{self, Msg, flags, role};
 use util::peer::{Peer, service_server, text};
 
 fn data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn server() -> util::TestServer {
@@ -33,11 +35,18 @@ fn a_faq_question_in_the_queue_is_answered_automatically() {
     let asked = vera.send_accepted(conv, 2, "How do I reset my password?");
     let auto = vera.deliver(conv);
     assert_eq!(auto.seq, asked.seq + 1, "the answer follows the question");
-    assert_eq!((auto.sender_role, auto.flags), (role::SYSTEM, flags::AUTO_REPLY));
+    assert_eq!(
+        (auto.sender_role, auto.flags),
+        (role::SYSTEM, flags::AUTO_REPLY)
+    );
     assert!(auto.body.contains("Forgot password"), "{}", auto.body);
     // Small talk matches nothing; the agent who takes it sees the whole exchange.
     vera.send_accepted(conv, 3, "thanks, and the weather is nice today");
-    let mut alice = Peer::connect(server.addr(), &util::agent_token("alice", &["support"]), "alice");
+    let mut alice = Peer::connect(
+        server.addr(),
+        &util::agent_token("alice", &["support"]),
+        "alice",
+    );
     alice.assigned(conv);
     let page = alice.history(conv);
     let autos: Vec<_> = page
@@ -50,24 +59,38 @@ fn a_faq_question_in_the_queue_is_answered_automatically() {
     vera.send_accepted(conv, 4, "How do I reset my password?");
     let d = alice.deliver(conv);
     assert_eq!((d.sender.as_str(), d.flags), ("vera", 0));
-    vera.expect_none("a second auto-reply", Duration::from_millis(300), |m| {
-        matches!(m, Msg::Deliver(d) if d.flags & flags::AUTO_REPLY != 0)
-    });
+    vera.expect_none(
+        "a second auto-reply",
+        Duration::from_millis(300),
+        |m| matches!(m, Msg::Deliver(d) if d.flags & flags::AUTO_REPLY != 0),
+    );
 }
 
 #[test]
 fn spam_is_refused_insults_are_flagged_threats_block() {
     let server = server();
-    let mut alice = Peer::connect(server.addr(), &util::agent_token("alice", &["support"]), "alice");
+    let mut alice = Peer::connect(
+        server.addr(),
+        &util::agent_token("alice", &["support"]),
+        "alice",
+    );
     let mut vera = Peer::connect(server.addr(), &util::token("vera", "visitor"), "vera");
     let conv = vera.send_accepted(0, 1, "hi").conversation;
     alice.assigned(conv);
 
-    let rid = vera.post(text(conv, 2, "Win big at our online casino, free spins today!"));
+    let rid = vera.post(text(
+        conv,
+        2,
+        "Win big at our online casino, free spins today!",
+    ));
     vera.expect_error(rid, 403);
     let ok = vera.send_accepted(conv, 3, "sorry, wrong window");
     let d = alice.deliver(conv);
-    assert_eq!((d.seq, d.body.as_str()), (ok.seq, "sorry, wrong window"), "spam never stored");
+    assert_eq!(
+        (d.seq, d.body.as_str()),
+        (ok.seq, "sorry, wrong window"),
+        "spam never stored"
+    );
 
     let insult = vera.send_accepted(conv, 4, "your product is stupid");
     let d = alice.deliver(conv);
@@ -84,7 +107,11 @@ fn spam_is_refused_insults_are_flagged_threats_block() {
 #[test]
 fn agents_get_canned_replies_by_prefix_and_despite_typos() {
     let server = server();
-    let mut alice = Peer::connect(server.addr(), &util::agent_token("alice", &["support"]), "alice");
+    let mut alice = Peer::connect(
+        server.addr(),
+        &util::agent_token("alice", &["support"]),
+        "alice",
+    );
     let mut vera = Peer::connect(server.addr(), &util::token("vera", "visitor"), "vera");
     let conv = vera.send_accepted(0, 1, "hi").conversation;
     alice.assigned(conv);
@@ -101,7 +128,9 @@ fn agents_get_canned_replies_by_prefix_and_despite_typos() {
         };
         assert_eq!(s.prefix, prefix);
         assert!(
-            s.items.iter().any(|i| i.text.starts_with("Thanks for your patience")),
+            s.items
+                .iter()
+                .any(|i| i.text.starts_with("Thanks for your patience")),
             "{prefix}: {s:?}"
         );
         assert!(s.items.len() <= 3);

@@ -71,7 +71,6 @@ impl JournalStats {
         }
     }
 
-
     /// Mean `fdatasync` latency so far.
     pub(crate) fn mean_fsync(&self) -> Duration {
         let n = self.fsyncs.load(Ordering::Relaxed).max(1);

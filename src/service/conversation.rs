@@ -13,10 +13,10 @@ use bytes::Bytes;
 use super::record::{self, Body, Record, RecordError, RecordKind};
 use super::transcript::Transcript;
 use super::{Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all};
+use crate::assist::Verdict;
 use crate::handoff::ConnId;
 use crate::journal::{JournalReader, Location};
 use crate::protocol::messages::{self, Entry, Msg, role};
-use crate::assist::Verdict;
 use crate::protocol::{ErrorCode, Kind};
 
 /// Resumed connections a conversation remembers until the router lists them (more
@@ -306,7 +306,11 @@ impl Shard {
 
     /// Installs the assistants (at start and after a reload); the abuse filter keeps
     /// its per-visitor state across reloads.
-    pub fn set_assist(&mut self, libs: &crate::assist::Libraries, cfg: &crate::assist::AssistConfig) {
+    pub fn set_assist(
+        &mut self,
+        libs: &crate::assist::Libraries,
+        cfg: &crate::assist::AssistConfig,
+    ) {
         self.assist.faq = libs.faq.clone();
         self.assist.canned = libs.canned.clone();
         match (&mut self.assist.filter, cfg.spam_enabled) {
@@ -1007,8 +1011,8 @@ impl Shard {
                         Verdict::Block { .. } => return close(out, &from, ErrorCode::Blocked),
                     }
                 }
-                let faq_text = (fresh && is_visitor && c.state == State::Queued)
-                    .then(|| s.body.clone());
+                let faq_text =
+                    (fresh && is_visitor && c.state == State::Queued).then(|| s.body.clone());
                 let seq = match c.sent.get(&key) {
                     // A resend: same answer, nothing stored or delivered twice.
                     Some(&seq) => seq,

@@ -132,9 +132,7 @@ impl Durable {
             out.append(&mut effects);
             return;
         }
-        self.building
-            .records
-            .extend(shard.take_records());
+        self.building.records.extend(shard.take_records());
         self.building.parked.push(Parked {
             origin,
             effects,
