@@ -143,3 +143,43 @@ fn agents_get_canned_replies_by_prefix_and_despite_typos() {
     });
     vera.expect_error(rid, 403);
 }
+
+#[test]
+fn a_reload_picks_up_changed_libraries_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let faq = dir.path().join("faq.toml");
+    let kb = |answer: &str| {
+        format!(
+            "[[entry]]\nid = \"hours\"\nquestions = [\"When are you open?\", \"opening hours\"]\nanswer = \"{answer}\"\n"
+        )
+    };
+    std::fs::write(&faq, kb("9 to 5")).unwrap();
+    let mut cfg = util::test_config(dir.path());
+    cfg.heartbeat.interval = Duration::from_secs(10);
+    cfg.heartbeat.idle_timeout = Duration::from_secs(60);
+    cfg.assist.faq = Some(faq.clone());
+    let server = switchboard::Server::start(&cfg).unwrap();
+    let mut vera = Peer::connect(
+        server.client_addr(),
+        &util::token("vera", "visitor"),
+        "vera",
+    );
+    let conv = vera.send_accepted(0, 1, "hello").conversation;
+    vera.send_accepted(conv, 2, "When are you open?");
+    assert_eq!(vera.deliver(conv).body, "9 to 5");
+
+    std::fs::write(&faq, kb("around the clock")).unwrap();
+    let report = server.reload(&cfg).unwrap();
+    assert!(report.applied.contains(&"assist"), "{report:?}");
+    // A broken library is refused and the one in force stays.
+    std::fs::write(&faq, "[[entry]]\nid = 3\n").unwrap();
+    assert!(server.reload(&cfg).is_err());
+    vera.send_accepted(conv, 3, "what are your opening hours");
+    assert_eq!(
+        vera.deliver(conv).body,
+        "around the clock",
+        "same connection, new library"
+    );
+    drop(vera);
+    assert!(server.shutdown().clean);
+}
