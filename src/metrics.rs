@@ -46,6 +46,18 @@ impl Gauge {
     pub fn max(&self, v: u64) {
         self.0.fetch_max(v, Ordering::Relaxed);
     }
+    /// Adds `n` (several writers may share this gauge).
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Subtracts `n`, stopping at zero.
+    pub fn sub(&self, n: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
     /// Returns the value and resets it to zero (a "maximum since last scrape").
     pub fn take(&self) -> u64 {
         self.0.swap(0, Ordering::Relaxed)

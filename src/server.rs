@@ -175,6 +175,9 @@ impl Server {
         } else {
             None
         };
+        for s in &mut shards {
+            s.count_closed_in(metrics.router.clone());
+        }
         let mut worker_threads = Vec::with_capacity(n_workers + 1);
         for (id, ((((rx, queued_bytes), shard_rx), stats), shard)) in worker_rx
             .into_iter()

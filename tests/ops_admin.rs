@@ -173,6 +173,11 @@ fn readyz_turns_503_when_shutdown_begins() {
             break;
         }
     }
+    // And the reactors sleep through the first 1.5 s of the shutdown (test hook), so
+    // the drain cannot end before /readyz has been asked, however fast the machine.
+    for r in 0..2 {
+        server.stall_reactor_for_test(r, Duration::from_millis(1500));
+    }
     let stopper = std::thread::spawn(move || server.shutdown());
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut seen = None;

@@ -19,6 +19,9 @@ use crate::journal::{JournalReader, Location};
 use crate::protocol::messages::{self, Entry, Msg, role};
 use crate::protocol::{ErrorCode, Kind};
 
+/// Index of "closed" in [`crate::metrics::CONVERSATION_STATES`].
+const CLOSED_GAUGE: usize = 2;
+
 /// Resumed connections a conversation remembers until the router lists them (more
 /// are connections that went away while resuming; the oldest is forgotten).
 const MAX_CATCH_UP: usize = 16;
@@ -211,10 +214,15 @@ pub(crate) struct Shard {
     /// conversation as it was before that epoch first changed it (`None`: it did
     /// not exist).
     undo: std::collections::BTreeMap<(u64, u64), Option<Undo>>,
+    /// Conversations with entries in `undo`, and how many (the per-message check).
+    pending: HashMap<u64, u32>,
     /// Whether the last `handle` changed state or read state that is not durable.
     dependent: bool,
     /// Restored records that came before what they follow (see [`Shard::restore`]).
     held: HashMap<u64, Vec<Held>>,
+    /// Closed conversations in memory, summed over shards (a metric; optional so
+    /// tests need none).
+    closed: Option<std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::RouterMetrics>>>,
     /// Reads entries that left memory back from the journal (`None`: no journal, so
     /// every entry stays in memory).
     reader: Option<JournalReader>,
@@ -297,8 +305,10 @@ impl Shard {
             log: Vec::new(),
             epoch: 0,
             undo: std::collections::BTreeMap::new(),
+            pending: HashMap::new(),
             dependent: false,
             held: HashMap::new(),
+            closed: None,
             reader: None,
             assist: Assist::default(),
         }
@@ -327,6 +337,33 @@ impl Shard {
         self.reader = Some(reader);
     }
 
+    /// Counts this shard's closed conversations in `metrics.conversations[closed]`.
+    pub fn count_closed_in(
+        &mut self,
+        metrics: std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::RouterMetrics>>,
+    ) {
+        let n = self
+            .convs
+            .values()
+            .filter(|c| c.state == State::Closed)
+            .count();
+        if let Some(g) = metrics.conversations.get(CLOSED_GAUGE) {
+            g.add(n as u64);
+        }
+        self.closed = Some(metrics);
+    }
+
+    /// Adds `delta` to the closed-conversations gauge.
+    fn closed_changed(&self, up: bool, n: u64) {
+        if let Some(g) = self
+            .closed
+            .as_ref()
+            .and_then(|m| m.conversations.get(CLOSED_GAUGE))
+        {
+            if up { g.add(n) } else { g.sub(n) }
+        }
+    }
+
     /// Entry `seq` of `conversation` is durable at `at`.
     pub fn located(&mut self, conversation: u64, seq: u64, at: Location) {
         let evict = self.reader.is_some();
@@ -349,11 +386,17 @@ impl Shard {
 
     /// Every batch up to `epoch` is durable: its changes can no longer be taken back.
     pub fn durable(&mut self, epoch: u64) {
-        while let Some((&(e, _), _)) = self.undo.first_key_value() {
+        while let Some((&(e, id), _)) = self.undo.first_key_value() {
             if e > epoch {
                 break;
             }
             self.undo.pop_first();
+            if let Some(n) = self.pending.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pending.remove(&id);
+                }
+            }
         }
     }
 
@@ -361,6 +404,8 @@ impl Shard {
     /// each conversation as it was before its oldest pending batch.
     pub fn rollback(&mut self) {
         let mut seen = std::collections::HashSet::new();
+        let mut reopened = 0;
+        self.pending.clear();
         for ((_, id), undo) in std::mem::take(&mut self.undo) {
             if !seen.insert(id) {
                 continue;
@@ -371,11 +416,14 @@ impl Shard {
                 }
                 Some(u) => {
                     if let Some(c) = self.convs.get_mut(&id) {
+                        let was_closed = c.state == State::Closed;
                         u.apply(c);
+                        reopened += u64::from(was_closed && c.state != State::Closed);
                     }
                 }
             }
         }
+        self.closed_changed(false, reopened);
         self.log.clear();
     }
 
@@ -513,18 +561,19 @@ impl Shard {
     /// milliseconds) whose changes are all durable, and returns their ids so the
     /// journal can drop their records.
     pub fn forget_closed(&mut self, cutoff_ms: u64) -> Vec<u64> {
-        let pending: std::collections::HashSet<u64> = self.undo.keys().map(|(_, c)| *c).collect();
+        let pending = &self.pending;
         let ids: Vec<u64> = self
             .convs
             .iter()
             .filter(|(id, c)| {
-                c.state == State::Closed && c.closed_ms < cutoff_ms && !pending.contains(id)
+                c.state == State::Closed && c.closed_ms < cutoff_ms && !pending.contains_key(*id)
             })
             .map(|(id, _)| *id)
             .collect();
         for id in &ids {
             self.convs.remove(id);
         }
+        self.closed_changed(false, ids.len() as u64);
         ids
     }
 
@@ -701,7 +750,7 @@ impl Shard {
             // Never replay what is not durable yet.
             !self.undo.is_empty()
         } else {
-            self.undo.keys().any(|(_, c)| *c == id)
+            self.pending.contains_key(&id)
         };
         let fresh = !self.undo.contains_key(&(self.epoch, id));
         let before = fresh.then(|| self.convs.get(&id).map(Undo::of));
@@ -710,6 +759,7 @@ impl Shard {
         let changed = self.log.len() > logged;
         if let (true, Some(before)) = (changed, before) {
             self.undo.insert((self.epoch, id), before);
+            *self.pending.entry(id).or_default() += 1;
         }
         self.dependent = changed || pending;
     }
@@ -1140,6 +1190,13 @@ impl Shard {
                 }
                 c.state = State::Closed;
                 c.closed_ms = now_ms;
+                if let Some(g) = self
+                    .closed
+                    .as_ref()
+                    .and_then(|m| m.conversations.get(CLOSED_GAUGE))
+                {
+                    g.add(1);
+                }
                 let seq = c.append(Entry {
                     seq: 0,
                     time_ms: now_ms,
