@@ -266,11 +266,29 @@ pub struct WorkerMetrics {
     /// Journal batches that failed (disk full, I/O error, queue full): their changes
     /// were taken back and the clients told 503.
     pub storage_errors: Counter,
+    /// FAQ answers sent automatically.
+    pub auto_replies: Counter,
+    /// Visitor messages the abuse filter acted on, by action.
+    pub filtered: FilterCounts,
     /// Loop turns; the watchdog's sign of life (see [`ReactorMetrics::loops`]).
     pub loops: Counter,
     /// Hook for the service: time from a message's arrival at its session worker to
     /// its delivery being queued at the reactors (`observe` it in the shard).
     pub message_latency: LatencyHistogram,
+}
+
+/// Visitor messages the abuse filter acted on, by action (each also logged, without
+/// the message body).
+#[derive(Debug, Default)]
+pub struct FilterCounts {
+    /// Delivered with the `FLAGGED` bit.
+    pub flagged: Counter,
+    /// Refused (403), not stored.
+    pub dropped: Counter,
+    /// Refused (205) while the sender is blocked, or when a rule blocked it.
+    pub blocked: Counter,
+    /// Refused (429) over the visitor's message rate.
+    pub rate_limited: Counter,
 }
 
 /// Conversation states exported as `switchboard_conversations{state=...}`.

@@ -175,8 +175,9 @@ impl Server {
         } else {
             None
         };
-        for s in &mut shards {
+        for (s, w) in shards.iter_mut().zip(metrics.workers.iter()) {
             s.count_closed_in(metrics.router.clone());
+            s.count_assist_in(w.clone());
         }
         let mut worker_threads = Vec::with_capacity(n_workers + 1);
         for (id, ((((rx, queued_bytes), shard_rx), stats), shard)) in worker_rx

@@ -102,6 +102,13 @@ fn spam_is_refused_insults_are_flagged_threats_block() {
         _ => None,
     });
     assert_eq!(e.code, 205, "{e:?}");
+    // Every action is counted.
+    let sum = |f: fn(&switchboard::metrics::WorkerMetrics) -> u64| {
+        server.metrics().workers.iter().map(|w| f(w)).sum::<u64>()
+    };
+    assert_eq!(sum(|w| w.filtered.dropped.get()), 1);
+    assert_eq!(sum(|w| w.filtered.flagged.get()), 1);
+    assert_eq!(sum(|w| w.filtered.blocked.get()), 1);
 }
 
 #[test]

@@ -344,12 +344,52 @@ impl Exporter {
         self.per_worker(enc, "worker_loops", "Worker loop turns.", Counter, |w| {
             w.loops.get()
         })?;
+        self.per_worker(
+            enc,
+            "journal_storage_errors",
+            "Journal batches that failed (disk full, I/O error): changes taken back, clients told 503.",
+            Counter,
+            |w| w.storage_errors.get(),
+        )?;
+        self.per_worker(
+            enc,
+            "assist_auto_replies",
+            "FAQ answers sent automatically.",
+            Counter,
+            |w| w.auto_replies.get(),
+        )?;
+        type Pick = fn(&WorkerMetrics) -> u64;
+        let actions: [(&str, &str, Pick); 4] = [
+            (
+                "assist_flagged",
+                "Visitor messages delivered flagged by the abuse filter.",
+                |w| w.filtered.flagged.get(),
+            ),
+            (
+                "assist_dropped",
+                "Visitor messages dropped by the abuse filter (403).",
+                |w| w.filtered.dropped.get(),
+            ),
+            (
+                "assist_blocked",
+                "Visitor messages refused because the sender is blocked (205).",
+                |w| w.filtered.blocked.get(),
+            ),
+            (
+                "assist_rate_limited",
+                "Visitor messages refused over the visitor's rate (429).",
+                |w| w.filtered.rate_limited.get(),
+            ),
+        ];
+        for (name, help, pick) in actions {
+            self.per_worker(enc, name, help, Counter, pick)?;
+        }
         let hists: Vec<&LatencyHistogram> =
             self.0.workers.iter().map(|w| &w.message_latency).collect();
         histogram(
             enc,
             "message_latency_seconds",
-            "Time from a message's arrival at its worker to its delivery being queued.",
+            "Time from a change applied by its conversation shard to its replies going out (journal durable).",
             &hists,
         )
     }

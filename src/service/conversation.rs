@@ -237,7 +237,8 @@ struct Assist {
     canned: Option<std::sync::Arc<crate::assist::CannedLibrary>>,
     /// Per-visitor state (rate buckets, blocks) of the visitors on this shard.
     filter: Option<crate::assist::SpamFilter>,
-    auto_replies: u64,
+    /// Where the assistants' actions are counted (the worker's metrics).
+    metrics: Option<std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::WorkerMetrics>>>,
 }
 
 /// A restored record held back: (seq, time, kind, body, location).
@@ -335,6 +336,14 @@ impl Shard {
     /// Entries that are durable may leave memory and be read back through `reader`.
     pub fn set_reader(&mut self, reader: JournalReader) {
         self.reader = Some(reader);
+    }
+
+    /// Counts the assistants' actions in `metrics` (the worker's).
+    pub fn count_assist_in(
+        &mut self,
+        metrics: std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::WorkerMetrics>>,
+    ) {
+        self.assist.metrics = Some(metrics);
     }
 
     /// Counts this shard's closed conversations in `metrics.conversations[closed]`.
@@ -614,7 +623,9 @@ impl Shard {
             return;
         };
         tracing::debug!(conversation, faq = m.id, score = m.score, "faq auto-reply");
-        self.assist.auto_replies += 1;
+        if let Some(m) = &self.assist.metrics {
+            m.auto_replies.inc();
+        }
         let flags = messages::flags::AUTO_REPLY;
         let seq = c.append(Entry {
             seq: 0,
@@ -1049,7 +1060,17 @@ impl Shard {
                     && let Some(filter) = self.assist.filter.as_mut()
                 {
                     let subject = format!("{}/{}", from.who.tenant, from.who.user);
-                    match filter.check(&subject, &s.body, now_ms) {
+                    let verdict = filter.check(&subject, &s.body, now_ms);
+                    if let Some(m) = &self.assist.metrics {
+                        match verdict {
+                            Verdict::Allow => {}
+                            Verdict::Flag { .. } => m.filtered.flagged.inc(),
+                            Verdict::Drop { .. } => m.filtered.dropped.inc(),
+                            Verdict::RateLimited => m.filtered.rate_limited.inc(),
+                            Verdict::Block { .. } => m.filtered.blocked.inc(),
+                        }
+                    }
+                    match verdict {
                         Verdict::Allow => {}
                         Verdict::Flag { .. } => flags = messages::flags::FLAGGED,
                         Verdict::Drop { .. } => {
