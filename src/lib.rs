@@ -76,6 +76,22 @@ pub mod bench_support {
         (commands, planned, frame.len())
     }
 
+    /// What the journal's recovery parser makes of `bytes` (a record frame at their
+    /// start), for the `journal_record` fuzz target: `None` for no valid record,
+    /// else the frame length, whether re-encoding the record gives the same bytes,
+    /// and whether its body is a readable conversation event.
+    pub fn journal_record(bytes: &[u8]) -> Option<(usize, bool, bool)> {
+        let (r, len) = crate::journal::decode_frame(bytes)?;
+        let owned = r.to_record();
+        let mut again = Vec::new();
+        crate::journal::encode_frame(&mut again, &owned);
+        // Header and body must come back byte for byte (padding is not checksummed).
+        let used = crate::journal::RECORD_HEADER_BYTES + owned.body.len();
+        let same = again.len() == len && again.get(..used) == bytes.get(..used);
+        let event = crate::service::record::decode(owned.kind, &owned.body).is_ok();
+        Some((len, same, event))
+    }
+
     /// The reactor's min-heap of (deadline, slot, generation) heartbeat entries.
     #[derive(Debug, Default)]
     pub struct TimerHeap(crate::reactor::timer::TimerHeap);

@@ -49,6 +49,22 @@ pub(crate) use stats::JournalStats;
 pub(crate) use writer::{Committed, JournalHandle, Moves, RetireReport};
 
 use reader::Segments;
+
+/// Bytes of a record's header on disk (before the body).
+pub(crate) const RECORD_HEADER_BYTES: usize = record::RECORD_HEADER_LEN;
+
+/// The record frame at the start of `bytes`, and its length (fuzzing).
+pub(crate) fn decode_frame(bytes: &[u8]) -> Option<(RecordRef<'_>, usize)> {
+    match record::decode(bytes) {
+        record::Decoded::Record(r, len) => Some((r, len)),
+        _ => None,
+    }
+}
+
+/// Appends the framed record (fuzzing).
+pub(crate) fn encode_frame(buf: &mut Vec<u8>, r: &Record) {
+    record::encode_into(buf, r);
+}
 use segment::SegmentFile;
 use writer::{Writer, now_ms};
 
@@ -128,13 +144,14 @@ impl Journal {
             u64::from(active.segment),
             std::sync::atomic::Ordering::Relaxed,
         );
-        tracing::info!(
+        // The daemon logs the recovery with the state it rebuilt (`recovery.rs`).
+        tracing::debug!(
             segments = recovery.segments,
             records = recovery.records,
             bytes_truncated = recovery.bytes_truncated,
             corrupt_segments = recovery.corrupt_segments,
             elapsed_ms = recovery.elapsed.as_secs_f64() * 1000.0,
-            "journal recovered"
+            "journal scanned"
         );
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_depth);
         let writer = Writer {

@@ -1,0 +1,23 @@
+//! The journal's recovery parser on arbitrary bytes (the same checks as the
+//! `journal_record` fuzz target): it never panics, and whatever it accepts lies within
+//! the input and re-encodes to its own header and body.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use proptest::prelude::*;
+use switchboard::bench_support::journal_record;
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic_the_recovery_parser(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if let Some((len, same, _)) = journal_record(&data) {
+            prop_assert!(len <= data.len());
+            prop_assert!(same);
+        }
+    }
+}
+
+#[test]
+fn empty_and_zeroed_input_is_no_record() {
+    assert_eq!(journal_record(&[]), None);
+    assert_eq!(journal_record(&[0u8; 64]), None, "zeros end a segment");
+}
