@@ -134,6 +134,11 @@ pub(crate) fn decode(buf: &[u8]) -> Decoded<'_> {
     if crc32c::crc32c_append(covered, body) != u32::from_le_bytes(crc) {
         return Decoded::Invalid;
     }
+    // The whole frame, padding included, must be there: the length returned is where
+    // the next record starts, never past the end of what was read (found by fuzzing).
+    if buf.len() < frame_len(len) {
+        return Decoded::Invalid;
+    }
     Decoded::Record(
         RecordRef {
             conversation: u64::from_le_bytes(conversation),
