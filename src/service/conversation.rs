@@ -1079,7 +1079,8 @@ impl Shard {
                         Verdict::RateLimited => {
                             return refuse(out, &from, ErrorCode::RateLimited, conversation);
                         }
-                        Verdict::Block { .. } => return close(out, &from, ErrorCode::Blocked),
+                        // 205 closes the connection.
+                        Verdict::Block { .. } => return refuse(out, &from, ErrorCode::Blocked, 0),
                     }
                 }
                 let faq_text =
@@ -1275,25 +1276,6 @@ fn system_entry(kind: Kind, now_ms: u64, sender: &str, body: String) -> Entry {
         sender: sender.to_owned(),
         body,
     }
-}
-
-/// Answers `to` with an `Error` that closes its connection.
-fn close(out: &mut Vec<Effect>, to: &Sender, code: ErrorCode) {
-    let frame = Msg::from(messages::Error {
-        code: code.as_u16(),
-        retryable: code.retryable(),
-        conversation: 0,
-        message: code.name().to_owned(),
-    })
-    .to_frame(to.rid);
-    out.push(Effect::Conn(
-        to.conn,
-        crate::handoff::Command::Close {
-            conn: to.conn,
-            code: Some(code),
-            farewell: Some(frame),
-        },
-    ));
 }
 
 fn reply(out: &mut Vec<Effect>, to: &Sender, msg: Msg) {

@@ -330,19 +330,40 @@ pub(crate) fn to_all(out: &mut Vec<Effect>, conns: &[ConnId], frame: Bytes) {
     }
 }
 
-/// Answers a request with an error that keeps the connection open.
+/// Answers a request with an error; the connection stays open unless the code
+/// closes it.
 pub(crate) fn refuse(
     out: &mut Vec<Effect>,
     from: &Sender,
     code: crate::protocol::ErrorCode,
     conversation: u64,
 ) {
+    let cmd = error_command(from.conn, code, conversation, from.rid);
+    out.push(Effect::Conn(from.conn, cmd));
+}
+
+/// The `Error` answer to request `rid` on `conn`: sent, and the connection closed
+/// after it when the code says so (`ErrorCode::closes_connection`).
+pub(crate) fn error_command(
+    conn: ConnId,
+    code: crate::protocol::ErrorCode,
+    conversation: u64,
+    rid: u32,
+) -> Command {
     let frame = messages::Msg::from(messages::Error {
         code: code.as_u16(),
         retryable: code.retryable(),
         conversation,
         message: code.name().to_owned(),
     })
-    .to_frame(from.rid);
-    send(out, from.conn, frame);
+    .to_frame(rid);
+    if code.closes_connection() {
+        Command::Close {
+            conn,
+            code: Some(code),
+            farewell: Some(frame),
+        }
+    } else {
+        Command::Send { conn, frame }
+    }
 }

@@ -25,10 +25,10 @@ use std::sync::atomic::Ordering;
 
 use crate::metrics::{Health, JournalMetrics, WorkerMetrics};
 use crate::protocol::ErrorCode;
-use crate::protocol::messages::{self, Msg};
+
 use crate::service::conversation::Shard;
 use crate::service::record::RecordKind;
-use crate::service::{Effect, ShardMsg, request_conversation, send};
+use crate::service::{Effect, ShardMsg, error_command, request_conversation};
 
 /// Wait after a failed batch before writing again.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
@@ -239,14 +239,8 @@ impl Durable {
                     conversation,
                 } => {
                     let code = ErrorCode::StorageUnavailable;
-                    let frame = Msg::from(messages::Error {
-                        code: code.as_u16(),
-                        retryable: code.retryable(),
-                        conversation,
-                        message: code.name().to_owned(),
-                    })
-                    .to_frame(rid);
-                    send(out, conn, frame);
+                    let cmd = error_command(conn, code, conversation, rid);
+                    out.push(Effect::Conn(conn, cmd));
                 }
                 Origin::Router(msg) => again.push(*msg),
             }
@@ -279,7 +273,7 @@ mod tests {
     use crate::frame;
     use crate::handoff::Command;
     use crate::journal::{Faults, Journal, JournalConfig};
-    use crate::protocol::messages::{content, role};
+    use crate::protocol::messages::{self, Msg, content, role};
     use crate::service::conversation::ShardSettings;
     use crate::service::{Sender as From, UserRef};
 

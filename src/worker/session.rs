@@ -21,7 +21,9 @@ use crate::handoff::{Command, ConnId, Event};
 use crate::metrics::WorkerMetrics;
 use crate::protocol::messages::{self, Resumed};
 use crate::protocol::{DecodeError, ErrorCode, Kind, Msg, PROTOCOL_VERSION};
-use crate::service::{Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, shard_of};
+use crate::service::{
+    Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, error_command, shard_of,
+};
 
 /// What sessions need to know about the deployment.
 #[derive(Debug)]
@@ -196,7 +198,7 @@ impl Sessions {
                     stats.errors_sent.inc();
                     out.push(Effect::Conn(
                         conn,
-                        error_command(conn, code, header.request_id),
+                        error_command(conn, code, 0, header.request_id),
                     ));
                 }
             }
@@ -374,24 +376,4 @@ fn welcome(s: &SessionSettings, session: u64, id: &Identity, resumed: Vec<Resume
         resumed,
     }
     .into()
-}
-
-/// An `Error` frame for `code`, closing the connection when the code says so.
-fn error_command(conn: ConnId, code: ErrorCode, request_id: u32) -> Command {
-    let frame = Msg::from(messages::Error {
-        code: code.as_u16(),
-        retryable: code.retryable(),
-        conversation: 0,
-        message: code.name().to_owned(),
-    })
-    .to_frame(request_id);
-    if code.closes_connection() {
-        Command::Close {
-            conn,
-            code: Some(code),
-            farewell: Some(frame),
-        }
-    } else {
-        Command::Send { conn, frame }
-    }
 }
