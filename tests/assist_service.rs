@@ -190,3 +190,30 @@ fn a_reload_picks_up_changed_libraries_without_dropping_connections() {
     drop(vera);
     assert!(server.shutdown().clean);
 }
+
+#[test]
+fn a_visitor_over_its_message_rate_gets_429_and_nothing_is_stored() {
+    let server = service_server(|c| {
+        c.assist.rate_per_second = 0.001;
+        c.assist.rate_burst = 3;
+    });
+    let mut vera = Peer::connect(server.addr(), &util::token("vera", "visitor"), "vera");
+    let conv = vera.send_accepted(0, 1, "one").conversation;
+    vera.send_accepted(conv, 2, "two");
+    vera.send_accepted(conv, 3, "three");
+    let rid = vera.post(text(conv, 4, "four"));
+    let e = vera.expect_error(rid, 429);
+    assert!(e.retryable, "{e:?}");
+    assert_eq!(
+        vera.history(conv).entries.len(),
+        3,
+        "the refused message is not stored"
+    );
+    let limited: u64 = server
+        .metrics()
+        .workers
+        .iter()
+        .map(|w| w.filtered.rate_limited.get())
+        .sum();
+    assert_eq!(limited, 1);
+}
