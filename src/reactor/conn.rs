@@ -66,6 +66,12 @@ pub(crate) struct Conn {
     pub announced: bool,
     /// Our write side is shut down (FIN sent); nothing more can be written.
     pub write_shut: bool,
+    /// Listed for the end-of-turn flush.
+    pub dirty: bool,
+    /// Entries at the head of `outq` handed to an asynchronous send that has not
+    /// completed (0: none). Nothing else is sent until it completes, and those
+    /// entries stay queued so a slow-consumer cut keeps frame boundaries.
+    pub sending: u8,
     /// The peer's address key in the connection limits (released on close).
     pub ip_key: crate::ops::limits::IpKey,
 }

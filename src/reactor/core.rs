@@ -4,7 +4,7 @@
 //! interest; nothing here waits for I/O.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use mio::net::TcpStream;
 use slab::Slab;
 
 use super::conn::{Conn, ListenerKind, Phase, token, untoken};
-use super::sys::Driver;
+use super::sys::{Driver, Sent};
 use super::timer::TimerHeap;
 use crate::clock::millis;
 use crate::frame::{self, FrameHeader};
@@ -25,9 +25,6 @@ use crate::metrics::ReactorMetrics;
 use crate::ops::limits::{AcceptBucket, ConnLimits, RejectLog};
 use crate::protocol::{ErrorCode, Kind};
 use crossbeam_utils::CachePadded;
-
-/// Most buffers handed to one `writev`.
-const MAX_IOVECS: usize = 64;
 
 /// The numbers a reactor needs, resolved from the config.
 #[derive(Debug, Clone)]
@@ -72,6 +69,9 @@ pub(crate) struct Core {
     /// Connections to read again without waiting for readiness (read budget used up,
     /// or reading resumed after backpressure).
     resume: Vec<Token>,
+    /// Connections with output queued this turn, flushed once at its end (so a
+    /// connection gets one `writev`, or one send request, per turn).
+    dirty: Vec<Token>,
     input_open: bool,
     drain_deadline: Option<Instant>,
     /// Daemon-wide connection counts (global and per IP).
@@ -102,6 +102,7 @@ impl Core {
             deferred: VecDeque::new(),
             stats,
             resume: Vec::new(),
+            dirty: Vec::new(),
             input_open: true,
             drain_deadline: None,
             limits,
@@ -287,6 +288,8 @@ impl Core {
             writable_armed: false,
             announced: false,
             write_shut: false,
+            dirty: false,
+            sending: 0,
             ip_key,
         });
         let stats = self.stats();
@@ -462,76 +465,130 @@ impl Core {
         false
     }
 
-    /// Writes to a connection: straight to the socket when nothing is queued, and
-    /// queues only what the kernel refuses. Past `max_pending_bytes` the connection is
-    /// closed as a slow consumer.
+    /// Writes to a connection: straight to the socket when the backend writes
+    /// synchronously and nothing is queued; otherwise queued, and the end-of-turn
+    /// [`Core::flush_dirty`] (or writability) sends it. Past `max_pending_bytes` of
+    /// output the kernel has refused, the connection is closed as a slow consumer.
     fn send(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes) {
         self.write_or_queue(drv, slot, data, self.settings.max_pending_bytes);
     }
 
     /// `send` with an explicit bound (a farewell frame may exceed the usual one).
     fn write_or_queue(&mut self, drv: &mut impl Driver, slot: usize, mut data: Bytes, bound: u32) {
-        let max_pending = u64::from(bound);
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
         if c.write_shut || data.is_empty() {
             return;
         }
-        if c.outq.is_empty() {
-            match (&c.stream).write(&data) {
-                Ok(n) => {
+        if c.outq.is_empty() && c.sending == 0 {
+            match drv.write_now(&c.stream, &data) {
+                None => {}
+                Some(Sent::Wrote(n)) => {
                     self.stats.bytes_out.add(n as u64);
-                    if n == data.len() {
+                    if n >= data.len() {
                         return;
                     }
                     data.advance(n);
+                    self.queue_refused(drv, slot, data, bound);
+                    return;
                 }
-                Err(e) if is_transient(&e) => {}
-                Err(_) => {
+                Some(Sent::Blocked | Sent::Submitted(_)) => {
+                    self.queue_refused(drv, slot, data, bound);
+                    return;
+                }
+                Some(Sent::Failed) => {
                     self.release(drv, slot, CloseReason::IoError);
                     return;
                 }
             }
         }
         let pending = u64::from(c.pending) + data.len() as u64;
-        if pending > max_pending {
-            if c.phase == Phase::Closing {
-                // Even the farewell does not fit: nothing more to say.
-                let reason = c.close_reason.unwrap_or(CloseReason::Server);
-                self.release(drv, slot, reason);
-                return;
-            }
-            let peer = c.stream.peer_addr().ok();
-            tracing::info!(reactor = self.id, ?peer, pending, "closing slow consumer");
-            self.cut_slow_consumer(drv, slot);
+        // Output not yet offered to the kernel may reach twice the bound in one turn
+        // (what the kernel then takes does not count against the bound).
+        let blocked = c.writable_armed || c.sending > 0;
+        let cap = if blocked {
+            u64::from(bound)
+        } else {
+            u64::from(bound) * 2
+        };
+        if pending > cap || pending > u64::from(u32::MAX) {
+            self.over_bound(drv, slot, pending);
             return;
         }
         c.pending = pending as u32;
         c.outq.push_back(data);
-        if pending > max_pending / 2 && !c.read_paused {
-            c.read_paused = true;
-            self.stats.read_pauses.inc();
+        if !blocked && !c.dirty {
+            c.dirty = true;
+            self.dirty.push(token(slot, c.generation));
         }
+        // Also before the turn's send: a turn's input can queue far more than the
+        // kernel will take at once.
+        self.pause_if_backlogged(slot);
+    }
+
+    /// Queues what the kernel refused from a direct write and waits for
+    /// writability.
+    fn queue_refused(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes, bound: u32) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let pending = u64::from(c.pending) + data.len() as u64;
+        if pending > u64::from(bound) {
+            self.over_bound(drv, slot, pending);
+            return;
+        }
+        c.pending = pending as u32;
+        c.outq.push_back(data);
         if !c.writable_armed {
+            c.writable_armed = true;
             let t = token(slot, c.generation);
             if drv.set_writable(&mut c.stream, t, true).is_err() {
                 self.release(drv, slot, CloseReason::IoError);
                 return;
             }
-            c.writable_armed = true;
+        }
+        self.pause_if_backlogged(slot);
+    }
+
+    /// Output past the bound: a closing connection is released (even its farewell
+    /// does not fit), any other is cut as a slow consumer.
+    fn over_bound(&mut self, drv: &mut impl Driver, slot: usize, pending: u64) {
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
+        if c.phase == Phase::Closing {
+            let reason = c.close_reason.unwrap_or(CloseReason::Server);
+            self.release(drv, slot, reason);
+            return;
+        }
+        let peer = c.stream.peer_addr().ok();
+        tracing::info!(reactor = self.id, ?peer, pending, "closing slow consumer");
+        self.cut_slow_consumer(drv, slot);
+    }
+
+    /// Stops reading a connection whose unsent output passed half the bound.
+    fn pause_if_backlogged(&mut self, slot: usize) {
+        let half = self.settings.max_pending_bytes / 2;
+        if let Some(c) = self.conns.get_mut(slot)
+            && c.pending > half
+            && !c.read_paused
+        {
+            c.read_paused = true;
+            self.stats.read_pauses.inc();
         }
     }
 
-    /// Drops the queued output of a connection past its bound, keeping only the head
-    /// (which may be the rest of a partly written frame, so frame boundaries survive),
-    /// and closes it with `SLOW_CONSUMER`.
+    /// Drops the queued output of a connection past its bound, keeping only what a
+    /// send in flight covers, or else the head (which may be the rest of a partly
+    /// written frame), so frame boundaries survive; then closes it with
+    /// `SLOW_CONSUMER`.
     fn cut_slow_consumer(&mut self, drv: &mut impl Driver, slot: usize) {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        c.outq.truncate(1);
-        c.pending = c.outq.front().map_or(0, |b| b.len() as u32);
+        c.outq.truncate(usize::from(c.sending.max(1)));
+        c.pending = c.outq.iter().map(|b| b.len() as u32).sum();
         self.close_with_error(drv, slot, ErrorCode::SlowConsumer, 0);
     }
 
@@ -542,52 +599,112 @@ impl Core {
         }
     }
 
+    /// Writes the output queued during this turn: one `flush` per connection.
+    pub fn flush_dirty(&mut self, drv: &mut impl Driver) {
+        let mut list = std::mem::take(&mut self.dirty);
+        for t in list.drain(..) {
+            let Some(slot) = self.slot_of(t) else {
+                continue;
+            };
+            if let Some(c) = self.conns.get_mut(slot) {
+                c.dirty = false;
+            }
+            self.flush(drv, slot);
+        }
+        if self.dirty.is_empty() {
+            // Keep the allocation for the next turn.
+            self.dirty = list;
+        }
+    }
+
+    /// An asynchronous send (see [`Sent::Submitted`]) completed with `res`: bytes
+    /// written, or a negative errno.
+    pub fn on_sent(&mut self, drv: &mut impl Driver, t: Token, res: i32) {
+        let Some(slot) = self.slot_of(t) else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if std::mem::take(&mut c.sending) == 0 {
+            return;
+        }
+        match res {
+            n if n > 0 => {
+                self.stats.bytes_out.add(n as u64);
+                consume(c, n as usize);
+            }
+            e if e == -libc::EAGAIN || e == -libc::EINTR => {
+                if !c.writable_armed {
+                    c.writable_armed = true;
+                    if drv.set_writable(&mut c.stream, t, true).is_err() {
+                        self.release(drv, slot, CloseReason::IoError);
+                    }
+                }
+                return;
+            }
+            // Cancelled: the connection is being released.
+            e if e == -libc::ECANCELED => return,
+            _ => {
+                self.release(drv, slot, CloseReason::IoError);
+                return;
+            }
+        }
+        if c.pending > self.settings.max_pending_bytes && c.phase != Phase::Closing {
+            let pending = u64::from(c.pending);
+            self.over_bound(drv, slot, pending);
+            return;
+        }
+        self.pause_if_backlogged(slot);
+        self.flush(drv, slot);
+    }
+
+    /// Offers a connection's queued output to the kernel until it is all written,
+    /// the kernel refuses more (then writability is awaited), or an asynchronous
+    /// send takes it (then its completion continues).
     fn flush(&mut self, drv: &mut impl Driver, slot: usize) {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        while !c.outq.is_empty() {
-            let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
-            let mut n_iov = 0;
-            for (dst, src) in iov.iter_mut().zip(c.outq.iter()) {
-                *dst = IoSlice::new(src);
-                n_iov += 1;
-            }
-            let written = match (&c.stream).write_vectored(iov.get(..n_iov).unwrap_or_default()) {
-                Ok(0) => {
-                    self.release(drv, slot, CloseReason::IoError);
-                    return;
-                }
-                Ok(n) => n,
-                Err(e) if is_transient(&e) => break,
-                Err(_) => {
-                    self.release(drv, slot, CloseReason::IoError);
-                    return;
-                }
-            };
-            self.stats.bytes_out.add(written as u64);
-            c.pending = c.pending.saturating_sub(written as u32);
-            let mut left = written;
-            while left > 0 {
-                let Some(front) = c.outq.front_mut() else {
-                    break;
-                };
-                if front.len() <= left {
-                    left -= front.len();
-                    c.outq.pop_front();
-                } else {
-                    front.advance(left);
-                    left = 0;
-                }
-            }
-        }
-        if !c.outq.is_empty() {
+        if c.sending > 0 {
             return;
+        }
+        let t = token(slot, c.generation);
+        while !c.outq.is_empty() {
+            match drv.send(&c.stream, t, &c.outq) {
+                Sent::Wrote(n) if n > 0 => {
+                    self.stats.bytes_out.add(n as u64);
+                    consume(c, n);
+                }
+                Sent::Wrote(_) | Sent::Failed => {
+                    self.release(drv, slot, CloseReason::IoError);
+                    return;
+                }
+                Sent::Submitted(k) => {
+                    c.sending = k.max(1);
+                    return;
+                }
+                Sent::Blocked => {
+                    if !c.writable_armed {
+                        c.writable_armed = true;
+                        if drv.set_writable(&mut c.stream, t, true).is_err() {
+                            self.release(drv, slot, CloseReason::IoError);
+                            return;
+                        }
+                    }
+                    if c.phase != Phase::Closing && c.pending > self.settings.max_pending_bytes {
+                        let pending = u64::from(c.pending);
+                        self.over_bound(drv, slot, pending);
+                    } else {
+                        self.pause_if_backlogged(slot);
+                    }
+                    return;
+                }
+            }
         }
         // Caught up: drop the queue's storage so an idle connection owns nothing.
         c.outq = VecDeque::new();
         c.pending = 0;
-        let t = token(slot, c.generation);
         if c.writable_armed {
             c.writable_armed = false;
             if drv.set_writable(&mut c.stream, t, false).is_err() {
@@ -824,10 +941,20 @@ impl Core {
     }
 }
 
-/// WouldBlock and EINTR leave the socket usable; everything else ends it.
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
+/// Drops `n` written bytes from the head of a connection's queue.
+fn consume(c: &mut Conn, n: usize) {
+    c.pending = c.pending.saturating_sub(n as u32);
+    let mut left = n;
+    while left > 0 {
+        let Some(front) = c.outq.front_mut() else {
+            break;
+        };
+        if front.len() <= left {
+            left -= front.len();
+            c.outq.pop_front();
+        } else {
+            front.advance(left);
+            left = 0;
+        }
+    }
 }

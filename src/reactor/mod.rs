@@ -104,7 +104,6 @@ pub(crate) fn spawn(
         entries: u32::try_from(config.reactor.events_per_poll).unwrap_or(u32::MAX),
         buffers: config.reactor.uring_buffers,
         buffer_bytes: config.reactor.uring_buffer_bytes,
-        coalesce_bytes: config.reactor.read_buffer_bytes,
     };
     std::thread::Builder::new()
         .name(format!("reactor-{id}"))

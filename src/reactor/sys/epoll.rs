@@ -1,12 +1,15 @@
 //! The epoll backend, through `mio` (edge-triggered readiness).
 
-use std::io::{self, Read};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Registry, Token};
 
-use super::Driver;
+use bytes::Bytes;
+
+use super::{Driver, Sent};
 use crate::reactor::conn::ListenerKind;
 use crate::reactor::core::Core;
 
@@ -14,6 +17,8 @@ use crate::reactor::core::Core;
 pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Connections accepted from one listener per loop turn before others get a turn.
 const ACCEPT_BATCH: usize = 256;
+/// Most buffers handed to one `writev`.
+const MAX_IOVECS: usize = 64;
 /// After running out of file descriptors, wait this long before accepting again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -50,6 +55,35 @@ impl Driver for Epoll {
             Interest::READABLE
         };
         self.registry.reregister(stream, token, interest)
+    }
+
+    fn write_now(&mut self, stream: &TcpStream, data: &[u8]) -> Option<Sent> {
+        loop {
+            return Some(match (&*stream).write(data) {
+                Ok(n) => Sent::Wrote(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Sent::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => Sent::Failed,
+            });
+        }
+    }
+
+    fn send(&mut self, stream: &TcpStream, _token: Token, queue: &VecDeque<Bytes>) -> Sent {
+        let mut iov = [IoSlice::new(&[]); MAX_IOVECS];
+        let mut n_iov = 0;
+        for (dst, src) in iov.iter_mut().zip(queue.iter()) {
+            *dst = IoSlice::new(src);
+            n_iov += 1;
+        }
+        let iov = iov.get(..n_iov).unwrap_or_default();
+        loop {
+            return match (&*stream).write_vectored(iov) {
+                Ok(n) => Sent::Wrote(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Sent::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => Sent::Failed,
+            };
+        }
     }
 
     fn deregister(&mut self, stream: &mut TcpStream, _token: Token) {
@@ -136,6 +170,7 @@ pub(crate) fn run(
             read_ready(&mut core, &mut drv, t, &mut buf);
         }
         core.run_commands(&mut drv);
+        core.flush_dirty(&mut drv);
         core.end_turn(turn);
         if core.drain_finished() {
             return Ok(());

@@ -7,12 +7,17 @@
 //! | `on_data(token, bytes)`          | bytes arrived (from the backend's buffer)    |
 //! | `on_eof` / `on_read_error`       | the peer closed, or reading failed           |
 //! | `on_writable(token)`             | a socket with queued output can take more    |
+//! | `on_sent(token, result)`         | an asynchronous send completed               |
 //! | `run_commands`, `run_timers`     | once per loop turn                           |
+//! | `flush_dirty`                    | at the end of each loop turn                 |
 //!
-//! and the core calls back through [`Driver`] to register sockets and switch write
-//! interest. Reads land in a buffer the backend owns (one per reactor for epoll; the
-//! provided-buffer ring for io_uring), so no connection owns a receive buffer. Writes
-//! are plain non-blocking `write`/`writev` calls on the socket made by the core.
+//! and the core calls back through [`Driver`] to register sockets, switch write
+//! interest and send. Reads land in a buffer the backend owns (one per reactor for
+//! epoll; the provided-buffer ring for io_uring), so no connection owns a receive
+//! buffer. epoll writes output at once ([`Driver::write_now`]) and queues only what
+//! the kernel refuses; io_uring queues the turn's output and, at its end, the core
+//! offers it once per connection through [`Driver::send`], which turns it into a
+//! send request, so one `io_uring_enter` submits every connection's output.
 //!
 //! Contract: a backend delivers `on_data` for a token only while
 //! `Core::readable_stream(token)` returns a stream, calls the core from one thread,
@@ -26,8 +31,25 @@ pub(crate) mod uring;
 use std::io;
 use std::sync::{Arc, OnceLock};
 
+use std::collections::VecDeque;
+
+use bytes::Bytes;
 use mio::Token;
 use mio::net::TcpStream;
+
+/// What became of output offered with [`Driver::send`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// This many bytes from the head were written now.
+    Wrote(usize),
+    /// The kernel takes nothing now; wait for writability.
+    Blocked,
+    /// A send request for this many head entries is in flight; the backend reports
+    /// its result through `Core::on_sent` and keeps the bytes alive until then.
+    Submitted(u8),
+    /// The socket is broken.
+    Failed,
+}
 
 /// What the core may ask of the backend.
 pub(crate) trait Driver {
@@ -35,6 +57,14 @@ pub(crate) trait Driver {
     fn register(&mut self, stream: &mut TcpStream, token: Token) -> io::Result<()>;
     /// Turns interest in writability on or off (on only while output is queued).
     fn set_writable(&mut self, stream: &mut TcpStream, token: Token, on: bool) -> io::Result<()>;
+    /// Writes `data` at once if this backend writes synchronously (epoll: the
+    /// bytes are copied into the socket now, so nothing is held until the end of
+    /// the turn); `None` if it batches sends per turn instead (io_uring).
+    fn write_now(&mut self, stream: &TcpStream, data: &[u8]) -> Option<Sent>;
+    /// Offers the head of a connection's queued output to the kernel. Only one
+    /// send per connection is outstanding: the core does not call this again for
+    /// `token` until a [`Sent::Submitted`] send has completed.
+    fn send(&mut self, stream: &TcpStream, token: Token, queue: &VecDeque<Bytes>) -> Sent;
     /// Stops watching a connection that is about to be closed.
     fn deregister(&mut self, stream: &mut TcpStream, token: Token);
     /// Closes the listeners: shutdown has begun.

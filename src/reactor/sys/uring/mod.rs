@@ -1,10 +1,11 @@
 //! The io_uring backend: one ring per reactor thread (`SINGLE_ISSUER` +
 //! `DEFER_TASKRUN`), a multishot accept per listener, a multishot recv per connection
 //! that takes buffers from one provided-buffer ring per reactor (an idle connection
-//! owns no receive buffer), and a one-shot `POLLOUT` poll only on connections with
-//! queued output (the core still writes with plain non-blocking `write`/`writev`,
-//! which completes at once; sends as SQEs would need the core to hand its output
-//! to the backend, a larger contract change left for later).
+//! owns no receive buffer), and output as `SEND`/`SENDMSG` requests: the core hands
+//! each connection's queued output to [`Driver::send`] once per loop turn, so the
+//! turn's one `io_uring_enter` submits every connection's writes (a fan-out to
+//! thousands of members is one system call, not thousands). A one-shot `POLLOUT`
+//! poll is used only if a send reports `EAGAIN`.
 //!
 //! Lifetimes, in one place:
 //! - **Buffers**: a completion's buffer id becomes a move-only [`BufGuard`] that is
@@ -15,8 +16,11 @@
 //!   connection's is stale and only returns its buffer (`watch.rs`), so a late
 //!   completion never reaches another connection and no record outlives one. The
 //!   backend keeps one state byte per slot.
+//! - **Sends**: each send request owns references to the bytes it sends (and its
+//!   `msghdr`) until its completion (`send.rs`), whatever the core does with the
+//!   connection meanwhile.
 //! - **Close**: the core deregisters, then closes the descriptor. Deregistering
-//!   cancels the recv and poll; the kernel holds its own file reference until they
+//!   cancels the recv, poll and send; the kernel holds its own file reference until they
 //!   finish, so it never reads a reused descriptor. The kernel only writes into
 //!   buffers published in the ring, and those are ours to free only after teardown.
 //! - **Teardown**: cancel everything, wait (bounded) until the in-flight count reaches
@@ -27,21 +31,25 @@
 mod bufring;
 mod eventfd;
 mod probe;
+mod send;
 mod watch;
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
 use io_uring::{IoUring, cqueue, opcode, squeue};
 use mio::Token;
 use mio::net::TcpStream;
 
 use self::bufring::{BufGuard, BufRing};
+use self::send::Sends;
 use self::watch::{Kind, Op, Sqe, Table, Tag, decode, user_data};
-use super::Driver;
+use super::{Driver, Sent};
 use crate::reactor::conn::ListenerKind;
 use crate::reactor::core::Core;
 
@@ -64,9 +72,6 @@ pub(crate) struct LoopConfig {
     pub buffers: u32,
     /// Size of each.
     pub buffer_bytes: u32,
-    /// Most bytes of one connection gathered from consecutive completions before
-    /// they go to the core.
-    pub coalesce_bytes: usize,
 }
 
 struct Listener {
@@ -91,6 +96,8 @@ struct Uring {
     /// Connections whose recv ended for lack of buffers; re-armed after the
     /// completion batch has recycled buffers.
     starved: Vec<Token>,
+    /// Send requests in flight and the memory they read.
+    sends: Sends,
 }
 
 impl Driver for Uring {
@@ -107,10 +114,30 @@ impl Driver for Uring {
         Ok(())
     }
 
+    fn write_now(&mut self, _stream: &TcpStream, _data: &[u8]) -> Option<Sent> {
+        None
+    }
+
+    fn send(&mut self, stream: &TcpStream, token: Token, queue: &VecDeque<Bytes>) -> Sent {
+        let ud = watch::conn_data(Kind::Send, token);
+        let (entry, n) = self.sends.build(stream.as_raw_fd(), ud, queue);
+        self.push_entry(entry);
+        Sent::Submitted(n)
+    }
+
     fn deregister(&mut self, stream: &mut TcpStream, token: Token) {
         for sqe in self.table.deregister(token).into_iter().flatten() {
             self.push(sqe, stream.as_raw_fd());
         }
+        let send = watch::conn_data(Kind::Send, token);
+        if self.sends.in_flight(send) {
+            self.push(Sqe::Cancel(send), -1);
+        }
+        // Requests naming this descriptor must reach the kernel (which then holds
+        // its own reference) before the caller closes it: submitted later, the
+        // number could already belong to a socket another thread opened.
+        self.flush_backlog();
+        let _ = self.ring.submit();
     }
 
     fn stop_accepting(&mut self) {
@@ -162,8 +189,9 @@ impl Uring {
 
     fn try_push(&mut self, entry: &squeue::Entry) -> bool {
         // SAFETY: every entry is one of ours: RECV selects buffers from the group
-        // registered for the ring's whole life; POLL_ADD, ACCEPT and ASYNC_CANCEL
-        // reference no memory; the wake READ targets a heap buffer freed only after
+        // registered for the ring's whole life; SEND/SENDMSG read memory their
+        // record in `sends` keeps alive until their completion (or leaks);
+        // POLL_ADD, ACCEPT and ASYNC_CANCEL reference no memory; the wake READ targets a heap buffer freed only after
         // every request finished (or leaked). Descriptors stay valid until the
         // request is submitted because closing only happens after deregistering,
         // and the kernel takes its own file reference at submission.
@@ -247,15 +275,8 @@ struct Backend {
     waker: Arc<EventFd>,
     wake_armed: bool,
     cqes: Vec<cqueue::Entry>,
-    /// Bytes of consecutive completions of one connection, delivered to the core in
-    /// one `on_data` (one echo `write` instead of one per buffer), bounded by
-    /// `read_buffer_bytes` like the epoll backend's read buffer.
-    scratch: Vec<u8>,
-    /// The connection `scratch` holds bytes for.
-    pending: Option<Token>,
-    /// The completion after the one being handled carries more bytes of the same
-    /// request.
-    next_same: bool,
+    /// Size of one receive buffer: the piece size parked input is handed on in.
+    buffer_bytes: usize,
 }
 
 impl Backend {
@@ -295,6 +316,7 @@ impl Backend {
             inflight: 0,
             backlog: Vec::new(),
             starved: Vec::new(),
+            sends: Sends::default(),
         };
         let mut me = Self {
             drv,
@@ -303,9 +325,7 @@ impl Backend {
             waker,
             wake_armed: false,
             cqes: Vec::with_capacity(entries as usize),
-            scratch: Vec::with_capacity(cfg.coalesce_bytes),
-            pending: None,
-            next_same: false,
+            buffer_bytes: cfg.buffer_bytes as usize,
         };
         me.arm_wake();
         me.drv.arm_accepts();
@@ -351,6 +371,7 @@ impl Backend {
                 self.rearm_recv(core, t);
             }
             core.run_commands(&mut self.drv);
+            core.flush_dirty(&mut self.drv);
             core.end_turn(turn);
             if core.drain_finished() {
                 return Ok(());
@@ -363,17 +384,9 @@ impl Backend {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.clear();
         cqes.extend(self.drv.ring.completion());
-        for (i, cqe) in cqes.iter().enumerate() {
-            if self.pending.is_some() && !self.extends_pending(cqe) {
-                self.flush_pending(core);
-            }
-            // Gather only when the next completion continues this one's bytes.
-            self.next_same = cqes
-                .get(i + 1)
-                .is_some_and(|n| n.user_data() == cqe.user_data() && carries_bytes(n));
+        for cqe in &cqes {
             self.handle(core, cqe);
         }
-        self.flush_pending(core);
         self.cqes = cqes;
     }
 
@@ -410,6 +423,12 @@ impl Backend {
                         slot,
                         ..
                     }) => self.on_accept(core, slot, res, more),
+                    Some(tag) if tag.kind == Kind::Send => {
+                        self.drv.sends.finished(cqe.user_data());
+                        if let Some(t) = live(core, &tag) {
+                            core.on_sent(&mut self.drv, t, res);
+                        }
+                    }
                     Some(tag) if tag.kind == Kind::PollOut => {
                         if let Some(t) = live(core, &tag) {
                             self.on_pollout(core, t, res);
@@ -424,23 +443,6 @@ impl Backend {
                     _ => {}
                 }
             }
-        }
-    }
-
-    /// Whether `cqe` carries more bytes for the connection whose bytes are gathered.
-    fn extends_pending(&self, cqe: &cqueue::Entry) -> bool {
-        let Some(pending) = self.pending else {
-            return false;
-        };
-        decode(cqe.user_data()).is_some_and(|tag| tag.kind == Kind::Recv && tag.matches(pending))
-            && carries_bytes(cqe)
-    }
-
-    /// Hands gathered bytes to the core.
-    fn flush_pending(&mut self, core: &mut Core) {
-        if let Some(token) = self.pending.take() {
-            core.on_data(&mut self.drv, token, &self.scratch);
-            self.scratch.clear();
         }
     }
 
@@ -476,22 +478,7 @@ impl Backend {
                 if let Some(bufs) = &self.bufs {
                     let data = bufs.data(&g, n as usize);
                     if direct {
-                        let cap = self.scratch.capacity();
-                        let same = self.pending == Some(t);
-                        if !(same && self.scratch.len() + data.len() <= cap)
-                            && let Some(p) = self.pending.take()
-                        {
-                            core.on_data(&mut self.drv, p, &self.scratch);
-                            self.scratch.clear();
-                        }
-                        if self.pending == Some(t) {
-                            self.scratch.extend_from_slice(data);
-                        } else if self.next_same && data.len() < cap {
-                            self.scratch.extend_from_slice(data);
-                            self.pending = Some(t);
-                        } else {
-                            core.on_data(&mut self.drv, t, data);
-                        }
+                        core.on_data(&mut self.drv, t, data);
                     } else {
                         // Reading is paused: keep the bytes (in order) and stop the
                         // recv so no more buffers are spent on this connection.
@@ -548,8 +535,17 @@ impl Backend {
             return;
         }
         let parked = self.drv.table.take_parked(t);
-        if !parked.is_empty() {
-            core.on_data(&mut self.drv, t, &parked);
+        // In buffer-sized pieces, as the recv would have delivered them, so the
+        // core can pause again part way (the rest stays parked, in order).
+        let mut at = 0;
+        while at < parked.len() {
+            if core.readable_stream(t).is_none() {
+                self.drv.table.park(t, parked.get(at..).unwrap_or_default());
+                return;
+            }
+            let end = parked.len().min(at + self.buffer_bytes);
+            core.on_data(&mut self.drv, t, parked.get(at..end).unwrap_or_default());
+            at = end;
         }
         if self.drv.table.eof(t) {
             if core.readable_stream(t).is_some() {
@@ -669,6 +665,7 @@ impl Backend {
             );
             // BufRing's Drop leaks its memory; the wake buffer is simply not freed.
             drop(self.bufs.take());
+            self.drv.sends.leak();
         }
         self.wake_buf = std::ptr::null_mut();
     }
@@ -691,9 +688,4 @@ pub(crate) fn run(
     let r = backend.run(&mut core);
     backend.teardown();
     r
-}
-
-/// Whether a completion hands over received bytes.
-fn carries_bytes(cqe: &cqueue::Entry) -> bool {
-    cqe.result() > 0 && cqueue::buffer_select(cqe.flags()).is_some()
 }

@@ -32,6 +32,8 @@ pub(super) enum Kind {
     Wake = 4,
     /// An `ASYNC_CANCEL` request.
     Cancel = 5,
+    /// A `SEND`/`SENDMSG` of queued output.
+    Send = 6,
 }
 
 const KIND_SHIFT: u32 = 56;
@@ -75,6 +77,7 @@ pub(super) fn decode(ud: u64) -> Option<Tag> {
         3 => Kind::PollOut,
         4 => Kind::Wake,
         5 => Kind::Cancel,
+        6 => Kind::Send,
         _ => return None,
     };
     Some(Tag {
@@ -276,6 +279,7 @@ mod tests {
             Kind::PollOut,
             Kind::Wake,
             Kind::Cancel,
+            Kind::Send,
         ] {
             let t = decode(user_data(kind, 77, 0x1234_5678)).unwrap();
             assert_eq!((t.kind, t.slot, t.generation), (kind, 77, 0x34_5678));
