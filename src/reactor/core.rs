@@ -958,3 +958,7 @@ fn consume(c: &mut Conn, n: usize) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;
