@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 mod clock;
 pub mod config;
+mod fasthash;
 pub mod frame;
 pub mod handoff;
 pub(crate) mod journal;

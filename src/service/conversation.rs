@@ -11,9 +11,11 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use super::record::{self, Body, Record, RecordError, RecordKind};
+use super::sent::SentIds;
 use super::transcript::Transcript;
-use super::{Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all};
+use super::{Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all, to_both};
 use crate::assist::Verdict;
+use crate::fasthash::{ClientMap, ServerMap};
 use crate::handoff::ConnId;
 use crate::journal::{JournalReader, Location};
 use crate::protocol::messages::{self, Entry, Msg, role};
@@ -64,9 +66,9 @@ struct Conversation {
     /// The transcript; entry `i` has sequence number `i + 1`.
     events: Transcript,
     /// (sender, client message id) → sequence number, for idempotent `Send`.
-    sent: HashMap<(String, u64), u64>,
+    sent: SentIds,
     /// Last relayed "typing" per user (milliseconds).
-    typing: HashMap<String, u64>,
+    typing: ClientMap<String, u64>,
     /// When it was opened or last queued (Unix milliseconds).
     since_ms: u64,
     /// When it was closed (Unix milliseconds; 0 while open).
@@ -93,8 +95,8 @@ impl Conversation {
             state: State::Queued,
             rated: false,
             events: Transcript::default(),
-            sent: HashMap::new(),
-            typing: HashMap::new(),
+            sent: SentIds::default(),
+            typing: ClientMap::default(),
             since_ms: 0,
             closed_ms: 0,
             catch_up: Vec::new(),
@@ -153,12 +155,7 @@ impl Conversation {
         if after > len || len - after > budget {
             return None;
         }
-        let ids: HashMap<u64, u64> = self
-            .sent
-            .iter()
-            .filter(|(_, seq)| **seq > after)
-            .map(|((_, id), seq)| (*seq, *id))
-            .collect();
+        let ids = self.sent.ids_after(after);
         Some(
             self.events
                 .range(after + 1, len, reader)?
@@ -175,11 +172,9 @@ impl Conversation {
         self.events.len() + 1
     }
 
-    /// Every connection of both participants.
-    fn all_conns(&self) -> Vec<ConnId> {
-        let mut v = self.visitor_conns.clone();
-        v.extend_from_slice(&self.agent_conns);
-        v
+    /// Sends `frame` to every connection of both participants but `except`.
+    fn to_participants(&self, out: &mut Vec<Effect>, except: Option<ConnId>, frame: Bytes) {
+        to_both(out, &self.visitor_conns, &self.agent_conns, except, frame);
     }
 
     /// The connections of the side opposite to `who`.
@@ -205,7 +200,7 @@ impl Conversation {
 #[derive(Debug)]
 pub(crate) struct Shard {
     settings: ShardSettings,
-    convs: HashMap<u64, Conversation>,
+    convs: ServerMap<u64, Conversation>,
     /// Records of the state changes since the last [`Shard::take_records`].
     log: Vec<Record>,
     /// Journal batch the changes being made now belong to (set by the worker).
@@ -215,11 +210,11 @@ pub(crate) struct Shard {
     /// not exist).
     undo: std::collections::BTreeMap<(u64, u64), Option<Undo>>,
     /// Conversations with entries in `undo`, and how many (the per-message check).
-    pending: HashMap<u64, u32>,
+    pending: ServerMap<u64, u32>,
     /// Whether the last `handle` changed state or read state that is not durable.
     dependent: bool,
     /// Restored records that came before what they follow (see [`Shard::restore`]).
-    held: HashMap<u64, Vec<Held>>,
+    held: ServerMap<u64, Vec<Held>>,
     /// Closed conversations in memory, summed over shards (a metric; optional so
     /// tests need none).
     closed: Option<std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::RouterMetrics>>>,
@@ -239,34 +234,61 @@ struct Assist {
     filter: Option<crate::assist::SpamFilter>,
     /// Where the assistants' actions are counted (the worker's metrics).
     metrics: Option<std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::WorkerMetrics>>>,
+    /// Scratch for the filter's subject (`tenant/user`): no allocation per message.
+    subject: String,
 }
 
 /// A restored record held back: (seq, time, kind, body, location).
 type Held = (u64, u64, RecordKind, Body, Option<Location>);
 
-/// What [`Shard::rollback`] restores of a conversation.
+/// What [`Shard::rollback`] restores of a conversation: its transcript length and,
+/// unless its batch only appended messages to it, the rest of its state.
 #[derive(Debug, Clone)]
 struct Undo {
+    events: u64,
+    /// `None` while the batch only appended (`Send`): nothing else changed, so the
+    /// copy is taken only when a later message of the same batch changes more.
+    fields: Option<Box<UndoFields>>,
+}
+
+/// The state besides the transcript that [`Undo`] restores.
+#[derive(Debug, Clone)]
+struct UndoFields {
     state: State,
     agent: Option<UserRef>,
     agent_conns: Vec<ConnId>,
     group: String,
     rated: bool,
     since_ms: u64,
-    events: u64,
 }
 
 impl Undo {
-    fn of(c: &Conversation) -> Self {
+    /// What takes `c` back to now; `appends_only` when the change to come only
+    /// appends to the transcript.
+    fn of(c: &Conversation, appends_only: bool) -> Self {
         Undo {
+            events: c.events.len(),
+            fields: (!appends_only).then(|| UndoFields::of(c)),
+        }
+    }
+
+    /// Takes back what was appended after this undo was taken.
+    fn truncate(&self, c: &mut Conversation) {
+        c.events.truncate(self.events);
+        c.sent.retain_up_to(self.events);
+    }
+}
+
+impl UndoFields {
+    fn of(c: &Conversation) -> Box<Self> {
+        Box::new(UndoFields {
             state: c.state,
             agent: c.agent.clone(),
             agent_conns: c.agent_conns.clone(),
             group: c.group.clone(),
             rated: c.rated,
             since_ms: c.since_ms,
-            events: c.events.len(),
-        }
+        })
     }
 
     fn apply(self, c: &mut Conversation) {
@@ -276,9 +298,6 @@ impl Undo {
         c.group = self.group;
         c.rated = self.rated;
         c.since_ms = self.since_ms;
-        c.events.truncate(self.events);
-        let n = self.events;
-        c.sent.retain(|_, seq| *seq <= n);
     }
 }
 
@@ -302,13 +321,13 @@ impl Shard {
     pub fn new(settings: ShardSettings) -> Self {
         Self {
             settings,
-            convs: HashMap::new(),
+            convs: ServerMap::default(),
             log: Vec::new(),
             epoch: 0,
             undo: std::collections::BTreeMap::new(),
-            pending: HashMap::new(),
+            pending: ServerMap::default(),
             dependent: false,
-            held: HashMap::new(),
+            held: ServerMap::default(),
             closed: None,
             reader: None,
             assist: Assist::default(),
@@ -412,22 +431,33 @@ impl Shard {
     /// The journal failed: takes back every change that is not durable, restoring
     /// each conversation as it was before its oldest pending batch.
     pub fn rollback(&mut self) {
-        let mut seen = std::collections::HashSet::new();
+        // Per conversation, in batch order: the oldest pending batch's undo has the
+        // transcript length to go back to; the rest of the state comes from the oldest
+        // one that copied it (the batches before it only appended).
+        let mut done: ServerMap<u64, (bool, bool)> = ServerMap::default();
         let mut reopened = 0;
         self.pending.clear();
         for ((_, id), undo) in std::mem::take(&mut self.undo) {
-            if !seen.insert(id) {
-                continue;
-            }
+            let (truncated, restored) = done.entry(id).or_insert((false, false));
             match undo {
-                None => {
+                None if !*truncated => {
                     self.convs.remove(&id);
+                    (*truncated, *restored) = (true, true);
                 }
+                None => {}
                 Some(u) => {
-                    if let Some(c) = self.convs.get_mut(&id) {
+                    let Some(c) = self.convs.get_mut(&id) else {
+                        continue;
+                    };
+                    if !*truncated {
+                        u.truncate(c);
+                        *truncated = true;
+                    }
+                    if !*restored && let Some(fields) = u.fields {
                         let was_closed = c.state == State::Closed;
-                        u.apply(c);
+                        fields.apply(c);
                         reopened += u64::from(was_closed && c.state != State::Closed);
+                        *restored = true;
                     }
                 }
             }
@@ -541,7 +571,7 @@ impl Shard {
         }
         match Kind::from_u8(e.kind) {
             Some(Kind::Send) => {
-                c.sent.insert((e.sender.clone(), body.client_msg_id), e.seq);
+                c.sent.insert(&e.sender, body.client_msg_id, e.seq);
             }
             Some(Kind::Assigned) => {
                 c.state = State::Assigned;
@@ -649,7 +679,7 @@ impl Shard {
             body: m.answer.to_owned(),
         })
         .to_frame(0);
-        to_all(out, &c.all_conns(), frame);
+        c.to_participants(out, None, frame);
         self.log_entry(conversation, 0);
     }
 
@@ -658,30 +688,28 @@ impl Shard {
         if !self.settings.journal {
             return;
         }
-        let Some(c) = self.convs.get(&conversation) else {
+        let Some(c) = self.convs.get_mut(&conversation) else {
             return;
         };
-        let Some(e) = c.events.last() else {
+        let group = match c.events.last() {
+            None => return,
+            Some(e) if e.kind == Kind::Assigned.as_u8() => c.group.clone(),
+            Some(_) => String::new(),
+        };
+        let Some(e) = c.events.last_mut() else {
             return;
         };
-        let is_assign = e.kind == Kind::Assigned.as_u8();
+        // The entry is lent to the body for encoding, not copied.
         let body = Body {
-            group: if is_assign {
-                c.group.clone()
-            } else {
-                String::new()
-            },
+            group,
             client_msg_id,
-            entry: e.clone(),
+            entry: std::mem::take(e),
             ..Body::default()
         };
-        self.log.push(record::record(
-            conversation,
-            e.seq,
-            e.time_ms,
-            RecordKind::Entry,
-            &body,
-        ));
+        let (seq, time_ms) = (body.entry.seq, body.entry.time_ms);
+        let record = record::record(conversation, seq, time_ms, RecordKind::Entry, &body);
+        *e = body.entry;
+        self.log.push(record);
     }
 
     /// The transcript of a conversation (tests).
@@ -718,8 +746,7 @@ impl Shard {
         self.convs
             .iter()
             .map(|(id, c)| {
-                let mut sent: Vec<_> = c.sent.iter().collect();
-                sent.sort();
+                let sent = c.sent.sorted();
                 let d = format!(
                     "{:?} {} {:?} {:?} {} {:?} {:?} {}",
                     c.visitor,
@@ -763,8 +790,23 @@ impl Shard {
         } else {
             self.pending.contains_key(&id)
         };
-        let fresh = !self.undo.contains_key(&(self.epoch, id));
-        let before = fresh.then(|| self.convs.get(&id).map(Undo::of));
+        // A `Send` only appends: its undo needs no copy of the rest of the state.
+        let appends_only = matches!(
+            &msg,
+            ShardMsg::Request {
+                msg: Msg::Send(_),
+                ..
+            }
+        );
+        let before = match self.undo.get_mut(&(self.epoch, id)) {
+            None => Some(self.convs.get(&id).map(|c| Undo::of(c, appends_only))),
+            // This batch only appended so far: the state now is the state before it.
+            Some(Some(u)) if u.fields.is_none() && !appends_only => {
+                u.fields = self.convs.get(&id).map(UndoFields::of);
+                None
+            }
+            Some(_) => None,
+        };
         let logged = self.log.len();
         self.apply(msg, now_ms, out);
         let changed = self.log.len() > logged;
@@ -999,7 +1041,7 @@ impl Shard {
             visitor_name: c.visitor_name.clone(),
         })
         .to_frame(0);
-        to_all(out, &c.all_conns(), frame);
+        c.to_participants(out, None, frame);
         self.log_entry(conversation, 0);
         let Some(c) = self.convs.get(&conversation) else {
             return;
@@ -1050,8 +1092,8 @@ impl Shard {
                 if c.state == State::Closed {
                     return refuse(out, &from, ErrorCode::Conflict, conversation);
                 }
-                let key = (from.who.user.clone(), s.client_msg_id);
-                let fresh = !c.sent.contains_key(&key);
+                let stored = c.sent.get(&from.who.user, s.client_msg_id);
+                let fresh = stored.is_none();
                 // The abuse filter sees each new visitor message once, before it is
                 // stored: dropped, refused or blocked ones change nothing.
                 let mut flags = 0;
@@ -1059,8 +1101,12 @@ impl Shard {
                     && is_visitor
                     && let Some(filter) = self.assist.filter.as_mut()
                 {
-                    let subject = format!("{}/{}", from.who.tenant, from.who.user);
-                    let verdict = filter.check(&subject, &s.body, now_ms);
+                    let subject = &mut self.assist.subject;
+                    subject.clear();
+                    subject.push_str(&from.who.tenant);
+                    subject.push('/');
+                    subject.push_str(&from.who.user);
+                    let verdict = filter.check(subject, &s.body, now_ms);
                     if let Some(m) = &self.assist.metrics {
                         match verdict {
                             Verdict::Allow => {}
@@ -1085,22 +1131,18 @@ impl Shard {
                 }
                 let faq_text =
                     (fresh && is_visitor && c.state == State::Queued).then(|| s.body.clone());
-                let seq = match c.sent.get(&key) {
+                let (seq, time_ms) = match stored {
                     // A resend: same answer, nothing stored or delivered twice.
-                    Some(&seq) => seq,
+                    Some(seq) => {
+                        let time_ms = c
+                            .events
+                            .get(seq, self.reader.as_ref())
+                            .map_or(now_ms, |e| e.time_ms);
+                        (seq, time_ms)
+                    }
                     None => {
-                        let seq = c.append(Entry {
-                            seq: 0,
-                            time_ms: now_ms,
-                            kind: Kind::Send.as_u8(),
-                            sender_role: from.role,
-                            content_type: s.content_type,
-                            flags,
-                            sender: from.who.user.clone(),
-                            body: s.body.clone(),
-                        });
-                        c.sent.insert(key, seq);
-                        let frame = Msg::from(messages::Deliver {
+                        let seq = c.next_seq();
+                        let msg = Msg::from(messages::Deliver {
                             sender_role: from.role,
                             content_type: s.content_type,
                             flags,
@@ -1110,21 +1152,29 @@ impl Shard {
                             client_msg_id: s.client_msg_id,
                             sender: from.who.user.clone(),
                             body: s.body,
-                        })
-                        .to_frame(0);
-                        let others: Vec<ConnId> = c
-                            .all_conns()
-                            .into_iter()
-                            .filter(|&k| k != from.conn)
-                            .collect();
-                        to_all(out, &others, frame);
-                        seq
+                        });
+                        let frame = msg.to_frame(0);
+                        // The transcript keeps the strings the frame was made of (the
+                        // message is always the `Deliver` built above).
+                        let (sender, body) = match msg {
+                            Msg::Deliver(d) => (d.sender, d.body),
+                            _ => Default::default(),
+                        };
+                        c.append(Entry {
+                            seq: 0,
+                            time_ms: now_ms,
+                            kind: Kind::Send.as_u8(),
+                            sender_role: from.role,
+                            content_type: s.content_type,
+                            flags,
+                            sender,
+                            body,
+                        });
+                        c.sent.insert(&from.who.user, s.client_msg_id, seq);
+                        c.to_participants(out, Some(from.conn), frame);
+                        (seq, now_ms)
                     }
                 };
-                let time_ms = c
-                    .events
-                    .get(seq, self.reader.as_ref())
-                    .map_or(now_ms, |e| e.time_ms);
                 reply(
                     out,
                     &from,
@@ -1235,7 +1285,7 @@ impl Shard {
                     reason: cl.reason,
                 })
                 .to_frame(0);
-                to_all(out, &c.all_conns(), frame);
+                c.to_participants(out, None, frame);
                 out.push(Effect::Router(RouterMsg::Closed { conversation }));
                 self.log_entry(conversation, 0);
             }

@@ -20,9 +20,12 @@
 pub(crate) mod conversation;
 pub(crate) mod record;
 pub(crate) mod router;
+mod sent;
 #[cfg(test)]
 mod sim;
 mod transcript;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -38,9 +41,10 @@ pub(crate) struct UserRef {
     pub user: String,
 }
 
-/// Who sent a request, as the session verified it.
+/// Who a session verified. One per established connection, shared by all of its
+/// requests: a [`Sender`] costs a reference count, not copies of these strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Sender {
+pub(crate) struct Principal {
     /// The user.
     pub who: UserRef,
     /// Display name.
@@ -49,10 +53,26 @@ pub(crate) struct Sender {
     pub role: u8,
     /// Agent groups.
     pub groups: Vec<String>,
+}
+
+/// Who sent a request, as the session verified it. Reads as its [`Principal`]
+/// (`from.who`, `from.role`, ...) through `Deref`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sender {
+    /// Who (shared with the session).
+    pub id: Arc<Principal>,
     /// The connection the request came on (replies go there).
     pub conn: ConnId,
     /// The request id to answer.
     pub rid: u32,
+}
+
+impl std::ops::Deref for Sender {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.id
+    }
 }
 
 /// What a shard can replay of one conversation for a resuming connection.
@@ -327,6 +347,30 @@ pub(crate) fn to_all(out: &mut Vec<Effect>, conns: &[ConnId], frame: Bytes) {
         [] => {}
         [one] => send(out, *one, frame),
         many => out.push(Effect::Broadcast(many.to_vec(), frame)),
+    }
+}
+
+/// Sends `frame` to every connection in `a` and `b` but `except`, as [`to_all`]
+/// would to the list of them, without building that list for a single target.
+pub(crate) fn to_both(
+    out: &mut Vec<Effect>,
+    a: &[ConnId],
+    b: &[ConnId],
+    except: Option<ConnId>,
+    frame: Bytes,
+) {
+    let mut targets = a.iter().chain(b).filter(|&&k| Some(k) != except);
+    let Some(&first) = targets.next() else {
+        return;
+    };
+    match targets.next() {
+        None => send(out, first, frame),
+        Some(&second) => {
+            let mut many = Vec::with_capacity(a.len() + b.len());
+            many.extend([first, second]);
+            many.extend(targets);
+            out.push(Effect::Broadcast(many, frame));
+        }
     }
 }
 

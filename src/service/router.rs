@@ -15,10 +15,11 @@
 //! Closed conversations are forgotten (not tombstoned), so memory follows live
 //! conversations; a later `Claim` of one is answered `NotFound`.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use super::conversation::OpenConversation;
 use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all};
+use crate::fasthash::{ClientMap, ServerMap};
 use crate::handoff::ConnId;
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::{self, Msg, presence, role};
@@ -126,8 +127,8 @@ struct Group {
 /// Everything of one tenant; tenants never share state.
 #[derive(Debug, Default)]
 struct Tenant {
-    users: HashMap<String, User>,
-    groups: HashMap<String, Group>,
+    users: ClientMap<String, User>,
+    groups: ClientMap<String, Group>,
 }
 
 /// A non-closed conversation.
@@ -171,9 +172,9 @@ struct Target {
 pub(crate) struct Router {
     settings: RouterSettings,
     /// Connection → user.
-    directory: HashMap<ConnId, UserRef>,
-    tenants: HashMap<String, Tenant>,
-    convs: HashMap<u64, Conv>,
+    directory: ServerMap<ConnId, UserRef>,
+    tenants: ClientMap<String, Tenant>,
+    convs: ServerMap<u64, Conv>,
     /// Pending agent graces, soonest first.
     graces: BTreeSet<(u64, UserRef)>,
     next_id: u64,
@@ -184,9 +185,9 @@ impl Router {
     pub fn new(settings: RouterSettings) -> Self {
         Router {
             settings,
-            directory: HashMap::new(),
-            tenants: HashMap::new(),
-            convs: HashMap::new(),
+            directory: ServerMap::default(),
+            tenants: ClientMap::default(),
+            convs: ServerMap::default(),
             graces: BTreeSet::new(),
             next_id: 1,
         }

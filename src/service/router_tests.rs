@@ -1,10 +1,12 @@
 //! Router unit tests: deterministic, no threads; frames are decoded back to messages.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use super::*;
 use crate::handoff::Command;
 use crate::protocol::messages::Queued;
+use crate::service::Principal;
 
 const GRACE: u64 = 30_000;
 
@@ -38,10 +40,12 @@ fn groups(gs: &[&str]) -> Vec<String> {
 
 fn sender(tenant: &str, user: &str, role: u8, gs: &[&str], c: ConnId) -> Sender {
     Sender {
-        who: who(tenant, user),
-        name: format!("{user} name"),
-        role,
-        groups: groups(gs),
+        id: Arc::new(Principal {
+            who: who(tenant, user),
+            name: format!("{user} name"),
+            role,
+            groups: groups(gs),
+        }),
         conn: c,
         rid: 7,
     }
@@ -1239,10 +1243,12 @@ fn random_traffic_keeps_the_invariants() {
                 .find(|(_, i)| *i == pi)
                 .map_or(conn(9_999), |l| l.0);
             let from = Sender {
-                who: who(p.tenant, p.user),
-                name: p.user.into(),
-                role: p.role,
-                groups: groups(p.groups),
+                id: Arc::new(Principal {
+                    who: who(p.tenant, p.user),
+                    name: p.user.into(),
+                    role: p.role,
+                    groups: groups(p.groups),
+                }),
                 conn: pconn,
                 rid: step,
             };

@@ -40,6 +40,11 @@ impl Transcript {
         self.tail.last()
     }
 
+    /// The newest entry, to change in place.
+    pub fn last_mut(&mut self) -> Option<&mut Entry> {
+        self.tail.last_mut()
+    }
+
     /// Takes back the entries after `len` (never below what left memory: those are
     /// durable, and only entries that are not can be taken back).
     pub fn truncate(&mut self, len: u64) {

@@ -275,7 +275,7 @@ mod tests {
     use crate::journal::{Faults, Journal, JournalConfig};
     use crate::protocol::messages::{self, Msg, content, role};
     use crate::service::conversation::ShardSettings;
-    use crate::service::{Sender as From, UserRef};
+    use crate::service::{Principal, Sender as From, UserRef};
 
     fn vera() -> UserRef {
         UserRef {
@@ -295,10 +295,12 @@ mod tests {
     fn send(id: u64) -> ShardMsg {
         ShardMsg::Request {
             from: From {
-                who: vera(),
-                name: "Vera".into(),
-                role: role::VISITOR,
-                groups: Vec::new(),
+                id: std::sync::Arc::new(Principal {
+                    who: vera(),
+                    name: "Vera".into(),
+                    role: role::VISITOR,
+                    groups: Vec::new(),
+                }),
                 conn: conn(),
                 rid: id as u32,
             },

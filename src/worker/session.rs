@@ -9,20 +9,20 @@
 //! routed: opening, claiming, presence and notices to the router, everything else to
 //! the conversation's shard.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
 use crate::auth::{Identity, Verifier};
+use crate::fasthash::ServerMap;
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{Command, ConnId, Event};
 use crate::metrics::WorkerMetrics;
 use crate::protocol::messages::{self, Resumed};
 use crate::protocol::{DecodeError, ErrorCode, Kind, Msg, PROTOCOL_VERSION};
 use crate::service::{
-    Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, error_command, shard_of,
+    Effect, Principal, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, error_command, shard_of,
 };
 
 /// What sessions need to know about the deployment.
@@ -48,7 +48,8 @@ enum State {
     AwaitingHello,
     /// Verified; waiting for the shards' answers to its resume cursors.
     Resuming(Box<Resuming>),
-    Established(Box<Identity>),
+    /// Shared with every request's [`Sender`].
+    Established(Arc<Principal>),
 }
 
 #[derive(Debug)]
@@ -75,7 +76,7 @@ fn current(s: &SharedSettings) -> Arc<SessionSettings> {
 #[derive(Debug)]
 pub(crate) struct Sessions {
     settings: SharedSettings,
-    sessions: HashMap<ConnId, State>,
+    sessions: ServerMap<ConnId, State>,
     /// Worker index in the top bits, a counter below: unique per daemon run.
     next_session: u64,
     /// This worker's index (where shards send resume answers).
@@ -90,7 +91,7 @@ impl Sessions {
     pub fn new(worker: usize, settings: SharedSettings) -> Self {
         Self {
             settings,
-            sessions: HashMap::new(),
+            sessions: ServerMap::default(),
             next_session: (worker as u64) << 48,
             worker,
         }
@@ -163,19 +164,26 @@ impl Sessions {
             out.push(Effect::Conn(conn, Command::Send { conn, frame }));
         }
         out.push(Effect::Conn(conn, Command::Established { conn }));
+        let capacity = identity.max_concurrent;
+        let principal = Principal {
+            who: UserRef {
+                tenant: identity.tenant,
+                user: identity.user,
+            },
+            name: identity.name,
+            role: identity.role,
+            groups: identity.groups,
+        };
         out.push(Effect::Router(RouterMsg::Connected {
             conn,
-            who: UserRef {
-                tenant: identity.tenant.clone(),
-                user: identity.user.clone(),
-            },
-            name: identity.name.clone(),
-            role: identity.role,
-            groups: identity.groups.clone(),
-            capacity: identity.max_concurrent,
+            who: principal.who.clone(),
+            name: principal.name.clone(),
+            role: principal.role,
+            groups: principal.groups.clone(),
+            capacity,
         }));
         self.sessions
-            .insert(conn, State::Established(Box::new(identity)));
+            .insert(conn, State::Established(Arc::new(principal)));
     }
 
     /// Applies one event, appending the resulting commands to `out`.
@@ -301,13 +309,7 @@ impl Sessions {
                     Err(_) => return Err(ErrorCode::MalformedPayload),
                 };
                 let from = Sender {
-                    who: UserRef {
-                        tenant: id.tenant.clone(),
-                        user: id.user.clone(),
-                    },
-                    name: id.name.clone(),
-                    role: id.role,
-                    groups: id.groups.clone(),
+                    id: id.clone(),
                     conn,
                     rid,
                 };
