@@ -11,6 +11,10 @@ use switchboard::auth::{Claims, ROLE_NAMES, Verifier};
 use switchboard::config::LogFormat;
 use switchboard::{Config, Server};
 
+/// mimalloc: the per-message allocations cost far less than with glibc malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Switchboard: customer-service connection gateway.
 #[derive(Debug, Parser)]
 #[command(version, about)]

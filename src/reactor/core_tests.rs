@@ -83,6 +83,7 @@ fn settings(max_pending_bytes: u32) -> Settings {
         linger_ms: 1_000,
         read_budget_bytes: 1 << 20,
         command_batch: 64,
+        reserve_slots: 16,
     }
 }
 
