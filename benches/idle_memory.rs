@@ -4,7 +4,7 @@
 //! Run with:
 //!
 //! ```text
-//! cargo bench --bench idle_memory -- [--connections N] [--procs P]
+//! cargo bench --bench idle_memory -- [--connections N] [--procs P] [--backend epoll|uring]
 //! ```
 //!
 //! (default N = 19,000; default P = enough client processes to stay under ~9,900
@@ -114,11 +114,14 @@ fn main() -> ExitCode {
 struct Args {
     connections: usize,
     procs: usize,
+    /// `reactor.backend` of the daemon under test.
+    backend: String,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut connections = None;
     let mut procs = None;
+    let mut backend = "epoll".to_owned();
     let mut bench_mode = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -138,10 +141,19 @@ fn parse_args() -> Result<Args, String> {
         match key.as_str() {
             "--connections" | "-n" => connections = Some(value("--connections")?),
             "--procs" | "-p" => procs = Some(value("--procs")?),
+            "--backend" => {
+                backend = match inline.clone().or_else(|| args.next()).as_deref() {
+                    Some(b @ ("epoll" | "uring" | "auto")) => b.to_owned(),
+                    other => return Err(format!("--backend: epoll, uring or auto, not {other:?}")),
+                }
+            }
             // `cargo bench` adds `--bench`; `cargo test` does not.
             "--bench" => bench_mode = true,
             "--help" | "-h" => {
-                println!("usage: cargo bench --bench idle_memory -- [--connections N] [--procs P]");
+                println!(
+                    "usage: cargo bench --bench idle_memory -- [--connections N] [--procs P] \
+                     [--backend epoll|uring|auto]"
+                );
                 std::process::exit(0);
             }
             other => eprintln!("idle_memory: ignoring argument {other:?}"),
@@ -159,7 +171,11 @@ fn parse_args() -> Result<Args, String> {
     if procs == 0 || procs > connections {
         return Err(format!("--procs must be between 1 and {connections}"));
     }
-    Ok(Args { connections, procs })
+    Ok(Args {
+        connections,
+        procs,
+        backend,
+    })
 }
 
 /// PIDs of everything we started, for the watchdog.
@@ -231,7 +247,7 @@ fn parent_main() -> Result<(), String> {
 
     let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
     let config_path = dir.path().join("switchboard.toml");
-    std::fs::write(&config_path, config_text(dir.path()))
+    std::fs::write(&config_path, config_text(dir.path(), &args.backend))
         .map_err(|e| format!("write config: {e}"))?;
 
     let mut procs = Procs {
@@ -403,6 +419,7 @@ fn parent_main() -> Result<(), String> {
     print!(
         "{}",
         report(&Measurement {
+            backend: args.backend.clone(),
             connections: args.connections,
             procs: args.procs,
             n_sources,
@@ -427,6 +444,7 @@ fn parent_main() -> Result<(), String> {
 
 /// Everything the report needs.
 struct Measurement {
+    backend: String,
     connections: usize,
     procs: usize,
     n_sources: usize,
@@ -456,9 +474,10 @@ fn report(m: &Measurement) -> String {
     let _ = writeln!(r, "\nswitchboard idle-connection memory");
     let _ = writeln!(
         r,
-        "  daemon                 {} (pid {}, {} reactors, {} workers, {} threads)",
+        "  daemon                 {} (pid {}, {} backend, {} reactors, {} workers, {} threads)",
         env!("CARGO_BIN_EXE_switchboard"),
         m.daemon_pid,
+        m.backend,
         m.reactors,
         m.workers,
         m.after.threads
@@ -576,7 +595,7 @@ fn report(m: &Measurement) -> String {
     r
 }
 
-fn config_text(dir: &Path) -> String {
+fn config_text(dir: &Path, backend: &str) -> String {
     let state = dir.join("state");
     format!(
         "state_dir = {state:?}\n\
@@ -589,6 +608,9 @@ fn config_text(dir: &Path) -> String {
          \n\
          [admin]\n\
          addr = \"127.0.0.1:0\"\n\
+         \n\
+         [reactor]\n\
+         backend = {backend:?}\n\
          \n\
          [heartbeat]\n\
          interval = \"1m\"\n\
