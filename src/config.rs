@@ -146,7 +146,8 @@ pub struct ReactorConfig {
     /// The I/O backend: `epoll`, `uring`, or `auto` (uring when the kernel supports
     /// every feature it uses, else epoll; the choice is logged at start).
     pub backend: Backend,
-    /// io_uring: provided receive buffers per reactor (a power of two, at most 32768).
+    /// io_uring: most provided receive buffers per reactor (a power of two, at most
+    /// 32768); 32 are published at start and the pool doubles when receives run out.
     pub uring_buffers: u32,
     /// io_uring: size of each provided receive buffer in bytes.
     pub uring_buffer_bytes: u32,

@@ -10,6 +10,12 @@
 //!   returned exactly once (the type system forbids a second return, and a guard
 //!   dropped without recycling is logged as a leak, never a double publish).
 //!
+//! Not every buffer is published at once: the pool starts with a few and doubles
+//! ([`BufRing::grow`]) whenever a receive found the ring empty. The ring hands
+//! buffers out in ring order, so every published buffer gets written (at least its
+//! first page) soon after it is published; publishing only what the load needs keeps
+//! a quiet reactor's pool from becoming resident.
+//!
 //! The memory (entries and buffers) is freed only by [`BufRing::free`], which the
 //! backend calls after the kernel can no longer touch it (see `teardown` in the
 //! parent module).
@@ -65,6 +71,8 @@ pub(super) struct BufRing {
     bufs: NonNull<u8>,
     bufs_layout: Layout,
     count: u16,
+    /// Buffers published so far (ids `0..published`); grows up to `count`.
+    published: u16,
     buf_len: u32,
     /// Our tail (free-running; the kernel masks it).
     tail: u16,
@@ -83,9 +91,10 @@ impl std::fmt::Debug for BufRing {
 }
 
 impl BufRing {
-    /// Allocates `count` (a power of two, ≤ 32768) buffers of `buf_len` bytes, every
-    /// one published to the kernel side of the ring.
-    pub(super) fn new(count: u32, buf_len: u32) -> io::Result<Self> {
+    /// Allocates `count` (a power of two, ≤ 32768) buffers of `buf_len` bytes and
+    /// publishes the first `initial` of them (at least one) to the kernel side of the
+    /// ring; [`BufRing::grow`] publishes more.
+    pub(super) fn new(count: u32, buf_len: u32, initial: u32) -> io::Result<Self> {
         let invalid = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_owned());
         if !count.is_power_of_two() || count > 32_768 || buf_len == 0 {
             return Err(invalid("uring_buffers must be a power of two <= 32768"));
@@ -117,14 +126,42 @@ impl BufRing {
             bufs_layout,
             // count ≤ 32768 was checked above.
             count: u16::try_from(count).unwrap_or(32_768),
+            published: 0,
             buf_len,
             tail: 0,
-            out: count as usize,
+            out: 0,
         };
-        for bid in 0..ring.count {
-            ring.recycle(BufGuard::from_completion(bid));
-        }
+        ring.publish(u16::try_from(initial.clamp(1, count)).unwrap_or(1));
         Ok(ring)
+    }
+
+    /// Publishes more buffers (doubling the published pool, up to `count`); false when
+    /// every buffer already is.
+    pub(super) fn grow(&mut self) -> bool {
+        if self.published >= self.count {
+            return false;
+        }
+        self.publish(self.published.min(self.count - self.published));
+        true
+    }
+
+    /// Buffers published so far.
+    pub(super) fn published(&self) -> u16 {
+        self.published
+    }
+
+    /// Publishes the next `n` never-published buffer ids.
+    fn publish(&mut self, n: u16) {
+        let (from, to) = (
+            self.published,
+            self.published.saturating_add(n).min(self.count),
+        );
+        self.published = to;
+        for bid in from..to {
+            // Counted as out so that `recycle` balances it.
+            self.out += 1;
+            self.recycle(BufGuard::from_completion(bid));
+        }
     }
 
     /// Address of the entry ring, for `register_buf_ring_with_flags`.
@@ -239,7 +276,7 @@ mod tests {
 
     #[test]
     fn new_publishes_every_buffer_once() {
-        let r = BufRing::new(8, 1024).unwrap();
+        let r = BufRing::new(8, 1024, 8).unwrap();
         assert_eq!(tail_of(&r), 8);
         assert_eq!(r.out(), 0);
         let base = r.bufs.as_ptr() as u64;
@@ -255,14 +292,38 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes() {
-        assert!(BufRing::new(3, 1024).is_err());
-        assert!(BufRing::new(65_536, 1024).is_err());
-        assert!(BufRing::new(4, 0).is_err());
+        assert!(BufRing::new(3, 1024, 1).is_err());
+        assert!(BufRing::new(65_536, 1024, 1).is_err());
+        assert!(BufRing::new(4, 0, 1).is_err());
+    }
+
+    #[test]
+    fn the_pool_starts_small_and_doubles_to_its_size() {
+        let mut r = BufRing::new(16, 1024, 3).unwrap();
+        assert_eq!((tail_of(&r), r.published(), r.out()), (3, 3, 0));
+        assert!(r.grow());
+        assert_eq!((tail_of(&r), r.published()), (6, 6));
+        assert!(r.grow() && r.grow());
+        assert_eq!(
+            (tail_of(&r), r.published()),
+            (16, 16),
+            "capped at the pool size"
+        );
+        assert!(!r.grow());
+        let bids: Vec<u16> = (0..16).map(|i| entry(&r, i).2).collect();
+        assert_eq!(bids, (0..16).collect::<Vec<_>>(), "each id published once");
+        assert_eq!(r.out(), 0);
+        // SAFETY (test): never registered with a kernel ring.
+        unsafe { r.free() };
+        let r = BufRing::new(4, 1024, 0).unwrap();
+        assert_eq!(r.published(), 1, "at least one buffer");
+        // SAFETY (test): never registered.
+        unsafe { r.free() };
     }
 
     #[test]
     fn data_reads_the_right_buffer() {
-        let r = BufRing::new(4, 1024).unwrap();
+        let r = BufRing::new(4, 1024, 4).unwrap();
         // SAFETY (test): no kernel involved; writing buffer 2 directly.
         unsafe { *r.bufs.as_ptr().add(2 * 1024) = 0xab };
         let g = BufGuard::from_completion(2);
@@ -277,17 +338,25 @@ mod tests {
 
     proptest! {
         /// Model: the kernel consumes entries in order from its head; we take and
-        /// recycle in any order. Every published entry names a buffer that is not
-        /// out, no bid is ever published twice without being taken in between, and
-        /// the tail advances by exactly one per recycle.
+        /// recycle in any order, and grow the pool now and then. Every published
+        /// entry names a buffer that is not out, no bid is ever published twice
+        /// without being taken in between, and the tail advances by exactly one per
+        /// recycle.
         #[test]
         fn ids_round_trip_exactly_once(ops in proptest::collection::vec(any::<(bool, u8)>(), 1..400)) {
-            let mut r = BufRing::new(16, 1024).unwrap();
+            let mut r = BufRing::new(16, 1024, 2).unwrap();
             let mut head: u16 = 0; // kernel's consumption point
             let mut held: Vec<BufGuard> = Vec::new();
-            let mut published: std::collections::HashSet<u16> = (0..16).collect();
+            let mut published: std::collections::HashSet<u16> = (0..2).collect();
             for (take, pick) in ops {
-                if take && head != tail_of(&r) {
+                if take && pick % 8 == 0 {
+                    let (before, tail) = (r.published(), tail_of(&r));
+                    prop_assert_eq!(r.grow(), before < 16);
+                    for bid in before..r.published() {
+                        prop_assert!(published.insert(bid), "bid {bid} published twice");
+                    }
+                    prop_assert_eq!(tail_of(&r).wrapping_sub(tail), r.published() - before);
+                } else if take && head != tail_of(&r) {
                     let (_, _, bid) = entry(&r, usize::from(head));
                     head = head.wrapping_add(1);
                     prop_assert!(published.remove(&bid), "bid {bid} taken while not published");
@@ -302,7 +371,7 @@ mod tests {
                     prop_assert!(published.insert(bid), "bid {bid} published twice");
                 }
                 prop_assert_eq!(r.out(), held.len());
-                prop_assert_eq!(published.len() + held.len(), 16);
+                prop_assert_eq!(published.len() + held.len(), usize::from(r.published()));
                 prop_assert_eq!(tail_of(&r).wrapping_sub(head) as usize, published.len());
             }
             for g in held { r.recycle(g); }

@@ -56,6 +56,10 @@ use crate::reactor::core::Core;
 pub(crate) use eventfd::EventFd;
 pub(crate) use probe::probe;
 
+/// Receive buffers published at start; the pool doubles up to `uring_buffers` each
+/// time a receive finds the ring empty.
+const INITIAL_BUFFERS: u32 = 32;
+
 /// Buffer group id of the reactor's provided-buffer ring.
 const BGID: u16 = 0;
 /// After running out of file descriptors, wait this long before accepting again.
@@ -287,7 +291,7 @@ impl Backend {
     ) -> io::Result<Self> {
         let entries = cfg.entries.clamp(64, 32_768).next_power_of_two();
         let ring = probe::build_ring(entries)?;
-        let bufs = BufRing::new(cfg.buffers, cfg.buffer_bytes)?;
+        let bufs = BufRing::new(cfg.buffers, cfg.buffer_bytes, INITIAL_BUFFERS)?;
         // SAFETY: the ring memory stays allocated until `teardown` unregisters the group
         // (or leaks the memory if it cannot prove the kernel is done with it).
         let reg = unsafe {
@@ -366,6 +370,12 @@ impl Backend {
             self.complete(core);
             for t in core.take_resume() {
                 self.resume(core, t);
+            }
+            if !self.drv.starved.is_empty()
+                && let Some(b) = &mut self.bufs
+                && b.grow()
+            {
+                tracing::debug!(published = b.published(), "io_uring receive pool grown");
             }
             for t in std::mem::take(&mut self.drv.starved) {
                 self.rearm_recv(core, t);

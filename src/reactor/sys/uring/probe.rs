@@ -39,7 +39,7 @@ pub(crate) fn probe() -> Result<(), String> {
             return Err(format!("io_uring lacks opcode {name}"));
         }
     }
-    let bufs = BufRing::new(2, 1024).map_err(|e| e.to_string())?;
+    let bufs = BufRing::new(2, 1024, 2).map_err(|e| e.to_string())?;
     // SAFETY: the ring memory lives until `free` below, which runs after the group is
     // unregistered (or, if unregistering fails, after the whole ring is dropped).
     let reg = unsafe {
