@@ -10,6 +10,14 @@
 //!   returned exactly once (the type system forbids a second return, and a guard
 //!   dropped without recycling is logged as a leak, never a double publish).
 //!
+//! With incremental consumption (`IOU_PBUF_RING_INC`, Linux 6.12+) a receive takes
+//! only the bytes it needs from the head buffer, and the next receive — of any
+//! connection — continues in the same buffer: small messages pack into a few
+//! buffers instead of taking one 8 KiB buffer each. A completion flagged
+//! `IORING_CQE_F_BUF_MORE` lends us bytes of a buffer the kernel keeps (a guard
+//! that is `kept`, whose recycling returns nothing); the buffer's last completion
+//! hands it over. We track where each buffer's next bytes start.
+//!
 //! Not every buffer is published at once: the pool starts with a few and doubles
 //! ([`BufRing::grow`]) whenever a receive found the ring empty. The ring hands
 //! buffers out in ring order, so every published buffer gets written (at least its
@@ -37,13 +45,21 @@ const BUF_ALIGN: usize = 16;
 #[must_use = "a buffer id must be recycled into the ring"]
 pub(super) struct BufGuard {
     bid: u16,
+    /// Where this completion's bytes start in the buffer.
+    off: u32,
+    /// The kernel keeps the buffer (incremental consumption, more to come): these
+    /// bytes are lent, and recycling the guard returns nothing.
+    kept: bool,
 }
 
 impl BufGuard {
-    /// Takes ownership of the buffer a completion named. Call once per completion
-    /// carrying `IORING_CQE_F_BUFFER`.
+    /// Ownership of a whole buffer (its bytes start at 0).
     pub(super) fn from_completion(bid: u16) -> Self {
-        Self { bid }
+        Self {
+            bid,
+            off: 0,
+            kept: false,
+        }
     }
 
     /// The buffer id.
@@ -73,6 +89,10 @@ pub(super) struct BufRing {
     count: u16,
     /// Buffers published so far (ids `0..published`); grows up to `count`.
     published: u16,
+    /// Registered for incremental consumption.
+    incremental: bool,
+    /// Per buffer id: where the next completion's bytes start (incremental only).
+    offsets: Vec<u32>,
     buf_len: u32,
     /// Our tail (free-running; the kernel masks it).
     tail: u16,
@@ -127,6 +147,8 @@ impl BufRing {
             // count ≤ 32768 was checked above.
             count: u16::try_from(count).unwrap_or(32_768),
             published: 0,
+            incremental: false,
+            offsets: vec![0; n],
             buf_len,
             tail: 0,
             out: 0,
@@ -174,6 +196,38 @@ impl BufRing {
         self.count
     }
 
+    /// Records that the ring was registered with `IOU_PBUF_RING_INC`.
+    pub(super) fn set_incremental(&mut self) {
+        self.incremental = true;
+    }
+
+    /// The buffer a completion named, with `len` bytes received into it; `more` is
+    /// the completion's `IORING_CQE_F_BUF_MORE` (the kernel keeps the buffer).
+    /// Call once per completion carrying `IORING_CQE_F_BUFFER`.
+    pub(super) fn on_completion(&mut self, bid: u16, len: u32, more: bool) -> BufGuard {
+        let i = usize::from(bid) & (usize::from(self.count) - 1);
+        let Some(at) = self.offsets.get_mut(i) else {
+            return BufGuard::from_completion(bid);
+        };
+        let off = *at;
+        if self.incremental && more {
+            *at = off.saturating_add(len);
+            BufGuard {
+                bid,
+                off,
+                kept: true,
+            }
+        } else {
+            *at = 0;
+            self.out += 1;
+            BufGuard {
+                bid,
+                off,
+                kept: false,
+            }
+        }
+    }
+
     /// Buffers currently owned by us rather than the kernel.
     pub(super) fn out(&self) -> usize {
         self.out
@@ -182,21 +236,31 @@ impl BufRing {
     /// The first `len` received bytes of the guarded buffer.
     pub(super) fn data(&self, guard: &BufGuard, len: usize) -> &[u8] {
         let bid = usize::from(guard.bid) & (usize::from(self.count) - 1);
-        let len = len.min(self.buf_len as usize);
-        // SAFETY: `bid < count`, so the range lies inside the pool allocation. The
-        // guard proves the kernel handed this buffer to us and has not got it back
-        // (only `recycle`, which consumes the guard, republishes it), so nothing
-        // writes it while the returned borrow (tied to the guard) lives.
+        let off = (guard.off as usize).min(self.buf_len as usize);
+        let len = len.min(self.buf_len as usize - off);
+        // SAFETY: `bid < count` and `off + len <= buf_len`, so the range lies inside
+        // the pool allocation. The guard proves the kernel handed us these bytes and
+        // has not got them back: an owned buffer is republished only by `recycle`,
+        // which consumes the guard; a kept buffer's later receives go past
+        // `off + len`, never into it. So nothing writes them while the returned
+        // borrow (tied to the guard) lives.
         unsafe {
-            std::slice::from_raw_parts(self.bufs.as_ptr().add(bid * self.buf_len as usize), len)
+            std::slice::from_raw_parts(
+                self.bufs.as_ptr().add(bid * self.buf_len as usize + off),
+                len,
+            )
         }
     }
 
     /// Gives a buffer back to the kernel: writes its entry at our tail and publishes
     /// the new tail.
+    /// A kept guard returns nothing: the kernel still holds that buffer.
     pub(super) fn recycle(&mut self, guard: BufGuard) {
-        let bid = guard.bid & (self.count - 1);
+        let (bid, kept) = (guard.bid & (self.count - 1), guard.kept);
         std::mem::forget(guard);
+        if kept {
+            return;
+        }
         let mask = usize::from(self.count) - 1;
         let idx = usize::from(self.tail) & mask;
         // SAFETY: `idx < count`, inside the entry allocation. The slot at our tail is
@@ -222,11 +286,6 @@ impl BufRing {
             (*tail.cast::<AtomicU16>()).store(self.tail, Ordering::Release);
         }
         self.out = self.out.saturating_sub(1);
-    }
-
-    /// Records that a completion handed us a buffer (bookkeeping only).
-    pub(super) fn taken(&mut self) {
-        self.out += 1;
     }
 
     /// Frees the memory.
@@ -326,14 +385,65 @@ mod tests {
         let r = BufRing::new(4, 1024, 4).unwrap();
         // SAFETY (test): no kernel involved; writing buffer 2 directly.
         unsafe { *r.bufs.as_ptr().add(2 * 1024) = 0xab };
-        let g = BufGuard::from_completion(2);
+        let mut r = r;
+        let g = r.on_completion(2, 1, false);
         assert_eq!(r.data(&g, 1), &[0xab]);
         assert_eq!(r.data(&g, 5000).len(), 1024, "clamped to the buffer size");
-        let mut r = r;
-        r.taken();
         r.recycle(g);
         // SAFETY (test): never registered.
         unsafe { r.free() };
+    }
+
+    #[test]
+    fn incremental_completions_lend_bytes_until_the_last_hands_the_buffer_over() {
+        let mut r = BufRing::new(4, 1024, 4).unwrap();
+        r.set_incremental();
+        let base = r.bufs.as_ptr();
+        // SAFETY (test): no kernel involved; writing buffer 1 as two receives would.
+        unsafe {
+            base.add(1024).write_bytes(b'a', 10);
+            base.add(1024 + 10).write_bytes(b'b', 5);
+        }
+        let tail = tail_of(&r);
+        let first = r.on_completion(1, 10, true);
+        assert_eq!(r.data(&first, 10), &[b'a'; 10]);
+        r.recycle(first);
+        assert_eq!(
+            (tail_of(&r), r.out()),
+            (tail, 0),
+            "a kept buffer is not republished"
+        );
+        let second = r.on_completion(1, 5, true);
+        assert_eq!(
+            r.data(&second, 5),
+            &[b'b'; 5],
+            "continues where the last one ended"
+        );
+        r.recycle(second);
+        // The buffer's last completion: ours now, returned once, offset reset.
+        let last = r.on_completion(1, 1009, false);
+        assert_eq!(r.data(&last, 2000).len(), 1009, "clamped to what is left");
+        assert_eq!(r.out(), 1);
+        r.recycle(last);
+        assert_eq!((tail_of(&r), r.out()), (tail.wrapping_add(1), 0));
+        let (addr, len, bid) = entry(&r, usize::from(tail));
+        assert_eq!(
+            (addr, len, bid),
+            (base as u64 + 1024, 1024, 1),
+            "republished whole"
+        );
+        let again = r.on_completion(1, 3, true);
+        assert_eq!(again.off, 0, "a republished buffer starts over");
+        r.recycle(again);
+        // Without incremental registration `more` never keeps a buffer.
+        let mut plain = BufRing::new(4, 1024, 4).unwrap();
+        let g = plain.on_completion(0, 3, true);
+        assert_eq!(plain.out(), 1);
+        plain.recycle(g);
+        // SAFETY (test): never registered.
+        unsafe { r.free() };
+        // SAFETY (test): never registered.
+        unsafe { plain.free() };
     }
 
     proptest! {
@@ -360,8 +470,7 @@ mod tests {
                     let (_, _, bid) = entry(&r, usize::from(head));
                     head = head.wrapping_add(1);
                     prop_assert!(published.remove(&bid), "bid {bid} taken while not published");
-                    r.taken();
-                    held.push(BufGuard::from_completion(bid));
+                    held.push(r.on_completion(bid, 100, false));
                 } else if !held.is_empty() {
                     let g = held.swap_remove(usize::from(pick) % held.len());
                     let bid = g.bid();

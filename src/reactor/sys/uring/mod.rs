@@ -56,6 +56,9 @@ use crate::reactor::core::Core;
 pub(crate) use eventfd::EventFd;
 pub(crate) use probe::probe;
 
+/// `IOU_PBUF_RING_INC`: receives consume provided buffers incrementally.
+const INCREMENTAL: u16 = 2;
+
 /// Receive buffers published at start; the pool doubles up to `uring_buffers` each
 /// time a receive finds the ring empty.
 const INITIAL_BUFFERS: u32 = 32;
@@ -291,13 +294,31 @@ impl Backend {
     ) -> io::Result<Self> {
         let entries = cfg.entries.clamp(64, 32_768).next_power_of_two();
         let ring = probe::build_ring(entries)?;
-        let bufs = BufRing::new(cfg.buffers, cfg.buffer_bytes, INITIAL_BUFFERS)?;
-        // SAFETY: the ring memory stays allocated until `teardown` unregisters the group
-        // (or leaks the memory if it cannot prove the kernel is done with it).
-        let reg = unsafe {
-            ring.submitter()
-                .register_buf_ring_with_flags(bufs.ring_addr(), bufs.count(), BGID, 0)
+        let mut bufs = BufRing::new(cfg.buffers, cfg.buffer_bytes, INITIAL_BUFFERS)?;
+        let register = |flags: u16| {
+            // SAFETY: the ring memory stays allocated until `teardown` unregisters the
+            // group (or leaks the memory if it cannot prove the kernel is done with it).
+            unsafe {
+                ring.submitter().register_buf_ring_with_flags(
+                    bufs.ring_addr(),
+                    bufs.count(),
+                    BGID,
+                    flags,
+                )
+            }
         };
+        // Incremental consumption where the kernel has it (6.12+): small receives
+        // share a buffer instead of taking one each.
+        let reg = match register(INCREMENTAL) {
+            Ok(()) => Ok(true),
+            Err(_) => register(0).map(|()| false),
+        };
+        if let Ok(incremental) = reg {
+            tracing::debug!(incremental, "io_uring receive buffer ring registered");
+            if incremental {
+                bufs.set_incremental();
+            }
+        }
         if let Err(e) = reg {
             drop(ring);
             // SAFETY: registration failed and the ring is gone: the kernel never saw
@@ -406,13 +427,11 @@ impl Backend {
         if !more {
             self.drv.inflight = self.drv.inflight.saturating_sub(1);
         }
-        let buf = cqueue::buffer_select(flags).map(|bid| {
-            if let Some(b) = &mut self.bufs {
-                b.taken();
-            }
-            BufGuard::from_completion(bid)
-        });
         let res = cqe.result();
+        let buf = cqueue::buffer_select(flags).map(|bid| match &mut self.bufs {
+            Some(b) => b.on_completion(bid, res.max(0) as u32, cqueue::buffer_more(flags)),
+            None => BufGuard::from_completion(bid),
+        });
         let tag = decode(cqe.user_data());
         // The live connection this request belongs to; `None` for stale requests
         // (closed connection, slot reused) and non-connection requests.
@@ -651,8 +670,9 @@ impl Backend {
                 if let Some(bid) = cqueue::buffer_select(cqe.flags())
                     && let Some(b) = &mut self.bufs
                 {
-                    b.taken();
-                    b.recycle(BufGuard::from_completion(bid));
+                    let res = cqe.result().max(0) as u32;
+                    let g = b.on_completion(bid, res, cqueue::buffer_more(cqe.flags()));
+                    b.recycle(g);
                 }
             }
         }
