@@ -487,5 +487,50 @@ mod tests {
             // SAFETY (test): never registered.
             unsafe { r.free() };
         }
+
+        /// Model of incremental consumption: the kernel takes any number of bytes
+        /// from the head buffer, flagging `BUF_MORE` while some are left, and moves
+        /// to the next buffer only when one is used up. Every completion's bytes
+        /// start where the buffer's previous ones ended, lent bytes never return the
+        /// buffer, and each used-up buffer is ours exactly once until recycled.
+        #[test]
+        fn incremental_offsets_follow_the_kernel(ops in proptest::collection::vec(any::<(bool, u16, u8)>(), 1..400)) {
+            const LEN: u32 = 256;
+            let mut r = BufRing::new(8, LEN, 8).unwrap();
+            r.set_incremental();
+            let mut head: u16 = 0;
+            let mut used: u32 = 0; // bytes the kernel took from the head buffer
+            let mut held: Vec<BufGuard> = Vec::new();
+            for (take, len, pick) in ops {
+                if take && head != tail_of(&r) {
+                    let (_, _, bid) = entry(&r, usize::from(head));
+                    let n = (u32::from(len) % LEN + 1).min(LEN - used);
+                    let more = used + n < LEN;
+                    let tail = tail_of(&r);
+                    let g = r.on_completion(bid, n, more);
+                    prop_assert_eq!(g.off, used, "bytes start where the last ones ended");
+                    prop_assert_eq!(r.data(&g, n as usize).len(), n as usize);
+                    if more {
+                        used += n;
+                        r.recycle(g);
+                        prop_assert_eq!(tail_of(&r), tail, "lent bytes return nothing");
+                    } else {
+                        used = 0;
+                        head = head.wrapping_add(1);
+                        held.push(g);
+                    }
+                } else if !held.is_empty() {
+                    let g = held.swap_remove(usize::from(pick) % held.len());
+                    let tail = tail_of(&r);
+                    r.recycle(g);
+                    prop_assert_eq!(tail_of(&r), tail.wrapping_add(1));
+                }
+                prop_assert_eq!(r.out(), held.len());
+                prop_assert_eq!(usize::from(tail_of(&r).wrapping_sub(head)) + held.len(), 8);
+            }
+            for g in held { r.recycle(g); }
+            // SAFETY (test): never registered.
+            unsafe { r.free() };
+        }
     }
 }
