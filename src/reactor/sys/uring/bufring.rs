@@ -233,7 +233,7 @@ impl BufRing {
         self.out
     }
 
-    /// The first `len` received bytes of the guarded buffer.
+    /// The `len` bytes the guard's completion received (clamped to the buffer).
     pub(super) fn data(&self, guard: &BufGuard, len: usize) -> &[u8] {
         let bid = usize::from(guard.bid) & (usize::from(self.count) - 1);
         let off = (guard.off as usize).min(self.buf_len as usize);
@@ -253,8 +253,7 @@ impl BufRing {
     }
 
     /// Gives a buffer back to the kernel: writes its entry at our tail and publishes
-    /// the new tail.
-    /// A kept guard returns nothing: the kernel still holds that buffer.
+    /// the new tail. A kept guard returns nothing: the kernel still holds that buffer.
     pub(super) fn recycle(&mut self, guard: BufGuard) {
         let (bid, kept) = (guard.bid & (self.count - 1), guard.kept);
         std::mem::forget(guard);
