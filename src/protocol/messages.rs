@@ -14,6 +14,10 @@ use rkyv::{Archive, Deserialize, Serialize};
 use super::Kind;
 use crate::frame::{self, ALIGN, FrameHeader};
 
+/// Starting capacity of an outgoing frame's buffer: header plus a typical small
+/// message (`Accepted`, a chat-line `Deliver`) without regrowing; larger ones double.
+const FRAME_CAPACITY_HINT: usize = 256;
+
 /// The protocol version this build speaks in `Hello.protocol` / `Welcome.protocol`.
 pub const PROTOCOL_VERSION: u16 = 1;
 
@@ -240,6 +244,19 @@ macro_rules! messages {
                 };
                 // Serializing plain owned data into memory cannot fail.
                 archived.unwrap_or_default()
+            }
+
+            /// Appends the archived payload to `out` (which holds only whole
+            /// 16-byte units, so the archive's alignment is as if it stood alone:
+            /// the same bytes as [`Msg::to_payload`]).
+            fn append_payload(&self, out: Vec<u8>) -> Vec<u8> {
+                let start = out.len();
+                let written = match self {
+                    $( Msg::$name(m) => rkyv::api::high::to_bytes_in::<_, rancor::Error>(m, out), )*
+                };
+                // Serializing plain owned data into memory cannot fail; if it did,
+                // the payload is empty, as with `to_payload`.
+                written.unwrap_or_else(|_| vec![0; start])
             }
 
             /// Validates (bytecheck) and deserializes a payload of `kind`.
@@ -592,7 +609,6 @@ impl Msg {
     /// A whole frame (header, archived payload, padding) carrying this message.
     /// `Error` and `Bye` put their code in the header's status too.
     pub fn to_frame(&self, request_id: u32) -> Bytes {
-        let payload = self.to_payload();
         let status = match self {
             Msg::Error(e) => e.code,
             Msg::Bye(b) => b.code,
@@ -602,7 +618,10 @@ impl Msg {
             status,
             ..FrameHeader::new(self.kind().as_u8(), 0, request_id)
         };
-        frame::encode(header, &payload)
+        // Archived straight behind the header's space: one buffer, no copy.
+        let mut buf = Vec::with_capacity(FRAME_CAPACITY_HINT);
+        buf.resize(frame::HEADER_LEN, 0);
+        frame::seal(header, self.append_payload(buf))
     }
 
     /// Validates and decodes a payload (copying it to an aligned buffer only when it
