@@ -252,22 +252,6 @@ pub fn encode(mut header: FrameHeader, payload: &[u8]) -> Bytes {
     out.freeze()
 }
 
-/// Finishes a frame built in place: `buf` is [`HEADER_LEN`] reserved bytes followed
-/// by the payload. Writes the header (with the payload's length) and the padding
-/// into it, without copying the payload.
-pub fn seal(mut header: FrameHeader, mut buf: Vec<u8>) -> Bytes {
-    if buf.len() < HEADER_LEN {
-        buf.resize(HEADER_LEN, 0);
-    }
-    header.len = u32::try_from(buf.len().saturating_sub(HEADER_LEN)).unwrap_or(u32::MAX);
-    buf.truncate(HEADER_LEN.saturating_add(header.len as usize));
-    if let Some(h) = buf.get_mut(..HEADER_LEN) {
-        h.copy_from_slice(&header.to_bytes());
-    }
-    buf.resize(header.wire_len(), 0);
-    Bytes::from(buf)
-}
-
 /// Encodes a payload-less frame carrying only a status code (used for `Error`/`Bye`
 /// from the connection layer, which knows no message bodies).
 pub fn encode_status(kind: u8, status: u16, request_id: u32) -> Bytes {
@@ -283,26 +267,6 @@ pub fn encode_status(kind: u8, status: u16, request_id: u32) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seal_builds_what_encode_builds() {
-        let header = FrameHeader {
-            status: 7,
-            ..FrameHeader::new(3, 0, 99)
-        };
-        for n in [0usize, 1, 15, 16, 17, 100] {
-            let payload: Vec<u8> = (0..n).map(|i| i as u8).collect();
-            let mut buf = vec![0xee; HEADER_LEN];
-            buf.extend_from_slice(&payload);
-            assert_eq!(
-                seal(header, buf),
-                encode(header, &payload),
-                "payload of {n}"
-            );
-        }
-        // A buffer without room for the header still gives a valid empty frame.
-        assert_eq!(seal(header, vec![1, 2]), encode(header, &[]));
-    }
 
     #[test]
     fn header_round_trips() {

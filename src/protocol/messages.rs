@@ -14,9 +14,14 @@ use rkyv::{Archive, Deserialize, Serialize};
 use super::Kind;
 use crate::frame::{self, ALIGN, FrameHeader};
 
-/// Starting capacity of an outgoing frame's buffer: header plus a typical small
-/// message (`Accepted`, a chat-line `Deliver`) without regrowing; larger ones double.
-const FRAME_CAPACITY_HINT: usize = 256;
+/// Largest scratch buffer a thread keeps between [`Msg::to_frame`] calls.
+const MAX_KEPT_SCRATCH: usize = 64 * 1024;
+
+thread_local! {
+    /// Where [`Msg::to_frame`] archives payloads: reused, so encoding a message
+    /// allocates only the frame itself.
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
 
 /// The protocol version this build speaks in `Hello.protocol` / `Welcome.protocol`.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -246,17 +251,16 @@ macro_rules! messages {
                 archived.unwrap_or_default()
             }
 
-            /// Appends the archived payload to `out` (which holds only whole
-            /// 16-byte units, so the archive's alignment is as if it stood alone:
-            /// the same bytes as [`Msg::to_payload`]).
-            fn append_payload(&self, out: Vec<u8>) -> Vec<u8> {
-                let start = out.len();
+            /// Archives the payload into `out` (emptied first): the same bytes as
+            /// [`Msg::to_payload`], whose positions also count from the start.
+            fn payload_into(&self, mut out: Vec<u8>) -> Vec<u8> {
+                out.clear();
                 let written = match self {
                     $( Msg::$name(m) => rkyv::api::high::to_bytes_in::<_, rancor::Error>(m, out), )*
                 };
                 // Serializing plain owned data into memory cannot fail; if it did,
                 // the payload is empty, as with `to_payload`.
-                written.unwrap_or_else(|_| vec![0; start])
+                written.unwrap_or_default()
             }
 
             /// Validates (bytecheck) and deserializes a payload of `kind`.
@@ -618,10 +622,14 @@ impl Msg {
             status,
             ..FrameHeader::new(self.kind().as_u8(), 0, request_id)
         };
-        // Archived straight behind the header's space: one buffer, no copy.
-        let mut buf = Vec::with_capacity(FRAME_CAPACITY_HINT);
-        buf.resize(frame::HEADER_LEN, 0);
-        frame::seal(header, self.append_payload(buf))
+        // Archived into the thread's scratch buffer, then copied once into a frame
+        // of exactly its wire size (queued output is bounded by that size).
+        let payload = self.payload_into(SCRATCH.take());
+        let frame = frame::encode(header, &payload);
+        if payload.capacity() <= MAX_KEPT_SCRATCH {
+            SCRATCH.set(payload);
+        }
+        frame
     }
 
     /// Validates and decodes a payload (copying it to an aligned buffer only when it
@@ -647,6 +655,26 @@ mod tests {
         assert_eq!(d.header.kind, m.kind().as_u8());
         assert_eq!(d.header.request_id, 7);
         assert_eq!(Msg::decode(d.header.kind, d.payload).unwrap(), m);
+    }
+
+    #[test]
+    fn frames_are_exact_whatever_the_scratch_held_before() {
+        let big = Msg::from(Notice {
+            group: "support".into(),
+            text: "t".repeat(3000),
+            ..Notice::default()
+        });
+        let small = Msg::from(Accepted {
+            client_msg_id: 3,
+            seq: 9,
+            ..Accepted::default()
+        });
+        for m in [&big, &small, &big, &small] {
+            let frame = m.to_frame(5);
+            let header = FrameHeader::new(m.kind().as_u8(), 0, 5);
+            assert_eq!(frame, frame::encode(header, &m.to_payload()));
+            round_trip(m.clone());
+        }
     }
 
     #[test]
