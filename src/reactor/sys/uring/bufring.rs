@@ -33,6 +33,7 @@ use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
+use io_uring::cqueue;
 use io_uring::types::BufRingEntry;
 
 /// Page alignment the kernel requires for the entry ring.
@@ -199,6 +200,14 @@ impl BufRing {
     /// Records that the ring was registered with `IOU_PBUF_RING_INC`.
     pub(super) fn set_incremental(&mut self) {
         self.incremental = true;
+    }
+
+    /// The buffer `cqe` carries, if any (see [`BufRing::on_completion`]).
+    pub(super) fn take(&mut self, cqe: &cqueue::Entry) -> Option<BufGuard> {
+        let flags = cqe.flags();
+        let len = u32::try_from(cqe.result()).unwrap_or(0);
+        cqueue::buffer_select(flags)
+            .map(|bid| self.on_completion(bid, len, cqueue::buffer_more(flags)))
     }
 
     /// The buffer a completion named, with `len` bytes received into it; `more` is

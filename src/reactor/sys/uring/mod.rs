@@ -428,10 +428,10 @@ impl Backend {
             self.drv.inflight = self.drv.inflight.saturating_sub(1);
         }
         let res = cqe.result();
-        let buf = cqueue::buffer_select(flags).map(|bid| match &mut self.bufs {
-            Some(b) => b.on_completion(bid, res.max(0) as u32, cqueue::buffer_more(flags)),
-            None => BufGuard::from_completion(bid),
-        });
+        let buf = match &mut self.bufs {
+            Some(b) => b.take(cqe),
+            None => cqueue::buffer_select(flags).map(BufGuard::from_completion),
+        };
         let tag = decode(cqe.user_data());
         // The live connection this request belongs to; `None` for stale requests
         // (closed connection, slot reused) and non-connection requests.
@@ -667,11 +667,9 @@ impl Backend {
                 if !cqueue::more(cqe.flags()) {
                     self.drv.inflight = self.drv.inflight.saturating_sub(1);
                 }
-                if let Some(bid) = cqueue::buffer_select(cqe.flags())
-                    && let Some(b) = &mut self.bufs
+                if let Some(b) = &mut self.bufs
+                    && let Some(g) = b.take(&cqe)
                 {
-                    let res = cqe.result().max(0) as u32;
-                    let g = b.on_completion(bid, res, cqueue::buffer_more(cqe.flags()));
                     b.recycle(g);
                 }
             }
