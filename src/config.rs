@@ -69,7 +69,7 @@ pub struct Config {
 
 pub use crate::assist::AssistConfig;
 
-pub use crate::journal::{FsyncPolicy, JournalConfig};
+pub use crate::journal::{FsyncPolicy, JournalConfig, OnDamage};
 
 impl Default for Config {
     fn default() -> Self {

@@ -27,6 +27,57 @@ mod service;
 mod worker;
 
 pub use config::Config;
+
+/// The offline journal tools behind `switchboard journal check` and
+/// `switchboard journal salvage` (`proto-spec/JOURNAL.md` §4).
+pub mod journal_tools {
+    use crate::{Config, StartError};
+
+    /// What `check` found.
+    #[derive(Debug, Clone)]
+    pub struct JournalCheck {
+        /// The report to print: what was scanned, every damaged range, every
+        /// conversation affected and what salvage would do.
+        pub report: String,
+        /// Whether anything is damaged (a start with `journal.on_damage = "refuse"`
+        /// would refuse).
+        pub damaged: bool,
+    }
+
+    /// Reads the journal in `config.state_dir` without changing anything.
+    pub fn check(config: &Config) -> Result<JournalCheck, StartError> {
+        let c = crate::recovery::check_journal(config)?;
+        let mut report = format!("journal {}: {}\n", c.dir.display(), c.summary);
+        if c.in_use {
+            report.push_str(
+                "note: a running daemon holds this journal; its last segment may change while read\n",
+            );
+        }
+        if c.plan.damaged() {
+            report.push_str(&c.plan.report());
+        } else {
+            report.push_str("no damage\n");
+            if !c.plan.leftovers.is_empty() {
+                report.push_str(&c.plan.report());
+            }
+        }
+        Ok(JournalCheck {
+            report,
+            damaged: c.plan.damaged(),
+        })
+    }
+
+    /// Salvages the journal in `config.state_dir` (the daemon must be stopped), as a
+    /// start with `journal.on_damage = "salvage"` would; returns what was done.
+    pub fn salvage(config: &Config) -> Result<String, StartError> {
+        let plan = crate::recovery::salvage_journal(config)?;
+        Ok(if plan.damaged() {
+            format!("salvaged:\n{}", plan.report())
+        } else {
+            "no damage: nothing to salvage\n".to_owned()
+        })
+    }
+}
 pub use server::{ReloadError, ReloadReport, Server, ShutdownReport, StartError};
 
 /// Internals exposed only so `benches/` can measure them. Not a stable API.

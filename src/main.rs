@@ -35,10 +35,27 @@ enum Cmd {
         /// The file to check.
         file: PathBuf,
     },
+    /// Inspect or repair the journal in `state_dir` (see `proto-spec/JOURNAL.md` §4).
+    #[command(subcommand)]
+    Journal(JournalCmd),
     /// Print a signed access token (JWT, HS256) on stdout, for trying things out and
     /// for tests. Signs with the configured key (`--kid`, else the first), or with the
     /// development secret in `state_dir` (created if missing) when none is configured.
     Token(TokenArgs),
+}
+
+/// `switchboard journal ...`.
+#[derive(Debug, Subcommand)]
+enum JournalCmd {
+    /// Read the journal without changing it: segments, records, every damaged range
+    /// (segment, offset, length), the conversations affected and what salvage would
+    /// do. Exit 0 when clean, 1 on damage, 2 when it cannot be read.
+    Check,
+    /// Repair a damaged journal with the daemon stopped: keep every valid record,
+    /// record each hole as a gap entry, reserve what may have been used, save the
+    /// damaged bytes aside and cover them (as `journal.on_damage = "salvage"` does at
+    /// start). Exit 0 when done (or nothing to do), 2 on failure.
+    Salvage,
 }
 
 /// `switchboard token`: the claims of the token to mint.
@@ -75,6 +92,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Cmd::Run) {
         Cmd::CheckConfig { file } => check_config(&file),
         Cmd::Token(args) => token(cli.config.as_deref(), args),
+        Cmd::Journal(cmd) => journal(cli.config.as_deref(), cmd),
         Cmd::Run => run(cli.config.as_deref()),
     }
 }
@@ -88,6 +106,42 @@ fn check_config(file: &Path) -> ExitCode {
         Err(e) => {
             eprintln!("{}: {e}", file.display());
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `switchboard journal check|salvage`.
+fn journal(config_path: Option<&Path>, cmd: JournalCmd) -> ExitCode {
+    let config = match config_path.map(Config::load).transpose() {
+        Ok(c) => c.unwrap_or_default(),
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cmd {
+        JournalCmd::Check => match switchboard::journal_tools::check(&config) {
+            Ok(c) => {
+                print!("{}", c.report);
+                ExitCode::from(u8::from(c.damaged))
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                ExitCode::from(2)
+            }
+        },
+        JournalCmd::Salvage => {
+            init_logging(&config);
+            match switchboard::journal_tools::salvage(&config) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
     }
 }

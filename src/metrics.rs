@@ -328,6 +328,16 @@ pub struct JournalMetrics {
     pub append_latency: LatencyHistogram,
     /// Time of one fsync (or fdatasync).
     pub fsync_latency: LatencyHistogram,
+    /// Damaged ranges recovery found at start (0 on a clean journal).
+    pub damaged_ranges: Gauge,
+    /// Bytes in those ranges.
+    pub damaged_bytes: Gauge,
+    /// Sequence numbers salvage recorded as lost (holes between surviving records).
+    pub gap_lost: Counter,
+    /// Sequence numbers salvage reserved after a conversation's last surviving record.
+    pub gap_reserved: Counter,
+    /// Conversations salvage rebuilt without their opening record (hidden).
+    pub orphaned: Gauge,
 }
 
 /// Process-wide health flags read by `/readyz`.

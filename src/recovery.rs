@@ -1,43 +1,137 @@
-//! Start-up recovery: open the journal, replay every record into the conversation
-//! shards, and rebuild the router's queues and assignments from what they hold.
+//! Start-up recovery: scan the journal, replay every record into the conversation
+//! shards, decide what damage costs (refuse to start, or salvage), and rebuild the
+//! router's queues and assignments from what the shards hold. Also the offline
+//! `switchboard journal check` and `switchboard journal salvage`.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::clock::unix_ms;
 use crate::config::Config;
-use crate::journal::Journal;
+use crate::journal::{Journal, JournalError, Location, OnDamage, Record, RecordRef};
 use crate::server::StartError;
 use crate::service::conversation::Shard;
+use crate::service::damage::{DamagePlan, Positions};
 use crate::service::router::Router;
-use crate::service::shard_of;
+use crate::service::{record, shard_of};
+
+/// Records per journal submission while salvaging (each is made durable in turn).
+const SALVAGE_BATCH: usize = 4096;
+
+/// Replays scanned records into the shards, noting where each conversation's records
+/// stand (see [`Positions`]).
+struct Replay<'a> {
+    shards: &'a mut [Shard],
+    positions: Positions,
+    /// Records with a valid checksum whose body does not decode.
+    unreadable: u64,
+}
+
+impl<'a> Replay<'a> {
+    fn new(shards: &'a mut [Shard], config: &Config) -> Self {
+        let retention = u64::try_from(config.journal.retention.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            shards,
+            positions: Positions::new(retention),
+            unreadable: 0,
+        }
+    }
+
+    fn visit(&mut self, r: RecordRef<'_>, at: Location) {
+        self.positions.see(&r, at);
+        let n = self.shards.len();
+        if let Some(shard) = self.shards.get_mut(shard_of(r.conversation, n))
+            && shard
+                .restore(r.conversation, r.seq, r.time_ms, r.kind, r.body, Some(at))
+                .is_err()
+        {
+            self.unreadable += 1;
+        }
+    }
+
+    /// Places what can be placed and works out what the damage costs.
+    fn plan(self, damage: &[crate::journal::DamagedRange]) -> (DamagePlan, u64, u64) {
+        let mut unplaced = Vec::new();
+        let mut open = Vec::new();
+        let mut max_id = 0;
+        for shard in self.shards.iter_mut() {
+            shard.finish_restore();
+            unplaced.extend(shard.unplaced());
+            open.extend(shard.open_last_seqs());
+            max_id = max_id.max(shard.max_conversation());
+        }
+        if self.unreadable > 0 {
+            tracing::warn!(
+                records = self.unreadable,
+                "journal records with a valid checksum but an unreadable body were skipped"
+            );
+        }
+        let plan = DamagePlan::new(
+            damage,
+            unplaced,
+            &open,
+            &self.positions,
+            max_id,
+            record::min_frame(),
+        );
+        (plan, max_id, self.unreadable)
+    }
+}
+
+/// Why the daemon refuses a damaged journal, with the report an operator reads.
+fn refusal(dir: &std::path::Path, plan: &DamagePlan) -> StartError {
+    StartError::JournalDamaged {
+        dir: dir.to_path_buf(),
+        report: plan.report(),
+    }
+}
 
 /// Opens `<state_dir>/journal`, rebuilds `shards` and `router` from it, and logs what
-/// recovery found and how long it took.
+/// recovery found and how long it took. Damage is refused or salvaged per
+/// `journal.on_damage`.
 pub(crate) fn open_journal(
     config: &Config,
     shards: &mut [Shard],
     router: &mut Router,
     metrics: &crate::metrics::Metrics,
 ) -> Result<Journal, StartError> {
+    open_journal_as(config, config.journal.on_damage, shards, router, metrics)
+}
+
+fn open_journal_as(
+    config: &Config,
+    on_damage: OnDamage,
+    shards: &mut [Shard],
+    router: &mut Router,
+    metrics: &crate::metrics::Metrics,
+) -> Result<Journal, StartError> {
     let started = Instant::now();
     let dir = config.state_dir.join("journal");
-    let n = shards.len();
-    let mut unreadable = 0u64;
-    let journal = Journal::open(&dir, &config.journal, |r, at| {
-        let shard = shards.get_mut(shard_of(r.conversation, n));
-        if let Some(shard) = shard
-            && shard
-                .restore(r.conversation, r.seq, r.time_ms, r.kind, r.body, Some(at))
-                .is_err()
-        {
-            unreadable += 1;
+    let journal_err = |e: JournalError| StartError::Journal(format!("{}: {e}", dir.display()));
+    let mut replay = Replay::new(shards, config);
+    let scanned =
+        Journal::scan(&dir, &config.journal, |r, at| replay.visit(r, at)).map_err(journal_err)?;
+    let (plan, max_id, _) = replay.plan(&scanned.stats.damage);
+    let damage = scanned.stats.damage.clone();
+    let damaged_bytes = scanned.stats.damaged_bytes();
+    if plan.damaged() {
+        for line in plan.report().lines() {
+            tracing::error!(dir = %dir.display(), "journal damage: {line}");
         }
-    })
-    .map_err(|e| StartError::Journal(format!("{}: {e}", dir.display())))?;
+        if on_damage == OnDamage::Refuse {
+            return Err(refusal(&dir, &plan));
+        }
+    }
+    let journal = Journal::start(scanned, &config.journal, crate::journal::Faults::default())
+        .map_err(journal_err)?;
+    let m = &metrics.journal;
+    m.damaged_ranges.set(damage.len() as u64);
+    m.damaged_bytes.set(damaged_bytes);
+    let reserved_to = salvage(&journal, shards, &plan, unix_ms()).map_err(journal_err)?;
     let _ = journal.handle.stats().sink.set(metrics.journal.clone());
     let mut open = Vec::new();
-    let mut max_id = 0;
+    let mut max_id = max_id.max(reserved_to);
     for shard in shards.iter_mut() {
-        shard.finish_restore();
         shard.set_reader(journal.reader.clone());
         // Restored state is durable by definition.
         shard.durable(u64::MAX);
@@ -48,26 +142,25 @@ pub(crate) fn open_journal(
     open.sort_unstable_by_key(|c| (c.since_ms, c.id));
     let open_count = open.len();
     router.restore(open, max_id.saturating_add(1), 0);
+    if plan.damaged() {
+        let lost: u64 = plan.holes.iter().map(|u| u.first_needed - u.next_seq).sum();
+        m.orphaned.set(plan.orphans.len() as u64);
+        tracing::error!(
+            ranges = damage.len(),
+            damaged_bytes,
+            lost_seqs = lost,
+            reserved_conversations = plan.tails.len(),
+            orphans = plan.orphans.len(),
+            "journal damage salvaged: every valid record kept, holes recorded as gap entries"
+        );
+    }
     let stats = &journal.recovery;
-    if unreadable > 0 {
-        tracing::warn!(
-            records = unreadable,
-            "journal records with a valid checksum but an unreadable body were skipped"
-        );
-    }
-    if stats.bytes_truncated > 0 || stats.corrupt_segments > 0 {
-        tracing::warn!(
-            truncated_bytes = stats.bytes_truncated,
-            corrupt_segments = stats.corrupt_segments,
-            skipped_bytes = stats.skipped_bytes,
-            "journal damage repaired at start"
-        );
-    }
     tracing::info!(
         dir = %dir.display(),
         segments = stats.segments,
         records = stats.records,
         bytes = stats.bytes,
+        truncated_bytes = stats.bytes_truncated,
         scan_ms = stats.elapsed.as_millis() as u64,
         recovery_ms = started.elapsed().as_millis() as u64,
         open_conversations = open_count,
@@ -75,4 +168,153 @@ pub(crate) fn open_journal(
         "journal recovered"
     );
     Ok(journal)
+}
+
+/// Carries out `plan` on a started journal: places every held record (recording
+/// holes as gap entries), reserves numbers and ids, makes the gap records durable, and
+/// only then covers the damaged bytes — so a crash in between finds the damage again
+/// and salvages again. Returns the highest conversation id reserved (0: none).
+fn salvage(
+    journal: &Journal,
+    shards: &mut [Shard],
+    plan: &DamagePlan,
+    now_ms: u64,
+) -> Result<u64, JournalError> {
+    let n = shards.len();
+    let keep_orphans = plan.damaged();
+    for (i, shard) in shards.iter_mut().enumerate() {
+        let out = shard.salvage(&plan.tails_for(i, n), keep_orphans, now_ms);
+        if out.dropped > 0 {
+            tracing::debug!(
+                records = out.dropped,
+                "journal records of conversations retention forgot were skipped"
+            );
+        }
+        let mut located = out.deferred;
+        let records = out.records;
+        let keys: Vec<(u64, u64)> = records.iter().map(|r| (r.conversation, r.seq)).collect();
+        let locs = append_durable(journal, records)?;
+        located.extend(keys.into_iter().zip(locs).map(|((c, s), at)| (c, s, at)));
+        located.sort_unstable_by_key(|&(c, s, _)| (c, s));
+        for (c, s, at) in located {
+            shard.located(c, s, at);
+        }
+    }
+    if plan.reserve_ids_to > 0 {
+        let r = record::record(
+            plan.reserve_ids_to,
+            0,
+            now_ms,
+            record::RecordKind::Reserved,
+            &record::Body::default(),
+        );
+        append_durable(journal, vec![r])?;
+    }
+    let ranges: Vec<_> = plan.ranges.iter().map(|r| r.range).collect();
+    if !ranges.is_empty() {
+        journal.handle.fill(ranges)?;
+    }
+    Ok(plan.reserve_ids_to)
+}
+
+/// Appends `records` and waits until they are durable (synced, whatever the policy).
+fn append_durable(journal: &Journal, records: Vec<Record>) -> Result<Vec<Location>, JournalError> {
+    let mut locs = Vec::with_capacity(records.len());
+    if records.is_empty() {
+        return Ok(locs);
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let mut records = records.into_iter().peekable();
+    while records.peek().is_some() {
+        let chunk: Vec<Record> = records.by_ref().take(SALVAGE_BATCH).collect();
+        journal.handle.append(chunk, 0, &tx)?;
+        let done = rx.recv().map_err(|_| JournalError::Closed)?;
+        locs.extend(done.result?);
+    }
+    journal.handle.sync()?;
+    Ok(locs)
+}
+
+/// What `switchboard journal check` found.
+#[derive(Debug)]
+pub(crate) struct CheckReport {
+    /// The journal directory.
+    pub dir: PathBuf,
+    /// Whether a running daemon holds the journal (its tail may change while read).
+    pub in_use: bool,
+    /// Segments, records and bytes scanned, and the torn tail.
+    pub summary: String,
+    /// The damage and what salvage would do.
+    pub plan: DamagePlan,
+}
+
+/// Reads the journal of `config` without changing it and works out the damage plan,
+/// as a start would.
+pub(crate) fn check_journal(config: &Config) -> Result<CheckReport, StartError> {
+    let dir = config.state_dir.join("journal");
+    if !dir.is_dir() {
+        return Err(StartError::Journal(format!(
+            "{}: no journal directory",
+            dir.display()
+        )));
+    }
+    let mut shards = fresh_shards(config);
+    let mut replay = Replay::new(&mut shards, config);
+    let inspection = Journal::inspect(&dir, &config.journal, |r, at| replay.visit(r, at))
+        .map_err(|e| StartError::Journal(format!("{}: {e}", dir.display())))?;
+    let (plan, max_id, unreadable) = replay.plan(&inspection.stats.damage);
+    let s = &inspection.stats;
+    let mut summary = format!(
+        "{} segment(s), {} valid record(s), {} bytes; conversation ids up to {}",
+        s.segments, s.records, s.bytes, max_id
+    );
+    if s.bytes_truncated > 0 {
+        summary.push_str(&format!(
+            "; a torn tail of {} bytes after the last valid record (repaired at start, not damage)",
+            s.bytes_truncated
+        ));
+    }
+    if unreadable > 0 {
+        summary.push_str(&format!(
+            "; {unreadable} record(s) with a valid checksum but an unreadable body"
+        ));
+    }
+    Ok(CheckReport {
+        dir,
+        in_use: inspection.in_use,
+        summary,
+        plan,
+    })
+}
+
+/// `switchboard journal salvage`: opens the journal as a start with
+/// `journal.on_damage = "salvage"` would, then stops. Returns the plan carried out.
+pub(crate) fn salvage_journal(config: &Config) -> Result<DamagePlan, StartError> {
+    let dir = config.state_dir.join("journal");
+    let check = check_journal(config)?;
+    if check.in_use {
+        return Err(StartError::Journal(format!(
+            "{}: a running daemon holds this journal; stop it first",
+            dir.display()
+        )));
+    }
+    let mut shards = fresh_shards(config);
+    let mut router = Router::new(crate::server::router_settings(config));
+    let metrics = crate::metrics::Metrics::new(1, 1);
+    let journal = open_journal_as(
+        config,
+        OnDamage::Salvage,
+        &mut shards,
+        &mut router,
+        &metrics,
+    )?;
+    journal.handle.shutdown();
+    let _ = journal.writer.join();
+    Ok(check.plan)
+}
+
+/// Shards as the daemon would make them (one is enough for a check: every
+/// conversation goes to it).
+fn fresh_shards(config: &Config) -> Vec<Shard> {
+    vec![Shard::new(crate::server::shard_settings(config))]
 }

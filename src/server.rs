@@ -19,6 +19,7 @@ use crate::worker::{self, Links, Sessions};
 
 mod reload;
 pub use reload::{ReloadError, ReloadReport};
+pub(crate) use reload::{router_settings, shard_settings};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,18 @@ pub enum StartError {
     /// The journal could not be opened or recovered.
     #[error("journal: {0}")]
     Journal(String),
+    /// Recovery found damage and `journal.on_damage` is `refuse`.
+    #[error(
+        "journal damaged in {dir}; refusing to start (journal.on_damage = \"refuse\").\n{report}\
+         See it again with `switchboard journal check`; repair offline with `switchboard journal \
+         salvage`, or start with journal.on_damage = \"salvage\" (tuning/README.md, runbook)"
+    )]
+    JournalDamaged {
+        /// The journal directory.
+        dir: std::path::PathBuf,
+        /// What is damaged and what salvage would do.
+        report: String,
+    },
     /// An assistant library (FAQ, canned replies, spam rules) could not be loaded.
     #[error("assist: {0}")]
     Assist(#[from] crate::assist::LoadError),

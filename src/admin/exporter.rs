@@ -458,6 +458,37 @@ impl Exporter {
             "journal_fsync_latency_seconds",
             "Time of one journal fsync.",
             &[&j.fsync_latency],
+        )?;
+        gauge(
+            enc,
+            "journal_damaged_ranges",
+            "Damaged journal ranges found at start (the daemon starts with any only under journal.on_damage = salvage).",
+            j.damaged_ranges.get(),
+        )?;
+        gauge(
+            enc,
+            "journal_damaged_bytes",
+            "Bytes in the damaged journal ranges found at start.",
+            j.damaged_bytes.get(),
+        )?;
+        let mut me = enc.encode_descriptor(
+            "journal_gap_seqs",
+            "Sequence numbers salvage recorded as gap entries: lost (between surviving records) or reserved (after the last one, in case they were used).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, n) in [
+            ("lost", j.gap_lost.get()),
+            ("reserved", j.gap_reserved.get()),
+        ] {
+            me.encode_family(&[("kind", kind)])?
+                .encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+        }
+        gauge(
+            enc,
+            "journal_orphaned_conversations",
+            "Conversations salvage kept without their opening record (hidden from every user).",
+            j.orphaned.get(),
         )
     }
 }

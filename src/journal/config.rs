@@ -25,6 +25,21 @@ pub enum FsyncPolicy {
     Never,
 }
 
+/// What the daemon does when recovery finds damage (`journal.on_damage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDamage {
+    /// Refuse to start, naming every damaged range and what it would cost
+    /// (`switchboard journal check` prints the same; `switchboard journal salvage`
+    /// repairs offline).
+    #[default]
+    Refuse,
+    /// Start anyway: keep every valid record, record each hole as a gap entry in its
+    /// conversation, reserve the numbers that may have been used, cover the damaged
+    /// bytes (saved aside first) and log it all at ERROR.
+    Salvage,
+}
+
 /// Journal settings; embedded in the daemon's configuration as `[journal]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -55,6 +70,8 @@ pub struct JournalConfig {
     /// conversation layer). Default 30 days.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// What to do when recovery finds damage: `refuse` (default) or `salvage`.
+    pub on_damage: OnDamage,
 }
 
 impl Default for JournalConfig {
@@ -69,6 +86,7 @@ impl Default for JournalConfig {
             max_batch_bytes: 4 * 1024 * 1024,
             max_replay: 1_000,
             retention: Duration::from_secs(30 * 24 * 3600),
+            on_damage: OnDamage::Refuse,
         }
     }
 }

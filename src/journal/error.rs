@@ -77,6 +77,18 @@ pub(crate) enum JournalError {
     /// The writer thread has stopped.
     #[error("journal writer has stopped")]
     Closed,
+    /// An append was refused before it reached the writer.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// The scan found damage (ranges in journal order) and the caller asked for a
+    /// clean journal.
+    #[error("journal damaged: {}", list_ranges(.0))]
+    Damaged(Vec<super::recovery::DamagedRange>),
+}
+
+fn list_ranges(ranges: &[super::recovery::DamagedRange]) -> String {
+    let v: Vec<String> = ranges.iter().map(ToString::to_string).collect();
+    v.join("; ")
 }
 
 /// Why an append was refused before it reached the writer.

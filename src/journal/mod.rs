@@ -23,7 +23,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 #[allow(unused_imports)]
-pub use config::{FsyncPolicy, JournalConfig};
+pub use config::{FsyncPolicy, JournalConfig, OnDamage};
 #[allow(unused_imports)]
 pub(crate) use error::{AppendError, DiskError, JournalError};
 #[allow(unused_imports)]
@@ -39,7 +39,7 @@ pub(crate) use reader::{JournalReader, Location};
 #[allow(unused_imports)]
 pub(crate) use record::{Record, RecordRef};
 #[allow(unused_imports)]
-pub(crate) use recovery::{RecoveryStats, SegmentSummary};
+pub(crate) use recovery::{Damage, DamagedRange, RecoveryStats, SegmentSummary};
 #[allow(unused_imports)]
 pub(crate) use segment::FORMAT_VERSION;
 pub(crate) use segment::Faults;
@@ -59,6 +59,11 @@ pub(crate) fn decode_frame(bytes: &[u8]) -> Option<(RecordRef<'_>, usize)> {
         record::Decoded::Record(r, len) => Some((r, len)),
         _ => None,
     }
+}
+
+/// Bytes a record with a body of `body_len` bytes takes on disk.
+pub(crate) const fn frame_len(body_len: usize) -> usize {
+    record::frame_len(body_len)
 }
 
 /// Appends the framed record (fuzzing).
@@ -82,9 +87,32 @@ pub(crate) struct Journal {
     pub writer: JoinHandle<()>,
 }
 
+/// A journal directory that has been scanned but not started: it holds the directory
+/// lock, and nothing in it has been changed yet (see [`Journal::scan`]).
+#[derive(Debug)]
+pub(crate) struct Scanned {
+    dir: std::path::PathBuf,
+    lock: File,
+    recovered: recovery::Recovered,
+    /// What the scan found, damage included.
+    pub stats: RecoveryStats,
+}
+
+/// What a read-only look at a journal directory found ([`Journal::inspect`]).
+#[derive(Debug)]
+pub(crate) struct Inspection {
+    /// What the scan found, damage included.
+    pub stats: RecoveryStats,
+    /// Another process (a running daemon) holds the directory lock: its last segment
+    /// may be changing while it is read.
+    pub in_use: bool,
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, calls `visit` for every valid
     /// record in order (borrowed from the segment maps), then starts the writer thread.
+    /// Refuses a damaged journal ([`JournalError::Damaged`]); the daemon uses
+    /// [`Journal::scan`] and [`Journal::start`] to decide itself.
     pub(crate) fn open(
         dir: &Path,
         cfg: &JournalConfig,
@@ -98,16 +126,83 @@ impl Journal {
         dir: &Path,
         cfg: &JournalConfig,
         faults: Faults,
-        mut visit: impl FnMut(RecordRef<'_>, Location),
+        visit: impl FnMut(RecordRef<'_>, Location),
     ) -> Result<Self, JournalError> {
+        let scanned = Self::scan(dir, cfg, visit)?;
+        if !scanned.stats.damage.is_empty() {
+            return Err(JournalError::Damaged(scanned.stats.damage));
+        }
+        Self::start(scanned, cfg, faults)
+    }
+
+    /// Locks `dir` (creating it if needed) and scans it, calling `visit` for every
+    /// valid record in journal order. Changes nothing but removing leftover temporary
+    /// files of an interrupted segment creation.
+    pub(crate) fn scan(
+        dir: &Path,
+        cfg: &JournalConfig,
+        mut visit: impl FnMut(RecordRef<'_>, Location),
+    ) -> Result<Scanned, JournalError> {
         cfg.validate()?;
-        let dir_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| JournalError::Dir { path, source }
-        };
-        fs::create_dir_all(dir).map_err(dir_err(dir))?;
+        fs::create_dir_all(dir).map_err(|source| JournalError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let lock = lock_dir(dir)?;
-        let (recovered, recovery) = recovery::recover(dir, &mut visit)?;
+        let list = segment::list_segments(dir, true).map_err(|source| JournalError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let (recovered, stats) =
+            recovery::scan(dir, list, cfg.max_record_bytes as usize, &mut visit)?;
+        Ok(Scanned {
+            dir: dir.to_path_buf(),
+            lock,
+            recovered,
+            stats,
+        })
+    }
+
+    /// Scans `dir` without changing anything in it and without needing its lock (so it
+    /// can look at the journal of a running daemon).
+    pub(crate) fn inspect(
+        dir: &Path,
+        cfg: &JournalConfig,
+        mut visit: impl FnMut(RecordRef<'_>, Location),
+    ) -> Result<Inspection, JournalError> {
+        let dir_err = |source| JournalError::Dir {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let list = segment::list_segments(dir, false).map_err(dir_err)?;
+        let in_use = match lock_dir(dir) {
+            Ok(_) => false,
+            Err(JournalError::Locked(_)) => true,
+            // A read-only directory cannot take the lock file: look anyway.
+            Err(_) => false,
+        };
+        let (_, stats) = recovery::scan(dir, list, cfg.max_record_bytes as usize, &mut visit)?;
+        Ok(Inspection { stats, in_use })
+    }
+
+    /// Starts a scanned journal: zeros a torn tail of the last segment (keeping a copy),
+    /// then starts the writer. Damage the scan found stays as it is until
+    /// [`JournalHandle::fill`] covers it.
+    pub(crate) fn start(
+        scanned: Scanned,
+        cfg: &JournalConfig,
+        faults: Faults,
+    ) -> Result<Self, JournalError> {
+        let Scanned {
+            dir,
+            lock,
+            recovered,
+            stats: recovery,
+        } = scanned;
+        let dir = dir.as_path();
+        if let Some(torn) = &recovered.torn {
+            recovery::repair_tail(dir, torn)?;
+        }
         let segments = Arc::new(Segments::new(dir.to_path_buf()));
         for (n, map) in recovered.maps {
             segments.add(n, Some(map));
@@ -149,7 +244,7 @@ impl Journal {
             segments = recovery.segments,
             records = recovery.records,
             bytes_truncated = recovery.bytes_truncated,
-            corrupt_segments = recovery.corrupt_segments,
+            damaged_ranges = recovery.damage.len(),
             elapsed_ms = recovery.elapsed.as_secs_f64() * 1000.0,
             "journal scanned"
         );
@@ -173,7 +268,10 @@ impl Journal {
         let writer = std::thread::Builder::new()
             .name("journal-writer".into())
             .spawn(move || writer.run(rx))
-            .map_err(dir_err(dir))?;
+            .map_err(|source| JournalError::Dir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         Ok(Self {
             handle: JournalHandle::new(tx, cfg, stats),
             reader: JournalReader { segments },
@@ -186,16 +284,7 @@ impl Journal {
 /// Takes an exclusive `flock` on `<dir>/LOCK`, so two daemons never share a journal.
 fn lock_dir(dir: &Path) -> Result<File, JournalError> {
     let path = dir.join("LOCK");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|source| JournalError::Dir {
-            path: path.clone(),
-            source,
-        })?;
+    let file = recovery::lock_file(dir)?;
     // SAFETY: `file` is an open descriptor we own; flock takes only integers.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {

@@ -19,6 +19,10 @@ use bytes::Bytes;
 pub(crate) const RECORD_HEADER_LEN: usize = 40;
 /// Records start on multiples of this.
 pub(crate) const RECORD_ALIGN: usize = 8;
+/// The kind of a *filler* record: written by salvage over a damaged range so the
+/// segment reads cleanly again (conversation 0, seq 0, a zero body). The journal skips
+/// fillers; callers never see them and may not use this kind.
+pub(crate) const FILLER_KIND: u8 = 0xFF;
 
 /// One journal record, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +91,23 @@ pub(crate) fn encode_into(buf: &mut Vec<u8>, r: &Record) {
         slot.copy_from_slice(&crc.to_le_bytes());
     }
     buf.resize(start + frame_len(len), 0);
+}
+
+/// A filler frame of exactly `len` bytes (`len` a multiple of 8, at least a header).
+pub(crate) fn filler(len: usize, time_ms: u64) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(len);
+    let body = len.saturating_sub(RECORD_HEADER_LEN);
+    encode_into(
+        &mut buf,
+        &Record {
+            conversation: 0,
+            seq: 0,
+            time_ms,
+            kind: FILLER_KIND,
+            body: Bytes::from(vec![0u8; body]),
+        },
+    );
+    buf
 }
 
 /// What lies at the start of a byte slice.
@@ -203,6 +224,20 @@ mod tests {
         encode_into(&mut buf, &rec(b""));
         buf[20] ^= 1;
         assert_eq!(decode(&buf), Decoded::Invalid);
+    }
+
+    #[test]
+    fn fillers_have_the_length_asked_for() {
+        for len in [40usize, 48, 4096, 65_536 + 8] {
+            let f = filler(len, 9);
+            assert_eq!(f.len(), len);
+            match decode(&f) {
+                Decoded::Record(r, n) => {
+                    assert_eq!((r.kind, r.conversation, n), (FILLER_KIND, 0, len));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     proptest! {

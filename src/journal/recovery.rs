@@ -1,19 +1,21 @@
 //! Recovery at open: scan every segment in order, hand each valid record to the caller,
-//! repair a torn tail of the last segment, report the rest.
+//! and tell a torn tail from damage.
 //!
-//! Policy:
-//! - The last segment ends at its first invalid frame. Everything from there to the
-//!   last non-zero byte is overwritten with zeros and synced, so appends continue right
-//!   after the last valid record and no stale frame can reappear behind them later.
-//! - A segment before the last was synced when it was sealed, so an invalid frame there
-//!   is real damage (bit rot, tampering), not a crash. Recovery keeps the records before
-//!   it, skips the rest of that segment, logs an error and counts it in
-//!   `corrupt_segments`/`skipped_bytes`; the daemon still starts.
-//! - A segment whose header is unreadable is renamed to `*.seg.corrupt` and counted.
+//! Policy (`proto-spec/JOURNAL.md` §4):
+//! - Invalid bytes with a valid record after them, anywhere, are *damage*: the scan
+//!   resynchronises on the next valid record (every CRC-valid record is handed on) and
+//!   reports the range. So are invalid bytes up to the end of the written part of a
+//!   segment before the last (it was synced when sealed), an unreadable segment header
+//!   and a segment file cut short. The journal never decides what damage costs: the
+//!   caller refuses to start or salvages ([`super::writer::JournalHandle::fill`]).
+//! - Invalid bytes at the end of the last segment with nothing valid after them are a
+//!   *torn tail*: zeroed (after a copy to `N.seg.torn`) when the journal starts, so
+//!   appends continue right after the last valid record.
+//! - Filler records (written by salvage over damaged ranges) are skipped.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
-use std::path::Path;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,11 +23,13 @@ use memmap2::Mmap;
 
 use super::error::JournalError;
 use super::reader::{Location, map_segment};
-use super::record::{Decoded, RecordRef, decode};
-use super::segment::{
-    CORRUPT_SUFFIX, Faults, SEGMENT_HEADER_LEN, SegmentFile, SegmentHeader, list_segments,
-    segment_path,
-};
+use super::record::{Decoded, FILLER_KIND, RECORD_ALIGN, RECORD_HEADER_LEN, RecordRef, decode};
+use super::segment::{Faults, SEGMENT_HEADER_LEN, SegmentFile, SegmentHeader, segment_path};
+
+/// Resynchronisation never takes a frame with a longer body than this (or than
+/// `journal.max_record_bytes`, if larger) for a record: it bounds the checksum work one
+/// candidate costs inside damaged bytes.
+const RESYNC_MIN_BODY_CAP: usize = 1 << 20;
 
 /// What recovery found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,14 +40,80 @@ pub(crate) struct RecoveryStats {
     pub records: u64,
     /// Framed bytes of those records.
     pub bytes: u64,
-    /// Bytes zeroed after the last valid record of the last segment (a torn tail).
+    /// Bytes after the last valid record of the last segment (a torn tail), zeroed when
+    /// the journal starts.
     pub bytes_truncated: u64,
-    /// Segments with a bad header or damage before their end.
-    pub corrupt_segments: u32,
-    /// Bytes skipped in corrupt segments.
-    pub skipped_bytes: u64,
+    /// Every damaged range, in journal order.
+    pub damage: Vec<DamagedRange>,
     /// Wall time of the scan.
     pub elapsed: Duration,
+}
+
+impl RecoveryStats {
+    /// Bytes in damaged ranges.
+    pub(crate) fn damaged_bytes(&self) -> u64 {
+        self.damage.iter().map(|d| d.len).sum()
+    }
+}
+
+/// Bytes of one segment that recovery could not read as records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DamagedRange {
+    /// Segment number.
+    pub segment: u32,
+    /// Byte offset of the first damaged byte (a multiple of 8).
+    pub offset: u64,
+    /// Length in bytes (a multiple of 8).
+    pub len: u64,
+    /// What kind of damage.
+    pub what: Damage,
+}
+
+impl DamagedRange {
+    /// Where the range starts, comparable with record locations (journal order).
+    pub(crate) fn location(&self) -> Location {
+        Location {
+            segment: self.segment,
+            offset: u32::try_from(self.offset).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// The kinds of damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Damage {
+    /// The 64-byte segment header does not validate (the records behind it are still
+    /// read, with the file's length as the segment size).
+    Header,
+    /// Invalid bytes with a valid record after them in the same segment.
+    Records,
+    /// Invalid (or missing: the file was cut short) bytes up to the end of the written
+    /// part of a segment that is not the last one.
+    Trailing,
+}
+
+impl Damage {
+    /// A short name for reports and logs.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Damage::Header => "segment header unreadable",
+            Damage::Records => "invalid bytes, valid records after them",
+            Damage::Trailing => "invalid or missing bytes at the end of a sealed segment",
+        }
+    }
+}
+
+impl std::fmt::Display for DamagedRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "segment {} offset {} length {} ({})",
+            self.segment,
+            self.offset,
+            self.len,
+            self.what.name()
+        )
+    }
 }
 
 /// What one segment holds, for retention decisions. May over-approximate (a record
@@ -98,28 +168,57 @@ pub(crate) struct Recovered {
     pub unmapped: Vec<u32>,
     /// The last segment to append to: (number, write position, size), if usable.
     pub tail: Option<(u32, u64, u64)>,
+    /// The torn tail to zero before appending, if any.
+    pub torn: Option<TornTail>,
     /// The number the next new segment gets.
     pub next_segment: u32,
 }
 
-/// Scans `dir`, calling `visit` for every valid record in order.
-pub(crate) fn recover(
+/// The end of the last segment after its last valid record: zeroed at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TornTail {
+    /// Segment number.
+    pub segment: u32,
+    /// Where the torn bytes start (appends continue here).
+    pub offset: u64,
+    /// Bytes to zero (up to the last non-zero byte).
+    pub len: u64,
+    /// The segment's size per its header.
+    pub size: u64,
+    /// The file was shorter than `size` (grow it back).
+    pub short: bool,
+}
+
+/// The outcome of walking one segment's records.
+#[derive(Debug, Default)]
+struct Walk {
+    /// Just after the last valid record (where appends would continue).
+    end: usize,
+    /// Damaged ranges `[start, end)` with a valid record after each.
+    bad: Vec<(usize, usize)>,
+    /// Invalid bytes `[start, end)` after the last valid record, up to the last
+    /// non-zero byte (rounded up to 8).
+    trailing: Option<(usize, usize)>,
+}
+
+/// Scans `dir`, calling `visit` for every valid record in journal order. Read-only:
+/// nothing in the directory changes. `max_body` bounds what resynchronisation takes for
+/// a record (see [`RESYNC_MIN_BODY_CAP`]).
+pub(crate) fn scan(
     dir: &Path,
+    segment_list: Vec<u32>,
+    max_body: usize,
     visit: &mut dyn FnMut(RecordRef<'_>, Location),
 ) -> Result<(Recovered, RecoveryStats), JournalError> {
     let started = Instant::now();
-    let dir_err = |source| JournalError::Dir {
-        path: dir.to_path_buf(),
-        source,
-    };
-    let list = list_segments(dir).map_err(dir_err)?;
     let mut out = Recovered {
-        next_segment: list.last().map_or(1, |n| n.saturating_add(1)),
+        next_segment: segment_list.last().map_or(1, |n| n.saturating_add(1)),
         ..Recovered::default()
     };
     let mut stats = RecoveryStats::default();
-    let last = list.last().copied();
-    for n in list {
+    let last = segment_list.last().copied();
+    let cap = max_body.max(RESYNC_MIN_BODY_CAP);
+    for n in segment_list {
         stats.segments += 1;
         let path = segment_path(dir, n);
         let map =
@@ -131,164 +230,343 @@ pub(crate) fn recover(
                 Ok(h)
             }
         });
-        let header = match header {
-            Ok(h) => h,
+        let (created_ms, size, header_ok) = match header {
+            Ok(h) => (h.created_ms, h.segment_bytes, true),
             Err(reason) => {
-                tracing::error!(segment = n, reason, "journal segment unreadable; set aside");
-                stats.corrupt_segments += 1;
-                stats.skipped_bytes += map.len() as u64;
-                drop(map);
-                let mut aside = path.clone().into_os_string();
-                aside.push(CORRUPT_SUFFIX.trim_start_matches(".seg"));
-                fs::rename(&path, &aside).map_err(dir_err)?;
-                continue;
+                tracing::error!(segment = n, reason, "journal segment header unreadable");
+                let len = (map.len() as u64).min(SEGMENT_HEADER_LEN as u64);
+                stats.damage.push(DamagedRange {
+                    segment: n,
+                    offset: 0,
+                    len: len.next_multiple_of(RECORD_ALIGN as u64),
+                    what: Damage::Header,
+                });
+                (0, map.len() as u64, false)
             }
         };
-        let mut summary = SegmentSummary::new(n, header.created_ms);
-        let mut off = SEGMENT_HEADER_LEN;
-        let mut torn = false;
-        while let Some(rest) = map.get(off..) {
-            match decode(rest) {
-                Decoded::Record(r, len) => {
-                    visit(
-                        r,
-                        Location {
-                            segment: n,
-                            offset: off as u32,
-                        },
-                    );
-                    summary.add(r.conversation, r.time_ms);
-                    stats.records += 1;
-                    stats.bytes += len as u64;
-                    off += len;
-                }
-                Decoded::End => break,
-                Decoded::Invalid => {
-                    torn = true;
-                    break;
-                }
-            }
+        let mut summary = SegmentSummary::new(n, created_ms);
+        let walk = walk(&map, cap, &mut |r, off| {
+            visit(
+                r,
+                Location {
+                    segment: n,
+                    offset: off as u32,
+                },
+            );
+            summary.add(r.conversation, r.time_ms);
+            stats.records += 1;
+        });
+        stats.bytes += summary_bytes(&map, &walk);
+        for &(start, end) in &walk.bad {
+            stats.damage.push(DamagedRange {
+                segment: n,
+                offset: start as u64,
+                len: (end - start) as u64,
+                what: Damage::Records,
+            });
         }
-        let garbage = map
-            .get(off..)
-            .and_then(last_nonzero)
-            .map_or(0, |end| end + 1);
-        // A file cut short (never done by the journal itself) counts as a torn tail.
-        let short = (map.len() as u64) < header.segment_bytes;
-        if Some(n) == last {
-            if garbage > 0 {
-                keep_torn_bytes(dir, n, map.get(off..off + garbage).unwrap_or_default());
-            }
+        let short = (map.len() as u64) < size;
+        if Some(n) == last && header_ok {
+            let garbage = walk
+                .trailing
+                .map_or(0, |(s, e)| (e.min(map.len()) - s) as u64);
             if garbage > 0 || short {
-                repair_tail(
-                    dir,
-                    n,
-                    header.segment_bytes,
-                    off as u64,
-                    garbage as u64,
+                out.torn = Some(TornTail {
+                    segment: n,
+                    offset: walk.end as u64,
+                    len: garbage,
+                    size,
                     short,
-                )?;
-                stats.bytes_truncated = garbage as u64;
-                tracing::warn!(
-                    segment = n,
-                    offset = off,
-                    bytes = garbage,
-                    short,
-                    "journal torn tail truncated"
-                );
+                });
+                stats.bytes_truncated = garbage;
             }
             summary.active = true;
-            out.tail = Some((n, off as u64, header.segment_bytes));
+            out.tail = Some((n, walk.end as u64, size));
             if short {
                 // The scan's map is too short for the regrown file: readers map afresh.
                 out.summaries.insert(n, summary);
                 out.unmapped.push(n);
                 continue;
             }
-        } else if torn || short {
-            tracing::error!(
-                segment = n,
-                offset = off,
-                bytes = garbage,
-                "journal segment damaged; rest of it skipped"
-            );
-            stats.corrupt_segments += 1;
-            stats.skipped_bytes += garbage as u64;
+        } else if walk.trailing.is_some() || short {
+            // A sealed segment was complete on disk: what is missing from its end,
+            // or unreadable there, held records.
+            let start = walk.trailing.map_or(map.len(), |(s, _)| s) as u64;
+            let end = if short {
+                size
+            } else {
+                walk.trailing.map_or(start, |(_, e)| e as u64)
+            };
+            stats.damage.push(DamagedRange {
+                segment: n,
+                offset: start,
+                len: end.saturating_sub(start),
+                what: Damage::Trailing,
+            });
         }
         out.summaries.insert(n, summary);
         out.maps.push((n, Arc::new(map)));
+    }
+    stats
+        .damage
+        .sort_by_key(|d| (d.segment, d.offset, d.what != Damage::Header));
+    for d in &stats.damage {
+        tracing::error!(
+            segment = d.segment,
+            offset = d.offset,
+            len = d.len,
+            what = d.what.name(),
+            "journal damage found"
+        );
     }
     stats.elapsed = started.elapsed();
     Ok((out, stats))
 }
 
-/// Index of the last non-zero byte.
-fn last_nonzero(b: &[u8]) -> Option<usize> {
-    const STEP: usize = 4096;
-    let mut end = b.len();
-    while end > 0 {
-        let start = end.saturating_sub(STEP);
-        let chunk = b.get(start..end)?;
-        if chunk.iter().any(|&x| x != 0) {
-            return chunk.iter().rposition(|&x| x != 0).map(|i| start + i);
+/// Framed bytes of the valid records a walk found: everything from the header to the
+/// end of the last valid record, minus the damaged ranges inside it.
+fn summary_bytes(map: &[u8], walk: &Walk) -> u64 {
+    let records = walk.end.min(map.len()).saturating_sub(SEGMENT_HEADER_LEN) as u64;
+    let bad: u64 = walk.bad.iter().map(|(s, e)| (e - s) as u64).sum();
+    records.saturating_sub(bad)
+}
+
+/// Walks a segment's records from the end of its header, calling `each` with every
+/// valid record that is not a filler and its offset. Invalid bytes (or zeros with
+/// non-zero bytes after them) start a damaged range that ends at the next valid frame
+/// (searched on every 8-byte boundary at least one header further on); with none, they
+/// are the segment's trailing garbage.
+fn walk(map: &[u8], cap: usize, each: &mut dyn FnMut(RecordRef<'_>, usize)) -> Walk {
+    let mut w = Walk {
+        end: SEGMENT_HEADER_LEN,
+        ..Walk::default()
+    };
+    let mut off = SEGMENT_HEADER_LEN;
+    // One past the last non-zero byte of the segment, computed when first needed.
+    let mut limit: Option<usize> = None;
+    while let Some(rest) = map.get(off..) {
+        match decode(rest) {
+            Decoded::Record(r, len) => {
+                if r.kind != FILLER_KIND {
+                    each(r, off);
+                }
+                off += len;
+                w.end = off;
+                continue;
+            }
+            Decoded::End | Decoded::Invalid => {}
         }
-        end = start;
+        let lim = *limit
+            .get_or_insert_with(|| off + rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1));
+        if lim <= off {
+            break; // zeros to the end: the written part is over
+        }
+        match resync(map, off + RECORD_HEADER_LEN, lim, cap) {
+            Some(next) => {
+                w.bad.push((off, next));
+                off = next;
+            }
+            None => {
+                w.trailing = Some((off, lim.next_multiple_of(RECORD_ALIGN)));
+                break;
+            }
+        }
+    }
+    w
+}
+
+/// The first offset in `[from, limit)` on an 8-byte boundary where a valid record
+/// (with a body of at most `cap` bytes) starts.
+fn resync(map: &[u8], from: usize, limit: usize, cap: usize) -> Option<usize> {
+    let mut at = from.next_multiple_of(RECORD_ALIGN);
+    while at < limit {
+        let rest = map.get(at..)?;
+        if let Some(len) = rest.get(4..8).and_then(|b| <[u8; 4]>::try_from(b).ok())
+            && u32::from_le_bytes(len) as usize <= cap
+            && let Decoded::Record(..) = decode(rest)
+        {
+            return Some(at);
+        }
+        at += RECORD_ALIGN;
     }
     None
 }
 
-/// Saves the bytes about to be zeroed as `<segment>.seg.torn` for inspection (a torn
-/// tail is expected after a crash; damage in the middle of the last segment is not,
-/// and this keeps it recoverable by hand). Best effort: a failure is only logged.
-fn keep_torn_bytes(dir: &Path, n: u32, bytes: &[u8]) {
-    let mut path = segment_path(dir, n).into_os_string();
-    path.push(".torn");
-    if let Err(e) = fs::write(&path, bytes) {
-        tracing::warn!(segment = n, error = %e, "could not save the journal's torn tail");
-    }
-}
-
-/// Writes zeros over `[off, off + len)` of segment `n`, regrows it to `size` if it
-/// was cut `short`, and syncs.
-fn repair_tail(
-    dir: &Path,
-    n: u32,
-    size: u64,
-    off: u64,
-    len: u64,
-    short: bool,
-) -> Result<(), JournalError> {
+/// Zeros the torn tail of the last segment (first saving its bytes to
+/// `<segment>.seg.torn`), grows a file that was cut short back to its size, and syncs.
+pub(crate) fn repair_tail(dir: &Path, t: &TornTail) -> Result<(), JournalError> {
+    let n = t.segment;
     let seg_err = |source| JournalError::Segment { segment: n, source };
-    let file = SegmentFile::open(dir, n, size, Faults::default()).map_err(seg_err)?;
-    if short {
+    let file = SegmentFile::open(dir, n, t.size, Faults::default()).map_err(seg_err)?;
+    if t.len > 0 {
+        keep_bytes(dir, n, ".torn", &file, t.offset, t.len);
+    }
+    if t.short {
         file.restore_len().map_err(seg_err)?;
     }
-    let zeros = vec![0u8; 1 << 20];
+    write_zeros(&file, t.offset, t.len).map_err(seg_err)?;
+    file.sync().map_err(seg_err)?;
+    tracing::warn!(
+        segment = n,
+        offset = t.offset,
+        bytes = t.len,
+        short = t.short,
+        "journal torn tail truncated"
+    );
+    Ok(())
+}
+
+/// Writes zeros over `[off, off + len)`.
+pub(crate) fn write_zeros(file: &SegmentFile, off: u64, len: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; (len.min(1 << 20)) as usize];
     let mut at = off;
     let end = off + len;
     while at < end {
         let step = (end - at).min(zeros.len() as u64);
-        file.write_at(zeros.get(..step as usize).unwrap_or_default(), at)
-            .map_err(seg_err)?;
+        file.write_at(zeros.get(..step as usize).unwrap_or_default(), at)?;
         at += step;
     }
-    file.sync().map_err(seg_err)
+    Ok(())
+}
+
+/// Saves `[off, off + len)` of segment `n` as `<segment>.seg<suffix>` for inspection
+/// before recovery or salvage overwrites it. Best effort: a failure is only logged.
+pub(crate) fn keep_bytes(dir: &Path, n: u32, suffix: &str, file: &SegmentFile, off: u64, len: u64) {
+    let mut path = segment_path(dir, n).into_os_string();
+    path.push(suffix);
+    let path = PathBuf::from(path);
+    let mut bytes = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    let read = file.read_at(&mut bytes, off);
+    let result = read.and_then(|got| fs::write(&path, bytes.get(..got).unwrap_or_default()));
+    if let Err(e) = result {
+        tracing::warn!(segment = n, path = %path.display(), error = %e, "could not save journal bytes before overwriting them");
+    }
+}
+
+/// Opens `<dir>/LOCK`, creating it.
+pub(crate) fn lock_file(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join("LOCK");
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|source| JournalError::Dir { path, source })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::record::{Record, encode_into};
+
+    fn segment(records: &[Record], size: usize) -> Vec<u8> {
+        let mut b = vec![0u8; SEGMENT_HEADER_LEN];
+        for r in records {
+            encode_into(&mut b, r);
+        }
+        b.resize(size, 0);
+        b
+    }
+
+    fn rec(seq: u64, body: usize) -> Record {
+        Record {
+            conversation: 1,
+            seq,
+            time_ms: 5,
+            kind: 2,
+            body: vec![b'x'; body].into(),
+        }
+    }
+
+    fn seqs(map: &[u8]) -> (Vec<u64>, Walk) {
+        let mut got = Vec::new();
+        let w = walk(map, 1 << 20, &mut |r, _| got.push(r.seq));
+        (got, w)
+    }
 
     #[test]
-    fn last_nonzero_finds_the_end() {
-        assert_eq!(last_nonzero(&[]), None);
-        assert_eq!(last_nonzero(&[0; 10000]), None);
-        let mut b = vec![0u8; 10000];
-        b[5000] = 1;
-        assert_eq!(last_nonzero(&b), Some(5000));
-        b[9999] = 1;
-        assert_eq!(last_nonzero(&b), Some(9999));
-        b[0] = 1;
-        assert_eq!(last_nonzero(&b[..4000]), Some(0));
+    fn a_clean_segment_walks_to_its_end() {
+        let records: Vec<Record> = (1..=5).map(|s| rec(s, 30)).collect();
+        let map = segment(&records, 4096);
+        let (got, w) = seqs(&map);
+        assert_eq!(got, vec![1, 2, 3, 4, 5]);
+        assert!(w.bad.is_empty() && w.trailing.is_none());
+        assert_eq!(w.end, SEGMENT_HEADER_LEN + 5 * 72);
+    }
+
+    #[test]
+    fn a_flipped_byte_is_one_damaged_range_and_the_rest_is_read() {
+        let records: Vec<Record> = (1..=5).map(|s| rec(s, 30)).collect();
+        let clean = segment(&records, 4096);
+        // Header and body (the padding after them is not checked).
+        for at in SEGMENT_HEADER_LEN + 72..SEGMENT_HEADER_LEN + 72 + 70 {
+            let mut map = clean.clone();
+            map[at] ^= 0x20;
+            let (got, w) = seqs(&map);
+            assert_eq!(got, vec![1, 3, 4, 5], "flip at {at}");
+            assert_eq!(
+                w.bad,
+                vec![(SEGMENT_HEADER_LEN + 72, SEGMENT_HEADER_LEN + 144)]
+            );
+            assert!(w.trailing.is_none());
+        }
+    }
+
+    #[test]
+    fn zeros_with_records_after_them_are_damage_not_the_end() {
+        let records: Vec<Record> = (1..=100).map(|s| rec(s, 100)).collect();
+        let mut map = segment(&records, 16384);
+        map[4096..8192].fill(0);
+        let (got, w) = seqs(&map);
+        assert_eq!(w.bad.len(), 1);
+        let (s, e) = w.bad[0];
+        assert!(s <= 4096 && e >= 8192, "{s}..{e}");
+        // Every record wholly outside the zeroed page is there.
+        let frame = 144;
+        let expect: Vec<u64> = (1..=100u64)
+            .filter(|&q| {
+                let start = SEGMENT_HEADER_LEN + (q as usize - 1) * frame;
+                start + frame <= 4096 || start >= 8192
+            })
+            .collect();
+        assert_eq!(got, expect);
+    }
+
+    #[test]
+    fn garbage_at_the_end_is_trailing() {
+        let records: Vec<Record> = (1..=3).map(|s| rec(s, 30)).collect();
+        let mut map = segment(&records, 4096);
+        let end = SEGMENT_HEADER_LEN + 3 * 72;
+        map[end + 13] = 7;
+        let (got, w) = seqs(&map);
+        assert_eq!(got, vec![1, 2, 3]);
+        assert_eq!(w.trailing, Some((end, end + 16)));
+        assert_eq!(w.end, end);
+    }
+
+    #[test]
+    fn fillers_are_skipped() {
+        let mut records: Vec<Record> = (1..=3).map(|s| rec(s, 30)).collect();
+        records.insert(
+            1,
+            Record {
+                conversation: 0,
+                seq: 0,
+                time_ms: 0,
+                kind: FILLER_KIND,
+                body: vec![0; 64].into(),
+            },
+        );
+        let (got, w) = seqs(&segment(&records, 4096));
+        assert_eq!(got, vec![1, 2, 3]);
+        assert!(w.bad.is_empty());
+    }
+
+    #[test]
+    fn resync_ignores_huge_lengths() {
+        let mut map = vec![0u8; 256];
+        map[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(resync(&map, 0, 256, 1 << 20), None);
     }
 }

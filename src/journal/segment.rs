@@ -30,8 +30,6 @@ pub(crate) const FORMAT_VERSION: u32 = 1;
 const MAGIC: [u8; 8] = *b"SWBDJRNL";
 const SUFFIX: &str = ".seg";
 const TMP_SUFFIX: &str = ".seg.tmp";
-/// Suffix given to segments recovery found unusable, kept for inspection.
-pub(crate) const CORRUPT_SUFFIX: &str = ".seg.corrupt";
 
 /// A decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,16 +106,18 @@ pub(crate) fn segment_path(dir: &Path, segment: u32) -> PathBuf {
     dir.join(format!("{segment:010}{SUFFIX}"))
 }
 
-/// The segment numbers present in `dir`, ascending. Leftover temporary files from an
-/// interrupted creation are removed.
-pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<u32>> {
+/// The segment numbers present in `dir`, ascending. With `remove_tmp`, leftover
+/// temporary files of an interrupted creation are removed.
+pub(crate) fn list_segments(dir: &Path, remove_tmp: bool) -> io::Result<Vec<u32>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(TMP_SUFFIX) {
-            fs::remove_file(entry.path())?;
+            if remove_tmp {
+                fs::remove_file(entry.path())?;
+            }
         } else if let Some(n) = name
             .strip_suffix(SUFFIX)
             .and_then(|s| s.parse::<u32>().ok())
@@ -300,6 +300,23 @@ impl SegmentFile {
         self.file.write_all_at(buf, offset)
     }
 
+    /// Reads into `buf` at `offset`, as much as the file holds; returns the bytes read.
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let mut got = 0;
+        while let Some(rest) = buf.get_mut(got..).filter(|r| !r.is_empty()) {
+            match self.file.read_at(rest, offset + got as u64)? {
+                0 => break,
+                n => got += n,
+            }
+        }
+        Ok(got)
+    }
+
+    /// The file's current length (shorter than `segment_bytes` if it was cut).
+    pub(crate) fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
     /// `fdatasync`.
     pub(crate) fn sync(&self) -> io::Result<()> {
         if let Some(e) = self.faults.get(|s| &s.sync_errno) {
@@ -339,7 +356,7 @@ mod tests {
         f.sync().unwrap();
         fs::write(dir.path().join("0000000009.seg.tmp"), b"junk").unwrap();
         SegmentFile::create(dir.path(), 1, 65536, 5, Faults::default()).unwrap();
-        assert_eq!(list_segments(dir.path()).unwrap(), vec![1, 3]);
+        assert_eq!(list_segments(dir.path(), true).unwrap(), vec![1, 3]);
         assert!(!dir.path().join("0000000009.seg.tmp").exists());
     }
 }

@@ -264,11 +264,9 @@ fn corrupt_byte_in_last_record_at_every_offset() {
     }
 }
 
-#[test]
-fn damage_in_a_sealed_segment_is_reported_and_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = cfg(4096);
-    let (j, _) = open(dir.path(), &cfg);
+/// 100 records of conversation 1 in 4 KiB segments; their locations.
+fn journal_of_100(dir: &Path, cfg: &JournalConfig) -> (Vec<Record>, Vec<Location>) {
+    let (j, _) = open(dir, cfg);
     let mut locs = Vec::new();
     let mut all = Vec::new();
     for i in 0..100u64 {
@@ -277,43 +275,183 @@ fn damage_in_a_sealed_segment_is_reported_and_skipped() {
         all.push(r);
     }
     close(j);
-    // Damage the third record of the first segment.
+    (all, locs)
+}
+
+fn flip(dir: &Path, at: Location, plus: usize) {
+    let path = segment_path(dir, at.segment);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[at.offset as usize + plus] ^= 1;
+    fs::write(&path, &bytes).unwrap();
+}
+
+fn scan_all(dir: &Path, cfg: &JournalConfig) -> (Scanned, Vec<Record>) {
+    let mut seen = Vec::new();
+    let s = Journal::scan(dir, cfg, |r, _| seen.push(r.to_record())).unwrap();
+    (s, seen)
+}
+
+#[test]
+fn damage_in_a_sealed_segment_is_refused_then_covered_by_fill() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(4096);
+    let (all, locs) = journal_of_100(dir.path(), &cfg);
     let victim = locs[2];
     assert_eq!(victim.segment, locs[0].segment);
-    let path = segment_path(dir.path(), victim.segment);
-    let mut bytes = fs::read(&path).unwrap();
-    bytes[victim.offset as usize + 50] ^= 1;
-    fs::write(&path, &bytes).unwrap();
-    let lost = locs.iter().filter(|l| l.segment == victim.segment).count() - 2;
-    let (j, seen) = open(dir.path(), &cfg);
-    assert_eq!(j.recovery.corrupt_segments, 1);
-    assert!(j.recovery.skipped_bytes > 0);
-    let mut want = all[..2].to_vec();
-    want.extend_from_slice(&all[2 + lost..]);
+    flip(dir.path(), victim, 50);
+    let frame = locs[3].offset - victim.offset;
+    let Err(JournalError::Damaged(ranges)) = Journal::open(dir.path(), &cfg, |_, _| {}) else {
+        panic!("damage must be refused");
+    };
+    assert_eq!(
+        ranges,
+        vec![DamagedRange {
+            segment: victim.segment,
+            offset: u64::from(victim.offset),
+            len: u64::from(frame),
+            what: Damage::Records,
+        }]
+    );
+    // Every record but the damaged one is read: resynchronised on the next.
+    let (scanned, seen) = scan_all(dir.path(), &cfg);
+    let mut want = all.clone();
+    want.remove(2);
+    assert_eq!(seen, want);
+    let before = fs::read(segment_path(dir.path(), victim.segment)).unwrap();
+    let j = Journal::start(scanned, &cfg, Faults::default()).unwrap();
+    j.handle.fill(ranges).unwrap();
+    close(j);
+    let kept = fs::read(dir.path().join(format!(
+        "{:010}.seg.damaged-{}",
+        victim.segment, victim.offset
+    )))
+    .unwrap();
+    let range = victim.offset as usize..(victim.offset + frame) as usize;
+    assert_eq!(kept, before[range]);
+    let (_j, seen) = open(dir.path(), &cfg);
     assert_eq!(records_only(&seen), want);
 }
 
 #[test]
-fn unreadable_last_segment_header_is_set_aside() {
+fn unreadable_header_is_damage_and_fill_writes_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = cfg(4096);
-    let (j, _) = open(dir.path(), &cfg);
-    let first = append(&j, vec![rec(1, 1, "a")]).unwrap()[0];
-    close(j);
-    let path = segment_path(dir.path(), first.segment);
+    let (all, locs) = journal_of_100(dir.path(), &cfg);
+    let first = locs[0].segment;
+    let path = segment_path(dir.path(), first);
     let mut bytes = fs::read(&path).unwrap();
     bytes[3] ^= 1;
     fs::write(&path, &bytes).unwrap();
-    let (j, seen) = open(dir.path(), &cfg);
-    assert!(seen.is_empty());
-    assert_eq!(j.recovery.corrupt_segments, 1);
-    let next = append(&j, vec![rec(1, 2, "b")]).unwrap()[0];
-    assert_eq!(next.segment, first.segment + 1);
-    assert!(
-        dir.path()
-            .join(format!("{:010}.seg.corrupt", first.segment))
-            .exists()
-    );
+    let (scanned, seen) = scan_all(dir.path(), &cfg);
+    assert_eq!(seen, all, "the records behind a bad header are still read");
+    assert_eq!(scanned.stats.damage.len(), 1);
+    assert_eq!(scanned.stats.damage[0].what, Damage::Header);
+    let ranges = scanned.stats.damage.clone();
+    let j = Journal::start(scanned, &cfg, Faults::default()).unwrap();
+    j.handle.fill(ranges).unwrap();
+    close(j);
+    let (_j, seen) = open(dir.path(), &cfg);
+    assert_eq!(records_only(&seen), all);
+}
+
+#[test]
+fn damage_in_the_last_segment_with_records_after_it_is_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(1 << 20);
+    let (all, locs) = journal_of_100(dir.path(), &cfg);
+    assert_eq!(locs[0].segment, locs[99].segment, "one segment");
+    flip(dir.path(), locs[50], 45);
+    let (scanned, seen) = scan_all(dir.path(), &cfg);
+    assert_eq!(scanned.stats.bytes_truncated, 0);
+    assert_eq!(scanned.stats.damage.len(), 1);
+    let mut want = all.clone();
+    want.remove(50);
+    assert_eq!(seen, want);
+    // A page of zeros in the middle: damage too (zeros are the end only when nothing
+    // but zeros follows).
+    let d = copy_dir(dir.path());
+    let path = segment_path(d.path(), locs[0].segment);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[8192..12288].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    let (scanned, seen) = scan_all(d.path(), &cfg);
+    assert_eq!(scanned.stats.damage.len(), 1);
+    let lost: Vec<&Location> = locs
+        .iter()
+        .filter(|l| (l.offset as usize) < 12288 && l.offset as usize + 240 > 8192)
+        .collect();
+    assert_eq!(seen.len(), 100 - lost.len());
+}
+
+#[test]
+fn inspect_changes_nothing_and_sees_what_scan_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(4096);
+    let (_all, locs) = journal_of_100(dir.path(), &cfg);
+    flip(dir.path(), locs[7], 60);
+    // A torn tail too: garbage after the last record.
+    let last = locs[99];
+    let path = segment_path(dir.path(), last.segment);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[last.offset as usize + 240 + 3] = 9;
+    fs::write(&path, &bytes).unwrap();
+    fs::write(dir.path().join("0000000999.seg.tmp"), b"x").unwrap();
+    let before: Vec<(std::ffi::OsString, Vec<u8>)> = {
+        let mut v: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.file_name(), fs::read(e.path()).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let mut seen = 0;
+    let i = Journal::inspect(dir.path(), &cfg, |_, _| seen += 1).unwrap();
+    assert!(!i.in_use);
+    assert_eq!(seen, 99);
+    assert_eq!(i.stats.damage.len(), 1);
+    assert_eq!(i.stats.bytes_truncated, 8);
+    let mut after: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name(), fs::read(e.path()).unwrap())
+        })
+        .collect();
+    after.sort();
+    assert_eq!(before, after);
+    // While a journal is open elsewhere, inspect says so.
+    fs::remove_file(dir.path().join("0000000999.seg.tmp")).unwrap();
+    let (scanned, _) = scan_all(dir.path(), &cfg);
+    let i = Journal::inspect(dir.path(), &cfg, |_, _| {}).unwrap();
+    assert!(i.in_use);
+    drop(scanned);
+}
+
+#[test]
+fn fillers_are_neither_summarised_nor_copied_by_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(4096);
+    let (all, locs) = journal_of_100(dir.path(), &cfg);
+    flip(dir.path(), locs[1], 41);
+    let (scanned, _) = scan_all(dir.path(), &cfg);
+    let ranges = scanned.stats.damage.clone();
+    let j = Journal::start(scanned, &cfg, Faults::default()).unwrap();
+    j.handle.fill(ranges).unwrap();
+    let first = j.handle.segments().unwrap()[0].clone();
+    assert!(!first.conversations.contains(&0));
+    let moves = j.handle.compact(first.segment, |_| true).unwrap();
+    let kept = locs.iter().filter(|l| l.segment == first.segment).count() - 1;
+    assert_eq!(moves.len(), kept);
+    close(j);
+    let (_j, seen) = open(dir.path(), &cfg);
+    let mut want: Vec<Record> = all.clone();
+    want.remove(1);
+    let mut got = records_only(&seen);
+    got.sort_by_key(|r| r.seq);
+    assert_eq!(got, want);
 }
 
 #[test]

@@ -15,9 +15,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use super::config::{FsyncPolicy, JournalConfig};
 use super::error::{AppendError, DiskError, JournalError};
 use super::reader::{Location, Segments};
-use super::record::{Decoded, Record, RecordRef, decode, encode_into, frame_len};
-use super::recovery::SegmentSummary;
-use super::segment::{Faults, SEGMENT_HEADER_LEN, SegmentFile, segment_path, sync_dir};
+use super::record::{
+    Decoded, FILLER_KIND, RECORD_HEADER_LEN, Record, RecordRef, decode, encode_into, filler,
+    frame_len,
+};
+use super::recovery::{Damage, DamagedRange, SegmentSummary, keep_bytes, write_zeros};
+use super::segment::{
+    Faults, SEGMENT_HEADER_LEN, SegmentFile, SegmentHeader, segment_path, sync_dir,
+};
 use super::stats::JournalStats;
 
 /// The answer to one append: where each record landed, or why none of them counts.
@@ -54,14 +59,9 @@ pub(crate) enum Request {
     /// Compaction's first half: copy forward, keep the segment (the caller deletes it
     /// once nobody reads the old locations any more).
     Copy(u32, KeepFn, Sender<Result<Moves, JournalError>>),
-    #[cfg_attr(
-        not(test),
-        allow(
-            dead_code,
-            reason = "used by tests; retention uses copy_forward + delete_segments"
-        )
-    )]
     Sync(Sender<Result<(), DiskError>>),
+    /// Salvage: cover damaged ranges so the segments read cleanly again.
+    Fill(Vec<DamagedRange>, Sender<Result<(), JournalError>>),
     Shutdown,
 }
 
@@ -243,15 +243,20 @@ impl JournalHandle {
     }
 
     /// Writes and syncs everything queued so far, whatever the policy.
-    #[cfg_attr(
-        not(test),
-        allow(
-            dead_code,
-            reason = "used by tests; retention uses copy_forward + delete_segments"
-        )
-    )]
     pub(crate) fn sync(&self) -> Result<(), JournalError> {
         Ok(self.ask(Request::Sync)??)
+    }
+
+    /// Salvage: covers each damaged range (found by the scan this journal was started
+    /// from) so its segment reads cleanly again, after saving its bytes to
+    /// `<segment>.seg.damaged-<offset>`: a filler record over damage that valid records
+    /// follow, zeros over damage at the end of a segment (regrowing a file cut short), a
+    /// new header over an unreadable one. Each file is synced before the answer.
+    ///
+    /// Call it only once whatever the damage cost is recorded durably elsewhere (the
+    /// conversation layer's gap records): afterwards the journal no longer shows it.
+    pub(crate) fn fill(&self, ranges: Vec<DamagedRange>) -> Result<(), JournalError> {
+        self.ask(|tx| Request::Fill(ranges, tx))?
     }
 
     /// Asks the writer to finish what is queued, sync and stop. Appends after this get
@@ -366,6 +371,9 @@ impl Writer {
                     }
                     Request::Sync(reply) => {
                         let _ = reply.send(self.sync_active());
+                    }
+                    Request::Fill(ranges, reply) => {
+                        let _ = reply.send(self.fill(&ranges));
                     }
                     Request::Shutdown => {
                         self.scrub();
@@ -661,6 +669,77 @@ impl Writer {
         Ok(moves)
     }
 
+    fn fill(&mut self, ranges: &[DamagedRange]) -> Result<(), JournalError> {
+        for d in ranges {
+            let n = d.segment;
+            let seg_err = |source| JournalError::Segment { segment: n, source };
+            if n == self.active.segment && d.offset + d.len > self.write_pos {
+                // Appends already went past it (never the case for a range the scan of
+                // this journal found: they all lie before the write position).
+                continue;
+            }
+            let file = SegmentFile::open(&self.dir, n, 0, self.faults.clone()).map_err(seg_err)?;
+            let file_len = file.len().map_err(seg_err)?;
+            let kept = d.len.min(file_len.saturating_sub(d.offset));
+            keep_bytes(
+                &self.dir,
+                n,
+                &format!(".damaged-{}", d.offset),
+                &file,
+                d.offset,
+                kept,
+            );
+            match d.what {
+                Damage::Header => {
+                    let created_ms = self
+                        .summaries
+                        .get(&n)
+                        .map(|s| s.first_time_ms)
+                        .filter(|&t| t != u64::MAX)
+                        .unwrap_or_else(now_ms);
+                    let size = file_len.max(SEGMENT_HEADER_LEN as u64);
+                    let header = SegmentHeader {
+                        segment: n,
+                        created_ms,
+                        segment_bytes: size,
+                    };
+                    file.write_at(&header.encode(), 0).map_err(seg_err)?;
+                }
+                Damage::Records => {
+                    let len = usize::try_from(d.len).unwrap_or(0);
+                    if len >= RECORD_HEADER_LEN {
+                        file.write_at(&filler(len, now_ms()), d.offset)
+                            .map_err(seg_err)?;
+                    }
+                }
+                Damage::Trailing => {
+                    let mut header = [0u8; SEGMENT_HEADER_LEN];
+                    let size = match file.read_at(&mut header, 0) {
+                        Ok(SEGMENT_HEADER_LEN) => {
+                            SegmentHeader::decode(&header).map_or(file_len, |h| h.segment_bytes)
+                        }
+                        _ => file_len,
+                    };
+                    if size > file_len {
+                        let grown = SegmentFile::open(&self.dir, n, size, self.faults.clone())
+                            .map_err(seg_err)?;
+                        grown.restore_len().map_err(seg_err)?;
+                    }
+                    write_zeros(&file, d.offset, kept).map_err(seg_err)?;
+                }
+            }
+            file.sync().map_err(seg_err)?;
+            tracing::warn!(
+                segment = n,
+                offset = d.offset,
+                len = d.len,
+                what = d.what.name(),
+                "journal damage covered by salvage (bytes kept in .seg.damaged-<offset>)"
+            );
+        }
+        Ok(())
+    }
+
     fn copy_forward(&mut self, segment: u32, mut keep: KeepFn) -> Result<Moves, JournalError> {
         if segment == self.active.segment {
             return Err(JournalError::ActiveSegment(segment));
@@ -673,7 +752,7 @@ impl Writer {
         let mut kept = Vec::new();
         let mut off = SEGMENT_HEADER_LEN;
         while let Some(Decoded::Record(r, len)) = map.get(off..).map(decode) {
-            if keep(r) {
+            if r.kind != FILLER_KIND && keep(r) {
                 old.push(Location {
                     segment,
                     offset: off as u32,

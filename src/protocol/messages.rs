@@ -70,6 +70,23 @@ pub mod receipt {
     pub const READ: u8 = 2;
 }
 
+/// Transcript event kinds that are not message kinds (`Entry.kind`; PROTOCOL.md
+/// section 13.9).
+pub mod entry_kind {
+    /// Sequence numbers lost to journal damage or skipped so none is reused
+    /// (`Entry.content_type` says which, see [`super::gap`]).
+    pub const GAP: u8 = 60;
+}
+
+/// What a gap entry says (`Entry.content_type` of an [`entry_kind::GAP`] entry).
+pub mod gap {
+    /// An entry existed and was lost to journal damage.
+    pub const LOST: u8 = 1;
+    /// The number was skipped after journal damage so that none is ever reused: an
+    /// entry may or may not have existed.
+    pub const RESERVED: u8 = 2;
+}
+
 /// Bits of `Deliver.flags` / `Entry.flags`.
 pub mod flags {
     /// Sent by the FAQ auto-responder, not a person.

@@ -76,6 +76,9 @@ struct Conversation {
     /// Resumed connections not yet in the participants' lists, with the last `seq`
     /// they were replayed: when the router adds one, it gets what came since.
     catch_up: Vec<(ConnId, u64)>,
+    /// Rebuilt by salvage without its opening record: its tenant is unknown, so no
+    /// user may see it (kept, closed, until retention drops it).
+    orphan: bool,
     /// Every agent who ever served it (tests check deliveries against this).
     #[cfg(test)]
     served_by: Vec<UserRef>,
@@ -100,6 +103,7 @@ impl Conversation {
             since_ms: 0,
             closed_ms: 0,
             catch_up: Vec::new(),
+            orphan: false,
             #[cfg(test)]
             served_by: Vec::new(),
         }
@@ -215,6 +219,8 @@ pub(crate) struct Shard {
     dependent: bool,
     /// Restored records that came before what they follow (see [`Shard::restore`]).
     held: ServerMap<u64, Vec<Held>>,
+    /// The highest conversation id a `Reserved` record (salvage) took.
+    reserved_max: u64,
     /// Closed conversations in memory, summed over shards (a metric; optional so
     /// tests need none).
     closed: Option<std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::RouterMetrics>>>,
@@ -237,6 +243,10 @@ struct Assist {
     /// Scratch for the filter's subject (`tenant/user`): no allocation per message.
     subject: String,
 }
+
+#[path = "restore.rs"]
+mod restore;
+pub(crate) use restore::Unplaced;
 
 /// A restored record held back: (seq, time, kind, body, location).
 type Held = (u64, u64, RecordKind, Body, Option<Location>);
@@ -328,6 +338,7 @@ impl Shard {
             pending: ServerMap::default(),
             dependent: false,
             held: ServerMap::default(),
+            reserved_max: 0,
             closed: None,
             reader: None,
             assist: Assist::default(),
@@ -477,125 +488,6 @@ impl Shard {
         std::mem::take(&mut self.log)
     }
 
-    /// Applies one journal record at start-up, rebuilding state without effects.
-    ///
-    /// Records normally come in the order they were written; compaction (retention)
-    /// copies a conversation's older records after its newer ones, so a record that
-    /// does not follow what was applied is held back, and [`Shard::finish_restore`]
-    /// applies the held records in sequence order.
-    #[allow(clippy::too_many_arguments, reason = "the fields of a journal record")]
-    pub fn restore(
-        &mut self,
-        conversation: u64,
-        seq: u64,
-        time_ms: u64,
-        kind: u8,
-        body: &[u8],
-        at: Option<Location>,
-    ) -> Result<(), RecordError> {
-        let (kind, body) = record::decode(kind, body)?;
-        if !self.apply_restored(conversation, seq, time_ms, kind, &body, at) {
-            self.held
-                .entry(conversation)
-                .or_default()
-                .push((seq, time_ms, kind, body, at));
-        }
-        Ok(())
-    }
-
-    /// Applies the records [`Shard::restore`] held back; call once, after the last.
-    pub fn finish_restore(&mut self) {
-        for (conversation, mut records) in std::mem::take(&mut self.held) {
-            // Opened first, then by sequence number; a requeue after the entry it
-            // follows.
-            records.sort_by_key(|(seq, time, kind, _, _)| {
-                let rank = match kind {
-                    RecordKind::Opened => 0,
-                    RecordKind::Entry => 1,
-                    RecordKind::Requeued => 2,
-                };
-                (rank != 0, *seq, rank, *time)
-            });
-            for (seq, time_ms, kind, body, at) in records {
-                // Whatever still does not fit is a duplicate or superseded.
-                self.apply_restored(conversation, seq, time_ms, kind, &body, at);
-            }
-        }
-    }
-
-    /// Applies a restored record if it follows the conversation's state; false when
-    /// it comes too early (held for later).
-    fn apply_restored(
-        &mut self,
-        id: u64,
-        seq: u64,
-        time_ms: u64,
-        kind: RecordKind,
-        body: &Body,
-        at: Option<Location>,
-    ) -> bool {
-        if kind == RecordKind::Opened {
-            self.convs.entry(id).or_insert_with(|| {
-                let visitor = UserRef {
-                    tenant: body.tenant.clone(),
-                    user: body.visitor.clone(),
-                };
-                let mut c =
-                    Conversation::new(visitor, body.visitor_name.clone(), body.group.clone());
-                c.since_ms = time_ms;
-                c
-            });
-            return true;
-        }
-        let Some(c) = self.convs.get_mut(&id) else {
-            return false;
-        };
-        let next = c.next_seq();
-        if kind == RecordKind::Requeued {
-            // `seq` is the number of entries when it was requeued.
-            if seq == next - 1 && c.state != State::Closed {
-                c.state = State::Queued;
-                c.agent = None;
-                c.group = body.group.clone();
-                c.since_ms = time_ms;
-                return true;
-            }
-            return seq < next - 1;
-        }
-        let e = &body.entry;
-        if e.seq < next {
-            return true; // a duplicate (a compaction copy)
-        }
-        if e.seq > next {
-            return false;
-        }
-        match Kind::from_u8(e.kind) {
-            Some(Kind::Send) => {
-                c.sent.insert(&e.sender, body.client_msg_id, e.seq);
-            }
-            Some(Kind::Assigned) => {
-                c.state = State::Assigned;
-                c.agent = Some(UserRef {
-                    tenant: c.tenant.clone(),
-                    user: e.sender.clone(),
-                });
-                c.group = body.group.clone();
-            }
-            Some(Kind::Close) => {
-                c.state = State::Closed;
-                c.closed_ms = e.time_ms;
-            }
-            Some(Kind::Rate) => c.rated = true,
-            _ => {}
-        }
-        c.events.push(e.clone());
-        if let Some(at) = at {
-            // Restored from a journal, whose reader the shard gets next.
-            c.events.located(e.seq, at, true);
-        }
-        true
-    }
-
     /// Retention: forgets the conversations closed before `cutoff_ms` (Unix
     /// milliseconds) whose changes are all durable, and returns their ids so the
     /// journal can drop their records.
@@ -634,9 +526,10 @@ impl Shard {
         v
     }
 
-    /// The highest conversation id this shard knows (0: none).
+    /// The highest conversation id this shard knows or was told is taken (0: none).
     pub fn max_conversation(&self) -> u64 {
-        self.convs.keys().copied().max().unwrap_or(0)
+        let known = self.convs.keys().chain(self.held.keys()).copied().max();
+        known.unwrap_or(0).max(self.reserved_max)
     }
 
     /// The FAQ answer to a visitor's message in a conversation waiting for an agent,
@@ -972,10 +865,9 @@ impl Shard {
                 recovered: false,
                 frames: Vec::new(),
             };
-            let c = self
-                .convs
-                .get_mut(&cur.conversation)
-                .filter(|c| c.tenant == who.tenant && (c.visitor == *who || c.is_agent(who)));
+            let c = self.convs.get_mut(&cur.conversation).filter(|c| {
+                c.tenant == who.tenant && !c.orphan && (c.visitor == *who || c.is_agent(who))
+            });
             if let Some(c) = c
                 && let Some(frames) =
                     c.replay(cur.conversation, cur.last_seq, budget, self.reader.as_ref())
@@ -1064,7 +956,7 @@ impl Shard {
         let Some(c) = self
             .convs
             .get_mut(&conversation)
-            .filter(|c| c.tenant == from.who.tenant)
+            .filter(|c| c.tenant == from.who.tenant && !c.orphan)
         else {
             // Another tenant's conversation does not exist, as far as this user knows.
             return refuse(out, &from, ErrorCode::NotFound, conversation);

@@ -23,6 +23,12 @@ pub(crate) enum RecordKind {
     Entry = 2,
     /// The conversation lost its agent and waits again (`seq`: the last entry's).
     Requeued = 3,
+    /// Written by salvage: sequence numbers `seq ..= seq + client_msg_id - 1` are a
+    /// gap (the entry is a gap entry standing for all of them).
+    Gap = 4,
+    /// Written by salvage: conversation ids up to this record's `conversation` are
+    /// taken (some may have been lost to damage); no conversation is opened.
+    Reserved = 5,
 }
 
 impl RecordKind {
@@ -32,6 +38,8 @@ impl RecordKind {
             1 => Some(Self::Opened),
             2 => Some(Self::Entry),
             3 => Some(Self::Requeued),
+            4 => Some(Self::Gap),
+            5 => Some(Self::Reserved),
             _ => None,
         }
     }
@@ -58,6 +66,12 @@ pub(crate) struct Body {
 
 /// A record ready for the journal (the journal's own type: no copy on the way).
 pub(crate) use crate::journal::Record;
+
+/// The smallest frame a conversation record takes in the journal (every field of
+/// its body empty): a damaged range of `n` bytes held at most `n / MIN_FRAME` of them.
+pub(crate) fn min_frame() -> u64 {
+    crate::journal::frame_len(encode(&Body::default()).len()) as u64
+}
 
 /// A record body that cannot be read back.
 #[derive(Debug, Error)]
@@ -149,6 +163,14 @@ mod tests {
         };
         let aligned = rkyv::to_bytes::<rancor::Error>(&body).unwrap();
         assert_eq!(encode(&body), aligned.to_vec());
+    }
+
+    #[test]
+    fn the_smallest_frame_is_an_empty_body() {
+        let n = min_frame();
+        assert!(n >= 40 + 40, "{n}");
+        let r = record(1, 1, 1, RecordKind::Entry, &Body::default());
+        assert_eq!(crate::journal::frame_len(r.body.len()) as u64, n);
     }
 
     #[test]

@@ -12,27 +12,79 @@ use super::record;
 /// Entries kept in memory per conversation once they are durable (at least).
 pub(crate) const TAIL: usize = 32;
 
-/// The entries of one conversation; entry `seq` is the `seq`-th.
+/// The entries of one conversation, in *slots*: a slot holds one entry, which stands
+/// for one sequence number — except a gap entry (kind [`GAP`]) recorded by salvage,
+/// which may stand for several (a span). Without spans, slot `i` is `seq` `i + 1`.
+/// Callers speak in sequence numbers only: a span reads back as one gap entry per
+/// number it stands for.
 #[derive(Debug, Default)]
 pub(crate) struct Transcript {
-    /// Entries no longer in memory (all durable, all located).
+    /// Slots no longer in memory (all durable, all located).
     first: u64,
-    /// Entries `first + 1 ..` in order.
+    /// Slots `first ..` in order.
     tail: Vec<Entry>,
-    /// Journal location of entries `1 ..= locs.len()` (the durable ones).
+    /// Journal location of slots `0 .. locs.len()` (the durable ones).
     locs: Vec<Location>,
+    /// The slots that stand for more than one sequence number, ascending, with how
+    /// many more (`extra`). Empty unless the journal was salvaged.
+    spans: Vec<Span>,
+}
+
+/// A slot standing for `1 + extra` sequence numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    slot: u64,
+    extra: u64,
 }
 
 impl Transcript {
-    /// Number of entries (the last `seq`).
+    /// Number of sequence numbers taken (the last `seq`).
     pub fn len(&self) -> u64 {
+        self.slots() + self.spans.iter().map(|s| s.extra).sum::<u64>()
+    }
+
+    fn slots(&self) -> u64 {
         self.first + self.tail.len() as u64
+    }
+
+    /// The slot standing for `seq` (1-based), and the first sequence number it stands
+    /// for; `None` past the end.
+    fn slot_of(&self, seq: u64) -> Option<(u64, u64)> {
+        if seq == 0 || seq > self.len() {
+            return None;
+        }
+        let mut before = 0;
+        for s in &self.spans {
+            let first = s.slot + 1 + before;
+            if seq < first {
+                break;
+            }
+            if seq <= first + s.extra {
+                return Some((s.slot, first));
+            }
+            before += s.extra;
+        }
+        Some((seq - 1 - before, seq))
     }
 
     /// Appends the next entry; returns its `seq`.
     pub fn push(&mut self, entry: Entry) -> u64 {
         self.tail.push(entry);
         self.len()
+    }
+
+    /// Appends a gap entry standing for `count` (at least 1) sequence numbers; returns
+    /// the first of them.
+    pub fn push_span(&mut self, entry: Entry, count: u64) -> u64 {
+        let first = self.len() + 1;
+        if count > 1 {
+            self.spans.push(Span {
+                slot: self.slots(),
+                extra: count - 1,
+            });
+        }
+        self.tail.push(entry);
+        first
     }
 
     /// The newest entry.
@@ -48,16 +100,27 @@ impl Transcript {
     /// Takes back the entries after `len` (never below what left memory: those are
     /// durable, and only entries that are not can be taken back).
     pub fn truncate(&mut self, len: u64) {
-        let keep = usize::try_from(len.saturating_sub(self.first)).unwrap_or(usize::MAX);
-        self.tail.truncate(keep);
+        let keep = match self.slot_of(len) {
+            Some((slot, _)) => slot + 1,
+            None if len == 0 => 0,
+            None => return,
+        };
+        let in_memory = keep.saturating_sub(self.first);
+        self.tail
+            .truncate(usize::try_from(in_memory).unwrap_or(usize::MAX));
         self.locs
-            .truncate(usize::try_from(len).unwrap_or(usize::MAX));
+            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        self.spans.retain(|s| s.slot < keep);
     }
 
-    /// Entry `seq` is durable at `at`. Locations arrive in order; when more than
-    /// [`TAIL`] located entries are in memory, the oldest half of them leave it.
+    /// Entry `seq` (the first a slot stands for) is durable at `at`. Locations arrive
+    /// in order; when more than [`TAIL`] located entries are in memory, the oldest half
+    /// of them leave it.
     pub fn located(&mut self, seq: u64, at: Location, evict: bool) {
-        if seq == self.locs.len() as u64 + 1 {
+        if let Some((slot, first)) = self.slot_of(seq)
+            && first == seq
+            && slot == self.locs.len() as u64
+        {
             self.locs.push(at);
         }
         let located_in_memory = (self.locs.len() as u64).saturating_sub(self.first) as usize;
@@ -83,6 +146,13 @@ impl Transcript {
         let to = to.min(self.len());
         let from = from.max(1);
         let mut out = Vec::with_capacity(usize::try_from(to.saturating_sub(from) + 1).unwrap_or(0));
+        if from > to {
+            return Some(out);
+        }
+        if !self.spans.is_empty() {
+            self.range_with_spans(from, to, reader, &mut out)?;
+            return Some(out);
+        }
         let mut seq = from;
         while seq <= to && seq <= self.first {
             let at = *self.locs.get(usize::try_from(seq - 1).ok()?)?;
@@ -95,6 +165,45 @@ impl Transcript {
             out.extend_from_slice(self.tail.get(a..b)?);
         }
         Some(out)
+    }
+
+    /// [`Transcript::range`] when some slots are spans: each span reads back as one gap
+    /// entry per sequence number in range.
+    fn range_with_spans(
+        &self,
+        from: u64,
+        to: u64,
+        reader: Option<&JournalReader>,
+        out: &mut Vec<Entry>,
+    ) -> Option<()> {
+        let (mut slot, mut first) = self.slot_of(from)?;
+        let start = slot;
+        let mut spans = self.spans.iter().filter(|s| s.slot >= start).peekable();
+        while first <= to && slot < self.slots() {
+            let entry = if slot < self.first {
+                read(reader?, *self.locs.get(usize::try_from(slot).ok()?)?)?
+            } else {
+                self.tail
+                    .get(usize::try_from(slot - self.first).ok()?)?
+                    .clone()
+            };
+            let extra = match spans.peek() {
+                Some(s) if s.slot == slot => {
+                    let e = s.extra;
+                    spans.next();
+                    e
+                }
+                _ => 0,
+            };
+            for seq in first.max(from)..=(first + extra).min(to) {
+                let mut e = entry.clone();
+                e.seq = seq;
+                out.push(e);
+            }
+            first += 1 + extra;
+            slot += 1;
+        }
+        Some(())
     }
 
     /// Entry `seq`, if it can be had.
@@ -168,5 +277,84 @@ mod tests {
         // Taking back never touches what left memory.
         t.truncate(150);
         assert_eq!(t.len(), 150);
+    }
+
+    use crate::protocol::messages::entry_kind::GAP;
+
+    fn gap(seq: u64) -> Entry {
+        Entry {
+            seq,
+            kind: GAP,
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn spans_stand_for_several_numbers_and_read_back_one_gap_each() {
+        let mut t = Transcript::default();
+        t.push(entry(1));
+        t.push(entry(2));
+        assert_eq!(t.push_span(gap(3), 4), 3);
+        assert_eq!(t.len(), 6);
+        assert_eq!(t.push(entry(7)), 7);
+        assert_eq!(t.push_span(gap(8), 1), 8);
+        assert_eq!(t.push_span(gap(9), 1000), 9);
+        assert_eq!(t.push(entry(1009)), 1009);
+        let all = t.all(None);
+        assert_eq!(all.len(), 1009);
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(e.seq, i as u64 + 1);
+            let is_gap = (3..=6).contains(&e.seq) || (8..=1008).contains(&e.seq);
+            assert_eq!(e.kind == GAP, is_gap, "seq {}", e.seq);
+        }
+        let r = t.range(5, 8, None).unwrap();
+        assert_eq!(
+            r.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![5, 6, 7, 8]
+        );
+        assert_eq!(t.get(1009, None).unwrap().body, "e1009");
+        assert_eq!(t.get(500, None).unwrap().kind, GAP);
+        // Taking back to the end of a span keeps it; before it drops it.
+        t.truncate(1008);
+        assert_eq!(t.len(), 1008);
+        t.truncate(7);
+        assert_eq!(t.len(), 7);
+        assert_eq!(t.push(entry(8)), 8);
+        t.truncate(2);
+        assert_eq!(t.len(), 2);
+        assert!(t.spans.is_empty());
+    }
+
+    #[test]
+    fn spans_leave_memory_and_come_back_by_location() {
+        let mut t = Transcript::default();
+        t.push_span(gap(1), 10);
+        for s in 11..=200 {
+            assert_eq!(t.push(entry(s)), s);
+        }
+        t.located(
+            1,
+            Location {
+                segment: 1,
+                offset: 0,
+            },
+            true,
+        );
+        for s in 11..=150 {
+            t.located(
+                s,
+                Location {
+                    segment: 1,
+                    offset: s as u32,
+                },
+                true,
+            );
+        }
+        assert!(t.first > 0);
+        assert_eq!(t.len(), 200);
+        assert!(t.range(1, 12, None).is_none());
+        let r = t.range(180, 200, None).unwrap();
+        assert_eq!(r.first().map(|e| e.seq), Some(180));
+        assert_eq!(r.len(), 21);
     }
 }
