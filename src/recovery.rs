@@ -57,7 +57,7 @@ impl<'a> Replay<'a> {
         for shard in self.shards.iter_mut() {
             shard.finish_restore();
             unplaced.extend(shard.unplaced());
-            open.extend(shard.open_last_seqs());
+            open.extend(shard.tail_candidates());
             max_id = max_id.max(shard.max_conversation());
         }
         if self.unreadable > 0 {
@@ -318,3 +318,7 @@ pub(crate) fn salvage_journal(config: &Config) -> Result<DamagePlan, StartError>
 fn fresh_shards(config: &Config) -> Vec<Shard> {
     vec![Shard::new(crate::server::shard_settings(config))]
 }
+
+#[cfg(test)]
+#[path = "recovery_tests.rs"]
+mod tests;

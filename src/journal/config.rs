@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::JournalError;
-use super::record::frame_len;
+use super::record::{SEAL_FRAME, frame_len};
 use super::segment::SEGMENT_HEADER_LEN;
 
 /// When appended records are forced to disk.
@@ -98,7 +98,8 @@ impl JournalConfig {
         if self.max_record_bytes == 0 {
             return invalid("max_record_bytes", "must be at least 1".into());
         }
-        let min_segment = (SEGMENT_HEADER_LEN + frame_len(self.max_record_bytes as usize)) as u64;
+        let min_segment =
+            (SEGMENT_HEADER_LEN + frame_len(self.max_record_bytes as usize) + SEAL_FRAME) as u64;
         if self.segment_bytes < min_segment {
             return invalid(
                 "segment_bytes",

@@ -262,6 +262,7 @@ impl Journal {
             next_segment,
             buf: Vec::with_capacity(cfg.max_batch_bytes.min(64 << 20) + (1 << 16)),
             unsynced: false,
+            sealed: false,
             last_sync: Instant::now(),
             _lock: lock,
         };

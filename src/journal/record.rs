@@ -93,6 +93,35 @@ pub(crate) fn encode_into(buf: &mut Vec<u8>, r: &Record) {
     buf.resize(start + frame_len(len), 0);
 }
 
+/// The kind of a *seal* record: the last record of every segment but the last
+/// (format version 2), written when the segment is sealed, so that a sealed segment
+/// whose end went missing is told from one that simply ended (conversation 0, seq 0;
+/// body: the segment's record count, u64 little-endian). Skipped like fillers.
+pub(crate) const SEAL_KIND: u8 = 0xFE;
+/// Bytes a seal record takes.
+pub(crate) const SEAL_FRAME: usize = frame_len(8);
+
+/// Whether records of `kind` belong to the journal itself (never handed to callers).
+pub(crate) const fn is_journal_kind(kind: u8) -> bool {
+    kind == FILLER_KIND || kind == SEAL_KIND
+}
+
+/// A seal record for a segment of `records` records.
+pub(crate) fn seal(records: u64, time_ms: u64) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(SEAL_FRAME);
+    encode_into(
+        &mut buf,
+        &Record {
+            conversation: 0,
+            seq: 0,
+            time_ms,
+            kind: SEAL_KIND,
+            body: Bytes::copy_from_slice(&records.to_le_bytes()),
+        },
+    );
+    buf
+}
+
 /// A filler frame of exactly `len` bytes (`len` a multiple of 8, at least a header).
 pub(crate) fn filler(len: usize, time_ms: u64) -> Vec<u8> {
     let mut buf = Vec::with_capacity(len);

@@ -23,7 +23,9 @@ use memmap2::Mmap;
 
 use super::error::JournalError;
 use super::reader::{Location, map_segment};
-use super::record::{Decoded, FILLER_KIND, RECORD_ALIGN, RECORD_HEADER_LEN, RecordRef, decode};
+use super::record::{
+    Decoded, RECORD_ALIGN, RECORD_HEADER_LEN, RecordRef, SEAL_KIND, decode, is_journal_kind,
+};
 use super::segment::{Faults, SEGMENT_HEADER_LEN, SegmentFile, SegmentHeader, segment_path};
 
 /// Resynchronisation never takes a frame with a longer body than this (or than
@@ -199,6 +201,8 @@ struct Walk {
     /// Invalid bytes `[start, end)` after the last valid record, up to the last
     /// non-zero byte (rounded up to 8).
     trailing: Option<(usize, usize)>,
+    /// The last valid record is a seal record.
+    sealed: bool,
 }
 
 /// Scans `dir`, calling `visit` for every valid record in journal order. Read-only:
@@ -230,8 +234,8 @@ pub(crate) fn scan(
                 Ok(h)
             }
         });
-        let (created_ms, size, header_ok) = match header {
-            Ok(h) => (h.created_ms, h.segment_bytes, true),
+        let (created_ms, size, version) = match header {
+            Ok(h) => (h.created_ms, h.segment_bytes, Some(h.version)),
             Err(reason) => {
                 tracing::error!(segment = n, reason, "journal segment header unreadable");
                 let len = (map.len() as u64).min(SEGMENT_HEADER_LEN as u64);
@@ -241,9 +245,10 @@ pub(crate) fn scan(
                     len: len.next_multiple_of(RECORD_ALIGN as u64),
                     what: Damage::Header,
                 });
-                (0, map.len() as u64, false)
+                (0, map.len() as u64, None)
             }
         };
+        let header_ok = version.is_some();
         let mut summary = SegmentSummary::new(n, created_ms);
         let walk = walk(&map, cap, &mut |r, off| {
             visit(
@@ -266,6 +271,9 @@ pub(crate) fn scan(
             });
         }
         let short = (map.len() as u64) < size;
+        // Since version 2 a sealed segment ends with its seal record: without it, its
+        // end went missing (zeroed, cut), even if what is left reads cleanly.
+        let unsealed = version.is_some_and(|v| v >= 2) && !walk.sealed;
         if Some(n) == last && header_ok {
             let garbage = walk
                 .trailing
@@ -280,6 +288,13 @@ pub(crate) fn scan(
                 });
                 stats.bytes_truncated = garbage;
             }
+            if walk.sealed && walk.trailing.is_none() && !short {
+                // Sealed, then the process stopped before the next segment existed:
+                // appends go to a new one.
+                out.summaries.insert(n, summary);
+                out.maps.push((n, Arc::new(map)));
+                continue;
+            }
             summary.active = true;
             out.tail = Some((n, walk.end as u64, size));
             if short {
@@ -288,11 +303,15 @@ pub(crate) fn scan(
                 out.unmapped.push(n);
                 continue;
             }
-        } else if walk.trailing.is_some() || short {
+        } else if walk.trailing.is_some() || short || unsealed {
             // A sealed segment was complete on disk: what is missing from its end,
             // or unreadable there, held records.
-            let start = walk.trailing.map_or(map.len(), |(s, _)| s) as u64;
-            let end = if short {
+            let start = match walk.trailing {
+                Some((s, _)) => s,
+                None if unsealed => walk.end,
+                None => map.len(),
+            } as u64;
+            let end = if short || unsealed {
                 size
             } else {
                 walk.trailing.map_or(start, |(_, e)| e as u64)
@@ -347,9 +366,10 @@ fn walk(map: &[u8], cap: usize, each: &mut dyn FnMut(RecordRef<'_>, usize)) -> W
     while let Some(rest) = map.get(off..) {
         match decode(rest) {
             Decoded::Record(r, len) => {
-                if r.kind != FILLER_KIND {
+                if !is_journal_kind(r.kind) {
                     each(r, off);
                 }
+                w.sealed = r.kind == SEAL_KIND;
                 off += len;
                 w.end = off;
                 continue;
@@ -390,6 +410,12 @@ fn resync(map: &[u8], from: usize, limit: usize, cap: usize) -> Option<usize> {
         at += RECORD_ALIGN;
     }
     None
+}
+
+/// Whether a segment's records end with a seal record (the format version its
+/// header should say, when salvage writes a new one: 2 if so, else 1).
+pub(crate) fn ends_sealed(map: &[u8], max_body: usize) -> bool {
+    walk(map, max_body.max(RESYNC_MIN_BODY_CAP), &mut |_, _| {}).sealed
 }
 
 /// Zeros the torn tail of the last segment (first saving its bytes to
@@ -458,7 +484,7 @@ pub(crate) fn lock_file(dir: &Path) -> Result<File, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::record::{Record, encode_into};
+    use crate::journal::record::{FILLER_KIND, Record, encode_into};
 
     fn segment(records: &[Record], size: usize) -> Vec<u8> {
         let mut b = vec![0u8; SEGMENT_HEADER_LEN];
@@ -543,6 +569,21 @@ mod tests {
         assert_eq!(got, vec![1, 2, 3]);
         assert_eq!(w.trailing, Some((end, end + 16)));
         assert_eq!(w.end, end);
+    }
+
+    #[test]
+    fn a_seal_record_is_skipped_and_noted() {
+        let records: Vec<Record> = (1..=3).map(|s| rec(s, 30)).collect();
+        let mut map = segment(&records, 4096);
+        let end = SEGMENT_HEADER_LEN + 3 * 72;
+        let (_, w) = seqs(&map);
+        assert!(!w.sealed);
+        let seal = crate::journal::record::seal(3, 1);
+        map[end..end + seal.len()].copy_from_slice(&seal);
+        let (got, w) = seqs(&map);
+        assert_eq!(got, vec![1, 2, 3]);
+        assert!(w.sealed);
+        assert!(ends_sealed(&map, 0));
     }
 
     #[test]

@@ -26,7 +26,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 /// Bytes in a segment header; records start right after it.
 pub(crate) const SEGMENT_HEADER_LEN: usize = 64;
 /// On-disk format version, written in every segment header.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
+/// The oldest format version still read: version 1 segments have no seal record.
+pub(crate) const OLDEST_VERSION: u32 = 1;
 const MAGIC: [u8; 8] = *b"SWBDJRNL";
 const SUFFIX: &str = ".seg";
 const TMP_SUFFIX: &str = ".seg.tmp";
@@ -40,6 +42,8 @@ pub(crate) struct SegmentHeader {
     pub created_ms: u64,
     /// The file's length in bytes.
     pub segment_bytes: u64,
+    /// Format version (what the segment was written with).
+    pub version: u32,
 }
 
 impl SegmentHeader {
@@ -48,7 +52,7 @@ impl SegmentHeader {
         let mut h = [0u8; SEGMENT_HEADER_LEN];
         let fields: [(usize, &[u8]); 6] = [
             (0, &MAGIC),
-            (8, &FORMAT_VERSION.to_le_bytes()),
+            (8, &self.version.to_le_bytes()),
             (12, &(SEGMENT_HEADER_LEN as u32).to_le_bytes()),
             (16, &self.segment.to_le_bytes()),
             (24, &self.created_ms.to_le_bytes()),
@@ -87,7 +91,8 @@ impl SegmentHeader {
         if crc32c::crc32c(h.get(..60).unwrap_or_default()) != u32_at(60) {
             return Err("header checksum mismatch");
         }
-        if u32_at(8) != FORMAT_VERSION {
+        let version = u32_at(8);
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err("unsupported format version");
         }
         if u32_at(12) as usize != SEGMENT_HEADER_LEN {
@@ -97,6 +102,7 @@ impl SegmentHeader {
             segment: u32_at(16),
             created_ms: u64_at(24),
             segment_bytes: u64_at(32),
+            version,
         })
     }
 }
@@ -205,6 +211,8 @@ pub(crate) struct SegmentFile {
     pub segment: u32,
     /// The file's length.
     pub segment_bytes: u64,
+    /// Its format version (a version 1 segment is appended to without a seal).
+    pub version: u32,
     file: File,
     faults: Faults,
 }
@@ -236,6 +244,7 @@ impl SegmentFile {
                 segment,
                 created_ms,
                 segment_bytes,
+                version: FORMAT_VERSION,
             };
             file.write_all_at(&header.encode(), 0)?;
             file.sync_data()?;
@@ -247,6 +256,7 @@ impl SegmentFile {
             Ok(file) => Ok(Self {
                 segment,
                 segment_bytes,
+                version: FORMAT_VERSION,
                 file,
                 faults,
             }),
@@ -257,7 +267,8 @@ impl SegmentFile {
         }
     }
 
-    /// Opens an existing segment for appending (recovery of the last segment).
+    /// Opens an existing segment for appending (recovery of the last segment) or
+    /// repair.
     pub(crate) fn open(
         dir: &Path,
         segment: u32,
@@ -271,9 +282,21 @@ impl SegmentFile {
         Ok(Self {
             segment,
             segment_bytes,
+            version: FORMAT_VERSION,
             file,
             faults,
         })
+    }
+
+    /// Bytes records may fill: all of it but room for the seal record (none in a
+    /// version 1 segment).
+    pub(crate) fn capacity(&self) -> u64 {
+        if self.version >= 2 {
+            self.segment_bytes
+                .saturating_sub(super::record::SEAL_FRAME as u64)
+        } else {
+            self.segment_bytes
+        }
     }
 
     /// Grows a file that was cut short back to its full, preallocated size (a file is
@@ -336,6 +359,7 @@ mod tests {
             segment: 42,
             created_ms: 1_700_000_000_123,
             segment_bytes: 1 << 20,
+            version: FORMAT_VERSION,
         };
         let mut b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));

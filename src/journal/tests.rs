@@ -384,6 +384,64 @@ fn damage_in_the_last_segment_with_records_after_it_is_not_a_torn_tail() {
 }
 
 #[test]
+fn a_sealed_segment_whose_end_is_zeroed_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(4096);
+    let (all, locs) = journal_of_100(dir.path(), &cfg);
+    // Zero the last three records of the first segment: what is left reads cleanly
+    // up to zeros, as a segment that simply ended would — but its seal is gone.
+    let first = locs[0].segment;
+    let in_first: Vec<&Location> = locs.iter().filter(|l| l.segment == first).collect();
+    let cut = in_first[in_first.len() - 3].offset as usize;
+    let path = segment_path(dir.path(), first);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[cut..].fill(0);
+    fs::write(&path, &bytes).unwrap();
+    let (scanned, seen) = scan_all(dir.path(), &cfg);
+    assert_eq!(seen.len(), 97);
+    assert_eq!(
+        scanned.stats.damage,
+        vec![DamagedRange {
+            segment: first,
+            offset: cut as u64,
+            len: cfg.segment_bytes - cut as u64,
+            what: Damage::Trailing,
+        }]
+    );
+    // Filled: zeros and a new seal; clean from then on.
+    let ranges = scanned.stats.damage.clone();
+    let j = Journal::start(scanned, &cfg, Faults::default()).unwrap();
+    j.handle.fill(ranges).unwrap();
+    close(j);
+    let (_j, seen) = open(dir.path(), &cfg);
+    assert_eq!(records_only(&seen).len(), 97);
+    assert_eq!(
+        records_only(&seen)[..in_first.len() - 3],
+        all[..in_first.len() - 3]
+    );
+}
+
+#[test]
+fn a_last_segment_that_was_sealed_is_not_appended_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(4096);
+    let (_all, locs) = journal_of_100(dir.path(), &cfg);
+    let last = locs[99].segment;
+    // As if the daemon stopped between sealing a segment and creating the next.
+    fs::remove_file(segment_path(dir.path(), last)).unwrap();
+    let (j, seen) = open(dir.path(), &cfg);
+    assert_eq!(seen.len(), locs.iter().filter(|l| l.segment < last).count());
+    let at = append(&j, vec![rec(5, 1, "after")]).unwrap()[0];
+    assert_eq!(
+        at.segment, last,
+        "a new segment, numbered after the sealed one"
+    );
+    close(j);
+    let (_j, seen) = open(dir.path(), &cfg);
+    assert_eq!(seen.last().unwrap().0, rec(5, 1, "after"));
+}
+
+#[test]
 fn inspect_changes_nothing_and_sees_what_scan_sees() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = cfg(4096);

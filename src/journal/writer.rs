@@ -16,12 +16,12 @@ use super::config::{FsyncPolicy, JournalConfig};
 use super::error::{AppendError, DiskError, JournalError};
 use super::reader::{Location, Segments};
 use super::record::{
-    Decoded, FILLER_KIND, RECORD_HEADER_LEN, Record, RecordRef, decode, encode_into, filler,
-    frame_len,
+    Decoded, RECORD_HEADER_LEN, Record, RecordRef, SEAL_FRAME, decode, encode_into, filler,
+    frame_len, is_journal_kind, seal,
 };
-use super::recovery::{Damage, DamagedRange, SegmentSummary, keep_bytes, write_zeros};
+use super::recovery::{Damage, DamagedRange, SegmentSummary, ends_sealed, keep_bytes, write_zeros};
 use super::segment::{
-    Faults, SEGMENT_HEADER_LEN, SegmentFile, SegmentHeader, segment_path, sync_dir,
+    FORMAT_VERSION, Faults, SEGMENT_HEADER_LEN, SegmentFile, SegmentHeader, segment_path, sync_dir,
 };
 use super::stats::JournalStats;
 
@@ -104,7 +104,9 @@ impl JournalHandle {
         Self {
             tx,
             max_record_bytes: cfg.max_record_bytes,
-            max_submission_bytes: cfg.segment_bytes.saturating_sub(SEGMENT_HEADER_LEN as u64),
+            max_submission_bytes: cfg
+                .segment_bytes
+                .saturating_sub((SEGMENT_HEADER_LEN + SEAL_FRAME) as u64),
             stats,
         }
     }
@@ -290,6 +292,9 @@ pub(crate) struct Writer {
     pub buf: Vec<u8>,
     /// Bytes written since the last sync.
     pub unsynced: bool,
+    /// The active segment is sealed (its successor could not be created yet): the
+    /// next append makes a new segment first.
+    pub sealed: bool,
     pub last_sync: Instant,
     /// Held for the writer's lifetime: the directory lock.
     pub _lock: File,
@@ -436,12 +441,13 @@ impl Writer {
             // (`append` checks), so it is durable or failed as a whole.
             let total: u64 = records.iter().map(|r| frame_len(r.body.len()) as u64).sum();
             let mut rotate_first = !records.is_empty()
-                && self.write_pos + self.buf.len() as u64 + total > self.active.segment_bytes;
+                && (self.sealed
+                    || self.write_pos + self.buf.len() as u64 + total > self.active.capacity());
             current_start = self.write_pos + self.buf.len() as u64;
             for rec in records {
                 let len = frame_len(rec.body.len()) as u64;
                 if rotate_first
-                    || self.write_pos + self.buf.len() as u64 + len > self.active.segment_bytes
+                    || self.write_pos + self.buf.len() as u64 + len > self.active.capacity()
                 {
                     rotate_first = false;
                     let sealed = self.flush(&mut chunks).and_then(|()| self.seal());
@@ -586,19 +592,38 @@ impl Writer {
         }
     }
 
-    /// Seals the active segment: leftovers of failed writes zeroed, synced. A sealed
-    /// segment is complete on disk before any record goes to the next one, so recovery
-    /// treats damage in any segment but the last as corruption, not a crash.
+    /// Seals the active segment: leftovers of failed writes zeroed, a seal record
+    /// written after the last record (format version 2), synced. A sealed segment is
+    /// complete on disk before any record goes to the next one, so recovery treats
+    /// damage in any segment but the last as corruption, not a crash — and one that
+    /// does not end with its seal record as one whose end went missing.
     fn seal(&mut self) -> Result<(), DiskError> {
-        if self.dirty_end > self.write_pos {
-            let zeros = vec![0u8; (self.dirty_end - self.write_pos) as usize];
-            self.active.write_at(&zeros, self.write_pos).map_err(|e| {
+        if self.sealed {
+            return Ok(()); // sealed before, and the next segment could not be made
+        }
+        let records = self
+            .summaries
+            .get(&self.active.segment)
+            .map_or(0, |s| s.records);
+        let mut tail = Vec::new();
+        let room = self.active.segment_bytes.saturating_sub(self.write_pos);
+        if self.active.version >= 2 && room >= SEAL_FRAME as u64 {
+            tail = seal(records, now_ms());
+        }
+        let cover = self.dirty_end.saturating_sub(self.write_pos) as usize;
+        if cover > tail.len() {
+            tail.resize(cover, 0);
+        }
+        if !tail.is_empty() {
+            self.active.write_at(&tail, self.write_pos).map_err(|e| {
                 self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 DiskError::from_io(&e)
             })?;
             self.dirty_end = self.write_pos;
         }
-        self.sync_active()
+        self.sync_active()?;
+        self.sealed = true;
+        Ok(())
     }
 
     /// Creates the next segment and makes it the active one.
@@ -626,6 +651,7 @@ impl Writer {
         self.summaries.insert(n, summary);
         self.segments.add(n, None);
         self.active = seg;
+        self.sealed = false;
         self.write_pos = SEGMENT_HEADER_LEN as u64;
         self.dirty_end = self.write_pos;
         self.unsynced = false;
@@ -698,10 +724,19 @@ impl Writer {
                         .filter(|&t| t != u64::MAX)
                         .unwrap_or_else(now_ms);
                     let size = file_len.max(SEGMENT_HEADER_LEN as u64);
+                    let sealed = self
+                        .segments
+                        .map(n)
+                        .is_ok_and(|m| ends_sealed(&m, self.cfg.max_record_bytes as usize));
                     let header = SegmentHeader {
                         segment: n,
                         created_ms,
                         segment_bytes: size,
+                        version: if sealed || n == self.active.segment {
+                            FORMAT_VERSION
+                        } else {
+                            1
+                        },
                     };
                     file.write_at(&header.encode(), 0).map_err(seg_err)?;
                 }
@@ -714,11 +749,10 @@ impl Writer {
                 }
                 Damage::Trailing => {
                     let mut header = [0u8; SEGMENT_HEADER_LEN];
-                    let size = match file.read_at(&mut header, 0) {
-                        Ok(SEGMENT_HEADER_LEN) => {
-                            SegmentHeader::decode(&header).map_or(file_len, |h| h.segment_bytes)
-                        }
-                        _ => file_len,
+                    let (size, version) = match file.read_at(&mut header, 0) {
+                        Ok(SEGMENT_HEADER_LEN) => SegmentHeader::decode(&header)
+                            .map_or((file_len, 1), |h| (h.segment_bytes, h.version)),
+                        _ => (file_len, 1),
                     };
                     if size > file_len {
                         let grown = SegmentFile::open(&self.dir, n, size, self.faults.clone())
@@ -726,6 +760,13 @@ impl Writer {
                         grown.restore_len().map_err(seg_err)?;
                     }
                     write_zeros(&file, d.offset, kept).map_err(seg_err)?;
+                    if version >= 2 && d.offset + SEAL_FRAME as u64 <= size {
+                        // The segment ends here now: say so, or the next scan finds
+                        // its seal missing again.
+                        let records = self.summaries.get(&n).map_or(0, |s| s.records);
+                        file.write_at(&seal(records, now_ms()), d.offset)
+                            .map_err(seg_err)?;
+                    }
                 }
             }
             file.sync().map_err(seg_err)?;
@@ -752,7 +793,7 @@ impl Writer {
         let mut kept = Vec::new();
         let mut off = SEGMENT_HEADER_LEN;
         while let Some(Decoded::Record(r, len)) = map.get(off..).map(decode) {
-            if r.kind != FILLER_KIND && keep(r) {
+            if !is_journal_kind(r.kind) && keep(r) {
                 old.push(Location {
                     segment,
                     offset: off as u32,

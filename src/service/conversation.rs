@@ -613,6 +613,20 @@ impl Shard {
             .map(|c| c.events.all(self.reader.as_ref()))
     }
 
+    /// The `seq` a sender's `client_msg_id` was stored under, and whether the
+    /// conversation is a hidden orphan (tests).
+    #[cfg(test)]
+    pub fn sent_seq(&self, conversation: u64, sender: &str, id: u64) -> Option<(u64, bool)> {
+        let c = self.convs.get(&conversation)?;
+        Some((c.sent.get(sender, id)?, c.orphan))
+    }
+
+    /// Whether the conversation exists here, and is a hidden orphan (tests).
+    #[cfg(test)]
+    pub fn orphan(&self, conversation: u64) -> Option<bool> {
+        self.convs.get(&conversation).map(|c| c.orphan)
+    }
+
     /// Conversations currently served, per agent (tests).
     #[cfg(test)]
     pub fn agent_loads(&self) -> HashMap<String, usize> {

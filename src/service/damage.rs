@@ -78,20 +78,21 @@ pub(crate) struct DamagePlan {
     /// Records of ended conversations whose opening record is gone, in a journal
     /// without damage: what retention left of conversations it forgot. Dropped.
     pub leftovers: Vec<Unplaced>,
-    /// Open conversations with no record after some damaged range: (id, numbers to
-    /// reserve after their last one).
+    /// Conversations with no record after some damaged range: (id, numbers to reserve
+    /// after their last one — one for a closed conversation, its rating).
     pub tails: Vec<(u64, u64)>,
     /// Conversation ids from here on may have been used (0: none reserved).
     pub reserve_ids_to: u64,
 }
 
 impl DamagePlan {
-    /// Works out the plan. `unplaced` and `open` (id, last seq) come from every shard;
-    /// `max_id` is the highest conversation id seen.
+    /// Works out the plan. `unplaced` and `candidates` (id, open; see
+    /// `Shard::tail_candidates`) come from every shard; `max_id` is the highest
+    /// conversation id seen.
     pub(crate) fn new(
         damage: &[DamagedRange],
         unplaced: Vec<Unplaced>,
-        open: &[(u64, u64)],
+        candidates: &[(u64, bool)],
         positions: &Positions,
         max_id: u64,
         min_frame: u64,
@@ -123,14 +124,18 @@ impl DamagePlan {
             }
         }
         if damaged_bytes {
-            for &(id, _) in open {
+            for &(id, open) in candidates {
                 let after = positions.last_original(id);
-                let count: u64 = plan
+                let mut before = plan
                     .ranges
                     .iter()
-                    .filter(|r| after.is_none_or(|at| at < r.range.location()))
-                    .map(|r| r.max_records)
-                    .sum();
+                    .filter(|r| after.is_none_or(|at| at < r.range.location()));
+                // A closed conversation can only have lost its rating.
+                let count: u64 = if open {
+                    before.map(|r| r.max_records).sum()
+                } else {
+                    u64::from(before.any(|r| r.max_records > 0))
+                };
                 if count > 0 {
                     plan.tails.push((id, count));
                 }
@@ -290,7 +295,7 @@ mod tests {
         let p = DamagePlan::new(
             &[],
             vec![unplaced(4, false, true)],
-            &[(1, 10)],
+            &[(1, true)],
             &Positions::new(1 << 40),
             9,
             120,
@@ -325,14 +330,14 @@ mod tests {
         let p = DamagePlan::new(
             &damage,
             vec![],
-            &[(1, 5), (2, 5), (3, 5), (4, 5)],
+            &[(1, true), (2, true), (3, true), (4, true), (5, false)],
             &pos,
             50,
             120,
         );
         assert!(p.damaged());
         assert_eq!(p.ranges[0].max_records, 3);
-        assert_eq!(p.tails, vec![(2, 3), (3, 3), (4, 3)]);
+        assert_eq!(p.tails, vec![(2, 3), (3, 3), (4, 3), (5, 1)]);
         assert_eq!(p.reserve_ids_to, 53);
         let report = p.report();
         assert!(

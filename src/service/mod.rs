@@ -23,7 +23,7 @@ pub(crate) mod record;
 pub(crate) mod router;
 mod sent;
 #[cfg(test)]
-mod sim;
+pub(crate) mod sim;
 mod transcript;
 
 use std::sync::Arc;

@@ -29,6 +29,10 @@ pub(crate) enum RecordKind {
     /// Written by salvage: conversation ids up to this record's `conversation` are
     /// taken (some may have been lost to damage); no conversation is opened.
     Reserved = 5,
+    /// Written by salvage for a conversation whose `Opened` record was lost: it is
+    /// rebuilt from its other records as a closed conversation no user may see (its
+    /// tenant is unknown); the body's visitor and group are guesses from them.
+    Orphaned = 6,
 }
 
 impl RecordKind {
@@ -40,6 +44,7 @@ impl RecordKind {
             3 => Some(Self::Requeued),
             4 => Some(Self::Gap),
             5 => Some(Self::Reserved),
+            6 => Some(Self::Orphaned),
             _ => None,
         }
     }

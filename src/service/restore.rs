@@ -57,7 +57,7 @@ pub(crate) struct SalvageOutcome {
 fn held_order(h: &Held) -> (bool, u64, u8, u64) {
     let (seq, time, kind, _, _) = h;
     let rank = match kind {
-        RecordKind::Opened | RecordKind::Reserved => 0,
+        RecordKind::Opened | RecordKind::Reserved | RecordKind::Orphaned => 0,
         RecordKind::Entry | RecordKind::Gap => 1,
         RecordKind::Requeued => 2,
     };
@@ -71,7 +71,7 @@ fn needed(h: &Held) -> u64 {
     match kind {
         RecordKind::Requeued => seq.saturating_add(1),
         RecordKind::Entry | RecordKind::Gap => body.entry.seq,
-        RecordKind::Opened | RecordKind::Reserved => 0,
+        RecordKind::Opened | RecordKind::Reserved | RecordKind::Orphaned => 0,
     }
 }
 
@@ -132,6 +132,9 @@ impl Shard {
                 self.held.insert(conversation, rest);
             }
         }
+        for c in self.convs.values_mut().filter(|c| c.orphan) {
+            close_orphan(c);
+        }
     }
 
     /// The records restore could not place, per conversation, by id.
@@ -162,14 +165,15 @@ impl Shard {
         v
     }
 
-    /// The conversations that are not closed, with their last sequence number (the
-    /// candidates for a reserved range after damage).
-    pub fn open_last_seqs(&self) -> Vec<(u64, u64)> {
-        let mut v: Vec<(u64, u64)> = self
+    /// The conversations that may still get entries, for reservations after damage:
+    /// (id, open). An open one may get any number; a closed one only its rating, so
+    /// rated ones are left out.
+    pub fn tail_candidates(&self) -> Vec<(u64, bool)> {
+        let mut v: Vec<(u64, bool)> = self
             .convs
             .iter()
-            .filter(|(_, c)| c.state != State::Closed && !c.orphan)
-            .map(|(&id, c)| (id, c.events.len()))
+            .filter(|(_, c)| !(c.orphan || (c.state == State::Closed && c.rated)))
+            .map(|(&id, c)| (id, c.state != State::Closed))
             .collect();
         v.sort_unstable();
         v
@@ -196,7 +200,16 @@ impl Shard {
                     out.dropped += records.len() as u64;
                     continue;
                 }
-                slot.insert(orphan(&records));
+                let c = orphan(&records, now_ms);
+                let body = Body {
+                    visitor: c.visitor.user.clone(),
+                    visitor_name: c.visitor_name.clone(),
+                    group: c.group.clone(),
+                    ..Body::default()
+                };
+                slot.insert(c);
+                out.records
+                    .push(record::record(id, 0, now_ms, RecordKind::Orphaned, &body));
                 out.orphans += 1;
             }
             records.sort_by_key(held_order);
@@ -228,18 +241,13 @@ impl Shard {
             }
             if let Some(c) = self.convs.get_mut(&id)
                 && c.orphan
-                && c.state != State::Closed
             {
-                c.state = State::Closed;
-                c.agent = None;
+                close_orphan(c);
             }
         }
         for &(id, count) in tails {
-            let open = self
-                .convs
-                .get(&id)
-                .is_some_and(|c| c.state != State::Closed && !c.orphan);
-            if open && count > 0 {
+            let known = self.convs.get(&id).is_some_and(|c| !c.orphan);
+            if known && count > 0 {
                 self.push_gap(id, gap::RESERVED, count, now_ms, &mut out);
             }
         }
@@ -283,6 +291,22 @@ impl Shard {
         match kind {
             RecordKind::Reserved => {
                 self.reserved_max = self.reserved_max.max(id);
+                return true;
+            }
+            RecordKind::Orphaned => {
+                self.convs.entry(id).or_insert_with(|| {
+                    let mut c = Conversation::new(
+                        UserRef {
+                            tenant: String::new(),
+                            user: body.visitor.clone(),
+                        },
+                        body.visitor_name.clone(),
+                        body.group.clone(),
+                    );
+                    c.orphan = true;
+                    (c.since_ms, c.closed_ms) = (time_ms, time_ms);
+                    c
+                });
                 return true;
             }
             RecordKind::Opened => {
@@ -354,11 +378,18 @@ impl Shard {
     }
 }
 
+/// An orphan is closed once its records are applied (it may have been assigned), and
+/// serves nobody.
+fn close_orphan(c: &mut Conversation) {
+    c.state = State::Closed;
+    c.agent = None;
+}
+
 /// A conversation rebuilt from records without its opening one: the visitor is the
 /// sender of its first visitor message (if any), the group that of its last
 /// assignment or requeue; the tenant is unknown, so it stays hidden. Closed once its
-/// records are applied, at the time of the newest.
-fn orphan(records: &[Held]) -> Conversation {
+/// records are applied.
+fn orphan(records: &[Held], now_ms: u64) -> Conversation {
     let visitor = records
         .iter()
         .find(|(_, _, kind, body, _)| {
@@ -372,7 +403,6 @@ fn orphan(records: &[Held]) -> Conversation {
         .find(|(_, _, _, body, _)| !body.group.is_empty())
         .map(|(_, _, _, body, _)| body.group.clone())
         .unwrap_or_default();
-    let newest = records.iter().map(|(_, t, _, _, _)| *t).max().unwrap_or(0);
     let mut c = Conversation::new(
         UserRef {
             tenant: String::new(),
@@ -382,7 +412,6 @@ fn orphan(records: &[Held]) -> Conversation {
         group,
     );
     c.orphan = true;
-    c.since_ms = newest;
-    c.closed_ms = newest;
+    (c.since_ms, c.closed_ms) = (now_ms, now_ms);
     c
 }

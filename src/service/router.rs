@@ -241,6 +241,12 @@ impl Router {
     /// recovered (oldest first): queued ones wait in their groups' queues in that
     /// order; assigned ones stay with their agents, who are offline now and get the
     /// usual grace to come back before their conversations are requeued.
+    /// The id the next new conversation gets (tests).
+    #[cfg(test)]
+    pub fn next_conversation_id(&self) -> u64 {
+        self.next_id
+    }
+
     pub fn restore(&mut self, convs: Vec<OpenConversation>, next_id: u64, now_ms: u64) {
         self.next_id = self.next_id.max(next_id);
         let deadline = now_ms.saturating_add(self.settings.agent_grace_ms);

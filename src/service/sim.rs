@@ -262,7 +262,7 @@ pub(crate) fn send_msg(conversation: u64, id: u64, body: &str) -> Msg {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn accepted(got: &[Got]) -> Vec<(u64, u64)> {
@@ -498,7 +498,9 @@ mod tests {
         }
     }
 
-    fn run_random(seed: u64, steps: usize) {
+    /// A random schedule of `steps` events, checked after each; returns the simulator
+    /// (its journal records are a realistic workload for recovery tests).
+    pub(crate) fn run_random(seed: u64, steps: usize) -> Sim {
         let mut s = Sim::new(3, seed);
         let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let agents = ["a0", "a1", "a2", "a3"];
@@ -573,6 +575,7 @@ mod tests {
         s.settle();
         check(&s);
         check_restore(&s);
+        s
     }
 
     /// Replaying each shard's records into a fresh shard rebuilds the same state.
