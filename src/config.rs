@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::frame::{HEADER_LEN, MAX_PAYLOAD_LIMIT};
+use crate::protocol::messages::MAX_BODY;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -582,6 +583,25 @@ impl Config {
         if !(256..=65_536).contains(&self.admin.max_request_bytes) {
             return Err(invalid("admin.max_request_bytes", "between 256 and 65536"));
         }
+        if (self.journal.max_record_bytes as usize) < MIN_JOURNAL_RECORD_BYTES {
+            // Smaller, the largest valid messages could not be stored: they would be
+            // refused although the protocol accepts them.
+            return Err(invalid(
+                "journal.max_record_bytes",
+                format!(
+                    "at least {MIN_JOURNAL_RECORD_BYTES}, the record of the largest message \
+                     the protocol accepts (a {MAX_BODY}-byte Send body)"
+                ),
+            ));
+        }
+        if let Err(e) = self.journal.validate() {
+            return Err(match e {
+                crate::journal::JournalError::Config { key, reason } => {
+                    ConfigError::Invalid { key, reason }
+                }
+                other => invalid("journal", other.to_string()),
+            });
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid("log.level", "not a valid tracing filter directive"));
         }
@@ -651,6 +671,11 @@ impl AuthConfig {
         Ok(())
     }
 }
+
+/// Smallest `journal.max_record_bytes` accepted: the largest record body a message
+/// the protocol accepts can make (a 65,536-byte `Send` body from a 256-byte user id,
+/// with the record's fixed part and padding), derived from the protocol's bounds.
+pub const MIN_JOURNAL_RECORD_BYTES: usize = crate::service::record::MAX_RECORD_BODY;
 
 /// Upper bound on reactor and worker threads (keeps reactor ids in a `u16`).
 pub const MAX_THREADS: usize = 1024;
@@ -828,6 +853,34 @@ mod tests {
             let err = Config::from_toml(doc).unwrap_err().to_string();
             assert!(err.contains(key), "{doc}: {err}");
         }
+    }
+
+    #[test]
+    fn journal_record_limit_must_hold_the_largest_message() {
+        assert!(
+            Config::default().journal.max_record_bytes as usize >= MIN_JOURNAL_RECORD_BYTES,
+            "the default holds it"
+        );
+        // 64 KiB (the old default) cannot hold a 65,536-byte body and its record.
+        let err = Config::from_toml("[journal]\nmax_record_bytes = 65536\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("journal.max_record_bytes") && err.contains("65536-byte Send body"),
+            "{err}"
+        );
+        let exact = format!("[journal]\nmax_record_bytes = {MIN_JOURNAL_RECORD_BYTES}\n");
+        assert!(Config::from_toml(&exact).is_ok());
+        let one_less = format!(
+            "[journal]\nmax_record_bytes = {}\n",
+            MIN_JOURNAL_RECORD_BYTES - 1
+        );
+        assert!(Config::from_toml(&one_less).is_err());
+        // The journal's own ranges are checked at load too, not only at open.
+        let err = Config::from_toml("[journal]\nsegment_bytes = 4096\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("journal.segment_bytes"), "{err}");
     }
 
     #[test]

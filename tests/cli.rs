@@ -78,6 +78,25 @@ fn idle_not_longer_than_interval_exits_2_naming_the_key() {
 }
 
 #[test]
+fn a_record_limit_below_the_largest_message_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 KiB cannot hold the record of a 65,536-byte Send body.
+    let (code, _, err) = check(
+        dir.path(),
+        "small.toml",
+        "[journal]\nmax_record_bytes = 65536\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("journal.max_record_bytes"), "{err:?}");
+    let (code, _, err) = check(
+        dir.path(),
+        "enough.toml",
+        "[journal]\nmax_record_bytes = 65879\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
 fn missing_file_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.toml");
