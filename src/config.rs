@@ -36,6 +36,17 @@ pub enum ConfigError {
     },
 }
 
+/// Something a configuration allows but an operator should know about: reported by
+/// `switchboard check-config` (which still exits 0) and logged when the daemon starts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {message}")]
+pub struct ConfigWarning {
+    /// Dotted path of the key concerned, e.g. `admin.addr`.
+    pub key: &'static str,
+    /// What to know about it.
+    pub message: String,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -252,12 +263,16 @@ pub struct AdminConfig {
     pub enabled: bool,
     /// Address to bind; port 0 picks a free port (useful in tests).
     pub addr: SocketAddr,
-    /// Admin connections served at once; more are closed when accepted.
+    /// Admin connections open at once. When all are taken, a new connection takes the
+    /// slot of the oldest one still waiting for its request (answered first if its
+    /// request has arrived, else closed), or, if every slot is answering, of the oldest
+    /// answer: idle or slow clients cannot keep a probe out.
     pub max_connections: usize,
     /// Largest request head (request line and headers) accepted, in bytes; larger is
     /// answered 431.
     pub max_request_bytes: usize,
-    /// A connection that has not sent a whole request head within this is closed.
+    /// A connection that has not sent a whole request head within this is closed, and
+    /// one whose answer is not taken within it again.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
 }
@@ -267,7 +282,7 @@ impl Default for AdminConfig {
         Self {
             enabled: true,
             addr: SocketAddr::from(([127, 0, 0, 1], 7701)),
-            max_connections: 16,
+            max_connections: 64,
             max_request_bytes: 8192,
             read_timeout: Duration::from_secs(5),
         }
@@ -462,6 +477,23 @@ impl Config {
     /// Number of worker threads after resolving `0` to the core count.
     pub fn worker_threads(&self) -> usize {
         resolve_threads(self.workers.threads)
+    }
+
+    /// What is valid but risky in this configuration (never an error).
+    pub fn warnings(&self) -> Vec<ConfigWarning> {
+        let mut out = Vec::new();
+        if self.admin.enabled && !self.admin.addr.ip().to_canonical().is_loopback() {
+            out.push(ConfigWarning {
+                key: "admin.addr",
+                message: format!(
+                    "{} is not a loopback address: the admin listener (/metrics, /healthz, \
+                     /readyz) has no authentication; keep it on loopback or a management \
+                     network behind a firewall",
+                    self.admin.addr
+                ),
+            });
+        }
+        out
     }
 
     /// Checks value ranges that the types alone cannot express.
@@ -881,6 +913,41 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("journal.segment_bytes"), "{err}");
+    }
+
+    #[test]
+    fn an_admin_listener_off_loopback_is_a_warning_not_an_error() {
+        assert!(Config::default().warnings().is_empty());
+        for addr in [
+            "0.0.0.0:7701",
+            "10.1.2.3:7701",
+            "[::]:7701",
+            "[::ffff:10.0.0.1]:7701",
+        ] {
+            let c = Config::from_toml(&format!("[admin]\naddr = \"{addr}\"\n")).unwrap();
+            let w = c.warnings();
+            assert_eq!(w.len(), 1, "{addr}: {w:?}");
+            assert_eq!(w[0].key, "admin.addr");
+            let text = w[0].to_string();
+            assert!(
+                text.contains("no authentication") && text.contains(addr),
+                "{text}"
+            );
+        }
+        for addr in [
+            "127.0.0.1:7701",
+            "127.0.0.2:1",
+            "[::1]:7701",
+            "[::ffff:127.0.0.1]:7701",
+        ] {
+            let c = Config::from_toml(&format!("[admin]\naddr = \"{addr}\"\n")).unwrap();
+            assert!(c.warnings().is_empty(), "{addr}");
+        }
+        let off = Config::from_toml("[admin]\nenabled = false\naddr = \"0.0.0.0:7701\"\n");
+        assert!(
+            off.unwrap().warnings().is_empty(),
+            "no listener, no warning"
+        );
     }
 
     #[test]
