@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::frame::{HEADER_LEN, MAX_PAYLOAD_LIMIT};
+use crate::protocol::messages::MAX_BODY;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,17 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+}
+
+/// Something a configuration allows but an operator should know about: reported by
+/// `switchboard check-config` (which still exits 0) and logged when the daemon starts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {message}")]
+pub struct ConfigWarning {
+    /// Dotted path of the key concerned, e.g. `admin.addr`.
+    pub key: &'static str,
+    /// What to know about it.
+    pub message: String,
 }
 
 /// The whole configuration.
@@ -251,12 +263,16 @@ pub struct AdminConfig {
     pub enabled: bool,
     /// Address to bind; port 0 picks a free port (useful in tests).
     pub addr: SocketAddr,
-    /// Admin connections served at once; more are closed when accepted.
+    /// Admin connections open at once. When all are taken, a new connection takes the
+    /// slot of the oldest one still waiting for its request (answered first if its
+    /// request has arrived, else closed), or, if every slot is answering, of the oldest
+    /// answer: idle or slow clients cannot keep a probe out.
     pub max_connections: usize,
     /// Largest request head (request line and headers) accepted, in bytes; larger is
     /// answered 431.
     pub max_request_bytes: usize,
-    /// A connection that has not sent a whole request head within this is closed.
+    /// A connection that has not sent a whole request head within this is closed, and
+    /// one whose answer is not taken within it again.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
 }
@@ -266,7 +282,7 @@ impl Default for AdminConfig {
         Self {
             enabled: true,
             addr: SocketAddr::from(([127, 0, 0, 1], 7701)),
-            max_connections: 16,
+            max_connections: 64,
             max_request_bytes: 8192,
             read_timeout: Duration::from_secs(5),
         }
@@ -463,6 +479,23 @@ impl Config {
         resolve_threads(self.workers.threads)
     }
 
+    /// What is valid but risky in this configuration (never an error).
+    pub fn warnings(&self) -> Vec<ConfigWarning> {
+        let mut out = Vec::new();
+        if self.admin.enabled && !self.admin.addr.ip().to_canonical().is_loopback() {
+            out.push(ConfigWarning {
+                key: "admin.addr",
+                message: format!(
+                    "{} is not a loopback address: the admin listener (/metrics, /healthz, \
+                     /readyz) has no authentication; keep it on loopback or a management \
+                     network behind a firewall",
+                    self.admin.addr
+                ),
+            });
+        }
+        out
+    }
+
     /// Checks value ranges that the types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -582,6 +615,25 @@ impl Config {
         if !(256..=65_536).contains(&self.admin.max_request_bytes) {
             return Err(invalid("admin.max_request_bytes", "between 256 and 65536"));
         }
+        if (self.journal.max_record_bytes as usize) < MIN_JOURNAL_RECORD_BYTES {
+            // Smaller, the largest valid messages could not be stored: they would be
+            // refused although the protocol accepts them.
+            return Err(invalid(
+                "journal.max_record_bytes",
+                format!(
+                    "at least {MIN_JOURNAL_RECORD_BYTES}, the record of the largest message \
+                     the protocol accepts (a {MAX_BODY}-byte Send body)"
+                ),
+            ));
+        }
+        if let Err(e) = self.journal.validate() {
+            return Err(match e {
+                crate::journal::JournalError::Config { key, reason } => {
+                    ConfigError::Invalid { key, reason }
+                }
+                other => invalid("journal", other.to_string()),
+            });
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid("log.level", "not a valid tracing filter directive"));
         }
@@ -651,6 +703,11 @@ impl AuthConfig {
         Ok(())
     }
 }
+
+/// Smallest `journal.max_record_bytes` accepted: the largest record body a message
+/// the protocol accepts can make (a 65,536-byte `Send` body from a 256-byte user id,
+/// with the record's fixed part and padding), derived from the protocol's bounds.
+pub const MIN_JOURNAL_RECORD_BYTES: usize = crate::service::record::MAX_RECORD_BODY;
 
 /// Upper bound on reactor and worker threads (keeps reactor ids in a `u16`).
 pub const MAX_THREADS: usize = 1024;
@@ -828,6 +885,69 @@ mod tests {
             let err = Config::from_toml(doc).unwrap_err().to_string();
             assert!(err.contains(key), "{doc}: {err}");
         }
+    }
+
+    #[test]
+    fn journal_record_limit_must_hold_the_largest_message() {
+        assert!(
+            Config::default().journal.max_record_bytes as usize >= MIN_JOURNAL_RECORD_BYTES,
+            "the default holds it"
+        );
+        // 64 KiB (the old default) cannot hold a 65,536-byte body and its record.
+        let err = Config::from_toml("[journal]\nmax_record_bytes = 65536\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("journal.max_record_bytes") && err.contains("65536-byte Send body"),
+            "{err}"
+        );
+        let exact = format!("[journal]\nmax_record_bytes = {MIN_JOURNAL_RECORD_BYTES}\n");
+        assert!(Config::from_toml(&exact).is_ok());
+        let one_less = format!(
+            "[journal]\nmax_record_bytes = {}\n",
+            MIN_JOURNAL_RECORD_BYTES - 1
+        );
+        assert!(Config::from_toml(&one_less).is_err());
+        // The journal's own ranges are checked at load too, not only at open.
+        let err = Config::from_toml("[journal]\nsegment_bytes = 4096\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("journal.segment_bytes"), "{err}");
+    }
+
+    #[test]
+    fn an_admin_listener_off_loopback_is_a_warning_not_an_error() {
+        assert!(Config::default().warnings().is_empty());
+        for addr in [
+            "0.0.0.0:7701",
+            "10.1.2.3:7701",
+            "[::]:7701",
+            "[::ffff:10.0.0.1]:7701",
+        ] {
+            let c = Config::from_toml(&format!("[admin]\naddr = \"{addr}\"\n")).unwrap();
+            let w = c.warnings();
+            assert_eq!(w.len(), 1, "{addr}: {w:?}");
+            assert_eq!(w[0].key, "admin.addr");
+            let text = w[0].to_string();
+            assert!(
+                text.contains("no authentication") && text.contains(addr),
+                "{text}"
+            );
+        }
+        for addr in [
+            "127.0.0.1:7701",
+            "127.0.0.2:1",
+            "[::1]:7701",
+            "[::ffff:127.0.0.1]:7701",
+        ] {
+            let c = Config::from_toml(&format!("[admin]\naddr = \"{addr}\"\n")).unwrap();
+            assert!(c.warnings().is_empty(), "{addr}");
+        }
+        let off = Config::from_toml("[admin]\nenabled = false\naddr = \"0.0.0.0:7701\"\n");
+        assert!(
+            off.unwrap().warnings().is_empty(),
+            "no listener, no warning"
+        );
     }
 
     #[test]

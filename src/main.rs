@@ -30,7 +30,8 @@ struct Cli {
 enum Cmd {
     /// Run the daemon (the default).
     Run,
-    /// Validate a configuration file and exit: 0 when valid, 2 with the bad key named.
+    /// Validate a configuration file and exit: 0 when valid (warnings, e.g. an admin
+    /// listener off loopback, go to stderr), 2 with the bad key named.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
@@ -99,7 +100,10 @@ fn main() -> ExitCode {
 
 fn check_config(file: &Path) -> ExitCode {
     match Config::load(file) {
-        Ok(_) => {
+        Ok(config) => {
+            for w in config.warnings() {
+                eprintln!("{}: warning: {w}", file.display());
+            }
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
         }
@@ -202,6 +206,9 @@ fn run(config_path: Option<&Path>) -> ExitCode {
         }
     };
     let level = init_logging(&config);
+    for w in config.warnings() {
+        tracing::warn!(key = w.key, "configuration: {}", w.message);
+    }
     // Signals are routed to a channel before any thread starts, so none is missed.
     let signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,

@@ -340,6 +340,21 @@ pub struct JournalMetrics {
     pub orphaned: Gauge,
 }
 
+/// The admin listener's counters (written by its one thread).
+#[derive(Debug, Default)]
+pub struct AdminMetrics {
+    /// Connections accepted.
+    pub accepted: Counter,
+    /// Connections closed to make room for a new one while all `admin.max_connections`
+    /// slots were taken: idle or slow clients (the oldest first), never a probe that
+    /// has sent its request.
+    pub evicted: Counter,
+    /// Connections closed at `admin.read_timeout` (request or answer not done).
+    pub timed_out: Counter,
+    /// Connections open now.
+    pub open: Gauge,
+}
+
 /// Process-wide health flags read by `/readyz`.
 #[derive(Debug)]
 pub struct Health {
@@ -379,6 +394,8 @@ pub struct Metrics {
     pub journal: Arc<CachePadded<JournalMetrics>>,
     /// Readiness flags.
     pub health: Arc<Health>,
+    /// The admin listener.
+    pub admin: AdminMetrics,
 }
 
 impl Metrics {
@@ -390,6 +407,7 @@ impl Metrics {
             router: Arc::default(),
             journal: Arc::default(),
             health: Arc::default(),
+            admin: AdminMetrics::default(),
         }
     }
 

@@ -78,6 +78,73 @@ fn idle_not_longer_than_interval_exits_2_naming_the_key() {
 }
 
 #[test]
+fn a_record_limit_below_the_largest_message_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 KiB cannot hold the record of a 65,536-byte Send body.
+    let (code, _, err) = check(
+        dir.path(),
+        "small.toml",
+        "[journal]\nmax_record_bytes = 65536\n",
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("journal.max_record_bytes"), "{err:?}");
+    let (code, _, err) = check(
+        dir.path(),
+        "enough.toml",
+        "[journal]\nmax_record_bytes = 65879\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn an_admin_listener_off_loopback_is_a_warning_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = check(
+        dir.path(),
+        "open.toml",
+        "[admin]\naddr = \"0.0.0.0:7701\"\n",
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("ok"), "{out:?}");
+    assert!(
+        err.contains("warning") && err.contains("admin.addr") && err.contains("authentication"),
+        "{err:?}"
+    );
+    let (code, _, err) = check(
+        dir.path(),
+        "loopback.toml",
+        "[admin]\naddr = \"[::1]:7701\"\n",
+    );
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+}
+
+/// `run` logs the same warning when it starts. (The client port is taken here, so the
+/// daemon stops before it binds anything: nothing listens off loopback.)
+#[test]
+fn run_logs_the_admin_listener_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = dir.path().join("run.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "state_dir = {:?}\n[listeners.client]\naddr = \"{}\"\n\
+             [admin]\naddr = \"0.0.0.0:0\"\n",
+            dir.path().join("state").display().to_string(),
+            taken.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    let (status, _, err) = util::run_bin(&["run", "--config", path.to_str().unwrap()], LIMIT);
+    assert!(
+        err.contains("WARN") && err.contains("admin.addr") && err.contains("authentication"),
+        "{err}"
+    );
+    assert!(err.contains("cannot start"), "{err}");
+    assert!(!status.success());
+}
+
+#[test]
 fn missing_file_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.toml");

@@ -120,7 +120,6 @@ fn retention_drops_old_closed_conversations_and_keeps_open_ones_intact() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());
     cfg.journal.segment_bytes = 256 * 1024;
-    cfg.journal.max_record_bytes = 8 * 1024;
     cfg.journal.retention = Duration::from_secs(1);
     let server = Server::start(&cfg).unwrap();
     let addr = server.client_addr();

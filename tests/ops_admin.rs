@@ -1,6 +1,8 @@
 //! The admin HTTP listener over loopback: `/healthz`, `/readyz` (and its flip to 503
 //! when shutdown begins), `/metrics` (checked by `promtool check metrics` when
-//! installed), the HTTP errors, and its bounds (connections, head size, read timeout).
+//! installed), the HTTP errors, and its bounds (connections, head size, read timeout):
+//! idle or slow clients are evicted oldest first, so `/healthz` answers while 1,000
+//! idle connections are held.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod ops_http;
@@ -115,33 +117,107 @@ fn http_errors() {
     server.shutdown();
 }
 
+/// Waits until the admin thread has `n` connections open.
+fn admin_open(server: &Server, n: u64) {
+    let m = server.metrics();
+    assert!(
+        util::wait_until(Duration::from_secs(10), || m.admin.open.get() == n),
+        "admin connections open: {} (want {n})",
+        m.admin.open.get()
+    );
+}
+
+/// Reads until end-of-stream (true) or an error/timeout (false).
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 #[test]
-fn admin_connections_are_bounded_and_time_out() {
+fn a_full_admin_listener_evicts_the_oldest_idle_or_slow_connection() {
     let (server, _dir) = start(|c| {
         c.admin.max_connections = 2;
-        c.admin.read_timeout = Duration::from_millis(500);
+        // Long: every close seen below is an eviction, not a timeout.
+        c.admin.read_timeout = Duration::from_secs(60);
     });
     let a = admin(&server);
-    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(a).unwrap()).collect();
-    // Let the admin thread take both before the third arrives.
-    std::thread::sleep(Duration::from_millis(100));
-    let mut extra = TcpStream::connect(a).unwrap();
-    extra
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    let mut buf = [0u8; 64];
-    let n = extra.read(&mut buf).unwrap_or(0);
-    assert_eq!(n, 0, "the third connection is closed at once");
-    // The idle ones are closed after the read timeout...
-    let start = Instant::now();
-    for mut s in idle {
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        assert_eq!(s.read(&mut buf).unwrap_or(0), 0);
-    }
-    let waited = start.elapsed();
-    assert!(waited < Duration::from_secs(3), "{waited:?}");
-    // ...which frees the slots.
+    let mut idle = TcpStream::connect(a).unwrap();
+    admin_open(&server, 1);
+    // A slow client: half a request head.
+    let mut slow = TcpStream::connect(a).unwrap();
+    slow.write_all(b"GET /hea").unwrap();
+    admin_open(&server, 2);
+    // Full: the probe takes the oldest slot (the idle one) and is answered.
     assert_eq!(ops_http::get(a, "/healthz").status, 200);
+    assert!(closed_by_server(&mut idle), "the oldest, idle, is evicted");
+    // Full again (the probe's slot is free once it was answered): now the slow one is
+    // the oldest, and goes.
+    let newer = TcpStream::connect(a).unwrap();
+    admin_open(&server, 2);
+    assert_eq!(ops_http::get(a, "/healthz").status, 200);
+    assert!(closed_by_server(&mut slow), "the slow one is evicted next");
+    // The newest idle one stays.
+    admin_open(&server, 1);
+    let m = server.metrics();
+    assert_eq!(m.admin.evicted.get(), 2);
+    assert_eq!(m.admin.timed_out.get(), 0);
+    drop(newer);
+    let text = ops_http::get(a, "/metrics").body;
+    assert!(
+        text.contains("switchboard_admin_connections_dropped_total{reason=\"evicted\"} 2\n"),
+        "{text}"
+    );
+    server.shutdown();
+}
+
+#[test]
+fn idle_admin_connections_time_out() {
+    let (server, _dir) = start(|c| {
+        c.admin.read_timeout = Duration::from_millis(300);
+    });
+    let a = admin(&server);
+    let mut idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(a).unwrap()).collect();
+    for s in &mut idle {
+        assert!(closed_by_server(s), "closed after admin.read_timeout");
+    }
+    assert_eq!(server.metrics().admin.timed_out.get(), 3);
+    assert_eq!(server.metrics().admin.evicted.get(), 0);
+    assert_eq!(ops_http::get(a, "/healthz").status, 200);
+    server.shutdown();
+}
+
+/// Issue 15 section 3: with 1,000 idle connections held on the admin port (far more
+/// than `admin.max_connections`), every `/healthz` probe is answered 200.
+#[test]
+fn healthz_answers_while_a_thousand_idle_connections_are_held() {
+    let (server, _dir) = start(|_| {});
+    let a = admin(&server);
+    let held: Vec<TcpStream> = (0..1000)
+        .map(|i| {
+            TcpStream::connect_timeout(&a, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"))
+        })
+        .collect();
+    let max = switchboard::Config::default().admin.max_connections as u64;
+    admin_open(&server, max);
+    for i in 0..200 {
+        let r = ops_http::get(a, "/healthz");
+        assert_eq!((r.status, r.body.as_str()), (200, "ok\n"), "probe {i}");
+    }
+    let m = server.metrics();
+    // The first probe found the listener full; each later one the slot its
+    // predecessor left.
+    assert_eq!(m.admin.evicted.get(), 1000 + 1 - max);
+    assert_eq!(m.admin.accepted.get(), 1200);
+    drop(held);
     server.shutdown();
 }
 

@@ -543,7 +543,38 @@ impl Collector for Exporter {
         self.handshakes(&mut enc)?;
         self.workers(&mut enc)?;
         self.router(&mut enc)?;
-        self.journal(&mut enc)
+        self.journal(&mut enc)?;
+        self.admin(&mut enc)
+    }
+}
+
+impl Exporter {
+    fn admin(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let a = &self.0.admin;
+        counter(
+            enc,
+            "admin_connections_accepted",
+            "Admin HTTP connections accepted.",
+            a.accepted.get(),
+        )?;
+        gauge(
+            enc,
+            "admin_connections_open",
+            "Admin HTTP connections open now.",
+            a.open.get(),
+        )?;
+        let mut me = enc.encode_descriptor(
+            "admin_connections_dropped",
+            "Admin HTTP connections closed by the server before an answer was done: \
+             evicted (oldest idle or slow, to make room) or timeout (admin.read_timeout).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (reason, v) in [("evicted", &a.evicted), ("timeout", &a.timed_out)] {
+            me.encode_family(&[("reason", reason)])?
+                .encode_counter::<NoLabelSet, _, u64>(&v.get(), None)?;
+        }
+        Ok(())
     }
 }
 
@@ -580,6 +611,12 @@ mod tests {
         );
         assert!(text.contains("switchboard_message_latency_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("switchboard_build_info{version=\""));
+        m.admin.evicted.add(2);
+        let text = render(&m, true).unwrap();
+        assert!(
+            text.contains("switchboard_admin_connections_dropped_total{reason=\"evicted\"} 2\n"),
+            "{text}"
+        );
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(types, helps);

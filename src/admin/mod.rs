@@ -1,10 +1,17 @@
 //! The admin HTTP listener: `/metrics`, `/healthz`, `/readyz` on `admin.addr`.
 //!
-//! One thread, one `mio` poll, bounded in everything: at most `admin.max_connections`
-//! connections (more are closed when accepted), request heads of at most
-//! `admin.max_request_bytes`, and `admin.read_timeout` per connection. One request per
-//! connection; the response is written and the connection closed. It keeps answering
-//! during a graceful shutdown (so `/readyz` can say 503) and stops after it.
+//! One thread, one `mio` poll, no blocking call: at most `admin.max_connections`
+//! connections, request heads of at most `admin.max_request_bytes`, and a deadline of
+//! `admin.read_timeout` per connection for its request (and again for its answer). One
+//! request per connection; the response is written and the connection closed.
+//!
+//! Idle or slow clients cannot keep a probe out: when every slot is taken, a new
+//! connection takes the slot of the oldest one still waiting for its request — which
+//! is first read once more, and answered if its request has arrived — or, when every
+//! slot is writing an answer, of the oldest of those. So a probe is only ever closed
+//! unanswered if more than `admin.max_connections` connections arrive between its
+//! accept and the arrival of its request. It keeps answering during a graceful
+//! shutdown (so `/readyz` can say 503) and stops after it.
 
 mod exporter;
 mod http;
@@ -29,6 +36,11 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 4096;
+/// Kernel accept queue of the admin listener (capped by `net.core.somaxconn`): deep
+/// enough that a burst of connections does not drop a probe's SYN (a retry costs 1 s).
+const BACKLOG: i32 = 1024;
+/// At most one log line about evictions per this long.
+const EVICTION_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Longest stall a test may ask for.
 const MAX_TEST_STALL: Duration = Duration::from_secs(60);
 
@@ -55,7 +67,7 @@ pub(crate) fn bind(cfg: &AdminConfig) -> io::Result<std::net::TcpListener> {
     )?;
     socket.set_reuse_address(true)?;
     socket.bind(&cfg.addr.into())?;
-    socket.listen(64)?;
+    socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
@@ -83,6 +95,8 @@ impl Admin {
             metrics,
             hooks,
             stop: stop.clone(),
+            next_serial: 0,
+            evictions: Evictions::default(),
         };
         let thread = std::thread::Builder::new()
             .name("admin".into())
@@ -115,9 +129,26 @@ impl Admin {
 struct AdminConn {
     stream: TcpStream,
     input: Vec<u8>,
+    /// The answer; empty while the request is still being read.
     output: Vec<u8>,
     written: usize,
+    /// When it is closed if not done: reading its request, then writing its answer.
     deadline: Instant,
+    /// Accept order (smaller is older): who is evicted first.
+    serial: u64,
+}
+
+impl AdminConn {
+    fn answering(&self) -> bool {
+        !self.output.is_empty()
+    }
+}
+
+/// Evictions not yet logged, and when the last line was.
+#[derive(Default)]
+struct Evictions {
+    unlogged: u64,
+    logged_at: Option<Instant>,
 }
 
 struct Serve {
@@ -128,6 +159,8 @@ struct Serve {
     metrics: Arc<Metrics>,
     hooks: Option<TestHooks>,
     stop: Arc<AtomicBool>,
+    next_serial: u64,
+    evictions: Evictions,
 }
 
 impl Serve {
@@ -160,8 +193,10 @@ impl Serve {
                 .map(|(k, _)| k)
                 .collect();
             for slot in expired {
+                self.metrics.admin.timed_out.inc();
                 self.close(slot);
             }
+            self.log_evictions(now);
         }
         Ok(())
     }
@@ -170,10 +205,8 @@ impl Serve {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
-                    if self.conns.len() >= self.cfg.max_connections {
-                        // Bounded: the extra connection is closed at once.
-                        continue;
-                    }
+                    self.metrics.admin.accepted.inc();
+                    self.make_room();
                     let entry = self.conns.vacant_entry();
                     if self
                         .poll
@@ -187,7 +220,10 @@ impl Serve {
                             output: Vec::new(),
                             written: 0,
                             deadline: Instant::now() + self.cfg.read_timeout,
+                            serial: self.next_serial,
                         });
+                        self.next_serial += 1;
+                        self.metrics.admin.open.set(self.conns.len() as u64);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -198,6 +234,51 @@ impl Serve {
                 }
             }
         }
+    }
+
+    /// Frees slots until one is free for a new connection. The oldest connection
+    /// still reading its request is read once more: answered if its request is there,
+    /// else closed (an idle or slow client). Only when every slot is answering is the
+    /// oldest answer dropped (a client that does not read it). Each turn closes a
+    /// connection or turns a reader into a writer, so this ends.
+    fn make_room(&mut self) {
+        while self.conns.len() >= self.cfg.max_connections {
+            let Some((slot, answering)) = self
+                .conns
+                .iter()
+                .min_by_key(|(_, c)| (c.answering(), c.serial))
+                .map(|(k, c)| (k, c.answering()))
+            else {
+                return;
+            };
+            if !answering {
+                self.serve(slot);
+                if self.conns.get(slot).is_none_or(AdminConn::answering) {
+                    continue;
+                }
+            }
+            self.metrics.admin.evicted.inc();
+            self.evictions.unlogged += 1;
+            self.close(slot);
+        }
+    }
+
+    /// Says, at most every [`EVICTION_LOG_EVERY`], how many connections were evicted.
+    fn log_evictions(&mut self, now: Instant) {
+        let e = &mut self.evictions;
+        if e.unlogged == 0
+            || e.logged_at
+                .is_some_and(|t| now.duration_since(t) < EVICTION_LOG_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            evicted = e.unlogged,
+            max_connections = self.cfg.max_connections,
+            "admin listener full: closed the oldest idle or slow connections to serve new ones"
+        );
+        e.unlogged = 0;
+        e.logged_at = Some(now);
     }
 
     /// Reads what arrived, answers a complete request, writes what the socket takes.
@@ -270,6 +351,7 @@ impl Serve {
         if let Some(mut c) = self.conns.try_remove(slot) {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
+        self.metrics.admin.open.set(self.conns.len() as u64);
     }
 
     fn respond(&self, parsed: Parsed) -> Vec<u8> {

@@ -50,7 +50,10 @@ pub struct JournalConfig {
     /// Size of each preallocated segment file, in bytes. Default 64 MiB; at most 4 GiB,
     /// a multiple of 8 and large enough for one record of `max_record_bytes`.
     pub segment_bytes: u64,
-    /// Largest record body, in bytes. Default 64 KiB.
+    /// Largest record body, in bytes. Default 72 KiB. The daemon's configuration
+    /// requires at least the largest record a valid message makes (65,879 bytes: a
+    /// 65,536-byte `Send` body from a 256-byte user id), so every message the protocol
+    /// accepts can be stored (`crate::config::MIN_JOURNAL_RECORD_BYTES`).
     pub max_record_bytes: u32,
     /// Durability policy: `always` (default), `interval` or `never`.
     pub fsync: FsyncPolicy,
@@ -79,7 +82,7 @@ impl Default for JournalConfig {
         Self {
             enabled: true,
             segment_bytes: 64 * 1024 * 1024,
-            max_record_bytes: 64 * 1024,
+            max_record_bytes: 72 * 1024,
             fsync: FsyncPolicy::Always,
             fsync_interval: Duration::from_millis(10),
             queue_depth: 16_384,
@@ -96,31 +99,31 @@ impl JournalConfig {
     pub(crate) fn validate(&self) -> Result<(), JournalError> {
         let invalid = |key: &'static str, reason: String| Err(JournalError::Config { key, reason });
         if self.max_record_bytes == 0 {
-            return invalid("max_record_bytes", "must be at least 1".into());
+            return invalid("journal.max_record_bytes", "must be at least 1".into());
         }
         let min_segment =
             (SEGMENT_HEADER_LEN + frame_len(self.max_record_bytes as usize) + SEAL_FRAME) as u64;
         if self.segment_bytes < min_segment {
             return invalid(
-                "segment_bytes",
+                "journal.segment_bytes",
                 format!("must hold one record of max_record_bytes: at least {min_segment}"),
             );
         }
         if self.segment_bytes > u64::from(u32::MAX) || !self.segment_bytes.is_multiple_of(8) {
             return invalid(
-                "segment_bytes",
+                "journal.segment_bytes",
                 "must be a multiple of 8, at most 4 GiB".into(),
             );
         }
         if self.queue_depth == 0 {
-            return invalid("queue_depth", "must be at least 1".into());
+            return invalid("journal.queue_depth", "must be at least 1".into());
         }
         if self.max_batch_bytes == 0 {
-            return invalid("max_batch_bytes", "must be at least 1".into());
+            return invalid("journal.max_batch_bytes", "must be at least 1".into());
         }
         if self.fsync == FsyncPolicy::Interval && self.fsync_interval.is_zero() {
             return invalid(
-                "fsync_interval",
+                "journal.fsync_interval",
                 "must be positive with fsync = \"interval\"".into(),
             );
         }

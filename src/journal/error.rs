@@ -50,9 +50,9 @@ pub(crate) enum JournalError {
         source: io::Error,
     },
     /// A configuration value is out of range.
-    #[error("invalid value for `journal.{key}`: {reason}")]
+    #[error("invalid value for `{key}`: {reason}")]
     Config {
-        /// Key inside the `[journal]` section.
+        /// Dotted key, e.g. `journal.segment_bytes`.
         key: &'static str,
         /// What is wrong with it.
         reason: String,

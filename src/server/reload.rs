@@ -57,6 +57,7 @@ pub(crate) fn session_settings(config: &Config) -> Result<SessionSettings, Start
         max_frame: config.limits.max_frame_bytes,
         shards: config.worker_threads(),
         max_replay: u64::from(config.journal.max_replay),
+        max_record: (config.journal.enabled).then_some(config.journal.max_record_bytes as usize),
     })
 }
 

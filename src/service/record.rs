@@ -11,7 +11,8 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use thiserror::Error;
 
-use crate::protocol::messages::Entry;
+use crate::auth::MAX_SUB_BYTES;
+use crate::protocol::messages::{Entry, MAX_BODY, MAX_SHORT};
 
 /// What a record says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +68,65 @@ pub(crate) struct Body {
     pub client_msg_id: u64,
     /// The transcript entry (`Entry`).
     pub entry: Entry,
+}
+
+/// Bytes of the archived [`Body`] root (the fixed part of every record body).
+const ROOT_BYTES: usize = std::mem::size_of::<ArchivedBody>();
+
+/// Most padding between the out-of-line strings and the root (aligned to its type).
+const ROOT_PAD: usize = std::mem::align_of::<ArchivedBody>() - 1;
+
+/// Most bytes a record body takes whose strings have `text` bytes together: the
+/// strings' bytes (rkyv keeps strings of up to 8 bytes inside the root, so never
+/// more), padding to the root's alignment, and the root.
+pub(crate) const fn body_bytes_bound(text: usize) -> usize {
+    text + ROOT_PAD + ROOT_BYTES
+}
+
+/// The most text one access token can put into the records: all its strings
+/// together (`tenant`, `sub`, `name`, `groups`) are shorter than the token, which the
+/// verifier takes up to [`crate::auth::MAX_TOKEN_BYTES`] long (the wire protocol
+/// allows only [`crate::protocol::messages::MAX_TOKEN`] in `Hello`).
+pub(crate) const MAX_TOKEN_TEXT: usize = crate::auth::MAX_TOKEN_BYTES;
+
+/// The largest body of each record kind the service writes, as `(what, bytes)`,
+/// derived from the protocol's bounds (PROTOCOL.md sections 4, 6.3 and 8), so that
+/// `journal.max_record_bytes` can be checked to hold every message the protocol
+/// accepts. Strings that come from one token share [`MAX_TOKEN_TEXT`].
+pub(crate) const RECORD_MAXIMA: [(&str, usize); 7] = [
+    // A visitor's or agent's message: user id and a `Send.body`.
+    ("message entry", body_bytes_bound(MAX_SUB_BYTES + MAX_BODY)),
+    // A FAQ auto-reply: no sender, an answer of at most MAX_BODY (assist::faq).
+    ("auto-reply entry", body_bytes_bound(MAX_BODY)),
+    // The agent's id and name (one token) and the group it serves in: the visitor
+    // token's, a `Send.group`, a `Transfer.to_group` or `routing.default_group`.
+    ("assignment entry", body_bytes_bound(2 * MAX_TOKEN_TEXT)),
+    ("close entry", body_bytes_bound(MAX_SUB_BYTES + MAX_SHORT)),
+    ("rating entry", body_bytes_bound(MAX_SUB_BYTES + MAX_SHORT)),
+    // Tenant, visitor id, name and a group from the visitor's token, or a group of
+    // at most MAX_SHORT from the `Send` or the configuration.
+    ("opened", body_bytes_bound(MAX_TOKEN_TEXT + MAX_SHORT)),
+    ("requeued", body_bytes_bound(MAX_TOKEN_TEXT)),
+];
+
+/// The largest record body the service can write for input the protocol accepts:
+/// `journal.max_record_bytes` must be at least this (checked at config load).
+pub(crate) const MAX_RECORD_BODY: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < RECORD_MAXIMA.len() {
+        if RECORD_MAXIMA[i].1 > max {
+            max = RECORD_MAXIMA[i].1;
+        }
+        i += 1;
+    }
+    max
+};
+
+/// Most bytes the record body of a new message takes: `sender` is the user id,
+/// `body` the `Send.body` (the shard stores exactly these two strings for it).
+pub(crate) fn message_body_bytes(sender: &str, body: &str) -> usize {
+    body_bytes_bound(sender.len() + body.len())
 }
 
 /// A record ready for the journal (the journal's own type: no copy on the way).
@@ -168,6 +228,116 @@ mod tests {
         };
         let aligned = rkyv::to_bytes::<rancor::Error>(&body).unwrap();
         assert_eq!(encode(&body), aligned.to_vec());
+    }
+
+    fn text(n: usize) -> String {
+        "x".repeat(n)
+    }
+
+    fn entry(sender: usize, body: usize) -> Entry {
+        Entry {
+            seq: u64::MAX,
+            time_ms: u64::MAX,
+            kind: 16,
+            sender_role: 3,
+            content_type: 4,
+            flags: 3,
+            sender: text(sender),
+            body: text(body),
+        }
+    }
+
+    /// Every record kind at the protocol's maxima encodes within its entry of
+    /// `RECORD_MAXIMA`, and the largest of them is the bound config checks.
+    #[test]
+    fn maximal_bodies_fit_the_derived_bounds() {
+        let t = MAX_TOKEN_TEXT;
+        let bodies = [
+            Body {
+                client_msg_id: u64::MAX,
+                entry: entry(MAX_SUB_BYTES, MAX_BODY),
+                ..Body::default()
+            },
+            Body {
+                entry: entry(0, MAX_BODY),
+                ..Body::default()
+            },
+            Body {
+                group: text(t),
+                entry: entry(MAX_SUB_BYTES, t - MAX_SUB_BYTES),
+                ..Body::default()
+            },
+            Body {
+                entry: entry(MAX_SUB_BYTES, MAX_SHORT),
+                ..Body::default()
+            },
+            Body {
+                entry: entry(MAX_SUB_BYTES, MAX_SHORT),
+                ..Body::default()
+            },
+            Body {
+                tenant: text(t / 2),
+                visitor: text(MAX_SUB_BYTES),
+                visitor_name: text(t / 2 - MAX_SUB_BYTES),
+                group: text(MAX_SHORT),
+                ..Body::default()
+            },
+            Body {
+                group: text(t),
+                ..Body::default()
+            },
+        ];
+        for ((what, bound), body) in RECORD_MAXIMA.iter().zip(&bodies) {
+            let len = encode(body).len();
+            assert!(len <= *bound, "{what}: {len} > {bound}");
+            assert!(
+                len + ROOT_PAD >= *bound,
+                "{what}: bound {bound} is loose ({len})"
+            );
+        }
+        // The largest is a maximal message: 256-byte sender, 65536-byte body.
+        let message = encode(&bodies[0]).len();
+        assert_eq!(message, 65_872);
+        assert_eq!(
+            encode(&bodies[1]).len(),
+            65_616,
+            "auto-reply (JOURNAL.md 2.3)"
+        );
+        assert_eq!(
+            MAX_RECORD_BODY, 65_879,
+            "the bound JOURNAL.md and PROTOCOL.md give"
+        );
+        assert_eq!(MAX_RECORD_BODY, body_bytes_bound(MAX_SUB_BYTES + MAX_BODY));
+        assert!(MAX_RECORD_BODY >= message);
+        assert!(message_body_bytes(&bodies[0].entry.sender, &bodies[0].entry.body) >= message);
+    }
+
+    proptest::proptest! {
+        /// The bound holds for any string lengths (short strings are inline).
+        #[test]
+        fn encoded_length_is_within_the_bound(
+            lens in proptest::collection::vec(0usize..64, 6),
+            id: u64,
+        ) {
+            let body = Body {
+                tenant: text(lens[0]),
+                visitor: text(lens[1]),
+                visitor_name: text(lens[2]),
+                group: text(lens[3]),
+                client_msg_id: id,
+                entry: entry(lens[4], lens[5]),
+            };
+            let len = encode(&body).len();
+            proptest::prop_assert!(len <= body_bytes_bound(lens.iter().sum()));
+            let message = Body {
+                client_msg_id: id,
+                entry: entry(lens[4], lens[5]),
+                ..Body::default()
+            };
+            let len = encode(&message).len();
+            let (sender, text) = (&message.entry.sender, &message.entry.body);
+            proptest::prop_assert!(len <= message_body_bytes(sender, text));
+        }
     }
 
     #[test]

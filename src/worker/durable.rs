@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::clock::unix_ms;
 use crate::handoff::ConnId;
-use crate::journal::{Committed, JournalHandle, Record};
+use crate::journal::{AppendError, Committed, JournalHandle, Record};
 use std::sync::atomic::Ordering;
 
 use crate::metrics::{Health, JournalMetrics, WorkerMetrics};
@@ -178,9 +178,19 @@ impl Durable {
             .collect();
         let epoch = batch.epoch;
         self.inflight = Some(batch);
-        if let Err(e) = self.handle.append(records, epoch, &self.reply_tx) {
-            tracing::warn!(error = %e, "journal append refused; changes taken back");
-            self.fail(shard, out);
+        match self.handle.append(records, epoch, &self.reply_tx) {
+            Ok(()) => {}
+            Err(e @ (AppendError::TooLarge { .. } | AppendError::BatchTooLarge { .. })) => {
+                // Not a storage failure: the disk is fine and `/readyz` stays ready.
+                // Config validation makes every record of a valid message fit, so
+                // this is a bug; the changes are taken back like a failed write.
+                tracing::error!(error = %e, "journal refused a record over its limits; changes taken back");
+                self.take_back(shard, out);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "journal append refused; changes taken back");
+                self.fail(shard, out);
+            }
         }
     }
 
@@ -213,10 +223,17 @@ impl Durable {
         }
     }
 
-    /// Takes back everything pending: errors to clients, lifecycle applied again.
+    /// Storage failed: counted, `/readyz` turns 503, and everything pending is taken
+    /// back.
     fn fail(&mut self, shard: &mut Shard, out: &mut Vec<Effect>) {
         self.stats.storage_errors.inc();
         self.health.journal_ok.store(false, Ordering::Relaxed);
+        self.take_back(shard, out);
+    }
+
+    /// Takes back everything pending: errors to clients (nothing of theirs was
+    /// stored; a resend can succeed), lifecycle applied again.
+    fn take_back(&mut self, shard: &mut Shard, out: &mut Vec<Effect>) {
         shard.rollback();
         let next = Batch {
             epoch: self.building.epoch + 1,
@@ -293,6 +310,10 @@ mod tests {
     }
 
     fn send(id: u64) -> ShardMsg {
+        send_body(id, format!("m{id}"))
+    }
+
+    fn send_body(id: u64, body: String) -> ShardMsg {
         ShardMsg::Request {
             from: From {
                 id: std::sync::Arc::new(Principal {
@@ -309,7 +330,7 @@ mod tests {
                 client_msg_id: id,
                 content_type: content::TEXT,
                 group: String::new(),
-                body: format!("m{id}"),
+                body,
             }
             .into(),
         }
@@ -334,6 +355,61 @@ mod tests {
         d.flush(shard, out);
         let c = d.replies.recv_timeout(Duration::from_secs(5)).unwrap();
         d.committed(c, shard, out);
+    }
+
+    /// A record over the journal's limit (impossible with a validated config; here
+    /// the journal is opened with a tiny limit) is taken back, but it is not a storage
+    /// failure: not counted as one, and `/readyz` stays ready.
+    #[test]
+    fn a_record_over_the_limit_is_not_a_storage_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            segment_bytes: 1 << 20,
+            max_record_bytes: 1024,
+            ..JournalConfig::default()
+        };
+        let journal = Journal::open(dir.path(), &cfg, |_, _| {}).unwrap();
+        let mut shard = Shard::new(ShardSettings {
+            typing_interval_ms: 1000,
+            history_page_max: 50,
+            max_frame: 1 << 20,
+            journal: true,
+        });
+        let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));
+        let health = Arc::new(crate::metrics::Health::default());
+        let mut d = Durable::new(
+            journal.handle.clone(),
+            &mut shard,
+            stats.clone(),
+            (Arc::default(), health.clone()),
+        );
+        let mut out = Vec::new();
+        let open = ShardMsg::Open {
+            conversation: 7,
+            visitor: vera(),
+            visitor_name: "Vera".into(),
+            group: "support".into(),
+            visitor_conns: vec![conn()],
+        };
+        d.handle(&mut shard, open, &mut out);
+        d.handle(&mut shard, send_body(1, "x".repeat(2000)), &mut out);
+        d.flush(&mut shard, &mut out);
+        let got = replies(&mut out);
+        assert!(
+            matches!(&got[..], [(1, Msg::Error(e))] if e.code == 503),
+            "{got:?}"
+        );
+        assert_eq!(stats.storage_errors.get(), 0, "not a storage error");
+        assert!(health.journal_ok.load(Ordering::Relaxed), "still ready");
+        // What fits is stored as usual afterwards.
+        d.handle(&mut shard, send(2), &mut out);
+        std::thread::sleep(RETRY_AFTER);
+        commit(&mut d, &mut shard, &mut out);
+        let got = replies(&mut out);
+        assert!(
+            matches!(&got[..], [(2, Msg::Accepted(a))] if a.seq == 1),
+            "{got:?}"
+        );
     }
 
     #[test]

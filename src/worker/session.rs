@@ -21,6 +21,7 @@ use crate::handoff::{Command, ConnId, Event};
 use crate::metrics::WorkerMetrics;
 use crate::protocol::messages::{self, Resumed};
 use crate::protocol::{DecodeError, ErrorCode, Kind, Msg, PROTOCOL_VERSION};
+use crate::service::record::message_body_bytes;
 use crate::service::{
     Effect, Principal, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, error_command, shard_of,
 };
@@ -40,6 +41,11 @@ pub(crate) struct SessionSettings {
     pub shards: usize,
     /// Most events replayed to one reconnecting connection.
     pub max_replay: u64,
+    /// `journal.max_record_bytes` when the journal is on: a `Send` whose record would
+    /// not fit is refused (400) before anything changes. Config validation makes it
+    /// hold every valid message, so this only guards against a record format that
+    /// outgrew the derived bound.
+    pub max_record: Option<usize>,
 }
 
 /// Where a session is.
@@ -81,6 +87,8 @@ pub(crate) struct Sessions {
     next_session: u64,
     /// This worker's index (where shards send resume answers).
     worker: usize,
+    /// [`SessionSettings::max_record`] (restart-only: read once).
+    max_record: Option<usize>,
 }
 
 /// Effects produced by one event, in order.
@@ -89,11 +97,13 @@ pub(crate) type Out = Vec<Effect>;
 impl Sessions {
     /// Sessions for worker `worker`.
     pub fn new(worker: usize, settings: SharedSettings) -> Self {
+        let max_record = current(&settings).max_record;
         Self {
             settings,
             sessions: ServerMap::default(),
             next_session: (worker as u64) << 48,
             worker,
+            max_record,
         }
     }
 
@@ -308,6 +318,17 @@ impl Sessions {
                     Err(DecodeError::Bound { .. }) => return Err(ErrorCode::BadRequest),
                     Err(_) => return Err(ErrorCode::MalformedPayload),
                 };
+                if let (Msg::Send(send), Some(max)) = (&msg, self.max_record)
+                    && message_body_bytes(&id.who.user, &send.body) > max
+                {
+                    // Could never be stored: not retryable, and not a storage error.
+                    tracing::warn!(
+                        bytes = send.body.len(),
+                        max_record = max,
+                        "Send refused: its journal record would exceed journal.max_record_bytes"
+                    );
+                    return Err(ErrorCode::BadRequest);
+                }
                 let from = Sender {
                     id: id.clone(),
                     conn,
@@ -378,4 +399,101 @@ fn welcome(s: &SessionSettings, session: u64, id: &Identity, resumed: Vec<Resume
         resumed,
     }
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::auth::Claims;
+    use crate::config::{AuthKey, Config};
+    use crate::protocol::messages::content;
+
+    fn sessions(max_record: Option<usize>) -> (Sessions, Verifier) {
+        let mut config = Config::default();
+        config.auth.keys = vec![AuthKey {
+            kid: "k".into(),
+            secret: Some("0123456789abcdef0123456789abcdef".into()),
+            secret_file: None,
+        }];
+        let settings = SessionSettings {
+            verifier: Verifier::from_config(&config).unwrap(),
+            heartbeat_ms: 1000,
+            idle_timeout_ms: 3000,
+            max_frame: 1 << 20,
+            shards: 1,
+            max_replay: 10,
+            max_record,
+        };
+        let shared = Arc::new(std::sync::RwLock::new(Arc::new(settings)));
+        (
+            Sessions::new(0, shared),
+            Verifier::from_config(&config).unwrap(),
+        )
+    }
+
+    fn frame(conn: ConnId, rid: u32, msg: impl Into<Msg>) -> Event {
+        let msg = msg.into();
+        Event::Frame {
+            conn,
+            header: FrameHeader::new(msg.kind().as_u8(), 0, rid),
+            payload: Bytes::copy_from_slice(&msg.to_payload()),
+        }
+    }
+
+    /// A `Send` whose record could not be stored is refused with 400 (not
+    /// retryable) before it reaches the router or a shard; one that fits goes on.
+    #[test]
+    fn a_send_whose_record_would_not_fit_is_a_bad_request() {
+        let (mut s, verifier) = sessions(Some(1000));
+        let conn = ConnId {
+            reactor: 0,
+            slot: 1,
+            generation: 1,
+        };
+        let claims = Claims::new(
+            "vera",
+            "visitor",
+            SystemTime::now(),
+            Duration::from_secs(60),
+        );
+        let hello = messages::Hello {
+            protocol: PROTOCOL_VERSION,
+            token: verifier.mint(&claims, None).unwrap(),
+            client: "test".into(),
+            resume: Vec::new(),
+        };
+        let stats = WorkerMetrics::default();
+        let mut out = Vec::new();
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        s.handle(Event::Opened { conn, peer }, &mut out, &stats);
+        s.handle(frame(conn, 1, hello), &mut out, &stats);
+        out.clear();
+        let send = |body: usize| messages::Send {
+            content_type: content::TEXT,
+            conversation: 7,
+            client_msg_id: 1,
+            group: String::new(),
+            body: "x".repeat(body),
+        };
+        s.handle(frame(conn, 2, send(1000)), &mut out, &stats);
+        let refused = match out.as_slice() {
+            [Effect::Conn(_, Command::Send { frame, .. })] => {
+                let f = frame::decode(frame, u32::MAX).unwrap().unwrap();
+                Msg::decode(f.header.kind, f.payload).unwrap()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(
+            matches!(&refused, Msg::Error(e) if e.code == 400 && !e.retryable),
+            "{refused:?}"
+        );
+        out.clear();
+        s.handle(frame(conn, 3, send(100)), &mut out, &stats);
+        assert!(
+            matches!(out.as_slice(), [Effect::Shard(ShardMsg::Request { .. })]),
+            "{out:?}"
+        );
+    }
 }
