@@ -144,6 +144,17 @@ pub mod bench_support {
         Some((len, same, event))
     }
 
+    /// Recovery of a damaged multi-segment journal, for the `journal_recovery` fuzz
+    /// target. A fixed journal (a dozen conversations over several small segments,
+    /// every record kind) is written to a fresh directory, then `damage` is applied
+    /// as 4-byte operations `[segment, offset high, offset low, action]` (action & 3:
+    /// 0 flip bits, 1 zero 512 bytes, 2 set a byte, 3 cut the file there); then, as
+    /// the daemon would: a read-only check, a start that salvages, and a restart that
+    /// must find the journal clean and the same conversations. `Err` says what broke.
+    pub fn journal_recovery(damage: &[u8]) -> Result<(), String> {
+        crate::recovery::fuzz_recovery(damage)
+    }
+
     /// The reactor's min-heap of (deadline, slot, generation) heartbeat entries.
     #[derive(Debug, Default)]
     pub struct TimerHeap(crate::reactor::timer::TimerHeap);

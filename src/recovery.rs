@@ -127,10 +127,13 @@ fn open_journal_as(
     let m = &metrics.journal;
     m.damaged_ranges.set(damage.len() as u64);
     m.damaged_bytes.set(damaged_bytes);
-    let reserved_to = salvage(&journal, shards, &plan, unix_ms()).map_err(journal_err)?;
+    let done = salvage(&journal, shards, &plan, unix_ms()).map_err(journal_err)?;
+    m.gap_lost.add(done.lost);
+    m.gap_reserved.add(done.reserved);
+    m.orphaned.set(done.orphans);
     let _ = journal.handle.stats().sink.set(metrics.journal.clone());
     let mut open = Vec::new();
-    let mut max_id = max_id.max(reserved_to);
+    let mut max_id = max_id.max(plan.reserve_ids_to);
     for shard in shards.iter_mut() {
         shard.set_reader(journal.reader.clone());
         // Restored state is durable by definition.
@@ -143,14 +146,12 @@ fn open_journal_as(
     let open_count = open.len();
     router.restore(open, max_id.saturating_add(1), 0);
     if plan.damaged() {
-        let lost: u64 = plan.holes.iter().map(|u| u.first_needed - u.next_seq).sum();
-        m.orphaned.set(plan.orphans.len() as u64);
         tracing::error!(
             ranges = damage.len(),
             damaged_bytes,
-            lost_seqs = lost,
-            reserved_conversations = plan.tails.len(),
-            orphans = plan.orphans.len(),
+            lost_seqs = done.lost,
+            reserved_seqs = done.reserved,
+            orphans = done.orphans,
             "journal damage salvaged: every valid record kept, holes recorded as gap entries"
         );
     }
@@ -170,20 +171,35 @@ fn open_journal_as(
     Ok(journal)
 }
 
+/// What salvage recorded.
+#[derive(Debug, Default)]
+struct Salvaged {
+    /// Sequence numbers recorded as lost.
+    lost: u64,
+    /// Sequence numbers reserved.
+    reserved: u64,
+    /// Conversations kept as hidden orphans.
+    orphans: u64,
+}
+
 /// Carries out `plan` on a started journal: places every held record (recording
 /// holes as gap entries), reserves numbers and ids, makes the gap records durable, and
 /// only then covers the damaged bytes — so a crash in between finds the damage again
-/// and salvages again. Returns the highest conversation id reserved (0: none).
+/// and salvages again. On a clean journal it only drops retention leftovers.
 fn salvage(
     journal: &Journal,
     shards: &mut [Shard],
     plan: &DamagePlan,
     now_ms: u64,
-) -> Result<u64, JournalError> {
+) -> Result<Salvaged, JournalError> {
     let n = shards.len();
     let keep_orphans = plan.damaged();
+    let mut done = Salvaged::default();
     for (i, shard) in shards.iter_mut().enumerate() {
         let out = shard.salvage(&plan.tails_for(i, n), keep_orphans, now_ms);
+        done.lost += out.lost;
+        done.reserved += out.reserved;
+        done.orphans += out.orphans;
         if out.dropped > 0 {
             tracing::debug!(
                 records = out.dropped,
@@ -214,7 +230,7 @@ fn salvage(
     if !ranges.is_empty() {
         journal.handle.fill(ranges)?;
     }
-    Ok(plan.reserve_ids_to)
+    Ok(done)
 }
 
 /// Appends `records` and waits until they are durable (synced, whatever the policy).
@@ -318,6 +334,10 @@ pub(crate) fn salvage_journal(config: &Config) -> Result<DamagePlan, StartError>
 fn fresh_shards(config: &Config) -> Vec<Shard> {
     vec![Shard::new(crate::server::shard_settings(config))]
 }
+
+#[path = "recovery_fuzz.rs"]
+mod fuzz;
+pub(crate) use fuzz::fuzz_recovery;
 
 #[cfg(test)]
 #[path = "recovery_tests.rs"]

@@ -334,3 +334,19 @@ fn a_clean_journal_starts_as_before() {
     assert!(shards.iter().all(|s| s.orphan(u64::MAX).is_none()));
     stop(j);
 }
+
+/// The fuzz target's harness, on a few fixed inputs (the fuzzer explores the rest).
+#[test]
+fn the_recovery_fuzz_harness_holds_on_sample_inputs() {
+    let inputs: [&[u8]; 6] = [
+        &[],
+        &[0, 0, 70, 0],
+        &[1, 3, 0, 1],
+        &[0, 0, 3, 1, 2, 0, 200, 0x41],
+        &[1, 15, 0, 3],
+        &[0, 0, 0, 0, 1, 0, 100, 1, 2, 8, 0, 2, 3, 1, 0, 0],
+    ];
+    for input in inputs {
+        crate::recovery::fuzz_recovery(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+    }
+}

@@ -588,7 +588,9 @@ pub struct Daemon {
     client_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     stderr_lines: mpsc::Receiver<String>,
-    _dir: tempfile::TempDir,
+    /// The directory of the config file and state (when this daemon made it).
+    _dir: Option<tempfile::TempDir>,
+    config_path: PathBuf,
 }
 
 /// A daemon config file body: loopback, ports 0, one reactor and one worker, state in
@@ -622,6 +624,15 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path: PathBuf = dir.path().join("switchboard.toml");
         std::fs::write(&config_path, toml(&dir.path().join("state"))).unwrap();
+        let mut d = Self::start(&config_path, env);
+        d._dir = Some(dir);
+        d
+    }
+
+    /// Starts `switchboard --config FILE` on an existing config file (its state dir
+    /// survives this daemon: restart tests) and waits for its listening line.
+    pub fn start(config_path: &Path, env: &[(&str, &str)]) -> Self {
+        let config_path = config_path.to_path_buf();
         let mut child = Command::new(bin())
             .arg("--config")
             .arg(&config_path)
@@ -664,7 +675,8 @@ impl Daemon {
             client_addr,
             admin_addr,
             stderr_lines: rx,
-            _dir: dir,
+            _dir: None,
+            config_path,
         }
     }
 
@@ -698,7 +710,7 @@ impl Daemon {
 
     /// The configuration file the daemon was started with (rewrite it, then SIGHUP).
     pub fn config_path(&self) -> PathBuf {
-        self._dir.path().join("switchboard.toml")
+        self.config_path.clone()
     }
 
     /// Stderr lines logged since start-up (or the previous call), without blocking.
