@@ -208,9 +208,16 @@ fn salvage(
         }
         let mut located = out.deferred;
         let records = out.records;
-        let keys: Vec<(u64, u64)> = records.iter().map(|r| (r.conversation, r.seq)).collect();
+        let gaps: Vec<Option<(u64, u64)>> = records
+            .iter()
+            .map(|r| (r.kind == record::RecordKind::Gap as u8).then_some((r.conversation, r.seq)))
+            .collect();
         let locs = append_durable(journal, records)?;
-        located.extend(keys.into_iter().zip(locs).map(|((c, s), at)| (c, s, at)));
+        located.extend(
+            gaps.into_iter()
+                .zip(locs)
+                .filter_map(|(g, at)| g.map(|(c, s)| (c, s, at))),
+        );
         located.sort_unstable_by_key(|&(c, s, _)| (c, s));
         for (c, s, at) in located {
             shard.located(c, s, at);

@@ -35,7 +35,7 @@ pub(crate) struct Unplaced {
 /// What [`Shard::salvage`] did.
 #[derive(Debug, Default)]
 pub(crate) struct SalvageOutcome {
-    /// Gap records to journal, in order.
+    /// Records to journal, in order: gap records, and requeues that must follow one.
     pub records: Vec<Record>,
     /// Entries applied behind a new gap, whose journal locations must be noted (with
     /// [`Shard::located`]) in sequence order together with the gaps' own, once those
@@ -232,11 +232,26 @@ impl Shard {
                         continue;
                     }
                 }
-                if gapped
-                    && let Some(loc) = h.4
-                    && matches!(kind, RecordKind::Entry | RecordKind::Gap)
-                {
-                    out.deferred.push((id, body.entry.seq, loc));
+                if !gapped {
+                    continue;
+                }
+                match (kind, h.4) {
+                    (RecordKind::Entry | RecordKind::Gap, Some(loc)) => {
+                        out.deferred.push((id, body.entry.seq, loc));
+                    }
+                    // A requeue applies at the transcript length of its time: after a
+                    // restart it must come after the gap just recorded (and before any
+                    // reserved at the end), so it is written again behind the gap.
+                    (RecordKind::Requeued, _) => {
+                        out.records.push(record::record(
+                            id,
+                            *seq,
+                            *time_ms,
+                            RecordKind::Requeued,
+                            body,
+                        ));
+                    }
+                    _ => {}
                 }
             }
             if let Some(c) = self.convs.get_mut(&id)
