@@ -175,12 +175,7 @@ impl Journal {
             source,
         };
         let list = segment::list_segments(dir, false).map_err(dir_err)?;
-        let in_use = match lock_dir(dir) {
-            Ok(_) => false,
-            Err(JournalError::Locked(_)) => true,
-            // A read-only directory cannot take the lock file: look anyway.
-            Err(_) => false,
-        };
+        let in_use = held_elsewhere(dir);
         let (_, stats) = recovery::scan(dir, list, cfg.max_record_bytes as usize, &mut visit)?;
         Ok(Inspection { stats, in_use })
     }
@@ -280,6 +275,17 @@ impl Journal {
             writer,
         })
     }
+}
+
+/// Whether another process holds `<dir>/LOCK` (opened read-only: nothing is created).
+fn held_elsewhere(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join("LOCK")) else {
+        return false;
+    };
+    // SAFETY: `file` is an open descriptor we own; flock takes only integers. The
+    // lock, if taken, goes with the descriptor when `file` is dropped.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK)
 }
 
 /// Takes an exclusive `flock` on `<dir>/LOCK`, so two daemons never share a journal.

@@ -12,9 +12,9 @@
 //!   old times, so a copy proves nothing about what was written later);
 //! - how many conversation ids to skip (an opening record may have been lost).
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use crate::fasthash::ServerMap;
 use crate::journal::{Damage, DamagedRange, Location, RecordRef};
 
 use super::conversation::Unplaced;
@@ -30,7 +30,7 @@ const REPORT_LINES: usize = 50;
 /// is not a compaction copy stands.
 #[derive(Debug, Default)]
 pub(crate) struct Positions {
-    last_original: HashMap<u64, Location>,
+    last_original: ServerMap<u64, Location>,
     newest_ms: u64,
     skew_ms: u64,
 }
