@@ -225,8 +225,9 @@ pub(crate) fn scan(
     for n in segment_list {
         stats.segments += 1;
         let path = segment_path(dir, n);
-        let map =
-            map_segment(&path).map_err(|source| JournalError::Segment { segment: n, source })?;
+        let seg_err = |source| JournalError::Segment { segment: n, source };
+        let file = File::open(&path).map_err(seg_err)?;
+        let map = map_segment(&path).map_err(seg_err)?;
         let header = SegmentHeader::decode(&map).and_then(|h| {
             if h.segment != n || h.segment_bytes < map.len() as u64 {
                 Err("segment number or size disagrees with the file")
@@ -250,18 +251,24 @@ pub(crate) fn scan(
         };
         let header_ok = version.is_some();
         let mut summary = SegmentSummary::new(n, created_ms);
-        let walk = walk(&map, cap, &mut |r, off| {
-            visit(
-                r,
-                Location {
-                    segment: n,
-                    offset: off as u32,
-                },
-            );
-            summary.add(r.conversation, r.time_ms);
-            stats.records += 1;
-        });
+        let walk = walk(
+            &map,
+            cap,
+            &|from| data_end(&map, &file, from),
+            &mut |r, off| {
+                visit(
+                    r,
+                    Location {
+                        segment: n,
+                        offset: off as u32,
+                    },
+                );
+                summary.add(r.conversation, r.time_ms);
+                stats.records += 1;
+            },
+        );
         stats.bytes += summary_bytes(&map, &walk);
+        release_pages(&map, &file);
         for &(start, end) in &walk.bad {
             stats.damage.push(DamagedRange {
                 segment: n,
@@ -350,12 +357,81 @@ fn summary_bytes(map: &[u8], walk: &Walk) -> u64 {
     records.saturating_sub(bad)
 }
 
+/// One past the last non-zero byte of `map` at or after `from` (`from` if none), by
+/// reading all of it.
+fn last_nonzero_after(map: &[u8], from: usize) -> usize {
+    let rest = map.get(from..).unwrap_or_default();
+    from + rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+}
+
+/// [`last_nonzero_after`], reading only the parts of the file that hold data: a
+/// preallocated segment's unwritten extents read as zeros and `SEEK_DATA` skips them,
+/// so the scan does not fault in (and keep resident) the empty rest of every segment.
+/// Falls back to reading everything where the file system cannot tell.
+fn data_end(map: &Mmap, file: &File, from: usize) -> usize {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let len = map.len();
+    let mut end = from;
+    let mut pos = from;
+    while pos < len {
+        let Ok(at) = libc::off_t::try_from(pos) else {
+            return last_nonzero_after(map, from);
+        };
+        // SAFETY: lseek on a descriptor we own only moves its file offset (which
+        // nothing else uses: the scan reads through the map).
+        let data = unsafe { libc::lseek(fd, at, libc::SEEK_DATA) };
+        if data < 0 {
+            if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+                break; // no data after `pos`
+            }
+            return last_nonzero_after(map, from);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        let (Ok(d), Ok(h)) = (usize::try_from(data), usize::try_from(hole)) else {
+            return last_nonzero_after(map, from);
+        };
+        let (d, h) = (d.max(pos).min(len), h.min(len));
+        if h <= d {
+            break;
+        }
+        // No read-around while looking for data in what is mostly zeros: pages it
+        // would bring in make the file system report the next extent as data too.
+        let page = d & !4095;
+        let _ = map.advise_range(memmap2::Advice::Random, page, h - page);
+        if let Some(i) = map.get(d..h).and_then(|b| b.iter().rposition(|&x| x != 0)) {
+            end = d + i + 1;
+        }
+        pos = h;
+    }
+    end
+}
+
+/// Gives the scanned pages of a segment back: our page table entries go (the process's
+/// resident set shrinks) and the kernel may drop the clean page cache. Readers fault
+/// the records they need in again from the file. Best effort.
+fn release_pages(map: &Mmap, file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `map` is a read-only shared mapping of a file: MADV_DONTNEED only drops
+    // this process's page table entries, and the next access faults the same bytes in
+    // from the file again (nothing is zeroed, unlike for private or anonymous maps).
+    let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+    // SAFETY: posix_fadvise takes a descriptor we own and integers; it is only advice.
+    let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+}
+
 /// Walks a segment's records from the end of its header, calling `each` with every
 /// valid record that is not a filler and its offset. Invalid bytes (or zeros with
 /// non-zero bytes after them) start a damaged range that ends at the next valid frame
 /// (searched on every 8-byte boundary at least one header further on); with none, they
 /// are the segment's trailing garbage.
-fn walk(map: &[u8], cap: usize, each: &mut dyn FnMut(RecordRef<'_>, usize)) -> Walk {
+fn walk(
+    map: &[u8],
+    cap: usize,
+    data_end: &dyn Fn(usize) -> usize,
+    each: &mut dyn FnMut(RecordRef<'_>, usize),
+) -> Walk {
     let mut w = Walk {
         end: SEGMENT_HEADER_LEN,
         ..Walk::default()
@@ -374,10 +450,12 @@ fn walk(map: &[u8], cap: usize, each: &mut dyn FnMut(RecordRef<'_>, usize)) -> W
                 w.end = off;
                 continue;
             }
+            // Past its seal record a sealed segment holds nothing: no need to read
+            // the (preallocated, empty) rest.
+            Decoded::End if w.sealed => break,
             Decoded::End | Decoded::Invalid => {}
         }
-        let lim = *limit
-            .get_or_insert_with(|| off + rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1));
+        let lim = *limit.get_or_insert_with(|| data_end(off));
         if lim <= off {
             break; // zeros to the end: the written part is over
         }
@@ -415,7 +493,8 @@ fn resync(map: &[u8], from: usize, limit: usize, cap: usize) -> Option<usize> {
 /// Whether a segment's records end with a seal record (the format version its
 /// header should say, when salvage writes a new one: 2 if so, else 1).
 pub(crate) fn ends_sealed(map: &[u8], max_body: usize) -> bool {
-    walk(map, max_body.max(RESYNC_MIN_BODY_CAP), &mut |_, _| {}).sealed
+    let end = |from| last_nonzero_after(map, from);
+    walk(map, max_body.max(RESYNC_MIN_BODY_CAP), &end, &mut |_, _| {}).sealed
 }
 
 /// Zeros the torn tail of the last segment (first saving its bytes to
@@ -507,7 +586,8 @@ mod tests {
 
     fn seqs(map: &[u8]) -> (Vec<u64>, Walk) {
         let mut got = Vec::new();
-        let w = walk(map, 1 << 20, &mut |r, _| got.push(r.seq));
+        let end = |from| last_nonzero_after(map, from);
+        let w = walk(map, 1 << 20, &end, &mut |r, _| got.push(r.seq));
         (got, w)
     }
 
