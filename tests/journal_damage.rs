@@ -148,14 +148,22 @@ fn check_salvaged(d: &Daemon, acked: &Acked) -> usize {
     gaps
 }
 
-#[test]
-fn a_flipped_byte_is_refused_checked_salvaged_and_nothing_acknowledged_is_reused() {
+/// A state directory whose journal was filled by [`chat`] and then damaged by
+/// [`flip_in_first_segment`]: (the directory, its config file, what was acknowledged,
+/// the offset of the flipped byte).
+fn damaged_journal(on_damage: &str) -> (tempfile::TempDir, PathBuf, Acked, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), "refuse");
+    let config = config(dir.path(), on_damage);
     let d = Daemon::start(&config, &[]);
     let acked = chat(&d);
     stop(d);
     let at = flip_in_first_segment(&config);
+    (dir, config, acked, at)
+}
+
+#[test]
+fn a_flipped_byte_is_refused_checked_salvaged_and_nothing_acknowledged_is_reused() {
+    let (_dir, config, acked, at) = damaged_journal("refuse");
 
     // The daemon refuses, naming the damaged range.
     let (code, _, err) = run(&config, &["run"]);
@@ -200,12 +208,7 @@ fn a_flipped_byte_is_refused_checked_salvaged_and_nothing_acknowledged_is_reused
 
 #[test]
 fn on_damage_salvage_starts_anyway_and_counts_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), "salvage");
-    let d = Daemon::start(&config, &[]);
-    let acked = chat(&d);
-    stop(d);
-    flip_in_first_segment(&config);
+    let (_dir, config, acked, _) = damaged_journal("salvage");
     let d = Daemon::start(&config, &[]);
     let gaps = check_salvaged(&d, &acked);
     assert_eq!(gaps, 1);

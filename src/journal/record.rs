@@ -106,37 +106,30 @@ pub(crate) const fn is_journal_kind(kind: u8) -> bool {
     kind == FILLER_KIND || kind == SEAL_KIND
 }
 
+/// A journal-level record (conversation 0, seq 0) of `kind` with `body`, framed.
+fn journal_record(kind: u8, body: Bytes, time_ms: u64) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(frame_len(body.len()));
+    let r = Record {
+        conversation: 0,
+        seq: 0,
+        time_ms,
+        kind,
+        body,
+    };
+    encode_into(&mut buf, &r);
+    buf
+}
+
 /// A seal record for a segment of `records` records.
 pub(crate) fn seal(records: u64, time_ms: u64) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(SEAL_FRAME);
-    encode_into(
-        &mut buf,
-        &Record {
-            conversation: 0,
-            seq: 0,
-            time_ms,
-            kind: SEAL_KIND,
-            body: Bytes::copy_from_slice(&records.to_le_bytes()),
-        },
-    );
-    buf
+    let body = Bytes::copy_from_slice(&records.to_le_bytes());
+    journal_record(SEAL_KIND, body, time_ms)
 }
 
 /// A filler frame of exactly `len` bytes (`len` a multiple of 8, at least a header).
 pub(crate) fn filler(len: usize, time_ms: u64) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(len);
-    let body = len.saturating_sub(RECORD_HEADER_LEN);
-    encode_into(
-        &mut buf,
-        &Record {
-            conversation: 0,
-            seq: 0,
-            time_ms,
-            kind: FILLER_KIND,
-            body: Bytes::from(vec![0u8; body]),
-        },
-    );
-    buf
+    let body = vec![0u8; len.saturating_sub(RECORD_HEADER_LEN)];
+    journal_record(FILLER_KIND, Bytes::from(body), time_ms)
 }
 
 /// What lies at the start of a byte slice.
