@@ -36,7 +36,7 @@ use switchboard::client::{Client, ClientError, Incoming, ReconnectPolicy};
 use switchboard::protocol::messages::{self, Msg, role};
 use switchboard::protocol::{ErrorCode, Kind};
 
-use common::{BoxError, ConnectArgs, code_name, show};
+use common::{BoxError, ConnectArgs, code_name, detail, show};
 
 /// Command line of the agent example.
 #[derive(Debug, Clone, Parser)]
@@ -194,9 +194,9 @@ impl Agent {
             Msg::Bye(b) => {
                 let retry = ErrorCode::from_u16(b.code).is_some_and(ErrorCode::retryable);
                 let why = format!(
-                    "the server said goodbye ({}) {}",
+                    "the server said goodbye ({}){}",
                     code_name(b.code),
-                    b.message
+                    detail(&b.message)
                 );
                 return Err(interrupt(retry, why));
             }
@@ -204,9 +204,9 @@ impl Agent {
                 if ErrorCode::from_u16(e.code).is_some_and(ErrorCode::closes_connection) =>
             {
                 let why = format!(
-                    "the server closed the session ({}) {}",
+                    "the server closed the session ({}){}",
                     code_name(e.code),
-                    e.message
+                    detail(&e.message)
                 );
                 return Err(interrupt(e.retryable, why));
             }

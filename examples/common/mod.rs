@@ -177,9 +177,18 @@ pub fn show(out: &mut dyn Write, me: &str, msg: &Msg) -> std::io::Result<()> {
             e.message,
             e.conversation
         ),
-        Msg::Bye(b) => writeln!(out, "[bye {}] {}", code_name(b.code), b.message),
+        Msg::Bye(b) => writeln!(out, "[bye {}]{}", code_name(b.code), detail(&b.message)),
         Msg::Accepted(_) | Msg::Pong(_) => Ok(()),
         other => writeln!(out, "[{:?}]", other.kind()),
+    }
+}
+
+/// `" <message>"`, or nothing for an empty message.
+pub fn detail(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(" {message}")
     }
 }
 
