@@ -134,7 +134,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<Report, BoxError> {
             None => agent.step(&mut client, left.min(Duration::from_secs(1)), out),
             Some(why) => {
                 writeln!(out, "connection lost: {why}; reconnecting")?;
-                if !agent.reconnect(&mut client, deadline, out)? {
+                if !agent.reconnect(&mut client, args, deadline, out)? {
                     writeln!(out, "timed out while reconnecting")?;
                     agent.report.timed_out = true;
                     return Ok(agent.report);
@@ -273,11 +273,17 @@ impl Agent {
     fn reconnect(
         &mut self,
         client: &mut Client,
+        args: &Args,
         deadline: Instant,
         out: &mut dyn Write,
     ) -> Result<bool, BoxError> {
         let policy = ReconnectPolicy::default();
         for retry in 0u32.. {
+            // A token it minted itself is minted afresh, so a long outage does not
+            // leave it with an expired one (a given `--token` is what it is).
+            if args.connect.token.is_none() {
+                client.set_token(args.connect.token("agent", "agent-1", &args.groups)?);
+            }
             // After a `Bye` the SDK waits a first back-off step before its attempt,
             // so a restarting daemon is not hit at once.
             let e = match client.reconnect() {
