@@ -1,9 +1,9 @@
 //! A website visitor: opens a conversation, says a few lines, prints the replies,
-//! then closes the conversation and rates it.
+//! then closes the conversation and, with `--rating`, rates it.
 //!
 //! ```text
-//! cargo run --example visitor -- --sub vera "hello" "where is my order?"
-//! echo "hello" | cargo run --example visitor -- --sub vera
+//! cargo run --release --example visitor -- --sub vera "hello" "where is my order?"
+//! echo "hello" | cargo run --release --example visitor -- --sub vera --rating 4
 //! ```
 //!
 //! It connects to a running daemon (`--addr`, default `127.0.0.1:7700`) with
@@ -12,8 +12,9 @@
 //! or, when there are none, from stdin (one message per line, as typed). Each line is
 //! sent once the previous one has been answered (the first waits in the queue until an
 //! agent is assigned). Everything that arrives is printed. After the last line is
-//! answered, or after `--timeout` seconds, it closes the conversation, rates it
-//! (`--rating`) and exits.
+//! answered, or after `--timeout` seconds, it closes the conversation and exits.
+//! With `--rating N` it rates the conversation N (1 to 5) after closing it — but only
+//! if an agent (or bot) answered: a chat nobody answered is not rated.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -33,7 +34,9 @@ use common::{BoxError, ConnectArgs, show};
 
 /// Command line of the visitor example.
 #[derive(Debug, Clone, Parser)]
-#[command(about = "A Switchboard visitor that says a few lines, then closes and rates")]
+#[command(
+    about = "A Switchboard visitor that says a few lines, then closes (and rates, with --rating)"
+)]
 pub struct Args {
     /// Where to connect and who to be.
     #[command(flatten)]
@@ -42,9 +45,10 @@ pub struct Args {
     /// `routing.default_group`).
     #[arg(long, default_value = "")]
     pub group: String,
-    /// Score to rate the conversation with, 1 to 5.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(1..=5))]
-    pub rating: u8,
+    /// Rate the conversation with this score (1 to 5) after closing it, if an agent
+    /// answered; without it the conversation is not rated.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub rating: Option<u8>,
     /// The messages to send; none: read them from stdin, one per line.
     pub lines: Vec<String>,
 }
@@ -58,8 +62,10 @@ pub struct Report {
     pub positions: Vec<u32>,
     /// The agent serving it last.
     pub agent: String,
-    /// Messages from the agent, in order.
+    /// Messages from the agent (or bot, or the FAQ auto-reply), in order.
     pub replies: Vec<String>,
+    /// Whether an agent or bot (not only an automatic reply) answered.
+    pub answered: bool,
     /// Whether the conversation closed.
     pub closed: bool,
     /// Whether the rating was stored.
@@ -89,8 +95,8 @@ impl Lines {
     }
 }
 
-/// Opens a conversation, talks, closes, rates; a timeout cuts the talk short but
-/// still closes and rates what was opened.
+/// Opens a conversation, talks, closes, and rates when asked to and an agent
+/// answered; a timeout cuts the talk short but still closes what was opened.
 pub fn run(args: &Args, out: &mut dyn Write) -> Result<Report, BoxError> {
     let token = args.connect.token("visitor", "visitor-1", &[])?;
     let mut lines = if args.lines.is_empty() {
@@ -141,6 +147,7 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<Report, BoxError> {
             Msg::Deliver(d)
                 if d.conversation == report.conversation && d.sender_role != role::VISITOR =>
             {
+                report.answered |= matches!(d.sender_role, role::AGENT | role::BOT);
                 report.replies.push(d.body);
                 unanswered = unanswered.saturating_sub(1);
             }
@@ -153,7 +160,16 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<Report, BoxError> {
         }
     }
     if report.conversation != 0 {
-        close_and_rate(&mut client, args, &mut report, out, deadline)?;
+        close(&mut client, &mut report, out, deadline)?;
+        match args.rating {
+            Some(score) if report.answered => rate(&mut client, score, &mut report, out)?,
+            Some(_) => writeln!(
+                out,
+                "[conversation {}] not rated: no agent answered",
+                report.conversation
+            )?,
+            None => {}
+        }
     }
     client.close()?;
     Ok(report)
@@ -177,42 +193,52 @@ fn open(client: &mut Client, group: &str, line: &str) -> Result<u64, BoxError> {
     }
 }
 
-/// Closes the conversation (unless the agent did), waits for the close, rates it and
-/// checks the rating is in the transcript.
-fn close_and_rate(
+/// Closes the conversation (unless the agent did) and waits for the close.
+fn close(
     client: &mut Client,
-    args: &Args,
     report: &mut Report,
     out: &mut dyn Write,
     deadline: Instant,
 ) -> Result<(), BoxError> {
     let conversation = report.conversation;
-    if !report.closed {
-        client.post(messages::Close {
-            conversation,
-            seq: 0,
-            reason: "the visitor is done".into(),
-        })?;
-        // Bounded even after the talk's timeout: the close is one round trip.
-        let deadline = deadline.max(Instant::now() + Duration::from_secs(5));
-        while !report.closed {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err("the conversation did not close in time".into());
-            }
-            let Some(incoming) = client.recv(left)? else {
-                continue;
-            };
-            show(out, "", &incoming.msg)?;
-            match incoming.msg {
-                Msg::Close(c) if c.conversation == conversation => report.closed = true,
-                Msg::Error(e) => return Err(format!("close refused: {e:?}").into()),
-                _ => {}
-            }
+    if report.closed {
+        return Ok(());
+    }
+    client.post(messages::Close {
+        conversation,
+        seq: 0,
+        reason: "the visitor is done".into(),
+    })?;
+    // Bounded even after the talk's timeout: the close is one round trip.
+    let deadline = deadline.max(Instant::now() + Duration::from_secs(5));
+    while !report.closed {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("the conversation did not close in time".into());
+        }
+        let Some(incoming) = client.recv(left)? else {
+            continue;
+        };
+        show(out, "", &incoming.msg)?;
+        match incoming.msg {
+            Msg::Close(c) if c.conversation == conversation => report.closed = true,
+            Msg::Error(e) => return Err(format!("close refused: {e:?}").into()),
+            _ => {}
         }
     }
+    Ok(())
+}
+
+/// Rates the closed conversation and checks the rating is in the transcript.
+fn rate(
+    client: &mut Client,
+    score: u8,
+    report: &mut Report,
+    out: &mut dyn Write,
+) -> Result<(), BoxError> {
+    let conversation = report.conversation;
     let rate = client.post(messages::Rate {
-        score: args.rating,
+        score,
         conversation,
         comment: String::new(),
     })?;
@@ -235,10 +261,10 @@ fn close_and_rate(
         report.rated = p
             .entries
             .last()
-            .is_some_and(|e| e.kind == Kind::Rate.as_u8() && e.content_type == args.rating);
+            .is_some_and(|e| e.kind == Kind::Rate.as_u8() && e.content_type == score);
     }
     if report.rated {
-        writeln!(out, "[conversation {conversation}] rated {}", args.rating)?;
+        writeln!(out, "[conversation {conversation}] rated {score}")?;
     }
     Ok(())
 }
@@ -261,15 +287,15 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let mut stdout = std::io::stdout();
     match run(&args, &mut stdout) {
-        Ok(report) if report.rated && !report.timed_out => ExitCode::SUCCESS,
         Ok(report) if report.timed_out => {
             eprintln!("visitor: timed out before every line was answered");
             ExitCode::FAILURE
         }
-        Ok(_) => {
-            eprintln!("visitor: the conversation ended without a rating");
+        Ok(report) if args.rating.is_some() && report.answered && !report.rated => {
+            eprintln!("visitor: the rating was not stored");
             ExitCode::FAILURE
         }
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("visitor: {e}");
             ExitCode::FAILURE

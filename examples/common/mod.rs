@@ -10,7 +10,8 @@ use switchboard::Config;
 use switchboard::auth::{Claims, Verifier, dev_secret};
 use switchboard::client::{Client, ClientConfig};
 use switchboard::config::AuthKey;
-use switchboard::protocol::messages::Msg;
+use switchboard::protocol::ErrorCode;
+use switchboard::protocol::messages::{Msg, flags};
 
 /// Errors of the examples, printable and shareable across threads.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -88,13 +89,18 @@ impl ConnectArgs {
         Ok(verifier.mint(&claims, kid)?)
     }
 
-    /// Connects and completes the handshake.
-    pub fn connect(&self, token: String) -> Result<Client, BoxError> {
-        let config = ClientConfig {
+    /// The SDK settings for `--addr` and `token`: the SDK's defaults, named as the
+    /// examples.
+    pub fn client_config(&self, token: String) -> ClientConfig {
+        ClientConfig {
             client_name: concat!("switchboard-example/", env!("CARGO_PKG_VERSION")).to_owned(),
             ..ClientConfig::new(self.addr.clone(), token)
-        };
-        Ok(Client::connect(config)?)
+        }
+    }
+
+    /// Connects and completes the handshake.
+    pub fn connect(&self, token: String) -> Result<Client, BoxError> {
+        Ok(Client::connect(self.client_config(token))?)
     }
 }
 
@@ -147,8 +153,16 @@ pub fn show(out: &mut dyn Write, me: &str, msg: &Msg) -> std::io::Result<()> {
         ),
         Msg::Deliver(d) => writeln!(
             out,
-            "[conversation {}] {}: {}",
-            d.conversation, d.sender, d.body
+            "[conversation {}] {}: {}{}",
+            d.conversation,
+            d.sender,
+            d.body,
+            // Sent while this user was away, replayed on resume (PROTOCOL.md 10.1).
+            if d.flags & flags::REPLAY != 0 {
+                " (replayed)"
+            } else {
+                ""
+            }
         ),
         Msg::Close(c) => writeln!(
             out,
@@ -158,10 +172,28 @@ pub fn show(out: &mut dyn Write, me: &str, msg: &Msg) -> std::io::Result<()> {
         Msg::Notice(n) => writeln!(out, "[notice from {}] {}", n.from, n.text),
         Msg::Error(e) => writeln!(
             out,
-            "[error {} {}] conversation {}",
-            e.code, e.message, e.conversation
+            "[error {}] {} (conversation {})",
+            code_name(e.code),
+            e.message,
+            e.conversation
         ),
+        Msg::Bye(b) => writeln!(out, "[bye {}]{}", code_name(b.code), detail(&b.message)),
         Msg::Accepted(_) | Msg::Pong(_) => Ok(()),
         other => writeln!(out, "[{:?}]", other.kind()),
     }
+}
+
+/// `" <message>"`, or nothing for an empty message.
+pub fn detail(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(" {message}")
+    }
+}
+
+/// `501 shutting_down`: a status code and its name.
+pub fn code_name(code: u16) -> String {
+    let name = ErrorCode::from_u16(code).map_or("unknown", ErrorCode::name);
+    format!("{code} {name}")
 }
