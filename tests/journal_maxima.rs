@@ -159,7 +159,7 @@ fn every_journalled_message_kind_is_stored_at_its_maxima() {
     // The agent's message, as large.
     let answer = text('ü', MAX_BODY);
     assert_eq!(alice.send_accepted(conv, u64::MAX, &answer).seq, 3);
-    // A transfer to a 1,024-byte group nobody serves yet (a Requeued record), then Bob
+    // A transfer to a 1,024-byte group nobody serves yet (a Queued entry), then Bob
     // of that group connects and takes it (an assignment with the longest group).
     alice.post(messages::Transfer {
         conversation: conv,
@@ -209,9 +209,10 @@ fn every_journalled_message_kind_is_stored_at_its_maxima() {
         (1, 16, visitor_id.clone(), body.clone()),
         (2, 33, alice_id.clone(), alice_name.clone()),
         (3, 16, alice_id.clone(), answer.clone()),
-        (4, 33, bob_id.clone(), bob_name.clone()),
-        (5, 36, visitor_id.clone(), reason.clone()),
-        (6, 37, visitor_id.clone(), comment.clone()),
+        (4, 32, String::new(), far_group.clone()),
+        (5, 33, bob_id.clone(), bob_name.clone()),
+        (6, 36, visitor_id.clone(), reason.clone()),
+        (7, 37, visitor_id.clone(), comment.clone()),
     ];
     assert_eq!(before, expected);
     let side_before = entries(&vera.history(side));

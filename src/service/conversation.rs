@@ -586,6 +586,7 @@ impl Shard {
         };
         let group = match c.events.last() {
             None => return,
+            // A `Queued` entry's body is its group already.
             Some(e) if e.kind == Kind::Assigned.as_u8() => c.group.clone(),
             Some(_) => String::new(),
         };
@@ -783,19 +784,12 @@ impl Shard {
                 c.agent = None;
                 c.agent_conns.clear();
                 c.since_ms = now_ms;
-                // No transcript entry: a requeue reaches no client as an event, and a
-                // sequence number nobody is sent would look like a gap. The next
-                // Assigned entry records where it went.
-                if self.settings.journal {
-                    let body = Body {
-                        group: group.clone(),
-                        ..Body::default()
-                    };
-                    let seq = c.events.len();
-                    let r = record::record(conversation, seq, now_ms, RecordKind::Requeued, &body);
-                    self.log.push(r);
-                }
-                c.group = group;
+                c.group = group.clone();
+                // A transcript event, so whoever reads the transcript later sees where
+                // it went; live it travels only as `Queued` positions, without its seq
+                // (PROTOCOL.md section 13.9).
+                c.append(system_entry(Kind::Queued, now_ms, "", group));
+                self.log_entry(conversation, 0);
             }
             ShardMsg::Conns {
                 conversation,

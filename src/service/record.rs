@@ -23,6 +23,8 @@ pub(crate) enum RecordKind {
     /// A transcript entry (message, assignment, close, rating) with its `seq`.
     Entry = 2,
     /// The conversation lost its agent and waits again (`seq`: the last entry's).
+    /// Written before requeues became transcript entries (a `Queued` entry); still
+    /// read.
     Requeued = 3,
     /// Written by salvage: sequence numbers `seq ..= seq + client_msg_id - 1` are a
     /// gap (the entry is a gap entry standing for all of them).
@@ -62,7 +64,8 @@ pub(crate) struct Body {
     pub visitor: String,
     /// Visitor display name (`Opened`).
     pub visitor_name: String,
-    /// Group queued or assigned in (`Opened`, `Requeued`, and `Entry` of `Assigned`).
+    /// Group queued or assigned in (`Opened`, `Requeued`, and `Entry` of `Assigned`;
+    /// a `Queued` entry carries its group as its body).
     pub group: String,
     /// `Send.client_msg_id` of a message entry (idempotency survives restarts).
     pub client_msg_id: u64,
@@ -106,7 +109,8 @@ pub(crate) const RECORD_MAXIMA: [(&str, usize); 7] = [
     // Tenant, visitor id, name and a group from the visitor's token, or a group of
     // at most MAX_SHORT from the `Send` or the configuration.
     ("opened", body_bytes_bound(MAX_TOKEN_TEXT + MAX_SHORT)),
-    ("requeued", body_bytes_bound(MAX_TOKEN_TEXT)),
+    // A requeue: the group it waits in again, as the `Queued` entry's body.
+    ("queued entry", body_bytes_bound(MAX_TOKEN_TEXT)),
 ];
 
 /// The largest record body the service can write for input the protocol accepts:

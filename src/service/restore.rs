@@ -376,6 +376,12 @@ impl Shard {
                     });
                     c.group = body.group.clone();
                 }
+                Some(Kind::Queued) => {
+                    c.state = State::Queued;
+                    c.agent = None;
+                    c.group = e.body.clone();
+                    c.since_ms = e.time_ms;
+                }
                 Some(Kind::Close) => {
                     c.state = State::Closed;
                     c.closed_ms = e.time_ms;
