@@ -669,8 +669,8 @@ fn protocol_md_layouts_match_the_archived_types() {
 
 #[test]
 fn protocol_md_code_tables_match_the_constants() {
-    use messages::{content, flags, presence, receipt, role};
-    let tables: [(&str, Vec<(&str, u8)>); 5] = [
+    use messages::{content, flags, gap, presence, receipt, role};
+    let tables: [(&str, Vec<(&str, u8)>); 6] = [
         (
             "role",
             vec![
@@ -709,6 +709,10 @@ fn protocol_md_code_tables_match_the_constants() {
                 ("FLAGGED", flags::FLAGGED),
                 ("REPLAY", flags::REPLAY),
             ],
+        ),
+        (
+            "gap",
+            vec![("LOST", gap::LOST), ("RESERVED", gap::RESERVED)],
         ),
     ];
     for (table, want) in tables {
@@ -806,4 +810,103 @@ fn protocol_md_worked_example_is_the_vector() {
             "PROTOCOL.md {name}"
         );
     }
+}
+
+/// Section 2's kind table: every kind the code knows, by number and name, and nothing
+/// else; the kinds a client may send are those whose direction has a client sending.
+/// Section 6.1's list of server-only kinds says the same.
+#[test]
+fn protocol_md_kind_table_matches_the_code() {
+    let rows = md_table_from(0, "Kind");
+    let doc: Vec<(u8, String, String)> = rows
+        .iter()
+        .map(|r| (r[0].parse().unwrap(), r[1].clone(), r[2].clone()))
+        .collect();
+    let code: Vec<(u8, String)> = (0..=u8::MAX)
+        .filter_map(|v| Kind::from_u8(v).map(|k| (v, format!("{k:?}"))))
+        .collect();
+    assert_eq!(
+        doc.iter()
+            .map(|(n, name, _)| (*n, name.clone()))
+            .collect::<Vec<_>>(),
+        code,
+        "section 2 lists exactly the kinds the code knows"
+    );
+    let mut server_only = Vec::new();
+    for (n, name, direction) in &doc {
+        let client_sends = direction == "either way"
+            || direction.starts_with("client →")
+            || direction.starts_with("visitor →")
+            || direction.starts_with("agent →")
+            || direction.starts_with("admin →");
+        let kind = Kind::from_u8(*n).unwrap();
+        assert_eq!(
+            kind.from_client(),
+            client_sends,
+            "{name}: direction {direction:?}"
+        );
+        if !client_sends {
+            server_only.push(n.to_string());
+        }
+    }
+    let listed = format!(
+        "the kinds only the server sends ({})",
+        server_only.join(", ")
+    );
+    assert!(
+        PROTOCOL_MD.contains(&listed),
+        "section 6.1 should say {listed:?}"
+    );
+}
+
+/// Section 7's error table: every code with its name, whether it closes the
+/// connection and whether it is retryable, exactly as the code has them.
+#[test]
+fn protocol_md_error_table_matches_the_code() {
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    let doc: Vec<(u16, String, String, String)> = md_table_from(0, "Code")
+        .iter()
+        .map(|r| {
+            (
+                r[0].parse().unwrap(),
+                r[1].clone(),
+                r[3].clone(),
+                r[4].clone(),
+            )
+        })
+        .collect();
+    let code: Vec<(u16, String, String, String)> = ErrorCode::ALL
+        .iter()
+        .map(|c| {
+            (
+                c.as_u16(),
+                c.name().to_owned(),
+                yes(c.closes_connection()),
+                yes(c.retryable()),
+            )
+        })
+        .collect();
+    assert_eq!(doc, code);
+}
+
+/// Section 13.9's transcript table: the kind number of each event is the one the
+/// server stores.
+#[test]
+fn protocol_md_transcript_table_matches_the_code() {
+    let doc: BTreeMap<String, u8> = md_table_from(0, "Event")
+        .iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap()))
+        .collect();
+    let code: BTreeMap<String, u8> = [
+        ("message", Kind::Send.as_u8()),
+        ("assignment", Kind::Assigned.as_u8()),
+        ("requeue", Kind::Queued.as_u8()),
+        ("close", Kind::Close.as_u8()),
+        ("rating", Kind::Rate.as_u8()),
+        ("gap", messages::entry_kind::GAP),
+    ]
+    .into_iter()
+    .map(|(e, k)| (e.to_owned(), k))
+    .collect();
+    assert_eq!(doc, code);
 }

@@ -92,6 +92,31 @@ impl Kind {
     pub fn as_u8(self) -> u8 {
         self as u8
     }
+
+    /// A conversation request: a kind an established client sends that the server
+    /// decodes and hands to the router or a conversation (PROTOCOL.md section 6.1).
+    pub fn is_request(self) -> bool {
+        matches!(
+            self,
+            Kind::Send
+                | Kind::Receipt
+                | Kind::Typing
+                | Kind::Transfer
+                | Kind::Claim
+                | Kind::Close
+                | Kind::Rate
+                | Kind::Presence
+                | Kind::History
+                | Kind::Notice
+                | Kind::Suggest
+        )
+    }
+
+    /// Whether a client may send this kind at all (the others only the server sends,
+    /// and are answered 105 from a client).
+    pub fn from_client(self) -> bool {
+        matches!(self, Kind::Hello | Kind::Ping | Kind::Pong | Kind::Bye) || self.is_request()
+    }
 }
 
 #[cfg(test)]

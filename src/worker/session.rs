@@ -310,7 +310,7 @@ impl Sessions {
                 ));
                 Ok(())
             }
-            (State::Established(id), Some(kind)) if is_request(kind) => {
+            (State::Established(id), Some(kind)) if kind.is_request() => {
                 let msg = match Msg::decode(header.kind, &payload) {
                     Ok(msg) => msg,
                     // A broken archive ends the session; a field out of range is one
@@ -341,24 +341,6 @@ impl Sessions {
             (State::Established(_), _) => Err(ErrorCode::UnknownKind),
         }
     }
-}
-
-/// Kinds a client sends about conversations, presence and broadcasts.
-fn is_request(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::Send
-            | Kind::Receipt
-            | Kind::Typing
-            | Kind::Transfer
-            | Kind::Claim
-            | Kind::Close
-            | Kind::Rate
-            | Kind::Presence
-            | Kind::History
-            | Kind::Notice
-            | Kind::Suggest
-    )
 }
 
 /// Where a decoded request goes: the router for opening, claiming, presence and
