@@ -21,7 +21,8 @@ use super::timer::TimerHeap;
 use crate::clock::millis;
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{CloseReason, Command, ConnId, Event, WorkerQueue};
-use crate::metrics::ReactorMetrics;
+use crate::ledger::{Ledger, TOTAL_QUANTUM};
+use crate::metrics::{Cut, ReactorMetrics};
 use crate::ops::limits::{AcceptBucket, ConnLimits, RejectLog};
 use crate::protocol::{ErrorCode, Kind};
 use crossbeam_utils::CachePadded;
@@ -31,6 +32,10 @@ use crossbeam_utils::CachePadded;
 pub(crate) struct Settings {
     pub max_frame_bytes: u32,
     pub max_pending_bytes: u32,
+    /// `limits.max_pending_total`, resolved.
+    pub max_pending_total: u64,
+    /// `limits.stall_timeout`.
+    pub stall_ms: u64,
     pub handshake_ms: u64,
     pub idle_ms: u64,
     pub linger_ms: u64,
@@ -49,6 +54,8 @@ impl Settings {
         Self {
             max_frame_bytes: c.limits.max_frame_bytes,
             max_pending_bytes: c.limits.max_pending_bytes,
+            max_pending_total: c.max_pending_total_bytes(),
+            stall_ms: millis(c.limits.stall_timeout),
             handshake_ms: millis(c.heartbeat.handshake_timeout),
             idle_ms: millis(c.heartbeat.idle_timeout),
             linger_ms: millis(c.limits.close_linger),
@@ -63,6 +70,10 @@ impl Settings {
 
 /// Most slots one reactor reserves up front (~120 MiB of address space).
 const MAX_RESERVED_SLOTS: usize = 1 << 20;
+
+/// Longest time between two sweeps of the backlog (stalled output) while anything
+/// is queued.
+const SWEEP_MS: u64 = 100;
 
 /// One reactor's connections and everything attached to them.
 pub(crate) struct Core {
@@ -91,6 +102,21 @@ pub(crate) struct Core {
     /// This reactor's share of the accept rate.
     bucket: AcceptBucket,
     reject_log: RejectLog,
+    /// Output owed per connection and in total, shared with the producers.
+    ledger: Arc<Ledger>,
+    /// Connections that may have output queued (each at most once: `Conn::listed`).
+    backlog: Vec<Token>,
+    /// Bytes queued on this reactor's connections (the sum of their `published`).
+    queued: u64,
+    /// Change of `queued` not yet added to the ledger's daemon-wide total.
+    unpublished: i64,
+    /// When the backlog is swept next (reactor clock, ms).
+    next_sweep_ms: u64,
+    /// Cutting connections for the daemon-wide budget (no nested shedding).
+    shedding: bool,
+    /// While draining: a closing connection whose output made no progress for this
+    /// long is dropped (its peer reads nothing; waiting longer cannot help).
+    drain_stall_ms: u64,
 }
 
 impl Core {
@@ -101,6 +127,7 @@ impl Core {
         workers: Arc<[WorkerQueue]>,
         stats: Arc<CachePadded<ReactorMetrics>>,
         (limits, bucket): (Arc<ConnLimits>, AcceptBucket),
+        ledger: Arc<Ledger>,
     ) -> Self {
         let reserve = settings.reserve_slots;
         Self {
@@ -121,15 +148,24 @@ impl Core {
             limits,
             bucket,
             reject_log: RejectLog::new(),
+            ledger,
+            backlog: Vec::new(),
+            queued: 0,
+            unpublished: 0,
+            next_sweep_ms: 0,
+            shedding: false,
+            drain_stall_ms: u64::MAX,
         }
     }
 
     /// Ends one loop turn that began (the poll returned) at `started`: bumps the
     /// watchdog's progress counter and the loop-lag figures. A backend calls it once
     /// per turn.
-    pub fn end_turn(&self, started: Instant) {
+    pub fn end_turn(&mut self, started: Instant) {
+        self.ledger.add_total(std::mem::take(&mut self.unpublished));
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let s = self.stats();
+        s.pending_bytes.set(self.queued);
         s.loops.inc();
         s.loop_lag_max_us.max(us);
         s.busy_us.add(us);
@@ -293,6 +329,8 @@ impl Core {
             mark_ms: now,
             generation,
             pending: 0,
+            published: 0,
+            out_mark_ms: now,
             discarded: 0,
             close_reason: None,
             phase,
@@ -302,9 +340,12 @@ impl Core {
             announced: false,
             write_shut: false,
             dirty: false,
+            listed: false,
+            head_started: false,
             sending: 0,
             ip_key,
         });
+        self.ledger.open(self.id, slot as u32, generation);
         let stats = self.stats();
         stats.accepted.inc();
         stats.open.set(self.conns.len() as u64);
@@ -398,8 +439,11 @@ impl Core {
         };
         if c.phase == Phase::Closing {
             c.discarded = c.discarded.saturating_add(data.len() as u32);
-            // During a graceful drain the drain deadline bounds this instead.
+            // Only once the farewell is out: releasing with input unread resets the
+            // connection, and a reset destroys what the peer has not read yet. Until
+            // then the linger bounds it; during a graceful drain the drain deadline.
             if c.discarded as usize > self.settings.read_budget_bytes
+                && c.write_shut
                 && self.drain_deadline.is_none()
             {
                 let reason = c.close_reason.unwrap_or(CloseReason::Server);
@@ -488,6 +532,7 @@ impl Core {
 
     /// `send` with an explicit bound (a farewell frame may exceed the usual one).
     fn write_or_queue(&mut self, drv: &mut impl Driver, slot: usize, mut data: Bytes, bound: u32) {
+        let now = self.now_ms();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -503,6 +548,7 @@ impl Core {
                         return;
                     }
                     data.advance(n);
+                    c.head_started = n > 0;
                     self.queue_refused(drv, slot, data, bound);
                     return;
                 }
@@ -526,8 +572,11 @@ impl Core {
             u64::from(bound) * 2
         };
         if pending > cap || pending > u64::from(u32::MAX) {
-            self.over_bound(drv, slot, pending);
+            self.over_bound(drv, slot);
             return;
+        }
+        if c.outq.is_empty() {
+            c.out_mark_ms = now;
         }
         c.pending = pending as u32;
         c.outq.push_back(data);
@@ -538,18 +587,23 @@ impl Core {
         // Also before the turn's send: a turn's input can queue far more than the
         // kernel will take at once.
         self.pause_if_backlogged(slot);
+        self.publish(drv, slot);
     }
 
     /// Queues what the kernel refused from a direct write and waits for
     /// writability.
     fn queue_refused(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes, bound: u32) {
+        let now = self.now_ms();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
         let pending = u64::from(c.pending) + data.len() as u64;
         if pending > u64::from(bound) {
-            self.over_bound(drv, slot, pending);
+            self.over_bound(drv, slot);
             return;
+        }
+        if c.outq.is_empty() {
+            c.out_mark_ms = now;
         }
         c.pending = pending as u32;
         c.outq.push_back(data);
@@ -562,11 +616,106 @@ impl Core {
             }
         }
         self.pause_if_backlogged(slot);
+        self.publish(drv, slot);
+    }
+
+    /// Brings the output ledger and the reactor's total up to date with a
+    /// connection's queue (after any change of `pending`), lists it in the backlog
+    /// while it has output queued, and enforces the daemon-wide budget when the
+    /// total grew.
+    fn publish(&mut self, drv: &mut impl Driver, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let delta = i64::from(c.pending) - i64::from(c.published);
+        if delta == 0 {
+            return;
+        }
+        c.published = c.pending;
+        if c.phase != Phase::Closing {
+            self.ledger
+                .settle(self.id, slot as u32, c.generation, delta);
+        }
+        if c.pending > 0 && !c.listed {
+            c.listed = true;
+            self.backlog.push(token(slot, c.generation));
+        }
+        self.queued = self.queued.saturating_add_signed(delta);
+        self.unpublished += delta;
+        if self.unpublished.abs() >= TOTAL_QUANTUM {
+            self.ledger.add_total(std::mem::take(&mut self.unpublished));
+            if delta > 0 {
+                self.enforce_total(drv);
+            }
+        }
+    }
+
+    /// A connection is gone: its queued bytes leave the reactor's total.
+    fn unpublish(&mut self, published: u32) {
+        self.queued = self.queued.saturating_sub(u64::from(published));
+        self.unpublished -= i64::from(published);
+    }
+
+    /// When the output queued at all reactors passed `limits.max_pending_total`, cuts
+    /// this reactor's connections that owe the most until its part of the excess (in
+    /// proportion to what it holds) is freed: the largest consumers go first, as
+    /// with Redis' output buffer limits or NATS' slow consumers.
+    fn enforce_total(&mut self, drv: &mut impl Driver) {
+        let budget = self.settings.max_pending_total;
+        let total = self.ledger.total().saturating_add_signed(self.unpublished);
+        if self.shedding || total <= budget || self.queued == 0 {
+            return;
+        }
+        self.shedding = true;
+        let excess = total - budget;
+        let share = ((u128::from(excess) * u128::from(self.queued)).div_ceil(u128::from(total))
+            as u64)
+            .max(1);
+        let mut candidates: Vec<(u32, usize)> = self
+            .backlog
+            .iter()
+            .filter_map(|&t| {
+                let slot = self.slot_of(t)?;
+                let c = self.conns.get(slot)?;
+                (c.pending > 0).then_some((c.pending, slot))
+            })
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        let before = self.queued;
+        let mut cut = 0u32;
+        for (_, slot) in candidates {
+            if before.saturating_sub(self.queued) >= share {
+                break;
+            }
+            match self.conns.get(slot).map(|c| c.phase) {
+                Some(Phase::Closing) => {
+                    let reason = self
+                        .conns
+                        .get(slot)
+                        .and_then(|c| c.close_reason)
+                        .unwrap_or(CloseReason::Server);
+                    self.release(drv, slot, reason);
+                }
+                Some(_) => self.cut_slow_consumer(drv, slot, Cut::Total),
+                None => {}
+            }
+            cut += 1;
+        }
+        self.ledger.add_total(std::mem::take(&mut self.unpublished));
+        tracing::warn!(
+            reactor = self.id,
+            total,
+            budget,
+            cut,
+            freed = before.saturating_sub(self.queued),
+            "output over limits.max_pending_total; cut the connections owing the most"
+        );
+        self.shedding = false;
     }
 
     /// Output past the bound: a closing connection is released (even its farewell
     /// does not fit), any other is cut as a slow consumer.
-    fn over_bound(&mut self, drv: &mut impl Driver, slot: usize, pending: u64) {
+    fn over_bound(&mut self, drv: &mut impl Driver, slot: usize) {
         let Some(c) = self.conns.get(slot) else {
             return;
         };
@@ -575,9 +724,7 @@ impl Core {
             self.release(drv, slot, reason);
             return;
         }
-        let peer = c.stream.peer_addr().ok();
-        tracing::info!(reactor = self.id, ?peer, pending, "closing slow consumer");
-        self.cut_slow_consumer(drv, slot);
+        self.cut_slow_consumer(drv, slot, Cut::MaxPending);
     }
 
     /// Stops reading a connection whose unsent output passed half the bound.
@@ -592,16 +739,44 @@ impl Core {
         }
     }
 
-    /// Drops the queued output of a connection past its bound, keeping only what a
-    /// send in flight covers, or else the head (which may be the rest of a partly
-    /// written frame), so frame boundaries survive; then closes it with
-    /// `SLOW_CONSUMER`.
-    fn cut_slow_consumer(&mut self, drv: &mut impl Driver, slot: usize) {
+    /// Cuts a slow consumer: drops its queued output but what a send in flight covers
+    /// and the rest of a partly written frame (so frame boundaries survive; a raw echo
+    /// stream keeps only what is in flight), then closes it with `SLOW_CONSUMER`,
+    /// whose `Error` frame follows what was kept.
+    fn cut_slow_consumer(&mut self, drv: &mut impl Driver, slot: usize, why: Cut) {
+        let now = self.now_ms();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        c.outq.truncate(usize::from(c.sending.max(1)));
+        if c.phase == Phase::Closing {
+            return;
+        }
+        let pending = c.pending;
+        let keep = usize::from(c.sending).max(usize::from(
+            c.head_started && c.kind == ListenerKind::Client,
+        ));
+        c.outq.truncate(keep);
         c.pending = c.outq.iter().map(|b| b.len() as u32).sum();
+        if c.outq.is_empty() {
+            c.head_started = false;
+        }
+        let stalled_ms = now.saturating_sub(c.out_mark_ms);
+        let peer = c.stream.peer_addr().ok();
+        self.stats.count_cut(why);
+        match why {
+            Cut::Total => {
+                tracing::debug!(reactor = self.id, ?peer, pending, "closing slow consumer")
+            }
+            _ => tracing::info!(
+                reactor = self.id,
+                ?peer,
+                pending,
+                stalled_ms,
+                cause = why.label(),
+                "closing slow consumer"
+            ),
+        }
+        self.publish(drv, slot);
         self.close_with_error(drv, slot, ErrorCode::SlowConsumer, 0);
     }
 
@@ -636,6 +811,7 @@ impl Core {
         let Some(slot) = self.slot_of(t) else {
             return;
         };
+        let now = self.now_ms();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -646,6 +822,7 @@ impl Core {
             n if n > 0 => {
                 self.stats.bytes_out.add(n as u64);
                 consume(c, n as usize);
+                c.out_mark_ms = now;
             }
             e if e == -libc::EAGAIN || e == -libc::EINTR => {
                 if !c.writable_armed {
@@ -663,9 +840,12 @@ impl Core {
                 return;
             }
         }
+        self.publish(drv, slot);
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
         if c.pending > self.settings.max_pending_bytes && c.phase != Phase::Closing {
-            let pending = u64::from(c.pending);
-            self.over_bound(drv, slot, pending);
+            self.over_bound(drv, slot);
             return;
         }
         self.pause_if_backlogged(slot);
@@ -676,6 +856,7 @@ impl Core {
     /// the kernel refuses more (then writability is awaited), or an asynchronous
     /// send takes it (then its completion continues).
     fn flush(&mut self, drv: &mut impl Driver, slot: usize) {
+        let now = self.now_ms();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -688,6 +869,7 @@ impl Core {
                 Sent::Wrote(n) if n > 0 => {
                     self.stats.bytes_out.add(n as u64);
                     consume(c, n);
+                    c.out_mark_ms = now;
                 }
                 Sent::Wrote(_) | Sent::Failed => {
                     self.release(drv, slot, CloseReason::IoError);
@@ -695,6 +877,7 @@ impl Core {
                 }
                 Sent::Submitted(k) => {
                     c.sending = k.max(1);
+                    self.publish(drv, slot);
                     return;
                 }
                 Sent::Blocked => {
@@ -706,10 +889,10 @@ impl Core {
                         }
                     }
                     if c.phase != Phase::Closing && c.pending > self.settings.max_pending_bytes {
-                        let pending = u64::from(c.pending);
-                        self.over_bound(drv, slot, pending);
+                        self.over_bound(drv, slot);
                     } else {
                         self.pause_if_backlogged(slot);
+                        self.publish(drv, slot);
                     }
                     return;
                 }
@@ -718,6 +901,7 @@ impl Core {
         // Caught up: drop the queue's storage so an idle connection owns nothing.
         c.outq = VecDeque::new();
         c.pending = 0;
+        c.head_started = false;
         if c.writable_armed {
             c.writable_armed = false;
             if drv.set_writable(&mut c.stream, t, false).is_err() {
@@ -733,6 +917,7 @@ impl Core {
             c.write_shut = true;
             let _ = c.stream.shutdown(Shutdown::Write);
         }
+        self.publish(drv, slot);
     }
 
     /// Starts closing a connection: sends `farewell` (an `Error` or `Bye` frame) if
@@ -758,6 +943,8 @@ impl Core {
         c.spill = Vec::new();
         c.mark_ms = now;
         let generation = c.generation;
+        // Producers stop charging it: whatever they send now is dropped.
+        self.ledger.close(self.id, slot as u32);
         // Raw echo streams carry no frames, so they close without a farewell.
         let farewell = farewell.filter(|_| c.kind == ListenerKind::Client);
         if c.read_paused {
@@ -800,6 +987,8 @@ impl Core {
         };
         drv.deregister(&mut c.stream, token(slot, c.generation));
         self.limits.release(c.ip_key);
+        self.ledger.close(self.id, slot as u32);
+        self.unpublish(c.published);
         if c.close_reason.is_none() {
             self.stats.count_close(reason);
         }
@@ -820,6 +1009,16 @@ impl Core {
             match cmd {
                 Command::Send { conn, frame } => {
                     if let Some(slot) = self.open_slot_of_id(conn) {
+                        self.stats.kinds_out.count_encoded(&frame);
+                        self.send(drv, slot, frame);
+                    }
+                }
+                Command::SendCharged { conn, frame } => {
+                    if let Some(slot) = self.open_slot_of_id(conn) {
+                        // The producer's charge becomes queued output (or none).
+                        let charged = i64::try_from(frame.len()).unwrap_or(i64::MAX);
+                        self.ledger
+                            .settle(self.id, conn.slot, conn.generation, -charged);
                         self.stats.kinds_out.count_encoded(&frame);
                         self.send(drv, slot, frame);
                     }
@@ -856,6 +1055,11 @@ impl Core {
                 } => {
                     if let Some(slot) = self.slot_of_id(conn) {
                         match (code, farewell) {
+                            // A producer found the replies it holds back for this
+                            // connection past their bound.
+                            (Some(ErrorCode::SlowConsumer), None) => {
+                                self.cut_slow_consumer(drv, slot, Cut::Deferred)
+                            }
                             (Some(code), None) => self.close_with_error(drv, slot, code, 0),
                             (code, farewell) => {
                                 let reason = code.map_or(CloseReason::Server, CloseReason::Error);
@@ -873,6 +1077,8 @@ impl Core {
                 Command::Limits(l) => {
                     self.settings.max_frame_bytes = l.max_frame_bytes;
                     self.settings.max_pending_bytes = l.max_pending_bytes;
+                    self.settings.max_pending_total = l.max_pending_total;
+                    self.settings.stall_ms = l.stall_ms;
                     self.settings.handshake_ms = l.handshake_ms;
                     self.settings.idle_ms = l.idle_ms;
                     self.settings.linger_ms = l.linger_ms;
@@ -916,10 +1122,18 @@ impl Core {
                 Phase::Closing => self.release(drv, slot, CloseReason::Server),
             }
         }
+        if !self.backlog.is_empty() && now >= self.next_sweep_ms {
+            self.sweep(drv, now);
+            self.next_sweep_ms = now.saturating_add(self.sweep_interval());
+        }
         let mut wait = self
             .timers
             .next_deadline()
             .map(|d| Duration::from_millis(d.saturating_sub(now)));
+        if !self.backlog.is_empty() {
+            let sweep = Duration::from_millis(self.next_sweep_ms.saturating_sub(now));
+            wait = Some(wait.map_or(sweep, |w| w.min(sweep)));
+        }
         if let Some(deadline) = self.drain_deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             wait = Some(wait.map_or(left, |w| w.min(left)));
@@ -927,10 +1141,66 @@ impl Core {
         wait
     }
 
+    /// How often the backlog is swept: often enough to notice a stall within a
+    /// quarter of `limits.stall_timeout`.
+    fn sweep_interval(&self) -> u64 {
+        (self.settings.stall_ms / 4).clamp(1, SWEEP_MS)
+    }
+
+    /// Walks the backlog: forgets connections that caught up, cuts those whose
+    /// queued output made no progress for `limits.stall_timeout` (their peer reads
+    /// nothing: paused, such a connection could neither read nor write), and, while
+    /// draining, drops closing connections whose farewell cannot get out.
+    fn sweep(&mut self, drv: &mut impl Driver, now: u64) {
+        let list = std::mem::take(&mut self.backlog);
+        let mut stalled = Vec::new();
+        let mut hopeless = Vec::new();
+        for t in list {
+            let Some(slot) = self.slot_of(t) else {
+                continue;
+            };
+            let Some(c) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            if c.pending == 0 {
+                c.listed = false;
+                continue;
+            }
+            self.backlog.push(t);
+            let quiet = now.saturating_sub(c.out_mark_ms);
+            match c.phase {
+                Phase::Closing if quiet >= self.drain_stall_ms => hopeless.push(slot),
+                Phase::Closing => {}
+                _ if quiet >= self.settings.stall_ms => stalled.push(slot),
+                _ => {}
+            }
+        }
+        for slot in stalled {
+            self.cut_slow_consumer(drv, slot, Cut::Stalled);
+        }
+        for slot in hopeless {
+            let reason = self
+                .conns
+                .get(slot)
+                .and_then(|c| c.close_reason)
+                .unwrap_or(CloseReason::Shutdown);
+            tracing::debug!(
+                reactor = self.id,
+                slot,
+                "draining: dropping a connection whose output is stuck"
+            );
+            self.release(drv, slot, reason);
+        }
+    }
+
     /// Shutdown phase two: tells protocol clients `Bye`, closes every connection
     /// once flushed.
     fn begin_drain(&mut self, drv: &mut impl Driver, deadline: Instant) {
         self.drain_deadline = Some(deadline);
+        // Output that made no progress for half the drain's time will not get out
+        // in the other half either.
+        self.drain_stall_ms = millis(deadline.saturating_duration_since(Instant::now())) / 2;
+        self.next_sweep_ms = 0;
         self.input_open = false;
         // One Bye for everyone; closing connections already said their farewell
         // (close_with ignores them).
@@ -965,8 +1235,10 @@ fn consume(c: &mut Conn, n: usize) {
         if front.len() <= left {
             left -= front.len();
             c.outq.pop_front();
+            c.head_started = false;
         } else {
             front.advance(left);
+            c.head_started = true;
             left = 0;
         }
     }

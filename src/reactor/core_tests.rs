@@ -78,6 +78,8 @@ fn settings(max_pending_bytes: u32) -> Settings {
     Settings {
         max_frame_bytes: 1 << 20,
         max_pending_bytes,
+        max_pending_total: u64::MAX,
+        stall_ms: 10_000,
         handshake_ms: 10_000,
         idle_ms: 10_000,
         linger_ms: 1_000,
@@ -107,6 +109,7 @@ fn core_with_echo(drv: &mut Script, max_pending: u32) -> (Core, Token, std::net:
             Arc::new(ConnLimits::new(&limits)),
             AcceptBucket::new(&limits, 1),
         ),
+        Arc::new(crate::ledger::Ledger::new(1, 1024)),
     );
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();

@@ -18,6 +18,7 @@
 //! to derive state, so the journal can become the source of truth by replaying them.
 
 pub(crate) mod conversation;
+mod deferred;
 pub(crate) mod record;
 pub(crate) mod router;
 mod sent;
