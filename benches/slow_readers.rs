@@ -7,7 +7,8 @@
 //!
 //! ```text
 //! cargo bench --bench slow_readers -- [--hogs 50] [--requests 300] [--messages 150]
-//!     [--body 60000] [--backend epoll|uring] [--max-pending BYTES] [--stall SECS]
+//!     [--body 60000] [--backend epoll|uring] [--max-pending BYTES] [--max-frame BYTES]
+//!     [--stall SECS]
 //!     [--env NAME=VALUE] [--rounds N]
 //! ```
 //!
@@ -59,6 +60,7 @@ struct Args {
     body: usize,
     backend: String,
     max_pending: Option<u64>,
+    max_frame: Option<u64>,
     stall_secs: Option<u64>,
     env: Vec<(String, String)>,
     rounds: usize,
@@ -72,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
         body: 60_000,
         backend: "epoll".into(),
         max_pending: None,
+        max_frame: None,
         stall_secs: None,
         env: Vec::new(),
         rounds: 1,
@@ -93,6 +96,7 @@ fn parse_args() -> Result<Args, String> {
             "--rounds" => a.rounds = num(value()?)?.max(1) as usize,
             "--backend" => a.backend = value()?,
             "--max-pending" => a.max_pending = Some(num(value()?)?),
+            "--max-frame" => a.max_frame = Some(num(value()?)?),
             "--stall" => a.stall_secs = Some(num(value()?)?),
             "--env" => {
                 let v = value()?;
@@ -200,6 +204,9 @@ fn start(a: &Args, dir: &std::path::Path) -> Result<(Daemon, SocketAddr, SocketA
             .unwrap_or_default();
     if let Some(p) = a.max_pending {
         limits.push_str(&format!("max_pending_bytes = {p}\n"));
+    }
+    if let Some(f) = a.max_frame {
+        limits.push_str(&format!("max_frame_bytes = {f}\n"));
     }
     let toml = format!(
         "state_dir = {state:?}\n\
@@ -448,7 +455,7 @@ fn run() -> Result<(), String> {
         println!(
             "round {round}: baseline {base} KiB {base_parts}; peak {peak} KiB {peak_parts} (+{} KiB per hog; bound max_pending_bytes + 1 page = {} KiB); all {} cut after {:.1} s (History requests held back: {deferred}); {got_302} ended with 302 (pages read: {pages}); RSS 1 s after {after_1s} KiB, 5 s after {after_5s} KiB {after_parts}",
             peak.saturating_sub(base) / a.hogs as u64,
-            (max_pending + 1024 * 1024) / 1024,
+            (max_pending + a.max_frame.unwrap_or(1 << 20)) / 1024,
             a.hogs,
             cut_after.as_secs_f64(),
         );
