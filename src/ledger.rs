@@ -26,12 +26,13 @@
 //! each reactor in quanta of [`TOTAL_QUANTUM`] bytes (so it lags each reactor's own
 //! count by less than that); `limits.max_pending_total` bounds it.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crossbeam_utils::CachePadded;
 
 use crate::handoff::ConnId;
+use crate::metrics::Gauge;
 
 /// Connection slots per lazily allocated chunk.
 const CHUNK: usize = 4096;
@@ -86,16 +87,19 @@ fn owed_of(v: u64) -> u32 {
 #[derive(Debug)]
 pub(crate) struct Ledger {
     reactors: Box<[Table]>,
-    total: CachePadded<AtomicI64>,
+    /// Also the `output_pending_total_bytes` metric. Each reactor's published part
+    /// is never negative, so the sum is not either, whatever the order of updates.
+    total: Arc<CachePadded<Gauge>>,
 }
 
 impl Ledger {
     /// A ledger for `reactors` reactors of up to `slots` connection slots each
-    /// (connections in slots beyond are not accounted: producers see no debt).
-    pub fn new(reactors: usize, slots: usize) -> Self {
+    /// (connections in slots beyond are not accounted: producers see no debt),
+    /// keeping the daemon-wide total in `total`.
+    pub fn new(reactors: usize, slots: usize, total: Arc<CachePadded<Gauge>>) -> Self {
         Self {
             reactors: (0..reactors).map(|_| Table::new(slots)).collect(),
-            total: CachePadded::new(AtomicI64::new(0)),
+            total,
         }
     }
 
@@ -173,13 +177,16 @@ impl Ledger {
     /// Reactor: adds a published change to the daemon-wide total.
     pub fn add_total(&self, delta: i64) {
         if delta != 0 {
-            self.total.fetch_add(delta, Ordering::AcqRel);
+            self.total.add_signed(delta);
         }
     }
 
     /// Output queued at all reactors as last published (bytes).
     pub fn total(&self) -> u64 {
-        u64::try_from(self.total.load(Ordering::Acquire)).unwrap_or(0)
+        let t = self.total.get();
+        // A transient wrap below zero cannot happen (see `total`), but never report
+        // one as a huge figure.
+        if t > u64::MAX / 2 { 0 } else { t }
     }
 }
 
@@ -197,7 +204,7 @@ mod tests {
 
     #[test]
     fn charges_land_only_on_the_connection_they_name() {
-        let l = Ledger::new(2, 10_000);
+        let l = Ledger::new(2, 10_000, Arc::default());
         assert_eq!(l.owed(conn(5000, 7)), None, "chunk exists, no connection");
         l.open(1, 5000, 7);
         assert!(l.charge(conn(5000, 7), 100));
@@ -223,7 +230,7 @@ mod tests {
 
     #[test]
     fn slots_outside_the_table_are_not_accounted() {
-        let l = Ledger::new(1, 100);
+        let l = Ledger::new(1, 100, Arc::default());
         let far = ConnId {
             reactor: 0,
             slot: 1 << 20,
@@ -242,7 +249,7 @@ mod tests {
 
     #[test]
     fn total_adds_published_changes() {
-        let l = Ledger::new(1, 1);
+        let l = Ledger::new(1, 1, Arc::default());
         l.add_total(100);
         l.add_total(-40);
         assert_eq!(l.total(), 60);

@@ -50,6 +50,11 @@ impl Gauge {
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
+    /// Adds a signed change (wrapping: for a total that never goes below zero while
+    /// its parts are added in any order).
+    pub fn add_signed(&self, delta: i64) {
+        self.0.fetch_add(delta as u64, Ordering::Relaxed);
+    }
     /// Subtracts `n`, stopping at zero.
     pub fn sub(&self, n: u64) {
         let _ = self
@@ -424,6 +429,9 @@ pub struct Metrics {
     pub health: Arc<Health>,
     /// `limits.max_pending_total` in force (bytes).
     pub pending_limit: Gauge,
+    /// Output queued at all reactors (bytes), as they last published it; the total
+    /// `limits.max_pending_total` bounds (shared with the output ledger).
+    pub pending_total: Arc<CachePadded<Gauge>>,
 }
 
 impl Metrics {
@@ -436,6 +444,7 @@ impl Metrics {
             journal: Arc::default(),
             health: Arc::default(),
             pending_limit: Gauge::default(),
+            pending_total: Arc::default(),
         }
     }
 

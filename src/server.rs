@@ -120,6 +120,7 @@ impl Server {
         let ledger = Arc::new(crate::ledger::Ledger::new(
             n_reactors,
             config.limits.max_connections as usize,
+            metrics.pending_total.clone(),
         ));
         metrics.pending_limit.set(config.max_pending_total_bytes());
 

@@ -267,3 +267,86 @@ fn a_client_that_reads_slowly_gets_every_page_in_order() {
         0
     );
 }
+
+#[test]
+fn a_broadcast_to_clients_that_do_not_read_is_held_to_the_daemons_budget() {
+    const BUDGET: u64 = 2 << 20;
+    let server = util::peer::service_server(|c| {
+        c.limits.max_pending_bytes = 512 * 1024;
+        c.limits.max_pending_total = BUDGET;
+        c.limits.stall_timeout = Duration::from_secs(60);
+        c.limits.close_linger = Duration::from_secs(30);
+        c.assist.spam_enabled = false;
+    });
+    let addr = server.addr();
+    let m = server.metrics().clone();
+    // Sixteen connections of one visitor that never read: every message the visitor
+    // sends from its seventeenth goes to all of them (pausing their reading cannot
+    // stop that).
+    let hello = Msg::from(switchboard::protocol::messages::Hello {
+        protocol: switchboard::protocol::PROTOCOL_VERSION,
+        token: util::token("fan", "visitor"),
+        client: "deaf".into(),
+        resume: Vec::new(),
+    })
+    .to_frame(1);
+    let mut deaf: Vec<Client> = (0..16)
+        .map(|_| {
+            let mut c = Client::connect_small_rcvbuf(addr, 4096);
+            c.write_raw(&hello);
+            assert_eq!(
+                c.read_frame(util::REPLY_TIMEOUT).header.kind,
+                util::kind::WELCOME
+            );
+            c
+        })
+        .collect();
+    let mut sender = Peer::connect(addr, &util::token("fan", "visitor"), "fan");
+    let body = "w".repeat(BODY);
+    let conv = sender.send_accepted(0, 1, &body).conversation;
+    let cut_total = || m.reactor_sum(|r| r.cuts_for(switchboard::metrics::Cut::Total));
+    let mut peak = 0;
+    for i in 0..200 {
+        sender.send_accepted(conv, 2 + i, &body);
+        peak = peak.max(m.pending_total.get());
+        if cut_total() >= 8 {
+            break;
+        }
+    }
+    assert!(cut_total() >= 8, "the budget never cut anyone");
+    let slack = 2 * (64 + 64) * 1024;
+    assert!(
+        peak <= BUDGET + slack,
+        "{peak} bytes queued against {BUDGET}"
+    );
+    // Every cut one reads what it was sent, then the 302, then end-of-stream; the
+    // others are still open.
+    let readers: Vec<_> = deaf
+        .into_iter()
+        .map(|mut c| {
+            std::thread::spawn(move || {
+                loop {
+                    match c.try_read_frame(Duration::from_secs(2)) {
+                        Read1::Frame(f) if f.header.kind == util::kind::ERROR => {
+                            assert_eq!(f.header.status, 302, "{f:?}");
+                            c.expect_eof(util::REPLY_TIMEOUT);
+                            return true;
+                        }
+                        Read1::Frame(_) => {}
+                        Read1::Timeout => return false,
+                        other => panic!("{other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let told: usize = readers
+        .into_iter()
+        .map(|r| usize::from(r.join().unwrap()))
+        .sum();
+    let cut = m.closed_for(switchboard::handoff::CloseReason::Error(
+        switchboard::protocol::ErrorCode::SlowConsumer,
+    ));
+    assert_eq!(told as u64, cut, "each one cut was told why");
+    sender.ping();
+}

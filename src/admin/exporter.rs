@@ -250,6 +250,12 @@ impl Exporter {
         )?;
         gauge(
             enc,
+            "output_pending_total_bytes",
+            "Output queued for all connections together, as the reactors last published it (within 64 KiB each).",
+            self.0.pending_total.get(),
+        )?;
+        gauge(
+            enc,
             "output_pending_limit_bytes",
             "limits.max_pending_total in force: past it the connections owing the most are cut.",
             self.0.pending_limit.get(),

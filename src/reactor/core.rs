@@ -114,6 +114,13 @@ pub(crate) struct Core {
     next_sweep_ms: u64,
     /// Cutting connections for the daemon-wide budget (no nested shedding).
     shedding: bool,
+    /// Output queued daemon-wide passed half of `limits.max_pending_total`:
+    /// connections stop reading while they have anything queued, so output that
+    /// their own input causes (an echo, replies) cannot grow until they drain.
+    pressure: bool,
+    /// When the last pressure change was logged (reactor clock, ms), and how many
+    /// changes were not logged since.
+    pressure_log: (u64, u32),
     /// While draining: a closing connection whose output made no progress for this
     /// long is dropped (its peer reads nothing; waiting longer cannot help).
     drain_stall_ms: u64,
@@ -154,6 +161,8 @@ impl Core {
             unpublished: 0,
             next_sweep_ms: 0,
             shedding: false,
+            pressure: false,
+            pressure_log: (0, 0),
             drain_stall_ms: u64::MAX,
         }
     }
@@ -163,6 +172,7 @@ impl Core {
     /// per turn.
     pub fn end_turn(&mut self, started: Instant) {
         self.ledger.add_total(std::mem::take(&mut self.unpublished));
+        self.note_pressure();
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let s = self.stats();
         s.pending_bytes.set(self.queued);
@@ -641,12 +651,67 @@ impl Core {
             self.backlog.push(token(slot, c.generation));
         }
         self.queued = self.queued.saturating_add_signed(delta);
+        if delta > 0 && self.unpublished < 0 {
+            // Publish what shrank before growing again, so growth that the total
+            // does not show yet stays under one quantum.
+            self.ledger.add_total(std::mem::take(&mut self.unpublished));
+        }
         self.unpublished += delta;
         if self.unpublished.abs() >= TOTAL_QUANTUM {
             self.ledger.add_total(std::mem::take(&mut self.unpublished));
+            self.note_pressure();
             if delta > 0 {
                 self.enforce_total(drv);
             }
+        }
+    }
+
+    /// Recomputes whether the daemon's output is under pressure (from the published
+    /// total), logging changes at most once a second.
+    fn note_pressure(&mut self) {
+        let budget = self.settings.max_pending_total;
+        let total = self.ledger.total();
+        let on = total > budget / 2;
+        if on == self.pressure {
+            return;
+        }
+        self.pressure = on;
+        if on {
+            // Those already behind stop reading now, not at their next write.
+            for &t in &self.backlog {
+                if let Some(c) = self.conns.get_mut(untoken(t).0)
+                    && c.generation == untoken(t).1
+                    && c.pending > 0
+                    && !c.read_paused
+                {
+                    c.read_paused = true;
+                    self.stats.read_pauses.inc();
+                }
+            }
+        }
+        let now = self.now_ms();
+        let (last, skipped) = self.pressure_log;
+        if now.saturating_sub(last) < 1000 && last != 0 {
+            self.pressure_log.1 = skipped + 1;
+            return;
+        }
+        self.pressure_log = (now, 0);
+        if on {
+            tracing::warn!(
+                reactor = self.id,
+                total,
+                budget,
+                changes_not_logged = skipped,
+                "output over half of limits.max_pending_total: connections with output queued stop reading until it drains"
+            );
+        } else {
+            tracing::info!(
+                reactor = self.id,
+                total,
+                budget,
+                changes_not_logged = skipped,
+                "output back under half of limits.max_pending_total"
+            );
         }
     }
 
@@ -657,9 +722,11 @@ impl Core {
     }
 
     /// When the output queued at all reactors passed `limits.max_pending_total`, cuts
-    /// this reactor's connections that owe the most until its part of the excess (in
-    /// proportion to what it holds) is freed: the largest consumers go first, as
-    /// with Redis' output buffer limits or NATS' slow consumers.
+    /// this reactor's connections that owe the most until the excess is freed (or
+    /// nothing is left here): the largest consumers go first, as with Redis' output
+    /// buffer limits or NATS' slow consumers. The reactor whose growth passed the
+    /// budget does it (another one may hold most of it and grow no more), so when two
+    /// notice at once a little more than the excess may go.
     fn enforce_total(&mut self, drv: &mut impl Driver) {
         let budget = self.settings.max_pending_total;
         let total = self.ledger.total().saturating_add_signed(self.unpublished);
@@ -667,10 +734,7 @@ impl Core {
             return;
         }
         self.shedding = true;
-        let excess = total - budget;
-        let share = ((u128::from(excess) * u128::from(self.queued)).div_ceil(u128::from(total))
-            as u64)
-            .max(1);
+        let share = (total - budget).min(self.queued);
         let mut candidates: Vec<(u32, usize)> = self
             .backlog
             .iter()
@@ -696,7 +760,17 @@ impl Core {
                         .unwrap_or(CloseReason::Server);
                     self.release(drv, slot, reason);
                 }
-                Some(_) => self.cut_slow_consumer(drv, slot, Cut::Total),
+                Some(_) => {
+                    self.cut_slow_consumer(drv, slot, Cut::Total);
+                    // A raw stream has no farewell to wait for, and what a send in
+                    // flight still holds is freed only when it is cancelled.
+                    if let Some(c) = self.conns.get(slot)
+                        && c.kind == ListenerKind::Echo
+                        && c.pending > 0
+                    {
+                        self.release(drv, slot, CloseReason::Error(ErrorCode::SlowConsumer));
+                    }
+                }
                 None => {}
             }
             cut += 1;
@@ -727,11 +801,16 @@ impl Core {
         self.cut_slow_consumer(drv, slot, Cut::MaxPending);
     }
 
-    /// Stops reading a connection whose unsent output passed half the bound.
+    /// Stops reading a connection whose unsent output passed half the bound, or, while
+    /// the daemon's output is under pressure, any connection with output queued.
     fn pause_if_backlogged(&mut self, slot: usize) {
-        let half = self.settings.max_pending_bytes / 2;
+        let threshold = if self.pressure {
+            0
+        } else {
+            self.settings.max_pending_bytes / 2
+        };
         if let Some(c) = self.conns.get_mut(slot)
-            && c.pending > half
+            && c.pending > threshold
             && !c.read_paused
         {
             c.read_paused = true;

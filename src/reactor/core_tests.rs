@@ -110,7 +110,7 @@ impl Fixture {
         std::mem::forget(rx);
         let workers: Arc<[WorkerQueue]> = vec![WorkerQueue::new(tx, 1 << 20)].into();
         let (commands, cmd_rx) = crossbeam_channel::bounded(16);
-        let ledger = Arc::new(crate::ledger::Ledger::new(1, 1024));
+        let ledger = Arc::new(crate::ledger::Ledger::new(1, 1024, Arc::default()));
         let core = Core::new(
             0,
             settings,

@@ -18,7 +18,7 @@ use crate::service::deferred::MAX_PER_CONN;
 /// is open (as its reactor would have it), and the conversation id.
 fn setup(budget: u32, n: u64) -> (Sim, Arc<Ledger>, ConnId, u64) {
     let mut s = Sim::new(1, 3);
-    let ledger = Arc::new(Ledger::new(2, 64));
+    let ledger = Arc::new(Ledger::new(2, 64, Arc::default()));
     s.shards[0].set_ledger(ledger.clone());
     let (_, mut shard) = settings();
     shard.max_pending = budget;
