@@ -290,7 +290,7 @@ fn a_broadcast_to_clients_that_do_not_read_is_held_to_the_daemons_budget() {
         resume: Vec::new(),
     })
     .to_frame(1);
-    let mut deaf: Vec<Client> = (0..16)
+    let deaf: Vec<Client> = (0..16)
         .map(|_| {
             let mut c = Client::connect_small_rcvbuf(addr, 4096);
             c.write_raw(&hello);
