@@ -272,6 +272,9 @@ pub struct ReactorMetrics {
     /// Output queued on this reactor's connections (bytes, at the end of the last
     /// loop turn).
     pub pending_bytes: Gauge,
+    /// 1 while the kernel's TCP memory was under pressure when last asked (asked
+    /// only when some connection's output stalled).
+    pub kernel_tcp_pressure: Gauge,
 }
 
 impl ReactorMetrics {

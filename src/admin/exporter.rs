@@ -243,6 +243,13 @@ impl Exporter {
         }
         self.per_reactor(
             enc,
+            "kernel_tcp_memory_pressure",
+            "1 while the kernel's TCP memory was under pressure (net.ipv4.tcp_mem) when the reactor last asked; stalled connections are then cut only after 6 x limits.stall_timeout.",
+            Gauge,
+            |r| r.kernel_tcp_pressure.get(),
+        )?;
+        self.per_reactor(
+            enc,
             "output_pending_bytes",
             "Output queued on the reactor's connections that the kernel has not taken.",
             Gauge,

@@ -1,6 +1,7 @@
 //! How much memory the daemon may use: physical memory (`/proc/meminfo`), or the
 //! limit of its cgroup (v2 `memory.max`, as systemd's `MemoryMax=` sets it) when
-//! that is lower. Read once, when a budget is derived from it.
+//! that is lower. Read once, when a budget is derived from it. And whether the
+//! kernel's TCP stack is short of socket memory (`net.ipv4.tcp_mem`).
 
 use std::path::Path;
 
@@ -23,6 +24,31 @@ pub(crate) fn available_bytes() -> Option<u64> {
         (Some(p), Some(c)) => Some(p.min(c)),
         (p, c) => p.or(c),
     }
+}
+
+/// Whether the kernel's TCP memory is under pressure (past `net.ipv4.tcp_mem`'s
+/// middle value, until it falls below the first): sockets then get no room to
+/// receive, and output to even a reading peer stalls. `false` if it cannot be told.
+pub(crate) fn tcp_memory_pressure() -> bool {
+    std::fs::read_to_string("/proc/net/protocols").is_ok_and(|s| tcp_pressure_in(&s))
+}
+
+/// The `press` column of the `TCP` line of `/proc/net/protocols`.
+fn tcp_pressure_in(protocols: &str) -> bool {
+    let mut lines = protocols.lines();
+    let Some(col) = lines
+        .next()
+        .and_then(|h| h.split_whitespace().position(|c| c == "press"))
+    else {
+        return false;
+    };
+    lines
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some("TCP")).then(|| l.split_whitespace().nth(col))
+        })
+        .flatten()
+        .any(|p| p == "yes")
 }
 
 /// `MemTotal` from `/proc/meminfo`, in bytes.
@@ -57,6 +83,18 @@ mod tests {
         );
         assert_eq!(memory_max("max\n"), None);
         assert_eq!(memory_max("1073741824\n"), Some(1 << 30));
+    }
+
+    #[test]
+    fn reads_the_tcp_pressure_column() {
+        let head = "protocol  size sockets  memory press maxhdr  slab module\n";
+        let tcp6 = "TCPv6     2432      0  153925   yes     192   yes  kernel\n";
+        let tcp = |p: &str| format!("TCP       2304    425  153925   {p}     192   yes  kernel\n");
+        assert!(tcp_pressure_in(&format!("{head}{tcp6}{}", tcp("yes"))));
+        assert!(!tcp_pressure_in(&format!("{head}{tcp6}{}", tcp("no"))));
+        assert!(!tcp_pressure_in("garbage"));
+        // Whatever this machine says, reading it works.
+        let _ = tcp_memory_pressure();
     }
 
     #[test]

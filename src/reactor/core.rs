@@ -74,6 +74,12 @@ const MAX_RESERVED_SLOTS: usize = 1 << 20;
 /// Longest time between two sweeps of the backlog (stalled output) while anything
 /// is queued.
 const SWEEP_MS: u64 = 100;
+/// While the kernel is short of TCP memory, output stalls for reasons that are not
+/// the peer's: a stalled connection is then cut only after this many
+/// `limits.stall_timeout`s (the kernel itself drops orphaned peers meanwhile).
+const KERNEL_PRESSURE_STALL_FACTOR: u64 = 6;
+/// How long an answer about the kernel's TCP memory pressure is reused (ms).
+const KERNEL_PRESSURE_CHECK_MS: u64 = 1000;
 
 /// One reactor's connections and everything attached to them.
 pub(crate) struct Core {
@@ -121,9 +127,16 @@ pub(crate) struct Core {
     /// When the last pressure change was logged (reactor clock, ms), and how many
     /// changes were not logged since.
     pressure_log: (u64, u32),
+    /// Asks whether the kernel's TCP memory is under pressure (tests replace it).
+    kernel_pressure_probe: fn() -> bool,
+    /// The last answer and when it was asked (reactor clock, ms; 0: never).
+    kernel_pressure: (u64, bool),
     /// While draining: a closing connection whose output made no progress for this
     /// long is dropped (its peer reads nothing; waiting longer cannot help).
     drain_stall_ms: u64,
+    /// The reactor clock when this loop turn first needed it (`u64::MAX`: not yet):
+    /// output progress is stamped with it, so writes read the clock once a turn.
+    turn_ms: u64,
 }
 
 impl Core {
@@ -163,7 +176,10 @@ impl Core {
             shedding: false,
             pressure: false,
             pressure_log: (0, 0),
+            kernel_pressure_probe: crate::ops::memory::tcp_memory_pressure,
+            kernel_pressure: (0, false),
             drain_stall_ms: u64::MAX,
+            turn_ms: u64::MAX,
         }
     }
 
@@ -171,6 +187,7 @@ impl Core {
     /// watchdog's progress counter and the loop-lag figures. A backend calls it once
     /// per turn.
     pub fn end_turn(&mut self, started: Instant) {
+        self.turn_ms = u64::MAX;
         self.ledger.add_total(std::mem::take(&mut self.unpublished));
         self.note_pressure();
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -211,6 +228,14 @@ impl Core {
 
     fn now_ms(&self) -> u64 {
         millis(self.epoch.elapsed())
+    }
+
+    /// The reactor clock for this loop turn (read once a turn).
+    fn turn_now(&mut self) -> u64 {
+        if self.turn_ms == u64::MAX {
+            self.turn_ms = self.now_ms();
+        }
+        self.turn_ms
     }
 
     fn conn_id(&self, slot: usize, generation: u32) -> ConnId {
@@ -542,7 +567,7 @@ impl Core {
 
     /// `send` with an explicit bound (a farewell frame may exceed the usual one).
     fn write_or_queue(&mut self, drv: &mut impl Driver, slot: usize, mut data: Bytes, bound: u32) {
-        let now = self.now_ms();
+        let now = self.turn_now();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -603,7 +628,7 @@ impl Core {
     /// Queues what the kernel refused from a direct write and waits for
     /// writability.
     fn queue_refused(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes, bound: u32) {
-        let now = self.now_ms();
+        let now = self.turn_now();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -890,7 +915,7 @@ impl Core {
         let Some(slot) = self.slot_of(t) else {
             return;
         };
-        let now = self.now_ms();
+        let now = self.turn_now();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -935,7 +960,7 @@ impl Core {
     /// the kernel refuses more (then writability is awaited), or an asynchronous
     /// send takes it (then its completion continues).
     fn flush(&mut self, drv: &mut impl Driver, slot: usize) {
-        let now = self.now_ms();
+        let now = self.turn_now();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -1250,11 +1275,18 @@ impl Core {
             match c.phase {
                 Phase::Closing if quiet >= self.drain_stall_ms => hopeless.push(slot),
                 Phase::Closing => {}
-                _ if quiet >= self.settings.stall_ms => stalled.push(slot),
+                _ if quiet >= self.settings.stall_ms => stalled.push((slot, quiet)),
                 _ => {}
             }
         }
-        for slot in stalled {
+        if !stalled.is_empty() && self.kernel_short_of_tcp_memory(now) {
+            let patience = self
+                .settings
+                .stall_ms
+                .saturating_mul(KERNEL_PRESSURE_STALL_FACTOR);
+            stalled.retain(|&(_, quiet)| quiet >= patience);
+        }
+        for (slot, _) in stalled {
             self.cut_slow_consumer(drv, slot, Cut::Stalled);
         }
         for slot in hopeless {
@@ -1270,6 +1302,28 @@ impl Core {
             );
             self.release(drv, slot, reason);
         }
+    }
+
+    /// Whether the kernel's TCP memory is under pressure (asked at most once a
+    /// second, and only when a connection's output has stalled); counted in the
+    /// `kernel_tcp_memory_pressure` gauge and logged when it starts.
+    fn kernel_short_of_tcp_memory(&mut self, now: u64) -> bool {
+        let (asked, was) = self.kernel_pressure;
+        if asked != 0 && now.saturating_sub(asked) < KERNEL_PRESSURE_CHECK_MS {
+            return was;
+        }
+        let on = (self.kernel_pressure_probe)();
+        self.kernel_pressure = (now.max(1), on);
+        self.stats.kernel_tcp_pressure.set(u64::from(on));
+        if on && !was {
+            tracing::warn!(
+                reactor = self.id,
+                "kernel TCP memory under pressure (net.ipv4.tcp_mem): stalled output may \
+                 not be the peers' fault; cutting stalled connections only after \
+                 6 x limits.stall_timeout meanwhile"
+            );
+        }
+        on
     }
 
     /// Shutdown phase two: tells protocol clients `Bye`, closes every connection

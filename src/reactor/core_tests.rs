@@ -111,7 +111,7 @@ impl Fixture {
         let workers: Arc<[WorkerQueue]> = vec![WorkerQueue::new(tx, 1 << 20)].into();
         let (commands, cmd_rx) = crossbeam_channel::bounded(16);
         let ledger = Arc::new(crate::ledger::Ledger::new(1, 1024, Arc::default()));
-        let core = Core::new(
+        let mut core = Core::new(
             0,
             settings,
             cmd_rx,
@@ -123,6 +123,8 @@ impl Fixture {
             ),
             ledger.clone(),
         );
+        // Whatever the machine running the tests is doing.
+        core.kernel_pressure_probe = || false;
         Self {
             core,
             commands,
@@ -146,9 +148,10 @@ impl Fixture {
         self.core.token_at(slot).unwrap()
     }
 
-    /// Lets `ms` milliseconds pass on the core's clock.
+    /// Lets `ms` milliseconds pass on the core's clock (and ends the loop turn).
     fn advance(&mut self, ms: u64) {
         self.core.epoch -= Duration::from_millis(ms);
+        self.core.end_turn(std::time::Instant::now());
     }
 
     fn phase(&self, t: Token) -> Option<Phase> {
@@ -276,6 +279,7 @@ fn output_that_makes_no_progress_is_cut_after_the_stall_timeout() {
     let mut drv = Script::default();
     let mut f = Fixture::new(Settings {
         stall_ms: 5_000,
+        idle_ms: 120_000,
         ..settings(1 << 20)
     });
     let stuck = f.open(&mut drv, ListenerKind::Echo);
@@ -299,6 +303,32 @@ fn output_that_makes_no_progress_is_cut_after_the_stall_timeout() {
         Some(Phase::Established),
         "it made progress"
     );
+    assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Stalled), 1);
+}
+
+#[test]
+fn while_the_kernel_is_short_of_tcp_memory_stalled_output_gets_longer() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(Settings {
+        stall_ms: 5_000,
+        idle_ms: 120_000,
+        ..settings(1 << 20)
+    });
+    f.core.kernel_pressure_probe = || true;
+    let t = f.open(&mut drv, ListenerKind::Echo);
+    f.core.on_data(&mut drv, t, b"nobody reads this");
+    f.core.run_timers(&mut drv);
+    f.advance(6_000);
+    f.core.run_timers(&mut drv);
+    assert_eq!(
+        f.phase(t),
+        Some(Phase::Established),
+        "the kernel's fault, maybe"
+    );
+    assert_eq!(f.core.stats.kernel_tcp_pressure.get(), 1);
+    f.advance(25_000);
+    f.core.run_timers(&mut drv);
+    assert_eq!(f.phase(t), Some(Phase::Closing), "6 x 5 s: cut anyway");
     assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Stalled), 1);
 }
 
