@@ -113,6 +113,7 @@ fn parse_args() -> Result<Args, String> {
         a.messages = a.messages.min(20);
         a.stall_secs = Some(a.stall_secs.unwrap_or(1).min(1));
         a.max_pending.get_or_insert(256 * 1024);
+        a.max_frame.get_or_insert(128 * 1024);
     }
     if a.hogs == 0 || a.requests == 0 || a.messages == 0 || a.body == 0 || a.body > 65_000 {
         return Err("hogs, requests, messages must be positive; body 1..=65000".into());

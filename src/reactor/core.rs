@@ -634,6 +634,12 @@ impl Core {
         };
         let pending = u64::from(c.pending) + data.len() as u64;
         if pending > u64::from(bound) {
+            if c.outq.is_empty() && c.head_started {
+                // The kernel took the start of this frame: the cut keeps its rest.
+                c.pending = u32::try_from(pending).unwrap_or(u32::MAX);
+                c.outq.push_back(data);
+                self.publish(drv, slot);
+            }
             self.over_bound(drv, slot);
             return;
         }
@@ -1067,10 +1073,13 @@ impl Core {
             let _ = self.tell_worker(id, Event::Closed { conn: id, reason });
         }
         if let Some(frame) = farewell {
-            // A few bytes past the bound, so even a slow consumer hears why.
+            // A few bytes past what is queued, so even a slow consumer hears why (the
+            // rest of a frame larger than the bound may be queued ahead of it).
+            let queued = self.conns.get(slot).map_or(0, |c| c.pending);
             let bound = self
                 .settings
                 .max_pending_bytes
+                .max(queued)
                 .saturating_add(frame.len() as u32);
             self.write_or_queue(drv, slot, frame, bound);
         }

@@ -463,3 +463,24 @@ fn a_closing_connection_keeps_reading_until_its_farewell_is_out() {
     f.core.on_data(&mut drv, t, &[0u8; 1000]);
     assert_eq!(f.phase(t), None, "farewell out, flood goes on: released");
 }
+
+#[test]
+fn a_frame_larger_than_the_bound_that_the_kernel_took_part_of_is_finished_before_the_302() {
+    let mut drv = Script {
+        room: 100,
+        ..Script::default()
+    };
+    let mut f = Fixture::new(settings(4096));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    let slot = f.core.slot_of(t).unwrap();
+    let big = crate::frame::encode(crate::frame::FrameHeader::new(4, 0, 1), &[9u8; 10_000]);
+    f.core.send(&mut drv, slot, big.clone());
+    assert_eq!(f.phase(t), Some(Phase::Closing), "past the bound: cut");
+    assert_eq!(
+        queued_frames(&f.core, t),
+        (
+            big.len() - 100,
+            vec![(crate::protocol::Kind::Error.as_u8(), 302)]
+        )
+    );
+}
