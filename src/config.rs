@@ -220,6 +220,10 @@ pub struct Limits {
     /// a sixteenth of the memory available to the daemon (see
     /// [`Config::max_pending_total_bytes`]).
     pub max_pending_total: u64,
+    /// `History` requests one connection may have waiting while it owes
+    /// `max_pending_bytes` of output; one more cuts it as a slow consumer. A worker
+    /// holds at most 64 times this many.
+    pub max_held_requests: u32,
     /// A connection whose queued output makes no progress for this long (its peer
     /// reads nothing) is cut as a slow consumer, whether or not its reading is paused.
     #[serde(with = "humantime_serde")]
@@ -246,6 +250,7 @@ impl Default for Limits {
             max_frame_bytes: 1024 * 1024,
             max_pending_bytes: 4 * 1024 * 1024,
             max_pending_total: 0,
+            max_held_requests: 1024,
             stall_timeout: Duration::from_secs(10),
             close_linger: Duration::from_secs(2),
             max_connections: 1_000_000,
@@ -605,6 +610,7 @@ impl Config {
             ),
             ("limits.accept_rate", self.limits.accept_rate),
             ("limits.accept_burst", self.limits.accept_burst),
+            ("limits.max_held_requests", self.limits.max_held_requests),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be positive"));

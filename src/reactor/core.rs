@@ -24,6 +24,7 @@ use crate::handoff::{CloseReason, Command, ConnId, Event, WorkerQueue};
 use crate::ledger::{Ledger, TOTAL_QUANTUM};
 use crate::metrics::{Cut, ReactorMetrics};
 use crate::ops::limits::{AcceptBucket, ConnLimits, RejectLog};
+use crate::ops::log_gate::LogGate;
 use crate::protocol::{ErrorCode, Kind};
 use crossbeam_utils::CachePadded;
 
@@ -124,9 +125,10 @@ pub(crate) struct Core {
     /// connections stop reading while they have anything queued, so output that
     /// their own input causes (an echo, replies) cannot grow until they drain.
     pressure: bool,
-    /// When the last pressure change was logged (reactor clock, ms), and how many
-    /// changes were not logged since.
-    pressure_log: (u64, u32),
+    /// Log gates (at most a line a second each): pressure changes, shedding, cuts.
+    pressure_log: LogGate,
+    shed_log: LogGate,
+    cut_log: LogGate,
     /// Asks whether the kernel's TCP memory is under pressure (tests replace it).
     kernel_pressure_probe: fn() -> bool,
     /// The last answer and when it was asked (reactor clock, ms; 0: never).
@@ -175,7 +177,9 @@ impl Core {
             next_sweep_ms: 0,
             shedding: false,
             pressure: false,
-            pressure_log: (0, 0),
+            pressure_log: LogGate::default(),
+            shed_log: LogGate::default(),
+            cut_log: LogGate::default(),
             kernel_pressure_probe: crate::ops::memory::tcp_memory_pressure,
             kernel_pressure: (0, false),
             drain_stall_ms: u64::MAX,
@@ -720,13 +724,9 @@ impl Core {
                 }
             }
         }
-        let now = self.now_ms();
-        let (last, skipped) = self.pressure_log;
-        if now.saturating_sub(last) < 1000 && last != 0 {
-            self.pressure_log.1 = skipped + 1;
+        let Some(skipped) = self.pressure_log.pass(self.now_ms()) else {
             return;
-        }
-        self.pressure_log = (now, 0);
+        };
         if on {
             tracing::warn!(
                 reactor = self.id,
@@ -807,11 +807,16 @@ impl Core {
             cut += 1;
         }
         self.ledger.add_total(std::mem::take(&mut self.unpublished));
+        let Some(held_back) = self.shed_log.pass(self.now_ms()) else {
+            self.shedding = false;
+            return;
+        };
         tracing::warn!(
             reactor = self.id,
             total,
             budget,
             cut,
+            lines_held_back = held_back,
             freed = before.saturating_sub(self.queued),
             "output over limits.max_pending_total; cut the connections owing the most"
         );
@@ -871,20 +876,18 @@ impl Core {
             c.head_started = false;
         }
         let stalled_ms = now.saturating_sub(c.out_mark_ms);
-        let peer = c.stream.peer_addr().ok();
         self.stats.count_cut(why);
-        match why {
-            Cut::Total => {
-                tracing::debug!(reactor = self.id, ?peer, pending, "closing slow consumer")
-            }
-            _ => tracing::info!(
+        if let Some(held_back) = self.cut_log.pass(now) {
+            let peer = c.stream.peer_addr().ok();
+            tracing::info!(
                 reactor = self.id,
                 ?peer,
                 pending,
                 stalled_ms,
                 cause = why.label(),
+                lines_held_back = held_back,
                 "closing slow consumer"
-            ),
+            );
         }
         self.publish(drv, slot);
         self.close_with_error(drv, slot, ErrorCode::SlowConsumer, 0);

@@ -79,6 +79,7 @@ pub(crate) fn shard_settings(config: &Config) -> ShardSettings {
         history_page_max: usize::from(r.history_page_max),
         max_frame: config.limits.max_frame_bytes as usize,
         max_pending: config.limits.max_pending_bytes,
+        max_held: config.limits.max_held_requests,
         journal: config.journal.enabled,
     }
 }

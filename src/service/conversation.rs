@@ -42,6 +42,9 @@ pub(crate) struct ShardSettings {
     /// `HistoryPage`s wait (see [`super::deferred`]); it also bounds the bytes one
     /// reconnect is replayed.
     pub max_pending: u32,
+    /// `limits.max_held_requests`: `History` requests one connection may have
+    /// waiting.
+    pub max_held: u32,
     /// Collect a journal [`Record`] for every state change ([`Shard::take_records`]).
     pub journal: bool,
 }
@@ -420,7 +423,7 @@ impl Shard {
             history: h,
             needed,
         };
-        if self.deferred.push(waiting).is_err() {
+        if self.deferred.push(waiting, self.settings.max_held).is_err() {
             tracing::info!(
                 ?conn,
                 "History requests waiting for a connection that reads nothing passed their \

@@ -3,8 +3,9 @@
 //! once the connection has taken enough of what it was already sent, so a client that
 //! asks for many pages and reads none makes the daemon hold about one bound's worth of
 //! them, not all. Requests wait in arrival order, each connection's in its own order;
-//! how many may wait is bounded per connection and per shard, and past either bound
-//! the connection is cut as a slow consumer.
+//! how many may wait is bounded per connection (`limits.max_held_requests`) and per
+//! shard (64 times that), and past either bound the connection is cut as a slow
+//! consumer.
 
 use std::collections::VecDeque;
 
@@ -13,10 +14,9 @@ use crate::fasthash::ServerMap;
 use crate::handoff::ConnId;
 use crate::protocol::messages;
 
-/// Most `History` requests one connection may have waiting.
-pub(crate) const MAX_PER_CONN: u32 = 1024;
-/// Most `History` requests waiting on one shard.
-pub(crate) const MAX_PER_SHARD: usize = 65_536;
+/// How many more requests one shard may hold than one connection
+/// (`limits.max_held_requests`): a shard holds at most this many connections' worth.
+pub(crate) const SHARD_FACTOR: usize = 64;
 
 /// One request waiting.
 #[derive(Debug)]
@@ -57,12 +57,15 @@ impl Deferred {
         self.per_conn.contains_key(&conn)
     }
 
-    /// Holds `w` back at the end of the queue. Past a bound, forgets every request of
-    /// its connection instead and says so (the caller cuts the connection).
-    pub fn push(&mut self, w: Waiting) -> Result<(), Overflow> {
+    /// Holds `w` back at the end of the queue, if its connection has fewer than
+    /// `per_conn` waiting and the shard fewer than [`SHARD_FACTOR`] times that. Past a
+    /// bound, forgets every request of its connection instead and says so (the caller
+    /// cuts the connection).
+    pub fn push(&mut self, w: Waiting, per_conn: u32) -> Result<(), Overflow> {
         let conn = w.from.conn;
         let n = self.per_conn.get(&conn).copied().unwrap_or(0);
-        if n >= MAX_PER_CONN || self.queue.len() >= MAX_PER_SHARD {
+        let per_shard = (per_conn as usize).saturating_mul(SHARD_FACTOR);
+        if n >= per_conn || self.queue.len() >= per_shard {
             self.forget(conn);
             return Err(Overflow);
         }
@@ -134,14 +137,27 @@ mod tests {
         }
     }
 
+    const MAX: u32 = 16;
+
+    #[test]
+    fn the_shard_bound_is_a_multiple_of_the_connection_bound() {
+        let mut d = Deferred::default();
+        for slot in 0..SHARD_FACTOR as u32 {
+            for rid in 0..2 {
+                d.push(waiting(slot, rid), 2).unwrap();
+            }
+        }
+        assert_eq!(d.push(waiting(999, 0), 2), Err(Overflow));
+    }
+
     #[test]
     fn per_connection_bound_forgets_that_connection_only() {
         let mut d = Deferred::default();
-        for rid in 0..MAX_PER_CONN {
-            d.push(waiting(1, rid)).unwrap();
+        for rid in 0..MAX {
+            d.push(waiting(1, rid), MAX).unwrap();
         }
-        d.push(waiting(2, 0)).unwrap();
-        assert_eq!(d.push(waiting(1, 9999)), Err(Overflow));
+        d.push(waiting(2, 0), MAX).unwrap();
+        assert_eq!(d.push(waiting(1, 9999), MAX), Err(Overflow));
         assert!(!d.has(waiting(1, 0).from.conn));
         assert_eq!(d.len(), 1, "only the other connection's request is left");
         assert!(d.has(waiting(2, 0).from.conn));
@@ -151,7 +167,7 @@ mod tests {
     fn a_retry_pass_keeps_order_and_counts() {
         let mut d = Deferred::default();
         for rid in 0..3 {
-            d.push(waiting(1, rid)).unwrap();
+            d.push(waiting(1, rid), MAX).unwrap();
         }
         let mut pass = d.take();
         let first = pass.pop_front().unwrap();

@@ -11,7 +11,6 @@ use crate::handoff::ConnId;
 use crate::ledger::Ledger;
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::{self, Msg, role};
-use crate::service::deferred::MAX_PER_CONN;
 
 /// A simulator with one shard and a conversation of `n` messages of 1,000 bytes by
 /// visitor `v`; `max_pending` set to `budget`. Returns it with the ledger, where `v`
@@ -117,7 +116,8 @@ fn waiting_requests_of_a_closed_connection_are_dropped() {
 #[test]
 fn a_connection_that_keeps_asking_past_the_bound_is_cut_as_a_slow_consumer() {
     let (mut s, _ledger, v, conv) = setup(3000, 4);
-    for rid in 0..=MAX_PER_CONN + 1 {
+    let (_, settings) = settings();
+    for rid in 0..=settings.max_held + 1 {
         history(&mut s, v, conv, 1000 + rid);
     }
     assert_eq!(pages(&mut s, v).len(), 1);

@@ -70,6 +70,7 @@ pub(crate) fn settings() -> (RouterSettings, ShardSettings) {
             history_page_max: 50,
             max_frame: 1 << 20,
             max_pending: 4 << 20,
+            max_held: 1024,
             journal: true,
         },
     )

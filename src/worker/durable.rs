@@ -350,6 +350,7 @@ mod tests {
             history_page_max: 50,
             max_frame: 1 << 20,
             max_pending: 4 << 20,
+            max_held: 1024,
             journal: true,
         });
         let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));
