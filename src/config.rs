@@ -224,7 +224,22 @@ pub struct Limits {
     /// Largest frame payload accepted, in bytes (excluding header and padding).
     pub max_frame_bytes: u32,
     /// Output queued for one connection beyond which it is closed as a slow consumer.
+    /// Expensive replies (`HistoryPage`s) count against it from when they are built
+    /// and are deferred while the connection owes this much.
     pub max_pending_bytes: u32,
+    /// Output queued for all connections together; past it the connections owing the
+    /// most are cut as slow consumers until the total is back under it. 0 = auto:
+    /// a sixteenth of the memory available to the daemon (see
+    /// [`Config::max_pending_total_bytes`]).
+    pub max_pending_total: u64,
+    /// `History` requests one connection may have waiting while it owes
+    /// `max_pending_bytes` of output; one more cuts it as a slow consumer. A worker
+    /// holds at most 64 times this many.
+    pub max_held_requests: u32,
+    /// A connection whose queued output makes no progress for this long (its peer
+    /// reads nothing) is cut as a slow consumer, whether or not its reading is paused.
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
     /// After the server closes a connection with an error frame, how long it keeps
     /// reading (and discarding) so the client sees the error instead of a reset.
     #[serde(with = "humantime_serde")]
@@ -246,6 +261,9 @@ impl Default for Limits {
         Self {
             max_frame_bytes: 1024 * 1024,
             max_pending_bytes: 4 * 1024 * 1024,
+            max_pending_total: 0,
+            max_held_requests: 1024,
+            stall_timeout: Duration::from_secs(10),
             close_linger: Duration::from_secs(2),
             max_connections: 1_000_000,
             max_connections_per_ip: 10_000,
@@ -496,6 +514,18 @@ impl Config {
         out
     }
 
+    /// `limits.max_pending_total` in bytes after resolving `0` (auto): a sixteenth
+    /// of the memory the daemon may use — physical memory, or its cgroup's
+    /// `memory.max` when that is lower — and at least 64 MiB and
+    /// `limits.max_pending_bytes`.
+    pub fn max_pending_total_bytes(&self) -> u64 {
+        if self.limits.max_pending_total != 0 {
+            return self.limits.max_pending_total;
+        }
+        auto_pending_total(crate::ops::memory::available_bytes())
+            .max(u64::from(self.limits.max_pending_bytes))
+    }
+
     /// Checks value ranges that the types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -563,6 +593,14 @@ impl Config {
                 "must be at least reactor.read_buffer_bytes",
             ));
         }
+        if self.limits.max_pending_total != 0
+            && self.limits.max_pending_total < u64::from(self.limits.max_pending_bytes)
+        {
+            return Err(invalid(
+                "limits.max_pending_total",
+                "0 (auto) or at least limits.max_pending_bytes",
+            ));
+        }
         for (key, value) in [
             ("heartbeat.interval", self.heartbeat.interval),
             ("heartbeat.idle_timeout", self.heartbeat.idle_timeout),
@@ -572,6 +610,7 @@ impl Config {
             ),
             ("shutdown.drain_timeout", self.shutdown.drain_timeout),
             ("admin.read_timeout", self.admin.read_timeout),
+            ("limits.stall_timeout", self.limits.stall_timeout),
         ] {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than zero"));
@@ -604,6 +643,7 @@ impl Config {
             ),
             ("limits.accept_rate", self.limits.accept_rate),
             ("limits.accept_burst", self.limits.accept_burst),
+            ("limits.max_held_requests", self.limits.max_held_requests),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be positive"));
@@ -708,6 +748,13 @@ impl AuthConfig {
 /// the protocol accepts can make (a 65,536-byte `Send` body from a 256-byte user id,
 /// with the record's fixed part and padding), derived from the protocol's bounds.
 pub const MIN_JOURNAL_RECORD_BYTES: usize = crate::service::record::MAX_RECORD_BODY;
+
+/// The automatic `limits.max_pending_total` for a daemon that may use `memory` bytes
+/// (`None`: unknown, taken as 4 GiB).
+pub(crate) fn auto_pending_total(memory: Option<u64>) -> u64 {
+    const FLOOR: u64 = 64 << 20;
+    (memory.unwrap_or(4 << 30) / 16).max(FLOOR)
+}
 
 /// Upper bound on reactor and worker threads (keeps reactor ids in a `u16`).
 pub const MAX_THREADS: usize = 1024;

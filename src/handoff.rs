@@ -92,6 +92,15 @@ pub enum Command {
         /// Header, payload and padding, ready for the wire.
         frame: Bytes,
     },
+    /// Write an encoded frame its producer charged to the connection in the output
+    /// ledger (an expensive reply such as a `HistoryPage`): the reactor settles the
+    /// charge as it takes the frame.
+    SendCharged {
+        /// Target connection.
+        conn: ConnId,
+        /// Header, payload and padding, ready for the wire.
+        frame: Bytes,
+    },
     /// Write the same encoded frame to several connections of this reactor.
     SendMany {
         /// Target connections (all owned by the receiving reactor).
@@ -134,6 +143,11 @@ pub struct LiveLimits {
     pub max_frame_bytes: u32,
     /// Output queued for one connection before it is cut as a slow consumer (bytes).
     pub max_pending_bytes: u32,
+    /// Output queued for all connections before the largest are cut (bytes).
+    pub max_pending_total: u64,
+    /// Time queued output may make no progress before the connection is cut
+    /// (milliseconds).
+    pub stall_ms: u64,
     /// Time to complete the handshake (milliseconds).
     pub handshake_ms: u64,
     /// Silence after which an established connection is closed (milliseconds).

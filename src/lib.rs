@@ -16,6 +16,7 @@ mod fasthash;
 pub mod frame;
 pub mod handoff;
 pub(crate) mod journal;
+mod ledger;
 pub mod metrics;
 pub mod ops;
 pub mod protocol;

@@ -50,6 +50,11 @@ impl Gauge {
     pub fn add(&self, n: u64) {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
+    /// Adds a signed change (wrapping: for a total that never goes below zero while
+    /// its parts are added in any order).
+    pub fn add_signed(&self, delta: i64) {
+        self.0.fetch_add(delta as u64, Ordering::Relaxed);
+    }
     /// Subtracts `n`, stopping at zero.
     pub fn sub(&self, n: u64) {
         let _ = self
@@ -117,6 +122,37 @@ impl Reject {
     /// The metric label.
     pub fn label(self) -> &'static str {
         REJECT_LABELS.get(self as usize).copied().unwrap_or("other")
+    }
+}
+
+/// Why a slow consumer was cut, in slot order (the `cause` label of
+/// `slow_consumer_cuts_total`).
+pub const CUT_CAUSES: [&str; 4] = [
+    "max_pending_bytes",
+    "stall_timeout",
+    "max_pending_total",
+    "deferred_replies",
+];
+
+/// Why a slow consumer was cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Its queued output would pass `limits.max_pending_bytes`.
+    MaxPending = 0,
+    /// Its queued output made no progress for `limits.stall_timeout`.
+    Stalled = 1,
+    /// The output of all connections passed `limits.max_pending_total` and it owed
+    /// the most.
+    Total = 2,
+    /// Replies held back for it (while it owed `limits.max_pending_bytes`) passed
+    /// their bound.
+    Deferred = 3,
+}
+
+impl Cut {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        CUT_CAUSES.get(self as usize).copied().unwrap_or("other")
     }
 }
 
@@ -231,6 +267,14 @@ pub struct ReactorMetrics {
     pub worker_queue_full: Counter,
     /// Connections whose reading paused for backpressure.
     pub read_pauses: Counter,
+    /// Slow consumers cut, by [`Cut`].
+    pub cuts: [Counter; CUT_CAUSES.len()],
+    /// Output queued on this reactor's connections (bytes, at the end of the last
+    /// loop turn).
+    pub pending_bytes: Gauge,
+    /// 1 while the kernel's TCP memory was under pressure when last asked (asked
+    /// only when some connection's output stalled).
+    pub kernel_tcp_pressure: Gauge,
 }
 
 impl ReactorMetrics {
@@ -244,6 +288,18 @@ impl ReactorMetrics {
     /// Connections closed for `reason` so far.
     pub fn closed_for(&self, reason: CloseReason) -> u64 {
         self.closed.get(close_index(reason)).map_or(0, Counter::get)
+    }
+
+    /// Counts one slow consumer cut.
+    pub fn count_cut(&self, why: Cut) {
+        if let Some(c) = self.cuts.get(why as usize) {
+            c.inc();
+        }
+    }
+
+    /// Slow consumers cut for `why` so far.
+    pub fn cuts_for(&self, why: Cut) -> u64 {
+        self.cuts.get(why as usize).map_or(0, Counter::get)
     }
 
     /// Counts one connection refused by a limit.
@@ -275,6 +331,11 @@ pub struct WorkerMetrics {
     /// Hook for the service: time from a message's arrival at its session worker to
     /// its delivery being queued at the reactors (`observe` it in the shard).
     pub message_latency: LatencyHistogram,
+    /// `History` requests held back because their connection owed
+    /// `limits.max_pending_bytes` of output.
+    pub history_deferred: Counter,
+    /// `History` requests held back now.
+    pub history_waiting: Gauge,
 }
 
 /// Visitor messages the abuse filter acted on, by action (each also logged, without
@@ -396,6 +457,11 @@ pub struct Metrics {
     pub health: Arc<Health>,
     /// The admin listener.
     pub admin: AdminMetrics,
+    /// `limits.max_pending_total` in force (bytes).
+    pub pending_limit: Gauge,
+    /// Output queued at all reactors (bytes), as they last published it; the total
+    /// `limits.max_pending_total` bounds (shared with the output ledger).
+    pub pending_total: Arc<CachePadded<Gauge>>,
 }
 
 impl Metrics {
@@ -408,6 +474,8 @@ impl Metrics {
             journal: Arc::default(),
             health: Arc::default(),
             admin: AdminMetrics::default(),
+            pending_limit: Gauge::default(),
+            pending_total: Arc::default(),
         }
     }
 

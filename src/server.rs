@@ -130,6 +130,12 @@ impl Server {
             None
         };
         let conn_limits = Arc::new(ConnLimits::new(&config.limits));
+        let ledger = Arc::new(crate::ledger::Ledger::new(
+            n_reactors,
+            config.limits.max_connections as usize,
+            metrics.pending_total.clone(),
+        ));
+        metrics.pending_limit.set(config.max_pending_total_bytes());
 
         let mut pending = Vec::with_capacity(n_reactors);
         let mut handles = Vec::with_capacity(n_reactors);
@@ -175,6 +181,7 @@ impl Server {
             .map(|_| {
                 let mut s = Shard::new(shard_settings.clone());
                 s.set_assist(&libraries, &config.assist);
+                s.set_ledger(ledger.clone());
                 s
             })
             .collect();
@@ -253,6 +260,7 @@ impl Server {
                 queues.clone(),
                 stats.clone(),
                 conn_limits.clone(),
+                ledger.clone(),
             )?);
         }
         let ops = Ops::start(metrics.clone(), admin, reactors.clone())?;

@@ -12,8 +12,8 @@ use prometheus_client::registry::Registry;
 
 use crate::handoff::CloseReason;
 use crate::metrics::{
-    CONVERSATION_STATES, Counter, KIND_SLOTS, KindCounts, LATENCY_BUCKETS_US, LatencyHistogram,
-    Metrics, REJECT_LABELS, ReactorMetrics, WorkerMetrics, close_reasons,
+    CONVERSATION_STATES, CUT_CAUSES, Counter, KIND_SLOTS, KindCounts, LATENCY_BUCKETS_US,
+    LatencyHistogram, Metrics, REJECT_LABELS, ReactorMetrics, WorkerMetrics, close_reasons,
 };
 use crate::protocol::{ErrorCode, Kind};
 
@@ -223,6 +223,50 @@ impl Exporter {
             Counter,
             |r| r.read_pauses.get(),
         )?;
+        {
+            let mut me = enc.encode_descriptor(
+                "slow_consumer_cuts",
+                "Slow consumers cut (302), by cause: max_pending_bytes (its queue), \
+                 stall_timeout (its queue made no progress), max_pending_total (all \
+                 queues together; largest first), deferred_replies (History requests \
+                 waiting for it passed their bound).",
+                None,
+                Counter,
+            )?;
+            for (i, r) in self.0.reactors.iter().enumerate() {
+                for (cause, c) in CUT_CAUSES.iter().zip(r.cuts.iter()) {
+                    let labels = [("reactor", i.to_string()), ("cause", (*cause).to_owned())];
+                    me.encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, _, u64>(&c.get(), None)?;
+                }
+            }
+        }
+        self.per_reactor(
+            enc,
+            "kernel_tcp_memory_pressure",
+            "1 while the kernel's TCP memory was under pressure (net.ipv4.tcp_mem) when the reactor last asked; stalled connections are then cut only after 6 x limits.stall_timeout.",
+            Gauge,
+            |r| r.kernel_tcp_pressure.get(),
+        )?;
+        self.per_reactor(
+            enc,
+            "output_pending_bytes",
+            "Output queued on the reactor's connections that the kernel has not taken.",
+            Gauge,
+            |r| r.pending_bytes.get(),
+        )?;
+        gauge(
+            enc,
+            "output_pending_total_bytes",
+            "Output queued for all connections together, as the reactors last published it (within 64 KiB each).",
+            self.0.pending_total.get(),
+        )?;
+        gauge(
+            enc,
+            "output_pending_limit_bytes",
+            "limits.max_pending_total in force: past it the connections owing the most are cut.",
+            self.0.pending_limit.get(),
+        )?;
         self.per_reactor(enc, "reactor_loops", "Reactor loop turns.", Counter, |r| {
             r.loops.get()
         })?;
@@ -350,6 +394,20 @@ impl Exporter {
             "Journal batches that failed (disk full, I/O error): changes taken back, clients told 503.",
             Counter,
             |w| w.storage_errors.get(),
+        )?;
+        self.per_worker(
+            enc,
+            "history_deferred",
+            "History requests held back because their connection owed limits.max_pending_bytes of output.",
+            Counter,
+            |w| w.history_deferred.get(),
+        )?;
+        self.per_worker(
+            enc,
+            "history_waiting",
+            "History requests held back now.",
+            Gauge,
+            |w| w.history_waiting.get(),
         )?;
         self.per_worker(
             enc,

@@ -2,6 +2,8 @@
 //! that serve operators (the admin listener lives in `crate::admin`).
 
 pub(crate) mod limits;
+pub(crate) mod log_gate;
+pub(crate) mod memory;
 pub mod notify;
 pub(crate) mod watchdog;
 

@@ -49,6 +49,13 @@ pub(crate) struct Conn {
     pub generation: u32,
     /// Total bytes in `outq`.
     pub pending: u32,
+    /// The part of `pending` already counted in the output ledger and the reactor's
+    /// total (they are brought up to date after each change, see `Core::publish`).
+    pub published: u32,
+    /// Reactor-clock milliseconds of the last output progress (bytes the kernel
+    /// took), or of when output started queuing: queued output older than
+    /// `limits.stall_timeout` by this mark is stalled.
+    pub out_mark_ms: u64,
     /// Input thrown away while closing; past the read budget the linger ends early,
     /// so a flooding peer cannot keep a closing connection busy.
     pub discarded: u32,
@@ -68,6 +75,12 @@ pub(crate) struct Conn {
     pub write_shut: bool,
     /// Listed for the end-of-turn flush.
     pub dirty: bool,
+    /// Listed in the reactor's backlog (connections that may have output queued:
+    /// swept for stalls, and the candidates when the daemon-wide budget is passed).
+    pub listed: bool,
+    /// The head of `outq` is the rest of a frame the kernel took part of (a cut must
+    /// keep it so the stream stays framed).
+    pub head_started: bool,
     /// Entries at the head of `outq` handed to an asynchronous send that has not
     /// completed (0: none). Nothing else is sent until it completes, and those
     /// entries stay queued so a slow-consumer cut keeps frame boundaries.

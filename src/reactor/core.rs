@@ -21,8 +21,10 @@ use super::timer::TimerHeap;
 use crate::clock::millis;
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{CloseReason, Command, ConnId, Event, WorkerQueue};
-use crate::metrics::ReactorMetrics;
+use crate::ledger::{Ledger, TOTAL_QUANTUM};
+use crate::metrics::{Cut, ReactorMetrics};
 use crate::ops::limits::{AcceptBucket, ConnLimits, RejectLog};
+use crate::ops::log_gate::LogGate;
 use crate::protocol::{ErrorCode, Kind};
 use crossbeam_utils::CachePadded;
 
@@ -31,6 +33,10 @@ use crossbeam_utils::CachePadded;
 pub(crate) struct Settings {
     pub max_frame_bytes: u32,
     pub max_pending_bytes: u32,
+    /// `limits.max_pending_total`, resolved.
+    pub max_pending_total: u64,
+    /// `limits.stall_timeout`.
+    pub stall_ms: u64,
     pub handshake_ms: u64,
     pub idle_ms: u64,
     pub linger_ms: u64,
@@ -49,6 +55,8 @@ impl Settings {
         Self {
             max_frame_bytes: c.limits.max_frame_bytes,
             max_pending_bytes: c.limits.max_pending_bytes,
+            max_pending_total: c.max_pending_total_bytes(),
+            stall_ms: millis(c.limits.stall_timeout),
             handshake_ms: millis(c.heartbeat.handshake_timeout),
             idle_ms: millis(c.heartbeat.idle_timeout),
             linger_ms: millis(c.limits.close_linger),
@@ -63,6 +71,16 @@ impl Settings {
 
 /// Most slots one reactor reserves up front (~120 MiB of address space).
 const MAX_RESERVED_SLOTS: usize = 1 << 20;
+
+/// Longest time between two sweeps of the backlog (stalled output) while anything
+/// is queued.
+const SWEEP_MS: u64 = 100;
+/// While the kernel is short of TCP memory, output stalls for reasons that are not
+/// the peer's: a stalled connection is then cut only after this many
+/// `limits.stall_timeout`s (the kernel itself drops orphaned peers meanwhile).
+const KERNEL_PRESSURE_STALL_FACTOR: u64 = 6;
+/// How long an answer about the kernel's TCP memory pressure is reused (ms).
+const KERNEL_PRESSURE_CHECK_MS: u64 = 1000;
 
 /// One reactor's connections and everything attached to them.
 pub(crate) struct Core {
@@ -91,6 +109,36 @@ pub(crate) struct Core {
     /// This reactor's share of the accept rate.
     bucket: AcceptBucket,
     reject_log: RejectLog,
+    /// Output owed per connection and in total, shared with the producers.
+    ledger: Arc<Ledger>,
+    /// Connections that may have output queued (each at most once: `Conn::listed`).
+    backlog: Vec<Token>,
+    /// Bytes queued on this reactor's connections (the sum of their `published`).
+    queued: u64,
+    /// Change of `queued` not yet added to the ledger's daemon-wide total.
+    unpublished: i64,
+    /// When the backlog is swept next (reactor clock, ms).
+    next_sweep_ms: u64,
+    /// Cutting connections for the daemon-wide budget (no nested shedding).
+    shedding: bool,
+    /// Output queued daemon-wide passed half of `limits.max_pending_total`:
+    /// connections stop reading while they have anything queued, so output that
+    /// their own input causes (an echo, replies) cannot grow until they drain.
+    pressure: bool,
+    /// Log gates (at most a line a second each): pressure changes, shedding, cuts.
+    pressure_log: LogGate,
+    shed_log: LogGate,
+    cut_log: LogGate,
+    /// Asks whether the kernel's TCP memory is under pressure (tests replace it).
+    kernel_pressure_probe: fn() -> bool,
+    /// The last answer and when it was asked (reactor clock, ms; 0: never).
+    kernel_pressure: (u64, bool),
+    /// While draining: a closing connection whose output made no progress for this
+    /// long is dropped (its peer reads nothing; waiting longer cannot help).
+    drain_stall_ms: u64,
+    /// The reactor clock when this loop turn first needed it (`u64::MAX`: not yet):
+    /// output progress is stamped with it, so writes read the clock once a turn.
+    turn_ms: u64,
 }
 
 impl Core {
@@ -101,6 +149,7 @@ impl Core {
         workers: Arc<[WorkerQueue]>,
         stats: Arc<CachePadded<ReactorMetrics>>,
         (limits, bucket): (Arc<ConnLimits>, AcceptBucket),
+        ledger: Arc<Ledger>,
     ) -> Self {
         let reserve = settings.reserve_slots;
         Self {
@@ -121,15 +170,33 @@ impl Core {
             limits,
             bucket,
             reject_log: RejectLog::new(),
+            ledger,
+            backlog: Vec::new(),
+            queued: 0,
+            unpublished: 0,
+            next_sweep_ms: 0,
+            shedding: false,
+            pressure: false,
+            pressure_log: LogGate::default(),
+            shed_log: LogGate::default(),
+            cut_log: LogGate::default(),
+            kernel_pressure_probe: crate::ops::memory::tcp_memory_pressure,
+            kernel_pressure: (0, false),
+            drain_stall_ms: u64::MAX,
+            turn_ms: u64::MAX,
         }
     }
 
     /// Ends one loop turn that began (the poll returned) at `started`: bumps the
     /// watchdog's progress counter and the loop-lag figures. A backend calls it once
     /// per turn.
-    pub fn end_turn(&self, started: Instant) {
+    pub fn end_turn(&mut self, started: Instant) {
+        self.turn_ms = u64::MAX;
+        self.ledger.add_total(std::mem::take(&mut self.unpublished));
+        self.note_pressure();
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let s = self.stats();
+        s.pending_bytes.set(self.queued);
         s.loops.inc();
         s.loop_lag_max_us.max(us);
         s.busy_us.add(us);
@@ -165,6 +232,14 @@ impl Core {
 
     fn now_ms(&self) -> u64 {
         millis(self.epoch.elapsed())
+    }
+
+    /// The reactor clock for this loop turn (read once a turn).
+    fn turn_now(&mut self) -> u64 {
+        if self.turn_ms == u64::MAX {
+            self.turn_ms = self.now_ms();
+        }
+        self.turn_ms
     }
 
     fn conn_id(&self, slot: usize, generation: u32) -> ConnId {
@@ -293,6 +368,8 @@ impl Core {
             mark_ms: now,
             generation,
             pending: 0,
+            published: 0,
+            out_mark_ms: now,
             discarded: 0,
             close_reason: None,
             phase,
@@ -302,9 +379,12 @@ impl Core {
             announced: false,
             write_shut: false,
             dirty: false,
+            listed: false,
+            head_started: false,
             sending: 0,
             ip_key,
         });
+        self.ledger.open(self.id, slot as u32, generation);
         let stats = self.stats();
         stats.accepted.inc();
         stats.open.set(self.conns.len() as u64);
@@ -398,8 +478,11 @@ impl Core {
         };
         if c.phase == Phase::Closing {
             c.discarded = c.discarded.saturating_add(data.len() as u32);
-            // During a graceful drain the drain deadline bounds this instead.
+            // Only once the farewell is out: releasing with input unread resets the
+            // connection, and a reset destroys what the peer has not read yet. Until
+            // then the linger bounds it; during a graceful drain the drain deadline.
             if c.discarded as usize > self.settings.read_budget_bytes
+                && c.write_shut
                 && self.drain_deadline.is_none()
             {
                 let reason = c.close_reason.unwrap_or(CloseReason::Server);
@@ -488,6 +571,7 @@ impl Core {
 
     /// `send` with an explicit bound (a farewell frame may exceed the usual one).
     fn write_or_queue(&mut self, drv: &mut impl Driver, slot: usize, mut data: Bytes, bound: u32) {
+        let now = self.turn_now();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -503,6 +587,7 @@ impl Core {
                         return;
                     }
                     data.advance(n);
+                    c.head_started = n > 0;
                     self.queue_refused(drv, slot, data, bound);
                     return;
                 }
@@ -526,8 +611,11 @@ impl Core {
             u64::from(bound) * 2
         };
         if pending > cap || pending > u64::from(u32::MAX) {
-            self.over_bound(drv, slot, pending);
+            self.over_bound(drv, slot);
             return;
+        }
+        if c.outq.is_empty() {
+            c.out_mark_ms = now;
         }
         c.pending = pending as u32;
         c.outq.push_back(data);
@@ -538,18 +626,29 @@ impl Core {
         // Also before the turn's send: a turn's input can queue far more than the
         // kernel will take at once.
         self.pause_if_backlogged(slot);
+        self.publish(drv, slot);
     }
 
     /// Queues what the kernel refused from a direct write and waits for
     /// writability.
     fn queue_refused(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes, bound: u32) {
+        let now = self.turn_now();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
         let pending = u64::from(c.pending) + data.len() as u64;
         if pending > u64::from(bound) {
-            self.over_bound(drv, slot, pending);
+            if c.outq.is_empty() && c.head_started {
+                // The kernel took the start of this frame: the cut keeps its rest.
+                c.pending = u32::try_from(pending).unwrap_or(u32::MAX);
+                c.outq.push_back(data);
+                self.publish(drv, slot);
+            }
+            self.over_bound(drv, slot);
             return;
+        }
+        if c.outq.is_empty() {
+            c.out_mark_ms = now;
         }
         c.pending = pending as u32;
         c.outq.push_back(data);
@@ -562,11 +661,171 @@ impl Core {
             }
         }
         self.pause_if_backlogged(slot);
+        self.publish(drv, slot);
+    }
+
+    /// Brings the output ledger and the reactor's total up to date with a
+    /// connection's queue (after any change of `pending`), lists it in the backlog
+    /// while it has output queued, and enforces the daemon-wide budget when the
+    /// total grew.
+    fn publish(&mut self, drv: &mut impl Driver, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let delta = i64::from(c.pending) - i64::from(c.published);
+        if delta == 0 {
+            return;
+        }
+        c.published = c.pending;
+        if c.phase != Phase::Closing {
+            self.ledger
+                .settle(self.id, slot as u32, c.generation, delta);
+        }
+        if c.pending > 0 && !c.listed {
+            c.listed = true;
+            self.backlog.push(token(slot, c.generation));
+        }
+        self.queued = self.queued.saturating_add_signed(delta);
+        if delta > 0 && self.unpublished < 0 {
+            // Publish what shrank before growing again, so growth that the total
+            // does not show yet stays under one quantum.
+            self.ledger.add_total(std::mem::take(&mut self.unpublished));
+        }
+        self.unpublished += delta;
+        if self.unpublished.abs() >= TOTAL_QUANTUM {
+            self.ledger.add_total(std::mem::take(&mut self.unpublished));
+            self.note_pressure();
+            if delta > 0 {
+                self.enforce_total(drv);
+            }
+        }
+    }
+
+    /// Recomputes whether the daemon's output is under pressure (from the published
+    /// total), logging changes at most once a second.
+    fn note_pressure(&mut self) {
+        let budget = self.settings.max_pending_total;
+        let total = self.ledger.total();
+        let on = total > budget / 2;
+        if on == self.pressure {
+            return;
+        }
+        self.pressure = on;
+        if on {
+            // Those already behind stop reading now, not at their next write.
+            for &t in &self.backlog {
+                if let Some(c) = self.conns.get_mut(untoken(t).0)
+                    && c.generation == untoken(t).1
+                    && c.pending > 0
+                    && !c.read_paused
+                {
+                    c.read_paused = true;
+                    self.stats.read_pauses.inc();
+                }
+            }
+        }
+        let Some(skipped) = self.pressure_log.pass(self.now_ms()) else {
+            return;
+        };
+        if on {
+            tracing::warn!(
+                reactor = self.id,
+                total,
+                budget,
+                changes_not_logged = skipped,
+                "output over half of limits.max_pending_total: connections with output queued stop reading until it drains"
+            );
+        } else {
+            tracing::info!(
+                reactor = self.id,
+                total,
+                budget,
+                changes_not_logged = skipped,
+                "output back under half of limits.max_pending_total"
+            );
+        }
+    }
+
+    /// A connection is gone: its queued bytes leave the reactor's total.
+    fn unpublish(&mut self, published: u32) {
+        self.queued = self.queued.saturating_sub(u64::from(published));
+        self.unpublished -= i64::from(published);
+    }
+
+    /// When the output queued at all reactors passed `limits.max_pending_total`, cuts
+    /// this reactor's connections that owe the most until the excess is freed (or
+    /// nothing is left here): the largest consumers go first, as with Redis' output
+    /// buffer limits or NATS' slow consumers. The reactor whose growth passed the
+    /// budget does it (another one may hold most of it and grow no more), so when two
+    /// notice at once a little more than the excess may go.
+    fn enforce_total(&mut self, drv: &mut impl Driver) {
+        let budget = self.settings.max_pending_total;
+        let total = self.ledger.total().saturating_add_signed(self.unpublished);
+        if self.shedding || total <= budget || self.queued == 0 {
+            return;
+        }
+        self.shedding = true;
+        let share = (total - budget).min(self.queued);
+        let mut candidates: Vec<(u32, usize)> = self
+            .backlog
+            .iter()
+            .filter_map(|&t| {
+                let slot = self.slot_of(t)?;
+                let c = self.conns.get(slot)?;
+                (c.pending > 0).then_some((c.pending, slot))
+            })
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        let before = self.queued;
+        let mut cut = 0u32;
+        for (_, slot) in candidates {
+            if before.saturating_sub(self.queued) >= share {
+                break;
+            }
+            match self.conns.get(slot).map(|c| c.phase) {
+                Some(Phase::Closing) => {
+                    let reason = self
+                        .conns
+                        .get(slot)
+                        .and_then(|c| c.close_reason)
+                        .unwrap_or(CloseReason::Server);
+                    self.release(drv, slot, reason);
+                }
+                Some(_) => {
+                    self.cut_slow_consumer(drv, slot, Cut::Total);
+                    // A raw stream has no farewell to wait for, and what a send in
+                    // flight still holds is freed only when it is cancelled.
+                    if let Some(c) = self.conns.get(slot)
+                        && c.kind == ListenerKind::Echo
+                        && c.pending > 0
+                    {
+                        self.release(drv, slot, CloseReason::Error(ErrorCode::SlowConsumer));
+                    }
+                }
+                None => {}
+            }
+            cut += 1;
+        }
+        self.ledger.add_total(std::mem::take(&mut self.unpublished));
+        let Some(held_back) = self.shed_log.pass(self.now_ms()) else {
+            self.shedding = false;
+            return;
+        };
+        tracing::warn!(
+            reactor = self.id,
+            total,
+            budget,
+            cut,
+            lines_held_back = held_back,
+            freed = before.saturating_sub(self.queued),
+            "output over limits.max_pending_total; cut the connections owing the most"
+        );
+        self.shedding = false;
     }
 
     /// Output past the bound: a closing connection is released (even its farewell
     /// does not fit), any other is cut as a slow consumer.
-    fn over_bound(&mut self, drv: &mut impl Driver, slot: usize, pending: u64) {
+    fn over_bound(&mut self, drv: &mut impl Driver, slot: usize) {
         let Some(c) = self.conns.get(slot) else {
             return;
         };
@@ -575,16 +834,19 @@ impl Core {
             self.release(drv, slot, reason);
             return;
         }
-        let peer = c.stream.peer_addr().ok();
-        tracing::info!(reactor = self.id, ?peer, pending, "closing slow consumer");
-        self.cut_slow_consumer(drv, slot);
+        self.cut_slow_consumer(drv, slot, Cut::MaxPending);
     }
 
-    /// Stops reading a connection whose unsent output passed half the bound.
+    /// Stops reading a connection whose unsent output passed half the bound, or, while
+    /// the daemon's output is under pressure, any connection with output queued.
     fn pause_if_backlogged(&mut self, slot: usize) {
-        let half = self.settings.max_pending_bytes / 2;
+        let threshold = if self.pressure {
+            0
+        } else {
+            self.settings.max_pending_bytes / 2
+        };
         if let Some(c) = self.conns.get_mut(slot)
-            && c.pending > half
+            && c.pending > threshold
             && !c.read_paused
         {
             c.read_paused = true;
@@ -592,16 +854,42 @@ impl Core {
         }
     }
 
-    /// Drops the queued output of a connection past its bound, keeping only what a
-    /// send in flight covers, or else the head (which may be the rest of a partly
-    /// written frame), so frame boundaries survive; then closes it with
-    /// `SLOW_CONSUMER`.
-    fn cut_slow_consumer(&mut self, drv: &mut impl Driver, slot: usize) {
+    /// Cuts a slow consumer: drops its queued output but what a send in flight covers
+    /// and the rest of a partly written frame (so frame boundaries survive; a raw echo
+    /// stream keeps only what is in flight), then closes it with `SLOW_CONSUMER`,
+    /// whose `Error` frame follows what was kept.
+    fn cut_slow_consumer(&mut self, drv: &mut impl Driver, slot: usize, why: Cut) {
+        let now = self.now_ms();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        c.outq.truncate(usize::from(c.sending.max(1)));
+        if c.phase == Phase::Closing {
+            return;
+        }
+        let pending = c.pending;
+        let keep = usize::from(c.sending).max(usize::from(
+            c.head_started && c.kind == ListenerKind::Client,
+        ));
+        c.outq.truncate(keep);
         c.pending = c.outq.iter().map(|b| b.len() as u32).sum();
+        if c.outq.is_empty() {
+            c.head_started = false;
+        }
+        let stalled_ms = now.saturating_sub(c.out_mark_ms);
+        self.stats.count_cut(why);
+        if let Some(held_back) = self.cut_log.pass(now) {
+            let peer = c.stream.peer_addr().ok();
+            tracing::info!(
+                reactor = self.id,
+                ?peer,
+                pending,
+                stalled_ms,
+                cause = why.label(),
+                lines_held_back = held_back,
+                "closing slow consumer"
+            );
+        }
+        self.publish(drv, slot);
         self.close_with_error(drv, slot, ErrorCode::SlowConsumer, 0);
     }
 
@@ -636,6 +924,7 @@ impl Core {
         let Some(slot) = self.slot_of(t) else {
             return;
         };
+        let now = self.turn_now();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -646,6 +935,7 @@ impl Core {
             n if n > 0 => {
                 self.stats.bytes_out.add(n as u64);
                 consume(c, n as usize);
+                c.out_mark_ms = now;
             }
             e if e == -libc::EAGAIN || e == -libc::EINTR => {
                 if !c.writable_armed {
@@ -663,9 +953,12 @@ impl Core {
                 return;
             }
         }
+        self.publish(drv, slot);
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
         if c.pending > self.settings.max_pending_bytes && c.phase != Phase::Closing {
-            let pending = u64::from(c.pending);
-            self.over_bound(drv, slot, pending);
+            self.over_bound(drv, slot);
             return;
         }
         self.pause_if_backlogged(slot);
@@ -676,6 +969,7 @@ impl Core {
     /// the kernel refuses more (then writability is awaited), or an asynchronous
     /// send takes it (then its completion continues).
     fn flush(&mut self, drv: &mut impl Driver, slot: usize) {
+        let now = self.turn_now();
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -688,6 +982,7 @@ impl Core {
                 Sent::Wrote(n) if n > 0 => {
                     self.stats.bytes_out.add(n as u64);
                     consume(c, n);
+                    c.out_mark_ms = now;
                 }
                 Sent::Wrote(_) | Sent::Failed => {
                     self.release(drv, slot, CloseReason::IoError);
@@ -695,6 +990,7 @@ impl Core {
                 }
                 Sent::Submitted(k) => {
                     c.sending = k.max(1);
+                    self.publish(drv, slot);
                     return;
                 }
                 Sent::Blocked => {
@@ -706,10 +1002,10 @@ impl Core {
                         }
                     }
                     if c.phase != Phase::Closing && c.pending > self.settings.max_pending_bytes {
-                        let pending = u64::from(c.pending);
-                        self.over_bound(drv, slot, pending);
+                        self.over_bound(drv, slot);
                     } else {
                         self.pause_if_backlogged(slot);
+                        self.publish(drv, slot);
                     }
                     return;
                 }
@@ -718,6 +1014,7 @@ impl Core {
         // Caught up: drop the queue's storage so an idle connection owns nothing.
         c.outq = VecDeque::new();
         c.pending = 0;
+        c.head_started = false;
         if c.writable_armed {
             c.writable_armed = false;
             if drv.set_writable(&mut c.stream, t, false).is_err() {
@@ -733,6 +1030,7 @@ impl Core {
             c.write_shut = true;
             let _ = c.stream.shutdown(Shutdown::Write);
         }
+        self.publish(drv, slot);
     }
 
     /// Starts closing a connection: sends `farewell` (an `Error` or `Bye` frame) if
@@ -758,6 +1056,8 @@ impl Core {
         c.spill = Vec::new();
         c.mark_ms = now;
         let generation = c.generation;
+        // Producers stop charging it: whatever they send now is dropped.
+        self.ledger.close(self.id, slot as u32);
         // Raw echo streams carry no frames, so they close without a farewell.
         let farewell = farewell.filter(|_| c.kind == ListenerKind::Client);
         if c.read_paused {
@@ -776,10 +1076,13 @@ impl Core {
             let _ = self.tell_worker(id, Event::Closed { conn: id, reason });
         }
         if let Some(frame) = farewell {
-            // A few bytes past the bound, so even a slow consumer hears why.
+            // A few bytes past what is queued, so even a slow consumer hears why (the
+            // rest of a frame larger than the bound may be queued ahead of it).
+            let queued = self.conns.get(slot).map_or(0, |c| c.pending);
             let bound = self
                 .settings
                 .max_pending_bytes
+                .max(queued)
                 .saturating_add(frame.len() as u32);
             self.write_or_queue(drv, slot, frame, bound);
         }
@@ -800,6 +1103,8 @@ impl Core {
         };
         drv.deregister(&mut c.stream, token(slot, c.generation));
         self.limits.release(c.ip_key);
+        self.ledger.close(self.id, slot as u32);
+        self.unpublish(c.published);
         if c.close_reason.is_none() {
             self.stats.count_close(reason);
         }
@@ -820,6 +1125,16 @@ impl Core {
             match cmd {
                 Command::Send { conn, frame } => {
                     if let Some(slot) = self.open_slot_of_id(conn) {
+                        self.stats.kinds_out.count_encoded(&frame);
+                        self.send(drv, slot, frame);
+                    }
+                }
+                Command::SendCharged { conn, frame } => {
+                    if let Some(slot) = self.open_slot_of_id(conn) {
+                        // The producer's charge becomes queued output (or none).
+                        let charged = i64::try_from(frame.len()).unwrap_or(i64::MAX);
+                        self.ledger
+                            .settle(self.id, conn.slot, conn.generation, -charged);
                         self.stats.kinds_out.count_encoded(&frame);
                         self.send(drv, slot, frame);
                     }
@@ -856,6 +1171,11 @@ impl Core {
                 } => {
                     if let Some(slot) = self.slot_of_id(conn) {
                         match (code, farewell) {
+                            // A producer found the replies it holds back for this
+                            // connection past their bound.
+                            (Some(ErrorCode::SlowConsumer), None) => {
+                                self.cut_slow_consumer(drv, slot, Cut::Deferred)
+                            }
                             (Some(code), None) => self.close_with_error(drv, slot, code, 0),
                             (code, farewell) => {
                                 let reason = code.map_or(CloseReason::Server, CloseReason::Error);
@@ -873,6 +1193,8 @@ impl Core {
                 Command::Limits(l) => {
                     self.settings.max_frame_bytes = l.max_frame_bytes;
                     self.settings.max_pending_bytes = l.max_pending_bytes;
+                    self.settings.max_pending_total = l.max_pending_total;
+                    self.settings.stall_ms = l.stall_ms;
                     self.settings.handshake_ms = l.handshake_ms;
                     self.settings.idle_ms = l.idle_ms;
                     self.settings.linger_ms = l.linger_ms;
@@ -916,10 +1238,18 @@ impl Core {
                 Phase::Closing => self.release(drv, slot, CloseReason::Server),
             }
         }
+        if !self.backlog.is_empty() && now >= self.next_sweep_ms {
+            self.sweep(drv, now);
+            self.next_sweep_ms = now.saturating_add(self.sweep_interval());
+        }
         let mut wait = self
             .timers
             .next_deadline()
             .map(|d| Duration::from_millis(d.saturating_sub(now)));
+        if !self.backlog.is_empty() {
+            let sweep = Duration::from_millis(self.next_sweep_ms.saturating_sub(now));
+            wait = Some(wait.map_or(sweep, |w| w.min(sweep)));
+        }
         if let Some(deadline) = self.drain_deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             wait = Some(wait.map_or(left, |w| w.min(left)));
@@ -927,10 +1257,95 @@ impl Core {
         wait
     }
 
+    /// How often the backlog is swept: often enough to notice a stall within a
+    /// quarter of `limits.stall_timeout`.
+    fn sweep_interval(&self) -> u64 {
+        (self.settings.stall_ms / 4).clamp(1, SWEEP_MS)
+    }
+
+    /// Walks the backlog: forgets connections that caught up, cuts those whose
+    /// queued output made no progress for `limits.stall_timeout` (their peer reads
+    /// nothing: paused, such a connection could neither read nor write), and, while
+    /// draining, drops closing connections whose farewell cannot get out.
+    fn sweep(&mut self, drv: &mut impl Driver, now: u64) {
+        let list = std::mem::take(&mut self.backlog);
+        let mut stalled = Vec::new();
+        let mut hopeless = Vec::new();
+        for t in list {
+            let Some(slot) = self.slot_of(t) else {
+                continue;
+            };
+            let Some(c) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            if c.pending == 0 {
+                c.listed = false;
+                continue;
+            }
+            self.backlog.push(t);
+            let quiet = now.saturating_sub(c.out_mark_ms);
+            match c.phase {
+                Phase::Closing if quiet >= self.drain_stall_ms => hopeless.push(slot),
+                Phase::Closing => {}
+                _ if quiet >= self.settings.stall_ms => stalled.push((slot, quiet)),
+                _ => {}
+            }
+        }
+        if !stalled.is_empty() && self.kernel_short_of_tcp_memory(now) {
+            let patience = self
+                .settings
+                .stall_ms
+                .saturating_mul(KERNEL_PRESSURE_STALL_FACTOR);
+            stalled.retain(|&(_, quiet)| quiet >= patience);
+        }
+        for (slot, _) in stalled {
+            self.cut_slow_consumer(drv, slot, Cut::Stalled);
+        }
+        for slot in hopeless {
+            let reason = self
+                .conns
+                .get(slot)
+                .and_then(|c| c.close_reason)
+                .unwrap_or(CloseReason::Shutdown);
+            tracing::debug!(
+                reactor = self.id,
+                slot,
+                "draining: dropping a connection whose output is stuck"
+            );
+            self.release(drv, slot, reason);
+        }
+    }
+
+    /// Whether the kernel's TCP memory is under pressure (asked at most once a
+    /// second, and only when a connection's output has stalled); counted in the
+    /// `kernel_tcp_memory_pressure` gauge and logged when it starts.
+    fn kernel_short_of_tcp_memory(&mut self, now: u64) -> bool {
+        let (asked, was) = self.kernel_pressure;
+        if asked != 0 && now.saturating_sub(asked) < KERNEL_PRESSURE_CHECK_MS {
+            return was;
+        }
+        let on = (self.kernel_pressure_probe)();
+        self.kernel_pressure = (now.max(1), on);
+        self.stats.kernel_tcp_pressure.set(u64::from(on));
+        if on && !was {
+            tracing::warn!(
+                reactor = self.id,
+                "kernel TCP memory under pressure (net.ipv4.tcp_mem): stalled output may \
+                 not be the peers' fault; cutting stalled connections only after \
+                 6 x limits.stall_timeout meanwhile"
+            );
+        }
+        on
+    }
+
     /// Shutdown phase two: tells protocol clients `Bye`, closes every connection
     /// once flushed.
     fn begin_drain(&mut self, drv: &mut impl Driver, deadline: Instant) {
         self.drain_deadline = Some(deadline);
+        // Output that made no progress for half the drain's time will not get out
+        // in the other half either.
+        self.drain_stall_ms = millis(deadline.saturating_duration_since(Instant::now())) / 2;
+        self.next_sweep_ms = 0;
         self.input_open = false;
         // One Bye for everyone; closing connections already said their farewell
         // (close_with ignores them).
@@ -965,8 +1380,10 @@ fn consume(c: &mut Conn, n: usize) {
         if front.len() <= left {
             left -= front.len();
             c.outq.pop_front();
+            c.head_started = false;
         } else {
             front.advance(left);
+            c.head_started = true;
             left = 0;
         }
     }

@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use mio::Token;
@@ -16,6 +17,7 @@ use mio::net::TcpStream;
 use super::{Core, Settings};
 use crate::handoff::WorkerQueue;
 use crate::ops::limits::{AcceptBucket, ConnLimits};
+use crate::protocol::ErrorCode;
 use crate::reactor::conn::{ListenerKind, Phase};
 use crate::reactor::sys::{Driver, Sent};
 
@@ -78,6 +80,8 @@ fn settings(max_pending_bytes: u32) -> Settings {
     Settings {
         max_frame_bytes: 1 << 20,
         max_pending_bytes,
+        max_pending_total: u64::MAX,
+        stall_ms: 10_000,
         handshake_ms: 10_000,
         idle_ms: 10_000,
         linger_ms: 1_000,
@@ -87,34 +91,84 @@ fn settings(max_pending_bytes: u32) -> Settings {
     }
 }
 
+/// A core under test, with what the tests drive it through.
+struct Fixture {
+    core: Core,
+    /// Worker commands to the core.
+    commands: crossbeam_channel::Sender<crate::handoff::Command>,
+    ledger: Arc<crate::ledger::Ledger>,
+    listener: std::net::TcpListener,
+    /// Peer sockets, kept open so the connections stay valid.
+    peers: Vec<std::net::TcpStream>,
+}
+
+impl Fixture {
+    fn new(settings: Settings) -> Self {
+        let limits = crate::config::Limits::default();
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        // Leak the receiver so the worker queue stays connected for the test's life.
+        std::mem::forget(rx);
+        let workers: Arc<[WorkerQueue]> = vec![WorkerQueue::new(tx, 1 << 20)].into();
+        let (commands, cmd_rx) = crossbeam_channel::bounded(16);
+        let ledger = Arc::new(crate::ledger::Ledger::new(1, 1024, Arc::default()));
+        let mut core = Core::new(
+            0,
+            settings,
+            cmd_rx,
+            workers,
+            Arc::default(),
+            (
+                Arc::new(ConnLimits::new(&limits)),
+                AcceptBucket::new(&limits, 1),
+            ),
+            ledger.clone(),
+        );
+        // Whatever the machine running the tests is doing.
+        core.kernel_pressure_probe = || false;
+        Self {
+            core,
+            commands,
+            ledger,
+            listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            peers: Vec::new(),
+        }
+    }
+
+    /// Accepts one connection of `kind`; returns its token.
+    fn open(&mut self, drv: &mut Script, kind: ListenerKind) -> Token {
+        let client = std::net::TcpStream::connect(self.listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = self.listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        self.peers.push(client);
+        let before = self.core.conns.len();
+        self.core
+            .accept(drv, kind, TcpStream::from_std(server), peer);
+        assert_eq!(self.core.conns.len(), before + 1, "accepted");
+        let slot = self.core.conns.iter().map(|(s, _)| s).max().unwrap();
+        self.core.token_at(slot).unwrap()
+    }
+
+    /// Lets `ms` milliseconds pass on the core's clock (and ends the loop turn).
+    fn advance(&mut self, ms: u64) {
+        self.core.epoch -= Duration::from_millis(ms);
+        self.core.end_turn(std::time::Instant::now());
+    }
+
+    fn phase(&self, t: Token) -> Option<Phase> {
+        self.core
+            .slot_of(t)
+            .and_then(|s| self.core.conns.get(s))
+            .map(|c| c.phase)
+    }
+}
+
 /// A core with one raw echo connection; returns it with the connection's token and
 /// the peer socket (kept open so the connection stays valid).
 fn core_with_echo(drv: &mut Script, max_pending: u32) -> (Core, Token, std::net::TcpStream) {
-    let limits = crate::config::Limits::default();
-    let (tx, _rx) = crossbeam_channel::bounded(16);
-    // Leak the receiver so the worker queue stays connected for the test's life.
-    std::mem::forget(_rx);
-    let workers: Arc<[WorkerQueue]> = vec![WorkerQueue::new(tx, 1 << 20)].into();
-    let (_cmd_tx, cmd_rx) = crossbeam_channel::bounded(16);
-    std::mem::forget(_cmd_tx);
-    let mut core = Core::new(
-        0,
-        settings(max_pending),
-        cmd_rx,
-        workers,
-        Arc::default(),
-        (
-            Arc::new(ConnLimits::new(&limits)),
-            AcceptBucket::new(&limits, 1),
-        ),
-    );
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, peer) = listener.accept().unwrap();
-    server.set_nonblocking(true).unwrap();
-    core.accept(drv, ListenerKind::Echo, TcpStream::from_std(server), peer);
-    let t = core.token_at(0).expect("accepted");
-    (core, t, client)
+    let mut f = Fixture::new(settings(max_pending));
+    let t = f.open(drv, ListenerKind::Echo);
+    std::mem::forget(f.commands);
+    (f.core, t, f.peers.pop().unwrap())
 }
 
 #[test]
@@ -218,4 +272,215 @@ fn reading_pauses_at_half_the_bound_before_the_send_and_a_cut_keeps_the_send_in_
     core.on_sent(&mut drv, t, 60);
     let c = core.conns.get(0).unwrap();
     assert!(c.outq.is_empty() && c.write_shut, "flushed, then FIN");
+}
+
+#[test]
+fn output_that_makes_no_progress_is_cut_after_the_stall_timeout() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(Settings {
+        stall_ms: 5_000,
+        idle_ms: 120_000,
+        ..settings(1 << 20)
+    });
+    let stuck = f.open(&mut drv, ListenerKind::Echo);
+    let moving = f.open(&mut drv, ListenerKind::Echo);
+    f.core.on_data(&mut drv, stuck, b"nobody reads this");
+    f.core.on_data(&mut drv, moving, b"this is read");
+    f.core.run_timers(&mut drv);
+    f.advance(4_000);
+    f.core.run_timers(&mut drv);
+    assert_eq!(f.phase(stuck), Some(Phase::Established), "not yet");
+    // The other peer reads: progress, and then nothing left to stall.
+    drv.room = 100;
+    f.core.on_writable(&mut drv, moving);
+    drv.room = 0;
+    f.core.on_data(&mut drv, moving, b"more");
+    f.advance(2_000);
+    f.core.run_timers(&mut drv);
+    assert_eq!(f.phase(stuck), Some(Phase::Closing), "cut");
+    assert_eq!(
+        f.phase(moving),
+        Some(Phase::Established),
+        "it made progress"
+    );
+    assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Stalled), 1);
+}
+
+#[test]
+fn while_the_kernel_is_short_of_tcp_memory_stalled_output_gets_longer() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(Settings {
+        stall_ms: 5_000,
+        idle_ms: 120_000,
+        ..settings(1 << 20)
+    });
+    f.core.kernel_pressure_probe = || true;
+    let t = f.open(&mut drv, ListenerKind::Echo);
+    f.core.on_data(&mut drv, t, b"nobody reads this");
+    f.core.run_timers(&mut drv);
+    f.advance(6_000);
+    f.core.run_timers(&mut drv);
+    assert_eq!(
+        f.phase(t),
+        Some(Phase::Established),
+        "the kernel's fault, maybe"
+    );
+    assert_eq!(f.core.stats.kernel_tcp_pressure.get(), 1);
+    f.advance(25_000);
+    f.core.run_timers(&mut drv);
+    assert_eq!(f.phase(t), Some(Phase::Closing), "6 x 5 s: cut anyway");
+    assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Stalled), 1);
+}
+
+#[test]
+fn the_largest_consumers_are_cut_first_when_the_total_passes_its_budget() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(Settings {
+        max_pending_total: 450 << 10,
+        ..settings(1 << 20)
+    });
+    let sizes = [100usize << 10, 300 << 10, 200 << 10];
+    let conns: Vec<Token> = sizes
+        .iter()
+        .map(|_| f.open(&mut drv, ListenerKind::Echo))
+        .collect();
+    for (t, n) in conns.iter().zip(sizes) {
+        for chunk in vec![7u8; n].chunks(50 << 10) {
+            f.core.on_data(&mut drv, *t, chunk);
+        }
+    }
+    let phases: Vec<Option<Phase>> = conns.iter().map(|t| f.phase(*t)).collect();
+    assert_eq!(
+        phases,
+        [
+            Some(Phase::Established),
+            Some(Phase::Closing),
+            Some(Phase::Established)
+        ],
+        "600 KiB queued against 450: the 300 KiB one goes, and it is enough"
+    );
+    assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Total), 1);
+    assert_eq!(f.core.queued, 300 << 10);
+    f.core.end_turn(std::time::Instant::now());
+    assert_eq!(f.ledger.total(), 300 << 10);
+}
+
+#[test]
+fn a_charged_reply_is_settled_as_the_kernel_takes_it() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(settings(1 << 20));
+    let t = f.open(&mut drv, ListenerKind::Echo);
+    let (slot, generation) = crate::reactor::conn::untoken(t);
+    let conn = crate::handoff::ConnId {
+        reactor: 0,
+        slot: slot as u32,
+        generation,
+    };
+    assert!(
+        f.ledger.charge(conn, 100),
+        "the shard charges the page it built"
+    );
+    let frame = Bytes::from(vec![1u8; 100]);
+    f.commands
+        .send(crate::handoff::Command::SendCharged { conn, frame })
+        .unwrap();
+    f.core.run_commands(&mut drv);
+    assert_eq!(
+        f.ledger.owed(conn),
+        Some(100),
+        "now queued instead of charged"
+    );
+    drv.room = 60;
+    f.core.on_writable(&mut drv, t);
+    assert_eq!(f.ledger.owed(conn), Some(40));
+    drv.room = 100;
+    f.core.on_writable(&mut drv, t);
+    assert_eq!(f.ledger.owed(conn), Some(0));
+    // Closing: producers see it gone.
+    f.core
+        .close_with(&mut drv, slot, crate::handoff::CloseReason::Server, None);
+    assert_eq!(f.ledger.owed(conn), None);
+}
+
+/// The frames queued on a protocol connection, as (kind, status) of each entry that
+/// starts a frame, and the bytes of the rest of a partly written one at the head.
+fn queued_frames(core: &Core, t: Token) -> (usize, Vec<(u8, u16)>) {
+    let c = core.conns.get(core.slot_of(t).unwrap()).unwrap();
+    let mut partial = 0;
+    let mut frames = Vec::new();
+    for (i, b) in c.outq.iter().enumerate() {
+        if i == 0 && c.head_started {
+            partial = b.len();
+            continue;
+        }
+        let h = crate::frame::decode(b, u32::MAX).unwrap().unwrap().header;
+        frames.push((h.kind, h.status));
+    }
+    (partial, frames)
+}
+
+#[test]
+fn a_cut_keeps_only_the_rest_of_a_partly_written_frame_before_the_302() {
+    let ping = || crate::frame::encode(crate::frame::FrameHeader::new(4, 0, 1), &[9u8; 100]);
+    let error = (crate::protocol::Kind::Error.as_u8(), 302);
+    for (room, partial) in [(0, 0), (50, ping().len() - 50)] {
+        let mut drv = Script {
+            room,
+            ..Script::default()
+        };
+        let mut f = Fixture::new(settings(4096));
+        let t = f.open(&mut drv, ListenerKind::Client);
+        let slot = f.core.slot_of(t).unwrap();
+        f.core.send(&mut drv, slot, ping());
+        f.core.send(&mut drv, slot, ping());
+        f.core
+            .cut_slow_consumer(&mut drv, slot, crate::metrics::Cut::MaxPending);
+        assert_eq!(
+            queued_frames(&f.core, t),
+            (partial, vec![error]),
+            "kernel took {room} bytes of the first frame"
+        );
+    }
+}
+
+#[test]
+fn a_closing_connection_keeps_reading_until_its_farewell_is_out() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(Settings {
+        read_budget_bytes: 1000,
+        ..settings(4096)
+    });
+    let t = f.open(&mut drv, ListenerKind::Client);
+    let slot = f.core.slot_of(t).unwrap();
+    f.core
+        .close_with_error(&mut drv, slot, ErrorCode::SlowConsumer, 0);
+    for _ in 0..5 {
+        f.core.on_data(&mut drv, t, &[0u8; 1000]);
+    }
+    assert_eq!(f.phase(t), Some(Phase::Closing), "the 302 is not out yet");
+    drv.room = 100;
+    f.core.on_writable(&mut drv, t);
+    f.core.on_data(&mut drv, t, &[0u8; 1000]);
+    assert_eq!(f.phase(t), None, "farewell out, flood goes on: released");
+}
+
+#[test]
+fn a_frame_larger_than_the_bound_that_the_kernel_took_part_of_is_finished_before_the_302() {
+    let mut drv = Script {
+        room: 100,
+        ..Script::default()
+    };
+    let mut f = Fixture::new(settings(4096));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    let slot = f.core.slot_of(t).unwrap();
+    let big = crate::frame::encode(crate::frame::FrameHeader::new(4, 0, 1), &[9u8; 10_000]);
+    f.core.send(&mut drv, slot, big.clone());
+    assert_eq!(f.phase(t), Some(Phase::Closing), "past the bound: cut");
+    assert_eq!(
+        queued_frames(&f.core, t),
+        (
+            big.len() - 100,
+            vec![(crate::protocol::Kind::Error.as_u8(), 302)]
+        )
+    );
 }

@@ -92,6 +92,7 @@ pub(crate) fn spawn(
     workers: Arc<[WorkerQueue]>,
     stats: Arc<CachePadded<ReactorMetrics>>,
     limits: Arc<ConnLimits>,
+    ledger: Arc<crate::ledger::Ledger>,
 ) -> io::Result<JoinHandle<()>> {
     let bucket = AcceptBucket::new(&config.limits, config.reactor_threads());
     let Pending { id, io, commands } = pending;
@@ -108,7 +109,15 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("reactor-{id}"))
         .spawn(move || {
-            let core = core::Core::new(id, settings, commands, workers, stats, (limits, bucket));
+            let core = core::Core::new(
+                id,
+                settings,
+                commands,
+                workers,
+                stats,
+                (limits, bucket),
+                ledger,
+            );
             let r = match io {
                 PendingIo::Epoll(poll) => sys::epoll::run(poll, listeners, core, loop_cfg),
                 PendingIo::Uring(efd) => sys::uring::run(efd, listeners, core, uring_cfg),

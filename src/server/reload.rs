@@ -79,6 +79,8 @@ pub(crate) fn shard_settings(config: &Config) -> ShardSettings {
         typing_interval_ms: millis(r.typing_interval),
         history_page_max: usize::from(r.history_page_max),
         max_frame: config.limits.max_frame_bytes as usize,
+        max_pending: config.limits.max_pending_bytes,
+        max_held: config.limits.max_held_requests,
         journal: config.journal.enabled,
     }
 }
@@ -88,6 +90,8 @@ fn live_limits(config: &Config) -> LiveLimits {
     LiveLimits {
         max_frame_bytes: config.limits.max_frame_bytes,
         max_pending_bytes: config.limits.max_pending_bytes,
+        max_pending_total: config.max_pending_total_bytes(),
+        stall_ms: millis(config.limits.stall_timeout),
         handshake_ms: millis(config.heartbeat.handshake_timeout),
         idle_ms: millis(config.heartbeat.idle_timeout),
         linger_ms: millis(config.limits.close_linger),
@@ -150,6 +154,7 @@ impl Server {
         *live.sessions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sessions);
         report.applied.push("auth");
         let limits = live_limits(new);
+        self.metrics.pending_limit.set(limits.max_pending_total);
         for r in live.reactors.iter() {
             if r.send(Command::Limits(limits)) {
                 r.wake();

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
+use super::deferred::{Deferred, Waiting};
 use super::record::{self, Body, Record, RecordError, RecordKind};
 use super::sent::SentIds;
 use super::transcript::Transcript;
@@ -37,6 +38,13 @@ pub(crate) struct ShardSettings {
     pub history_page_max: usize,
     /// Largest payload a `HistoryPage` may take (stay within the announced frame limit).
     pub max_frame: usize,
+    /// `limits.max_pending_bytes`: while a connection owes this much output, its
+    /// `HistoryPage`s wait (see [`super::deferred`]); it also bounds the bytes one
+    /// reconnect is replayed.
+    pub max_pending: u32,
+    /// `limits.max_held_requests`: `History` requests one connection may have
+    /// waiting.
+    pub max_held: u32,
     /// Collect a journal [`Record`] for every state change ([`Shard::take_records`]).
     pub journal: bool,
 }
@@ -200,6 +208,16 @@ impl Conversation {
     }
 }
 
+/// What became of a `History` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// Answered (a page or an error), or dropped with its connection.
+    Done,
+    /// Its connection owes too much output; the page takes this many bytes (0: not
+    /// built).
+    Wait(u32),
+}
+
 /// One shard's conversations.
 #[derive(Debug)]
 pub(crate) struct Shard {
@@ -229,6 +247,10 @@ pub(crate) struct Shard {
     reader: Option<JournalReader>,
     /// The assistants: FAQ auto-reply, canned replies, abuse filter.
     assist: Assist,
+    /// Output owed per connection (`None`: not accounted, nothing is held back).
+    ledger: Option<std::sync::Arc<crate::ledger::Ledger>>,
+    /// `History` requests waiting for their connection to take what it owes.
+    deferred: Deferred,
 }
 
 /// A shard's assistants (`[assist]`); each is off when `None`.
@@ -342,7 +364,162 @@ impl Shard {
             closed: None,
             reader: None,
             assist: Assist::default(),
+            ledger: None,
+            deferred: Deferred::default(),
         }
+    }
+
+    /// Accounts expensive replies in `ledger` and holds them back for connections
+    /// that owe `max_pending` bytes of output.
+    pub fn set_ledger(&mut self, ledger: std::sync::Arc<crate::ledger::Ledger>) {
+        self.ledger = Some(ledger);
+    }
+
+    /// Whether `History` requests wait (the worker then calls
+    /// [`Shard::retry_deferred`] again soon, with or without new input).
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Serves the waiting `History` requests whose connections have room now, in
+    /// order; drops those of connections that are gone.
+    pub fn retry_deferred(&mut self, out: &mut Vec<Effect>) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let mut pass = self.deferred.take();
+        // Connections found still owing too much: their later requests wait too.
+        let mut blocked: Vec<ConnId> = Vec::new();
+        while let Some(mut w) = pass.pop_front() {
+            let conn = w.from.conn;
+            if blocked.contains(&conn) {
+                self.deferred.requeue(w);
+                continue;
+            }
+            match self.history(&w.from, &w.history, w.needed, out) {
+                Served::Done => self.deferred.done(conn),
+                Served::Wait(needed) => {
+                    w.needed = needed;
+                    blocked.push(conn);
+                    self.deferred.requeue(w);
+                }
+            }
+        }
+        self.count_waiting();
+    }
+
+    fn count_waiting(&self) {
+        if let Some(m) = &self.assist.metrics {
+            m.history_waiting.set(self.deferred.len() as u64);
+        }
+    }
+
+    /// A `History` request: served now, or held back behind the connection's output
+    /// (and its earlier requests).
+    fn request_history(&mut self, from: Sender, h: messages::History, out: &mut Vec<Effect>) {
+        let served = if self.deferred.has(from.conn) {
+            Served::Wait(0)
+        } else {
+            self.history(&from, &h, 0, out)
+        };
+        let Served::Wait(needed) = served else {
+            return;
+        };
+        if let Some(m) = &self.assist.metrics {
+            m.history_deferred.inc();
+        }
+        let conn = from.conn;
+        let waiting = Waiting {
+            from,
+            history: h,
+            needed,
+        };
+        if self.deferred.push(waiting, self.settings.max_held).is_err() {
+            tracing::info!(
+                ?conn,
+                "History requests waiting for a connection that reads nothing passed their \
+                 bound; cutting it as a slow consumer"
+            );
+            out.push(Effect::Conn(
+                conn,
+                crate::handoff::Command::Close {
+                    conn,
+                    code: Some(ErrorCode::SlowConsumer),
+                    farewell: None,
+                },
+            ));
+        }
+        self.count_waiting();
+    }
+
+    /// Answers one `History` request unless its connection owes too much output to
+    /// take the page (`Wait` with the page's size, 0 if not built), given that the
+    /// page took `needed` bytes when last built. The page is charged to the
+    /// connection in the ledger before it leaves.
+    fn history(
+        &mut self,
+        from: &Sender,
+        h: &messages::History,
+        needed: u32,
+        out: &mut Vec<Effect>,
+    ) -> Served {
+        let max = self.settings.max_pending;
+        let owed = match self.ledger.as_ref().map(|l| l.owed(from.conn)) {
+            // Closing or gone: the answer would be dropped.
+            Some(None) => return Served::Done,
+            Some(Some(owed)) => owed,
+            None => 0,
+        };
+        // A connection that owes nothing always gets its page, however large.
+        let no_room = |len: u32| owed > 0 && (owed >= max || owed.saturating_add(len) > max);
+        if no_room(needed) {
+            return Served::Wait(needed);
+        }
+        let conversation = h.conversation;
+        let Some(c) = self
+            .convs
+            .get(&conversation)
+            .filter(|c| c.tenant == from.who.tenant)
+        else {
+            // Another tenant's conversation does not exist, as far as this user knows.
+            refuse(out, from, ErrorCode::NotFound, conversation);
+            return Served::Done;
+        };
+        let participant =
+            (from.who == c.visitor && from.role == role::VISITOR) || c.is_agent(&from.who);
+        // Agents of the group may read a queued conversation before claiming.
+        let may_read = participant
+            || (c.state == State::Queued
+                && matches!(from.role, role::AGENT | role::BOT)
+                && from.groups.contains(&c.group));
+        if !may_read {
+            refuse(out, from, ErrorCode::Forbidden, conversation);
+            return Served::Done;
+        }
+        let Some(page) = history_page(c, conversation, h, &self.settings, self.reader.as_ref())
+        else {
+            refuse(out, from, ErrorCode::StorageUnavailable, conversation);
+            return Served::Done;
+        };
+        let frame = page.to_frame(from.rid);
+        let Some(ledger) = &self.ledger else {
+            super::send(out, from.conn, frame);
+            return Served::Done;
+        };
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        if no_room(len) {
+            return Served::Wait(len);
+        }
+        if ledger.charge(from.conn, len) {
+            out.push(Effect::Conn(
+                from.conn,
+                crate::handoff::Command::SendCharged {
+                    conn: from.conn,
+                    frame,
+                },
+            ));
+        }
+        Served::Done
     }
 
     /// Installs the assistants (at start and after a reload); the abuse filter keeps
@@ -865,6 +1042,8 @@ impl Shard {
         out: &mut Vec<Effect>,
     ) {
         let mut budget = max_replay;
+        // What one reconnect is replayed stays within what one connection may owe.
+        let mut bytes_left = u64::from(self.settings.max_pending);
         let mut answers = Vec::with_capacity(cursors.len());
         for cur in cursors {
             let mut answer = ResumeAnswer {
@@ -879,7 +1058,10 @@ impl Shard {
             if let Some(c) = c
                 && let Some(frames) =
                     c.replay(cur.conversation, cur.last_seq, budget, self.reader.as_ref())
+                && let Some(left) =
+                    bytes_left.checked_sub(frames.iter().map(|f| f.len() as u64).sum::<u64>())
             {
+                bytes_left = left;
                 budget -= c.events.len() - cur.last_seq;
                 if c.state != State::Closed {
                     if c.catch_up.len() >= MAX_CATCH_UP {
@@ -960,6 +1142,10 @@ impl Shard {
     }
 
     fn request(&mut self, from: Sender, msg: Msg, now_ms: u64, out: &mut Vec<Effect>) {
+        let msg = match msg {
+            Msg::History(h) => return self.request_history(from, h, out),
+            msg => msg,
+        };
         let conversation = super::request_conversation(&msg);
         let Some(c) = self
             .convs
@@ -973,20 +1159,6 @@ impl Shard {
         let is_agent = c.is_agent(&from.who);
         let participant = is_visitor || is_agent;
         match msg {
-            Msg::History(h) => {
-                // Agents of the group may read a queued conversation before claiming.
-                let may_read = participant
-                    || (c.state == State::Queued
-                        && matches!(from.role, role::AGENT | role::BOT)
-                        && from.groups.contains(&c.group));
-                if !may_read {
-                    return refuse(out, &from, ErrorCode::Forbidden, conversation);
-                }
-                match history_page(c, conversation, &h, &self.settings, self.reader.as_ref()) {
-                    Some(page) => reply(out, &from, page),
-                    None => refuse(out, &from, ErrorCode::StorageUnavailable, conversation),
-                }
-            }
             _ if !participant => refuse(out, &from, ErrorCode::Forbidden, conversation),
             Msg::Send(s) => {
                 if c.state == State::Closed {

@@ -19,6 +19,7 @@
 
 pub(crate) mod conversation;
 pub(crate) mod damage;
+mod deferred;
 pub(crate) mod record;
 pub(crate) mod router;
 mod sent;

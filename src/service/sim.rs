@@ -53,6 +53,8 @@ pub(crate) struct Sim {
     rng: Rng,
     /// Journal records each shard produced, in order.
     pub records: Vec<Vec<super::record::Record>>,
+    /// Connections a shard asked to close, with the code.
+    pub closes: Vec<(ConnId, Option<crate::protocol::ErrorCode>)>,
 }
 
 pub(crate) fn settings() -> (RouterSettings, ShardSettings) {
@@ -67,6 +69,8 @@ pub(crate) fn settings() -> (RouterSettings, ShardSettings) {
             typing_interval_ms: 500,
             history_page_max: 50,
             max_frame: 1 << 20,
+            max_pending: 4 << 20,
+            max_held: 1024,
             journal: true,
         },
     )
@@ -81,6 +85,7 @@ impl Sim {
             to_router: VecDeque::new(),
             to_shard: (0..shards).map(|_| VecDeque::new()).collect(),
             records: (0..shards).map(|_| Vec::new()).collect(),
+            closes: Vec::new(),
             inbox: BTreeMap::new(),
             owner: HashMap::new(),
             now: 1_000,
@@ -166,7 +171,11 @@ impl Sim {
                     q.push_back(m);
                 }
             }
-            Effect::Conn(conn, Command::Send { frame, .. }) => self.record(conn, &frame),
+            Effect::Conn(
+                conn,
+                Command::Send { frame, .. } | Command::SendCharged { frame, .. },
+            ) => self.record(conn, &frame),
+            Effect::Conn(conn, Command::Close { code, .. }) => self.closes.push((conn, code)),
             Effect::Conn(..) => {}
             Effect::Broadcast(conns, frame) => {
                 for c in conns {
@@ -248,6 +257,29 @@ impl Sim {
     pub fn take(&mut self, conn: ConnId) -> Vec<Got> {
         self.inbox.remove(&conn).unwrap_or_default()
     }
+
+    /// What a worker does every turn: retries the `History` requests its shard holds
+    /// back.
+    pub fn retry_deferred(&mut self) {
+        let mut out = Vec::new();
+        for s in &mut self.shards {
+            s.retry_deferred(&mut out);
+        }
+        for e in out {
+            self.effect(e);
+        }
+    }
+
+    /// Applies a configuration reload's shard settings to every shard.
+    pub fn set_shard_settings(&mut self, settings: &ShardSettings) {
+        for (shard, s) in self.shards.iter_mut().enumerate() {
+            let msg = ShardMsg::Settings {
+                shard,
+                settings: settings.clone(),
+            };
+            s.handle(msg, self.now, &mut Vec::new());
+        }
+    }
 }
 
 pub(crate) fn send_msg(conversation: u64, id: u64, body: &str) -> Msg {
@@ -260,6 +292,10 @@ pub(crate) fn send_msg(conversation: u64, id: u64, body: &str) -> Msg {
     }
     .into()
 }
+
+#[cfg(test)]
+#[path = "deferred_tests.rs"]
+mod deferred_tests;
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -373,6 +373,8 @@ mod tests {
             typing_interval_ms: 1000,
             history_page_max: 50,
             max_frame: 1 << 20,
+            max_pending: 4 << 20,
+            max_held: 1024,
             journal: true,
         });
         let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));
@@ -425,6 +427,8 @@ mod tests {
             typing_interval_ms: 1000,
             history_page_max: 50,
             max_frame: 1 << 20,
+            max_pending: 4 << 20,
+            max_held: 1024,
             journal: true,
         });
         let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));

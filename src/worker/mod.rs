@@ -37,6 +37,9 @@ pub(crate) type JournalLink = (
 const BATCH: usize = 256;
 /// Longest wait for work without a watchdog (any long time does: nothing to do).
 const IDLE_WAIT: Duration = Duration::from_secs(3600);
+/// While `History` requests wait for their connections' output to drain, how often
+/// the shard looks again (nothing tells it when a socket took bytes).
+const DEFERRED_RETRY: Duration = Duration::from_millis(2);
 
 /// Where effects go: reactors (frames), conversation shards and the router.
 #[derive(Clone)]
@@ -195,12 +198,15 @@ pub(crate) fn spawn(
                 stats.loops.inc();
                 let mut handled = 1;
                 // A failed journal batch is retried after a back-off.
-                let wait = durable
+                let mut wait = durable
                     .as_ref()
                     .and_then(durable::Durable::wake_at)
                     .map_or(tick, |t| {
                         t.saturating_duration_since(Instant::now()).min(tick)
                     });
+                if shard.has_deferred() {
+                    wait = wait.min(DEFERRED_RETRY);
+                }
                 crossbeam_channel::select! {
                     recv(events) -> ev => match ev {
                         Ok(ev) => on_event(ev, &mut sessions, &mut effects, &mut dispatch),
@@ -230,6 +236,7 @@ pub(crate) fn spawn(
                         dispatch.run(&mut effects);
                     }
                 }
+                shard.retry_deferred(&mut effects);
                 if let Some(d) = durable.as_mut() {
                     d.flush(&mut shard, &mut effects);
                 }
