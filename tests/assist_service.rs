@@ -217,3 +217,91 @@ fn a_visitor_over_its_message_rate_gets_429_and_nothing_is_stored() {
         .sum();
     assert_eq!(limited, 1);
 }
+
+/// A visitor's first message that the abuse filter refuses (403 spam, 205 block, 429
+/// over its rate) opens nothing: no conversation, no assignment, no queue entry, no
+/// `Queued` frame to the group's staff, and nothing in the journal (a restart knows
+/// none of them).
+#[test]
+fn a_refused_opening_message_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = util::test_config(dir.path());
+    cfg.assist.spam = Some(data("spam.toml"));
+    cfg.assist.rate_per_second = 0.001;
+    cfg.assist.rate_burst = 2;
+    // One worker: a visitor's rate bucket lives on the shard of its conversation, and
+    // the refused opener must meet the same bucket.
+    cfg.workers.threads = 1;
+    let server = switchboard::Server::start(&cfg).unwrap();
+    let addr = server.client_addr();
+    let mut alice = Peer::connect(addr, &util::agent_token("alice", &["support"]), "alice");
+    alice.post(messages::Presence {
+        status: messages::presence::AWAY,
+        user: String::new(),
+    });
+    alice.router_barrier();
+
+    let mut spammer = Peer::connect(addr, &util::token("spammer", "visitor"), "spammer");
+    let rid = spammer.post(text(
+        0,
+        1,
+        "Win big at our online casino, free spins today!",
+    ));
+    assert_eq!(spammer.expect_error(rid, 403).conversation, 0);
+    let mut threat = Peer::connect(addr, &util::token("threat", "visitor"), "threat");
+    let rid = threat.post(text(0, 1, "I will kill you"));
+    let e = threat.reply_to(rid, |m| match m {
+        Msg::Error(e) => Some(e.clone()),
+        _ => None,
+    });
+    assert_eq!((e.code, e.conversation), (205, 0));
+    // Vera's burst is two messages: her opening and one more; then opening another
+    // conversation is over her rate.
+    let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
+    let conv = vera.send_accepted(0, 1, "hello").conversation;
+    vera.send_accepted(conv, 2, "anyone?");
+    let rid = vera.post(messages::Send {
+        group: "billing".into(),
+        ..text(0, 3, "a question about my invoice")
+    });
+    assert_eq!(vera.expect_error(rid, 429).conversation, 0);
+
+    // Alice (away, a member of the group) heard of exactly one conversation waiting.
+    alice.router_barrier();
+    let queued: Vec<(u64, u32)> = alice.logged(|m| match m {
+        Msg::Queued(q) => Some((q.conversation, q.position)),
+        _ => None,
+    });
+    assert_eq!(queued, vec![(conv, 1)]);
+    // The refused openers' ids name nothing (404, not 403: no one's conversation).
+    for id in (1..conv + 3).filter(|&id| id != conv) {
+        let rid = vera.post(messages::History {
+            limit: 10,
+            conversation: id,
+            before_seq: 0,
+        });
+        vera.expect_error(rid, 404);
+    }
+    drop((alice, spammer, threat, vera));
+    assert!(server.shutdown().clean);
+
+    // Nothing of them was journaled: after a restart only Vera's conversation exists,
+    // and Alice, back online, is given it.
+    let server = switchboard::Server::start(&cfg).unwrap();
+    let mut alice = Peer::connect(
+        server.client_addr(),
+        &util::agent_token("alice", &["support"]),
+        "alice",
+    );
+    assert_eq!(alice.any_assigned().conversation, conv);
+    alice.router_barrier();
+    assert_eq!(
+        alice.logged(|m| match m {
+            Msg::Assigned(a) => Some(a.conversation),
+            _ => None,
+        }),
+        vec![conv]
+    );
+    drop(alice);
+    assert!(server.shutdown().clean);
+}

@@ -270,6 +270,49 @@ struct Assist {
 mod restore;
 pub(crate) use restore::Unplaced;
 
+impl Assist {
+    /// The abuse filter's verdict on a new visitor message: the flags to store it with,
+    /// or the code it is refused with (counted either way).
+    fn screen(&mut self, from: &Sender, body: &str, now_ms: u64) -> Result<u8, ErrorCode> {
+        let Some(filter) = self.filter.as_mut() else {
+            return Ok(0);
+        };
+        let subject = &mut self.subject;
+        subject.clear();
+        subject.push_str(&from.who.tenant);
+        subject.push('/');
+        subject.push_str(&from.who.user);
+        let verdict = filter.check(subject, body, now_ms);
+        if let Some(m) = &self.metrics {
+            match verdict {
+                Verdict::Allow => {}
+                Verdict::Flag { .. } => m.filtered.flagged.inc(),
+                Verdict::Drop { .. } => m.filtered.dropped.inc(),
+                Verdict::RateLimited => m.filtered.rate_limited.inc(),
+                Verdict::Block { .. } => m.filtered.blocked.inc(),
+            }
+        }
+        match verdict {
+            Verdict::Allow => Ok(0),
+            Verdict::Flag { .. } => Ok(messages::flags::FLAGGED),
+            Verdict::Drop { .. } => Err(ErrorCode::Forbidden),
+            Verdict::RateLimited => Err(ErrorCode::RateLimited),
+            Verdict::Block { .. } => Err(ErrorCode::Blocked),
+        }
+    }
+}
+
+/// Answers a message the abuse filter refused (a block, 205, closes the connection
+/// and names no conversation).
+fn refuse_screened(out: &mut Vec<Effect>, to: &Sender, code: ErrorCode, conversation: u64) {
+    let conversation = if code == ErrorCode::Blocked {
+        0
+    } else {
+        conversation
+    };
+    refuse(out, to, code, conversation);
+}
+
 /// A restored record held back: (seq, time, kind, body, location).
 type Held = (u64, u64, RecordKind, Body, Option<Location>);
 
@@ -910,10 +953,22 @@ impl Shard {
                 visitor_name,
                 group,
                 visitor_conns,
+                opener,
+                send,
             } => {
                 if self.convs.contains_key(&conversation) {
                     return;
                 }
+                // The opening message is screened before anything exists: a refused
+                // opener leaves no conversation, record, assignment or queue entry.
+                let flags = match self.assist.screen(&opener, &send.body, now_ms) {
+                    Ok(flags) => flags,
+                    Err(code) => {
+                        refuse_screened(out, &opener, code, 0);
+                        out.push(Effect::Router(RouterMsg::OpenRefused { conversation }));
+                        return;
+                    }
+                };
                 if self.settings.journal {
                     let body = Body {
                         tenant: visitor.tenant.clone(),
@@ -929,6 +984,13 @@ impl Shard {
                 c.visitor_conns = visitor_conns;
                 c.since_ms = now_ms;
                 self.convs.insert(conversation, c);
+                let send = messages::Send {
+                    conversation,
+                    ..*send
+                };
+                self.send(*opener, send, now_ms, out, Some(flags));
+                // Routing (assignment or the queue) follows only now.
+                out.push(Effect::Router(RouterMsg::Opened { conversation }));
             }
             ShardMsg::Assign {
                 conversation,
@@ -1164,106 +1226,7 @@ impl Shard {
                 if c.state == State::Closed {
                     return refuse(out, &from, ErrorCode::Conflict, conversation);
                 }
-                let stored = c.sent.get(&from.who.user, s.client_msg_id);
-                let fresh = stored.is_none();
-                // The abuse filter sees each new visitor message once, before it is
-                // stored: dropped, refused or blocked ones change nothing.
-                let mut flags = 0;
-                if fresh
-                    && is_visitor
-                    && let Some(filter) = self.assist.filter.as_mut()
-                {
-                    let subject = &mut self.assist.subject;
-                    subject.clear();
-                    subject.push_str(&from.who.tenant);
-                    subject.push('/');
-                    subject.push_str(&from.who.user);
-                    let verdict = filter.check(subject, &s.body, now_ms);
-                    if let Some(m) = &self.assist.metrics {
-                        match verdict {
-                            Verdict::Allow => {}
-                            Verdict::Flag { .. } => m.filtered.flagged.inc(),
-                            Verdict::Drop { .. } => m.filtered.dropped.inc(),
-                            Verdict::RateLimited => m.filtered.rate_limited.inc(),
-                            Verdict::Block { .. } => m.filtered.blocked.inc(),
-                        }
-                    }
-                    match verdict {
-                        Verdict::Allow => {}
-                        Verdict::Flag { .. } => flags = messages::flags::FLAGGED,
-                        Verdict::Drop { .. } => {
-                            return refuse(out, &from, ErrorCode::Forbidden, conversation);
-                        }
-                        Verdict::RateLimited => {
-                            return refuse(out, &from, ErrorCode::RateLimited, conversation);
-                        }
-                        // 205 closes the connection.
-                        Verdict::Block { .. } => return refuse(out, &from, ErrorCode::Blocked, 0),
-                    }
-                }
-                let faq_text =
-                    (fresh && is_visitor && c.state == State::Queued).then(|| s.body.clone());
-                let (seq, time_ms) = match stored {
-                    // A resend: same answer, nothing stored or delivered twice.
-                    Some(seq) => {
-                        let time_ms = c
-                            .events
-                            .get(seq, self.reader.as_ref())
-                            .map_or(now_ms, |e| e.time_ms);
-                        (seq, time_ms)
-                    }
-                    None => {
-                        let seq = c.next_seq();
-                        let msg = Msg::from(messages::Deliver {
-                            sender_role: from.role,
-                            content_type: s.content_type,
-                            flags,
-                            conversation,
-                            seq,
-                            time_ms: now_ms,
-                            client_msg_id: s.client_msg_id,
-                            sender: from.who.user.clone(),
-                            body: s.body,
-                        });
-                        let frame = msg.to_frame(0);
-                        // The transcript keeps the strings the frame was made of (the
-                        // message is always the `Deliver` built above).
-                        let (sender, body) = match msg {
-                            Msg::Deliver(d) => (d.sender, d.body),
-                            _ => Default::default(),
-                        };
-                        c.append(Entry {
-                            seq: 0,
-                            time_ms: now_ms,
-                            kind: Kind::Send.as_u8(),
-                            sender_role: from.role,
-                            content_type: s.content_type,
-                            flags,
-                            sender,
-                            body,
-                        });
-                        c.sent.insert(&from.who.user, s.client_msg_id, seq);
-                        c.to_participants(out, Some(from.conn), frame);
-                        (seq, now_ms)
-                    }
-                };
-                reply(
-                    out,
-                    &from,
-                    messages::Accepted {
-                        client_msg_id: s.client_msg_id,
-                        conversation,
-                        seq,
-                        time_ms,
-                    }
-                    .into(),
-                );
-                if fresh {
-                    self.log_entry(conversation, s.client_msg_id);
-                }
-                if let Some(text) = faq_text {
-                    self.auto_reply(conversation, &text, now_ms, out);
-                }
+                self.send(from, s, now_ms, out, None);
             }
             Msg::Suggest(sg) => {
                 if !matches!(from.role, role::AGENT | role::BOT) {
@@ -1383,6 +1346,97 @@ impl Shard {
                 self.log_entry(conversation, 0);
             }
             _ => refuse(out, &from, ErrorCode::BadRequest, conversation),
+        }
+    }
+
+    /// Stores a participant's `Send` (or answers a resend with its first `Accepted`).
+    /// A new visitor message goes through the abuse filter first, unless `screened`
+    /// carries the flags its screening already gave (a conversation's opener).
+    fn send(
+        &mut self,
+        from: Sender,
+        s: messages::Send,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+        screened: Option<u8>,
+    ) {
+        let conversation = s.conversation;
+        let Some(c) = self.convs.get_mut(&conversation) else {
+            return;
+        };
+        let is_visitor = from.who == c.visitor && from.role == role::VISITOR;
+        let stored = c.sent.get(&from.who.user, s.client_msg_id);
+        let fresh = stored.is_none();
+        // The abuse filter sees each new visitor message once, before it is stored:
+        // dropped, refused or blocked ones change nothing.
+        let mut flags = screened.unwrap_or(0);
+        if fresh && is_visitor && screened.is_none() {
+            match self.assist.screen(&from, &s.body, now_ms) {
+                Ok(f) => flags = f,
+                Err(code) => return refuse_screened(out, &from, code, conversation),
+            }
+        }
+        let faq_text = (fresh && is_visitor && c.state == State::Queued).then(|| s.body.clone());
+        let (seq, time_ms) = match stored {
+            // A resend: same answer, nothing stored or delivered twice.
+            Some(seq) => {
+                let time_ms = c
+                    .events
+                    .get(seq, self.reader.as_ref())
+                    .map_or(now_ms, |e| e.time_ms);
+                (seq, time_ms)
+            }
+            None => {
+                let seq = c.next_seq();
+                let msg = Msg::from(messages::Deliver {
+                    sender_role: from.role,
+                    content_type: s.content_type,
+                    flags,
+                    conversation,
+                    seq,
+                    time_ms: now_ms,
+                    client_msg_id: s.client_msg_id,
+                    sender: from.who.user.clone(),
+                    body: s.body,
+                });
+                let frame = msg.to_frame(0);
+                // The transcript keeps the strings the frame was made of (the
+                // message is always the `Deliver` built above).
+                let (sender, body) = match msg {
+                    Msg::Deliver(d) => (d.sender, d.body),
+                    _ => Default::default(),
+                };
+                c.append(Entry {
+                    seq: 0,
+                    time_ms: now_ms,
+                    kind: Kind::Send.as_u8(),
+                    sender_role: from.role,
+                    content_type: s.content_type,
+                    flags,
+                    sender,
+                    body,
+                });
+                c.sent.insert(&from.who.user, s.client_msg_id, seq);
+                c.to_participants(out, Some(from.conn), frame);
+                (seq, now_ms)
+            }
+        };
+        reply(
+            out,
+            &from,
+            messages::Accepted {
+                client_msg_id: s.client_msg_id,
+                conversation,
+                seq,
+                time_ms,
+            }
+            .into(),
+        );
+        if fresh {
+            self.log_entry(conversation, s.client_msg_id);
+        }
+        if let Some(text) = faq_text {
+            self.auto_reply(conversation, &text, now_ms, out);
         }
     }
 }

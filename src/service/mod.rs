@@ -154,6 +154,16 @@ pub(crate) enum RouterMsg {
         /// The conversation.
         conversation: u64,
     },
+    /// A shard stored a conversation's opening message: route it now.
+    Opened {
+        /// The conversation.
+        conversation: u64,
+    },
+    /// A shard refused a conversation's opening message (abuse filter): forget it.
+    OpenRefused {
+        /// The conversation.
+        conversation: u64,
+    },
     /// A configuration reload changed the routing settings.
     Settings(router::RouterSettings),
     /// An admin's broadcast.
@@ -168,7 +178,8 @@ pub(crate) enum RouterMsg {
 /// Messages for a conversation shard.
 #[derive(Debug, Clone)]
 pub(crate) enum ShardMsg {
-    /// The router opened a conversation (queued until assigned).
+    /// The router opened a conversation: store its opening message (the router
+    /// routes it once told [`RouterMsg::Opened`]).
     Open {
         /// New conversation id.
         conversation: u64,
@@ -180,6 +191,11 @@ pub(crate) enum ShardMsg {
         group: String,
         /// The visitor's connections now.
         visitor_conns: Vec<ConnId>,
+        /// The visitor's session that sent the opening message.
+        opener: Box<Sender>,
+        /// The opening message (screened by the abuse filter before anything is
+        /// created).
+        send: Box<messages::Send>,
     },
     /// A request from a session about an existing conversation.
     Request {

@@ -147,6 +147,9 @@ struct Conv {
     told: u32,
     /// When it started waiting (orders queue heads across groups).
     since: u64,
+    /// Opened, but its shard has not yet stored the opening message (which the abuse
+    /// filter may refuse): in no queue, assigned to nobody, not claimable.
+    pending: bool,
 }
 
 /// What a connection's token says about its user.
@@ -232,6 +235,8 @@ impl Router {
                 self.transfer(conversation, &group, &from, target, now_ms, out)
             }
             RouterMsg::Closed { conversation } => self.closed(conversation, now_ms, out),
+            RouterMsg::Opened { conversation } => self.opened(conversation, now_ms, out),
+            RouterMsg::OpenRefused { conversation } => self.open_refused(conversation),
             RouterMsg::Notice { from, notice } => self.notice(&from, notice, out),
             RouterMsg::Settings(s) => self.settings = s,
         }
@@ -293,6 +298,7 @@ impl Router {
                     note: String::new(),
                     told: 0,
                     since: now_ms,
+                    pending: false,
                 },
             );
         }
@@ -601,23 +607,55 @@ impl Router {
                 note: String::new(),
                 told: 0,
                 since: now_ms,
+                pending: true,
             },
         );
+        // The shard screens and stores the opening message first; routing waits for
+        // its `Opened` (a refused opener must leave nothing behind, not even a
+        // `Queued` frame to the group's staff).
         out.push(Effect::Shard(ShardMsg::Open {
             conversation: id,
             visitor: from.who.clone(),
             visitor_name,
             group,
             visitor_conns,
+            send: Box::new(messages::Send {
+                conversation: id,
+                ..send
+            }),
+            opener: Box::new(from),
         }));
-        let msg = Msg::Send(messages::Send {
-            conversation: id,
-            ..send
-        });
-        out.push(Effect::Shard(ShardMsg::Request { from, msg }));
+    }
+
+    /// The shard stored the opening message: offer the conversation to an agent, or
+    /// queue it.
+    fn opened(&mut self, id: u64, now_ms: u64, out: &mut Vec<Effect>) {
+        let Some(conv) = self.convs.get_mut(&id).filter(|c| c.pending) else {
+            return;
+        };
+        conv.pending = false;
+        conv.since = now_ms;
         if !self.try_assign(id, None, out) {
             self.enqueue_back(id, out);
         }
+    }
+
+    /// The shard refused the opening message: the conversation never existed.
+    fn open_refused(&mut self, id: u64) {
+        if !self.convs.get(&id).is_some_and(|c| c.pending) {
+            return;
+        }
+        let Some(conv) = self.convs.remove(&id) else {
+            return;
+        };
+        let visitor = UserRef {
+            tenant: conv.tenant,
+            user: conv.visitor,
+        };
+        if let Some(user) = self.user_mut(&visitor.tenant, &visitor.user) {
+            user.open.remove(&id);
+        }
+        self.forget_if_idle(&visitor);
     }
 
     /// An agent picks a waiting conversation out of the queue.
@@ -632,6 +670,11 @@ impl Router {
         }
         if !is_staff_role(from.role) || !from.groups.contains(&conv.group) {
             refuse(out, from, ErrorCode::Forbidden, id);
+            return;
+        }
+        if conv.pending {
+            // Not stored yet (and maybe never): nothing to claim.
+            refuse(out, from, ErrorCode::NotFound, id);
             return;
         }
         let queued = conv.agent.is_none();
@@ -720,7 +763,7 @@ impl Router {
 
     /// A shard closed a conversation: free its queue slot or its agent.
     fn closed(&mut self, id: u64, now_ms: u64, out: &mut Vec<Effect>) {
-        let Some(queued) = self.convs.get(&id).map(|c| c.agent.is_none()) else {
+        let Some(queued) = self.convs.get(&id).map(|c| c.agent.is_none() && !c.pending) else {
             return;
         };
         if queued {

@@ -65,10 +65,17 @@ impl Bench {
         }
     }
 
+    /// Applies `msg`; an `Open` it makes is stored by its shard at once (the shard's
+    /// `Opened` is handled too, and its effects follow).
     fn handle(&mut self, msg: RouterMsg) -> Vec<Effect> {
         let mut out = Vec::new();
         self.r.handle(msg, self.now, &mut out);
         check_invariants(&self.r);
+        if let Some(conversation) = opened(&out) {
+            self.r
+                .handle(RouterMsg::Opened { conversation }, self.now, &mut out);
+            check_invariants(&self.r);
+        }
         out
     }
 
@@ -288,6 +295,7 @@ fn check_invariants(r: &Router) {
             .expect("visitor is known");
         assert!(visitor.open.contains(id));
         match &conv.agent {
+            None if conv.pending => assert!(!in_queues.contains_key(id), "pending {id} queued"),
             None => assert_eq!(in_queues.get(id), Some(&1), "{id} not queued once"),
             Some(a) => {
                 assert_eq!(in_queues.get(id), None);
@@ -339,29 +347,27 @@ fn least_loaded_agent_then_longest_idle() {
 }
 
 #[test]
-fn open_emits_open_then_request_and_reuses_the_group_conversation() {
+fn open_emits_open_with_its_message_and_reuses_the_group_conversation() {
     let mut b = Bench::new();
     let v = conn(1);
     b.visitor(v, "t", "v");
     let out = b.open(v, "t", "v", "");
     let id = opened(&out).unwrap();
     assert_eq!(id, 1);
-    match &out[..2] {
+    match &out[..1] {
         [
             Effect::Shard(ShardMsg::Open {
                 group,
                 visitor_conns,
                 visitor,
+                send,
                 ..
-            }),
-            Effect::Shard(ShardMsg::Request {
-                msg: Msg::Send(s), ..
             }),
         ] => {
             assert_eq!(group, "general");
             assert_eq!(visitor_conns, &[v]);
             assert_eq!(visitor, &who("t", "v"));
-            assert_eq!(s.conversation, 1);
+            assert_eq!(send.conversation, 1);
         }
         other => panic!("{other:?}"),
     }
@@ -1356,6 +1362,17 @@ fn random_traffic_keeps_the_invariants() {
             match msg {
                 Some(m) => r.handle(m, now, &mut out),
                 None => r.tick(now, &mut out),
+            }
+            // The shard stores the opening message, or (sometimes) the abuse filter
+            // refuses it.
+            if let Some(conversation) = opened(&out) {
+                check_invariants(&r);
+                let answer = if rng.below(6) == 0 {
+                    RouterMsg::OpenRefused { conversation }
+                } else {
+                    RouterMsg::Opened { conversation }
+                };
+                r.handle(answer, now, &mut out);
             }
             if let Some(id) = was_closed {
                 closed.insert(id);

@@ -456,12 +456,21 @@ pub(crate) mod tests {
                 let msg = match rng.below(9) {
                     0 => {
                         next_conv += 1;
+                        let id = next_conv - 1;
                         ShardMsg::Open {
-                            conversation: next_conv - 1,
-                            visitor: visitor(next_conv - 1),
+                            conversation: id,
+                            visitor: visitor(id),
                             visitor_name: "V".into(),
                             group: "support".into(),
                             visitor_conns: vec![Sim::conn(next_conv as u32)],
+                            opener: Box::new(from(visitor(id), role::VISITOR, id as u32)),
+                            send: Box::new(messages::Send {
+                                content_type: messages::content::TEXT,
+                                conversation: id,
+                                client_msg_id: 0,
+                                group: String::new(),
+                                body: "opening".into(),
+                            }),
                         }
                     }
                     1 => ShardMsg::Assign {

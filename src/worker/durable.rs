@@ -337,6 +337,26 @@ mod tests {
     }
 
     /// The replies in `out` to the test connection, decoded, as (request id, msg).
+    /// The router's `Open` of conversation 7, opened by Vera's message `id`.
+    fn open_with(id: u64) -> ShardMsg {
+        let ShardMsg::Request {
+            from,
+            msg: Msg::Send(send),
+        } = send(id)
+        else {
+            unreachable!("send() makes a Send request")
+        };
+        ShardMsg::Open {
+            conversation: 7,
+            visitor: vera(),
+            visitor_name: "Vera".into(),
+            group: "support".into(),
+            visitor_conns: vec![conn()],
+            opener: Box::new(from),
+            send: Box::new(send),
+        }
+    }
+
     fn replies(out: &mut Vec<Effect>) -> Vec<(u32, Msg)> {
         out.drain(..)
             .filter_map(|e| match e {
@@ -386,14 +406,8 @@ mod tests {
             (Arc::default(), health.clone()),
         );
         let mut out = Vec::new();
-        let open = ShardMsg::Open {
-            conversation: 7,
-            visitor: vera(),
-            visitor_name: "Vera".into(),
-            group: "support".into(),
-            visitor_conns: vec![conn()],
-        };
-        d.handle(&mut shard, open, &mut out);
+        // Opened by message 0; message 1 is too large.
+        d.handle(&mut shard, open_with(0), &mut out);
         d.handle(&mut shard, send_body(1, "x".repeat(2000)), &mut out);
         d.flush(&mut shard, &mut out);
         let got = replies(&mut out);
@@ -409,8 +423,8 @@ mod tests {
         commit(&mut d, &mut shard, &mut out);
         let got = replies(&mut out);
         assert!(
-            matches!(&got[..], [(2, Msg::Accepted(a))] if a.seq == 1),
-            "{got:?}"
+            matches!(&got[..], [(0, Msg::Accepted(a)), (2, Msg::Accepted(b))] if a.seq == 1 && b.seq == 2),
+            "the opening is applied again, then 2: {got:?}"
         );
     }
 
@@ -440,15 +454,7 @@ mod tests {
             (Arc::default(), health.clone()),
         );
         let mut out = Vec::new();
-        let open = ShardMsg::Open {
-            conversation: 7,
-            visitor: vera(),
-            visitor_name: "Vera".into(),
-            group: "support".into(),
-            visitor_conns: vec![conn()],
-        };
-        d.handle(&mut shard, open, &mut out);
-        d.handle(&mut shard, send(1), &mut out);
+        d.handle(&mut shard, open_with(1), &mut out);
         assert!(
             out.is_empty(),
             "nothing goes out before the journal answers"
