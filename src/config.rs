@@ -365,6 +365,14 @@ pub struct RoutingConfig {
     /// this long unless it comes back.
     #[serde(with = "humantime_serde")]
     pub agent_grace: Duration,
+    /// When a visitor's last connection drops, its conversations still waiting in a
+    /// queue are closed as `abandoned` after this long unless it reconnects (0: never).
+    #[serde(with = "humantime_serde")]
+    pub visitor_grace: Duration,
+    /// Open conversations with no new event for this long are closed as `inactive`
+    /// (0: never).
+    #[serde(with = "humantime_serde")]
+    pub inactivity_close: Duration,
     /// At most one typing indicator per participant per this interval is relayed.
     #[serde(with = "humantime_serde")]
     pub typing_interval: Duration,
@@ -379,6 +387,8 @@ impl Default for RoutingConfig {
             default_capacity: 5,
             bot_capacity: 100,
             agent_grace: Duration::from_secs(30),
+            visitor_grace: Duration::from_secs(300),
+            inactivity_close: Duration::ZERO,
             typing_interval: Duration::from_secs(1),
             history_page_max: 200,
         }

@@ -261,3 +261,84 @@ fn accepted_seqs(p: &mut Peer, conv: u64, base: u64) -> BTreeMap<u64, u64> {
 fn delivered(p: &mut Peer, conv: u64) -> Vec<messages::Deliver> {
     (0..N).map(|_| p.deliver(conv)).collect()
 }
+
+/// A visitor who goes away while its conversation waits abandons it after
+/// `routing.visitor_grace`: it leaves the queue (the group's staff are told position
+/// 0), an agent who comes later is not given it, and its transcript ends with a
+/// `Close` by the server, reason `abandoned`.
+#[test]
+fn a_waiting_conversation_whose_visitor_left_is_abandoned() {
+    let server = service_server(|c| c.routing.visitor_grace = Duration::from_millis(200));
+    let addr = server.addr();
+    let mut away = Peer::connect(addr, &util::agent_token("bob", &["sales"]), "bob");
+    away.post(messages::Presence {
+        status: messages::presence::AWAY,
+        user: String::new(),
+    });
+    away.router_barrier();
+    let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
+    let rid = vera.post(messages::Send {
+        group: "sales".into(),
+        ..text(0, 1, "hello?")
+    });
+    let conv = vera.reply_to(rid, |m| match m {
+        Msg::Accepted(a) => Some(a.conversation),
+        _ => None,
+    });
+    assert_eq!(away.queued_at(conv, 1).position, 1);
+    vera.close();
+    // The group's staff hear that it left the queue.
+    assert_eq!(away.queued_at(conv, 0).position, 0);
+    // Bob, online now, is not given it; Vera, back, reads how it ended.
+    away.post(messages::Presence {
+        status: messages::presence::ONLINE,
+        user: String::new(),
+    });
+    away.router_barrier();
+    assert!(
+        away.logged(|m| matches!(m, Msg::Assigned(_)).then_some(()))
+            .is_empty()
+    );
+    let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
+    let page = vera.history(conv);
+    let last = page.entries.last().unwrap();
+    assert_eq!(
+        (
+            last.kind,
+            last.sender_role,
+            last.sender.as_str(),
+            last.body.as_str()
+        ),
+        (Kind::Close.as_u8(), role::SYSTEM, "", "abandoned")
+    );
+    // A new message opens a new conversation.
+    let rid = vera.post(messages::Send {
+        group: "sales".into(),
+        ..text(0, 2, "hello again")
+    });
+    let again = vera.reply_to(rid, |m| match m {
+        Msg::Accepted(a) => Some(a.conversation),
+        _ => None,
+    });
+    assert_ne!(again, conv);
+}
+
+/// With `routing.inactivity_close`, an open conversation in which nothing happens for
+/// that long is closed by the server: both sides get `Close`, reason `inactive`.
+#[test]
+fn an_idle_conversation_is_closed_as_inactive() {
+    let server = service_server(|c| c.routing.inactivity_close = Duration::from_millis(300));
+    let addr = server.addr();
+    let mut alice = Peer::connect(addr, &util::agent_token("alice", &["support"]), "alice");
+    let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
+    let conv = vera.send_accepted(0, 1, "hi").conversation;
+    alice.assigned(conv);
+    let to_alice = alice.closed(conv);
+    let to_vera = vera.closed(conv);
+    assert_eq!(
+        (to_alice.reason.as_str(), to_vera.seq),
+        ("inactive", to_alice.seq)
+    );
+    let rid = vera.post(text(conv, 2, "too late"));
+    vera.expect_error(rid, 409);
+}

@@ -69,6 +69,7 @@ pub(crate) fn router_settings(config: &Config) -> RouterSettings {
         default_capacity: r.default_capacity,
         bot_capacity: r.bot_capacity,
         agent_grace_ms: millis(r.agent_grace),
+        visitor_grace_ms: millis(r.visitor_grace),
     }
 }
 
@@ -81,6 +82,7 @@ pub(crate) fn shard_settings(config: &Config) -> ShardSettings {
         max_frame: config.limits.max_frame_bytes as usize,
         max_pending: config.limits.max_pending_bytes,
         max_held: config.limits.max_held_requests,
+        inactivity_ms: millis(r.inactivity_close),
         journal: config.journal.enabled,
     }
 }

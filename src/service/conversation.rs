@@ -25,6 +25,9 @@ use crate::protocol::{ErrorCode, Kind};
 /// Index of "closed" in [`crate::metrics::CONVERSATION_STATES`].
 const CLOSED_GAUGE: usize = 2;
 
+/// The `Close` reason of a conversation closed for `routing.inactivity_close`.
+pub(crate) const INACTIVE: &str = "inactive";
+
 /// Resumed connections a conversation remembers until the router lists them (more
 /// are connections that went away while resuming; the oldest is forgotten).
 const MAX_CATCH_UP: usize = 16;
@@ -45,6 +48,9 @@ pub(crate) struct ShardSettings {
     /// `limits.max_held_requests`: `History` requests one connection may have
     /// waiting.
     pub max_held: u32,
+    /// Open conversations with no new event for this long are closed as inactive
+    /// (0: never; see [`Shard::inactive`]).
+    pub inactivity_ms: u64,
     /// Collect a journal [`Record`] for every state change ([`Shard::take_records`]).
     pub journal: bool,
 }
@@ -1030,6 +1036,10 @@ impl Shard {
                 c.append(system_entry(Kind::Queued, now_ms, "", group));
                 self.log_entry(conversation, 0);
             }
+            ShardMsg::SystemClose {
+                conversation,
+                reason,
+            } => self.system_close(conversation, reason, now_ms, out),
             ShardMsg::Conns {
                 conversation,
                 who,
@@ -1295,34 +1305,8 @@ impl Shard {
                 if c.state == State::Closed {
                     return refuse(out, &from, ErrorCode::Conflict, conversation);
                 }
-                c.state = State::Closed;
-                c.closed_ms = now_ms;
-                if let Some(g) = self
-                    .closed
-                    .as_ref()
-                    .and_then(|m| m.conversations.get(CLOSED_GAUGE))
-                {
-                    g.add(1);
-                }
-                let seq = c.append(Entry {
-                    seq: 0,
-                    time_ms: now_ms,
-                    kind: Kind::Close.as_u8(),
-                    sender_role: from.role,
-                    content_type: 0,
-                    flags: 0,
-                    sender: from.who.user.clone(),
-                    body: cl.reason.clone(),
-                });
-                let frame = Msg::from(messages::Close {
-                    conversation,
-                    seq,
-                    reason: cl.reason,
-                })
-                .to_frame(0);
-                c.to_participants(out, None, frame);
-                out.push(Effect::Router(RouterMsg::Closed { conversation }));
-                self.log_entry(conversation, 0);
+                let closer = (from.role, from.who.user.clone());
+                self.close(conversation, closer, cl.reason, now_ms, out);
             }
             Msg::Rate(r) => {
                 if !is_visitor {
@@ -1347,6 +1331,91 @@ impl Shard {
             }
             _ => refuse(out, &from, ErrorCode::BadRequest, conversation),
         }
+    }
+
+    /// Closes an open conversation: the `Close` event by `closer` (role, user id) with
+    /// `reason`, the `Close` frame to every connection of both participants, and the
+    /// router told.
+    fn close(
+        &mut self,
+        conversation: u64,
+        (role, sender): (u8, String),
+        reason: String,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(c) = self
+            .convs
+            .get_mut(&conversation)
+            .filter(|c| c.state != State::Closed)
+        else {
+            return;
+        };
+        c.state = State::Closed;
+        c.closed_ms = now_ms;
+        let seq = c.append(Entry {
+            seq: 0,
+            time_ms: now_ms,
+            kind: Kind::Close.as_u8(),
+            sender_role: role,
+            content_type: 0,
+            flags: 0,
+            sender,
+            body: reason.clone(),
+        });
+        let frame = Msg::from(messages::Close {
+            conversation,
+            seq,
+            reason,
+        })
+        .to_frame(0);
+        c.to_participants(out, None, frame);
+        self.closed_changed(true, 1);
+        out.push(Effect::Router(RouterMsg::Closed { conversation }));
+        self.log_entry(conversation, 0);
+    }
+
+    /// The server closes a conversation by itself ([`ShardMsg::SystemClose`]).
+    fn system_close(
+        &mut self,
+        conversation: u64,
+        reason: String,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        self.close(
+            conversation,
+            (role::SYSTEM, String::new()),
+            reason,
+            now_ms,
+            out,
+        );
+    }
+
+    /// How often [`Shard::inactive`] is worth asking: a tenth of
+    /// `routing.inactivity_close` (within 1 s .. 60 s); `None` when it is off.
+    pub fn sweep_every(&self) -> Option<std::time::Duration> {
+        let idle = self.settings.inactivity_ms;
+        (idle > 0).then(|| std::time::Duration::from_millis((idle / 10).clamp(1_000, 60_000)))
+    }
+
+    /// The open conversations with no new event since `now_ms - inactivity` (none when
+    /// `routing.inactivity_close` is off), to close as inactive.
+    pub fn inactive(&self, now_ms: u64) -> Vec<u64> {
+        let idle = self.settings.inactivity_ms;
+        if idle == 0 {
+            return Vec::new();
+        }
+        let cutoff = now_ms.saturating_sub(idle);
+        let mut ids: Vec<u64> = self
+            .convs
+            .iter()
+            .filter(|(_, c)| c.state != State::Closed && !c.orphan)
+            .filter(|(_, c)| c.events.last().map_or(c.since_ms, |e| e.time_ms) < cutoff)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Stores a participant's `Send` (or answers a resend with its first `Accepted`).

@@ -288,6 +288,15 @@ pub(crate) enum ShardMsg {
         /// The new `[assist]` settings.
         config: crate::assist::AssistConfig,
     },
+    /// The server closes a conversation by itself (its visitor abandoned it while it
+    /// waited; nothing happened in it for `routing.inactivity_close`): a `Close`
+    /// event with sender role `SYSTEM` and `reason` as its body.
+    SystemClose {
+        /// The conversation.
+        conversation: u64,
+        /// Why (`abandoned`, `inactive`).
+        reason: String,
+    },
     /// A participant's connection list changed.
     Conns {
         /// The conversation.
@@ -306,6 +315,7 @@ impl ShardMsg {
             ShardMsg::Open { conversation, .. }
             | ShardMsg::Assign { conversation, .. }
             | ShardMsg::Requeued { conversation, .. }
+            | ShardMsg::SystemClose { conversation, .. }
             | ShardMsg::Conns { conversation, .. } => *conversation,
             ShardMsg::Request { msg, .. } => request_conversation(msg),
             ShardMsg::Resume { cursors, .. } => cursors.first().map_or(0, |c| c.conversation),

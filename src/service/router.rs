@@ -28,6 +28,9 @@ use crate::protocol::messages::{self, Msg, presence, role};
 /// visitor naming a fresh group per `Send` would otherwise allocate without bound.
 pub(crate) const MAX_OPEN_PER_VISITOR: usize = 32;
 
+/// The `Close` reason of a conversation whose visitor went away while it waited.
+pub(crate) const ABANDONED: &str = "abandoned";
+
 /// Routing knobs (from the config).
 #[derive(Debug, Clone)]
 pub(crate) struct RouterSettings {
@@ -39,6 +42,9 @@ pub(crate) struct RouterSettings {
     pub bot_capacity: u32,
     /// How long an agent's conversations stay with it after its last connection goes.
     pub agent_grace_ms: u64,
+    /// How long a visitor may be gone (no connection) before its queued
+    /// conversations are closed as abandoned (0: never).
+    pub visitor_grace_ms: u64,
 }
 
 /// One user of a tenant, as the router knows it.
@@ -65,6 +71,9 @@ struct User {
     idle_since: u64,
     /// When the grace after the last disconnect ends (an entry of `Router::graces`).
     grace: Option<u64>,
+    /// When a visitor gone since its last disconnect counts as having abandoned its
+    /// queued conversations (an entry of `Router::abandons`).
+    abandon_at: Option<u64>,
 }
 
 impl User {
@@ -81,6 +90,7 @@ impl User {
             open: BTreeSet::new(),
             idle_since: now_ms,
             grace: None,
+            abandon_at: None,
         }
     }
 
@@ -180,6 +190,8 @@ pub(crate) struct Router {
     convs: ServerMap<u64, Conv>,
     /// Pending agent graces, soonest first.
     graces: BTreeSet<(u64, UserRef)>,
+    /// Pending visitor graces (abandonment), soonest first.
+    abandons: BTreeSet<(u64, UserRef)>,
     next_id: u64,
 }
 
@@ -192,6 +204,7 @@ impl Router {
             tenants: ClientMap::default(),
             convs: ServerMap::default(),
             graces: BTreeSet::new(),
+            abandons: BTreeSet::new(),
             next_id: 1,
         }
     }
@@ -288,6 +301,7 @@ impl Router {
                     .queue
                     .push_back(c.id),
             }
+            let visitor = c.visitor.clone();
             self.convs.insert(
                 c.id,
                 Conv {
@@ -301,10 +315,12 @@ impl Router {
                     pending: false,
                 },
             );
+            // Nobody is connected after a restart: visitors get their grace too.
+            self.watch_absent(&visitor, now_ms);
         }
     }
 
-    /// Fires due deadlines (agent grace expiry).
+    /// Fires due deadlines (agent grace expiry, visitor abandonment).
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
         while let Some((deadline, _)) = self.graces.first() {
             if *deadline > now_ms {
@@ -315,11 +331,77 @@ impl Router {
             };
             self.grace_expired(&who, deadline, now_ms, out);
         }
+        while let Some((deadline, _)) = self.abandons.first() {
+            if *deadline > now_ms {
+                break;
+            }
+            let Some((deadline, who)) = self.abandons.pop_first() else {
+                break;
+            };
+            self.abandoned(&who, deadline, now_ms, out);
+        }
     }
 
     /// The next deadline, if any, for the thread's sleep.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.graces.first().map(|(d, _)| *d)
+        let grace = self.graces.first().map(|(d, _)| *d);
+        let abandon = self.abandons.first().map(|(d, _)| *d);
+        match (grace, abandon) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Starts a visitor's grace when it has no connection left but conversations
+    /// open: past it, those still waiting in a queue are closed as abandoned.
+    fn watch_absent(&mut self, who: &UserRef, now_ms: u64) {
+        let grace = self.settings.visitor_grace_ms;
+        let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+            return;
+        };
+        if grace == 0 || !user.conns.is_empty() || user.open.is_empty() || user.abandon_at.is_some()
+        {
+            return;
+        }
+        let deadline = now_ms.saturating_add(grace);
+        user.abandon_at = Some(deadline);
+        self.abandons.insert((deadline, who.clone()));
+    }
+
+    /// A visitor stayed away past its grace: its conversations waiting in a queue
+    /// are closed as abandoned. Assigned ones stay (their agent may close them); while
+    /// the visitor stays away it is looked at again every grace.
+    fn abandoned(&mut self, who: &UserRef, deadline: u64, now_ms: u64, out: &mut Vec<Effect>) {
+        let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+            return;
+        };
+        if user.abandon_at != Some(deadline) {
+            return;
+        }
+        user.abandon_at = None;
+        if !user.conns.is_empty() {
+            return;
+        }
+        let open: Vec<u64> = user.open.iter().copied().collect();
+        for id in open {
+            let waiting = self
+                .convs
+                .get(&id)
+                .is_some_and(|c| c.agent.is_none() && !c.pending);
+            if waiting {
+                self.remove_from_queue(id, out);
+                self.convs.remove(&id);
+                if let Some(user) = self.user_mut(&who.tenant, &who.user) {
+                    user.open.remove(&id);
+                }
+                out.push(Effect::Shard(ShardMsg::SystemClose {
+                    conversation: id,
+                    reason: ABANDONED.to_owned(),
+                }));
+            }
+        }
+        self.watch_absent(who, now_ms);
+        self.forget_if_idle(who);
     }
 
     /// Conversations waiting in `group` of `tenant`.
@@ -439,6 +521,9 @@ impl Router {
         if let Some(deadline) = user.grace.take() {
             self.graces.remove(&(deadline, who.clone()));
         }
+        if let Some(deadline) = user.abandon_at.take() {
+            self.abandons.remove(&(deadline, who.clone()));
+        }
         let new_index = if user.is_staff() {
             user.groups.clone()
         } else {
@@ -489,6 +574,7 @@ impl Router {
         if let Some(deadline) = grace {
             self.graces.insert((deadline, who.clone()));
         }
+        self.watch_absent(&who, now_ms);
         self.push_conns(&who, out);
         self.forget_if_idle(&who);
     }
@@ -880,6 +966,9 @@ impl Router {
         };
         if let Some(deadline) = user.grace {
             self.graces.remove(&(deadline, who.clone()));
+        }
+        if let Some(deadline) = user.abandon_at {
+            self.abandons.remove(&(deadline, who.clone()));
         }
         if user.is_staff() {
             for g in &user.groups {

@@ -9,6 +9,7 @@ use crate::protocol::messages::Queued;
 use crate::service::Principal;
 
 const GRACE: u64 = 30_000;
+const VISITOR_GRACE: u64 = 60_000;
 
 fn settings() -> RouterSettings {
     RouterSettings {
@@ -16,6 +17,7 @@ fn settings() -> RouterSettings {
         default_capacity: 3,
         bot_capacity: 10,
         agent_grace_ms: GRACE,
+        visitor_grace_ms: VISITOR_GRACE,
     }
 }
 
@@ -270,13 +272,17 @@ fn check_invariants(r: &Router) {
                 assert!(u.conns.is_empty());
                 assert!(r.graces.contains(&(d, who(tname, uid))));
             }
+            if let Some(d) = u.abandon_at {
+                assert!(u.conns.is_empty() && !u.open.is_empty());
+                assert!(r.abandons.contains(&(d, who(tname, uid))));
+            }
             if u.is_staff() {
                 for g in &u.groups {
                     assert!(t.groups[g].members.contains(uid));
                 }
             }
             assert!(
-                !u.forgettable() || u.grace.is_some(),
+                !u.forgettable() || u.grace.is_some() || u.abandon_at.is_some(),
                 "{uid} kept for nothing"
             );
         }
@@ -284,6 +290,12 @@ fn check_invariants(r: &Router) {
     for (d, w) in &r.graces {
         let u = r.user(&w.tenant, &w.user).expect("grace of a known user");
         assert_eq!(u.grace, Some(*d));
+    }
+    for (d, w) in &r.abandons {
+        let u = r
+            .user(&w.tenant, &w.user)
+            .expect("abandonment of a known user");
+        assert_eq!(u.abandon_at, Some(*d));
     }
     for (c, w) in &r.directory {
         let u = r.user(&w.tenant, &w.user).expect("directory names a user");
@@ -1225,6 +1237,7 @@ fn random_traffic_keeps_the_invariants() {
             default_capacity: 2,
             bot_capacity: 4,
             agent_grace_ms: 5_000,
+            visitor_grace_ms: 7_000,
         });
         let mut now = 0u64;
         let mut live: Vec<(ConnId, usize)> = Vec::new();
@@ -1402,6 +1415,7 @@ fn random_traffic_keeps_the_invariants() {
                     }
                     Effect::Shard(ShardMsg::Assign { .. }) => "assign",
                     Effect::Shard(ShardMsg::Requeued { .. }) => "requeued",
+                    Effect::Shard(ShardMsg::SystemClose { .. }) => "abandoned",
                     Effect::Shard(ShardMsg::Conns { .. }) => "conns",
                     _ => "other",
                 };
@@ -1438,6 +1452,12 @@ fn random_traffic_keeps_the_invariants() {
                     Effect::Shard(ShardMsg::Requeued { conversation, .. }) => {
                         assert!(assigned_to.remove(conversation).is_some());
                     }
+                    Effect::Shard(ShardMsg::SystemClose { conversation, .. }) => {
+                        // Only a conversation waiting in a queue is abandoned.
+                        assert!(!assigned_to.contains_key(conversation));
+                        assert!(!r.convs.contains_key(conversation));
+                        closed.insert(*conversation);
+                    }
                     Effect::Shard(ShardMsg::Request { msg, .. }) => {
                         let id = crate::service::request_conversation(msg);
                         assert!(opened_in.contains_key(&id) && !closed.contains(&id));
@@ -1468,7 +1488,7 @@ fn random_traffic_keeps_the_invariants() {
         }
         check_invariants(&r);
         assert!(r.tenants.is_empty(), "seed {seed}: {:?}", r.tenants);
-        assert!(r.graces.is_empty() && r.directory.is_empty());
+        assert!(r.graces.is_empty() && r.abandons.is_empty() && r.directory.is_empty());
     }
     println!("{seen:?}");
     for kind in [
@@ -1484,10 +1504,70 @@ fn random_traffic_keeps_the_invariants() {
         "409",
         "notice",
         "grace pending",
+        "abandoned",
     ] {
         assert!(
             seen.get(kind).copied().unwrap_or(0) >= 20,
             "{kind}: {seen:?}"
         );
     }
+}
+
+/// A visitor gone for `visitor_grace` abandons its waiting conversations: they leave
+/// the queue (position 0 to the group's staff) and are closed by the shard; one that
+/// an agent serves stays; a visitor back within the grace keeps everything.
+#[test]
+fn a_visitor_gone_past_its_grace_abandons_its_waiting_conversations() {
+    let mut b = Bench::new();
+    let (v, w, a) = (conn(1), conn(2), conn(3));
+    b.visitor(v, "t", "v");
+    b.visitor(w, "t", "w");
+    let out = b.open(v, "t", "v", "sales");
+    let waiting = opened(&out).unwrap();
+    b.agent(a, "t", "alice", &["support"], 3);
+    let out = b.open(v, "t", "v", "support");
+    let served = opened(&out).unwrap();
+    assert_eq!(
+        assigns(&out)
+            .into_iter()
+            .map(|(id, agent, _)| (id, agent))
+            .collect::<Vec<_>>(),
+        vec![(served, "alice".to_owned())]
+    );
+    let out = b.open(w, "t", "w", "sales");
+    let kept = opened(&out).unwrap();
+
+    // W comes back within its grace: nothing happens to it.
+    b.handle(RouterMsg::Disconnected { conn: v });
+    b.handle(RouterMsg::Disconnected { conn: w });
+    b.now += VISITOR_GRACE - 1;
+    assert!(b.tick().is_empty());
+    b.visitor(conn(4), "t", "w");
+    b.now += 1;
+    let out = b.tick();
+    let closed: Vec<(u64, String)> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Shard(ShardMsg::SystemClose {
+                conversation,
+                reason,
+            }) => Some((*conversation, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, vec![(waiting, ABANDONED.to_owned())]);
+    assert_eq!(b.r.queue_len("t", "sales"), 1, "only W's is left");
+    assert!(b.r.convs.contains_key(&served) && b.r.convs.contains_key(&kept));
+    // V is still away: its served conversation is requeued when Alice's grace runs
+    // out, and abandoned at V's next look.
+    b.handle(RouterMsg::Disconnected { conn: a });
+    b.now += GRACE;
+    b.tick();
+    assert_eq!(b.r.queue_len("t", "support"), 1);
+    b.now += VISITOR_GRACE;
+    let out = b.tick();
+    assert!(out.iter().any(|e| matches!(e,
+        Effect::Shard(ShardMsg::SystemClose { conversation, .. }) if *conversation == served)));
+    assert_eq!(b.r.queue_len("t", "support"), 0);
+    assert!(b.r.user("t", "v").is_none(), "V is forgotten");
 }

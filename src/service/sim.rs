@@ -64,6 +64,7 @@ pub(crate) fn settings() -> (RouterSettings, ShardSettings) {
             default_capacity: 3,
             bot_capacity: 50,
             agent_grace_ms: 1_000,
+            visitor_grace_ms: 3_000,
         },
         ShardSettings {
             typing_interval_ms: 500,
@@ -71,6 +72,7 @@ pub(crate) fn settings() -> (RouterSettings, ShardSettings) {
             max_frame: 1 << 20,
             max_pending: 4 << 20,
             max_held: 1024,
+            inactivity_ms: 0,
             journal: true,
         },
     )

@@ -395,6 +395,7 @@ mod tests {
             max_frame: 1 << 20,
             max_pending: 4 << 20,
             max_held: 1024,
+            inactivity_ms: 0,
             journal: true,
         });
         let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));
@@ -443,6 +444,7 @@ mod tests {
             max_frame: 1 << 20,
             max_pending: 4 << 20,
             max_held: 1024,
+            inactivity_ms: 0,
             journal: true,
         });
         let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));

@@ -194,6 +194,8 @@ pub(crate) fn spawn(
             };
             // With a systemd watchdog, turn at least every tick so progress shows.
             let tick = crate::ops::watchdog::progress_tick().unwrap_or(IDLE_WAIT);
+            // When the shard next looks for conversations to close as inactive.
+            let mut next_sweep = Instant::now();
             loop {
                 stats.loops.inc();
                 let mut handled = 1;
@@ -206,6 +208,20 @@ pub(crate) fn spawn(
                     });
                 if shard.has_deferred() {
                     wait = wait.min(DEFERRED_RETRY);
+                }
+                if let Some(every) = shard.sweep_every() {
+                    let now = Instant::now();
+                    if now >= next_sweep {
+                        next_sweep = now + every;
+                        for conversation in shard.inactive(unix_ms()) {
+                            let msg = ShardMsg::SystemClose {
+                                conversation,
+                                reason: crate::service::conversation::INACTIVE.to_owned(),
+                            };
+                            on_shard(msg, &mut sessions, &mut shard, &mut durable, &mut effects);
+                        }
+                    }
+                    wait = wait.min(next_sweep.saturating_duration_since(now));
                 }
                 crossbeam_channel::select! {
                     recv(events) -> ev => match ev {
