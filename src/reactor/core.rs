@@ -190,10 +190,16 @@ impl Core {
     /// Ends one loop turn that began (the poll returned) at `started`: bumps the
     /// watchdog's progress counter and the loop-lag figures. A backend calls it once
     /// per turn.
-    pub fn end_turn(&mut self, started: Instant) {
+    pub fn end_turn(&mut self, drv: &mut impl Driver, started: Instant) {
         self.turn_ms = u64::MAX;
+        // Growth under one quantum is published here, every turn: it is enforced
+        // too, or turns that each grow a little would creep past the budget.
+        let grew = self.unpublished > 0;
         self.ledger.add_total(std::mem::take(&mut self.unpublished));
         self.note_pressure();
+        if grew {
+            self.enforce_total(drv);
+        }
         let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let s = self.stats();
         s.pending_bytes.set(self.queued);

@@ -149,9 +149,9 @@ impl Fixture {
     }
 
     /// Lets `ms` milliseconds pass on the core's clock (and ends the loop turn).
-    fn advance(&mut self, ms: u64) {
+    fn advance(&mut self, drv: &mut Script, ms: u64) {
         self.core.epoch -= Duration::from_millis(ms);
-        self.core.end_turn(std::time::Instant::now());
+        self.core.end_turn(drv, std::time::Instant::now());
     }
 
     fn phase(&self, t: Token) -> Option<Phase> {
@@ -287,7 +287,7 @@ fn output_that_makes_no_progress_is_cut_after_the_stall_timeout() {
     f.core.on_data(&mut drv, stuck, b"nobody reads this");
     f.core.on_data(&mut drv, moving, b"this is read");
     f.core.run_timers(&mut drv);
-    f.advance(4_000);
+    f.advance(&mut drv, 4_000);
     f.core.run_timers(&mut drv);
     assert_eq!(f.phase(stuck), Some(Phase::Established), "not yet");
     // The other peer reads: progress, and then nothing left to stall.
@@ -295,7 +295,7 @@ fn output_that_makes_no_progress_is_cut_after_the_stall_timeout() {
     f.core.on_writable(&mut drv, moving);
     drv.room = 0;
     f.core.on_data(&mut drv, moving, b"more");
-    f.advance(2_000);
+    f.advance(&mut drv, 2_000);
     f.core.run_timers(&mut drv);
     assert_eq!(f.phase(stuck), Some(Phase::Closing), "cut");
     assert_eq!(
@@ -318,7 +318,7 @@ fn while_the_kernel_is_short_of_tcp_memory_stalled_output_gets_longer() {
     let t = f.open(&mut drv, ListenerKind::Echo);
     f.core.on_data(&mut drv, t, b"nobody reads this");
     f.core.run_timers(&mut drv);
-    f.advance(6_000);
+    f.advance(&mut drv, 6_000);
     f.core.run_timers(&mut drv);
     assert_eq!(
         f.phase(t),
@@ -326,7 +326,7 @@ fn while_the_kernel_is_short_of_tcp_memory_stalled_output_gets_longer() {
         "the kernel's fault, maybe"
     );
     assert_eq!(f.core.stats.kernel_tcp_pressure.get(), 1);
-    f.advance(25_000);
+    f.advance(&mut drv, 25_000);
     f.core.run_timers(&mut drv);
     assert_eq!(f.phase(t), Some(Phase::Closing), "6 x 5 s: cut anyway");
     assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Stalled), 1);
@@ -361,8 +361,31 @@ fn the_largest_consumers_are_cut_first_when_the_total_passes_its_budget() {
     );
     assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Total), 1);
     assert_eq!(f.core.queued, 300 << 10);
-    f.core.end_turn(std::time::Instant::now());
+    f.core.end_turn(&mut drv, std::time::Instant::now());
     assert_eq!(f.ledger.total(), 300 << 10);
+}
+
+#[test]
+fn turns_that_each_grow_less_than_a_quantum_still_meet_the_budget() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(Settings {
+        max_pending_total: 100 << 10,
+        ..settings(1 << 20)
+    });
+    let conns: Vec<Token> = (0..6)
+        .map(|_| f.open(&mut drv, ListenerKind::Echo))
+        .collect();
+    // 30 KiB a turn: each turn's growth is published at its end, never by a quantum.
+    for t in &conns {
+        f.core.on_data(&mut drv, *t, &[7u8; 30 << 10]);
+        f.core.end_turn(&mut drv, std::time::Instant::now());
+        assert!(
+            f.ledger.total() <= 100 << 10,
+            "{} queued against 100 KiB",
+            f.ledger.total()
+        );
+    }
+    assert!(f.core.stats.cuts_for(crate::metrics::Cut::Total) >= 1);
 }
 
 #[test]

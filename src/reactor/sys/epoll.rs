@@ -171,7 +171,7 @@ pub(crate) fn run(
         }
         core.run_commands(&mut drv);
         core.flush_dirty(&mut drv);
-        core.end_turn(turn);
+        core.end_turn(&mut drv, turn);
         if core.drain_finished() {
             return Ok(());
         }

@@ -403,7 +403,7 @@ impl Backend {
             }
             core.run_commands(&mut self.drv);
             core.flush_dirty(&mut self.drv);
-            core.end_turn(turn);
+            core.end_turn(&mut self.drv, turn);
             if core.drain_finished() {
                 return Ok(());
             }
