@@ -32,7 +32,9 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use rkyv::util::AlignedVec;
 use switchboard::frame::{self, MAX_PAYLOAD_LIMIT};
-use switchboard::protocol::messages::{self as m, MAX_BODY, MAX_CURSORS, MAX_SHORT, MAX_TOKEN};
+use switchboard::protocol::messages::{
+    self as m, MAX_BODY, MAX_CURSORS, MAX_SHORT, MAX_TOKEN, MAX_USER,
+};
 use switchboard::protocol::{DecodeError, Kind, Msg};
 
 // ---------------------------------------------------------------------------------
@@ -440,6 +442,102 @@ fn notice() -> impl Strategy<Value = m::Notice> {
     })
 }
 
+fn note() -> impl Strategy<Value = m::Note> {
+    (any::<u64>(), any::<u64>(), string_in(1, MAX_BODY)).prop_map(
+        |(conversation, client_msg_id, body)| m::Note {
+            conversation,
+            client_msg_id,
+            body,
+        },
+    )
+}
+
+fn group_availability() -> impl Strategy<Value = m::GroupAvailability> {
+    (any::<bool>(), any::<u64>(), short()).prop_map(|(online, estimated_wait_ms, group)| {
+        m::GroupAvailability {
+            online,
+            estimated_wait_ms,
+            group,
+        }
+    })
+}
+
+fn availability() -> impl Strategy<Value = m::Availability> {
+    vec(group_availability(), 0..5).prop_map(|groups| m::Availability { groups })
+}
+
+fn list_conversations() -> impl Strategy<Value = m::ListConversations> {
+    (
+        any::<u16>(),
+        0u8..=4,
+        any::<u64>(),
+        any::<u64>(),
+        short(),
+        short(),
+    )
+        .prop_map(|(limit, state, after, updated_since_ms, group, agent)| {
+            m::ListConversations {
+                limit,
+                state,
+                after,
+                updated_since_ms,
+                group,
+                agent,
+            }
+        })
+}
+
+fn conversation_info() -> impl Strategy<Value = m::ConversationInfo> {
+    (
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u8>(),
+        ),
+        (short(), short(), short(), short()),
+    )
+        .prop_map(
+            |(
+                (conversation, opened_ms, updated_ms, last_seq, state),
+                (group, visitor, visitor_name, agent),
+            )| m::ConversationInfo {
+                conversation,
+                opened_ms,
+                updated_ms,
+                last_seq,
+                state,
+                group,
+                visitor,
+                visitor_name,
+                agent,
+            },
+        )
+}
+
+fn conversation_list() -> impl Strategy<Value = m::ConversationList> {
+    (any::<bool>(), any::<u64>(), vec(conversation_info(), 0..5)).prop_map(
+        |(more, next_after, items)| m::ConversationList {
+            more,
+            next_after,
+            items,
+        },
+    )
+}
+
+fn watch() -> impl Strategy<Value = m::Watch> {
+    short().prop_map(|group| m::Watch { group })
+}
+
+fn disconnect() -> impl Strategy<Value = m::Disconnect> {
+    (string_in(1, MAX_USER), short()).prop_map(|(user, reason)| m::Disconnect { user, reason })
+}
+
+fn disconnected() -> impl Strategy<Value = m::Disconnected> {
+    (any::<u32>(), short()).prop_map(|(sessions, user)| m::Disconnected { sessions, user })
+}
+
 /// In-bounds messages of one kind. (The match is exhaustive: a new kind does not
 /// compile until it has a strategy.)
 fn msg_of(kind: Kind) -> BoxedStrategy<Msg> {
@@ -467,6 +565,13 @@ fn msg_of(kind: Kind) -> BoxedStrategy<Msg> {
         Kind::Suggest => suggest().prop_map(Msg::from).boxed(),
         Kind::Suggestions => suggestions().prop_map(Msg::from).boxed(),
         Kind::Notice => notice().prop_map(Msg::from).boxed(),
+        Kind::Note => note().prop_map(Msg::from).boxed(),
+        Kind::Availability => availability().prop_map(Msg::from).boxed(),
+        Kind::Watch => watch().prop_map(Msg::from).boxed(),
+        Kind::ListConversations => list_conversations().prop_map(Msg::from).boxed(),
+        Kind::ConversationList => conversation_list().prop_map(Msg::from).boxed(),
+        Kind::Disconnect => disconnect().prop_map(Msg::from).boxed(),
+        Kind::Disconnected => disconnected().prop_map(Msg::from).boxed(),
     }
 }
 
@@ -556,6 +661,30 @@ fn out_of_bounds(kind: Kind) -> Option<BoxedStrategy<(Msg, &'static str)>> {
         Kind::Notice => prop_oneof![
             set(notice(), over(MAX_BODY), "text", |x, v| x.text = v),
             set(notice(), over(MAX_SHORT), "group", |x, v| x.group = v),
+        ]
+        .boxed(),
+        Kind::Note => prop_oneof![
+            set(note(), over(MAX_BODY), "body", |x, v| x.body = v),
+            set(note(), Just(String::new()), "body", |x, v| x.body = v),
+        ]
+        .boxed(),
+        Kind::ListConversations => prop_oneof![
+            set(list_conversations(), bad_u8(0, 4), "state", |x, v| x
+                .state =
+                v),
+            set(list_conversations(), over(MAX_SHORT), "group", |x, v| x
+                .group =
+                v),
+            set(list_conversations(), over(MAX_SHORT), "agent", |x, v| x
+                .agent =
+                v),
+        ]
+        .boxed(),
+        Kind::Watch => set(watch(), over(MAX_SHORT), "group", |x, v| x.group = v),
+        Kind::Disconnect => prop_oneof![
+            set(disconnect(), over(MAX_USER), "user", |x, v| x.user = v),
+            set(disconnect(), Just(String::new()), "user", |x, v| x.user = v),
+            set(disconnect(), over(MAX_SHORT), "reason", |x, v| x.reason = v),
         ]
         .boxed(),
         _ => return None,
@@ -693,7 +822,7 @@ fn kind_byte() -> impl Strategy<Value = u8> {
 #[test]
 fn every_kind_has_a_strategy() {
     let kinds = kinds();
-    assert_eq!(kinds.len(), 23);
+    assert_eq!(kinds.len(), 30);
     let mut runner = TestRunner::deterministic();
     for &kind in &kinds {
         let s = msg_of(kind);

@@ -35,6 +35,8 @@ pub enum ErrorCode {
     UnsupportedProtocol = 204,
     /// The user is blocked (abuse filter) for a while.
     Blocked = 205,
+    /// An admin ended this session (`Disconnect`).
+    Disconnected = 206,
     /// No `Hello` arrived within `heartbeat.handshake_timeout`.
     HandshakeTimeout = 300,
     /// Nothing arrived within `heartbeat.idle_timeout`.
@@ -63,7 +65,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         Self::BadMagic,
         Self::UnsupportedVersion,
         Self::FrameTooLarge,
@@ -77,6 +79,7 @@ impl ErrorCode {
         Self::BadClaims,
         Self::UnsupportedProtocol,
         Self::Blocked,
+        Self::Disconnected,
         Self::HandshakeTimeout,
         Self::IdleTimeout,
         Self::SlowConsumer,
@@ -147,6 +150,7 @@ impl ErrorCode {
             Self::BadClaims => "bad_claims",
             Self::UnsupportedProtocol => "unsupported_protocol",
             Self::Blocked => "blocked",
+            Self::Disconnected => "disconnected",
             Self::BadRequest => "bad_request",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",

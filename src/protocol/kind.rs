@@ -28,6 +28,8 @@ pub enum Kind {
     Receipt = 19,
     /// Either way: typing indicator.
     Typing = 20,
+    /// Agent → server: a private note (staff only).
+    Note = 21,
     /// Server → visitor: its position in the queue; server → the group's agents and
     /// bots: a conversation entered the queue, or left it (position 0).
     Queued = 32,
@@ -44,6 +46,11 @@ pub enum Kind {
     Rate = 37,
     /// Agent → server: its presence (server → agents is reserved: not sent yet).
     Presence = 38,
+    /// Server → client: whether groups it watches can answer now.
+    Availability = 39,
+    /// Client → server: tell me the availability of a group (or of my groups) from
+    /// now on.
+    Watch = 40,
     /// Client → server: ask for a page of history.
     History = 48,
     /// Server → client: one page of history.
@@ -54,6 +61,14 @@ pub enum Kind {
     Suggestions = 51,
     /// Admin → server, server → many: broadcast notice.
     Notice = 52,
+    /// Admin → server: a page of the tenant's conversations.
+    ListConversations = 53,
+    /// Server → admin: a page of conversations.
+    ConversationList = 54,
+    /// Admin → server: end a user's sessions.
+    Disconnect = 55,
+    /// Server → admin: how many sessions a `Disconnect` ended.
+    Disconnected = 56,
 }
 
 impl Kind {
@@ -72,6 +87,7 @@ impl Kind {
             18 => Deliver,
             19 => Receipt,
             20 => Typing,
+            21 => Note,
             32 => Queued,
             33 => Assigned,
             34 => Transfer,
@@ -79,11 +95,17 @@ impl Kind {
             36 => Close,
             37 => Rate,
             38 => Presence,
+            39 => Availability,
+            40 => Watch,
             48 => History,
             49 => HistoryPage,
             50 => Suggest,
             51 => Suggestions,
             52 => Notice,
+            53 => ListConversations,
+            54 => ConversationList,
+            55 => Disconnect,
+            56 => Disconnected,
             _ => return None,
         })
     }
@@ -109,6 +131,10 @@ impl Kind {
                 | Kind::History
                 | Kind::Notice
                 | Kind::Suggest
+                | Kind::Note
+                | Kind::Watch
+                | Kind::ListConversations
+                | Kind::Disconnect
         )
     }
 
@@ -132,6 +158,6 @@ mod tests {
                 known += 1;
             }
         }
-        assert_eq!(known, 23);
+        assert_eq!(known, 30);
     }
 }

@@ -95,6 +95,23 @@ pub mod flags {
     pub const FLAGGED: u8 = 2;
     /// Replayed after a reconnect (the client may have seen it).
     pub const REPLAY: u8 = 4;
+    /// A private note: staff only, never shown to the visitor.
+    pub const PRIVATE: u8 = 8;
+}
+
+/// States of a conversation, in `ListConversations.state` (a filter) and
+/// `ConversationInfo.state`.
+pub mod conversation_state {
+    /// Filter: queued or assigned.
+    pub const OPEN: u8 = 0;
+    /// Waiting in a queue.
+    pub const QUEUED: u8 = 1;
+    /// Served by an agent or bot.
+    pub const ASSIGNED: u8 = 2;
+    /// Closed.
+    pub const CLOSED: u8 = 3;
+    /// Filter: any state.
+    pub const ANY: u8 = 4;
 }
 
 /// Largest `Hello.token`, in bytes.
@@ -103,6 +120,12 @@ pub const MAX_TOKEN: usize = 8 * 1024;
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest short text field (names, ids, groups, notes, reasons), in bytes.
 pub const MAX_SHORT: usize = 1024;
+/// Longest user id (a token's `sub`), in bytes.
+pub const MAX_USER: usize = 256;
+
+/// Most groups one user's connections watch the availability of (`Watch` past it:
+/// 429).
+pub const MAX_WATCHED: usize = 16;
 /// Most resume cursors in one `Hello`.
 pub const MAX_CURSORS: usize = 1024;
 
@@ -231,6 +254,73 @@ pub struct Suggestion {
     pub uses: u32,
     /// The reply text.
     pub text: String,
+}
+
+/// One group's availability, as a visitor sees it (element of `Availability.groups`).
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupAvailability {
+    /// Some agent or bot of the group is online (connected, not away).
+    pub online: bool,
+    /// How long a conversation opened now is expected to wait for an agent, in
+    /// milliseconds, rounded up to a step of [`WAIT_STEPS_MS`] (0: an agent has
+    /// room now, or nobody is online).
+    pub estimated_wait_ms: u64,
+    /// The group.
+    pub group: String,
+}
+
+/// The values `GroupAvailability.estimated_wait_ms` takes besides 0: an estimate is
+/// rounded up to the next step (and capped at the last).
+pub const WAIT_STEPS_MS: [u64; 12] = [
+    15_000, 30_000, 60_000, 120_000, 180_000, 300_000, 600_000, 900_000, 1_200_000, 1_800_000,
+    2_700_000, 3_600_000,
+];
+
+/// One conversation in a `ConversationList`.
+#[derive(
+    Archive,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConversationInfo {
+    /// Conversation id.
+    pub conversation: u64,
+    /// When it was opened, milliseconds since the Unix epoch.
+    pub opened_ms: u64,
+    /// Time of its latest event, milliseconds since the Unix epoch.
+    pub updated_ms: u64,
+    /// Sequence number of its latest event.
+    pub last_seq: u64,
+    /// [`conversation_state`] code: queued, assigned or closed.
+    pub state: u8,
+    /// Group it waits, is served or was closed in.
+    pub group: String,
+    /// Visitor's user id.
+    pub visitor: String,
+    /// Visitor's display name.
+    pub visitor_name: String,
+    /// Agent serving it (or that served it when it closed); empty while queued.
+    pub agent: String,
 }
 
 macro_rules! messages {
@@ -424,6 +514,16 @@ messages! {
         /// Who (server → client; empty client → server).
         user: String,
     }
+    /// Agent → server: a private note in a conversation (staff only, never shown to
+    /// the visitor). Answered with `Accepted`.
+    Note {
+        /// Conversation id.
+        conversation: u64,
+        /// Sender-chosen id, for idempotent retries (shared with `Send`).
+        client_msg_id: u64,
+        /// The note (UTF-8 text).
+        body: String,
+    }
     /// Either way: typing indicator.
     Typing {
         /// Started (true) or stopped (false).
@@ -545,6 +645,61 @@ messages! {
         /// The notice.
         text: String,
     }
+    /// Server → client: whether the groups it watches can answer now (after a
+    /// `Watch`, and when it changes).
+    Availability {
+        /// One entry per group (all the connection watches after a `Watch`, those
+        /// that changed later).
+        groups: Vec<GroupAvailability>,
+    }
+    /// Client → server: send this connection `Availability` from now on.
+    Watch {
+        /// The group to watch (empty: the user's own — a visitor's token groups or
+        /// the default group, an agent's groups).
+        group: String,
+    }
+    /// Admin → server: a page of the tenant's conversations. Answered with
+    /// `ConversationList`.
+    ListConversations {
+        /// Most conversations wanted (0 counts as 1; capped by the server).
+        limit: u16,
+        /// [`conversation_state`] filter.
+        state: u8,
+        /// Only conversations with a larger id (0: from the first): the previous
+        /// page's `next_after`.
+        after: u64,
+        /// Only conversations with an event at or after this time (ms since the Unix
+        /// epoch; 0: any).
+        updated_since_ms: u64,
+        /// Only this group's (empty: any).
+        group: String,
+        /// Only those this agent serves or served (empty: any).
+        agent: String,
+    }
+    /// Server → admin: a page of conversations, by id.
+    ConversationList {
+        /// More match after this page: ask again with `after = next_after`.
+        more: bool,
+        /// The last id on this page (0 when empty).
+        next_after: u64,
+        /// The conversations, by increasing id.
+        items: Vec<ConversationInfo>,
+    }
+    /// Admin → server: end every session of a user of the admin's tenant. Answered
+    /// with `Disconnected`.
+    Disconnect {
+        /// The user id.
+        user: String,
+        /// Why (told to the user's clients with the `Error` that closes them).
+        reason: String,
+    }
+    /// Server → admin: how many sessions a `Disconnect` ended.
+    Disconnected {
+        /// Sessions ended.
+        sessions: u32,
+        /// The user id.
+        user: String,
+    }
 }
 
 fn check(
@@ -622,6 +777,26 @@ impl Msg {
             Msg::Notice(m) => {
                 check(m.text.len() <= MAX_BODY, k, "text", "longer than 64 KiB")?;
                 short(k, "group", &m.group)
+            }
+            Msg::Watch(m) => short(k, "group", &m.group),
+            Msg::Note(m) => {
+                check(m.body.len() <= MAX_BODY, k, "body", "longer than 64 KiB")?;
+                check(!m.body.is_empty(), k, "body", "empty")
+            }
+            Msg::ListConversations(m) => {
+                check(
+                    m.state <= conversation_state::ANY,
+                    k,
+                    "state",
+                    "unknown conversation state",
+                )?;
+                short(k, "group", &m.group)?;
+                short(k, "agent", &m.agent)
+            }
+            Msg::Disconnect(m) => {
+                check(!m.user.is_empty(), k, "user", "empty")?;
+                check(m.user.len() <= MAX_USER, k, "user", "longer than 256 bytes")?;
+                short(k, "reason", &m.reason)
             }
             _ => Ok(()),
         }

@@ -85,6 +85,8 @@ struct Conversation {
     typing: ClientMap<String, u64>,
     /// When it was opened or last queued (Unix milliseconds).
     since_ms: u64,
+    /// When it was opened (Unix milliseconds).
+    opened_ms: u64,
     /// When it was closed (Unix milliseconds; 0 while open).
     closed_ms: u64,
     /// Resumed connections not yet in the participants' lists, with the last `seq`
@@ -115,6 +117,7 @@ impl Conversation {
             sent: SentIds::default(),
             typing: ClientMap::default(),
             since_ms: 0,
+            opened_ms: 0,
             closed_ms: 0,
             catch_up: Vec::new(),
             orphan: false,
@@ -124,10 +127,17 @@ impl Conversation {
     }
 
     /// The frame a transcript entry is replayed as (`None`: not replayed — a rating
-    /// is seen only with `History`).
-    fn replay_frame(&self, conversation: u64, e: &Entry, client_msg_id: u64) -> Option<Bytes> {
+    /// is seen only with `History`, a note only by `staff`).
+    fn replay_frame(
+        &self,
+        conversation: u64,
+        e: &Entry,
+        client_msg_id: u64,
+        staff: bool,
+    ) -> Option<Bytes> {
         let msg: Msg = match Kind::from_u8(e.kind)? {
-            Kind::Send => messages::Deliver {
+            Kind::Note if !staff => return None,
+            Kind::Send | Kind::Note => messages::Deliver {
                 sender_role: e.sender_role,
                 content_type: e.content_type,
                 flags: e.flags | messages::flags::REPLAY,
@@ -168,6 +178,7 @@ impl Conversation {
         after: u64,
         budget: u64,
         reader: Option<&JournalReader>,
+        staff: bool,
     ) -> Option<Vec<Bytes>> {
         let len = self.events.len();
         if after > len || len - after > budget {
@@ -180,7 +191,7 @@ impl Conversation {
                 .iter()
                 .filter_map(|e| {
                     let id = ids.get(&e.seq).copied().unwrap_or(0);
-                    self.replay_frame(conversation, e, id)
+                    self.replay_frame(conversation, e, id, staff)
                 })
                 .collect(),
         )
@@ -188,6 +199,11 @@ impl Conversation {
 
     fn next_seq(&self) -> u64 {
         self.events.len() + 1
+    }
+
+    /// Time of the latest event (or of the opening, before any).
+    fn updated_ms(&self) -> u64 {
+        self.events.last().map_or(self.opened_ms, |e| e.time_ms)
     }
 
     /// Sends `frame` to every connection of both participants but `except`.
@@ -528,16 +544,18 @@ impl Shard {
         let Some(c) = self
             .convs
             .get(&conversation)
-            .filter(|c| c.tenant == from.who.tenant)
+            .filter(|c| c.tenant == from.who.tenant && !c.orphan)
         else {
             // Another tenant's conversation does not exist, as far as this user knows.
             refuse(out, from, ErrorCode::NotFound, conversation);
             return Served::Done;
         };
-        let participant =
-            (from.who == c.visitor && from.role == role::VISITOR) || c.is_agent(&from.who);
-        // Agents of the group may read a queued conversation before claiming.
-        let may_read = participant
+        let visitor = from.who == c.visitor && from.role == role::VISITOR;
+        // Agents of the group may read a queued conversation before claiming; admins
+        // read any of their tenant's.
+        let may_read = visitor
+            || c.is_agent(&from.who)
+            || from.role == role::ADMIN
             || (c.state == State::Queued
                 && matches!(from.role, role::AGENT | role::BOT)
                 && from.groups.contains(&c.group));
@@ -545,8 +563,15 @@ impl Shard {
             refuse(out, from, ErrorCode::Forbidden, conversation);
             return Served::Done;
         }
-        let Some(page) = history_page(c, conversation, h, &self.settings, self.reader.as_ref())
-        else {
+        let page = history_page(
+            c,
+            conversation,
+            h,
+            &self.settings,
+            self.reader.as_ref(),
+            !visitor,
+        );
+        let Some(page) = page else {
             refuse(out, from, ErrorCode::StorageUnavailable, conversation);
             return Served::Done;
         };
@@ -989,6 +1014,7 @@ impl Shard {
                 let mut c = Conversation::new(visitor, visitor_name, group);
                 c.visitor_conns = visitor_conns;
                 c.since_ms = now_ms;
+                c.opened_ms = now_ms;
                 self.convs.insert(conversation, c);
                 let send = messages::Send {
                     conversation,
@@ -1058,7 +1084,9 @@ impl Shard {
                 });
                 for (conn, after) in caught {
                     // What happened between the replay and joining the live list.
-                    let frames = c.replay(conversation, after, u64::MAX, self.reader.as_ref());
+                    let staff = who != c.visitor;
+                    let frames =
+                        c.replay(conversation, after, u64::MAX, self.reader.as_ref(), staff);
                     for frame in frames.unwrap_or_default() {
                         super::send(out, conn, frame);
                     }
@@ -1078,7 +1106,25 @@ impl Shard {
                 max_replay,
             } => self.resume(conn, &who, worker, &cursors, max_replay, out),
             // Answers travel to sessions; a shard has nothing to do with them.
-            ShardMsg::Resumed { .. } => {}
+            ShardMsg::Resumed { .. } | ShardMsg::Listed { .. } => {}
+            ShardMsg::List {
+                worker,
+                conn,
+                rid,
+                tenant,
+                limit,
+                query,
+                ..
+            } => {
+                let (items, more) = self.list(&tenant, &query, limit);
+                out.push(Effect::Shard(ShardMsg::Listed {
+                    worker,
+                    conn,
+                    rid,
+                    items,
+                    more,
+                }));
+            }
             ShardMsg::Retain {
                 cutoff_ms, reply, ..
             } => {
@@ -1128,8 +1174,13 @@ impl Shard {
                 c.tenant == who.tenant && !c.orphan && (c.visitor == *who || c.is_agent(who))
             });
             if let Some(c) = c
-                && let Some(frames) =
-                    c.replay(cur.conversation, cur.last_seq, budget, self.reader.as_ref())
+                && let Some(frames) = c.replay(
+                    cur.conversation,
+                    cur.last_seq,
+                    budget,
+                    self.reader.as_ref(),
+                    c.visitor != *who,
+                )
                 && let Some(left) =
                     bytes_left.checked_sub(frames.iter().map(|f| f.len() as u64).sum::<u64>())
             {
@@ -1237,6 +1288,24 @@ impl Shard {
                     return refuse(out, &from, ErrorCode::Conflict, conversation);
                 }
                 self.send(from, s, now_ms, out, None);
+            }
+            Msg::Note(n) => {
+                if !is_agent || !matches!(from.role, role::AGENT | role::BOT) {
+                    return refuse(out, &from, ErrorCode::Forbidden, conversation);
+                }
+                // A resend of a stored note is answered even after the close.
+                if c.state == State::Closed && c.sent.get(&from.who.user, n.client_msg_id).is_none()
+                {
+                    return refuse(out, &from, ErrorCode::Conflict, conversation);
+                }
+                let s = messages::Send {
+                    content_type: messages::content::TEXT,
+                    conversation,
+                    client_msg_id: n.client_msg_id,
+                    body: n.body,
+                    group: String::new(),
+                };
+                self.send(from, s, now_ms, out, Some(messages::flags::PRIVATE));
             }
             Msg::Suggest(sg) => {
                 if !matches!(from.role, role::AGENT | role::BOT) {
@@ -1392,6 +1461,66 @@ impl Shard {
         );
     }
 
+    /// The conversations of `tenant` matching `q`, lowest ids first, at most `limit`
+    /// (and whether more match).
+    fn list(
+        &self,
+        tenant: &str,
+        q: &messages::ListConversations,
+        limit: usize,
+    ) -> (Vec<messages::ConversationInfo>, bool) {
+        use messages::conversation_state as cs;
+        let mut ids: Vec<u64> = self
+            .convs
+            .iter()
+            .filter(|&(&id, c)| {
+                let state = match c.state {
+                    State::Queued => cs::QUEUED,
+                    State::Assigned => cs::ASSIGNED,
+                    State::Closed => cs::CLOSED,
+                };
+                let state_ok = match q.state {
+                    cs::OPEN => state != cs::CLOSED,
+                    cs::ANY => true,
+                    s => s == state,
+                };
+                id > q.after
+                    && c.tenant == tenant
+                    && !c.orphan
+                    && state_ok
+                    && (q.group.is_empty() || c.group == q.group)
+                    && (q.agent.is_empty() || c.agent.as_ref().is_some_and(|a| a.user == q.agent))
+                    && c.updated_ms() >= q.updated_since_ms
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        let more = ids.len() > limit;
+        ids.truncate(limit);
+        let items = ids
+            .into_iter()
+            .filter_map(|id| {
+                let c = self.convs.get(&id)?;
+                Some(messages::ConversationInfo {
+                    conversation: id,
+                    opened_ms: c.opened_ms,
+                    updated_ms: c.updated_ms(),
+                    last_seq: c.events.len(),
+                    state: match c.state {
+                        State::Queued => cs::QUEUED,
+                        State::Assigned => cs::ASSIGNED,
+                        State::Closed => cs::CLOSED,
+                    },
+                    group: c.group.clone(),
+                    visitor: c.visitor.user.clone(),
+                    visitor_name: c.visitor_name.clone(),
+                    agent: c.agent.as_ref().map(|a| a.user.clone()).unwrap_or_default(),
+                })
+            })
+            .collect();
+        (items, more)
+    }
+
     /// How often [`Shard::inactive`] is worth asking: a tenth of
     /// `routing.inactivity_close` (within 1 s .. 60 s); `None` when it is off.
     pub fn sweep_every(&self) -> Option<std::time::Duration> {
@@ -1411,7 +1540,7 @@ impl Shard {
             .convs
             .iter()
             .filter(|(_, c)| c.state != State::Closed && !c.orphan)
-            .filter(|(_, c)| c.events.last().map_or(c.since_ms, |e| e.time_ms) < cutoff)
+            .filter(|(_, c)| c.updated_ms() < cutoff)
             .map(|(&id, _)| id)
             .collect();
         ids.sort_unstable();
@@ -1433,6 +1562,8 @@ impl Shard {
         let Some(c) = self.convs.get_mut(&conversation) else {
             return;
         };
+        // A private note (`Note`): staff only, never screened, never answered by the FAQ.
+        let note = screened == Some(messages::flags::PRIVATE);
         let is_visitor = from.who == c.visitor && from.role == role::VISITOR;
         let stored = c.sent.get(&from.who.user, s.client_msg_id);
         let fresh = stored.is_none();
@@ -1475,10 +1606,11 @@ impl Shard {
                     Msg::Deliver(d) => (d.sender, d.body),
                     _ => Default::default(),
                 };
+                let kind = if note { Kind::Note } else { Kind::Send };
                 c.append(Entry {
                     seq: 0,
                     time_ms: now_ms,
-                    kind: Kind::Send.as_u8(),
+                    kind: kind.as_u8(),
                     sender_role: from.role,
                     content_type: s.content_type,
                     flags,
@@ -1486,7 +1618,11 @@ impl Shard {
                     body,
                 });
                 c.sent.insert(&from.who.user, s.client_msg_id, seq);
-                c.to_participants(out, Some(from.conn), frame);
+                if note {
+                    to_both(out, &c.agent_conns, &[], Some(from.conn), frame);
+                } else {
+                    c.to_participants(out, Some(from.conn), frame);
+                }
                 (seq, now_ms)
             }
         };
@@ -1529,26 +1665,35 @@ fn reply(out: &mut Vec<Effect>, to: &Sender, msg: Msg) {
 
 /// Up to `limit` entries before `before_seq` (0: the latest), oldest first, kept
 /// within the frame limit; `None` when entries that left memory cannot be read back.
+/// Private notes are left out unless the reader is `staff`; the page then reaches
+/// further back to stay full.
 fn history_page(
     c: &Conversation,
     conversation: u64,
     h: &messages::History,
     s: &ShardSettings,
     reader: Option<&JournalReader>,
+    staff: bool,
 ) -> Option<Msg> {
     let len = c.events.len();
-    let end = if h.before_seq == 0 {
+    let mut end = if h.before_seq == 0 {
         len
     } else {
         h.before_seq.saturating_sub(1).min(len)
     };
     let limit = usize::from(h.limit).clamp(1, s.history_page_max.max(1)) as u64;
-    let from = end.saturating_sub(limit) + 1;
-    let mut entries = if end == 0 {
-        Vec::new()
-    } else {
-        c.events.range(from, end, reader)?
-    };
+    let mut entries = Vec::new();
+    while end > 0 && (entries.len() as u64) < limit {
+        let want = limit - entries.len() as u64;
+        let from = end.saturating_sub(want) + 1;
+        let mut older = c.events.range(from, end, reader)?;
+        if !staff {
+            older.retain(|e| e.kind != Kind::Note.as_u8());
+        }
+        older.append(&mut entries);
+        entries = older;
+        end = from - 1;
+    }
     // Walk back from the newest wanted entry while the page stays within the frame.
     let mut budget = s.max_frame.saturating_sub(64);
     let mut keep = 0;
@@ -1562,10 +1707,12 @@ fn history_page(
     }
     let skip = entries.len() - keep;
     entries.drain(..skip);
-    let first = entries.first().map_or(end + 1, |e| e.seq);
+    // Older entries exist (for a visitor: some may be notes only, and the next
+    // page comes back empty).
+    let more = skip > 0 || end > 0;
     Some(
         messages::HistoryPage {
-            more: first > 1,
+            more,
             conversation,
             entries,
         }

@@ -17,6 +17,7 @@
 //! Until the journal lands, transcripts live in shard memory; the shard applies events
 //! to derive state, so the journal can become the source of truth by replaying them.
 
+mod availability;
 pub(crate) mod conversation;
 pub(crate) mod damage;
 mod deferred;
@@ -120,6 +121,13 @@ pub(crate) enum RouterMsg {
         /// `messages::presence` code.
         status: u8,
     },
+    /// A `Watch`: send this connection `Availability` from now on.
+    Watch {
+        /// Who asked.
+        from: Sender,
+        /// The group (empty: the user's own).
+        group: String,
+    },
     /// A visitor's `Send` with conversation 0: open (or continue) a conversation.
     Open {
         /// Who asked.
@@ -172,6 +180,15 @@ pub(crate) enum RouterMsg {
         from: Sender,
         /// The notice (group empty: everyone in the tenant).
         notice: messages::Notice,
+    },
+    /// An admin ends every session of a user of its tenant.
+    Disconnect {
+        /// Who asked.
+        from: Sender,
+        /// The user.
+        user: String,
+        /// Told to the user's clients.
+        reason: String,
     },
 }
 
@@ -297,6 +314,37 @@ pub(crate) enum ShardMsg {
         /// Why (`abandoned`, `inactive`).
         reason: String,
     },
+    /// An admin's `ListConversations`: this shard's part (travels to shard `shard`).
+    List {
+        /// The shard asked.
+        shard: usize,
+        /// The worker whose session waits for the parts.
+        worker: usize,
+        /// The admin's connection.
+        conn: ConnId,
+        /// The request id.
+        rid: u32,
+        /// The admin's tenant.
+        tenant: String,
+        /// Most conversations wanted.
+        limit: usize,
+        /// The filter.
+        query: std::sync::Arc<messages::ListConversations>,
+    },
+    /// A shard's part of a listing, for the session on `worker` (travels on that
+    /// worker's shard queue, like [`ShardMsg::Resumed`]).
+    Listed {
+        /// The worker whose session waits.
+        worker: usize,
+        /// The admin's connection.
+        conn: ConnId,
+        /// The request id.
+        rid: u32,
+        /// This shard's matches, lowest ids first.
+        items: Vec<messages::ConversationInfo>,
+        /// The shard had more matches than `limit`.
+        more: bool,
+    },
     /// A participant's connection list changed.
     Conns {
         /// The conversation.
@@ -320,7 +368,8 @@ impl ShardMsg {
             ShardMsg::Request { msg, .. } => request_conversation(msg),
             ShardMsg::Resume { cursors, .. } => cursors.first().map_or(0, |c| c.conversation),
             // Routed to the waiting session's worker: `shard_of(worker) == worker`.
-            ShardMsg::Resumed { worker, .. } => *worker as u64,
+            ShardMsg::Resumed { worker, .. } | ShardMsg::Listed { worker, .. } => *worker as u64,
+            ShardMsg::List { shard, .. } => *shard as u64,
             ShardMsg::Retain { shard, .. }
             | ShardMsg::Moved { shard, .. }
             | ShardMsg::Settings { shard, .. }
@@ -342,6 +391,7 @@ pub(crate) fn request_conversation(msg: &messages::Msg) -> u64 {
         Msg::Rate(m) => m.conversation,
         Msg::History(m) => m.conversation,
         Msg::Suggest(m) => m.conversation,
+        Msg::Note(m) => m.conversation,
         _ => 0,
     }
 }

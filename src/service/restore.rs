@@ -319,7 +319,7 @@ impl Shard {
                         body.group.clone(),
                     );
                     c.orphan = true;
-                    (c.since_ms, c.closed_ms) = (time_ms, time_ms);
+                    (c.since_ms, c.closed_ms, c.opened_ms) = (time_ms, time_ms, time_ms);
                     c
                 });
                 return true;
@@ -333,6 +333,7 @@ impl Shard {
                     let mut c =
                         Conversation::new(visitor, body.visitor_name.clone(), body.group.clone());
                     c.since_ms = time_ms;
+                    c.opened_ms = time_ms;
                     c
                 });
                 return true;
@@ -365,7 +366,7 @@ impl Shard {
             c.events.push_span(e.clone(), body.client_msg_id.max(1));
         } else {
             match Kind::from_u8(e.kind) {
-                Some(Kind::Send) => {
+                Some(Kind::Send | Kind::Note) => {
                     c.sent.insert(&e.sender, body.client_msg_id, e.seq);
                 }
                 Some(Kind::Assigned) => {

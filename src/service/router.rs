@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use super::availability::{Availability, WaitEstimate};
 use super::conversation::OpenConversation;
 use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all};
 use crate::fasthash::{ClientMap, ServerMap};
@@ -74,6 +75,12 @@ struct User {
     /// When a visitor gone since its last disconnect counts as having abandoned its
     /// queued conversations (an entry of `Router::abandons`).
     abandon_at: Option<u64>,
+    /// Groups whose availability the user's watching connections are told (a
+    /// visitor's token groups or the default group, those its conversations opened
+    /// or moved to, and those a `Watch` named); at most `MAX_WATCHED`.
+    watching: Vec<String>,
+    /// The connections that sent `Watch`: only they are sent `Availability`.
+    watch_conns: Vec<ConnId>,
 }
 
 impl User {
@@ -91,6 +98,8 @@ impl User {
             idle_since: now_ms,
             grace: None,
             abandon_at: None,
+            watching: Vec::new(),
+            watch_conns: Vec::new(),
         }
     }
 
@@ -125,13 +134,29 @@ fn is_staff_role(r: u8) -> bool {
     r == role::AGENT || r == role::BOT
 }
 
-/// A group of a tenant: its queue and its agent/bot members.
+/// A group of a tenant: its queue, its agent/bot members, and the visitors who are
+/// told its availability.
 #[derive(Debug, Default)]
 struct Group {
     /// Conversation ids waiting, oldest first.
     queue: VecDeque<u64>,
     /// User ids of the agents and bots whose token lists this group.
     members: BTreeSet<String>,
+    /// User ids of the visitors watching the group's availability.
+    watchers: BTreeSet<String>,
+    /// Recent queue waits.
+    estimate: WaitEstimate,
+    /// What the watchers were told last (`None`: not computed yet).
+    told: Option<Availability>,
+    /// When `told` was last computed (it may not have changed).
+    told_at: u64,
+}
+
+impl Group {
+    /// Nothing left worth keeping (its wait history goes with it).
+    fn unused(&self) -> bool {
+        self.members.is_empty() && self.queue.is_empty() && self.watchers.is_empty()
+    }
 }
 
 /// Everything of one tenant; tenants never share state.
@@ -157,6 +182,8 @@ struct Conv {
     told: u32,
     /// When it started waiting (orders queue heads across groups).
     since: u64,
+    /// When it last entered its group's queue (for the wait estimate).
+    queued_at: u64,
     /// Opened, but its shard has not yet stored the opening message (which the abuse
     /// filter may refuse): in no queue, assigned to nobody, not claimable.
     pending: bool,
@@ -192,6 +219,13 @@ pub(crate) struct Router {
     graces: BTreeSet<(u64, UserRef)>,
     /// Pending visitor graces (abandonment), soonest first.
     abandons: BTreeSet<(u64, UserRef)>,
+    /// Groups (tenant, group) whose availability may have changed since visitors
+    /// were last told.
+    dirty: BTreeSet<(String, String)>,
+    /// Time of the message being handled.
+    now_ms: u64,
+    /// When groups with a queue are next looked at again (availability).
+    next_refresh_ms: u64,
     next_id: u64,
 }
 
@@ -205,12 +239,16 @@ impl Router {
             convs: ServerMap::default(),
             graces: BTreeSet::new(),
             abandons: BTreeSet::new(),
+            dirty: BTreeSet::new(),
+            now_ms: 0,
+            next_refresh_ms: 0,
             next_id: 1,
         }
     }
 
     /// Applies one message at time `now_ms` (milliseconds, any monotonic origin).
     pub fn handle(&mut self, msg: RouterMsg, now_ms: u64, out: &mut Vec<Effect>) {
+        self.now_ms = now_ms;
         match msg {
             RouterMsg::Connected {
                 conn,
@@ -230,6 +268,7 @@ impl Router {
             }
             RouterMsg::Disconnected { conn } => self.disconnected(conn, now_ms, out),
             RouterMsg::Presence { from, status } => self.presence(&from, status, out),
+            RouterMsg::Watch { from, group } => self.watch_request(&from, group, out),
             RouterMsg::Open { from, send } => self.open(from, send, now_ms, out),
             RouterMsg::Claim { from, conversation } => self.claim(&from, conversation, out),
             RouterMsg::Transfer {
@@ -251,20 +290,24 @@ impl Router {
             RouterMsg::Opened { conversation } => self.opened(conversation, now_ms, out),
             RouterMsg::OpenRefused { conversation } => self.open_refused(conversation),
             RouterMsg::Notice { from, notice } => self.notice(&from, notice, out),
+            RouterMsg::Disconnect { from, user, reason } => {
+                self.disconnect(&from, &user, reason, out)
+            }
             RouterMsg::Settings(s) => self.settings = s,
         }
+        self.announce(out);
     }
 
-    /// Rebuilds the router's view after a restart from the conversations the shards
-    /// recovered (oldest first): queued ones wait in their groups' queues in that
-    /// order; assigned ones stay with their agents, who are offline now and get the
-    /// usual grace to come back before their conversations are requeued.
     /// The id the next new conversation gets (tests).
     #[cfg(test)]
     pub fn next_conversation_id(&self) -> u64 {
         self.next_id
     }
 
+    /// Rebuilds the router's view after a restart from the conversations the shards
+    /// recovered (oldest first): queued ones wait in their groups' queues in that
+    /// order; assigned ones stay with their agents, who are offline now and get the
+    /// usual grace to come back before their conversations are requeued.
     pub fn restore(&mut self, convs: Vec<OpenConversation>, next_id: u64, now_ms: u64) {
         self.next_id = self.next_id.max(next_id);
         let deadline = now_ms.saturating_add(self.settings.agent_grace_ms);
@@ -312,6 +355,7 @@ impl Router {
                     note: String::new(),
                     told: 0,
                     since: now_ms,
+                    queued_at: now_ms,
                     pending: false,
                 },
             );
@@ -322,6 +366,7 @@ impl Router {
 
     /// Fires due deadlines (agent grace expiry, visitor abandonment).
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+        self.now_ms = now_ms;
         while let Some((deadline, _)) = self.graces.first() {
             if *deadline > now_ms {
                 break;
@@ -340,6 +385,8 @@ impl Router {
             };
             self.abandoned(&who, deadline, now_ms, out);
         }
+        self.refresh_queues();
+        self.announce(out);
     }
 
     /// The next deadline, if any, for the thread's sleep.
@@ -529,11 +576,22 @@ impl Router {
         } else {
             Vec::new()
         };
+        let staff = user.is_staff();
+        let watch = if staff {
+            Vec::new()
+        } else if user.groups.is_empty() {
+            vec![self.settings.default_group.clone()]
+        } else {
+            user.groups.clone()
+        };
+        for g in old_index.iter().chain(&new_index) {
+            self.dirty.insert((who.tenant.clone(), g.clone()));
+        }
         if old_index != new_index {
             for g in &old_index {
                 if let Some(group) = tenant.groups.get_mut(g) {
                     group.members.remove(&who.user);
-                    if group.members.is_empty() && group.queue.is_empty() {
+                    if group.unused() {
                         tenant.groups.remove(g);
                     }
                 }
@@ -551,6 +609,9 @@ impl Router {
         self.push_conns(&who, out);
         self.tell_positions_to(&who, conn, out);
         self.fill(&who, out);
+        if !staff {
+            self.watch(&who, &watch, out);
+        }
     }
 
     /// A session ended: an agent losing its last connection keeps its conversations
@@ -564,6 +625,7 @@ impl Router {
             return;
         };
         user.conns.retain(|c| *c != conn);
+        user.watch_conns.retain(|c| *c != conn);
         let grace = if user.conns.is_empty() && user.is_staff() && !user.assigned.is_empty() {
             let deadline = now_ms.saturating_add(grace_ms);
             user.grace = Some(deadline);
@@ -574,6 +636,7 @@ impl Router {
         if let Some(deadline) = grace {
             self.graces.insert((deadline, who.clone()));
         }
+        self.staff_changed(&who);
         self.watch_absent(&who, now_ms);
         self.push_conns(&who, out);
         self.forget_if_idle(&who);
@@ -593,6 +656,7 @@ impl Router {
         }
         let ids = std::mem::take(&mut user.assigned);
         user.idle_since = now_ms;
+        self.staff_changed(who);
         // Oldest first: they get the first chance at an agent and the head of the queue.
         let mut ids: Vec<(u64, u64)> = ids
             .into_iter()
@@ -637,6 +701,7 @@ impl Router {
             return;
         };
         user.away = away;
+        self.staff_changed(&from.who);
         if !away {
             self.fill(&from.who, out);
         }
@@ -678,6 +743,7 @@ impl Router {
             refuse(out, &from, ErrorCode::RateLimited, 0);
             return;
         }
+        let watched = user.watching.contains(&group);
         let id = self.next_id;
         self.next_id += 1;
         user.open.insert(id);
@@ -693,9 +759,13 @@ impl Router {
                 note: String::new(),
                 told: 0,
                 since: now_ms,
+                queued_at: now_ms,
                 pending: true,
             },
         );
+        if !watched {
+            self.watch(&from.who, std::slice::from_ref(&group), out);
+        }
         // The shard screens and stores the opening message first; routing waits for
         // its `Opened` (a refused opener must leave nothing behind, not even a
         // `Queued` frame to the group's staff).
@@ -776,7 +846,9 @@ impl Router {
             refuse(out, from, ErrorCode::Conflict, id);
             return;
         }
-        self.remove_from_queue(id, out);
+        if let Some(waited) = self.remove_from_queue(id, out) {
+            self.waited(id, waited);
+        }
         self.assign(id, &from.who.user, out);
     }
 
@@ -813,6 +885,10 @@ impl Router {
         } else {
             to_group
         };
+        let visitor = UserRef {
+            tenant: conv.tenant.clone(),
+            user: conv.visitor.clone(),
+        };
         conv.agent = None;
         conv.note = note;
         if let Some(user) = self.user_mut(&from.tenant, &from.user) {
@@ -845,6 +921,10 @@ impl Router {
         }
         self.fill(from, out);
         self.forget_if_idle(from);
+        let moved = self.convs.get(&id).map(|c| c.group.clone());
+        if let Some(group) = moved {
+            self.watch(&visitor, &[group], out);
+        }
     }
 
     /// A shard closed a conversation: free its queue slot or its agent.
@@ -916,6 +996,47 @@ impl Router {
         to_all(out, &conns, frame);
     }
 
+    /// An admin ends every session of `user` (of the admin's tenant): each gets an
+    /// `Error` 206 carrying `reason` and is closed; the admin is told how many.
+    fn disconnect(&mut self, from: &Sender, user: &str, reason: String, out: &mut Vec<Effect>) {
+        if from.role != role::ADMIN {
+            refuse(out, from, ErrorCode::Forbidden, 0);
+            return;
+        }
+        let conns: Vec<ConnId> = self
+            .user(&from.who.tenant, user)
+            .map(|u| u.conns.clone())
+            .unwrap_or_default();
+        let reply = Msg::from(messages::Disconnected {
+            sessions: u32::try_from(conns.len()).unwrap_or(u32::MAX),
+            user: user.to_owned(),
+        });
+        super::send(out, from.conn, reply.to_frame(from.rid));
+        let code = ErrorCode::Disconnected;
+        let farewell = Msg::from(messages::Error {
+            code: code.as_u16(),
+            retryable: code.retryable(),
+            conversation: 0,
+            message: if reason.is_empty() {
+                code.name().to_owned()
+            } else {
+                reason
+            },
+        })
+        .to_frame(0);
+        for conn in conns {
+            tracing::info!(?conn, user, admin = %from.who.user, "session ended by an admin");
+            out.push(Effect::Conn(
+                conn,
+                crate::handoff::Command::Close {
+                    conn,
+                    code: Some(code),
+                    farewell: Some(farewell.clone()),
+                },
+            ));
+        }
+    }
+
     /// Tells every conversation `who` takes part in its new connection list.
     fn push_conns(&self, who: &UserRef, out: &mut Vec<Effect>) {
         let Some(user) = self.user(&who.tenant, &who.user) else {
@@ -974,9 +1095,17 @@ impl Router {
             for g in &user.groups {
                 if let Some(group) = tenant.groups.get_mut(g) {
                     group.members.remove(&who.user);
-                    if group.members.is_empty() && group.queue.is_empty() {
+                    if group.unused() {
                         tenant.groups.remove(g);
                     }
+                }
+            }
+        }
+        for g in &user.watching {
+            if let Some(group) = tenant.groups.get_mut(g) {
+                group.watchers.remove(&who.user);
+                if group.unused() {
+                    tenant.groups.remove(g);
                 }
             }
         }
@@ -1038,6 +1167,9 @@ impl Router {
         user.assigned.insert(id);
         conv.agent = Some(agent.to_owned());
         conv.told = 0;
+        for g in &user.groups {
+            self.dirty.insert((conv.tenant.clone(), g.clone()));
+        }
         out.push(Effect::Shard(ShardMsg::Assign {
             conversation: id,
             agent: UserRef {
@@ -1054,6 +1186,7 @@ impl Router {
 
     /// Fills an agent's free capacity from the queues of its groups, oldest head first.
     fn fill(&mut self, who: &UserRef, out: &mut Vec<Effect>) {
+        self.staff_changed(who);
         loop {
             let Some(tenant) = self.tenants.get(&who.tenant) else {
                 return;
@@ -1073,7 +1206,9 @@ impl Router {
             let Some((_, id)) = oldest else {
                 return;
             };
-            self.remove_from_queue(id, out);
+            if let Some(waited) = self.remove_from_queue(id, out) {
+                self.waited(id, waited);
+            }
             if !self.assign(id, &who.user, out) {
                 return;
             }
@@ -1096,6 +1231,7 @@ impl Router {
             .queue;
         queue.push_back(id);
         let index = queue.len() - 1;
+        self.entered_queue(id);
         self.tell_staff(&tenant, &group, id, position_of(index), out);
         self.tell_positions(&tenant, &group, index, out);
     }
@@ -1117,6 +1253,7 @@ impl Router {
                 .or_default()
                 .queue
                 .push_front(*id);
+            self.entered_queue(*id);
             if !touched.contains(&key) {
                 touched.push(key);
             }
@@ -1138,33 +1275,29 @@ impl Router {
         }
     }
 
-    /// Takes a conversation out of its queue (assigned, claimed or closed).
-    fn remove_from_queue(&mut self, id: u64, out: &mut Vec<Effect>) {
-        let Some(conv) = self.convs.get_mut(&id) else {
-            return;
-        };
+    /// Takes a conversation out of its queue (assigned, claimed or closed); how long
+    /// it waited there, if it was in one.
+    fn remove_from_queue(&mut self, id: u64, out: &mut Vec<Effect>) -> Option<u64> {
+        let now_ms = self.now_ms;
+        let conv = self.convs.get_mut(&id)?;
         conv.told = 0;
+        let waited = now_ms.saturating_sub(conv.queued_at);
         let (tenant, group) = (conv.tenant.clone(), conv.group.clone());
-        let Some(g) = self
+        let g = self
             .tenants
             .get_mut(&tenant)
-            .and_then(|t| t.groups.get_mut(&group))
-        else {
-            return;
-        };
-        let Some(index) = g.queue.iter().position(|q| *q == id) else {
-            return;
-        };
+            .and_then(|t| t.groups.get_mut(&group))?;
+        let index = g.queue.iter().position(|q| *q == id)?;
         g.queue.remove(index);
         self.tell_staff(&tenant, &group, id, 0, out);
         self.tell_positions(&tenant, &group, index, out);
+        self.dirty.insert((tenant.clone(), group.clone()));
         if let Some(t) = self.tenants.get_mut(&tenant)
-            && t.groups
-                .get(&group)
-                .is_some_and(|g| g.queue.is_empty() && g.members.is_empty())
+            && t.groups.get(&group).is_some_and(Group::unused)
         {
             t.groups.remove(&group);
         }
+        Some(waited)
     }
 
     /// Tells each visitor waiting at `from` or later its position, when it changed.
@@ -1226,6 +1359,9 @@ fn queued_frame(conversation: u64, position: u32, group: &str) -> bytes::Bytes {
     })
     .to_frame(0)
 }
+
+#[path = "router_availability.rs"]
+mod availability;
 
 #[cfg(test)]
 #[path = "router_tests.rs"]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::handoff::Command;
-use crate::protocol::messages::Queued;
+use crate::protocol::messages::{MAX_WATCHED, Queued};
 use crate::service::Principal;
 
 const GRACE: u64 = 30_000;
@@ -57,6 +57,9 @@ fn sender(tenant: &str, user: &str, role: u8, gs: &[&str], c: ConnId) -> Sender 
 struct Bench {
     r: Router,
     now: u64,
+    /// `Availability` frames of the last step, per connection (kept apart from the
+    /// step's effects so tests about routing see only routing).
+    told: Vec<(ConnId, messages::GroupAvailability)>,
 }
 
 impl Bench {
@@ -64,6 +67,7 @@ impl Bench {
         Bench {
             r: Router::new(settings()),
             now: 1_000,
+            told: Vec::new(),
         }
     }
 
@@ -78,14 +82,48 @@ impl Bench {
                 .handle(RouterMsg::Opened { conversation }, self.now, &mut out);
             check_invariants(&self.r);
         }
-        out
+        self.split_availability(out)
     }
 
     fn tick(&mut self) -> Vec<Effect> {
         let mut out = Vec::new();
         self.r.tick(self.now, &mut out);
         check_invariants(&self.r);
-        out
+        self.split_availability(out)
+    }
+
+    /// Moves the `Availability` frames of `out` to `self.told`.
+    fn split_availability(&mut self, out: Vec<Effect>) -> Vec<Effect> {
+        self.told.clear();
+        let mut rest = Vec::with_capacity(out.len());
+        for e in out {
+            let told = frames(std::slice::from_ref(&e))
+                .into_iter()
+                .filter_map(|(c, rid, m)| match m {
+                    Msg::Availability(a) => {
+                        assert_eq!(rid, 0);
+                        Some((c, a))
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>();
+            if told.is_empty() {
+                rest.push(e);
+            }
+            for (c, a) in told {
+                self.told.extend(a.groups.into_iter().map(|g| (c, g)));
+            }
+        }
+        rest
+    }
+
+    /// What `c` was told in the last step, as (group, online, wait).
+    fn told_to(&self, c: ConnId) -> Vec<(String, bool, u64)> {
+        self.told
+            .iter()
+            .filter(|(to, _)| *to == c)
+            .map(|(_, g)| (g.group.clone(), g.online, g.estimated_wait_ms))
+            .collect()
     }
 
     fn connect(
@@ -249,8 +287,30 @@ fn check_invariants(r: &Router) {
                 let u = t.users.get(uid).expect("member exists");
                 assert!(u.is_staff() && u.groups.contains(gname));
             }
+            // Watchers know what is true now (the step told them of any change).
+            for uid in &g.watchers {
+                let u = t.users.get(uid).expect("watcher exists");
+                assert!(u.watching.contains(gname));
+            }
+            if !g.watchers.is_empty() {
+                // (as of the last look: the head's wait grows with time alone).
+                assert_eq!(
+                    g.told,
+                    Some(r.current_at(t, g, g.told_at)),
+                    "{gname}: watchers not told"
+                );
+            }
+            assert!(!g.unused(), "{gname} kept for nothing");
+            assert!(r.dirty.is_empty());
         }
         for (uid, u) in &t.users {
+            assert!(u.watching.len() <= MAX_WATCHED, "{uid} watches too much");
+            for g in &u.watching {
+                assert!(t.groups[g].watchers.contains(uid), "{uid} not a watcher");
+            }
+            for c in &u.watch_conns {
+                assert!(u.conns.contains(c), "{uid} watches on a closed connection");
+            }
             assert!(
                 u.assigned.len() <= u.capacity as usize,
                 "{uid} over capacity"
@@ -280,6 +340,9 @@ fn check_invariants(r: &Router) {
                 for g in &u.groups {
                     assert!(t.groups[g].members.contains(uid));
                 }
+            }
+            for g in &u.watching {
+                assert!(t.groups[g].watchers.contains(uid));
             }
             assert!(
                 !u.forgettable() || u.grace.is_some() || u.abandon_at.is_some(),
@@ -1354,6 +1417,10 @@ fn random_traffic_keeps_the_invariants() {
                     from: from.clone(),
                     status: 1 + rng.below(3) as u8,
                 }),
+                92..=94 => Some(RouterMsg::Watch {
+                    from: from.clone(),
+                    group: (*rng.pick(&groups_any)).into(),
+                }),
                 89..=91 => Some(RouterMsg::Notice {
                     from: from.clone(),
                     notice: messages::Notice {
@@ -1570,4 +1637,99 @@ fn a_visitor_gone_past_its_grace_abandons_its_waiting_conversations() {
         Effect::Shard(ShardMsg::SystemClose { conversation, .. }) if *conversation == served)));
     assert_eq!(b.r.queue_len("t", "support"), 0);
     assert!(b.r.user("t", "v").is_none(), "V is forgotten");
+}
+
+/// A visitor watching on `c`: the `Watch` with an empty group (its own groups).
+fn watch(b: &mut Bench, c: ConnId, tenant: &str, user: &str, group: &str) -> Vec<Effect> {
+    b.handle(RouterMsg::Watch {
+        from: sender(tenant, user, role::VISITOR, &[], c),
+        group: group.into(),
+    })
+}
+
+#[test]
+fn availability_goes_only_to_connections_that_watch() {
+    let mut b = Bench::new();
+    b.visitor(conn(1), "t", "v");
+    b.visitor(conn(2), "t", "v");
+    assert!(b.told.is_empty(), "nothing unasked at connect");
+    watch(&mut b, conn(1), "t", "v", "");
+    assert_eq!(b.told_to(conn(1)), [("general".to_owned(), false, 0)]);
+    assert!(
+        b.told_to(conn(2)).is_empty(),
+        "the other connection did not ask"
+    );
+    // An agent of the group comes online: the watcher hears it, the other does not.
+    b.agent(conn(10), "t", "a", &["general"], 2);
+    assert_eq!(b.told_to(conn(1)), [("general".to_owned(), true, 0)]);
+    assert!(b.told_to(conn(2)).is_empty());
+    // ...and goes again.
+    b.handle(RouterMsg::Disconnected { conn: conn(10) });
+    assert_eq!(b.told_to(conn(1)), [("general".to_owned(), false, 0)]);
+    // A closed connection is no longer a watcher.
+    b.handle(RouterMsg::Disconnected { conn: conn(1) });
+    b.agent(conn(11), "t", "a", &["general"], 2);
+    assert!(b.told.is_empty());
+}
+
+#[test]
+fn a_full_queue_is_told_as_a_wait_and_only_other_tenants_groups_stay_apart() {
+    let mut b = Bench::new();
+    b.agent(conn(10), "t", "a", &["sales"], 1);
+    b.visitor(conn(1), "t", "v1");
+    watch(&mut b, conn(1), "t", "v1", "sales");
+    // v1's watch names a group besides its own ("general").
+    assert_eq!(
+        b.told_to(conn(1)),
+        [
+            ("general".to_owned(), false, 0),
+            ("sales".to_owned(), true, 0)
+        ]
+    );
+    b.visitor(conn(3), "u", "v3");
+    watch(&mut b, conn(3), "u", "v3", "sales");
+    assert_eq!(
+        b.told_to(conn(3)),
+        [
+            ("general".to_owned(), false, 0),
+            ("sales".to_owned(), false, 0)
+        ],
+        "tenant u has nobody"
+    );
+    // The only agent is taken: a conversation opened now waits at least 15 s.
+    b.visitor(conn(2), "t", "v2");
+    b.open(conn(2), "t", "v2", "sales");
+    assert_eq!(b.told_to(conn(1)), [("sales".to_owned(), true, 15_000)]);
+    assert!(b.told_to(conn(3)).is_empty(), "another tenant's sales");
+    // Someone queues and waits nearly 3 minutes: the head's wait shows.
+    b.visitor(conn(4), "t", "v4");
+    b.open(conn(4), "t", "v4", "sales");
+    b.now += 170_000;
+    b.tick();
+    assert_eq!(b.told_to(conn(1)), [("sales".to_owned(), true, 180_000)]);
+    // The agent's first conversation closes and the queued one is assigned: the
+    // estimate is now what it waited, the same step, so nothing new is told.
+    let mut ids: Vec<u64> = b.r.convs.keys().copied().collect();
+    ids.sort_unstable();
+    b.close(ids[0]);
+    assert!(b.told.is_empty(), "{:?}", b.told);
+    // The agent is free with nobody waiting: no wait at all.
+    b.close(ids[1]);
+    assert_eq!(b.told_to(conn(1)), [("sales".to_owned(), true, 0)]);
+}
+
+#[test]
+fn a_watch_past_max_watched_groups_is_refused() {
+    let mut b = Bench::new();
+    b.visitor(conn(1), "t", "v");
+    // The default group is one already.
+    for i in 1..MAX_WATCHED {
+        let out = watch(&mut b, conn(1), "t", "v", &format!("g{i}"));
+        assert!(errors(&out).is_empty(), "{i}");
+    }
+    let out = watch(&mut b, conn(1), "t", "v", "one too many");
+    assert_eq!(errors(&out), [(429, 7)]);
+    let out = watch(&mut b, conn(1), "t", "v", "g3");
+    assert!(errors(&out).is_empty(), "a group it watches already");
+    assert_eq!(b.told_to(conn(1)).len(), MAX_WATCHED);
 }

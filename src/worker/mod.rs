@@ -173,6 +173,16 @@ pub(crate) fn spawn(
                     (ShardMsg::Resumed { conn, answers, .. }, _) => {
                         sessions.resumed(conn, answers, effects)
                     }
+                    (
+                        ShardMsg::Listed {
+                            conn,
+                            rid,
+                            items,
+                            more,
+                            ..
+                        },
+                        _,
+                    ) => sessions.listed(conn, rid, items, more, effects),
                     (msg, Some(d)) => d.handle(shard, msg, effects),
                     (msg, None) => shard.handle(msg, unix_ms(), effects),
                 };

@@ -78,11 +78,33 @@ fn current(s: &SharedSettings) -> Arc<SessionSettings> {
         .map_or_else(|e| e.into_inner().clone(), |g| g.clone())
 }
 
+/// An admin's `ListConversations` waiting for every shard's part.
+#[derive(Debug)]
+struct Listing {
+    /// Shards that have not answered yet.
+    waiting: usize,
+    /// Most conversations on the page.
+    limit: usize,
+    /// What the shards answered so far.
+    items: Vec<messages::ConversationInfo>,
+    /// Some shard had more than its part.
+    more: bool,
+}
+
+/// Most conversations in one `ConversationList` (a larger `limit` is cut to this).
+pub(crate) const MAX_LIST: usize = 1000;
+
+/// Most `ListConversations` one connection may have waiting for the shards; more
+/// are refused with 429 (each one walks every shard's conversations).
+pub(crate) const MAX_LISTINGS_PER_CONN: usize = 4;
+
 /// The sessions one worker owns.
 #[derive(Debug)]
 pub(crate) struct Sessions {
     settings: SharedSettings,
     sessions: ServerMap<ConnId, State>,
+    /// `ListConversations` requests waiting for the shards, by (connection, request id).
+    listings: ServerMap<(ConnId, u32), Listing>,
     /// Worker index in the top bits, a counter below: unique per daemon run.
     next_session: u64,
     /// This worker's index (where shards send resume answers).
@@ -101,6 +123,7 @@ impl Sessions {
         Self {
             settings,
             sessions: ServerMap::default(),
+            listings: ServerMap::default(),
             next_session: (worker as u64) << 48,
             worker,
             max_record,
@@ -144,6 +167,98 @@ impl Sessions {
             frames.extend(answer.map(|a| a.frames).unwrap_or_default());
         }
         self.establish(conn, identity, rid, resumed, frames, out);
+    }
+
+    /// A shard's part of a `ListConversations`; once every shard has answered, the
+    /// page goes out: the lowest ids of all parts, at most `limit`.
+    pub fn listed(
+        &mut self,
+        conn: ConnId,
+        rid: u32,
+        items: Vec<messages::ConversationInfo>,
+        more: bool,
+        out: &mut Out,
+    ) {
+        let Some(l) = self.listings.get_mut(&(conn, rid)) else {
+            return;
+        };
+        l.items.extend(items);
+        l.more |= more;
+        l.waiting = l.waiting.saturating_sub(1);
+        if l.waiting > 0 {
+            return;
+        }
+        let Some(mut l) = self.listings.remove(&(conn, rid)) else {
+            return;
+        };
+        l.items.sort_unstable_by_key(|i| i.conversation);
+        let more = l.more || l.items.len() > l.limit;
+        l.items.truncate(l.limit);
+        let next_after = l.items.last().map_or(0, |i| i.conversation);
+        let page = Msg::from(messages::ConversationList {
+            more,
+            next_after,
+            items: l.items,
+        });
+        if self.sessions.contains_key(&conn) {
+            out.push(Effect::Conn(
+                conn,
+                Command::Send {
+                    conn,
+                    frame: page.to_frame(rid),
+                },
+            ));
+        }
+    }
+
+    /// An admin's `ListConversations`: every shard is asked for its part (the
+    /// conversations of the admin's tenant matching the filter, lowest ids first, at
+    /// most `limit` each).
+    fn list(&mut self, from: Sender, q: messages::ListConversations, out: &mut Out) {
+        if from.role != messages::role::ADMIN {
+            out.push(Effect::Conn(
+                from.conn,
+                error_command(from.conn, ErrorCode::Forbidden, 0, from.rid),
+            ));
+            return;
+        }
+        let waiting = self
+            .listings
+            .keys()
+            .filter(|(c, _)| *c == from.conn)
+            .count();
+        if waiting >= MAX_LISTINGS_PER_CONN && !self.listings.contains_key(&(from.conn, from.rid)) {
+            tracing::debug!(conn = ?from.conn, "too many ListConversations waiting");
+            out.push(Effect::Conn(
+                from.conn,
+                error_command(from.conn, ErrorCode::RateLimited, 0, from.rid),
+            ));
+            return;
+        }
+        let limit = usize::from(q.limit).clamp(1, MAX_LIST);
+        let shards = current(&self.settings).shards.max(1);
+        // A new request with the same id replaces a waiting one (a broken client).
+        self.listings.insert(
+            (from.conn, from.rid),
+            Listing {
+                waiting: shards,
+                limit,
+                items: Vec::new(),
+                more: false,
+            },
+        );
+        let query = Arc::new(q);
+        for shard in 0..shards {
+            out.push(Effect::Shard(ShardMsg::List {
+                shard,
+                worker: self.worker,
+                conn: from.conn,
+                rid: from.rid,
+                tenant: from.who.tenant.clone(),
+                limit,
+                query: query.clone(),
+            }));
+        }
     }
 
     /// Sends `Welcome` (and any replay), tells the reactor and the router.
@@ -203,6 +318,7 @@ impl Sessions {
                 self.sessions.insert(conn, State::AwaitingHello);
             }
             Event::Closed { conn, .. } => {
+                self.listings.retain(|(c, _), _| *c != conn);
                 if let Some(State::Established(_)) = self.sessions.remove(&conn) {
                     out.push(Effect::Router(RouterMsg::Disconnected { conn }));
                 }
@@ -334,7 +450,10 @@ impl Sessions {
                     conn,
                     rid,
                 };
-                out.push(route(from, msg)?);
+                match msg {
+                    Msg::ListConversations(q) => self.list(from, q, out),
+                    msg => out.push(route(from, msg)?),
+                }
                 Ok(())
             }
             // Unknown kinds, and kinds a client does not send.
@@ -357,6 +476,15 @@ fn route(from: Sender, msg: Msg) -> Result<Effect, ErrorCode> {
             status: p.status,
         }),
         Msg::Notice(notice) => Effect::Router(RouterMsg::Notice { from, notice }),
+        Msg::Watch(w) => Effect::Router(RouterMsg::Watch {
+            from,
+            group: w.group,
+        }),
+        Msg::Disconnect(d) => Effect::Router(RouterMsg::Disconnect {
+            from,
+            user: d.user,
+            reason: d.reason,
+        }),
         msg if crate::service::request_conversation(&msg) == 0 => {
             return Err(ErrorCode::BadRequest);
         }

@@ -1,0 +1,235 @@
+//! The router's side of availability: which groups changed, what their visitors
+//! are told, and when (see `service/availability.rs` for the estimate itself).
+
+use super::{Group, Router, UserRef, refuse};
+use crate::handoff::ConnId;
+use crate::protocol::ErrorCode;
+use crate::protocol::messages::{self, MAX_WATCHED, Msg};
+use crate::service::availability::{self, Availability};
+use crate::service::{Effect, Sender, to_all};
+
+/// How often a group with a queue has its availability looked at again without an
+/// event (the head's wait grows with time alone); a tenth of the shortest step.
+const REFRESH_MS: u64 = 1_500;
+
+impl Router {
+    /// An agent's or bot's online state or free capacity may have changed: each of
+    /// its groups is looked at again before the step ends.
+    pub(super) fn staff_changed(&mut self, who: &UserRef) {
+        let Some(user) = self
+            .tenants
+            .get(&who.tenant)
+            .and_then(|t| t.users.get(&who.user))
+            .filter(|u| u.is_staff())
+        else {
+            return;
+        };
+        for g in &user.groups {
+            self.dirty.insert((who.tenant.clone(), g.clone()));
+        }
+    }
+
+    /// A conversation entered its group's queue now.
+    pub(super) fn entered_queue(&mut self, id: u64) {
+        let now_ms = self.now_ms;
+        if let Some(conv) = self.convs.get_mut(&id) {
+            conv.queued_at = now_ms;
+            self.dirty.insert((conv.tenant.clone(), conv.group.clone()));
+        }
+    }
+
+    /// A conversation left its group's queue for an agent after `waited_ms`.
+    pub(super) fn waited(&mut self, id: u64, waited_ms: u64) {
+        let Some(conv) = self.convs.get(&id) else {
+            return;
+        };
+        let (tenant, group) = (conv.tenant.clone(), conv.group.clone());
+        if let Some(g) = self
+            .tenants
+            .get_mut(&tenant)
+            .and_then(|t| t.groups.get_mut(&group))
+        {
+            g.estimate.record(waited_ms);
+        }
+        self.dirty.insert((tenant, group));
+    }
+
+    /// A `Watch`: from now on `from`'s connection is told the availability of the
+    /// named group (or the user's own) and of every group its user watches, all of
+    /// which it is sent at once.
+    pub(super) fn watch_request(&mut self, from: &Sender, group: String, out: &mut Vec<Effect>) {
+        // A connection already gone (its `Disconnected` came first) watches nothing.
+        let Some(user) = self
+            .user(&from.who.tenant, &from.who.user)
+            .filter(|u| u.conns.contains(&from.conn))
+        else {
+            return;
+        };
+        let groups = if !group.is_empty() {
+            vec![group]
+        } else if !user.groups.is_empty() {
+            user.groups.clone()
+        } else if user.is_staff() {
+            Vec::new()
+        } else {
+            vec![self.settings.default_group.clone()]
+        };
+        let new = groups.iter().filter(|g| !user.watching.contains(g)).count();
+        if user.watching.len() + new > MAX_WATCHED {
+            tracing::debug!(user = %from.who.user, "Watch refused: MAX_WATCHED groups watched");
+            refuse(out, from, ErrorCode::RateLimited, 0);
+            return;
+        }
+        self.watch(&from.who, &groups, out);
+        if let Some(user) = self.user_mut(&from.who.tenant, &from.who.user)
+            && !user.watch_conns.contains(&from.conn)
+        {
+            user.watch_conns.push(from.conn);
+        }
+        self.tell_availability(&from.who, from.conn, out);
+    }
+
+    /// `who` is told the availability of `groups` from now on (up to `MAX_WATCHED`
+    /// in all); those it did not watch yet are sent to its watching connections at
+    /// once.
+    pub(super) fn watch(&mut self, who: &UserRef, groups: &[String], out: &mut Vec<Effect>) {
+        let mut added = Vec::new();
+        for g in groups {
+            let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+                return;
+            };
+            if user.watching.contains(g) || user.watching.len() >= MAX_WATCHED {
+                continue;
+            }
+            user.watching.push(g.clone());
+            let tenant = self.tenants.entry(who.tenant.clone()).or_default();
+            tenant.groups.entry(g.clone()).or_default();
+            // Current for the others before this visitor joins them.
+            self.refresh(&who.tenant, g, out);
+            let Some(group) = self
+                .tenants
+                .get_mut(&who.tenant)
+                .and_then(|t| t.groups.get_mut(g))
+            else {
+                continue;
+            };
+            group.watchers.insert(who.user.clone());
+            added.push(group.told.unwrap_or_default().to_message(g));
+        }
+        let Some(user) = self.user(&who.tenant, &who.user) else {
+            return;
+        };
+        if !added.is_empty() && !user.watch_conns.is_empty() {
+            let frame = Msg::from(messages::Availability { groups: added }).to_frame(0);
+            to_all(out, &user.watch_conns, frame);
+        }
+    }
+
+    /// Sends a connection the availability of every group its user watches.
+    pub(super) fn tell_availability(&mut self, who: &UserRef, conn: ConnId, out: &mut Vec<Effect>) {
+        let Some(user) = self.user(&who.tenant, &who.user) else {
+            return;
+        };
+        let watching = user.watching.clone();
+        let mut groups = Vec::with_capacity(watching.len());
+        for g in &watching {
+            if self.group(&who.tenant, g).is_none_or(|g| g.told.is_none()) {
+                self.refresh(&who.tenant, g, out);
+            }
+            let told = self.group(&who.tenant, g).and_then(|g| g.told);
+            groups.push(told.unwrap_or_default().to_message(g));
+        }
+        let frame = Msg::from(messages::Availability { groups }).to_frame(0);
+        super::super::send(out, conn, frame);
+    }
+
+    /// Tells the watchers of every group that may have changed during this step what
+    /// changed.
+    pub(super) fn announce(&mut self, out: &mut Vec<Effect>) {
+        while let Some((tenant, group)) = self.dirty.pop_first() {
+            self.refresh(&tenant, &group, out);
+        }
+    }
+
+    /// Recomputes a group's availability; when it differs from what its watchers
+    /// were told, tells them (one frame for all).
+    fn refresh(&mut self, tenant: &str, group: &str, out: &mut Vec<Effect>) {
+        let Some(t) = self.tenants.get(tenant) else {
+            return;
+        };
+        let Some(g) = t.groups.get(group) else {
+            return;
+        };
+        let now = self.current_at(t, g, self.now_ms);
+        if g.told == Some(now) {
+            if let Some(g) = self
+                .tenants
+                .get_mut(tenant)
+                .and_then(|t| t.groups.get_mut(group))
+            {
+                g.told_at = self.now_ms;
+            }
+            return;
+        }
+        let conns: Vec<ConnId> = g
+            .watchers
+            .iter()
+            .filter_map(|uid| t.users.get(uid))
+            .flat_map(|u| u.watch_conns.iter().copied())
+            .collect();
+        if let Some(g) = self
+            .tenants
+            .get_mut(tenant)
+            .and_then(|t| t.groups.get_mut(group))
+        {
+            g.told = Some(now);
+            g.told_at = self.now_ms;
+        }
+        if !conns.is_empty() {
+            let frame = Msg::from(messages::Availability {
+                groups: vec![now.to_message(group)],
+            })
+            .to_frame(0);
+            to_all(out, &conns, frame);
+        }
+    }
+
+    /// Every few seconds, groups with a queue are looked at again: the wait of the
+    /// queue's head counts in the estimate, and it grows without any event.
+    pub(super) fn refresh_queues(&mut self) {
+        if self.now_ms < self.next_refresh_ms {
+            return;
+        }
+        self.next_refresh_ms = self.now_ms.saturating_add(REFRESH_MS);
+        for (tname, t) in &self.tenants {
+            for (gname, g) in &t.groups {
+                if !g.queue.is_empty() && !g.watchers.is_empty() {
+                    self.dirty.insert((tname.clone(), gname.clone()));
+                }
+            }
+        }
+    }
+
+    /// A group's availability at `now_ms`.
+    pub(super) fn current_at(&self, t: &super::Tenant, g: &Group, now_ms: u64) -> Availability {
+        let mut online = false;
+        let mut room = false;
+        for uid in &g.members {
+            if let Some(u) = t.users.get(uid) {
+                online |= u.online();
+                room |= u.available();
+            }
+        }
+        let head_waited = g
+            .queue
+            .front()
+            .and_then(|id| self.convs.get(id))
+            .map_or(0, |c| now_ms.saturating_sub(c.queued_at));
+        availability::availability(
+            online,
+            room && g.queue.is_empty(),
+            g.estimate.expected(head_waited),
+            g.told,
+        )
+    }
+}
