@@ -836,7 +836,10 @@ mod tests {
             let got = Msg::decode(Kind::Refresh.as_u8(), &p);
             assert_eq!(got.is_ok(), ok, "{len}: {got:?}");
             if !ok {
-                assert!(matches!(got, Err(DecodeError::Bound { field: "token", .. })));
+                assert!(matches!(
+                    got,
+                    Err(DecodeError::Bound { field: "token", .. })
+                ));
             }
         }
     }
