@@ -317,6 +317,10 @@ pub struct WorkerMetrics {
     pub events: Counter,
     /// Frames answered with an error code.
     pub errors_sent: Counter,
+    /// Sessions closed with 201 because their token expired (no `Refresh` in time).
+    pub sessions_expired: Counter,
+    /// `Refresh`es accepted (the session's token replaced).
+    pub sessions_refreshed: Counter,
     /// Current depth of this worker's event queue (sampled).
     pub queue_depth: Gauge,
     /// Journal batches that failed (disk full, I/O error, queue full): their changes

@@ -265,6 +265,14 @@ fn bye() -> impl Strategy<Value = m::Bye> {
     (any::<u16>(), short()).prop_map(|(code, message)| m::Bye { code, message })
 }
 
+fn refresh() -> impl Strategy<Value = m::Refresh> {
+    string_in(0, MAX_TOKEN).prop_map(|token| m::Refresh { token })
+}
+
+fn refreshed() -> impl Strategy<Value = m::Refreshed> {
+    any::<u64>().prop_map(|expires_ms| m::Refreshed { expires_ms })
+}
+
 fn send() -> impl Strategy<Value = m::Send> {
     (
         1u8..=4,
@@ -548,6 +556,8 @@ fn msg_of(kind: Kind) -> BoxedStrategy<Msg> {
         Kind::Pong => pong().prop_map(Msg::from).boxed(),
         Kind::Error => error().prop_map(Msg::from).boxed(),
         Kind::Bye => bye().prop_map(Msg::from).boxed(),
+        Kind::Refresh => refresh().prop_map(Msg::from).boxed(),
+        Kind::Refreshed => refreshed().prop_map(Msg::from).boxed(),
         Kind::Send => send().prop_map(Msg::from).boxed(),
         Kind::Accepted => accepted().prop_map(Msg::from).boxed(),
         Kind::Deliver => deliver().prop_map(Msg::from).boxed(),
@@ -627,6 +637,7 @@ fn out_of_bounds(kind: Kind) -> Option<BoxedStrategy<(Msg, &'static str)>> {
             ),
         ]
         .boxed(),
+        Kind::Refresh => set(refresh(), over(MAX_TOKEN), "token", |x, v| x.token = v),
         Kind::Send => {
             let code = bad_u8(1, 4);
             prop_oneof![
@@ -822,7 +833,7 @@ fn kind_byte() -> impl Strategy<Value = u8> {
 #[test]
 fn every_kind_has_a_strategy() {
     let kinds = kinds();
-    assert_eq!(kinds.len(), 30);
+    assert_eq!(kinds.len(), 32);
     let mut runner = TestRunner::deterministic();
     for &kind in &kinds {
         let s = msg_of(kind);
@@ -1037,6 +1048,12 @@ fn bounds_are_inclusive() {
     assert!(matches!(
         at(token.into()),
         Outcome::Bound(Kind::Hello, "token", _)
+    ));
+    let refresh = |n| m::Refresh { token: s(n) }.into();
+    assert!(matches!(at(refresh(MAX_TOKEN)), Outcome::Ok(_)));
+    assert!(matches!(
+        at(refresh(MAX_TOKEN + 1)),
+        Outcome::Bound(Kind::Refresh, "token", _)
     ));
     let resume = m::Hello {
         resume: vec![m::Cursor::default(); MAX_CURSORS + 1],

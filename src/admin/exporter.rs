@@ -380,6 +380,20 @@ impl Exporter {
         )?;
         self.per_worker(
             enc,
+            "sessions_expired",
+            "Sessions closed with 201 token_expired: their token's exp passed without a Refresh.",
+            Counter,
+            |w| w.sessions_expired.get(),
+        )?;
+        self.per_worker(
+            enc,
+            "sessions_refreshed",
+            "Refresh requests accepted: a session's token replaced by a fresh one.",
+            Counter,
+            |w| w.sessions_refreshed.get(),
+        )?;
+        self.per_worker(
+            enc,
             "worker_queue_depth",
             "Events waiting in the worker's queue (sampled after each batch).",
             Gauge,

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 pub use claims::{Claims, Identity, MAX_SUB_BYTES, ROLE_NAMES, role_code, role_name};
 pub use dev_secret::require_loopback_for_dev_secret;
-pub use verify::{MAX_TOKEN_BYTES, Verifier};
+pub use verify::{MAX_TOKEN_BYTES, VerifiedToken, Verifier};
 
 use crate::protocol::ErrorCode;
 

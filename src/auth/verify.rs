@@ -38,6 +38,18 @@ impl Key {
     }
 }
 
+/// A token that verified: who it proves the client is, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// Who the token says the client is.
+    pub identity: Identity,
+    /// The token's `exp`, in milliseconds since the Unix epoch.
+    pub exp_ms: u64,
+    /// The first Unix millisecond at which the token no longer verifies:
+    /// `(exp + auth.leeway) × 1000`, since time claims count whole seconds.
+    pub valid_until_ms: u64,
+}
+
 /// Checks (and mints) HS256 tokens with the configured keys.
 ///
 /// Built once from the configuration; verifying is then pure and cheap enough to do on
@@ -135,6 +147,12 @@ impl Verifier {
     /// `auth.leeway` in the past, `nbf` (if present) not more than `auth.leeway` in the
     /// future; then `sub` and `role` are checked ([`Claims::identity`]).
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<Identity, AuthError> {
+        self.verify_token(token, now).map(|v| v.identity)
+    }
+
+    /// [`Verifier::verify`], also saying until when the token is good: what a
+    /// session needs, which ends when its token would no longer verify.
+    pub fn verify_token(&self, token: &str, now: SystemTime) -> Result<VerifiedToken, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }
@@ -156,7 +174,8 @@ impl Verifier {
         let claims: Claims = serde_json::from_value(Value::Object(data.claims))
             .map_err(|e| AuthError::BadClaims(e.to_string()))?;
         let now = unix_seconds(now);
-        if now >= claims.exp.saturating_add(self.leeway) {
+        let until = claims.exp.saturating_add(self.leeway);
+        if now >= until {
             return Err(AuthError::Expired);
         }
         if claims
@@ -165,7 +184,11 @@ impl Verifier {
         {
             return Err(AuthError::NotYetValid);
         }
-        claims.identity()
+        Ok(VerifiedToken {
+            identity: claims.identity()?,
+            exp_ms: claims.exp.saturating_mul(1000),
+            valid_until_ms: until.saturating_mul(1000),
+        })
     }
 
     /// Signs `claims` with HS256: with key `kid`, or the first key when `None`. The
@@ -361,6 +384,24 @@ mod tests {
         let token = sign(Algorithm::HS256, None, SECRET_A, &agent_payload(NOW));
         assert!(v.verify(&token, at(NOW - 1)).is_ok());
         assert_eq!(code(v.verify(&token, at(NOW))), 201);
+    }
+
+    #[test]
+    fn valid_until_is_the_first_millisecond_the_token_fails() {
+        for leeway in [0, 30] {
+            let mut config = Config::default();
+            config.auth.keys = vec![key("a", SECRET_A)];
+            config.auth.leeway = Duration::from_secs(leeway);
+            let v = Verifier::from_config(&config).unwrap();
+            let token = sign(Algorithm::HS256, None, SECRET_A, &agent_payload(NOW + 60));
+            let t = v.verify_token(&token, at(NOW)).unwrap();
+            assert_eq!(t.exp_ms, (NOW + 60) * 1000);
+            assert_eq!(t.valid_until_ms, (NOW + 60 + leeway) * 1000);
+            assert_eq!(t.identity, v.verify(&token, at(NOW)).unwrap());
+            let ms = |m: u64| UNIX_EPOCH + Duration::from_millis(m);
+            assert!(v.verify(&token, ms(t.valid_until_ms - 1)).is_ok());
+            assert_eq!(code(v.verify(&token, ms(t.valid_until_ms))), 201);
+        }
     }
 
     #[test]

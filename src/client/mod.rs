@@ -19,6 +19,11 @@
 //! has already handed out, as replays after a reconnect may repeat them.
 //! [`Client::reconnect`] resumes from those cursors.
 //!
+//! A session lasts as long as its token: at the token's `exp` the server ends it with
+//! `Error` 201 `token_expired`. To stay connected, get a fresh token from your back
+//! end before then and hand it to [`Client::refresh`], which also keeps it for the next
+//! reconnect; or reconnect with a fresh one ([`Client::set_token`]).
+//!
 //! Every call that waits takes a timeout or uses one from [`ClientConfig`]; nothing
 //! the server sends can make the client panic or grow a buffer past
 //! [`ClientConfig::max_frame_bytes`].
@@ -139,9 +144,41 @@ impl Client {
     }
 
     /// Replaces the token used by the next [`reconnect`](Self::reconnect) (tokens
-    /// expire; 201 `token_expired` asks for a fresh one).
+    /// expire; 201 `token_expired` asks for a fresh one). The current session keeps
+    /// its token: [`refresh`](Self::refresh) replaces that one.
     pub fn set_token(&mut self, token: impl Into<String>) {
         self.config.token = token.into();
+    }
+
+    /// Hands the server a fresh `token` for this session (`Refresh`, PROTOCOL.md
+    /// section 4.6a) and waits up to `timeout` for its `Refreshed`: the session then
+    /// ends at the new token's `exp` instead of the old one's. Returns that `exp` in
+    /// milliseconds since the Unix epoch. The token must be for the same user, tenant
+    /// and role; once accepted it is also the one the next
+    /// [`reconnect`](Self::reconnect) presents.
+    ///
+    /// A token the server refuses is [`ClientError::Server`] with the code the
+    /// handshake would give (200–203), and the server closes the connection; a token
+    /// over `MAX_TOKEN` bytes is [`ClientError::Invalid`] and not sent.
+    pub fn refresh(
+        &mut self,
+        token: impl Into<String>,
+        timeout: Duration,
+    ) -> Result<u64, ClientError> {
+        let token = token.into();
+        let request_id = self.post(messages::Refresh {
+            token: token.clone(),
+        })?;
+        match self.wait_reply(request_id, timeout)? {
+            Msg::Refreshed(r) => {
+                self.config.token = token;
+                Ok(r.expires_ms)
+            }
+            other => Err(ClientError::UnexpectedReply {
+                request_id,
+                got: other.kind(),
+            }),
+        }
     }
 
     /// Posts a text message to `conversation` (0 opens a conversation, for visitors)

@@ -1011,3 +1011,84 @@ fn a_server_silent_after_a_heartbeat_is_given_up_as_dead() {
     let pings = server.join().unwrap();
     assert!((1..=4).contains(&pings), "{pings} heartbeats");
 }
+
+#[test]
+fn refresh_returns_the_new_expiry_and_keeps_the_token_for_reconnects() {
+    let (addr, server) = serve(|l| {
+        let mut peer = accept(&l);
+        peer.handshake(welcome());
+        // Accepted: `Refreshed` with its request id.
+        let (rid, msg) = peer.msg();
+        let Msg::Refresh(first) = msg else {
+            panic!("expected Refresh, got {msg:?}")
+        };
+        peer.send(
+            messages::Refreshed {
+                expires_ms: 4_102_444_800_000,
+            },
+            rid,
+        );
+        // Refused: a closing 203 with its request id.
+        let (rid, msg) = peer.msg();
+        assert!(matches!(msg, Msg::Refresh(_)), "{msg:?}");
+        peer.send(
+            messages::Error {
+                code: 203,
+                retryable: false,
+                conversation: 0,
+                message: "bad_claims".into(),
+            },
+            rid,
+        );
+        drop(peer);
+        // The reconnect presents the accepted token, not the refused one.
+        let mut peer = accept(&l);
+        let hello = peer.handshake(welcome());
+        // The session ends at its token's exp: 201, request id 0.
+        peer.send(
+            messages::Error {
+                code: 201,
+                retryable: true,
+                conversation: 0,
+                message: "token_expired".into(),
+            },
+            0,
+        );
+        drop(peer);
+        (first.token, hello.token)
+    });
+    let mut client = Client::connect(config(&addr)).unwrap();
+    assert_eq!(
+        client.refresh("fresh.tok.en", WAIT).unwrap(),
+        4_102_444_800_000
+    );
+    // Over MAX_TOKEN: refused here, nothing sent.
+    let e = client
+        .refresh("t".repeat(messages::MAX_TOKEN + 1), WAIT)
+        .unwrap_err();
+    assert!(matches!(e, ClientError::Invalid(_)), "{e:?}");
+    let e = client.refresh("someone.else's.token", WAIT).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ClientError::Server {
+                code: 203,
+                closes: true,
+                retryable: false,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    client.reconnect().unwrap();
+    let got = next(&mut client);
+    assert!(
+        matches!(&got.msg, Msg::Error(e) if e.code == 201 && e.retryable),
+        "{got:?}"
+    );
+    assert_eq!(got.request_id, 0);
+    assert!(matches!(client.recv(WAIT), Err(ClientError::Closed)));
+    let (refreshed, reconnected) = server.join().unwrap();
+    assert_eq!(refreshed, "fresh.tok.en");
+    assert_eq!(reconnected, "fresh.tok.en");
+}

@@ -17,6 +17,11 @@ pub enum Kind {
     Error = 5,
     /// Either way: orderly end of the session; the header's status holds the reason.
     Bye = 6,
+    /// Client → server: a fresh token for the session, which then ends at the new
+    /// token's `exp` instead of the old one's; answered with `Refreshed`.
+    Refresh = 7,
+    /// Server → client: the session accepted a `Refresh` (its new expiry).
+    Refreshed = 8,
     /// Client → server: post a message to a conversation.
     Send = 16,
     /// Server → client: a `Send` was stored under a sequence number.
@@ -82,6 +87,8 @@ impl Kind {
             4 => Pong,
             5 => Error,
             6 => Bye,
+            7 => Refresh,
+            8 => Refreshed,
             16 => Send,
             17 => Accepted,
             18 => Deliver,
@@ -139,9 +146,13 @@ impl Kind {
     }
 
     /// Whether a client may send this kind at all (the others only the server sends,
-    /// and are answered 105 from a client).
+    /// and are answered 105 from a client). `Refresh` is not a request in the sense of
+    /// [`Kind::is_request`]: the session answers it itself, like `Ping`.
     pub fn from_client(self) -> bool {
-        matches!(self, Kind::Hello | Kind::Ping | Kind::Pong | Kind::Bye) || self.is_request()
+        matches!(
+            self,
+            Kind::Hello | Kind::Ping | Kind::Pong | Kind::Bye | Kind::Refresh
+        ) || self.is_request()
     }
 }
 
@@ -158,6 +169,6 @@ mod tests {
                 known += 1;
             }
         }
-        assert_eq!(known, 30);
+        assert_eq!(known, 32);
     }
 }

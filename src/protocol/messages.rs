@@ -114,7 +114,7 @@ pub mod conversation_state {
     pub const ANY: u8 = 4;
 }
 
-/// Largest `Hello.token`, in bytes.
+/// Largest `Hello.token` and `Refresh.token`, in bytes.
 pub const MAX_TOKEN: usize = 8 * 1024;
 /// Largest message body, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -458,6 +458,17 @@ messages! {
         /// Human-readable detail.
         message: String,
     }
+    /// Client → server: a fresh token for this session (same user, tenant and role);
+    /// the session then ends at its `exp` instead of the old token's.
+    Refresh {
+        /// A JWT (HS256) minted by the customer's back end, checked like `Hello.token`.
+        token: String,
+    }
+    /// Server → client: the `Refresh` was accepted.
+    Refreshed {
+        /// The new token's `exp`, milliseconds since the Unix epoch.
+        expires_ms: u64,
+    }
     /// Client → server: post a message.
     Send {
         /// Content type code.
@@ -738,6 +749,7 @@ impl Msg {
                     "more than 1024 cursors",
                 )
             }
+            Msg::Refresh(m) => check(m.token.len() <= MAX_TOKEN, k, "token", "longer than 8 KiB"),
             Msg::Send(m) => {
                 check(m.body.len() <= MAX_BODY, k, "body", "longer than 64 KiB")?;
                 check(!m.body.is_empty(), k, "body", "empty")?;
@@ -911,6 +923,18 @@ mod tests {
             .into(),
         );
         round_trip(
+            Refresh {
+                token: "a.b.c".into(),
+            }
+            .into(),
+        );
+        round_trip(
+            Refreshed {
+                expires_ms: 4_102_444_800_000,
+            }
+            .into(),
+        );
+        round_trip(
             Ping {
                 stamp: 42,
                 data: vec![1, 2, 3],
@@ -978,5 +1002,20 @@ mod tests {
             Msg::decode(Kind::Rate.as_u8(), &p),
             Err(DecodeError::Bound { field: "score", .. })
         ));
+        // A refreshed token is bounded like the handshake's.
+        for (len, ok) in [(MAX_TOKEN, true), (MAX_TOKEN + 1, false)] {
+            let p = Msg::from(Refresh {
+                token: "t".repeat(len),
+            })
+            .to_payload();
+            let got = Msg::decode(Kind::Refresh.as_u8(), &p);
+            assert_eq!(got.is_ok(), ok, "{len}: {got:?}");
+            if !ok {
+                assert!(matches!(
+                    got,
+                    Err(DecodeError::Bound { field: "token", .. })
+                ));
+            }
+        }
     }
 }

@@ -171,7 +171,7 @@ pub(crate) fn spawn(
                  durable: &mut Option<durable::Durable>,
                  effects: &mut Vec<Effect>| match (msg, durable) {
                     (ShardMsg::Resumed { conn, answers, .. }, _) => {
-                        sessions.resumed(conn, answers, effects)
+                        sessions.resumed(conn, answers, unix_ms(), effects, &stats)
                     }
                     (
                         ShardMsg::Listed {
@@ -199,7 +199,7 @@ pub(crate) fn spawn(
                         // Release the frame's share of the queue's byte bound.
                         queued_bytes.fetch_sub(payload.len() as u64, Ordering::Relaxed);
                     }
-                    sessions.handle(event, effects, &stats);
+                    sessions.handle(event, unix_ms(), effects, &stats);
                 }
             };
             // With a systemd watchdog, turn at least every tick so progress shows.
@@ -218,6 +218,11 @@ pub(crate) fn spawn(
                     });
                 if shard.has_deferred() {
                     wait = wait.min(DEFERRED_RETRY);
+                }
+                // Sessions end when their tokens expire.
+                if let Some(at) = sessions.next_deadline() {
+                    let left = Duration::from_millis(at.saturating_sub(unix_ms()));
+                    wait = wait.min(left);
                 }
                 if let Some(every) = shard.sweep_every() {
                     let now = Instant::now();
@@ -262,6 +267,7 @@ pub(crate) fn spawn(
                         dispatch.run(&mut effects);
                     }
                 }
+                sessions.tick(unix_ms(), &mut effects, &stats);
                 shard.retry_deferred(&mut effects);
                 if let Some(d) = durable.as_mut() {
                     d.flush(&mut shard, &mut effects);

@@ -1,16 +1,25 @@
 //! Per-connection protocol sessions (sans-IO): what a frame means in the state its
-//! connection is in. Events in, effects out; no sockets, no clocks but the one given.
+//! connection is in. Events in, effects out; no sockets, no clocks but the one given
+//! (`now`, Unix milliseconds, from the worker loop).
 //!
 //! The handshake: the first frame must be `Hello` with a token that verifies; the
 //! answer is `Welcome`, the reactor is told to switch the connection to its idle
 //! deadline, and the router learns who is connected. After that `Ping` is answered
-//! with `Pong` carrying the same request id and payload bytes, and conversation
-//! requests are decoded (104 for a broken archive, 400 for a field out of bounds) and
-//! routed: opening, claiming, presence and notices to the router, everything else to
-//! the conversation's shard.
+//! with `Pong` carrying the same request id and payload bytes, `Refresh` with
+//! `Refreshed`, and conversation requests are decoded (104 for a broken archive, 400
+//! for a field out of bounds) and routed: opening, claiming, presence and notices to
+//! the router, everything else to the conversation's shard.
+//!
+//! A session lives as long as its token verifies: at the token's `exp` (plus
+//! `auth.leeway`) it is closed with 201 `token_expired`, unless a `Refresh` with a
+//! fresh token of the same user moved that deadline. The deadlines are kept in order
+//! ([`Sessions::next_deadline`]); the worker loop calls [`Sessions::tick`] when the
+//! first one is due, and a frame arriving past its session's deadline is dropped and
+//! ends the session too, so no session acts past its token.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -54,13 +63,29 @@ enum State {
     AwaitingHello,
     /// Verified; waiting for the shards' answers to its resume cursors.
     Resuming(Box<Resuming>),
+    Established(Live),
+    /// The server is closing the connection after a closing error (an expired token,
+    /// a refused `Refresh`, a broken payload): frames still on their way are dropped.
+    /// `connected`: the router knows the connection and hears of it at `Closed`.
+    Ending {
+        connected: bool,
+    },
+}
+
+/// An established session.
+#[derive(Debug)]
+struct Live {
     /// Shared with every request's [`Sender`].
-    Established(Arc<Principal>),
+    principal: Arc<Principal>,
+    /// When its token stops verifying (Unix ms): the session ends then.
+    until_ms: u64,
 }
 
 #[derive(Debug)]
 struct Resuming {
     identity: Identity,
+    /// When its token stops verifying (Unix ms).
+    until_ms: u64,
     rid: u32,
     cursors: Vec<messages::Cursor>,
     /// Shards that have not answered yet.
@@ -105,6 +130,9 @@ pub(crate) struct Sessions {
     sessions: ServerMap<ConnId, State>,
     /// `ListConversations` requests waiting for the shards, by (connection, request id).
     listings: ServerMap<(ConnId, u32), Listing>,
+    /// (end, connection) of every `Resuming` and `Established` session, soonest
+    /// first: exactly one entry each, moved by a `Refresh`, removed when it ends.
+    deadlines: BTreeSet<(u64, ConnId)>,
     /// Worker index in the top bits, a counter below: unique per daemon run.
     next_session: u64,
     /// This worker's index (where shards send resume answers).
@@ -124,15 +152,74 @@ impl Sessions {
             settings,
             sessions: ServerMap::default(),
             listings: ServerMap::default(),
+            deadlines: BTreeSet::new(),
             next_session: (worker as u64) << 48,
             worker,
             max_record,
         }
     }
 
+    /// When the first session's token stops verifying (Unix ms): call
+    /// [`Sessions::tick`] then.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.first().map(|&(at, _)| at)
+    }
+
+    /// Ends every session whose token stopped verifying by `now` (Unix ms): `Error`
+    /// 201 `token_expired` (request id 0) and close.
+    pub fn tick(&mut self, now: u64, out: &mut Out, stats: &WorkerMetrics) {
+        while let Some(&(at, conn)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.expire(conn, out, stats);
+        }
+    }
+
+    /// Ends `conn`'s session because its token expired.
+    fn expire(&mut self, conn: ConnId, out: &mut Out, stats: &WorkerMetrics) {
+        if let Some(State::Established(Live { principal, .. })) = self.sessions.get(&conn) {
+            tracing::debug!(user = %principal.who.user, "session ended: its token expired");
+        }
+        stats.sessions_expired.inc();
+        stats.errors_sent.inc();
+        out.push(Effect::Conn(
+            conn,
+            error_command(conn, ErrorCode::TokenExpired, 0, 0),
+        ));
+        self.end(conn);
+    }
+
+    /// The server is closing `conn`: drop its deadline, ignore what still arrives.
+    fn end(&mut self, conn: ConnId) {
+        let Some(state) = self.sessions.get_mut(&conn) else {
+            return;
+        };
+        let connected = match state {
+            State::AwaitingHello => false,
+            State::Resuming(r) => {
+                self.deadlines.remove(&(r.until_ms, conn));
+                false
+            }
+            State::Established(live) => {
+                self.deadlines.remove(&(live.until_ms, conn));
+                true
+            }
+            State::Ending { .. } => return,
+        };
+        *state = State::Ending { connected };
+    }
+
     /// A shard answered some of a resuming session's cursors; once all have, the
     /// session is established: `Welcome`, then the replayed events, then live traffic.
-    pub fn resumed(&mut self, conn: ConnId, answers: Vec<ResumeAnswer>, out: &mut Out) {
+    pub fn resumed(
+        &mut self,
+        conn: ConnId,
+        answers: Vec<ResumeAnswer>,
+        now: u64,
+        out: &mut Out,
+        stats: &WorkerMetrics,
+    ) {
         let Some(State::Resuming(r)) = self.sessions.get_mut(&conn) else {
             return;
         };
@@ -141,11 +228,17 @@ impl Sessions {
         if r.waiting > 0 {
             return;
         }
+        if now >= r.until_ms {
+            // The token expired while the shards looked up the cursors.
+            self.expire(conn, out, stats);
+            return;
+        }
         let Some(State::Resuming(r)) = self.sessions.remove(&conn) else {
             return;
         };
         let Resuming {
             identity,
+            until_ms,
             rid,
             cursors,
             mut answers,
@@ -166,7 +259,13 @@ impl Sessions {
             });
             frames.extend(answer.map(|a| a.frames).unwrap_or_default());
         }
-        self.establish(conn, identity, rid, resumed, frames, out);
+        let welcome = Welcome {
+            rid,
+            resumed,
+            replay: frames,
+            now,
+        };
+        self.establish(conn, identity, until_ms, welcome, out);
     }
 
     /// A shard's part of a `ListConversations`; once every shard has answered, the
@@ -261,22 +360,29 @@ impl Sessions {
         }
     }
 
-    /// Sends `Welcome` (and any replay), tells the reactor and the router.
+    /// Sends `Welcome` (and any replay), tells the reactor and the router. The
+    /// session's deadline entry (`until_ms`) is in place already.
     fn establish(
         &mut self,
         conn: ConnId,
         identity: Identity,
-        rid: u32,
-        resumed: Vec<Resumed>,
-        replay: Vec<Bytes>,
+        until_ms: u64,
+        w: Welcome,
         out: &mut Out,
     ) {
+        let Welcome {
+            rid,
+            resumed,
+            replay,
+            now,
+        } = w;
         self.next_session += 1;
         let welcome = welcome(
             &current(&self.settings),
             self.next_session,
             &identity,
             resumed,
+            now,
         );
         out.push(Effect::Conn(
             conn,
@@ -307,19 +413,37 @@ impl Sessions {
             groups: principal.groups.clone(),
             capacity,
         }));
-        self.sessions
-            .insert(conn, State::Established(Arc::new(principal)));
+        self.sessions.insert(
+            conn,
+            State::Established(Live {
+                principal: Arc::new(principal),
+                until_ms,
+            }),
+        );
     }
 
-    /// Applies one event, appending the resulting commands to `out`.
-    pub fn handle(&mut self, event: Event, out: &mut Out, stats: &WorkerMetrics) {
+    /// Applies one event at `now` (Unix ms), appending the resulting commands to
+    /// `out`.
+    pub fn handle(&mut self, event: Event, now: u64, out: &mut Out, stats: &WorkerMetrics) {
         match event {
             Event::Opened { conn, .. } => {
                 self.sessions.insert(conn, State::AwaitingHello);
             }
             Event::Closed { conn, .. } => {
                 self.listings.retain(|(c, _), _| *c != conn);
-                if let Some(State::Established(_)) = self.sessions.remove(&conn) {
+                let connected = match self.sessions.remove(&conn) {
+                    Some(State::Established(live)) => {
+                        self.deadlines.remove(&(live.until_ms, conn));
+                        true
+                    }
+                    Some(State::Resuming(r)) => {
+                        self.deadlines.remove(&(r.until_ms, conn));
+                        false
+                    }
+                    Some(State::Ending { connected }) => connected,
+                    Some(State::AwaitingHello) | None => false,
+                };
+                if connected {
                     out.push(Effect::Router(RouterMsg::Disconnected { conn }));
                 }
             }
@@ -328,12 +452,15 @@ impl Sessions {
                 header,
                 payload,
             } => {
-                if let Err(code) = self.frame(conn, header, payload, out) {
+                if let Err(code) = self.frame(conn, header, payload, now, out, stats) {
                     stats.errors_sent.inc();
                     out.push(Effect::Conn(
                         conn,
                         error_command(conn, code, 0, header.request_id),
                     ));
+                    if code.closes_connection() {
+                        self.end(conn);
+                    }
                 }
             }
             Event::Barrier(_) => {}
@@ -345,14 +472,29 @@ impl Sessions {
         conn: ConnId,
         header: FrameHeader,
         payload: Bytes,
+        now: u64,
         out: &mut Out,
+        stats: &WorkerMetrics,
     ) -> Result<(), ErrorCode> {
         let rid = header.request_id;
         let Some(state) = self.sessions.get_mut(&conn) else {
             return Ok(());
         };
+        let until = match &*state {
+            State::Resuming(r) => Some(r.until_ms),
+            State::Established(live) => Some(live.until_ms),
+            // Closing: what still arrives is not acted on.
+            State::Ending { .. } => return Ok(()),
+            State::AwaitingHello => None,
+        };
+        if until.is_some_and(|until| now >= until) {
+            // Its token expired before the worker's timer caught it.
+            self.expire(conn, out, stats);
+            return Ok(());
+        }
         let kind = Kind::from_u8(header.kind);
-        match (&*state, kind) {
+        match (&mut *state, kind) {
+            (State::Ending { .. }, _) => Ok(()),
             (State::AwaitingHello, Some(Kind::Hello)) => {
                 let Ok(Msg::Hello(hello)) = Msg::decode(header.kind, &payload) else {
                     return Err(ErrorCode::MalformedPayload);
@@ -361,12 +503,20 @@ impl Sessions {
                     return Err(ErrorCode::UnsupportedProtocol);
                 }
                 let settings = current(&self.settings);
-                let identity = settings
+                let verified = settings
                     .verifier
-                    .verify(&hello.token, SystemTime::now())
+                    .verify_token(&hello.token, unix_time(now))
                     .map_err(|e| e.code())?;
+                let (identity, until_ms) = (verified.identity, verified.valid_until_ms);
+                self.deadlines.insert((until_ms, conn));
                 if hello.resume.is_empty() {
-                    self.establish(conn, identity, rid, Vec::new(), Vec::new(), out);
+                    let welcome = Welcome {
+                        rid,
+                        resumed: Vec::new(),
+                        replay: Vec::new(),
+                        now,
+                    };
+                    self.establish(conn, identity, until_ms, welcome, out);
                     return Ok(());
                 }
                 // Ask each shard owning a cursor what the connection missed.
@@ -394,6 +544,7 @@ impl Sessions {
                 }
                 *state = State::Resuming(Box::new(Resuming {
                     identity,
+                    until_ms,
                     rid,
                     cursors: hello.resume,
                     waiting,
@@ -415,6 +566,49 @@ impl Sessions {
                 Ok(())
             }
             (State::Established(_), Some(Kind::Pong)) => Ok(()),
+            (State::Established(live), Some(Kind::Refresh)) => {
+                let token = match Msg::decode(header.kind, &payload) {
+                    Ok(Msg::Refresh(r)) => r.token,
+                    Err(DecodeError::Bound { .. }) => return Err(ErrorCode::BadRequest),
+                    _ => return Err(ErrorCode::MalformedPayload),
+                };
+                let settings = current(&self.settings);
+                let p = &live.principal;
+                let verified = settings
+                    .verifier
+                    .verify_token(&token, unix_time(now))
+                    .map_err(|e| e.code())
+                    .and_then(|v| {
+                        let id = &v.identity;
+                        // A session is one user's: a token for anyone else is refused.
+                        let same =
+                            id.user == p.who.user && id.tenant == p.who.tenant && id.role == p.role;
+                        if same {
+                            Ok(v)
+                        } else {
+                            Err(ErrorCode::BadClaims)
+                        }
+                    })
+                    .inspect_err(|code| {
+                        tracing::debug!(user = %p.who.user, code = code.name(), "Refresh refused");
+                    })?;
+                // The latest token rules, also when it expires sooner than the last.
+                self.deadlines.remove(&(live.until_ms, conn));
+                live.until_ms = verified.valid_until_ms;
+                self.deadlines.insert((live.until_ms, conn));
+                stats.sessions_refreshed.inc();
+                let reply = Msg::from(messages::Refreshed {
+                    expires_ms: verified.exp_ms,
+                });
+                out.push(Effect::Conn(
+                    conn,
+                    Command::Send {
+                        conn,
+                        frame: reply.to_frame(rid),
+                    },
+                ));
+                Ok(())
+            }
             (State::Established(_), Some(Kind::Bye)) => {
                 out.push(Effect::Conn(
                     conn,
@@ -426,7 +620,7 @@ impl Sessions {
                 ));
                 Ok(())
             }
-            (State::Established(id), Some(kind)) if kind.is_request() => {
+            (State::Established(Live { principal: id, .. }), Some(kind)) if kind.is_request() => {
                 let msg = match Msg::decode(header.kind, &payload) {
                     Ok(msg) => msg,
                     // A broken archive ends the session; a field out of range is one
@@ -492,8 +686,30 @@ fn route(from: Sender, msg: Msg) -> Result<Effect, ErrorCode> {
     })
 }
 
+/// What a `Welcome` answers and carries besides the identity.
+struct Welcome {
+    /// The `Hello`'s request id.
+    rid: u32,
+    resumed: Vec<Resumed>,
+    /// Replayed frames, sent right after the `Welcome`.
+    replay: Vec<Bytes>,
+    /// Unix ms (`Welcome.server_time_ms`).
+    now: u64,
+}
+
+/// `now` (Unix ms) as the clock value token checks take.
+fn unix_time(now: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(now)
+}
+
 /// The `Welcome` for a verified identity.
-fn welcome(s: &SessionSettings, session: u64, id: &Identity, resumed: Vec<Resumed>) -> Msg {
+fn welcome(
+    s: &SessionSettings,
+    session: u64,
+    id: &Identity,
+    resumed: Vec<Resumed>,
+    now: u64,
+) -> Msg {
     messages::Welcome {
         protocol: PROTOCOL_VERSION,
         role: id.role,
@@ -501,7 +717,7 @@ fn welcome(s: &SessionSettings, session: u64, id: &Identity, resumed: Vec<Resume
         idle_timeout_ms: s.idle_timeout_ms,
         max_frame: s.max_frame,
         session,
-        server_time_ms: crate::clock::unix_ms(),
+        server_time_ms: now,
         user: id.user.clone(),
         name: id.name.clone(),
         tenant: id.tenant.clone(),
@@ -512,98 +728,5 @@ fn welcome(s: &SessionSettings, session: u64, id: &Identity, resumed: Vec<Resume
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::auth::Claims;
-    use crate::config::{AuthKey, Config};
-    use crate::protocol::messages::content;
-
-    fn sessions(max_record: Option<usize>) -> (Sessions, Verifier) {
-        let mut config = Config::default();
-        config.auth.keys = vec![AuthKey {
-            kid: "k".into(),
-            secret: Some("0123456789abcdef0123456789abcdef".into()),
-            secret_file: None,
-        }];
-        let settings = SessionSettings {
-            verifier: Verifier::from_config(&config).unwrap(),
-            heartbeat_ms: 1000,
-            idle_timeout_ms: 3000,
-            max_frame: 1 << 20,
-            shards: 1,
-            max_replay: 10,
-            max_record,
-        };
-        let shared = Arc::new(std::sync::RwLock::new(Arc::new(settings)));
-        (
-            Sessions::new(0, shared),
-            Verifier::from_config(&config).unwrap(),
-        )
-    }
-
-    fn frame(conn: ConnId, rid: u32, msg: impl Into<Msg>) -> Event {
-        let msg = msg.into();
-        Event::Frame {
-            conn,
-            header: FrameHeader::new(msg.kind().as_u8(), 0, rid),
-            payload: Bytes::copy_from_slice(&msg.to_payload()),
-        }
-    }
-
-    /// A `Send` whose record could not be stored is refused with 400 (not
-    /// retryable) before it reaches the router or a shard; one that fits goes on.
-    #[test]
-    fn a_send_whose_record_would_not_fit_is_a_bad_request() {
-        let (mut s, verifier) = sessions(Some(1000));
-        let conn = ConnId {
-            reactor: 0,
-            slot: 1,
-            generation: 1,
-        };
-        let claims = Claims::new(
-            "vera",
-            "visitor",
-            SystemTime::now(),
-            Duration::from_secs(60),
-        );
-        let hello = messages::Hello {
-            protocol: PROTOCOL_VERSION,
-            token: verifier.mint(&claims, None).unwrap(),
-            client: "test".into(),
-            resume: Vec::new(),
-        };
-        let stats = WorkerMetrics::default();
-        let mut out = Vec::new();
-        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-        s.handle(Event::Opened { conn, peer }, &mut out, &stats);
-        s.handle(frame(conn, 1, hello), &mut out, &stats);
-        out.clear();
-        let send = |body: usize| messages::Send {
-            content_type: content::TEXT,
-            conversation: 7,
-            client_msg_id: 1,
-            group: String::new(),
-            body: "x".repeat(body),
-        };
-        s.handle(frame(conn, 2, send(1000)), &mut out, &stats);
-        let refused = match out.as_slice() {
-            [Effect::Conn(_, Command::Send { frame, .. })] => {
-                let f = frame::decode(frame, u32::MAX).unwrap().unwrap();
-                Msg::decode(f.header.kind, f.payload).unwrap()
-            }
-            other => panic!("{other:?}"),
-        };
-        assert!(
-            matches!(&refused, Msg::Error(e) if e.code == 400 && !e.retryable),
-            "{refused:?}"
-        );
-        out.clear();
-        s.handle(frame(conn, 3, send(100)), &mut out, &stats);
-        assert!(
-            matches!(out.as_slice(), [Effect::Shard(ShardMsg::Request { .. })]),
-            "{out:?}"
-        );
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;
