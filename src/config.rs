@@ -178,6 +178,17 @@ pub enum Backend {
     Auto,
 }
 
+impl Backend {
+    /// The value as written in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Epoll => "epoll",
+            Self::Uring => "uring",
+            Self::Auto => "auto",
+        }
+    }
+}
+
 impl Default for ReactorConfig {
     fn default() -> Self {
         Self {
@@ -683,8 +694,56 @@ impl Config {
                 reason: e.to_string(),
             });
         }
+        self.listeners_apart()?;
         self.auth.validate()
     }
+
+    /// The daemon's own listeners, as (address key, address): client, echo when on,
+    /// admin when enabled.
+    pub fn own_listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut v = vec![("listeners.client.addr", self.listeners.client.addr)];
+        if let Some(echo) = &self.listeners.echo {
+            v.push(("listeners.echo.addr", echo.addr));
+        }
+        if self.admin.enabled {
+            v.push(("admin.addr", self.admin.addr));
+        }
+        v
+    }
+
+    /// No two of the daemon's own listeners may take one address: the second bind
+    /// would fail at start with "address in use" (its own), or, both with
+    /// `SO_REUSEPORT`, share the port and split connections between them.
+    fn listeners_apart(&self) -> Result<(), ConfigError> {
+        let own = self.own_listeners();
+        for (i, &(key, addr)) in own.iter().enumerate() {
+            if let Some(&(first, other)) = own[..i].iter().find(|(_, a)| overlap(*a, addr)) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!(
+                        "{addr} takes the address of `{first}` ({other}); each listener needs \
+                         its own port"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether two listen addresses would clash: the same port (0, "any free port",
+/// never clashes) on the same address, or on a wildcard address covering the other
+/// (`0.0.0.0` covers IPv4; `[::]` covers everything, IPv4 too unless the socket is
+/// IPv6-only, which the daemon does not ask for).
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() == 0 || a.port() != b.port() {
+        return false;
+    }
+    let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+    let covers = |wild: std::net::IpAddr, other: std::net::IpAddr| {
+        wild.is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    x == y || covers(x, y) || covers(y, x)
 }
 
 impl AuthConfig {
@@ -995,6 +1054,58 @@ mod tests {
             off.unwrap().warnings().is_empty(),
             "no listener, no warning"
         );
+    }
+
+    #[test]
+    fn two_own_listeners_on_one_address_are_refused() {
+        let client_echo = Config::from_toml(
+            "[listeners.client]\naddr = \"127.0.0.1:20700\"\n\
+             [listeners.echo]\naddr = \"127.0.0.1:20700\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            client_echo.contains("listeners.echo.addr")
+                && client_echo.contains("listeners.client.addr"),
+            "{client_echo}"
+        );
+        let admin = Config::from_toml("[admin]\naddr = \"127.0.0.1:7700\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            admin.contains("`admin.addr`") && admin.contains("listeners.client.addr"),
+            "{admin}"
+        );
+        // A wildcard covers the specific address of its family.
+        let wild = "[listeners.client]\naddr = \"0.0.0.0:20701\"\n\
+                    [[auth.keys]]\nkid = \"k\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n\
+                    [admin]\naddr = \"127.0.0.1:20701\"\n";
+        assert!(Config::from_toml(wild).is_err());
+        for ok in [
+            // Port 0 picks a free port each time.
+            "[listeners.client]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n",
+            // Another address, or another port.
+            "[admin]\naddr = \"127.0.0.2:7700\"\n",
+            "[admin]\naddr = \"127.0.0.1:7702\"\n",
+            // A disabled admin listener takes nothing.
+            "[admin]\nenabled = false\naddr = \"127.0.0.1:7700\"\n",
+        ] {
+            assert!(Config::from_toml(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_overlap_by_port_and_cover() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(overlap(a("127.0.0.1:1"), a("127.0.0.1:1")));
+        assert!(overlap(a("0.0.0.0:1"), a("127.0.0.2:1")));
+        assert!(overlap(a("10.0.0.1:1"), a("0.0.0.0:1")));
+        assert!(overlap(a("[::]:1"), a("127.0.0.1:1")));
+        assert!(overlap(a("[::ffff:127.0.0.1]:1"), a("127.0.0.1:1")));
+        assert!(!overlap(a("0.0.0.0:1"), a("[::1]:1")));
+        assert!(!overlap(a("127.0.0.1:1"), a("127.0.0.2:1")));
+        assert!(!overlap(a("127.0.0.1:1"), a("127.0.0.1:2")));
+        assert!(!overlap(a("127.0.0.1:0"), a("127.0.0.1:0")));
     }
 
     #[test]

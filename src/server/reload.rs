@@ -48,17 +48,20 @@ pub struct ReloadReport {
     pub need_restart: Vec<&'static str>,
 }
 
-/// Session settings from a configuration.
-pub(crate) fn session_settings(config: &Config) -> Result<SessionSettings, StartError> {
-    Ok(SessionSettings {
-        verifier: crate::auth::Verifier::from_config(config)?,
+/// Session settings from a configuration and the verifier built from it.
+pub(crate) fn session_settings(
+    config: &Config,
+    verifier: crate::auth::Verifier,
+) -> SessionSettings {
+    SessionSettings {
+        verifier,
         heartbeat_ms: super::millis_u32(config.heartbeat.interval),
         idle_timeout_ms: super::millis_u32(config.heartbeat.idle_timeout),
         max_frame: config.limits.max_frame_bytes,
         shards: config.worker_threads(),
         max_replay: u64::from(config.journal.max_replay),
         max_record: (config.journal.enabled).then_some(config.journal.max_record_bytes as usize),
-    })
+    }
 }
 
 /// Router settings from a configuration.
@@ -133,14 +136,18 @@ impl Server {
     /// connections stay; new limits apply to what they do from now on. Fails, changing
     /// nothing, if `new` does not validate.
     pub fn reload(&self, new: &Config) -> Result<ReloadReport, ReloadError> {
-        new.validate().map_err(StartError::from)?;
-        crate::auth::require_loopback_for_dev_secret(new).map_err(StartError::from)?;
-        let sessions = session_settings(new)?;
-        let live = &self.live;
-        let libraries = {
-            let old = live.libraries.lock().unwrap_or_else(|e| e.into_inner());
-            crate::assist::Libraries::reload(&new.assist, &old).map_err(StartError::from)?
+        // What `check-config` and a start would refuse, a reload refuses too.
+        let checked = super::preflight::check(new)?;
+        let verifier = match checked.verifier {
+            Some(v) => v,
+            // The development secret of a new `state_dir` (not in force before a
+            // restart, but this is what a start creates).
+            None => crate::auth::Verifier::from_config(new).map_err(StartError::from)?,
         };
+        let sessions = session_settings(new, verifier);
+        let live = &self.live;
+        let libraries = checked.libraries;
+        libraries.carry_uses_from(&live.libraries.lock().unwrap_or_else(|e| e.into_inner()));
         let mut current = live.config.lock().unwrap_or_else(|e| e.into_inner());
         let mut report = ReloadReport {
             need_restart: restart_only(&current, new),
