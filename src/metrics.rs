@@ -462,6 +462,9 @@ pub struct Metrics {
     /// Output queued at all reactors (bytes), as they last published it; the total
     /// `limits.max_pending_total` bounds (shared with the output ledger).
     pub pending_total: Arc<CachePadded<Gauge>>,
+    /// The reactors' I/O backend, `auto` resolved (`epoll` or `uring`; empty until
+    /// the daemon has chosen, and then not exported).
+    pub reactor_backend: &'static str,
 }
 
 impl Metrics {
@@ -476,6 +479,7 @@ impl Metrics {
             admin: AdminMetrics::default(),
             pending_limit: Gauge::default(),
             pending_total: Arc::default(),
+            reactor_backend: "",
         }
     }
 

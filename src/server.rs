@@ -157,7 +157,9 @@ impl Server {
         let backend = checked.backend;
         let n_reactors = config.reactor_threads();
         let n_workers = config.worker_threads();
-        let metrics = Arc::new(Metrics::new(n_reactors, n_workers));
+        let mut metrics = Metrics::new(n_reactors, n_workers);
+        metrics.reactor_backend = backend.name();
+        let metrics = Arc::new(metrics);
         let session_settings = Arc::new(std::sync::RwLock::new(Arc::new(
             reload::session_settings(config, checked.verifier),
         )));
@@ -323,7 +325,7 @@ impl Server {
             admin_addr = ?ops.admin_addr(),
             reactors = n_reactors,
             workers = n_workers,
-            backend = backend.name(),
+            backend = %backend.name(),
             "switchboard listening"
         );
         // READY=1 and /readyz: everything start-up must finish (journal recovery

@@ -282,6 +282,39 @@ fn readyz_turns_503_when_shutdown_begins() {
     );
 }
 
+/// The backend the reactors run on, `auto` resolved, is exported as an info gauge
+/// (and logged at start: tests/ops_logging.rs).
+#[test]
+fn the_effective_reactor_backend_is_exported() {
+    use switchboard::config::Backend;
+    let configured = util::test_backend();
+    for want in [Backend::Auto, configured] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = test_config(dir.path());
+        c.reactor.backend = want;
+        let prepared = Server::prepare(&c).unwrap();
+        let chosen = prepared.backend();
+        match want {
+            Backend::Auto => assert!(["epoll", "uring"].contains(&chosen), "{chosen}"),
+            explicit => assert_eq!(chosen, explicit.name()),
+        }
+        let server = Server::start_prepared(prepared).unwrap();
+        let body = ops_http::get(admin(&server), "/metrics").body;
+        let lines: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("switchboard_reactor_backend_info"))
+            .collect();
+        assert_eq!(
+            lines,
+            [format!(
+                "switchboard_reactor_backend_info{{backend=\"{chosen}\"}} 1"
+            )],
+            "{want:?}"
+        );
+        server.shutdown();
+    }
+}
+
 #[test]
 fn metrics_pass_promtool_check() {
     let Some(promtool) = which("promtool") else {

@@ -590,6 +590,16 @@ impl Collector for Exporter {
             .encode_family(&labels)?
             .encode_gauge(&1u64)?;
         }
+        if !self.0.reactor_backend.is_empty() {
+            enc.encode_descriptor(
+                "reactor_backend_info",
+                "The reactors' I/O backend (reactor.backend, auto resolved): epoll or uring; the value is always 1.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_family(&[("backend", self.0.reactor_backend)])?
+            .encode_gauge(&1u64)?;
+        }
         gauge(
             &mut enc,
             "ready",
@@ -669,6 +679,10 @@ mod tests {
         );
         assert!(text.contains("switchboard_message_latency_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("switchboard_build_info{version=\""));
+        assert!(
+            !text.contains("reactor_backend_info"),
+            "not exported before a backend is chosen"
+        );
         m.admin.evicted.add(2);
         let text = render(&m, true).unwrap();
         assert!(
@@ -678,5 +692,17 @@ mod tests {
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(types, helps);
+    }
+
+    #[test]
+    fn the_chosen_backend_is_an_info_gauge() {
+        let mut m = Metrics::new(1, 1);
+        m.reactor_backend = "uring";
+        let classic = render(&Arc::new(m), false).unwrap();
+        assert!(
+            classic.contains("# TYPE switchboard_reactor_backend_info gauge\n")
+                && classic.contains("switchboard_reactor_backend_info{backend=\"uring\"} 1\n"),
+            "{classic}"
+        );
     }
 }
