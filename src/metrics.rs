@@ -71,11 +71,12 @@ impl Gauge {
 
 /// Close reasons that are not error codes, in slot order; error codes follow, in
 /// [`ErrorCode::ALL`] order.
-const PLAIN_CLOSES: [CloseReason; 4] = [
+const PLAIN_CLOSES: [CloseReason; 5] = [
     CloseReason::PeerClosed,
     CloseReason::IoError,
     CloseReason::Server,
     CloseReason::Shutdown,
+    CloseReason::ClientBye,
 ];
 
 /// Number of close-reason slots: the plain reasons, then one per error code.
@@ -94,6 +95,7 @@ fn close_index(reason: CloseReason) -> usize {
         CloseReason::IoError => 1,
         CloseReason::Server => 2,
         CloseReason::Shutdown => 3,
+        CloseReason::ClientBye => 4,
         CloseReason::Error(code) => {
             PLAIN_CLOSES.len()
                 + ErrorCode::ALL

@@ -151,7 +151,7 @@ impl Exporter {
             let mut me = enc.encode_descriptor(
                 "connections_closed",
                 "Connections closed, by reason (an error code's name, or peer_closed, \
-                 io_error, server, shutdown).",
+                 io_error, server, shutdown, client_bye).",
                 None,
                 Counter,
             )?;

@@ -1184,6 +1184,11 @@ impl Core {
                         }
                     }
                 }
+                Command::ClientBye { conn } => {
+                    if let Some(slot) = self.slot_of_id(conn) {
+                        self.close_with(drv, slot, CloseReason::ClientBye, None);
+                    }
+                }
                 Command::StopInput(ack) => {
                     drv.stop_accepting();
                     self.input_open = false;

@@ -300,14 +300,7 @@ impl Sessions {
             }
             (State::Established(_), Some(Kind::Pong)) => Ok(()),
             (State::Established(_), Some(Kind::Bye)) => {
-                out.push(Effect::Conn(
-                    conn,
-                    Command::Close {
-                        conn,
-                        code: None,
-                        farewell: None,
-                    },
-                ));
+                out.push(Effect::Conn(conn, Command::ClientBye { conn }));
                 Ok(())
             }
             (State::Established(id), Some(kind)) if kind.is_request() => {
