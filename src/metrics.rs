@@ -222,7 +222,11 @@ pub struct LatencyHistogram {
 impl LatencyHistogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.observe_us(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Records one observation of `us` microseconds.
+    pub fn observe_us(&self, us: u64) {
         let i = LATENCY_BUCKETS_US.partition_point(|b| *b < us);
         if let Some(b) = self.buckets.get(i) {
             b.inc();
@@ -245,9 +249,10 @@ pub struct ReactorMetrics {
     /// Loop turns; also the watchdog's sign of life (bumped even when idle while the
     /// watchdog is on).
     pub loops: Counter,
-    /// Longest loop turn (time spent handling events between two polls) since the
-    /// last scrape, in microseconds.
-    pub loop_lag_max_us: Gauge,
+    /// Loop turns by duration (time spent handling events between two polls: how
+    /// late the reactor could be for any socket). Cumulative, so every scraper sees
+    /// the same figures.
+    pub loop_lag: LatencyHistogram,
     /// Total time spent handling events (not waiting), in microseconds.
     pub busy_us: Counter,
     /// Protocol frames received, by kind.

@@ -273,15 +273,16 @@ impl Exporter {
         {
             let mut me = enc.encode_descriptor(
                 "reactor_loop_lag_seconds",
-                "Longest reactor loop turn (time handling events between two polls) since \
-                 the previous scrape: how late the reactor could be for any socket.",
+                "Reactor loop turns by duration (time handling events between two polls): \
+                 how late the reactor could be for any socket.",
                 None,
-                Gauge,
+                MetricType::Histogram,
             )?;
             for (i, r) in self.0.reactors.iter().enumerate() {
                 let labels = [("reactor", i.to_string())];
+                let (sum, count, buckets) = histogram_values(&[&r.loop_lag]);
                 me.encode_family(&labels)?
-                    .encode_gauge(&(r.loop_lag_max_us.take() as f64 / 1e6))?;
+                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
             }
         }
         {
@@ -558,6 +559,14 @@ fn histogram(
     help: &str,
     parts: &[&LatencyHistogram],
 ) -> Result<(), fmt::Error> {
+    let (sum, count, buckets) = histogram_values(parts);
+    enc.encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+}
+
+/// Sum (seconds), count and per-bucket counts (upper bound in seconds, not
+/// cumulative: the encoder accumulates) of [`LatencyHistogram`]s added together.
+fn histogram_values(parts: &[&LatencyHistogram]) -> (f64, u64, Vec<(f64, u64)>) {
     let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
         .iter()
         .map(|us| (*us as f64 / 1e6, 0))
@@ -571,8 +580,7 @@ fn histogram(
         sum_us = sum_us.saturating_add(h.sum_us.get());
     }
     let count = buckets.iter().map(|b| b.1).sum();
-    enc.encode_descriptor(name, help, None, MetricType::Histogram)?
-        .encode_histogram::<NoLabelSet>(sum_us as f64 / 1e6, count, &buckets, None)
+    (sum_us as f64 / 1e6, count, buckets)
 }
 
 impl Collector for Exporter {

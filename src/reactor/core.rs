@@ -194,16 +194,17 @@ impl Core {
         self.turn_ms = u64::MAX;
         self.ledger.add_total(std::mem::take(&mut self.unpublished));
         self.note_pressure();
-        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let s = self.stats();
-        s.pending_bytes.set(self.queued);
-        s.loops.inc();
-        s.loop_lag_max_us.max(us);
-        s.busy_us.add(us);
         if s.stall_ms.get() != 0 {
-            // Test hook (admin `/debug/stall`, only with SWITCHBOARD_TEST_HOOKS=1).
+            // Test hook (admin `/debug/stall`, only with SWITCHBOARD_TEST_HOOKS=1): a
+            // turn stuck this long, measured as one.
             std::thread::sleep(Duration::from_millis(s.stall_ms.take()));
         }
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        s.pending_bytes.set(self.queued);
+        s.loops.inc();
+        s.loop_lag.observe_us(us);
+        s.busy_us.add(us);
     }
 
     /// Applies the connection limits to a new connection from `peer`; on refusal the
