@@ -359,8 +359,9 @@ pub struct FilterCounts {
     pub rate_limited: Counter,
 }
 
-/// Conversation states exported as `switchboard_conversations{state=...}`.
-pub const CONVERSATION_STATES: [&str; 3] = ["queued", "assigned", "closed"];
+/// Open conversation states exported as `switchboard_conversations{state=...}`
+/// (closed ones are counted by `conversations_closed_total` instead).
+pub const CONVERSATION_STATES: [&str; 2] = ["queued", "assigned"];
 
 /// The router thread's gauges. Only the router writes them.
 #[derive(Debug, Default)]
@@ -369,8 +370,10 @@ pub struct RouterMetrics {
     pub loops: Counter,
     /// Agents and bots whose presence is online.
     pub agents_online: Gauge,
-    /// Conversations by state, indexed like [`CONVERSATION_STATES`].
+    /// Open conversations by state, indexed like [`CONVERSATION_STATES`].
     pub conversations: [Gauge; CONVERSATION_STATES.len()],
+    /// Conversations closed since start (written by the conversation shards).
+    pub conversations_closed: Counter,
     /// Queue length per (tenant, group): replaced wholesale by the router at most a few
     /// times a second (a snapshot, not touched on the message path).
     pub queue_lengths: Mutex<Vec<(String, String, u64)>>,

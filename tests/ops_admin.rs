@@ -335,6 +335,54 @@ fn a_long_reactor_turn_is_seen_by_every_scrape() {
     server.shutdown();
 }
 
+/// Closed conversations are counted (`conversations_closed_total`), not held in a
+/// gauge that grew for the whole retention; the gauge keeps the open states only. A
+/// restart restores the closed conversation without counting it again.
+#[test]
+fn closed_conversations_are_a_counter() {
+    use switchboard::protocol::messages;
+    use util::peer::Peer;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = test_config(dir.path());
+    c.heartbeat.interval = Duration::from_secs(10);
+    c.heartbeat.idle_timeout = Duration::from_secs(60);
+    let server = Server::start(&c).unwrap();
+    let addr = server.client_addr();
+    let mut visitor = Peer::connect(addr, &util::token("vera", "visitor"), "visitor");
+    let conv = visitor.send_accepted(0, 1, "hello").conversation;
+    let mut alice = Peer::connect(addr, &util::agent_token("alice", &["support"]), "alice");
+    alice.assigned(conv);
+    alice.post(messages::Close {
+        conversation: conv,
+        seq: 0,
+        reason: "resolved".into(),
+    });
+    alice.closed(conv);
+    visitor.closed(conv);
+    let body = ops_http::get(admin(&server), "/metrics").body;
+    assert_eq!(sample(&body, "switchboard_conversations_closed_total"), 1.0);
+    assert!(
+        body.contains("# TYPE switchboard_conversations_closed_total counter\n"),
+        "{body}"
+    );
+    assert!(!body.contains("state=\"closed\""), "{body}");
+    for state in ["queued", "assigned"] {
+        let name = format!("switchboard_conversations{{state=\"{state}\"}}");
+        sample(&body, &name);
+    }
+    drop((visitor, alice));
+    server.shutdown();
+
+    let server = Server::start(&c).unwrap();
+    let body = ops_http::get(admin(&server), "/metrics").body;
+    assert_eq!(
+        sample(&body, "switchboard_conversations_closed_total"),
+        0.0,
+        "a restored closed conversation is not closed again"
+    );
+    server.shutdown();
+}
+
 /// The backend the reactors run on, `auto` resolved, is exported as an info gauge
 /// (and logged at start: tests/ops_logging.rs).
 #[test]

@@ -465,7 +465,7 @@ impl Exporter {
         {
             let mut me = enc.encode_descriptor(
                 "conversations",
-                "Conversations by state.",
+                "Open conversations by state (queued, assigned).",
                 None,
                 MetricType::Gauge,
             )?;
@@ -474,6 +474,12 @@ impl Exporter {
                 me.encode_family(&labels)?.encode_gauge(&g.get())?;
             }
         }
+        counter(
+            enc,
+            "conversations_closed",
+            "Conversations closed since the daemon started.",
+            r.conversations_closed.get(),
+        )?;
         let lengths = r
             .queue_lengths
             .lock()
