@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::frame::{HEADER_LEN, MAX_PAYLOAD_LIMIT};
 use crate::protocol::messages::MAX_BODY;
@@ -47,8 +47,9 @@ pub struct ConfigWarning {
     pub message: String,
 }
 
-/// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// The whole configuration. `Serialize` (for the reload log's comparison of old and
+/// new) writes no secret: `auth.keys` is skipped.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory that holds everything the daemon persists (journal, dev secret).
@@ -104,7 +105,7 @@ impl Default for Config {
 }
 
 /// The listening sockets.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listeners {
     /// The binary-protocol listener for visitors, agents and bots.
@@ -126,7 +127,7 @@ impl Default for Listeners {
 }
 
 /// One listening socket.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Address to bind; port 0 picks a free port (useful in tests).
@@ -141,7 +142,7 @@ fn default_backlog() -> u32 {
 }
 
 /// Reactor thread settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReactorConfig {
     /// Number of reactor threads; 0 means one per available core.
@@ -166,7 +167,7 @@ pub struct ReactorConfig {
 }
 
 /// Which I/O backend the reactors use.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// epoll through `mio`.
@@ -205,7 +206,7 @@ impl Default for ReactorConfig {
 }
 
 /// Business worker pool settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {
     /// Number of worker threads; 0 means one per available core.
@@ -229,7 +230,7 @@ impl Default for WorkersConfig {
 }
 
 /// Per-connection resource bounds.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest frame payload accepted, in bytes (excluding header and padding).
@@ -285,7 +286,7 @@ impl Default for Limits {
 }
 
 /// The admin HTTP listener (`[admin]`): `/metrics`, `/healthz`, `/readyz`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Whether the admin listener runs at all.
@@ -319,7 +320,7 @@ impl Default for AdminConfig {
 }
 
 /// Liveness deadlines.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Heartbeat {
     /// How often clients should send something (a `Ping` when otherwise silent).
@@ -345,7 +346,7 @@ impl Default for Heartbeat {
 }
 
 /// Graceful shutdown.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Shutdown {
     /// Upper bound on flushing queued output after SIGTERM/SIGINT before closing.
@@ -362,7 +363,7 @@ impl Default for Shutdown {
 }
 
 /// Conversation routing: groups, agent capacity, presence grace.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
     /// Group a visitor's conversation opens in when neither the `Send` nor the token
@@ -397,7 +398,7 @@ impl Default for RoutingConfig {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -408,7 +409,7 @@ pub enum LogFormat {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `tracing` filter directive, e.g. `info` or `switchboard=debug`.
@@ -427,7 +428,7 @@ impl Default for LogConfig {
 }
 
 /// Token verification (`[auth]`): see `crate::auth`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Clock skew allowed when checking `exp` and `nbf` (whole seconds count).
@@ -435,7 +436,9 @@ pub struct AuthConfig {
     pub leeway: Duration,
     /// HS256 keys by id. A token names its key in the JWT header `kid`; a token
     /// without `kid` is checked against the first key. Empty means the development
-    /// secret in `state_dir` (loopback listeners only).
+    /// secret in `state_dir` (loopback listeners only). Never serialized: whatever
+    /// shows a configuration (the reload log) shows keys by id only.
+    #[serde(skip_serializing)]
     pub keys: Vec<AuthKey>,
 }
 

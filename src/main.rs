@@ -352,13 +352,22 @@ fn reload(server: &Server, path: Option<&Path>, level: Option<&LevelHandle>) {
             {
                 let _ = h.reload(f);
             }
-            if !report.need_restart.is_empty() {
-                tracing::warn!(
-                    keys = ?report.need_restart,
-                    "reload: these changes take effect only after a restart"
-                );
+            // What changed, key by key (never a secret: keys are shown by id).
+            for c in &report.changes {
+                if c.restart {
+                    tracing::warn!(key = %c.key, old = ?c.old, new = ?c.new,
+                        "configuration changed; takes effect only after a restart");
+                } else {
+                    tracing::info!(key = %c.key, old = ?c.old, new = ?c.new, "configuration changed");
+                }
             }
-            tracing::info!(applied = ?report.applied, file = %path.display(), "configuration reloaded");
+            let waiting = report.changes.iter().filter(|c| c.restart).count();
+            tracing::info!(
+                file = %path.display(),
+                changed = report.changes.len() - waiting,
+                waiting_for_restart = waiting,
+                "configuration reloaded (secret files and assistant libraries read again)"
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "reload rejected; the previous configuration stays in force");

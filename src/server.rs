@@ -17,8 +17,10 @@ use crate::service::conversation::Shard;
 use crate::service::router::Router;
 use crate::worker::{self, Links, Sessions};
 
+mod changes;
 mod preflight;
 mod reload;
+pub use changes::ConfigChange;
 pub use reload::{ReloadError, ReloadReport};
 pub(crate) use reload::{router_settings, shard_settings};
 
