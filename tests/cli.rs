@@ -347,6 +347,20 @@ fn an_unusable_state_dir_is_refused_by_both() {
         &at(&file.join("state")),
         &["state_dir", "a-file is not a directory"],
     );
+    // A directory nobody may create files in, root included (procfs).
+    let procfs = Path::new("/proc/sys/kernel");
+    both_refuse(
+        d,
+        "procfs.toml",
+        &at(procfs),
+        &["state_dir /proc/sys/kernel: not writable by this process"],
+    );
+    both_refuse(
+        d,
+        "procfs-below.toml",
+        &at(&procfs.join("switchboard")),
+        &["does not exist and cannot be created in /proc/sys/kernel"],
+    );
     // The journal directory inside it must take files too.
     let state = d.join("state");
     std::fs::create_dir_all(&state).unwrap();

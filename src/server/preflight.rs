@@ -82,8 +82,11 @@ fn preflight<V>(
 /// it could.
 fn state_dir(config: &Config, mode: Mode) -> Result<(), StartError> {
     let dir = &config.state_dir;
+    // Written to: the journal, or the development secret (only made when missing,
+    // but a check cannot know it will still be there).
+    let writes = config.journal.enabled || config.auth.keys.is_empty();
     // Asked first in both modes, so a start refuses with a check's words.
-    writable_dir(dir)?;
+    usable_dir(dir, writes)?;
     if mode == Mode::Start {
         std::fs::create_dir_all(dir).map_err(|source| StartError::StateDir {
             path: dir.clone(),
@@ -92,15 +95,16 @@ fn state_dir(config: &Config, mode: Mode) -> Result<(), StartError> {
     }
     let journal = dir.join("journal");
     if config.journal.enabled && std::fs::symlink_metadata(&journal).is_ok() {
-        writable_dir(&journal)?;
+        usable_dir(&journal, true)?;
     }
     Ok(())
 }
 
-/// `dir` is a directory this process may create files in, or does not exist and its
-/// nearest existing ancestor is one (so it can be created). Asked of the kernel
-/// (`faccessat` with the effective ids), which also knows ACLs and read-only mounts.
-fn writable_dir(dir: &Path) -> Result<(), StartError> {
+/// `dir` is a directory (one this process may create files in, with `write`), or
+/// does not exist and its nearest existing ancestor is a directory it may create
+/// files in (so a start can create it). Asked of the kernel (`faccessat` with the
+/// effective ids), which also knows ACLs and read-only mounts.
+fn usable_dir(dir: &Path, write: bool) -> Result<(), StartError> {
     let unusable = |problem: String| StartError::StateDirUnusable {
         path: dir.to_owned(),
         problem,
@@ -138,13 +142,16 @@ fn writable_dir(dir: &Path) -> Result<(), StartError> {
     let Some((found, meta)) = existing else {
         return Err(unusable("no part of the path exists".into()));
     };
-    let is_dir = found == dir;
+    let exists = found == dir;
     if !meta.is_dir() {
-        return Err(unusable(if is_dir {
+        return Err(unusable(if exists {
             "not a directory".into()
         } else {
             format!("{} is not a directory", found.display())
         }));
+    }
+    if exists && !write {
+        return Ok(());
     }
     match rustix::fs::accessat(
         CWD,
@@ -155,7 +162,7 @@ fn writable_dir(dir: &Path) -> Result<(), StartError> {
         Ok(()) => Ok(()),
         Err(e) => {
             let e = io::Error::from(e);
-            Err(unusable(if is_dir {
+            Err(unusable(if exists {
                 format!("not writable by this process: {e}")
             } else {
                 format!(
@@ -172,17 +179,48 @@ mod tests {
     use super::*;
 
     fn problem(dir: &Path) -> String {
-        writable_dir(dir).unwrap_err().to_string()
+        usable_dir(dir, true).unwrap_err().to_string()
     }
 
     #[test]
     fn a_writable_or_creatable_directory_passes() {
         let tmp = tempfile::tempdir().unwrap();
-        writable_dir(tmp.path()).unwrap();
+        usable_dir(tmp.path(), true).unwrap();
         let deep = tmp.path().join("a/b/c");
-        writable_dir(&deep).unwrap();
+        usable_dir(&deep, true).unwrap();
         assert!(!tmp.path().join("a").exists(), "a check creates nothing");
-        writable_dir(Path::new("relative-state-dir-that-is-not-there")).unwrap();
+        usable_dir(Path::new("relative-state-dir-that-is-not-there"), true).unwrap();
+    }
+
+    #[test]
+    fn an_existing_directory_needs_to_be_writable_only_if_written() {
+        // procfs refuses new files to everyone, root included.
+        let procfs = Path::new("/proc/sys/kernel");
+        let err = problem(procfs);
+        assert!(err.contains("not writable by this process"), "{err}");
+        usable_dir(procfs, false).unwrap();
+        // Missing, it must be creatable either way.
+        assert!(usable_dir(&procfs.join("x"), false).is_err());
+        // Journal off and keys configured: nothing is written there.
+        let mut config = Config {
+            state_dir: procfs.to_owned(),
+            ..Config::default()
+        };
+        assert!(
+            state_dir(&config, Mode::Check).is_err(),
+            "the journal writes"
+        );
+        config.journal.enabled = false;
+        assert!(
+            state_dir(&config, Mode::Check).is_err(),
+            "the dev secret may"
+        );
+        config.auth.keys.push(crate::config::AuthKey {
+            kid: "k".into(),
+            secret: Some("k".repeat(32)),
+            secret_file: None,
+        });
+        state_dir(&config, Mode::Check).unwrap();
     }
 
     #[test]
