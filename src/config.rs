@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::frame::{HEADER_LEN, MAX_PAYLOAD_LIMIT};
 use crate::protocol::messages::MAX_BODY;
@@ -47,8 +47,9 @@ pub struct ConfigWarning {
     pub message: String,
 }
 
-/// The whole configuration.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// The whole configuration. `Serialize` (for the reload log's comparison of old and
+/// new) writes no secret: `auth.keys` is skipped.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Directory that holds everything the daemon persists (journal, dev secret).
@@ -104,7 +105,7 @@ impl Default for Config {
 }
 
 /// The listening sockets.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listeners {
     /// The binary-protocol listener for visitors, agents and bots.
@@ -126,7 +127,7 @@ impl Default for Listeners {
 }
 
 /// One listening socket.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Address to bind; port 0 picks a free port (useful in tests).
@@ -141,7 +142,7 @@ fn default_backlog() -> u32 {
 }
 
 /// Reactor thread settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReactorConfig {
     /// Number of reactor threads; 0 means one per available core.
@@ -166,7 +167,7 @@ pub struct ReactorConfig {
 }
 
 /// Which I/O backend the reactors use.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// epoll through `mio`.
@@ -176,6 +177,17 @@ pub enum Backend {
     Uring,
     /// io_uring when supported, else epoll.
     Auto,
+}
+
+impl Backend {
+    /// The value as written in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Epoll => "epoll",
+            Self::Uring => "uring",
+            Self::Auto => "auto",
+        }
+    }
 }
 
 impl Default for ReactorConfig {
@@ -194,7 +206,7 @@ impl Default for ReactorConfig {
 }
 
 /// Business worker pool settings.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {
     /// Number of worker threads; 0 means one per available core.
@@ -218,7 +230,7 @@ impl Default for WorkersConfig {
 }
 
 /// Per-connection resource bounds.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest frame payload accepted, in bytes (excluding header and padding).
@@ -274,7 +286,7 @@ impl Default for Limits {
 }
 
 /// The admin HTTP listener (`[admin]`): `/metrics`, `/healthz`, `/readyz`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Whether the admin listener runs at all.
@@ -308,7 +320,7 @@ impl Default for AdminConfig {
 }
 
 /// Liveness deadlines.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Heartbeat {
     /// How often clients should send something (a `Ping` when otherwise silent).
@@ -334,7 +346,7 @@ impl Default for Heartbeat {
 }
 
 /// Graceful shutdown.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Shutdown {
     /// Upper bound on flushing queued output after SIGTERM/SIGINT before closing.
@@ -351,7 +363,7 @@ impl Default for Shutdown {
 }
 
 /// Conversation routing: groups, agent capacity, presence grace.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoutingConfig {
     /// Group a visitor's conversation opens in when neither the `Send` nor the token
@@ -396,7 +408,7 @@ impl Default for RoutingConfig {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -407,7 +419,7 @@ pub enum LogFormat {
 }
 
 /// Logging.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `tracing` filter directive, e.g. `info` or `switchboard=debug`.
@@ -426,7 +438,7 @@ impl Default for LogConfig {
 }
 
 /// Token verification (`[auth]`): see `crate::auth`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Clock skew allowed when checking `exp` and `nbf` (whole seconds count).
@@ -434,7 +446,9 @@ pub struct AuthConfig {
     pub leeway: Duration,
     /// HS256 keys by id. A token names its key in the JWT header `kid`; a token
     /// without `kid` is checked against the first key. Empty means the development
-    /// secret in `state_dir` (loopback listeners only).
+    /// secret in `state_dir` (loopback listeners only). Never serialized: whatever
+    /// shows a configuration (the reload log) shows keys by id only.
+    #[serde(skip_serializing)]
     pub keys: Vec<AuthKey>,
 }
 
@@ -693,8 +707,56 @@ impl Config {
                 reason: e.to_string(),
             });
         }
+        self.listeners_apart()?;
         self.auth.validate()
     }
+
+    /// The daemon's own listeners, as (address key, address): client, echo when on,
+    /// admin when enabled.
+    pub fn own_listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let mut v = vec![("listeners.client.addr", self.listeners.client.addr)];
+        if let Some(echo) = &self.listeners.echo {
+            v.push(("listeners.echo.addr", echo.addr));
+        }
+        if self.admin.enabled {
+            v.push(("admin.addr", self.admin.addr));
+        }
+        v
+    }
+
+    /// No two of the daemon's own listeners may take one address: the second bind
+    /// would fail at start with "address in use" (its own), or, both with
+    /// `SO_REUSEPORT`, share the port and split connections between them.
+    fn listeners_apart(&self) -> Result<(), ConfigError> {
+        let own = self.own_listeners();
+        for (i, &(key, addr)) in own.iter().enumerate() {
+            if let Some(&(first, other)) = own[..i].iter().find(|(_, a)| overlap(*a, addr)) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!(
+                        "{addr} takes the address of `{first}` ({other}); each listener needs \
+                         its own port"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether two listen addresses would clash: the same port (0, "any free port",
+/// never clashes) on the same address, or on a wildcard address covering the other
+/// (`0.0.0.0` covers IPv4; `[::]` covers everything, IPv4 too unless the socket is
+/// IPv6-only, which the daemon does not ask for).
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() == 0 || a.port() != b.port() {
+        return false;
+    }
+    let (x, y) = (a.ip().to_canonical(), b.ip().to_canonical());
+    let covers = |wild: std::net::IpAddr, other: std::net::IpAddr| {
+        wild.is_unspecified() && (wild.is_ipv6() || other.is_ipv4())
+    };
+    x == y || covers(x, y) || covers(y, x)
 }
 
 impl AuthConfig {
@@ -1005,6 +1067,58 @@ mod tests {
             off.unwrap().warnings().is_empty(),
             "no listener, no warning"
         );
+    }
+
+    #[test]
+    fn two_own_listeners_on_one_address_are_refused() {
+        let client_echo = Config::from_toml(
+            "[listeners.client]\naddr = \"127.0.0.1:20700\"\n\
+             [listeners.echo]\naddr = \"127.0.0.1:20700\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            client_echo.contains("listeners.echo.addr")
+                && client_echo.contains("listeners.client.addr"),
+            "{client_echo}"
+        );
+        let admin = Config::from_toml("[admin]\naddr = \"127.0.0.1:7700\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            admin.contains("`admin.addr`") && admin.contains("listeners.client.addr"),
+            "{admin}"
+        );
+        // A wildcard covers the specific address of its family.
+        let wild = "[listeners.client]\naddr = \"0.0.0.0:20701\"\n\
+                    [[auth.keys]]\nkid = \"k\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n\
+                    [admin]\naddr = \"127.0.0.1:20701\"\n";
+        assert!(Config::from_toml(wild).is_err());
+        for ok in [
+            // Port 0 picks a free port each time.
+            "[listeners.client]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n",
+            // Another address, or another port.
+            "[admin]\naddr = \"127.0.0.2:7700\"\n",
+            "[admin]\naddr = \"127.0.0.1:7702\"\n",
+            // A disabled admin listener takes nothing.
+            "[admin]\nenabled = false\naddr = \"127.0.0.1:7700\"\n",
+        ] {
+            assert!(Config::from_toml(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_overlap_by_port_and_cover() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(overlap(a("127.0.0.1:1"), a("127.0.0.1:1")));
+        assert!(overlap(a("0.0.0.0:1"), a("127.0.0.2:1")));
+        assert!(overlap(a("10.0.0.1:1"), a("0.0.0.0:1")));
+        assert!(overlap(a("[::]:1"), a("127.0.0.1:1")));
+        assert!(overlap(a("[::ffff:127.0.0.1]:1"), a("127.0.0.1:1")));
+        assert!(!overlap(a("0.0.0.0:1"), a("[::1]:1")));
+        assert!(!overlap(a("127.0.0.1:1"), a("127.0.0.2:1")));
+        assert!(!overlap(a("127.0.0.1:1"), a("127.0.0.1:2")));
+        assert!(!overlap(a("127.0.0.1:0"), a("127.0.0.1:0")));
     }
 
     #[test]

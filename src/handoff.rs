@@ -37,6 +37,8 @@ pub enum CloseReason {
     Server,
     /// The daemon is shutting down.
     Shutdown,
+    /// The client said `Bye` and the server closed in answer.
+    ClientBye,
 }
 
 impl CloseReason {
@@ -48,6 +50,7 @@ impl CloseReason {
             Self::Error(code) => code.name(),
             Self::Server => "server",
             Self::Shutdown => "shutdown",
+            Self::ClientBye => "client_bye",
         }
     }
 }
@@ -123,6 +126,12 @@ pub enum Command {
         code: Option<ErrorCode>,
         /// The last frame to send (an `Error` with details, a `Bye`).
         farewell: Option<Bytes>,
+    },
+    /// The client said `Bye`: close without a farewell, as for [`Command::Close`],
+    /// counted as [`CloseReason::ClientBye`].
+    ClientBye {
+        /// The connection.
+        conn: ConnId,
     },
     /// Shutdown phase one: stop accepting and stop passing input to workers, then ack.
     StopInput(crossbeam_channel::Sender<()>),

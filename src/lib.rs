@@ -79,7 +79,9 @@ pub mod journal_tools {
         })
     }
 }
-pub use server::{ReloadError, ReloadReport, Server, ShutdownReport, StartError};
+pub use server::{
+    ConfigChange, Prepared, ReloadError, ReloadReport, Server, ShutdownReport, StartError,
+};
 
 /// Internals exposed only so `benches/` can measure them. Not a stable API.
 #[doc(hidden)]

@@ -30,11 +30,14 @@ struct Cli {
 enum Cmd {
     /// Run the daemon (the default).
     Run,
-    /// Validate a configuration file and exit: 0 when valid (warnings, e.g. an admin
-    /// listener off loopback, go to stderr), 2 with the bad key named.
+    /// Check a configuration file as `run` would before binding, creating nothing:
+    /// values, listeners, `state_dir`, secret files, assistant libraries, the reactor
+    /// backend. Exit 0 when `run` would start (warnings, e.g. an admin listener off
+    /// loopback, go to stderr), 2 naming the problem. The file is the argument:
+    /// `check-config FILE` (`--config` is refused here).
     CheckConfig {
         /// The file to check.
-        file: PathBuf,
+        file: Option<PathBuf>,
     },
     /// Inspect or repair the journal in `state_dir` (see `proto-spec/JOURNAL.md` §4).
     #[command(subcommand)]
@@ -91,19 +94,30 @@ struct TokenArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Cmd::Run) {
-        Cmd::CheckConfig { file } => check_config(&file),
+        Cmd::CheckConfig { file } => match (file, cli.config) {
+            (Some(file), None) => check_config(&file),
+            (file, config) => check_config_usage(file.as_deref(), config.as_deref()),
+        },
         Cmd::Token(args) => token(cli.config.as_deref(), args),
         Cmd::Journal(cmd) => journal(cli.config.as_deref(), cmd),
         Cmd::Run => run(cli.config.as_deref()),
     }
 }
 
+/// `check-config FILE`: the checks `run` makes before binding (`Server::check`).
 fn check_config(file: &Path) -> ExitCode {
-    match Config::load(file) {
-        Ok(config) => {
-            for w in config.warnings() {
-                eprintln!("{}: warning: {w}", file.display());
-            }
+    let config = match Config::load(file) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    for w in config.warnings() {
+        eprintln!("{}: warning: {w}", file.display());
+    }
+    match Server::check(&config) {
+        Ok(()) => {
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
         }
@@ -112,6 +126,28 @@ fn check_config(file: &Path) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `check-config` takes its file one way only, as its argument: with `--config` as
+/// well it would be unclear which file was checked.
+fn check_config_usage(file: Option<&Path>, config: Option<&Path>) -> ExitCode {
+    let why = match (file, config) {
+        (Some(file), Some(config)) => format!(
+            "check-config got two files, --config {} and {}; it checks one, given as its \
+             argument: `switchboard check-config {}`",
+            config.display(),
+            file.display(),
+            file.display()
+        ),
+        (None, Some(config)) => format!(
+            "check-config takes the file as its argument, not with --config: \
+             `switchboard check-config {}`",
+            config.display()
+        ),
+        _ => "check-config needs the file to check: `switchboard check-config FILE`".to_owned(),
+    };
+    eprintln!("switchboard: {why}");
+    ExitCode::from(2)
 }
 
 /// `switchboard journal check|salvage`.
@@ -221,8 +257,23 @@ fn run(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::start(&config) {
+    // What `check-config` checks, refused the same way (exit 2); then binding and the
+    // journal: exit 1 (a port taken, an I/O error), 2 for damage `journal.on_damage =
+    // "refuse"` refuses.
+    let prepared = match Server::prepare(&config) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start: configuration refused");
+            return ExitCode::from(2);
+        }
+    };
+    let server = match Server::start_prepared(prepared) {
         Ok(s) => s,
+        // Like a refused configuration, nothing a restart can fix.
+        Err(e @ switchboard::StartError::JournalDamaged { .. }) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::FAILURE;
@@ -301,13 +352,22 @@ fn reload(server: &Server, path: Option<&Path>, level: Option<&LevelHandle>) {
             {
                 let _ = h.reload(f);
             }
-            if !report.need_restart.is_empty() {
-                tracing::warn!(
-                    keys = ?report.need_restart,
-                    "reload: these changes take effect only after a restart"
-                );
+            // What changed, key by key (never a secret: keys are shown by id).
+            for c in &report.changes {
+                if c.restart {
+                    tracing::warn!(key = %c.key, old = ?c.old, new = ?c.new,
+                        "configuration changed; takes effect only after a restart");
+                } else {
+                    tracing::info!(key = %c.key, old = ?c.old, new = ?c.new, "configuration changed");
+                }
             }
-            tracing::info!(applied = ?report.applied, file = %path.display(), "configuration reloaded");
+            let waiting = report.changes.iter().filter(|c| c.restart).count();
+            tracing::info!(
+                file = %path.display(),
+                changed = report.changes.len() - waiting,
+                waiting_for_restart = waiting,
+                "configuration reloaded (secret files and assistant libraries read again)"
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "reload rejected; the previous configuration stays in force");

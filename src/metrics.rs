@@ -71,11 +71,12 @@ impl Gauge {
 
 /// Close reasons that are not error codes, in slot order; error codes follow, in
 /// [`ErrorCode::ALL`] order.
-const PLAIN_CLOSES: [CloseReason; 4] = [
+const PLAIN_CLOSES: [CloseReason; 5] = [
     CloseReason::PeerClosed,
     CloseReason::IoError,
     CloseReason::Server,
     CloseReason::Shutdown,
+    CloseReason::ClientBye,
 ];
 
 /// Number of close-reason slots: the plain reasons, then one per error code.
@@ -94,6 +95,7 @@ fn close_index(reason: CloseReason) -> usize {
         CloseReason::IoError => 1,
         CloseReason::Server => 2,
         CloseReason::Shutdown => 3,
+        CloseReason::ClientBye => 4,
         CloseReason::Error(code) => {
             PLAIN_CLOSES.len()
                 + ErrorCode::ALL
@@ -220,7 +222,11 @@ pub struct LatencyHistogram {
 impl LatencyHistogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.observe_us(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    /// Records one observation of `us` microseconds.
+    pub fn observe_us(&self, us: u64) {
         let i = LATENCY_BUCKETS_US.partition_point(|b| *b < us);
         if let Some(b) = self.buckets.get(i) {
             b.inc();
@@ -243,9 +249,10 @@ pub struct ReactorMetrics {
     /// Loop turns; also the watchdog's sign of life (bumped even when idle while the
     /// watchdog is on).
     pub loops: Counter,
-    /// Longest loop turn (time spent handling events between two polls) since the
-    /// last scrape, in microseconds.
-    pub loop_lag_max_us: Gauge,
+    /// Loop turns by duration (time spent handling events between two polls: how
+    /// late the reactor could be for any socket). Cumulative, so every scraper sees
+    /// the same figures.
+    pub loop_lag: LatencyHistogram,
     /// Total time spent handling events (not waiting), in microseconds.
     pub busy_us: Counter,
     /// Protocol frames received, by kind.
@@ -356,8 +363,9 @@ pub struct FilterCounts {
     pub rate_limited: Counter,
 }
 
-/// Conversation states exported as `switchboard_conversations{state=...}`.
-pub const CONVERSATION_STATES: [&str; 3] = ["queued", "assigned", "closed"];
+/// Open conversation states exported as `switchboard_conversations{state=...}`
+/// (closed ones are counted by `conversations_closed_total` instead).
+pub const CONVERSATION_STATES: [&str; 2] = ["queued", "assigned"];
 
 /// The router thread's gauges. Only the router writes them.
 #[derive(Debug, Default)]
@@ -366,8 +374,10 @@ pub struct RouterMetrics {
     pub loops: Counter,
     /// Agents and bots whose presence is online.
     pub agents_online: Gauge,
-    /// Conversations by state, indexed like [`CONVERSATION_STATES`].
+    /// Open conversations by state, indexed like [`CONVERSATION_STATES`].
     pub conversations: [Gauge; CONVERSATION_STATES.len()],
+    /// Conversations closed since start (written by the conversation shards).
+    pub conversations_closed: Counter,
     /// Queue length per (tenant, group): replaced wholesale by the router at most a few
     /// times a second (a snapshot, not touched on the message path).
     pub queue_lengths: Mutex<Vec<(String, String, u64)>>,
@@ -466,6 +476,9 @@ pub struct Metrics {
     /// Output queued at all reactors (bytes), as they last published it; the total
     /// `limits.max_pending_total` bounds (shared with the output ledger).
     pub pending_total: Arc<CachePadded<Gauge>>,
+    /// The reactors' I/O backend, `auto` resolved (`epoll` or `uring`; empty until
+    /// the daemon has chosen, and then not exported).
+    pub reactor_backend: &'static str,
 }
 
 impl Metrics {
@@ -480,6 +493,7 @@ impl Metrics {
             admin: AdminMetrics::default(),
             pending_limit: Gauge::default(),
             pending_total: Arc::default(),
+            reactor_backend: "",
         }
     }
 

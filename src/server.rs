@@ -17,7 +17,10 @@ use crate::service::conversation::Shard;
 use crate::service::router::Router;
 use crate::worker::{self, Links, Sessions};
 
+mod changes;
+mod preflight;
 mod reload;
+pub use changes::ConfigChange;
 pub use reload::{ReloadError, ReloadReport};
 pub(crate) use reload::{router_settings, shard_settings};
 
@@ -33,13 +36,25 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// The state directory could not be created.
-    #[error("cannot create state directory {path}: {source}")]
+    #[error("state_dir {path}: cannot create it: {source}")]
     StateDir {
         /// The configured directory.
         path: std::path::PathBuf,
         /// The operating system's reason.
         source: std::io::Error,
     },
+    /// The state directory (or the journal directory in it) cannot take new files
+    /// from this process, or, missing, could not be created.
+    #[error("state_dir {path}: {problem}")]
+    StateDirUnusable {
+        /// The directory concerned.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The configured reactor backend cannot run on this kernel.
+    #[error("{0}")]
+    Backend(String),
     /// The configuration breaks a documented bound.
     #[error("config: {0}")]
     Config(#[from] crate::config::ConfigError),
@@ -78,6 +93,22 @@ pub struct ShutdownReport {
     pub clean: bool,
 }
 
+/// A configuration that passed every check a start makes before binding (see
+/// [`Server::prepare`]), with what those checks loaded: keys, assistant libraries,
+/// the reactor backend.
+#[derive(Debug)]
+pub struct Prepared {
+    config: Config,
+    checked: preflight::Checked<crate::auth::Verifier>,
+}
+
+impl Prepared {
+    /// The reactor backend the daemon will run on (`auto` resolved): `epoll` or `uring`.
+    pub fn backend(&self) -> &'static str {
+        self.checked.backend.name()
+    }
+}
+
 /// A running daemon.
 pub struct Server {
     client_addr: SocketAddr,
@@ -98,16 +129,41 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the listeners and starts reactor and worker threads.
+    /// Checks `config` as a start would before binding, creating nothing: ranges and
+    /// cross-key rules, no two own listeners on one address, no development secret
+    /// off loopback, `state_dir` writable (or creatable), secret files readable and
+    /// long enough, assistant libraries loadable, the reactor backend usable. What
+    /// `switchboard check-config` runs; [`Server::prepare`] runs the same checks.
+    pub fn check(config: &Config) -> Result<(), StartError> {
+        preflight::check(config).map(drop)
+    }
+
+    /// The checks of [`Server::check`], this time creating `state_dir` and the
+    /// development secret when missing. Nothing is bound yet.
+    pub fn prepare(config: &Config) -> Result<Prepared, StartError> {
+        Ok(Prepared {
+            checked: preflight::prepare(config)?,
+            config: config.clone(),
+        })
+    }
+
+    /// [`Server::prepare`] then [`Server::start_prepared`].
     pub fn start(config: &Config) -> Result<Self, StartError> {
-        config.validate()?;
-        config_dirs(config)?;
+        Self::start_prepared(Self::prepare(config)?)
+    }
+
+    /// Binds the listeners and starts reactor and worker threads.
+    pub fn start_prepared(prepared: Prepared) -> Result<Self, StartError> {
+        let Prepared { config, checked } = prepared;
+        let config = &config;
+        let backend = checked.backend;
         let n_reactors = config.reactor_threads();
         let n_workers = config.worker_threads();
-        let metrics = Arc::new(Metrics::new(n_reactors, n_workers));
-        crate::auth::require_loopback_for_dev_secret(config)?;
+        let mut metrics = Metrics::new(n_reactors, n_workers);
+        metrics.reactor_backend = backend.name();
+        let metrics = Arc::new(metrics);
         let session_settings = Arc::new(std::sync::RwLock::new(Arc::new(
-            reload::session_settings(config)?,
+            reload::session_settings(config, checked.verifier),
         )));
 
         let bind = |cfg: &crate::config::ListenerConfig| {
@@ -140,7 +196,8 @@ impl Server {
         let mut pending = Vec::with_capacity(n_reactors);
         let mut handles = Vec::with_capacity(n_reactors);
         for id in 0..n_reactors {
-            let (p, h) = reactor::prepare(u16::try_from(id).unwrap_or(u16::MAX), config)?;
+            let id = u16::try_from(id).unwrap_or(u16::MAX);
+            let (p, h) = reactor::prepare(id, config, backend)?;
             pending.push(p);
             handles.push(h);
         }
@@ -165,7 +222,7 @@ impl Server {
             shards: shard_txs.into(),
             router: Some(router_tx),
         };
-        let libraries = crate::assist::Libraries::load(&config.assist)?;
+        let libraries = checked.libraries;
         let live = reload::Live {
             config: std::sync::Mutex::new(config.clone()),
             sessions: session_settings.clone(),
@@ -270,6 +327,7 @@ impl Server {
             admin_addr = ?ops.admin_addr(),
             reactors = n_reactors,
             workers = n_workers,
+            backend = %backend.name(),
             "switchboard listening"
         );
         // READY=1 and /readyz: everything start-up must finish (journal recovery
@@ -405,11 +463,4 @@ fn local_addr(group: &[std::net::TcpListener]) -> Result<SocketAddr, StartError>
         .first()
         .ok_or_else(|| std::io::Error::other("no listener bound"))?;
     Ok(first.local_addr()?)
-}
-
-fn config_dirs(config: &Config) -> Result<(), StartError> {
-    std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {
-        path: config.state_dir.clone(),
-        source,
-    })
 }

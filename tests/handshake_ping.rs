@@ -1,11 +1,13 @@
 //! The simplest conversation over a real loopback socket: `Hello` → `Welcome`, then
 //! `Ping` → `Pong` with the same request id and payload; payloads of every padding
 //! remainder and up to `limits.max_frame_bytes` come back intact; an unknown kind is
-//! answered with error 105 without closing the connection.
+//! answered with error 105 without closing the connection; a client's `Bye` closes it,
+//! counted as `client_bye`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod util;
 
+use switchboard::handoff::CloseReason;
 use util::{Client, REPLY_TIMEOUT, TestServer, kind};
 
 #[test]
@@ -55,4 +57,13 @@ fn bye_from_the_client_closes_the_session() {
     let mut c = Client::established(server.addr());
     c.send(kind::BYE, 3, b"");
     c.expect_eof(REPLY_TIMEOUT);
+    // Counted as the client's goodbye, not as a close the server chose.
+    let m = server.metrics();
+    assert!(
+        util::wait_until(REPLY_TIMEOUT, || m.closed_for(CloseReason::ClientBye) == 1),
+        "client_bye: {}",
+        m.closed_for(CloseReason::ClientBye)
+    );
+    assert_eq!(m.closed_for(CloseReason::Server), 0);
+    assert_eq!(m.closed_for(CloseReason::PeerClosed), 0);
 }

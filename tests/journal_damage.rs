@@ -167,7 +167,8 @@ fn a_flipped_byte_is_refused_checked_salvaged_and_nothing_acknowledged_is_reused
 
     // The daemon refuses, naming the damaged range.
     let (code, _, err) = run(&config, &["run"]);
-    assert_ne!(code, 0, "a damaged journal must be refused");
+    // Exit 2: nothing a restart can fix (the unit's RestartPreventExitStatus=2).
+    assert_eq!(code, 2, "a damaged journal must be refused: {err}");
     assert!(err.contains("segment 0000000001.seg offset"), "{err}");
     assert!(err.contains("journal salvage"), "{err}");
 

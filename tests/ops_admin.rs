@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use switchboard::Server;
+use switchboard::metrics::LATENCY_BUCKETS_US;
 use util::{Client, test_config, with_echo};
 
 fn start(tweak: impl FnOnce(&mut switchboard::Config)) -> (Server, tempfile::TempDir) {
@@ -72,7 +73,8 @@ fn health_ready_and_metrics_answer() {
         "switchboard_connections_closed_total{reactor=\"1\",reason=\"idle_timeout\"}",
         "switchboard_connections_rejected_total{reactor=\"0\",reason=\"accept_rate\"}",
         "switchboard_handshake_failures_total{code=\"200\",name=\"token_invalid\"}",
-        "switchboard_reactor_loop_lag_seconds{reactor=\"0\"}",
+        "switchboard_reactor_loop_lag_seconds_bucket{le=\"+Inf\",reactor=\"0\"}",
+        "switchboard_reactor_loop_lag_seconds_count{reactor=\"1\"}",
         "switchboard_worker_queue_depth{worker=\"1\"}",
         "switchboard_message_latency_seconds_bucket{le=\"+Inf\"}",
         "switchboard_journal_fsync_latency_seconds_count",
@@ -280,6 +282,138 @@ fn readyz_turns_503_when_shutdown_begins() {
         TcpStream::connect(a).is_err(),
         "admin listener closed after shutdown"
     );
+}
+
+/// The value of the sample `name` (labels included) in a scrape.
+fn sample(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in:\n{body}"))
+}
+
+/// Loop lag is a histogram, cumulative: a scrape takes nothing away, so a long turn
+/// is seen by every scraper (it was a maximum reset by each scrape).
+#[test]
+fn a_long_reactor_turn_is_seen_by_every_scrape() {
+    let (server, _dir) = start(|c| c.reactor.threads = 1);
+    let a = admin(&server);
+    let over = |body: &str| {
+        sample(
+            body,
+            "switchboard_reactor_loop_lag_seconds_count{reactor=\"0\"}",
+        ) - sample(
+            body,
+            "switchboard_reactor_loop_lag_seconds_bucket{le=\"0.25\",reactor=\"0\"}",
+        )
+    };
+    assert_eq!(over(&ops_http::get(a, "/metrics").body), 0.0);
+    // One turn of reactor 0 lasts at least 300 ms (test hook: it sleeps in the turn).
+    server.stall_reactor_for_test(0, Duration::from_millis(300));
+    let m = server.metrics();
+    assert!(
+        util::wait_until(Duration::from_secs(10), || m.reactors[0].loop_lag.buckets
+            [LATENCY_BUCKETS_US.partition_point(|b| *b < 250_000) + 1..]
+            .iter()
+            .any(|b| b.get() > 0)),
+        "the stalled turn was not observed"
+    );
+    let first = ops_http::get(a, "/metrics").body;
+    let second = ops_http::get(a, "/metrics").body;
+    assert_eq!(over(&first), 1.0, "{first}");
+    assert_eq!(
+        over(&second),
+        1.0,
+        "the second scrape sees it too: {second}"
+    );
+    assert!(
+        sample(
+            &second,
+            "switchboard_reactor_loop_lag_seconds_sum{reactor=\"0\"}"
+        ) >= 0.3,
+        "{second}"
+    );
+    server.shutdown();
+}
+
+/// Closed conversations are counted (`conversations_closed_total`), not held in a
+/// gauge that grew for the whole retention; the gauge keeps the open states only. A
+/// restart restores the closed conversation without counting it again.
+#[test]
+fn closed_conversations_are_a_counter() {
+    use switchboard::protocol::messages;
+    use util::peer::Peer;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = test_config(dir.path());
+    c.heartbeat.interval = Duration::from_secs(10);
+    c.heartbeat.idle_timeout = Duration::from_secs(60);
+    let server = Server::start(&c).unwrap();
+    let addr = server.client_addr();
+    let mut visitor = Peer::connect(addr, &util::token("vera", "visitor"), "visitor");
+    let conv = visitor.send_accepted(0, 1, "hello").conversation;
+    let mut alice = Peer::connect(addr, &util::agent_token("alice", &["support"]), "alice");
+    alice.assigned(conv);
+    alice.post(messages::Close {
+        conversation: conv,
+        seq: 0,
+        reason: "resolved".into(),
+    });
+    alice.closed(conv);
+    visitor.closed(conv);
+    let body = ops_http::get(admin(&server), "/metrics").body;
+    assert_eq!(sample(&body, "switchboard_conversations_closed_total"), 1.0);
+    assert!(
+        body.contains("# TYPE switchboard_conversations_closed_total counter\n"),
+        "{body}"
+    );
+    assert!(!body.contains("state=\"closed\""), "{body}");
+    for state in ["queued", "assigned"] {
+        let name = format!("switchboard_conversations{{state=\"{state}\"}}");
+        sample(&body, &name);
+    }
+    drop((visitor, alice));
+    server.shutdown();
+
+    let server = Server::start(&c).unwrap();
+    let body = ops_http::get(admin(&server), "/metrics").body;
+    assert_eq!(
+        sample(&body, "switchboard_conversations_closed_total"),
+        0.0,
+        "a restored closed conversation is not closed again"
+    );
+    server.shutdown();
+}
+
+/// The backend the reactors run on, `auto` resolved, is exported as an info gauge
+/// (and logged at start: tests/ops_logging.rs).
+#[test]
+fn the_effective_reactor_backend_is_exported() {
+    use switchboard::config::Backend;
+    let configured = util::test_backend();
+    for want in [Backend::Auto, configured] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = test_config(dir.path());
+        c.reactor.backend = want;
+        let prepared = Server::prepare(&c).unwrap();
+        let chosen = prepared.backend();
+        match want {
+            Backend::Auto => assert!(["epoll", "uring"].contains(&chosen), "{chosen}"),
+            explicit => assert_eq!(chosen, explicit.name()),
+        }
+        let server = Server::start_prepared(prepared).unwrap();
+        let body = ops_http::get(admin(&server), "/metrics").body;
+        let lines: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("switchboard_reactor_backend_info"))
+            .collect();
+        assert_eq!(
+            lines,
+            [format!(
+                "switchboard_reactor_backend_info{{backend=\"{chosen}\"}} 1"
+            )],
+            "{want:?}"
+        );
+        server.shutdown();
+    }
 }
 
 #[test]

@@ -23,6 +23,8 @@ fn unit_has_the_promised_settings() {
         "StateDirectory=switchboard",
         "ExecReload=/bin/kill -HUP $MAINPID",
         "Restart=on-failure",
+        // `run` exits 2 on what `check-config` refuses: no restart loop on it.
+        "RestartPreventExitStatus=2",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ProtectHome=yes",
@@ -41,6 +43,11 @@ fn unit_has_the_promised_settings() {
     assert!(
         lines.iter().any(|l| l.starts_with("WatchdogSec=")),
         "no WatchdogSec"
+    );
+    // A failed ExecStartPre= is restarted whatever its exit status: a loop.
+    assert!(
+        !lines.iter().any(|l| l.starts_with("ExecStartPre=")),
+        "ExecStartPre= would restart a refused configuration forever"
     );
 }
 

@@ -51,6 +51,8 @@ fn json_lines_without_secrets_or_bodies() {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         lines.push(line);
         if v["fields"]["message"] == "switchboard listening" {
+            // The effective reactor backend (the file leaves the default, epoll).
+            assert_eq!(v["fields"]["backend"], "epoll", "{v}");
             break v["fields"]["client_addr"]
                 .as_str()
                 .unwrap()

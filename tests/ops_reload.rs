@@ -1,7 +1,9 @@
 //! SIGHUP reloads the configuration file without dropping a connection: with 1,000
 //! connections open, a new JWT key and a smaller frame limit take effect while every
 //! connection stays served; a configuration that does not load is rejected with a log
-//! line and the previous one stays in force.
+//! line and the previous one stays in force. The log says what changed, key by key
+//! with old and new values (keys by id, never a secret), and which changes wait for
+//! a restart; nothing about what did not change.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod util;
@@ -54,16 +56,27 @@ fn handshake(addr: std::net::SocketAddr, token: &str) -> Result<(), u16> {
     }
 }
 
-fn wait_for_log(d: &Daemon, needle: &str, seen: &mut Vec<String>) -> bool {
+/// Sends SIGHUP and returns the log lines up to and including the reload's outcome
+/// ("configuration reloaded" or "reload rejected").
+fn reload(d: &Daemon) -> Vec<String> {
+    d.signal(libc::SIGHUP);
+    let mut lines = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        seen.extend(d.log_lines());
-        if seen.iter().any(|l| l.contains(needle)) {
-            return true;
+        for l in d.log_lines() {
+            let done = l.contains("configuration reloaded") || l.contains("reload rejected");
+            lines.push(l);
+            if done {
+                return lines;
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    false
+    panic!("no reload outcome logged: {lines:#?}");
+}
+
+fn has(lines: &[String], parts: &[&str]) -> bool {
+    lines.iter().any(|l| parts.iter().all(|p| l.contains(p)))
 }
 
 #[test]
@@ -76,18 +89,69 @@ fn sighup_applies_new_keys_and_limits_and_keeps_every_connection() {
         .collect();
     assert!(handshake(addr, &token_for("new", NEW_SECRET)).is_err());
 
-    // A new key and a smaller frame limit.
-    let reloaded = base.replace(
-        "[[auth.keys]]",
-        &format!("[limits]\nmax_frame_bytes = 4096\n[[auth.keys]]\nkid = \"new\"\nsecret = {NEW_SECRET:?}\n[[auth.keys]]"),
-    );
-    std::fs::write(daemon.config_path(), reloaded).unwrap();
-    daemon.signal(libc::SIGHUP);
-    let mut log = Vec::new();
+    // A new key and a smaller frame limit, and a drain timeout (restart only).
+    let reloaded = base
+        .replace(
+            "[[auth.keys]]",
+            &format!("[limits]\nmax_frame_bytes = 4096\n[[auth.keys]]\nkid = \"new\"\nsecret = {NEW_SECRET:?}\n[[auth.keys]]"),
+        )
+        .replace("drain_timeout = \"3s\"", "drain_timeout = \"4s\"");
+    assert_ne!(reloaded, base);
+    std::fs::write(daemon.config_path(), &reloaded).unwrap();
+    let log = reload(&daemon);
+    // What changed, key by key, and nothing else.
     assert!(
-        wait_for_log(&daemon, "configuration reloaded", &mut log),
+        has(
+            &log,
+            &[
+                "INFO",
+                "configuration changed",
+                "key=limits.max_frame_bytes old=\"1048576\" new=\"4096\""
+            ]
+        ),
         "{log:#?}"
     );
+    assert!(
+        has(
+            &log,
+            &[
+                "configuration changed",
+                "key=auth.keys ",
+                "\\\"new\\\", \\\"test\\\""
+            ]
+        ),
+        "{log:#?}"
+    );
+    assert!(
+        has(
+            &log,
+            &[
+                "WARN",
+                "only after a restart",
+                "key=shutdown.drain_timeout old=\"3s\" new=\"4s\""
+            ]
+        ),
+        "{log:#?}"
+    );
+    assert!(
+        has(
+            &log,
+            &[
+                "configuration reloaded",
+                "changed=2",
+                "waiting_for_restart=1"
+            ]
+        ),
+        "{log:#?}"
+    );
+    let changed: Vec<&String> = log.iter().filter(|l| l.contains("key=")).collect();
+    assert_eq!(changed.len(), 3, "{changed:#?}");
+    for l in &log {
+        assert!(
+            !l.contains(NEW_SECRET) && !l.contains(util::TEST_SECRET),
+            "a secret in the log: {l}"
+        );
+    }
 
     for (i, c) in conns.iter_mut().enumerate() {
         c.ping(10 + i as u32, b"still here");
@@ -100,11 +164,35 @@ fn sighup_applies_new_keys_and_limits_and_keeps_every_connection() {
     victim.send(util::kind::PING, 99, &big);
     victim.expect_error_then_eof(102, REPLY_TIMEOUT);
 
+    // The same file again: nothing new is in force, the restart-only change still
+    // waits.
+    let log = reload(&daemon);
+    assert!(
+        has(
+            &log,
+            &[
+                "configuration reloaded",
+                "changed=0",
+                "waiting_for_restart=1"
+            ]
+        ),
+        "{log:#?}"
+    );
+    assert!(!has(&log, &["INFO", "configuration changed"]), "{log:#?}");
+
     // A file that does not load changes nothing.
     std::fs::write(daemon.config_path(), format!("{base}\nno_such_key = 1\n")).unwrap();
-    daemon.signal(libc::SIGHUP);
+    let log = reload(&daemon);
+    assert!(has(&log, &["reload rejected"]), "{log:#?}");
+    // Nor does one a start would refuse (here: a secret file that is not there),
+    // as `check-config` would.
+    let missing = format!(
+        "{base}[[auth.keys]]\nkid = \"gone\"\nsecret_file = \"/nonexistent/switchboard.key\"\n"
+    );
+    std::fs::write(daemon.config_path(), missing).unwrap();
+    let log = reload(&daemon);
     assert!(
-        wait_for_log(&daemon, "reload rejected", &mut log),
+        has(&log, &["reload rejected", "/nonexistent/switchboard.key"]),
         "{log:#?}"
     );
     assert_eq!(handshake(addr, &token_for("new", NEW_SECRET)), Ok(()));

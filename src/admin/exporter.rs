@@ -151,7 +151,7 @@ impl Exporter {
             let mut me = enc.encode_descriptor(
                 "connections_closed",
                 "Connections closed, by reason (an error code's name, or peer_closed, \
-                 io_error, server, shutdown).",
+                 io_error, server, shutdown, client_bye).",
                 None,
                 Counter,
             )?;
@@ -273,15 +273,16 @@ impl Exporter {
         {
             let mut me = enc.encode_descriptor(
                 "reactor_loop_lag_seconds",
-                "Longest reactor loop turn (time handling events between two polls) since \
-                 the previous scrape: how late the reactor could be for any socket.",
+                "Reactor loop turns by duration (time handling events between two polls): \
+                 how late the reactor could be for any socket.",
                 None,
-                Gauge,
+                MetricType::Histogram,
             )?;
             for (i, r) in self.0.reactors.iter().enumerate() {
                 let labels = [("reactor", i.to_string())];
+                let (sum, count, buckets) = histogram_values(&[&r.loop_lag]);
                 me.encode_family(&labels)?
-                    .encode_gauge(&(r.loop_lag_max_us.take() as f64 / 1e6))?;
+                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
             }
         }
         {
@@ -478,7 +479,7 @@ impl Exporter {
         {
             let mut me = enc.encode_descriptor(
                 "conversations",
-                "Conversations by state.",
+                "Open conversations by state (queued, assigned).",
                 None,
                 MetricType::Gauge,
             )?;
@@ -487,6 +488,12 @@ impl Exporter {
                 me.encode_family(&labels)?.encode_gauge(&g.get())?;
             }
         }
+        counter(
+            enc,
+            "conversations_closed",
+            "Conversations closed since the daemon started.",
+            r.conversations_closed.get(),
+        )?;
         let lengths = r
             .queue_lengths
             .lock()
@@ -572,6 +579,14 @@ fn histogram(
     help: &str,
     parts: &[&LatencyHistogram],
 ) -> Result<(), fmt::Error> {
+    let (sum, count, buckets) = histogram_values(parts);
+    enc.encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+}
+
+/// Sum (seconds), count and per-bucket counts (upper bound in seconds, not
+/// cumulative: the encoder accumulates) of [`LatencyHistogram`]s added together.
+fn histogram_values(parts: &[&LatencyHistogram]) -> (f64, u64, Vec<(f64, u64)>) {
     let mut buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_US
         .iter()
         .map(|us| (*us as f64 / 1e6, 0))
@@ -585,8 +600,7 @@ fn histogram(
         sum_us = sum_us.saturating_add(h.sum_us.get());
     }
     let count = buckets.iter().map(|b| b.1).sum();
-    enc.encode_descriptor(name, help, None, MetricType::Histogram)?
-        .encode_histogram::<NoLabelSet>(sum_us as f64 / 1e6, count, &buckets, None)
+    (sum_us as f64 / 1e6, count, buckets)
 }
 
 impl Collector for Exporter {
@@ -602,6 +616,16 @@ impl Collector for Exporter {
                 MetricType::Gauge,
             )?
             .encode_family(&labels)?
+            .encode_gauge(&1u64)?;
+        }
+        if !self.0.reactor_backend.is_empty() {
+            enc.encode_descriptor(
+                "reactor_backend_info",
+                "The reactors' I/O backend (reactor.backend, auto resolved): epoll or uring; the value is always 1.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_family(&[("backend", self.0.reactor_backend)])?
             .encode_gauge(&1u64)?;
         }
         gauge(
@@ -683,6 +707,10 @@ mod tests {
         );
         assert!(text.contains("switchboard_message_latency_seconds_bucket{le=\"0.005\"} 1\n"));
         assert!(text.contains("switchboard_build_info{version=\""));
+        assert!(
+            !text.contains("reactor_backend_info"),
+            "not exported before a backend is chosen"
+        );
         m.admin.evicted.add(2);
         let text = render(&m, true).unwrap();
         assert!(
@@ -692,5 +720,17 @@ mod tests {
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(types, helps);
+    }
+
+    #[test]
+    fn the_chosen_backend_is_an_info_gauge() {
+        let mut m = Metrics::new(1, 1);
+        m.reactor_backend = "uring";
+        let classic = render(&Arc::new(m), false).unwrap();
+        assert!(
+            classic.contains("# TYPE switchboard_reactor_backend_info gauge\n")
+                && classic.contains("switchboard_reactor_backend_info{backend=\"uring\"} 1\n"),
+            "{classic}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Why an `[assist]` section cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +18,7 @@ pub struct AssistConfigError {
 /// Agent assistants: FAQ auto-reply, canned-reply suggestions, spam and abuse filter.
 ///
 /// An assistant runs only when it is enabled **and** its file is set.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AssistConfig {
     /// FAQ auto-reply on/off. Default `true` (still off while `faq` is unset).

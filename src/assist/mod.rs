@@ -56,10 +56,15 @@ impl Libraries {
     /// Loads afresh for a reload, carrying canned-reply usage counts over from `old`.
     pub fn reload(cfg: &AssistConfig, old: &Libraries) -> Result<Self, LoadError> {
         let new = Self::load(cfg)?;
-        if let (Some(n), Some(o)) = (&new.canned, &old.canned) {
+        new.carry_uses_from(old);
+        Ok(new)
+    }
+
+    /// Takes the canned-reply usage counts over from `old` (the set this one replaces).
+    pub fn carry_uses_from(&self, old: &Libraries) {
+        if let (Some(n), Some(o)) = (&self.canned, &old.canned) {
             n.carry_uses_from(o);
         }
-        Ok(new)
     }
 }
 

@@ -59,6 +59,17 @@ pub fn load_or_create(state_dir: &Path) -> io::Result<String> {
     }
 }
 
+/// Reads an existing `<state_dir>/dev-secret` without creating anything: `None` when
+/// there is none yet (a start would create it). Errors as [`load_or_create`] for a
+/// file that cannot be read or is too short.
+pub fn read_existing(state_dir: &Path) -> io::Result<Option<String>> {
+    match read(&path(state_dir)) {
+        Ok(secret) => Ok(Some(secret)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Checks that every listener binds a loopback address when the development secret is
 /// in use, i.e. when `config.auth.keys` is empty.
 ///
@@ -173,6 +184,19 @@ mod tests {
         assert_eq!(load_or_create(dir.path()).unwrap(), secret);
         std::fs::write(path(dir.path()), "short\n").unwrap();
         let err = load_or_create(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn read_existing_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        assert!(read_existing(&state).unwrap().is_none());
+        assert!(!state.exists(), "no directory made");
+        let made = load_or_create(&state).unwrap();
+        assert_eq!(read_existing(&state).unwrap(), Some(made));
+        std::fs::write(path(&state), "short").unwrap();
+        let err = read_existing(&state).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 

@@ -85,17 +85,37 @@ impl Verifier {
     /// Does not check listener addresses: the daemon also calls
     /// [`super::require_loopback_for_dev_secret`].
     pub fn from_config(config: &Config) -> Result<Self, AuthError> {
+        let dev = |state_dir: &Path| dev_secret::load_or_create(state_dir).map(Some);
+        let built = Self::build(config, dev)?;
+        built.ok_or_else(|| AuthError::DevSecret {
+            path: dev_secret::path(&config.state_dir),
+            source: std::io::ErrorKind::NotFound.into(),
+        })
+    }
+
+    /// As [`Verifier::from_config`] but creating nothing (for `check-config`): `None`
+    /// when the development secret would be used and does not exist yet. Secret
+    /// files and an existing development secret are read and checked all the same.
+    pub fn from_config_without_creating(config: &Config) -> Result<Option<Self>, AuthError> {
+        Self::build(config, dev_secret::read_existing)
+    }
+
+    fn build(
+        config: &Config,
+        dev_secret: impl FnOnce(&Path) -> std::io::Result<Option<String>>,
+    ) -> Result<Option<Self>, AuthError> {
         let auth = &config.auth;
         let mut keys = Vec::with_capacity(auth.keys.len().max(1));
         let mut dev = None;
         if auth.keys.is_empty() {
             let path = dev_secret::path(&config.state_dir);
-            let secret = dev_secret::load_or_create(&config.state_dir).map_err(|source| {
-                AuthError::DevSecret {
-                    path: path.clone(),
-                    source,
-                }
+            let secret = dev_secret(&config.state_dir).map_err(|source| AuthError::DevSecret {
+                path: path.clone(),
+                source,
             })?;
+            let Some(secret) = secret else {
+                return Ok(None);
+            };
             static WARN_ONCE: Once = Once::new();
             WARN_ONCE.call_once(|| {
                 tracing::warn!(
@@ -122,12 +142,12 @@ impl Verifier {
         validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.leeway = 0;
-        Ok(Self {
+        Ok(Some(Self {
             keys,
             leeway: auth.leeway.as_secs(),
             validation,
             dev_secret: dev,
-        })
+        }))
     }
 
     /// The development secret's path when it is the (only) key.

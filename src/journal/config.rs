@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::JournalError;
 use super::record::{SEAL_FRAME, frame_len};
 use super::segment::SEGMENT_HEADER_LEN;
 
 /// When appended records are forced to disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     /// An append is acknowledged only after `fdatasync` covers it; concurrent appends
@@ -26,7 +26,7 @@ pub enum FsyncPolicy {
 }
 
 /// What the daemon does when recovery finds damage (`journal.on_damage`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnDamage {
     /// Refuse to start, naming every damaged range and what it would cost
@@ -41,7 +41,7 @@ pub enum OnDamage {
 }
 
 /// Journal settings; embedded in the daemon's configuration as `[journal]`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
     /// Keep conversations in the journal (default `true`). Off: transcripts live in

@@ -200,16 +200,17 @@ impl Core {
         if grew {
             self.enforce_total(drv);
         }
-        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let s = self.stats();
-        s.pending_bytes.set(self.queued);
-        s.loops.inc();
-        s.loop_lag_max_us.max(us);
-        s.busy_us.add(us);
         if s.stall_ms.get() != 0 {
-            // Test hook (admin `/debug/stall`, only with SWITCHBOARD_TEST_HOOKS=1).
+            // Test hook (admin `/debug/stall`, only with SWITCHBOARD_TEST_HOOKS=1): a
+            // turn stuck this long, measured as one.
             std::thread::sleep(Duration::from_millis(s.stall_ms.take()));
         }
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        s.pending_bytes.set(self.queued);
+        s.loops.inc();
+        s.loop_lag.observe_us(us);
+        s.busy_us.add(us);
     }
 
     /// Applies the connection limits to a new connection from `peer`; on refusal the
@@ -1188,6 +1189,11 @@ impl Core {
                                 self.close_with(drv, slot, reason, farewell);
                             }
                         }
+                    }
+                }
+                Command::ClientBye { conn } => {
+                    if let Some(slot) = self.slot_of_id(conn) {
+                        self.close_with(drv, slot, CloseReason::ClientBye, None);
                     }
                 }
                 Command::StopInput(ack) => {

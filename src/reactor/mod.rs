@@ -22,6 +22,14 @@ use crate::ops::limits::{AcceptBucket, ConnLimits};
 
 pub(crate) use conn::ListenerKind;
 pub(crate) use listen::bind_group;
+pub(crate) use sys::Chosen as Backend;
+
+/// Resolves `reactor.backend` (`auto` probes the kernel once per process; with `log`
+/// the choice and its reason are logged). An explicit `uring` on a kernel that lacks
+/// a feature is an error saying which.
+pub(crate) fn resolve_backend(want: crate::config::Backend, log: bool) -> io::Result<Backend> {
+    sys::choose(want, log)
+}
 
 /// How workers and the server reach one reactor.
 #[derive(Debug, Clone)]
@@ -56,9 +64,14 @@ enum PendingIo {
     Uring(Arc<sys::uring::EventFd>),
 }
 
-/// Creates the poller, waker and command queue of reactor `id`.
-pub(crate) fn prepare(id: u16, config: &Config) -> io::Result<(Pending, ReactorHandle)> {
-    let (io, waker) = match sys::choose(config.reactor.backend, id == 0)? {
+/// Creates the poller, waker and command queue of reactor `id` on `backend` (see
+/// [`resolve_backend`]).
+pub(crate) fn prepare(
+    id: u16,
+    config: &Config,
+    backend: Backend,
+) -> io::Result<(Pending, ReactorHandle)> {
+    let (io, waker) = match backend {
         sys::Chosen::Epoll => {
             let poll = mio::Poll::new()?;
             let waker = mio::Waker::new(poll.registry(), sys::epoll::WAKER)?;

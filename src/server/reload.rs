@@ -42,23 +42,27 @@ pub enum ReloadError {
 /// What a reload did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadReport {
-    /// Sections whose new values are in force.
-    pub applied: Vec<&'static str>,
-    /// Keys that changed but take effect only after a restart (ignored now).
-    pub need_restart: Vec<&'static str>,
+    /// Every key whose value differs from the configuration in force, with its old
+    /// and new value (never a secret) and whether it waits for a restart; empty when
+    /// the file says what is in force. Secret files and assistant libraries are read
+    /// again on every reload whatever this says.
+    pub changes: Vec<super::ConfigChange>,
 }
 
-/// Session settings from a configuration.
-pub(crate) fn session_settings(config: &Config) -> Result<SessionSettings, StartError> {
-    Ok(SessionSettings {
-        verifier: crate::auth::Verifier::from_config(config)?,
+/// Session settings from a configuration and the verifier built from it.
+pub(crate) fn session_settings(
+    config: &Config,
+    verifier: crate::auth::Verifier,
+) -> SessionSettings {
+    SessionSettings {
+        verifier,
         heartbeat_ms: super::millis_u32(config.heartbeat.interval),
         idle_timeout_ms: super::millis_u32(config.heartbeat.idle_timeout),
         max_frame: config.limits.max_frame_bytes,
         shards: config.worker_threads(),
         max_replay: u64::from(config.journal.max_replay),
         max_record: (config.journal.enabled).then_some(config.journal.max_record_bytes as usize),
-    })
+    }
 }
 
 /// Router settings from a configuration.
@@ -100,33 +104,25 @@ fn live_limits(config: &Config) -> LiveLimits {
     }
 }
 
-/// The keys that differ between `old` and `new` but only apply at start.
-fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    let mut check = |differs: bool, key: &'static str| {
-        if differs {
-            v.push(key);
-        }
+/// The configuration in force after reloading `new` over `current`: `new`, but the
+/// keys that apply only at start keep their `current` values (see
+/// [`super::changes::needs_restart`]).
+fn in_force(current: &Config, new: &Config) -> Config {
+    let mut next = new.clone();
+    next.state_dir = current.state_dir.clone();
+    next.listeners = current.listeners.clone();
+    next.reactor = current.reactor.clone();
+    next.workers = current.workers.clone();
+    next.shutdown = current.shutdown.clone();
+    next.log.format = current.log.format;
+    next.admin = current.admin.clone();
+    next.journal = crate::config::JournalConfig {
+        max_replay: new.journal.max_replay,
+        ..current.journal.clone()
     };
-    check(old.state_dir != new.state_dir, "state_dir");
-    check(old.listeners != new.listeners, "listeners");
-    check(old.reactor != new.reactor, "reactor");
-    check(old.workers != new.workers, "workers");
-    check(old.shutdown != new.shutdown, "shutdown");
-    check(old.log.format != new.log.format, "log.format");
-    check(old.admin != new.admin, "admin");
-    let journal = |c: &Config| {
-        let mut j = c.journal.clone();
-        j.max_replay = 0;
-        j
-    };
-    check(journal(old) != journal(new), "journal");
-    check(
-        old.limits.accept_rate != new.limits.accept_rate
-            || old.limits.accept_burst != new.limits.accept_burst,
-        "limits.accept_rate, limits.accept_burst",
-    );
-    v
+    next.limits.accept_rate = current.limits.accept_rate;
+    next.limits.accept_burst = current.limits.accept_burst;
+    next
 }
 
 impl Server {
@@ -135,18 +131,21 @@ impl Server {
     /// connections stay; new limits apply to what they do from now on. Fails, changing
     /// nothing, if `new` does not validate.
     pub fn reload(&self, new: &Config) -> Result<ReloadReport, ReloadError> {
-        new.validate().map_err(StartError::from)?;
-        crate::auth::require_loopback_for_dev_secret(new).map_err(StartError::from)?;
-        let sessions = session_settings(new)?;
-        let live = &self.live;
-        let libraries = {
-            let old = live.libraries.lock().unwrap_or_else(|e| e.into_inner());
-            crate::assist::Libraries::reload(&new.assist, &old).map_err(StartError::from)?
+        // What `check-config` and a start would refuse, a reload refuses too.
+        let checked = super::preflight::check(new)?;
+        let verifier = match checked.verifier {
+            Some(v) => v,
+            // The development secret of a new `state_dir` (not in force before a
+            // restart, but this is what a start creates).
+            None => crate::auth::Verifier::from_config(new).map_err(StartError::from)?,
         };
+        let sessions = session_settings(new, verifier);
+        let live = &self.live;
+        let libraries = checked.libraries;
+        libraries.carry_uses_from(&live.libraries.lock().unwrap_or_else(|e| e.into_inner()));
         let mut current = live.config.lock().unwrap_or_else(|e| e.into_inner());
-        let mut report = ReloadReport {
-            need_restart: restart_only(&current, new),
-            ..ReloadReport::default()
+        let report = ReloadReport {
+            changes: super::changes::changes(&current, new),
         };
         // A changed worker count would change the shard of every conversation.
         let sessions = SessionSettings {
@@ -154,7 +153,6 @@ impl Server {
             ..sessions
         };
         *live.sessions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sessions);
-        report.applied.push("auth");
         let limits = live_limits(new);
         self.metrics.pending_limit.set(limits.max_pending_total);
         for r in live.reactors.iter() {
@@ -162,7 +160,6 @@ impl Server {
                 r.wake();
             }
         }
-        report.applied.extend(["limits", "heartbeat"]);
         let settings = ShardSettings {
             journal: current.journal.enabled,
             ..shard_settings(new)
@@ -176,7 +173,6 @@ impl Server {
         if let Some(router) = &live.router {
             let _ = router.send(RouterMsg::Settings(router_settings(new)));
         }
-        report.applied.push("routing");
         for (shard, q) in live.shards.iter().enumerate() {
             let _ = q.send(ShardMsg::Assist {
                 shard,
@@ -185,24 +181,52 @@ impl Server {
             });
         }
         *live.libraries.lock().unwrap_or_else(|e| e.into_inner()) = libraries;
-        report.applied.push("assist");
         live.conn_limits.set(&new.limits);
-        // Keep the restart-only values in force, take the rest.
-        let mut next = new.clone();
-        next.state_dir = current.state_dir.clone();
-        next.listeners = current.listeners.clone();
-        next.reactor = current.reactor.clone();
-        next.workers = current.workers.clone();
-        next.shutdown = current.shutdown.clone();
-        next.log.format = current.log.format;
-        next.admin = current.admin.clone();
-        next.journal = crate::config::JournalConfig {
-            max_replay: new.journal.max_replay,
-            ..current.journal.clone()
-        };
-        next.limits.accept_rate = current.limits.accept_rate;
-        next.limits.accept_burst = current.limits.accept_burst;
-        *current = next;
+        *current = in_force(&current, new);
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::server::changes::changes;
+
+    /// What the reload keeps from the configuration in force is exactly what the
+    /// reload log says waits for a restart.
+    #[test]
+    fn what_stays_in_force_is_what_is_reported_as_restart_only() {
+        let current = Config::default();
+        let mut new = current.clone();
+        new.state_dir = "/elsewhere".into();
+        new.listeners.client.backlog = 7;
+        new.listeners.echo = Some(new.listeners.client.clone());
+        new.listeners.echo.as_mut().unwrap().addr.set_port(7709);
+        new.reactor.threads = 3;
+        new.workers.queue_depth = 9;
+        new.shutdown.drain_timeout = Duration::from_secs(9);
+        new.log.format = crate::config::LogFormat::Json;
+        new.log.level = "debug".into();
+        new.admin.max_connections = 9;
+        new.journal.fsync_interval = Duration::from_millis(9);
+        new.journal.max_replay = 9;
+        new.limits.accept_rate = 9;
+        new.limits.accept_burst = 9;
+        new.limits.max_frame_bytes = 9000;
+        new.heartbeat.interval = Duration::from_secs(9);
+        new.routing.typing_interval = Duration::from_secs(9);
+        new.assist.rate_burst = 9;
+        new.auth.leeway = Duration::from_secs(9);
+        let next = in_force(&current, &new);
+        let applied = changes(&current, &next);
+        let waiting = changes(&next, &new);
+        assert!(applied.iter().all(|c| !c.restart), "{applied:#?}");
+        assert!(waiting.iter().all(|c| c.restart), "{waiting:#?}");
+        assert_eq!(applied.len(), 7, "{applied:#?}");
+        assert_eq!(waiting.len(), 12, "{waiting:#?}");
+        // And together they are everything that differs.
+        assert_eq!(changes(&current, &new).len(), applied.len() + waiting.len());
     }
 }

@@ -22,9 +22,6 @@ use crate::journal::{JournalReader, Location};
 use crate::protocol::messages::{self, Entry, Msg, role};
 use crate::protocol::{ErrorCode, Kind};
 
-/// Index of "closed" in [`crate::metrics::CONVERSATION_STATES`].
-const CLOSED_GAUGE: usize = 2;
-
 /// The `Close` reason of a conversation closed for `routing.inactivity_close`.
 pub(crate) const INACTIVE: &str = "inactive";
 
@@ -261,8 +258,8 @@ pub(crate) struct Shard {
     held: ServerMap<u64, Vec<Held>>,
     /// The highest conversation id a `Reserved` record (salvage) took.
     reserved_max: u64,
-    /// Closed conversations in memory, summed over shards (a metric; optional so
-    /// tests need none).
+    /// Where conversations closed are counted (`conversations_closed`, summed over
+    /// shards; optional so tests need none).
     closed: Option<std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::RouterMetrics>>>,
     /// Reads entries that left memory back from the journal (`None`: no journal, so
     /// every entry stays in memory).
@@ -627,31 +624,13 @@ impl Shard {
         self.assist.metrics = Some(metrics);
     }
 
-    /// Counts this shard's closed conversations in `metrics.conversations[closed]`.
+    /// Counts the conversations this shard closes from now on in
+    /// `metrics.conversations_closed` (restored ones are not counted again).
     pub fn count_closed_in(
         &mut self,
         metrics: std::sync::Arc<crossbeam_utils::CachePadded<crate::metrics::RouterMetrics>>,
     ) {
-        let n = self
-            .convs
-            .values()
-            .filter(|c| c.state == State::Closed)
-            .count();
-        if let Some(g) = metrics.conversations.get(CLOSED_GAUGE) {
-            g.add(n as u64);
-        }
         self.closed = Some(metrics);
-    }
-
-    /// Adds `delta` to the closed-conversations gauge.
-    fn closed_changed(&self, up: bool, n: u64) {
-        if let Some(g) = self
-            .closed
-            .as_ref()
-            .and_then(|m| m.conversations.get(CLOSED_GAUGE))
-        {
-            if up { g.add(n) } else { g.sub(n) }
-        }
     }
 
     /// Entry `seq` of `conversation` is durable at `at`.
@@ -697,7 +676,6 @@ impl Shard {
         // transcript length to go back to; the rest of the state comes from the oldest
         // one that copied it (the batches before it only appended).
         let mut done: ServerMap<u64, (bool, bool)> = ServerMap::default();
-        let mut reopened = 0;
         self.pending.clear();
         for ((_, id), undo) in std::mem::take(&mut self.undo) {
             let (truncated, restored) = done.entry(id).or_insert((false, false));
@@ -716,15 +694,12 @@ impl Shard {
                         *truncated = true;
                     }
                     if !*restored && let Some(fields) = u.fields {
-                        let was_closed = c.state == State::Closed;
                         fields.apply(c);
-                        reopened += u64::from(was_closed && c.state != State::Closed);
                         *restored = true;
                     }
                 }
             }
         }
-        self.closed_changed(false, reopened);
         self.log.clear();
     }
 
@@ -755,7 +730,6 @@ impl Shard {
         for id in &ids {
             self.convs.remove(id);
         }
-        self.closed_changed(false, ids.len() as u64);
         ids
     }
 
@@ -1439,7 +1413,10 @@ impl Shard {
         })
         .to_frame(0);
         c.to_participants(out, None, frame);
-        self.closed_changed(true, 1);
+        // A counter: a close a journal failure takes back stays counted.
+        if let Some(m) = &self.closed {
+            m.conversations_closed.inc();
+        }
         out.push(Effect::Router(RouterMsg::Closed { conversation }));
         self.log_entry(conversation, 0);
     }

@@ -309,7 +309,7 @@ pub(crate) fn spawn_router(
                     published = Instant::now();
                     let (online, queued, assigned, queues) = router.gauges();
                     stats.agents_online.set(online as u64);
-                    let [q, a, _closed] = &stats.conversations;
+                    let [q, a] = &stats.conversations;
                     q.set(queued as u64);
                     a.set(assigned as u64);
                     stats.set_queue_lengths(queues);

@@ -610,14 +610,7 @@ impl Sessions {
                 Ok(())
             }
             (State::Established(_), Some(Kind::Bye)) => {
-                out.push(Effect::Conn(
-                    conn,
-                    Command::Close {
-                        conn,
-                        code: None,
-                        farewell: None,
-                    },
-                ));
+                out.push(Effect::Conn(conn, Command::ClientBye { conn }));
                 Ok(())
             }
             (State::Established(Live { principal: id, .. }), Some(kind)) if kind.is_request() => {

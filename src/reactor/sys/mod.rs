@@ -80,6 +80,16 @@ pub(crate) enum Chosen {
     Uring,
 }
 
+impl Chosen {
+    /// The name an operator sees (log field, metric label): `epoll` or `uring`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Epoll => "epoll",
+            Self::Uring => "uring",
+        }
+    }
+}
+
 /// Resolves the configured backend. `auto` probes the kernel once per process and
 /// logs (when `log` is set) which backend it picked and why; an explicit `uring` on a
 /// kernel without the features is an error.
