@@ -945,7 +945,16 @@ mod model {
                             Record { conversation: seq % 5, seq, time_ms: seq, kind: 2,
                                      body: Bytes::from(vec![(seq % 251) as u8; n]) }
                         }).collect();
-                        if let Ok(locs) = append(&j, batch.clone()) {
+                        // A submission bigger than a segment is refused up front:
+                        // nothing acknowledged, nothing written.
+                        let (tx, rx) = crossbeam_channel::unbounded();
+                        match j.handle.append(batch.clone(), 77, &tx) {
+                            Err(AppendError::BatchTooLarge { .. }) => continue,
+                            Err(e) => prop_assert!(false, "append refused: {}", e),
+                            Ok(()) => {}
+                        }
+                        let answer = rx.recv_timeout(Duration::from_secs(10)).unwrap().result;
+                        if let Ok(locs) = answer {
                             for (r, at) in batch.into_iter().zip(locs) {
                                 prop_assert_eq!(&j.reader.read(at).unwrap(), &r);
                                 acked.push((r, at));
