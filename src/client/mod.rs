@@ -200,6 +200,70 @@ impl Client {
         Ok(client_msg_id)
     }
 
+    /// Posts a private note (agents and bots; PROTOCOL.md `Note`) to `conversation`
+    /// without waiting, and returns its `client_msg_id`, like
+    /// [`send_text`](Self::send_text). The conversation's other staff connections get
+    /// it as a `Deliver` flagged `PRIVATE`; visitors never see it.
+    pub fn note(&mut self, conversation: u64, body: &str) -> Result<u64, ClientError> {
+        self.client_msg_id = self.client_msg_id.wrapping_add(1);
+        let client_msg_id = self.client_msg_id;
+        self.post(messages::Note {
+            conversation,
+            client_msg_id,
+            body: body.to_owned(),
+        })?;
+        Ok(client_msg_id)
+    }
+
+    /// Asks to be told the availability of `group` (empty: the user's own groups)
+    /// from now on: `Availability` messages arrive through [`recv`](Self::recv), the
+    /// first at once with every group this connection watches. Returns the request
+    /// id (an `Error` carrying it means the server refused, e.g. 429 past
+    /// `MAX_WATCHED` groups).
+    pub fn watch(&mut self, group: &str) -> Result<u32, ClientError> {
+        self.post(messages::Watch {
+            group: group.to_owned(),
+        })
+    }
+
+    /// Admins: one page of the tenant's conversations matching `query`, waiting up to
+    /// `timeout`. Ask again with `after = page.next_after` while `page.more`.
+    pub fn list_conversations(
+        &mut self,
+        query: messages::ListConversations,
+        timeout: Duration,
+    ) -> Result<messages::ConversationList, ClientError> {
+        let request_id = self.post(query)?;
+        match self.wait_reply(request_id, timeout)? {
+            Msg::ConversationList(page) => Ok(page),
+            other => Err(ClientError::UnexpectedReply {
+                request_id,
+                got: other.kind(),
+            }),
+        }
+    }
+
+    /// Admins: ends every session of `user` (same tenant), each closed with 206
+    /// carrying `reason`; returns how many there were.
+    pub fn disconnect_user(
+        &mut self,
+        user: &str,
+        reason: &str,
+        timeout: Duration,
+    ) -> Result<u32, ClientError> {
+        let request_id = self.post(messages::Disconnect {
+            user: user.to_owned(),
+            reason: reason.to_owned(),
+        })?;
+        match self.wait_reply(request_id, timeout)? {
+            Msg::Disconnected(d) => Ok(d.sessions),
+            other => Err(ClientError::UnexpectedReply {
+                request_id,
+                got: other.kind(),
+            }),
+        }
+    }
+
     /// Sends `msg` and waits up to `timeout` for the reply carrying its request id.
     /// Messages that arrive meanwhile are queued for [`recv`](Self::recv). An `Error`
     /// reply is [`ClientError::Server`]; so is a `Bye` or closing `Error` that ends
@@ -579,7 +643,7 @@ fn checked_frame(msg: &Msg, request_id: u32, max_frame: u32) -> Result<bytes::By
 fn expects_reply(kind: Kind) -> bool {
     !matches!(
         kind,
-        Kind::Pong | Kind::Bye | Kind::Typing | Kind::Receipt | Kind::Presence
+        Kind::Pong | Kind::Bye | Kind::Typing | Kind::Receipt | Kind::Presence | Kind::Watch
     )
 }
 
