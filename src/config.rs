@@ -305,7 +305,14 @@ pub struct AdminConfig {
     /// one whose answer is not taken within it again.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// Groups that get a `group` label value of their own in the per-group
+    /// conversation metrics; later groups are counted as `group="_other"` (the label
+    /// set stays bounded however many groups tokens name).
+    pub metric_groups: usize,
 }
+
+/// Default of `admin.metric_groups`.
+pub const DEFAULT_METRIC_GROUPS: usize = 64;
 
 impl Default for AdminConfig {
     fn default() -> Self {
@@ -315,6 +322,7 @@ impl Default for AdminConfig {
             max_connections: 64,
             max_request_bytes: 8192,
             read_timeout: Duration::from_secs(5),
+            metric_groups: DEFAULT_METRIC_GROUPS,
         }
     }
 }

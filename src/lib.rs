@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 mod clock;
 pub mod config;
+pub mod conversation_metrics;
 mod fasthash;
 pub mod frame;
 pub mod handoff;

@@ -378,6 +378,9 @@ pub struct RouterMetrics {
     pub conversations: [Gauge; CONVERSATION_STATES.len()],
     /// Conversations closed since start (written by the conversation shards).
     pub conversations_closed: Counter,
+    /// Per-group conversation figures (opened, abandoned, queue wait, first reply,
+    /// ratings), written by the router and the shards.
+    pub by_group: crate::conversation_metrics::ConversationMetrics,
     /// Queue length per (tenant, group): replaced wholesale by the router at most a few
     /// times a second (a snapshot, not touched on the message path).
     pub queue_lengths: Mutex<Vec<(String, String, u64)>>,

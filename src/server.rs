@@ -233,6 +233,11 @@ impl Server {
             libraries: std::sync::Mutex::new(libraries.clone()),
         };
         let mut router = Router::new(reload::router_settings(config));
+        metrics
+            .router
+            .by_group
+            .set_max_groups(config.admin.metric_groups);
+        router.count_in(metrics.router.clone());
         let shard_settings = reload::shard_settings(config);
         let mut shards: Vec<Shard> = (0..n_workers)
             .map(|_| {

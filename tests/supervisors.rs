@@ -5,6 +5,7 @@
 //! availability sent only to connections that asked with `Watch`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod ops_http;
 mod util;
 
 use std::time::{Duration, SystemTime};
@@ -35,6 +36,11 @@ impl Setup {
             verifier,
             _dir: dir,
         }
+    }
+
+    fn metrics(&self) -> String {
+        let admin = self.server.as_ref().unwrap().admin_addr().unwrap();
+        ops_http::get(admin, "/metrics").body
     }
 
     fn connect(&self, sub: &str, role: &str, tenant: &str, groups: &[&str]) -> Client {
@@ -451,4 +457,52 @@ fn availability_goes_to_connections_that_watch_and_follows_the_agents() {
         visitor.watch(&"g".repeat(1025)),
         Err(ClientError::Invalid(_))
     ));
+}
+
+#[test]
+fn per_group_figures_count_openings_first_replies_and_ratings() {
+    let s = Setup::start();
+    let mut agent = s.connect("a1", "agent", "acme", &["support"]);
+    let mut visitor = s.connect("v1", "visitor", "acme", &[]);
+    let conversation = open_assigned(&mut visitor, &mut agent, "hello?");
+    agent.note(conversation, "a note is no reply").unwrap();
+    agent.send_text(conversation, "hi, how can I help").unwrap();
+    agent
+        .send_text(conversation, "a second reply is not measured")
+        .unwrap();
+    agent
+        .post(messages::Close {
+            conversation,
+            seq: 0,
+            reason: "done".into(),
+        })
+        .unwrap();
+    let mut seen = Vec::new();
+    until(&mut visitor, &mut seen, |m| match m {
+        Msg::Close(_) => Some(()),
+        _ => None,
+    });
+    visitor
+        .post(messages::Rate {
+            score: 4,
+            conversation,
+            comment: String::new(),
+        })
+        .unwrap();
+    // The rating has no reply: wait for it in the metrics.
+    assert!(util::wait_until(WAIT, || s.metrics().contains(
+        "switchboard_conversation_rating_count{group=\"support\"} 1\n"
+    )));
+    let text = s.metrics();
+    for line in [
+        "switchboard_conversations_opened_total{group=\"support\"} 1\n",
+        "switchboard_conversations_abandoned_total{group=\"support\"} 0\n",
+        "switchboard_conversation_first_reply_seconds_count{group=\"support\"} 1\n",
+        "switchboard_conversation_queue_wait_seconds_count{group=\"support\"} 1\n",
+        "switchboard_conversation_queue_wait_seconds_sum{group=\"support\"} 0.0\n",
+        "switchboard_conversation_rating_sum{group=\"support\"} 4.0\n",
+        "switchboard_metric_groups_folded_total 0\n",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
 }

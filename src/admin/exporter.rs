@@ -10,6 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::conversation_metrics::{GroupFigures, WAIT_BUCKETS_S, WaitHistogram};
 use crate::handoff::CloseReason;
 use crate::metrics::{
     CONVERSATION_STATES, CUT_CAUSES, Counter, KIND_SLOTS, KindCounts, LATENCY_BUCKETS_US,
@@ -494,6 +495,7 @@ impl Exporter {
             "Conversations closed since the daemon started.",
             r.conversations_closed.get(),
         )?;
+        self.by_group(enc)?;
         let lengths = r
             .queue_lengths
             .lock()
@@ -510,6 +512,91 @@ impl Exporter {
             me.encode_family(&labels)?.encode_gauge(&n)?;
         }
         Ok(())
+    }
+
+    /// The per-group conversation figures (`admin.metric_groups` bounds the labels).
+    fn by_group(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let m = &self.0.router.by_group;
+        let groups = m.snapshot();
+        let counters: [Family<u64>; 2] = [
+            (
+                "conversations_opened",
+                "Conversations opened (their first message stored), by group.",
+                |g| g.opened.get(),
+            ),
+            (
+                "conversations_abandoned",
+                "Queued conversations closed because their visitor left for longer than routing.visitor_grace, by group.",
+                |g| g.abandoned.get(),
+            ),
+        ];
+        for (name, help, pick) in counters {
+            let mut me = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (group, g) in &groups {
+                me.encode_family(&[("group", group.as_str())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&pick(g), None)?;
+            }
+        }
+        let waits: [WaitFamily; 2] = [
+            (
+                "conversation_queue_wait_seconds",
+                "Time a conversation waited in its group's queue before an agent or bot took it.",
+                |g| &g.queue_wait,
+            ),
+            (
+                "conversation_first_reply_seconds",
+                "Time from a conversation's first message to the first message of an agent or bot.",
+                |g| &g.first_reply,
+            ),
+        ];
+        for (name, help, pick) in waits {
+            let mut me = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for (group, g) in &groups {
+                let h = pick(g);
+                let buckets: Vec<(f64, u64)> = WAIT_BUCKETS_S
+                    .iter()
+                    .map(|s| *s as f64)
+                    .chain(std::iter::once(f64::INFINITY))
+                    .zip(h.buckets.iter().map(Counter::get))
+                    .collect();
+                let count = buckets.iter().map(|b| b.1).sum();
+                me.encode_family(&[("group", group.as_str())])?
+                    .encode_histogram::<NoLabelSet>(
+                        h.sum_ms.get() as f64 / 1e3,
+                        count,
+                        &buckets,
+                        None,
+                    )?;
+            }
+        }
+        {
+            let mut me = enc.encode_descriptor(
+                "conversation_rating",
+                "Visitors' ratings of closed conversations (1 to 5), by group.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (group, g) in &groups {
+                let buckets: Vec<(f64, u64)> = (1..=5)
+                    .map(f64::from)
+                    .zip(g.ratings.iter().map(Counter::get))
+                    .chain(std::iter::once((f64::INFINITY, 0)))
+                    .collect();
+                let count = buckets.iter().map(|b| b.1).sum();
+                let sum: u64 = (1..=5u64)
+                    .zip(g.ratings.iter())
+                    .map(|(s, n)| s * n.get())
+                    .sum();
+                me.encode_family(&[("group", group.as_str())])?
+                    .encode_histogram::<NoLabelSet>(sum as f64, count, &buckets, None)?;
+            }
+        }
+        counter(
+            enc,
+            "metric_groups_folded",
+            "Conversation events counted as group=\"_other\" because more groups than admin.metric_groups were seen.",
+            m.folded.get(),
+        )
     }
 
     fn journal(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
@@ -571,6 +658,16 @@ impl Exporter {
         )
     }
 }
+
+/// A per-group metric family: name, help, and how to read it from a group's figures.
+type Family<T> = (&'static str, &'static str, fn(&GroupFigures) -> T);
+
+/// A per-group histogram family: name, help, and which histogram of a group's figures.
+type WaitFamily = (
+    &'static str,
+    &'static str,
+    for<'a> fn(&'a GroupFigures) -> &'a WaitHistogram,
+);
 
 /// One histogram summed over several per-thread [`LatencyHistogram`]s.
 fn histogram(
@@ -689,7 +786,33 @@ mod tests {
             .observe(Duration::from_millis(3));
         m.router
             .set_queue_lengths(vec![("acme".into(), "sales".into(), 4)]);
+        let sales = m.router.by_group.group("sales");
+        sales.opened.add(2);
+        sales.queue_wait.observe_ms(40_000);
+        sales.ratings[4].inc();
+        sales.ratings[1].inc();
         let text = render(&m, true).unwrap();
+        assert!(
+            text.contains("switchboard_conversations_opened_total{group=\"sales\"} 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("switchboard_conversations_opened_total{group=\"_other\"} 0\n"));
+        assert!(text.contains(
+            "switchboard_conversation_queue_wait_seconds_bucket{le=\"30.0\",group=\"sales\"} 0\n"
+        ), "{text}");
+        assert!(text.contains(
+            "switchboard_conversation_queue_wait_seconds_bucket{le=\"60.0\",group=\"sales\"} 1\n"
+        ));
+        assert!(
+            text.contains(
+                "switchboard_conversation_queue_wait_seconds_sum{group=\"sales\"} 40.0\n"
+            )
+        );
+        assert!(text.contains("switchboard_conversation_rating_count{group=\"sales\"} 2\n"));
+        assert!(text.contains("switchboard_conversation_rating_sum{group=\"sales\"} 7.0\n"));
+        assert!(
+            text.contains("switchboard_conversation_rating_bucket{le=\"2.0\",group=\"sales\"} 1\n")
+        );
         assert!(text.ends_with("# EOF\n"), "{text}");
         let classic = render(&m, false).unwrap();
         assert!(!classic.contains("# EOF"));

@@ -74,6 +74,9 @@ struct Conversation {
     agent_conns: Vec<ConnId>,
     state: State,
     rated: bool,
+    /// An agent or bot has written in it (the first such message was measured for
+    /// the first-reply metric).
+    answered: bool,
     /// The transcript; entry `i` has sequence number `i + 1`.
     events: Transcript,
     /// (sender, client message id) → sequence number, for idempotent `Send`.
@@ -110,6 +113,7 @@ impl Conversation {
             agent_conns: Vec::new(),
             state: State::Queued,
             rated: false,
+            answered: false,
             events: Transcript::default(),
             sent: SentIds::default(),
             typing: ClientMap::default(),
@@ -1359,6 +1363,15 @@ impl Shard {
                     return refuse(out, &from, ErrorCode::Conflict, conversation);
                 }
                 c.rated = true;
+                if let Some(m) = &self.closed
+                    && let Some(n) = m
+                        .by_group
+                        .group(&c.group)
+                        .ratings
+                        .get(usize::from(r.score).wrapping_sub(1))
+                {
+                    n.inc();
+                }
                 // A rating entry carries its score (1–5) in `content_type`.
                 c.append(Entry {
                     seq: 0,
@@ -1595,6 +1608,15 @@ impl Shard {
                     body,
                 });
                 c.sent.insert(&from.who.user, s.client_msg_id, seq);
+                if !note && !c.answered && super::is_staff_role(from.role) {
+                    c.answered = true;
+                    if let Some(m) = &self.closed {
+                        m.by_group
+                            .group(&c.group)
+                            .first_reply
+                            .observe_ms(now_ms.saturating_sub(c.opened_ms));
+                    }
+                }
                 if note {
                     to_both(out, &c.agent_conns, &[], Some(from.conn), frame);
                 } else {

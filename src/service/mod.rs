@@ -452,6 +452,11 @@ pub(crate) fn to_both(
     }
 }
 
+/// Agents and bots serve conversations.
+pub(crate) fn is_staff_role(r: u8) -> bool {
+    r == messages::role::AGENT || r == messages::role::BOT
+}
+
 /// Answers a request with an error; the connection stays open unless the code
 /// closes it.
 pub(crate) fn refuse(

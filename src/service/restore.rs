@@ -366,8 +366,10 @@ impl Shard {
             c.events.push_span(e.clone(), body.client_msg_id.max(1));
         } else {
             match Kind::from_u8(e.kind) {
-                Some(Kind::Send | Kind::Note) => {
+                Some(kind @ (Kind::Send | Kind::Note)) => {
                     c.sent.insert(&e.sender, body.client_msg_id, e.seq);
+                    c.answered |=
+                        kind == Kind::Send && crate::service::is_staff_role(e.sender_role);
                 }
                 Some(Kind::Assigned) => {
                     c.state = State::Assigned;

@@ -19,9 +19,14 @@ use std::collections::{BTreeSet, VecDeque};
 
 use super::availability::{Availability, WaitEstimate};
 use super::conversation::OpenConversation;
-use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all};
+use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, is_staff_role, refuse, to_all};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
 use crate::fasthash::{ClientMap, ServerMap};
 use crate::handoff::ConnId;
+use crate::metrics::RouterMetrics;
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::{self, Msg, presence, role};
 
@@ -129,11 +134,6 @@ impl User {
     }
 }
 
-/// Agents and bots serve conversations.
-fn is_staff_role(r: u8) -> bool {
-    r == role::AGENT || r == role::BOT
-}
-
 /// A group of a tenant: its queue, its agent/bot members, and the visitors who are
 /// told its availability.
 #[derive(Debug, Default)]
@@ -227,6 +227,8 @@ pub(crate) struct Router {
     /// When groups with a queue are next looked at again (availability).
     next_refresh_ms: u64,
     next_id: u64,
+    /// Where per-group figures are counted (`None` in tests that need none).
+    metrics: Option<Arc<CachePadded<RouterMetrics>>>,
 }
 
 impl Router {
@@ -243,7 +245,14 @@ impl Router {
             now_ms: 0,
             next_refresh_ms: 0,
             next_id: 1,
+            metrics: None,
         }
+    }
+
+    /// Counts per-group figures (opened, abandoned, queue waits) in `metrics` from
+    /// now on.
+    pub fn count_in(&mut self, metrics: Arc<CachePadded<RouterMetrics>>) {
+        self.metrics = Some(metrics);
     }
 
     /// Applies one message at time `now_ms` (milliseconds, any monotonic origin).
@@ -436,6 +445,9 @@ impl Router {
                 .get(&id)
                 .is_some_and(|c| c.agent.is_none() && !c.pending);
             if waiting {
+                if let (Some(m), Some(c)) = (&self.metrics, self.convs.get(&id)) {
+                    m.by_group.group(&c.group).abandoned.inc();
+                }
                 self.remove_from_queue(id, out);
                 self.convs.remove(&id);
                 if let Some(user) = self.user_mut(&who.tenant, &who.user) {
@@ -791,7 +803,17 @@ impl Router {
         };
         conv.pending = false;
         conv.since = now_ms;
-        if !self.try_assign(id, None, out) {
+        let figures = self.metrics.as_ref().map(|m| m.by_group.group(&conv.group));
+        if let Some(f) = &figures {
+            f.opened.inc();
+        }
+        if self.try_assign(id, None, out) {
+            // Taken at once: a wait of 0 (the histogram counts every assignment
+            // from a queue or at opening).
+            if let Some(f) = figures {
+                f.queue_wait.observe_ms(0);
+            }
+        } else {
             self.enqueue_back(id, out);
         }
     }

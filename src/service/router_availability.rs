@@ -51,6 +51,9 @@ impl Router {
         {
             g.estimate.record(waited_ms);
         }
+        if let Some(m) = &self.metrics {
+            m.by_group.group(&group).queue_wait.observe_ms(waited_ms);
+        }
         self.dirty.insert((tenant, group));
     }
 
