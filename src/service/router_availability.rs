@@ -213,6 +213,22 @@ impl Router {
         }
     }
 
+    /// What the watchers of `group` were told last, as (online, estimated wait).
+    #[cfg(test)]
+    pub(crate) fn told(&self, tenant: &str, group: &str) -> Option<(bool, u64)> {
+        let told = self.group(tenant, group)?.told?;
+        Some((told.online, told.wait_ms))
+    }
+
+    /// Whether `conn` gets `Availability` (it sent `Watch` and is still connected).
+    #[cfg(test)]
+    pub(crate) fn watches(&self, conn: ConnId) -> bool {
+        self.tenants
+            .values()
+            .flat_map(|t| t.users.values())
+            .any(|u| u.watch_conns.contains(&conn))
+    }
+
     /// A group's availability at `now_ms`.
     pub(super) fn current_at(&self, t: &super::Tenant, g: &Group, now_ms: u64) -> Availability {
         let mut online = false;

@@ -3,7 +3,7 @@
 //! interleaving, with every frame sent to a connection decoded and recorded. Used by
 //! scenario tests and by the randomized invariant test below.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::conversation::{Shard, ShardSettings};
 use super::router::{Router, RouterSettings};
@@ -49,6 +49,10 @@ pub(crate) struct Sim {
     pub inbox: BTreeMap<ConnId, Vec<Got>>,
     /// Who holds each connection (for the "only participants" check).
     pub owner: HashMap<ConnId, UserRef>,
+    /// Each connection's role.
+    pub roles: HashMap<ConnId, u8>,
+    /// Connections that sent `Watch` (only they may get `Availability`).
+    pub watchers: HashSet<ConnId>,
     pub now: u64,
     rng: Rng,
     /// Journal records each shard produced, in order.
@@ -90,6 +94,8 @@ impl Sim {
             closes: Vec::new(),
             inbox: BTreeMap::new(),
             owner: HashMap::new(),
+            roles: HashMap::new(),
+            watchers: HashSet::new(),
             now: 1_000,
             rng: Rng::new(seed),
         }
@@ -131,6 +137,7 @@ impl Sim {
     /// A session completing its handshake.
     pub fn connect(&mut self, conn: ConnId, who: UserRef, role: u8, groups: &[&str]) {
         self.owner.insert(conn, who.clone());
+        self.roles.insert(conn, role);
         self.to_router.push_back(RouterMsg::Connected {
             conn,
             name: who.user.clone(),
@@ -160,6 +167,13 @@ impl Sim {
                 status: p.status,
             }),
             Msg::Notice(notice) => self.to_router.push_back(RouterMsg::Notice { from, notice }),
+            Msg::Watch(w) => {
+                self.watchers.insert(from.conn);
+                self.to_router.push_back(RouterMsg::Watch {
+                    from,
+                    group: w.group,
+                })
+            }
             msg => self.effect(Effect::Shard(ShardMsg::Request { from, msg })),
         }
     }
@@ -610,6 +624,39 @@ pub(crate) mod tests {
                     s.request(from, msg);
                 }
                 7 => s.advance(rng.below(800)),
+                8 if !live.is_empty() && !convs.is_empty() => {
+                    // A private note, from whoever: only an assigned agent's is stored.
+                    let (c, _, r) = live[rng.below(live.len() as u64) as usize].clone();
+                    let conv = convs[rng.below(convs.len() as u64) as usize];
+                    let from = s.sender(c, r, &["support"], rid);
+                    let note = messages::Note {
+                        conversation: conv,
+                        client_msg_id: rng.below(50),
+                        body: NOTE.into(),
+                    };
+                    s.request(from, note.into());
+                }
+                9 if !live.is_empty() => {
+                    let (c, _, r) = live[rng.below(live.len() as u64) as usize].clone();
+                    let from = s.sender(c, r, &["support"], rid);
+                    let msg: Msg = match (rng.below(3), convs.is_empty()) {
+                        (0, false) => messages::History {
+                            limit: 50,
+                            conversation: convs[rng.below(convs.len() as u64) as usize],
+                            before_seq: 0,
+                        }
+                        .into(),
+                        (1, _) => messages::Watch {
+                            group: "sales".into(),
+                        }
+                        .into(),
+                        _ => messages::Watch {
+                            group: String::new(),
+                        }
+                        .into(),
+                    };
+                    s.request(from, msg);
+                }
                 _ => {}
             }
             // Let a random amount of the pending traffic through.
@@ -677,9 +724,58 @@ pub(crate) mod tests {
         check_deliveries(s);
     }
 
+    /// The body of every note the random schedule writes.
+    const NOTE: &str = "private: staff only";
+
     fn check_deliveries(s: &Sim) {
         for shard in &s.shards {
             shard.check_invariants();
+        }
+        for (conn, got) in &s.inbox {
+            // A visitor never sees a note: not live, not in a page, not replayed.
+            if s.roles.get(conn) == Some(&role::VISITOR) {
+                for g in got {
+                    let leaked = match &g.msg {
+                        Msg::Deliver(d) => {
+                            d.body == NOTE || d.flags & messages::flags::PRIVATE != 0
+                        }
+                        Msg::HistoryPage(p) => p.entries.iter().any(|e| {
+                            e.kind == 21
+                                || e.body == NOTE
+                                || e.flags & messages::flags::PRIVATE != 0
+                        }),
+                        _ => false,
+                    };
+                    assert!(
+                        !leaked,
+                        "visitor connection {conn:?} got a note: {:?}",
+                        g.msg
+                    );
+                }
+            }
+            // Availability only where it was asked for.
+            if got.iter().any(|g| matches!(g.msg, Msg::Availability(_))) {
+                assert!(s.watchers.contains(conn), "{conn:?} never sent Watch");
+            }
+        }
+        if s.idle() {
+            // What a watching connection heard last of each group is what holds now.
+            for (conn, got) in &s.inbox {
+                if !s.router.watches(*conn) {
+                    continue;
+                }
+                let mut last: BTreeMap<&str, (bool, u64)> = BTreeMap::new();
+                for g in got {
+                    if let Msg::Availability(a) = &g.msg {
+                        for x in &a.groups {
+                            last.insert(&x.group, (x.online, x.estimated_wait_ms));
+                        }
+                    }
+                }
+                for (group, heard) in last {
+                    assert_eq!(Some(heard), s.router.told("", group), "{conn:?} on {group}");
+                }
+            }
         }
         // Nothing delivered to a non-participant: every Deliver a connection got is in
         // a conversation its user is (or was) a participant of.
