@@ -506,3 +506,65 @@ fn per_group_figures_count_openings_first_replies_and_ratings() {
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }
 }
+
+#[test]
+fn out_of_bounds_requests_of_the_new_kinds_get_400_and_the_connection_stays() {
+    let s = Setup::start();
+    let addr = s.server.as_ref().unwrap().client_addr();
+    let mut raw = util::Client::connect(addr);
+    let hello = Msg::from(messages::Hello {
+        protocol: switchboard::protocol::PROTOCOL_VERSION,
+        token: util::token("boss", "admin"),
+        client: "raw".into(),
+        resume: Vec::new(),
+    });
+    raw.write_raw(&hello.to_frame(1));
+    let w = raw.read_frame(WAIT);
+    assert_eq!(w.ksr().0, util::kind::WELCOME, "{w:?}");
+    let bad: Vec<Msg> = vec![
+        messages::ListConversations {
+            limit: 1,
+            state: 9,
+            ..Default::default()
+        }
+        .into(),
+        messages::ListConversations {
+            group: "g".repeat(1025),
+            ..Default::default()
+        }
+        .into(),
+        messages::Disconnect {
+            user: String::new(),
+            reason: String::new(),
+        }
+        .into(),
+        messages::Disconnect {
+            user: "u".repeat(257),
+            reason: String::new(),
+        }
+        .into(),
+        messages::Watch {
+            group: "g".repeat(1025),
+        }
+        .into(),
+        messages::Note {
+            conversation: 1,
+            client_msg_id: 1,
+            body: String::new(),
+        }
+        .into(),
+    ];
+    for (i, msg) in bad.iter().enumerate() {
+        let rid = 100 + i as u32;
+        raw.write_raw(&msg.to_frame(rid));
+        let f = raw.read_frame(WAIT);
+        assert_eq!(f.ksr(), (util::kind::ERROR, 400, rid), "{msg:?}");
+    }
+    raw.ping(7, b"still here after six 400s");
+    // Garbage where a ListConversations should be: 104, which closes this connection
+    // (and only it).
+    let mut neighbour = s.connect("a1", "agent", "acme", &["support"]);
+    raw.send(53, 200, &[0xff; 24]);
+    raw.expect_error_then_eof(104, WAIT);
+    neighbour.ping(WAIT).unwrap();
+}
