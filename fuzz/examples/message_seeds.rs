@@ -91,6 +91,15 @@ fn default_of(kind: Kind) -> Msg {
         Kind::Suggest => m::Suggest::default().into(),
         Kind::Suggestions => m::Suggestions::default().into(),
         Kind::Notice => m::Notice::default().into(),
+        Kind::Refresh => m::Refresh::default().into(),
+        Kind::Refreshed => m::Refreshed::default().into(),
+        Kind::Note => m::Note::default().into(),
+        Kind::Availability => m::Availability::default().into(),
+        Kind::Watch => m::Watch::default().into(),
+        Kind::ListConversations => m::ListConversations::default().into(),
+        Kind::ConversationList => m::ConversationList::default().into(),
+        Kind::Disconnect => m::Disconnect::default().into(),
+        Kind::Disconnected => m::Disconnected::default().into(),
     }
 }
 
@@ -319,6 +328,71 @@ fn full_of(kind: Kind) -> Msg {
             text: s("Maintenance at 22:00 UTC — 維護"),
         }
         .into(),
+        Kind::Refresh => m::Refresh {
+            token: s("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ2LTEifQ.c2ln"),
+        }
+        .into(),
+        Kind::Refreshed => m::Refreshed {
+            expires_ms: 1_767_229_200_000,
+        }
+        .into(),
+        Kind::Note => m::Note {
+            conversation: 9,
+            client_msg_id: 77,
+            body: s("VIP customer — offer the refund"),
+        }
+        .into(),
+        Kind::Availability => m::Availability {
+            groups: vec![
+                m::GroupAvailability {
+                    online: true,
+                    estimated_wait_ms: 180_000,
+                    group: s("billing"),
+                },
+                m::GroupAvailability {
+                    online: false,
+                    estimated_wait_ms: 0,
+                    group: s(INLINE_8),
+                },
+            ],
+        }
+        .into(),
+        Kind::Watch => m::Watch { group: s("billing") }.into(),
+        Kind::ListConversations => m::ListConversations {
+            limit: 100,
+            state: m::conversation_state::QUEUED,
+            after: 41,
+            updated_since_ms: 1_767_225_600_000,
+            group: s("billing"),
+            agent: s(OUT_9),
+        }
+        .into(),
+        Kind::ConversationList => m::ConversationList {
+            more: true,
+            next_after: 42,
+            items: vec![m::ConversationInfo {
+                conversation: 42,
+                opened_ms: 1_767_225_600_000,
+                updated_ms: 1_767_225_660_000,
+                last_seq: 7,
+                state: m::conversation_state::ASSIGNED,
+                group: s("billing"),
+                visitor: s("v-998877"),
+                visitor_name: s("Jürgen"),
+                agent: s("a-12"),
+            }],
+        }
+        .into(),
+        Kind::Disconnect => m::Disconnect {
+            user: s("a-12"),
+            reason: s("offboarded"),
+        }
+        .into(),
+        Kind::Disconnected => m::Disconnected {
+            sessions: 2,
+            user: s("a-12"),
+        }
+        .into(),
     }
 }
 
@@ -354,6 +428,33 @@ fn bad() -> Vec<(&'static str, Msg, &'static str)> {
             }
             .into(),
             "content_type",
+        ),
+        (
+            "bad-watch-group-too-long",
+            m::Watch {
+                group: over.clone(),
+            }
+            .into(),
+            "group",
+        ),
+        (
+            "bad-note-empty-body",
+            m::Note::default().into(),
+            "body",
+        ),
+        (
+            "bad-list-state-5",
+            m::ListConversations {
+                state: 5,
+                ..m::ListConversations::default()
+            }
+            .into(),
+            "state",
+        ),
+        (
+            "bad-disconnect-empty-user",
+            m::Disconnect::default().into(),
+            "user",
         ),
         (
             "bad-rate-score-0",
