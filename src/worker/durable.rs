@@ -371,6 +371,35 @@ mod tests {
     }
 
     /// Hands the batch to the journal and applies its answer.
+    /// A journaled shard and its `Durable` over `journal`, with their metrics.
+    fn durable_shard(
+        journal: &Journal,
+    ) -> (
+        Shard,
+        Durable,
+        Arc<crossbeam_utils::CachePadded<WorkerMetrics>>,
+        Arc<crate::metrics::Health>,
+    ) {
+        let mut shard = Shard::new(ShardSettings {
+            typing_interval_ms: 1000,
+            history_page_max: 50,
+            max_frame: 1 << 20,
+            max_pending: 4 << 20,
+            max_held: 1024,
+            inactivity_ms: 0,
+            journal: true,
+        });
+        let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));
+        let health = Arc::new(crate::metrics::Health::default());
+        let d = Durable::new(
+            journal.handle.clone(),
+            &mut shard,
+            stats.clone(),
+            (Arc::default(), health.clone()),
+        );
+        (shard, d, stats, health)
+    }
+
     fn commit(d: &mut Durable, shard: &mut Shard, out: &mut Vec<Effect>) {
         d.flush(shard, out);
         let c = d.replies.recv_timeout(Duration::from_secs(5)).unwrap();
@@ -389,23 +418,7 @@ mod tests {
             ..JournalConfig::default()
         };
         let journal = Journal::open(dir.path(), &cfg, |_, _| {}).unwrap();
-        let mut shard = Shard::new(ShardSettings {
-            typing_interval_ms: 1000,
-            history_page_max: 50,
-            max_frame: 1 << 20,
-            max_pending: 4 << 20,
-            max_held: 1024,
-            inactivity_ms: 0,
-            journal: true,
-        });
-        let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));
-        let health = Arc::new(crate::metrics::Health::default());
-        let mut d = Durable::new(
-            journal.handle.clone(),
-            &mut shard,
-            stats.clone(),
-            (Arc::default(), health.clone()),
-        );
+        let (mut shard, mut d, stats, health) = durable_shard(&journal);
         let mut out = Vec::new();
         // Opened by message 0; message 1 is too large.
         d.handle(&mut shard, open_with(0), &mut out);
@@ -438,23 +451,7 @@ mod tests {
             ..JournalConfig::default()
         };
         let journal = Journal::open_with_faults(dir.path(), &cfg, faults, |_, _| {}).unwrap();
-        let mut shard = Shard::new(ShardSettings {
-            typing_interval_ms: 1000,
-            history_page_max: 50,
-            max_frame: 1 << 20,
-            max_pending: 4 << 20,
-            max_held: 1024,
-            inactivity_ms: 0,
-            journal: true,
-        });
-        let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));
-        let health = Arc::new(crate::metrics::Health::default());
-        let mut d = Durable::new(
-            journal.handle.clone(),
-            &mut shard,
-            stats.clone(),
-            (Arc::default(), health.clone()),
-        );
+        let (mut shard, mut d, stats, health) = durable_shard(&journal);
         let mut out = Vec::new();
         d.handle(&mut shard, open_with(1), &mut out);
         assert!(
