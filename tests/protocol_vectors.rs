@@ -359,15 +359,15 @@ fn expected_code(what: &str, kind: u8) -> Option<ErrorCode> {
         (
             "invalid",
             Some(
-                Send | Receipt | Typing | Transfer | Claim | Close | Rate | Presence | History
-                | Suggest | Notice,
+                Refresh | Send | Receipt | Typing | Note | Transfer | Claim | Close | Rate
+                | Presence | Watch | History | Suggest | Notice | ListConversations | Disconnect,
             ),
         ) => Some(ErrorCode::MalformedPayload),
         (
             "bound",
             Some(
-                Send | Receipt | Typing | Transfer | Claim | Close | Rate | Presence | History
-                | Suggest | Notice,
+                Refresh | Send | Receipt | Typing | Note | Transfer | Claim | Close | Rate
+                | Presence | Watch | History | Suggest | Notice | ListConversations | Disconnect,
             ),
         ) => Some(ErrorCode::BadRequest),
         _ => None,
@@ -421,6 +421,14 @@ fn bad_messages_jsonl_cover_every_rule() {
         (Kind::Notice, "group"),
         (Kind::Ping, "data"),
         (Kind::Pong, "data"),
+        (Kind::Refresh, "token"),
+        (Kind::Note, "body"),
+        (Kind::Watch, "group"),
+        (Kind::ListConversations, "state"),
+        (Kind::ListConversations, "group"),
+        (Kind::ListConversations, "agent"),
+        (Kind::Disconnect, "user"),
+        (Kind::Disconnect, "reason"),
     ] {
         assert!(
             bounds.contains(&(u64::from(kind.as_u8()), field)),
