@@ -22,11 +22,14 @@ use serde_json::Value;
 use switchboard::Config;
 use switchboard::frame::{self, HEADER_LEN, MAX_PAYLOAD_LIMIT};
 use switchboard::protocol::messages::{
-    self, ArchivedAccepted, ArchivedAssigned, ArchivedBye, ArchivedClaim, ArchivedClose,
-    ArchivedCursor, ArchivedDeliver, ArchivedEntry, ArchivedError, ArchivedHello, ArchivedHistory,
-    ArchivedHistoryPage, ArchivedNotice, ArchivedPing, ArchivedPong, ArchivedPresence,
-    ArchivedQueued, ArchivedRate, ArchivedReceipt, ArchivedResumed, ArchivedSend, ArchivedSuggest,
-    ArchivedSuggestion, ArchivedSuggestions, ArchivedTransfer, ArchivedTyping, ArchivedWelcome,
+    self, ArchivedAccepted, ArchivedAssigned, ArchivedAvailability, ArchivedBye, ArchivedClaim,
+    ArchivedClose, ArchivedConversationInfo, ArchivedConversationList, ArchivedCursor,
+    ArchivedDeliver, ArchivedDisconnect, ArchivedDisconnected, ArchivedEntry, ArchivedError,
+    ArchivedGroupAvailability, ArchivedHello, ArchivedHistory, ArchivedHistoryPage,
+    ArchivedListConversations, ArchivedNote, ArchivedNotice, ArchivedPing, ArchivedPong,
+    ArchivedPresence, ArchivedQueued, ArchivedRate, ArchivedReceipt, ArchivedRefresh,
+    ArchivedRefreshed, ArchivedResumed, ArchivedSend, ArchivedSuggest, ArchivedSuggestion,
+    ArchivedSuggestions, ArchivedTransfer, ArchivedTyping, ArchivedWatch, ArchivedWelcome,
 };
 use switchboard::protocol::{DecodeError, ErrorCode, Kind, Msg};
 
@@ -536,6 +539,8 @@ wire! {
     ArchivedResumed => "Resumed",
     ArchivedEntry => "Entry",
     ArchivedSuggestion => "Suggestion",
+    ArchivedGroupAvailability => "GroupAvailability",
+    ArchivedConversationInfo => "ConversationInfo",
 }
 impl<T: WireType> WireType for rkyv::vec::ArchivedVec<T> {
     fn wire() -> String {
@@ -576,12 +581,15 @@ fn code_layouts() -> Vec<Layout> {
         "Pong": ArchivedPong { stamp, data },
         "Error": ArchivedError { code, retryable, conversation, message },
         "Bye": ArchivedBye { code, message },
+        "Refresh": ArchivedRefresh { token },
+        "Refreshed": ArchivedRefreshed { expires_ms },
         "Send": ArchivedSend { content_type, conversation, client_msg_id, group, body },
         "Accepted": ArchivedAccepted { client_msg_id, conversation, seq, time_ms },
         "Deliver": ArchivedDeliver { sender_role, content_type, flags, conversation, seq,
             time_ms, client_msg_id, sender, body },
         "Receipt": ArchivedReceipt { status, conversation, seq, user },
         "Typing": ArchivedTyping { typing, conversation, user },
+        "Note": ArchivedNote { conversation, client_msg_id, body },
         "Queued": ArchivedQueued { position, conversation, group },
         "Assigned": ArchivedAssigned { conversation, seq, agent, agent_name, group, visitor,
             visitor_name },
@@ -590,16 +598,26 @@ fn code_layouts() -> Vec<Layout> {
         "Close": ArchivedClose { conversation, seq, reason },
         "Rate": ArchivedRate { score, conversation, comment },
         "Presence": ArchivedPresence { status, user },
+        "Availability": ArchivedAvailability { groups },
+        "Watch": ArchivedWatch { group },
         "History": ArchivedHistory { limit, conversation, before_seq },
         "HistoryPage": ArchivedHistoryPage { more, conversation, entries },
         "Suggest": ArchivedSuggest { limit, conversation, prefix },
         "Suggestions": ArchivedSuggestions { prefix, items },
         "Notice": ArchivedNotice { time_ms, group, from, text },
+        "ListConversations": ArchivedListConversations { limit, state, after, updated_since_ms,
+            group, agent },
+        "ConversationList": ArchivedConversationList { more, next_after, items },
+        "Disconnect": ArchivedDisconnect { user, reason },
+        "Disconnected": ArchivedDisconnected { sessions, user },
         "Entry": ArchivedEntry { seq, time_ms, kind, sender_role, content_type, flags, sender,
             body },
         "Cursor": ArchivedCursor { conversation, last_seq },
         "Suggestion": ArchivedSuggestion { id, uses, text },
         "Resumed": ArchivedResumed { conversation, from_seq, recovered },
+        "GroupAvailability": ArchivedGroupAvailability { online, estimated_wait_ms, group },
+        "ConversationInfo": ArchivedConversationInfo { conversation, opened_ms, updated_ms,
+            last_seq, state, group, visitor, visitor_name, agent },
     }
 }
 
@@ -677,8 +695,8 @@ fn protocol_md_layouts_match_the_archived_types() {
 
 #[test]
 fn protocol_md_code_tables_match_the_constants() {
-    use messages::{content, flags, gap, presence, receipt, role};
-    let tables: [(&str, Vec<(&str, u8)>); 6] = [
+    use messages::{content, conversation_state as cs, flags, gap, presence, receipt, role};
+    let tables: [(&str, Vec<(&str, u8)>); 7] = [
         (
             "role",
             vec![
@@ -716,11 +734,22 @@ fn protocol_md_code_tables_match_the_constants() {
                 ("AUTO_REPLY", flags::AUTO_REPLY),
                 ("FLAGGED", flags::FLAGGED),
                 ("REPLAY", flags::REPLAY),
+                ("PRIVATE", flags::PRIVATE),
             ],
         ),
         (
             "gap",
             vec![("LOST", gap::LOST), ("RESERVED", gap::RESERVED)],
+        ),
+        (
+            "state",
+            vec![
+                ("OPEN", cs::OPEN),
+                ("QUEUED", cs::QUEUED),
+                ("ASSIGNED", cs::ASSIGNED),
+                ("CLOSED", cs::CLOSED),
+                ("ANY", cs::ANY),
+            ],
         ),
     ];
     for (table, want) in tables {
