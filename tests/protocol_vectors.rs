@@ -799,6 +799,7 @@ fn protocol_md_limits_match_the_code() {
     );
     starts("heartbeat.idle_timeout", secs(c.heartbeat.idle_timeout));
     starts("heartbeat.interval", secs(c.heartbeat.interval));
+    starts("auth.leeway", secs(c.auth.leeway));
     // The Welcome defaults quoted in section 4.2 follow from the same config.
     for quoted in [
         format!("default {})", c.heartbeat.interval.as_millis()),
