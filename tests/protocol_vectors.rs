@@ -784,6 +784,12 @@ fn protocol_md_limits_match_the_code() {
     starts("MAX_BODY", format!("{} bytes", messages::MAX_BODY));
     starts("MAX_SHORT", format!("{} bytes", messages::MAX_SHORT));
     starts("MAX_CURSORS", format!("{} cursors", messages::MAX_CURSORS));
+    starts("MAX_USER", format!("{} bytes", messages::MAX_USER));
+    starts("MAX_WATCHED", format!("{} groups", messages::MAX_WATCHED));
+    // The wait steps `Availability.estimated_wait_ms` takes (section 4.18a).
+    let steps: Vec<String> = messages::WAIT_STEPS_MS.iter().map(u64::to_string).collect();
+    let steps = format!("`WAIT_STEPS_MS`: {}", steps.join(", "));
+    assert!(PROTOCOL_MD.contains(&steps), "PROTOCOL.md lacks {steps:?}");
     starts(
         "limits.max_frame_bytes",
         c.limits.max_frame_bytes.to_string(),
@@ -937,6 +943,7 @@ fn protocol_md_transcript_table_matches_the_code() {
         .collect();
     let code: BTreeMap<String, u8> = [
         ("message", Kind::Send.as_u8()),
+        ("note", Kind::Note.as_u8()),
         ("assignment", Kind::Assigned.as_u8()),
         ("requeue", Kind::Queued.as_u8()),
         ("close", Kind::Close.as_u8()),
