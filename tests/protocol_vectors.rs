@@ -22,11 +22,14 @@ use serde_json::Value;
 use switchboard::Config;
 use switchboard::frame::{self, HEADER_LEN, MAX_PAYLOAD_LIMIT};
 use switchboard::protocol::messages::{
-    self, ArchivedAccepted, ArchivedAssigned, ArchivedBye, ArchivedClaim, ArchivedClose,
-    ArchivedCursor, ArchivedDeliver, ArchivedEntry, ArchivedError, ArchivedHello, ArchivedHistory,
-    ArchivedHistoryPage, ArchivedNotice, ArchivedPing, ArchivedPong, ArchivedPresence,
-    ArchivedQueued, ArchivedRate, ArchivedReceipt, ArchivedResumed, ArchivedSend, ArchivedSuggest,
-    ArchivedSuggestion, ArchivedSuggestions, ArchivedTransfer, ArchivedTyping, ArchivedWelcome,
+    self, ArchivedAccepted, ArchivedAssigned, ArchivedAvailability, ArchivedBye, ArchivedClaim,
+    ArchivedClose, ArchivedConversationInfo, ArchivedConversationList, ArchivedCursor,
+    ArchivedDeliver, ArchivedDisconnect, ArchivedDisconnected, ArchivedEntry, ArchivedError,
+    ArchivedGroupAvailability, ArchivedHello, ArchivedHistory, ArchivedHistoryPage,
+    ArchivedListConversations, ArchivedNote, ArchivedNotice, ArchivedPing, ArchivedPong,
+    ArchivedPresence, ArchivedQueued, ArchivedRate, ArchivedReceipt, ArchivedRefresh,
+    ArchivedRefreshed, ArchivedResumed, ArchivedSend, ArchivedSuggest, ArchivedSuggestion,
+    ArchivedSuggestions, ArchivedTransfer, ArchivedTyping, ArchivedWatch, ArchivedWelcome,
 };
 use switchboard::protocol::{DecodeError, ErrorCode, Kind, Msg};
 
@@ -359,15 +362,15 @@ fn expected_code(what: &str, kind: u8) -> Option<ErrorCode> {
         (
             "invalid",
             Some(
-                Send | Receipt | Typing | Transfer | Claim | Close | Rate | Presence | History
-                | Suggest | Notice,
+                Refresh | Send | Receipt | Typing | Note | Transfer | Claim | Close | Rate
+                | Presence | Watch | History | Suggest | Notice | ListConversations | Disconnect,
             ),
         ) => Some(ErrorCode::MalformedPayload),
         (
             "bound",
             Some(
-                Send | Receipt | Typing | Transfer | Claim | Close | Rate | Presence | History
-                | Suggest | Notice,
+                Refresh | Send | Receipt | Typing | Note | Transfer | Claim | Close | Rate
+                | Presence | Watch | History | Suggest | Notice | ListConversations | Disconnect,
             ),
         ) => Some(ErrorCode::BadRequest),
         _ => None,
@@ -421,6 +424,14 @@ fn bad_messages_jsonl_cover_every_rule() {
         (Kind::Notice, "group"),
         (Kind::Ping, "data"),
         (Kind::Pong, "data"),
+        (Kind::Refresh, "token"),
+        (Kind::Note, "body"),
+        (Kind::Watch, "group"),
+        (Kind::ListConversations, "state"),
+        (Kind::ListConversations, "group"),
+        (Kind::ListConversations, "agent"),
+        (Kind::Disconnect, "user"),
+        (Kind::Disconnect, "reason"),
     ] {
         assert!(
             bounds.contains(&(u64::from(kind.as_u8()), field)),
@@ -528,6 +539,8 @@ wire! {
     ArchivedResumed => "Resumed",
     ArchivedEntry => "Entry",
     ArchivedSuggestion => "Suggestion",
+    ArchivedGroupAvailability => "GroupAvailability",
+    ArchivedConversationInfo => "ConversationInfo",
 }
 impl<T: WireType> WireType for rkyv::vec::ArchivedVec<T> {
     fn wire() -> String {
@@ -568,12 +581,15 @@ fn code_layouts() -> Vec<Layout> {
         "Pong": ArchivedPong { stamp, data },
         "Error": ArchivedError { code, retryable, conversation, message },
         "Bye": ArchivedBye { code, message },
+        "Refresh": ArchivedRefresh { token },
+        "Refreshed": ArchivedRefreshed { expires_ms },
         "Send": ArchivedSend { content_type, conversation, client_msg_id, group, body },
         "Accepted": ArchivedAccepted { client_msg_id, conversation, seq, time_ms },
         "Deliver": ArchivedDeliver { sender_role, content_type, flags, conversation, seq,
             time_ms, client_msg_id, sender, body },
         "Receipt": ArchivedReceipt { status, conversation, seq, user },
         "Typing": ArchivedTyping { typing, conversation, user },
+        "Note": ArchivedNote { conversation, client_msg_id, body },
         "Queued": ArchivedQueued { position, conversation, group },
         "Assigned": ArchivedAssigned { conversation, seq, agent, agent_name, group, visitor,
             visitor_name },
@@ -582,16 +598,26 @@ fn code_layouts() -> Vec<Layout> {
         "Close": ArchivedClose { conversation, seq, reason },
         "Rate": ArchivedRate { score, conversation, comment },
         "Presence": ArchivedPresence { status, user },
+        "Availability": ArchivedAvailability { groups },
+        "Watch": ArchivedWatch { group },
         "History": ArchivedHistory { limit, conversation, before_seq },
         "HistoryPage": ArchivedHistoryPage { more, conversation, entries },
         "Suggest": ArchivedSuggest { limit, conversation, prefix },
         "Suggestions": ArchivedSuggestions { prefix, items },
         "Notice": ArchivedNotice { time_ms, group, from, text },
+        "ListConversations": ArchivedListConversations { limit, state, after, updated_since_ms,
+            group, agent },
+        "ConversationList": ArchivedConversationList { more, next_after, items },
+        "Disconnect": ArchivedDisconnect { user, reason },
+        "Disconnected": ArchivedDisconnected { sessions, user },
         "Entry": ArchivedEntry { seq, time_ms, kind, sender_role, content_type, flags, sender,
             body },
         "Cursor": ArchivedCursor { conversation, last_seq },
         "Suggestion": ArchivedSuggestion { id, uses, text },
         "Resumed": ArchivedResumed { conversation, from_seq, recovered },
+        "GroupAvailability": ArchivedGroupAvailability { online, estimated_wait_ms, group },
+        "ConversationInfo": ArchivedConversationInfo { conversation, opened_ms, updated_ms,
+            last_seq, state, group, visitor, visitor_name, agent },
     }
 }
 
@@ -669,8 +695,8 @@ fn protocol_md_layouts_match_the_archived_types() {
 
 #[test]
 fn protocol_md_code_tables_match_the_constants() {
-    use messages::{content, flags, gap, presence, receipt, role};
-    let tables: [(&str, Vec<(&str, u8)>); 6] = [
+    use messages::{content, conversation_state as cs, flags, gap, presence, receipt, role};
+    let tables: [(&str, Vec<(&str, u8)>); 7] = [
         (
             "role",
             vec![
@@ -708,11 +734,22 @@ fn protocol_md_code_tables_match_the_constants() {
                 ("AUTO_REPLY", flags::AUTO_REPLY),
                 ("FLAGGED", flags::FLAGGED),
                 ("REPLAY", flags::REPLAY),
+                ("PRIVATE", flags::PRIVATE),
             ],
         ),
         (
             "gap",
             vec![("LOST", gap::LOST), ("RESERVED", gap::RESERVED)],
+        ),
+        (
+            "state",
+            vec![
+                ("OPEN", cs::OPEN),
+                ("QUEUED", cs::QUEUED),
+                ("ASSIGNED", cs::ASSIGNED),
+                ("CLOSED", cs::CLOSED),
+                ("ANY", cs::ANY),
+            ],
         ),
     ];
     for (table, want) in tables {
@@ -747,6 +784,12 @@ fn protocol_md_limits_match_the_code() {
     starts("MAX_BODY", format!("{} bytes", messages::MAX_BODY));
     starts("MAX_SHORT", format!("{} bytes", messages::MAX_SHORT));
     starts("MAX_CURSORS", format!("{} cursors", messages::MAX_CURSORS));
+    starts("MAX_USER", format!("{} bytes", messages::MAX_USER));
+    starts("MAX_WATCHED", format!("{} groups", messages::MAX_WATCHED));
+    // The wait steps `Availability.estimated_wait_ms` takes (section 4.18a).
+    let steps: Vec<String> = messages::WAIT_STEPS_MS.iter().map(u64::to_string).collect();
+    let steps = format!("`WAIT_STEPS_MS`: {}", steps.join(", "));
+    assert!(PROTOCOL_MD.contains(&steps), "PROTOCOL.md lacks {steps:?}");
     starts(
         "limits.max_frame_bytes",
         c.limits.max_frame_bytes.to_string(),
@@ -762,6 +805,7 @@ fn protocol_md_limits_match_the_code() {
     );
     starts("heartbeat.idle_timeout", secs(c.heartbeat.idle_timeout));
     starts("heartbeat.interval", secs(c.heartbeat.interval));
+    starts("auth.leeway", secs(c.auth.leeway));
     // The Welcome defaults quoted in section 4.2 follow from the same config.
     for quoted in [
         format!("default {})", c.heartbeat.interval.as_millis()),
@@ -899,6 +943,7 @@ fn protocol_md_transcript_table_matches_the_code() {
         .collect();
     let code: BTreeMap<String, u8> = [
         ("message", Kind::Send.as_u8()),
+        ("note", Kind::Note.as_u8()),
         ("assignment", Kind::Assigned.as_u8()),
         ("requeue", Kind::Queued.as_u8()),
         ("close", Kind::Close.as_u8()),

@@ -1,5 +1,6 @@
 //! What a visitor learns about the groups it may write to: whether anyone is online,
-//! and how long a conversation opened now is expected to wait (PROTOCOL.md §4.26).
+//! and how long a conversation opened now is expected to wait (PROTOCOL.md §§4.18a,
+//! 13.14).
 //!
 //! The router keeps one [`WaitEstimate`] per group and the last [`Availability`] it
 //! told the group's visitors; it tells them again only when that changes, so the
