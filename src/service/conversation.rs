@@ -1681,11 +1681,16 @@ fn history_page(
         h.before_seq.saturating_sub(1).min(len)
     };
     let limit = usize::from(h.limit).clamp(1, s.history_page_max.max(1)) as u64;
+    // A visitor's page skips notes; past this many entries read, it goes out short
+    // (`more` set) rather than reading back through a conversation of notes.
+    let max_scan = limit.saturating_mul(8);
+    let mut scanned = 0;
     let mut entries = Vec::new();
-    while end > 0 && (entries.len() as u64) < limit {
+    while end > 0 && (entries.len() as u64) < limit && scanned < max_scan {
         let want = limit - entries.len() as u64;
         let from = end.saturating_sub(want) + 1;
         let mut older = c.events.range(from, end, reader)?;
+        scanned += end + 1 - from;
         if !staff {
             older.retain(|e| e.kind != Kind::Note.as_u8());
         }

@@ -226,6 +226,9 @@ pub(crate) struct Router {
     now_ms: u64,
     /// When groups with a queue are next looked at again (availability).
     next_refresh_ms: u64,
+    /// Some group with a queue has watchers (as of the last look, or since a
+    /// conversation entered a queue): the router wakes for `next_refresh_ms`.
+    watched_queue: bool,
     next_id: u64,
     /// Where per-group figures are counted (`None` in tests that need none).
     metrics: Option<Arc<CachePadded<RouterMetrics>>>,
@@ -244,6 +247,7 @@ impl Router {
             dirty: BTreeSet::new(),
             now_ms: 0,
             next_refresh_ms: 0,
+            watched_queue: false,
             next_id: 1,
             metrics: None,
         }
@@ -402,10 +406,10 @@ impl Router {
     pub fn next_deadline(&self) -> Option<u64> {
         let grace = self.graces.first().map(|(d, _)| *d);
         let abandon = self.abandons.first().map(|(d, _)| *d);
-        match (grace, abandon) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // A watched queue's head waits longer with time alone: look again even when
+        // nothing else happens.
+        let refresh = self.watched_queue.then_some(self.next_refresh_ms);
+        [grace, abandon, refresh].into_iter().flatten().min()
     }
 
     /// Starts a visitor's grace when it has no connection left but conversations

@@ -35,6 +35,7 @@ impl Router {
         if let Some(conv) = self.convs.get_mut(&id) {
             conv.queued_at = now_ms;
             self.dirty.insert((conv.tenant.clone(), conv.group.clone()));
+            self.watched_queue = true;
         }
     }
 
@@ -204,10 +205,12 @@ impl Router {
             return;
         }
         self.next_refresh_ms = self.now_ms.saturating_add(REFRESH_MS);
+        self.watched_queue = false;
         for (tname, t) in &self.tenants {
             for (gname, g) in &t.groups {
                 if !g.queue.is_empty() && !g.watchers.is_empty() {
                     self.dirty.insert((tname.clone(), gname.clone()));
+                    self.watched_queue = true;
                 }
             }
         }

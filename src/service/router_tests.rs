@@ -1733,3 +1733,23 @@ fn a_watch_past_max_watched_groups_is_refused() {
     assert!(errors(&out).is_empty(), "a group it watches already");
     assert_eq!(b.told_to(conn(1)).len(), MAX_WATCHED);
 }
+
+#[test]
+fn a_watched_queue_wakes_the_router_to_refresh_its_wait() {
+    let mut b = Bench::new();
+    assert_eq!(b.r.next_deadline(), None);
+    b.agent(conn(10), "t", "a", &["sales"], 1);
+    b.visitor(conn(1), "t", "v1");
+    watch(&mut b, conn(1), "t", "v1", "sales");
+    b.visitor(conn(2), "t", "v2");
+    b.open(conn(2), "t", "v2", "sales");
+    assert_eq!(b.r.next_deadline(), None, "assigned at once: no queue");
+    b.visitor(conn(3), "t", "v3");
+    b.open(conn(3), "t", "v3", "sales");
+    let at = b.r.next_deadline().expect("a queue with a watcher");
+    assert!(at <= b.now + 1_500, "{at}");
+    // Time alone moves the head's wait: the router looks again at that deadline.
+    b.now += 20_000;
+    b.tick();
+    assert_eq!(b.told_to(conn(1)), [("sales".to_owned(), true, 30_000)]);
+}

@@ -435,6 +435,55 @@ pub(crate) mod tests {
     /// A journal failure takes back every batch that is not durable: whatever mix of
     /// messages, assignments, requeues, closes and ratings they held, the shard is left
     /// exactly as it was after the last durable batch.
+    /// A visitor's `History` over a run of notes reads a bounded number of entries
+    /// (8 pages' worth) and answers short with `more`; the next page goes on.
+    #[test]
+    fn a_visitor_page_over_many_notes_is_short_not_endless() {
+        let mut s = Sim::new(1, 3);
+        let (v, a) = (Sim::conn(1), Sim::conn(2));
+        s.connect(a, Sim::user("alice"), role::AGENT, &["support"]);
+        s.connect(v, Sim::user("visitor"), role::VISITOR, &[]);
+        s.settle();
+        s.request(s.sender(v, role::VISITOR, &[], 1), send_msg(0, 1, "hello"));
+        s.settle();
+        let conv = accepted(&s.take(v))[0].0;
+        for i in 0..100u64 {
+            let note = messages::Note {
+                conversation: conv,
+                client_msg_id: 10 + i,
+                body: format!("note {i}"),
+            };
+            s.request(s.sender(a, role::AGENT, &["support"], 2), note.into());
+        }
+        s.settle();
+        let page = |s: &mut Sim, before_seq: u64| {
+            let h = messages::History {
+                limit: 5,
+                conversation: conv,
+                before_seq,
+            };
+            s.request(s.sender(v, role::VISITOR, &[], 3), h.into());
+            s.settle();
+            s.take(v)
+                .into_iter()
+                .find_map(|g| match g.msg {
+                    Msg::HistoryPage(p) => Some(p),
+                    _ => None,
+                })
+                .expect("a page")
+        };
+        // Newest first: 40 notes read (8 × 5), none shown.
+        let first = page(&mut s, 0);
+        assert!(first.entries.is_empty() && first.more, "{first:?}");
+        // From the oldest end: the opening message (and the assignment) come back.
+        let oldest = page(&mut s, 6);
+        assert!(
+            oldest.entries.iter().any(|e| e.body == "hello"),
+            "{oldest:?}"
+        );
+        assert!(oldest.entries.iter().all(|e| e.kind != 21));
+    }
+
     #[test]
     fn rollback_restores_the_state_after_the_last_durable_batch() {
         for seed in 1..=40u64 {

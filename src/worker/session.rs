@@ -291,8 +291,26 @@ impl Sessions {
             return;
         };
         l.items.sort_unstable_by_key(|i| i.conversation);
-        let more = l.more || l.items.len() > l.limit;
+        let mut more = l.more || l.items.len() > l.limit;
         l.items.truncate(l.limit);
+        // The page stays within `max_frame` like a `HistoryPage`: what does not fit
+        // comes with the next one (an item is its 72-byte struct and its strings).
+        let mut budget = (current(&self.settings).max_frame as usize).saturating_sub(64);
+        let fits = l
+            .items
+            .iter()
+            .take_while(|i| {
+                let cost =
+                    80 + i.group.len() + i.visitor.len() + i.visitor_name.len() + i.agent.len();
+                let ok = cost <= budget;
+                budget = budget.saturating_sub(cost);
+                ok
+            })
+            .count();
+        if fits < l.items.len() {
+            l.items.truncate(fits.max(1));
+            more = true;
+        }
         let next_after = l.items.last().map_or(0, |i| i.conversation);
         let page = Msg::from(messages::ConversationList {
             more,

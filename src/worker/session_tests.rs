@@ -499,3 +499,60 @@ fn a_send_whose_record_would_not_fit_is_a_bad_request() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_conversation_list_is_cut_to_fit_max_frame() {
+    let (mut s, verifier) = sessions(None);
+    let stats = WorkerMetrics::default();
+    let mut out = Vec::new();
+    let c = conn(5);
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+    s.handle(Event::Opened { conn: c, peer }, T0, &mut out, &stats);
+    let token = verifier
+        .mint(&claims("boss", "admin", "t", secs(600)), None)
+        .unwrap();
+    s.handle(frame(c, 1, hello(token)), T0, &mut out, &stats);
+    out.clear();
+    let query = messages::ListConversations {
+        limit: 1000,
+        state: messages::conversation_state::ANY,
+        ..Default::default()
+    };
+    s.handle(frame(c, 2, query), T0, &mut out, &stats);
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Effect::Shard(ShardMsg::List { .. }))),
+        "{out:?}"
+    );
+    out.clear();
+    // 1000 items of ~2.3 KB: more than the 1 MiB frame.
+    let items: Vec<messages::ConversationInfo> = (1..=1000)
+        .map(|i| messages::ConversationInfo {
+            conversation: i,
+            group: "g".repeat(1024),
+            visitor_name: "n".repeat(1024),
+            visitor: "v".repeat(200),
+            ..Default::default()
+        })
+        .collect();
+    s.listed(c, 2, items, false, &mut out);
+    let page = match sent(&mut out).as_slice() {
+        [
+            Sent {
+                rid: 2,
+                msg: Msg::ConversationList(p),
+                ..
+            },
+        ] => p.clone(),
+        other => panic!("{other:?}"),
+    };
+    let bytes = Msg::from(page.clone()).to_payload().len();
+    assert!(bytes <= 1 << 20, "{bytes} bytes");
+    assert!(page.more);
+    assert!(
+        page.items.len() > 300 && page.items.len() < 1000,
+        "{}",
+        page.items.len()
+    );
+    assert_eq!(page.next_after, page.items.last().unwrap().conversation);
+}
