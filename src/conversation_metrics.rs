@@ -49,6 +49,8 @@ pub struct GroupFigures {
     /// Conversations closed because their visitor left them queued past
     /// `routing.visitor_grace`.
     pub abandoned: Counter,
+    /// Open conversations closed after `routing.inactivity_close` without an event.
+    pub inactive: Counter,
     /// Time from entering the queue to an agent or bot taking the conversation (0
     /// when one took it as it opened); a requeued conversation counts again.
     pub queue_wait: WaitHistogram,

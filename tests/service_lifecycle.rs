@@ -311,6 +311,8 @@ fn a_waiting_conversation_whose_visitor_left_is_abandoned() {
         ),
         (Kind::Close.as_u8(), role::SYSTEM, "", "abandoned")
     );
+    let sales = server.metrics().router.by_group.group("sales");
+    assert_eq!((sales.opened.get(), sales.abandoned.get()), (1, 1));
     // A new message opens a new conversation.
     let rid = vera.post(messages::Send {
         group: "sales".into(),
@@ -339,6 +341,8 @@ fn an_idle_conversation_is_closed_as_inactive() {
         (to_alice.reason.as_str(), to_vera.seq),
         ("inactive", to_alice.seq)
     );
+    let support = server.metrics().router.by_group.group("support");
+    assert_eq!(support.inactive.get(), 1);
     let rid = vera.post(text(conv, 2, "too late"));
     vera.expect_error(rid, 409);
 }

@@ -518,7 +518,7 @@ impl Exporter {
     fn by_group(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
         let m = &self.0.router.by_group;
         let groups = m.snapshot();
-        let counters: [Family<u64>; 2] = [
+        let counters: [Family<u64>; 3] = [
             (
                 "conversations_opened",
                 "Conversations opened (their first message stored), by group.",
@@ -528,6 +528,11 @@ impl Exporter {
                 "conversations_abandoned",
                 "Queued conversations closed because their visitor left for longer than routing.visitor_grace, by group.",
                 |g| g.abandoned.get(),
+            ),
+            (
+                "conversations_inactive",
+                "Open conversations closed after routing.inactivity_close without an event, by group.",
+                |g| g.inactive.get(),
             ),
         ];
         for (name, help, pick) in counters {

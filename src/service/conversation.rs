@@ -1442,6 +1442,12 @@ impl Shard {
         now_ms: u64,
         out: &mut Vec<Effect>,
     ) {
+        if reason == INACTIVE
+            && let (Some(m), Some(c)) = (&self.closed, self.convs.get(&conversation))
+            && c.state != State::Closed
+        {
+            m.by_group.group(&c.group).inactive.inc();
+        }
         self.close(
             conversation,
             (role::SYSTEM, String::new()),
