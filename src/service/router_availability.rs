@@ -12,6 +12,14 @@ use crate::service::{Effect, Sender, to_all};
 /// event (the head's wait grows with time alone); a tenth of the shortest step.
 const REFRESH_MS: u64 = 1_500;
 
+/// Whether a connection listens to `g`'s availability (a watcher with a connection
+/// that sent `Watch`).
+fn listened(t: &super::Tenant, g: &Group) -> bool {
+    g.watchers
+        .iter()
+        .any(|u| t.users.get(u).is_some_and(|u| !u.watch_conns.is_empty()))
+}
+
 impl Router {
     /// An agent's or bot's online state or free capacity may have changed: each of
     /// its groups is looked at again before the step ends.
@@ -32,11 +40,17 @@ impl Router {
     /// A conversation entered its group's queue now.
     pub(super) fn entered_queue(&mut self, id: u64) {
         let now_ms = self.now_ms;
-        if let Some(conv) = self.convs.get_mut(&id) {
-            conv.queued_at = now_ms;
-            self.dirty.insert((conv.tenant.clone(), conv.group.clone()));
-            self.watched_queue = true;
-        }
+        let Some(conv) = self.convs.get_mut(&id) else {
+            return;
+        };
+        conv.queued_at = now_ms;
+        let (tenant, group) = (conv.tenant.clone(), conv.group.clone());
+        let listened = self
+            .tenants
+            .get(&tenant)
+            .is_some_and(|t| t.groups.get(&group).is_some_and(|g| listened(t, g)));
+        self.watched_queue |= listened;
+        self.dirty.insert((tenant, group));
     }
 
     /// A conversation left its group's queue for an agent after `waited_ms`.
@@ -210,7 +224,7 @@ impl Router {
             for (gname, g) in &t.groups {
                 if !g.queue.is_empty() && !g.watchers.is_empty() {
                     self.dirty.insert((tname.clone(), gname.clone()));
-                    self.watched_queue = true;
+                    self.watched_queue |= listened(t, g);
                 }
             }
         }
