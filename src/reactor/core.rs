@@ -1143,7 +1143,12 @@ impl Core {
                         self.ledger
                             .settle(self.id, conn.slot, conn.generation, -charged);
                         self.stats.kinds_out.count_encoded(&frame);
-                        self.send(drv, slot, frame);
+                        // Its producer sent it because the connection owed less than
+                        // the bound (or nothing): it may take the queue to the bound
+                        // plus this page, even behind events queued since.
+                        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+                        let bound = self.settings.max_pending_bytes.saturating_add(len);
+                        self.write_or_queue(drv, slot, frame, bound);
                     }
                 }
                 Command::SendMany { conns, frame } => {

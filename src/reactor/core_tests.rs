@@ -425,6 +425,45 @@ fn a_charged_reply_is_settled_as_the_kernel_takes_it() {
     assert_eq!(f.ledger.owed(conn), None);
 }
 
+#[test]
+fn a_charged_page_may_pass_the_bound_behind_an_event_queued_since() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(settings(64 << 10));
+    let t = f.open(&mut drv, ListenerKind::Echo);
+    let (slot, generation) = crate::reactor::conn::untoken(t);
+    let conn = crate::handoff::ConnId {
+        reactor: 0,
+        slot: slot as u32,
+        generation,
+    };
+    // The shard saw the connection owe nothing and charged a 100 KiB page; an event
+    // went out first and the kernel took none of it.
+    assert!(f.ledger.charge(conn, 100 << 10));
+    drv.room = 0;
+    let event = Bytes::from(vec![2u8; 1000]);
+    f.commands
+        .send(crate::handoff::Command::Send { conn, frame: event })
+        .unwrap();
+    f.core.run_commands(&mut drv);
+    f.core.flush_dirty(&mut drv);
+    let page = Bytes::from(vec![1u8; 100 << 10]);
+    f.commands
+        .send(crate::handoff::Command::SendCharged { conn, frame: page })
+        .unwrap();
+    f.core.run_commands(&mut drv);
+    assert_eq!(f.phase(t), Some(Phase::Established), "not cut");
+    assert_eq!(f.ledger.owed(conn), Some(1000 + (100 << 10)));
+    // An uncharged frame past the bound is still cut.
+    f.commands
+        .send(crate::handoff::Command::Send {
+            conn,
+            frame: Bytes::from(vec![3u8; 1000]),
+        })
+        .unwrap();
+    f.core.run_commands(&mut drv);
+    assert_eq!(f.phase(t), Some(Phase::Closing));
+}
+
 /// The frames queued on a protocol connection, as (kind, status) of each entry that
 /// starts a frame, and the bytes of the rest of a partly written one at the head.
 fn queued_frames(core: &Core, t: Token) -> (usize, Vec<(u8, u16)>) {
