@@ -139,7 +139,9 @@ fn a_paused_connection_whose_peer_stops_reading_or_leaves_is_released() {
         m.reactor_sum(|r| r.read_pauses.get()) >= 2,
         "both paused: neither can be read nor written now"
     );
-    socks[0].shutdown(Shutdown::Write).unwrap();
+    // On a busy machine the stall cut may already have come (the socket is then
+    // reset, and shutting it down fails): the outcome checked below is the same.
+    let _ = socks[0].shutdown(Shutdown::Write);
     assert!(
         wait_until(Duration::from_secs(20), || m.open_connections() == 0),
         "{} still open",
