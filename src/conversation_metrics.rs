@@ -90,6 +90,11 @@ impl ConversationMetrics {
         self.max_groups.store(n, Ordering::Relaxed);
     }
 
+    /// How many groups get a label value of their own.
+    pub fn max_groups(&self) -> usize {
+        self.max_groups.load(Ordering::Relaxed)
+    }
+
     /// The figures of `group` (or of [`OTHER`] once the table is full).
     pub fn group(&self, group: &str) -> Arc<GroupFigures> {
         let Ok(mut groups) = self.groups.lock() else {

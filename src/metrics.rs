@@ -387,8 +387,19 @@ pub struct RouterMetrics {
 }
 
 impl RouterMetrics {
-    /// Publishes the current queue lengths as (tenant, group, length).
-    pub fn set_queue_lengths(&self, lengths: Vec<(String, String, u64)>) {
+    /// Publishes the current queue lengths as (tenant, group, length). Past
+    /// `admin.metric_groups` queues, the longest keep their labels and the rest are
+    /// summed under (`_other`, `_other`), so the series stay bounded.
+    pub fn set_queue_lengths(&self, mut lengths: Vec<(String, String, u64)>) {
+        let max = self.by_group.max_groups();
+        if lengths.len() > max {
+            lengths.sort_unstable_by(|a, b| {
+                b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1)))
+            });
+            let rest: u64 = lengths.drain(max..).map(|q| q.2).sum();
+            let other = crate::conversation_metrics::OTHER.to_owned();
+            lengths.push((other.clone(), other, rest));
+        }
         if let Ok(mut q) = self.queue_lengths.lock() {
             *q = lengths;
         }
@@ -542,6 +553,25 @@ mod tests {
         assert_eq!(h.buckets[1].get(), 1);
         assert_eq!(h.buckets[LATENCY_BUCKETS_US.len()].get(), 1);
         assert_eq!(h.sum_us.get(), 10_000_201);
+    }
+
+    #[test]
+    fn queue_lengths_past_the_bound_fold_into_other() {
+        let m = RouterMetrics::default();
+        m.by_group.set_max_groups(2);
+        let q = |t: &str, g: &str, n| (t.to_owned(), g.to_owned(), n);
+        m.set_queue_lengths(vec![
+            q("a", "x", 1),
+            q("a", "y", 7),
+            q("b", "x", 3),
+            q("b", "z", 2),
+        ]);
+        assert_eq!(
+            *m.queue_lengths.lock().unwrap(),
+            [q("a", "y", 7), q("b", "x", 3), q("_other", "_other", 3)]
+        );
+        m.set_queue_lengths(vec![q("a", "x", 1)]);
+        assert_eq!(*m.queue_lengths.lock().unwrap(), [q("a", "x", 1)]);
     }
 
     #[test]
