@@ -1,5 +1,4 @@
-//! `/healthz` latency while idle connections are held on the admin port (issue 15,
-//! section 3): spawns the daemon, opens `--idle N` connections to its admin listener
+//! `/healthz` latency while idle connections are held on the admin port: spawns the daemon, opens `--idle N` connections to its admin listener
 //! that never send anything (spread over source addresses 127.0.0.2, .3, … at 1,000
 //! each, so no address runs short of ports), keeps them open, then polls `/healthz`
 //! `--polls M` times, one after another, and prints the latency distribution and the
@@ -200,7 +199,11 @@ fn main() {
         println!("{n} probes failed: {failures:?}");
     }
     drop(held);
-    // SAFETY: kill(2) on our own child with a valid signal.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    if let Some(pid) = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
     let _ = child.wait();
 }

@@ -1,4 +1,4 @@
-//! Agent assistants (issue 9) on synthetic libraries of the sizes the issue names:
+//! Agent assistants on synthetic libraries of the sizes a large deployment has:
 //! FAQ match against 10,000 entries, canned-reply suggestions over 100,000 replies
 //! (exact prefix, typo prefix, Chinese prefix), and the spam filter's per-message
 //! check with the sample rules in `tests/data/spam.toml`. Also the build (reload)

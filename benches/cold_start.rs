@@ -69,8 +69,12 @@ fn once() -> Duration {
             break start.elapsed();
         }
     };
-    // SAFETY: kill(2) on our own child with a valid signal.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    if let Some(pid) = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
     let _ = child.wait();
     elapsed
 }

@@ -632,11 +632,11 @@ fn push_pid(pids: &PidList, pid: u32) {
 }
 
 fn kill(pid: u32, signal: libc::c_int) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) on a PID we started; no memory is involved.
-        unsafe {
-            libc::kill(pid, signal);
-        }
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let (Some(pid), Some(signal)) = (pid, rustix::process::Signal::from_named_raw(signal)) {
+        let _ = rustix::process::kill_process(pid, signal);
     }
 }
 
@@ -666,23 +666,16 @@ fn wait_until(c: &mut Child, deadline: Instant) {
 
 /// Raises the soft open-file limit to the hard one; returns the new soft limit.
 fn raise_nofile() -> Result<u64, String> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
-            }
-        }
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        setrlimit(Resource::Nofile, raised).map_err(|e| format!("setrlimit: {e}"))?;
     }
-    Ok(lim.rlim_cur)
+    Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
 }
 
 /// The daemon's stderr, line by line.

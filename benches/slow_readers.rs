@@ -1,7 +1,7 @@
 //! Clients that ask for much and read nothing: the daemon's memory while N of them
 //! each request hundreds of large `HistoryPage`s without reading, whether each is cut
 //! with `Error` 302, how a neighbour's round trips fare meanwhile, and how much memory
-//! is left once they are gone (issue 15, section 2).
+//! is left once they are gone.
 //!
 //! Run with:
 //!

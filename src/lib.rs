@@ -16,6 +16,7 @@ pub mod conversation_metrics;
 mod fasthash;
 pub mod frame;
 pub mod handoff;
+#[allow(unsafe_code, reason = "the journal maps its segments")]
 pub(crate) mod journal;
 mod ledger;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! Evaluation of the agent assistants (issue 9) on labelled data in `tests/data/`:
+//! Evaluation of the agent assistants on labelled data in `tests/data/`:
 //! precision, recall and F1 of the FAQ auto-reply at the configured threshold and of
 //! the spam filter, printed (`cargo test --test assist_eval -- --nocapture`) and held
 //! to floors so a regression fails.

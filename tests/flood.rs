@@ -1,4 +1,4 @@
-//! An echo flood from clients that behave like tcpkali (issue 15, section 5): they
+//! An echo flood from clients that behave like tcpkali: they
 //! write without waiting for the echo, read little or nothing, and vanish. The
 //! daemon's queued output stays within `limits.max_pending_total` (connections stop
 //! reading under pressure; past the budget the largest are cut); a paused connection

@@ -196,7 +196,7 @@ fn idle_admin_connections_time_out() {
     server.shutdown();
 }
 
-/// Issue 15 section 3: with 1,000 idle connections held on the admin port (far more
+/// With 1,000 idle connections held on the admin port (far more
 /// than `admin.max_connections`), every `/healthz` probe is answered 200.
 #[test]
 fn healthz_answers_while_a_thousand_idle_connections_are_held() {

@@ -65,8 +65,7 @@ fn json_lines_without_secrets_or_bodies() {
     // A second connection from the same address is refused and logged.
     let _refused = TcpStream::connect(addr).unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    // SAFETY: kill(2) on our own child with a valid signal.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    util::kill(child.id(), libc::SIGTERM);
     let status = wait_child(&mut child, Duration::from_secs(10)).unwrap();
     assert!(status.success());
     lines.extend(rx.try_iter());

@@ -1,4 +1,4 @@
-//! Clients that ask for far more than they read (issue 15, section 2): a `History`
+//! Clients that ask for far more than they read: a `History`
 //! request costs the client 48 bytes and the daemon a page of up to
 //! `limits.max_frame_bytes`, so pages are charged to the connection when they are
 //! built and wait while it owes `limits.max_pending_bytes`. Fifty such clients at once
@@ -19,9 +19,9 @@ use switchboard::protocol::messages::{History, Msg};
 use util::peer::Peer;
 use util::{Client, Daemon, Read1, TEST_SECRET, wait_until};
 
-/// Hogs at once, as in the issue.
+/// Hogs at once (the audit that found this used 50).
 const HOGS: usize = 50;
-/// `History` requests each hog sends, as in the issue.
+/// `History` requests each hog sends (as in that audit).
 const REQUESTS: u32 = 300;
 /// Messages in the conversation and their size.
 const MESSAGES: u64 = 40;

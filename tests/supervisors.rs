@@ -1,4 +1,4 @@
-//! What supervisors and agents get over real loopback sockets (issue 16): private
+//! What supervisors and agents get over real loopback sockets: private
 //! notes that never reach the visitor (live, in `History`, in a resume replay), an
 //! admin reading any transcript of its tenant, the conversation list with its
 //! filters, paging and refusals, `Disconnect` closing a user's sessions with 206, and

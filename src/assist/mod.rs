@@ -1,4 +1,4 @@
-//! Agent assistants (issue 9): FAQ auto-reply ([`faq`]), canned-reply suggestions
+//! Agent assistants: FAQ auto-reply ([`faq`]), canned-reply suggestions
 //! ([`suggest`]) and the spam and abuse filter ([`spam`]).
 //!
 //! All three are sans-IO: values in, values out, the caller's clock. Libraries are

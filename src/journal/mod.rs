@@ -30,23 +30,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-#[allow(unused_imports)]
 pub use config::{FsyncPolicy, JournalConfig, OnDamage};
-#[allow(unused_imports)]
-pub(crate) use error::{AppendError, DiskError, JournalError};
-#[allow(unused_imports)]
+#[cfg(test)]
+pub(crate) use error::DiskError;
+pub(crate) use error::{AppendError, JournalError};
 pub(crate) use reader::{JournalReader, Location};
-#[allow(unused_imports)]
 pub(crate) use record::{Record, RecordRef};
-#[allow(unused_imports)]
 pub(crate) use recovery::{Damage, DamagedRange, RecoveryStats, SegmentSummary};
-#[allow(unused_imports)]
-pub(crate) use segment::FORMAT_VERSION;
 pub(crate) use segment::Faults;
-#[allow(unused_imports)]
 pub(crate) use stats::JournalStats;
-#[allow(unused_imports)]
-pub(crate) use writer::{Committed, JournalHandle, Moves, RetireReport};
+pub(crate) use writer::{Committed, JournalHandle};
 
 use reader::Segments;
 

@@ -782,7 +782,7 @@ fn writer_stops_when_handles_drop() {
     writer.join().unwrap();
 }
 
-/// The recovery test: a journal of 1,000,000 records comes back complete and in
+/// Recovery at scale: a journal of 1,000,000 records comes back complete and in
 /// order. (Its speed goal is measured by `benches/journal.rs`.)
 #[test]
 fn recovers_a_million_records_in_order() {

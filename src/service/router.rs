@@ -468,13 +468,13 @@ impl Router {
     }
 
     /// Conversations waiting in `group` of `tenant`.
-    #[allow(dead_code, reason = "read by tests; metrics will read it")]
+    #[cfg(test)]
     pub fn queue_len(&self, tenant: &str, group: &str) -> usize {
         self.group(tenant, group).map_or(0, |g| g.queue.len())
     }
 
     /// Conversations `who` serves as agent.
-    #[allow(dead_code, reason = "read by tests; metrics will read it")]
+    #[cfg(test)]
     pub fn active_count(&self, who: &UserRef) -> usize {
         self.user(&who.tenant, &who.user)
             .map_or(0, |u| u.assigned.len())

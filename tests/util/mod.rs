@@ -382,6 +382,19 @@ impl Client {
     }
 }
 
+/// Sends signal `sig` to process `pid` (one the test started).
+pub fn kill(pid: u32, sig: i32) {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    let signal = rustix::process::Signal::from_named_raw(sig);
+    let (Some(target), Some(signal)) = (target, signal) else {
+        panic!("kill({pid}, {sig}): not a pid or a signal");
+    };
+    rustix::process::kill_process(target, signal)
+        .unwrap_or_else(|e| panic!("kill({pid}, {sig}) failed: {e}"));
+}
+
 /// A configuration for in-process tests: loopback, ports 0, two reactors and two
 /// workers, short but not racy timeouts, `state_dir` inside `dir`.
 pub fn test_config(dir: &Path) -> Config {
@@ -697,10 +710,7 @@ impl Daemon {
 
     /// Sends a signal to the daemon.
     pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) with our own child's pid and a valid signal number has no
-        // memory-safety preconditions.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
+        kill(self.child.id(), sig);
     }
 
     /// Waits for the daemon to exit (killing it after `timeout`).

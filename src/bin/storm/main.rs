@@ -1,4 +1,4 @@
-//! `storm`: Switchboard's load generator (issue 4).
+//! `storm`: Switchboard's load generator.
 //!
 //! Opens many client connections from a few threads — a mio event loop per thread,
 //! each owning a slab of connections; no thread or task per connection — optionally
@@ -18,6 +18,7 @@
 
 mod cli;
 mod engine;
+#[allow(unsafe_code, reason = "setrlimit")]
 mod limits;
 mod procs;
 mod report;

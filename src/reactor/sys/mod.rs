@@ -26,6 +26,10 @@
 //! backend delivers what it had to hold back while reading was paused).
 
 pub(crate) mod epoll;
+#[allow(
+    unsafe_code,
+    reason = "io_uring: buffers and submissions shared with the kernel"
+)]
 pub(crate) mod uring;
 
 use std::io;

@@ -331,12 +331,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn tail_of(r: &BufRing) -> u16 {
-        // SAFETY (test): reads the published tail of a live ring.
+        // SAFETY: (test) reads the published tail of a live ring.
         unsafe { *BufRingEntry::tail(r.entries.as_ptr()) }
     }
 
     fn entry(r: &BufRing, idx: usize) -> (u64, u32, u16) {
-        // SAFETY (test): idx is masked into the allocation.
+        // SAFETY: (test) idx is masked into the allocation.
         let e = unsafe { &*r.entries.as_ptr().add(idx & (usize::from(r.count) - 1)) };
         (e.addr(), e.len(), e.bid())
     }
@@ -353,7 +353,7 @@ mod tests {
             assert_eq!(len, 1024);
             assert_eq!(addr, base + i as u64 * 1024);
         }
-        // SAFETY (test): never registered with a kernel ring.
+        // SAFETY: (test) never registered with a kernel ring.
         unsafe { r.free() };
     }
 
@@ -380,25 +380,25 @@ mod tests {
         let bids: Vec<u16> = (0..16).map(|i| entry(&r, i).2).collect();
         assert_eq!(bids, (0..16).collect::<Vec<_>>(), "each id published once");
         assert_eq!(r.out(), 0);
-        // SAFETY (test): never registered with a kernel ring.
+        // SAFETY: (test) never registered with a kernel ring.
         unsafe { r.free() };
         let r = BufRing::new(4, 1024, 0).unwrap();
         assert_eq!(r.published(), 1, "at least one buffer");
-        // SAFETY (test): never registered.
+        // SAFETY: (test) never registered.
         unsafe { r.free() };
     }
 
     #[test]
     fn data_reads_the_right_buffer() {
         let r = BufRing::new(4, 1024, 4).unwrap();
-        // SAFETY (test): no kernel involved; writing buffer 2 directly.
+        // SAFETY: (test) no kernel involved; writing buffer 2 directly.
         unsafe { *r.bufs.as_ptr().add(2 * 1024) = 0xab };
         let mut r = r;
         let g = r.on_completion(2, 1, false);
         assert_eq!(r.data(&g, 1), &[0xab]);
         assert_eq!(r.data(&g, 5000).len(), 1024, "clamped to the buffer size");
         r.recycle(g);
-        // SAFETY (test): never registered.
+        // SAFETY: (test) never registered.
         unsafe { r.free() };
     }
 
@@ -407,7 +407,7 @@ mod tests {
         let mut r = BufRing::new(4, 1024, 4).unwrap();
         r.set_incremental();
         let base = r.bufs.as_ptr();
-        // SAFETY (test): no kernel involved; writing buffer 1 as two receives would.
+        // SAFETY: (test) no kernel involved; writing buffer 1 as two receives would.
         unsafe {
             base.add(1024).write_bytes(b'a', 10);
             base.add(1024 + 10).write_bytes(b'b', 5);
@@ -448,9 +448,9 @@ mod tests {
         let g = plain.on_completion(0, 3, true);
         assert_eq!(plain.out(), 1);
         plain.recycle(g);
-        // SAFETY (test): never registered.
+        // SAFETY: (test) never registered.
         unsafe { r.free() };
-        // SAFETY (test): never registered.
+        // SAFETY: (test) never registered.
         unsafe { plain.free() };
     }
 
@@ -492,7 +492,7 @@ mod tests {
                 prop_assert_eq!(tail_of(&r).wrapping_sub(head) as usize, published.len());
             }
             for g in held { r.recycle(g); }
-            // SAFETY (test): never registered.
+            // SAFETY: (test) never registered.
             unsafe { r.free() };
         }
 
@@ -537,7 +537,7 @@ mod tests {
                 prop_assert_eq!(usize::from(tail_of(&r).wrapping_sub(head)) + held.len(), 8);
             }
             for g in held { r.recycle(g); }
-            // SAFETY (test): never registered.
+            // SAFETY: (test) never registered.
             unsafe { r.free() };
         }
     }
