@@ -330,6 +330,10 @@ pub struct WorkerMetrics {
     pub sessions_refreshed: Counter,
     /// Current depth of this worker's event queue (sampled).
     pub queue_depth: Gauge,
+    /// Current depth of this worker's conversation-shard queue (sampled).
+    pub shard_queue_depth: Gauge,
+    /// The deepest the shard queue was seen since start (sampled).
+    pub shard_queue_peak: Gauge,
     /// Journal batches that failed (disk full, I/O error, queue full): their changes
     /// were taken back and the clients told 503.
     pub storage_errors: Counter,
@@ -372,6 +376,10 @@ pub const CONVERSATION_STATES: [&str; 2] = ["queued", "assigned"];
 pub struct RouterMetrics {
     /// Loop turns; the watchdog's sign of life.
     pub loops: Counter,
+    /// Current depth of the router's queue (sampled each turn).
+    pub queue_depth: Gauge,
+    /// The deepest the router's queue was seen since start (sampled).
+    pub queue_peak: Gauge,
     /// Agents and bots whose presence is online.
     pub agents_online: Gauge,
     /// Open conversations by state, indexed like [`CONVERSATION_STATES`].

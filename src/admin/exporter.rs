@@ -401,6 +401,20 @@ impl Exporter {
             Gauge,
             |w| w.queue_depth.get(),
         )?;
+        self.per_worker(
+            enc,
+            "shard_queue_depth",
+            "Messages waiting in the worker's conversation-shard queue (sampled after each batch).",
+            Gauge,
+            |w| w.shard_queue_depth.get(),
+        )?;
+        self.per_worker(
+            enc,
+            "shard_queue_peak",
+            "The deepest the worker's conversation-shard queue was seen since start (sampled).",
+            Gauge,
+            |w| w.shard_queue_peak.get(),
+        )?;
         self.per_worker(enc, "worker_loops", "Worker loop turns.", Counter, |w| {
             w.loops.get()
         })?;
@@ -471,6 +485,18 @@ impl Exporter {
     fn router(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
         let r = &self.0.router;
         counter(enc, "router_loops", "Router loop turns.", r.loops.get())?;
+        gauge(
+            enc,
+            "router_queue_depth",
+            "Messages waiting in the router's queue (sampled each turn).",
+            r.queue_depth.get(),
+        )?;
+        gauge(
+            enc,
+            "router_queue_peak",
+            "The deepest the router's queue was seen since start (sampled).",
+            r.queue_peak.get(),
+        )?;
         gauge(
             enc,
             "agents_online",
@@ -791,6 +817,8 @@ mod tests {
             .observe(Duration::from_millis(3));
         m.router
             .set_queue_lengths(vec![("acme".into(), "sales".into(), 4)]);
+        m.router.queue_peak.max(12);
+        m.workers[0].shard_queue_peak.max(3);
         let sales = m.router.by_group.group("sales");
         sales.opened.add(2);
         sales.queue_wait.observe_ms(40_000);
@@ -802,6 +830,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("switchboard_conversations_opened_total{group=\"_other\"} 0\n"));
+        assert!(text.contains("switchboard_router_queue_peak 12\n"));
+        assert!(
+            text.contains("switchboard_shard_queue_peak{worker=\"0\"} 3\n"),
+            "{text}"
+        );
         assert!(text.contains(
             "switchboard_conversation_queue_wait_seconds_bucket{le=\"30.0\",group=\"sales\"} 0\n"
         ), "{text}");

@@ -275,6 +275,9 @@ pub(crate) fn spawn(
                 dispatch.run(&mut effects);
                 stats.events.add(handled as u64);
                 stats.queue_depth.set(events.len() as u64);
+                let shard_depth = shard_rx.len() as u64;
+                stats.shard_queue_depth.set(shard_depth);
+                stats.shard_queue_peak.max(shard_depth);
                 dispatch.wake_all();
             }
         })
@@ -304,6 +307,9 @@ pub(crate) fn spawn_router(
             let mut dirty = true;
             loop {
                 stats.loops.inc();
+                let depth = rx.len() as u64;
+                stats.queue_depth.set(depth);
+                stats.queue_peak.max(depth);
                 if dirty && published.elapsed() >= GAUGES_EVERY {
                     dirty = false;
                     published = Instant::now();
