@@ -388,17 +388,23 @@ fn turns_that_each_grow_less_than_a_quantum_still_meet_the_budget() {
     assert!(f.core.stats.cuts_for(crate::metrics::Cut::Total) >= 1);
 }
 
+/// The id producers use for the connection `t` of reactor 0.
+fn conn_id(t: Token) -> crate::handoff::ConnId {
+    let (slot, generation) = crate::reactor::conn::untoken(t);
+    crate::handoff::ConnId {
+        reactor: 0,
+        slot: slot as u32,
+        generation,
+    }
+}
+
 #[test]
 fn a_charged_reply_is_settled_as_the_kernel_takes_it() {
     let mut drv = Script::default();
     let mut f = Fixture::new(settings(1 << 20));
     let t = f.open(&mut drv, ListenerKind::Echo);
-    let (slot, generation) = crate::reactor::conn::untoken(t);
-    let conn = crate::handoff::ConnId {
-        reactor: 0,
-        slot: slot as u32,
-        generation,
-    };
+    let conn = conn_id(t);
+    let slot = conn.slot as usize;
     assert!(
         f.ledger.charge(conn, 100),
         "the shard charges the page it built"
@@ -430,12 +436,7 @@ fn a_charged_page_may_pass_the_bound_behind_an_event_queued_since() {
     let mut drv = Script::default();
     let mut f = Fixture::new(settings(64 << 10));
     let t = f.open(&mut drv, ListenerKind::Echo);
-    let (slot, generation) = crate::reactor::conn::untoken(t);
-    let conn = crate::handoff::ConnId {
-        reactor: 0,
-        slot: slot as u32,
-        generation,
-    };
+    let conn = conn_id(t);
     // The shard saw the connection owe nothing and charged a 100 KiB page; an event
     // went out first and the kernel took none of it.
     assert!(f.ledger.charge(conn, 100 << 10));
