@@ -63,6 +63,17 @@ pub(crate) enum State {
     Closed,
 }
 
+/// The router's assignment of a conversation to an agent or bot
+/// ([`ShardMsg::Assign`], unpacked).
+struct Assignment {
+    conversation: u64,
+    agent: UserRef,
+    agent_name: String,
+    agent_conns: Vec<ConnId>,
+    group: String,
+    note: String,
+}
+
 #[derive(Debug)]
 struct Conversation {
     tenant: String,
@@ -1009,16 +1020,17 @@ impl Shard {
                 agent_conns,
                 group,
                 note,
-            } => self.assign(
-                conversation,
-                agent,
-                agent_name,
-                agent_conns,
-                group,
-                note,
-                now_ms,
-                out,
-            ),
+            } => {
+                let assignment = Assignment {
+                    conversation,
+                    agent,
+                    agent_name,
+                    agent_conns,
+                    group,
+                    note,
+                };
+                self.assign(assignment, now_ms, out)
+            }
             ShardMsg::Requeued {
                 conversation,
                 group,
@@ -1182,18 +1194,15 @@ impl Shard {
         }));
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn assign(
-        &mut self,
-        conversation: u64,
-        agent: UserRef,
-        agent_name: String,
-        agent_conns: Vec<ConnId>,
-        group: String,
-        note: String,
-        now_ms: u64,
-        out: &mut Vec<Effect>,
-    ) {
+    fn assign(&mut self, a: Assignment, now_ms: u64, out: &mut Vec<Effect>) {
+        let Assignment {
+            conversation,
+            agent,
+            agent_name,
+            agent_conns,
+            group,
+            note,
+        } = a;
         let Some(c) = self.convs.get_mut(&conversation) else {
             return;
         };
