@@ -1013,7 +1013,7 @@ impl Router {
         // Deterministic order whatever the map's.
         conns.sort_unstable();
         let frame = Msg::from(messages::Notice {
-            time_ms: crate::clock::unix_ms(),
+            time_ms: notice.time_ms,
             group: notice.group,
             from: from.who.user.clone(),
             text: notice.text,

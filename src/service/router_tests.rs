@@ -1115,7 +1115,7 @@ fn notices_go_to_a_group_or_to_everyone() {
     let notice = |group: &str| RouterMsg::Notice {
         from: sender("t", "boss", role::ADMIN, &[], conn(6)),
         notice: messages::Notice {
-            time_ms: 0,
+            time_ms: 1_767_225_600_000,
             group: group.into(),
             from: String::new(),
             text: "lunch".into(),
@@ -1133,7 +1133,10 @@ fn notices_go_to_a_group_or_to_everyone() {
             assert_eq!(n.from, "boss");
             assert_eq!(n.group, "sales");
             assert_eq!(n.text, "lunch");
-            assert!(n.time_ms > 0);
+            assert_eq!(
+                n.time_ms, 1_767_225_600_000,
+                "the session's clock, not the router's"
+            );
         }
         other => panic!("{other:?}"),
     }

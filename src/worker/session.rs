@@ -657,6 +657,14 @@ impl Sessions {
                 };
                 match msg {
                     Msg::ListConversations(q) => self.list(from, q, out),
+                    // The router reads no clock: a notice gets its time here.
+                    Msg::Notice(notice) => {
+                        let notice = messages::Notice {
+                            time_ms: now,
+                            ..notice
+                        };
+                        out.push(route(from, notice.into())?);
+                    }
                     msg => out.push(route(from, msg)?),
                 }
                 Ok(())
