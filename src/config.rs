@@ -554,7 +554,7 @@ impl Config {
         if self.limits.max_pending_total != 0 {
             return self.limits.max_pending_total;
         }
-        auto_pending_total(crate::ops::memory::available_bytes())
+        auto_pending_total(crate::host_memory::available_bytes())
             .max(u64::from(self.limits.max_pending_bytes))
     }
 

@@ -16,9 +16,11 @@ pub mod conversation_metrics;
 mod fasthash;
 pub mod frame;
 pub mod handoff;
+mod host_memory;
 #[allow(unsafe_code, reason = "the journal maps its segments")]
 pub(crate) mod journal;
 mod ledger;
+mod log_gate;
 pub mod metrics;
 pub mod ops;
 pub mod protocol;

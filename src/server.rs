@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::handoff::{Command, Event, WorkerQueue};
 use crate::metrics::Metrics;
 use crate::ops::Ops;
-use crate::ops::limits::ConnLimits;
+use crate::reactor::admission::ConnLimits;
 use crate::reactor::{self, ListenerKind, ReactorHandle};
 use crate::service::conversation::Shard;
 use crate::service::router::Router;
@@ -307,6 +307,12 @@ impl Server {
         let mut client = client.into_iter();
         let mut echo = echo.map(Vec::into_iter);
         let mut reactor_threads = Vec::with_capacity(n_reactors);
+        let shared = reactor::Shared {
+            workers: queues.clone(),
+            limits: conn_limits.clone(),
+            ledger: ledger.clone(),
+            tick: crate::ops::watchdog::progress_tick(),
+        };
         for (p, stats) in pending.into_iter().zip(metrics.reactors.iter()) {
             let mut listeners = Vec::with_capacity(2);
             if let Some(l) = client.next() {
@@ -319,10 +325,8 @@ impl Server {
                 p,
                 config,
                 listeners,
-                queues.clone(),
                 stats.clone(),
-                conn_limits.clone(),
-                ledger.clone(),
+                &shared,
             )?);
         }
         let ops = Ops::start(metrics.clone(), admin, reactors.clone())?;

@@ -1,9 +1,6 @@
-//! Operations: systemd notification and watchdog, connection limits, and the threads
-//! that serve operators (the admin listener lives in `crate::admin`).
+//! Operations: systemd notification and watchdog, and the threads that serve
+//! operators (the admin listener lives in `crate::admin`).
 
-pub(crate) mod limits;
-pub(crate) mod log_gate;
-pub(crate) mod memory;
 pub mod notify;
 pub(crate) mod watchdog;
 

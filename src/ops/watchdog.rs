@@ -31,15 +31,6 @@ pub(crate) fn progress_tick() -> Option<Duration> {
     *TICK.get_or_init(|| notify::watchdog_timeout().map(|w| (w / 4).clamp(MIN_TICK, MAX_TICK)))
 }
 
-/// Caps a loop's wait at [`progress_tick`].
-pub(crate) fn cap_wait(wait: Option<Duration>) -> Option<Duration> {
-    match (wait, progress_tick()) {
-        (Some(w), Some(t)) => Some(w.min(t)),
-        (None, t) => t,
-        (w, None) => w,
-    }
-}
-
 /// The running watchdog thread; stops when dropped or [`stop`](Self::stop)ped.
 pub(crate) struct Watchdog {
     stop: Option<Sender<()>>,

@@ -86,7 +86,7 @@ pub(crate) struct Conn {
     /// entries stay queued so a slow-consumer cut keeps frame boundaries.
     pub sending: u8,
     /// The peer's address key in the connection limits (released on close).
-    pub ip_key: crate::ops::limits::IpKey,
+    pub ip_key: crate::reactor::admission::IpKey,
 }
 
 /// The design's ceiling for a connection context.

@@ -22,10 +22,10 @@ use crate::clock::millis;
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{CloseReason, Command, ConnId, Event, WorkerQueue};
 use crate::ledger::{Ledger, TOTAL_QUANTUM};
+use crate::log_gate::LogGate;
 use crate::metrics::{Cut, ReactorMetrics};
-use crate::ops::limits::{AcceptBucket, ConnLimits, RejectLog};
-use crate::ops::log_gate::LogGate;
 use crate::protocol::{ErrorCode, Kind};
+use crate::reactor::admission::{AcceptBucket, ConnLimits, RejectLog};
 use crossbeam_utils::CachePadded;
 
 /// The numbers a reactor needs, resolved from the config.
@@ -180,7 +180,7 @@ impl Core {
             pressure_log: LogGate::default(),
             shed_log: LogGate::default(),
             cut_log: LogGate::default(),
-            kernel_pressure_probe: crate::ops::memory::tcp_memory_pressure,
+            kernel_pressure_probe: crate::host_memory::tcp_memory_pressure,
             kernel_pressure: (0, false),
             drain_stall_ms: u64::MAX,
             turn_ms: u64::MAX,
@@ -215,7 +215,7 @@ impl Core {
 
     /// Applies the connection limits to a new connection from `peer`; on refusal the
     /// caller drops (closes) the socket.
-    fn admit(&mut self, peer: SocketAddr) -> Option<crate::ops::limits::IpKey> {
+    fn admit(&mut self, peer: SocketAddr) -> Option<crate::reactor::admission::IpKey> {
         let now = Instant::now();
         let key = self.limits.key(peer.ip());
         let verdict = if self.bucket.take(now) {

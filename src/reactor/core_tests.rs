@@ -16,8 +16,8 @@ use mio::net::TcpStream;
 
 use super::{Core, Settings};
 use crate::handoff::WorkerQueue;
-use crate::ops::limits::{AcceptBucket, ConnLimits};
 use crate::protocol::ErrorCode;
+use crate::reactor::admission::{AcceptBucket, ConnLimits};
 use crate::reactor::conn::{ListenerKind, Phase};
 use crate::reactor::sys::{Driver, Sent};
 

@@ -1,6 +1,7 @@
 //! The reactor: one thread per core owning its sockets, connection slab, timers and
 //! outbox. Backends live in `sys/`; the backend-independent logic in `core`.
 
+pub(crate) mod admission;
 mod conn;
 mod core;
 mod listen;
@@ -18,7 +19,7 @@ use crossbeam_utils::CachePadded;
 use crate::config::Config;
 use crate::handoff::{Command, WorkerQueue};
 use crate::metrics::ReactorMetrics;
-use crate::ops::limits::{AcceptBucket, ConnLimits};
+use crate::reactor::admission::{AcceptBucket, ConnLimits};
 
 pub(crate) use conn::ListenerKind;
 pub(crate) use listen::bind_group;
@@ -97,27 +98,46 @@ pub(crate) fn prepare(
     ))
 }
 
+/// What every reactor shares with the rest of the daemon.
+pub(crate) struct Shared {
+    /// The workers' event queues.
+    pub workers: Arc<[WorkerQueue]>,
+    /// Connection limits (per IP, in total).
+    pub limits: Arc<ConnLimits>,
+    /// Output owed per connection and in total.
+    pub ledger: Arc<crate::ledger::Ledger>,
+    /// Longest wait between loop turns: the systemd watchdog's progress tick (`None`:
+    /// no watchdog).
+    pub tick: Option<std::time::Duration>,
+}
+
 /// Starts the reactor thread.
 pub(crate) fn spawn(
     pending: Pending,
     config: &Config,
     listeners: Vec<(TcpListener, ListenerKind)>,
-    workers: Arc<[WorkerQueue]>,
     stats: Arc<CachePadded<ReactorMetrics>>,
-    limits: Arc<ConnLimits>,
-    ledger: Arc<crate::ledger::Ledger>,
+    shared: &Shared,
 ) -> io::Result<JoinHandle<()>> {
+    let (workers, limits, ledger, tick) = (
+        shared.workers.clone(),
+        shared.limits.clone(),
+        shared.ledger.clone(),
+        shared.tick,
+    );
     let bucket = AcceptBucket::new(&config.limits, config.reactor_threads());
     let Pending { id, io, commands } = pending;
     let settings = core::Settings::from_config(config);
     let loop_cfg = sys::epoll::LoopConfig {
         events_per_poll: config.reactor.events_per_poll,
         read_buffer_bytes: config.reactor.read_buffer_bytes,
+        tick,
     };
     let uring_cfg = sys::uring::LoopConfig {
         entries: u32::try_from(config.reactor.events_per_poll).unwrap_or(u32::MAX),
         buffers: config.reactor.uring_buffers,
         buffer_bytes: config.reactor.uring_buffer_bytes,
+        tick,
     };
     std::thread::Builder::new()
         .name(format!("reactor-{id}"))

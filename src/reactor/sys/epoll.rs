@@ -27,6 +27,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) struct LoopConfig {
     pub events_per_poll: usize,
     pub read_buffer_bytes: usize,
+    /// Longest wait between turns (the watchdog's progress tick; `None`: no cap).
+    pub tick: Option<Duration>,
 }
 
 struct Listener {
@@ -135,7 +137,7 @@ pub(crate) fn run(
             wait = Some(wait.map_or(left, |w| w.min(left)));
         }
         // With a systemd watchdog, turn at least every tick so progress shows.
-        let wait = crate::ops::watchdog::cap_wait(wait);
+        let wait = super::cap_wait(wait, cfg.tick);
         if let Err(e) = poll.poll(&mut events, wait)
             && e.kind() != io::ErrorKind::Interrupted
         {

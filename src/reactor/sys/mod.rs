@@ -25,6 +25,19 @@
 //! `Core::take_resume()` and reads those connections again (a completion-based
 //! backend delivers what it had to hold back while reading was paused).
 
+/// Caps a loop's wait at `tick` (with a systemd watchdog, every loop turns at least
+/// that often so its progress shows; `None`: no cap).
+pub(crate) fn cap_wait(
+    wait: Option<std::time::Duration>,
+    tick: Option<std::time::Duration>,
+) -> Option<std::time::Duration> {
+    match (wait, tick) {
+        (Some(w), Some(t)) => Some(w.min(t)),
+        (None, t) => t,
+        (w, None) => w,
+    }
+}
+
 pub(crate) mod epoll;
 #[allow(
     unsafe_code,

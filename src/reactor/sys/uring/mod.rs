@@ -79,6 +79,8 @@ pub(crate) struct LoopConfig {
     pub buffers: u32,
     /// Size of each.
     pub buffer_bytes: u32,
+    /// Longest wait between turns (the watchdog's progress tick; `None`: no cap).
+    pub tick: Option<std::time::Duration>,
 }
 
 struct Listener {
@@ -284,6 +286,8 @@ struct Backend {
     cqes: Vec<cqueue::Entry>,
     /// Size of one receive buffer: the piece size parked input is handed on in.
     buffer_bytes: usize,
+    /// Longest wait between turns (the watchdog's progress tick; `None`: no cap).
+    tick: Option<std::time::Duration>,
 }
 
 impl Backend {
@@ -351,6 +355,7 @@ impl Backend {
             wake_armed: false,
             cqes: Vec::with_capacity(entries as usize),
             buffer_bytes: cfg.buffer_bytes as usize,
+            tick: cfg.tick,
         };
         me.arm_wake();
         me.drv.arm_accepts();
@@ -385,7 +390,7 @@ impl Backend {
                 wait = Some(wait.map_or(left, |w| w.min(left)));
             }
             // With a systemd watchdog, turn at least every tick so progress shows.
-            let wait = crate::ops::watchdog::cap_wait(wait);
+            let wait = super::cap_wait(wait, self.tick);
             self.drv.wait(wait)?;
             let turn = Instant::now();
             self.complete(core);
