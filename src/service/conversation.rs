@@ -14,7 +14,9 @@ use super::deferred::{Deferred, Waiting};
 use super::record::{self, Body, Record, RecordError, RecordKind};
 use super::sent::SentIds;
 use super::transcript::Transcript;
-use super::{Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all, to_both};
+use super::{
+    Assignment, Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all, to_both,
+};
 use crate::assist::Verdict;
 use crate::fasthash::{ClientMap, ServerMap};
 use crate::handoff::ConnId;
@@ -61,17 +63,6 @@ pub(crate) enum State {
     Assigned,
     /// Over; may be rated once.
     Closed,
-}
-
-/// The router's assignment of a conversation to an agent or bot
-/// ([`ShardMsg::Assign`], unpacked).
-struct Assignment {
-    conversation: u64,
-    agent: UserRef,
-    agent_name: String,
-    agent_conns: Vec<ConnId>,
-    group: String,
-    note: String,
 }
 
 #[derive(Debug)]
@@ -1013,24 +1004,7 @@ impl Shard {
                 // Routing (assignment or the queue) follows only now.
                 out.push(Effect::Router(RouterMsg::Opened { conversation }));
             }
-            ShardMsg::Assign {
-                conversation,
-                agent,
-                agent_name,
-                agent_conns,
-                group,
-                note,
-            } => {
-                let assignment = Assignment {
-                    conversation,
-                    agent,
-                    agent_name,
-                    agent_conns,
-                    group,
-                    note,
-                };
-                self.assign(assignment, now_ms, out)
-            }
+            ShardMsg::Assign(assignment) => self.assign(assignment, now_ms, out),
             ShardMsg::Requeued {
                 conversation,
                 group,

@@ -192,6 +192,23 @@ pub(crate) enum RouterMsg {
     },
 }
 
+/// The router's assignment of a conversation to an agent or bot.
+#[derive(Debug, Clone)]
+pub(crate) struct Assignment {
+    /// The conversation.
+    pub conversation: u64,
+    /// The agent.
+    pub agent: UserRef,
+    /// Agent's display name.
+    pub agent_name: String,
+    /// Agent's connections now.
+    pub agent_conns: Vec<ConnId>,
+    /// Group it is assigned in.
+    pub group: String,
+    /// Transfer note for the agent (empty for none).
+    pub note: String,
+}
+
 /// Messages for a conversation shard.
 #[derive(Debug, Clone)]
 pub(crate) enum ShardMsg {
@@ -222,20 +239,7 @@ pub(crate) enum ShardMsg {
         msg: messages::Msg,
     },
     /// The router gave the conversation an agent (assignment, claim or transfer).
-    Assign {
-        /// The conversation.
-        conversation: u64,
-        /// The agent.
-        agent: UserRef,
-        /// Agent's display name.
-        agent_name: String,
-        /// Agent's connections now.
-        agent_conns: Vec<ConnId>,
-        /// Group it is assigned in.
-        group: String,
-        /// Transfer note for the agent (empty for none).
-        note: String,
-    },
+    Assign(Assignment),
     /// The conversation lost its agent and waits in the queue again.
     Requeued {
         /// The conversation.
@@ -361,7 +365,7 @@ impl ShardMsg {
     pub fn conversation(&self) -> u64 {
         match self {
             ShardMsg::Open { conversation, .. }
-            | ShardMsg::Assign { conversation, .. }
+            | ShardMsg::Assign(Assignment { conversation, .. })
             | ShardMsg::Requeued { conversation, .. }
             | ShardMsg::SystemClose { conversation, .. }
             | ShardMsg::Conns { conversation, .. } => *conversation,

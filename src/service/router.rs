@@ -19,7 +19,9 @@ use std::collections::{BTreeSet, VecDeque};
 
 use super::availability::{Availability, WaitEstimate};
 use super::conversation::OpenConversation;
-use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, is_staff_role, refuse, to_all};
+use super::{
+    Assignment, Effect, RouterMsg, Sender, ShardMsg, UserRef, is_staff_role, refuse, to_all,
+};
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -1196,7 +1198,7 @@ impl Router {
         for g in &user.groups {
             self.dirty.insert((conv.tenant.clone(), g.clone()));
         }
-        out.push(Effect::Shard(ShardMsg::Assign {
+        out.push(Effect::Shard(ShardMsg::Assign(Assignment {
             conversation: id,
             agent: UserRef {
                 tenant: conv.tenant.clone(),
@@ -1206,7 +1208,7 @@ impl Router {
             agent_conns: user.conns.clone(),
             group: conv.group.clone(),
             note: std::mem::take(&mut conv.note),
-        }));
+        })));
         true
     }
 

@@ -229,12 +229,12 @@ fn errors(out: &[Effect]) -> Vec<(u16, u32)> {
 fn assigns(out: &[Effect]) -> Vec<(u64, String, String)> {
     out.iter()
         .filter_map(|e| match e {
-            Effect::Shard(ShardMsg::Assign {
+            Effect::Shard(ShardMsg::Assign(Assignment {
                 conversation,
                 agent,
                 note,
                 ..
-            }) => Some((*conversation, agent.user.clone(), note.clone())),
+            })) => Some((*conversation, agent.user.clone(), note.clone())),
             _ => None,
         })
         .collect()
@@ -823,7 +823,7 @@ fn transfer_to_an_agent_a_group_and_an_unavailable_agent() {
     match &out[..] {
         [
             Effect::Shard(ShardMsg::Requeued { .. }),
-            Effect::Shard(ShardMsg::Assign { group, .. }),
+            Effect::Shard(ShardMsg::Assign(Assignment { group, .. })),
         ] => {
             assert_eq!(group, "support")
         }
@@ -1043,7 +1043,9 @@ fn multi_connection_users_get_every_connection_in_conns() {
     b.agent(conn(3), "t", "a", &["g"], 2);
     let out = b.open(w, "t", "w", "g");
     let agent_conns = out.iter().find_map(|e| match e {
-        Effect::Shard(ShardMsg::Assign { agent_conns, .. }) => Some(agent_conns.clone()),
+        Effect::Shard(ShardMsg::Assign(Assignment { agent_conns, .. })) => {
+            Some(agent_conns.clone())
+        }
         _ => None,
     });
     assert_eq!(agent_conns, Some(vec![conn(2), conn(3)]));
@@ -1083,7 +1085,7 @@ fn tenants_never_see_each_other() {
     let a = &assigns(&out);
     assert_eq!(a.len(), 1);
     let agent = out.iter().find_map(|e| match e {
-        Effect::Shard(ShardMsg::Assign { agent, .. }) => Some(agent.clone()),
+        Effect::Shard(ShardMsg::Assign(Assignment { agent, .. })) => Some(agent.clone()),
         _ => None,
     });
     assert_eq!(agent, Some(who("B", "agent")));
@@ -1480,10 +1482,12 @@ fn random_traffic_keeps_the_invariants() {
             for e in &out {
                 let kind = match e {
                     Effect::Shard(ShardMsg::Open { .. }) => "open",
-                    Effect::Shard(ShardMsg::Assign { note, .. }) if !note.is_empty() => {
+                    Effect::Shard(ShardMsg::Assign(Assignment { note, .. }))
+                        if !note.is_empty() =>
+                    {
                         "assign with note"
                     }
-                    Effect::Shard(ShardMsg::Assign { .. }) => "assign",
+                    Effect::Shard(ShardMsg::Assign(Assignment { .. })) => "assign",
                     Effect::Shard(ShardMsg::Requeued { .. }) => "requeued",
                     Effect::Shard(ShardMsg::SystemClose { .. }) => "abandoned",
                     Effect::Shard(ShardMsg::Conns { .. }) => "conns",
@@ -1510,11 +1514,11 @@ fn random_traffic_keeps_the_invariants() {
                                 .is_none()
                         );
                     }
-                    Effect::Shard(ShardMsg::Assign {
+                    Effect::Shard(ShardMsg::Assign(Assignment {
                         conversation,
                         agent,
                         ..
-                    }) => {
+                    })) => {
                         assert!(!closed.contains(conversation));
                         assert_eq!(opened_in.get(conversation), Some(&agent.tenant));
                         assigned_to.insert(*conversation, agent.clone());

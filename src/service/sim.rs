@@ -538,14 +538,14 @@ pub(crate) mod tests {
                             }),
                         }
                     }
-                    1 => ShardMsg::Assign {
+                    1 => ShardMsg::Assign(super::super::Assignment {
                         conversation: conv,
                         agent: agent(rng.below(3)),
                         agent_name: "A".into(),
                         agent_conns: vec![Sim::conn(1_000 + rng.below(3) as u32)],
                         group: ["support", "sales"][rng.below(2) as usize].into(),
                         note: String::new(),
-                    },
+                    }),
                     2 => ShardMsg::Requeued {
                         conversation: conv,
                         group: "sales".into(),
