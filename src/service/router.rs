@@ -434,16 +434,12 @@ impl Router {
     /// are closed as abandoned. Assigned ones stay (their agent may close them); while
     /// the visitor stays away it is looked at again every grace.
     fn abandoned(&mut self, who: &UserRef, deadline: u64, now_ms: u64, out: &mut Vec<Effect>) {
-        let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+        if !self.expired(who, deadline, |u| &mut u.abandon_at) {
+            return;
+        }
+        let Some(user) = self.user(&who.tenant, &who.user) else {
             return;
         };
-        if user.abandon_at != Some(deadline) {
-            return;
-        }
-        user.abandon_at = None;
-        if !user.conns.is_empty() {
-            return;
-        }
         let open: Vec<u64> = user.open.iter().copied().collect();
         for id in open {
             let waiting = self
@@ -660,18 +656,34 @@ impl Router {
         self.forget_if_idle(&who);
     }
 
+    /// Whether `deadline` is still `who`'s (the field `slot` picks, cleared now) and
+    /// `who` is still away: a deadline that a reconnect cancelled or a later one
+    /// replaced does nothing.
+    fn expired(
+        &mut self,
+        who: &UserRef,
+        deadline: u64,
+        slot: fn(&mut User) -> &mut Option<u64>,
+    ) -> bool {
+        let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+            return false;
+        };
+        let field = slot(user);
+        if *field != Some(deadline) {
+            return false;
+        }
+        *field = None;
+        user.conns.is_empty()
+    }
+
     /// An agent stayed away past its grace: its conversations go back to the front.
     fn grace_expired(&mut self, who: &UserRef, deadline: u64, now_ms: u64, out: &mut Vec<Effect>) {
+        if !self.expired(who, deadline, |u| &mut u.grace) {
+            return;
+        }
         let Some(user) = self.user_mut(&who.tenant, &who.user) else {
             return;
         };
-        if user.grace != Some(deadline) {
-            return;
-        }
-        user.grace = None;
-        if !user.conns.is_empty() {
-            return;
-        }
         let ids = std::mem::take(&mut user.assigned);
         user.idle_since = now_ms;
         self.staff_changed(who);
