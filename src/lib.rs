@@ -170,13 +170,14 @@ pub mod bench_support {
         /// Arms a deadline.
         #[inline]
         pub fn push(&mut self, deadline: u64, slot: u32, generation: u32) {
-            self.0.push(deadline, slot, generation);
+            self.0
+                .push(crate::clock::Mono::from_ms(deadline), slot, generation);
         }
 
         /// The earliest armed deadline.
         #[inline]
         pub fn next_deadline(&self) -> Option<u64> {
-            self.0.next_deadline()
+            self.0.next_deadline().map(crate::clock::Mono::as_ms)
         }
 
         /// Removes and returns the earliest entry, as (deadline, slot, generation), if
@@ -184,8 +185,8 @@ pub mod bench_support {
         #[inline]
         pub fn pop_due(&mut self, now: u64) -> Option<(u64, u32, u32)> {
             self.0
-                .pop_due(now)
-                .map(|e| (e.deadline, e.slot, e.generation))
+                .pop_due(crate::clock::Mono::from_ms(now))
+                .map(|e| (e.deadline.as_ms(), e.slot, e.generation))
         }
     }
 }

@@ -127,7 +127,7 @@ fn open_journal_as(
     let m = &metrics.journal;
     m.damaged_ranges.set(damage.len() as u64);
     m.damaged_bytes.set(damaged_bytes);
-    let done = salvage(&journal, shards, &plan, unix_ms()).map_err(journal_err)?;
+    let done = salvage(&journal, shards, &plan, unix_ms().get()).map_err(journal_err)?;
     m.gap_lost.add(done.lost);
     m.gap_reserved.add(done.reserved);
     m.orphaned.set(done.orphans);

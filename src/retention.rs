@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
 
-use crate::clock::unix_ms;
+use crate::clock::{UnixMs, unix_ms};
 use crate::journal::JournalHandle;
 use crate::service::ShardMsg;
 
@@ -42,7 +42,7 @@ impl Retention {
                 let mut forgotten = HashSet::new();
                 // Runs until the sender is dropped (shutdown).
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    run_once(&journal, &shards, retention, &mut forgotten);
+                    run_once(&journal, &shards, retention, unix_ms(), &mut forgotten);
                 }
             })?;
         Ok(Retention { stop, thread })
@@ -110,17 +110,19 @@ fn retire(
     Ok((deleted, compacted, moved))
 }
 
-/// One pass. `forgotten` accumulates the ids of conversations the shards dropped
+/// One pass at `now`: what is older than `retention` by then goes. `forgotten` accumulates the ids of conversations the shards dropped
 /// whose records may still be on disk.
 fn run_once(
     journal: &JournalHandle,
     shards: &[Sender<ShardMsg>],
     retention: Duration,
+    now: UnixMs,
     forgotten: &mut HashSet<u64>,
 ) {
     let started = Instant::now();
-    let cutoff_ms =
-        unix_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+    let cutoff_ms = now
+        .get()
+        .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
     let (tx, rx) = crossbeam_channel::unbounded();
     let mut asked = 0;
     for (shard, q) in shards.iter().enumerate() {

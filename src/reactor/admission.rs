@@ -11,10 +11,10 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use crossbeam_utils::CachePadded;
 
+use crate::clock::Mono;
 use crate::config::Limits;
 use crate::metrics::Reject;
 
@@ -131,7 +131,8 @@ pub(crate) struct AcceptBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
-    last: Instant,
+    /// When tokens were last added (the bucket starts full, so the epoch will do).
+    last: Mono,
 }
 
 impl AcceptBucket {
@@ -144,14 +145,14 @@ impl AcceptBucket {
             rate,
             burst,
             tokens: burst,
-            last: Instant::now(),
+            last: Mono::ZERO,
         }
     }
 
     /// Takes one token if there is one at `now`.
-    pub fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
+    pub fn take(&mut self, now: Mono) -> bool {
+        let elapsed = now.since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -166,7 +167,7 @@ impl AcceptBucket {
 /// the last line, so a flood cannot flood the log.
 #[derive(Debug)]
 pub(crate) struct RejectLog {
-    last: Option<Instant>,
+    last: Option<Mono>,
     suppressed: u64,
 }
 
@@ -180,11 +181,8 @@ impl RejectLog {
     }
 
     /// Logs a rejection unless one was logged in the last second.
-    pub fn note(&mut self, reactor: u16, why: Reject, peer: IpAddr, now: Instant) {
-        if self
-            .last
-            .is_some_and(|t| now.saturating_duration_since(t).as_secs() < 1)
-        {
+    pub fn note(&mut self, reactor: u16, why: Reject, peer: IpAddr, now: Mono) {
+        if self.last.is_some_and(|t| now.since(t).as_secs() < 1) {
             self.suppressed += 1;
             return;
         }
@@ -204,7 +202,6 @@ impl RejectLog {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
-    use std::time::Duration;
 
     fn limits(total: u32, per_ip: u32) -> Limits {
         Limits {
@@ -255,11 +252,11 @@ mod tests {
             ..Limits::default()
         };
         let mut b = AcceptBucket::new(&l, 2);
-        let t0 = Instant::now();
+        let t0 = Mono::from_ms(60_000);
         let burst = (0..100).filter(|_| b.take(t0)).count();
         assert_eq!(burst, 5);
         // 10 per second per reactor: 0.5 s refills 5.
-        let later = t0 + Duration::from_millis(500);
+        let later = t0.plus_ms(500);
         assert_eq!((0..100).filter(|_| b.take(later)).count(), 5);
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use mio::Token;
 use mio::net::TcpStream;
 
+use crate::clock::Mono;
 use crate::handoff::CloseReason;
 
 /// What a listener's connections speak.
@@ -42,9 +43,9 @@ pub(crate) struct Conn {
     pub spill: Vec<u8>,
     /// Output the kernel has not taken yet; empty (unallocated) when caught up.
     pub outq: VecDeque<Bytes>,
-    /// Reactor-clock milliseconds when the current phase's deadline started counting
-    /// (accept, last input, or close).
-    pub mark_ms: u64,
+    /// When the current phase's deadline started counting (accept, last input, or
+    /// close), on the reactor's clock.
+    pub mark: Mono,
     /// Generation stamped at accept.
     pub generation: u32,
     /// Total bytes in `outq`.
@@ -52,10 +53,10 @@ pub(crate) struct Conn {
     /// The part of `pending` already counted in the output ledger and the reactor's
     /// total (they are brought up to date after each change, see `Core::publish`).
     pub published: u32,
-    /// Reactor-clock milliseconds of the last output progress (bytes the kernel
-    /// took), or of when output started queuing: queued output older than
+    /// The last output progress (bytes the kernel took), or when output started
+    /// queuing, on the reactor's clock: queued output older than
     /// `limits.stall_timeout` by this mark is stalled.
-    pub out_mark_ms: u64,
+    pub out_mark: Mono,
     /// Input thrown away while closing; past the read budget the linger ends early,
     /// so a flooding peer cannot keep a closing connection busy.
     pub discarded: u32,

@@ -18,7 +18,7 @@ use slab::Slab;
 use super::conn::{Conn, ListenerKind, Phase, token, untoken};
 use super::sys::{Driver, Sent};
 use super::timer::TimerHeap;
-use crate::clock::millis;
+use crate::clock::{Clock, Mono, millis};
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{CloseReason, Command, ConnId, Event, WorkerQueue};
 use crate::ledger::{Ledger, TOTAL_QUANTUM};
@@ -88,7 +88,8 @@ pub(crate) struct Core {
     settings: Settings,
     conns: Slab<Conn>,
     timers: TimerHeap,
-    epoch: Instant,
+    /// Converts deadlines other threads send as `Instant`s (no clock is read here).
+    clock: Clock,
     next_generation: u32,
     commands: Receiver<Command>,
     workers: Arc<[WorkerQueue]>,
@@ -103,7 +104,7 @@ pub(crate) struct Core {
     /// connection gets one `writev`, or one send request, per turn).
     dirty: Vec<Token>,
     input_open: bool,
-    drain_deadline: Option<Instant>,
+    drain_deadline: Option<Mono>,
     /// Daemon-wide connection counts (global and per IP).
     limits: Arc<ConnLimits>,
     /// This reactor's share of the accept rate.
@@ -117,8 +118,8 @@ pub(crate) struct Core {
     queued: u64,
     /// Change of `queued` not yet added to the ledger's daemon-wide total.
     unpublished: i64,
-    /// When the backlog is swept next (reactor clock, ms).
-    next_sweep_ms: u64,
+    /// When the backlog is swept next.
+    next_sweep: Mono,
     /// Cutting connections for the daemon-wide budget (no nested shedding).
     shedding: bool,
     /// Output queued daemon-wide passed half of `limits.max_pending_total`:
@@ -131,14 +132,14 @@ pub(crate) struct Core {
     cut_log: LogGate,
     /// Asks whether the kernel's TCP memory is under pressure (tests replace it).
     kernel_pressure_probe: fn() -> bool,
-    /// The last answer and when it was asked (reactor clock, ms; 0: never).
-    kernel_pressure: (u64, bool),
+    /// The last answer and when it was asked (`None`: never).
+    kernel_pressure: (Option<Mono>, bool),
     /// While draining: a closing connection whose output made no progress for this
     /// long is dropped (its peer reads nothing; waiting longer cannot help).
     drain_stall_ms: u64,
-    /// The reactor clock when this loop turn first needed it (`u64::MAX`: not yet):
-    /// output progress is stamped with it, so writes read the clock once a turn.
-    turn_ms: u64,
+    /// The time the backend gave with the call being handled (each entry point that
+    /// needs the clock takes it as `now`; the core never reads one).
+    now: Mono,
 }
 
 impl Core {
@@ -150,6 +151,7 @@ impl Core {
         stats: Arc<CachePadded<ReactorMetrics>>,
         (limits, bucket): (Arc<ConnLimits>, AcceptBucket),
         ledger: Arc<Ledger>,
+        clock: Clock,
     ) -> Self {
         let reserve = settings.reserve_slots;
         Self {
@@ -157,7 +159,7 @@ impl Core {
             settings,
             conns: Slab::with_capacity(reserve),
             timers: TimerHeap::default(),
-            epoch: Instant::now(),
+            clock,
             next_generation: 0,
             commands,
             workers,
@@ -174,24 +176,35 @@ impl Core {
             backlog: Vec::new(),
             queued: 0,
             unpublished: 0,
-            next_sweep_ms: 0,
+            next_sweep: Mono::ZERO,
             shedding: false,
             pressure: false,
             pressure_log: LogGate::default(),
             shed_log: LogGate::default(),
             cut_log: LogGate::default(),
             kernel_pressure_probe: crate::host_memory::tcp_memory_pressure,
-            kernel_pressure: (0, false),
+            kernel_pressure: (None, false),
             drain_stall_ms: u64::MAX,
-            turn_ms: u64::MAX,
+            now: Mono::ZERO,
         }
     }
 
-    /// Ends one loop turn that began (the poll returned) at `started`: bumps the
-    /// watchdog's progress counter and the loop-lag figures. A backend calls it once
-    /// per turn.
-    pub fn end_turn(&mut self, drv: &mut impl Driver, started: Instant) {
-        self.turn_ms = u64::MAX;
+    /// The clock this core's [`Mono`] times are on (its backend reads it).
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Takes the time a call is made at; never goes back (a backend may hand an
+    /// older reading to a later call).
+    fn at(&mut self, now: Mono) {
+        self.now = self.now.max(now);
+    }
+
+    /// Ends one loop turn (`now`: its time): publishes the turn's output growth and
+    /// enforces the daemon-wide budget. A backend calls it once per turn, then
+    /// [`Core::turn_took`] with the time the turn took.
+    pub fn end_turn(&mut self, drv: &mut impl Driver, now: Mono) {
+        self.at(now);
         // Growth under one quantum is published here, every turn: it is enforced
         // too, or turns that each grow a little would creep past the budget.
         let grew = self.unpublished > 0;
@@ -206,7 +219,14 @@ impl Core {
             // turn stuck this long, measured as one.
             std::thread::sleep(Duration::from_millis(s.stall_ms.take()));
         }
-        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    }
+
+    /// Records a loop turn that took `busy` (from the poll's return to the end of
+    /// [`Core::end_turn`]): bumps the watchdog's progress counter and the loop-lag
+    /// figures.
+    pub fn turn_took(&self, busy: Duration) {
+        let s = self.stats();
+        let us = u64::try_from(busy.as_micros()).unwrap_or(u64::MAX);
         s.pending_bytes.set(self.queued);
         s.loops.inc();
         s.loop_lag.observe_us(us);
@@ -216,7 +236,7 @@ impl Core {
     /// Applies the connection limits to a new connection from `peer`; on refusal the
     /// caller drops (closes) the socket.
     fn admit(&mut self, peer: SocketAddr) -> Option<crate::reactor::admission::IpKey> {
-        let now = Instant::now();
+        let now = self.now;
         let key = self.limits.key(peer.ip());
         let verdict = if self.bucket.take(now) {
             self.limits.admit(key)
@@ -237,18 +257,6 @@ impl Core {
         &self.stats
     }
 
-    fn now_ms(&self) -> u64 {
-        millis(self.epoch.elapsed())
-    }
-
-    /// The reactor clock for this loop turn (read once a turn).
-    fn turn_now(&mut self) -> u64 {
-        if self.turn_ms == u64::MAX {
-            self.turn_ms = self.now_ms();
-        }
-        self.turn_ms
-    }
-
     fn conn_id(&self, slot: usize, generation: u32) -> ConnId {
         ConnId {
             reactor: self.id,
@@ -257,13 +265,13 @@ impl Core {
         }
     }
 
-    fn deadline_of(&self, c: &Conn) -> u64 {
+    fn deadline_of(&self, c: &Conn) -> Mono {
         let span = match c.phase {
             Phase::Handshake => self.settings.handshake_ms,
             Phase::Established => self.settings.idle_ms,
             Phase::Closing => self.settings.linger_ms,
         };
-        c.mark_ms.saturating_add(span)
+        c.mark.plus_ms(span)
     }
 
     fn slot_of(&self, t: Token) -> Option<usize> {
@@ -337,10 +345,12 @@ impl Core {
     pub fn accept(
         &mut self,
         drv: &mut impl Driver,
+        now: Mono,
         kind: ListenerKind,
         mut stream: TcpStream,
         peer: SocketAddr,
     ) {
+        self.at(now);
         if !self.input_open {
             return;
         }
@@ -351,7 +361,7 @@ impl Core {
         let _ = stream.set_nodelay(true);
         self.next_generation = self.next_generation.wrapping_add(1).max(1);
         let generation = self.next_generation;
-        let now = self.now_ms();
+        let now = self.now;
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
         if u32::try_from(slot).is_err() {
@@ -372,11 +382,11 @@ impl Core {
             stream,
             spill: Vec::new(),
             outq: VecDeque::new(),
-            mark_ms: now,
+            mark: now,
             generation,
             pending: 0,
             published: 0,
-            out_mark_ms: now,
+            out_mark: now,
             discarded: 0,
             close_reason: None,
             phase,
@@ -474,12 +484,13 @@ impl Core {
     }
 
     /// Bytes arrived for a connection.
-    pub fn on_data(&mut self, drv: &mut impl Driver, t: Token, data: &[u8]) {
+    pub fn on_data(&mut self, drv: &mut impl Driver, now: Mono, t: Token, data: &[u8]) {
+        self.at(now);
         let Some(slot) = self.slot_of(t) else {
             return;
         };
         self.stats().bytes_in.add(data.len() as u64);
-        let now = self.now_ms();
+        let now = self.now;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -501,7 +512,7 @@ impl Core {
             return;
         }
         if c.phase == Phase::Established {
-            c.mark_ms = now;
+            c.mark = now;
         }
         match c.kind {
             ListenerKind::Echo => self.send(drv, slot, Bytes::copy_from_slice(data)),
@@ -578,7 +589,7 @@ impl Core {
 
     /// `send` with an explicit bound (a farewell frame may exceed the usual one).
     fn write_or_queue(&mut self, drv: &mut impl Driver, slot: usize, mut data: Bytes, bound: u32) {
-        let now = self.turn_now();
+        let now = self.now;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -622,7 +633,7 @@ impl Core {
             return;
         }
         if c.outq.is_empty() {
-            c.out_mark_ms = now;
+            c.out_mark = now;
         }
         c.pending = pending as u32;
         c.outq.push_back(data);
@@ -639,7 +650,7 @@ impl Core {
     /// Queues what the kernel refused from a direct write and waits for
     /// writability.
     fn queue_refused(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes, bound: u32) {
-        let now = self.turn_now();
+        let now = self.now;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -655,7 +666,7 @@ impl Core {
             return;
         }
         if c.outq.is_empty() {
-            c.out_mark_ms = now;
+            c.out_mark = now;
         }
         c.pending = pending as u32;
         c.outq.push_back(data);
@@ -731,7 +742,7 @@ impl Core {
                 }
             }
         }
-        let Some(skipped) = self.pressure_log.pass(self.now_ms()) else {
+        let Some(skipped) = self.pressure_log.pass(self.now.as_ms()) else {
             return;
         };
         if on {
@@ -814,7 +825,7 @@ impl Core {
             cut += 1;
         }
         self.ledger.add_total(std::mem::take(&mut self.unpublished));
-        let Some(held_back) = self.shed_log.pass(self.now_ms()) else {
+        let Some(held_back) = self.shed_log.pass(self.now.as_ms()) else {
             self.shedding = false;
             return;
         };
@@ -866,7 +877,7 @@ impl Core {
     /// stream keeps only what is in flight), then closes it with `SLOW_CONSUMER`,
     /// whose `Error` frame follows what was kept.
     fn cut_slow_consumer(&mut self, drv: &mut impl Driver, slot: usize, why: Cut) {
-        let now = self.now_ms();
+        let now = self.now;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -882,9 +893,9 @@ impl Core {
         if c.outq.is_empty() {
             c.head_started = false;
         }
-        let stalled_ms = now.saturating_sub(c.out_mark_ms);
+        let stalled_ms = now.ms_since(c.out_mark);
         self.stats.count_cut(why);
-        if let Some(held_back) = self.cut_log.pass(now) {
+        if let Some(held_back) = self.cut_log.pass(now.as_ms()) {
             let peer = c.stream.peer_addr().ok();
             tracing::info!(
                 reactor = self.id,
@@ -901,14 +912,16 @@ impl Core {
     }
 
     /// The socket can take more output.
-    pub fn on_writable(&mut self, drv: &mut impl Driver, t: Token) {
+    pub fn on_writable(&mut self, drv: &mut impl Driver, now: Mono, t: Token) {
+        self.at(now);
         if let Some(slot) = self.slot_of(t) {
             self.flush(drv, slot);
         }
     }
 
     /// Writes the output queued during this turn: one `flush` per connection.
-    pub fn flush_dirty(&mut self, drv: &mut impl Driver) {
+    pub fn flush_dirty(&mut self, drv: &mut impl Driver, now: Mono) {
+        self.at(now);
         let mut list = std::mem::take(&mut self.dirty);
         for t in list.drain(..) {
             let Some(slot) = self.slot_of(t) else {
@@ -927,11 +940,12 @@ impl Core {
 
     /// An asynchronous send (see [`Sent::Submitted`]) completed with `res`: bytes
     /// written, or a negative errno.
-    pub fn on_sent(&mut self, drv: &mut impl Driver, t: Token, res: i32) {
+    pub fn on_sent(&mut self, drv: &mut impl Driver, now: Mono, t: Token, res: i32) {
+        self.at(now);
         let Some(slot) = self.slot_of(t) else {
             return;
         };
-        let now = self.turn_now();
+        let now = self.now;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -942,7 +956,7 @@ impl Core {
             n if n > 0 => {
                 self.stats.bytes_out.add(n as u64);
                 consume(c, n as usize);
-                c.out_mark_ms = now;
+                c.out_mark = now;
             }
             e if e == -libc::EAGAIN || e == -libc::EINTR => {
                 if !c.writable_armed {
@@ -976,7 +990,7 @@ impl Core {
     /// the kernel refuses more (then writability is awaited), or an asynchronous
     /// send takes it (then its completion continues).
     fn flush(&mut self, drv: &mut impl Driver, slot: usize) {
-        let now = self.turn_now();
+        let now = self.now;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -989,7 +1003,7 @@ impl Core {
                 Sent::Wrote(n) if n > 0 => {
                     self.stats.bytes_out.add(n as u64);
                     consume(c, n);
-                    c.out_mark_ms = now;
+                    c.out_mark = now;
                 }
                 Sent::Wrote(_) | Sent::Failed => {
                     self.release(drv, slot, CloseReason::IoError);
@@ -1051,7 +1065,7 @@ impl Core {
         reason: CloseReason,
         farewell: Option<Bytes>,
     ) {
-        let now = self.now_ms();
+        let now = self.now;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -1061,7 +1075,7 @@ impl Core {
         c.phase = Phase::Closing;
         c.close_reason = Some(reason);
         c.spill = Vec::new();
-        c.mark_ms = now;
+        c.mark = now;
         let generation = c.generation;
         // Producers stop charging it: whatever they send now is dropped.
         self.ledger.close(self.id, slot as u32);
@@ -1074,7 +1088,7 @@ impl Core {
         let announced = std::mem::replace(&mut c.announced, false);
         self.stats.count_close(reason);
         self.timers.push(
-            now.saturating_add(self.settings.linger_ms),
+            now.plus_ms(self.settings.linger_ms),
             slot as u32,
             generation,
         );
@@ -1124,7 +1138,8 @@ impl Core {
     }
 
     /// Applies queued worker commands.
-    pub fn run_commands(&mut self, drv: &mut impl Driver) {
+    pub fn run_commands(&mut self, drv: &mut impl Driver, now: Mono) {
+        self.at(now);
         for _ in 0..self.settings.command_batch {
             let Ok(cmd) = self.commands.try_recv() else {
                 return;
@@ -1160,20 +1175,17 @@ impl Core {
                     }
                 }
                 Command::Established { conn } => {
-                    let now = self.now_ms();
+                    let now = self.now;
                     if let Some(c) = self.slot_of_id(conn).and_then(|s| self.conns.get_mut(s))
                         && c.phase == Phase::Handshake
                     {
                         c.phase = Phase::Established;
-                        c.mark_ms = now;
+                        c.mark = now;
                         // The idle deadline may come before the handshake entry
                         // already in the heap (which then finds nothing to do).
                         let (slot, generation) = (conn.slot, c.generation);
-                        self.timers.push(
-                            now.saturating_add(self.settings.idle_ms),
-                            slot,
-                            generation,
-                        );
+                        self.timers
+                            .push(now.plus_ms(self.settings.idle_ms), slot, generation);
                     }
                 }
                 Command::Close {
@@ -1220,9 +1232,10 @@ impl Core {
         }
     }
 
-    /// Fires due deadlines; returns how long until the next one.
-    pub fn run_timers(&mut self, drv: &mut impl Driver) -> Option<Duration> {
-        let now = self.now_ms();
+    /// Fires the deadlines due at `now`; returns how long until the next one.
+    pub fn run_timers(&mut self, drv: &mut impl Driver, now: Mono) -> Option<Duration> {
+        self.at(now);
+        let now = self.now;
         while let Some(e) = self.timers.pop_due(now) {
             let slot = e.slot as usize;
             let Some(c) = self.conns.get(slot) else {
@@ -1234,7 +1247,7 @@ impl Core {
             // A paused connection is not idle: we stopped reading it, not the peer
             // sending.
             let due = if c.read_paused && c.phase == Phase::Established {
-                now.saturating_add(self.settings.idle_ms)
+                now.plus_ms(self.settings.idle_ms)
             } else {
                 self.deadline_of(c)
             };
@@ -1249,26 +1262,23 @@ impl Core {
                 Phase::Established => self.close_with_error(drv, slot, ErrorCode::IdleTimeout, 0),
                 // A graceful drain is bounded by its own deadline, not the linger.
                 Phase::Closing if self.drain_deadline.is_some() && !c.write_shut => {
-                    let next = now.saturating_add(self.settings.linger_ms);
+                    let next = now.plus_ms(self.settings.linger_ms);
                     self.timers.push(next, e.slot, e.generation);
                 }
                 Phase::Closing => self.release(drv, slot, CloseReason::Server),
             }
         }
-        if !self.backlog.is_empty() && now >= self.next_sweep_ms {
+        if !self.backlog.is_empty() && now >= self.next_sweep {
             self.sweep(drv, now);
-            self.next_sweep_ms = now.saturating_add(self.sweep_interval());
+            self.next_sweep = now.plus_ms(self.sweep_interval());
         }
-        let mut wait = self
-            .timers
-            .next_deadline()
-            .map(|d| Duration::from_millis(d.saturating_sub(now)));
+        let mut wait = self.timers.next_deadline().map(|d| d.since(now));
         if !self.backlog.is_empty() {
-            let sweep = Duration::from_millis(self.next_sweep_ms.saturating_sub(now));
+            let sweep = self.next_sweep.since(now);
             wait = Some(wait.map_or(sweep, |w| w.min(sweep)));
         }
         if let Some(deadline) = self.drain_deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.since(now);
             wait = Some(wait.map_or(left, |w| w.min(left)));
         }
         wait
@@ -1284,7 +1294,7 @@ impl Core {
     /// queued output made no progress for `limits.stall_timeout` (their peer reads
     /// nothing: paused, such a connection could neither read nor write), and, while
     /// draining, drops closing connections whose farewell cannot get out.
-    fn sweep(&mut self, drv: &mut impl Driver, now: u64) {
+    fn sweep(&mut self, drv: &mut impl Driver, now: Mono) {
         let list = std::mem::take(&mut self.backlog);
         let mut stalled = Vec::new();
         let mut hopeless = Vec::new();
@@ -1300,7 +1310,7 @@ impl Core {
                 continue;
             }
             self.backlog.push(t);
-            let quiet = now.saturating_sub(c.out_mark_ms);
+            let quiet = now.ms_since(c.out_mark);
             match c.phase {
                 Phase::Closing if quiet >= self.drain_stall_ms => hopeless.push(slot),
                 Phase::Closing => {}
@@ -1336,13 +1346,13 @@ impl Core {
     /// Whether the kernel's TCP memory is under pressure (asked at most once a
     /// second, and only when a connection's output has stalled); counted in the
     /// `kernel_tcp_memory_pressure` gauge and logged when it starts.
-    fn kernel_short_of_tcp_memory(&mut self, now: u64) -> bool {
+    fn kernel_short_of_tcp_memory(&mut self, now: Mono) -> bool {
         let (asked, was) = self.kernel_pressure;
-        if asked != 0 && now.saturating_sub(asked) < KERNEL_PRESSURE_CHECK_MS {
+        if asked.is_some_and(|t| now.ms_since(t) < KERNEL_PRESSURE_CHECK_MS) {
             return was;
         }
         let on = (self.kernel_pressure_probe)();
-        self.kernel_pressure = (now.max(1), on);
+        self.kernel_pressure = (Some(now), on);
         self.stats.kernel_tcp_pressure.set(u64::from(on));
         if on && !was {
             tracing::warn!(
@@ -1358,11 +1368,12 @@ impl Core {
     /// Shutdown phase two: tells protocol clients `Bye`, closes every connection
     /// once flushed.
     fn begin_drain(&mut self, drv: &mut impl Driver, deadline: Instant) {
+        let deadline = self.clock.at(deadline);
         self.drain_deadline = Some(deadline);
         // Output that made no progress for half the drain's time will not get out
         // in the other half either.
-        self.drain_stall_ms = millis(deadline.saturating_duration_since(Instant::now())) / 2;
-        self.next_sweep_ms = 0;
+        self.drain_stall_ms = deadline.ms_since(self.now) / 2;
+        self.next_sweep = Mono::ZERO;
         self.input_open = false;
         // One Bye for everyone; closing connections already said their farewell
         // (close_with ignores them).
@@ -1374,12 +1385,12 @@ impl Core {
     }
 
     /// When draining: true once every connection has flushed and said FIN, or the
-    /// deadline passed. Always false when not draining.
-    pub fn drain_finished(&self) -> bool {
+    /// deadline passed by `now`. Always false when not draining.
+    pub fn drain_finished(&self, now: Mono) -> bool {
         match self.drain_deadline {
             None => false,
             Some(deadline) => {
-                Instant::now() >= deadline
+                now >= deadline
                     || (self.resume.is_empty() && self.conns.iter().all(|(_, c)| c.write_shut))
             }
         }

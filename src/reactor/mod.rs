@@ -150,6 +150,7 @@ pub(crate) fn spawn(
                 stats,
                 (limits, bucket),
                 ledger,
+                crate::clock::Clock::new(),
             );
             let r = match io {
                 PendingIo::Epoll(poll) => sys::epoll::run(poll, listeners, core, loop_cfg),

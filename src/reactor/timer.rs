@@ -8,11 +8,13 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use crate::clock::Mono;
+
 /// One armed deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Entry {
-    /// Milliseconds on the reactor clock.
-    pub deadline: u64,
+    /// On the reactor's clock.
+    pub deadline: Mono,
     /// Slab slot of the connection.
     pub slot: u32,
     /// Generation the connection had when armed.
@@ -27,7 +29,7 @@ pub(crate) struct TimerHeap {
 
 impl TimerHeap {
     /// Arms a deadline.
-    pub fn push(&mut self, deadline: u64, slot: u32, generation: u32) {
+    pub fn push(&mut self, deadline: Mono, slot: u32, generation: u32) {
         self.heap.push(Reverse(Entry {
             deadline,
             slot,
@@ -36,12 +38,12 @@ impl TimerHeap {
     }
 
     /// The earliest armed deadline.
-    pub fn next_deadline(&self) -> Option<u64> {
+    pub fn next_deadline(&self) -> Option<Mono> {
         self.heap.peek().map(|Reverse(e)| e.deadline)
     }
 
     /// Removes and returns the earliest entry if it is due at `now`.
-    pub fn pop_due(&mut self, now: u64) -> Option<Entry> {
+    pub fn pop_due(&mut self, now: Mono) -> Option<Entry> {
         if self.next_deadline()? <= now {
             self.heap.pop().map(|Reverse(e)| e)
         } else {
@@ -60,17 +62,21 @@ impl TimerHeap {
 mod tests {
     use super::*;
 
+    fn ms(ms: u64) -> Mono {
+        Mono::from_ms(ms)
+    }
+
     #[test]
     fn pops_in_deadline_order_only_when_due() {
         let mut t = TimerHeap::default();
-        t.push(30, 3, 1);
-        t.push(10, 1, 1);
-        t.push(20, 2, 1);
-        assert_eq!(t.pop_due(5), None);
-        assert_eq!(t.pop_due(25).map(|e| e.slot), Some(1));
-        assert_eq!(t.pop_due(25).map(|e| e.slot), Some(2));
-        assert_eq!(t.pop_due(25), None);
-        assert_eq!(t.next_deadline(), Some(30));
+        t.push(ms(30), 3, 1);
+        t.push(ms(10), 1, 1);
+        t.push(ms(20), 2, 1);
+        assert_eq!(t.pop_due(ms(5)), None);
+        assert_eq!(t.pop_due(ms(25)).map(|e| e.slot), Some(1));
+        assert_eq!(t.pop_due(ms(25)).map(|e| e.slot), Some(2));
+        assert_eq!(t.pop_due(ms(25)), None);
+        assert_eq!(t.next_deadline(), Some(ms(30)));
         assert_eq!(t.len(), 1);
     }
 
@@ -82,11 +88,11 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            t.push(x % 1_000_000, slot, 1);
+            t.push(ms(x % 1_000_000), slot, 1);
         }
-        let mut last = 0;
+        let mut last = Mono::ZERO;
         let mut n = 0;
-        while let Some(e) = t.pop_due(u64::MAX) {
+        while let Some(e) = t.pop_due(ms(u64::MAX)) {
             assert!(e.deadline >= last);
             last = e.deadline;
             n += 1;

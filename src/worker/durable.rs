@@ -14,11 +14,11 @@
 //! which is tried after a back-off.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::clock::unix_ms;
+use crate::clock::{Mono, Now};
 use crate::handoff::ConnId;
 use crate::journal::{AppendError, Committed, JournalHandle, Record};
 use std::sync::atomic::Ordering;
@@ -49,7 +49,7 @@ struct Parked {
     origin: Origin,
     effects: Vec<Effect>,
     /// When the change was made (its latency to durable is a metric).
-    since: Instant,
+    since: Mono,
 }
 
 #[derive(Default)]
@@ -57,7 +57,7 @@ struct Batch {
     epoch: u64,
     records: Vec<Record>,
     /// When it was handed to the journal.
-    submitted: Option<Instant>,
+    submitted: Option<Mono>,
     /// (conversation, seq) of each transcript entry among the submitted records, in
     /// order (`None` for other records), to note where they landed.
     entries: Vec<Option<(u64, u64)>>,
@@ -78,7 +78,7 @@ pub(crate) struct Durable {
     pub replies: Receiver<Committed>,
     inflight: Option<Batch>,
     building: Batch,
-    retry_at: Option<Instant>,
+    retry_at: Option<Mono>,
     stats: Arc<crossbeam_utils::CachePadded<WorkerMetrics>>,
     journal: Arc<crossbeam_utils::CachePadded<JournalMetrics>>,
     health: Arc<Health>,
@@ -115,9 +115,9 @@ impl Durable {
         }
     }
 
-    /// Applies one message to the shard; effects that depend on a pending change are
-    /// parked, the rest go to `out`.
-    pub fn handle(&mut self, shard: &mut Shard, msg: ShardMsg, out: &mut Vec<Effect>) {
+    /// Applies one message to the shard at `now`; effects that depend on a pending
+    /// change are parked, the rest go to `out`.
+    pub fn handle(&mut self, shard: &mut Shard, msg: ShardMsg, now: Now, out: &mut Vec<Effect>) {
         let origin = match &msg {
             ShardMsg::Request { from, msg: m } => Origin::Client {
                 conn: from.conn,
@@ -127,7 +127,7 @@ impl Durable {
             other => Origin::Router(Box::new(other.clone())),
         };
         let mut effects = Vec::new();
-        shard.handle(msg, unix_ms(), &mut effects);
+        shard.handle(msg, now.unix.get(), &mut effects);
         if !shard.last_dependent() {
             out.append(&mut effects);
             return;
@@ -136,21 +136,21 @@ impl Durable {
         self.building.parked.push(Parked {
             origin,
             effects,
-            since: Instant::now(),
+            since: now.mono,
         });
     }
 
     /// When the worker should call [`Durable::flush`] again even with no input.
-    pub fn wake_at(&self) -> Option<Instant> {
+    pub fn wake_at(&self) -> Option<Mono> {
         self.retry_at.filter(|_| !self.building.is_empty())
     }
 
-    /// Submits the next batch if none is in flight.
-    pub fn flush(&mut self, shard: &mut Shard, out: &mut Vec<Effect>) {
+    /// Submits the next batch if none is in flight (and no back-off runs at `now`).
+    pub fn flush(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
         if self.inflight.is_some() || self.building.is_empty() {
             return;
         }
-        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+        if self.retry_at.is_some_and(|t| now.mono < t) {
             return;
         }
         self.retry_at = None;
@@ -163,7 +163,7 @@ impl Durable {
         if batch.records.is_empty() {
             // Waited only on an earlier batch, which is durable now.
             shard.durable(batch.epoch);
-            self.release(batch, out);
+            self.release(batch, now, out);
             return;
         }
         let records = std::mem::take(&mut batch.records);
@@ -171,7 +171,7 @@ impl Durable {
         self.journal
             .append_bytes
             .add(records.iter().map(|r| r.body.len() as u64).sum());
-        batch.submitted = Some(Instant::now());
+        batch.submitted = Some(now.mono);
         batch.entries = records
             .iter()
             .map(|r| (r.kind == RecordKind::Entry as u8).then_some((r.conversation, r.seq)))
@@ -185,17 +185,17 @@ impl Durable {
                 // Config validation makes every record of a valid message fit, so
                 // this is a bug; the changes are taken back like a failed write.
                 tracing::error!(error = %e, "journal refused a record over its limits; changes taken back");
-                self.take_back(shard, out);
+                self.take_back(shard, now, out);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "journal append refused; changes taken back");
-                self.fail(shard, out);
+                self.fail(shard, now, out);
             }
         }
     }
 
-    /// The journal answered the batch in flight.
-    pub fn committed(&mut self, c: Committed, shard: &mut Shard, out: &mut Vec<Effect>) {
+    /// The journal answered the batch in flight (the answer was taken at `now`).
+    pub fn committed(&mut self, c: Committed, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
         if self.inflight.as_ref().map(|b| b.epoch) != Some(c.token) {
             return;
         }
@@ -209,31 +209,31 @@ impl Durable {
                     }
                     shard.durable(batch.epoch);
                     if let Some(t) = batch.submitted {
-                        self.journal.append_latency.observe(t.elapsed());
+                        self.journal.append_latency.observe(now.mono.since(t));
                     }
                     self.health.journal_ok.store(true, Ordering::Relaxed);
-                    self.release(batch, out);
+                    self.release(batch, now, out);
                 }
-                self.flush(shard, out);
+                self.flush(shard, now, out);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "journal write failed; changes taken back");
-                self.fail(shard, out);
+                self.fail(shard, now, out);
             }
         }
     }
 
     /// Storage failed: counted, `/readyz` turns 503, and everything pending is taken
     /// back.
-    fn fail(&mut self, shard: &mut Shard, out: &mut Vec<Effect>) {
+    fn fail(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
         self.stats.storage_errors.inc();
         self.health.journal_ok.store(false, Ordering::Relaxed);
-        self.take_back(shard, out);
+        self.take_back(shard, now, out);
     }
 
     /// Takes back everything pending: errors to clients (nothing of theirs was
     /// stored; a resend can succeed), lifecycle applied again.
-    fn take_back(&mut self, shard: &mut Shard, out: &mut Vec<Effect>) {
+    fn take_back(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
         shard.rollback();
         let next = Batch {
             epoch: self.building.epoch + 1,
@@ -263,19 +263,19 @@ impl Durable {
             }
         }
         for msg in again {
-            self.handle(shard, msg, out);
+            self.handle(shard, msg, now, out);
         }
-        self.retry_at = Some(Instant::now() + RETRY_AFTER);
+        self.retry_at = Some(now.mono.plus(RETRY_AFTER));
     }
 }
 
 impl Durable {
     /// Sends what waited for `batch`; a client's change is a message whose latency
     /// (change made → durable) is observed.
-    fn release(&self, batch: Batch, out: &mut Vec<Effect>) {
+    fn release(&self, batch: Batch, now: Now, out: &mut Vec<Effect>) {
         for p in batch.parked {
             if matches!(p.origin, Origin::Client { .. }) {
-                self.stats.message_latency.observe(p.since.elapsed());
+                self.stats.message_latency.observe(now.mono.since(p.since));
             }
             out.extend(p.effects);
         }
@@ -400,10 +400,18 @@ mod tests {
         (shard, d, stats, health)
     }
 
-    fn commit(d: &mut Durable, shard: &mut Shard, out: &mut Vec<Effect>) {
-        d.flush(shard, out);
+    /// `ms` milliseconds into a test, on both clocks.
+    fn at(ms: u64) -> Now {
+        Now {
+            mono: Mono::from_ms(ms),
+            unix: crate::clock::UnixMs(1_700_000_000_000 + ms),
+        }
+    }
+
+    fn commit(d: &mut Durable, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
+        d.flush(shard, now, out);
         let c = d.replies.recv_timeout(Duration::from_secs(5)).unwrap();
-        d.committed(c, shard, out);
+        d.committed(c, shard, now, out);
     }
 
     /// A record over the journal's limit (impossible with a validated config; here
@@ -421,9 +429,9 @@ mod tests {
         let (mut shard, mut d, stats, health) = durable_shard(&journal);
         let mut out = Vec::new();
         // Opened by message 0; message 1 is too large.
-        d.handle(&mut shard, open_with(0), &mut out);
-        d.handle(&mut shard, send_body(1, "x".repeat(2000)), &mut out);
-        d.flush(&mut shard, &mut out);
+        d.handle(&mut shard, open_with(0), at(0), &mut out);
+        d.handle(&mut shard, send_body(1, "x".repeat(2000)), at(0), &mut out);
+        d.flush(&mut shard, at(0), &mut out);
         let got = replies(&mut out);
         assert!(
             matches!(&got[..], [(1, Msg::Error(e))] if e.code == 503),
@@ -432,9 +440,14 @@ mod tests {
         assert_eq!(stats.storage_errors.get(), 0, "not a storage error");
         assert!(health.journal_ok.load(Ordering::Relaxed), "still ready");
         // What fits is stored as usual afterwards.
-        d.handle(&mut shard, send(2), &mut out);
-        std::thread::sleep(RETRY_AFTER);
-        commit(&mut d, &mut shard, &mut out);
+        d.handle(&mut shard, send(2), at(1), &mut out);
+        d.flush(&mut shard, at(99), &mut out);
+        assert!(
+            d.inflight.is_none(),
+            "nothing submitted during the back-off"
+        );
+        assert_eq!(d.wake_at(), Some(at(0).mono.plus(RETRY_AFTER)));
+        commit(&mut d, &mut shard, at(100), &mut out);
         let got = replies(&mut out);
         assert!(
             matches!(&got[..], [(0, Msg::Accepted(a)), (2, Msg::Accepted(b))] if a.seq == 1 && b.seq == 2),
@@ -453,12 +466,12 @@ mod tests {
         let journal = Journal::open_with_faults(dir.path(), &cfg, faults, |_, _| {}).unwrap();
         let (mut shard, mut d, stats, health) = durable_shard(&journal);
         let mut out = Vec::new();
-        d.handle(&mut shard, open_with(1), &mut out);
+        d.handle(&mut shard, open_with(1), at(0), &mut out);
         assert!(
             out.is_empty(),
             "nothing goes out before the journal answers"
         );
-        commit(&mut d, &mut shard, &mut out);
+        commit(&mut d, &mut shard, at(0), &mut out);
         let got = replies(&mut out);
         assert!(
             matches!(&got[..], [(1, Msg::Accepted(a))] if a.seq == 1),
@@ -467,8 +480,8 @@ mod tests {
 
         // The disk is full: the send is taken back and answered 503.
         armed.write_errno.store(libc::ENOSPC, Ordering::Relaxed);
-        d.handle(&mut shard, send(2), &mut out);
-        commit(&mut d, &mut shard, &mut out);
+        d.handle(&mut shard, send(2), at(10), &mut out);
+        commit(&mut d, &mut shard, at(10), &mut out);
         let got = replies(&mut out);
         assert!(
             matches!(&got[..], [(2, Msg::Error(e))] if e.code == 503 && e.retryable),
@@ -483,9 +496,13 @@ mod tests {
 
         // Space is back: the resend is stored once, with the next number.
         armed.write_errno.store(0, Ordering::Relaxed);
-        d.handle(&mut shard, send(2), &mut out);
-        std::thread::sleep(RETRY_AFTER);
-        commit(&mut d, &mut shard, &mut out);
+        d.handle(&mut shard, send(2), at(20), &mut out);
+        d.flush(&mut shard, at(109), &mut out);
+        assert!(
+            d.inflight.is_none(),
+            "nothing submitted during the back-off"
+        );
+        commit(&mut d, &mut shard, at(110), &mut out);
         let got = replies(&mut out);
         assert!(
             matches!(&got[..], [(2, Msg::Accepted(a))] if a.seq == 2),

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use crossbeam_utils::CachePadded;
 
-use crate::clock::{millis, unix_ms};
+use crate::clock::{Clock, Mono, Now};
 use crate::handoff::{Command, ConnId, Event};
 use crate::metrics::{RouterMetrics, WorkerMetrics};
 use crate::reactor::ReactorHandle;
@@ -163,15 +163,19 @@ pub(crate) fn spawn(
             let replies = durable
                 .as_ref()
                 .map_or_else(crossbeam_channel::never, |d| d.replies.clone());
+            // The loop reads the clocks once per turn (after each wait) and hands the
+            // reading to everything it calls: nothing below reads a clock.
+            let clock = Clock::new();
             // Resume answers are for this worker's sessions; the rest is the shard's.
             let on_shard =
                 |msg: ShardMsg,
+                 now: Now,
                  sessions: &mut Sessions,
                  shard: &mut Shard,
                  durable: &mut Option<durable::Durable>,
                  effects: &mut Vec<Effect>| match (msg, durable) {
                     (ShardMsg::Resumed { conn, answers, .. }, _) => {
-                        sessions.resumed(conn, answers, unix_ms(), effects, &stats)
+                        sessions.resumed(conn, answers, now.unix, effects, &stats)
                     }
                     (
                         ShardMsg::Listed {
@@ -183,10 +187,11 @@ pub(crate) fn spawn(
                         },
                         _,
                     ) => sessions.listed(conn, rid, items, more, effects),
-                    (msg, Some(d)) => d.handle(shard, msg, effects),
-                    (msg, None) => shard.handle(msg, unix_ms(), effects),
+                    (msg, Some(d)) => d.handle(shard, msg, now, effects),
+                    (msg, None) => shard.handle(msg, now.unix.get(), effects),
                 };
             let on_event = |event: Event,
+                            now: Now,
                             sessions: &mut Sessions,
                             effects: &mut Vec<Effect>,
                             dispatch: &mut Dispatch| {
@@ -199,66 +204,87 @@ pub(crate) fn spawn(
                         // Release the frame's share of the queue's byte bound.
                         queued_bytes.fetch_sub(payload.len() as u64, Ordering::Relaxed);
                     }
-                    sessions.handle(event, unix_ms(), effects, &stats);
+                    sessions.handle(event, now.unix, effects, &stats);
                 }
             };
             // With a systemd watchdog, turn at least every tick so progress shows.
             let tick = crate::ops::watchdog::progress_tick().unwrap_or(IDLE_WAIT);
             // When the shard next looks for conversations to close as inactive.
-            let mut next_sweep = Instant::now();
+            let mut next_sweep = Mono::ZERO;
             loop {
                 stats.loops.inc();
+                // Deadlines and the wait are reckoned from after the last turn's work.
+                let mut now = clock.now();
                 let mut handled = 1;
                 // A failed journal batch is retried after a back-off.
                 let mut wait = durable
                     .as_ref()
                     .and_then(durable::Durable::wake_at)
-                    .map_or(tick, |t| {
-                        t.saturating_duration_since(Instant::now()).min(tick)
-                    });
+                    .map_or(tick, |t| t.since(now.mono).min(tick));
                 if shard.has_deferred() {
                     wait = wait.min(DEFERRED_RETRY);
                 }
                 // Sessions end when their tokens expire.
                 if let Some(at) = sessions.next_deadline() {
-                    let left = Duration::from_millis(at.saturating_sub(unix_ms()));
+                    let left = Duration::from_millis(at.get().saturating_sub(now.unix.get()));
                     wait = wait.min(left);
                 }
                 if let Some(every) = shard.sweep_every() {
-                    let now = Instant::now();
-                    if now >= next_sweep {
-                        next_sweep = now + every;
-                        for conversation in shard.inactive(unix_ms()) {
+                    if now.mono >= next_sweep {
+                        next_sweep = now.mono.plus(every);
+                        for conversation in shard.inactive(now.unix.get()) {
                             let msg = ShardMsg::SystemClose {
                                 conversation,
                                 reason: crate::service::conversation::INACTIVE.to_owned(),
                             };
-                            on_shard(msg, &mut sessions, &mut shard, &mut durable, &mut effects);
+                            on_shard(
+                                msg,
+                                now,
+                                &mut sessions,
+                                &mut shard,
+                                &mut durable,
+                                &mut effects,
+                            );
                         }
                     }
-                    wait = wait.min(next_sweep.saturating_duration_since(now));
+                    wait = wait.min(next_sweep.since(now.mono));
                 }
                 crossbeam_channel::select! {
                     recv(events) -> ev => match ev {
-                        Ok(ev) => on_event(ev, &mut sessions, &mut effects, &mut dispatch),
+                        Ok(ev) => {
+                            now = clock.now();
+                            on_event(ev, now, &mut sessions, &mut effects, &mut dispatch);
+                        }
                         // Every reactor is gone: shutdown.
                         Err(_) => break,
                     },
                     recv(shard_rx) -> msg => if let Ok(msg) = msg {
-                        on_shard(msg, &mut sessions, &mut shard, &mut durable, &mut effects);
+                        now = clock.now();
+                        on_shard(msg, now, &mut sessions, &mut shard, &mut durable, &mut effects);
                     },
                     recv(replies) -> c => if let (Ok(c), Some(d)) = (c, durable.as_mut()) {
-                        d.committed(c, &mut shard, &mut effects);
+                        now = clock.now();
+                        d.committed(c, &mut shard, now, &mut effects);
                     },
-                    default(wait) => handled = 0,
+                    default(wait) => {
+                        handled = 0;
+                        now = clock.now();
+                    }
                 }
                 while handled < BATCH {
                     if let Ok(ev) = events.try_recv() {
-                        on_event(ev, &mut sessions, &mut effects, &mut dispatch);
+                        on_event(ev, now, &mut sessions, &mut effects, &mut dispatch);
                     } else if let Ok(msg) = shard_rx.try_recv() {
-                        on_shard(msg, &mut sessions, &mut shard, &mut durable, &mut effects);
+                        on_shard(
+                            msg,
+                            now,
+                            &mut sessions,
+                            &mut shard,
+                            &mut durable,
+                            &mut effects,
+                        );
                     } else if let (Ok(c), Some(d)) = (replies.try_recv(), durable.as_mut()) {
-                        d.committed(c, &mut shard, &mut effects);
+                        d.committed(c, &mut shard, now, &mut effects);
                     } else {
                         break;
                     }
@@ -267,10 +293,10 @@ pub(crate) fn spawn(
                         dispatch.run(&mut effects);
                     }
                 }
-                sessions.tick(unix_ms(), &mut effects, &stats);
+                sessions.tick(now.unix, &mut effects, &stats);
                 shard.retry_deferred(&mut effects);
                 if let Some(d) = durable.as_mut() {
-                    d.flush(&mut shard, &mut effects);
+                    d.flush(&mut shard, now, &mut effects);
                 }
                 dispatch.run(&mut effects);
                 stats.events.add(handled as u64);
@@ -294,8 +320,9 @@ pub(crate) fn spawn_router(
     std::thread::Builder::new()
         .name("router".into())
         .spawn(move || {
-            let epoch = Instant::now();
-            let now = || millis(epoch.elapsed());
+            // The router reads no clock: this loop reads it once per turn (and
+            // after each wait) and hands the reading (ms) on.
+            let clock = Clock::new();
             let mut dispatch = Dispatch::new(links);
             let mut effects = Vec::new();
             // With a systemd watchdog, turn at least every tick so progress shows.
@@ -303,16 +330,17 @@ pub(crate) fn spawn_router(
             // Gauges at most every 100 ms after a change: a snapshot walks every user
             // and queue.
             const GAUGES_EVERY: Duration = Duration::from_millis(100);
-            let mut published = Instant::now();
+            let mut published = Mono::ZERO;
             let mut dirty = true;
             loop {
                 stats.loops.inc();
+                let mut now = clock.mono();
                 let depth = rx.len() as u64;
                 stats.queue_depth.set(depth);
                 stats.queue_peak.max(depth);
-                if dirty && published.elapsed() >= GAUGES_EVERY {
+                if dirty && now.since(published) >= GAUGES_EVERY {
                     dirty = false;
-                    published = Instant::now();
+                    published = now;
                     let (online, queued, assigned, queues) = router.gauges();
                     stats.agents_online.set(online as u64);
                     let [q, a] = &stats.conversations;
@@ -321,24 +349,26 @@ pub(crate) fn spawn_router(
                     stats.set_queue_lengths(queues);
                 }
                 let mut wait = router.next_deadline().map_or(tick, |at| {
-                    Duration::from_millis(at.saturating_sub(now())).min(tick)
+                    Duration::from_millis(at.saturating_sub(now.as_ms())).min(tick)
                 });
                 if dirty {
-                    wait = wait.min(GAUGES_EVERY.saturating_sub(published.elapsed()));
+                    wait = wait.min(GAUGES_EVERY.saturating_sub(now.since(published)));
                 }
                 let msg = match rx.recv_timeout(wait) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => break,
                 };
+                now = clock.mono();
+                let now = now.as_ms();
                 if let Some(m) = msg {
                     dirty = true;
-                    router.handle(m, now(), &mut effects);
+                    router.handle(m, now, &mut effects);
                 }
                 for m in rx.try_iter().take(BATCH) {
-                    router.handle(m, now(), &mut effects);
+                    router.handle(m, now, &mut effects);
                 }
-                router.tick(now(), &mut effects);
+                router.tick(now, &mut effects);
                 dispatch.run(&mut effects);
                 dispatch.wake_all();
             }

@@ -1,6 +1,6 @@
 //! Per-connection protocol sessions (sans-IO): what a frame means in the state its
 //! connection is in. Events in, effects out; no sockets, no clocks but the one given
-//! (`now`, Unix milliseconds, from the worker loop).
+//! (`now`, a [`UnixMs`] the worker loop reads once per turn).
 //!
 //! The handshake: the first frame must be `Hello` with a token that verifies; the
 //! answer is `Welcome`, the reactor is told to switch the connection to its idle
@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::auth::{Identity, Verifier};
+use crate::clock::UnixMs;
 use crate::fasthash::ServerMap;
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{Command, ConnId, Event};
@@ -161,13 +162,14 @@ impl Sessions {
 
     /// When the first session's token stops verifying (Unix ms): call
     /// [`Sessions::tick`] then.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.deadlines.first().map(|&(at, _)| at)
+    pub fn next_deadline(&self) -> Option<UnixMs> {
+        self.deadlines.first().map(|&(at, _)| UnixMs(at))
     }
 
     /// Ends every session whose token stopped verifying by `now` (Unix ms): `Error`
     /// 201 `token_expired` (request id 0) and close.
-    pub fn tick(&mut self, now: u64, out: &mut Out, stats: &WorkerMetrics) {
+    pub fn tick(&mut self, now: UnixMs, out: &mut Out, stats: &WorkerMetrics) {
+        let now = now.get();
         while let Some(&(at, conn)) = self.deadlines.first() {
             if at > now {
                 break;
@@ -216,10 +218,11 @@ impl Sessions {
         &mut self,
         conn: ConnId,
         answers: Vec<ResumeAnswer>,
-        now: u64,
+        now: UnixMs,
         out: &mut Out,
         stats: &WorkerMetrics,
     ) {
+        let now = now.get();
         let Some(State::Resuming(r)) = self.sessions.get_mut(&conn) else {
             return;
         };
@@ -442,7 +445,8 @@ impl Sessions {
 
     /// Applies one event at `now` (Unix ms), appending the resulting commands to
     /// `out`.
-    pub fn handle(&mut self, event: Event, now: u64, out: &mut Out, stats: &WorkerMetrics) {
+    pub fn handle(&mut self, event: Event, now: UnixMs, out: &mut Out, stats: &WorkerMetrics) {
+        let now = now.get();
         match event {
             Event::Opened { conn, .. } => {
                 self.sessions.insert(conn, State::AwaitingHello);

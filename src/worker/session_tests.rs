@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::auth::Claims;
+use crate::clock::UnixMs;
 use crate::config::{AuthKey, Config};
 use crate::protocol::messages::{MAX_TOKEN, content};
 
@@ -182,7 +183,7 @@ impl Fixture {
     }
 
     fn event(&mut self, e: Event, now: u64) {
-        self.s.handle(e, now, &mut self.out, &self.stats);
+        self.s.handle(e, UnixMs(now), &mut self.out, &self.stats);
     }
 
     fn refresh(&mut self, rid: u32, token: String, now: u64) {
@@ -198,7 +199,7 @@ impl Fixture {
     }
 
     fn tick(&mut self, now: u64) {
-        self.s.tick(now, &mut self.out, &self.stats);
+        self.s.tick(UnixMs(now), &mut self.out, &self.stats);
     }
 
     /// After the connection closed: whether the router heard it leave.
@@ -231,7 +232,7 @@ impl Fixture {
 fn a_session_ends_at_its_tokens_exp_not_before() {
     let mut f = Fixture::new(0);
     let end = T0 + 10_000;
-    assert_eq!(f.s.next_deadline(), Some(end));
+    assert_eq!(f.s.next_deadline(), Some(UnixMs(end)));
     f.tick(end - 1);
     f.ping(2, end - 1);
     assert!(matches!(
@@ -251,7 +252,7 @@ fn a_session_ends_at_its_tokens_exp_not_before() {
 #[test]
 fn the_leeway_of_the_handshake_applies_to_the_session() {
     let mut f = Fixture::new(30);
-    assert_eq!(f.s.next_deadline(), Some(T0 + 40_000));
+    assert_eq!(f.s.next_deadline(), Some(UnixMs(T0 + 40_000)));
     f.tick(T0 + 39_999);
     assert!(f.out.is_empty());
     f.tick(T0 + 40_000);
@@ -286,7 +287,7 @@ fn refresh_moves_the_end_to_the_new_tokens_exp() {
         other => panic!("{other:?}"),
     }
     assert_eq!(f.stats.sessions_refreshed.get(), 1);
-    assert_eq!(f.s.next_deadline(), Some(T0 + 100_000));
+    assert_eq!(f.s.next_deadline(), Some(UnixMs(T0 + 100_000)));
     // The old exp passes unnoticed.
     f.tick(T0 + 10_000);
     f.ping(8, T0 + 10_000);
@@ -306,7 +307,7 @@ fn refresh_moves_the_end_to_the_new_tokens_exp() {
             ..
         }]
     ));
-    assert_eq!(f.s.next_deadline(), Some(T0 + 50_000));
+    assert_eq!(f.s.next_deadline(), Some(UnixMs(T0 + 50_000)));
     f.tick(T0 + 50_000);
     error_of(&mut f.out, 201, true);
     f.assert_ended(T0 + 50_000);
@@ -369,7 +370,7 @@ fn refresh_decoding_and_state_errors() {
     let mut f = Fixture::new(0);
     f.refresh(5, "t".repeat(MAX_TOKEN + 1), T0);
     assert_eq!(error_of(&mut f.out, 400, false), 5);
-    assert_eq!(f.s.next_deadline(), Some(T0 + 10_000));
+    assert_eq!(f.s.next_deadline(), Some(UnixMs(T0 + 10_000)));
     f.ping(6, T0);
     assert!(matches!(
         sent(&mut f.out).as_slice(),
@@ -398,13 +399,18 @@ fn refresh_decoding_and_state_errors() {
     let (mut s, verifier) = sessions_with(None, 0);
     let (stats, mut out, c) = (WorkerMetrics::default(), Vec::new(), conn(2));
     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 2));
-    s.handle(Event::Opened { conn: c, peer }, T0, &mut out, &stats);
+    s.handle(
+        Event::Opened { conn: c, peer },
+        UnixMs(T0),
+        &mut out,
+        &stats,
+    );
     let token = verifier
         .mint(&claims("vera", "visitor", "", secs(100)), None)
         .unwrap();
     s.handle(
         frame(c, 9, messages::Refresh { token }),
-        T0,
+        UnixMs(T0),
         &mut out,
         &stats,
     );
@@ -420,7 +426,12 @@ fn a_token_expiring_during_resume_ends_the_session() {
         let (mut s, verifier) = sessions_with(None, 0);
         let (stats, mut out, c) = (WorkerMetrics::default(), Vec::new(), conn(3));
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 3));
-        s.handle(Event::Opened { conn: c, peer }, T0, &mut out, &stats);
+        s.handle(
+            Event::Opened { conn: c, peer },
+            UnixMs(T0),
+            &mut out,
+            &stats,
+        );
         let token = verifier
             .mint(&claims("vera", "visitor", "", secs(1)), None)
             .unwrap();
@@ -429,18 +440,18 @@ fn a_token_expiring_during_resume_ends_the_session() {
             conversation: 5,
             last_seq: 1,
         }];
-        s.handle(frame(c, 1, hello), T0, &mut out, &stats);
+        s.handle(frame(c, 1, hello), UnixMs(T0), &mut out, &stats);
         assert!(matches!(
             out.as_slice(),
             [Effect::Shard(ShardMsg::Resume { .. })]
         ));
         out.clear();
-        assert_eq!(s.next_deadline(), Some(T0 + 1_000));
+        assert_eq!(s.next_deadline(), Some(UnixMs(T0 + 1_000)));
         if timer_first {
-            s.tick(T0 + 1_000, &mut out, &stats);
+            s.tick(UnixMs(T0 + 1_000), &mut out, &stats);
             assert_eq!(error_of(&mut out, 201, true), 0);
         }
-        s.resumed(c, Vec::new(), T0 + 1_000, &mut out, &stats);
+        s.resumed(c, Vec::new(), UnixMs(T0 + 1_000), &mut out, &stats);
         if !timer_first {
             assert_eq!(error_of(&mut out, 201, true), 0);
         }
@@ -450,7 +461,7 @@ fn a_token_expiring_during_resume_ends_the_session() {
             conn: c,
             reason: crate::handoff::CloseReason::Server,
         };
-        s.handle(closed, T0, &mut out, &stats);
+        s.handle(closed, UnixMs(T0), &mut out, &stats);
         assert!(out.is_empty(), "the router never knew it: {out:?}");
     }
 }
@@ -481,8 +492,8 @@ fn a_send_whose_record_would_not_fit_is_a_bad_request() {
     let stats = WorkerMetrics::default();
     let mut out = Vec::new();
     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-    s.handle(Event::Opened { conn, peer }, T0, &mut out, &stats);
-    s.handle(frame(conn, 1, hello), T0, &mut out, &stats);
+    s.handle(Event::Opened { conn, peer }, UnixMs(T0), &mut out, &stats);
+    s.handle(frame(conn, 1, hello), UnixMs(T0), &mut out, &stats);
     out.clear();
     let send = |body: usize| messages::Send {
         content_type: content::TEXT,
@@ -491,9 +502,9 @@ fn a_send_whose_record_would_not_fit_is_a_bad_request() {
         group: String::new(),
         body: "x".repeat(body),
     };
-    s.handle(frame(conn, 2, send(1000)), T0, &mut out, &stats);
+    s.handle(frame(conn, 2, send(1000)), UnixMs(T0), &mut out, &stats);
     assert_eq!(error_of(&mut out, 400, false), 2);
-    s.handle(frame(conn, 3, send(100)), T0, &mut out, &stats);
+    s.handle(frame(conn, 3, send(100)), UnixMs(T0), &mut out, &stats);
     assert!(
         matches!(out.as_slice(), [Effect::Shard(ShardMsg::Request { .. })]),
         "{out:?}"
@@ -507,18 +518,23 @@ fn a_conversation_list_is_cut_to_fit_max_frame() {
     let mut out = Vec::new();
     let c = conn(5);
     let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-    s.handle(Event::Opened { conn: c, peer }, T0, &mut out, &stats);
+    s.handle(
+        Event::Opened { conn: c, peer },
+        UnixMs(T0),
+        &mut out,
+        &stats,
+    );
     let token = verifier
         .mint(&claims("boss", "admin", "t", secs(600)), None)
         .unwrap();
-    s.handle(frame(c, 1, hello(token)), T0, &mut out, &stats);
+    s.handle(frame(c, 1, hello(token)), UnixMs(T0), &mut out, &stats);
     out.clear();
     let query = messages::ListConversations {
         limit: 1000,
         state: messages::conversation_state::ANY,
         ..Default::default()
     };
-    s.handle(frame(c, 2, query), T0, &mut out, &stats);
+    s.handle(frame(c, 2, query), UnixMs(T0), &mut out, &stats);
     assert!(
         out.iter()
             .any(|e| matches!(e, Effect::Shard(ShardMsg::List { .. }))),

@@ -10,6 +10,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use bytes::Bytes;
 
 use super::{Driver, Sent};
+use crate::clock::Mono;
 use crate::reactor::conn::ListenerKind;
 use crate::reactor::core::Core;
 
@@ -42,7 +43,7 @@ struct Listener {
 struct Epoll {
     registry: Registry,
     listeners: Vec<Listener>,
-    accept_paused_until: Option<Instant>,
+    accept_paused_until: Option<Mono>,
 }
 
 impl Driver for Epoll {
@@ -123,9 +124,13 @@ pub(crate) fn run(
     }
     let mut events = Events::with_capacity(cfg.events_per_poll);
     let mut buf = vec![0u8; cfg.read_buffer_bytes].into_boxed_slice();
+    // Two clock reads a turn: when the poll returns (for the events it brought) and
+    // when the turn's work is done (for the deadlines and the next wait).
+    let clock = core.clock();
+    let mut now = clock.mono();
     loop {
         core.flush_deferred();
-        let timer_wait = core.run_timers(&mut drv);
+        let timer_wait = core.run_timers(&mut drv, now);
         let busy = core.has_resume() || drv.listeners.iter().any(|l| l.backlog);
         let mut wait = if busy {
             Some(Duration::ZERO)
@@ -133,7 +138,7 @@ pub(crate) fn run(
             timer_wait
         };
         if let Some(until) = drv.accept_paused_until {
-            let left = until.saturating_duration_since(Instant::now());
+            let left = until.since(now);
             wait = Some(wait.map_or(left, |w| w.min(left)));
         }
         // With a systemd watchdog, turn at least every tick so progress shows.
@@ -144,6 +149,7 @@ pub(crate) fn run(
             return Err(e);
         }
         let turn = Instant::now();
+        now = clock.at(turn);
         for ev in events.iter() {
             let t = ev.token();
             if t == WAKER {
@@ -156,10 +162,10 @@ pub(crate) fn run(
                 continue;
             }
             if ev.is_writable() {
-                core.on_writable(&mut drv, t);
+                core.on_writable(&mut drv, now, t);
             }
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                read_ready(&mut core, &mut drv, t, &mut buf);
+                read_ready(&mut core, &mut drv, now, t, &mut buf);
                 if ev.is_read_closed() {
                     // The FIN may sit behind data a short read left; no later edge
                     // will report it, so read once more next turn.
@@ -167,23 +173,26 @@ pub(crate) fn run(
                 }
             }
         }
-        accept_ready(&mut core, &mut drv);
+        accept_ready(&mut core, &mut drv, now);
         for t in core.take_resume() {
-            read_ready(&mut core, &mut drv, t, &mut buf);
+            read_ready(&mut core, &mut drv, now, t, &mut buf);
         }
-        core.run_commands(&mut drv);
-        core.flush_dirty(&mut drv);
-        core.end_turn(&mut drv, turn);
-        if core.drain_finished() {
+        core.run_commands(&mut drv, now);
+        core.flush_dirty(&mut drv, now);
+        core.end_turn(&mut drv, now);
+        let end = Instant::now();
+        core.turn_took(end.saturating_duration_since(turn));
+        now = clock.at(end);
+        if core.drain_finished(now) {
             return Ok(());
         }
     }
 }
 
 /// Accepts up to a batch from each listener with a backlog.
-fn accept_ready(core: &mut Core, drv: &mut Epoll) {
+fn accept_ready(core: &mut Core, drv: &mut Epoll, now: Mono) {
     if let Some(until) = drv.accept_paused_until {
-        if Instant::now() < until {
+        if now < until {
             return;
         }
         drv.accept_paused_until = None;
@@ -201,14 +210,14 @@ fn accept_ready(core: &mut Core, drv: &mut Epoll) {
             }
             let kind = l.kind;
             match l.socket.accept() {
-                Ok((stream, peer)) => core.accept(drv, kind, stream, peer),
+                Ok((stream, peer)) => core.accept(drv, now, kind, stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => l.backlog = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // EMFILE/ENFILE/ENOMEM: the connection waits in the backlog; try
                     // again shortly rather than spin.
                     core.accept_failed(&e);
-                    drv.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    drv.accept_paused_until = Some(now.plus(ACCEPT_BACKOFF));
                     l.backlog = false;
                     break;
                 }
@@ -220,7 +229,7 @@ fn accept_ready(core: &mut Core, drv: &mut Epoll) {
 /// Reads a connection until the kernel has nothing more (a short read or WouldBlock:
 /// new input raises a new edge), the read budget is spent (then it is read again next
 /// turn), or the core stops wanting input.
-fn read_ready(core: &mut Core, drv: &mut Epoll, t: Token, buf: &mut [u8]) {
+fn read_ready(core: &mut Core, drv: &mut Epoll, now: Mono, t: Token, buf: &mut [u8]) {
     let mut budget = core.read_budget();
     loop {
         let Some(mut stream) = core.readable_stream(t) else {
@@ -233,7 +242,7 @@ fn read_ready(core: &mut Core, drv: &mut Epoll, t: Token, buf: &mut [u8]) {
             }
             Ok(n) => {
                 let full = n == buf.len();
-                core.on_data(drv, t, buf.get(..n).unwrap_or_default());
+                core.on_data(drv, now, t, buf.get(..n).unwrap_or_default());
                 if !full {
                     return;
                 }

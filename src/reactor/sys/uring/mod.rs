@@ -50,6 +50,7 @@ use self::bufring::{BufGuard, BufRing};
 use self::send::Sends;
 use self::watch::{Kind, Op, Sqe, Table, Tag, decode, user_data};
 use super::{Driver, Sent};
+use crate::clock::{Clock, Mono};
 use crate::reactor::conn::ListenerKind;
 use crate::reactor::core::Core;
 
@@ -96,7 +97,7 @@ struct Uring {
     ring: IoUring,
     table: Table,
     listeners: Vec<Listener>,
-    accept_paused_until: Option<Instant>,
+    accept_paused_until: Option<Mono>,
     /// Requests handed to the submission queue whose final completion has not arrived.
     inflight: usize,
     /// Entries that did not fit in a full submission queue; pushed after the next
@@ -226,9 +227,9 @@ impl Uring {
 
     /// Arms the multishot accept of every open listener not armed, unless accepting
     /// is paused after an error.
-    fn arm_accepts(&mut self) {
+    fn arm_accepts(&mut self, now: Mono) {
         if let Some(until) = self.accept_paused_until {
-            if Instant::now() < until {
+            if now < until {
                 return;
             }
             self.accept_paused_until = None;
@@ -288,6 +289,10 @@ struct Backend {
     buffer_bytes: usize,
     /// Longest wait between turns (the watchdog's progress tick; `None`: no cap).
     tick: Option<std::time::Duration>,
+    /// The loop's clock (the core's), and its reading for this turn: completions
+    /// are handed to the core with it.
+    clock: Clock,
+    now: Mono,
 }
 
 impl Backend {
@@ -295,6 +300,7 @@ impl Backend {
         cfg: LoopConfig,
         waker: Arc<EventFd>,
         listeners: Vec<(std::net::TcpListener, ListenerKind)>,
+        clock: Clock,
     ) -> io::Result<Self> {
         let entries = cfg.entries.clamp(64, 32_768).next_power_of_two();
         let ring = probe::build_ring(entries)?;
@@ -356,9 +362,11 @@ impl Backend {
             cqes: Vec::with_capacity(entries as usize),
             buffer_bytes: cfg.buffer_bytes as usize,
             tick: cfg.tick,
+            clock,
+            now: clock.mono(),
         };
         me.arm_wake();
-        me.drv.arm_accepts();
+        me.drv.arm_accepts(me.now);
         Ok(me)
     }
 
@@ -374,10 +382,13 @@ impl Backend {
     }
 
     fn run(&mut self, core: &mut Core) -> io::Result<()> {
+        // Two clock reads a turn: when the wait returns (for what it brought) and
+        // when the turn's work is done (for the deadlines and the next wait).
+        self.now = self.clock.mono();
         loop {
             core.flush_deferred();
-            let timer_wait = core.run_timers(&mut self.drv);
-            self.drv.arm_accepts();
+            let timer_wait = core.run_timers(&mut self.drv, self.now);
+            self.drv.arm_accepts(self.now);
             self.drv.flush_backlog();
             let busy = core.has_resume() || !self.drv.starved.is_empty();
             let mut wait = if busy {
@@ -386,13 +397,14 @@ impl Backend {
                 timer_wait
             };
             if let Some(until) = self.drv.accept_paused_until {
-                let left = until.saturating_duration_since(Instant::now());
+                let left = until.since(self.now);
                 wait = Some(wait.map_or(left, |w| w.min(left)));
             }
             // With a systemd watchdog, turn at least every tick so progress shows.
             let wait = super::cap_wait(wait, self.tick);
             self.drv.wait(wait)?;
             let turn = Instant::now();
+            self.now = self.clock.at(turn);
             self.complete(core);
             for t in core.take_resume() {
                 self.resume(core, t);
@@ -406,10 +418,13 @@ impl Backend {
             for t in std::mem::take(&mut self.drv.starved) {
                 self.rearm_recv(core, t);
             }
-            core.run_commands(&mut self.drv);
-            core.flush_dirty(&mut self.drv);
-            core.end_turn(&mut self.drv, turn);
-            if core.drain_finished() {
+            core.run_commands(&mut self.drv, self.now);
+            core.flush_dirty(&mut self.drv, self.now);
+            core.end_turn(&mut self.drv, self.now);
+            let end = Instant::now();
+            core.turn_took(end.saturating_duration_since(turn));
+            self.now = self.clock.at(end);
+            if core.drain_finished(self.now) {
                 return Ok(());
             }
         }
@@ -460,7 +475,7 @@ impl Backend {
                     Some(tag) if tag.kind == Kind::Send => {
                         self.drv.sends.finished(cqe.user_data());
                         if let Some(t) = live(core, &tag) {
-                            core.on_sent(&mut self.drv, t, res);
+                            core.on_sent(&mut self.drv, self.now, t, res);
                         }
                     }
                     Some(tag) if tag.kind == Kind::PollOut => {
@@ -512,7 +527,7 @@ impl Backend {
                 if let Some(bufs) = &self.bufs {
                     let data = bufs.data(&g, n as usize);
                     if direct {
-                        core.on_data(&mut self.drv, t, data);
+                        core.on_data(&mut self.drv, self.now, t, data);
                     } else {
                         // Reading is paused: keep the bytes (in order) and stop the
                         // recv so no more buffers are spent on this connection.
@@ -578,7 +593,12 @@ impl Backend {
                 return;
             }
             let end = parked.len().min(at + self.buffer_bytes);
-            core.on_data(&mut self.drv, t, parked.get(at..end).unwrap_or_default());
+            core.on_data(
+                &mut self.drv,
+                self.now,
+                t,
+                parked.get(at..end).unwrap_or_default(),
+            );
             at = end;
         }
         if self.drv.table.eof(t) {
@@ -595,7 +615,7 @@ impl Backend {
         if res == -libc::ECANCELED || !self.drv.table.wants_write(t) {
             return;
         }
-        core.on_writable(&mut self.drv, t);
+        core.on_writable(&mut self.drv, self.now, t);
         // Still output queued: wait for the next writability.
         if let Some(fd) = core.stream(t).map(AsRawFd::as_raw_fd)
             && let Some(sqe) = self.drv.table.arm(t, Op::PollOut)
@@ -624,7 +644,7 @@ impl Backend {
                 return;
             }
             match stream.peer_addr() {
-                Ok(peer) => core.accept(&mut self.drv, kind, stream, peer),
+                Ok(peer) => core.accept(&mut self.drv, self.now, kind, stream, peer),
                 // Reset before we looked: nothing to serve.
                 Err(_) => drop(stream),
             }
@@ -635,7 +655,7 @@ impl Backend {
         }
         let e = io::Error::from_raw_os_error(-res);
         core.accept_failed(&e);
-        self.drv.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+        self.drv.accept_paused_until = Some(self.now.plus(ACCEPT_BACKOFF));
     }
 
     /// Cancels every request and waits for each to post its final completion, then
@@ -717,7 +737,7 @@ pub(crate) fn run(
     mut core: Core,
     cfg: LoopConfig,
 ) -> io::Result<()> {
-    let mut backend = Backend::new(cfg, waker, listeners)?;
+    let mut backend = Backend::new(cfg, waker, listeners, core.clock())?;
     let r = backend.run(&mut core);
     backend.teardown();
     r
