@@ -114,6 +114,12 @@ impl Clock {
     pub fn at(&self, t: Instant) -> Mono {
         Mono::from_duration(t.saturating_duration_since(self.epoch))
     }
+
+    /// The [`Instant`] of `t` on this clock (tests script deadlines sent as instants).
+    #[cfg(test)]
+    pub fn instant(&self, t: Mono) -> Instant {
+        self.epoch + t.since(Mono::ZERO)
+    }
 }
 
 impl Default for Clock {

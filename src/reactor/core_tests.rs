@@ -15,6 +15,7 @@ use mio::Token;
 use mio::net::TcpStream;
 
 use super::{Core, Settings};
+use crate::clock::{Clock, Mono};
 use crate::handoff::WorkerQueue;
 use crate::protocol::ErrorCode;
 use crate::reactor::admission::{AcceptBucket, ConnLimits};
@@ -76,6 +77,9 @@ impl Driver for Script {
     fn stop_accepting(&mut self) {}
 }
 
+/// The time of every call in tests where time plays no part.
+const NOW: Mono = Mono::ZERO;
+
 fn settings(max_pending_bytes: u32) -> Settings {
     Settings {
         max_frame_bytes: 1 << 20,
@@ -100,6 +104,8 @@ struct Fixture {
     listener: std::net::TcpListener,
     /// Peer sockets, kept open so the connections stay valid.
     peers: Vec<std::net::TcpStream>,
+    /// The fake clock: what the backend would have read this turn.
+    now: Mono,
 }
 
 impl Fixture {
@@ -111,7 +117,7 @@ impl Fixture {
         let workers: Arc<[WorkerQueue]> = vec![WorkerQueue::new(tx, 1 << 20)].into();
         let (commands, cmd_rx) = crossbeam_channel::bounded(16);
         let ledger = Arc::new(crate::ledger::Ledger::new(1, 1024, Arc::default()));
-        let mut core = Core::new(
+        let core = Core::new(
             0,
             settings,
             cmd_rx,
@@ -122,16 +128,19 @@ impl Fixture {
                 AcceptBucket::new(&limits, 1),
             ),
             ledger.clone(),
+            Clock::new(),
         );
-        // Whatever the machine running the tests is doing.
-        core.kernel_pressure_probe = || false;
-        Self {
+        let mut f = Self {
             core,
             commands,
             ledger,
             listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
             peers: Vec::new(),
-        }
+            now: Mono::from_ms(1_000),
+        };
+        // Whatever the machine running the tests is doing.
+        f.core.kernel_pressure_probe = || false;
+        f
     }
 
     /// Accepts one connection of `kind`; returns its token.
@@ -142,16 +151,16 @@ impl Fixture {
         self.peers.push(client);
         let before = self.core.conns.len();
         self.core
-            .accept(drv, kind, TcpStream::from_std(server), peer);
+            .accept(drv, self.now, kind, TcpStream::from_std(server), peer);
         assert_eq!(self.core.conns.len(), before + 1, "accepted");
         let slot = self.core.conns.iter().map(|(s, _)| s).max().unwrap();
         self.core.token_at(slot).unwrap()
     }
 
-    /// Lets `ms` milliseconds pass on the core's clock (and ends the loop turn).
+    /// Lets `ms` milliseconds pass on the fake clock (and ends the loop turn).
     fn advance(&mut self, drv: &mut Script, ms: u64) {
-        self.core.epoch -= Duration::from_millis(ms);
-        self.core.end_turn(drv, std::time::Instant::now());
+        self.now = self.now.plus_ms(ms);
+        self.core.end_turn(drv, self.now);
     }
 
     fn phase(&self, t: Token) -> Option<Phase> {
@@ -178,28 +187,28 @@ fn a_synchronous_backend_writes_at_once_and_queues_only_the_refusal() {
         ..Script::default()
     };
     let (mut core, t, _peer) = core_with_echo(&mut drv, 1 << 20);
-    core.on_data(&mut drv, t, b"abc");
+    core.on_data(&mut drv, NOW, t, b"abc");
     assert_eq!(
         drv.writes,
         [b"abc".to_vec()],
         "written before the turn ends"
     );
-    core.on_data(&mut drv, t, b"defg");
+    core.on_data(&mut drv, NOW, t, b"defg");
     assert_eq!(
         drv.writes.last().unwrap(),
         b"de",
         "the kernel took two bytes"
     );
     assert_eq!(drv.writable, [true], "writability awaited for the rest");
-    core.on_data(&mut drv, t, b"h");
+    core.on_data(&mut drv, NOW, t, b"h");
     assert_eq!(drv.writes.len(), 2, "queued behind the refused bytes");
-    core.flush_dirty(&mut drv);
+    core.flush_dirty(&mut drv, NOW);
     assert!(
         drv.sends.is_empty(),
         "nothing is flushed before writability"
     );
     drv.room = 100;
-    core.on_writable(&mut drv, t);
+    core.on_writable(&mut drv, NOW, t);
     assert_eq!(drv.sends, [b"fgh".to_vec()], "rest in order, one writev");
     assert_eq!(drv.writable, [true, false]);
     let c = core.conns.get(0).unwrap();
@@ -213,19 +222,19 @@ fn a_batching_backend_gets_one_send_per_connection_per_turn() {
         ..Script::default()
     };
     let (mut core, t, _peer) = core_with_echo(&mut drv, 1 << 20);
-    core.on_data(&mut drv, t, b"ab");
-    core.on_data(&mut drv, t, b"cd");
+    core.on_data(&mut drv, NOW, t, b"ab");
+    core.on_data(&mut drv, NOW, t, b"cd");
     assert!(drv.sends.is_empty(), "nothing before the turn ends");
-    core.flush_dirty(&mut drv);
+    core.flush_dirty(&mut drv, NOW);
     assert_eq!(drv.sends, [b"abcd".to_vec()]);
     // More output while the send is in flight waits for its completion.
-    core.on_data(&mut drv, t, b"ef");
-    core.flush_dirty(&mut drv);
+    core.on_data(&mut drv, NOW, t, b"ef");
+    core.flush_dirty(&mut drv, NOW);
     assert_eq!(drv.sends.len(), 1);
     // A short send: the unsent tail goes again, followed by the newer bytes.
-    core.on_sent(&mut drv, t, 3);
+    core.on_sent(&mut drv, NOW, t, 3);
     assert_eq!(drv.sends.last().unwrap(), b"def");
-    core.on_sent(&mut drv, t, 3);
+    core.on_sent(&mut drv, NOW, t, 3);
     let c = core.conns.get(0).unwrap();
     assert!(c.outq.is_empty() && c.pending == 0 && c.sending == 0);
     assert_eq!(drv.sends.len(), 2);
@@ -238,13 +247,13 @@ fn a_failed_send_releases_and_a_stale_completion_is_ignored() {
         ..Script::default()
     };
     let (mut core, t, _peer) = core_with_echo(&mut drv, 1 << 20);
-    core.on_sent(&mut drv, t, 5);
+    core.on_sent(&mut drv, NOW, t, 5);
     assert!(core.conns.get(0).is_some(), "no send in flight: ignored");
-    core.on_data(&mut drv, t, b"xy");
-    core.flush_dirty(&mut drv);
-    core.on_sent(&mut drv, t, -libc::ECONNRESET);
+    core.on_data(&mut drv, NOW, t, b"xy");
+    core.flush_dirty(&mut drv, NOW);
+    core.on_sent(&mut drv, NOW, t, -libc::ECONNRESET);
     assert!(core.conns.get(0).is_none(), "released");
-    core.on_sent(&mut drv, t, 2);
+    core.on_sent(&mut drv, NOW, t, 2);
 }
 
 #[test]
@@ -254,14 +263,14 @@ fn reading_pauses_at_half_the_bound_before_the_send_and_a_cut_keeps_the_send_in_
         ..Script::default()
     };
     let (mut core, t, _peer) = core_with_echo(&mut drv, 100);
-    core.on_data(&mut drv, t, &[1; 40]);
+    core.on_data(&mut drv, NOW, t, &[1; 40]);
     assert!(core.readable_stream(t).is_some());
-    core.on_data(&mut drv, t, &[2; 20]);
+    core.on_data(&mut drv, NOW, t, &[2; 20]);
     assert!(
         core.readable_stream(t).is_none(),
         "60 of 100 queued: reading paused before any send"
     );
-    core.flush_dirty(&mut drv);
+    core.flush_dirty(&mut drv, NOW);
     assert_eq!(drv.sends.len(), 1);
     // The kernel holds the send; more output passes the bound: cut, but the two
     // entries the kernel may be reading stay queued until it reports.
@@ -269,7 +278,7 @@ fn reading_pauses_at_half_the_bound_before_the_send_and_a_cut_keeps_the_send_in_
     let c = core.conns.get(0).unwrap();
     assert_eq!(c.phase, Phase::Closing);
     assert_eq!((c.outq.len(), c.pending, c.sending), (2, 60, 2));
-    core.on_sent(&mut drv, t, 60);
+    core.on_sent(&mut drv, NOW, t, 60);
     let c = core.conns.get(0).unwrap();
     assert!(c.outq.is_empty() && c.write_shut, "flushed, then FIN");
 }
@@ -284,19 +293,19 @@ fn output_that_makes_no_progress_is_cut_after_the_stall_timeout() {
     });
     let stuck = f.open(&mut drv, ListenerKind::Echo);
     let moving = f.open(&mut drv, ListenerKind::Echo);
-    f.core.on_data(&mut drv, stuck, b"nobody reads this");
-    f.core.on_data(&mut drv, moving, b"this is read");
-    f.core.run_timers(&mut drv);
+    f.core.on_data(&mut drv, f.now, stuck, b"nobody reads this");
+    f.core.on_data(&mut drv, f.now, moving, b"this is read");
+    f.core.run_timers(&mut drv, f.now);
     f.advance(&mut drv, 4_000);
-    f.core.run_timers(&mut drv);
+    f.core.run_timers(&mut drv, f.now);
     assert_eq!(f.phase(stuck), Some(Phase::Established), "not yet");
     // The other peer reads: progress, and then nothing left to stall.
     drv.room = 100;
-    f.core.on_writable(&mut drv, moving);
+    f.core.on_writable(&mut drv, f.now, moving);
     drv.room = 0;
-    f.core.on_data(&mut drv, moving, b"more");
+    f.core.on_data(&mut drv, f.now, moving, b"more");
     f.advance(&mut drv, 2_000);
-    f.core.run_timers(&mut drv);
+    f.core.run_timers(&mut drv, f.now);
     assert_eq!(f.phase(stuck), Some(Phase::Closing), "cut");
     assert_eq!(
         f.phase(moving),
@@ -316,10 +325,10 @@ fn while_the_kernel_is_short_of_tcp_memory_stalled_output_gets_longer() {
     });
     f.core.kernel_pressure_probe = || true;
     let t = f.open(&mut drv, ListenerKind::Echo);
-    f.core.on_data(&mut drv, t, b"nobody reads this");
-    f.core.run_timers(&mut drv);
+    f.core.on_data(&mut drv, f.now, t, b"nobody reads this");
+    f.core.run_timers(&mut drv, f.now);
     f.advance(&mut drv, 6_000);
-    f.core.run_timers(&mut drv);
+    f.core.run_timers(&mut drv, f.now);
     assert_eq!(
         f.phase(t),
         Some(Phase::Established),
@@ -327,7 +336,7 @@ fn while_the_kernel_is_short_of_tcp_memory_stalled_output_gets_longer() {
     );
     assert_eq!(f.core.stats.kernel_tcp_pressure.get(), 1);
     f.advance(&mut drv, 25_000);
-    f.core.run_timers(&mut drv);
+    f.core.run_timers(&mut drv, f.now);
     assert_eq!(f.phase(t), Some(Phase::Closing), "6 x 5 s: cut anyway");
     assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Stalled), 1);
 }
@@ -346,7 +355,7 @@ fn the_largest_consumers_are_cut_first_when_the_total_passes_its_budget() {
         .collect();
     for (t, n) in conns.iter().zip(sizes) {
         for chunk in vec![7u8; n].chunks(50 << 10) {
-            f.core.on_data(&mut drv, *t, chunk);
+            f.core.on_data(&mut drv, f.now, *t, chunk);
         }
     }
     let phases: Vec<Option<Phase>> = conns.iter().map(|t| f.phase(*t)).collect();
@@ -361,7 +370,7 @@ fn the_largest_consumers_are_cut_first_when_the_total_passes_its_budget() {
     );
     assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Total), 1);
     assert_eq!(f.core.queued, 300 << 10);
-    f.core.end_turn(&mut drv, std::time::Instant::now());
+    f.core.end_turn(&mut drv, f.now);
     assert_eq!(f.ledger.total(), 300 << 10);
 }
 
@@ -377,8 +386,8 @@ fn turns_that_each_grow_less_than_a_quantum_still_meet_the_budget() {
         .collect();
     // 30 KiB a turn: each turn's growth is published at its end, never by a quantum.
     for t in &conns {
-        f.core.on_data(&mut drv, *t, &[7u8; 30 << 10]);
-        f.core.end_turn(&mut drv, std::time::Instant::now());
+        f.core.on_data(&mut drv, f.now, *t, &[7u8; 30 << 10]);
+        f.core.end_turn(&mut drv, f.now);
         assert!(
             f.ledger.total() <= 100 << 10,
             "{} queued against 100 KiB",
@@ -413,17 +422,17 @@ fn a_charged_reply_is_settled_as_the_kernel_takes_it() {
     f.commands
         .send(crate::handoff::Command::SendCharged { conn, frame })
         .unwrap();
-    f.core.run_commands(&mut drv);
+    f.core.run_commands(&mut drv, f.now);
     assert_eq!(
         f.ledger.owed(conn),
         Some(100),
         "now queued instead of charged"
     );
     drv.room = 60;
-    f.core.on_writable(&mut drv, t);
+    f.core.on_writable(&mut drv, f.now, t);
     assert_eq!(f.ledger.owed(conn), Some(40));
     drv.room = 100;
-    f.core.on_writable(&mut drv, t);
+    f.core.on_writable(&mut drv, f.now, t);
     assert_eq!(f.ledger.owed(conn), Some(0));
     // Closing: producers see it gone.
     f.core
@@ -445,13 +454,13 @@ fn a_charged_page_may_pass_the_bound_behind_an_event_queued_since() {
     f.commands
         .send(crate::handoff::Command::Send { conn, frame: event })
         .unwrap();
-    f.core.run_commands(&mut drv);
-    f.core.flush_dirty(&mut drv);
+    f.core.run_commands(&mut drv, f.now);
+    f.core.flush_dirty(&mut drv, f.now);
     let page = Bytes::from(vec![1u8; 100 << 10]);
     f.commands
         .send(crate::handoff::Command::SendCharged { conn, frame: page })
         .unwrap();
-    f.core.run_commands(&mut drv);
+    f.core.run_commands(&mut drv, f.now);
     assert_eq!(f.phase(t), Some(Phase::Established), "not cut");
     assert_eq!(f.ledger.owed(conn), Some(1000 + (100 << 10)));
     // An uncharged frame past the bound is still cut.
@@ -461,7 +470,7 @@ fn a_charged_page_may_pass_the_bound_behind_an_event_queued_since() {
             frame: Bytes::from(vec![3u8; 1000]),
         })
         .unwrap();
-    f.core.run_commands(&mut drv);
+    f.core.run_commands(&mut drv, f.now);
     assert_eq!(f.phase(t), Some(Phase::Closing));
 }
 
@@ -518,12 +527,12 @@ fn a_closing_connection_keeps_reading_until_its_farewell_is_out() {
     f.core
         .close_with_error(&mut drv, slot, ErrorCode::SlowConsumer, 0);
     for _ in 0..5 {
-        f.core.on_data(&mut drv, t, &[0u8; 1000]);
+        f.core.on_data(&mut drv, f.now, t, &[0u8; 1000]);
     }
     assert_eq!(f.phase(t), Some(Phase::Closing), "the 302 is not out yet");
     drv.room = 100;
-    f.core.on_writable(&mut drv, t);
-    f.core.on_data(&mut drv, t, &[0u8; 1000]);
+    f.core.on_writable(&mut drv, f.now, t);
+    f.core.on_data(&mut drv, f.now, t, &[0u8; 1000]);
     assert_eq!(f.phase(t), None, "farewell out, flood goes on: released");
 }
 
@@ -546,4 +555,231 @@ fn a_frame_larger_than_the_bound_that_the_kernel_took_part_of_is_finished_before
             vec![(crate::protocol::Kind::Error.as_u8(), 302)]
         )
     );
+}
+
+// Liveness deadlines on the fake clock: what tests/timeouts.rs checked with real
+// sleeps and slack, here to the millisecond.
+
+/// Deadline settings as tests/timeouts.rs used them.
+fn deadlines(handshake_ms: u64, idle_ms: u64, linger_ms: u64) -> Settings {
+    Settings {
+        handshake_ms,
+        idle_ms,
+        linger_ms,
+        ..settings(1 << 20)
+    }
+}
+
+/// The frame of `kind` with an empty payload.
+fn frame_of(kind: crate::protocol::Kind, rid: u32) -> Bytes {
+    crate::frame::encode(crate::frame::FrameHeader::new(kind.as_u8(), 0, rid), &[])
+}
+
+const ERROR: u8 = crate::protocol::Kind::Error as u8;
+
+impl Fixture {
+    /// Runs the timers at `at` ms after the fixture's start; returns the next wait.
+    fn timers_at(&mut self, drv: &mut Script, at: u64) -> Option<Duration> {
+        self.now = Mono::from_ms(1_000 + at);
+        self.core.run_timers(drv, self.now)
+    }
+
+    /// The worker's `Established` for `t`, applied at `at` ms after the start.
+    fn establish_at(&mut self, drv: &mut Script, t: Token, at: u64) {
+        self.now = Mono::from_ms(1_000 + at);
+        let conn = conn_id(t);
+        self.commands
+            .send(crate::handoff::Command::Established { conn })
+            .unwrap();
+        self.core.run_commands(drv, self.now);
+    }
+
+    /// Bytes from the peer at `at` ms after the start.
+    fn data_at(&mut self, drv: &mut Script, t: Token, at: u64, data: &[u8]) {
+        self.now = Mono::from_ms(1_000 + at);
+        self.core.on_data(drv, self.now, t, data);
+    }
+
+    fn closed_for(&self, code: ErrorCode) -> u64 {
+        self.core
+            .stats
+            .closed_for(crate::handoff::CloseReason::Error(code))
+    }
+}
+
+#[test]
+fn no_hello_is_closed_with_300_at_the_handshake_deadline() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(deadlines(300, 500, 1_000));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    assert_eq!(
+        f.timers_at(&mut drv, 0),
+        Some(Duration::from_millis(300)),
+        "the loop is told to wake at the deadline"
+    );
+    f.timers_at(&mut drv, 299);
+    assert_eq!(f.phase(t), Some(Phase::Handshake), "not yet");
+    f.timers_at(&mut drv, 300);
+    assert_eq!(f.phase(t), Some(Phase::Closing));
+    assert_eq!(queued_frames(&f.core, t), (0, vec![(ERROR, 300)]));
+    assert_eq!(f.closed_for(ErrorCode::HandshakeTimeout), 1);
+}
+
+#[test]
+fn trickling_a_partial_header_does_not_extend_the_handshake() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(deadlines(300, 500, 1_000));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    let hello = frame_of(crate::protocol::Kind::Hello, 1);
+    // One byte every 50 ms, never a whole header.
+    for (i, b) in hello.iter().take(6).enumerate() {
+        let at = 50 * i as u64;
+        f.data_at(&mut drv, t, at, std::slice::from_ref(b));
+        f.timers_at(&mut drv, at);
+        assert_eq!(f.phase(t), Some(Phase::Handshake), "at {at} ms");
+    }
+    f.timers_at(&mut drv, 300);
+    assert_eq!(f.phase(t), Some(Phase::Closing), "counted from the accept");
+    assert_eq!(queued_frames(&f.core, t), (0, vec![(ERROR, 300)]));
+}
+
+#[test]
+fn silence_after_hello_is_closed_with_301_at_the_idle_deadline() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(deadlines(300, 500, 1_000));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    f.establish_at(&mut drv, t, 100);
+    // The handshake entry comes due and finds an idle deadline further on.
+    assert_eq!(
+        f.timers_at(&mut drv, 300),
+        Some(Duration::from_millis(300)),
+        "the idle deadline: 100 + 500"
+    );
+    f.timers_at(&mut drv, 599);
+    assert_eq!(f.phase(t), Some(Phase::Established), "not yet");
+    f.timers_at(&mut drv, 600);
+    assert_eq!(f.phase(t), Some(Phase::Closing));
+    assert_eq!(queued_frames(&f.core, t), (0, vec![(ERROR, 301)]));
+    assert_eq!(f.closed_for(ErrorCode::IdleTimeout), 1);
+    assert_eq!(f.closed_for(ErrorCode::HandshakeTimeout), 0);
+}
+
+#[test]
+fn a_ping_every_150ms_keeps_the_connection_open_then_silence_counts_from_the_last() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(deadlines(300, 500, 1_000));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    f.establish_at(&mut drv, t, 0);
+    let mut last = 0;
+    for rid in 1..=10 {
+        last = 150 * u64::from(rid);
+        f.data_at(
+            &mut drv,
+            t,
+            last,
+            &frame_of(crate::protocol::Kind::Ping, rid),
+        );
+        f.timers_at(&mut drv, last);
+        assert_eq!(f.phase(t), Some(Phase::Established), "at {last} ms");
+    }
+    f.timers_at(&mut drv, last + 499);
+    assert_eq!(f.phase(t), Some(Phase::Established), "not yet");
+    f.timers_at(&mut drv, last + 500);
+    assert_eq!(f.phase(t), Some(Phase::Closing));
+    assert_eq!(queued_frames(&f.core, t), (0, vec![(ERROR, 301)]));
+}
+
+/// The idle deadline does not wait for the handshake deadline when it is the shorter.
+#[test]
+fn an_idle_timeout_shorter_than_the_handshake_timeout_still_applies() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(deadlines(5_000, 500, 1_000));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    f.establish_at(&mut drv, t, 10);
+    assert_eq!(
+        f.timers_at(&mut drv, 10),
+        Some(Duration::from_millis(500)),
+        "the idle entry comes first"
+    );
+    f.timers_at(&mut drv, 510);
+    assert_eq!(f.phase(t), Some(Phase::Closing));
+    assert_eq!(f.closed_for(ErrorCode::IdleTimeout), 1);
+}
+
+/// Raw echo streams carry no frames: a silent one is closed at its idle deadline
+/// with nothing written, and counted as 301.
+#[test]
+fn an_idle_echo_connection_closes_without_writing_a_frame() {
+    let mut drv = Script {
+        room: 1 << 20,
+        ..Script::default()
+    };
+    let mut f = Fixture::new(deadlines(300, 500, 1_000));
+    let t = f.open(&mut drv, ListenerKind::Echo);
+    f.data_at(&mut drv, t, 100, b"ping");
+    assert_eq!(drv.writes, [b"ping".to_vec()]);
+    f.timers_at(&mut drv, 599);
+    assert_eq!(
+        f.phase(t),
+        Some(Phase::Established),
+        "idle counts from input"
+    );
+    f.timers_at(&mut drv, 600);
+    assert_eq!(drv.writes, [b"ping".to_vec()], "no frame on a raw stream");
+    assert!(drv.sends.is_empty());
+    assert_eq!(f.closed_for(ErrorCode::IdleTimeout), 1);
+}
+
+/// A closing connection whose peer never closes is released when the linger ends.
+#[test]
+fn a_closing_connection_is_released_when_the_linger_ends() {
+    // The kernel takes the farewell: only the linger is left to wait for.
+    let mut drv = Script {
+        room: 1 << 20,
+        ..Script::default()
+    };
+    let mut f = Fixture::new(deadlines(300, 500, 1_000));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    f.timers_at(&mut drv, 300);
+    assert_eq!(f.phase(t), Some(Phase::Closing), "handshake timeout");
+    assert_eq!(
+        f.timers_at(&mut drv, 300),
+        Some(Duration::from_millis(1_000))
+    );
+    f.timers_at(&mut drv, 1_299);
+    assert_eq!(f.phase(t), Some(Phase::Closing), "lingering");
+    f.timers_at(&mut drv, 1_300);
+    assert_eq!(f.phase(t), None, "released");
+}
+
+/// Reading paused for backpressure is not idleness: the peer may be sending.
+#[test]
+fn a_paused_connection_is_not_idle() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(deadlines(300, 500, 1_000));
+    let t = f.open(&mut drv, ListenerKind::Echo);
+    // Nobody reads: the echo queues until reading pauses.
+    f.data_at(&mut drv, t, 0, &vec![7u8; 600 << 10]);
+    assert!(f.core.readable_stream(t).is_none(), "paused");
+    f.timers_at(&mut drv, 500);
+    assert_eq!(f.phase(t), Some(Phase::Established), "paused, not idle");
+    assert_eq!(f.closed_for(ErrorCode::IdleTimeout), 0);
+}
+
+/// A drain ends when its deadline passes, even with output stuck.
+#[test]
+fn a_drain_finishes_at_its_deadline_with_output_stuck() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(deadlines(300, 500, 1_000));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    f.establish_at(&mut drv, t, 0);
+    let deadline = f.core.clock().instant(Mono::from_ms(1_000 + 2_000));
+    f.commands
+        .send(crate::handoff::Command::Drain { deadline })
+        .unwrap();
+    f.core.run_commands(&mut drv, f.now);
+    assert_eq!(f.phase(t), Some(Phase::Closing), "Bye queued");
+    assert!(!f.core.drain_finished(f.now), "the Bye is not out");
+    assert!(!f.core.drain_finished(Mono::from_ms(1_000 + 1_999)));
+    assert!(f.core.drain_finished(Mono::from_ms(1_000 + 2_000)));
 }
