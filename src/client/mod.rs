@@ -51,6 +51,7 @@ mod connection;
 mod cursors;
 mod error;
 mod incoming;
+mod liveness;
 #[cfg(test)]
 mod tests;
 
@@ -64,6 +65,7 @@ pub use incoming::Incoming;
 
 use connection::{Connection, RawFrame};
 use cursors::Cursors;
+use liveness::{Liveness, Step};
 
 use crate::frame::{self, FrameHeader};
 use crate::protocol::Kind;
@@ -80,8 +82,9 @@ pub struct Client {
     config: ClientConfig,
     conn: Connection,
     welcome: messages::Welcome,
-    /// Send something at least this often.
-    heartbeat: Duration,
+    /// Heartbeat and dead-connection deadlines (send something at least every
+    /// `live.heartbeat`).
+    live: Liveness,
     /// Last request id used (ids are never 0).
     request_id: u32,
     /// Last `Send.client_msg_id` used.
@@ -93,10 +96,6 @@ pub struct Client {
     heartbeats: VecDeque<u32>,
     /// Request ids posted and not answered yet.
     pending: BTreeSet<u32>,
-    /// When a heartbeat `Ping` went out with nothing received since.
-    silent_since: Option<Instant>,
-    /// Silence after a heartbeat that counts as a dead connection.
-    dead_after: Duration,
     /// Set once a `Bye` or closing `Error` arrived: nothing more is sent, and what
     /// follows is ignored until end-of-stream.
     ending: bool,
@@ -112,9 +111,7 @@ impl Client {
         let first_request_id = 1;
         let (conn, welcome) = handshake(&config, cursors.for_hello(), first_request_id)?;
         let mut client = Client {
-            heartbeat: Duration::ZERO,
-            silent_since: None,
-            dead_after: Duration::ZERO,
+            live: Liveness::default(),
             conn,
             welcome: messages::Welcome::default(),
             request_id: first_request_id,
@@ -140,7 +137,7 @@ impl Client {
     /// [`ClientConfig::heartbeat`] when the server sent 0, never below
     /// [`MIN_HEARTBEAT`].
     pub fn heartbeat(&self) -> Duration {
-        self.heartbeat
+        self.live.heartbeat
     }
 
     /// Replaces the token used by the next [`reconnect`](Self::reconnect) (tokens
@@ -439,28 +436,19 @@ impl Client {
                 }
                 continue;
             }
+            // The clock is read here, in the I/O loop; the deadlines are decided
+            // sans-IO (liveness.rs).
             let now = Instant::now();
-            if now >= deadline {
-                return Ok(None);
-            }
-            let mut wake = deadline;
-            if !self.ending {
-                if let Some(dead) = self.dead_at() {
-                    if now >= dead {
-                        self.conn.shutdown();
-                        return Err(ClientError::Unresponsive(self.dead_after));
-                    }
-                    wake = wake.min(dead);
+            let io = (self.conn.last_sent(), self.conn.last_received());
+            match self.live.next(now, deadline, io, !self.ending) {
+                Step::Done => return Ok(None),
+                Step::Dead => {
+                    self.conn.shutdown();
+                    return Err(ClientError::Unresponsive(self.live.dead_after));
                 }
-                if let Some(due) = self.conn.last_sent().checked_add(self.heartbeat) {
-                    if now >= due {
-                        self.send_heartbeat()?;
-                        continue;
-                    }
-                    wake = wake.min(due);
-                }
+                Step::Heartbeat => self.send_heartbeat(now)?,
+                Step::Wait(wake) => self.conn.fill(wake)?,
             }
-            self.conn.fill(wake)?;
         }
     }
 
@@ -505,19 +493,8 @@ impl Client {
         Ok(Some(Incoming { request_id, msg }))
     }
 
-    /// When the connection counts as dead: `dead_after` past a heartbeat `Ping` with
-    /// nothing received since (`None` while not waiting on one).
-    fn dead_at(&mut self) -> Option<Instant> {
-        let sent = self.silent_since?;
-        if self.conn.last_received() >= sent {
-            self.silent_since = None;
-            return None;
-        }
-        sent.checked_add(self.dead_after)
-    }
-
-    /// Sends a heartbeat `Ping`; its `Pong` is swallowed.
-    fn send_heartbeat(&mut self) -> Result<(), ClientError> {
+    /// Sends a heartbeat `Ping` at `now`; its `Pong` is swallowed.
+    fn send_heartbeat(&mut self, now: Instant) -> Result<(), ClientError> {
         let request_id = self.next_request_id();
         let ping = Msg::from(messages::Ping {
             stamp: unix_micros(),
@@ -528,7 +505,7 @@ impl Client {
             self.heartbeats.pop_front();
         }
         self.heartbeats.push_back(request_id);
-        self.silent_since.get_or_insert_with(Instant::now);
+        self.live.heartbeat_sent(now);
         Ok(())
     }
 
@@ -539,15 +516,14 @@ impl Client {
         } else {
             announced
         };
-        self.heartbeat = heartbeat.max(MIN_HEARTBEAT);
+        let heartbeat = heartbeat.max(MIN_HEARTBEAT);
         // PROTOCOL.md 6.4: dead after `heartbeat_ms + idle_timeout_ms` of silence
         // following a Ping; a server that sends no idle timeout gets three intervals.
         let idle = match welcome.idle_timeout_ms {
-            0 => self.heartbeat.saturating_mul(3),
+            0 => heartbeat.saturating_mul(3),
             ms => Duration::from_millis(u64::from(ms)),
         };
-        self.dead_after = self.heartbeat.saturating_add(idle);
-        self.silent_since = None;
+        self.live = Liveness::new(heartbeat, heartbeat.saturating_add(idle));
         self.welcome = welcome;
     }
 

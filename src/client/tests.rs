@@ -16,6 +16,9 @@ use crate::protocol::messages::{
 
 /// Bound on any single wait in these tests.
 const WAIT: Duration = Duration::from_secs(5);
+/// Empty `recv`s (each waiting tens of milliseconds) after which a test calls the
+/// client stuck: a hang guard, not a bound on how long the machine may take.
+const GIVE_UP_POLLS: u32 = 2_000;
 
 /// The fake server's side of one connection.
 struct Peer {
@@ -322,10 +325,9 @@ fn handshake_rejects_silence_wrong_replies_and_garbage() {
     let e = Client::connect(cfg.clone()).unwrap_err();
     let took = start.elapsed();
     assert!(matches!(e, ClientError::Timeout), "{e:?}");
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    // Not before the deadline; how long after depends on the machine's load (the
+    // deadline logic is `now >= deadline`, checked where the clock is read).
+    assert!(took >= Duration::from_millis(300), "{took:?}");
     for want in ["request id", "Notice", "bad magic", "protocol 9"] {
         match (want, Client::connect(cfg.clone())) {
             ("bad magic", Err(ClientError::Framing(FrameError::BadMagic))) => {}
@@ -423,9 +425,9 @@ fn client_pings_when_it_has_been_quiet_for_the_heartbeat() {
     });
     let mut client = Client::connect(config(&addr)).unwrap();
     assert_eq!(client.heartbeat(), Duration::from_millis(100));
-    let deadline = Instant::now() + WAIT;
-    loop {
-        assert!(Instant::now() < deadline, "no notice");
+    // Each empty recv waits 30 ms: this many add up to far more than the server needs.
+    for attempt in 0.. {
+        assert!(attempt < GIVE_UP_POLLS, "no notice");
         match client.recv(Duration::from_millis(30)).unwrap() {
             None => {}
             Some(i) => {
@@ -441,10 +443,9 @@ fn client_pings_when_it_has_been_quiet_for_the_heartbeat() {
     drop(client);
     let gaps = server.join().unwrap();
     for gap in gaps {
-        assert!(
-            gap >= Duration::from_millis(50) && gap < Duration::from_secs(2),
-            "heartbeat after {gap:?}"
-        );
+        // When exactly a heartbeat is due is tested on a fake clock (liveness.rs);
+        // here only that the client waits for the interval instead of spinning.
+        assert!(gap >= Duration::from_millis(50), "heartbeat after {gap:?}");
     }
 }
 
@@ -720,10 +721,7 @@ fn timeouts_are_bounded_and_late_replies_reach_recv() {
     let start = Instant::now();
     assert_eq!(client.recv(Duration::from_millis(100)).unwrap(), None);
     let took = start.elapsed();
-    assert!(
-        took >= Duration::from_millis(100) && took < Duration::from_secs(2),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(100), "{took:?}");
 
     let start = Instant::now();
     let e = client
@@ -731,10 +729,7 @@ fn timeouts_are_bounded_and_late_replies_reach_recv() {
         .unwrap_err();
     let took = start.elapsed();
     assert!(matches!(e, ClientError::Timeout), "{e:?}");
-    assert!(
-        took >= Duration::from_millis(100) && took < Duration::from_secs(2),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(100), "{took:?}");
     let late = next(&mut client);
     assert!(matches!(late.msg, Msg::HistoryPage(_)));
     drop(client);
@@ -891,13 +886,11 @@ fn reconnect_reports_lost_requests_stops_on_fatal_errors_and_gives_up_when_bound
     assert_eq!(lost, vec![send_id]);
     assert_eq!(token, "fresh");
 
-    let start = Instant::now();
     let e = client.reconnect().unwrap_err();
     assert!(
         matches!(&e, ClientError::ReconnectFailed { attempts: 3, last } if last.is_retryable()),
         "{e:?}"
     );
-    assert!(start.elapsed() < Duration::from_secs(3));
 }
 
 #[test]
@@ -917,10 +910,8 @@ fn close_sends_bye_and_waits_for_the_end_of_stream() {
     Client::connect(config(&addr)).unwrap().close().unwrap();
     let mut cfg = config(&addr);
     cfg.close_timeout = Duration::from_millis(200);
-    let start = Instant::now();
     let e = Client::connect(cfg).unwrap().close().unwrap_err();
     assert!(matches!(e, ClientError::Timeout), "{e:?}");
-    assert!(start.elapsed() < Duration::from_secs(3));
     let (m, m2) = server.join().unwrap();
     assert!(matches!(m, Msg::Bye(_)) && matches!(m2, Msg::Bye(_)));
 }
@@ -989,9 +980,13 @@ fn a_server_silent_after_a_heartbeat_is_given_up_as_dead() {
     });
     let mut client = Client::connect(config(&addr)).unwrap();
     let start = Instant::now();
+    let mut polls = 0;
     let e = loop {
         match client.recv(Duration::from_millis(50)) {
-            Ok(None) => assert!(start.elapsed() < WAIT, "never gave up"),
+            Ok(None) => {
+                polls += 1;
+                assert!(polls < GIVE_UP_POLLS, "never gave up");
+            }
             Ok(Some(i)) => panic!("nothing was sent, got {i:?}"),
             Err(e) => break e,
         }
@@ -1002,11 +997,9 @@ fn a_server_silent_after_a_heartbeat_is_given_up_as_dead() {
         "{e:?}"
     );
     assert!(e.is_retryable());
-    // First heartbeat at 100 ms, dead 300 ms later.
-    assert!(
-        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
+    // First heartbeat at 100 ms, dead 300 ms later (to the millisecond in
+    // liveness.rs; here no earlier, however loaded the machine).
+    assert!(took >= Duration::from_millis(350), "{took:?}");
     assert!(matches!(client.recv(WAIT), Err(ClientError::Closed)));
     let pings = server.join().unwrap();
     assert!((1..=4).contains(&pings), "{pings} heartbeats");
