@@ -64,7 +64,7 @@ pub(crate) fn encode_frame(buf: &mut Vec<u8>, r: &Record) {
     record::encode_into(buf, r);
 }
 use segment::SegmentFile;
-use writer::{Writer, now_ms};
+use writer::Writer;
 
 /// A running journal, as [`Journal::open`] returns it.
 #[derive(Debug)]
@@ -209,7 +209,7 @@ impl Journal {
             }
             None => {
                 let n = next_segment;
-                let created = now_ms();
+                let created = crate::clock::unix_ms().get();
                 let file = SegmentFile::create(dir, n, cfg.segment_bytes, created, faults.clone())
                     .map_err(|source| JournalError::Segment { segment: n, source })?;
                 next_segment = n.saturating_add(1);

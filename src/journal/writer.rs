@@ -8,7 +8,7 @@ use std::fs::{self, File};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
@@ -24,6 +24,7 @@ use super::segment::{
     FORMAT_VERSION, Faults, SEGMENT_HEADER_LEN, SegmentFile, SegmentHeader, segment_path, sync_dir,
 };
 use super::stats::JournalStats;
+use crate::clock::unix_ms;
 
 /// The answer to one append: where each record landed, or why none of them counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,12 +299,6 @@ pub(crate) struct Writer {
     pub last_sync: Instant,
     /// Held for the writer's lifetime: the directory lock.
     pub _lock: File,
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Writer {
@@ -608,7 +603,7 @@ impl Writer {
         let mut tail = Vec::new();
         let room = self.active.segment_bytes.saturating_sub(self.write_pos);
         if self.active.version >= 2 && room >= SEAL_FRAME as u64 {
-            tail = seal(records, now_ms());
+            tail = seal(records, unix_ms().get());
         }
         let cover = self.dirty_end.saturating_sub(self.write_pos) as usize;
         if cover > tail.len() {
@@ -629,7 +624,7 @@ impl Writer {
     /// Creates the next segment and makes it the active one.
     fn start_next(&mut self) -> Result<(), DiskError> {
         let n = self.next_segment;
-        let created = now_ms();
+        let created = unix_ms().get();
         let seg = SegmentFile::create(
             &self.dir,
             n,
@@ -722,7 +717,7 @@ impl Writer {
                         .get(&n)
                         .map(|s| s.first_time_ms)
                         .filter(|&t| t != u64::MAX)
-                        .unwrap_or_else(now_ms);
+                        .unwrap_or_else(|| unix_ms().get());
                     let size = file_len.max(SEGMENT_HEADER_LEN as u64);
                     let sealed = self
                         .segments
@@ -743,7 +738,7 @@ impl Writer {
                 Damage::Records => {
                     let len = usize::try_from(d.len).unwrap_or(0);
                     if len >= RECORD_HEADER_LEN {
-                        file.write_at(&filler(len, now_ms()), d.offset)
+                        file.write_at(&filler(len, unix_ms().get()), d.offset)
                             .map_err(seg_err)?;
                     }
                 }
@@ -764,7 +759,7 @@ impl Writer {
                         // The segment ends here now: say so, or the next scan finds
                         // its seal missing again.
                         let records = self.summaries.get(&n).map_or(0, |s| s.records);
-                        file.write_at(&seal(records, now_ms()), d.offset)
+                        file.write_at(&seal(records, unix_ms().get()), d.offset)
                             .map_err(seg_err)?;
                     }
                 }

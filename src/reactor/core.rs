@@ -142,17 +142,32 @@ pub(crate) struct Core {
     now: Mono,
 }
 
+/// What a core is connected to.
+pub(crate) struct Links {
+    /// Commands from the workers.
+    pub commands: Receiver<Command>,
+    /// The workers' event queues.
+    pub workers: Arc<[WorkerQueue]>,
+    pub stats: Arc<CachePadded<ReactorMetrics>>,
+    /// Daemon-wide connection counts, and this reactor's share of the accept rate.
+    pub limits: Arc<ConnLimits>,
+    pub bucket: AcceptBucket,
+    /// Output owed per connection and in total.
+    pub ledger: Arc<Ledger>,
+}
+
 impl Core {
-    pub fn new(
-        id: u16,
-        settings: Settings,
-        commands: Receiver<Command>,
-        workers: Arc<[WorkerQueue]>,
-        stats: Arc<CachePadded<ReactorMetrics>>,
-        (limits, bucket): (Arc<ConnLimits>, AcceptBucket),
-        ledger: Arc<Ledger>,
-        clock: Clock,
-    ) -> Self {
+    /// A core with no connections; `clock` is the one its backend reads (the core
+    /// only converts deadlines sent as `Instant`s with it).
+    pub fn new(id: u16, settings: Settings, links: Links, clock: Clock) -> Self {
+        let Links {
+            commands,
+            workers,
+            stats,
+            limits,
+            bucket,
+            ledger,
+        } = links;
         let reserve = settings.reserve_slots;
         Self {
             id,

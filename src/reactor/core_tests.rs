@@ -14,7 +14,7 @@ use bytes::Bytes;
 use mio::Token;
 use mio::net::TcpStream;
 
-use super::{Core, Settings};
+use super::{Core, Links, Settings};
 use crate::clock::{Clock, Mono};
 use crate::handoff::WorkerQueue;
 use crate::protocol::ErrorCode;
@@ -117,19 +117,15 @@ impl Fixture {
         let workers: Arc<[WorkerQueue]> = vec![WorkerQueue::new(tx, 1 << 20)].into();
         let (commands, cmd_rx) = crossbeam_channel::bounded(16);
         let ledger = Arc::new(crate::ledger::Ledger::new(1, 1024, Arc::default()));
-        let core = Core::new(
-            0,
-            settings,
-            cmd_rx,
+        let links = Links {
+            commands: cmd_rx,
             workers,
-            Arc::default(),
-            (
-                Arc::new(ConnLimits::new(&limits)),
-                AcceptBucket::new(&limits, 1),
-            ),
-            ledger.clone(),
-            Clock::new(),
-        );
+            stats: Arc::default(),
+            limits: Arc::new(ConnLimits::new(&limits)),
+            bucket: AcceptBucket::new(&limits, 1),
+            ledger: ledger.clone(),
+        };
+        let core = Core::new(0, settings, links, Clock::new());
         let mut f = Self {
             core,
             commands,

@@ -142,16 +142,15 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("reactor-{id}"))
         .spawn(move || {
-            let core = core::Core::new(
-                id,
-                settings,
+            let links = core::Links {
                 commands,
                 workers,
                 stats,
-                (limits, bucket),
+                limits,
+                bucket,
                 ledger,
-                crate::clock::Clock::new(),
-            );
+            };
+            let core = core::Core::new(id, settings, links, crate::clock::Clock::new());
             let r = match io {
                 PendingIo::Epoll(poll) => sys::epoll::run(poll, listeners, core, loop_cfg),
                 PendingIo::Uring(efd) => sys::uring::run(efd, listeners, core, uring_cfg),
