@@ -1,7 +1,8 @@
 //! The backend-independent half of a reactor: connections, framing, write queues,
 //! deadlines and the hand-off to workers. A backend (see `sys/`) feeds it accepted
 //! sockets, received bytes and writability, and gives it a [`Driver`] to change
-//! interest; nothing here waits for I/O.
+//! interest; nothing here waits for I/O or reads a clock: every call that needs the
+//! time takes `now` (read by the backend once per loop turn).
 
 use std::collections::VecDeque;
 use std::io;

@@ -1,15 +1,15 @@
 //! I/O backends. Each backend is a module that drives a [`Core`](super::core::Core)
 //! with the same five calls, whatever the kernel interface underneath:
 //!
-//! | backend calls on the core        | when                                         |
-//! |----------------------------------|----------------------------------------------|
-//! | `accept(kind, stream, peer)`     | a listener produced a socket                 |
-//! | `on_data(token, bytes)`          | bytes arrived (from the backend's buffer)    |
-//! | `on_eof` / `on_read_error`       | the peer closed, or reading failed           |
-//! | `on_writable(token)`             | a socket with queued output can take more    |
-//! | `on_sent(token, result)`         | an asynchronous send completed               |
-//! | `run_commands`, `run_timers`     | once per loop turn                           |
-//! | `flush_dirty`                    | at the end of each loop turn                 |
+//! | backend calls on the core             | when                                    |
+//! |---------------------------------------|-----------------------------------------|
+//! | `accept(now, kind, stream, peer)`     | a listener produced a socket            |
+//! | `on_data(now, token, bytes)`          | bytes arrived (from the backend's buffer) |
+//! | `on_eof` / `on_read_error`            | the peer closed, or reading failed      |
+//! | `on_writable(now, token)`             | a socket with queued output can take more |
+//! | `on_sent(now, token, result)`         | an asynchronous send completed          |
+//! | `run_commands(now)`, `run_timers(now)` | once per loop turn                     |
+//! | `flush_dirty(now)`, `end_turn(now)`, `turn_took` | at the end of each loop turn  |
 //!
 //! and the core calls back through [`Driver`] to register sockets, switch write
 //! interest and send. Reads land in a buffer the backend owns (one per reactor for
@@ -21,9 +21,12 @@
 //!
 //! Contract: a backend delivers `on_data` for a token only while
 //! `Core::readable_stream(token)` returns a stream, calls the core from one thread,
-//! and ends its loop when `Core::drain_finished()` says so. Every loop turn it takes
+//! and ends its loop when `Core::drain_finished(now)` says so. Every loop turn it takes
 //! `Core::take_resume()` and reads those connections again (a completion-based
-//! backend delivers what it had to hold back while reading was paused).
+//! backend delivers what it had to hold back while reading was paused). The core
+//! reads no clock: the backend reads [`Clock`](crate::clock::Clock) (the core's, from
+//! `Core::clock()`) when its wait returns and when the turn's work is done, and
+//! passes that `now` to every call.
 
 /// Caps a loop's wait at `tick` (with a systemd watchdog, every loop turns at least
 /// that often so its progress shows; `None`: no cap).
