@@ -144,7 +144,7 @@ fn open_journal_as(
     }
     open.sort_unstable_by_key(|c| (c.since_ms, c.id));
     let open_count = open.len();
-    router.restore(open, max_id.saturating_add(1), 0);
+    router.restore(open, max_id.saturating_add(1), crate::clock::Mono::ZERO);
     if plan.damaged() {
         tracing::error!(
             ranges = damage.len(),

@@ -18,6 +18,7 @@ use super::{
     Assignment, Effect, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, refuse, to_all, to_both,
 };
 use crate::assist::Verdict;
+use crate::clock::UnixMs;
 use crate::fasthash::{ClientMap, ServerMap};
 use crate::handoff::ConnId;
 use crate::journal::{JournalReader, Location};
@@ -917,8 +918,9 @@ impl Shard {
         }
     }
 
-    /// Applies one message at wall-clock time `now_ms` (Unix milliseconds).
-    pub fn handle(&mut self, msg: ShardMsg, now_ms: u64, out: &mut Vec<Effect>) {
+    /// Applies one message at wall-clock time `now` (it stamps the transcript).
+    pub fn handle(&mut self, msg: ShardMsg, now: UnixMs, out: &mut Vec<Effect>) {
+        let now_ms = now.get();
         if !self.settings.journal {
             return self.apply(msg, now_ms, out);
         }
@@ -1507,9 +1509,10 @@ impl Shard {
         (idle > 0).then(|| std::time::Duration::from_millis((idle / 10).clamp(1_000, 60_000)))
     }
 
-    /// The open conversations with no new event since `now_ms - inactivity` (none when
+    /// The open conversations with no new event since `now - inactivity` (none when
     /// `routing.inactivity_close` is off), to close as inactive.
-    pub fn inactive(&self, now_ms: u64) -> Vec<u64> {
+    pub fn inactive(&self, now: UnixMs) -> Vec<u64> {
+        let now_ms = now.get();
         let idle = self.settings.inactivity_ms;
         if idle == 0 {
             return Vec::new();

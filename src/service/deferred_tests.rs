@@ -164,7 +164,7 @@ fn a_reconnect_is_replayed_within_the_byte_bound_or_not_at_all() {
             }],
             max_replay: 1000,
         };
-        s.shards[0].handle(msg, s.now, &mut out);
+        s.shards[0].handle(msg, crate::clock::UnixMs(s.now), &mut out);
         out.into_iter()
             .find_map(|e| match e {
                 crate::service::Effect::Shard(crate::service::ShardMsg::Resumed {

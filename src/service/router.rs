@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
+use crate::clock::Mono;
 use crate::fasthash::{ClientMap, ServerMap};
 use crate::handoff::ConnId;
 use crate::metrics::RouterMetrics;
@@ -261,8 +262,9 @@ impl Router {
         self.metrics = Some(metrics);
     }
 
-    /// Applies one message at time `now_ms` (milliseconds, any monotonic origin).
-    pub fn handle(&mut self, msg: RouterMsg, now_ms: u64, out: &mut Vec<Effect>) {
+    /// Applies one message at `now` (the router thread's monotonic clock).
+    pub fn handle(&mut self, msg: RouterMsg, now: Mono, out: &mut Vec<Effect>) {
+        let now_ms = now.as_ms();
         self.now_ms = now_ms;
         match msg {
             RouterMsg::Connected {
@@ -323,7 +325,8 @@ impl Router {
     /// recovered (oldest first): queued ones wait in their groups' queues in that
     /// order; assigned ones stay with their agents, who are offline now and get the
     /// usual grace to come back before their conversations are requeued.
-    pub fn restore(&mut self, convs: Vec<OpenConversation>, next_id: u64, now_ms: u64) {
+    pub fn restore(&mut self, convs: Vec<OpenConversation>, next_id: u64, now: Mono) {
+        let now_ms = now.as_ms();
         self.next_id = self.next_id.max(next_id);
         let deadline = now_ms.saturating_add(self.settings.agent_grace_ms);
         for c in convs {
@@ -379,8 +382,9 @@ impl Router {
         }
     }
 
-    /// Fires due deadlines (agent grace expiry, visitor abandonment).
-    pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
+    /// Fires the deadlines due at `now` (agent grace expiry, visitor abandonment).
+    pub fn tick(&mut self, now: Mono, out: &mut Vec<Effect>) {
+        let now_ms = now.as_ms();
         self.now_ms = now_ms;
         while let Some((deadline, _)) = self.graces.first() {
             if *deadline > now_ms {
@@ -405,13 +409,14 @@ impl Router {
     }
 
     /// The next deadline, if any, for the thread's sleep.
-    pub fn next_deadline(&self) -> Option<u64> {
+    pub fn next_deadline(&self) -> Option<Mono> {
         let grace = self.graces.first().map(|(d, _)| *d);
         let abandon = self.abandons.first().map(|(d, _)| *d);
         // A watched queue's head waits longer with time alone: look again even when
         // nothing else happens.
         let refresh = self.watched_queue.then_some(self.next_refresh_ms);
-        [grace, abandon, refresh].into_iter().flatten().min()
+        let ms = [grace, abandon, refresh].into_iter().flatten().min()?;
+        Some(Mono::from_ms(ms))
     }
 
     /// Starts a visitor's grace when it has no connection left but conversations

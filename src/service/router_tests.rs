@@ -75,11 +75,14 @@ impl Bench {
     /// `Opened` is handled too, and its effects follow).
     fn handle(&mut self, msg: RouterMsg) -> Vec<Effect> {
         let mut out = Vec::new();
-        self.r.handle(msg, self.now, &mut out);
+        self.r.handle(msg, Mono::from_ms(self.now), &mut out);
         check_invariants(&self.r);
         if let Some(conversation) = opened(&out) {
-            self.r
-                .handle(RouterMsg::Opened { conversation }, self.now, &mut out);
+            self.r.handle(
+                RouterMsg::Opened { conversation },
+                Mono::from_ms(self.now),
+                &mut out,
+            );
             check_invariants(&self.r);
         }
         self.split_availability(out)
@@ -87,7 +90,7 @@ impl Bench {
 
     fn tick(&mut self) -> Vec<Effect> {
         let mut out = Vec::new();
-        self.r.tick(self.now, &mut out);
+        self.r.tick(Mono::from_ms(self.now), &mut out);
         check_invariants(&self.r);
         self.split_availability(out)
     }
@@ -928,7 +931,7 @@ fn agent_disconnect_grace_requeues_at_the_front() {
             .all(|e| matches!(e, Effect::Shard(ShardMsg::Conns { conns, .. }) if conns.is_empty()))
     );
     assert_eq!(out.len(), 2);
-    assert_eq!(b.r.next_deadline(), Some(b.now + GRACE));
+    assert_eq!(b.r.next_deadline(), Some(Mono::from_ms(b.now + GRACE)));
     b.now += GRACE - 1;
     assert!(b.tick().is_empty());
     assert_eq!(b.r.active_count(&who("t", "a")), 2);
@@ -1445,8 +1448,8 @@ fn random_traffic_keeps_the_invariants() {
             let claim = matches!(msg, Some(RouterMsg::Claim { .. }));
             out.clear();
             match msg {
-                Some(m) => r.handle(m, now, &mut out),
-                None => r.tick(now, &mut out),
+                Some(m) => r.handle(m, Mono::from_ms(now), &mut out),
+                None => r.tick(Mono::from_ms(now), &mut out),
             }
             // The shard stores the opening message, or (sometimes) the abuse filter
             // refuses it.
@@ -1457,7 +1460,7 @@ fn random_traffic_keeps_the_invariants() {
                 } else {
                     RouterMsg::Opened { conversation }
                 };
-                r.handle(answer, now, &mut out);
+                r.handle(answer, Mono::from_ms(now), &mut out);
             }
             if let Some(id) = was_closed {
                 closed.insert(id);
@@ -1551,14 +1554,22 @@ fn random_traffic_keeps_the_invariants() {
         }
         // Drain: everyone leaves, graces expire, every conversation closes.
         for (c, _) in live.drain(..) {
-            r.handle(RouterMsg::Disconnected { conn: c }, now, &mut out);
+            r.handle(
+                RouterMsg::Disconnected { conn: c },
+                Mono::from_ms(now),
+                &mut out,
+            );
         }
         now += 10_000;
-        r.tick(now, &mut out);
+        r.tick(Mono::from_ms(now), &mut out);
         check_invariants(&r);
         let ids: Vec<u64> = r.convs.keys().copied().collect();
         for id in ids {
-            r.handle(RouterMsg::Closed { conversation: id }, now, &mut out);
+            r.handle(
+                RouterMsg::Closed { conversation: id },
+                Mono::from_ms(now),
+                &mut out,
+            );
         }
         check_invariants(&r);
         assert!(r.tenants.is_empty(), "seed {seed}: {:?}", r.tenants);
@@ -1754,7 +1765,7 @@ fn a_watched_queue_wakes_the_router_to_refresh_its_wait() {
     b.visitor(conn(3), "t", "v3");
     b.open(conn(3), "t", "v3", "sales");
     let at = b.r.next_deadline().expect("a queue with a watcher");
-    assert!(at <= b.now + 1_500, "{at}");
+    assert!(at <= Mono::from_ms(b.now + 1_500), "{at:?}");
     // Time alone moves the head's wait: the router looks again at that deadline.
     b.now += 20_000;
     b.tick();

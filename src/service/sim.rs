@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use super::conversation::{Shard, ShardSettings};
 use super::router::{Router, RouterSettings};
 use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, shard_of};
+use crate::clock::{Mono, UnixMs};
 use crate::frame;
 use crate::handoff::{Command, ConnId};
 use crate::protocol::messages::{self, Msg, role};
@@ -231,10 +232,10 @@ impl Sim {
         let mut out = Vec::new();
         if pick == usize::MAX {
             if let Some(m) = self.to_router.pop_front() {
-                self.router.handle(m, self.now, &mut out);
+                self.router.handle(m, Mono::from_ms(self.now), &mut out);
             }
         } else if let Some(m) = self.to_shard[pick].pop_front() {
-            self.shards[pick].handle(m, self.now, &mut out);
+            self.shards[pick].handle(m, UnixMs(self.now), &mut out);
             // Everything is durable at once here: nothing to take back.
             self.shards[pick].durable(u64::MAX);
             let recs = self.shards[pick].take_records();
@@ -264,7 +265,7 @@ impl Sim {
     pub fn advance(&mut self, ms: u64) {
         self.now += ms;
         let mut out = Vec::new();
-        self.router.tick(self.now, &mut out);
+        self.router.tick(Mono::from_ms(self.now), &mut out);
         for e in out {
             self.effect(e);
         }
@@ -293,7 +294,7 @@ impl Sim {
                 shard,
                 settings: settings.clone(),
             };
-            s.handle(msg, self.now, &mut Vec::new());
+            s.handle(msg, UnixMs(self.now), &mut Vec::new());
         }
     }
 }
@@ -577,7 +578,7 @@ pub(crate) mod tests {
                         msg: send_msg(conv, rng.below(6), "hello"),
                     },
                 };
-                shard.handle(msg, now, &mut out);
+                shard.handle(msg, UnixMs(now), &mut out);
                 // Batches become durable while later ones fill, as in `worker`.
                 if rng.below(6) == 0 && durable + 1 < epoch {
                     durable += 1 + rng.below(epoch - durable - 1);

@@ -127,7 +127,7 @@ impl Durable {
             other => Origin::Router(Box::new(other.clone())),
         };
         let mut effects = Vec::new();
-        shard.handle(msg, now.unix.get(), &mut effects);
+        shard.handle(msg, now.unix, &mut effects);
         if !shard.last_dependent() {
             out.append(&mut effects);
             return;

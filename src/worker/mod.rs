@@ -188,7 +188,7 @@ pub(crate) fn spawn(
                         _,
                     ) => sessions.listed(conn, rid, items, more, effects),
                     (msg, Some(d)) => d.handle(shard, msg, now, effects),
-                    (msg, None) => shard.handle(msg, now.unix.get(), effects),
+                    (msg, None) => shard.handle(msg, now.unix, effects),
                 };
             let on_event = |event: Event,
                             now: Now,
@@ -232,7 +232,7 @@ pub(crate) fn spawn(
                 if let Some(every) = shard.sweep_every() {
                     if now.mono >= next_sweep {
                         next_sweep = now.mono.plus(every);
-                        for conversation in shard.inactive(now.unix.get()) {
+                        for conversation in shard.inactive(now.unix) {
                             let msg = ShardMsg::SystemClose {
                                 conversation,
                                 reason: crate::service::conversation::INACTIVE.to_owned(),
@@ -348,9 +348,9 @@ pub(crate) fn spawn_router(
                     a.set(assigned as u64);
                     stats.set_queue_lengths(queues);
                 }
-                let mut wait = router.next_deadline().map_or(tick, |at| {
-                    Duration::from_millis(at.saturating_sub(now.as_ms())).min(tick)
-                });
+                let mut wait = router
+                    .next_deadline()
+                    .map_or(tick, |at| at.since(now).min(tick));
                 if dirty {
                     wait = wait.min(GAUGES_EVERY.saturating_sub(now.since(published)));
                 }
@@ -360,7 +360,6 @@ pub(crate) fn spawn_router(
                     Err(RecvTimeoutError::Disconnected) => break,
                 };
                 now = clock.mono();
-                let now = now.as_ms();
                 if let Some(m) = msg {
                     dirty = true;
                     router.handle(m, now, &mut effects);
