@@ -312,7 +312,7 @@ pub struct AdminConfig {
 }
 
 /// Default of `admin.metric_groups`.
-pub const DEFAULT_METRIC_GROUPS: usize = 64;
+pub const DEFAULT_METRIC_GROUPS: usize = crate::metrics::conversation::DEFAULT_GROUPS;
 
 impl Default for AdminConfig {
     fn default() -> Self {
@@ -827,7 +827,7 @@ impl AuthConfig {
 /// Smallest `journal.max_record_bytes` accepted: the largest record body a message
 /// the protocol accepts can make (a 65,536-byte `Send` body from a 256-byte user id,
 /// with the record's fixed part and padding), derived from the protocol's bounds.
-pub const MIN_JOURNAL_RECORD_BYTES: usize = crate::service::record::MAX_RECORD_BODY;
+pub const MIN_JOURNAL_RECORD_BYTES: usize = 65_879;
 
 /// The automatic `limits.max_pending_total` for a daemon that may use `memory` bytes
 /// (`None`: unknown, taken as 4 GiB).

@@ -4,9 +4,6 @@
 //! no lock. Commands are batched: a worker wakes each reactor it wrote to once per
 //! batch of events, not once per command.
 
-mod durable;
-mod session;
-
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -21,10 +18,11 @@ use crate::handoff::{Command, ConnId, Event};
 use crate::metrics::{RouterMetrics, WorkerMetrics};
 use crate::reactor::ReactorHandle;
 use crate::service::conversation::Shard;
+use crate::service::durable::Durable;
 use crate::service::router::Router;
 use crate::service::{Effect, RouterMsg, ShardMsg, shard_of};
 
-pub(crate) use session::{SessionSettings, Sessions, SharedSettings};
+pub(crate) use crate::service::session::{SessionSettings, Sessions, SharedSettings};
 
 /// What a worker needs to journal its shard: the writer, its metrics, the health flag.
 pub(crate) type JournalLink = (
@@ -157,9 +155,8 @@ pub(crate) fn spawn(
         .spawn(move || {
             let mut dispatch = Dispatch::new(links);
             let mut effects = Vec::new();
-            let mut durable = journal.map(|(h, m, health)| {
-                durable::Durable::new(h, &mut shard, stats.clone(), (m, health))
-            });
+            let mut durable = journal
+                .map(|(h, m, health)| Durable::new(h, &mut shard, stats.clone(), (m, health)));
             let replies = durable
                 .as_ref()
                 .map_or_else(crossbeam_channel::never, |d| d.replies.clone());
@@ -168,7 +165,7 @@ pub(crate) fn spawn(
                 |msg: ShardMsg,
                  sessions: &mut Sessions,
                  shard: &mut Shard,
-                 durable: &mut Option<durable::Durable>,
+                 durable: &mut Option<Durable>,
                  effects: &mut Vec<Effect>| match (msg, durable) {
                     (ShardMsg::Resumed { conn, answers, .. }, _) => {
                         sessions.resumed(conn, answers, unix_ms(), effects, &stats)
@@ -212,7 +209,7 @@ pub(crate) fn spawn(
                 // A failed journal batch is retried after a back-off.
                 let mut wait = durable
                     .as_ref()
-                    .and_then(durable::Durable::wake_at)
+                    .and_then(Durable::wake_at)
                     .map_or(tick, |t| {
                         t.saturating_duration_since(Instant::now()).min(tick)
                     });

@@ -1,6 +1,8 @@
 //! Counters shared between threads. Each reactor and worker writes only its own
 //! cache-padded block, so counting costs no cross-core traffic on the hot path.
 
+pub mod conversation;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -388,7 +390,7 @@ pub struct RouterMetrics {
     pub conversations_closed: Counter,
     /// Per-group conversation figures (opened, abandoned, queue wait, first reply,
     /// ratings), written by the router and the shards.
-    pub by_group: crate::conversation_metrics::ConversationMetrics,
+    pub by_group: conversation::ConversationMetrics,
     /// Queue length per (tenant, group): replaced wholesale by the router at most a few
     /// times a second (a snapshot, not touched on the message path).
     pub queue_lengths: Mutex<Vec<(String, String, u64)>>,
@@ -405,7 +407,7 @@ impl RouterMetrics {
                 b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1)))
             });
             let rest: u64 = lengths.drain(max..).map(|q| q.2).sum();
-            let other = crate::conversation_metrics::OTHER.to_owned();
+            let other = conversation::OTHER.to_owned();
             lengths.push((other.clone(), other, rest));
         }
         if let Ok(mut q) = self.queue_lengths.lock() {

@@ -10,8 +10,8 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::conversation_metrics::{GroupFigures, WAIT_BUCKETS_S, WaitHistogram};
 use crate::handoff::CloseReason;
+use crate::metrics::conversation::{GroupFigures, WAIT_BUCKETS_S, WaitHistogram};
 use crate::metrics::{
     CONVERSATION_STATES, CUT_CAUSES, Counter, KIND_SLOTS, KindCounts, LATENCY_BUCKETS_US,
     LatencyHistogram, Metrics, REJECT_LABELS, ReactorMetrics, WorkerMetrics, close_reasons,
