@@ -230,6 +230,7 @@ impl Server {
             reactors: reactors.clone(),
             shards: shard_txs.into(),
             router: Some(router_tx),
+            service_queue_depth: config.workers.service_queue_depth,
         };
         let libraries = checked.libraries;
         let live = reload::Live {

@@ -336,6 +336,11 @@ pub struct WorkerMetrics {
     pub shard_queue_depth: Gauge,
     /// The deepest the shard queue was seen since start (sampled).
     pub shard_queue_peak: Gauge,
+    /// Client requests of this worker's sessions refused with 500 because the
+    /// router's queue held `workers.service_queue_depth` messages.
+    pub router_queue_refused: Counter,
+    /// The same for the queue of the request's conversation shard.
+    pub shard_queue_refused: Counter,
     /// Journal batches that failed (disk full, I/O error, queue full): their changes
     /// were taken back and the clients told 503.
     pub storage_errors: Counter,

@@ -21,6 +21,7 @@
 //! they write, so replaying them gives back the state.
 
 mod availability;
+mod busy;
 pub(crate) mod conversation;
 pub(crate) mod damage;
 mod deferred;

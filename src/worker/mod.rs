@@ -49,6 +49,9 @@ pub(crate) struct Links {
     /// The router's queue (`None` in the router itself, so that the router's queue
     /// closes — and the router ends — once every worker is gone).
     pub router: Option<Sender<RouterMsg>>,
+    /// Messages the router's or a shard's queue may hold before client requests for
+    /// it are refused (`workers.service_queue_depth`; see `service::busy`).
+    pub service_queue_depth: usize,
 }
 
 /// Carries out effects, noting which reactors need waking.
@@ -57,16 +60,67 @@ struct Dispatch {
     dirty: Vec<bool>,
     /// Scratch for splitting a broadcast by reactor.
     members: Vec<Vec<ConnId>>,
+    /// Where refusals are counted (`None` in the router: it sends no client requests).
+    stats: Option<Arc<CachePadded<WorkerMetrics>>>,
+    refusals: Refusals,
+}
+
+/// Client requests refused because a service queue was full, logged at most once a
+/// second with the count held back.
+struct Refusals {
+    epoch: Instant,
+    log: crate::log_gate::LogGate,
 }
 
 impl Dispatch {
-    fn new(links: Links) -> Self {
+    fn new(links: Links, stats: Option<Arc<CachePadded<WorkerMetrics>>>) -> Self {
         let n = links.reactors.len();
         Self {
             links,
             dirty: vec![false; n],
             members: vec![Vec::new(); n],
+            stats,
+            refusals: Refusals {
+                epoch: Instant::now(),
+                log: crate::log_gate::LogGate::default(),
+            },
         }
+    }
+
+    /// Closes the connection of a request that a full queue refused with 500
+    /// `server_busy` (retryable: the client reconnects and resends), as the reactor
+    /// does when a worker's queue is full.
+    fn refuse(&mut self, from: &crate::service::Sender, queue: &'static str) {
+        if let Some(stats) = &self.stats {
+            match queue {
+                "router" => stats.router_queue_refused.inc(),
+                _ => stats.shard_queue_refused.inc(),
+            }
+        }
+        let now = millis(self.refusals.epoch.elapsed());
+        if let Some(held) = self.refusals.log.pass(now) {
+            tracing::warn!(
+                queue,
+                depth = self.links.service_queue_depth,
+                held_back = held,
+                "service queue full: request refused with 500 server_busy \
+                 (workers.service_queue_depth)"
+            );
+        }
+        let code = crate::protocol::ErrorCode::ServerBusy;
+        let farewell = crate::frame::encode_status(
+            crate::protocol::Kind::Error.as_u8(),
+            code.as_u16(),
+            from.rid,
+        );
+        self.command(
+            from.conn.reactor,
+            Command::Close {
+                conn: from.conn,
+                code: Some(code),
+                farewell: Some(farewell),
+            },
+        );
     }
 
     fn command(&mut self, reactor: u16, cmd: Command) {
@@ -87,18 +141,35 @@ impl Dispatch {
                     split_broadcast(conns, &frame, &mut members, |i, cmd| self.command(i, cmd));
                     self.members = members;
                 }
-                // The router and shard queues are unbounded: every message on them is
-                // caused by a bounded input event (see `server`), so they cannot grow
-                // faster than the bounded queues feeding them.
+                // Client requests find room for at most `service_queue_depth`
+                // messages; facts always go through (`service::busy` bounds them).
                 Effect::Router(msg) => {
-                    if let Some(router) = &self.links.router {
-                        let _ = router.send(msg);
+                    let Some(router) = &self.links.router else {
+                        continue;
+                    };
+                    match msg.client_request() {
+                        Some(from) if router.len() >= self.links.service_queue_depth => {
+                            let from = from.clone();
+                            self.refuse(&from, "router");
+                        }
+                        _ => {
+                            let _ = router.send(msg);
+                        }
                     }
                 }
                 Effect::Shard(msg) => {
                     let n = self.links.shards.len();
-                    if let Some(tx) = self.links.shards.get(shard_of(msg.conversation(), n)) {
-                        let _ = tx.send(msg);
+                    let Some(tx) = self.links.shards.get(shard_of(msg.conversation(), n)) else {
+                        continue;
+                    };
+                    match msg.client_request() {
+                        Some(from) if tx.len() >= self.links.service_queue_depth => {
+                            let from = from.clone();
+                            self.refuse(&from, "shard");
+                        }
+                        _ => {
+                            let _ = tx.send(msg);
+                        }
                     }
                 }
             }
@@ -153,7 +224,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("worker-{id}"))
         .spawn(move || {
-            let mut dispatch = Dispatch::new(links);
+            let mut dispatch = Dispatch::new(links, Some(stats.clone()));
             let mut effects = Vec::new();
             let mut durable = journal
                 .map(|(h, m, health)| Durable::new(h, &mut shard, stats.clone(), (m, health)));
@@ -293,7 +364,7 @@ pub(crate) fn spawn_router(
         .spawn(move || {
             let epoch = Instant::now();
             let now = || millis(epoch.elapsed());
-            let mut dispatch = Dispatch::new(links);
+            let mut dispatch = Dispatch::new(links, None);
             let mut effects = Vec::new();
             // With a systemd watchdog, turn at least every tick so progress shows.
             let tick = crate::ops::watchdog::progress_tick().unwrap_or(IDLE_WAIT);
@@ -341,3 +412,7 @@ pub(crate) fn spawn_router(
             }
         })
 }
+
+#[cfg(test)]
+#[path = "dispatch_tests.rs"]
+mod tests;

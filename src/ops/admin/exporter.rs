@@ -415,6 +415,20 @@ impl Exporter {
             Gauge,
             |w| w.shard_queue_peak.get(),
         )?;
+        self.per_worker(
+            enc,
+            "router_queue_refused",
+            "Client requests closed with 500 because the router's queue was full (workers.service_queue_depth).",
+            Counter,
+            |w| w.router_queue_refused.get(),
+        )?;
+        self.per_worker(
+            enc,
+            "shard_queue_refused",
+            "Client requests closed with 500 because their conversation shard's queue was full (workers.service_queue_depth).",
+            Counter,
+            |w| w.shard_queue_refused.get(),
+        )?;
         self.per_worker(enc, "worker_loops", "Worker loop turns.", Counter, |w| {
             w.loops.get()
         })?;
