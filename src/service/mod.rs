@@ -78,6 +78,27 @@ pub(crate) struct Sender {
     pub rid: u32,
 }
 
+#[cfg(test)]
+impl Sender {
+    /// A request's sender for tests: `user` (no tenant, display name empty, no
+    /// groups) with `role`, asking on `conn` with request id `rid`.
+    pub(crate) fn test(user: &str, role: u8, conn: ConnId, rid: u32) -> Self {
+        Self {
+            id: Arc::new(Principal {
+                who: UserRef {
+                    tenant: String::new(),
+                    user: user.to_owned(),
+                },
+                name: String::new(),
+                role,
+                groups: Vec::new(),
+            }),
+            conn,
+            rid,
+        }
+    }
+}
+
 impl std::ops::Deref for Sender {
     type Target = Principal;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::*;
 use crate::protocol::messages::{self, Msg};
 use crate::protocol::{ErrorCode, Kind};
-use crate::service::{Principal, Sender as From, UserRef};
+use crate::service::Sender as From;
 
 /// One reactor (its commands in the returned receiver), one shard, the router.
 struct Rig {
@@ -40,23 +40,12 @@ fn rig(depth: usize) -> Rig {
 }
 
 fn sender(slot: u32, rid: u32) -> From {
-    From {
-        id: Arc::new(Principal {
-            who: UserRef {
-                tenant: String::new(),
-                user: format!("u{slot}"),
-            },
-            name: String::new(),
-            role: messages::role::VISITOR,
-            groups: Vec::new(),
-        }),
-        conn: ConnId {
-            reactor: 0,
-            slot,
-            generation: 1,
-        },
-        rid,
-    }
+    let conn = ConnId {
+        reactor: 0,
+        slot,
+        generation: 1,
+    };
+    From::test(&format!("u{slot}"), messages::role::VISITOR, conn, rid)
 }
 
 fn typing(slot: u32, rid: u32) -> Effect {
