@@ -217,6 +217,13 @@ pub struct WorkersConfig {
     /// Frame payload bytes one worker's queue may hold; past it, as for a full queue,
     /// the connection whose frame did not fit is closed with `SERVER_BUSY`.
     pub queue_bytes: u64,
+    /// Messages the router's queue and each conversation shard's queue may hold
+    /// before a client request for it is refused: the request's connection is closed
+    /// with `SERVER_BUSY` (retryable). Facts (connections coming and going, the
+    /// router's assignments, closes) are never refused; each is caused by a bounded
+    /// input, so a queue holds at most this many requests plus a few facts per
+    /// connection and per admitted request.
+    pub service_queue_depth: usize,
 }
 
 impl Default for WorkersConfig {
@@ -225,6 +232,7 @@ impl Default for WorkersConfig {
             threads: 0,
             queue_depth: 16_384,
             queue_bytes: 64 * 1024 * 1024,
+            service_queue_depth: 65_536,
         }
     }
 }
@@ -312,7 +320,7 @@ pub struct AdminConfig {
 }
 
 /// Default of `admin.metric_groups`.
-pub const DEFAULT_METRIC_GROUPS: usize = 64;
+pub const DEFAULT_METRIC_GROUPS: usize = crate::metrics::conversation::DEFAULT_GROUPS;
 
 impl Default for AdminConfig {
     fn default() -> Self {
@@ -605,6 +613,9 @@ impl Config {
         if self.workers.queue_depth == 0 {
             return Err(invalid("workers.queue_depth", "must be positive"));
         }
+        if self.workers.service_queue_depth == 0 {
+            return Err(invalid("workers.service_queue_depth", "must be positive"));
+        }
         if self.limits.max_frame_bytes == 0 || self.limits.max_frame_bytes > MAX_PAYLOAD_LIMIT {
             return Err(invalid(
                 "limits.max_frame_bytes",
@@ -827,7 +838,7 @@ impl AuthConfig {
 /// Smallest `journal.max_record_bytes` accepted: the largest record body a message
 /// the protocol accepts can make (a 65,536-byte `Send` body from a 256-byte user id,
 /// with the record's fixed part and padding), derived from the protocol's bounds.
-pub const MIN_JOURNAL_RECORD_BYTES: usize = crate::service::record::MAX_RECORD_BODY;
+pub const MIN_JOURNAL_RECORD_BYTES: usize = 65_879;
 
 /// The automatic `limits.max_pending_total` for a daemon that may use `memory` bytes
 /// (`None`: unknown, taken as 4 GiB).

@@ -13,8 +13,8 @@ use crate::metrics::Metrics;
 use crate::ops::Ops;
 use crate::reactor::admission::ConnLimits;
 use crate::reactor::{self, ListenerKind, ReactorHandle};
-use crate::service::conversation::Shard;
-use crate::service::router::Router;
+use crate::service::conversation::{Shard, ShardSettings};
+use crate::service::router::{Router, RouterSettings};
 use crate::worker::{self, Links, Sessions};
 
 mod changes;
@@ -22,7 +22,6 @@ mod preflight;
 mod reload;
 pub use changes::ConfigChange;
 pub use reload::{ReloadError, ReloadReport};
-pub(crate) use reload::{router_settings, shard_settings};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +83,16 @@ pub enum StartError {
     Assist(#[from] crate::assist::LoadError),
 }
 
+impl From<crate::service::recovery::RecoveryError> for StartError {
+    fn from(e: crate::service::recovery::RecoveryError) -> Self {
+        use crate::service::recovery::RecoveryError;
+        match e {
+            RecoveryError::Journal(message) => Self::Journal(message),
+            RecoveryError::Damaged { dir, report } => Self::JournalDamaged { dir, report },
+        }
+    }
+}
+
 /// What a graceful shutdown achieved.
 #[derive(Debug, Clone, Copy)]
 pub struct ShutdownReport {
@@ -120,7 +129,7 @@ pub struct Server {
     /// The journal's writer; it ends (after a final sync) once the workers are gone.
     journal: Option<crate::journal::Journal>,
     /// Drops old closed conversations from the journal.
-    retention: Option<crate::retention::Retention>,
+    retention: Option<crate::service::retention::Retention>,
     metrics: Arc<Metrics>,
     drain_timeout: Duration,
     ops: Ops,
@@ -177,7 +186,7 @@ impl Server {
         let client_addr = local_addr(&client)?;
         let echo_addr = echo.as_deref().map(local_addr).transpose()?;
         let admin = if config.admin.enabled {
-            let l = crate::admin::bind(&config.admin).map_err(|source| StartError::Bind {
+            let l = crate::ops::admin::bind(&config.admin).map_err(|source| StartError::Bind {
                 addr: config.admin.addr,
                 source,
             })?;
@@ -221,6 +230,7 @@ impl Server {
             reactors: reactors.clone(),
             shards: shard_txs.into(),
             router: Some(router_tx),
+            service_queue_depth: config.workers.service_queue_depth,
         };
         let libraries = checked.libraries;
         let live = reload::Live {
@@ -232,13 +242,13 @@ impl Server {
             conn_limits: conn_limits.clone(),
             libraries: std::sync::Mutex::new(libraries.clone()),
         };
-        let mut router = Router::new(reload::router_settings(config));
+        let mut router = Router::new(RouterSettings::from_config(config));
         metrics
             .router
             .by_group
             .set_max_groups(config.admin.metric_groups);
         router.count_in(metrics.router.clone());
-        let shard_settings = reload::shard_settings(config);
+        let shard_settings = ShardSettings::from_config(config);
         let mut shards: Vec<Shard> = (0..n_workers)
             .map(|_| {
                 let mut s = Shard::new(shard_settings.clone());
@@ -248,7 +258,7 @@ impl Server {
             })
             .collect();
         let journal = if config.journal.enabled {
-            Some(crate::recovery::open_journal(
+            Some(crate::service::recovery::open_journal(
                 config,
                 &mut shards,
                 &mut router,
@@ -289,7 +299,7 @@ impl Server {
         let retention = journal
             .as_ref()
             .map(|j| {
-                crate::retention::Retention::spawn(
+                crate::service::retention::Retention::spawn(
                     j.handle.clone(),
                     links.shards.clone(),
                     config.journal.retention,

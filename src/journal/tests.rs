@@ -62,6 +62,28 @@ fn records_only(v: &[(Record, Location)]) -> Vec<Record> {
     v.iter().map(|(r, _)| r.clone()).collect()
 }
 
+/// Closes `j`, opens the journal in `dir` again and returns the records recovery found.
+fn restart(j: Journal, dir: &Path, cfg: &JournalConfig) -> Vec<Record> {
+    close(j);
+    let (_j, seen) = open(dir, cfg);
+    records_only(&seen)
+}
+
+/// A fault-injection run: opens a journal in a fresh directory with armed faults,
+/// appends `rec(1, 1, "kept")` (returning where it went to `script`), runs `script`,
+/// then closes and reopens the journal and returns the records recovery found.
+fn after_faults(
+    cfg: &JournalConfig,
+    script: impl FnOnce(&Journal, &super::segment::FaultState, Location),
+) -> Vec<Record> {
+    let dir = tempfile::tempdir().unwrap();
+    let (faults, state) = Faults::armed();
+    let (j, _) = open_faulty(dir.path(), cfg, faults);
+    let kept = append(&j, vec![rec(1, 1, "kept")]).unwrap()[0];
+    script(&j, &state, kept);
+    restart(j, dir.path(), cfg)
+}
+
 #[test]
 fn round_trip_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
@@ -200,68 +222,110 @@ fn check_recovers_to(dir: &Path, cfg: &JournalConfig, expect: &[Record], at: Loc
     assert_eq!(records_only(&seen), want, "{what}");
 }
 
-#[test]
-fn torn_tail_truncated_at_every_offset() {
+/// A copy of a journal whose last record is about to be damaged.
+struct Tail<'a> {
+    dir: &'a Path,
+    /// The last segment's file.
+    segment: &'a Path,
+    /// Where the last record starts in it.
+    offset: usize,
+    /// Its length on disk.
+    len: usize,
+    /// Where its header and body end (padding after).
+    body_end: usize,
+}
+
+/// Damages a fresh copy of a journal once for each `at` in `0..upto(&tail)` with
+/// `damage(&tail, at)` (which says what it did), runs `check` on it, then checks that
+/// recovery keeps every record before the last, appends where it was, and leaves the
+/// segment at its full size.
+fn tail_damaged_at_every_offset(
+    upto: impl Fn(&Tail) -> usize,
+    damage: impl Fn(&Tail, usize) -> String,
+    check: impl Fn(&Tail, &JournalConfig, &str),
+) {
     let cfg = cfg(16384);
     let (dir, records, last, len) = journal_with_tail(&cfg);
     let before = &records[..records.len() - 1];
-    for cut in 0..len {
+    let body_end = super::record::RECORD_HEADER_LEN + records.last().unwrap().body.len();
+    let tail = |d: &Path, f: &mut dyn FnMut(&Tail)| {
+        let segment = segment_path(d, last.segment);
+        f(&Tail {
+            dir: d,
+            segment: &segment,
+            offset: last.offset as usize,
+            len,
+            body_end,
+        })
+    };
+    let mut count = 0;
+    tail(dir.path(), &mut |t| count = upto(t));
+    for at in 0..count {
         let d = copy_dir(dir.path());
-        let path = segment_path(d.path(), last.segment);
-        let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
-        f.set_len(u64::from(last.offset) + cut as u64).unwrap();
-        drop(f);
-        check_recovers_to(
-            d.path(),
-            &cfg,
-            before,
-            last,
-            &format!("truncated at +{cut}"),
-        );
-        assert_eq!(fs::metadata(&path).unwrap().len(), cfg.segment_bytes);
+        tail(d.path(), &mut |t| {
+            let what = damage(t, at);
+            check(t, &cfg, &what);
+            check_recovers_to(t.dir, &cfg, before, last, &what);
+            // The segment is preallocated again (a truncated one is extended).
+            assert_eq!(
+                fs::metadata(t.segment).unwrap().len(),
+                cfg.segment_bytes,
+                "{what}"
+            );
+        });
     }
+}
+
+#[test]
+fn torn_tail_truncated_at_every_offset() {
+    tail_damaged_at_every_offset(
+        |t| t.len,
+        |t, cut| {
+            let f = fs::OpenOptions::new().write(true).open(t.segment).unwrap();
+            f.set_len((t.offset + cut) as u64).unwrap();
+            format!("truncated at +{cut}")
+        },
+        |_, _, _| {},
+    );
 }
 
 #[test]
 fn torn_tail_partially_persisted_at_every_offset() {
     // The preallocated file keeps its size; only a prefix of the last record landed.
-    let cfg = cfg(16384);
-    let (dir, records, last, len) = journal_with_tail(&cfg);
-    let before = &records[..records.len() - 1];
-    for cut in 0..len {
-        let d = copy_dir(dir.path());
-        let path = segment_path(d.path(), last.segment);
-        let mut bytes = fs::read(&path).unwrap();
-        let from = last.offset as usize + cut;
-        bytes[from..last.offset as usize + len].fill(0);
-        fs::write(&path, &bytes).unwrap();
-        check_recovers_to(d.path(), &cfg, before, last, &format!("zeroed from +{cut}"));
-    }
+    tail_damaged_at_every_offset(
+        |t| t.len,
+        |t, cut| {
+            let mut bytes = fs::read(t.segment).unwrap();
+            bytes[t.offset + cut..t.offset + t.len].fill(0);
+            fs::write(t.segment, &bytes).unwrap();
+            format!("zeroed from +{cut}")
+        },
+        |_, _, _| {},
+    );
 }
 
 #[test]
 fn corrupt_byte_in_last_record_at_every_offset() {
-    let cfg = cfg(16384);
-    let (dir, records, last, len) = journal_with_tail(&cfg);
-    let before = &records[..records.len() - 1];
-    let body_end = super::record::RECORD_HEADER_LEN + records.last().unwrap().body.len();
-    for at in 0..body_end {
-        let d = copy_dir(dir.path());
-        let path = segment_path(d.path(), last.segment);
-        let mut bytes = fs::read(&path).unwrap();
-        bytes[last.offset as usize + at] ^= 0x5A;
-        fs::write(&path, &bytes).unwrap();
-        let (j, _) = open(d.path(), &cfg);
-        assert_eq!(
-            j.recovery.bytes_truncated as usize,
-            len.min(body_end),
-            "flip at +{at}"
-        );
-        let torn = fs::read(format!("{}.torn", path.display())).unwrap();
-        assert_eq!(torn.len() as u64, j.recovery.bytes_truncated);
-        close(j);
-        check_recovers_to(d.path(), &cfg, before, last, &format!("flipped at +{at}"));
-    }
+    tail_damaged_at_every_offset(
+        |t| t.body_end,
+        |t, at| {
+            let mut bytes = fs::read(t.segment).unwrap();
+            bytes[t.offset + at] ^= 0x5A;
+            fs::write(t.segment, &bytes).unwrap();
+            format!("flipped at +{at}")
+        },
+        |t, cfg, what| {
+            let (j, _) = open(t.dir, cfg);
+            assert_eq!(
+                j.recovery.bytes_truncated as usize,
+                t.len.min(t.body_end),
+                "{what}"
+            );
+            let torn = fs::read(format!("{}.torn", t.segment.display())).unwrap();
+            assert_eq!(torn.len() as u64, j.recovery.bytes_truncated);
+            close(j);
+        },
+    );
 }
 
 /// 100 records of conversation 1 in 4 KiB segments; their locations.
@@ -349,9 +413,7 @@ fn unreadable_header_is_damage_and_fill_writes_a_new_one() {
     let ranges = scanned.stats.damage.clone();
     let j = Journal::start(scanned, &cfg, Faults::default()).unwrap();
     j.handle.fill(ranges).unwrap();
-    close(j);
-    let (_j, seen) = open(dir.path(), &cfg);
-    assert_eq!(records_only(&seen), all);
+    assert_eq!(restart(j, dir.path(), &cfg), all);
 }
 
 #[test]
@@ -629,53 +691,37 @@ fn fsync_policies() {
 
 #[test]
 fn failed_sync_fails_the_batch_and_the_next_append_takes_its_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = cfg(1 << 20);
-    let (faults, state) = Faults::armed();
-    let (j, _) = open_faulty(dir.path(), &cfg, faults.clone());
-    let ok = append(&j, vec![rec(1, 1, "kept")]).unwrap();
-    state.sync_errno.store(libc::EIO, Ordering::Relaxed);
-    assert_eq!(
-        append(&j, vec![rec(1, 2, "lost, told so")]),
-        Err(DiskError::Io(libc::EIO))
-    );
-    assert_eq!(j.handle.stats().sync_errors.load(Ordering::Relaxed), 1);
-    assert_eq!(j.handle.stats().failing.load(Ordering::Relaxed), 1);
-    state.sync_errno.store(0, Ordering::Relaxed);
-    let again = append(&j, vec![rec(1, 2, "retried")]).unwrap();
-    assert_eq!(again[0].offset, ok[0].offset + 48);
-    assert_eq!(j.handle.stats().failing.load(Ordering::Relaxed), 0);
-    close(j);
-    let (_j, seen) = open(dir.path(), &cfg);
-    assert_eq!(
-        records_only(&seen),
-        vec![rec(1, 1, "kept"), rec(1, 2, "retried")]
-    );
+    let seen = after_faults(&cfg(1 << 20), |j, state, kept| {
+        state.sync_errno.store(libc::EIO, Ordering::Relaxed);
+        assert_eq!(
+            append(j, vec![rec(1, 2, "lost, told so")]),
+            Err(DiskError::Io(libc::EIO))
+        );
+        assert_eq!(j.handle.stats().sync_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(j.handle.stats().failing.load(Ordering::Relaxed), 1);
+        state.sync_errno.store(0, Ordering::Relaxed);
+        let again = append(j, vec![rec(1, 2, "retried")]).unwrap();
+        assert_eq!(again[0].offset, kept.offset + 48);
+        assert_eq!(j.handle.stats().failing.load(Ordering::Relaxed), 0);
+    });
+    assert_eq!(seen, vec![rec(1, 1, "kept"), rec(1, 2, "retried")]);
 }
 
 #[test]
 fn torn_failed_write_leaves_no_trace() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = cfg(1 << 20);
-    let (faults, state) = Faults::armed();
-    let (j, _) = open_faulty(dir.path(), &cfg, faults.clone());
-    append(&j, vec![rec(1, 1, "kept")]).unwrap();
-    state.write_errno.store(libc::EIO, Ordering::Relaxed);
-    state.write_partial.store(true, Ordering::Relaxed);
-    // Several records, half of whose bytes reach the file before the error.
-    let failed: Vec<Record> = (2..10).map(|i| rec(1, i, "will be torn")).collect();
-    assert_eq!(append(&j, failed), Err(DiskError::Io(libc::EIO)));
-    assert_eq!(j.handle.stats().write_errors.load(Ordering::Relaxed), 1);
-    state.write_errno.store(0, Ordering::Relaxed);
-    // Same frame length as the torn ones: without zeroing, the torn batch's later
-    // records would sit intact right behind it and come back at recovery.
-    append(&j, vec![rec(1, 2, "retried okay")]).unwrap();
-    close(j);
-    let (_j, seen) = open(dir.path(), &cfg);
-    assert_eq!(
-        records_only(&seen),
-        vec![rec(1, 1, "kept"), rec(1, 2, "retried okay")]
-    );
+    let seen = after_faults(&cfg(1 << 20), |j, state, _| {
+        state.write_errno.store(libc::EIO, Ordering::Relaxed);
+        state.write_partial.store(true, Ordering::Relaxed);
+        // Several records, half of whose bytes reach the file before the error.
+        let failed: Vec<Record> = (2..10).map(|i| rec(1, i, "will be torn")).collect();
+        assert_eq!(append(j, failed), Err(DiskError::Io(libc::EIO)));
+        assert_eq!(j.handle.stats().write_errors.load(Ordering::Relaxed), 1);
+        state.write_errno.store(0, Ordering::Relaxed);
+        // Same frame length as the torn ones: without zeroing, the torn batch's later
+        // records would sit intact right behind it and come back at recovery.
+        append(j, vec![rec(1, 2, "retried okay")]).unwrap();
+    });
+    assert_eq!(seen, vec![rec(1, 1, "kept"), rec(1, 2, "retried okay")]);
 }
 
 #[test]
@@ -713,9 +759,7 @@ fn no_space_at_rotation_then_recovery_when_space_returns() {
     let at = append(&j, vec![r.clone()]).unwrap()[0];
     assert_eq!(at.segment, 2);
     kept.push(r);
-    close(j);
-    let (_j, seen) = open(dir.path(), &cfg);
-    assert_eq!(records_only(&seen), kept);
+    assert_eq!(restart(j, dir.path(), &cfg), kept);
 }
 
 #[test]
@@ -848,43 +892,31 @@ fn a_submission_never_straddles_segments() {
 fn failed_submission_is_rewound_whole_without_sync() {
     // fsync = never and a tiny write batch: the failing submission's first records
     // were written (and would count as done) before its third write failed.
-    let dir = tempfile::tempdir().unwrap();
     let cfg = JournalConfig {
         fsync: FsyncPolicy::Never,
         max_batch_bytes: 1,
         ..cfg(1 << 20)
     };
-    let (faults, state) = Faults::armed();
-    let (j, _) = open_faulty(dir.path(), &cfg, faults.clone());
-    append(&j, vec![rec(1, 1, "kept")]).unwrap();
-    state.write_skip.store(2, Ordering::Relaxed);
-    state.write_errno.store(libc::EIO, Ordering::Relaxed);
-    let failed: Vec<Record> = (2..6).map(|i| rec(1, i, "gone")).collect();
-    assert_eq!(append(&j, failed), Err(DiskError::Io(libc::EIO)));
-    state.write_errno.store(0, Ordering::Relaxed);
-    let at = append(&j, vec![rec(1, 2, "next")]).unwrap()[0];
-    assert_eq!(at.offset as usize, SEGMENT_HEADER_LEN + 48);
-    close(j);
-    let (_j, seen) = open(dir.path(), &cfg);
-    assert_eq!(
-        records_only(&seen),
-        vec![rec(1, 1, "kept"), rec(1, 2, "next")]
-    );
+    let seen = after_faults(&cfg, |j, state, _| {
+        state.write_skip.store(2, Ordering::Relaxed);
+        state.write_errno.store(libc::EIO, Ordering::Relaxed);
+        let failed: Vec<Record> = (2..6).map(|i| rec(1, i, "gone")).collect();
+        assert_eq!(append(j, failed), Err(DiskError::Io(libc::EIO)));
+        state.write_errno.store(0, Ordering::Relaxed);
+        let at = append(j, vec![rec(1, 2, "next")]).unwrap()[0];
+        assert_eq!(at.offset as usize, SEGMENT_HEADER_LEN + 48);
+    });
+    assert_eq!(seen, vec![rec(1, 1, "kept"), rec(1, 2, "next")]);
 }
 
 #[test]
 fn records_of_a_failed_sync_do_not_come_back_after_a_clean_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = cfg(1 << 20);
-    let (faults, state) = Faults::armed();
-    let (j, _) = open_faulty(dir.path(), &cfg, faults);
-    append(&j, vec![rec(1, 1, "kept")]).unwrap();
-    state.sync_errno.store(libc::EIO, Ordering::Relaxed);
-    assert!(append(&j, vec![rec(1, 2, "told it failed")]).is_err());
-    state.sync_errno.store(0, Ordering::Relaxed);
-    close(j);
-    let (_j, seen) = open(dir.path(), &cfg);
-    assert_eq!(records_only(&seen), vec![rec(1, 1, "kept")]);
+    let seen = after_faults(&cfg(1 << 20), |j, state, _| {
+        state.sync_errno.store(libc::EIO, Ordering::Relaxed);
+        assert!(append(j, vec![rec(1, 2, "told it failed")]).is_err());
+        state.sync_errno.store(0, Ordering::Relaxed);
+    });
+    assert_eq!(seen, vec![rec(1, 1, "kept")]);
 }
 
 mod model {

@@ -1,6 +1,7 @@
 //! Operations: systemd notification and watchdog, and the threads that serve
-//! operators (the admin listener lives in `crate::admin`).
+//! operators (the admin listener is [`admin`]).
 
+pub(crate) mod admin;
 pub mod notify;
 pub(crate) mod watchdog;
 
@@ -8,9 +9,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::admin::{Admin, TestHooks};
 use crate::metrics::Metrics;
 use crate::reactor::ReactorHandle;
+use admin::{Admin, TestHooks};
 use watchdog::Watchdog;
 
 /// Environment variable that enables the admin listener's `/debug/` test hooks

@@ -40,6 +40,20 @@ pub(crate) struct ReactorHandle {
 }
 
 impl ReactorHandle {
+    /// A handle whose commands land in `commands` (tests of the threads that send
+    /// commands, with no reactor behind them). Also returns the poll the waker
+    /// belongs to, which must outlive the handle's use.
+    #[cfg(test)]
+    pub fn for_test(commands: Sender<Command>) -> std::io::Result<(Self, mio::Poll)> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0))?;
+        let handle = Self {
+            commands,
+            waker: Arc::new(sys::Waker::Mio(waker)),
+        };
+        Ok((handle, poll))
+    }
+
     /// Queues a command; false if the reactor is gone. Blocks while the queue is full
     /// (the reactor never blocks, so it always makes room).
     pub fn send(&self, cmd: Command) -> bool {

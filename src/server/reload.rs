@@ -65,32 +65,6 @@ pub(crate) fn session_settings(
     }
 }
 
-/// Router settings from a configuration.
-pub(crate) fn router_settings(config: &Config) -> RouterSettings {
-    let r = &config.routing;
-    RouterSettings {
-        default_group: r.default_group.clone(),
-        default_capacity: r.default_capacity,
-        bot_capacity: r.bot_capacity,
-        agent_grace_ms: millis(r.agent_grace),
-        visitor_grace_ms: millis(r.visitor_grace),
-    }
-}
-
-/// Conversation shard settings from a configuration.
-pub(crate) fn shard_settings(config: &Config) -> ShardSettings {
-    let r = &config.routing;
-    ShardSettings {
-        typing_interval_ms: millis(r.typing_interval),
-        history_page_max: usize::from(r.history_page_max),
-        max_frame: config.limits.max_frame_bytes as usize,
-        max_pending: config.limits.max_pending_bytes,
-        max_held: config.limits.max_held_requests,
-        inactivity_ms: millis(r.inactivity_close),
-        journal: config.journal.enabled,
-    }
-}
-
 /// The connection limits reactors take from a configuration.
 fn live_limits(config: &Config) -> LiveLimits {
     LiveLimits {
@@ -162,7 +136,7 @@ impl Server {
         }
         let settings = ShardSettings {
             journal: current.journal.enabled,
-            ..shard_settings(new)
+            ..ShardSettings::from_config(new)
         };
         for (shard, q) in live.shards.iter().enumerate() {
             let _ = q.send(ShardMsg::Settings {
@@ -171,7 +145,7 @@ impl Server {
             });
         }
         if let Some(router) = &live.router {
-            let _ = router.send(RouterMsg::Settings(router_settings(new)));
+            let _ = router.send(RouterMsg::Settings(RouterSettings::from_config(new)));
         }
         for (shard, q) in live.shards.iter().enumerate() {
             let _ = q.send(ShardMsg::Assist {

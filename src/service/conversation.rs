@@ -55,6 +55,23 @@ pub(crate) struct ShardSettings {
     pub journal: bool,
 }
 
+impl ShardSettings {
+    /// Conversation shard settings from a configuration.
+    pub(crate) fn from_config(config: &crate::config::Config) -> Self {
+        let r = &config.routing;
+        let millis = crate::clock::millis;
+        Self {
+            typing_interval_ms: millis(r.typing_interval),
+            history_page_max: usize::from(r.history_page_max),
+            max_frame: config.limits.max_frame_bytes as usize,
+            max_pending: config.limits.max_pending_bytes,
+            max_held: config.limits.max_held_requests,
+            inactivity_ms: millis(r.inactivity_close),
+            journal: config.journal.enabled,
+        }
+    }
+}
+
 /// Where a conversation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {

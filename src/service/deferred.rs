@@ -106,28 +106,19 @@ impl Deferred {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{Principal, UserRef};
-    use std::sync::Arc;
 
     fn waiting(slot: u32, rid: u32) -> Waiting {
         Waiting {
-            from: Sender {
-                id: Arc::new(Principal {
-                    who: UserRef {
-                        tenant: String::new(),
-                        user: "u".into(),
-                    },
-                    name: String::new(),
-                    role: 0,
-                    groups: Vec::new(),
-                }),
-                conn: ConnId {
+            from: Sender::test(
+                "u",
+                0,
+                ConnId {
                     reactor: 0,
                     slot,
                     generation: 1,
                 },
                 rid,
-            },
+            ),
             history: messages::History {
                 conversation: 1,
                 before_seq: 0,

@@ -32,16 +32,20 @@ fn setup(budget: u32, n: u64) -> (Sim, Arc<Ledger>, ConnId, u64) {
         let from = s.sender(v, role::VISITOR, &[], 1 + i as u32);
         s.request(from, send_msg(conv, 100 + i, &body));
         s.settle();
-        conv = s
-            .take(v)
-            .iter()
-            .find_map(|g| match &g.msg {
-                Msg::Accepted(a) => Some(a.conversation),
-                _ => None,
-            })
-            .unwrap();
+        conv = accepted(&mut s, v);
     }
     (s, ledger, v, conv)
+}
+
+/// The conversation of the `Accepted` that `v` got last step.
+fn accepted(s: &mut Sim, v: ConnId) -> u64 {
+    s.take(v)
+        .iter()
+        .find_map(|g| match &g.msg {
+            Msg::Accepted(a) => Some(a.conversation),
+            _ => None,
+        })
+        .unwrap()
 }
 
 fn history(s: &mut Sim, v: ConnId, conv: u64, rid: u32) {
@@ -133,14 +137,7 @@ fn without_a_ledger_nothing_waits() {
     let from = s.sender(v, role::VISITOR, &[], 1);
     s.request(from, send_msg(0, 100, "hi"));
     s.settle();
-    let conv = s
-        .take(v)
-        .iter()
-        .find_map(|g| match &g.msg {
-            Msg::Accepted(a) => Some(a.conversation),
-            _ => None,
-        })
-        .unwrap();
+    let conv = accepted(&mut s, v);
     for rid in 50..60 {
         history(&mut s, v, conv, rid);
     }

@@ -14,16 +14,24 @@
 //! (connect, open, assign, transfer, close, presence). Every handler appends
 //! [`Effect`]s; the threads in `worker` and `server` carry them out.
 //!
-//! Until the journal lands, transcripts live in shard memory; the shard applies events
-//! to derive state, so the journal can become the source of truth by replaying them.
+//! Also here: the per-connection protocol [`session`] (handshake, decode, route),
+//! the per-shard group commit to the journal ([`durable`]), and rebuilding all of it
+//! from the journal at start ([`recovery`]) and forgetting old conversations
+//! ([`retention`]). The journal is the source of truth: shards apply the same events
+//! they write, so replaying them gives back the state.
 
 mod availability;
+mod busy;
 pub(crate) mod conversation;
 pub(crate) mod damage;
 mod deferred;
+pub(crate) mod durable;
 pub(crate) mod record;
+pub(crate) mod recovery;
+pub(crate) mod retention;
 pub(crate) mod router;
 mod sent;
+pub(crate) mod session;
 #[cfg(test)]
 pub(crate) mod sim;
 mod transcript;
@@ -68,6 +76,27 @@ pub(crate) struct Sender {
     pub conn: ConnId,
     /// The request id to answer.
     pub rid: u32,
+}
+
+#[cfg(test)]
+impl Sender {
+    /// A request's sender for tests: `user` (no tenant, display name empty, no
+    /// groups) with `role`, asking on `conn` with request id `rid`.
+    pub(crate) fn test(user: &str, role: u8, conn: ConnId, rid: u32) -> Self {
+        Self {
+            id: Arc::new(Principal {
+                who: UserRef {
+                    tenant: String::new(),
+                    user: user.to_owned(),
+                },
+                name: String::new(),
+                role,
+                groups: Vec::new(),
+            }),
+            conn,
+            rid,
+        }
+    }
 }
 
 impl std::ops::Deref for Sender {

@@ -127,6 +127,10 @@ pub(crate) const MAX_RECORD_BODY: usize = {
     max
 };
 
+// The configuration's floor for `journal.max_record_bytes` is this figure, written
+// out there so that the config depends on nothing above it.
+const _: () = assert!(MAX_RECORD_BODY == crate::config::MIN_JOURNAL_RECORD_BYTES);
+
 /// Most bytes the record body of a new message takes: `sender` is the user id,
 /// `body` the `Send.body` (the shard stores exactly these two strings for it).
 pub(crate) fn message_body_bytes(sender: &str, body: &str) -> usize {

@@ -56,6 +56,20 @@ pub(crate) struct RouterSettings {
     pub visitor_grace_ms: u64,
 }
 
+impl RouterSettings {
+    /// Router settings from a configuration.
+    pub(crate) fn from_config(config: &crate::config::Config) -> Self {
+        let r = &config.routing;
+        Self {
+            default_group: r.default_group.clone(),
+            default_capacity: r.default_capacity,
+            bot_capacity: r.bot_capacity,
+            agent_grace_ms: crate::clock::millis(r.agent_grace),
+            visitor_grace_ms: crate::clock::millis(r.visitor_grace),
+        }
+    }
+}
+
 /// One user of a tenant, as the router knows it.
 #[derive(Debug)]
 struct User {
@@ -484,7 +498,6 @@ impl Router {
     }
 
     /// Agents and bots that are connected and not away.
-    #[allow(dead_code, reason = "read by tests; metrics will read it")]
     pub fn online_agents(&self) -> usize {
         self.tenants
             .values()

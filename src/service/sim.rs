@@ -153,7 +153,7 @@ impl Sim {
         self.to_router.push_back(RouterMsg::Disconnected { conn });
     }
 
-    /// What a session does with a decoded request (mirrors `worker::session::route`).
+    /// What a session does with a decoded request (mirrors `service::session::route`).
     pub fn request(&mut self, from: Sender, msg: Msg) {
         match msg {
             Msg::Send(send) if send.conversation == 0 => {

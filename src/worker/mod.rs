@@ -4,9 +4,6 @@
 //! no lock. Commands are batched: a worker wakes each reactor it wrote to once per
 //! batch of events, not once per command.
 
-mod durable;
-mod session;
-
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -21,10 +18,11 @@ use crate::handoff::{Command, ConnId, Event};
 use crate::metrics::{RouterMetrics, WorkerMetrics};
 use crate::reactor::ReactorHandle;
 use crate::service::conversation::Shard;
+use crate::service::durable::Durable;
 use crate::service::router::Router;
 use crate::service::{Effect, RouterMsg, ShardMsg, shard_of};
 
-pub(crate) use session::{SessionSettings, Sessions, SharedSettings};
+pub(crate) use crate::service::session::{SessionSettings, Sessions, SharedSettings};
 
 /// What a worker needs to journal its shard: the writer, its metrics, the health flag.
 pub(crate) type JournalLink = (
@@ -51,6 +49,9 @@ pub(crate) struct Links {
     /// The router's queue (`None` in the router itself, so that the router's queue
     /// closes — and the router ends — once every worker is gone).
     pub router: Option<Sender<RouterMsg>>,
+    /// Messages the router's or a shard's queue may hold before client requests for
+    /// it are refused (`workers.service_queue_depth`; see `service::busy`).
+    pub service_queue_depth: usize,
 }
 
 /// Carries out effects, noting which reactors need waking.
@@ -59,16 +60,58 @@ struct Dispatch {
     dirty: Vec<bool>,
     /// Scratch for splitting a broadcast by reactor.
     members: Vec<Vec<ConnId>>,
+    /// Where refusals are counted (`None` in the router: it sends no client requests).
+    stats: Option<Arc<CachePadded<WorkerMetrics>>>,
+    /// Client requests refused because a service queue was full, logged at most once
+    /// a second with the count held back.
+    refusals: crate::log_gate::LogGate,
 }
 
 impl Dispatch {
-    fn new(links: Links) -> Self {
+    fn new(links: Links, stats: Option<Arc<CachePadded<WorkerMetrics>>>) -> Self {
         let n = links.reactors.len();
         Self {
             links,
             dirty: vec![false; n],
             members: vec![Vec::new(); n],
+            stats,
+            refusals: crate::log_gate::LogGate::default(),
         }
+    }
+
+    /// Closes the connection of a request that a full queue refused with 500
+    /// `server_busy` (retryable: the client reconnects and resends), as the reactor
+    /// does when a worker's queue is full. `now` paces the log line.
+    fn refuse(&mut self, from: &crate::service::Sender, queue: &'static str, now: Mono) {
+        if let Some(stats) = &self.stats {
+            match queue {
+                "router" => stats.router_queue_refused.inc(),
+                _ => stats.shard_queue_refused.inc(),
+            }
+        }
+        if let Some(held) = self.refusals.pass(now.as_ms()) {
+            tracing::warn!(
+                queue,
+                depth = self.links.service_queue_depth,
+                held_back = held,
+                "service queue full: request refused with 500 server_busy \
+                 (workers.service_queue_depth)"
+            );
+        }
+        let code = crate::protocol::ErrorCode::ServerBusy;
+        let farewell = crate::frame::encode_status(
+            crate::protocol::Kind::Error.as_u8(),
+            code.as_u16(),
+            from.rid,
+        );
+        self.command(
+            from.conn.reactor,
+            Command::Close {
+                conn: from.conn,
+                code: Some(code),
+                farewell: Some(farewell),
+            },
+        );
     }
 
     fn command(&mut self, reactor: u16, cmd: Command) {
@@ -80,7 +123,8 @@ impl Dispatch {
         }
     }
 
-    fn run(&mut self, effects: &mut Vec<Effect>) {
+    /// Carries out `effects` (at `now`, the loop's reading of its clock).
+    fn run(&mut self, effects: &mut Vec<Effect>, now: Mono) {
         for effect in effects.drain(..) {
             match effect {
                 Effect::Conn(conn, cmd) => self.command(conn.reactor, cmd),
@@ -89,18 +133,35 @@ impl Dispatch {
                     split_broadcast(conns, &frame, &mut members, |i, cmd| self.command(i, cmd));
                     self.members = members;
                 }
-                // The router and shard queues are unbounded: every message on them is
-                // caused by a bounded input event (see `server`), so they cannot grow
-                // faster than the bounded queues feeding them.
+                // Client requests find room for at most `service_queue_depth`
+                // messages; facts always go through (`service::busy` bounds them).
                 Effect::Router(msg) => {
-                    if let Some(router) = &self.links.router {
-                        let _ = router.send(msg);
+                    let Some(router) = &self.links.router else {
+                        continue;
+                    };
+                    match msg.client_request() {
+                        Some(from) if router.len() >= self.links.service_queue_depth => {
+                            let from = from.clone();
+                            self.refuse(&from, "router", now);
+                        }
+                        _ => {
+                            let _ = router.send(msg);
+                        }
                     }
                 }
                 Effect::Shard(msg) => {
                     let n = self.links.shards.len();
-                    if let Some(tx) = self.links.shards.get(shard_of(msg.conversation(), n)) {
-                        let _ = tx.send(msg);
+                    let Some(tx) = self.links.shards.get(shard_of(msg.conversation(), n)) else {
+                        continue;
+                    };
+                    match msg.client_request() {
+                        Some(from) if tx.len() >= self.links.service_queue_depth => {
+                            let from = from.clone();
+                            self.refuse(&from, "shard", now);
+                        }
+                        _ => {
+                            let _ = tx.send(msg);
+                        }
                     }
                 }
             }
@@ -155,11 +216,10 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("worker-{id}"))
         .spawn(move || {
-            let mut dispatch = Dispatch::new(links);
+            let mut dispatch = Dispatch::new(links, Some(stats.clone()));
             let mut effects = Vec::new();
-            let mut durable = journal.map(|(h, m, health)| {
-                durable::Durable::new(h, &mut shard, stats.clone(), (m, health))
-            });
+            let mut durable = journal
+                .map(|(h, m, health)| Durable::new(h, &mut shard, stats.clone(), (m, health)));
             let replies = durable
                 .as_ref()
                 .map_or_else(crossbeam_channel::never, |d| d.replies.clone());
@@ -172,7 +232,7 @@ pub(crate) fn spawn(
                  now: Now,
                  sessions: &mut Sessions,
                  shard: &mut Shard,
-                 durable: &mut Option<durable::Durable>,
+                 durable: &mut Option<Durable>,
                  effects: &mut Vec<Effect>| match (msg, durable) {
                     (ShardMsg::Resumed { conn, answers, .. }, _) => {
                         sessions.resumed(conn, answers, now.unix, effects, &stats)
@@ -196,7 +256,7 @@ pub(crate) fn spawn(
                             effects: &mut Vec<Effect>,
                             dispatch: &mut Dispatch| {
                 if let Event::Barrier(ack) = event {
-                    dispatch.run(effects);
+                    dispatch.run(effects, now.mono);
                     dispatch.wake_all();
                     let _ = ack.send(());
                 } else {
@@ -219,7 +279,7 @@ pub(crate) fn spawn(
                 // A failed journal batch is retried after a back-off.
                 let mut wait = durable
                     .as_ref()
-                    .and_then(durable::Durable::wake_at)
+                    .and_then(Durable::wake_at)
                     .map_or(tick, |t| t.since(now.mono).min(tick));
                 if shard.has_deferred() {
                     wait = wait.min(DEFERRED_RETRY);
@@ -290,7 +350,7 @@ pub(crate) fn spawn(
                     }
                     handled += 1;
                     if effects.len() >= BATCH {
-                        dispatch.run(&mut effects);
+                        dispatch.run(&mut effects, now.mono);
                     }
                 }
                 sessions.tick(now.unix, &mut effects, &stats);
@@ -298,7 +358,7 @@ pub(crate) fn spawn(
                 if let Some(d) = durable.as_mut() {
                     d.flush(&mut shard, now, &mut effects);
                 }
-                dispatch.run(&mut effects);
+                dispatch.run(&mut effects, now.mono);
                 stats.events.add(handled as u64);
                 stats.queue_depth.set(events.len() as u64);
                 let shard_depth = shard_rx.len() as u64;
@@ -321,9 +381,9 @@ pub(crate) fn spawn_router(
         .name("router".into())
         .spawn(move || {
             // The router reads no clock: this loop reads it once per turn (and
-            // after each wait) and hands the reading (ms) on.
+            // after each wait) and hands the reading on.
             let clock = Clock::new();
-            let mut dispatch = Dispatch::new(links);
+            let mut dispatch = Dispatch::new(links, None);
             let mut effects = Vec::new();
             // With a systemd watchdog, turn at least every tick so progress shows.
             let tick = crate::ops::watchdog::progress_tick().unwrap_or(IDLE_WAIT);
@@ -368,8 +428,12 @@ pub(crate) fn spawn_router(
                     router.handle(m, now, &mut effects);
                 }
                 router.tick(now, &mut effects);
-                dispatch.run(&mut effects);
+                dispatch.run(&mut effects, now);
                 dispatch.wake_all();
             }
         })
 }
+
+#[cfg(test)]
+#[path = "dispatch_tests.rs"]
+mod tests;

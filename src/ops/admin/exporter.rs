@@ -10,8 +10,8 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::conversation_metrics::{GroupFigures, WAIT_BUCKETS_S, WaitHistogram};
 use crate::handoff::CloseReason;
+use crate::metrics::conversation::{GroupFigures, WAIT_BUCKETS_S, WaitHistogram};
 use crate::metrics::{
     CONVERSATION_STATES, CUT_CAUSES, Counter, KIND_SLOTS, KindCounts, LATENCY_BUCKETS_US,
     LatencyHistogram, Metrics, REJECT_LABELS, ReactorMetrics, WorkerMetrics, close_reasons,
@@ -414,6 +414,20 @@ impl Exporter {
             "The deepest the worker's conversation-shard queue was seen since start (sampled).",
             Gauge,
             |w| w.shard_queue_peak.get(),
+        )?;
+        self.per_worker(
+            enc,
+            "router_queue_refused",
+            "Client requests closed with 500 because the router's queue was full (workers.service_queue_depth).",
+            Counter,
+            |w| w.router_queue_refused.get(),
+        )?;
+        self.per_worker(
+            enc,
+            "shard_queue_refused",
+            "Client requests closed with 500 because their conversation shard's queue was full (workers.service_queue_depth).",
+            Counter,
+            |w| w.shard_queue_refused.get(),
         )?;
         self.per_worker(enc, "worker_loops", "Worker loop turns.", Counter, |w| {
             w.loops.get()

@@ -9,7 +9,6 @@ use std::time::Instant;
 use crate::clock::unix_ms;
 use crate::config::Config;
 use crate::journal::{Journal, JournalError, Location, OnDamage, Record, RecordRef};
-use crate::server::StartError;
 use crate::service::conversation::Shard;
 use crate::service::damage::{DamagePlan, Positions};
 use crate::service::router::Router;
@@ -78,9 +77,25 @@ impl<'a> Replay<'a> {
     }
 }
 
+/// Why the journal could not be opened, checked or salvaged.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RecoveryError {
+    /// The journal could not be read or written (the message names the directory).
+    #[error("{0}")]
+    Journal(String),
+    /// Recovery found damage and `journal.on_damage` is `refuse`.
+    #[error("journal damaged in {dir}")]
+    Damaged {
+        /// The journal directory.
+        dir: PathBuf,
+        /// What is damaged and what salvage would do.
+        report: String,
+    },
+}
+
 /// Why the daemon refuses a damaged journal, with the report an operator reads.
-fn refusal(dir: &std::path::Path, plan: &DamagePlan) -> StartError {
-    StartError::JournalDamaged {
+fn refusal(dir: &std::path::Path, plan: &DamagePlan) -> RecoveryError {
+    RecoveryError::Damaged {
         dir: dir.to_path_buf(),
         report: plan.report(),
     }
@@ -94,7 +109,7 @@ pub(crate) fn open_journal(
     shards: &mut [Shard],
     router: &mut Router,
     metrics: &crate::metrics::Metrics,
-) -> Result<Journal, StartError> {
+) -> Result<Journal, RecoveryError> {
     open_journal_as(config, config.journal.on_damage, shards, router, metrics)
 }
 
@@ -104,10 +119,10 @@ fn open_journal_as(
     shards: &mut [Shard],
     router: &mut Router,
     metrics: &crate::metrics::Metrics,
-) -> Result<Journal, StartError> {
+) -> Result<Journal, RecoveryError> {
     let started = Instant::now();
     let dir = config.state_dir.join("journal");
-    let journal_err = |e: JournalError| StartError::Journal(format!("{}: {e}", dir.display()));
+    let journal_err = |e: JournalError| RecoveryError::Journal(format!("{}: {e}", dir.display()));
     let mut replay = Replay::new(shards, config);
     let scanned =
         Journal::scan(&dir, &config.journal, |r, at| replay.visit(r, at)).map_err(journal_err)?;
@@ -273,10 +288,10 @@ pub(crate) struct CheckReport {
 
 /// Reads the journal of `config` without changing it and works out the damage plan,
 /// as a start would.
-pub(crate) fn check_journal(config: &Config) -> Result<CheckReport, StartError> {
+pub(crate) fn check_journal(config: &Config) -> Result<CheckReport, RecoveryError> {
     let dir = config.state_dir.join("journal");
     if !dir.is_dir() {
-        return Err(StartError::Journal(format!(
+        return Err(RecoveryError::Journal(format!(
             "{}: no journal directory",
             dir.display()
         )));
@@ -284,7 +299,7 @@ pub(crate) fn check_journal(config: &Config) -> Result<CheckReport, StartError> 
     let mut shards = fresh_shards(config);
     let mut replay = Replay::new(&mut shards, config);
     let inspection = Journal::inspect(&dir, &config.journal, |r, at| replay.visit(r, at))
-        .map_err(|e| StartError::Journal(format!("{}: {e}", dir.display())))?;
+        .map_err(|e| RecoveryError::Journal(format!("{}: {e}", dir.display())))?;
     let (plan, max_id, unreadable) = replay.plan(&inspection.stats.damage);
     let s = &inspection.stats;
     let mut summary = format!(
@@ -312,17 +327,17 @@ pub(crate) fn check_journal(config: &Config) -> Result<CheckReport, StartError> 
 
 /// `switchboard journal salvage`: opens the journal as a start with
 /// `journal.on_damage = "salvage"` would, then stops. Returns the plan carried out.
-pub(crate) fn salvage_journal(config: &Config) -> Result<DamagePlan, StartError> {
+pub(crate) fn salvage_journal(config: &Config) -> Result<DamagePlan, RecoveryError> {
     let dir = config.state_dir.join("journal");
     let check = check_journal(config)?;
     if check.in_use {
-        return Err(StartError::Journal(format!(
+        return Err(RecoveryError::Journal(format!(
             "{}: a running daemon holds this journal; stop it first",
             dir.display()
         )));
     }
     let mut shards = fresh_shards(config);
-    let mut router = Router::new(crate::server::router_settings(config));
+    let mut router = Router::new(crate::service::router::RouterSettings::from_config(config));
     let metrics = crate::metrics::Metrics::new(1, 1);
     let journal = open_journal_as(
         config,
@@ -339,7 +354,9 @@ pub(crate) fn salvage_journal(config: &Config) -> Result<DamagePlan, StartError>
 /// Shards as the daemon would make them (one is enough for a check: every
 /// conversation goes to it).
 fn fresh_shards(config: &Config) -> Vec<Shard> {
-    vec![Shard::new(crate::server::shard_settings(config))]
+    vec![Shard::new(
+        crate::service::conversation::ShardSettings::from_config(config),
+    )]
 }
 
 #[path = "recovery_fuzz.rs"]

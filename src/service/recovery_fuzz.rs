@@ -180,9 +180,13 @@ fn fuzz_one(
     let check = check_journal(&refuse).map_err(|e| format!("check: {e}"))?;
     let start = |cfg: &Config| -> Result<(Vec<Shard>, Journal), String> {
         let mut shards: Vec<Shard> = (0..2)
-            .map(|_| Shard::new(crate::server::shard_settings(cfg)))
+            .map(|_| {
+                Shard::new(crate::service::conversation::ShardSettings::from_config(
+                    cfg,
+                ))
+            })
             .collect();
-        let mut router = Router::new(crate::server::router_settings(cfg));
+        let mut router = Router::new(crate::service::router::RouterSettings::from_config(cfg));
         let metrics = crate::metrics::Metrics::new(1, 1);
         let j = open_journal(cfg, &mut shards, &mut router, &metrics).map_err(|e| e.to_string())?;
         Ok((shards, j))

@@ -143,13 +143,17 @@ fn harm(dir: &Path, seg: u32, off: usize, what: Harm) -> std::ops::Range<usize> 
 
 fn shards(config: &Config) -> Vec<Shard> {
     (0..SHARDS)
-        .map(|_| Shard::new(crate::server::shard_settings(config)))
+        .map(|_| {
+            Shard::new(crate::service::conversation::ShardSettings::from_config(
+                config,
+            ))
+        })
         .collect()
 }
 
-fn start(config: &Config) -> Result<(Vec<Shard>, Router, Journal), StartError> {
+fn start(config: &Config) -> Result<(Vec<Shard>, Router, Journal), RecoveryError> {
     let mut shards = shards(config);
-    let mut router = Router::new(crate::server::router_settings(config));
+    let mut router = Router::new(crate::service::router::RouterSettings::from_config(config));
     let metrics = crate::metrics::Metrics::new(1, 1);
     let j = open_journal(config, &mut shards, &mut router, &metrics)?;
     Ok((shards, router, j))
@@ -238,7 +242,7 @@ fn check_case(seed: u64, seg_pick: f64, off_pick: f64, what: Harm) -> Result<(),
             stop(j);
             prop_assert!(!lost_any, "a record was lost but the start was not refused");
         }
-        Err(StartError::JournalDamaged { report, .. }) => {
+        Err(RecoveryError::Damaged { report, .. }) => {
             prop_assert!(
                 report.contains(&format!("segment {seg:010}.seg offset")),
                 "report does not name segment {seg}: {report}"
@@ -349,6 +353,6 @@ fn the_recovery_fuzz_harness_holds_on_sample_inputs() {
         &[0, 0, 0, 0, 1, 0, 100, 1, 2, 8, 0, 2, 3, 1, 0, 0],
     ];
     for input in inputs {
-        crate::recovery::fuzz_recovery(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+        crate::service::recovery::fuzz_recovery(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
     }
 }

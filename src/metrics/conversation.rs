@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::metrics::Counter;
+use super::Counter;
 
 /// Label value of the groups past the bound.
 pub const OTHER: &str = "_other";
@@ -60,6 +60,10 @@ pub struct GroupFigures {
     pub ratings: [Counter; 5],
 }
 
+/// Groups with figures of their own before the rest fold into [`OTHER`]: the default
+/// of `admin.metric_groups`.
+pub const DEFAULT_GROUPS: usize = 64;
+
 /// The per-group figures of the whole daemon.
 #[derive(Debug)]
 pub struct ConversationMetrics {
@@ -74,7 +78,7 @@ pub struct ConversationMetrics {
 impl Default for ConversationMetrics {
     fn default() -> Self {
         Self {
-            max_groups: AtomicUsize::new(crate::config::DEFAULT_METRIC_GROUPS),
+            max_groups: AtomicUsize::new(DEFAULT_GROUPS),
             groups: Mutex::default(),
             other: Arc::default(),
             folded: Counter::default(),

@@ -1,6 +1,8 @@
 //! Counters shared between threads. Each reactor and worker writes only its own
 //! cache-padded block, so counting costs no cross-core traffic on the hot path.
 
+pub mod conversation;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -334,6 +336,11 @@ pub struct WorkerMetrics {
     pub shard_queue_depth: Gauge,
     /// The deepest the shard queue was seen since start (sampled).
     pub shard_queue_peak: Gauge,
+    /// Client requests of this worker's sessions refused with 500 because the
+    /// router's queue held `workers.service_queue_depth` messages.
+    pub router_queue_refused: Counter,
+    /// The same for the queue of the request's conversation shard.
+    pub shard_queue_refused: Counter,
     /// Journal batches that failed (disk full, I/O error, queue full): their changes
     /// were taken back and the clients told 503.
     pub storage_errors: Counter,
@@ -388,7 +395,7 @@ pub struct RouterMetrics {
     pub conversations_closed: Counter,
     /// Per-group conversation figures (opened, abandoned, queue wait, first reply,
     /// ratings), written by the router and the shards.
-    pub by_group: crate::conversation_metrics::ConversationMetrics,
+    pub by_group: conversation::ConversationMetrics,
     /// Queue length per (tenant, group): replaced wholesale by the router at most a few
     /// times a second (a snapshot, not touched on the message path).
     pub queue_lengths: Mutex<Vec<(String, String, u64)>>,
@@ -405,7 +412,7 @@ impl RouterMetrics {
                 b.2.cmp(&a.2).then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1)))
             });
             let rest: u64 = lengths.drain(max..).map(|q| q.2).sum();
-            let other = crate::conversation_metrics::OTHER.to_owned();
+            let other = conversation::OTHER.to_owned();
             lengths.push((other.clone(), other, rest));
         }
         if let Ok(mut q) = self.queue_lengths.lock() {
