@@ -65,7 +65,7 @@ pub fn journal_record(bytes: &[u8]) -> Option<(usize, bool, bool)> {
 /// the daemon would: a read-only check, a start that salvages, and a restart that
 /// must find the journal clean and the same conversations. `Err` says what broke.
 pub fn journal_recovery(damage: &[u8]) -> Result<(), String> {
-    crate::service::recovery::fuzz_recovery(damage)
+    crate::service::recovery::fuzz::fuzz_recovery(damage)
 }
 
 /// The reactor's min-heap of (deadline, slot, generation) heartbeat entries.

@@ -11,6 +11,11 @@ pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A duration in whole milliseconds as `u32` (the wire's width), saturating.
+pub(crate) fn millis_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
 /// A point on a monotonic clock: microseconds since its [`Clock`]'s epoch. Only
 /// points of one clock compare (each loop owns its clock).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]

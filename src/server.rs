@@ -18,80 +18,12 @@ use crate::service::router::{Router, RouterSettings};
 use crate::worker::{self, Links, Sessions};
 
 mod changes;
+mod error;
 mod preflight;
 mod reload;
 pub use changes::ConfigChange;
+pub use error::StartError;
 pub use reload::{ReloadError, ReloadReport};
-
-/// Why the daemon could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A listener could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// The configured address.
-        addr: SocketAddr,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
-    /// The state directory could not be created.
-    #[error("state_dir {path}: cannot create it: {source}")]
-    StateDir {
-        /// The configured directory.
-        path: std::path::PathBuf,
-        /// The operating system's reason.
-        source: std::io::Error,
-    },
-    /// The state directory (or the journal directory in it) cannot take new files
-    /// from this process, or, missing, could not be created.
-    #[error("state_dir {path}: {problem}")]
-    StateDirUnusable {
-        /// The directory concerned.
-        path: std::path::PathBuf,
-        /// What is wrong with it.
-        problem: String,
-    },
-    /// The configured reactor backend cannot run on this kernel.
-    #[error("{0}")]
-    Backend(String),
-    /// The configuration breaks a documented bound.
-    #[error("config: {0}")]
-    Config(#[from] crate::config::ConfigError),
-    /// Authentication could not be set up (keys, dev secret, non-loopback dev use).
-    #[error("auth: {0}")]
-    Auth(#[from] crate::auth::AuthError),
-    /// A thread, poller or waker could not be created.
-    #[error("cannot start: {0}")]
-    Io(#[from] std::io::Error),
-    /// The journal could not be opened or recovered.
-    #[error("journal: {0}")]
-    Journal(String),
-    /// Recovery found damage and `journal.on_damage` is `refuse`.
-    #[error(
-        "journal damaged in {dir}; refusing to start (journal.on_damage = \"refuse\").\n{report}\
-         See it again with `switchboard journal check`; repair offline with `switchboard journal \
-         salvage`, or start with journal.on_damage = \"salvage\" (tuning/README.md, runbook)"
-    )]
-    JournalDamaged {
-        /// The journal directory.
-        dir: std::path::PathBuf,
-        /// What is damaged and what salvage would do.
-        report: String,
-    },
-    /// An assistant library (FAQ, canned replies, spam rules) could not be loaded.
-    #[error("assist: {0}")]
-    Assist(#[from] crate::assist::LoadError),
-}
-
-impl From<crate::service::recovery::RecoveryError> for StartError {
-    fn from(e: crate::service::recovery::RecoveryError) -> Self {
-        use crate::service::recovery::RecoveryError;
-        match e {
-            RecoveryError::Journal(message) => Self::Journal(message),
-            RecoveryError::Damaged { dir, report } => Self::JournalDamaged { dir, report },
-        }
-    }
-}
 
 /// What a graceful shutdown achieved.
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +70,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// Applies what can change in a running daemon from `new` (SIGHUP): JWT keys,
+    /// heartbeat and frame limits, routing settings, the replay budget. Existing
+    /// connections stay; new limits apply to what they do from now on. Fails, changing
+    /// nothing, if `new` does not validate.
+    pub fn reload(&self, new: &Config) -> Result<ReloadReport, ReloadError> {
+        self.live.apply(new, &self.metrics)
+    }
+
     /// Checks `config` as a start would before binding, creating nothing: ranges and
     /// cross-key rules, no two own listeners on one address, no development secret
     /// off loopback, `state_dir` writable (or creatable), secret files readable and
@@ -467,10 +407,6 @@ impl Server {
         self.ops.finish();
         report
     }
-}
-
-fn millis_u32(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 fn wait_acks(rx: &crossbeam_channel::Receiver<()>, n: usize, deadline: Instant) -> bool {

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::AuthError;
+use super::error::AuthError;
 use crate::protocol::messages::role;
 
 /// Longest `sub` (user id) accepted, in bytes.

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::AuthError;
+use super::error::AuthError;
 use crate::config::{Config, MIN_SECRET_BYTES};
 
 /// File name of the development secret inside `state_dir`.

@@ -10,7 +10,9 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
 use super::claims::unix_seconds;
-use super::{AuthError, Claims, Identity, dev_secret};
+use super::claims::{Claims, Identity};
+use super::dev_secret;
+use super::error::AuthError;
 use crate::config::{AuthKey, Config, MIN_SECRET_BYTES};
 
 /// Longest token accepted, in bytes; longer ones are [`AuthError::Malformed`] without

@@ -83,10 +83,10 @@ pub(crate) enum JournalError {
     /// The scan found damage (ranges in journal order) and the caller asked for a
     /// clean journal.
     #[error("journal damaged: {}", list_ranges(.0))]
-    Damaged(Vec<super::recovery::DamagedRange>),
+    Damaged(Vec<super::damage::DamagedRange>),
 }
 
-fn list_ranges(ranges: &[super::recovery::DamagedRange]) -> String {
+fn list_ranges(ranges: &[super::damage::DamagedRange]) -> String {
     let v: Vec<String> = ranges.iter().map(ToString::to_string).collect();
     v.join("; ")
 }

@@ -12,7 +12,9 @@
 
 pub(crate) mod bench;
 mod config;
+mod damage;
 mod error;
+mod location;
 mod reader;
 mod record;
 mod recovery;
@@ -31,12 +33,14 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 pub use config::{FsyncPolicy, JournalConfig, OnDamage};
+pub(crate) use damage::{Damage, DamagedRange};
 #[cfg(test)]
 pub(crate) use error::DiskError;
 pub(crate) use error::{AppendError, JournalError};
-pub(crate) use reader::{JournalReader, Location};
+pub(crate) use location::Location;
+pub(crate) use reader::JournalReader;
 pub(crate) use record::{Record, RecordRef};
-pub(crate) use recovery::{Damage, DamagedRange, RecoveryStats, SegmentSummary};
+pub(crate) use recovery::{RecoveryStats, SegmentSummary};
 pub(crate) use segment::Faults;
 pub(crate) use stats::JournalStats;
 pub(crate) use writer::{Committed, JournalHandle};

@@ -13,17 +13,9 @@ use std::sync::{Arc, RwLock};
 use memmap2::Mmap;
 
 use super::error::JournalError;
+use super::location::Location;
 use super::record::{Decoded, Record, RecordRef, decode};
 use super::segment::segment_path;
-
-/// Where a record lives: segment number and byte offset of its frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct Location {
-    /// Segment number.
-    pub segment: u32,
-    /// Byte offset of the record's frame inside the segment.
-    pub offset: u32,
-}
 
 /// Maps a whole segment file read-only.
 pub(crate) fn map_segment(path: &Path) -> std::io::Result<Mmap> {

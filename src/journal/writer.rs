@@ -13,13 +13,15 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use super::config::{FsyncPolicy, JournalConfig};
+use super::damage::{Damage, DamagedRange};
 use super::error::{AppendError, DiskError, JournalError};
-use super::reader::{Location, Segments};
+use super::location::Location;
+use super::reader::Segments;
 use super::record::{
     Decoded, RECORD_HEADER_LEN, Record, RecordRef, SEAL_FRAME, decode, encode_into, filler,
     frame_len, is_journal_kind, seal,
 };
-use super::recovery::{Damage, DamagedRange, SegmentSummary, ends_sealed, keep_bytes, write_zeros};
+use super::recovery::{SegmentSummary, ends_sealed, keep_bytes, write_zeros};
 use super::segment::{
     FORMAT_VERSION, Faults, SEGMENT_HEADER_LEN, SegmentFile, SegmentHeader, segment_path, sync_dir,
 };

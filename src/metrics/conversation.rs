@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::Counter;
+use super::cell::Counter;
 
 /// Label value of the groups past the bound.
 pub const OTHER: &str = "_other";

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use rustix::fs::{Access, AtFlags, CWD};
 
-use super::StartError;
+use super::error::StartError;
 use crate::assist::Libraries;
 use crate::auth::Verifier;
 use crate::config::Config;

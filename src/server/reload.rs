@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::Sender;
 
-use super::{Server, StartError};
+use super::error::StartError;
 use crate::clock::millis;
 use crate::config::Config;
 use crate::handoff::{Command, LiveLimits};
@@ -46,7 +46,7 @@ pub struct ReloadReport {
     /// and new value (never a secret) and whether it waits for a restart; empty when
     /// the file says what is in force. Secret files and assistant libraries are read
     /// again on every reload whatever this says.
-    pub changes: Vec<super::ConfigChange>,
+    pub changes: Vec<super::changes::ConfigChange>,
 }
 
 /// Session settings from a configuration and the verifier built from it.
@@ -56,8 +56,8 @@ pub(crate) fn session_settings(
 ) -> SessionSettings {
     SessionSettings {
         verifier,
-        heartbeat_ms: super::millis_u32(config.heartbeat.interval),
-        idle_timeout_ms: super::millis_u32(config.heartbeat.idle_timeout),
+        heartbeat_ms: crate::clock::millis_u32(config.heartbeat.interval),
+        idle_timeout_ms: crate::clock::millis_u32(config.heartbeat.idle_timeout),
         max_frame: config.limits.max_frame_bytes,
         shards: config.worker_threads(),
         max_replay: u64::from(config.journal.max_replay),
@@ -99,12 +99,13 @@ fn in_force(current: &Config, new: &Config) -> Config {
     next
 }
 
-impl Server {
-    /// Applies what can change in a running daemon from `new` (SIGHUP): JWT keys,
-    /// heartbeat and frame limits, routing settings, the replay budget. Existing
-    /// connections stay; new limits apply to what they do from now on. Fails, changing
-    /// nothing, if `new` does not validate.
-    pub fn reload(&self, new: &Config) -> Result<ReloadReport, ReloadError> {
+impl Live {
+    /// Applies what can change in a running daemon from `new` (`Server::reload`).
+    pub(super) fn apply(
+        &self,
+        new: &Config,
+        metrics: &crate::metrics::Metrics,
+    ) -> Result<ReloadReport, ReloadError> {
         // What `check-config` and a start would refuse, a reload refuses too.
         let checked = super::preflight::check(new)?;
         let verifier = match checked.verifier {
@@ -114,7 +115,7 @@ impl Server {
             None => crate::auth::Verifier::from_config(new).map_err(StartError::from)?,
         };
         let sessions = session_settings(new, verifier);
-        let live = &self.live;
+        let live = self;
         let libraries = checked.libraries;
         libraries.carry_uses_from(&live.libraries.lock().unwrap_or_else(|e| e.into_inner()));
         let mut current = live.config.lock().unwrap_or_else(|e| e.into_inner());
@@ -128,7 +129,7 @@ impl Server {
         };
         *live.sessions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sessions);
         let limits = live_limits(new);
-        self.metrics.pending_limit.set(limits.max_pending_total);
+        metrics.pending_limit.set(limits.max_pending_total);
         for r in live.reactors.iter() {
             if r.send(Command::Limits(limits)) {
                 r.wake();

@@ -360,8 +360,7 @@ fn fresh_shards(config: &Config) -> Vec<Shard> {
 }
 
 #[path = "recovery_fuzz.rs"]
-mod fuzz;
-pub(crate) use fuzz::fuzz_recovery;
+pub(crate) mod fuzz;
 
 #[cfg(test)]
 #[path = "recovery_tests.rs"]

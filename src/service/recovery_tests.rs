@@ -353,6 +353,7 @@ fn the_recovery_fuzz_harness_holds_on_sample_inputs() {
         &[0, 0, 0, 0, 1, 0, 100, 1, 2, 8, 0, 2, 3, 1, 0, 0],
     ];
     for input in inputs {
-        crate::service::recovery::fuzz_recovery(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+        crate::service::recovery::fuzz::fuzz_recovery(input)
+            .unwrap_or_else(|e| panic!("{input:?}: {e}"));
     }
 }
