@@ -143,7 +143,11 @@ fn harm(dir: &Path, seg: u32, off: usize, what: Harm) -> std::ops::Range<usize> 
 
 fn shards(config: &Config) -> Vec<Shard> {
     (0..SHARDS)
-        .map(|_| Shard::new(crate::service::conversation::ShardSettings::from_config(config)))
+        .map(|_| {
+            Shard::new(crate::service::conversation::ShardSettings::from_config(
+                config,
+            ))
+        })
         .collect()
 }
 

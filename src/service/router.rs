@@ -20,7 +20,8 @@ use std::collections::{BTreeSet, VecDeque};
 use super::availability::{Availability, WaitEstimate};
 use super::conversation::OpenConversation;
 use super::{
-    Assignment, Effect, RouterMsg, Sender, ShardMsg, UserRef, is_staff_role, refuse, to_all,
+    Assignment, Effect, Opening, RouterMsg, Sender, ShardMsg, UserRef, is_staff_role, refuse,
+    to_all,
 };
 use std::sync::Arc;
 
@@ -812,18 +813,18 @@ impl Router {
         // The shard screens and stores the opening message first; routing waits for
         // its `Opened` (a refused opener must leave nothing behind, not even a
         // `Queued` frame to the group's staff).
-        out.push(Effect::Shard(ShardMsg::Open {
+        out.push(Effect::Shard(ShardMsg::Open(Box::new(Opening {
             conversation: id,
             visitor: from.who.clone(),
             visitor_name,
             group,
             visitor_conns,
-            send: Box::new(messages::Send {
+            send: messages::Send {
                 conversation: id,
                 ..send
-            }),
-            opener: Box::new(from),
-        }));
+            },
+            opener: from,
+        }))));
     }
 
     /// The shard stored the opening message: offer the conversation to an agent, or
@@ -1079,14 +1080,11 @@ impl Router {
         .to_frame(0);
         for conn in conns {
             tracing::info!(?conn, user, admin = %from.who.user, "session ended by an admin");
-            out.push(Effect::Conn(
+            out.push(Effect::Reactor(crate::handoff::Command::Close {
                 conn,
-                crate::handoff::Command::Close {
-                    conn,
-                    code: Some(code),
-                    farewell: Some(farewell.clone()),
-                },
-            ));
+                code: Some(code),
+                farewell: Some(farewell.clone()),
+            }));
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::conversation::{Shard, ShardSettings};
 use super::router::{Router, RouterSettings};
-use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, shard_of};
+use super::{Effect, RouterMsg, Sender, ShardControl, ShardMsg, UserRef, shard_of};
 use crate::frame;
 use crate::handoff::{Command, ConnId};
 use crate::protocol::messages::{self, Msg, role};
@@ -187,12 +187,22 @@ impl Sim {
                     q.push_back(m);
                 }
             }
-            Effect::Conn(
-                conn,
-                Command::Send { frame, .. } | Command::SendCharged { frame, .. },
+            Effect::Reactor(
+                Command::Send { conn, frame } | Command::SendCharged { conn, frame },
             ) => self.record(conn, &frame),
-            Effect::Conn(conn, Command::Close { code, .. }) => self.closes.push((conn, code)),
-            Effect::Conn(..) => {}
+            Effect::Reactor(Command::Close { conn, code, .. }) => self.closes.push((conn, code)),
+            Effect::Reactor(..) => {}
+            Effect::AllShards(c) => {
+                let mut out = Vec::new();
+                for s in &mut self.shards {
+                    s.control(c.clone(), &mut out);
+                }
+                for e in out {
+                    self.effect(e);
+                }
+            }
+            // The simulator has no sessions to answer.
+            Effect::Session(..) => {}
             Effect::Broadcast(conns, frame) => {
                 for c in conns {
                     self.record(c, &frame);
@@ -288,12 +298,9 @@ impl Sim {
 
     /// Applies a configuration reload's shard settings to every shard.
     pub fn set_shard_settings(&mut self, settings: &ShardSettings) {
-        for (shard, s) in self.shards.iter_mut().enumerate() {
-            let msg = ShardMsg::Settings {
-                shard,
-                settings: settings.clone(),
-            };
-            s.handle(msg, self.now, &mut Vec::new());
+        for s in &mut self.shards {
+            let msg = ShardControl::Settings(settings.clone());
+            s.control(msg, &mut Vec::new());
         }
     }
 }
@@ -522,21 +529,21 @@ pub(crate) mod tests {
                     0 => {
                         next_conv += 1;
                         let id = next_conv - 1;
-                        ShardMsg::Open {
+                        ShardMsg::Open(Box::new(super::super::Opening {
                             conversation: id,
                             visitor: visitor(id),
                             visitor_name: "V".into(),
                             group: "support".into(),
                             visitor_conns: vec![Sim::conn(next_conv as u32)],
-                            opener: Box::new(from(visitor(id), role::VISITOR, id as u32)),
-                            send: Box::new(messages::Send {
+                            opener: from(visitor(id), role::VISITOR, id as u32),
+                            send: messages::Send {
                                 content_type: messages::content::TEXT,
                                 conversation: id,
                                 client_msg_id: 0,
                                 group: String::new(),
                                 body: "opening".into(),
-                            }),
-                        }
+                            },
+                        }))
                     }
                     1 => ShardMsg::Assign(super::super::Assignment {
                         conversation: conv,
@@ -732,9 +739,7 @@ pub(crate) mod tests {
             for order in [records.iter().collect::<Vec<_>>(), compacted.collect()] {
                 let mut fresh = Shard::new(settings.clone());
                 for r in order {
-                    fresh
-                        .restore(r.conversation, r.seq, r.time_ms, r.kind, &r.body, None)
-                        .unwrap();
+                    fresh.restore(r.borrowed(), None).unwrap();
                 }
                 fresh.finish_restore();
                 assert_eq!(fresh.digest(), shard.digest());
