@@ -400,12 +400,12 @@ pub(crate) fn spawn_router(
                 if dirty && published.elapsed() >= GAUGES_EVERY {
                     dirty = false;
                     published = Instant::now();
-                    let (online, queued, assigned, queues) = router.gauges();
-                    stats.agents_online.set(online as u64);
+                    let g = router.gauges();
+                    stats.agents_online.set(g.agents_online as u64);
                     let [q, a] = &stats.conversations;
-                    q.set(queued as u64);
-                    a.set(assigned as u64);
-                    stats.set_queue_lengths(queues);
+                    q.set(g.queued as u64);
+                    a.set(g.assigned as u64);
+                    stats.set_queue_lengths(g.queues);
                 }
                 let mut wait = router.next_deadline().map_or(tick, |at| {
                     Duration::from_millis(at.saturating_sub(now())).min(tick)

@@ -8,7 +8,6 @@ use crate::service::UserRef;
 
 impl Shard {
     /// The transcript of a conversation (tests).
-    #[cfg(test)]
     pub fn transcript(&self, conversation: u64) -> Option<Vec<Entry>> {
         self.convs
             .get(&conversation)
@@ -17,20 +16,17 @@ impl Shard {
 
     /// The `seq` a sender's `client_msg_id` was stored under, and whether the
     /// conversation is a hidden orphan (tests).
-    #[cfg(test)]
     pub fn sent_seq(&self, conversation: u64, sender: &str, id: u64) -> Option<(u64, bool)> {
         let c = self.convs.get(&conversation)?;
         Some((c.sent.get(sender, id)?, c.orphan))
     }
 
     /// Whether the conversation exists here, and is a hidden orphan (tests).
-    #[cfg(test)]
     pub fn orphan(&self, conversation: u64) -> Option<bool> {
         self.convs.get(&conversation).map(|c| c.orphan)
     }
 
     /// Conversations currently served, per agent (tests).
-    #[cfg(test)]
     pub fn agent_loads(&self) -> HashMap<String, usize> {
         let mut m = HashMap::new();
         for c in self.convs.values() {
@@ -42,7 +38,6 @@ impl Shard {
     }
 
     /// Whether `who` is or was a participant (tests).
-    #[cfg(test)]
     pub fn was_participant(&self, conversation: u64, who: &UserRef) -> bool {
         self.convs
             .get(&conversation)
@@ -50,7 +45,6 @@ impl Shard {
     }
 
     /// Everything recovery must rebuild, per conversation, comparable (tests).
-    #[cfg(test)]
     pub fn digest(&self) -> std::collections::BTreeMap<u64, String> {
         self.convs
             .iter()
@@ -73,7 +67,6 @@ impl Shard {
     }
 
     /// Panics if a conversation's state is inconsistent (tests).
-    #[cfg(test)]
     pub fn check_invariants(&self) {
         for (id, c) in &self.convs {
             for (i, e) in c.events.all(self.reader.as_ref()).iter().enumerate() {

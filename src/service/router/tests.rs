@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::*;
-use crate::handoff::Command;
-use crate::protocol::messages::{MAX_WATCHED, Queued};
-use crate::service::Principal;
+use crate::handoff::{Command, ConnId};
+use crate::protocol::ErrorCode;
+use crate::protocol::messages::{self, MAX_WATCHED, Msg, Queued, presence, role};
+use crate::service::{Assignment, Effect, Principal, RouterMsg, Sender, ShardMsg, UserRef};
 
 const GRACE: u64 = 30_000;
 const VISITOR_GRACE: u64 = 60_000;
