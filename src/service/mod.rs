@@ -12,7 +12,10 @@
 //! conversation the connection lists of its participants whenever they change, so a
 //! shard delivers without asking anyone. The router sees only lifecycle events
 //! (connect, open, assign, transfer, close, presence). Every handler appends
-//! [`Effect`]s; the threads in `worker` and `server` carry them out.
+//! [`Effect`]s; the threads in `worker` and `server` carry them out. Each message
+//! says where it goes by what it carries: a [`ShardMsg`] its conversation, a
+//! [`ShardControl`] every shard, a [`SessionReply`] the worker named with it, a
+//! `Command` its connection.
 //!
 //! Also here: the per-connection protocol [`session`] (handshake, decode, route),
 //! the per-shard group commit to the journal ([`durable`]), and rebuilding all of it

@@ -2,7 +2,7 @@
 //! the per-group FIFO queues, and decides which agent serves which conversation.
 //!
 //! It never sees message traffic, only lifecycle events ([`RouterMsg`]); everything it
-//! wants done comes out as [`Effect`]s: [`ShardMsg`]s for the conversation shards and
+//! wants done comes out as [`Effect`]s: [`ShardMsg`](super::ShardMsg)s for the conversation shards and
 //! frames (`Queued`, `Notice`, request errors) for connections.
 //!
 //! Invariants kept after every [`Router::handle`] and [`Router::tick`]:

@@ -323,6 +323,7 @@ mod deferred_tests;
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::service::conversation::GroupEvent;
 
     fn accepted(got: &[Got]) -> Vec<(u64, u64)> {
         got.iter()
@@ -437,6 +438,19 @@ pub(crate) mod tests {
             assert_eq!(e.seq, i as u64 + 1, "gap-free sequence");
         }
         assert_eq!(t.last().map(|e| e.content_type), Some(5), "rating stored");
+        // The shard counted what its worker publishes, and nothing else.
+        let stats = s.shards[shard_of(conv, 3)].stats_mut();
+        assert_eq!(stats.closed, 1);
+        let groups: Vec<_> = stats
+            .groups
+            .iter()
+            .map(|g| match g {
+                GroupEvent::FirstReply(group, _) => format!("first reply {group}"),
+                GroupEvent::Rated(group, score) => format!("rated {group} {score}"),
+                GroupEvent::Inactive(group) => format!("inactive {group}"),
+            })
+            .collect();
+        assert_eq!(groups, ["first reply support", "rated support 5"]);
     }
 
     /// A journal failure takes back every batch that is not durable: whatever mix of
