@@ -58,6 +58,14 @@ pub(crate) struct RouterGauges {
     pub queues: Vec<(String, String, u64)>,
 }
 
+/// Takes the soonest of `deadlines` out if it is due at `now_ms`.
+fn pop_due(deadlines: &mut BTreeSet<(u64, UserRef)>, now_ms: u64) -> Option<(u64, UserRef)> {
+    if deadlines.first()?.0 > now_ms {
+        return None;
+    }
+    deadlines.pop_first()
+}
+
 /// Routing knobs (from the config).
 #[derive(Debug, Clone)]
 pub(crate) struct RouterSettings {
@@ -409,22 +417,10 @@ impl Router {
     /// Fires due deadlines (agent grace expiry, visitor abandonment).
     pub fn tick(&mut self, now_ms: u64, out: &mut Vec<Effect>) {
         self.now_ms = now_ms;
-        while let Some((deadline, _)) = self.graces.first() {
-            if *deadline > now_ms {
-                break;
-            }
-            let Some((deadline, who)) = self.graces.pop_first() else {
-                break;
-            };
+        while let Some((deadline, who)) = pop_due(&mut self.graces, now_ms) {
             self.grace_expired(&who, deadline, now_ms, out);
         }
-        while let Some((deadline, _)) = self.abandons.first() {
-            if *deadline > now_ms {
-                break;
-            }
-            let Some((deadline, who)) = self.abandons.pop_first() else {
-                break;
-            };
+        while let Some((deadline, who)) = pop_due(&mut self.abandons, now_ms) {
             self.abandoned(&who, deadline, now_ms, out);
         }
         self.refresh_queues();

@@ -267,7 +267,8 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                         // request of a session for this shard takes this same path, in
                         // the order the session emitted them.
                         Effect::Shard(msg) if shard_of(msg.conversation(), n_shards) == id => {
-                            for queued in shard_rx.try_iter() {
+                            // Only what is there now: what comes later is not before it.
+                            for queued in shard_rx.try_iter().take(shard_rx.len()) {
                                 on_shard(queued, shard, durable, effects);
                             }
                             on_shard(msg, shard, durable, effects);

@@ -143,14 +143,7 @@ impl Router {
             self.fill(&who, out);
             self.forget_if_idle(&who);
         }
-        let visitor = UserRef {
-            tenant: conv.tenant,
-            user: conv.visitor,
-        };
-        if let Some(user) = self.user_mut(&visitor.tenant, &visitor.user) {
-            user.open.remove(&id);
-        }
-        self.forget_if_idle(&visitor);
+        self.visitor_left(conv.tenant, conv.visitor, id);
     }
 
     /// The best available agent of a group: a bot first, then the fewest active

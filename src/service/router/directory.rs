@@ -343,6 +343,16 @@ impl Router {
         }
     }
 
+    /// Conversation `id` is over for its visitor (`tenant`, `user`): off the
+    /// visitor's open list, and the visitor forgotten if nothing else holds it.
+    pub(super) fn visitor_left(&mut self, tenant: String, user: String, id: u64) {
+        let visitor = UserRef { tenant, user };
+        if let Some(user) = self.user_mut(&visitor.tenant, &visitor.user) {
+            user.open.remove(&id);
+        }
+        self.forget_if_idle(&visitor);
+    }
+
     /// Forgets a user with no connection, no conversation and no pending grace.
     pub(super) fn forget_if_idle(&mut self, who: &UserRef) {
         let Some(tenant) = self.tenants.get_mut(&who.tenant) else {

@@ -121,14 +121,7 @@ impl Router {
         let Some(conv) = self.convs.remove(&id) else {
             return;
         };
-        let visitor = UserRef {
-            tenant: conv.tenant,
-            user: conv.visitor,
-        };
-        if let Some(user) = self.user_mut(&visitor.tenant, &visitor.user) {
-            user.open.remove(&id);
-        }
-        self.forget_if_idle(&visitor);
+        self.visitor_left(conv.tenant, conv.visitor, id);
     }
 
     /// A visitor stayed away past its grace: its conversations waiting in a queue
