@@ -210,7 +210,8 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
             let mut asked = Vec::new();
             let mut durable = journal
                 .map(|(h, m, health)| Durable::new(h, &mut shard, stats.clone(), (m, health)));
-            let replies = durable
+            // The journal's answers to this shard's batches.
+            let commits = durable
                 .as_ref()
                 .map_or_else(crossbeam_channel::never, |d| d.replies.clone());
             // What the shard counted while the journal was replayed is not news.
@@ -329,7 +330,7 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     recv(replies_rx) -> reply => if let Ok(reply) = reply {
                         on_reply(reply, &mut sessions, &mut effects);
                     },
-                    recv(replies) -> c => if let (Ok(c), Some(d)) = (c, durable.as_mut()) {
+                    recv(commits) -> c => if let (Ok(c), Some(d)) = (c, durable.as_mut()) {
                         d.committed(c, &mut shard, &mut effects);
                     },
                     default(wait) => handled = 0,
@@ -344,7 +345,7 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                         shard.control(msg, &mut effects);
                     } else if let Ok(reply) = replies_rx.try_recv() {
                         on_reply(reply, &mut sessions, &mut effects);
-                    } else if let (Ok(c), Some(d)) = (replies.try_recv(), durable.as_mut()) {
+                    } else if let (Ok(c), Some(d)) = (commits.try_recv(), durable.as_mut()) {
                         d.committed(c, &mut shard, &mut effects);
                     } else {
                         break;
