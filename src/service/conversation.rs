@@ -20,6 +20,7 @@ use bytes::Bytes;
 use super::deferred::{Deferred, Waiting};
 use super::record::{self, Body, Record, RecordError, RecordKind};
 use super::sent::SentIds;
+pub(crate) use super::settings::ShardSettings;
 use super::transcript::Transcript;
 use super::{
     Assignment, Effect, Opening, RouterMsg, Sender, SessionReply, ShardControl, ShardMsg, UserRef,
@@ -52,46 +53,6 @@ pub(crate) const INACTIVE: &str = "inactive";
 /// Resumed connections a conversation remembers until the router lists them (more
 /// are connections that went away while resuming; the oldest is forgotten).
 const MAX_CATCH_UP: usize = 16;
-
-/// Tunables of the conversation core.
-#[derive(Debug, Clone)]
-pub(crate) struct ShardSettings {
-    /// At most one "typing" relay per participant per this many milliseconds.
-    pub typing_interval_ms: u64,
-    /// Most entries in one `HistoryPage`.
-    pub history_page_max: usize,
-    /// Largest payload a `HistoryPage` may take (stay within the announced frame limit).
-    pub max_frame: usize,
-    /// `limits.max_pending_bytes`: while a connection owes this much output, its
-    /// `HistoryPage`s wait (see [`super::deferred`]); it also bounds the bytes one
-    /// reconnect is replayed.
-    pub max_pending: u32,
-    /// `limits.max_held_requests`: `History` requests one connection may have
-    /// waiting.
-    pub max_held: u32,
-    /// Open conversations with no new event for this long are closed as inactive
-    /// (0: never; see [`Shard::inactive`]).
-    pub inactivity_ms: u64,
-    /// Collect a journal [`Record`] for every state change ([`Shard::take_records`]).
-    pub journal: bool,
-}
-
-impl ShardSettings {
-    /// Conversation shard settings from a configuration.
-    pub(crate) fn from_config(config: &crate::config::Config) -> Self {
-        let r = &config.routing;
-        let millis = crate::clock::millis;
-        Self {
-            typing_interval_ms: millis(r.typing_interval),
-            history_page_max: usize::from(r.history_page_max),
-            max_frame: config.limits.max_frame_bytes as usize,
-            max_pending: config.limits.max_pending_bytes,
-            max_held: config.limits.max_held_requests,
-            inactivity_ms: millis(r.inactivity_close),
-            journal: config.journal.enabled,
-        }
-    }
-}
 
 /// Where a conversation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,6 +35,7 @@ pub(crate) mod retention;
 pub(crate) mod router;
 mod sent;
 pub(crate) mod session;
+pub(crate) mod settings;
 #[cfg(test)]
 pub(crate) mod sim;
 mod transcript;
@@ -205,7 +206,7 @@ pub(crate) enum RouterMsg {
         conversation: u64,
     },
     /// A configuration reload changed the routing settings.
-    Settings(router::RouterSettings),
+    Settings(settings::RouterSettings),
     /// An admin's broadcast.
     Notice {
         /// Who asked.
@@ -357,7 +358,7 @@ pub(crate) enum ShardControl {
         done: crossbeam_channel::Sender<()>,
     },
     /// A configuration reload changed the conversation settings.
-    Settings(conversation::ShardSettings),
+    Settings(settings::ShardSettings),
     /// A reload changed the assistant libraries.
     Assist {
         /// The new libraries.

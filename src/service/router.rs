@@ -19,6 +19,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use super::availability::{Availability, WaitEstimate};
 use super::conversation::OpenConversation;
+pub(crate) use super::settings::RouterSettings;
 use super::{Effect, RouterMsg, UserRef, is_staff_role, refuse};
 use std::sync::Arc;
 
@@ -64,36 +65,6 @@ fn pop_due(deadlines: &mut BTreeSet<(u64, UserRef)>, now_ms: u64) -> Option<(u64
         return None;
     }
     deadlines.pop_first()
-}
-
-/// Routing knobs (from the config).
-#[derive(Debug, Clone)]
-pub(crate) struct RouterSettings {
-    /// Group for visitors who name none and whose token has none.
-    pub default_group: String,
-    /// Capacity of agents whose token carries no `capacity` claim.
-    pub default_capacity: u32,
-    /// Capacity of bots whose token carries no `capacity` claim.
-    pub bot_capacity: u32,
-    /// How long an agent's conversations stay with it after its last connection goes.
-    pub agent_grace_ms: u64,
-    /// How long a visitor may be gone (no connection) before its queued
-    /// conversations are closed as abandoned (0: never).
-    pub visitor_grace_ms: u64,
-}
-
-impl RouterSettings {
-    /// Router settings from a configuration.
-    pub(crate) fn from_config(config: &crate::config::Config) -> Self {
-        let r = &config.routing;
-        Self {
-            default_group: r.default_group.clone(),
-            default_capacity: r.default_capacity,
-            bot_capacity: r.bot_capacity,
-            agent_grace_ms: crate::clock::millis(r.agent_grace),
-            visitor_grace_ms: crate::clock::millis(r.visitor_grace),
-        }
-    }
 }
 
 /// One user of a tenant, as the router knows it.
