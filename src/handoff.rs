@@ -144,6 +144,24 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The one connection the command is for, which picks its reactor (`None` for a
+    /// command to many connections or to the reactor itself).
+    pub fn conn(&self) -> Option<ConnId> {
+        match self {
+            Command::Send { conn, .. }
+            | Command::SendCharged { conn, .. }
+            | Command::Established { conn }
+            | Command::Close { conn, .. }
+            | Command::ClientBye { conn } => Some(*conn),
+            Command::SendMany { .. }
+            | Command::StopInput(_)
+            | Command::Limits(_)
+            | Command::Drain { .. } => None,
+        }
+    }
+}
+
 /// The connection limits a reload may change without dropping a connection; they
 /// apply to frames read and deadlines armed from then on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

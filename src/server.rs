@@ -156,6 +156,8 @@ impl Server {
         let mut worker_rx = Vec::with_capacity(n_workers);
         let mut shard_txs = Vec::with_capacity(n_workers);
         let mut shard_rxs = Vec::with_capacity(n_workers);
+        let mut control_txs = Vec::with_capacity(n_workers);
+        let mut reply_txs = Vec::with_capacity(n_workers);
         for _ in 0..n_workers {
             let (tx, rx) = crossbeam_channel::bounded(config.workers.queue_depth);
             let queue = WorkerQueue::new(tx, config.workers.queue_bytes);
@@ -163,12 +165,20 @@ impl Server {
             worker_queues.push(queue);
             let (tx, rx) = crossbeam_channel::unbounded();
             shard_txs.push(tx);
-            shard_rxs.push(rx);
+            // Control and session replies: at most one per shard per admin request,
+            // reload, retention pass or resuming connection (each bounded upstream).
+            let (control_tx, control_rx) = crossbeam_channel::unbounded();
+            control_txs.push(control_tx);
+            let (reply_tx, reply_rx) = crossbeam_channel::unbounded();
+            reply_txs.push(reply_tx);
+            shard_rxs.push((rx, control_rx, reply_rx));
         }
         let (router_tx, router_rx) = crossbeam_channel::unbounded();
         let links = Links {
             reactors: reactors.clone(),
             shards: shard_txs.into(),
+            controls: control_txs.into(),
+            sessions: reply_txs.into(),
             router: Some(router_tx),
             service_queue_depth: config.workers.service_queue_depth,
         };
@@ -176,7 +186,7 @@ impl Server {
         let live = reload::Live {
             config: std::sync::Mutex::new(config.clone()),
             sessions: session_settings.clone(),
-            shards: links.shards.clone(),
+            shards: links.controls.clone(),
             router: links.router.clone(),
             reactors: reactors.clone(),
             conn_limits: conn_limits.clone(),
@@ -207,41 +217,41 @@ impl Server {
         } else {
             None
         };
-        for (s, w) in shards.iter_mut().zip(metrics.workers.iter()) {
-            s.count_closed_in(metrics.router.clone());
-            s.count_assist_in(w.clone());
-        }
         let mut worker_threads = Vec::with_capacity(n_workers + 1);
-        for (id, ((((rx, queued_bytes), shard_rx), stats), shard)) in worker_rx
+        for (id, ((((events, queued_bytes), rxs), stats), shard)) in worker_rx
             .into_iter()
             .zip(shard_rxs)
             .zip(metrics.workers.iter())
             .zip(shards)
             .enumerate()
         {
-            worker_threads.push(worker::spawn(
+            let (shard_rx, control_rx, replies_rx) = rxs;
+            let parts = worker::WorkerParts {
                 id,
-                (rx, queued_bytes),
+                events: (events, queued_bytes),
                 shard_rx,
-                links.clone(),
-                Sessions::new(id, session_settings.clone()),
+                control_rx,
+                replies_rx,
+                sessions: Sessions::new(id, session_settings.clone()),
                 shard,
-                stats.clone(),
-                journal.as_ref().map(|j| {
+                stats: stats.clone(),
+                conversations: metrics.router.clone(),
+                journal: journal.as_ref().map(|j| {
                     (
                         j.handle.clone(),
                         metrics.journal.clone(),
                         metrics.health.clone(),
                     )
                 }),
-            )?);
+            };
+            worker_threads.push(worker::spawn(parts, links.clone())?);
         }
         let retention = journal
             .as_ref()
             .map(|j| {
                 crate::service::retention::Retention::spawn(
                     j.handle.clone(),
-                    links.shards.clone(),
+                    links.controls.clone(),
                     config.journal.retention,
                 )
             })

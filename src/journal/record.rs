@@ -54,6 +54,20 @@ pub(crate) struct RecordRef<'a> {
     pub body: &'a [u8],
 }
 
+#[cfg(test)]
+impl Record {
+    /// The record as a borrowed view (tests replay owned records).
+    pub(crate) fn borrowed(&self) -> RecordRef<'_> {
+        RecordRef {
+            conversation: self.conversation,
+            seq: self.seq,
+            time_ms: self.time_ms,
+            kind: self.kind,
+            body: &self.body,
+        }
+    }
+}
+
 impl RecordRef<'_> {
     /// Copies the record out of the map.
     pub(crate) fn to_record(self) -> Record {

@@ -15,7 +15,7 @@ use crate::reactor::ReactorHandle;
 use crate::reactor::admission::ConnLimits;
 use crate::service::conversation::ShardSettings;
 use crate::service::router::RouterSettings;
-use crate::service::{RouterMsg, ShardMsg};
+use crate::service::{RouterMsg, ShardControl, tell_shards};
 use crate::worker::{SessionSettings, SharedSettings};
 
 /// What a reload reaches.
@@ -23,7 +23,7 @@ pub(crate) struct Live {
     /// The configuration in force.
     pub config: Mutex<Config>,
     pub sessions: SharedSettings,
-    pub shards: Arc<[Sender<ShardMsg>]>,
+    pub shards: Arc<[Sender<ShardControl>]>,
     pub router: Option<Sender<RouterMsg>>,
     pub reactors: Arc<[ReactorHandle]>,
     pub conn_limits: Arc<ConnLimits>,
@@ -139,22 +139,15 @@ impl Live {
             journal: current.journal.enabled,
             ..ShardSettings::from_config(new)
         };
-        for (shard, q) in live.shards.iter().enumerate() {
-            let _ = q.send(ShardMsg::Settings {
-                shard,
-                settings: settings.clone(),
-            });
-        }
+        tell_shards(&live.shards, ShardControl::Settings(settings));
         if let Some(router) = &live.router {
             let _ = router.send(RouterMsg::Settings(RouterSettings::from_config(new)));
         }
-        for (shard, q) in live.shards.iter().enumerate() {
-            let _ = q.send(ShardMsg::Assist {
-                shard,
-                libraries: libraries.clone(),
-                config: new.assist.clone(),
-            });
-        }
+        let assist = ShardControl::Assist {
+            libraries: libraries.clone(),
+            config: new.assist.clone(),
+        };
+        tell_shards(&live.shards, assist);
         *live.libraries.lock().unwrap_or_else(|e| e.into_inner()) = libraries;
         live.conn_limits.set(&new.limits);
         *current = in_force(&current, new);

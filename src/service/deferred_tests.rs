@@ -151,7 +151,7 @@ fn a_reconnect_is_replayed_within_the_byte_bound_or_not_at_all() {
     let v2 = Sim::conn(3);
     let answer = |s: &mut Sim| {
         let mut out = Vec::new();
-        let msg = crate::service::ShardMsg::Resume {
+        let msg = crate::service::ShardMsg::Resume(crate::service::Resume {
             conn: v2,
             who: Sim::user("visitor"),
             worker: 0,
@@ -160,14 +160,14 @@ fn a_reconnect_is_replayed_within_the_byte_bound_or_not_at_all() {
                 last_seq: 0,
             }],
             max_replay: 1000,
-        };
+        });
         s.shards[0].handle(msg, crate::clock::UnixMs(s.now), &mut out);
         out.into_iter()
             .find_map(|e| match e {
-                crate::service::Effect::Shard(crate::service::ShardMsg::Resumed {
-                    answers,
-                    ..
-                }) => answers.into_iter().next(),
+                crate::service::Effect::Session(
+                    _,
+                    crate::service::SessionReply::Resumed { answers, .. },
+                ) => answers.into_iter().next(),
                 _ => None,
             })
             .unwrap()

@@ -257,7 +257,7 @@ impl Durable {
                 } => {
                     let code = ErrorCode::StorageUnavailable;
                     let cmd = error_command(conn, code, conversation, rid);
-                    out.push(Effect::Conn(conn, cmd));
+                    out.push(Effect::Reactor(cmd));
                 }
                 Origin::Router(msg) => again.push(*msg),
             }
@@ -346,21 +346,21 @@ mod tests {
         else {
             unreachable!("send() makes a Send request")
         };
-        ShardMsg::Open {
+        ShardMsg::Open(Box::new(crate::service::Opening {
             conversation: 7,
             visitor: vera(),
             visitor_name: "Vera".into(),
             group: "support".into(),
             visitor_conns: vec![conn()],
-            opener: Box::new(from),
-            send: Box::new(send),
-        }
+            opener: from,
+            send,
+        }))
     }
 
     fn replies(out: &mut Vec<Effect>) -> Vec<(u32, Msg)> {
         out.drain(..)
             .filter_map(|e| match e {
-                Effect::Conn(_, Command::Send { frame, .. }) => {
+                Effect::Reactor(Command::Send { frame, .. }) => {
                     let d = frame::decode(&frame, u32::MAX).ok().flatten()?;
                     let m = Msg::decode(d.header.kind, d.payload).ok()?;
                     Some((d.header.request_id, m))

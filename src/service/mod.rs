@@ -12,7 +12,10 @@
 //! conversation the connection lists of its participants whenever they change, so a
 //! shard delivers without asking anyone. The router sees only lifecycle events
 //! (connect, open, assign, transfer, close, presence). Every handler appends
-//! [`Effect`]s; the threads in `worker` and `server` carry them out.
+//! [`Effect`]s; the threads in `worker` and `server` carry them out. Each message
+//! says where it goes by what it carries: a [`ShardMsg`] its conversation, a
+//! [`ShardControl`] every shard, a [`SessionReply`] the worker named with it, a
+//! `Command` its connection.
 //!
 //! Also here: the per-connection protocol [`session`] (handshake, decode, route),
 //! the per-shard group commit to the journal ([`durable`]), and rebuilding all of it
@@ -32,6 +35,7 @@ pub(crate) mod retention;
 pub(crate) mod router;
 mod sent;
 pub(crate) mod session;
+pub(crate) mod settings;
 #[cfg(test)]
 pub(crate) mod sim;
 mod transcript;
@@ -202,7 +206,7 @@ pub(crate) enum RouterMsg {
         conversation: u64,
     },
     /// A configuration reload changed the routing settings.
-    Settings(router::RouterSettings),
+    Settings(settings::RouterSettings),
     /// An admin's broadcast.
     Notice {
         /// Who asked.
@@ -238,28 +242,48 @@ pub(crate) struct Assignment {
     pub note: String,
 }
 
-/// Messages for a conversation shard.
+/// A visitor's opening message, as the router hands it to the shard of the
+/// conversation it opens.
+#[derive(Debug, Clone)]
+pub(crate) struct Opening {
+    /// New conversation id.
+    pub conversation: u64,
+    /// The visitor.
+    pub visitor: UserRef,
+    /// Visitor's display name.
+    pub visitor_name: String,
+    /// Group it is queued in.
+    pub group: String,
+    /// The visitor's connections now.
+    pub visitor_conns: Vec<ConnId>,
+    /// The visitor's session that sent the opening message.
+    pub opener: Sender,
+    /// The opening message (screened by the abuse filter before anything is created).
+    pub send: messages::Send,
+}
+
+/// A session resuming after a reconnect asks what it missed (cursors of
+/// conversations on one shard).
+#[derive(Debug, Clone)]
+pub(crate) struct Resume {
+    /// The new connection.
+    pub conn: ConnId,
+    /// Who it is.
+    pub who: UserRef,
+    /// The worker whose session waits for the answer ([`SessionReply::Resumed`]).
+    pub worker: usize,
+    /// The client's cursors for conversations on this shard.
+    pub cursors: Vec<messages::Cursor>,
+    /// Most events replayed per conversation.
+    pub max_replay: u64,
+}
+
+/// Messages for the shard owning one conversation ([`ShardMsg::conversation`]).
 #[derive(Debug, Clone)]
 pub(crate) enum ShardMsg {
     /// The router opened a conversation: store its opening message (the router
     /// routes it once told [`RouterMsg::Opened`]).
-    Open {
-        /// New conversation id.
-        conversation: u64,
-        /// The visitor.
-        visitor: UserRef,
-        /// Visitor's display name.
-        visitor_name: String,
-        /// Group it is queued in.
-        group: String,
-        /// The visitor's connections now.
-        visitor_conns: Vec<ConnId>,
-        /// The visitor's session that sent the opening message.
-        opener: Box<Sender>,
-        /// The opening message (screened by the abuse filter before anything is
-        /// created).
-        send: Box<messages::Send>,
-    },
+    Open(Box<Opening>),
     /// A request from a session about an existing conversation.
     Request {
         /// Who asked.
@@ -276,68 +300,9 @@ pub(crate) enum ShardMsg {
         /// Group it waits in.
         group: String,
     },
-    /// A session resuming after a reconnect asks what it missed (cursors of
-    /// conversations on one shard).
-    Resume {
-        /// The new connection.
-        conn: ConnId,
-        /// Who it is.
-        who: UserRef,
-        /// The worker whose session waits for the answer.
-        worker: usize,
-        /// The client's cursors for conversations on this shard.
-        cursors: Vec<messages::Cursor>,
-        /// Most events replayed per conversation.
-        max_replay: u64,
-    },
-    /// A shard's answer to [`ShardMsg::Resume`], for the session on `worker` (travels
-    /// on that worker's shard queue; the worker hands it to its sessions).
-    Resumed {
-        /// The connection.
-        conn: ConnId,
-        /// The worker whose session waits.
-        worker: usize,
-        /// One answer per cursor, in the cursors' order.
-        answers: Vec<ResumeAnswer>,
-    },
-    /// Retention: forget the conversations closed before `cutoff_ms` and answer
-    /// their ids (travels to shard `shard`).
-    Retain {
-        /// The shard asked.
-        shard: usize,
-        /// Unix milliseconds.
-        cutoff_ms: u64,
-        /// Where the forgotten ids go.
-        reply: crossbeam_channel::Sender<Vec<u64>>,
-    },
-    /// Retention compaction moved journal records (travels to shard `shard`).
-    Moved {
-        /// The shard told.
-        shard: usize,
-        /// Old location → new location.
-        moves: std::sync::Arc<
-            std::collections::HashMap<crate::journal::Location, crate::journal::Location>,
-        >,
-        /// Told once the shard uses the new locations.
-        done: crossbeam_channel::Sender<()>,
-    },
-    /// A configuration reload changed the conversation settings (travels to shard
-    /// `shard`).
-    Settings {
-        /// The shard told.
-        shard: usize,
-        /// The new settings.
-        settings: conversation::ShardSettings,
-    },
-    /// A reload changed the assistant libraries (travels to shard `shard`).
-    Assist {
-        /// The shard told.
-        shard: usize,
-        /// The new libraries.
-        libraries: crate::assist::Libraries,
-        /// The new `[assist]` settings.
-        config: crate::assist::AssistConfig,
-    },
+    /// What a resuming connection missed in the conversations of its cursors (all on
+    /// the shard of the first).
+    Resume(Resume),
     /// The server closes a conversation by itself (its visitor abandoned it while it
     /// waited; nothing happened in it for `routing.inactivity_close`): a `Close`
     /// event with sender role `SYSTEM` and `reason` as its body.
@@ -346,37 +311,6 @@ pub(crate) enum ShardMsg {
         conversation: u64,
         /// Why (`abandoned`, `inactive`).
         reason: String,
-    },
-    /// An admin's `ListConversations`: this shard's part (travels to shard `shard`).
-    List {
-        /// The shard asked.
-        shard: usize,
-        /// The worker whose session waits for the parts.
-        worker: usize,
-        /// The admin's connection.
-        conn: ConnId,
-        /// The request id.
-        rid: u32,
-        /// The admin's tenant.
-        tenant: String,
-        /// Most conversations wanted.
-        limit: usize,
-        /// The filter.
-        query: std::sync::Arc<messages::ListConversations>,
-    },
-    /// A shard's part of a listing, for the session on `worker` (travels on that
-    /// worker's shard queue, like [`ShardMsg::Resumed`]).
-    Listed {
-        /// The worker whose session waits.
-        worker: usize,
-        /// The admin's connection.
-        conn: ConnId,
-        /// The request id.
-        rid: u32,
-        /// This shard's matches, lowest ids first.
-        items: Vec<messages::ConversationInfo>,
-        /// The shard had more matches than `limit`.
-        more: bool,
     },
     /// A participant's connection list changed.
     Conns {
@@ -393,22 +327,96 @@ impl ShardMsg {
     /// The conversation this message is about, which picks the shard.
     pub fn conversation(&self) -> u64 {
         match self {
-            ShardMsg::Open { conversation, .. }
-            | ShardMsg::Assign(Assignment { conversation, .. })
+            ShardMsg::Open(o) => o.conversation,
+            ShardMsg::Assign(Assignment { conversation, .. })
             | ShardMsg::Requeued { conversation, .. }
             | ShardMsg::SystemClose { conversation, .. }
             | ShardMsg::Conns { conversation, .. } => *conversation,
             ShardMsg::Request { msg, .. } => request_conversation(msg),
-            ShardMsg::Resume { cursors, .. } => cursors.first().map_or(0, |c| c.conversation),
-            // Routed to the waiting session's worker: `shard_of(worker) == worker`.
-            ShardMsg::Resumed { worker, .. } | ShardMsg::Listed { worker, .. } => *worker as u64,
-            ShardMsg::List { shard, .. } => *shard as u64,
-            ShardMsg::Retain { shard, .. }
-            | ShardMsg::Moved { shard, .. }
-            | ShardMsg::Settings { shard, .. }
-            | ShardMsg::Assist { shard, .. } => *shard as u64,
+            ShardMsg::Resume(r) => r.cursors.first().map_or(0, |c| c.conversation),
         }
     }
+}
+
+/// Shard-wide control: the same message goes to every shard, on its control queue
+/// (about no one conversation, so it is not a [`ShardMsg`]).
+#[derive(Debug, Clone)]
+pub(crate) enum ShardControl {
+    /// Retention: forget the conversations closed before `cutoff_ms` and answer
+    /// their ids.
+    Retain {
+        /// Unix milliseconds.
+        cutoff_ms: u64,
+        /// Where the forgotten ids go.
+        reply: crossbeam_channel::Sender<Vec<u64>>,
+    },
+    /// Retention compaction moved journal records.
+    Moved {
+        /// Old location → new location.
+        moves: Arc<std::collections::HashMap<crate::journal::Location, crate::journal::Location>>,
+        /// Told once the shard uses the new locations.
+        done: crossbeam_channel::Sender<()>,
+    },
+    /// A configuration reload changed the conversation settings.
+    Settings(settings::ShardSettings),
+    /// A reload changed the assistant libraries.
+    Assist {
+        /// The new libraries.
+        libraries: crate::assist::Libraries,
+        /// The new `[assist]` settings.
+        config: crate::assist::AssistConfig,
+    },
+    /// An admin's `ListConversations`: each shard answers its part
+    /// ([`SessionReply::Listed`]).
+    List {
+        /// The worker whose session waits for the parts.
+        worker: usize,
+        /// The admin's connection.
+        conn: ConnId,
+        /// The request id.
+        rid: u32,
+        /// The admin's tenant.
+        tenant: String,
+        /// Most conversations wanted.
+        limit: usize,
+        /// The filter.
+        query: Arc<messages::ListConversations>,
+    },
+}
+
+/// A shard's answer for the sessions of one worker, on that worker's session queue.
+#[derive(Debug, Clone)]
+pub(crate) enum SessionReply {
+    /// The answer to a [`Resume`].
+    Resumed {
+        /// The connection.
+        conn: ConnId,
+        /// One answer per cursor, in the cursors' order.
+        answers: Vec<ResumeAnswer>,
+    },
+    /// A shard's part of a listing ([`ShardControl::List`]).
+    Listed {
+        /// The admin's connection.
+        conn: ConnId,
+        /// The request id.
+        rid: u32,
+        /// This shard's matches, lowest ids first.
+        items: Vec<messages::ConversationInfo>,
+        /// The shard had more matches than `limit`.
+        more: bool,
+    },
+}
+
+/// Sends `msg` to every shard's control queue; returns how many took it (a shard
+/// whose worker is gone does not).
+pub(crate) fn tell_shards(
+    shards: &[crossbeam_channel::Sender<ShardControl>],
+    msg: ShardControl,
+) -> usize {
+    shards
+        .iter()
+        .filter(|q| q.send(msg.clone()).is_ok())
+        .count()
 }
 
 /// The conversation a client request names (0 when it names none).
@@ -434,22 +442,26 @@ pub(crate) fn shard_of(conversation: u64, shards: usize) -> usize {
     (conversation % shards.max(1) as u64) as usize
 }
 
-/// What a state machine wants done.
+/// What a state machine wants done, each variant addressed by what it carries.
 #[derive(Debug)]
 pub(crate) enum Effect {
     /// A message for the router.
     Router(RouterMsg),
-    /// A message for the shard owning a conversation.
+    /// A message for the shard owning its conversation.
     Shard(ShardMsg),
-    /// A command for the reactor owning a connection.
-    Conn(ConnId, Command),
+    /// A message for every shard.
+    AllShards(ShardControl),
+    /// An answer for the sessions of worker `.0`.
+    Session(usize, SessionReply),
+    /// A command for the reactor owning its connection ([`Command::conn`]).
+    Reactor(Command),
     /// The same frame to many connections (encoded once).
     Broadcast(Vec<ConnId>, Bytes),
 }
 
 /// Sends `frame` to one connection.
 pub(crate) fn send(out: &mut Vec<Effect>, conn: ConnId, frame: Bytes) {
-    out.push(Effect::Conn(conn, Command::Send { conn, frame }));
+    out.push(Effect::Reactor(Command::Send { conn, frame }));
 }
 
 /// Sends `frame` to every connection in `conns`.
@@ -499,7 +511,7 @@ pub(crate) fn refuse(
     conversation: u64,
 ) {
     let cmd = error_command(from.conn, code, conversation, from.rid);
-    out.push(Effect::Conn(from.conn, cmd));
+    out.push(Effect::Reactor(cmd));
 }
 
 /// The `Error` answer to request `rid` on `conn`: sent, and the connection closed

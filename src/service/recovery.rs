@@ -40,9 +40,7 @@ impl<'a> Replay<'a> {
         self.positions.see(&r, at);
         let n = self.shards.len();
         if let Some(shard) = self.shards.get_mut(shard_of(r.conversation, n))
-            && shard
-                .restore(r.conversation, r.seq, r.time_ms, r.kind, r.body, Some(at))
-                .is_err()
+            && shard.restore(r, Some(at)).is_err()
         {
             self.unreadable += 1;
         }

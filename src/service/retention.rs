@@ -11,7 +11,7 @@ use crossbeam_channel::{RecvTimeoutError, Sender};
 
 use crate::clock::{UnixMs, unix_ms};
 use crate::journal::JournalHandle;
-use crate::service::ShardMsg;
+use crate::service::{ShardControl, tell_shards};
 
 /// Longest wait for a shard's answer.
 const SHARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,7 +31,7 @@ impl Retention {
     /// Starts the thread.
     pub fn spawn(
         journal: JournalHandle,
-        shards: Arc<[Sender<ShardMsg>]>,
+        shards: Arc<[Sender<ShardControl>]>,
         retention: Duration,
     ) -> std::io::Result<Self> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
@@ -62,7 +62,7 @@ impl Retention {
 /// duplicates, which recovery skips.
 fn retire(
     journal: &JournalHandle,
-    shards: &[Sender<ShardMsg>],
+    shards: &[Sender<ShardControl>],
     gone: &Arc<HashSet<u64>>,
     cutoff_ms: u64,
 ) -> Result<(usize, usize, usize), crate::journal::JournalError> {
@@ -85,17 +85,7 @@ fn retire(
     if !moves.is_empty() {
         let moves: Arc<std::collections::HashMap<_, _>> = Arc::new(moves.into_iter().collect());
         let (done, acks) = crossbeam_channel::unbounded();
-        let mut asked = 0;
-        for (shard, q) in shards.iter().enumerate() {
-            let msg = ShardMsg::Moved {
-                shard,
-                moves: moves.clone(),
-                done: done.clone(),
-            };
-            if q.send(msg).is_ok() {
-                asked += 1;
-            }
-        }
+        let asked = tell_shards(shards, ShardControl::Moved { moves, done });
         for _ in 0..asked {
             if acks.recv_timeout(SHARD_TIMEOUT).is_err() {
                 // Keep the old segments: a shard may still read them.
@@ -114,7 +104,7 @@ fn retire(
 /// whose records may still be on disk.
 fn run_once(
     journal: &JournalHandle,
-    shards: &[Sender<ShardMsg>],
+    shards: &[Sender<ShardControl>],
     retention: Duration,
     now: UnixMs,
     forgotten: &mut HashSet<u64>,
@@ -124,17 +114,13 @@ fn run_once(
         .get()
         .saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
     let (tx, rx) = crossbeam_channel::unbounded();
-    let mut asked = 0;
-    for (shard, q) in shards.iter().enumerate() {
-        let msg = ShardMsg::Retain {
-            shard,
+    let asked = tell_shards(
+        shards,
+        ShardControl::Retain {
             cutoff_ms,
-            reply: tx.clone(),
-        };
-        if q.send(msg).is_ok() {
-            asked += 1;
-        }
-    }
+            reply: tx,
+        },
+    );
     let mut dropped = 0;
     for _ in 0..asked {
         match rx.recv_timeout(SHARD_TIMEOUT) {

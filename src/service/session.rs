@@ -33,7 +33,8 @@ use crate::protocol::messages::{self, Resumed};
 use crate::protocol::{DecodeError, ErrorCode, Kind, Msg, PROTOCOL_VERSION};
 use crate::service::record::message_body_bytes;
 use crate::service::{
-    Effect, Principal, ResumeAnswer, RouterMsg, Sender, ShardMsg, UserRef, error_command, shard_of,
+    Effect, Principal, Resume, ResumeAnswer, RouterMsg, Sender, ShardControl, ShardMsg, UserRef,
+    error_command, shard_of,
 };
 
 /// What sessions need to know about the deployment.
@@ -185,10 +186,12 @@ impl Sessions {
         }
         stats.sessions_expired.inc();
         stats.errors_sent.inc();
-        out.push(Effect::Conn(
+        out.push(Effect::Reactor(error_command(
             conn,
-            error_command(conn, ErrorCode::TokenExpired, 0, 0),
-        ));
+            ErrorCode::TokenExpired,
+            0,
+            0,
+        )));
         self.end(conn);
     }
 
@@ -321,13 +324,10 @@ impl Sessions {
             items: l.items,
         });
         if self.sessions.contains_key(&conn) {
-            out.push(Effect::Conn(
+            out.push(Effect::Reactor(Command::Send {
                 conn,
-                Command::Send {
-                    conn,
-                    frame: page.to_frame(rid),
-                },
-            ));
+                frame: page.to_frame(rid),
+            }));
         }
     }
 
@@ -336,10 +336,12 @@ impl Sessions {
     /// most `limit` each).
     fn list(&mut self, from: Sender, q: messages::ListConversations, out: &mut Out) {
         if from.role != messages::role::ADMIN {
-            out.push(Effect::Conn(
+            out.push(Effect::Reactor(error_command(
                 from.conn,
-                error_command(from.conn, ErrorCode::Forbidden, 0, from.rid),
-            ));
+                ErrorCode::Forbidden,
+                0,
+                from.rid,
+            )));
             return;
         }
         let waiting = self
@@ -349,10 +351,12 @@ impl Sessions {
             .count();
         if waiting >= MAX_LISTINGS_PER_CONN && !self.listings.contains_key(&(from.conn, from.rid)) {
             tracing::debug!(conn = ?from.conn, "too many ListConversations waiting");
-            out.push(Effect::Conn(
+            out.push(Effect::Reactor(error_command(
                 from.conn,
-                error_command(from.conn, ErrorCode::RateLimited, 0, from.rid),
-            ));
+                ErrorCode::RateLimited,
+                0,
+                from.rid,
+            )));
             return;
         }
         let limit = usize::from(q.limit).clamp(1, MAX_LIST);
@@ -367,18 +371,14 @@ impl Sessions {
                 more: false,
             },
         );
-        let query = Arc::new(q);
-        for shard in 0..shards {
-            out.push(Effect::Shard(ShardMsg::List {
-                shard,
-                worker: self.worker,
-                conn: from.conn,
-                rid: from.rid,
-                tenant: from.who.tenant.clone(),
-                limit,
-                query: query.clone(),
-            }));
-        }
+        out.push(Effect::AllShards(ShardControl::List {
+            worker: self.worker,
+            conn: from.conn,
+            rid: from.rid,
+            tenant: from.who.tenant.clone(),
+            limit,
+            query: Arc::new(q),
+        }));
     }
 
     /// Sends `Welcome` (and any replay), tells the reactor and the router. The
@@ -405,17 +405,14 @@ impl Sessions {
             resumed,
             now,
         );
-        out.push(Effect::Conn(
+        out.push(Effect::Reactor(Command::Send {
             conn,
-            Command::Send {
-                conn,
-                frame: welcome.to_frame(rid),
-            },
-        ));
+            frame: welcome.to_frame(rid),
+        }));
         for frame in replay {
-            out.push(Effect::Conn(conn, Command::Send { conn, frame }));
+            out.push(Effect::Reactor(Command::Send { conn, frame }));
         }
-        out.push(Effect::Conn(conn, Command::Established { conn }));
+        out.push(Effect::Reactor(Command::Established { conn }));
         let capacity = identity.max_concurrent;
         let principal = Principal {
             who: UserRef {
@@ -476,10 +473,12 @@ impl Sessions {
             } => {
                 if let Err(code) = self.frame(conn, header, payload, now, out, stats) {
                     stats.errors_sent.inc();
-                    out.push(Effect::Conn(
+                    out.push(Effect::Reactor(error_command(
                         conn,
-                        error_command(conn, code, 0, header.request_id),
-                    ));
+                        code,
+                        0,
+                        header.request_id,
+                    )));
                     if code.closes_connection() {
                         self.end(conn);
                     }
@@ -556,13 +555,13 @@ impl Sessions {
                 }
                 let waiting = by_shard.len();
                 for cursors in by_shard.into_values() {
-                    out.push(Effect::Shard(ShardMsg::Resume {
+                    out.push(Effect::Shard(ShardMsg::Resume(Resume {
                         conn,
                         who: who.clone(),
                         worker: self.worker,
                         cursors,
                         max_replay: settings.max_replay,
-                    }));
+                    })));
                 }
                 *state = State::Resuming(Box::new(Resuming {
                     identity,
@@ -584,7 +583,7 @@ impl Sessions {
                     return Err(ErrorCode::MalformedPayload);
                 }
                 let frame = frame::encode(FrameHeader::new(Kind::Pong.as_u8(), 0, rid), &payload);
-                out.push(Effect::Conn(conn, Command::Send { conn, frame }));
+                out.push(Effect::Reactor(Command::Send { conn, frame }));
                 Ok(())
             }
             (State::Established(_), Some(Kind::Pong)) => Ok(()),
@@ -622,17 +621,14 @@ impl Sessions {
                 let reply = Msg::from(messages::Refreshed {
                     expires_ms: verified.exp_ms,
                 });
-                out.push(Effect::Conn(
+                out.push(Effect::Reactor(Command::Send {
                     conn,
-                    Command::Send {
-                        conn,
-                        frame: reply.to_frame(rid),
-                    },
-                ));
+                    frame: reply.to_frame(rid),
+                }));
                 Ok(())
             }
             (State::Established(_), Some(Kind::Bye)) => {
-                out.push(Effect::Conn(conn, Command::ClientBye { conn }));
+                out.push(Effect::Reactor(Command::ClientBye { conn }));
                 Ok(())
             }
             (State::Established(Live { principal: id, .. }), Some(kind)) if kind.is_request() => {

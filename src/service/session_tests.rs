@@ -109,14 +109,11 @@ fn sent(out: &mut Out) -> Vec<Sent> {
     };
     out.drain(..)
         .filter_map(|e| match e {
-            Effect::Conn(_, Command::Send { frame, .. }) => Some(decode(&frame, false)),
-            Effect::Conn(
-                _,
-                Command::Close {
-                    farewell: Some(frame),
-                    ..
-                },
-            ) => Some(decode(&frame, true)),
+            Effect::Reactor(Command::Send { frame, .. }) => Some(decode(&frame, false)),
+            Effect::Reactor(Command::Close {
+                farewell: Some(frame),
+                ..
+            }) => Some(decode(&frame, true)),
             _ => None,
         })
         .collect()
@@ -537,7 +534,7 @@ fn a_conversation_list_is_cut_to_fit_max_frame() {
     s.handle(frame(c, 2, query), UnixMs(T0), &mut out, &stats);
     assert!(
         out.iter()
-            .any(|e| matches!(e, Effect::Shard(ShardMsg::List { .. }))),
+            .any(|e| matches!(e, Effect::AllShards(ShardControl::List { .. }))),
         "{out:?}"
     );
     out.clear();

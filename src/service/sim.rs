@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use super::conversation::{Shard, ShardSettings};
 use super::router::{Router, RouterSettings};
-use super::{Effect, RouterMsg, Sender, ShardMsg, UserRef, shard_of};
+use super::{Effect, RouterMsg, Sender, ShardControl, ShardMsg, UserRef, shard_of};
 use crate::clock::{Mono, UnixMs};
 use crate::frame;
 use crate::handoff::{Command, ConnId};
@@ -175,7 +175,37 @@ impl Sim {
                     group: w.group,
                 })
             }
-            msg => self.effect(Effect::Shard(ShardMsg::Request { from, msg })),
+            msg => {
+                // The worker whose sessions hold the connection (the slot stands in
+                // for the reactor's hash).
+                let worker = from.conn.slot as usize % self.shards.len().max(1);
+                let msg = ShardMsg::Request { from, msg };
+                let shard = shard_of(msg.conversation(), self.shards.len());
+                if shard != worker {
+                    return self.effect(Effect::Shard(msg));
+                }
+                // As a worker does with a request for its own shard: handled in place,
+                // after what that shard's queue holds now.
+                for _ in 0..self.to_shard.get(shard).map_or(0, VecDeque::len) {
+                    if let Some(queued) = self.to_shard[shard].pop_front() {
+                        self.on_shard(shard, queued);
+                    }
+                }
+                self.on_shard(shard, msg);
+            }
+        }
+    }
+
+    /// Shard `i` handles `m`; everything is durable at once here.
+    fn on_shard(&mut self, i: usize, m: ShardMsg) {
+        let mut out = Vec::new();
+        self.shards[i].handle(m, UnixMs(self.now), &mut out);
+        // Nothing to take back.
+        self.shards[i].durable(u64::MAX);
+        let recs = self.shards[i].take_records();
+        self.records[i].extend(recs);
+        for e in out {
+            self.effect(e);
         }
     }
 
@@ -188,12 +218,22 @@ impl Sim {
                     q.push_back(m);
                 }
             }
-            Effect::Conn(
-                conn,
-                Command::Send { frame, .. } | Command::SendCharged { frame, .. },
+            Effect::Reactor(
+                Command::Send { conn, frame } | Command::SendCharged { conn, frame },
             ) => self.record(conn, &frame),
-            Effect::Conn(conn, Command::Close { code, .. }) => self.closes.push((conn, code)),
-            Effect::Conn(..) => {}
+            Effect::Reactor(Command::Close { conn, code, .. }) => self.closes.push((conn, code)),
+            Effect::Reactor(..) => {}
+            Effect::AllShards(c) => {
+                let mut out = Vec::new();
+                for s in &mut self.shards {
+                    s.control(c.clone(), &mut out);
+                }
+                for e in out {
+                    self.effect(e);
+                }
+            }
+            // The simulator has no sessions to answer.
+            Effect::Session(..) => {}
             Effect::Broadcast(conns, frame) => {
                 for c in conns {
                     self.record(c, &frame);
@@ -229,17 +269,15 @@ impl Sim {
             return false;
         }
         let pick = ready[self.rng.below(ready.len() as u64) as usize];
-        let mut out = Vec::new();
-        if pick == usize::MAX {
-            if let Some(m) = self.to_router.pop_front() {
-                self.router.handle(m, Mono::from_ms(self.now), &mut out);
+        if pick != usize::MAX {
+            if let Some(m) = self.to_shard[pick].pop_front() {
+                self.on_shard(pick, m);
             }
-        } else if let Some(m) = self.to_shard[pick].pop_front() {
-            self.shards[pick].handle(m, UnixMs(self.now), &mut out);
-            // Everything is durable at once here: nothing to take back.
-            self.shards[pick].durable(u64::MAX);
-            let recs = self.shards[pick].take_records();
-            self.records[pick].extend(recs);
+            return true;
+        }
+        let mut out = Vec::new();
+        if let Some(m) = self.to_router.pop_front() {
+            self.router.handle(m, Mono::from_ms(self.now), &mut out);
         }
         for e in out {
             self.effect(e);
@@ -289,12 +327,9 @@ impl Sim {
 
     /// Applies a configuration reload's shard settings to every shard.
     pub fn set_shard_settings(&mut self, settings: &ShardSettings) {
-        for (shard, s) in self.shards.iter_mut().enumerate() {
-            let msg = ShardMsg::Settings {
-                shard,
-                settings: settings.clone(),
-            };
-            s.handle(msg, UnixMs(self.now), &mut Vec::new());
+        for s in &mut self.shards {
+            let msg = ShardControl::Settings(settings.clone());
+            s.control(msg, &mut Vec::new());
         }
     }
 }
@@ -317,6 +352,7 @@ mod deferred_tests;
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::service::conversation::GroupEvent;
 
     fn accepted(got: &[Got]) -> Vec<(u64, u64)> {
         got.iter()
@@ -431,6 +467,74 @@ pub(crate) mod tests {
             assert_eq!(e.seq, i as u64 + 1, "gap-free sequence");
         }
         assert_eq!(t.last().map(|e| e.content_type), Some(5), "rating stored");
+        // The shard counted what its worker publishes, and nothing else.
+        let stats = s.shards[shard_of(conv, 3)].stats_mut();
+        assert_eq!(stats.closed, 1);
+        let groups: Vec<_> = stats
+            .groups
+            .iter()
+            .map(|g| match g {
+                GroupEvent::FirstReply(group, _) => format!("first reply {group}"),
+                GroupEvent::Rated(group, score) => format!("rated {group} {score}"),
+                GroupEvent::Inactive(group) => format!("inactive {group}"),
+            })
+            .collect();
+        assert_eq!(groups, ["first reply support", "rated support 5"]);
+    }
+
+    /// A request a worker hands its own shard in place still comes after what the
+    /// client learned from elsewhere: the router requeues a conversation (to the
+    /// shard's queue) and tells the group's staff at once; an agent who reads the
+    /// `Queued` frame and asks for the history is answered as by the queued
+    /// conversation, not refused as by the one still assigned to its first agent.
+    #[test]
+    fn an_in_place_request_comes_after_what_its_client_saw() {
+        // One shard: every request is its session worker's own.
+        let mut s = Sim::new(1, 5);
+        let (v, a1, a2) = (Sim::conn(1), Sim::conn(2), Sim::conn(3));
+        s.connect(v, Sim::user("visitor"), role::VISITOR, &[]);
+        s.connect(a1, Sim::user("alice"), role::AGENT, &["support"]);
+        s.connect(a2, Sim::user("bob"), role::AGENT, &["support"]);
+        s.settle();
+        // Bob takes nothing new, so the conversation stays with Alice, then queued.
+        let away: Msg = messages::Presence {
+            status: messages::presence::AWAY,
+            user: String::new(),
+        }
+        .into();
+        s.request(s.sender(a2, role::AGENT, &["support"], 1), away);
+        s.settle();
+        s.request(s.sender(v, role::VISITOR, &[], 2), send_msg(0, 1, "hello?"));
+        s.settle();
+        let conv = accepted(&s.take(v))[0].0;
+        assert!(
+            s.take(a1)
+                .iter()
+                .any(|g| matches!(&g.msg, Msg::Assigned(_)))
+        );
+        s.take(a2);
+        // Alice goes and her grace runs out: the router requeues the conversation.
+        s.disconnect(a1);
+        s.settle();
+        s.advance(2_000);
+        assert!(!s.idle(), "the requeue waits in the shard's queue");
+        assert!(
+            s.take(a2)
+                .iter()
+                .any(|g| matches!(&g.msg, Msg::Queued(q) if q.conversation == conv)),
+            "bob is told at once"
+        );
+        let history = messages::History {
+            limit: 10,
+            conversation: conv,
+            before_seq: 0,
+        };
+        s.request(s.sender(a2, role::AGENT, &["support"], 3), history.into());
+        let got = s.take(a2);
+        assert!(
+            matches!(got.as_slice(), [Got { msg: Msg::HistoryPage(p), .. }] if p.conversation == conv),
+            "{got:?}"
+        );
     }
 
     /// A journal failure takes back every batch that is not durable: whatever mix of
@@ -523,21 +627,21 @@ pub(crate) mod tests {
                     0 => {
                         next_conv += 1;
                         let id = next_conv - 1;
-                        ShardMsg::Open {
+                        ShardMsg::Open(Box::new(super::super::Opening {
                             conversation: id,
                             visitor: visitor(id),
                             visitor_name: "V".into(),
                             group: "support".into(),
                             visitor_conns: vec![Sim::conn(next_conv as u32)],
-                            opener: Box::new(from(visitor(id), role::VISITOR, id as u32)),
-                            send: Box::new(messages::Send {
+                            opener: from(visitor(id), role::VISITOR, id as u32),
+                            send: messages::Send {
                                 content_type: messages::content::TEXT,
                                 conversation: id,
                                 client_msg_id: 0,
                                 group: String::new(),
                                 body: "opening".into(),
-                            }),
-                        }
+                            },
+                        }))
                     }
                     1 => ShardMsg::Assign(super::super::Assignment {
                         conversation: conv,
@@ -733,9 +837,7 @@ pub(crate) mod tests {
             for order in [records.iter().collect::<Vec<_>>(), compacted.collect()] {
                 let mut fresh = Shard::new(settings.clone());
                 for r in order {
-                    fresh
-                        .restore(r.conversation, r.seq, r.time_ms, r.kind, &r.body, None)
-                        .unwrap();
+                    fresh.restore(r.borrowed(), None).unwrap();
                 }
                 fresh.finish_restore();
                 assert_eq!(fresh.digest(), shard.digest());

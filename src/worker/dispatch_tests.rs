@@ -25,6 +25,8 @@ fn rig(depth: usize) -> Rig {
     let links = Links {
         reactors: vec![reactor].into(),
         shards: vec![shard_tx].into(),
+        controls: Vec::new().into(),
+        sessions: Vec::new().into(),
         router: Some(router_tx),
         service_queue_depth: depth,
     };

@@ -20,7 +20,11 @@ use crate::reactor::ReactorHandle;
 use crate::service::conversation::Shard;
 use crate::service::durable::Durable;
 use crate::service::router::Router;
-use crate::service::{Effect, RouterMsg, ShardMsg, shard_of};
+use crate::service::{
+    Effect, RouterMsg, SessionReply, ShardControl, ShardMsg, shard_of, tell_shards,
+};
+
+mod shard_stats;
 
 pub(crate) use crate::service::session::{SessionSettings, Sessions, SharedSettings};
 
@@ -39,13 +43,17 @@ const IDLE_WAIT: Duration = Duration::from_secs(3600);
 /// the shard looks again (nothing tells it when a socket took bytes).
 const DEFERRED_RETRY: Duration = Duration::from_millis(2);
 
-/// Where effects go: reactors (frames), conversation shards and the router.
+/// Where effects go: reactors (frames), conversation shards, sessions and the router.
 #[derive(Clone)]
 pub(crate) struct Links {
     /// Every reactor, by index.
     pub reactors: Arc<[ReactorHandle]>,
     /// Every conversation shard's queue, by shard index (= worker index).
     pub shards: Arc<[Sender<ShardMsg>]>,
+    /// Every shard's control queue (shard-wide messages), by shard index.
+    pub controls: Arc<[Sender<ShardControl>]>,
+    /// Every worker's queue of shard answers for its sessions, by worker index.
+    pub sessions: Arc<[Sender<SessionReply>]>,
     /// The router's queue (`None` in the router itself, so that the router's queue
     /// closes — and the router ends — once every worker is gone).
     pub router: Option<Sender<RouterMsg>>,
@@ -127,7 +135,12 @@ impl Dispatch {
     fn run(&mut self, effects: &mut Vec<Effect>, now: Mono) {
         for effect in effects.drain(..) {
             match effect {
-                Effect::Conn(conn, cmd) => self.command(conn.reactor, cmd),
+                Effect::Reactor(cmd) => {
+                    // Every command the service emits names one connection.
+                    if let Some(conn) = cmd.conn() {
+                        self.command(conn.reactor, cmd);
+                    }
+                }
                 Effect::Broadcast(conns, frame) => {
                     let mut members = std::mem::take(&mut self.members);
                     split_broadcast(conns, &frame, &mut members, |i, cmd| self.command(i, cmd));
@@ -162,6 +175,14 @@ impl Dispatch {
                         _ => {
                             let _ = tx.send(msg);
                         }
+                    }
+                }
+                Effect::AllShards(msg) => {
+                    tell_shards(&self.links.controls, msg);
+                }
+                Effect::Session(worker, reply) => {
+                    if let Some(tx) = self.links.sessions.get(worker) {
+                        let _ = tx.send(reply);
                     }
                 }
             }
@@ -200,71 +221,132 @@ pub(crate) fn split_broadcast(
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one per thing a worker owns")]
-/// Starts worker `id`: the sessions of the connections routed to it (from its event
-/// queue) and conversation shard `id` (from its shard queue).
-pub(crate) fn spawn(
-    id: usize,
-    (events, queued_bytes): (Receiver<Event>, Arc<CachePadded<AtomicU64>>),
-    shard_rx: Receiver<ShardMsg>,
-    links: Links,
-    mut sessions: Sessions,
-    mut shard: Shard,
-    stats: Arc<CachePadded<WorkerMetrics>>,
-    journal: Option<JournalLink>,
-) -> std::io::Result<JoinHandle<()>> {
+/// What one worker owns and listens to: the sessions of the connections routed to it
+/// and conversation shard `id`, with the queues that feed them.
+pub(crate) struct WorkerParts {
+    /// Worker index (= its shard's index).
+    pub id: usize,
+    /// Events for its sessions, and the bytes of frames queued there (released as
+    /// frames are taken).
+    pub events: (Receiver<Event>, Arc<CachePadded<AtomicU64>>),
+    /// Per-conversation messages for its shard.
+    pub shard_rx: Receiver<ShardMsg>,
+    /// Shard-wide control messages for its shard.
+    pub control_rx: Receiver<ShardControl>,
+    /// The shards' answers for its sessions.
+    pub replies_rx: Receiver<SessionReply>,
+    /// Its sessions.
+    pub sessions: Sessions,
+    /// Its conversation shard.
+    pub shard: Shard,
+    /// Its metrics.
+    pub stats: Arc<CachePadded<WorkerMetrics>>,
+    /// Where its shard's closes and per-group figures are published.
+    pub conversations: Arc<CachePadded<RouterMetrics>>,
+    /// How it journals its shard (`None`: no journal).
+    pub journal: Option<JournalLink>,
+}
+
+/// Starts a worker: its sessions (from its event queue), its shard (from the shard and
+/// control queues) and the shards' answers for its sessions.
+pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHandle<()>> {
+    let WorkerParts {
+        id,
+        events: (events, queued_bytes),
+        shard_rx,
+        control_rx,
+        replies_rx,
+        mut sessions,
+        mut shard,
+        stats,
+        conversations,
+        journal,
+    } = parts;
     std::thread::Builder::new()
         .name(format!("worker-{id}"))
         .spawn(move || {
+            let n_shards = links.shards.len();
             let mut dispatch = Dispatch::new(links, Some(stats.clone()));
             let mut effects = Vec::new();
+            // A session's effects, before its requests for this worker's shard are
+            // taken out of them.
+            let mut asked = Vec::new();
             let mut durable = journal
                 .map(|(h, m, health)| Durable::new(h, &mut shard, stats.clone(), (m, health)));
-            let replies = durable
+            // The journal's answers to this shard's batches.
+            let commits = durable
                 .as_ref()
                 .map_or_else(crossbeam_channel::never, |d| d.replies.clone());
+            // What the shard counted while the journal was replayed is not news.
+            *shard.stats_mut() = Default::default();
             // The loop reads the clocks once per turn (after each wait) and hands the
             // reading to everything it calls: nothing below reads a clock.
             let clock = Clock::new();
-            // Resume answers are for this worker's sessions; the rest is the shard's.
-            let on_shard =
-                |msg: ShardMsg,
-                 now: Now,
-                 sessions: &mut Sessions,
-                 shard: &mut Shard,
-                 durable: &mut Option<Durable>,
-                 effects: &mut Vec<Effect>| match (msg, durable) {
-                    (ShardMsg::Resumed { conn, answers, .. }, _) => {
+            let on_shard = |msg: ShardMsg,
+                            now: Now,
+                            shard: &mut Shard,
+                            durable: &mut Option<Durable>,
+                            effects: &mut Vec<Effect>| {
+                match durable {
+                    Some(d) => d.handle(shard, msg, now, effects),
+                    None => shard.handle(msg, now.unix, effects),
+                }
+                // Before the effects leave, so a scrape never lags their frames.
+                shard_stats::publish(shard.stats_mut(), &stats, &conversations);
+            };
+            let on_reply = |reply: SessionReply,
+                            now: Now,
+                            sessions: &mut Sessions,
+                            effects: &mut Vec<Effect>| {
+                match reply {
+                    SessionReply::Resumed { conn, answers } => {
                         sessions.resumed(conn, answers, now.unix, effects, &stats)
                     }
-                    (
-                        ShardMsg::Listed {
-                            conn,
-                            rid,
-                            items,
-                            more,
-                            ..
-                        },
-                        _,
-                    ) => sessions.listed(conn, rid, items, more, effects),
-                    (msg, Some(d)) => d.handle(shard, msg, now, effects),
-                    (msg, None) => shard.handle(msg, now.unix, effects),
-                };
+                    SessionReply::Listed {
+                        conn,
+                        rid,
+                        items,
+                        more,
+                    } => sessions.listed(conn, rid, items, more, effects),
+                }
+            };
             let on_event = |event: Event,
                             now: Now,
                             sessions: &mut Sessions,
-                            effects: &mut Vec<Effect>,
+                            shard: &mut Shard,
+                            durable: &mut Option<Durable>,
+                            (asked, effects): (&mut Vec<Effect>, &mut Vec<Effect>),
                             dispatch: &mut Dispatch| {
                 if let Event::Barrier(ack) = event {
                     dispatch.run(effects, now.mono);
                     dispatch.wake_all();
                     let _ = ack.send(());
-                } else {
-                    if let Event::Frame { payload, .. } = &event {
-                        // Release the frame's share of the queue's byte bound.
-                        queued_bytes.fetch_sub(payload.len() as u64, Ordering::Relaxed);
+                    return;
+                }
+                if let Event::Frame { payload, .. } = &event {
+                    // Release the frame's share of the queue's byte bound.
+                    queued_bytes.fetch_sub(payload.len() as u64, Ordering::Relaxed);
+                }
+                sessions.handle(event, now.unix, asked, &stats);
+                for effect in asked.drain(..) {
+                    match effect {
+                        // A request for this worker's own shard is handled here and
+                        // now, not sent through the shard queue to come back later.
+                        // Order per conversation stays as through the queue: the
+                        // queue's messages go first, because whatever the client saw
+                        // before sending this (a `Queued` frame from the router, say)
+                        // was caused by a message already in that queue; and every
+                        // request of a session for this shard takes this same path, in
+                        // the order the session emitted them.
+                        Effect::Shard(msg) if shard_of(msg.conversation(), n_shards) == id => {
+                            // Only what is there now: what comes later is not before it.
+                            for queued in shard_rx.try_iter().take(shard_rx.len()) {
+                                on_shard(queued, now, shard, durable, effects);
+                            }
+                            on_shard(msg, now, shard, durable, effects);
+                        }
+                        other => effects.push(other),
                     }
-                    sessions.handle(event, now.unix, effects, &stats);
                 }
             };
             // With a systemd watchdog, turn at least every tick so progress shows.
@@ -297,32 +379,34 @@ pub(crate) fn spawn(
                                 conversation,
                                 reason: crate::service::conversation::INACTIVE.to_owned(),
                             };
-                            on_shard(
-                                msg,
-                                now,
-                                &mut sessions,
-                                &mut shard,
-                                &mut durable,
-                                &mut effects,
-                            );
+                            on_shard(msg, now, &mut shard, &mut durable, &mut effects);
                         }
                     }
                     wait = wait.min(next_sweep.since(now.mono));
                 }
+                let buffers = (&mut asked, &mut effects);
                 crossbeam_channel::select! {
                     recv(events) -> ev => match ev {
                         Ok(ev) => {
                             now = clock.now();
-                            on_event(ev, now, &mut sessions, &mut effects, &mut dispatch);
+                            on_event(ev, now, &mut sessions, &mut shard, &mut durable, buffers, &mut dispatch);
                         }
                         // Every reactor is gone: shutdown.
                         Err(_) => break,
                     },
                     recv(shard_rx) -> msg => if let Ok(msg) = msg {
                         now = clock.now();
-                        on_shard(msg, now, &mut sessions, &mut shard, &mut durable, &mut effects);
+                        on_shard(msg, now, &mut shard, &mut durable, &mut effects);
                     },
-                    recv(replies) -> c => if let (Ok(c), Some(d)) = (c, durable.as_mut()) {
+                    recv(control_rx) -> msg => if let Ok(msg) = msg {
+                        now = clock.now();
+                        shard.control(msg, &mut effects);
+                    },
+                    recv(replies_rx) -> reply => if let Ok(reply) = reply {
+                        now = clock.now();
+                        on_reply(reply, now, &mut sessions, &mut effects);
+                    },
+                    recv(commits) -> c => if let (Ok(c), Some(d)) = (c, durable.as_mut()) {
                         now = clock.now();
                         d.committed(c, &mut shard, now, &mut effects);
                     },
@@ -333,17 +417,15 @@ pub(crate) fn spawn(
                 }
                 while handled < BATCH {
                     if let Ok(ev) = events.try_recv() {
-                        on_event(ev, now, &mut sessions, &mut effects, &mut dispatch);
+                        let buffers = (&mut asked, &mut effects);
+                        on_event(ev, now, &mut sessions, &mut shard, &mut durable, buffers, &mut dispatch);
                     } else if let Ok(msg) = shard_rx.try_recv() {
-                        on_shard(
-                            msg,
-                            now,
-                            &mut sessions,
-                            &mut shard,
-                            &mut durable,
-                            &mut effects,
-                        );
-                    } else if let (Ok(c), Some(d)) = (replies.try_recv(), durable.as_mut()) {
+                        on_shard(msg, now, &mut shard, &mut durable, &mut effects);
+                    } else if let Ok(msg) = control_rx.try_recv() {
+                        shard.control(msg, &mut effects);
+                    } else if let Ok(reply) = replies_rx.try_recv() {
+                        on_reply(reply, now, &mut sessions, &mut effects);
+                    } else if let (Ok(c), Some(d)) = (commits.try_recv(), durable.as_mut()) {
                         d.committed(c, &mut shard, now, &mut effects);
                     } else {
                         break;
@@ -355,6 +437,7 @@ pub(crate) fn spawn(
                 }
                 sessions.tick(now.unix, &mut effects, &stats);
                 shard.retry_deferred(&mut effects);
+                shard_stats::publish(shard.stats_mut(), &stats, &conversations);
                 if let Some(d) = durable.as_mut() {
                     d.flush(&mut shard, now, &mut effects);
                 }
@@ -401,12 +484,12 @@ pub(crate) fn spawn_router(
                 if dirty && now.since(published) >= GAUGES_EVERY {
                     dirty = false;
                     published = now;
-                    let (online, queued, assigned, queues) = router.gauges();
-                    stats.agents_online.set(online as u64);
+                    let g = router.gauges();
+                    stats.agents_online.set(g.agents_online as u64);
                     let [q, a] = &stats.conversations;
-                    q.set(queued as u64);
-                    a.set(assigned as u64);
-                    stats.set_queue_lengths(queues);
+                    q.set(g.queued as u64);
+                    a.set(g.assigned as u64);
+                    stats.set_queue_lengths(g.queues);
                 }
                 let mut wait = router
                     .next_deadline()

@@ -9,7 +9,7 @@
 //! entry, journals it, and carries on (`proto-spec/JOURNAL.md` §4).
 
 use super::{Body, Conversation, Held, Location, RecordError, RecordKind, Shard, State, UserRef};
-use crate::journal::Record;
+use crate::journal::{Record, RecordRef};
 use crate::protocol::Kind;
 use crate::protocol::messages::{Entry, entry_kind, gap, role};
 use crate::service::record;
@@ -96,16 +96,14 @@ impl Shard {
     /// copies a conversation's older records after its newer ones, so a record that
     /// does not follow what was applied is held back, and [`Shard::finish_restore`]
     /// applies the held records in sequence order.
-    #[allow(clippy::too_many_arguments, reason = "the fields of a journal record")]
-    pub fn restore(
-        &mut self,
-        conversation: u64,
-        seq: u64,
-        time_ms: u64,
-        kind: u8,
-        body: &[u8],
-        at: Option<Location>,
-    ) -> Result<(), RecordError> {
+    pub fn restore(&mut self, r: RecordRef<'_>, at: Option<Location>) -> Result<(), RecordError> {
+        let RecordRef {
+            conversation,
+            seq,
+            time_ms,
+            kind,
+            body,
+        } = r;
         let (kind, body) = record::decode(kind, body)?;
         if !self.apply_restored(conversation, seq, time_ms, kind, &body, at) {
             self.held

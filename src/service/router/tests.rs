@@ -4,9 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::*;
-use crate::handoff::Command;
-use crate::protocol::messages::{MAX_WATCHED, Queued};
-use crate::service::Principal;
+use crate::handoff::{Command, ConnId};
+use crate::protocol::ErrorCode;
+use crate::protocol::messages::{self, MAX_WATCHED, Msg, Queued, presence, role};
+use crate::service::{Assignment, Effect, Principal, RouterMsg, Sender, ShardMsg, UserRef};
 
 const GRACE: u64 = 30_000;
 const VISITOR_GRACE: u64 = 60_000;
@@ -190,13 +191,10 @@ fn frames(out: &[Effect]) -> Vec<(ConnId, u32, Msg)> {
     };
     for e in out {
         match e {
-            Effect::Conn(c, Command::Send { conn, frame }) => {
-                assert_eq!(c, conn);
-                push(&[*c], frame);
-            }
+            Effect::Reactor(Command::Send { conn, frame }) => push(&[*conn], frame),
             Effect::Broadcast(conns, frame) => push(conns, frame),
-            Effect::Conn(..) => panic!("unexpected command {e:?}"),
-            Effect::Router(_) | Effect::Shard(_) => {}
+            Effect::Reactor(..) => panic!("unexpected command {e:?}"),
+            Effect::Router(_) | Effect::Shard(_) | Effect::AllShards(_) | Effect::Session(..) => {}
         }
     }
     all
@@ -259,7 +257,7 @@ fn requeued(out: &[Effect]) -> Vec<(u64, String)> {
 /// The id of the conversation an `Open` in `out` created.
 fn opened(out: &[Effect]) -> Option<u64> {
     out.iter().find_map(|e| match e {
-        Effect::Shard(ShardMsg::Open { conversation, .. }) => Some(*conversation),
+        Effect::Shard(ShardMsg::Open(o)) => Some(o.conversation),
         _ => None,
     })
 }
@@ -433,19 +431,11 @@ fn open_emits_open_with_its_message_and_reuses_the_group_conversation() {
     let id = opened(&out).unwrap();
     assert_eq!(id, 1);
     match &out[..1] {
-        [
-            Effect::Shard(ShardMsg::Open {
-                group,
-                visitor_conns,
-                visitor,
-                send,
-                ..
-            }),
-        ] => {
-            assert_eq!(group, "general");
-            assert_eq!(visitor_conns, &[v]);
-            assert_eq!(visitor, &who("t", "v"));
-            assert_eq!(send.conversation, 1);
+        [Effect::Shard(ShardMsg::Open(o))] => {
+            assert_eq!(o.group, "general");
+            assert_eq!(o.visitor_conns, &[v]);
+            assert_eq!(o.visitor, who("t", "v"));
+            assert_eq!(o.send.conversation, 1);
         }
         other => panic!("{other:?}"),
     }
@@ -1506,14 +1496,10 @@ fn random_traffic_keeps_the_invariants() {
             }
             for e in &out {
                 match e {
-                    Effect::Shard(ShardMsg::Open {
-                        conversation,
-                        visitor,
-                        ..
-                    }) => {
+                    Effect::Shard(ShardMsg::Open(o)) => {
                         assert!(
                             opened_in
-                                .insert(*conversation, visitor.tenant.clone())
+                                .insert(o.conversation, o.visitor.tenant.clone())
                                 .is_none()
                         );
                     }

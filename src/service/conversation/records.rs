@@ -1,0 +1,61 @@
+//! What the journal sees of a shard: a record per state change out, the journal
+//! location of each entry back in.
+
+use std::collections::HashMap;
+
+use super::Shard;
+use crate::journal::Location;
+use crate::protocol::Kind;
+use crate::service::record::{self, Body, Record, RecordKind};
+
+impl Shard {
+    /// Entry `seq` of `conversation` is durable at `at`.
+    pub fn located(&mut self, conversation: u64, seq: u64, at: Location) {
+        let evict = self.reader.is_some();
+        if let Some(c) = self.convs.get_mut(&conversation) {
+            c.events.located(seq, at, evict);
+        }
+    }
+
+    /// Retention compaction moved records.
+    pub fn moved(&mut self, moves: &HashMap<Location, Location>) {
+        for c in self.convs.values_mut() {
+            c.events.moved(moves);
+        }
+    }
+
+    /// The journal records of every state change since the last call, in order.
+    pub fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.log)
+    }
+
+    /// Notes the newest transcript entry of `conversation` as a record.
+    pub(super) fn log_entry(&mut self, conversation: u64, client_msg_id: u64) {
+        if !self.settings.journal {
+            return;
+        }
+        let Some(c) = self.convs.get_mut(&conversation) else {
+            return;
+        };
+        let group = match c.events.last() {
+            None => return,
+            // A `Queued` entry's body is its group already.
+            Some(e) if e.kind == Kind::Assigned.as_u8() => c.group.clone(),
+            Some(_) => String::new(),
+        };
+        let Some(e) = c.events.last_mut() else {
+            return;
+        };
+        // The entry is lent to the body for encoding, not copied.
+        let body = Body {
+            group,
+            client_msg_id,
+            entry: std::mem::take(e),
+            ..Body::default()
+        };
+        let (seq, time_ms) = (body.entry.seq, body.entry.time_ms);
+        let record = record::record(conversation, seq, time_ms, RecordKind::Entry, &body);
+        *e = body.entry;
+        self.log.push(record);
+    }
+}

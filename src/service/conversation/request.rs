@@ -1,0 +1,395 @@
+//! Client requests about an existing conversation, one function per kind.
+
+use super::assist::refuse_screened;
+use super::{Conversation, GroupEvent, INACTIVE, Shard, ShardStats, State, reply};
+use crate::protocol::messages::{self, Entry, Msg, role};
+use crate::protocol::{ErrorCode, Kind};
+use crate::service::{
+    Effect, RouterMsg, Sender, is_staff_role, refuse, request_conversation, to_all, to_both,
+};
+
+/// What a request's sender is to its conversation.
+#[derive(Debug, Clone, Copy)]
+struct Party {
+    /// The conversation's visitor (with the visitor role).
+    visitor: bool,
+    /// The agent serving it.
+    agent: bool,
+}
+
+impl Shard {
+    /// A client request about an existing conversation: checked against the
+    /// conversation's tenant and participants, then handled by its kind.
+    pub(super) fn request(&mut self, from: Sender, msg: Msg, now_ms: u64, out: &mut Vec<Effect>) {
+        let msg = match msg {
+            Msg::History(h) => return self.request_history(from, h, out),
+            msg => msg,
+        };
+        let conversation = request_conversation(&msg);
+        let Some(c) = self
+            .convs
+            .get_mut(&conversation)
+            .filter(|c| c.tenant == from.who.tenant && !c.orphan)
+        else {
+            // Another tenant's conversation does not exist, as far as this user knows.
+            return refuse(out, &from, ErrorCode::NotFound, conversation);
+        };
+        let party = Party {
+            visitor: from.who == c.visitor && from.role == role::VISITOR,
+            agent: c.is_agent(&from.who),
+        };
+        if !party.visitor && !party.agent {
+            return refuse(out, &from, ErrorCode::Forbidden, conversation);
+        }
+        // Each kind refuses what its conversation's state does not allow.
+        let refused = match msg {
+            Msg::Send(_) | Msg::Close(_) if c.state == State::Closed => Some(ErrorCode::Conflict),
+            Msg::Send(s) => return self.send(from, s, now_ms, out, None),
+            Msg::Close(cl) => {
+                let closer = (from.role, from.who.user.clone());
+                return self.close(conversation, closer, cl.reason, now_ms, out);
+            }
+            Msg::Note(n) => match note(c, &from, n, party) {
+                Ok(s) => return self.send(from, s, now_ms, out, Some(messages::flags::PRIVATE)),
+                Err(code) => Some(code),
+            },
+            Msg::Suggest(sg) => suggest(c, &self.assist, &from, sg, out),
+            Msg::Receipt(r) => receipt(c, &from, r, out),
+            Msg::Typing(t) => typing(c, &from, t, self.settings.typing_interval_ms, now_ms, out),
+            Msg::Transfer(t) => transfer(c, &from, t, party, out),
+            Msg::Rate(r) => {
+                let refused = rate(c, &from, r, party, now_ms, &mut self.stats);
+                if refused.is_none() {
+                    self.log_entry(conversation, 0);
+                }
+                refused
+            }
+            _ => Some(ErrorCode::BadRequest),
+        };
+        if let Some(code) = refused {
+            refuse(out, &from, code, conversation);
+        }
+    }
+
+    /// Closes an open conversation: the `Close` event by `closer` (role, user id) with
+    /// `reason`, the `Close` frame to every connection of both participants, and the
+    /// router told.
+    pub(super) fn close(
+        &mut self,
+        conversation: u64,
+        (role, sender): (u8, String),
+        reason: String,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(c) = self
+            .convs
+            .get_mut(&conversation)
+            .filter(|c| c.state != State::Closed)
+        else {
+            return;
+        };
+        c.state = State::Closed;
+        c.closed_ms = now_ms;
+        let seq = c.append(Entry {
+            seq: 0,
+            time_ms: now_ms,
+            kind: Kind::Close.as_u8(),
+            sender_role: role,
+            content_type: 0,
+            flags: 0,
+            sender,
+            body: reason.clone(),
+        });
+        let frame = Msg::from(messages::Close {
+            conversation,
+            seq,
+            reason,
+        })
+        .to_frame(0);
+        c.to_participants(out, None, frame);
+        // A counter: a close a journal failure takes back stays counted.
+        self.stats.closed += 1;
+        out.push(Effect::Router(RouterMsg::Closed { conversation }));
+        self.log_entry(conversation, 0);
+    }
+
+    /// The server closes a conversation by itself ([`crate::service::ShardMsg::SystemClose`]).
+    pub(super) fn system_close(
+        &mut self,
+        conversation: u64,
+        reason: String,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if reason == INACTIVE
+            && let Some(c) = self.convs.get(&conversation)
+            && c.state != State::Closed
+        {
+            let inactive = GroupEvent::Inactive(c.group.clone());
+            self.stats.groups.push(inactive);
+        }
+        self.close(
+            conversation,
+            (role::SYSTEM, String::new()),
+            reason,
+            now_ms,
+            out,
+        );
+    }
+
+    /// Stores a participant's `Send` (or answers a resend with its first `Accepted`).
+    /// A new visitor message goes through the abuse filter first, unless `screened`
+    /// carries the flags its screening already gave (a conversation's opener).
+    pub(super) fn send(
+        &mut self,
+        from: Sender,
+        s: messages::Send,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+        screened: Option<u8>,
+    ) {
+        let conversation = s.conversation;
+        let Some(c) = self.convs.get_mut(&conversation) else {
+            return;
+        };
+        // A private note (`Note`): staff only, never screened, never answered by the FAQ.
+        let note = screened == Some(messages::flags::PRIVATE);
+        let is_visitor = from.who == c.visitor && from.role == role::VISITOR;
+        let stored = c.sent.get(&from.who.user, s.client_msg_id);
+        let fresh = stored.is_none();
+        // The abuse filter sees each new visitor message once, before it is stored:
+        // dropped, refused or blocked ones change nothing.
+        let mut flags = screened.unwrap_or(0);
+        if fresh && is_visitor && screened.is_none() {
+            match self.assist.screen(&from, &s.body, now_ms, &mut self.stats) {
+                Ok(f) => flags = f,
+                Err(code) => return refuse_screened(out, &from, code, conversation),
+            }
+        }
+        let faq_text = (fresh && is_visitor && c.state == State::Queued).then(|| s.body.clone());
+        let (seq, time_ms) = match stored {
+            // A resend: same answer, nothing stored or delivered twice.
+            Some(seq) => {
+                let time_ms = c
+                    .events
+                    .get(seq, self.reader.as_ref())
+                    .map_or(now_ms, |e| e.time_ms);
+                (seq, time_ms)
+            }
+            None => {
+                let seq = c.next_seq();
+                let msg = Msg::from(messages::Deliver {
+                    sender_role: from.role,
+                    content_type: s.content_type,
+                    flags,
+                    conversation,
+                    seq,
+                    time_ms: now_ms,
+                    client_msg_id: s.client_msg_id,
+                    sender: from.who.user.clone(),
+                    body: s.body,
+                });
+                let frame = msg.to_frame(0);
+                // The transcript keeps the strings the frame was made of (the
+                // message is always the `Deliver` built above).
+                let (sender, body) = match msg {
+                    Msg::Deliver(d) => (d.sender, d.body),
+                    _ => Default::default(),
+                };
+                let kind = if note { Kind::Note } else { Kind::Send };
+                c.append(Entry {
+                    seq: 0,
+                    time_ms: now_ms,
+                    kind: kind.as_u8(),
+                    sender_role: from.role,
+                    content_type: s.content_type,
+                    flags,
+                    sender,
+                    body,
+                });
+                c.sent.insert(&from.who.user, s.client_msg_id, seq);
+                if !note && !c.answered && is_staff_role(from.role) {
+                    c.answered = true;
+                    let wait = now_ms.saturating_sub(c.opened_ms);
+                    let first = GroupEvent::FirstReply(c.group.clone(), wait);
+                    self.stats.groups.push(first);
+                }
+                if note {
+                    to_both(out, &c.agent_conns, &[], Some(from.conn), frame);
+                } else {
+                    c.to_participants(out, Some(from.conn), frame);
+                }
+                (seq, now_ms)
+            }
+        };
+        reply(
+            out,
+            &from,
+            messages::Accepted {
+                client_msg_id: s.client_msg_id,
+                conversation,
+                seq,
+                time_ms,
+            }
+            .into(),
+        );
+        if fresh {
+            self.log_entry(conversation, s.client_msg_id);
+        }
+        if let Some(text) = faq_text {
+            self.auto_reply(conversation, &text, now_ms, out);
+        }
+    }
+}
+
+/// A private note by the serving agent or bot, as the `Send` it is stored as.
+fn note(
+    c: &Conversation,
+    from: &Sender,
+    n: messages::Note,
+    party: Party,
+) -> Result<messages::Send, ErrorCode> {
+    if !party.agent || !matches!(from.role, role::AGENT | role::BOT) {
+        return Err(ErrorCode::Forbidden);
+    }
+    // A resend of a stored note is answered even after the close.
+    if c.state == State::Closed && c.sent.get(&from.who.user, n.client_msg_id).is_none() {
+        return Err(ErrorCode::Conflict);
+    }
+    Ok(messages::Send {
+        content_type: messages::content::TEXT,
+        conversation: n.conversation,
+        client_msg_id: n.client_msg_id,
+        body: n.body,
+        group: String::new(),
+    })
+}
+
+/// Canned replies of the conversation's group starting with a prefix (staff only).
+fn suggest(
+    c: &Conversation,
+    assist: &super::assist::Assist,
+    from: &Sender,
+    sg: messages::Suggest,
+    out: &mut Vec<Effect>,
+) -> Option<ErrorCode> {
+    if !matches!(from.role, role::AGENT | role::BOT) {
+        return Some(ErrorCode::Forbidden);
+    }
+    let items = assist
+        .canned
+        .as_ref()
+        .map(|lib| lib.suggest(&c.group, &sg.prefix, usize::from(sg.limit)))
+        .unwrap_or_default();
+    let suggestions = messages::Suggestions {
+        prefix: sg.prefix,
+        items,
+    };
+    reply(out, from, suggestions.into());
+    None
+}
+
+/// A read receipt, relayed to the other side.
+fn receipt(
+    c: &Conversation,
+    from: &Sender,
+    r: messages::Receipt,
+    out: &mut Vec<Effect>,
+) -> Option<ErrorCode> {
+    let frame = Msg::from(messages::Receipt {
+        user: from.who.user.clone(),
+        ..r
+    })
+    .to_frame(0);
+    to_all(out, c.other_side(&from.who), frame);
+    None
+}
+
+/// A "typing" indication, relayed to the other side at most once per
+/// `interval_ms` per user (a stop always).
+fn typing(
+    c: &mut Conversation,
+    from: &Sender,
+    t: messages::Typing,
+    interval_ms: u64,
+    now_ms: u64,
+    out: &mut Vec<Effect>,
+) -> Option<ErrorCode> {
+    let last = c.typing.get(&from.who.user).copied();
+    let due = last.is_none_or(|l| now_ms.saturating_sub(l) >= interval_ms);
+    if t.typing && !due {
+        return None;
+    }
+    if t.typing {
+        c.typing.insert(from.who.user.clone(), now_ms);
+    } else {
+        c.typing.remove(&from.who.user);
+    }
+    let frame = Msg::from(messages::Typing {
+        user: from.who.user.clone(),
+        ..t
+    })
+    .to_frame(0);
+    to_all(out, c.other_side(&from.who), frame);
+    None
+}
+
+/// The serving agent hands the conversation on: the router picks the next agent.
+fn transfer(
+    c: &Conversation,
+    from: &Sender,
+    t: messages::Transfer,
+    party: Party,
+    out: &mut Vec<Effect>,
+) -> Option<ErrorCode> {
+    if !party.agent {
+        return Some(ErrorCode::Forbidden);
+    }
+    if c.state != State::Assigned {
+        return Some(ErrorCode::Conflict);
+    }
+    out.push(Effect::Router(RouterMsg::Transfer {
+        conversation: t.conversation,
+        group: c.group.clone(),
+        from: from.who.clone(),
+        to_agent: t.to_agent,
+        to_group: t.to_group,
+        note: t.note,
+    }));
+    None
+}
+
+/// The visitor rates a closed conversation, once: a `Rate` entry (the caller
+/// journals it).
+fn rate(
+    c: &mut Conversation,
+    from: &Sender,
+    r: messages::Rate,
+    party: Party,
+    now_ms: u64,
+    stats: &mut ShardStats,
+) -> Option<ErrorCode> {
+    if !party.visitor {
+        return Some(ErrorCode::Forbidden);
+    }
+    if c.state != State::Closed || c.rated {
+        return Some(ErrorCode::Conflict);
+    }
+    c.rated = true;
+    stats
+        .groups
+        .push(GroupEvent::Rated(c.group.clone(), r.score));
+    // A rating entry carries its score (1–5) in `content_type`.
+    c.append(Entry {
+        seq: 0,
+        time_ms: now_ms,
+        kind: Kind::Rate.as_u8(),
+        sender_role: from.role,
+        content_type: r.score,
+        flags: 0,
+        sender: from.who.user.clone(),
+        body: r.comment,
+    });
+    None
+}

@@ -1,0 +1,168 @@
+//! Taking back what the journal did not make durable: per journal batch (epoch) and
+//! conversation, the state before the batch first changed it.
+
+use super::{Conversation, Shard, State};
+use crate::fasthash::ServerMap;
+use crate::handoff::ConnId;
+use crate::protocol::messages::Msg;
+use crate::service::{Effect, ShardMsg, UserRef};
+
+/// What [`Shard::rollback`] restores of a conversation: its transcript length and,
+/// unless its batch only appended messages to it, the rest of its state.
+#[derive(Debug, Clone)]
+pub(super) struct Undo {
+    events: u64,
+    /// `None` while the batch only appended (`Send`): nothing else changed, so the
+    /// copy is taken only when a later message of the same batch changes more.
+    fields: Option<Box<UndoFields>>,
+}
+
+/// The state besides the transcript that [`Undo`] restores.
+#[derive(Debug, Clone)]
+pub(super) struct UndoFields {
+    state: State,
+    agent: Option<UserRef>,
+    agent_conns: Vec<ConnId>,
+    group: String,
+    rated: bool,
+    since_ms: u64,
+}
+
+impl Undo {
+    /// What takes `c` back to now; `appends_only` when the change to come only
+    /// appends to the transcript.
+    fn of(c: &Conversation, appends_only: bool) -> Self {
+        Undo {
+            events: c.events.len(),
+            fields: (!appends_only).then(|| UndoFields::of(c)),
+        }
+    }
+
+    /// Takes back what was appended after this undo was taken.
+    fn truncate(&self, c: &mut Conversation) {
+        c.events.truncate(self.events);
+        c.sent.retain_up_to(self.events);
+    }
+}
+
+impl UndoFields {
+    fn of(c: &Conversation) -> Box<Self> {
+        Box::new(UndoFields {
+            state: c.state,
+            agent: c.agent.clone(),
+            agent_conns: c.agent_conns.clone(),
+            group: c.group.clone(),
+            rated: c.rated,
+            since_ms: c.since_ms,
+        })
+    }
+
+    fn apply(self, c: &mut Conversation) {
+        c.state = self.state;
+        c.agent = self.agent;
+        c.agent_conns = self.agent_conns;
+        c.group = self.group;
+        c.rated = self.rated;
+        c.since_ms = self.since_ms;
+    }
+}
+
+impl Shard {
+    /// Applies `msg` with the journal on: notes how to take back what it changes
+    /// until its batch is durable, and whether its effects must wait for that.
+    pub(super) fn apply_undoable(&mut self, msg: ShardMsg, now_ms: u64, out: &mut Vec<Effect>) {
+        let id = msg.conversation();
+        let pending = if matches!(msg, ShardMsg::Resume(_)) {
+            // Never replay what is not durable yet.
+            !self.undo.is_empty()
+        } else {
+            self.pending.contains_key(&id)
+        };
+        // A `Send` only appends: its undo needs no copy of the rest of the state.
+        let appends_only = matches!(
+            &msg,
+            ShardMsg::Request {
+                msg: Msg::Send(_),
+                ..
+            }
+        );
+        let before = match self.undo.get_mut(&(self.epoch, id)) {
+            None => Some(self.convs.get(&id).map(|c| Undo::of(c, appends_only))),
+            // This batch only appended so far: the state now is the state before it.
+            Some(Some(u)) if u.fields.is_none() && !appends_only => {
+                u.fields = self.convs.get(&id).map(UndoFields::of);
+                None
+            }
+            Some(_) => None,
+        };
+        let logged = self.log.len();
+        self.apply(msg, now_ms, out);
+        let changed = self.log.len() > logged;
+        if let (true, Some(before)) = (changed, before) {
+            self.undo.insert((self.epoch, id), before);
+            *self.pending.entry(id).or_default() += 1;
+        }
+        self.dependent = changed || pending;
+    }
+
+    /// Starts journal batch `epoch`: changes from now on belong to it.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
+    /// Every batch up to `epoch` is durable: its changes can no longer be taken back.
+    pub fn durable(&mut self, epoch: u64) {
+        while let Some((&(e, id), _)) = self.undo.first_key_value() {
+            if e > epoch {
+                break;
+            }
+            self.undo.pop_first();
+            if let Some(n) = self.pending.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pending.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// The journal failed: takes back every change that is not durable, restoring
+    /// each conversation as it was before its oldest pending batch.
+    pub fn rollback(&mut self) {
+        // Per conversation, in batch order: the oldest pending batch's undo has the
+        // transcript length to go back to; the rest of the state comes from the oldest
+        // one that copied it (the batches before it only appended).
+        let mut done: ServerMap<u64, (bool, bool)> = ServerMap::default();
+        self.pending.clear();
+        for ((_, id), undo) in std::mem::take(&mut self.undo) {
+            let (truncated, restored) = done.entry(id).or_insert((false, false));
+            match undo {
+                None if !*truncated => {
+                    self.convs.remove(&id);
+                    (*truncated, *restored) = (true, true);
+                }
+                None => {}
+                Some(u) => {
+                    let Some(c) = self.convs.get_mut(&id) else {
+                        continue;
+                    };
+                    if !*truncated {
+                        u.truncate(c);
+                        *truncated = true;
+                    }
+                    if !*restored && let Some(fields) = u.fields {
+                        fields.apply(c);
+                        *restored = true;
+                    }
+                }
+            }
+        }
+        self.log.clear();
+    }
+
+    /// Whether the last [`Shard::handle`] changed state, or answered from changes not
+    /// yet durable: its effects must wait for the journal.
+    pub fn last_dependent(&self) -> bool {
+        self.dependent
+    }
+}

@@ -1,0 +1,404 @@
+//! Who is connected: the directory of connections, presence, agent and visitor
+//! graces, and the connection lists the shards are told.
+
+use super::{Router, Token, User};
+use crate::handoff::ConnId;
+use crate::protocol::ErrorCode;
+use crate::protocol::messages::{self, Msg, presence, role};
+use crate::service::{Effect, Sender, ShardMsg, UserRef, is_staff_role, refuse, to_all};
+
+impl Router {
+    /// A session completed its handshake: record the connection, refresh the user
+    /// from its token, end any grace, and put a newly free agent to work.
+    pub(super) fn connected(
+        &mut self,
+        conn: ConnId,
+        who: UserRef,
+        token: Token,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let Token {
+            name,
+            role,
+            groups,
+            capacity,
+        } = token;
+        if let Some(prev) = self.directory.get(&conn) {
+            if *prev == who {
+                return;
+            }
+            // A reused id for someone else: the old session is over.
+            self.disconnected(conn, now_ms, out);
+        }
+        self.directory.insert(conn, who.clone());
+        let capacity = capacity.unwrap_or(match role {
+            role::AGENT => self.settings.default_capacity,
+            role::BOT => self.settings.bot_capacity,
+            _ => 0,
+        });
+        let mut unique: Vec<String> = Vec::with_capacity(groups.len());
+        for g in groups {
+            if !unique.contains(&g) {
+                unique.push(g);
+            }
+        }
+
+        let tenant = self.tenants.entry(who.tenant.clone()).or_default();
+        let user = tenant
+            .users
+            .entry(who.user.clone())
+            .or_insert_with(|| User::new(name.clone(), role, now_ms));
+        let old_index = if user.is_staff() {
+            std::mem::take(&mut user.groups)
+        } else {
+            Vec::new()
+        };
+        if user.conns.is_empty() {
+            // Back from offline: online again whatever it said before.
+            user.away = false;
+            user.idle_since = now_ms;
+        }
+        user.conns.push(conn);
+        user.name = name;
+        user.role = role;
+        user.groups = unique;
+        user.capacity = capacity;
+        if let Some(deadline) = user.grace.take() {
+            self.graces.remove(&(deadline, who.clone()));
+        }
+        if let Some(deadline) = user.abandon_at.take() {
+            self.abandons.remove(&(deadline, who.clone()));
+        }
+        let new_index = if user.is_staff() {
+            user.groups.clone()
+        } else {
+            Vec::new()
+        };
+        let staff = user.is_staff();
+        let watch = if staff {
+            Vec::new()
+        } else if user.groups.is_empty() {
+            vec![self.settings.default_group.clone()]
+        } else {
+            user.groups.clone()
+        };
+        for g in old_index.iter().chain(&new_index) {
+            self.dirty.insert((who.tenant.clone(), g.clone()));
+        }
+        if old_index != new_index {
+            for g in &old_index {
+                if let Some(group) = tenant.groups.get_mut(g) {
+                    group.members.remove(&who.user);
+                    if group.unused() {
+                        tenant.groups.remove(g);
+                    }
+                }
+            }
+            for g in new_index {
+                tenant
+                    .groups
+                    .entry(g)
+                    .or_default()
+                    .members
+                    .insert(who.user.clone());
+            }
+        }
+
+        self.push_conns(&who, out);
+        self.tell_positions_to(&who, conn, out);
+        self.fill(&who, out);
+        if !staff {
+            self.watch(&who, &watch, out);
+        }
+    }
+
+    /// A session ended: an agent losing its last connection keeps its conversations
+    /// for `agent_grace_ms` (a reconnect within it changes nothing).
+    pub(super) fn disconnected(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Effect>) {
+        let Some(who) = self.directory.remove(&conn) else {
+            return;
+        };
+        let grace_ms = self.settings.agent_grace_ms;
+        let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+            return;
+        };
+        user.conns.retain(|c| *c != conn);
+        user.watch_conns.retain(|c| *c != conn);
+        let grace = if user.conns.is_empty() && user.is_staff() && !user.assigned.is_empty() {
+            let deadline = now_ms.saturating_add(grace_ms);
+            user.grace = Some(deadline);
+            Some(deadline)
+        } else {
+            None
+        };
+        if let Some(deadline) = grace {
+            self.graces.insert((deadline, who.clone()));
+        }
+        self.staff_changed(&who);
+        self.watch_absent(&who, now_ms);
+        self.push_conns(&who, out);
+        self.forget_if_idle(&who);
+    }
+
+    /// Whether `deadline` is still `who`'s (the field `slot` picks, cleared now) and
+    /// `who` is still away: a deadline that a reconnect cancelled or a later one
+    /// replaced does nothing.
+    pub(super) fn expired(
+        &mut self,
+        who: &UserRef,
+        deadline: u64,
+        slot: fn(&mut User) -> &mut Option<u64>,
+    ) -> bool {
+        let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+            return false;
+        };
+        let field = slot(user);
+        if *field != Some(deadline) {
+            return false;
+        }
+        *field = None;
+        user.conns.is_empty()
+    }
+
+    /// An agent stayed away past its grace: its conversations go back to the front.
+    pub(super) fn grace_expired(
+        &mut self,
+        who: &UserRef,
+        deadline: u64,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        if !self.expired(who, deadline, |u| &mut u.grace) {
+            return;
+        }
+        let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+            return;
+        };
+        let ids = std::mem::take(&mut user.assigned);
+        user.idle_since = now_ms;
+        self.staff_changed(who);
+        // Oldest first: they get the first chance at an agent and the head of the queue.
+        let mut ids: Vec<(u64, u64)> = ids
+            .into_iter()
+            .filter_map(|id| self.convs.get(&id).map(|c| (c.since, id)))
+            .collect();
+        ids.sort_unstable();
+        for (_, id) in &ids {
+            if let Some(conv) = self.convs.get_mut(id) {
+                conv.agent = None;
+                out.push(Effect::Shard(ShardMsg::Requeued {
+                    conversation: *id,
+                    group: conv.group.clone(),
+                }));
+            }
+        }
+        let mut waiting = Vec::new();
+        for (_, id) in ids {
+            if !self.try_assign(id, None, out) {
+                waiting.push(id);
+            }
+        }
+        self.enqueue_front(&waiting, out);
+        self.forget_if_idle(who);
+    }
+
+    /// Starts a visitor's grace when it has no connection left but conversations
+    /// open: past it, those still waiting in a queue are closed as abandoned.
+    pub(super) fn watch_absent(&mut self, who: &UserRef, now_ms: u64) {
+        let grace = self.settings.visitor_grace_ms;
+        let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+            return;
+        };
+        if grace == 0 || !user.conns.is_empty() || user.open.is_empty() || user.abandon_at.is_some()
+        {
+            return;
+        }
+        let deadline = now_ms.saturating_add(grace);
+        user.abandon_at = Some(deadline);
+        self.abandons.insert((deadline, who.clone()));
+    }
+
+    /// An agent or bot sets its presence.
+    pub(super) fn presence(&mut self, from: &Sender, status: u8, out: &mut Vec<Effect>) {
+        if !is_staff_role(from.role) {
+            refuse(out, from, ErrorCode::Forbidden, 0);
+            return;
+        }
+        let away = match status {
+            presence::ONLINE => false,
+            // A connected client cannot be offline: it means "take nothing new".
+            presence::AWAY | presence::OFFLINE => true,
+            _ => {
+                refuse(out, from, ErrorCode::BadRequest, 0);
+                return;
+            }
+        };
+        let Some(user) = self.user_mut(&from.who.tenant, &from.who.user) else {
+            return;
+        };
+        user.away = away;
+        self.staff_changed(&from.who);
+        if !away {
+            self.fill(&from.who, out);
+        }
+    }
+
+    /// An admin's broadcast to a group's agents and bots, or to the whole tenant.
+    pub(super) fn notice(
+        &mut self,
+        from: &Sender,
+        notice: messages::Notice,
+        out: &mut Vec<Effect>,
+    ) {
+        if from.role != role::ADMIN {
+            refuse(out, from, ErrorCode::Forbidden, 0);
+            return;
+        }
+        let Some(tenant) = self.tenants.get(&from.who.tenant) else {
+            return;
+        };
+        let mut conns: Vec<ConnId> = Vec::new();
+        if notice.group.is_empty() {
+            for user in tenant.users.values() {
+                conns.extend_from_slice(&user.conns);
+            }
+        } else if let Some(group) = tenant.groups.get(&notice.group) {
+            for uid in &group.members {
+                if let Some(user) = tenant.users.get(uid).filter(|u| u.is_staff()) {
+                    conns.extend_from_slice(&user.conns);
+                }
+            }
+        }
+        if conns.is_empty() {
+            return;
+        }
+        // Deterministic order whatever the map's.
+        conns.sort_unstable();
+        let frame = Msg::from(messages::Notice {
+            time_ms: notice.time_ms,
+            group: notice.group,
+            from: from.who.user.clone(),
+            text: notice.text,
+        })
+        .to_frame(0);
+        to_all(out, &conns, frame);
+    }
+
+    /// An admin ends every session of `user` (of the admin's tenant): each gets an
+    /// `Error` 206 carrying `reason` and is closed; the admin is told how many.
+    pub(super) fn disconnect(
+        &mut self,
+        from: &Sender,
+        user: &str,
+        reason: String,
+        out: &mut Vec<Effect>,
+    ) {
+        if from.role != role::ADMIN {
+            refuse(out, from, ErrorCode::Forbidden, 0);
+            return;
+        }
+        let conns: Vec<ConnId> = self
+            .user(&from.who.tenant, user)
+            .map(|u| u.conns.clone())
+            .unwrap_or_default();
+        let reply = Msg::from(messages::Disconnected {
+            sessions: u32::try_from(conns.len()).unwrap_or(u32::MAX),
+            user: user.to_owned(),
+        });
+        crate::service::send(out, from.conn, reply.to_frame(from.rid));
+        let code = ErrorCode::Disconnected;
+        let farewell = Msg::from(messages::Error {
+            code: code.as_u16(),
+            retryable: code.retryable(),
+            conversation: 0,
+            message: if reason.is_empty() {
+                code.name().to_owned()
+            } else {
+                reason
+            },
+        })
+        .to_frame(0);
+        for conn in conns {
+            tracing::info!(?conn, user, admin = %from.who.user, "session ended by an admin");
+            out.push(Effect::Reactor(crate::handoff::Command::Close {
+                conn,
+                code: Some(code),
+                farewell: Some(farewell.clone()),
+            }));
+        }
+    }
+
+    /// Tells every conversation `who` takes part in its new connection list.
+    pub(super) fn push_conns(&self, who: &UserRef, out: &mut Vec<Effect>) {
+        let Some(user) = self.user(&who.tenant, &who.user) else {
+            return;
+        };
+        for id in user.assigned.iter().chain(user.open.iter()) {
+            out.push(Effect::Shard(ShardMsg::Conns {
+                conversation: *id,
+                who: who.clone(),
+                conns: user.conns.clone(),
+            }));
+        }
+    }
+
+    /// Conversation `id` is over for its visitor (`tenant`, `user`): off the
+    /// visitor's open list, and the visitor forgotten if nothing else holds it.
+    pub(super) fn visitor_left(&mut self, tenant: String, user: String, id: u64) {
+        let visitor = UserRef { tenant, user };
+        if let Some(user) = self.user_mut(&visitor.tenant, &visitor.user) {
+            user.open.remove(&id);
+        }
+        self.forget_if_idle(&visitor);
+    }
+
+    /// Forgets a user with no connection, no conversation and no pending grace.
+    pub(super) fn forget_if_idle(&mut self, who: &UserRef) {
+        let Some(tenant) = self.tenants.get_mut(&who.tenant) else {
+            return;
+        };
+        if !tenant.users.get(&who.user).is_some_and(User::forgettable) {
+            return;
+        }
+        let Some(user) = tenant.users.remove(&who.user) else {
+            return;
+        };
+        if let Some(deadline) = user.grace {
+            self.graces.remove(&(deadline, who.clone()));
+        }
+        if let Some(deadline) = user.abandon_at {
+            self.abandons.remove(&(deadline, who.clone()));
+        }
+        if user.is_staff() {
+            for g in &user.groups {
+                if let Some(group) = tenant.groups.get_mut(g) {
+                    group.members.remove(&who.user);
+                    if group.unused() {
+                        tenant.groups.remove(g);
+                    }
+                }
+            }
+        }
+        for g in &user.watching {
+            if let Some(group) = tenant.groups.get_mut(g) {
+                group.watchers.remove(&who.user);
+                if group.unused() {
+                    tenant.groups.remove(g);
+                }
+            }
+        }
+        if tenant.users.is_empty() && tenant.groups.is_empty() {
+            self.tenants.remove(&who.tenant);
+        }
+    }
+
+    /// Agents and bots that are connected and not away.
+    pub fn online_agents(&self) -> usize {
+        self.tenants
+            .values()
+            .flat_map(|t| t.users.values())
+            .filter(|u| u.online())
+            .count()
+    }
+}
