@@ -58,16 +58,15 @@ fn flooding_client_that_never_reads_is_cut_off_while_neighbour_keeps_going() {
         })
     };
 
-    // The neighbour does round trips during the whole episode, each one quickly.
+    // The neighbour does round trips during the whole episode, each answered (within
+    // the client's reply timeout). How fast is a figure for a quiet machine: the
+    // `slow_readers` bench measures the neighbour's latency.
     let start = Instant::now();
     let mut rid = 0u32;
-    let mut slowest = Duration::ZERO;
     let mut after_cut = 0;
     while after_cut < 20 && start.elapsed() < Duration::from_secs(15) {
         rid += 1;
-        let t = Instant::now();
         neighbour.ping(rid, &rid.to_le_bytes());
-        slowest = slowest.max(t.elapsed());
         if slow_consumer() >= 1 && done.load(Ordering::SeqCst) {
             after_cut += 1;
         }
@@ -88,10 +87,6 @@ fn flooding_client_that_never_reads_is_cut_off_while_neighbour_keeps_going() {
         ),
         Ok(n) => panic!("all {n} flooding pings were accepted"),
     }
-    assert!(
-        slowest < Duration::from_secs(1),
-        "a neighbour round trip took {slowest:?}"
-    );
     assert!(rid >= 20, "neighbour only did {rid} round trips");
     // The flooder's socket ends with a reset or EOF, never with a frame not its own:
     // its Pongs, then possibly the Error saying why it was cut.

@@ -90,14 +90,15 @@ fn capacity_is_respected_and_the_queue_moves_in_fifo_order() {
         let conv = convs[rank];
         v.queued_at(conv, (rank - AGENTS * CAPACITY + 1) as u32);
     }
-    std::thread::sleep(Duration::from_millis(200));
     for agent in &mut agents {
+        agent.router_barrier();
         agent.expect_none("a fourth conversation", Duration::ZERO, |m| {
             matches!(m, Msg::Assigned(_))
         });
     }
     for (rank, v) in visitors.iter_mut().enumerate().skip(AGENTS * CAPACITY) {
         let conv = convs[rank];
+        v.router_barrier();
         v.expect_none("an assignment while queued", Duration::ZERO, |m| {
             matches!(m, Msg::Assigned(_))
         });
@@ -141,8 +142,8 @@ fn capacity_is_respected_and_the_queue_moves_in_fifo_order() {
         let want = (rank - AGENTS * CAPACITY - AGENTS + 1) as u32;
         v.queued_at(conv, want);
     }
-    // Anything sent after those would be a wrong update: give it time to arrive.
-    std::thread::sleep(Duration::from_millis(200));
+    // Anything sent after those would be a wrong update: the router's answer to a
+    // barrier comes after it.
     for (rank, v) in visitors
         .iter_mut()
         .enumerate()
@@ -150,6 +151,7 @@ fn capacity_is_respected_and_the_queue_moves_in_fifo_order() {
     {
         let conv = convs[rank];
         let want = (rank - AGENTS * CAPACITY - AGENTS + 1) as u32;
+        v.router_barrier();
         v.settle(Duration::ZERO);
         assert_eq!(last_position(v, conv), Some(want), "{}", v.name);
         let positions = v.logged(|m| match m {
@@ -164,6 +166,7 @@ fn capacity_is_respected_and_the_queue_moves_in_fifo_order() {
     }
     // Still no agent above its capacity.
     for agent in &mut agents {
+        agent.router_barrier();
         agent.expect_none("an assignment over capacity", Duration::ZERO, |m| {
             matches!(m, Msg::Assigned(_))
         });
@@ -196,9 +199,10 @@ fn a_visitor_leaving_the_queue_moves_those_behind_it_up() {
     let (v, conv) = &mut waiting[3];
     v.queued_at(*conv, 3);
     let (v, conv) = &mut waiting[0];
+    v.router_barrier();
     v.expect_none(
         "a new position",
-        Duration::from_millis(50),
+        Duration::ZERO,
         |m| matches!(m, Msg::Queued(q) if q.conversation == *conv && q.position != 1),
     );
     // An agent with room for one takes the head, then, once free, the next.
@@ -229,7 +233,8 @@ fn a_visitor_leaving_the_queue_moves_those_behind_it_up() {
     );
     let (v, conv) = &mut waiting[3];
     v.queued_at(*conv, 1);
-    alice.expect_none("more than its capacity", Duration::from_millis(50), |m| {
+    alice.router_barrier();
+    alice.expect_none("more than its capacity", Duration::ZERO, |m| {
         matches!(m, Msg::Assigned(_))
     });
 }

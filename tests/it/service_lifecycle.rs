@@ -168,9 +168,10 @@ fn queue_assign_exchange_transfer_close_rate() {
     assert_eq!(bob.deliver(conv).body, "thanks bob");
     let bob_reply = bob.send_accepted(conv, 2000, "you're welcome");
     assert_eq!(visitor.deliver(conv).body, "you're welcome");
+    alice.shard_barrier(conv);
     alice.expect_none(
         "more traffic after the transfer",
-        Duration::from_millis(100),
+        Duration::ZERO,
         |m| matches!(m, Msg::Deliver(d) if d.conversation == conv && d.seq > next.seq),
     );
     alice.no_reply(rid, Duration::ZERO);

@@ -41,22 +41,25 @@ fn a_dropped_agents_conversation_moves_on_only_after_the_grace() {
     // During the grace the conversation stays Alice's: Vera can still post to it,
     // and Bob hears nothing of it.
     vera.send_accepted(conv, 2, "are you still there?");
-    bob.expect_none(
-        "anything about the conversation",
-        Duration::from_millis(100),
-        |m| is_assigned(m) || matches!(m, Msg::Deliver(_)),
-    );
+    // Whatever the router sent Bob is here after a barrier; if the grace has not
+    // ended yet (a starved machine may take longer), none of it is about the
+    // conversation.
+    bob.router_barrier();
+    if gone.elapsed() < GRACE {
+        let early = bob.logged(|m| (is_assigned(m) || matches!(m, Msg::Deliver(_))).then_some(()));
+        assert!(
+            early.is_empty(),
+            "Bob heard of the conversation within the grace"
+        );
+    }
 
-    // After it, Bob gets it, and both sides are told.
+    // After it, Bob gets it, and both sides are told; never before the grace (no
+    // upper bound: how late is the machine's business).
     let to_bob = bob.assigned(conv);
     let waited = gone.elapsed();
     assert!(
         waited >= GRACE,
         "reassigned after {waited:?}, before the {GRACE:?} grace"
-    );
-    assert!(
-        waited < GRACE + Duration::from_secs(2),
-        "reassigned only after {waited:?}"
     );
     assert_eq!(to_bob.agent, "bob");
     let to_vera = vera.assigned(conv);
@@ -109,11 +112,8 @@ fn an_away_agent_takes_nothing_new_until_online_again() {
     let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
     let conv = vera.send_accepted(0, 1, "hi").conversation;
     vera.queued_at(conv, 1);
-    alice.expect_none(
-        "an assignment while away",
-        Duration::from_millis(100),
-        is_assigned,
-    );
+    alice.router_barrier();
+    alice.expect_none("an assignment while away", Duration::ZERO, is_assigned);
 
     let rid = alice.post(messages::Presence {
         status: presence::ONLINE,
@@ -251,7 +251,8 @@ fn after_the_grace_with_nobody_online_the_conversation_waits_at_the_head() {
     assert_eq!(bob.assigned(first).agent, "bob");
     assert_eq!(vera.assigned(first).agent, "bob");
     walt.queued_at(second, 1);
-    walt.expect_none("an assignment", Duration::from_millis(50), is_assigned);
+    walt.router_barrier();
+    walt.expect_none("an assignment", Duration::ZERO, is_assigned);
 }
 
 #[test]

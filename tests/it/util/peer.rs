@@ -221,6 +221,21 @@ impl Peer {
         self.expect_error(rid, 404);
     }
 
+    /// Waits until the shard owning `conversation` has handled everything sent to it
+    /// before this call, whether or not this connection may read the conversation:
+    /// the shard answers `History` itself (a page or an error), after anything it
+    /// sent this connection earlier.
+    pub fn shard_barrier(&mut self, conversation: u64) {
+        let rid = self.post(messages::History {
+            limit: 1,
+            conversation,
+            before_seq: 0,
+        });
+        self.wait_for(&format!("an answer to History {rid}"), REPLY_TIMEOUT, |i| {
+            (i.request_id == rid).then_some(())
+        });
+    }
+
     /// Waits until the shard owning `conversation` has handled everything this
     /// connection sent it before, and returns the transcript's latest page (the
     /// caller must be allowed to read it).
