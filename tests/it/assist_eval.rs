@@ -1,6 +1,6 @@
 //! Evaluation of the agent assistants on labelled data in `tests/data/`:
 //! precision, recall and F1 of the FAQ auto-reply at the configured threshold and of
-//! the spam filter, printed (`cargo test --test assist_eval -- --nocapture`) and held
+//! the spam filter, printed (`cargo test --test it assist_eval -- --nocapture`) and held
 //! to floors so a regression fails.
 //!
 //! Tuning (the FAQ threshold, n-gram choices, spam rules and sample threshold) was done

@@ -3,8 +3,8 @@
 //! The examples' code is compiled into this test as modules (`#[path]`), and each
 //! example's `run` is called with arguments parsed by its own command line: the same
 //! code `cargo run --example …` runs, without depending on example binaries being
-//! built (cargo builds them for `cargo test`, but not for `cargo test --test
-//! examples_talk`) or on where the target directory is.
+//! built (cargo builds them for `cargo test`, but not for `cargo test --test it`)
+//! or on where the target directory is.
 // Both examples include `examples/common/mod.rs`, so it is compiled twice here.
 #![allow(clippy::duplicate_mod)]
 

@@ -379,7 +379,7 @@ fn closed_conversations_are_a_counter() {
 }
 
 /// The backend the reactors run on, `auto` resolved, is exported as an info gauge
-/// (and logged at start: tests/ops_logging.rs).
+/// (and logged at start: the `ops_logging` tests).
 #[test]
 fn the_effective_reactor_backend_is_exported() {
     use switchboard::config::Backend;

@@ -103,8 +103,7 @@ fn sdk_handshake_welcome_fields_and_ping() {
     assert_eq!(resumed, vec![5], "every resume cursor gets an answer");
     assert_eq!(client.heartbeat(), hb.interval);
 
-    let rtt = client.ping(Duration::from_secs(5)).expect("pong");
-    assert!(rtt < Duration::from_secs(5));
+    client.ping(Duration::from_secs(5)).expect("pong");
 
     // A second session gets another session id.
     let other = Client::connect(setup.client_config(setup.token("a-1", "agent", "Ann"))).unwrap();
