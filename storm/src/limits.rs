@@ -1,39 +1,13 @@
 //! What this machine allows a load generator: open files per process, ephemeral ports
 //! per source address, and cores.
-//!
-//! The one `unsafe` block of `storm` lives here: raising the soft `RLIMIT_NOFILE` to
-//! the hard limit with `libc::setrlimit`.
-
-use std::io;
 
 /// File descriptors a process keeps for itself beyond its sockets (stdio, epoll
 /// instances, wakers, pipes to child processes, `/proc` reads).
 pub const FD_RESERVE: u64 = 256;
 
-/// Raises the soft open-file limit to the hard limit and returns the new soft limit.
-pub fn raise_nofile() -> io::Result<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read and write the `rlimit` struct we pass,
-    // which lives on our stack for the duration of both calls.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
-    Ok(lim.rlim_cur)
-}
+/// Raises the soft open-file limit to the hard limit and returns the new soft limit
+/// (the library's, shared with the benches).
+pub use switchboard::bench_support::raise_nofile;
 
 /// Sockets one process may open under an open-file limit of `nofile`.
 pub fn sockets_per_process(nofile: u64) -> u64 {

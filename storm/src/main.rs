@@ -18,7 +18,6 @@
 
 mod cli;
 mod engine;
-#[allow(unsafe_code, reason = "setrlimit")]
 mod limits;
 mod procs;
 mod report;

@@ -5,10 +5,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::process::Output;
+use std::time::{Duration, SystemTime};
 
 use switchboard::Config;
+
+use crate::util;
 use switchboard::auth::{Identity, Verifier};
 use switchboard::protocol::messages::role;
 
@@ -18,24 +20,12 @@ const SECRET_OLD: &str = "old-secret-0123456789abcdef0123456789abcdef";
 
 /// Runs the binary in `dir` with `args`, killing it if it outlives [`LIMIT`].
 fn run(dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("switchboard {args:?} did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let (status, stdout, stderr) = util::run_bin_in(dir, args, LIMIT);
+    Output {
+        status,
+        stdout: stdout.into_bytes(),
+        stderr: stderr.into_bytes(),
     }
-    child.wait_with_output().unwrap()
 }
 
 fn text(bytes: &[u8]) -> String {

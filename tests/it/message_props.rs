@@ -29,7 +29,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use rkyv::util::AlignedVec;
+use switchboard::bench_support::{DecodeOutcome as Outcome, decode_at};
 use switchboard::frame::{self, MAX_PAYLOAD_LIMIT};
 use switchboard::protocol::messages::{
     self as m, MAX_BODY, MAX_CURSORS, MAX_SHORT, MAX_TOKEN, MAX_USER,
@@ -704,44 +704,6 @@ fn out_of_bounds(kind: Kind) -> Option<BoxedStrategy<(Msg, &'static str)>> {
 // ---------------------------------------------------------------------------------
 // Decoding helpers
 // ---------------------------------------------------------------------------------
-
-/// What a decode gave, comparable across calls (a bytecheck error's text holds
-/// addresses, so only its kind is kept).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
-    Ok(Msg),
-    UnknownKind(u8),
-    Invalid(Kind),
-    Bound(Kind, &'static str, &'static str),
-}
-
-impl From<Result<Msg, DecodeError>> for Outcome {
-    fn from(r: Result<Msg, DecodeError>) -> Self {
-        match r {
-            Ok(m) => Outcome::Ok(m),
-            Err(DecodeError::UnknownKind(k)) => Outcome::UnknownKind(k),
-            Err(DecodeError::Invalid { kind, .. }) => Outcome::Invalid(kind),
-            Err(DecodeError::Bound {
-                kind,
-                field,
-                reason,
-            }) => Outcome::Bound(kind, field, reason),
-        }
-    }
-}
-
-/// Decodes `payload` copied to `offset` bytes past a 16-aligned address (0 takes
-/// `Msg::decode`'s in-place path, 1..=15 its copying path).
-fn decode_at(kind: u8, payload: &[u8], offset: usize) -> Outcome {
-    let mut buf = AlignedVec::<16>::with_capacity(offset + payload.len());
-    buf.extend_from_slice(&[0xa5; 16][..offset]);
-    buf.extend_from_slice(payload);
-    let placed = &buf[offset..];
-    if buf.capacity() > 0 {
-        assert_eq!(placed.as_ptr() as usize % 16, offset, "placement");
-    }
-    Msg::decode(kind, placed).into()
-}
 
 /// Checks a message that decoded `Ok` under `kind`: it has that kind, and its
 /// re-encoding (payload, and whole frame) decodes to the same message.

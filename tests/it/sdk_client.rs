@@ -2,40 +2,28 @@
 //! handshake, `Welcome` fields, ping, heartbeats that keep an idle session alive,
 //! a rejected token, orderly close and the server's shutdown `Bye`.
 
-use crate::util;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use switchboard::Config;
 use switchboard::auth::{Claims, Verifier};
 use switchboard::client::{Client, ClientConfig, ClientError};
 use switchboard::protocol::PROTOCOL_VERSION;
 use switchboard::protocol::messages::{self, Cursor, Msg, role};
-use switchboard::{Config, Server};
 
-/// An in-process server on `util::test_config` (adjusted by `tweak`) plus a verifier
-/// built from the same config, to mint tokens the server accepts.
+use crate::util::TestServer;
+
+/// An in-process test server plus a verifier built from its config, to mint tokens
+/// the server accepts.
 struct Setup {
-    server: Option<Server>,
+    server: TestServer,
     verifier: Verifier,
-    config: Config,
-    _dir: tempfile::TempDir,
 }
 
 impl Setup {
     fn start(tweak: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = util::test_config(dir.path());
-        tweak(&mut config);
-        config.validate().unwrap();
-        let server = Server::start(&config).expect("server starts");
-        // No [auth] keys: both use the development secret in the state directory.
-        let verifier = Verifier::from_config(&config).unwrap();
-        Self {
-            server: Some(server),
-            verifier,
-            config,
-            _dir: dir,
-        }
+        let server = TestServer::start(tweak);
+        let verifier = server.verifier();
+        Self { server, verifier }
     }
 
     fn token(&self, sub: &str, role: &str, name: &str) -> String {
@@ -46,20 +34,11 @@ impl Setup {
     }
 
     fn client_config(&self, token: String) -> ClientConfig {
-        let addr = self.server.as_ref().unwrap().client_addr().to_string();
         ClientConfig {
             client_name: "sdk-test/1".into(),
             connect_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
-            ..ClientConfig::new(addr, token)
-        }
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            let _ = s.shutdown();
+            ..ClientConfig::new(self.server.addr().to_string(), token)
         }
     }
 }
@@ -90,10 +69,10 @@ fn sdk_handshake_welcome_fields_and_ping() {
     assert_eq!((w.user.as_str(), w.name.as_str()), ("v-42", "Vera"));
     assert_eq!(w.groups, vec!["billing".to_owned()]);
     assert_eq!(w.tenant, "");
-    let hb = &setup.config.heartbeat;
+    let hb = &setup.server.config().heartbeat;
     assert_eq!(u128::from(w.heartbeat_ms), hb.interval.as_millis());
     assert_eq!(u128::from(w.idle_timeout_ms), hb.idle_timeout.as_millis());
-    assert_eq!(w.max_frame, setup.config.limits.max_frame_bytes);
+    assert_eq!(w.max_frame, setup.server.config().limits.max_frame_bytes);
     assert!(
         w.server_time_ms + 5_000 >= before && w.server_time_ms <= unix_ms() + 5_000,
         "server time {} vs client {before}",
@@ -180,7 +159,7 @@ fn sdk_sees_bye_501_when_the_server_shuts_down() {
     let mut client =
         Client::connect(setup.client_config(setup.token("v-1", "visitor", "V"))).unwrap();
     client.ping(Duration::from_secs(5)).unwrap();
-    let server = setup.server.take().unwrap();
+    let server = setup.server.take();
     let stopper = std::thread::spawn(move || server.shutdown());
     let got = client
         .recv(Duration::from_secs(10))

@@ -4,42 +4,32 @@
 //! filters, paging and refusals, `Disconnect` closing a user's sessions with 206, and
 //! availability sent only to connections that asked with `Watch`.
 
-use crate::util;
 use crate::util::http;
+use crate::util::{self, TestServer};
 
 use std::time::{Duration, SystemTime};
 
 use switchboard::auth::{Claims, Verifier};
 use switchboard::client::{Client, ClientConfig, ClientError, Incoming};
 use switchboard::protocol::messages::{self, Msg, conversation_state, flags};
-use switchboard::{Config, Server};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// An in-process server plus a verifier minting tokens it accepts.
+/// An in-process test server plus a verifier minting tokens it accepts.
 struct Setup {
-    server: Option<Server>,
+    server: TestServer,
     verifier: Verifier,
-    _dir: tempfile::TempDir,
 }
 
 impl Setup {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let config: Config = util::test_config(dir.path());
-        config.validate().unwrap();
-        let server = Server::start(&config).expect("server starts");
-        let verifier = Verifier::from_config(&config).unwrap();
-        Self {
-            server: Some(server),
-            verifier,
-            _dir: dir,
-        }
+        let server = TestServer::start(|_| {});
+        let verifier = server.verifier();
+        Self { server, verifier }
     }
 
     fn metrics(&self) -> String {
-        let admin = self.server.as_ref().unwrap().admin_addr().unwrap();
-        http::get(admin, "/metrics").body
+        http::get(self.server.admin_addr(), "/metrics").body
     }
 
     fn connect(&self, sub: &str, role: &str, tenant: &str, groups: &[&str]) -> Client {
@@ -48,7 +38,7 @@ impl Setup {
         claims.groups = groups.iter().map(|g| (*g).to_owned()).collect();
         claims.tenant = Some(tenant.to_owned());
         let token = self.verifier.mint(&claims, None).unwrap();
-        let addr = self.server.as_ref().unwrap().client_addr().to_string();
+        let addr = self.server.addr().to_string();
         Client::connect(ClientConfig {
             client_name: "supervisors-test/1".into(),
             connect_timeout: WAIT,
@@ -56,14 +46,6 @@ impl Setup {
             ..ClientConfig::new(addr, token)
         })
         .expect("connects")
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            let _ = s.shutdown();
-        }
     }
 }
 
@@ -509,7 +491,7 @@ fn per_group_figures_count_openings_first_replies_and_ratings() {
 #[test]
 fn out_of_bounds_requests_of_the_new_kinds_get_400_and_the_connection_stays() {
     let s = Setup::start();
-    let addr = s.server.as_ref().unwrap().client_addr();
+    let addr = s.server.addr();
     let mut raw = util::Client::connect(addr);
     let hello = Msg::from(messages::Hello {
         protocol: switchboard::protocol::PROTOCOL_VERSION,

@@ -198,6 +198,11 @@ impl Client {
     pub fn connect(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect_timeout(&addr, REPLY_TIMEOUT)
             .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        Self::over(stream)
+    }
+
+    /// A client over a connected stream: `TCP_NODELAY`, writes bounded.
+    fn over(stream: TcpStream) -> Self {
         stream.set_nodelay(true).unwrap();
         stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
         Self {
@@ -222,15 +227,7 @@ impl Client {
         socket
             .connect_timeout(&addr.into(), REPLY_TIMEOUT)
             .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        let stream: TcpStream = socket.into();
-        stream.set_nodelay(true).unwrap();
-        stream.set_write_timeout(Some(REPLY_TIMEOUT)).unwrap();
-        Self {
-            stream,
-            buf: Vec::new(),
-            eof: false,
-            raw: false,
-        }
+        Self::over(socket.into())
     }
 
     /// Connects and completes the handshake (`Hello` → `Welcome`).
@@ -377,17 +374,11 @@ impl Client {
     }
 }
 
-/// Sends signal `sig` to process `pid` (one the test started).
+/// Sends signal `sig` to process `pid` (one the test started); fails the test if
+/// it cannot.
 pub fn kill(pid: u32, sig: i32) {
-    let target = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw);
-    let signal = rustix::process::Signal::from_named_raw(sig);
-    let (Some(target), Some(signal)) = (target, signal) else {
-        panic!("kill({pid}, {sig}): not a pid or a signal");
-    };
-    rustix::process::kill_process(target, signal)
-        .unwrap_or_else(|e| panic!("kill({pid}, {sig}) failed: {e}"));
+    switchboard::bench_support::kill(pid, sig)
+        .unwrap_or_else(|e| panic!("kill({pid}, {sig}): {e}"));
 }
 
 /// A configuration for in-process tests: loopback, ports 0, two reactors and two
@@ -439,6 +430,7 @@ pub fn with_echo(c: &mut Config) {
 /// An in-process server with its temporary state directory; shut down on drop.
 pub struct TestServer {
     server: Option<Server>,
+    config: Config,
     _dir: tempfile::TempDir,
 }
 
@@ -452,8 +444,19 @@ impl TestServer {
         let server = Server::start(&config).expect("server starts");
         Self {
             server: Some(server),
+            config,
             _dir: dir,
         }
+    }
+
+    /// The configuration it was started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// A verifier built from its configuration: it mints tokens the server accepts.
+    pub fn verifier(&self) -> Verifier {
+        Verifier::from_config(&self.config).unwrap()
     }
 
     fn server(&self) -> &Server {
@@ -463,6 +466,11 @@ impl TestServer {
     /// The client-protocol address.
     pub fn addr(&self) -> SocketAddr {
         self.server().client_addr()
+    }
+
+    /// The admin listener's address (it must be on).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.server().admin_addr().expect("admin listener on")
     }
 
     /// The echo address (the echo listener must be on).
@@ -546,7 +554,25 @@ pub fn bin() -> &'static str {
 /// Runs the binary with `args` to completion (at most `timeout`, then it is killed);
 /// returns its exit status, stdout and stderr.
 pub fn run_bin(args: &[&str], timeout: Duration) -> (ExitStatus, String, String) {
-    let mut child = Command::new(bin())
+    run_bin_at(None, args, timeout)
+}
+
+/// [`run_bin`] with `dir` as the child's working directory (the test process's own
+/// stays where it is: all tests share it).
+pub fn run_bin_in(dir: &Path, args: &[&str], timeout: Duration) -> (ExitStatus, String, String) {
+    run_bin_at(Some(dir), args, timeout)
+}
+
+fn run_bin_at(
+    dir: Option<&Path>,
+    args: &[&str],
+    timeout: Duration,
+) -> (ExitStatus, String, String) {
+    let mut cmd = Command::new(bin());
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd
         .args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
