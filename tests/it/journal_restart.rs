@@ -147,18 +147,27 @@ fn retention_drops_old_closed_conversations_and_keeps_open_ones_intact() {
         "traffic spans several segments: {first:?}"
     );
 
-    // Retention runs every second; the old segments go once the close is 1 s old.
+    // Retention runs every second: once the close is 1 s old a pass forgets the
+    // conversation (404 from then on) and deletes the old segments. Wait for each
+    // event: a segment may go first, on a slow machine where its records are older
+    // than the retention before the close is.
+    let forgotten = util::wait_until(Duration::from_secs(15), || {
+        let rid = old.post(switchboard::protocol::messages::History {
+            conversation: closed,
+            before_seq: 0,
+            limit: 10,
+        });
+        let reply = old.wait_for("an answer to History", util::REPLY_TIMEOUT, |i| {
+            (i.request_id == rid).then(|| i.msg.clone())
+        });
+        matches!(reply, Msg::Error(e) if e.code == 404)
+    });
+    assert!(forgotten, "the closed conversation was never forgotten");
     let gone = util::wait_until(Duration::from_secs(15), || {
         let now = segments(dir.path());
         now.first() != first.first()
     });
     assert!(gone, "no segment was deleted: {:?}", segments(dir.path()));
-    let rid = old.post(switchboard::protocol::messages::History {
-        conversation: closed,
-        before_seq: 0,
-        limit: 10,
-    });
-    old.expect_error(rid, 404);
     assert_eq!(
         bodies(&keep.history(open)),
         bodies(&kept),

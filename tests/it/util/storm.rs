@@ -38,13 +38,16 @@ impl Run {
 /// The storm binary: `$STORM_BIN`, else `storm` in this test executable's target
 /// directory. Panics with the command that builds it when it is missing.
 pub fn bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("STORM_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/it-<hash> -> target/<profile>/storm
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let storm = profile_dir.join("storm");
+    let storm = match std::env::var_os("STORM_BIN") {
+        Some(p) => PathBuf::from(p),
+        // target/<profile>/deps/it-<hash> -> target/<profile>/storm
+        None => std::env::current_exe()
+            .unwrap()
+            .parent()
+            .and_then(Path::parent)
+            .unwrap()
+            .join("storm"),
+    };
     assert!(
         storm.is_file(),
         "{} is missing: storm is the workspace package `storm/`; build it with \
