@@ -33,10 +33,18 @@ fn flooder(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Writes to every socket without reading until none takes more for `quiet` passes
-/// in a row (the daemon stopped reading them all), calling `each_pass` between
-/// passes; returns the bytes written.
-fn flood(socks: &mut [TcpStream], quiet: usize, mut each_pass: impl FnMut()) -> u64 {
+/// Writes to every socket without reading until the daemon has paused reading at
+/// least `pauses` times (counted, so a machine too slow to read in a quiet window is
+/// waited for) and then none takes more for `quiet` passes in a row (the daemon
+/// stopped reading them all), calling `each_pass` between passes; returns the bytes
+/// written.
+fn flood(
+    socks: &mut [TcpStream],
+    m: &Metrics,
+    pauses: u64,
+    quiet: usize,
+    mut each_pass: impl FnMut(),
+) -> u64 {
     let chunk = vec![b'x'; 16 * 1024];
     let mut written = 0u64;
     let mut idle = 0;
@@ -57,7 +65,7 @@ fn flood(socks: &mut [TcpStream], quiet: usize, mut each_pass: impl FnMut()) -> 
             idle = 0;
         } else {
             idle += 1;
-            if idle >= quiet {
+            if idle >= quiet && m.reactor_sum(|r| r.read_pauses.get()) >= pauses {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -99,7 +107,7 @@ fn a_flood_stays_within_the_daemons_output_budget() {
     let m = server.metrics().clone();
     let mut socks: Vec<TcpStream> = (0..300).map(|_| flooder(server.echo_addr())).collect();
     let mut peak = 0;
-    let written = flood(&mut socks, 300, || peak = peak.max(pending(&m)));
+    let written = flood(&mut socks, &m, 1, 300, || peak = peak.max(pending(&m)));
     assert!(
         written > 2 * BUDGET,
         "only {written} bytes sent: proves nothing"
@@ -133,7 +141,7 @@ fn a_paused_connection_whose_peer_stops_reading_or_leaves_is_released() {
     // One peer will leave with its data unsent (FIN queued behind it, as tcpkali's
     // sockets after it exits); the other stays connected and never reads.
     let mut socks = vec![flooder(server.echo_addr()), flooder(server.echo_addr())];
-    flood(&mut socks, 200, || {});
+    flood(&mut socks, &m, 2, 200, || {});
     assert!(
         m.reactor_sum(|r| r.read_pauses.get()) >= 2,
         "both paused: neither can be read nor written now"
@@ -168,7 +176,7 @@ fn closing_connections_stop_counting_against_the_per_ip_limit_after_their_linger
     let m = server.metrics().clone();
     // Four flooders take the address's four slots, never read and never close.
     let mut socks: Vec<TcpStream> = (0..4).map(|_| flooder(server.echo_addr())).collect();
-    flood(&mut socks, 200, || {});
+    flood(&mut socks, &m, 0, 200, || {});
     // They are cut (stalled) and, once their linger is over, released although the
     // peers still hold their sockets: the address may connect again.
     assert!(
@@ -199,7 +207,7 @@ fn shutdown_right_after_a_flood_does_not_run_into_its_drain_timeout() {
     });
     let m = server.metrics().clone();
     let mut socks: Vec<TcpStream> = (0..16).map(|_| flooder(server.echo_addr())).collect();
-    flood(&mut socks, 200, || {});
+    flood(&mut socks, &m, 0, 200, || {});
     // Half leave with data unsent (FIN behind it); half hang on without reading.
     for s in socks.iter().step_by(2) {
         s.shutdown(Shutdown::Write).unwrap();
