@@ -114,6 +114,21 @@ fn segments(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Whether `conversation` is unknown to the server (History answers 404) within 15 s.
+fn forgotten(p: &mut Peer, conversation: u64) -> bool {
+    util::wait_until(Duration::from_secs(15), || {
+        let rid = p.post(switchboard::protocol::messages::History {
+            conversation,
+            before_seq: 0,
+            limit: 10,
+        });
+        let reply = p.wait_for("an answer to History", util::REPLY_TIMEOUT, |i| {
+            (i.request_id == rid).then(|| i.msg.clone())
+        });
+        matches!(reply, Msg::Error(e) if e.code == 404)
+    })
+}
+
 #[test]
 fn retention_drops_old_closed_conversations_and_keeps_open_ones_intact() {
     let dir = tempfile::tempdir().unwrap();
@@ -151,18 +166,10 @@ fn retention_drops_old_closed_conversations_and_keeps_open_ones_intact() {
     // conversation (404 from then on) and deletes the old segments. Wait for each
     // event: a segment may go first, on a slow machine where its records are older
     // than the retention before the close is.
-    let forgotten = util::wait_until(Duration::from_secs(15), || {
-        let rid = old.post(switchboard::protocol::messages::History {
-            conversation: closed,
-            before_seq: 0,
-            limit: 10,
-        });
-        let reply = old.wait_for("an answer to History", util::REPLY_TIMEOUT, |i| {
-            (i.request_id == rid).then(|| i.msg.clone())
-        });
-        matches!(reply, Msg::Error(e) if e.code == 404)
-    });
-    assert!(forgotten, "the closed conversation was never forgotten");
+    assert!(
+        forgotten(&mut old, closed),
+        "the closed conversation was never forgotten"
+    );
     let gone = util::wait_until(Duration::from_secs(15), || {
         let now = segments(dir.path());
         now.first() != first.first()
@@ -182,13 +189,14 @@ fn retention_drops_old_closed_conversations_and_keeps_open_ones_intact() {
     let addr = server.client_addr();
     let mut keep = Peer::connect(addr, &util::token("karl", "visitor"), "karl");
     assert_eq!(bodies(&keep.history(open)), bodies(&kept));
+    // The closed one is gone, at the latest after the first retention pass: its
+    // records may have been copied forward before its close was old enough (a slow
+    // machine), and recovery brings it back until a pass forgets it again.
     let mut old = Peer::connect(addr, &util::token("olga", "visitor"), "olga");
-    let rid = old.post(switchboard::protocol::messages::History {
-        conversation: closed,
-        before_seq: 0,
-        limit: 10,
-    });
-    old.expect_error(rid, 404);
+    assert!(
+        forgotten(&mut old, closed),
+        "the closed conversation came back after the restart"
+    );
     drop((keep, old));
     assert!(server.shutdown().clean);
 }
