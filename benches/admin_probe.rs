@@ -199,11 +199,6 @@ fn main() {
         println!("{n} probes failed: {failures:?}");
     }
     drop(held);
-    if let Some(pid) = i32::try_from(child.id())
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
+    let _ = switchboard::bench_support::kill(child.id(), libc::SIGTERM);
     let _ = child.wait();
 }

@@ -12,9 +12,10 @@
 #   STORM_BIN=/path/to/storm benches/compare.sh     # a storm built elsewhere
 #
 # What it does:
-#   1. Builds `cargo build --release --bins` (the daemon and storm) and, unless PEER_CMD
-#      is set, the tokio peer (`cargo build --release --manifest-path
-#      benches/peers/tokio-echo/Cargo.toml`). --no-build skips this.
+#   1. Builds `cargo build --release --workspace --bins` (the daemon and storm, a
+#      workspace package of its own) and, unless PEER_CMD is set, the tokio peer
+#      (`cargo build --release --manifest-path benches/peers/tokio-echo/Cargo.toml`).
+#      --no-build skips this.
 #   2. For each scenario, starts a fresh server, runs storm against it, stops it; first
 #      ours (the switchboard daemon with a temp config enabling [listeners.echo]), then
 #      the peer (PEER_CMD, default the tokio peer; `{port}` is replaced by a free port).
@@ -121,8 +122,8 @@ trap 'exit 143' TERM
 # Build.
 # ---------------------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
-    echo "== building (cargo build --release --bins)" >&2
-    cargo build --release --bins
+    echo "== building (cargo build --release --workspace --bins)" >&2
+    cargo build --release --workspace --bins
     if [ -z "${PEER_CMD:-}" ]; then
         echo "== building the tokio peer" >&2
         cargo build --release --manifest-path benches/peers/tokio-echo/Cargo.toml

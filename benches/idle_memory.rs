@@ -56,6 +56,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use switchboard::bench_support;
 
 /// Marks a child (client) process.
 const CHILD_ENV: &str = "SWITCHBOARD_IDLE_MEMORY_CHILD";
@@ -214,7 +215,7 @@ struct Sample {
 fn parent_main() -> Result<(), String> {
     let args = parse_args()?;
     let deadline = Instant::now() + OVERALL_TIMEOUT;
-    let nofile = raise_nofile()?;
+    let nofile = bench_support::raise_nofile().map_err(|e| format!("setrlimit: {e}"))?;
     if args.connections + 100 > nofile as usize {
         return Err(format!(
             "the daemon cannot hold {} connections: the open-file limit is {nofile}",
@@ -631,13 +632,9 @@ fn push_pid(pids: &PidList, pid: u32) {
     }
 }
 
+/// Signals a child this bench started; a child already gone is no error here.
 fn kill(pid: u32, signal: libc::c_int) {
-    let pid = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw);
-    if let (Some(pid), Some(signal)) = (pid, rustix::process::Signal::from_named_raw(signal)) {
-        let _ = rustix::process::kill_process(pid, signal);
-    }
+    let _ = bench_support::kill(pid, signal);
 }
 
 fn alive(pid: u32) -> bool {
@@ -662,20 +659,6 @@ fn wait_until(c: &mut Child, deadline: Instant) {
             Ok(None) => thread::sleep(Duration::from_millis(20)),
         }
     }
-}
-
-/// Raises the soft open-file limit to the hard one; returns the new soft limit.
-fn raise_nofile() -> Result<u64, String> {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let lim = getrlimit(Resource::Nofile);
-    if lim.current < lim.maximum {
-        let raised = Rlimit {
-            current: lim.maximum,
-            maximum: lim.maximum,
-        };
-        setrlimit(Resource::Nofile, raised).map_err(|e| format!("setrlimit: {e}"))?;
-    }
-    Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
 }
 
 /// The daemon's stderr, line by line.
@@ -903,7 +886,7 @@ fn child_main() -> Result<(), String> {
         .map(str::parse)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("child: bad source address: {e}"))?;
-    raise_nofile()?;
+    bench_support::raise_nofile().map_err(|e| format!("setrlimit: {e}"))?;
 
     let echo = SockAddr::from(echo);
     let mut held: Vec<Socket> = Vec::with_capacity(count);

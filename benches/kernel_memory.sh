@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-19000}"
-[ "${NO_BUILD:-}" = 1 ] || cargo build --release --bins -q
+[ "${NO_BUILD:-}" = 1 ] || cargo build --release --workspace --bins -q
 dir="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
 cat >"$dir/switchboard.toml" <<CONF

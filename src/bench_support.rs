@@ -95,3 +95,76 @@ impl TimerHeap {
             .map(|e| (e.deadline.as_ms(), e.slot, e.generation))
     }
 }
+
+/// What decoding a message gave, comparable across calls (a bytecheck error's
+/// text holds addresses, so only its kind is kept). Shared by the message
+/// property tests and the `message_decode` fuzz target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeOutcome {
+    /// A message.
+    Ok(crate::protocol::Msg),
+    /// [`DecodeError::UnknownKind`](crate::protocol::DecodeError::UnknownKind).
+    UnknownKind(u8),
+    /// [`DecodeError::Invalid`](crate::protocol::DecodeError::Invalid), its kind.
+    Invalid(crate::protocol::Kind),
+    /// [`DecodeError::Bound`](crate::protocol::DecodeError::Bound): kind, field, reason.
+    Bound(crate::protocol::Kind, &'static str, &'static str),
+}
+
+impl From<Result<crate::protocol::Msg, crate::protocol::DecodeError>> for DecodeOutcome {
+    fn from(r: Result<crate::protocol::Msg, crate::protocol::DecodeError>) -> Self {
+        use crate::protocol::DecodeError;
+        match r {
+            Ok(m) => Self::Ok(m),
+            Err(DecodeError::UnknownKind(k)) => Self::UnknownKind(k),
+            Err(DecodeError::Invalid { kind, .. }) => Self::Invalid(kind),
+            Err(DecodeError::Bound {
+                kind,
+                field,
+                reason,
+            }) => Self::Bound(kind, field, reason),
+        }
+    }
+}
+
+/// Decodes `payload` as `kind` from a copy placed `offset % 16` bytes past a
+/// 16-aligned address: 0 takes `Msg::decode`'s in-place path, 1 to 15 its
+/// copying path (the two must agree).
+pub fn decode_at(kind: u8, payload: &[u8], offset: usize) -> DecodeOutcome {
+    let offset = offset % crate::frame::ALIGN;
+    let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(offset + payload.len());
+    buf.extend_from_slice(&[0xa5; 16][..offset]);
+    buf.extend_from_slice(payload);
+    crate::protocol::Msg::decode(kind, &buf[offset..]).into()
+}
+
+/// Raises the soft open-file limit to the hard one; returns the new soft limit.
+/// For load generators and benches that hold many sockets.
+pub fn raise_nofile() -> std::io::Result<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current < lim.maximum {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        setrlimit(Resource::Nofile, raised)?;
+    }
+    Ok(getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX))
+}
+
+/// Sends signal `signal` (e.g. `libc::SIGTERM`) to process `pid`, one the caller
+/// started.
+pub fn kill(pid: u32, signal: i32) -> std::io::Result<()> {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    let sig = rustix::process::Signal::from_named_raw(signal);
+    let (Some(target), Some(sig)) = (target, sig) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("kill({pid}, {signal}): not a pid or a signal"),
+        ));
+    };
+    Ok(rustix::process::kill_process(target, sig)?)
+}

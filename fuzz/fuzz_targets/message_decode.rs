@@ -13,18 +13,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::frame::{self, ALIGN, MAX_PAYLOAD_LIMIT};
-use switchboard::protocol::{DecodeError, Kind, Msg};
+use switchboard::bench_support::{DecodeOutcome as Outcome, decode_at};
+use switchboard::frame::{self, MAX_PAYLOAD_LIMIT};
+use switchboard::protocol::{Kind, Msg};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, payload)) = data.split_first() else {
         return;
     };
-    let mut buf = Vec::new();
-    let aligned = decode_at(&mut buf, kind, payload, 0);
+    let aligned = decode_at(kind, payload, 0);
     // An odd offset that varies with the length: 1, 3, ..., 15.
     let odd = 1 + 2 * (payload.len() % 8);
-    let misaligned = decode_at(&mut buf, kind, payload, odd);
+    let misaligned = decode_at(kind, payload, odd);
     assert_eq!(
         aligned, misaligned,
         "aligned and misaligned (offset {odd}) decoding disagree"
@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(msg.kind().as_u8(), kind, "decoded as another kind");
             let again = msg.to_payload();
             assert_eq!(
-                decode_at(&mut buf, kind, &again, 0),
+                decode_at(kind, &again, 0),
                 Outcome::Ok(msg.clone()),
                 "re-encoded payload decodes differently"
             );
@@ -61,40 +61,3 @@ fuzz_target!(|data: &[u8]| {
         Outcome::Invalid(k) | Outcome::Bound(k, _, _) => assert_eq!(k.as_u8(), kind),
     }
 });
-
-/// What a decode gave, comparable across calls (a bytecheck error's text holds
-/// addresses, so only its kind is kept).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Outcome {
-    Ok(Msg),
-    UnknownKind(u8),
-    Invalid(Kind),
-    Bound(Kind, &'static str, &'static str),
-}
-
-impl From<Result<Msg, DecodeError>> for Outcome {
-    fn from(r: Result<Msg, DecodeError>) -> Self {
-        match r {
-            Ok(m) => Outcome::Ok(m),
-            Err(DecodeError::UnknownKind(k)) => Outcome::UnknownKind(k),
-            Err(DecodeError::Invalid { kind, .. }) => Outcome::Invalid(kind),
-            Err(DecodeError::Bound {
-                kind,
-                field,
-                reason,
-            }) => Outcome::Bound(kind, field, reason),
-        }
-    }
-}
-
-/// Decodes `payload` copied into `buf` at `offset` bytes past a 16-aligned address.
-fn decode_at(buf: &mut Vec<u8>, kind: u8, payload: &[u8], offset: usize) -> Outcome {
-    buf.clear();
-    buf.resize(payload.len() + 2 * ALIGN, 0);
-    let base = buf.as_ptr() as usize;
-    let start = (ALIGN - base % ALIGN) % ALIGN + offset;
-    let placed = &mut buf[start..start + payload.len()];
-    placed.copy_from_slice(payload);
-    assert_eq!(placed.as_ptr() as usize % ALIGN, offset);
-    Msg::decode(kind, placed).into()
-}
