@@ -129,7 +129,11 @@ if [ "$BUILD" = 1 ]; then
         cargo build --release --manifest-path benches/peers/tokio-echo/Cargo.toml
     fi
 fi
-PEER_CMD="${PEER_CMD:-$TOKIO_PEER --port {port}}"
+# (Not `${PEER_CMD:-... {port}}`: its first `}` would end the expansion and leave a
+# stray `}` after a PEER_CMD given by the caller.)
+if [ -z "${PEER_CMD:-}" ]; then
+    PEER_CMD="$TOKIO_PEER --port {port}"
+fi
 for bin in "$DAEMON" "$STORM"; do
     [ -x "$bin" ] || { echo "compare.sh: $bin not built (run without --no-build)" >&2; exit 1; }
 done
