@@ -26,7 +26,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::hash::{BuildHasher, RandomState};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -298,7 +297,7 @@ impl Agent {
             if left.is_zero() {
                 break;
             }
-            let pause = policy.backoff(retry, jitter()).min(left);
+            let pause = policy.jittered_backoff(retry).min(left);
             writeln!(out, "daemon unreachable ({e}); retrying in {pause:.1?}")?;
             std::thread::sleep(pause);
         }
@@ -501,13 +500,6 @@ fn unix_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-/// A number in `0.0..1.0` that differs between calls and processes, so agents cut
-/// off together do not all come back at the same moment.
-fn jitter() -> f64 {
-    let bits = RandomState::new().hash_one(unix_micros());
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn main() -> ExitCode {

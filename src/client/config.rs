@@ -119,6 +119,12 @@ impl ReconnectPolicy {
         };
         base.mul_f64(0.5 + 0.5 * jitter)
     }
+
+    /// [`backoff`](Self::backoff) with a jitter that differs between calls and
+    /// processes: the pause an application that reconnects by itself should take.
+    pub fn jittered_backoff(&self, retry: u32) -> Duration {
+        self.backoff(retry, super::jitter())
+    }
 }
 
 #[cfg(test)]
