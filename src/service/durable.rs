@@ -380,15 +380,7 @@ mod tests {
         Arc<crossbeam_utils::CachePadded<WorkerMetrics>>,
         Arc<crate::metrics::Health>,
     ) {
-        let mut shard = Shard::new(ShardSettings {
-            typing_interval_ms: 1000,
-            history_page_max: 50,
-            max_frame: 1 << 20,
-            max_pending: 4 << 20,
-            max_held: 1024,
-            inactivity_ms: 0,
-            journal: true,
-        });
+        let mut shard = Shard::new(ShardSettings::for_tests(1000));
         let stats = Arc::new(crossbeam_utils::CachePadded::new(WorkerMetrics::default()));
         let health = Arc::new(crate::metrics::Health::default());
         let d = Durable::new(

@@ -70,3 +70,20 @@ impl ShardSettings {
         }
     }
 }
+
+#[cfg(test)]
+impl ShardSettings {
+    /// Settings for tests: a journal, no inactivity close, a 1 MiB frame and 4 MiB
+    /// output budget, typing relayed at most every `typing_interval_ms`.
+    pub(crate) fn for_tests(typing_interval_ms: u64) -> Self {
+        Self {
+            typing_interval_ms,
+            history_page_max: 50,
+            max_frame: 1 << 20,
+            max_pending: 4 << 20,
+            max_held: 1024,
+            inactivity_ms: 0,
+            journal: true,
+        }
+    }
+}

@@ -71,15 +71,7 @@ pub(crate) fn settings() -> (RouterSettings, ShardSettings) {
             agent_grace_ms: 1_000,
             visitor_grace_ms: 3_000,
         },
-        ShardSettings {
-            typing_interval_ms: 500,
-            history_page_max: 50,
-            max_frame: 1 << 20,
-            max_pending: 4 << 20,
-            max_held: 1024,
-            inactivity_ms: 0,
-            journal: true,
-        },
+        ShardSettings::for_tests(500),
     )
 }
 
