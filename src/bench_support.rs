@@ -168,3 +168,70 @@ pub fn kill(pid: u32, signal: i32) -> std::io::Result<()> {
     };
     Ok(rustix::process::kill_process(target, sig)?)
 }
+
+/// What decoding a whole buffer frame by frame gives: `frame::decode` called from the
+/// start of the buffer until it stops (the fuzz target and the property tests compare
+/// it with incremental deframing).
+#[derive(Debug, PartialEq, Eq)]
+pub struct DecodedStream {
+    /// Each frame's header and payload, in order.
+    pub frames: Vec<(crate::frame::FrameHeader, Vec<u8>)>,
+    /// The error that stopped decoding, if that is why it stopped.
+    pub error: Option<crate::frame::FrameError>,
+    /// Where decoding stopped: the start of the bad or incomplete frame.
+    pub stopped_at: usize,
+}
+
+/// Decodes `buf` frame by frame with payloads of at most `max` bytes, checking every
+/// frame `decode` returns: `consumed` within the buffer and equal to the header's wire
+/// length (a multiple of 16), payload length equal to the header's and within `max`,
+/// and re-encoding giving back exactly the frame's bytes. `Err` names the first
+/// check that failed.
+pub fn decode_stream(buf: &[u8], max: u32) -> Result<DecodedStream, String> {
+    use crate::frame::{HEADER_LEN, decode, encode};
+    let mut frames = Vec::new();
+    let mut at = 0;
+    loop {
+        let rest = buf.get(at..).unwrap_or_default();
+        let d = match decode(rest, max) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                break Ok(DecodedStream {
+                    frames,
+                    error: None,
+                    stopped_at: at,
+                });
+            }
+            Err(e) => {
+                break Ok(DecodedStream {
+                    frames,
+                    error: Some(e),
+                    stopped_at: at,
+                });
+            }
+        };
+        let checks = [
+            (d.consumed <= rest.len(), "consumed past the buffer"),
+            (d.consumed >= HEADER_LEN, "consumed less than a header"),
+            (
+                d.consumed == d.header.wire_len(),
+                "consumed is not the wire length",
+            ),
+            (d.consumed % 16 == 0, "consumed is not a multiple of 16"),
+            (
+                d.payload.len() == d.header.len as usize,
+                "payload length is not the header's",
+            ),
+            (d.header.len <= max, "payload over the limit"),
+            (
+                rest.get(..d.consumed) == Some(encode(d.header, d.payload).as_ref()),
+                "frame bytes are not the canonical encoding",
+            ),
+        ];
+        if let Some((_, what)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(format!("frame at offset {at}: {what}"));
+        }
+        frames.push((d.header, d.payload.to_vec()));
+        at += d.consumed;
+    }
+}

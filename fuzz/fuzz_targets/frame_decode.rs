@@ -23,7 +23,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::frame::{self, FrameError, FrameHeader, HEADER_LEN, decode, encode};
+use switchboard::bench_support::decode_stream;
+use switchboard::frame::{self, FrameError, FrameHeader, HEADER_LEN};
 
 /// Payload limits selected by the top two bits of the first byte.
 const LIMITS: [u32; 4] = [1024, 1024 * 1024, 64, 0];
@@ -51,33 +52,12 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// Decodes frames from the start of `buf` until `decode` stops; returns the frames,
-/// the error (if that is why it stopped) and the offset where it stopped.
+/// Decodes frames from the start of `buf` until `decode` stops, checking each
+/// (`decode_stream`); returns the frames, the error (if that is why it stopped) and
+/// the offset where it stopped.
 fn one_shot(buf: &[u8], max: u32) -> (Frames, Option<FrameError>, usize) {
-    let mut frames = Vec::new();
-    let mut at = 0;
-    loop {
-        let rest = &buf[at..];
-        match decode(rest, max) {
-            Ok(Some(d)) => {
-                assert!(d.consumed <= rest.len(), "consumed past the buffer");
-                assert!(d.consumed >= HEADER_LEN);
-                assert_eq!(d.consumed, d.header.wire_len());
-                assert_eq!(d.consumed % 16, 0);
-                assert_eq!(d.payload.len(), d.header.len as usize);
-                assert!(d.header.len <= max, "payload over the limit");
-                assert_eq!(
-                    encode(d.header, d.payload).as_ref(),
-                    &rest[..d.consumed],
-                    "frame bytes are not the canonical encoding"
-                );
-                frames.push((d.header, d.payload.to_vec()));
-                at += d.consumed;
-            }
-            Ok(None) => return (frames, None, at),
-            Err(e) => return (frames, Some(e), at),
-        }
-    }
+    let s = decode_stream(buf, max).unwrap_or_else(|e| panic!("{e}"));
+    (s.frames, s.error, s.stopped_at)
 }
 
 /// Feeds `buf` to `frame::deframe` in the reads `pattern` describes, stopping at the

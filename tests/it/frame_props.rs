@@ -12,55 +12,16 @@
 
 use proptest::prelude::*;
 use proptest::sample::Index;
+use switchboard::bench_support::{DecodedStream, decode_stream};
 use switchboard::frame::{
     self, FrameError, FrameHeader, HEADER_LEN, MAX_PAYLOAD_LIMIT, decode, encode,
 };
 
 type Frames = Vec<(FrameHeader, Vec<u8>)>;
 
-/// What one-shot decoding of a whole buffer gives.
-#[derive(Debug, PartialEq, Eq)]
-struct OneShot {
-    frames: Frames,
-    /// The error that stopped decoding, if any.
-    error: Option<FrameError>,
-    /// Offset where decoding stopped (start of the bad or incomplete frame).
-    stopped_at: usize,
-}
-
-/// Calls `decode` repeatedly from the start of `buf`, checking each answer.
-fn decode_all(buf: &[u8], max: u32) -> OneShot {
-    let mut frames = Vec::new();
-    let mut at = 0;
-    loop {
-        let rest = &buf[at..];
-        match decode(rest, max) {
-            Ok(Some(d)) => {
-                assert!(d.consumed <= rest.len(), "consumed past the buffer");
-                assert_eq!(d.consumed, d.header.wire_len());
-                assert_eq!(d.consumed % 16, 0);
-                assert_eq!(d.payload.len(), d.header.len as usize);
-                assert!(d.header.len <= max);
-                assert_eq!(d.payload, &rest[HEADER_LEN..HEADER_LEN + d.payload.len()]);
-                frames.push((d.header, d.payload.to_vec()));
-                at += d.consumed;
-            }
-            Ok(None) => {
-                return OneShot {
-                    frames,
-                    error: None,
-                    stopped_at: at,
-                };
-            }
-            Err(e) => {
-                return OneShot {
-                    frames,
-                    error: Some(e),
-                    stopped_at: at,
-                };
-            }
-        }
-    }
+/// One-shot decoding of a whole buffer, every frame checked (`decode_stream`).
+fn decode_all(buf: &[u8], max: u32) -> DecodedStream {
+    decode_stream(buf, max).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Feeds `buf` to `frame::deframe` cut at `cuts` (sorted offsets), stopping at the
