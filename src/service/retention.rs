@@ -69,7 +69,10 @@ fn retire(
     let mut delete = Vec::new();
     let mut moves = Vec::new();
     let mut compacted = 0;
-    for s in journal.segments()? {
+    let segments = journal.segments()?;
+    let pinned = pinned(&segments, gone, cutoff_ms);
+    let gone: Arc<HashSet<u64>> = Arc::new(gone.difference(&pinned).copied().collect());
+    for s in segments {
         if s.active || s.last_time_ms >= cutoff_ms {
             continue;
         }
@@ -98,6 +101,26 @@ fn retire(
         journal.delete_segments(delete)?;
     }
     Ok((deleted, compacted, moved))
+}
+
+/// The forgotten (`gone`) conversations that also have records in a segment that
+/// stays this pass (the active one, or one newer than `cutoff_ms`): their records in
+/// the segments that go are copied forward like those of a live conversation, so
+/// that every conversation is on disk whole or not at all. Which conversations were
+/// forgotten is known only in memory: a restart that found part of one would bring
+/// it back open and never forget it (its close gone), or refuse to start (its
+/// opening gone). Whole, it comes back closed and the next pass forgets it again.
+fn pinned(
+    segments: &[crate::journal::SegmentSummary],
+    gone: &HashSet<u64>,
+    cutoff_ms: u64,
+) -> HashSet<u64> {
+    segments
+        .iter()
+        .filter(|s| s.active || s.last_time_ms >= cutoff_ms)
+        .flat_map(|s| s.conversations.iter().copied())
+        .filter(|c| gone.contains(c))
+        .collect()
 }
 
 /// One pass at `now`: what is older than `retention` by then goes. `forgotten` accumulates the ids of conversations the shards dropped
@@ -160,6 +183,44 @@ fn run_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn summary(
+        segment: u32,
+        last_time_ms: u64,
+        conversations: &[u64],
+    ) -> crate::journal::SegmentSummary {
+        let mut s = crate::journal::SegmentSummary::new(segment, 0);
+        s.last_time_ms = last_time_ms;
+        s.conversations = conversations.iter().copied().collect();
+        s
+    }
+
+    fn sorted(set: HashSet<u64>) -> Vec<u64> {
+        let mut v: Vec<u64> = set.into_iter().collect();
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn a_forgotten_conversation_with_records_in_a_segment_that_stays_is_copied_forward() {
+        let gone: HashSet<u64> = [1, 2, 5].into();
+        let mut active = summary(9, 900, &[3, 5]);
+        active.active = true;
+        let segments = [
+            // 1 (forgotten) also lies in segment 3, newer than the cutoff.
+            summary(1, 100, &[1, 4]),
+            // 2 (forgotten) lies wholly in old segments: it just goes.
+            summary(2, 150, &[2, 4]),
+            summary(3, 600, &[1, 3]),
+            // 5 (forgotten) has records in the active segment too.
+            summary(4, 200, &[2, 5]),
+            active,
+        ];
+        assert_eq!(sorted(pinned(&segments, &gone, 500)), [1, 5]);
+        // Once segment 3 is old, only the active segment pins.
+        assert_eq!(sorted(pinned(&segments, &gone, 700)), [5]);
+        assert!(pinned(&segments, &HashSet::new(), 500).is_empty());
+    }
 
     #[test]
     fn interval_is_a_fraction_of_retention_within_bounds() {
