@@ -6,13 +6,13 @@
 //! only, tenants never mixed), makes `Send` idempotent by client message id, and
 //! delivers every event to every connection of both participants.
 //!
-//! The shard's concerns live in children: [`request`] (one function per client request
-//! kind), [`history`] (`History` pages, held back behind a slow connection's output),
-//! [`replay`] (what a resuming connection missed), [`assist`] (FAQ auto-reply, canned
-//! replies, abuse filter), [`undo`] (taking back what the journal did not make durable),
-//! [`records`] (journal records out, locations in), [`restore`] (rebuilding from the
-//! journal), [`scan`] (questions over all conversations: listing, inactivity,
-//! retention) and [`stats`] (counters the worker publishes: the shard holds no metric
+//! The shard's concerns live in children: `request` (one function per client request
+//! kind), `history` (`History` pages, held back behind a slow connection's output),
+//! `replay` (what a resuming connection missed), `assist` (FAQ auto-reply, canned
+//! replies, abuse filter), `undo` (taking back what the journal did not make durable),
+//! `records` (journal records out, locations in), `restore` (rebuilding from the
+//! journal), `scan` (questions over all conversations: listing, inactivity,
+//! retention) and `stats` (counters the worker publishes: the shard holds no metric
 //! handles).
 
 use bytes::Bytes;
@@ -37,15 +37,15 @@ mod assist;
 mod history;
 #[cfg(test)]
 mod inspect;
+mod outcome;
 mod records;
 mod replay;
 mod request;
-mod restore;
+pub(crate) mod restore;
 mod scan;
 mod stats;
 mod undo;
 
-pub(crate) use restore::Unplaced;
 pub(crate) use stats::{GroupEvent, ShardStats};
 
 /// The `Close` reason of a conversation closed for `routing.inactivity_close`.
@@ -180,7 +180,7 @@ pub(crate) struct Shard {
     pending: ServerMap<u64, u32>,
     /// Whether the last `handle` changed state or read state that is not durable.
     dependent: bool,
-    /// Restored records that came before what they follow (see [`Shard::restore`]).
+    /// Restored records that came before what they follow (see `Shard::restore`).
     held: ServerMap<u64, Vec<Held>>,
     /// The highest conversation id a `Reserved` record (salvage) took.
     reserved_max: u64,
@@ -469,4 +469,65 @@ fn system_entry(kind: Kind, now_ms: u64, sender: &str, body: String) -> Entry {
 
 fn reply(out: &mut Vec<Effect>, to: &Sender, msg: Msg) {
     super::send(out, to.conn, msg.to_frame(to.rid));
+}
+
+// The assistants' part of the shard (their state is `assist::Assist`).
+impl Shard {
+    /// Installs the assistants (at start and after a reload); the abuse filter keeps
+    /// its per-visitor state across reloads.
+    pub fn set_assist(
+        &mut self,
+        libs: &crate::assist::Libraries,
+        cfg: &crate::assist::AssistConfig,
+    ) {
+        self.assist.set(libs, cfg);
+    }
+
+    /// The FAQ answer to a visitor's message in a conversation waiting for an agent,
+    /// as an automatic message (`AUTO_REPLY`, sender role `system`) that both sides
+    /// see; nothing when no entry scores above `assist.faq_threshold`.
+    pub(super) fn auto_reply(
+        &mut self,
+        conversation: u64,
+        text: &str,
+        now_ms: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(faq) = self.assist.faq() else {
+            return;
+        };
+        let Some(c) = self.convs.get_mut(&conversation) else {
+            return;
+        };
+        let Some(m) = faq.best_match(&c.group, text) else {
+            return;
+        };
+        tracing::debug!(conversation, faq = m.id, score = m.score, "faq auto-reply");
+        self.stats.auto_replies += 1;
+        let flags = messages::flags::AUTO_REPLY;
+        let seq = c.append(Entry {
+            seq: 0,
+            time_ms: now_ms,
+            kind: Kind::Send.as_u8(),
+            sender_role: role::SYSTEM,
+            content_type: messages::content::TEXT,
+            flags,
+            sender: String::new(),
+            body: m.answer.to_owned(),
+        });
+        let frame = Msg::from(messages::Deliver {
+            sender_role: role::SYSTEM,
+            content_type: messages::content::TEXT,
+            flags,
+            conversation,
+            seq,
+            time_ms: now_ms,
+            client_msg_id: 0,
+            sender: String::new(),
+            body: m.answer.to_owned(),
+        })
+        .to_frame(0);
+        c.to_participants(out, None, frame);
+        self.log_entry(conversation, 0);
+    }
 }

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use crate::fasthash::ServerMap;
 use crate::journal::{Damage, DamagedRange, Location, RecordRef};
 
-use super::conversation::Unplaced;
+use super::conversation::restore::Unplaced;
 
 /// A record counts as written where it stands if its time is at most this much older
 /// than the newest record before it (clock steps and queueing between workers).

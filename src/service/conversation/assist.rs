@@ -1,10 +1,10 @@
 //! A shard's assistants (`[assist]`): the FAQ auto-reply, canned replies, and the
 //! abuse filter that screens new visitor messages.
 
-use super::{Shard, ShardStats};
+use super::stats::ShardStats;
 use crate::assist::Verdict;
-use crate::protocol::messages::{self, Entry, Msg, role};
-use crate::protocol::{ErrorCode, Kind};
+use crate::protocol::ErrorCode;
+use crate::protocol::messages;
 use crate::service::{Effect, Sender, refuse};
 
 /// A shard's assistants (`[assist]`); each is off when `None`.
@@ -19,6 +19,29 @@ pub(super) struct Assist {
 }
 
 impl Assist {
+    /// Installs the libraries and settings (at start and after a reload); the abuse
+    /// filter keeps its per-visitor state across reloads.
+    pub(super) fn set(
+        &mut self,
+        libs: &crate::assist::Libraries,
+        cfg: &crate::assist::AssistConfig,
+    ) {
+        self.faq = libs.faq.clone();
+        self.canned = libs.canned.clone();
+        match (&mut self.filter, cfg.spam_enabled) {
+            (Some(f), true) => f.set_rules(libs.spam.clone()),
+            (None, true) => {
+                self.filter = Some(crate::assist::SpamFilter::new(cfg, libs.spam.clone()))
+            }
+            (_, false) => self.filter = None,
+        }
+    }
+
+    /// The FAQ index, if the FAQ auto-reply is on.
+    pub(super) fn faq(&self) -> Option<std::sync::Arc<crate::assist::FaqIndex>> {
+        self.faq.clone()
+    }
+
     /// The abuse filter's verdict on a new visitor message: the flags to store it with,
     /// or the code it is refused with (counted either way).
     pub(super) fn screen(
@@ -68,72 +91,4 @@ pub(super) fn refuse_screened(
         conversation
     };
     refuse(out, to, code, conversation);
-}
-
-impl Shard {
-    /// Installs the assistants (at start and after a reload); the abuse filter keeps
-    /// its per-visitor state across reloads.
-    pub fn set_assist(
-        &mut self,
-        libs: &crate::assist::Libraries,
-        cfg: &crate::assist::AssistConfig,
-    ) {
-        self.assist.faq = libs.faq.clone();
-        self.assist.canned = libs.canned.clone();
-        match (&mut self.assist.filter, cfg.spam_enabled) {
-            (Some(f), true) => f.set_rules(libs.spam.clone()),
-            (None, true) => {
-                self.assist.filter = Some(crate::assist::SpamFilter::new(cfg, libs.spam.clone()));
-            }
-            (_, false) => self.assist.filter = None,
-        }
-    }
-
-    /// The FAQ answer to a visitor's message in a conversation waiting for an agent,
-    /// as an automatic message (`AUTO_REPLY`, sender role `system`) that both sides
-    /// see; nothing when no entry scores above `assist.faq_threshold`.
-    pub(super) fn auto_reply(
-        &mut self,
-        conversation: u64,
-        text: &str,
-        now_ms: u64,
-        out: &mut Vec<Effect>,
-    ) {
-        let Some(faq) = self.assist.faq.clone() else {
-            return;
-        };
-        let Some(c) = self.convs.get_mut(&conversation) else {
-            return;
-        };
-        let Some(m) = faq.best_match(&c.group, text) else {
-            return;
-        };
-        tracing::debug!(conversation, faq = m.id, score = m.score, "faq auto-reply");
-        self.stats.auto_replies += 1;
-        let flags = messages::flags::AUTO_REPLY;
-        let seq = c.append(Entry {
-            seq: 0,
-            time_ms: now_ms,
-            kind: Kind::Send.as_u8(),
-            sender_role: role::SYSTEM,
-            content_type: messages::content::TEXT,
-            flags,
-            sender: String::new(),
-            body: m.answer.to_owned(),
-        });
-        let frame = Msg::from(messages::Deliver {
-            sender_role: role::SYSTEM,
-            content_type: messages::content::TEXT,
-            flags,
-            conversation,
-            seq,
-            time_ms: now_ms,
-            client_msg_id: 0,
-            sender: String::new(),
-            body: m.answer.to_owned(),
-        })
-        .to_frame(0);
-        c.to_participants(out, None, frame);
-        self.log_entry(conversation, 0);
-    }
 }

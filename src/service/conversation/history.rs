@@ -1,22 +1,13 @@
 //! `History` requests: a page of the transcript, held back while its connection
 //! owes too much output (see [`crate::service::deferred`]).
 
+use super::outcome::Served;
 use super::{Conversation, Shard, ShardSettings, State, Waiting};
 use crate::handoff::{Command, ConnId};
 use crate::journal::JournalReader;
 use crate::protocol::messages::{self, Msg, role};
 use crate::protocol::{ErrorCode, Kind};
 use crate::service::{Effect, Sender, refuse};
-
-/// What became of a `History` request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Served {
-    /// Answered (a page or an error), or dropped with its connection.
-    Done,
-    /// Its connection owes too much output; the page takes this many bytes (0: not
-    /// built).
-    Wait(u32),
-}
 
 impl Shard {
     /// Whether `History` requests wait (the worker then calls

@@ -8,8 +8,9 @@
 //! that is damage (refuse to start) or salvage, which records each hole as a gap
 //! entry, journals it, and carries on (`proto-spec/JOURNAL.md` §4).
 
+use super::outcome::SalvageOutcome;
 use super::{Body, Conversation, Held, Location, RecordError, RecordKind, Shard, State, UserRef};
-use crate::journal::{Record, RecordRef};
+use crate::journal::RecordRef;
 use crate::protocol::Kind;
 use crate::protocol::messages::{Entry, entry_kind, gap, role};
 use crate::service::record;
@@ -30,26 +31,6 @@ pub(crate) struct Unplaced {
     pub records: usize,
     /// One of them closes or rates the conversation (it had ended).
     pub closed: bool,
-}
-
-/// What [`Shard::salvage`] did.
-#[derive(Debug, Default)]
-pub(crate) struct SalvageOutcome {
-    /// Records to journal, in order: gap records, and requeues that must follow one.
-    pub records: Vec<Record>,
-    /// Entries applied behind a new gap, whose journal locations must be noted (with
-    /// [`Shard::located`]) in sequence order together with the gaps' own, once those
-    /// are durable: (conversation, seq, location).
-    pub deferred: Vec<(u64, u64, Location)>,
-    /// Sequence numbers recorded as lost (holes between surviving records).
-    pub lost: u64,
-    /// Sequence numbers reserved after a conversation's last surviving record.
-    pub reserved: u64,
-    /// Conversations rebuilt without their opening record (closed, hidden).
-    pub orphans: u64,
-    /// Records of conversations without an opening record that were dropped (retention
-    /// leftovers, when salvage was not asked to keep them).
-    pub dropped: u64,
 }
 
 /// The order held records are applied in: opened first, then by sequence number; a
