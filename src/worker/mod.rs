@@ -62,6 +62,22 @@ pub(crate) struct Links {
     pub service_queue_depth: usize,
 }
 
+/// The bounded service queues a client request can find full.
+#[derive(Debug, Clone, Copy)]
+enum ServiceQueue {
+    Router,
+    Shard,
+}
+
+impl ServiceQueue {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Router => "router",
+            Self::Shard => "shard",
+        }
+    }
+}
+
 /// Carries out effects, noting which reactors need waking.
 struct Dispatch {
     links: Links,
@@ -90,16 +106,35 @@ impl Dispatch {
     /// Closes the connection of a request that a full queue refused with 500
     /// `server_busy` (retryable: the client reconnects and resends), as the reactor
     /// does when a worker's queue is full. `now` paces the log line.
-    fn refuse(&mut self, from: &crate::service::Sender, queue: &'static str, now: Mono) {
+    /// Whether a message for `queue`, which holds `len` messages, may be queued: a
+    /// fact always, a client `request` while the queue is under its bound; a request
+    /// over it is refused here.
+    fn admit(
+        &mut self,
+        request: Option<&crate::service::Sender>,
+        len: usize,
+        queue: ServiceQueue,
+        now: Mono,
+    ) -> bool {
+        match request {
+            Some(from) if len >= self.links.service_queue_depth => {
+                self.refuse(from, queue, now);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn refuse(&mut self, from: &crate::service::Sender, queue: ServiceQueue, now: Mono) {
         if let Some(stats) = &self.stats {
             match queue {
-                "router" => stats.router_queue_refused.inc(),
-                _ => stats.shard_queue_refused.inc(),
+                ServiceQueue::Router => stats.router_queue_refused.inc(),
+                ServiceQueue::Shard => stats.shard_queue_refused.inc(),
             }
         }
         if let Some(held) = self.refusals.pass(now.as_ms()) {
             tracing::warn!(
-                queue,
+                queue = queue.name(),
                 depth = self.links.service_queue_depth,
                 held_back = held,
                 "service queue full: request refused with 500 server_busy \
@@ -149,32 +184,24 @@ impl Dispatch {
                 // Client requests find room for at most `service_queue_depth`
                 // messages; facts always go through (`service::busy` bounds them).
                 Effect::Router(msg) => {
-                    let Some(router) = &self.links.router else {
+                    let Some(len) = self.links.router.as_ref().map(Sender::len) else {
                         continue;
                     };
-                    match msg.client_request() {
-                        Some(from) if router.len() >= self.links.service_queue_depth => {
-                            let from = from.clone();
-                            self.refuse(&from, "router", now);
-                        }
-                        _ => {
-                            let _ = router.send(msg);
-                        }
+                    if self.admit(msg.client_request(), len, ServiceQueue::Router, now)
+                        && let Some(router) = &self.links.router
+                    {
+                        let _ = router.send(msg);
                     }
                 }
                 Effect::Shard(msg) => {
-                    let n = self.links.shards.len();
-                    let Some(tx) = self.links.shards.get(shard_of(msg.conversation(), n)) else {
+                    let i = shard_of(msg.conversation(), self.links.shards.len());
+                    let Some(len) = self.links.shards.get(i).map(Sender::len) else {
                         continue;
                     };
-                    match msg.client_request() {
-                        Some(from) if tx.len() >= self.links.service_queue_depth => {
-                            let from = from.clone();
-                            self.refuse(&from, "shard", now);
-                        }
-                        _ => {
-                            let _ = tx.send(msg);
-                        }
+                    if self.admit(msg.client_request(), len, ServiceQueue::Shard, now)
+                        && let Some(tx) = self.links.shards.get(i)
+                    {
+                        let _ = tx.send(msg);
                     }
                 }
                 Effect::AllShards(msg) => {
