@@ -183,6 +183,22 @@ pub struct LiveLimits {
     pub linger_ms: u64,
 }
 
+impl LiveLimits {
+    /// The limits `config` sets.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        use crate::clock::millis;
+        Self {
+            max_frame_bytes: config.limits.max_frame_bytes,
+            max_pending_bytes: config.limits.max_pending_bytes,
+            max_pending_total: config.max_pending_total_bytes(),
+            stall_ms: millis(config.limits.stall_timeout),
+            handshake_ms: millis(config.heartbeat.handshake_timeout),
+            idle_ms: millis(config.heartbeat.idle_timeout),
+            linger_ms: millis(config.limits.close_linger),
+        }
+    }
+}
+
 /// A worker's event queue: bounded in events by the channel, and in frame payload
 /// bytes by a shared count, so a few connections sending large frames faster than a
 /// worker handles them cannot pile up memory behind a queue that is short in events.

@@ -19,9 +19,9 @@ use slab::Slab;
 use super::conn::{Conn, ListenerKind, Phase, token, untoken};
 use super::sys::{Driver, Sent};
 use super::timer::TimerHeap;
-use crate::clock::{Clock, Mono, millis};
+use crate::clock::{Clock, Mono};
 use crate::frame::{self, FrameHeader};
-use crate::handoff::{CloseReason, Command, ConnId, Event, WorkerQueue};
+use crate::handoff::{CloseReason, Command, ConnId, Event, LiveLimits, WorkerQueue};
 use crate::ledger::{Ledger, TOTAL_QUANTUM};
 use crate::log_gate::LogGate;
 use crate::metrics::{Cut, ReactorMetrics};
@@ -32,15 +32,8 @@ use crossbeam_utils::CachePadded;
 /// The numbers a reactor needs, resolved from the config.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub max_frame_bytes: u32,
-    pub max_pending_bytes: u32,
-    /// `limits.max_pending_total`, resolved.
-    pub max_pending_total: u64,
-    /// `limits.stall_timeout`.
-    pub stall_ms: u64,
-    pub handshake_ms: u64,
-    pub idle_ms: u64,
-    pub linger_ms: u64,
+    /// The limits a reload may change (SIGHUP, [`Command::Limits`]).
+    pub live: LiveLimits,
     pub read_budget_bytes: usize,
     pub command_batch: usize,
     /// Connection slots reserved up front: this reactor's share of
@@ -54,13 +47,7 @@ pub(crate) struct Settings {
 impl Settings {
     pub fn from_config(c: &crate::config::Config) -> Self {
         Self {
-            max_frame_bytes: c.limits.max_frame_bytes,
-            max_pending_bytes: c.limits.max_pending_bytes,
-            max_pending_total: c.max_pending_total_bytes(),
-            stall_ms: millis(c.limits.stall_timeout),
-            handshake_ms: millis(c.heartbeat.handshake_timeout),
-            idle_ms: millis(c.heartbeat.idle_timeout),
-            linger_ms: millis(c.limits.close_linger),
+            live: LiveLimits::from_config(c),
             read_budget_bytes: c.reactor.read_budget_bytes,
             command_batch: c.reactor.command_queue_depth,
             reserve_slots: (c.limits.max_connections as usize)
@@ -92,12 +79,11 @@ pub(crate) struct Core {
     /// Converts deadlines other threads send as `Instant`s (no clock is read here).
     clock: Clock,
     next_generation: u32,
-    commands: Receiver<Command>,
-    workers: Arc<[WorkerQueue]>,
+    /// Queues, metrics and daemon-wide counts shared with other threads.
+    links: Links,
     /// `Closed` events a full worker queue refused; retried every loop turn so a
     /// worker never keeps state for a connection that is gone.
     deferred: VecDeque<(usize, Event)>,
-    stats: Arc<CachePadded<ReactorMetrics>>,
     /// Connections to read again without waiting for readiness (read budget used up,
     /// or reading resumed after backpressure).
     resume: Vec<Token>,
@@ -106,13 +92,7 @@ pub(crate) struct Core {
     dirty: Vec<Token>,
     input_open: bool,
     drain_deadline: Option<Mono>,
-    /// Daemon-wide connection counts (global and per IP).
-    limits: Arc<ConnLimits>,
-    /// This reactor's share of the accept rate.
-    bucket: AcceptBucket,
     reject_log: RejectLog,
-    /// Output owed per connection and in total, shared with the producers.
-    ledger: Arc<Ledger>,
     /// Connections that may have output queued (each at most once: `Conn::listed`).
     backlog: Vec<Token>,
     /// Bytes queued on this reactor's connections (the sum of their `published`).
@@ -161,34 +141,21 @@ impl Core {
     /// A core with no connections; `clock` is the one its backend reads (the core
     /// only converts deadlines sent as `Instant`s with it).
     pub fn new(id: u16, settings: Settings, links: Links, clock: Clock) -> Self {
-        let Links {
-            commands,
-            workers,
-            stats,
-            limits,
-            bucket,
-            ledger,
-        } = links;
         let reserve = settings.reserve_slots;
         Self {
             id,
             settings,
+            links,
             conns: Slab::with_capacity(reserve),
             timers: TimerHeap::default(),
             clock,
             next_generation: 0,
-            commands,
-            workers,
             deferred: VecDeque::new(),
-            stats,
             resume: Vec::new(),
             dirty: Vec::new(),
             input_open: true,
             drain_deadline: None,
-            limits,
-            bucket,
             reject_log: RejectLog::new(),
-            ledger,
             backlog: Vec::new(),
             queued: 0,
             unpublished: 0,
@@ -224,7 +191,9 @@ impl Core {
         // Growth under one quantum is published here, every turn: it is enforced
         // too, or turns that each grow a little would creep past the budget.
         let grew = self.unpublished > 0;
-        self.ledger.add_total(std::mem::take(&mut self.unpublished));
+        self.links
+            .ledger
+            .add_total(std::mem::take(&mut self.unpublished));
         self.note_pressure();
         if grew {
             self.enforce_total(drv);
@@ -253,16 +222,16 @@ impl Core {
     /// caller drops (closes) the socket.
     fn admit(&mut self, peer: SocketAddr) -> Option<crate::reactor::admission::IpKey> {
         let now = self.now;
-        let key = self.limits.key(peer.ip());
-        let verdict = if self.bucket.take(now) {
-            self.limits.admit(key)
+        let key = self.links.limits.key(peer.ip());
+        let verdict = if self.links.bucket.take(now) {
+            self.links.limits.admit(key)
         } else {
             Err(crate::metrics::Reject::AcceptRate)
         };
         match verdict {
             Ok(()) => Some(key),
             Err(why) => {
-                self.stats.count_reject(why);
+                self.links.stats.count_reject(why);
                 self.reject_log.note(self.id, why, peer.ip(), now);
                 None
             }
@@ -270,7 +239,7 @@ impl Core {
     }
 
     fn stats(&self) -> &ReactorMetrics {
-        &self.stats
+        &self.links.stats
     }
 
     fn conn_id(&self, slot: usize, generation: u32) -> ConnId {
@@ -283,9 +252,9 @@ impl Core {
 
     fn deadline_of(&self, c: &Conn) -> Mono {
         let span = match c.phase {
-            Phase::Handshake => self.settings.handshake_ms,
-            Phase::Established => self.settings.idle_ms,
-            Phase::Closing => self.settings.linger_ms,
+            Phase::Handshake => self.settings.live.handshake_ms,
+            Phase::Established => self.settings.live.idle_ms,
+            Phase::Closing => self.settings.live.linger_ms,
         };
         c.mark.plus_ms(span)
     }
@@ -311,7 +280,7 @@ impl Core {
     }
 
     fn worker_for(&self, id: ConnId) -> usize {
-        let n = self.workers.len().max(1);
+        let n = self.links.workers.len().max(1);
         (id.slot as usize)
             .wrapping_mul(31)
             .wrapping_add(usize::from(id.reactor))
@@ -322,7 +291,7 @@ impl Core {
     /// everything but `Closed`, which is deferred instead.
     fn tell_worker(&mut self, id: ConnId, event: Event) -> Result<(), ()> {
         let w = self.worker_for(id);
-        let Some(tx) = self.workers.get(w) else {
+        let Some(tx) = self.links.workers.get(w) else {
             return Err(());
         };
         match tx.try_send(event) {
@@ -344,7 +313,7 @@ impl Core {
     /// Retries deferred `Closed` events, in order.
     pub fn flush_deferred(&mut self) {
         while let Some((w, event)) = self.deferred.pop_front() {
-            let Some(tx) = self.workers.get(w) else {
+            let Some(tx) = self.links.workers.get(w) else {
                 continue;
             };
             match tx.try_send(event) {
@@ -381,13 +350,13 @@ impl Core {
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
         if u32::try_from(slot).is_err() {
-            self.limits.release(ip_key);
+            self.links.limits.release(ip_key);
             return;
         }
         if let Err(e) = drv.register(&mut stream, token(slot, generation)) {
             tracing::warn!(reactor = self.id, error = %e, "cannot register accepted socket");
-            self.stats.accept_errors.inc();
-            self.limits.release(ip_key);
+            self.links.stats.accept_errors.inc();
+            self.links.limits.release(ip_key);
             return;
         }
         let phase = match kind {
@@ -417,7 +386,7 @@ impl Core {
             sending: 0,
             ip_key,
         });
-        self.ledger.open(self.id, slot as u32, generation);
+        self.links.ledger.open(self.id, slot as u32, generation);
         let stats = self.stats();
         stats.accepted.inc();
         stats.open.set(self.conns.len() as u64);
@@ -466,7 +435,7 @@ impl Core {
 
     /// Counts and logs a failed `accept` (e.g. out of file descriptors).
     pub fn accept_failed(&self, e: &io::Error) {
-        self.stats.accept_errors.inc();
+        self.links.stats.accept_errors.inc();
         tracing::warn!(reactor = self.id, error = %e, "accept failed; pausing accepts briefly");
     }
 
@@ -552,9 +521,12 @@ impl Core {
             return Ok(());
         };
         let mut spill = std::mem::take(&mut c.spill);
-        frame::deframe(&mut spill, data, self.settings.max_frame_bytes, |h, p| {
-            self.dispatch(drv, slot, h, p)
-        })?;
+        frame::deframe(
+            &mut spill,
+            data,
+            self.settings.live.max_frame_bytes,
+            |h, p| self.dispatch(drv, slot, h, p),
+        )?;
         if let Some(c) = self.conns.get_mut(slot)
             && c.phase != Phase::Closing
         {
@@ -600,7 +572,7 @@ impl Core {
     /// [`Core::flush_dirty`] (or writability) sends it. Past `max_pending_bytes` of
     /// output the kernel has refused, the connection is closed as a slow consumer.
     fn send(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes) {
-        self.write_or_queue(drv, slot, data, self.settings.max_pending_bytes);
+        self.write_or_queue(drv, slot, data, self.settings.live.max_pending_bytes);
     }
 
     /// `send` with an explicit bound (a farewell frame may exceed the usual one).
@@ -616,7 +588,7 @@ impl Core {
             match drv.write_now(&c.stream, &data) {
                 None => {}
                 Some(Sent::Wrote(n)) => {
-                    self.stats.bytes_out.add(n as u64);
+                    self.links.stats.bytes_out.add(n as u64);
                     if n >= data.len() {
                         return;
                     }
@@ -648,11 +620,7 @@ impl Core {
             self.over_bound(drv, slot);
             return;
         }
-        if c.outq.is_empty() {
-            c.out_mark = now;
-        }
-        c.pending = pending as u32;
-        c.outq.push_back(data);
+        enqueue(c, data, pending, now);
         if !blocked && !c.dirty {
             c.dirty = true;
             self.dirty.push(token(slot, c.generation));
@@ -681,11 +649,7 @@ impl Core {
             self.over_bound(drv, slot);
             return;
         }
-        if c.outq.is_empty() {
-            c.out_mark = now;
-        }
-        c.pending = pending as u32;
-        c.outq.push_back(data);
+        enqueue(c, data, pending, now);
         if !c.writable_armed {
             c.writable_armed = true;
             let t = token(slot, c.generation);
@@ -712,7 +676,8 @@ impl Core {
         }
         c.published = c.pending;
         if c.phase != Phase::Closing {
-            self.ledger
+            self.links
+                .ledger
                 .settle(self.id, slot as u32, c.generation, delta);
         }
         if c.pending > 0 && !c.listed {
@@ -723,11 +688,15 @@ impl Core {
         if delta > 0 && self.unpublished < 0 {
             // Publish what shrank before growing again, so growth that the total
             // does not show yet stays under one quantum.
-            self.ledger.add_total(std::mem::take(&mut self.unpublished));
+            self.links
+                .ledger
+                .add_total(std::mem::take(&mut self.unpublished));
         }
         self.unpublished += delta;
         if self.unpublished.abs() >= TOTAL_QUANTUM {
-            self.ledger.add_total(std::mem::take(&mut self.unpublished));
+            self.links
+                .ledger
+                .add_total(std::mem::take(&mut self.unpublished));
             self.note_pressure();
             if delta > 0 {
                 self.enforce_total(drv);
@@ -738,8 +707,8 @@ impl Core {
     /// Recomputes whether the daemon's output is under pressure (from the published
     /// total), logging changes at most once a second.
     fn note_pressure(&mut self) {
-        let budget = self.settings.max_pending_total;
-        let total = self.ledger.total();
+        let budget = self.settings.live.max_pending_total;
+        let total = self.links.ledger.total();
         let on = total > budget / 2;
         if on == self.pressure {
             return;
@@ -754,7 +723,7 @@ impl Core {
                     && !c.read_paused
                 {
                     c.read_paused = true;
-                    self.stats.read_pauses.inc();
+                    self.links.stats.read_pauses.inc();
                 }
             }
         }
@@ -793,8 +762,12 @@ impl Core {
     /// budget does it (another one may hold most of it and grow no more), so when two
     /// notice at once a little more than the excess may go.
     fn enforce_total(&mut self, drv: &mut impl Driver) {
-        let budget = self.settings.max_pending_total;
-        let total = self.ledger.total().saturating_add_signed(self.unpublished);
+        let budget = self.settings.live.max_pending_total;
+        let total = self
+            .links
+            .ledger
+            .total()
+            .saturating_add_signed(self.unpublished);
         if self.shedding || total <= budget || self.queued == 0 {
             return;
         }
@@ -840,7 +813,9 @@ impl Core {
             }
             cut += 1;
         }
-        self.ledger.add_total(std::mem::take(&mut self.unpublished));
+        self.links
+            .ledger
+            .add_total(std::mem::take(&mut self.unpublished));
         let Some(held_back) = self.shed_log.pass(self.now.as_ms()) else {
             self.shedding = false;
             return;
@@ -877,14 +852,14 @@ impl Core {
         let threshold = if self.pressure {
             0
         } else {
-            self.settings.max_pending_bytes / 2
+            self.settings.live.max_pending_bytes / 2
         };
         if let Some(c) = self.conns.get_mut(slot)
             && c.pending > threshold
             && !c.read_paused
         {
             c.read_paused = true;
-            self.stats.read_pauses.inc();
+            self.links.stats.read_pauses.inc();
         }
     }
 
@@ -910,7 +885,7 @@ impl Core {
             c.head_started = false;
         }
         let stalled_ms = now.ms_since(c.out_mark);
-        self.stats.count_cut(why);
+        self.links.stats.count_cut(why);
         if let Some(held_back) = self.cut_log.pass(now.as_ms()) {
             let peer = c.stream.peer_addr().ok();
             tracing::info!(
@@ -970,7 +945,7 @@ impl Core {
         }
         match res {
             n if n > 0 => {
-                self.stats.bytes_out.add(n as u64);
+                self.links.stats.bytes_out.add(n as u64);
                 consume(c, n as usize);
                 c.out_mark = now;
             }
@@ -994,7 +969,7 @@ impl Core {
         let Some(c) = self.conns.get(slot) else {
             return;
         };
-        if c.pending > self.settings.max_pending_bytes && c.phase != Phase::Closing {
+        if c.pending > self.settings.live.max_pending_bytes && c.phase != Phase::Closing {
             self.over_bound(drv, slot);
             return;
         }
@@ -1017,7 +992,7 @@ impl Core {
         while !c.outq.is_empty() {
             match drv.send(&c.stream, t, &c.outq) {
                 Sent::Wrote(n) if n > 0 => {
-                    self.stats.bytes_out.add(n as u64);
+                    self.links.stats.bytes_out.add(n as u64);
                     consume(c, n);
                     c.out_mark = now;
                 }
@@ -1038,7 +1013,8 @@ impl Core {
                             return;
                         }
                     }
-                    if c.phase != Phase::Closing && c.pending > self.settings.max_pending_bytes {
+                    if c.phase != Phase::Closing && c.pending > self.settings.live.max_pending_bytes
+                    {
                         self.over_bound(drv, slot);
                     } else {
                         self.pause_if_backlogged(slot);
@@ -1094,7 +1070,7 @@ impl Core {
         c.mark = now;
         let generation = c.generation;
         // Producers stop charging it: whatever they send now is dropped.
-        self.ledger.close(self.id, slot as u32);
+        self.links.ledger.close(self.id, slot as u32);
         // Raw echo streams carry no frames, so they close without a farewell.
         let farewell = farewell.filter(|_| c.kind == ListenerKind::Client);
         if c.read_paused {
@@ -1102,9 +1078,9 @@ impl Core {
             self.resume.push(token(slot, generation));
         }
         let announced = std::mem::replace(&mut c.announced, false);
-        self.stats.count_close(reason);
+        self.links.stats.count_close(reason);
         self.timers.push(
-            now.plus_ms(self.settings.linger_ms),
+            now.plus_ms(self.settings.live.linger_ms),
             slot as u32,
             generation,
         );
@@ -1118,6 +1094,7 @@ impl Core {
             let queued = self.conns.get(slot).map_or(0, |c| c.pending);
             let bound = self
                 .settings
+                .live
                 .max_pending_bytes
                 .max(queued)
                 .saturating_add(frame.len() as u32);
@@ -1139,31 +1116,31 @@ impl Core {
             return;
         };
         drv.deregister(&mut c.stream, token(slot, c.generation));
-        self.limits.release(c.ip_key);
-        self.ledger.close(self.id, slot as u32);
+        self.links.limits.release(c.ip_key);
+        self.links.ledger.close(self.id, slot as u32);
         self.unpublish(c.published);
         if c.close_reason.is_none() {
-            self.stats.count_close(reason);
+            self.links.stats.count_close(reason);
         }
         if c.announced {
             let id = self.conn_id(slot, c.generation);
             let reason = c.close_reason.unwrap_or(reason);
             let _ = self.tell_worker(id, Event::Closed { conn: id, reason });
         }
-        self.stats.open.set(self.conns.len() as u64);
+        self.links.stats.open.set(self.conns.len() as u64);
     }
 
     /// Applies queued worker commands.
     pub fn run_commands(&mut self, drv: &mut impl Driver, now: Mono) {
         self.at(now);
         for _ in 0..self.settings.command_batch {
-            let Ok(cmd) = self.commands.try_recv() else {
+            let Ok(cmd) = self.links.commands.try_recv() else {
                 return;
             };
             match cmd {
                 Command::Send { conn, frame } => {
                     if let Some(slot) = self.open_slot_of_id(conn) {
-                        self.stats.kinds_out.count_encoded(&frame);
+                        self.links.stats.kinds_out.count_encoded(&frame);
                         self.send(drv, slot, frame);
                     }
                 }
@@ -1171,21 +1148,22 @@ impl Core {
                     if let Some(slot) = self.open_slot_of_id(conn) {
                         // The producer's charge becomes queued output (or none).
                         let charged = i64::try_from(frame.len()).unwrap_or(i64::MAX);
-                        self.ledger
+                        self.links
+                            .ledger
                             .settle(self.id, conn.slot, conn.generation, -charged);
-                        self.stats.kinds_out.count_encoded(&frame);
+                        self.links.stats.kinds_out.count_encoded(&frame);
                         // Its producer sent it because the connection owed less than
                         // the bound (or nothing): it may take the queue to the bound
                         // plus this page, even behind events queued since.
                         let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
-                        let bound = self.settings.max_pending_bytes.saturating_add(len);
+                        let bound = self.settings.live.max_pending_bytes.saturating_add(len);
                         self.write_or_queue(drv, slot, frame, bound);
                     }
                 }
                 Command::SendMany { conns, frame } => {
                     for conn in conns {
                         if let Some(slot) = self.open_slot_of_id(conn) {
-                            self.stats.kinds_out.count_encoded(&frame);
+                            self.links.stats.kinds_out.count_encoded(&frame);
                             self.send(drv, slot, frame.clone());
                         }
                     }
@@ -1201,7 +1179,7 @@ impl Core {
                         // already in the heap (which then finds nothing to do).
                         let (slot, generation) = (conn.slot, c.generation);
                         self.timers
-                            .push(now.plus_ms(self.settings.idle_ms), slot, generation);
+                            .push(now.plus_ms(self.settings.live.idle_ms), slot, generation);
                     }
                 }
                 Command::Close {
@@ -1235,15 +1213,7 @@ impl Core {
                     let _ = ack.send(());
                 }
                 Command::Drain { deadline } => self.begin_drain(drv, deadline),
-                Command::Limits(l) => {
-                    self.settings.max_frame_bytes = l.max_frame_bytes;
-                    self.settings.max_pending_bytes = l.max_pending_bytes;
-                    self.settings.max_pending_total = l.max_pending_total;
-                    self.settings.stall_ms = l.stall_ms;
-                    self.settings.handshake_ms = l.handshake_ms;
-                    self.settings.idle_ms = l.idle_ms;
-                    self.settings.linger_ms = l.linger_ms;
-                }
+                Command::Limits(l) => self.settings.live = l,
             }
         }
     }
@@ -1263,7 +1233,7 @@ impl Core {
             // A paused connection is not idle: we stopped reading it, not the peer
             // sending.
             let due = if c.read_paused && c.phase == Phase::Established {
-                now.plus_ms(self.settings.idle_ms)
+                now.plus_ms(self.settings.live.idle_ms)
             } else {
                 self.deadline_of(c)
             };
@@ -1278,7 +1248,7 @@ impl Core {
                 Phase::Established => self.close_with_error(drv, slot, ErrorCode::IdleTimeout, 0),
                 // A graceful drain is bounded by its own deadline, not the linger.
                 Phase::Closing if self.drain_deadline.is_some() && !c.write_shut => {
-                    let next = now.plus_ms(self.settings.linger_ms);
+                    let next = now.plus_ms(self.settings.live.linger_ms);
                     self.timers.push(next, e.slot, e.generation);
                 }
                 Phase::Closing => self.release(drv, slot, CloseReason::Server),
@@ -1303,7 +1273,7 @@ impl Core {
     /// How often the backlog is swept: often enough to notice a stall within a
     /// quarter of `limits.stall_timeout`.
     fn sweep_interval(&self) -> u64 {
-        (self.settings.stall_ms / 4).clamp(1, SWEEP_MS)
+        (self.settings.live.stall_ms / 4).clamp(1, SWEEP_MS)
     }
 
     /// Walks the backlog: forgets connections that caught up, cuts those whose
@@ -1330,13 +1300,14 @@ impl Core {
             match c.phase {
                 Phase::Closing if quiet >= self.drain_stall_ms => hopeless.push(slot),
                 Phase::Closing => {}
-                _ if quiet >= self.settings.stall_ms => stalled.push((slot, quiet)),
+                _ if quiet >= self.settings.live.stall_ms => stalled.push((slot, quiet)),
                 _ => {}
             }
         }
         if !stalled.is_empty() && self.kernel_short_of_tcp_memory(now) {
             let patience = self
                 .settings
+                .live
                 .stall_ms
                 .saturating_mul(KERNEL_PRESSURE_STALL_FACTOR);
             stalled.retain(|&(_, quiet)| quiet >= patience);
@@ -1369,7 +1340,7 @@ impl Core {
         }
         let on = (self.kernel_pressure_probe)();
         self.kernel_pressure = (Some(now), on);
-        self.stats.kernel_tcp_pressure.set(u64::from(on));
+        self.links.stats.kernel_tcp_pressure.set(u64::from(on));
         if on && !was {
             tracing::warn!(
                 reactor = self.id,
@@ -1414,6 +1385,16 @@ impl Core {
 }
 
 /// Drops `n` written bytes from the head of a connection's queue.
+/// Appends `data` to a connection's output queue; `pending` (checked against its
+/// bound, so within `u32`) is the queue's new total.
+fn enqueue(c: &mut Conn, data: Bytes, pending: u64, now: Mono) {
+    if c.outq.is_empty() {
+        c.out_mark = now;
+    }
+    c.pending = u32::try_from(pending).unwrap_or(u32::MAX);
+    c.outq.push_back(data);
+}
+
 fn consume(c: &mut Conn, n: usize) {
     c.pending = c.pending.saturating_sub(n as u32);
     let mut left = n;

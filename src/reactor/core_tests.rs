@@ -16,7 +16,7 @@ use mio::net::TcpStream;
 
 use super::{Core, Links, Settings};
 use crate::clock::{Clock, Mono};
-use crate::handoff::WorkerQueue;
+use crate::handoff::{LiveLimits, WorkerQueue};
 use crate::protocol::ErrorCode;
 use crate::reactor::admission::{AcceptBucket, ConnLimits};
 use crate::reactor::conn::{ListenerKind, Phase};
@@ -82,6 +82,16 @@ const NOW: Mono = Mono::ZERO;
 
 fn settings(max_pending_bytes: u32) -> Settings {
     Settings {
+        live: limits(max_pending_bytes),
+        read_budget_bytes: 1 << 20,
+        command_batch: 64,
+        reserve_slots: 16,
+    }
+}
+
+/// The connection limits of [`settings`].
+fn limits(max_pending_bytes: u32) -> LiveLimits {
+    LiveLimits {
         max_frame_bytes: 1 << 20,
         max_pending_bytes,
         max_pending_total: u64::MAX,
@@ -89,9 +99,14 @@ fn settings(max_pending_bytes: u32) -> Settings {
         handshake_ms: 10_000,
         idle_ms: 10_000,
         linger_ms: 1_000,
-        read_budget_bytes: 1 << 20,
-        command_batch: 64,
-        reserve_slots: 16,
+    }
+}
+
+/// [`settings`] with other connection limits.
+fn with_limits(live: LiveLimits) -> Settings {
+    Settings {
+        live,
+        ..settings(live.max_pending_bytes)
     }
 }
 
@@ -282,11 +297,11 @@ fn reading_pauses_at_half_the_bound_before_the_send_and_a_cut_keeps_the_send_in_
 #[test]
 fn output_that_makes_no_progress_is_cut_after_the_stall_timeout() {
     let mut drv = Script::default();
-    let mut f = Fixture::new(Settings {
+    let mut f = Fixture::new(with_limits(LiveLimits {
         stall_ms: 5_000,
         idle_ms: 120_000,
-        ..settings(1 << 20)
-    });
+        ..limits(1 << 20)
+    }));
     let stuck = f.open(&mut drv, ListenerKind::Echo);
     let moving = f.open(&mut drv, ListenerKind::Echo);
     f.core.on_data(&mut drv, f.now, stuck, b"nobody reads this");
@@ -308,17 +323,17 @@ fn output_that_makes_no_progress_is_cut_after_the_stall_timeout() {
         Some(Phase::Established),
         "it made progress"
     );
-    assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Stalled), 1);
+    assert_eq!(f.core.links.stats.cuts_for(crate::metrics::Cut::Stalled), 1);
 }
 
 #[test]
 fn while_the_kernel_is_short_of_tcp_memory_stalled_output_gets_longer() {
     let mut drv = Script::default();
-    let mut f = Fixture::new(Settings {
+    let mut f = Fixture::new(with_limits(LiveLimits {
         stall_ms: 5_000,
         idle_ms: 120_000,
-        ..settings(1 << 20)
-    });
+        ..limits(1 << 20)
+    }));
     f.core.kernel_pressure_probe = || true;
     let t = f.open(&mut drv, ListenerKind::Echo);
     f.core.on_data(&mut drv, f.now, t, b"nobody reads this");
@@ -330,20 +345,20 @@ fn while_the_kernel_is_short_of_tcp_memory_stalled_output_gets_longer() {
         Some(Phase::Established),
         "the kernel's fault, maybe"
     );
-    assert_eq!(f.core.stats.kernel_tcp_pressure.get(), 1);
+    assert_eq!(f.core.links.stats.kernel_tcp_pressure.get(), 1);
     f.advance(&mut drv, 25_000);
     f.core.run_timers(&mut drv, f.now);
     assert_eq!(f.phase(t), Some(Phase::Closing), "6 x 5 s: cut anyway");
-    assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Stalled), 1);
+    assert_eq!(f.core.links.stats.cuts_for(crate::metrics::Cut::Stalled), 1);
 }
 
 #[test]
 fn the_largest_consumers_are_cut_first_when_the_total_passes_its_budget() {
     let mut drv = Script::default();
-    let mut f = Fixture::new(Settings {
+    let mut f = Fixture::new(with_limits(LiveLimits {
         max_pending_total: 450 << 10,
-        ..settings(1 << 20)
-    });
+        ..limits(1 << 20)
+    }));
     let sizes = [100usize << 10, 300 << 10, 200 << 10];
     let conns: Vec<Token> = sizes
         .iter()
@@ -364,7 +379,7 @@ fn the_largest_consumers_are_cut_first_when_the_total_passes_its_budget() {
         ],
         "600 KiB queued against 450: the 300 KiB one goes, and it is enough"
     );
-    assert_eq!(f.core.stats.cuts_for(crate::metrics::Cut::Total), 1);
+    assert_eq!(f.core.links.stats.cuts_for(crate::metrics::Cut::Total), 1);
     assert_eq!(f.core.queued, 300 << 10);
     f.core.end_turn(&mut drv, f.now);
     assert_eq!(f.ledger.total(), 300 << 10);
@@ -373,10 +388,10 @@ fn the_largest_consumers_are_cut_first_when_the_total_passes_its_budget() {
 #[test]
 fn turns_that_each_grow_less_than_a_quantum_still_meet_the_budget() {
     let mut drv = Script::default();
-    let mut f = Fixture::new(Settings {
+    let mut f = Fixture::new(with_limits(LiveLimits {
         max_pending_total: 100 << 10,
-        ..settings(1 << 20)
-    });
+        ..limits(1 << 20)
+    }));
     let conns: Vec<Token> = (0..6)
         .map(|_| f.open(&mut drv, ListenerKind::Echo))
         .collect();
@@ -390,7 +405,7 @@ fn turns_that_each_grow_less_than_a_quantum_still_meet_the_budget() {
             f.ledger.total()
         );
     }
-    assert!(f.core.stats.cuts_for(crate::metrics::Cut::Total) >= 1);
+    assert!(f.core.links.stats.cuts_for(crate::metrics::Cut::Total) >= 1);
 }
 
 /// The id producers use for the connection `t` of reactor 0.
@@ -558,12 +573,12 @@ fn a_frame_larger_than_the_bound_that_the_kernel_took_part_of_is_finished_before
 
 /// Deadline settings as tests/timeouts.rs used them.
 fn deadlines(handshake_ms: u64, idle_ms: u64, linger_ms: u64) -> Settings {
-    Settings {
+    with_limits(LiveLimits {
         handshake_ms,
         idle_ms,
         linger_ms,
-        ..settings(1 << 20)
-    }
+        ..limits(1 << 20)
+    })
 }
 
 /// The frame of `kind` with an empty payload.
@@ -598,7 +613,7 @@ impl Fixture {
 
     fn closed_for(&self, code: ErrorCode) -> u64 {
         self.core
-            .stats
+            .stats()
             .closed_for(crate::handoff::CloseReason::Error(code))
     }
 }

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::Sender;
 
 use super::error::StartError;
-use crate::clock::millis;
 use crate::config::Config;
 use crate::handoff::{Command, LiveLimits};
 use crate::reactor::ReactorHandle;
@@ -65,19 +64,6 @@ pub(crate) fn session_settings(
     }
 }
 
-/// The connection limits reactors take from a configuration.
-fn live_limits(config: &Config) -> LiveLimits {
-    LiveLimits {
-        max_frame_bytes: config.limits.max_frame_bytes,
-        max_pending_bytes: config.limits.max_pending_bytes,
-        max_pending_total: config.max_pending_total_bytes(),
-        stall_ms: millis(config.limits.stall_timeout),
-        handshake_ms: millis(config.heartbeat.handshake_timeout),
-        idle_ms: millis(config.heartbeat.idle_timeout),
-        linger_ms: millis(config.limits.close_linger),
-    }
-}
-
 /// The configuration in force after reloading `new` over `current`: `new`, but the
 /// keys that apply only at start keep their `current` values (see
 /// [`super::changes::needs_restart`]).
@@ -128,7 +114,7 @@ impl Live {
             ..sessions
         };
         *live.sessions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sessions);
-        let limits = live_limits(new);
+        let limits = LiveLimits::from_config(new);
         metrics.pending_limit.set(limits.max_pending_total);
         for r in live.reactors.iter() {
             if r.send(Command::Limits(limits)) {
