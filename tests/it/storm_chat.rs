@@ -6,7 +6,8 @@
 use serde_json::Value;
 
 use crate::util::TestServer;
-use crate::util::storm::{args, num, report as storm};
+use crate::util::storm::{num, report as storm};
+use crate::util::words;
 
 fn check_chat(v: &Value, n: u64) {
     assert_eq!(v["scenario"], "chat", "{v}");
@@ -40,7 +41,7 @@ fn chat_visitors_and_agents_exchange_messages_in_order() {
     // 4 agents (capacity 6 by default) and 20 visitors, 10 messages/s per conversation.
     let v = storm(
         &server,
-        &args("--scenario chat -n 24 --agents 4 --rate 10 --duration 2 --size 100"),
+        &words("--scenario chat -n 24 --agents 4 --rate 10 --duration 2 --size 100"),
     );
     check_chat(&v, 24);
     // Paced at 10/s per conversation: 20 conversations send at most 200 a second of the
@@ -56,7 +57,7 @@ fn chat_over_two_processes() {
     let server = TestServer::start(|_| {});
     let v = storm(
         &server,
-        &args("--scenario chat -n 24 --agents 4 --rate 10 --duration 1 --procs 2"),
+        &words("--scenario chat -n 24 --agents 4 --rate 10 --duration 1 --procs 2"),
     );
     check_chat(&v, 24);
     assert_eq!(v["procs"], 2, "{v}");
@@ -87,7 +88,10 @@ fn check_fanout(v: &Value, members: u64, notices: u64) {
 #[test]
 fn fanout_reaches_every_agent_of_the_group() {
     let server = TestServer::start(|_| {});
-    let v = storm(&server, &args("--scenario fanout -n 50 --count 3 --rate 5"));
+    let v = storm(
+        &server,
+        &words("--scenario fanout -n 50 --count 3 --rate 5"),
+    );
     check_fanout(&v, 50, 3);
 }
 
@@ -96,7 +100,7 @@ fn fanout_to_visitors_over_two_processes() {
     let server = TestServer::start(|_| {});
     let v = storm(
         &server,
-        &args("--scenario fanout -n 50 --count 3 --rate 5 --visitors --procs 2"),
+        &words("--scenario fanout -n 50 --count 3 --rate 5 --visitors --procs 2"),
     );
     check_fanout(&v, 50, 3);
 }

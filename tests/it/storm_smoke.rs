@@ -6,8 +6,8 @@
 
 use serde_json::Value;
 
-use crate::util::storm::{Run, args, run as storm, run_against};
-use crate::util::{TEST_SECRET, TestServer, with_echo};
+use crate::util::storm::{Run, run as storm, run_against};
+use crate::util::{TEST_SECRET, TestServer, with_echo, words};
 
 /// The report fields every bench script relies on, with their types.
 fn check_shape(v: &Value) {
@@ -86,7 +86,7 @@ fn ping_round_trips_over_authenticated_sessions() {
     let run = run_against(
         &server,
         TEST_SECRET,
-        &args("--scenario ping -n 30 --duration 1 --size 100"),
+        &words("--scenario ping -n 30 --duration 1 --size 100"),
     );
     let v = check_clean(&run, "ping", 30);
     assert!(v["messages"].as_u64().unwrap() > 30, "{v}");
@@ -100,7 +100,7 @@ fn ping_at_a_rate_with_warmup() {
     let run = run_against(
         &server,
         TEST_SECRET,
-        &args("--scenario ping -n 20 --rate 20 --warmup 0.3 --duration 1"),
+        &words("--scenario ping -n 20 --rate 20 --warmup 0.3 --duration 1"),
     );
     let v = check_clean(&run, "ping", 20);
     // Paced at 20/s per connection: 20 connections send at most 400 a second of the
@@ -117,9 +117,9 @@ fn echo_pingpong_and_flood() {
     let server = TestServer::start(with_echo);
     let echo = server.echo_addr().to_string();
     for mode in ["pingpong", "flood"] {
-        let mut words = args("--scenario echo -n 30 --size 256 --duration 1");
-        words.extend(["--target", &echo, "--mode", mode]);
-        let run = storm(&words);
+        let mut cmd = words("--scenario echo -n 30 --size 256 --duration 1");
+        cmd.extend(["--target", &echo, "--mode", mode]);
+        let run = storm(&cmd);
         let v = check_clean(&run, "echo", 30);
         assert_eq!(
             (v["wire"].as_str(), v["mode"].as_str()),
@@ -138,7 +138,7 @@ fn two_processes_merge_into_one_report() {
     let run = run_against(
         &server,
         TEST_SECRET,
-        &args("--scenario ping -n 21 --procs 2 --duration 0.5"),
+        &words("--scenario ping -n 21 --procs 2 --duration 0.5"),
     );
     let v = check_clean(&run, "ping", 21);
     assert_eq!(v["procs"], 2);
@@ -153,9 +153,9 @@ fn idle_with_server_rss_and_hgrm() {
     let dir = tempfile::tempdir().unwrap();
     let hgrm = dir.path().join("idle.hgrm");
     let pid = std::process::id().to_string();
-    let mut words = args("--scenario idle -n 20 --duration 1.2");
-    words.extend(["--server-pid", &pid, "--hgrm", hgrm.to_str().unwrap()]);
-    let run = run_against(&server, TEST_SECRET, &words);
+    let mut cmd = words("--scenario idle -n 20 --duration 1.2");
+    cmd.extend(["--server-pid", &pid, "--hgrm", hgrm.to_str().unwrap()]);
+    let run = run_against(&server, TEST_SECRET, &cmd);
     // The test server's heartbeat is 1 s: every connection pings once in the window.
     let v = check_clean(&run, "idle", 20);
     let rss = &v["server_rss"];

@@ -502,6 +502,13 @@ impl Drop for TestServer {
     }
 }
 
+/// Command-line words written as one line: `words("--scenario ping -n 20")` (no
+/// quoting: a value that may hold spaces, like a path or a message, is pushed on its
+/// own).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -58,12 +58,6 @@ pub fn bin() -> PathBuf {
     storm
 }
 
-/// Command-line words written as one line: `"--scenario ping -n 20"` (no quoting;
-/// a word with spaces in it is pushed on its own).
-pub fn args(line: &str) -> Vec<&str> {
-    line.split_whitespace().collect()
-}
-
 /// Runs storm with `args` plus `--json -q`, bounded by a timeout.
 pub fn run(args: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
