@@ -41,6 +41,12 @@ fn check_shape(v: &Value) {
     assert!(o["errors"].is_object(), "errors: {v}");
 }
 
+/// storm run with the command line `line` against a fresh server, with its key.
+fn storm_on_a_server(line: &str) -> Run {
+    let server = TestServer::start(|_| {});
+    run_against(&server, TEST_SECRET, &words(line))
+}
+
 /// The figures of a clean run with `n` connections.
 fn check_clean(run: &Run, scenario: &str, n: u64) -> Value {
     let v = run
@@ -82,12 +88,7 @@ fn connect_storm_handshakes_every_connection() {
 
 #[test]
 fn ping_round_trips_over_authenticated_sessions() {
-    let server = TestServer::start(|_| {});
-    let run = run_against(
-        &server,
-        TEST_SECRET,
-        &words("--scenario ping -n 30 --duration 1 --size 100"),
-    );
+    let run = storm_on_a_server("--scenario ping -n 30 --duration 1 --size 100");
     let v = check_clean(&run, "ping", 30);
     assert!(v["messages"].as_u64().unwrap() > 30, "{v}");
     // storm times its own window: never shorter than asked (the end is the machine's).
@@ -96,12 +97,7 @@ fn ping_round_trips_over_authenticated_sessions() {
 
 #[test]
 fn ping_at_a_rate_with_warmup() {
-    let server = TestServer::start(|_| {});
-    let run = run_against(
-        &server,
-        TEST_SECRET,
-        &words("--scenario ping -n 20 --rate 20 --warmup 0.3 --duration 1"),
-    );
+    let run = storm_on_a_server("--scenario ping -n 20 --rate 20 --warmup 0.3 --duration 1");
     let v = check_clean(&run, "ping", 20);
     // Paced at 20/s per connection: 20 connections send at most 400 a second of the
     // window, plus a tick each. No lower bound: a starved run on a busy machine sends
@@ -134,12 +130,7 @@ fn echo_pingpong_and_flood() {
 
 #[test]
 fn two_processes_merge_into_one_report() {
-    let server = TestServer::start(|_| {});
-    let run = run_against(
-        &server,
-        TEST_SECRET,
-        &words("--scenario ping -n 21 --procs 2 --duration 0.5"),
-    );
+    let run = storm_on_a_server("--scenario ping -n 21 --procs 2 --duration 0.5");
     let v = check_clean(&run, "ping", 21);
     assert_eq!(v["procs"], 2);
     // The merged histogram holds every process's samples.
