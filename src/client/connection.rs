@@ -158,19 +158,17 @@ impl Connection {
         if self.state != State::Open {
             return Ok(());
         }
-        let wait = nonzero(until.saturating_duration_since(Instant::now()));
-        self.stream.set_read_timeout(Some(wait))?;
-        let n = match self.stream.read(&mut self.read_buf) {
-            Ok(0) => {
+        let n = match read_within(&mut self.stream, &mut self.read_buf, until) {
+            Ok(Some(0)) => {
                 self.state = State::Eof;
                 self.spill = Vec::new();
                 return Ok(());
             }
-            Ok(n) => {
+            Ok(Some(n)) => {
                 self.last_received = Instant::now();
                 n
             }
-            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Ok(None) => return Ok(()),
             Err(e) => {
                 self.fail(ClientError::Io(e));
                 return Ok(());
@@ -212,6 +210,26 @@ impl Connection {
         }
         self.spill = Vec::new();
         let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// Reads once from `stream` into `buf`, waiting at most until `until`: `Some(0)` is
+/// end-of-stream, `Some(n)` bytes read, `None` nothing before `until` (or a read
+/// interrupted by a signal). The SDK's read, and the loopback tests' (hence public,
+/// hidden from the docs).
+#[doc(hidden)]
+pub fn read_within(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    until: Instant,
+) -> io::Result<Option<usize>> {
+    stream.set_read_timeout(Some(nonzero(
+        until.saturating_duration_since(Instant::now()),
+    )))?;
+    match stream.read(buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -60,6 +60,8 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use config::{ClientConfig, MIN_HEARTBEAT, ReconnectPolicy};
+#[doc(hidden)]
+pub use connection::read_within;
 pub use error::ClientError;
 pub use incoming::Incoming;
 

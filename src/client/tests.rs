@@ -2,7 +2,7 @@
 //! speaks frames with [`Msg::to_frame`], so these tests pin the client's behaviour
 //! without depending on the real server. Every blocking call is bounded.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -47,17 +47,11 @@ impl Peer {
             if left.is_zero() {
                 return Got::Timeout;
             }
-            self.stream.set_read_timeout(Some(left)).unwrap();
             let mut chunk = [0u8; 4096];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => return Got::Eof,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return Got::Eof,
+            match super::read_within(&mut self.stream, &mut chunk, deadline) {
+                Ok(Some(0)) | Err(_) => return Got::Eof,
+                Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(None) => {}
             }
         }
     }

@@ -678,31 +678,22 @@ impl Sessions {
 /// Where a decoded request goes: the router for opening, claiming, presence and
 /// notices, the conversation's shard for everything else.
 fn route(from: Sender, msg: Msg) -> Result<Effect, ErrorCode> {
-    Ok(match msg {
-        Msg::Send(send) if send.conversation == 0 => Effect::Router(RouterMsg::Open { from, send }),
-        Msg::Claim(c) => Effect::Router(RouterMsg::Claim {
-            from,
-            conversation: c.conversation,
-        }),
-        Msg::Presence(p) => Effect::Router(RouterMsg::Presence {
-            from,
-            status: p.status,
-        }),
-        Msg::Notice(notice) => Effect::Router(RouterMsg::Notice { from, notice }),
-        Msg::Watch(w) => Effect::Router(RouterMsg::Watch {
-            from,
-            group: w.group,
-        }),
-        Msg::Disconnect(d) => Effect::Router(RouterMsg::Disconnect {
-            from,
-            user: d.user,
-            reason: d.reason,
-        }),
+    use messages::{Claim, Disconnect, Presence, Watch};
+    let to_router = match msg {
+        Msg::Send(send) if send.conversation == 0 => RouterMsg::Open { from, send },
+        Msg::Claim(Claim { conversation }) => RouterMsg::Claim { from, conversation },
+        Msg::Presence(Presence { status, .. }) => RouterMsg::Presence { from, status },
+        Msg::Notice(notice) => RouterMsg::Notice { from, notice },
+        Msg::Watch(Watch { group }) => RouterMsg::Watch { from, group },
+        Msg::Disconnect(Disconnect { user, reason }) => {
+            RouterMsg::Disconnect { from, user, reason }
+        }
         msg if crate::service::request_conversation(&msg) == 0 => {
             return Err(ErrorCode::BadRequest);
         }
-        msg => Effect::Shard(ShardMsg::Request { from, msg }),
-    })
+        msg => return Ok(Effect::Shard(ShardMsg::Request { from, msg })),
+    };
+    Ok(Effect::Router(to_router))
 }
 
 /// What a `Welcome` answers and carries besides the identity.

@@ -146,17 +146,8 @@ impl Fixture {
     /// `leeway` seconds; a visitor `vera` of tenant `t` whose token expires 10 s
     /// after [`T0`], connected at `T0`.
     fn new(leeway: u64) -> Self {
-        let (s, verifier) = sessions_with(None, leeway);
-        let mut f = Fixture {
-            s,
-            verifier,
-            stats: WorkerMetrics::default(),
-            out: Vec::new(),
-            conn: conn(1),
-        };
+        let mut f = Fixture::opened(leeway, conn(1));
         let token = f.token("vera", "visitor", "t", secs(10));
-        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-        f.event(Event::Opened { conn: f.conn, peer }, T0);
         f.event(frame(f.conn, 1, hello(token)), T0);
         let welcome = sent(&mut f.out);
         assert!(
@@ -170,6 +161,23 @@ impl Fixture {
             ),
             "{welcome:?}"
         );
+        f
+    }
+
+    /// `leeway` seconds; connection `c` opened at `T0` (from port `c.slot`), no
+    /// `Hello` yet.
+    fn opened(leeway: u64, c: ConnId) -> Self {
+        let (s, verifier) = sessions_with(None, leeway);
+        let mut f = Fixture {
+            s,
+            verifier,
+            stats: WorkerMetrics::default(),
+            out: Vec::new(),
+            conn: c,
+        };
+        let port = u16::try_from(c.slot).unwrap_or(u16::MAX);
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        f.event(Event::Opened { conn: c, peer }, T0);
         f
     }
 
@@ -393,26 +401,11 @@ fn refresh_decoding_and_state_errors() {
     assert_eq!(error_of(&mut f.out, 105, false), 8);
 
     // Before `Hello`: 106, closes.
-    let (mut s, verifier) = sessions_with(None, 0);
-    let (stats, mut out, c) = (WorkerMetrics::default(), Vec::new(), conn(2));
-    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 2));
-    s.handle(
-        Event::Opened { conn: c, peer },
-        UnixMs(T0),
-        &mut out,
-        &stats,
-    );
-    let token = verifier
-        .mint(&claims("vera", "visitor", "", secs(100)), None)
-        .unwrap();
-    s.handle(
-        frame(c, 9, messages::Refresh { token }),
-        UnixMs(T0),
-        &mut out,
-        &stats,
-    );
-    assert_eq!(error_of(&mut out, 106, true), 9);
-    assert_eq!(s.next_deadline(), None);
+    let mut f = Fixture::opened(0, conn(2));
+    let token = f.token("vera", "visitor", "", secs(100));
+    f.refresh(9, token, T0);
+    assert_eq!(error_of(&mut f.out, 106, true), 9);
+    assert_eq!(f.s.next_deadline(), None);
 }
 
 /// A resuming session's token may expire while the shards look up its cursors:
@@ -420,46 +413,36 @@ fn refresh_decoding_and_state_errors() {
 #[test]
 fn a_token_expiring_during_resume_ends_the_session() {
     for timer_first in [true, false] {
-        let (mut s, verifier) = sessions_with(None, 0);
-        let (stats, mut out, c) = (WorkerMetrics::default(), Vec::new(), conn(3));
-        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 3));
-        s.handle(
-            Event::Opened { conn: c, peer },
-            UnixMs(T0),
-            &mut out,
-            &stats,
-        );
-        let token = verifier
-            .mint(&claims("vera", "visitor", "", secs(1)), None)
-            .unwrap();
-        let mut hello = hello(token);
+        let mut f = Fixture::opened(0, conn(3));
+        let c = f.conn;
+        let mut hello = hello(f.token("vera", "visitor", "", secs(1)));
         hello.resume = vec![messages::Cursor {
             conversation: 5,
             last_seq: 1,
         }];
-        s.handle(frame(c, 1, hello), UnixMs(T0), &mut out, &stats);
+        f.event(frame(c, 1, hello), T0);
         assert!(matches!(
-            out.as_slice(),
+            f.out.as_slice(),
             [Effect::Shard(ShardMsg::Resume { .. })]
         ));
-        out.clear();
-        assert_eq!(s.next_deadline(), Some(UnixMs(T0 + 1_000)));
+        f.out.clear();
+        assert_eq!(f.s.next_deadline(), Some(UnixMs(T0 + 1_000)));
         if timer_first {
-            s.tick(UnixMs(T0 + 1_000), &mut out, &stats);
-            assert_eq!(error_of(&mut out, 201, true), 0);
+            f.tick(T0 + 1_000);
+            assert_eq!(error_of(&mut f.out, 201, true), 0);
         }
-        s.resumed(c, Vec::new(), UnixMs(T0 + 1_000), &mut out, &stats);
+        f.s.resumed(c, Vec::new(), UnixMs(T0 + 1_000), &mut f.out, &f.stats);
         if !timer_first {
-            assert_eq!(error_of(&mut out, 201, true), 0);
+            assert_eq!(error_of(&mut f.out, 201, true), 0);
         }
-        assert!(out.is_empty(), "{out:?}");
-        assert_eq!(s.next_deadline(), None);
+        assert!(f.out.is_empty(), "{:?}", f.out);
+        assert_eq!(f.s.next_deadline(), None);
         let closed = Event::Closed {
             conn: c,
             reason: crate::handoff::CloseReason::Server,
         };
-        s.handle(closed, UnixMs(T0), &mut out, &stats);
-        assert!(out.is_empty(), "the router never knew it: {out:?}");
+        f.event(closed, T0);
+        assert!(f.out.is_empty(), "the router never knew it: {:?}", f.out);
     }
 }
 
@@ -510,34 +493,25 @@ fn a_send_whose_record_would_not_fit_is_a_bad_request() {
 
 #[test]
 fn a_conversation_list_is_cut_to_fit_max_frame() {
-    let (mut s, verifier) = sessions(None);
-    let stats = WorkerMetrics::default();
-    let mut out = Vec::new();
-    let c = conn(5);
-    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
-    s.handle(
-        Event::Opened { conn: c, peer },
-        UnixMs(T0),
-        &mut out,
-        &stats,
-    );
-    let token = verifier
-        .mint(&claims("boss", "admin", "t", secs(600)), None)
-        .unwrap();
-    s.handle(frame(c, 1, hello(token)), UnixMs(T0), &mut out, &stats);
-    out.clear();
+    let mut f = Fixture::opened(30, conn(5));
+    let c = f.conn;
+    let token = f.token("boss", "admin", "t", secs(600));
+    f.event(frame(c, 1, hello(token)), T0);
+    f.out.clear();
     let query = messages::ListConversations {
         limit: 1000,
         state: messages::conversation_state::ANY,
         ..Default::default()
     };
-    s.handle(frame(c, 2, query), UnixMs(T0), &mut out, &stats);
+    f.event(frame(c, 2, query), T0);
     assert!(
-        out.iter()
+        f.out
+            .iter()
             .any(|e| matches!(e, Effect::AllShards(ShardControl::List { .. }))),
-        "{out:?}"
+        "{:?}",
+        f.out
     );
-    out.clear();
+    f.out.clear();
     // 1000 items of ~2.3 KB: more than the 1 MiB frame.
     let items: Vec<messages::ConversationInfo> = (1..=1000)
         .map(|i| messages::ConversationInfo {
@@ -548,8 +522,8 @@ fn a_conversation_list_is_cut_to_fit_max_frame() {
             ..Default::default()
         })
         .collect();
-    s.listed(c, 2, items, false, &mut out);
-    let page = match sent(&mut out).as_slice() {
+    f.s.listed(c, 2, items, false, &mut f.out);
+    let page = match sent(&mut f.out).as_slice() {
         [
             Sent {
                 rid: 2,

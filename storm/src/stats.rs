@@ -117,15 +117,17 @@ pub fn unix_us(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, micros)
 }
 
-/// Everything one thread (or, merged, a whole run) measured.
-#[derive(Debug, Clone)]
-pub struct Stats {
+/// Everything one thread (or, merged, a whole run) measured, with the histograms as
+/// `H` and the meters as `M`: [`Stats`] while measuring, [`StatsWire`] between
+/// processes (one field list for both, so the wire form cannot drift from it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StatsOf<H, M> {
     /// The scenario's round trips (ns): handshakes for `connect`, echoes for `echo`,
     /// `Ping`→`Pong` for `ping` and `idle`.
-    pub rtt: Histogram<u64>,
+    pub rtt: H,
     /// Connect latency (ns): connect start → `Welcome` (protocol) or → TCP connected
     /// (raw), every connection, warm-up included except for the `connect` scenario.
-    pub connect: Histogram<u64>,
+    pub connect: H,
     /// Messages completed in the window (round trips, or echoed messages in flood).
     pub messages: u64,
     /// Bytes received in the window.
@@ -152,18 +154,30 @@ pub struct Stats {
     pub interrupted: bool,
     /// Scenario-specific latency histograms by name (ns, gated like `rtt`), e.g.
     /// chat's `v2a` and `a2v`.
-    pub hists: BTreeMap<String, Histogram<u64>>,
+    #[serde(default)]
+    pub hists: BTreeMap<String, H>,
     /// Scenario-specific counters by name, not gated (summed when merging), e.g.
     /// chat's `accepted` and `delivered`.
+    #[serde(default)]
     pub counters: BTreeMap<String, u64>,
     /// Scenario-specific maxima by name (the largest wins when merging), e.g.
     /// fanout's last-delivery time per notice.
+    #[serde(default)]
     pub maxima: BTreeMap<String, u64>,
-    /// Gates `rtt`, `messages` and the byte counters.
-    pub meter: Meter,
-    /// Gates `connect`.
-    pub connect_meter: Meter,
+    /// Gates `rtt`, `messages` and the byte counters (not sent).
+    #[serde(skip)]
+    pub meter: M,
+    /// Gates `connect` (not sent).
+    #[serde(skip)]
+    pub connect_meter: M,
 }
+
+/// What a thread measures: histograms in nanoseconds, gated by meters.
+pub type Stats = StatsOf<Histogram<u64>, Meter>;
+
+/// [`Stats`] as a child process sends it to the parent (one JSON line): each
+/// histogram in HdrHistogram's V2 encoding, base64 (see [`encode_hist`]); no meters.
+pub type StatsWire = StatsOf<String, ()>;
 
 impl Default for Stats {
     fn default() -> Self {
@@ -360,48 +374,6 @@ fn merge_span(a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
     }
 }
 
-/// [`Stats`] as a child process sends it to the parent (one JSON line).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct StatsWire {
-    /// `rtt`, HdrHistogram V2 encoding, base64.
-    pub rtt: String,
-    /// `connect`, HdrHistogram V2 encoding, base64.
-    pub connect: String,
-    /// See [`Stats::messages`].
-    pub messages: u64,
-    /// See [`Stats::bytes_in`].
-    pub bytes_in: u64,
-    /// See [`Stats::bytes_out`].
-    pub bytes_out: u64,
-    /// See [`Stats::requested`].
-    pub requested: u64,
-    /// See [`Stats::connected`].
-    pub connected: u64,
-    /// See [`Stats::failed`].
-    pub failed: u64,
-    /// See [`Stats::open_at_end`].
-    pub open_at_end: u64,
-    /// See [`Stats::errors`].
-    pub errors: BTreeMap<String, u64>,
-    /// See [`Stats::window_us`].
-    pub window_us: (u64, u64),
-    /// See [`Stats::connect_span_us`].
-    pub connect_span_us: (u64, u64),
-    /// See [`Stats::connects_measured`].
-    pub connects_measured: u64,
-    /// See [`Stats::interrupted`].
-    pub interrupted: bool,
-    /// See [`Stats::hists`] (each in the V2 encoding, base64).
-    #[serde(default)]
-    pub hists: BTreeMap<String, String>,
-    /// See [`Stats::counters`].
-    #[serde(default)]
-    pub counters: BTreeMap<String, u64>,
-    /// See [`Stats::maxima`].
-    #[serde(default)]
-    pub maxima: BTreeMap<String, u64>,
-}
-
 /// Why a child's stats could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -438,12 +410,17 @@ pub fn decode_hist(s: &str) -> Result<Histogram<u64>, WireError> {
     Ok(h)
 }
 
-impl Stats {
-    /// The wire form.
-    pub fn to_wire(&self) -> StatsWire {
-        StatsWire {
-            rtt: encode_hist(&self.rtt),
-            connect: encode_hist(&self.connect),
+impl<H, M> StatsOf<H, M> {
+    /// The same figures with each histogram converted by `hist`, and `meter` for
+    /// both meters.
+    fn convert<H2, M2: Copy, E>(
+        &self,
+        hist: impl Fn(&H) -> Result<H2, E>,
+        meter: M2,
+    ) -> Result<StatsOf<H2, M2>, E> {
+        Ok(StatsOf {
+            rtt: hist(&self.rtt)?,
+            connect: hist(&self.connect)?,
             messages: self.messages,
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
@@ -459,40 +436,28 @@ impl Stats {
             hists: self
                 .hists
                 .iter()
-                .map(|(k, h)| (k.clone(), encode_hist(h)))
-                .collect(),
+                .map(|(k, h)| Ok((k.clone(), hist(h)?)))
+                .collect::<Result<_, E>>()?,
             counters: self.counters.clone(),
             maxima: self.maxima.clone(),
+            meter,
+            connect_meter: meter,
+        })
+    }
+}
+
+impl Stats {
+    /// The wire form.
+    pub fn to_wire(&self) -> StatsWire {
+        match self.convert(|h| Ok::<_, std::convert::Infallible>(encode_hist(h)), ()) {
+            Ok(w) => w,
+            Err(never) => match never {},
         }
     }
 
     /// Back from the wire form (meters closed).
     pub fn from_wire(w: &StatsWire) -> Result<Self, WireError> {
-        Ok(Self {
-            rtt: decode_hist(&w.rtt)?,
-            connect: decode_hist(&w.connect)?,
-            messages: w.messages,
-            bytes_in: w.bytes_in,
-            bytes_out: w.bytes_out,
-            requested: w.requested,
-            connected: w.connected,
-            failed: w.failed,
-            open_at_end: w.open_at_end,
-            errors: w.errors.clone(),
-            window_us: w.window_us,
-            connect_span_us: w.connect_span_us,
-            connects_measured: w.connects_measured,
-            interrupted: w.interrupted,
-            hists: w
-                .hists
-                .iter()
-                .map(|(k, h)| Ok((k.clone(), decode_hist(h)?)))
-                .collect::<Result<_, WireError>>()?,
-            counters: w.counters.clone(),
-            maxima: w.maxima.clone(),
-            meter: Meter::CLOSED,
-            connect_meter: Meter::CLOSED,
-        })
+        w.convert(|h| decode_hist(h), Meter::CLOSED)
     }
 }
 

@@ -26,6 +26,23 @@ fn server() -> util::TestServer {
     })
 }
 
+fn alice(server: &util::TestServer) -> Peer {
+    Peer::connect(
+        server.addr(),
+        &util::agent_token("alice", &["support"]),
+        "alice",
+    )
+}
+
+/// Alice (support) serves the conversation Vera opened with "hi".
+fn alice_serves_vera(server: &util::TestServer) -> (Peer, Peer, u64) {
+    let mut alice = alice(server);
+    let mut vera = Peer::connect(server.addr(), &util::token("vera", "visitor"), "vera");
+    let conv = vera.send_accepted(0, 1, "hi").conversation;
+    alice.assigned(conv);
+    (alice, vera, conv)
+}
+
 #[test]
 fn a_faq_question_in_the_queue_is_answered_automatically() {
     let server = server();
@@ -41,11 +58,7 @@ fn a_faq_question_in_the_queue_is_answered_automatically() {
     assert!(auto.body.contains("Forgot password"), "{}", auto.body);
     // Small talk matches nothing; the agent who takes it sees the whole exchange.
     vera.send_accepted(conv, 3, "thanks, and the weather is nice today");
-    let mut alice = Peer::connect(
-        server.addr(),
-        &util::agent_token("alice", &["support"]),
-        "alice",
-    );
+    let mut alice = alice(&server);
     alice.assigned(conv);
     let page = alice.history(conv);
     let autos: Vec<_> = page
@@ -70,14 +83,7 @@ fn a_faq_question_in_the_queue_is_answered_automatically() {
 #[test]
 fn spam_is_refused_insults_are_flagged_threats_block() {
     let server = server();
-    let mut alice = Peer::connect(
-        server.addr(),
-        &util::agent_token("alice", &["support"]),
-        "alice",
-    );
-    let mut vera = Peer::connect(server.addr(), &util::token("vera", "visitor"), "vera");
-    let conv = vera.send_accepted(0, 1, "hi").conversation;
-    alice.assigned(conv);
+    let (mut alice, mut vera, conv) = alice_serves_vera(&server);
 
     let rid = vera.post(text(
         conv,
@@ -115,14 +121,7 @@ fn spam_is_refused_insults_are_flagged_threats_block() {
 #[test]
 fn agents_get_canned_replies_by_prefix_and_despite_typos() {
     let server = server();
-    let mut alice = Peer::connect(
-        server.addr(),
-        &util::agent_token("alice", &["support"]),
-        "alice",
-    );
-    let mut vera = Peer::connect(server.addr(), &util::token("vera", "visitor"), "vera");
-    let conv = vera.send_accepted(0, 1, "hi").conversation;
-    alice.assigned(conv);
+    let (mut alice, mut vera, conv) = alice_serves_vera(&server);
     for prefix in ["Thanks for your pat", "Thanks for yuor pat"] {
         let reply = alice
             .request(messages::Suggest {

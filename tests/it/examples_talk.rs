@@ -48,16 +48,24 @@ impl Shared {
     }
 }
 
-fn spawn_agent(args: &[&str], out: Shared) -> JoinHandle<agent::Report> {
-    let args = agent::Args::try_parse_from(args).unwrap();
+/// The command line `line` (fixed words) followed by `values` (addresses, paths,
+/// tokens, messages: words that may hold spaces, in order).
+fn command<'a>(line: &'a str, values: &[&'a str]) -> Vec<&'a str> {
+    let mut args = util::words(line);
+    args.extend(values);
+    args
+}
+
+fn spawn_agent(line: &str, values: &[&str], out: Shared) -> JoinHandle<agent::Report> {
+    let args = agent::Args::try_parse_from(command(line, values)).unwrap();
     std::thread::spawn(move || {
         let mut out = out;
         agent::run(&args, &mut out).unwrap_or_else(|e| panic!("agent failed: {e}"))
     })
 }
 
-fn spawn_visitor(args: &[&str], out: Shared) -> JoinHandle<visitor::Report> {
-    let args = visitor::Args::try_parse_from(args).unwrap();
+fn spawn_visitor(line: &str, values: &[&str], out: Shared) -> JoinHandle<visitor::Report> {
+    let args = visitor::Args::try_parse_from(command(line, values)).unwrap();
     std::thread::spawn(move || {
         let mut out = out;
         visitor::run(&args, &mut out).unwrap_or_else(|e| panic!("visitor failed: {e}"))
@@ -80,19 +88,8 @@ fn examples_talk_with_tokens_minted_from_the_dev_secret() {
     let secret = secret.to_str().unwrap();
 
     let v_out = Shared::default();
-    let mut args = vec![
-        "visitor",
-        "--addr",
-        &addr,
-        "--secret-file",
-        secret,
-        "--sub",
-        "vera",
-        "--timeout",
-        "15",
-    ];
-    args.extend(LINES);
-    let visitor = spawn_visitor(&args, v_out.clone());
+    let values = [&["--addr", &addr, "--secret-file", secret][..], &LINES].concat();
+    let visitor = spawn_visitor("visitor --sub vera --timeout 15", &values, v_out.clone());
     // No agent yet: the visitor waits in the queue.
     assert!(
         util::wait_until(Duration::from_secs(5), || v_out
@@ -103,21 +100,8 @@ fn examples_talk_with_tokens_minted_from_the_dev_secret() {
     );
     let a_out = Shared::default();
     let agent = spawn_agent(
-        &[
-            "agent",
-            "--addr",
-            &addr,
-            "--secret-file",
-            secret,
-            "--sub",
-            "alice",
-            "--name",
-            "Alice",
-            "--groups",
-            "support",
-            "--timeout",
-            "15",
-        ],
+        "agent --sub alice --name Alice --groups support --timeout 15",
+        &["--addr", &addr, "--secret-file", secret],
         a_out.clone(),
     );
     let v = visitor.join().unwrap();
@@ -158,40 +142,15 @@ fn examples_talk_with_a_given_token_and_a_configured_key() {
 
     let a_out = Shared::default();
     let agent = spawn_agent(
-        &[
-            "agent",
-            "--addr",
-            &addr,
-            "--secret-file",
-            key_file,
-            "--kid",
-            "test",
-            "--sub",
-            "amy",
-            "--groups",
-            "sales",
-            "--timeout",
-            "15",
-        ],
+        "agent --kid test --sub amy --groups sales --timeout 15",
+        &["--addr", &addr, "--secret-file", key_file],
         a_out.clone(),
     );
     let token = util::token("vic", "visitor");
     let v_out = Shared::default();
     let visitor = spawn_visitor(
-        &[
-            "visitor",
-            "--addr",
-            &addr,
-            "--token",
-            &token,
-            "--group",
-            "sales",
-            "--rating",
-            "4",
-            "--timeout",
-            "15",
-            "is this sales?",
-        ],
+        "visitor --group sales --rating 4 --timeout 15",
+        &["--addr", &addr, "--token", &token, "is this sales?"],
         v_out.clone(),
     );
     let v = visitor.join().unwrap();
@@ -222,18 +181,8 @@ fn a_visitor_nobody_answered_does_not_rate() {
     let token = util::token("nora", "visitor");
     let v_out = Shared::default();
     let visitor = spawn_visitor(
-        &[
-            "visitor",
-            "--addr",
-            &addr,
-            "--token",
-            &token,
-            "--rating",
-            "5",
-            "--timeout",
-            "1",
-            "anyone there?",
-        ],
+        "visitor --rating 5 --timeout 1",
+        &["--addr", &addr, "--token", &token, "anyone there?"],
         v_out.clone(),
     );
     let v = visitor.join().unwrap();
@@ -281,23 +230,8 @@ fn the_agent_reconnects_and_resumes_across_a_daemon_restart() {
     let addr_arg = addr.to_string();
     let a_out = Shared::default();
     let agent = spawn_agent(
-        &[
-            "agent",
-            "--addr",
-            &addr_arg,
-            "--secret-file",
-            &key_file,
-            "--kid",
-            "test",
-            "--sub",
-            "alice",
-            "--groups",
-            "support",
-            "--conversations",
-            "1",
-            "--timeout",
-            "60",
-        ],
+        "agent --kid test --sub alice --groups support --conversations 1 --timeout 60",
+        &["--addr", &addr_arg, "--secret-file", &key_file],
         a_out.clone(),
     );
     let vera_token = util::token("vera", "visitor");

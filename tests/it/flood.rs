@@ -14,6 +14,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use crate::util::{TestServer, wait_until};
+use switchboard::config::Config;
 use switchboard::metrics::{Cut, Metrics};
 
 /// A flooding client's socket: a small receive buffer (set before connecting, so
@@ -74,6 +75,23 @@ fn flood(
     written
 }
 
+/// `n` flooders of `addr`.
+fn flooders(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n).map(|_| flooder(addr)).collect()
+}
+
+/// A server with the echo listener, 16 KiB reads up to 64 KiB a turn, and at most
+/// `max_pending_bytes` queued per connection; `tune` sets the rest.
+fn echo_server(max_pending_bytes: u32, tune: impl FnOnce(&mut Config)) -> TestServer {
+    TestServer::start(|c| {
+        util::with_echo(c);
+        c.reactor.read_buffer_bytes = 16 * 1024;
+        c.reactor.read_budget_bytes = 64 * 1024;
+        c.limits.max_pending_bytes = max_pending_bytes;
+        tune(c);
+    })
+}
+
 fn pending(m: &Metrics) -> u64 {
     m.pending_total.get()
 }
@@ -96,16 +114,12 @@ fn echo_once(addr: SocketAddr) -> bool {
 #[test]
 fn a_flood_stays_within_the_daemons_output_budget() {
     const BUDGET: u64 = 2 << 20;
-    let server = TestServer::start(|c| {
-        util::with_echo(c);
-        c.reactor.read_buffer_bytes = 16 * 1024;
-        c.reactor.read_budget_bytes = 64 * 1024;
-        c.limits.max_pending_bytes = 256 * 1024;
+    let server = echo_server(256 * 1024, |c| {
         c.limits.max_pending_total = BUDGET;
         c.limits.stall_timeout = Duration::from_secs(60);
     });
     let m = server.metrics().clone();
-    let mut socks: Vec<TcpStream> = (0..300).map(|_| flooder(server.echo_addr())).collect();
+    let mut socks = flooders(server.echo_addr(), 300);
     let mut peak = 0;
     let written = flood(&mut socks, &m, 1, 300, || peak = peak.max(pending(&m)));
     assert!(
@@ -130,11 +144,7 @@ fn a_flood_stays_within_the_daemons_output_budget() {
 
 #[test]
 fn a_paused_connection_whose_peer_stops_reading_or_leaves_is_released() {
-    let server = TestServer::start(|c| {
-        util::with_echo(c);
-        c.reactor.read_buffer_bytes = 16 * 1024;
-        c.reactor.read_budget_bytes = 64 * 1024;
-        c.limits.max_pending_bytes = 64 * 1024;
+    let server = echo_server(64 * 1024, |c| {
         c.limits.stall_timeout = Duration::from_millis(300);
     });
     let m = server.metrics().clone();
@@ -164,18 +174,14 @@ fn a_paused_connection_whose_peer_stops_reading_or_leaves_is_released() {
 
 #[test]
 fn closing_connections_stop_counting_against_the_per_ip_limit_after_their_linger() {
-    let server = TestServer::start(|c| {
-        util::with_echo(c);
-        c.reactor.read_buffer_bytes = 16 * 1024;
-        c.reactor.read_budget_bytes = 64 * 1024;
-        c.limits.max_pending_bytes = 64 * 1024;
+    let server = echo_server(64 * 1024, |c| {
         c.limits.max_connections_per_ip = 4;
         c.limits.stall_timeout = Duration::from_millis(200);
         c.limits.close_linger = Duration::from_millis(300);
     });
     let m = server.metrics().clone();
     // Four flooders take the address's four slots, never read and never close.
-    let mut socks: Vec<TcpStream> = (0..4).map(|_| flooder(server.echo_addr())).collect();
+    let mut socks = flooders(server.echo_addr(), 4);
     flood(&mut socks, &m, 0, 200, || {});
     // They are cut (stalled) and, once their linger is over, released although the
     // peers still hold their sockets: the address may connect again.
@@ -196,17 +202,13 @@ fn closing_connections_stop_counting_against_the_per_ip_limit_after_their_linger
 
 #[test]
 fn shutdown_right_after_a_flood_does_not_run_into_its_drain_timeout() {
-    let server = TestServer::start(|c| {
-        util::with_echo(c);
-        c.reactor.read_buffer_bytes = 16 * 1024;
-        c.reactor.read_budget_bytes = 64 * 1024;
-        c.limits.max_pending_bytes = 64 * 1024;
+    let server = echo_server(64 * 1024, |c| {
         // Nothing is cut before the shutdown: it finds them all stuck.
         c.limits.stall_timeout = Duration::from_secs(600);
         c.shutdown.drain_timeout = Duration::from_secs(10);
     });
     let m = server.metrics().clone();
-    let mut socks: Vec<TcpStream> = (0..16).map(|_| flooder(server.echo_addr())).collect();
+    let mut socks = flooders(server.echo_addr(), 16);
     flood(&mut socks, &m, 0, 200, || {});
     // Half leave with data unsent (FIN behind it); half hang on without reading.
     for s in socks.iter().step_by(2) {

@@ -112,115 +112,77 @@ fn over(max: usize) -> impl Strategy<Value = String> {
 // In-bounds messages
 // ---------------------------------------------------------------------------------
 
+/// A strategy for the struct `$ty`, each field drawn from its own strategy: the
+/// tuple of the field strategies, mapped onto the struct field by field.
+macro_rules! fields {
+    ($($ty:ident)::+ { $($field:ident: $strategy:expr),+ $(,)? }) => {
+        ($($strategy,)+).prop_map(|($($field,)+)| $($ty)::+ { $($field),+ })
+    };
+}
+
 fn cursor() -> impl Strategy<Value = m::Cursor> {
-    (any::<u64>(), any::<u64>()).prop_map(|(conversation, last_seq)| m::Cursor {
-        conversation,
-        last_seq,
+    fields!(m::Cursor {
+        conversation: any::<u64>(),
+        last_seq: any::<u64>()
     })
 }
 
 fn resumed() -> impl Strategy<Value = m::Resumed> {
-    (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(conversation, from_seq, recovered)| {
-        m::Resumed {
-            conversation,
-            from_seq,
-            recovered,
-        }
+    fields!(m::Resumed {
+        conversation: any::<u64>(),
+        from_seq: any::<u64>(),
+        recovered: any::<bool>(),
     })
 }
 
 fn entry() -> impl Strategy<Value = m::Entry> {
-    (
-        any::<u64>(),
-        any::<u64>(),
-        any::<[u8; 4]>(),
-        short(),
-        body(),
-    )
-        .prop_map(
-            |(seq, time_ms, [kind, sender_role, content_type, flags], sender, body)| m::Entry {
-                seq,
-                time_ms,
-                kind,
-                sender_role,
-                content_type,
-                flags,
-                sender,
-                body,
-            },
-        )
+    fields!(m::Entry {
+        seq: any::<u64>(),
+        time_ms: any::<u64>(),
+        kind: any::<u8>(),
+        sender_role: any::<u8>(),
+        content_type: any::<u8>(),
+        flags: any::<u8>(),
+        sender: short(),
+        body: body(),
+    })
 }
 
 fn suggestion() -> impl Strategy<Value = m::Suggestion> {
-    (any::<u32>(), any::<u32>(), short()).prop_map(|(id, uses, text)| m::Suggestion {
-        id,
-        uses,
-        text,
+    fields!(m::Suggestion {
+        id: any::<u32>(),
+        uses: any::<u32>(),
+        text: short()
     })
 }
 
 fn hello() -> impl Strategy<Value = m::Hello> {
-    (
-        any::<u16>(),
-        string_in(0, MAX_TOKEN),
-        short(),
-        prop_oneof![
+    fields!(m::Hello {
+        protocol: any::<u16>(),
+        token: string_in(0, MAX_TOKEN),
+        client: short(),
+        resume: prop_oneof![
             8 => vec(cursor(), 0..6),
             1 => vec(cursor(), MAX_CURSORS..=MAX_CURSORS),
         ],
-    )
-        .prop_map(|(protocol, token, client, resume)| m::Hello {
-            protocol,
-            token,
-            client,
-            resume,
-        })
+    })
 }
 
 fn welcome() -> impl Strategy<Value = m::Welcome> {
-    (
-        any::<u16>(),
-        any::<u8>(),
-        any::<u32>(),
-        any::<u32>(),
-        any::<u32>(),
-        any::<u64>(),
-        any::<u64>(),
-        short(),
-        short(),
-        short(),
-        vec(short(), 0..5),
-        vec(resumed(), 0..5),
-    )
-        .prop_map(
-            |(
-                protocol,
-                role,
-                heartbeat_ms,
-                idle_timeout_ms,
-                max_frame,
-                session,
-                server_time_ms,
-                user,
-                name,
-                tenant,
-                groups,
-                resumed,
-            )| m::Welcome {
-                protocol,
-                role,
-                heartbeat_ms,
-                idle_timeout_ms,
-                max_frame,
-                session,
-                server_time_ms,
-                user,
-                name,
-                tenant,
-                groups,
-                resumed,
-            },
-        )
+    fields!(m::Welcome {
+        protocol: any::<u16>(),
+        role: any::<u8>(),
+        heartbeat_ms: any::<u32>(),
+        idle_timeout_ms: any::<u32>(),
+        max_frame: any::<u32>(),
+        session: any::<u64>(),
+        server_time_ms: any::<u64>(),
+        user: short(),
+        name: short(),
+        tenant: short(),
+        groups: vec(short(), 0..5),
+        resumed: vec(resumed(), 0..5),
+    })
 }
 
 /// Bytes: mostly a few, sometimes anywhere up to `max`, sometimes exactly `max`.
@@ -242,307 +204,266 @@ fn blob_over(max: usize) -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn ping() -> impl Strategy<Value = m::Ping> {
-    (any::<u64>(), blob(MAX_BODY)).prop_map(|(stamp, data)| m::Ping { stamp, data })
+    fields!(m::Ping {
+        stamp: any::<u64>(),
+        data: blob(MAX_BODY)
+    })
 }
 
 fn pong() -> impl Strategy<Value = m::Pong> {
-    (any::<u64>(), blob(MAX_BODY)).prop_map(|(stamp, data)| m::Pong { stamp, data })
+    fields!(m::Pong {
+        stamp: any::<u64>(),
+        data: blob(MAX_BODY)
+    })
 }
 
 fn error() -> impl Strategy<Value = m::Error> {
-    (any::<u16>(), any::<bool>(), any::<u64>(), short()).prop_map(
-        |(code, retryable, conversation, message)| m::Error {
-            code,
-            retryable,
-            conversation,
-            message,
-        },
-    )
+    fields!(m::Error {
+        code: any::<u16>(),
+        retryable: any::<bool>(),
+        conversation: any::<u64>(),
+        message: short(),
+    })
 }
 
 fn bye() -> impl Strategy<Value = m::Bye> {
-    (any::<u16>(), short()).prop_map(|(code, message)| m::Bye { code, message })
+    fields!(m::Bye {
+        code: any::<u16>(),
+        message: short()
+    })
 }
 
 fn refresh() -> impl Strategy<Value = m::Refresh> {
-    string_in(0, MAX_TOKEN).prop_map(|token| m::Refresh { token })
+    fields!(m::Refresh {
+        token: string_in(0, MAX_TOKEN)
+    })
 }
 
 fn refreshed() -> impl Strategy<Value = m::Refreshed> {
-    any::<u64>().prop_map(|expires_ms| m::Refreshed { expires_ms })
+    fields!(m::Refreshed {
+        expires_ms: any::<u64>()
+    })
 }
 
 fn send() -> impl Strategy<Value = m::Send> {
-    (
-        1u8..=4,
-        any::<u64>(),
-        any::<u64>(),
-        short(),
-        string_in(1, MAX_BODY),
-    )
-        .prop_map(
-            |(content_type, conversation, client_msg_id, group, body)| m::Send {
-                content_type,
-                conversation,
-                client_msg_id,
-                group,
-                body,
-            },
-        )
+    fields!(m::Send {
+        content_type: 1u8..=4,
+        conversation: any::<u64>(),
+        client_msg_id: any::<u64>(),
+        group: short(),
+        body: string_in(1, MAX_BODY),
+    })
 }
 
 fn accepted() -> impl Strategy<Value = m::Accepted> {
-    any::<[u64; 4]>().prop_map(|[client_msg_id, conversation, seq, time_ms]| m::Accepted {
-        client_msg_id,
-        conversation,
-        seq,
-        time_ms,
+    fields!(m::Accepted {
+        client_msg_id: any::<u64>(),
+        conversation: any::<u64>(),
+        seq: any::<u64>(),
+        time_ms: any::<u64>(),
     })
 }
 
 fn deliver() -> impl Strategy<Value = m::Deliver> {
-    (any::<[u8; 3]>(), any::<[u64; 4]>(), short(), body()).prop_map(
-        |(
-            [sender_role, content_type, flags],
-            [conversation, seq, time_ms, client_msg_id],
-            sender,
-            body,
-        )| {
-            m::Deliver {
-                sender_role,
-                content_type,
-                flags,
-                conversation,
-                seq,
-                time_ms,
-                client_msg_id,
-                sender,
-                body,
-            }
-        },
-    )
+    fields!(m::Deliver {
+        sender_role: any::<u8>(),
+        content_type: any::<u8>(),
+        flags: any::<u8>(),
+        conversation: any::<u64>(),
+        seq: any::<u64>(),
+        time_ms: any::<u64>(),
+        client_msg_id: any::<u64>(),
+        sender: short(),
+        body: body(),
+    })
 }
 
 fn receipt() -> impl Strategy<Value = m::Receipt> {
-    (1u8..=2, any::<u64>(), any::<u64>(), short()).prop_map(|(status, conversation, seq, user)| {
-        m::Receipt {
-            status,
-            conversation,
-            seq,
-            user,
-        }
+    fields!(m::Receipt {
+        status: 1u8..=2,
+        conversation: any::<u64>(),
+        seq: any::<u64>(),
+        user: short(),
     })
 }
 
 fn typing() -> impl Strategy<Value = m::Typing> {
-    (any::<bool>(), any::<u64>(), short()).prop_map(|(typing, conversation, user)| m::Typing {
-        typing,
-        conversation,
-        user,
+    fields!(m::Typing {
+        typing: any::<bool>(),
+        conversation: any::<u64>(),
+        user: short()
     })
 }
 
 fn queued() -> impl Strategy<Value = m::Queued> {
-    (any::<u32>(), any::<u64>(), short()).prop_map(|(position, conversation, group)| m::Queued {
-        position,
-        conversation,
-        group,
+    fields!(m::Queued {
+        position: any::<u32>(),
+        conversation: any::<u64>(),
+        group: short()
     })
 }
 
 fn assigned() -> impl Strategy<Value = m::Assigned> {
-    (
-        any::<u64>(),
-        any::<u64>(),
-        short(),
-        short(),
-        short(),
-        short(),
-        short(),
-    )
-        .prop_map(
-            |(conversation, seq, agent, agent_name, group, visitor, visitor_name)| m::Assigned {
-                conversation,
-                seq,
-                agent,
-                agent_name,
-                group,
-                visitor,
-                visitor_name,
-            },
-        )
+    fields!(m::Assigned {
+        conversation: any::<u64>(),
+        seq: any::<u64>(),
+        agent: short(),
+        agent_name: short(),
+        group: short(),
+        visitor: short(),
+        visitor_name: short(),
+    })
 }
 
 fn transfer() -> impl Strategy<Value = m::Transfer> {
-    (any::<u64>(), short(), short(), short()).prop_map(
-        |(conversation, to_agent, to_group, note)| m::Transfer {
-            conversation,
-            to_agent,
-            to_group,
-            note,
-        },
-    )
+    fields!(m::Transfer {
+        conversation: any::<u64>(),
+        to_agent: short(),
+        to_group: short(),
+        note: short(),
+    })
 }
 
 fn claim() -> impl Strategy<Value = m::Claim> {
-    any::<u64>().prop_map(|conversation| m::Claim { conversation })
+    fields!(m::Claim {
+        conversation: any::<u64>()
+    })
 }
 
 fn close() -> impl Strategy<Value = m::Close> {
-    (any::<u64>(), any::<u64>(), short()).prop_map(|(conversation, seq, reason)| m::Close {
-        conversation,
-        seq,
-        reason,
+    fields!(m::Close {
+        conversation: any::<u64>(),
+        seq: any::<u64>(),
+        reason: short()
     })
 }
 
 fn rate() -> impl Strategy<Value = m::Rate> {
-    (1u8..=5, any::<u64>(), short()).prop_map(|(score, conversation, comment)| m::Rate {
-        score,
-        conversation,
-        comment,
+    fields!(m::Rate {
+        score: 1u8..=5,
+        conversation: any::<u64>(),
+        comment: short()
     })
 }
 
 fn presence() -> impl Strategy<Value = m::Presence> {
-    (1u8..=3, short()).prop_map(|(status, user)| m::Presence { status, user })
+    fields!(m::Presence {
+        status: 1u8..=3,
+        user: short()
+    })
 }
 
 fn history() -> impl Strategy<Value = m::History> {
-    (any::<u16>(), any::<u64>(), any::<u64>()).prop_map(|(limit, conversation, before_seq)| {
-        m::History {
-            limit,
-            conversation,
-            before_seq,
-        }
+    fields!(m::History {
+        limit: any::<u16>(),
+        conversation: any::<u64>(),
+        before_seq: any::<u64>()
     })
 }
 
 fn history_page() -> impl Strategy<Value = m::HistoryPage> {
-    (any::<bool>(), any::<u64>(), vec(entry(), 0..5)).prop_map(|(more, conversation, entries)| {
-        m::HistoryPage {
-            more,
-            conversation,
-            entries,
-        }
+    fields!(m::HistoryPage {
+        more: any::<bool>(),
+        conversation: any::<u64>(),
+        entries: vec(entry(), 0..5),
     })
 }
 
 fn suggest() -> impl Strategy<Value = m::Suggest> {
-    (any::<u8>(), any::<u64>(), short()).prop_map(|(limit, conversation, prefix)| m::Suggest {
-        limit,
-        conversation,
-        prefix,
+    fields!(m::Suggest {
+        limit: any::<u8>(),
+        conversation: any::<u64>(),
+        prefix: short()
     })
 }
 
 fn suggestions() -> impl Strategy<Value = m::Suggestions> {
-    (short(), vec(suggestion(), 0..5)).prop_map(|(prefix, items)| m::Suggestions { prefix, items })
+    fields!(m::Suggestions {
+        prefix: short(),
+        items: vec(suggestion(), 0..5)
+    })
 }
 
 fn notice() -> impl Strategy<Value = m::Notice> {
-    (any::<u64>(), short(), short(), body()).prop_map(|(time_ms, group, from, text)| m::Notice {
-        time_ms,
-        group,
-        from,
-        text,
+    fields!(m::Notice {
+        time_ms: any::<u64>(),
+        group: short(),
+        from: short(),
+        text: body()
     })
 }
 
 fn note() -> impl Strategy<Value = m::Note> {
-    (any::<u64>(), any::<u64>(), string_in(1, MAX_BODY)).prop_map(
-        |(conversation, client_msg_id, body)| m::Note {
-            conversation,
-            client_msg_id,
-            body,
-        },
-    )
+    fields!(m::Note {
+        conversation: any::<u64>(),
+        client_msg_id: any::<u64>(),
+        body: string_in(1, MAX_BODY),
+    })
 }
 
 fn group_availability() -> impl Strategy<Value = m::GroupAvailability> {
-    (any::<bool>(), any::<u64>(), short()).prop_map(|(online, estimated_wait_ms, group)| {
-        m::GroupAvailability {
-            online,
-            estimated_wait_ms,
-            group,
-        }
+    fields!(m::GroupAvailability {
+        online: any::<bool>(),
+        estimated_wait_ms: any::<u64>(),
+        group: short(),
     })
 }
 
 fn availability() -> impl Strategy<Value = m::Availability> {
-    vec(group_availability(), 0..5).prop_map(|groups| m::Availability { groups })
+    fields!(m::Availability {
+        groups: vec(group_availability(), 0..5)
+    })
 }
 
 fn list_conversations() -> impl Strategy<Value = m::ListConversations> {
-    (
-        any::<u16>(),
-        0u8..=4,
-        any::<u64>(),
-        any::<u64>(),
-        short(),
-        short(),
-    )
-        .prop_map(|(limit, state, after, updated_since_ms, group, agent)| {
-            m::ListConversations {
-                limit,
-                state,
-                after,
-                updated_since_ms,
-                group,
-                agent,
-            }
-        })
+    fields!(m::ListConversations {
+        limit: any::<u16>(),
+        state: 0u8..=4,
+        after: any::<u64>(),
+        updated_since_ms: any::<u64>(),
+        group: short(),
+        agent: short(),
+    })
 }
 
 fn conversation_info() -> impl Strategy<Value = m::ConversationInfo> {
-    (
-        (
-            any::<u64>(),
-            any::<u64>(),
-            any::<u64>(),
-            any::<u64>(),
-            any::<u8>(),
-        ),
-        (short(), short(), short(), short()),
-    )
-        .prop_map(
-            |(
-                (conversation, opened_ms, updated_ms, last_seq, state),
-                (group, visitor, visitor_name, agent),
-            )| m::ConversationInfo {
-                conversation,
-                opened_ms,
-                updated_ms,
-                last_seq,
-                state,
-                group,
-                visitor,
-                visitor_name,
-                agent,
-            },
-        )
+    fields!(m::ConversationInfo {
+        conversation: any::<u64>(),
+        opened_ms: any::<u64>(),
+        updated_ms: any::<u64>(),
+        last_seq: any::<u64>(),
+        state: any::<u8>(),
+        group: short(),
+        visitor: short(),
+        visitor_name: short(),
+        agent: short(),
+    })
 }
 
 fn conversation_list() -> impl Strategy<Value = m::ConversationList> {
-    (any::<bool>(), any::<u64>(), vec(conversation_info(), 0..5)).prop_map(
-        |(more, next_after, items)| m::ConversationList {
-            more,
-            next_after,
-            items,
-        },
-    )
+    fields!(m::ConversationList {
+        more: any::<bool>(),
+        next_after: any::<u64>(),
+        items: vec(conversation_info(), 0..5),
+    })
 }
 
 fn watch() -> impl Strategy<Value = m::Watch> {
-    short().prop_map(|group| m::Watch { group })
+    fields!(m::Watch { group: short() })
 }
 
 fn disconnect() -> impl Strategy<Value = m::Disconnect> {
-    (string_in(1, MAX_USER), short()).prop_map(|(user, reason)| m::Disconnect { user, reason })
+    fields!(m::Disconnect {
+        user: string_in(1, MAX_USER),
+        reason: short()
+    })
 }
 
 fn disconnected() -> impl Strategy<Value = m::Disconnected> {
-    (any::<u32>(), short()).prop_map(|(sessions, user)| m::Disconnected { sessions, user })
+    fields!(m::Disconnected {
+        sessions: any::<u32>(),
+        user: short()
+    })
 }
 
 /// In-bounds messages of one kind. (The match is exhaustive: a new kind does not

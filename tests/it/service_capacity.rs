@@ -26,6 +26,29 @@ fn last_position(p: &Peer, conv: u64) -> Option<u32> {
     .copied()
 }
 
+/// The visitors behind the first `ahead` (in the order their conversations opened),
+/// each with its conversation and the queue position it should have.
+fn waiting_behind<'a>(
+    visitors: &'a mut [Peer],
+    convs: &'a [u64],
+    ahead: usize,
+) -> impl Iterator<Item = (&'a mut Peer, u64, u32)> {
+    visitors
+        .iter_mut()
+        .zip(convs)
+        .enumerate()
+        .skip(ahead)
+        .map(move |(rank, (v, conv))| (v, *conv, (rank - ahead + 1) as u32))
+}
+
+/// After a barrier, none of `peers` has been sent an `Assigned` (`what` names it).
+fn none_assigned(peers: &mut [Peer], what: &str) {
+    for p in peers {
+        p.router_barrier();
+        p.expect_none(what, Duration::ZERO, |m| matches!(m, Msg::Assigned(_)));
+    }
+}
+
 #[test]
 fn capacity_is_respected_and_the_queue_moves_in_fifo_order() {
     // The default capacity is 5: the claim of 3 is what limits them.
@@ -86,25 +109,18 @@ fn capacity_is_respected_and_the_queue_moves_in_fifo_order() {
     assert_eq!(load, [CAPACITY; AGENTS]);
 
     // The other 70 wait, each told its rank; none is assigned.
-    for (rank, v) in visitors.iter_mut().enumerate().skip(AGENTS * CAPACITY) {
-        let conv = convs[rank];
-        v.queued_at(conv, (rank - AGENTS * CAPACITY + 1) as u32);
+    for (v, conv, want) in waiting_behind(&mut visitors, &convs, AGENTS * CAPACITY) {
+        v.queued_at(conv, want);
     }
-    for agent in &mut agents {
-        agent.router_barrier();
-        agent.expect_none("a fourth conversation", Duration::ZERO, |m| {
-            matches!(m, Msg::Assigned(_))
-        });
-    }
-    for (rank, v) in visitors.iter_mut().enumerate().skip(AGENTS * CAPACITY) {
-        let conv = convs[rank];
+    none_assigned(&mut agents, "a fourth conversation");
+    for (v, conv, want) in waiting_behind(&mut visitors, &convs, AGENTS * CAPACITY) {
         v.router_barrier();
         v.expect_none("an assignment while queued", Duration::ZERO, |m| {
             matches!(m, Msg::Assigned(_))
         });
         assert_eq!(
             last_position(v, conv),
-            Some((rank - AGENTS * CAPACITY + 1) as u32),
+            Some(want),
             "{}: latest Queued position",
             v.name
         );
@@ -133,24 +149,13 @@ fn capacity_is_respected_and_the_queue_moves_in_fifo_order() {
     }
 
     // Everyone still waiting moved up by 10, and was told so.
-    for (rank, v) in visitors
-        .iter_mut()
-        .enumerate()
-        .skip(AGENTS * CAPACITY + AGENTS)
-    {
-        let conv = convs[rank];
-        let want = (rank - AGENTS * CAPACITY - AGENTS + 1) as u32;
+    let ahead = AGENTS * CAPACITY + AGENTS;
+    for (v, conv, want) in waiting_behind(&mut visitors, &convs, ahead) {
         v.queued_at(conv, want);
     }
     // Anything sent after those would be a wrong update: the router's answer to a
     // barrier comes after it.
-    for (rank, v) in visitors
-        .iter_mut()
-        .enumerate()
-        .skip(AGENTS * CAPACITY + AGENTS)
-    {
-        let conv = convs[rank];
-        let want = (rank - AGENTS * CAPACITY - AGENTS + 1) as u32;
+    for (v, conv, want) in waiting_behind(&mut visitors, &convs, ahead) {
         v.router_barrier();
         v.settle(Duration::ZERO);
         assert_eq!(last_position(v, conv), Some(want), "{}", v.name);
@@ -165,12 +170,7 @@ fn capacity_is_respected_and_the_queue_moves_in_fifo_order() {
         );
     }
     // Still no agent above its capacity.
-    for agent in &mut agents {
-        agent.router_barrier();
-        agent.expect_none("an assignment over capacity", Duration::ZERO, |m| {
-            matches!(m, Msg::Assigned(_))
-        });
-    }
+    none_assigned(&mut agents, "an assignment over capacity");
 }
 
 #[test]

@@ -16,6 +16,47 @@ fn support_agent(addr: std::net::SocketAddr, sub: &str) -> Peer {
     Peer::connect(addr, &util::agent_token(sub, &["support"]), sub)
 }
 
+fn visitor(addr: std::net::SocketAddr, sub: &str) -> Peer {
+    Peer::connect(addr, &util::token(sub, "visitor"), sub)
+}
+
+/// `p` says it is `status` (a `presence::` code); the request id.
+fn set_presence(p: &mut Peer, status: u8) -> u32 {
+    p.post(messages::Presence {
+        status,
+        user: String::new(),
+    })
+}
+
+/// Each of `peers` is delivered the message `body` at `seq` in `conv`; what each got,
+/// by peer name.
+fn each_gets(
+    peers: &mut [&mut Peer],
+    conv: u64,
+    body: &str,
+    seq: u64,
+) -> Vec<(String, messages::Deliver)> {
+    peers
+        .iter_mut()
+        .map(|p| {
+            let d = p.deliver(conv);
+            assert_eq!((d.body.as_str(), d.seq), (body, seq), "{}", p.name);
+            (p.name.clone(), d)
+        })
+        .collect()
+}
+
+/// Alice (support) is away; Vera's new conversation waits at position 1.
+fn away_alice_and_waiting_vera(addr: std::net::SocketAddr) -> (Peer, Peer, u64) {
+    let mut alice = support_agent(addr, "alice");
+    set_presence(&mut alice, presence::AWAY);
+    alice.router_barrier();
+    let mut vera = visitor(addr, "vera");
+    let conv = vera.send_accepted(0, 1, "hi").conversation;
+    vera.queued_at(conv, 1);
+    (alice, vera, conv)
+}
+
 fn is_assigned(m: &Msg) -> bool {
     matches!(m, Msg::Assigned(_))
 }
@@ -23,7 +64,7 @@ fn is_assigned(m: &Msg) -> bool {
 /// Alice serves Vera's new conversation; Bob (same group) is online and free.
 fn alice_serves_vera(addr: std::net::SocketAddr) -> (Peer, Peer, Peer, u64) {
     let mut alice = support_agent(addr, "alice");
-    let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
+    let mut vera = visitor(addr, "vera");
     let conv = vera.send_accepted(0, 1, "hi").conversation;
     assert_eq!(alice.assigned(conv).agent, "alice");
     vera.assigned(conv);
@@ -102,23 +143,11 @@ fn an_agent_back_within_the_grace_keeps_its_conversation() {
 #[test]
 fn an_away_agent_takes_nothing_new_until_online_again() {
     let server = service_server(|_| {});
-    let addr = server.addr();
-    let mut alice = support_agent(addr, "alice");
-    alice.post(messages::Presence {
-        status: presence::AWAY,
-        user: String::new(),
-    });
-    alice.router_barrier();
-    let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
-    let conv = vera.send_accepted(0, 1, "hi").conversation;
-    vera.queued_at(conv, 1);
+    let (mut alice, mut vera, conv) = away_alice_and_waiting_vera(server.addr());
     alice.router_barrier();
     alice.expect_none("an assignment while away", Duration::ZERO, is_assigned);
 
-    let rid = alice.post(messages::Presence {
-        status: presence::ONLINE,
-        user: String::new(),
-    });
+    let rid = set_presence(&mut alice, presence::ONLINE);
     assert_eq!(alice.assigned(conv).agent, "alice");
     assert_eq!(vera.assigned(conv).agent, "alice");
     alice.no_reply(rid, Duration::ZERO);
@@ -146,51 +175,35 @@ fn every_connection_of_a_user_gets_the_conversation() {
 
     // The agent's messages reach both visitor connections, and the agent's other one.
     let sent = a1.send_accepted(conv, 10, "from alice#1");
-    for p in [&mut v1, &mut v2, &mut a2] {
-        let d = p.deliver(conv);
-        assert_eq!(
-            (d.body.as_str(), d.seq),
-            ("from alice#1", sent.seq),
-            "{}",
-            p.name
-        );
-    }
+    each_gets(
+        &mut [&mut v1, &mut v2, &mut a2],
+        conv,
+        "from alice#1",
+        sent.seq,
+    );
     let sent = a2.send_accepted(conv, 11, "from alice#2");
-    for p in [&mut v1, &mut v2, &mut a1] {
-        let d = p.deliver(conv);
-        assert_eq!(
-            (d.body.as_str(), d.seq),
-            ("from alice#2", sent.seq),
-            "{}",
-            p.name
-        );
-    }
+    each_gets(
+        &mut [&mut v1, &mut v2, &mut a1],
+        conv,
+        "from alice#2",
+        sent.seq,
+    );
     // The visitor's messages reach both agent connections, and her other one.
     let sent = v2.send_accepted(conv, 20, "from vera#2");
-    for p in [&mut a1, &mut a2, &mut v1] {
-        let d = p.deliver(conv);
-        assert_eq!(
-            (d.body.as_str(), d.seq),
-            ("from vera#2", sent.seq),
-            "{}",
-            p.name
-        );
-        assert_eq!(d.client_msg_id, 20, "{}", p.name);
+    for (p, d) in each_gets(
+        &mut [&mut a1, &mut a2, &mut v1],
+        conv,
+        "from vera#2",
+        sent.seq,
+    ) {
+        assert_eq!(d.client_msg_id, 20, "{p}");
     }
 
     // A connection opened mid-conversation joins it; one that left is not missed.
     let mut v3 = Peer::connect(addr, &vera_token, "vera#3");
     v1.close();
     let sent = a1.send_accepted(conv, 12, "anyone?");
-    for p in [&mut v2, &mut v3, &mut a2] {
-        let d = p.deliver(conv);
-        assert_eq!(
-            (d.body.as_str(), d.seq),
-            ("anyone?", sent.seq),
-            "{}",
-            p.name
-        );
-    }
+    each_gets(&mut [&mut v2, &mut v3, &mut a2], conv, "anyone?", sent.seq);
     // Closing reaches every connection.
     a2.post(messages::Close {
         conversation: conv,
@@ -233,12 +246,12 @@ fn after_the_grace_with_nobody_online_the_conversation_waits_at_the_head() {
     });
     let addr = server.addr();
     let mut alice = support_agent(addr, "alice");
-    let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
+    let mut vera = visitor(addr, "vera");
     let first = vera.send_accepted(0, 1, "hi").conversation;
     alice.assigned(first);
     vera.assigned(first);
     // Alice is full (capacity 1 by default here): Walt waits behind.
-    let mut walt = Peer::connect(addr, &util::token("walt", "visitor"), "walt");
+    let mut walt = visitor(addr, "walt");
     let second = walt.send_accepted(0, 1, "hello").conversation;
     walt.queued_at(second, 1);
 
@@ -258,16 +271,7 @@ fn after_the_grace_with_nobody_online_the_conversation_waits_at_the_head() {
 #[test]
 fn an_away_agent_can_still_claim_a_waiting_conversation() {
     let server = service_server(|_| {});
-    let addr = server.addr();
-    let mut alice = support_agent(addr, "alice");
-    alice.post(messages::Presence {
-        status: presence::AWAY,
-        user: String::new(),
-    });
-    alice.router_barrier();
-    let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
-    let conv = vera.send_accepted(0, 1, "hi").conversation;
-    vera.queued_at(conv, 1);
+    let (mut alice, mut vera, conv) = away_alice_and_waiting_vera(server.addr());
     // The group's agents are told what waits, and may read it before claiming.
     alice.queued_at(conv, 1);
     let page = alice.history(conv);

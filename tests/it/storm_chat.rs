@@ -7,6 +7,13 @@ use serde_json::Value;
 
 use crate::util::TestServer;
 use crate::util::storm::{num, report as storm};
+use crate::util::words;
+
+/// storm run with the command line `line` against a fresh server: its report.
+fn storm_on_a_server(line: &str) -> Value {
+    let server = TestServer::start(|_| {});
+    storm(&server, &words(line))
+}
 
 fn check_chat(v: &Value, n: u64) {
     assert_eq!(v["scenario"], "chat", "{v}");
@@ -36,25 +43,8 @@ fn check_chat(v: &Value, n: u64) {
 
 #[test]
 fn chat_visitors_and_agents_exchange_messages_in_order() {
-    let server = TestServer::start(|_| {});
     // 4 agents (capacity 6 by default) and 20 visitors, 10 messages/s per conversation.
-    let v = storm(
-        &server,
-        &[
-            "--scenario",
-            "chat",
-            "-n",
-            "24",
-            "--agents",
-            "4",
-            "--rate",
-            "10",
-            "--duration",
-            "2",
-            "--size",
-            "100",
-        ],
-    );
+    let v = storm_on_a_server("--scenario chat -n 24 --agents 4 --rate 10 --duration 2 --size 100");
     check_chat(&v, 24);
     // Paced at 10/s per conversation: 20 conversations send at most 200 a second of the
     // window, plus a tick each. No lower bound: a starved run on a busy machine sends
@@ -66,24 +56,7 @@ fn chat_visitors_and_agents_exchange_messages_in_order() {
 
 #[test]
 fn chat_over_two_processes() {
-    let server = TestServer::start(|_| {});
-    let v = storm(
-        &server,
-        &[
-            "--scenario",
-            "chat",
-            "-n",
-            "24",
-            "--agents",
-            "4",
-            "--rate",
-            "10",
-            "--duration",
-            "1",
-            "--procs",
-            "2",
-        ],
-    );
+    let v = storm_on_a_server("--scenario chat -n 24 --agents 4 --rate 10 --duration 1 --procs 2");
     check_chat(&v, 24);
     assert_eq!(v["procs"], 2, "{v}");
 }
@@ -112,41 +85,12 @@ fn check_fanout(v: &Value, members: u64, notices: u64) {
 
 #[test]
 fn fanout_reaches_every_agent_of_the_group() {
-    let server = TestServer::start(|_| {});
-    let v = storm(
-        &server,
-        &[
-            "--scenario",
-            "fanout",
-            "-n",
-            "50",
-            "--count",
-            "3",
-            "--rate",
-            "5",
-        ],
-    );
+    let v = storm_on_a_server("--scenario fanout -n 50 --count 3 --rate 5");
     check_fanout(&v, 50, 3);
 }
 
 #[test]
 fn fanout_to_visitors_over_two_processes() {
-    let server = TestServer::start(|_| {});
-    let v = storm(
-        &server,
-        &[
-            "--scenario",
-            "fanout",
-            "-n",
-            "50",
-            "--count",
-            "3",
-            "--rate",
-            "5",
-            "--visitors",
-            "--procs",
-            "2",
-        ],
-    );
+    let v = storm_on_a_server("--scenario fanout -n 50 --count 3 --rate 5 --visitors --procs 2");
     check_fanout(&v, 50, 3);
 }

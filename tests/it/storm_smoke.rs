@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::util::storm::{Run, run as storm, run_against};
-use crate::util::{TEST_SECRET, TestServer, with_echo};
+use crate::util::{TEST_SECRET, TestServer, with_echo, words};
 
 /// The report fields every bench script relies on, with their types.
 fn check_shape(v: &Value) {
@@ -39,6 +39,12 @@ fn check_shape(v: &Value) {
         assert!(o["latency_us"][k].is_f64(), "latency_us.{k}: {v}");
     }
     assert!(o["errors"].is_object(), "errors: {v}");
+}
+
+/// storm run with the command line `line` against a fresh server, with its key.
+fn storm_on_a_server(line: &str) -> Run {
+    let server = TestServer::start(|_| {});
+    run_against(&server, TEST_SECRET, &words(line))
 }
 
 /// The figures of a clean run with `n` connections.
@@ -82,21 +88,7 @@ fn connect_storm_handshakes_every_connection() {
 
 #[test]
 fn ping_round_trips_over_authenticated_sessions() {
-    let server = TestServer::start(|_| {});
-    let run = run_against(
-        &server,
-        TEST_SECRET,
-        &[
-            "--scenario",
-            "ping",
-            "-n",
-            "30",
-            "--duration",
-            "1",
-            "--size",
-            "100",
-        ],
-    );
+    let run = storm_on_a_server("--scenario ping -n 30 --duration 1 --size 100");
     let v = check_clean(&run, "ping", 30);
     assert!(v["messages"].as_u64().unwrap() > 30, "{v}");
     // storm times its own window: never shorter than asked (the end is the machine's).
@@ -105,23 +97,7 @@ fn ping_round_trips_over_authenticated_sessions() {
 
 #[test]
 fn ping_at_a_rate_with_warmup() {
-    let server = TestServer::start(|_| {});
-    let run = run_against(
-        &server,
-        TEST_SECRET,
-        &[
-            "--scenario",
-            "ping",
-            "-n",
-            "20",
-            "--rate",
-            "20",
-            "--warmup",
-            "0.3",
-            "--duration",
-            "1",
-        ],
-    );
+    let run = storm_on_a_server("--scenario ping -n 20 --rate 20 --warmup 0.3 --duration 1");
     let v = check_clean(&run, "ping", 20);
     // Paced at 20/s per connection: 20 connections send at most 400 a second of the
     // window, plus a tick each. No lower bound: a starved run on a busy machine sends
@@ -137,20 +113,9 @@ fn echo_pingpong_and_flood() {
     let server = TestServer::start(with_echo);
     let echo = server.echo_addr().to_string();
     for mode in ["pingpong", "flood"] {
-        let run = storm(&[
-            "--scenario",
-            "echo",
-            "--target",
-            &echo,
-            "--mode",
-            mode,
-            "-n",
-            "30",
-            "--size",
-            "256",
-            "--duration",
-            "1",
-        ]);
+        let mut cmd = words("--scenario echo -n 30 --size 256 --duration 1");
+        cmd.extend(["--target", &echo, "--mode", mode]);
+        let run = storm(&cmd);
         let v = check_clean(&run, "echo", 30);
         assert_eq!(
             (v["wire"].as_str(), v["mode"].as_str()),
@@ -165,21 +130,7 @@ fn echo_pingpong_and_flood() {
 
 #[test]
 fn two_processes_merge_into_one_report() {
-    let server = TestServer::start(|_| {});
-    let run = run_against(
-        &server,
-        TEST_SECRET,
-        &[
-            "--scenario",
-            "ping",
-            "-n",
-            "21",
-            "--procs",
-            "2",
-            "--duration",
-            "0.5",
-        ],
-    );
+    let run = storm_on_a_server("--scenario ping -n 21 --procs 2 --duration 0.5");
     let v = check_clean(&run, "ping", 21);
     assert_eq!(v["procs"], 2);
     // The merged histogram holds every process's samples.
@@ -193,22 +144,9 @@ fn idle_with_server_rss_and_hgrm() {
     let dir = tempfile::tempdir().unwrap();
     let hgrm = dir.path().join("idle.hgrm");
     let pid = std::process::id().to_string();
-    let run = run_against(
-        &server,
-        TEST_SECRET,
-        &[
-            "--scenario",
-            "idle",
-            "-n",
-            "20",
-            "--duration",
-            "1.2",
-            "--server-pid",
-            &pid,
-            "--hgrm",
-            hgrm.to_str().unwrap(),
-        ],
-    );
+    let mut cmd = words("--scenario idle -n 20 --duration 1.2");
+    cmd.extend(["--server-pid", &pid, "--hgrm", hgrm.to_str().unwrap()]);
+    let run = run_against(&server, TEST_SECRET, &cmd);
     // The test server's heartbeat is 1 s: every connection pings once in the window.
     let v = check_clean(&run, "idle", 20);
     let rss = &v["server_rss"];

@@ -171,9 +171,63 @@ impl Bench {
         })
     }
 
+    /// The visitor `user` connects on `c` and opens a conversation in `group`: its id.
+    fn visitor_opens(&mut self, c: ConnId, tenant: &str, user: &str, group: &str) -> u64 {
+        self.visitor(c, tenant, user);
+        opened(&self.open(c, tenant, user, group)).expect("the open makes a conversation")
+    }
+
     fn close(&mut self, id: u64) -> Vec<Effect> {
         self.handle(RouterMsg::Closed { conversation: id })
     }
+
+    fn presence(&mut self, from: Sender, status: u8) -> Vec<Effect> {
+        self.handle(RouterMsg::Presence { from, status })
+    }
+
+    /// The agent `user` (in `gs`) sets its presence on `c`.
+    fn agent_presence(
+        &mut self,
+        c: ConnId,
+        tenant: &str,
+        user: &str,
+        gs: &[&str],
+        status: u8,
+    ) -> Vec<Effect> {
+        self.presence(sender(tenant, user, role::AGENT, gs, c), status)
+    }
+
+    /// `from` hands `conversation` (in `group`) on to `to_agent` or `to_group`
+    /// (empty: not named), with `note`.
+    fn transfer(
+        &mut self,
+        conversation: u64,
+        group: &str,
+        from: UserRef,
+        to_agent: &str,
+        to_group: &str,
+        note: &str,
+    ) -> Vec<Effect> {
+        self.handle(RouterMsg::Transfer {
+            conversation,
+            group: group.into(),
+            from,
+            to_agent: to_agent.into(),
+            to_group: to_group.into(),
+            note: note.into(),
+        })
+    }
+}
+
+/// The common start: agent `a` (conn 1, `capacity`) serves `group`, and visitor `v`
+/// (conn 10) has opened a conversation there. Returns the bench, `v`'s connection
+/// and the conversation.
+fn agent_a_serves_visitor_v(group: &str, capacity: u32) -> (Bench, ConnId, u64) {
+    let mut b = Bench::new();
+    b.agent(conn(1), "t", "a", &[group], capacity);
+    let v = conn(10);
+    let id = b.visitor_opens(v, "t", "v", group);
+    (b, v, id)
 }
 
 /// Every frame in `out`, per target connection: (conn, request id, message).
@@ -213,6 +267,11 @@ fn queued_to(out: &[Effect], c: ConnId) -> Vec<Queued> {
             _ => None,
         })
         .collect()
+}
+
+/// The queue positions told to `c`, in order.
+fn positions_told(out: &[Effect], c: ConnId) -> Vec<u32> {
+    queued_to(out, c).iter().map(|q| q.position).collect()
 }
 
 /// Error codes sent in `out`, with their request ids.
@@ -440,13 +499,7 @@ fn open_emits_open_with_its_message_and_reuses_the_group_conversation() {
         other => panic!("{other:?}"),
     }
     // Nobody serves "general": queued, told position 1.
-    assert_eq!(
-        queued_to(&out, v)
-            .iter()
-            .map(|q| q.position)
-            .collect::<Vec<_>>(),
-        [1]
-    );
+    assert_eq!(positions_told(&out, v), [1]);
     assert_eq!(b.r.queue_len("t", "general"), 1);
 
     // The same group again: forwarded to conversation 1, nothing new.
@@ -605,10 +658,10 @@ fn a_present_bot_is_served_first() {
     let mut b = Bench::new();
     b.agent(conn(1), "t", "human", &["g"], 3);
     b.connect(conn(2), "t", "bot", role::BOT, &["g"], Some(2));
-    b.handle(RouterMsg::Presence {
-        from: sender("t", "bot", role::BOT, &["g"], conn(2)),
-        status: presence::AWAY,
-    });
+    b.presence(
+        sender("t", "bot", role::BOT, &["g"], conn(2)),
+        presence::AWAY,
+    );
     let v = conn(10);
     b.visitor(v, "t", "v");
     assert_eq!(assigns(&b.open(v, "t", "v", "g"))[0].1, "human");
@@ -616,16 +669,9 @@ fn a_present_bot_is_served_first() {
 
 #[test]
 fn away_agents_get_nothing_new_and_online_fills_them() {
-    let mut b = Bench::new();
-    b.agent(conn(1), "t", "a", &["g"], 2);
-    let v = conn(10);
-    b.visitor(v, "t", "v");
-    let first = opened(&b.open(v, "t", "v", "g")).unwrap();
+    let (mut b, v, first) = agent_a_serves_visitor_v("g", 2);
     assert_eq!(b.r.active_count(&who("t", "a")), 1);
-    let out = b.handle(RouterMsg::Presence {
-        from: sender("t", "a", role::AGENT, &["g"], conn(1)),
-        status: presence::AWAY,
-    });
+    let out = b.agent_presence(conn(1), "t", "a", &["g"], presence::AWAY);
     assert!(out.is_empty());
     assert_eq!(b.r.online_agents(), 0);
     // Keeps the current one, takes no new one.
@@ -637,27 +683,18 @@ fn away_agents_get_nothing_new_and_online_fills_them() {
     }
     assert_eq!(b.r.queue_len("t", "g"), 3);
     // A client's "offline" while connected is "away" too.
-    b.handle(RouterMsg::Presence {
-        from: sender("t", "a", role::AGENT, &["g"], conn(1)),
-        status: presence::OFFLINE,
-    });
+    b.agent_presence(conn(1), "t", "a", &["g"], presence::OFFLINE);
     // Another connection of an away agent keeps it away...
     assert!(assigns(&b.agent(conn(2), "t", "a", &["g"], 2)).is_empty());
     // ...until it says online: it fills up to capacity, oldest first.
-    let out = b.handle(RouterMsg::Presence {
-        from: sender("t", "a", role::AGENT, &["g"], conn(1)),
-        status: presence::ONLINE,
-    });
+    let out = b.agent_presence(conn(1), "t", "a", &["g"], presence::ONLINE);
     assert_eq!(
         assigns(&out).iter().map(|a| a.0).collect::<Vec<_>>(),
         [first + 1]
     );
     assert_eq!(b.r.queue_len("t", "g"), 2);
     // Visitors may not set presence.
-    let out = b.handle(RouterMsg::Presence {
-        from: sender("t", "v", role::VISITOR, &[], v),
-        status: presence::ONLINE,
-    });
+    let out = b.presence(sender("t", "v", role::VISITOR, &[], v), presence::ONLINE);
     assert_eq!(errors(&out), [(403, 7)]);
 }
 
@@ -665,10 +702,7 @@ fn away_agents_get_nothing_new_and_online_fills_them() {
 fn away_then_reconnect_from_offline_is_online() {
     let mut b = Bench::new();
     b.agent(conn(1), "t", "a", &["g"], 2);
-    b.handle(RouterMsg::Presence {
-        from: sender("t", "a", role::AGENT, &["g"], conn(1)),
-        status: presence::AWAY,
-    });
+    b.agent_presence(conn(1), "t", "a", &["g"], presence::AWAY);
     b.handle(RouterMsg::Disconnected { conn: conn(1) });
     let v = conn(10);
     b.visitor(v, "t", "v");
@@ -681,11 +715,9 @@ fn away_then_reconnect_from_offline_is_online() {
 fn claim_succeeds_and_refuses_with_the_right_codes() {
     let mut b = Bench::new();
     let v = conn(10);
-    b.visitor(v, "t", "v");
-    let id = opened(&b.open(v, "t", "v", "g")).unwrap();
+    let id = b.visitor_opens(v, "t", "v", "g");
     let w = conn(11);
-    b.visitor(w, "t", "w");
-    let id2 = opened(&b.open(w, "t", "w", "g")).unwrap();
+    let id2 = b.visitor_opens(w, "t", "w", "g");
     // An agent at capacity 1, already busy via a different group.
     b.agent(conn(1), "t", "busy", &["other"], 1);
     let u = conn(12);
@@ -736,10 +768,7 @@ fn claim_succeeds_and_refuses_with_the_right_codes() {
         [(409, 7)]
     );
     // claimer2 gets room but is away: routing skips it, a claim still works.
-    b.handle(RouterMsg::Presence {
-        from: sender("t", "claimer2", role::AGENT, &["g"], conn(3)),
-        status: presence::AWAY,
-    });
+    b.agent_presence(conn(3), "t", "claimer2", &["g"], presence::AWAY);
     b.agent(conn(5), "t", "claimer2", &["g"], 1);
     assert_eq!(b.r.queue_len("t", "g"), 1);
     let out = b.handle(claim("t", "claimer2", role::AGENT, &["g"], conn(3), id2));
@@ -766,23 +795,12 @@ fn claim_succeeds_and_refuses_with_the_right_codes() {
 
 #[test]
 fn transfer_to_an_agent_a_group_and_an_unavailable_agent() {
-    let mut b = Bench::new();
-    b.agent(conn(1), "t", "a", &["sales"], 2);
-    let v = conn(10);
-    b.visitor(v, "t", "v");
-    let id = opened(&b.open(v, "t", "v", "sales")).unwrap();
+    let (mut b, v, id) = agent_a_serves_visitor_v("sales", 2);
     b.agent(conn(2), "t", "b", &["support"], 2);
     b.agent(conn(3), "t", "c", &["support"], 2);
 
     // To agent c directly (not even in sales), with the note.
-    let out = b.handle(RouterMsg::Transfer {
-        conversation: id,
-        group: "sales".into(),
-        from: who("t", "a"),
-        to_agent: "c".into(),
-        to_group: String::new(),
-        note: "wants a refund".into(),
-    });
+    let out = b.transfer(id, "sales", who("t", "a"), "c", "", "wants a refund");
     assert_eq!(
         assigns(&out),
         [(id, "c".to_owned(), "wants a refund".to_owned())]
@@ -792,25 +810,11 @@ fn transfer_to_an_agent_a_group_and_an_unavailable_agent() {
     assert_eq!(b.r.active_count(&who("t", "c")), 1);
 
     // A stale transfer (a is no longer the agent) is ignored.
-    let stale = b.handle(RouterMsg::Transfer {
-        conversation: id,
-        group: "sales".into(),
-        from: who("t", "a"),
-        to_agent: String::new(),
-        to_group: "support".into(),
-        note: String::new(),
-    });
+    let stale = b.transfer(id, "sales", who("t", "a"), "", "support", "");
     assert!(stale.is_empty());
 
     // To a group: someone else there (b), not c itself.
-    let out = b.handle(RouterMsg::Transfer {
-        conversation: id,
-        group: "sales".into(),
-        from: who("t", "c"),
-        to_agent: String::new(),
-        to_group: "support".into(),
-        note: "n2".into(),
-    });
+    let out = b.transfer(id, "sales", who("t", "c"), "", "support", "n2");
     assert_eq!(requeued(&out), [(id, "support".to_owned())]);
     assert_eq!(assigns(&out), [(id, "b".to_owned(), "n2".to_owned())]);
     match &out[..] {
@@ -824,22 +828,9 @@ fn transfer_to_an_agent_a_group_and_an_unavailable_agent() {
     }
 
     // To an unavailable agent (away): requeued in the current group, note kept.
-    b.handle(RouterMsg::Presence {
-        from: sender("t", "a", role::AGENT, &["sales"], conn(1)),
-        status: presence::AWAY,
-    });
-    b.handle(RouterMsg::Presence {
-        from: sender("t", "c", role::AGENT, &["support"], conn(3)),
-        status: presence::AWAY,
-    });
-    let out = b.handle(RouterMsg::Transfer {
-        conversation: id,
-        group: "support".into(),
-        from: who("t", "b"),
-        to_agent: "a".into(),
-        to_group: String::new(),
-        note: "kept".into(),
-    });
+    b.agent_presence(conn(1), "t", "a", &["sales"], presence::AWAY);
+    b.agent_presence(conn(3), "t", "c", &["support"], presence::AWAY);
+    let out = b.transfer(id, "support", who("t", "b"), "a", "", "kept");
     assert_eq!(requeued(&out), [(id, "support".to_owned())]);
     // Nobody else in support has room: the giver's freed capacity takes it back,
     // note included, rather than leaving it waiting next to an idle agent.
@@ -848,28 +839,19 @@ fn transfer_to_an_agent_a_group_and_an_unavailable_agent() {
     assert_eq!(b.r.active_count(&who("t", "b")), 1);
 
     // With b away too, the transfer waits and the note goes to whoever comes next.
-    b.handle(RouterMsg::Presence {
-        from: sender("t", "b", role::AGENT, &["support"], conn(2)),
-        status: presence::AWAY,
-    });
-    let out = b.handle(RouterMsg::Transfer {
-        conversation: id,
-        group: "support".into(),
-        from: who("t", "b"),
-        to_agent: "nobody".into(),
-        to_group: String::new(),
-        note: "for the next one".into(),
-    });
+    b.agent_presence(conn(2), "t", "b", &["support"], presence::AWAY);
+    let out = b.transfer(
+        id,
+        "support",
+        who("t", "b"),
+        "nobody",
+        "",
+        "for the next one",
+    );
     assert_eq!(requeued(&out), [(id, "support".to_owned())]);
     assert!(assigns(&out).is_empty());
     assert_eq!(b.r.queue_len("t", "support"), 1);
-    assert_eq!(
-        queued_to(&out, v)
-            .iter()
-            .map(|q| q.position)
-            .collect::<Vec<_>>(),
-        [1]
-    );
+    assert_eq!(positions_told(&out, v), [1]);
     let out = b.agent(conn(4), "t", "d", &["support"], 1);
     assert_eq!(
         assigns(&out),
@@ -880,19 +862,8 @@ fn transfer_to_an_agent_a_group_and_an_unavailable_agent() {
 #[test]
 fn transfer_hands_back_the_note_when_the_giver_refills() {
     // The exact behaviour the previous test relies on, in isolation.
-    let mut b = Bench::new();
-    b.agent(conn(1), "t", "a", &["g"], 1);
-    let v = conn(10);
-    b.visitor(v, "t", "v");
-    let id = opened(&b.open(v, "t", "v", "g")).unwrap();
-    let out = b.handle(RouterMsg::Transfer {
-        conversation: id,
-        group: "g".into(),
-        from: who("t", "a"),
-        to_agent: String::new(),
-        to_group: String::new(),
-        note: "n".into(),
-    });
+    let (mut b, _, id) = agent_a_serves_visitor_v("g", 1);
+    let out = b.transfer(id, "g", who("t", "a"), "", "", "n");
     // Requeued, offered to nobody else, then refilled to a with the note.
     assert_eq!(requeued(&out), [(id, "g".to_owned())]);
     assert_eq!(assigns(&out), [(id, "a".to_owned(), "n".to_owned())]);
@@ -949,11 +920,7 @@ fn agent_disconnect_grace_requeues_at_the_front() {
 
 #[test]
 fn grace_expiry_goes_to_another_agent_when_one_is_free() {
-    let mut b = Bench::new();
-    b.agent(conn(1), "t", "a", &["g"], 1);
-    let v = conn(10);
-    b.visitor(v, "t", "v");
-    let c = opened(&b.open(v, "t", "v", "g")).unwrap();
+    let (mut b, v, c) = agent_a_serves_visitor_v("g", 1);
     b.handle(RouterMsg::Disconnected { conn: conn(1) });
     b.agent(conn(2), "t", "b", &["g"], 1);
     b.now += GRACE;
@@ -965,16 +932,11 @@ fn grace_expiry_goes_to_another_agent_when_one_is_free() {
 
 #[test]
 fn reconnect_within_grace_cancels_it() {
-    let mut b = Bench::new();
-    b.agent(conn(1), "t", "a", &["g"], 2);
-    let v = conn(10);
-    b.visitor(v, "t", "v");
-    let c = opened(&b.open(v, "t", "v", "g")).unwrap();
+    let (mut b, _, c) = agent_a_serves_visitor_v("g", 2);
     b.handle(RouterMsg::Disconnected { conn: conn(1) });
     // Not assignable while gone.
     let w = conn(11);
-    b.visitor(w, "t", "w");
-    let c2 = opened(&b.open(w, "t", "w", "g")).unwrap();
+    let c2 = b.visitor_opens(w, "t", "w", "g");
     assert_eq!(b.r.queue_len("t", "g"), 1);
     b.now += GRACE / 2;
     let out = b.agent(conn(2), "t", "a", &["g"], 2);
@@ -990,11 +952,7 @@ fn reconnect_within_grace_cancels_it() {
 
 #[test]
 fn multi_connection_users_get_every_connection_in_conns() {
-    let mut b = Bench::new();
-    b.agent(conn(1), "t", "a", &["g"], 2);
-    let v = conn(10);
-    b.visitor(v, "t", "v");
-    let c = opened(&b.open(v, "t", "v", "g")).unwrap();
+    let (mut b, v, c) = agent_a_serves_visitor_v("g", 2);
 
     let conns_of = |out: &[Effect], user: &str| -> Vec<Vec<ConnId>> {
         out.iter()
@@ -1052,13 +1010,7 @@ fn a_waiting_visitor_reconnecting_is_told_its_position() {
     b.open(v, "t", "v", "g");
     b.handle(RouterMsg::Disconnected { conn: v });
     let out = b.visitor(conn(11), "t", "v");
-    assert_eq!(
-        queued_to(&out, conn(11))
-            .iter()
-            .map(|q| q.position)
-            .collect::<Vec<_>>(),
-        [1]
-    );
+    assert_eq!(positions_told(&out, conn(11)), [1]);
 }
 
 #[test]
@@ -1155,11 +1107,7 @@ fn notices_go_to_a_group_or_to_everyone() {
 
 #[test]
 fn users_are_forgotten_when_nothing_is_left() {
-    let mut b = Bench::new();
-    b.agent(conn(1), "t", "a", &["g"], 1);
-    let v = conn(10);
-    b.visitor(v, "t", "v");
-    let c = opened(&b.open(v, "t", "v", "g")).unwrap();
+    let (mut b, v, c) = agent_a_serves_visitor_v("g", 1);
     b.handle(RouterMsg::Disconnected { conn: v });
     b.handle(RouterMsg::Disconnected { conn: conn(1) });
     assert!(b.r.next_deadline().is_some());
@@ -1200,91 +1148,34 @@ fn random_traffic_keeps_the_invariants() {
         groups: &'static [&'static str],
         capacity: Option<u32>,
     }
+    const fn person(
+        tenant: &'static str,
+        user: &'static str,
+        role: u8,
+        groups: &'static [&'static str],
+        capacity: Option<u32>,
+    ) -> Who {
+        Who {
+            tenant,
+            user,
+            role,
+            groups,
+            capacity,
+        }
+    }
     let people = [
-        Who {
-            tenant: "t",
-            user: "a1",
-            role: role::AGENT,
-            groups: &["g0"],
-            capacity: Some(2),
-        },
-        Who {
-            tenant: "t",
-            user: "a2",
-            role: role::AGENT,
-            groups: &["g0", "g1"],
-            capacity: Some(3),
-        },
-        Who {
-            tenant: "t",
-            user: "a3",
-            role: role::AGENT,
-            groups: &["g1"],
-            capacity: None,
-        },
-        Who {
-            tenant: "t",
-            user: "bot",
-            role: role::BOT,
-            groups: &["g1"],
-            capacity: Some(2),
-        },
-        Who {
-            tenant: "t",
-            user: "boss",
-            role: role::ADMIN,
-            groups: &[],
-            capacity: None,
-        },
-        Who {
-            tenant: "u",
-            user: "a1",
-            role: role::AGENT,
-            groups: &["g0"],
-            capacity: Some(1),
-        },
-        Who {
-            tenant: "t",
-            user: "v1",
-            role: role::VISITOR,
-            groups: &[],
-            capacity: None,
-        },
-        Who {
-            tenant: "t",
-            user: "v2",
-            role: role::VISITOR,
-            groups: &["g1"],
-            capacity: None,
-        },
-        Who {
-            tenant: "t",
-            user: "v3",
-            role: role::VISITOR,
-            groups: &[],
-            capacity: None,
-        },
-        Who {
-            tenant: "t",
-            user: "v4",
-            role: role::VISITOR,
-            groups: &[],
-            capacity: None,
-        },
-        Who {
-            tenant: "u",
-            user: "v1",
-            role: role::VISITOR,
-            groups: &[],
-            capacity: None,
-        },
-        Who {
-            tenant: "u",
-            user: "v5",
-            role: role::VISITOR,
-            groups: &[],
-            capacity: None,
-        },
+        person("t", "a1", role::AGENT, &["g0"], Some(2)),
+        person("t", "a2", role::AGENT, &["g0", "g1"], Some(3)),
+        person("t", "a3", role::AGENT, &["g1"], None),
+        person("t", "bot", role::BOT, &["g1"], Some(2)),
+        person("t", "boss", role::ADMIN, &[], None),
+        person("u", "a1", role::AGENT, &["g0"], Some(1)),
+        person("t", "v1", role::VISITOR, &[], None),
+        person("t", "v2", role::VISITOR, &["g1"], None),
+        person("t", "v3", role::VISITOR, &[], None),
+        person("t", "v4", role::VISITOR, &[], None),
+        person("u", "v1", role::VISITOR, &[], None),
+        person("u", "v5", role::VISITOR, &[], None),
     ];
     let groups_any = ["", "g0", "g1", "g2", "general"];
 

@@ -6,7 +6,7 @@
 //! Every blocking call here has a timeout, so a misbehaving server fails a test instead
 //! of hanging it.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -322,17 +322,11 @@ impl Client {
             if left.is_zero() {
                 return Read1::Timeout;
             }
-            self.stream.set_read_timeout(Some(left)).unwrap();
             let mut chunk = [0u8; 64 * 1024];
-            match self.stream.read(&mut chunk) {
-                Ok(0) => self.eof = true,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            match switchboard::client::read_within(&mut self.stream, &mut chunk, deadline) {
+                Ok(Some(0)) => self.eof = true,
+                Ok(Some(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(None) => {}
                 Err(e) => return Read1::Failed(format!("read failed: {e}")),
             }
         }
@@ -500,6 +494,13 @@ impl Drop for TestServer {
             let _ = s.shutdown();
         }
     }
+}
+
+/// Command-line words written as one line: `words("--scenario ping -n 20")` (no
+/// quoting: a value that may hold spaces, like a path or a message, is pushed on its
+/// own).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes; returns whether it held.
