@@ -27,6 +27,7 @@ mod reactor;
 mod server;
 mod service;
 mod worker;
+pub mod ws;
 
 pub use config::Config;
 
