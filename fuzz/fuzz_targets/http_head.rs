@@ -36,16 +36,27 @@ fuzz_target!(|data: &[u8]| {
         Ok(Some((req, n))) => {
             assert!(n <= buf.len() && n <= limits.max_bytes, "head length {n}");
             let again = parse(&buf[..n], &limits);
-            assert_eq!(again, Ok(Some((req.clone(), n))), "the head alone parses differently");
+            assert_eq!(
+                again,
+                Ok(Some((req.clone(), n))),
+                "the head alone parses differently"
+            );
             for require in [false, true] {
                 match accept(&req, &OriginPolicy::same_host(), require) {
                     Ok(up) => {
-                        assert!(up.response.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+                        assert!(
+                            up.response
+                                .starts_with(b"HTTP/1.1 101 Switching Protocols\r\n")
+                        );
                         assert!(up.response.ends_with(b"\r\n\r\n"));
                         assert_eq!(up.protocol.is_some(), require);
                     }
                     Err(r) => {
-                        assert!([400, 403, 405, 426].contains(&r.response.status), "{:?}", r.why);
+                        assert!(
+                            [400, 403, 405, 426].contains(&r.response.status),
+                            "{:?}",
+                            r.why
+                        );
                         let _ = r.response.to_bytes(false);
                     }
                 }

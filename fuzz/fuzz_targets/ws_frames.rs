@@ -35,10 +35,16 @@ struct Sink {
 impl WsSink for Sink {
     fn data(&mut self, text: bool, chunk: &[u8], fin: bool) -> Result<(), u16> {
         self.message.extend_from_slice(chunk);
-        assert!(self.message.len() <= self.max as usize, "message past the limit");
+        assert!(
+            self.message.len() <= self.max as usize,
+            "message past the limit"
+        );
         if fin {
             if text {
-                assert!(std::str::from_utf8(&self.message).is_ok(), "invalid text delivered");
+                assert!(
+                    std::str::from_utf8(&self.message).is_ok(),
+                    "invalid text delivered"
+                );
             }
             self.message.clear();
         }
@@ -46,8 +52,16 @@ impl WsSink for Sink {
         Ok(())
     }
     fn control(&mut self, frame: bytes::Bytes) {
-        assert!(frame.len() >= 2 && frame.len() <= 127, "control frame of {}", frame.len());
-        assert_eq!(usize::from(frame[1]), frame.len() - 2, "control frame length");
+        assert!(
+            frame.len() >= 2 && frame.len() <= 127,
+            "control frame of {}",
+            frame.len()
+        );
+        assert_eq!(
+            usize::from(frame[1]),
+            frame.len() - 2,
+            "control frame length"
+        );
         self.calls.push(Call::Control(frame.to_vec()));
     }
 }
@@ -61,7 +75,10 @@ enum End {
 
 fn run(reads: &[&[u8]], limits: &WsLimits) -> (Vec<Call>, End) {
     let mut state = WsState::default();
-    let mut sink = Sink { max: limits.max_message, ..Sink::default() };
+    let mut sink = Sink {
+        max: limits.max_message,
+        ..Sink::default()
+    };
     let mut scratch = Vec::new();
     let mut spill = Vec::new();
     for read in reads {
@@ -72,8 +89,13 @@ fn run(reads: &[&[u8]], limits: &WsLimits) -> (Vec<Call>, End) {
                 spill.drain(..consumed);
                 // The rest is a partial frame: alone it yields nothing.
                 let mut probe = state;
-                let mut quiet = Sink { max: limits.max_message, ..Sink::default() };
-                if let Ok(Fed::More { consumed }) = probe.feed(&spill, limits, &mut scratch, &mut quiet) {
+                let mut quiet = Sink {
+                    max: limits.max_message,
+                    ..Sink::default()
+                };
+                if let Ok(Fed::More { consumed }) =
+                    probe.feed(&spill, limits, &mut scratch, &mut quiet)
+                {
                     assert_eq!(consumed, 0, "a whole frame was left unconsumed");
                 }
             }
@@ -94,9 +116,15 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pattern, stream)) = data.split_first() else {
         return;
     };
-    let limits = WsLimits { max_message: MAX_MESSAGE[usize::from(pattern >> 6)] };
+    let limits = WsLimits {
+        max_message: MAX_MESSAGE[usize::from(pattern >> 6)],
+    };
     let k = usize::from(pattern & 0x3f);
-    let reads: Vec<&[u8]> = if k == 0 { vec![stream] } else { stream.chunks(k).collect() };
+    let reads: Vec<&[u8]> = if k == 0 {
+        vec![stream]
+    } else {
+        stream.chunks(k).collect()
+    };
     let cut = run(&reads, &limits);
     let whole = run(&[stream], &limits);
     assert_eq!(cut, whole, "cut and whole streams disagree");

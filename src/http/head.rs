@@ -325,7 +325,10 @@ fn parse_length(s: &str) -> Result<u64, HeadError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::arithmetic_side_effects, reason = "tests compute small offsets")]
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "tests compute small offsets"
+)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

@@ -1,6 +1,9 @@
 //! Tests of the receive state machine: every rule and error class, the closing
 //! handshake, and restart semantics (proptests).
-#![allow(clippy::arithmetic_side_effects, reason = "tests compute small offsets")]
+#![allow(
+    clippy::arithmetic_side_effects,
+    reason = "tests compute small offsets"
+)]
 
 use super::*;
 use crate::ws::frame::client_frame;

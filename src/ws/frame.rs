@@ -202,7 +202,10 @@ pub fn apply_mask(buf: &mut [u8], mask: [u8; 4]) {
 }
 
 #[cfg(test)]
-#[allow(clippy::arithmetic_side_effects, reason = "tests compute small offsets")]
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "tests compute small offsets"
+)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

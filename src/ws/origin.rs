@@ -326,6 +326,7 @@ mod tests {
             ("https://a.example.org", true),
             ("https://a.b.example.org", true),
             ("https://example.org", false),
+            ("https://.example.org", false),
             ("https://aexample.org", false),
             ("http://a.example.org", false),
             ("https://a.example.org:444", false),

@@ -94,7 +94,10 @@ impl Utf8Stream {
 }
 
 #[cfg(test)]
-#[allow(clippy::arithmetic_side_effects, reason = "tests compute small offsets")]
+#[allow(
+    clippy::arithmetic_side_effects,
+    reason = "tests compute small offsets"
+)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
