@@ -8,7 +8,8 @@
 //!
 //! Every header rule is checked from the header alone, before the payload arrives: a
 //! frame announcing more than the message limit fails at once, so a client cannot make
-//! the reactor buffer it.
+//! the reactor buffer it. Text is UTF-8-checked as its bytes arrive, within a partial
+//! frame too.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use bytes::Bytes;
@@ -38,8 +39,8 @@ const CLOSE_RECEIVED: u8 = 2;
 
 /// Receive state of one WebSocket connection between reads: the in-progress message's
 /// opcode and size so far, the UTF-8 tail of a text message cut inside a code point,
-/// and the closing flags. 12 bytes, `Copy`; it lives in the reactor's per-connection
-/// context.
+/// the closing flags, and how far a partial text frame has been UTF-8-checked. 16
+/// bytes, `Copy`; it lives in the reactor's per-connection context.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WsState {
     /// Bytes of the in-progress message so far.
@@ -52,6 +53,9 @@ pub struct WsState {
     flags: u8,
     /// The peer's close code, once received (1005 for an empty Close).
     close_code: u16,
+    /// Payload bytes of the partial text frame at the start of the unconsumed input
+    /// already UTF-8-checked (and pushed into `utf8`); 0 between frames.
+    checked: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<WsState>() <= 16);
@@ -166,8 +170,13 @@ impl WsState {
     /// frame header announcing more than the message limit fails at once (before its
     /// payload is buffered). Never allocates otherwise.
     ///
+    /// Text is UTF-8-checked as it arrives, also the part of a frame that has not fully
+    /// arrived yet (fail fast: 1007 at the first bad byte, not at the end of its
+    /// frame); each byte is checked once.
+    ///
     /// Restartable at frame boundaries: the caller keeps `input[consumed..]` and calls
-    /// again with it and the next bytes. After `Closed` further calls return `Closed`
+    /// again with it and the next bytes (the same unconsumed bytes first: the state
+    /// remembers how much of a partial text frame it has checked). After `Closed` further calls return `Closed`
     /// with nothing consumed. After an error the state is unspecified: close.
     pub fn feed(
         &mut self,
@@ -196,13 +205,17 @@ impl WsState {
                 .checked_add(len)
                 .and_then(|end| rest.get(h.header_len..end))
             else {
+                let partial = rest.get(h.header_len..).unwrap_or_default();
+                self.check_partial_text(op, &h, partial, scratch)?;
                 return Ok(Fed::More { consumed: pos });
             };
             scratch.clear();
             scratch.extend_from_slice(payload);
             apply_mask(scratch, h.mask.unwrap_or_default());
             pos = pos.saturating_add(h.header_len).saturating_add(len);
-            if let Some(code) = self.frame(op, h.fin, scratch, sink)? {
+            // Text bytes already checked while the frame was partial.
+            let checked = std::mem::take(&mut self.checked) as usize;
+            if let Some(code) = self.frame(op, h.fin, scratch, checked, sink)? {
                 return Ok(Fed::Closed {
                     consumed: pos,
                     code,
@@ -225,6 +238,37 @@ impl WsState {
     /// Whether the peer's Close has been received.
     pub fn close_received(&self) -> bool {
         self.flags & CLOSE_RECEIVED != 0
+    }
+
+    /// UTF-8 fail-fast inside a frame that has not fully arrived: validates the bytes
+    /// of a text frame's partial payload not checked by an earlier call (each byte once,
+    /// so a frame trickled in byte by byte costs linear time) and remembers how far it
+    /// got in `checked`. The caller feeds the frame again from its header, so the
+    /// first `checked` bytes are skipped when it completes.
+    fn check_partial_text(
+        &mut self,
+        op: Opcode,
+        h: &super::frame::Header,
+        partial: &[u8],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), WsError> {
+        let text = op == Opcode::Text || (op == Opcode::Continuation && self.msg == MSG_TEXT);
+        let from = self.checked as usize;
+        let Some(new) = partial.get(from..).filter(|n| text && !n.is_empty()) else {
+            return Ok(());
+        };
+        scratch.clear();
+        scratch.extend_from_slice(new);
+        let mut mask = h.mask.unwrap_or_default();
+        mask.rotate_left(from % 4);
+        apply_mask(scratch, mask);
+        self.utf8
+            .push(scratch, false)
+            .map_err(|_| WsError::BadUtf8)?;
+        // A partial payload is shorter than the frame, which check_header bounded by
+        // max_message (a u32).
+        self.checked = u32::try_from(partial.len()).unwrap_or(u32::MAX);
+        Ok(())
     }
 
     /// Every rule that the header alone decides.
@@ -271,6 +315,7 @@ impl WsState {
         op: Opcode,
         fin: bool,
         payload: &[u8],
+        checked: usize,
         sink: &mut impl WsSink,
     ) -> Result<Option<u16>, WsError> {
         match op {
@@ -288,7 +333,10 @@ impl WsState {
                 }
                 let text = self.msg == MSG_TEXT;
                 if text {
-                    self.utf8.push(payload, fin).map_err(|_| WsError::BadUtf8)?;
+                    let unchecked = payload.get(checked..).unwrap_or_default();
+                    self.utf8
+                        .push(unchecked, fin)
+                        .map_err(|_| WsError::BadUtf8)?;
                 }
                 // check_header kept len + payload within max_message (a u32).
                 self.len = u32::try_from(u64::from(self.len).saturating_add(payload.len() as u64))

@@ -103,7 +103,7 @@ fn fails_with(input: &[u8], want: WsError, code: u16) {
 
 #[test]
 fn state_is_small() {
-    assert_eq!(std::mem::size_of::<WsState>(), 12);
+    assert_eq!(std::mem::size_of::<WsState>(), 16);
 }
 
 #[test]
@@ -191,6 +191,52 @@ fn fragments_with_control_frames_interleaved() {
             data(true, "ε".as_bytes(), true),
         ]
     );
+}
+
+#[test]
+fn bad_utf8_fails_before_its_frame_is_complete() {
+    // Autobahn 6.4.3: one text frame whose second piece holds an invalid sequence.
+    let mut body = "κόσμε".as_bytes().to_vec();
+    body.extend_from_slice(b"\xf4\x90\x80\x80");
+    body.extend_from_slice(b"-edited");
+    let f = frame(true, 1, &body);
+    let bad_end = 6 + "κόσμε".len() + 4;
+    let mut s = WsState::default();
+    let mut rec = Rec::default();
+    let mut scratch = Vec::new();
+    // The valid first part: nothing delivered, nothing consumed, no error.
+    let r = s.feed(&f[..6 + 5], &LIMITS, &mut scratch, &mut rec);
+    assert_eq!(r, Ok(Fed::More { consumed: 0 }));
+    // Fed again from the frame's header with more bytes: the bad sequence fails now,
+    // before the rest of the frame arrives.
+    let r = s.feed(&f[..bad_end], &LIMITS, &mut scratch, &mut rec);
+    assert_eq!(r, Err(WsError::BadUtf8));
+    assert!(rec.calls.is_empty());
+    // The same within a continuation of a text message.
+    let mut input = frame(false, 1, b"ok");
+    let first = input.len();
+    input.extend(frame(true, 0, &body));
+    let (calls, r) = feed_once(&mut WsState::default(), &input[..first + bad_end]);
+    assert_eq!(r, Err(WsError::BadUtf8));
+    assert_eq!(calls, [data(true, b"ok", false)]);
+    // Binary is never checked.
+    let (_, r) = feed_once(&mut WsState::default(), &frame(true, 2, &body)[..bad_end]);
+    assert_eq!(r, Ok(Fed::More { consumed: 0 }));
+}
+
+#[test]
+fn a_text_frame_trickled_byte_by_byte_is_checked_once_and_delivered_whole() {
+    let text = "aé€𝄞κόσμε".repeat(20);
+    let f = frame(true, 1, text.as_bytes());
+    let pieces: Vec<&[u8]> = f.chunks(1).collect();
+    let (calls, end) = drive(&pieces, &LIMITS);
+    assert_eq!(end, End::Open(0));
+    assert_eq!(calls, [data(true, text.as_bytes(), true)]);
+    // Cut inside a code point at every position, then completed.
+    for cut in 0..f.len() {
+        let (calls, end) = drive(&[&f[..cut], &f[cut..]], &LIMITS);
+        assert_eq!((calls.len(), end), (1, End::Open(0)), "cut {cut}");
+    }
 }
 
 #[test]
