@@ -159,8 +159,10 @@ impl HeadError {
 /// Parses the request head at the start of `buf`.
 ///
 /// `Ok(None)`: incomplete and still under `max_bytes`. `Ok(Some((req, head_len)))`:
-/// `buf[..head_len]` was the head (a body, if any, follows). A head over `max_bytes`
-/// without its end is [`HeadError::TooLarge`] at once.
+/// `buf[..head_len]` was the head; what follows is a body or, after an upgrade, the
+/// client's first WebSocket frames (clients may send them before reading the 101), to
+/// be fed to the next layer. A head over `max_bytes` without its end is
+/// [`HeadError::TooLarge`] at once.
 pub fn parse(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Request, usize)>, HeadError> {
     let window = buf.get(..limits.max_bytes).unwrap_or(buf);
     let max_headers = limits.max_headers.min(MAX_HEADERS_LIMIT);
