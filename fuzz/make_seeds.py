@@ -13,7 +13,12 @@
   them), which writes a default and a fully populated message of every kind, and
   messages breaking each protocol bound.
 
-Usage: make_seeds.py [frame_decode] [message_decode]  (no argument: both)
+- http_head, ws_frames: hand-written request heads (an upgrade, a plain GET, bad
+  ones) and client frame streams (fragments with a ping between them, a close, bad
+  frames), each behind the target's pattern byte (see their fuzz_targets/*.rs).
+
+Usage: make_seeds.py [frame_decode] [message_decode] [http_head] [ws_frames]
+(no argument: all)
 
 Seeds are named `seed-*`: the root .gitignore keeps those and ignores the inputs
 fuzzing adds. Rerun after changing the vectors or the message types; it rewrites only
@@ -109,7 +114,83 @@ def message_seeds():
     )
 
 
-TARGETS = {"frame_decode": frame_seeds, "message_decode": message_seeds}
+HTTP_OUT = HERE / "corpus" / "http_head"
+WS_OUT = HERE / "corpus" / "ws_frames"
+
+UPGRADE = (
+    b"GET /ws?site=demo HTTP/1.1\r\nHost: gw.example:7810\r\nUpgrade: websocket\r\n"
+    b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Origin: http://gw.example:7810\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Protocol: chat, switchboard.v1.json\r\n\r\n"
+)
+
+
+def http_seeds():
+    HTTP_OUT.mkdir(parents=True, exist_ok=True)
+    heads = {
+        "upgrade": UPGRADE,
+        "upgrade-v8": UPGRADE.replace(b"Version: 13", b"Version: 8"),
+        "upgrade-evil-origin": UPGRADE.replace(b"http://gw.example:7810", b"https://evil.example"),
+        "get": b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n",
+        "head-10": b"HEAD / HTTP/1.0\r\n\r\n",
+        "post-chunked": b"POST /api HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "te-and-cl": b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        "two-hosts": b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "http2": b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+    }
+    for name, head in heads.items():
+        # 0x20: default max_bytes, 32 headers; 0x42: 64 bytes, 2 headers.
+        (HTTP_OUT / f"seed-{name}").write_bytes(bytes([0x20]) + head)
+    (HTTP_OUT / "seed-upgrade-small-limits").write_bytes(bytes([0x42]) + UPGRADE)
+
+
+def client_frame(fin, op, payload, mask=b"\x12\x34\x56\x78"):
+    head = bytes([(0x80 if fin else 0) | op])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def ws_seeds():
+    WS_OUT.mkdir(parents=True, exist_ok=True)
+    text = "κόσμε".encode()
+    streams = {
+        "messages": client_frame(True, 1, b"hello") + client_frame(True, 2, bytes(range(200)))
+        + client_frame(True, 1, b""),
+        "fragments-ping": client_frame(False, 1, text[:3]) + client_frame(True, 9, b"ping")
+        + client_frame(False, 0, text[3:7]) + client_frame(True, 10, b"")
+        + client_frame(True, 0, text[7:]),
+        "close": client_frame(True, 1, b"bye") + client_frame(True, 8, b"\x03\xe8done"),
+        "close-empty": client_frame(True, 8, b""),
+        "close-bad-code": client_frame(True, 8, b"\x03\xec"),
+        "bad-utf8": client_frame(False, 1, b"ok") + client_frame(True, 0, b"\xed\xa0\x80"),
+        "unmasked": b"\x81\x02hi",
+        "reserved": client_frame(True, 0x41, b"x") + client_frame(True, 3, b""),
+        "long-ping": client_frame(True, 9, bytes(126)),
+        # Seeds stay under libFuzzer's default 4096-byte input limit; the 8-byte length
+        # form appears here non-minimally encoded (allowed on receipt).
+        "big": client_frame(True, 2, bytes(3000)),
+        "len64": b"\x82\xff" + (5).to_bytes(8, "big") + b"\x12\x34\x56\x78" + bytes(5),
+    }
+    for name, stream in streams.items():
+        # 0x00: 1 MiB limit, one read; 0x07: reads of 7 bytes; 0x41: 125-byte limit, byte by byte.
+        for pattern in (0x00, 0x07, 0x41):
+            if name == "big" and pattern != 0x00:
+                continue
+            (WS_OUT / f"seed-{name}-{pattern:02x}").write_bytes(bytes([pattern]) + stream)
+
+
+TARGETS = {
+    "frame_decode": frame_seeds,
+    "message_decode": message_seeds,
+    "http_head": http_seeds,
+    "ws_frames": ws_seeds,
+}
 
 
 def main(args):
