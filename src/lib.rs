@@ -15,6 +15,7 @@ mod fasthash;
 pub mod frame;
 pub mod handoff;
 mod host_memory;
+pub mod http;
 #[allow(unsafe_code, reason = "the journal maps its segments")]
 pub(crate) mod journal;
 mod ledger;
@@ -26,6 +27,7 @@ mod reactor;
 mod server;
 mod service;
 mod worker;
+pub mod ws;
 
 pub use config::Config;
 
