@@ -78,7 +78,12 @@ pub struct Config {
     pub journal: JournalConfig,
     /// The agent assistants: FAQ auto-reply, canned replies, abuse filter.
     pub assist: AssistConfig,
+    /// The web edge of the client listener (HTTP, WebSocket, JSON).
+    pub web: WebConfig,
 }
+
+mod web;
+pub use web::WebConfig;
 
 pub use crate::assist::AssistConfig;
 
@@ -100,6 +105,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             journal: JournalConfig::default(),
             assist: AssistConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -120,6 +126,7 @@ impl Default for Listeners {
             client: ListenerConfig {
                 addr: SocketAddr::from(([127, 0, 0, 1], 7700)),
                 backlog: default_backlog(),
+                websocket: false,
             },
             echo: None,
         }
@@ -135,6 +142,10 @@ pub struct ListenerConfig {
     /// Kernel accept backlog per reactor listener.
     #[serde(default = "default_backlog")]
     pub backlog: u32,
+    /// Echo listener only: echo WebSocket messages (RFC 6455, after an HTTP
+    /// upgrade) instead of raw bytes. The client listener detects WebSocket itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub websocket: bool,
 }
 
 fn default_backlog() -> u32 {
@@ -725,6 +736,16 @@ impl Config {
                 key: "assist",
                 reason: e.to_string(),
             });
+        }
+        if self.listeners.client.websocket {
+            return Err(invalid(
+                "listeners.client.websocket",
+                "only for the echo listener: the client listener detects WebSocket upgrades \
+                 itself",
+            ));
+        }
+        if let Err((key, reason)) = self.web.validate() {
+            return Err(invalid(key, reason));
         }
         self.listeners_apart()?;
         self.auth.validate()

@@ -279,7 +279,13 @@ impl Server {
                 listeners.push((l, ListenerKind::Client));
             }
             if let Some(l) = echo.as_mut().and_then(Iterator::next) {
-                listeners.push((l, ListenerKind::Echo));
+                let websocket = config.listeners.echo.as_ref().is_some_and(|e| e.websocket);
+                let kind = if websocket {
+                    ListenerKind::WsEcho
+                } else {
+                    ListenerKind::Echo
+                };
+                listeners.push((l, kind));
             }
             reactor_threads.push(reactor::spawn(
                 p,

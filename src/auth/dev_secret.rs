@@ -218,6 +218,7 @@ mod tests {
         ListenerConfig {
             addr: addr.parse().unwrap(),
             backlog: 16,
+            websocket: false,
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod cell;
 pub mod conversation;
+pub mod web;
 
 pub use cell::{Counter, Gauge};
 
@@ -228,6 +229,8 @@ pub struct ReactorMetrics {
     /// 1 while the kernel's TCP memory was under pressure when last asked (asked
     /// only when some connection's output stalled).
     pub kernel_tcp_pressure: Gauge,
+    /// The web edge: HTTP answers, WebSocket upgrades and closes.
+    pub web: web::WebMetrics,
 }
 
 impl ReactorMetrics {

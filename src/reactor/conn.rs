@@ -20,6 +20,45 @@ pub(crate) enum ListenerKind {
     Client,
     /// Raw bytes echoed back by the reactor itself (benchmarking).
     Echo,
+    /// WebSocket messages echoed back by the reactor itself (benchmarking, and the
+    /// Autobahn conformance suite).
+    WsEcho,
+}
+
+impl ListenerKind {
+    /// Whether output is a sequence of frames (a cut keeps the one the kernel took
+    /// part of, and a farewell may follow) rather than a raw byte stream.
+    pub fn framed(self) -> bool {
+        self != Self::Echo
+    }
+}
+
+/// What a connection speaks, learnt from its first bytes (client listener) or set
+/// by its listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// Nothing read yet.
+    Unknown,
+    /// Binary Switchboard frames (`proto-spec/FRAMING.md`).
+    Binary,
+    /// An HTTP/1.1 request head is arriving.
+    HttpHead,
+    /// WebSocket, subprotocol `switchboard.v1.json`: one JSON message per text frame.
+    WsJson,
+    /// WebSocket, subprotocol `switchboard.v1.bin`: binary frames carry binary
+    /// Switchboard frames, split anyhow.
+    WsBin,
+    /// WebSocket echo (the echo listener in `websocket` mode).
+    WsEcho,
+    /// Raw bytes (the echo listener).
+    Raw,
+}
+
+impl Dialect {
+    /// A WebSocket dialect.
+    pub fn is_ws(self) -> bool {
+        matches!(self, Self::WsJson | Self::WsBin | Self::WsEcho)
+    }
 }
 
 /// Where a connection is in its life.
@@ -39,8 +78,15 @@ pub(crate) enum Phase {
 pub(crate) struct Conn {
     /// The socket.
     pub stream: TcpStream,
-    /// Bytes of a frame that has not fully arrived; empty (unallocated) between frames.
+    /// Bytes of a frame (or HTTP head) that has not fully arrived; empty
+    /// (unallocated) between frames.
     pub spill: Vec<u8>,
+    /// WebSocket only: the part of a message that has arrived (JSON and echo), or of
+    /// a binary frame carried in WebSocket messages (`WsBin`); empty (unallocated)
+    /// between messages.
+    pub inner: Vec<u8>,
+    /// WebSocket receive state between reads (fragmentation, UTF-8 tail).
+    pub ws: crate::ws::WsState,
     /// Output the kernel has not taken yet; empty (unallocated) when caught up.
     pub outq: VecDeque<Bytes>,
     /// When the current phase's deadline started counting (accept, last input, or
@@ -64,8 +110,10 @@ pub(crate) struct Conn {
     pub close_reason: Option<CloseReason>,
     /// Life phase.
     pub phase: Phase,
-    /// What it speaks.
+    /// What its listener serves.
     pub kind: ListenerKind,
+    /// What it speaks.
+    pub dialect: Dialect,
     /// Reading stopped because too much output is queued.
     pub read_paused: bool,
     /// Writable interest is registered.

@@ -16,7 +16,7 @@ use mio::Token;
 use mio::net::TcpStream;
 use slab::Slab;
 
-use super::conn::{Conn, ListenerKind, Phase, token, untoken};
+use super::conn::{Conn, Dialect, ListenerKind, Phase, token, untoken};
 use super::sys::{Driver, Sent};
 use super::timer::TimerHeap;
 use crate::clock::{Clock, Mono};
@@ -42,6 +42,8 @@ pub(crate) struct Settings {
     /// every live connection on the reactor thread and, under mimalloc, leave the old
     /// copy resident (idle memory rose from 137 to 329 B per connection).
     pub reserve_slots: usize,
+    /// The web edge's bounds and origin rules (`[web]`).
+    pub web: Arc<WebSettings>,
 }
 
 impl Settings {
@@ -53,6 +55,7 @@ impl Settings {
             reserve_slots: (c.limits.max_connections as usize)
                 .div_ceil(c.reactor_threads().max(1))
                 .min(MAX_RESERVED_SLOTS),
+            web: WebSettings::from_config(c),
         }
     }
 }
@@ -118,6 +121,8 @@ pub(crate) struct Core {
     /// While draining: a closing connection whose output made no progress for this
     /// long is dropped (its peer reads nothing; waiting longer cannot help).
     drain_stall_ms: u64,
+    /// Where WebSocket payloads are unmasked (one frame's worth, kept up to a bound).
+    ws_scratch: Vec<u8>,
     /// The time the backend gave with the call being handled (each entry point that
     /// needs the clock takes it as `now`; the core never reads one).
     now: Mono,
@@ -168,6 +173,7 @@ impl Core {
             kernel_pressure_probe: crate::host_memory::tcp_memory_pressure,
             kernel_pressure: (None, false),
             drain_stall_ms: u64::MAX,
+            ws_scratch: Vec::new(),
             now: Mono::ZERO,
         }
     }
@@ -359,13 +365,17 @@ impl Core {
             self.links.limits.release(ip_key);
             return;
         }
-        let phase = match kind {
-            ListenerKind::Client => Phase::Handshake,
-            ListenerKind::Echo => Phase::Established,
+        let (phase, dialect) = match kind {
+            ListenerKind::Client => (Phase::Handshake, Dialect::Unknown),
+            ListenerKind::Echo => (Phase::Established, Dialect::Raw),
+            // The upgrade must come within the handshake deadline.
+            ListenerKind::WsEcho => (Phase::Handshake, Dialect::HttpHead),
         };
         entry.insert(Conn {
             stream,
             spill: Vec::new(),
+            inner: Vec::new(),
+            ws: crate::ws::WsState::default(),
             outq: VecDeque::new(),
             mark: now,
             generation,
@@ -376,6 +386,7 @@ impl Core {
             close_reason: None,
             phase,
             kind,
+            dialect,
             read_paused: false,
             writable_armed: false,
             announced: false,
@@ -501,12 +512,7 @@ impl Core {
         }
         match c.kind {
             ListenerKind::Echo => self.send(drv, slot, Bytes::copy_from_slice(data)),
-            ListenerKind::Client => {
-                if let Err(e) = self.deframe(drv, slot, data) {
-                    tracing::debug!(reactor = self.id, slot, error = %e, "closing on framing error");
-                    self.close_with_error(drv, slot, ErrorCode::from(e), 0);
-                }
-            }
+            ListenerKind::Client | ListenerKind::WsEcho => self.on_client_data(drv, slot, data),
         }
     }
 
@@ -565,6 +571,11 @@ impl Core {
         );
         self.close_with_error(drv, slot, ErrorCode::ServerBusy, header.request_id);
         false
+    }
+
+    /// A protocol frame as connection `slot` receives it (its dialect's form).
+    fn in_dialect(&self, slot: usize, frame: &Bytes) -> Option<Bytes> {
+        web::message_for(self.conns.get(slot)?.dialect, frame)
     }
 
     /// Writes to a connection: straight to the socket when the backend writes
@@ -876,9 +887,7 @@ impl Core {
             return;
         }
         let pending = c.pending;
-        let keep = usize::from(c.sending).max(usize::from(
-            c.head_started && c.kind == ListenerKind::Client,
-        ));
+        let keep = usize::from(c.sending).max(usize::from(c.head_started && c.kind.framed()));
         c.outq.truncate(keep);
         c.pending = c.outq.iter().map(|b| b.len() as u32).sum();
         if c.outq.is_empty() {
@@ -1067,12 +1076,17 @@ impl Core {
         c.phase = Phase::Closing;
         c.close_reason = Some(reason);
         c.spill = Vec::new();
+        c.inner = Vec::new();
         c.mark = now;
         let generation = c.generation;
         // Producers stop charging it: whatever they send now is dropped.
         self.links.ledger.close(self.id, slot as u32);
-        // Raw echo streams carry no frames, so they close without a farewell.
-        let farewell = farewell.filter(|_| c.kind == ListenerKind::Client);
+        // In the connection's dialect (raw echo streams carry no frames, so they
+        // close without one); nothing is sent after it.
+        let farewell = web::farewell_for(c.dialect, reason, farewell);
+        if c.dialect.is_ws() {
+            c.dialect = Dialect::Raw;
+        }
         if c.read_paused {
             // Input waiting behind the pause must be drained (and discarded).
             self.resume.push(token(slot, generation));
@@ -1141,7 +1155,9 @@ impl Core {
                 Command::Send { conn, frame } => {
                     if let Some(slot) = self.open_slot_of_id(conn) {
                         self.links.stats.kinds_out.count_encoded(&frame);
-                        self.send(drv, slot, frame);
+                        if let Some(bytes) = self.in_dialect(slot, &frame) {
+                            self.send(drv, slot, bytes);
+                        }
                     }
                 }
                 Command::SendCharged { conn, frame } => {
@@ -1155,16 +1171,23 @@ impl Core {
                         // Its producer sent it because the connection owed less than
                         // the bound (or nothing): it may take the queue to the bound
                         // plus this page, even behind events queued since.
-                        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+                        let Some(bytes) = self.in_dialect(slot, &frame) else {
+                            continue;
+                        };
+                        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
                         let bound = self.settings.live.max_pending_bytes.saturating_add(len);
-                        self.write_or_queue(drv, slot, frame, bound);
+                        self.write_or_queue(drv, slot, bytes, bound);
                     }
                 }
                 Command::SendMany { conns, frame } => {
+                    let mut encoded = web::PerDialect::new(frame.clone());
                     for conn in conns {
                         if let Some(slot) = self.open_slot_of_id(conn) {
                             self.links.stats.kinds_out.count_encoded(&frame);
-                            self.send(drv, slot, frame.clone());
+                            let dialect = self.conns.get(slot).map_or(Dialect::Raw, |c| c.dialect);
+                            if let Some(bytes) = encoded.get(dialect) {
+                                self.send(drv, slot, bytes);
+                            }
                         }
                     }
                 }
@@ -1417,3 +1440,7 @@ fn consume(c: &mut Conn, n: usize) {
 #[cfg(test)]
 #[path = "core_tests.rs"]
 mod tests;
+
+#[path = "web.rs"]
+mod web;
+pub(crate) use web::WebSettings;

@@ -86,6 +86,7 @@ fn settings(max_pending_bytes: u32) -> Settings {
         read_budget_bytes: 1 << 20,
         command_batch: 64,
         reserve_slots: 16,
+        web: super::WebSettings::from_config(&crate::config::Config::default()),
     }
 }
 

@@ -221,6 +221,7 @@ mod tests {
         new.listeners.echo = Some(ListenerConfig {
             addr: "127.0.0.1:7702".parse().unwrap(),
             backlog: 16,
+            websocket: false,
         });
         new.assist.faq = Some("/etc/switchboard/faq.toml".into());
         let got = shown_changes(&old, &new);

@@ -51,3 +51,5 @@ mod storm_chat;
 mod storm_smoke;
 mod supervisors;
 mod timeouts;
+mod web_http;
+mod web_socket;

@@ -76,6 +76,8 @@ fn to_prometheus_text(om: &str) -> String {
 #[derive(Debug)]
 struct Exporter(Arc<Metrics>);
 
+mod web;
+
 /// Codes whose close means the handshake failed (auth, protocol version, no `Hello`).
 fn is_handshake_failure(code: ErrorCode) -> bool {
     (200..300).contains(&code.as_u16()) || code == ErrorCode::HandshakeTimeout
@@ -242,6 +244,7 @@ impl Exporter {
                 }
             }
         }
+        self.web(enc)?;
         self.per_reactor(
             enc,
             "kernel_tcp_memory_pressure",

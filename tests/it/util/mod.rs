@@ -28,6 +28,7 @@ use switchboard::{Server, ShutdownReport};
 pub mod http;
 pub mod peer;
 pub mod storm;
+pub mod ws;
 
 /// Message kinds used by the connection-layer tests (see `src/protocol/kind.rs`).
 pub mod kind {
@@ -385,6 +386,7 @@ pub fn test_config(dir: &Path) -> Config {
     c.listeners.client = ListenerConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         backlog: 1024,
+        websocket: false,
     };
     c.auth.keys = vec![test_key()];
     c.admin.addr = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -418,7 +420,16 @@ pub fn with_echo(c: &mut Config) {
     c.listeners.echo = Some(ListenerConfig {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         backlog: 1024,
+        websocket: false,
     });
+}
+
+/// Turns the echo listener on in WebSocket mode (loopback, port 0).
+pub fn with_ws_echo(c: &mut Config) {
+    with_echo(c);
+    if let Some(echo) = c.listeners.echo.as_mut() {
+        echo.websocket = true;
+    }
 }
 
 /// An in-process server with its temporary state directory; shut down on drop.

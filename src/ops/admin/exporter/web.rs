@@ -1,0 +1,74 @@
+//! The web edge's families: HTTP answers, WebSocket upgrades and closes, summed over
+//! the reactors.
+
+use std::fmt;
+
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+
+use super::Exporter;
+use crate::metrics::Counter;
+use crate::metrics::web::{WS_DIALECTS, WebMetrics, close_label, status_label};
+
+impl Exporter {
+    pub(super) fn web(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        self.web_family(
+            enc,
+            "http_responses",
+            "HTTP responses on the client port, by status (101: WebSocket upgrades).",
+            "status",
+            |w| &w.responses[..],
+            status_label,
+        )?;
+        self.web_family(
+            enc,
+            "websocket_upgrades",
+            "WebSocket connections accepted, by subprotocol (echo: the echo listener).",
+            "subprotocol",
+            |w| &w.upgrades[..],
+            |i| WS_DIALECTS.get(i).copied().unwrap_or("other").to_owned(),
+        )?;
+        self.web_family(
+            enc,
+            "websocket_closes_sent",
+            "WebSocket Close frames the server started, by code (error: 4000 + a protocol error code).",
+            "code",
+            |w| &w.closes_sent[..],
+            close_label,
+        )?;
+        self.web_family(
+            enc,
+            "websocket_closes_received",
+            "WebSocket Close frames the peer started, by code.",
+            "code",
+            |w| &w.closes_received[..],
+            close_label,
+        )
+    }
+
+    /// One counter family labelled by slot, summed over the reactors.
+    fn web_family(
+        &self,
+        enc: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        label: &'static str,
+        slots: impl Fn(&WebMetrics) -> &[Counter],
+        value_of: impl Fn(usize) -> String,
+    ) -> Result<(), fmt::Error> {
+        let mut me = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+        let n = self.0.reactors.first().map_or(0, |r| slots(&r.web).len());
+        for i in 0..n {
+            let total: u64 = self
+                .0
+                .reactors
+                .iter()
+                .filter_map(|r| slots(&r.web).get(i).map(Counter::get))
+                .sum();
+            let labels = [(label, value_of(i))];
+            me.encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&total, None)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,531 @@
+//! The web edge of the reactor: what a client connection speaks is learnt from its
+//! first byte; an HTTP request head is parsed (a static route is answered, a
+//! WebSocket upgrade is accepted or refused), then WebSocket frames are turned into
+//! the same binary frames a binary connection sends, and outbound binary frames into
+//! the connection's dialect. The codecs are sans-IO (`crate::http`, `crate::ws`,
+//! `crate::protocol::json`); this file only wires them to the connection context.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::Core;
+use crate::frame::{self, FrameHeader};
+use crate::handoff::CloseReason;
+use crate::http::head::{self, HeadLimits, Method, Request};
+use crate::http::response::Response;
+use crate::protocol::json::{self, JsonLimits};
+use crate::protocol::{ErrorCode, Kind};
+use crate::reactor::conn::{Dialect, ListenerKind, Phase};
+use crate::reactor::sys::Driver;
+use crate::ws::frame::{Opcode, close_frame, server_frame, server_header};
+use crate::ws::{Fed, OriginPolicy, Subprotocol, WsLimits, WsSink, close};
+
+/// The web edge's limits and rules, resolved from the config (`[web]`).
+pub(crate) struct WebSettings {
+    /// Origins whose pages may open a WebSocket (`web.allowed_origins`).
+    pub origins: OriginPolicy,
+    /// Request head bounds (`web.max_head_bytes`, `web.max_headers`).
+    pub head: HeadLimits,
+    /// WebSocket message bound (`web.max_message_bytes`).
+    pub ws: WsLimits,
+    /// JSON message bounds (`web.max_message_bytes`, nesting).
+    pub json: JsonLimits,
+}
+
+impl std::fmt::Debug for WebSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSettings")
+            .field("max_head_bytes", &self.head.max_bytes)
+            .field("max_message_bytes", &self.ws.max_message)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSettings {
+    /// The web settings of `config` (validated: the origin list parses).
+    pub fn from_config(c: &crate::config::Config) -> Arc<Self> {
+        let w = &c.web;
+        Arc::new(Self {
+            origins: OriginPolicy::parse(&w.allowed_origins)
+                .unwrap_or_else(|_| OriginPolicy::same_host()),
+            head: HeadLimits {
+                max_bytes: w.max_head_bytes,
+                max_headers: w.max_headers,
+            },
+            ws: WsLimits {
+                max_message: w.max_message_bytes,
+            },
+            json: JsonLimits {
+                max_bytes: w.max_message_bytes as usize,
+                max_depth: JSON_MAX_DEPTH,
+            },
+        })
+    }
+}
+
+/// Deepest JSON nesting accepted; the protocol's own messages nest at most 4 deep.
+const JSON_MAX_DEPTH: usize = 16;
+
+/// The WebSocket close code for a connection closed for `reason`: protocol error
+/// codes travel as 4000 + code (the private-use range, so a page's `onclose` sees
+/// the code without parsing anything); a shutdown is 1001, anything else 1000.
+pub(crate) fn ws_close_code(reason: CloseReason) -> u16 {
+    match reason {
+        CloseReason::Error(code) => 4000u16.saturating_add(code.as_u16()),
+        CloseReason::Shutdown => close::GOING_AWAY,
+        _ => close::NORMAL,
+    }
+}
+
+/// A binary frame as a connection of `dialect` receives it (`None`: the dialect
+/// carries no protocol messages, or the frame has no JSON form).
+pub(crate) fn message_for(dialect: Dialect, frame: &Bytes) -> Option<Bytes> {
+    match dialect {
+        Dialect::Unknown | Dialect::Binary => Some(frame.clone()),
+        Dialect::WsBin => Some(wrap(Opcode::Binary, frame)),
+        Dialect::WsJson => match json::frame_to_json(frame) {
+            Ok(text) => Some(wrap(Opcode::Text, &text)),
+            Err(e) => {
+                // The service built the frame: failing to convert it is a bug.
+                tracing::error!(error = %e, "no JSON form for an outbound frame; dropped");
+                None
+            }
+        },
+        Dialect::HttpHead | Dialect::WsEcho | Dialect::Raw => None,
+    }
+}
+
+/// One unfragmented server frame around `payload`.
+fn wrap(op: Opcode, payload: &[u8]) -> Bytes {
+    let (head, n) = server_header(op, payload.len());
+    let mut out = BytesMut::with_capacity(n.saturating_add(payload.len()));
+    out.extend_from_slice(head.get(..n).unwrap_or_default());
+    out.extend_from_slice(payload);
+    out.freeze()
+}
+
+/// The last bytes a connection of `dialect` closed for `reason` gets: the protocol
+/// farewell in its dialect, and on a WebSocket a Close frame after it.
+pub(crate) fn farewell_for(
+    dialect: Dialect,
+    reason: CloseReason,
+    farewell: Option<Bytes>,
+) -> Option<Bytes> {
+    match dialect {
+        Dialect::Unknown | Dialect::Binary => farewell,
+        Dialect::Raw => None,
+        Dialect::HttpHead => match reason {
+            CloseReason::Error(ErrorCode::HandshakeTimeout) => {
+                Some(Response::error(408, "the request head took too long").to_bytes(false))
+            }
+            CloseReason::Shutdown => {
+                Some(Response::error(503, "the server is shutting down").to_bytes(false))
+            }
+            _ => None,
+        },
+        Dialect::WsJson | Dialect::WsBin | Dialect::WsEcho => {
+            let mut out = BytesMut::new();
+            if let Some(message) = farewell.and_then(|f| message_for(dialect, &f)) {
+                out.extend_from_slice(&message);
+            }
+            out.extend_from_slice(&close_frame(ws_close_code(reason), reason.name()));
+            Some(out.freeze())
+        }
+    }
+}
+
+/// One outbound frame in each dialect, converted at most once (a frame for many
+/// connections is encoded once per dialect, not once per member).
+pub(crate) struct PerDialect {
+    frame: Bytes,
+    json: Option<Option<Bytes>>,
+    bin: Option<Bytes>,
+}
+
+impl PerDialect {
+    /// `frame` as the service encoded it (binary).
+    pub fn new(frame: Bytes) -> Self {
+        Self {
+            frame,
+            json: None,
+            bin: None,
+        }
+    }
+
+    /// The frame for a connection of `dialect`.
+    pub fn get(&mut self, dialect: Dialect) -> Option<Bytes> {
+        match dialect {
+            Dialect::WsJson => self
+                .json
+                .get_or_insert_with(|| message_for(Dialect::WsJson, &self.frame))
+                .clone(),
+            Dialect::WsBin => Some(
+                self.bin
+                    .get_or_insert_with(|| wrap(Opcode::Binary, &self.frame))
+                    .clone(),
+            ),
+            other => message_for(other, &self.frame),
+        }
+    }
+}
+
+/// The static routes of the client port (the widget and console come later).
+fn route(req: &Request) -> Response {
+    match req.method {
+        Method::Get | Method::Head => {}
+        _ => {
+            return Response::error(405, "only GET and HEAD are served here")
+                .header("Allow", "GET, HEAD");
+        }
+    }
+    match req.path.as_str() {
+        "/healthz" => Response::new(200, "application/json", &b"{\"status\":\"ok\"}\n"[..]),
+        _ => Response::error(404, "no such page"),
+    }
+}
+
+impl Core {
+    /// Input on a connection of the client or WebSocket echo listener.
+    pub(super) fn on_client_data(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.dialect == Dialect::Unknown {
+            let Some(&first) = data.first() else {
+                return;
+            };
+            c.dialect = match crate::http::sniff(first) {
+                crate::http::Dialect::Binary => Dialect::Binary,
+                crate::http::Dialect::Http => Dialect::HttpHead,
+            };
+        }
+        match c.dialect {
+            Dialect::HttpHead => self.on_head(drv, slot, data),
+            Dialect::WsJson | Dialect::WsBin | Dialect::WsEcho => self.on_ws(drv, slot, data),
+            Dialect::Raw => self.send(drv, slot, Bytes::copy_from_slice(data)),
+            Dialect::Unknown | Dialect::Binary => {
+                if let Err(e) = self.deframe(drv, slot, data) {
+                    tracing::debug!(reactor = self.id, slot, error = %e, "closing on framing error");
+                    self.close_with_error(drv, slot, ErrorCode::from(e), 0);
+                }
+            }
+        }
+    }
+
+    /// Part of an HTTP request head: waits for the rest (bounded in size by
+    /// `web.max_head_bytes`, in time by the handshake deadline), then answers.
+    fn on_head(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
+        let limits = &self.settings.web.head;
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let mut buf = std::mem::take(&mut c.spill);
+        let parsed = if buf.is_empty() {
+            head::parse(data, limits)
+        } else {
+            buf.extend_from_slice(data);
+            head::parse(&buf, limits)
+        };
+        match parsed {
+            Ok(None) => {
+                if buf.is_empty() {
+                    buf.extend_from_slice(data);
+                }
+                c.spill = buf;
+            }
+            Ok(Some((req, len))) => {
+                let whole = if buf.is_empty() { data } else { &buf[..] };
+                let rest = whole.get(len..).unwrap_or_default().to_vec();
+                self.on_request(drv, slot, &req, &rest);
+            }
+            Err(e) => {
+                tracing::debug!(reactor = self.id, slot, error = %e, "bad request head");
+                let status = e.status();
+                self.answer_and_close(drv, slot, Response::error(status, &e.to_string()));
+            }
+        }
+    }
+
+    /// A whole request head arrived (`rest`: bytes after it).
+    fn on_request(&mut self, drv: &mut impl Driver, slot: usize, req: &Request, rest: &[u8]) {
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
+        let kind = c.kind;
+        let wants_ws = req.upgrade_websocket || req.ws_key.is_some();
+        if !wants_ws {
+            let head_only = req.method == Method::Head;
+            let response = if kind == ListenerKind::WsEcho {
+                Response::error(426, "this listener speaks WebSocket only")
+                    .header("Upgrade", "websocket")
+            } else {
+                route(req)
+            };
+            self.links.stats.web.count_response(response.status);
+            let bytes = response.to_bytes(head_only);
+            self.answer_bytes_and_close(drv, slot, bytes);
+            return;
+        }
+        let require_protocol = kind == ListenerKind::Client;
+        match crate::ws::accept(req, &self.settings.web.origins, require_protocol) {
+            Ok(upgrade) => {
+                let now = self.now;
+                let dialect = match (kind, upgrade.protocol) {
+                    (ListenerKind::Client, Some(Subprotocol::Bin)) => Dialect::WsBin,
+                    (ListenerKind::Client, _) => Dialect::WsJson,
+                    _ => Dialect::WsEcho,
+                };
+                let Some(c) = self.conns.get_mut(slot) else {
+                    return;
+                };
+                c.dialect = dialect;
+                if dialect == Dialect::WsEcho {
+                    // No worker confirms anything: the echo is established at once.
+                    c.phase = Phase::Established;
+                    c.mark = now;
+                }
+                self.links.stats.web.count_response(101);
+                self.links.stats.web.count_upgrade_slot(match dialect {
+                    Dialect::WsJson => 0,
+                    Dialect::WsBin => 1,
+                    _ => 2,
+                });
+                self.send(drv, slot, upgrade.response);
+                if !rest.is_empty() {
+                    self.on_ws(drv, slot, rest);
+                }
+            }
+            Err(refusal) => {
+                tracing::debug!(reactor = self.id, slot, why = %refusal.why, "WebSocket upgrade refused");
+                self.answer_and_close(drv, slot, refusal.response);
+            }
+        }
+    }
+
+    /// Sends an HTTP response and closes.
+    fn answer_and_close(&mut self, drv: &mut impl Driver, slot: usize, response: Response) {
+        self.links.stats.web.count_response(response.status);
+        self.answer_bytes_and_close(drv, slot, response.to_bytes(false));
+    }
+
+    fn answer_bytes_and_close(&mut self, drv: &mut impl Driver, slot: usize, bytes: Bytes) {
+        if let Some(c) = self.conns.get_mut(slot) {
+            // The answer is the last thing sent: no farewell after it.
+            c.dialect = Dialect::Raw;
+        }
+        self.send(drv, slot, bytes);
+        self.close_with(drv, slot, CloseReason::Server, None);
+    }
+
+    /// WebSocket input: whole frames are handled, a partial one spills.
+    fn on_ws(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let mut state = c.ws;
+        let dialect = c.dialect;
+        let mut spilled = std::mem::take(&mut c.spill);
+        let mut scratch = std::mem::take(&mut self.ws_scratch);
+        let web = self.settings.web.clone();
+        let fed = if spilled.is_empty() {
+            let mut sink = Sink {
+                core: self,
+                drv,
+                slot,
+                dialect,
+            };
+            let fed = state.feed(data, &web.ws, &mut scratch, &mut sink);
+            if let Ok(Fed::More { consumed }) = fed {
+                spilled.extend_from_slice(data.get(consumed..).unwrap_or_default());
+            }
+            fed
+        } else {
+            spilled.extend_from_slice(data);
+            let mut sink = Sink {
+                core: self,
+                drv,
+                slot,
+                dialect,
+            };
+            let fed = state.feed(&spilled, &web.ws, &mut scratch, &mut sink);
+            if let Ok(Fed::More { consumed }) = fed {
+                spilled.drain(..consumed.min(spilled.len()));
+                if spilled.is_empty() {
+                    spilled = Vec::new();
+                }
+            }
+            fed
+        };
+        // The scratch buffer keeps one frame's worth, up to a bound.
+        scratch.clear();
+        if scratch.capacity() > MAX_KEPT_SCRATCH {
+            scratch = Vec::new();
+        }
+        self.ws_scratch = scratch;
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.phase == Phase::Closing {
+            // The sink closed it (a full worker queue, a refused message).
+            return;
+        }
+        match fed {
+            Ok(Fed::More { .. }) => {
+                c.ws = state;
+                c.spill = spilled;
+            }
+            Ok(Fed::Closed { code, .. }) => {
+                // The peer's Close was answered; nothing more is sent.
+                c.dialect = Dialect::Raw;
+                let reason = if code == close::NORMAL || code == close::GOING_AWAY {
+                    CloseReason::ClientBye
+                } else {
+                    CloseReason::PeerClosed
+                };
+                self.links.stats.web.count_ws_close(code, false);
+                self.close_with(drv, slot, reason, None);
+            }
+            Err(e) => {
+                let code = e.close_code();
+                tracing::debug!(reactor = self.id, slot, error = %e, code, "closing WebSocket");
+                self.ws_fail(drv, slot, code, &e.to_string());
+            }
+        }
+    }
+
+    /// Sends a Close with `code` and closes (a WebSocket protocol failure).
+    fn ws_fail(&mut self, drv: &mut impl Driver, slot: usize, code: u16, why: &str) {
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.phase == Phase::Closing {
+            return;
+        }
+        c.dialect = Dialect::Raw;
+        self.links.stats.web.count_ws_close(code, true);
+        self.send(drv, slot, close_frame(code, why));
+        self.close_with(
+            drv,
+            slot,
+            CloseReason::Error(ErrorCode::MalformedPayload),
+            None,
+        );
+    }
+
+    /// A whole JSON message: on to the worker as the binary frame it stands for, or
+    /// answered with an `Error` (then the endpoint closes with the returned code).
+    fn on_json(&mut self, drv: &mut impl Driver, slot: usize, text: &[u8]) -> Result<(), u16> {
+        match json::json_to_frame(text, &self.settings.web.json) {
+            Ok((header, payload)) => {
+                if self.dispatch(drv, slot, header, &payload) {
+                    Ok(())
+                } else {
+                    Err(close::TRY_AGAIN)
+                }
+            }
+            Err(e) => {
+                let code = e.code();
+                tracing::debug!(reactor = self.id, slot, error = %e, "bad JSON message");
+                let error =
+                    frame::encode_status(Kind::Error.as_u8(), code.as_u16(), e.request_id());
+                if let Some(message) = message_for(Dialect::WsJson, &error) {
+                    self.send(drv, slot, message);
+                }
+                Err(if code == ErrorCode::FrameTooLarge {
+                    close::TOO_BIG
+                } else {
+                    close::INVALID_PAYLOAD
+                })
+            }
+        }
+    }
+}
+
+/// Largest WebSocket scratch buffer a reactor keeps between reads.
+const MAX_KEPT_SCRATCH: usize = 256 * 1024;
+
+/// Where a WebSocket endpoint's messages go: the connection's dialect decides.
+struct Sink<'a, D: Driver> {
+    core: &'a mut Core,
+    drv: &'a mut D,
+    slot: usize,
+    dialect: Dialect,
+}
+
+impl<D: Driver> Sink<'_, D> {
+    /// The connection's partial message, taken out (put back with `keep`).
+    fn take_inner(&mut self) -> Option<Vec<u8>> {
+        let c = self.core.conns.get_mut(self.slot)?;
+        (c.phase != Phase::Closing).then(|| std::mem::take(&mut c.inner))
+    }
+
+    fn keep(&mut self, inner: Vec<u8>) {
+        if let Some(c) = self.core.conns.get_mut(self.slot) {
+            c.inner = inner;
+        }
+    }
+}
+
+impl<D: Driver> WsSink for Sink<'_, D> {
+    fn data(&mut self, text: bool, chunk: &[u8], fin: bool) -> Result<(), u16> {
+        let Some(mut inner) = self.take_inner() else {
+            // Closing: whatever follows is discarded.
+            return Err(close::NORMAL);
+        };
+        match self.dialect {
+            Dialect::WsBin => {
+                if text {
+                    return Err(close::UNSUPPORTED);
+                }
+                // Binary frames carry binary Switchboard frames split anyhow.
+                let max = self.core.settings.live.max_frame_bytes;
+                let (core, drv, slot) = (&mut *self.core, &mut *self.drv, self.slot);
+                let r = frame::deframe(&mut inner, chunk, max, |h: FrameHeader, p: &[u8]| {
+                    core.dispatch(drv, slot, h, p)
+                });
+                if let Err(e) = r {
+                    self.core
+                        .close_with_error(self.drv, self.slot, ErrorCode::from(e), 0);
+                    return Err(close::PROTOCOL_ERROR);
+                }
+                self.keep(inner);
+                Ok(())
+            }
+            Dialect::WsJson => {
+                if !text {
+                    return Err(close::UNSUPPORTED);
+                }
+                if fin && inner.is_empty() {
+                    return self.core.on_json(self.drv, self.slot, chunk);
+                }
+                inner.extend_from_slice(chunk);
+                if fin {
+                    return self.core.on_json(self.drv, self.slot, &inner);
+                }
+                self.keep(inner);
+                Ok(())
+            }
+            Dialect::WsEcho => {
+                let op = if text { Opcode::Text } else { Opcode::Binary };
+                if fin && inner.is_empty() {
+                    self.core.send(self.drv, self.slot, server_frame(op, chunk));
+                    return Ok(());
+                }
+                inner.extend_from_slice(chunk);
+                if fin {
+                    self.core
+                        .send(self.drv, self.slot, server_frame(op, &inner));
+                } else {
+                    self.keep(inner);
+                }
+                Ok(())
+            }
+            _ => Err(close::PROTOCOL_ERROR),
+        }
+    }
+
+    fn control(&mut self, frame: Bytes) {
+        self.core.send(self.drv, self.slot, frame);
+    }
+}
