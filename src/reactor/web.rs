@@ -378,7 +378,8 @@ impl Core {
             Ok(Fed::Closed { code, .. }) => {
                 // The peer's Close was answered; nothing more is sent.
                 c.dialect = Dialect::Raw;
-                let reason = if code == close::NORMAL || code == close::GOING_AWAY {
+                let reason = if matches!(code, close::NORMAL | close::GOING_AWAY | close::NO_STATUS)
+                {
                     CloseReason::ClientBye
                 } else {
                     CloseReason::PeerClosed

@@ -32,6 +32,7 @@ pub fn raw(addr: SocketAddr, raw: &[u8]) -> Response {
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !out.is_empty() => break,
             Err(e) => panic!("reading the response from {addr}: {e} (got {out:?})"),
         }

@@ -137,14 +137,17 @@ impl WsClient {
     /// Reads more; false at EOF (or a reset after the server's close).
     fn fill(&mut self) -> bool {
         let mut tmp = [0u8; 16 * 1024];
-        match self.stream.read(&mut tmp) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&tmp[..n]);
-                true
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
-            Err(e) => panic!("read: {e} (have {} bytes)", self.buf.len()),
+        loop {
+            return match self.stream.read(&mut tmp) {
+                Ok(0) => false,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&tmp[..n]);
+                    true
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => false,
+                Err(e) => panic!("read: {e} (have {} bytes)", self.buf.len()),
+            };
         }
     }
 
