@@ -232,7 +232,12 @@ fn binary_frames_ride_binary_messages_split_anyhow() {
     c.send(true, op::BINARY, d);
     let f = c.read_data();
     assert_eq!(f.opcode, op::BINARY);
-    assert_eq!(f.payload[3], kind::WELCOME, "a Welcome frame: {:?}", &f.payload[..16]);
+    assert_eq!(
+        f.payload[3],
+        kind::WELCOME,
+        "a Welcome frame: {:?}",
+        &f.payload[..16]
+    );
     // Two pings in one message: two pongs, each its own message.
     let mut two = encode(kind::PING, 7, b"x");
     two.extend(encode(kind::PING, 8, b"y"));
@@ -240,7 +245,10 @@ fn binary_frames_ride_binary_messages_split_anyhow() {
     for rid in [7u32, 8] {
         let f = c.read_data();
         assert_eq!(f.payload[3], kind::PONG);
-        assert_eq!(u32::from_le_bytes(f.payload[12..16].try_into().unwrap()), rid);
+        assert_eq!(
+            u32::from_le_bytes(f.payload[12..16].try_into().unwrap()),
+            rid
+        );
     }
     // A framing error inside: the Error frame, then Close 4100 (100 bad_magic).
     c.send(true, op::BINARY, b"XX not a frame at all");
@@ -258,5 +266,8 @@ fn a_session_closed_by_the_server_says_why_in_the_close_code() {
     let mut c = WsClient::connect(server.addr(), Some(BIN), None);
     let before = c.expect_close(4300);
     assert_eq!(before.len(), 1, "{before:?}");
-    assert_eq!(u16::from_le_bytes(before[0].payload[6..8].try_into().unwrap()), 300);
+    assert_eq!(
+        u16::from_le_bytes(before[0].payload[6..8].try_into().unwrap()),
+        300
+    );
 }
