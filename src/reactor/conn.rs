@@ -73,6 +73,16 @@ pub(crate) enum Phase {
     Closing,
 }
 
+/// A WebSocket connection part-way through a message (or frame).
+#[derive(Debug, Default)]
+pub(crate) struct WsPartial {
+    /// The receive state (fragmentation, UTF-8 progress).
+    pub state: crate::ws::WsState,
+    /// The part of a message that has arrived (JSON and echo), or of a binary frame
+    /// carried in WebSocket messages (`WsBin`).
+    pub inner: Vec<u8>,
+}
+
 /// One connection.
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -81,12 +91,11 @@ pub(crate) struct Conn {
     /// Bytes of a frame (or HTTP head) that has not fully arrived; empty
     /// (unallocated) between frames.
     pub spill: Vec<u8>,
-    /// WebSocket only: the part of a message that has arrived (JSON and echo), or of
-    /// a binary frame carried in WebSocket messages (`WsBin`); empty (unallocated)
-    /// between messages.
-    pub inner: Vec<u8>,
-    /// WebSocket receive state between reads (fragmentation, UTF-8 tail).
-    pub ws: crate::ws::WsState,
+    /// WebSocket only, and only while a message or frame is part-way in: its receive
+    /// state and the part of the message that has arrived. `None` (8 bytes, nothing
+    /// allocated) between messages, so an idle WebSocket costs what an idle binary
+    /// connection costs.
+    pub ws: Option<Box<WsPartial>>,
     /// Output the kernel has not taken yet; empty (unallocated) when caught up.
     pub outq: VecDeque<Bytes>,
     /// When the current phase's deadline started counting (accept, last input, or

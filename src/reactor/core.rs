@@ -374,8 +374,7 @@ impl Core {
         entry.insert(Conn {
             stream,
             spill: Vec::new(),
-            inner: Vec::new(),
-            ws: crate::ws::WsState::default(),
+            ws: None,
             outq: VecDeque::new(),
             mark: now,
             generation,
@@ -1076,7 +1075,7 @@ impl Core {
         c.phase = Phase::Closing;
         c.close_reason = Some(reason);
         c.spill = Vec::new();
-        c.inner = Vec::new();
+        c.ws = None;
         c.mark = now;
         let generation = c.generation;
         // Producers stop charging it: whatever they send now is dropped.

@@ -16,10 +16,10 @@ use crate::http::head::{self, HeadLimits, Method, Request};
 use crate::http::response::Response;
 use crate::protocol::json::{self, JsonLimits};
 use crate::protocol::{ErrorCode, Kind};
-use crate::reactor::conn::{Dialect, ListenerKind, Phase};
+use crate::reactor::conn::{Dialect, ListenerKind, Phase, WsPartial};
 use crate::reactor::sys::Driver;
 use crate::ws::frame::{Opcode, close_frame, server_frame, server_header};
-use crate::ws::{Fed, OriginPolicy, Subprotocol, WsLimits, WsSink, close};
+use crate::ws::{Fed, OriginPolicy, Subprotocol, WsLimits, WsSink, WsState, close};
 
 /// The web edge's limits and rules, resolved from the config (`[web]`).
 pub(crate) struct WebSettings {
@@ -323,7 +323,7 @@ impl Core {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        let mut state = c.ws;
+        let mut state = c.ws.as_ref().map(|p| p.state).unwrap_or_default();
         let dialect = c.dialect;
         let mut spilled = std::mem::take(&mut c.spill);
         let mut scratch = std::mem::take(&mut self.ws_scratch);
@@ -372,8 +372,19 @@ impl Core {
         }
         match fed {
             Ok(Fed::More { .. }) => {
-                c.ws = state;
                 c.spill = spilled;
+                let between = state == WsState::default();
+                match c.ws.as_mut() {
+                    Some(p) if between && p.inner.is_empty() => c.ws = None,
+                    Some(p) => p.state = state,
+                    None if between => {}
+                    None => {
+                        c.ws = Some(Box::new(WsPartial {
+                            state,
+                            inner: Vec::new(),
+                        }))
+                    }
+                }
             }
             Ok(Fed::Closed { code, .. }) => {
                 // The peer's Close was answered; nothing more is sent.
@@ -455,15 +466,34 @@ struct Sink<'a, D: Driver> {
 }
 
 impl<D: Driver> Sink<'_, D> {
-    /// The connection's partial message, taken out (put back with `keep`).
+    /// The connection's partial message, taken out (put back with `keep`); `None`
+    /// once it is closing.
     fn take_inner(&mut self) -> Option<Vec<u8>> {
         let c = self.core.conns.get_mut(self.slot)?;
-        (c.phase != Phase::Closing).then(|| std::mem::take(&mut c.inner))
+        if c.phase == Phase::Closing {
+            return None;
+        }
+        Some(
+            c.ws.as_mut()
+                .map(|p| std::mem::take(&mut p.inner))
+                .unwrap_or_default(),
+        )
     }
 
+    /// Puts a partial message back (allocating the partial state only for one).
     fn keep(&mut self, inner: Vec<u8>) {
-        if let Some(c) = self.core.conns.get_mut(self.slot) {
-            c.inner = inner;
+        let Some(c) = self.core.conns.get_mut(self.slot) else {
+            return;
+        };
+        match c.ws.as_mut() {
+            Some(p) => p.inner = inner,
+            None if inner.is_empty() => {}
+            None => {
+                c.ws = Some(Box::new(WsPartial {
+                    state: WsState::default(),
+                    inner,
+                }))
+            }
         }
     }
 }
