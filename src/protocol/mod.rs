@@ -3,6 +3,7 @@
 //! Sans-IO: nothing here touches a socket.
 
 mod error_code;
+pub mod json;
 mod kind;
 pub mod messages;
 
