@@ -52,6 +52,9 @@ pub enum Problem {
     /// A `\u` escape names half of a surrogate pair without the other half.
     #[error("lone surrogate escape in a string")]
     LoneSurrogate,
+    /// The text is a JSON value but not an object.
+    #[error("the message is not a JSON object")]
+    NotObject,
     /// The message has no `kind`.
     #[error("no \"kind\"")]
     MissingKind,
@@ -183,6 +186,34 @@ impl JsonError {
         }
     }
 
+    /// A short stable name of the error's class (proto-spec/JSON.md section 5; the
+    /// `error` of `vectors/json-bad-messages.jsonl`), for logs and metric labels.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::TooDeep { .. } => "too_deep",
+            Self::UnknownKind { .. } => "unknown_kind",
+            Self::Malformed { problem, .. } => match problem {
+                Problem::Syntax(_) => "syntax",
+                Problem::Utf8 => "utf8",
+                Problem::LoneSurrogate => "lone_surrogate",
+                Problem::NotObject => "not_object",
+                Problem::MissingKind => "missing_kind",
+                Problem::UnknownField(_) => "unknown_field",
+                Problem::DuplicateKey(_) => "duplicate_key",
+                Problem::WrongType { .. } => "wrong_type",
+                Problem::NotAnInteger { .. } => "not_integer",
+                Problem::OutOfRange { .. } => "out_of_range",
+                Problem::UnsafeNumber { .. } => "unsafe_number",
+                Problem::BadU64String { .. } => "bad_u64_string",
+                Problem::BadBase64 { .. } => "bad_base64",
+            },
+            Self::NotOneFrame(_) => "not_one_frame",
+            Self::Frame(_) => "bad_frame",
+            Self::Payload(_) => "bad_payload",
+        }
+    }
+
     /// The request id if it could be read before the error (so the `Error` answer can
     /// carry it), else 0.
     pub fn request_id(&self) -> u32 {
@@ -275,7 +306,10 @@ fn payload_of(msg: &Msg) -> Bytes {
 }
 
 fn read_envelope(r: &mut Reader<'_>, env: &mut Envelope) -> Result<(), Problem> {
-    r.begin_object("message")?;
+    r.begin_object("message").map_err(|e| match e {
+        Problem::WrongType { .. } => Problem::NotObject,
+        e => e,
+    })?;
     let mut first = true;
     let mut seen = 0u8;
     while let Some(key) = r.next_key(&mut first)? {

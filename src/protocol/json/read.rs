@@ -275,7 +275,10 @@ impl<'a> Reader<'a> {
                 .map(Cow::Borrowed)
                 .map_err(|_| Problem::Utf8);
         }
-        let mut out = Vec::with_capacity(rest.len().min(plain.len().saturating_mul(2).saturating_add(16)));
+        let mut out = Vec::with_capacity(
+            rest.len()
+                .min(plain.len().saturating_mul(2).saturating_add(16)),
+        );
         out.extend_from_slice(plain);
         self.pos = start.saturating_add(stop);
         loop {
