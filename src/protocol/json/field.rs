@@ -24,6 +24,11 @@ pub(crate) trait JsonField: Sized {
     fn sample(src: &mut dyn FnMut() -> u64) -> Self;
 }
 
+/// Most elements one array may hold (above any page the server sends: a
+/// `HistoryPage` has at most `routing.history_page_max` <= 65535 entries). Bounds
+/// the memory a small text can make the converter allocate.
+pub const MAX_ELEMENTS: usize = u16::MAX as usize;
+
 /// Element types of vectors (`vec<u8>` is not one: it travels as base64).
 pub(crate) trait JsonElem: JsonField {}
 
@@ -167,6 +172,12 @@ impl<T: JsonElem> JsonField for Vec<T> {
         let mut v = Vec::new();
         let mut first = true;
         while r.next_element(&mut first)? {
+            if v.len() >= MAX_ELEMENTS {
+                return Err(Problem::TooManyElements {
+                    field,
+                    max: MAX_ELEMENTS,
+                });
+            }
             v.push(T::read_json(r, field)?);
         }
         Ok(v)

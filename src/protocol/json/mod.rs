@@ -17,8 +17,8 @@ use crate::frame::{self, FrameError, FrameHeader, HEADER_LEN, MAX_PAYLOAD_LIMIT}
 use crate::protocol::messages::{self, DecodeError};
 use crate::protocol::{ErrorCode, Kind, Msg};
 
-pub use field::MAX_SAFE_INTEGER;
 pub(crate) use field::{JsonField, json_messages, json_object};
+pub use field::{MAX_ELEMENTS, MAX_SAFE_INTEGER};
 pub(crate) use read::Reader;
 
 /// Bounds on one inbound JSON text.
@@ -97,6 +97,14 @@ pub enum Problem {
     BadU64String {
         /// The field.
         field: &'static str,
+    },
+    /// An array with more than [`MAX_ELEMENTS`] elements.
+    #[error("{field}: more than {max} elements")]
+    TooManyElements {
+        /// The field.
+        field: &'static str,
+        /// The limit.
+        max: usize,
     },
     /// A bytes field that is not padded standard base64.
     #[error("{field}: not standard padded base64")]
@@ -206,6 +214,7 @@ impl JsonError {
                 Problem::OutOfRange { .. } => "out_of_range",
                 Problem::UnsafeNumber { .. } => "unsafe_number",
                 Problem::BadU64String { .. } => "bad_u64_string",
+                Problem::TooManyElements { .. } => "too_many_elements",
                 Problem::BadBase64 { .. } => "bad_base64",
             },
             Self::NotOneFrame(_) => "not_one_frame",

@@ -281,6 +281,20 @@ fn size_and_depth_are_refused_before_parsing() {
 }
 
 #[test]
+fn arrays_are_bounded() {
+    let groups = |n: usize| {
+        let items = vec!["\"\""; n].join(",");
+        format!(r#"{{"kind":"Welcome","request_id":3,"fields":{{"groups":[{items}]}}}}"#)
+    };
+    assert!(to_frame(&groups(MAX_ELEMENTS)).is_ok());
+    let e = err(&groups(MAX_ELEMENTS + 1));
+    assert_eq!(
+        (e.class(), e.code(), e.request_id()),
+        ("too_many_elements", ErrorCode::MalformedPayload, 3)
+    );
+}
+
+#[test]
 fn every_prefix_of_a_message_is_refused_without_panic() {
     let msg = Msg::from(Hello {
         protocol: 1,
@@ -387,4 +401,25 @@ proptest! {
             prop_assert_eq!((h, p), (h2, p2));
         }
     }
+}
+
+/// Every one-line JSON example of JSON.md converts and is in canonical form.
+#[test]
+fn json_md_examples_are_canonical() {
+    let doc = include_str!("../../../proto-spec/JSON.md");
+    let mut in_json = false;
+    let mut seen = 0;
+    for line in doc.lines() {
+        match line {
+            "```json" => in_json = true,
+            "```" => in_json = false,
+            l if in_json => {
+                let frame = to_frame(l).unwrap_or_else(|e| panic!("{l}: {e}"));
+                assert_eq!(to_json(&frame), l);
+                seen += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(seen >= 8, "{seen}");
 }
