@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use super::Problem;
+use super::write::find_special;
 
 /// Position in a JSON text and the primitives to read it.
 pub(crate) struct Reader<'a> {
@@ -262,10 +263,7 @@ impl<'a> Reader<'a> {
         self.bump();
         let start = self.pos;
         let rest = self.buf.get(start..).unwrap_or_default();
-        let Some(stop) = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        else {
+        let Some(stop) = find_special(rest) else {
             return Err(Problem::Syntax("unterminated string"));
         };
         let (plain, tail) = rest.split_at(stop);
@@ -289,9 +287,13 @@ impl<'a> Reader<'a> {
             match b {
                 b'"' => break,
                 b'\\' => self.escape(&mut out)?,
-                0..0x20 => return Err(Problem::Syntax("control character in a string")),
-                _ => out.push(b),
+                _ => return Err(Problem::Syntax("control character in a string")),
             }
+            // Copy the run up to the next quote, backslash or control at once.
+            let rest = self.buf.get(self.pos..).unwrap_or_default();
+            let run = find_special(rest).unwrap_or(rest.len());
+            out.extend_from_slice(rest.get(..run).unwrap_or_default());
+            self.pos = self.pos.saturating_add(run);
         }
         String::from_utf8(out)
             .map(Cow::Owned)
@@ -361,21 +363,26 @@ impl<'a> Reader<'a> {
 /// parsing (strings are skipped, so brackets inside them do not count).
 pub(crate) fn check_depth(text: &[u8], max_depth: usize) -> Result<(), usize> {
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in text {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
+    let mut i = 0usize;
+    while let Some(&b) = text.get(i) {
+        i = i.saturating_add(1);
         match b {
-            b'"' => in_string = true,
+            b'"' => loop {
+                // Skip the string: to its closing quote, stepping over escapes.
+                let rest = text.get(i..).unwrap_or_default();
+                let Some(p) = find_special(rest) else {
+                    return Ok(()); // unterminated: the parser refuses it
+                };
+                i = i.saturating_add(p);
+                match text.get(i) {
+                    Some(b'"') => {
+                        i = i.saturating_add(1);
+                        break;
+                    }
+                    Some(b'\\') => i = i.saturating_add(2),
+                    _ => i = i.saturating_add(1),
+                }
+            },
             b'{' | b'[' => {
                 depth = depth.saturating_add(1);
                 if depth > max_depth {

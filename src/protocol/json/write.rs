@@ -8,37 +8,59 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+/// Index of the first byte of `b` that is `"`, `\` or a control below 0x20 (what a
+/// JSON string cannot hold as is), eight bytes at a time.
+pub(crate) fn find_special(b: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Whether some byte of `x` is below `n` (n <= 0x80; exact as a yes/no).
+    let below = |x: u64, n: u64| x.wrapping_sub(LO.wrapping_mul(n)) & !x & HI != 0;
+    let mut skipped = 0usize;
+    for chunk in b.chunks_exact(8) {
+        let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or_default());
+        let quote = x ^ LO.wrapping_mul(u64::from(b'"'));
+        let backslash = x ^ LO.wrapping_mul(u64::from(b'\\'));
+        if below(quote, 1) || below(backslash, 1) || below(x, 0x20) {
+            break;
+        }
+        skipped = skipped.saturating_add(8);
+    }
+    let rest = b.get(skipped..)?;
+    let p = rest
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    Some(skipped.saturating_add(p))
+}
+
 /// A JSON string.
 pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len().saturating_add(2));
     out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut from = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..0x20 => {
-                out.extend_from_slice(bytes.get(from..i).unwrap_or_default());
+    let mut rest = s.as_bytes();
+    while let Some(i) = find_special(rest) {
+        let (run, tail) = rest.split_at(i);
+        out.extend_from_slice(run);
+        let Some((&b, tail)) = tail.split_first() else {
+            break;
+        };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 let hi = HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0');
                 let lo = HEX.get(usize::from(b & 0xf)).copied().unwrap_or(b'0');
                 out.extend_from_slice(&[b'\\', b'u', b'0', b'0', hi, lo]);
-                from = i.saturating_add(1);
-                continue;
             }
-            _ => continue,
-        };
-        out.extend_from_slice(bytes.get(from..i).unwrap_or_default());
-        out.extend_from_slice(esc);
-        from = i.saturating_add(1);
+        }
+        rest = tail;
     }
-    out.extend_from_slice(bytes.get(from..).unwrap_or_default());
+    out.extend_from_slice(rest);
     out.push(b'"');
 }
 
@@ -85,6 +107,23 @@ mod tests {
             string(&mut out, s);
             assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
         }
+    }
+
+    #[test]
+    fn find_special_finds_the_first_at_any_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for special in [b'"', b'\\', 0, 0x1f] {
+                    let mut v: Vec<u8> = (0..len).map(|i| b"a\x7f\xc3\xa9 ~!#"[i % 8]).collect();
+                    let want = (at < len).then(|| {
+                        v[at] = special;
+                        at
+                    });
+                    assert_eq!(find_special(&v), want, "len {len} at {at} byte {special}");
+                }
+            }
+        }
+        assert_eq!(find_special(b"\x20\x21\x23\x5b\x5d\xff\x80\x7f!!"), None);
     }
 
     #[test]
