@@ -4,10 +4,11 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use super::problem::Problem;
 use super::read::Reader;
-use super::{Problem, write};
+use super::write;
 use crate::protocol::messages::{
-    ConversationInfo, Cursor, Entry, GroupAvailability, Resumed, Suggestion,
+    ConversationInfo, Cursor, Entry, GroupAvailability, Resumed, Suggestion, with_every_message,
 };
 
 /// Largest u64 a JSON number may carry (2^53 − 1, exact in an IEEE double).
@@ -196,21 +197,21 @@ impl JsonElem for String {}
 /// or empty, anything else refused.
 macro_rules! json_object {
     ($name:ident { $first:ident $(, $field:ident)* $(,)? }) => {
-        impl $crate::protocol::json::JsonField for $name {
+        impl $crate::protocol::json::field::JsonField for $crate::protocol::messages::$name {
             fn write_json(&self, out: &mut Vec<u8>) {
                 out.extend_from_slice(concat!("{\"", stringify!($first), "\":").as_bytes());
-                $crate::protocol::json::JsonField::write_json(&self.$first, out);
+                $crate::protocol::json::field::JsonField::write_json(&self.$first, out);
                 $(
                     out.extend_from_slice(concat!(",\"", stringify!($field), "\":").as_bytes());
-                    $crate::protocol::json::JsonField::write_json(&self.$field, out);
+                    $crate::protocol::json::field::JsonField::write_json(&self.$field, out);
                 )*
                 out.push(b'}');
             }
 
             fn read_json(
-                r: &mut $crate::protocol::json::Reader<'_>,
+                r: &mut $crate::protocol::json::read::Reader<'_>,
                 field: &'static str,
-            ) -> Result<Self, $crate::protocol::json::Problem> {
+            ) -> Result<Self, $crate::protocol::json::problem::Problem> {
                 const NAMES: &[&str] = &[stringify!($first) $(, stringify!($field))*];
                 let mut m = Self::default();
                 let mut seen = 0u64;
@@ -219,18 +220,18 @@ macro_rules! json_object {
                 while let Some(key) = r.next_key(&mut first)? {
                     let key: &str = &key;
                     let Some(i) = NAMES.iter().position(|n| *n == key) else {
-                        return Err($crate::protocol::json::Problem::unknown_field(key));
+                        return Err($crate::protocol::json::problem::Problem::unknown_field(key));
                     };
                     let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
                     if seen & bit != 0 {
-                        return Err($crate::protocol::json::Problem::duplicate_key(key));
+                        return Err($crate::protocol::json::problem::Problem::duplicate_key(key));
                     }
                     seen |= bit;
                     if key == stringify!($first) {
-                        m.$first = $crate::protocol::json::JsonField::read_json(r, stringify!($first))?;
+                        m.$first = $crate::protocol::json::field::JsonField::read_json(r, stringify!($first))?;
                     }
                     $( else if key == stringify!($field) {
-                        m.$field = $crate::protocol::json::JsonField::read_json(r, stringify!($field))?;
+                        m.$field = $crate::protocol::json::field::JsonField::read_json(r, stringify!($field))?;
                     } )*
                 }
                 Ok(m)
@@ -239,8 +240,8 @@ macro_rules! json_object {
             #[cfg(test)]
             fn sample(src: &mut dyn FnMut() -> u64) -> Self {
                 Self {
-                    $first: $crate::protocol::json::JsonField::sample(src),
-                    $( $field: $crate::protocol::json::JsonField::sample(src), )*
+                    $first: $crate::protocol::json::field::JsonField::sample(src),
+                    $( $field: $crate::protocol::json::field::JsonField::sample(src), )*
                 }
             }
         }
@@ -248,9 +249,13 @@ macro_rules! json_object {
 }
 pub(crate) use json_object;
 
-/// The kind names and the per-kind dispatch of [`crate::protocol::Msg`]'s JSON form.
+/// The JSON form of every message (called by `messages::with_every_message!` with
+/// each struct and its fields): each struct's object form, the kind names, and the
+/// per-kind dispatch over [`crate::protocol::Msg`] (`write_fields`, `read_fields`).
 macro_rules! json_messages {
-    ($($name:ident)*) => {
+    ($( $name:ident { $($field:ident),* } )*) => {
+        $( $crate::protocol::json::field::json_object!($name { $($field),* }); )*
+
         impl $crate::protocol::Kind {
             /// The kind's name (`"Send"`), as in PROTOCOL.md section 2 and the JSON
             /// form's `kind`.
@@ -267,37 +272,36 @@ macro_rules! json_messages {
             }
         }
 
-        impl Msg {
-            /// Appends the JSON object of the message's fields.
-            pub(crate) fn write_json_fields(&self, out: &mut Vec<u8>) {
-                match self {
-                    $( Msg::$name(m) => $crate::protocol::json::JsonField::write_json(m, out), )*
-                }
+        /// Appends the JSON object of the message's fields.
+        pub(super) fn write_fields(msg: &$crate::protocol::Msg, out: &mut Vec<u8>) {
+            match msg {
+                $( $crate::protocol::Msg::$name(m) =>
+                    $crate::protocol::json::field::JsonField::write_json(m, out), )*
             }
+        }
 
-            /// Reads the JSON object of a `kind` message's fields.
-            pub(crate) fn read_json_fields(
-                kind: $crate::protocol::Kind,
-                r: &mut $crate::protocol::json::Reader<'_>,
-            ) -> Result<Msg, $crate::protocol::json::Problem> {
-                Ok(match kind {
-                    $( $crate::protocol::Kind::$name => Msg::$name(
-                        $crate::protocol::json::JsonField::read_json(r, "fields")?
-                    ), )*
-                })
-            }
+        /// Reads the JSON object of a `kind` message's fields.
+        pub(super) fn read_fields(
+            kind: $crate::protocol::Kind,
+            r: &mut $crate::protocol::json::read::Reader<'_>,
+        ) -> Result<$crate::protocol::Msg, $crate::protocol::json::problem::Problem> {
+            Ok(match kind {
+                $( $crate::protocol::Kind::$name => $crate::protocol::Msg::$name(
+                    $crate::protocol::json::field::JsonField::read_json(r, "fields")?
+                ), )*
+            })
+        }
 
-            /// A message of `kind` drawn from `src` (tests only).
-            #[cfg(test)]
-            pub(crate) fn sample_json(
-                kind: $crate::protocol::Kind,
-                src: &mut dyn FnMut() -> u64,
-            ) -> Msg {
-                match kind {
-                    $( $crate::protocol::Kind::$name => Msg::$name(
-                        $crate::protocol::json::JsonField::sample(src)
-                    ), )*
-                }
+        /// A message of `kind` drawn from `src` (tests only).
+        #[cfg(test)]
+        pub(super) fn sample(
+            kind: $crate::protocol::Kind,
+            src: &mut dyn FnMut() -> u64,
+        ) -> $crate::protocol::Msg {
+            match kind {
+                $( $crate::protocol::Kind::$name => $crate::protocol::Msg::$name(
+                    $crate::protocol::json::field::JsonField::sample(src)
+                ), )*
             }
         }
     };
@@ -340,6 +344,8 @@ json_object!(ConversationInfo {
     visitor_name,
     agent
 });
+
+with_every_message!();
 
 impl JsonElem for Cursor {}
 impl JsonElem for Resumed {}

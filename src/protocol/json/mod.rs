@@ -8,6 +8,7 @@
 //! straight into one buffer. Both are strict and bounded and never panic on input.
 
 mod field;
+mod problem;
 mod read;
 mod write;
 
@@ -17,9 +18,11 @@ use crate::frame::{self, FrameError, FrameHeader, HEADER_LEN, MAX_PAYLOAD_LIMIT}
 use crate::protocol::messages::{self, DecodeError};
 use crate::protocol::{ErrorCode, Kind, Msg};
 
-pub(crate) use field::{JsonField, json_messages, json_object};
+use field::JsonField;
 pub use field::{MAX_ELEMENTS, MAX_SAFE_INTEGER};
-pub(crate) use read::Reader;
+pub use problem::Problem;
+use problem::quoted;
+use read::Reader;
 
 /// Bounds on one inbound JSON text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,101 +40,6 @@ impl Default for JsonLimits {
             max_bytes: 1024 * 1024,
             max_depth: 16,
         }
-    }
-}
-
-/// What is wrong inside a JSON text (the detail of [`JsonError::Malformed`]).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Problem {
-    /// Not JSON (RFC 8259), or more than one value.
-    #[error("syntax: {0}")]
-    Syntax(&'static str),
-    /// A string is not valid UTF-8.
-    #[error("invalid UTF-8 in a string")]
-    Utf8,
-    /// A `\u` escape names half of a surrogate pair without the other half.
-    #[error("lone surrogate escape in a string")]
-    LoneSurrogate,
-    /// The text is a JSON value but not an object.
-    #[error("the message is not a JSON object")]
-    NotObject,
-    /// The message has no `kind`.
-    #[error("no \"kind\"")]
-    MissingKind,
-    /// A key the message (or element) does not have.
-    #[error("unknown field {0:?}")]
-    UnknownField(String),
-    /// A key given twice in one object.
-    #[error("duplicate key {0:?}")]
-    DuplicateKey(String),
-    /// A value of the wrong JSON type.
-    #[error("{field}: expected {want}")]
-    WrongType {
-        /// The field.
-        field: &'static str,
-        /// What it must be.
-        want: &'static str,
-    },
-    /// A number with a sign, fraction or exponent where an unsigned integer belongs.
-    #[error("{field}: not a non-negative integer")]
-    NotAnInteger {
-        /// The field.
-        field: &'static str,
-    },
-    /// An integer beyond its field's type.
-    #[error("{field}: larger than {max}")]
-    OutOfRange {
-        /// The field.
-        field: &'static str,
-        /// The type's maximum.
-        max: u64,
-    },
-    /// A u64 sent as a JSON number beyond 2^53 − 1 (it may have lost precision).
-    #[error("{field}: a number beyond 2^53 - 1; send u64 values as decimal strings")]
-    UnsafeNumber {
-        /// The field.
-        field: &'static str,
-    },
-    /// A u64 string that is not a canonical decimal in range.
-    #[error("{field}: not a decimal u64 string")]
-    BadU64String {
-        /// The field.
-        field: &'static str,
-    },
-    /// An array with more than [`MAX_ELEMENTS`] elements.
-    #[error("{field}: more than {max} elements")]
-    TooManyElements {
-        /// The field.
-        field: &'static str,
-        /// The limit.
-        max: usize,
-    },
-    /// A bytes field that is not padded standard base64.
-    #[error("{field}: not standard padded base64")]
-    BadBase64 {
-        /// The field.
-        field: &'static str,
-    },
-}
-
-/// Longest key quoted back in an error.
-const MAX_QUOTED_KEY: usize = 64;
-
-fn quoted(key: &str) -> String {
-    let mut end = key.len().min(MAX_QUOTED_KEY);
-    while !key.is_char_boundary(end) {
-        end = end.saturating_sub(1);
-    }
-    key.get(..end).unwrap_or_default().to_owned()
-}
-
-impl Problem {
-    pub(crate) fn unknown_field(key: &str) -> Self {
-        Self::UnknownField(quoted(key))
-    }
-
-    pub(crate) fn duplicate_key(key: &str) -> Self {
-        Self::DuplicateKey(quoted(key))
     }
 }
 
@@ -279,7 +187,7 @@ pub fn json_to_frame(text: &[u8], limits: &JsonLimits) -> Result<(FrameHeader, B
     };
     if let Some(at) = env.fields_at {
         r.seek(at);
-        env.msg = Some(Msg::read_json_fields(kind, &mut r).map_err(|p| malformed(&r, p))?);
+        env.msg = Some(field::read_fields(kind, &mut r).map_err(|p| malformed(&r, p))?);
     }
     let (status, payload) = match &env.msg {
         None => (0, Bytes::new()),
@@ -338,11 +246,11 @@ fn read_envelope(r: &mut Reader<'_>, env: &mut Envelope) -> Result<(), Problem> 
                 let name = r.string("kind")?;
                 env.kind = Some(Kind::from_name(&name).ok_or_else(|| quoted(&name)));
             }
-            2 => env.request_id = Some(u32::read_json(r, "request_id")?),
-            4 => env.status = Some(u16::read_json(r, "status")?),
+            2 => env.request_id = Some(JsonField::read_json(r, "request_id")?),
+            4 => env.status = Some(JsonField::read_json(r, "status")?),
             _ => {
                 match env.kind {
-                    Some(Ok(kind)) => env.msg = Some(Msg::read_json_fields(kind, r)?),
+                    Some(Ok(kind)) => env.msg = Some(field::read_fields(kind, r)?),
                     _ => {
                         // The kind is not known yet (or never will be): check the
                         // syntax now, read the fields once the kind is known.
@@ -390,7 +298,7 @@ pub fn frame_to_json(frame: &[u8]) -> Result<Bytes, JsonError> {
     }
     if let Some(msg) = msg {
         out.extend_from_slice(b",\"fields\":");
-        msg.write_json_fields(&mut out);
+        field::write_fields(&msg, &mut out);
     }
     out.push(b'}');
     Ok(Bytes::from(out))

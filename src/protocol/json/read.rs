@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use super::Problem;
+use super::problem::Problem;
 use super::write::find_special;
 
 /// Position in a JSON text and the primitives to read it.

@@ -358,7 +358,7 @@ fn sampled() -> impl Strategy<Value = (Msg, u32)> {
                 seeds[i % seeds.len()].rotate_left(i as u32)
             };
             let kind = Kind::from_u8(ALL_KINDS[k]).unwrap();
-            (Msg::sample_json(kind, &mut src), rid)
+            (field::sample(kind, &mut src), rid)
         })
 }
 
