@@ -30,9 +30,14 @@ pub struct JsonLimits {
     /// Largest text accepted, in bytes (larger: [`JsonError::TooLarge`], code 102).
     pub max_bytes: usize,
     /// Deepest nesting of objects and arrays accepted (deeper: [`JsonError::TooDeep`],
-    /// code 104). Valid messages nest at most 4 deep.
+    /// code 104), at most [`MAX_DEPTH_LIMIT`] whatever is set. Valid messages nest at
+    /// most 4 deep.
     pub max_depth: usize,
 }
+
+/// Hard ceiling for [`JsonLimits::max_depth`], whatever the config says: skipping a
+/// value recurses once per level, so this bounds the stack the reader can use.
+pub const MAX_DEPTH_LIMIT: usize = 128;
 
 impl Default for JsonLimits {
     fn default() -> Self {
@@ -167,9 +172,8 @@ pub fn json_to_frame(text: &[u8], limits: &JsonLimits) -> Result<(FrameHeader, B
             max: limits.max_bytes,
         });
     }
-    read::check_depth(text, limits.max_depth).map_err(|_| JsonError::TooDeep {
-        max: limits.max_depth,
-    })?;
+    let max_depth = limits.max_depth.min(MAX_DEPTH_LIMIT);
+    read::check_depth(text, max_depth).map_err(|_| JsonError::TooDeep { max: max_depth })?;
     let mut r = Reader::new(text);
     let mut env = Envelope::default();
     let parsed = read_envelope(&mut r, &mut env);
@@ -255,7 +259,7 @@ fn read_envelope(r: &mut Reader<'_>, env: &mut Envelope) -> Result<(), Problem> 
                         // The kind is not known yet (or never will be): check the
                         // syntax now, read the fields once the kind is known.
                         env.fields_at = Some(r.pos());
-                        r.skip_value(1)?;
+                        r.skip_value()?;
                     }
                 }
             }

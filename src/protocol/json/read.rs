@@ -1,9 +1,10 @@
 //! A strict pull reader over one JSON text (RFC 8259), driven by the message schema.
 //!
 //! The caller asks for the value it expects next (an object, a string, an integer...);
-//! anything else is a [`Problem`]. Nothing is skipped unread except the `fields` of an
-//! unknown kind ([`Reader::skip_value`], depth-bounded by the pre-scan), so the schema
-//! bounds the nesting and the reader needs no general recursion.
+//! anything else is a [`Problem`]. Only `fields` is ever skipped ([`Reader::skip_value`]:
+//! of an unknown kind, or to be read once `kind` is known when it comes first); the
+//! skip recurses, but no deeper than the pre-scan ([`check_depth`]) allowed, and the
+//! typed reading never nests deeper than the schema.
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
 use std::borrow::Cow;
@@ -214,15 +215,15 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Skips one value of any type (the `fields` of an unknown kind), checking its
-    /// syntax. `depth` is bounded by the pre-scan, so the recursion is too.
-    pub(crate) fn skip_value(&mut self, depth: usize) -> Result<(), Problem> {
+    /// Skips one value of any type, checking its syntax. Its nesting was bounded by
+    /// the pre-scan, and so is the recursion.
+    pub(crate) fn skip_value(&mut self) -> Result<(), Problem> {
         match self.peek() {
             Some(b'{') => {
                 self.bump();
                 let mut first = true;
                 while self.next_key(&mut first)?.is_some() {
-                    self.skip_value(depth.saturating_add(1))?;
+                    self.skip_value()?;
                 }
                 Ok(())
             }
@@ -230,7 +231,7 @@ impl<'a> Reader<'a> {
                 self.bump();
                 let mut first = true;
                 while self.next_element(&mut first)? {
-                    self.skip_value(depth.saturating_add(1))?;
+                    self.skip_value()?;
                 }
                 Ok(())
             }

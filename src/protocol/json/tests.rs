@@ -262,6 +262,22 @@ fn size_and_depth_are_refused_before_parsing() {
     assert_eq!(e.code(), ErrorCode::MalformedPayload);
     let e = json_to_frame("[".repeat(100_000).as_bytes(), &JsonLimits::default()).unwrap_err();
     assert!(matches!(e, JsonError::TooDeep { max: 16 }), "{e}");
+    // The ceiling holds whatever the limits say.
+    let deep = format!("{}{}", "[".repeat(129), "]".repeat(129));
+    let huge = JsonLimits {
+        max_depth: usize::MAX,
+        ..JsonLimits::default()
+    };
+    let e = json_to_frame(deep.as_bytes(), &huge).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            JsonError::TooDeep {
+                max: MAX_DEPTH_LIMIT
+            }
+        ),
+        "{e}"
+    );
     // Brackets inside strings do not count; the deepest valid message fits 4.
     let hello = r#"{"kind":"Hello","fields":{"client":"[[[[[[","resume":[{"conversation":"1"}]}}"#;
     let depth_only = JsonLimits {
