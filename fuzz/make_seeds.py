@@ -12,13 +12,16 @@
   examples/message_seeds.rs (rkyv archives are easiest made by the code that reads
   them), which writes a default and a fully populated message of every kind, and
   messages breaking each protocol bound.
+- json_message: into corpus/json_message/, each seed being one JSON text of the JSON
+  vectors (../proto-spec/vectors/json-*.jsonl: canonical, non-canonical and refused
+  texts; those over 4 KiB are left out, as above).
 
 - http_head, ws_frames: hand-written request heads (an upgrade, a plain GET, bad
   ones) and client frame streams (fragments with a ping between them, a close, bad
   frames), each behind the target's pattern byte (see their fuzz_targets/*.rs).
 
-Usage: make_seeds.py [frame_decode] [message_decode] [http_head] [ws_frames]
-(no argument: all)
+Usage: make_seeds.py [frame_decode] [message_decode] [json_message] [http_head]
+[ws_frames] (no argument: all)
 
 Seeds are named `seed-*`: the root .gitignore keeps those and ignores the inputs
 fuzzing adds. Rerun after changing the vectors or the message types; it rewrites only
@@ -185,11 +188,30 @@ def ws_seeds():
             (WS_OUT / f"seed-{name}-{pattern:02x}").write_bytes(bytes([pattern]) + stream)
 
 
+JSON_OUT = HERE / "corpus" / "json_message"
+
+
+def json_seeds():
+    JSON_OUT.mkdir(parents=True, exist_ok=True)
+    for file, prefix in [
+        ("json-messages.jsonl", "vector"),
+        ("json-noncanonical-messages.jsonl", "vector-noncanonical"),
+        ("json-bad-messages.jsonl", "vector-bad"),
+    ]:
+        for line in (VECTORS / file).read_text(encoding="utf-8").splitlines():
+            case = json.loads(line)
+            text = case["json"].encode("utf-8")
+            if len(text) > MAX_SEED_PAYLOAD:
+                continue
+            (JSON_OUT / f"seed-{prefix}-{case['name']}").write_bytes(text)
+
+
 TARGETS = {
     "frame_decode": frame_seeds,
     "message_decode": message_seeds,
     "http_head": http_seeds,
     "ws_frames": ws_seeds,
+    "json_message": json_seeds,
 }
 
 

@@ -337,6 +337,16 @@ macro_rules! messages {
             }
         )*
 
+        /// Hands every message struct with its fields, in order, to
+        /// `protocol::json::field::json_messages!`, which derives their JSON form there (so
+        /// that this module does not depend on the JSON one).
+        macro_rules! with_every_message {
+            () => {
+                crate::protocol::json::field::json_messages! { $( $name { $($field),* } )* }
+            };
+        }
+        pub(crate) use with_every_message;
+
         /// Any message body, tagged by kind. (Its serde form, used by the test
         /// vectors, is `{"kind": "Hello", "fields": {...}}`.)
         #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -372,14 +382,17 @@ macro_rules! messages {
 
             /// Validates (bytecheck) and deserializes a payload of `kind`.
             /// `payload` must be 16-aligned; see [`decode`] for the copying wrapper.
-            fn from_aligned(kind: Kind, payload: &[u8]) -> Result<Msg, DecodeError> {
+            /// `bounds`: also check the protocol bounds of section 4.
+            fn from_aligned(kind: Kind, payload: &[u8], bounds: bool) -> Result<Msg, DecodeError> {
                 let invalid = |source| DecodeError::Invalid { kind, source };
                 let msg = match kind {
                     $( Kind::$name => Msg::$name(
                         rkyv::from_bytes::<$name, rancor::Error>(payload).map_err(invalid)?
                     ), )*
                 };
-                msg.check_bounds()?;
+                if bounds {
+                    msg.check_bounds()?;
+                }
                 Ok(msg)
             }
         }
@@ -840,13 +853,24 @@ impl Msg {
     /// is not 16-aligned already). Never reads unvalidated bytes.
     pub fn decode(kind_byte: u8, payload: &[u8]) -> Result<Msg, DecodeError> {
         let kind = Kind::from_u8(kind_byte).ok_or(DecodeError::UnknownKind(kind_byte))?;
-        if (payload.as_ptr() as usize).is_multiple_of(ALIGN) {
-            return Msg::from_aligned(kind, payload);
-        }
-        let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
-        aligned.extend_from_slice(payload);
-        Msg::from_aligned(kind, &aligned)
+        decode_as(kind, payload, true)
     }
+}
+
+/// Validates and decodes a payload like [`Msg::decode`] but without the protocol
+/// bounds of section 4: for converting the server's own frames (`protocol::json`),
+/// where the receiver judges the values.
+pub(crate) fn decode_unchecked(kind: Kind, payload: &[u8]) -> Result<Msg, DecodeError> {
+    decode_as(kind, payload, false)
+}
+
+fn decode_as(kind: Kind, payload: &[u8], bounds: bool) -> Result<Msg, DecodeError> {
+    if (payload.as_ptr() as usize).is_multiple_of(ALIGN) {
+        return Msg::from_aligned(kind, payload, bounds);
+    }
+    let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
+    aligned.extend_from_slice(payload);
+    Msg::from_aligned(kind, &aligned, bounds)
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ mod journal_maxima;
 mod journal_props;
 mod journal_restart;
 mod journal_resume;
+mod json_vectors;
 mod message_props;
 mod ops_admin;
 mod ops_files;
