@@ -14,7 +14,7 @@ use crate::frame::{self, FrameHeader};
 use crate::handoff::CloseReason;
 use crate::http::head::{self, HeadLimits, Method, Request};
 use crate::http::response::Response;
-use crate::protocol::json::{self, JsonLimits};
+use crate::protocol::json::{self, JsonError, JsonLimits};
 use crate::protocol::{ErrorCode, Kind};
 use crate::reactor::conn::{Dialect, ListenerKind, Phase, WsPartial};
 use crate::reactor::sys::Driver;
@@ -436,6 +436,16 @@ impl Core {
                     Err(close::TRY_AGAIN)
                 }
             }
+            Err(JsonError::UnknownKind { request_id, .. }) => {
+                // As for a binary frame of a kind this build does not know: the session
+                // answers (105, or 106 before Hello) and the connection stays open.
+                let header = FrameHeader::new(NO_KIND, 0, request_id);
+                if self.dispatch(drv, slot, header, &[]) {
+                    Ok(())
+                } else {
+                    Err(close::TRY_AGAIN)
+                }
+            }
             Err(e) => {
                 let code = e.code();
                 tracing::debug!(reactor = self.id, slot, error = %e, "bad JSON message");
@@ -453,6 +463,10 @@ impl Core {
         }
     }
 }
+
+/// The kind byte a JSON message of an unknown `kind` travels under to the session:
+/// no message has kind 0.
+const NO_KIND: u8 = 0;
 
 /// Largest WebSocket scratch buffer a reactor keeps between reads.
 const MAX_KEPT_SCRATCH: usize = 256 * 1024;

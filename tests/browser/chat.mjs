@@ -175,10 +175,13 @@ try {
   if (v.user !== 'vera' || v.role !== 1) fail(`visitor Welcome: ${JSON.stringify(v)}`);
   if (typeof v.session !== 'string') fail('u64 ids travel as strings');
 
-  // Visitor → agent: the first message opens a conversation, routed to Alice.
-  await visitor.evaluate(() => sb.say('0', 'hello from the browser — 你好'));
+  // Visitor → agent: the first message opens a conversation, routed to Alice (who
+  // finds it in the history); the next one is delivered to her.
+  await visitor.evaluate(() => sb.say('0', 'hello'));
   const accepted = await visitor.evaluate(() => sb.waitFor('Accepted'));
   const conversation = accepted.fields.conversation;
+  await agent.evaluate((c) => sb.waitFor('Assigned', 'conversation', c), conversation);
+  await visitor.evaluate((c) => sb.say(c, 'hello from the browser — 你好'), conversation);
   const got = await agent.evaluate((c) => sb.waitFor('Deliver', 'conversation', c), conversation);
   if (got.fields.body !== 'hello from the browser — 你好') fail(`agent got ${JSON.stringify(got)}`);
 

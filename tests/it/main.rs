@@ -53,4 +53,5 @@ mod storm_smoke;
 mod supervisors;
 mod timeouts;
 mod web_http;
+mod web_json;
 mod web_socket;
