@@ -8,7 +8,8 @@
 # interpreter (default ~/.pyenv/versions/2.7.18/bin/python). The suite is installed
 # into a virtualenv under target/autobahn-venv on first use. Sections 9 (performance)
 # and 12/13 (permessage-deflate, which the gateway does not offer) are left out.
-# The summary table goes to target/autobahn/summary.md, the full report beside it.
+# AUTOBAHN_BACKEND=uring runs it on the io_uring backend (default epoll). The summary
+# table goes to target/autobahn/summary.md, the full report beside it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -17,6 +18,7 @@ py=${AUTOBAHN_PYTHON:-$HOME/.pyenv/versions/2.7.18/bin/python}
 venv=target/autobahn-venv
 out=target/autobahn
 port=${AUTOBAHN_PORT:-17790}
+backend=${AUTOBAHN_BACKEND:-epoll}
 
 if [ ! -x "$venv/bin/wstest" ]; then
   "$py" -m pip install --quiet --disable-pip-version-check "virtualenv==20.15.1" >/dev/null 2>&1 \
@@ -36,6 +38,8 @@ addr = "127.0.0.1:$port"
 websocket = true
 [admin]
 enabled = false
+[reactor]
+backend = "$backend"
 [web]
 # Case 9.x is out; the largest message of sections 1-7/10 is 64 KiB.
 max_message_bytes = 16777216
