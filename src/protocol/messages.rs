@@ -155,130 +155,89 @@ pub enum DecodeError {
     },
 }
 
-/// A resume cursor: the last sequence number a client saw in a conversation.
-#[derive(
-    Archive,
-    Serialize,
-    Deserialize,
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(default, deny_unknown_fields)]
-pub struct Cursor {
-    /// Conversation id.
-    pub conversation: u64,
-    /// Last sequence number the client has.
-    pub last_seq: u64,
+/// Defines flat structs that travel inside message vectors, with the derives every
+/// wire type has (rkyv; serde for the test vectors, absent fields defaulting).
+macro_rules! elements {
+    ($( $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } )*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+            #[derive(serde::Serialize, serde::Deserialize)]
+            #[serde(default, deny_unknown_fields)]
+            pub struct $name { $( $(#[$fdoc])* pub $field: $ty, )* }
+        )*
+    };
 }
 
-/// Per-conversation outcome of a resume.
-#[derive(
-    Archive,
-    Serialize,
-    Deserialize,
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(default, deny_unknown_fields)]
-pub struct Resumed {
-    /// Conversation id.
-    pub conversation: u64,
-    /// Events after this sequence number follow as `Deliver` with the `REPLAY` flag.
-    pub from_seq: u64,
-    /// False when the gap was too large to replay; fetch with `History` instead.
-    pub recovered: bool,
+elements! {
+    /// A resume cursor: the last sequence number a client saw in a conversation.
+    Cursor {
+        /// Conversation id.
+        conversation: u64,
+        /// Last sequence number the client has.
+        last_seq: u64,
+    }
 }
 
-/// One transcript event in a `HistoryPage`.
-#[derive(
-    Archive,
-    Serialize,
-    Deserialize,
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(default, deny_unknown_fields)]
-pub struct Entry {
-    /// Sequence number within the conversation.
-    pub seq: u64,
-    /// Server time, milliseconds since the Unix epoch.
-    pub time_ms: u64,
-    /// What happened, as a message kind (`Send` for a message, `Assigned`, `Transfer`,
-    /// `Close`, `Rate`, ...).
-    pub kind: u8,
-    /// Role code of the sender.
-    pub sender_role: u8,
-    /// Content type code (messages only).
-    pub content_type: u8,
-    /// [`flags`] bits.
-    pub flags: u8,
-    /// User id of the sender.
-    pub sender: String,
-    /// Text of the event.
-    pub body: String,
+elements! {
+    /// Per-conversation outcome of a resume.
+    Resumed {
+        /// Conversation id.
+        conversation: u64,
+        /// Events after this sequence number follow as `Deliver` with the `REPLAY` flag.
+        from_seq: u64,
+        /// False when the gap was too large to replay; fetch with `History` instead.
+        recovered: bool,
+    }
 }
 
-/// One canned-reply suggestion.
-#[derive(
-    Archive,
-    Serialize,
-    Deserialize,
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(default, deny_unknown_fields)]
-pub struct Suggestion {
-    /// Library id of the canned reply.
-    pub id: u32,
-    /// How often agents used it.
-    pub uses: u32,
-    /// The reply text.
-    pub text: String,
+elements! {
+    /// One transcript event in a `HistoryPage`.
+    Entry {
+        /// Sequence number within the conversation.
+        seq: u64,
+        /// Server time, milliseconds since the Unix epoch.
+        time_ms: u64,
+        /// What happened, as a message kind (`Send` for a message, `Assigned`, `Transfer`,
+        /// `Close`, `Rate`, ...).
+        kind: u8,
+        /// Role code of the sender.
+        sender_role: u8,
+        /// Content type code (messages only).
+        content_type: u8,
+        /// [`flags`] bits.
+        flags: u8,
+        /// User id of the sender.
+        sender: String,
+        /// Text of the event.
+        body: String,
+    }
 }
 
-/// One group's availability, as a visitor sees it (element of `Availability.groups`).
-#[derive(
-    Archive,
-    Serialize,
-    Deserialize,
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(default, deny_unknown_fields)]
-pub struct GroupAvailability {
-    /// Some agent or bot of the group is online (connected, not away).
-    pub online: bool,
-    /// How long a conversation opened now is expected to wait for an agent, in
-    /// milliseconds, rounded up to a step of [`WAIT_STEPS_MS`] (0: an agent has
-    /// room now, or nobody is online).
-    pub estimated_wait_ms: u64,
-    /// The group.
-    pub group: String,
+elements! {
+    /// One canned-reply suggestion.
+    Suggestion {
+        /// Library id of the canned reply.
+        id: u32,
+        /// How often agents used it.
+        uses: u32,
+        /// The reply text.
+        text: String,
+    }
+}
+
+elements! {
+    /// One group's availability, as a visitor sees it (element of `Availability.groups`).
+    GroupAvailability {
+        /// Some agent or bot of the group is online (connected, not away).
+        online: bool,
+        /// How long a conversation opened now is expected to wait for an agent, in
+        /// milliseconds, rounded up to a step of [`WAIT_STEPS_MS`] (0: an agent has
+        /// room now, or nobody is online).
+        estimated_wait_ms: u64,
+        /// The group.
+        group: String,
+    }
 }
 
 /// The values `GroupAvailability.estimated_wait_ms` takes besides 0: an estimate is
@@ -288,39 +247,28 @@ pub const WAIT_STEPS_MS: [u64; 12] = [
     2_700_000, 3_600_000,
 ];
 
-/// One conversation in a `ConversationList`.
-#[derive(
-    Archive,
-    Serialize,
-    Deserialize,
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(default, deny_unknown_fields)]
-pub struct ConversationInfo {
-    /// Conversation id.
-    pub conversation: u64,
-    /// When it was opened, milliseconds since the Unix epoch.
-    pub opened_ms: u64,
-    /// Time of its latest event, milliseconds since the Unix epoch.
-    pub updated_ms: u64,
-    /// Sequence number of its latest event.
-    pub last_seq: u64,
-    /// [`conversation_state`] code: queued, assigned or closed.
-    pub state: u8,
-    /// Group it waits, is served or was closed in.
-    pub group: String,
-    /// Visitor's user id.
-    pub visitor: String,
-    /// Visitor's display name.
-    pub visitor_name: String,
-    /// Agent serving it (or that served it when it closed); empty while queued.
-    pub agent: String,
+elements! {
+    /// One conversation in a `ConversationList`.
+    ConversationInfo {
+        /// Conversation id.
+        conversation: u64,
+        /// When it was opened, milliseconds since the Unix epoch.
+        opened_ms: u64,
+        /// Time of its latest event, milliseconds since the Unix epoch.
+        updated_ms: u64,
+        /// Sequence number of its latest event.
+        last_seq: u64,
+        /// [`conversation_state`] code: queued, assigned or closed.
+        state: u8,
+        /// Group it waits, is served or was closed in.
+        group: String,
+        /// Visitor's user id.
+        visitor: String,
+        /// Visitor's display name.
+        visitor_name: String,
+        /// Agent serving it (or that served it when it closed); empty while queued.
+        agent: String,
+    }
 }
 
 macro_rules! messages {

@@ -1,6 +1,6 @@
 //! What is wrong inside a refused JSON text.
 
-/// What is wrong inside a JSON text (the detail of [`JsonError::Malformed`]).
+/// What is wrong inside a JSON text (the detail of [`super::JsonError::Malformed`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Problem {
     /// Not JSON (RFC 8259), or more than one value.
