@@ -58,7 +58,7 @@ pub enum Problem {
         /// The field.
         field: &'static str,
     },
-    /// An array with more than [`MAX_ELEMENTS`] elements.
+    /// An array with more than [`super::MAX_ELEMENTS`] elements.
     #[error("{field}: more than {max} elements")]
     TooManyElements {
         /// The field.
