@@ -1085,6 +1085,8 @@ impl Core {
         let farewell = web::farewell_for(c.dialect, reason, farewell);
         if c.dialect.is_ws() {
             c.dialect = Dialect::Raw;
+            let code = web::ws_close_code(reason);
+            self.links.stats.web.count_ws_close(code, true);
         }
         if c.read_paused {
             // Input waiting behind the pause must be drained (and discarded).
