@@ -270,4 +270,7 @@ fn a_session_closed_by_the_server_says_why_in_the_close_code() {
         u16::from_le_bytes(before[0].payload[6..8].try_into().unwrap()),
         300
     );
+    let text = crate::util::http::get(server.admin_addr(), "/metrics").body;
+    let want = "switchboard_websocket_closes_sent_total{code=\"error\"} 1";
+    assert!(text.contains(want), "{want} missing from metrics");
 }
