@@ -82,7 +82,9 @@ pub(crate) fn ws_close_code(reason: CloseReason) -> u16 {
 /// carries no protocol messages, or the frame has no JSON form).
 pub(crate) fn message_for(dialect: Dialect, frame: &Bytes) -> Option<Bytes> {
     match dialect {
-        Dialect::Unknown | Dialect::Binary => Some(frame.clone()),
+        // A raw stream takes bytes as they are (no worker writes to one in
+        // production; closed WebSockets are `Raw` but take no more commands).
+        Dialect::Unknown | Dialect::Binary | Dialect::Raw => Some(frame.clone()),
         Dialect::WsBin => Some(wrap(Opcode::Binary, frame)),
         Dialect::WsJson => match json::frame_to_json(frame) {
             Ok(text) => Some(wrap(Opcode::Text, &text)),
@@ -92,7 +94,7 @@ pub(crate) fn message_for(dialect: Dialect, frame: &Bytes) -> Option<Bytes> {
                 None
             }
         },
-        Dialect::HttpHead | Dialect::WsEcho | Dialect::Raw => None,
+        Dialect::HttpHead | Dialect::WsEcho => None,
     }
 }
 
