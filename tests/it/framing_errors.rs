@@ -68,11 +68,13 @@ fn oversize_length_before_hello_is_102_too() {
 }
 
 #[test]
-fn http_request_is_bad_magic_100() {
+fn text_that_is_no_http_request_is_bad_magic_100() {
+    // An HTTP request as the first bytes is answered over HTTP (web_http); a text that
+    // does not start with a capital letter is still the binary protocol's bad magic.
     episode(
         ErrorCode::BadMagic,
         false,
-        b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"get / http/1.1\r\nhost: localhost\r\n\r\n",
         0,
     );
 }
