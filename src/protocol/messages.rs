@@ -274,11 +274,7 @@ elements! {
 macro_rules! messages {
     ($( $(#[$doc:meta])* $name:ident { $( $(#[$fdoc:meta])* $field:ident : $ty:ty ),* $(,)? } )*) => {
         $(
-            $(#[$doc])*
-            #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
-            #[derive(serde::Serialize, serde::Deserialize)]
-            #[serde(default, deny_unknown_fields)]
-            pub struct $name { $( $(#[$fdoc])* pub $field: $ty, )* }
+            elements! { $(#[$doc])* $name { $( $(#[$fdoc])* $field: $ty ),* } }
 
             impl From<$name> for Msg {
                 fn from(m: $name) -> Msg { Msg::$name(m) }
