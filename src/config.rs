@@ -83,7 +83,7 @@ pub struct Config {
 }
 
 mod web;
-pub use web::WebConfig;
+pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
 
 pub use crate::assist::AssistConfig;
 

@@ -100,6 +100,8 @@ pub struct Request {
     pub content_length: Option<u64>,
     /// `Transfer-Encoding: chunked`.
     pub chunked: bool,
+    /// The `Content-Type` header, trimmed.
+    pub content_type: Option<String>,
 }
 
 /// Why a request head was refused; [`HeadError::status`] is the status to answer.
@@ -230,6 +232,7 @@ fn build(
         ws_protocols: Vec::new(),
         content_length: None,
         chunked: false,
+        content_type: None,
     };
     let mut keep_alive = false;
     let mut transfer_encoding = false;
@@ -240,6 +243,8 @@ fn build(
             set_once(&mut r.host, h.value, "Host")?;
         } else if is("origin") {
             set_once(&mut r.origin, h.value, "Origin")?;
+        } else if is("content-type") {
+            set_once(&mut r.content_type, h.value, "Content-Type")?;
         } else if is("sec-websocket-key") {
             set_once(&mut r.ws_key, h.value, "Sec-WebSocket-Key")?;
         } else if is("sec-websocket-version") {

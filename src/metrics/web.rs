@@ -5,8 +5,8 @@ use super::Counter;
 
 /// HTTP statuses the client port answers with, in slot order; anything else counts
 /// as `other`.
-pub const HTTP_STATUSES: [u16; 13] = [
-    101, 200, 400, 403, 404, 405, 408, 426, 431, 501, 503, 505, 413,
+pub const HTTP_STATUSES: [u16; 18] = [
+    101, 200, 400, 403, 404, 405, 408, 426, 431, 501, 503, 505, 413, 204, 411, 415, 429, 500,
 ];
 
 /// WebSocket close codes counted by name, in slot order; anything else counts as
@@ -28,6 +28,8 @@ pub struct WebMetrics {
     pub closes_sent: [Counter; WS_CLOSE_CODES.len() + 2],
     /// WebSocket closes the peer started, by code (same slots).
     pub closes_received: [Counter; WS_CLOSE_CODES.len() + 2],
+    /// Visitor-token requests by outcome ([`crate::auth::visitor::Outcome::ALL`]).
+    pub visitor_tokens: [Counter; crate::auth::visitor::Outcome::ALL.len()],
 }
 
 impl WebMetrics {
@@ -38,6 +40,13 @@ impl WebMetrics {
             .position(|s| *s == status)
             .unwrap_or(HTTP_STATUSES.len());
         if let Some(c) = self.responses.get(i) {
+            c.inc();
+        }
+    }
+
+    /// Counts one visitor-token request with the outcome in slot `i`.
+    pub fn count_visitor(&self, i: usize) {
+        if let Some(c) = self.visitor_tokens.get(i) {
             c.inc();
         }
     }

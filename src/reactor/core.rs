@@ -123,6 +123,8 @@ pub(crate) struct Core {
     drain_stall_ms: u64,
     /// Where WebSocket payloads are unmasked (one frame's worth, kept up to a bound).
     ws_scratch: Vec<u8>,
+    /// The visitor-token endpoint's per-address rate and log gates.
+    visitor_desk: web_visitors::Desk,
     /// The time the backend gave with the call being handled (each entry point that
     /// needs the clock takes it as `now`; the core never reads one).
     now: Mono,
@@ -147,6 +149,7 @@ impl Core {
     /// only converts deadlines sent as `Instant`s with it).
     pub fn new(id: u16, settings: Settings, links: Links, clock: Clock) -> Self {
         let reserve = settings.reserve_slots;
+        let visitor_desk = web_visitors::Desk::new(&settings.web.visitors);
         Self {
             id,
             settings,
@@ -174,6 +177,7 @@ impl Core {
             kernel_pressure: (None, false),
             drain_stall_ms: u64::MAX,
             ws_scratch: Vec::new(),
+            visitor_desk,
             now: Mono::ZERO,
         }
     }
@@ -1444,4 +1448,6 @@ mod tests;
 
 #[path = "web.rs"]
 mod web;
+#[path = "web_visitors.rs"]
+mod web_visitors;
 pub(crate) use web::WebSettings;

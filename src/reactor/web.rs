@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::Core;
+use super::web_visitors::{self, Visitors};
 use crate::frame::{self, FrameHeader};
 use crate::handoff::CloseReason;
 use crate::http::head::{self, HeadLimits, Method, Request};
@@ -31,6 +32,8 @@ pub(crate) struct WebSettings {
     pub ws: WsLimits,
     /// JSON message bounds (`web.max_message_bytes`, nesting).
     pub json: JsonLimits,
+    /// The visitor-token endpoint's sites (`[[web.sites]]`).
+    pub visitors: Visitors,
 }
 
 impl std::fmt::Debug for WebSettings {
@@ -43,12 +46,18 @@ impl std::fmt::Debug for WebSettings {
 }
 
 impl WebSettings {
-    /// The web settings of `config` (validated: the origin list parses).
+    /// The web settings of `config` (validated: the origin lists parse). The
+    /// origins of every site may open WebSockets too.
     pub fn from_config(c: &crate::config::Config) -> Arc<Self> {
         let w = &c.web;
+        let origins: Vec<String> = w
+            .allowed_origins
+            .iter()
+            .chain(w.sites.iter().flat_map(|s| &s.allowed_origins))
+            .cloned()
+            .collect();
         Arc::new(Self {
-            origins: OriginPolicy::parse(&w.allowed_origins)
-                .unwrap_or_else(|_| OriginPolicy::same_host()),
+            origins: OriginPolicy::parse(&origins).unwrap_or_else(|_| OriginPolicy::same_host()),
             head: HeadLimits {
                 max_bytes: w.max_head_bytes,
                 max_headers: w.max_headers,
@@ -60,6 +69,7 @@ impl WebSettings {
                 max_bytes: w.max_message_bytes as usize,
                 max_depth: JSON_MAX_DEPTH,
             },
+            visitors: Visitors::from_config(c),
         })
     }
 }
@@ -238,7 +248,18 @@ impl Core {
             }
             Ok(Some((req, len))) => {
                 let whole = if buf.is_empty() { data } else { &buf[..] };
-                let rest = whole.get(len..).unwrap_or_default().to_vec();
+                let rest = whole.get(len..).unwrap_or_default();
+                if web_visitors::body_wanted(&req).is_some_and(|n| rest.len() < n) {
+                    // The body is still coming: keep head and body so far (at most
+                    // `web.max_head_bytes` + the endpoint's body bound), bounded in
+                    // time by the handshake deadline (408).
+                    if buf.is_empty() {
+                        buf.extend_from_slice(data);
+                    }
+                    c.spill = buf;
+                    return;
+                }
+                let rest = rest.to_vec();
                 self.on_request(drv, slot, &req, &rest);
             }
             Err(e) => {
@@ -261,6 +282,8 @@ impl Core {
             let response = if kind == ListenerKind::WsEcho {
                 Response::error(426, "this listener speaks WebSocket only")
                     .header("Upgrade", "websocket")
+            } else if web_visitors::is_visitor_path(&req.path) {
+                self.visitor_request(slot, req, rest)
             } else {
                 route(req)
             };

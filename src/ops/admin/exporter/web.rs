@@ -1,4 +1,5 @@
-//! The web edge's families: HTTP answers, WebSocket upgrades and closes, summed over
+//! The web edge's families: HTTP answers, WebSocket upgrades and closes, visitor
+//! tokens, summed over
 //! the reactors.
 
 use std::fmt;
@@ -7,6 +8,7 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 
 use super::Exporter;
+use crate::auth::visitor::Outcome;
 use crate::metrics::Counter;
 use crate::metrics::web::{WS_DIALECTS, WebMetrics, close_label, status_label};
 
@@ -43,6 +45,19 @@ impl Exporter {
             "code",
             |w| &w.closes_received[..],
             close_label,
+        )?;
+        self.web_family(
+            enc,
+            "visitor_tokens",
+            "Visitor-token requests (POST /web/v1/sites/{site}/visitor-token), by outcome.",
+            "outcome",
+            |w| &w.visitor_tokens[..],
+            |i| {
+                Outcome::ALL
+                    .get(i)
+                    .map_or("other", |o| o.label())
+                    .to_owned()
+            },
         )
     }
 
