@@ -55,3 +55,4 @@ mod timeouts;
 mod web_http;
 mod web_json;
 mod web_socket;
+mod web_visitors;

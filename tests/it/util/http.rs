@@ -21,7 +21,28 @@ pub struct Response {
 
 /// Sends `raw` as the whole request and reads the response to EOF.
 pub fn raw(addr: SocketAddr, raw: &[u8]) -> Response {
-    let mut s = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).unwrap();
+    let s = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).unwrap();
+    raw_on(s, raw)
+}
+
+/// [`raw`] from the local address `from` (another loopback address, e.g. 127.0.0.2).
+pub fn raw_from(from: std::net::IpAddr, addr: SocketAddr, raw: &[u8]) -> Response {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
+    socket
+        .connect_timeout(&addr.into(), HTTP_TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect from {from}: {e}"));
+    raw_on(socket.into(), raw)
+}
+
+/// Sends `raw` on `s` and reads the response to EOF.
+pub fn raw_on(mut s: TcpStream, raw: &[u8]) -> Response {
+    let addr = s.peer_addr().unwrap();
     s.set_read_timeout(Some(HTTP_TIMEOUT)).unwrap();
     s.set_write_timeout(Some(HTTP_TIMEOUT)).unwrap();
     // The server may answer (431) and close before taking everything.
@@ -67,11 +88,18 @@ fn parse(bytes: &[u8]) -> Response {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let len: usize = head
+    let len: Option<usize> = head
         .lines()
         .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("Content-Length");
+        .and_then(|v| v.trim().parse().ok());
+    // 1xx, 204 and 304 carry no body and so no Content-Length.
+    let bodiless = status < 200 || status == 204 || status == 304;
+    let len = if bodiless {
+        assert!(len.is_none(), "a {status} with a Content-Length: {head}");
+        0
+    } else {
+        len.expect("Content-Length")
+    };
     let head_only = body.is_empty();
     assert!(
         head_only || body.len() == len,
@@ -81,5 +109,15 @@ fn parse(bytes: &[u8]) -> Response {
         status,
         head: head.replace("\r\n", "\n"),
         body: body.to_owned(),
+    }
+}
+
+impl Response {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
     }
 }
