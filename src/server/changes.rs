@@ -26,8 +26,10 @@ pub struct ConfigChange {
 
 /// Keys, and sections (everything under them), that take effect only at start:
 /// they shape threads, sockets or files.
-const RESTART_ONLY: [&str; 10] = [
+const RESTART_ONLY: [&str; 11] = [
     "state_dir",
+    // The reactors take `[web]` (origins, bounds, sites and their secrets) at start.
+    "web",
     "listeners",
     "reactor",
     "workers",

@@ -76,6 +76,7 @@ fn in_force(current: &Config, new: &Config) -> Config {
     next.shutdown = current.shutdown.clone();
     next.log.format = current.log.format;
     next.admin = current.admin.clone();
+    next.web = current.web.clone();
     next.journal = crate::config::JournalConfig {
         max_replay: new.journal.max_replay,
         ..current.journal.clone()
@@ -173,13 +174,14 @@ mod tests {
         new.routing.typing_interval = Duration::from_secs(9);
         new.assist.rate_burst = 9;
         new.auth.leeway = Duration::from_secs(9);
+        new.web.visitor_tokens_per_minute = 9;
         let next = in_force(&current, &new);
         let applied = changes(&current, &next);
         let waiting = changes(&next, &new);
         assert!(applied.iter().all(|c| !c.restart), "{applied:#?}");
         assert!(waiting.iter().all(|c| c.restart), "{waiting:#?}");
         assert_eq!(applied.len(), 7, "{applied:#?}");
-        assert_eq!(waiting.len(), 12, "{waiting:#?}");
+        assert_eq!(waiting.len(), 13, "{waiting:#?}");
         // And together they are everything that differs.
         assert_eq!(changes(&current, &new).len(), applied.len() + waiting.len());
     }

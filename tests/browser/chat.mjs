@@ -1,6 +1,10 @@
 // A real browser talks to the gateway: two Chromium pages (a visitor and an agent)
 // open `ws://` connections with the `switchboard.v1.json` subprotocol, say Hello with
 // their tokens, and exchange messages both ways; a page of another origin is refused.
+// The agent has a JWT from `switchboard token`; the visitor page has no back end: it
+// fetches an anonymous visitor token from the gateway (CORS for real), keeps its
+// visitor id and key in localStorage, and after a reload resumes the same
+// conversation.
 //
 //   node tests/browser/chat.mjs [path/to/switchboard]   (default: target/debug/switchboard)
 //
@@ -19,6 +23,7 @@ const bin = resolve(process.argv[2] ?? join(root, 'target/debug/switchboard'));
 const shots = join(root, 'target/browser');
 mkdirSync(shots, { recursive: true });
 const SECRET = 'switchboard-browser-test-secret-0123456789abcdef';
+const SITE_SECRET = 'switchboard-browser-site-secret-0123456789abcdef';
 const TIMEOUT = 15000;
 
 function fail(msg) {
@@ -91,6 +96,29 @@ window.sb = (() => {
       return send('Send', { content_type: 1, conversation, client_msg_id: String(Date.now()), group: '', body });
     },
     ping() { return send('Ping'); },
+    // A visitor token from the gateway, for the id and key kept in localStorage (a
+    // new visitor the first time); keeps what it gets.
+    async visitorToken(endpoint) {
+      const kept = JSON.parse(localStorage.getItem('sb-visitor') ?? 'null');
+      const r = await fetch(endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(kept ?? {}),
+      });
+      if (!r.ok) throw new Error('visitor-token ' + r.status + ': ' + await r.text());
+      const t = await r.json();
+      localStorage.setItem('sb-visitor', JSON.stringify({ visitor_id: t.visitor_id, visitor_key: t.visitor_key }));
+      return t;
+    },
+    // How a fetch of the endpoint from this page ends: 'ok', or 'refused'.
+    async tryVisitorToken(endpoint) {
+      try {
+        const r = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+        return r.ok ? 'ok' : 'refused';
+      } catch {
+        return 'refused';
+      }
+    },
     waitFor(kind, field, value) {
       return waitFor((m) => m.kind === kind && (field === undefined || m.fields?.[field] === value),
         kind + (field ? ' with ' + field + '=' + value : ''));
@@ -150,11 +178,16 @@ kid = "test"
 secret = "${SECRET}"
 [web]
 allowed_origins = ["http://127.0.0.1:${sitePort}"]
+[[web.sites]]
+id = "site"
+allowed_origins = ["http://127.0.0.1:${sitePort}"]
+group = "support"
+anonymous = true
+secret = "${SITE_SECRET}"
 [log]
 level = "warn"
 `);
 const token = (...args) => execFileSync(bin, ['token', '--config', config, ...args]).toString().trim();
-const visitorToken = token('--role', 'visitor', '--sub', 'vera', '--name', 'Vera');
 const agentToken = token('--role', 'agent', '--sub', 'alice', '--name', 'Alice', '--groups', 'support');
 
 const daemon = spawn(bin, ['run', '--config', config], { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -164,6 +197,7 @@ try {
   await waitForPort(port);
   browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: ['--no-sandbox'] });
   const ws = `ws://127.0.0.1:${port}/ws`;
+  const endpoint = `http://127.0.0.1:${port}/web/v1/sites/site/visitor-token`;
   const agent = await browser.newPage();
   const visitor = await browser.newPage();
   await agent.goto(`http://127.0.0.1:${sitePort}/`);
@@ -171,8 +205,10 @@ try {
 
   const a = await agent.evaluate(([u, t]) => sb.connect(u, t), [ws, agentToken]);
   if (a.user !== 'alice' || a.role !== 2) fail(`agent Welcome: ${JSON.stringify(a)}`);
-  const v = await visitor.evaluate(([u, t]) => sb.connect(u, t), [ws, visitorToken]);
-  if (v.user !== 'vera' || v.role !== 1) fail(`visitor Welcome: ${JSON.stringify(v)}`);
+  const t = await visitor.evaluate((e) => sb.visitorToken(e), endpoint);
+  if (!t.user.startsWith('v:site:') || !t.visitor_key) fail(`visitor token: ${JSON.stringify({ ...t, token: '…' })}`);
+  const v = await visitor.evaluate(([u, tok]) => sb.connect(u, tok), [ws, t.token]);
+  if (v.user !== t.user || v.role !== 1) fail(`visitor Welcome: ${JSON.stringify(v)}`);
   if (typeof v.session !== 'string') fail('u64 ids travel as strings');
 
   // Visitor → agent: the first message opens a conversation, routed to Alice (who
@@ -197,18 +233,36 @@ try {
   await agent.screenshot({ path: join(shots, 'agent.png') });
   await visitor.screenshot({ path: join(shots, 'visitor.png') });
 
+  // A reload: the page asks again with the id and key it kept, is the same user, and
+  // its next message in conversation 0 lands in the open conversation.
+  await visitor.reload();
+  const t2 = await visitor.evaluate((e) => sb.visitorToken(e), endpoint);
+  if (t2.user !== t.user || t2.visitor_id !== t.visitor_id) fail(`after the reload: ${t2.user} is not ${t.user}`);
+  const v2 = await visitor.evaluate(([u, tok]) => sb.connect(u, tok), [ws, t2.token]);
+  if (v2.user !== t.user) fail(`visitor Welcome after the reload: ${JSON.stringify(v2)}`);
+  await visitor.evaluate(() => sb.say('0', 'back after a reload'));
+  const resumed = await visitor.evaluate(() => sb.waitFor('Accepted'));
+  if (resumed.fields.conversation !== conversation) {
+    fail(`after the reload: conversation ${resumed.fields.conversation}, not ${conversation}`);
+  }
+  await agent.evaluate((c) => sb.waitFor('Deliver', 'body', 'back after a reload'), conversation);
+
   // A page of another origin cannot open a connection.
   const other = await browser.newPage();
   await other.goto(`http://127.0.0.1:${evilPort}/`);
   const refused = await other.evaluate((u) => sb.probe(u), ws);
   if (refused.opened) fail('a page of a foreign origin opened a WebSocket');
+  // Nor get a visitor token (its preflight is refused).
+  if ((await other.evaluate((e) => sb.tryVisitorToken(e), endpoint)) !== 'refused') {
+    fail('a page of a foreign origin got a visitor token');
+  }
   // And the allowed page still can, after it.
   const again = await visitor.evaluate((u) => sb.probe(u), ws);
   if (!again.opened) fail(`the allowed origin was refused: ${JSON.stringify(again)}`);
 
   const code = await visitor.evaluate(() => sb.closeCode());
   if (code !== 1000) fail(`close code ${code}`);
-  console.log('browser test: visitor and agent talked both ways over ws:// in Chromium; a foreign origin was refused');
+  console.log('browser test: an anonymous visitor (token fetched by the page) and an agent talked both ways over ws:// in Chromium; after a reload the visitor resumed the same conversation; a foreign origin was refused');
   status = 0;
 } catch (e) {
   console.error('browser test FAILED:', e.message);
