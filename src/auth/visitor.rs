@@ -342,8 +342,10 @@ pub fn issue(
     signing: Signing<'_>,
 ) -> Result<Issued, VisitorError> {
     let body: Body = serde_json::from_slice(body).map_err(|e| {
-        // serde_json's message names the field and the position, never a value.
-        VisitorError::BadBody(e.to_string())
+        // serde_json's message names the field and the position; it may quote a
+        // value of the wrong type (the client's own text, never a secret of ours),
+        // so it is cut short for the answer and the log.
+        VisitorError::BadBody(shorten(&e.to_string(), MAX_REASON_BYTES))
     })?;
     bound("visitor_id", body.visitor_id.as_deref(), MAX_ID_BYTES)?;
     bound("visitor_key", body.visitor_key.as_deref(), MAX_ID_BYTES)?;
@@ -357,6 +359,18 @@ pub fn issue(
     } else {
         anonymous(site, body, now, random, signing)
     }
+}
+
+/// Longest reason quoted from the JSON parser.
+const MAX_REASON_BYTES: usize = 160;
+
+/// `s` cut to at most `max` bytes on a character boundary.
+fn shorten(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    s.get(..end).unwrap_or_default().to_owned()
 }
 
 fn bound(field: &'static str, v: Option<&str>, max: usize) -> Result<(), VisitorError> {

@@ -183,6 +183,14 @@ fn bad_bodies_are_400() {
 }
 
 #[test]
+fn parser_reasons_are_cut_short() {
+    let body = format!(r#"{{"{}": 1}}"#, "k".repeat(3000));
+    let e = run(&shop(), &body).unwrap_err();
+    assert!(e.to_string().len() < 200, "{e}");
+    assert_eq!(shorten("añb", 2), "a");
+}
+
+#[test]
 fn hex_is_pairs_of_digits() {
     assert_eq!(from_hex("00ff7A"), Some(vec![0, 255, 0x7a]));
     assert_eq!(from_hex(""), Some(vec![]));
