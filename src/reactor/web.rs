@@ -19,7 +19,7 @@ use crate::protocol::json::{self, JsonError, JsonLimits};
 use crate::protocol::{ErrorCode, Kind};
 use crate::reactor::conn::{Dialect, ListenerKind, Phase, WsPartial};
 use crate::reactor::sys::Driver;
-use crate::ws::frame::{Opcode, close_frame, server_frame, server_header};
+use crate::ws::frame::{Opcode, close_frame, server_header};
 use crate::ws::{Fed, OriginPolicy, Subprotocol, WsLimits, WsSink, WsState, close};
 
 /// The web edge's limits and rules, resolved from the config (`[web]`).
@@ -110,11 +110,17 @@ pub(crate) fn message_for(dialect: Dialect, frame: &Bytes) -> Option<Bytes> {
 
 /// One unfragmented server frame around `payload`.
 fn wrap(op: Opcode, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    put_frame(&mut out, op, payload);
+    out.freeze()
+}
+
+/// Appends one unfragmented server frame around `payload` to `out`.
+fn put_frame(out: &mut BytesMut, op: Opcode, payload: &[u8]) {
     let (head, n) = server_header(op, payload.len());
-    let mut out = BytesMut::with_capacity(n.saturating_add(payload.len()));
+    out.reserve(n.saturating_add(payload.len()));
     out.extend_from_slice(head.get(..n).unwrap_or_default());
     out.extend_from_slice(payload);
-    out.freeze()
 }
 
 /// The last bytes a connection of `dialect` closed for `reason` gets: the protocol
@@ -353,13 +359,14 @@ impl Core {
         let mut spilled = std::mem::take(&mut c.spill);
         let mut scratch = std::mem::take(&mut self.ws_scratch);
         let web = self.settings.web.clone();
+        let mut sink = Sink {
+            core: self,
+            drv,
+            slot,
+            dialect,
+            out: BytesMut::new(),
+        };
         let fed = if spilled.is_empty() {
-            let mut sink = Sink {
-                core: self,
-                drv,
-                slot,
-                dialect,
-            };
             let fed = state.feed(data, &web.ws, &mut scratch, &mut sink);
             if let Ok(Fed::More { consumed }) = fed {
                 spilled.extend_from_slice(data.get(consumed..).unwrap_or_default());
@@ -367,12 +374,6 @@ impl Core {
             fed
         } else {
             spilled.extend_from_slice(data);
-            let mut sink = Sink {
-                core: self,
-                drv,
-                slot,
-                dialect,
-            };
             let fed = state.feed(&spilled, &web.ws, &mut scratch, &mut sink);
             if let Ok(Fed::More { consumed }) = fed {
                 spilled.drain(..consumed.min(spilled.len()));
@@ -382,6 +383,16 @@ impl Core {
             }
             fed
         };
+        let out = sink.out;
+        // What this read made the server say (pongs, echoes) leaves in one write.
+        if !out.is_empty()
+            && self
+                .conns
+                .get(slot)
+                .is_some_and(|c| c.phase != Phase::Closing)
+        {
+            self.send(drv, slot, out.freeze());
+        }
         // The scratch buffer keeps one frame's worth, up to a bound.
         scratch.clear();
         if scratch.capacity() > MAX_KEPT_SCRATCH {
@@ -451,8 +462,14 @@ impl Core {
     }
 
     /// A whole JSON message: on to the worker as the binary frame it stands for, or
-    /// answered with an `Error` (then the endpoint closes with the returned code).
-    fn on_json(&mut self, drv: &mut impl Driver, slot: usize, text: &[u8]) -> Result<(), u16> {
+    /// answered with an `Error` put in `out` (then the endpoint closes with the returned code).
+    fn on_json(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        text: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), u16> {
         match json::json_to_frame(text, &self.settings.web.json) {
             Ok((header, payload)) => {
                 if self.dispatch(drv, slot, header, &payload) {
@@ -477,7 +494,7 @@ impl Core {
                 let error =
                     frame::encode_status(Kind::Error.as_u8(), code.as_u16(), e.request_id());
                 if let Some(message) = message_for(Dialect::WsJson, &error) {
-                    self.send(drv, slot, message);
+                    out.extend_from_slice(&message);
                 }
                 Err(if code == ErrorCode::FrameTooLarge {
                     close::TOO_BIG
@@ -502,6 +519,9 @@ struct Sink<'a, D: Driver> {
     drv: &'a mut D,
     slot: usize,
     dialect: Dialect,
+    /// Frames the server answers with (pongs, the Close reply, echoes), sent in one
+    /// write once the read is handled: bounded by what the read carried.
+    out: BytesMut,
 }
 
 impl<D: Driver> Sink<'_, D> {
@@ -567,11 +587,13 @@ impl<D: Driver> WsSink for Sink<'_, D> {
                     return Err(close::UNSUPPORTED);
                 }
                 if fin && inner.is_empty() {
-                    return self.core.on_json(self.drv, self.slot, chunk);
+                    return self.core.on_json(self.drv, self.slot, chunk, &mut self.out);
                 }
                 inner.extend_from_slice(chunk);
                 if fin {
-                    return self.core.on_json(self.drv, self.slot, &inner);
+                    return self
+                        .core
+                        .on_json(self.drv, self.slot, &inner, &mut self.out);
                 }
                 self.keep(inner);
                 Ok(())
@@ -579,13 +601,12 @@ impl<D: Driver> WsSink for Sink<'_, D> {
             Dialect::WsEcho => {
                 let op = if text { Opcode::Text } else { Opcode::Binary };
                 if fin && inner.is_empty() {
-                    self.core.send(self.drv, self.slot, server_frame(op, chunk));
+                    put_frame(&mut self.out, op, chunk);
                     return Ok(());
                 }
                 inner.extend_from_slice(chunk);
                 if fin {
-                    self.core
-                        .send(self.drv, self.slot, server_frame(op, &inner));
+                    put_frame(&mut self.out, op, &inner);
                 } else {
                     self.keep(inner);
                 }
@@ -596,6 +617,6 @@ impl<D: Driver> WsSink for Sink<'_, D> {
     }
 
     fn control(&mut self, frame: Bytes) {
-        self.core.send(self.drv, self.slot, frame);
+        self.out.extend_from_slice(&frame);
     }
 }
