@@ -27,6 +27,7 @@ mod scenario;
 mod sources;
 mod stats;
 mod token;
+mod ws;
 
 use std::io::Write;
 use std::process::ExitCode;
