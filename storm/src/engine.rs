@@ -1206,6 +1206,9 @@ impl<S: Scenario> Engine<S> {
         if let Err(e) = fed {
             core.fail(e.kind());
         }
+        if !book.protocol && core.close.is_none() && core.phase == Phase::Open {
+            scenario.after_read(&mut Ctx { now, core, book }, st);
+        }
     }
 
     /// Closes and forgets the connection if a callback marked it for closing.

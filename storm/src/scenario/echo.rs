@@ -230,8 +230,17 @@ impl Scenario for Echo {
                     c.stamps.pop_front();
                     cx.latency(now.saturating_duration_since(at));
                 }
-                self.pump(cx, c);
+                // Over a WebSocket this is one message: write once per read instead.
+                if !cx.is_ws() {
+                    self.pump(cx, c);
+                }
             }
+        }
+    }
+
+    fn after_read(&mut self, cx: &mut Ctx<'_>, c: &mut EchoConn) {
+        if self.mode == EchoMode::Flood {
+            self.pump(cx, c);
         }
     }
 
