@@ -19,6 +19,14 @@
 //!    coordinator sets `release` (after sampling the server's memory), then closes them
 //!    all (`SO_LINGER 0`: no `TIME_WAIT` left behind) and returns.
 //!
+//! Over a WebSocket (`--transport ws-json|ws-bin`) a connection upgrades after the TCP
+//! connect (phase `Upgrading`: the request, then the `101` checked with its accept
+//! key), and [`Ctx::send`] wraps what a scenario sends: each frame as one JSON text
+//! (ws-json) or the frames as one binary message (ws-bin), masked with a fresh key;
+//! server messages are unwrapped ([`crate::ws::Reader`]) and fed to the same frame
+//! handling (JSON texts through `json_to_frame`). Server pings get pongs; a Close ends
+//! the connection with the error kind `ws_close_<code>`.
+//!
 //! Reads land in one 64 KiB buffer per thread; protocol frames are cut by the
 //! crate's own incremental deframer ([`frame::deframe`]), whose spill buffer holds
 //! only a partial frame. Writes go straight to the socket; what the kernel refuses
