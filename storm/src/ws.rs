@@ -252,11 +252,9 @@ impl Reader {
             let mut buf = std::mem::take(&mut self.spill);
             buf.extend_from_slice(data);
             let used = self.frames(&buf, max_message, &mut on)?;
-            buf.drain(..used.min(buf.len()));
-            if buf.is_empty() {
-                buf = Vec::new();
-            }
-            self.spill = buf;
+            // Keep only the partial frame, in a buffer its own size (a 64 KiB read
+            // must not stay allocated per connection).
+            self.spill = buf.get(used..).map(<[u8]>::to_vec).unwrap_or_default();
         }
         Ok(())
     }
