@@ -164,6 +164,8 @@ def errs(d):
 def f(v, unit=""):
     if v is None:
         return "n/a"
+    if isinstance(v, int):
+        return f"{v:,}"
     if unit == "ms":
         return f"{v / 1000:.2f}"
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
