@@ -9,6 +9,8 @@
 #     --out DIR   where to keep JSON results, storm's stderr and server logs
 #     --keep      keep the scratch directory (temp configs, daemon state)
 #   PEER_CMD='/path/to/gnet-echo -port {port}' benches/compare.sh
+#   WS_PEER_CMD='/path/to/ws-server --port {port}' benches/compare.sh   # the WebSocket peer
+#   WS_ONLY=1 benches/compare.sh    # only the WebSocket part;  TCP_ONLY=1: only the TCP part
 #   STORM_BIN=/path/to/storm benches/compare.sh     # a storm built elsewhere
 #
 # What it does:
@@ -27,6 +29,13 @@
 #      each with --target 127.0.0.1:PORT --raw --source-addrs 127.0.0.2-127.0.0.9
 #      --server-pid PID --json. --quick shrinks them to 2,000 idle (5 s), a 3 s flood
 #      and 2,000 x 1 msg/s for 5 s: a smoke test of the whole procedure, not figures.
+#      Then the WebSocket part: the same scenarios with `--transport ws` (storm upgrades
+#      each connection, then sends masked binary messages) against our echo listener
+#      with `websocket = true` and the WebSocket peer (WS_PEER_CMD, default
+#      benches/peers/ws-echo, tokio-tungstenite, built unless WS_PEER_CMD is set) twice:
+#      its default read buffer and `--read-buffer 4096`. Idle holds 10,000 connections
+#      (also as plain TCP on our echo listener, the binary connection to compare with);
+#      --quick shrinks it like the TCP part.
 #   3. Prints the machine (nproc, CPU, kernel, date) and a Markdown table of both
 #      servers' figures with the ratio ours / peer, read from storm's --json output.
 #
@@ -68,16 +77,19 @@ case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 DAEMON="$TARGET_DIR/release/switchboard"
 STORM="${STORM_BIN:-$TARGET_DIR/release/storm}"
 TOKIO_PEER="$ROOT/benches/peers/tokio-echo/target/release/tokio-echo"
+WS_PEER="$ROOT/benches/peers/ws-echo/target/release/ws-echo"
 SOURCES="127.0.0.2-127.0.0.9"
 
 if [ "$QUICK" = 1 ]; then
     IDLE_N=2000;  IDLE_PROCS=2; IDLE_SECS=5
     FLOOD_N=1000; FLOOD_SECS=3
     PP_N=2000;    PP_SECS=5
+    WS_IDLE_N=2000
 else
     IDLE_N=19000; IDLE_PROCS=2; IDLE_SECS=10
     FLOOD_N=1000; FLOOD_SECS=10
     PP_N=10000;   PP_SECS=20
+    WS_IDLE_N=10000
 fi
 FLOOD_SIZE=1024
 PP_SIZE=64
@@ -128,7 +140,18 @@ if [ "$BUILD" = 1 ]; then
         echo "== building the tokio peer" >&2
         cargo build --release --manifest-path benches/peers/tokio-echo/Cargo.toml
     fi
+    if [ -z "${WS_PEER_CMD:-}" ] && [ "${TCP_ONLY:-0}" != 1 ]; then
+        echo "== building the WebSocket peer" >&2
+        cargo build --release --manifest-path benches/peers/ws-echo/Cargo.toml
+    fi
 fi
+if [ -z "${WS_PEER_CMD:-}" ]; then
+    WS_PEER_CMD="$WS_PEER --port {port}"
+fi
+case "$WS_PEER_CMD" in
+    *"{port}"*) ;;
+    *) echo "compare.sh: WS_PEER_CMD must contain {port}: $WS_PEER_CMD" >&2; exit 2 ;;
+esac
 # (Not `${PEER_CMD:-... {port}}`: its first `}` would end the expansion and leave a
 # stray `}` after a PEER_CMD given by the caller.)
 if [ -z "${PEER_CMD:-}" ]; then
@@ -173,11 +196,14 @@ wait_listening() { # PORT PID
 SERVER_PID=""
 SERVER_PORT=""
 
-# Starts server WHICH (ours|peer) on a fresh port; sets SERVER_PID and SERVER_PORT.
+# Starts server WHICH on a fresh port; sets SERVER_PID and SERVER_PORT. WHICH: ours
+# (raw echo), peer (PEER_CMD), ours-ws (echo listener with websocket = true), ws-peer
+# (WS_PEER_CMD), ws-peer-4k (WS_PEER_CMD --read-buffer 4096).
 start_server() { # WHICH LOG
-    local which="$1" log="$2"
+    local which="$1" log="$2" websocket=false
     SERVER_PORT="$(free_port)"
-    if [ "$which" = ours ]; then
+    [ "$which" = ours-ws ] && websocket=true
+    if [ "$which" = ours ] || [ "$which" = ours-ws ]; then
         local dir="$SCRATCH/ours-$SERVER_PORT"
         mkdir -p "$dir"
         # The client listener on an unused port; the echo listener on ours; timeouts
@@ -190,6 +216,7 @@ addr = "127.0.0.1:0"
 
 [listeners.echo]
 addr = "127.0.0.1:$SERVER_PORT"
+websocket = $websocket
 
 [admin]
 addr = "127.0.0.1:0"
@@ -204,7 +231,12 @@ level = "warn"
 EOF
         "$DAEMON" run --config "$dir/switchboard.toml" >"$log" 2>&1 &
     else
-        local cmd="${PEER_CMD//\{port\}/$SERVER_PORT}"
+        local cmd
+        case "$which" in
+            peer) cmd="${PEER_CMD//\{port\}/$SERVER_PORT}" ;;
+            ws-peer) cmd="${WS_PEER_CMD//\{port\}/$SERVER_PORT}" ;;
+            ws-peer-4k) cmd="${WS_PEER_CMD//\{port\}/$SERVER_PORT} --read-buffer 4096" ;;
+        esac
         echo "$cmd" >"$log"
         bash -c "exec $cmd" >>"$log" 2>&1 &
     fi
@@ -262,18 +294,37 @@ run_case() {
 # ---------------------------------------------------------------------------------
 # The runs: each scenario on ours, then on the peer.
 # ---------------------------------------------------------------------------------
-for which in ours peer; do
-    run_case idle "$which" "$IDLE_SECS" --scenario idle --connections "$IDLE_N" \
+if [ "${WS_ONLY:-0}" != 1 ]; then
+    for which in ours peer; do
+        run_case idle "$which" "$IDLE_SECS" --scenario idle --connections "$IDLE_N" \
+            --procs "$IDLE_PROCS" --duration "$IDLE_SECS"
+    done
+    for which in ours peer; do
+        run_case flood "$which" "$FLOOD_SECS" --scenario echo --mode flood --size "$FLOOD_SIZE" \
+            --connections "$FLOOD_N" --duration "$FLOOD_SECS"
+    done
+    for which in ours peer; do
+        run_case pingpong "$which" "$PP_SECS" --scenario echo --mode pingpong --rate 1 \
+            --size "$PP_SIZE" --connections "$PP_N" --duration "$PP_SECS"
+    done
+fi
+if [ "${TCP_ONLY:-0}" != 1 ]; then
+    # The binary connection to compare an idle WebSocket with, at the same count.
+    run_case ws-idle ours "$IDLE_SECS" --scenario idle --connections "$WS_IDLE_N" \
         --procs "$IDLE_PROCS" --duration "$IDLE_SECS"
-done
-for which in ours peer; do
-    run_case flood "$which" "$FLOOD_SECS" --scenario echo --mode flood --size "$FLOOD_SIZE" \
-        --connections "$FLOOD_N" --duration "$FLOOD_SECS"
-done
-for which in ours peer; do
-    run_case pingpong "$which" "$PP_SECS" --scenario echo --mode pingpong --rate 1 \
-        --size "$PP_SIZE" --connections "$PP_N" --duration "$PP_SECS"
-done
+    for which in ours-ws ws-peer ws-peer-4k; do
+        run_case ws-idle "$which" "$IDLE_SECS" --transport ws --scenario idle \
+            --connections "$WS_IDLE_N" --procs "$IDLE_PROCS" --duration "$IDLE_SECS"
+    done
+    for which in ours-ws ws-peer ws-peer-4k; do
+        run_case ws-flood "$which" "$FLOOD_SECS" --transport ws --scenario echo --mode flood \
+            --size "$FLOOD_SIZE" --connections "$FLOOD_N" --duration "$FLOOD_SECS"
+    done
+    for which in ours-ws ws-peer ws-peer-4k; do
+        run_case ws-pingpong "$which" "$PP_SECS" --transport ws --scenario echo \
+            --mode pingpong --rate 1 --size "$PP_SIZE" --connections "$PP_N" --duration "$PP_SECS"
+    done
+fi
 
 # ---------------------------------------------------------------------------------
 # Report.
@@ -292,6 +343,8 @@ fi
     echo "- machine: nproc $(nproc), ${cpu:-unknown CPU}, $mem, kernel $(uname -r), open files $(ulimit -n)"
     echo "- ours: switchboard $rev, [listeners.echo], default reactor/worker threads"
     echo "- peer: ${PEER_CMD//\{port\}/PORT}"
+    echo "- WebSocket peer: ${WS_PEER_CMD//\{port\}/PORT} (and with --read-buffer 4096);" \
+        "ours: [listeners.echo] websocket = true; storm --transport ws; idle at $WS_IDLE_N"
     echo "- idle: $IDLE_N connections, $IDLE_PROCS client procs, held ${IDLE_SECS} s;" \
         "flood: $FLOOD_N x ${FLOOD_SIZE} B, ${FLOOD_SECS} s;" \
         "pingpong: $PP_N x 1 msg/s of ${PP_SIZE} B, ${PP_SECS} s"
@@ -363,10 +416,12 @@ def errors(d):
         return sum(v for v in e.values() if isinstance(v, (int, float)))
     return e if isinstance(e, (int, float)) else None
 
-print("| scenario | figure | ours | peer | ours / peer | better |")
-print("|---|---|---:|---:|---:|---|")
 missing = []
-for scen, label, path, unit, better in ROWS:
+tcp_ran = any(load(scen, w) is not None for scen in ("idle", "flood", "pingpong") for w in ("ours", "peer"))
+if tcp_ran:
+    print("| scenario | figure | ours | peer | ours / peer | better |")
+    print("|---|---|---:|---:|---:|---|")
+for scen, label, path, unit, better in (ROWS if tcp_ran else []):
     ours, peer = load(scen, "ours"), load(scen, "peer")
     for which, d in (("ours", ours), ("peer", peer)):
         if d is None and (scen, which) not in missing:
@@ -382,8 +437,39 @@ for scen, label, path, unit, better in ROWS:
     else:
         ratio = "n/a"
     print(f"| {scen} | {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} | {better} |")
-print()
-print("Ratios are ours / peer: below 1 is better for `lower` figures, above 1 for `higher`.")
+if tcp_ran:
+    print()
+    print("Ratios are ours / peer: below 1 is better for `lower` figures, above 1 for `higher`.")
+
+# The WebSocket part: ours (websocket = true), the binary connection beside it for idle,
+# and the WebSocket peer with its default and a 4 KiB read buffer.
+WS_COLS = ["ours-ws", "ours", "ws-peer", "ws-peer-4k"]
+if any(load(f"ws-{s}", w) is not None for s in ("idle", "flood", "pingpong") for w in WS_COLS):
+    print()
+    print("| WebSocket | figure | ours (WS) | ours (TCP) | peer | peer 4 KiB | ours / peer | ours / peer 4 KiB | better |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for scen, label, path, unit, better in ROWS:
+        wscen = f"ws-{scen}"
+        ds = {w: load(wscen, w) for w in WS_COLS}
+        for w in WS_COLS:
+            if ds[w] is None and (w != "ours" or scen == "idle") and (wscen, w) not in missing:
+                missing.append((wscen, w))
+        if path == "errors":
+            vals = {w: errors(d) for w, d in ds.items()}
+        else:
+            vals = {w: get(d, path) for w, d in ds.items()}
+        def ratio(a, b):
+            if a is not None and b:
+                return f"{a / b:.2f}"
+            return "=" if a == 0 and b == 0 else "n/a"
+        a = vals["ours-ws"]
+        tcp = fmt(vals["ours"], unit) if scen == "idle" else ""
+        print(f"| {scen} | {label} | {fmt(a, unit)} | {tcp} | {fmt(vals['ws-peer'], unit)} | "
+              f"{fmt(vals['ws-peer-4k'], unit)} | {ratio(a, vals['ws-peer'])} | "
+              f"{ratio(a, vals['ws-peer-4k'])} | {better} |")
+    print()
+    print("WebSocket rows: storm --transport ws (binary messages); ours (TCP) is a plain echo")
+    print("connection on the same listener type at the same count, for idle only.")
 for scen, which in missing:
     print(f"NOTE: no result for {scen} on {which}: see {out}/{scen}-{which}.err")
 PY

@@ -56,6 +56,13 @@ pub struct Cli {
     /// connect/idle: plain TCP, no protocol handshake (for echo servers).
     #[arg(long)]
     pub raw: bool,
+    /// How the connection carries the protocol: tcp (binary frames), ws-json (a
+    /// WebSocket with subprotocol `switchboard.v1.json`, one JSON text per message) or
+    /// ws-bin (`switchboard.v1.bin`, binary frames in binary messages). echo: tcp or
+    /// ws-bin (alias ws: --size byte binary messages to a WebSocket echo listener).
+    /// Over WebSocket, connect latency includes the HTTP upgrade round trip.
+    #[arg(long, value_enum, default_value_t = Transport::Tcp)]
+    pub transport: Transport,
     /// HS256 secret to mint tokens with (the HMAC key is the file's text, trimmed).
     #[arg(long, default_value = "./data/dev-secret", value_name = "PATH")]
     pub secret_file: PathBuf,
@@ -153,7 +160,14 @@ Examples:
   storm --scenario echo --target 127.0.0.1:7702 -n 1000 --size 1024 --mode flood --duration 10
   storm --scenario idle -n 19000 --duration 30 --server-pid $(pgrep -n switchboard)
   storm --scenario chat -n 5500 --agents 500 --capacity 10 --rate 10 --duration 20
-  storm --scenario fanout -n 10000 --count 10 --json";
+  storm --scenario fanout -n 10000 --count 10 --json
+  storm --scenario chat -n 5500 --transport ws-json --duration 20
+  storm --scenario echo --target 127.0.0.1:7702 --transport ws -n 1000 --size 1024 --mode flood
+
+Transports (--transport): tcp, ws-json, ws-bin (alias ws). Over WebSocket each connection
+first upgrades (GET / with a random Sec-WebSocket-Key, the 101 and its accept key checked),
+so connect latency includes the upgrade round trip; frames go out masked with a fresh
+key each. --raw/echo with ws-bin: binary messages of --size bytes, no subprotocol.";
 
 /// The scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -183,6 +197,35 @@ impl ScenarioKind {
             Self::Chat => "chat",
             Self::Fanout => "fanout",
         }
+    }
+}
+
+/// How a connection carries its traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// Plain TCP: binary frames (or raw bytes for echo).
+    Tcp,
+    /// WebSocket, subprotocol `switchboard.v1.json`: one JSON text message per frame.
+    WsJson,
+    /// WebSocket, subprotocol `switchboard.v1.bin`: binary frames in binary messages
+    /// (echo: `--size` byte binary messages, no subprotocol).
+    #[value(alias = "ws")]
+    WsBin,
+}
+
+impl Transport {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::WsJson => "ws-json",
+            Self::WsBin => "ws-bin",
+        }
+    }
+
+    /// Over a WebSocket.
+    pub fn is_ws(self) -> bool {
+        self != Self::Tcp
     }
 }
 
@@ -289,6 +332,8 @@ pub struct Plan {
     pub target: SocketAddr,
     /// Hello/Welcome and frames (`false`: plain TCP).
     pub protocol: bool,
+    /// TCP or WebSocket (and which dialect).
+    pub transport: Transport,
     /// Connections over the whole run.
     pub total_connections: u64,
     /// Connections this process opens.
@@ -423,6 +468,12 @@ impl Cli {
             ScenarioKind::Ping | ScenarioKind::Chat | ScenarioKind::Fanout => true,
             ScenarioKind::Connect | ScenarioKind::Idle => !self.raw,
         };
+        let transport = self.transport;
+        if transport == Transport::WsJson && !protocol {
+            return Err(value(
+                "--transport ws-json carries the protocol; for echo or --raw use --transport ws-bin",
+            ));
+        }
         match scenario {
             ScenarioKind::Ping if self.size > MAX_PING_DATA => {
                 return Err(value(format!(
@@ -573,6 +624,7 @@ impl Cli {
             scenario,
             target,
             protocol,
+            transport,
             total_connections: n,
             connections,
             first_index,
@@ -810,6 +862,23 @@ mod tests {
         assert_eq!((p.connections, p.first_index, p.procs), (50, 51, 2));
         assert!((p.connect_rate - 500.0).abs() < 1e-9);
         assert_eq!(p.proc_index(), 1);
+    }
+
+    #[test]
+    fn transports_resolve_and_json_needs_the_protocol() {
+        assert_eq!(parse(&[]).unwrap().transport, Transport::Tcp);
+        let p = parse(&["--scenario", "chat", "--transport", "ws-json"]).unwrap();
+        assert_eq!((p.transport, p.protocol), (Transport::WsJson, true));
+        let p = parse(&["--scenario", "echo", "--transport", "ws"]).unwrap();
+        assert_eq!((p.transport, p.protocol), (Transport::WsBin, false));
+        assert_eq!(p.transport.name(), "ws-bin");
+        for bad in [
+            &["--scenario", "echo", "--transport", "ws-json"][..],
+            &["--raw", "--transport", "ws-json"][..],
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains("ws-json"), "{e}");
+        }
     }
 
     #[test]

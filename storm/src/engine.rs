@@ -19,6 +19,14 @@
 //!    coordinator sets `release` (after sampling the server's memory), then closes them
 //!    all (`SO_LINGER 0`: no `TIME_WAIT` left behind) and returns.
 //!
+//! Over a WebSocket (`--transport ws-json|ws-bin`) a connection upgrades after the TCP
+//! connect (phase `Upgrading`: the request, then the `101` checked with its accept
+//! key), and [`Ctx::send`] wraps what a scenario sends: each frame as one JSON text
+//! (ws-json) or the frames as one binary message (ws-bin), masked with a fresh key;
+//! server messages are unwrapped ([`crate::ws::Reader`]) and fed to the same frame
+//! handling (JSON texts through `json_to_frame`). Server pings get pongs; a Close ends
+//! the connection with the error kind `ws_close_<code>`.
+//!
 //! Reads land in one 64 KiB buffer per thread; protocol frames are cut by the
 //! crate's own incremental deframer ([`frame::deframe`]), whose spill buffer holds
 //! only a partial frame. Writes go straight to the socket; what the kernel refuses
@@ -44,14 +52,17 @@ use serde::{Deserialize, Serialize};
 use slab::Slab;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use switchboard::frame::{self, FrameHeader};
+use switchboard::protocol::json::{JsonLimits, frame_to_json, json_to_frame};
 use switchboard::protocol::messages::{Hello, Welcome};
 use switchboard::protocol::{ErrorCode, Kind, Msg, PROTOCOL_VERSION};
+use switchboard::ws::{Opcode, Subprotocol};
 
-use crate::cli::{Plan, ScenarioKind};
+use crate::cli::{Plan, ScenarioKind, Transport};
 use crate::scenario::Scenario;
 use crate::sources;
 use crate::stats::{Clock, Meter, Stats};
 use crate::token::{self, Minter};
+use crate::ws::{self, Rng, WsEvent};
 
 /// Largest frame payload accepted from the server.
 const MAX_FRAME: u32 = frame::MAX_PAYLOAD_LIMIT;
@@ -194,6 +205,8 @@ impl ThreadSpec {
 pub enum Phase {
     /// TCP connect in progress.
     Connecting,
+    /// WebSocket transports: upgrade request sent, waiting for the `101`.
+    Upgrading,
     /// `Hello` sent, waiting for `Welcome`.
     Handshaking,
     /// Established.
@@ -293,6 +306,12 @@ pub struct Book {
     timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
     live: Arc<CachePadded<Live>>,
     protocol: bool,
+    /// TCP or WebSocket (and which dialect).
+    transport: Transport,
+    /// Masks and keys (WebSocket transports).
+    rng: Rng,
+    /// Reused for framing outbound WebSocket messages.
+    scratch: Vec<u8>,
     /// Load generation allowed (the steady stage).
     steady: bool,
     inflight: usize,
@@ -341,8 +360,80 @@ impl Ctx<'_> {
         self.book.steady
     }
 
-    /// Sends `bytes` in order: straight to the socket, the rest queued.
+    /// Sends `bytes` in order: straight to the socket, the rest queued. Over a
+    /// WebSocket, `bytes` (one or more binary frames in protocol mode, raw data for
+    /// echo) become masked messages: one binary message (ws-bin), or one JSON text
+    /// per frame (ws-json).
     pub fn send(&mut self, bytes: &[u8]) {
+        if self.core.close.is_some() {
+            return;
+        }
+        match self.book.transport {
+            Transport::Tcp => self.send_wire(bytes),
+            Transport::WsBin => {
+                let mut out = std::mem::take(&mut self.book.scratch);
+                out.clear();
+                ws::push_frame(&mut out, Opcode::Binary, bytes, self.book.rng.mask());
+                self.send_wire(&out);
+                self.book.scratch = out;
+            }
+            Transport::WsJson => {
+                let mut out = std::mem::take(&mut self.book.scratch);
+                out.clear();
+                let mut rest = bytes;
+                while !rest.is_empty() {
+                    let len = match frame::decode(rest, MAX_FRAME) {
+                        Ok(Some(d)) => d.consumed,
+                        _ => {
+                            self.core.fail("json_encode");
+                            break;
+                        }
+                    };
+                    let (one, tail) = rest.split_at(len.min(rest.len()));
+                    rest = tail;
+                    match frame_to_json(one) {
+                        Ok(text) => {
+                            ws::push_frame(&mut out, Opcode::Text, &text, self.book.rng.mask());
+                        }
+                        Err(_) => {
+                            self.core.fail("json_encode");
+                            break;
+                        }
+                    }
+                }
+                self.send_wire(&out);
+                self.book.scratch = out;
+            }
+        }
+    }
+
+    /// Sends `chunk` cut into messages of `size` bytes, each its own masked binary
+    /// WebSocket message, in one write (the echo scenario over a WebSocket).
+    pub fn send_messages(&mut self, chunk: &[u8], size: usize) {
+        if self.core.close.is_some() {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.book.scratch);
+        out.clear();
+        for msg in chunk.chunks(size.max(1)) {
+            ws::push_frame(&mut out, Opcode::Binary, msg, self.book.rng.mask());
+        }
+        self.send_wire(&out);
+        self.book.scratch = out;
+    }
+
+    /// Whether the connection is a WebSocket.
+    pub fn is_ws(&self) -> bool {
+        self.book.transport.is_ws()
+    }
+
+    /// Bytes queued behind what the kernel took.
+    pub fn queued(&self) -> usize {
+        self.core.queued()
+    }
+
+    /// Sends bytes exactly as they are, in order.
+    fn send_wire(&mut self, bytes: &[u8]) {
         if self.core.close.is_some() {
             return;
         }
@@ -480,8 +571,37 @@ pub fn msg_frame(msg: &Msg, request_id: u32) -> bytes::Bytes {
 struct Conn<C> {
     /// The deframer's partial frame (empty and unallocated between frames).
     spill: Vec<u8>,
+    /// WebSocket transports: the upgrade and the frame reader.
+    ws: Option<Box<WsConn>>,
     core: Core,
     st: C,
+}
+
+/// A WebSocket connection's client state.
+#[derive(Debug, Default)]
+struct WsConn {
+    /// The `Sec-WebSocket-Key` sent (until the `101`).
+    key: String,
+    /// The response head so far (until the `101`).
+    head: Vec<u8>,
+    reader: ws::Reader,
+}
+
+/// Bounds on the server's JSON texts: the protocol's largest frame, in JSON.
+const JSON_LIMITS: JsonLimits = JsonLimits {
+    max_bytes: 2 * MAX_FRAME as usize,
+    max_depth: 16,
+};
+/// Largest WebSocket message accepted from the server.
+const MAX_WS_MESSAGE: usize = MAX_FRAME as usize;
+
+/// The subprotocol offered for `transport` in `protocol` mode (none for raw echo).
+fn subprotocol(transport: Transport, protocol: bool) -> Option<&'static str> {
+    match (transport, protocol) {
+        (Transport::Tcp, _) | (_, false) => None,
+        (Transport::WsJson, true) => Some(Subprotocol::Json.name()),
+        (Transport::WsBin, true) => Some(Subprotocol::Bin.name()),
+    }
 }
 
 /// Where the thread is in the run.
@@ -562,6 +682,9 @@ impl<S: Scenario> Engine<S> {
                 timers: BinaryHeap::new(),
                 live,
                 protocol: plan.protocol,
+                transport: plan.transport,
+                rng: Rng::from_entropy(spec.thread as u64 + 1),
+                scratch: Vec::new(),
                 steady: false,
                 inflight: 0,
                 open: 0,
@@ -771,6 +894,7 @@ impl<S: Scenario> Engine<S> {
         let deadline = started + plan.connect_timeout;
         entry.insert(Conn {
             spill: Vec::new(),
+            ws: plan.transport.is_ws().then(Box::default),
             core: Core {
                 sock,
                 slot,
@@ -905,6 +1029,28 @@ impl<S: Scenario> Engine<S> {
     }
 
     fn on_connected(&mut self, slot: usize, now: Instant) {
+        let Some(Conn { core, ws, .. }) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if let Some(w) = ws {
+            core.phase = Phase::Upgrading;
+            w.key = self.book.rng.key();
+            let host = self.spec.plan.target.to_string();
+            let proto = subprotocol(self.book.transport, self.book.protocol);
+            let req = ws::upgrade_request(&host, proto, &w.key);
+            Ctx {
+                now,
+                core,
+                book: &mut self.book,
+            }
+            .send_wire(&req);
+            return;
+        }
+        self.after_connect(slot, now);
+    }
+
+    /// TCP connected (and upgraded, over a WebSocket): `Hello` or open.
+    fn after_connect(&mut self, slot: usize, now: Instant) {
         let Some(Conn { core, st, .. }) = self.conns.get_mut(slot) else {
             return;
         };
@@ -944,7 +1090,7 @@ impl<S: Scenario> Engine<S> {
 
     fn on_readable(&mut self, slot: usize, buf: &mut [u8]) {
         loop {
-            let Some(Conn { spill, core, st }) = self.conns.get_mut(slot) else {
+            let Some(Conn { core, .. }) = self.conns.get_mut(slot) else {
                 return;
             };
             if core.close.is_some() || core.phase == Phase::Connecting {
@@ -968,6 +1114,30 @@ impl<S: Scenario> Engine<S> {
             let data = buf.get(..n).unwrap_or_default();
             self.book.stats.received(now, n);
             self.book.live.bytes_in.fetch_add(n as u64, Relaxed);
+            self.on_bytes(slot, data, now);
+            // A short read drained the socket; data arriving later raises a new edge.
+            if n < buf.len() {
+                return;
+            }
+        }
+    }
+
+    /// Bytes from the socket: the upgrade answer, WebSocket frames, protocol frames
+    /// or raw data, depending on the transport and the phase.
+    fn on_bytes(&mut self, slot: usize, data: &[u8], now: Instant) {
+        let Some(Conn {
+            spill,
+            ws,
+            core,
+            st,
+        }) = self.conns.get_mut(slot)
+        else {
+            return;
+        };
+        if core.close.is_some() {
+            return;
+        }
+        let Some(w) = ws else {
             if self.book.protocol {
                 let (scenario, book) = (&mut self.scenario, &mut self.book);
                 let framed = frame::deframe(spill, data, MAX_FRAME, |h, payload| {
@@ -985,10 +1155,67 @@ impl<S: Scenario> Engine<S> {
                 };
                 self.scenario.on_data(&mut cx, st, data);
             }
-            // A short read drained the socket; data arriving later raises a new edge.
-            if n < buf.len() {
-                return;
+            return;
+        };
+        if core.phase == Phase::Upgrading {
+            w.head.extend_from_slice(data);
+            let proto = subprotocol(self.book.transport, self.book.protocol);
+            match ws::check_response(&w.head, &w.key, proto) {
+                Ok(None) => {}
+                Err(e) => core.fail(e.kind()),
+                Ok(Some(len)) => {
+                    // Frames may follow the head in the same read.
+                    let rest = w.head.split_off(len.min(w.head.len()));
+                    w.head = Vec::new();
+                    w.key = String::new();
+                    self.after_connect(slot, now);
+                    if !rest.is_empty() {
+                        self.on_bytes(slot, &rest, now);
+                    }
+                }
             }
+            return;
+        }
+        let (scenario, book) = (&mut self.scenario, &mut self.book);
+        let fed = w.reader.feed(data, MAX_WS_MESSAGE, |ev| {
+            match ev {
+                WsEvent::Message { text, payload } => match (book.transport, book.protocol) {
+                    (_, false) => {
+                        let mut cx = Ctx { now, core, book };
+                        scenario.on_data(&mut cx, st, payload);
+                    }
+                    (Transport::WsJson, true) if text => {
+                        match json_to_frame(payload, &JSON_LIMITS) {
+                            Ok((h, p)) => on_frame(scenario, book, core, st, h, &p, now),
+                            Err(_) => core.fail("bad_json"),
+                        }
+                    }
+                    (Transport::WsBin, true) if !text => {
+                        let framed = frame::deframe(spill, payload, MAX_FRAME, |h, p| {
+                            on_frame(scenario, book, core, st, h, p, now);
+                            core.close.is_none()
+                        });
+                        if framed.is_err() {
+                            core.fail("bad_frame");
+                        }
+                    }
+                    _ => core.fail("ws_wrong_message_type"),
+                },
+                WsEvent::Ping(p) => {
+                    let mut pong = Vec::with_capacity(p.len() + 6);
+                    ws::push_frame(&mut pong, Opcode::Pong, p, book.rng.mask());
+                    Ctx { now, core, book }.send_wire(&pong);
+                }
+                WsEvent::Pong => {}
+                WsEvent::Close(code) => core.fail(format!("ws_close_{code}")),
+            }
+            core.close.is_none()
+        });
+        if let Err(e) = fed {
+            core.fail(e.kind());
+        }
+        if !book.protocol && core.close.is_none() && core.phase == Phase::Open {
+            scenario.after_read(&mut Ctx { now, core, book }, st);
         }
     }
 
@@ -1001,7 +1228,7 @@ impl<S: Scenario> Engine<S> {
         let mut conn = self.conns.remove(slot);
         let _ = self.poll.registry().deregister(&mut conn.core.sock);
         match conn.core.phase {
-            Phase::Connecting | Phase::Handshaking => {
+            Phase::Connecting | Phase::Upgrading | Phase::Handshaking => {
                 self.book.inflight = self.book.inflight.saturating_sub(1);
                 self.book.live.connecting.fetch_sub(1, Relaxed);
                 self.book.stats.failed += 1;
@@ -1058,7 +1285,7 @@ fn on_frame<S: Scenario>(
 ) {
     let kind = Kind::from_u8(h.kind);
     match core.phase {
-        Phase::Connecting => {}
+        Phase::Connecting | Phase::Upgrading => {}
         Phase::Handshaking => match kind {
             Some(Kind::Welcome) => match Msg::decode(h.kind, payload) {
                 Ok(Msg::Welcome(w)) => open_conn(scenario, book, core, st, now, Some(&w)),

@@ -5,13 +5,16 @@
 //! over several child processes and loopback source addresses, drives a scenario on
 //! them (`connect`, `idle`, `echo`, `ping`, `chat`, `fanout`), and reports rates, latency percentiles
 //! (HdrHistogram) and errors by kind, as text or one JSON object. Every run is bounded
-//! and stops by itself; targets off loopback need `--allow-remote`.
+//! and stops by itself; targets off loopback need `--allow-remote`. `--transport
+//! ws-json|ws-bin` speaks the protocol over a WebSocket instead of plain TCP (and
+//! `ws` sends the echo scenario's messages as WebSocket binary messages).
 //!
 //! `cargo run --release --bin storm -- --help` (at the workspace root) lists the flags.
 //!
 //! Layout: `cli.rs` (flags → [`cli::Plan`]), `sources.rs` (source addresses),
 //! `limits.rs` (open files, ports, cores), `token.rs` (minting visitor tokens),
-//! `engine.rs` (the mio connection engine), `scenario/` (what each scenario sends),
+//! `engine.rs` (the mio connection engine), `ws.rs` (the WebSocket client side:
+//! upgrade, masked frames, frame reader), `scenario/` (what each scenario sends),
 //! `stats.rs` (histograms, counters, merging), `run.rs` (the coordinator),
 //! `procs.rs` (child processes), `rss.rs` (the server's memory), `report.rs`
 //! (JSON, text, `.hgrm`).
@@ -27,6 +30,7 @@ mod scenario;
 mod sources;
 mod stats;
 mod token;
+mod ws;
 
 use std::io::Write;
 use std::process::ExitCode;

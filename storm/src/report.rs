@@ -22,6 +22,9 @@ pub struct Report {
     pub target: String,
     /// `protocol` (Hello/Welcome, frames) or `raw` (plain TCP).
     pub wire: String,
+    /// `tcp`, `ws-json` or `ws-bin` (`--transport`).
+    #[serde(default)]
+    pub transport: String,
     /// Echo: `flood` or `pingpong`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub mode: Option<String>,
@@ -106,6 +109,7 @@ impl Report {
             scenario: plan.scenario.name().into(),
             target: plan.target.to_string(),
             wire: plan.wire().into(),
+            transport: plan.transport.name().into(),
             mode: (plan.scenario == ScenarioKind::Echo).then(|| plan.mode.name().into()),
             connections: s.connected,
             connections_requested: s.requested,
@@ -152,10 +156,11 @@ impl Report {
             .unwrap_or_default();
         let _ = writeln!(
             r,
-            "storm {}{mode} -> {} ({}), {} process{} x {} thread{}",
+            "storm {}{mode} -> {} ({} over {}), {} process{} x {} thread{}",
             self.scenario,
             self.target,
             self.wire,
+            self.transport,
             self.procs,
             if self.procs == 1 { "" } else { "es" },
             self.threads,
@@ -397,6 +402,7 @@ mod tests {
         assert_eq!(o["scenario"], "echo");
         assert_eq!(o["mode"], "flood");
         assert_eq!(o["wire"], "raw");
+        assert_eq!(o["transport"], "tcp");
         assert_eq!(o["connections"], 100);
         assert!(o["connect_rate_per_s"].is_f64());
         assert_eq!(o["messages_per_s"].as_f64().unwrap(), 50.0);

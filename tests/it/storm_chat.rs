@@ -15,7 +15,7 @@ fn storm_on_a_server(line: &str) -> Value {
     storm(&server, &words(line))
 }
 
-fn check_chat(v: &Value, n: u64) {
+pub(crate) fn check_chat(v: &Value, n: u64) {
     assert_eq!(v["scenario"], "chat", "{v}");
     assert_eq!(
         v["errors"],
@@ -61,7 +61,7 @@ fn chat_over_two_processes() {
     assert_eq!(v["procs"], 2, "{v}");
 }
 
-fn check_fanout(v: &Value, members: u64, notices: u64) {
+pub(crate) fn check_fanout(v: &Value, members: u64, notices: u64) {
     assert_eq!(v["scenario"], "fanout", "{v}");
     assert_eq!(v["errors"], serde_json::json!({}), "{v}");
     assert_eq!(v["connections"], members + 1, "members and the admin: {v}");

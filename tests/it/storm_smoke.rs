@@ -10,7 +10,7 @@ use crate::util::storm::{Run, run as storm, run_against};
 use crate::util::{TEST_SECRET, TestServer, with_echo, words};
 
 /// The report fields every bench script relies on, with their types.
-fn check_shape(v: &Value) {
+pub(crate) fn check_shape(v: &Value) {
     let o = v.as_object().expect("an object");
     for k in ["scenario", "target", "wire"] {
         assert!(o[k].is_string(), "{k}: {v}");
@@ -48,7 +48,7 @@ fn storm_on_a_server(line: &str) -> Run {
 }
 
 /// The figures of a clean run with `n` connections.
-fn check_clean(run: &Run, scenario: &str, n: u64) -> Value {
+pub(crate) fn check_clean(run: &Run, scenario: &str, n: u64) -> Value {
     let v = run
         .json
         .clone()

@@ -70,6 +70,11 @@ pub trait Scenario: Send + 'static {
     /// Bytes received. Raw mode only.
     fn on_data(&mut self, _cx: &mut Ctx<'_>, _c: &mut Self::Conn, _data: &[u8]) {}
 
+    /// Every message of one read from a WebSocket has been handed to
+    /// [`Scenario::on_data`] (raw mode over a WebSocket only), so a scenario can write
+    /// once per read rather than once per message.
+    fn after_read(&mut self, _cx: &mut Ctx<'_>, _c: &mut Self::Conn) {}
+
     /// The socket can take more bytes and nothing is queued.
     fn on_writable(&mut self, _cx: &mut Ctx<'_>, _c: &mut Self::Conn) {}
 
