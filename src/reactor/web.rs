@@ -364,7 +364,12 @@ impl Core {
             drv,
             slot,
             dialect,
-            out: BytesMut::new(),
+            // An echo answers about as many bytes as it read: one allocation.
+            out: if dialect == Dialect::WsEcho {
+                BytesMut::with_capacity(data.len().saturating_add(spilled.len()))
+            } else {
+                BytesMut::new()
+            },
         };
         let fed = if spilled.is_empty() {
             let fed = state.feed(data, &web.ws, &mut scratch, &mut sink);
