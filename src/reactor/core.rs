@@ -19,6 +19,7 @@ use slab::Slab;
 use super::conn::{Conn, Dialect, ListenerKind, Phase, token, untoken};
 use super::sys::{Driver, Sent};
 use super::timer::TimerHeap;
+use super::{dialect, visitor_desk};
 use crate::clock::{Clock, Mono};
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{CloseReason, Command, ConnId, Event, LiveLimits, WorkerQueue};
@@ -124,7 +125,7 @@ pub(crate) struct Core {
     /// Where WebSocket payloads are unmasked (one frame's worth, kept up to a bound).
     ws_scratch: Vec<u8>,
     /// The visitor-token endpoint's per-address rate and log gates.
-    visitor_desk: web_visitors::Desk,
+    visitor_desk: visitor_desk::Desk,
     /// The time the backend gave with the call being handled (each entry point that
     /// needs the clock takes it as `now`; the core never reads one).
     now: Mono,
@@ -149,7 +150,7 @@ impl Core {
     /// only converts deadlines sent as `Instant`s with it).
     pub fn new(id: u16, settings: Settings, links: Links, clock: Clock) -> Self {
         let reserve = settings.reserve_slots;
-        let visitor_desk = web_visitors::Desk::new(&settings.web.visitors);
+        let visitor_desk = visitor_desk::Desk::new(&settings.web.visitors);
         Self {
             id,
             settings,
@@ -578,7 +579,7 @@ impl Core {
 
     /// A protocol frame as connection `slot` receives it (its dialect's form).
     fn in_dialect(&self, slot: usize, frame: &Bytes) -> Option<Bytes> {
-        web::message_for(self.conns.get(slot)?.dialect, frame)
+        dialect::message_for(self.conns.get(slot)?.dialect, frame)
     }
 
     /// Writes to a connection: straight to the socket when the backend writes
@@ -1086,10 +1087,10 @@ impl Core {
         self.links.ledger.close(self.id, slot as u32);
         // In the connection's dialect (raw echo streams carry no frames, so they
         // close without one); nothing is sent after it.
-        let farewell = web::farewell_for(c.dialect, reason, farewell);
+        let farewell = dialect::farewell_for(c.dialect, reason, farewell);
         if c.dialect.is_ws() {
             c.dialect = Dialect::Raw;
-            let code = web::ws_close_code(reason);
+            let code = dialect::ws_close_code(reason);
             self.links.stats.web.count_ws_close(code, true);
         }
         if c.read_paused {
@@ -1185,7 +1186,7 @@ impl Core {
                     }
                 }
                 Command::SendMany { conns, frame } => {
-                    let mut encoded = web::PerDialect::new(frame.clone());
+                    let mut encoded = dialect::PerDialect::new(frame.clone());
                     for conn in conns {
                         if let Some(slot) = self.open_slot_of_id(conn) {
                             self.links.stats.kinds_out.count_encoded(&frame);
@@ -1450,4 +1451,4 @@ mod tests;
 mod web;
 #[path = "web_visitors.rs"]
 mod web_visitors;
-pub(crate) use web::WebSettings;
+pub(crate) use super::dialect::WebSettings;

@@ -4,9 +4,11 @@
 pub(crate) mod admission;
 mod conn;
 mod core;
+mod dialect;
 mod listen;
 mod sys;
 pub(crate) mod timer;
+mod visitor_desk;
 
 use std::io;
 use std::net::TcpListener;

@@ -5,188 +5,21 @@
 //! the connection's dialect. The codecs are sans-IO (`crate::http`, `crate::ws`,
 //! `crate::protocol::json`); this file only wires them to the connection context.
 
-use std::sync::Arc;
-
 use bytes::{Bytes, BytesMut};
 
 use super::Core;
-use super::web_visitors::{self, Visitors};
 use crate::frame::{self, FrameHeader};
 use crate::handoff::CloseReason;
-use crate::http::head::{self, HeadLimits, Method, Request};
+use crate::http::head::{self, Method, Request};
 use crate::http::response::Response;
-use crate::protocol::json::{self, JsonError, JsonLimits};
+use crate::protocol::json::{self, JsonError};
 use crate::protocol::{ErrorCode, Kind};
 use crate::reactor::conn::{Dialect, ListenerKind, Phase, WsPartial};
+use crate::reactor::dialect::{message_for, put_frame};
 use crate::reactor::sys::Driver;
-use crate::ws::frame::{Opcode, close_frame, server_header};
-use crate::ws::{Fed, OriginPolicy, Subprotocol, WsLimits, WsSink, WsState, close};
-
-/// The web edge's limits and rules, resolved from the config (`[web]`).
-pub(crate) struct WebSettings {
-    /// Origins whose pages may open a WebSocket (`web.allowed_origins`).
-    pub origins: OriginPolicy,
-    /// Request head bounds (`web.max_head_bytes`, `web.max_headers`).
-    pub head: HeadLimits,
-    /// WebSocket message bound (`web.max_message_bytes`).
-    pub ws: WsLimits,
-    /// JSON message bounds (`web.max_message_bytes`, nesting).
-    pub json: JsonLimits,
-    /// The visitor-token endpoint's sites (`[[web.sites]]`).
-    pub visitors: Visitors,
-}
-
-impl std::fmt::Debug for WebSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebSettings")
-            .field("max_head_bytes", &self.head.max_bytes)
-            .field("max_message_bytes", &self.ws.max_message)
-            .finish_non_exhaustive()
-    }
-}
-
-impl WebSettings {
-    /// The web settings of `config` (validated: the origin lists parse). The
-    /// origins of every site may open WebSockets too.
-    pub fn from_config(c: &crate::config::Config) -> Arc<Self> {
-        let w = &c.web;
-        let origins: Vec<String> = w
-            .allowed_origins
-            .iter()
-            .chain(w.sites.iter().flat_map(|s| &s.allowed_origins))
-            .cloned()
-            .collect();
-        Arc::new(Self {
-            origins: OriginPolicy::parse(&origins).unwrap_or_else(|_| OriginPolicy::same_host()),
-            head: HeadLimits {
-                max_bytes: w.max_head_bytes,
-                max_headers: w.max_headers,
-            },
-            ws: WsLimits {
-                max_message: w.max_message_bytes,
-            },
-            json: JsonLimits {
-                max_bytes: w.max_message_bytes as usize,
-                max_depth: JSON_MAX_DEPTH,
-            },
-            visitors: Visitors::from_config(c),
-        })
-    }
-}
-
-/// Deepest JSON nesting accepted; the protocol's own messages nest at most 4 deep.
-const JSON_MAX_DEPTH: usize = 16;
-
-/// The WebSocket close code for a connection closed for `reason`: protocol error
-/// codes travel as 4000 + code (the private-use range, so a page's `onclose` sees
-/// the code without parsing anything); a shutdown is 1001, anything else 1000.
-pub(crate) fn ws_close_code(reason: CloseReason) -> u16 {
-    match reason {
-        CloseReason::Error(code) => 4000u16.saturating_add(code.as_u16()),
-        CloseReason::Shutdown => close::GOING_AWAY,
-        _ => close::NORMAL,
-    }
-}
-
-/// A binary frame as a connection of `dialect` receives it (`None`: the dialect
-/// carries no protocol messages, or the frame has no JSON form).
-pub(crate) fn message_for(dialect: Dialect, frame: &Bytes) -> Option<Bytes> {
-    match dialect {
-        // A raw stream takes bytes as they are (no worker writes to one in
-        // production; closed WebSockets are `Raw` but take no more commands).
-        Dialect::Unknown | Dialect::Binary | Dialect::Raw => Some(frame.clone()),
-        Dialect::WsBin => Some(wrap(Opcode::Binary, frame)),
-        Dialect::WsJson => match json::frame_to_json(frame) {
-            Ok(text) => Some(wrap(Opcode::Text, &text)),
-            Err(e) => {
-                // The service built the frame: failing to convert it is a bug.
-                tracing::error!(error = %e, "no JSON form for an outbound frame; dropped");
-                None
-            }
-        },
-        Dialect::HttpHead | Dialect::WsEcho => None,
-    }
-}
-
-/// One unfragmented server frame around `payload`.
-fn wrap(op: Opcode, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::new();
-    put_frame(&mut out, op, payload);
-    out.freeze()
-}
-
-/// Appends one unfragmented server frame around `payload` to `out`.
-fn put_frame(out: &mut BytesMut, op: Opcode, payload: &[u8]) {
-    let (head, n) = server_header(op, payload.len());
-    out.reserve(n.saturating_add(payload.len()));
-    out.extend_from_slice(head.get(..n).unwrap_or_default());
-    out.extend_from_slice(payload);
-}
-
-/// The last bytes a connection of `dialect` closed for `reason` gets: the protocol
-/// farewell in its dialect, and on a WebSocket a Close frame after it.
-pub(crate) fn farewell_for(
-    dialect: Dialect,
-    reason: CloseReason,
-    farewell: Option<Bytes>,
-) -> Option<Bytes> {
-    match dialect {
-        Dialect::Unknown | Dialect::Binary => farewell,
-        Dialect::Raw => None,
-        Dialect::HttpHead => match reason {
-            CloseReason::Error(ErrorCode::HandshakeTimeout) => {
-                Some(Response::error(408, "the request head took too long").to_bytes(false))
-            }
-            CloseReason::Shutdown => {
-                Some(Response::error(503, "the server is shutting down").to_bytes(false))
-            }
-            _ => None,
-        },
-        Dialect::WsJson | Dialect::WsBin | Dialect::WsEcho => {
-            let mut out = BytesMut::new();
-            if let Some(message) = farewell.and_then(|f| message_for(dialect, &f)) {
-                out.extend_from_slice(&message);
-            }
-            out.extend_from_slice(&close_frame(ws_close_code(reason), reason.name()));
-            Some(out.freeze())
-        }
-    }
-}
-
-/// One outbound frame in each dialect, converted at most once (a frame for many
-/// connections is encoded once per dialect, not once per member).
-pub(crate) struct PerDialect {
-    frame: Bytes,
-    json: Option<Option<Bytes>>,
-    bin: Option<Bytes>,
-}
-
-impl PerDialect {
-    /// `frame` as the service encoded it (binary).
-    pub fn new(frame: Bytes) -> Self {
-        Self {
-            frame,
-            json: None,
-            bin: None,
-        }
-    }
-
-    /// The frame for a connection of `dialect`.
-    pub fn get(&mut self, dialect: Dialect) -> Option<Bytes> {
-        match dialect {
-            Dialect::WsJson => self
-                .json
-                .get_or_insert_with(|| message_for(Dialect::WsJson, &self.frame))
-                .clone(),
-            Dialect::WsBin => Some(
-                self.bin
-                    .get_or_insert_with(|| wrap(Opcode::Binary, &self.frame))
-                    .clone(),
-            ),
-            other => message_for(other, &self.frame),
-        }
-    }
-}
+use crate::reactor::visitor_desk as web_visitors;
+use crate::ws::frame::{Opcode, close_frame};
+use crate::ws::{Fed, Subprotocol, WsSink, WsState, close};
 
 /// The static routes of the client port (the widget and console come later).
 fn route(req: &Request) -> Response {
