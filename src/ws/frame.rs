@@ -164,6 +164,12 @@ pub fn close_frame(code: u16, reason: &str) -> Bytes {
 /// opcode and bits 4-6 the RSV bits, so tests can send reserved ones too.
 pub fn client_frame(fin: bool, op: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAX_HEADER_LEN.saturating_add(payload.len()));
+    push_client_frame(&mut out, fin, op, payload, mask);
+    out
+}
+
+/// [`client_frame`] appended to `out` (no allocation beyond `out`'s growth).
+pub fn push_client_frame(out: &mut Vec<u8>, fin: bool, op: u8, payload: &[u8], mask: [u8; 4]) {
     out.push(if fin { 0x80 } else { 0 } | (op & 0x7f));
     let len = payload.len();
     if len < 126 {
@@ -181,7 +187,6 @@ pub fn client_frame(fin: bool, op: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8>
     if let Some(body) = out.get_mut(start..) {
         apply_mask(body, mask);
     }
-    out
 }
 
 /// XORs `buf` with the repeating `mask` (masking and unmasking are the same), a word

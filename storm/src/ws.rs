@@ -8,6 +8,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use switchboard::bench_support::XorShift;
 use switchboard::ws::Opcode;
 use switchboard::ws::frame::{self, MAX_CONTROL_PAYLOAD, parse_header};
 
@@ -20,16 +21,12 @@ const MAX_HEADERS: usize = 32;
 /// to be unpredictable to a browser page, not cryptographic, and a load generator must
 /// not spend its time on it.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub struct Rng(XorShift);
 
 impl Rng {
-    /// Seeded from `seed` (zero is replaced: xorshift must not start at 0).
+    /// Seeded from `seed`.
     pub fn new(seed: u64) -> Self {
-        Self(if seed == 0 {
-            0x9e37_79b9_7f4a_7c15
-        } else {
-            seed
-        })
+        Self(XorShift::new(seed))
     }
 
     /// Seeded from the clock, the thread and `salt`.
@@ -40,14 +37,8 @@ impl Rng {
         Self::new(t ^ salt.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(std::process::id()))
     }
 
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
     }
 
     /// A fresh masking key.
@@ -168,23 +159,7 @@ pub fn check_response(
 /// Appends one masked client frame with FIN set to `out` (no allocation beyond
 /// `out`'s growth).
 pub fn push_frame(out: &mut Vec<u8>, op: Opcode, payload: &[u8], mask: [u8; 4]) {
-    out.push(0x80 | op.bits());
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if let Ok(short) = u16::try_from(len) {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&short.to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    if let Some(body) = out.get_mut(start..) {
-        frame::apply_mask(body, mask);
-    }
+    frame::push_client_frame(out, true, op.bits(), payload, mask);
 }
 
 /// What the reader found.
