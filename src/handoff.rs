@@ -137,6 +137,9 @@ pub enum Command {
     StopInput(crossbeam_channel::Sender<()>),
     /// A configuration reload changed the connection limits (SIGHUP).
     Limits(LiveLimits),
+    /// A configuration reload built the token keys anew: visitor tokens are signed
+    /// with its first key from now on (so they verify under the keys in force).
+    VisitorSigner(Arc<crate::auth::Verifier>),
     /// Shutdown phase two: say `Bye`, flush, close everything, exit the thread.
     Drain {
         /// Give up flushing at this instant.
@@ -157,6 +160,7 @@ impl Command {
             Command::SendMany { .. }
             | Command::StopInput(_)
             | Command::Limits(_)
+            | Command::VisitorSigner(_)
             | Command::Drain { .. } => None,
         }
     }

@@ -1243,6 +1243,7 @@ impl Core {
                 }
                 Command::Drain { deadline } => self.begin_drain(drv, deadline),
                 Command::Limits(l) => self.settings.live = l,
+                Command::VisitorSigner(v) => self.visitor_desk.signer = Some(v),
             }
         }
     }

@@ -3,6 +3,7 @@
 //! per-address rate table (see `core/web_visitors.rs` for the endpoint itself).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Verifier;
@@ -21,8 +22,9 @@ pub(crate) const SUFFIX: &str = "/visitor-token";
 /// the reactors, never changed after start.
 pub(crate) struct Visitors {
     pub sites: HashMap<String, SiteEntry>,
-    /// Mints the tokens (`None`: no usable key; the endpoint answers 503).
-    pub verifier: Option<Verifier>,
+    /// The start's signing keys (`None`: none usable); each reactor's [`Desk`] keeps
+    /// its own copy, which a reload replaces.
+    pub verifier: Option<Arc<Verifier>>,
     pub ttl: Duration,
     pub per_minute: u32,
     pub max_entries: usize,
@@ -68,7 +70,7 @@ impl Visitors {
             None
         } else {
             match Verifier::from_config_without_creating(c) {
-                Ok(v) => v,
+                Ok(v) => v.map(Arc::new),
                 Err(e) => {
                     tracing::error!(error = %e, "no key to sign visitor tokens with");
                     None
@@ -89,6 +91,9 @@ impl Visitors {
 /// One reactor's state for the endpoint: the per-address rate and log gates.
 #[derive(Debug)]
 pub(crate) struct Desk {
+    /// Mints the tokens (`None`: no usable key; the endpoint answers 503): the
+    /// start's keys, then those of the last reload.
+    pub signer: Option<Arc<Verifier>>,
     pub rates: RateTable<IpKey>,
     /// One gate per outcome (refusals are logged at most once a second each).
     pub logs: [LogGate; Outcome::ALL.len()],
@@ -98,6 +103,7 @@ impl Desk {
     /// The state for `visitors`.
     pub fn new(visitors: &Visitors) -> Self {
         Self {
+            signer: visitors.verifier.clone(),
             rates: RateTable::new(visitors.per_minute, visitors.max_entries),
             logs: Default::default(),
         }

@@ -143,7 +143,7 @@ impl Core {
             );
             return (r.header("Retry-After", secs.max(1).to_string()), o);
         }
-        let Some(verifier) = visitors.verifier.as_ref() else {
+        let Some(verifier) = self.visitor_desk.signer.as_deref() else {
             return refuse(503, "no key to sign tokens with".into(), Outcome::Failed);
         };
         let mut random = [0u8; visitor::VISITOR_ID_RANDOM_BYTES];

@@ -117,8 +117,22 @@ impl Live {
         *live.sessions.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(sessions);
         let limits = LiveLimits::from_config(new);
         metrics.pending_limit.set(limits.max_pending_total);
+        // Visitor tokens (sites are fixed at start) are signed with the new keys, so
+        // they verify under what the sessions now check.
+        let signer = (!current.web.sites.is_empty())
+            .then(|| {
+                crate::auth::Verifier::from_config_without_creating(new)
+                    .ok()
+                    .flatten()
+            })
+            .flatten()
+            .map(Arc::new);
         for r in live.reactors.iter() {
-            if r.send(Command::Limits(limits)) {
+            let mut sent = r.send(Command::Limits(limits));
+            if let Some(v) = &signer {
+                sent |= r.send(Command::VisitorSigner(v.clone()));
+            }
+            if sent {
                 r.wake();
             }
         }

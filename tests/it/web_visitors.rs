@@ -387,3 +387,42 @@ fn lengths_types_methods_and_sites_get_their_status() {
     assert_eq!(r.status, 408, "{r:?}");
     n.ping(1, b"");
 }
+
+#[test]
+fn after_a_reload_that_replaces_the_keys_new_visitor_tokens_verify() {
+    let mut server = TestServer::start(with_sites);
+    let addr = server.addr();
+    let before = issued(&post(&server, &json!({})));
+    // A reload drops the only key for another one.
+    let mut next = server.config().clone();
+    next.auth.keys = vec![switchboard::config::AuthKey {
+        kid: "next".into(),
+        secret: Some("a-completely-different-secret-0123456789abcdef".into()),
+        secret_file: None,
+    }];
+    let daemon = server.take();
+    daemon.reload(&next).expect("reload");
+    let say_hello = |token: &Value| {
+        let mut c = WsClient::connect(addr, Some("switchboard.v1.json"), Some(ORIGIN));
+        send_json(
+            &mut c,
+            &json!({"kind": "Hello", "request_id": 1,
+                "fields": {"protocol": 1, "token": token, "client": "visitor-test"}}),
+        );
+        c.read_data()
+    };
+    // The token minted before no longer verifies (its key is gone); one minted now does.
+    let refused: Value = serde_json::from_str(say_hello(&before["token"]).text()).unwrap();
+    assert_eq!(
+        (refused["kind"].as_str(), refused["status"].as_u64()),
+        (Some("Error"), Some(202))
+    );
+    let after = issued(&raw(
+        addr,
+        post_text(PATH, Some(ORIGIN), "", "{}").as_bytes(),
+    ));
+    let welcome: Value = serde_json::from_str(say_hello(&after["token"]).text()).unwrap();
+    assert_eq!(welcome["kind"], "Welcome", "{welcome}");
+    assert_eq!(welcome["fields"]["user"], after["user"]);
+    daemon.shutdown();
+}
