@@ -24,8 +24,8 @@
 //! key), and [`Ctx::send`] wraps what a scenario sends: each frame as one JSON text
 //! (ws-json) or the frames as one binary message (ws-bin), masked with a fresh key;
 //! server messages are unwrapped ([`crate::ws::Reader`]) and fed to the same frame
-//! handling (JSON texts through `json_to_frame`). Server pings get pongs; a Close ends
-//! the connection with the error kind `ws_close_<code>`.
+//! handling (JSON texts through `json_to_frame`). Server pings get pongs; a Close is
+//! answered with a Close and ends the connection with the error kind `ws_close_<code>`.
 //!
 //! Reads land in one 64 KiB buffer per thread; protocol frames are cut by the
 //! crate's own incremental deframer ([`frame::deframe`]), whose spill buffer holds
@@ -1207,7 +1207,18 @@ impl<S: Scenario> Engine<S> {
                     Ctx { now, core, book }.send_wire(&pong);
                 }
                 WsEvent::Pong => {}
-                WsEvent::Close(code) => core.fail(format!("ws_close_{code}")),
+                WsEvent::Close(code) => {
+                    // Answer the closing handshake (RFC 6455 5.5.1), then drop it.
+                    let mut reply = Vec::with_capacity(8);
+                    let echoed = if code == 1005 {
+                        Vec::new()
+                    } else {
+                        code.to_be_bytes().to_vec()
+                    };
+                    ws::push_frame(&mut reply, Opcode::Close, &echoed, book.rng.mask());
+                    Ctx { now, core, book }.send_wire(&reply);
+                    core.fail(format!("ws_close_{code}"));
+                }
             }
             core.close.is_none()
         });
