@@ -14,7 +14,7 @@ use crate::http::head::HeadLimits;
 use crate::http::response::Response;
 use crate::protocol::ErrorCode;
 use crate::protocol::json::{self, JsonLimits};
-use crate::ws::frame::{Opcode, close_frame, server_header};
+use crate::ws::frame::{Opcode, close_frame, server_frame};
 use crate::ws::{OriginPolicy, WsLimits, close};
 
 /// The web edge's limits and rules, resolved from the config (`[web]`).
@@ -90,9 +90,9 @@ pub(crate) fn message_for(dialect: Dialect, frame: &Bytes) -> Option<Bytes> {
         // A raw stream takes bytes as they are (no worker writes to one in
         // production; closed WebSockets are `Raw` but take no more commands).
         Dialect::Unknown | Dialect::Binary | Dialect::Raw => Some(frame.clone()),
-        Dialect::WsBin => Some(wrap(Opcode::Binary, frame)),
+        Dialect::WsBin => Some(server_frame(Opcode::Binary, frame)),
         Dialect::WsJson => match json::frame_to_json(frame) {
-            Ok(text) => Some(wrap(Opcode::Text, &text)),
+            Ok(text) => Some(server_frame(Opcode::Text, &text)),
             Err(e) => {
                 // The service built the frame: failing to convert it is a bug.
                 tracing::error!(error = %e, "no JSON form for an outbound frame; dropped");
@@ -101,21 +101,6 @@ pub(crate) fn message_for(dialect: Dialect, frame: &Bytes) -> Option<Bytes> {
         },
         Dialect::HttpHead | Dialect::WsEcho => None,
     }
-}
-
-/// One unfragmented server frame around `payload`.
-pub(crate) fn wrap(op: Opcode, payload: &[u8]) -> Bytes {
-    let mut out = BytesMut::new();
-    put_frame(&mut out, op, payload);
-    out.freeze()
-}
-
-/// Appends one unfragmented server frame around `payload` to `out`.
-pub(crate) fn put_frame(out: &mut BytesMut, op: Opcode, payload: &[u8]) {
-    let (head, n) = server_header(op, payload.len());
-    out.reserve(n.saturating_add(payload.len()));
-    out.extend_from_slice(head.get(..n).unwrap_or_default());
-    out.extend_from_slice(payload);
 }
 
 /// The last bytes a connection of `dialect` closed for `reason` gets: the protocol
@@ -175,7 +160,7 @@ impl PerDialect {
                 .clone(),
             Dialect::WsBin => Some(
                 self.bin
-                    .get_or_insert_with(|| wrap(Opcode::Binary, &self.frame))
+                    .get_or_insert_with(|| server_frame(Opcode::Binary, &self.frame))
                     .clone(),
             ),
             other => message_for(other, &self.frame),

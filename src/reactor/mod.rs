@@ -26,6 +26,7 @@ use crate::reactor::admission::{AcceptBucket, ConnLimits};
 pub(crate) use conn::ListenerKind;
 pub(crate) use listen::bind_group;
 pub(crate) use sys::Chosen as Backend;
+pub(crate) use visitor_desk::signer as visitor_signer;
 
 /// Resolves `reactor.backend` (`auto` probes the kernel once per process; with `log`
 /// the choice and its reason are logged). An explicit `uring` on a kernel that lacks

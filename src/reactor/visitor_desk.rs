@@ -66,17 +66,7 @@ impl Visitors {
                 }
             }
         }
-        let verifier = if sites.is_empty() {
-            None
-        } else {
-            match Verifier::from_config_without_creating(c) {
-                Ok(v) => v.map(Arc::new),
-                Err(e) => {
-                    tracing::error!(error = %e, "no key to sign visitor tokens with");
-                    None
-                }
-            }
-        };
+        let verifier = if sites.is_empty() { None } else { signer(c) };
         Self {
             sites,
             verifier,
@@ -84,6 +74,17 @@ impl Visitors {
             per_minute: w.visitor_tokens_per_minute,
             max_entries: w.max_rate_entries,
             wall: crate::clock::unix_ms,
+        }
+    }
+}
+
+/// What signs visitor tokens under the keys of `c` (`None`, logged: no usable key).
+pub(crate) fn signer(c: &crate::config::Config) -> Option<Arc<Verifier>> {
+    match Verifier::from_config_without_creating(c) {
+        Ok(v) => v.map(Arc::new),
+        Err(e) => {
+            tracing::error!(error = %e, "no key to sign visitor tokens with");
+            None
         }
     }
 }

@@ -15,10 +15,10 @@ use crate::http::response::Response;
 use crate::protocol::json::{self, JsonError};
 use crate::protocol::{ErrorCode, Kind};
 use crate::reactor::conn::{Dialect, ListenerKind, Phase, WsPartial};
-use crate::reactor::dialect::{message_for, put_frame};
+use crate::reactor::dialect::message_for;
 use crate::reactor::sys::Driver;
 use crate::reactor::visitor_desk as web_visitors;
-use crate::ws::frame::{Opcode, close_frame};
+use crate::ws::frame::{Opcode, close_frame, put_server_frame};
 use crate::ws::{Fed, Subprotocol, WsSink, WsState, close};
 
 /// The static routes of the client port (the widget and console come later).
@@ -439,12 +439,12 @@ impl<D: Driver> WsSink for Sink<'_, D> {
             Dialect::WsEcho => {
                 let op = if text { Opcode::Text } else { Opcode::Binary };
                 if fin && inner.is_empty() {
-                    put_frame(&mut self.out, op, chunk);
+                    put_server_frame(&mut self.out, op, chunk);
                     return Ok(());
                 }
                 inner.extend_from_slice(chunk);
                 if fin {
-                    put_frame(&mut self.out, op, &inner);
+                    put_server_frame(&mut self.out, op, &inner);
                 } else {
                     self.keep(inner);
                 }

@@ -119,14 +119,11 @@ impl Live {
         metrics.pending_limit.set(limits.max_pending_total);
         // Visitor tokens (sites are fixed at start) are signed with the new keys, so
         // they verify under what the sessions now check.
-        let signer = (!current.web.sites.is_empty())
-            .then(|| {
-                crate::auth::Verifier::from_config_without_creating(new)
-                    .ok()
-                    .flatten()
-            })
-            .flatten()
-            .map(Arc::new);
+        let signer = if current.web.sites.is_empty() {
+            None
+        } else {
+            crate::reactor::visitor_signer(new)
+        };
         for r in live.reactors.iter() {
             let mut sent = r.send(Command::Limits(limits));
             if let Some(v) = &signer {

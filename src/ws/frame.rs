@@ -134,11 +134,17 @@ pub fn server_header(op: Opcode, len: usize) -> ([u8; 10], usize) {
 
 /// A whole unmasked server frame with FIN set: header and payload.
 pub fn server_frame(op: Opcode, payload: &[u8]) -> Bytes {
+    let mut out = BytesMut::new();
+    put_server_frame(&mut out, op, payload);
+    out.freeze()
+}
+
+/// [`server_frame`] appended to `out` (several frames leave in one write).
+pub fn put_server_frame(out: &mut BytesMut, op: Opcode, payload: &[u8]) {
     let (head, used) = server_header(op, payload.len());
-    let mut out = BytesMut::with_capacity(used.saturating_add(payload.len()));
+    out.reserve(used.saturating_add(payload.len()));
     out.put_slice(head.get(..used).unwrap_or_default());
     out.put_slice(payload);
-    out.freeze()
 }
 
 /// A Close frame with `code` and `reason`, the reason cut at a char boundary so the
