@@ -80,8 +80,12 @@ pub struct Config {
     pub assist: AssistConfig,
     /// The web edge of the client listener (HTTP, WebSocket, JSON).
     pub web: WebConfig,
+    /// The HTTP API for back ends (`/api/v1/…` on the client port).
+    pub api: ApiConfig,
 }
 
+mod api;
+pub use api::{ApiConfig, ApiKeyConfig, MAX_API_KEYS, valid_key_id};
 mod web;
 pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
 
@@ -106,6 +110,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             assist: AssistConfig::default(),
             web: WebConfig::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -745,6 +750,9 @@ impl Config {
             ));
         }
         if let Err((key, reason)) = self.web.validate() {
+            return Err(invalid(key, reason));
+        }
+        if let Err((key, reason)) = self.api.validate() {
             return Err(invalid(key, reason));
         }
         self.listeners_apart()?;
