@@ -74,6 +74,13 @@ pub enum Event {
         /// Its payload, without padding.
         payload: Bytes,
     },
+    /// An HTTP API request (`crate::api`), answered by a frame with its `rid`.
+    Api {
+        /// Where it came from.
+        conn: ConnId,
+        /// The request.
+        call: Box<crate::api::ApiCall>,
+    },
     /// The connection is gone (or closing); nothing more will arrive from it.
     Closed {
         /// The connection.

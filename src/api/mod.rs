@@ -23,3 +23,15 @@ pub const PREFIX: &str = "/api/v1/";
 pub fn is_api_path(path: &str) -> bool {
     path.starts_with(PREFIX) || path == "/api/v1"
 }
+
+/// An API request on its way from a reactor to the session worker of its
+/// connection: the credential as presented and the routed call.
+#[derive(Debug)]
+pub struct ApiCall {
+    /// The request id the reply will carry (the reactor matches it).
+    pub rid: u32,
+    /// The `Authorization` header (a credential: never logged).
+    pub authorization: Option<String>,
+    /// The routed request.
+    pub call: route::Call,
+}

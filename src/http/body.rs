@@ -312,5 +312,6 @@ impl BodyReader {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 #[path = "body_tests.rs"]
 mod tests;
