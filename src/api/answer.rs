@@ -72,7 +72,9 @@ pub fn error(status: u16, code: ErrorCode, message: &str, conversation: u64) -> 
     }
 }
 
-/// The answer for a reply frame of the service.
+/// The answer for a reply frame of the service: `Accepted` is 201 with its fields, a
+/// header-only `Pong` (an acknowledgement, [`crate::service`]'s `api_ack`) 204, any
+/// other reply 200 with its fields, an `Error` its status.
 pub fn from_frame(frame: &[u8]) -> Response {
     let (header, fields) = match crate::protocol::json::frame_fields_json(frame) {
         Ok(x) => x,
@@ -82,10 +84,20 @@ pub fn from_frame(frame: &[u8]) -> Response {
             return error(500, ErrorCode::Internal, "reply could not be converted", 0);
         }
     };
+    if header.kind == Kind::Pong.as_u8() {
+        // The acknowledgement of a request with no reply of its own.
+        return Response::new(204, JSON, Bytes::new());
+    }
     if header.kind != Kind::Error.as_u8() {
         let mut body = fields.to_vec();
         body.push(b'\n');
-        return Response::new(200, JSON, Bytes::from(body));
+        // A stored message (or a resend of one) is a created resource.
+        let status = if header.kind == Kind::Accepted.as_u8() {
+            201
+        } else {
+            200
+        };
+        return Response::new(status, JSON, Bytes::from(body));
     }
     // An Error: its message when it has one, else the header's status.
     let payload = frame

@@ -1,11 +1,14 @@
 //! The API's routes: method, path, query and body → the protocol message a request
 //! stands for and the scope it needs (`proto-spec/openapi.yaml` documents them).
 
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
 use super::Scope;
 use super::query::{QueryError, number, params};
-use crate::http::head::Method;
-use crate::protocol::Msg;
-use crate::protocol::messages::{self, conversation_state};
+use crate::http::head::{Method, Request};
+use crate::protocol::messages::{self, conversation_state, role};
+use crate::protocol::{DecodeError, Msg};
 
 /// Largest JavaScript-safe integer: ids travel as strings, but a number in a query
 /// is still read as one.
@@ -18,6 +21,29 @@ pub struct Call {
     pub scope: Scope,
     /// The protocol request to hand to the service.
     pub msg: Msg,
+    /// Who the request acts as.
+    pub acting: Acting,
+    /// A `Send` without `Idempotency-Key`: the service gives it a fresh
+    /// `client_msg_id` (so it is never taken for a resend).
+    pub fresh_id: bool,
+}
+
+/// Who an API request acts as in a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acting {
+    /// The credential's own principal: a tenant-wide admin (reads, notices).
+    Admin,
+    /// The gateway itself (role `SYSTEM`), on behalf of the credential: may write
+    /// into and close any conversation of its tenant.
+    System,
+    /// An agent or bot of the tenant (role and user id): only where that user
+    /// serves the conversation, as if it had sent the request itself.
+    Staff {
+        /// `role::AGENT` or `role::BOT`.
+        role: u8,
+        /// The user id.
+        user: String,
+    },
 }
 
 /// Why a request names no call; [`RouteError::status`] is the HTTP status.
@@ -38,6 +64,12 @@ pub enum RouteError {
     /// A path parameter that is not what the route takes (400).
     #[error("path parameter {0}: a conversation id is a decimal number from 1 to 2^64-1")]
     PathId(&'static str),
+    /// A body that is not the JSON object the route takes (400).
+    #[error("request body: {0}")]
+    Body(String),
+    /// A body that is not `application/json` (415).
+    #[error("request body must be application/json")]
+    MediaType,
 }
 
 impl RouteError {
@@ -46,34 +78,209 @@ impl RouteError {
         match self {
             Self::NotFound => 404,
             Self::Method { .. } => 405,
-            Self::Query(_) | Self::PathId(_) => 400,
+            Self::Query(_) | Self::PathId(_) | Self::Body(_) => 400,
+            Self::MediaType => 415,
         }
     }
 }
 
-/// Routes one request (`path` without its query). `HEAD` is routed as `GET`.
-pub fn route(method: Method, path: &str, query: Option<&str>) -> Result<Call, RouteError> {
-    let rest = path
+/// Routes one request with its `body`. `HEAD` is routed as `GET`.
+pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
+    let (method, query) = (req.method, req.query.as_deref());
+    let rest = req
+        .path
         .strip_prefix(super::PREFIX)
         .ok_or(RouteError::NotFound)?;
     let segments: Vec<&str> = rest.split('/').collect();
     let get = matches!(method, Method::Get | Method::Head);
-    match segments.as_slice() {
-        ["conversations"] => {
-            if !get {
-                return Err(RouteError::Method { allow: "GET, HEAD" });
-            }
-            list_conversations(query)
+    let post = method == Method::Post;
+    const READ: RouteError = RouteError::Method { allow: "GET, HEAD" };
+    const WRITE: RouteError = RouteError::Method { allow: "POST" };
+    const BOTH: RouteError = RouteError::Method {
+        allow: "GET, HEAD, POST",
+    };
+    let json = || -> Result<&[u8], RouteError> {
+        let media = req.content_type.as_deref().unwrap_or_default();
+        let essence = media.split(';').next().unwrap_or_default().trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(RouteError::MediaType);
         }
-        ["conversations", id, "messages"] => {
-            if !get {
-                return Err(RouteError::Method { allow: "GET, HEAD" });
-            }
-            let conversation = conversation_id(id)?;
-            history(conversation, query)
+        Ok(body)
+    };
+    let call = match segments.as_slice() {
+        ["conversations"] if get => list_conversations(query)?,
+        ["conversations"] => return Err(READ),
+        ["conversations", id, "messages"] if get => history(conversation_id(id)?, query)?,
+        ["conversations", id, "messages"] if post => {
+            params(query, &[])?;
+            post_message(
+                conversation_id(id)?,
+                json()?,
+                req.idempotency_key.as_deref(),
+            )?
         }
-        _ => Err(RouteError::NotFound),
+        ["conversations", _, "messages"] => return Err(BOTH),
+        ["conversations", id, "close"] if post => {
+            params(query, &[])?;
+            // Every field is optional: no body at all is fine.
+            let body = if body.is_empty() { body } else { json()? };
+            close(conversation_id(id)?, body)?
+        }
+        ["conversations", _, "close"] => return Err(WRITE),
+        ["notices"] if post => {
+            params(query, &[])?;
+            notice(json()?)?
+        }
+        ["notices"] => return Err(WRITE),
+        _ => return Err(RouteError::NotFound),
+    };
+    check_bounds(&call.msg)?;
+    Ok(call)
+}
+
+/// The protocol's bounds (PROTOCOL.md section 4) hold for an API-built message as
+/// for a decoded one: checked by the same decoder, on the message's own archive.
+fn check_bounds(msg: &Msg) -> Result<(), RouteError> {
+    let frame = msg.to_frame(0);
+    let Some(d) = crate::frame::decode(&frame, crate::frame::MAX_PAYLOAD_LIMIT)
+        .ok()
+        .flatten()
+    else {
+        return Err(RouteError::Body("message does not encode".into()));
+    };
+    match Msg::decode(d.header.kind, d.payload) {
+        Ok(_) => Ok(()),
+        Err(DecodeError::Bound { field, reason, .. }) => {
+            Err(RouteError::Body(format!("{field}: {reason}")))
+        }
+        Err(e) => Err(RouteError::Body(e.to_string())),
     }
+}
+
+/// A strict JSON body: unknown fields and wrong types are errors.
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, RouteError> {
+    serde_json::from_slice(body).map_err(|e| RouteError::Body(e.to_string()))
+}
+
+/// Who a write acts as, from a body's `sender_role` and `sender`.
+fn acting(sender_role: Option<&str>, sender: Option<String>) -> Result<Acting, RouteError> {
+    let staff = |role| match &sender {
+        Some(user) if !user.is_empty() => Ok(Acting::Staff {
+            role,
+            user: user.clone(),
+        }),
+        _ => Err(RouteError::Body(
+            "`sender` (the user id) is required with sender_role agent or bot".into(),
+        )),
+    };
+    match sender_role {
+        None | Some("system") if sender.is_none() => Ok(Acting::System),
+        None | Some("system") => Err(RouteError::Body(
+            "`sender` is only for sender_role agent or bot".into(),
+        )),
+        Some("agent") => staff(role::AGENT),
+        Some("bot") => staff(role::BOT),
+        Some(_) => Err(RouteError::Body(
+            "`sender_role`: one of system, agent, bot".into(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostMessage {
+    body: String,
+    #[serde(default)]
+    content_type: Option<u8>,
+    #[serde(default)]
+    sender_role: Option<String>,
+    #[serde(default)]
+    sender: Option<String>,
+}
+
+/// The `client_msg_id` of an `Idempotency-Key`: the same key, the same id.
+pub fn idempotency_id(key: &str) -> u64 {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(digest.get(..8).unwrap_or(&[0; 8]));
+    u64::from_le_bytes(id).max(1)
+}
+
+/// `POST /api/v1/conversations/{id}/messages`.
+fn post_message(conversation: u64, body: &[u8], key: Option<&str>) -> Result<Call, RouteError> {
+    let m: PostMessage = parse_body(body)?;
+    if let Some(k) = key
+        && (k.is_empty() || k.len() > 255)
+    {
+        return Err(RouteError::Body("Idempotency-Key: 1 to 255 bytes".into()));
+    }
+    let content_type = m.content_type.unwrap_or(messages::content::TEXT);
+    Ok(Call {
+        scope: Scope::MessagesWrite,
+        acting: acting(m.sender_role.as_deref(), m.sender)?,
+        fresh_id: key.is_none(),
+        msg: Msg::from(messages::Send {
+            content_type,
+            conversation,
+            client_msg_id: key.map_or(0, idempotency_id),
+            group: String::new(),
+            body: m.body,
+        }),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostClose {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    sender_role: Option<String>,
+    #[serde(default)]
+    sender: Option<String>,
+}
+
+/// `POST /api/v1/conversations/{id}/close`.
+fn close(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
+    let c: PostClose = if body.is_empty() {
+        parse_body(b"{}")?
+    } else {
+        parse_body(body)?
+    };
+    Ok(Call {
+        scope: Scope::ConversationsWrite,
+        acting: acting(c.sender_role.as_deref(), c.sender)?,
+        fresh_id: false,
+        msg: Msg::from(messages::Close {
+            conversation,
+            seq: 0,
+            reason: c.reason,
+        }),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostNotice {
+    text: String,
+    #[serde(default)]
+    group: String,
+}
+
+/// `POST /api/v1/notices`.
+fn notice(body: &[u8]) -> Result<Call, RouteError> {
+    let n: PostNotice = parse_body(body)?;
+    Ok(Call {
+        scope: Scope::NoticesWrite,
+        acting: Acting::Admin,
+        fresh_id: false,
+        msg: Msg::from(messages::Notice {
+            time_ms: 0,
+            group: n.group,
+            from: String::new(),
+            text: n.text,
+        }),
+    })
 }
 
 fn conversation_id(s: &str) -> Result<u64, RouteError> {
@@ -130,6 +337,8 @@ fn list_conversations(query: Option<&str>) -> Result<Call, RouteError> {
     .max(1);
     Ok(Call {
         scope: Scope::ConversationsRead,
+        acting: Acting::Admin,
+        fresh_id: false,
         msg: Msg::from(messages::ListConversations {
             limit: u16::try_from(limit).unwrap_or(u16::MAX),
             state,
@@ -151,6 +360,8 @@ fn history(conversation: u64, query: Option<&str>) -> Result<Call, RouteError> {
         .max(1);
     Ok(Call {
         scope: Scope::ConversationsRead,
+        acting: Acting::Admin,
+        fresh_id: false,
         msg: Msg::from(messages::History {
             limit: u16::try_from(limit).unwrap_or(u16::MAX),
             conversation,
@@ -162,16 +373,32 @@ fn history(conversation: u64, query: Option<&str>) -> Result<Call, RouteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::head::{HeadLimits, parse};
+
+    fn req(method: &str, target: &str, headers: &str) -> Request {
+        let head = format!("{method} {target} HTTP/1.1\r\nHost: h\r\n{headers}\r\n");
+        parse(head.as_bytes(), &HeadLimits::default())
+            .unwrap()
+            .unwrap()
+            .0
+    }
+
+    fn get(target: &str) -> Result<Call, RouteError> {
+        route(&req("GET", target, ""), b"")
+    }
+
+    fn post(target: &str, body: &str) -> Result<Call, RouteError> {
+        route(
+            &req("POST", target, "Content-Type: application/json\r\n"),
+            body.as_bytes(),
+        )
+    }
 
     #[test]
     fn conversations_route_to_list_conversations() {
-        let call = route(
-            Method::Get,
-            "/api/v1/conversations",
-            Some("state=queued&group=sales&limit=5&after=7"),
-        )
-        .unwrap();
+        let call = get("/api/v1/conversations?state=queued&group=sales&limit=5&after=7").unwrap();
         assert_eq!(call.scope, Scope::ConversationsRead);
+        assert_eq!(call.acting, Acting::Admin);
         let Msg::ListConversations(q) = call.msg else {
             panic!("{:?}", call.msg);
         };
@@ -179,10 +406,8 @@ mod tests {
             (q.state, q.group.as_str(), q.limit, q.after),
             (conversation_state::QUEUED, "sales", 5, 7)
         );
-        let Msg::ListConversations(q) = route(Method::Head, "/api/v1/conversations", None)
-            .unwrap()
-            .msg
-        else {
+        let head = route(&req("HEAD", "/api/v1/conversations", ""), b"").unwrap();
+        let Msg::ListConversations(q) = head.msg else {
             panic!();
         };
         assert_eq!(
@@ -193,12 +418,7 @@ mod tests {
 
     #[test]
     fn messages_route_to_history() {
-        let call = route(
-            Method::Get,
-            "/api/v1/conversations/42/messages",
-            Some("before_seq=9&limit=3"),
-        )
-        .unwrap();
+        let call = get("/api/v1/conversations/42/messages?before_seq=9&limit=3").unwrap();
         assert_eq!(
             call.msg,
             Msg::from(messages::History {
@@ -210,32 +430,108 @@ mod tests {
     }
 
     #[test]
-    fn bad_routes_say_why() {
-        fn e(m: Method, p: &str, q: Option<&str>) -> RouteError {
-            route(m, p, q).unwrap_err()
-        }
-        assert_eq!(e(Method::Get, "/api/v1/nope", None), RouteError::NotFound);
+    fn posted_messages_become_sends_acting_as_asked() {
+        let call = post("/api/v1/conversations/7/messages", r#"{"body":"hi"}"#).unwrap();
+        assert_eq!(call.scope, Scope::MessagesWrite);
+        assert_eq!(call.acting, Acting::System);
+        assert!(call.fresh_id);
+        let Msg::Send(s) = &call.msg else { panic!() };
         assert_eq!(
-            e(Method::Get, "/api/v1/conversations/", None),
+            (s.conversation, s.body.as_str(), s.content_type),
+            (7, "hi", 1)
+        );
+        let r = req(
+            "POST",
+            "/api/v1/conversations/7/messages",
+            "Content-Type: application/json; charset=utf-8\r\nIdempotency-Key: k1\r\n",
+        );
+        let body = br#"{"body":"hi","sender_role":"agent","sender":"alice"}"#;
+        let call = route(&r, body).unwrap();
+        assert!(!call.fresh_id);
+        assert_eq!(
+            call.acting,
+            Acting::Staff {
+                role: role::AGENT,
+                user: "alice".into()
+            }
+        );
+        let Msg::Send(s) = &call.msg else { panic!() };
+        assert_eq!(s.client_msg_id, idempotency_id("k1"));
+        assert_ne!(idempotency_id("k1"), idempotency_id("k2"));
+    }
+
+    #[test]
+    fn close_and_notice_route() {
+        let call = post("/api/v1/conversations/7/close", r#"{"reason":"done"}"#).unwrap();
+        assert_eq!(call.scope, Scope::ConversationsWrite);
+        assert!(matches!(call.msg, Msg::Close(ref c) if c.conversation == 7 && c.reason == "done"));
+        let empty = route(
+            &req(
+                "POST",
+                "/api/v1/conversations/7/close",
+                "Content-Type: application/json\r\n",
+            ),
+            b"",
+        );
+        assert!(empty.is_ok());
+        let call = post("/api/v1/notices", r#"{"text":"lunch","group":"sales"}"#).unwrap();
+        assert_eq!(call.scope, Scope::NoticesWrite);
+        assert!(matches!(call.msg, Msg::Notice(ref n) if n.text == "lunch" && n.group == "sales"));
+    }
+
+    #[test]
+    fn bad_bodies_say_why() {
+        for (body, what) in [
+            (r#"{"body":"hi","extra":1}"#, "unknown field"),
+            (r#"{"body":5}"#, "invalid type"),
+            (r#"{"body":"hi""#, "EOF"),
+            (r#"{"body":"hi","sender_role":"agent"}"#, "required"),
+            (r#"{"body":"hi","sender_role":"king"}"#, "one of"),
+            (r#"{"body":"hi","sender":"x"}"#, "only for"),
+            (r#"{"body":""}"#, "body"),
+        ] {
+            let e = post("/api/v1/conversations/7/messages", body).unwrap_err();
+            assert_eq!(e.status(), 400, "{body}");
+            assert!(e.to_string().contains(what), "{body}: {e}");
+        }
+        let big = format!(r#"{{"body":"{}"}}"#, "x".repeat(messages::MAX_BODY + 1));
+        assert_eq!(
+            post("/api/v1/conversations/7/messages", &big)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let plain = route(
+            &req("POST", "/api/v1/notices", "Content-Type: text/plain\r\n"),
+            b"{}",
+        );
+        assert_eq!(plain.unwrap_err(), RouteError::MediaType);
+    }
+
+    #[test]
+    fn bad_routes_say_why() {
+        assert_eq!(get("/api/v1/nope").unwrap_err(), RouteError::NotFound);
+        assert_eq!(
+            get("/api/v1/conversations/").unwrap_err(),
             RouteError::NotFound
         );
-        assert_eq!(e(Method::Get, "/elsewhere", None), RouteError::NotFound);
-        assert_eq!(e(Method::Post, "/api/v1/conversations", None).status(), 405);
+        assert_eq!(
+            post("/api/v1/conversations", "{}").unwrap_err().status(),
+            405
+        );
+        assert_eq!(get("/api/v1/notices").unwrap_err().status(), 405);
         for id in ["0", "x", "-1", "18446744073709551616", ""] {
-            let path = format!("/api/v1/conversations/{id}/messages");
-            let err = e(Method::Get, &path, None);
+            let err = get(&format!("/api/v1/conversations/{id}/messages")).unwrap_err();
             assert_eq!(err.status(), 400, "{id}");
         }
+        for q in ["state=lost", "limit=1001", "lmit=1"] {
+            let err = get(&format!("/api/v1/conversations?{q}")).unwrap_err();
+            assert_eq!(err.status(), 400, "{q}");
+        }
         assert_eq!(
-            e(Method::Get, "/api/v1/conversations", Some("state=lost")).status(),
-            400
-        );
-        assert_eq!(
-            e(Method::Get, "/api/v1/conversations", Some("limit=1001")).status(),
-            400
-        );
-        assert_eq!(
-            e(Method::Get, "/api/v1/conversations", Some("lmit=1")).status(),
+            post("/api/v1/notices?x=1", r#"{"text":"a"}"#)
+                .unwrap_err()
+                .status(),
             400
         );
     }

@@ -101,7 +101,7 @@ impl Core {
         drv: &mut impl Driver,
         slot: usize,
         req: Request,
-        _body: Vec<u8>,
+        body: Vec<u8>,
         leftover: &[u8],
     ) {
         let keep_alive = !req.connection_close;
@@ -110,7 +110,7 @@ impl Core {
             c.spill.clear();
             c.spill.extend_from_slice(leftover);
         }
-        let call = match route(req.method, &req.path, req.query.as_deref()) {
+        let call = match route(&req, &body) {
             Ok(call) => call,
             Err(e) => {
                 let mut r = answer::error(

@@ -321,6 +321,7 @@ impl Shard {
             } => self.conns(conversation, who, conns, out),
             ShardMsg::Request { from, msg } => self.request(from, msg, now_ms, out),
             ShardMsg::Resume(resume) => self.resume(resume, out),
+            ShardMsg::Ack { conn, rid, .. } => out.push(crate::service::api_ack(conn, rid)),
         }
     }
 

@@ -223,6 +223,14 @@ pub(crate) enum RouterMsg {
         /// Told to the user's clients.
         reason: String,
     },
+    /// An HTTP API request with no reply of its own (a `Notice`) was handled: see
+    /// [`ShardMsg::Ack`].
+    Ack {
+        /// The API connection.
+        conn: ConnId,
+        /// Its request id.
+        rid: u32,
+    },
 }
 
 /// The router's assignment of a conversation to an agent or bot.
@@ -321,6 +329,25 @@ pub(crate) enum ShardMsg {
         /// Their connections now.
         conns: Vec<ConnId>,
     },
+    /// An HTTP API request with no reply of its own (a `Close`) was handled: the
+    /// request before it on this queue took effect (or its `Error` went out first).
+    /// Answered with [`api_ack`] once what the request changed is durable.
+    Ack {
+        /// The request's conversation.
+        conversation: u64,
+        /// The API connection.
+        conn: ConnId,
+        /// Its request id.
+        rid: u32,
+    },
+}
+
+/// The answer to an HTTP API request that has no reply of its own: a header-only
+/// `Pong` with the request's id (it never reaches a wire: the reactor turns it into
+/// `204 No Content`).
+pub(crate) fn api_ack(conn: ConnId, rid: u32) -> Effect {
+    let frame = crate::frame::encode_status(crate::protocol::Kind::Pong.as_u8(), 0, rid);
+    Effect::Reactor(Command::Send { conn, frame })
 }
 
 impl ShardMsg {
@@ -331,7 +358,8 @@ impl ShardMsg {
             ShardMsg::Assign(Assignment { conversation, .. })
             | ShardMsg::Requeued { conversation, .. }
             | ShardMsg::SystemClose { conversation, .. }
-            | ShardMsg::Conns { conversation, .. } => *conversation,
+            | ShardMsg::Conns { conversation, .. }
+            | ShardMsg::Ack { conversation, .. } => *conversation,
             ShardMsg::Request { msg, .. } => request_conversation(msg),
             ShardMsg::Resume(r) => r.cursors.first().map_or(0, |c| c.conversation),
         }

@@ -323,6 +323,7 @@ impl Router {
                 self.disconnect(&from, &user, reason, out)
             }
             RouterMsg::Settings(s) => self.settings = s,
+            RouterMsg::Ack { conn, rid } => out.push(crate::service::api_ack(conn, rid)),
         }
         self.announce(out);
     }

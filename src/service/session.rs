@@ -497,6 +497,7 @@ impl Sessions {
     /// with the call's request id; the connection stays open (keep-alive).
     fn api(&mut self, conn: ConnId, call: crate::api::ApiCall, now: u64, out: &mut Out) {
         use crate::api::keys::{Credential, credential};
+        use crate::api::route::Acting;
         let crate::api::ApiCall {
             rid,
             authorization,
@@ -555,17 +556,62 @@ impl Sessions {
                 }
             }
         };
+        let principal = match call.acting {
+            Acting::Admin => principal,
+            Acting::System => Principal {
+                role: messages::role::SYSTEM,
+                ..principal
+            },
+            Acting::Staff { role, user } => Principal {
+                who: UserRef {
+                    tenant: principal.who.tenant,
+                    user,
+                },
+                name: String::new(),
+                role,
+                groups: Vec::new(),
+            },
+        };
         let from = Sender {
             id: Arc::new(principal),
             conn,
             rid,
         };
-        match call.msg {
-            Msg::ListConversations(q) => self.list(from, q, out),
-            msg => match route(from, msg) {
-                Ok(effect) => out.push(effect),
-                Err(code) => refuse(out, code, String::new()),
-            },
+        let msg = match call.msg {
+            Msg::ListConversations(q) => return self.list(from, q, out),
+            // Without an Idempotency-Key: an id no earlier message of this sender
+            // can have (the time, this worker, a counter), so it is never a resend.
+            Msg::Send(s) if call.fresh_id => {
+                self.next_session += 1;
+                let seed = format!("{now}:{}:{}", self.worker, self.next_session);
+                Msg::from(messages::Send {
+                    client_msg_id: crate::api::route::idempotency_id(&seed),
+                    ..s
+                })
+            }
+            Msg::Notice(n) => Msg::from(messages::Notice { time_ms: now, ..n }),
+            msg => msg,
+        };
+        // Requests with no reply of their own are answered once the owner handled
+        // them: an acknowledgement queued right behind them, to the same owner.
+        let acked = matches!(msg, Msg::Close(_) | Msg::Notice(_));
+        let conversation = crate::service::request_conversation(&msg);
+        match route(from, msg) {
+            Ok(effect) => {
+                let ack = match &effect {
+                    Effect::Router(_) => Effect::Router(RouterMsg::Ack { conn, rid }),
+                    _ => Effect::Shard(ShardMsg::Ack {
+                        conversation,
+                        conn,
+                        rid,
+                    }),
+                };
+                out.push(effect);
+                if acked {
+                    out.push(ack);
+                }
+            }
+            Err(code) => refuse(out, code, String::new()),
         }
     }
 
