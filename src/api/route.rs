@@ -19,13 +19,38 @@ const MAX_ID: u64 = u64::MAX;
 pub struct Call {
     /// What the request needs its credential to grant.
     pub scope: Scope,
-    /// The protocol request to hand to the service.
-    pub msg: Msg,
+    /// What to ask the service.
+    pub op: Op,
     /// Who the request acts as.
     pub acting: Acting,
     /// A `Send` without `Idempotency-Key`: the service gives it a fresh
     /// `client_msg_id` (so it is never taken for a resend).
     pub fresh_id: bool,
+}
+
+/// What an API request asks the service.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// A protocol request, handled as a session's would be.
+    Protocol(Msg),
+    /// Assign a queued conversation to a connected agent or bot (no protocol
+    /// request does this: an agent claims for itself).
+    Assign {
+        /// The conversation.
+        conversation: u64,
+        /// The agent's or bot's user id.
+        agent: String,
+    },
+}
+
+impl Call {
+    /// The protocol request, when the call is one.
+    pub fn msg(&self) -> Option<&Msg> {
+        match &self.op {
+            Op::Protocol(m) => Some(m),
+            Op::Assign { .. } => None,
+        }
+    }
 }
 
 /// Who an API request acts as in a conversation.
@@ -36,6 +61,14 @@ pub enum Acting {
     /// The gateway itself (role `SYSTEM`), on behalf of the credential: may write
     /// into and close any conversation of its tenant.
     System,
+    /// A visitor of the tenant (an "API channel": an email, SMS or chat bridge
+    /// writes for its visitors): opens conversations and writes into its own.
+    Visitor {
+        /// The visitor's user id.
+        user: String,
+        /// Display name (for a conversation it opens).
+        name: String,
+    },
     /// An agent or bot of the tenant (role and user id): only where that user
     /// serves the conversation, as if it had sent the request itself.
     Staff {
@@ -94,7 +127,6 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
     let segments: Vec<&str> = rest.split('/').collect();
     let get = matches!(method, Method::Get | Method::Head);
     let post = method == Method::Post;
-    const READ: RouteError = RouteError::Method { allow: "GET, HEAD" };
     const WRITE: RouteError = RouteError::Method { allow: "POST" };
     const BOTH: RouteError = RouteError::Method {
         allow: "GET, HEAD, POST",
@@ -109,7 +141,11 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
     };
     let call = match segments.as_slice() {
         ["conversations"] if get => list_conversations(query)?,
-        ["conversations"] => return Err(READ),
+        ["conversations"] if post => {
+            params(query, &[])?;
+            open(json()?, req.idempotency_key.as_deref())?
+        }
+        ["conversations"] => return Err(BOTH),
         ["conversations", id, "messages"] if get => history(conversation_id(id)?, query)?,
         ["conversations", id, "messages"] if post => {
             params(query, &[])?;
@@ -127,6 +163,15 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
             close(conversation_id(id)?, body)?
         }
         ["conversations", _, "close"] => return Err(WRITE),
+        ["conversations", id, "transfer"] if post => {
+            params(query, &[])?;
+            transfer(conversation_id(id)?, json()?)?
+        }
+        ["conversations", id, "assign"] if post => {
+            params(query, &[])?;
+            assign(conversation_id(id)?, json()?)?
+        }
+        ["conversations", _, "transfer" | "assign"] => return Err(WRITE),
         ["notices"] if post => {
             params(query, &[])?;
             notice(json()?)?
@@ -134,7 +179,9 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
         ["notices"] => return Err(WRITE),
         _ => return Err(RouteError::NotFound),
     };
-    check_bounds(&call.msg)?;
+    if let Some(msg) = call.msg() {
+        check_bounds(msg)?;
+    }
     Ok(call)
 }
 
@@ -180,8 +227,17 @@ fn acting(sender_role: Option<&str>, sender: Option<String>) -> Result<Acting, R
         )),
         Some("agent") => staff(role::AGENT),
         Some("bot") => staff(role::BOT),
+        Some("visitor") => match sender {
+            Some(user) if !user.is_empty() => Ok(Acting::Visitor {
+                user,
+                name: String::new(),
+            }),
+            _ => Err(RouteError::Body(
+                "`sender` (the user id) is required with sender_role visitor".into(),
+            )),
+        },
         Some(_) => Err(RouteError::Body(
-            "`sender_role`: one of system, agent, bot".into(),
+            "`sender_role`: one of system, agent, bot, visitor".into(),
         )),
     }
 }
@@ -209,23 +265,19 @@ pub fn idempotency_id(key: &str) -> u64 {
 /// `POST /api/v1/conversations/{id}/messages`.
 fn post_message(conversation: u64, body: &[u8], key: Option<&str>) -> Result<Call, RouteError> {
     let m: PostMessage = parse_body(body)?;
-    if let Some(k) = key
-        && (k.is_empty() || k.len() > 255)
-    {
-        return Err(RouteError::Body("Idempotency-Key: 1 to 255 bytes".into()));
-    }
+    check_key(key)?;
     let content_type = m.content_type.unwrap_or(messages::content::TEXT);
     Ok(Call {
         scope: Scope::MessagesWrite,
         acting: acting(m.sender_role.as_deref(), m.sender)?,
         fresh_id: key.is_none(),
-        msg: Msg::from(messages::Send {
+        op: Op::Protocol(Msg::from(messages::Send {
             content_type,
             conversation,
             client_msg_id: key.map_or(0, idempotency_id),
             group: String::new(),
             body: m.body,
-        }),
+        })),
     })
 }
 
@@ -251,11 +303,121 @@ fn close(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
         scope: Scope::ConversationsWrite,
         acting: acting(c.sender_role.as_deref(), c.sender)?,
         fresh_id: false,
-        msg: Msg::from(messages::Close {
+        op: Op::Protocol(Msg::from(messages::Close {
             conversation,
             seq: 0,
             reason: c.reason,
-        }),
+        })),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostOpen {
+    visitor: String,
+    #[serde(default)]
+    visitor_name: String,
+    #[serde(default)]
+    group: String,
+    body: String,
+    #[serde(default)]
+    content_type: Option<u8>,
+}
+
+/// `POST /api/v1/conversations`: a visitor's first message (the API channel), which
+/// continues the visitor's open conversation in the group or opens one.
+fn open(body: &[u8], key: Option<&str>) -> Result<Call, RouteError> {
+    let o: PostOpen = parse_body(body)?;
+    check_key(key)?;
+    if o.visitor.is_empty() || o.visitor.len() > crate::auth::MAX_SUB_BYTES {
+        return Err(RouteError::Body("`visitor`: 1 to 256 bytes".into()));
+    }
+    if o.visitor_name.len() > messages::MAX_SHORT {
+        return Err(RouteError::Body(
+            "`visitor_name`: at most 1024 bytes".into(),
+        ));
+    }
+    Ok(Call {
+        scope: Scope::ConversationsWrite,
+        acting: Acting::Visitor {
+            user: o.visitor,
+            name: o.visitor_name,
+        },
+        fresh_id: key.is_none(),
+        op: Op::Protocol(Msg::from(messages::Send {
+            content_type: o.content_type.unwrap_or(messages::content::TEXT),
+            conversation: 0,
+            client_msg_id: key.map_or(0, idempotency_id),
+            group: o.group,
+            body: o.body,
+        })),
+    })
+}
+
+fn check_key(key: Option<&str>) -> Result<(), RouteError> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > 255 => {
+            Err(RouteError::Body("Idempotency-Key: 1 to 255 bytes".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostTransfer {
+    #[serde(default)]
+    to_agent: String,
+    #[serde(default)]
+    to_group: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    sender_role: Option<String>,
+    #[serde(default)]
+    sender: Option<String>,
+}
+
+/// `POST /api/v1/conversations/{id}/transfer`.
+fn transfer(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
+    let t: PostTransfer = parse_body(body)?;
+    let acting = acting(t.sender_role.as_deref(), t.sender)?;
+    if matches!(acting, Acting::Visitor { .. }) {
+        return Err(RouteError::Body("a visitor cannot transfer".into()));
+    }
+    Ok(Call {
+        scope: Scope::ConversationsWrite,
+        acting,
+        fresh_id: false,
+        op: Op::Protocol(Msg::from(messages::Transfer {
+            conversation,
+            to_agent: t.to_agent,
+            to_group: t.to_group,
+            note: t.note,
+        })),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostAssign {
+    agent: String,
+}
+
+/// `POST /api/v1/conversations/{id}/assign`.
+fn assign(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
+    let a: PostAssign = parse_body(body)?;
+    if a.agent.is_empty() || a.agent.len() > crate::auth::MAX_SUB_BYTES {
+        return Err(RouteError::Body("`agent`: 1 to 256 bytes".into()));
+    }
+    Ok(Call {
+        scope: Scope::ConversationsWrite,
+        acting: Acting::Admin,
+        fresh_id: false,
+        op: Op::Assign {
+            conversation,
+            agent: a.agent,
+        },
     })
 }
 
@@ -274,12 +436,12 @@ fn notice(body: &[u8]) -> Result<Call, RouteError> {
         scope: Scope::NoticesWrite,
         acting: Acting::Admin,
         fresh_id: false,
-        msg: Msg::from(messages::Notice {
+        op: Op::Protocol(Msg::from(messages::Notice {
             time_ms: 0,
             group: n.group,
             from: String::new(),
             text: n.text,
-        }),
+        })),
     })
 }
 
@@ -339,7 +501,7 @@ fn list_conversations(query: Option<&str>) -> Result<Call, RouteError> {
         scope: Scope::ConversationsRead,
         acting: Acting::Admin,
         fresh_id: false,
-        msg: Msg::from(messages::ListConversations {
+        op: Op::Protocol(Msg::from(messages::ListConversations {
             limit: u16::try_from(limit).unwrap_or(u16::MAX),
             state,
             after: number(arg(3), "after", MAX_ID, "a conversation id")?.unwrap_or(0),
@@ -347,7 +509,7 @@ fn list_conversations(query: Option<&str>) -> Result<Call, RouteError> {
                 .unwrap_or(0),
             group: text(1, "group")?,
             agent: text(2, "agent")?,
-        }),
+        })),
     })
 }
 
@@ -362,11 +524,11 @@ fn history(conversation: u64, query: Option<&str>) -> Result<Call, RouteError> {
         scope: Scope::ConversationsRead,
         acting: Acting::Admin,
         fresh_id: false,
-        msg: Msg::from(messages::History {
+        op: Op::Protocol(Msg::from(messages::History {
             limit: u16::try_from(limit).unwrap_or(u16::MAX),
             conversation,
             before_seq: number(arg(0), "before_seq", MAX_ID, "a sequence number")?.unwrap_or(0),
-        }),
+        })),
     })
 }
 
@@ -399,15 +561,15 @@ mod tests {
         let call = get("/api/v1/conversations?state=queued&group=sales&limit=5&after=7").unwrap();
         assert_eq!(call.scope, Scope::ConversationsRead);
         assert_eq!(call.acting, Acting::Admin);
-        let Msg::ListConversations(q) = call.msg else {
-            panic!("{:?}", call.msg);
+        let Some(Msg::ListConversations(q)) = call.msg() else {
+            panic!("{call:?}");
         };
         assert_eq!(
             (q.state, q.group.as_str(), q.limit, q.after),
             (conversation_state::QUEUED, "sales", 5, 7)
         );
         let head = route(&req("HEAD", "/api/v1/conversations", ""), b"").unwrap();
-        let Msg::ListConversations(q) = head.msg else {
+        let Some(Msg::ListConversations(q)) = head.msg() else {
             panic!();
         };
         assert_eq!(
@@ -420,12 +582,12 @@ mod tests {
     fn messages_route_to_history() {
         let call = get("/api/v1/conversations/42/messages?before_seq=9&limit=3").unwrap();
         assert_eq!(
-            call.msg,
-            Msg::from(messages::History {
+            call.msg(),
+            Some(&Msg::from(messages::History {
                 limit: 3,
                 conversation: 42,
                 before_seq: 9
-            })
+            }))
         );
     }
 
@@ -435,7 +597,9 @@ mod tests {
         assert_eq!(call.scope, Scope::MessagesWrite);
         assert_eq!(call.acting, Acting::System);
         assert!(call.fresh_id);
-        let Msg::Send(s) = &call.msg else { panic!() };
+        let Some(Msg::Send(s)) = call.msg() else {
+            panic!()
+        };
         assert_eq!(
             (s.conversation, s.body.as_str(), s.content_type),
             (7, "hi", 1)
@@ -455,7 +619,9 @@ mod tests {
                 user: "alice".into()
             }
         );
-        let Msg::Send(s) = &call.msg else { panic!() };
+        let Some(Msg::Send(s)) = call.msg() else {
+            panic!()
+        };
         assert_eq!(s.client_msg_id, idempotency_id("k1"));
         assert_ne!(idempotency_id("k1"), idempotency_id("k2"));
     }
@@ -464,7 +630,9 @@ mod tests {
     fn close_and_notice_route() {
         let call = post("/api/v1/conversations/7/close", r#"{"reason":"done"}"#).unwrap();
         assert_eq!(call.scope, Scope::ConversationsWrite);
-        assert!(matches!(call.msg, Msg::Close(ref c) if c.conversation == 7 && c.reason == "done"));
+        assert!(
+            matches!(call.msg(), Some(Msg::Close(c)) if c.conversation == 7 && c.reason == "done")
+        );
         let empty = route(
             &req(
                 "POST",
@@ -476,7 +644,61 @@ mod tests {
         assert!(empty.is_ok());
         let call = post("/api/v1/notices", r#"{"text":"lunch","group":"sales"}"#).unwrap();
         assert_eq!(call.scope, Scope::NoticesWrite);
-        assert!(matches!(call.msg, Msg::Notice(ref n) if n.text == "lunch" && n.group == "sales"));
+        assert!(
+            matches!(call.msg(), Some(Msg::Notice(n)) if n.text == "lunch" && n.group == "sales")
+        );
+    }
+
+    #[test]
+    fn open_transfer_and_assign_route() {
+        let call = post(
+            "/api/v1/conversations",
+            r#"{"visitor":"sms:+4917","visitor_name":"Ann","group":"sales","body":"hello"}"#,
+        )
+        .unwrap();
+        assert_eq!(call.scope, Scope::ConversationsWrite);
+        assert_eq!(
+            call.acting,
+            Acting::Visitor {
+                user: "sms:+4917".into(),
+                name: "Ann".into()
+            }
+        );
+        assert!(
+            matches!(call.msg(), Some(Msg::Send(s)) if s.conversation == 0 && s.group == "sales")
+        );
+        let call = post(
+            "/api/v1/conversations/3/transfer",
+            r#"{"to_group":"billing"}"#,
+        )
+        .unwrap();
+        assert_eq!(call.acting, Acting::System);
+        assert!(matches!(call.msg(), Some(Msg::Transfer(t)) if t.to_group == "billing"));
+        let bad = post(
+            "/api/v1/conversations/3/transfer",
+            r#"{"sender_role":"visitor","sender":"v"}"#,
+        );
+        assert_eq!(bad.unwrap_err().status(), 400);
+        let call = post("/api/v1/conversations/3/assign", r#"{"agent":"bob"}"#).unwrap();
+        assert_eq!(
+            call.op,
+            Op::Assign {
+                conversation: 3,
+                agent: "bob".into()
+            }
+        );
+        assert_eq!(
+            post("/api/v1/conversations/3/assign", "{}")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            post("/api/v1/conversations", r#"{"body":"x"}"#)
+                .unwrap_err()
+                .status(),
+            400
+        );
     }
 
     #[test]
@@ -487,6 +709,7 @@ mod tests {
             (r#"{"body":"hi""#, "EOF"),
             (r#"{"body":"hi","sender_role":"agent"}"#, "required"),
             (r#"{"body":"hi","sender_role":"king"}"#, "one of"),
+            (r#"{"body":"hi","sender_role":"visitor"}"#, "required"),
             (r#"{"body":"hi","sender":"x"}"#, "only for"),
             (r#"{"body":""}"#, "body"),
         ] {
@@ -516,7 +739,9 @@ mod tests {
             RouteError::NotFound
         );
         assert_eq!(
-            post("/api/v1/conversations", "{}").unwrap_err().status(),
+            route(&req("PUT", "/api/v1/conversations", ""), b"")
+                .unwrap_err()
+                .status(),
             405
         );
         assert_eq!(get("/api/v1/notices").unwrap_err().status(), 405);

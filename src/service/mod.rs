@@ -223,8 +223,18 @@ pub(crate) enum RouterMsg {
         /// Told to the user's clients.
         reason: String,
     },
-    /// An HTTP API request with no reply of its own (a `Notice`) was handled: see
-    /// [`ShardMsg::Ack`].
+    /// An HTTP API request (`POST .../assign`): assign a queued conversation of the
+    /// sender's tenant to a connected agent or bot with room.
+    Assign {
+        /// Who asked (an API principal).
+        from: Sender,
+        /// The conversation.
+        conversation: u64,
+        /// The agent's or bot's user id.
+        agent: String,
+    },
+    /// An HTTP API request with no reply of its own was handled (a `Notice` here, or
+    /// a [`ShardMsg::Ack`] passed on): answered with [`api_ack`].
     Ack {
         /// The API connection.
         conn: ConnId,
@@ -329,9 +339,10 @@ pub(crate) enum ShardMsg {
         /// Their connections now.
         conns: Vec<ConnId>,
     },
-    /// An HTTP API request with no reply of its own (a `Close`) was handled: the
-    /// request before it on this queue took effect (or its `Error` went out first).
-    /// Answered with [`api_ack`] once what the request changed is durable.
+    /// An HTTP API request with no reply of its own (a `Close`, a `Transfer`) was
+    /// handled: the request before it on this queue took effect (or its `Error` went
+    /// out first). Passed to the router as [`RouterMsg::Ack`] once what the request
+    /// changed is durable, so it also follows what the request told the router.
     Ack {
         /// The request's conversation.
         conversation: u64,

@@ -324,6 +324,11 @@ impl Router {
             }
             RouterMsg::Settings(s) => self.settings = s,
             RouterMsg::Ack { conn, rid } => out.push(crate::service::api_ack(conn, rid)),
+            RouterMsg::Assign {
+                from,
+                conversation,
+                agent,
+            } => self.assign_to(&from, conversation, &agent, out),
         }
         self.announce(out);
     }

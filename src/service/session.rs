@@ -497,7 +497,7 @@ impl Sessions {
     /// with the call's request id; the connection stays open (keep-alive).
     fn api(&mut self, conn: ConnId, call: crate::api::ApiCall, now: u64, out: &mut Out) {
         use crate::api::keys::{Credential, credential};
-        use crate::api::route::Acting;
+        use crate::api::route::{Acting, Op};
         let crate::api::ApiCall {
             rid,
             authorization,
@@ -562,6 +562,15 @@ impl Sessions {
                 role: messages::role::SYSTEM,
                 ..principal
             },
+            Acting::Visitor { user, name } => Principal {
+                who: UserRef {
+                    tenant: principal.who.tenant,
+                    user,
+                },
+                name,
+                role: messages::role::VISITOR,
+                groups: Vec::new(),
+            },
             Acting::Staff { role, user } => Principal {
                 who: UserRef {
                     tenant: principal.who.tenant,
@@ -577,7 +586,22 @@ impl Sessions {
             conn,
             rid,
         };
-        let msg = match call.msg {
+        let msg = match call.op {
+            Op::Assign {
+                conversation,
+                agent,
+            } => {
+                out.push(Effect::Router(RouterMsg::Assign {
+                    from,
+                    conversation,
+                    agent,
+                }));
+                out.push(Effect::Router(RouterMsg::Ack { conn, rid }));
+                return;
+            }
+            Op::Protocol(msg) => msg,
+        };
+        let msg = match msg {
             Msg::ListConversations(q) => return self.list(from, q, out),
             // Without an Idempotency-Key: an id no earlier message of this sender
             // can have (the time, this worker, a counter), so it is never a resend.
@@ -594,7 +618,7 @@ impl Sessions {
         };
         // Requests with no reply of their own are answered once the owner handled
         // them: an acknowledgement queued right behind them, to the same owner.
-        let acked = matches!(msg, Msg::Close(_) | Msg::Notice(_));
+        let acked = matches!(msg, Msg::Close(_) | Msg::Notice(_) | Msg::Transfer(_));
         let conversation = crate::service::request_conversation(&msg);
         match route(from, msg) {
             Ok(effect) => {

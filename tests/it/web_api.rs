@@ -215,7 +215,7 @@ fn every_refusal_has_its_status_and_code_and_the_connection_survives_it() {
         assert!(r.json()["error"]["code"].as_u64().is_some());
     }
     let r = api.call("DELETE", "/api/v1/conversations", None);
-    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(r.header("allow"), Some("GET, HEAD, POST"));
     // Not JSON.
     let text = api.request_text(
         "POST",
@@ -320,6 +320,97 @@ fn writes_post_as_the_system_or_the_serving_agent_and_close() {
     assert_eq!((r.status, error_name(&r)), (409, "conflict".into()));
     let r = api.call("POST", &path, Some(r#"{"body":"too late"}"#));
     assert_eq!(r.status, 409);
+    s.recorder.validate();
+}
+
+#[test]
+fn an_api_channel_opens_conversations_for_its_visitors_and_staff_are_moved_by_api() {
+    let s = Setup::new();
+    let addr = s.server.addr();
+    let mut sue = Peer::connect(addr, &agent_token("sue", &["support"]), "sue");
+    let mut api = s.client(Some(&s.admin));
+
+    // An SMS bridge opens a conversation for its visitor: sue (online, support) gets it.
+    let r = api.call_with(
+        "POST",
+        "/api/v1/conversations",
+        "Idempotency-Key: sms-1\r\n",
+        Some(r#"{"visitor":"sms:+4917","visitor_name":"Ann","group":"support","body":"hello?"}"#),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let id: u64 = r.json()["conversation"].as_str().unwrap().parse().unwrap();
+    sue.assigned(id);
+    let page = sue.history(id);
+    let first = page
+        .entries
+        .iter()
+        .find(|e| e.body == "hello?")
+        .expect("the opening message");
+    assert_eq!(
+        (first.sender_role, first.sender.as_str()),
+        (role::VISITOR, "sms:+4917")
+    );
+    // The same key again: the same answer, nothing new.
+    let again = api.call_with(
+        "POST",
+        "/api/v1/conversations",
+        "Idempotency-Key: sms-1\r\n",
+        Some(r#"{"visitor":"sms:+4917","visitor_name":"Ann","group":"support","body":"hello?"}"#),
+    );
+    assert_eq!(again.json(), r.json());
+    // The visitor's next message, and sue's answer through the API.
+    let path = format!("/api/v1/conversations/{id}/messages");
+    let r = api.call(
+        "POST",
+        &path,
+        Some(r#"{"body":"order 77","sender_role":"visitor","sender":"sms:+4917"}"#),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(sue.deliver(id).body, "order 77");
+    // Another visitor may not write into it.
+    let r = api.call(
+        "POST",
+        &path,
+        Some(r#"{"body":"me too","sender_role":"visitor","sender":"sms:+4999"}"#),
+    );
+    assert_eq!(r.status, 403);
+
+    // Transfer by the system to a group nobody serves: 204, and it waits there.
+    let r = api.call(
+        "POST",
+        &format!("/api/v1/conversations/{id}/transfer"),
+        Some(r#"{"to_group":"billing","note":"refund"}"#),
+    );
+    assert_eq!(r.status, 204, "{:?}", String::from_utf8_lossy(&r.body));
+    let list = api
+        .call("GET", "/api/v1/conversations?state=queued", None)
+        .json();
+    assert_eq!(list["items"][0]["group"], "billing", "{list}");
+
+    // Assign it to bob (online, another group): 204, bob has it; again: 409.
+    let mut bob = Peer::connect(addr, &agent_token("bob", &["escalations"]), "bob");
+    let assign = format!("/api/v1/conversations/{id}/assign");
+    let r = api.call("POST", &assign, Some(r#"{"agent":"bob"}"#));
+    assert_eq!(r.status, 204, "{:?}", String::from_utf8_lossy(&r.body));
+    bob.assigned(id);
+    let r = api.call("POST", &assign, Some(r#"{"agent":"bob"}"#));
+    assert_eq!((r.status, error_name(&r)), (409, "conflict".into()));
+    // Nobody of that name online: 409; another tenant's conversation: 404.
+    let r = api.call(
+        "POST",
+        "/api/v1/conversations/18446744073709551615/assign",
+        Some(r#"{"agent":"bob"}"#),
+    );
+    assert_eq!(r.status, 404);
+    let mut far = s.client(Some(&s.other_tenant));
+    assert_eq!(
+        far.call("POST", &assign, Some(r#"{"agent":"bob"}"#)).status,
+        404
+    );
+    // A read-only key may not move anything.
+    let mut reader = s.client(Some(&s.reader));
+    let r = reader.call("POST", &assign, Some(r#"{"agent":"bob"}"#));
+    assert_eq!(r.status, 403);
     s.recorder.validate();
 }
 
