@@ -118,6 +118,16 @@ pub enum Command {
         /// Header, payload and padding, shared.
         frame: Bytes,
     },
+    /// An HTTP API answer no protocol message carries (`GET /api/v1/agents`): the
+    /// JSON body of a 200 for request `rid` of an API connection.
+    Answer {
+        /// The API connection.
+        conn: ConnId,
+        /// The request id.
+        rid: u32,
+        /// The JSON body.
+        body: Bytes,
+    },
     /// The connection completed its handshake; switch it from the handshake deadline to
     /// the idle deadline.
     Established {
@@ -161,6 +171,7 @@ impl Command {
         match self {
             Command::Send { conn, .. }
             | Command::SendCharged { conn, .. }
+            | Command::Answer { conn, .. }
             | Command::Established { conn }
             | Command::Close { conn, .. }
             | Command::ClientBye { conn } => Some(*conn),

@@ -26,6 +26,9 @@ pub struct Call {
     /// A `Send` without `Idempotency-Key`: the service gives it a fresh
     /// `client_msg_id` (so it is never taken for a resend).
     pub fresh_id: bool,
+    /// `GET /conversations/{id}`: the answer is this conversation's item of the
+    /// `ConversationList` (404 when the page does not hold it).
+    pub one: Option<u64>,
 }
 
 /// What an API request asks the service.
@@ -33,6 +36,12 @@ pub struct Call {
 pub enum Op {
     /// A protocol request, handled as a session's would be.
     Protocol(Msg),
+    /// The tenant's agents and bots with their presence and load (of `group`, or
+    /// all); the router answers with JSON.
+    Agents {
+        /// Only this group's (empty: all).
+        group: String,
+    },
     /// Assign a queued conversation to a connected agent or bot (no protocol
     /// request does this: an agent claims for itself).
     Assign {
@@ -48,7 +57,7 @@ impl Call {
     pub fn msg(&self) -> Option<&Msg> {
         match &self.op {
             Op::Protocol(m) => Some(m),
-            Op::Assign { .. } => None,
+            Op::Assign { .. } | Op::Agents { .. } => None,
         }
     }
 }
@@ -146,6 +155,25 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
             open(json()?, req.idempotency_key.as_deref())?
         }
         ["conversations"] => return Err(BOTH),
+        ["conversations", id] if get => {
+            params(query, &[])?;
+            let id = conversation_id(id)?;
+            Call {
+                scope: Scope::ConversationsRead,
+                acting: Acting::Admin,
+                fresh_id: false,
+                one: Some(id),
+                op: Op::Protocol(Msg::from(messages::ListConversations {
+                    limit: 1,
+                    state: conversation_state::ANY,
+                    after: id.saturating_sub(1),
+                    updated_since_ms: 0,
+                    group: String::new(),
+                    agent: String::new(),
+                })),
+            }
+        }
+        ["conversations", _] => return Err(RouteError::Method { allow: "GET, HEAD" }),
         ["conversations", id, "messages"] if get => history(conversation_id(id)?, query)?,
         ["conversations", id, "messages"] if post => {
             params(query, &[])?;
@@ -172,6 +200,23 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
             assign(conversation_id(id)?, json()?)?
         }
         ["conversations", _, "transfer" | "assign"] => return Err(WRITE),
+        ["agents"] if get => {
+            let v = params(query, &["group"])?;
+            let group = v
+                .into_iter()
+                .next()
+                .flatten()
+                .unwrap_or_default()
+                .into_owned();
+            Call {
+                scope: Scope::AgentsRead,
+                acting: Acting::Admin,
+                fresh_id: false,
+                one: None,
+                op: Op::Agents { group },
+            }
+        }
+        ["agents"] => return Err(RouteError::Method { allow: "GET, HEAD" }),
         ["notices"] if post => {
             params(query, &[])?;
             notice(json()?)?
@@ -271,6 +316,7 @@ fn post_message(conversation: u64, body: &[u8], key: Option<&str>) -> Result<Cal
         scope: Scope::MessagesWrite,
         acting: acting(m.sender_role.as_deref(), m.sender)?,
         fresh_id: key.is_none(),
+        one: None,
         op: Op::Protocol(Msg::from(messages::Send {
             content_type,
             conversation,
@@ -303,6 +349,7 @@ fn close(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
         scope: Scope::ConversationsWrite,
         acting: acting(c.sender_role.as_deref(), c.sender)?,
         fresh_id: false,
+        one: None,
         op: Op::Protocol(Msg::from(messages::Close {
             conversation,
             seq: 0,
@@ -344,6 +391,7 @@ fn open(body: &[u8], key: Option<&str>) -> Result<Call, RouteError> {
             name: o.visitor_name,
         },
         fresh_id: key.is_none(),
+        one: None,
         op: Op::Protocol(Msg::from(messages::Send {
             content_type: o.content_type.unwrap_or(messages::content::TEXT),
             conversation: 0,
@@ -389,6 +437,7 @@ fn transfer(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
         scope: Scope::ConversationsWrite,
         acting,
         fresh_id: false,
+        one: None,
         op: Op::Protocol(Msg::from(messages::Transfer {
             conversation,
             to_agent: t.to_agent,
@@ -414,6 +463,7 @@ fn assign(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
         scope: Scope::ConversationsWrite,
         acting: Acting::Admin,
         fresh_id: false,
+        one: None,
         op: Op::Assign {
             conversation,
             agent: a.agent,
@@ -436,6 +486,7 @@ fn notice(body: &[u8]) -> Result<Call, RouteError> {
         scope: Scope::NoticesWrite,
         acting: Acting::Admin,
         fresh_id: false,
+        one: None,
         op: Op::Protocol(Msg::from(messages::Notice {
             time_ms: 0,
             group: n.group,
@@ -501,6 +552,7 @@ fn list_conversations(query: Option<&str>) -> Result<Call, RouteError> {
         scope: Scope::ConversationsRead,
         acting: Acting::Admin,
         fresh_id: false,
+        one: None,
         op: Op::Protocol(Msg::from(messages::ListConversations {
             limit: u16::try_from(limit).unwrap_or(u16::MAX),
             state,
@@ -524,6 +576,7 @@ fn history(conversation: u64, query: Option<&str>) -> Result<Call, RouteError> {
         scope: Scope::ConversationsRead,
         acting: Acting::Admin,
         fresh_id: false,
+        one: None,
         op: Op::Protocol(Msg::from(messages::History {
             limit: u16::try_from(limit).unwrap_or(u16::MAX),
             conversation,

@@ -25,6 +25,9 @@ pub(crate) struct Waiting {
     pub head_only: bool,
     /// The client keeps the connection for another request.
     pub keep_alive: bool,
+    /// The answer is one conversation of a `ConversationList`
+    /// (`crate::api::route::Call::one`).
+    pub one: Option<u64>,
 }
 
 /// See the module documentation.

@@ -1214,6 +1214,12 @@ impl Core {
                         self.write_or_queue(drv, slot, bytes, bound);
                     }
                 }
+                Command::Answer { conn, rid, body } => {
+                    if let Some(slot) = self.open_slot_of_id(conn) {
+                        self.api_answer(drv, slot, rid, body);
+                        self.api_resume(drv);
+                    }
+                }
                 Command::SendMany { conns, frame } => {
                     let mut encoded = dialect::PerDialect::new(frame.clone());
                     for conn in conns {

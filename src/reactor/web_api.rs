@@ -158,6 +158,7 @@ impl Core {
                 rid,
                 head_only,
                 keep_alive,
+                one: call.one,
             },
         );
         let event = Event::Api {
@@ -190,7 +191,27 @@ impl Core {
             return;
         }
         self.api.waiting.remove(&slot);
-        let response = answer::from_frame(frame);
+        let response = match w.one {
+            Some(id) => answer::one_conversation(frame, id),
+            None => answer::from_frame(frame),
+        };
+        self.api_respond(drv, slot, response, w.head_only, w.keep_alive);
+    }
+
+    /// A JSON answer the service wrote itself (not a protocol frame) for request
+    /// `rid`.
+    pub(super) fn api_answer(&mut self, drv: &mut impl Driver, slot: usize, rid: u32, body: Bytes) {
+        let Some(w) = self
+            .api
+            .waiting
+            .get(&slot)
+            .copied()
+            .filter(|w| w.rid == rid)
+        else {
+            return;
+        };
+        self.api.waiting.remove(&slot);
+        let response = Response::new(200, answer::JSON, body);
         self.api_respond(drv, slot, response, w.head_only, w.keep_alive);
     }
 

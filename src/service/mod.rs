@@ -233,6 +233,14 @@ pub(crate) enum RouterMsg {
         /// The agent's or bot's user id.
         agent: String,
     },
+    /// An HTTP API request (`GET /api/v1/agents`): the tenant's agents and bots
+    /// (of `group`, or all), answered as JSON.
+    Agents {
+        /// Who asked (an API principal).
+        from: Sender,
+        /// Only this group's (empty: all).
+        group: String,
+    },
     /// An HTTP API request with no reply of its own was handled (a `Notice` here, or
     /// a [`ShardMsg::Ack`] passed on): answered with [`api_ack`].
     Ack {

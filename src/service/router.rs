@@ -38,6 +38,7 @@ pub(crate) const MAX_OPEN_PER_VISITOR: usize = 32;
 /// The `Close` reason of a conversation whose visitor went away while it waited.
 pub(crate) const ABANDONED: &str = "abandoned";
 
+mod agents;
 mod assign;
 mod availability;
 mod directory;
@@ -329,6 +330,14 @@ impl Router {
                 conversation,
                 agent,
             } => self.assign_to(&from, conversation, &agent, out),
+            RouterMsg::Agents { from, group } => {
+                let body = self.agents_json(&from.who.tenant, &group);
+                out.push(Effect::Reactor(crate::handoff::Command::Answer {
+                    conn: from.conn,
+                    rid: from.rid,
+                    body,
+                }));
+            }
         }
         self.announce(out);
     }

@@ -599,6 +599,10 @@ impl Sessions {
                 out.push(Effect::Router(RouterMsg::Ack { conn, rid }));
                 return;
             }
+            Op::Agents { group } => {
+                out.push(Effect::Router(RouterMsg::Agents { from, group }));
+                return;
+            }
             Op::Protocol(msg) => msg,
         };
         let msg = match msg {

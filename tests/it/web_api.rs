@@ -111,6 +111,14 @@ fn reads_list_conversations_and_transcripts_of_the_keys_tenant_only() {
         .collect();
     assert!(bodies.contains(&"where is my parcel?"), "{page}");
 
+    // One conversation; an unknown one is 404.
+    let r = api.call("GET", &format!("/api/v1/conversations/{id}"), None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["conversation"], Value::String(id.to_string()));
+    assert_eq!(r.json()["state"], 2);
+    let r = api.call("GET", &format!("/api/v1/conversations/{}", id + 1), None);
+    assert_eq!(r.status, 404);
+
     // HEAD: the headers of the GET, no body.
     let r = api.call("HEAD", "/api/v1/conversations", None);
     assert_eq!((r.status, r.body.len()), (200, 0));
@@ -433,6 +441,21 @@ fn notices_reach_the_group_and_the_api_gets_204() {
         "sue@elsewhere",
     );
     let mut api = s.client(Some(&s.admin));
+    // The agents and their presence (sue of this tenant only).
+    let r = api.call("GET", "/api/v1/agents", None);
+    assert_eq!(r.status, 200);
+    let agents = r.json();
+    assert_eq!(agents["agents"].as_array().unwrap().len(), 1, "{agents}");
+    let a = &agents["agents"][0];
+    assert_eq!(
+        (a["user"].as_str(), a["presence"].as_str()),
+        (Some("sue"), Some("online"))
+    );
+    assert_eq!(a["groups"], serde_json::json!(["support"]));
+    let r = api.call("GET", "/api/v1/agents?group=sales", None);
+    assert_eq!(r.json()["agents"].as_array().unwrap().len(), 0);
+    let mut reader = s.client(Some(&s.reader));
+    assert_eq!(reader.call("GET", "/api/v1/agents", None).status, 403);
     let r = api.call(
         "POST",
         "/api/v1/notices",
