@@ -11,6 +11,30 @@ use crate::protocol::{ErrorCode, Kind};
 /// The media type of every API answer.
 pub const JSON: &str = "application/json";
 
+/// The media type of a transcript export: one JSON object per line.
+pub const JSONL: &str = "application/x-ndjson";
+
+/// The entries of a `HistoryPage` answer body as JSON Lines (oldest first), with
+/// the first entry's `seq` (0 when empty) and whether older entries exist.
+pub fn entry_lines(body: &[u8]) -> Result<(Vec<u8>, u64, bool), &'static str> {
+    let page: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not JSON")?;
+    let entries = page
+        .get("entries")
+        .and_then(|e| e.as_array())
+        .ok_or("no entries")?;
+    let more = page.get("more").and_then(|m| m.as_bool()).unwrap_or(false);
+    let first_seq = entries
+        .first()
+        .and_then(|e| e.get("seq")?.as_str()?.parse().ok())
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for e in entries {
+        serde_json::to_writer(&mut out, e).map_err(|_| "unwritable entry")?;
+        out.push(b'\n');
+    }
+    Ok((out, first_seq, more))
+}
+
 /// The HTTP status that stands for a protocol error code.
 pub fn http_status(code: ErrorCode) -> u16 {
     use ErrorCode::*;

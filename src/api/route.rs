@@ -26,9 +26,21 @@ pub struct Call {
     /// A `Send` without `Idempotency-Key`: the service gives it a fresh
     /// `client_msg_id` (so it is never taken for a resend).
     pub fresh_id: bool,
-    /// `GET /conversations/{id}`: the answer is this conversation's item of the
+    /// How the reply becomes the answer.
+    pub shape: Shape,
+}
+
+/// How the service's reply becomes the HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// The reply's fields (the usual case).
+    Fields,
+    /// `GET /conversations/{id}`: this conversation's item of the
     /// `ConversationList` (404 when the page does not hold it).
-    pub one: Option<u64>,
+    One(u64),
+    /// `GET /conversations/{id}/export`: every `HistoryPage` back to the first
+    /// entry, as JSON Lines, oldest first.
+    Export,
 }
 
 /// What an API request asks the service.
@@ -162,7 +174,7 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
                 scope: Scope::ConversationsRead,
                 acting: Acting::Admin,
                 fresh_id: false,
-                one: Some(id),
+                shape: Shape::One(id),
                 op: Op::Protocol(Msg::from(messages::ListConversations {
                     limit: 1,
                     state: conversation_state::ANY,
@@ -184,6 +196,14 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
             )?
         }
         ["conversations", _, "messages"] => return Err(BOTH),
+        ["conversations", id, "export"] if get => {
+            params(query, &[])?;
+            Call {
+                shape: Shape::Export,
+                ..history(conversation_id(id)?, Some("limit=65535"))?
+            }
+        }
+        ["conversations", _, "export"] => return Err(RouteError::Method { allow: "GET, HEAD" }),
         ["conversations", id, "close"] if post => {
             params(query, &[])?;
             // Every field is optional: no body at all is fine.
@@ -212,7 +232,7 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
                 scope: Scope::AgentsRead,
                 acting: Acting::Admin,
                 fresh_id: false,
-                one: None,
+                shape: Shape::Fields,
                 op: Op::Agents { group },
             }
         }
@@ -316,7 +336,7 @@ fn post_message(conversation: u64, body: &[u8], key: Option<&str>) -> Result<Cal
         scope: Scope::MessagesWrite,
         acting: acting(m.sender_role.as_deref(), m.sender)?,
         fresh_id: key.is_none(),
-        one: None,
+        shape: Shape::Fields,
         op: Op::Protocol(Msg::from(messages::Send {
             content_type,
             conversation,
@@ -349,7 +369,7 @@ fn close(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
         scope: Scope::ConversationsWrite,
         acting: acting(c.sender_role.as_deref(), c.sender)?,
         fresh_id: false,
-        one: None,
+        shape: Shape::Fields,
         op: Op::Protocol(Msg::from(messages::Close {
             conversation,
             seq: 0,
@@ -391,7 +411,7 @@ fn open(body: &[u8], key: Option<&str>) -> Result<Call, RouteError> {
             name: o.visitor_name,
         },
         fresh_id: key.is_none(),
-        one: None,
+        shape: Shape::Fields,
         op: Op::Protocol(Msg::from(messages::Send {
             content_type: o.content_type.unwrap_or(messages::content::TEXT),
             conversation: 0,
@@ -437,7 +457,7 @@ fn transfer(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
         scope: Scope::ConversationsWrite,
         acting,
         fresh_id: false,
-        one: None,
+        shape: Shape::Fields,
         op: Op::Protocol(Msg::from(messages::Transfer {
             conversation,
             to_agent: t.to_agent,
@@ -463,7 +483,7 @@ fn assign(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
         scope: Scope::ConversationsWrite,
         acting: Acting::Admin,
         fresh_id: false,
-        one: None,
+        shape: Shape::Fields,
         op: Op::Assign {
             conversation,
             agent: a.agent,
@@ -486,7 +506,7 @@ fn notice(body: &[u8]) -> Result<Call, RouteError> {
         scope: Scope::NoticesWrite,
         acting: Acting::Admin,
         fresh_id: false,
-        one: None,
+        shape: Shape::Fields,
         op: Op::Protocol(Msg::from(messages::Notice {
             time_ms: 0,
             group: n.group,
@@ -552,7 +572,7 @@ fn list_conversations(query: Option<&str>) -> Result<Call, RouteError> {
         scope: Scope::ConversationsRead,
         acting: Acting::Admin,
         fresh_id: false,
-        one: None,
+        shape: Shape::Fields,
         op: Op::Protocol(Msg::from(messages::ListConversations {
             limit: u16::try_from(limit).unwrap_or(u16::MAX),
             state,
@@ -576,7 +596,7 @@ fn history(conversation: u64, query: Option<&str>) -> Result<Call, RouteError> {
         scope: Scope::ConversationsRead,
         acting: Acting::Admin,
         fresh_id: false,
-        one: None,
+        shape: Shape::Fields,
         op: Op::Protocol(Msg::from(messages::History {
             limit: u16::try_from(limit).unwrap_or(u16::MAX),
             conversation,

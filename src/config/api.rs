@@ -14,6 +14,10 @@ pub struct ApiConfig {
     /// API requests one reactor may have waiting for the workers at once; past it a
     /// request is answered 503 with `Retry-After`.
     pub max_in_flight: usize,
+    /// Largest transcript export (`GET /conversations/{id}/export`), in bytes of
+    /// JSON Lines: the reactor gathers it before answering; larger is answered 413
+    /// (page through `/messages` instead).
+    pub max_export_bytes: usize,
     /// Keys a back end authenticates with (`Authorization: Bearer sbk_<id>_<secret>`).
     /// None by default: only admin JWTs are accepted.
     pub keys: Vec<ApiKeyConfig>,
@@ -24,6 +28,7 @@ impl Default for ApiConfig {
         Self {
             max_body_bytes: 1024 * 1024,
             max_in_flight: 1024,
+            max_export_bytes: 64 * 1024 * 1024,
             keys: Vec::new(),
         }
     }
@@ -73,6 +78,9 @@ impl ApiConfig {
         }
         if !(1..=65_536).contains(&self.max_in_flight) {
             return Err(("api.max_in_flight", "from 1 to 65536".into()));
+        }
+        if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.max_export_bytes) {
+            return Err(("api.max_export_bytes", "from 65536 to 1073741824".into()));
         }
         if self.keys.len() > MAX_API_KEYS {
             return Err(("api.keys", format!("at most {MAX_API_KEYS} keys")));

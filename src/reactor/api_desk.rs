@@ -3,6 +3,7 @@
 //! middle of an API request have an entry, so the API costs an idle connection
 //! nothing (its context stays as small as a binary connection's).
 
+use crate::api::route::Shape;
 use crate::fasthash::ServerMap;
 use crate::http::body::BodyReader;
 use crate::http::head::Request;
@@ -25,9 +26,21 @@ pub(crate) struct Waiting {
     pub head_only: bool,
     /// The client keeps the connection for another request.
     pub keep_alive: bool,
-    /// The answer is one conversation of a `ConversationList`
-    /// (`crate::api::route::Call::one`).
-    pub one: Option<u64>,
+    /// How the reply becomes the answer.
+    pub shape: Shape,
+}
+
+/// A transcript export being gathered, page by page, newest page first.
+#[derive(Debug)]
+pub(crate) struct Export {
+    /// The credential, presented again with each page's request.
+    pub authorization: Option<String>,
+    /// The conversation.
+    pub conversation: u64,
+    /// JSON Lines of each page received, oldest entry first within a page.
+    pub pages: Vec<Vec<u8>>,
+    /// Bytes of `pages`.
+    pub bytes: usize,
 }
 
 /// See the module documentation.
@@ -37,6 +50,8 @@ pub(crate) struct ApiDesk {
     pub reading: ServerMap<usize, Box<Reading>>,
     /// Requests waiting for their answer.
     pub waiting: ServerMap<usize, Waiting>,
+    /// Exports being gathered (their connections also wait).
+    pub exports: ServerMap<usize, Box<Export>>,
     /// Kept connections with pipelined input to handle after their answer.
     pub resume: Vec<usize>,
     /// The last request id given out (never 0: unsolicited frames carry 0).
@@ -54,6 +69,7 @@ impl ApiDesk {
     pub fn forget(&mut self, slot: usize) {
         self.reading.remove(&slot);
         self.waiting.remove(&slot);
+        self.exports.remove(&slot);
     }
 
     /// Requests in flight (reading or waiting).

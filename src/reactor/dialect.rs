@@ -40,6 +40,8 @@ pub(crate) struct ApiLimits {
     pub max_body: usize,
     /// `api.max_in_flight`.
     pub max_in_flight: usize,
+    /// `api.max_export_bytes`.
+    pub max_export: usize,
 }
 
 impl std::fmt::Debug for WebSettings {
@@ -79,6 +81,7 @@ impl WebSettings {
             api: ApiLimits {
                 max_body: c.api.max_body_bytes,
                 max_in_flight: c.api.max_in_flight,
+                max_export: c.api.max_export_bytes,
             },
         })
     }

@@ -8,14 +8,16 @@
 use bytes::Bytes;
 
 use super::Core;
-use crate::api::route::{RouteError, route};
+use crate::api::route::{Op, RouteError, Shape, route};
 use crate::api::{ApiCall, answer};
 use crate::handoff::{CloseReason, Event};
 use crate::http::body::BodyReader;
 use crate::http::head::{Method, Request};
 use crate::http::response::Response;
 use crate::protocol::ErrorCode;
-use crate::reactor::api_desk::{Reading, Waiting};
+use crate::protocol::Msg;
+use crate::protocol::messages;
+use crate::reactor::api_desk::{Export, Reading, Waiting};
 use crate::reactor::conn::Dialect;
 use crate::reactor::sys::Driver;
 
@@ -158,9 +160,18 @@ impl Core {
                 rid,
                 head_only,
                 keep_alive,
-                one: call.one,
+                shape: call.shape,
             },
         );
+        if let (Shape::Export, Some(Msg::History(h))) = (call.shape, call.msg()) {
+            let export = Export {
+                authorization: req.authorization.clone(),
+                conversation: h.conversation,
+                pages: Vec::new(),
+                bytes: 0,
+            };
+            self.api.exports.insert(slot, Box::new(export));
+        }
         let event = Event::Api {
             conn: id,
             call: Box::new(ApiCall {
@@ -191,11 +202,94 @@ impl Core {
             return;
         }
         self.api.waiting.remove(&slot);
-        let response = match w.one {
-            Some(id) => answer::one_conversation(frame, id),
-            None => answer::from_frame(frame),
+        let response = match w.shape {
+            Shape::One(id) => answer::one_conversation(frame, id),
+            Shape::Fields => answer::from_frame(frame),
+            Shape::Export => match self.api_export_page(slot, w, frame) {
+                Some(r) => r,
+                // The next page was asked for: still waiting.
+                None => return,
+            },
         };
+        self.api.exports.remove(&slot);
         self.api_respond(drv, slot, response, w.head_only, w.keep_alive);
+    }
+
+    /// One `HistoryPage` of an export: kept, and the page before it asked for
+    /// (`None`: still waiting), or the whole export (or its error) as the answer.
+    fn api_export_page(&mut self, slot: usize, w: Waiting, frame: &Bytes) -> Option<Response> {
+        let page = answer::from_frame(frame);
+        if page.status != 200 {
+            return Some(page);
+        }
+        let max = self.settings.web.api.max_export;
+        let export = self.api.exports.get_mut(&slot)?;
+        let (lines, first_seq, more) = match answer::entry_lines(&page.body) {
+            Ok(x) => x,
+            Err(why) => {
+                tracing::error!(why, "an export page could not be read");
+                return Some(answer::error(500, ErrorCode::Internal, why, 0));
+            }
+        };
+        export.bytes = export.bytes.saturating_add(lines.len());
+        if export.bytes > max {
+            let why = format!(
+                "the transcript is larger than api.max_export_bytes ({max}); page through \
+                 /messages instead"
+            );
+            return Some(answer::error(
+                413,
+                ErrorCode::FrameTooLarge,
+                &why,
+                export.conversation,
+            ));
+        }
+        export.pages.push(lines);
+        if !(more && first_seq > 1) {
+            // Pages came newest first: the export is oldest first.
+            let mut body = Vec::with_capacity(export.bytes);
+            for p in export.pages.iter().rev() {
+                body.extend_from_slice(p);
+            }
+            return Some(Response::new(200, answer::JSONL, body));
+        }
+        let call = crate::api::route::Call {
+            scope: crate::api::Scope::ConversationsRead,
+            acting: crate::api::route::Acting::Admin,
+            fresh_id: false,
+            shape: Shape::Export,
+            op: Op::Protocol(Msg::from(messages::History {
+                limit: u16::MAX,
+                conversation: export.conversation,
+                before_seq: first_seq,
+            })),
+        };
+        let authorization = export.authorization.clone();
+        let now = self.now;
+        let c = self.conns.get_mut(slot)?;
+        // Each page has the whole request deadline.
+        c.mark = now;
+        let generation = c.generation;
+        let id = self.conn_id(slot, generation);
+        self.api.waiting.insert(slot, w);
+        let event = Event::Api {
+            conn: id,
+            call: Box::new(ApiCall {
+                rid: w.rid,
+                authorization,
+                call,
+            }),
+        };
+        if self.tell_worker(id, event).is_err() {
+            self.api.waiting.remove(&slot);
+            return Some(answer::error(
+                503,
+                ErrorCode::ServerBusy,
+                "the service is busy",
+                0,
+            ));
+        }
+        None
     }
 
     /// A JSON answer the service wrote itself (not a protocol frame) for request

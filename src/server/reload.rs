@@ -80,6 +80,7 @@ fn in_force(current: &Config, new: &Config) -> Config {
     next.web = current.web.clone();
     next.api.max_body_bytes = current.api.max_body_bytes;
     next.api.max_in_flight = current.api.max_in_flight;
+    next.api.max_export_bytes = current.api.max_export_bytes;
     next.journal = crate::config::JournalConfig {
         max_replay: new.journal.max_replay,
         ..current.journal.clone()

@@ -82,12 +82,17 @@ def main():
             schema = dict(media["schema"])
             schema["components"] = spec["components"]
             try:
-                body = json.loads(r["body"])
+                if ctype == "application/x-ndjson":
+                    # JSON Lines: each line is one document of the schema.
+                    bodies = [json.loads(l) for l in r["body"].splitlines()]
+                else:
+                    bodies = [json.loads(r["body"])]
             except ValueError as e:
                 print(f"{where}: body is not JSON: {e}")
                 failures += 1
                 continue
-            errors = list(OAS31Validator(schema).iter_errors(body))
+            validator = OAS31Validator(schema)
+            errors = [e for body in bodies for e in validator.iter_errors(body)]
             for e in errors:
                 print(f"{where}: {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}")
             failures += bool(errors)

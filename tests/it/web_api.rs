@@ -40,10 +40,17 @@ struct Setup {
 
 impl Setup {
     fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    fn with(tweak: impl FnOnce(&mut switchboard::Config)) -> Self {
         let (k1, reader) = key("crm", "", &[Scope::ConversationsRead]);
         let (k2, admin) = key("ops", "", &[Scope::Admin]);
         let (k3, other_tenant) = key("far", "elsewhere", &[Scope::Admin]);
-        let server = service_server(|c| c.api.keys = vec![k1, k2, k3]);
+        let server = service_server(|c| {
+            c.api.keys = vec![k1, k2, k3];
+            tweak(c);
+        });
         Self {
             server,
             reader,
@@ -469,6 +476,57 @@ fn notices_reach_the_group_and_the_api_gets_204() {
         matches!(m, Msg::Notice(_))
     });
     let _ = messages::conversation_state::ANY;
+    s.recorder.validate();
+}
+
+#[test]
+fn exports_gather_every_page_oldest_first_within_their_bound() {
+    // Pages of 3 entries: the export needs several round trips.
+    let s = Setup::with(|c| {
+        c.routing.history_page_max = 3;
+        c.api.max_export_bytes = 64 * 1024;
+    });
+    let (mut vera, _sue, id) = served_conversation(&s);
+    for i in 0..10 {
+        vera.send_accepted(id, 100 + i, &format!("message {i}"));
+    }
+    let mut api = s.client(Some(&s.reader));
+    let r = api.call("GET", &format!("/api/v1/conversations/{id}/export"), None);
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+    let text = String::from_utf8(r.body.clone()).unwrap();
+    let seqs: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{text}");
+    assert!(text.contains("message 9") && text.contains("where is my parcel?"));
+    // The same as paging through /messages by hand.
+    let page = api
+        .call("GET", &format!("/api/v1/conversations/{id}/messages"), None)
+        .json();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 3);
+
+    // Past api.max_export_bytes: 413, and the connection still serves.
+    let big = "x".repeat(40_000);
+    for i in 0..2 {
+        vera.send_accepted(id, 200 + i, &big);
+    }
+    let r = api.call("GET", &format!("/api/v1/conversations/{id}/export"), None);
+    assert_eq!(r.status, 413, "{:?}", r.json());
+    assert_eq!(api.call("GET", "/api/v1/conversations", None).status, 200);
+    let mut far = s.client(Some(&s.other_tenant));
+    assert_eq!(
+        far.call("GET", &format!("/api/v1/conversations/{id}/export"), None)
+            .status,
+        404
+    );
     s.recorder.validate();
 }
 
