@@ -809,6 +809,10 @@ mod tests {
         assert_eq!(get("/api/v1/nope").unwrap_err(), RouteError::NotFound);
         assert_eq!(
             get("/api/v1/conversations/").unwrap_err(),
+            RouteError::PathId("id")
+        );
+        assert_eq!(
+            get("/api/v1/conversations/1/nope").unwrap_err(),
             RouteError::NotFound
         );
         assert_eq!(
