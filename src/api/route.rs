@@ -271,6 +271,10 @@ fn check_bounds(msg: &Msg) -> Result<(), RouteError> {
 
 /// A strict JSON body: unknown fields and wrong types are errors.
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, RouteError> {
+    // serde would also take a struct's fields from a JSON array: only objects here.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(RouteError::Body("must be a JSON object".into()));
+    }
     serde_json::from_slice(body).map_err(|e| RouteError::Body(e.to_string()))
 }
 
@@ -785,6 +789,7 @@ mod tests {
             (r#"{"body":"hi","sender_role":"visitor"}"#, "required"),
             (r#"{"body":"hi","sender":"x"}"#, "only for"),
             (r#"{"body":""}"#, "body"),
+            (r#"["hi"]"#, "object"),
         ] {
             let e = post("/api/v1/conversations/7/messages", body).unwrap_err();
             assert_eq!(e.status(), 400, "{body}");

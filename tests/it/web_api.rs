@@ -574,3 +574,134 @@ fn keep_alive_pipelining_and_chunked_bodies() {
     assert!(api.closed());
     s.recorder.validate();
 }
+
+/// Every route, with every class of bad input: no credential, a wrong one, a key
+/// without the route's scope, another tenant's key, malformed JSON, an unknown field,
+/// a body of the wrong type, one past `api.max_body_bytes`.
+#[test]
+fn every_endpoint_refuses_every_class_of_bad_input() {
+    let (k_read, read) = key("read", "", &[Scope::ConversationsRead]);
+    let (k_write, write) = key("write", "", &[Scope::ConversationsWrite]);
+    let (k_msg, msg) = key("msg", "", &[Scope::MessagesWrite]);
+    let (k_agents, agents) = key("agents", "", &[Scope::AgentsRead]);
+    let (k_notice, notice) = key("notice", "", &[Scope::NoticesWrite]);
+    let s = Setup::with(|c| {
+        c.api
+            .keys
+            .extend([k_read, k_write, k_msg, k_agents, k_notice]);
+        c.api.max_body_bytes = 4096;
+    });
+    let (_vera, _sue, id) = served_conversation(&s);
+    let conv = format!("/api/v1/conversations/{id}");
+    // (method, path, valid body, a key with exactly the scope it needs, whether
+    // another tenant sees 404 rather than an empty answer)
+    let routes: Vec<(&str, String, Option<&str>, &str, bool)> = vec![
+        ("GET", "/api/v1/conversations".into(), None, &read, false),
+        ("GET", conv.clone(), None, &read, true),
+        ("GET", format!("{conv}/messages"), None, &read, true),
+        ("GET", format!("{conv}/export"), None, &read, true),
+        ("GET", "/api/v1/agents".into(), None, &agents, false),
+        (
+            "POST",
+            format!("{conv}/messages"),
+            Some(r#"{"body":"hi"}"#),
+            &msg,
+            true,
+        ),
+        (
+            "POST",
+            "/api/v1/conversations".into(),
+            Some(r#"{"visitor":"v9","body":"hi"}"#),
+            &write,
+            false,
+        ),
+        (
+            "POST",
+            format!("{conv}/transfer"),
+            Some(r#"{"note":"x"}"#),
+            &write,
+            true,
+        ),
+        (
+            "POST",
+            format!("{conv}/assign"),
+            Some(r#"{"agent":"sue"}"#),
+            &write,
+            true,
+        ),
+        (
+            "POST",
+            format!("{conv}/close"),
+            Some(r#"{"reason":"x"}"#),
+            &write,
+            true,
+        ),
+        (
+            "POST",
+            "/api/v1/notices".into(),
+            Some(r#"{"text":"x"}"#),
+            &notice,
+            false,
+        ),
+    ];
+    let all_keys = [&read, &write, &msg, &agents, &notice];
+    for (method, path, body, own, tenant_404) in &routes {
+        let what = format!("{method} {path}");
+        // No credential, a wrong one, a mangled one.
+        for cred in [None, Some("sbk_read_wrong"), Some("Bearer-ish")] {
+            let r = s.client(cred).call(method, path, *body);
+            assert_eq!(r.status, 401, "{what} with {cred:?}");
+            assert!(r.header("www-authenticate").is_some());
+        }
+        // Every key without the route's scope: 403 before anything happens.
+        for k in all_keys.iter().filter(|k| ***k != **own) {
+            let r = s.client(Some(k)).call(method, path, *body);
+            assert_eq!(
+                (r.status, r.code()),
+                (403, 403),
+                "{what} with another scope"
+            );
+        }
+        // Another tenant: its conversations do not exist.
+        if *tenant_404 {
+            let r = s.client(Some(&s.other_tenant)).call(method, path, *body);
+            assert_eq!(r.status, 404, "{what} from another tenant");
+        }
+        let Some(body) = body else { continue };
+        let mut api = s.client(Some(own));
+        for (bad, status) in [
+            ("{", 400),
+            ("[]", 400),
+            ("null", 400),
+            (
+                &*format!("{}, \"surprise\": 1}}", body.trim_end_matches('}')),
+                400,
+            ),
+        ] {
+            let r = api.call(method, path, Some(bad));
+            assert_eq!(r.status, status, "{what} with {bad}: {r:?}");
+            assert_eq!(r.code(), 400, "{what} with {bad}");
+        }
+        let text = api.request_text(
+            method,
+            path,
+            "Content-Type: text/plain\r\nContent-Length: 2\r\n",
+            None,
+        );
+        api.send_raw(format!("{text}{{}}").as_bytes());
+        assert_eq!(
+            api.read_reply(method, path).status,
+            415,
+            "{what} as text/plain"
+        );
+        let huge = format!(r#"{{"body":"{}"}}"#, "x".repeat(5000));
+        let r = api.call(method, path, Some(&huge));
+        assert_eq!(
+            (r.status, r.code()),
+            (413, 102),
+            "{what} past max_body_bytes"
+        );
+        assert!(api.closed(), "{what}: a 413 closes the connection");
+    }
+    s.recorder.validate();
+}
