@@ -705,3 +705,57 @@ fn every_endpoint_refuses_every_class_of_bad_input() {
     }
     s.recorder.validate();
 }
+
+/// `switchboard api-key`: the credential alone on stdout, and on stderr an
+/// `[[api.keys]]` entry that a configuration accepts and that checks the credential;
+/// bad input exits 2 with nothing on stdout.
+#[test]
+fn the_api_key_command_prints_a_credential_and_its_config_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let limit = std::time::Duration::from_secs(20);
+    let (status, stdout, stderr) = crate::util::run_bin_in(
+        dir.path(),
+        &[
+            "api-key",
+            "--id",
+            "crm-1",
+            "--scopes",
+            "conversations:read,notices:write",
+            "--tenant",
+            "acme",
+        ],
+        limit,
+    );
+    assert!(status.success(), "{stderr}");
+    let credential = stdout.trim();
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    assert!(credential.starts_with("sbk_crm-1_"), "{credential}");
+    let config: switchboard::Config =
+        toml::from_str(&stderr).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    config.validate().unwrap();
+    let entry = &config.api.keys[0];
+    assert_eq!(
+        (entry.id.as_str(), entry.tenant.as_str()),
+        ("crm-1", "acme")
+    );
+    assert_eq!(
+        entry.scopes,
+        vec![Scope::ConversationsRead, Scope::NoticesWrite]
+    );
+    let keys = switchboard::api::keys::ApiKeys::from_config(&config.api.keys);
+    let secret = credential.strip_prefix("sbk_crm-1_").unwrap();
+    assert!(keys.check("crm-1", secret).is_ok());
+    assert!(
+        !stderr.contains(secret),
+        "the secret itself is never in the config entry"
+    );
+    for bad in [
+        &["api-key", "--id", "no_underscores", "--scopes", "admin"][..],
+        &["api-key", "--id", "x", "--scopes", "everything"],
+        &["api-key", "--id", "x"],
+    ] {
+        let (status, stdout, _) = crate::util::run_bin_in(dir.path(), bad, limit);
+        assert_eq!(status.code(), Some(2), "{bad:?}");
+        assert!(stdout.is_empty());
+    }
+}
