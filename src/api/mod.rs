@@ -25,8 +25,8 @@ pub fn is_api_path(path: &str) -> bool {
 }
 
 /// An API request on its way from a reactor to the session worker of its
-/// connection: the credential as presented and the routed call.
-#[derive(Debug)]
+/// connection: the credential as presented and the routed call. Its `Debug` never
+/// shows the credential.
 pub struct ApiCall {
     /// The request id the reply will carry (the reactor matches it).
     pub rid: u32,
@@ -34,4 +34,17 @@ pub struct ApiCall {
     pub authorization: Option<String>,
     /// The routed request.
     pub call: route::Call,
+}
+
+impl std::fmt::Debug for ApiCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiCall")
+            .field("rid", &self.rid)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("call", &self.call)
+            .finish()
+    }
 }

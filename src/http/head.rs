@@ -67,8 +67,9 @@ impl Method {
     }
 }
 
-/// An owned, parsed request head: only what the gateway uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An owned, parsed request head: only what the gateway uses. Its `Debug` never
+/// shows the `Authorization` value.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Request {
     /// The method.
     pub method: Method,
@@ -106,6 +107,33 @@ pub struct Request {
     pub authorization: Option<String>,
     /// The `Idempotency-Key` header, trimmed.
     pub idempotency_key: Option<String>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("minor_version", &self.minor_version)
+            .field("host", &self.host)
+            .field("origin", &self.origin)
+            .field("upgrade_websocket", &self.upgrade_websocket)
+            .field("connection_upgrade", &self.connection_upgrade)
+            .field("connection_close", &self.connection_close)
+            .field("ws_key", &self.ws_key)
+            .field("ws_version", &self.ws_version)
+            .field("ws_protocols", &self.ws_protocols)
+            .field("content_length", &self.content_length)
+            .field("chunked", &self.chunked)
+            .field("content_type", &self.content_type)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("idempotency_key", &self.idempotency_key)
+            .finish()
+    }
 }
 
 /// Why a request head was refused; [`HeadError::status`] is the status to answer.
@@ -369,6 +397,23 @@ mod tests {
         Sec-WebSocket-Protocol: chat, switchboard.v1.json\r\n\
         sec-websocket-protocol:  switchboard.v1.bin ,\r\n\
         Sec-WebSocket-Version: 13\r\n\r\nBODY";
+
+    #[test]
+    fn api_headers_are_kept_and_the_credential_never_printed() {
+        let (r, _) = ok("POST /api/v1/notices HTTP/1.1\r\nHost: h\r\n\
+             Authorization: Bearer sbk_crm_s3cret\r\nIdempotency-Key:  k-1 \r\n\r\n");
+        assert_eq!(r.authorization.as_deref(), Some("Bearer sbk_crm_s3cret"));
+        assert_eq!(r.idempotency_key.as_deref(), Some("k-1"));
+        let shown = format!("{r:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        assert_eq!(
+            err("GET / HTTP/1.1\r\nHost: h\r\nAuthorization: a\r\nauthorization: b\r\n\r\n"),
+            HeadError::Duplicate("Authorization")
+        );
+    }
 
     #[test]
     fn parses_a_websocket_upgrade() {
