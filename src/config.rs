@@ -80,9 +80,18 @@ pub struct Config {
     pub assist: AssistConfig,
     /// The web edge of the client listener (HTTP, WebSocket, JSON).
     pub web: WebConfig,
+    /// Bounds of webhook delivery, for every endpoint.
+    pub outbox: OutboxConfig,
+    /// Endpoints that get conversation events from the journal (none by default).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 mod web;
+mod webhooks;
+pub use webhooks::{
+    EVENT_TYPES, MAX_WEBHOOKS, OutboxConfig, WebhookConfig, WebhookSecretError, decode_secret,
+    glob_match,
+};
 pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
 
 pub use crate::assist::AssistConfig;
@@ -106,6 +115,8 @@ impl Default for Config {
             journal: JournalConfig::default(),
             assist: AssistConfig::default(),
             web: WebConfig::default(),
+            outbox: OutboxConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -745,6 +756,11 @@ impl Config {
             ));
         }
         if let Err((key, reason)) = self.web.validate() {
+            return Err(invalid(key, reason));
+        }
+        if let Err((key, reason)) =
+            webhooks::validate(&self.webhooks, &self.outbox, self.journal.enabled)
+        {
             return Err(invalid(key, reason));
         }
         self.listeners_apart()?;

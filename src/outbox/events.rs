@@ -1,0 +1,373 @@
+//! Journal records to webhook events (sans-IO): fed every record in journal order,
+//! it keeps what each conversation's later records do not repeat (tenant, visitor,
+//! group, agent) and writes the JSON of each event an endpoint wants.
+//!
+//! Retention compaction copies a kept conversation's old records to the end of the
+//! journal (JOURNAL.md section 5); each conversation's last (seq, kind) seen tells such
+//! a copy from news, so a copy is never sent again. The event types and fields are
+//! documented in `proto-spec/WEBHOOKS.md`.
+
+use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::config::WebhookConfig;
+use crate::journal::RecordRef;
+use crate::protocol::Kind;
+use crate::protocol::messages::{content, flags, role};
+use crate::service::record::{self, Body, RecordKind};
+
+/// Which events one endpoint takes.
+#[derive(Debug, Clone)]
+pub(crate) struct Filter {
+    types: Vec<String>,
+    tenant: Option<String>,
+    include_notes: bool,
+}
+
+impl Filter {
+    /// The filter of an endpoint's configuration.
+    pub(crate) fn new(cfg: &WebhookConfig) -> Self {
+        Self {
+            types: cfg.events.clone(),
+            tenant: cfg.tenant.clone(),
+            include_notes: cfg.include_notes,
+        }
+    }
+
+    fn wants(&self, event: &str, tenant: &str) -> bool {
+        (self.types.is_empty() || self.types.iter().any(|p| crate::config::glob_match(p, event)))
+            && self.tenant.as_deref().is_none_or(|t| t == tenant)
+    }
+}
+
+/// What the outbox remembers of one conversation.
+#[derive(Debug, Clone, Default)]
+struct Conv {
+    tenant: String,
+    visitor: String,
+    visitor_name: String,
+    group: String,
+    /// The agent or bot serving it now: (user id, display name).
+    agent: Option<(String, String)>,
+    /// Order key of the newest record applied ([`order_key`]).
+    last: u64,
+}
+
+/// A record's place in its conversation's order: opened first, then by sequence
+/// number, a (legacy) requeue after the entry it follows. A record whose key is not
+/// above the conversation's last is a compaction copy.
+fn order_key(kind: RecordKind, seq: u64) -> u64 {
+    match kind {
+        RecordKind::Opened | RecordKind::Reserved | RecordKind::Orphaned => 0,
+        RecordKind::Entry | RecordKind::Gap => seq.saturating_mul(2).saturating_add(1),
+        RecordKind::Requeued => seq.saturating_mul(2).saturating_add(2),
+    }
+}
+
+/// A user in an event.
+#[derive(Debug, Serialize)]
+struct User<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+}
+
+/// The `data` of an event: the fields its type uses (WEBHOOKS.md).
+#[derive(Debug, Serialize, Default)]
+struct Data<'a> {
+    id: String,
+    tenant: &'a str,
+    conversation: String,
+    seq: String,
+    time_ms: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    group: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    visitor: Option<User<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sender: Option<User<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<User<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    previous_agent: Option<User<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_msg_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auto_reply: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flagged: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    private: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    score: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<&'a str>,
+}
+
+/// One event: Standard Webhooks' payload shape.
+#[derive(Debug, Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    timestamp: String,
+    data: Data<'a>,
+}
+
+/// The name of a role code.
+pub(crate) fn role_name(code: u8) -> &'static str {
+    match code {
+        role::VISITOR => "visitor",
+        role::AGENT => "agent",
+        role::BOT => "bot",
+        role::ADMIN => "admin",
+        role::SYSTEM => "system",
+        _ => "unknown",
+    }
+}
+
+fn content_name(code: u8) -> &'static str {
+    match code {
+        content::TEXT => "text",
+        content::MARKDOWN => "markdown",
+        content::URL => "url",
+        content::JSON => "json",
+        _ => "unknown",
+    }
+}
+
+/// RFC 3339 with milliseconds, UTC.
+fn rfc3339(time_ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(time_ms)).to_string()
+}
+
+/// Counts of what [`Events::feed`] met besides events.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fed {
+    /// Events written.
+    pub events: usize,
+    /// Records skipped as compaction copies.
+    pub copies: usize,
+    /// Records whose body did not validate (logged by the caller).
+    pub unreadable: usize,
+}
+
+/// The conversations' remembered state, fed in journal order.
+#[derive(Debug, Default)]
+pub(crate) struct Events {
+    convs: HashMap<u64, Conv>,
+}
+
+impl Events {
+    /// Conversations remembered.
+    pub(crate) fn len(&self) -> usize {
+        self.convs.len()
+    }
+
+    /// Forgets conversations `live` says have no record left in the journal.
+    pub(crate) fn retain(&mut self, live: impl Fn(u64) -> bool) {
+        self.convs.retain(|c, _| live(*c));
+    }
+
+    /// Applies one record; with `filter`, appends the JSON of each event it makes
+    /// that the filter wants to `out` (one `Vec` per event). Without, only the state
+    /// moves (rebuilding it up to a cursor after a restart).
+    pub(crate) fn feed(
+        &mut self,
+        r: RecordRef<'_>,
+        filter: Option<&Filter>,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Fed {
+        let mut fed = Fed::default();
+        let Ok((kind, body)) = record::decode(r.kind, r.body) else {
+            fed.unreadable = 1;
+            return fed;
+        };
+        let key = order_key(kind, r.seq);
+        let known = self.convs.contains_key(&r.conversation);
+        let conv = self.convs.entry(r.conversation).or_default();
+        if known && key <= conv.last {
+            fed.copies = 1;
+            return fed;
+        }
+        conv.last = key;
+        let made = apply(conv, kind, &body);
+        let Some(filter) = filter else {
+            return fed;
+        };
+        for (what, previous) in made {
+            if !filter.wants(what.name(), &conv.tenant) {
+                continue;
+            }
+            if what == Made::Note && !filter.include_notes {
+                continue;
+            }
+            let event = render(what, previous.as_ref(), r, conv, &body);
+            if let Ok(bytes) = serde_json::to_vec(&event) {
+                out.push(bytes);
+                fed.events += 1;
+            }
+        }
+        fed
+    }
+}
+
+/// The events one record makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Made {
+    Opened,
+    Queued,
+    Assigned,
+    /// Assigned straight from one agent to another; the previous agent is carried.
+    Transferred,
+    Closed,
+    Abandoned,
+    Rated,
+    Message,
+    Note,
+}
+
+impl Made {
+    fn name(self) -> &'static str {
+        match self {
+            Made::Opened => "conversation.opened",
+            Made::Queued => "conversation.queued",
+            Made::Assigned => "conversation.assigned",
+            Made::Transferred => "conversation.transferred",
+            Made::Closed => "conversation.closed",
+            Made::Abandoned => "conversation.abandoned",
+            Made::Rated => "conversation.rated",
+            Made::Message | Made::Note => "message.created",
+        }
+    }
+}
+
+/// Reason of a server close whose visitor left while queued (PROTOCOL.md 4.16).
+const ABANDONED: &str = "abandoned";
+
+/// The agent a transfer took the conversation from: (user id, display name).
+type Previous = Option<(String, String)>;
+
+/// Moves the conversation's state by one record; the events it makes (at most two),
+/// a transfer with the agent it took the conversation from.
+fn apply(conv: &mut Conv, kind: RecordKind, body: &Body) -> Vec<(Made, Previous)> {
+    match kind {
+        RecordKind::Opened => {
+            conv.tenant.clone_from(&body.tenant);
+            conv.visitor.clone_from(&body.visitor);
+            conv.visitor_name.clone_from(&body.visitor_name);
+            conv.group.clone_from(&body.group);
+            vec![(Made::Opened, None)]
+        }
+        RecordKind::Requeued => {
+            conv.group.clone_from(&body.group);
+            conv.agent = None;
+            vec![(Made::Queued, None)]
+        }
+        RecordKind::Entry => {
+            let e = &body.entry;
+            match Kind::from_u8(e.kind) {
+                Some(Kind::Send) => vec![(Made::Message, None)],
+                Some(Kind::Note) => vec![(Made::Note, None)],
+                Some(Kind::Queued) => {
+                    conv.group.clone_from(&e.body);
+                    conv.agent = None;
+                    vec![(Made::Queued, None)]
+                }
+                Some(Kind::Assigned) => {
+                    if !body.group.is_empty() {
+                        conv.group.clone_from(&body.group);
+                    }
+                    let before = conv.agent.replace((e.sender.clone(), e.body.clone()));
+                    match before.filter(|(id, _)| *id != e.sender) {
+                        Some(prev) => vec![(Made::Transferred, Some(prev))],
+                        None => vec![(Made::Assigned, None)],
+                    }
+                }
+                Some(Kind::Close) if e.sender_role == role::SYSTEM && e.body == ABANDONED => {
+                    vec![(Made::Closed, None), (Made::Abandoned, None)]
+                }
+                Some(Kind::Close) => vec![(Made::Closed, None)],
+                Some(Kind::Rate) => vec![(Made::Rated, None)],
+                _ => Vec::new(),
+            }
+        }
+        // Salvage's records: no event (WEBHOOKS.md).
+        RecordKind::Gap | RecordKind::Reserved | RecordKind::Orphaned => Vec::new(),
+    }
+}
+
+/// The event `what` of record `r`, the conversation's state already moved by it.
+fn render<'a>(
+    what: Made,
+    previous: Option<&'a (String, String)>,
+    r: RecordRef<'_>,
+    conv: &'a Conv,
+    body: &'a Body,
+) -> Event<'a> {
+    let e = &body.entry;
+    let suffix = what.name().replace('.', "_");
+    let mut data = Data {
+        id: format!("evt_{}_{}_{suffix}", r.conversation, r.seq),
+        tenant: &conv.tenant,
+        conversation: r.conversation.to_string(),
+        seq: r.seq.to_string(),
+        time_ms: r.time_ms.to_string(),
+        group: &conv.group,
+        ..Data::default()
+    };
+    let user = |role: Option<&'static str>, id: &'a str, name: &'a str| User { role, id, name };
+    match what {
+        Made::Opened => {
+            data.visitor = Some(user(None, &conv.visitor, &conv.visitor_name));
+        }
+        Made::Queued => {}
+        Made::Assigned | Made::Transferred => {
+            data.agent = Some(user(None, &e.sender, &e.body));
+            data.previous_agent = previous.map(|(id, name)| user(None, id, name));
+        }
+        Made::Closed | Made::Abandoned => {
+            data.sender = Some(user(Some(role_name(e.sender_role)), &e.sender, ""));
+            data.reason = Some(&e.body);
+        }
+        Made::Rated => {
+            let name = &conv.visitor_name;
+            data.sender = Some(user(Some(role_name(e.sender_role)), &e.sender, name));
+            data.score = Some(e.content_type);
+            data.comment = Some(&e.body);
+        }
+        Made::Message | Made::Note => {
+            let name = match e.sender_role {
+                role::VISITOR => conv.visitor_name.as_str(),
+                _ => conv
+                    .agent
+                    .as_ref()
+                    .filter(|(id, _)| *id == e.sender)
+                    .map_or("", |(_, n)| n.as_str()),
+            };
+            data.sender = Some(user(Some(role_name(e.sender_role)), &e.sender, name));
+            data.content_type = Some(content_name(e.content_type));
+            data.body = Some(&e.body);
+            if body.client_msg_id != 0 {
+                data.client_msg_id = Some(body.client_msg_id.to_string());
+            }
+            data.auto_reply = Some(e.flags & flags::AUTO_REPLY != 0);
+            data.flagged = Some(e.flags & flags::FLAGGED != 0);
+            data.private = Some(what == Made::Note);
+        }
+    }
+    Event {
+        kind: what.name(),
+        timestamp: rfc3339(r.time_ms),
+        data,
+    }
+}
