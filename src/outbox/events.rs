@@ -371,3 +371,237 @@ fn render<'a>(
         data,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::messages::Entry;
+    use crate::service::record::{Record, record};
+    use serde_json::Value;
+
+    fn filter(types: &[&str], tenant: Option<&str>, notes: bool) -> Filter {
+        Filter {
+            types: types.iter().map(|s| (*s).to_owned()).collect(),
+            tenant: tenant.map(str::to_owned),
+            include_notes: notes,
+        }
+    }
+
+    fn opened(conv: u64, tenant: &str) -> Record {
+        let body = Body {
+            tenant: tenant.into(),
+            visitor: "v1".into(),
+            visitor_name: "Ann".into(),
+            group: "sales".into(),
+            ..Body::default()
+        };
+        record(conv, 0, 1_000, RecordKind::Opened, &body)
+    }
+
+    fn entry(conv: u64, seq: u64, kind: Kind, sender_role: u8, sender: &str, text: &str) -> Record {
+        let body = Body {
+            group: if kind == Kind::Assigned {
+                "sales".into()
+            } else {
+                String::new()
+            },
+            client_msg_id: if kind == Kind::Send { 40 + seq } else { 0 },
+            entry: Entry {
+                seq,
+                time_ms: 1_000 + seq,
+                kind: kind.as_u8(),
+                sender_role,
+                content_type: if kind == Kind::Rate { 4 } else { content::TEXT },
+                flags: if kind == Kind::Note { flags::PRIVATE } else { 0 },
+                sender: sender.into(),
+                body: text.into(),
+            },
+            ..Body::default()
+        };
+        record(conv, seq, 1_000 + seq, RecordKind::Entry, &body)
+    }
+
+    fn feed_all(ev: &mut Events, records: &[Record], f: &Filter) -> Vec<Value> {
+        let mut out = Vec::new();
+        for r in records {
+            ev.feed(r.borrowed(), Some(f), &mut out);
+        }
+        out.iter()
+            .map(|b| serde_json::from_slice(b).unwrap())
+            .collect()
+    }
+
+    fn types(events: &[Value]) -> Vec<&str> {
+        events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+    }
+
+    /// A whole conversation: opened, a message, assigned, a transfer, a note, closed,
+    /// rated.
+    fn story(conv: u64, tenant: &str) -> Vec<Record> {
+        vec![
+            opened(conv, tenant),
+            entry(conv, 1, Kind::Send, role::VISITOR, "v1", "hello"),
+            entry(conv, 2, Kind::Assigned, role::SYSTEM, "a1", "Bob"),
+            entry(conv, 3, Kind::Send, role::AGENT, "a1", "hi, Bob here"),
+            entry(conv, 4, Kind::Assigned, role::SYSTEM, "a2", "Eve"),
+            entry(conv, 5, Kind::Note, role::AGENT, "a2", "VIP"),
+            entry(conv, 6, Kind::Close, role::AGENT, "a2", "solved"),
+            entry(conv, 7, Kind::Rate, role::VISITOR, "v1", "great"),
+        ]
+    }
+
+    #[test]
+    fn a_conversation_makes_its_events_in_order() {
+        let mut ev = Events::default();
+        let got = feed_all(&mut ev, &story(7, "acme"), &filter(&[], None, false));
+        assert_eq!(
+            types(&got),
+            [
+                "conversation.opened",
+                "message.created",
+                "conversation.assigned",
+                "message.created",
+                "conversation.transferred",
+                "conversation.closed",
+                "conversation.rated",
+            ]
+        );
+        let opened = &got[0];
+        assert_eq!(opened["timestamp"], "1970-01-01T00:00:01.000Z");
+        assert_eq!(opened["data"]["conversation"], "7", "u64 as a string");
+        assert_eq!(opened["data"]["seq"], "0");
+        assert_eq!(opened["data"]["tenant"], "acme");
+        assert_eq!(opened["data"]["group"], "sales");
+        assert_eq!(opened["data"]["visitor"]["name"], "Ann");
+        let msg = &got[1]["data"];
+        assert_eq!(msg["sender"]["role"], "visitor");
+        assert_eq!(msg["sender"]["name"], "Ann");
+        assert_eq!(msg["body"], "hello");
+        assert_eq!(msg["content_type"], "text");
+        assert_eq!(msg["client_msg_id"], "41");
+        assert_eq!(msg["time_ms"], "1001");
+        assert_eq!(msg["id"], "evt_7_1_message_created");
+        assert_eq!(got[3]["data"]["sender"]["name"], "Bob", "the agent's name");
+        let transfer = &got[4]["data"];
+        assert_eq!(transfer["agent"]["id"], "a2");
+        assert_eq!(transfer["previous_agent"]["id"], "a1");
+        assert_eq!(got[5]["data"]["reason"], "solved");
+        assert_eq!(got[5]["data"]["sender"]["role"], "agent");
+        assert_eq!(got[6]["data"]["score"], 4);
+        assert_eq!(got[6]["data"]["comment"], "great");
+    }
+
+    #[test]
+    fn notes_only_when_asked_and_flagged_private() {
+        let mut ev = Events::default();
+        let got = feed_all(&mut ev, &story(7, "acme"), &filter(&["message.*"], None, true));
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2]["data"]["private"], true);
+        assert_eq!(got[2]["data"]["body"], "VIP");
+        assert_eq!(got[0]["data"]["private"], false);
+    }
+
+    #[test]
+    fn filters_by_type_glob_and_tenant() {
+        let mut ev = Events::default();
+        let mut records = story(1, "acme");
+        records.extend(story(2, "other"));
+        let got = feed_all(
+            &mut ev,
+            &records,
+            &filter(&["conversation.*"], Some("other"), false),
+        );
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|e| e["data"]["conversation"] == "2"));
+        assert!(
+            got.iter()
+                .all(|e| e["type"].as_str().unwrap().starts_with("conversation."))
+        );
+    }
+
+    #[test]
+    fn an_abandoned_queue_closes_twice_named() {
+        let mut ev = Events::default();
+        let records = [
+            opened(3, ""),
+            entry(3, 1, Kind::Send, role::VISITOR, "v1", "anyone?"),
+            entry(3, 2, Kind::Close, role::SYSTEM, "", "abandoned"),
+        ];
+        let got = feed_all(&mut ev, &records, &filter(&[], None, false));
+        assert_eq!(
+            types(&got),
+            [
+                "conversation.opened",
+                "message.created",
+                "conversation.closed",
+                "conversation.abandoned"
+            ]
+        );
+        assert_eq!(got[3]["data"]["sender"]["role"], "system");
+    }
+
+    #[test]
+    fn requeues_clear_the_agent_so_the_next_assignment_is_no_transfer() {
+        let mut ev = Events::default();
+        let mut queued = entry(4, 3, Kind::Queued, role::SYSTEM, "", "billing");
+        queued.kind = RecordKind::Entry as u8;
+        let records = [
+            opened(4, ""),
+            entry(4, 1, Kind::Send, role::VISITOR, "v1", "hi"),
+            entry(4, 2, Kind::Assigned, role::SYSTEM, "a1", "Bob"),
+            queued,
+            entry(4, 4, Kind::Assigned, role::SYSTEM, "a2", "Eve"),
+        ];
+        let got = feed_all(&mut ev, &records, &filter(&[], None, false));
+        assert_eq!(
+            types(&got),
+            [
+                "conversation.opened",
+                "message.created",
+                "conversation.assigned",
+                "conversation.queued",
+                "conversation.assigned"
+            ]
+        );
+        assert_eq!(got[3]["data"]["group"], "billing");
+    }
+
+    /// Compaction copies old records after newer ones: they make no event again.
+    #[test]
+    fn compaction_copies_make_no_events() {
+        let mut ev = Events::default();
+        let records = story(9, "t");
+        let f = filter(&[], None, false);
+        assert_eq!(feed_all(&mut ev, &records, &f).len(), 7);
+        let mut out = Vec::new();
+        let mut copies = 0;
+        for r in records.iter().take(4) {
+            copies += ev.feed(r.borrowed(), Some(&f), &mut out).copies;
+        }
+        assert!(out.is_empty());
+        assert_eq!(copies, 4);
+        // State rebuilt without a filter, then the rest with one: same as in one go.
+        let mut rebuilt = Events::default();
+        for r in records.iter().take(4) {
+            rebuilt.feed(r.borrowed(), None, &mut out);
+        }
+        assert!(out.is_empty());
+        let rest = feed_all(&mut rebuilt, &records[4..], &f);
+        let mut whole = Events::default();
+        let all = feed_all(&mut whole, &records, &f);
+        assert_eq!(rest, all[4..]);
+    }
+
+    #[test]
+    fn unreadable_bodies_are_counted_not_fatal() {
+        let mut ev = Events::default();
+        let mut bad = entry(1, 1, Kind::Send, role::VISITOR, "v", "x");
+        bad.body = bytes::Bytes::from_static(&[1, 2, 3]);
+        let mut out = Vec::new();
+        let fed = ev.feed(bad.borrowed(), Some(&filter(&[], None, false)), &mut out);
+        assert_eq!(fed.unreadable, 1);
+        assert!(out.is_empty());
+        ev.retain(|_| false);
+        assert_eq!(ev.len(), 0);
+    }
+}
