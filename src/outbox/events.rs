@@ -169,6 +169,7 @@ pub(crate) struct Events {
 
 impl Events {
     /// Conversations remembered.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.convs.len()
     }
