@@ -354,7 +354,8 @@ mod tests {
     #[test]
     fn a_good_endpoint_passes_and_each_bad_key_is_named() {
         check(&[hook("crm")]).unwrap();
-        let cases: Vec<(&str, Box<dyn Fn(&mut WebhookConfig)>)> = vec![
+        type Tweak = Box<dyn Fn(&mut WebhookConfig)>;
+        let cases: Vec<(&str, Tweak)> = vec![
             ("webhooks.id", Box::new(|h| h.id = "a b".into())),
             ("webhooks.url", Box::new(|h| h.url = "ftp://x/".into())),
             ("webhooks.url", Box::new(|h| h.url = "http:///x".into())),

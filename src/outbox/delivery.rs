@@ -141,7 +141,8 @@ impl Batch {
 
     /// Whether `len` more bytes of events would fit (always, when empty).
     pub(crate) fn fits(&self, len: usize) -> bool {
-        self.events == 0 || self.body.len() + 1 + len + 1 <= self.max_bytes
+        // A comma before it and the closing bracket after.
+        self.events == 0 || self.body.len() + len + 2 <= self.max_bytes
     }
 
     /// Adds one event's JSON (the caller checked [`Batch::fits`] and
