@@ -88,11 +88,11 @@ pub struct Config {
 
 mod web;
 mod webhooks;
+pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
 pub use webhooks::{
     EVENT_TYPES, MAX_WEBHOOKS, OutboxConfig, WebhookConfig, WebhookSecretError, decode_secret,
     glob_match,
 };
-pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
 
 pub use crate::assist::AssistConfig;
 

@@ -176,12 +176,12 @@ impl WebhookConfig {
     pub fn key(&self) -> Result<Vec<u8>, WebhookSecretError> {
         let text = match (&self.secret, &self.secret_file) {
             (Some(s), None) => s.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path).map_err(|source| {
-                WebhookSecretError::File {
+            (None, Some(path)) => {
+                std::fs::read_to_string(path).map_err(|source| WebhookSecretError::File {
                     path: path.clone(),
                     source,
-                }
-            })?,
+                })?
+            }
             _ => return Err(WebhookSecretError::NotOne),
         };
         decode_secret(&text)
@@ -224,10 +224,7 @@ impl WebhookConfig {
             ));
         }
         if !(1..=1000).contains(&self.max_batch) {
-            return Err((
-                "webhooks.max_batch",
-                format!("webhook {id:?}: 1 to 1000"),
-            ));
+            return Err(("webhooks.max_batch", format!("webhook {id:?}: 1 to 1000")));
         }
         if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&self.timeout) {
             return Err((
@@ -235,8 +232,7 @@ impl WebhookConfig {
                 format!("webhook {id:?}: from 100ms to 5m"),
             ));
         }
-        if !(Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&self.max_backoff)
-        {
+        if !(Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&self.max_backoff) {
             return Err((
                 "webhooks.max_backoff",
                 format!("webhook {id:?}: from 100ms to 1day"),
@@ -283,8 +279,7 @@ pub(super) fn validate(
     if !journal_enabled {
         return Err((
             "webhooks",
-            "webhooks are read from the journal: set journal.enabled = true or remove them"
-                .into(),
+            "webhooks are read from the journal: set journal.enabled = true or remove them".into(),
         ));
     }
     if hooks.len() > MAX_WEBHOOKS {

@@ -214,7 +214,10 @@ mod tests {
         let p = path(dir.path(), "crm");
         fs::write(&p, b"{\"version\":1,\"next\":[9,").unwrap();
         let err = load(&p).unwrap_err().to_string();
-        assert!(err.contains("crm.cursor") && err.contains("not valid"), "{err}");
+        assert!(
+            err.contains("crm.cursor") && err.contains("not valid"),
+            "{err}"
+        );
         fs::write(
             &p,
             b"{\"version\":2,\"next\":[1,64],\"in_flight\":null,\"disabled\":null}",

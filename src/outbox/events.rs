@@ -37,7 +37,11 @@ impl Filter {
     }
 
     fn wants(&self, event: &str, tenant: &str) -> bool {
-        (self.types.is_empty() || self.types.iter().any(|p| crate::config::glob_match(p, event)))
+        (self.types.is_empty()
+            || self
+                .types
+                .iter()
+                .any(|p| crate::config::glob_match(p, event)))
             && self.tenant.as_deref().is_none_or(|t| t == tenant)
     }
 }
@@ -413,7 +417,11 @@ mod tests {
                 kind: kind.as_u8(),
                 sender_role,
                 content_type: if kind == Kind::Rate { 4 } else { content::TEXT },
-                flags: if kind == Kind::Note { flags::PRIVATE } else { 0 },
+                flags: if kind == Kind::Note {
+                    flags::PRIVATE
+                } else {
+                    0
+                },
                 sender: sender.into(),
                 body: text.into(),
             },
@@ -495,7 +503,11 @@ mod tests {
     #[test]
     fn notes_only_when_asked_and_flagged_private() {
         let mut ev = Events::default();
-        let got = feed_all(&mut ev, &story(7, "acme"), &filter(&["message.*"], None, true));
+        let got = feed_all(
+            &mut ev,
+            &story(7, "acme"),
+            &filter(&["message.*"], None, true),
+        );
         assert_eq!(got.len(), 3);
         assert_eq!(got[2]["data"]["private"], true);
         assert_eq!(got[2]["data"]["body"], "VIP");

@@ -149,18 +149,22 @@ impl Runner {
             return Ok(());
         }
         // The conversations' state up to where delivery resumes.
-        let resume: Location = cursor
-            .in_flight
-            .map_or(cursor.next, |f| f.start)
-            .into();
+        let resume: Location = cursor.in_flight.map_or(cursor.next, |f| f.start).into();
         self.rebuild(resume)?;
         let mut reading = Reading {
             pos: resume,
             carry: None,
         };
         let mut last_save = Instant::now();
+        // The cursor moved past a delivered batch but is not saved yet: the next
+        // batch's save (or an idle moment, or the stop) takes it along, one sync
+        // instead of two per batch. A crash before re-sends the batch, same id.
+        let mut dirty = false;
         loop {
             if self.stopping() {
+                if dirty {
+                    cursor::save(&path, &cursor)?;
+                }
                 return Err(Stopped::Stop);
             }
             let ready = match cursor.in_flight {
@@ -169,18 +173,22 @@ impl Runner {
                 None => {
                     let Some(ready) = self.build(&mut reading)? else {
                         self.ep.metrics.lag_ms.set(0);
-                        if Location::from(cursor.next) != reading.pos
-                            && last_save.elapsed() >= IDLE_SAVE
+                        if dirty
+                            || (Location::from(cursor.next) != reading.pos
+                                && last_save.elapsed() >= IDLE_SAVE)
                         {
                             cursor.next = reading.pos.into();
                             cursor::save(&path, &cursor)?;
                             last_save = Instant::now();
+                            dirty = false;
                         }
                         frontier.wait_past(reading.pos, IDLE_WAIT);
                         continue;
                     };
                     cursor.in_flight = Some(ready.in_flight);
                     cursor::save(&path, &cursor)?;
+                    last_save = Instant::now();
+                    dirty = false;
                     ready
                 }
             };
@@ -188,8 +196,7 @@ impl Runner {
                 Done::Delivered => {
                     cursor.next = ready.in_flight.end;
                     cursor.in_flight = None;
-                    cursor::save(&path, &cursor)?;
-                    last_save = Instant::now();
+                    dirty = true;
                     reading.pos = reading.pos.max(ready.in_flight.end.into());
                     self.ep
                         .metrics
@@ -370,10 +377,7 @@ impl Runner {
                  (configuration or retention changed): sent under a new webhook-id");
         }
         Ok(Ready {
-            in_flight: InFlight {
-                events,
-                ..f
-            },
+            in_flight: InFlight { events, ..f },
             body: batch.finish(),
             first_ms: first_ms.unwrap_or_else(|| unix_ms().get()),
         })
@@ -423,8 +427,8 @@ impl Runner {
                 Ok(Some((next, fed, t))) => {
                     if fed.events > 0 {
                         let len: usize = out.iter().map(|e| e.len() + 1).sum();
-                        let room = batch.events() as usize + out.len()
-                            <= self.ep.cfg.max_batch.max(1);
+                        let room =
+                            batch.events() as usize + out.len() <= self.ep.cfg.max_batch.max(1);
                         if batch.events() > 0 && !(room && batch.fits(len)) {
                             reading.carry = Some((pos, next, std::mem::take(&mut out), t));
                             break;

@@ -308,7 +308,13 @@ fn every_event_arrives_signed_in_order_across_failures_and_sigkill() {
 
     // Round 2: the same state directory; resend what the kill left unanswered, then more.
     let daemon = Daemon::spawn(|_| toml.clone());
-    assert!(write(&daemon, &mut writers, &mut next_id, BEFORE + AFTER, || false));
+    assert!(write(
+        &daemon,
+        &mut writers,
+        &mut next_id,
+        BEFORE + AFTER,
+        || false
+    ));
     let want: BTreeSet<(u64, u64)> = writers
         .iter()
         .flat_map(|w| w.accepted.values().map(|s| (w.conversation, *s)))
@@ -370,4 +376,106 @@ fn every_event_arrives_signed_in_order_across_failures_and_sigkill() {
         want.len(),
         events.len(),
     );
+}
+
+/// A receiver that answers every POST `410 Gone`; counts the POSTs.
+fn gone_receiver() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let posts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = posts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let count = count.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = conn.read(&mut chunk) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                    let Some(head_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() < head_end + 4 + len {
+                        continue;
+                    }
+                    buf.drain(..head_end + 4 + len);
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let _ = conn.write_all(b"HTTP/1.1 410 Gone\r\ncontent-length: 0\r\n\r\n");
+                }
+            });
+        }
+    });
+    (port, posts)
+}
+
+/// `410 Gone` disables the endpoint: one POST, then nothing, also after a restart
+/// (the cursor file says so); the metric shows it.
+#[test]
+fn gone_disables_the_endpoint_for_good() {
+    use std::sync::atomic::Ordering;
+    use switchboard::config::WebhookConfig;
+    let (port, posts) = gone_receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = util::test_config(dir.path());
+    config.webhooks = vec![WebhookConfig {
+        id: "gone".into(),
+        url: format!("http://127.0.0.1:{port}/"),
+        secret: Some(SECRET.into()),
+        secret_file: None,
+        events: Vec::new(),
+        tenant: None,
+        include_notes: false,
+        max_batch: 10,
+        timeout: Duration::from_secs(5),
+        max_backoff: Duration::from_millis(100),
+    }];
+    let server = switchboard::Server::start(&config).unwrap();
+    let mut c = visitor(server.client_addr(), "gone-visitor");
+    let reply = c
+        .request(
+            messages::Send {
+                conversation: 0,
+                client_msg_id: 1,
+                content_type: messages::content::TEXT,
+                group: String::new(),
+                body: "hello".into(),
+            },
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert!(matches!(reply, Msg::Accepted(_)), "{reply:?}");
+    let hook = server.metrics().webhooks[0].clone();
+    assert!(util::wait_until(Duration::from_secs(20), || hook
+        .disabled
+        .get()
+        == 1));
+    assert!(server.shutdown().clean);
+    assert_eq!(posts.load(Ordering::SeqCst), 1, "one POST, then disabled");
+    assert_eq!(hook.attempts[1].get(), 1, "counted as gone");
+    let cursor =
+        std::fs::read_to_string(config.state_dir.join("outbox").join("gone.cursor")).unwrap();
+    assert!(cursor.contains("\"status\":410"), "{cursor}");
+
+    // Restarted: still disabled, nothing sent (the thread ends before any POST).
+    let server = switchboard::Server::start(&config).unwrap();
+    let hook = server.metrics().webhooks[0].clone();
+    assert!(util::wait_until(Duration::from_secs(20), || hook
+        .disabled
+        .get()
+        == 1));
+    assert!(server.shutdown().clean);
+    assert_eq!(posts.load(Ordering::SeqCst), 1);
+    assert_eq!(hook.attempts.iter().map(|a| a.get()).sum::<u64>(), 0);
 }

@@ -9,7 +9,12 @@ use super::Exporter;
 use crate::metrics::webhooks::{ATTEMPT_OUTCOMES, EndpointMetrics};
 
 /// A per-endpoint family: name, help, type, value.
-type Family = (&'static str, &'static str, MetricType, fn(&EndpointMetrics) -> f64);
+type Family = (
+    &'static str,
+    &'static str,
+    MetricType,
+    fn(&EndpointMetrics) -> f64,
+);
 
 impl Exporter {
     pub(super) fn webhooks(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
@@ -74,7 +79,9 @@ impl Exporter {
                 let mut m = me.encode_family(&labels)?;
                 let v = value(h);
                 match kind {
-                    MetricType::Counter => m.encode_counter::<NoLabelSet, _, u64>(&(v as u64), None)?,
+                    MetricType::Counter => {
+                        m.encode_counter::<NoLabelSet, _, u64>(&(v as u64), None)?
+                    }
                     _ => m.encode_gauge(&v)?,
                 }
             }
