@@ -188,7 +188,6 @@ impl Runner {
                     cursor.in_flight = Some(ready.in_flight);
                     cursor::save(&path, &cursor)?;
                     last_save = Instant::now();
-                    dirty = false;
                     ready
                 }
             };
