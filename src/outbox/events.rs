@@ -618,3 +618,124 @@ mod tests {
         assert_eq!(ev.len(), 0);
     }
 }
+
+/// Records of every event type, for the example check.
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+    use crate::protocol::messages::Entry;
+    use crate::service::record::record;
+
+    fn entry(
+        conv: u64,
+        seq: u64,
+        kind: Kind,
+        sender_role: u8,
+        sender: &str,
+        text: &str,
+    ) -> Vec<u8> {
+        let body = Body {
+            group: "g".into(),
+            client_msg_id: 5,
+            entry: Entry {
+                seq,
+                time_ms: seq,
+                kind: kind.as_u8(),
+                sender_role,
+                content_type: 1,
+                flags: 0,
+                sender: sender.into(),
+                body: text.into(),
+            },
+            ..Body::default()
+        };
+        record(conv, seq, seq, RecordKind::Entry, &body)
+            .body
+            .to_vec()
+    }
+
+    /// One event of each type, as JSON (one of each: the first of a type made).
+    pub(super) fn all_kinds() -> Vec<serde_json::Value> {
+        let opened = Body {
+            tenant: "t".into(),
+            visitor: "v".into(),
+            visitor_name: "V".into(),
+            group: "g".into(),
+            ..Body::default()
+        };
+        let mut records = vec![(
+            0u64,
+            RecordKind::Opened,
+            record(1, 0, 0, RecordKind::Opened, &opened).body.to_vec(),
+        )];
+        let steps = [
+            (1, Kind::Send, role::VISITOR, "v", "hi"),
+            (2, Kind::Assigned, role::SYSTEM, "a1", "A"),
+            (3, Kind::Assigned, role::SYSTEM, "a2", "B"),
+            (4, Kind::Queued, role::SYSTEM, "", "g"),
+            (5, Kind::Close, role::SYSTEM, "", "abandoned"),
+            (6, Kind::Rate, role::VISITOR, "v", "ok"),
+        ];
+        for (seq, kind, r, sender, text) in steps {
+            records.push((seq, RecordKind::Entry, entry(1, seq, kind, r, sender, text)));
+        }
+        let mut ev = Events::default();
+        let filter = Filter {
+            types: Vec::new(),
+            tenant: None,
+            include_notes: true,
+        };
+        let mut out = Vec::new();
+        for (seq, kind, body) in &records {
+            let r = RecordRef {
+                conversation: 1,
+                seq: *seq,
+                time_ms: *seq,
+                kind: *kind as u8,
+                body,
+            };
+            ev.feed(r, Some(&filter), &mut out);
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        out.iter()
+            .map(|b| serde_json::from_slice::<serde_json::Value>(b).unwrap())
+            .filter(|e| seen.insert(e["type"].as_str().unwrap().to_owned()))
+            .collect()
+    }
+}
+
+/// `proto-spec/WEBHOOKS.md`'s examples have the fields the code writes, type by type.
+#[cfg(test)]
+mod spec_examples {
+    use super::tests_support::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn keys(v: &serde_json::Value) -> BTreeSet<String> {
+        v["data"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn documented_examples_match_the_events_made() {
+        let doc = include_str!("../../proto-spec/WEBHOOKS.md");
+        let mut documented: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for block in doc.split("```json\n").skip(1) {
+            let json = block.split("```").next().unwrap();
+            let events: Vec<serde_json::Value> = serde_json::from_str(json).unwrap();
+            for e in events {
+                documented.insert(e["type"].as_str().unwrap().to_owned(), keys(&e));
+            }
+        }
+        let made = all_kinds();
+        assert_eq!(made.len(), 8, "every type but message.offline is made");
+        for e in &made {
+            let t = e["type"].as_str().unwrap();
+            let doc_keys = documented
+                .get(t)
+                .unwrap_or_else(|| panic!("{t} has no example in WEBHOOKS.md"));
+            assert_eq!(&keys(e), doc_keys, "fields of {t}");
+        }
+    }
+}
