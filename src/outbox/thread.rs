@@ -148,6 +148,16 @@ impl Runner {
             }
             return Ok(());
         }
+        let end = frontier.get();
+        let beyond = |a: cursor::At| Location::from(a) > end;
+        if beyond(cursor.next) || cursor.in_flight.is_some_and(|f| beyond(f.end)) {
+            // Only after a machine crash under journal.fsync = "never" (or a journal
+            // put back from a backup): the records it pointed at are gone.
+            tracing::warn!(endpoint = %self.ep.cfg.id, cursor = ?cursor.next, journal_end = ?end,
+                "webhook cursor is past the end of the journal; going on from the end");
+            cursor = Cursor::at(end);
+            cursor::save(&path, &cursor)?;
+        }
         // The conversations' state up to where delivery resumes.
         let resume: Location = cursor.in_flight.map_or(cursor.next, |f| f.start).into();
         self.rebuild(resume)?;
