@@ -44,6 +44,9 @@ pub enum OutboxError {
         /// Why.
         source: WebhookSecretError,
     },
+    /// An endpoint's cursor file could not be read (the message names the file).
+    #[error("{0}")]
+    Cursor(String),
     /// A thread could not be started.
     #[error("cannot start a webhook thread: {0}")]
     Thread(#[from] std::io::Error),
@@ -91,11 +94,16 @@ impl Outbox {
                 id: cfg.id.clone(),
                 source,
             })?;
+            let cursor_path = cursor::path(&dir, &cfg.id);
+            // Read here, so a damaged cursor stops the start with its path.
+            let cursor =
+                cursor::load(&cursor_path).map_err(|e| OutboxError::Cursor(e.to_string()))?;
             let ep = thread::Endpoint {
                 cfg: cfg.clone(),
                 key,
                 max_batch_bytes: config.outbox.max_batch_bytes,
-                cursor_path: cursor::path(&dir, &cfg.id),
+                cursor_path,
+                cursor,
                 reader: reader.clone(),
                 journal: journal.clone(),
                 metrics: m.clone(),

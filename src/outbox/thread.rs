@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
-use super::cursor::{self, Cursor, CursorError, Disabled, InFlight};
+use super::cursor::{self, Cursor, Disabled, InFlight};
 use super::delivery::{Batch, Delivery, Next, Outcome, webhook_id};
 use super::events::{Events, Fed, Filter};
 use super::sign::signature;
@@ -39,6 +39,8 @@ pub(crate) struct Endpoint {
     pub key: Vec<u8>,
     pub max_batch_bytes: usize,
     pub cursor_path: PathBuf,
+    /// The cursor as read at start (`None`: a new endpoint).
+    pub cursor: Option<Cursor>,
     pub reader: JournalReader,
     pub journal: JournalHandle,
     pub metrics: Arc<EndpointMetrics>,
@@ -46,13 +48,10 @@ pub(crate) struct Endpoint {
     pub stop: Receiver<()>,
 }
 
-/// Why the thread stopped early.
-#[derive(Debug, thiserror::Error)]
+/// The daemon is stopping: the thread unwinds its loops.
+#[derive(Debug)]
 enum Stopped {
-    #[error("stopping")]
     Stop,
-    #[error(transparent)]
-    Cursor(#[from] CursorError),
 }
 
 /// A batch ready to go: its records, events and body.
@@ -104,11 +103,8 @@ pub(crate) fn run(ep: Endpoint) {
         ep,
     };
     match r.main() {
-        Ok(()) | Err(Stopped::Stop) => {}
-        Err(Stopped::Cursor(e)) => {
-            r.ep.metrics.failures.inc();
-            tracing::error!(endpoint = %id, error = %e, "webhook endpoint stopped: its cursor cannot be kept");
-        }
+        Ok(()) => tracing::debug!(endpoint = %id, "webhook thread done"),
+        Err(Stopped::Stop) => tracing::debug!(endpoint = %id, "webhook thread stopped"),
     }
 }
 
@@ -128,12 +124,12 @@ impl Runner {
     fn main(&mut self) -> Result<(), Stopped> {
         let path = self.ep.cursor_path.clone();
         let frontier = self.ep.reader.frontier.clone();
-        let mut cursor = match cursor::load(&path)? {
+        let mut cursor = match self.ep.cursor.take() {
             Some(c) => c,
             None => {
                 // A new endpoint gets what happens from now on, not the whole history.
                 let c = Cursor::at(frontier.get());
-                cursor::save(&path, &c)?;
+                self.save(&c)?;
                 tracing::info!(endpoint = %self.ep.cfg.id, at = ?frontier.get(), "webhook endpoint starts at the end of the journal");
                 c
             }
@@ -156,7 +152,7 @@ impl Runner {
             tracing::warn!(endpoint = %self.ep.cfg.id, cursor = ?cursor.next, journal_end = ?end,
                 "webhook cursor is past the end of the journal; going on from the end");
             cursor = Cursor::at(end);
-            cursor::save(&path, &cursor)?;
+            self.save(&cursor)?;
         }
         // The conversations' state up to where delivery resumes.
         let resume: Location = cursor.in_flight.map_or(cursor.next, |f| f.start).into();
@@ -173,7 +169,7 @@ impl Runner {
         loop {
             if self.stopping() {
                 if dirty {
-                    cursor::save(&path, &cursor)?;
+                    self.save(&cursor)?;
                 }
                 return Err(Stopped::Stop);
             }
@@ -188,7 +184,7 @@ impl Runner {
                                 && last_save.elapsed() >= IDLE_SAVE)
                         {
                             cursor.next = reading.pos.into();
-                            cursor::save(&path, &cursor)?;
+                            self.save(&cursor)?;
                             last_save = Instant::now();
                             dirty = false;
                         }
@@ -196,7 +192,7 @@ impl Runner {
                         continue;
                     };
                     cursor.in_flight = Some(ready.in_flight);
-                    cursor::save(&path, &cursor)?;
+                    self.save(&cursor)?;
                     last_save = Instant::now();
                     ready
                 }
@@ -217,12 +213,30 @@ impl Runner {
                         at_ms: unix_ms().get(),
                         status: 410,
                     });
-                    cursor::save(&path, &cursor)?;
+                    self.save(&cursor)?;
                     self.ep.metrics.disabled.set(1);
                     tracing::error!(endpoint = %self.ep.cfg.id, url = %self.ep.cfg.url,
                         "webhook endpoint answered 410 Gone: disabled, nothing more is sent to it \
                          (delete its cursor file and restart to start it again)");
                     return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Saves the cursor; while that fails (disk full, I/O error) waits and tries again,
+    /// logging and counting each failure: delivery stops meanwhile, nothing is lost.
+    fn save(&self, cursor: &Cursor) -> Result<(), Stopped> {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match cursor::save(&self.ep.cursor_path, cursor) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    self.ep.metrics.failures.inc();
+                    tracing::error!(endpoint = %self.ep.cfg.id, error = %e, retry_in_ms = wait.as_millis() as u64,
+                        "webhook cursor cannot be saved; delivery waits");
+                    self.sleep(wait)?;
+                    wait = (wait * 2).min(Duration::from_secs(30));
                 }
             }
         }

@@ -479,3 +479,35 @@ fn gone_disables_the_endpoint_for_good() {
     assert_eq!(posts.load(Ordering::SeqCst), 1);
     assert_eq!(hook.attempts.iter().map(|a| a.get()).sum::<u64>(), 0);
 }
+
+/// A cursor file that does not parse stops the start, naming the file (rather than
+/// guessing where delivery stood).
+#[test]
+fn a_damaged_cursor_refuses_the_start() {
+    use switchboard::config::WebhookConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = util::test_config(dir.path());
+    config.webhooks = vec![WebhookConfig {
+        id: "crm".into(),
+        url: "http://127.0.0.1:9/".into(),
+        secret: Some(SECRET.into()),
+        secret_file: None,
+        events: Vec::new(),
+        tenant: None,
+        include_notes: false,
+        max_batch: 10,
+        timeout: Duration::from_secs(5),
+        max_backoff: Duration::from_secs(1),
+    }];
+    let outbox = config.state_dir.join("outbox");
+    std::fs::create_dir_all(&outbox).unwrap();
+    std::fs::write(outbox.join("crm.cursor"), b"{\"version\":1,\"next\":[1,").unwrap();
+    let err = match switchboard::Server::start(&config) {
+        Ok(_) => panic!("started with a damaged cursor"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("crm.cursor") && err.contains("not valid"),
+        "{err}"
+    );
+}
