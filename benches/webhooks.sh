@@ -155,6 +155,26 @@ for _ in $(seq 240); do
     sleep 0.5
 done
 DRAINED=$(date +%s.%N)
+# CPU seconds of the webhook thread, the journal writer, the whole daemon and the
+# receiver (utime + stime from /proc, in clock ticks).
+cpu() { # STATFILE...
+    python3 - "$@" <<'PY'
+import os, sys
+tick = os.sysconf("SC_CLK_TCK")
+for path in sys.argv[1:]:
+    try:
+        data = open(path).read()
+    except OSError:
+        continue
+    name = data[data.index("(") + 1:data.rindex(")")]
+    f = data[data.rindex(")") + 2:].split()
+    print(f"{name}={(int(f[11]) + int(f[12])) / tick:.1f}s", end=" ")
+print()
+PY
+}
+CPU_THREADS=$(cpu /proc/"$DPID"/task/*/stat | tr ' ' '\n' | grep -E '^(webhook|journal)' | tr '\n' ' ')
+CPU_DAEMON=$(cpu /proc/"$DPID"/stat)
+CPU_RECEIVER=$(cpu /proc/"$RPID"/stat)
 DELIVERED=$(metric switchboard_webhook_events_delivered_total)
 FAILURES=$(metric switchboard_webhook_failures_total)
 
@@ -165,6 +185,7 @@ FAILURES=$(metric switchboard_webhook_failures_total)
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- switchboard $(git rev-parse --short HEAD 2>/dev/null || echo unknown); storm ${CHAT[*]}"
     echo "- raw results: $OUT"
+    echo "- CPU: daemon $CPU_DAEMON(of which $CPU_THREADS); receiver $CPU_RECEIVER"
     echo
 } | tee "$OUT/report.md"
 

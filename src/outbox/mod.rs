@@ -96,8 +96,8 @@ impl Outbox {
             })?;
             let cursor_path = cursor::path(&dir, &cfg.id);
             // Read here, so a damaged cursor stops the start with its path.
-            let cursor =
-                cursor::load(&cursor_path).map_err(|e| OutboxError::Cursor(e.to_string()))?;
+            let cursor = cursor::CursorFile::open(&cursor_path)
+                .map_err(|e| OutboxError::Cursor(e.to_string()))?;
             let ep = thread::Endpoint {
                 cfg: cfg.clone(),
                 key,

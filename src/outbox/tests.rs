@@ -140,7 +140,7 @@ fn start(j: &Journal, dir: &std::path::Path, port: u16, max_batch: usize) -> Run
         cfg,
         max_batch_bytes: 1 << 20,
         cursor_path: cursor::path(dir, "t"),
-        cursor: cursor::load(&cursor::path(dir, "t")).unwrap(),
+        cursor: cursor::CursorFile::open(&cursor::path(dir, "t")).unwrap(),
         reader: j.reader.clone(),
         journal: j.handle.clone(),
         metrics: metrics.clone(),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
-use super::cursor::{self, Cursor, Disabled, InFlight};
+use super::cursor::{self, Cursor, CursorFile, Disabled, InFlight};
 use super::delivery::{Batch, Delivery, Next, Outcome, webhook_id};
 use super::events::{Events, Fed, Filter};
 use super::sign::signature;
@@ -39,8 +39,8 @@ pub(crate) struct Endpoint {
     pub key: Vec<u8>,
     pub max_batch_bytes: usize,
     pub cursor_path: PathBuf,
-    /// The cursor as read at start (`None`: a new endpoint).
-    pub cursor: Option<Cursor>,
+    /// The open cursor file and the cursor it held at start (`None`: a new endpoint).
+    pub cursor: (CursorFile, Option<Cursor>),
     pub reader: JournalReader,
     pub journal: JournalHandle,
     pub metrics: Arc<EndpointMetrics>,
@@ -124,7 +124,7 @@ impl Runner {
     fn main(&mut self) -> Result<(), Stopped> {
         let path = self.ep.cursor_path.clone();
         let frontier = self.ep.reader.frontier.clone();
-        let mut cursor = match self.ep.cursor.take() {
+        let mut cursor = match self.ep.cursor.1.take() {
             Some(c) => c,
             None => {
                 // A new endpoint gets what happens from now on, not the whole history.
@@ -226,10 +226,10 @@ impl Runner {
 
     /// Saves the cursor; while that fails (disk full, I/O error) waits and tries again,
     /// logging and counting each failure: delivery stops meanwhile, nothing is lost.
-    fn save(&self, cursor: &Cursor) -> Result<(), Stopped> {
+    fn save(&mut self, cursor: &Cursor) -> Result<(), Stopped> {
         let mut wait = Duration::from_millis(100);
         loop {
-            match cursor::save(&self.ep.cursor_path, cursor) {
+            match self.ep.cursor.0.save(cursor) {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     self.ep.metrics.failures.inc();
