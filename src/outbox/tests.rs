@@ -260,3 +260,56 @@ fn a_batch_in_flight_at_a_stop_goes_again_with_the_same_id() {
         [("10".into(), "0".into()), ("10".into(), "1".into())]
     );
 }
+
+/// Retention deleted segments the endpoint had not read: it says so (metric, log)
+/// and goes on with the oldest segment left; every record there makes its event.
+#[test]
+fn segments_deleted_before_they_were_read_are_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        segment_bytes: 4096,
+        max_record_bytes: 1024,
+        ..JournalConfig::default()
+    };
+    let j = Journal::open(&dir.path().join("j"), &cfg, |_, _| {}).unwrap();
+    let first = j.reader.first_segment_from(0).unwrap();
+    cursor::save(
+        &cursor::path(dir.path(), "t"),
+        &Cursor::at(segment_start(first)),
+    )
+    .unwrap();
+    for conv in 1..=40 {
+        append(&j, conv, 3);
+    }
+    let segments = j.handle.segments().unwrap();
+    assert!(segments.len() >= 4, "{} segments", segments.len());
+    j.handle
+        .delete_segments(vec![segments[0].segment, segments[1].segment])
+        .unwrap();
+    let left: u64 = segments[2..].iter().map(|s| s.records).sum();
+    let gone: std::collections::HashSet<u64> = segments[..2]
+        .iter()
+        .flat_map(|s| s.conversations.iter().copied())
+        .collect();
+
+    let (port, posts) = receiver(Arc::new(AtomicU16::new(204)));
+    let run = start(&j, dir.path(), port, 100);
+    wait(|| run.metrics.delivered.get() == left);
+    let skipped = run.metrics.segments_skipped.get();
+    run.stop();
+    assert_eq!(skipped, 2);
+    let posts = posts.lock().unwrap().clone();
+    let convs: Vec<u64> = posts
+        .iter()
+        .flat_map(|(_, b)| events(b))
+        .map(|(c, _)| c.parse().unwrap())
+        .collect();
+    assert_eq!(convs.len() as u64, left);
+    // Conversations that straddle the cut show their surviving records only.
+    let first_left = *convs.first().unwrap();
+    assert!(convs.windows(2).all(|w| w[0] <= w[1]), "journal order");
+    assert!(
+        convs.iter().all(|c| !gone.contains(c) || *c == first_left),
+        "no event from a deleted segment"
+    );
+}
