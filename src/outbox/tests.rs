@@ -313,3 +313,44 @@ fn segments_deleted_before_they_were_read_are_counted_and_skipped() {
         "no event from a deleted segment"
     );
 }
+
+/// Retention compaction copies old records to the end of the journal: the endpoint
+/// reads the copies but sends nothing for them.
+#[test]
+fn compaction_copies_are_not_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        segment_bytes: 4096,
+        max_record_bytes: 1024,
+        ..JournalConfig::default()
+    };
+    let j = Journal::open(&dir.path().join("j"), &cfg, |_, _| {}).unwrap();
+    let first = j.reader.first_segment_from(0).unwrap();
+    cursor::save(
+        &cursor::path(dir.path(), "t"),
+        &Cursor::at(segment_start(first)),
+    )
+    .unwrap();
+    for conv in 1..=12 {
+        append(&j, conv, 3);
+    }
+    let (port, posts) = receiver(Arc::new(AtomicU16::new(204)));
+    let run = start(&j, dir.path(), port, 100);
+    wait(|| run.metrics.delivered.get() == 12 * 4);
+    let moves = j.handle.copy_forward(first, |_| true).unwrap();
+    assert!(!moves.is_empty());
+    // A barrier behind the copies: conversation 99's events.
+    append(&j, 99, 1);
+    let has_99 = |posts: &Mutex<Vec<Post>>| {
+        posts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, b)| events(b).iter().any(|(c, _)| c == "99"))
+    };
+    wait(|| has_99(&posts));
+    wait(|| run.metrics.delivered.get() >= 12 * 4 + 2);
+    let delivered = run.metrics.delivered.get();
+    run.stop();
+    assert_eq!(delivered, 12 * 4 + 2, "{} copies sent again", moves.len());
+}
