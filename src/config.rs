@@ -80,12 +80,16 @@ pub struct Config {
     pub assist: AssistConfig,
     /// The web edge of the client listener (HTTP, WebSocket, JSON).
     pub web: WebConfig,
+    /// The HTTP API for back ends (`/api/v1/…` on the client port).
+    pub api: ApiConfig,
     /// Bounds of webhook delivery, for every endpoint.
     pub outbox: OutboxConfig,
     /// Endpoints that get conversation events from the journal (none by default).
     pub webhooks: Vec<WebhookConfig>,
 }
 
+mod api;
+pub use api::{ApiConfig, ApiKeyConfig, MAX_API_KEYS, valid_key_id};
 mod web;
 mod webhooks;
 pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
@@ -115,6 +119,7 @@ impl Default for Config {
             journal: JournalConfig::default(),
             assist: AssistConfig::default(),
             web: WebConfig::default(),
+            api: ApiConfig::default(),
             outbox: OutboxConfig::default(),
             webhooks: Vec::new(),
         }
@@ -756,6 +761,9 @@ impl Config {
             ));
         }
         if let Err((key, reason)) = self.web.validate() {
+            return Err(invalid(key, reason));
+        }
+        if let Err((key, reason)) = self.api.validate() {
             return Err(invalid(key, reason));
         }
         if let Err((key, reason)) =

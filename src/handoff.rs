@@ -74,6 +74,13 @@ pub enum Event {
         /// Its payload, without padding.
         payload: Bytes,
     },
+    /// An HTTP API request (`crate::api`), answered by a frame with its `rid`.
+    Api {
+        /// Where it came from.
+        conn: ConnId,
+        /// The request.
+        call: Box<crate::api::ApiCall>,
+    },
     /// The connection is gone (or closing); nothing more will arrive from it.
     Closed {
         /// The connection.
@@ -110,6 +117,16 @@ pub enum Command {
         conns: Vec<ConnId>,
         /// Header, payload and padding, shared.
         frame: Bytes,
+    },
+    /// An HTTP API answer no protocol message carries (`GET /api/v1/agents`): the
+    /// JSON body of a 200 for request `rid` of an API connection.
+    Answer {
+        /// The API connection.
+        conn: ConnId,
+        /// The request id.
+        rid: u32,
+        /// The JSON body.
+        body: Bytes,
     },
     /// The connection completed its handshake; switch it from the handshake deadline to
     /// the idle deadline.
@@ -154,6 +171,7 @@ impl Command {
         match self {
             Command::Send { conn, .. }
             | Command::SendCharged { conn, .. }
+            | Command::Answer { conn, .. }
             | Command::Established { conn }
             | Command::Close { conn, .. }
             | Command::ClientBye { conn } => Some(*conn),

@@ -6,6 +6,7 @@
 //! Start one with [`Server::start`]; see `DESIGN.md` and `proto-spec/` for the shape
 //! and the wire format.
 
+pub mod api;
 pub(crate) mod assist;
 pub mod auth;
 pub mod client;

@@ -46,6 +46,24 @@ enum Cmd {
     /// for tests. Signs with the configured key (`--kid`, else the first), or with the
     /// development secret in `state_dir` (created if missing) when none is configured.
     Token(TokenArgs),
+    /// Make a new HTTP API key: the credential (shown once: give it to the back end)
+    /// goes to stdout, the `[[api.keys]]` entry to paste into the config (the SHA-256
+    /// of the secret, never the secret) to stderr.
+    ApiKey(ApiKeyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ApiKeyArgs {
+    /// The key's id (1 to 64 characters of A-Z a-z 0-9 -).
+    #[arg(long)]
+    id: String,
+    /// Scopes, comma-separated: conversations:read, conversations:write,
+    /// messages:write, agents:read, notices:write, admin.
+    #[arg(long, value_delimiter = ',', required = true)]
+    scopes: Vec<String>,
+    /// The tenant the key reaches.
+    #[arg(long, default_value = "")]
+    tenant: String,
 }
 
 /// `switchboard journal ...`.
@@ -99,6 +117,7 @@ fn main() -> ExitCode {
             (file, config) => check_config_usage(file.as_deref(), config.as_deref()),
         },
         Cmd::Token(args) => token(cli.config.as_deref(), args),
+        Cmd::ApiKey(args) => api_key(args),
         Cmd::Journal(cmd) => journal(cli.config.as_deref(), cmd),
         Cmd::Run => run(cli.config.as_deref()),
     }
@@ -192,6 +211,39 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
         Ok(d) => Ok(d),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `api-key`: a new credential on stdout, its config entry on stderr.
+fn api_key(args: ApiKeyArgs) -> ExitCode {
+    if !switchboard::config::valid_key_id(&args.id) {
+        eprintln!("switchboard: --id: 1 to 64 characters of A-Z a-z 0-9 -");
+        return ExitCode::from(2);
+    }
+    let mut scopes = Vec::new();
+    for s in &args.scopes {
+        match serde_json::from_value::<switchboard::api::Scope>(s.as_str().into()) {
+            Ok(scope) => scopes.push(scope),
+            Err(_) => {
+                eprintln!("switchboard: --scopes: unknown scope {s:?}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut random = [0u8; 32];
+    if let Err(e) = getrandom::getrandom(&mut random) {
+        eprintln!("switchboard: no random bytes: {e}");
+        return ExitCode::from(2);
+    }
+    let (credential, hash) = switchboard::api::keys::new_key(&args.id, &random);
+    let names: Vec<String> = scopes.iter().map(|s| format!("{:?}", s.name())).collect();
+    eprintln!(
+        "[[api.keys]]\nid = {}\ntenant = {}\nsecret_sha256 = \"{hash}\"\nscopes = [{}]",
+        serde_json::Value::from(args.id.as_str()),
+        serde_json::Value::from(args.tenant.as_str()),
+        names.join(", ")
+    );
+    println!("{credential}");
+    ExitCode::SUCCESS
 }
 
 /// Mints a token; only the token goes to stdout, problems go to stderr with exit 2.

@@ -357,7 +357,10 @@ fn full_of(kind: Kind) -> Msg {
             ],
         }
         .into(),
-        Kind::Watch => m::Watch { group: s("billing") }.into(),
+        Kind::Watch => m::Watch {
+            group: s("billing"),
+        }
+        .into(),
         Kind::ListConversations => m::ListConversations {
             limit: 100,
             state: m::conversation_state::QUEUED,
@@ -437,11 +440,7 @@ fn bad() -> Vec<(&'static str, Msg, &'static str)> {
             .into(),
             "group",
         ),
-        (
-            "bad-note-empty-body",
-            m::Note::default().into(),
-            "body",
-        ),
+        ("bad-note-empty-body", m::Note::default().into(), "body"),
         (
             "bad-list-state-5",
             m::ListConversations {

@@ -13,6 +13,9 @@ use switchboard::bench_support::journal_record;
 fuzz_target!(|data: &[u8]| {
     if let Some((len, same, _event)) = journal_record(data) {
         assert!(len <= data.len(), "a record longer than its input");
-        assert!(same, "an accepted record does not re-encode to its own bytes");
+        assert!(
+            same,
+            "an accepted record does not re-encode to its own bytes"
+        );
     }
 });

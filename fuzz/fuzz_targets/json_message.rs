@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
     match json_to_frame(data, &limits) {
         Err(e) => {
             assert!(
-                matches!(e.code(), ErrorCode::MalformedPayload | ErrorCode::UnknownKind),
+                matches!(
+                    e.code(),
+                    ErrorCode::MalformedPayload | ErrorCode::UnknownKind
+                ),
                 "unexpected code for {e}"
             );
             let rid = e.request_id();
@@ -48,7 +51,11 @@ fuzz_target!(|data: &[u8]| {
             let wire = frame::encode(header, &payload);
             let json = frame_to_json(&wire).expect("an accepted text's frame converts back");
             let (h2, p2) = json_to_frame(&json, &limits).expect("canonical text is accepted");
-            assert_eq!((h2, &p2), (header, &payload), "canonical text reads differently");
+            assert_eq!(
+                (h2, &p2),
+                (header, &payload),
+                "canonical text reads differently"
+            );
             let json2 = frame_to_json(&frame::encode(h2, &p2)).expect("converts again");
             assert_eq!(json2, json, "canonical text is not stable");
         }

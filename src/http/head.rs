@@ -102,6 +102,10 @@ pub struct Request {
     pub chunked: bool,
     /// The `Content-Type` header, trimmed.
     pub content_type: Option<String>,
+    /// The `Authorization` header, trimmed (a credential: never logged).
+    pub authorization: Option<String>,
+    /// The `Idempotency-Key` header, trimmed.
+    pub idempotency_key: Option<String>,
 }
 
 /// Why a request head was refused; [`HeadError::status`] is the status to answer.
@@ -233,6 +237,8 @@ fn build(
         content_length: None,
         chunked: false,
         content_type: None,
+        authorization: None,
+        idempotency_key: None,
     };
     let mut keep_alive = false;
     let mut transfer_encoding = false;
@@ -245,6 +251,10 @@ fn build(
             set_once(&mut r.origin, h.value, "Origin")?;
         } else if is("content-type") {
             set_once(&mut r.content_type, h.value, "Content-Type")?;
+        } else if is("authorization") {
+            set_once(&mut r.authorization, h.value, "Authorization")?;
+        } else if is("idempotency-key") {
+            set_once(&mut r.idempotency_key, h.value, "Idempotency-Key")?;
         } else if is("sec-websocket-key") {
             set_once(&mut r.ws_key, h.value, "Sec-WebSocket-Key")?;
         } else if is("sec-websocket-version") {

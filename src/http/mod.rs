@@ -5,6 +5,7 @@
 //! Nothing here touches a socket or a clock: the reactor feeds bytes in and writes the
 //! bytes that come out.
 
+pub mod body;
 pub mod head;
 pub mod response;
 

@@ -1,6 +1,6 @@
 //! The small HTTP/1.1 responses the gateway writes itself (error pages, the health
-//! page, static routes). Every response closes the connection: the client listener
-//! serves one request per connection, except an upgrade.
+//! page, static routes, API answers). A response closes the connection unless it is
+//! written with [`Response::to_bytes_keep_alive`] (the API keeps connections open).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -52,6 +52,12 @@ impl Response {
     /// says what a `GET` would get). Control characters in header values are written
     /// as spaces, so no value can start a header of its own.
     pub fn to_bytes(&self, head_only: bool) -> Bytes {
+        self.to_bytes_keep_alive(head_only, false)
+    }
+
+    /// [`Response::to_bytes`], with `Connection: keep-alive` instead of `close` when
+    /// `keep_alive`.
+    pub fn to_bytes_keep_alive(&self, head_only: bool, keep_alive: bool) -> Bytes {
         let extra: usize = self
             .headers
             .iter()
@@ -75,7 +81,11 @@ impl Response {
             put_header(&mut out, "Content-Type", self.content_type);
             put_header(&mut out, "Content-Length", &self.body.len().to_string());
         }
-        put_header(&mut out, "Connection", "close");
+        put_header(
+            &mut out,
+            "Connection",
+            if keep_alive { "keep-alive" } else { "close" },
+        );
         for (name, value) in &self.headers {
             put_header(&mut out, name, value);
         }
@@ -117,11 +127,15 @@ pub fn reason(status: u16) -> &'static str {
         302 => "Found",
         304 => "Not Modified",
         400 => "Bad Request",
+        201 => "Created",
+        202 => "Accepted",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         408 => "Request Timeout",
+        409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
         414 => "URI Too Long",

@@ -5,9 +5,14 @@ use super::Counter;
 
 /// HTTP statuses the client port answers with, in slot order; anything else counts
 /// as `other`.
-pub const HTTP_STATUSES: [u16; 18] = [
-    101, 200, 400, 403, 404, 405, 408, 426, 431, 501, 503, 505, 413, 204, 411, 415, 429, 500,
+pub const HTTP_STATUSES: [u16; 20] = [
+    101, 200, 400, 403, 404, 405, 408, 426, 431, 501, 503, 505, 413, 204, 411, 415, 429, 500, 401,
+    409,
 ];
+
+/// Outcomes of HTTP API requests, in slot order: handed to the service, refused by
+/// the reactor (no such route, bad query or body), refused at `api.max_in_flight`.
+pub const API_OUTCOMES: [&str; 3] = ["routed", "refused", "busy"];
 
 /// WebSocket close codes counted by name, in slot order; anything else counts as
 /// `other` (4000 + an error code: `error`).
@@ -30,6 +35,8 @@ pub struct WebMetrics {
     pub closes_received: [Counter; WS_CLOSE_CODES.len() + 2],
     /// Visitor-token requests by outcome ([`crate::auth::visitor::Outcome::ALL`]).
     pub visitor_tokens: [Counter; crate::auth::visitor::Outcome::ALL.len()],
+    /// HTTP API requests by outcome ([`API_OUTCOMES`]).
+    pub api_requests: [Counter; API_OUTCOMES.len()],
 }
 
 impl WebMetrics {
@@ -47,6 +54,13 @@ impl WebMetrics {
     /// Counts one visitor-token request with the outcome in slot `i`.
     pub fn count_visitor(&self, i: usize) {
         if let Some(c) = self.visitor_tokens.get(i) {
+            c.inc();
+        }
+    }
+
+    /// Counts one HTTP API request with the outcome in slot `i` of [`API_OUTCOMES`].
+    pub fn count_api(&self, i: usize) {
+        if let Some(c) = self.api_requests.get(i) {
             c.inc();
         }
     }

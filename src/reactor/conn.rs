@@ -43,6 +43,10 @@ pub(crate) enum Dialect {
     Binary,
     /// An HTTP/1.1 request head is arriving.
     HttpHead,
+    /// An HTTP API request's body is arriving (`reactor::api_desk`).
+    HttpBody,
+    /// An HTTP API request waits for the service's answer.
+    HttpApi,
     /// WebSocket, subprotocol `switchboard.v1.json`: one JSON message per text frame.
     WsJson,
     /// WebSocket, subprotocol `switchboard.v1.bin`: binary frames carry binary

@@ -19,7 +19,7 @@ use slab::Slab;
 use super::conn::{Conn, Dialect, ListenerKind, Phase, token, untoken};
 use super::sys::{Driver, Sent};
 use super::timer::TimerHeap;
-use super::{dialect, visitor_desk};
+use super::{api_desk, dialect, visitor_desk};
 use crate::clock::{Clock, Mono};
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{CloseReason, Command, ConnId, Event, LiveLimits, WorkerQueue};
@@ -126,6 +126,8 @@ pub(crate) struct Core {
     ws_scratch: Vec<u8>,
     /// The visitor-token endpoint's per-address rate and log gates.
     visitor_desk: visitor_desk::Desk,
+    /// HTTP API requests in progress.
+    api: api_desk::ApiDesk,
     /// The time the backend gave with the call being handled (each entry point that
     /// needs the clock takes it as `now`; the core never reads one).
     now: Mono,
@@ -179,6 +181,7 @@ impl Core {
             drain_stall_ms: u64::MAX,
             ws_scratch: Vec::new(),
             visitor_desk,
+            api: api_desk::ApiDesk::default(),
             now: Mono::ZERO,
         }
     }
@@ -1087,7 +1090,16 @@ impl Core {
         self.links.ledger.close(self.id, slot as u32);
         // In the connection's dialect (raw echo streams carry no frames, so they
         // close without one); nothing is sent after it.
-        let farewell = dialect::farewell_for(c.dialect, reason, farewell);
+        let farewell = match c.dialect {
+            Dialect::HttpBody | Dialect::HttpApi => {
+                c.dialect = Dialect::Raw;
+                self.api_farewell(slot, reason)
+            }
+            dialect => dialect::farewell_for(dialect, reason, farewell),
+        };
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
         if c.dialect.is_ws() {
             c.dialect = Dialect::Raw;
             let code = dialect::ws_close_code(reason);
@@ -1136,6 +1148,7 @@ impl Core {
             return;
         };
         drv.deregister(&mut c.stream, token(slot, c.generation));
+        self.api.forget(slot);
         self.links.limits.release(c.ip_key);
         self.links.ledger.close(self.id, slot as u32);
         self.unpublish(c.published);
@@ -1161,7 +1174,14 @@ impl Core {
                 Command::Send { conn, frame } => {
                     if let Some(slot) = self.open_slot_of_id(conn) {
                         self.links.stats.kinds_out.count_encoded(&frame);
-                        if let Some(bytes) = self.in_dialect(slot, &frame) {
+                        if self
+                            .conns
+                            .get(slot)
+                            .is_some_and(|c| c.dialect == Dialect::HttpApi)
+                        {
+                            self.api_reply(drv, slot, &frame);
+                            self.api_resume(drv);
+                        } else if let Some(bytes) = self.in_dialect(slot, &frame) {
                             self.send(drv, slot, bytes);
                         }
                     }
@@ -1174,6 +1194,15 @@ impl Core {
                             .ledger
                             .settle(self.id, conn.slot, conn.generation, -charged);
                         self.links.stats.kinds_out.count_encoded(&frame);
+                        if self
+                            .conns
+                            .get(slot)
+                            .is_some_and(|c| c.dialect == Dialect::HttpApi)
+                        {
+                            self.api_reply(drv, slot, &frame);
+                            self.api_resume(drv);
+                            continue;
+                        }
                         // Its producer sent it because the connection owed less than
                         // the bound (or nothing): it may take the queue to the bound
                         // plus this page, even behind events queued since.
@@ -1183,6 +1212,12 @@ impl Core {
                         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
                         let bound = self.settings.live.max_pending_bytes.saturating_add(len);
                         self.write_or_queue(drv, slot, bytes, bound);
+                    }
+                }
+                Command::Answer { conn, rid, body } => {
+                    if let Some(slot) = self.open_slot_of_id(conn) {
+                        self.api_answer(drv, slot, rid, body);
+                        self.api_resume(drv);
                     }
                 }
                 Command::SendMany { conns, frame } => {
@@ -1450,6 +1485,8 @@ mod tests;
 
 #[path = "web.rs"]
 mod web;
+#[path = "web_api.rs"]
+mod web_api;
 #[path = "web_visitors.rs"]
 mod web_visitors;
 pub(crate) use super::dialect::WebSettings;

@@ -29,6 +29,19 @@ pub(crate) struct WebSettings {
     pub json: JsonLimits,
     /// The visitor-token endpoint's sites (`[[web.sites]]`).
     pub visitors: Visitors,
+    /// The HTTP API's bounds (`[api]`).
+    pub api: ApiLimits,
+}
+
+/// The HTTP API's bounds in a reactor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ApiLimits {
+    /// `api.max_body_bytes`.
+    pub max_body: usize,
+    /// `api.max_in_flight`.
+    pub max_in_flight: usize,
+    /// `api.max_export_bytes`.
+    pub max_export: usize,
 }
 
 impl std::fmt::Debug for WebSettings {
@@ -65,6 +78,11 @@ impl WebSettings {
                 max_depth: JSON_MAX_DEPTH,
             },
             visitors: Visitors::from_config(c),
+            api: ApiLimits {
+                max_body: c.api.max_body_bytes,
+                max_in_flight: c.api.max_in_flight,
+                max_export: c.api.max_export_bytes,
+            },
         })
     }
 }
@@ -99,7 +117,7 @@ pub(crate) fn message_for(dialect: Dialect, frame: &Bytes) -> Option<Bytes> {
                 None
             }
         },
-        Dialect::HttpHead | Dialect::WsEcho => None,
+        Dialect::HttpHead | Dialect::HttpBody | Dialect::HttpApi | Dialect::WsEcho => None,
     }
 }
 
@@ -112,7 +130,8 @@ pub(crate) fn farewell_for(
 ) -> Option<Bytes> {
     match dialect {
         Dialect::Unknown | Dialect::Binary => farewell,
-        Dialect::Raw => None,
+        // The reactor answers these itself (`Core::api_farewell`).
+        Dialect::Raw | Dialect::HttpBody | Dialect::HttpApi => None,
         Dialect::HttpHead => match reason {
             CloseReason::Error(ErrorCode::HandshakeTimeout) => {
                 Some(Response::error(408, "the request head took too long").to_bytes(false))

@@ -2,6 +2,7 @@
 //! outbox. Backends live in `sys/`; the backend-independent logic in `core`.
 
 pub(crate) mod admission;
+mod api_desk;
 mod conn;
 mod core;
 mod dialect;

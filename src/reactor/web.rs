@@ -39,6 +39,12 @@ fn route(req: &Request) -> Response {
 impl Core {
     /// Input on a connection of the client or WebSocket echo listener.
     pub(super) fn on_client_data(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
+        self.on_client_bytes(drv, slot, data);
+        self.api_resume(drv);
+    }
+
+    /// [`Core::on_client_data`], but for what kept HTTP connections pipelined.
+    pub(super) fn on_client_bytes(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
@@ -53,6 +59,8 @@ impl Core {
         }
         match c.dialect {
             Dialect::HttpHead => self.on_head(drv, slot, data),
+            Dialect::HttpBody => self.api_body(drv, slot, data),
+            Dialect::HttpApi => self.api_pipelined(drv, slot, data),
             Dialect::WsJson | Dialect::WsBin | Dialect::WsEcho => self.on_ws(drv, slot, data),
             Dialect::Raw => self.send(drv, slot, Bytes::copy_from_slice(data)),
             Dialect::Unknown | Dialect::Binary => {
@@ -88,6 +96,10 @@ impl Core {
             Ok(Some((req, len))) => {
                 let whole = if buf.is_empty() { data } else { &buf[..] };
                 let rest = whole.get(len..).unwrap_or_default();
+                if c.kind == ListenerKind::Client && crate::api::is_api_path(&req.path) {
+                    let rest = rest.to_vec();
+                    return self.api_head(drv, slot, req, &rest);
+                }
                 if web_visitors::body_wanted(&req).is_some_and(|n| rest.len() < n) {
                     // The body is still coming: keep head and body so far (at most
                     // `web.max_head_bytes` + the endpoint's body bound), bounded in
@@ -173,7 +185,12 @@ impl Core {
         self.answer_bytes_and_close(drv, slot, response.to_bytes(false));
     }
 
-    fn answer_bytes_and_close(&mut self, drv: &mut impl Driver, slot: usize, bytes: Bytes) {
+    pub(super) fn answer_bytes_and_close(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        bytes: Bytes,
+    ) {
         if let Some(c) = self.conns.get_mut(slot) {
             // The answer is the last thing sent: no farewell after it.
             c.dialect = Dialect::Raw;

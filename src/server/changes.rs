@@ -26,10 +26,14 @@ pub struct ConfigChange {
 
 /// Keys, and sections (everything under them), that take effect only at start:
 /// they shape threads, sockets or files.
-const RESTART_ONLY: [&str; 13] = [
+const RESTART_ONLY: [&str; 16] = [
     "state_dir",
     // The reactors take `[web]` (origins, bounds, sites and their secrets) at start.
     "web",
+    // The reactors take the API's bounds at start (`api.keys` reload).
+    "api.max_body_bytes",
+    "api.max_in_flight",
+    "api.max_export_bytes",
     "listeners",
     "reactor",
     "workers",

@@ -61,6 +61,7 @@ pub(crate) fn session_settings(
         shards: config.worker_threads(),
         max_replay: u64::from(config.journal.max_replay),
         max_record: (config.journal.enabled).then_some(config.journal.max_record_bytes as usize),
+        api_keys: crate::api::keys::ApiKeys::from_config(&config.api.keys),
     }
 }
 
@@ -77,6 +78,9 @@ fn in_force(current: &Config, new: &Config) -> Config {
     next.log.format = current.log.format;
     next.admin = current.admin.clone();
     next.web = current.web.clone();
+    next.api.max_body_bytes = current.api.max_body_bytes;
+    next.api.max_in_flight = current.api.max_in_flight;
+    next.api.max_export_bytes = current.api.max_export_bytes;
     next.journal = crate::config::JournalConfig {
         max_replay: new.journal.max_replay,
         ..current.journal.clone()

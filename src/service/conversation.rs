@@ -321,6 +321,11 @@ impl Shard {
             } => self.conns(conversation, who, conns, out),
             ShardMsg::Request { from, msg } => self.request(from, msg, now_ms, out),
             ShardMsg::Resume(resume) => self.resume(resume, out),
+            // Through the router: behind whatever the request sent there (a
+            // transfer, a close), so the answer comes after its effect.
+            ShardMsg::Ack { conn, rid, .. } => {
+                out.push(Effect::Router(RouterMsg::Ack { conn, rid }))
+            }
         }
     }
 

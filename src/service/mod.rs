@@ -223,6 +223,32 @@ pub(crate) enum RouterMsg {
         /// Told to the user's clients.
         reason: String,
     },
+    /// An HTTP API request (`POST .../assign`): assign a queued conversation of the
+    /// sender's tenant to a connected agent or bot with room.
+    Assign {
+        /// Who asked (an API principal).
+        from: Sender,
+        /// The conversation.
+        conversation: u64,
+        /// The agent's or bot's user id.
+        agent: String,
+    },
+    /// An HTTP API request (`GET /api/v1/agents`): the tenant's agents and bots
+    /// (of `group`, or all), answered as JSON.
+    Agents {
+        /// Who asked (an API principal).
+        from: Sender,
+        /// Only this group's (empty: all).
+        group: String,
+    },
+    /// An HTTP API request with no reply of its own was handled (a `Notice` here, or
+    /// a [`ShardMsg::Ack`] passed on): answered with [`api_ack`].
+    Ack {
+        /// The API connection.
+        conn: ConnId,
+        /// Its request id.
+        rid: u32,
+    },
 }
 
 /// The router's assignment of a conversation to an agent or bot.
@@ -321,6 +347,26 @@ pub(crate) enum ShardMsg {
         /// Their connections now.
         conns: Vec<ConnId>,
     },
+    /// An HTTP API request with no reply of its own (a `Close`, a `Transfer`) was
+    /// handled: the request before it on this queue took effect (or its `Error` went
+    /// out first). Passed to the router as [`RouterMsg::Ack`] once what the request
+    /// changed is durable, so it also follows what the request told the router.
+    Ack {
+        /// The request's conversation.
+        conversation: u64,
+        /// The API connection.
+        conn: ConnId,
+        /// Its request id.
+        rid: u32,
+    },
+}
+
+/// The answer to an HTTP API request that has no reply of its own: a header-only
+/// `Pong` with the request's id (it never reaches a wire: the reactor turns it into
+/// `204 No Content`).
+pub(crate) fn api_ack(conn: ConnId, rid: u32) -> Effect {
+    let frame = crate::frame::encode_status(crate::protocol::Kind::Pong.as_u8(), 0, rid);
+    Effect::Reactor(Command::Send { conn, frame })
 }
 
 impl ShardMsg {
@@ -331,7 +377,8 @@ impl ShardMsg {
             ShardMsg::Assign(Assignment { conversation, .. })
             | ShardMsg::Requeued { conversation, .. }
             | ShardMsg::SystemClose { conversation, .. }
-            | ShardMsg::Conns { conversation, .. } => *conversation,
+            | ShardMsg::Conns { conversation, .. }
+            | ShardMsg::Ack { conversation, .. } => *conversation,
             ShardMsg::Request { msg, .. } => request_conversation(msg),
             ShardMsg::Resume(r) => r.cursors.first().map_or(0, |c| c.conversation),
         }

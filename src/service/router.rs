@@ -38,6 +38,7 @@ pub(crate) const MAX_OPEN_PER_VISITOR: usize = 32;
 /// The `Close` reason of a conversation whose visitor went away while it waited.
 pub(crate) const ABANDONED: &str = "abandoned";
 
+mod agents;
 mod assign;
 mod availability;
 mod directory;
@@ -323,6 +324,20 @@ impl Router {
                 self.disconnect(&from, &user, reason, out)
             }
             RouterMsg::Settings(s) => self.settings = s,
+            RouterMsg::Ack { conn, rid } => out.push(crate::service::api_ack(conn, rid)),
+            RouterMsg::Assign {
+                from,
+                conversation,
+                agent,
+            } => self.assign_to(&from, conversation, &agent, out),
+            RouterMsg::Agents { from, group } => {
+                let body = self.agents_json(&from.who.tenant, &group);
+                out.push(Effect::Reactor(crate::handoff::Command::Answer {
+                    conn: from.conn,
+                    rid: from.rid,
+                    body,
+                }));
+            }
         }
         self.announce(out);
     }

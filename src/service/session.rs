@@ -57,6 +57,8 @@ pub(crate) struct SessionSettings {
     /// hold every valid message, so this only guards against a record format that
     /// outgrew the derived bound.
     pub max_record: Option<usize>,
+    /// `[[api.keys]]`: who an HTTP API request may be.
+    pub api_keys: crate::api::keys::ApiKeys,
 }
 
 /// Where a session is.
@@ -484,7 +486,160 @@ impl Sessions {
                     }
                 }
             }
+            Event::Api { conn, call } => self.api(conn, *call, now, out),
             Event::Barrier(_) => {}
+        }
+    }
+
+    /// An HTTP API request: its credential is checked (an API key with the scope the
+    /// call needs, or an admin JWT), then the call goes where a session's request
+    /// would, as the key's tenant-wide admin principal. Every refusal is an `Error`
+    /// with the call's request id; the connection stays open (keep-alive).
+    fn api(&mut self, conn: ConnId, call: crate::api::ApiCall, now: u64, out: &mut Out) {
+        use crate::api::keys::{Credential, credential};
+        use crate::api::route::{Acting, Op};
+        let crate::api::ApiCall {
+            rid,
+            authorization,
+            call,
+        } = call;
+        let refuse = |out: &mut Out, code: ErrorCode, message: String| {
+            let frame = Msg::from(messages::Error {
+                code: code.as_u16(),
+                retryable: code.retryable(),
+                conversation: 0,
+                message,
+            })
+            .to_frame(rid);
+            out.push(Effect::Reactor(Command::Send { conn, frame }));
+        };
+        let settings = current(&self.settings);
+        let principal = match credential(authorization.as_deref()) {
+            Err(e) => return refuse(out, ErrorCode::TokenInvalid, e.to_string()),
+            Ok(Credential::Key { id, secret }) => match settings.api_keys.check(id, secret) {
+                Err(e) => {
+                    tracing::debug!(key = id, "API request with a bad key");
+                    return refuse(out, ErrorCode::TokenInvalid, e.to_string());
+                }
+                Ok(key) if !key.scopes.grants(call.scope) => {
+                    let why = format!("API key {:?} lacks the scope {}", key.id, call.scope.name());
+                    return refuse(out, ErrorCode::Forbidden, why);
+                }
+                Ok(key) => Principal {
+                    who: UserRef {
+                        tenant: key.tenant.clone(),
+                        user: format!("api:{}", key.id),
+                    },
+                    name: format!("API key {}", key.id),
+                    role: messages::role::ADMIN,
+                    groups: Vec::new(),
+                },
+            },
+            Ok(Credential::Jwt(token)) => {
+                let verified = match settings.verifier.verify_token(token, unix_time(now)) {
+                    Ok(v) => v,
+                    Err(e) => return refuse(out, e.code(), e.to_string()),
+                };
+                let id = verified.identity;
+                if id.role != messages::role::ADMIN {
+                    let why = "the HTTP API takes API keys or admin tokens".to_owned();
+                    return refuse(out, ErrorCode::Forbidden, why);
+                }
+                Principal {
+                    who: UserRef {
+                        tenant: id.tenant,
+                        user: id.user,
+                    },
+                    name: id.name,
+                    role: id.role,
+                    groups: id.groups,
+                }
+            }
+        };
+        let principal = match call.acting {
+            Acting::Admin => principal,
+            Acting::System => Principal {
+                role: messages::role::SYSTEM,
+                ..principal
+            },
+            Acting::Visitor { user, name } => Principal {
+                who: UserRef {
+                    tenant: principal.who.tenant,
+                    user,
+                },
+                name,
+                role: messages::role::VISITOR,
+                groups: Vec::new(),
+            },
+            Acting::Staff { role, user } => Principal {
+                who: UserRef {
+                    tenant: principal.who.tenant,
+                    user,
+                },
+                name: String::new(),
+                role,
+                groups: Vec::new(),
+            },
+        };
+        let from = Sender {
+            id: Arc::new(principal),
+            conn,
+            rid,
+        };
+        let msg = match call.op {
+            Op::Assign {
+                conversation,
+                agent,
+            } => {
+                out.push(Effect::Router(RouterMsg::Assign {
+                    from,
+                    conversation,
+                    agent,
+                }));
+                out.push(Effect::Router(RouterMsg::Ack { conn, rid }));
+                return;
+            }
+            Op::Agents { group } => {
+                out.push(Effect::Router(RouterMsg::Agents { from, group }));
+                return;
+            }
+            Op::Protocol(msg) => msg,
+        };
+        let msg = match msg {
+            Msg::ListConversations(q) => return self.list(from, q, out),
+            // Without an Idempotency-Key: an id no earlier message of this sender
+            // can have (the time, this worker, a counter), so it is never a resend.
+            Msg::Send(s) if call.fresh_id => {
+                self.next_session += 1;
+                let seed = format!("{now}:{}:{}", self.worker, self.next_session);
+                Msg::from(messages::Send {
+                    client_msg_id: crate::api::route::idempotency_id(&seed),
+                    ..s
+                })
+            }
+            Msg::Notice(n) => Msg::from(messages::Notice { time_ms: now, ..n }),
+            msg => msg,
+        };
+        // Requests with no reply of their own are answered once the owner handled
+        // them: an acknowledgement queued right behind them, to the same owner.
+        let acked = matches!(msg, Msg::Close(_) | Msg::Notice(_) | Msg::Transfer(_));
+        let conversation = crate::service::request_conversation(&msg);
+        match route(from, msg) {
+            Ok(effect) => {
+                let ack = match &effect {
+                    Effect::Router(_) => Effect::Router(RouterMsg::Ack { conn, rid }),
+                    _ => Effect::Shard(ShardMsg::Ack {
+                        conversation,
+                        conn,
+                        rid,
+                    }),
+                };
+                out.push(effect);
+                if acked {
+                    out.push(ack);
+                }
+            }
+            Err(code) => refuse(out, code, String::new()),
         }
     }
 

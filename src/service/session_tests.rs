@@ -33,6 +33,7 @@ fn sessions_with(max_record: Option<usize>, leeway: u64) -> (Sessions, Verifier)
         max_frame: 1 << 20,
         shards: 1,
         max_replay: 10,
+        api_keys: Default::default(),
         max_record,
     };
     let shared = Arc::new(std::sync::RwLock::new(Arc::new(settings)));

@@ -53,6 +53,7 @@ mod storm_smoke;
 mod storm_web;
 mod supervisors;
 mod timeouts;
+mod web_api;
 mod web_http;
 mod web_json;
 mod web_socket;

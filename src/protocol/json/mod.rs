@@ -308,5 +308,24 @@ pub fn frame_to_json(frame: &[u8]) -> Result<Bytes, JsonError> {
     Ok(Bytes::from(out))
 }
 
+/// The header of one encoded frame and its message's `fields` object alone (`{}`
+/// when the payload is empty): the body of an HTTP API answer (`crate::api`).
+pub fn frame_fields_json(frame: &[u8]) -> Result<(FrameHeader, Bytes), JsonError> {
+    let Some(d) = frame::decode(frame, MAX_PAYLOAD_LIMIT)? else {
+        return Err(JsonError::NotOneFrame("incomplete frame"));
+    };
+    if d.consumed != frame.len() {
+        return Err(JsonError::NotOneFrame("bytes after the frame"));
+    }
+    let kind = Kind::from_u8(d.header.kind).ok_or(DecodeError::UnknownKind(d.header.kind))?;
+    if d.payload.is_empty() {
+        return Ok((d.header, Bytes::from_static(b"{}")));
+    }
+    let msg = messages::decode_unchecked(kind, d.payload)?;
+    let mut out = Vec::with_capacity(frame.len().saturating_add(frame.len() / 3));
+    field::write_fields(&msg, &mut out);
+    Ok((d.header, Bytes::from(out)))
+}
+
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,35 @@ impl Router {
         self.assign(id, &from.who.user, out);
     }
 
+    /// An API request assigns a queued conversation to `agent`: a connected agent or
+    /// bot of the tenant with room (409 otherwise; an assigned one is transferred,
+    /// not assigned).
+    pub(super) fn assign_to(&mut self, from: &Sender, id: u64, agent: &str, out: &mut Vec<Effect>) {
+        let Some(conv) = self
+            .convs
+            .get(&id)
+            .filter(|c| c.tenant == from.who.tenant && !c.pending)
+        else {
+            refuse(out, from, ErrorCode::NotFound, id);
+            return;
+        };
+        if conv.agent.is_some() {
+            refuse(out, from, ErrorCode::Conflict, id);
+            return;
+        }
+        let ready = self
+            .user(&from.who.tenant, agent)
+            .is_some_and(|u| u.is_staff() && !u.conns.is_empty() && u.has_room());
+        if !ready {
+            refuse(out, from, ErrorCode::Conflict, id);
+            return;
+        }
+        if let Some(waited) = self.remove_from_queue(id, out) {
+            self.waited(id, waited);
+        }
+        self.assign(id, agent, out);
+    }
+
     /// The assigned agent hands a conversation to another agent or group.
     pub(super) fn transfer(
         &mut self,

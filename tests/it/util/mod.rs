@@ -25,6 +25,7 @@ use switchboard::protocol::messages;
 use switchboard::protocol::{Msg, PROTOCOL_VERSION};
 use switchboard::{Server, ShutdownReport};
 
+pub mod api;
 pub mod http;
 pub mod peer;
 pub mod storm;

@@ -10,7 +10,7 @@ use prometheus_client::metrics::MetricType;
 use super::Exporter;
 use crate::auth::visitor::Outcome;
 use crate::metrics::Counter;
-use crate::metrics::web::{WS_DIALECTS, WebMetrics, close_label, status_label};
+use crate::metrics::web::{API_OUTCOMES, WS_DIALECTS, WebMetrics, close_label, status_label};
 
 impl Exporter {
     pub(super) fn web(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
@@ -58,6 +58,15 @@ impl Exporter {
                     .map_or("other", |o| o.label())
                     .to_owned()
             },
+        )?;
+        self.web_family(
+            enc,
+            "api_requests",
+            "HTTP API requests: routed to the service, refused by the reactor (route, query, \
+             body), or refused at api.max_in_flight (busy).",
+            "outcome",
+            |w| &w.api_requests[..],
+            |i| API_OUTCOMES.get(i).copied().unwrap_or("other").to_owned(),
         )
     }
 

@@ -1,0 +1,397 @@
+//! The HTTP API in the reactor: a request under `/api/v1/` has its body read
+//! (bounded, sans-IO: `crate::http::body`), is routed to the protocol message it
+//! stands for (`crate::api::route`) and handed to the connection's session worker
+//! as an [`Event::Api`]; the frame that answers it (same request id) becomes the
+//! HTTP response. Connections are kept alive between requests (one request at a
+//! time; what a client pipelines waits in the spill, bounded).
+
+use bytes::Bytes;
+
+use super::Core;
+use crate::api::route::{Op, RouteError, Shape, route};
+use crate::api::{ApiCall, answer};
+use crate::handoff::{CloseReason, Event};
+use crate::http::body::BodyReader;
+use crate::http::head::{Method, Request};
+use crate::http::response::Response;
+use crate::protocol::ErrorCode;
+use crate::protocol::Msg;
+use crate::protocol::messages;
+use crate::reactor::api_desk::{Export, Reading, Waiting};
+use crate::reactor::conn::Dialect;
+use crate::reactor::sys::Driver;
+
+impl Core {
+    /// The head of an API request arrived, with `rest` (what followed it so far).
+    pub(super) fn api_head(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        req: Request,
+        rest: &[u8],
+    ) {
+        let max = self.settings.web.api.max_body;
+        let mut body = match BodyReader::new(&req, max) {
+            Ok(b) => b,
+            Err(e) => return self.api_refuse(drv, slot, e.status(), &e.to_string(), false),
+        };
+        let fed = match body.feed(rest) {
+            Ok(fed) => fed,
+            Err(e) => return self.api_refuse(drv, slot, e.status(), &e.to_string(), false),
+        };
+        if !fed.done {
+            // The body is still coming: bounded by `api.max_body_bytes`, in time by
+            // the request deadline (408).
+            if let Some(c) = self.conns.get_mut(slot) {
+                c.dialect = Dialect::HttpBody;
+            }
+            self.api
+                .reading
+                .insert(slot, Box::new(Reading { req, body }));
+            return;
+        }
+        let leftover = rest.get(fed.consumed..).unwrap_or_default();
+        self.api_call(drv, slot, req, body.into_body(), leftover);
+    }
+
+    /// More of a request body.
+    pub(super) fn api_body(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
+        let Some(mut reading) = self.api.reading.remove(&slot) else {
+            return;
+        };
+        let fed = match reading.body.feed(data) {
+            Ok(fed) => fed,
+            Err(e) => return self.api_refuse(drv, slot, e.status(), &e.to_string(), false),
+        };
+        if !fed.done {
+            self.api.reading.insert(slot, reading);
+            return;
+        }
+        let Reading { req, body } = *reading;
+        let leftover = data.get(fed.consumed..).unwrap_or_default();
+        self.api_call(drv, slot, req, body.into_body(), leftover);
+    }
+
+    /// Input while a request waits for its answer: the client's next request(s),
+    /// kept until the answer is out (at most a head and a body's worth).
+    pub(super) fn api_pipelined(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
+        let bound = self
+            .settings
+            .web
+            .head
+            .max_bytes
+            .saturating_add(self.settings.web.api.max_body);
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if c.spill.len().saturating_add(data.len()) > bound {
+            tracing::debug!(
+                reactor = self.id,
+                slot,
+                "API client pipelined past its bound"
+            );
+            self.api.forget(slot);
+            let why = "more pipelined input than one request may hold";
+            return self.api_refuse(drv, slot, 400, why, false);
+        }
+        c.spill.extend_from_slice(data);
+    }
+
+    /// A whole request: routed and handed to the worker, or refused here.
+    fn api_call(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        req: Request,
+        body: Vec<u8>,
+        leftover: &[u8],
+    ) {
+        let keep_alive = !req.connection_close;
+        let head_only = req.method == Method::Head;
+        if let Some(c) = self.conns.get_mut(slot) {
+            c.spill.clear();
+            c.spill.extend_from_slice(leftover);
+        }
+        let call = match route(&req, &body) {
+            Ok(call) => call,
+            Err(e) => {
+                let mut r = answer::error(
+                    e.status(),
+                    answer::code_for_status(e.status()),
+                    &e.to_string(),
+                    0,
+                );
+                if let RouteError::Method { allow } = e {
+                    r = r.header("Allow", allow);
+                }
+                self.links.stats.web.count_api(1);
+                return self.api_respond(drv, slot, r, head_only, keep_alive);
+            }
+        };
+        if self.api.in_flight() >= self.settings.web.api.max_in_flight {
+            tracing::warn!(
+                reactor = self.id,
+                max = self.settings.web.api.max_in_flight,
+                "API requests in flight at api.max_in_flight; answering 503"
+            );
+            self.links.stats.web.count_api(2);
+            let r = answer::error(
+                503,
+                ErrorCode::ServerBusy,
+                "too many API requests in flight",
+                0,
+            );
+            return self.api_respond(drv, slot, r, head_only, keep_alive);
+        }
+        let now = self.now;
+        let Some(generation) = self.conns.get(slot).map(|c| c.generation) else {
+            return;
+        };
+        let id = self.conn_id(slot, generation);
+        if let Some(c) = self.conns.get_mut(slot) {
+            c.dialect = Dialect::HttpApi;
+            // The service has the request deadline to answer (503 past it).
+            c.mark = now;
+        }
+        let rid = self.api.next_rid();
+        self.api.waiting.insert(
+            slot,
+            Waiting {
+                rid,
+                head_only,
+                keep_alive,
+                shape: call.shape,
+            },
+        );
+        if let (Shape::Export, Some(Msg::History(h))) = (call.shape, call.msg()) {
+            let export = Export {
+                authorization: req.authorization.clone(),
+                conversation: h.conversation,
+                pages: Vec::new(),
+                bytes: 0,
+            };
+            self.api.exports.insert(slot, Box::new(export));
+        }
+        let event = Event::Api {
+            conn: id,
+            call: Box::new(ApiCall {
+                rid,
+                authorization: req.authorization,
+                call,
+            }),
+        };
+        self.links.stats.web.count_api(0);
+        if self.tell_worker(id, event).is_err() {
+            self.api.forget(slot);
+            let r = answer::error(503, ErrorCode::ServerBusy, "the service is busy", 0);
+            self.api_respond(drv, slot, r, head_only, false);
+        }
+    }
+
+    /// A frame for a connection whose API request waits: the answer when it carries
+    /// the request's id (anything else is not for an API client and is dropped).
+    pub(super) fn api_reply(&mut self, drv: &mut impl Driver, slot: usize, frame: &Bytes) {
+        let Some(w) = self.api.waiting.get(&slot).copied() else {
+            return;
+        };
+        let rid = frame
+            .first_chunk::<{ crate::frame::HEADER_LEN }>()
+            .and_then(|raw| crate::frame::FrameHeader::parse(raw, u32::MAX).ok())
+            .map(|h| h.request_id);
+        if rid != Some(w.rid) {
+            return;
+        }
+        self.api.waiting.remove(&slot);
+        let response = match w.shape {
+            Shape::One(id) => answer::one_conversation(frame, id),
+            Shape::Fields => answer::from_frame(frame),
+            Shape::Export => match self.api_export_page(slot, w, frame) {
+                Some(r) => r,
+                // The next page was asked for: still waiting.
+                None => return,
+            },
+        };
+        self.api.exports.remove(&slot);
+        self.api_respond(drv, slot, response, w.head_only, w.keep_alive);
+    }
+
+    /// One `HistoryPage` of an export: kept, and the page before it asked for
+    /// (`None`: still waiting), or the whole export (or its error) as the answer.
+    fn api_export_page(&mut self, slot: usize, w: Waiting, frame: &Bytes) -> Option<Response> {
+        let page = answer::from_frame(frame);
+        if page.status != 200 {
+            return Some(page);
+        }
+        let max = self.settings.web.api.max_export;
+        let export = self.api.exports.get_mut(&slot)?;
+        let (lines, first_seq, more) = match answer::entry_lines(&page.body) {
+            Ok(x) => x,
+            Err(why) => {
+                tracing::error!(why, "an export page could not be read");
+                return Some(answer::error(500, ErrorCode::Internal, why, 0));
+            }
+        };
+        export.bytes = export.bytes.saturating_add(lines.len());
+        if export.bytes > max {
+            let why = format!(
+                "the transcript is larger than api.max_export_bytes ({max}); page through \
+                 /messages instead"
+            );
+            return Some(answer::error(
+                413,
+                ErrorCode::FrameTooLarge,
+                &why,
+                export.conversation,
+            ));
+        }
+        export.pages.push(lines);
+        if !(more && first_seq > 1) {
+            // Pages came newest first: the export is oldest first.
+            let mut body = Vec::with_capacity(export.bytes);
+            for p in export.pages.iter().rev() {
+                body.extend_from_slice(p);
+            }
+            return Some(Response::new(200, answer::JSONL, body));
+        }
+        let call = crate::api::route::Call {
+            scope: crate::api::Scope::ConversationsRead,
+            acting: crate::api::route::Acting::Admin,
+            fresh_id: false,
+            shape: Shape::Export,
+            op: Op::Protocol(Msg::from(messages::History {
+                limit: u16::MAX,
+                conversation: export.conversation,
+                before_seq: first_seq,
+            })),
+        };
+        let authorization = export.authorization.clone();
+        let now = self.now;
+        let c = self.conns.get_mut(slot)?;
+        // Each page has the whole request deadline.
+        c.mark = now;
+        let generation = c.generation;
+        let id = self.conn_id(slot, generation);
+        self.api.waiting.insert(slot, w);
+        let event = Event::Api {
+            conn: id,
+            call: Box::new(ApiCall {
+                rid: w.rid,
+                authorization,
+                call,
+            }),
+        };
+        if self.tell_worker(id, event).is_err() {
+            self.api.waiting.remove(&slot);
+            return Some(answer::error(
+                503,
+                ErrorCode::ServerBusy,
+                "the service is busy",
+                0,
+            ));
+        }
+        None
+    }
+
+    /// A JSON answer the service wrote itself (not a protocol frame) for request
+    /// `rid`.
+    pub(super) fn api_answer(&mut self, drv: &mut impl Driver, slot: usize, rid: u32, body: Bytes) {
+        let Some(w) = self
+            .api
+            .waiting
+            .get(&slot)
+            .copied()
+            .filter(|w| w.rid == rid)
+        else {
+            return;
+        };
+        self.api.waiting.remove(&slot);
+        let response = Response::new(200, answer::JSON, body);
+        self.api_respond(drv, slot, response, w.head_only, w.keep_alive);
+    }
+
+    /// The answer to an API request for a connection closed for `reason` while it
+    /// waited (or read its body).
+    pub(super) fn api_farewell(&mut self, slot: usize, reason: CloseReason) -> Option<Bytes> {
+        let waited = self.api.waiting.remove(&slot).is_some();
+        self.api.reading.remove(&slot);
+        let (status, code, why) = match reason {
+            CloseReason::Shutdown => (503, ErrorCode::ShuttingDown, "the server is shutting down"),
+            CloseReason::Error(ErrorCode::HandshakeTimeout) if waited => (
+                503,
+                ErrorCode::ServerBusy,
+                "the service did not answer in time",
+            ),
+            CloseReason::Error(ErrorCode::HandshakeTimeout) => (
+                408,
+                ErrorCode::HandshakeTimeout,
+                "the request took too long to arrive",
+            ),
+            CloseReason::Error(code) => (answer::http_status(code), code, code.name()),
+            _ => return None,
+        };
+        self.links.stats.web.count_response(status);
+        Some(answer::error(status, code, why, 0).to_bytes(false))
+    }
+
+    /// Refuses a request before it reaches the service, and closes.
+    fn api_refuse(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        status: u16,
+        why: &str,
+        keep_alive: bool,
+    ) {
+        self.links.stats.web.count_api(1);
+        let r = answer::error(status, answer::code_for_status(status), why, 0);
+        self.api_respond(drv, slot, r, false, keep_alive);
+    }
+
+    /// Writes an API answer; then the connection takes its next request (what it
+    /// pipelined meanwhile first), or closes.
+    fn api_respond(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        response: Response,
+        head_only: bool,
+        keep_alive: bool,
+    ) {
+        self.links.stats.web.count_response(response.status);
+        if !keep_alive {
+            self.api.forget(slot);
+            let bytes = response.to_bytes(head_only);
+            return self.answer_bytes_and_close(drv, slot, bytes);
+        }
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(slot) else {
+            return;
+        };
+        c.dialect = Dialect::HttpHead;
+        // A kept connection has the request deadline for its next request.
+        c.mark = now;
+        let pipelined = !c.spill.is_empty();
+        self.send(drv, slot, response.to_bytes_keep_alive(head_only, true));
+        if pipelined {
+            // Taken up by `api_resume`, in a loop: handled from here, a spill of many
+            // small requests would deepen the stack once per request.
+            self.api.resume.push(slot);
+        }
+    }
+
+    /// Handles what kept connections pipelined while their last request waited.
+    pub(super) fn api_resume(&mut self, drv: &mut impl Driver) {
+        while let Some(slot) = self.api.resume.pop() {
+            let Some(c) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            if c.dialect != Dialect::HttpHead {
+                continue;
+            }
+            let next = std::mem::take(&mut c.spill);
+            if !next.is_empty() {
+                self.on_client_bytes(drv, slot, &next);
+            }
+        }
+    }
+}
