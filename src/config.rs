@@ -82,12 +82,21 @@ pub struct Config {
     pub web: WebConfig,
     /// The HTTP API for back ends (`/api/v1/…` on the client port).
     pub api: ApiConfig,
+    /// Bounds of webhook delivery, for every endpoint.
+    pub outbox: OutboxConfig,
+    /// Endpoints that get conversation events from the journal (none by default).
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 mod api;
 pub use api::{ApiConfig, ApiKeyConfig, MAX_API_KEYS, valid_key_id};
 mod web;
+mod webhooks;
 pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
+pub use webhooks::{
+    EVENT_TYPES, MAX_WEBHOOKS, OutboxConfig, WebhookConfig, WebhookSecretError, decode_secret,
+    glob_match,
+};
 
 pub use crate::assist::AssistConfig;
 
@@ -111,6 +120,8 @@ impl Default for Config {
             assist: AssistConfig::default(),
             web: WebConfig::default(),
             api: ApiConfig::default(),
+            outbox: OutboxConfig::default(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -753,6 +764,11 @@ impl Config {
             return Err(invalid(key, reason));
         }
         if let Err((key, reason)) = self.api.validate() {
+            return Err(invalid(key, reason));
+        }
+        if let Err((key, reason)) =
+            webhooks::validate(&self.webhooks, &self.outbox, self.journal.enabled)
+        {
             return Err(invalid(key, reason));
         }
         self.listeners_apart()?;

@@ -23,6 +23,7 @@ mod ledger;
 mod log_gate;
 pub mod metrics;
 pub mod ops;
+mod outbox;
 pub mod protocol;
 mod reactor;
 mod server;

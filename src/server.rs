@@ -62,6 +62,8 @@ pub struct Server {
     journal: Option<crate::journal::Journal>,
     /// Drops old closed conversations from the journal.
     retention: Option<crate::service::retention::Retention>,
+    /// Webhook delivery threads (none without `[[webhooks]]`).
+    outbox: Option<crate::outbox::Outbox>,
     metrics: Arc<Metrics>,
     drain_timeout: Duration,
     ops: Ops,
@@ -110,6 +112,7 @@ impl Server {
         let n_workers = config.worker_threads();
         let mut metrics = Metrics::new(n_reactors, n_workers);
         metrics.reactor_backend = backend.name();
+        metrics.webhooks = crate::outbox::endpoint_metrics(config);
         let metrics = Arc::new(metrics);
         let session_settings = Arc::new(std::sync::RwLock::new(Arc::new(
             reload::session_settings(config, checked.verifier),
@@ -256,6 +259,16 @@ impl Server {
                 )
             })
             .transpose()?;
+        // Webhooks read only committed records: they start with the journal's writer.
+        let outbox = match &journal {
+            Some(j) if !config.webhooks.is_empty() => Some(crate::outbox::Outbox::start(
+                config,
+                &j.reader,
+                &j.handle,
+                &metrics.webhooks,
+            )?),
+            _ => None,
+        };
         worker_threads.push(worker::spawn_router(
             router_rx,
             links,
@@ -320,6 +333,7 @@ impl Server {
             ops,
             journal,
             retention,
+            outbox,
             live,
         })
     }
@@ -370,6 +384,10 @@ impl Server {
         let start = Instant::now();
         let deadline = start + self.drain_timeout;
         tracing::info!("shutting down: no longer accepting");
+        // Webhook threads wind down meanwhile; joined (bounded) at the end.
+        if let Some(o) = self.outbox.as_mut() {
+            o.signal_stop();
+        }
 
         let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
         for r in self.reactors.iter() {
@@ -397,6 +415,9 @@ impl Server {
         drop(self.live);
         for t in self.worker_threads {
             clean &= t.join().is_ok();
+        }
+        if let Some(o) = self.outbox.take() {
+            clean &= o.stop(deadline);
         }
         if let Some(j) = self.journal {
             let crate::journal::Journal { handle, writer, .. } = j;

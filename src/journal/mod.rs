@@ -14,6 +14,7 @@ pub(crate) mod bench;
 mod config;
 mod damage;
 mod error;
+mod frontier;
 mod location;
 mod reader;
 mod record;
@@ -37,8 +38,9 @@ pub(crate) use damage::{Damage, DamagedRange};
 #[cfg(test)]
 pub(crate) use error::DiskError;
 pub(crate) use error::{AppendError, JournalError};
+pub(crate) use frontier::Frontier;
 pub(crate) use location::Location;
-pub(crate) use reader::JournalReader;
+pub(crate) use reader::{JournalReader, Step, segment_start};
 pub(crate) use record::{Record, RecordRef};
 pub(crate) use recovery::{RecoveryStats, SegmentSummary};
 pub(crate) use segment::Faults;
@@ -241,6 +243,12 @@ impl Journal {
             "journal scanned"
         );
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_depth);
+        // What recovery kept is on disk: committed as far as this process can know.
+        let frontier = Arc::new(Frontier::default());
+        frontier.publish(Location {
+            segment: active.segment,
+            offset: write_pos as u32,
+        });
         let writer = Writer {
             dir: dir.to_path_buf(),
             cfg: cfg.clone(),
@@ -256,6 +264,7 @@ impl Journal {
             unsynced: false,
             sealed: false,
             last_sync: Instant::now(),
+            frontier: frontier.clone(),
             _lock: lock,
         };
         let writer = std::thread::Builder::new()
@@ -267,7 +276,7 @@ impl Journal {
             })?;
         Ok(Self {
             handle: JournalHandle::new(tx, cfg, stats),
-            reader: JournalReader { segments },
+            reader: JournalReader { segments, frontier },
             recovery,
             writer,
         })

@@ -13,9 +13,10 @@ use std::sync::{Arc, RwLock};
 use memmap2::Mmap;
 
 use super::error::JournalError;
+use super::frontier::Frontier;
 use super::location::Location;
-use super::record::{Decoded, Record, RecordRef, decode};
-use super::segment::segment_path;
+use super::record::{Decoded, Record, RecordRef, decode, is_journal_kind};
+use super::segment::{SEGMENT_HEADER_LEN, segment_path};
 
 /// Maps a whole segment file read-only.
 pub(crate) fn map_segment(path: &Path) -> std::io::Result<Mmap> {
@@ -60,6 +61,16 @@ impl Segments {
             .remove(&segment);
     }
 
+    /// The first live segment numbered `from` or later.
+    pub(crate) fn first_from(&self, from: u32) -> Option<u32> {
+        self.maps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .range(from..)
+            .next()
+            .map(|(n, _)| *n)
+    }
+
     /// The map of a live segment, made on first use.
     pub(crate) fn map(&self, segment: u32) -> Result<Arc<Mmap>, JournalError> {
         if let Some(entry) = self
@@ -93,6 +104,27 @@ impl Segments {
 #[derive(Debug, Clone)]
 pub(crate) struct JournalReader {
     pub(crate) segments: Arc<Segments>,
+    /// Where the committed records end (the outbox reads only before it).
+    pub(crate) frontier: Arc<Frontier>,
+}
+
+/// What [`JournalReader::step_with`] found at a location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step<T> {
+    /// A record (what the callback made of it) and where the next one starts.
+    Record(T, Location),
+    /// A record of the journal's own (seal, filler), skipped: the next one's location.
+    Skip(Location),
+    /// The end of the segment's written part.
+    End,
+}
+
+/// Where the records of segment `segment` start.
+pub(crate) fn segment_start(segment: u32) -> Location {
+    Location {
+        segment,
+        offset: SEGMENT_HEADER_LEN as u32,
+    }
 }
 
 impl JournalReader {
@@ -117,6 +149,45 @@ impl JournalReader {
             Decoded::Record(r, _) => Ok(f(r)),
             Decoded::End | Decoded::Invalid => Err(bad()),
         }
+    }
+
+    /// Reads the record at `at` for a reader that walks the journal in order: the
+    /// record (through `f`) and where the next one starts, a journal record to skip,
+    /// or the end of the segment. `at` must be a record boundary the caller reached
+    /// from a segment's start (only committed bytes: see [`Frontier`]).
+    pub(crate) fn step_with<T>(
+        &self,
+        at: Location,
+        f: impl FnOnce(RecordRef<'_>) -> T,
+    ) -> Result<Step<T>, JournalError> {
+        let map = self.segments.map(at.segment)?;
+        let Some(bytes) = map.get(at.offset as usize..) else {
+            return Ok(Step::End);
+        };
+        match decode(bytes) {
+            Decoded::Record(r, len) => {
+                let next = Location {
+                    segment: at.segment,
+                    offset: at.offset.saturating_add(len as u32),
+                };
+                Ok(if is_journal_kind(r.kind) {
+                    Step::Skip(next)
+                } else {
+                    Step::Record(f(r), next)
+                })
+            }
+            Decoded::End => Ok(Step::End),
+            Decoded::Invalid => Err(JournalError::BadLocation {
+                segment: at.segment,
+                offset: at.offset,
+            }),
+        }
+    }
+
+    /// The first live segment numbered `from` or later (segments before it were
+    /// deleted by retention, or never existed).
+    pub(crate) fn first_segment_from(&self, from: u32) -> Option<u32> {
+        self.segments.first_from(from)
     }
 
     /// Reads several records in order, taking each segment's map once per run.

@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use super::config::{FsyncPolicy, JournalConfig};
 use super::damage::{Damage, DamagedRange};
 use super::error::{AppendError, DiskError, JournalError};
+use super::frontier::Frontier;
 use super::location::Location;
 use super::reader::Segments;
 use super::record::{
@@ -299,6 +300,8 @@ pub(crate) struct Writer {
     /// next append makes a new segment first.
     pub sealed: bool,
     pub last_sync: Instant,
+    /// Where the committed records end, published for the outbox.
+    pub frontier: Arc<Frontier>,
     /// Held for the writer's lifetime: the directory lock.
     pub _lock: File,
 }
@@ -355,6 +358,10 @@ impl Writer {
                             }
                         }
                         let results = self.write_batch(&batch, false);
+                        if self.cfg.fsync == FsyncPolicy::Never {
+                            // Committed once written: no sync will say so.
+                            self.publish();
+                        }
                         for ((token, reply), result) in replies.into_iter().zip(results) {
                             let _ = reply.send(Committed { token, result });
                         }
@@ -570,6 +577,16 @@ impl Writer {
         }
     }
 
+    /// Publishes the end of what is written as committed: called after a sync covered
+    /// it (or, under `journal.fsync = "never"`, after the write). Everything before
+    /// the write position is valid (a failed write rewinds it first).
+    pub(crate) fn publish(&self) {
+        self.frontier.publish(Location {
+            segment: self.active.segment,
+            offset: self.write_pos as u32,
+        });
+    }
+
     /// `fdatasync` of the active segment, timed.
     fn sync_active(&mut self) -> Result<(), DiskError> {
         let started = Instant::now();
@@ -579,6 +596,7 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.unsynced = false;
+                self.publish();
                 Ok(())
             }
             Err(e) => {

@@ -4,6 +4,7 @@
 mod cell;
 pub mod conversation;
 pub mod web;
+pub mod webhooks;
 
 pub use cell::{Counter, Gauge};
 
@@ -455,6 +456,8 @@ pub struct Metrics {
     /// The reactors' I/O backend, `auto` resolved (`epoll` or `uring`; empty until
     /// the daemon has chosen, and then not exported).
     pub reactor_backend: &'static str,
+    /// One block per `[[webhooks]]` endpoint, in configuration order.
+    pub webhooks: Vec<Arc<webhooks::EndpointMetrics>>,
 }
 
 impl Metrics {
@@ -470,6 +473,7 @@ impl Metrics {
             pending_limit: Gauge::default(),
             pending_total: Arc::default(),
             reactor_backend: "",
+            webhooks: Vec::new(),
         }
     }
 

@@ -26,7 +26,7 @@ pub struct ConfigChange {
 
 /// Keys, and sections (everything under them), that take effect only at start:
 /// they shape threads, sockets or files.
-const RESTART_ONLY: [&str; 14] = [
+const RESTART_ONLY: [&str; 16] = [
     "state_dir",
     // The reactors take `[web]` (origins, bounds, sites and their secrets) at start.
     "web",
@@ -43,6 +43,9 @@ const RESTART_ONLY: [&str; 14] = [
     "journal",
     "limits.accept_rate",
     "limits.accept_burst",
+    // One thread and cursor per endpoint, made at start (`src/outbox/`).
+    "outbox",
+    "webhooks",
 ];
 
 /// Keys under a [`RESTART_ONLY`] section that a reload applies all the same.
@@ -317,6 +320,8 @@ mod tests {
             "journal.fsync",
             "limits.accept_rate",
             "limits.accept_burst",
+            "webhooks",
+            "outbox.max_batch_bytes",
         ] {
             assert!(needs_restart(key), "{key}");
         }

@@ -57,6 +57,9 @@ pub enum StartError {
         /// What is damaged and what salvage would do.
         report: String,
     },
+    /// The webhook outbox could not start.
+    #[error("webhooks: {0}")]
+    Outbox(#[from] crate::outbox::OutboxError),
     /// An assistant library (FAQ, canned replies, spam rules) could not be loaded.
     #[error("assist: {0}")]
     Assist(#[from] crate::assist::LoadError),

@@ -58,3 +58,4 @@ mod web_http;
 mod web_json;
 mod web_socket;
 mod web_visitors;
+mod webhooks;

@@ -77,6 +77,7 @@ fn to_prometheus_text(om: &str) -> String {
 struct Exporter(Arc<Metrics>);
 
 mod web;
+mod webhooks;
 
 /// Codes whose close means the handshake failed (auth, protocol version, no `Hello`).
 fn is_handshake_failure(code: ErrorCode) -> bool {
@@ -785,6 +786,7 @@ impl Collector for Exporter {
         self.workers(&mut enc)?;
         self.router(&mut enc)?;
         self.journal(&mut enc)?;
+        self.webhooks(&mut enc)?;
         self.admin(&mut enc)
     }
 }
