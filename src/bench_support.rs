@@ -271,3 +271,12 @@ impl XorShift {
         out
     }
 }
+
+pub use crate::service::session_memory::SessionMemory;
+
+/// Heap bytes `n` established visitor sessions hold in a session worker and the
+/// router, read with `live` (the caller's counting allocator: live bytes) between
+/// the steps; see `benches/session_memory.rs`.
+pub fn session_memory(n: usize, live: &dyn Fn() -> i64) -> SessionMemory {
+    crate::service::session_memory::measure(n, live)
+}

@@ -35,6 +35,7 @@ pub(crate) mod retention;
 pub(crate) mod router;
 mod sent;
 pub(crate) mod session;
+pub(crate) mod session_memory;
 pub(crate) mod settings;
 #[cfg(test)]
 pub(crate) mod sim;
@@ -131,14 +132,9 @@ pub(crate) enum RouterMsg {
     Connected {
         /// The connection.
         conn: ConnId,
-        /// Who.
-        who: UserRef,
-        /// Display name.
-        name: String,
-        /// Role code.
-        role: u8,
-        /// Groups (agents and bots).
-        groups: Vec<String>,
+        /// Who, as the session verified it: the session's own, shared (the router's
+        /// directory keeps this reference, not copies of its strings).
+        principal: Arc<Principal>,
         /// Concurrent conversations the agent takes (token claim), else the default.
         capacity: Option<u32>,
     },

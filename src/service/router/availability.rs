@@ -102,6 +102,7 @@ impl Router {
         if let Some(user) = self.user_mut(&from.who.tenant, &from.who.user)
             && !user.watch_conns.contains(&from.conn)
         {
+            user.watch_conns.reserve_exact(1);
             user.watch_conns.push(from.conn);
         }
         self.tell_availability(&from.who, from.conn, out);
@@ -119,6 +120,8 @@ impl Router {
             if user.watching.contains(g) || user.watching.len() >= MAX_WATCHED {
                 continue;
             }
+            // Exact: most users watch one group (a `Vec` would start at four).
+            user.watching.reserve_exact(1);
             user.watching.push(g.clone());
             let tenant = self.tenants.entry(who.tenant.clone()).or_default();
             tenant.groups.entry(g.clone()).or_default();

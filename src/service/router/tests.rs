@@ -41,6 +41,16 @@ fn groups(gs: &[&str]) -> Vec<String> {
     gs.iter().map(|g| (*g).to_owned()).collect()
 }
 
+/// A session's principal as `RouterMsg::Connected` carries it.
+fn principal(tenant: &str, user: &str, name: &str, role: u8, gs: &[&str]) -> Arc<Principal> {
+    Arc::new(Principal {
+        who: who(tenant, user),
+        name: name.to_owned(),
+        role,
+        groups: groups(gs),
+    })
+}
+
 fn sender(tenant: &str, user: &str, role: u8, gs: &[&str], c: ConnId) -> Sender {
     Sender {
         id: Arc::new(Principal {
@@ -141,10 +151,7 @@ impl Bench {
     ) -> Vec<Effect> {
         self.handle(RouterMsg::Connected {
             conn: c,
-            who: who(tenant, user),
-            name: format!("{user} name"),
-            role,
-            groups: groups(gs),
+            principal: principal(tenant, user, &format!("{user} name"), role, gs),
             capacity,
         })
     }
@@ -1235,10 +1242,7 @@ fn random_traffic_keeps_the_invariants() {
                     live.push((c, pi));
                     Some(RouterMsg::Connected {
                         conn: c,
-                        who: who(p.tenant, p.user),
-                        name: p.user.into(),
-                        role: p.role,
-                        groups: groups(p.groups),
+                        principal: principal(p.tenant, p.user, p.user, p.role, p.groups),
                         capacity: p.capacity,
                     })
                 }
