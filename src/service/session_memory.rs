@@ -57,6 +57,7 @@ pub fn measure(n: usize, live: &dyn Fn() -> i64) -> SessionMemory {
         shards: 2,
         max_replay: 1000,
         max_record: None,
+        api_keys: Default::default(),
     };
     let shared = Arc::new(std::sync::RwLock::new(Arc::new(settings)));
     let mut sessions = Sessions::new(0, shared);

@@ -393,7 +393,7 @@ fn check_invariants(r: &Router) {
                 assert_eq!(&conv.tenant, tname);
             }
             for c in &u.conns {
-                assert_eq!(r.directory.get(c), Some(&who(tname, uid)));
+                assert_eq!(r.directory.get(c).map(|p| &p.who), Some(&who(tname, uid)));
             }
             if let Some(d) = u.grace {
                 assert!(u.conns.is_empty());
@@ -428,7 +428,9 @@ fn check_invariants(r: &Router) {
         assert_eq!(u.abandon_at, Some(*d));
     }
     for (c, w) in &r.directory {
-        let u = r.user(&w.tenant, &w.user).expect("directory names a user");
+        let u = r
+            .user(&w.who.tenant, &w.who.user)
+            .expect("directory names a user");
         assert_eq!(u.conns.iter().filter(|x| *x == c).count(), 1);
     }
     for (id, conv) in &r.convs {
