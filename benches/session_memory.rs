@@ -40,7 +40,9 @@ fn live() -> i64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; the first number is the session count.
-    let mut numbers = std::env::args().skip(1).filter_map(|a| a.parse::<usize>().ok());
+    let mut numbers = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<usize>().ok());
     let n = numbers.next().unwrap_or(10_000);
     let daemon_n = numbers.next().unwrap_or(5_000);
     let m = switchboard::bench_support::session_memory(n, &live);
