@@ -320,7 +320,7 @@ mod tests {
                     who: vera(),
                     name: "Vera".into(),
                     role: role::VISITOR,
-                    groups: Vec::new(),
+                    groups: Box::default(),
                 }),
                 conn: conn(),
                 rid: id as u32,

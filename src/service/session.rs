@@ -424,7 +424,7 @@ impl Sessions {
             },
             name: identity.name,
             role: identity.role,
-            groups: identity.groups,
+            groups: identity.groups.into_boxed_slice(),
         });
         out.push(Effect::Router(RouterMsg::Connected {
             conn,
@@ -530,7 +530,7 @@ impl Sessions {
                     },
                     name: format!("API key {}", key.id),
                     role: messages::role::ADMIN,
-                    groups: Vec::new(),
+                    groups: Box::default(),
                 },
             },
             Ok(Credential::Jwt(token)) => {
@@ -550,7 +550,7 @@ impl Sessions {
                     },
                     name: id.name,
                     role: id.role,
-                    groups: id.groups,
+                    groups: id.groups.into_boxed_slice(),
                 }
             }
         };

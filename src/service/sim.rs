@@ -600,7 +600,7 @@ pub(crate) mod tests {
                 name: who.user.clone(),
                 who,
                 role,
-                groups: vec!["support".into()],
+                groups: Box::new(["support".into()]),
             }),
             conn: Sim::conn(slot),
             rid: 1,

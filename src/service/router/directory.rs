@@ -47,9 +47,10 @@ impl Router {
         let user = tenant
             .users
             .entry(who.user.clone())
-            .or_insert_with(|| User::new(name.clone(), role, now_ms));
+            // The name is set below (for a new user as for a known one).
+            .or_insert_with(|| User::new(String::new(), role, now_ms));
         let old_index = if user.is_staff() {
-            std::mem::take(&mut user.groups)
+            std::mem::take(&mut user.groups).into_vec()
         } else {
             Vec::new()
         };
@@ -61,9 +62,9 @@ impl Router {
         // Exact: most users hold one connection (a `Vec` would start at four).
         user.conns.reserve_exact(1);
         user.conns.push(conn);
-        user.name = name;
+        user.name = name.into_boxed_str();
         user.role = role;
-        user.groups = unique;
+        user.groups = unique.into_boxed_slice();
         user.capacity = capacity;
         if let Some(deadline) = user.grace.take() {
             self.graces.remove(&(deadline, who.clone()));
@@ -72,7 +73,7 @@ impl Router {
             self.abandons.remove(&(deadline, who.clone()));
         }
         let new_index = if user.is_staff() {
-            user.groups.clone()
+            user.groups.to_vec()
         } else {
             Vec::new()
         };
@@ -82,7 +83,7 @@ impl Router {
         } else if user.groups.is_empty() {
             vec![self.settings.default_group.clone()]
         } else {
-            user.groups.clone()
+            user.groups.to_vec()
         };
         for g in old_index.iter().chain(&new_index) {
             self.dirty.insert((who.tenant.clone(), g.clone()));

@@ -47,7 +47,7 @@ fn principal(tenant: &str, user: &str, name: &str, role: u8, gs: &[&str]) -> Arc
         who: who(tenant, user),
         name: name.to_owned(),
         role,
-        groups: groups(gs),
+        groups: groups(gs).into(),
     })
 }
 
@@ -57,7 +57,7 @@ fn sender(tenant: &str, user: &str, role: u8, gs: &[&str], c: ConnId) -> Sender 
             who: who(tenant, user),
             name: format!("{user} name"),
             role,
-            groups: groups(gs),
+            groups: groups(gs).into(),
         }),
         conn: c,
         rid: 7,
@@ -1227,7 +1227,7 @@ fn random_traffic_keeps_the_invariants() {
                     who: who(p.tenant, p.user),
                     name: p.user.into(),
                     role: p.role,
-                    groups: groups(p.groups),
+                    groups: groups(p.groups).into(),
                 }),
                 conn: pconn,
                 rid: step,
