@@ -567,7 +567,7 @@ impl Sessions {
                 },
                 name,
                 role: messages::role::VISITOR,
-                groups: Vec::new(),
+                groups: Box::default(),
             },
             Acting::Staff { role, user } => Principal {
                 who: UserRef {
@@ -576,7 +576,7 @@ impl Sessions {
                 },
                 name: String::new(),
                 role,
-                groups: Vec::new(),
+                groups: Box::default(),
             },
         };
         let from = Sender {
