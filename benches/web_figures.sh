@@ -102,7 +102,9 @@ enabled = $JOURNAL
 [log]
 level = "warn"
 EOF
-    "$DAEMON" run --config "$SCRATCH/switchboard.toml" >"$1" 2>&1 &
+    # As systemd/switchboard.service runs it.
+    MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:-10}" \
+        "$DAEMON" run --config "$SCRATCH/switchboard.toml" >"$1" 2>&1 &
     DPID=$!
     for _ in $(seq 200); do
         kill -0 "$DPID" 2>/dev/null || { tail "$1" >&2; return 1; }

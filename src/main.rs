@@ -15,24 +15,6 @@ use switchboard::{Config, Server};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc's `mi_option_t` (`include/mimalloc.h`, v2 and
-/// v3 alike; `libmimalloc-sys` names no constant for it).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// The daemon's allocator settings, before any thread starts: memory mimalloc frees
-/// goes back to the OS at once (`purge_delay` 0) instead of after 1 s, and only then
-/// if the thread that freed it allocates again, which an idle reactor or worker does
-/// not. Without it, the handshake's freed memory (and a table's old copy after it
-/// grew) stayed resident: ~85 B more RSS per idle session at 10,000 (README,
-/// "Idle connections"). `MIMALLOC_PURGE_DELAY` in the environment still wins.
-#[allow(unsafe_code, reason = "mimalloc's options are set through its C API")]
-fn allocator_defaults() {
-    // SAFETY: `mi_option_set_default` only stores a value in mimalloc's option table
-    // (unless the environment set the option); the index is a valid `mi_option_t`,
-    // and this runs first in `main`, before any other thread exists.
-    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, 0) };
-}
-
 /// Switchboard: customer-service connection gateway.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -128,7 +110,6 @@ struct TokenArgs {
 }
 
 fn main() -> ExitCode {
-    allocator_defaults();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Cmd::Run) {
         Cmd::CheckConfig { file } => match (file, cli.config) {
