@@ -126,10 +126,19 @@ struct Fixture {
 
 impl Fixture {
     fn new(settings: Settings) -> Self {
-        let limits = crate::config::Limits::default();
-        let (tx, rx) = crossbeam_channel::bounded(16);
+        let (f, rx) = Self::with_worker_queue(settings, 16);
         // Leak the receiver so the worker queue stays connected for the test's life.
         std::mem::forget(rx);
+        f
+    }
+
+    /// A fixture whose one worker queue holds `events`; returns its receiving end.
+    fn with_worker_queue(
+        settings: Settings,
+        events: usize,
+    ) -> (Self, crossbeam_channel::Receiver<crate::handoff::Event>) {
+        let limits = crate::config::Limits::default();
+        let (tx, rx) = crossbeam_channel::bounded(events);
         let workers: Arc<[WorkerQueue]> = vec![WorkerQueue::new(tx, 1 << 20)].into();
         let (commands, cmd_rx) = crossbeam_channel::bounded(16);
         let ledger = Arc::new(crate::ledger::Ledger::new(1, 1024, Arc::default()));
@@ -152,7 +161,7 @@ impl Fixture {
         };
         // Whatever the machine running the tests is doing.
         f.core.kernel_pressure_probe = || false;
-        f
+        (f, rx)
     }
 
     /// Accepts one connection of `kind`; returns its token.
@@ -794,4 +803,52 @@ fn a_drain_finishes_at_its_deadline_with_output_stuck() {
     assert!(!f.core.drain_finished(f.now), "the Bye is not out");
     assert!(!f.core.drain_finished(Mono::from_ms(1_000 + 1_999)));
     assert!(f.core.drain_finished(Mono::from_ms(1_000 + 2_000)));
+}
+
+/// A turn's events reach the worker at its hand-off, in order; a frame a full queue
+/// refuses closes its connection with 500 and nothing after it is handed on, while
+/// the `Closed` waits for room and the neighbour is untouched.
+#[test]
+fn events_are_handed_over_per_turn_and_a_refused_frame_closes_with_500() {
+    use crate::handoff::{CloseReason, Event};
+    use crate::protocol::Kind;
+    let mut drv = Script::default();
+    let (mut f, rx) = Fixture::with_worker_queue(settings(1 << 20), 3);
+    let t = f.open(&mut drv, ListenerKind::Client);
+    let u = f.open(&mut drv, ListenerKind::Client);
+    assert!(rx.try_recv().is_err(), "held until the hand-off");
+    f.core.hand_off(&mut drv);
+    let pings: Vec<u8> = (1..=3)
+        .flat_map(|rid| frame_of(Kind::Ping, rid).to_vec())
+        .collect();
+    f.data_at(&mut drv, t, 0, &pings);
+    assert_eq!(rx.len(), 2, "the frames wait for the hand-off");
+    f.core.end_turn(&mut drv, f.now);
+    let got: Vec<Event> = rx.try_iter().collect();
+    assert!(matches!(got[0], Event::Opened { conn, .. } if conn == conn_id(t)));
+    assert!(matches!(got[1], Event::Opened { conn, .. } if conn == conn_id(u)));
+    assert!(
+        matches!(&got[2], Event::Frame { conn, header, .. } if *conn == conn_id(t) && header.request_id == 1)
+    );
+    assert_eq!(
+        got.len(),
+        3,
+        "frame 2 was refused and frame 3 not handed on"
+    );
+    assert_eq!(f.phase(t), Some(Phase::Closing));
+    assert_eq!(queued_frames(&f.core, t), (0, vec![(ERROR, 500)]));
+    assert_eq!(f.closed_for(ErrorCode::ServerBusy), 1);
+    assert_eq!(
+        f.phase(u),
+        Some(Phase::Handshake),
+        "the neighbour is untouched"
+    );
+    // The `Closed` found the queue full too: it follows once there is room.
+    f.core.flush_deferred();
+    let closed = rx.try_recv().unwrap();
+    assert!(matches!(
+        closed,
+        Event::Closed { conn, reason: CloseReason::Error(ErrorCode::ServerBusy) } if conn == conn_id(t)
+    ));
+    assert!(rx.try_recv().is_err());
 }

@@ -154,10 +154,7 @@ mod tests {
             warmup: Duration::from_secs(1),
             duration: Duration::from_secs(10),
             go: Some(t0),
-            window: [
-                Some((t0, 1100)),
-                Some((t0 + Duration::from_secs(10), 1600)),
-            ],
+            window: [Some((t0, 1100)), Some((t0 + Duration::from_secs(10), 1600))],
             end: Some(1700),
         };
         let r = t.report(1_000_000);

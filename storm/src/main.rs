@@ -20,11 +20,11 @@
 //! (JSON, text, `.hgrm`).
 
 mod cli;
+mod cpu;
 mod engine;
 mod limits;
 mod procs;
 mod report;
-mod cpu;
 mod rss;
 mod run;
 mod scenario;

@@ -17,9 +17,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cli::Plan;
+use crate::cpu;
 use crate::engine::{Control, Snapshot, ThreadEvent};
 use crate::report::{bytes, group};
-use crate::cpu;
 use crate::rss::{self, RssReport};
 use crate::scenario;
 use crate::stats::{Clock, Stats};
