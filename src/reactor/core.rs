@@ -627,8 +627,9 @@ impl Core {
     }
 
     /// Writes to a connection: queued, and the end-of-turn [`Core::flush_dirty`] (or
-    /// writability) sends it with the rest of the turn's output for it (straight to
-    /// the socket if the backend writes synchronously and nothing is queued). Past `max_pending_bytes` of
+    /// writability) sends it with the rest of the turn's output for it; an echo
+    /// listener's output goes straight to the socket if the backend writes
+    /// synchronously and nothing is queued. Past `max_pending_bytes` of
     /// output the kernel has refused, the connection is closed as a slow consumer.
     fn send(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes) {
         self.write_or_queue(drv, slot, data, self.settings.live.max_pending_bytes);
@@ -643,7 +644,11 @@ impl Core {
         if c.write_shut || data.is_empty() {
             return;
         }
-        if c.outq.is_empty() && c.sending == 0 {
+        // Protocol output waits for the end of the turn, so frames for one
+        // connection in one turn share a system call and a TCP segment (a chat run
+        // made half the sends that way); an echo stream, which answers each read
+        // with one write, goes out at once and holds no copy for the turn.
+        if c.outq.is_empty() && c.sending == 0 && c.kind != ListenerKind::Client {
             match drv.write_now(&c.stream, &data) {
                 None => {}
                 Some(Sent::Wrote(n)) => {

@@ -236,6 +236,34 @@ fn a_synchronous_backend_writes_at_once_and_queues_only_the_refusal() {
     assert!(c.outq.is_empty() && c.pending == 0);
 }
 
+/// Protocol output waits for the end of the turn even on a synchronous backend: a
+/// connection's frames of one turn leave in one `writev`.
+#[test]
+fn protocol_frames_of_one_turn_leave_in_one_write() {
+    let mut drv = Script {
+        room: 1 << 20,
+        ..Script::default()
+    };
+    let mut f = Fixture::new(settings(1 << 20));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    let slot = f.core.slot_of(t).unwrap();
+    let (a, b) = (
+        frame_of(crate::protocol::Kind::Ping, 1),
+        frame_of(crate::protocol::Kind::Ping, 2),
+    );
+    f.core.send(&mut drv, slot, a.clone());
+    f.core.send(&mut drv, slot, b.clone());
+    assert!(
+        drv.writes.is_empty() && drv.sends.is_empty(),
+        "held for the turn"
+    );
+    f.core.flush_dirty(&mut drv, f.now);
+    assert_eq!(drv.sends, [[a.to_vec(), b.to_vec()].concat()]);
+    assert!(drv.writes.is_empty());
+    let c = f.core.conns.get(slot).unwrap();
+    assert!(c.outq.is_empty() && c.pending == 0);
+}
+
 #[test]
 fn a_batching_backend_gets_one_send_per_connection_per_turn() {
     let mut drv = Script {
@@ -526,6 +554,8 @@ fn a_cut_keeps_only_the_rest_of_a_partly_written_frame_before_the_302() {
         let slot = f.core.slot_of(t).unwrap();
         f.core.send(&mut drv, slot, ping());
         f.core.send(&mut drv, slot, ping());
+        // Protocol output goes out at the end of the turn.
+        f.core.flush_dirty(&mut drv, f.now);
         f.core
             .cut_slow_consumer(&mut drv, slot, crate::metrics::Cut::MaxPending);
         assert_eq!(
@@ -566,8 +596,11 @@ fn a_frame_larger_than_the_bound_that_the_kernel_took_part_of_is_finished_before
     let mut f = Fixture::new(settings(4096));
     let t = f.open(&mut drv, ListenerKind::Client);
     let slot = f.core.slot_of(t).unwrap();
-    let big = crate::frame::encode(crate::frame::FrameHeader::new(4, 0, 1), &[9u8; 10_000]);
+    // Within twice the bound, so the turn may queue it before offering it.
+    let big = crate::frame::encode(crate::frame::FrameHeader::new(4, 0, 1), &[9u8; 6_000]);
     f.core.send(&mut drv, slot, big.clone());
+    assert_eq!(f.phase(t), Some(Phase::Handshake), "queued, not cut yet");
+    f.core.flush_dirty(&mut drv, f.now);
     assert_eq!(f.phase(t), Some(Phase::Closing), "past the bound: cut");
     assert_eq!(
         queued_frames(&f.core, t),

@@ -60,11 +60,15 @@ impl Driver for Epoll {
         self.registry.reregister(stream, token, interest)
     }
 
-    fn write_now(&mut self, _stream: &TcpStream, _data: &[u8]) -> Option<Sent> {
-        // The turn's output is queued and written at its end, one `writev` per
-        // connection: frames for one connection in one turn share a system call
-        // and a TCP segment (on loopback, the receiver's processing too).
-        None
+    fn write_now(&mut self, stream: &TcpStream, data: &[u8]) -> Option<Sent> {
+        loop {
+            return Some(match (&*stream).write(data) {
+                Ok(n) => Sent::Wrote(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Sent::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => Sent::Failed,
+            });
+        }
     }
 
     fn send(&mut self, stream: &TcpStream, _token: Token, queue: &VecDeque<Bytes>) -> Sent {
