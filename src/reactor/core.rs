@@ -1290,6 +1290,9 @@ impl Core {
                 Command::StopInput(ack) => {
                     drv.stop_accepting();
                     self.input_open = false;
+                    // Everything read so far reaches the workers before the
+                    // shutdown's barrier follows it.
+                    self.hand_off(drv);
                     let _ = ack.send(());
                 }
                 Command::Drain { deadline } => self.begin_drain(drv, deadline),
