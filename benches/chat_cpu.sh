@@ -15,6 +15,7 @@
 #     --duration S    measured seconds per run (after a 2 s warm-up) [10]
 #     --transports T  [tcp ws-json]
 #     --journal J     off, on (fsync "always") or both [both]
+#     --backend B     [reactor] backend: epoll or uring [epoll]
 #     --no-build      use the binaries already built
 #     --baseline BIN  also run daemon binary BIN (e.g. a copy built from main), each
 #                     of its runs right before the same run of this tree's daemon,
@@ -37,6 +38,7 @@ BUILD=1
 OUT=""
 PORT=7940
 BASELINE=""
+BACKEND=epoll
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS="${2:?}"; shift ;;
@@ -50,6 +52,7 @@ while [ $# -gt 0 ]; do
             esac
             shift ;;
         --no-build) BUILD=0 ;;
+        --backend) BACKEND="${2:?--backend needs epoll or uring}"; shift ;;
         --baseline) BASELINE="${2:?--baseline needs a binary}"; shift ;;
         --out) OUT="${2:?--out needs a directory}"; shift ;;
         --port) PORT="${2:?--port needs a number}"; shift ;;
@@ -107,6 +110,9 @@ addr = "127.0.0.1:$((PORT + 1))"
 [journal]
 enabled = $1
 
+[reactor]
+backend = "$BACKEND"
+
 [log]
 level = "warn"
 EOF
@@ -127,6 +133,7 @@ EOF
     echo "# chat CPU per message, $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "# daemon $DAEMON ($(git rev-parse --short HEAD 2>/dev/null || echo unknown)), storm $STORM"
     [ -z "$BASELINE" ] || echo "# baseline daemon $BASELINE"
+    echo "# reactor backend $BACKEND"
     echo "# storm --scenario chat -n 5500 --agents 500 --capacity 10 --size 64 --warmup 2 --duration $DURATION --rate $RATE"
     echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/report.txt"
