@@ -61,6 +61,12 @@ impl Settings {
     }
 }
 
+/// Events a turn holds for the workers before handing them over early (see
+/// [`Core::hand_off`]): a turn's input is handed over in pieces this large at most.
+const HOLD_EVENTS: usize = 256;
+/// Frame bytes a turn holds for the workers before handing them over early.
+const HOLD_BYTES: usize = 256 * 1024;
+
 /// Most slots one reactor reserves up front (~120 MiB of address space).
 const MAX_RESERVED_SLOTS: usize = 1 << 20;
 
@@ -93,6 +99,8 @@ pub(crate) struct Core {
     /// worker is woken once per turn, not once per frame (a futex wake and a
     /// context switch each).
     held: Vec<(usize, Event)>,
+    /// Payload bytes of the frames in `held`.
+    held_bytes: usize,
     /// Connections to read again without waiting for readiness (read budget used up,
     /// or reading resumed after backpressure).
     resume: Vec<Token>,
@@ -166,6 +174,7 @@ impl Core {
             next_generation: 0,
             deferred: VecDeque::new(),
             held: Vec::new(),
+            held_bytes: 0,
             resume: Vec::new(),
             dirty: Vec::new(),
             input_open: true,
@@ -321,6 +330,7 @@ impl Core {
         // Closing a refused connection holds its `Closed`: handed on in the next round.
         while !self.held.is_empty() {
             let mut list = std::mem::take(&mut self.held);
+            self.held_bytes = 0;
             let mut refused: Vec<ConnId> = Vec::new();
             for (w, event) in list.drain(..) {
                 if let Event::Opened { conn, .. } | Event::Frame { conn, .. } = &event
@@ -596,12 +606,12 @@ impl Core {
         Ok(())
     }
 
-    /// Hands one frame to the connection's worker (at [`Core::hand_off`]); false if
-    /// the connection is gone.
+    /// Hands one frame to the connection's worker (at [`Core::hand_off`], or now
+    /// once the turn holds [`HOLD_EVENTS`] events or [`HOLD_BYTES`] of frames); false
+    /// if the connection is gone or was closed because its worker's queue is full.
     fn dispatch(
         &mut self,
-        // Unused since frames are handed over per turn (kept: the web edge's calls).
-        _drv: &mut impl Driver,
+        drv: &mut impl Driver,
         slot: usize,
         header: FrameHeader,
         payload: &[u8],
@@ -612,13 +622,20 @@ impl Core {
         let id = self.conn_id(slot, c.generation);
         self.stats().frames_in.inc();
         self.stats().kinds_in.count(header.kind, header.wire_len());
+        self.held_bytes = self.held_bytes.saturating_add(payload.len());
         let event = Event::Frame {
             conn: id,
             header,
             payload: Bytes::copy_from_slice(payload),
         };
         self.tell_worker(id, event);
-        true
+        if self.held.len() < HOLD_EVENTS && self.held_bytes < HOLD_BYTES {
+            return true;
+        }
+        // A flood must meet the worker queue's bound as it reads, not hold a
+        // turn's worth of frames first.
+        self.hand_off(drv);
+        self.open_slot_of_id(id).is_some()
     }
 
     /// A protocol frame as connection `slot` receives it (its dialect's form).

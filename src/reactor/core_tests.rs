@@ -885,3 +885,24 @@ fn events_are_handed_over_per_turn_and_a_refused_frame_closes_with_500() {
     ));
     assert!(rx.try_recv().is_err());
 }
+
+/// A flood in one read meets the worker queue's bound while it is read: a turn holds
+/// at most `HOLD_EVENTS` events before handing them over.
+#[test]
+fn a_flood_in_one_read_is_handed_over_in_pieces_and_cut_at_the_queue_bound() {
+    use crate::protocol::Kind;
+    let mut drv = Script::default();
+    let (mut f, rx) = Fixture::with_worker_queue(settings(1 << 20), 100);
+    let t = f.open(&mut drv, ListenerKind::Client);
+    let flood: Vec<u8> = (1..=(3 * super::HOLD_EVENTS as u32))
+        .flat_map(|rid| frame_of(Kind::Ping, rid).to_vec())
+        .collect();
+    f.data_at(&mut drv, t, 0, &flood);
+    assert_eq!(f.phase(t), Some(Phase::Closing), "cut within the read");
+    assert_eq!(rx.len(), 100, "the Opened and the frames that fit");
+    assert!(
+        f.core.held.len() <= 1,
+        "only the Closed may wait for the turn's end"
+    );
+    assert_eq!(queued_frames(&f.core, t), (0, vec![(ERROR, 500)]));
+}
