@@ -331,11 +331,19 @@ impl Core {
         while !self.held.is_empty() {
             let mut list = std::mem::take(&mut self.held);
             self.held_bytes = 0;
+            // Connections whose frame was refused (their `Closed` still goes), and
+            // whose `Opened` was (the worker never hears of them).
             let mut refused: Vec<ConnId> = Vec::new();
+            let mut unknown: Vec<ConnId> = Vec::new();
             for (w, event) in list.drain(..) {
-                if let Event::Opened { conn, .. } | Event::Frame { conn, .. } = &event
-                    && refused.contains(conn)
-                {
+                let skip = match &event {
+                    Event::Opened { conn, .. } | Event::Frame { conn, .. } => {
+                        refused.contains(conn) || unknown.contains(conn)
+                    }
+                    Event::Closed { conn, .. } => unknown.contains(conn),
+                    Event::Barrier(_) => false,
+                };
+                if skip {
                     continue;
                 }
                 let Some(tx) = self.links.workers.get(w) else {
@@ -349,7 +357,7 @@ impl Core {
                         match event {
                             Event::Closed { .. } => self.deferred.push_back((w, event)),
                             Event::Opened { conn, .. } => {
-                                refused.push(conn);
+                                unknown.push(conn);
                                 self.refuse_busy(drv, conn, 0, false);
                             }
                             Event::Frame { conn, header, .. } => {

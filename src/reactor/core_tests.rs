@@ -906,3 +906,21 @@ fn a_flood_in_one_read_is_handed_over_in_pieces_and_cut_at_the_queue_bound() {
     );
     assert_eq!(queued_frames(&f.core, t), (0, vec![(ERROR, 500)]));
 }
+
+/// A connection whose `Opened` a full queue refused never reaches the worker: not
+/// even its `Closed`, when it went away in the same turn.
+#[test]
+fn a_refused_opened_is_never_followed_by_its_closed() {
+    use crate::handoff::Event;
+    let mut drv = Script::default();
+    let (mut f, rx) = Fixture::with_worker_queue(settings(1 << 20), 1);
+    let a = f.open(&mut drv, ListenerKind::Client);
+    let b = f.open(&mut drv, ListenerKind::Client);
+    f.core.on_eof(&mut drv, b);
+    f.core.end_turn(&mut drv, f.now);
+    assert!(matches!(rx.try_recv(), Ok(Event::Opened { conn, .. }) if conn == conn_id(a)));
+    f.core.flush_deferred();
+    assert!(rx.try_recv().is_err(), "nothing about b");
+    assert!(f.core.deferred.is_empty());
+    assert_eq!(f.phase(a), Some(Phase::Handshake));
+}
