@@ -340,9 +340,9 @@ impl Core {
             let mut unknown: Vec<ConnId> = Vec::new();
             for (w, event) in list.drain(..) {
                 let skip = match &event {
-                    Event::Opened { conn, .. } | Event::Frame { conn, .. } => {
-                        refused.contains(conn) || unknown.contains(conn)
-                    }
+                    Event::Opened { conn, .. }
+                    | Event::Frame { conn, .. }
+                    | Event::Api { conn, .. } => refused.contains(conn) || unknown.contains(conn),
                     Event::Closed { conn, .. } => unknown.contains(conn),
                     Event::Barrier(_) => false,
                 };
@@ -366,6 +366,11 @@ impl Core {
                             Event::Frame { conn, header, .. } => {
                                 refused.push(conn);
                                 self.refuse_busy(drv, conn, header.request_id, true);
+                            }
+                            // The API request's answer is a 503 (`Core::api_farewell`).
+                            Event::Api { conn, .. } => {
+                                refused.push(conn);
+                                self.refuse_busy(drv, conn, 0, true);
                             }
                             Event::Barrier(_) => {}
                         }

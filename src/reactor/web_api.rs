@@ -181,11 +181,8 @@ impl Core {
             }),
         };
         self.links.stats.web.count_api(0);
-        if self.tell_worker(id, event).is_err() {
-            self.api.forget(slot);
-            let r = answer::error(503, ErrorCode::ServerBusy, "the service is busy", 0);
-            self.api_respond(drv, slot, r, head_only, false);
-        }
+        // A full worker queue closes the connection with a 503 (`Core::hand_off`).
+        self.tell_worker(id, event);
     }
 
     /// A frame for a connection whose API request waits: the answer when it carries
@@ -280,15 +277,8 @@ impl Core {
                 call,
             }),
         };
-        if self.tell_worker(id, event).is_err() {
-            self.api.waiting.remove(&slot);
-            return Some(answer::error(
-                503,
-                ErrorCode::ServerBusy,
-                "the service is busy",
-                0,
-            ));
-        }
+        // A full worker queue closes the connection with a 503 (`Core::hand_off`).
+        self.tell_worker(id, event);
         None
     }
 
