@@ -30,6 +30,7 @@ mod server;
 mod service;
 mod worker;
 pub mod ws;
+pub mod xorshift;
 
 pub use config::Config;
 
