@@ -1255,14 +1255,9 @@ impl Core {
                 Command::Send { conn, frame } => {
                     if let Some(slot) = self.open_slot_of_id(conn) {
                         self.links.stats.kinds_out.count_encoded(&frame);
-                        if self
-                            .conns
-                            .get(slot)
-                            .is_some_and(|c| c.dialect == Dialect::HttpApi)
+                        if !self.api_takes(drv, slot, &frame)
+                            && let Some(bytes) = self.in_dialect(slot, &frame)
                         {
-                            self.api_reply(drv, slot, &frame);
-                            self.api_resume(drv);
-                        } else if let Some(bytes) = self.in_dialect(slot, &frame) {
                             self.send(drv, slot, bytes);
                         }
                     }
@@ -1275,13 +1270,7 @@ impl Core {
                             .ledger
                             .settle(self.id, conn.slot, conn.generation, -charged);
                         self.links.stats.kinds_out.count_encoded(&frame);
-                        if self
-                            .conns
-                            .get(slot)
-                            .is_some_and(|c| c.dialect == Dialect::HttpApi)
-                        {
-                            self.api_reply(drv, slot, &frame);
-                            self.api_resume(drv);
+                        if self.api_takes(drv, slot, &frame) {
                             continue;
                         }
                         // Its producer sent it because the connection owed less than

@@ -185,9 +185,24 @@ impl Core {
         self.tell_worker(id, event);
     }
 
+    /// Takes a frame for a connection whose API request waits (true), which then
+    /// takes its next pipelined request; false for any other connection.
+    pub(super) fn api_takes(&mut self, drv: &mut impl Driver, slot: usize, frame: &Bytes) -> bool {
+        if self
+            .conns
+            .get(slot)
+            .is_none_or(|c| c.dialect != Dialect::HttpApi)
+        {
+            return false;
+        }
+        self.api_reply(drv, slot, frame);
+        self.api_resume(drv);
+        true
+    }
+
     /// A frame for a connection whose API request waits: the answer when it carries
     /// the request's id (anything else is not for an API client and is dropped).
-    pub(super) fn api_reply(&mut self, drv: &mut impl Driver, slot: usize, frame: &Bytes) {
+    fn api_reply(&mut self, drv: &mut impl Driver, slot: usize, frame: &Bytes) {
         let Some(w) = self.api.waiting.get(&slot).copied() else {
             return;
         };
