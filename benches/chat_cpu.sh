@@ -62,32 +62,13 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
-DAEMON="${DAEMON_BIN:-$TARGET_DIR/release/switchboard}"
-STORM="${STORM_BIN:-$TARGET_DIR/release/storm}"
-if [ "$BUILD" = 1 ]; then
-    cargo build --release --workspace --bins
-fi
-for bin in "$DAEMON" "$STORM" ${BASELINE:+"$BASELINE"}; do
-    [ -x "$bin" ] || { echo "chat_cpu.sh: $bin not built (run without --no-build)" >&2; exit 1; }
-done
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_binaries chat_cpu.sh "$BUILD" "$DAEMON" "$STORM" ${BASELINE:+"$BASELINE"}
 [ -n "$OUT" ] || OUT="$TARGET_DIR/chat-cpu/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
-SCRATCH="$(mktemp -d -t switchboard-chatcpu.XXXXXX)"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+bench_scratch chatcpu
 
-DPID=""
-stop_daemon() {
-    [ -n "$DPID" ] || return 0
-    kill -TERM "$DPID" 2>/dev/null || true
-    for _ in $(seq 80); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$DPID" 2>/dev/null || true
-    wait "$DPID" 2>/dev/null || true
-    DPID=""
-}
 trap 'stop_daemon; rm -rf "$SCRATCH"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
