@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::util::peer::{Peer, notice, service_server, text};
-use crate::util::{TokenClaims, token_with};
+use crate::util::tenant_token;
 use switchboard::protocol::Kind;
 use switchboard::protocol::messages::{self, Msg};
 
@@ -18,18 +18,6 @@ fn agent(addr: SocketAddr, sub: &str, groups: &[&str]) -> Peer {
 
 fn visitor(addr: SocketAddr, sub: &str) -> Peer {
     Peer::connect(addr, &util::token(sub, "visitor"), sub)
-}
-
-fn tenant_token(sub: &str, role: &str, tenant: &str, groups: &[&str]) -> String {
-    token_with(
-        sub,
-        role,
-        &TokenClaims {
-            groups,
-            tenant: Some(tenant),
-            ..TokenClaims::default()
-        },
-    )
 }
 
 /// Posts `msg` and expects an `Error` with `code` about `conversation`.

@@ -7,7 +7,7 @@ use crate::util;
 use std::time::Duration;
 
 use crate::util::peer::{Peer, notice, service_server};
-use crate::util::{TokenClaims, token_with};
+
 use switchboard::protocol::messages::Msg;
 
 fn no_notice(p: &mut Peer, text: &str) {
@@ -34,15 +34,7 @@ fn notices_reach_every_connection_of_their_audience_only() {
     let mut root = Peer::connect(addr, &util::token("root", "admin"), "root");
     let mut other = Peer::connect(
         addr,
-        &token_with(
-            "sue",
-            "agent",
-            &TokenClaims {
-                groups: &["support"],
-                tenant: Some("elsewhere"),
-                ..TokenClaims::default()
-            },
-        ),
+        &util::tenant_token("sue", "agent", "elsewhere", &["support"]),
         "sue@elsewhere",
     );
 

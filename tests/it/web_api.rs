@@ -12,7 +12,7 @@ use switchboard::protocol::messages::{self, Msg, role};
 
 use crate::util::api::{ApiClient, Recorder, Reply};
 use crate::util::peer::{Peer, service_server};
-use crate::util::{TestServer, TokenClaims, agent_token, token, token_with};
+use crate::util::{TestServer, agent_token, tenant_token, token};
 
 /// An API key entry and its credential.
 fn key(id: &str, tenant: &str, scopes: &[Scope]) -> (ApiKeyConfig, String) {
@@ -436,15 +436,7 @@ fn notices_reach_the_group_and_the_api_gets_204() {
     let mut sue = Peer::connect(addr, &agent_token("sue", &["support"]), "sue");
     let mut far_sue = Peer::connect(
         addr,
-        &token_with(
-            "sue",
-            "agent",
-            &TokenClaims {
-                groups: &["support"],
-                tenant: Some("elsewhere"),
-                ..TokenClaims::default()
-            },
-        ),
+        &tenant_token("sue", "agent", "elsewhere", &["support"]),
         "sue@elsewhere",
     );
     let mut api = s.client(Some(&s.admin));

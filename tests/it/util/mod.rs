@@ -136,6 +136,19 @@ pub struct TokenClaims<'a> {
     pub name: Option<&'a str>,
 }
 
+/// A token for `sub` in `role` of `tenant` with `groups`, valid for an hour.
+pub fn tenant_token(sub: &str, role: &str, tenant: &str, groups: &[&str]) -> String {
+    token_with(
+        sub,
+        role,
+        &TokenClaims {
+            groups,
+            tenant: Some(tenant),
+            ..TokenClaims::default()
+        },
+    )
+}
+
 /// A token for `sub` in `role` with the optional claims in `extra`, valid for an hour.
 pub fn token_with(sub: &str, role: &str, extra: &TokenClaims<'_>) -> String {
     let mut c = Config::default();
