@@ -1220,6 +1220,12 @@ impl Core {
                         self.api_resume(drv);
                     }
                 }
+                Command::File { conn, rid, file } => {
+                    if let Some(slot) = self.open_slot_of_id(conn) {
+                        self.api_file(drv, slot, rid, *file);
+                        self.api_resume(drv);
+                    }
+                }
                 Command::SendMany { conns, frame } => {
                     let mut encoded = dialect::PerDialect::new(frame.clone());
                     for conn in conns {

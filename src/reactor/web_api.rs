@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::Core;
-use crate::api::route::{Op, RouteError, Shape, route};
+use crate::api::route::{Op, RouteError, Shape, is_upload, media_type, route};
 use crate::api::{ApiCall, answer};
 use crate::handoff::{CloseReason, Event};
 use crate::http::body::BodyReader;
@@ -30,7 +30,20 @@ impl Core {
         req: Request,
         rest: &[u8],
     ) {
-        let max = self.settings.web.api.max_body;
+        let upload = is_upload(&req);
+        let max = if upload {
+            // Checked before any of the body is read: a refused type costs no upload.
+            let media = media_type(&req);
+            if !self.settings.web.api.attachment_types.contains(&media) {
+                let why = format!(
+                    "attachments of media type {media:?} are not accepted (api.attachment_types)"
+                );
+                return self.api_refuse(drv, slot, 415, &why, false);
+            }
+            self.settings.web.api.max_attachment
+        } else {
+            self.settings.web.api.max_body
+        };
         let mut body = match BodyReader::new(&req, max) {
             Ok(b) => b,
             Err(e) => return self.api_refuse(drv, slot, e.status(), &e.to_string(), false),
@@ -113,7 +126,13 @@ impl Core {
             c.spill.extend_from_slice(leftover);
         }
         let call = match route(&req, &body) {
-            Ok(call) => call,
+            Ok(mut call) => {
+                if let Op::Upload { bytes, .. } = &mut call.op {
+                    // Moved, not copied: an upload may be `api.max_attachment_bytes`.
+                    *bytes = Bytes::from(body);
+                }
+                call
+            }
             Err(e) => {
                 let mut r = answer::error(
                     e.status(),
@@ -306,6 +325,32 @@ impl Core {
         };
         self.api.waiting.remove(&slot);
         let response = Response::new(200, answer::JSON, body);
+        self.api_respond(drv, slot, response, w.head_only, w.keep_alive);
+    }
+
+    /// A file the service read for request `rid` (`GET .../attachments/{id}`).
+    pub(super) fn api_file(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        rid: u32,
+        file: crate::files::FileAnswer,
+    ) {
+        let Some(w) = self
+            .api
+            .waiting
+            .get(&slot)
+            .copied()
+            .filter(|w| w.rid == rid)
+        else {
+            return;
+        };
+        self.api.waiting.remove(&slot);
+        let response = Response::new(200, "", file.body)
+            .header("Content-Type", file.media_type)
+            .header("Content-Disposition", file.disposition)
+            .header("X-Content-Type-Options", "nosniff")
+            .header("Cache-Control", "private, no-store");
         self.api_respond(drv, slot, response, w.head_only, w.keep_alive);
     }
 

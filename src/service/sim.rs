@@ -225,7 +225,7 @@ impl Sim {
                 }
             }
             // The simulator has no sessions to answer.
-            Effect::Session(..) => {}
+            Effect::Session(..) | Effect::Files(_) => {}
             Effect::Broadcast(conns, frame) => {
                 for c in conns {
                     self.record(c, &frame);
