@@ -1,0 +1,379 @@
+//! Attachments over the HTTP API (`POST`/`GET /api/v1/conversations/{id}/attachments`),
+//! over loopback against binary sessions: upload with the visitor's own token, the
+//! agent's `Deliver` with content type 5, download by the agent with the bytes and
+//! headers, who may and may not (other visitor, other tenant, admin key, read-only
+//! key), every bad upload (too large declared and chunked, wrong type, a path in the
+//! name, empty, truncated), content dedup, the protocol refusing content type 5, and
+//! retention removing a forgotten conversation's files. Every response is validated
+//! against `proto-spec/openapi.yaml`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use switchboard::api::Scope;
+use switchboard::api::keys::{hash_hex, new_key};
+use switchboard::config::ApiKeyConfig;
+use switchboard::protocol::messages::{self, Msg, content};
+
+use crate::util::api::{ApiClient, Recorder, Reply};
+use crate::util::peer::{Peer, RawPeer, service_server};
+use crate::util::{TestServer, TokenClaims, agent_token, token, token_with, wait_until};
+
+fn key(id: &str, tenant: &str, scopes: &[Scope]) -> (ApiKeyConfig, String) {
+    let (credential, _) = new_key(id, &[id.len() as u8; 32]);
+    let secret = credential.rsplit_once('_').unwrap().1.to_owned();
+    let entry = ApiKeyConfig {
+        id: id.into(),
+        tenant: tenant.into(),
+        secret_sha256: hash_hex(&secret),
+        scopes: scopes.to_vec(),
+    };
+    (entry, credential)
+}
+
+struct Setup {
+    server: TestServer,
+    /// `crm`: conversations:read only.
+    reader: String,
+    /// `ops`: every scope.
+    admin: String,
+    /// `far`: every scope, tenant `elsewhere`.
+    other_tenant: String,
+    recorder: Recorder,
+}
+
+impl Setup {
+    fn with(tweak: impl FnOnce(&mut switchboard::Config)) -> Self {
+        let (k1, reader) = key("crm", "", &[Scope::ConversationsRead]);
+        let (k2, admin) = key("ops", "", &[Scope::Admin]);
+        let (k3, other_tenant) = key("far", "elsewhere", &[Scope::Admin]);
+        let server = service_server(|c| {
+            c.api.keys = vec![k1, k2, k3];
+            tweak(c);
+        });
+        Self {
+            server,
+            reader,
+            admin,
+            other_tenant,
+            recorder: Recorder::default(),
+        }
+    }
+
+    fn client(&self, credential: &str) -> ApiClient {
+        ApiClient::connect(self.server.addr(), Some(credential), &self.recorder)
+    }
+
+    fn files(&self) -> PathBuf {
+        self.server.config().state_dir.join("files")
+    }
+}
+
+/// A visitor `vera` with an open conversation served by agent `sue`.
+fn served_conversation(s: &Setup) -> (Peer, Peer, u64) {
+    let addr = s.server.addr();
+    let mut sue = Peer::connect(addr, &agent_token("sue", &["support"]), "sue");
+    let mut vera = Peer::connect(addr, &token("vera", "visitor"), "vera");
+    let id = vera.send_accepted(0, 1, "here is the invoice").conversation;
+    sue.assigned(id);
+    vera.assigned(id);
+    (vera, sue, id)
+}
+
+fn upload_target(conversation: u64, name: &str) -> String {
+    format!("/api/v1/conversations/{conversation}/attachments?name={name}")
+}
+
+/// `POST`s `bytes` as an attachment with `Content-Length`.
+fn upload(api: &mut ApiClient, conversation: u64, name: &str, media: &str, bytes: &[u8]) -> Reply {
+    let target = upload_target(conversation, name);
+    let head = api.request_text(
+        "POST",
+        &target,
+        &format!(
+            "Content-Type: {media}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ),
+        None,
+    );
+    api.send_raw(head.as_bytes());
+    api.send_raw(bytes);
+    api.read_reply("POST", &target)
+}
+
+fn download(api: &mut ApiClient, method: &str, conversation: u64, id: &str) -> Reply {
+    api.call(
+        method,
+        &format!("/api/v1/conversations/{conversation}/attachments/{id}"),
+        None,
+    )
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    switchboard::files::store::sha256_hex(bytes)
+}
+
+/// File names under `dir` (none when it does not exist).
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes() {
+    let s = Setup::with(|_| {});
+    let (mut vera, mut sue, id) = served_conversation(&s);
+    let pdf: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    let file_id = sha256_hex(&pdf);
+
+    let mut as_vera = s.client(&token("vera", "visitor"));
+    let r = upload(
+        &mut as_vera,
+        id,
+        "r%C3%A9sum%C3%A9%20v1.pdf",
+        "application/pdf",
+        &pdf,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let accepted = r.json();
+    assert_eq!(accepted["conversation"], Value::String(id.to_string()));
+    let seq: u64 = accepted["seq"].as_str().unwrap().parse().unwrap();
+
+    // The agent gets the message that references it.
+    let d = sue.deliver(id);
+    assert_eq!(
+        (d.content_type, d.seq, d.sender.as_str()),
+        (content::ATTACHMENT, seq, "vera")
+    );
+    assert_eq!(d.sender_role, messages::role::VISITOR);
+    let body: Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"id": file_id, "name": "résumé v1.pdf", "size": 5000, "type": "application/pdf"})
+    );
+
+    // ... and downloads it with its own token.
+    let mut as_sue = s.client(&agent_token("sue", &["support"]));
+    let r = download(&mut as_sue, "GET", id, &file_id);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.body, pdf);
+    assert_eq!(r.header("content-type"), Some("application/pdf"));
+    assert_eq!(
+        r.header("content-disposition"),
+        Some(
+            "attachment; filename=\"r__sum__ v1.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9%20v1.pdf"
+        )
+    );
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("cache-control"), Some("private, no-store"));
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    let head = download(&mut as_sue, "HEAD", id, &file_id);
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(head.header("content-length"), Some("5000"));
+    // The visitor reads it back too.
+    assert_eq!(download(&mut as_vera, "GET", id, &file_id).body, pdf);
+
+    // Another visitor: 403 both ways; another tenant's key: 404.
+    let mut otto = s.client(&token("otto", "visitor"));
+    assert_eq!(download(&mut otto, "GET", id, &file_id).status, 403);
+    assert_eq!(
+        upload(&mut otto, id, "x.txt", "text/plain", b"x").status,
+        403
+    );
+    let mut far = s.client(&s.other_tenant);
+    assert_eq!(download(&mut far, "GET", id, &file_id).status, 404);
+    assert_eq!(
+        upload(&mut far, id, "x.txt", "text/plain", b"x").status,
+        404
+    );
+    let elsewhere = TokenClaims {
+        tenant: Some("elsewhere"),
+        ..Default::default()
+    };
+    let mut far_admin = s.client(&token_with("boss", "admin", &elsewhere));
+    assert_eq!(download(&mut far_admin, "GET", id, &file_id).status, 404);
+
+    // The read-only key downloads but cannot upload.
+    let mut crm = s.client(&s.reader);
+    assert_eq!(download(&mut crm, "GET", id, &file_id).body, pdf);
+    let r = upload(&mut crm, id, "x.txt", "text/plain", b"x");
+    assert_eq!((r.status, r.code()), (403, 403));
+    // An id no message of the conversation references: 404.
+    let r = download(&mut crm, "GET", id, &sha256_hex(b"never uploaded"));
+    assert_eq!(r.status, 404);
+
+    // The admin key uploads (as the system) the same file: two messages, one file.
+    let mut ops = s.client(&s.admin);
+    let r = upload(&mut ops, id, "copy.pdf", "application/pdf", &pdf);
+    assert_eq!(r.status, 201);
+    // Her other connections get what she uploaded over the API; then the copy.
+    assert_eq!(vera.deliver(id).seq, seq);
+    let d = vera.deliver(id);
+    assert_eq!(
+        (d.content_type, d.sender_role),
+        (content::ATTACHMENT, messages::role::SYSTEM)
+    );
+    assert!(d.body.contains("copy.pdf"), "{}", d.body);
+    assert_eq!(
+        names_in(&s.files().join(id.to_string())),
+        vec![file_id.clone()]
+    );
+    assert_eq!(download(&mut ops, "GET", id, &file_id).body, pdf);
+
+    // A client cannot make an attachment message itself.
+    let mut raw = RawPeer::connect(s.server.addr(), &token("vera", "visitor"));
+    let send = Msg::from(messages::Send {
+        content_type: content::ATTACHMENT,
+        conversation: id,
+        client_msg_id: 99,
+        group: String::new(),
+        body: format!(r#"{{"id":"{file_id}","name":"x","size":1,"type":"text/plain"}}"#),
+    });
+    raw.write_frame(&send.to_frame(7));
+    raw.read_until(|rid, m| rid == 7 && matches!(m, Msg::Error(e) if e.code == 400));
+    let r = as_vera.call(
+        "POST",
+        &format!("/api/v1/conversations/{id}/messages"),
+        Some(r#"{"body":"hi"}"#),
+    );
+    assert_eq!(r.status, 403, "a visitor's token posts no message");
+    let r = ops.call(
+        "POST",
+        &format!("/api/v1/conversations/{id}/messages"),
+        Some(r#"{"body":"{}","content_type":5}"#),
+    );
+    assert_eq!(r.status, 400);
+    s.recorder.validate();
+}
+
+#[test]
+fn bad_uploads_get_clear_errors_and_leave_no_file() {
+    let s = Setup::with(|c| c.api.max_attachment_bytes = 4096);
+    let (_vera, mut sue, id) = served_conversation(&s);
+    let visitor = token("vera", "visitor");
+    let dir = s.files().join(id.to_string());
+
+    // Declared too large: 413 before the body, and the connection closes.
+    let mut api = s.client(&visitor);
+    let target = upload_target(id, "big.png");
+    let head = api.request_text(
+        "POST",
+        &target,
+        "Content-Type: image/png\r\nContent-Length: 4097\r\n",
+        None,
+    );
+    api.send_raw(head.as_bytes());
+    let r = api.read_reply("POST", &target);
+    assert_eq!(r.status, 413);
+    assert!(api.closed());
+
+    // Chunked past the bound: 413 once the chunks pass it, and close.
+    let mut api = s.client(&visitor);
+    let head = api.request_text(
+        "POST",
+        &target,
+        "Content-Type: image/png\r\nTransfer-Encoding: chunked\r\n",
+        None,
+    );
+    api.send_raw(head.as_bytes());
+    let chunk = format!("800\r\n{}\r\n", "x".repeat(0x800));
+    api.send_raw(chunk.as_bytes());
+    api.send_raw(chunk.as_bytes());
+    api.send_raw(chunk.as_bytes());
+    let r = api.read_reply("POST", &target);
+    assert_eq!(r.status, 413);
+    assert!(api.closed());
+
+    // Wrong media type: 415 (before the body), a path or control character in the
+    // name or no name: 400, empty: 400.
+    let mut api = s.client(&visitor);
+    let target = upload_target(id, "a.exe");
+    let head = api.request_text(
+        "POST",
+        &target,
+        "Content-Type: application/x-msdownload\r\nContent-Length: 2\r\n",
+        None,
+    );
+    api.send_raw(head.as_bytes());
+    let r = api.read_reply("POST", &target);
+    assert_eq!(r.status, 415, "{}", String::from_utf8_lossy(&r.body));
+    assert!(api.closed(), "the unread body is not taken for a request");
+    let mut api = s.client(&visitor);
+    for name in ["..", "..%2Fetc%2Fpasswd", "a%5Cb", "a%00b", "a%0Ab", "."] {
+        let r = upload(&mut api, id, name, "text/plain", b"hello");
+        assert_eq!((r.status, r.code()), (400, 400), "{name}");
+    }
+    let target = format!("/api/v1/conversations/{id}/attachments");
+    let head = api.request_text(
+        "POST",
+        &target,
+        "Content-Type: text/plain\r\nContent-Length: 1\r\n",
+        None,
+    );
+    api.send_raw(head.as_bytes());
+    api.send_raw(b"x");
+    assert_eq!(api.read_reply("POST", &target).status, 400);
+    let r = upload(&mut api, id, "empty.txt", "text/plain", b"");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("empty")
+    );
+
+    // Truncated: the client goes away mid-body. Nothing is stored, no message sent.
+    let mut cut = s.client(&visitor);
+    let target = upload_target(id, "cut.txt");
+    let head = cut.request_text(
+        "POST",
+        &target,
+        "Content-Type: text/plain\r\nContent-Length: 1000\r\n",
+        None,
+    );
+    cut.send_raw(head.as_bytes());
+    cut.send_raw(&[b'c'; 500]);
+    drop(cut);
+
+    // The next upload is the first that arrives: the agent's first Deliver is it.
+    let r = upload(&mut api, id, "ok.txt", "text/plain", b"fine");
+    assert_eq!(r.status, 201);
+    let d = sue.deliver(id);
+    assert!(d.body.contains("ok.txt"), "{}", d.body);
+    assert_eq!(names_in(&dir), vec![sha256_hex(b"fine")]);
+    s.recorder.validate();
+}
+
+#[test]
+fn a_closed_conversation_takes_no_upload_and_retention_removes_its_files() {
+    let s = Setup::with(|c| c.journal.retention = Duration::from_secs(1));
+    let (mut vera, _sue, id) = served_conversation(&s);
+    let mut ops = s.client(&s.admin);
+    let r = upload(&mut ops, id, "a.txt", "text/plain", b"kept until retention");
+    assert_eq!(r.status, 201);
+    let dir = s.files().join(id.to_string());
+    assert_eq!(names_in(&dir).len(), 1);
+    let r = ops.call("POST", &format!("/api/v1/conversations/{id}/close"), None);
+    assert_eq!(r.status, 204);
+    vera.closed(id);
+    let r = upload(&mut ops, id, "late.txt", "text/plain", b"too late");
+    assert_eq!((r.status, r.code()), (409, 409));
+    // Retention runs every second: once the close is a second old, the conversation
+    // is forgotten and its directory removed.
+    assert!(
+        wait_until(Duration::from_secs(20), || !dir.exists()),
+        "{} is still there: {:?}",
+        dir.display(),
+        names_in(&dir)
+    );
+    let r = download(&mut ops, "GET", id, &sha256_hex(b"kept until retention"));
+    assert_eq!(r.status, 404);
+    s.recorder.validate();
+}
