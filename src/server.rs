@@ -186,6 +186,7 @@ impl Server {
             reactors: reactors.clone(),
             shards: shard_txs.clone(),
             max_bytes: config.api.max_attachment_bytes,
+            metrics: metrics.files.clone(),
         };
         // Detached: it ends when the workers (every sender) are gone.
         drop(crate::files::spawn(files.clone(), files_rx, files_links)?);

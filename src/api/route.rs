@@ -41,6 +41,9 @@ pub enum Shape {
     /// `GET /conversations/{id}/export`: every `HistoryPage` back to the first
     /// entry, as JSON Lines, oldest first.
     Export,
+    /// `POST /conversations/{id}/attachments`: the reply's fields, as `Fields`; the
+    /// reactor counts a refusal.
+    Upload,
 }
 
 /// What an API request asks the service.
@@ -456,7 +459,7 @@ fn upload(
         scope: Scope::MessagesWrite,
         acting: Acting::Admin,
         fresh_id: key.is_none(),
-        shape: Shape::Fields,
+        shape: Shape::Upload,
         op: Op::Upload {
             conversation,
             name,

@@ -97,6 +97,8 @@ pub(crate) struct FilesLinks {
     pub shards: Arc<[Tx<ShardMsg>]>,
     /// `api.max_attachment_bytes` (a file read back is never larger).
     pub max_bytes: usize,
+    /// What was stored.
+    pub metrics: Arc<crate::metrics::FilesMetrics>,
 }
 
 /// Starts the files thread on `store` (its leftover temp files removed first); it
@@ -146,7 +148,16 @@ fn run(store: &store::Store, job: Job, links: &FilesLinks) {
                 client_msg_id,
             } = *upload;
             let stored = match store.put(conversation, &bytes) {
-                Ok(s) => s,
+                Ok(s) => {
+                    let m = &links.metrics;
+                    if s.dedup {
+                        m.deduplicated.inc();
+                    } else {
+                        m.stored.inc();
+                        m.bytes.add(bytes.len() as u64);
+                    }
+                    s
+                }
                 Err(e) => {
                     tracing::error!(error = %e, conversation, "storing an attachment failed");
                     let code = ErrorCode::StorageUnavailable;

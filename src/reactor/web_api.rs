@@ -38,6 +38,7 @@ impl Core {
                 let why = format!(
                     "attachments of media type {media:?} are not accepted (api.attachment_types)"
                 );
+                self.links.stats.web.count_attachment_refused(1);
                 return self.api_refuse(drv, slot, 415, &why, false);
             }
             self.settings.web.api.max_attachment
@@ -46,11 +47,17 @@ impl Core {
         };
         let mut body = match BodyReader::new(&req, max) {
             Ok(b) => b,
-            Err(e) => return self.api_refuse(drv, slot, e.status(), &e.to_string(), false),
+            Err(e) => {
+                self.count_upload_refused(upload, e.status());
+                return self.api_refuse(drv, slot, e.status(), &e.to_string(), false);
+            }
         };
         let fed = match body.feed(rest) {
             Ok(fed) => fed,
-            Err(e) => return self.api_refuse(drv, slot, e.status(), &e.to_string(), false),
+            Err(e) => {
+                self.count_upload_refused(upload, e.status());
+                return self.api_refuse(drv, slot, e.status(), &e.to_string(), false);
+            }
         };
         if !fed.done {
             // The body is still coming: bounded by `api.max_body_bytes`, in time by
@@ -67,6 +74,14 @@ impl Core {
         self.api_call(drv, slot, req, body.into_body(), leftover);
     }
 
+    /// Counts an upload the reactor refused with `status` (nothing for other requests).
+    fn count_upload_refused(&self, upload: bool, status: u16) {
+        if upload {
+            let reason = if status == 413 { 0 } else { 2 };
+            self.links.stats.web.count_attachment_refused(reason);
+        }
+    }
+
     /// More of a request body.
     pub(super) fn api_body(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
         let Some(mut reading) = self.api.reading.remove(&slot) else {
@@ -74,7 +89,10 @@ impl Core {
         };
         let fed = match reading.body.feed(data) {
             Ok(fed) => fed,
-            Err(e) => return self.api_refuse(drv, slot, e.status(), &e.to_string(), false),
+            Err(e) => {
+                self.count_upload_refused(is_upload(&reading.req), e.status());
+                return self.api_refuse(drv, slot, e.status(), &e.to_string(), false);
+            }
         };
         if !fed.done {
             self.api.reading.insert(slot, reading);
@@ -134,6 +152,7 @@ impl Core {
                 call
             }
             Err(e) => {
+                self.count_upload_refused(is_upload(&req), e.status());
                 let mut r = answer::error(
                     e.status(),
                     answer::code_for_status(e.status()),
@@ -224,6 +243,15 @@ impl Core {
         let response = match w.shape {
             Shape::One(id) => answer::one_conversation(frame, id),
             Shape::Fields => answer::from_frame(frame),
+            Shape::Upload => {
+                let r = answer::from_frame(frame);
+                match r.status {
+                    201 => {}
+                    500.. => self.links.stats.web.count_attachment_refused(4),
+                    _ => self.links.stats.web.count_attachment_refused(3),
+                }
+                r
+            }
             Shape::Export => match self.api_export_page(slot, w, frame) {
                 Some(r) => r,
                 // The next page was asked for: still waiting.

@@ -226,6 +226,16 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
         vec![file_id.clone()]
     );
     assert_eq!(download(&mut ops, "GET", id, &file_id).body, pdf);
+    let m = s.server.metrics();
+    assert_eq!((m.files.stored.get(), m.files.deduplicated.get()), (1, 1));
+    assert_eq!(m.files.bytes.get(), 5000);
+    // otto (403), the other tenant (404), the read-only key (403).
+    let denied: u64 = m
+        .reactors
+        .iter()
+        .map(|r| r.web.attachments_refused[3].get())
+        .sum();
+    assert_eq!(denied, 3);
 
     // A client cannot make an attachment message itself.
     let mut raw = RawPeer::connect(s.server.addr(), &token("vera", "visitor"));
@@ -348,6 +358,16 @@ fn bad_uploads_get_clear_errors_and_leave_no_file() {
     let d = sue.deliver(id);
     assert!(d.body.contains("ok.txt"), "{}", d.body);
     assert_eq!(names_in(&dir), vec![sha256_hex(b"fine")]);
+    // too_large, media_type, bad_request (six names, no name, empty), denied.
+    let refused = |i: usize| {
+        s.server
+            .metrics()
+            .reactors
+            .iter()
+            .map(|r| r.web.attachments_refused[i].get())
+            .sum::<u64>()
+    };
+    assert_eq!((refused(0), refused(1), refused(2)), (2, 1, 8));
     s.recorder.validate();
 }
 
