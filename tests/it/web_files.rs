@@ -397,3 +397,41 @@ fn a_closed_conversation_takes_no_upload_and_retention_removes_its_files() {
     assert_eq!(r.status, 404);
     s.recorder.validate();
 }
+
+#[test]
+fn after_a_restart_the_transcript_still_references_its_files_and_temp_files_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, admin) = key("ops", "", &[Scope::Admin]);
+    let mut cfg = crate::util::test_config(dir.path());
+    cfg.heartbeat.interval = Duration::from_secs(10);
+    cfg.heartbeat.idle_timeout = Duration::from_secs(60);
+    cfg.api.keys = vec![k];
+    let recorder = Recorder::default();
+    let server = switchboard::Server::start(&cfg).unwrap();
+    let addr = server.client_addr();
+    let mut sue = Peer::connect(addr, &agent_token("sue", &["support"]), "sue");
+    let mut vera = Peer::connect(addr, &token("vera", "visitor"), "vera");
+    let id = vera.send_accepted(0, 1, "photo follows").conversation;
+    sue.assigned(id);
+    let png = b"\x89PNG\r\n\x1a\n not really a picture";
+    let mut as_vera = ApiClient::connect(addr, Some(&token("vera", "visitor")), &recorder);
+    assert_eq!(upload(&mut as_vera, id, "p.png", "image/png", png).status, 201);
+    sue.deliver(id);
+    drop((sue, vera, as_vera));
+    assert!(server.shutdown().clean);
+
+    // A crash mid-write would leave a temp file: start-up removes it.
+    let files = dir.path().join("state/files").join(id.to_string());
+    std::fs::write(files.join(".tmp-crashed"), b"half").unwrap();
+    let server = switchboard::Server::start(&cfg).unwrap();
+    assert_eq!(names_in(&files), vec![sha256_hex(png)]);
+    // The journal's message still references the file: the agent downloads it.
+    let mut ops = ApiClient::connect(server.client_addr(), Some(&admin), &recorder);
+    let r = download(&mut ops, "GET", id, &sha256_hex(png));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.body, png);
+    assert_eq!(r.header("content-type"), Some("image/png"));
+    drop(ops);
+    assert!(server.shutdown().clean);
+    recorder.validate();
+}
