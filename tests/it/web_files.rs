@@ -415,7 +415,10 @@ fn after_a_restart_the_transcript_still_references_its_files_and_temp_files_are_
     sue.assigned(id);
     let png = b"\x89PNG\r\n\x1a\n not really a picture";
     let mut as_vera = ApiClient::connect(addr, Some(&token("vera", "visitor")), &recorder);
-    assert_eq!(upload(&mut as_vera, id, "p.png", "image/png", png).status, 201);
+    assert_eq!(
+        upload(&mut as_vera, id, "p.png", "image/png", png).status,
+        201
+    );
     sue.deliver(id);
     drop((sue, vera, as_vera));
     assert!(server.shutdown().clean);
