@@ -23,6 +23,9 @@ pub struct ApiConfig {
     pub max_attachment_bytes: usize,
     /// Media types an attachment may have (its `Content-Type`); others: 415.
     pub attachment_types: Vec<String>,
+    /// Uploads one reactor may have reading their body or waiting for the service at
+    /// once (each may hold `max_attachment_bytes`); past it: 503 with `Retry-After`.
+    pub max_uploads_in_flight: usize,
     /// Keys a back end authenticates with (`Authorization: Bearer sbk_<id>_<secret>`).
     /// None by default: only admin JWTs are accepted.
     pub keys: Vec<ApiKeyConfig>,
@@ -45,6 +48,7 @@ impl Default for ApiConfig {
             ]
             .map(String::from)
             .to_vec(),
+            max_uploads_in_flight: 16,
             keys: Vec::new(),
         }
     }
@@ -110,6 +114,9 @@ impl ApiConfig {
         }
         if !(1..=1024 * 1024 * 1024).contains(&self.max_attachment_bytes) {
             return Err(("api.max_attachment_bytes", "from 1 to 1073741824".into()));
+        }
+        if !(1..=4096).contains(&self.max_uploads_in_flight) {
+            return Err(("api.max_uploads_in_flight", "from 1 to 4096".into()));
         }
         if self.attachment_types.len() > 256 {
             return Err(("api.attachment_types", "at most 256 media types".into()));

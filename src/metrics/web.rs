@@ -17,9 +17,15 @@ pub const API_OUTCOMES: [&str; 3] = ["routed", "refused", "busy"];
 /// Why attachment uploads were refused, in slot order: past
 /// `api.max_attachment_bytes`, a media type not in `api.attachment_types`, a bad
 /// name or an empty body, refused by the service (credential, scope, party, a closed
-/// conversation), or not stored (the disk).
-pub const ATTACHMENT_REFUSALS: [&str; 5] =
-    ["too_large", "media_type", "bad_request", "denied", "failed"];
+/// conversation), not stored (the disk), or past `api.max_uploads_in_flight`.
+pub const ATTACHMENT_REFUSALS: [&str; 6] = [
+    "too_large",
+    "media_type",
+    "bad_request",
+    "denied",
+    "failed",
+    "busy",
+];
 
 /// WebSocket close codes counted by name, in slot order; anything else counts as
 /// `other` (4000 + an error code: `error`).

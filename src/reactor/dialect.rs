@@ -46,6 +46,8 @@ pub(crate) struct ApiLimits {
     pub max_attachment: usize,
     /// `api.attachment_types`.
     pub attachment_types: std::sync::Arc<[String]>,
+    /// `api.max_uploads_in_flight`.
+    pub max_uploads: usize,
 }
 
 impl std::fmt::Debug for WebSettings {
@@ -88,6 +90,7 @@ impl WebSettings {
                 max_export: c.api.max_export_bytes,
                 max_attachment: c.api.max_attachment_bytes,
                 attachment_types: c.api.attachment_types.clone().into(),
+                max_uploads: c.api.max_uploads_in_flight,
             },
         })
     }

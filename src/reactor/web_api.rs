@@ -41,6 +41,18 @@ impl Core {
                 self.links.stats.web.count_attachment_refused(1);
                 return self.api_refuse(drv, slot, 415, &why, false);
             }
+            let max_uploads = self.settings.web.api.max_uploads;
+            if self.api.uploads.len() >= max_uploads {
+                tracing::warn!(
+                    reactor = self.id,
+                    max = max_uploads,
+                    "uploads in flight at api.max_uploads_in_flight; answering 503"
+                );
+                self.links.stats.web.count_attachment_refused(5);
+                let why = "too many uploads in flight";
+                return self.api_refuse(drv, slot, 503, why, false);
+            }
+            self.api.uploads.insert(slot, ());
             self.settings.web.api.max_attachment
         } else {
             self.settings.web.api.max_body
@@ -387,6 +399,7 @@ impl Core {
     pub(super) fn api_farewell(&mut self, slot: usize, reason: CloseReason) -> Option<Bytes> {
         let waited = self.api.waiting.remove(&slot).is_some();
         self.api.reading.remove(&slot);
+        self.api.uploads.remove(&slot);
         let (status, code, why) = match reason {
             CloseReason::Shutdown => (503, ErrorCode::ShuttingDown, "the server is shutting down"),
             CloseReason::Error(ErrorCode::HandshakeTimeout) if waited => (
@@ -431,6 +444,8 @@ impl Core {
         keep_alive: bool,
     ) {
         self.links.stats.web.count_response(response.status);
+        // Whatever it was, the connection's request is over.
+        self.api.uploads.remove(&slot);
         if !keep_alive {
             self.api.forget(slot);
             let bytes = response.to_bytes(head_only);

@@ -26,7 +26,7 @@ pub struct ConfigChange {
 
 /// Keys, and sections (everything under them), that take effect only at start:
 /// they shape threads, sockets or files.
-const RESTART_ONLY: [&str; 18] = [
+const RESTART_ONLY: [&str; 19] = [
     "state_dir",
     // The reactors take `[web]` (origins, bounds, sites and their secrets) at start.
     "web",
@@ -36,6 +36,7 @@ const RESTART_ONLY: [&str; 18] = [
     "api.max_export_bytes",
     "api.max_attachment_bytes",
     "api.attachment_types",
+    "api.max_uploads_in_flight",
     "listeners",
     "reactor",
     "workers",

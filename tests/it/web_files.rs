@@ -438,3 +438,46 @@ fn after_a_restart_the_transcript_still_references_its_files_and_temp_files_are_
     assert!(server.shutdown().clean);
     recorder.validate();
 }
+
+#[test]
+fn uploads_in_flight_are_bounded_per_reactor() {
+    // One reactor, so both connections meet the same bound.
+    let s = Setup::with(|c| {
+        c.reactor.threads = 1;
+        c.api.max_uploads_in_flight = 1;
+    });
+    let (_vera, _sue, id) = served_conversation(&s);
+    let mut first = s.client(&s.admin);
+    let target = upload_target(id, "slow.txt");
+    let head = first.request_text(
+        "POST",
+        &target,
+        "Content-Type: text/plain\r\nContent-Length: 10\r\n",
+        None,
+    );
+    first.send_raw(head.as_bytes());
+    first.send_raw(b"12345");
+    // Connections are independent: the second upload may arrive before the first's
+    // head was read, so it is retried (each one that passes is a success) until the
+    // bound refuses it.
+    let mut second = s.client(&s.admin);
+    let refused = wait_until(Duration::from_secs(10), || {
+        let r = upload(&mut second, id, "other.txt", "text/plain", b"other");
+        if r.status == 201 {
+            return false;
+        }
+        assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("retry-after"), Some("1"));
+        true
+    });
+    assert!(refused, "the second upload was never refused");
+    first.send_raw(b"67890");
+    assert_eq!(first.read_reply("POST", &target).status, 201);
+    // The bound is free again.
+    let mut third = s.client(&s.admin);
+    assert_eq!(
+        upload(&mut third, id, "third.txt", "text/plain", b"3").status,
+        201
+    );
+    s.recorder.validate();
+}

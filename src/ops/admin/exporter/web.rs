@@ -75,7 +75,7 @@ impl Exporter {
             "attachments_refused",
             "Attachment uploads refused: too_large (api.max_attachment_bytes), media_type \
              (api.attachment_types), bad_request (name, empty), denied (credential, scope, \
-             party, closed conversation), failed (not stored).",
+             party, closed conversation), failed (not stored), busy (api.max_uploads_in_flight).",
             "reason",
             |w| &w.attachments_refused[..],
             |i| {
