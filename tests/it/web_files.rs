@@ -481,3 +481,27 @@ fn uploads_in_flight_are_bounded_per_reactor() {
     );
     s.recorder.validate();
 }
+
+#[test]
+fn an_attachment_in_the_queue_is_not_taken_for_a_faq_question() {
+    let faq = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/faq.toml");
+    let s = Setup::with(|c| c.assist.faq = Some(faq));
+    // Nobody serves the group: the conversation waits, where the FAQ answers.
+    let mut vera = Peer::connect(s.server.addr(), &token("vera", "visitor"), "vera");
+    let id = vera.send_accepted(0, 1, "hello").conversation;
+    let mut api = s.client(&token("vera", "visitor"));
+    let name = "How%20do%20I%20reset%20my%20password.txt";
+    let r = upload(
+        &mut api,
+        id,
+        name,
+        "text/plain",
+        b"How do I reset my password?",
+    );
+    assert_eq!(r.status, 201);
+    let seq: u64 = r.json()["seq"].as_str().unwrap().parse().unwrap();
+    // No automatic answer came between the upload and the next message.
+    let next = vera.send_accepted(id, 2, "thanks, and the weather is nice today");
+    assert_eq!(next.seq, seq + 1);
+    s.recorder.validate();
+}
