@@ -72,6 +72,15 @@ impl Core {
             }
         };
         if !fed.done {
+            if req.expect_continue && rest.is_empty() {
+                // The head passed every check that needs no body: ask for it (RFC
+                // 9110 10.1.1) rather than have the client wait for a timeout.
+                self.send(
+                    drv,
+                    slot,
+                    Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"),
+                );
+            }
             // The body is still coming: bounded by `api.max_body_bytes`, in time by
             // the request deadline (408).
             if let Some(c) = self.conns.get_mut(slot) {

@@ -180,6 +180,29 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
     // The visitor reads it back too.
     assert_eq!(download(&mut as_vera, "GET", id, &file_id).body, pdf);
 
+    // `Expect: 100-continue` (curl, past 1 MiB): the body is asked for, not awaited.
+    // (A separate recorder: `100` is no answer the document lists.)
+    let mut curl_like = ApiClient::connect(
+        s.server.addr(),
+        Some(&token("vera", "visitor")),
+        &Recorder::default(),
+    );
+    let target = upload_target(id, "again.pdf");
+    let head = curl_like.request_text(
+        "POST",
+        &target,
+        &format!(
+            "Content-Type: application/pdf\r\nContent-Length: {}\r\nExpect: 100-continue\r\n",
+            pdf.len()
+        ),
+        None,
+    );
+    curl_like.send_raw(head.as_bytes());
+    assert_eq!(curl_like.read_reply("POST", &target).status, 100);
+    curl_like.send_raw(&pdf);
+    assert_eq!(curl_like.read_reply("POST", &target).status, 201);
+    assert_eq!(sue.deliver(id).content_type, content::ATTACHMENT);
+
     // Another visitor: 403 both ways; another tenant's key: 404.
     let mut otto = s.client(&token("otto", "visitor"));
     assert_eq!(download(&mut otto, "GET", id, &file_id).status, 403);
@@ -213,8 +236,9 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
     let mut ops = s.client(&s.admin);
     let r = upload(&mut ops, id, "copy.pdf", "application/pdf", &pdf);
     assert_eq!(r.status, 201);
-    // Her other connections get what she uploaded over the API; then the copy.
+    // Her session gets what she uploaded over the API; then the admin's copy.
     assert_eq!(vera.deliver(id).seq, seq);
+    assert!(vera.deliver(id).body.contains("again.pdf"));
     let d = vera.deliver(id);
     assert_eq!(
         (d.content_type, d.sender_role),
@@ -227,7 +251,7 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
     );
     assert_eq!(download(&mut ops, "GET", id, &file_id).body, pdf);
     let m = s.server.metrics();
-    assert_eq!((m.files.stored.get(), m.files.deduplicated.get()), (1, 1));
+    assert_eq!((m.files.stored.get(), m.files.deduplicated.get()), (1, 2));
     assert_eq!(m.files.bytes.get(), 5000);
     // otto (403), the other tenant (404), the read-only key (403).
     let denied: u64 = m
