@@ -236,7 +236,7 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
     let mut ops = s.client(&s.admin);
     let r = upload(&mut ops, id, "copy.pdf", "application/pdf", &pdf);
     assert_eq!(r.status, 201);
-    // Her session gets what she uploaded over the API; then the admin's copy.
+    // Her session gets what she uploaded over the API (twice); then the admin's copy.
     assert_eq!(vera.deliver(id).seq, seq);
     assert!(vera.deliver(id).body.contains("again.pdf"));
     let d = vera.deliver(id);
