@@ -109,6 +109,10 @@ pub(crate) struct Conn {
     pub generation: u32,
     /// Total bytes in `outq`.
     pub pending: u32,
+    /// Output allowed on top of `limits.max_pending_bytes`: the size of the last
+    /// HTTP API answer (a file, an export), queued whole so that a client reading it
+    /// is not cut in the middle (0 for every other connection).
+    pub allowance: u32,
     /// The part of `pending` already counted in the output ledger and the reactor's
     /// total (they are brought up to date after each change, see `Core::publish`).
     pub published: u32,

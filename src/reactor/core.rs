@@ -387,6 +387,7 @@ impl Core {
             mark: now,
             generation,
             pending: 0,
+            allowance: 0,
             published: 0,
             out_mark: now,
             discarded: 0,
@@ -985,7 +986,12 @@ impl Core {
         let Some(c) = self.conns.get(slot) else {
             return;
         };
-        if c.pending > self.settings.live.max_pending_bytes && c.phase != Phase::Closing {
+        let bound = self
+            .settings
+            .live
+            .max_pending_bytes
+            .saturating_add(c.allowance);
+        if c.pending > bound && c.phase != Phase::Closing {
             self.over_bound(drv, slot);
             return;
         }
@@ -1029,8 +1035,12 @@ impl Core {
                             return;
                         }
                     }
-                    if c.phase != Phase::Closing && c.pending > self.settings.live.max_pending_bytes
-                    {
+                    let bound = self
+                        .settings
+                        .live
+                        .max_pending_bytes
+                        .saturating_add(c.allowance);
+                    if c.phase != Phase::Closing && c.pending > bound {
                         self.over_bound(drv, slot);
                     } else {
                         self.pause_if_backlogged(slot);

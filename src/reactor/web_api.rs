@@ -455,10 +455,24 @@ impl Core {
         self.links.stats.web.count_response(response.status);
         // Whatever it was, the connection's request is over.
         self.api.uploads.remove(&slot);
+        // An answer (a file, an export) may be far larger than a connection's output
+        // bound: it is accepted whole, with the usual bound on top of it, so a
+        // client that reads is never cut in the middle of one (its memory is spent
+        // already; a client that pipelines more while reading nothing is cut at the
+        // next one).
+        let usual = self.settings.live.max_pending_bytes;
+        let bound = |len: usize| u32::try_from(len).unwrap_or(u32::MAX).saturating_add(usual);
         if !keep_alive {
             self.api.forget(slot);
             let bytes = response.to_bytes(head_only);
-            return self.answer_bytes_and_close(drv, slot, bytes);
+            let bound = bound(bytes.len());
+            if let Some(c) = self.conns.get_mut(slot) {
+                // The answer is the last thing sent: no farewell after it.
+                c.dialect = Dialect::Raw;
+                c.allowance = bound.saturating_sub(usual);
+            }
+            self.write_or_queue(drv, slot, bytes, bound);
+            return self.close_with(drv, slot, CloseReason::Server, None);
         }
         let now = self.now;
         let Some(c) = self.conns.get_mut(slot) else {
@@ -468,7 +482,10 @@ impl Core {
         // A kept connection has the request deadline for its next request.
         c.mark = now;
         let pipelined = !c.spill.is_empty();
-        self.send(drv, slot, response.to_bytes_keep_alive(head_only, true));
+        let bytes = response.to_bytes_keep_alive(head_only, true);
+        let bound = bound(bytes.len());
+        c.allowance = bound.saturating_sub(usual);
+        self.write_or_queue(drv, slot, bytes, bound);
         if pipelined {
             // Taken up by `api_resume`, in a loop: handled from here, a spill of many
             // small requests would deepen the stack once per request.

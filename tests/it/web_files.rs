@@ -529,3 +529,36 @@ fn an_attachment_in_the_queue_is_not_taken_for_a_faq_question() {
     assert_eq!(next.seq, seq + 1);
     s.recorder.validate();
 }
+
+#[test]
+fn a_file_larger_than_a_connections_output_bound_is_downloaded_whole() {
+    // Far larger than limits.max_pending_bytes and than what the kernel takes at
+    // once: the answer must not be cut as a slow consumer.
+    let s = Setup::with(|c| {
+        c.reactor.read_buffer_bytes = 64 * 1024;
+        c.limits.max_pending_bytes = 64 * 1024;
+        c.limits.max_pending_total = 0;
+    });
+    let (_vera, _sue, id) = served_conversation(&s);
+    let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut ops = s.client(&s.admin);
+    assert_eq!(
+        upload(&mut ops, id, "big.txt", "text/plain", &big).status,
+        201
+    );
+    let r = download(&mut ops, "GET", id, &sha256_hex(&big));
+    assert_eq!(r.status, 200);
+    assert!(r.body == big, "{} bytes of {}", r.body.len(), big.len());
+    // ... and the connection is kept, not cut.
+    let r = download(&mut ops, "HEAD", id, &sha256_hex(&big));
+    assert_eq!(r.status, 200);
+    let cuts: u64 = s
+        .server
+        .metrics()
+        .reactors
+        .iter()
+        .map(|r| r.cuts.iter().map(|c| c.get()).sum::<u64>())
+        .sum();
+    assert_eq!(cuts, 0, "slow consumer cuts");
+    s.recorder.validate();
+}
