@@ -21,6 +21,9 @@ use crate::reactor::api_desk::{Export, Reading, Waiting};
 use crate::reactor::conn::Dialect;
 use crate::reactor::sys::Driver;
 
+/// Bytes of an upload's body that start its request deadline again.
+const UPLOAD_PROGRESS: usize = 64 * 1024;
+
 impl Core {
     /// The head of an API request arrived, with `rest` (what followed it so far).
     pub(super) fn api_head(
@@ -108,6 +111,7 @@ impl Core {
         let Some(mut reading) = self.api.reading.remove(&slot) else {
             return;
         };
+        let before = reading.body.received();
         let fed = match reading.body.feed(data) {
             Ok(fed) => fed,
             Err(e) => {
@@ -116,6 +120,17 @@ impl Core {
             }
         };
         if !fed.done {
+            // An upload may take longer than the request deadline: each
+            // `UPLOAD_PROGRESS` bytes received start it again (so it needs at least
+            // that much per deadline, and `api.max_uploads_in_flight` bounds how many
+            // trickle at once).
+            let after = reading.body.received();
+            if before / UPLOAD_PROGRESS != after / UPLOAD_PROGRESS && is_upload(&reading.req) {
+                let now = self.now;
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.mark = now;
+                }
+            }
             self.api.reading.insert(slot, reading);
             return;
         }

@@ -562,3 +562,31 @@ fn a_file_larger_than_a_connections_output_bound_is_downloaded_whole() {
     assert_eq!(cuts, 0, "slow consumer cuts");
     s.recorder.validate();
 }
+
+#[test]
+fn an_upload_that_keeps_arriving_may_take_longer_than_the_request_deadline() {
+    // Each 64 KiB received starts the request deadline again: six pieces half a
+    // deadline apart take three deadlines in all.
+    let s = Setup::with(|c| c.heartbeat.handshake_timeout = Duration::from_secs(1));
+    let (_vera, _sue, id) = served_conversation(&s);
+    let piece = vec![b'p'; 64 * 1024];
+    let mut api = s.client(&s.admin);
+    let target = upload_target(id, "slow.txt");
+    let head = api.request_text(
+        "POST",
+        &target,
+        &format!(
+            "Content-Type: text/plain\r\nContent-Length: {}\r\n",
+            piece.len() * 6
+        ),
+        None,
+    );
+    api.send_raw(head.as_bytes());
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(500));
+        api.send_raw(&piece);
+    }
+    let r = api.read_reply("POST", &target);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    s.recorder.validate();
+}
