@@ -1315,6 +1315,11 @@ impl Core {
             // sending.
             let due = if c.read_paused && c.phase == Phase::Established {
                 now.plus_ms(self.settings.live.idle_ms)
+            } else if c.pending > 0 && c.phase == Phase::Handshake {
+                // An HTTP answer (a file) still going out: the deadline runs from its
+                // last progress (no progress at all is `limits.stall_timeout`'s).
+                self.deadline_of(c)
+                    .max(c.out_mark.plus_ms(self.settings.live.handshake_ms))
             } else {
                 self.deadline_of(c)
             };

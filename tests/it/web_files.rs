@@ -590,3 +590,54 @@ fn an_upload_that_keeps_arriving_may_take_longer_than_the_request_deadline() {
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     s.recorder.validate();
 }
+
+#[test]
+fn a_download_read_slowly_but_steadily_outlasts_the_request_deadline() {
+    use std::io::{Read, Write};
+    let s = Setup::with(|c| {
+        c.heartbeat.handshake_timeout = Duration::from_secs(1);
+        c.api.max_attachment_bytes = 32 * 1024 * 1024;
+    });
+    let (_vera, _sue, id) = served_conversation(&s);
+    let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let mut ops = s.client(&s.admin);
+    assert_eq!(
+        upload(&mut ops, id, "big.txt", "text/plain", &big).status,
+        201
+    );
+    // A client with a small receive buffer that takes what it has every 10 ms: the
+    // answer stays queued at the server for several request deadlines, always
+    // making progress.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(64 * 1024).unwrap();
+    sock.connect(&s.server.addr().into()).unwrap();
+    let mut raw: std::net::TcpStream = sock.into();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "GET /api/v1/conversations/{id}/attachments/{} HTTP/1.1\r\nHost: t\r\n\
+         Authorization: Bearer {}\r\n\r\n",
+        sha256_hex(&big),
+        s.admin
+    );
+    raw.write_all(request.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 128 * 1024];
+    let whole = loop {
+        std::thread::sleep(Duration::from_millis(10));
+        let n = match raw.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("after {} bytes: {e}", got.len()),
+        };
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n")
+            && got.len() >= at + 4 + big.len()
+        {
+            break got.split_off(at + 4);
+        }
+    };
+    // (The server may have closed the kept connection since, idle past the deadline
+    // once the kernel had the whole answer: what follows the body is not part of it.)
+    assert!(whole[..big.len()] == big[..], "the body differs");
+}

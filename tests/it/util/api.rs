@@ -248,8 +248,9 @@ impl ApiClient {
         };
         assert!(
             n > 0,
-            "connection closed; got {:?}",
-            String::from_utf8_lossy(&self.buf)
+            "connection closed; got {} bytes: {:?}",
+            self.buf.len(),
+            String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
         );
         self.buf.extend_from_slice(&b[..n]);
     }
