@@ -3,14 +3,18 @@
 //! one dedicated thread ([`spawn`]), so that no reactor or worker ever blocks on the
 //! disk. The journal holds only the message that references a file (content type
 //! `ATTACHMENT`, body `{"id","name","size","type"}`); the files of a conversation go
-//! when retention forgets it.
+//! when retention forgets it (the retention thread removes the directory: it does
+//! blocking journal I/O already, and knows which conversations went).
 //!
 //! An upload reaches this thread only after the session worker checked the
 //! credential and the conversation's shard checked that the uploader may write into
 //! it; the file is stored first and then the message is routed to the shard as the
-//! uploader's `Send`, so a message never references a file that is not on disk. A
-//! download reaches it after the shard checked the reader and found the id in the
-//! conversation's transcript.
+//! uploader's `Send`, so a message never references a file that is not on disk. If
+//! that `Send` is refused after all (the conversation closed meanwhile, the journal
+//! failed), the file stays unreferenced, invisible (a download needs a message that
+//! references it), until retention removes the conversation's directory. A download
+//! reaches this thread after the shard checked the reader and found the id among the
+//! files its messages reference.
 
 pub mod name;
 pub mod store;
