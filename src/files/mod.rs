@@ -1,6 +1,6 @@
 //! Attachments: files uploaded over the HTTP API into a conversation, stored
 //! content-addressed under `<state_dir>/files/<conversation>/<sha256>` ([`store`]) by
-//! one dedicated thread ([`spawn`]), so that no reactor or worker ever blocks on the
+//! one dedicated thread (`spawn`), so that no reactor or worker ever blocks on the
 //! disk. The journal holds only the message that references a file (content type
 //! `ATTACHMENT`, body `{"id","name","size","type"}`); the files of a conversation go
 //! when retention forgets it (the retention thread removes the directory: it does

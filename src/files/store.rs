@@ -1,7 +1,7 @@
 //! The attachment store on disk: `<state_dir>/files/<conversation>/<sha256>`, one
 //! file per distinct content per conversation, written whole or not at all (a temp
 //! file in the same directory, fsync, rename, fsync of the directory). Blocking
-//! I/O: only the files thread ([`super::spawn`]) and start-up call it.
+//! I/O: only the files thread (`super::spawn`) and start-up call it.
 
 use std::fs;
 use std::io::{self, Write};
