@@ -38,16 +38,12 @@ while [ $# -gt 0 ]; do
 done
 
 command -v wrk >/dev/null || { echo "api_figures.sh: needs wrk (apt-get install wrk)" >&2; exit 2; }
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-DAEMON="$TARGET_DIR/release/switchboard"
-[ "$BUILD" = 1 ] && cargo build --release --quiet --bin switchboard
-
-WORK="$(mktemp -d)"
-PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
-trap cleanup EXIT
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_binaries api_figures.sh "$BUILD" "$DAEMON"
+bench_scratch api
+WORK="$SCRATCH"
+trap 'stop_daemon; rm -rf "$WORK"' EXIT
 
 "$DAEMON" api-key --id bench --scopes admin >"$WORK/key" 2>"$WORK/key.toml"
 KEY="$(cat "$WORK/key")"
@@ -62,7 +58,7 @@ enabled = false
 $(cat "$WORK/key.toml")
 EOF
 "$DAEMON" --config "$WORK/sb.toml" >"$WORK/daemon.log" 2>&1 &
-PID=$!
+DPID=$!
 BASE="http://127.0.0.1:$PORT/api/v1"
 for _ in $(seq 50); do
     curl -sf -o /dev/null "$BASE/agents" -H "Authorization: Bearer $KEY" && break
@@ -76,7 +72,7 @@ for i in $(seq 2 50); do
         -d "{\"body\":\"message $i of the benchmark transcript\"}" "$BASE/conversations/1/messages"
 done
 
-cpu() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+cpu() { awk '{print $14 + $15}' "/proc/$DPID/stat"; }
 TICKS="$(getconf CLK_TCK)"
 printf '%-11s %12s %9s %9s %12s\n' case "requests/s" "p50" "p99" "CPU us/req"
 for case in transcript list one; do

@@ -70,12 +70,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
-DAEMON="$TARGET_DIR/release/switchboard"
-STORM="${STORM_BIN:-$TARGET_DIR/release/storm}"
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 TOKIO_PEER="$ROOT/benches/peers/tokio-echo/target/release/tokio-echo"
 WS_PEER="$ROOT/benches/peers/ws-echo/target/release/ws-echo"
 SOURCES="127.0.0.2-127.0.0.9"

@@ -42,12 +42,8 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
-DAEMON="$TARGET_DIR/release/switchboard"
-STORM="${STORM_BIN:-$TARGET_DIR/release/storm}"
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SOURCES="127.0.0.2-127.0.0.9"
 if [ "$QUICK" = 1 ]; then
     IDLE=(-n 2000 --procs 2 --duration 3)
@@ -59,26 +55,11 @@ else
     FANOUT=(-n 10000 --count 10)
 fi
 
-if [ "$BUILD" = 1 ]; then
-    cargo build --release --workspace --bins
-fi
-for bin in "$DAEMON" "$STORM"; do
-    [ -x "$bin" ] || { echo "web_figures.sh: $bin not built (run without --no-build)" >&2; exit 1; }
-done
+bench_binaries web_figures.sh "$BUILD" "$DAEMON" "$STORM"
 [ -n "$OUT" ] || OUT="$TARGET_DIR/web-figures/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
-SCRATCH="$(mktemp -d -t switchboard-web.XXXXXX)"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+bench_scratch web
 
-DPID=""
-stop_daemon() {
-    [ -n "$DPID" ] || return 0
-    kill -TERM "$DPID" 2>/dev/null || true
-    for _ in $(seq 80); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$DPID" 2>/dev/null || true
-    wait "$DPID" 2>/dev/null || true
-    DPID=""
-}
 trap 'stop_daemon; rm -rf "$SCRATCH"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM

@@ -43,38 +43,22 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
-DAEMON="$TARGET_DIR/release/switchboard"
-STORM="${STORM_BIN:-$TARGET_DIR/release/storm}"
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 if [ "$QUICK" = 1 ]; then
     CHAT=(-n 1100 --agents 100 --capacity 12 --size 64 --warmup 1 --duration 3 --rate "$RATE")
 else
     CHAT=(-n 5500 --agents 500 --capacity 10 --size 64 --warmup 2 --duration 10 --rate "$RATE")
 fi
 
-if [ "$BUILD" = 1 ]; then
-    cargo build --release --workspace --bins
-fi
-for bin in "$DAEMON" "$STORM"; do
-    [ -x "$bin" ] || { echo "webhooks.sh: $bin not built (run without --no-build)" >&2; exit 1; }
-done
+bench_binaries webhooks.sh "$BUILD" "$DAEMON" "$STORM"
 [ -n "$OUT" ] || OUT="$TARGET_DIR/webhook-figures/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
-SCRATCH="$(mktemp -d -t switchboard-hooks.XXXXXX)"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+bench_scratch hooks
 
-DPID=""
 RPID=""
 cleanup() {
-    if [ -n "$DPID" ]; then
-        kill -TERM "$DPID" 2>/dev/null || true
-        for _ in $(seq 80); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$DPID" 2>/dev/null || true
-        wait "$DPID" 2>/dev/null || true
-    fi
+    stop_daemon
     if [ -n "$RPID" ]; then
         kill -TERM "$RPID" 2>/dev/null || true
         wait "$RPID" 2>/dev/null || true

@@ -31,6 +31,7 @@ mod server;
 mod service;
 mod worker;
 pub mod ws;
+pub mod xorshift;
 
 pub use config::Config;
 

@@ -10,8 +10,7 @@
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::Scopes;
-use crate::config::ApiKeyConfig;
+use super::{Scope, Scopes};
 
 /// What starts every API key credential.
 pub const KEY_PREFIX: &str = "sbk_";
@@ -127,20 +126,23 @@ pub fn new_key(id: &str, random: &[u8; 32]) -> (String, String) {
 }
 
 impl ApiKeys {
-    /// The table of `[[api.keys]]` (validated: entries whose hash does not parse
-    /// are left out, which validation has already refused).
-    pub fn from_config(keys: &[ApiKeyConfig]) -> Self {
+    /// The table of keys (`crate::config::ApiConfig::key_table` builds it from
+    /// `[[api.keys]]`): `(id, tenant, secret_sha256, scopes)`. Entries whose hash does
+    /// not parse are left out (config validation has refused them already).
+    pub fn new<'a>(
+        keys: impl IntoIterator<Item = (&'a str, &'a str, &'a str, &'a [Scope])>,
+    ) -> Self {
         Self {
             keys: keys
-                .iter()
-                .filter_map(|k| {
+                .into_iter()
+                .filter_map(|(id, tenant, hash, scopes)| {
                     Some(Key {
                         holder: KeyHolder {
-                            id: k.id.clone(),
-                            tenant: k.tenant.clone(),
-                            scopes: Scopes::of(&k.scopes),
+                            id: id.to_owned(),
+                            tenant: tenant.to_owned(),
+                            scopes: Scopes::of(scopes),
                         },
-                        hash: parse_hash(&k.secret_sha256)?,
+                        hash: parse_hash(hash)?,
                     })
                 })
                 .collect(),
@@ -171,15 +173,15 @@ impl ApiKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Scope;
 
     fn table(secret: &str) -> ApiKeys {
-        ApiKeys::from_config(&[ApiKeyConfig {
-            id: "crm".into(),
-            tenant: "acme".into(),
-            secret_sha256: hash_hex(secret),
-            scopes: vec![Scope::ConversationsRead],
-        }])
+        let hash = hash_hex(secret);
+        ApiKeys::new([(
+            "crm",
+            "acme",
+            hash.as_str(),
+            &[Scope::ConversationsRead][..],
+        )])
     }
 
     #[test]

@@ -91,6 +91,18 @@ pub enum Op {
 }
 
 impl Call {
+    /// A protocol request needing `scope`, acting as `acting`, answered with the
+    /// reply's fields.
+    fn protocol(scope: Scope, acting: Acting, msg: impl Into<Msg>) -> Self {
+        Call {
+            scope,
+            acting,
+            fresh_id: false,
+            shape: Shape::Fields,
+            op: Op::Protocol(msg.into()),
+        }
+    }
+
     /// The protocol request, when the call is one.
     pub fn msg(&self) -> Option<&Msg> {
         match &self.op {
@@ -202,19 +214,17 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
         ["conversations", id] if get => {
             params(query, &[])?;
             let id = conversation_id(id)?;
+            let page = messages::ListConversations {
+                limit: 1,
+                state: conversation_state::ANY,
+                after: id.saturating_sub(1),
+                updated_since_ms: 0,
+                group: String::new(),
+                agent: String::new(),
+            };
             Call {
-                scope: Scope::ConversationsRead,
-                acting: Acting::Admin,
-                fresh_id: false,
                 shape: Shape::One(id),
-                op: Op::Protocol(Msg::from(messages::ListConversations {
-                    limit: 1,
-                    state: conversation_state::ANY,
-                    after: id.saturating_sub(1),
-                    updated_since_ms: 0,
-                    group: String::new(),
-                    agent: String::new(),
-                })),
+                ..Call::protocol(Scope::ConversationsRead, Acting::Admin, page)
             }
         }
         ["conversations", _] => return Err(RouteError::Method { allow: "GET, HEAD" }),
@@ -392,18 +402,17 @@ fn post_message(conversation: u64, body: &[u8], key: Option<&str>) -> Result<Cal
     let m: PostMessage = parse_body(body)?;
     check_key(key)?;
     let content_type = m.content_type.unwrap_or(messages::content::TEXT);
+    let send = messages::Send {
+        content_type,
+        conversation,
+        client_msg_id: key.map_or(0, idempotency_id),
+        group: String::new(),
+        body: m.body,
+    };
+    let acting = acting(m.sender_role.as_deref(), m.sender)?;
     Ok(Call {
-        scope: Scope::MessagesWrite,
-        acting: acting(m.sender_role.as_deref(), m.sender)?,
         fresh_id: key.is_none(),
-        shape: Shape::Fields,
-        op: Op::Protocol(Msg::from(messages::Send {
-            content_type,
-            conversation,
-            client_msg_id: key.map_or(0, idempotency_id),
-            group: String::new(),
-            body: m.body,
-        })),
+        ..Call::protocol(Scope::MessagesWrite, acting, send)
     })
 }
 
@@ -488,17 +497,15 @@ fn close(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
     } else {
         parse_body(body)?
     };
-    Ok(Call {
-        scope: Scope::ConversationsWrite,
-        acting: acting(c.sender_role.as_deref(), c.sender)?,
-        fresh_id: false,
-        shape: Shape::Fields,
-        op: Op::Protocol(Msg::from(messages::Close {
+    Ok(Call::protocol(
+        Scope::ConversationsWrite,
+        acting(c.sender_role.as_deref(), c.sender)?,
+        messages::Close {
             conversation,
             seq: 0,
             reason: c.reason,
-        })),
-    })
+        },
+    ))
 }
 
 #[derive(Deserialize)]
@@ -527,21 +534,20 @@ fn open(body: &[u8], key: Option<&str>) -> Result<Call, RouteError> {
             "`visitor_name`: at most 1024 bytes".into(),
         ));
     }
+    let send = messages::Send {
+        content_type: o.content_type.unwrap_or(messages::content::TEXT),
+        conversation: 0,
+        client_msg_id: key.map_or(0, idempotency_id),
+        group: o.group,
+        body: o.body,
+    };
+    let visitor = Acting::Visitor {
+        user: o.visitor,
+        name: o.visitor_name,
+    };
     Ok(Call {
-        scope: Scope::ConversationsWrite,
-        acting: Acting::Visitor {
-            user: o.visitor,
-            name: o.visitor_name,
-        },
         fresh_id: key.is_none(),
-        shape: Shape::Fields,
-        op: Op::Protocol(Msg::from(messages::Send {
-            content_type: o.content_type.unwrap_or(messages::content::TEXT),
-            conversation: 0,
-            client_msg_id: key.map_or(0, idempotency_id),
-            group: o.group,
-            body: o.body,
-        })),
+        ..Call::protocol(Scope::ConversationsWrite, visitor, send)
     })
 }
 
@@ -576,18 +582,13 @@ fn transfer(conversation: u64, body: &[u8]) -> Result<Call, RouteError> {
     if matches!(acting, Acting::Visitor { .. }) {
         return Err(RouteError::Body("a visitor cannot transfer".into()));
     }
-    Ok(Call {
-        scope: Scope::ConversationsWrite,
-        acting,
-        fresh_id: false,
-        shape: Shape::Fields,
-        op: Op::Protocol(Msg::from(messages::Transfer {
-            conversation,
-            to_agent: t.to_agent,
-            to_group: t.to_group,
-            note: t.note,
-        })),
-    })
+    let transfer = messages::Transfer {
+        conversation,
+        to_agent: t.to_agent,
+        to_group: t.to_group,
+        note: t.note,
+    };
+    Ok(Call::protocol(Scope::ConversationsWrite, acting, transfer))
 }
 
 #[derive(Deserialize)]
@@ -625,18 +626,16 @@ struct PostNotice {
 /// `POST /api/v1/notices`.
 fn notice(body: &[u8]) -> Result<Call, RouteError> {
     let n: PostNotice = parse_body(body)?;
-    Ok(Call {
-        scope: Scope::NoticesWrite,
-        acting: Acting::Admin,
-        fresh_id: false,
-        shape: Shape::Fields,
-        op: Op::Protocol(Msg::from(messages::Notice {
+    Ok(Call::protocol(
+        Scope::NoticesWrite,
+        Acting::Admin,
+        messages::Notice {
             time_ms: 0,
             group: n.group,
             from: String::new(),
             text: n.text,
-        })),
-    })
+        },
+    ))
 }
 
 fn conversation_id(s: &str) -> Result<u64, RouteError> {
@@ -691,12 +690,10 @@ fn list_conversations(query: Option<&str>) -> Result<Call, RouteError> {
     )?
     .unwrap_or(100)
     .max(1);
-    Ok(Call {
-        scope: Scope::ConversationsRead,
-        acting: Acting::Admin,
-        fresh_id: false,
-        shape: Shape::Fields,
-        op: Op::Protocol(Msg::from(messages::ListConversations {
+    Ok(Call::protocol(
+        Scope::ConversationsRead,
+        Acting::Admin,
+        messages::ListConversations {
             limit: u16::try_from(limit).unwrap_or(u16::MAX),
             state,
             after: number(arg(3), "after", MAX_ID, "a conversation id")?.unwrap_or(0),
@@ -704,8 +701,8 @@ fn list_conversations(query: Option<&str>) -> Result<Call, RouteError> {
                 .unwrap_or(0),
             group: text(1, "group")?,
             agent: text(2, "agent")?,
-        })),
-    })
+        },
+    ))
 }
 
 /// `GET /api/v1/conversations/{id}/messages`: a page of its transcript.
@@ -715,17 +712,15 @@ fn history(conversation: u64, query: Option<&str>) -> Result<Call, RouteError> {
     let limit = number(arg(1), "limit", u64::from(u16::MAX), "from 1 to 65535")?
         .unwrap_or(50)
         .max(1);
-    Ok(Call {
-        scope: Scope::ConversationsRead,
-        acting: Acting::Admin,
-        fresh_id: false,
-        shape: Shape::Fields,
-        op: Op::Protocol(Msg::from(messages::History {
+    Ok(Call::protocol(
+        Scope::ConversationsRead,
+        Acting::Admin,
+        messages::History {
             limit: u16::try_from(limit).unwrap_or(u16::MAX),
             conversation,
             before_seq: number(arg(0), "before_seq", MAX_ID, "a sequence number")?.unwrap_or(0),
-        })),
-    })
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -101,6 +101,18 @@ pub fn valid_media_type(t: &str) -> bool {
 }
 
 impl ApiConfig {
+    /// The keys in force, as the session workers check them.
+    pub fn key_table(&self) -> crate::api::keys::ApiKeys {
+        crate::api::keys::ApiKeys::new(self.keys.iter().map(|k| {
+            (
+                k.id.as_str(),
+                k.tenant.as_str(),
+                k.secret_sha256.as_str(),
+                k.scopes.as_slice(),
+            )
+        }))
+    }
+
     /// Checks every value; `Err((key, why))`.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {

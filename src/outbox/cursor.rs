@@ -34,11 +34,13 @@ impl From<Location> for At {
     }
 }
 
-impl From<At> for Location {
-    fn from(a: At) -> Self {
+impl At {
+    /// The journal location it stands for. (A method, not `From<At> for Location`:
+    /// the journal knows nothing of the outbox.)
+    pub fn location(self) -> Location {
         Location {
-            segment: a.0,
-            offset: a.1,
+            segment: self.0,
+            offset: self.1,
         }
     }
 }

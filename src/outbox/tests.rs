@@ -211,7 +211,7 @@ fn batches_follow_journal_order_and_max_batch() {
         .unwrap();
     assert_eq!(saved.in_flight, None);
     assert_eq!(
-        crate::journal::Location::from(saved.next),
+        saved.next.location(),
         j.reader.frontier.get(),
         "the cursor ends at the journal's end"
     );

@@ -77,7 +77,7 @@ struct Runner {
     filter: Filter,
     delivery: Delivery,
     agent: ureq::Agent,
-    rng: crate::bench_support::XorShift,
+    rng: crate::xorshift::XorShift,
     /// The oldest live segment when the conversations were last pruned.
     pruned_at: u32,
 }
@@ -98,7 +98,7 @@ pub(crate) fn run(ep: Endpoint) {
         delivery: Delivery::new(crate::clock::millis(ep.cfg.max_backoff)),
         events: Events::default(),
         agent,
-        rng: crate::bench_support::XorShift::new(seed | 1),
+        rng: crate::xorshift::XorShift::new(seed | 1),
         pruned_at: 0,
         ep,
     };
@@ -145,7 +145,7 @@ impl Runner {
             return Ok(());
         }
         let end = frontier.get();
-        let beyond = |a: cursor::At| Location::from(a) > end;
+        let beyond = |a: cursor::At| a.location() > end;
         if beyond(cursor.next) || cursor.in_flight.is_some_and(|f| beyond(f.end)) {
             // Only after a machine crash under journal.fsync = "never" (or a journal
             // put back from a backup): the records it pointed at are gone.
@@ -155,7 +155,7 @@ impl Runner {
             self.save(&cursor)?;
         }
         // The conversations' state up to where delivery resumes.
-        let resume: Location = cursor.in_flight.map_or(cursor.next, |f| f.start).into();
+        let resume: Location = cursor.in_flight.map_or(cursor.next, |f| f.start).location();
         self.rebuild(resume)?;
         let mut reading = Reading {
             pos: resume,
@@ -180,7 +180,7 @@ impl Runner {
                     let Some(ready) = self.build(&mut reading)? else {
                         self.ep.metrics.lag_ms.set(0);
                         if dirty
-                            || (Location::from(cursor.next) != reading.pos
+                            || (cursor.next.location() != reading.pos
                                 && last_save.elapsed() >= IDLE_SAVE)
                         {
                             cursor.next = reading.pos.into();
@@ -202,7 +202,7 @@ impl Runner {
                     cursor.next = ready.in_flight.end;
                     cursor.in_flight = None;
                     dirty = true;
-                    reading.pos = reading.pos.max(ready.in_flight.end.into());
+                    reading.pos = reading.pos.max(ready.in_flight.end.location());
                     self.ep
                         .metrics
                         .delivered
@@ -245,7 +245,7 @@ impl Runner {
     /// POSTs `ready` until it is delivered (2xx) or the endpoint is gone (410),
     /// waiting between attempts.
     fn deliver(&mut self, ready: &Ready) -> Result<Done, Stopped> {
-        let id = webhook_id(ready.in_flight.start.into(), ready.in_flight.events);
+        let id = webhook_id(ready.in_flight.start.location(), ready.in_flight.events);
         let started = Instant::now();
         let started_ms = unix_ms().get();
         loop {
@@ -369,8 +369,8 @@ impl Runner {
     fn replay(&mut self, f: InFlight) -> Result<Ready, Stopped> {
         let filter = self.filter.clone();
         let mut out = Vec::new();
-        let mut pos: Location = f.start.into();
-        let end: Location = f.end.into();
+        let mut pos: Location = f.start.location();
+        let end: Location = f.end.location();
         let mut first_ms = None;
         while pos < end {
             match self.step(pos, Some(&filter), &mut out) {

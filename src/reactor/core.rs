@@ -61,6 +61,12 @@ impl Settings {
     }
 }
 
+/// Events a turn holds for the workers before handing them over early (see
+/// [`Core::hand_off`]): a turn's input is handed over in pieces this large at most.
+const HOLD_EVENTS: usize = 256;
+/// Frame bytes a turn holds for the workers before handing them over early.
+const HOLD_BYTES: usize = 256 * 1024;
+
 /// Most slots one reactor reserves up front (~120 MiB of address space).
 const MAX_RESERVED_SLOTS: usize = 1 << 20;
 
@@ -88,6 +94,13 @@ pub(crate) struct Core {
     /// `Closed` events a full worker queue refused; retried every loop turn so a
     /// worker never keeps state for a connection that is gone.
     deferred: VecDeque<(usize, Event)>,
+    /// Events for the workers (worker index, event) from this turn, in order,
+    /// handed over by [`Core::hand_off`] once the turn's input is read: a parked
+    /// worker is woken once per turn, not once per frame (a futex wake and a
+    /// context switch each).
+    held: Vec<(usize, Event)>,
+    /// Payload bytes of the frames in `held`.
+    held_bytes: usize,
     /// Connections to read again without waiting for readiness (read budget used up,
     /// or reading resumed after backpressure).
     resume: Vec<Token>,
@@ -162,6 +175,8 @@ impl Core {
             clock,
             next_generation: 0,
             deferred: VecDeque::new(),
+            held: Vec::new(),
+            held_bytes: 0,
             resume: Vec::new(),
             dirty: Vec::new(),
             input_open: true,
@@ -202,6 +217,7 @@ impl Core {
     /// [`Core::turn_took`] with the time the turn took.
     pub fn end_turn(&mut self, drv: &mut impl Driver, now: Mono) {
         self.at(now);
+        self.hand_off(drv);
         // Growth under one quantum is published here, every turn: it is enforced
         // too, or turns that each grow a little would creep past the budget.
         let grew = self.unpublished > 0;
@@ -301,27 +317,91 @@ impl Core {
             % n
     }
 
-    /// Sends an event to the worker that owns the connection. A full queue refuses
-    /// everything but `Closed`, which is deferred instead.
-    fn tell_worker(&mut self, id: ConnId, event: Event) -> Result<(), ()> {
+    /// Holds an event for the worker that owns the connection until
+    /// [`Core::hand_off`] (this turn).
+    fn tell_worker(&mut self, id: ConnId, event: Event) {
         let w = self.worker_for(id);
-        let Some(tx) = self.links.workers.get(w) else {
-            return Err(());
-        };
-        match tx.try_send(event) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(event)) => {
-                self.stats().worker_queue_full.inc();
-                if matches!(event, Event::Closed { .. }) {
-                    self.deferred.push_back((w, event));
-                    Ok(())
-                } else {
-                    Err(())
+        self.held.push((w, event));
+    }
+
+    /// Hands the turn's events to the workers, in order. A full queue refuses
+    /// everything but `Closed`, which is deferred instead: the connection of a
+    /// refused `Opened` or `Frame` is closed with `SERVER_BUSY` and nothing after
+    /// it is handed on (its `Closed` follows). Backends need not call it: the core
+    /// does before applying commands and at the end of each turn.
+    pub fn hand_off(&mut self, drv: &mut impl Driver) {
+        // Closing a refused connection holds its `Closed`: handed on in the next round.
+        while !self.held.is_empty() {
+            let mut list = std::mem::take(&mut self.held);
+            self.held_bytes = 0;
+            // Connections whose frame was refused (their `Closed` still goes), and
+            // whose `Opened` was (the worker never hears of them).
+            let mut refused: Vec<ConnId> = Vec::new();
+            let mut unknown: Vec<ConnId> = Vec::new();
+            for (w, event) in list.drain(..) {
+                let skip = match &event {
+                    Event::Opened { conn, .. }
+                    | Event::Frame { conn, .. }
+                    | Event::Api { conn, .. } => refused.contains(conn) || unknown.contains(conn),
+                    Event::Closed { conn, .. } => unknown.contains(conn),
+                    Event::Barrier(_) => false,
+                };
+                if skip {
+                    continue;
+                }
+                let Some(tx) = self.links.workers.get(w) else {
+                    continue;
+                };
+                match tx.try_send(event) {
+                    // Workers are gone only during shutdown; nothing left to tell.
+                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                    Err(TrySendError::Full(event)) => {
+                        self.stats().worker_queue_full.inc();
+                        match event {
+                            Event::Closed { .. } => self.deferred.push_back((w, event)),
+                            Event::Opened { conn, .. } => {
+                                unknown.push(conn);
+                                self.refuse_busy(drv, conn, 0, false);
+                            }
+                            Event::Frame { conn, header, .. } => {
+                                refused.push(conn);
+                                self.refuse_busy(drv, conn, header.request_id, true);
+                            }
+                            // The API request's answer is a 503 (`Core::api_farewell`).
+                            Event::Api { conn, .. } => {
+                                refused.push(conn);
+                                self.refuse_busy(drv, conn, 0, true);
+                            }
+                            Event::Barrier(_) => {}
+                        }
+                    }
                 }
             }
-            // Workers are gone only during shutdown; nothing left to tell.
-            Err(TrySendError::Disconnected(_)) => Ok(()),
+            if self.held.is_empty() {
+                // Keep the allocation for the next turn.
+                self.held = list;
+            }
         }
+    }
+
+    /// Closes a connection whose event a full worker queue refused with
+    /// `SERVER_BUSY`; `announced`: the worker knows the connection (it had its
+    /// `Opened`), so it is told `Closed`.
+    fn refuse_busy(&mut self, drv: &mut impl Driver, conn: ConnId, rid: u32, announced: bool) {
+        let Some(slot) = self.slot_of_id(conn) else {
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(slot) {
+            c.announced &= announced;
+        }
+        if announced {
+            tracing::warn!(
+                reactor = self.id,
+                slot,
+                "worker queue full; closing connection"
+            );
+        }
+        self.close_with_error(drv, slot, ErrorCode::ServerBusy, rid);
     }
 
     /// Retries deferred `Closed` events, in order.
@@ -413,15 +493,9 @@ impl Core {
         self.timers.push(deadline, slot as u32, generation);
         if kind == ListenerKind::Client {
             let id = self.conn_id(slot, generation);
-            if self
-                .tell_worker(id, Event::Opened { conn: id, peer })
-                .is_ok()
-            {
-                if let Some(c) = self.conns.get_mut(slot) {
-                    c.announced = true;
-                }
-            } else {
-                self.close_with_error(drv, slot, ErrorCode::ServerBusy, 0);
+            self.tell_worker(id, Event::Opened { conn: id, peer });
+            if let Some(c) = self.conns.get_mut(slot) {
+                c.announced = true;
             }
         }
     }
@@ -549,8 +623,9 @@ impl Core {
         Ok(())
     }
 
-    /// Hands one frame to the connection's worker; on a full queue closes the
-    /// connection with `SERVER_BUSY` and returns false.
+    /// Hands one frame to the connection's worker (at [`Core::hand_off`], or now
+    /// once the turn holds [`HOLD_EVENTS`] events or [`HOLD_BYTES`] of frames); false
+    /// if the connection is gone or was closed because its worker's queue is full.
     fn dispatch(
         &mut self,
         drv: &mut impl Driver,
@@ -564,21 +639,20 @@ impl Core {
         let id = self.conn_id(slot, c.generation);
         self.stats().frames_in.inc();
         self.stats().kinds_in.count(header.kind, header.wire_len());
+        self.held_bytes = self.held_bytes.saturating_add(payload.len());
         let event = Event::Frame {
             conn: id,
             header,
             payload: Bytes::copy_from_slice(payload),
         };
-        if self.tell_worker(id, event).is_ok() {
+        self.tell_worker(id, event);
+        if self.held.len() < HOLD_EVENTS && self.held_bytes < HOLD_BYTES {
             return true;
         }
-        tracing::warn!(
-            reactor = self.id,
-            slot,
-            "worker queue full; closing connection"
-        );
-        self.close_with_error(drv, slot, ErrorCode::ServerBusy, header.request_id);
-        false
+        // A flood must meet the worker queue's bound as it reads, not hold a
+        // turn's worth of frames first.
+        self.hand_off(drv);
+        self.open_slot_of_id(id).is_some()
     }
 
     /// A protocol frame as connection `slot` receives it (its dialect's form).
@@ -586,9 +660,10 @@ impl Core {
         dialect::message_for(self.conns.get(slot)?.dialect, frame)
     }
 
-    /// Writes to a connection: straight to the socket when the backend writes
-    /// synchronously and nothing is queued; otherwise queued, and the end-of-turn
-    /// [`Core::flush_dirty`] (or writability) sends it. Past `max_pending_bytes` of
+    /// Writes to a connection: queued, and the end-of-turn [`Core::flush_dirty`] (or
+    /// writability) sends it with the rest of the turn's output for it; an echo
+    /// listener's output goes straight to the socket if the backend writes
+    /// synchronously and nothing is queued. Past `max_pending_bytes` of
     /// output the kernel has refused, the connection is closed as a slow consumer.
     fn send(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes) {
         self.write_or_queue(drv, slot, data, self.settings.live.max_pending_bytes);
@@ -603,7 +678,11 @@ impl Core {
         if c.write_shut || data.is_empty() {
             return;
         }
-        if c.outq.is_empty() && c.sending == 0 {
+        // Protocol output waits for the end of the turn, so frames for one
+        // connection in one turn share a system call and a TCP segment (a chat run
+        // made half the sends that way); an echo stream, which answers each read
+        // with one write, goes out at once and holds no copy for the turn.
+        if c.outq.is_empty() && c.sending == 0 && c.kind != ListenerKind::Client {
             match drv.write_now(&c.stream, &data) {
                 None => {}
                 Some(Sent::Wrote(n)) => {
@@ -1128,7 +1207,7 @@ impl Core {
         );
         if announced {
             let id = self.conn_id(slot, generation);
-            let _ = self.tell_worker(id, Event::Closed { conn: id, reason });
+            self.tell_worker(id, Event::Closed { conn: id, reason });
         }
         if let Some(frame) = farewell {
             // A few bytes past what is queued, so even a slow consumer hears why (the
@@ -1168,7 +1247,7 @@ impl Core {
         if c.announced {
             let id = self.conn_id(slot, c.generation);
             let reason = c.close_reason.unwrap_or(reason);
-            let _ = self.tell_worker(id, Event::Closed { conn: id, reason });
+            self.tell_worker(id, Event::Closed { conn: id, reason });
         }
         self.links.stats.open.set(self.conns.len() as u64);
     }
@@ -1176,6 +1255,8 @@ impl Core {
     /// Applies queued worker commands.
     pub fn run_commands(&mut self, drv: &mut impl Driver, now: Mono) {
         self.at(now);
+        // The workers start on this turn's input while the commands are applied.
+        self.hand_off(drv);
         for _ in 0..self.settings.command_batch {
             let Ok(cmd) = self.links.commands.try_recv() else {
                 return;
@@ -1184,14 +1265,9 @@ impl Core {
                 Command::Send { conn, frame } => {
                     if let Some(slot) = self.open_slot_of_id(conn) {
                         self.links.stats.kinds_out.count_encoded(&frame);
-                        if self
-                            .conns
-                            .get(slot)
-                            .is_some_and(|c| c.dialect == Dialect::HttpApi)
+                        if !self.api_takes(drv, slot, &frame)
+                            && let Some(bytes) = self.in_dialect(slot, &frame)
                         {
-                            self.api_reply(drv, slot, &frame);
-                            self.api_resume(drv);
-                        } else if let Some(bytes) = self.in_dialect(slot, &frame) {
                             self.send(drv, slot, bytes);
                         }
                     }
@@ -1204,13 +1280,7 @@ impl Core {
                             .ledger
                             .settle(self.id, conn.slot, conn.generation, -charged);
                         self.links.stats.kinds_out.count_encoded(&frame);
-                        if self
-                            .conns
-                            .get(slot)
-                            .is_some_and(|c| c.dialect == Dialect::HttpApi)
-                        {
-                            self.api_reply(drv, slot, &frame);
-                            self.api_resume(drv);
+                        if self.api_takes(drv, slot, &frame) {
                             continue;
                         }
                         // Its producer sent it because the connection owed less than
@@ -1290,6 +1360,9 @@ impl Core {
                 Command::StopInput(ack) => {
                     drv.stop_accepting();
                     self.input_open = false;
+                    // Everything read so far reaches the workers before the
+                    // shutdown's barrier follows it.
+                    self.hand_off(drv);
                     let _ = ack.send(());
                 }
                 Command::Drain { deadline } => self.begin_drain(drv, deadline),

@@ -126,10 +126,19 @@ struct Fixture {
 
 impl Fixture {
     fn new(settings: Settings) -> Self {
-        let limits = crate::config::Limits::default();
-        let (tx, rx) = crossbeam_channel::bounded(16);
+        let (f, rx) = Self::with_worker_queue(settings, 16);
         // Leak the receiver so the worker queue stays connected for the test's life.
         std::mem::forget(rx);
+        f
+    }
+
+    /// A fixture whose one worker queue holds `events`; returns its receiving end.
+    fn with_worker_queue(
+        settings: Settings,
+        events: usize,
+    ) -> (Self, crossbeam_channel::Receiver<crate::handoff::Event>) {
+        let limits = crate::config::Limits::default();
+        let (tx, rx) = crossbeam_channel::bounded(events);
         let workers: Arc<[WorkerQueue]> = vec![WorkerQueue::new(tx, 1 << 20)].into();
         let (commands, cmd_rx) = crossbeam_channel::bounded(16);
         let ledger = Arc::new(crate::ledger::Ledger::new(1, 1024, Arc::default()));
@@ -152,7 +161,7 @@ impl Fixture {
         };
         // Whatever the machine running the tests is doing.
         f.core.kernel_pressure_probe = || false;
-        f
+        (f, rx)
     }
 
     /// Accepts one connection of `kind`; returns its token.
@@ -224,6 +233,34 @@ fn a_synchronous_backend_writes_at_once_and_queues_only_the_refusal() {
     assert_eq!(drv.sends, [b"fgh".to_vec()], "rest in order, one writev");
     assert_eq!(drv.writable, [true, false]);
     let c = core.conns.get(0).unwrap();
+    assert!(c.outq.is_empty() && c.pending == 0);
+}
+
+/// Protocol output waits for the end of the turn even on a synchronous backend: a
+/// connection's frames of one turn leave in one `writev`.
+#[test]
+fn protocol_frames_of_one_turn_leave_in_one_write() {
+    let mut drv = Script {
+        room: 1 << 20,
+        ..Script::default()
+    };
+    let mut f = Fixture::new(settings(1 << 20));
+    let t = f.open(&mut drv, ListenerKind::Client);
+    let slot = f.core.slot_of(t).unwrap();
+    let (a, b) = (
+        frame_of(crate::protocol::Kind::Ping, 1),
+        frame_of(crate::protocol::Kind::Ping, 2),
+    );
+    f.core.send(&mut drv, slot, a.clone());
+    f.core.send(&mut drv, slot, b.clone());
+    assert!(
+        drv.writes.is_empty() && drv.sends.is_empty(),
+        "held for the turn"
+    );
+    f.core.flush_dirty(&mut drv, f.now);
+    assert_eq!(drv.sends, [[a.to_vec(), b.to_vec()].concat()]);
+    assert!(drv.writes.is_empty());
+    let c = f.core.conns.get(slot).unwrap();
     assert!(c.outq.is_empty() && c.pending == 0);
 }
 
@@ -517,6 +554,8 @@ fn a_cut_keeps_only_the_rest_of_a_partly_written_frame_before_the_302() {
         let slot = f.core.slot_of(t).unwrap();
         f.core.send(&mut drv, slot, ping());
         f.core.send(&mut drv, slot, ping());
+        // Protocol output goes out at the end of the turn.
+        f.core.flush_dirty(&mut drv, f.now);
         f.core
             .cut_slow_consumer(&mut drv, slot, crate::metrics::Cut::MaxPending);
         assert_eq!(
@@ -557,8 +596,11 @@ fn a_frame_larger_than_the_bound_that_the_kernel_took_part_of_is_finished_before
     let mut f = Fixture::new(settings(4096));
     let t = f.open(&mut drv, ListenerKind::Client);
     let slot = f.core.slot_of(t).unwrap();
-    let big = crate::frame::encode(crate::frame::FrameHeader::new(4, 0, 1), &[9u8; 10_000]);
+    // Within twice the bound, so the turn may queue it before offering it.
+    let big = crate::frame::encode(crate::frame::FrameHeader::new(4, 0, 1), &[9u8; 6_000]);
     f.core.send(&mut drv, slot, big.clone());
+    assert_eq!(f.phase(t), Some(Phase::Handshake), "queued, not cut yet");
+    f.core.flush_dirty(&mut drv, f.now);
     assert_eq!(f.phase(t), Some(Phase::Closing), "past the bound: cut");
     assert_eq!(
         queued_frames(&f.core, t),
@@ -794,4 +836,91 @@ fn a_drain_finishes_at_its_deadline_with_output_stuck() {
     assert!(!f.core.drain_finished(f.now), "the Bye is not out");
     assert!(!f.core.drain_finished(Mono::from_ms(1_000 + 1_999)));
     assert!(f.core.drain_finished(Mono::from_ms(1_000 + 2_000)));
+}
+
+/// A turn's events reach the worker at its hand-off, in order; a frame a full queue
+/// refuses closes its connection with 500 and nothing after it is handed on, while
+/// the `Closed` waits for room and the neighbour is untouched.
+#[test]
+fn events_are_handed_over_per_turn_and_a_refused_frame_closes_with_500() {
+    use crate::handoff::{CloseReason, Event};
+    use crate::protocol::Kind;
+    let mut drv = Script::default();
+    let (mut f, rx) = Fixture::with_worker_queue(settings(1 << 20), 3);
+    let t = f.open(&mut drv, ListenerKind::Client);
+    let u = f.open(&mut drv, ListenerKind::Client);
+    assert!(rx.try_recv().is_err(), "held until the hand-off");
+    f.core.hand_off(&mut drv);
+    let pings: Vec<u8> = (1..=3)
+        .flat_map(|rid| frame_of(Kind::Ping, rid).to_vec())
+        .collect();
+    f.data_at(&mut drv, t, 0, &pings);
+    assert_eq!(rx.len(), 2, "the frames wait for the hand-off");
+    f.core.end_turn(&mut drv, f.now);
+    let got: Vec<Event> = rx.try_iter().collect();
+    assert!(matches!(got[0], Event::Opened { conn, .. } if conn == conn_id(t)));
+    assert!(matches!(got[1], Event::Opened { conn, .. } if conn == conn_id(u)));
+    assert!(
+        matches!(&got[2], Event::Frame { conn, header, .. } if *conn == conn_id(t) && header.request_id == 1)
+    );
+    assert_eq!(
+        got.len(),
+        3,
+        "frame 2 was refused and frame 3 not handed on"
+    );
+    assert_eq!(f.phase(t), Some(Phase::Closing));
+    assert_eq!(queued_frames(&f.core, t), (0, vec![(ERROR, 500)]));
+    assert_eq!(f.closed_for(ErrorCode::ServerBusy), 1);
+    assert_eq!(
+        f.phase(u),
+        Some(Phase::Handshake),
+        "the neighbour is untouched"
+    );
+    // The `Closed` found the queue full too: it follows once there is room.
+    f.core.flush_deferred();
+    let closed = rx.try_recv().unwrap();
+    assert!(matches!(
+        closed,
+        Event::Closed { conn, reason: CloseReason::Error(ErrorCode::ServerBusy) } if conn == conn_id(t)
+    ));
+    assert!(rx.try_recv().is_err());
+}
+
+/// A flood in one read meets the worker queue's bound while it is read: a turn holds
+/// at most `HOLD_EVENTS` events before handing them over.
+#[test]
+fn a_flood_in_one_read_is_handed_over_in_pieces_and_cut_at_the_queue_bound() {
+    use crate::protocol::Kind;
+    let mut drv = Script::default();
+    let (mut f, rx) = Fixture::with_worker_queue(settings(1 << 20), 100);
+    let t = f.open(&mut drv, ListenerKind::Client);
+    let flood: Vec<u8> = (1..=(3 * super::HOLD_EVENTS as u32))
+        .flat_map(|rid| frame_of(Kind::Ping, rid).to_vec())
+        .collect();
+    f.data_at(&mut drv, t, 0, &flood);
+    assert_eq!(f.phase(t), Some(Phase::Closing), "cut within the read");
+    assert_eq!(rx.len(), 100, "the Opened and the frames that fit");
+    assert!(
+        f.core.held.len() <= 1,
+        "only the Closed may wait for the turn's end"
+    );
+    assert_eq!(queued_frames(&f.core, t), (0, vec![(ERROR, 500)]));
+}
+
+/// A connection whose `Opened` a full queue refused never reaches the worker: not
+/// even its `Closed`, when it went away in the same turn.
+#[test]
+fn a_refused_opened_is_never_followed_by_its_closed() {
+    use crate::handoff::Event;
+    let mut drv = Script::default();
+    let (mut f, rx) = Fixture::with_worker_queue(settings(1 << 20), 1);
+    let a = f.open(&mut drv, ListenerKind::Client);
+    let b = f.open(&mut drv, ListenerKind::Client);
+    f.core.on_eof(&mut drv, b);
+    f.core.end_turn(&mut drv, f.now);
+    assert!(matches!(rx.try_recv(), Ok(Event::Opened { conn, .. }) if conn == conn_id(a)));
+    f.core.flush_deferred();
+    assert!(rx.try_recv().is_err(), "nothing about b");
+    assert!(f.core.deferred.is_empty());
+    assert_eq!(f.phase(a), Some(Phase::Handshake));
 }

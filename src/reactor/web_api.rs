@@ -255,16 +255,28 @@ impl Core {
             }),
         };
         self.links.stats.web.count_api(0);
-        if self.tell_worker(id, event).is_err() {
-            self.api.forget(slot);
-            let r = answer::error(503, ErrorCode::ServerBusy, "the service is busy", 0);
-            self.api_respond(drv, slot, r, head_only, false);
+        // A full worker queue closes the connection with a 503 (`Core::hand_off`).
+        self.tell_worker(id, event);
+    }
+
+    /// Takes a frame for a connection whose API request waits (true), which then
+    /// takes its next pipelined request; false for any other connection.
+    pub(super) fn api_takes(&mut self, drv: &mut impl Driver, slot: usize, frame: &Bytes) -> bool {
+        if self
+            .conns
+            .get(slot)
+            .is_none_or(|c| c.dialect != Dialect::HttpApi)
+        {
+            return false;
         }
+        self.api_reply(drv, slot, frame);
+        self.api_resume(drv);
+        true
     }
 
     /// A frame for a connection whose API request waits: the answer when it carries
     /// the request's id (anything else is not for an API client and is dropped).
-    pub(super) fn api_reply(&mut self, drv: &mut impl Driver, slot: usize, frame: &Bytes) {
+    fn api_reply(&mut self, drv: &mut impl Driver, slot: usize, frame: &Bytes) {
         let Some(w) = self.api.waiting.get(&slot).copied() else {
             return;
         };
@@ -363,15 +375,8 @@ impl Core {
                 call,
             }),
         };
-        if self.tell_worker(id, event).is_err() {
-            self.api.waiting.remove(&slot);
-            return Some(answer::error(
-                503,
-                ErrorCode::ServerBusy,
-                "the service is busy",
-                0,
-            ));
-        }
+        // A full worker queue closes the connection with a 503 (`Core::hand_off`).
+        self.tell_worker(id, event);
         None
     }
 

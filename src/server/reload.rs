@@ -61,7 +61,7 @@ pub(crate) fn session_settings(
         shards: config.worker_threads(),
         max_replay: u64::from(config.journal.max_replay),
         max_record: (config.journal.enabled).then_some(config.journal.max_record_bytes as usize),
-        api_keys: crate::api::keys::ApiKeys::from_config(&config.api.keys),
+        api_keys: config.api.key_table(),
     }
 }
 

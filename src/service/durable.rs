@@ -334,7 +334,7 @@ mod tests {
                     who: vera(),
                     name: "Vera".into(),
                     role: role::VISITOR,
-                    groups: Vec::new(),
+                    groups: Box::default(),
                 }),
                 conn: conn(),
                 rid: id as u32,

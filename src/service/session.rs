@@ -416,27 +416,25 @@ impl Sessions {
         }
         out.push(Effect::Reactor(Command::Established { conn }));
         let capacity = identity.max_concurrent;
-        let principal = Principal {
+        // One principal for the session, its requests and the router's directory.
+        let principal = Arc::new(Principal {
             who: UserRef {
                 tenant: identity.tenant,
                 user: identity.user,
             },
             name: identity.name,
             role: identity.role,
-            groups: identity.groups,
-        };
+            groups: identity.groups.into_boxed_slice(),
+        });
         out.push(Effect::Router(RouterMsg::Connected {
             conn,
-            who: principal.who.clone(),
-            name: principal.name.clone(),
-            role: principal.role,
-            groups: principal.groups.clone(),
+            principal: Arc::clone(&principal),
             capacity,
         }));
         self.sessions.insert(
             conn,
             State::Established(Live {
-                principal: Arc::new(principal),
+                principal,
                 until_ms,
             }),
         );
@@ -533,7 +531,7 @@ impl Sessions {
                     },
                     name: format!("API key {}", key.id),
                     role: messages::role::ADMIN,
-                    groups: Vec::new(),
+                    groups: Box::default(),
                 },
             },
             Ok(Credential::Jwt(token)) => {
@@ -556,7 +554,7 @@ impl Sessions {
                     },
                     name: id.name,
                     role: id.role,
-                    groups: id.groups,
+                    groups: id.groups.into_boxed_slice(),
                 }
             }
         };
@@ -584,7 +582,7 @@ impl Sessions {
                 },
                 name,
                 role: messages::role::VISITOR,
-                groups: Vec::new(),
+                groups: Box::default(),
             },
             Acting::Staff { role, user } => Principal {
                 who: UserRef {
@@ -593,7 +591,7 @@ impl Sessions {
                 },
                 name: String::new(),
                 role,
-                groups: Vec::new(),
+                groups: Box::default(),
             },
         };
         let from = Sender {
@@ -874,6 +872,45 @@ impl Sessions {
             // Unknown kinds, and kinds a client does not send.
             (State::Established(_), _) => Err(ErrorCode::UnknownKind),
         }
+    }
+}
+
+impl Sessions {
+    /// Measurement only (`service::session_memory`): drops this worker's state piece
+    /// by piece and names the heap bytes each piece held (`live`: the allocator's
+    /// live bytes).
+    pub(crate) fn dismantle(self, live: &dyn Fn() -> i64) -> Vec<(String, i64)> {
+        use super::session_memory::{freed, table_bytes};
+        let Sessions {
+            sessions,
+            listings,
+            deadlines,
+            settings,
+            ..
+        } = self;
+        let table = table_bytes::<(ConnId, State)>(sessions.capacity());
+        let mut parts = vec![
+            (
+                format!(
+                    "worker: deadlines BTreeSet<(u64, ConnId)>, {} B a key",
+                    std::mem::size_of::<(u64, ConnId)>()
+                ),
+                freed(deadlines, live),
+            ),
+            ("worker: listings map".to_owned(), freed(listings, live)),
+        ];
+        let all = freed(sessions, live);
+        parts.push((
+            format!(
+                "worker: sessions map ConnId -> State, {} B a bucket + 1 control byte",
+                std::mem::size_of::<(ConnId, State)>()
+            ),
+            table,
+        ));
+        // The principals are shared with the router (counted where the last goes).
+        parts.push(("worker: its own beyond the table".to_owned(), all - table));
+        drop(settings);
+        parts
     }
 }
 

@@ -133,10 +133,12 @@ impl Sim {
         self.roles.insert(conn, role);
         self.to_router.push_back(RouterMsg::Connected {
             conn,
-            name: who.user.clone(),
-            who,
-            role,
-            groups: groups.iter().map(|g| g.to_string()).collect(),
+            principal: std::sync::Arc::new(crate::service::Principal {
+                name: who.user.clone(),
+                who,
+                role,
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+            }),
             capacity: None,
         });
     }
@@ -598,7 +600,7 @@ pub(crate) mod tests {
                 name: who.user.clone(),
                 who,
                 role,
-                groups: vec!["support".into()],
+                groups: Box::new(["support".into()]),
             }),
             conn: Sim::conn(slot),
             rid: 1,

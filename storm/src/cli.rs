@@ -86,7 +86,8 @@ pub struct Cli {
     /// Write the latency distribution as an HdrHistogram .hgrm file (milliseconds).
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
-    /// Sample this process's resident set (the server's) before, during and after.
+    /// Sample this process's resident set (the server's) before, during and after, and
+    /// its CPU time over the measurement window (`server_cpu`: µs per message).
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
     /// Allow a target (and sources) outside loopback.

@@ -20,6 +20,7 @@
 //! (JSON, text, `.hgrm`).
 
 mod cli;
+mod cpu;
 mod engine;
 mod limits;
 mod procs;
@@ -93,19 +94,27 @@ fn run(plan: Plan) -> Result<ExitCode, RunError> {
         }
         None => None,
     };
+    let cpu = match plan.server_pid {
+        Some(pid) => Some(
+            cpu::Tracker::start(pid, plan.warmup, plan.duration)
+                .map_err(|source| RunError::ServerPid { pid, source })?,
+        ),
+        None => None,
+    };
     let plan = Arc::new(plan);
     let mut fleet: Box<dyn Fleet> = if plan.procs > 1 {
         Box::new(procs::ChildFleet::start(&plan)?)
     } else {
         Box::new(LocalFleet::start(&plan)?)
     };
-    let mut outcome = run::drive(&plan, fleet.as_mut(), rss)?;
+    let mut outcome = run::drive(&plan, fleet.as_mut(), rss, cpu)?;
     scenario::finalize(&plan, &mut outcome.stats);
     drop(fleet);
     let report = Report::new(
         &plan,
         &outcome.stats,
         outcome.rss,
+        outcome.cpu.map(|c| c.report(outcome.stats.messages)),
         outcome.elapsed.as_secs_f64(),
     );
     if let Some(path) = &plan.hgrm {

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{Plan, ScenarioKind};
+use crate::cpu::CpuReport;
 use crate::rss::RssReport;
 use crate::stats::{Percentiles, SIGFIG, Stats};
 
@@ -94,6 +95,9 @@ pub struct Report {
     /// The server's memory, with `--server-pid`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub server_rss: Option<RssReport>,
+    /// The server's CPU time, with `--server-pid`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub server_cpu: Option<CpuReport>,
 }
 
 /// The percentiles of the scenario histogram `name` when running `kind` (empty
@@ -104,7 +108,13 @@ fn named(plan: &Plan, s: &Stats, kind: ScenarioKind, name: &str) -> Option<Perce
 
 impl Report {
     /// The report of a run.
-    pub fn new(plan: &Plan, s: &Stats, rss: Option<RssReport>, elapsed_s: f64) -> Self {
+    pub fn new(
+        plan: &Plan,
+        s: &Stats,
+        rss: Option<RssReport>,
+        cpu: Option<CpuReport>,
+        elapsed_s: f64,
+    ) -> Self {
         Self {
             scenario: plan.scenario.name().into(),
             target: plan.target.to_string(),
@@ -138,6 +148,7 @@ impl Report {
             elapsed_s,
             interrupted: s.interrupted,
             server_rss: rss,
+            server_cpu: cpu,
         }
     }
 
@@ -242,6 +253,13 @@ impl Report {
                 group(m.peak_kb),
                 group(m.end_kb),
                 m.growth_per_connection_bytes
+            );
+        }
+        if let Some(c) = &self.server_cpu {
+            let _ = writeln!(
+                r,
+                "  server CPU   {:.2} CPU-s in the window ({:.2} cores busy), {:.2} us per message; {:.2} CPU-s in all",
+                c.window_cpu_s, c.cores_busy, c.us_per_message, c.total_s
             );
         }
         r
@@ -395,6 +413,13 @@ mod tests {
                 end_kb: 2,
                 growth_per_connection_bytes: 10.24,
             }),
+            Some(CpuReport {
+                total_s: 3.0,
+                window_s: 2.0,
+                window_cpu_s: 1.5,
+                cores_busy: 0.75,
+                us_per_message: 15.0,
+            }),
             4.0,
         );
         let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
@@ -417,13 +442,16 @@ mod tests {
             assert!(o["server_rss"][k].is_u64(), "server_rss.{k}");
         }
         assert!(o["server_rss"]["growth_per_connection_bytes"].is_f64());
+        assert_eq!(o["server_cpu"]["us_per_message"].as_f64(), Some(15.0));
+        assert!(r.text().contains("15.00 us per message"), "{}", r.text());
         // Round-trips through serde.
         let back: Report = serde_json::from_value(v).unwrap();
         assert_eq!(back, r);
-        // Without --server-pid there is no server_rss key, and no mode off echo.
-        let r = Report::new(&plan(&[]), &sample_stats(), None, 1.0);
+        // Without --server-pid there is no server_rss or server_cpu key, and no mode off echo.
+        let r = Report::new(&plan(&[]), &sample_stats(), None, None, 1.0);
         let v: serde_json::Value = serde_json::from_str(&r.json()).unwrap();
         assert!(v.get("server_rss").is_none() && v.get("mode").is_none());
+        assert!(v.get("server_cpu").is_none());
         assert!(r.text().contains("errors       none"), "{}", r.text());
     }
 

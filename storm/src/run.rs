@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::cli::Plan;
+use crate::cpu;
 use crate::engine::{Control, Snapshot, ThreadEvent};
 use crate::report::{bytes, group};
 use crate::rss::{self, RssReport};
@@ -171,6 +172,8 @@ pub struct Outcome {
     pub stats: Stats,
     /// The server's memory, with `--server-pid`.
     pub rss: Option<RssReport>,
+    /// The server's CPU samples, with `--server-pid`.
+    pub cpu: Option<cpu::Tracker>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -180,6 +183,7 @@ pub fn drive(
     plan: &Plan,
     fleet: &mut dyn Fleet,
     mut rss: Option<rss::Tracker>,
+    mut cpu: Option<cpu::Tracker>,
 ) -> Result<Outcome, RunError> {
     let t0 = Instant::now();
     let deadline = t0 + plan.timeout;
@@ -195,6 +199,9 @@ pub fn drive(
                 opened += 1;
                 if opened == members {
                     fleet.go();
+                    if let Some(c) = cpu.as_mut() {
+                        c.go(Instant::now());
+                    }
                 }
             }
             Some(FleetEvent::Final(s)) => {
@@ -212,6 +219,9 @@ pub fn drive(
             r.sample();
         }
         let now = Instant::now();
+        if let Some(c) = cpu.as_mut() {
+            c.tick(now);
+        }
         progress.tick(now, fleet.snapshot());
         if !stopped && (now >= deadline || interrupted.load(Relaxed)) {
             eprintln!(
@@ -239,12 +249,16 @@ pub fn drive(
         r.end();
         r.report(stats.open_at_end)
     });
+    if let Some(c) = cpu.as_mut() {
+        c.end();
+    }
     let elapsed = t0.elapsed();
     fleet.release();
     fleet.finish();
     Ok(Outcome {
         stats,
         rss,
+        cpu,
         elapsed,
     })
 }

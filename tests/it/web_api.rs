@@ -742,7 +742,7 @@ fn the_api_key_command_prints_a_credential_and_its_config_entry() {
         entry.scopes,
         vec![Scope::ConversationsRead, Scope::NoticesWrite]
     );
-    let keys = switchboard::api::keys::ApiKeys::from_config(&config.api.keys);
+    let keys = config.api.key_table();
     let secret = credential.strip_prefix("sbk_crm-1_").unwrap();
     assert!(keys.check("crm-1", secret).is_ok());
     assert!(

@@ -14,10 +14,12 @@
 //! and the core calls back through [`Driver`] to register sockets, switch write
 //! interest and send. Reads land in a buffer the backend owns (one per reactor for
 //! epoll; the provided-buffer ring for io_uring), so no connection owns a receive
-//! buffer. epoll writes output at once ([`Driver::write_now`]) and queues only what
-//! the kernel refuses; io_uring queues the turn's output and, at its end, the core
-//! offers it once per connection through [`Driver::send`], which turns it into a
-//! send request, so one `io_uring_enter` submits every connection's output.
+//! buffer. The core queues a protocol connection's output for the turn and, at its
+//! end, offers it once per connection through [`Driver::send`]: epoll writes it with
+//! one `writev` (frames for one connection in one turn share a system call and a TCP
+//! segment); io_uring turns it into a send request, so one `io_uring_enter` submits
+//! every connection's output. Echo listeners' output goes out at once where the
+//! backend writes synchronously ([`Driver::write_now`]: epoll).
 //!
 //! Contract: a backend delivers `on_data` for a token only while
 //! `Core::readable_stream(token)` returns a stream, calls the core from one thread,
@@ -79,7 +81,8 @@ pub(crate) trait Driver {
     fn set_writable(&mut self, stream: &mut TcpStream, token: Token, on: bool) -> io::Result<()>;
     /// Writes `data` at once if this backend writes synchronously (epoll: the
     /// bytes are copied into the socket now, so nothing is held until the end of
-    /// the turn); `None` if it batches sends per turn instead (io_uring).
+    /// the turn); `None` if it batches sends per turn instead (io_uring). The core
+    /// asks only for echo listeners' output: protocol output is batched per turn.
     fn write_now(&mut self, stream: &TcpStream, data: &[u8]) -> Option<Sent>;
     /// Offers the head of a connection's queued output to the kernel. Only one
     /// send per connection is outstanding: the core does not call this again for

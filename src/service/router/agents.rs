@@ -17,6 +17,7 @@ impl Router {
                     .iter()
                     .filter(|(_, u)| u.is_staff())
                     .filter(|(_, u)| group.is_empty() || u.groups.iter().any(|g| g == group))
+                    .map(|(id, u)| (id, &**u))
                     .collect()
             })
             .unwrap_or_default();

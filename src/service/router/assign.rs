@@ -242,7 +242,7 @@ impl Router {
                 tenant: conv.tenant.clone(),
                 user: agent.to_owned(),
             },
-            agent_name: user.name.clone(),
+            agent_name: user.name.to_string(),
             agent_conns: user.conns.clone(),
             group: conv.group.clone(),
             note: std::mem::take(&mut conv.note),

@@ -86,7 +86,7 @@ impl Router {
         let groups = if !group.is_empty() {
             vec![group]
         } else if !user.groups.is_empty() {
-            user.groups.clone()
+            user.groups.to_vec()
         } else if user.is_staff() {
             Vec::new()
         } else {
@@ -102,6 +102,7 @@ impl Router {
         if let Some(user) = self.user_mut(&from.who.tenant, &from.who.user)
             && !user.watch_conns.contains(&from.conn)
         {
+            user.watch_conns.reserve_exact(1);
             user.watch_conns.push(from.conn);
         }
         self.tell_availability(&from.who, from.conn, out);
@@ -119,7 +120,10 @@ impl Router {
             if user.watching.contains(g) || user.watching.len() >= MAX_WATCHED {
                 continue;
             }
-            user.watching.push(g.clone());
+            // Exact, and boxed: most users watch one group.
+            let mut watching = std::mem::take(&mut user.watching).into_vec();
+            watching.push(g.clone());
+            user.watching = watching.into_boxed_slice();
             let tenant = self.tenants.entry(who.tenant.clone()).or_default();
             tenant.groups.entry(g.clone()).or_default();
             // Current for the others before this visitor joins them.

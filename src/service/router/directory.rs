@@ -1,46 +1,45 @@
 //! Who is connected: the directory of connections, presence, agent and visitor
 //! graces, and the connection lists the shards are told.
 
-use super::{Router, Token, User};
+use std::sync::Arc;
+
+use super::{Router, User};
 use crate::handoff::ConnId;
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::{self, Msg, presence, role};
-use crate::service::{Effect, Sender, ShardMsg, UserRef, is_staff_role, refuse, to_all};
+use crate::service::{Effect, Principal, Sender, ShardMsg, UserRef, is_staff_role, refuse, to_all};
 
 impl Router {
     /// A session completed its handshake: record the connection, refresh the user
-    /// from its token, end any grace, and put a newly free agent to work.
+    /// from its token (`principal`; `capacity`: the token's, if any), end any grace,
+    /// and put a newly free agent to work.
     pub(super) fn connected(
         &mut self,
         conn: ConnId,
-        who: UserRef,
-        token: Token,
+        principal: Arc<Principal>,
+        capacity: Option<u32>,
         now_ms: u64,
         out: &mut Vec<Effect>,
     ) {
-        let Token {
-            name,
-            role,
-            groups,
-            capacity,
-        } = token;
         if let Some(prev) = self.directory.get(&conn) {
-            if *prev == who {
+            if prev.who == principal.who {
                 return;
             }
             // A reused id for someone else: the old session is over.
             self.disconnected(conn, now_ms, out);
         }
-        self.directory.insert(conn, who.clone());
+        self.directory.insert(conn, Arc::clone(&principal));
+        let who = &principal.who;
+        let (name, role) = (principal.name.clone(), principal.role);
         let capacity = capacity.unwrap_or(match role {
             role::AGENT => self.settings.default_capacity,
             role::BOT => self.settings.bot_capacity,
             _ => 0,
         });
-        let mut unique: Vec<String> = Vec::with_capacity(groups.len());
-        for g in groups {
-            if !unique.contains(&g) {
-                unique.push(g);
+        let mut unique: Vec<String> = Vec::with_capacity(principal.groups.len());
+        for g in &principal.groups {
+            if !unique.contains(g) {
+                unique.push(g.clone());
             }
         }
 
@@ -48,9 +47,10 @@ impl Router {
         let user = tenant
             .users
             .entry(who.user.clone())
-            .or_insert_with(|| User::new(name.clone(), role, now_ms));
+            // The name is set below (for a new user as for a known one).
+            .or_insert_with(|| User::new(String::new(), role, now_ms));
         let old_index = if user.is_staff() {
-            std::mem::take(&mut user.groups)
+            std::mem::take(&mut user.groups).into_vec()
         } else {
             Vec::new()
         };
@@ -59,10 +59,12 @@ impl Router {
             user.away = false;
             user.idle_since = now_ms;
         }
+        // Exact: most users hold one connection (a `Vec` would start at four).
+        user.conns.reserve_exact(1);
         user.conns.push(conn);
-        user.name = name;
+        user.name = name.into_boxed_str();
         user.role = role;
-        user.groups = unique;
+        user.groups = unique.into_boxed_slice();
         user.capacity = capacity;
         if let Some(deadline) = user.grace.take() {
             self.graces.remove(&(deadline, who.clone()));
@@ -71,7 +73,7 @@ impl Router {
             self.abandons.remove(&(deadline, who.clone()));
         }
         let new_index = if user.is_staff() {
-            user.groups.clone()
+            user.groups.to_vec()
         } else {
             Vec::new()
         };
@@ -81,7 +83,7 @@ impl Router {
         } else if user.groups.is_empty() {
             vec![self.settings.default_group.clone()]
         } else {
-            user.groups.clone()
+            user.groups.to_vec()
         };
         for g in old_index.iter().chain(&new_index) {
             self.dirty.insert((who.tenant.clone(), g.clone()));
@@ -105,20 +107,21 @@ impl Router {
             }
         }
 
-        self.push_conns(&who, out);
-        self.tell_positions_to(&who, conn, out);
-        self.fill(&who, out);
+        self.push_conns(who, out);
+        self.tell_positions_to(who, conn, out);
+        self.fill(who, out);
         if !staff {
-            self.watch(&who, &watch, out);
+            self.watch(who, &watch, out);
         }
     }
 
     /// A session ended: an agent losing its last connection keeps its conversations
     /// for `agent_grace_ms` (a reconnect within it changes nothing).
     pub(super) fn disconnected(&mut self, conn: ConnId, now_ms: u64, out: &mut Vec<Effect>) {
-        let Some(who) = self.directory.remove(&conn) else {
+        let Some(principal) = self.directory.remove(&conn) else {
             return;
         };
+        let who = &principal.who;
         let grace_ms = self.settings.agent_grace_ms;
         let Some(user) = self.user_mut(&who.tenant, &who.user) else {
             return;
@@ -135,10 +138,10 @@ impl Router {
         if let Some(deadline) = grace {
             self.graces.insert((deadline, who.clone()));
         }
-        self.staff_changed(&who);
-        self.watch_absent(&who, now_ms);
-        self.push_conns(&who, out);
-        self.forget_if_idle(&who);
+        self.staff_changed(who);
+        self.watch_absent(who, now_ms);
+        self.push_conns(who, out);
+        self.forget_if_idle(who);
     }
 
     /// Whether `deadline` is still `who`'s (the field `slot` picks, cleared now) and
@@ -358,7 +361,7 @@ impl Router {
         let Some(tenant) = self.tenants.get_mut(&who.tenant) else {
             return;
         };
-        if !tenant.users.get(&who.user).is_some_and(User::forgettable) {
+        if !tenant.users.get(&who.user).is_some_and(|u| u.forgettable()) {
             return;
         }
         let Some(user) = tenant.users.remove(&who.user) else {
@@ -400,5 +403,77 @@ impl Router {
             .flat_map(|t| t.users.values())
             .filter(|u| u.online())
             .count()
+    }
+}
+
+impl Router {
+    /// Measurement only (`service::session_memory`): drops the router's state piece
+    /// by piece and names the heap bytes each piece held (`live`: the allocator's
+    /// live bytes).
+    pub(crate) fn dismantle(self, live: &dyn Fn() -> i64) -> Vec<(String, i64)> {
+        use crate::service::session_memory::{freed, table_bytes};
+        let Router {
+            directory,
+            tenants,
+            convs,
+            graces,
+            abandons,
+            dirty,
+            ..
+        } = self;
+        let mut parts = Vec::new();
+        let table = table_bytes::<(ConnId, Arc<Principal>)>(directory.capacity());
+        let all = freed(directory, live);
+        parts.push((
+            format!(
+                "router: directory map ConnId -> Arc<Principal>, {} B a bucket + 1",
+                std::mem::size_of::<(ConnId, Arc<Principal>)>()
+            ),
+            table,
+        ));
+        parts.push((
+            "router: Arc<Principal> (shared with the worker, freed with the last) and its strings"
+                .to_owned(),
+            all - table,
+        ));
+        let (mut groups, mut users, mut users_table) = (0, 0, 0);
+        let tenants_table = table_bytes::<(String, super::Tenant)>(tenants.capacity());
+        let mut rest = 0;
+        for (name, t) in tenants {
+            let super::Tenant {
+                users: u,
+                groups: g,
+            } = t;
+            groups += freed(g, live);
+            users_table += table_bytes::<(String, Box<User>)>(u.capacity());
+            users += freed(u, live);
+            rest += freed(name, live);
+        }
+        parts.push((
+            format!(
+                "router: users map String -> Box<User>, {} B a bucket + 1",
+                std::mem::size_of::<(String, Box<User>)>()
+            ),
+            users_table,
+        ));
+        parts.push((
+            format!(
+                "router: User ({} B) and its key, name, conns, watching",
+                std::mem::size_of::<User>()
+            ),
+            users - users_table,
+        ));
+        parts.push((
+            "router: groups (default group's watchers BTreeSet<String>)".to_owned(),
+            groups,
+        ));
+        parts.push(("router: tenants map".to_owned(), tenants_table + rest));
+        let others =
+            freed(convs, live) + freed(graces, live) + freed(abandons, live) + freed(dirty, live);
+        parts.push((
+            "router: conversations, graces, abandons, dirty".to_owned(),
+            others,
+        ));
+        parts
     }
 }

@@ -55,7 +55,7 @@ impl Router {
         self.next_id += 1;
         user.open.insert(id);
         let visitor_conns = user.conns.clone();
-        let visitor_name = user.name.clone();
+        let visitor_name = user.name.to_string();
         self.convs.insert(
             id,
             Conv {

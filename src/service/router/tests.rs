@@ -41,13 +41,23 @@ fn groups(gs: &[&str]) -> Vec<String> {
     gs.iter().map(|g| (*g).to_owned()).collect()
 }
 
+/// A session's principal as `RouterMsg::Connected` carries it.
+fn principal(tenant: &str, user: &str, name: &str, role: u8, gs: &[&str]) -> Arc<Principal> {
+    Arc::new(Principal {
+        who: who(tenant, user),
+        name: name.to_owned(),
+        role,
+        groups: groups(gs).into(),
+    })
+}
+
 fn sender(tenant: &str, user: &str, role: u8, gs: &[&str], c: ConnId) -> Sender {
     Sender {
         id: Arc::new(Principal {
             who: who(tenant, user),
             name: format!("{user} name"),
             role,
-            groups: groups(gs),
+            groups: groups(gs).into(),
         }),
         conn: c,
         rid: 7,
@@ -141,10 +151,7 @@ impl Bench {
     ) -> Vec<Effect> {
         self.handle(RouterMsg::Connected {
             conn: c,
-            who: who(tenant, user),
-            name: format!("{user} name"),
-            role,
-            groups: groups(gs),
+            principal: principal(tenant, user, &format!("{user} name"), role, gs),
             capacity,
         })
     }
@@ -390,7 +397,7 @@ fn check_invariants(r: &Router) {
                 assert_eq!(&conv.tenant, tname);
             }
             for c in &u.conns {
-                assert_eq!(r.directory.get(c), Some(&who(tname, uid)));
+                assert_eq!(r.directory.get(c).map(|p| &p.who), Some(&who(tname, uid)));
             }
             if let Some(d) = u.grace {
                 assert!(u.conns.is_empty());
@@ -425,7 +432,9 @@ fn check_invariants(r: &Router) {
         assert_eq!(u.abandon_at, Some(*d));
     }
     for (c, w) in &r.directory {
-        let u = r.user(&w.tenant, &w.user).expect("directory names a user");
+        let u = r
+            .user(&w.who.tenant, &w.who.user)
+            .expect("directory names a user");
         assert_eq!(u.conns.iter().filter(|x| *x == c).count(), 1);
     }
     for (id, conv) in &r.convs {
@@ -1222,7 +1231,7 @@ fn random_traffic_keeps_the_invariants() {
                     who: who(p.tenant, p.user),
                     name: p.user.into(),
                     role: p.role,
-                    groups: groups(p.groups),
+                    groups: groups(p.groups).into(),
                 }),
                 conn: pconn,
                 rid: step,
@@ -1239,10 +1248,7 @@ fn random_traffic_keeps_the_invariants() {
                     live.push((c, pi));
                     Some(RouterMsg::Connected {
                         conn: c,
-                        who: who(p.tenant, p.user),
-                        name: p.user.into(),
-                        role: p.role,
-                        groups: groups(p.groups),
+                        principal: principal(p.tenant, p.user, p.user, p.role, p.groups),
                         capacity: p.capacity,
                     })
                 }

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Daemon CPU per routed chat message: `storm --scenario chat` with 5,000 conversations
+# against a fresh release daemon per run, over TCP and WebSocket JSON, journal off and
+# on (default fsync "always"), runs interleaved; prints each run and the medians.
+# The primary figure is the daemon's CPU-seconds over storm's measurement window
+# (`/proc/PID/stat` utime + stime, all threads, sampled by storm with --server-pid)
+# divided by the messages routed in it: stable where p99 on a shared machine is not.
+#
+# Usage:
+#   benches/chat_cpu.sh [--runs N] [--rate R] [--duration S] [--transports "tcp ws-json"]
+#                       [--journal off|on|both] [--no-build] [--out DIR] [--port P]
+#     --runs N        repetitions of each case, interleaved [3]
+#     --rate R        storm --rate (messages per second per conversation side pair;
+#                     5,000 conversations x R = offered msg/s) [10: 50,000/s]
+#     --duration S    measured seconds per run (after a 2 s warm-up) [10]
+#     --transports T  [tcp ws-json]
+#     --journal J     off, on (fsync "always") or both [both]
+#     --backend B     [reactor] backend: epoll or uring [epoll]
+#     --no-build      use the binaries already built
+#     --baseline BIN  also run daemon binary BIN (e.g. a copy built from main), each
+#                     of its runs right before the same run of this tree's daemon,
+#                     with the same storm; rows are labelled `baseline` and `this`
+#   DAEMON_BIN=/path/to/switchboard STORM_BIN=/path/to/storm  override the binaries.
+#
+# Each run: storm --scenario chat --target 127.0.0.1:P --secret-file STATE/dev-secret
+#   --source-addrs 127.0.0.2-127.0.0.9 --server-pid PID -n 5500 --agents 500
+#   --capacity 10 --size 64 --warmup 2 --duration S --rate R --transport T --json -q
+# Kills only the processes it started, by PID. Loopback only; every run self-stopping.
+
+set -euo pipefail
+
+RUNS=3
+RATE=10
+DURATION=10
+TRANSPORTS="tcp ws-json"
+JOURNALS="off on"
+BUILD=1
+OUT=""
+PORT=7940
+BASELINE=""
+BACKEND=epoll
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) RUNS="${2:?}"; shift ;;
+        --rate) RATE="${2:?}"; shift ;;
+        --duration) DURATION="${2:?}"; shift ;;
+        --transports) TRANSPORTS="${2:?}"; shift ;;
+        --journal)
+            case "${2:?}" in
+                off) JOURNALS="off" ;; on) JOURNALS="on" ;; both) JOURNALS="off on" ;;
+                *) echo "chat_cpu.sh: --journal off|on|both" >&2; exit 2 ;;
+            esac
+            shift ;;
+        --no-build) BUILD=0 ;;
+        --backend) BACKEND="${2:?--backend needs epoll or uring}"; shift ;;
+        --baseline) BASELINE="${2:?--baseline needs a binary}"; shift ;;
+        --out) OUT="${2:?--out needs a directory}"; shift ;;
+        --port) PORT="${2:?--port needs a number}"; shift ;;
+        -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "chat_cpu.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_binaries chat_cpu.sh "$BUILD" "$DAEMON" "$STORM" ${BASELINE:+"$BASELINE"}
+[ -n "$OUT" ] || OUT="$TARGET_DIR/chat-cpu/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+bench_scratch chatcpu
+
+trap 'stop_daemon; rm -rf "$SCRATCH"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_daemon() { # BIN JOURNAL(true|false) LOG
+    local bin="$1"
+    shift
+    local dir="$SCRATCH/state"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cat >"$SCRATCH/switchboard.toml" <<EOF
+state_dir = "$dir"
+
+[listeners.client]
+addr = "127.0.0.1:$PORT"
+
+[admin]
+addr = "127.0.0.1:$((PORT + 1))"
+
+[journal]
+enabled = $1
+
+[reactor]
+backend = "$BACKEND"
+
+[log]
+level = "warn"
+EOF
+    "$bin" run --config "$SCRATCH/switchboard.toml" >"$2" 2>&1 &
+    DPID=$!
+    for _ in $(seq 200); do
+        kill -0 "$DPID" 2>/dev/null || { tail "$2" >&2; return 1; }
+        if [ -s "$dir/dev-secret" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+            sleep 1
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+{
+    echo "# chat CPU per message, $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "# daemon $DAEMON ($(git rev-parse --short HEAD 2>/dev/null || echo unknown)), storm $STORM"
+    [ -z "$BASELINE" ] || echo "# baseline daemon $BASELINE"
+    echo "# reactor backend $BACKEND"
+    echo "# storm --scenario chat -n 5500 --agents 500 --capacity 10 --size 64 --warmup 2 --duration $DURATION --rate $RATE"
+    echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee "$OUT/report.txt"
+
+LABELS="this"
+[ -z "$BASELINE" ] || LABELS="baseline this"
+for run in $(seq "$RUNS"); do
+    for t in $TRANSPORTS; do
+        for j in $JOURNALS; do
+          for label in $LABELS; do
+            bin="$DAEMON"
+            [ "$label" = baseline ] && bin="$BASELINE"
+            enabled=false
+            [ "$j" = on ] && enabled=true
+            base="$OUT/chat-$label-$t-journal_$j-$run"
+            : >"$base.json"
+            echo "== run $run: $label, $t, journal $j" >&2
+            if ! start_daemon "$bin" "$enabled" "$base.daemon.log"; then
+                echo "   daemon did not start" >&2
+                stop_daemon
+                continue
+            fi
+            timeout --kill-after=10 300 "$STORM" --scenario chat --target "127.0.0.1:$PORT" \
+                --secret-file "$SCRATCH/state/dev-secret" --source-addrs 127.0.0.2-127.0.0.9 \
+                --server-pid "$DPID" -n 5500 --agents 500 --capacity 10 --size 64 \
+                --warmup 2 --duration "$DURATION" --rate "$RATE" --transport "$t" \
+                --json -q >"$base.json" 2>"$base.err" || true
+            stop_daemon
+            sleep 1
+          done
+        done
+    done
+done
+
+python3 - "$OUT" <<'PY' | tee -a "$OUT/report.txt"
+import glob, json, os, statistics, sys
+out = sys.argv[1]
+rows = {}
+print("| daemon | transport | journal | run | msgs routed | daemon CPU-s (window) | us/msg | msg/s | p99 ms | errors |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+def key(path):
+    name = os.path.basename(path)[5:-5]
+    label, rest = name.split("-", 1)
+    t, rest = rest.split("-journal_")
+    j, run = rest.rsplit("-", 1)
+    return (int(run), t, j, label)
+for path in sorted(glob.glob(os.path.join(out, "chat-*.json")), key=key):
+    run, t, j, label = key(path)
+    try:
+        with open(path) as f:
+            d = json.load(f)
+    except (OSError, ValueError):
+        print(f"| {label} | {t} | {j} | {run} | n/a | | | | | |")
+        continue
+    cpu = d.get("server_cpu") or {}
+    us = cpu.get("us_per_message")
+    p99 = (d.get("latency_us") or {}).get("p99")
+    errs = sum((d.get("errors") or {}).values())
+    rows.setdefault((label, t, j), []).append((us, d.get("messages_per_s"), p99))
+    print(f"| {label} | {t} | {j} | {run} | {d.get('messages', 0):,} | {cpu.get('window_cpu_s', 0):.2f} | "
+          f"{us or 0:.2f} | {d.get('messages_per_s', 0):,.0f} | {(p99 or 0) / 1000:.2f} | {errs} |")
+print()
+print("| daemon | transport | journal | runs | us/msg median (min-max) | msg/s median | p99 ms median (min-max) |")
+print("|---|---|---|---:|---|---:|---|")
+for (label, t, j), v in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+    us = [x[0] for x in v if x[0]]
+    rate = [x[1] for x in v if x[1]]
+    p99 = [x[2] / 1000 for x in v if x[2]]
+    if not us:
+        continue
+    print(f"| {label} | {t} | {j} | {len(v)} | {statistics.median(us):.2f} ({min(us):.2f}-{max(us):.2f}) | "
+          f"{statistics.median(rate):,.0f} | {statistics.median(p99):.2f} ({min(p99):.2f}-{max(p99):.2f}) |")
+PY
+echo "raw results: $OUT" >&2

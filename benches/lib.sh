@@ -1,0 +1,47 @@
+# shellcheck shell=bash
+# Shared by the bench scripts (sourced after their argument parsing): where the
+# binaries are, building and checking them, a scratch directory, and stopping the
+# daemon a script started (by the PID it recorded in DPID, never by name).
+#
+# Sets ROOT (and cd's there), TARGET_DIR, DAEMON (or $DAEMON_BIN), STORM (or
+# $STORM_BIN), DPID="". Defines bench_binaries, bench_scratch, stop_daemon.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[1]}")/.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+DAEMON="${DAEMON_BIN:-$TARGET_DIR/release/switchboard}"
+STORM="${STORM_BIN:-$TARGET_DIR/release/storm}"
+DPID=""
+# Daemons started here run as systemd/switchboard.service runs them.
+export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:-10}"
+
+# bench_binaries NAME BUILD BIN...: builds the release binaries when BUILD is 1, then
+# checks that every BIN is there.
+bench_binaries() {
+    local name="$1" build="$2"
+    shift 2
+    if [ "$build" = 1 ]; then
+        cargo build --release --workspace --bins
+    fi
+    for bin in "$@"; do
+        [ -x "$bin" ] || { echo "$name: $bin not built (run without --no-build)" >&2; exit 1; }
+    done
+}
+
+# bench_scratch NAME: a new scratch directory in SCRATCH, file descriptors raised to
+# the hard limit.
+bench_scratch() {
+    SCRATCH="$(mktemp -d -t "switchboard-$1.XXXXXX")"
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+}
+
+# stop_daemon: SIGTERM to DPID, SIGKILL after 8 s, then forget it.
+stop_daemon() {
+    [ -n "$DPID" ] || return 0
+    kill -TERM "$DPID" 2>/dev/null || true
+    for _ in $(seq 80); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$DPID" 2>/dev/null || true
+    wait "$DPID" 2>/dev/null || true
+    DPID=""
+}
