@@ -177,3 +177,44 @@ impl ApiConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_keys_are_checked() {
+        assert_eq!(ApiConfig::default().validate(), Ok(()));
+        for t in ["image/png", "application/vnd.ms-excel", "text/x-c++src"] {
+            assert!(valid_media_type(t), "{t}");
+        }
+        for t in [
+            "",
+            "png",
+            "Image/PNG",
+            "text/plain; charset=utf-8",
+            "a/b/c",
+            "/x",
+            "x/",
+        ] {
+            assert!(!valid_media_type(t), "{t}");
+        }
+        let bad = |f: fn(&mut ApiConfig)| {
+            let mut c = ApiConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().0
+        };
+        assert_eq!(
+            bad(|c| c.max_attachment_bytes = 0),
+            "api.max_attachment_bytes"
+        );
+        assert_eq!(
+            bad(|c| c.max_uploads_in_flight = 0),
+            "api.max_uploads_in_flight"
+        );
+        assert_eq!(
+            bad(|c| c.attachment_types = vec!["text/html; x=1".into()]),
+            "api.attachment_types"
+        );
+    }
+}
