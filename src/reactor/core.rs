@@ -1065,11 +1065,7 @@ impl Core {
         let Some(c) = self.conns.get(slot) else {
             return;
         };
-        let bound = self
-            .settings
-            .live
-            .max_pending_bytes
-            .saturating_add(c.allowance);
+        let bound = c.pending_bound(self.settings.live.max_pending_bytes);
         if c.pending > bound && c.phase != Phase::Closing {
             self.over_bound(drv, slot);
             return;
@@ -1114,11 +1110,7 @@ impl Core {
                             return;
                         }
                     }
-                    let bound = self
-                        .settings
-                        .live
-                        .max_pending_bytes
-                        .saturating_add(c.allowance);
+                    let bound = c.pending_bound(self.settings.live.max_pending_bytes);
                     if c.phase != Phase::Closing && c.pending > bound {
                         self.over_bound(drv, slot);
                     } else {

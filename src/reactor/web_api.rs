@@ -489,7 +489,7 @@ impl Core {
             if let Some(c) = self.conns.get_mut(slot) {
                 // The answer is the last thing sent: no farewell after it.
                 c.dialect = Dialect::Raw;
-                c.allowance = bound.saturating_sub(usual);
+                c.allow(bound.saturating_sub(usual));
             }
             self.write_or_queue(drv, slot, bytes, bound);
             return self.close_with(drv, slot, CloseReason::Server, None);
@@ -504,7 +504,7 @@ impl Core {
         let pipelined = !c.spill.is_empty();
         let bytes = response.to_bytes_keep_alive(head_only, true);
         let bound = bound(bytes.len());
-        c.allowance = bound.saturating_sub(usual);
+        c.allow(bound.saturating_sub(usual));
         self.write_or_queue(drv, slot, bytes, bound);
         if pipelined {
             // Taken up by `api_resume`, in a loop: handled from here, a spill of many
