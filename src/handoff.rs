@@ -128,6 +128,16 @@ pub enum Command {
         /// The JSON body.
         body: Bytes,
     },
+    /// An HTTP API answer with a file (`GET .../attachments/{id}`): a 200 for request
+    /// `rid` of an API connection with the file's bytes and headers.
+    File {
+        /// The API connection.
+        conn: ConnId,
+        /// The request id.
+        rid: u32,
+        /// The file and how to label it.
+        file: Box<crate::files::FileAnswer>,
+    },
     /// The connection completed its handshake; switch it from the handshake deadline to
     /// the idle deadline.
     Established {
@@ -172,6 +182,7 @@ impl Command {
             Command::Send { conn, .. }
             | Command::SendCharged { conn, .. }
             | Command::Answer { conn, .. }
+            | Command::File { conn, .. }
             | Command::Established { conn }
             | Command::Close { conn, .. }
             | Command::ClientBye { conn } => Some(*conn),

@@ -13,6 +13,7 @@ pub mod client;
 mod clock;
 pub mod config;
 mod fasthash;
+pub mod files;
 pub mod frame;
 pub mod handoff;
 mod host_memory;

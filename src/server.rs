@@ -177,13 +177,27 @@ impl Server {
             shard_rxs.push((rx, control_rx, reply_rx));
         }
         let (router_tx, router_rx) = crossbeam_channel::unbounded();
+        let shard_txs: Arc<[_]> = shard_txs.into();
+        // Attachments: one thread does their disk I/O. Its queue holds at most one job
+        // per API request in flight (`api.max_in_flight` per reactor).
+        let files = crate::files::store::Store::new(config.state_dir.join("files"));
+        let (files_tx, files_rx) = crossbeam_channel::unbounded();
+        let files_links = crate::files::FilesLinks {
+            reactors: reactors.clone(),
+            shards: shard_txs.clone(),
+            max_bytes: config.api.max_attachment_bytes,
+            metrics: metrics.files.clone(),
+        };
+        // Detached: it ends when the workers (every sender) are gone.
+        drop(crate::files::spawn(files.clone(), files_rx, files_links)?);
         let links = Links {
             reactors: reactors.clone(),
-            shards: shard_txs.into(),
+            shards: shard_txs,
             controls: control_txs.into(),
             sessions: reply_txs.into(),
             router: Some(router_tx),
             service_queue_depth: config.workers.service_queue_depth,
+            files: Some(files_tx),
         };
         let libraries = checked.libraries;
         let live = reload::Live {
@@ -256,6 +270,7 @@ impl Server {
                     j.handle.clone(),
                     links.controls.clone(),
                     config.journal.retention,
+                    files,
                 )
             })
             .transpose()?;

@@ -41,6 +41,9 @@ pub enum Shape {
     /// `GET /conversations/{id}/export`: every `HistoryPage` back to the first
     /// entry, as JSON Lines, oldest first.
     Export,
+    /// `POST /conversations/{id}/attachments`: the reply's fields, as `Fields`; the
+    /// reactor counts a refusal.
+    Upload,
 }
 
 /// What an API request asks the service.
@@ -53,6 +56,29 @@ pub enum Op {
     Agents {
         /// Only this group's (empty: all).
         group: String,
+    },
+    /// `POST /conversations/{id}/attachments`: store a file and send the message that
+    /// references it (content type `ATTACHMENT`) as the uploader.
+    Upload {
+        /// The conversation.
+        conversation: u64,
+        /// The file name (checked).
+        name: String,
+        /// The media type (`Content-Type` without parameters, lower case; the
+        /// reactor checked it against `api.attachment_types`).
+        media_type: String,
+        /// The content (the reactor moves the body in after routing).
+        bytes: bytes::Bytes,
+        /// The message's `client_msg_id` (from `Idempotency-Key`, else 0 with
+        /// `fresh_id`).
+        client_msg_id: u64,
+    },
+    /// `GET /conversations/{id}/attachments/{file}`: a file of the conversation.
+    Download {
+        /// The conversation.
+        conversation: u64,
+        /// The file's id (lower-case hex SHA-256).
+        id: String,
     },
     /// Assign a queued conversation to a connected agent or bot (no protocol
     /// request does this: an agent claims for itself).
@@ -81,7 +107,7 @@ impl Call {
     pub fn msg(&self) -> Option<&Msg> {
         match &self.op {
             Op::Protocol(m) => Some(m),
-            Op::Assign { .. } | Op::Agents { .. } => None,
+            Op::Assign { .. } | Op::Agents { .. } | Op::Upload { .. } | Op::Download { .. } => None,
         }
     }
 }
@@ -136,15 +162,21 @@ pub enum RouteError {
     /// A body that is not `application/json` (415).
     #[error("request body must be application/json")]
     MediaType,
+    /// An attachment's name that is not a plain file name (400).
+    #[error("query parameter name: {0}")]
+    Name(#[from] crate::files::name::NameError),
+    /// An attachment id that is not a lower-case hex SHA-256 (404: no such file).
+    #[error("no such attachment: an id is 64 lower-case hex digits")]
+    FileId,
 }
 
 impl RouteError {
     /// The HTTP status that answers it.
     pub fn status(&self) -> u16 {
         match self {
-            Self::NotFound => 404,
+            Self::NotFound | Self::FileId => 404,
             Self::Method { .. } => 405,
-            Self::Query(_) | Self::PathId(_) | Self::Body(_) => 400,
+            Self::Query(_) | Self::PathId(_) | Self::Body(_) | Self::Name(_) => 400,
             Self::MediaType => 415,
         }
     }
@@ -230,6 +262,30 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
             assign(conversation_id(id)?, json()?)?
         }
         ["conversations", _, "transfer" | "assign"] => return Err(WRITE),
+        ["conversations", id, "attachments"] if post => {
+            upload(conversation_id(id)?, req, query, body)?
+        }
+        ["conversations", _, "attachments"] => return Err(WRITE),
+        ["conversations", id, "attachments", file] if get => {
+            params(query, &[])?;
+            let conversation = conversation_id(id)?;
+            if !crate::files::store::valid_id(file) {
+                return Err(RouteError::FileId);
+            }
+            Call {
+                scope: Scope::ConversationsRead,
+                acting: Acting::Admin,
+                fresh_id: false,
+                shape: Shape::Fields,
+                op: Op::Download {
+                    conversation,
+                    id: (*file).to_owned(),
+                },
+            }
+        }
+        ["conversations", _, "attachments", _] => {
+            return Err(RouteError::Method { allow: "GET, HEAD" });
+        }
         ["agents"] if get => {
             let v = params(query, &["group"])?;
             let group = v
@@ -357,6 +413,69 @@ fn post_message(conversation: u64, body: &[u8], key: Option<&str>) -> Result<Cal
     Ok(Call {
         fresh_id: key.is_none(),
         ..Call::protocol(Scope::MessagesWrite, acting, send)
+    })
+}
+
+/// Whether a request is an attachment upload (its body limit is
+/// `api.max_attachment_bytes`, and its `Content-Type` is checked before the body).
+pub fn is_upload(req: &Request) -> bool {
+    req.method == Method::Post
+        && req
+            .path
+            .strip_prefix(super::PREFIX)
+            .and_then(|p| p.strip_prefix("conversations/"))
+            .and_then(|p| p.split_once('/'))
+            .is_some_and(|(_, rest)| rest == "attachments")
+}
+
+/// The media type of a request: its `Content-Type` without parameters, in lower case
+/// (empty without one).
+pub fn media_type(req: &Request) -> String {
+    let media = req.content_type.as_deref().unwrap_or_default();
+    media
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// `POST /api/v1/conversations/{id}/attachments?name=<file name>`: the body is the
+/// file (its bytes go into [`Op::Upload`] after routing).
+fn upload(
+    conversation: u64,
+    req: &Request,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Call, RouteError> {
+    let v = params(query, &["name"])?;
+    let name = v
+        .into_iter()
+        .next()
+        .flatten()
+        .ok_or(QueryError::Value {
+            name: "name",
+            why: "the file name is required",
+        })?
+        .into_owned();
+    crate::files::name::check(&name)?;
+    if body.is_empty() {
+        return Err(RouteError::Body("an attachment cannot be empty".into()));
+    }
+    let key = req.idempotency_key.as_deref();
+    check_key(key)?;
+    Ok(Call {
+        scope: Scope::MessagesWrite,
+        acting: Acting::Admin,
+        fresh_id: key.is_none(),
+        shape: Shape::Upload,
+        op: Op::Upload {
+            conversation,
+            name,
+            media_type: media_type(req),
+            bytes: bytes::Bytes::new(),
+            client_msg_id: key.map_or(0, idempotency_id),
+        },
     })
 }
 
@@ -802,6 +921,74 @@ mod tests {
             b"{}",
         );
         assert_eq!(plain.unwrap_err(), RouteError::MediaType);
+    }
+
+    #[test]
+    fn attachments_route_to_upload_and_download() {
+        let r = req(
+            "POST",
+            "/api/v1/conversations/7/attachments?name=a%20b.png",
+            "Content-Type: Image/PNG; x=1\r\nIdempotency-Key: k\r\n",
+        );
+        assert!(is_upload(&r));
+        assert_eq!(media_type(&r), "image/png");
+        let call = route(&r, b"\x89PNG").unwrap();
+        assert_eq!(call.scope, Scope::MessagesWrite);
+        assert!(!call.fresh_id);
+        assert_eq!(
+            call.op,
+            Op::Upload {
+                conversation: 7,
+                name: "a b.png".into(),
+                media_type: "image/png".into(),
+                bytes: bytes::Bytes::new(),
+                client_msg_id: idempotency_id("k"),
+            }
+        );
+        for (target, body, status) in [
+            (
+                "/api/v1/conversations/7/attachments?name=..",
+                &b"x"[..],
+                400,
+            ),
+            ("/api/v1/conversations/7/attachments?name=a%2Fb", b"x", 400),
+            ("/api/v1/conversations/7/attachments?name=a%00", b"x", 400),
+            ("/api/v1/conversations/7/attachments", b"x", 400),
+            ("/api/v1/conversations/7/attachments?name=a", b"", 400),
+            ("/api/v1/conversations/0/attachments?name=a", b"x", 400),
+        ] {
+            let r = req("POST", target, "Content-Type: image/png\r\n");
+            assert_eq!(route(&r, body).unwrap_err().status(), status, "{target}");
+        }
+        let id = crate::files::store::sha256_hex(b"x");
+        let call = get(&format!("/api/v1/conversations/7/attachments/{id}")).unwrap();
+        assert_eq!(call.scope, Scope::ConversationsRead);
+        assert_eq!(
+            call.op,
+            Op::Download {
+                conversation: 7,
+                id: id.clone()
+            }
+        );
+        let upper = id.to_uppercase();
+        let e = get(&format!("/api/v1/conversations/7/attachments/{upper}")).unwrap_err();
+        assert_eq!(e.status(), 404);
+        assert!(!is_upload(&req(
+            "GET",
+            "/api/v1/conversations/7/attachments",
+            ""
+        )));
+        assert!(!is_upload(&req(
+            "POST",
+            "/api/v1/conversations/7/messages",
+            ""
+        )));
+        assert_eq!(
+            get("/api/v1/conversations/7/attachments")
+                .unwrap_err()
+                .status(),
+            405
+        );
     }
 
     #[test]

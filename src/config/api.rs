@@ -18,6 +18,14 @@ pub struct ApiConfig {
     /// JSON Lines: the reactor gathers it before answering; larger is answered 413
     /// (page through `/messages` instead).
     pub max_export_bytes: usize,
+    /// Largest attachment (`POST /conversations/{id}/attachments`), in bytes: the
+    /// body limit of that route instead of `max_body_bytes` (413 and close past it).
+    pub max_attachment_bytes: usize,
+    /// Media types an attachment may have (its `Content-Type`); others: 415.
+    pub attachment_types: Vec<String>,
+    /// Uploads one reactor may have reading their body or waiting for the service at
+    /// once (each may hold `max_attachment_bytes`); past it: 503 with `Retry-After`.
+    pub max_uploads_in_flight: usize,
     /// Keys a back end authenticates with (`Authorization: Bearer sbk_<id>_<secret>`).
     /// None by default: only admin JWTs are accepted.
     pub keys: Vec<ApiKeyConfig>,
@@ -29,6 +37,18 @@ impl Default for ApiConfig {
             max_body_bytes: 1024 * 1024,
             max_in_flight: 1024,
             max_export_bytes: 64 * 1024 * 1024,
+            max_attachment_bytes: 10 * 1024 * 1024,
+            attachment_types: [
+                "image/png",
+                "image/jpeg",
+                "image/gif",
+                "image/webp",
+                "application/pdf",
+                "text/plain",
+            ]
+            .map(String::from)
+            .to_vec(),
+            max_uploads_in_flight: 16,
             keys: Vec::new(),
         }
     }
@@ -70,6 +90,16 @@ pub fn valid_key_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+/// `type/subtype` of lower-case RFC 6838 name characters, at most 127 bytes.
+pub fn valid_media_type(t: &str) -> bool {
+    let name = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$&-^_.+".contains(&b))
+    };
+    t.len() <= 127 && t.split_once('/').is_some_and(|(a, b)| name(a) && name(b))
+}
+
 impl ApiConfig {
     /// The keys in force, as the session workers check them.
     pub fn key_table(&self) -> crate::api::keys::ApiKeys {
@@ -93,6 +123,23 @@ impl ApiConfig {
         }
         if !(64 * 1024..=1024 * 1024 * 1024).contains(&self.max_export_bytes) {
             return Err(("api.max_export_bytes", "from 65536 to 1073741824".into()));
+        }
+        if !(1..=1024 * 1024 * 1024).contains(&self.max_attachment_bytes) {
+            return Err(("api.max_attachment_bytes", "from 1 to 1073741824".into()));
+        }
+        if !(1..=4096).contains(&self.max_uploads_in_flight) {
+            return Err(("api.max_uploads_in_flight", "from 1 to 4096".into()));
+        }
+        if self.attachment_types.len() > 256 {
+            return Err(("api.attachment_types", "at most 256 media types".into()));
+        }
+        for t in &self.attachment_types {
+            if !valid_media_type(t) {
+                return Err((
+                    "api.attachment_types",
+                    format!("{t:?}: a media type `type/subtype` in lower case, without parameters"),
+                ));
+            }
         }
         if self.keys.len() > MAX_API_KEYS {
             return Err(("api.keys", format!("at most {MAX_API_KEYS} keys")));
@@ -128,5 +175,46 @@ impl ApiConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_keys_are_checked() {
+        assert_eq!(ApiConfig::default().validate(), Ok(()));
+        for t in ["image/png", "application/vnd.ms-excel", "text/x-c++src"] {
+            assert!(valid_media_type(t), "{t}");
+        }
+        for t in [
+            "",
+            "png",
+            "Image/PNG",
+            "text/plain; charset=utf-8",
+            "a/b/c",
+            "/x",
+            "x/",
+        ] {
+            assert!(!valid_media_type(t), "{t}");
+        }
+        let bad = |f: fn(&mut ApiConfig)| {
+            let mut c = ApiConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().0
+        };
+        assert_eq!(
+            bad(|c| c.max_attachment_bytes = 0),
+            "api.max_attachment_bytes"
+        );
+        assert_eq!(
+            bad(|c| c.max_uploads_in_flight = 0),
+            "api.max_uploads_in_flight"
+        );
+        assert_eq!(
+            bad(|c| c.attachment_types = vec!["text/html; x=1".into()]),
+            "api.attachment_types"
+        );
     }
 }

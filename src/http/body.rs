@@ -137,6 +137,11 @@ impl BodyReader {
         self.step == Step::Done
     }
 
+    /// Bytes of the body so far.
+    pub fn received(&self) -> usize {
+        self.body.len()
+    }
+
     /// The body so far (all of it once done).
     pub fn into_body(self) -> Vec<u8> {
         self.body

@@ -107,6 +107,9 @@ pub struct Request {
     pub authorization: Option<String>,
     /// The `Idempotency-Key` header, trimmed.
     pub idempotency_key: Option<String>,
+    /// `Expect: 100-continue` (HTTP/1.1): the client waits for `100 Continue` before
+    /// it sends the body (curl does for bodies over 1 MiB).
+    pub expect_continue: bool,
 }
 
 impl std::fmt::Debug for Request {
@@ -132,6 +135,7 @@ impl std::fmt::Debug for Request {
                 &self.authorization.as_ref().map(|_| "<redacted>"),
             )
             .field("idempotency_key", &self.idempotency_key)
+            .field("expect_continue", &self.expect_continue)
             .finish()
     }
 }
@@ -267,6 +271,7 @@ fn build(
         content_type: None,
         authorization: None,
         idempotency_key: None,
+        expect_continue: false,
     };
     let mut keep_alive = false;
     let mut transfer_encoding = false;
@@ -311,6 +316,9 @@ fn build(
                 }
                 r.content_length = Some(n);
             }
+        } else if is("expect") {
+            r.expect_continue =
+                minor_version >= 1 && text(h.value)?.trim().eq_ignore_ascii_case("100-continue");
         } else if is("transfer-encoding") {
             for t in tokens(text(h.value)?) {
                 // Only a single `chunked` is understood; anything else (gzip, a

@@ -78,7 +78,10 @@ impl Response {
         // 1xx, 204 and 304 have no body, so no body headers either (RFC 9110 8.6).
         let bodiless = self.status < 200 || self.status == 204 || self.status == 304;
         if !bodiless {
-            put_header(&mut out, "Content-Type", self.content_type);
+            // Empty: the type is not a constant and comes among the extra headers.
+            if !self.content_type.is_empty() {
+                put_header(&mut out, "Content-Type", self.content_type);
+            }
             put_header(&mut out, "Content-Length", &self.body.len().to_string());
         }
         put_header(

@@ -458,6 +458,19 @@ pub struct Metrics {
     pub reactor_backend: &'static str,
     /// One block per `[[webhooks]]` endpoint, in configuration order.
     pub webhooks: Vec<Arc<webhooks::EndpointMetrics>>,
+    /// The files thread (attachments).
+    pub files: Arc<FilesMetrics>,
+}
+
+/// What the files thread stored (attachments).
+#[derive(Debug, Default)]
+pub struct FilesMetrics {
+    /// Files written (new content for their conversation).
+    pub stored: Counter,
+    /// Uploads whose content their conversation had already (nothing written).
+    pub deduplicated: Counter,
+    /// Bytes of the files written.
+    pub bytes: Counter,
 }
 
 impl Metrics {
@@ -474,6 +487,7 @@ impl Metrics {
             pending_total: Arc::default(),
             reactor_backend: "",
             webhooks: Vec::new(),
+            files: Arc::default(),
         }
     }
 

@@ -14,6 +14,19 @@ pub const HTTP_STATUSES: [u16; 20] = [
 /// the reactor (no such route, bad query or body), refused at `api.max_in_flight`.
 pub const API_OUTCOMES: [&str; 3] = ["routed", "refused", "busy"];
 
+/// Why attachment uploads were refused, in slot order: past
+/// `api.max_attachment_bytes`, a media type not in `api.attachment_types`, a bad
+/// name or an empty body, refused by the service (credential, scope, party, a closed
+/// conversation), not stored (the disk), or past `api.max_uploads_in_flight`.
+pub const ATTACHMENT_REFUSALS: [&str; 6] = [
+    "too_large",
+    "media_type",
+    "bad_request",
+    "denied",
+    "failed",
+    "busy",
+];
+
 /// WebSocket close codes counted by name, in slot order; anything else counts as
 /// `other` (4000 + an error code: `error`).
 pub const WS_CLOSE_CODES: [u16; 9] = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013];
@@ -37,6 +50,8 @@ pub struct WebMetrics {
     pub visitor_tokens: [Counter; crate::auth::visitor::Outcome::ALL.len()],
     /// HTTP API requests by outcome ([`API_OUTCOMES`]).
     pub api_requests: [Counter; API_OUTCOMES.len()],
+    /// Attachment uploads refused, by reason ([`ATTACHMENT_REFUSALS`]).
+    pub attachments_refused: [Counter; ATTACHMENT_REFUSALS.len()],
 }
 
 impl WebMetrics {
@@ -61,6 +76,14 @@ impl WebMetrics {
     /// Counts one HTTP API request with the outcome in slot `i` of [`API_OUTCOMES`].
     pub fn count_api(&self, i: usize) {
         if let Some(c) = self.api_requests.get(i) {
+            c.inc();
+        }
+    }
+
+    /// Counts one refused upload with the reason in slot `i` of
+    /// [`ATTACHMENT_REFUSALS`].
+    pub fn count_attachment_refused(&self, i: usize) {
+        if let Some(c) = self.attachments_refused.get(i) {
             c.inc();
         }
     }

@@ -145,6 +145,7 @@ fn content_name(code: u8) -> &'static str {
         content::MARKDOWN => "markdown",
         content::URL => "url",
         content::JSON => "json",
+        content::ATTACHMENT => "attachment",
         _ => "unknown",
     }
 }
@@ -383,6 +384,15 @@ mod tests {
     use crate::protocol::messages::Entry;
     use crate::service::record::{Record, record};
     use serde_json::Value;
+
+    #[test]
+    fn every_content_code_has_its_name() {
+        let names: Vec<&str> = (content::TEXT..=content::ATTACHMENT)
+            .map(content_name)
+            .collect();
+        assert_eq!(names, ["text", "markdown", "url", "json", "attachment"]);
+        assert_eq!(content_name(0), "unknown");
+    }
 
     fn filter(types: &[&str], tenant: Option<&str>, notes: bool) -> Filter {
         Filter {

@@ -50,6 +50,10 @@ pub mod content {
     pub const URL: u8 = 3;
     /// A JSON document (cards, forms) for the client to render.
     pub const JSON: u8 = 4;
+    /// A file uploaded over the HTTP API: the body is JSON `{"id","name","size","type"}`
+    /// (`GET /api/v1/conversations/{conversation}/attachments/{id}` downloads it).
+    /// Only the upload route makes it: a client's `Send` with it is refused (400).
+    pub const ATTACHMENT: u8 = 5;
 }
 
 /// Presence codes (`Presence.status`).
@@ -714,7 +718,7 @@ impl Msg {
                     (content::TEXT..=content::JSON).contains(&m.content_type),
                     k,
                     "content_type",
-                    "unknown content type",
+                    "1 to 4 (5, ATTACHMENT, is made by the upload route only)",
                 )?;
                 short(k, "group", &m.group)
             }

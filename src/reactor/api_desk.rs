@@ -52,6 +52,9 @@ pub(crate) struct ApiDesk {
     pub waiting: ServerMap<usize, Waiting>,
     /// Exports being gathered (their connections also wait).
     pub exports: ServerMap<usize, Box<Export>>,
+    /// Connections with an upload reading its body or waiting for its answer (at
+    /// most `api.max_uploads_in_flight`: each may hold `api.max_attachment_bytes`).
+    pub uploads: ServerMap<usize, ()>,
     /// Kept connections with pipelined input to handle after their answer.
     pub resume: Vec<usize>,
     /// The last request id given out (never 0: unsolicited frames carry 0).
@@ -70,6 +73,7 @@ impl ApiDesk {
         self.reading.remove(&slot);
         self.waiting.remove(&slot);
         self.exports.remove(&slot);
+        self.uploads.remove(&slot);
     }
 
     /// Requests in flight (reading or waiting).

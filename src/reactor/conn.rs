@@ -109,6 +109,11 @@ pub(crate) struct Conn {
     pub generation: u32,
     /// Total bytes in `outq`.
     pub pending: u32,
+    /// Output allowed on top of `limits.max_pending_bytes`, in units of
+    /// [`ALLOWANCE_UNIT`] bytes: the size of the last HTTP API answer (a file, an
+    /// export), queued whole so that a client reading it is not cut in the middle (0
+    /// for every other connection). A `u16` fits the struct's padding.
+    pub allowance: u16,
     /// The part of `pending` already counted in the output ledger and the reactor's
     /// total (they are brought up to date after each change, see `Core::publish`).
     pub published: u32,
@@ -149,6 +154,21 @@ pub(crate) struct Conn {
     pub sending: u8,
     /// The peer's address key in the connection limits (released on close).
     pub ip_key: crate::reactor::admission::IpKey,
+}
+
+/// The unit of [`Conn::allowance`] (64 KiB: a `u16` of them covers 4 GiB).
+pub(crate) const ALLOWANCE_UNIT: u32 = 64 * 1024;
+
+impl Conn {
+    /// `limits.max_pending_bytes` (`usual`) plus this connection's allowance.
+    pub fn pending_bound(&self, usual: u32) -> u32 {
+        usual.saturating_add(u32::from(self.allowance).saturating_mul(ALLOWANCE_UNIT))
+    }
+
+    /// Allows `bytes` of output on top of the usual bound (rounded up to the unit).
+    pub fn allow(&mut self, bytes: u32) {
+        self.allowance = u16::try_from(bytes.div_ceil(ALLOWANCE_UNIT)).unwrap_or(u16::MAX);
+    }
 }
 
 /// The design's ceiling for a connection context.

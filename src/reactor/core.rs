@@ -467,6 +467,7 @@ impl Core {
             mark: now,
             generation,
             pending: 0,
+            allowance: 0,
             published: 0,
             out_mark: now,
             discarded: 0,
@@ -1064,7 +1065,8 @@ impl Core {
         let Some(c) = self.conns.get(slot) else {
             return;
         };
-        if c.pending > self.settings.live.max_pending_bytes && c.phase != Phase::Closing {
+        let bound = c.pending_bound(self.settings.live.max_pending_bytes);
+        if c.pending > bound && c.phase != Phase::Closing {
             self.over_bound(drv, slot);
             return;
         }
@@ -1108,8 +1110,8 @@ impl Core {
                             return;
                         }
                     }
-                    if c.phase != Phase::Closing && c.pending > self.settings.live.max_pending_bytes
-                    {
+                    let bound = c.pending_bound(self.settings.live.max_pending_bytes);
+                    if c.phase != Phase::Closing && c.pending > bound {
                         self.over_bound(drv, slot);
                     } else {
                         self.pause_if_backlogged(slot);
@@ -1290,6 +1292,12 @@ impl Core {
                         self.api_resume(drv);
                     }
                 }
+                Command::File { conn, rid, file } => {
+                    if let Some(slot) = self.open_slot_of_id(conn) {
+                        self.api_file(drv, slot, rid, *file);
+                        self.api_resume(drv);
+                    }
+                }
                 Command::SendMany { conns, frame } => {
                     let mut encoded = dialect::PerDialect::new(frame.clone());
                     for conn in conns {
@@ -1372,6 +1380,11 @@ impl Core {
             // sending.
             let due = if c.read_paused && c.phase == Phase::Established {
                 now.plus_ms(self.settings.live.idle_ms)
+            } else if c.pending > 0 && c.phase == Phase::Handshake {
+                // An HTTP answer (a file) still going out: the deadline runs from its
+                // last progress (no progress at all is `limits.stall_timeout`'s).
+                self.deadline_of(c)
+                    .max(c.out_mark.plus_ms(self.settings.live.handshake_ms))
             } else {
                 self.deadline_of(c)
             };

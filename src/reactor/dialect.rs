@@ -34,7 +34,7 @@ pub(crate) struct WebSettings {
 }
 
 /// The HTTP API's bounds in a reactor.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ApiLimits {
     /// `api.max_body_bytes`.
     pub max_body: usize,
@@ -42,6 +42,12 @@ pub(crate) struct ApiLimits {
     pub max_in_flight: usize,
     /// `api.max_export_bytes`.
     pub max_export: usize,
+    /// `api.max_attachment_bytes`: the body limit of an upload.
+    pub max_attachment: usize,
+    /// `api.attachment_types`.
+    pub attachment_types: std::sync::Arc<[String]>,
+    /// `api.max_uploads_in_flight`.
+    pub max_uploads: usize,
 }
 
 impl std::fmt::Debug for WebSettings {
@@ -82,6 +88,9 @@ impl WebSettings {
                 max_body: c.api.max_body_bytes,
                 max_in_flight: c.api.max_in_flight,
                 max_export: c.api.max_export_bytes,
+                max_attachment: c.api.max_attachment_bytes,
+                attachment_types: c.api.attachment_types.clone().into(),
+                max_uploads: c.api.max_uploads_in_flight,
             },
         })
     }

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::Core;
-use crate::api::route::{Op, RouteError, Shape, route};
+use crate::api::route::{Op, RouteError, Shape, is_upload, media_type, route};
 use crate::api::{ApiCall, answer};
 use crate::handoff::{CloseReason, Event};
 use crate::http::body::BodyReader;
@@ -21,6 +21,9 @@ use crate::reactor::api_desk::{Export, Reading, Waiting};
 use crate::reactor::conn::Dialect;
 use crate::reactor::sys::Driver;
 
+/// Bytes of an upload's body that start its request deadline again.
+const UPLOAD_PROGRESS: usize = 64 * 1024;
+
 impl Core {
     /// The head of an API request arrived, with `rest` (what followed it so far).
     pub(super) fn api_head(
@@ -30,16 +33,57 @@ impl Core {
         req: Request,
         rest: &[u8],
     ) {
-        let max = self.settings.web.api.max_body;
+        let upload = is_upload(&req);
+        let max = if upload {
+            // Checked before any of the body is read: a refused type costs no upload.
+            let media = media_type(&req);
+            if !self.settings.web.api.attachment_types.contains(&media) {
+                let why = format!(
+                    "attachments of media type {media:?} are not accepted (api.attachment_types)"
+                );
+                self.links.stats.web.count_attachment_refused(1);
+                return self.api_refuse(drv, slot, 415, &why, false);
+            }
+            let max_uploads = self.settings.web.api.max_uploads;
+            if self.api.uploads.len() >= max_uploads {
+                tracing::warn!(
+                    reactor = self.id,
+                    max = max_uploads,
+                    "uploads in flight at api.max_uploads_in_flight; answering 503"
+                );
+                self.links.stats.web.count_attachment_refused(5);
+                let why = "too many uploads in flight";
+                return self.api_refuse(drv, slot, 503, why, false);
+            }
+            self.api.uploads.insert(slot, ());
+            self.settings.web.api.max_attachment
+        } else {
+            self.settings.web.api.max_body
+        };
         let mut body = match BodyReader::new(&req, max) {
             Ok(b) => b,
-            Err(e) => return self.api_refuse(drv, slot, e.status(), &e.to_string(), false),
+            Err(e) => {
+                self.count_upload_refused(upload, e.status());
+                return self.api_refuse(drv, slot, e.status(), &e.to_string(), false);
+            }
         };
         let fed = match body.feed(rest) {
             Ok(fed) => fed,
-            Err(e) => return self.api_refuse(drv, slot, e.status(), &e.to_string(), false),
+            Err(e) => {
+                self.count_upload_refused(upload, e.status());
+                return self.api_refuse(drv, slot, e.status(), &e.to_string(), false);
+            }
         };
         if !fed.done {
+            if req.expect_continue && rest.is_empty() {
+                // The head passed every check that needs no body: ask for it (RFC
+                // 9110 10.1.1) rather than have the client wait for a timeout.
+                self.send(
+                    drv,
+                    slot,
+                    Bytes::from_static(b"HTTP/1.1 100 Continue\r\n\r\n"),
+                );
+            }
             // The body is still coming: bounded by `api.max_body_bytes`, in time by
             // the request deadline (408).
             if let Some(c) = self.conns.get_mut(slot) {
@@ -54,16 +98,39 @@ impl Core {
         self.api_call(drv, slot, req, body.into_body(), leftover);
     }
 
+    /// Counts an upload the reactor refused with `status` (nothing for other requests).
+    fn count_upload_refused(&self, upload: bool, status: u16) {
+        if upload {
+            let reason = if status == 413 { 0 } else { 2 };
+            self.links.stats.web.count_attachment_refused(reason);
+        }
+    }
+
     /// More of a request body.
     pub(super) fn api_body(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
         let Some(mut reading) = self.api.reading.remove(&slot) else {
             return;
         };
+        let before = reading.body.received();
         let fed = match reading.body.feed(data) {
             Ok(fed) => fed,
-            Err(e) => return self.api_refuse(drv, slot, e.status(), &e.to_string(), false),
+            Err(e) => {
+                self.count_upload_refused(is_upload(&reading.req), e.status());
+                return self.api_refuse(drv, slot, e.status(), &e.to_string(), false);
+            }
         };
         if !fed.done {
+            // An upload may take longer than the request deadline: each
+            // `UPLOAD_PROGRESS` bytes received start it again (so it needs at least
+            // that much per deadline, and `api.max_uploads_in_flight` bounds how many
+            // trickle at once).
+            let after = reading.body.received();
+            if before / UPLOAD_PROGRESS != after / UPLOAD_PROGRESS && is_upload(&reading.req) {
+                let now = self.now;
+                if let Some(c) = self.conns.get_mut(slot) {
+                    c.mark = now;
+                }
+            }
             self.api.reading.insert(slot, reading);
             return;
         }
@@ -113,8 +180,15 @@ impl Core {
             c.spill.extend_from_slice(leftover);
         }
         let call = match route(&req, &body) {
-            Ok(call) => call,
+            Ok(mut call) => {
+                if let Op::Upload { bytes, .. } = &mut call.op {
+                    // Moved, not copied: an upload may be `api.max_attachment_bytes`.
+                    *bytes = Bytes::from(body);
+                }
+                call
+            }
             Err(e) => {
+                self.count_upload_refused(is_upload(&req), e.status());
                 let mut r = answer::error(
                     e.status(),
                     answer::code_for_status(e.status()),
@@ -217,6 +291,15 @@ impl Core {
         let response = match w.shape {
             Shape::One(id) => answer::one_conversation(frame, id),
             Shape::Fields => answer::from_frame(frame),
+            Shape::Upload => {
+                let r = answer::from_frame(frame);
+                match r.status {
+                    201 => {}
+                    500.. => self.links.stats.web.count_attachment_refused(4),
+                    _ => self.links.stats.web.count_attachment_refused(3),
+                }
+                r
+            }
             Shape::Export => match self.api_export_page(slot, w, frame) {
                 Some(r) => r,
                 // The next page was asked for: still waiting.
@@ -314,11 +397,38 @@ impl Core {
         self.api_respond(drv, slot, response, w.head_only, w.keep_alive);
     }
 
+    /// A file the service read for request `rid` (`GET .../attachments/{id}`).
+    pub(super) fn api_file(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        rid: u32,
+        file: crate::files::FileAnswer,
+    ) {
+        let Some(w) = self
+            .api
+            .waiting
+            .get(&slot)
+            .copied()
+            .filter(|w| w.rid == rid)
+        else {
+            return;
+        };
+        self.api.waiting.remove(&slot);
+        let response = Response::new(200, "", file.body)
+            .header("Content-Type", file.media_type)
+            .header("Content-Disposition", file.disposition)
+            .header("X-Content-Type-Options", "nosniff")
+            .header("Cache-Control", "private, no-store");
+        self.api_respond(drv, slot, response, w.head_only, w.keep_alive);
+    }
+
     /// The answer to an API request for a connection closed for `reason` while it
     /// waited (or read its body).
     pub(super) fn api_farewell(&mut self, slot: usize, reason: CloseReason) -> Option<Bytes> {
         let waited = self.api.waiting.remove(&slot).is_some();
         self.api.reading.remove(&slot);
+        self.api.uploads.remove(&slot);
         let (status, code, why) = match reason {
             CloseReason::Shutdown => (503, ErrorCode::ShuttingDown, "the server is shutting down"),
             CloseReason::Error(ErrorCode::HandshakeTimeout) if waited => (
@@ -363,10 +473,26 @@ impl Core {
         keep_alive: bool,
     ) {
         self.links.stats.web.count_response(response.status);
+        // Whatever it was, the connection's request is over.
+        self.api.uploads.remove(&slot);
+        // An answer (a file, an export) may be far larger than a connection's output
+        // bound: it is accepted whole, with the usual bound on top of it, so a
+        // client that reads is never cut in the middle of one (its memory is spent
+        // already; a client that pipelines more while reading nothing is cut at the
+        // next one).
+        let usual = self.settings.live.max_pending_bytes;
+        let bound = |len: usize| u32::try_from(len).unwrap_or(u32::MAX).saturating_add(usual);
         if !keep_alive {
             self.api.forget(slot);
             let bytes = response.to_bytes(head_only);
-            return self.answer_bytes_and_close(drv, slot, bytes);
+            let bound = bound(bytes.len());
+            if let Some(c) = self.conns.get_mut(slot) {
+                // The answer is the last thing sent: no farewell after it.
+                c.dialect = Dialect::Raw;
+                c.allow(bound.saturating_sub(usual));
+            }
+            self.write_or_queue(drv, slot, bytes, bound);
+            return self.close_with(drv, slot, CloseReason::Server, None);
         }
         let now = self.now;
         let Some(c) = self.conns.get_mut(slot) else {
@@ -376,7 +502,10 @@ impl Core {
         // A kept connection has the request deadline for its next request.
         c.mark = now;
         let pipelined = !c.spill.is_empty();
-        self.send(drv, slot, response.to_bytes_keep_alive(head_only, true));
+        let bytes = response.to_bytes_keep_alive(head_only, true);
+        let bound = bound(bytes.len());
+        c.allow(bound.saturating_sub(usual));
+        self.write_or_queue(drv, slot, bytes, bound);
         if pipelined {
             // Taken up by `api_resume`, in a loop: handled from here, a spill of many
             // small requests would deepen the stack once per request.

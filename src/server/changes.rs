@@ -26,7 +26,7 @@ pub struct ConfigChange {
 
 /// Keys, and sections (everything under them), that take effect only at start:
 /// they shape threads, sockets or files.
-const RESTART_ONLY: [&str; 16] = [
+const RESTART_ONLY: [&str; 19] = [
     "state_dir",
     // The reactors take `[web]` (origins, bounds, sites and their secrets) at start.
     "web",
@@ -34,6 +34,9 @@ const RESTART_ONLY: [&str; 16] = [
     "api.max_body_bytes",
     "api.max_in_flight",
     "api.max_export_bytes",
+    "api.max_attachment_bytes",
+    "api.attachment_types",
+    "api.max_uploads_in_flight",
     "listeners",
     "reactor",
     "workers",

@@ -81,6 +81,9 @@ fn in_force(current: &Config, new: &Config) -> Config {
     next.api.max_body_bytes = current.api.max_body_bytes;
     next.api.max_in_flight = current.api.max_in_flight;
     next.api.max_export_bytes = current.api.max_export_bytes;
+    next.api.max_attachment_bytes = current.api.max_attachment_bytes;
+    next.api.attachment_types = current.api.attachment_types.clone();
+    next.api.max_uploads_in_flight = current.api.max_uploads_in_flight;
     next.journal = crate::config::JournalConfig {
         max_replay: new.journal.max_replay,
         ..current.journal.clone()

@@ -30,7 +30,9 @@ impl ShardMsg {
     /// per-shard parts are not refused (a connection holds at most a few).
     pub(crate) fn client_request(&self) -> Option<&Sender> {
         match self {
-            Self::Request { from, .. } => Some(from),
+            Self::Request { from, .. }
+            | Self::Upload { from, .. }
+            | Self::Download { from, .. } => Some(from),
             _ => None,
         }
     }

@@ -34,6 +34,7 @@ use crate::protocol::Kind;
 use crate::protocol::messages::{self, Entry, Msg, role};
 
 mod assist;
+mod files;
 mod history;
 #[cfg(test)]
 mod inspect;
@@ -98,6 +99,9 @@ struct Conversation {
     /// Rebuilt by salvage without its opening record: its tenant is unknown, so no
     /// user may see it (kept, closed, until retention drops it).
     orphan: bool,
+    /// The files its `ATTACHMENT` messages reference, oldest first (a download
+    /// needs one; the transcript may have left memory).
+    files: Vec<files::FileRef>,
     /// Every agent who ever served it (tests check deliveries against this).
     #[cfg(test)]
     served_by: Vec<UserRef>,
@@ -125,6 +129,7 @@ impl Conversation {
             closed_ms: 0,
             catch_up: Vec::new(),
             orphan: false,
+            files: Vec::new(),
             #[cfg(test)]
             served_by: Vec::new(),
         }
@@ -159,6 +164,7 @@ impl Conversation {
 
     fn append(&mut self, mut entry: Entry) -> u64 {
         entry.seq = self.next_seq();
+        self.note_file(&entry);
         self.events.push(entry)
     }
 }
@@ -321,6 +327,12 @@ impl Shard {
             } => self.conns(conversation, who, conns, out),
             ShardMsg::Request { from, msg } => self.request(from, msg, now_ms, out),
             ShardMsg::Resume(resume) => self.resume(resume, out),
+            ShardMsg::Upload { from, upload } => self.upload(from, upload, out),
+            ShardMsg::Download {
+                from,
+                conversation,
+                id,
+            } => self.download(from, conversation, id, out),
             // Through the router: behind whatever the request sent there (a
             // transfer, a close), so the answer comes after its effect.
             ShardMsg::Ack { conn, rid, .. } => {

@@ -124,6 +124,20 @@ impl Durable {
                 rid: from.rid,
                 conversation: request_conversation(m),
             },
+            // Attachments are a client's requests too: answered with an error if
+            // what they read is taken back, not retried.
+            ShardMsg::Upload { from, upload } => Origin::Client {
+                conn: from.conn,
+                rid: from.rid,
+                conversation: upload.conversation,
+            },
+            ShardMsg::Download {
+                from, conversation, ..
+            } => Origin::Client {
+                conn: from.conn,
+                rid: from.rid,
+                conversation: *conversation,
+            },
             other => Origin::Router(Box::new(other.clone())),
         };
         let mut effects = Vec::new();

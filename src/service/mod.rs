@@ -343,6 +343,24 @@ pub(crate) enum ShardMsg {
         /// Their connections now.
         conns: Vec<ConnId>,
     },
+    /// An HTTP API upload (`POST .../attachments`): checked like a `Send` by its
+    /// uploader, then handed to the files thread ([`Effect::Files`]).
+    Upload {
+        /// The uploader.
+        from: Sender,
+        /// The file.
+        upload: Box<crate::files::Upload>,
+    },
+    /// An HTTP API download (`GET .../attachments/{id}`): checked like a `History`,
+    /// and the file must be referenced by a message of the conversation.
+    Download {
+        /// The reader.
+        from: Sender,
+        /// The conversation.
+        conversation: u64,
+        /// The file's id.
+        id: String,
+    },
     /// An HTTP API request with no reply of its own (a `Close`, a `Transfer`) was
     /// handled: the request before it on this queue took effect (or its `Error` went
     /// out first). Passed to the router as [`RouterMsg::Ack`] once what the request
@@ -374,7 +392,9 @@ impl ShardMsg {
             | ShardMsg::Requeued { conversation, .. }
             | ShardMsg::SystemClose { conversation, .. }
             | ShardMsg::Conns { conversation, .. }
-            | ShardMsg::Ack { conversation, .. } => *conversation,
+            | ShardMsg::Ack { conversation, .. }
+            | ShardMsg::Download { conversation, .. } => *conversation,
+            ShardMsg::Upload { upload, .. } => upload.conversation,
             ShardMsg::Request { msg, .. } => request_conversation(msg),
             ShardMsg::Resume(r) => r.cursors.first().map_or(0, |c| c.conversation),
         }
@@ -500,6 +520,8 @@ pub(crate) enum Effect {
     Reactor(Command),
     /// The same frame to many connections (encoded once).
     Broadcast(Vec<ConnId>, Bytes),
+    /// Work for the files thread (attachments).
+    Files(crate::files::Job),
 }
 
 /// Sends `frame` to one connection.

@@ -33,6 +33,7 @@ impl Retention {
         journal: JournalHandle,
         shards: Arc<[Sender<ShardControl>]>,
         retention: Duration,
+        files: crate::files::store::Store,
     ) -> std::io::Result<Self> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let every = interval(retention);
@@ -42,7 +43,8 @@ impl Retention {
                 let mut forgotten = HashSet::new();
                 // Runs until the sender is dropped (shutdown).
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    run_once(&journal, &shards, retention, unix_ms(), &mut forgotten);
+                    let now = unix_ms();
+                    run_once(&journal, &shards, retention, now, &mut forgotten, &files);
                 }
             })?;
         Ok(Retention { stop, thread })
@@ -131,6 +133,7 @@ fn run_once(
     retention: Duration,
     now: UnixMs,
     forgotten: &mut HashSet<u64>,
+    files: &crate::files::store::Store,
 ) {
     let started = Instant::now();
     let cutoff_ms = now
@@ -149,6 +152,21 @@ fn run_once(
         match rx.recv_timeout(SHARD_TIMEOUT) {
             Ok(ids) => {
                 dropped += ids.len();
+                // Attachments go with their conversation (blocking I/O, like the
+                // journal's here: this thread is neither a reactor nor a worker).
+                for &id in &ids {
+                    match files.remove(id) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::debug!(conversation = id, files = n, "attachments removed")
+                        }
+                        Err(e) => tracing::warn!(
+                            conversation = id,
+                            error = %e,
+                            "removing a forgotten conversation's attachments failed"
+                        ),
+                    }
+                }
                 forgotten.extend(ids);
             }
             Err(_) => return,

@@ -490,8 +490,9 @@ impl Sessions {
     }
 
     /// An HTTP API request: its credential is checked (an API key with the scope the
-    /// call needs, or an admin JWT), then the call goes where a session's request
-    /// would, as the key's tenant-wide admin principal. Every refusal is an `Error`
+    /// call needs, or an admin JWT; for attachments also any user's own JWT), then
+    /// the call goes where a session's request would, as the key's tenant-wide admin
+    /// principal (or the token's user). Every refusal is an `Error`
     /// with the call's request id; the connection stays open (keep-alive).
     fn api(&mut self, conn: ConnId, call: crate::api::ApiCall, now: u64, out: &mut Out) {
         use crate::api::keys::{Credential, credential};
@@ -539,7 +540,10 @@ impl Sessions {
                     Err(e) => return refuse(out, e.code(), e.to_string()),
                 };
                 let id = verified.identity;
-                if id.role != messages::role::ADMIN {
+                // Attachments also take the session's own token: the user acts as
+                // itself, and the shard checks it is a party of the conversation.
+                let files = matches!(call.op, Op::Upload { .. } | Op::Download { .. });
+                if id.role != messages::role::ADMIN && !files {
                     let why = "the HTTP API takes API keys or admin tokens".to_owned();
                     return refuse(out, ErrorCode::Forbidden, why);
                 }
@@ -555,6 +559,17 @@ impl Sessions {
             }
         };
         let principal = match call.acting {
+            // An API key or an admin uploads as the gateway (it may write into any
+            // conversation of its tenant); a session's user as itself.
+            Acting::Admin
+                if matches!(call.op, Op::Upload { .. })
+                    && principal.role == messages::role::ADMIN =>
+            {
+                Principal {
+                    role: messages::role::SYSTEM,
+                    ..principal
+                }
+            }
             Acting::Admin => principal,
             Acting::System => Principal {
                 role: messages::role::SYSTEM,
@@ -599,6 +614,38 @@ impl Sessions {
             }
             Op::Agents { group } => {
                 out.push(Effect::Router(RouterMsg::Agents { from, group }));
+                return;
+            }
+            Op::Upload {
+                conversation,
+                name,
+                media_type,
+                bytes,
+                client_msg_id,
+            } => {
+                let client_msg_id = if call.fresh_id {
+                    self.next_session += 1;
+                    let seed = format!("{now}:{}:{}", self.worker, self.next_session);
+                    crate::api::route::idempotency_id(&seed)
+                } else {
+                    client_msg_id
+                };
+                let upload = Box::new(crate::files::Upload {
+                    conversation,
+                    name,
+                    media_type,
+                    bytes,
+                    client_msg_id,
+                });
+                out.push(Effect::Shard(ShardMsg::Upload { from, upload }));
+                return;
+            }
+            Op::Download { conversation, id } => {
+                out.push(Effect::Shard(ShardMsg::Download {
+                    from,
+                    conversation,
+                    id,
+                }));
                 return;
             }
             Op::Protocol(msg) => msg,

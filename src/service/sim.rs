@@ -227,7 +227,7 @@ impl Sim {
                 }
             }
             // The simulator has no sessions to answer.
-            Effect::Session(..) => {}
+            Effect::Session(..) | Effect::Files(_) => {}
             Effect::Broadcast(conns, frame) => {
                 for c in conns {
                     self.record(c, &frame);
@@ -671,9 +671,23 @@ pub(crate) mod tests {
                         from: from(visitor(conv), role::VISITOR, conv as u32),
                         msg: send_msg(conv, rng.below(6), "hi"),
                     },
+                    // Attachments: what rollback takes back of the transcript, it
+                    // takes back of the conversation's files too.
                     _ => ShardMsg::Request {
                         from: from(agent(rng.below(3)), role::AGENT, 1_000),
-                        msg: send_msg(conv, rng.below(6), "hello"),
+                        msg: messages::Send {
+                            content_type: messages::content::ATTACHMENT,
+                            conversation: conv,
+                            client_msg_id: rng.below(6),
+                            group: String::new(),
+                            body: crate::files::message_body(
+                                &format!("{now:064x}"),
+                                "f.png",
+                                3,
+                                "image/png",
+                            ),
+                        }
+                        .into(),
                     },
                 };
                 shard.handle(msg, UnixMs(now), &mut out);

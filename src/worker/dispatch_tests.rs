@@ -29,6 +29,7 @@ fn rig(depth: usize) -> Rig {
         sessions: Vec::new().into(),
         router: Some(router_tx),
         service_queue_depth: depth,
+        files: None,
     };
     let stats = Arc::new(CachePadded::new(WorkerMetrics::default()));
     Rig {

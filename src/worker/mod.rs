@@ -60,6 +60,8 @@ pub(crate) struct Links {
     /// Messages the router's or a shard's queue may hold before client requests for
     /// it are refused (`workers.service_queue_depth`; see `service::busy`).
     pub service_queue_depth: usize,
+    /// The files thread (attachments; `None` where there is none, as in tests).
+    pub files: Option<Sender<crate::files::Job>>,
 }
 
 /// The bounded service queues a client request can find full.
@@ -210,6 +212,11 @@ impl Dispatch {
                 Effect::Session(worker, reply) => {
                     if let Some(tx) = self.links.sessions.get(worker) {
                         let _ = tx.send(reply);
+                    }
+                }
+                Effect::Files(job) => {
+                    if let Some(tx) = &self.links.files {
+                        let _ = tx.send(job);
                     }
                 }
             }

@@ -54,6 +54,7 @@ mod storm_web;
 mod supervisors;
 mod timeouts;
 mod web_api;
+mod web_files;
 mod web_http;
 mod web_json;
 mod web_socket;

@@ -713,6 +713,7 @@ fn protocol_md_code_tables_match_the_constants() {
                 ("MARKDOWN", content::MARKDOWN),
                 ("URL", content::URL),
                 ("JSON", content::JSON),
+                ("ATTACHMENT", content::ATTACHMENT),
             ],
         ),
         (

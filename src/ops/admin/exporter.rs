@@ -246,6 +246,25 @@ impl Exporter {
             }
         }
         self.web(enc)?;
+        let files = &self.0.files;
+        counter(
+            enc,
+            "attachments_stored",
+            "Attachment files written (new content for their conversation).",
+            files.stored.get(),
+        )?;
+        counter(
+            enc,
+            "attachments_deduplicated",
+            "Attachment uploads whose content their conversation had already (nothing written).",
+            files.deduplicated.get(),
+        )?;
+        counter(
+            enc,
+            "attachment_bytes",
+            "Bytes of the attachment files written.",
+            files.bytes.get(),
+        )?;
         self.per_reactor(
             enc,
             "kernel_tcp_memory_pressure",

@@ -119,15 +119,7 @@ impl Shard {
             return Served::Done;
         };
         let visitor = from.who == c.visitor && from.role == role::VISITOR;
-        // Agents of the group may read a queued conversation before claiming; admins
-        // read any of their tenant's.
-        let may_read = visitor
-            || c.is_agent(&from.who)
-            || from.role == role::ADMIN
-            || (c.state == State::Queued
-                && matches!(from.role, role::AGENT | role::BOT)
-                && from.groups.contains(&c.group));
-        if !may_read {
+        if !may_read(c, from) {
             refuse(out, from, ErrorCode::Forbidden, conversation);
             return Served::Done;
         }
@@ -160,6 +152,17 @@ impl Shard {
         }
         Served::Done
     }
+}
+
+/// Whether `from` may read `c` (of its tenant): its visitor, its agent, an admin;
+/// agents of the group may read a queued conversation before claiming it.
+pub(super) fn may_read(c: &Conversation, from: &Sender) -> bool {
+    (from.who == c.visitor && from.role == role::VISITOR)
+        || c.is_agent(&from.who)
+        || from.role == role::ADMIN
+        || (c.state == State::Queued
+            && matches!(from.role, role::AGENT | role::BOT)
+            && from.groups.contains(&c.group))
 }
 
 /// Up to `limit` entries before `before_seq` (0: the latest), oldest first, kept

@@ -51,7 +51,7 @@ impl Shard {
             .map(|(id, c)| {
                 let sent = c.sent.sorted();
                 let d = format!(
-                    "{:?} {} {:?} {:?} {} {:?} {:?} {}",
+                    "{:?} {} {:?} {:?} {} {:?} {:?} {} {:?}",
                     c.visitor,
                     c.visitor_name,
                     c.state,
@@ -59,7 +59,8 @@ impl Shard {
                     c.group,
                     c.events.all(self.reader.as_ref()),
                     sent,
-                    c.rated
+                    c.rated,
+                    c.files,
                 );
                 (*id, d)
             })
@@ -69,9 +70,16 @@ impl Shard {
     /// Panics if a conversation's state is inconsistent (tests).
     pub fn check_invariants(&self) {
         for (id, c) in &self.convs {
+            let mut files =
+                super::Conversation::new(c.visitor.clone(), String::new(), String::new());
             for (i, e) in c.events.all(self.reader.as_ref()).iter().enumerate() {
                 assert_eq!(e.seq, i as u64 + 1, "conversation {id}: sequence gap");
+                files.note_file(e);
             }
+            assert_eq!(
+                c.files, files.files,
+                "conversation {id}: files not its messages'"
+            );
             match c.state {
                 State::Assigned => assert!(c.agent.is_some(), "conversation {id}: no agent"),
                 State::Queued => assert!(c.agent.is_none(), "conversation {id}: queued with agent"),

@@ -171,7 +171,12 @@ impl Shard {
                 Err(code) => return refuse_screened(out, &from, code, conversation),
             }
         }
-        let faq_text = (fresh && is_visitor && c.state == State::Queued).then(|| s.body.clone());
+        // An attachment's body is its JSON reference: nothing for the FAQ to answer.
+        let faq_text = (fresh
+            && is_visitor
+            && c.state == State::Queued
+            && s.content_type != messages::content::ATTACHMENT)
+            .then(|| s.body.clone());
         let (seq, time_ms) = match stored {
             // A resend: same answer, nothing stored or delivered twice.
             Some(seq) => {

@@ -371,6 +371,7 @@ impl Shard {
                 Some(Kind::Rate) => c.rated = true,
                 _ => {}
             }
+            c.note_file(e);
             c.events.push(e.clone());
         }
         if let Some(at) = at {

@@ -42,6 +42,7 @@ impl Undo {
     fn truncate(&self, c: &mut Conversation) {
         c.events.truncate(self.events);
         c.sent.retain_up_to(self.events);
+        c.files.retain(|f| f.seq <= self.events);
     }
 }
 

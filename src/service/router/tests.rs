@@ -255,7 +255,11 @@ fn frames(out: &[Effect]) -> Vec<(ConnId, u32, Msg)> {
             Effect::Reactor(Command::Send { conn, frame }) => push(&[*conn], frame),
             Effect::Broadcast(conns, frame) => push(conns, frame),
             Effect::Reactor(..) => panic!("unexpected command {e:?}"),
-            Effect::Router(_) | Effect::Shard(_) | Effect::AllShards(_) | Effect::Session(..) => {}
+            Effect::Router(_)
+            | Effect::Shard(_)
+            | Effect::AllShards(_)
+            | Effect::Session(..)
+            | Effect::Files(_) => {}
         }
     }
     all

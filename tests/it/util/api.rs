@@ -231,6 +231,7 @@ impl ApiClient {
                 Ok(0) => return true,
                 Ok(n) => self.buf.extend_from_slice(&b[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return false,
             }
         }
@@ -238,11 +239,18 @@ impl ApiClient {
 
     fn fill(&mut self) {
         let mut b = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut b).unwrap();
+        // A signal to the test process (another test's server) may interrupt a read.
+        let n = loop {
+            match self.stream.read(&mut b) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.unwrap(),
+            }
+        };
         assert!(
             n > 0,
-            "connection closed; got {:?}",
-            String::from_utf8_lossy(&self.buf)
+            "connection closed; got {} bytes: {:?}",
+            self.buf.len(),
+            String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
         );
         self.buf.extend_from_slice(&b[..n]);
     }

@@ -412,6 +412,11 @@ impl RawPeer {
         (peer, welcome)
     }
 
+    /// Writes an encoded frame as it is (one the SDK client would refuse to send).
+    pub fn write_frame(&mut self, frame: &[u8]) {
+        self.conn.write_raw(frame);
+    }
+
     /// The `Deliver`s in the log for `conversation`, in arrival order.
     pub fn delivers(&self, conversation: u64) -> Vec<messages::Deliver> {
         self.log

@@ -10,7 +10,9 @@ use prometheus_client::metrics::MetricType;
 use super::Exporter;
 use crate::auth::visitor::Outcome;
 use crate::metrics::Counter;
-use crate::metrics::web::{API_OUTCOMES, WS_DIALECTS, WebMetrics, close_label, status_label};
+use crate::metrics::web::{
+    API_OUTCOMES, ATTACHMENT_REFUSALS, WS_DIALECTS, WebMetrics, close_label, status_label,
+};
 
 impl Exporter {
     pub(super) fn web(&self, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
@@ -67,6 +69,22 @@ impl Exporter {
             "outcome",
             |w| &w.api_requests[..],
             |i| API_OUTCOMES.get(i).copied().unwrap_or("other").to_owned(),
+        )?;
+        self.web_family(
+            enc,
+            "attachments_refused",
+            "Attachment uploads refused: too_large (api.max_attachment_bytes), media_type \
+             (api.attachment_types), bad_request (name, empty), denied (credential, scope, \
+             party, closed conversation), failed (not stored), busy (api.max_uploads_in_flight).",
+            "reason",
+            |w| &w.attachments_refused[..],
+            |i| {
+                ATTACHMENT_REFUSALS
+                    .get(i)
+                    .copied()
+                    .unwrap_or("other")
+                    .to_owned()
+            },
         )
     }
 
