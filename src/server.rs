@@ -182,14 +182,18 @@ impl Server {
         // per API request in flight (`api.max_in_flight` per reactor).
         let files = crate::files::store::Store::new(config.state_dir.join("files"));
         let (files_tx, files_rx) = crossbeam_channel::unbounded();
-        let files_links = crate::files::FilesLinks {
+        let files_links = crate::worker::files::FilesLinks {
             reactors: reactors.clone(),
             shards: shard_txs.clone(),
             max_bytes: config.api.max_attachment_bytes,
             metrics: metrics.files.clone(),
         };
         // Detached: it ends when the workers (every sender) are gone.
-        drop(crate::files::spawn(files.clone(), files_rx, files_links)?);
+        drop(crate::worker::files::spawn(
+            files.clone(),
+            files_rx,
+            files_links,
+        )?);
         let links = Links {
             reactors: reactors.clone(),
             shards: shard_txs,

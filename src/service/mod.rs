@@ -521,7 +521,7 @@ pub(crate) enum Effect {
     /// The same frame to many connections (encoded once).
     Broadcast(Vec<ConnId>, Bytes),
     /// Work for the files thread (attachments).
-    Files(crate::files::Job),
+    Files(Job),
 }
 
 /// Sends `frame` to one connection.
@@ -603,4 +603,35 @@ pub(crate) fn error_command(
     } else {
         Command::Send { conn, frame }
     }
+}
+
+/// A download the shard let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Download {
+    /// The API connection.
+    pub conn: ConnId,
+    /// Its request id.
+    pub rid: u32,
+    /// The conversation.
+    pub conversation: u64,
+    /// The file's id (lower-case hex SHA-256).
+    pub id: String,
+    /// Its name, from the message that references it.
+    pub name: String,
+    /// Its media type, from the message that references it.
+    pub media_type: String,
+}
+
+/// Work for the files thread.
+#[derive(Debug, Clone)]
+pub(crate) enum Job {
+    /// Store the file, then route the message that references it as `from`'s `Send`.
+    Store {
+        /// The uploader (its connection and request id get the answer).
+        from: Sender,
+        /// The file.
+        upload: Box<crate::files::Upload>,
+    },
+    /// Read a file and answer the download with it.
+    Read(Box<Download>),
 }

@@ -24,6 +24,7 @@ use crate::service::{
     Effect, RouterMsg, SessionReply, ShardControl, ShardMsg, shard_of, tell_shards,
 };
 
+pub(crate) mod files;
 mod shard_stats;
 
 pub(crate) use crate::service::session::{SessionSettings, Sessions, SharedSettings};
@@ -61,7 +62,7 @@ pub(crate) struct Links {
     /// it are refused (`workers.service_queue_depth`; see `service::busy`).
     pub service_queue_depth: usize,
     /// The files thread (attachments; `None` where there is none, as in tests).
-    pub files: Option<Sender<crate::files::Job>>,
+    pub files: Option<Sender<crate::service::Job>>,
 }
 
 /// The bounded service queues a client request can find full.

@@ -4,10 +4,11 @@
 
 use super::history::may_read;
 use super::{Conversation, Shard, State};
-use crate::files::{Download, Job, Upload};
+use crate::files::Upload;
 use crate::protocol::ErrorCode;
 use crate::protocol::Kind;
 use crate::protocol::messages::{Entry, content, role};
+use crate::service::{Download, Job};
 use crate::service::{Effect, Sender, refuse};
 
 /// A file an `ATTACHMENT` message of the conversation references.
