@@ -6,82 +6,19 @@
 
 use serde_json::Value;
 use switchboard::api::Scope;
-use switchboard::api::keys::{hash_hex, new_key};
-use switchboard::config::ApiKeyConfig;
 use switchboard::protocol::messages::{self, Msg, role};
 
-use crate::util::api::{ApiClient, Recorder, Reply};
-use crate::util::peer::{Peer, service_server};
-use crate::util::{TestServer, agent_token, tenant_token, token};
+use crate::util::api::{ApiSetup as Setup, Reply, key};
+use crate::util::peer::Peer;
+use crate::util::{agent_token, tenant_token, token};
 
-/// An API key entry and its credential.
-fn key(id: &str, tenant: &str, scopes: &[Scope]) -> (ApiKeyConfig, String) {
-    let (credential, _) = new_key(id, &[id.len() as u8; 32]);
-    let secret = credential.rsplit_once('_').unwrap().1.to_owned();
-    let entry = ApiKeyConfig {
-        id: id.into(),
-        tenant: tenant.into(),
-        secret_sha256: hash_hex(&secret),
-        scopes: scopes.to_vec(),
-    };
-    (entry, credential)
-}
-
-struct Setup {
-    server: TestServer,
-    /// `crm`: conversations:read only.
-    reader: String,
-    /// `ops`: every scope.
-    admin: String,
-    /// `far`: every scope, tenant `elsewhere`.
-    other_tenant: String,
-    recorder: Recorder,
-}
-
-impl Setup {
-    fn new() -> Self {
-        Self::with(|_| {})
-    }
-
-    fn with(tweak: impl FnOnce(&mut switchboard::Config)) -> Self {
-        let (k1, reader) = key("crm", "", &[Scope::ConversationsRead]);
-        let (k2, admin) = key("ops", "", &[Scope::Admin]);
-        let (k3, other_tenant) = key("far", "elsewhere", &[Scope::Admin]);
-        let server = service_server(|c| {
-            c.api.keys = vec![k1, k2, k3];
-            tweak(c);
-        });
-        Self {
-            server,
-            reader,
-            admin,
-            other_tenant,
-            recorder: Recorder::default(),
-        }
-    }
-
-    fn client(&self, credential: Option<&str>) -> ApiClient {
-        ApiClient::connect(self.server.addr(), credential, &self.recorder)
-    }
-}
-
-/// A visitor with an open conversation served by agent `sue`: (visitor, agent, id).
+/// `vera`'s conversation with `sue`, opened with "where is my parcel?".
 fn served_conversation(s: &Setup) -> (Peer, Peer, u64) {
-    let addr = s.server.addr();
-    let mut sue = Peer::connect(addr, &agent_token("sue", &["support"]), "sue");
-    let mut vera = Peer::connect(addr, &token("vera", "visitor"), "vera");
-    let accepted = vera.send_accepted(0, 1, "where is my parcel?");
-    let id = accepted.conversation;
-    sue.assigned(id);
-    vera.assigned(id);
-    (vera, sue, id)
+    s.served_conversation("where is my parcel?")
 }
 
 fn error_name(r: &Reply) -> String {
-    r.json()["error"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+    r.error_name()
 }
 
 #[test]

@@ -12,73 +12,19 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard::api::Scope;
-use switchboard::api::keys::{hash_hex, new_key};
-use switchboard::config::ApiKeyConfig;
 use switchboard::protocol::messages::{self, Msg, content};
 
-use crate::util::api::{ApiClient, Recorder, Reply};
-use crate::util::peer::{Peer, RawPeer, service_server};
-use crate::util::{TestServer, TokenClaims, agent_token, token, token_with, wait_until};
+use crate::util::api::{ApiClient, ApiSetup as Setup, Recorder, Reply, key};
+use crate::util::peer::{Peer, RawPeer};
+use crate::util::{TokenClaims, agent_token, token, token_with, wait_until};
 
-fn key(id: &str, tenant: &str, scopes: &[Scope]) -> (ApiKeyConfig, String) {
-    let (credential, _) = new_key(id, &[id.len() as u8; 32]);
-    let secret = credential.rsplit_once('_').unwrap().1.to_owned();
-    let entry = ApiKeyConfig {
-        id: id.into(),
-        tenant: tenant.into(),
-        secret_sha256: hash_hex(&secret),
-        scopes: scopes.to_vec(),
-    };
-    (entry, credential)
+fn files(s: &Setup) -> PathBuf {
+    s.server.config().state_dir.join("files")
 }
 
-struct Setup {
-    server: TestServer,
-    /// `crm`: conversations:read only.
-    reader: String,
-    /// `ops`: every scope.
-    admin: String,
-    /// `far`: every scope, tenant `elsewhere`.
-    other_tenant: String,
-    recorder: Recorder,
-}
-
-impl Setup {
-    fn with(tweak: impl FnOnce(&mut switchboard::Config)) -> Self {
-        let (k1, reader) = key("crm", "", &[Scope::ConversationsRead]);
-        let (k2, admin) = key("ops", "", &[Scope::Admin]);
-        let (k3, other_tenant) = key("far", "elsewhere", &[Scope::Admin]);
-        let server = service_server(|c| {
-            c.api.keys = vec![k1, k2, k3];
-            tweak(c);
-        });
-        Self {
-            server,
-            reader,
-            admin,
-            other_tenant,
-            recorder: Recorder::default(),
-        }
-    }
-
-    fn client(&self, credential: &str) -> ApiClient {
-        ApiClient::connect(self.server.addr(), Some(credential), &self.recorder)
-    }
-
-    fn files(&self) -> PathBuf {
-        self.server.config().state_dir.join("files")
-    }
-}
-
-/// A visitor `vera` with an open conversation served by agent `sue`.
+/// `vera`'s conversation with `sue`, opened with "here is the invoice".
 fn served_conversation(s: &Setup) -> (Peer, Peer, u64) {
-    let addr = s.server.addr();
-    let mut sue = Peer::connect(addr, &agent_token("sue", &["support"]), "sue");
-    let mut vera = Peer::connect(addr, &token("vera", "visitor"), "vera");
-    let id = vera.send_accepted(0, 1, "here is the invoice").conversation;
-    sue.assigned(id);
-    vera.assigned(id);
-    (vera, sue, id)
+    s.served_conversation("here is the invoice")
 }
 
 fn upload_target(conversation: u64, name: &str) -> String {
@@ -133,7 +79,7 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
     let pdf: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     let file_id = sha256_hex(&pdf);
 
-    let mut as_vera = s.client(&token("vera", "visitor"));
+    let mut as_vera = s.client_as(&token("vera", "visitor"));
     let r = upload(
         &mut as_vera,
         id,
@@ -160,7 +106,7 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
     );
 
     // ... and downloads it with its own token.
-    let mut as_sue = s.client(&agent_token("sue", &["support"]));
+    let mut as_sue = s.client_as(&agent_token("sue", &["support"]));
     let r = download(&mut as_sue, "GET", id, &file_id);
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.body, pdf);
@@ -204,13 +150,13 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
     assert_eq!(sue.deliver(id).content_type, content::ATTACHMENT);
 
     // Another visitor: 403 both ways; another tenant's key: 404.
-    let mut otto = s.client(&token("otto", "visitor"));
+    let mut otto = s.client_as(&token("otto", "visitor"));
     assert_eq!(download(&mut otto, "GET", id, &file_id).status, 403);
     assert_eq!(
         upload(&mut otto, id, "x.txt", "text/plain", b"x").status,
         403
     );
-    let mut far = s.client(&s.other_tenant);
+    let mut far = s.client_as(&s.other_tenant);
     assert_eq!(download(&mut far, "GET", id, &file_id).status, 404);
     assert_eq!(
         upload(&mut far, id, "x.txt", "text/plain", b"x").status,
@@ -220,11 +166,11 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
         tenant: Some("elsewhere"),
         ..Default::default()
     };
-    let mut far_admin = s.client(&token_with("boss", "admin", &elsewhere));
+    let mut far_admin = s.client_as(&token_with("boss", "admin", &elsewhere));
     assert_eq!(download(&mut far_admin, "GET", id, &file_id).status, 404);
 
     // The read-only key downloads but cannot upload.
-    let mut crm = s.client(&s.reader);
+    let mut crm = s.client_as(&s.reader);
     assert_eq!(download(&mut crm, "GET", id, &file_id).body, pdf);
     let r = upload(&mut crm, id, "x.txt", "text/plain", b"x");
     assert_eq!((r.status, r.code()), (403, 403));
@@ -233,7 +179,7 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
     assert_eq!(r.status, 404);
 
     // The admin key uploads (as the system) the same file: two messages, one file.
-    let mut ops = s.client(&s.admin);
+    let mut ops = s.client_as(&s.admin);
     let r = upload(&mut ops, id, "copy.pdf", "application/pdf", &pdf);
     assert_eq!(r.status, 201);
     // Her session gets what she uploaded over the API (twice); then the admin's copy.
@@ -246,7 +192,7 @@ fn a_visitor_uploads_with_its_own_token_and_the_agent_downloads_the_same_bytes()
     );
     assert!(d.body.contains("copy.pdf"), "{}", d.body);
     assert_eq!(
-        names_in(&s.files().join(id.to_string())),
+        names_in(&files(&s).join(id.to_string())),
         vec![file_id.clone()]
     );
     assert_eq!(download(&mut ops, "GET", id, &file_id).body, pdf);
@@ -292,10 +238,10 @@ fn bad_uploads_get_clear_errors_and_leave_no_file() {
     let s = Setup::with(|c| c.api.max_attachment_bytes = 4096);
     let (_vera, mut sue, id) = served_conversation(&s);
     let visitor = token("vera", "visitor");
-    let dir = s.files().join(id.to_string());
+    let dir = files(&s).join(id.to_string());
 
     // Declared too large: 413 before the body, and the connection closes.
-    let mut api = s.client(&visitor);
+    let mut api = s.client_as(&visitor);
     let target = upload_target(id, "big.png");
     let head = api.request_text(
         "POST",
@@ -309,7 +255,7 @@ fn bad_uploads_get_clear_errors_and_leave_no_file() {
     assert!(api.closed());
 
     // Chunked past the bound: 413 once the chunks pass it, and close.
-    let mut api = s.client(&visitor);
+    let mut api = s.client_as(&visitor);
     let head = api.request_text(
         "POST",
         &target,
@@ -327,7 +273,7 @@ fn bad_uploads_get_clear_errors_and_leave_no_file() {
 
     // Wrong media type: 415 (before the body), a path or control character in the
     // name or no name: 400, empty: 400.
-    let mut api = s.client(&visitor);
+    let mut api = s.client_as(&visitor);
     let target = upload_target(id, "a.exe");
     let head = api.request_text(
         "POST",
@@ -339,7 +285,7 @@ fn bad_uploads_get_clear_errors_and_leave_no_file() {
     let r = api.read_reply("POST", &target);
     assert_eq!(r.status, 415, "{}", String::from_utf8_lossy(&r.body));
     assert!(api.closed(), "the unread body is not taken for a request");
-    let mut api = s.client(&visitor);
+    let mut api = s.client_as(&visitor);
     for name in ["..", "..%2Fetc%2Fpasswd", "a%5Cb", "a%00b", "a%0Ab", "."] {
         let r = upload(&mut api, id, name, "text/plain", b"hello");
         assert_eq!((r.status, r.code()), (400, 400), "{name}");
@@ -364,7 +310,7 @@ fn bad_uploads_get_clear_errors_and_leave_no_file() {
     );
 
     // Truncated: the client goes away mid-body. Nothing is stored, no message sent.
-    let mut cut = s.client(&visitor);
+    let mut cut = s.client_as(&visitor);
     let target = upload_target(id, "cut.txt");
     let head = cut.request_text(
         "POST",
@@ -399,10 +345,10 @@ fn bad_uploads_get_clear_errors_and_leave_no_file() {
 fn a_closed_conversation_takes_no_upload_and_retention_removes_its_files() {
     let s = Setup::with(|c| c.journal.retention = Duration::from_secs(1));
     let (mut vera, _sue, id) = served_conversation(&s);
-    let mut ops = s.client(&s.admin);
+    let mut ops = s.client_as(&s.admin);
     let r = upload(&mut ops, id, "a.txt", "text/plain", b"kept until retention");
     assert_eq!(r.status, 201);
-    let dir = s.files().join(id.to_string());
+    let dir = files(&s).join(id.to_string());
     assert_eq!(names_in(&dir).len(), 1);
     let r = ops.call("POST", &format!("/api/v1/conversations/{id}/close"), None);
     assert_eq!(r.status, 204);
@@ -471,7 +417,7 @@ fn uploads_in_flight_are_bounded_per_reactor() {
         c.api.max_uploads_in_flight = 1;
     });
     let (_vera, _sue, id) = served_conversation(&s);
-    let mut first = s.client(&s.admin);
+    let mut first = s.client_as(&s.admin);
     let target = upload_target(id, "slow.txt");
     let head = first.request_text(
         "POST",
@@ -484,7 +430,7 @@ fn uploads_in_flight_are_bounded_per_reactor() {
     // Connections are independent: the second upload may arrive before the first's
     // head was read, so it is retried (each one that passes is a success) until the
     // bound refuses it.
-    let mut second = s.client(&s.admin);
+    let mut second = s.client_as(&s.admin);
     let refused = wait_until(Duration::from_secs(10), || {
         let r = upload(&mut second, id, "other.txt", "text/plain", b"other");
         if r.status == 201 {
@@ -498,7 +444,7 @@ fn uploads_in_flight_are_bounded_per_reactor() {
     first.send_raw(b"67890");
     assert_eq!(first.read_reply("POST", &target).status, 201);
     // The bound is free again.
-    let mut third = s.client(&s.admin);
+    let mut third = s.client_as(&s.admin);
     assert_eq!(
         upload(&mut third, id, "third.txt", "text/plain", b"3").status,
         201
@@ -513,7 +459,7 @@ fn an_attachment_in_the_queue_is_not_taken_for_a_faq_question() {
     // Nobody serves the group: the conversation waits, where the FAQ answers.
     let mut vera = Peer::connect(s.server.addr(), &token("vera", "visitor"), "vera");
     let id = vera.send_accepted(0, 1, "hello").conversation;
-    let mut api = s.client(&token("vera", "visitor"));
+    let mut api = s.client_as(&token("vera", "visitor"));
     let name = "How%20do%20I%20reset%20my%20password.txt";
     let r = upload(
         &mut api,
@@ -541,7 +487,7 @@ fn a_file_larger_than_a_connections_output_bound_is_downloaded_whole() {
     });
     let (_vera, _sue, id) = served_conversation(&s);
     let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let mut ops = s.client(&s.admin);
+    let mut ops = s.client_as(&s.admin);
     assert_eq!(
         upload(&mut ops, id, "big.txt", "text/plain", &big).status,
         201
@@ -570,7 +516,7 @@ fn an_upload_that_keeps_arriving_may_take_longer_than_the_request_deadline() {
     let s = Setup::with(|c| c.heartbeat.handshake_timeout = Duration::from_secs(1));
     let (_vera, _sue, id) = served_conversation(&s);
     let piece = vec![b'p'; 64 * 1024];
-    let mut api = s.client(&s.admin);
+    let mut api = s.client_as(&s.admin);
     let target = upload_target(id, "slow.txt");
     let head = api.request_text(
         "POST",
@@ -600,7 +546,7 @@ fn a_download_read_slowly_but_steadily_outlasts_the_request_deadline() {
     });
     let (_vera, _sue, id) = served_conversation(&s);
     let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
-    let mut ops = s.client(&s.admin);
+    let mut ops = s.client_as(&s.admin);
     assert_eq!(
         upload(&mut ops, id, "big.txt", "text/plain", &big).status,
         201

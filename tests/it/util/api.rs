@@ -10,6 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use switchboard::api::Scope;
+use switchboard::api::keys::{hash_hex, new_key};
+use switchboard::config::ApiKeyConfig;
+
+use super::TestServer;
+use super::peer::{Peer, service_server};
 
 /// Longest a request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +44,14 @@ impl Reply {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The name of a JSON error answer's code (`""` when it is not one).
+    pub fn error_name(&self) -> String {
+        self.json()["error"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// The protocol error code of a JSON error answer.
@@ -253,5 +267,80 @@ impl ApiClient {
             String::from_utf8_lossy(&self.buf[..self.buf.len().min(300)])
         );
         self.buf.extend_from_slice(&b[..n]);
+    }
+}
+
+/// An API key entry and its credential (the secret derived from the id, so a test
+/// run is repeatable).
+pub fn key(id: &str, tenant: &str, scopes: &[Scope]) -> (ApiKeyConfig, String) {
+    let (credential, _) = new_key(id, &[id.len() as u8; 32]);
+    let secret = credential.rsplit_once('_').unwrap().1.to_owned();
+    let entry = ApiKeyConfig {
+        id: id.into(),
+        tenant: tenant.into(),
+        secret_sha256: hash_hex(&secret),
+        scopes: scopes.to_vec(),
+    };
+    (entry, credential)
+}
+
+/// A server with three API keys and a recorder for the exchanges.
+pub struct ApiSetup {
+    /// The server.
+    pub server: TestServer,
+    /// `crm`: conversations:read only.
+    pub reader: String,
+    /// `ops`: every scope.
+    pub admin: String,
+    /// `far`: every scope, tenant `elsewhere`.
+    pub other_tenant: String,
+    /// Every exchange of every client, for [`Recorder::validate`].
+    pub recorder: Recorder,
+}
+
+impl ApiSetup {
+    /// On the service test configuration.
+    pub fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// On the service test configuration, adjusted by `tweak`.
+    pub fn with(tweak: impl FnOnce(&mut switchboard::Config)) -> Self {
+        let (k1, reader) = key("crm", "", &[Scope::ConversationsRead]);
+        let (k2, admin) = key("ops", "", &[Scope::Admin]);
+        let (k3, other_tenant) = key("far", "elsewhere", &[Scope::Admin]);
+        let server = service_server(|c| {
+            c.api.keys = vec![k1, k2, k3];
+            tweak(c);
+        });
+        Self {
+            server,
+            reader,
+            admin,
+            other_tenant,
+            recorder: Recorder::default(),
+        }
+    }
+
+    /// A kept-alive client presenting `credential`.
+    pub fn client(&self, credential: Option<&str>) -> ApiClient {
+        ApiClient::connect(self.server.addr(), credential, &self.recorder)
+    }
+
+    /// A client presenting `credential` (a key or a token).
+    pub fn client_as(&self, credential: &str) -> ApiClient {
+        self.client(Some(credential))
+    }
+
+    /// Visitor `vera` opens a conversation with `first`, agent `sue` (support) is
+    /// given it: (vera, sue, conversation).
+    pub fn served_conversation(&self, first: &str) -> (Peer, Peer, u64) {
+        let addr = self.server.addr();
+        let mut sue = Peer::connect(addr, &super::agent_token("sue", &["support"]), "sue");
+        let mut vera = Peer::connect(addr, &super::token("vera", "visitor"), "vera");
+        let id = vera.send_accepted(0, 1, first).conversation;
+        sue.assigned(id);
+        vera.assigned(id);
+        (vera, sue, id)
     }
 }
