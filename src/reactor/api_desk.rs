@@ -68,6 +68,14 @@ impl ApiDesk {
         self.last_rid
     }
 
+    /// The request waiting in `slot`, taken out, when its id is `rid` (an answer
+    /// for any other id is stale and leaves it waiting).
+    pub fn take_waiting(&mut self, slot: usize, rid: u32) -> Option<Waiting> {
+        let w = self.waiting.get(&slot).copied().filter(|w| w.rid == rid)?;
+        self.waiting.remove(&slot);
+        Some(w)
+    }
+
     /// The connection in `slot` is gone: forget its request.
     pub fn forget(&mut self, slot: usize) {
         self.reading.remove(&slot);
@@ -85,6 +93,22 @@ impl ApiDesk {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_answer_with_its_request_id_takes_a_waiting_request() {
+        let mut d = ApiDesk::default();
+        let w = Waiting {
+            rid: 7,
+            head_only: false,
+            keep_alive: true,
+            shape: Shape::Fields,
+        };
+        d.waiting.insert(3, w);
+        assert!(d.take_waiting(3, 6).is_none(), "a stale answer");
+        assert!(d.take_waiting(4, 7).is_none(), "another connection");
+        assert_eq!(d.take_waiting(3, 7).map(|w| w.rid), Some(7));
+        assert!(d.waiting.is_empty());
+    }
 
     #[test]
     fn request_ids_are_never_zero() {

@@ -277,17 +277,16 @@ impl Core {
     /// A frame for a connection whose API request waits: the answer when it carries
     /// the request's id (anything else is not for an API client and is dropped).
     fn api_reply(&mut self, drv: &mut impl Driver, slot: usize, frame: &Bytes) {
-        let Some(w) = self.api.waiting.get(&slot).copied() else {
-            return;
-        };
-        let rid = frame
+        let Some(rid) = frame
             .first_chunk::<{ crate::frame::HEADER_LEN }>()
             .and_then(|raw| crate::frame::FrameHeader::parse(raw, u32::MAX).ok())
-            .map(|h| h.request_id);
-        if rid != Some(w.rid) {
+            .map(|h| h.request_id)
+        else {
             return;
-        }
-        self.api.waiting.remove(&slot);
+        };
+        let Some(w) = self.api.take_waiting(slot, rid) else {
+            return;
+        };
         let response = match w.shape {
             Shape::One(id) => answer::one_conversation(frame, id),
             Shape::Fields => answer::from_frame(frame),
@@ -383,16 +382,9 @@ impl Core {
     /// A JSON answer the service wrote itself (not a protocol frame) for request
     /// `rid`.
     pub(super) fn api_answer(&mut self, drv: &mut impl Driver, slot: usize, rid: u32, body: Bytes) {
-        let Some(w) = self
-            .api
-            .waiting
-            .get(&slot)
-            .copied()
-            .filter(|w| w.rid == rid)
-        else {
+        let Some(w) = self.api.take_waiting(slot, rid) else {
             return;
         };
-        self.api.waiting.remove(&slot);
         let response = Response::new(200, answer::JSON, body);
         self.api_respond(drv, slot, response, w.head_only, w.keep_alive);
     }
@@ -405,16 +397,9 @@ impl Core {
         rid: u32,
         file: crate::files::FileAnswer,
     ) {
-        let Some(w) = self
-            .api
-            .waiting
-            .get(&slot)
-            .copied()
-            .filter(|w| w.rid == rid)
-        else {
+        let Some(w) = self.api.take_waiting(slot, rid) else {
             return;
         };
-        self.api.waiting.remove(&slot);
         let response = Response::new(200, "", file.body)
             .header("Content-Type", file.media_type)
             .header("Content-Disposition", file.disposition)
