@@ -36,6 +36,22 @@ bench_scratch() {
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 }
 
+# wait_daemon STATE_DIR PORT LOG: waits (20 s at most) until the daemon in DPID has
+# written its dev secret in STATE_DIR and listens on PORT, then one second more; 1
+# (with the log's tail) when it exited or never got there.
+wait_daemon() {
+    local dir="$1" port="$2" log="$3"
+    for _ in $(seq 200); do
+        kill -0 "$DPID" 2>/dev/null || { tail "$log" >&2; return 1; }
+        if [ -s "$dir/dev-secret" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            sleep 1
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
 # stop_daemon: SIGTERM to DPID, SIGKILL after 8 s, then forget it.
 stop_daemon() {
     [ -n "$DPID" ] || return 0

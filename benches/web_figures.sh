@@ -85,15 +85,7 @@ level = "warn"
 EOF
     "$DAEMON" run --config "$SCRATCH/switchboard.toml" >"$1" 2>&1 &
     DPID=$!
-    for _ in $(seq 200); do
-        kill -0 "$DPID" 2>/dev/null || { tail "$1" >&2; return 1; }
-        if [ -s "$dir/dev-secret" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-            sleep 1
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
+    wait_daemon "$dir" "$PORT" "$1"
 }
 
 run_case() { # NAME TRANSPORT storm-args...

@@ -97,14 +97,7 @@ max_batch = $BATCH
 EOF
 "$DAEMON" run --config "$SCRATCH/switchboard.toml" >"$OUT/daemon.log" 2>&1 &
 DPID=$!
-for _ in $(seq 200); do
-    kill -0 "$DPID" 2>/dev/null || { tail "$OUT/daemon.log" >&2; exit 1; }
-    if [ -s "$STATE/dev-secret" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-        break
-    fi
-    sleep 0.1
-done
-sleep 1
+wait_daemon "$STATE" "$PORT" "$OUT/daemon.log" || exit 1
 
 metric() { # NAME: the bench endpoint's value, or 0
     python3 - "$((PORT + 1))" "$1" <<'PY'
