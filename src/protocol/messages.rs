@@ -54,6 +54,9 @@ pub mod content {
     /// (`GET /api/v1/conversations/{conversation}/attachments/{id}` downloads it).
     /// Only the upload route makes it: a client's `Send` with it is refused (400).
     pub const ATTACHMENT: u8 = 5;
+    /// The visitor's attributes (name, email, custom fields): the body is a JSON
+    /// object that updates the conversation's visitor profile (PROTOCOL.md 5.2).
+    pub const PROFILE: u8 = 6;
 }
 
 /// Presence codes (`Presence.status`).
@@ -101,6 +104,12 @@ pub mod flags {
     pub const REPLAY: u8 = 4;
     /// A private note: staff only, never shown to the visitor.
     pub const PRIVATE: u8 = 8;
+    /// An offline message: a visitor's message stored while its conversation waited
+    /// in a queue and no agent or bot of its group was online.
+    pub const OFFLINE: u8 = 16;
+    /// An agent's or bot's message stored while the visitor had no connection (the
+    /// visitor may get it by email, in a digest).
+    pub const VISITOR_AWAY: u8 = 32;
 }
 
 /// States of a conversation, in `ListConversations.state` (a filter) and
