@@ -201,6 +201,10 @@ pub(crate) struct Shard {
     ledger: Option<std::sync::Arc<crate::ledger::Ledger>>,
     /// `History` requests waiting for their connection to take what it owes.
     deferred: Deferred,
+    /// Groups (tenant, group) with an agent or bot online, as the router last told
+    /// (`ShardControl::GroupOnline`): a visitor's message in a queued conversation of
+    /// any other group is an offline message.
+    online_groups: std::collections::HashSet<(String, String)>,
 }
 
 /// A restored record held back: (seq, time, kind, body, location).
@@ -219,6 +223,8 @@ pub(crate) struct OpenConversation {
     pub agent: Option<String>,
     /// When it was opened or last queued (Unix milliseconds; queue order).
     pub since_ms: u64,
+    /// Its visitor left an offline message while it waited (never abandoned).
+    pub offline: bool,
 }
 
 impl Shard {
@@ -239,6 +245,7 @@ impl Shard {
             assist: assist::Assist::default(),
             ledger: None,
             deferred: Deferred::default(),
+            online_groups: std::collections::HashSet::new(),
         }
     }
 
@@ -305,6 +312,17 @@ impl Shard {
                 self.moved(&moves);
                 let _ = done.send(());
             }
+            ShardControl::GroupOnline {
+                tenant,
+                group,
+                online,
+            } => {
+                if online {
+                    self.online_groups.insert((tenant, group));
+                } else {
+                    self.online_groups.remove(&(tenant, group));
+                }
+            }
         }
     }
 
@@ -351,6 +369,7 @@ impl Shard {
             visitor_conns,
             opener,
             send,
+            offline,
         } = o;
         if self.convs.contains_key(&conversation) {
             return;
@@ -361,6 +380,8 @@ impl Shard {
             .assist
             .screen(&opener, &send.body, now_ms, &mut self.stats)
         {
+            // The router knew at opening whether the group had anyone online.
+            Ok(flags) if offline => flags | messages::flags::OFFLINE,
             Ok(flags) => flags,
             Err(code) => {
                 assist::refuse_screened(out, &opener, code, 0);

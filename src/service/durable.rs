@@ -368,6 +368,7 @@ mod tests {
             visitor_conns: vec![conn()],
             opener: from,
             send,
+            offline: false,
         }))
     }
 

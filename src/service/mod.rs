@@ -196,6 +196,12 @@ pub(crate) enum RouterMsg {
         /// The conversation.
         conversation: u64,
     },
+    /// A shard stored an offline message (`flags::OFFLINE`) in a queued conversation
+    /// that had none: it stays open while its visitor is away, never abandoned.
+    Offline {
+        /// The conversation.
+        conversation: u64,
+    },
     /// A shard refused a conversation's opening message (abuse filter): forget it.
     OpenRefused {
         /// The conversation.
@@ -282,6 +288,9 @@ pub(crate) struct Opening {
     pub opener: Sender,
     /// The opening message (screened by the abuse filter before anything is created).
     pub send: messages::Send,
+    /// No agent or bot of the group was online when it was opened: the opening
+    /// message is an offline message (`flags::OFFLINE`).
+    pub offline: bool,
 }
 
 /// A session resuming after a reconnect asks what it missed (cursors of
@@ -428,6 +437,17 @@ pub(crate) enum ShardControl {
         libraries: crate::assist::Libraries,
         /// The new `[assist]` settings.
         config: crate::assist::AssistConfig,
+    },
+    /// A group's agents and bots went online (at least one is connected and not away)
+    /// or all went offline: the visitor messages a shard stores in the group's queued
+    /// conversations are offline messages while it is offline.
+    GroupOnline {
+        /// The group's tenant.
+        tenant: String,
+        /// The group.
+        group: String,
+        /// At least one of its agents or bots is online.
+        online: bool,
     },
     /// An admin's `ListConversations`: each shard answers its part
     /// ([`SessionReply::Listed`]).

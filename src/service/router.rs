@@ -209,6 +209,8 @@ struct Conv {
     /// Opened, but its shard has not yet stored the opening message (which the abuse
     /// filter may refuse): in no queue, assigned to nobody, not claimable.
     pending: bool,
+    /// Its visitor left an offline message (`flags::OFFLINE`): never abandoned.
+    offline: bool,
 }
 
 /// Where a transfer wants a conversation to go.
@@ -236,6 +238,9 @@ pub(crate) struct Router {
     /// Groups (tenant, group) whose availability may have changed since visitors
     /// were last told.
     dirty: BTreeSet<(String, String)>,
+    /// Groups the shards were last told have an agent or bot online
+    /// (`ShardControl::GroupOnline`); any other group is offline.
+    online: BTreeSet<(String, String)>,
     /// Time of the message being handled.
     now_ms: u64,
     /// When groups with a queue are next looked at again (availability).
@@ -259,6 +264,7 @@ impl Router {
             graces: BTreeSet::new(),
             abandons: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            online: BTreeSet::new(),
             now_ms: 0,
             next_refresh_ms: 0,
             watched_queue: false,
@@ -305,6 +311,11 @@ impl Router {
             }
             RouterMsg::Closed { conversation } => self.closed(conversation, now_ms, out),
             RouterMsg::Opened { conversation } => self.opened(conversation, now_ms, out),
+            RouterMsg::Offline { conversation } => {
+                if let Some(c) = self.convs.get_mut(&conversation) {
+                    c.offline = true;
+                }
+            }
             RouterMsg::OpenRefused { conversation } => self.open_refused(conversation),
             RouterMsg::Notice { from, notice } => self.notice(&from, notice, out),
             RouterMsg::Disconnect { from, user, reason } => {
@@ -383,6 +394,7 @@ impl Router {
                     since: now_ms,
                     queued_at: now_ms,
                     pending: false,
+                    offline: c.offline,
                 },
             );
             // Nobody is connected after a restart: visitors get their grace too.

@@ -357,6 +357,63 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// Offline messages and replies the visitor was away for carry their flags in
+    /// the transcript: visitor messages while nobody of the group is online are
+    /// `OFFLINE` (the opening one too), and so are none once an agent is; an agent's
+    /// message is `VISITOR_AWAY` only while the visitor has no connection.
+    #[test]
+    fn offline_and_visitor_away_flags() {
+        use messages::flags::{OFFLINE, VISITOR_AWAY};
+        let mut s = Sim::new(2, 11);
+        let (v, a) = (Sim::conn(1), Sim::conn(2));
+        s.connect(v, Sim::user("visitor"), role::VISITOR, &[]);
+        s.settle();
+        let from = s.sender(v, role::VISITOR, &[], 1);
+        s.request(from, send_msg(0, 100, "anyone?"));
+        s.settle();
+        let conv = accepted(&s.take(v))[0].0;
+        let from = s.sender(v, role::VISITOR, &[], 2);
+        s.request(from, send_msg(conv, 101, "call me back"));
+        s.settle();
+        // What the router gets after a restart: never abandoned while it waits.
+        let open = s.shards[shard_of(conv, s.shards.len())].open_conversations();
+        assert!(open.iter().any(|c| c.id == conv && c.offline), "{open:?}");
+        check_restore(&s);
+        s.connect(a, Sim::user("alice"), role::AGENT, &["support"]);
+        s.settle();
+        let from = s.sender(a, role::AGENT, &["support"], 3);
+        s.request(from, send_msg(conv, 200, "hello, here now"));
+        s.settle();
+        let from = s.sender(v, role::VISITOR, &[], 4);
+        s.request(from, send_msg(conv, 102, "great"));
+        s.settle();
+        s.disconnect(v);
+        s.settle();
+        let from = s.sender(a, role::AGENT, &["support"], 5);
+        s.request(from, send_msg(conv, 201, "your order shipped"));
+        s.settle();
+        let shard = &s.shards[shard_of(conv, s.shards.len())];
+        let flags: Vec<(String, u8)> = shard
+            .transcript(conv)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == crate::protocol::Kind::Send.as_u8())
+            .map(|e| (e.body, e.flags & (OFFLINE | VISITOR_AWAY)))
+            .collect();
+        assert!(shard.open_conversations().iter().all(|c| !c.offline));
+        check_restore(&s);
+        assert_eq!(
+            flags,
+            vec![
+                ("anyone?".into(), OFFLINE),
+                ("call me back".into(), OFFLINE),
+                ("hello, here now".into(), 0),
+                ("great".into(), 0),
+                ("your order shipped".into(), VISITOR_AWAY),
+            ]
+        );
+    }
+
     /// The whole life of one conversation: queue → assign → exchange in order →
     /// transfer → close → rate.
     #[test]
@@ -635,6 +692,7 @@ pub(crate) mod tests {
                                 group: String::new(),
                                 body: "opening".into(),
                             },
+                            offline: rng.below(2) == 0,
                         }))
                     }
                     1 => ShardMsg::Assign(super::super::Assignment {

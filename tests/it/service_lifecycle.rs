@@ -270,12 +270,9 @@ fn delivered(p: &mut Peer, conv: u64) -> Vec<messages::Deliver> {
 fn a_waiting_conversation_whose_visitor_left_is_abandoned() {
     let server = service_server(|c| c.routing.visitor_grace = Duration::from_millis(200));
     let addr = server.addr();
-    let mut away = Peer::connect(addr, &util::agent_token("bob", &["sales"]), "bob");
-    away.post(messages::Presence {
-        status: messages::presence::AWAY,
-        user: String::new(),
-    });
-    away.router_barrier();
+    // Bob is online (so Vera's message is no offline message) but takes nothing.
+    let mut full = Peer::connect(addr, &full_agent("bob"), "bob");
+    full.router_barrier();
     let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
     let rid = vera.post(messages::Send {
         group: "sales".into(),
@@ -285,18 +282,16 @@ fn a_waiting_conversation_whose_visitor_left_is_abandoned() {
         Msg::Accepted(a) => Some(a.conversation),
         _ => None,
     });
-    assert_eq!(away.queued_at(conv, 1).position, 1);
+    assert_eq!(full.queued_at(conv, 1).position, 1);
     vera.close();
     // The group's staff hear that it left the queue.
-    assert_eq!(away.queued_at(conv, 0).position, 0);
-    // Bob, online now, is not given it; Vera, back, reads how it ended.
-    away.post(messages::Presence {
-        status: messages::presence::ONLINE,
-        user: String::new(),
-    });
-    away.router_barrier();
+    assert_eq!(full.queued_at(conv, 0).position, 0);
+    // Carol, online now with room, is not given it; Vera, back, reads how it ended.
+    let mut carol = Peer::connect(addr, &util::agent_token("carol", &["sales"]), "carol");
+    carol.router_barrier();
     assert!(
-        away.logged(|m| matches!(m, Msg::Assigned(_)).then_some(()))
+        carol
+            .logged(|m| matches!(m, Msg::Assigned(_)).then_some(()))
             .is_empty()
     );
     let mut vera = Peer::connect(addr, &util::token("vera", "visitor"), "vera");
@@ -323,6 +318,78 @@ fn a_waiting_conversation_whose_visitor_left_is_abandoned() {
         _ => None,
     });
     assert_ne!(again, conv);
+}
+
+/// An agent token in `sales` with capacity 0: online, but never given a conversation.
+fn full_agent(sub: &str) -> String {
+    util::token_with(
+        sub,
+        "agent",
+        &util::TokenClaims {
+            groups: &["sales"],
+            max_concurrent: Some(0),
+            ..util::TokenClaims::default()
+        },
+    )
+}
+
+/// A visitor who writes while nobody of the group is online leaves an offline
+/// message (flag `OFFLINE`): its conversation is not abandoned when it goes away, and
+/// the first agent online gets it. One who writes while an agent is online (if busy)
+/// abandons as before.
+#[test]
+fn an_offline_message_waits_for_an_agent() {
+    let server = service_server(|c| c.routing.visitor_grace = Duration::from_millis(200));
+    let addr = server.addr();
+    let mut bob = Peer::connect(addr, &util::agent_token("bob", &["sales"]), "bob");
+    bob.post(messages::Presence {
+        status: messages::presence::AWAY,
+        user: String::new(),
+    });
+    bob.router_barrier();
+    let open = |who: &str, body: &str| {
+        let mut p = Peer::connect(addr, &util::token(who, "visitor"), who);
+        let rid = p.post(messages::Send {
+            group: "sales".into(),
+            ..text(0, 1, body)
+        });
+        let conv = p.reply_to(rid, |m| match m {
+            Msg::Accepted(a) => Some(a.conversation),
+            _ => None,
+        });
+        p.close();
+        conv
+    };
+    let offline = open("vera", "please call me back");
+    // Carol comes online but takes nothing: Walt's message is no offline message.
+    let mut carol = Peer::connect(addr, &full_agent("carol"), "carol");
+    carol.router_barrier();
+    let walt = open("walt", "hello?");
+    // Walt's conversation is abandoned; Vera's grace ran out before his.
+    assert_eq!(carol.queued_at(walt, 0).position, 0);
+    carol.router_barrier();
+    bob.post(messages::Presence {
+        status: messages::presence::ONLINE,
+        user: String::new(),
+    });
+    assert_eq!(bob.assigned(offline).conversation, offline);
+    let flags: Vec<(String, u8)> = bob
+        .history(offline)
+        .entries
+        .into_iter()
+        .filter(|e| e.kind == Kind::Send.as_u8())
+        .map(|e| (e.body, e.flags))
+        .collect();
+    assert_eq!(
+        flags,
+        vec![("please call me back".into(), messages::flags::OFFLINE)]
+    );
+    let mut admin = Peer::connect(addr, &util::token("root", "admin"), "root");
+    let walt_end = admin.history(walt).entries;
+    assert_eq!(walt_end[0].flags, 0, "Carol was online");
+    assert_eq!(walt_end.last().unwrap().body, "abandoned");
+    let sales = server.metrics().router.by_group.group("sales");
+    assert_eq!((sales.opened.get(), sales.abandoned.get()), (2, 1));
 }
 
 /// With `routing.inactivity_close`, an open conversation in which nothing happens for

@@ -170,6 +170,19 @@ impl Shard {
                 Ok(f) => flags = f,
                 Err(code) => return refuse_screened(out, &from, code, conversation),
             }
+            // Waiting while nobody of its group is online: an offline message
+            // (the opener's flag came from the router with the opening).
+            let key = (c.tenant.clone(), c.group.clone());
+            if c.state == State::Queued
+                && s.content_type != messages::content::PROFILE
+                && !self.online_groups.contains(&key)
+            {
+                flags |= messages::flags::OFFLINE;
+            }
+        }
+        // The visitor will not see it live: it may get it by email (a digest).
+        if fresh && !note && is_staff_role(from.role) && c.visitor_conns.is_empty() {
+            flags |= messages::flags::VISITOR_AWAY;
         }
         // An attachment's body is its JSON reference: nothing for the FAQ to answer.
         let faq_text = (fresh
@@ -218,6 +231,9 @@ impl Shard {
                     body,
                 });
                 c.sent.insert(&from.who.user, s.client_msg_id, seq);
+                if flags & messages::flags::OFFLINE != 0 {
+                    out.push(Effect::Router(RouterMsg::Offline { conversation }));
+                }
                 if !note && !c.answered && is_staff_role(from.role) {
                     c.answered = true;
                     let wait = now_ms.saturating_sub(c.opened_ms);

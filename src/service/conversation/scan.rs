@@ -1,9 +1,11 @@
 //! Questions asked of all a shard's conversations at once: the admin listing, the
 //! inactivity sweep, retention, and what recovery hands the router.
 
-use super::{OpenConversation, Shard, State};
+use super::{Conversation, OpenConversation, Shard, State};
 use crate::clock::UnixMs;
-use crate::protocol::messages;
+use crate::journal::JournalReader;
+use crate::protocol::Kind;
+use crate::protocol::messages::{self, flags, role};
 
 impl Shard {
     /// Retention: forgets the conversations closed before `cutoff_ms` (Unix
@@ -37,6 +39,7 @@ impl Shard {
                 group: c.group.clone(),
                 agent: c.agent.as_ref().map(|a| a.user.clone()),
                 since_ms: c.since_ms,
+                offline: left_offline(c, self.reader.as_ref()),
             })
             .collect();
         v.sort_unstable_by_key(|c| (c.since_ms, c.id));
@@ -135,4 +138,31 @@ impl Shard {
         ids.sort_unstable();
         ids
     }
+}
+
+/// Most transcript entries [`left_offline`] reads back (from the end) per conversation.
+const OFFLINE_SCAN: u64 = 1_000;
+
+/// Whether a queued conversation's visitor left an offline message (`flags::OFFLINE`)
+/// since it last entered the queue: after a restart the router must not abandon it.
+/// Reads back at most [`OFFLINE_SCAN`] entries.
+fn left_offline(c: &Conversation, reader: Option<&JournalReader>) -> bool {
+    if c.state != State::Queued {
+        return false;
+    }
+    let last = c.events.len();
+    let first = last.saturating_sub(OFFLINE_SCAN).max(1);
+    for seq in (first..=last).rev() {
+        let Some(e) = c.events.get(seq, reader) else {
+            return false;
+        };
+        match Kind::from_u8(e.kind) {
+            Some(Kind::Assigned | Kind::Queued) => return false,
+            Some(Kind::Send) if e.sender_role == role::VISITOR && e.flags & flags::OFFLINE != 0 => {
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
 }

@@ -6,7 +6,7 @@ use crate::handoff::ConnId;
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::{self, MAX_WATCHED, Msg};
 use crate::service::availability::{self, Availability};
-use crate::service::{Effect, Sender, to_all};
+use crate::service::{Effect, Sender, ShardControl, to_all};
 
 /// How often a group with a queue has its availability looked at again without an
 /// event (the head's wait grows with time alone); a tenth of the shortest step.
@@ -170,7 +170,36 @@ impl Router {
     pub(super) fn announce(&mut self, out: &mut Vec<Effect>) {
         while let Some((tenant, group)) = self.dirty.pop_first() {
             self.refresh(&tenant, &group, out);
+            self.tell_shards_online(tenant, group, out);
         }
+    }
+
+    /// Tells every shard when a group went online or offline (a forgotten group has
+    /// no staff: offline), so the visitor messages they store while it is offline
+    /// are offline messages.
+    fn tell_shards_online(&mut self, tenant: String, group: String, out: &mut Vec<Effect>) {
+        let online = self.tenants.get(&tenant).is_some_and(|t| {
+            t.groups.get(&group).is_some_and(|g| {
+                g.members
+                    .iter()
+                    .any(|uid| t.users.get(uid).is_some_and(|u| u.online()))
+            })
+        });
+        let key = (tenant, group);
+        if online == self.online.contains(&key) {
+            return;
+        }
+        if online {
+            self.online.insert(key.clone());
+        } else {
+            self.online.remove(&key);
+        }
+        let (tenant, group) = key;
+        out.push(Effect::AllShards(ShardControl::GroupOnline {
+            tenant,
+            group,
+            online,
+        }));
     }
 
     /// Recomputes a group's availability; when it differs from what its watchers

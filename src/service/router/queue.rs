@@ -51,6 +51,9 @@ impl Router {
             return;
         }
         let watched = user.watching.contains(&group);
+        let offline = !self
+            .online
+            .contains(&(from.who.tenant.clone(), group.clone()));
         let id = self.next_id;
         self.next_id += 1;
         user.open.insert(id);
@@ -68,6 +71,7 @@ impl Router {
                 since: now_ms,
                 queued_at: now_ms,
                 pending: true,
+                offline: false,
             },
         );
         if !watched {
@@ -87,6 +91,7 @@ impl Router {
                 ..send
             },
             opener: from,
+            offline,
         }))));
     }
 
@@ -125,8 +130,9 @@ impl Router {
     }
 
     /// A visitor stayed away past its grace: its conversations waiting in a queue
-    /// are closed as abandoned. Assigned ones stay (their agent may close them); while
-    /// the visitor stays away it is looked at again every grace.
+    /// are closed as abandoned. Assigned ones stay (their agent may close them), and
+    /// so do offline ones (it left a message while nobody could answer: it waits for
+    /// an agent); while the visitor stays away it is looked at again every grace.
     pub(super) fn abandoned(
         &mut self,
         who: &UserRef,
@@ -145,7 +151,7 @@ impl Router {
             let waiting = self
                 .convs
                 .get(&id)
-                .is_some_and(|c| c.agent.is_none() && !c.pending);
+                .is_some_and(|c| c.agent.is_none() && !c.pending && !c.offline);
             if waiting {
                 if let (Some(m), Some(c)) = (&self.metrics, self.convs.get(&id)) {
                     m.by_group.group(&c.group).abandoned.inc();

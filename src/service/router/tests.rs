@@ -7,7 +7,9 @@ use super::*;
 use crate::handoff::{Command, ConnId};
 use crate::protocol::ErrorCode;
 use crate::protocol::messages::{self, MAX_WATCHED, Msg, Queued, presence, role};
-use crate::service::{Assignment, Effect, Principal, RouterMsg, Sender, ShardMsg, UserRef};
+use crate::service::{
+    Assignment, Effect, Principal, RouterMsg, Sender, ShardControl, ShardMsg, UserRef,
+};
 
 const GRACE: u64 = 30_000;
 const VISITOR_GRACE: u64 = 60_000;
@@ -71,6 +73,8 @@ struct Bench {
     /// `Availability` frames of the last step, per connection (kept apart from the
     /// step's effects so tests about routing see only routing).
     told: Vec<(ConnId, messages::GroupAvailability)>,
+    /// `ShardControl::GroupOnline` of the last step, as (tenant, group, online).
+    shards_told: Vec<(String, String, bool)>,
 }
 
 impl Bench {
@@ -79,6 +83,7 @@ impl Bench {
             r: Router::new(settings()),
             now: 1_000,
             told: Vec::new(),
+            shards_told: Vec::new(),
         }
     }
 
@@ -106,11 +111,22 @@ impl Bench {
         self.split_availability(out)
     }
 
-    /// Moves the `Availability` frames of `out` to `self.told`.
+    /// Moves the `Availability` frames of `out` to `self.told`, and what the shards
+    /// are told of groups going online or offline to `self.shards_told`.
     fn split_availability(&mut self, out: Vec<Effect>) -> Vec<Effect> {
         self.told.clear();
+        self.shards_told.clear();
         let mut rest = Vec::with_capacity(out.len());
         for e in out {
+            if let Effect::AllShards(ShardControl::GroupOnline {
+                tenant,
+                group,
+                online,
+            }) = e
+            {
+                self.shards_told.push((tenant, group, online));
+                continue;
+            }
             let told = frames(std::slice::from_ref(&e))
                 .into_iter()
                 .filter_map(|(c, rid, m)| match m {
@@ -1657,4 +1673,93 @@ fn a_watched_queue_wakes_the_router_to_refresh_its_wait() {
     b.now += 20_000;
     b.tick();
     assert_eq!(b.told_to(conn(1)), [("sales".to_owned(), true, 30_000)]);
+}
+
+/// The shards learn when a group gets its first online agent or bot and when its
+/// last goes away or offline; conversations opened meanwhile carry it.
+#[test]
+fn shards_are_told_when_a_group_goes_online_and_offline() {
+    let mut b = Bench::new();
+    let v = conn(10);
+    b.visitor(v, "t", "v");
+    let out = b.open(v, "t", "v", "g");
+    assert!(offline_opening(&out), "nobody online: an offline opening");
+    assert!(b.shards_told.is_empty());
+    b.agent(conn(1), "t", "a", &["g", "h"], 1);
+    let mut told = b.shards_told.clone();
+    told.sort();
+    assert_eq!(
+        told,
+        vec![
+            ("t".into(), "g".into(), true),
+            ("t".into(), "h".into(), true)
+        ]
+    );
+    // A second agent changes nothing the shards know.
+    b.agent(conn(2), "t", "b", &["g"], 1);
+    assert!(b.shards_told.is_empty());
+    b.agent_presence(conn(1), "t", "a", &["g", "h"], presence::AWAY);
+    assert_eq!(b.shards_told, vec![("t".into(), "h".into(), false)]);
+    let w = conn(11);
+    b.visitor(w, "t", "w");
+    assert!(!offline_opening(&b.open(w, "t", "w", "g")), "b is online");
+    b.handle(RouterMsg::Disconnected { conn: conn(2) });
+    assert_eq!(b.shards_told, vec![("t".into(), "g".into(), false)]);
+    b.agent_presence(conn(1), "t", "a", &["g", "h"], presence::ONLINE);
+    let mut told = b.shards_told.clone();
+    told.sort();
+    assert_eq!(
+        told,
+        vec![
+            ("t".into(), "g".into(), true),
+            ("t".into(), "h".into(), true)
+        ]
+    );
+}
+
+/// Whether the `Open` in `out` says nobody of its group was online.
+fn offline_opening(out: &[Effect]) -> bool {
+    out.iter()
+        .find_map(|e| match e {
+            Effect::Shard(ShardMsg::Open(o)) => Some(o.offline),
+            _ => None,
+        })
+        .expect("an Open")
+}
+
+/// A conversation whose visitor left an offline message is not abandoned when the
+/// visitor stays away: it waits, and the first agent to come online gets it.
+#[test]
+fn an_offline_message_is_kept_until_an_agent_comes() {
+    let mut b = Bench::new();
+    let (v, w) = (conn(10), conn(11));
+    let kept = b.visitor_opens(v, "t", "v", "g");
+    let gone = b.visitor_opens(w, "t", "w", "g");
+    // The shard stored V's opening as an offline message (W's too, but its
+    // `Offline` is lost here: W's conversation is abandoned as before).
+    b.handle(RouterMsg::Offline { conversation: kept });
+    b.handle(RouterMsg::Disconnected { conn: v });
+    b.handle(RouterMsg::Disconnected { conn: w });
+    b.now += VISITOR_GRACE;
+    let out = b.tick();
+    let closed: Vec<u64> = out
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Shard(ShardMsg::SystemClose { conversation, .. }) => Some(*conversation),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, vec![gone]);
+    // Looked at again every grace: still kept.
+    b.now += VISITOR_GRACE * 3;
+    assert!(b.tick().is_empty());
+    assert_eq!(b.r.queue_len("t", "g"), 1);
+    let out = b.agent(conn(1), "t", "a", &["g"], 2);
+    assert_eq!(
+        assigns(&out)
+            .into_iter()
+            .map(|(id, agent, _)| (id, agent))
+            .collect::<Vec<_>>(),
+        vec![(kept, "a".to_owned())]
+    );
 }
