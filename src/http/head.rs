@@ -110,6 +110,10 @@ pub struct Request {
     /// `Expect: 100-continue` (HTTP/1.1): the client waits for `100 Continue` before
     /// it sends the body (curl does for bodies over 1 MiB).
     pub expect_continue: bool,
+    /// `Accept-Encoding` accepts `gzip` (listed, or `*`, with a non-zero `q`).
+    pub accept_gzip: bool,
+    /// `If-None-Match`, trimmed (every such header, comma-joined).
+    pub if_none_match: Option<String>,
 }
 
 impl std::fmt::Debug for Request {
@@ -136,6 +140,8 @@ impl std::fmt::Debug for Request {
             )
             .field("idempotency_key", &self.idempotency_key)
             .field("expect_continue", &self.expect_continue)
+            .field("accept_gzip", &self.accept_gzip)
+            .field("if_none_match", &self.if_none_match)
             .finish()
     }
 }
@@ -272,6 +278,8 @@ fn build(
         authorization: None,
         idempotency_key: None,
         expect_continue: false,
+        accept_gzip: false,
+        if_none_match: None,
     };
     let mut keep_alive = false;
     let mut transfer_encoding = false;
@@ -316,6 +324,14 @@ fn build(
                 }
                 r.content_length = Some(n);
             }
+        } else if is("accept-encoding") {
+            r.accept_gzip |= tokens(text(h.value)?).any(accepts_gzip);
+        } else if is("if-none-match") {
+            let v = text(h.value)?.trim();
+            r.if_none_match = Some(match r.if_none_match.take() {
+                Some(before) => format!("{before}, {v}"),
+                None => v.to_owned(),
+            });
         } else if is("expect") {
             r.expect_continue =
                 minor_version >= 1 && text(h.value)?.trim().eq_ignore_ascii_case("100-continue");
@@ -359,6 +375,25 @@ fn text(value: &[u8]) -> Result<&str, HeadError> {
 /// The elements of a comma-separated list, trimmed, empty ones dropped.
 fn tokens(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// Whether one `Accept-Encoding` element (`gzip;q=0.5`, `*`) accepts gzip.
+fn accepts_gzip(element: &str) -> bool {
+    let mut parts = element.split(';');
+    let coding = parts.next().unwrap_or("").trim();
+    if !(coding.eq_ignore_ascii_case("gzip")
+        || coding.eq_ignore_ascii_case("x-gzip")
+        || coding == "*")
+    {
+        return false;
+    }
+    // `q=0` (or 0.0, 0.000) refuses it; a malformed q counts as accepting.
+    !parts.any(|p| {
+        p.trim()
+            .strip_prefix("q=")
+            .or_else(|| p.trim().strip_prefix("Q="))
+            .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+    })
 }
 
 fn set_once(slot: &mut Option<String>, value: &[u8], name: &'static str) -> Result<(), HeadError> {

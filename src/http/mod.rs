@@ -1,10 +1,12 @@
 //! Sans-IO HTTP/1.1 for the client listener: telling HTTP from binary frames by the
-//! first byte ([`sniff`]), parsing a bounded request head ([`head`]) and writing the
-//! small responses the gateway sends itself ([`response`]).
+//! first byte ([`sniff`]), parsing a bounded request head ([`head`]), writing the
+//! small responses the gateway sends itself ([`response`]) and serving the web
+//! assets embedded in the binary ([`assets`]).
 //!
 //! Nothing here touches a socket or a clock: the reactor feeds bytes in and writes the
 //! bytes that come out.
 
+pub mod assets;
 pub mod body;
 pub mod head;
 pub mod response;

@@ -21,7 +21,8 @@ use crate::reactor::visitor_desk as web_visitors;
 use crate::ws::frame::{Opcode, close_frame, put_server_frame};
 use crate::ws::{Fed, Subprotocol, WsSink, WsState, close};
 
-/// The static routes of the client port (the widget and console come later).
+/// The static routes of the client port: the health page and the embedded web
+/// assets (the visitor widget, the agent console).
 fn route(req: &Request) -> Response {
     match req.method {
         Method::Get | Method::Head => {}
@@ -32,7 +33,8 @@ fn route(req: &Request) -> Response {
     }
     match req.path.as_str() {
         "/healthz" => Response::new(200, "application/json", &b"{\"status\":\"ok\"}\n"[..]),
-        _ => Response::error(404, "no such page"),
+        _ => crate::http::assets::answer(crate::http::assets::ASSETS, req)
+            .unwrap_or_else(|| Response::error(404, "no such page")),
     }
 }
 
