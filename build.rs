@@ -9,32 +9,34 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-fn main() {
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> Result<()> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
     let web = root.join("web");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
     println!("cargo:rerun-if-changed=web");
     let mut files = Vec::new();
     if web.is_dir() {
-        walk(&web, &mut files);
+        walk(&web, &mut files)?;
     }
     files.sort();
     let mut table = String::from("&[\n");
     for (i, path) in files.iter().enumerate() {
         println!("cargo:rerun-if-changed={}", path.display());
-        let bytes = std::fs::read(path).expect("read a web asset");
-        let rel = path.strip_prefix(&web).expect("under web/");
+        let bytes = std::fs::read(path)?;
+        let rel = path.strip_prefix(&web)?;
         let url = format!("/{}", rel.to_string_lossy().replace('\\', "/"));
         let etag: String = Sha256::digest(&bytes)[..12]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        gz.write_all(&bytes).expect("gzip in memory");
-        let gz = gz.finish().expect("gzip in memory");
+        gz.write_all(&bytes)?;
+        let gz = gz.finish()?;
         let gzip = if gz.len() + 64 < bytes.len() {
             let name = format!("asset-{i}.gz");
-            std::fs::write(out.join(&name), &gz).expect("write the gzip variant");
+            std::fs::write(out.join(&name), &gz)?;
             format!("Some(include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}\")))")
         } else {
             "None".to_owned()
@@ -48,15 +50,16 @@ fn main() {
         );
     }
     table.push(']');
-    std::fs::write(out.join("assets.rs"), table).expect("write assets.rs");
+    std::fs::write(out.join("assets.rs"), table)?;
+    Ok(())
 }
 
 /// Every file under `dir`, skipping dot files.
-fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("read web/")
-        .map(|e| e.expect("read web/").path())
-        .collect();
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        entries.push(e?.path());
+    }
     entries.sort();
     for p in entries {
         let hidden = p
@@ -66,11 +69,12 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
             continue;
         }
         if p.is_dir() {
-            walk(&p, files);
+            walk(&p, files)?;
         } else {
             files.push(p);
         }
     }
+    Ok(())
 }
 
 /// The `Content-Type` of an asset, from its extension.
