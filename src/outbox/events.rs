@@ -146,6 +146,7 @@ fn content_name(code: u8) -> &'static str {
         content::URL => "url",
         content::JSON => "json",
         content::ATTACHMENT => "attachment",
+        content::PROFILE => "profile",
         _ => "unknown",
     }
 }
@@ -387,10 +388,13 @@ mod tests {
 
     #[test]
     fn every_content_code_has_its_name() {
-        let names: Vec<&str> = (content::TEXT..=content::ATTACHMENT)
+        let names: Vec<&str> = (content::TEXT..=content::PROFILE)
             .map(content_name)
             .collect();
-        assert_eq!(names, ["text", "markdown", "url", "json", "attachment"]);
+        assert_eq!(
+            names,
+            ["text", "markdown", "url", "json", "attachment", "profile"]
+        );
         assert_eq!(content_name(0), "unknown");
     }
 

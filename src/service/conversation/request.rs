@@ -1,6 +1,7 @@
 //! Client requests about an existing conversation, one function per kind.
 
 use super::assist::refuse_screened;
+use super::profile::refuse_profile;
 use super::{Conversation, GroupEvent, INACTIVE, Shard, ShardStats, State, reply};
 use crate::protocol::messages::{self, Entry, Msg, role};
 use crate::protocol::{ErrorCode, Kind};
@@ -48,6 +49,13 @@ impl Shard {
         // Each kind refuses what its conversation's state does not allow.
         let refused = match msg {
             Msg::Send(_) | Msg::Close(_) if c.state == State::Closed => Some(ErrorCode::Conflict),
+            // The visitor's attributes: its visitor's (the system's as the visitor's).
+            Msg::Send(s) if s.content_type == messages::content::PROFILE => {
+                match c.profile_sender(&from, party.visitor) {
+                    Ok(writer) => return self.send(writer, s, now_ms, out, None),
+                    Err(code) => Some(code),
+                }
+            }
             Msg::Send(s) => return self.send(from, s, now_ms, out, None),
             Msg::Close(cl) => {
                 let closer = (from.role, from.who.user.clone());
@@ -159,23 +167,33 @@ impl Shard {
         };
         // A private note (`Note`): staff only, never screened, never answered by the FAQ.
         let note = screened == Some(messages::flags::PRIVATE);
+        // The visitor's attributes: not chat, so neither screened nor answered.
+        let profile = s.content_type == messages::content::PROFILE;
         let is_visitor = from.who == c.visitor && from.role == role::VISITOR;
         let stored = c.sent.get(&from.who.user, s.client_msg_id);
         let fresh = stored.is_none();
         // The abuse filter sees each new visitor message once, before it is stored:
         // dropped, refused or blocked ones change nothing.
         let mut flags = screened.unwrap_or(0);
-        if fresh && is_visitor && screened.is_none() {
+        if fresh && is_visitor && screened.is_none() && !profile {
             match self.assist.screen(&from, &s.body, now_ms, &mut self.stats) {
                 Ok(f) => flags = f,
                 Err(code) => return refuse_screened(out, &from, code, conversation),
             }
         }
-        // An attachment's body is its JSON reference: nothing for the FAQ to answer.
+        // A new profile is checked against the merged one before anything is stored.
+        let merged = match (fresh && profile).then(|| c.merged_profile(&s.body)) {
+            Some(Err(e)) => return refuse_profile(out, &from, &e, conversation),
+            Some(Ok(p)) => Some(p),
+            None => None,
+        };
+        // An attachment's body is its JSON reference, a profile's the visitor's
+        // attributes: nothing for the FAQ to answer.
         let faq_text = (fresh
             && is_visitor
             && c.state == State::Queued
-            && s.content_type != messages::content::ATTACHMENT)
+            && s.content_type != messages::content::ATTACHMENT
+            && !profile)
             .then(|| s.body.clone());
         let (seq, time_ms) = match stored {
             // A resend: same answer, nothing stored or delivered twice.
@@ -218,6 +236,9 @@ impl Shard {
                     body,
                 });
                 c.sent.insert(&from.who.user, s.client_msg_id, seq);
+                if let Some(p) = merged {
+                    c.profile = p;
+                }
                 if !note && !c.answered && is_staff_role(from.role) {
                     c.answered = true;
                     let wait = now_ms.saturating_sub(c.opened_ms);
