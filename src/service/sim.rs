@@ -782,10 +782,15 @@ pub(crate) mod tests {
                     };
                     let from = s.sender(c, r, &["support"], rid);
                     let id = rng.below(50);
-                    // Every fifth a profile (from the visitor only one is stored, and
-                    // past 32 fields refused), drawn from `rid` so the schedule stays.
-                    let msg = if conv != 0 && rid % 5 == 0 {
-                        let value = if rid % 7 == 0 { "null" } else { "\"x\"" };
+                    // Every fifth a profile (stored only from the conversation's
+                    // visitor, refused past 32 fields), chosen by `rid` so that the
+                    // random draws, and so the schedules, stay as they were.
+                    let msg = if conv != 0 && rid.is_multiple_of(5) {
+                        let value = if rid.is_multiple_of(7) {
+                            "null"
+                        } else {
+                            "\"x\""
+                        };
                         let body = format!(r#"{{"fields":{{"k{}":{value}}}}}"#, rid % 40);
                         messages::Send {
                             content_type: messages::content::PROFILE,
