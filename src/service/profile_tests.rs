@@ -182,6 +182,7 @@ fn the_merged_profile_stays_bounded() {
             .any(|g| matches!(&g.msg, Msg::Error(e) if e.message.contains("32 fields")))
     );
     assert!(s.take(a).is_empty(), "nothing delivered");
+    assert_eq!(s.shards[0].stats_mut().profiles_refused, 1, "counted");
     assert_eq!(s.shards[0].transcript(conv).unwrap().len(), events);
     assert_eq!(s.shards[0].profile(conv).unwrap().fields.len(), 32);
     // Refused, so not taken: the same id later with room is stored.

@@ -68,6 +68,7 @@ pub(super) fn refuse_profile(
     e: &ProfileError,
     conversation: u64,
 ) {
+    tracing::debug!(conversation, user = %from.who.user, error = %e, "PROFILE refused");
     let frame = Msg::from(messages::Error {
         code: ErrorCode::BadRequest.as_u16(),
         retryable: false,

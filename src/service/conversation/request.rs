@@ -4,6 +4,7 @@ use super::assist::refuse_screened;
 use super::profile::refuse_profile;
 use super::{Conversation, GroupEvent, INACTIVE, Shard, ShardStats, State, reply};
 use crate::protocol::messages::{self, Entry, Msg, role};
+use crate::protocol::profile::ProfileError;
 use crate::protocol::{ErrorCode, Kind};
 use crate::service::{
     Effect, RouterMsg, Sender, is_staff_role, refuse, request_conversation, to_all, to_both,
@@ -183,7 +184,10 @@ impl Shard {
         }
         // A new profile is checked against the merged one before anything is stored.
         let merged = match (fresh && profile).then(|| c.merged_profile(&s.body)) {
-            Some(Err(e)) => return refuse_profile(out, &from, &e, conversation),
+            Some(Err(e)) => {
+                self.stats.profiles_refused += u64::from(e == ProfileError::MergedTooMany);
+                return refuse_profile(out, &from, &e, conversation);
+            }
             Some(Ok(p)) => Some(p),
             None => None,
         };
