@@ -515,6 +515,27 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_is_a_message_created_with_content_type_profile() {
+        let mut ev = Events::default();
+        let text = r#"{"email":"ann@example.com","fields":{"plan":"pro"}}"#;
+        let mut profile = entry(7, 1, Kind::Send, role::VISITOR, "v1", text);
+        let (kind, mut body) = crate::service::record::decode(profile.kind, &profile.body).unwrap();
+        body.entry.content_type = content::PROFILE;
+        profile = record(7, 1, 1_001, kind, &body);
+        let got = feed_all(
+            &mut ev,
+            &[opened(7, "acme"), profile],
+            &filter(&[], None, false),
+        );
+        assert_eq!(types(&got), ["conversation.opened", "message.created"]);
+        let msg = &got[1]["data"];
+        assert_eq!(msg["content_type"], "profile");
+        assert_eq!(msg["body"], text, "the JSON text, as stored");
+        assert_eq!(msg["sender"]["role"], "visitor");
+        assert_eq!(msg["sender"]["id"], "v1");
+    }
+
+    #[test]
     fn notes_only_when_asked_and_flagged_private() {
         let mut ev = Events::default();
         let got = feed_all(
