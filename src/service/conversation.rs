@@ -366,7 +366,7 @@ impl Shard {
         // opener leaves no conversation, record, assignment or queue entry.
         let flags = match self
             .assist
-            .screen(&opener, &send.body, now_ms, &mut self.stats)
+            .screen(&opener, Some(&send.body), now_ms, &mut self.stats)
         {
             Ok(flags) => flags,
             Err(code) => {

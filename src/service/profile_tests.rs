@@ -341,3 +341,63 @@ fn the_api_reads_a_conversation_with_its_profile() {
         matches!(Msg::decode(d.header.kind, d.payload), Ok(Msg::Error(e)) if e.code == ErrorCode::NotFound.as_u16())
     );
 }
+
+#[test]
+fn the_abuse_filter_reads_no_profile_but_a_blocked_visitor_stays_blocked() {
+    let mut s = Sim::new(1, 5);
+    let cfg = crate::assist::AssistConfig::default();
+    let spam = crate::assist::SpamRules::from_str(
+        include_str!("../../tests/data/spam.toml"),
+        crate::assist::Format::Toml,
+        &cfg,
+    )
+    .unwrap();
+    let libs = crate::assist::Libraries {
+        spam: Some(std::sync::Arc::new(spam)),
+        ..Default::default()
+    };
+    s.shards[0].set_assist(&libs, &cfg);
+    let (v, v2) = (Sim::conn(1), Sim::conn(2));
+    s.connect(v, Sim::user("visitor"), role::VISITOR, &[]);
+    s.connect(v2, Sim::user("visitor"), role::VISITOR, &[]);
+    s.settle();
+    s.request(s.sender(v, role::VISITOR, &[], 1), send_msg(0, 1, "hi"));
+    s.settle();
+    let conv = s
+        .take(v)
+        .iter()
+        .find_map(|g| match &g.msg {
+            Msg::Accepted(a) => Some(a.conversation),
+            _ => None,
+        })
+        .unwrap();
+    // Words a rule drops, in a profile: stored as they are, not flagged or counted.
+    let body = r#"{"name":"online casino","fields":{"note":"free spins"}}"#;
+    s.request(
+        s.sender(v, role::VISITOR, &[], 2),
+        profile_msg(conv, 2, body),
+    );
+    s.settle();
+    assert_eq!(accepted_seqs(&s.take(v)).len(), 1);
+    let last = s.shards[0].transcript(conv).unwrap().pop().unwrap();
+    assert_eq!((last.content_type, last.flags), (content::PROFILE, 0));
+    assert_eq!(s.shards[0].stats_mut().dropped, 0);
+    // A chat message that blocks the visitor: its profile updates are refused too.
+    s.request(
+        s.sender(v, role::VISITOR, &[], 3),
+        send_msg(conv, 3, "I will find you"),
+    );
+    s.settle();
+    // (A block closes the connection: its `Error` is the farewell.)
+    assert_eq!(s.closes, [(v, Some(ErrorCode::Blocked))]);
+    s.request(
+        s.sender(v2, role::VISITOR, &[], 4),
+        profile_msg(conv, 4, r#"{"name":"Ann"}"#),
+    );
+    s.settle();
+    assert_eq!(s.closes.last(), Some(&(v2, Some(ErrorCode::Blocked))));
+    assert_eq!(
+        s.shards[0].profile(conv).unwrap().name.as_deref(),
+        Some("online casino")
+    );
+}

@@ -168,20 +168,12 @@ impl Shard {
         };
         // A private note (`Note`): staff only, never screened, never answered by the FAQ.
         let note = screened == Some(messages::flags::PRIVATE);
-        // The visitor's attributes: not chat, so neither screened nor answered.
+        // The visitor's attributes: not chat, so its text is neither screened nor
+        // answered.
         let profile = s.content_type == messages::content::PROFILE;
         let is_visitor = from.who == c.visitor && from.role == role::VISITOR;
         let stored = c.sent.get(&from.who.user, s.client_msg_id);
         let fresh = stored.is_none();
-        // The abuse filter sees each new visitor message once, before it is stored:
-        // dropped, refused or blocked ones change nothing.
-        let mut flags = screened.unwrap_or(0);
-        if fresh && is_visitor && screened.is_none() && !profile {
-            match self.assist.screen(&from, &s.body, now_ms, &mut self.stats) {
-                Ok(f) => flags = f,
-                Err(code) => return refuse_screened(out, &from, code, conversation),
-            }
-        }
         // A new profile is checked against the merged one before anything is stored.
         let merged = match (fresh && profile).then(|| c.merged_profile(&s.body)) {
             Some(Err(e)) => {
@@ -191,6 +183,18 @@ impl Shard {
             Some(Ok(p)) => Some(p),
             None => None,
         };
+        // The abuse filter sees each new visitor message once, before it is stored:
+        // dropped, refused or blocked ones change nothing.
+        let mut flags = screened.unwrap_or(0);
+        // A profile is not chat: its text is not screened, but a blocked visitor or
+        // one over its rate is refused as for any other write.
+        if fresh && is_visitor && screened.is_none() {
+            let text = (!profile).then_some(s.body.as_str());
+            match self.assist.screen(&from, text, now_ms, &mut self.stats) {
+                Ok(f) => flags = f,
+                Err(code) => return refuse_screened(out, &from, code, conversation),
+            }
+        }
         // An attachment's body is its JSON reference, a profile's the visitor's
         // attributes: nothing for the FAQ to answer.
         let faq_text = (fresh
