@@ -852,6 +852,58 @@ mod tests {
     }
 
     #[test]
+    fn the_visitor_profile_routes_to_a_profile_send_and_one_conversation_to_its_shard() {
+        let r = req(
+            "PUT",
+            "/api/v1/conversations/7/visitor",
+            "Content-Type: application/json\r\nIdempotency-Key: p1\r\n",
+        );
+        let call = route(&r, br#"{ "name": "Ann", "fields": {"plan": null} }"#).unwrap();
+        assert_eq!(call.scope, Scope::MessagesWrite);
+        assert_eq!(call.acting, Acting::System);
+        assert!(!call.fresh_id);
+        let Some(Msg::Send(s)) = call.msg() else {
+            panic!("{call:?}")
+        };
+        assert_eq!(
+            (s.content_type, s.conversation, s.client_msg_id),
+            (messages::content::PROFILE, 7, idempotency_id("p1"))
+        );
+        assert_eq!(
+            s.body, r#"{"fields":{"plan":null},"name":"Ann"}"#,
+            "compact"
+        );
+        let put = |body: &str| {
+            let r = req(
+                "PUT",
+                "/api/v1/conversations/7/visitor",
+                "Content-Type: application/json\r\n",
+            );
+            route(&r, body.as_bytes())
+        };
+        assert!(put(r#"{"name":"Ann"}"#).unwrap().fresh_id);
+        for bad in ["{}", r#"{"nick":"x"}"#, r#"{"email":"x"}"#, "[]", "\u{ff}"] {
+            let e = put(bad).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad}");
+        }
+        let e = post("/api/v1/conversations/7/visitor", r#"{"name":"Ann"}"#).unwrap_err();
+        assert_eq!(e, RouteError::Method { allow: "PUT" });
+        let e = route(&req("PUT", "/api/v1/conversations/0/visitor", ""), b"{}").unwrap_err();
+        assert_eq!(e.status(), 400);
+        // A content type 6 message is a profile wherever it is posted.
+        let e = post(
+            "/api/v1/conversations/7/messages",
+            r#"{"body":"{}","content_type":6}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("body"), "{e}");
+        assert_eq!(
+            get("/api/v1/conversations/7").unwrap().op,
+            Op::Conversation { conversation: 7 }
+        );
+    }
+
+    #[test]
     fn close_and_notice_route() {
         let call = post("/api/v1/conversations/7/close", r#"{"reason":"done"}"#).unwrap();
         assert_eq!(call.scope, Scope::ConversationsWrite);
