@@ -142,32 +142,6 @@ pub fn from_frame(frame: &[u8]) -> Response {
     error(http_status(code), code, &message, conversation)
 }
 
-/// The answer for `GET /conversations/{id}`: the item for `id` of a
-/// `ConversationList` reply (404 when it holds none), or the reply's error.
-pub fn one_conversation(frame: &[u8], id: u64) -> Response {
-    let r = from_frame(frame);
-    if r.status != 200 {
-        return r;
-    }
-    let item = serde_json::from_slice::<serde_json::Value>(&r.body)
-        .ok()
-        .and_then(|list| {
-            list.get("items")?
-                .as_array()?
-                .iter()
-                .find(|i| i.get("conversation").and_then(|c| c.as_str()) == Some(&id.to_string()))
-                .cloned()
-        });
-    match item {
-        Some(item) => {
-            let mut body = serde_json::to_vec(&item).unwrap_or_default();
-            body.push(b'\n');
-            Response::new(200, JSON, body)
-        }
-        None => error(404, ErrorCode::NotFound, "no such conversation", id),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

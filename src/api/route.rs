@@ -8,6 +8,7 @@ use super::Scope;
 use super::query::{QueryError, number, params};
 use crate::http::head::{Method, Request};
 use crate::protocol::messages::{self, conversation_state, role};
+use crate::protocol::profile::ProfileUpdate;
 use crate::protocol::{DecodeError, Msg};
 
 /// Largest JavaScript-safe integer: ids travel as strings, but a number in a query
@@ -35,9 +36,6 @@ pub struct Call {
 pub enum Shape {
     /// The reply's fields (the usual case).
     Fields,
-    /// `GET /conversations/{id}`: this conversation's item of the
-    /// `ConversationList` (404 when the page does not hold it).
-    One(u64),
     /// `GET /conversations/{id}/export`: every `HistoryPage` back to the first
     /// entry, as JSON Lines, oldest first.
     Export,
@@ -80,6 +78,12 @@ pub enum Op {
         /// The file's id (lower-case hex SHA-256).
         id: String,
     },
+    /// `GET /conversations/{id}`: the conversation's `ConversationInfo` fields and
+    /// its `visitor_profile`; its shard answers with JSON.
+    Conversation {
+        /// The conversation.
+        conversation: u64,
+    },
     /// Assign a queued conversation to a connected agent or bot (no protocol
     /// request does this: an agent claims for itself).
     Assign {
@@ -107,7 +111,11 @@ impl Call {
     pub fn msg(&self) -> Option<&Msg> {
         match &self.op {
             Op::Protocol(m) => Some(m),
-            Op::Assign { .. } | Op::Agents { .. } | Op::Upload { .. } | Op::Download { .. } => None,
+            Op::Assign { .. }
+            | Op::Agents { .. }
+            | Op::Upload { .. }
+            | Op::Download { .. }
+            | Op::Conversation { .. } => None,
         }
     }
 }
@@ -213,18 +221,14 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
         ["conversations"] => return Err(BOTH),
         ["conversations", id] if get => {
             params(query, &[])?;
-            let id = conversation_id(id)?;
-            let page = messages::ListConversations {
-                limit: 1,
-                state: conversation_state::ANY,
-                after: id.saturating_sub(1),
-                updated_since_ms: 0,
-                group: String::new(),
-                agent: String::new(),
-            };
             Call {
-                shape: Shape::One(id),
-                ..Call::protocol(Scope::ConversationsRead, Acting::Admin, page)
+                scope: Scope::ConversationsRead,
+                acting: Acting::Admin,
+                fresh_id: false,
+                shape: Shape::Fields,
+                op: Op::Conversation {
+                    conversation: conversation_id(id)?,
+                },
             }
         }
         ["conversations", _] => return Err(RouteError::Method { allow: "GET, HEAD" }),
@@ -246,6 +250,15 @@ pub fn route(req: &Request, body: &[u8]) -> Result<Call, RouteError> {
             }
         }
         ["conversations", _, "export"] => return Err(RouteError::Method { allow: "GET, HEAD" }),
+        ["conversations", id, "visitor"] if method == Method::Put => {
+            params(query, &[])?;
+            put_visitor(
+                conversation_id(id)?,
+                json()?,
+                req.idempotency_key.as_deref(),
+            )?
+        }
+        ["conversations", _, "visitor"] => return Err(RouteError::Method { allow: "PUT" }),
         ["conversations", id, "close"] if post => {
             params(query, &[])?;
             // Every field is optional: no body at all is fine.
@@ -413,6 +426,27 @@ fn post_message(conversation: u64, body: &[u8], key: Option<&str>) -> Result<Cal
     Ok(Call {
         fresh_id: key.is_none(),
         ..Call::protocol(Scope::MessagesWrite, acting, send)
+    })
+}
+
+/// `PUT /api/v1/conversations/{id}/visitor`: the body is a `PROFILE` object,
+/// stored (compact) as the conversation's visitor's `Send` with content type 6;
+/// the shard writes it as the visitor ([`Acting::System`] sends it there).
+fn put_visitor(conversation: u64, body: &[u8], key: Option<&str>) -> Result<Call, RouteError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| RouteError::Body("must be a JSON object in UTF-8".into()))?;
+    let update = ProfileUpdate::parse(text).map_err(|e| RouteError::Body(e.to_string()))?;
+    check_key(key)?;
+    let send = messages::Send {
+        content_type: messages::content::PROFILE,
+        conversation,
+        client_msg_id: key.map_or(0, idempotency_id),
+        group: String::new(),
+        body: update.to_json(),
+    };
+    Ok(Call {
+        fresh_id: key.is_none(),
+        ..Call::protocol(Scope::MessagesWrite, Acting::System, send)
     })
 }
 
@@ -815,6 +849,58 @@ mod tests {
         };
         assert_eq!(s.client_msg_id, idempotency_id("k1"));
         assert_ne!(idempotency_id("k1"), idempotency_id("k2"));
+    }
+
+    #[test]
+    fn the_visitor_profile_routes_to_a_profile_send_and_one_conversation_to_its_shard() {
+        let r = req(
+            "PUT",
+            "/api/v1/conversations/7/visitor",
+            "Content-Type: application/json\r\nIdempotency-Key: p1\r\n",
+        );
+        let call = route(&r, br#"{ "name": "Ann", "fields": {"plan": null} }"#).unwrap();
+        assert_eq!(call.scope, Scope::MessagesWrite);
+        assert_eq!(call.acting, Acting::System);
+        assert!(!call.fresh_id);
+        let Some(Msg::Send(s)) = call.msg() else {
+            panic!("{call:?}")
+        };
+        assert_eq!(
+            (s.content_type, s.conversation, s.client_msg_id),
+            (messages::content::PROFILE, 7, idempotency_id("p1"))
+        );
+        assert_eq!(
+            s.body, r#"{"fields":{"plan":null},"name":"Ann"}"#,
+            "compact"
+        );
+        let put = |body: &str| {
+            let r = req(
+                "PUT",
+                "/api/v1/conversations/7/visitor",
+                "Content-Type: application/json\r\n",
+            );
+            route(&r, body.as_bytes())
+        };
+        assert!(put(r#"{"name":"Ann"}"#).unwrap().fresh_id);
+        for bad in ["{}", r#"{"nick":"x"}"#, r#"{"email":"x"}"#, "[]", "\u{ff}"] {
+            let e = put(bad).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad}");
+        }
+        let e = post("/api/v1/conversations/7/visitor", r#"{"name":"Ann"}"#).unwrap_err();
+        assert_eq!(e, RouteError::Method { allow: "PUT" });
+        let e = route(&req("PUT", "/api/v1/conversations/0/visitor", ""), b"{}").unwrap_err();
+        assert_eq!(e.status(), 400);
+        // A content type 6 message is a profile wherever it is posted.
+        let e = post(
+            "/api/v1/conversations/7/messages",
+            r#"{"body":"{}","content_type":6}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("body"), "{e}");
+        assert_eq!(
+            get("/api/v1/conversations/7").unwrap().op,
+            Op::Conversation { conversation: 7 }
+        );
     }
 
     #[test]

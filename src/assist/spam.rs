@@ -424,19 +424,8 @@ impl SpamFilter {
     /// blocked (the token's tenant and subject); `now_ms` is the caller's clock.
     pub fn check(&mut self, visitor_key: &str, text: &str, now_ms: u64) -> Verdict {
         self.counters.checked += 1;
-        if let Some(b) = self.blocked.get(visitor_key) {
-            if b.until_ms > now_ms {
-                self.counters.blocked_messages += 1;
-                return Verdict::Block {
-                    rule: b.rule.clone(),
-                    until_ms: b.until_ms,
-                };
-            }
-            self.blocked.remove(visitor_key);
-        }
-        if !self.take_token(visitor_key, now_ms) {
-            self.counters.rate_limited += 1;
-            return Verdict::RateLimited;
+        if let Some(refused) = self.admit(visitor_key, now_ms) {
+            return refused;
         }
         let Some(hit) = self.rules.as_ref().and_then(|r| r.classify(text)) else {
             self.counters.allowed += 1;
@@ -467,6 +456,32 @@ impl SpamFilter {
                 }
             }
         }
+    }
+
+    /// Decides on a visitor's write that is not chat (a visitor profile update): its
+    /// text is not classified and it is not counted as a message checked; it is
+    /// refused only while the visitor is blocked or over its rate (it takes a token).
+    pub fn gate(&mut self, visitor_key: &str, now_ms: u64) -> Verdict {
+        self.admit(visitor_key, now_ms).unwrap_or(Verdict::Allow)
+    }
+
+    /// The refusal a visitor gets whatever it writes: blocked, or over its rate.
+    fn admit(&mut self, visitor_key: &str, now_ms: u64) -> Option<Verdict> {
+        if let Some(b) = self.blocked.get(visitor_key) {
+            if b.until_ms > now_ms {
+                self.counters.blocked_messages += 1;
+                return Some(Verdict::Block {
+                    rule: b.rule.clone(),
+                    until_ms: b.until_ms,
+                });
+            }
+            self.blocked.remove(visitor_key);
+        }
+        if !self.take_token(visitor_key, now_ms) {
+            self.counters.rate_limited += 1;
+            return Some(Verdict::RateLimited);
+        }
+        None
     }
 
     /// Blocks `subject` until `until_ms` (e.g. by an operator), evicting the block

@@ -294,6 +294,8 @@ pub struct WorkerMetrics {
     pub storage_errors: Counter,
     /// FAQ answers sent automatically.
     pub auto_replies: Counter,
+    /// Visitor profile updates refused at the merged profile's field bound.
+    pub profiles_refused: Counter,
     /// Visitor messages the abuse filter acted on, by action.
     pub filtered: FilterCounts,
     /// Loop turns; the watchdog's sign of life (see [`ReactorMetrics::loops`]).

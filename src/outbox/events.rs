@@ -146,6 +146,7 @@ fn content_name(code: u8) -> &'static str {
         content::URL => "url",
         content::JSON => "json",
         content::ATTACHMENT => "attachment",
+        content::PROFILE => "profile",
         _ => "unknown",
     }
 }
@@ -387,10 +388,13 @@ mod tests {
 
     #[test]
     fn every_content_code_has_its_name() {
-        let names: Vec<&str> = (content::TEXT..=content::ATTACHMENT)
+        let names: Vec<&str> = (content::TEXT..=content::PROFILE)
             .map(content_name)
             .collect();
-        assert_eq!(names, ["text", "markdown", "url", "json", "attachment"]);
+        assert_eq!(
+            names,
+            ["text", "markdown", "url", "json", "attachment", "profile"]
+        );
         assert_eq!(content_name(0), "unknown");
     }
 
@@ -508,6 +512,27 @@ mod tests {
         assert_eq!(got[5]["data"]["sender"]["role"], "agent");
         assert_eq!(got[6]["data"]["score"], 4);
         assert_eq!(got[6]["data"]["comment"], "great");
+    }
+
+    #[test]
+    fn a_profile_is_a_message_created_with_content_type_profile() {
+        let mut ev = Events::default();
+        let text = r#"{"email":"ann@example.com","fields":{"plan":"pro"}}"#;
+        let mut profile = entry(7, 1, Kind::Send, role::VISITOR, "v1", text);
+        let (kind, mut body) = crate::service::record::decode(profile.kind, &profile.body).unwrap();
+        body.entry.content_type = content::PROFILE;
+        profile = record(7, 1, 1_001, kind, &body);
+        let got = feed_all(
+            &mut ev,
+            &[opened(7, "acme"), profile],
+            &filter(&[], None, false),
+        );
+        assert_eq!(types(&got), ["conversation.opened", "message.created"]);
+        let msg = &got[1]["data"];
+        assert_eq!(msg["content_type"], "profile");
+        assert_eq!(msg["body"], text, "the JSON text, as stored");
+        assert_eq!(msg["sender"]["role"], "visitor");
+        assert_eq!(msg["sender"]["id"], "v1");
     }
 
     #[test]

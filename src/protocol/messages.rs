@@ -724,11 +724,23 @@ impl Msg {
                 check(m.body.len() <= MAX_BODY, k, "body", "longer than 64 KiB")?;
                 check(!m.body.is_empty(), k, "body", "empty")?;
                 check(
-                    (content::TEXT..=content::JSON).contains(&m.content_type),
+                    (content::TEXT..=content::JSON).contains(&m.content_type)
+                        || m.content_type == content::PROFILE,
                     k,
                     "content_type",
-                    "1 to 4 (5, ATTACHMENT, is made by the upload route only)",
+                    "1 to 4 or 6 (5, ATTACHMENT, is made by the upload route only)",
                 )?;
+                if m.content_type == content::PROFILE {
+                    // A profile updates an existing conversation: it cannot open one.
+                    check(m.conversation != 0, k, "conversation", "0 with PROFILE")?;
+                    if let Err(e) = super::profile::ProfileUpdate::parse(&m.body) {
+                        return Err(DecodeError::Bound {
+                            kind: k,
+                            field: "body",
+                            reason: e.reason(),
+                        });
+                    }
+                }
                 short(k, "group", &m.group)
             }
             Msg::Ping(m) => check(m.data.len() <= MAX_BODY, k, "data", "longer than 64 KiB"),

@@ -6,6 +6,7 @@ mod error_code;
 pub mod json;
 mod kind;
 pub mod messages;
+pub mod profile;
 
 pub use error_code::ErrorCode;
 pub use kind::Kind;

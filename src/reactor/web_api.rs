@@ -288,7 +288,6 @@ impl Core {
             return;
         };
         let response = match w.shape {
-            Shape::One(id) => answer::one_conversation(frame, id),
             Shape::Fields => answer::from_frame(frame),
             Shape::Upload => {
                 let r = answer::from_frame(frame);

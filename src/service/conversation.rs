@@ -12,8 +12,8 @@
 //! replies, abuse filter), `undo` (taking back what the journal did not make durable),
 //! `records` (journal records out, locations in), `restore` (rebuilding from the
 //! journal), `scan` (questions over all conversations: listing, inactivity,
-//! retention) and `stats` (counters the worker publishes: the shard holds no metric
-//! handles).
+//! retention), `profile` (the visitor profile `PROFILE` messages merge) and
+//! `stats` (counters the worker publishes: the shard holds no metric handles).
 
 use bytes::Bytes;
 
@@ -32,6 +32,7 @@ use crate::handoff::ConnId;
 use crate::journal::{JournalReader, Location};
 use crate::protocol::Kind;
 use crate::protocol::messages::{self, Entry, Msg, role};
+use crate::protocol::profile::Profile;
 
 mod assist;
 mod files;
@@ -39,6 +40,7 @@ mod history;
 #[cfg(test)]
 mod inspect;
 mod outcome;
+mod profile;
 mod records;
 mod replay;
 mod request;
@@ -102,6 +104,9 @@ struct Conversation {
     /// The files its `ATTACHMENT` messages reference, oldest first (a download
     /// needs one; the transcript may have left memory).
     files: Vec<files::FileRef>,
+    /// The visitor profile its `PROFILE` messages merged (`None`: nothing set, the
+    /// usual case, so it costs a pointer).
+    profile: Option<Box<Profile>>,
     /// Every agent who ever served it (tests check deliveries against this).
     #[cfg(test)]
     served_by: Vec<UserRef>,
@@ -130,6 +135,7 @@ impl Conversation {
             catch_up: Vec::new(),
             orphan: false,
             files: Vec::new(),
+            profile: None,
             #[cfg(test)]
             served_by: Vec::new(),
         }
@@ -351,6 +357,7 @@ impl Shard {
                 conversation,
                 id,
             } => self.download(from, conversation, id, out),
+            ShardMsg::Info { from, conversation } => self.info(from, conversation, out),
             // Through the router: behind whatever the request sent there (a
             // transfer, a close), so the answer comes after its effect.
             ShardMsg::Ack { conn, rid, .. } => {
@@ -378,7 +385,7 @@ impl Shard {
         // opener leaves no conversation, record, assignment or queue entry.
         let flags = match self
             .assist
-            .screen(&opener, &send.body, now_ms, &mut self.stats)
+            .screen(&opener, Some(&send.body), now_ms, &mut self.stats)
         {
             // The router knew at opening whether the group had anyone online.
             Ok(flags) if offline => flags | messages::flags::OFFLINE,

@@ -133,7 +133,8 @@ impl Durable {
             },
             ShardMsg::Download {
                 from, conversation, ..
-            } => Origin::Client {
+            }
+            | ShardMsg::Info { from, conversation } => Origin::Client {
                 conn: from.conn,
                 rid: from.rid,
                 conversation: *conversation,

@@ -370,6 +370,14 @@ pub(crate) enum ShardMsg {
         /// The file's id.
         id: String,
     },
+    /// An HTTP API read (`GET /api/v1/conversations/{id}`): the conversation's
+    /// `ConversationInfo` fields and merged visitor profile, answered as JSON.
+    Info {
+        /// The reader (an API principal of the conversation's tenant).
+        from: Sender,
+        /// The conversation.
+        conversation: u64,
+    },
     /// An HTTP API request with no reply of its own (a `Close`, a `Transfer`) was
     /// handled: the request before it on this queue took effect (or its `Error` went
     /// out first). Passed to the router as [`RouterMsg::Ack`] once what the request
@@ -402,7 +410,8 @@ impl ShardMsg {
             | ShardMsg::SystemClose { conversation, .. }
             | ShardMsg::Conns { conversation, .. }
             | ShardMsg::Ack { conversation, .. }
-            | ShardMsg::Download { conversation, .. } => *conversation,
+            | ShardMsg::Download { conversation, .. }
+            | ShardMsg::Info { conversation, .. } => *conversation,
             ShardMsg::Upload { upload, .. } => upload.conversation,
             ShardMsg::Request { msg, .. } => request_conversation(msg),
             ShardMsg::Resume(r) => r.cursors.first().map_or(0, |c| c.conversation),

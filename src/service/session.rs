@@ -648,6 +648,10 @@ impl Sessions {
                 }));
                 return;
             }
+            Op::Conversation { conversation } => {
+                out.push(Effect::Shard(ShardMsg::Info { from, conversation }));
+                return;
+            }
             Op::Protocol(msg) => msg,
         };
         let msg = match msg {

@@ -344,6 +344,10 @@ pub(crate) fn send_msg(conversation: u64, id: u64, body: &str) -> Msg {
 mod deferred_tests;
 
 #[cfg(test)]
+#[path = "profile_tests.rs"]
+mod profile_tests;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::service::conversation::GroupEvent;
@@ -674,7 +678,7 @@ pub(crate) mod tests {
             for _ in 0..rng.below(12) {
                 now += 1;
                 let conv = 1 + rng.below(next_conv);
-                let msg = match rng.below(9) {
+                let msg = match rng.below(10) {
                     0 => {
                         next_conv += 1;
                         let id = next_conv - 1;
@@ -728,6 +732,22 @@ pub(crate) mod tests {
                     5 | 6 => ShardMsg::Request {
                         from: from(visitor(conv), role::VISITOR, conv as u32),
                         msg: send_msg(conv, rng.below(6), "hi"),
+                    },
+                    // Profiles: what rollback takes back of the transcript, it takes
+                    // back of the merged profile too.
+                    7 => ShardMsg::Request {
+                        from: from(visitor(conv), role::VISITOR, conv as u32),
+                        msg: messages::Send {
+                            content_type: messages::content::PROFILE,
+                            conversation: conv,
+                            client_msg_id: 10 + rng.below(6),
+                            group: String::new(),
+                            body: format!(
+                                r#"{{"name":"n{now}","fields":{{"k{}":"v"}}}}"#,
+                                rng.below(4)
+                            ),
+                        }
+                        .into(),
                     },
                     // Attachments: what rollback takes back of the transcript, it
                     // takes back of the conversation's files too.
@@ -819,7 +839,29 @@ pub(crate) mod tests {
                             .unwrap_or(0)
                     };
                     let from = s.sender(c, r, &["support"], rid);
-                    s.request(from, send_msg(conv, rng.below(50), "x"));
+                    let id = rng.below(50);
+                    // Every fifth a profile (stored only from the conversation's
+                    // visitor, refused past 32 fields), chosen by `rid` so that the
+                    // random draws, and so the schedules, stay as they were.
+                    let msg = if conv != 0 && rid.is_multiple_of(5) {
+                        let value = if rid.is_multiple_of(7) {
+                            "null"
+                        } else {
+                            "\"x\""
+                        };
+                        let body = format!(r#"{{"fields":{{"k{}":{value}}}}}"#, rid % 40);
+                        messages::Send {
+                            content_type: messages::content::PROFILE,
+                            conversation: conv,
+                            client_msg_id: id,
+                            group: String::new(),
+                            body,
+                        }
+                        .into()
+                    } else {
+                        send_msg(conv, id, "x")
+                    };
+                    s.request(from, msg);
                 }
                 6 if !live.is_empty() && !convs.is_empty() => {
                     let (c, _, r) = live[rng.below(live.len() as u64) as usize].clone();

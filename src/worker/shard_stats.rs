@@ -17,6 +17,7 @@ pub(super) fn publish(stats: &mut ShardStats, worker: &WorkerMetrics, router: &R
         rate_limited,
         blocked,
         auto_replies,
+        profiles_refused,
         history_deferred,
         history_waiting,
         groups,
@@ -28,6 +29,9 @@ pub(super) fn publish(stats: &mut ShardStats, worker: &WorkerMetrics, router: &R
     f.rate_limited.add(std::mem::take(rate_limited));
     f.blocked.add(std::mem::take(blocked));
     worker.auto_replies.add(std::mem::take(auto_replies));
+    worker
+        .profiles_refused
+        .add(std::mem::take(profiles_refused));
     worker
         .history_deferred
         .add(std::mem::take(history_deferred));

@@ -57,6 +57,7 @@ mod web_api;
 mod web_files;
 mod web_http;
 mod web_json;
+mod web_profile;
 mod web_socket;
 mod web_visitors;
 mod webhooks;

@@ -483,6 +483,13 @@ impl Exporter {
             Counter,
             |w| w.auto_replies.get(),
         )?;
+        self.per_worker(
+            enc,
+            "profiles_refused",
+            "Visitor profile updates refused: the merged profile would pass 32 fields.",
+            Counter,
+            |w| w.profiles_refused.get(),
+        )?;
         type Pick = fn(&WorkerMetrics) -> u64;
         let actions: [(&str, &str, Pick); 4] = [
             (

@@ -43,11 +43,13 @@ impl Assist {
     }
 
     /// The abuse filter's verdict on a new visitor message: the flags to store it with,
-    /// or the code it is refused with (counted either way).
+    /// or the code it is refused with (counted either way). `body` `None`: a write
+    /// that is not chat (a `PROFILE`), refused only while the visitor is blocked or
+    /// over its rate, its text not classified.
     pub(super) fn screen(
         &mut self,
         from: &Sender,
-        body: &str,
+        body: Option<&str>,
         now_ms: u64,
         stats: &mut ShardStats,
     ) -> Result<u8, ErrorCode> {
@@ -59,7 +61,10 @@ impl Assist {
         subject.push_str(&from.who.tenant);
         subject.push('/');
         subject.push_str(&from.who.user);
-        let verdict = filter.check(subject, body, now_ms);
+        let verdict = match body {
+            Some(body) => filter.check(subject, body, now_ms),
+            None => filter.gate(subject, now_ms),
+        };
         match verdict {
             Verdict::Allow => {}
             Verdict::Flag { .. } => stats.flagged += 1,

@@ -21,6 +21,11 @@ impl Shard {
         Some((c.sent.get(sender, id)?, c.orphan))
     }
 
+    /// The merged visitor profile of a conversation (tests).
+    pub fn profile(&self, conversation: u64) -> Option<crate::protocol::profile::Profile> {
+        self.convs.get(&conversation)?.profile.as_deref().cloned()
+    }
+
     /// Whether the conversation exists here, and is a hidden orphan (tests).
     pub fn orphan(&self, conversation: u64) -> Option<bool> {
         self.convs.get(&conversation).map(|c| c.orphan)
@@ -51,7 +56,7 @@ impl Shard {
             .map(|(id, c)| {
                 let sent = c.sent.sorted();
                 let d = format!(
-                    "{:?} {} {:?} {:?} {} {:?} {:?} {} {:?}",
+                    "{:?} {} {:?} {:?} {} {:?} {:?} {} {:?} {:?}",
                     c.visitor,
                     c.visitor_name,
                     c.state,
@@ -61,6 +66,7 @@ impl Shard {
                     sent,
                     c.rated,
                     c.files,
+                    c.profile,
                 );
                 (*id, d)
             })
@@ -75,7 +81,12 @@ impl Shard {
             for (i, e) in c.events.all(self.reader.as_ref()).iter().enumerate() {
                 assert_eq!(e.seq, i as u64 + 1, "conversation {id}: sequence gap");
                 files.note_file(e);
+                files.note_profile(e);
             }
+            assert_eq!(
+                c.profile, files.profile,
+                "conversation {id}: profile not its PROFILE messages'"
+            );
             assert_eq!(
                 c.files, files.files,
                 "conversation {id}: files not its messages'"

@@ -1,8 +1,10 @@
 //! Client requests about an existing conversation, one function per kind.
 
 use super::assist::refuse_screened;
+use super::profile::refuse_profile;
 use super::{Conversation, GroupEvent, INACTIVE, Shard, ShardStats, State, reply};
 use crate::protocol::messages::{self, Entry, Msg, role};
+use crate::protocol::profile::ProfileError;
 use crate::protocol::{ErrorCode, Kind};
 use crate::service::{
     Effect, RouterMsg, Sender, is_staff_role, refuse, request_conversation, to_all, to_both,
@@ -48,6 +50,13 @@ impl Shard {
         // Each kind refuses what its conversation's state does not allow.
         let refused = match msg {
             Msg::Send(_) | Msg::Close(_) if c.state == State::Closed => Some(ErrorCode::Conflict),
+            // The visitor's attributes: its visitor's (the system's as the visitor's).
+            Msg::Send(s) if s.content_type == messages::content::PROFILE => {
+                match c.profile_sender(&from, party.visitor) {
+                    Ok(writer) => return self.send(writer, s, now_ms, out, None),
+                    Err(code) => Some(code),
+                }
+            }
             Msg::Send(s) => return self.send(from, s, now_ms, out, None),
             Msg::Close(cl) => {
                 let closer = (from.role, from.who.user.clone());
@@ -159,24 +168,36 @@ impl Shard {
         };
         // A private note (`Note`): staff only, never screened, never answered by the FAQ.
         let note = screened == Some(messages::flags::PRIVATE);
+        // The visitor's attributes: not chat, so its text is neither screened nor
+        // answered.
+        let profile = s.content_type == messages::content::PROFILE;
         let is_visitor = from.who == c.visitor && from.role == role::VISITOR;
         let stored = c.sent.get(&from.who.user, s.client_msg_id);
         let fresh = stored.is_none();
+        // A new profile is checked against the merged one before anything is stored.
+        let merged = match (fresh && profile).then(|| c.merged_profile(&s.body)) {
+            Some(Err(e)) => {
+                self.stats.profiles_refused += u64::from(e == ProfileError::MergedTooMany);
+                return refuse_profile(out, &from, &e, conversation);
+            }
+            Some(Ok(p)) => Some(p),
+            None => None,
+        };
         // The abuse filter sees each new visitor message once, before it is stored:
         // dropped, refused or blocked ones change nothing.
         let mut flags = screened.unwrap_or(0);
+        // A profile is not chat: its text is not screened, but a blocked visitor or
+        // one over its rate is refused as for any other write.
         if fresh && is_visitor && screened.is_none() {
-            match self.assist.screen(&from, &s.body, now_ms, &mut self.stats) {
+            let text = (!profile).then_some(s.body.as_str());
+            match self.assist.screen(&from, text, now_ms, &mut self.stats) {
                 Ok(f) => flags = f,
                 Err(code) => return refuse_screened(out, &from, code, conversation),
             }
             // Waiting while nobody of its group is online: an offline message
             // (the opener's flag came from the router with the opening).
             let key = (c.tenant.clone(), c.group.clone());
-            if c.state == State::Queued
-                && s.content_type != messages::content::PROFILE
-                && !self.online_groups.contains(&key)
-            {
+            if c.state == State::Queued && !profile && !self.online_groups.contains(&key) {
                 flags |= messages::flags::OFFLINE;
             }
         }
@@ -184,11 +205,13 @@ impl Shard {
         if fresh && !note && is_staff_role(from.role) && c.visitor_conns.is_empty() {
             flags |= messages::flags::VISITOR_AWAY;
         }
-        // An attachment's body is its JSON reference: nothing for the FAQ to answer.
+        // An attachment's body is its JSON reference, a profile's the visitor's
+        // attributes: nothing for the FAQ to answer.
         let faq_text = (fresh
             && is_visitor
             && c.state == State::Queued
-            && s.content_type != messages::content::ATTACHMENT)
+            && s.content_type != messages::content::ATTACHMENT
+            && !profile)
             .then(|| s.body.clone());
         let (seq, time_ms) = match stored {
             // A resend: same answer, nothing stored or delivered twice.
@@ -233,6 +256,9 @@ impl Shard {
                 c.sent.insert(&from.who.user, s.client_msg_id, seq);
                 if flags & messages::flags::OFFLINE != 0 {
                     out.push(Effect::Router(RouterMsg::Offline { conversation }));
+                }
+                if let Some(p) = merged {
+                    c.profile = p;
                 }
                 if !note && !c.answered && is_staff_role(from.role) {
                     c.answered = true;

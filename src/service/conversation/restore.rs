@@ -372,6 +372,7 @@ impl Shard {
                 _ => {}
             }
             c.note_file(e);
+            c.note_profile(e);
             c.events.push(e.clone());
         }
         if let Some(at) = at {

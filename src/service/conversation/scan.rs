@@ -90,26 +90,29 @@ impl Shard {
         ids.truncate(limit);
         let items = ids
             .into_iter()
-            .filter_map(|id| {
-                let c = self.convs.get(&id)?;
-                Some(messages::ConversationInfo {
-                    conversation: id,
-                    opened_ms: c.opened_ms,
-                    updated_ms: c.updated_ms(),
-                    last_seq: c.events.len(),
-                    state: match c.state {
-                        State::Queued => cs::QUEUED,
-                        State::Assigned => cs::ASSIGNED,
-                        State::Closed => cs::CLOSED,
-                    },
-                    group: c.group.clone(),
-                    visitor: c.visitor.user.clone(),
-                    visitor_name: c.visitor_name.clone(),
-                    agent: c.agent.as_ref().map(|a| a.user.clone()).unwrap_or_default(),
-                })
-            })
+            .filter_map(|id| Some(Self::info_of(id, self.convs.get(&id)?)))
             .collect();
         (items, more)
+    }
+
+    /// A conversation's item of a `ConversationList`.
+    pub(super) fn info_of(id: u64, c: &Conversation) -> messages::ConversationInfo {
+        use messages::conversation_state as cs;
+        messages::ConversationInfo {
+            conversation: id,
+            opened_ms: c.opened_ms,
+            updated_ms: c.updated_ms(),
+            last_seq: c.events.len(),
+            state: match c.state {
+                State::Queued => cs::QUEUED,
+                State::Assigned => cs::ASSIGNED,
+                State::Closed => cs::CLOSED,
+            },
+            group: c.group.clone(),
+            visitor: c.visitor.user.clone(),
+            visitor_name: c.visitor_name.clone(),
+            agent: c.agent.as_ref().map(|a| a.user.clone()).unwrap_or_default(),
+        }
     }
 
     /// How often [`Shard::inactive`] is worth asking: a tenth of

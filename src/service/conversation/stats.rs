@@ -17,6 +17,9 @@ pub(crate) struct ShardStats {
     pub blocked: u64,
     /// FAQ answers sent automatically.
     pub auto_replies: u64,
+    /// Visitor profile updates (`PROFILE`) refused because the merged profile would
+    /// pass its 32 fields.
+    pub profiles_refused: u64,
     /// `History` requests held back behind their connection's output.
     pub history_deferred: u64,
     /// `History` requests held back now (a level, not a count; `None`: unchanged).

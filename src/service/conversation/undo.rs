@@ -12,6 +12,8 @@ use crate::service::{Effect, ShardMsg, UserRef};
 #[derive(Debug, Clone)]
 pub(super) struct Undo {
     events: u64,
+    /// The visitor profile then (it changes with appended `PROFILE` messages).
+    profile: Option<Box<crate::protocol::profile::Profile>>,
     /// `None` while the batch only appended (`Send`): nothing else changed, so the
     /// copy is taken only when a later message of the same batch changes more.
     fields: Option<Box<UndoFields>>,
@@ -34,6 +36,7 @@ impl Undo {
     fn of(c: &Conversation, appends_only: bool) -> Self {
         Undo {
             events: c.events.len(),
+            profile: c.profile.clone(),
             fields: (!appends_only).then(|| UndoFields::of(c)),
         }
     }
@@ -43,6 +46,7 @@ impl Undo {
         c.events.truncate(self.events);
         c.sent.retain_up_to(self.events);
         c.files.retain(|f| f.seq <= self.events);
+        c.profile.clone_from(&self.profile);
     }
 }
 
