@@ -735,6 +735,8 @@ fn protocol_md_code_tables_match_the_constants() {
                 ("FLAGGED", flags::FLAGGED),
                 ("REPLAY", flags::REPLAY),
                 ("PRIVATE", flags::PRIVATE),
+                ("OFFLINE", flags::OFFLINE),
+                ("VISITOR_AWAY", flags::VISITOR_AWAY),
             ],
         ),
         (

@@ -540,20 +540,23 @@ fn an_upload_that_keeps_arriving_may_take_longer_than_the_request_deadline() {
 #[test]
 fn a_download_read_slowly_but_steadily_outlasts_the_request_deadline() {
     use std::io::{Read, Write};
+    // A 3 s request deadline: the service's own work on 16 MiB (hashing, writing,
+    // reading back) must fit in it even on a loaded 2-core machine, while the slow
+    // reader below takes over twice as long.
     let s = Setup::with(|c| {
-        c.heartbeat.handshake_timeout = Duration::from_secs(1);
+        c.heartbeat.handshake_timeout = Duration::from_secs(3);
         c.api.max_attachment_bytes = 32 * 1024 * 1024;
     });
     let (_vera, _sue, id) = served_conversation(&s);
-    let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let big: Vec<u8> = (0..16 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
     let mut ops = s.client_as(&s.admin);
     assert_eq!(
         upload(&mut ops, id, "big.txt", "text/plain", &big).status,
         201
     );
-    // A client with a small receive buffer that takes what it has every 10 ms: the
-    // answer stays queued at the server for several request deadlines, always
-    // making progress.
+    // A client with a small receive buffer that takes at most 64 KiB every 25 ms
+    // (16 MiB take over 6 s): the answer stays queued at the server for two request
+    // deadlines, always making progress.
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(64 * 1024).unwrap();
     sock.connect(&s.server.addr().into()).unwrap();
@@ -567,9 +570,9 @@ fn a_download_read_slowly_but_steadily_outlasts_the_request_deadline() {
     );
     raw.write_all(request.as_bytes()).unwrap();
     let mut got = Vec::new();
-    let mut chunk = vec![0u8; 128 * 1024];
+    let mut chunk = vec![0u8; 64 * 1024];
     let whole = loop {
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(25));
         let n = match raw.read(&mut chunk) {
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
