@@ -16,7 +16,7 @@ use crate::config::WebhookConfig;
 use crate::journal::RecordRef;
 use crate::protocol::Kind;
 use crate::protocol::messages::{content, flags, role};
-use crate::service::record::{self, Body, RecordKind};
+use crate::service::record::{self, Body, RecordKind, order_key};
 
 /// Which events one endpoint takes.
 #[derive(Debug, Clone)]
@@ -57,17 +57,6 @@ struct Conv {
     agent: Option<(String, String)>,
     /// Order key of the newest record applied ([`order_key`]).
     last: u64,
-}
-
-/// A record's place in its conversation's order: opened first, then by sequence
-/// number, a (legacy) requeue after the entry it follows. A record whose key is not
-/// above the conversation's last is a compaction copy.
-fn order_key(kind: RecordKind, seq: u64) -> u64 {
-    match kind {
-        RecordKind::Opened | RecordKind::Reserved | RecordKind::Orphaned => 0,
-        RecordKind::Entry | RecordKind::Gap => seq.saturating_mul(2).saturating_add(1),
-        RecordKind::Requeued => seq.saturating_mul(2).saturating_add(2),
-    }
 }
 
 /// A user in an event.
