@@ -93,6 +93,8 @@ impl Mail {
             from,
             log,
             marks,
+            // Read here, before any client can write: what comes after is news.
+            start_end: reader.frontier.get(),
             reader: reader.clone(),
             journal: journal.clone(),
             metrics,

@@ -34,6 +34,9 @@ pub(crate) struct Job {
     pub log: MarksLog,
     /// The marks read at start (`None`: email was never on here).
     pub marks: Option<HashMap<u64, Mark>>,
+    /// The journal's end when the daemon started: on a first start, what is before it
+    /// is history and not mailed.
+    pub start_end: Location,
     pub reader: JournalReader,
     pub journal: JournalHandle,
     pub metrics: Arc<EmailMetrics>,
@@ -105,9 +108,12 @@ impl Runner {
         if fresh {
             // Email was never on here: the history is not mailed, only what comes
             // from now on.
-            let end = self.job.reader.frontier.get();
-            while self.pos < end {
-                self.read(end)?;
+            let end = self.job.start_end;
+            loop {
+                let before = self.pos;
+                if self.read(end)? || self.pos == before {
+                    break;
+                }
             }
             let settled = self.mailer.settle_all();
             let marks = self.mailer.marks().clone();
