@@ -28,17 +28,24 @@ const RECORDS_PER_TURN: usize = 10_000;
 
 /// What the thread needs.
 pub(crate) struct Job {
+    /// `[email]`.
     pub cfg: EmailConfig,
+    /// The SMTP client (one connection per mail).
     pub smtp: SmtpTransport,
+    /// `email.from`, parsed.
     pub from: Mailbox,
+    /// The open marks file.
     pub log: MarksLog,
     /// The marks read at start (`None`: email was never on here).
     pub marks: Option<HashMap<u64, Mark>>,
     /// The journal's end when the daemon started: on a first start, what is before it
     /// is history and not mailed.
     pub start_end: Location,
+    /// Reads committed records.
     pub reader: JournalReader,
+    /// Lists live segments (pruning after retention).
     pub journal: JournalHandle,
+    /// The email counters.
     pub metrics: Arc<EmailMetrics>,
     /// Disconnected when the daemon stops.
     pub stop: Receiver<()>,
