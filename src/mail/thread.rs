@@ -66,6 +66,17 @@ pub(crate) fn transport(cfg: &EmailConfig) -> Result<SmtpTransport, super::MailE
     Ok(builder.build())
 }
 
+/// Whether an SMTP failure refuses this mail for good: a 5xx answer, but not one of
+/// authentication (53x: wrong or missing credentials are the server's or the
+/// configuration's problem, retried like a transient failure, never a reason to drop
+/// mail).
+fn refused_for_good(e: &lettre::transport::smtp::Error) -> bool {
+    e.is_permanent()
+        && !e.status().is_some_and(|c| {
+            c.category == lettre::transport::smtp::response::Category::Unspecified3
+        })
+}
+
 /// The daemon is stopping.
 #[derive(Debug)]
 struct Stopped;
@@ -273,7 +284,7 @@ impl Runner {
             }
             Err(e) => {
                 m.failures.inc();
-                let permanent = e.is_permanent();
+                let permanent = refused_for_good(&e);
                 let jitter = self.rng.next_u64();
                 match self.mailer.failed(mail, unix_ms().get(), permanent, jitter) {
                     Failed::RetryAt(at) => {
