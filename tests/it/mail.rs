@@ -8,8 +8,7 @@
 //! and leaves; an agent comes, gets the conversation and writes 3 messages: exactly
 //! one digest with all 3 reaches the visitor's address. The agent writes 3 more, the
 //! daemon is killed (SIGKILL) before their digest is due and started again on the
-//! same state: that digest still arrives (at least once). (That scenario waits for
-//! PROFILE sends on main: ignored until then.)
+//! same state: that digest still arrives (at least once).
 //!
 //! A mail the server refuses with 550 is dropped after three attempts (logged and
 //! counted), and mail goes on.
@@ -251,10 +250,7 @@ fn a_mail_refused_for_good_is_dropped_after_three_attempts() {
     assert_eq!(smtpd.received().len(), 1, "{:#?}", smtpd.received());
 }
 
-// TODO(s28): un-ignore once main accepts PROFILE sends (s28-profile). It passes with
-// main's OFFLINE / VISITOR_AWAY flags and s28-profile merged (tried at 119be34).
 #[test]
-#[ignore = "needs PROFILE sends (content type 6) on main: s28-profile (TODO s28)"]
 fn offline_notification_then_one_digest_and_one_more_across_a_kill() {
     let Some(py) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
