@@ -123,6 +123,11 @@ impl MarksLog {
         Ok((log, Some(marks)))
     }
 
+    /// Whether the file exists and is open (not before a first start's first write).
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// Appends `changes` and syncs them.
     pub(crate) fn append(&mut self, changes: &[(u64, Mark)]) -> Result<(), LogError> {
         if changes.is_empty() {
@@ -201,6 +206,7 @@ mod tests {
         let path = MarksLog::path(dir.path());
         let (mut log, marks) = MarksLog::open(&path).unwrap();
         assert!(marks.is_none(), "no file: a first start");
+        assert!(!log.is_open());
         log.rewrite(&HashMap::new()).unwrap();
         log.append(&[(1, mark(1, 10, 0)), (2, mark(0, 0, 5))])
             .unwrap();

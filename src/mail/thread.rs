@@ -208,7 +208,8 @@ impl Runner {
             }
         }
         let dirty = self.mailer.take_dirty();
-        if !dirty.is_empty() {
+        // Before the first start's file exists, the marks go in with its first write.
+        if !dirty.is_empty() && self.job.log.is_open() {
             self.save_with(|log| log.append(&dirty))?;
         }
         Ok(self.pos >= frontier)
@@ -225,7 +226,7 @@ impl Runner {
                 "journal record does not validate: no mail for it"
             );
         }
-        if let Some(conv) = fed.unaddressed {
+        if let Some(conv) = fed.unaddressed.filter(|_| self.job.log.is_open()) {
             m.dropped[DROP_NO_ADDRESS].inc();
             let (tenant, group) = self.mailer.describe(conv);
             tracing::warn!(
