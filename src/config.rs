@@ -86,10 +86,14 @@ pub struct Config {
     pub outbox: OutboxConfig,
     /// Endpoints that get conversation events from the journal (none by default).
     pub webhooks: Vec<WebhookConfig>,
+    /// Offline notifications and reply digests by SMTP (off without `email.host`).
+    pub email: EmailConfig,
 }
 
 mod api;
+mod email;
 pub use api::{ApiConfig, ApiKeyConfig, MAX_API_KEYS, valid_key_id};
+pub use email::{CredentialsError, EmailConfig, SmtpCredentials, SmtpTls};
 mod web;
 mod webhooks;
 pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
@@ -122,6 +126,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             outbox: OutboxConfig::default(),
             webhooks: Vec::new(),
+            email: EmailConfig::default(),
         }
     }
 }
@@ -769,6 +774,9 @@ impl Config {
         if let Err((key, reason)) =
             webhooks::validate(&self.webhooks, &self.outbox, self.journal.enabled)
         {
+            return Err(invalid(key, reason));
+        }
+        if let Err((key, reason)) = self.email.validate(self.journal.enabled) {
             return Err(invalid(key, reason));
         }
         self.listeners_apart()?;

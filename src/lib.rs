@@ -22,6 +22,7 @@ pub mod http;
 pub(crate) mod journal;
 mod ledger;
 mod log_gate;
+mod mail;
 pub mod metrics;
 pub mod ops;
 mod outbox;

@@ -64,6 +64,8 @@ pub struct Server {
     retention: Option<crate::service::retention::Retention>,
     /// Webhook delivery threads (none without `[[webhooks]]`).
     outbox: Option<crate::outbox::Outbox>,
+    /// The mail thread (none without `email.host`).
+    mail: Option<crate::mail::Mail>,
     metrics: Arc<Metrics>,
     drain_timeout: Duration,
     ops: Ops,
@@ -113,6 +115,9 @@ impl Server {
         let mut metrics = Metrics::new(n_reactors, n_workers);
         metrics.reactor_backend = backend.name();
         metrics.webhooks = crate::outbox::endpoint_metrics(config);
+        if config.email.enabled() {
+            metrics.email = Some(Arc::default());
+        }
         let metrics = Arc::new(metrics);
         let session_settings = Arc::new(std::sync::RwLock::new(Arc::new(
             reload::session_settings(config, checked.verifier),
@@ -288,6 +293,16 @@ impl Server {
             )?),
             _ => None,
         };
+        // Email reads the journal the same way, on its own thread.
+        let mail = match (&journal, &metrics.email) {
+            (Some(j), Some(m)) => Some(crate::mail::Mail::start(
+                config,
+                &j.reader,
+                &j.handle,
+                m.clone(),
+            )?),
+            _ => None,
+        };
         worker_threads.push(worker::spawn_router(
             router_rx,
             links,
@@ -353,6 +368,7 @@ impl Server {
             journal,
             retention,
             outbox,
+            mail,
             live,
         })
     }
@@ -407,6 +423,9 @@ impl Server {
         if let Some(o) = self.outbox.as_mut() {
             o.signal_stop();
         }
+        if let Some(m) = self.mail.as_mut() {
+            m.signal_stop();
+        }
 
         let (ack_tx, ack_rx) = crossbeam_channel::unbounded();
         for r in self.reactors.iter() {
@@ -437,6 +456,9 @@ impl Server {
         }
         if let Some(o) = self.outbox.take() {
             clean &= o.stop(deadline);
+        }
+        if let Some(m) = self.mail.take() {
+            clean &= m.stop(deadline);
         }
         if let Some(j) = self.journal {
             let crate::journal::Journal { handle, writer, .. } = j;

@@ -3,6 +3,7 @@
 
 mod cell;
 pub mod conversation;
+pub mod email;
 pub mod web;
 pub mod webhooks;
 
@@ -460,6 +461,8 @@ pub struct Metrics {
     pub reactor_backend: &'static str,
     /// One block per `[[webhooks]]` endpoint, in configuration order.
     pub webhooks: Vec<Arc<webhooks::EndpointMetrics>>,
+    /// The mail thread's counters (`None` without `email.host`: not exported).
+    pub email: Option<Arc<email::EmailMetrics>>,
     /// The files thread (attachments).
     pub files: Arc<FilesMetrics>,
 }
@@ -489,6 +492,7 @@ impl Metrics {
             pending_total: Arc::default(),
             reactor_backend: "",
             webhooks: Vec::new(),
+            email: None,
             files: Arc::default(),
         }
     }

@@ -16,7 +16,7 @@ use crate::config::WebhookConfig;
 use crate::journal::RecordRef;
 use crate::protocol::Kind;
 use crate::protocol::messages::{content, flags, role};
-use crate::service::record::{self, Body, RecordKind};
+use crate::service::record::{self, Body, RecordKind, order_key};
 
 /// Which events one endpoint takes.
 #[derive(Debug, Clone)]
@@ -57,17 +57,6 @@ struct Conv {
     agent: Option<(String, String)>,
     /// Order key of the newest record applied ([`order_key`]).
     last: u64,
-}
-
-/// A record's place in its conversation's order: opened first, then by sequence
-/// number, a (legacy) requeue after the entry it follows. A record whose key is not
-/// above the conversation's last is a compaction copy.
-fn order_key(kind: RecordKind, seq: u64) -> u64 {
-    match kind {
-        RecordKind::Opened | RecordKind::Reserved | RecordKind::Orphaned => 0,
-        RecordKind::Entry | RecordKind::Gap => seq.saturating_mul(2).saturating_add(1),
-        RecordKind::Requeued => seq.saturating_mul(2).saturating_add(2),
-    }
 }
 
 /// A user in an event.
@@ -240,6 +229,8 @@ enum Made {
     Abandoned,
     Rated,
     Message,
+    /// The same visitor message again, left while nobody of its group was online.
+    Offline,
     Note,
 }
 
@@ -254,6 +245,7 @@ impl Made {
             Made::Abandoned => "conversation.abandoned",
             Made::Rated => "conversation.rated",
             Made::Message | Made::Note => "message.created",
+            Made::Offline => "message.offline",
         }
     }
 }
@@ -283,6 +275,11 @@ fn apply(conv: &mut Conv, kind: RecordKind, body: &Body) -> Vec<(Made, Previous)
         RecordKind::Entry => {
             let e = &body.entry;
             match Kind::from_u8(e.kind) {
+                Some(Kind::Send)
+                    if e.sender_role == role::VISITOR && e.flags & flags::OFFLINE != 0 =>
+                {
+                    vec![(Made::Message, None), (Made::Offline, None)]
+                }
                 Some(Kind::Send) => vec![(Made::Message, None)],
                 Some(Kind::Note) => vec![(Made::Note, None)],
                 Some(Kind::Queued) => {
@@ -352,7 +349,7 @@ fn render<'a>(
             data.score = Some(e.content_type);
             data.comment = Some(&e.body);
         }
-        Made::Message | Made::Note => {
+        Made::Message | Made::Offline | Made::Note => {
             let name = match e.sender_role {
                 role::VISITOR => conv.visitor_name.as_str(),
                 _ => conv
@@ -614,6 +611,47 @@ mod tests {
         assert_eq!(got[3]["data"]["group"], "billing");
     }
 
+    /// A visitor message flagged OFFLINE: `message.offline` right after its
+    /// `message.created`, with the same fields.
+    #[test]
+    fn an_offline_message_is_created_then_offline() {
+        let mut ev = Events::default();
+        let mut offline = entry(5, 1, Kind::Send, role::VISITOR, "v1", "anyone?");
+        let mut body = record::decode(offline.kind, &offline.body).unwrap().1;
+        body.entry.flags = flags::OFFLINE;
+        offline = record(5, 1, 1_001, RecordKind::Entry, &body);
+        let mut agent = entry(5, 3, Kind::Send, role::AGENT, "a1", "here");
+        let mut body = record::decode(agent.kind, &agent.body).unwrap().1;
+        body.entry.flags = flags::OFFLINE;
+        agent = record(5, 3, 1_003, RecordKind::Entry, &body);
+        let records = [
+            opened(5, "t"),
+            offline,
+            entry(5, 2, Kind::Assigned, role::SYSTEM, "a1", "Bob"),
+            agent,
+        ];
+        let got = feed_all(&mut ev, &records, &filter(&[], None, false));
+        assert_eq!(
+            types(&got),
+            [
+                "conversation.opened",
+                "message.created",
+                "message.offline",
+                "conversation.assigned",
+                "message.created",
+            ],
+            "only a visitor's message is an offline one"
+        );
+        assert_eq!(got[2]["data"]["id"], "evt_5_1_message_offline");
+        assert_eq!(got[2]["data"]["body"], "anyone?");
+        let only = feed_all(
+            &mut Events::default(),
+            &records,
+            &filter(&["message.offline"], None, false),
+        );
+        assert_eq!(types(&only), ["message.offline"]);
+    }
+
     /// Compaction copies old records after newer ones: they make no event again.
     #[test]
     fn compaction_copies_make_no_events() {
@@ -678,7 +716,12 @@ mod tests_support {
                 kind: kind.as_u8(),
                 sender_role,
                 content_type: 1,
-                flags: 0,
+                // The visitor's message is an offline one: message.offline too.
+                flags: if kind == Kind::Send && sender_role == role::VISITOR {
+                    crate::protocol::messages::flags::OFFLINE
+                } else {
+                    0
+                },
                 sender: sender.into(),
                 body: text.into(),
             },
@@ -764,7 +807,7 @@ mod spec_examples {
             }
         }
         let made = all_kinds();
-        assert_eq!(made.len(), 8, "every type but message.offline is made");
+        assert_eq!(made.len(), 9, "every type is made");
         for e in &made {
             let t = e["type"].as_str().unwrap();
             let doc_keys = documented

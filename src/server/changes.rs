@@ -26,7 +26,7 @@ pub struct ConfigChange {
 
 /// Keys, and sections (everything under them), that take effect only at start:
 /// they shape threads, sockets or files.
-const RESTART_ONLY: [&str; 19] = [
+const RESTART_ONLY: [&str; 20] = [
     "state_dir",
     // The reactors take `[web]` (origins, bounds, sites and their secrets) at start.
     "web",
@@ -49,6 +49,8 @@ const RESTART_ONLY: [&str; 19] = [
     // One thread and cursor per endpoint, made at start (`src/outbox/`).
     "outbox",
     "webhooks",
+    // One thread and its state file, made at start (`src/mail/`).
+    "email",
 ];
 
 /// Keys under a [`RESTART_ONLY`] section that a reload applies all the same.
@@ -325,6 +327,8 @@ mod tests {
             "limits.accept_burst",
             "webhooks",
             "outbox.max_batch_bytes",
+            "email.host",
+            "email.digest_interval",
         ] {
             assert!(needs_restart(key), "{key}");
         }

@@ -60,6 +60,9 @@ pub enum StartError {
     /// The webhook outbox could not start.
     #[error("webhooks: {0}")]
     Outbox(#[from] crate::outbox::OutboxError),
+    /// The mail thread could not start.
+    #[error("email: {0}")]
+    Mail(#[from] crate::mail::MailError),
     /// An assistant library (FAQ, canned replies, spam rules) could not be loaded.
     #[error("assist: {0}")]
     Assist(#[from] crate::assist::LoadError),

@@ -137,6 +137,18 @@ pub(crate) fn message_body_bytes(sender: &str, body: &str) -> usize {
     body_bytes_bound(sender.len() + body.len())
 }
 
+/// A record's place in its conversation's order: opened first, then by sequence
+/// number, a (legacy) requeue after the entry it follows. A record whose key is not
+/// above the conversation's last is a compaction copy (what the webhook
+/// and mail threads skip).
+pub(crate) fn order_key(kind: RecordKind, seq: u64) -> u64 {
+    match kind {
+        RecordKind::Opened | RecordKind::Reserved | RecordKind::Orphaned => 0,
+        RecordKind::Entry | RecordKind::Gap => seq.saturating_mul(2).saturating_add(1),
+        RecordKind::Requeued => seq.saturating_mul(2).saturating_add(2),
+    }
+}
+
 /// A record ready for the journal (the journal's own type: no copy on the way).
 pub(crate) use crate::journal::Record;
 

@@ -29,6 +29,7 @@ mod journal_props;
 mod journal_restart;
 mod journal_resume;
 mod json_vectors;
+mod mail;
 mod message_props;
 mod ops_admin;
 mod ops_files;

@@ -76,6 +76,7 @@ fn to_prometheus_text(om: &str) -> String {
 #[derive(Debug)]
 struct Exporter(Arc<Metrics>);
 
+mod email;
 mod web;
 mod webhooks;
 
@@ -813,6 +814,7 @@ impl Collector for Exporter {
         self.router(&mut enc)?;
         self.journal(&mut enc)?;
         self.webhooks(&mut enc)?;
+        self.email(&mut enc)?;
         self.admin(&mut enc)
     }
 }
