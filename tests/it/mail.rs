@@ -38,29 +38,11 @@ const MAIL_WAIT: Duration = Duration::from_secs(30);
 
 /// The Python to run, if it has `aiosmtpd`; panics when it is required.
 fn python() -> Option<String> {
-    let py = std::env::var("SWITCHBOARD_MAIL_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py)
-        .args(["-c", "import aiosmtpd"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    if std::env::var("SWITCHBOARD_REQUIRE_MAIL").as_deref() == Ok("1") {
-        panic!(
-            "aiosmtpd is required (SWITCHBOARD_REQUIRE_MAIL=1) but `{py} -c 'import aiosmtpd'` \
-             fails; install it (python3 -m pip install aiosmtpd) or point \
-             SWITCHBOARD_MAIL_PYTHON at a Python that has it"
-        );
-    }
-    println!(
-        "skipped: Python package aiosmtpd not installed (set SWITCHBOARD_MAIL_PYTHON to a \
-         venv's python with it)"
-    );
-    None
+    util::python_with(
+        "aiosmtpd",
+        "SWITCHBOARD_MAIL_PYTHON",
+        "SWITCHBOARD_REQUIRE_MAIL",
+    )
 }
 
 /// The SMTP server, killed on drop.

@@ -38,29 +38,11 @@ const WINDOW: usize = 16;
 
 /// The Python to run, if it has `standardwebhooks`; panics when it is required.
 fn python() -> Option<String> {
-    let py = std::env::var("SWITCHBOARD_WEBHOOKS_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&py)
-        .args(["-c", "import standardwebhooks"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(py);
-    }
-    if std::env::var("SWITCHBOARD_REQUIRE_WEBHOOKS").as_deref() == Ok("1") {
-        panic!(
-            "standardwebhooks is required (SWITCHBOARD_REQUIRE_WEBHOOKS=1) but `{py} -c 'import \
-             standardwebhooks'` fails; install it (python3 -m pip install standardwebhooks) or \
-             point SWITCHBOARD_WEBHOOKS_PYTHON at a Python that has it"
-        );
-    }
-    println!(
-        "skipped: Python package standardwebhooks not installed (set SWITCHBOARD_WEBHOOKS_PYTHON \
-         to a venv's python with it)"
-    );
-    None
+    util::python_with(
+        "standardwebhooks",
+        "SWITCHBOARD_WEBHOOKS_PYTHON",
+        "SWITCHBOARD_REQUIRE_WEBHOOKS",
+    )
 }
 
 fn script(name: &str) -> PathBuf {

@@ -771,3 +771,33 @@ pub fn parse_admin_addr(line: &str) -> Option<SocketAddr> {
     let (_, rest) = line.split_once("admin_addr=Some(")?;
     rest.split(')').next()?.parse().ok()
 }
+
+/// The Python to run for a test that needs the PyPI package `module`: `$env_python`,
+/// else `python3`, if it imports `module`. Otherwise the test is skipped (`None`,
+/// "skipped: ..." printed), unless `$require` is `1` (CI sets it): then it panics
+/// with what to install.
+pub fn python_with(module: &str, env_python: &str, require: &str) -> Option<String> {
+    use std::process::{Command, Stdio};
+    let py = std::env::var(env_python).unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", &format!("import {module}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(py);
+    }
+    if std::env::var(require).as_deref() == Ok("1") {
+        panic!(
+            "{module} is required ({require}=1) but `{py} -c 'import {module}'` fails; install \
+             it (python3 -m pip install {module}) or point {env_python} at a Python that has it"
+        );
+    }
+    println!(
+        "skipped: Python package {module} not installed (set {env_python} to a venv's python \
+         with it)"
+    );
+    None
+}
