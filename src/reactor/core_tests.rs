@@ -149,6 +149,7 @@ impl Fixture {
             limits: Arc::new(ConnLimits::new(&limits)),
             bucket: AcceptBucket::new(&limits, 1),
             ledger: ledger.clone(),
+            console: None,
         };
         let core = Core::new(0, settings, links, Clock::new());
         let mut f = Self {
