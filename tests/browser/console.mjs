@@ -67,6 +67,9 @@ faq = "${join(root, 'tests/data/faq.toml')}"
 [heartbeat]
 interval = "10s"
 idle_timeout = "60s"
+[console]
+# The shortest lifetime: the console refreshes its token every few seconds.
+token_ttl = "1m"
 [[console.users]]
 name = "alice"
 password_hash = "${passwd('alice password')}"
@@ -164,9 +167,10 @@ try {
   for (const p of [alice, bob]) await p.selectOption('#presence', '2');
   await sleep(300);
   const convOf = {};
+  const opening = { v1: 'Hello, I need help with my order', v2: 'Hello, I need help with my order', v3: 'How do I reset my password?' };
   for (const [name, full] of [['v1', 'Vera'], ['v2', 'Victor'], ['v3', 'Wanda']]) {
     await vp.evaluate(([n, t]) => window.mkVisitor(n, t), [name, visitorToken(name, full)]);
-    await vp.evaluate((n) => window.vsay(n, '0', 'Hello, I need help with my order'), name);
+    await vp.evaluate(([n, b]) => window.vsay(n, '0', b), [name, opening[name]]);
     const acc = await visitorWait(vp, name, 'Accepted');
     convOf[name] = (await acc.jsonValue()).fields.conversation;
   }
@@ -184,7 +188,10 @@ try {
   await alice.selectOption('#presence', '1');
   await alice.waitForFunction(() => document.querySelectorAll('.pane').length === 3, null, { timeout: TIMEOUT });
   await alice.waitForSelector(`.pane[data-conv="${convOf.v1}"] .log li:has-text("Hello, I need help")`, { timeout: TIMEOUT });
-  step('alice claimed two conversations and was given the third: three open at once');
+  // The FAQ answered Wanda while she waited: the agent sees it marked as such.
+  await alice.waitForSelector(`.pane[data-conv="${convOf.v3}"] .log li .tag:text("FAQ auto-reply")`, { timeout: TIMEOUT });
+  const firstToken = await alice.evaluate(() => window.sbConsole.state.token);
+  step('alice claimed two conversations and was given the third (with its FAQ auto-reply marked): three open at once');
 
   // ---- reply with a suggestion picked by its /shortcut ----
   const v1 = `.pane[data-conv="${convOf.v1}"]`;
@@ -227,6 +234,20 @@ try {
   step(`read receipt and typing shown; context card: ${profileShown ? 'PROFILE rendered (email, page, referrer, browser, custom fields)' : 'no PROFILE served by this daemon (name and id only)'}`);
   await alice.screenshot({ path: join(shots, 'console-three.png') });
   await axe(alice, 'the console with three conversations');
+
+  // ---- history paging: 60 more messages, the pane shows the last 50, then older ones ----
+  const v3 = `.pane[data-conv="${convOf.v3}"]`;
+  await vp.evaluate((c) => { for (let i = 1; i <= 60; i++) window.vsay('v3', c, `numbered ${i}.`); }, convOf.v3);
+  await alice.waitForSelector(`${v3} .log li:has-text("numbered 60.")`, { timeout: TIMEOUT });
+  await alice.click(`${v3} .act-hide`);
+  await alice.click(`#mine button.open:has-text("Wanda")`);
+  await alice.waitForSelector(`${v3} .log li:has-text("numbered 60.")`, { timeout: TIMEOUT });
+  if (await alice.$(`${v3} .log li:has-text("numbered 1.")`)) fail('the first page holds more than the last 50');
+  await alice.click(`${v3} .older`);
+  await alice.waitForSelector(`${v3} .log li:has-text("numbered 1.")`, { timeout: TIMEOUT });
+  const order = await alice.$$eval(`${v3} .log li[data-seq]`, (ls) => ls.map((l) => BigInt(l.dataset.seq)));
+  if (order.some((q, i) => i && q <= order[i - 1])) fail('the transcript is not in order after paging');
+  step('history paging: the reopened pane shows the last 50, "Load older" brings the rest, in order');
 
   // ---- transfer to bob with a note ----
   await bob.selectOption('#presence', '1');
@@ -311,6 +332,13 @@ try {
     `a burst of ${MANY} messages (one per conversation) rendered ${burstMs} ms after it was sent; ` +
     `keystroke to next frame while it arrived: median ${p50.toFixed(1)} ms, max ${pmax.toFixed(1)} ms over ${lat.length} keys; ` +
     `longest main-thread task ${Math.round(fig.longest)} ms`);
+
+  // The console refreshes its token (POST /console/v1/refresh, then Refresh on the
+  // session) a minute before it ends: with console.token_ttl = 1m, within seconds.
+  await alice.waitForFunction((t) => window.sbConsole.state.token !== t, firstToken, { timeout: 30000 });
+  await alice.waitForFunction(() => window.sbConsole.state.refreshed >= 1, null, { timeout: 30000 });
+  if ((await alice.getAttribute('#conn', 'data-state')) !== 'up') fail('the session did not outlive its first token');
+  step('the console refreshed its token and the session went on');
 
   status = 0;
   console.log('console browser test: passed');

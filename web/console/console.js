@@ -168,7 +168,7 @@
         for (const g of f.groups || []) s.avail.set(g.group, g);
         return renderLists();
       case 'Notice': return toast(`Notice from ${f.from}: ${f.text}`);
-      case 'Refreshed': s.expiresMs = Number(f.expires_ms) || s.expiresMs; return;
+      case 'Refreshed': s.expiresMs = Number(f.expires_ms) || s.expiresMs; s.refreshed = (s.refreshed || 0) + 1; return;
       case 'Bye': return;
       default:
     }
@@ -188,7 +188,8 @@
     $('#login').hidden = true;
     const admin = f.role === ROLE.ADMIN;
     $('#view-btn').hidden = !admin;
-    $('#presence').disabled = admin;
+    $('#presence').hidden = admin;
+    $('#presence-label').hidden = admin;
     if (admin) {
       showView('super');
     } else {
@@ -346,7 +347,7 @@
 
   async function loadHistory(c, fromLatest = false) {
     const before = (!fromLatest && c.historyLoaded && c.firstSeq !== null) ? String(c.firstSeq) : '0';
-    const initial = c.firstSeq === null;
+    const initial = !c.historyLoaded;
     try {
       const page = await request('History', { limit: PAGE, conversation: c.id, before_seq: before });
       c.historyLoaded = true;
