@@ -215,11 +215,12 @@ impl Users {
                 (u.name.clone(), (account, u.password_hash.clone()))
             })
             .collect();
-        let like = c.users.first().map(|u| u.password_hash.as_str());
-        Self {
-            by_name,
-            dummy: password::dummy(like, salt),
-        }
+        // With no users there is no name to hide (and no hash to make at every start).
+        let dummy = match c.users.first() {
+            Some(u) => password::dummy(Some(&u.password_hash), salt),
+            None => String::new(),
+        };
+        Self { by_name, dummy }
     }
 
     /// Whether there are no users (every login is refused).
