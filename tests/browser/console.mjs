@@ -229,9 +229,17 @@ try {
   // Typing shows.
   await vp.evaluate((c) => window.vsend('v1', 'Typing', { typing: true, conversation: c, user: '' }), convOf.v1);
   await alice.waitForSelector(`${v1} .typing:has-text("is typing")`, { timeout: TIMEOUT });
-  const ctxCard = await alice.textContent(`${v1} .context`);
-  const profileShown = ctxCard.includes('vera@example.com');
-  step(`read receipt and typing shown; context card: ${profileShown ? 'PROFILE rendered (email, page, referrer, browser, custom fields)' : 'no PROFILE served by this daemon (name and id only)'}`);
+  // The context card: the visitor's PROFILE (sent while queued, read with History), then
+  // a second one merged into it (the plan changes, the referrer is removed).
+  const card = async () => (await alice.textContent(`${v1} .context`)).replace(/\s+/g, ' ');
+  for (const want of ['Vera V.', 'vera@example.com', 'https://shop.example/cart', 'https://search.example/?q=shoes', 'Chromium 140', 'plan', 'gold']) {
+    if (!(await card()).includes(want)) fail(`the context card lacks ${want}: ${await card()}`);
+  }
+  await vp.evaluate((c) => window.vsay('v1', c, JSON.stringify({ fields: { plan: 'platinum', referrer: null } }), 6), convOf.v1);
+  await alice.waitForFunction((sel) => document.querySelector(sel).textContent.includes('platinum'), `${v1} .context`, { timeout: TIMEOUT });
+  if ((await card()).includes('search.example') || !(await card()).includes('vera@example.com')) fail(`the profiles did not merge: ${await card()}`);
+  await alice.waitForSelector(`${v1} .log li.event:has-text("updated their details")`, { timeout: TIMEOUT });
+  step('read receipt and typing shown; the context card shows the visitor\'s PROFILE (name, email, page, referrer, browser, custom fields) and merges an update');
   await alice.screenshot({ path: join(shots, 'console-three.png') });
   await axe(alice, 'the console with three conversations');
 

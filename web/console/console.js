@@ -132,7 +132,7 @@
     if (!c) {
       c = { id, state: 'unknown', group: '', visitor: '', visitorName: '', agent: '', lastSeq: 0n,
         firstSeq: null, more: true, unread: 0, entries: new Set(), profile: null, queuedPos: 0,
-        updated: Date.now(), readUpTo: 0n, pane: null, note: '', historyLoaded: false };
+        updated: Date.now(), readUpTo: 0n, pane: null, note: '', historyLoaded: false, profiles: new Map() };
       s.convs.set(id, c);
     }
     return c;
@@ -243,7 +243,7 @@
     const kind = (f.flags & FLAG.PRIVATE) ? 21 : 16;
     if (!addEntry(c, { ...f, kind })) return;
     c.updated = Date.now();
-    if (f.sender_role === ROLE.VISITOR) {
+    if (f.sender_role === ROLE.VISITOR && f.content_type !== CT.PROFILE) {
       c.typing = false; showTyping(c);
       if (s.focused !== c || document.hidden) {
         c.unread += 1;
@@ -283,12 +283,29 @@
       c.entries.add(String(seq));
       if (c.firstSeq === null || seq < c.firstSeq) c.firstSeq = seq;
     }
-    if (e.content_type === CT.PROFILE && (e.kind === 16)) {
-      try { c.profile = JSON.parse(e.body); } catch { c.profile = null; }
+    if (e.content_type === CT.PROFILE && e.kind === 16 && e.sender_role === ROLE.VISITOR) {
+      try { c.profiles.set(String(seq), JSON.parse(e.body)); } catch { /* not a profile */ }
+      c.profile = mergeProfiles(c.profiles);
       if (c.pane) renderContext(c);
     }
     if (c.pane) insertEntry(c, e);
     return true;
+  }
+
+  // The visitor profile: every PROFILE in transcript order, a member replacing the
+  // earlier value and null removing it, fields key by key (PROTOCOL.md 5.2a).
+  function mergeProfiles(profiles) {
+    const out = { name: null, email: null, fields: {} };
+    const order = [...profiles.keys()].sort((a, b) => (big(a) < big(b) ? -1 : 1));
+    for (const k of order) {
+      const p = profiles.get(k) || {};
+      if ('name' in p) out.name = p.name;
+      if ('email' in p) out.email = p.email;
+      for (const [f, v] of Object.entries(p.fields || {})) {
+        if (v === null) delete out.fields[f]; else out.fields[f] = v;
+      }
+    }
+    return out;
   }
 
   function entryNode(c, e) {
