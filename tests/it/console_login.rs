@@ -298,14 +298,11 @@ fn a_full_login_queue_is_503_with_retry_after() {
         c.console.logins_per_minute = 1000;
         c.console.login_queue = 1;
         c.console.login_threads = 1;
-        // A hash at the default cost: each check takes long enough that logins sent
-        // at once find the queue full.
-        c.console.users[0].password_hash = password::hash(
-            b"slow",
-            &[1; password::SALT_BYTES],
-            password::default_params(),
-        )
-        .unwrap();
+        // A costly hash (64 MiB, 3 passes: a few hundred ms a check), so logins sent at
+        // once find the one thread busy and the queue of one full.
+        let slow = argon2::Params::new(64 * 1024, 3, 1, None).unwrap();
+        c.console.users[0].password_hash =
+            password::hash(b"slow", &[1; password::SALT_BYTES], slow).unwrap();
     });
     let body = json!({"username": "ann", "password": "slow"}).to_string();
     let req = post_text(LOGIN, Some(ORIGIN), "", &body);
@@ -369,7 +366,7 @@ fn passwd_prints_an_argon2id_hash_that_verifies() {
 }
 
 #[test]
-fn check_config_refuses_a_hash_that_is_not_argon2id() {
+fn check_config_refuses_a_hash_that_is_not_argon2id_and_warns_about_a_cheap_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(
@@ -387,4 +384,23 @@ fn check_config_refuses_a_hash_that_is_not_argon2id() {
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("console.users.password_hash"), "{err}");
     assert!(!err.contains("\"plain\""), "{err}");
+    // A cheap argon2id hash passes, with a warning.
+    std::fs::write(
+        &path,
+        format!(
+            "state_dir = \"{}\"\n[[console.users]]\nname = \"ann\"\npassword_hash = \"{}\"\n",
+            dir.path().join("state").display(),
+            cheap_hash("pw")
+        ),
+    )
+    .unwrap();
+    let (status, _, err) = crate::util::run_bin(
+        &["check-config", path.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("console.users.password_hash"),
+        "{err}"
+    );
 }
