@@ -91,6 +91,15 @@ impl Core {
         let refuse = |status: u16, why: &str, outcome: Outcome| {
             Step::Answer(Response::error(status, why), outcome, why.to_owned())
         };
+        // A refusal with one more header.
+        let refuse_with =
+            |status: u16, why: &str, outcome: Outcome, header: (&'static str, String)| {
+                Step::Answer(
+                    Response::error(status, why).header(header.0, header.1),
+                    outcome,
+                    why.to_owned(),
+                )
+            };
         if !self
             .console_desk
             .origins
@@ -103,10 +112,8 @@ impl Core {
             );
         }
         if req.method != Method::Post {
-            let Step::Answer(r, o, w) = refuse(405, "POST only", Outcome::BadRequest) else {
-                return Step::Queued;
-            };
-            return Step::Answer(r.header("Allow", "POST"), o, w);
+            let allow = ("Allow", "POST".to_owned());
+            return refuse_with(405, "POST only", Outcome::BadRequest, allow);
         }
         if self.console_desk.links.is_none() || self.visitor_desk.signer.is_none() {
             return refuse(503, "no key to sign console tokens with", Outcome::Failed);
@@ -134,10 +141,8 @@ impl Core {
                 .saturating_add(u64::from(wait.subsec_nanos() > 0))
                 .max(1);
             let why = "too many logins from this address";
-            let Step::Answer(r, o, w) = refuse(429, why, Outcome::RateLimited) else {
-                return Step::Queued;
-            };
-            return Step::Answer(r.header("Retry-After", secs.to_string()), o, w);
+            let retry = ("Retry-After", secs.to_string());
+            return refuse_with(429, why, Outcome::RateLimited, retry);
         }
         let body = body
             .get(..usize::try_from(length).unwrap_or(usize::MAX))
@@ -157,10 +162,7 @@ impl Core {
             Ok(()) => Step::Queued,
             Err(TrySendError::Full(_)) => {
                 let why = "too many logins in progress (console.login_queue); try again";
-                let Step::Answer(r, o, w) = refuse(503, why, Outcome::Busy) else {
-                    return Step::Queued;
-                };
-                Step::Answer(r.header("Retry-After", "1"), o, w)
+                refuse_with(503, why, Outcome::Busy, ("Retry-After", "1".to_owned()))
             }
             Err(TrySendError::Disconnected(_)) => {
                 refuse(503, "the server is shutting down", Outcome::Failed)
