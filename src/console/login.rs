@@ -87,8 +87,8 @@ pub enum LoginError {
     /// Not JSON, or not `{"username","password"}` (wrong types, unknown fields).
     #[error("bad request body: {0}")]
     BadBody(String),
-    /// A field empty or over its bound.
-    #[error("`{field}` is 1 to {max} bytes")]
+    /// A field empty or over its bound (or a user name with a control character).
+    #[error("`{field}` is 1 to {max} bytes (a user name without control characters)")]
     Length {
         /// The field.
         field: &'static str,
@@ -129,7 +129,11 @@ impl LoginRequest {
                 _ => "expected {\"username\": string, \"password\": string}".into(),
             })
         })?;
-        if req.username.is_empty() || req.username.len() > MAX_USERNAME_BYTES {
+        // No control characters: the name is logged.
+        if req.username.is_empty()
+            || req.username.len() > MAX_USERNAME_BYTES
+            || req.username.chars().any(char::is_control)
+        {
             return Err(LoginError::Length {
                 field: "username",
                 max: MAX_USERNAME_BYTES,
@@ -354,6 +358,13 @@ mod tests {
                 max: MAX_USERNAME_BYTES
             }
         );
+        assert!(matches!(
+            LoginRequest::parse(br#"{"username":"a\nINFO forged","password":"pw"}"#),
+            Err(LoginError::Length {
+                field: "username",
+                ..
+            })
+        ));
         let long = format!(r#"{{"username":"a","password":"{}"}}"#, "x".repeat(1025));
         assert!(matches!(
             LoginRequest::parse(long.as_bytes()),
