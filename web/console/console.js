@@ -166,6 +166,13 @@
       case 'Close': return onClose(f);
       case 'Availability':
         for (const g of f.groups || []) s.avail.set(g.group, g);
+        if (s.catchUp) {
+          // The router has registered this connection (it answered the Watch sent after
+          // Hello): from now on everything is delivered live, and what was stored while
+          // it was being registered is in the latest page of each open conversation.
+          s.catchUp = false;
+          for (const c of s.convs.values()) if (c.pane && c.state === 'assigned' && c.agent === s.me?.user) loadHistory(c, true);
+        }
         return renderLists();
       case 'Notice': return toast(`Notice from ${f.from}: ${f.text}`);
       case 'Refreshed': s.expiresMs = Number(f.expires_ms) || s.expiresMs; s.refreshed = (s.refreshed || 0) + 1; return;
@@ -194,6 +201,7 @@
       showView('super');
     } else {
       if (first) showView('desk');
+      s.catchUp = !first;
       send('Watch', { group: '' });
       send('Presence', { status: s.presence });
     }
