@@ -303,7 +303,10 @@ fn passwd(args: PasswdArgs) -> ExitCode {
         eprintln!("switchboard: no random bytes: {e}");
         return ExitCode::from(2);
     }
-    match password::hash(pw.as_bytes(), &salt, password::default_params()) {
+    let hashed = password::hash(pw.as_bytes(), &salt, password::default_params());
+    let mut pw = pw;
+    zeroize::Zeroize::zeroize(&mut pw);
+    match hashed {
         Ok(phc) => {
             if let Some(name) = args.user {
                 eprintln!(

@@ -108,6 +108,14 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+impl Drop for LoginRequest {
+    /// The password does not outlive its check in this process's memory (copies in
+    /// socket buffers are another matter).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
 impl std::fmt::Debug for LoginRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoginRequest")
