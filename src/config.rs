@@ -82,6 +82,8 @@ pub struct Config {
     pub web: WebConfig,
     /// The HTTP API for back ends (`/api/v1/…` on the client port).
     pub api: ApiConfig,
+    /// The agent console's own logins (`[[console.users]]`).
+    pub console: ConsoleConfig,
     /// Bounds of webhook delivery, for every endpoint.
     pub outbox: OutboxConfig,
     /// Endpoints that get conversation events from the journal (none by default).
@@ -94,6 +96,8 @@ mod api;
 mod email;
 pub use api::{ApiConfig, ApiKeyConfig, MAX_API_KEYS, valid_key_id};
 pub use email::{CredentialsError, EmailConfig, SmtpCredentials, SmtpTls};
+mod console;
+pub use console::{ConsoleConfig, ConsoleUser, MAX_CONSOLE_USERS, check_password_hash};
 mod web;
 mod webhooks;
 pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
@@ -124,6 +128,7 @@ impl Default for Config {
             assist: AssistConfig::default(),
             web: WebConfig::default(),
             api: ApiConfig::default(),
+            console: ConsoleConfig::default(),
             outbox: OutboxConfig::default(),
             webhooks: Vec::new(),
             email: EmailConfig::default(),
@@ -583,6 +588,16 @@ impl Config {
                 ),
             });
         }
+        for u in self.console.users.iter().filter(|u| u.weak_hash()) {
+            out.push(ConfigWarning {
+                key: "console.users.password_hash",
+                message: format!(
+                    "user {:?}: the hash's argon2id cost is below m=19456 (19 MiB), t=2: \
+                     cheap to guess if the config leaks; make it again with `switchboard passwd`",
+                    u.name
+                ),
+            });
+        }
         out
     }
 
@@ -769,6 +784,9 @@ impl Config {
             return Err(invalid(key, reason));
         }
         if let Err((key, reason)) = self.api.validate() {
+            return Err(invalid(key, reason));
+        }
+        if let Err((key, reason)) = self.console.validate() {
             return Err(invalid(key, reason));
         }
         if let Err((key, reason)) =

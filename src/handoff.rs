@@ -138,6 +138,15 @@ pub enum Command {
         /// The file and how to label it.
         file: Box<crate::files::FileAnswer>,
     },
+    /// A console login's password was checked (`POST /console/v1/login`, on a login
+    /// thread): the reactor mints the token (or refuses) and answers the request.
+    ConsoleLogin {
+        /// The HTTP connection.
+        conn: ConnId,
+        /// The account when the password was right, else why not
+        /// (`BadPassword`, `UnknownUser`).
+        verdict: Result<Box<crate::console::Account>, crate::console::Outcome>,
+    },
     /// The connection completed its handshake; switch it from the handshake deadline to
     /// the idle deadline.
     Established {
@@ -183,6 +192,7 @@ impl Command {
             | Command::SendCharged { conn, .. }
             | Command::Answer { conn, .. }
             | Command::File { conn, .. }
+            | Command::ConsoleLogin { conn, .. }
             | Command::Established { conn }
             | Command::Close { conn, .. }
             | Command::ClientBye { conn } => Some(*conn),

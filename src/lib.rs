@@ -12,6 +12,7 @@ pub mod auth;
 pub mod client;
 mod clock;
 pub mod config;
+pub mod console;
 mod fasthash;
 pub mod files;
 pub mod frame;

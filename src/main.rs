@@ -50,6 +50,20 @@ enum Cmd {
     /// goes to stdout, the `[[api.keys]]` entry to paste into the config (the SHA-256
     /// of the secret, never the secret) to stderr.
     ApiKey(ApiKeyArgs),
+    /// Hash a console password: prints its argon2id PHC string on stdout, for the
+    /// `password_hash` of a `[[console.users]]` entry. Asks on the terminal (twice,
+    /// without echo), or reads one line from stdin with `--stdin`.
+    Passwd(PasswdArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PasswdArgs {
+    /// Read the password from the first line of stdin (for scripts).
+    #[arg(long)]
+    stdin: bool,
+    /// Also print, on stderr, a `[[console.users]]` entry for this login name.
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -118,6 +132,7 @@ fn main() -> ExitCode {
         },
         Cmd::Token(args) => token(cli.config.as_deref(), args),
         Cmd::ApiKey(args) => api_key(args),
+        Cmd::Passwd(args) => passwd(args),
         Cmd::Journal(cmd) => journal(cli.config.as_deref(), cmd),
         Cmd::Run => run(cli.config.as_deref()),
     }
@@ -244,6 +259,89 @@ fn api_key(args: ApiKeyArgs) -> ExitCode {
     );
     println!("{credential}");
     ExitCode::SUCCESS
+}
+
+/// `passwd`: the password's argon2id hash on stdout; problems on stderr, exit 2.
+fn passwd(args: PasswdArgs) -> ExitCode {
+    use switchboard::console::password;
+    let pw = if args.stdin {
+        let mut line = String::new();
+        match std::io::stdin().read_line(&mut line) {
+            Ok(_) => line.trim_end_matches(['\n', '\r']).to_owned(),
+            Err(e) => {
+                eprintln!("switchboard: reading stdin: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else if std::io::stdin().is_terminal() {
+        let first = match prompt_hidden("Password: ") {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        match prompt_hidden("Again: ") {
+            Ok(again) if again == first => first,
+            Ok(_) => {
+                eprintln!("switchboard: the passwords differ");
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        eprintln!(
+            "switchboard: stdin is not a terminal: pass --stdin to read the password from it"
+        );
+        return ExitCode::from(2);
+    };
+    let mut salt = [0u8; password::SALT_BYTES];
+    if let Err(e) = getrandom::getrandom(&mut salt) {
+        eprintln!("switchboard: no random bytes: {e}");
+        return ExitCode::from(2);
+    }
+    let hashed = password::hash(pw.as_bytes(), &salt, password::default_params());
+    let mut pw = pw;
+    zeroize::Zeroize::zeroize(&mut pw);
+    match hashed {
+        Ok(phc) => {
+            if let Some(name) = args.user {
+                eprintln!(
+                    "[[console.users]]\nname = {}\npassword_hash = \"{phc}\"\nrole = \"agent\"\n\
+                     groups = [\"support\"]",
+                    serde_json::Value::from(name)
+                );
+            }
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads a line from the terminal on stdin with echo off (restored after).
+fn prompt_hidden(prompt: &str) -> std::io::Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    use std::io::Write as _;
+    let stdin = std::io::stdin();
+    let saved = tcgetattr(&stdin)?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    tcsetattr(&stdin, OptionalActions::Flush, &quiet)?;
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    tcsetattr(&stdin, OptionalActions::Flush, &saved)?;
+    eprintln!();
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// Mints a token; only the token goes to stdout, problems go to stderr with exit 2.

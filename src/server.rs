@@ -199,6 +199,29 @@ impl Server {
             files_rx,
             files_links,
         )?);
+        // Console logins: argon2id checks on their own threads, over a bounded queue
+        // (full: the reactor answers 503).
+        let console = {
+            let mut salt = [0u8; crate::console::password::SALT_BYTES];
+            getrandom::getrandom(&mut salt)
+                .map_err(|e| std::io::Error::other(format!("no random bytes: {e}")))?;
+            let users = Arc::new(crate::console::Users::from_config(&config.console, &salt));
+            let (tx, rx) = crossbeam_channel::bounded(config.console.login_queue);
+            // Detached: they end when the reactors (every sender) are gone.
+            drop(crate::worker::console_login::spawn(
+                config.console.login_threads,
+                users.clone(),
+                rx,
+                reactors.clone(),
+            )?);
+            reactor::ConsoleLinks {
+                users,
+                jobs: tx,
+                ttl: config.console.token_ttl,
+                per_minute: config.console.logins_per_minute,
+                max_entries: config.console.max_rate_entries,
+            }
+        };
         let links = Links {
             reactors: reactors.clone(),
             shards: shard_txs,
@@ -319,6 +342,7 @@ impl Server {
             limits: conn_limits.clone(),
             ledger: ledger.clone(),
             tick: crate::ops::watchdog::progress_tick(),
+            console,
         };
         for (p, stats) in pending.into_iter().zip(metrics.reactors.iter()) {
             let mut listeners = Vec::with_capacity(2);

@@ -52,6 +52,8 @@ pub struct WebMetrics {
     pub api_requests: [Counter; API_OUTCOMES.len()],
     /// Attachment uploads refused, by reason ([`ATTACHMENT_REFUSALS`]).
     pub attachments_refused: [Counter; ATTACHMENT_REFUSALS.len()],
+    /// Console logins and refreshes by outcome ([`crate::console::Outcome::ALL`]).
+    pub console_logins: [Counter; crate::console::Outcome::ALL.len()],
 }
 
 impl WebMetrics {
@@ -69,6 +71,13 @@ impl WebMetrics {
     /// Counts one visitor-token request with the outcome in slot `i`.
     pub fn count_visitor(&self, i: usize) {
         if let Some(c) = self.visitor_tokens.get(i) {
+            c.inc();
+        }
+    }
+
+    /// Counts one console login or refresh with the outcome in slot `i`.
+    pub fn count_console(&self, i: usize) {
+        if let Some(c) = self.console_logins.get(i) {
             c.inc();
         }
     }

@@ -47,6 +47,9 @@ pub(crate) enum Dialect {
     HttpBody,
     /// An HTTP API request waits for the service's answer.
     HttpApi,
+    /// A console login waits for its password check (`reactor/web_console.rs`):
+    /// input is discarded, the answer closes the connection.
+    HttpWait,
     /// WebSocket, subprotocol `switchboard.v1.json`: one JSON message per text frame.
     WsJson,
     /// WebSocket, subprotocol `switchboard.v1.bin`: binary frames carry binary

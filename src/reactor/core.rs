@@ -19,7 +19,7 @@ use slab::Slab;
 use super::conn::{Conn, Dialect, ListenerKind, Phase, token, untoken};
 use super::sys::{Driver, Sent};
 use super::timer::TimerHeap;
-use super::{api_desk, dialect, visitor_desk};
+use super::{api_desk, console_desk, dialect, visitor_desk};
 use crate::clock::{Clock, Mono};
 use crate::frame::{self, FrameHeader};
 use crate::handoff::{CloseReason, Command, ConnId, Event, LiveLimits, WorkerQueue};
@@ -139,6 +139,8 @@ pub(crate) struct Core {
     ws_scratch: Vec<u8>,
     /// The visitor-token endpoint's per-address rate and log gates.
     visitor_desk: visitor_desk::Desk,
+    /// The console login endpoints' per-address rate, log gates and queue.
+    console_desk: console_desk::Desk,
     /// HTTP API requests in progress.
     api: api_desk::ApiDesk,
     /// The time the backend gave with the call being handled (each entry point that
@@ -158,6 +160,8 @@ pub(crate) struct Links {
     pub bucket: AcceptBucket,
     /// Output owed per connection and in total.
     pub ledger: Arc<Ledger>,
+    /// The console's users and login threads (`None`: not wired, in unit tests).
+    pub console: Option<console_desk::ConsoleLinks>,
 }
 
 impl Core {
@@ -166,6 +170,7 @@ impl Core {
     pub fn new(id: u16, settings: Settings, links: Links, clock: Clock) -> Self {
         let reserve = settings.reserve_slots;
         let visitor_desk = visitor_desk::Desk::new(&settings.web.visitors);
+        let console_desk = console_desk::Desk::new(links.console.clone());
         Self {
             id,
             settings,
@@ -196,6 +201,7 @@ impl Core {
             drain_stall_ms: u64::MAX,
             ws_scratch: Vec::new(),
             visitor_desk,
+            console_desk,
             api: api_desk::ApiDesk::default(),
             now: Mono::ZERO,
         }
@@ -1292,6 +1298,9 @@ impl Core {
                         self.api_resume(drv);
                     }
                 }
+                Command::ConsoleLogin { conn, verdict } => {
+                    self.console_verdict(drv, conn, verdict);
+                }
                 Command::File { conn, rid, file } => {
                     if let Some(slot) = self.open_slot_of_id(conn) {
                         self.api_file(drv, slot, rid, *file);
@@ -1575,4 +1584,7 @@ mod web;
 mod web_api;
 #[path = "web_visitors.rs"]
 mod web_visitors;
+
+#[path = "web_console.rs"]
+mod web_console;
 pub(crate) use super::dialect::WebSettings;

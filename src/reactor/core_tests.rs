@@ -149,6 +149,7 @@ impl Fixture {
             limits: Arc::new(ConnLimits::new(&limits)),
             bucket: AcceptBucket::new(&limits, 1),
             ledger: ledger.clone(),
+            console: None,
         };
         let core = Core::new(0, settings, links, Clock::new());
         let mut f = Self {
@@ -923,4 +924,146 @@ fn a_refused_opened_is_never_followed_by_its_closed() {
     assert!(rx.try_recv().is_err(), "nothing about b");
     assert!(f.core.deferred.is_empty());
     assert_eq!(f.phase(a), Some(Phase::Handshake));
+}
+
+/// A fixture whose core has console logins wired to a login queue of `depth` (the
+/// returned receiver stands for the login threads) and a key to sign with.
+fn console_fixture(
+    settings: Settings,
+    depth: usize,
+) -> (
+    Fixture,
+    crossbeam_channel::Receiver<crate::service::LoginJob>,
+    Arc<crate::auth::Verifier>,
+) {
+    let mut f = Fixture::new(settings);
+    let mut config = crate::config::Config::default();
+    config.auth.keys = vec![crate::config::AuthKey {
+        kid: "k".into(),
+        secret: Some("console-test-secret-0123456789abcdef".into()),
+        secret_file: None,
+    }];
+    let verifier = Arc::new(crate::auth::Verifier::from_config(&config).unwrap());
+    f.core.visitor_desk.signer = Some(verifier.clone());
+    let (jobs, rx) = crossbeam_channel::bounded(depth);
+    let users = crate::console::Users::from_config(&config.console, &[0; 16]);
+    f.core.console_desk = super::console_desk::Desk::new(Some(super::console_desk::ConsoleLinks {
+        users: Arc::new(users),
+        jobs,
+        ttl: Duration::from_secs(900),
+        per_minute: 100,
+        max_entries: 16,
+    }));
+    (f, rx, verifier)
+}
+
+/// Everything the core wrote or offered to write for the connections, and what `t`
+/// still has queued, as text (after ending the turn, which flushes).
+fn http_out(f: &mut Fixture, drv: &mut Script, t: Token) -> String {
+    f.advance(drv, 0);
+    let mut all: Vec<u8> = drv.writes.concat();
+    all.extend(drv.sends.concat());
+    if let Some(c) = f.core.slot_of(t).and_then(|s| f.core.conns.get(s)) {
+        all.extend(c.outq.iter().flat_map(|b| b.to_vec()));
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+fn login_request(username: &str) -> String {
+    let body = format!(r#"{{"username":"{username}","password":"pw"}}"#);
+    format!(
+        "POST /console/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn a_console_login_waits_for_its_verdict_then_the_reactor_mints_answers_and_closes() {
+    let mut drv = Script {
+        room: usize::MAX,
+        ..Script::default()
+    };
+    let (mut f, jobs, verifier) = console_fixture(deadlines(300, 500, 1_000), 4);
+    let t = f.open(&mut drv, ListenerKind::Client);
+    f.data_at(&mut drv, t, 0, login_request("ann").as_bytes());
+    let job = jobs
+        .try_recv()
+        .expect("the login went to the login threads");
+    assert_eq!(
+        (job.conn, job.request.username.as_str()),
+        (conn_id(t), "ann")
+    );
+    // While it waits, nothing is written and further input is not read.
+    f.data_at(&mut drv, t, 10, b"GET /healthz HTTP/1.1\r\n\r\n");
+    assert_eq!(http_out(&mut f, &mut drv, t), "");
+    assert_eq!(f.phase(t), Some(Phase::Handshake));
+    let account = crate::console::Account {
+        id: "ann".into(),
+        name: "Ann".into(),
+        role: "agent".into(),
+        groups: vec!["support".into()],
+        tenant: String::new(),
+        max_concurrent: Some(4),
+    };
+    f.commands
+        .send(crate::handoff::Command::ConsoleLogin {
+            conn: conn_id(t),
+            verdict: Ok(Box::new(account)),
+        })
+        .unwrap();
+    f.core.run_commands(&mut drv, f.now);
+    let out = http_out(&mut f, &mut drv, t);
+    assert!(out.starts_with("HTTP/1.1 200 "), "{out}");
+    assert!(out.contains("Cache-Control: no-store"), "{out}");
+    let body: serde_json::Value =
+        serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let id = verifier
+        .verify(
+            body["token"].as_str().unwrap(),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+    assert_eq!(
+        (id.user.as_str(), id.name.as_str(), id.max_concurrent),
+        ("ann", "Ann", Some(4))
+    );
+    assert_eq!(f.phase(t), Some(Phase::Closing));
+    // A second verdict for the same connection (answered, closing) is ignored.
+    let written = (drv.writes.len(), drv.sends.len());
+    f.commands
+        .send(crate::handoff::Command::ConsoleLogin {
+            conn: conn_id(t),
+            verdict: Err(crate::console::Outcome::BadPassword),
+        })
+        .unwrap();
+    f.core.run_commands(&mut drv, f.now);
+    f.advance(&mut drv, 0);
+    assert_eq!((drv.writes.len(), drv.sends.len()), written);
+}
+
+#[test]
+fn a_full_login_queue_is_503_and_a_verdict_that_never_comes_is_408_at_the_deadline() {
+    let mut drv = Script {
+        room: usize::MAX,
+        ..Script::default()
+    };
+    let (mut f, jobs, _) = console_fixture(deadlines(300, 500, 1_000), 1);
+    let first = f.open(&mut drv, ListenerKind::Client);
+    f.data_at(&mut drv, first, 0, login_request("ann").as_bytes());
+    let second = f.open(&mut drv, ListenerKind::Client);
+    f.data_at(&mut drv, second, 0, login_request("bob").as_bytes());
+    let out = http_out(&mut f, &mut drv, second);
+    assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
+    assert!(out.contains("Retry-After: 1"), "{out}");
+    assert_eq!(f.phase(second), Some(Phase::Closing));
+    assert_eq!(f.core.stats().web.console_logins[6].get(), 1, "busy");
+    // The first still waits; its deadline answers it.
+    drv.writes.clear();
+    drv.sends.clear();
+    f.timers_at(&mut drv, 300);
+    assert_eq!(f.phase(first), Some(Phase::Closing));
+    let out = http_out(&mut f, &mut drv, first);
+    assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+    assert_eq!(jobs.len(), 1);
 }

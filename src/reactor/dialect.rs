@@ -126,7 +126,11 @@ pub(crate) fn message_for(dialect: Dialect, frame: &Bytes) -> Option<Bytes> {
                 None
             }
         },
-        Dialect::HttpHead | Dialect::HttpBody | Dialect::HttpApi | Dialect::WsEcho => None,
+        Dialect::HttpHead
+        | Dialect::HttpWait
+        | Dialect::HttpBody
+        | Dialect::HttpApi
+        | Dialect::WsEcho => None,
     }
 }
 
@@ -141,7 +145,7 @@ pub(crate) fn farewell_for(
         Dialect::Unknown | Dialect::Binary => farewell,
         // The reactor answers these itself (`Core::api_farewell`).
         Dialect::Raw | Dialect::HttpBody | Dialect::HttpApi => None,
-        Dialect::HttpHead => match reason {
+        Dialect::HttpHead | Dialect::HttpWait => match reason {
             CloseReason::Error(ErrorCode::HandshakeTimeout) => {
                 Some(Response::error(408, "the request head took too long").to_bytes(false))
             }

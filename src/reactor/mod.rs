@@ -4,6 +4,7 @@
 pub(crate) mod admission;
 mod api_desk;
 mod conn;
+mod console_desk;
 mod core;
 mod dialect;
 mod listen;
@@ -25,6 +26,7 @@ use crate::metrics::ReactorMetrics;
 use crate::reactor::admission::{AcceptBucket, ConnLimits};
 
 pub(crate) use conn::ListenerKind;
+pub(crate) use console_desk::ConsoleLinks;
 pub(crate) use listen::bind_group;
 pub(crate) use sys::Chosen as Backend;
 pub(crate) use visitor_desk::signer as visitor_signer;
@@ -127,6 +129,8 @@ pub(crate) struct Shared {
     /// Longest wait between loop turns: the systemd watchdog's progress tick (`None`:
     /// no watchdog).
     pub tick: Option<std::time::Duration>,
+    /// The console's users and login threads.
+    pub console: ConsoleLinks,
 }
 
 /// Starts the reactor thread.
@@ -137,11 +141,12 @@ pub(crate) fn spawn(
     stats: Arc<CachePadded<ReactorMetrics>>,
     shared: &Shared,
 ) -> io::Result<JoinHandle<()>> {
-    let (workers, limits, ledger, tick) = (
+    let (workers, limits, ledger, tick, console) = (
         shared.workers.clone(),
         shared.limits.clone(),
         shared.ledger.clone(),
         shared.tick,
+        shared.console.clone(),
     );
     let bucket = AcceptBucket::new(&config.limits, config.reactor_threads());
     let Pending { id, io, commands } = pending;
@@ -167,6 +172,7 @@ pub(crate) fn spawn(
                 limits,
                 bucket,
                 ledger,
+                console: Some(console),
             };
             let core = core::Core::new(id, settings, links, crate::clock::Clock::new());
             let r = match io {

@@ -15,6 +15,7 @@ use crate::http::response::Response;
 use crate::protocol::json::{self, JsonError};
 use crate::protocol::{ErrorCode, Kind};
 use crate::reactor::conn::{Dialect, ListenerKind, Phase, WsPartial};
+use crate::reactor::console_desk;
 use crate::reactor::dialect::message_for;
 use crate::reactor::sys::Driver;
 use crate::reactor::visitor_desk as web_visitors;
@@ -61,6 +62,8 @@ impl Core {
         }
         match c.dialect {
             Dialect::HttpHead => self.on_head(drv, slot, data),
+            // One request per connection here: anything after it is not read.
+            Dialect::HttpWait => {}
             Dialect::HttpBody => self.api_body(drv, slot, data),
             Dialect::HttpApi => self.api_pipelined(drv, slot, data),
             Dialect::WsJson | Dialect::WsBin | Dialect::WsEcho => self.on_ws(drv, slot, data),
@@ -102,7 +105,10 @@ impl Core {
                     let rest = rest.to_vec();
                     return self.api_head(drv, slot, req, &rest);
                 }
-                if web_visitors::body_wanted(&req).is_some_and(|n| rest.len() < n) {
+                if web_visitors::body_wanted(&req)
+                    .or_else(|| console_desk::body_wanted(&req))
+                    .is_some_and(|n| rest.len() < n)
+                {
                     // The body is still coming: keep head and body so far (at most
                     // `web.max_head_bytes` + the endpoint's body bound), bounded in
                     // time by the handshake deadline (408).
@@ -137,6 +143,12 @@ impl Core {
                     .header("Upgrade", "websocket")
             } else if web_visitors::is_visitor_path(&req.path) {
                 self.visitor_request(slot, req, rest)
+            } else if console_desk::is_console_path(&req.path) {
+                match self.console_request(slot, req, rest) {
+                    Some(r) => r,
+                    // A login went to the login threads: answered later.
+                    None => return,
+                }
             } else {
                 route(req)
             };

@@ -26,8 +26,10 @@ pub struct ConfigChange {
 
 /// Keys, and sections (everything under them), that take effect only at start:
 /// they shape threads, sockets or files.
-const RESTART_ONLY: [&str; 20] = [
+const RESTART_ONLY: [&str; 21] = [
     "state_dir",
+    // The reactors and the login threads take `[console]` (users, bounds) at start.
+    "console",
     // The reactors take `[web]` (origins, bounds, sites and their secrets) at start.
     "web",
     // The reactors take the API's bounds at start (`api.keys` reload).

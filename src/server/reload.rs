@@ -78,6 +78,7 @@ fn in_force(current: &Config, new: &Config) -> Config {
     next.log.format = current.log.format;
     next.admin = current.admin.clone();
     next.web = current.web.clone();
+    next.console = current.console.clone();
     next.api.max_body_bytes = current.api.max_body_bytes;
     next.api.max_in_flight = current.api.max_in_flight;
     next.api.max_export_bytes = current.api.max_export_bytes;
@@ -126,7 +127,7 @@ impl Live {
         metrics.pending_limit.set(limits.max_pending_total);
         // Visitor tokens (sites are fixed at start) are signed with the new keys, so
         // they verify under what the sessions now check.
-        let signer = if current.web.sites.is_empty() {
+        let signer = if current.web.sites.is_empty() && current.console.users.is_empty() {
             None
         } else {
             crate::reactor::visitor_signer(new)

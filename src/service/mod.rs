@@ -664,3 +664,14 @@ pub(crate) enum Job {
     /// Read a file and answer the download with it.
     Read(Box<Download>),
 }
+
+/// Work for the console's login threads (`worker::console_login`): a password to
+/// check; the answer goes back to the connection's reactor as
+/// [`Command::ConsoleLogin`].
+#[derive(Debug)]
+pub(crate) struct LoginJob {
+    /// The HTTP connection waiting for the answer.
+    pub conn: ConnId,
+    /// The body it sent (`Debug` never shows the password).
+    pub request: crate::console::LoginRequest,
+}

@@ -24,6 +24,7 @@ use crate::service::{
     Effect, RouterMsg, SessionReply, ShardControl, ShardMsg, shard_of, tell_shards,
 };
 
+pub(crate) mod console_login;
 pub(crate) mod files;
 mod shard_stats;
 

@@ -14,6 +14,7 @@ mod assist_service;
 mod auth_token_cli;
 mod backpressure;
 mod cli;
+mod console_login;
 mod examples_talk;
 mod flood;
 mod frame_props;

@@ -63,6 +63,20 @@ impl Exporter {
         )?;
         self.web_family(
             enc,
+            "console_logins",
+            "Console logins (POST /console/v1/login) and refreshes (/console/v1/refresh), by \
+             outcome.",
+            "outcome",
+            |w| &w.console_logins[..],
+            |i| {
+                crate::console::Outcome::ALL
+                    .get(i)
+                    .map_or("other", |o| o.label())
+                    .to_owned()
+            },
+        )?;
+        self.web_family(
+            enc,
             "api_requests",
             "HTTP API requests: routed to the service, refused by the reactor (route, query, \
              body), or refused at api.max_in_flight (busy).",
