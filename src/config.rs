@@ -96,11 +96,13 @@ pub use api::{ApiConfig, ApiKeyConfig, MAX_API_KEYS, valid_key_id};
 pub use email::{CredentialsError, EmailConfig, SmtpCredentials, SmtpTls};
 mod web;
 mod webhooks;
+mod widget;
 pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
 pub use webhooks::{
     EVENT_TYPES, MAX_WEBHOOKS, OutboxConfig, WebhookConfig, WebhookSecretError, decode_secret,
     glob_match,
 };
+pub use widget::{PreChatField, WidgetSettings, parse_hours};
 
 pub use crate::assist::AssistConfig;
 

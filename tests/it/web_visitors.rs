@@ -37,6 +37,7 @@ fn shop() -> WebSite {
         secret_file: None,
         identity_secret: Some(IDENTITY.into()),
         identity_secret_file: None,
+        widget: Default::default(),
     }
 }
 
