@@ -79,7 +79,7 @@
   const userKey = (k) => (S.me ? S.me + ':' : '') + k;
   const newId = () => {
     const a = crypto.getRandomValues(new Uint32Array(2));
-    return ((BigInt(a[0] | 1) << 32n) | BigInt(a[1])).toString();
+    return ((BigInt((a[0] | 1) >>> 0) << 32n) | BigInt(a[1])).toString();
   };
   const big = (s) => BigInt(s || '0');
 
@@ -99,6 +99,7 @@
   const shadow = host.attachShadow({ mode: 'open' });
   const CSS = `
 :host{all:initial}
+[hidden]{display:none!important}
 *{box-sizing:border-box;font-family:system-ui,-apple-system,"Segoe UI","PingFang SC","Microsoft YaHei",sans-serif}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 button,input,textarea{font:inherit;color:inherit}
