@@ -210,15 +210,20 @@ textarea{resize:none}
     composer = h('form', { class: 'composer', onsubmit: (e) => { e.preventDefault(); submit(); } }, attachBtn, fileInput, textarea, sendBtn);
     panel.append(composer);
     panel.addEventListener('keydown', (e) => { if (e.key === 'Escape') { e.stopPropagation(); close(); } });
+    panel.addEventListener('input', () => { if (S.notice && S.notice.err) showBar(''); });
     render();
   };
   const showBar = (text, err) => {
     S.notice = text ? { text, err } : '';
+    drawBar(text, err);
+  };
+  const drawBar = (text, err) => {
     if (!barEl) return;
     barEl.hidden = !text;
     barEl.textContent = text || '';
     barEl.classList.toggle('err', !!err);
-    if (text && err) { alertRegion.textContent = ''; setTimeout(() => { alertRegion.textContent = text; }, 30); }
+    if (text && err && barEl.dataset.said !== text) { alertRegion.textContent = ''; setTimeout(() => { alertRegion.textContent = text; }, 30); }
+    barEl.dataset.said = text || '';
   };
   const withinHours = () => {
     if (!cfg.hours || !cfg.hours.length) return true;
@@ -265,10 +270,9 @@ textarea{resize:none}
     $('.dot', panel).classList.toggle('on', online && S.wsState === 'open');
     $('.st-t', panel).textContent = S.wsState === 'open' ? (online ? t('online') : t('away')) : t('connecting');
     $('.end', panel).hidden = !S.conv || S.closed;
-    if (S.wsState === 'retry') showBar(t('reconnecting', { s: Math.ceil(S.retryIn / 1000) }), false);
-    else if (S.wsState === 'net') showBar(t('offlineNet'), false);
-    else if (S.notice) showBar(S.notice.text, S.notice.err);
-    else showBar('');
+    if (S.wsState === 'retry') drawBar(t('reconnecting', { s: Math.max(1, Math.ceil(S.retryIn / 1000)) }), false);
+    else if (S.wsState === 'net') drawBar(t('offlineNet'), false);
+    else drawBar(S.notice && S.notice.text, S.notice && S.notice.err);
     const keepBottom = logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 40;
     const kids = [];
     kids.push(h('div', { class: 'sys', text: cfg.greeting || t('greeting') }));
@@ -283,7 +287,6 @@ textarea{resize:none}
     let form = null;
     if (S.left) kids.push(h('div', { class: 'sys left', text: t('left', { e: S.left }) }));
     else if (S.closed) {
-      kids.push(h('div', { class: 'sys', text: t('ended') }));
       form = S.rated ? h('div', { class: 'sys' }, h('p', { class: 'hint thanks', text: t('thanks') })) : rateForm();
       kids.push(form);
       kids.push(h('button', { type: 'button', class: 'primary newchat', text: t('newChat'), onclick: () => newChat() }));
@@ -313,6 +316,7 @@ textarea{resize:none}
       if (img) {
         const pic = h('img', { alt: a.name || t('image'), loading: 'lazy' });
         el.append(pic);
+        pic.onload = () => { if (logEl) logEl.scrollTop = logEl.scrollHeight; };
         download(a).then((url) => { if (url) pic.src = url; }, () => {});
       }
     } else el.append(document.createTextNode(m.body));
@@ -570,7 +574,8 @@ textarea{resize:none}
   const userFromToken = (tok) => { try { return JSON.parse(atob(tok.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).sub || ''; } catch { return ''; } };
   const loadUser = (me) => {
     S.me = me;
-    S.conv = store.get(userKey('conv'));
+    S.conv = null;
+    if (store.get(userKey('conv'))) setConv(store.get(userKey('conv')));
     S.lastSeq = store.get(userKey('seq')) || 0;
     S.outbox = store.get(userKey('out')) || [];
     S.profile = store.get(userKey('profile'));
@@ -644,6 +649,7 @@ textarea{resize:none}
         if (f.conversation !== S.conv) break;
         if (f.status === 2 && big(f.seq) > big(S.readUpTo)) S.readUpTo = big(f.seq);
         if (big(f.seq) > big(S.deliveredUpTo)) S.deliveredUpTo = big(f.seq);
+        store.set(userKey('rcpt'), { c: S.conv, d: String(S.deliveredUpTo || 0), r: String(S.readUpTo || 0) });
         render();
         break;
       case 'Typing':
@@ -689,6 +695,9 @@ textarea{resize:none}
   };
   const setConv = (c) => {
     S.conv = c;
+    const r = store.get(userKey('rcpt'));
+    S.deliveredUpTo = r && r.c === c ? big(r.d) : 0n;
+    S.readUpTo = r && r.c === c ? big(r.r) : 0n;
     S.closed = false;
     S.rated = store.get(userKey('rated')) === c;
     store.set(userKey('conv'), c);

@@ -53,10 +53,10 @@ const AGENT = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title
 window.ag = (() => {
   const inbox = []; const waiters = []; let ws; let rid = 0;
   const deliver = (m) => { inbox.push(m); for (const w of [...waiters]) if (w.pred(m)) { waiters.splice(waiters.indexOf(w), 1); w.resolve(m); } };
-  const waitFor = (pred, what) => new Promise((resolve, reject) => {
+  const waitFor = (pred, what, ms) => new Promise((resolve, reject) => {
     const hit = inbox.find(pred); if (hit) return resolve(hit);
     waiters.push({ pred, resolve });
-    setTimeout(() => reject(new Error('agent timed out waiting for ' + what + '; got ' + JSON.stringify(inbox.slice(-8)))), ${TIMEOUT});
+    setTimeout(() => reject(new Error('agent timed out waiting for ' + what + '; got ' + JSON.stringify(inbox.slice(-8)))), ms || ${TIMEOUT});
   });
   const send = (kind, fields) => { rid += 1; ws.send(JSON.stringify(fields ? { kind, request_id: rid, fields } : { kind, request_id: rid })); return rid; };
   return {
@@ -69,7 +69,7 @@ window.ag = (() => {
     send,
     say(conversation, body) { return send('Send', { content_type: 1, conversation, client_msg_id: String(Date.now()), group: '', body }); },
     // The first message matching, by kind and fields.
-    wait(kind, fields) { return waitFor((m) => m.kind === kind && Object.entries(fields || {}).every(([k, v]) => m.fields?.[k] === v), kind + ' ' + JSON.stringify(fields || {})); },
+    wait(kind, fields, ms) { return waitFor((m) => m.kind === kind && Object.entries(fields || {}).every(([k, v]) => m.fields?.[k] === v), kind + ' ' + JSON.stringify(fields || {}), ms); },
     // A History page of a conversation (its entries).
     async history(conversation) { const r = send('History', { limit: 200, conversation, before_seq: '0' }); return (await waitFor((m) => m.request_id === r, 'HistoryPage')).fields; },
   };
@@ -252,7 +252,7 @@ try {
   step(`pre-chat done, conversation ${conv} assigned to Alice`);
 
   // The profile from the pre-chat form reaches the agent (PROFILE, content type 6).
-  const profile = await agent.evaluate((c) => ag.wait('Deliver', { conversation: c, content_type: 6 }).then((m) => m.fields.body, () => null), conv);
+  const profile = await agent.evaluate((c) => ag.wait('Deliver', { conversation: c, content_type: 6 }, 3000).then((m) => m.fields.body, () => null), conv);
   if (profile) {
     const p = JSON.parse(profile);
     if (p.name !== 'Vera' || p.email !== 'vera@example.com' || p.fields?.order !== 'A-1042') fail(`profile: ${profile}`);
