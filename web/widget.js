@@ -22,7 +22,7 @@
   const T = {
     en: {
       open: 'Open chat', close: 'Minimize chat', title: 'Chat with us', online: 'Online', away: 'Away',
-      connecting: 'Connecting…', reconnecting: 'Connection lost. Reconnecting in {s} s…', offlineNet: 'You are offline. Waiting for the network…',
+      connecting: 'Connecting…', failed: 'Not connected', reconnecting: 'Connection lost. Reconnecting in {s} s…', offlineNet: 'You are offline. Waiting for the network…',
       placeholder: 'Type your message…', send: 'Send', attach: 'Attach a file', end: 'End chat',
       queue: 'You are number {n} in the queue.', wait: 'Expected wait: about {m} min.', waitNow: 'An agent can answer now.',
       joined: '{a} joined the chat.', ended: 'The chat has ended.', typing: '{a} is typing…', agent: 'Agent',
@@ -40,9 +40,9 @@
     },
     'zh-CN': {
       open: '打开在线客服', close: '最小化', title: '在线客服', online: '在线', away: '离开',
-      connecting: '正在连接…', reconnecting: '连接已断开，{s} 秒后重连…', offlineNet: '网络已断开，等待网络恢复…',
+      connecting: '正在连接…', failed: '未连接', reconnecting: '连接已断开，{s} 秒后重连…', offlineNet: '网络已断开，等待网络恢复…',
       placeholder: '请输入消息…', send: '发送', attach: '发送文件', end: '结束对话',
-      queue: '您前面还有 {n} 位（排队中）。', wait: '预计等待约 {m} 分钟。', waitNow: '客服现在可以为您服务。',
+      queue: '您正在排队，当前第 {n} 位。', wait: '预计等待约 {m} 分钟。', waitNow: '客服现在可以为您服务。',
       joined: '{a} 已加入对话。', ended: '对话已结束。', typing: '{a} 正在输入…', agent: '客服',
       you: '我', sending: '发送中', sent: '已发送', delivered: '已送达', read: '已读', failed: '发送失败',
       rateQ: '您对本次服务满意吗？', star: '{n} 星（共 5 星）', comment: '留言（可选）', rate: '提交评价', thanks: '感谢您的评价！',
@@ -268,7 +268,7 @@ textarea{resize:none}
     if (!logEl) return;
     const online = isOnline();
     $('.dot', panel).classList.toggle('on', online && S.wsState === 'open');
-    $('.st-t', panel).textContent = S.wsState === 'open' ? (online ? t('online') : t('away')) : t('connecting');
+    $('.st-t', panel).textContent = S.wsState === 'open' ? (online ? t('online') : t('away')) : S.fatal ? t('failed') : t('connecting');
     $('.end', panel).hidden = !S.conv || S.closed;
     if (S.wsState === 'retry') drawBar(t('reconnecting', { s: Math.max(1, Math.ceil(S.retryIn / 1000)) }), false);
     else if (S.wsState === 'net') drawBar(t('offlineNet'), false);
@@ -285,7 +285,8 @@ textarea{resize:none}
       kids.push(h('div', { class: 'sys queue', text: q }));
     }
     let form = null;
-    if (S.left) kids.push(h('div', { class: 'sys left', text: t('left', { e: S.left }) }));
+    if (S.fatal) form = h('div');
+    else if (S.left) kids.push(h('div', { class: 'sys left', text: t('left', { e: S.left }) }));
     else if (S.closed) {
       form = S.rated ? h('div', { class: 'sys' }, h('p', { class: 'hint thanks', text: t('thanks') })) : rateForm();
       kids.push(form);

@@ -1125,4 +1125,24 @@ mod tests {
             400
         );
     }
+
+    #[test]
+    fn attachment_paths() {
+        assert!(super::is_attachment_path(
+            "/api/v1/conversations/7/attachments"
+        ));
+        assert!(super::is_attachment_path(
+            "/api/v1/conversations/7/attachments/abc"
+        ));
+        assert!(!super::is_attachment_path(
+            "/api/v1/conversations/7/attachments/"
+        ));
+        assert!(!super::is_attachment_path(
+            "/api/v1/conversations/7/attachments/a/b"
+        ));
+        assert!(!super::is_attachment_path("/api/v1/conversations/7"));
+        assert!(!super::is_attachment_path(
+            "/api/v1/conversations/7/messages"
+        ));
+    }
 }
