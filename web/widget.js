@@ -36,7 +36,7 @@
       needConv: 'Send a message first, then attach files.', identity: 'We could not verify who you are, so the chat cannot start. Please reload the page or sign in again.',
       tokenFail: 'The chat service refused to connect ({s}).', error: 'Something went wrong ({s}).', rateLimited: 'Too many messages. Please wait a moment.',
       newMsg: 'New message', emailBad: 'Please enter a valid email address.', fill: 'Please fill in: {f}.', file: 'File', image: 'Image',
-      greeting: 'Hello! How can we help?', closedConv: 'This chat has ended. Start a new chat to write again.', unread: '{n} unread',
+      greeting: 'Hello! How can we help?', blocked: 'The chat is not available on this page (this site is not allowed, or the chat server cannot be reached). Retrying in {s} s…', closedConv: 'This chat has ended. Start a new chat to write again.', unread: '{n} unread',
     },
     'zh-CN': {
       open: '打开在线客服', close: '最小化', title: '在线客服', online: '在线', away: '离开',
@@ -54,7 +54,7 @@
       needConv: '请先发送一条消息，再发送文件。', identity: '无法验证您的身份，对话无法开始。请刷新页面或重新登录。',
       tokenFail: '客服服务拒绝了连接（{s}）。', error: '出错了（{s}）。', rateLimited: '消息过于频繁，请稍候。',
       newMsg: '新消息', emailBad: '请输入有效的邮箱地址。', fill: '请填写：{f}。', file: '文件', image: '图片',
-      greeting: '您好！有什么可以帮您？', closedConv: '对话已结束。如需继续咨询，请开始新的对话。', unread: '{n} 条未读',
+      greeting: '您好！有什么可以帮您？', blocked: '此页面无法使用在线客服（网站未获授权，或无法连接客服服务器）。{s} 秒后重试…', closedConv: '对话已结束。如需继续咨询，请开始新的对话。', unread: '{n} 条未读',
     },
   };
   const pickLang = (l) => (/^zh/i.test(l || '') ? 'zh-CN' : /^en/i.test(l || '') ? 'en' : null);
@@ -270,7 +270,7 @@ textarea{resize:none}
     $('.dot', panel).classList.toggle('on', online && S.wsState === 'open');
     $('.st-t', panel).textContent = S.wsState === 'open' ? (online ? t('online') : t('away')) : S.fatal ? t('failed') : t('connecting');
     $('.end', panel).hidden = !S.conv || S.closed;
-    if (S.wsState === 'retry') drawBar(t('reconnecting', { s: Math.max(1, Math.ceil(S.retryIn / 1000)) }), false);
+    if (S.wsState === 'retry') drawBar(t(S.blocked ? 'blocked' : 'reconnecting', { s: Math.max(1, Math.ceil(S.retryIn / 1000)) }), S.blocked);
     else if (S.wsState === 'net') drawBar(t('offlineNet'), false);
     else drawBar(S.notice && S.notice.text, S.notice && S.notice.err);
     const keepBottom = logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 40;
@@ -542,6 +542,9 @@ textarea{resize:none}
       connecting = false;
       if (e.status === 403 && S.identity) { S.fatal = true; showBar(t('identity'), true); S.wsState = 'idle'; render(); return; }
       if (e.status && e.status !== 429 && e.status < 500) { S.fatal = true; showBar(t('tokenFail', { s: e.status }), true); render(); return; }
+      // A fetch refused without a status is a CORS refusal (an origin the site does not
+      // allow) or an unreachable server; with the settings unreadable too, say so.
+      S.blocked = !e.status && settingsFailed && !S.everOpen;
       return retry(e.retryAfter ? e.retryAfter * 1000 : 0);
     }
     const me = userFromToken(S.token);
@@ -612,6 +615,8 @@ textarea{resize:none}
       case 'Welcome': {
         S.wsState = 'open';
         S.retry = 0;
+        S.everOpen = true;
+        S.blocked = false;
         S.hb = f.heartbeat_ms || 30000;
         S.idle = f.idle_timeout_ms || 90000;
         clearInterval(S.pingTimer);
@@ -840,6 +845,7 @@ textarea{resize:none}
   });
 
   /* ---------- settings and API ---------- */
+  let settingsFailed = false;
   const settings = fetch(BASE + '/web/v1/sites/' + encodeURIComponent(SITE) + '/widget').then((r) => (r.ok ? r.json() : Promise.reject(new Error(String(r.status))))).then((s) => {
     for (const k of ['title', 'greeting', 'pre_chat', 'hours', 'timezone', 'group', 'attachment_types', 'max_attachment_bytes']) if (s[k] != null) cfg[k] = s[k];
     if (!script.dataset.color && s.color) cfg.color = s.color;
@@ -848,7 +854,7 @@ textarea{resize:none}
     theme();
     drawLauncher();
     if (logEl) buildPanel();
-  }, (e) => console.warn('switchboard: widget settings unavailable', e.message));
+  }, (e) => { settingsFailed = true; console.warn('switchboard: widget settings unavailable', e.message); });
   setInterval(() => render(), 60000); // business hours move with the clock
 
   function open() {

@@ -142,6 +142,7 @@ const dir = mkdtempSync(join(tmpdir(), 'switchboard-widget-'));
 const port = await freePort();
 const site = await serve(port);
 const sitePort = site.address().port;
+const evil = await serve(port);
 const origin = `http://127.0.0.1:${sitePort}`;
 const config = join(dir, 'switchboard.toml');
 writeFileSync(config, `state_dir = "${join(dir, 'state')}"
@@ -418,6 +419,14 @@ try {
   await d.waitForFunction(() => window.Switchboard.state.connection === 'open', null, { timeout: TIMEOUT });
   step('a forged identity signature is refused with a clear message; the right one connects');
 
+  // --- A page of an origin the site does not list: a clear message, nothing stored.
+  const evilPage = await ctxD.newPage();
+  await evilPage.goto(`http://127.0.0.1:${evil.address().port}/`);
+  await openWidget(evilPage);
+  await expectText(bar(evilPage), /not available on this page/, 'a foreign origin');
+  await shot(evilPage, 'foreign-origin');
+  step('a page of a foreign origin shows that the chat is not available there');
+
   console.log('widget test: passed');
   status = 0;
 } catch (e) {
@@ -426,6 +435,7 @@ try {
   await browser?.close();
   daemon.kill('SIGTERM');
   site.close();
+  evil.close();
   rmSync(dir, { recursive: true, force: true });
 }
 process.exit(status);
