@@ -187,7 +187,11 @@ textarea{resize:none}
 
   /* ---------- panel rendering ---------- */
   let logEl, typingEl, barEl, composer, textarea, fileInput;
+  // Forms are built once and kept across renders, so what the visitor typed stays.
+  let forms = {};
+  const form1 = (k, make) => forms[k] || (forms[k] = make());
   const buildPanel = () => {
+    forms = {};
     panel.replaceChildren();
     panel.setAttribute('aria-label', cfg.title || t('title'));
     const status = h('span', { class: 'st' }, h('span', { class: 'dot' }), h('span', { class: 'st-t' }));
@@ -287,15 +291,16 @@ textarea{resize:none}
     let form = null;
     if (S.fatal) form = h('div');
     else if (S.left) kids.push(h('div', { class: 'sys left', text: t('left', { e: S.left }) }));
+    else if (S.leaving) kids.push(form = h('div', { class: 'sys', text: t('sending') + '…' }));
     else if (S.closed) {
-      form = S.rated ? h('div', { class: 'sys' }, h('p', { class: 'hint thanks', text: t('thanks') })) : rateForm();
+      form = S.rated ? h('div', { class: 'sys' }, h('p', { class: 'hint thanks', text: t('thanks') })) : form1('rate', rateForm);
       kids.push(form);
       kids.push(h('button', { type: 'button', class: 'primary newchat', text: t('newChat'), onclick: () => newChat() }));
     } else if (!S.conv && !online && S.wsState === 'open') {
-      form = leaveForm();
+      form = form1('leave', leaveForm);
       kids.push(form);
     } else if (needPrechat()) {
-      form = prechatForm();
+      form = form1('prechat', prechatForm);
       kids.push(form);
     }
     logEl.replaceChildren(...kids);
@@ -346,6 +351,7 @@ textarea{resize:none}
       }
       S.profile = Object.keys(p).length ? p : { fields: {} };
       store.set(userKey('profile'), S.profile);
+      delete forms.prechat;
       showBar('');
       render();
       textarea.focus();
@@ -454,6 +460,7 @@ textarea{resize:none}
   };
   const endChat = () => { if (S.conv && !S.closed) request('Close', { conversation: S.conv, seq: '0', reason: 'visitor' }); };
   const newChat = () => {
+    delete forms.rate;
     S.conv = null; S.closed = false; S.rated = false; S.queue = 0; S.agent = ''; S.lastSeq = 0; S.left = null; S.msgs.clear();
     S.deliveredUpTo = S.readUpTo = 0n;
     store.set(userKey('conv'), null); store.set(userKey('seq'), null); store.set(userKey('left'), null);
@@ -644,7 +651,7 @@ textarea{resize:none}
         const old = S.msgs.get('out:' + o.cmid);
         S.msgs.delete('out:' + o.cmid);
         addMsg(Object.assign(old || { mine: true, body: o.body, ct: 1 }, { el: null, conv: f.conversation, seq: f.seq, time: Number(f.time_ms), cmid: o.cmid }));
-        if (S.leaving) { S.left = S.leaving; S.leaving = null; store.set(userKey('left'), S.left); }
+        if (S.leaving) { S.left = S.leaving; S.leaving = null; delete forms.leave; store.set(userKey('left'), S.left); }
         sendProfile();
         flush();
         render();
@@ -773,6 +780,7 @@ textarea{resize:none}
       if (code === 503 || code === 429) { o.rid = 0; showBar(code === 429 ? t('rateLimited') : t('error', { s: code }), true); setTimeout(flush, 3000); return; }
       S.outbox = S.outbox.filter((x) => x !== o);
       store.set(userKey('out'), S.outbox);
+      S.leaving = null;
       const msg = S.msgs.get('out:' + o.cmid);
       if (msg) { msg.failed = true; }
       if (S.opening === o) S.opening = null;
