@@ -200,7 +200,8 @@ textarea{resize:none}
     panel.append(h('header', {}, h('h2', { text: cfg.title || t('title') }), status, endBtn, minBtn));
     barEl = h('div', { class: 'bar', hidden: true });
     panel.append(barEl);
-    logEl = h('div', { class: 'log', role: 'log', 'aria-live': 'polite', 'aria-label': cfg.title || t('title'), tabindex: '0' });
+    // Not live itself (it is redrawn): the status region announces what is new.
+    logEl = h('div', { class: 'log', role: 'log', 'aria-live': 'off', 'aria-label': cfg.title || t('title'), tabindex: '0' });
     typingEl = h('div', { class: 'typing', 'aria-hidden': 'true' });
     panel.append(logEl, typingEl);
     fileInput = h('input', { type: 'file', class: 'sr', tabindex: '-1', 'aria-hidden': 'true', onchange: () => { const f = fileInput.files[0]; fileInput.value = ''; if (f) upload(f); } });
@@ -543,10 +544,12 @@ textarea{resize:none}
     connecting = true;
     S.wsState = S.wsState === 'retry' ? 'retry' : 'connecting';
     render();
+    const gen = S.gen;
     try {
       if (!S.token || S.tokenExp - Date.now() < 120000) await getToken();
     } catch (e) {
       connecting = false;
+      if (gen !== S.gen) return connect();
       if (e.status === 403 && S.identity) { S.fatal = true; showBar(t('identity'), true); S.wsState = 'idle'; render(); return; }
       if (e.status && e.status !== 429 && e.status < 500) { S.fatal = true; showBar(t('tokenFail', { s: e.status }), true); render(); return; }
       // A fetch refused without a status is a CORS refusal (an origin the site does not
@@ -554,6 +557,7 @@ textarea{resize:none}
       S.blocked = !e.status && settingsFailed && !S.everOpen;
       return retry(e.retryAfter ? e.retryAfter * 1000 : 0);
     }
+    if (gen !== S.gen) { connecting = false; return connect(); } // setUser came meanwhile
     const me = userFromToken(S.token);
     if (me !== S.me) loadUser(me);
     const ws = new WebSocket(WS_URL, ['switchboard.v1.json']);
@@ -893,6 +897,7 @@ textarea{resize:none}
     setUser(u) {
       if (!u || !u.id || !u.hash) throw new TypeError('setUser({id, hash, name?, email?})');
       S.identity = { id: String(u.id), hash: String(u.hash), name: u.name, email: u.email };
+      S.gen = (S.gen || 0) + 1;
       S.token = null;
       S.fatal = false;
       if (S.ws) { const ws = S.ws; S.ws = null; ws.close(1000); S.wsState = 'connecting'; }

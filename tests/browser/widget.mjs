@@ -253,10 +253,21 @@ try {
   step(`pre-chat done, conversation ${conv} assigned to Alice`);
 
   // The profile from the pre-chat form reaches the agent (PROFILE, content type 6).
-  const profile = await agent.evaluate((c) => ag.wait('Deliver', { conversation: c, content_type: 6 }).then((m) => m.fields.body), conv);
+  // (Live as a Deliver when it is stored after the assignment, else in the History an
+  // agent reads on Assigned: either way it is in the transcript.)
+  const profileEntry = async (x) => {
+    for (let i = 0; i < 100; i++) {
+      const h = await agent.evaluate((y) => ag.history(y), x);
+      const e = h.entries.find((en) => en.kind === 16 && en.content_type === 6);
+      if (e) return e;
+      await agent.waitForTimeout(100);
+    }
+    return null;
+  };
+  const profile = (await profileEntry(conv))?.body ?? fail('no PROFILE in the transcript');
   const p = JSON.parse(profile);
   if (p.name !== 'Vera' || p.email !== 'vera@example.com' || p.fields?.order !== 'A-1042') fail(`profile: ${profile}`);
-  step(`the agent got the visitor's profile from the pre-chat form: ${profile}`);
+  step(`the visitor's profile from the pre-chat form is in the transcript: ${profile}`);
 
   // Typing both ways, messages both ways, read status.
   await agent.evaluate((c) => ag.send('Typing', { typing: true, conversation: c, user: '' }), conv);
@@ -422,12 +433,7 @@ try {
   const hist = await agent.evaluate((x) => ag.history(x), offlineConv);
   const left = hist.entries.find((e) => e.kind === 16 && e.body === 'Please call me back about a refund.');
   if (!left || !(left.flags & 16)) fail(`the message left is not OFFLINE: ${JSON.stringify(hist.entries)}`);
-  let email = null;
-  for (let i = 0; i < 50 && !email; i++) {
-    const h = await agent.evaluate((x) => ag.history(x), offlineConv);
-    email = h.entries.find((e) => e.kind === 16 && e.content_type === 6);
-    if (!email) await c.waitForTimeout(100);
-  }
+  const email = await profileEntry(offlineConv);
   if (!email || JSON.parse(email.body).email !== 'sam@example.com') fail(`no PROFILE with the email: ${JSON.stringify(email)}`);
   step(`offline: the message left is stored with OFFLINE (flags ${left.flags}), the email with it as the visitor's profile: ${email.body}`);
 
