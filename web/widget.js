@@ -224,11 +224,14 @@ textarea{resize:none}
   };
   const drawBar = (text, err) => {
     if (!barEl) return;
+    // The bar takes room from the log: keep the newest message in view.
+    const atBottom = logEl && logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 40;
     barEl.hidden = !text;
     barEl.textContent = text || '';
     barEl.classList.toggle('err', !!err);
     if (text && err && barEl.dataset.said !== text) { alertRegion.textContent = ''; setTimeout(() => { alertRegion.textContent = text; }, 30); }
     barEl.dataset.said = text || '';
+    if (atBottom) logEl.scrollTop = logEl.scrollHeight;
   };
   const withinHours = () => {
     if (!cfg.hours || !cfg.hours.length) return true;

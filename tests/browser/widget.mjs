@@ -5,7 +5,8 @@
 // a reload mid-chat (history back, nothing lost or doubled), a second tab, an
 // attachment with its preview, bad input (oversize message, forbidden file type, a
 // forged identity signature), a dropped connection, close and rating, and the offline
-// path (agent away → leave a message with an email → stored OFFLINE). The agent is a
+// path (agent away → leave a message with an email → stored OFFLINE), business hours
+// of another site (away while the agent is online). The agent is a
 // small JSON client in a page (the console is not under test here). axe-core checks
 // the open widget. Prints the size of widget.js (gzip) and when the launcher showed.
 //
@@ -40,12 +41,12 @@ function fail(msg) {
 }
 
 // The host page: an ordinary page of the site, with the snippet.
-const hostPage = (port) => `<!doctype html>
+const hostPage = (port, siteId) => `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Acme shop</title>
 <style>body{font:16px Georgia,serif;margin:2em;color:#222}main{max-width:40em}</style></head>
 <body><main><h1>Acme shop</h1><p>Welcome to our shop. Questions? Use the chat button.</p></main>
-<script src="http://127.0.0.1:${port}/widget.js" data-site="site" async></script>
+<script src="http://127.0.0.1:${port}/widget.js" data-site="${siteId}" async></script>
 </body></html>`;
 
 // The agent's page: a minimal JSON client (as in chat.mjs).
@@ -80,7 +81,7 @@ function serve(port) {
   return new Promise((resolveServe) => {
     const s = createServer((req, res) => {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(req.url.startsWith('/agent') ? AGENT : hostPage(port));
+      res.end(req.url.startsWith('/agent') ? AGENT : hostPage(port, req.url.startsWith('/closed') ? 'closed' : 'site'));
     });
     s.listen(0, '127.0.0.1', () => resolveServe(s));
   });
@@ -145,6 +146,10 @@ const sitePort = site.address().port;
 const evil = await serve(port);
 const origin = `http://127.0.0.1:${sitePort}`;
 const config = join(dir, 'switchboard.toml');
+// Business hours that are surely closed now: one hour, three days from today in UTC+8.
+const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
+const todayPlus8 = (new Date(Date.now() + 8 * 3600e3).getUTCDay() + 6) % 7;
+const closedHours = `${DAYS[(todayPlus8 + 3) % 7]} 10:00-11:00`;
 writeFileSync(config, `state_dir = "${join(dir, 'state')}"
 [listeners.client]
 addr = "127.0.0.1:${port}"
@@ -155,6 +160,8 @@ kid = "test"
 secret = "${SECRET}"
 [web]
 allowed_origins = ["${origin}"]
+# Every visitor of this test comes from 127.0.0.1: more than the default 10 a minute.
+visitor_tokens_per_minute = 60
 [[web.sites]]
 id = "site"
 allowed_origins = ["${origin}"]
@@ -167,6 +174,18 @@ title = "Acme support"
 greeting = "Hi! Ask us anything about your order."
 color = "#0b6e4f"
 pre_chat = [{ key = "name", required = true }, { key = "email" }, { key = "order", label = "Order number" }]
+[[web.sites]]
+id = "closed"
+allowed_origins = ["${origin}"]
+group = "support"
+anonymous = true
+secret = "${SITE_SECRET}"
+[web.sites.widget]
+color = "#6b2fa3"
+position = "left"
+language = "zh-CN"
+timezone = "+08:00"
+hours = ["${closedHours}"]
 [log]
 level = "warn"
 `);
@@ -329,6 +348,20 @@ try {
   await shot(b, 'phone-queue');
   await axe(b, 'the widget on a 360-px phone (zh-CN)');
   step('a second visitor on a 360-px phone sees its queue position (zh-CN chosen from the browser)');
+
+  // --- Outside the business hours of another site: away, leave a message (Alice is
+  // online); that site's colour, left position and language (zh-CN) from its settings.
+  const ctxE = await browser.newContext({ viewport: { width: 1100, height: 760 }, locale: 'en-US' });
+  const e = await ctxE.newPage();
+  await e.goto(`${origin}/closed`);
+  await openWidget(e);
+  await e.locator(`${W} form.leave`).waitFor({ timeout: TIMEOUT });
+  await expectText(e.locator(`${W} .st`), /离开/, 'away outside business hours');
+  const lbox = await e.locator(`${W} .launcher`).boundingBox();
+  if (lbox.x > 100) fail(`the launcher is not on the left: ${JSON.stringify(lbox)}`);
+  await shot(e, 'closed-hours');
+  await ctxE.close();
+  step(`outside business hours (${closedHours} UTC+8) the widget is away and offers to leave a message, in the site's language, colour and corner`);
 
   // --- Reload mid-chat: the history comes back, nothing lost or doubled.
   const before = await bubbles(a);
