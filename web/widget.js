@@ -591,12 +591,17 @@ textarea{resize:none}
   };
   const userFromToken = (tok) => { try { return JSON.parse(atob(tok.split('.')[1].replace(/-/g, '+').replace(/_/g, '/'))).sub || ''; } catch { return ''; } };
   const loadUser = (me) => {
+    // What the visitor did before its token came (the pre-chat form, messages typed)
+    // is kept: it belongs to the user the token names.
+    const carry = S.me ? { profile: S.profile, out: [] } : { profile: S.profile, out: S.outbox };
     S.me = me;
     S.conv = null;
     if (store.get(userKey('conv'))) setConv(store.get(userKey('conv')));
     S.lastSeq = store.get(userKey('seq')) || 0;
-    S.outbox = store.get(userKey('out')) || [];
-    S.profile = store.get(userKey('profile'));
+    S.outbox = (store.get(userKey('out')) || []).concat(carry.out);
+    store.set(userKey('out'), S.outbox.length ? S.outbox : null);
+    S.profile = store.get(userKey('profile')) || carry.profile || null;
+    if (S.profile) store.set(userKey('profile'), S.profile);
     S.left = store.get(userKey('left'));
     S.msgs.clear();
     for (const o of S.outbox) addMsg({ mine: true, cmid: o.cmid, body: o.body, ct: 1, conv: o.conv, time: Date.now() });

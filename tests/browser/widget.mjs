@@ -196,6 +196,9 @@ const daemon = spawn(bin, ['run', '--config', config], { stdio: ['ignore', 'inhe
 let browser;
 let status = 1;
 const step = (what) => console.log('widget test:', what);
+// Each page's console, printed when the test fails.
+const consoles = [];
+const watch = (page, name) => { const lines = []; consoles.push([name, lines]); page.on('console', (m) => lines.push(m.text())); page.on('pageerror', (e) => lines.push('pageerror: ' + e.message)); return page; };
 const shot = (page, name) => page.screenshot({ path: join(shots, `widget-${name}.png`) });
 // Text of the widget's visible bubbles, in order.
 const bubbles = (page) => page.locator(`${W} .m`).evaluateAll((els) => els.map((e) => e.firstChild?.nodeType === 3 ? e.firstChild.textContent : e.textContent));
@@ -235,7 +238,7 @@ try {
 
   // --- Visitor A: the launcher, its timing, the pre-chat form.
   const ctxA = await browser.newContext({ viewport: { width: 1100, height: 760 }, locale: 'en-US' });
-  const a = await ctxA.newPage();
+  const a = watch(await ctxA.newPage(), 'A');
   if (process.env.WIDGET_DEBUG) {
     a.on('console', (m) => console.log('page:', m.text()));
     a.on('websocket', (ws) => { ws.on('framesent', (f) => console.log('A >', f.payload.slice(0, 300))); ws.on('framereceived', (f) => console.log('A <', f.payload.slice(0, 300))); });
@@ -332,7 +335,10 @@ try {
 
   // --- Visitor B on a 360-px phone: waits in the queue (Alice serves one at a time).
   const ctxB = await browser.newContext({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, locale: 'zh-CN' });
-  const b = await ctxB.newPage();
+  const b = watch(await ctxB.newPage(), 'B');
+  // A slow token: the visitor fills the pre-chat form and writes before the widget
+  // knows who it is; nothing of it may be lost.
+  await b.route('**/visitor-token', async (route) => { await new Promise((r) => setTimeout(r, 1500)); await route.continue(); });
   await b.goto(`${origin}/`);
   await openWidget(b);
   await b.locator(`${W} form.prechat`).waitFor({ timeout: TIMEOUT });
@@ -347,7 +353,8 @@ try {
   if (panelBox.width > 360 || panelBox.x < 0) fail(`panel on the phone: ${JSON.stringify(panelBox)}`);
   await shot(b, 'phone-queue');
   await axe(b, 'the widget on a 360-px phone (zh-CN)');
-  step('a second visitor on a 360-px phone sees its queue position (zh-CN chosen from the browser)');
+  await b.unroute('**/visitor-token');
+  step('a second visitor on a 360-px phone (its token slow to come) sees its queue position (zh-CN chosen from the browser)');
 
   // --- Outside the business hours of another site: away, leave a message (Alice is
   // online); that site's colour, left position and language (zh-CN) from its settings.
@@ -497,6 +504,7 @@ try {
   status = 0;
 } catch (e) {
   console.error('widget test FAILED:', e.message);
+  for (const [name, lines] of consoles) console.error(`console of ${name}:`, lines.slice(-20).join(' | '));
   // What each page showed when it failed.
   let i = 0;
   for (const ctx of browser?.contexts() ?? []) {
