@@ -36,7 +36,7 @@
       needConv: 'Send a message first, then attach files.', identity: 'We could not verify who you are, so the chat cannot start. Please reload the page or sign in again.',
       tokenFail: 'The chat service refused to connect ({s}).', error: 'Something went wrong ({s}).', rateLimited: 'Too many messages. Please wait a moment.',
       newMsg: 'New message', emailBad: 'Please enter a valid email address.', fill: 'Please fill in: {f}.', file: 'File', image: 'Image',
-      greeting: 'Hello! How can we help?', blocked: 'The chat is not available on this page (this site is not allowed, or the chat server cannot be reached). Retrying in {s} s…', closedConv: 'This chat has ended. Start a new chat to write again.', unread: '{n} unread',
+      greeting: 'Hello! How can we help?', blocked: 'The chat is not available on this page (this site is not allowed, or the chat server cannot be reached). Retrying in {s} s…', closedConv: 'This chat has ended. Start a new chat to write again.', unread: '{n} unread', earlier: 'Show earlier messages',
     },
     'zh-CN': {
       open: '打开在线客服', close: '最小化', title: '在线客服', online: '在线', away: '离开',
@@ -54,7 +54,7 @@
       needConv: '请先发送一条消息，再发送文件。', identity: '无法验证您的身份，对话无法开始。请刷新页面或重新登录。',
       tokenFail: '客服服务拒绝了连接（{s}）。', error: '出错了（{s}）。', rateLimited: '消息过于频繁，请稍候。',
       newMsg: '新消息', emailBad: '请输入有效的邮箱地址。', fill: '请填写：{f}。', file: '文件', image: '图片',
-      greeting: '您好！有什么可以帮您？', blocked: '此页面无法使用在线客服（网站未获授权，或无法连接客服服务器）。{s} 秒后重试…', closedConv: '对话已结束。如需继续咨询，请开始新的对话。', unread: '{n} 条未读',
+      greeting: '您好！有什么可以帮您？', blocked: '此页面无法使用在线客服（网站未获授权，或无法连接客服服务器）。{s} 秒后重试…', closedConv: '对话已结束。如需继续咨询，请开始新的对话。', unread: '{n} 条未读', earlier: '查看更早的消息',
     },
   };
   const pickLang = (l) => (/^zh/i.test(l || '') ? 'zh-CN' : /^en/i.test(l || '') ? 'en' : null);
@@ -128,6 +128,7 @@ header button{background:transparent;border:1px solid rgba(255,255,255,.7);color
 .m .meta{display:block;font-size:11px;margin-top:3px;opacity:.9;text-align:right}
 .m img{display:block;max-width:100%;max-height:220px;border-radius:8px;margin-top:4px;background:#eee}
 .m a{color:inherit}
+.earlier{background:none;border:0;text-decoration:underline;cursor:pointer}
 .sys{align-self:center;font-size:13px;color:#4a4a4a;text-align:center;padding:2px 8px}
 .typing{font-size:13px;color:#4a4a4a;padding:0 14px 4px;min-height:18px;background:#f6f7f9}
 form{display:flex;flex-direction:column;gap:8px;padding:12px;background:#fff;border-top:1px solid #e1e4e8}
@@ -283,7 +284,15 @@ textarea{resize:none}
     else drawBar(S.notice && S.notice.text, S.notice && S.notice.err);
     const keepBottom = logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 40;
     const kids = [];
-    kids.push(h('div', { class: 'sys', text: cfg.greeting || t('greeting') }));
+    if (S.more && S.conv) {
+      // Older entries than the first page: paged back on request (History before_seq).
+      kids.push(h('button', { type: 'button', class: 'sys earlier', text: t('earlier'), onclick: () => {
+        let low = 0n;
+        for (const m of S.msgs.values()) if (m.seq && m.conv === S.conv && (!low || big(m.seq) < low)) low = big(m.seq);
+        S.more = false;
+        request('History', { limit: 100, conversation: S.conv, before_seq: (S.lowSeq || low).toString() }, { history: true, older: true });
+      } }));
+    } else kids.push(h('div', { class: 'sys', text: cfg.greeting || t('greeting') }));
     const list = [...S.msgs.values()].sort((a, b) => (a.seq && b.seq ? (big(a.seq) < big(b.seq) ? -1 : 1) : a.seq ? -1 : b.seq ? 1 : a.n - b.n));
     for (const m of list) kids.push(m.el || (m.el = drawMsg(m)));
     for (const m of list) if (m.mine && m.meta) m.meta.textContent = fmtTime(m.time || Date.now()) + ' · ' + statusText(m);
@@ -697,6 +706,7 @@ textarea{resize:none}
         S.left = null;
         store.set(userKey('left'), null);
         S.agent = f.agent_name || f.agent;
+        store.set(userKey('agent'), { c: f.conversation, n: S.agent });
         if (addMsg({ sys: t('joined', { a: S.agent }), conv: f.conversation, seq: f.seq })) announce(t('joined', { a: S.agent }));
         render();
         break;
@@ -711,7 +721,7 @@ textarea{resize:none}
         emit('availability', { online: isOnline() });
         break;
       }
-      case 'HistoryPage': onHistory(f); break;
+      case 'HistoryPage': onHistory(f, ctx); break;
       case 'Error': onError(m, ctx); break;
       case 'Bye': break;
       default: break;
@@ -720,6 +730,8 @@ textarea{resize:none}
   };
   const setConv = (c) => {
     S.conv = c;
+    const ag = store.get(userKey('agent'));
+    S.agent = ag && ag.c === c ? ag.n : '';
     const r = store.get(userKey('rcpt'));
     S.deliveredUpTo = r && r.c === c ? big(r.d) : 0n;
     S.readUpTo = r && r.c === c ? big(r.r) : 0n;
@@ -759,16 +771,21 @@ textarea{resize:none}
     markRead();
   };
   const bump = (seq) => { if (big(seq) > big(S.lastSeq)) { S.lastSeq = seq; store.set(userKey('seq'), seq); } };
-  const onHistory = (f) => {
+  const onHistory = (f, ctx) => {
     if (f.conversation !== S.conv) return;
     let closed = false, rated = false;
+    const first = (f.entries || [])[0];
+    if (!ctx || !ctx.older || f.more) S.more = f.more;
+    // The next page goes below this one (a visitor's page may skip notes' numbers).
+    if (first) S.lowSeq = big(first.seq);
+    else if (f.more && S.lowSeq) S.lowSeq = S.lowSeq > 800n ? S.lowSeq - 800n : 1n;
     for (const e of f.entries || []) {
       bump(e.seq);
       if (e.kind === 16 && e.content_type !== 6) {
         const mine = e.sender === S.me;
         addMsg({ mine, conv: f.conversation, seq: e.seq, time: Number(e.time_ms), ct: e.content_type, body: e.body });
       } else if (e.kind === 33) {
-        S.agent = e.body || e.sender;
+        if (!ctx || !ctx.older) S.agent = e.body || e.sender;
         S.queue = 0;
         addMsg({ sys: t('joined', { a: S.agent }), conv: f.conversation, seq: e.seq });
       } else if (e.kind === 36) { closed = true; addMsg({ sys: t('ended'), conv: f.conversation, seq: e.seq }); }

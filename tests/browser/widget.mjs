@@ -201,7 +201,18 @@ const consoles = [];
 const watch = (page, name) => { const lines = []; consoles.push([name, lines]); page.on('console', (m) => lines.push(m.text())); page.on('pageerror', (e) => lines.push('pageerror: ' + e.message)); return page; };
 const shot = (page, name) => page.screenshot({ path: join(shots, `widget-${name}.png`) });
 // Text of the widget's visible bubbles, in order.
-const bubbles = (page) => page.locator(`${W} .m`).evaluateAll((els) => els.map((e) => e.firstChild?.nodeType === 3 ? e.firstChild.textContent : e.textContent));
+const bubbles = (page) => page.locator(`${W} .m`).evaluateAll((els) => els.map((e) => {
+  const text = [...e.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join('');
+  return text || e.textContent;
+}));
+// Waits until a bubble's text is exactly `text`.
+async function bubble(page, text) {
+  for (let i = 0; i < TIMEOUT / 100; i++) {
+    if ((await bubbles(page)).includes(text)) return;
+    await page.waitForTimeout(100);
+  }
+  fail(`no bubble ${JSON.stringify(text)}`);
+}
 const bar = (page) => page.locator(`${W} .bar`);
 async function axe(page, what) {
   await page.addScriptTag({ path: axePath });
@@ -428,6 +439,21 @@ try {
   await agent.evaluate((c) => ag.say(c, 'Are you still there?'), conv);
   await expectText(a.locator(`${W} .m.them`), /still there/, 'a message after the reconnect');
   step('offline: the widget said so and reconnected by itself');
+
+  // A long conversation: after a reload the newest page comes back, older ones on request.
+  await agent.evaluate(async (x) => { for (let i = 1; i <= 110; i++) ag.send('Send', { content_type: 1, conversation: x, client_msg_id: String(9e6 + i), group: '', body: 'bulk ' + i }); await ag.wait('Deliver', { conversation: x, body: 'bulk 110' }).catch(() => {}); }, conv);
+  await bubble(a, 'bulk 110');
+  await a.reload();
+  await openWidget(a);
+  await bubble(a, 'bulk 110');
+  const shown = (await bubbles(a)).filter((x) => /bulk/.test(x)).length;
+  await a.locator(`${W} .log`).evaluate((el) => { el.scrollTop = 0; });
+  await shot(a, 'history-paging');
+  await a.locator(`${W} .earlier`).click();
+  await bubble(a, 'bulk 1');
+  const all = (await bubbles(a)).filter((x) => /bulk/.test(x));
+  if (all.length !== 110 || new Set(all).size !== 110) fail(`paging back: ${all.length} bulk messages, ${new Set(all).size} distinct`);
+  step(`110 more messages: ${shown} came back with the reload, the rest with "Show earlier messages", none twice`);
 
   // --- Close and rating; B then gets Alice.
   await agent.evaluate((c) => ag.send('Close', { conversation: c, seq: '0', reason: 'resolved' }), conv);
