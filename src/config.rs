@@ -100,11 +100,13 @@ mod console;
 pub use console::{ConsoleConfig, ConsoleUser, MAX_CONSOLE_USERS, check_password_hash};
 mod web;
 mod webhooks;
+mod widget;
 pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
 pub use webhooks::{
     EVENT_TYPES, MAX_WEBHOOKS, OutboxConfig, WebhookConfig, WebhookSecretError, decode_secret,
     glob_match,
 };
+pub use widget::{PreChatField, WidgetSettings, parse_hours};
 
 pub use crate::assist::AssistConfig;
 

@@ -450,6 +450,21 @@ fn put_visitor(conversation: u64, body: &[u8], key: Option<&str>) -> Result<Call
     })
 }
 
+/// Whether `path` is an attachment route (`conversations/{id}/attachments`, or
+/// `.../attachments/{file}`): the routes a page of a site calls across origins (the
+/// visitor widget uploads and shows files), so the only ones answered with CORS.
+pub fn is_attachment_path(path: &str) -> bool {
+    path.strip_prefix(super::PREFIX)
+        .and_then(|p| p.strip_prefix("conversations/"))
+        .and_then(|p| p.split_once('/'))
+        .is_some_and(|(_, rest)| {
+            rest == "attachments"
+                || rest
+                    .strip_prefix("attachments/")
+                    .is_some_and(|f| !f.is_empty() && !f.contains('/'))
+        })
+}
+
 /// Whether a request is an attachment upload (its body limit is
 /// `api.max_attachment_bytes`, and its `Content-Type` is checked before the body).
 pub fn is_upload(req: &Request) -> bool {
@@ -1109,5 +1124,25 @@ mod tests {
                 .status(),
             400
         );
+    }
+
+    #[test]
+    fn attachment_paths() {
+        assert!(super::is_attachment_path(
+            "/api/v1/conversations/7/attachments"
+        ));
+        assert!(super::is_attachment_path(
+            "/api/v1/conversations/7/attachments/abc"
+        ));
+        assert!(!super::is_attachment_path(
+            "/api/v1/conversations/7/attachments/"
+        ));
+        assert!(!super::is_attachment_path(
+            "/api/v1/conversations/7/attachments/a/b"
+        ));
+        assert!(!super::is_attachment_path("/api/v1/conversations/7"));
+        assert!(!super::is_attachment_path(
+            "/api/v1/conversations/7/messages"
+        ));
     }
 }

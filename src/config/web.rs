@@ -95,6 +95,10 @@ pub struct WebSite {
     /// A file holding `identity_secret` (content trimmed), instead of it.
     #[serde(default)]
     pub identity_secret_file: Option<PathBuf>,
+    /// How the visitor widget looks and behaves on the site (`[web.sites.widget]`;
+    /// public, served by `GET /web/v1/sites/{site}/widget`).
+    #[serde(default)]
+    pub widget: super::WidgetSettings,
 }
 
 impl std::fmt::Debug for WebSite {
@@ -110,6 +114,7 @@ impl std::fmt::Debug for WebSite {
             .field("secret_file", &self.secret_file)
             .field("identity_secret", &shown(&self.identity_secret))
             .field("identity_secret_file", &self.identity_secret_file)
+            .field("widget", &self.widget)
             .finish()
     }
 }
@@ -275,6 +280,7 @@ impl WebSite {
         let identity = self
             .identity_secret_bytes()
             .map_err(|e| ("web.sites.identity_secret", format!("site {id:?}: {e}")))?;
+        self.widget.validate(id)?;
         if self.anonymous && secret.is_none() {
             return Err((
                 "web.sites.secret",
@@ -311,6 +317,7 @@ mod tests {
             secret_file: None,
             identity_secret: None,
             identity_secret_file: None,
+            widget: Default::default(),
         }
     }
 
@@ -366,6 +373,12 @@ mod tests {
         );
         s.identity_secret = Some(S.into());
         assert!(check(vec![s.clone()]).is_ok());
+        s.widget.position = "middle".into();
+        assert_eq!(
+            check(vec![s.clone()]).unwrap_err().0,
+            "web.sites.widget.position"
+        );
+        s.widget.position = "left".into();
         s.allowed_origins = vec!["not an origin".into()];
         assert_eq!(check(vec![s]).unwrap_err().0, "web.sites.allowed_origins");
     }

@@ -57,6 +57,9 @@ pub(crate) struct ApiDesk {
     pub uploads: ServerMap<usize, ()>,
     /// Kept connections with pipelined input to handle after their answer.
     pub resume: Vec<usize>,
+    /// The allowed `Origin` of an attachment request in flight, which its answer
+    /// names in `Access-Control-Allow-Origin` (the visitor widget's cross-origin calls).
+    pub cors: ServerMap<usize, String>,
     /// The last request id given out (never 0: unsolicited frames carry 0).
     last_rid: u32,
 }
@@ -82,6 +85,7 @@ impl ApiDesk {
         self.waiting.remove(&slot);
         self.exports.remove(&slot);
         self.uploads.remove(&slot);
+        self.cors.remove(&slot);
     }
 
     /// Requests in flight (reading or waiting).

@@ -11,6 +11,7 @@ mod listen;
 mod sys;
 pub(crate) mod timer;
 mod visitor_desk;
+mod web_widget;
 
 use std::io;
 use std::net::TcpListener;

@@ -35,6 +35,8 @@ pub(crate) struct Visitors {
 pub(crate) struct SiteEntry {
     pub site: Site,
     pub origins: OriginPolicy,
+    /// The body of `GET /web/v1/sites/{site}/widget` (built once at start).
+    pub widget: bytes::Bytes,
 }
 
 impl std::fmt::Debug for Visitors {
@@ -56,7 +58,15 @@ impl Visitors {
             let origins = OriginPolicy::parse(&cfg.allowed_origins);
             match (Site::from_config(cfg, &c.routing.default_group), origins) {
                 (Ok(site), Ok(origins)) => {
-                    sites.insert(cfg.id.clone(), SiteEntry { site, origins });
+                    let widget = super::web_widget::settings_json(cfg, &site, &c.api);
+                    sites.insert(
+                        cfg.id.clone(),
+                        SiteEntry {
+                            site,
+                            origins,
+                            widget,
+                        },
+                    );
                 }
                 (Err(e), _) => {
                     tracing::error!(site = %cfg.id, error = %e, "web site left out");

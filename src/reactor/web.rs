@@ -141,6 +141,8 @@ impl Core {
             let response = if kind == ListenerKind::WsEcho {
                 Response::error(426, "this listener speaks WebSocket only")
                     .header("Upgrade", "websocket")
+            } else if let Some(site) = crate::reactor::web_widget::widget_site(&req.path) {
+                crate::reactor::web_widget::answer(&self.settings.web.visitors, site, req)
             } else if web_visitors::is_visitor_path(&req.path) {
                 self.visitor_request(slot, req, rest)
             } else if console_desk::is_console_path(&req.path) {

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::Core;
-use crate::api::route::{Op, RouteError, Shape, is_upload, media_type, route};
+use crate::api::route::{Op, RouteError, Shape, is_attachment_path, is_upload, media_type, route};
 use crate::api::{ApiCall, answer};
 use crate::handoff::{CloseReason, Event};
 use crate::http::body::BodyReader;
@@ -33,6 +33,27 @@ impl Core {
         req: Request,
         rest: &[u8],
     ) {
+        let cors = self.attachment_cors(&req);
+        if req.method == Method::Options && is_attachment_path(&req.path) {
+            // A CORS preflight (the widget's upload, or a download with a token).
+            self.links.stats.web.count_api(1);
+            let r = match cors {
+                Some(o) => Response::new(204, "text/plain", &b""[..])
+                    .header("Access-Control-Allow-Origin", o)
+                    .header("Access-Control-Allow-Methods", "GET, POST")
+                    .header(
+                        "Access-Control-Allow-Headers",
+                        "authorization, content-type, idempotency-key",
+                    )
+                    .header("Access-Control-Max-Age", "600")
+                    .header("Vary", "Origin"),
+                None => answer::error(403, ErrorCode::Forbidden, "origin not allowed", 0),
+            };
+            return self.api_respond(drv, slot, r, false, false);
+        }
+        if let Some(o) = cors {
+            self.api.cors.insert(slot, o);
+        }
         let upload = is_upload(&req);
         let max = if upload {
             // Checked before any of the body is read: a refused type costs no upload.
@@ -96,6 +117,20 @@ impl Core {
         }
         let leftover = rest.get(fed.consumed..).unwrap_or_default();
         self.api_call(drv, slot, req, body.into_body(), leftover);
+    }
+
+    /// The `Origin` to name in CORS headers: an attachment route asked for by a page
+    /// of an origin `web.allowed_origins` or a `[[web.sites]]` entry allows (`None`
+    /// for anything else, which gets no CORS headers).
+    fn attachment_cors(&self, req: &Request) -> Option<String> {
+        let origin = req.origin.as_deref()?;
+        (is_attachment_path(&req.path)
+            && self
+                .settings
+                .web
+                .origins
+                .allows(Some(origin), req.host.as_deref()))
+        .then(|| origin.to_owned())
     }
 
     /// Counts an upload the reactor refused with `status` (nothing for other requests).
@@ -459,6 +494,12 @@ impl Core {
         self.links.stats.web.count_response(response.status);
         // Whatever it was, the connection's request is over.
         self.api.uploads.remove(&slot);
+        let response = match self.api.cors.remove(&slot) {
+            Some(o) => response
+                .header("Access-Control-Allow-Origin", o)
+                .header("Vary", "Origin"),
+            None => response,
+        };
         // An answer (a file, an export) may be far larger than a connection's output
         // bound: it is accepted whole, with the usual bound on top of it, so a
         // client that reads is never cut in the middle of one (its memory is spent

@@ -37,6 +37,7 @@ fn shop() -> WebSite {
         secret_file: None,
         identity_secret: Some(IDENTITY.into()),
         identity_secret_file: None,
+        widget: Default::default(),
     }
 }
 
@@ -425,4 +426,129 @@ fn after_a_reload_that_replaces_the_keys_new_visitor_tokens_verify() {
     assert_eq!(welcome["kind"], "Welcome", "{welcome}");
     assert_eq!(welcome["fields"]["user"], after["user"]);
     daemon.shutdown();
+}
+
+/// `GET` (or another method) of `path` from `origin`, as raw HTTP.
+fn request(addr: std::net::SocketAddr, method: &str, path: &str, origin: Option<&str>) -> Response {
+    let origin = origin.map_or(String::new(), |o| format!("Origin: {o}\r\n"));
+    raw(
+        addr,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: gw.example\r\n{origin}Connection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn the_widget_settings_are_public_checked_by_origin_and_hold_no_secret() {
+    let server = TestServer::start(|c| {
+        let mut shop = shop();
+        shop.widget.title = "Shop help".into();
+        shop.widget.color = "#0b6e4f".into();
+        shop.widget.position = "left".into();
+        shop.widget.timezone = "Asia/Shanghai".into();
+        shop.widget.hours = vec!["mon-fri 09:00-18:00".into()];
+        shop.widget.pre_chat = vec![switchboard::config::PreChatField {
+            key: "email".into(),
+            label: "Your email".into(),
+            required: true,
+        }];
+        c.web.sites = vec![shop, members()];
+    });
+    let addr = server.addr();
+    let path = "/web/v1/sites/shop/widget";
+    let r = request(addr, "GET", path, Some(ORIGIN));
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some(ORIGIN));
+    assert_eq!(r.header("Vary"), Some("Origin"));
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert!(
+        !r.body.contains(SECRET) && !r.body.contains(IDENTITY),
+        "{}",
+        r.body
+    );
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(v["site"], "shop");
+    assert_eq!(v["group"], "sales");
+    assert_eq!(v["anonymous"], true);
+    assert_eq!(v["identified"], true);
+    assert_eq!(v["title"], "Shop help");
+    assert_eq!(v["color"], "#0b6e4f");
+    assert_eq!(v["position"], "left");
+    assert_eq!(v["language"], "auto");
+    assert_eq!(v["timezone"], "Asia/Shanghai");
+    assert_eq!(v["hours"], json!(["mon-fri 09:00-18:00"]));
+    assert_eq!(
+        v["pre_chat"],
+        json!([{"key": "email", "label": "Your email", "required": true}])
+    );
+    assert!(v["max_attachment_bytes"].as_u64().is_some_and(|n| n > 0));
+    assert!(
+        v["attachment_types"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    );
+    // Defaults for a site without a [web.sites.widget] table.
+    let r = request(addr, "GET", "/web/v1/sites/members/widget", None);
+    assert_eq!(r.status, 200, "{r:?}");
+    let v: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(
+        (v["color"].as_str(), v["position"].as_str()),
+        (Some("#1f5fbf"), Some("right"))
+    );
+    assert_eq!(
+        (
+            v["anonymous"].as_bool(),
+            v["pre_chat"].as_array().map(Vec::len)
+        ),
+        (Some(false), Some(0))
+    );
+    // Another origin: 403 without CORS; an unknown site 404; other methods 405.
+    let r = request(addr, "GET", path, Some("https://evil.example"));
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.header("Access-Control-Allow-Origin"), None);
+    assert_eq!(
+        request(addr, "GET", "/web/v1/sites/nope/widget", Some(ORIGIN)).status,
+        404
+    );
+    let r = request(addr, "POST", path, Some(ORIGIN));
+    assert_eq!(r.status, 405, "{r:?}");
+    assert_eq!(r.header("Allow"), Some("GET, HEAD, OPTIONS"));
+    let r = request(addr, "OPTIONS", path, Some(ORIGIN));
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.header("Access-Control-Allow-Methods"), Some("GET"));
+    let r = request(addr, "HEAD", path, Some(ORIGIN));
+    assert_eq!((r.status, r.body.as_str()), (200, ""));
+}
+
+#[test]
+fn attachment_routes_answer_cors_for_the_sites_origins_only() {
+    let server = service_server(with_sites);
+    let addr = server.addr();
+    let upload = "/api/v1/conversations/7/attachments";
+    let r = request(addr, "OPTIONS", upload, Some(ORIGIN));
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some(ORIGIN));
+    assert_eq!(r.header("Access-Control-Allow-Methods"), Some("GET, POST"));
+    assert_eq!(
+        r.header("Access-Control-Allow-Headers"),
+        Some("authorization, content-type, idempotency-key")
+    );
+    let r = request(addr, "OPTIONS", upload, Some("https://evil.example"));
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(r.header("Access-Control-Allow-Origin"), None);
+    // Every answer of the route names the allowed origin, errors included (the page
+    // can then read why), and nothing else of the API does.
+    let download = format!("{upload}/{}", "a".repeat(64));
+    let r = request(addr, "GET", &download, Some(ORIGIN));
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some(ORIGIN));
+    let r = request(addr, "GET", &download, Some("https://evil.example"));
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(r.header("Access-Control-Allow-Origin"), None);
+    let r = request(addr, "GET", "/api/v1/conversations/7", Some(ORIGIN));
+    assert_eq!(r.header("Access-Control-Allow-Origin"), None, "{r:?}");
+    let r = request(addr, "OPTIONS", "/api/v1/conversations/7", Some(ORIGIN));
+    assert_eq!(r.header("Access-Control-Allow-Origin"), None, "{r:?}");
 }
