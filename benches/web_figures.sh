@@ -11,6 +11,7 @@
 #     --port P    client port (admin on P+1) [default 7840]
 #     --journal   keep the journal on (fsync "always"); default off, as the chat
 #                 goal of the README is stated with the journal off
+#     --only NAME run only the session, chat or fanout cases
 #   STORM_BIN=/path/to/storm benches/web_figures.sh
 #
 # Runs (S = --target 127.0.0.1:P --secret-file STATE/dev-secret --source-addrs
@@ -29,6 +30,7 @@ BUILD=1
 OUT=""
 PORT=7840
 JOURNAL=false
+ONLY=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -36,6 +38,9 @@ while [ $# -gt 0 ]; do
         --out) OUT="${2:?--out needs a directory}"; shift ;;
         --port) PORT="${2:?--port needs a number}"; shift ;;
         --journal) JOURNAL=true ;;
+        --only)
+            ONLY="${2:?--only needs session, chat or fanout}"; shift
+            case "$ONLY" in session|chat|fanout) ;; *) echo "web_figures.sh: --only session|chat|fanout" >&2; exit 2 ;; esac ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "web_figures.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -91,6 +96,9 @@ EOF
 run_case() { # NAME TRANSPORT storm-args...
     local name="$1" t="$2"
     shift 2
+    if [ -n "$ONLY" ] && [ "$ONLY" != "$name" ]; then
+        return 0
+    fi
     local base="$OUT/$name-$t"
     : >"$base.json"
     echo "== $name over $t: storm $* --transport $t" >&2
