@@ -139,6 +139,9 @@ pub const MAX_USER: usize = 256;
 /// Most groups one user's connections watch the availability of (`Watch` past it:
 /// 429).
 pub const MAX_WATCHED: usize = 16;
+/// Most waiting conversations per group a new staff connection is told of at once
+/// (`Queued` frames, the head of each of its groups' queues).
+pub const MAX_QUEUE_SNAPSHOT: usize = 200;
 /// Most resume cursors in one `Hello`.
 pub const MAX_CURSORS: usize = 1024;
 

@@ -788,6 +788,10 @@ fn protocol_md_limits_match_the_code() {
     starts("MAX_CURSORS", format!("{} cursors", messages::MAX_CURSORS));
     starts("MAX_USER", format!("{} bytes", messages::MAX_USER));
     starts("MAX_WATCHED", format!("{} groups", messages::MAX_WATCHED));
+    starts(
+        "MAX_QUEUE_SNAPSHOT",
+        format!("{} conversations", messages::MAX_QUEUE_SNAPSHOT),
+    );
     // The wait steps `Availability.estimated_wait_ms` takes (section 4.18a).
     let steps: Vec<String> = messages::WAIT_STEPS_MS.iter().map(u64::to_string).collect();
     let steps = format!("`WAIT_STEPS_MS`: {}", steps.join(", "));

@@ -109,6 +109,8 @@ impl Router {
 
         self.push_conns(who, out);
         self.tell_positions_to(who, conn, out);
+        // Before routing fills it: what it takes leaves the queue with a position 0.
+        self.tell_queues_to(who, conn, out);
         self.fill(who, out);
         if !staff {
             self.watch(who, &watch, out);

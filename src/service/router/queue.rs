@@ -308,6 +308,27 @@ impl Router {
         }
     }
 
+    /// A new connection of an agent or bot gets, once, the conversations waiting in
+    /// its groups' queues (at most `MAX_QUEUE_SNAPSHOT` per group, from the head), so
+    /// it can claim what waited before it connected.
+    pub(super) fn tell_queues_to(&self, who: &UserRef, conn: ConnId, out: &mut Vec<Effect>) {
+        let Some(tenant) = self.tenants.get(&who.tenant) else {
+            return;
+        };
+        let Some(user) = tenant.users.get(&who.user).filter(|u| u.is_staff()) else {
+            return;
+        };
+        for name in &user.groups {
+            let Some(g) = tenant.groups.get(name) else {
+                continue;
+            };
+            let waiting = g.queue.iter().take(messages::MAX_QUEUE_SNAPSHOT);
+            for (index, id) in waiting.enumerate() {
+                super::super::send(out, conn, queued_frame(*id, position_of(index), name));
+            }
+        }
+    }
+
     /// Tells the group's connected agents and bots that a conversation entered the
     /// queue at `position`, or left it (0); one frame for all of them.
     pub(super) fn tell_staff(

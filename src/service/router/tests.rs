@@ -1752,3 +1752,34 @@ fn an_offline_message_is_kept_until_an_agent_comes() {
         vec![(kept, "a".to_owned())]
     );
 }
+
+/// A new staff connection is told what already waits in its groups (positions from
+/// the head), then what routing gives it at once.
+#[test]
+fn a_new_agent_connection_is_told_the_waiting_conversations() {
+    let mut b = Bench::new();
+    let ids: Vec<u64> = (0..3)
+        .map(|i| b.visitor_opens(conn(10 + i), "t", &format!("v{i}"), "g"))
+        .collect();
+    let other = b.visitor_opens(conn(20), "t", "w", "elsewhere");
+    let a = conn(1);
+    let out = b.agent(a, "t", "a", &["g"], 1);
+    let told: Vec<(u64, u32)> = queued_to(&out, a)
+        .into_iter()
+        .map(|q| (q.conversation, q.position))
+        .collect();
+    assert_eq!(
+        told,
+        vec![(ids[0], 1), (ids[1], 2), (ids[2], 3), (ids[0], 0)],
+        "the queue of g, then the head leaving it for a"
+    );
+    assert!(!told.iter().any(|(id, _)| *id == other));
+    assert_eq!(assigns(&out)[0].0, ids[0]);
+    // A second connection of the same agent hears the two still waiting.
+    let out = b.agent(conn(2), "t", "a", &["g"], 1);
+    let told: Vec<(u64, u32)> = queued_to(&out, conn(2))
+        .into_iter()
+        .map(|q| (q.conversation, q.position))
+        .collect();
+    assert_eq!(told, vec![(ids[1], 1), (ids[2], 2)]);
+}
