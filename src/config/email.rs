@@ -390,6 +390,10 @@ mod tests {
                 "email.credentials_file",
                 Box::new(|c| c.credentials_file = Some("/nonexistent/smtp".into())),
             ),
+            (
+                "email.ca_file",
+                Box::new(|c| c.ca_file = Some("/nonexistent/ca.pem".into())),
+            ),
         ];
         for (key, tweak) in cases {
             let mut c = on();
@@ -418,6 +422,62 @@ mod tests {
         assert!(!format!("{creds:?}").contains("s3cret"));
         std::fs::write(&path, "mailer\n").unwrap();
         assert!(matches!(c.credentials(), Err(CredentialsError::Format(_))));
+    }
+
+    /// A self-signed P-256 CA made with the openssl CLI (only parsed here: its
+    /// validity period does not matter).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBoDCCAUegAwIBAgIUARrkoJDOH7ghmf8hGATkwGVjGVUwCgYIKoZIzj0EAwIw\n\
+HjEcMBoGA1UEAwwTU3dpdGNoYm9hcmQgdGVzdCBDQTAeFw0yNjEyMDcwMzI3MTJa\n\
+Fw0yNjEyMDkwMzI3MTJaMB4xHDAaBgNVBAMME1N3aXRjaGJvYXJkIHRlc3QgQ0Ew\n\
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQTHZIJixMo6fHyU2mhhW5vT1YRZUi9\n\
+g2DbjtU2qJsvFYaEWytHPgdhqxfKqvK2fq+V/gEH24ExDWk2U4j6zknFo2MwYTAd\n\
+BgNVHQ4EFgQUmsX3YC7tSJhi4F2fpronmzflqAwwHwYDVR0jBBgwFoAUmsX3YC7t\n\
+SJhi4F2fpronmzflqAwwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAQYw\n\
+CgYIKoZIzj0EAwIDRwAwRAIgEzVxok35NioPPTxZJBrJzUTQk6HNtAdItWRjM65E\n\
+A+sCIEgOejUln9aRhWmddQfGX5GeRuITpY+9v6Io/YrsPCal\n\
+-----END CERTIFICATE-----\n\
+";
+
+    #[test]
+    fn ca_file_holds_pem_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let mut c = on();
+        assert!(
+            c.ca_certificates().unwrap().is_empty(),
+            "none without a file"
+        );
+        c.ca_file = Some(path.clone());
+        // Two roots, and a key block that is not one (ignored).
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        std::fs::write(&path, format!("{TEST_CA}{key}{TEST_CA}")).unwrap();
+        assert_eq!(c.ca_certificates().unwrap().len(), 2);
+        c.validate(true).unwrap();
+        type Check = fn(&CaFileError) -> bool;
+        let bad: [(&str, Check); 5] = [
+            ("", |e| matches!(e, CaFileError::Empty(_))),
+            (key, |e| matches!(e, CaFileError::Empty(_))),
+            ("-----BEGIN CERTIFICATE-----\nAAAA\n", |e| {
+                matches!(e, CaFileError::Pem { .. })
+            }),
+            (
+                "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+                |e| matches!(e, CaFileError::Pem { .. }),
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                |e| matches!(e, CaFileError::Unusable { index: 1, .. }),
+            ),
+        ];
+        for (text, check) in bad {
+            std::fs::write(&path, text).unwrap();
+            let e = c.ca_certificates().unwrap_err();
+            assert!(check(&e), "{text:?}: {e:?}");
+            let (key, reason) = c.validate(true).unwrap_err();
+            assert_eq!(key, "email.ca_file");
+            assert!(reason.contains("ca.pem"), "{reason}");
+        }
     }
 
     #[test]
