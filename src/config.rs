@@ -95,7 +95,7 @@ pub struct Config {
 mod api;
 mod email;
 pub use api::{ApiConfig, ApiKeyConfig, MAX_API_KEYS, valid_key_id};
-pub use email::{CredentialsError, EmailConfig, SmtpCredentials, SmtpTls};
+pub use email::{CaFileError, CredentialsError, EmailConfig, SmtpCredentials, SmtpTls};
 mod console;
 pub use console::{ConsoleConfig, ConsoleUser, MAX_CONSOLE_USERS, check_password_hash};
 mod web;

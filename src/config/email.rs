@@ -34,6 +34,9 @@ pub struct EmailConfig {
     /// A file whose first line is the SMTP user name and second line the password
     /// (line ends stripped); absent: no authentication.
     pub credentials_file: Option<PathBuf>,
+    /// A PEM file of further root certificates trusted for the SMTP server's
+    /// certificate (an internal CA), besides the Mozilla roots; absent: those only.
+    pub ca_file: Option<PathBuf>,
     /// The sender address (`From:`), e.g. `"Support <support@example.com>"`; required
     /// when `host` is set.
     pub from: Option<String>,
@@ -71,6 +74,7 @@ impl Default for EmailConfig {
             port: 587,
             tls: SmtpTls::Starttls,
             credentials_file: None,
+            ca_file: None,
             from: None,
             notify_to: None,
             groups: BTreeMap::new(),
@@ -121,6 +125,42 @@ pub enum CredentialsError {
     Format(PathBuf),
 }
 
+/// Why `ca_file` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    /// The file could not be read.
+    #[error("`email.ca_file` {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A `CERTIFICATE` block is not valid PEM (bad base64, no end line).
+    #[error("`email.ca_file` {path}: not a PEM certificate file: {reason}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What the PEM reader said.
+        reason: String,
+    },
+    /// No `-----BEGIN CERTIFICATE-----` block in it.
+    #[error(
+        "`email.ca_file` {0}: no certificate in it (expected PEM `-----BEGIN CERTIFICATE-----` blocks)"
+    )]
+    Empty(PathBuf),
+    /// A certificate that cannot be a root (its DER does not parse).
+    #[error("`email.ca_file` {path}: certificate {index} cannot be used as a root: {reason}")]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// Which certificate (1 = the first in the file).
+        index: usize,
+        /// What the TLS library said.
+        reason: String,
+    },
+}
+
 impl EmailConfig {
     /// Whether email is on (`host` set).
     pub fn enabled(&self) -> bool {
@@ -146,6 +186,43 @@ impl EmailConfig {
             user: user.trim().to_owned(),
             password: password.to_owned(),
         }))
+    }
+
+    /// The DER certificates of `ca_file`, in file order (empty without one). Checks
+    /// that the file has at least one certificate and that each parses; other PEM
+    /// blocks (a key, say) are ignored.
+    pub fn ca_certificates(&self) -> Result<Vec<Vec<u8>>, CaFileError> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject as _;
+        let Some(path) = &self.ca_file else {
+            return Ok(Vec::new());
+        };
+        let pem = std::fs::read(path).map_err(|source| CaFileError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .map(|c| c.map(|der| der.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CaFileError::Pem {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if certs.is_empty() {
+            return Err(CaFileError::Empty(path.clone()));
+        }
+        for (i, der) in certs.iter().enumerate() {
+            // What lettre does with each root when it connects, done here so that
+            // a bad file stops the start (and check-config) rather than every mail.
+            lettre::transport::smtp::client::TlsParameters::builder(String::from("localhost"))
+                .add_root_certificate(
+                    lettre::transport::smtp::client::Certificate::from_der(der.clone())
+                        .map_err(|e| unusable(path, i, &e))?,
+                )
+                .build()
+                .map_err(|e| unusable(path, i, &e))?;
+        }
+        Ok(certs)
     }
 
     /// The notification address of `group` in `tenant`: `groups["tenant/group"]`,
@@ -225,7 +302,18 @@ impl EmailConfig {
         }
         self.credentials()
             .map_err(|e| ("email.credentials_file", e.to_string()))?;
+        self.ca_certificates()
+            .map_err(|e| ("email.ca_file", e.to_string()))?;
         Ok(())
+    }
+}
+
+/// [`CaFileError::Unusable`] of the certificate at `index` (from 0).
+fn unusable(path: &std::path::Path, index: usize, e: &dyn std::fmt::Display) -> CaFileError {
+    CaFileError::Unusable {
+        path: path.to_owned(),
+        index: index + 1,
+        reason: e.to_string(),
     }
 }
 
@@ -302,6 +390,10 @@ mod tests {
                 "email.credentials_file",
                 Box::new(|c| c.credentials_file = Some("/nonexistent/smtp".into())),
             ),
+            (
+                "email.ca_file",
+                Box::new(|c| c.ca_file = Some("/nonexistent/ca.pem".into())),
+            ),
         ];
         for (key, tweak) in cases {
             let mut c = on();
@@ -330,6 +422,62 @@ mod tests {
         assert!(!format!("{creds:?}").contains("s3cret"));
         std::fs::write(&path, "mailer\n").unwrap();
         assert!(matches!(c.credentials(), Err(CredentialsError::Format(_))));
+    }
+
+    /// A self-signed P-256 CA made with the openssl CLI (only parsed here: its
+    /// validity period does not matter).
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----\n\
+MIIBoDCCAUegAwIBAgIUARrkoJDOH7ghmf8hGATkwGVjGVUwCgYIKoZIzj0EAwIw\n\
+HjEcMBoGA1UEAwwTU3dpdGNoYm9hcmQgdGVzdCBDQTAeFw0yNjEyMDcwMzI3MTJa\n\
+Fw0yNjEyMDkwMzI3MTJaMB4xHDAaBgNVBAMME1N3aXRjaGJvYXJkIHRlc3QgQ0Ew\n\
+WTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAAQTHZIJixMo6fHyU2mhhW5vT1YRZUi9\n\
+g2DbjtU2qJsvFYaEWytHPgdhqxfKqvK2fq+V/gEH24ExDWk2U4j6zknFo2MwYTAd\n\
+BgNVHQ4EFgQUmsX3YC7tSJhi4F2fpronmzflqAwwHwYDVR0jBBgwFoAUmsX3YC7t\n\
+SJhi4F2fpronmzflqAwwDwYDVR0TAQH/BAUwAwEB/zAOBgNVHQ8BAf8EBAMCAQYw\n\
+CgYIKoZIzj0EAwIDRwAwRAIgEzVxok35NioPPTxZJBrJzUTQk6HNtAdItWRjM65E\n\
+A+sCIEgOejUln9aRhWmddQfGX5GeRuITpY+9v6Io/YrsPCal\n\
+-----END CERTIFICATE-----\n\
+";
+
+    #[test]
+    fn ca_file_holds_pem_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        let mut c = on();
+        assert!(
+            c.ca_certificates().unwrap().is_empty(),
+            "none without a file"
+        );
+        c.ca_file = Some(path.clone());
+        // Two roots, and a key block that is not one (ignored).
+        let key = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        std::fs::write(&path, format!("{TEST_CA}{key}{TEST_CA}")).unwrap();
+        assert_eq!(c.ca_certificates().unwrap().len(), 2);
+        c.validate(true).unwrap();
+        type Check = fn(&CaFileError) -> bool;
+        let bad: [(&str, Check); 5] = [
+            ("", |e| matches!(e, CaFileError::Empty(_))),
+            (key, |e| matches!(e, CaFileError::Empty(_))),
+            ("-----BEGIN CERTIFICATE-----\nAAAA\n", |e| {
+                matches!(e, CaFileError::Pem { .. })
+            }),
+            (
+                "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+                |e| matches!(e, CaFileError::Pem { .. }),
+            ),
+            (
+                "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                |e| matches!(e, CaFileError::Unusable { index: 1, .. }),
+            ),
+        ];
+        for (text, check) in bad {
+            std::fs::write(&path, text).unwrap();
+            let e = c.ca_certificates().unwrap_err();
+            assert!(check(&e), "{text:?}: {e:?}");
+            let (key, reason) = c.validate(true).unwrap_err();
+            assert_eq!(key, "email.ca_file");
+            assert!(reason.contains("ca.pem"), "{reason}");
+        }
     }
 
     #[test]

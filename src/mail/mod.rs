@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::config::{Config, CredentialsError};
+use crate::config::{CaFileError, Config, CredentialsError};
 use crate::journal::{JournalHandle, JournalReader};
 use crate::metrics::email::EmailMetrics;
 
@@ -46,6 +46,9 @@ pub enum MailError {
     /// The SMTP credentials could not be read.
     #[error("{0}")]
     Credentials(#[from] CredentialsError),
+    /// `email.ca_file` could not be used.
+    #[error("{0}")]
+    CaFile(#[from] CaFileError),
     /// The SMTP transport could not be set up (TLS parameters of `email.host`).
     #[error("email.host: {0}")]
     Smtp(#[from] lettre::transport::smtp::Error),

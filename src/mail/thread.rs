@@ -12,6 +12,7 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::SmtpTransport;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 
 use super::core::{Failed, Fed, Mail, MailKind, Mailer, Mark};
 use super::log::MarksLog;
@@ -51,13 +52,23 @@ pub(crate) struct Job {
     pub stop: Receiver<()>,
 }
 
-/// The SMTP transport `cfg` describes.
+/// The SMTP transport `cfg` describes: the server's certificate is checked against
+/// the Mozilla roots and those of `ca_file`, for the name `host`.
 pub(crate) fn transport(cfg: &EmailConfig) -> Result<SmtpTransport, super::MailError> {
     let host = cfg.host.as_deref().unwrap_or_default();
+    let tls = || -> Result<TlsParameters, super::MailError> {
+        let mut params = TlsParameters::builder(host.to_owned());
+        for der in cfg.ca_certificates()? {
+            params = params.add_root_certificate(Certificate::from_der(der)?);
+        }
+        Ok(params.build()?)
+    };
+    let builder = SmtpTransport::builder_dangerous(host);
     let builder = match cfg.tls {
-        SmtpTls::Starttls => SmtpTransport::starttls_relay(host)?,
-        SmtpTls::Tls => SmtpTransport::relay(host)?,
-        SmtpTls::None => SmtpTransport::builder_dangerous(host),
+        // Like `starttls_relay`/`relay`: no credentials nor mail before TLS.
+        SmtpTls::Starttls => builder.tls(Tls::Required(tls()?)),
+        SmtpTls::Tls => builder.tls(Tls::Wrapper(tls()?)),
+        SmtpTls::None => builder,
     };
     let mut builder = builder.port(cfg.port).timeout(Some(cfg.timeout));
     if let Some(c) = cfg.credentials()? {

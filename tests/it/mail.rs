@@ -30,14 +30,14 @@ use crate::util::{Daemon, daemon_toml};
 use switchboard::protocol::messages::{self, Msg};
 
 /// Where offline notifications of the default group go.
-const DESK: &str = "desk@example.com";
+pub(super) const DESK: &str = "desk@example.com";
 /// The visitor's address, from its profile.
 const VERA: &str = "vera@example.com";
 /// Longest wait for a mail (generous: a loaded machine; never asserted as a bound).
-const MAIL_WAIT: Duration = Duration::from_secs(30);
+pub(super) const MAIL_WAIT: Duration = Duration::from_secs(30);
 
 /// The Python to run, if it has `aiosmtpd`; panics when it is required.
-fn python() -> Option<String> {
+pub(super) fn python() -> Option<String> {
     util::python_with(
         "aiosmtpd",
         "SWITCHBOARD_MAIL_PYTHON",
@@ -46,22 +46,36 @@ fn python() -> Option<String> {
 }
 
 /// The SMTP server, killed on drop.
-struct Smtpd {
+pub(super) struct Smtpd {
     child: Child,
-    port: u16,
+    /// Its loopback port.
+    pub(super) port: u16,
     out: PathBuf,
 }
 
 impl Smtpd {
     /// Answers the first `fail_first` messages with `fail_code` (SMTP reply code).
     fn start(py: &str, out: &Path, fail_first: u32, fail_code: u16) -> Self {
+        Self::start_with(
+            py,
+            out,
+            &[
+                "--fail-first".as_ref(),
+                fail_first.to_string().as_ref(),
+                "--fail-code".as_ref(),
+                fail_code.to_string().as_ref(),
+            ],
+        )
+    }
+
+    /// With further options of `smtpd.py` (TLS, AUTH).
+    pub(super) fn start_with(py: &str, out: &Path, args: &[&std::ffi::OsStr]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mail/smtpd.py");
         let mut child = Command::new(py)
             .arg(script)
             .arg("--out")
             .arg(out)
-            .args(["--fail-first", &fail_first.to_string()])
-            .args(["--fail-code", &fail_code.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -82,7 +96,7 @@ impl Smtpd {
     }
 
     /// Every message received so far (whole lines only).
-    fn received(&self) -> Vec<serde_json::Value> {
+    pub(super) fn received(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
         text.split_inclusive('\n')
             .filter(|l| l.ends_with('\n'))
@@ -104,7 +118,7 @@ impl Smtpd {
 
     /// Waits until a message to `to` whose body holds every one of `texts` arrived;
     /// all such messages.
-    fn wait_for(&self, to: &str, texts: &[&str]) -> Vec<serde_json::Value> {
+    pub(super) fn wait_for(&self, to: &str, texts: &[&str]) -> Vec<serde_json::Value> {
         let has = |m: &serde_json::Value| {
             let body = m["body"].as_str().unwrap_or_default();
             texts.iter().all(|t| body.contains(t))
@@ -126,7 +140,8 @@ impl Drop for Smtpd {
     }
 }
 
-fn config(state_dir: &Path, port: u16) -> String {
+/// `[email]` to the server at 127.0.0.1:`port`, plain (`tls = "none"`).
+pub(super) fn config(state_dir: &Path, port: u16) -> String {
     format!(
         "{}[email]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
          from = \"Support <support@example.com>\"\nnotify_to = \"{DESK}\"\n\
@@ -190,7 +205,7 @@ fn offline_messages_notify_the_group_address_at_once_then_gathered() {
 }
 
 /// Waits until the daemon's `/metrics` has `line`; the whole text.
-fn metrics_with(daemon: &Daemon, line: &str) -> String {
+pub(super) fn metrics_with(daemon: &Daemon, line: &str) -> String {
     let admin = daemon.admin_addr().unwrap();
     let mut metrics = String::new();
     let found = util::wait_until(MAIL_WAIT, || {

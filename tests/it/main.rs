@@ -31,6 +31,7 @@ mod journal_restart;
 mod journal_resume;
 mod json_vectors;
 mod mail;
+mod mail_tls;
 mod message_props;
 mod ops_admin;
 mod ops_files;
