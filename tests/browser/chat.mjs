@@ -17,6 +17,7 @@ import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
+import { fail, freePort, waitForPort } from './lib.mjs';
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const bin = resolve(process.argv[2] ?? join(root, 'target/debug/switchboard'));
@@ -25,10 +26,6 @@ mkdirSync(shots, { recursive: true });
 const SECRET = 'switchboard-browser-test-secret-0123456789abcdef';
 const SITE_SECRET = 'switchboard-browser-site-secret-0123456789abcdef';
 const TIMEOUT = 15000;
-
-function fail(msg) {
-  throw new Error(msg);
-}
 
 // The page both roles load: a tiny client written against proto-spec/JSON.md.
 const PAGE = `<!doctype html>
@@ -138,27 +135,6 @@ function serve(page) {
     });
     s.listen(0, '127.0.0.1', () => resolveServe(s));
   });
-}
-
-function freePort() {
-  return new Promise((resolvePort) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolvePort(port));
-    });
-  });
-}
-
-async function waitForPort(port) {
-  for (let i = 0; i < 100; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (r.ok) return;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  fail(`the daemon did not answer on ${port}`);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-browser-'));

@@ -20,6 +20,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
+import { fail, freePort, waitForPort } from './lib.mjs';
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const bin = resolve(process.argv[2] ?? join(root, 'target/debug/switchboard'));
@@ -30,23 +31,8 @@ const SECRET = 'switchboard-console-test-secret-0123456789abcdef';
 const TIMEOUT = 20000;
 const MANY = 50;
 
-const fail = (msg) => { throw new Error(msg); };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const step = (what) => console.log('console test:', what);
-
-function freePort() {
-  return new Promise((res) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); });
-  });
-}
-async function waitForPort(port) {
-  for (let i = 0; i < 150; i++) {
-    try { if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return; } catch { /* not yet */ }
-    await sleep(100);
-  }
-  fail(`the daemon did not answer on ${port}`);
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-console-'));
 const port = await freePort();

@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { deflateSync, crc32 } from 'node:zlib';
 import { chromium } from 'playwright-core';
+import { fail, freePort, waitForPort } from './lib.mjs';
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const bin = resolve(process.argv[2] ?? join(root, 'target/debug/switchboard'));
@@ -35,10 +36,6 @@ const SITE_SECRET = 'switchboard-widget-site-secret-0123456789abcdef';
 const IDENTITY = 'switchboard-widget-identity-secret-0123456789abcdef';
 const TIMEOUT = 15000;
 const W = '#switchboard-widget';
-
-function fail(msg) {
-  throw new Error(msg);
-}
 
 // The host page: an ordinary page of the site, with the snippet.
 const hostPage = (port, siteId) => `<!doctype html>
@@ -85,27 +82,6 @@ function serve(port) {
     });
     s.listen(0, '127.0.0.1', () => resolveServe(s));
   });
-}
-
-function freePort() {
-  return new Promise((resolvePort) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolvePort(port));
-    });
-  });
-}
-
-async function waitForPort(port) {
-  for (let i = 0; i < 100; i++) {
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/healthz`);
-      if (r.ok) return;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  fail(`the daemon did not answer on ${port}`);
 }
 
 // Bytes on the wire of a GET with Accept-Encoding: gzip (what a browser downloads).
