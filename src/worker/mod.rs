@@ -432,6 +432,11 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     },
                     recv(shard_rx) -> msg => if let Ok(msg) = msg {
                         now = clock.now();
+                        // Controls first: one sent before this message (a reload's
+                        // libraries, a group going online) applies before it.
+                        while let Ok(c) = control_rx.try_recv() {
+                            shard.control(c, &mut effects);
+                        }
                         on_shard(msg, now, &mut shard, &mut durable, &mut effects);
                     },
                     recv(control_rx) -> msg => if let Ok(msg) = msg {
@@ -455,10 +460,10 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     if let Ok(ev) = events.try_recv() {
                         let buffers = (&mut asked, &mut effects);
                         on_event(ev, now, &mut sessions, &mut shard, &mut durable, buffers, &mut dispatch);
-                    } else if let Ok(msg) = shard_rx.try_recv() {
-                        on_shard(msg, now, &mut shard, &mut durable, &mut effects);
                     } else if let Ok(msg) = control_rx.try_recv() {
                         shard.control(msg, &mut effects);
+                    } else if let Ok(msg) = shard_rx.try_recv() {
+                        on_shard(msg, now, &mut shard, &mut durable, &mut effects);
                     } else if let Ok(reply) = replies_rx.try_recv() {
                         on_reply(reply, now, &mut sessions, &mut effects);
                     } else if let (Ok(c), Some(d)) = (commits.try_recv(), durable.as_mut()) {
