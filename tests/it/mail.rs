@@ -20,9 +20,8 @@
 
 use crate::util;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use crate::util::peer::Peer;
@@ -71,23 +70,14 @@ impl Smtpd {
     /// With further options of `smtpd.py` (TLS, AUTH).
     pub(super) fn start_with(py: &str, out: &Path, args: &[&std::ffi::OsStr]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mail/smtpd.py");
-        let mut child = Command::new(py)
-            .arg(script)
-            .arg("--out")
-            .arg(out)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("smtpd said {line:?}"));
+        let (child, port) = util::spawn_listening(
+            Command::new(py)
+                .arg(script)
+                .arg("--out")
+                .arg(out)
+                .args(args),
+            "smtpd",
+        );
         Self {
             child,
             port,

@@ -16,10 +16,9 @@
 use crate::util;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::util::{Daemon, daemon_toml};
@@ -59,24 +58,15 @@ struct Receiver {
 
 impl Receiver {
     fn start(py: &str, out: &Path, seed: u64) -> Self {
-        let mut child = Command::new(py)
-            .arg(script("receiver.py"))
-            .args(["--seed", &seed.to_string(), "--out"])
-            .arg(out)
-            .args(["--fail", "0.2", "--slow", "0.03", "--slow-seconds", "1.5"])
-            .args(["--drop", "0.05", "--lost", "0.05"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("listening ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("receiver said {line:?}"));
+        let (child, port) = util::spawn_listening(
+            Command::new(py)
+                .arg(script("receiver.py"))
+                .args(["--seed", &seed.to_string(), "--out"])
+                .arg(out)
+                .args(["--fail", "0.2", "--slow", "0.03", "--slow-seconds", "1.5"])
+                .args(["--drop", "0.05", "--lost", "0.05"]),
+            "receiver",
+        );
         Self { child, port }
     }
 }

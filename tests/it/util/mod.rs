@@ -801,3 +801,25 @@ pub fn python_with(module: &str, env_python: &str, require: &str) -> Option<Stri
     );
     None
 }
+
+/// Starts a test helper process (a Python receiver or SMTP server) that prints
+/// `listening <port>` as its first line, and returns it with that port; `what` names
+/// it if it says anything else.
+pub fn spawn_listening(cmd: &mut std::process::Command, what: &str) -> (std::process::Child, u16) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .strip_prefix("listening ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{what} said {line:?}"));
+    (child, port)
+}
