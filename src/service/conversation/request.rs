@@ -195,9 +195,14 @@ impl Shard {
                 Err(code) => return refuse_screened(out, &from, code, conversation),
             }
             // Waiting while nobody of its group is online: an offline message
-            // (the opener's flag came from the router with the opening).
-            let key = (c.tenant.clone(), c.group.clone());
-            if c.state == State::Queued && !profile && !self.online_groups.contains(&key) {
+            // (the opener's flag came from the router with the opening). The key is
+            // built only for a waiting conversation: not on every message.
+            if c.state == State::Queued
+                && !profile
+                && !self
+                    .online_groups
+                    .contains(&(c.tenant.clone(), c.group.clone()))
+            {
                 flags |= messages::flags::OFFLINE;
             }
         }

@@ -169,22 +169,21 @@ impl Router {
     /// changed.
     pub(super) fn announce(&mut self, out: &mut Vec<Effect>) {
         while let Some((tenant, group)) = self.dirty.pop_first() {
-            self.refresh(&tenant, &group, out);
-            self.tell_shards_online(tenant, group, out);
+            let online = self.refresh(&tenant, &group, out);
+            self.tell_shards_online(tenant, group, online, out);
         }
     }
 
-    /// Tells every shard when a group went online or offline (a forgotten group has
-    /// no staff: offline), so the visitor messages they store while it is offline
-    /// are offline messages.
-    fn tell_shards_online(&mut self, tenant: String, group: String, out: &mut Vec<Effect>) {
-        let online = self.tenants.get(&tenant).is_some_and(|t| {
-            t.groups.get(&group).is_some_and(|g| {
-                g.members
-                    .iter()
-                    .any(|uid| t.users.get(uid).is_some_and(|u| u.online()))
-            })
-        });
+    /// Tells every shard when a group went online or offline (`online`, as
+    /// [`Router::refresh`] found it; a forgotten group has no staff: offline), so the
+    /// visitor messages they store while it is offline are offline messages.
+    fn tell_shards_online(
+        &mut self,
+        tenant: String,
+        group: String,
+        online: bool,
+        out: &mut Vec<Effect>,
+    ) {
         let key = (tenant, group);
         if online == self.online.contains(&key) {
             return;
@@ -203,13 +202,14 @@ impl Router {
     }
 
     /// Recomputes a group's availability; when it differs from what its watchers
-    /// were told, tells them (one frame for all).
-    fn refresh(&mut self, tenant: &str, group: &str, out: &mut Vec<Effect>) {
+    /// were told, tells them (one frame for all). Whether any of its agents or bots
+    /// is online (false for a group no longer known).
+    fn refresh(&mut self, tenant: &str, group: &str, out: &mut Vec<Effect>) -> bool {
         let Some(t) = self.tenants.get(tenant) else {
-            return;
+            return false;
         };
         let Some(g) = t.groups.get(group) else {
-            return;
+            return false;
         };
         let now = self.current_at(t, g, self.now_ms);
         if g.told == Some(now) {
@@ -220,7 +220,7 @@ impl Router {
             {
                 g.told_at = self.now_ms;
             }
-            return;
+            return now.online;
         }
         let conns: Vec<ConnId> = g
             .watchers
@@ -243,6 +243,7 @@ impl Router {
             .to_frame(0);
             to_all(out, &conns, frame);
         }
+        now.online
     }
 
     /// Every few seconds, groups with a queue are looked at again: the wait of the
