@@ -1783,3 +1783,28 @@ fn a_new_agent_connection_is_told_the_waiting_conversations() {
         .collect();
     assert_eq!(told, vec![(ids[1], 1), (ids[2], 2)]);
 }
+
+/// The snapshot a new staff connection gets stops at `MAX_QUEUE_SNAPSHOT` per group,
+/// from the head.
+#[test]
+fn the_queue_snapshot_is_bounded() {
+    let mut b = Bench::new();
+    let n = messages::MAX_QUEUE_SNAPSHOT + 5;
+    let ids: Vec<u64> = (0..n)
+        .map(|i| b.visitor_opens(conn(100 + i as u32), "t", &format!("v{i}"), "g"))
+        .collect();
+    let a = conn(1);
+    // Capacity 0: online, given nothing, so only the snapshot comes.
+    let out = b.agent(a, "t", "a", &["g"], 0);
+    let told: Vec<(u64, u32)> = queued_to(&out, a)
+        .into_iter()
+        .map(|q| (q.conversation, q.position))
+        .collect();
+    let want: Vec<(u64, u32)> = ids
+        .iter()
+        .take(messages::MAX_QUEUE_SNAPSHOT)
+        .enumerate()
+        .map(|(i, id)| (*id, i as u32 + 1))
+        .collect();
+    assert_eq!(told, want);
+}
