@@ -9,7 +9,9 @@
 pub(crate) mod config;
 pub(crate) mod faq;
 pub(crate) mod load;
+mod analyze;
 mod normalize;
+mod signals;
 pub(crate) mod spam;
 pub(crate) mod suggest;
 mod tfidf;
@@ -17,7 +19,7 @@ mod tfidf;
 pub use config::{AssistConfig, AssistConfigError};
 pub use faq::{FaqIndex, FaqMatch};
 pub use load::{Format, LoadError};
-pub use spam::{Action, Hit, SpamCounters, SpamFilter, SpamRules, Verdict};
+pub use spam::{Action, Hit, SpamCounters, SpamFilter, SpamRules, TenantRules, Verdict};
 pub use suggest::CannedLibrary;
 
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub struct Libraries {
     pub canned: Option<Arc<CannedLibrary>>,
     /// Spam rules and samples (`assist.spam`).
     pub spam: Option<Arc<SpamRules>>,
+    /// Per-tenant spam rules (`assist.spam_tenants`).
+    pub spam_tenants: TenantRules,
 }
 
 impl Libraries {
@@ -50,7 +54,18 @@ impl Libraries {
             (Some(path), true) => Some(Arc::new(SpamRules::from_file(path, cfg)?)),
             _ => None,
         };
-        Ok(Self { faq, canned, spam })
+        let mut spam_tenants = TenantRules::new();
+        if cfg.spam_enabled {
+            for (tenant, path) in &cfg.spam_tenants {
+                spam_tenants.insert(tenant.clone(), Arc::new(SpamRules::from_file(path, cfg)?));
+            }
+        }
+        Ok(Self {
+            faq,
+            canned,
+            spam,
+            spam_tenants,
+        })
     }
 
     /// Loads afresh for a reload, carrying canned-reply usage counts over from `old`.
