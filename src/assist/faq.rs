@@ -380,4 +380,36 @@ answer = "Invoices are under Billing > Invoices."
         let kb = FaqIndex::from_file(&p, &AssistConfig::default()).unwrap();
         assert_eq!(kb.len(), 3);
     }
+
+    proptest::proptest! {
+        /// Any visitor text: no panic, a score and margin in 0–1, and an answer only
+        /// at the operating point.
+        #[test]
+        fn any_text_is_scored_within_bounds(text in "\\PC{0,120}") {
+            let kb = kb();
+            if let Some(m) = kb.closest("support", &text) {
+                proptest::prop_assert!((0.0..=1.0001).contains(&m.score), "{}", m.score);
+                proptest::prop_assert!(m.margin >= 0.0 && m.margin <= m.score + 1e-6);
+            }
+            if let Some(m) = kb.best_match("support", &text) {
+                let (t, g) = kb.operating_point();
+                proptest::prop_assert!(m.score >= t && m.margin >= g && m.overlap);
+            }
+        }
+    }
+
+    #[test]
+    fn margin_and_overlap_guard_the_answer() {
+        let kb = kb();
+        // Traditional characters fold to simplified.
+        assert_eq!(kb.best_match("x", "怎麼申請退款").unwrap().id, "refund");
+        // Mixed Chinese and English: the synonym lexicon joins the languages.
+        assert_eq!(kb.best_match("x", "password 忘了").unwrap().id, "reset-password");
+        // Typos of library words.
+        assert_eq!(kb.best_match("x", "forgot my pasword").unwrap().id, "reset-password");
+        // Shared words that say nothing about the question are not enough.
+        assert!(kb.best_match("support", "my wifi router needs a reset, help").is_none());
+        let m = kb.closest("support", "how do i").map(|m| m.overlap);
+        assert_ne!(m, Some(true));
+    }
 }

@@ -1109,4 +1109,19 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
             LoadError::Invalid { .. }
         ));
     }
+
+    proptest::proptest! {
+        /// Any visitor text: no panic; a refusal only with a rule behind it.
+        #[test]
+        fn any_text_gets_a_verdict(text in "\\PC{0,200}") {
+            let r = rules();
+            if let Some(h) = r.classify(&text) {
+                proptest::prop_assert!(!h.rule.is_empty());
+            }
+            let mut f = SpamFilter::new(&AssistConfig::default(), Some(r));
+            for t in 0..3 {
+                let _ = f.check("t/v", &text, t);
+            }
+        }
+    }
 }

@@ -29,6 +29,7 @@ use switchboard::protocol::messages::{
     ArchivedPresence, ArchivedQueued, ArchivedRate, ArchivedReceipt, ArchivedRefresh,
     ArchivedRefreshed, ArchivedResumed, ArchivedSend, ArchivedSuggest, ArchivedSuggestion,
     ArchivedSuggestions, ArchivedTransfer, ArchivedTyping, ArchivedWatch, ArchivedWelcome,
+    ArchivedWrongReply,
 };
 use switchboard::protocol::{DecodeError, ErrorCode, Kind, Msg};
 
@@ -426,6 +427,7 @@ fn bad_messages_jsonl_cover_every_rule() {
         (Kind::Refresh, "token"),
         (Kind::Note, "body"),
         (Kind::Watch, "group"),
+        (Kind::WrongReply, "comment"),
         (Kind::ListConversations, "state"),
         (Kind::ListConversations, "group"),
         (Kind::ListConversations, "agent"),
@@ -599,6 +601,7 @@ fn code_layouts() -> Vec<Layout> {
         "Presence": ArchivedPresence { status, user },
         "Availability": ArchivedAvailability { groups },
         "Watch": ArchivedWatch { group },
+        "WrongReply": ArchivedWrongReply { conversation, seq, comment },
         "History": ArchivedHistory { limit, conversation, before_seq },
         "HistoryPage": ArchivedHistoryPage { more, conversation, entries },
         "Suggest": ArchivedSuggest { limit, conversation, prefix },
