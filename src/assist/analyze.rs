@@ -134,7 +134,8 @@ impl Analyzer {
             self.stage(t, &mut staged);
             for w in staged.split(' ') {
                 let n = w.chars().count();
-                if n < MIN_TYPO_WORD || !w.chars().all(char::is_alphabetic) || w.chars().any(is_cjk) {
+                if n < MIN_TYPO_WORD || !w.chars().all(char::is_alphabetic) || w.chars().any(is_cjk)
+                {
                     continue;
                 }
                 if self.vocab.insert(w.into()) {
@@ -274,7 +275,10 @@ mod tests {
         for typo in ["pasword", "passwrod", "passsword", "pazsword"] {
             assert_eq!(a.analyze(typo), "password", "{typo}");
         }
-        assert_eq!(a.analyze("my parcle and the damagd screan"), "parcel broken screen");
+        assert_eq!(
+            a.analyze("my parcle and the damagd screan"),
+            "parcel broken screen"
+        );
         // A letter missing from a five-letter word is found; shorter words stay.
         assert_eq!(a.analyze("ordr"), "order");
         assert_eq!(a.analyze("shp"), "shp");

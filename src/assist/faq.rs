@@ -259,9 +259,7 @@ impl FaqIndex {
         let (entry, score) = *ranked.first()?;
         let second = ranked.get(1).map_or(0.0, |r| r.1);
         let e = self.entries.get(entry as usize)?;
-        let overlap = q
-            .content()
-            .any(|g| e.content.binary_search(&g).is_ok());
+        let overlap = q.content().any(|g| e.content.binary_search(&g).is_ok());
         Some(FaqMatch {
             id: &e.id,
             answer: &e.answer,
@@ -404,11 +402,20 @@ answer = "Invoices are under Billing > Invoices."
         // Traditional characters fold to simplified.
         assert_eq!(kb.best_match("x", "怎麼申請退款").unwrap().id, "refund");
         // Mixed Chinese and English: the synonym lexicon joins the languages.
-        assert_eq!(kb.best_match("x", "password 忘了").unwrap().id, "reset-password");
+        assert_eq!(
+            kb.best_match("x", "password 忘了").unwrap().id,
+            "reset-password"
+        );
         // Typos of library words.
-        assert_eq!(kb.best_match("x", "forgot my pasword").unwrap().id, "reset-password");
+        assert_eq!(
+            kb.best_match("x", "forgot my pasword").unwrap().id,
+            "reset-password"
+        );
         // Shared words that say nothing about the question are not enough.
-        assert!(kb.best_match("support", "my wifi router needs a reset, help").is_none());
+        assert!(
+            kb.best_match("support", "my wifi router needs a reset, help")
+                .is_none()
+        );
         let m = kb.closest("support", "how do i").map(|m| m.overlap);
         assert_ne!(m, Some(true));
     }

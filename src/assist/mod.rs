@@ -6,10 +6,10 @@
 //! (reload = build a new one and swap an `Arc`); the filter's per-visitor state lives
 //! in [`spam::SpamFilter`], one per worker.
 
+mod analyze;
 pub(crate) mod config;
 pub(crate) mod faq;
 pub(crate) mod load;
-mod analyze;
 mod normalize;
 mod signals;
 pub(crate) mod spam;

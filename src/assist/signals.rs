@@ -22,7 +22,10 @@ pub(crate) fn deobfuscate(text: &str) -> String {
         word.clear();
     };
     for c in text.chars() {
-        if matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}') {
+        if matches!(
+            c,
+            '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
+        ) {
             continue;
         }
         if c.is_whitespace() || is_cjk(c) {
@@ -100,7 +103,11 @@ pub(crate) fn flooded(norm: &str) -> bool {
     }
     let s: Vec<char> = norm.chars().filter(|&c| c != ' ').take(2048).collect();
     let n = s.len();
-    let weight = |cs: &[char]| cs.iter().map(|&c| if is_cjk(c) { 2 } else { 1 }).sum::<usize>();
+    let weight = |cs: &[char]| {
+        cs.iter()
+            .map(|&c| if is_cjk(c) { 2 } else { 1 })
+            .sum::<usize>()
+    };
     let total = weight(&s);
     for p in 2..=FLOOD_UNIT.min(n / FLOOD_REPEATS) {
         let mut run = 0;
@@ -124,17 +131,18 @@ pub(crate) fn flooded(norm: &str) -> bool {
 
 /// Top-level domains recognised in a bare `name.tld` (with a scheme or `www.`, any is).
 const TLDS: &[&str] = &[
-    "com", "net", "org", "info", "biz", "xyz", "top", "shop", "site", "online", "club",
-    "vip", "cc", "io", "co", "me", "ly", "gl", "link", "click", "app", "live", "store",
-    "win", "bid", "loan", "work", "cn", "ru", "tk", "ml", "ga", "cf", "gq", "us", "uk",
-    "de", "fr", "jp", "kr", "in", "hk", "tw", "sg", "au", "ca", "eu", "ws", "to", "su",
+    "com", "net", "org", "info", "biz", "xyz", "top", "shop", "site", "online", "club", "vip",
+    "cc", "io", "co", "me", "ly", "gl", "link", "click", "app", "live", "store", "win", "bid",
+    "loan", "work", "cn", "ru", "tk", "ml", "ga", "cf", "gq", "us", "uk", "de", "fr", "jp", "kr",
+    "in", "hk", "tw", "sg", "au", "ca", "eu", "ws", "to", "su",
 ];
 
 /// The host names linked in `text` (lowercase, without `www.`), at most `max`.
 pub(crate) fn linked_hosts(text: &str, max: usize) -> Vec<String> {
     let mut hosts = Vec::new();
     let lower = text.to_lowercase();
-    let tokens = lower.split(|c: char| c.is_whitespace() || is_cjk(c) || "<>()[]\"'，。".contains(c));
+    let tokens =
+        lower.split(|c: char| c.is_whitespace() || is_cjk(c) || "<>()[]\"'，。".contains(c));
     for tok in tokens {
         if hosts.len() >= max {
             break;
@@ -157,9 +165,9 @@ pub(crate) fn linked_hosts(text: &str, max: usize) -> Vec<String> {
         }
         let labels: Vec<&str> = host.split('.').collect();
         let ok_labels = labels.len() >= 2
-            && labels.iter().all(|l| {
-                !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            });
+            && labels
+                .iter()
+                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         let tld = labels.last().copied().unwrap_or("");
         if ok_labels
             && tld.chars().all(|c| c.is_ascii_alphabetic())
@@ -174,12 +182,23 @@ pub(crate) fn linked_hosts(text: &str, max: usize) -> Vec<String> {
 /// Link shorteners and top-level domains that spam favours: a link to one of them is
 /// enough to flag a message.
 const SHORTENERS: &[&str] = &[
-    "bit.ly", "t.cn", "t.me", "tinyurl.com", "goo.gl", "is.gd", "ow.ly", "cutt.ly", "t.co",
-    "rebrand.ly", "s.id", "url.cn", "dwz.cn",
+    "bit.ly",
+    "t.cn",
+    "t.me",
+    "tinyurl.com",
+    "goo.gl",
+    "is.gd",
+    "ow.ly",
+    "cutt.ly",
+    "t.co",
+    "rebrand.ly",
+    "s.id",
+    "url.cn",
+    "dwz.cn",
 ];
 const SPAMMY_TLDS: &[&str] = &[
-    "xyz", "top", "club", "vip", "win", "bid", "loan", "live", "click", "link", "work",
-    "tk", "ml", "ga", "cf", "gq", "ws", "su", "shop", "online", "site",
+    "xyz", "top", "club", "vip", "win", "bid", "loan", "live", "click", "link", "work", "tk", "ml",
+    "ga", "cf", "gq", "ws", "su", "shop", "online", "site",
 ];
 
 /// Whether `host` is a shortener or under a TLD that spam favours.
@@ -201,14 +220,57 @@ pub(crate) fn is_own(host: &str, own: &[String]) -> bool {
 /// Phrases of a customer talking about their own purchase or reporting something
 /// they received: a rule's keyword next to them is more likely quoted than sent.
 const CUES: &[&str] = &[
-    "my order", "i ordered", "ordered", "my package", "my parcel", "my account", "i bought",
-    "purchased", "i received", "i got a", "i just got", "got a message", "got an email",
-    "got a text", "got a call", "text message", "sms", "is this you", "is this real",
-    "is this legit", "is it legit", "is this a scam", "scam", "phishing", "fraud",
-    "report", "reporting", "suspicious", "pretending", "claims to be", "claiming to be",
-    "missing", "refund", "delivery", "订单", "我买的", "我下单", "我订的",
-    "收到短信", "收到一条", "短信", "诈骗", "骗子", "骗局", "是你们吗", "是真的吗", "举报",
-    "冒充", "我的快递", "我的包裹", "退款",
+    "my order",
+    "i ordered",
+    "ordered",
+    "my package",
+    "my parcel",
+    "my account",
+    "i bought",
+    "purchased",
+    "i received",
+    "i got a",
+    "i just got",
+    "got a message",
+    "got an email",
+    "got a text",
+    "got a call",
+    "text message",
+    "sms",
+    "is this you",
+    "is this real",
+    "is this legit",
+    "is it legit",
+    "is this a scam",
+    "scam",
+    "phishing",
+    "fraud",
+    "report",
+    "reporting",
+    "suspicious",
+    "pretending",
+    "claims to be",
+    "claiming to be",
+    "missing",
+    "refund",
+    "delivery",
+    "订单",
+    "我买的",
+    "我下单",
+    "我订的",
+    "收到短信",
+    "收到一条",
+    "短信",
+    "诈骗",
+    "骗子",
+    "骗局",
+    "是你们吗",
+    "是真的吗",
+    "举报",
+    "冒充",
+    "我的快递",
+    "我的包裹",
+    "退款",
 ];
 
 /// Finds [`CUES`] in normalised text (Latin ones on word bounds).
@@ -253,23 +315,33 @@ mod tests {
     fn leetspeak_and_look_alikes_are_read_as_letters() {
         assert_eq!(deobfuscate("v1agra m0rons sh!t"), "viagra morons shit");
         assert_eq!(deobfuscate("саsino"), "casino");
-        assert_eq!(deobfuscate("fr\u{200B}ee $300 in 2024"), "free $300 in 2024");
+        assert_eq!(
+            deobfuscate("fr\u{200B}ee $300 in 2024"),
+            "free $300 in 2024"
+        );
         assert_eq!(deobfuscate("加微信123"), "加微信123");
     }
 
     #[test]
     fn floods_within_a_message() {
-        assert!(flooded(&normalize("free money free money free money free money")));
+        assert!(flooded(&normalize(
+            "free money free money free money free money"
+        )));
         assert!(flooded(&normalize("在吗在吗在吗在吗在吗在吗")));
         assert!(flooded(&normalize("buy buy buy buy buy buy buy buy now")));
-        assert!(!flooded(&normalize("hello, is anyone there? I have been waiting")));
+        assert!(!flooded(&normalize(
+            "hello, is anyone there? I have been waiting"
+        )));
         assert!(!flooded(&normalize("哈哈哈 好的 谢谢")));
         assert!(!flooded(&normalize("soooooo slow")));
     }
 
     #[test]
     fn links_and_own_domains() {
-        let h = linked_hosts("see https://Shop.example.com/x?y and www.evil.xyz, bit.ly/abc; e.g. file.txt", 8);
+        let h = linked_hosts(
+            "see https://Shop.example.com/x?y and www.evil.xyz, bit.ly/abc; e.g. file.txt",
+            8,
+        );
         assert_eq!(h, ["shop.example.com", "evil.xyz", "bit.ly"]);
         let own = vec!["example.com".to_owned()];
         assert!(is_own("shop.example.com", &own));
@@ -283,7 +355,9 @@ mod tests {
     fn cues_of_a_customer_reporting() {
         let c = Cues::new().unwrap();
         assert!(c.found(&normalize("I got a text saying I won, is this you?")));
-        assert!(c.found(&normalize("the casino night decorations I ordered are missing")));
+        assert!(c.found(&normalize(
+            "the casino night decorations I ordered are missing"
+        )));
         assert!(c.found(&normalize("我收到一条短信说中奖了")));
         assert!(!c.found(&normalize("best online casino bonus")));
         assert!(!c.found(&normalize("smsx")));

@@ -376,8 +376,7 @@ impl SpamRules {
                     };
                     let before = text.get(..m.start()).and_then(|s| s.chars().next_back());
                     let after = text.get(m.end()..).unwrap_or("");
-                    if (!p.bound_start || is_boundary(before))
-                        && (!p.bound_end || ends_word(after))
+                    if (!p.bound_start || is_boundary(before)) && (!p.bound_end || ends_word(after))
                     {
                         consider(p.rule);
                         seen.push(m.pattern().as_usize());
@@ -1015,13 +1014,20 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
     #[test]
     fn tenants_with_their_own_rules() {
         let mut f = SpamFilter::new(&cfg(), Some(rules()));
-        let own = "refuse_signals = 1\n[[rule]]\nname='no-pets'\naction='drop'\nkeywords=['kitten']";
+        let own =
+            "refuse_signals = 1\n[[rule]]\nname='no-pets'\naction='drop'\nkeywords=['kitten']";
         let own = SpamRules::from_str(own, Format::Toml, &AssistConfig::default()).unwrap();
         f.set_tenant_rules(TenantRules::from([("pets".to_owned(), Arc::new(own))]));
-        assert!(matches!(f.check("pets/v", "a kitten", 0), Verdict::Drop { .. }));
+        assert!(matches!(
+            f.check("pets/v", "a kitten", 0),
+            Verdict::Drop { .. }
+        ));
         assert_eq!(f.check("pets/v", "online casino", 0), Verdict::Allow);
         assert_eq!(f.check("shop/v", "a kitten", 0), Verdict::Allow);
-        assert!(matches!(f.check("shop/v", "a casino", 0), Verdict::Flag { .. }));
+        assert!(matches!(
+            f.check("shop/v", "a casino", 0),
+            Verdict::Flag { .. }
+        ));
     }
 
     #[test]

@@ -132,7 +132,10 @@ fn faq_threshold_and_margin_were_chosen_on_the_dev_split() {
     let (kb, cfg) = faq();
     let dev: Vec<FaqItem> = lines("faq_dev.jsonl");
     let dev: Vec<&FaqItem> = dev.iter().collect();
-    println!("FAQ dev split ({} items): threshold x margin sweep", dev.len());
+    println!(
+        "FAQ dev split ({} items): threshold x margin sweep",
+        dev.len()
+    );
     // The most recall at precision >= 0.92.
     let mut best = (0.0f64, 0.0f32, 0.0f32);
     for t in (10..=40).step_by(5).map(|t| t as f32 / 100.0) {
@@ -160,7 +163,11 @@ fn faq_threshold_and_margin_were_chosen_on_the_dev_split() {
         best.2,
         best.0
     );
-    assert!(at.precision() >= 0.92, "dev precision {:.3}", at.precision());
+    assert!(
+        at.precision() >= 0.92,
+        "dev precision {:.3}",
+        at.precision()
+    );
     assert!(
         at.recall() >= best.0 - 0.03,
         "default operating point far from the dev optimum"
@@ -174,7 +181,11 @@ fn faq_precision_and_recall_on_held_out_questions() {
     let all: Vec<&FaqItem> = eval.iter().collect();
     assert!(eval.len() >= 200);
     let dev = lines::<FaqItem>("faq_dev.jsonl").len();
-    assert!(eval.len() + dev >= 300, "labelled FAQ questions: {}", eval.len() + dev);
+    assert!(
+        eval.len() + dev >= 300,
+        "labelled FAQ questions: {}",
+        eval.len() + dev
+    );
     let point = (cfg.faq_threshold, cfg.faq_margin);
     for lang in ["all", "en", "zh", "mixed"] {
         let items: Vec<&FaqItem> = all
@@ -208,10 +219,21 @@ fn faq_precision_and_recall_on_held_out_questions() {
             "en" => (0.85, 0.67),
             _ => (0.75, 0.67),
         };
-        assert!(s.precision() >= p_floor, "[{lang}] FAQ precision {:.3}", s.precision());
-        assert!(s.recall() >= r_floor, "[{lang}] FAQ recall {:.3}", s.recall());
+        assert!(
+            s.precision() >= p_floor,
+            "[{lang}] FAQ precision {:.3}",
+            s.precision()
+        );
+        assert!(
+            s.recall() >= r_floor,
+            "[{lang}] FAQ recall {:.3}",
+            s.recall()
+        );
         if lang == "all" {
-            assert!(answered_off * 5 <= off, "{answered_off} of {off} off-topic answered");
+            assert!(
+                answered_off * 5 <= off,
+                "{answered_off} of {off} off-topic answered"
+            );
         }
     }
 }
@@ -318,11 +340,18 @@ fn spam_precision_and_recall_on_held_out_messages() {
     );
     assert!(spam >= 100 && eval.len() - spam >= 90);
     let dev = lines::<SpamItem>("spam_dev.jsonl").len();
-    assert!(eval.len() + dev >= 300, "labelled spam/ham: {}", eval.len() + dev);
+    assert!(
+        eval.len() + dev >= 300,
+        "labelled spam/ham: {}",
+        eval.len() + dev
+    );
     assert!(s.precision() >= 0.9, "spam precision {:.3}", s.precision());
     assert!(s.recall() >= 0.85, "spam recall {:.3}", s.recall());
     // Refusing a customer is the worst error: no ham dropped or blocked.
-    assert_eq!(ham_lost, 0, "{ham_lost} ham messages would not be delivered");
+    assert_eq!(
+        ham_lost, 0,
+        "{ham_lost} ham messages would not be delivered"
+    );
 }
 
 #[test]

@@ -727,7 +727,7 @@ fn kind_byte() -> impl Strategy<Value = u8> {
 #[test]
 fn every_kind_has_a_strategy() {
     let kinds = kinds();
-    assert_eq!(kinds.len(), 32);
+    assert_eq!(kinds.len(), 33);
     let mut runner = TestRunner::deterministic();
     for &kind in &kinds {
         let s = msg_of(kind);

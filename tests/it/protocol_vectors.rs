@@ -363,14 +363,16 @@ fn expected_code(what: &str, kind: u8) -> Option<ErrorCode> {
             "invalid",
             Some(
                 Refresh | Send | Receipt | Typing | Note | Transfer | Claim | Close | Rate
-                | Presence | Watch | History | Suggest | Notice | ListConversations | Disconnect,
+                | Presence | Watch | WrongReply | History | Suggest | Notice | ListConversations
+                | Disconnect,
             ),
         ) => Some(ErrorCode::MalformedPayload),
         (
             "bound",
             Some(
                 Refresh | Send | Receipt | Typing | Note | Transfer | Claim | Close | Rate
-                | Presence | Watch | History | Suggest | Notice | ListConversations | Disconnect,
+                | Presence | Watch | WrongReply | History | Suggest | Notice | ListConversations
+                | Disconnect,
             ),
         ) => Some(ErrorCode::BadRequest),
         _ => None,

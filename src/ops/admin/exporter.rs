@@ -13,8 +13,9 @@ use prometheus_client::registry::Registry;
 use crate::handoff::CloseReason;
 use crate::metrics::conversation::{GroupFigures, WAIT_BUCKETS_S, WaitHistogram};
 use crate::metrics::{
-    CONVERSATION_STATES, CUT_CAUSES, Counter, KIND_SLOTS, KindCounts, LATENCY_BUCKETS_US,
-    CONFIDENCE_BUCKETS, LatencyHistogram, Metrics, REJECT_LABELS, ReactorMetrics, WorkerMetrics, close_reasons,
+    CONFIDENCE_BUCKETS, CONVERSATION_STATES, CUT_CAUSES, Counter, KIND_SLOTS, KindCounts,
+    LATENCY_BUCKETS_US, LatencyHistogram, Metrics, REJECT_LABELS, ReactorMetrics, WorkerMetrics,
+    close_reasons,
 };
 use crate::protocol::{ErrorCode, Kind};
 

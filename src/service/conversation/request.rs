@@ -446,9 +446,8 @@ fn wrong_reply(
     if !party.agent || !matches!(from.role, role::AGENT | role::BOT) {
         return Some(ErrorCode::Forbidden);
     }
-    let auto = |e: &Entry| {
-        e.kind == Kind::Send.as_u8() && e.flags & messages::flags::AUTO_REPLY != 0
-    };
+    let auto =
+        |e: &Entry| e.kind == Kind::Send.as_u8() && e.flags & messages::flags::AUTO_REPLY != 0;
     let Some(answer) = c.events.get(w.seq, reader).filter(auto) else {
         return Some(ErrorCode::BadRequest);
     };
