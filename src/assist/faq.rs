@@ -397,6 +397,21 @@ answer = "Invoices are under Billing > Invoices."
     }
 
     #[test]
+    fn threshold_and_margin_come_from_the_config_a_reload_builds_with() {
+        let strict = AssistConfig {
+            faq_threshold: 0.99,
+            faq_margin: 0.5,
+            ..AssistConfig::default()
+        };
+        let kb = FaqIndex::from_str(KB, Format::Toml, &strict).unwrap();
+        assert_eq!(kb.operating_point(), (0.99, 0.5));
+        let m = kb.closest("x", "申请退款").unwrap();
+        assert_eq!(m.id, "refund");
+        assert!(kb.best_match("x", "申请退款").is_none(), "{m:?}");
+        assert!(self::kb().best_match("x", "申请退款").is_some());
+    }
+
+    #[test]
     fn margin_and_overlap_guard_the_answer() {
         let kb = kb();
         // Traditional characters fold to simplified.
