@@ -590,6 +590,20 @@ impl Config {
                 ),
             });
         }
+        if !self
+            .web
+            .allowed_origins
+            .iter()
+            .any(|o| o == crate::ws::SAME_HOST)
+        {
+            out.push(ConfigWarning {
+                key: "web.allowed_origins",
+                message: "has no \"same-host\": pages served by this daemon itself, the agent \
+                          console (/console/) among them, cannot open their WebSocket; add \
+                          \"same-host\" to the list unless that is deliberate"
+                    .into(),
+            });
+        }
         for u in self.console.users.iter().filter(|u| u.weak_hash()) {
             out.push(ConfigWarning {
                 key: "console.users.password_hash",
@@ -1154,6 +1168,13 @@ mod tests {
             let c = Config::from_toml(&format!("[admin]\naddr = \"{addr}\"\n")).unwrap();
             assert!(c.warnings().is_empty(), "{addr}");
         }
+        let sites = Config::from_toml("[web]\nallowed_origins = [\"https://shop.example\"]\n");
+        let w = sites.unwrap().warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].key, "web.allowed_origins");
+        assert!(w[0].to_string().contains("/console/"), "{}", w[0]);
+        let both = "[web]\nallowed_origins = [\"same-host\", \"https://shop.example\"]\n";
+        assert!(Config::from_toml(both).unwrap().warnings().is_empty());
         let off = Config::from_toml("[admin]\nenabled = false\naddr = \"0.0.0.0:7701\"\n");
         assert!(
             off.unwrap().warnings().is_empty(),
