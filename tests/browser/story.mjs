@@ -6,7 +6,9 @@
 //   pre-chat form → assignment to Alice; the second visitor waits and sees its queue
 //   position → the visitor's context card (pre-chat details, page, browser) → an FAQ
 //   hint Alice uses as her answer → typing and read status both ways → a reload
-//   mid-chat (history back, nothing lost or doubled) → an attachment → a private note →
+//   mid-chat (history back, nothing lost or doubled) → tabs in the background (desktop
+//   notification, tone, title flash; recorded by stand-ins for Notification and
+//   AudioContext, which headless Chromium does not show) → an attachment → a private note →
 //   Bob comes online and gets the waiting visitor → Alice transfers her visitor to Bob
 //   with a note → Bob closes, the visitor rates, Bob reads the rating → both agents
 //   away: a third visitor leaves a message with an email, the group's address gets the
@@ -197,6 +199,36 @@ async function axe(page, what, context) {
   step(`axe-core on ${what}: no serious or critical violation`);
 }
 
+// Desktop notifications and sounds, recorded: headless Chromium shows neither, so the
+// pages get a Notification that records what it is asked to show (permission granted)
+// and an AudioContext that counts the tones it starts.
+const SPY = () => {
+  window.__alerts = { notes: [], tones: 0 };
+  window.Notification = class {
+    static permission = 'granted';
+    static requestPermission() { return Promise.resolve('granted'); }
+    constructor(title, o) { window.__alerts.notes.push({ title, body: o && o.body }); }
+    close() {}
+  };
+  const Real = window.AudioContext;
+  window.AudioContext = class extends Real {
+    createOscillator() {
+      const o = super.createOscillator();
+      const start = o.start.bind(o);
+      o.start = (...a) => { window.__alerts.tones += 1; return start(...a); };
+      return o;
+    }
+  };
+};
+// Puts a page's tab in the background (or back).
+const background = (p, hidden) => p.evaluate((h) => {
+  Object.defineProperty(document, 'hidden', { configurable: true, get: () => h });
+  Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => (h ? 'hidden' : 'visible') });
+  document.hasFocus = () => !h;
+  document.dispatchEvent(new Event('visibilitychange'));
+}, hidden);
+const alerts = (p) => p.evaluate(() => window.__alerts);
+
 // Widget helpers.
 const textarea = (p) => p.locator(`${W} .composer textarea`);
 const bubbles = (p) => p.locator(`${W} .m`).evaluateAll((els) => els.map((e) => [...e.childNodes].filter((n) => n.nodeType === 3).map((n) => n.textContent).join('') || e.textContent));
@@ -229,7 +261,9 @@ const waitLog = (p, c, text) => p.waitForSelector(`${pane(c)} .log li:has-text($
 try {
   await waitForPort(port);
   browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: ['--no-sandbox'] });
-  const alice = watch(await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage(), 'alice');
+  const aliceCtx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  await aliceCtx.addInitScript(SPY);
+  const alice = watch(await aliceCtx.newPage(), 'alice');
   const bob = watch(await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage(), 'bob');
   await login(alice, 'alice', 'alice password');
   await login(bob, 'bob', 'bob password');
@@ -247,6 +281,7 @@ try {
 
   // --- Vera, on a desktop: pre-chat, first message, assigned to Alice.
   const veraCtx = await browser.newContext({ viewport: { width: 1100, height: 760 }, locale: 'en-US' });
+  await veraCtx.addInitScript(SPY);
   const vera = watch(await veraCtx.newPage(), 'vera');
   tapFrames(vera, 'vera');
   await vera.goto(`${origin}/`);
@@ -331,6 +366,24 @@ try {
   const texts = await bubbles(vera);
   if (texts.some((x, i) => texts.indexOf(x) !== i)) fail(`doubled after the reload: ${texts}`);
   step(`Vera reloaded mid-chat: ${before.length} bubbles back as they were, and the chat went on`);
+
+  // --- Tabs in the background: a desktop notification, a tone, a flashing title.
+  await alice.click('#notify-btn');
+  await alice.waitForSelector('#notify-btn[aria-pressed=true]');
+  await background(vera, true);
+  await alice.fill(`${pane(veraConv)} textarea`, 'Is the parcel damaged inside too?');
+  await alice.press(`${pane(veraConv)} textarea`, 'Enter');
+  await vera.waitForFunction(() => window.__alerts.notes.length > 0 && /New message/.test(document.title), null, { timeout: TIMEOUT });
+  const va = await alerts(vera);
+  if (!va.notes.some((n) => n.body.includes('damaged inside')) || va.tones < 1) fail(`Vera's alerts: ${JSON.stringify(va)}`);
+  await background(vera, false);
+  await background(alice, true);
+  await say(vera, 'Yes, the vase is broken');
+  await alice.waitForFunction(() => window.__alerts.notes.some((n) => /vase is broken/.test(n.body)), null, { timeout: TIMEOUT });
+  const aa = await alerts(alice);
+  if (aa.tones < 1 || !aa.notes.some((n) => n.title === 'Vera')) fail(`Alice's alerts: ${JSON.stringify(aa)}`);
+  await background(alice, false);
+  step(`tabs in the background: Vera got a desktop notification ("${va.notes.at(-1).body}"), a tone and a flashing title; Alice (notifications on) got "${aa.notes.at(-1).title}: ${aa.notes.at(-1).body}" and a tone`);
 
   // --- An attachment.
   await vera.locator(`${W} input[type=file]`).setInputFiles({ name: 'parcel.png', mimeType: 'image/png', buffer: png(48) });
