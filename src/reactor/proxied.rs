@@ -162,9 +162,10 @@ impl Core {
             ?header,
             "PROXY header read"
         );
-        if kind == ListenerKind::Client
-            && let Some(peer) = peer
-        {
+        if kind == ListenerKind::Client {
+            // A socket whose peer is unknown fails its next read anyway; the worker
+            // still hears of it, so that its `Closed` has a session to end.
+            let peer = peer.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
             let id = self.conn_id(slot, generation);
             self.tell_worker(id, Event::Opened { conn: id, peer });
             if let Some(c) = self.conns.get_mut(slot) {
