@@ -446,17 +446,21 @@ impl Core {
             return;
         }
         // Behind a PROXY header the client's address is known only once it is read.
-        let proxy = self.settings.proxy.of(kind).cloned();
-        let admitted = match &proxy {
-            Some(rule) => self.admit_proxy(rule, peer),
-            None => self.admit(peer),
+        let awaiting_proxy = self.settings.proxy.of(kind).is_some();
+        let admitted = if awaiting_proxy {
+            self.admit_proxy(kind, peer)
+        } else {
+            self.admit(peer)
         };
         let Some(ip_key) = admitted else {
             return;
         };
-        let release_key = |core: &Self| match proxy {
-            Some(_) => core.links.limits.release_total(),
-            None => core.links.limits.release(ip_key),
+        let release_key = |core: &Self| {
+            if awaiting_proxy {
+                core.links.limits.release_total();
+            } else {
+                core.links.limits.release(ip_key);
+            }
         };
         // Latency matters more than packet count for chat traffic.
         let _ = stream.set_nodelay(true);
@@ -475,7 +479,6 @@ impl Core {
             release_key(self);
             return;
         }
-        let awaiting_proxy = proxy.is_some();
         let (phase, dialect) = match kind {
             ListenerKind::Client => (Phase::Handshake, Dialect::Unknown),
             // The PROXY header must come within the handshake deadline.

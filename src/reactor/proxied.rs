@@ -67,9 +67,14 @@ impl Core {
     /// Admission at accept on a PROXY listener: a trusted source, the accept rate
     /// and the total; the per-IP count waits for the header ([`Core::proxy_data`]).
     /// The key returned is the proxy's, counted nowhere yet.
-    pub(super) fn admit_proxy(&mut self, rule: &ProxyRule, peer: SocketAddr) -> Option<IpKey> {
+    pub(super) fn admit_proxy(&mut self, kind: ListenerKind, peer: SocketAddr) -> Option<IpKey> {
         let now = self.now;
-        let verdict = if !proxy::trusted(&rule.trusted, peer.ip()) {
+        let trusted = self
+            .settings
+            .proxy
+            .of(kind)
+            .is_some_and(|rule| proxy::trusted(&rule.trusted, peer.ip()));
+        let verdict = if !trusted {
             Err(Reject::UntrustedProxy)
         } else if !self.links.bucket.take(now) {
             Err(Reject::AcceptRate)

@@ -162,6 +162,14 @@ fn per_ip_limits_count_the_client_the_header_names() {
     assert_eq!(rejected(server.metrics(), Reject::PerIp), 1);
     a.ping(1, b"still here");
     b.ping(1, b"still here");
+    // v2 LOCAL (a health check) is the proxy itself: one at a time, like a client.
+    let mut local = Client::connect(addr);
+    local.write_raw(&encode_v2(&ProxyHeader::Local, &[]));
+    local.hello();
+    let mut local_again = Client::connect(addr);
+    local_again.write_raw(&encode_v2(&ProxyHeader::Local, &[]));
+    local_again.expect_eof(REPLY_TIMEOUT);
+    assert_eq!(rejected(server.metrics(), Reject::PerIp), 2);
     // Once the first leaves, the client may come back.
     drop(a);
     assert!(util::wait_until(REPLY_TIMEOUT, || {
