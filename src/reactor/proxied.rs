@@ -122,13 +122,13 @@ impl Core {
             Ok(Step::Done { header, len }) => (header, len),
             Err(e) => return self.proxy_refused(drv, slot, e.reason(), Some(e)),
         };
-        let rest = if spilled {
+        // What follows the header: in the spill if the header came in pieces, else
+        // in this read (not copied).
+        let spilled_rest = spilled.then(|| {
             let mut all = std::mem::take(&mut c.spill);
             all.drain(..len.min(all.len()));
             all
-        } else {
-            data.get(len..).unwrap_or_default().to_vec()
-        };
+        });
         let proxy_peer = c.stream.peer_addr().ok();
         let peer = header.source().or(proxy_peer);
         let key = match header.source() {
@@ -177,8 +177,12 @@ impl Core {
                 c.announced = true;
             }
         }
+        let rest = match &spilled_rest {
+            Some(v) => v.as_slice(),
+            None => data.get(len..).unwrap_or_default(),
+        };
         if !rest.is_empty() {
-            self.on_payload(drv, slot, &rest);
+            self.on_payload(drv, slot, rest);
         }
     }
 
