@@ -45,6 +45,8 @@ pub(crate) struct Settings {
     pub reserve_slots: usize,
     /// The web edge's bounds and origin rules (`[web]`).
     pub web: Arc<WebSettings>,
+    /// The listeners that take a PROXY protocol header first (`proxied.rs`).
+    pub proxy: ProxyListeners,
 }
 
 impl Settings {
@@ -57,6 +59,7 @@ impl Settings {
                 .div_ceil(c.reactor_threads().max(1))
                 .min(MAX_RESERVED_SLOTS),
             web: WebSettings::from_config(c),
+            proxy: ProxyListeners::from_config(c),
         }
     }
 }
@@ -128,6 +131,8 @@ pub(crate) struct Core {
     pressure_log: LogGate,
     shed_log: LogGate,
     cut_log: LogGate,
+    /// Connections closed for a bad or missing PROXY header (`proxied.rs`).
+    proxy_log: LogGate,
     /// Asks whether the kernel's TCP memory is under pressure (tests replace it).
     kernel_pressure_probe: fn() -> bool,
     /// The last answer and when it was asked (`None`: never).
@@ -196,6 +201,7 @@ impl Core {
             pressure_log: LogGate::default(),
             shed_log: LogGate::default(),
             cut_log: LogGate::default(),
+            proxy_log: LogGate::default(),
             kernel_pressure_probe: crate::host_memory::tcp_memory_pressure,
             kernel_pressure: (None, false),
             drain_stall_ms: u64::MAX,
@@ -439,8 +445,22 @@ impl Core {
         if !self.input_open {
             return;
         }
-        let Some(ip_key) = self.admit(peer) else {
+        // Behind a PROXY header the client's address is known only once it is read.
+        let awaiting_proxy = self.settings.proxy.of(kind).is_some();
+        let admitted = if awaiting_proxy {
+            self.admit_proxy(kind, peer)
+        } else {
+            self.admit(peer)
+        };
+        let Some(ip_key) = admitted else {
             return;
+        };
+        let release_key = |core: &Self| {
+            if awaiting_proxy {
+                core.links.limits.release_total();
+            } else {
+                core.links.limits.release(ip_key);
+            }
         };
         // Latency matters more than packet count for chat traffic.
         let _ = stream.set_nodelay(true);
@@ -450,17 +470,19 @@ impl Core {
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
         if u32::try_from(slot).is_err() {
-            self.links.limits.release(ip_key);
+            release_key(self);
             return;
         }
         if let Err(e) = drv.register(&mut stream, token(slot, generation)) {
             tracing::warn!(reactor = self.id, error = %e, "cannot register accepted socket");
             self.links.stats.accept_errors.inc();
-            self.links.limits.release(ip_key);
+            release_key(self);
             return;
         }
         let (phase, dialect) = match kind {
             ListenerKind::Client => (Phase::Handshake, Dialect::Unknown),
+            // The PROXY header must come within the handshake deadline.
+            ListenerKind::Echo if awaiting_proxy => (Phase::Handshake, Dialect::Raw),
             ListenerKind::Echo => (Phase::Established, Dialect::Raw),
             // The upgrade must come within the handshake deadline.
             ListenerKind::WsEcho => (Phase::Handshake, Dialect::HttpHead),
@@ -490,6 +512,7 @@ impl Core {
             head_started: false,
             sending: 0,
             ip_key,
+            awaiting_proxy,
         });
         self.links.ledger.open(self.id, slot as u32, generation);
         let stats = self.stats();
@@ -497,7 +520,8 @@ impl Core {
         stats.open.set(self.conns.len() as u64);
         let deadline = self.conns.get(slot).map_or(now, |c| self.deadline_of(c));
         self.timers.push(deadline, slot as u32, generation);
-        if kind == ListenerKind::Client {
+        // Behind a PROXY header, the worker hears of it with the client's address.
+        if kind == ListenerKind::Client && !awaiting_proxy {
             let id = self.conn_id(slot, generation);
             self.tell_worker(id, Event::Opened { conn: id, peer });
             if let Some(c) = self.conns.get_mut(slot) {
@@ -595,9 +619,20 @@ impl Core {
         if !self.input_open {
             return;
         }
+        if c.awaiting_proxy {
+            return self.proxy_data(drv, slot, data);
+        }
         if c.phase == Phase::Established {
             c.mark = now;
         }
+        self.on_payload(drv, slot, data);
+    }
+
+    /// A connection's own input (after any PROXY header).
+    fn on_payload(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
         match c.kind {
             ListenerKind::Echo => self.send(drv, slot, Bytes::copy_from_slice(data)),
             ListenerKind::Client | ListenerKind::WsEcho => self.on_client_data(drv, slot, data),
@@ -1236,7 +1271,11 @@ impl Core {
         };
         drv.deregister(&mut c.stream, token(slot, c.generation));
         self.api.forget(slot);
-        self.links.limits.release(c.ip_key);
+        if c.awaiting_proxy {
+            self.links.limits.release_total();
+        } else {
+            self.links.limits.release(c.ip_key);
+        }
         self.links.ledger.close(self.id, slot as u32);
         self.unpublish(c.published);
         if c.close_reason.is_none() {
@@ -1402,6 +1441,7 @@ impl Core {
                 continue;
             }
             match c.phase {
+                Phase::Handshake if c.awaiting_proxy => self.proxy_timed_out(drv, slot),
                 Phase::Handshake => {
                     self.close_with_error(drv, slot, ErrorCode::HandshakeTimeout, 0)
                 }
@@ -1587,4 +1627,8 @@ mod web_visitors;
 
 #[path = "web_console.rs"]
 mod web_console;
+
+#[path = "proxied.rs"]
+mod proxied;
 pub(crate) use super::dialect::WebSettings;
+pub(crate) use proxied::ProxyListeners;
