@@ -156,7 +156,7 @@ pub(crate) fn linked_hosts(text: &str, max: usize) -> Vec<String> {
             None => (false, rest),
         };
         let host: &str = rest
-            .split(|c: char| matches!(c, '/' | '?' | '#' | ':'))
+            .split(['/', '?', '#', ':'])
             .next()
             .unwrap_or("")
             .trim_end_matches(['.', ',', '!', '?', ';']);

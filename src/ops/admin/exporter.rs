@@ -15,8 +15,7 @@ use crate::metrics::conversation::{GroupFigures, WAIT_BUCKETS_S, WaitHistogram};
 use crate::metrics::{
     CONFIDENCE_BUCKETS, CONVERSATION_STATES, CUT_CAUSES, Counter, KIND_SLOTS, KindCounts,
     LATENCY_BUCKETS_US, LatencyHistogram, Metrics, PROXY_HEADER_ERRORS, REJECT_LABELS,
-    ReactorMetrics, WorkerMetrics,
-    close_reasons,
+    ReactorMetrics, WorkerMetrics, close_reasons,
 };
 use crate::protocol::{ErrorCode, Kind};
 
