@@ -61,7 +61,8 @@ pub struct AssistConfig {
     /// within `repeat_window` is flooding: a signal of the abuse filter (flagged on its
     /// own). `0` turns it off. Default `3`.
     pub repeat_limit: u32,
-    /// See `repeat_limit`. Default `1m`.
+    /// See `repeat_limit`. Default `1m`. Both are read when a worker's filter is made
+    /// (at start), like the rate limit.
     #[serde(with = "humantime_serde")]
     pub repeat_window: Duration,
     /// Visitor messages per second each visitor may send in the long run (token refill
@@ -70,8 +71,10 @@ pub struct AssistConfig {
     pub rate_per_second: f32,
     /// Messages a visitor may send in a burst (token bucket size). Default `10`.
     pub rate_burst: u32,
-    /// Most visitors whose token bucket is tracked; past it the longest-idle are
-    /// forgotten (they start again with a full bucket). Default `100000`.
+    /// Most visitors whose token bucket is tracked, and most whose recent messages
+    /// are remembered for `repeat_limit` (each per worker); past it the longest-idle
+    /// are forgotten (they start again with a full bucket and no history; counted in
+    /// the filter's `buckets_evicted` / `recent_evicted`). Default `100000`.
     pub rate_max_visitors: usize,
     /// How long a `block` rule blocks a subject when the rule names no duration.
     /// Default `10m`.

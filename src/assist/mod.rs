@@ -117,6 +117,23 @@ mod tests {
         let again = Libraries::reload(&cfg, &libs).unwrap();
         assert!(again.faq.is_none());
         assert_eq!(again.canned.unwrap().suggest("", "hel", 1)[0].uses, 1);
+        // A tenant's own rule file is loaded beside the default one.
+        let acme = dir.path().join("acme.toml");
+        std::fs::write(
+            &acme,
+            "[[rule]]\nname='k'\naction='flag'\nkeywords=['kitten']",
+        )
+        .unwrap();
+        cfg.spam_tenants.insert("acme".into(), acme.clone());
+        let libs = Libraries::load(&cfg).unwrap();
+        assert_eq!(libs.spam_tenants.len(), 1);
+        assert!(libs.spam_tenants["acme"].classify("a kitten").is_some());
+        std::fs::write(&acme, "[[rule]]\nname='k'").unwrap();
+        assert!(matches!(
+            Libraries::load(&cfg),
+            Err(LoadError::Parse { .. })
+        ));
+        cfg.spam_tenants.clear();
         std::fs::write(&spam, "not toml [").unwrap();
         assert!(matches!(
             Libraries::load(&cfg),
