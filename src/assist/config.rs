@@ -26,13 +26,13 @@ pub struct AssistConfig {
     /// FAQ knowledge base, TOML (or JSON when the name ends in `.json`). Default unset.
     pub faq: Option<PathBuf>,
     /// Cosine similarity (0–1) a visitor message must reach for its FAQ answer to be
-    /// sent (the answer's confidence). Default `0.3` (chosen with `faq_margin` on
+    /// sent (the answer's confidence). Default `0.2` (chosen with `faq_margin` on
     /// `tests/data/faq_dev.jsonl`: the most recall at precision >= 0.92; scores of a
     /// paraphrase against a whole entry are low in absolute terms). Reloadable.
     pub faq_threshold: f32,
     /// How far (cosine similarity, 0–1) the best FAQ entry must lead the second best
     /// for its answer to be sent: two entries scoring alike is a guess, left to a
-    /// person. Default `0.08` (chosen with `faq_threshold` on `tests/data/faq_dev.jsonl`). Reloadable.
+    /// person. Default `0.05` (chosen with `faq_threshold` on `tests/data/faq_dev.jsonl`). Reloadable.
     pub faq_margin: f32,
     /// Longest visitor message (characters) the FAQ looks at; longer ones are left to
     /// a person (an FAQ question is short) and cost nothing. Default `300`.
@@ -95,8 +95,8 @@ impl Default for AssistConfig {
         Self {
             faq_enabled: true,
             faq: None,
-            faq_threshold: 0.3,
-            faq_margin: 0.08,
+            faq_threshold: 0.2,
+            faq_margin: 0.05,
             faq_max_chars: 300,
             suggest_enabled: true,
             canned: None,

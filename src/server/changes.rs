@@ -216,7 +216,7 @@ mod tests {
         new.reactor.threads = 3;
         let got = shown_changes(&old, &new);
         let want = [
-            ("assist.faq_threshold", "0.3", "0.35", false),
+            ("assist.faq_threshold", "0.2", "0.35", false),
             ("heartbeat.idle_timeout", "1m 30s", "2m", false),
             ("journal.max_replay", "1000", "7", false),
             ("limits.max_frame_bytes", "1048576", "4096", false),
