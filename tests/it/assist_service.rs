@@ -401,3 +401,39 @@ fn a_refused_opening_message_leaves_nothing_behind() {
     drop(alice);
     assert!(server.shutdown().clean);
 }
+
+/// A tenant with a rule file of its own (`assist.spam_tenants`) is checked against
+/// it instead of the default file; other tenants keep the default rules.
+#[test]
+fn a_tenant_with_its_own_rule_file_is_checked_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pets = dir.path().join("pets-spam.toml");
+    std::fs::write(
+        &pets,
+        "refuse_signals = 1\n[[rule]]\nname = 'no-kittens'\naction = 'drop'\nkeywords = ['kitten']\n",
+    )
+    .unwrap();
+    let server = service_server(|c| {
+        c.assist.spam = Some(data("spam.toml"));
+        c.assist.spam_tenants.insert("pets".into(), pets.clone());
+    });
+    let addr = server.addr();
+    let mut p = Peer::connect(
+        addr,
+        &util::tenant_token("pat", "visitor", "pets", &[]),
+        "pat",
+    );
+    let rid = p.post(text(0, 1, "selling a kitten"));
+    assert_eq!(p.expect_error(rid, 403).conversation, 0);
+    // The default rules do not apply to this tenant.
+    p.send_accepted(0, 2, "online casino, free spins today");
+    // Nor the tenant's to the others.
+    let mut d = Peer::connect(addr, &util::token("dan", "visitor"), "dan");
+    let conv = d.send_accepted(0, 1, "selling a kitten").conversation;
+    let rid = d.post(text(
+        conv,
+        2,
+        "Win big at our online casino, free spins today!",
+    ));
+    d.expect_error(rid, 403);
+}
