@@ -176,6 +176,9 @@ try {
   await alice.waitForSelector(`.pane[data-conv="${convOf.v1}"] .log li:has-text("Hello, I need help")`, { timeout: TIMEOUT });
   // The FAQ answered Wanda while she waited: the agent sees it marked as such.
   await alice.waitForSelector(`.pane[data-conv="${convOf.v3}"] .log li .tag:text("FAQ auto-reply")`, { timeout: TIMEOUT });
+  // The automatic answer can be marked wrong (WrongReply; no reply frame, an Error if refused).
+  await alice.click(`.pane[data-conv="${convOf.v3}"] .log li .wrong`);
+  await alice.waitForSelector(`.pane[data-conv="${convOf.v3}"] .log li .wrong:text("Marked wrong")`, { timeout: TIMEOUT });
   const firstToken = await alice.evaluate(() => window.sbConsole.state.token);
   step('alice claimed two conversations and was given the third (with its FAQ auto-reply marked): three open at once');
 

@@ -353,6 +353,18 @@
       const who = fromVisitor ? (nameOf(c, e.sender)) : e.sender_role === ROLE.SYSTEM ? 'Auto-reply' : (e.sender === s.me?.user ? 'You' : e.sender);
       const meta = el('div', { class: 'meta' }, `${who} · ${time(e.time_ms)}`);
       for (const t of tags) meta.append(el('span', { class: 'tag', text: t }));
+      if ((e.flags & FLAG.AUTO) && e.kind === 16) {
+        // The serving agent may tell the server the automatic answer was wrong
+        // (WrongReply: counted and logged for whoever keeps the FAQ library).
+        const b = el('button', { type: 'button', class: 'wrong', text: 'Mark wrong', title: 'Tell the server this automatic answer was wrong' });
+        b.addEventListener('click', () => {
+          if (c.state !== 'assigned' || c.agent !== s.me?.user) return toast('Only the agent serving the conversation can mark it');
+          send('WrongReply', { conversation: c.id, seq: String(e.seq), comment: '' });
+          b.disabled = true;
+          b.textContent = 'Marked wrong';
+        });
+        meta.append(b);
+      }
       li.append(meta, el('div', { class: 'msg', text: body }));
       return li;
     }
