@@ -82,7 +82,10 @@ impl Ids {
     /// Every (id, seq).
     fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         let small = self.small.iter().map(|(id, s)| (id.get(), u64::from(*s)));
-        let big = self.big.iter().flat_map(|b| b.iter().map(|(id, s)| (*id, *s)));
+        let big = self
+            .big
+            .iter()
+            .flat_map(|b| b.iter().map(|(id, s)| (*id, *s)));
         small.chain(big)
     }
 }
@@ -178,12 +181,20 @@ mod tests {
         s.insert("v", b, u64::from(u32::MAX) + 5);
         s.insert("v", 7, 2);
         assert_eq!(
-            (s.get("v", a), s.get("v", b), s.get("v", 7), s.get("v", 7 << 32)),
+            (
+                s.get("v", a),
+                s.get("v", b),
+                s.get("v", 7),
+                s.get("v", 7 << 32)
+            ),
             (Some(1), Some(u64::from(u32::MAX) + 5), Some(2), None)
         );
         assert_eq!(s.ids_after(1).get(&(u64::from(u32::MAX) + 5)), Some(&b));
         s.retain_up_to(2);
-        assert_eq!(s.sorted(), vec![(("v".to_owned(), 7), 2), (("v".to_owned(), a), 1)]);
+        assert_eq!(
+            s.sorted(),
+            vec![(("v".to_owned(), 7), 2), (("v".to_owned(), a), 1)]
+        );
     }
 
     #[test]

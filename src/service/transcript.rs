@@ -435,7 +435,10 @@ mod tests {
             t.forget_old();
         }
         // Up to the tail, everything stays.
-        assert_eq!((t.forgotten(), t.range(1, 1, None).map(|r| r.len())), (0, Some(1)));
+        assert_eq!(
+            (t.forgotten(), t.range(1, 1, None).map(|r| r.len())),
+            (0, Some(1))
+        );
         for s in TAIL as u64 + 1..=TAIL as u64 + 5 {
             t.push(entry(s));
             t.forget_old();
@@ -443,7 +446,10 @@ mod tests {
         let gone = 5;
         // The ring grew a quarter past the tail, not to twice it.
         assert!(t.tail.capacity() < TAIL + TAIL / 2, "{}", t.tail.capacity());
-        assert_eq!((t.forgotten(), t.len(), t.tail.len()), (gone, gone + TAIL as u64, TAIL));
+        assert_eq!(
+            (t.forgotten(), t.len(), t.tail.len()),
+            (gone, gone + TAIL as u64, TAIL)
+        );
         // What is gone cannot be had (a resume from before it is not recovered); what
         // is kept reads back with its own sequence numbers, senders and bodies.
         assert!(t.range(gone, gone + 1, None).is_none());
@@ -457,7 +463,10 @@ mod tests {
     #[test]
     fn senders_are_kept_once_and_lent_entries_come_back() {
         let mut t = Transcript::default();
-        for (i, who) in ["visitor-1", "agent-7", "visitor-1", "", "agent-7"].iter().enumerate() {
+        for (i, who) in ["visitor-1", "agent-7", "visitor-1", "", "agent-7"]
+            .iter()
+            .enumerate()
+        {
             t.push(Entry {
                 sender: (*who).to_owned(),
                 time_ms: i as u64,
@@ -466,7 +475,10 @@ mod tests {
         }
         assert_eq!(t.senders.len(), 3);
         let senders: Vec<String> = t.all(None).into_iter().map(|e| e.sender).collect();
-        assert_eq!(senders, ["visitor-1", "agent-7", "visitor-1", "", "agent-7"]);
+        assert_eq!(
+            senders,
+            ["visitor-1", "agent-7", "visitor-1", "", "agent-7"]
+        );
         // The newest entry is lent whole and taken back as the lender left it.
         let seen = t.with_last(|e| {
             let seen = (e.seq, e.sender.clone(), e.body.clone(), e.time_ms);
@@ -475,7 +487,10 @@ mod tests {
         });
         assert_eq!(seen, Some((5, "agent-7".to_owned(), "e5".to_owned(), 4)));
         let last = t.get(5, None).unwrap();
-        assert_eq!((last.sender.as_str(), last.body.as_str(), last.flags), ("agent-7", "e5", 3));
+        assert_eq!(
+            (last.sender.as_str(), last.body.as_str(), last.flags),
+            ("agent-7", "e5", 3)
+        );
         assert_eq!(t.get(2, None).unwrap().sender, "agent-7");
         assert_eq!((t.last_time_ms(), t.last_kind()), (Some(4), Some(0)));
     }
