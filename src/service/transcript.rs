@@ -180,7 +180,8 @@ impl Transcript {
     }
 
     /// Lends the newest entry to `f` (its sender and body moved out and back, not
-    /// copied; its `seq` the first it stands for). What `f` changes is kept.
+    /// copied; its `seq` the first it stands for). What `f` changes is kept, but for
+    /// the sender, which other entries share: `f` must leave it as it was.
     pub fn with_last<R>(&mut self, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
         let seq = self.slot_of(self.len()).map(|(_, first)| first)?;
         let s = self.tail.back_mut()?;
