@@ -5,6 +5,7 @@
 # The primary figure is the daemon's CPU-seconds over storm's measurement window
 # (`/proc/PID/stat` utime + stime, all threads, sampled by storm with --server-pid)
 # divided by the messages routed in it: stable where p99 on a shared machine is not.
+# Also the daemon's peak RSS (storm's samples of /proc/PID/status VmRSS).
 #
 # Usage:
 #   benches/chat_cpu.sh [--runs N] [--rate R] [--duration S] [--transports "tcp ws-json"]
@@ -145,8 +146,8 @@ python3 - "$OUT" <<'PY' | tee -a "$OUT/report.txt"
 import glob, json, os, statistics, sys
 out = sys.argv[1]
 rows = {}
-print("| daemon | transport | journal | run | msgs routed | daemon CPU-s (window) | us/msg | msg/s | p99 ms | errors |")
-print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+print("| daemon | transport | journal | run | msgs routed | daemon CPU-s (window) | us/msg | msg/s | p99 ms | peak RSS MB | errors |")
+print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 def key(path):
     name = os.path.basename(path)[5:-5]
     label, rest = name.split("-", 1)
@@ -159,25 +160,28 @@ for path in sorted(glob.glob(os.path.join(out, "chat-*.json")), key=key):
         with open(path) as f:
             d = json.load(f)
     except (OSError, ValueError):
-        print(f"| {label} | {t} | {j} | {run} | n/a | | | | | |")
+        print(f"| {label} | {t} | {j} | {run} | n/a | | | | | | |")
         continue
     cpu = d.get("server_cpu") or {}
     us = cpu.get("us_per_message")
     p99 = (d.get("latency_us") or {}).get("p99")
     errs = sum((d.get("errors") or {}).values())
-    rows.setdefault((label, t, j), []).append((us, d.get("messages_per_s"), p99))
+    peak = ((d.get("server_rss") or {}).get("peak_kb") or 0) / 1024
+    rows.setdefault((label, t, j), []).append((us, d.get("messages_per_s"), p99, peak))
     print(f"| {label} | {t} | {j} | {run} | {d.get('messages', 0):,} | {cpu.get('window_cpu_s', 0):.2f} | "
-          f"{us or 0:.2f} | {d.get('messages_per_s', 0):,.0f} | {(p99 or 0) / 1000:.2f} | {errs} |")
+          f"{us or 0:.2f} | {d.get('messages_per_s', 0):,.0f} | {(p99 or 0) / 1000:.2f} | {peak:.1f} | {errs} |")
 print()
-print("| daemon | transport | journal | runs | us/msg median (min-max) | msg/s median | p99 ms median (min-max) |")
-print("|---|---|---|---:|---|---:|---|")
+print("| daemon | transport | journal | runs | us/msg median (min-max) | msg/s median | p99 ms median (min-max) | peak RSS MB median (min-max) |")
+print("|---|---|---|---:|---|---:|---|---|")
 for (label, t, j), v in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
     us = [x[0] for x in v if x[0]]
     rate = [x[1] for x in v if x[1]]
     p99 = [x[2] / 1000 for x in v if x[2]]
+    peak = [x[3] for x in v if x[3]] or [0]
     if not us:
         continue
     print(f"| {label} | {t} | {j} | {len(v)} | {statistics.median(us):.2f} ({min(us):.2f}-{max(us):.2f}) | "
-          f"{statistics.median(rate):,.0f} | {statistics.median(p99):.2f} ({min(p99):.2f}-{max(p99):.2f}) |")
+          f"{statistics.median(rate):,.0f} | {statistics.median(p99):.2f} ({min(p99):.2f}-{max(p99):.2f}) | "
+          f"{statistics.median(peak):.1f} ({min(peak):.1f}-{max(peak):.1f}) |")
 PY
 echo "raw results: $OUT" >&2

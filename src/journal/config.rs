@@ -45,7 +45,8 @@ pub enum OnDamage {
 #[serde(deny_unknown_fields, default)]
 pub struct JournalConfig {
     /// Keep conversations in the journal (default `true`). Off: transcripts live in
-    /// memory only and are lost at restart (benchmarks of the routing path alone).
+    /// memory only, each its newest 32 entries (older ones are forgotten), and are
+    /// lost at restart (benchmarks of the routing path alone).
     pub enabled: bool,
     /// Size of each preallocated segment file, in bytes. Default 64 MiB; at most 4 GiB,
     /// a multiple of 8 and large enough for one record of `max_record_bytes`.

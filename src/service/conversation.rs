@@ -147,7 +147,7 @@ impl Conversation {
 
     /// Time of the latest event (or of the opening, before any).
     fn updated_ms(&self) -> u64 {
-        self.events.last().map_or(self.opened_ms, |e| e.time_ms)
+        self.events.last_time_ms().unwrap_or(self.opened_ms)
     }
 
     /// Sends `frame` to every connection of both participants but `except`.
@@ -277,7 +277,13 @@ impl Shard {
         if self.settings.journal {
             self.apply_undoable(msg, now_ms, out);
         } else {
+            // Nothing durable to read older entries back from: the transcript keeps
+            // its newest ones only (`Transcript::forget_old`).
+            let conversation = msg.conversation();
             self.apply(msg, now_ms, out);
+            if let Some(c) = self.convs.get_mut(&conversation) {
+                c.events.forget_old();
+            }
         }
     }
 

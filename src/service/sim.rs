@@ -348,6 +348,10 @@ mod deferred_tests;
 mod profile_tests;
 
 #[cfg(test)]
+#[path = "unjournaled_tests.rs"]
+mod unjournaled_tests;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::service::conversation::GroupEvent;

@@ -189,9 +189,12 @@ fn history_page(
     let max_scan = limit.saturating_mul(8);
     let mut scanned = 0;
     let mut entries = Vec::new();
-    while end > 0 && (entries.len() as u64) < limit && scanned < max_scan {
+    // Without a journal the oldest entries of a long conversation are gone: the
+    // history ends after them.
+    let floor = c.events.forgotten();
+    while end > floor && (entries.len() as u64) < limit && scanned < max_scan {
         let want = limit - entries.len() as u64;
-        let from = end.saturating_sub(want) + 1;
+        let from = end.saturating_sub(want).max(floor) + 1;
         let mut older = c.events.range(from, end, reader)?;
         scanned += end + 1 - from;
         if !staff {
@@ -216,7 +219,7 @@ fn history_page(
     entries.drain(..skip);
     // Older entries exist (for a visitor: some may be notes only, and the next
     // page comes back empty).
-    let more = skip > 0 || end > 0;
+    let more = skip > 0 || end > floor;
     Some(
         messages::HistoryPage {
             more,

@@ -37,25 +37,27 @@ impl Shard {
         let Some(c) = self.convs.get_mut(&conversation) else {
             return;
         };
-        let group = match c.events.last() {
+        let group = match c.events.last_kind() {
             None => return,
             // A `Queued` entry's body is its group already.
-            Some(e) if e.kind == Kind::Assigned.as_u8() => c.group.clone(),
+            Some(kind) if kind == Kind::Assigned.as_u8() => c.group.clone(),
             Some(_) => String::new(),
         };
-        let Some(e) = c.events.last_mut() else {
-            return;
-        };
         // The entry is lent to the body for encoding, not copied.
-        let body = Body {
+        let mut body = Body {
             group,
             client_msg_id,
-            entry: std::mem::take(e),
             ..Body::default()
         };
-        let (seq, time_ms) = (body.entry.seq, body.entry.time_ms);
-        let record = record::record(conversation, seq, time_ms, RecordKind::Entry, &body);
-        *e = body.entry;
+        let Some(record) = c.events.with_last(|e| {
+            std::mem::swap(&mut body.entry, e);
+            let (seq, time_ms) = (body.entry.seq, body.entry.time_ms);
+            let record = record::record(conversation, seq, time_ms, RecordKind::Entry, &body);
+            std::mem::swap(&mut body.entry, e);
+            record
+        }) else {
+            return;
+        };
         self.log.push(record);
     }
 }
