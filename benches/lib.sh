@@ -13,8 +13,8 @@ case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 DAEMON="${DAEMON_BIN:-$TARGET_DIR/release/switchboard}"
 STORM="${STORM_BIN:-$TARGET_DIR/release/storm}"
 DPID=""
-# The daemon sets mimalloc's purge delay itself (src/main.rs); MIMALLOC_PURGE_DELAY
-# in the environment still overrides it, for measuring another.
+# Daemons started here run as systemd/switchboard.service runs them.
+export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:-10}"
 
 # bench_binaries NAME BUILD BIN...: builds the release binaries when BUILD is 1, then
 # checks that every BIN is there.

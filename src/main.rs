@@ -15,39 +15,6 @@ use switchboard::{Config, Server};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// How long (ms) a thread keeps memory it freed before mimalloc returns it to the
-/// system. mimalloc's own default (1,000 ms in v3) keeps what an idle reactor or
-/// worker freed resident, since a thread purges only when it allocates again: the
-/// handshakes' and a burst's garbage stayed in the RSS. 10 ms returns it as well as
-/// 0 does, without a `madvise` on every free under load (README, "Memory per
-/// authenticated session").
-const PURGE_DELAY_MS: std::ffi::c_long = 10;
-
-/// `mi_option_purge_delay` in `mimalloc.h` (the same number in v2 and v3).
-const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
-
-// The mimalloc library `mimalloc` links (libmimalloc-sys) exports these; the crate
-// declares them only behind its `extended` feature.
-#[allow(unsafe_code, reason = "mimalloc's options are set through its C API")]
-unsafe extern "C" {
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-    fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
-}
-
-/// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`] unless `MIMALLOC_PURGE_DELAY`
-/// names one (the environment still wins, for measuring). Returns the delay in force.
-#[allow(unsafe_code, reason = "mimalloc's options are set through its C API")]
-fn tune_allocator() -> std::ffi::c_long {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: mi_option_set takes any option number and value (it stores them in
-        // its option table, which it reads atomically), may be called at any time
-        // after mimalloc initialised itself, and touches no Rust state.
-        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
-    }
-    // SAFETY: mi_option_get only reads the option table.
-    unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
-}
-
 /// Switchboard: customer-service connection gateway.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -157,7 +124,6 @@ struct TokenArgs {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Cmd::Run) {
         Cmd::CheckConfig { file } => match (file, cli.config) {
@@ -556,25 +522,5 @@ fn reload(server: &Server, path: Option<&Path>, level: Option<&LevelHandle>) {
         Err(e) => {
             tracing::error!(error = %e, "reload rejected; the previous configuration stays in force");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    #[allow(unsafe_code, reason = "reads mimalloc's option table")]
-    fn mimalloc_purge_delay_is_decided_in_code_unless_the_environment_names_one() {
-        let env = std::env::var("MIMALLOC_PURGE_DELAY")
-            .ok()
-            .and_then(|v| v.parse().ok());
-        if env.is_none() {
-            // Untouched, the option is mimalloc v3's purge delay default (1,000 ms;
-            // no other option has it): the option number is the right one.
-            // SAFETY: mi_option_get only reads the option table.
-            assert_eq!(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }, 1_000);
-        }
-        assert_eq!(tune_allocator(), env.unwrap_or(PURGE_DELAY_MS));
     }
 }
