@@ -98,9 +98,11 @@ pub use api::{ApiConfig, ApiKeyConfig, MAX_API_KEYS, valid_key_id};
 pub use email::{CaFileError, CredentialsError, EmailConfig, SmtpCredentials, SmtpTls};
 mod console;
 pub use console::{ConsoleConfig, ConsoleUser, MAX_CONSOLE_USERS, check_password_hash};
+mod tls;
 mod web;
 mod webhooks;
 mod widget;
+pub use tls::{CertificatePair, MAX_TLS_CERTIFICATES, TlsConfig};
 pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
 pub use webhooks::{
     EVENT_TYPES, MAX_WEBHOOKS, OutboxConfig, WebhookConfig, WebhookSecretError, decode_secret,
@@ -155,6 +157,8 @@ impl Default for Listeners {
                 addr: SocketAddr::from(([127, 0, 0, 1], 7700)),
                 backlog: default_backlog(),
                 websocket: false,
+                tls: None,
+                allow_plaintext: false,
             },
             echo: None,
         }
@@ -174,6 +178,15 @@ pub struct ListenerConfig {
     /// upgrade) instead of raw bytes. The client listener detects WebSocket itself.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub websocket: bool,
+    /// Client listener only: terminate TLS (`[listeners.client.tls]`). The port
+    /// still takes plaintext too (a ClientHello is told apart by its first byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// A listener on a non-loopback address without `tls` is refused by
+    /// `check-config` unless this says plaintext is deliberate (behind a proxy
+    /// that terminates TLS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plaintext: bool,
 }
 
 fn default_backlog() -> u32 {
@@ -781,6 +794,22 @@ impl Config {
                 "only for the echo listener: the client listener detects WebSocket upgrades \
                  itself",
             ));
+        }
+        if self
+            .listeners
+            .echo
+            .as_ref()
+            .is_some_and(|e| e.tls.is_some())
+        {
+            return Err(invalid(
+                "listeners.echo.tls",
+                "only the client listener terminates TLS",
+            ));
+        }
+        if let Some(tls) = &self.listeners.client.tls
+            && let Err((key, reason)) = tls.validate()
+        {
+            return Err(invalid(key, reason));
         }
         if let Err((key, reason)) = self.web.validate() {
             return Err(invalid(key, reason));

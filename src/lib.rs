@@ -31,6 +31,7 @@ pub mod protocol;
 mod reactor;
 mod server;
 mod service;
+pub mod tls;
 mod worker;
 pub mod ws;
 pub mod xorshift;

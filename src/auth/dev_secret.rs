@@ -219,6 +219,8 @@ mod tests {
             addr: addr.parse().unwrap(),
             backlog: 16,
             websocket: false,
+            tls: None,
+            allow_plaintext: false,
         }
     }
 

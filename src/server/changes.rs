@@ -56,7 +56,12 @@ const RESTART_ONLY: [&str; 21] = [
 ];
 
 /// Keys under a [`RESTART_ONLY`] section that a reload applies all the same.
-const LIVE_INSIDE: [&str; 1] = ["journal.max_replay"];
+const LIVE_INSIDE: [&str; 3] = [
+    "journal.max_replay",
+    // Certificates are read again on every reload (new handshakes use them).
+    "listeners.client.tls",
+    "listeners.client.allow_plaintext",
+];
 
 /// Whether a change of `key` waits for a restart.
 pub(crate) fn needs_restart(key: &str) -> bool {
@@ -238,6 +243,8 @@ mod tests {
             addr: "127.0.0.1:7702".parse().unwrap(),
             backlog: 16,
             websocket: false,
+            tls: None,
+            allow_plaintext: false,
         });
         new.assist.faq = Some("/etc/switchboard/faq.toml".into());
         let got = shown_changes(&old, &new);

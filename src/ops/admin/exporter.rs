@@ -156,7 +156,7 @@ impl Exporter {
             let mut me = enc.encode_descriptor(
                 "connections_closed",
                 "Connections closed, by reason (an error code's name, or peer_closed, \
-                 io_error, server, shutdown, client_bye).",
+                 io_error, server, shutdown, client_bye, tls_error).",
                 None,
                 Counter,
             )?;
