@@ -29,6 +29,7 @@ pub mod api;
 pub mod http;
 pub mod peer;
 pub mod storm;
+pub mod tls;
 pub mod ws;
 
 /// Message kinds used by the connection-layer tests (see `src/protocol/kind.rs`).
@@ -401,6 +402,8 @@ pub fn test_config(dir: &Path) -> Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         backlog: 1024,
         websocket: false,
+        tls: None,
+        allow_plaintext: false,
     };
     c.auth.keys = vec![test_key()];
     c.admin.addr = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -435,6 +438,8 @@ pub fn with_echo(c: &mut Config) {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         backlog: 1024,
         websocket: false,
+        tls: None,
+        allow_plaintext: false,
     });
 }
 
@@ -476,6 +481,14 @@ impl TestServer {
     /// A verifier built from its configuration: it mints tokens the server accepts.
     pub fn verifier(&self) -> Verifier {
         Verifier::from_config(&self.config).unwrap()
+    }
+
+    /// Reloads `config` as SIGHUP would.
+    pub fn reload(
+        &self,
+        config: &Config,
+    ) -> Result<switchboard::ReloadReport, switchboard::ReloadError> {
+        self.server().reload(config)
     }
 
     fn server(&self) -> &Server {
