@@ -20,7 +20,9 @@ const ALPN: &[&[u8]] = &[b"switchboard/1"];
 
 /// A server whose client port has one certificate for `localhost` and 127.0.0.1.
 fn tls_server(dir: &std::path::Path, ca: &Ca) -> TestServer {
-    let pair = ca.leaf(&["localhost", "127.0.0.1"], false).write(dir, "server");
+    let pair = ca
+        .leaf(&["localhost", "127.0.0.1"], false)
+        .write(dir, "server");
     TestServer::start(|c| c.listeners.client.tls = Some(single(pair)))
 }
 
@@ -120,7 +122,9 @@ fn websocket_over_tls() {
         assert!(n > 0);
         buf.extend_from_slice(&chunk[..n]);
     };
-    let d = switchboard::frame::decode(&payload, 1 << 20).unwrap().unwrap();
+    let d = switchboard::frame::decode(&payload, 1 << 20)
+        .unwrap()
+        .unwrap();
     assert_eq!(d.header.kind, crate::util::kind::WELCOME);
 }
 
@@ -154,7 +158,10 @@ fn sni_chooses_between_two_certificates() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    assert!(expiry.iter().all(|(_, t)| *t > now + 300 * 86_400), "{expiry:?}");
+    assert!(
+        expiry.iter().all(|(_, t)| *t > now + 300 * 86_400),
+        "{expiry:?}"
+    );
 }
 
 #[test]
@@ -169,7 +176,10 @@ fn a_wrong_alpn_fails_the_handshake() {
         err,
         rustls::Error::AlertReceived(rustls::AlertDescription::NoApplicationProtocol)
     );
-    assert!(wait_until(REPLY_TIMEOUT, || failures(&server, "no_application_protocol") == 1));
+    assert!(wait_until(REPLY_TIMEOUT, || failures(
+        &server,
+        "no_application_protocol"
+    ) == 1));
     assert!(wait_until(REPLY_TIMEOUT, || server
         .metrics()
         .closed_for(CloseReason::TlsError)
@@ -220,7 +230,10 @@ fn garbage_after_the_handshake_closes_that_connection_only() {
     // The server closes it (an alert may come first).
     let mut rest = Vec::new();
     let _ = bad.tls.sock.read_to_end(&mut rest);
-    assert!(wait_until(REPLY_TIMEOUT, || failures(&server, "bad_record") == 1));
+    assert!(wait_until(REPLY_TIMEOUT, || failures(
+        &server,
+        "bad_record"
+    ) == 1));
     assert!(wait_until(REPLY_TIMEOUT, || server
         .metrics()
         .closed_for(CloseReason::TlsError)
@@ -265,7 +278,11 @@ fn reload_under_live_tls_connections_drops_none() {
     server.reload(server.config()).expect("reload");
     let mut fresh = TlsClient::connect(server.addr(), config.clone(), "localhost").unwrap();
     fresh.hello();
-    assert_eq!(fresh.peer_cert(), second.der, "new handshakes use the new certificate");
+    assert_eq!(
+        fresh.peer_cert(),
+        second.der,
+        "new handshakes use the new certificate"
+    );
     for (i, c) in live.iter_mut().enumerate() {
         assert_eq!(c.peer_cert(), first.der);
         c.ping(i as u32);

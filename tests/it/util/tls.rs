@@ -74,13 +74,12 @@ impl Ca {
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.der.clone()).unwrap();
-        let mut config = ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let mut config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
     }
@@ -129,10 +128,12 @@ impl TlsClient {
         let mut tls = StreamOwned::new(conn, sock);
         while tls.conn.is_handshaking() {
             if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
-                return Err(match e.into_inner().map(|i| i.downcast::<rustls::Error>()) {
-                    Some(Ok(e)) => *e,
-                    other => rustls::Error::General(format!("{other:?}")),
-                });
+                return Err(
+                    match e.into_inner().map(|i| i.downcast::<rustls::Error>()) {
+                        Some(Ok(e)) => *e,
+                        other => rustls::Error::General(format!("{other:?}")),
+                    },
+                );
             }
         }
         Ok(Self {
@@ -196,7 +197,9 @@ impl TlsClient {
     /// reports a bare TCP close as `UnexpectedEof`).
     pub fn read_to_close(&mut self) -> std::io::Result<Vec<u8>> {
         let mut all = Vec::new();
-        self.tls.sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+        self.tls
+            .sock
+            .set_read_timeout(Some(Duration::from_secs(5)))?;
         self.tls.read_to_end(&mut all)?;
         Ok(all)
     }
