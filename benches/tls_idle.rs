@@ -66,10 +66,12 @@ fn run(n: usize, procs: usize, target: Option<SocketAddr>) -> Result<(), String>
     let ca_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
     let ca_cert = ca.self_signed(&ca_key).map_err(|e| e.to_string())?;
     let issuer = rcgen::Issuer::new(ca, ca_key);
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .map_err(|e| e.to_string())?;
+    let leaf =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).map_err(|e| e.to_string())?;
     let leaf_key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(|e| e.to_string())?;
+    let leaf_cert = leaf
+        .signed_by(&leaf_key, &issuer)
+        .map_err(|e| e.to_string())?;
     let p = |f: &str| dir.path().join(f);
     std::fs::write(p("ca.pem"), ca_cert.pem()).map_err(|e| e.to_string())?;
     std::fs::write(p("cert.pem"), leaf_cert.pem()).map_err(|e| e.to_string())?;
@@ -256,7 +258,8 @@ fn child(spec: &str) {
             held_plain.push(sock);
             continue;
         }
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap_or_else(|_| std::process::exit(5));
+        let name = rustls::pki_types::ServerName::try_from("localhost")
+            .unwrap_or_else(|_| std::process::exit(5));
         let Ok(conn) = rustls::ClientConnection::new(config.clone(), name) else {
             println!("failed: client");
             return;

@@ -9,6 +9,8 @@
 //!   so an idle connection keeps no record or plaintext buffer.
 
 pub(crate) mod certs;
+#[doc(hidden)]
+pub mod fuzz_feed;
 pub(crate) mod session;
 
 pub(crate) use certs::TlsServer;

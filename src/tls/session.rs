@@ -308,6 +308,11 @@ impl TlsSession {
 
     /// Bytes kept for a partly arrived record (never more than one record: rustls
     /// refuses a longer record header).
+    pub fn kept(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// [`TlsSession::kept`], under the name the tests use.
     #[cfg(test)]
     pub fn partial_len(&self) -> usize {
         self.partial.len()

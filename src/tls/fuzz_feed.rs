@@ -1,0 +1,84 @@
+//! The entry of the `tls_records` fuzz target (`fuzz/fuzz_targets/tls_records.rs`):
+//! arbitrary bytes, cut into reads, fed to a server session as a client would send
+//! them. A throwaway self-signed P-256 certificate (`fuzz_cert/`, made for this and
+//! nothing else) stands for the operator's.
+
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::session::TlsSession;
+
+const CERT: &[u8] = include_bytes!("fuzz_cert/cert.pem");
+const KEY: &[u8] = include_bytes!("fuzz_cert/key.pem");
+
+/// The longest a session may keep between reads: one record header's worth of
+/// length (rustls refuses longer records).
+const MAX_KEPT: usize = 5 + 16_384 + 2048;
+
+/// A server configuration with the fuzz certificate (the daemon's profile and ALPN).
+pub fn fuzz_config() -> Option<Arc<ServerConfig>> {
+    let provider = super::certs::provider();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(CERT)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let key = PrivateKeyDer::from_pem_slice(KEY).ok()?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .ok()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .ok()?;
+    config.alpn_protocols = super::ALPN.iter().map(|p| p.to_vec()).collect();
+    Some(Arc::new(config))
+}
+
+/// Feeds `data` to a fresh session in reads of `cut` bytes (0: all at once) and
+/// checks what must always hold: no panic, never more than a record kept between
+/// reads, nothing decrypted from bytes no handshake keyed, and after a failure the
+/// session takes no more output. Returns whether the session failed.
+pub fn feed(config: &Arc<ServerConfig>, data: &[u8], cut: usize) -> Result<bool, String> {
+    let mut s = TlsSession::new(config.clone()).map_err(|e| e.to_string())?;
+    let (mut scratch, mut plain, mut wire) = (Vec::new(), Vec::new(), Vec::new());
+    let step = if cut == 0 { data.len().max(1) } else { cut };
+    for chunk in data.chunks(step) {
+        match s.read(chunk, &mut scratch, &mut plain, &mut wire) {
+            Ok(_) => {
+                if s.kept() > MAX_KEPT {
+                    return Err(format!("{} bytes kept between reads", s.kept()));
+                }
+            }
+            Err(_) => {
+                if s.seal(b"after").map_err(|e| e.to_string())?.is_some() {
+                    return Err("output after a failure".into());
+                }
+                return Ok(true);
+            }
+        }
+    }
+    if !plain.is_empty() {
+        return Err("plaintext without a handshake".into());
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fuzz_entry_runs() {
+        let config = fuzz_config().expect("the fuzz certificate loads");
+        assert_eq!(feed(&config, b"", 0), Ok(false));
+        assert_eq!(feed(&config, b"GET / HTTP/1.1\r\n\r\n", 3), Ok(true));
+        // A record header announcing more than a record may hold.
+        assert_eq!(
+            feed(&config, &[0x16, 3, 1, 0xff, 0xff, 1, 2, 3], 1),
+            Ok(true)
+        );
+        // A partial ClientHello is kept, not failed.
+        assert_eq!(feed(&config, &[0x16, 3, 1, 0x01, 0x00, 1], 2), Ok(false));
+    }
+}
