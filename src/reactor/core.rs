@@ -1011,11 +1011,10 @@ impl Core {
         }
         let pending = c.pending;
         let keep = usize::from(c.sending).max(usize::from(c.head_started && c.kind.framed()));
-        if c.outq.len() > keep
-            && let Some(tls) = c.tls.as_mut()
-        {
-            // Dropped records leave a gap in the record sequence: nothing sent
-            // after them would decrypt, so the farewell is not sent either.
+        if let Some(tls) = c.tls.as_mut() {
+            // Dropped records (queued, or the one that did not fit) leave a gap in
+            // the record sequence: nothing sent after them would decrypt, so the
+            // farewell is not sent either.
             tls.abandon();
         }
         c.outq.truncate(keep);
