@@ -4,7 +4,7 @@
 //! Run with:
 //!
 //! ```text
-//! cargo bench --bench tls_idle -- [--connections N] [--procs P] [--target ADDR]
+//! cargo bench --bench tls_idle -- [--connections N] [--procs P] [--nginx]
 //! ```
 //!
 //! (default N = 10,000, P = 4). Without `--bench` (as `cargo test --all-targets`
@@ -18,9 +18,10 @@
 //! 127.0.0.2.. (a plaintext connection sends nothing; a TLS one completes a TLS 1.3
 //! handshake and sends nothing more), waits until all are open, samples again and
 //! reports the growth per connection; the TLS pass also reports handshakes per
-//! daemon CPU-second. `--target ADDR` points the TLS clients at another TLS
-//! terminator instead (nginx `stream` in front of the daemon's plaintext port) and
-//! reports nothing about the daemon's TLS then: measure that process yourself.
+//! daemon CPU-second. `--nginx` adds a third pass through the alternative users
+//! have today: Debian's nginx (`stream` module, 2 workers, the same certificate)
+//! terminating TLS in front of the daemon's plaintext port, measuring nginx's
+//! processes and the daemon together.
 //! Every process started is killed by PID when the run ends; the run is bounded.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -50,15 +51,15 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(if bench { 10_000 } else { 100 });
     let procs: usize = opt("--procs").and_then(|v| v.parse().ok()).unwrap_or(4);
-    let target: Option<SocketAddr> = opt("--target").and_then(|v| v.parse().ok());
+    let nginx = args.iter().any(|a| a == "--nginx");
     let _ = switchboard::bench_support::raise_nofile();
-    if let Err(e) = run(n, procs.max(1), target) {
+    if let Err(e) = run(n, procs.max(1), nginx) {
         eprintln!("tls_idle: {e}");
         std::process::exit(1);
     }
 }
 
-fn run(n: usize, procs: usize, target: Option<SocketAddr>) -> Result<(), String> {
+fn run(n: usize, procs: usize, nginx: bool) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
     let mut ca = ca;
@@ -120,23 +121,50 @@ fn run(n: usize, procs: usize, target: Option<SocketAddr>) -> Result<(), String>
         std::thread::spawn(move || for _ in lines.by_ref() {});
         std::thread::sleep(Duration::from_millis(500));
         println!("connections: {n} per pass, {procs} client processes");
-        let plain = pass(pid, addr, n, procs, "plain", &p("ca.pem"))?;
-        let tls_at = target.unwrap_or(addr);
-        let tls = pass(pid, tls_at, n, procs, "tls", &p("ca.pem"))?;
+        let plain = pass(&[pid], addr, n, procs, "plain", &p("ca.pem"))?;
+        let tls = pass(&[pid], addr, n, procs, "tls", &p("ca.pem"))?;
         println!(
             "daemon RSS per idle connection: plaintext {:.0} B, TLS 1.3 {:.0} B (+{:.0} B)",
             plain.rss_per_conn,
             tls.rss_per_conn,
             tls.rss_per_conn - plain.rss_per_conn
         );
-        if target.is_none() {
-            println!(
-                "full TLS 1.3 handshakes (ECDSA P-256, X25519): {:.0} per daemon CPU-second \
-                 ({:.2} CPU-s for {n}; {:.0}/s wall)",
-                n as f64 / tls.cpu_s.max(1e-9),
-                tls.cpu_s,
-                n as f64 / tls.wall_s.max(1e-9),
-            );
+        println!(
+            "daemon: full TLS 1.3 handshakes (ECDSA P-256, X25519): {:.0} per CPU-second \
+             ({:.2} CPU-s for {n}; {:.0}/s wall)",
+            n as f64 / tls.cpu_s.max(1e-9),
+            tls.cpu_s,
+            n as f64 / tls.wall_s.max(1e-9),
+        );
+        if nginx {
+            let (mut master, front) = start_nginx(dir.path(), addr)?;
+            let r = (|| {
+                std::thread::sleep(Duration::from_millis(500));
+                let mut pids = children_of(master.id());
+                pids.push(master.id());
+                pids.push(pid);
+                let both = pass(&pids, front, n, procs, "nginx+daemon", &p("ca.pem"))?;
+                println!(
+                    "nginx stream in front: RSS per idle TLS connection {:.0} B (nginx and \
+                     the daemon together; +{:.0} B over plaintext to the daemon)",
+                    both.rss_per_conn,
+                    both.rss_per_conn - plain.rss_per_conn
+                );
+                println!(
+                    "nginx: full TLS 1.3 handshakes {:.0} per CPU-second of nginx and the \
+                     daemon ({:.2} CPU-s for {n}; {:.0}/s wall)",
+                    n as f64 / both.cpu_s.max(1e-9),
+                    both.cpu_s,
+                    n as f64 / both.wall_s.max(1e-9),
+                );
+                Ok::<(), String>(())
+            })();
+            for c in children_of(master.id()) {
+                let _ = switchboard::bench_support::kill(c, libc::SIGKILL);
+            }
+            let _ = switchboard::bench_support::kill(master.id(), libc::SIGKILL);
+            let _ = master.wait();
+            r?;
         }
         Ok::<(), String>(())
     })();
@@ -152,14 +180,14 @@ struct Pass {
 }
 
 fn pass(
-    pid: u32,
+    pids: &[u32],
     addr: SocketAddr,
     n: usize,
     procs: usize,
     mode: &str,
     ca: &std::path::Path,
 ) -> Result<Pass, String> {
-    let (rss0, cpu0) = (rss_kb(pid)?, cpu_s(pid)?);
+    let (rss0, cpu0) = (rss_kb(pids)?, cpu_s(pids)?);
     let started = Instant::now();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut children: Vec<Child> = Vec::new();
@@ -192,9 +220,9 @@ fn pass(
         }
     }
     let wall_s = started.elapsed().as_secs_f64();
-    let cpu_s = cpu_s(pid)? - cpu0;
+    let cpu_s = cpu_s(pids)? - cpu0;
     std::thread::sleep(Duration::from_secs(2));
-    let rss1 = rss_kb(pid)?;
+    let rss1 = rss_kb(pids)?;
     for mut c in children {
         drop(c.stdin.take());
         let _ = switchboard::bench_support::kill(c.id(), libc::SIGKILL);
@@ -204,9 +232,7 @@ fn pass(
         return Err(f);
     }
     let rss_per_conn = (rss1 as f64 - rss0 as f64) * 1024.0 / n as f64;
-    println!(
-        "{mode}: daemon VmRSS {rss0} kB -> {rss1} kB; opened in {wall_s:.2} s, daemon CPU {cpu_s:.2} s"
-    );
+    println!("{mode}: VmRSS {rss0} kB -> {rss1} kB; opened in {wall_s:.2} s, CPU {cpu_s:.2} s");
     // Let the daemon notice the closes before the next pass.
     std::thread::sleep(Duration::from_secs(3));
     Ok(Pass {
@@ -216,21 +242,92 @@ fn pass(
     })
 }
 
-fn rss_kb(pid: u32) -> Result<u64, String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .ok_or_else(|| "no VmRSS".into())
+/// Summed `VmRSS` of `pids`, in kB.
+fn rss_kb(pids: &[u32]) -> Result<u64, String> {
+    let mut total = 0;
+    for pid in pids {
+        let s =
+            std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+        total += s
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .ok_or("no VmRSS")?;
+    }
+    Ok(total)
 }
 
-fn cpu_s(pid: u32) -> Result<f64, String> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
-    let rest = s.rsplit_once(')').map(|(_, r)| r).ok_or("bad stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    Ok(ticks / 100.0)
+/// Summed user + system CPU of `pids`, in seconds.
+fn cpu_s(pids: &[u32]) -> Result<f64, String> {
+    let mut total = 0.0;
+    for pid in pids {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+        let rest = s.rsplit_once(')').map(|(_, r)| r).ok_or("bad stat")?;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        total += ticks / 100.0;
+    }
+    Ok(total)
+}
+
+/// The processes whose parent is `parent` (nginx's workers).
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return v;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// Starts nginx (stream module, 2 workers) terminating TLS with the bench's
+/// certificate in front of `daemon`; returns its master and its address.
+fn start_nginx(dir: &std::path::Path, daemon: SocketAddr) -> Result<(Child, SocketAddr), String> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let conf = format!(
+        "load_module /usr/lib/nginx/modules/ngx_stream_module.so;\n\
+         worker_processes 2;\nworker_rlimit_nofile 40000;\npid {d}/nginx.pid;\n\
+         error_log {d}/nginx-error.log;\n\
+         events {{ worker_connections 30000; }}\n\
+         stream {{ server {{ listen 127.0.0.1:{port} ssl; \
+         ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; \
+         ssl_protocols TLSv1.2 TLSv1.3; proxy_pass {daemon}; proxy_timeout 10m; }} }}\n",
+        d = dir.display(),
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(dir.join("nginx-error.log"))
+        .arg("-g")
+        .arg("daemon off;")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("start nginx: {e}"))?;
+    Ok((child, SocketAddr::from(([127, 0, 0, 1], port))))
 }
 
 /// Child mode: `mode addr count source-octet ca-file`; opens the connections, says
