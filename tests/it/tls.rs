@@ -344,3 +344,50 @@ fn check_config_refuses_bad_pairs_and_plaintext_off_loopback() {
     config.listeners.client.tls = Some(single(a));
     switchboard::Server::check(&config).expect("TLS off loopback passes");
 }
+
+#[test]
+fn the_sdk_speaks_tls_with_a_ca_file() {
+    use switchboard::client::{Client, ClientConfig, ClientError, ClientTls};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let server = tls_server(dir.path(), &ca);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, pem_of(&ca.der)).unwrap();
+    let token = crate::util::token("sdk-1", "visitor");
+    let config = ClientConfig {
+        tls: Some(ClientTls {
+            ca_file: Some(ca_file),
+            server_name: Some("localhost".into()),
+        }),
+        ..ClientConfig::new(server.addr().to_string(), token.clone())
+    };
+    let mut client = Client::connect(config.clone()).expect("TLS handshake and Hello");
+    client.ping(REPLY_TIMEOUT).expect("ping over TLS");
+    client.close().expect("clean close");
+    // Another CA: the handshake is refused, not retried as plaintext.
+    let stranger = dir.path().join("stranger.pem");
+    std::fs::write(&stranger, pem_of(&Ca::new("another CA").der)).unwrap();
+    let refused = ClientConfig {
+        tls: Some(ClientTls {
+            ca_file: Some(stranger),
+            server_name: Some("localhost".into()),
+        }),
+        ..config
+    };
+    match Client::connect(refused) {
+        Err(ClientError::Tls(e)) => assert!(e.contains("UnknownIssuer"), "{e}"),
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+}
+
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
