@@ -22,6 +22,9 @@
 //! have today: Debian's nginx (`stream` module, 2 workers, the same certificate)
 //! terminating TLS in front of the daemon's plaintext port, measuring nginx's
 //! processes and the daemon together.
+//! First, in this process: the heap one established session holds (a counting
+//! allocator around sessions driven through a handshake in memory), which tells
+//! live state from the allocator's fragmentation in the RSS figure.
 //! Every process started is killed by PID when the run ends; the run is bounded.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -31,6 +34,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+
+/// Counts this process's heap, for the in-process session measurement.
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+fn live() -> i64 {
+    let s = GLOBAL.stats();
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64
+}
 
 const CHILD_ENV: &str = "SWITCHBOARD_TLS_IDLE_CHILD";
 
@@ -53,6 +66,13 @@ fn main() {
     let procs: usize = opt("--procs").and_then(|v| v.parse().ok()).unwrap_or(4);
     let nginx = args.iter().any(|a| a == "--nginx");
     let _ = switchboard::bench_support::raise_nofile();
+    match switchboard::tls::fuzz_feed::session_heap(n.min(2000), &live) {
+        Ok(b) => println!(
+            "heap per established TLS 1.3 session (in process, {} sessions, system allocator): {b:.0} B",
+            n.min(2000)
+        ),
+        Err(e) => eprintln!("tls_idle: session heap: {e}"),
+    }
     if let Err(e) = run(n, procs.max(1), nginx) {
         eprintln!("tls_idle: {e}");
         std::process::exit(1);

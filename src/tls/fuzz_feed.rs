@@ -82,3 +82,60 @@ mod tests {
         assert_eq!(feed(&config, &[0x16, 3, 1, 0x01, 0x00, 1], 2), Ok(false));
     }
 }
+
+/// Heap bytes one established TLS 1.3 session holds, averaged over `n` sessions
+/// driven through a handshake with an in-memory rustls client (dropped after it);
+/// `live` is the caller's counting allocator (live bytes). See
+/// `benches/tls_idle.rs`.
+pub fn session_heap(n: usize, live: &dyn Fn() -> i64) -> Result<f64, String> {
+    let config = fuzz_config().ok_or("fuzz certificate")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(CERT) {
+        roots.add(c.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    let mut client_config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(super::certs::provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    // The client keeps no tickets: only the server sessions stay on the heap.
+    client_config.resumption = rustls::client::Resumption::disabled();
+    let client_config = Arc::new(client_config);
+    // Work buffers reserved up front, so only the sessions grow the heap.
+    let mut scratch = Vec::with_capacity(64 * 1024);
+    let mut plain = Vec::with_capacity(64 * 1024);
+    let mut wire = Vec::with_capacity(64 * 1024);
+    let mut sessions = Vec::with_capacity(n);
+    let before = live();
+    for _ in 0..n {
+        let mut s = TlsSession::new(config.clone()).map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from("fuzz.invalid")
+            .map_err(|e| e.to_string())?;
+        let mut c = rustls::ClientConnection::new(client_config.clone(), name)
+            .map_err(|e| e.to_string())?;
+        for _ in 0..4 {
+            let mut out = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut out).map_err(|e| e.to_string())?;
+            }
+            wire.clear();
+            s.read(&out, &mut scratch, &mut plain, &mut wire)
+                .map_err(|e| e.to_string())?;
+            let mut rd = &wire[..];
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).map_err(|e| e.to_string())?;
+                c.process_new_packets().map_err(|e| e.to_string())?;
+            }
+        }
+        if !s.established() {
+            return Err("handshake did not complete".into());
+        }
+        drop(c);
+        sessions.push(s);
+    }
+    let after = live();
+    let per = (after - before) as f64 / n as f64;
+    drop(sessions);
+    Ok(per)
+}
