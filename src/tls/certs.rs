@@ -117,6 +117,11 @@ impl TlsServer {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SniResolver { entries }));
         config.alpn_protocols = super::ALPN.iter().map(|p| p.to_vec()).collect();
+        // Resumption by stateless tickets (encrypted with keys rotated every 6 hours,
+        // per process): a returning client resumes without the server keeping
+        // anything per client, however many there are.
+        config.ticketer =
+            rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Setup(e.to_string()))?;
         Ok(Self {
             config: Arc::new(config),
             certs,

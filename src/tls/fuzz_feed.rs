@@ -64,25 +64,6 @@ pub fn feed(config: &Arc<ServerConfig>, data: &[u8], cut: usize) -> Result<bool,
     Ok(false)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_fuzz_entry_runs() {
-        let config = fuzz_config().expect("the fuzz certificate loads");
-        assert_eq!(feed(&config, b"", 0), Ok(false));
-        assert_eq!(feed(&config, b"GET / HTTP/1.1\r\n\r\n", 3), Ok(true));
-        // A record header announcing more than a record may hold.
-        assert_eq!(
-            feed(&config, &[0x16, 3, 1, 0xff, 0xff, 1, 2, 3], 1),
-            Ok(true)
-        );
-        // A partial ClientHello is kept, not failed.
-        assert_eq!(feed(&config, &[0x16, 3, 1, 0x01, 0x00, 1], 2), Ok(false));
-    }
-}
-
 /// Heap bytes one established TLS 1.3 session holds, averaged over `n` sessions
 /// driven through a handshake with an in-memory rustls client (dropped after it);
 /// `live` is the caller's counting allocator (live bytes). See
@@ -91,7 +72,9 @@ pub fn session_heap(n: usize, live: &dyn Fn() -> i64) -> Result<f64, String> {
     let config = fuzz_config().ok_or("fuzz certificate")?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(CERT) {
-        roots.add(c.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     }
     let mut client_config =
         rustls::ClientConfig::builder_with_provider(Arc::new(super::certs::provider()))
@@ -110,8 +93,8 @@ pub fn session_heap(n: usize, live: &dyn Fn() -> i64) -> Result<f64, String> {
     let before = live();
     for _ in 0..n {
         let mut s = TlsSession::new(config.clone()).map_err(|e| e.to_string())?;
-        let name = rustls::pki_types::ServerName::try_from("fuzz.invalid")
-            .map_err(|e| e.to_string())?;
+        let name =
+            rustls::pki_types::ServerName::try_from("fuzz.invalid").map_err(|e| e.to_string())?;
         let mut c = rustls::ClientConnection::new(client_config.clone(), name)
             .map_err(|e| e.to_string())?;
         for _ in 0..4 {
@@ -138,4 +121,23 @@ pub fn session_heap(n: usize, live: &dyn Fn() -> i64) -> Result<f64, String> {
     let per = (after - before) as f64 / n as f64;
     drop(sessions);
     Ok(per)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fuzz_entry_runs() {
+        let config = fuzz_config().expect("the fuzz certificate loads");
+        assert_eq!(feed(&config, b"", 0), Ok(false));
+        assert_eq!(feed(&config, b"GET / HTTP/1.1\r\n\r\n", 3), Ok(true));
+        // A record header announcing more than a record may hold.
+        assert_eq!(
+            feed(&config, &[0x16, 3, 1, 0xff, 0xff, 1, 2, 3], 1),
+            Ok(true)
+        );
+        // A partial ClientHello is kept, not failed.
+        assert_eq!(feed(&config, &[0x16, 3, 1, 0x01, 0x00, 1], 2), Ok(false));
+    }
 }

@@ -266,3 +266,37 @@ fn close_notify_once() {
     let mut buf = [0u8; 4];
     assert_eq!(c.reader().read(&mut buf).unwrap(), 0, "clean EOF");
 }
+
+#[test]
+fn a_returning_client_resumes_with_a_ticket() {
+    let f = fixture();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(crate::tls::certs::provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(f.roots.clone())
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"switchboard/1".to_vec()];
+    let config = Arc::new(config);
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let mut s = TlsSession::new(f.server.clone()).unwrap();
+        let mut c =
+            ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap())
+                .unwrap();
+        for _ in 0..4 {
+            let out = from_client(&mut c);
+            let fed = feed(&mut s, &[&out]).unwrap();
+            to_client(&mut c, &fed.wire).unwrap();
+        }
+        assert!(s.established());
+        kinds.push(c.handshake_kind());
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}
