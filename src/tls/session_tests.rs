@@ -300,3 +300,13 @@ fn a_returning_client_resumes_with_a_ticket() {
         ]
     );
 }
+
+/// The session is boxed on its connection; most of it is rustls' connection
+/// struct itself (1,088 bytes with rustls 0.23.48): a rustls upgrade that grows it
+/// shows here, and in the README's figure.
+#[test]
+fn the_session_struct_stays_small() {
+    let size = std::mem::size_of::<TlsSession>();
+    println!("size_of::<TlsSession>() = {size}");
+    assert!(size <= 1200, "{size}");
+}
