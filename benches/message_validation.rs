@@ -221,6 +221,7 @@ fn messages() -> Vec<Msg> {
         .into(),
         Suggest {
             limit: 5,
+            faq: false,
             conversation: 88_001,
             prefix: "物流".into(),
         }

@@ -20,7 +20,10 @@
   ones) and client frame streams (fragments with a ping between them, a close, bad
   frames), each behind the target's pattern byte (see their fuzz_targets/*.rs).
 
-Usage: make_seeds.py [frame_decode] [message_decode] [json_message] [http_head]
+- proxy_header: PROXY protocol v1/v2 headers (haproxy's forms, TLVs, LOCAL, bad
+  ones) behind the target's two-byte bound.
+
+Usage: make_seeds.py [proxy_header] [frame_decode] [message_decode] [json_message] [http_head]
 [ws_frames] (no argument: all)
 
 Seeds are named `seed-*`: the root .gitignore keeps those and ignores the inputs
@@ -206,7 +209,35 @@ def json_seeds():
             (JSON_OUT / f"seed-{prefix}-{case['name']}").write_bytes(text)
 
 
+PROXY_OUT = HERE / "corpus" / "proxy_header"
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_seeds():
+    """PROXY headers (v1 and v2, as haproxy sends them, with TLVs, LOCAL, bad ones),
+    each behind the target's two-byte max_bytes (1024) and followed by a frame's start."""
+    PROXY_OUT.mkdir(parents=True, exist_ok=True)
+    inet = bytes([10, 0, 0, 5, 10, 0, 0, 1, 0x9C, 0x40, 0x1E, 0x14])
+    inet6 = bytes(range(32)) + b"\x9c\x40\x1e\x14"
+    tlv = b"\x04\x00\x03abc" + b"\xea\x00\x08vpce-123"
+    headers = {
+        "v1-tcp4": b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 7700\r\n",
+        "v1-tcp6": b"PROXY TCP6 2001:db8::7 ::1 56324 7700\r\n",
+        "v1-unknown": b"PROXY UNKNOWN\r\n",
+        "v1-bad-port": b"PROXY TCP4 192.0.2.7 198.51.100.1 056324 7700\r\n",
+        "v2-inet": V2_SIG + b"\x21\x11" + len(inet).to_bytes(2, "big") + inet,
+        "v2-inet6": V2_SIG + b"\x21\x21" + len(inet6).to_bytes(2, "big") + inet6,
+        "v2-inet-tlvs": V2_SIG + b"\x21\x11" + (len(inet) + len(tlv)).to_bytes(2, "big") + inet + tlv,
+        "v2-local": V2_SIG + b"\x20\x00\x00\x00",
+        "v2-unspec": V2_SIG + b"\x21\x00\x00\x00",
+        "v2-bad-tlv": V2_SIG + b"\x21\x11\x00\x10" + inet + b"\x04\x00\x09\x00",
+    }
+    for name, header in headers.items():
+        (PROXY_OUT / f"seed-{name}").write_bytes(b"\x04\x00" + header + b"SWB1")
+
+
 TARGETS = {
+    "proxy_header": proxy_seeds,
     "frame_decode": frame_seeds,
     "message_decode": message_seeds,
     "http_head": http_seeds,

@@ -94,6 +94,7 @@ pub struct Config {
 
 mod api;
 mod email;
+mod proxy;
 pub use api::{ApiConfig, ApiKeyConfig, MAX_API_KEYS, valid_key_id};
 pub use email::{CaFileError, CredentialsError, EmailConfig, SmtpCredentials, SmtpTls};
 mod console;
@@ -153,13 +154,7 @@ pub struct Listeners {
 impl Default for Listeners {
     fn default() -> Self {
         Self {
-            client: ListenerConfig {
-                addr: SocketAddr::from(([127, 0, 0, 1], 7700)),
-                backlog: default_backlog(),
-                websocket: false,
-                tls: None,
-                allow_plaintext: false,
-            },
+            client: ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 7700))),
             echo: None,
         }
     }
@@ -178,6 +173,20 @@ pub struct ListenerConfig {
     /// upgrade) instead of raw bytes. The client listener detects WebSocket itself.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub websocket: bool,
+    /// Every connection starts with a PROXY protocol header (v1 or v2) naming the
+    /// real client; accepted only from `trusted_proxies` (see `config/proxy.rs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxy_protocol: bool,
+    /// The addresses (CIDRs) allowed to connect when `proxy_protocol` is on; anything
+    /// else is closed at accept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
+    /// Longest PROXY v2 header (TLVs included) taken, in bytes.
+    #[serde(
+        default = "proxy::default_max_header_bytes",
+        skip_serializing_if = "proxy::is_default_max_header_bytes"
+    )]
+    pub proxy_max_header_bytes: usize,
     /// Client listener only: terminate TLS (`[listeners.client.tls]`). The port
     /// still takes plaintext too (a ClientHello is told apart by its first byte).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,6 +196,22 @@ pub struct ListenerConfig {
     /// that terminates TLS).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_plaintext: bool,
+}
+
+impl ListenerConfig {
+    /// A listener on `addr` with every other key at its default.
+    pub fn on(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            backlog: default_backlog(),
+            websocket: false,
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
+            proxy_max_header_bytes: proxy::default_max_header_bytes(),
+            tls: None,
+            allow_plaintext: false,
+        }
+    }
 }
 
 fn default_backlog() -> u32 {
@@ -603,6 +628,20 @@ impl Config {
                 ),
             });
         }
+        if !self
+            .web
+            .allowed_origins
+            .iter()
+            .any(|o| o == crate::ws::SAME_HOST)
+        {
+            out.push(ConfigWarning {
+                key: "web.allowed_origins",
+                message: "has no \"same-host\": pages served by this daemon itself, the agent \
+                          console (/console/) among them, cannot open their WebSocket; add \
+                          \"same-host\" to the list unless that is deliberate"
+                    .into(),
+            });
+        }
         for u in self.console.users.iter().filter(|u| u.weak_hash()) {
             out.push(ConfigWarning {
                 key: "console.users.password_hash",
@@ -809,6 +848,9 @@ impl Config {
         if let Some(tls) = &self.listeners.client.tls
             && let Err((key, reason)) = tls.validate()
         {
+            return Err(invalid(key, reason));
+        }
+        if let Err((key, reason)) = proxy::validate(&self.listeners) {
             return Err(invalid(key, reason));
         }
         if let Err((key, reason)) = self.web.validate() {
@@ -1183,6 +1225,13 @@ mod tests {
             let c = Config::from_toml(&format!("[admin]\naddr = \"{addr}\"\n")).unwrap();
             assert!(c.warnings().is_empty(), "{addr}");
         }
+        let sites = Config::from_toml("[web]\nallowed_origins = [\"https://shop.example\"]\n");
+        let w = sites.unwrap().warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].key, "web.allowed_origins");
+        assert!(w[0].to_string().contains("/console/"), "{}", w[0]);
+        let both = "[web]\nallowed_origins = [\"same-host\", \"https://shop.example\"]\n";
+        assert!(Config::from_toml(both).unwrap().warnings().is_empty());
         let off = Config::from_toml("[admin]\nenabled = false\naddr = \"0.0.0.0:7701\"\n");
         assert!(
             off.unwrap().warnings().is_empty(),

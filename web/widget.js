@@ -107,6 +107,7 @@ button{cursor:pointer}
 :focus-visible{outline:3px solid #ffbf47;outline-offset:2px}
 .launcher{position:fixed;bottom:20px;width:56px;height:56px;border-radius:50%;border:0;background:var(--a);color:#fff;box-shadow:0 4px 14px rgba(0,0,0,.3);z-index:2147483000;display:flex;align-items:center;justify-content:center}
 .launcher svg{width:28px;height:28px;fill:currentColor}
+.pres{position:absolute;bottom:2px;left:2px;width:12px;height:12px;border-radius:50%;border:2px solid #fff;background:#1e8e3e}.pres.away{background:#80868b}
 .badge{position:absolute;top:-4px;right:-4px;min-width:22px;height:22px;padding:0 6px;border-radius:11px;background:#b3261e;color:#fff;font-size:12px;font-weight:700;line-height:22px;text-align:center}
 .r{right:20px}.l{left:20px}
 .panel{position:fixed;bottom:88px;width:370px;max-width:calc(100vw - 24px);height:min(600px,calc(100vh - 110px));background:#fff;color:#1b1b1b;border-radius:12px;box-shadow:0 8px 30px rgba(0,0,0,.3);z-index:2147483001;display:flex;flex-direction:column;overflow:hidden;font-size:15px}
@@ -157,6 +158,7 @@ textarea{resize:none}
   style.textContent = CSS;
   const launcher = h('button', { class: 'launcher', type: 'button', 'aria-expanded': 'false', 'aria-controls': 'sb-panel', onclick: () => toggle() });
   const badge = h('span', { class: 'badge', hidden: true });
+  const dot = h('span', { class: 'pres', 'aria-hidden': 'true' });
   const live = h('div', { class: 'sr', role: 'status', 'aria-live': 'polite' });
   const alertRegion = h('div', { class: 'sr', role: 'alert' });
   const panel = h('section', { class: 'panel', id: 'sb-panel', role: 'dialog', hidden: true });
@@ -177,6 +179,12 @@ textarea{resize:none}
     badge.hidden = !S.unread || S.open;
     badge.setAttribute('aria-hidden', 'true');
     launcher.append(badge);
+    // Online or away: business hours until the first Availability arrives.
+    const on = isOnline();
+    dot.className = on ? 'pres' : 'pres away';
+    dot.hidden = S.open;
+    launcher.setAttribute('aria-label', launcher.getAttribute('aria-label') + (S.open ? '' : ' (' + (on ? t('online') : t('away')) + ')'));
+    launcher.append(dot);
   };
   theme();
   drawLauncher();
@@ -234,7 +242,7 @@ textarea{resize:none}
     barEl.dataset.said = text || '';
     if (atBottom) logEl.scrollTop = logEl.scrollHeight;
   };
-  const withinHours = () => {
+  function withinHours() {
     if (!cfg.hours || !cfg.hours.length) return true;
     const now = new Date();
     let day, min;
@@ -255,14 +263,16 @@ textarea{resize:none}
     return cfg.hours.some((line) => {
       const m = /^\s*(\S+)\s+(\d\d):(\d\d)-(\d\d):(\d\d)\s*$/.exec(line);
       if (!m) return false;
-      const inDays = m[1].split(',').some((part) => {
+      const on = (d) => m[1].split(',').some((part) => {
         const [a, b = a] = part.split('-').map((x) => DAYS.indexOf(x));
-        return a >= 0 && b >= a && day >= a && day <= b;
+        return a >= 0 && b >= a && d >= a && d <= b;
       });
-      return inDays && min >= +m[2] * 60 + +m[3] && min < +m[4] * 60 + +m[5];
+      const from = +m[2] * 60 + +m[3], to = +m[4] * 60 + +m[5];
+      // An end before the start crosses midnight into the next day.
+      return to > from ? on(day) && min >= from && min < to : (on(day) && min >= from) || (on((day + 6) % 7) && min < to);
     });
-  };
-  const isOnline = () => (S.avail ? S.avail.online : true) && withinHours();
+  }
+  function isOnline() { return (S.avail ? S.avail.online : true) && withinHours(); }
   const fmtTime = (ms) => new Date(Number(ms)).toLocaleTimeString(lang, { hour: '2-digit', minute: '2-digit' });
   const statusText = (m) => {
     if (m.failed) return t('failed');
@@ -451,10 +461,24 @@ textarea{resize:none}
       o.rid = request('Send', { content_type: o.ct || 1, conversation: o.conv, client_msg_id: o.cmid, group: '', body: o.body }, { out: o });
     }
   };
+  // Where the chat started, for the agent's context card: no query or fragment (they may hold tokens).
+  const pageContext = () => {
+    if (cfg.context === false) return {};
+    const bare = (u) => { try { const x = new URL(u); return (x.origin + x.pathname).slice(0, 512); } catch { return ''; } };
+    const ua = navigator.userAgent;
+    const b = /Edg\/(\d+)/.exec(ua) ? 'Edge ' + /Edg\/(\d+)/.exec(ua)[1] : /Firefox\/(\d+)/.exec(ua) ? 'Firefox ' + /Firefox\/(\d+)/.exec(ua)[1]
+      : /Chrom(?:e|ium)\/(\d+)/.exec(ua) ? 'Chrome ' + /Chrom(?:e|ium)\/(\d+)/.exec(ua)[1] : /Version\/(\d+).*Safari/.exec(ua) ? 'Safari ' + /Version\/(\d+)/.exec(ua)[1] : 'Other';
+    const os = /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Windows/.test(ua) ? 'Windows' : /Mac OS X/.test(ua) ? 'macOS' : /Linux/.test(ua) ? 'Linux' : '';
+    const f = { page_url: bare(location.href), browser: os ? b + ' on ' + os : b };
+    if (document.referrer) f.referrer = bare(document.referrer);
+    return f;
+  };
   const sendProfile = () => {
-    if (!S.conv || !S.profile || S.closed || S.wsState !== 'open' || store.get(userKey('profiled')) === S.conv) return;
-    const p = S.profile;
-    if (!p.name && !p.email && !(p.fields && Object.keys(p.fields).length)) return;
+    if (!S.conv || S.closed || S.wsState !== 'open' || store.get(userKey('profiled')) === S.conv) return;
+    const own = S.profile || {};
+    const p = Object.assign({}, own, { fields: Object.assign(pageContext(), own.fields || {}) });
+    if (!p.fields || !Object.keys(p.fields).length) delete p.fields;
+    if (!p.name && !p.email && !p.fields) return;
     request('Send', { content_type: 6, conversation: S.conv, client_msg_id: newId(), group: '', body: JSON.stringify(p) }, { profile: true });
     store.set(userKey('profiled'), S.conv);
   };
@@ -718,6 +742,7 @@ textarea{resize:none}
         const g = (f.groups || []).find((x) => x.group === cfg.group) || (f.groups || [])[0];
         if (g) S.avail = { online: g.online, wait: Number(g.estimated_wait_ms) };
         render();
+        drawLauncher();
         emit('availability', { online: isOnline() });
         break;
       }
@@ -884,7 +909,7 @@ textarea{resize:none}
   /* ---------- settings and API ---------- */
   let settingsFailed = false;
   const settings = fetch(BASE + '/web/v1/sites/' + encodeURIComponent(SITE) + '/widget').then((r) => (r.ok ? r.json() : Promise.reject(new Error(String(r.status))))).then((s) => {
-    for (const k of ['title', 'greeting', 'pre_chat', 'hours', 'timezone', 'group', 'attachment_types', 'max_attachment_bytes']) if (s[k] != null) cfg[k] = s[k];
+    for (const k of ['title', 'greeting', 'pre_chat', 'hours', 'timezone', 'group', 'attachment_types', 'max_attachment_bytes', 'context']) if (s[k] != null) cfg[k] = s[k];
     if (!script.dataset.color && s.color) cfg.color = s.color;
     if (!script.dataset.position && s.position) cfg.position = s.position;
     if (!script.dataset.lang && s.language && s.language !== 'auto') lang = s.language;
@@ -892,7 +917,7 @@ textarea{resize:none}
     drawLauncher();
     if (logEl) buildPanel();
   }, (e) => { settingsFailed = true; console.warn('switchboard: widget settings unavailable', e.message); });
-  setInterval(() => render(), 60000); // business hours move with the clock
+  setInterval(() => { render(); drawLauncher(); }, 60000); // business hours move with the clock
 
   function open() {
     if (S.open) return;

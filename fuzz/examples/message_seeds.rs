@@ -301,6 +301,7 @@ fn full_of(kind: Kind) -> Msg {
         .into(),
         Kind::Suggest => m::Suggest {
             limit: 5,
+            faq: true,
             conversation: 9,
             prefix: s("where is"),
         }

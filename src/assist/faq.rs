@@ -46,6 +46,10 @@ struct FaqEntryFile {
     answer: String,
 }
 
+/// The share of `assist.faq_threshold` an entry's similarity must reach to be shown
+/// to an agent as a hint (`Suggest` with `faq`).
+pub const HINT_FRACTION: f32 = 0.6;
+
 /// A knowledge-base answer good enough to send.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FaqMatch<'a> {
@@ -186,6 +190,14 @@ impl FaqIndex {
     pub fn best_match(&self, group: &str, text: &str) -> Option<FaqMatch<'_>> {
         self.closest(group, text)
             .filter(|m| m.score >= self.threshold)
+    }
+
+    /// An entry worth showing an agent as a hint for a visitor's question: the
+    /// closest, if its similarity reaches [`HINT_FRACTION`] of the auto-reply
+    /// threshold (a hint is read by a person, so it may be less sure than a reply).
+    pub fn hint(&self, group: &str, text: &str) -> Option<FaqMatch<'_>> {
+        self.closest(group, text)
+            .filter(|m| m.score >= self.threshold * HINT_FRACTION)
     }
 
     /// The closest entry whatever its score (for evaluation and debugging); none for

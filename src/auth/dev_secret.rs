@@ -216,11 +216,8 @@ mod tests {
 
     fn listener(addr: &str) -> ListenerConfig {
         ListenerConfig {
-            addr: addr.parse().unwrap(),
             backlog: 16,
-            websocket: false,
-            tls: None,
-            allow_plaintext: false,
+            ..ListenerConfig::on(addr.parse().unwrap())
         }
     }
 

@@ -497,6 +497,7 @@ fn requests_get_their_own_replies_and_interleaved_frames_are_queued_in_order() {
     let suggest_id = client
         .post(Suggest {
             limit: 3,
+            faq: false,
             conversation: 3,
             prefix: "thx".into(),
         })

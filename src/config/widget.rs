@@ -36,6 +36,10 @@ pub struct WidgetSettings {
     /// always open). Outside them the widget shows "away" and offers to leave a
     /// message, whatever the agents' presence.
     pub hours: Vec<String>,
+    /// Whether the widget adds the page the chat started on to the visitor's
+    /// profile (`fields.page_url`, `referrer`, `browser`: what the agent's context
+    /// card shows). Default true; false sends only what the visitor typed.
+    pub context: bool,
 }
 
 impl Default for WidgetSettings {
@@ -49,6 +53,7 @@ impl Default for WidgetSettings {
             pre_chat: Vec::new(),
             timezone: "UTC".into(),
             hours: Vec::new(),
+            context: true,
         }
     }
 }
@@ -143,7 +148,8 @@ impl WidgetSettings {
                     "web.sites.widget.hours",
                     format!(
                         "site {site:?}: {line:?} is not like \"mon-fri 09:00-18:00\" \
-                         (days mon..sun, ranges or lists; start before end, end up to 24:00)"
+                         (days mon..sun, ranges or lists; hh:mm up to 24:00; an end before \
+                         the start crosses midnight)"
                     ),
                 ));
             }
@@ -182,12 +188,15 @@ fn minutes(s: &str) -> Option<u32> {
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 /// One business-hours line: the days it covers (bit 0 Monday) and the minutes
-/// `[start, end)` after midnight. The widget parses the same grammar.
+/// `[start, end)` after midnight. An end before the start crosses midnight: the span
+/// starts on the named days and ends on the next (`fri 22:00-02:00` is Friday 22:00 to
+/// Saturday 02:00). The widget parses the same grammar.
 pub fn parse_hours(line: &str) -> Option<(u8, u32, u32)> {
     let (days, span) = line.trim().split_once(' ')?;
     let (start, end) = span.trim().split_once('-')?;
     let (start, end) = (minutes(start)?, minutes(end)?);
-    if start >= end {
+    // Equal ends say nothing; an overnight span ends by the next midnight.
+    if start == end || (end < start && (start == 24 * 60 || end == 24 * 60)) {
         return None;
     }
     let day = |d: &str| DAYS.iter().position(|x| *x == d);
@@ -225,11 +234,16 @@ mod tests {
         assert_eq!(parse_hours("mon-fri 09:00-18:00"), Some((0x1f, 540, 1080)));
         assert_eq!(parse_hours("sat,sun 10:00-24:00"), Some((0x60, 600, 1440)));
         assert_eq!(parse_hours("wed 00:00-00:30"), Some((0x04, 0, 30)));
+        // Overnight: Friday 22:00 to Saturday 02:00.
+        assert_eq!(parse_hours("fri 22:00-02:00"), Some((0x10, 1320, 120)));
+        assert_eq!(parse_hours("sun 18:00-00:00"), Some((0x40, 1080, 0)));
         for line in [
             "",
             "mon",
             "fri-mon 09:00-18:00",
-            "mon 18:00-09:00",
+            "mon 09:00-09:00",
+            "mon 24:00-09:00",
+            "mon 18:00-24:00x",
             "mon 9:00-18:00",
             "mon 09:00-24:01",
             "monday 09:00-18:00",

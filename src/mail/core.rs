@@ -4,7 +4,8 @@
 //! `now_ms` it is given.
 //!
 //! - An offline notification (a visitor message flagged `OFFLINE`) goes to the
-//!   group's notification address at once; later offline messages of the conversation
+//!   group's notification address two seconds later (with the visitor's details sent
+//!   right after the message); later offline messages of the conversation
 //!   gather and go `digest_interval` after the previous notification.
 //! - A reply digest (agent or bot messages flagged `VISITOR_AWAY`) goes to the
 //!   visitor's profile email `digest_interval` after its first reply; any visitor
@@ -25,6 +26,9 @@ use crate::protocol::Kind;
 use crate::protocol::messages::{content, flags, role};
 use crate::service::record::{self, Body, RecordKind, order_key};
 
+/// A conversation's first offline notification waits this long after its first
+/// offline message, so that the profile sent right after it (name, email) is in it.
+pub(crate) const FIRST_NOTICE_DELAY_MS: u64 = 2_000;
 /// A permanent SMTP refusal (5xx) drops the mail after this many attempts.
 pub(crate) const MAX_PERMANENT_ATTEMPTS: u32 = 3;
 /// The first retry waits about this long; each failure doubles it up to `max_backoff`.
@@ -337,7 +341,9 @@ impl Mailer {
                 }
                 let sent = self.marks.get(&id).map_or(0, |m| m.offline_sent_ms);
                 let gather = if sent == 0 {
-                    0
+                    // The first waits a moment for the visitor's details: a widget's
+                    // "leave a message" sends the message, then the email (a PROFILE).
+                    p.first_ms.saturating_add(FIRST_NOTICE_DELAY_MS)
                 } else {
                     sent.saturating_add(interval)
                 };

@@ -149,16 +149,23 @@ fn send_due(m: &mut Mailer, now: u64) -> Vec<Mail> {
 }
 
 #[test]
-fn the_first_offline_message_is_notified_at_once() {
+fn the_first_offline_message_is_notified_a_moment_later_with_the_profile_sent_after_it() {
     let mut m = Mailer::new(&cfg(), HashMap::new());
     feed(
         &mut m,
         &[opened(1, "sales"), offline(1, 1, 1_000, "is anyone there?")],
     );
     assert_eq!(m.pending(), 1);
-    assert_eq!(m.next_deadline(), Some(1_000));
-    assert_eq!(m.due(999), None);
-    let mail = m.due(1_000).unwrap();
+    let at = 1_000 + FIRST_NOTICE_DELAY_MS;
+    assert_eq!(m.next_deadline(), Some(at));
+    assert_eq!(m.due(at - 1), None);
+    // What a widget's "leave a message" sends right after the message.
+    feed(
+        &mut m,
+        &[profile(1, 2, 1_200, r#"{"email":"ann@example.com"}"#)],
+    );
+    let mail = m.due(at).unwrap();
+    assert!(mail.text.contains("ann@example.com"), "{}", mail.text);
     assert_eq!(mail.kind, MailKind::Offline);
     assert_eq!(mail.to, "desk@example.com");
     assert_eq!(mail.through, 1);
@@ -176,14 +183,15 @@ fn the_first_offline_message_is_notified_at_once() {
 fn later_offline_messages_gather_for_one_interval() {
     let mut m = Mailer::new(&cfg(), HashMap::new());
     feed(&mut m, &[opened(1, "sales"), offline(1, 1, 1_000, "one")]);
-    assert_eq!(send_due(&mut m, 1_000).len(), 1);
+    let first = 1_000 + FIRST_NOTICE_DELAY_MS;
+    assert_eq!(send_due(&mut m, first).len(), 1);
     feed(
         &mut m,
-        &[offline(1, 2, 2_000, "two"), offline(1, 3, 3_000, "three")],
+        &[offline(1, 2, 4_000, "two"), offline(1, 3, 5_000, "three")],
     );
-    assert_eq!(m.next_deadline(), Some(1_000 + MIN));
-    assert!(send_due(&mut m, MIN).is_empty());
-    let mails = send_due(&mut m, 1_000 + MIN);
+    assert_eq!(m.next_deadline(), Some(first + MIN));
+    assert!(send_due(&mut m, first + MIN - 1).is_empty());
+    let mails = send_due(&mut m, first + MIN);
     assert_eq!(mails.len(), 1);
     assert!(mails[0].text.contains("two") && mails[0].text.contains("three"));
     assert!(!mails[0].text.contains("one"));
@@ -211,7 +219,7 @@ fn groups_map_picks_the_address_and_without_one_it_is_counted_once() {
     let unaddressed: Vec<u64> = fed.iter().filter_map(|f| f.unaddressed).collect();
     assert_eq!(unaddressed, [2], "logged once per conversation");
     assert_eq!(m.pending(), 1);
-    let mails = send_due(&mut m, 1_000);
+    let mails = send_due(&mut m, 1_000 + FIRST_NOTICE_DELAY_MS);
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].to, "vip@example.com");
 }
@@ -415,9 +423,9 @@ fn past_max_pending_the_oldest_is_dropped_and_marked() {
 fn failures_back_off_with_jitter_and_permanent_ones_give_up() {
     let mut m = Mailer::new(&cfg(), HashMap::new());
     feed(&mut m, &[opened(1, "sales"), offline(1, 1, 1_000, "hi")]);
-    let mail = m.due(1_000).unwrap();
+    let mut now = 1_000 + FIRST_NOTICE_DELAY_MS;
+    let mail = m.due(now).unwrap();
     let mut waits = Vec::new();
-    let mut now = 1_000;
     for _ in 0..6 {
         let Failed::RetryAt(at) = m.failed(&mail, now, false, u64::MAX / 3) else {
             panic!("transient failures are retried");
@@ -434,7 +442,7 @@ fn failures_back_off_with_jitter_and_permanent_ones_give_up() {
     // A permanent refusal: given up at the third attempt in all.
     let mut m = Mailer::new(&cfg(), HashMap::new());
     feed(&mut m, &[opened(1, "sales"), offline(1, 1, 1_000, "hi")]);
-    let mail = m.due(1_000).unwrap();
+    let mail = m.due(1_000 + FIRST_NOTICE_DELAY_MS).unwrap();
     assert!(matches!(
         m.failed(&mail, 1_000, true, 0),
         Failed::RetryAt(_)

@@ -59,7 +59,29 @@ fn close_index(reason: CloseReason) -> usize {
 }
 
 /// Why a freshly accepted connection was closed at once, in slot order.
-pub const REJECT_LABELS: [&str; 3] = ["max_connections", "max_connections_per_ip", "accept_rate"];
+pub const REJECT_LABELS: [&str; 4] = [
+    "max_connections",
+    "max_connections_per_ip",
+    "accept_rate",
+    "untrusted_proxy",
+];
+
+/// Why a connection on a `proxy_protocol` listener was closed before its PROXY
+/// header was read, in slot order (the `reason` label of
+/// `proxy_header_errors_total`): `timeout` (no complete header within
+/// `heartbeat.handshake_timeout`), then [`crate::proxy::ProxyError::REASONS`].
+pub const PROXY_HEADER_ERRORS: [&str; 10] = [
+    "timeout",
+    "signature",
+    "v1_too_long",
+    "v1_syntax",
+    "v2_version",
+    "v2_command",
+    "v2_family",
+    "v2_too_large",
+    "v2_address",
+    "v2_tlv",
+];
 
 /// Why a freshly accepted connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +92,8 @@ pub enum Reject {
     PerIp = 1,
     /// `limits.accept_rate` exceeded.
     AcceptRate = 2,
+    /// A `proxy_protocol` listener's connection from outside its `trusted_proxies`.
+    UntrustedProxy = 3,
 }
 
 impl Reject {
@@ -198,6 +222,11 @@ pub struct ReactorMetrics {
     pub closed: [Counter; CLOSE_SLOTS],
     /// Connections closed right after accept by a connection limit, by [`Reject`].
     pub rejected: [Counter; REJECT_LABELS.len()],
+    /// Connections on a `proxy_protocol` listener closed for their PROXY header, by
+    /// [`PROXY_HEADER_ERRORS`] slot.
+    pub proxy_header_errors: [Counter; PROXY_HEADER_ERRORS.len()],
+    /// PROXY headers read (the connection then counts as its client's).
+    pub proxy_headers: Counter,
     /// Loop turns; also the watchdog's sign of life (bumped even when idle while the
     /// watchdog is on).
     pub loops: Counter,
@@ -263,6 +292,15 @@ impl ReactorMetrics {
     /// Slow consumers cut for `why` so far.
     pub fn cuts_for(&self, why: Cut) -> u64 {
         self.cuts.get(why as usize).map_or(0, Counter::get)
+    }
+
+    /// Counts one connection closed for its PROXY header (`reason` from
+    /// [`PROXY_HEADER_ERRORS`]).
+    pub fn count_proxy_error(&self, reason: &str) {
+        let i = PROXY_HEADER_ERRORS.iter().position(|r| *r == reason);
+        if let Some(c) = i.and_then(|i| self.proxy_header_errors.get(i)) {
+            c.inc();
+        }
     }
 
     /// Counts one connection refused by a limit.

@@ -602,10 +602,13 @@ messages! {
         /// The entries.
         entries: Vec<Entry>,
     }
-    /// Agent → server: canned replies starting like this.
+    /// Agent → server: canned replies starting like this, or (`faq`) FAQ entries
+    /// whose questions match it.
     Suggest {
         /// Most suggestions wanted.
         limit: u8,
+        /// FAQ hints instead of canned replies: `prefix` is a visitor's question.
+        faq: bool,
         /// Conversation the reply is for (its group's library is searched too).
         conversation: u64,
         /// What the agent has typed.

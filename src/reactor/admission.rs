@@ -1,5 +1,7 @@
 //! Connection limits against abuse: a global count, per-IP counts, and a per-reactor
-//! accept rate. Checked once per accepted socket; nothing here runs per byte or frame.
+//! accept rate. Checked once per accepted socket (a connection behind a PROXY header:
+//! the total at accept, its client's address once the header is read); nothing here
+//! runs per byte or frame.
 //!
 //! The global count is one shared atomic. Per-IP counts live in a few mutex-guarded
 //! maps sharded by address hash, so reactors accepting from different addresses rarely
@@ -77,16 +79,29 @@ impl ConnLimits {
     /// Counts a new connection from `key`, or says which limit refuses it (and then
     /// counts nothing).
     pub fn admit(&self, key: IpKey) -> Result<(), Reject> {
+        self.admit_total()?;
+        let admitted = self.admit_ip(key);
+        if admitted.is_err() {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+        }
+        admitted
+    }
+
+    /// Counts a new connection against `limits.max_connections` only: one behind a
+    /// PROXY header, whose address is not known yet (see [`admit_ip`](Self::admit_ip)).
+    pub fn admit_total(&self) -> Result<(), Reject> {
         let max = self.max_total.load(Ordering::Relaxed);
-        if self
-            .total
+        self.total
             .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
                 (n < max).then_some(n + 1)
             })
-            .is_err()
-        {
-            return Err(Reject::MaxConnections);
-        }
+            .map(drop)
+            .map_err(|_| Reject::MaxConnections)
+    }
+
+    /// Counts a connection [`admit_total`](Self::admit_total) counted against its
+    /// address's `limits.max_connections_per_ip`, or refuses it (counting nothing).
+    pub fn admit_ip(&self, key: IpKey) -> Result<(), Reject> {
         let admitted = self.shard(key).and_then(|s| s.lock().ok()).map(|mut m| {
             let n = m.entry(key).or_insert(0);
             if *n < self.max_per_ip.load(Ordering::Relaxed) {
@@ -99,14 +114,22 @@ impl ConnLimits {
         if admitted == Some(true) {
             Ok(())
         } else {
-            self.total.fetch_sub(1, Ordering::AcqRel);
             Err(Reject::PerIp)
         }
     }
 
     /// Forgets a connection [`admit`](Self::admit) counted.
     pub fn release(&self, key: IpKey) {
+        self.release_total();
+        self.release_ip(key);
+    }
+
+    /// Forgets a connection only [`admit_total`](Self::admit_total) counted.
+    pub fn release_total(&self) {
         self.total.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    fn release_ip(&self, key: IpKey) {
         if let Some(mut m) = self.shard(key).and_then(|s| s.lock().ok())
             && let Some(n) = m.get_mut(&key)
         {
@@ -228,6 +251,28 @@ mod tests {
         l.release(b);
         l.release(b);
         l.release(a);
+        assert_eq!(l.total(), 0);
+        assert!(l.shards.iter().all(|s| s.lock().unwrap().is_empty()));
+    }
+
+    #[test]
+    fn a_proxied_connection_counts_in_two_steps() {
+        let l = ConnLimits::new(&limits(3, 1));
+        let a = l.key(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        // The proxy's connections count only in the total until their header says
+        // who the client is.
+        assert_eq!(l.admit_total(), Ok(()));
+        assert_eq!(l.admit_total(), Ok(()));
+        assert_eq!(l.admit_ip(a), Ok(()));
+        assert_eq!(l.admit_ip(a), Err(Reject::PerIp));
+        l.release_total();
+        assert_eq!(l.total(), 1);
+        assert_eq!(l.admit_total(), Ok(()));
+        assert_eq!(l.admit_total(), Ok(()));
+        assert_eq!(l.admit_total(), Err(Reject::MaxConnections));
+        l.release(a);
+        l.release_total();
+        l.release_total();
         assert_eq!(l.total(), 0);
         assert!(l.shards.iter().all(|s| s.lock().unwrap().is_empty()));
     }

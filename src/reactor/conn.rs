@@ -160,6 +160,10 @@ pub(crate) struct Conn {
     pub sending: u8,
     /// The peer's address key in the connection limits (released on close).
     pub ip_key: crate::reactor::admission::IpKey,
+    /// Its listener takes a PROXY header first and it has not arrived yet: input
+    /// goes to `reactor/proxied.rs`, and the connection counts only against
+    /// `limits.max_connections` (`ip_key` is the proxy's, counted nowhere).
+    pub awaiting_proxy: bool,
 }
 
 /// The unit of [`Conn::allowance`] (64 KiB: a `u16` of them covers 4 GiB).

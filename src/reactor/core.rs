@@ -48,6 +48,8 @@ pub(crate) struct Settings {
     /// TLS on the client listener (`[listeners.client.tls]`): what new handshakes
     /// use (`None`: plaintext only).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The listeners that take a PROXY protocol header first (`proxied.rs`).
+    pub proxy: ProxyListeners,
 }
 
 impl Settings {
@@ -61,6 +63,7 @@ impl Settings {
                 .min(MAX_RESERVED_SLOTS),
             web: WebSettings::from_config(c),
             tls: None,
+            proxy: ProxyListeners::from_config(c),
         }
     }
 }
@@ -132,6 +135,8 @@ pub(crate) struct Core {
     pressure_log: LogGate,
     shed_log: LogGate,
     cut_log: LogGate,
+    /// Connections closed for a bad or missing PROXY header (`proxied.rs`).
+    proxy_log: LogGate,
     /// Asks whether the kernel's TCP memory is under pressure (tests replace it).
     kernel_pressure_probe: fn() -> bool,
     /// The last answer and when it was asked (`None`: never).
@@ -205,6 +210,7 @@ impl Core {
             pressure_log: LogGate::default(),
             shed_log: LogGate::default(),
             cut_log: LogGate::default(),
+            proxy_log: LogGate::default(),
             kernel_pressure_probe: crate::host_memory::tcp_memory_pressure,
             kernel_pressure: (None, false),
             drain_stall_ms: u64::MAX,
@@ -450,8 +456,22 @@ impl Core {
         if !self.input_open {
             return;
         }
-        let Some(ip_key) = self.admit(peer) else {
+        // Behind a PROXY header the client's address is known only once it is read.
+        let awaiting_proxy = self.settings.proxy.of(kind).is_some();
+        let admitted = if awaiting_proxy {
+            self.admit_proxy(kind, peer)
+        } else {
+            self.admit(peer)
+        };
+        let Some(ip_key) = admitted else {
             return;
+        };
+        let release_key = |core: &Self| {
+            if awaiting_proxy {
+                core.links.limits.release_total();
+            } else {
+                core.links.limits.release(ip_key);
+            }
         };
         // Latency matters more than packet count for chat traffic.
         let _ = stream.set_nodelay(true);
@@ -461,17 +481,19 @@ impl Core {
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
         if u32::try_from(slot).is_err() {
-            self.links.limits.release(ip_key);
+            release_key(self);
             return;
         }
         if let Err(e) = drv.register(&mut stream, token(slot, generation)) {
             tracing::warn!(reactor = self.id, error = %e, "cannot register accepted socket");
             self.links.stats.accept_errors.inc();
-            self.links.limits.release(ip_key);
+            release_key(self);
             return;
         }
         let (phase, dialect) = match kind {
             ListenerKind::Client => (Phase::Handshake, Dialect::Unknown),
+            // The PROXY header must come within the handshake deadline.
+            ListenerKind::Echo if awaiting_proxy => (Phase::Handshake, Dialect::Raw),
             ListenerKind::Echo => (Phase::Established, Dialect::Raw),
             // The upgrade must come within the handshake deadline.
             ListenerKind::WsEcho => (Phase::Handshake, Dialect::HttpHead),
@@ -502,6 +524,7 @@ impl Core {
             head_started: false,
             sending: 0,
             ip_key,
+            awaiting_proxy,
         });
         self.links.ledger.open(self.id, slot as u32, generation);
         let stats = self.stats();
@@ -509,7 +532,8 @@ impl Core {
         stats.open.set(self.conns.len() as u64);
         let deadline = self.conns.get(slot).map_or(now, |c| self.deadline_of(c));
         self.timers.push(deadline, slot as u32, generation);
-        if kind == ListenerKind::Client {
+        // Behind a PROXY header, the worker hears of it with the client's address.
+        if kind == ListenerKind::Client && !awaiting_proxy {
             let id = self.conn_id(slot, generation);
             self.tell_worker(id, Event::Opened { conn: id, peer });
             if let Some(c) = self.conns.get_mut(slot) {
@@ -607,9 +631,21 @@ impl Core {
         if !self.input_open {
             return;
         }
+        if c.awaiting_proxy {
+            return self.proxy_data(drv, slot, data);
+        }
         if c.phase == Phase::Established {
             c.mark = now;
         }
+        self.on_payload(drv, slot, data);
+    }
+
+    /// A connection's own input (after any PROXY header): TLS records on a client
+    /// connection that started TLS (or starts it now), else its dialect's bytes.
+    fn on_payload(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
         let (kind, tls) = (c.kind, c.tls.is_some());
         if kind == ListenerKind::Client && (tls || self.start_tls(slot, data)) {
             self.on_tls_data(drv, slot, data);
@@ -1273,7 +1309,11 @@ impl Core {
         };
         drv.deregister(&mut c.stream, token(slot, c.generation));
         self.api.forget(slot);
-        self.links.limits.release(c.ip_key);
+        if c.awaiting_proxy {
+            self.links.limits.release_total();
+        } else {
+            self.links.limits.release(c.ip_key);
+        }
         self.links.ledger.close(self.id, slot as u32);
         self.unpublish(c.published);
         if c.close_reason.is_none() {
@@ -1440,6 +1480,7 @@ impl Core {
                 continue;
             }
             match c.phase {
+                Phase::Handshake if c.awaiting_proxy => self.proxy_timed_out(drv, slot),
                 Phase::Handshake => {
                     self.close_with_error(drv, slot, ErrorCode::HandshakeTimeout, 0)
                 }
@@ -1626,6 +1667,9 @@ mod web_visitors;
 #[path = "web_console.rs"]
 mod web_console;
 
+#[path = "proxied.rs"]
+mod proxied;
 #[path = "tls_io.rs"]
 mod tls_io;
 pub(crate) use super::dialect::WebSettings;
+pub(crate) use proxied::ProxyListeners;

@@ -88,6 +88,7 @@ fn settings(max_pending_bytes: u32) -> Settings {
         reserve_slots: 16,
         web: super::WebSettings::from_config(&crate::config::Config::default()),
         tls: None,
+        proxy: super::ProxyListeners::default(),
     }
 }
 
@@ -1067,4 +1068,82 @@ fn a_full_login_queue_is_503_and_a_verdict_that_never_comes_is_408_at_the_deadli
     let out = http_out(&mut f, &mut drv, first);
     assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
     assert_eq!(jobs.len(), 1);
+}
+
+// PROXY protocol (`proxied.rs`) on the fake clock.
+
+/// [`settings`] with the client and echo listeners taking PROXY headers from
+/// loopback, and a handshake deadline of `handshake_ms`.
+fn proxied(handshake_ms: u64) -> Settings {
+    let rule = Arc::new(super::proxied::ProxyRule {
+        trusted: vec!["127.0.0.0/8".parse().unwrap()],
+        max_header_bytes: 1024,
+    });
+    Settings {
+        proxy: super::ProxyListeners {
+            client: Some(rule.clone()),
+            echo: Some(rule),
+        },
+        ..deadlines(handshake_ms, 10_000, 1_000)
+    }
+}
+
+/// The worker hears of a proxied connection only once its header is read, with the
+/// client's address; the bytes after the header are the connection's own.
+#[test]
+fn a_proxied_connection_opens_with_the_client_address_after_its_header() {
+    use crate::handoff::Event;
+    use crate::protocol::Kind;
+    let mut drv = Script::default();
+    let (mut f, rx) = Fixture::with_worker_queue(proxied(10_000), 8);
+    let t = f.open(&mut drv, ListenerKind::Client);
+    f.core.end_turn(&mut drv, f.now);
+    assert!(rx.try_recv().is_err(), "not announced before its header");
+    let client: std::net::SocketAddr = "[2001:db8::7]:4242".parse().unwrap();
+    let header = crate::proxy::encode_v2(
+        &crate::proxy::ProxyHeader::Proxied {
+            source: client,
+            destination: "[2001:db8::1]:7700".parse().unwrap(),
+        },
+        &[],
+    );
+    let bytes = [header.as_slice(), &frame_of(Kind::Ping, 9)].concat();
+    // Split in the header, and again in the frame after it.
+    for (i, piece) in bytes.chunks(7).enumerate() {
+        f.data_at(&mut drv, t, i as u64, piece);
+    }
+    f.core.end_turn(&mut drv, f.now);
+    let got: Vec<Event> = rx.try_iter().collect();
+    assert!(
+        matches!(got.first(), Some(Event::Opened { conn, peer }) if *conn == conn_id(t) && *peer == client),
+        "{got:?}"
+    );
+    assert!(
+        matches!(got.get(1), Some(Event::Frame { header, .. }) if header.request_id == 9),
+        "{got:?}"
+    );
+    assert_eq!(f.core.stats().proxy_headers.get(), 1);
+    // Counted once in the total (at accept), and now as the client.
+    assert_eq!(f.core.links.limits.total(), 1);
+}
+
+/// No complete header within the handshake deadline: closed without a farewell,
+/// counted as a `timeout` header error; the limits forget it.
+#[test]
+fn a_proxied_connection_without_its_header_times_out() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(proxied(500));
+    let t = f.open(&mut drv, ListenerKind::Echo);
+    assert_eq!(f.phase(t), Some(Phase::Handshake));
+    f.data_at(&mut drv, t, 100, b"PROXY TCP4 ");
+    f.core.run_timers(&mut drv, Mono::from_ms(1_000 + 499));
+    assert_eq!(f.phase(t), Some(Phase::Handshake));
+    f.core.run_timers(&mut drv, Mono::from_ms(1_000 + 500));
+    assert_eq!(f.phase(t), Some(Phase::Closing));
+    assert_eq!(f.core.stats().proxy_header_errors[0].get(), 1);
+    assert_eq!(f.closed_for(ErrorCode::HandshakeTimeout), 1);
+    f.core
+        .run_timers(&mut drv, Mono::from_ms(1_000 + 500 + 1_000));
+    assert_eq!(f.phase(t), None);
+    assert_eq!(f.core.links.limits.total(), 0);
 }

@@ -36,6 +36,7 @@ pub(crate) fn settings_json(cfg: &WebSite, site: &Site, api: &ApiConfig) -> Byte
         "pre_chat": w.pre_chat,
         "timezone": w.timezone,
         "hours": w.hours,
+        "context": w.context,
         "attachment_types": api.attachment_types,
         "max_attachment_bytes": api.max_attachment_bytes,
     });

@@ -240,11 +240,8 @@ mod tests {
         let old = Config::default();
         let mut new = old.clone();
         new.listeners.echo = Some(ListenerConfig {
-            addr: "127.0.0.1:7702".parse().unwrap(),
             backlog: 16,
-            websocket: false,
-            tls: None,
-            allow_plaintext: false,
+            ..ListenerConfig::on("127.0.0.1:7702".parse().unwrap())
         });
         new.assist.faq = Some("/etc/switchboard/faq.toml".into());
         let got = shown_changes(&old, &new);

@@ -420,11 +420,16 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     }
                     wait = wait.min(next_sweep.since(now.mono));
                 }
-                let buffers = (&mut asked, &mut effects);
                 crossbeam_channel::select! {
                     recv(events) -> ev => match ev {
                         Ok(ev) => {
                             now = clock.now();
+                            // Controls first here too: an event for a conversation of
+                            // this worker's own shard reaches it directly.
+                            while let Ok(c) = control_rx.try_recv() {
+                                shard.control(c, &mut effects);
+                            }
+                            let buffers = (&mut asked, &mut effects);
                             on_event(ev, now, &mut sessions, &mut shard, &mut durable, buffers, &mut dispatch);
                         }
                         // Every reactor is gone: shutdown.
@@ -457,11 +462,12 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     }
                 }
                 while handled < BATCH {
-                    if let Ok(ev) = events.try_recv() {
+                    // Controls before anything they may apply to (see above).
+                    if let Ok(msg) = control_rx.try_recv() {
+                        shard.control(msg, &mut effects);
+                    } else if let Ok(ev) = events.try_recv() {
                         let buffers = (&mut asked, &mut effects);
                         on_event(ev, now, &mut sessions, &mut shard, &mut durable, buffers, &mut dispatch);
-                    } else if let Ok(msg) = control_rx.try_recv() {
-                        shard.control(msg, &mut effects);
                     } else if let Ok(msg) = shard_rx.try_recv() {
                         on_shard(msg, now, &mut shard, &mut durable, &mut effects);
                     } else if let Ok(reply) = replies_rx.try_recv() {

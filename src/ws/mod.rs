@@ -15,7 +15,7 @@ pub mod utf8;
 pub use endpoint::{Fed, WsError, WsLimits, WsSink, WsState};
 pub use frame::{Opcode, client_frame, close_frame, server_frame, server_header};
 pub use handshake::{Refusal, Refused, Subprotocol, Upgrade, accept, accept_key};
-pub use origin::{OriginError, OriginPolicy};
+pub use origin::{OriginError, OriginPolicy, SAME_HOST};
 
 #[cfg(test)]
 mod peer_tests;

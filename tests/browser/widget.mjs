@@ -404,7 +404,10 @@ try {
   await expectText(bar(a), /too long/, 'an oversize message');
   await shot(a, 'too-long');
   await textarea(a).fill('');
-  step('a forbidden file type and an oversize message each show a clear message');
+  // Nothing of either was stored.
+  const stored = await agent.evaluate((x) => ag.history(x), conv);
+  if (stored.entries.some((en) => en.body.length > 65536 || en.body.includes('setup.exe'))) fail('a refused message or file was stored');
+  step('a forbidden file type and an oversize message each show a clear message; nothing of them is in the transcript');
 
   // --- The connection drops: a visible state, then back by itself.
   await ctxA.setOffline(true);

@@ -126,6 +126,7 @@ fn agents_get_canned_replies_by_prefix_and_despite_typos() {
         let reply = alice
             .request(messages::Suggest {
                 limit: 3,
+                faq: false,
                 conversation: conv,
                 prefix: prefix.into(),
             })
@@ -145,8 +146,64 @@ fn agents_get_canned_replies_by_prefix_and_despite_typos() {
     // A visitor may not ask.
     let rid = vera.post(messages::Suggest {
         limit: 3,
+        faq: false,
         conversation: conv,
         prefix: "Th".into(),
+    });
+    vera.expect_error(rid, 403);
+}
+
+#[test]
+fn agents_get_faq_hints_for_a_visitors_question_and_none_for_small_talk() {
+    let server = server();
+    let (mut alice, mut vera, conv) = alice_serves_vera(&server);
+    let ask = |alice: &mut Peer, question: &str| {
+        let reply = alice
+            .request(messages::Suggest {
+                limit: 3,
+                faq: true,
+                conversation: conv,
+                prefix: question.into(),
+            })
+            .unwrap();
+        let Msg::Suggestions(s) = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(s.prefix, question);
+        s.items
+    };
+    let hints = ask(&mut alice, "i forgot my password, how do i reset it");
+    assert_eq!(hints.len(), 1, "{hints:?}");
+    assert!(hints[0].text.contains("Forgot password"), "{hints:?}");
+    assert_eq!(hints[0].id, 0);
+    assert!(
+        (1..=1000).contains(&hints[0].uses),
+        "similarity in thousandths: {hints:?}"
+    );
+    // Nothing close: no hint (not the closest entry whatever its score).
+    assert!(ask(&mut alice, "lovely weather today").is_empty());
+    // Canned replies are still what `faq: false` asks for.
+    let reply = alice
+        .request(messages::Suggest {
+            limit: 3,
+            faq: false,
+            conversation: conv,
+            prefix: "i forgot my password".into(),
+        })
+        .unwrap();
+    let Msg::Suggestions(s) = reply else {
+        panic!("{reply:?}")
+    };
+    assert!(
+        s.items.iter().all(|i| !i.text.contains("Forgot password")),
+        "{s:?}"
+    );
+    // A visitor may not ask for hints either.
+    let rid = vera.post(messages::Suggest {
+        limit: 1,
+        faq: true,
+        conversation: conv,
+        prefix: "password".into(),
     });
     vera.expect_error(rid, 403);
 }

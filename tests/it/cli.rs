@@ -426,3 +426,38 @@ fn check_config_takes_its_file_one_way_only() {
     assert_eq!(status.code(), Some(2), "{err}");
     assert!(err.contains("needs the file"), "{err}");
 }
+
+#[test]
+fn proxy_keys_are_checked_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = "[listeners.client]\naddr = \"127.0.0.1:7700\"\n";
+    let cases = [
+        (
+            "proxy_protocol = true\n",
+            "listeners.client.trusted_proxies",
+        ),
+        (
+            "trusted_proxies = [\"10.0.0.0/8\"]\n",
+            "listeners.client.proxy_protocol",
+        ),
+        (
+            "proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            "10.0.0.0/33",
+        ),
+    ];
+    for (i, (keys, named)) in cases.into_iter().enumerate() {
+        let (code, _, err) = check(
+            dir.path(),
+            &format!("p{i}.toml"),
+            &format!("{listener}{keys}"),
+        );
+        assert_eq!(code, Some(2), "{keys}: {err}");
+        assert!(err.contains(named), "{keys}: {err:?} must name {named}");
+    }
+    let (code, _, err) = check(
+        dir.path(),
+        "ok.toml",
+        &format!("{listener}proxy_protocol = true\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n"),
+    );
+    assert_eq!(code, Some(0), "{err}");
+}

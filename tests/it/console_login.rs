@@ -365,6 +365,69 @@ fn passwd_prints_an_argon2id_hash_that_verifies() {
     assert!(out.is_empty() && err.contains("--stdin"), "{err}");
 }
 
+/// `passwd` at a terminal: it prompts twice and never echoes the password. The
+/// terminal is a pseudo-terminal made by util-linux `script` (skipped without it).
+#[test]
+fn passwd_at_a_terminal_prompts_twice_without_echo() {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no util-linux `script` to make a pseudo-terminal");
+        return;
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", &format!("{} passwd", bin()), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = Arc::clone(&seen);
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    // Types only once the prompt is out, so echo is already off (a password typed
+    // earlier would be echoed by the terminal itself, whatever the program does).
+    let wait_for = |what: &str| {
+        for _ in 0..1000 {
+            if String::from_utf8_lossy(&seen.lock().unwrap()).contains(what) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "no {what:?} in {:?}",
+            String::from_utf8_lossy(&seen.lock().unwrap())
+        );
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    wait_for("Password:");
+    stdin.write_all(b"correct horse\n").unwrap();
+    wait_for("Again:");
+    stdin.write_all(b"correct horse\n").unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let out = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    assert!(status.success(), "{out}");
+    assert!(
+        !out.contains("correct horse"),
+        "the password was echoed: {out:?}"
+    );
+    let phc = out
+        .split_whitespace()
+        .find(|w| w.starts_with("$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash in {out:?}"));
+    assert!(password::verify(phc, b"correct horse"), "{phc}");
+}
+
 #[test]
 fn check_config_refuses_a_hash_that_is_not_argon2id_and_warns_about_a_cheap_one() {
     let dir = tempfile::tempdir().unwrap();

@@ -491,6 +491,10 @@ fn framing_md_defaults_match_config() {
     };
     starts("listeners.client.addr", c.listeners.client.addr.to_string());
     starts(
+        "listeners.client.proxy_max_header_bytes",
+        c.listeners.client.proxy_max_header_bytes.to_string(),
+    );
+    starts(
         "limits.max_frame_bytes",
         c.limits.max_frame_bytes.to_string(),
     );

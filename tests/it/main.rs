@@ -40,6 +40,8 @@ mod ops_logging;
 mod ops_notify;
 mod ops_reload;
 mod protocol_vectors;
+mod proxy_haproxy;
+mod proxy_protocol;
 mod pyjwt_interop;
 mod sdk_client;
 mod service_authz;

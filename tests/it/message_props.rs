@@ -372,6 +372,7 @@ fn history_page() -> impl Strategy<Value = m::HistoryPage> {
 fn suggest() -> impl Strategy<Value = m::Suggest> {
     fields!(m::Suggest {
         limit: any::<u8>(),
+        faq: any::<bool>(),
         conversation: any::<u64>(),
         prefix: short()
     })

@@ -601,7 +601,7 @@ fn code_layouts() -> Vec<Layout> {
         "Watch": ArchivedWatch { group },
         "History": ArchivedHistory { limit, conversation, before_seq },
         "HistoryPage": ArchivedHistoryPage { more, conversation, entries },
-        "Suggest": ArchivedSuggest { limit, conversation, prefix },
+        "Suggest": ArchivedSuggest { limit, faq, conversation, prefix },
         "Suggestions": ArchivedSuggestions { prefix, items },
         "Notice": ArchivedNotice { time_ms, group, from, text },
         "ListConversations": ArchivedListConversations { limit, state, after, updated_since_ms,

@@ -6,7 +6,7 @@
 //! and none to its neighbour.
 
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -318,6 +318,38 @@ fn the_rate_limits_one_address_and_not_its_neighbour() {
     ] {
         assert!(text.contains(want), "{want} missing from metrics");
     }
+}
+
+/// Behind a PROXY header, the rate counts the client the header names, not the
+/// proxy every request comes from.
+#[test]
+fn behind_a_proxy_the_rate_limits_the_client_the_header_names() {
+    use switchboard::proxy::{ProxyHeader, encode_v1, encode_v2};
+    let server = TestServer::start(|c| {
+        with_sites(c);
+        c.reactor.threads = 1;
+        c.web.visitor_tokens_per_minute = 2;
+        c.listeners.client.proxy_protocol = true;
+        c.listeners.client.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    });
+    let req = post_text(PATH, Some(ORIGIN), "", "{}");
+    let via_proxy = |client: [u8; 4], v2: bool| {
+        let h = ProxyHeader::Proxied {
+            source: SocketAddr::from((client, 40000)),
+            destination: SocketAddr::from(([192, 0, 2, 1], 443)),
+        };
+        let header = if v2 {
+            encode_v2(&h, &[])
+        } else {
+            encode_v1(&h)
+        };
+        raw(server.addr(), &[header.as_slice(), req.as_bytes()].concat())
+    };
+    assert_eq!(via_proxy([203, 0, 113, 1], true).status, 200);
+    assert_eq!(via_proxy([203, 0, 113, 1], false).status, 200);
+    assert_eq!(via_proxy([203, 0, 113, 1], true).status, 429);
+    // Another visitor behind the same proxy has a budget of its own.
+    assert_eq!(via_proxy([203, 0, 113, 2], false).status, 200);
 }
 
 #[test]

@@ -224,7 +224,7 @@
     addEntry(c, { seq: f.seq, time_ms: String(Date.now()), kind: 33, sender_role: ROLE.SYSTEM, content_type: 0, flags: 0, sender: f.agent, body: f.agent_name });
     if (mine) {
       if (!c.historyLoaded) loadHistory(c);
-      alertUser('New conversation', `${c.visitorName} (${c.group})`);
+      alertUser('New conversation', `${nameOf(c)} (${c.group})`);
     } else if (c.pane) {
       updatePane(c);
     }
@@ -255,7 +255,7 @@
       c.typing = false; showTyping(c);
       if (s.focused !== c || document.hidden) {
         c.unread += 1;
-        alertUser(c.visitorName || 'Visitor', f.content_type === CT.TEXT ? f.body : 'New message');
+        alertUser(nameOf(c), f.content_type === CT.TEXT ? f.body : 'New message');
       } else {
         receipt(c);
       }
@@ -294,14 +294,28 @@
     if (e.content_type === CT.PROFILE && e.kind === 16 && e.sender_role === ROLE.VISITOR) {
       try { c.profiles.set(String(seq), JSON.parse(e.body)); } catch { /* not a profile */ }
       c.profile = mergeProfiles(c.profiles);
-      if (c.pane) renderContext(c);
+      if (c.pane) { renderContext(c); updatePane(c); }
+      renderLists();
     }
     if (c.pane) insertEntry(c, e);
+    // A visitor's question (not an automatic reply's): look for an FAQ hint.
+    if (c.pane && e.sender_role === ROLE.VISITOR && e.content_type === CT.TEXT && e.kind === 16 && seq >= (c.hintSeq || 0n)) {
+      c.hintSeq = seq;
+      c.hintQ = e.body;
+      clearTimeout(c.hintTimer);
+      c.hintTimer = setTimeout(() => faqHint(c), 150);
+    }
     return true;
   }
 
   // The visitor profile: every PROFILE in transcript order, a member replacing the
   // earlier value and null removing it, fields key by key (PROTOCOL.md 5.2a).
+  // The visitor's name as the agent should see it: the one they gave (PROFILE) over
+  // the token's, which for anonymous visitors is a made-up "Visitor xxxx".
+  function nameOf(c, fallback) {
+    return (c.profile && c.profile.name) || c.visitorName || fallback || 'Conversation ' + c.id;
+  }
+
   function mergeProfiles(profiles) {
     const out = { name: null, email: null, fields: {} };
     const order = [...profiles.keys()].sort((a, b) => (big(a) < big(b) ? -1 : 1));
@@ -336,7 +350,7 @@
       if (e.flags & FLAG.OFFLINE) tags.push('offline message');
       if (e.flags & FLAG.FLAGGED) tags.push('flagged');
       if (e.flags & FLAG.AWAY) tags.push('visitor away');
-      const who = fromVisitor ? (c.visitorName || e.sender) : e.sender_role === ROLE.SYSTEM ? 'Auto-reply' : (e.sender === s.me?.user ? 'You' : e.sender);
+      const who = fromVisitor ? (nameOf(c, e.sender)) : e.sender_role === ROLE.SYSTEM ? 'Auto-reply' : (e.sender === s.me?.user ? 'You' : e.sender);
       const meta = el('div', { class: 'meta' }, `${who} · ${time(e.time_ms)}`);
       for (const t of tags) meta.append(el('span', { class: 'tag', text: t }));
       li.append(meta, el('div', { class: 'msg', text: body }));
@@ -438,8 +452,8 @@
   function updatePane(c) {
     const p = c.pane;
     const mine = c.state === 'assigned' && c.agent === s.me?.user;
-    $('.pane-title', p).textContent = `${c.visitorName || 'Conversation ' + c.id} · ${c.group || '—'}`;
-    p.setAttribute('aria-label', `Conversation with ${c.visitorName || c.id}`);
+    $('.pane-title', p).textContent = `${nameOf(c)} · ${c.group || '—'}`;
+    p.setAttribute('aria-label', `Conversation with ${nameOf(c)}`);
     const st = $('.state', p);
     st.textContent = c.state === 'queued' ? `queued #${c.queuedPos}` : mine ? 'mine' : c.state;
     p.classList.toggle('closed', c.state === 'closed');
@@ -447,6 +461,8 @@
     $('.act-claim', p).hidden = c.state !== 'queued';
     $('.act-transfer', p).hidden = !mine;
     $('.act-close', p).hidden = !mine;
+    if (!mine) $('.faq-hint', p).hidden = true;
+    else if (c.hintQ && c.hintDone !== c.hintSeq) { clearTimeout(c.hintTimer); c.hintTimer = setTimeout(() => faqHint(c), 150); }
   }
 
   const LABELS = { page_url: 'Page', url: 'Page', page: 'Page', referrer: 'Referrer', referer: 'Referrer', browser: 'Browser', user_agent: 'Browser' };
@@ -462,6 +478,25 @@
     for (const [k, v] of Object.entries(fields)) add(LABELS[k] || k, typeof v === 'object' ? JSON.stringify(v) : v);
   }
 
+  // FAQ hints (Suggest with faq): the library's answer to the visitor's last
+  // question, for the assigned agent to use or dismiss.
+  async function faqHint(c) {
+    const q = c.hintQ;
+    if (!c.pane || !q || c.state !== 'assigned' || c.agent !== s.me?.user) return;
+    c.hintDone = c.hintSeq;
+    const box = $('.faq-hint', c.pane);
+    try {
+      const r = await request('Suggest', { limit: 1, faq: true, conversation: c.id, prefix: [...q].slice(0, 300).join('') });
+      if (!c.pane || c.hintQ !== q) return;
+      const hit = (r.fields.items || [])[0];
+      box.hidden = !hit;
+      if (!hit) return;
+      c.hintText = hit.text;
+      $('.faq-text', box).textContent = hit.text;
+      $('.faq-score', box).textContent = `${Math.round(hit.uses / 10)}% match`;
+    } catch { box.hidden = true; }
+  }
+
   function showNote(c) {
     const n = $('.transfer-note', c.pane);
     n.hidden = !c.note;
@@ -469,7 +504,7 @@
   }
 
   function showTyping(c) {
-    if (c.pane) $('.typing', c.pane).textContent = c.typing ? `${c.visitorName || 'The visitor'} is typing…` : '';
+    if (c.pane) $('.typing', c.pane).textContent = c.typing ? `${nameOf(c, 'The visitor')} is typing…` : '';
   }
 
   function markRead(c) {
@@ -508,6 +543,8 @@
     $('.act-close', p).addEventListener('click', () => send('Close', { conversation: c.id, seq: '0', reason: 'closed by agent' }));
     $('.act-transfer', p).addEventListener('click', () => openTransfer(c));
     $('.older', p).addEventListener('click', () => loadHistory(c));
+    $('.faq-use', p).addEventListener('click', () => { ta.value = c.hintText || ''; $('.faq-hint', p).hidden = true; ta.focus(); });
+    $('.faq-dismiss', p).addEventListener('click', () => { $('.faq-hint', p).hidden = true; ta.focus(); });
     noteBox.addEventListener('change', () => form.classList.toggle('noting', noteBox.checked));
     const closeList = () => { list.hidden = true; ta.removeAttribute('aria-activedescendant'); sel = -1; };
     const showList = () => {
@@ -567,6 +604,7 @@
         addEntry(c, { seq: a.fields.seq, time_ms: a.fields.time_ms, kind: note ? 21 : 16, sender_role: s.me.role,
           content_type: CT.TEXT, flags: note ? FLAG.PRIVATE : 0, sender: s.me.user, body, client_msg_id: id });
         c.updated = Date.now();
+        if (!note) $('.faq-hint', p).hidden = true;
         renderLists();
       } catch (err) {
         ta.value = body;
@@ -620,7 +658,7 @@
     const mine = [...s.convs.values()].filter((c) => c.state === 'assigned' && c.agent === me).sort((a, b) => b.updated - a.updated);
     const ul = $('#mine');
     ul.textContent = '';
-    for (const c of mine) ul.append(convButton(c, `${c.visitorName || c.id} · ${c.group}`));
+    for (const c of mine) ul.append(convButton(c, `${nameOf(c)} · ${c.group}`));
     $('#mine-count').textContent = String(mine.length);
     const queued = [...s.convs.values()].filter((c) => c.state === 'queued');
     const byGroup = new Map();
@@ -630,7 +668,7 @@
     for (const [g, cs] of byGroup) {
       const list = el('ul', { class: 'convs', 'aria-label': 'Queued in ' + g });
       for (const c of cs.sort((a, b) => a.queuedPos - b.queuedPos)) {
-        const li = convButton(c, `#${c.queuedPos} ${c.visitorName || c.id}`);
+        const li = convButton(c, `#${c.queuedPos} ${nameOf(c)}`);
         li.append(el('button', { type: 'button', class: 'claim', 'aria-label': `Claim conversation ${c.id}`, text: 'Claim', onclick: () => claim(c) }));
         list.append(li);
       }
@@ -639,7 +677,7 @@
     $('#queued-count').textContent = String(queued.length);
     const cl = $('#closed');
     cl.textContent = '';
-    for (const id of s.closed) { const c = s.convs.get(id); if (c) cl.append(convButton(c, `${c.visitorName || c.id} · closed`)); }
+    for (const id of s.closed) { const c = s.convs.get(id); if (c) cl.append(convButton(c, `${nameOf(c)} · closed`)); }
     const av = $('#avail');
     av.textContent = '';
     for (const g of s.avail.values()) {

@@ -14,7 +14,8 @@ use crate::handoff::CloseReason;
 use crate::metrics::conversation::{GroupFigures, WAIT_BUCKETS_S, WaitHistogram};
 use crate::metrics::{
     CONVERSATION_STATES, CUT_CAUSES, Counter, KIND_SLOTS, KindCounts, LATENCY_BUCKETS_US,
-    LatencyHistogram, Metrics, REJECT_LABELS, ReactorMetrics, WorkerMetrics, close_reasons,
+    LatencyHistogram, Metrics, PROXY_HEADER_ERRORS, REJECT_LABELS, ReactorMetrics, WorkerMetrics,
+    close_reasons,
 };
 use crate::protocol::{ErrorCode, Kind};
 
@@ -172,7 +173,9 @@ impl Exporter {
         {
             let mut me = enc.encode_descriptor(
                 "connections_rejected",
-                "Connections closed right after accept by a connection limit, by limit.",
+                "Connections closed right after accept by a connection limit, by limit \
+                 (untrusted_proxy: a proxy_protocol listener's connection from outside \
+                 its trusted_proxies).",
                 None,
                 Counter,
             )?;
@@ -184,6 +187,29 @@ impl Exporter {
                 }
             }
         }
+        {
+            let mut me = enc.encode_descriptor(
+                "proxy_header_errors",
+                "Connections on a proxy_protocol listener closed before a valid PROXY \
+                 header, by reason (timeout, or what was wrong with the header).",
+                None,
+                Counter,
+            )?;
+            for (i, r) in self.0.reactors.iter().enumerate() {
+                for (label, c) in PROXY_HEADER_ERRORS.iter().zip(r.proxy_header_errors.iter()) {
+                    let labels = [("reactor", i.to_string()), ("reason", (*label).to_owned())];
+                    me.encode_family(&labels)?
+                        .encode_counter::<NoLabelSet, _, u64>(&c.get(), None)?;
+                }
+            }
+        }
+        self.per_reactor(
+            enc,
+            "proxy_headers",
+            "Valid PROXY headers read (the connection then counts as the client they name).",
+            Counter,
+            |r| r.proxy_headers.get(),
+        )?;
         self.per_reactor(
             enc,
             "accept_errors",

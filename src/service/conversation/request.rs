@@ -333,17 +333,43 @@ fn suggest(
     if !matches!(from.role, role::AGENT | role::BOT) {
         return Some(ErrorCode::Forbidden);
     }
-    let items = assist
-        .canned
-        .as_ref()
-        .map(|lib| lib.suggest(&c.group, &sg.prefix, usize::from(sg.limit)))
-        .unwrap_or_default();
+    let items = if sg.faq {
+        faq_hints(c, assist, &sg)
+    } else {
+        assist
+            .canned
+            .as_ref()
+            .map(|lib| lib.suggest(&c.group, &sg.prefix, usize::from(sg.limit)))
+            .unwrap_or_default()
+    };
     let suggestions = messages::Suggestions {
         prefix: sg.prefix,
         items,
     };
     reply(out, from, suggestions.into());
     None
+}
+
+/// FAQ hints for a visitor's question (`Suggest` with `faq`): the closest entry of
+/// the conversation's group or the global ones, if close enough to show an agent;
+/// `uses` carries its similarity in thousandths, `id` is 0 (entries are named by
+/// strings, not library numbers).
+fn faq_hints(
+    c: &Conversation,
+    assist: &super::assist::Assist,
+    sg: &messages::Suggest,
+) -> Vec<messages::Suggestion> {
+    let Some(faq) = assist.faq() else {
+        return Vec::new();
+    };
+    faq.hint(&c.group, &sg.prefix)
+        .map(|m| messages::Suggestion {
+            id: 0,
+            uses: (m.score.clamp(0.0, 1.0) * 1000.0).round() as u32,
+            text: m.answer.to_owned(),
+        })
+        .into_iter()
+        .collect()
 }
 
 /// A read receipt, relayed to the other side.

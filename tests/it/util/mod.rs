@@ -229,6 +229,22 @@ impl Client {
         }
     }
 
+    /// Connects from a chosen local address (any port), e.g. `127.0.0.5`: loopback
+    /// has the whole 127/8, so tests can be several clients.
+    pub fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> Self {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        socket.bind(&SocketAddr::new(source, 0).into()).unwrap();
+        socket
+            .connect_timeout(&addr.into(), REPLY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect {addr} from {source}: {e}"));
+        Self::over(socket.into())
+    }
+
     /// Connects with a small receive buffer (`SO_RCVBUF` set before connecting, so the
     /// advertised window stays small): output the client does not read then piles up
     /// at the server instead of in the client's kernel.
@@ -399,11 +415,8 @@ pub fn test_config(dir: &Path) -> Config {
         ..Config::default()
     };
     c.listeners.client = ListenerConfig {
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         backlog: 1024,
-        websocket: false,
-        tls: None,
-        allow_plaintext: false,
+        ..ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 0)))
     };
     c.auth.keys = vec![test_key()];
     c.admin.addr = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -435,11 +448,8 @@ pub fn test_backend() -> switchboard::config::Backend {
 /// Turns the echo listener on (loopback, port 0).
 pub fn with_echo(c: &mut Config) {
     c.listeners.echo = Some(ListenerConfig {
-        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         backlog: 1024,
-        websocket: false,
-        tls: None,
-        allow_plaintext: false,
+        ..ListenerConfig::on(SocketAddr::from(([127, 0, 0, 1], 0)))
     });
 }
 
