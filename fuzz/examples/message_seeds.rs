@@ -96,6 +96,7 @@ fn default_of(kind: Kind) -> Msg {
         Kind::Note => m::Note::default().into(),
         Kind::Availability => m::Availability::default().into(),
         Kind::Watch => m::Watch::default().into(),
+        Kind::WrongReply => m::WrongReply::default().into(),
         Kind::ListConversations => m::ListConversations::default().into(),
         Kind::ConversationList => m::ConversationList::default().into(),
         Kind::Disconnect => m::Disconnect::default().into(),
@@ -360,6 +361,12 @@ fn full_of(kind: Kind) -> Msg {
         .into(),
         Kind::Watch => m::Watch {
             group: s("billing"),
+        }
+        .into(),
+        Kind::WrongReply => m::WrongReply {
+            conversation: 7,
+            seq: 3,
+            comment: s("the answer was about refunds, not invoices"),
         }
         .into(),
         Kind::ListConversations => m::ListConversations {

@@ -26,9 +26,14 @@ pub struct AssistConfig {
     /// FAQ knowledge base, TOML (or JSON when the name ends in `.json`). Default unset.
     pub faq: Option<PathBuf>,
     /// Cosine similarity (0–1) a visitor message must reach for its FAQ answer to be
-    /// sent. Default `0.2` (chosen on `tests/data/faq_dev.jsonl`; scores of a
-    /// paraphrase against a whole entry are low in absolute terms).
+    /// sent (the answer's confidence). Default `0.2` (chosen with `faq_margin` on
+    /// `tests/data/faq_dev.jsonl`: the most recall at precision >= 0.92; scores of a
+    /// paraphrase against a whole entry are low in absolute terms). Reloadable.
     pub faq_threshold: f32,
+    /// How far (cosine similarity, 0–1) the best FAQ entry must lead the second best
+    /// for its answer to be sent: two entries scoring alike is a guess, left to a
+    /// person. Default `0.05` (chosen with `faq_threshold` on `tests/data/faq_dev.jsonl`). Reloadable.
+    pub faq_margin: f32,
     /// Longest visitor message (characters) the FAQ looks at; longer ones are left to
     /// a person (an FAQ question is short) and cost nothing. Default `300`.
     pub faq_max_chars: usize,
@@ -48,14 +53,28 @@ pub struct AssistConfig {
     pub spam_enabled: bool,
     /// Spam rules and samples, TOML or JSON. Default unset.
     pub spam: Option<PathBuf>,
+    /// Per-tenant spam rule files: a tenant named here (the token's `tenant`) is
+    /// checked against its own file instead of `spam` (TOML or JSON, same format).
+    /// Default empty. Reloadable.
+    pub spam_tenants: std::collections::BTreeMap<String, PathBuf>,
+    /// A visitor sending the same message (after normalisation) this many times
+    /// within `repeat_window` is flooding: a signal of the abuse filter (flagged on its
+    /// own). `0` turns it off. Default `3`.
+    pub repeat_limit: u32,
+    /// See `repeat_limit`. Default `1m`. Both are read when a worker's filter is made
+    /// (at start), like the rate limit.
+    #[serde(with = "humantime_serde")]
+    pub repeat_window: Duration,
     /// Visitor messages per second each visitor may send in the long run (token refill
     /// rate). `0` turns the rate limit off. Default `0` (off: chat widgets and load
     /// tests legitimately burst; turn it on per deployment, e.g. `2.0`).
     pub rate_per_second: f32,
     /// Messages a visitor may send in a burst (token bucket size). Default `10`.
     pub rate_burst: u32,
-    /// Most visitors whose token bucket is tracked; past it the longest-idle are
-    /// forgotten (they start again with a full bucket). Default `100000`.
+    /// Most visitors whose token bucket is tracked, and most whose recent messages
+    /// are remembered for `repeat_limit` (each per worker); past it the longest-idle
+    /// are forgotten (they start again with a full bucket and no history; counted in
+    /// the filter's `buckets_evicted` / `recent_evicted`). Default `100000`.
     pub rate_max_visitors: usize,
     /// How long a `block` rule blocks a subject when the rule names no duration.
     /// Default `10m`.
@@ -77,6 +96,7 @@ impl Default for AssistConfig {
             faq_enabled: true,
             faq: None,
             faq_threshold: 0.2,
+            faq_margin: 0.05,
             faq_max_chars: 300,
             suggest_enabled: true,
             canned: None,
@@ -85,6 +105,9 @@ impl Default for AssistConfig {
             suggest_max_edit_distance: 2,
             spam_enabled: true,
             spam: None,
+            spam_tenants: Default::default(),
+            repeat_limit: 3,
+            repeat_window: Duration::from_secs(60),
             rate_per_second: 0.0,
             rate_burst: 10,
             rate_max_visitors: 100_000,
@@ -102,6 +125,9 @@ impl AssistConfig {
         let bad = |key, reason| Err(AssistConfigError { key, reason });
         if !(self.faq_threshold > 0.0 && self.faq_threshold <= 1.0) {
             return bad("faq_threshold", "must be in (0, 1]");
+        }
+        if !(self.faq_margin >= 0.0 && self.faq_margin < 1.0) {
+            return bad("faq_margin", "must be in [0, 1)");
         }
         if self.faq_max_chars == 0 || self.faq_max_chars > super::normalize::MAX_CHARS {
             return bad("faq_max_chars", "must be in 1..=2048");

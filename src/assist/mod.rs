@@ -6,10 +6,12 @@
 //! (reload = build a new one and swap an `Arc`); the filter's per-visitor state lives
 //! in [`spam::SpamFilter`], one per worker.
 
+mod analyze;
 pub(crate) mod config;
 pub(crate) mod faq;
 pub(crate) mod load;
 mod normalize;
+mod signals;
 pub(crate) mod spam;
 pub(crate) mod suggest;
 mod tfidf;
@@ -17,7 +19,7 @@ mod tfidf;
 pub use config::{AssistConfig, AssistConfigError};
 pub use faq::{FaqIndex, FaqMatch};
 pub use load::{Format, LoadError};
-pub use spam::{Action, Hit, SpamCounters, SpamFilter, SpamRules, Verdict};
+pub use spam::{Action, Hit, SpamCounters, SpamFilter, SpamRules, TenantRules, Verdict};
 pub use suggest::CannedLibrary;
 
 use std::sync::Arc;
@@ -33,6 +35,8 @@ pub struct Libraries {
     pub canned: Option<Arc<CannedLibrary>>,
     /// Spam rules and samples (`assist.spam`).
     pub spam: Option<Arc<SpamRules>>,
+    /// Per-tenant spam rules (`assist.spam_tenants`).
+    pub spam_tenants: TenantRules,
 }
 
 impl Libraries {
@@ -50,7 +54,18 @@ impl Libraries {
             (Some(path), true) => Some(Arc::new(SpamRules::from_file(path, cfg)?)),
             _ => None,
         };
-        Ok(Self { faq, canned, spam })
+        let mut spam_tenants = TenantRules::new();
+        if cfg.spam_enabled {
+            for (tenant, path) in &cfg.spam_tenants {
+                spam_tenants.insert(tenant.clone(), Arc::new(SpamRules::from_file(path, cfg)?));
+            }
+        }
+        Ok(Self {
+            faq,
+            canned,
+            spam,
+            spam_tenants,
+        })
     }
 
     /// Loads afresh for a reload, carrying canned-reply usage counts over from `old`.
@@ -102,6 +117,23 @@ mod tests {
         let again = Libraries::reload(&cfg, &libs).unwrap();
         assert!(again.faq.is_none());
         assert_eq!(again.canned.unwrap().suggest("", "hel", 1)[0].uses, 1);
+        // A tenant's own rule file is loaded beside the default one.
+        let acme = dir.path().join("acme.toml");
+        std::fs::write(
+            &acme,
+            "[[rule]]\nname='k'\naction='flag'\nkeywords=['kitten']",
+        )
+        .unwrap();
+        cfg.spam_tenants.insert("acme".into(), acme.clone());
+        let libs = Libraries::load(&cfg).unwrap();
+        assert_eq!(libs.spam_tenants.len(), 1);
+        assert!(libs.spam_tenants["acme"].classify("a kitten").is_some());
+        std::fs::write(&acme, "[[rule]]\nname='k'").unwrap();
+        assert!(matches!(
+            Libraries::load(&cfg),
+            Err(LoadError::Parse { .. })
+        ));
+        cfg.spam_tenants.clear();
         std::fs::write(&spam, "not toml [").unwrap();
         assert!(matches!(
             Libraries::load(&cfg),

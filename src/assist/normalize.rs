@@ -1,5 +1,7 @@
 //! Text normalisation shared by the assistants: full-width ASCII folded to ASCII,
-//! Unicode lowercase, every run of whitespace/punctuation/symbols one space.
+//! Unicode lowercase, traditional Chinese characters folded to simplified (`fast2s`,
+//! MIT; so 可以換貨嗎 matches 可以换货吗), every run of whitespace/punctuation/symbols
+//! one space.
 
 /// Characters of a message looked at by the matchers; FAQ questions and spam
 /// signatures are short, and this bounds the work per message.
@@ -22,16 +24,24 @@ pub(crate) fn normalize_whole(text: &str) -> String {
 fn normalize_first(text: &str, max_chars: usize, out: &mut String) {
     let start = out.len();
     let mut gap = false;
+    let mut han = false;
     for c in text.chars().take(max_chars).map(fold_width) {
         if c.is_alphanumeric() {
             if gap && out.len() > start {
                 out.push(' ');
             }
             gap = false;
+            han |= is_cjk(c);
             out.extend(c.to_lowercase());
         } else {
             gap = true;
         }
+    }
+    if han {
+        // Same length in characters; only mapped Han characters change.
+        let folded = fast2s::convert(out.get(start..).unwrap_or(""));
+        out.truncate(start);
+        out.push_str(&folded);
     }
 }
 
@@ -70,6 +80,13 @@ mod tests {
         assert_eq!(normalize("怎么　退款？？请问"), "怎么 退款 请问");
         assert_eq!(normalize("Straße ÉCOLE"), "straße école");
         assert_eq!(normalize("...!!!"), "");
+    }
+
+    #[test]
+    fn folds_traditional_to_simplified() {
+        assert_eq!(normalize("可以換貨嗎？"), "可以换货吗");
+        assert_eq!(normalize("發票 Invoice"), "发票 invoice");
+        assert_eq!(normalize("退款"), "退款");
     }
 
     #[test]

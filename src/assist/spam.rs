@@ -1,7 +1,16 @@
 //! Spam and abuse filter for visitor messages: keyword rules matched with
-//! `aho-corasick` over normalised text, similarity to known spam samples (the FAQ's
-//! TF-IDF machinery), a per-visitor token-bucket rate limit and a blocklist of
-//! subjects with expiry.
+//! `aho-corasick` over normalised text (also with leetspeak and look-alike letters
+//! read as letters), similarity to known spam samples (the FAQ's TF-IDF machinery),
+//! flooding (within a message, and the same message again and again from one
+//! visitor), links to domains outside the site's own, a per-visitor token-bucket rate
+//! limit and a blocklist of subjects with expiry.
+//!
+//! Refusing a customer's message is the costly mistake, so a `drop` or `block` rule
+//! is carried out only when the evidence is strong: at least `refuse_signals`
+//! (default 2) independent signals (distinct keywords, a spam sample, a foreign link,
+//! flooding) and no sign that a customer is talking *about* spam or about an order
+//! ("I got an SMS saying I won…", "the casino night decorations I ordered are
+//! missing"). Otherwise the message is delivered flagged for an agent.
 //!
 //! [`SpamRules`] is the immutable rule set loaded from a file (share it with `Arc`,
 //! swap it on reload); [`SpamFilter`] holds the per-visitor state and counters (one per
@@ -18,6 +27,7 @@ use serde::Deserialize;
 use super::config::AssistConfig;
 use super::load::{self, Format, LoadError};
 use super::normalize::{is_cjk, normalize, normalize_whole};
+use super::signals::{Cues, deobfuscate, flooded, is_own, linked_hosts, suspicious};
 use super::tfidf::{Grams, TfIdf};
 use crate::clock::millis;
 
@@ -54,6 +64,12 @@ impl Action {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SpamFile {
+    /// The site's own domains (and their subdomains): links elsewhere are a signal.
+    #[serde(default)]
+    own_domains: Vec<String>,
+    /// Signals a `drop` or `block` needs; with fewer the message is flagged.
+    #[serde(default = "default_refuse_signals")]
+    refuse_signals: u32,
     #[serde(default)]
     rule: Vec<RuleFile>,
     #[serde(default)]
@@ -87,6 +103,13 @@ struct SimilarityFile {
     block_for: Option<Duration>,
     samples: Vec<String>,
 }
+
+fn default_refuse_signals() -> u32 {
+    2
+}
+
+/// Most links looked at in one message.
+const MAX_LINKS: usize = 16;
 
 fn similarity_name() -> String {
     "similar-to-spam-sample".to_owned()
@@ -126,7 +149,26 @@ pub struct SpamRules {
     spaced: Option<(AhoCorasick, Vec<Pattern>)>,
     compact: Option<(AhoCorasick, Vec<Pattern>)>,
     similarity: Option<Similarity>,
+    own_domains: Vec<String>,
+    refuse_signals: u32,
+    cues: Option<Cues>,
 }
+
+/// Built-in signals: each flags on its own, and counts toward a rule's refusal.
+fn signal_hit(name: &str) -> Hit {
+    Hit {
+        rule: name.into(),
+        action: Action::Flag,
+        block_for: Duration::ZERO,
+    }
+}
+
+/// Rule name of a link to a domain outside `own_domains`.
+pub const FOREIGN_LINK: &str = "foreign-link";
+/// Rule name of a message repeating itself.
+pub const FLOOD: &str = "flood";
+/// Rule name of a visitor sending the same message again and again.
+pub const REPEATED: &str = "repeated";
 
 fn automaton(patterns: &[String]) -> Result<Option<AhoCorasick>, LoadError> {
     if patterns.is_empty() {
@@ -144,6 +186,31 @@ fn automaton(patterns: &[String]) -> Result<Option<AhoCorasick>, LoadError> {
 
 fn is_boundary(c: Option<char>) -> bool {
     c.is_none_or(|c| c == ' ' || is_cjk(c))
+}
+
+/// Whether the text after a Latin keyword ends its word there, allowing a plural
+/// (`moron` matches "morons", `idiot` "idiots").
+fn ends_word(after: &str) -> bool {
+    let mut cs = after.chars();
+    match cs.next() {
+        Some('s') => is_boundary(cs.next()),
+        c => is_boundary(c),
+    }
+}
+
+/// `norm` without the spaces between two CJK characters.
+fn squeeze_cjk(norm: &str) -> String {
+    let mut out = String::with_capacity(norm.len());
+    let mut cs = norm.chars().peekable();
+    let mut prev = None;
+    while let Some(c) = cs.next() {
+        if c == ' ' && prev.is_some_and(is_cjk) && cs.peek().is_some_and(|&n| is_cjk(n)) {
+            continue;
+        }
+        out.push(c);
+        prev = Some(c);
+    }
+    out
 }
 
 impl SpamRules {
@@ -253,18 +320,44 @@ impl SpamRules {
                 })
             }
         };
+        if file.refuse_signals == 0 {
+            return Err(LoadError::Invalid {
+                what: WHAT,
+                index: 0,
+                reason: "refuse_signals must be at least 1".into(),
+            });
+        }
+        let own_domains = file
+            .own_domains
+            .iter()
+            .map(|d| d.trim().trim_start_matches("www.").to_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
         Ok(Self {
             hits,
             spaced: automaton(&spaced)?.map(|a| (a, spaced_p)),
             compact: automaton(&compact)?.map(|a| (a, compact_p)),
             similarity,
+            own_domains,
+            refuse_signals: file.refuse_signals,
+            cues: Cues::new(),
         })
     }
 
-    /// The most severe rule `text` breaks (first in the file among equals), keywords
-    /// before samples.
+    /// The most severe rule `text` breaks (first in the file among equals; keywords,
+    /// then samples, then the built-in signals), its action lowered to `flag` when the
+    /// evidence is weak (see the module docs).
     pub fn classify(&self, text: &str) -> Option<Hit> {
+        self.assess(text, false)
+    }
+
+    /// [`Self::classify`], with `repeated`: the visitor sent this text again and again
+    /// (a signal of its own).
+    fn assess(&self, text: &str, repeated: bool) -> Option<Hit> {
         let norm = normalize_whole(text);
+        // Leetspeak and look-alikes read as letters, spaces between CJK characters
+        // gone (网 上 赌 场).
+        let clear = squeeze_cjk(&normalize_whole(&deobfuscate(text)));
         let mut best: Option<u32> = None;
         let mut consider = |rule: u32| {
             let sev = |r: u32| self.hits.get(r as usize).map(|h| h.action);
@@ -272,38 +365,78 @@ impl SpamRules {
                 best = Some(rule);
             }
         };
-        if let Some((ac, pats)) = &self.spaced {
-            for m in ac.find_overlapping_iter(&norm) {
-                let Some(p) = pats.get(m.pattern().as_usize()) else {
-                    continue;
-                };
-                let before = norm.get(..m.start()).and_then(|s| s.chars().next_back());
-                let after = norm.get(m.end()..).and_then(|s| s.chars().next());
-                if (!p.bound_start || is_boundary(before)) && (!p.bound_end || is_boundary(after)) {
-                    consider(p.rule);
+        // Distinct keywords seen (spaced ones, then compact ones after them).
+        let mut seen: Vec<usize> = Vec::new();
+        let spaced_len = self.spaced.as_ref().map_or(0, |(_, p)| p.len());
+        for text in [&norm, &clear] {
+            if let Some((ac, pats)) = &self.spaced {
+                for m in ac.find_overlapping_iter(text.as_str()) {
+                    let Some(p) = pats.get(m.pattern().as_usize()) else {
+                        continue;
+                    };
+                    let before = text.get(..m.start()).and_then(|s| s.chars().next_back());
+                    let after = text.get(m.end()..).unwrap_or("");
+                    if (!p.bound_start || is_boundary(before)) && (!p.bound_end || ends_word(after))
+                    {
+                        consider(p.rule);
+                        seen.push(m.pattern().as_usize());
+                    }
+                }
+            }
+            if let Some((ac, pats)) = &self.compact {
+                let squeezed = text.replace(' ', "");
+                for m in ac.find_overlapping_iter(&squeezed) {
+                    if let Some(p) = pats.get(m.pattern().as_usize()) {
+                        consider(p.rule);
+                        seen.push(spaced_len + m.pattern().as_usize());
+                    }
                 }
             }
         }
-        if let Some((ac, pats)) = &self.compact {
-            let squeezed = norm.replace(' ', "");
-            for m in ac.find_overlapping_iter(&squeezed) {
-                if let Some(p) = pats.get(m.pattern().as_usize()) {
-                    consider(p.rule);
-                }
-            }
-        }
-        let keyword = best.and_then(|r| self.hits.get(r as usize));
-        if keyword.is_some_and(|h| h.action == Action::Block) {
-            return keyword.cloned();
-        }
+        seen.sort_unstable();
+        seen.dedup();
+        let (link, flood, again) = (
+            signal_hit(FOREIGN_LINK),
+            signal_hit(FLOOD),
+            signal_hit(REPEATED),
+        );
         let sample = self.similarity.as_ref().and_then(|s| {
-            let (_, score) = s.index.best(&Grams::of(text))?;
+            let (_, score) = s.index.best(&Grams::of(&clear))?;
             (score >= s.threshold).then_some(&s.hit)
         });
-        match (keyword, sample) {
-            (Some(k), Some(s)) if s.action > k.action => Some(s.clone()),
-            (k, s) => k.or(s).cloned(),
+        let hosts = linked_hosts(text, MAX_LINKS);
+        let foreign: Vec<&String> = hosts
+            .iter()
+            .filter(|h| !is_own(h, &self.own_domains))
+            .collect();
+        let others = [
+            sample,
+            (!foreign.is_empty()).then_some(&link),
+            flooded(&norm).then_some(&flood),
+            repeated.then_some(&again),
+        ];
+        let mut signals = seen.len() as u32;
+        let mut chosen: Option<&Hit> = best.and_then(|r| self.hits.get(r as usize));
+        for h in others.into_iter().flatten() {
+            signals += 1;
+            if chosen.is_none_or(|c| h.action > c.action) {
+                chosen = Some(h);
+            }
         }
+        let mut hit = chosen?.clone();
+        let quoted = self.cues.as_ref().is_some_and(|c| c.found(&norm));
+        // A link alone is ordinary (a customer pasting a page) unless it goes through
+        // a shortener or a domain name spammers favour, and is not being reported.
+        if signals == 1
+            && *hit.rule == *FOREIGN_LINK
+            && (quoted || !foreign.iter().any(|h| suspicious(h)))
+        {
+            return None;
+        }
+        if hit.action > Action::Flag && (signals < self.refuse_signals || quoted) {
+            hit.action = Action::Flag;
+        }
+        Some(hit)
     }
 }
 
@@ -355,6 +488,9 @@ pub struct SpamCounters {
     pub buckets_evicted: u64,
     /// Blocks lifted early to stay within `assist.max_blocked`.
     pub blocks_evicted: u64,
+    /// Visitors' recent-message memories forgotten to stay within
+    /// `assist.rate_max_visitors`.
+    pub recent_evicted: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -375,7 +511,13 @@ struct Blocked {
 #[derive(Debug)]
 pub struct SpamFilter {
     rules: Option<Arc<SpamRules>>,
+    /// Tenants with a rule file of their own (`assist.spam_tenants`).
+    tenant_rules: TenantRules,
     buckets: FxHashMap<Box<str>, Bucket>,
+    /// Fingerprints of each visitor's last messages, for repeats.
+    recent: FxHashMap<Box<str>, Recent>,
+    repeat_limit: u32,
+    repeat_window_ms: u64,
     blocked: FxHashMap<Box<str>, Blocked>,
     per_ms: f64,
     burst: f64,
@@ -384,12 +526,38 @@ pub struct SpamFilter {
     counters: SpamCounters,
 }
 
+/// Rule sets of the tenants that have their own file, by tenant.
+pub type TenantRules = std::collections::BTreeMap<String, Arc<SpamRules>>;
+
+/// Messages remembered per visitor for repeats.
+const RECENT: usize = 8;
+
+/// A visitor's last messages: fingerprint and time (ms), oldest overwritten.
+#[derive(Debug, Clone, Copy, Default)]
+struct Recent {
+    seen: [(u64, u64); RECENT],
+    next: usize,
+    last_ms: u64,
+}
+
+/// A message's fingerprint: its normalised text, hashed.
+fn fingerprint(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    normalize(text).hash(&mut h);
+    h.finish()
+}
+
 impl SpamFilter {
     /// A filter with the rate limit and bounds of `cfg` and the given rules (none:
     /// only the rate limit and existing blocks apply).
     pub fn new(cfg: &AssistConfig, rules: Option<Arc<SpamRules>>) -> Self {
         Self {
             rules,
+            tenant_rules: TenantRules::new(),
+            recent: FxHashMap::default(),
+            repeat_limit: cfg.repeat_limit,
+            repeat_window_ms: millis(cfg.repeat_window),
             buckets: FxHashMap::default(),
             blocked: FxHashMap::default(),
             per_ms: f64::from(cfg.rate_per_second) / 1000.0,
@@ -403,6 +571,49 @@ impl SpamFilter {
     /// Swaps in reloaded rules; buckets, blocks and counters stay.
     pub fn set_rules(&mut self, rules: Option<Arc<SpamRules>>) {
         self.rules = rules;
+    }
+
+    /// Swaps in reloaded per-tenant rules: a tenant named here is checked against its
+    /// own rules instead of the default ones.
+    pub fn set_tenant_rules(&mut self, rules: TenantRules) {
+        self.tenant_rules = rules;
+    }
+
+    /// Whether this visitor sent the same text `repeat_limit` times (this one
+    /// included) within `repeat_window`; remembers it.
+    fn repeated(&mut self, visitor_key: &str, text: &str, now_ms: u64) -> bool {
+        if self.repeat_limit == 0 {
+            return false;
+        }
+        let fp = fingerprint(text);
+        if !self.recent.contains_key(visitor_key) && self.recent.len() >= self.max_visitors {
+            let before = self.recent.len();
+            let window = self.repeat_window_ms;
+            self.recent
+                .retain(|_, r| r.last_ms.saturating_add(window) > now_ms);
+            if self.recent.len() >= self.max_visitors {
+                let mut ages: Vec<u64> = self.recent.values().map(|r| r.last_ms).collect();
+                let nth = ages.len() / 8;
+                let (_, cutoff, _) = ages.select_nth_unstable(nth);
+                let cutoff = *cutoff;
+                self.recent.retain(|_, r| r.last_ms > cutoff);
+            }
+            self.counters.recent_evicted += (before - self.recent.len()) as u64;
+        }
+        let r = self.recent.entry(visitor_key.into()).or_default();
+        let since = now_ms.saturating_sub(self.repeat_window_ms);
+        let before = r
+            .seen
+            .iter()
+            .filter(|&&(f, t)| f == fp && t != 0 && t >= since)
+            .count();
+        if let Some(slot) = r.seen.get_mut(r.next) {
+            // Time 0 marks an empty slot: store at least 1.
+            *slot = (fp, now_ms.max(1));
+        }
+        r.next = (r.next + 1) % RECENT;
+        r.last_ms = now_ms;
+        before + 1 >= self.repeat_limit as usize
     }
 
     /// Counters so far.
@@ -427,7 +638,15 @@ impl SpamFilter {
         if let Some(refused) = self.admit(visitor_key, now_ms) {
             return refused;
         }
-        let Some(hit) = self.rules.as_ref().and_then(|r| r.classify(text)) else {
+        let repeated = self.repeated(visitor_key, text, now_ms);
+        let tenant = visitor_key.split_once('/').map_or("", |(t, _)| t);
+        let rules = self.tenant_rules.get(tenant).or(self.rules.as_ref());
+        let hit = match rules {
+            Some(r) => r.assess(text, repeated),
+            // Without rules a visitor repeating itself is still worth a flag.
+            None => repeated.then(|| signal_hit(REPEATED)),
+        };
+        let Some(hit) = hit else {
             self.counters.allowed += 1;
             return Verdict::Allow;
         };
@@ -572,10 +791,12 @@ mod tests {
     use super::*;
 
     const RULES: &str = r#"
+own_domains = ["example.com"]
+
 [[rule]]
 name = "gambling"
 action = "drop"
-keywords = ["online casino", "赌场", "sex"]
+keywords = ["online casino", "赌场", "sex", "free spins", "casino"]
 
 [[rule]]
 name = "contact-bait"
@@ -587,7 +808,12 @@ keywords = ["加微信", "whatsapp me"]
 name = "threat"
 action = "block"
 block_for = "1h"
-keywords = ["kill you", "炸了你们"]
+keywords = ["kill you", "炸了你们", "burn your office"]
+
+[[rule]]
+name = "insult"
+action = "flag"
+keywords = ["moron", "shit"]
 
 [similarity]
 threshold = 0.6
@@ -603,18 +829,30 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
         h.map(|h| (h.rule.to_string(), h.action))
     }
 
+    fn cfg() -> AssistConfig {
+        AssistConfig {
+            repeat_limit: 0,
+            ..AssistConfig::default()
+        }
+    }
+
     #[test]
     fn keywords_match_case_and_width_insensitively_on_word_bounds() {
         let r = rules();
+        // Two keywords or more: strong enough to drop.
         assert_eq!(
-            rule(r.classify("Best ONLINE   Casino!!")),
+            rule(r.classify("Best ONLINE   Casino!! free spins")),
             Some(("gambling".into(), Action::Drop))
         );
         assert_eq!(
-            rule(r.classify("ｏｎｌｉｎｅ ｃａｓｉｎｏ")).unwrap().0,
-            "gambling"
+            rule(r.classify("ｏｎｌｉｎｅ ｃａｓｉｎｏ")),
+            Some(("gambling".into(), Action::Drop))
         );
-        assert_eq!(rule(r.classify("网上赌场开业")).unwrap().0, "gambling");
+        // One keyword: flagged for an agent.
+        assert_eq!(
+            rule(r.classify("网上赌场开业")),
+            Some(("gambling".into(), Action::Flag))
+        );
         assert_eq!(rule(r.classify("I live in Essex")), None);
         assert_eq!(rule(r.classify("Where is my order?")), None);
     }
@@ -638,6 +876,68 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
     }
 
     #[test]
+    fn one_signal_or_a_customer_quoting_spam_only_flags() {
+        let r = rules();
+        // A threat on its own is flagged, not blocked.
+        assert_eq!(
+            rule(r.classify("I will kill you")),
+            Some(("threat".into(), Action::Flag))
+        );
+        // Keywords out of context: a customer talking about an order or a message.
+        assert_eq!(
+            rule(r.classify("the casino night decorations I ordered are missing")),
+            Some(("gambling".into(), Action::Flag))
+        );
+        assert_eq!(
+            rule(r.classify("I got an SMS: online casino, free spins! is this you?")),
+            Some(("gambling".into(), Action::Flag))
+        );
+        // With `refuse_signals = 1` a single keyword drops, as a rule says.
+        let strict = format!("refuse_signals = 1\n{RULES}");
+        let r = SpamRules::from_str(&strict, Format::Toml, &AssistConfig::default()).unwrap();
+        assert_eq!(
+            rule(r.classify("网上赌场开业")),
+            Some(("gambling".into(), Action::Drop))
+        );
+    }
+
+    #[test]
+    fn leetspeak_look_alikes_and_spaced_chinese_are_seen_through() {
+        let r = rules();
+        assert_eq!(rule(r.classify("you m0rons")).unwrap().0, "insult");
+        assert_eq!(rule(r.classify("sh!t service")).unwrap().0, "insult");
+        assert_eq!(rule(r.classify("оnline саsino")).unwrap().0, "gambling");
+        assert_eq!(rule(r.classify("网 上 赌 场")).unwrap().0, "gambling");
+        // Digits in numbers stay digits.
+        assert_eq!(rule(r.classify("order 1 of 3 arrived")), None);
+    }
+
+    #[test]
+    fn floods_and_links_are_signals() {
+        let r = rules();
+        assert_eq!(
+            rule(r.classify("free money free money free money free money")),
+            Some((FLOOD.into(), Action::Flag))
+        );
+        assert_eq!(
+            rule(r.classify("在吗在吗在吗在吗在吗在吗")),
+            Some((FLOOD.into(), Action::Flag))
+        );
+        // A shortener or a spammy TLD flags; an ordinary or own link does not.
+        assert_eq!(
+            rule(r.classify("click bit.ly/x3f")),
+            Some((FOREIGN_LINK.into(), Action::Flag))
+        );
+        assert_eq!(rule(r.classify("see https://shop.example.com/p/1")), None);
+        assert_eq!(rule(r.classify("I paid on paypal.com")), None);
+        // A keyword plus a foreign link: two signals, the rule's action.
+        assert_eq!(
+            rule(r.classify("online casino at www.win-big.xyz")),
+            Some(("gambling".into(), Action::Drop))
+        );
+    }
+
+    #[test]
     fn keywords_are_found_past_benign_padding() {
         let padded = format!("{} online casino", "hello there ".repeat(1000));
         assert_eq!(rule(rules().classify(&padded)).unwrap().0, "gambling");
@@ -655,14 +955,15 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
 
     #[test]
     fn verdicts_counters_and_blocks() {
-        let mut f = SpamFilter::new(&AssistConfig::default(), Some(rules()));
+        let mut f = SpamFilter::new(&cfg(), Some(rules()));
         assert_eq!(f.check("t/v1", "hello", 0), Verdict::Allow);
         assert!(matches!(f.check("t/v1", "加微信", 1), Verdict::Flag { .. }));
         assert!(matches!(
-            f.check("t/v1", "online casino", 2),
+            f.check("t/v1", "online casino, free spins", 2),
             Verdict::Drop { .. }
         ));
-        let Verdict::Block { until_ms, .. } = f.check("t/v1", "I will kill you", 3) else {
+        let Verdict::Block { until_ms, .. } = f.check("t/v1", "kill you, burn your office", 3)
+        else {
             panic!("not blocked")
         };
         assert_eq!(until_ms, 3 + 3_600_000);
@@ -684,11 +985,57 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
     }
 
     #[test]
+    fn a_visitor_repeating_itself_is_flagged_within_the_window() {
+        let c = AssistConfig {
+            repeat_limit: 3,
+            repeat_window: Duration::from_secs(60),
+            ..AssistConfig::default()
+        };
+        let mut f = SpamFilter::new(&c, Some(rules()));
+        assert_eq!(f.check("t/v", "anyone there?", 0), Verdict::Allow);
+        assert_eq!(f.check("t/v", "Anyone there??", 1_000), Verdict::Allow);
+        assert_eq!(f.check("t/w", "anyone there?", 1_500), Verdict::Allow);
+        assert_eq!(
+            f.check("t/v", "anyone there", 2_000),
+            Verdict::Flag {
+                rule: REPEATED.into()
+            }
+        );
+        // Outside the window it starts again.
+        assert_eq!(f.check("t/v", "anyone there", 200_000), Verdict::Allow);
+        // Without rules too.
+        let mut bare = SpamFilter::new(&c, None);
+        for t in 0..2 {
+            assert_eq!(bare.check("t/v", "hi", t), Verdict::Allow);
+        }
+        assert!(matches!(bare.check("t/v", "hi", 2), Verdict::Flag { .. }));
+    }
+
+    #[test]
+    fn tenants_with_their_own_rules() {
+        let mut f = SpamFilter::new(&cfg(), Some(rules()));
+        let own =
+            "refuse_signals = 1\n[[rule]]\nname='no-pets'\naction='drop'\nkeywords=['kitten']";
+        let own = SpamRules::from_str(own, Format::Toml, &AssistConfig::default()).unwrap();
+        f.set_tenant_rules(TenantRules::from([("pets".to_owned(), Arc::new(own))]));
+        assert!(matches!(
+            f.check("pets/v", "a kitten", 0),
+            Verdict::Drop { .. }
+        ));
+        assert_eq!(f.check("pets/v", "online casino", 0), Verdict::Allow);
+        assert_eq!(f.check("shop/v", "a kitten", 0), Verdict::Allow);
+        assert!(matches!(
+            f.check("shop/v", "a casino", 0),
+            Verdict::Flag { .. }
+        ));
+    }
+
+    #[test]
     fn token_bucket_limits_bursts_and_refills() {
         let cfg = AssistConfig {
             rate_per_second: 1.0,
             rate_burst: 3,
-            ..AssistConfig::default()
+            ..cfg()
         };
         let mut f = SpamFilter::new(&cfg, None);
         for _ in 0..3 {
@@ -700,7 +1047,7 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
         assert_eq!(f.counters().rate_limited, 2);
         let off = AssistConfig {
             rate_per_second: 0.0,
-            ..AssistConfig::default()
+            ..super::tests::cfg()
         };
         let mut f = SpamFilter::new(&off, None);
         assert!((0..100).all(|_| f.check("v", "hi", 0) == Verdict::Allow));
@@ -712,16 +1059,19 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
             rate_per_second: 2.0,
             rate_max_visitors: 64,
             max_blocked: 4,
+            repeat_limit: 3,
             ..AssistConfig::default()
         };
         let mut f = SpamFilter::new(&cfg, Some(rules()));
         for i in 0..1000u64 {
             f.check(&format!("v{i}"), "hello", i);
             assert!(f.tracked_visitors() <= 64);
+            assert!(f.recent.len() <= 64);
         }
         assert!(f.counters().buckets_evicted > 0);
+        assert!(f.counters().recent_evicted > 0);
         for i in 0..10u64 {
-            f.check(&format!("bad{i}"), "kill you", 2000 + i);
+            f.check(&format!("bad{i}"), "kill you, burn your office", 2000 + i);
             assert!(f.blocked_len() <= 4);
         }
         assert_eq!(f.counters().blocks_evicted, 6);
@@ -731,11 +1081,12 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
 
     #[test]
     fn reload_keeps_state() {
-        let mut f = SpamFilter::new(&AssistConfig::default(), Some(rules()));
-        assert!(matches!(f.check("v", "kill you", 0), Verdict::Block { .. }));
+        let mut f = SpamFilter::new(&cfg(), Some(rules()));
+        let threat = "kill you, burn your office";
+        assert!(matches!(f.check("v", threat, 0), Verdict::Block { .. }));
         f.set_rules(None);
         assert!(matches!(f.check("v", "hello", 1), Verdict::Block { .. }));
-        assert_eq!(f.check("w", "kill you", 1), Verdict::Allow);
+        assert_eq!(f.check("w", threat, 1), Verdict::Allow);
     }
 
     #[test]
@@ -759,5 +1110,24 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
             err("[similarity]\nthreshold=2.0\naction='flag'\nsamples=['x']"),
             LoadError::Invalid { .. }
         ));
+        assert!(matches!(
+            err("refuse_signals = 0\n[[rule]]\nname='a'\naction='flag'\nkeywords=['x']"),
+            LoadError::Invalid { .. }
+        ));
+    }
+
+    proptest::proptest! {
+        /// Any visitor text: no panic; a refusal only with a rule behind it.
+        #[test]
+        fn any_text_gets_a_verdict(text in "\\PC{0,200}") {
+            let r = rules();
+            if let Some(h) = r.classify(&text) {
+                proptest::prop_assert!(!h.rule.is_empty());
+            }
+            let mut f = SpamFilter::new(&AssistConfig::default(), Some(r));
+            for t in 0..3 {
+                let _ = f.check("t/v", &text, t);
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::cell::RefCell;
 
 use rustc_hash::FxHashMap;
 
+use super::analyze::Analyzer;
 use super::normalize::{is_cjk, normalize_into};
 
 /// Up to three characters packed into 63 bits (21 bits each; 0 = absent). Latin
@@ -19,6 +20,28 @@ fn pack(a: char, b: Option<char>, c: Option<char>) -> Gram {
     u64::from(u32::from(a))
         | u64::from(b.map_or(0, u32::from)) << 21
         | u64::from(c.map_or(0, u32::from)) << 42
+}
+
+/// Tag of a whole-word gram (Latin words of analysed text): bit 63, which packed
+/// characters never set.
+const WORD: Gram = 1 << 63;
+
+/// A Latin word as a gram.
+fn word_gram(w: &[char]) -> Gram {
+    use std::hash::{Hash, Hasher};
+    let mut h = rustc_hash::FxHasher::default();
+    w.hash(&mut h);
+    WORD | (h.finish() >> 1)
+}
+
+/// Appends whole-word grams of the Latin words in `latin` (space-separated).
+fn word_grams_of(latin: &[char], out: &mut Vec<Gram>) {
+    out.extend(
+        latin
+            .split(|&c| c == ' ')
+            .filter(|w| w.len() > 1)
+            .map(word_gram),
+    );
 }
 
 /// Appends the n-grams of normalised text to `out` (unsorted, repeated).
@@ -78,6 +101,26 @@ impl Grams {
             normalize_into(t.as_ref(), &mut norm);
             grams_of(&norm, &mut latin, &mut all);
         }
+        Self::count(all)
+    }
+
+    /// The grams of several texts after word analysis (see [`Analyzer`]): Latin
+    /// trigrams plus whole words, CJK unigrams and bigrams.
+    pub(crate) fn analyzed<S: AsRef<str>>(analyzer: &Analyzer, texts: &[S]) -> Self {
+        let mut norm = String::new();
+        let mut latin = Vec::new();
+        let mut all = Vec::new();
+        for t in texts {
+            norm.clear();
+            analyzer.analyze_into(t.as_ref(), &mut norm);
+            grams_of(&norm, &mut latin, &mut all);
+            word_grams_of(&latin, &mut all);
+        }
+        Self::count(all)
+    }
+
+    /// Counts sorted-or-not grams.
+    fn count(mut all: Vec<Gram>) -> Self {
         all.sort_unstable();
         let mut counted: Vec<(Gram, u32)> = Vec::with_capacity(all.len());
         for g in all {
@@ -87,6 +130,15 @@ impl Grams {
             }
         }
         Self(counted)
+    }
+
+    /// The grams that stand for a word or more: whole Latin words and CJK bigrams
+    /// (not trigrams or single characters), sorted.
+    pub(crate) fn content(&self) -> impl Iterator<Item = Gram> + '_ {
+        self.0
+            .iter()
+            .map(|&(g, _)| g)
+            .filter(|&g| g & WORD != 0 || (g >> 42 == 0 && (g >> 21) & 0x1F_FFFF != 0))
     }
 
     /// No n-gram at all (the text had no letters or digits).
@@ -211,15 +263,22 @@ impl TfIdf {
     }
 
     /// The most similar document and its cosine similarity, if any shares an n-gram.
+    pub(crate) fn best(&self, query: &Grams) -> Option<(u32, f32)> {
+        self.top2(query).map(|t| t.best)
+    }
+
+    /// The two most similar documents and their cosine similarities, if any shares
+    /// an n-gram.
     ///
     /// Max-score pruning keeps long queries against large indexes cheap: query
     /// n-grams are taken in decreasing order of the most they can add to a score;
     /// once what the rest can add together is below [`PRUNE`], their (long, low-IDF)
     /// posting lists are not scanned. Instead the documents that could still be best
     /// get those contributions by binary search (lists are sorted by document), so
-    /// the result is exact except that documents reachable only through the skipped
-    /// n-grams (whose score is below [`PRUNE`]) are not considered.
-    pub(crate) fn best(&self, query: &Grams) -> Option<(u32, f32)> {
+    /// the best is exact except that documents reachable only through the skipped
+    /// n-grams (whose score is below [`PRUNE`]) are not considered; the runner-up may
+    /// be short of its exact score by less than [`PRUNE`].
+    pub(crate) fn top2(&self, query: &Grams) -> Option<Top2> {
         if query.is_empty() || self.n_docs == 0 {
             return None;
         }
@@ -265,7 +324,7 @@ impl TfIdf {
             )
         };
         let n = self.n_docs as usize;
-        let run = |acc: &mut Vec<f32>| -> Option<(u32, f32)> {
+        let run = |acc: &mut Vec<f32>| -> Option<Top2> {
             acc.clear();
             acc.resize(n, 0.0);
             for (qw, _, p) in head {
@@ -293,7 +352,7 @@ impl TfIdf {
                 .map(|(_, _, p)| (p.end - p.start).max(1).ilog2() as usize + 1)
                 .sum::<usize>()
                 .saturating_mul(near);
-            let mut best: Option<(u32, f32)> = None;
+            let mut top2 = Ranking::default();
             if scan_cost <= search_cost {
                 for (qw, _, p) in tail {
                     let (ds, ws) = lists(p);
@@ -304,14 +363,17 @@ impl TfIdf {
                     }
                 }
                 for (d, &a) in acc.iter().enumerate() {
-                    if a > 0.0 && best.is_none_or(|(_, b)| a > b) {
-                        best = Some((d as u32, a));
-                    }
+                    top2.offer(d as u32, a);
                 }
-                return best.map(|(d, s)| (d, s * inv));
+                return top2.done(inv);
             }
             for (d, &a) in acc.iter().enumerate() {
-                if a <= 0.0 || a + rest < top {
+                if a <= 0.0 {
+                    continue;
+                }
+                if a + rest < top {
+                    // Cannot lead; its partial score may still be the runner-up's.
+                    top2.offer_second(d as u32, a);
                     continue;
                 }
                 let mut score = a;
@@ -321,15 +383,61 @@ impl TfIdf {
                         score += qw * ws.get(i).copied().unwrap_or(0.0);
                     }
                 }
-                if best.is_none_or(|(_, b)| score > b) {
-                    best = Some((d as u32, score));
-                }
+                top2.offer(d as u32, score);
             }
-            best.map(|(d, s)| (d, s * inv))
+            top2.done(inv)
         };
         SCRATCH
             .with(|s| s.try_borrow_mut().ok().map(|mut acc| run(&mut acc)))
             .unwrap_or_else(|| run(&mut Vec::new()))
+    }
+}
+
+/// The best document of a query and the runner-up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Top2 {
+    /// Document and cosine similarity.
+    pub(crate) best: (u32, f32),
+    /// The second most similar document, if another shares an n-gram.
+    pub(crate) second: Option<(u32, f32)>,
+}
+
+/// Running top two (first offered wins ties).
+#[derive(Default)]
+struct Ranking {
+    best: Option<(u32, f32)>,
+    second: Option<(u32, f32)>,
+}
+
+impl Ranking {
+    fn offer(&mut self, d: u32, a: f32) {
+        if a <= 0.0 {
+            return;
+        }
+        match self.best {
+            Some((_, b)) if a <= b => self.offer_second(d, a),
+            _ => {
+                if let Some((bd, ba)) = self.best {
+                    self.offer_second(bd, ba);
+                }
+                self.best = Some((d, a));
+            }
+        }
+    }
+
+    fn offer_second(&mut self, d: u32, a: f32) {
+        if a > 0.0 && self.second.is_none_or(|(_, s)| a > s) {
+            self.second = Some((d, a));
+        }
+    }
+
+    fn done(self, inv: f32) -> Option<Top2> {
+        let best = self.best?;
+        let second = self.second.filter(|s| s.0 != best.0);
+        Some(Top2 {
+            best: (best.0, best.1 * inv),
+            second: second.map(|(d, s)| (d, s * inv)),
+        })
     }
 }
 

@@ -185,6 +185,37 @@ pub const LATENCY_BUCKETS_US: [u64; 14] = [
     1_000_000, 5_000_000,
 ];
 
+/// Upper bounds of the FAQ confidence histogram's buckets (a `+Inf` bucket follows),
+/// finer around the default threshold.
+pub const CONFIDENCE_BUCKETS: [f32; 12] = [
+    0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.8, 1.0,
+];
+
+/// A lock-free histogram of scores in 0–1 with [`CONFIDENCE_BUCKETS`]; one per worker,
+/// summed when scraped.
+#[derive(Debug, Default)]
+pub struct ConfidenceHistogram {
+    /// Observations per bucket (not cumulative); the last is `+Inf`.
+    pub buckets: [Counter; CONFIDENCE_BUCKETS.len() + 1],
+    /// Sum of all observations, in thousandths.
+    pub sum_milli: Counter,
+}
+
+impl ConfidenceHistogram {
+    /// Adds counts gathered elsewhere (per bucket, as [`Self::bucket`] numbers them).
+    pub fn add(&self, counts: &[u64; CONFIDENCE_BUCKETS.len() + 1], sum_milli: u64) {
+        for (b, n) in self.buckets.iter().zip(counts) {
+            b.add(*n);
+        }
+        self.sum_milli.add(sum_milli);
+    }
+
+    /// The bucket of `score`.
+    pub fn bucket(score: f32) -> usize {
+        CONFIDENCE_BUCKETS.partition_point(|b| *b < score)
+    }
+}
+
 /// A lock-free latency histogram with fixed buckets ([`LATENCY_BUCKETS_US`]); one per
 /// writing thread, summed when scraped.
 #[derive(Debug, Default)]
@@ -338,6 +369,11 @@ pub struct WorkerMetrics {
     pub storage_errors: Counter,
     /// FAQ answers sent automatically.
     pub auto_replies: Counter,
+    /// Automatic replies agents marked wrong (`WrongReply`).
+    pub faq_wrong: Counter,
+    /// Confidence (score of the best entry) of each visitor message the FAQ looked at,
+    /// answered or not.
+    pub faq_confidence: ConfidenceHistogram,
     /// Visitor profile updates refused at the merged profile's field bound.
     pub profiles_refused: Counter,
     /// Visitor messages the abuse filter acted on, by action.

@@ -56,6 +56,8 @@ pub enum Kind {
     /// Client → server: tell me the availability of a group (or of my groups) from
     /// now on.
     Watch = 40,
+    /// Agent → server: an automatic (FAQ) reply in my conversation was wrong.
+    WrongReply = 41,
     /// Client → server: ask for a page of history.
     History = 48,
     /// Server → client: one page of history.
@@ -104,6 +106,7 @@ impl Kind {
             38 => Presence,
             39 => Availability,
             40 => Watch,
+            41 => WrongReply,
             48 => History,
             49 => HistoryPage,
             50 => Suggest,
@@ -140,6 +143,7 @@ impl Kind {
                 | Kind::Suggest
                 | Kind::Note
                 | Kind::Watch
+                | Kind::WrongReply
                 | Kind::ListConversations
                 | Kind::Disconnect
         )
@@ -169,6 +173,6 @@ mod tests {
                 known += 1;
             }
         }
-        assert_eq!(known, 32);
+        assert_eq!(known, 33);
     }
 }

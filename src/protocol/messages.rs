@@ -577,6 +577,16 @@ messages! {
         /// Free text.
         comment: String,
     }
+    /// Agent → server: the automatic (FAQ) reply at `seq` in my conversation was
+    /// wrong (counted and logged with the question it answered; nothing is stored).
+    WrongReply {
+        /// Conversation id.
+        conversation: u64,
+        /// Sequence number of the automatic reply.
+        seq: u64,
+        /// Free text: what was wrong, or the right answer.
+        comment: String,
+    }
     /// Agent → server: my presence; server → agents: someone's presence.
     Presence {
         /// [`presence`] code.
@@ -755,6 +765,7 @@ impl Msg {
                 check((1..=5).contains(&m.score), k, "score", "not 1 to 5")?;
                 short(k, "comment", &m.comment)
             }
+            Msg::WrongReply(m) => short(k, "comment", &m.comment),
             Msg::Receipt(m) => check(
                 m.status == receipt::DELIVERED || m.status == receipt::READ,
                 k,

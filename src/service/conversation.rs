@@ -544,10 +544,19 @@ impl Shard {
         let Some(c) = self.convs.get_mut(&conversation) else {
             return;
         };
-        let Some(m) = faq.best_match(&c.group, text) else {
+        let (threshold, margin) = faq.operating_point();
+        let closest = faq.closest(&c.group, text);
+        self.stats.observe_faq(closest.map_or(0.0, |m| m.score));
+        let Some(m) = closest.filter(|m| faq.accepts(m, threshold, margin)) else {
             return;
         };
-        tracing::debug!(conversation, faq = m.id, score = m.score, "faq auto-reply");
+        tracing::debug!(
+            conversation,
+            faq = m.id,
+            score = m.score,
+            margin = m.margin,
+            "faq auto-reply"
+        );
         self.stats.auto_replies += 1;
         let flags = messages::flags::AUTO_REPLY;
         let seq = c.append(Entry {

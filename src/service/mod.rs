@@ -522,6 +522,7 @@ pub(crate) fn request_conversation(msg: &messages::Msg) -> u64 {
         Msg::Claim(m) => m.conversation,
         Msg::Close(m) => m.conversation,
         Msg::Rate(m) => m.conversation,
+        Msg::WrongReply(m) => m.conversation,
         Msg::History(m) => m.conversation,
         Msg::Suggest(m) => m.conversation,
         Msg::Note(m) => m.conversation,

@@ -385,7 +385,7 @@ fn the_abuse_filter_reads_no_profile_but_a_blocked_visitor_stays_blocked() {
     // A chat message that blocks the visitor: its profile updates are refused too.
     s.request(
         s.sender(v, role::VISITOR, &[], 3),
-        send_msg(conv, 3, "I will find you"),
+        send_msg(conv, 3, "I will find you, you will regret this"),
     );
     s.settle();
     // (A block closes the connection: its `Error` is the farewell.)

@@ -17,6 +17,9 @@ pub(super) fn publish(stats: &mut ShardStats, worker: &WorkerMetrics, router: &R
         rate_limited,
         blocked,
         auto_replies,
+        faq_confidence,
+        faq_confidence_milli,
+        faq_wrong,
         profiles_refused,
         history_deferred,
         history_waiting,
@@ -29,6 +32,11 @@ pub(super) fn publish(stats: &mut ShardStats, worker: &WorkerMetrics, router: &R
     f.rate_limited.add(std::mem::take(rate_limited));
     f.blocked.add(std::mem::take(blocked));
     worker.auto_replies.add(std::mem::take(auto_replies));
+    worker.faq_wrong.add(std::mem::take(faq_wrong));
+    worker.faq_confidence.add(
+        &std::mem::take(faq_confidence),
+        std::mem::take(faq_confidence_milli),
+    );
     worker
         .profiles_refused
         .add(std::mem::take(profiles_refused));

@@ -1,10 +1,12 @@
 //! Evaluation of the agent assistants on labelled data in `tests/data/`:
-//! precision, recall and F1 of the FAQ auto-reply at the configured threshold and of
-//! the spam filter, printed (`cargo test --test it assist_eval -- --nocapture`) and held
-//! to floors so a regression fails.
+//! precision, recall and F1 of the FAQ auto-reply at the configured threshold and
+//! margin, per language (English, Chinese, mixed), and of the spam filter, printed
+//! (`cargo test --test it assist_eval -- --nocapture`) and held to the goals of issue 23
+//! so a regression fails.
 //!
-//! Tuning (the FAQ threshold, n-gram choices, spam rules and sample threshold) was done
-//! on the `*_dev.jsonl` splits only; the `*_eval.jsonl` items were never used to tune.
+//! The split is fixed: `*_dev.jsonl` for tuning (threshold, margin, lexicon, rules),
+//! `*_eval.jsonl` to report. The language of a question is read from its text: Han
+//! characters only (zh), Latin letters only (en), both (mixed).
 
 use std::path::PathBuf;
 
@@ -59,15 +61,31 @@ impl Scores {
     }
 }
 
+/// Language of a question: `zh` (Han only), `en` (Latin only) or `mixed`.
+fn language(text: &str) -> &'static str {
+    let han = text.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+    let latin = text.chars().any(|c| c.is_ascii_alphabetic());
+    match (han, latin) {
+        (true, true) => "mixed",
+        (true, false) => "zh",
+        _ => "en",
+    }
+}
+
 /// A reply is a true positive when it is the expected entry; any other reply (wrong
 /// entry, or an answer to an out-of-scope question) is a false positive; an in-scope
 /// question without its entry's reply is a false negative.
-fn faq_scores(kb: &FaqIndex, items: &[FaqItem], threshold: f32, verbose: bool) -> Scores {
+fn faq_scores(
+    kb: &FaqIndex,
+    items: &[&FaqItem],
+    (threshold, margin): (f32, f32),
+    verbose: bool,
+) -> Scores {
     let mut s = Scores::default();
     for it in items {
         let m = kb
             .closest(&it.group, &it.text)
-            .filter(|m| m.score >= threshold);
+            .filter(|m| kb.accepts(m, threshold, margin));
         let got = m.map(|m| m.id);
         match (&it.expect, got) {
             (Some(e), Some(g)) if e == g => s.tp += 1,
@@ -81,11 +99,13 @@ fn faq_scores(kb: &FaqIndex, items: &[FaqItem], threshold: f32, verbose: bool) -
                 if verbose && (g.is_some() || e.is_some()) {
                     let best = kb.closest(&it.group, &it.text);
                     println!(
-                        "  miss: {:?} expected {:?}, closest {:?} {:.3}",
+                        "  miss: {:?} expected {:?}, closest {:?} score {:.3} margin {:.3} overlap {}",
                         it.text,
                         e,
                         best.map(|b| b.id),
-                        best.map_or(0.0, |b| b.score)
+                        best.map_or(0.0, |b| b.score),
+                        best.map_or(0.0, |b| b.margin),
+                        best.is_some_and(|b| b.overlap),
                     );
                 }
             }
@@ -99,35 +119,58 @@ fn faq() -> (FaqIndex, AssistConfig) {
     (FaqIndex::from_file(&data("faq.toml"), &cfg).unwrap(), cfg)
 }
 
+/// Answers to out-of-scope questions.
+fn off_topic_answered(kb: &FaqIndex, items: &[&FaqItem]) -> usize {
+    items
+        .iter()
+        .filter(|i| i.expect.is_none() && kb.best_match(&i.group, &i.text).is_some())
+        .count()
+}
+
 #[test]
-fn faq_threshold_was_chosen_on_the_dev_split() {
+fn faq_threshold_and_margin_were_chosen_on_the_dev_split() {
     let (kb, cfg) = faq();
     let dev: Vec<FaqItem> = lines("faq_dev.jsonl");
-    println!("FAQ dev split ({} items): threshold sweep", dev.len());
-    let mut best = (0.0f64, 0.0f32);
-    for t in (5..=80).step_by(5).map(|t| t as f32 / 100.0) {
-        let s = faq_scores(&kb, &dev, t, false);
-        println!(
-            "  t={t:.2} P={:.3} R={:.3} F1={:.3}",
-            s.precision(),
-            s.recall(),
-            s.f1()
-        );
-        if s.f1() > best.0 {
-            best = (s.f1(), t);
+    let dev: Vec<&FaqItem> = dev.iter().collect();
+    println!(
+        "FAQ dev split ({} items): threshold x margin sweep",
+        dev.len()
+    );
+    // The most recall at precision >= 0.92.
+    let mut best = (0.0f64, 0.0f32, 0.0f32);
+    for t in (10..=40).step_by(5).map(|t| t as f32 / 100.0) {
+        for m in [0.0f32, 0.02, 0.05, 0.08, 0.1] {
+            let s = faq_scores(&kb, &dev, (t, m), false);
+            println!(
+                "  t={t:.2} m={m:.2} P={:.3} R={:.3} F1={:.3}",
+                s.precision(),
+                s.recall(),
+                s.f1()
+            );
+            if s.precision() >= 0.92 && s.recall() > best.0 {
+                best = (s.recall(), t, m);
+            }
         }
     }
-    let at = faq_scores(&kb, &dev, cfg.faq_threshold, true);
+    let at = faq_scores(&kb, &dev, (cfg.faq_threshold, cfg.faq_margin), true);
     println!(
-        "  default t={:.2}: F1={:.3}; best t={:.2}: F1={:.3}",
+        "  default t={:.2} m={:.2}: P={:.3} R={:.3}; most recall at P>=0.92: t={:.2} m={:.2} R={:.3}",
         cfg.faq_threshold,
-        at.f1(),
+        cfg.faq_margin,
+        at.precision(),
+        at.recall(),
         best.1,
+        best.2,
         best.0
     );
     assert!(
-        at.f1() >= best.0 - 0.05,
-        "default threshold far from the dev optimum"
+        at.precision() >= 0.92,
+        "dev precision {:.3}",
+        at.precision()
+    );
+    assert!(
+        at.recall() >= best.0 - 0.03,
+        "default operating point far from the dev optimum"
     );
 }
 
@@ -135,26 +178,63 @@ fn faq_threshold_was_chosen_on_the_dev_split() {
 fn faq_precision_and_recall_on_held_out_questions() {
     let (kb, cfg) = faq();
     let eval: Vec<FaqItem> = lines("faq_eval.jsonl");
-    let in_scope = eval.iter().filter(|i| i.expect.is_some()).count();
-    let s = faq_scores(&kb, &eval, cfg.faq_threshold, true);
-    println!(
-        "FAQ eval: {} entries, {} questions ({} in scope, {} out of scope), threshold {:.2}: \
-         TP={} FP={} FN={} precision={:.3} recall={:.3} F1={:.3}",
-        kb.len(),
-        eval.len(),
-        in_scope,
-        eval.len() - in_scope,
-        cfg.faq_threshold,
-        s.tp,
-        s.fp,
-        s.fn_,
-        s.precision(),
-        s.recall(),
-        s.f1()
+    let all: Vec<&FaqItem> = eval.iter().collect();
+    assert!(eval.len() >= 200);
+    let dev = lines::<FaqItem>("faq_dev.jsonl").len();
+    assert!(
+        eval.len() + dev >= 300,
+        "labelled FAQ questions: {}",
+        eval.len() + dev
     );
-    assert!(eval.len() >= 100);
-    assert!(s.precision() >= 0.85, "FAQ precision {:.3}", s.precision());
-    assert!(s.recall() >= 0.60, "FAQ recall {:.3}", s.recall());
+    let point = (cfg.faq_threshold, cfg.faq_margin);
+    for lang in ["all", "en", "zh", "mixed"] {
+        let items: Vec<&FaqItem> = all
+            .iter()
+            .copied()
+            .filter(|i| lang == "all" || language(&i.text) == lang)
+            .collect();
+        let in_scope = items.iter().filter(|i| i.expect.is_some()).count();
+        let off = items.len() - in_scope;
+        let s = faq_scores(&kb, &items, point, lang == "all");
+        let answered_off = off_topic_answered(&kb, &items);
+        println!(
+            "FAQ eval [{lang}]: {} entries, {} questions ({in_scope} in scope, {off} out of scope), \
+             threshold {:.2} margin {:.2}: TP={} FP={} FN={} precision={:.3} recall={:.3} F1={:.3}; \
+             out of scope answered {answered_off}",
+            kb.len(),
+            items.len(),
+            point.0,
+            point.1,
+            s.tp,
+            s.fp,
+            s.fn_,
+            s.precision(),
+            s.recall(),
+            s.f1()
+        );
+        // Issue 23's goals where the sample is large enough to say anything (the mixed
+        // sample is small: one miss moves it by 0.1).
+        let (p_floor, r_floor) = match lang {
+            "mixed" => (0.85, 0.67),
+            _ => (0.90, 0.67),
+        };
+        assert!(
+            s.precision() >= p_floor,
+            "[{lang}] FAQ precision {:.3}",
+            s.precision()
+        );
+        assert!(
+            s.recall() >= r_floor,
+            "[{lang}] FAQ recall {:.3}",
+            s.recall()
+        );
+        if lang == "all" {
+            assert!(
+                answered_off * 5 <= off,
+                "{answered_off} of {off} off-topic answered"
+            );
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,10 +338,17 @@ fn spam_precision_and_recall_on_held_out_messages() {
         ham_lost
     );
     assert!(spam >= 100 && eval.len() - spam >= 90);
-    assert!(s.precision() >= 0.9, "spam precision {:.3}", s.precision());
-    assert!(s.recall() >= 0.7, "spam recall {:.3}", s.recall());
+    let dev = lines::<SpamItem>("spam_dev.jsonl").len();
     assert!(
-        ham_lost <= 2,
+        eval.len() + dev >= 300,
+        "labelled spam/ham: {}",
+        eval.len() + dev
+    );
+    assert!(s.precision() >= 0.9, "spam precision {:.3}", s.precision());
+    assert!(s.recall() >= 0.85, "spam recall {:.3}", s.recall());
+    // Refusing a customer is the worst error: no ham dropped or blocked.
+    assert_eq!(
+        ham_lost, 0,
         "{ham_lost} ham messages would not be delivered"
     );
 }

@@ -1,7 +1,8 @@
 //! The assistants on the message path, through the SDK over loopback (tests/data
 //! libraries): a FAQ question in a waiting conversation gets an automatic answer both
-//! sides see; spam is refused (403) and never reaches the agent; an insult is delivered
-//! flagged; a threat blocks the visitor (205, connection closed); an agent's `Suggest`
+//! sides see; spam is refused (403) and never reaches the agent; an insult, or a
+//! customer quoting a phishing SMS, is delivered flagged; a threat (two signals) blocks
+//! the visitor (205, connection closed); an agent's `Suggest`
 //! returns canned replies by prefix and despite a typo.
 
 use crate::util;
@@ -78,6 +79,34 @@ fn a_faq_question_in_the_queue_is_answered_automatically() {
         Duration::ZERO,
         |m| matches!(m, Msg::Deliver(d) if d.flags & flags::AUTO_REPLY != 0),
     );
+
+    // Alice marks the automatic reply wrong: counted (and logged with the question).
+    let wrong = |seq: u64| messages::WrongReply {
+        conversation: conv,
+        seq,
+        comment: "asked about the shop, not the console".into(),
+    };
+    alice.post(wrong(auto.seq));
+    // Not an automatic reply: 400; not the serving agent: 403.
+    let rid = alice.post(wrong(asked.seq));
+    alice.expect_error(rid, 400);
+    let rid = vera.post(wrong(auto.seq));
+    vera.expect_error(rid, 403);
+    let marked = server
+        .metrics()
+        .workers
+        .iter()
+        .map(|w| w.faq_wrong.get())
+        .sum::<u64>();
+    assert_eq!(marked, 1);
+    // The confidence of each question the FAQ looked at is in the histogram.
+    let looked: u64 = server
+        .metrics()
+        .workers
+        .iter()
+        .flat_map(|w| w.faq_confidence.buckets.iter().map(|b| b.get()))
+        .sum();
+    assert_eq!(looked, 3, "hello, the question, the small talk");
 }
 
 #[test]
@@ -103,7 +132,16 @@ fn spam_is_refused_insults_are_flagged_threats_block() {
     let d = alice.deliver(conv);
     assert_eq!((d.seq, d.flags), (insult.seq, flags::FLAGGED));
 
-    let rid = vera.post(text(conv, 5, "I will kill you"));
+    // A customer quoting a phishing message is flagged for Alice, never refused.
+    let report = vera.send_accepted(
+        conv,
+        5,
+        "I got an SMS: 'you have won, click here to claim' - is this you?",
+    );
+    let d = alice.deliver(conv);
+    assert_eq!((d.seq, d.flags), (report.seq, flags::FLAGGED));
+
+    let rid = vera.post(text(conv, 6, "I will kill you, I will find you"));
     let e = vera.reply_to(rid, |m| match m {
         Msg::Error(e) => Some(e.clone()),
         _ => None,
@@ -114,7 +152,7 @@ fn spam_is_refused_insults_are_flagged_threats_block() {
         server.metrics().workers.iter().map(|w| f(w)).sum::<u64>()
     };
     assert_eq!(sum(|w| w.filtered.dropped.get()), 1);
-    assert_eq!(sum(|w| w.filtered.flagged.get()), 1);
+    assert_eq!(sum(|w| w.filtered.flagged.get()), 2);
     assert_eq!(sum(|w| w.filtered.blocked.get()), 1);
 }
 
@@ -307,7 +345,7 @@ fn a_refused_opening_message_leaves_nothing_behind() {
     ));
     assert_eq!(spammer.expect_error(rid, 403).conversation, 0);
     let mut threat = Peer::connect(addr, &util::token("threat", "visitor"), "threat");
-    let rid = threat.post(text(0, 1, "I will kill you"));
+    let rid = threat.post(text(0, 1, "I will kill you, I will find you"));
     let e = threat.reply_to(rid, |m| match m {
         Msg::Error(e) => Some(e.clone()),
         _ => None,
@@ -362,4 +400,40 @@ fn a_refused_opening_message_leaves_nothing_behind() {
     );
     drop(alice);
     assert!(server.shutdown().clean);
+}
+
+/// A tenant with a rule file of its own (`assist.spam_tenants`) is checked against
+/// it instead of the default file; other tenants keep the default rules.
+#[test]
+fn a_tenant_with_its_own_rule_file_is_checked_against_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pets = dir.path().join("pets-spam.toml");
+    std::fs::write(
+        &pets,
+        "refuse_signals = 1\n[[rule]]\nname = 'no-kittens'\naction = 'drop'\nkeywords = ['kitten']\n",
+    )
+    .unwrap();
+    let server = service_server(|c| {
+        c.assist.spam = Some(data("spam.toml"));
+        c.assist.spam_tenants.insert("pets".into(), pets.clone());
+    });
+    let addr = server.addr();
+    let mut p = Peer::connect(
+        addr,
+        &util::tenant_token("pat", "visitor", "pets", &[]),
+        "pat",
+    );
+    let rid = p.post(text(0, 1, "selling a kitten"));
+    assert_eq!(p.expect_error(rid, 403).conversation, 0);
+    // The default rules do not apply to this tenant.
+    p.send_accepted(0, 2, "online casino, free spins today");
+    // Nor the tenant's to the others.
+    let mut d = Peer::connect(addr, &util::token("dan", "visitor"), "dan");
+    let conv = d.send_accepted(0, 1, "selling a kitten").conversation;
+    let rid = d.post(text(
+        conv,
+        2,
+        "Win big at our online casino, free spins today!",
+    ));
+    d.expect_error(rid, 403);
 }

@@ -453,6 +453,14 @@ fn watch() -> impl Strategy<Value = m::Watch> {
     fields!(m::Watch { group: short() })
 }
 
+fn wrong_reply() -> impl Strategy<Value = m::WrongReply> {
+    fields!(m::WrongReply {
+        conversation: any::<u64>(),
+        seq: any::<u64>(),
+        comment: short()
+    })
+}
+
 fn disconnect() -> impl Strategy<Value = m::Disconnect> {
     fields!(m::Disconnect {
         user: string_in(1, MAX_USER),
@@ -499,6 +507,7 @@ fn msg_of(kind: Kind) -> BoxedStrategy<Msg> {
         Kind::Note => note().prop_map(Msg::from).boxed(),
         Kind::Availability => availability().prop_map(Msg::from).boxed(),
         Kind::Watch => watch().prop_map(Msg::from).boxed(),
+        Kind::WrongReply => wrong_reply().prop_map(Msg::from).boxed(),
         Kind::ListConversations => list_conversations().prop_map(Msg::from).boxed(),
         Kind::ConversationList => conversation_list().prop_map(Msg::from).boxed(),
         Kind::Disconnect => disconnect().prop_map(Msg::from).boxed(),
@@ -613,6 +622,9 @@ fn out_of_bounds(kind: Kind) -> Option<BoxedStrategy<(Msg, &'static str)>> {
         ]
         .boxed(),
         Kind::Watch => set(watch(), over(MAX_SHORT), "group", |x, v| x.group = v),
+        Kind::WrongReply => set(wrong_reply(), over(MAX_SHORT), "comment", |x, v| {
+            x.comment = v
+        }),
         Kind::Disconnect => prop_oneof![
             set(disconnect(), over(MAX_USER), "user", |x, v| x.user = v),
             set(disconnect(), Just(String::new()), "user", |x, v| x.user = v),
@@ -716,7 +728,7 @@ fn kind_byte() -> impl Strategy<Value = u8> {
 #[test]
 fn every_kind_has_a_strategy() {
     let kinds = kinds();
-    assert_eq!(kinds.len(), 32);
+    assert_eq!(kinds.len(), 33);
     let mut runner = TestRunner::deterministic();
     for &kind in &kinds {
         let s = msg_of(kind);

@@ -29,6 +29,7 @@ use switchboard::protocol::messages::{
     ArchivedPresence, ArchivedQueued, ArchivedRate, ArchivedReceipt, ArchivedRefresh,
     ArchivedRefreshed, ArchivedResumed, ArchivedSend, ArchivedSuggest, ArchivedSuggestion,
     ArchivedSuggestions, ArchivedTransfer, ArchivedTyping, ArchivedWatch, ArchivedWelcome,
+    ArchivedWrongReply,
 };
 use switchboard::protocol::{DecodeError, ErrorCode, Kind, Msg};
 
@@ -362,14 +363,16 @@ fn expected_code(what: &str, kind: u8) -> Option<ErrorCode> {
             "invalid",
             Some(
                 Refresh | Send | Receipt | Typing | Note | Transfer | Claim | Close | Rate
-                | Presence | Watch | History | Suggest | Notice | ListConversations | Disconnect,
+                | Presence | Watch | WrongReply | History | Suggest | Notice | ListConversations
+                | Disconnect,
             ),
         ) => Some(ErrorCode::MalformedPayload),
         (
             "bound",
             Some(
                 Refresh | Send | Receipt | Typing | Note | Transfer | Claim | Close | Rate
-                | Presence | Watch | History | Suggest | Notice | ListConversations | Disconnect,
+                | Presence | Watch | WrongReply | History | Suggest | Notice | ListConversations
+                | Disconnect,
             ),
         ) => Some(ErrorCode::BadRequest),
         _ => None,
@@ -426,6 +429,7 @@ fn bad_messages_jsonl_cover_every_rule() {
         (Kind::Refresh, "token"),
         (Kind::Note, "body"),
         (Kind::Watch, "group"),
+        (Kind::WrongReply, "comment"),
         (Kind::ListConversations, "state"),
         (Kind::ListConversations, "group"),
         (Kind::ListConversations, "agent"),
@@ -599,6 +603,7 @@ fn code_layouts() -> Vec<Layout> {
         "Presence": ArchivedPresence { status, user },
         "Availability": ArchivedAvailability { groups },
         "Watch": ArchivedWatch { group },
+        "WrongReply": ArchivedWrongReply { conversation, seq, comment },
         "History": ArchivedHistory { limit, conversation, before_seq },
         "HistoryPage": ArchivedHistoryPage { more, conversation, entries },
         "Suggest": ArchivedSuggest { limit, faq, conversation, prefix },

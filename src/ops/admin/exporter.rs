@@ -13,9 +13,9 @@ use prometheus_client::registry::Registry;
 use crate::handoff::CloseReason;
 use crate::metrics::conversation::{GroupFigures, WAIT_BUCKETS_S, WaitHistogram};
 use crate::metrics::{
-    CONVERSATION_STATES, CUT_CAUSES, Counter, KIND_SLOTS, KindCounts, LATENCY_BUCKETS_US,
-    LatencyHistogram, Metrics, PROXY_HEADER_ERRORS, REJECT_LABELS, ReactorMetrics, WorkerMetrics,
-    close_reasons,
+    CONFIDENCE_BUCKETS, CONVERSATION_STATES, CUT_CAUSES, Counter, KIND_SLOTS, KindCounts,
+    LATENCY_BUCKETS_US, LatencyHistogram, Metrics, PROXY_HEADER_ERRORS, REJECT_LABELS,
+    ReactorMetrics, WorkerMetrics, close_reasons,
 };
 use crate::protocol::{ErrorCode, Kind};
 
@@ -513,6 +513,13 @@ impl Exporter {
         )?;
         self.per_worker(
             enc,
+            "assist_faq_wrong",
+            "Automatic FAQ replies agents marked wrong (WrongReply; each logged with its question).",
+            Counter,
+            |w| w.faq_wrong.get(),
+        )?;
+        self.per_worker(
+            enc,
             "profiles_refused",
             "Visitor profile updates refused: the merged profile would pass 32 fields.",
             Counter,
@@ -543,6 +550,29 @@ impl Exporter {
         ];
         for (name, help, pick) in actions {
             self.per_worker(enc, name, help, Counter, pick)?;
+        }
+        {
+            let mut buckets: Vec<(f64, u64)> = CONFIDENCE_BUCKETS
+                .iter()
+                .map(|b| (f64::from(*b), 0))
+                .chain(std::iter::once((f64::INFINITY, 0)))
+                .collect();
+            let mut sum_milli = 0u64;
+            for w in &self.0.workers {
+                let h = &w.faq_confidence;
+                for (b, c) in buckets.iter_mut().zip(h.buckets.iter()) {
+                    b.1 += c.get();
+                }
+                sum_milli = sum_milli.saturating_add(h.sum_milli.get());
+            }
+            let count = buckets.iter().map(|b| b.1).sum();
+            enc.encode_descriptor(
+                "assist_faq_confidence",
+                "Score (0-1) of the best FAQ entry for each visitor message the FAQ looked at, answered or not.",
+                None,
+                MetricType::Histogram,
+            )?
+            .encode_histogram::<NoLabelSet>(sum_milli as f64 / 1e3, count, &buckets, None)?;
         }
         let hists: Vec<&LatencyHistogram> =
             self.0.workers.iter().map(|w| &w.message_latency).collect();

@@ -35,6 +35,9 @@ impl Assist {
             }
             (_, false) => self.filter = None,
         }
+        if let Some(f) = &mut self.filter {
+            f.set_tenant_rules(libs.spam_tenants.clone());
+        }
     }
 
     /// The FAQ index, if the FAQ auto-reply is on.

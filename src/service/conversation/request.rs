@@ -70,6 +70,11 @@ impl Shard {
             Msg::Receipt(r) => receipt(c, &from, r, out),
             Msg::Typing(t) => typing(c, &from, t, self.settings.typing_interval_ms, now_ms, out),
             Msg::Transfer(t) => transfer(c, &from, t, party, out),
+            Msg::WrongReply(w) => {
+                let faq = self.assist.faq();
+                let reader = self.reader.as_ref();
+                wrong_reply(c, &from, w, party, reader, faq.as_deref(), &mut self.stats)
+            }
             Msg::Rate(r) => {
                 let refused = rate(c, &from, r, party, now_ms, &mut self.stats);
                 if refused.is_none() {
@@ -445,6 +450,56 @@ fn transfer(
         to_group: t.to_group,
         note: t.note,
     }));
+    None
+}
+
+/// Characters of an answer quoted in the log line of a wrong automatic reply.
+const QUOTED_ANSWER: usize = 80;
+
+/// The serving agent marks the automatic reply at `w.seq` wrong: counted, and logged
+/// with the visitor's message it answered (the entry just before it) and the FAQ entry
+/// it came from (as the library matches it now), so the library can be improved.
+/// Nothing is stored or sent.
+fn wrong_reply(
+    c: &Conversation,
+    from: &Sender,
+    w: messages::WrongReply,
+    party: Party,
+    reader: Option<&crate::journal::JournalReader>,
+    faq: Option<&crate::assist::FaqIndex>,
+    stats: &mut ShardStats,
+) -> Option<ErrorCode> {
+    if !party.agent || !matches!(from.role, role::AGENT | role::BOT) {
+        return Some(ErrorCode::Forbidden);
+    }
+    let auto =
+        |e: &Entry| e.kind == Kind::Send.as_u8() && e.flags & messages::flags::AUTO_REPLY != 0;
+    let Some(answer) = c.events.get(w.seq, reader).filter(auto) else {
+        return Some(ErrorCode::BadRequest);
+    };
+    let query = w
+        .seq
+        .checked_sub(1)
+        .and_then(|s| c.events.get(s, reader))
+        .filter(|e| e.sender_role == role::VISITOR)
+        .map(|e| e.body)
+        .unwrap_or_default();
+    let entry = faq
+        .and_then(|f| f.closest(&c.group, &query))
+        .map(|m| m.id.to_owned());
+    stats.faq_wrong += 1;
+    let quoted: String = answer.body.chars().take(QUOTED_ANSWER).collect();
+    tracing::info!(
+        conversation = w.conversation,
+        seq = w.seq,
+        agent = %from.who.user,
+        group = %c.group,
+        faq = entry.as_deref().unwrap_or(""),
+        query = %query,
+        answer = %quoted,
+        comment = %w.comment,
+        "faq: automatic reply marked wrong"
+    );
     None
 }
 

@@ -17,6 +17,13 @@ pub(crate) struct ShardStats {
     pub blocked: u64,
     /// FAQ answers sent automatically.
     pub auto_replies: u64,
+    /// Visitor messages the FAQ looked at, by bucket of the best entry's score
+    /// ([`crate::metrics::CONFIDENCE_BUCKETS`]).
+    pub faq_confidence: [u64; crate::metrics::CONFIDENCE_BUCKETS.len() + 1],
+    /// Sum of those scores, in thousandths.
+    pub faq_confidence_milli: u64,
+    /// Automatic replies agents marked wrong (`WrongReply`).
+    pub faq_wrong: u64,
     /// Visitor profile updates (`PROFILE`) refused because the merged profile would
     /// pass its 32 fields.
     pub profiles_refused: u64,
@@ -41,6 +48,15 @@ pub(crate) enum GroupEvent {
 }
 
 impl ShardStats {
+    /// Counts the confidence of one FAQ look-up.
+    pub fn observe_faq(&mut self, score: f32) {
+        let i = crate::metrics::ConfidenceHistogram::bucket(score);
+        if let Some(n) = self.faq_confidence.get_mut(i) {
+            *n += 1;
+        }
+        self.faq_confidence_milli += (score.clamp(0.0, 1.0) * 1000.0).round() as u64;
+    }
+
     /// Whether there is nothing to publish.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()

@@ -1,0 +1,307 @@
+//! Word-level analysis for the FAQ matcher, between normalisation and n-grams:
+//! English words stemmed (Snowball, `rust-stemmers`), words and phrases that say
+//! nothing about the question dropped (stop words, Chinese particles and filler), and
+//! synonyms, including English–Chinese pairs, folded to one form, so "can I get my
+//! money back", 我要退钱 and 能退 refund 吗 share the grams of "refund".
+//!
+//! The lexicon is built in (`lexicon.toml`); a FAQ file adds synonym groups.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use rust_stemmers::{Algorithm, Stemmer};
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+
+use super::normalize::{is_cjk, normalize_into};
+
+/// The built-in lexicon (stop words, synonym groups).
+const LEXICON: &str = include_str!("lexicon.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LexiconFile {
+    stop: Vec<String>,
+    synonyms: Vec<Vec<String>>,
+}
+
+/// Why synonym groups cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LexiconError {
+    /// A term has no letters or digits, or a group is empty.
+    #[error("synonym group {0}: every term needs letters or digits")]
+    EmptyTerm(usize),
+    /// The automaton could not be built.
+    #[error("synonyms: {0}")]
+    Build(String),
+}
+
+/// Stems, drops stop words and folds synonyms. Immutable once built.
+pub(crate) struct Analyzer {
+    stemmer: Stemmer,
+    /// Stop words and synonym terms, in their stemmed form.
+    terms: Option<AhoCorasick>,
+    /// What each term becomes (empty for a stop word).
+    replace: Vec<String>,
+    /// Words of the library (stemmed), for typo correction.
+    vocab: rustc_hash::FxHashSet<Box<str>>,
+    /// Each library word with one character deleted -> the word (first learnt wins).
+    deletes: FxHashMap<Box<str>, Box<str>>,
+}
+
+/// Shortest word typo correction looks at: shorter words have too many neighbours.
+const MIN_TYPO_WORD: usize = 5;
+
+/// `w` with its `i`-th character removed.
+fn delete_at(w: &str, i: usize) -> String {
+    w.chars()
+        .enumerate()
+        .filter(|&(j, _)| j != i)
+        .map(|(_, c)| c)
+        .collect()
+}
+
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyzer")
+            .field("terms", &self.replace.len())
+            .finish()
+    }
+}
+
+impl Analyzer {
+    /// The built-in lexicon plus `extra` synonym groups (each folded to its first term).
+    pub(crate) fn new(extra: &[Vec<String>]) -> Result<Self, LexiconError> {
+        let builtin: LexiconFile =
+            toml::from_str(LEXICON).map_err(|e| LexiconError::Build(e.to_string()))?;
+        let mut me = Self {
+            stemmer: Stemmer::create(Algorithm::English),
+            terms: None,
+            replace: Vec::new(),
+            vocab: Default::default(),
+            deletes: Default::default(),
+        };
+        let mut patterns: Vec<String> = Vec::new();
+        let mut seen = rustc_hash::FxHashSet::default();
+        let mut learnt = Vec::new();
+        let mut scratch = String::new();
+        // File groups first: on a clash the library's own grouping wins.
+        let groups = extra.iter().chain(builtin.synonyms.iter());
+        for (i, group) in groups.enumerate() {
+            let mut canon = None;
+            for term in group {
+                scratch.clear();
+                me.stage(term, &mut scratch);
+                let stemmed = scratch.trim().to_owned();
+                if stemmed.is_empty() {
+                    return Err(LexiconError::EmptyTerm(i + 1));
+                }
+                let c = canon.get_or_insert_with(|| stemmed.clone()).clone();
+                learnt.push(term.clone());
+                if seen.insert(stemmed.clone()) {
+                    patterns.push(stemmed);
+                    me.replace.push(c);
+                }
+            }
+            if canon.is_none() {
+                return Err(LexiconError::EmptyTerm(i + 1));
+            }
+        }
+        for w in &builtin.stop {
+            scratch.clear();
+            me.stage(w, &mut scratch);
+            let stemmed = scratch.trim().to_owned();
+            if !stemmed.is_empty() && seen.insert(stemmed.clone()) {
+                patterns.push(stemmed);
+                me.replace.push(String::new());
+            }
+        }
+        me.learn(&learnt);
+        me.terms = Some(
+            AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(&patterns)
+                .map_err(|e| LexiconError::Build(e.to_string()))?,
+        );
+        Ok(me)
+    }
+
+    /// Learns the Latin words of library text (question variants), so a query word
+    /// one edit (deletion, insertion or substitution) away from a library word of at
+    /// least [`MIN_TYPO_WORD`] letters is read as that word.
+    pub(crate) fn learn(&mut self, texts: &[String]) {
+        let mut staged = String::new();
+        for t in texts {
+            staged.clear();
+            self.stage(t, &mut staged);
+            for w in staged.split(' ') {
+                let n = w.chars().count();
+                if n < MIN_TYPO_WORD || !w.chars().all(char::is_alphabetic) || w.chars().any(is_cjk)
+                {
+                    continue;
+                }
+                if self.vocab.insert(w.into()) {
+                    // Typos rarely touch the first letter; and "border" is not "order".
+                    for i in 1..n {
+                        self.deletes
+                            .entry(delete_at(w, i).into())
+                            .or_insert_with(|| w.into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The library word `w` is a typo of, if any (see [`Self::learn`]).
+    fn correct(&self, w: &str) -> Option<&str> {
+        if self.vocab.is_empty() || self.vocab.contains(w) {
+            return None;
+        }
+        let n = w.chars().count();
+        if n < MIN_TYPO_WORD - 1 || !w.chars().all(char::is_alphabetic) {
+            return None;
+        }
+        // A letter missing from `w`.
+        if let Some(v) = self.deletes.get(w) {
+            return Some(v);
+        }
+        for i in 1..n {
+            let d = delete_at(w, i);
+            // A letter too many in `w`; or one letter different.
+            if let Some(v) = self.vocab.get(d.as_str()) {
+                return Some(v);
+            }
+            if let Some(v) = self.deletes.get(d.as_str()) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// Normalises `text`, splits Latin from CJK runs with a space and stems the
+    /// Latin words (correcting typos of library words), appending to `out`.
+    fn stage(&self, text: &str, out: &mut String) {
+        let mut norm = String::with_capacity(text.len());
+        normalize_into(text, &mut norm);
+        let mut word = String::new();
+        let mut last_cjk = None;
+        let flush = |word: &mut String, out: &mut String| {
+            if !word.is_empty() {
+                let stem = self.stemmer.stem(word);
+                out.push_str(self.correct(&stem).unwrap_or(&stem));
+                word.clear();
+            }
+        };
+        for c in norm.chars() {
+            if c == ' ' {
+                flush(&mut word, out);
+                out.push(' ');
+                last_cjk = None;
+                continue;
+            }
+            let cjk = is_cjk(c);
+            if last_cjk.is_some_and(|l| l != cjk) {
+                flush(&mut word, out);
+                out.push(' ');
+            }
+            last_cjk = Some(cjk);
+            if cjk {
+                out.push(c);
+            } else {
+                word.push(c);
+            }
+        }
+        flush(&mut word, out);
+    }
+
+    /// The analysed form of `text`, appended to `out`: words separated by spaces,
+    /// synonyms folded, stop words gone.
+    pub(crate) fn analyze_into(&self, text: &str, out: &mut String) {
+        let mut staged = String::with_capacity(text.len() + 8);
+        self.stage(text, &mut staged);
+        let Some(ac) = &self.terms else {
+            out.push_str(&staged);
+            return;
+        };
+        let mut at = 0;
+        for m in ac.find_iter(&staged) {
+            let (s, e) = (m.start(), m.end());
+            let before = staged.get(..s).and_then(|t| t.chars().next_back());
+            let after = staged.get(e..).and_then(|t| t.chars().next());
+            let first = staged.get(s..).and_then(|t| t.chars().next());
+            let last = staged.get(..e).and_then(|t| t.chars().next_back());
+            let bound = |edge: Option<char>, side: Option<char>| {
+                edge.is_some_and(is_cjk) || side.is_none_or(|c| c == ' ' || is_cjk(c))
+            };
+            if !(bound(first, before) && bound(last, after)) {
+                continue;
+            }
+            out.push_str(staged.get(at..s).unwrap_or(""));
+            out.push(' ');
+            out.push_str(self.replace.get(m.pattern().as_usize()).map_or("", |r| r));
+            out.push(' ');
+            at = e;
+        }
+        out.push_str(staged.get(at..).unwrap_or(""));
+    }
+
+    /// The analysed form of `text` (see [`Self::analyze_into`]).
+    #[cfg(test)]
+    pub(crate) fn analyze(&self, text: &str) -> String {
+        let mut out = String::new();
+        self.analyze_into(text, &mut out);
+        out.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stems_drops_stop_words_and_folds_synonyms() {
+        let a = Analyzer::new(&[]).unwrap();
+        assert_eq!(a.analyze("How do I get my money back?"), "refund");
+        assert_eq!(a.analyze("我要退钱"), "refund");
+        assert_eq!(a.analyze("能開 invoice 嗎"), "能开 invoic");
+        assert_eq!(a.analyze("the vase arrived smashed"), "vase arriv broken");
+        assert_eq!(a.analyze("do you have job openings?"), "job open");
+        assert_eq!(a.analyze("what are your opening hours"), "open hour");
+        assert_eq!(a.analyze("hi"), "");
+    }
+
+    #[test]
+    fn typos_of_library_words_are_corrected() {
+        let mut a = Analyzer::new(&[]).unwrap();
+        a.learn(&["Where is my parcel?".into(), "damaged screen".into()]);
+        for typo in ["pasword", "passwrod", "passsword", "pazsword"] {
+            assert_eq!(a.analyze(typo), "password", "{typo}");
+        }
+        assert_eq!(
+            a.analyze("my parcle and the damagd screan"),
+            "parcel broken screen"
+        );
+        // A letter missing from a five-letter word is found; shorter words stay.
+        assert_eq!(a.analyze("ordr"), "order");
+        assert_eq!(a.analyze("shp"), "shp");
+    }
+
+    #[test]
+    fn latin_terms_only_on_word_bounds() {
+        let a = Analyzer::new(&[]).unwrap();
+        // "order" inside "border" and "pay" inside "paypal" stay.
+        assert_eq!(a.analyze("border paypal"), "border paypal");
+    }
+
+    #[test]
+    fn library_groups_come_first_and_empty_terms_are_refused() {
+        let a = Analyzer::new(&[vec!["fapiao".into(), "tax form".into()]]).unwrap();
+        assert_eq!(a.analyze("tax form"), "fapiao");
+        assert!(matches!(
+            Analyzer::new(&[vec!["??".into()]]),
+            Err(LexiconError::EmptyTerm(1))
+        ));
+        assert!(matches!(
+            Analyzer::new(&[vec![]]),
+            Err(LexiconError::EmptyTerm(1))
+        ));
+    }
+}
