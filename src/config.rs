@@ -99,9 +99,11 @@ pub use api::{ApiConfig, ApiKeyConfig, MAX_API_KEYS, valid_key_id};
 pub use email::{CaFileError, CredentialsError, EmailConfig, SmtpCredentials, SmtpTls};
 mod console;
 pub use console::{ConsoleConfig, ConsoleUser, MAX_CONSOLE_USERS, check_password_hash};
+mod tls;
 mod web;
 mod webhooks;
 mod widget;
+pub use tls::{CertificatePair, MAX_TLS_CERTIFICATES, TlsConfig};
 pub use web::{MAX_SITES, SiteSecretError, WebConfig, WebSite, valid_site_id};
 pub use webhooks::{
     EVENT_TYPES, MAX_WEBHOOKS, OutboxConfig, WebhookConfig, WebhookSecretError, decode_secret,
@@ -185,6 +187,15 @@ pub struct ListenerConfig {
         skip_serializing_if = "proxy::is_default_max_header_bytes"
     )]
     pub proxy_max_header_bytes: usize,
+    /// Client listener only: terminate TLS (`[listeners.client.tls]`). The port
+    /// still takes plaintext too (a ClientHello is told apart by its first byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// A listener on a non-loopback address without `tls` is refused by
+    /// `check-config` unless this says plaintext is deliberate (behind a proxy
+    /// that terminates TLS).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plaintext: bool,
 }
 
 impl ListenerConfig {
@@ -197,6 +208,8 @@ impl ListenerConfig {
             proxy_protocol: false,
             trusted_proxies: Vec::new(),
             proxy_max_header_bytes: proxy::default_max_header_bytes(),
+            tls: None,
+            allow_plaintext: false,
         }
     }
 }
@@ -820,6 +833,22 @@ impl Config {
                 "only for the echo listener: the client listener detects WebSocket upgrades \
                  itself",
             ));
+        }
+        if self
+            .listeners
+            .echo
+            .as_ref()
+            .is_some_and(|e| e.tls.is_some())
+        {
+            return Err(invalid(
+                "listeners.echo.tls",
+                "only the client listener terminates TLS",
+            ));
+        }
+        if let Some(tls) = &self.listeners.client.tls
+            && let Err((key, reason)) = tls.validate()
+        {
+            return Err(invalid(key, reason));
         }
         if let Err((key, reason)) = proxy::validate(&self.listeners) {
             return Err(invalid(key, reason));

@@ -39,6 +39,9 @@ pub enum CloseReason {
     Shutdown,
     /// The client said `Bye` and the server closed in answer.
     ClientBye,
+    /// The TLS layer failed: a handshake that could not complete, or a record that
+    /// does not decrypt or parse (the peer got an alert, if anything).
+    TlsError,
 }
 
 impl CloseReason {
@@ -51,6 +54,7 @@ impl CloseReason {
             Self::Server => "server",
             Self::Shutdown => "shutdown",
             Self::ClientBye => "client_bye",
+            Self::TlsError => "tls_error",
         }
     }
 }
@@ -176,6 +180,10 @@ pub enum Command {
     /// A configuration reload built the token keys anew: visitor tokens are signed
     /// with its first key from now on (so they verify under the keys in force).
     VisitorSigner(Arc<crate::auth::Verifier>),
+    /// A reload read the client listener's certificates anew: new TLS handshakes
+    /// use this configuration (sessions already established keep theirs; `None`:
+    /// plaintext only from now on).
+    Tls(Option<Arc<rustls::ServerConfig>>),
     /// Shutdown phase two: say `Bye`, flush, close everything, exit the thread.
     Drain {
         /// Give up flushing at this instant.
@@ -200,6 +208,7 @@ impl Command {
             | Command::StopInput(_)
             | Command::Limits(_)
             | Command::VisitorSigner(_)
+            | Command::Tls(_)
             | Command::Drain { .. } => None,
         }
     }

@@ -32,6 +32,7 @@ pub mod proxy;
 mod reactor;
 mod server;
 mod service;
+pub mod tls;
 mod worker;
 pub mod ws;
 pub mod xorshift;

@@ -110,6 +110,7 @@ impl Server {
         let Prepared { config, checked } = prepared;
         let config = &config;
         let backend = checked.backend;
+        let tls = checked.tls;
         let n_reactors = config.reactor_threads();
         let n_workers = config.worker_threads();
         let mut metrics = Metrics::new(n_reactors, n_workers);
@@ -119,6 +120,9 @@ impl Server {
             metrics.email = Some(Arc::default());
         }
         let metrics = Arc::new(metrics);
+        if let Some(t) = &tls {
+            metrics.certificates.set(&t.certs);
+        }
         let session_settings = Arc::new(std::sync::RwLock::new(Arc::new(
             reload::session_settings(config, checked.verifier),
         )));
@@ -343,6 +347,7 @@ impl Server {
             ledger: ledger.clone(),
             tick: crate::ops::watchdog::progress_tick(),
             console,
+            tls: tls.as_ref().map(|t| t.config.clone()),
         };
         for (p, stats) in pending.into_iter().zip(metrics.reactors.iter()) {
             let mut listeners = Vec::with_capacity(2);

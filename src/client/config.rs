@@ -52,6 +52,19 @@ pub struct ClientConfig {
     pub resume: Vec<Cursor>,
     /// Retry policy of [`Client::reconnect`](super::Client::reconnect).
     pub reconnect: ReconnectPolicy,
+    /// Connect with TLS (ALPN `switchboard/1`) instead of plain TCP (default `None`).
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS settings of a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientTls {
+    /// PEM file of the certificate authorities to trust; `None`: the Mozilla roots
+    /// (`webpki-roots`).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The name to send as SNI and check the certificate against; `None`: the host
+    /// part of [`ClientConfig::addr`].
+    pub server_name: Option<String>,
 }
 
 /// The smallest heartbeat interval a client uses, whatever the server says, so a
@@ -74,6 +87,7 @@ impl ClientConfig {
             max_inbox: 4096,
             resume: Vec::new(),
             reconnect: ReconnectPolicy::default(),
+            tls: None,
         }
     }
 }

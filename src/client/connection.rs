@@ -56,6 +56,8 @@ pub(super) struct Connection {
     last_sent: Instant,
     /// When bytes last arrived (dead-peer detection counts from here).
     last_received: Instant,
+    /// TLS, when the configuration asks for it (`None`: plain TCP).
+    tls: Option<Box<rustls::ClientConnection>>,
 }
 
 impl Connection {
@@ -83,6 +85,7 @@ impl Connection {
                         failure: None,
                         last_sent: Instant::now(),
                         last_received: Instant::now(),
+                        tls: None,
                     });
                 }
                 Err(e) => last_err = Some(e),
@@ -96,6 +99,38 @@ impl Connection {
                 format!("{addr} resolves to no address"),
             )),
         })
+    }
+
+    /// Runs a TLS handshake (ALPN `switchboard/1`) on the fresh connection, bounded
+    /// by `until`; from then on frames travel inside TLS.
+    pub fn start_tls(
+        &mut self,
+        addr: &str,
+        settings: &super::ClientTls,
+        until: Instant,
+    ) -> Result<(), ClientError> {
+        let config = super::tls::client_config(settings)?;
+        let name = super::tls::server_name(addr, settings)?;
+        let mut tls = rustls::ClientConnection::new(config, name)
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        while tls.is_handshaking() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.shutdown();
+                return Err(ClientError::Timeout);
+            }
+            self.stream.set_read_timeout(Some(nonzero(left)))?;
+            if let Err(e) = tls.complete_io(&mut self.stream) {
+                self.shutdown();
+                return Err(match e.kind() {
+                    io::ErrorKind::InvalidData => ClientError::Tls(e.to_string()),
+                    _ if is_timeout(&e) => ClientError::Timeout,
+                    _ => ClientError::Io(e),
+                });
+            }
+        }
+        self.tls = Some(Box::new(tls));
+        Ok(())
     }
 
     /// Whether the stream is still open both ways.
@@ -119,7 +154,16 @@ impl Connection {
         if self.state != State::Open {
             return Err(ClientError::Closed);
         }
-        match self.stream.write_all(bytes) {
+        let written = match self.tls.as_mut() {
+            Some(tls) => tls.writer().write_all(bytes).and_then(|()| {
+                while tls.wants_write() {
+                    tls.write_tls(&mut self.stream)?;
+                }
+                Ok(())
+            }),
+            None => self.stream.write_all(bytes),
+        };
+        match written {
             Ok(()) => {
                 self.last_sent = Instant::now();
                 Ok(())
@@ -179,9 +223,26 @@ impl Connection {
             spill,
             frames,
             max_frame,
+            tls,
+            stream,
             ..
         } = self;
-        let data = read_buf.get(..n).unwrap_or_default();
+        let (plain, peer_closed) = match tls.as_mut() {
+            None => (Vec::new(), false),
+            Some(tls) => {
+                match super::tls::decrypt(tls, stream, read_buf.get(..n).unwrap_or_default()) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.fail(e);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let data = match tls {
+            None => read_buf.get(..n).unwrap_or_default(),
+            Some(_) => &plain[..],
+        };
         let framed = frame::deframe(spill, data, *max_frame, |header, payload| {
             let mut copy = AlignedVec::<16>::with_capacity(payload.len());
             copy.extend_from_slice(payload);
@@ -193,6 +254,9 @@ impl Connection {
         });
         if let Err(e) = framed {
             self.fail(ClientError::Framing(e));
+        } else if peer_closed {
+            self.state = State::Eof;
+            self.spill = Vec::new();
         }
         Ok(())
     }
@@ -209,6 +273,10 @@ impl Connection {
             self.state = State::Failed;
         }
         self.spill = Vec::new();
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+            let _ = tls.write_tls(&mut self.stream);
+        }
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 }

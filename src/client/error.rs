@@ -47,6 +47,11 @@ pub enum ClientError {
     /// section 6.4).
     #[error("the server sent nothing for {0:?} after a heartbeat Ping")]
     Unresponsive(Duration),
+    /// TLS failed: the CA file cannot be used, the handshake failed (an untrusted or
+    /// expired certificate, no common protocol), or a record did not decrypt. The
+    /// connection is gone.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server sent bytes that do not frame; the connection is gone.
     #[error("unframeable bytes from the server: {0}")]
     Framing(#[from] FrameError),
@@ -93,6 +98,7 @@ impl ClientError {
             Self::Io(_) | Self::Timeout | Self::Closed | Self::Unresponsive(_) => true,
             Self::Server { retryable, .. } => *retryable,
             Self::Framing(_)
+            | Self::Tls(_)
             | Self::Decode(_)
             | Self::Invalid(_)
             | Self::Handshake(_)

@@ -54,12 +54,13 @@ mod incoming;
 mod liveness;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use config::{ClientConfig, MIN_HEARTBEAT, ReconnectPolicy};
+pub use config::{ClientConfig, ClientTls, MIN_HEARTBEAT, ReconnectPolicy};
 #[doc(hidden)]
 pub use connection::read_within;
 pub use error::ClientError;
@@ -555,6 +556,9 @@ fn handshake(
         config.write_timeout,
         config.max_frame_bytes,
     )?;
+    if let Some(tls) = &config.tls {
+        conn.start_tls(&config.addr, tls, deadline_after(config.handshake_timeout))?;
+    }
     conn.write(&bytes)?;
     let deadline = deadline_after(config.handshake_timeout);
     let raw = loop {

@@ -4,6 +4,7 @@
 mod cell;
 pub mod conversation;
 pub mod email;
+pub mod tls;
 pub mod web;
 pub mod webhooks;
 
@@ -20,12 +21,13 @@ use crate::protocol::{ErrorCode, Kind};
 
 /// Close reasons that are not error codes, in slot order; error codes follow, in
 /// [`ErrorCode::ALL`] order.
-const PLAIN_CLOSES: [CloseReason; 5] = [
+const PLAIN_CLOSES: [CloseReason; 6] = [
     CloseReason::PeerClosed,
     CloseReason::IoError,
     CloseReason::Server,
     CloseReason::Shutdown,
     CloseReason::ClientBye,
+    CloseReason::TlsError,
 ];
 
 /// Number of close-reason slots: the plain reasons, then one per error code.
@@ -45,6 +47,7 @@ fn close_index(reason: CloseReason) -> usize {
         CloseReason::Server => 2,
         CloseReason::Shutdown => 3,
         CloseReason::ClientBye => 4,
+        CloseReason::TlsError => 5,
         CloseReason::Error(code) => {
             PLAIN_CLOSES.len()
                 + ErrorCode::ALL
@@ -293,6 +296,8 @@ pub struct ReactorMetrics {
     pub kernel_tcp_pressure: Gauge,
     /// The web edge: HTTP answers, WebSocket upgrades and closes.
     pub web: web::WebMetrics,
+    /// TLS handshakes on the client listener.
+    pub tls: tls::TlsMetrics,
 }
 
 impl ReactorMetrics {
@@ -539,6 +544,8 @@ pub struct Metrics {
     pub email: Option<Arc<email::EmailMetrics>>,
     /// The files thread (attachments).
     pub files: Arc<FilesMetrics>,
+    /// The client listener's certificates (expiry, reloads).
+    pub certificates: Arc<tls::CertificateMetrics>,
 }
 
 /// What the files thread stored (attachments).
@@ -568,6 +575,7 @@ impl Metrics {
             webhooks: Vec::new(),
             email: None,
             files: Arc::default(),
+            certificates: Arc::default(),
         }
     }
 

@@ -103,6 +103,9 @@ pub(crate) struct Conn {
     /// allocated) between messages, so an idle WebSocket costs what an idle binary
     /// connection costs.
     pub ws: Option<Box<WsPartial>>,
+    /// TLS (client listener, once a ClientHello arrived): the session, which keeps
+    /// no record buffer between records. `None` for plaintext connections.
+    pub tls: Option<Box<crate::tls::session::TlsSession>>,
     /// Output the kernel has not taken yet; empty (unallocated) when caught up.
     pub outq: VecDeque<Bytes>,
     /// When the current phase's deadline started counting (accept, last input, or

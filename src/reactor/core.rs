@@ -45,6 +45,9 @@ pub(crate) struct Settings {
     pub reserve_slots: usize,
     /// The web edge's bounds and origin rules (`[web]`).
     pub web: Arc<WebSettings>,
+    /// TLS on the client listener (`[listeners.client.tls]`): what new handshakes
+    /// use (`None`: plaintext only).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The listeners that take a PROXY protocol header first (`proxied.rs`).
     pub proxy: ProxyListeners,
 }
@@ -59,6 +62,7 @@ impl Settings {
                 .div_ceil(c.reactor_threads().max(1))
                 .min(MAX_RESERVED_SLOTS),
             web: WebSettings::from_config(c),
+            tls: None,
             proxy: ProxyListeners::from_config(c),
         }
     }
@@ -142,6 +146,11 @@ pub(crate) struct Core {
     drain_stall_ms: u64,
     /// Where WebSocket payloads are unmasked (one frame's worth, kept up to a bound).
     ws_scratch: Vec<u8>,
+    /// TLS: where records are decrypted, the plaintext they held, and the handshake
+    /// bytes to send (one read's worth each, kept up to a bound).
+    tls_bufs: tls_io::TlsBuffers,
+    /// Log gate of TLS failures (at most a line a second).
+    tls_log: LogGate,
     /// The visitor-token endpoint's per-address rate and log gates.
     visitor_desk: visitor_desk::Desk,
     /// The console login endpoints' per-address rate, log gates and queue.
@@ -206,6 +215,8 @@ impl Core {
             kernel_pressure: (None, false),
             drain_stall_ms: u64::MAX,
             ws_scratch: Vec::new(),
+            tls_bufs: tls_io::TlsBuffers::default(),
+            tls_log: LogGate::default(),
             visitor_desk,
             console_desk,
             api: api_desk::ApiDesk::default(),
@@ -491,6 +502,7 @@ impl Core {
             stream,
             spill: Vec::new(),
             ws: None,
+            tls: None,
             outq: VecDeque::new(),
             mark: now,
             generation,
@@ -628,12 +640,18 @@ impl Core {
         self.on_payload(drv, slot, data);
     }
 
-    /// A connection's own input (after any PROXY header).
+    /// A connection's own input (after any PROXY header): TLS records on a client
+    /// connection that started TLS (or starts it now), else its dialect's bytes.
     fn on_payload(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
         let Some(c) = self.conns.get(slot) else {
             return;
         };
-        match c.kind {
+        let (kind, tls) = (c.kind, c.tls.is_some());
+        if kind == ListenerKind::Client && (tls || self.start_tls(slot, data)) {
+            self.on_tls_data(drv, slot, data);
+            return;
+        }
+        match kind {
             ListenerKind::Echo => self.send(drv, slot, Bytes::copy_from_slice(data)),
             ListenerKind::Client | ListenerKind::WsEcho => self.on_client_data(drv, slot, data),
         }
@@ -710,8 +728,21 @@ impl Core {
         self.write_or_queue(drv, slot, data, self.settings.live.max_pending_bytes);
     }
 
-    /// `send` with an explicit bound (a farewell frame may exceed the usual one).
-    fn write_or_queue(&mut self, drv: &mut impl Driver, slot: usize, mut data: Bytes, bound: u32) {
+    /// `send` with an explicit bound (a farewell frame may exceed the usual one). On
+    /// a TLS connection `data` goes out as TLS records.
+    fn write_or_queue(&mut self, drv: &mut impl Driver, slot: usize, data: Bytes, bound: u32) {
+        let data = match self.conns.get_mut(slot) {
+            Some(c) if c.tls.is_some() && !data.is_empty() => match self.seal(drv, slot, &data) {
+                Some(records) => records,
+                None => return,
+            },
+            _ => data,
+        };
+        self.queue_wire(drv, slot, data, bound);
+    }
+
+    /// Queues bytes for the wire as they are (see [`Core::write_or_queue`]).
+    fn queue_wire(&mut self, drv: &mut impl Driver, slot: usize, mut data: Bytes, bound: u32) {
         let now = self.now;
         let Some(c) = self.conns.get_mut(slot) else {
             return;
@@ -1016,6 +1047,12 @@ impl Core {
         }
         let pending = c.pending;
         let keep = usize::from(c.sending).max(usize::from(c.head_started && c.kind.framed()));
+        if let Some(tls) = c.tls.as_mut() {
+            // Dropped records (queued, or the one that did not fit) leave a gap in
+            // the record sequence: nothing sent after them would decrypt, so the
+            // farewell is not sent either.
+            tls.abandon();
+        }
         c.outq.truncate(keep);
         c.pending = c.outq.iter().map(|b| b.len() as u32).sum();
         if c.outq.is_empty() {
@@ -1254,6 +1291,7 @@ impl Core {
                 .saturating_add(frame.len() as u32);
             self.write_or_queue(drv, slot, frame, bound);
         }
+        self.queue_close_notify(drv, slot);
         // Says FIN now if nothing is queued; otherwise the last flush does.
         self.flush(drv, slot);
     }
@@ -1408,6 +1446,7 @@ impl Core {
                 Command::Drain { deadline } => self.begin_drain(drv, deadline),
                 Command::Limits(l) => self.settings.live = l,
                 Command::VisitorSigner(v) => self.visitor_desk.signer = Some(v),
+                Command::Tls(config) => self.settings.tls = config,
             }
         }
     }
@@ -1630,5 +1669,7 @@ mod web_console;
 
 #[path = "proxied.rs"]
 mod proxied;
+#[path = "tls_io.rs"]
+mod tls_io;
 pub(crate) use super::dialect::WebSettings;
 pub(crate) use proxied::ProxyListeners;

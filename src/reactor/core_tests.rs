@@ -87,6 +87,7 @@ fn settings(max_pending_bytes: u32) -> Settings {
         command_batch: 64,
         reserve_slots: 16,
         web: super::WebSettings::from_config(&crate::config::Config::default()),
+        tls: None,
         proxy: super::ProxyListeners::default(),
     }
 }

@@ -132,6 +132,8 @@ pub(crate) struct Shared {
     pub tick: Option<std::time::Duration>,
     /// The console's users and login threads.
     pub console: ConsoleLinks,
+    /// TLS on the client listener (`None`: plaintext only).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Starts the reactor thread.
@@ -151,7 +153,10 @@ pub(crate) fn spawn(
     );
     let bucket = AcceptBucket::new(&config.limits, config.reactor_threads());
     let Pending { id, io, commands } = pending;
-    let settings = core::Settings::from_config(config);
+    let settings = core::Settings {
+        tls: shared.tls.clone(),
+        ..core::Settings::from_config(config)
+    };
     let loop_cfg = sys::epoll::LoopConfig {
         events_per_poll: config.reactor.events_per_poll,
         read_buffer_bytes: config.reactor.read_buffer_bytes,

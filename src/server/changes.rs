@@ -56,7 +56,12 @@ const RESTART_ONLY: [&str; 21] = [
 ];
 
 /// Keys under a [`RESTART_ONLY`] section that a reload applies all the same.
-const LIVE_INSIDE: [&str; 1] = ["journal.max_replay"];
+const LIVE_INSIDE: [&str; 3] = [
+    "journal.max_replay",
+    // Certificates are read again on every reload (new handshakes use them).
+    "listeners.client.tls",
+    "listeners.client.allow_plaintext",
+];
 
 /// Whether a change of `key` waits for a restart.
 pub(crate) fn needs_restart(key: &str) -> bool {

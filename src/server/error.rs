@@ -63,6 +63,22 @@ pub enum StartError {
     /// The mail thread could not start.
     #[error("email: {0}")]
     Mail(#[from] crate::mail::MailError),
+    /// A certificate or key of `[listeners.client.tls]` cannot be used.
+    #[error("listeners.client.tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// A listener on a non-loopback address speaks plaintext only, and
+    /// `allow_plaintext` does not say that is deliberate.
+    #[error(
+        "{key} = {addr} is not loopback and has no TLS: tokens and chat would cross the \
+         network in clear. Add [listeners.client.tls] (cert, key), or set \
+         listeners.client.allow_plaintext = true when a proxy in front terminates TLS"
+    )]
+    Plaintext {
+        /// The listener's address key.
+        key: &'static str,
+        /// Its address.
+        addr: SocketAddr,
+    },
     /// An assistant library (FAQ, canned replies, spam rules) could not be loaded.
     #[error("assist: {0}")]
     Assist(#[from] crate::assist::LoadError),

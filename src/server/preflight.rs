@@ -29,6 +29,8 @@ pub(crate) struct Checked<V> {
     pub libraries: Libraries,
     /// The reactor backend, `auto` resolved.
     pub backend: Backend,
+    /// The client listener's certificates, loaded and checked (`None`: no TLS).
+    pub tls: Option<crate::tls::TlsServer>,
 }
 
 /// Side effects allowed.
@@ -63,6 +65,11 @@ fn preflight<V>(
     // Secret files (present, long enough) or the development secret.
     let verifier = verifier(config)?;
     let libraries = Libraries::load(&config.assist)?;
+    let tls = match &config.listeners.client.tls {
+        Some(t) => Some(crate::tls::TlsServer::load(t)?),
+        None => None,
+    };
+    plaintext(config)?;
     let backend =
         reactor::resolve_backend(config.reactor.backend, mode == Mode::Start).map_err(|e| {
             StartError::Backend(format!(
@@ -74,7 +81,21 @@ fn preflight<V>(
         verifier,
         libraries,
         backend,
+        tls,
     })
+}
+
+/// The client listener on a non-loopback address must terminate TLS, unless
+/// `allow_plaintext` says a proxy in front does.
+fn plaintext(config: &Config) -> Result<(), StartError> {
+    let client = &config.listeners.client;
+    if client.tls.is_none() && !client.allow_plaintext && !client.addr.ip().is_loopback() {
+        return Err(StartError::Plaintext {
+            key: "listeners.client.addr",
+            addr: client.addr,
+        });
+    }
+    Ok(())
 }
 
 /// `state_dir` (and the journal directory in it, when there is one) must take new

@@ -71,7 +71,14 @@ pub(crate) fn session_settings(
 fn in_force(current: &Config, new: &Config) -> Config {
     let mut next = new.clone();
     next.state_dir = current.state_dir.clone();
-    next.listeners = current.listeners.clone();
+    next.listeners = crate::config::Listeners {
+        client: crate::config::ListenerConfig {
+            tls: new.listeners.client.tls.clone(),
+            allow_plaintext: new.listeners.client.allow_plaintext,
+            ..current.listeners.client.clone()
+        },
+        ..current.listeners.clone()
+    };
     next.reactor = current.reactor.clone();
     next.workers = current.workers.clone();
     next.shutdown = current.shutdown.clone();
@@ -102,7 +109,12 @@ impl Live {
         metrics: &crate::metrics::Metrics,
     ) -> Result<ReloadReport, ReloadError> {
         // What `check-config` and a start would refuse, a reload refuses too.
-        let checked = super::preflight::check(new)?;
+        let checked = super::preflight::check(new).inspect_err(|e| {
+            if matches!(e, StartError::Tls(_)) {
+                metrics.certificates.reload_failures.inc();
+            }
+        })?;
+        let tls = checked.tls;
         let verifier = match checked.verifier {
             Some(v) => v,
             // The development secret of a new `state_dir` (not in force before a
@@ -134,6 +146,7 @@ impl Live {
         };
         for r in live.reactors.iter() {
             let mut sent = r.send(Command::Limits(limits));
+            sent |= r.send(Command::Tls(tls.as_ref().map(|t| t.config.clone())));
             if let Some(v) = &signer {
                 sent |= r.send(Command::VisitorSigner(v.clone()));
             }
@@ -156,6 +169,9 @@ impl Live {
         tell_shards(&live.shards, assist);
         *live.libraries.lock().unwrap_or_else(|e| e.into_inner()) = libraries;
         live.conn_limits.set(&new.limits);
+        metrics
+            .certificates
+            .set(tls.as_ref().map_or(&[][..], |t| &t.certs[..]));
         *current = in_force(&current, new);
         Ok(report)
     }

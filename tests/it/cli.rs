@@ -283,8 +283,19 @@ fn a_listener_off_loopback_without_keys_is_refused_by_both() {
     );
     let echo = body(d, "[listeners.echo]\naddr = \"0.0.0.0:0\"\n");
     both_refuse(d, "echo.toml", &echo, &["listeners.echo", "non-loopback"]);
-    // With a key, the same listener is fine.
-    let keyed = format!("{open}[[auth.keys]]\nkid = \"k\"\nsecret = {KEY:?}\n");
+    // With a key, the same listener is fine (plaintext off loopback only when it
+    // says so: a proxy in front terminates TLS).
+    let keyed = format!("{open}[[auth.keys]]\nkid = \"k\"\nsecret = {KEY:?}\n").replace(
+        "addr = \"0.0.0.0:0\"\n",
+        "addr = \"0.0.0.0:0\"\nallow_plaintext = true\n",
+    );
+    let (code, _, err) = check(
+        d,
+        "keyed.toml",
+        &keyed.replace("allow_plaintext = true\n", ""),
+    );
+    assert_ne!(code, Some(0));
+    assert!(err.contains("allow_plaintext"), "{err}");
     let (code, _, err) = check(d, "keyed.toml", &keyed);
     assert_eq!(code, Some(0), "{err}");
 }

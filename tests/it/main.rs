@@ -58,6 +58,7 @@ mod storm_smoke;
 mod storm_web;
 mod supervisors;
 mod timeouts;
+mod tls;
 mod web_api;
 mod web_files;
 mod web_http;

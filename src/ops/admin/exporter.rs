@@ -78,6 +78,7 @@ fn to_prometheus_text(om: &str) -> String {
 struct Exporter(Arc<Metrics>);
 
 mod email;
+mod tls;
 mod web;
 mod webhooks;
 
@@ -157,7 +158,7 @@ impl Exporter {
             let mut me = enc.encode_descriptor(
                 "connections_closed",
                 "Connections closed, by reason (an error code's name, or peer_closed, \
-                 io_error, server, shutdown, client_bye).",
+                 io_error, server, shutdown, client_bye, tls_error).",
                 None,
                 Counter,
             )?;
@@ -866,6 +867,7 @@ impl Collector for Exporter {
         self.reactors(&mut enc)?;
         self.kinds(&mut enc)?;
         self.handshakes(&mut enc)?;
+        self.tls(&mut enc)?;
         self.workers(&mut enc)?;
         self.router(&mut enc)?;
         self.journal(&mut enc)?;
@@ -927,7 +929,21 @@ mod tests {
         sales.queue_wait.observe_ms(40_000);
         sales.ratings[4].inc();
         sales.ratings[1].inc();
+        m.reactors[0].tls.count_handshake(Some("1.3"));
+        m.reactors[1].tls.count_failure(0);
+        *m.certificates.expiry.lock().unwrap() = vec![("/etc/tls/a.crt".into(), 1_900_000_000)];
         let text = render(&m, true).unwrap();
+        assert!(
+            text.contains("switchboard_tls_handshakes_total{reactor=\"0\",version=\"1.3\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "switchboard_tls_handshake_failures_total{reactor=\"1\",reason=\"no_application_protocol\"} 1\n"
+        ));
+        assert!(text.contains(
+            "switchboard_tls_certificate_expiry_timestamp_seconds{name=\"/etc/tls/a.crt\"} 1900000000\n"
+        ));
+        assert!(text.contains("switchboard_tls_certificate_reload_failures_total 0\n"));
         assert!(
             text.contains("switchboard_conversations_opened_total{group=\"sales\"} 2\n"),
             "{text}"

@@ -29,6 +29,7 @@ pub mod api;
 pub mod http;
 pub mod peer;
 pub mod storm;
+pub mod tls;
 pub mod ws;
 
 /// Message kinds used by the connection-layer tests (see `src/protocol/kind.rs`).
@@ -490,6 +491,14 @@ impl TestServer {
     /// A verifier built from its configuration: it mints tokens the server accepts.
     pub fn verifier(&self) -> Verifier {
         Verifier::from_config(&self.config).unwrap()
+    }
+
+    /// Reloads `config` as SIGHUP would.
+    pub fn reload(
+        &self,
+        config: &Config,
+    ) -> Result<switchboard::ReloadReport, switchboard::ReloadError> {
+        self.server().reload(config)
     }
 
     fn server(&self) -> &Server {

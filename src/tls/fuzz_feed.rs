@@ -1,0 +1,143 @@
+//! The entry of the `tls_records` fuzz target (`fuzz/fuzz_targets/tls_records.rs`):
+//! arbitrary bytes, cut into reads, fed to a server session as a client would send
+//! them. A throwaway self-signed P-256 certificate (`fuzz_cert/`, made for this and
+//! nothing else) stands for the operator's.
+
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::session::TlsSession;
+
+const CERT: &[u8] = include_bytes!("fuzz_cert/cert.pem");
+const KEY: &[u8] = include_bytes!("fuzz_cert/key.pem");
+
+/// The longest a session may keep between reads: one record header's worth of
+/// length (rustls refuses longer records).
+const MAX_KEPT: usize = 5 + 16_384 + 2048;
+
+/// A server configuration with the fuzz certificate (the daemon's profile and ALPN).
+pub fn fuzz_config() -> Option<Arc<ServerConfig>> {
+    let provider = super::certs::provider();
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(CERT)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let key = PrivateKeyDer::from_pem_slice(KEY).ok()?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .ok()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .ok()?;
+    config.alpn_protocols = super::ALPN.iter().map(|p| p.to_vec()).collect();
+    Some(Arc::new(config))
+}
+
+/// Feeds `data` to a fresh session in reads of `cut` bytes (0: all at once) and
+/// checks what must always hold: no panic, never more than a record kept between
+/// reads, nothing decrypted from bytes no handshake keyed, and after a failure the
+/// session takes no more output. Returns whether the session failed.
+pub fn feed(config: &Arc<ServerConfig>, data: &[u8], cut: usize) -> Result<bool, String> {
+    let mut s = TlsSession::new(config.clone()).map_err(|e| e.to_string())?;
+    let (mut scratch, mut plain, mut wire) = (Vec::new(), Vec::new(), Vec::new());
+    let step = if cut == 0 { data.len().max(1) } else { cut };
+    for chunk in data.chunks(step) {
+        match s.read(chunk, &mut scratch, &mut plain, &mut wire) {
+            Ok(_) => {
+                if s.kept() > MAX_KEPT {
+                    return Err(format!("{} bytes kept between reads", s.kept()));
+                }
+            }
+            Err(_) => {
+                if s.seal(b"after").map_err(|e| e.to_string())?.is_some() {
+                    return Err("output after a failure".into());
+                }
+                return Ok(true);
+            }
+        }
+    }
+    if !plain.is_empty() {
+        return Err("plaintext without a handshake".into());
+    }
+    Ok(false)
+}
+
+/// Heap bytes one established TLS 1.3 session holds, averaged over `n` sessions
+/// driven through a handshake with an in-memory rustls client (dropped after it);
+/// `live` is the caller's counting allocator (live bytes). See
+/// `benches/tls_idle.rs`.
+pub fn session_heap(n: usize, live: &dyn Fn() -> i64) -> Result<f64, String> {
+    let config = fuzz_config().ok_or("fuzz certificate")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(CERT) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let mut client_config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(super::certs::provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    // The client keeps no tickets: only the server sessions stay on the heap.
+    client_config.resumption = rustls::client::Resumption::disabled();
+    let client_config = Arc::new(client_config);
+    // Work buffers reserved up front, so only the sessions grow the heap.
+    let mut scratch = Vec::with_capacity(64 * 1024);
+    let mut plain = Vec::with_capacity(64 * 1024);
+    let mut wire = Vec::with_capacity(64 * 1024);
+    let mut sessions = Vec::with_capacity(n);
+    let before = live();
+    for _ in 0..n {
+        let mut s = TlsSession::new(config.clone()).map_err(|e| e.to_string())?;
+        let name =
+            rustls::pki_types::ServerName::try_from("fuzz.invalid").map_err(|e| e.to_string())?;
+        let mut c = rustls::ClientConnection::new(client_config.clone(), name)
+            .map_err(|e| e.to_string())?;
+        for _ in 0..4 {
+            let mut out = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut out).map_err(|e| e.to_string())?;
+            }
+            wire.clear();
+            s.read(&out, &mut scratch, &mut plain, &mut wire)
+                .map_err(|e| e.to_string())?;
+            let mut rd = &wire[..];
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).map_err(|e| e.to_string())?;
+                c.process_new_packets().map_err(|e| e.to_string())?;
+            }
+        }
+        if !s.established() {
+            return Err("handshake did not complete".into());
+        }
+        drop(c);
+        sessions.push(s);
+    }
+    let after = live();
+    let per = (after - before) as f64 / n as f64;
+    drop(sessions);
+    Ok(per)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fuzz_entry_runs() {
+        let config = fuzz_config().expect("the fuzz certificate loads");
+        assert_eq!(feed(&config, b"", 0), Ok(false));
+        assert_eq!(feed(&config, b"GET / HTTP/1.1\r\n\r\n", 3), Ok(true));
+        // A record header announcing more than a record may hold.
+        assert_eq!(
+            feed(&config, &[0x16, 3, 1, 0xff, 0xff, 1, 2, 3], 1),
+            Ok(true)
+        );
+        // A partial ClientHello is kept, not failed.
+        assert_eq!(feed(&config, &[0x16, 3, 1, 0x01, 0x00, 1], 2), Ok(false));
+    }
+}

@@ -1,0 +1,347 @@
+//! One connection's TLS, sans-IO, over rustls' unbuffered API: the reactor hands
+//! in what it read and gets back the handshake bytes to send and the plaintext to
+//! process; it hands in plaintext to send and gets back records. Between records
+//! nothing is buffered: a partly arrived record is kept (bounded by the record
+//! size) until the rest comes, decryption happens in the reactor's scratch buffer,
+//! and output is encrypted straight into the `Bytes` the connection queues.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rustls::ServerConfig;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+
+/// Per-record expansion reserved when encrypting (header, explicit nonce, tag,
+/// content type); rustls says so if more is needed.
+const RECORD_OVERHEAD: usize = 40;
+
+/// Most plaintext messages held while the handshake does not allow application
+/// data yet (nothing the daemon says comes before the client speaks, so any is
+/// rare); past it the connection fails.
+const MAX_HELD: usize = 16;
+
+/// What one read produced.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct ReadOutcome {
+    /// The handshake completed with this input.
+    pub handshake_done: bool,
+    /// The peer sent close_notify: no more plaintext comes.
+    pub peer_closed: bool,
+}
+
+/// Why TLS on a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TlsFailure {
+    /// rustls refused the peer's records (the alert, if any, is in the wire output).
+    #[error("{0}")]
+    Protocol(#[from] rustls::Error),
+    /// More plaintext waited for the handshake than [`MAX_HELD`] messages.
+    #[error("too much output before the handshake completed")]
+    TooEarly,
+    /// The record layer cannot encrypt any more (sequence numbers exhausted).
+    #[error("cannot encrypt: {0}")]
+    Encrypt(String),
+}
+
+impl TlsFailure {
+    /// The `reason` slot in [`super::FAILURE_REASONS`].
+    pub fn reason(&self) -> usize {
+        match self {
+            Self::Protocol(e) => super::failure_reason(e),
+            Self::TooEarly | Self::Encrypt(_) => super::FAILURE_REASONS.len() - 1,
+        }
+    }
+}
+
+/// A connection's TLS state.
+pub(crate) struct TlsSession {
+    conn: UnbufferedServerConnection,
+    /// The start of a record that has not fully arrived; empty (unallocated)
+    /// between records.
+    partial: Vec<u8>,
+    /// Plaintext sent before the handshake allowed application data, in order;
+    /// empty (unallocated) otherwise.
+    held: Vec<Bytes>,
+    /// No more output: a fatal alert or close_notify went out, or records were
+    /// dropped (a slow-consumer cut), so anything encrypted now would not decrypt.
+    finished: bool,
+    /// The handshake completed (counted once).
+    established: bool,
+}
+
+impl std::fmt::Debug for TlsSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSession")
+            .field("partial", &self.partial.len())
+            .field("held", &self.held.len())
+            .field("finished", &self.finished)
+            .field("established", &self.established)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSession {
+    /// A session that will answer a ClientHello with `config`.
+    pub fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
+        Ok(Self {
+            conn: UnbufferedServerConnection::new(config)?,
+            partial: Vec::new(),
+            held: Vec::new(),
+            finished: false,
+            established: false,
+        })
+    }
+
+    /// The negotiated protocol version (`"1.2"`, `"1.3"`) once established.
+    pub fn version(&self) -> Option<&'static str> {
+        match self.conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => Some("1.3"),
+            rustls::ProtocolVersion::TLSv1_2 => Some("1.2"),
+            _ => None,
+        }
+    }
+
+    /// Whether the handshake completed.
+    pub fn established(&self) -> bool {
+        self.established
+    }
+
+    /// Marks the record stream as broken (output records were dropped): nothing
+    /// more is encrypted.
+    pub fn abandon(&mut self) {
+        self.finished = true;
+        self.held = Vec::new();
+    }
+
+    /// Processes `data` read from the socket: handshake and alert bytes to send go
+    /// to `wire` (in order, before anything encrypted after this call), decrypted
+    /// application data to `plain`. `scratch` is the reactor's decryption buffer.
+    /// On error, `wire` holds the alert to send, and the session takes no more
+    /// output.
+    pub fn read(
+        &mut self,
+        data: &[u8],
+        scratch: &mut Vec<u8>,
+        plain: &mut Vec<u8>,
+        wire: &mut Vec<u8>,
+    ) -> Result<ReadOutcome, TlsFailure> {
+        let mut out = ReadOutcome::default();
+        scratch.clear();
+        scratch.extend_from_slice(&self.partial);
+        scratch.extend_from_slice(data);
+        self.partial = Vec::new();
+        let mut start = 0;
+        let result = loop {
+            let Some(buf) = scratch.get_mut(start..) else {
+                break Ok(());
+            };
+            let UnbufferedStatus { mut discard, state } = self.conn.process_tls_records(buf);
+            let state = match state {
+                Ok(s) => s,
+                Err(e) => {
+                    start += discard;
+                    break Err(e);
+                }
+            };
+            let stop = match state {
+                ConnectionState::ReadTraffic(mut r) => {
+                    let mut failed = None;
+                    while let Some(rec) = r.next_record() {
+                        match rec {
+                            Ok(rec) => {
+                                discard += rec.discard;
+                                plain.extend_from_slice(rec.payload);
+                            }
+                            Err(e) => {
+                                failed = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(e) = failed {
+                        start += discard;
+                        break Err(e);
+                    }
+                    false
+                }
+                ConnectionState::EncodeTlsData(mut e) => {
+                    encode_into(wire, |buf| e.encode(buf));
+                    false
+                }
+                ConnectionState::TransmitTlsData(t) => {
+                    // The caller sends `wire` before anything encrypted later.
+                    t.done();
+                    false
+                }
+                ConnectionState::PeerClosed => {
+                    out.peer_closed = true;
+                    false
+                }
+                ConnectionState::WriteTraffic(_) => {
+                    if !self.established {
+                        self.established = true;
+                        out.handshake_done = true;
+                    }
+                    true
+                }
+                // BlockedHandshake (more input needed), Closed, early data (not
+                // enabled) and anything newer.
+                _ => true,
+            };
+            start += discard;
+            if stop {
+                break Ok(());
+            }
+        };
+        if let Err(e) = result {
+            self.fail(wire);
+            return Err(e.into());
+        }
+        if let Some(rest) = scratch.get(start..)
+            && !rest.is_empty()
+        {
+            self.partial = rest.to_vec();
+        }
+        if self.established && !self.held.is_empty() {
+            for msg in std::mem::take(&mut self.held) {
+                let sealed = self.seal(&msg)?;
+                wire.extend_from_slice(&sealed.unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stops output after a failure: the alert rustls queued goes to `wire`.
+    fn fail(&mut self, wire: &mut Vec<u8>) {
+        self.finished = true;
+        self.held = Vec::new();
+        self.partial = Vec::new();
+        // The alert is queued ahead of everything else; a few rounds at most.
+        for _ in 0..4 {
+            match self.conn.process_tls_records(&mut []).state {
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    encode_into(wire, |buf| e.encode(buf));
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
+                _ => break,
+            }
+        }
+    }
+
+    /// `data` as TLS records (`None`: held until the handshake completes, or the
+    /// session takes no more output and it is dropped).
+    pub fn seal(&mut self, data: &[u8]) -> Result<Option<Bytes>, TlsFailure> {
+        if self.finished {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        // Handshake messages rustls still has to send (a key update answer)
+        // precede the data; a few rounds at most.
+        for _ in 0..8 {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.partial);
+            // Only whole records are ever consumed, and `partial` holds none: a
+            // discard here would be a bug, and what it covers is dropped below.
+            let step = match state {
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    encode_into(&mut out, |buf| e.encode(buf));
+                    None
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => {
+                    t.done();
+                    None
+                }
+                Ok(ConnectionState::WriteTraffic(mut w)) => {
+                    let at = out.len();
+                    let need = data.len() + (data.len() / 16_384 + 1) * RECORD_OVERHEAD;
+                    out.resize(at + need, 0);
+                    let n = loop {
+                        match w.encrypt(data, out.get_mut(at..).unwrap_or_default()) {
+                            Ok(n) => break n,
+                            Err(EncryptError::InsufficientSize(s)) => {
+                                out.resize(at + s.required_size, 0);
+                            }
+                            Err(e) => return Err(TlsFailure::Encrypt(e.to_string())),
+                        }
+                    };
+                    out.truncate(at + n);
+                    Some(true)
+                }
+                Ok(_) => Some(false),
+                Err(e) => return Err(e.into()),
+            };
+            if discard > 0 {
+                self.partial.drain(..discard.min(self.partial.len()));
+            }
+            match step {
+                Some(true) => return Ok(Some(Bytes::from(out))),
+                Some(false) => break,
+                None => {}
+            }
+        }
+        // The handshake has not allowed application data yet.
+        if self.held.len() >= MAX_HELD {
+            return Err(TlsFailure::TooEarly);
+        }
+        self.held.push(Bytes::copy_from_slice(data));
+        Ok((!out.is_empty()).then(|| Bytes::from(out)))
+    }
+
+    /// The close_notify alert, once (`None`: the session takes no more output or
+    /// the handshake never completed).
+    pub fn close_notify(&mut self) -> Option<Bytes> {
+        if self.finished || !self.established {
+            self.finished = true;
+            return None;
+        }
+        self.finished = true;
+        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.partial);
+        let Ok(ConnectionState::WriteTraffic(mut w)) = state else {
+            return None;
+        };
+        let mut out = vec![0; 64];
+        let n = w.queue_close_notify(&mut out).ok()?;
+        out.truncate(n);
+        Some(Bytes::from(out))
+    }
+
+    /// Bytes kept for a partly arrived record (never more than one record: rustls
+    /// refuses a longer record header).
+    pub fn kept(&self) -> usize {
+        self.partial.len()
+    }
+
+    /// [`TlsSession::kept`], under the name the tests use.
+    #[cfg(test)]
+    pub fn partial_len(&self) -> usize {
+        self.partial.len()
+    }
+}
+
+/// Appends what `encode` writes to `wire`, growing it as rustls asks.
+fn encode_into(
+    wire: &mut Vec<u8>,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) {
+    let at = wire.len();
+    let mut room = 4096;
+    loop {
+        wire.resize(at + room, 0);
+        match encode(wire.get_mut(at..).unwrap_or_default()) {
+            Ok(n) => {
+                wire.truncate(at + n);
+                return;
+            }
+            Err(EncodeError::InsufficientSize(s)) => room = s.required_size,
+            Err(EncodeError::AlreadyEncoded) => {
+                wire.truncate(at);
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
