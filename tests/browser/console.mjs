@@ -15,12 +15,11 @@
 // is stopped on exit. Screenshots: target/browser/console-*.png.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
-import { fail, freePort, waitForPort } from './lib.mjs';
+import { configHead, fail, freePort, passwd as passwdHash, waitForPort } from './lib.mjs';
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const bin = resolve(process.argv[2] ?? join(root, 'target/debug/switchboard'));
@@ -37,17 +36,9 @@ const step = (what) => console.log('console test:', what);
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-console-'));
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
-const passwd = (pw) => execFileSync(bin, ['passwd', '--stdin'], { input: pw + '\n' }).toString().trim();
+const passwd = (pw) => passwdHash(bin, pw);
 const config = join(dir, 'switchboard.toml');
-writeFileSync(config, `state_dir = "${join(dir, 'state')}"
-[listeners.client]
-addr = "127.0.0.1:${port}"
-[admin]
-enabled = false
-[[auth.keys]]
-kid = "test"
-secret = "${SECRET}"
-[assist]
+writeFileSync(config, `${configHead({ dir, port, secret: SECRET })}[assist]
 canned = "${join(root, 'tests/data/canned.toml')}"
 faq = "${join(root, 'tests/data/faq.toml')}"
 [heartbeat]

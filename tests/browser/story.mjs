@@ -30,13 +30,11 @@
 // SWITCHBOARD_REQUIRE_MAIL=1 (CI), which makes that a failure. Loopback only.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync, readFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { deflateSync, crc32 } from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { fail, freePort, waitForPort } from './lib.mjs';
+import { configHead, fail, freePort, passwd, png, serveHtml, waitForPort } from './lib.mjs';
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const bin = resolve(process.argv[2] ?? join(root, 'target/debug/switchboard'));
@@ -100,26 +98,11 @@ const hostPage = (site) => `<!doctype html>
 <body><main><h1>Acme shop</h1><p>Spring sale: everything must go. Questions? Use the chat button.</p></main>
 <script src="http://127.0.0.1:${port}/widget.js" data-site="${site}" async></script>
 </body></html>`;
-const site = await new Promise((res) => {
-  const s = createServer((req, r) => {
-    r.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    r.end(hostPage(req.url.startsWith('/night') ? 'night' : 'shop'));
-  });
-  s.listen(0, '127.0.0.1', () => res(s));
-});
+const site = await serveHtml((req) => hostPage(req.url.startsWith('/night') ? 'night' : 'shop'));
 const origin = `http://127.0.0.1:${site.address().port}`;
 
-const passwd = (pw) => execFileSync(bin, ['passwd', '--stdin'], { input: pw + '\n' }).toString().trim();
 const config = join(dir, 'switchboard.toml');
-writeFileSync(config, `state_dir = "${join(dir, 'state')}"
-[listeners.client]
-addr = "127.0.0.1:${port}"
-[admin]
-enabled = false
-[[auth.keys]]
-kid = "test"
-secret = "${SECRET}"
-[assist]
+writeFileSync(config, `${configHead({ dir, port, secret: SECRET })}[assist]
 faq = "${join(root, 'tests/data/faq.toml')}"
 canned = "${join(root, 'tests/data/canned.toml')}"
 [web]
@@ -149,13 +132,13 @@ timezone = "${tz}"
 hours = ["${shutHours}"]
 [[console.users]]
 name = "alice"
-password_hash = "${passwd('alice password')}"
+password_hash = "${passwd(bin, 'alice password')}"
 display_name = "Alice"
 groups = ["support"]
 max_concurrent = 1
 [[console.users]]
 name = "bob"
-password_hash = "${passwd('bob password')}"
+password_hash = "${passwd(bin, 'bob password')}"
 display_name = "Bob"
 groups = ["support"]
 max_concurrent = 4
@@ -503,23 +486,3 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 process.exit(status);
-
-// A small PNG (a coloured square), made here.
-function png(size) {
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(td) >>> 0);
-    return Buffer.concat([len, td, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(size, 0);
-  ihdr.writeUInt32BE(size, 4);
-  ihdr[8] = 8; ihdr[9] = 2;
-  const row = Buffer.alloc(1 + size * 3);
-  for (let x = 0; x < size; x++) row.set([200 - x * 2, 90 + x, 40], 1 + x * 3);
-  const raw = Buffer.concat(Array.from({ length: size }, () => row));
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
-}

@@ -16,11 +16,10 @@
 // npm packages of tests/browser. Loopback only. Screenshots: target/browser/tls-*.png.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
-import { fail, freePort } from './lib.mjs';
+import { configHead, fail, freePort, passwd, serveHtml } from './lib.mjs';
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const bin = resolve(process.argv[2] ?? join(root, 'target/debug/switchboard'));
@@ -51,29 +50,15 @@ const untrustedHome = join(dir, 'home-without-ca');
 mkdirSync(untrustedHome);
 
 const port = await freePort();
-const site = await new Promise((res) => {
-  const s = createServer((req, r) => {
-    r.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    r.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head>
+const site = await serveHtml(() => `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head>
 <body><h1>Shop</h1><script src="https://localhost:${port}/widget.js" data-site="shop" async></script></body></html>`);
-  });
-  s.listen(0, '127.0.0.1', () => res(s));
-});
 const origin = `http://127.0.0.1:${site.address().port}`;
-const passwd = (pw) => execFileSync(bin, ['passwd', '--stdin'], { input: pw + '\n' }).toString().trim();
 const config = join(dir, 'switchboard.toml');
-writeFileSync(config, `state_dir = "${join(dir, 'state')}"
-[listeners.client]
-addr = "127.0.0.1:${port}"
-[listeners.client.tls]
+const tls = `[listeners.client.tls]
 cert = "${join(dir, 'server.pem')}"
 key = "${join(dir, 'server.key')}"
-[admin]
-enabled = false
-[[auth.keys]]
-kid = "test"
-secret = "${SECRET}"
-[web]
+`;
+writeFileSync(config, `${configHead({ dir, port, secret: SECRET, listener: tls })}[web]
 allowed_origins = ["same-host", "${origin}"]
 [[web.sites]]
 id = "shop"
@@ -83,7 +68,7 @@ anonymous = true
 secret = "${SITE_SECRET}"
 [[console.users]]
 name = "alice"
-password_hash = "${passwd('alice password')}"
+password_hash = "${passwd(bin, 'alice password')}"
 display_name = "Alice"
 groups = ["support"]
 [log]

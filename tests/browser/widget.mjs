@@ -18,13 +18,12 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
-import { createServer, get } from 'node:http';
+import { get } from 'node:http';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { deflateSync, crc32 } from 'node:zlib';
 import { chromium } from 'playwright-core';
-import { fail, freePort, waitForPort } from './lib.mjs';
+import { configHead, fail, freePort, png, serveHtml, waitForPort } from './lib.mjs';
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
 const bin = resolve(process.argv[2] ?? join(root, 'target/debug/switchboard'));
@@ -74,15 +73,7 @@ window.ag = (() => {
 })();
 </script></body></html>`;
 
-function serve(port) {
-  return new Promise((resolveServe) => {
-    const s = createServer((req, res) => {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(req.url.startsWith('/agent') ? AGENT : hostPage(port, req.url.startsWith('/closed') ? 'closed' : 'site'));
-    });
-    s.listen(0, '127.0.0.1', () => resolveServe(s));
-  });
-}
+const serve = (port) => serveHtml((req) => (req.url.startsWith('/agent') ? AGENT : hostPage(port, req.url.startsWith('/closed') ? 'closed' : 'site')));
 
 // Bytes on the wire of a GET with Accept-Encoding: gzip (what a browser downloads).
 function wireBytes(url) {
@@ -93,26 +84,6 @@ function wireBytes(url) {
       res.on('end', () => resolveGet({ bytes: n, encoding: res.headers['content-encoding'] ?? 'identity' }));
     }).on('error', reject);
   });
-}
-
-// A small PNG (a coloured square), made here.
-function png(size) {
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const td = Buffer.concat([Buffer.from(type), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(td) >>> 0);
-    return Buffer.concat([len, td, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(size, 0);
-  ihdr.writeUInt32BE(size, 4);
-  ihdr[8] = 8; ihdr[9] = 2;
-  const row = Buffer.alloc(1 + size * 3);
-  for (let x = 0; x < size; x++) row.set([40 + x * 3, 120, 200 - x * 2], 1 + x * 3);
-  const raw = Buffer.concat(Array.from({ length: size }, () => row));
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'switchboard-widget-'));
@@ -126,15 +97,7 @@ const config = join(dir, 'switchboard.toml');
 const DAYS = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
 const todayPlus8 = (new Date(Date.now() + 8 * 3600e3).getUTCDay() + 6) % 7;
 const closedHours = `${DAYS[(todayPlus8 + 3) % 7]} 10:00-11:00`;
-writeFileSync(config, `state_dir = "${join(dir, 'state')}"
-[listeners.client]
-addr = "127.0.0.1:${port}"
-[admin]
-enabled = false
-[[auth.keys]]
-kid = "test"
-secret = "${SECRET}"
-[web]
+writeFileSync(config, `${configHead({ dir, port, secret: SECRET })}[web]
 allowed_origins = ["${origin}"]
 # Every visitor of this test comes from 127.0.0.1: more than the default 10 a minute.
 visitor_tokens_per_minute = 60
