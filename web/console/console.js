@@ -298,6 +298,8 @@
       renderLists();
     }
     if (c.pane) insertEntry(c, e);
+    // What the FAQ already answered by itself is no hint.
+    if (e.flags & FLAG.AUTO) (c.autoTexts || (c.autoTexts = new Set())).add(e.body);
     // A visitor's question (not an automatic reply's): look for an FAQ hint.
     if (c.pane && e.sender_role === ROLE.VISITOR && e.content_type === CT.TEXT && e.kind === 16 && seq >= (c.hintSeq || 0n)) {
       c.hintSeq = seq;
@@ -500,7 +502,7 @@
     try {
       const r = await request('Suggest', { limit: 1, faq: true, conversation: c.id, prefix: [...q].slice(0, 300).join('') });
       if (!c.pane || c.hintQ !== q) return;
-      const hit = (r.fields.items || [])[0];
+      const hit = (r.fields.items || []).find((x) => !c.autoTexts?.has(x.text));
       box.hidden = !hit;
       if (!hit) return;
       c.hintText = hit.text;
