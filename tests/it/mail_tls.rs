@@ -1,5 +1,5 @@
 //! Email over TLS with real certificates and SMTP AUTH: a throwaway CA and a server
-//! certificate for `localhost`/127.0.0.1 made at test time with the `openssl` CLI, the
+//! certificate for `localhost`/127.0.0.1 made at test time (`util::tls`), the
 //! real SMTP server of `tests/mail/smtpd.py` (aiosmtpd) with STARTTLS or implicit TLS
 //! and AUTH required, and the daemon binary with `email.tls`, `email.ca_file` and
 //! `email.credentials_file`.
@@ -11,15 +11,13 @@
 //!   mail, the failures counted, and the mail is retried, never dropped: restarted
 //!   with the CA or the right password, it goes.
 //!
-//! Needs what `tests/it/mail.rs` needs, and the `openssl` CLI: without it the tests
-//! print "skipped: ..." and pass, unless `SWITCHBOARD_REQUIRE_MAIL=1`.
+//! Needs what `tests/it/mail.rs` needs.
 
 use crate::mail::{DESK, MAIL_WAIT, Smtpd, config, metrics_with, python};
 use crate::util;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::util::Daemon;
@@ -39,98 +37,26 @@ struct Certs {
     key: PathBuf,
 }
 
-/// Runs `openssl` with `args` in `dir`; panics with its output when it fails.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Makes the CA and the server's certificate in `dir` (P-256 keys, valid two days);
-/// `None` (and "skipped: ...") without the `openssl` CLI, unless mail is required.
-fn certs(dir: &Path) -> Option<Certs> {
-    let found = Command::new("openssl")
-        .arg("version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("SWITCHBOARD_REQUIRE_MAIL").as_deref() != Ok("1"),
-            "the openssl CLI is required (SWITCHBOARD_REQUIRE_MAIL=1) but `openssl version` fails"
-        );
-        println!("skipped: the openssl CLI is not installed (makes the test certificates)");
-        return None;
+/// Writes a throwaway CA and a server certificate it signed, for `localhost` and
+/// 127.0.0.1, to `dir`.
+fn certs(dir: &Path) -> Certs {
+    let ca = util::tls::Ca::new("Switchboard test CA");
+    let server = ca
+        .leaf(&["localhost", "127.0.0.1"], false)
+        .write(dir, "server");
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, &ca.pem).unwrap();
+    Certs {
+        ca: ca_path,
+        cert: server.cert,
+        key: server.key,
     }
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-    let ca_args = [
-        &["req", "-x509", "-nodes", "-days", "2"][..],
-        &ec,
-        &["-keyout", "ca.key", "-out", "ca.pem"],
-        &["-subj", "/CN=Switchboard test CA"],
-        &["-addext", "basicConstraints=critical,CA:TRUE"],
-        &["-addext", "keyUsage=critical,keyCertSign,cRLSign"],
-    ]
-    .concat();
-    openssl(dir, &ca_args);
-    let csr_args = [
-        &["req", "-new", "-nodes"][..],
-        &ec,
-        &["-keyout", "server.key", "-out", "server.csr"],
-        &["-subj", "/CN=localhost"],
-    ]
-    .concat();
-    openssl(dir, &csr_args);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n\
-         basicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "2",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.pem",
-        ],
-    );
-    Some(Certs {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("server.pem"),
-        key: dir.join("server.key"),
-    })
 }
 
 /// What a test needs: Python with aiosmtpd, and the certificates (in `dir`).
 fn setup(dir: &Path) -> Option<(String, Certs)> {
     let py = python()?;
-    Some((py, certs(dir)?))
+    Some((py, certs(dir)))
 }
 
 /// The plain `[email]` of `tests/it/mail.rs` with `tls`, and `ca_file` and

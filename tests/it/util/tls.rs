@@ -21,6 +21,8 @@ pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     /// Its certificate.
     pub der: CertificateDer<'static>,
+    /// Its certificate, PEM (what a `ca_file` holds).
+    pub pem: String,
 }
 
 /// A certificate and its key, PEM.
@@ -42,6 +44,7 @@ impl Ca {
         Self {
             issuer: Issuer::new(params, key),
             der: cert.der().clone(),
+            pem: cert.pem(),
         }
     }
 
