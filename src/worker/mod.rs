@@ -424,11 +424,7 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     recv(events) -> ev => match ev {
                         Ok(ev) => {
                             now = clock.now();
-                            // Controls first here too: an event for a conversation of
-                            // this worker's own shard reaches it directly.
-                            while let Ok(c) = control_rx.try_recv() {
-                                shard.control(c, &mut effects);
-                            }
+                            apply_controls(&control_rx, &mut shard, &mut effects);
                             let buffers = (&mut asked, &mut effects);
                             on_event(ev, now, &mut sessions, &mut shard, &mut durable, buffers, &mut dispatch);
                         }
@@ -437,11 +433,7 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     },
                     recv(shard_rx) -> msg => if let Ok(msg) = msg {
                         now = clock.now();
-                        // Controls first: one sent before this message (a reload's
-                        // libraries, a group going online) applies before it.
-                        while let Ok(c) = control_rx.try_recv() {
-                            shard.control(c, &mut effects);
-                        }
+                        apply_controls(&control_rx, &mut shard, &mut effects);
                         on_shard(msg, now, &mut shard, &mut durable, &mut effects);
                     },
                     recv(control_rx) -> msg => if let Ok(msg) = msg {
@@ -462,7 +454,7 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     }
                 }
                 while handled < BATCH {
-                    // Controls before anything they may apply to (see above).
+                    // Controls before anything they may apply to (`apply_controls`).
                     if let Ok(msg) = control_rx.try_recv() {
                         shard.control(msg, &mut effects);
                     } else if let Ok(ev) = events.try_recv() {
@@ -497,6 +489,20 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                 dispatch.wake_all();
             }
         })
+}
+
+/// Applies the shard's pending control messages. Called before anything that may
+/// reach the shard — a shard message, and an event too, since an event for a
+/// conversation of this worker's own shard reaches it directly — so that a control
+/// sent before it (a reload's libraries, a group going online) applies first.
+fn apply_controls(
+    control_rx: &Receiver<ShardControl>,
+    shard: &mut Shard,
+    effects: &mut Vec<Effect>,
+) {
+    while let Ok(c) = control_rx.try_recv() {
+        shard.control(c, effects);
+    }
 }
 
 /// Starts the router thread; it ends when every worker (the senders) is gone.
