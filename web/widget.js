@@ -466,9 +466,10 @@ textarea{resize:none}
     if (cfg.context === false) return {};
     const bare = (u) => { try { const x = new URL(u); return (x.origin + x.pathname).slice(0, 512); } catch { return ''; } };
     const ua = navigator.userAgent;
-    const b = /Edg\/(\d+)/.exec(ua) ? 'Edge ' + /Edg\/(\d+)/.exec(ua)[1] : /Firefox\/(\d+)/.exec(ua) ? 'Firefox ' + /Firefox\/(\d+)/.exec(ua)[1]
-      : /Chrom(?:e|ium)\/(\d+)/.exec(ua) ? 'Chrome ' + /Chrom(?:e|ium)\/(\d+)/.exec(ua)[1] : /Version\/(\d+).*Safari/.exec(ua) ? 'Safari ' + /Version\/(\d+)/.exec(ua)[1] : 'Other';
-    const os = /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Windows/.test(ua) ? 'Windows' : /Mac OS X/.test(ua) ? 'macOS' : /Linux/.test(ua) ? 'Linux' : '';
+    // The first that matches, in this order (Edge's and Chrome's strings also say Chrome and Safari).
+    const first = (table) => { for (const [re, name] of table) { const m = re.exec(ua); if (m) return name + (m[1] ? ' ' + m[1] : ''); } return ''; };
+    const b = first([[/Edg\/(\d+)/, 'Edge'], [/Firefox\/(\d+)/, 'Firefox'], [/Chrom(?:e|ium)\/(\d+)/, 'Chrome'], [/Version\/(\d+).*Safari/, 'Safari']]) || 'Other';
+    const os = first([[/Android/, 'Android'], [/iPhone|iPad/, 'iOS'], [/Windows/, 'Windows'], [/Mac OS X/, 'macOS'], [/Linux/, 'Linux']]);
     const f = { page_url: bare(location.href), browser: os ? b + ' on ' + os : b };
     if (document.referrer) f.referrer = bare(document.referrer);
     return f;
