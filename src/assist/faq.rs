@@ -83,12 +83,17 @@ pub struct FaqMatch<'a> {
     /// How far the score leads the runner-up entry's (the score itself when no other
     /// entry shares a gram).
     pub margin: f32,
-    /// The message shares a content gram (a whole word or a CJK bigram) with the entry.
-    pub overlap: bool,
-    /// Content grams of the message the entry has.
+    /// Content grams (whole words or CJK bigrams) of the message the entry has.
     pub shared: u32,
     /// Content grams of the message.
     pub content: u32,
+}
+
+impl FaqMatch<'_> {
+    /// The message shares a content gram with the entry.
+    pub fn overlap(&self) -> bool {
+        self.shared > 0
+    }
 }
 
 #[derive(Debug)]
@@ -248,7 +253,7 @@ impl FaqIndex {
     /// guard): for evaluation sweeps.
     pub fn accepts(&self, m: &FaqMatch<'_>, threshold: f32, margin: f32) -> bool {
         let corroborated = m.shared >= 2 || m.content <= 1 || m.score >= STRONG;
-        m.overlap && corroborated && m.score >= threshold && m.margin >= margin
+        m.overlap() && corroborated && m.score >= threshold && m.margin >= margin
     }
 
     /// The threshold and margin this index answers at.
@@ -288,13 +293,11 @@ impl FaqIndex {
             content += 1;
             shared += u32::from(e.content.binary_search(&g).is_ok());
         }
-        let overlap = shared > 0;
         Some(FaqMatch {
             id: &e.id,
             answer: &e.answer,
             score,
             margin: score - second,
-            overlap,
             shared,
             content,
         })
@@ -422,7 +425,7 @@ answer = "Invoices are under Billing > Invoices."
             }
             if let Some(m) = kb.best_match("support", &text) {
                 let (t, g) = kb.operating_point();
-                proptest::prop_assert!(m.score >= t && m.margin >= g && m.overlap);
+                proptest::prop_assert!(m.score >= t && m.margin >= g && m.overlap());
             }
         }
     }
@@ -462,7 +465,7 @@ answer = "Invoices are under Billing > Invoices."
             kb.best_match("support", "my wifi router needs a reset, help")
                 .is_none()
         );
-        let m = kb.closest("support", "how do i").map(|m| m.overlap);
+        let m = kb.closest("support", "how do i").map(|m| m.overlap());
         assert_ne!(m, Some(true));
     }
 }

@@ -105,7 +105,7 @@ fn faq_scores(
                         best.map(|b| b.id),
                         best.map_or(0.0, |b| b.score),
                         best.map_or(0.0, |b| b.margin),
-                        best.is_some_and(|b| b.overlap),
+                        best.is_some_and(|b| b.overlap()),
                     );
                 }
             }
