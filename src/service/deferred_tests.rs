@@ -32,20 +32,9 @@ fn setup(budget: u32, n: u64) -> (Sim, Arc<Ledger>, ConnId, u64) {
         let from = s.sender(v, role::VISITOR, &[], 1 + i as u32);
         s.request(from, send_msg(conv, 100 + i, &body));
         s.settle();
-        conv = accepted(&mut s, v);
+        conv = s.take_accepted(v);
     }
     (s, ledger, v, conv)
-}
-
-/// The conversation of the `Accepted` that `v` got last step.
-fn accepted(s: &mut Sim, v: ConnId) -> u64 {
-    s.take(v)
-        .iter()
-        .find_map(|g| match &g.msg {
-            Msg::Accepted(a) => Some(a.conversation),
-            _ => None,
-        })
-        .unwrap()
 }
 
 fn history(s: &mut Sim, v: ConnId, conv: u64, rid: u32) {
@@ -137,7 +126,7 @@ fn without_a_ledger_nothing_waits() {
     let from = s.sender(v, role::VISITOR, &[], 1);
     s.request(from, send_msg(0, 100, "hi"));
     s.settle();
-    let conv = accepted(&mut s, v);
+    let conv = s.take_accepted(v);
     for rid in 50..60 {
         history(&mut s, v, conv, rid);
     }

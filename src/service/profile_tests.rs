@@ -46,14 +46,7 @@ fn served() -> (Sim, ConnId, ConnId, ConnId, u64) {
     s.settle();
     s.request(s.sender(v, role::VISITOR, &[], 1), send_msg(0, 1, "hello"));
     s.settle();
-    let conv = s
-        .take(v)
-        .iter()
-        .find_map(|g| match &g.msg {
-            Msg::Accepted(a) => Some(a.conversation),
-            _ => None,
-        })
-        .expect("opened");
+    let conv = s.take_accepted(v);
     s.take(v2);
     s.take(a);
     (s, v, v2, a, conv)
@@ -222,14 +215,7 @@ fn the_faq_and_the_abuse_filter_ignore_profiles() {
     s.settle();
     s.request(s.sender(v, role::VISITOR, &[], 1), send_msg(0, 1, "hi"));
     s.settle();
-    let conv = s
-        .take(v)
-        .iter()
-        .find_map(|g| match &g.msg {
-            Msg::Accepted(a) => Some(a.conversation),
-            _ => None,
-        })
-        .unwrap();
+    let conv = s.take_accepted(v);
     let question = "How do I reset my password?";
     let body = serde_json::json!({ "name": question, "fields": { "q": question } }).to_string();
     s.request(
@@ -363,14 +349,7 @@ fn the_abuse_filter_reads_no_profile_but_a_blocked_visitor_stays_blocked() {
     s.settle();
     s.request(s.sender(v, role::VISITOR, &[], 1), send_msg(0, 1, "hi"));
     s.settle();
-    let conv = s
-        .take(v)
-        .iter()
-        .find_map(|g| match &g.msg {
-            Msg::Accepted(a) => Some(a.conversation),
-            _ => None,
-        })
-        .unwrap();
+    let conv = s.take_accepted(v);
     // Words a rule drops, in a profile: stored as they are, not flagged or counted.
     let body = r#"{"name":"online casino","fields":{"note":"free spins"}}"#;
     s.request(

@@ -307,6 +307,18 @@ impl Sim {
         self.inbox.remove(&conn).unwrap_or_default()
     }
 
+    /// Takes what `conn` got and returns the conversation of its `Accepted` (panics
+    /// without one).
+    pub fn take_accepted(&mut self, conn: ConnId) -> u64 {
+        self.take(conn)
+            .iter()
+            .find_map(|g| match &g.msg {
+                Msg::Accepted(a) => Some(a.conversation),
+                _ => None,
+            })
+            .expect("an Accepted")
+    }
+
     /// What a worker does every turn: retries the `History` requests its shard holds
     /// back.
     pub fn retry_deferred(&mut self) {

@@ -28,14 +28,7 @@ fn setup(n: u64) -> (Sim, ConnId, u64) {
         let from = s.sender(v, role::VISITOR, &[], 1 + i as u32);
         s.request(from, send_msg(conv, 100 + i, &format!("m{i}")));
         s.settle();
-        conv = s
-            .take(v)
-            .iter()
-            .find_map(|g| match &g.msg {
-                Msg::Accepted(a) => Some(a.conversation),
-                _ => None,
-            })
-            .unwrap();
+        conv = s.take_accepted(v);
     }
     (s, v, conv)
 }
