@@ -57,10 +57,11 @@ use switchboard::protocol::messages::{Hello, Welcome};
 use switchboard::protocol::{ErrorCode, Kind, Msg, PROTOCOL_VERSION};
 use switchboard::ws::{Opcode, Subprotocol};
 
-use crate::cli::{Plan, ScenarioKind, TlsPlan, Transport};
+use crate::cli::{Plan, ScenarioKind, Transport};
 use crate::scenario::Scenario;
 use crate::sources;
 use crate::stats::{Clock, Meter, Stats};
+use crate::tls::{tls_config, tls_error_kind, tls_output, tls_read};
 use crate::token::{self, Minter};
 use crate::ws::{self, Rng, WsEvent};
 
@@ -1450,109 +1451,6 @@ fn on_frame<S: Scenario>(
     }
 }
 
-/// This thread's TLS client configuration for `plan`: the SDK's, with the ALPN of
-/// the transport and a session store of its own (or none without `--tls-resume`).
-fn tls_config(
-    plan: &TlsPlan,
-    transport: Transport,
-) -> io::Result<(
-    Arc<rustls::ClientConfig>,
-    rustls::pki_types::ServerName<'static>,
-)> {
-    let settings = switchboard::client::ClientTls {
-        ca_file: plan.ca_file.clone(),
-        server_name: Some(plan.server_name.clone()),
-    };
-    let sdk = switchboard::client::tls_client_config(&settings)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let mut config = (*sdk).clone();
-    config.alpn_protocols = vec![match transport {
-        Transport::Tcp => b"switchboard/1".to_vec(),
-        Transport::WsJson | Transport::WsBin => b"http/1.1".to_vec(),
-    }];
-    config.resumption = if plan.resume {
-        rustls::client::Resumption::in_memory_sessions(256)
-    } else {
-        rustls::client::Resumption::disabled()
-    };
-    let name = rustls::pki_types::ServerName::try_from(plan.server_name.clone())
-        .map_err(|e| io::Error::other(format!("--server-name: {e}")))?;
-    Ok((Arc::new(config), name))
-}
-
-/// Feeds `data` (read from the socket) to `tls`, appending the plaintext to `plain`.
-fn tls_read(
-    tls: &mut rustls::ClientConnection,
-    mut data: &[u8],
-    plain: &mut Vec<u8>,
-) -> Result<(), rustls::Error> {
-    while !data.is_empty() {
-        match tls.read_tls(&mut data) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(e) => return Err(rustls::Error::General(e.to_string())),
-        }
-        let state = tls.process_new_packets()?;
-        let n = state.plaintext_bytes_to_read();
-        if n > 0 {
-            let at = plain.len();
-            plain.resize(at + n, 0);
-            let got = tls
-                .reader()
-                .read(plain.get_mut(at..).unwrap_or_default())
-                .unwrap_or(0);
-            plain.truncate(at + got);
-        }
-    }
-    Ok(())
-}
-
-/// The records `tls` has to send (handshake messages, encrypted data, alerts).
-fn tls_output(tls: &mut rustls::ClientConnection) -> Vec<u8> {
-    let mut wire = Vec::new();
-    while tls.wants_write() {
-        match tls.write_tls(&mut wire) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    wire
-}
-
-/// The error kind of a TLS failure: `tls_` and what went wrong
-/// (`tls_invalid_certificate_unknown_issuer`, `tls_alert_handshake_failure`, ...).
-pub fn tls_error_kind(e: &rustls::Error) -> String {
-    let detail = match e {
-        rustls::Error::InvalidCertificate(c) => format!("invalid_certificate_{c:?}"),
-        rustls::Error::AlertReceived(a) => format!("alert_{a:?}"),
-        rustls::Error::NoApplicationProtocol => "no_application_protocol".into(),
-        rustls::Error::PeerIncompatible(_) => "peer_incompatible".into(),
-        rustls::Error::PeerMisbehaved(_) => "peer_misbehaved".into(),
-        rustls::Error::InvalidMessage(_) => "invalid_message".into(),
-        rustls::Error::DecryptError => "decrypt_error".into(),
-        _ => "error".into(),
-    };
-    // The variant's name only, not its fields.
-    let detail = detail.split(['(', '{', ' ']).next().unwrap_or_default();
-    let mut kind = String::from("tls_");
-    let mut prev_lower = false;
-    for ch in detail.chars() {
-        if ch.is_ascii_uppercase() {
-            if prev_lower {
-                kind.push('_');
-            }
-            kind.push(ch.to_ascii_lowercase());
-            prev_lower = false;
-        } else if ch.is_ascii_alphanumeric() || ch == '_' {
-            prev_lower = ch.is_ascii_lowercase() || ch.is_ascii_digit();
-            kind.push(ch);
-        } else {
-            prev_lower = false;
-        }
-    }
-    kind
-}
-
 /// A non-blocking TCP socket bound to `(source, 0)` and connecting to `target`.
 fn open_socket(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let s = Socket::new(
@@ -1613,34 +1511,6 @@ mod tests {
         assert_eq!(server_error_kind(301), "server_error_301_idle_timeout");
         assert_eq!(server_error_kind(999), "server_error_999");
         assert_eq!(bye_kind(501), "bye_501_shutting_down");
-    }
-
-    #[test]
-    fn tls_errors_classify() {
-        use rustls::{AlertDescription, CertificateError, Error};
-        assert_eq!(
-            tls_error_kind(&Error::InvalidCertificate(CertificateError::UnknownIssuer)),
-            "tls_invalid_certificate_unknown_issuer"
-        );
-        assert_eq!(
-            tls_error_kind(&Error::InvalidCertificate(
-                CertificateError::NotValidForNameContext {
-                    expected: rustls::pki_types::ServerName::try_from("a.example")
-                        .unwrap()
-                        .to_owned(),
-                    presented: vec!["b.example".into()],
-                }
-            )),
-            "tls_invalid_certificate_not_valid_for_name_context"
-        );
-        assert_eq!(
-            tls_error_kind(&Error::AlertReceived(
-                AlertDescription::NoApplicationProtocol
-            )),
-            "tls_alert_no_application_protocol"
-        );
-        assert_eq!(tls_error_kind(&Error::DecryptError), "tls_decrypt_error");
-        assert_eq!(tls_error_kind(&Error::General("x".into())), "tls_error");
     }
 
     #[test]
