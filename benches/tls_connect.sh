@@ -25,7 +25,7 @@ RUNS=1
 BUILD=1
 NGINX=1
 INFLIGHT=200
-PORT=7970
+PORT=7986
 while [ $# -gt 0 ]; do
     case "$1" in
         -n) N="${2:?}"; shift ;;
