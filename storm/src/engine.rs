@@ -923,7 +923,12 @@ impl<S: Scenario> Engine<S> {
         let tls = match &self.book.tls {
             Some((config, name)) => {
                 match rustls::ClientConnection::new(config.clone(), name.clone()) {
-                    Ok(c) => Some(Box::new(c)),
+                    Ok(mut c) => {
+                        // Records are drained into the engine's own queue after every
+                        // write, so rustls' 64 KiB bound would only refuse a large send.
+                        c.set_buffer_limit(None);
+                        Some(Box::new(c))
+                    }
                     Err(e) => {
                         self.book.error(&tls_error_kind(&e));
                         self.book.stats.failed += 1;

@@ -189,6 +189,26 @@ pub fn tls_error_kind(e: &rustls::Error) -> String {
 mod tests {
     use super::*;
 
+    /// The engine lifts rustls' 64 KiB buffer bound on each connection: a send larger
+    /// than that (echo over TLS) is taken whole, where the default refuses it.
+    #[test]
+    fn a_large_send_fits_without_the_buffer_bound() {
+        let plan = TlsPlan {
+            ca_file: None,
+            server_name: "localhost".into(),
+            resume: false,
+        };
+        let (config, name) = tls_config(&plan, Transport::Tcp).unwrap();
+        let big = vec![7u8; 200_000];
+        let mut bounded = rustls::ClientConnection::new(config.clone(), name.clone()).unwrap();
+        assert!(io::Write::write_all(&mut bounded.writer(), &big).is_err());
+        let mut c = rustls::ClientConnection::new(config, name).unwrap();
+        c.set_buffer_limit(None);
+        io::Write::write_all(&mut c.writer(), &big).unwrap();
+        // The ClientHello goes out first (the data waits for the handshake).
+        assert!(!tls_output(&mut c).is_empty());
+    }
+
     #[test]
     fn tls_errors_classify() {
         use rustls::{AlertDescription, CertificateError, Error};
