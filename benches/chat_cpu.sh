@@ -22,6 +22,8 @@
 #                     of its runs right before the same run of this tree's daemon,
 #                     with the same storm; rows are labelled `baseline` and `this`
 #   DAEMON_BIN=/path/to/switchboard STORM_BIN=/path/to/storm  override the binaries.
+#   REACTORS=N WORKERS=N  set reactor.threads / workers.threads (default: the daemon's).
+#   SLICE_US=N  set reactor.sched_slice_us (default: the daemon's).
 #
 # Each run: storm --scenario chat --target 127.0.0.1:P --secret-file STATE/dev-secret
 #   --source-addrs 127.0.0.2-127.0.0.9 --server-pid PID -n 5500 --agents 500
@@ -94,6 +96,11 @@ enabled = $1
 
 [reactor]
 backend = "$BACKEND"
+${REACTORS:+threads = $REACTORS}
+${SLICE_US:+sched_slice_us = $SLICE_US}
+
+[workers]
+${WORKERS:+threads = $WORKERS}
 
 [log]
 level = "warn"
