@@ -67,6 +67,7 @@ struct BackgroundTopic {
     name: String,
     questions: Vec<String>,
 }
+
 /// Longest entry id, in bytes.
 const MAX_ID: usize = 128;
 /// Longest question variant, in bytes (the protocol's short-text bound).
@@ -174,7 +175,7 @@ pub struct FaqIndex {
     margin: f32,
     max_chars: usize,
     questions: usize,
-    /// Entry number of the first background question (see [`BACKGROUND`]): they
+    /// Entry number of the first background topic (see [`BACKGROUND`]): the topics
     /// follow the library's entries, in the global scope.
     first_background: u32,
 }
@@ -247,20 +248,12 @@ impl FaqIndex {
                 what: WHAT,
                 reason: format!("built-in background: {e}"),
             })?;
-        let bg_docs: Vec<Grams> = background
-            .topic
-            .iter()
-            .map(|t| Grams::analyzed(&analyzer, &t.questions))
-            .collect();
         let first_background = entries.len() as u32;
-        {
-            let (docs, owners) = scopes.entry("").or_default();
-            for (i, g) in bg_docs.iter().enumerate() {
-                docs.push(g.clone());
-                owners.push(first_background + i as u32);
-            }
+        let (docs, owners) = scopes.entry("").or_default();
+        for (i, t) in background.topic.iter().enumerate() {
+            docs.push(Grams::analyzed(&analyzer, &t.questions));
+            owners.push(first_background + i as u32);
         }
-
         let mut global = Scope::default();
         let mut groups = FxHashMap::default();
         for (group, (docs, entry_of)) in scopes {
@@ -365,7 +358,6 @@ impl FaqIndex {
             content += 1;
             shared += u32::from(e.content.binary_search(&g).is_ok());
         }
-
         Some(FaqMatch {
             id: &e.id,
             answer: &e.answer,
@@ -567,10 +559,23 @@ answer = "Invoices are under Billing > Invoices."
             kb.hint("support", "忘记密码了").unwrap().id,
             "reset-password"
         );
-        // One generic shared word and nothing else: no hint either.
-        assert!(
-            kb.hint("support", "my wifi router needs a reset, help")
-                .is_none()
-        );
+        // Two sibling entries alike: close enough for the hint threshold alone, but
+        // within the margin, so no hint.
+        let siblings = r#"
+[[entry]]
+id = "refund-how"
+questions = ["Refund request"]
+answer = "Orders > Request refund."
+
+[[entry]]
+id = "refund-when"
+questions = ["Refund status"]
+answer = "Within 5 working days."
+"#;
+        let kb = FaqIndex::from_str(siblings, Format::Toml, &AssistConfig::default()).unwrap();
+        let m = kb.closest("support", "refund please").unwrap();
+        assert!(m.score >= kb.operating_point().0 * HINT_FRACTION, "{m:?}");
+        assert!(m.margin < kb.operating_point().1, "{m:?}");
+        assert!(kb.hint("support", "refund please").is_none());
     }
 }
