@@ -83,7 +83,16 @@ struct FaqFile {
     /// (added to the built-in lexicon, and winning over it).
     #[serde(default)]
     synonyms: Vec<Vec<String>>,
+    /// Whether the built-in background of off-topic questions ([`BACKGROUND`]) stands
+    /// against the entries. Default `true`; `false` for a library whose own subject is
+    /// in it (an internet provider's FAQ about wifi passwords, a travel agency's).
+    #[serde(default = "yes")]
+    background: bool,
     entry: Vec<FaqEntryFile>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One knowledge-base entry as written in the file.
@@ -250,7 +259,12 @@ impl FaqIndex {
             })?;
         let first_background = entries.len() as u32;
         let (docs, owners) = scopes.entry("").or_default();
-        for (i, t) in background.topic.iter().enumerate() {
+        let topics = if file.background {
+            &background.topic[..]
+        } else {
+            &[]
+        };
+        for (i, t) in topics.iter().enumerate() {
             docs.push(Grams::analyzed(&analyzer, &t.questions));
             owners.push(first_background + i as u32);
         }
@@ -550,6 +564,14 @@ answer = "Invoices are under Billing > Invoices."
             kb.best_match("support", "forgot my password").unwrap().id,
             "reset-password"
         );
+        // A library whose subject is in the background turns it off.
+        let isp = "background = false\n[[entry]]\nid = 'wifi'\nquestions = ['I forgot the wifi password']\nanswer = 'See the sticker on the router.'";
+        let q = "wifi密码忘了";
+        let kb = FaqIndex::from_str(isp, Format::Toml, &AssistConfig::default()).unwrap();
+        assert_eq!(kb.best_match("x", q).unwrap().id, "wifi");
+        let with = isp.replace("background = false", "background = true");
+        let kb = FaqIndex::from_str(&with, Format::Toml, &AssistConfig::default()).unwrap();
+        assert!(kb.best_match("x", q).is_none());
     }
 
     #[test]
