@@ -18,7 +18,7 @@
 #                       handoff  2 reactors + 2 workers: each turn's frames go to a
 #                                worker and the acks/deliveries back, one locked append
 #                                and one eventfd write each way per batch
-#     --size B        message bytes (a 64-byte chat body in a Send frame is ~110) [112]
+#     --size B        message bytes (storm's Send with a 64-byte body is 128) [112]
 #     --daemon        after the floor runs of each round, one run of
 #                     `benches/chat_cpu.sh --runs 1 --rate R --journal off
 #                     --transports T --no-build` (the release daemon and storm must be
@@ -153,8 +153,8 @@ def load(path):
         return None
 
 rows = {}  # (what, rate) -> [(us, msg/s, p50 ms, p99 ms, extra)]
-print("| what | rate | run | msgs in window | CPU-s (window) | us/msg | delivered/s | p50 ms | p99 ms | syscalls per message |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+print("| what | rate | run | msgs in window | CPU-s (window) | kernel | us/msg | delivered/s | p50 ms | p99 ms | syscalls per message |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for path in sorted(glob.glob(os.path.join(out, "floor-*-r*-*.json"))):
     if path.endswith(".relay.json"):
         continue
@@ -162,7 +162,7 @@ for path in sorted(glob.glob(os.path.join(out, "floor-*-r*-*.json"))):
     mode, rate, run = m.group(1), m.group(2), int(m.group(3))
     d, r = load(path), load(path[:-5] + ".relay.json")
     if not d:
-        print(f"| floor {mode} | {rate} | {run} | n/a | | | | | | |")
+        print(f"| floor {mode} | {rate} | {run} | n/a | | | | | | | |")
         continue
     lat = d["latency_us"]
     sc = ""
@@ -175,7 +175,8 @@ for path in sorted(glob.glob(os.path.join(out, "floor-*-r*-*.json"))):
             sc += f", {r['epoll_waits'] / f:.2f} epoll_wait"
     rows.setdefault((f"floor {mode}", rate), []).append(
         (d["us_per_msg"], d["delivered_per_s"], lat["p50"] / 1000, lat["p99"] / 1000))
-    print(f"| floor {mode} | {rate} | {run} | {d['delivered']:,} | {d['relay_cpu_s']:.2f} | "
+    kern = f"{100 * d['relay_sys_s'] / d['relay_cpu_s']:.0f}%" if d.get("relay_cpu_s") else ""
+    print(f"| floor {mode} | {rate} | {run} | {d['delivered']:,} | {d['relay_cpu_s']:.2f} | {kern} | "
           f"{d['us_per_msg']:.2f} | {d['delivered_per_s']:,.0f} | {lat['p50'] / 1000:.2f} | "
           f"{lat['p99'] / 1000:.2f} | {sc} |")
 for path in sorted(glob.glob(os.path.join(out, "daemon-r*-*", "chat-*.json"))):
@@ -184,12 +185,12 @@ for path in sorted(glob.glob(os.path.join(out, "daemon-r*-*", "chat-*.json"))):
     t = re.match(r"chat-\w+-(.+)-journal_", os.path.basename(path)).group(1)
     d = load(path)
     if not d or not d.get("server_cpu"):
-        print(f"| daemon {t} | {rate} | {run} | n/a | | | | | | |")
+        print(f"| daemon {t} | {rate} | {run} | n/a | | | | | | | |")
         continue
     cpu, lat = d["server_cpu"], d.get("latency_us") or {}
     rows.setdefault((f"daemon {t}", rate), []).append(
         (cpu["us_per_message"], d["messages_per_s"], lat.get("p50", 0) / 1000, lat.get("p99", 0) / 1000))
-    print(f"| daemon {t} | {rate} | {run} | {d['messages']:,} | {cpu['window_cpu_s']:.2f} | "
+    print(f"| daemon {t} | {rate} | {run} | {d['messages']:,} | {cpu['window_cpu_s']:.2f} | | "
           f"{cpu['us_per_message']:.2f} | {d['messages_per_s']:,.0f} | {lat.get('p50', 0) / 1000:.2f} | "
           f"{lat.get('p99', 0) / 1000:.2f} | |")
 print()

@@ -57,6 +57,7 @@ struct lthread {
     struct timer *heap;
     uint32_t heap_len;
     uint64_t sent, delivered, acks, dropped, closed, msg_id;
+    uint64_t sent_all, delivered_all, acks_all; /* the whole run, warm-up and drain too */
     uint32_t *lat_us;
     size_t lat_len, lat_cap;
 };
@@ -131,12 +132,13 @@ static void send_msg(struct lthread *t, struct lconn *c, uint64_t now) {
     struct body b = {.stamp_ns = now_ns(), .id = ++t->msg_id};
     memcpy(f, &h, HDR_LEN);
     memcpy(f + HDR_LEN, &b, sizeof b);
+    if (c->out.len + msg_size > OUT_BOUND) { /* the relay does not read: not sent */
+        t->dropped++;
+        return;
+    }
     if (now >= win_start && now < win_end) t->sent++;
+    t->sent_all++;
     if (c->out.len > 0) { /* earlier output still waits: keep the order */
-        if (c->out.len + msg_size > OUT_BOUND) {
-            t->dropped++;
-            return;
-        }
         buf_put(&c->out, f, msg_size);
         try_flush(t, c);
         return;
@@ -155,6 +157,8 @@ static void send_msg(struct lthread *t, struct lconn *c, uint64_t now) {
 static void on_frame(struct lthread *t, const uint8_t *f, uint64_t now) {
     struct hdr h;
     memcpy(&h, f, HDR_LEN);
+    t->acks_all += h.kind == K_ACK;
+    t->delivered_all += h.kind == K_DELIVER;
     if (now < win_start || now >= win_end) return;
     if (h.kind == K_ACK) {
         t->acks++;
@@ -282,8 +286,8 @@ static void *thread_main(void *arg) {
     return NULL;
 }
 
-/* utime + stime of a process (all threads), in clock ticks. */
-static long long proc_ticks(int pid) {
+/* utime + stime of a process (all threads), in clock ticks; stime alone in *sys. */
+static long long proc_ticks(int pid, long long *sys) {
     char path[64], line[4096];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
@@ -297,6 +301,7 @@ static long long proc_ticks(int pid) {
     /* after the name: state (field 3) ... utime (14) stime (15) */
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
+    if (sys) *sys = (long long)st;
     return (long long)(ut + st);
 }
 
@@ -374,18 +379,21 @@ int main(int argc, char **argv) {
     pthread_barrier_wait(&started);
 
     sleep_until(win_start);
-    long long r0 = proc_ticks(relay_pid), l0 = proc_ticks(getpid());
+    long long s0 = 0, s1 = 0;
+    long long r0 = proc_ticks(relay_pid, &s0), l0 = proc_ticks(getpid(), NULL);
     uint64_t w0 = now_ns();
     sleep_until(win_end);
-    long long r1 = proc_ticks(relay_pid), l1 = proc_ticks(getpid());
+    long long r1 = proc_ticks(relay_pid, &s1), l1 = proc_ticks(getpid(), NULL);
     uint64_t w1 = now_ns();
     for (int i = 0; i < n_threads; i++) pthread_join(th[i], NULL);
 
     uint64_t sent = 0, delivered = 0, acks = 0, dropped = 0, closed = 0;
+    uint64_t sent_all = 0, delivered_all = 0, acks_all = 0;
     size_t lat_n = 0;
     for (int i = 0; i < n_threads; i++) {
         sent += t[i].sent, delivered += t[i].delivered, acks += t[i].acks;
         dropped += t[i].dropped, closed += t[i].closed;
+        sent_all += t[i].sent_all, delivered_all += t[i].delivered_all, acks_all += t[i].acks_all;
         lat_n += t[i].lat_len;
     }
     uint32_t *lat = malloc((lat_n ? lat_n : 1) * sizeof *lat);
@@ -404,12 +412,14 @@ int main(int argc, char **argv) {
     uint32_t convs = n_conns - n_agents;
     printf("{\"offered_per_s\":%.0f,\"window_s\":%.3f,\"sent\":%llu,\"delivered\":%llu,"
            "\"acks\":%llu,\"delivered_per_s\":%.0f,\"relay_cpu_s\":%.2f,\"relay_cores\":%.3f,"
-           "\"us_per_msg\":%.3f,\"load_cpu_s\":%.2f,\"latency_us\":{\"p50\":%u,\"p90\":%u,"
-           "\"p99\":%u,\"p999\":%u,\"max\":%u},\"dropped\":%llu,\"closed\":%llu}\n",
+           "\"relay_sys_s\":%.2f,\"us_per_msg\":%.3f,\"load_cpu_s\":%.2f,\"latency_us\":{\"p50\":%u,\"p90\":%u,"
+           "\"p99\":%u,\"p999\":%u,\"max\":%u},\"dropped\":%llu,\"closed\":%llu,\"sent_all\":%llu,\"delivered_all\":%llu,\"acks_all\":%llu}\n",
            convs * rate, win, (unsigned long long)sent, (unsigned long long)delivered,
            (unsigned long long)acks, (double)delivered / win, relay_cpu, relay_cpu / win,
+           (double)(s1 - s0) / tick,
            delivered ? relay_cpu * 1e6 / (double)delivered : 0.0, load_cpu, PCT(0.50),
            PCT(0.90), PCT(0.99), PCT(0.999), lat_n ? lat[lat_n - 1] : 0,
-           (unsigned long long)dropped, (unsigned long long)closed);
+           (unsigned long long)dropped, (unsigned long long)closed, (unsigned long long)sent_all,
+           (unsigned long long)delivered_all, (unsigned long long)acks_all);
     return 0;
 }
