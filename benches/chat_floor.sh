@@ -27,6 +27,10 @@
 #     --no-build      use the floor programs already built (benches/floor/build.sh)
 #     --lock FILE     take flock(FILE) around each round (one rate, one repetition),
 #                     so other measurements can run between rounds
+#     --profile       `perf record -g -p RELAY` for S-4 s inside each floor run's window
+#                     and, in floor-MODE-rR-RUN.profile.txt, the share of the relay's
+#                     samples under each system call (perf report --children); perf
+#                     costs the relay some CPU: for the breakdown, not the CPU figure
 #
 # Each floor run: relay -p P -n 5500 -m MODE (2 threads, or 2 + 2), then
 #   load -p P -P RELAY_PID -n 5500 -a 500 -k 10 -R R -s B -W 2 -D S -j 2 -S 8
@@ -49,6 +53,7 @@ BUILD=1
 OUT=""
 PORT=7970
 LOCK=""
+PROFILE=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS="${2:?}"; shift ;;
@@ -62,6 +67,7 @@ while [ $# -gt 0 ]; do
         --out) OUT="${2:?--out needs a directory}"; shift ;;
         --port) PORT="${2:?--port needs a number}"; shift ;;
         --lock) LOCK="${2:?--lock needs a file}"; shift ;;
+        --profile) PROFILE=1 ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "chat_floor.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
@@ -109,10 +115,25 @@ floor_run() {
         kill -0 "$RPID" 2>/dev/null || break
         sleep 0.05
     done
+    local ppid=""
+    if [ "$PROFILE" = 1 ] && [ "$DURATION" -gt 5 ]; then
+        # ~1 s of connects and 2 s of warm-up first.
+        (sleep 4 && exec perf record -q -g -o "$base.perf" -p "$RPID" -- sleep $((DURATION - 4))) \
+            >/dev/null 2>&1 &
+        ppid=$!
+    fi
     timeout --kill-after=5 $((DURATION + 90)) "$FLOOR/load" -p "$PORT" -P "$RPID" -n 5500 \
         -a 500 -k 10 -R "$rate" -s "$SIZE" -W 2 -D "$DURATION" -j 2 -S 8 \
         >"$base.json" 2>"$base.err" || echo "   load failed: $(tail -n 2 "$base.err")" >&2
+    [ -z "$ppid" ] || wait "$ppid" 2>/dev/null || true
     stop_relay
+    if [ -s "$base.perf" ]; then
+        # Inclusive share of the relay's samples under each system call's entry.
+        perf report -i "$base.perf" --children --sort sym -g none --stdio 2>/dev/null |
+            grep -E '^ +[0-9.]+% +[0-9.]+% .*(__x64_sys_|do_syscall_64|entry_SYSCALL|ksys_|tcp_sendmsg|tcp_recvmsg|tcp_v4_rcv|try_to_wake_up|schedule)' |
+            head -n 25 >"$base.profile.txt" || true
+        rm -f "$base.perf"
+    fi
     sleep 1
 }
 
@@ -193,6 +214,25 @@ for path in sorted(glob.glob(os.path.join(out, "daemon-r*-*", "chat-*.json"))):
     print(f"| daemon {t} | {rate} | {run} | {d['messages']:,} | {cpu['window_cpu_s']:.2f} | | "
           f"{cpu['us_per_message']:.2f} | {d['messages_per_s']:,.0f} | {lat.get('p50', 0) / 1000:.2f} | "
           f"{lat.get('p99', 0) / 1000:.2f} | |")
+profiles = []
+for path in sorted(glob.glob(os.path.join(out, "floor-*.profile.txt"))):
+    m = re.match(r"floor-(\w+)-r([\d.]+)-(\d+)\.profile\.txt", os.path.basename(path))
+    share = {}
+    for line in open(path):
+        f = line.split()
+        if len(f) >= 4 and f[0].endswith("%"):
+            share.setdefault(f[3], float(f[0][:-1]))
+    keys = [("ksys_write", "write"), ("tcp_sendmsg", "tcp_sendmsg"),
+            ("tcp_v4_rcv", "receiver's tcp_v4_rcv (inside the sends)"), ("ksys_read", "read"),
+            ("__x64_sys_epoll_wait", "epoll_wait"), ("schedule", "schedule")]
+    parts = [f"{label} {share[k]:.0f}%" for k, label in keys if k in share]
+    if parts:
+        profiles.append(f"| floor {m.group(1)} | {m.group(2)} | {m.group(3)} | {', '.join(parts)} |")
+if profiles:
+    print()
+    print("| what | rate | run | share of the relay's samples under (perf record -g, children) |")
+    print("|---|---:|---:|---|")
+    print("\n".join(profiles))
 print()
 print("| what | offered msg/s | runs | us/msg median (min-max) | delivered/s median | p50 ms median | p99 ms median (min-max) |")
 print("|---|---:|---:|---|---:|---:|---|")
