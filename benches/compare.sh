@@ -9,6 +9,8 @@
 #     --no-build  use the binaries already built
 #     --out DIR   where to keep JSON results, storm's stderr and server logs
 #     --keep      keep the scratch directory (temp configs, daemon state)
+#     --report-only  run nothing: print the report of the results already in --out DIR
+#                 (same PEERS, --runs and --quick as the run that made them)
 #   PEERS='gnet=/work/shared/peers/gnet-echo -port {port} -loops 2;tokio=default' benches/compare.sh
 #               several peers in one run: `NAME=COMMAND` entries separated by `;`
 #               (NAME: letters, digits, `_`, `.`; COMMAND `default` is the tokio peer);
@@ -62,6 +64,7 @@ set -euo pipefail
 usage() { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; }
 
 QUICK=0
+REPORT_ONLY=0
 RUNS=3
 BUILD=1
 KEEP=0
@@ -71,6 +74,7 @@ while [ $# -gt 0 ]; do
         --quick) QUICK=1 ;;
         --runs) RUNS="${2:?--runs needs a number}"; shift ;;
         --no-build) BUILD=0 ;;
+        --report-only) REPORT_ONLY=1; BUILD=0 ;;
         --keep) KEEP=1 ;;
         --out) OUT="${2:?--out needs a directory}"; shift ;;
         --out=*) OUT="${1#--out=}" ;;
@@ -81,6 +85,10 @@ while [ $# -gt 0 ]; do
 done
 
 case "$RUNS" in ''|*[!0-9]*|0) echo "compare.sh: --runs needs a positive number" >&2; exit 2 ;; esac
+if [ "$REPORT_ONLY" = 1 ] && [ -z "$OUT" ]; then
+    echo "compare.sh: --report-only needs --out DIR" >&2
+    exit 2
+fi
 
 # shellcheck source=benches/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -209,7 +217,8 @@ case "$WS_PEER_CMD" in
     *) echo "compare.sh: WS_PEER_CMD must contain {port}: $WS_PEER_CMD" >&2; exit 2 ;;
 esac
 for bin in "$DAEMON" "$STORM"; do
-    [ -x "$bin" ] || { echo "compare.sh: $bin not built (run without --no-build)" >&2; exit 1; }
+    [ "$REPORT_ONLY" = 1 ] || [ -x "$bin" ] ||
+        { echo "compare.sh: $bin not built (run without --no-build)" >&2; exit 1; }
 done
 
 if [ -z "$OUT" ]; then
@@ -342,7 +351,14 @@ run_case() {
 # The runs: N rounds; in each, every scenario on ours, then on each peer.
 # ---------------------------------------------------------------------------------
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+# The source revision at the start (the tree may change while the runs go on).
+rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    rev="$rev+dirty"
+fi
+[ "$REPORT_ONLY" = 0 ] || LOAD_BEFORE="n/a (report of an earlier run)"
 for run in $(seq "$RUNS"); do
+    [ "$REPORT_ONLY" = 0 ] || break
     if [ "${WS_ONLY:-0}" != 1 ]; then
         for which in ours "${PEER_NAMES[@]}"; do
             run_case idle "$which" "$IDLE_SECS" "$run" --scenario idle --connections "$IDLE_N" \
@@ -381,10 +397,6 @@ done
 # ---------------------------------------------------------------------------------
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 mem="$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-    rev="$rev+dirty"
-fi
 {
     echo
     echo "## switchboard echo vs peers ($([ "$QUICK" = 1 ] && echo 'QUICK smoke run' || echo 'full run'), $RUNS runs)"
@@ -479,6 +491,8 @@ ROWS = [
     ("idle", "RSS growth per idle connection (B)", "server_rss.growth_per_connection_bytes", "B", "lower"),
     ("idle", "server peak RSS (MB)", "server_rss.peak_kb", "MB", "lower"),
     ("idle", "connections opened per s", "connect_rate_per_s", "", "higher"),
+    ("idle", "connect latency p50 (ms)", "connect_latency_us.p50", "ms", "lower"),
+    ("idle", "connect latency p99 (ms)", "connect_latency_us.p99", "ms", "lower"),
     ("idle", "connections open at the end", "connections_open_at_end", "", "higher"),
     ("idle", "errors", "errors", "", "lower"),
     ("flood", "messages per s (1 KiB)", "messages_per_s", "", "higher"),
