@@ -22,10 +22,18 @@
 #                     P-256 certificate for localhost from a throwaway CA (openssl CLI);
 #                     rows show the transport as `tcp+tls`, `ws-json+tls`
 #     --no-build      use the binaries already built
+#     --syscalls      also count the daemon's system calls with `perf stat -p PID`
+#                     (tracepoints syscalls:sys_enter_*) for S-4 s inside the window
+#                     (from 4 s after storm starts: ~1 s of connects, 2 s of warm-up)
+#                     and print them per routed message (the count / storm's msg/s x
+#                     those seconds). perf costs the daemon some CPU: use it in runs of
+#                     its own, not for the CPU figure
 #     --baseline BIN  also run daemon binary BIN (e.g. a copy built from main), each
 #                     of its runs right before the same run of this tree's daemon,
 #                     with the same storm; rows are labelled `baseline` and `this`
 #   DAEMON_BIN=/path/to/switchboard STORM_BIN=/path/to/storm  override the binaries.
+#   REACTORS=N WORKERS=N  set reactor.threads / workers.threads (default: the daemon's).
+#   SLICE_US=N  set reactor.sched_slice_us (default: the daemon's).
 #
 # Each run: storm --scenario chat --target 127.0.0.1:P --secret-file STATE/dev-secret
 #   --source-addrs 127.0.0.2-127.0.0.9 --server-pid PID -n 5500 --agents 500
@@ -46,6 +54,7 @@ PORT=7940
 BASELINE=""
 BACKEND=epoll
 TLS_MODES="plain"
+SYSCALLS=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS="${2:?}"; shift ;;
@@ -59,6 +68,7 @@ while [ $# -gt 0 ]; do
             esac
             shift ;;
         --no-build) BUILD=0 ;;
+        --syscalls) SYSCALLS=1 ;;
         --backend) BACKEND="${2:?--backend needs epoll or uring}"; shift ;;
         --tls) TLS_MODES="plain tls" ;;
         --baseline) BASELINE="${2:?--baseline needs a binary}"; shift ;;
@@ -120,6 +130,11 @@ enabled = $1
 
 [reactor]
 backend = "$BACKEND"
+${REACTORS:+threads = $REACTORS}
+${SLICE_US:+sched_slice_us = $SLICE_US}
+
+[workers]
+${WORKERS:+threads = $WORKERS}
 
 [log]
 level = "warn"
@@ -139,6 +154,9 @@ EOF
     echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/report.txt"
 
+SYSCALL_EVENTS="$(printf 'syscalls:sys_enter_%s,' read recvfrom readv write writev sendto sendmsg \
+    epoll_wait epoll_pwait epoll_pwait2 epoll_ctl futex accept4 close)"
+SYSCALL_EVENTS="${SYSCALL_EVENTS%,}"
 LABELS="this"
 [ -z "$BASELINE" ] || LABELS="baseline this"
 for run in $(seq "$RUNS"); do
@@ -164,11 +182,19 @@ for run in $(seq "$RUNS"); do
                 stop_daemon
                 continue
             fi
+            ppid=""
+            if [ "$SYSCALLS" = 1 ] && [ "$DURATION" -gt 5 ]; then
+                (sleep 4 && exec perf stat -x, -o "$base.syscalls" -p "$DPID" \
+                    -e "$SYSCALL_EVENTS" -- sleep $((DURATION - 4))) 2>/dev/null &
+                ppid=$!
+            fi
             timeout --kill-after=10 300 "$STORM" --scenario chat --target "127.0.0.1:$PORT" \
                 --secret-file "$SCRATCH/state/dev-secret" --source-addrs 127.0.0.2-127.0.0.9 \
                 --server-pid "$DPID" -n 5500 --agents 500 --capacity 10 --size 64 \
                 --warmup 2 --duration "$DURATION" --rate "$RATE" --transport "$t0" \
                 ${tls_args[@]+"${tls_args[@]}"} --json -q >"$base.json" 2>"$base.err" || true
+            [ -z "$ppid" ] || wait "$ppid" 2>/dev/null || true
+            [ "$SYSCALLS" != 1 ] || echo $((DURATION - 4)) >"$base.syscall-secs"
             stop_daemon
             sleep 1
           done
@@ -205,6 +231,28 @@ for path in sorted(glob.glob(os.path.join(out, "chat-*.json")), key=key):
     rows.setdefault((label, t, j), []).append((us, d.get("messages_per_s"), p99, peak))
     print(f"| {label} | {t} | {j} | {run} | {d.get('messages', 0):,} | {cpu.get('window_cpu_s', 0):.2f} | "
           f"{us or 0:.2f} | {d.get('messages_per_s', 0):,.0f} | {(p99 or 0) / 1000:.2f} | {peak:.1f} | {errs} |")
+calls = []
+for path in sorted(glob.glob(os.path.join(out, "chat-*.syscalls")), key=lambda p: key(p[:-9] + ".json")):
+    run, t, j, label = key(path[:-9] + ".json")
+    try:
+        secs = float(open(path[:-9] + ".syscall-secs").read())
+        d = json.load(open(path[:-9] + ".json"))
+        msgs = d["messages_per_s"] * secs
+        counts = {}
+        for line in open(path):
+            f = line.strip().split(",")
+            if len(f) > 2 and f[2].startswith("syscalls:sys_enter_") and f[0].isdigit():
+                counts[f[2][len("syscalls:sys_enter_"):]] = int(f[0])
+    except (OSError, ValueError, KeyError, ZeroDivisionError):
+        continue
+    if msgs > 0 and counts:
+        per = ", ".join(f"{v / msgs:.2f} {k}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]) if v / msgs >= 0.005)
+        calls.append(f"| {label} | {t} | {j} | {run} | {per} |")
+if calls:
+    print()
+    print("| daemon | transport | journal | run | system calls per routed message (perf stat, inside the window) |")
+    print("|---|---|---|---:|---|")
+    print("\n".join(calls))
 print()
 print("| daemon | transport | journal | runs | us/msg median (min-max) | msg/s median | p99 ms median (min-max) | peak RSS MB median (min-max) |")
 print("|---|---|---|---:|---|---:|---|---|")

@@ -1,28 +1,36 @@
 #!/usr/bin/env bash
-# Switchboard's echo listener against a conventional echo server, under the same storm
-# scenarios, back to back, on this machine (loopback only).
+# Switchboard's echo listener against conventional echo servers, under the same storm
+# scenarios, interleaved, on this machine (loopback only).
 #
 # Usage:
-#   benches/compare.sh [--quick] [--no-build] [--out DIR] [--keep]
+#   benches/compare.sh [--quick] [--runs N] [--no-build] [--out DIR] [--keep]
 #     --quick     small, short runs (a smoke test of the procedure, not figures)
+#     --runs N    repetitions of every scenario, each one ours then every peer [3]
 #     --no-build  use the binaries already built
 #     --out DIR   where to keep JSON results, storm's stderr and server logs
 #     --keep      keep the scratch directory (temp configs, daemon state)
-#   PEER_CMD='/path/to/gnet-echo -port {port}' benches/compare.sh
+#     --report-only  run nothing: print the report of the results already in --out DIR
+#                 (same PEERS, --runs and --quick as the run that made them)
+#   PEERS='gnet=/work/shared/peers/gnet-echo -port {port} -loops 2;tokio=default' benches/compare.sh
+#               several peers in one run: `NAME=COMMAND` entries separated by `;`
+#               (NAME: letters, digits, `_`, `.`; COMMAND `default` is the tokio peer);
+#               the report has a column and a ratio for each
+#   PEER_CMD='/path/to/gnet-echo -port {port}' benches/compare.sh   # one peer, named `peer`
+#               (used when PEERS is not set; neither: PEERS='tokio=default')
 #   WS_PEER_CMD='/path/to/ws-server --port {port}' benches/compare.sh   # the WebSocket peer
 #   WS_ONLY=1 benches/compare.sh    # only the WebSocket part;  TCP_ONLY=1: only the TCP part
 #   STORM_BIN=/path/to/storm benches/compare.sh     # a storm built elsewhere
 #
 # What it does:
 #   1. Builds `cargo build --release --workspace --bins` (the daemon and storm, a
-#      workspace package of its own) and, unless PEER_CMD is set, the tokio peer
+#      workspace package of its own) and, when a peer is `default`, the tokio peer
 #      (`cargo build --release --manifest-path benches/peers/tokio-echo/Cargo.toml`).
 #      --no-build skips this.
-#   2. For each scenario, starts a fresh server, runs storm against it, stops it; first
-#      ours (the switchboard daemon with a temp config enabling [listeners.echo]), then
-#      the peer (PEER_CMD, default the tokio peer; `{port}` is replaced by a free port).
-#      The peer command is exec'd, so its PID is the server's own (RSS is read from it):
-#      give one command, not a pipeline.
+#   2. N times: for each scenario, starts a fresh server, runs storm against it, stops
+#      it; first ours (the switchboard daemon with a temp config enabling
+#      [listeners.echo]), then each peer in PEERS order (`{port}` is replaced by a
+#      free port). A peer command is exec'd, so its PID is the server's own (RSS is
+#      read from it): give one command, not a pipeline.
 #        idle      storm --scenario idle --connections 19000 --procs 2 --duration 10
 #        flood     storm --scenario echo --mode flood --size 1024 --connections 1000 --duration 10
 #        pingpong  storm --scenario echo --mode pingpong --rate 1 --connections 10000 --duration 20
@@ -36,8 +44,10 @@
 #      its default read buffer and `--read-buffer 4096`. Idle holds 10,000 connections
 #      (also as plain TCP on our echo listener, the binary connection to compare with);
 #      --quick shrinks it like the TCP part.
-#   3. Prints the machine (nproc, CPU, kernel, date) and a Markdown table of both
-#      servers' figures with the ratio ours / peer, read from storm's --json output.
+#   3. Prints the machine (nproc, CPU, kernel, date, load average) and a Markdown table:
+#      per figure, the median over the N runs of ours and of each peer, and for each
+#      peer the ratio of the medians ours / peer with the range of the N paired
+#      ratios (run i of ours against run i of that peer), read from storm's --json.
 #
 # The run is bounded (every storm run has a timeout; a server that does not stop on
 # SIGTERM is killed), talks only to 127.0.0.0/8, and kills only the processes it
@@ -54,13 +64,17 @@ set -euo pipefail
 usage() { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; }
 
 QUICK=0
+REPORT_ONLY=0
+RUNS=3
 BUILD=1
 KEEP=0
 OUT=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
+        --runs) RUNS="${2:?--runs needs a number}"; shift ;;
         --no-build) BUILD=0 ;;
+        --report-only) REPORT_ONLY=1; BUILD=0 ;;
         --keep) KEEP=1 ;;
         --out) OUT="${2:?--out needs a directory}"; shift ;;
         --out=*) OUT="${1#--out=}" ;;
@@ -70,10 +84,20 @@ while [ $# -gt 0 ]; do
     shift
 done
 
+case "$RUNS" in ''|*[!0-9]*|0) echo "compare.sh: --runs needs a positive number" >&2; exit 2 ;; esac
+if [ "$REPORT_ONLY" = 1 ] && [ -z "$OUT" ]; then
+    echo "compare.sh: --report-only needs --out DIR" >&2
+    exit 2
+fi
+
 # shellcheck source=benches/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-TOKIO_PEER="$ROOT/benches/peers/tokio-echo/target/release/tokio-echo"
-WS_PEER="$ROOT/benches/peers/ws-echo/target/release/ws-echo"
+# The peers are Cargo projects of their own, built into a directory of their own
+# under the target directory (so CARGO_TARGET_DIR is honoured and nothing is built
+# in the source tree).
+PEERS_TARGET="$TARGET_DIR/peers"
+TOKIO_PEER="$PEERS_TARGET/release/tokio-echo"
+WS_PEER="$PEERS_TARGET/release/ws-echo"
 SOURCES="127.0.0.2-127.0.0.9"
 
 if [ "$QUICK" = 1 ]; then
@@ -127,18 +151,62 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------------
+# Peers: PEERS ("NAME=CMD;NAME=CMD", CMD `default` = the tokio peer), else PEER_CMD as
+# one peer named `peer`, else the tokio peer alone.
+# ---------------------------------------------------------------------------------
+if [ -z "${PEERS:-}" ]; then
+    if [ -n "${PEER_CMD:-}" ]; then
+        PEERS="peer=$PEER_CMD"
+    else
+        PEERS="tokio=default"
+    fi
+fi
+PEER_NAMES=()
+declare -A PEER_CMDS=()
+NEED_TOKIO=0
+IFS=';' read -r -a _entries <<<"$PEERS"
+for _entry in "${_entries[@]}"; do
+    _entry="${_entry#"${_entry%%[![:space:]]*}"}" # leading blanks
+    [ -n "$_entry" ] || continue
+    _name="${_entry%%=*}"
+    _cmd="${_entry#*=}"
+    if [ "$_name" = "$_entry" ] || ! [[ "$_name" =~ ^[A-Za-z0-9_.]+$ ]]; then
+        echo "compare.sh: PEERS entries are NAME=COMMAND (NAME of letters, digits, _ and .): $_entry" >&2
+        exit 2
+    fi
+    case "$_name" in
+        ours|ours-ws|ws-peer|ws-peer-4k) echo "compare.sh: peer name $_name is taken" >&2; exit 2 ;;
+    esac
+    [ -z "${PEER_CMDS[$_name]+x}" ] || { echo "compare.sh: peer $_name given twice" >&2; exit 2; }
+    if [ "$_cmd" = default ]; then
+        NEED_TOKIO=1
+        # (Not a default inside `${...}`: its first `}` would end the expansion.)
+        _cmd="$TOKIO_PEER --port {port}"
+    fi
+    case "$_cmd" in
+        *"{port}"*) ;;
+        *) echo "compare.sh: the command of peer $_name must contain {port}: $_cmd" >&2; exit 2 ;;
+    esac
+    PEER_NAMES+=("$_name")
+    PEER_CMDS[$_name]="$_cmd"
+done
+[ "${#PEER_NAMES[@]}" -gt 0 ] || { echo "compare.sh: PEERS names no peer" >&2; exit 2; }
+
+# ---------------------------------------------------------------------------------
 # Build.
 # ---------------------------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
     echo "== building (cargo build --release --workspace --bins)" >&2
     cargo build --release --workspace --bins
-    if [ -z "${PEER_CMD:-}" ]; then
+    if [ "$NEED_TOKIO" = 1 ]; then
         echo "== building the tokio peer" >&2
-        cargo build --release --manifest-path benches/peers/tokio-echo/Cargo.toml
+        cargo build --release --manifest-path benches/peers/tokio-echo/Cargo.toml \
+            --target-dir "$PEERS_TARGET"
     fi
     if [ -z "${WS_PEER_CMD:-}" ] && [ "${TCP_ONLY:-0}" != 1 ]; then
         echo "== building the WebSocket peer" >&2
-        cargo build --release --manifest-path benches/peers/ws-echo/Cargo.toml
+        cargo build --release --manifest-path benches/peers/ws-echo/Cargo.toml \
+            --target-dir "$PEERS_TARGET"
     fi
 fi
 if [ -z "${WS_PEER_CMD:-}" ]; then
@@ -148,18 +216,10 @@ case "$WS_PEER_CMD" in
     *"{port}"*) ;;
     *) echo "compare.sh: WS_PEER_CMD must contain {port}: $WS_PEER_CMD" >&2; exit 2 ;;
 esac
-# (Not `${PEER_CMD:-... {port}}`: its first `}` would end the expansion and leave a
-# stray `}` after a PEER_CMD given by the caller.)
-if [ -z "${PEER_CMD:-}" ]; then
-    PEER_CMD="$TOKIO_PEER --port {port}"
-fi
 for bin in "$DAEMON" "$STORM"; do
-    [ -x "$bin" ] || { echo "compare.sh: $bin not built (run without --no-build)" >&2; exit 1; }
+    [ "$REPORT_ONLY" = 1 ] || [ -x "$bin" ] ||
+        { echo "compare.sh: $bin not built (run without --no-build)" >&2; exit 1; }
 done
-case "$PEER_CMD" in
-    *"{port}"*) ;;
-    *) echo "compare.sh: PEER_CMD must contain {port}: $PEER_CMD" >&2; exit 2 ;;
-esac
 
 if [ -z "$OUT" ]; then
     OUT="$TARGET_DIR/compare/$(date +%Y%m%d-%H%M%S)"
@@ -193,8 +253,8 @@ SERVER_PID=""
 SERVER_PORT=""
 
 # Starts server WHICH on a fresh port; sets SERVER_PID and SERVER_PORT. WHICH: ours
-# (raw echo), peer (PEER_CMD), ours-ws (echo listener with websocket = true), ws-peer
-# (WS_PEER_CMD), ws-peer-4k (WS_PEER_CMD --read-buffer 4096).
+# (raw echo), a peer's name (its command from PEERS), ours-ws (echo listener with
+# websocket = true), ws-peer (WS_PEER_CMD), ws-peer-4k (WS_PEER_CMD --read-buffer 4096).
 start_server() { # WHICH LOG
     local which="$1" log="$2" websocket=false
     SERVER_PORT="$(free_port)"
@@ -229,9 +289,9 @@ EOF
     else
         local cmd
         case "$which" in
-            peer) cmd="${PEER_CMD//\{port\}/$SERVER_PORT}" ;;
             ws-peer) cmd="${WS_PEER_CMD//\{port\}/$SERVER_PORT}" ;;
             ws-peer-4k) cmd="${WS_PEER_CMD//\{port\}/$SERVER_PORT} --read-buffer 4096" ;;
+            *) cmd="${PEER_CMDS[$which]//\{port\}/$SERVER_PORT}" ;;
         esac
         echo "$cmd" >"$log"
         bash -c "exec $cmd" >>"$log" 2>&1 &
@@ -258,14 +318,14 @@ stop_server() {
     SERVER_PID=""
 }
 
-# One storm run against one server: NAME WHICH SECS storm-args...
-# Writes $OUT/NAME-WHICH.json (empty when the run failed) and .err.
+# One storm run against one server: NAME WHICH SECS RUN storm-args...
+# Writes $OUT/NAME-WHICH-RUN.json (empty when the run failed) and .err.
 run_case() {
-    local name="$1" which="$2" secs="$3"
-    shift 3
-    local base="$OUT/$name-$which"
+    local name="$1" which="$2" secs="$3" run="$4"
+    shift 4
+    local base="$OUT/$name-$which-$run"
     : >"$base.json"
-    echo "== $name on $which: storm $*" >&2
+    echo "== run $run/$RUNS: $name on $which: storm $*" >&2
     if ! start_server "$which" "$base.server.log"; then
         echo "   $which server failed to start" >&2
         return 0
@@ -288,74 +348,85 @@ run_case() {
 }
 
 # ---------------------------------------------------------------------------------
-# The runs: each scenario on ours, then on the peer.
+# The runs: N rounds; in each, every scenario on ours, then on each peer.
 # ---------------------------------------------------------------------------------
-if [ "${WS_ONLY:-0}" != 1 ]; then
-    for which in ours peer; do
-        run_case idle "$which" "$IDLE_SECS" --scenario idle --connections "$IDLE_N" \
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+# The source revision at the start (the tree may change while the runs go on).
+rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    rev="$rev+dirty"
+fi
+[ "$REPORT_ONLY" = 0 ] || LOAD_BEFORE="n/a (report of an earlier run)"
+for run in $(seq "$RUNS"); do
+    [ "$REPORT_ONLY" = 0 ] || break
+    if [ "${WS_ONLY:-0}" != 1 ]; then
+        for which in ours "${PEER_NAMES[@]}"; do
+            run_case idle "$which" "$IDLE_SECS" "$run" --scenario idle --connections "$IDLE_N" \
+                --procs "$IDLE_PROCS" --duration "$IDLE_SECS"
+        done
+        for which in ours "${PEER_NAMES[@]}"; do
+            run_case flood "$which" "$FLOOD_SECS" "$run" --scenario echo --mode flood \
+                --size "$FLOOD_SIZE" --connections "$FLOOD_N" --duration "$FLOOD_SECS"
+        done
+        for which in ours "${PEER_NAMES[@]}"; do
+            run_case pingpong "$which" "$PP_SECS" "$run" --scenario echo --mode pingpong \
+                --rate 1 --size "$PP_SIZE" --connections "$PP_N" --duration "$PP_SECS"
+        done
+    fi
+    if [ "${TCP_ONLY:-0}" != 1 ]; then
+        # The binary connection to compare an idle WebSocket with, at the same count.
+        run_case ws-idle ours "$IDLE_SECS" "$run" --scenario idle --connections "$WS_IDLE_N" \
             --procs "$IDLE_PROCS" --duration "$IDLE_SECS"
-    done
-    for which in ours peer; do
-        run_case flood "$which" "$FLOOD_SECS" --scenario echo --mode flood --size "$FLOOD_SIZE" \
-            --connections "$FLOOD_N" --duration "$FLOOD_SECS"
-    done
-    for which in ours peer; do
-        run_case pingpong "$which" "$PP_SECS" --scenario echo --mode pingpong --rate 1 \
-            --size "$PP_SIZE" --connections "$PP_N" --duration "$PP_SECS"
-    done
-fi
-if [ "${TCP_ONLY:-0}" != 1 ]; then
-    # The binary connection to compare an idle WebSocket with, at the same count.
-    run_case ws-idle ours "$IDLE_SECS" --scenario idle --connections "$WS_IDLE_N" \
-        --procs "$IDLE_PROCS" --duration "$IDLE_SECS"
-    for which in ours-ws ws-peer ws-peer-4k; do
-        run_case ws-idle "$which" "$IDLE_SECS" --transport ws --scenario idle \
-            --connections "$WS_IDLE_N" --procs "$IDLE_PROCS" --duration "$IDLE_SECS"
-    done
-    for which in ours-ws ws-peer ws-peer-4k; do
-        run_case ws-flood "$which" "$FLOOD_SECS" --transport ws --scenario echo --mode flood \
-            --size "$FLOOD_SIZE" --connections "$FLOOD_N" --duration "$FLOOD_SECS"
-    done
-    for which in ours-ws ws-peer ws-peer-4k; do
-        run_case ws-pingpong "$which" "$PP_SECS" --transport ws --scenario echo \
-            --mode pingpong --rate 1 --size "$PP_SIZE" --connections "$PP_N" --duration "$PP_SECS"
-    done
-fi
+        for which in ours-ws ws-peer ws-peer-4k; do
+            run_case ws-idle "$which" "$IDLE_SECS" "$run" --transport ws --scenario idle \
+                --connections "$WS_IDLE_N" --procs "$IDLE_PROCS" --duration "$IDLE_SECS"
+        done
+        for which in ours-ws ws-peer ws-peer-4k; do
+            run_case ws-flood "$which" "$FLOOD_SECS" "$run" --transport ws --scenario echo \
+                --mode flood --size "$FLOOD_SIZE" --connections "$FLOOD_N" --duration "$FLOOD_SECS"
+        done
+        for which in ours-ws ws-peer ws-peer-4k; do
+            run_case ws-pingpong "$which" "$PP_SECS" "$run" --transport ws --scenario echo \
+                --mode pingpong --rate 1 --size "$PP_SIZE" --connections "$PP_N" --duration "$PP_SECS"
+        done
+    fi
+done
 
 # ---------------------------------------------------------------------------------
 # Report.
 # ---------------------------------------------------------------------------------
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
 mem="$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
-    rev="$rev+dirty"
-fi
 {
     echo
-    echo "## switchboard echo vs peer ($([ "$QUICK" = 1 ] && echo 'QUICK smoke run' || echo 'full run'))"
+    echo "## switchboard echo vs peers ($([ "$QUICK" = 1 ] && echo 'QUICK smoke run' || echo 'full run'), $RUNS runs)"
     echo
-    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- machine: nproc $(nproc), ${cpu:-unknown CPU}, $mem, kernel $(uname -r), open files $(ulimit -n)"
     echo "- ours: switchboard $rev, [listeners.echo], default reactor/worker threads"
-    echo "- peer: ${PEER_CMD//\{port\}/PORT}"
-    echo "- WebSocket peer: ${WS_PEER_CMD//\{port\}/PORT} (and with --read-buffer 4096);" \
-        "ours: [listeners.echo] websocket = true; storm --transport ws; idle at $WS_IDLE_N"
+    for name in "${PEER_NAMES[@]}"; do
+        echo "- peer $name: ${PEER_CMDS[$name]//\{port\}/PORT}"
+    done
+    if [ "${TCP_ONLY:-0}" != 1 ]; then
+        echo "- WebSocket peer: ${WS_PEER_CMD//\{port\}/PORT} (and with --read-buffer 4096);" \
+            "ours: [listeners.echo] websocket = true; storm --transport ws; idle at $WS_IDLE_N"
+    fi
     echo "- idle: $IDLE_N connections, $IDLE_PROCS client procs, held ${IDLE_SECS} s;" \
         "flood: $FLOOD_N x ${FLOOD_SIZE} B, ${FLOOD_SECS} s;" \
         "pingpong: $PP_N x 1 msg/s of ${PP_SIZE} B, ${PP_SECS} s"
+    echo "- each scenario $RUNS times, interleaved (ours, then each peer, per round); medians shown"
     echo "- raw results: $OUT"
     echo
 } | tee "$OUT/report.md"
 
-python3 - "$OUT" <<'PY' | tee -a "$OUT/report.md"
-import json, os, sys
+python3 - "$OUT" "$RUNS" "${PEER_NAMES[@]}" <<'PY' | tee -a "$OUT/report.md"
+import json, os, statistics, sys
 
-out = sys.argv[1]
+out, runs, peers = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 
-def load(name, which):
+def load(name, which, run):
     try:
-        with open(os.path.join(out, f"{name}-{which}.json")) as f:
+        with open(os.path.join(out, f"{name}-{which}-{run}.json")) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
@@ -367,9 +438,23 @@ def get(d, path):
         d = d[key]
     return d if isinstance(d, (int, float)) else None
 
+def errors(d):
+    # storm's `errors` may be a count or an object of counts by kind.
+    if d is None:
+        return None
+    e = d.get("errors")
+    if isinstance(e, dict):
+        return sum(v for v in e.values() if isinstance(v, (int, float)))
+    return e if isinstance(e, (int, float)) else None
+
+def value(d, path):
+    return errors(d) if path == "errors" else get(d, path)
+
 def fmt(v, unit):
     if v is None:
         return "n/a"
+    if isinstance(v, float) and v.is_integer() and unit in ("", "B"):
+        v = int(v)                         # a median of counts
     if unit == "MB":
         return f"{v / 1024:.1f}"          # from kB
     if unit == "MB/s":
@@ -380,11 +465,34 @@ def fmt(v, unit):
         return f"{v:,.0f}"
     return f"{v:.2f}" if isinstance(v, float) else str(v)
 
+def series(name, which, path):
+    """The figure of every run, None where a run has no result."""
+    return [value(load(name, which, r), path) for r in range(1, runs + 1)]
+
+def median(vs):
+    vs = [v for v in vs if v is not None]
+    return statistics.median(vs) if vs else None
+
+def ratio_cell(ours, peer):
+    """Ratio of the medians, then the range of the paired per-run ratios."""
+    a, b = median(ours), median(peer)
+    if a is None or b is None:
+        return "n/a"
+    if b == 0:
+        return "=" if a == 0 else "n/a"
+    cell = f"{a / b:.2f}"
+    pairs = [x / y for x, y in zip(ours, peer) if x is not None and y]
+    if len(pairs) > 1:
+        cell += f" ({min(pairs):.2f}-{max(pairs):.2f})"
+    return cell
+
 # (scenario, label, json path, unit, better: "lower" / "higher" / "")
 ROWS = [
     ("idle", "RSS growth per idle connection (B)", "server_rss.growth_per_connection_bytes", "B", "lower"),
     ("idle", "server peak RSS (MB)", "server_rss.peak_kb", "MB", "lower"),
     ("idle", "connections opened per s", "connect_rate_per_s", "", "higher"),
+    ("idle", "connect latency p50 (ms)", "connect_latency_us.p50", "ms", "lower"),
+    ("idle", "connect latency p99 (ms)", "connect_latency_us.p99", "ms", "lower"),
     ("idle", "connections open at the end", "connections_open_at_end", "", "higher"),
     ("idle", "errors", "errors", "", "lower"),
     ("flood", "messages per s (1 KiB)", "messages_per_s", "", "higher"),
@@ -403,69 +511,57 @@ ROWS = [
     ("pingpong", "errors", "errors", "", "lower"),
 ]
 
-def errors(d):
-    # storm's `errors` may be a count or an object of counts by kind.
-    if d is None:
-        return None
-    e = d.get("errors")
-    if isinstance(e, dict):
-        return sum(v for v in e.values() if isinstance(v, (int, float)))
-    return e if isinstance(e, (int, float)) else None
-
 missing = []
-tcp_ran = any(load(scen, w) is not None for scen in ("idle", "flood", "pingpong") for w in ("ours", "peer"))
+def note_missing(name, which):
+    for r in range(1, runs + 1):
+        if load(name, which, r) is None and (name, which, r) not in missing:
+            missing.append((name, which, r))
+
+tcp_ran = any(load(scen, w, r) is not None for scen in ("idle", "flood", "pingpong")
+              for w in ["ours"] + peers for r in range(1, runs + 1))
 if tcp_ran:
-    print("| scenario | figure | ours | peer | ours / peer | better |")
-    print("|---|---|---:|---:|---:|---|")
-for scen, label, path, unit, better in (ROWS if tcp_ran else []):
-    ours, peer = load(scen, "ours"), load(scen, "peer")
-    for which, d in (("ours", ours), ("peer", peer)):
-        if d is None and (scen, which) not in missing:
-            missing.append((scen, which))
-    if path == "errors":
-        a, b = errors(ours), errors(peer)
-    else:
-        a, b = get(ours, path), get(peer, path)
-    if a is not None and b:
-        ratio = f"{a / b:.2f}"
-    elif a == 0 and b == 0:
-        ratio = "="
-    else:
-        ratio = "n/a"
-    print(f"| {scen} | {label} | {fmt(a, unit)} | {fmt(b, unit)} | {ratio} | {better} |")
-if tcp_ran:
+    head = "| scenario | figure | ours | " + " | ".join(peers) + " | " + \
+        " | ".join(f"ours / {p}" for p in peers) + " | better |"
+    print(head)
+    print("|---|---|---:|" + "---:|" * (2 * len(peers)) + "---|")
+    for scen, label, path, unit, better in ROWS:
+        ours = series(scen, "ours", path)
+        note_missing(scen, "ours")
+        cols, ratios = [], []
+        for p in peers:
+            note_missing(scen, p)
+            ps = series(scen, p, path)
+            cols.append(fmt(median(ps), unit))
+            ratios.append(ratio_cell(ours, ps))
+        print(f"| {scen} | {label} | {fmt(median(ours), unit)} | " + " | ".join(cols) + " | " +
+              " | ".join(ratios) + f" | {better} |")
     print()
-    print("Ratios are ours / peer: below 1 is better for `lower` figures, above 1 for `higher`.")
+    print("Medians over the runs. Ratios are ours / peer of the medians, with the range of the")
+    print("per-run ratios (run i of ours against run i of the peer) in parentheses: below 1 is")
+    print("better for `lower` figures, above 1 for `higher`.")
 
 # The WebSocket part: ours (websocket = true), the binary connection beside it for idle,
 # and the WebSocket peer with its default and a 4 KiB read buffer.
 WS_COLS = ["ours-ws", "ours", "ws-peer", "ws-peer-4k"]
-if any(load(f"ws-{s}", w) is not None for s in ("idle", "flood", "pingpong") for w in WS_COLS):
+if any(load(f"ws-{s}", w, r) is not None for s in ("idle", "flood", "pingpong")
+       for w in WS_COLS for r in range(1, runs + 1)):
     print()
     print("| WebSocket | figure | ours (WS) | ours (TCP) | peer | peer 4 KiB | ours / peer | ours / peer 4 KiB | better |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for scen, label, path, unit, better in ROWS:
         wscen = f"ws-{scen}"
-        ds = {w: load(wscen, w) for w in WS_COLS}
+        vals = {w: series(wscen, w, path) for w in WS_COLS}
         for w in WS_COLS:
-            if ds[w] is None and (w != "ours" or scen == "idle") and (wscen, w) not in missing:
-                missing.append((wscen, w))
-        if path == "errors":
-            vals = {w: errors(d) for w, d in ds.items()}
-        else:
-            vals = {w: get(d, path) for w, d in ds.items()}
-        def ratio(a, b):
-            if a is not None and b:
-                return f"{a / b:.2f}"
-            return "=" if a == 0 and b == 0 else "n/a"
+            if w != "ours" or scen == "idle":
+                note_missing(wscen, w)
         a = vals["ours-ws"]
-        tcp = fmt(vals["ours"], unit) if scen == "idle" else ""
-        print(f"| {scen} | {label} | {fmt(a, unit)} | {tcp} | {fmt(vals['ws-peer'], unit)} | "
-              f"{fmt(vals['ws-peer-4k'], unit)} | {ratio(a, vals['ws-peer'])} | "
-              f"{ratio(a, vals['ws-peer-4k'])} | {better} |")
+        tcp = fmt(median(vals["ours"]), unit) if scen == "idle" else ""
+        print(f"| {scen} | {label} | {fmt(median(a), unit)} | {tcp} | "
+              f"{fmt(median(vals['ws-peer']), unit)} | {fmt(median(vals['ws-peer-4k']), unit)} | "
+              f"{ratio_cell(a, vals['ws-peer'])} | {ratio_cell(a, vals['ws-peer-4k'])} | {better} |")
     print()
     print("WebSocket rows: storm --transport ws (binary messages); ours (TCP) is a plain echo")
     print("connection on the same listener type at the same count, for idle only.")
-for scen, which in missing:
-    print(f"NOTE: no result for {scen} on {which}: see {out}/{scen}-{which}.err")
+for scen, which, r in missing:
+    print(f"NOTE: no result for {scen} on {which}, run {r}: see {out}/{scen}-{which}-{r}.err")
 PY

@@ -296,6 +296,7 @@ impl Server {
                         metrics.health.clone(),
                     )
                 }),
+                sched_slice_us: config.reactor.sched_slice_us,
             };
             worker_threads.push(worker::spawn(parts, links.clone())?);
         }

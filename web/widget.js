@@ -199,7 +199,39 @@ textarea{resize:none}
   // Forms are built once and kept across renders, so what the visitor typed stays.
   let forms = {};
   const form1 = (k, make) => forms[k] || (forms[k] = make());
+  // What the visitor is typing survives a rebuild (the site's settings arriving after
+  // the panel opened, a language change): the values of every open form's fields and of
+  // the composer, and which of them had the focus.
+  const takeDrafts = () => {
+    const d = { forms: {}, text: textarea ? textarea.value : '', focus: null };
+    const active = panel.contains(document.activeElement) ? document.activeElement : null;
+    for (const [k, el] of Object.entries(forms)) {
+      d.forms[k] = {};
+      for (const f of el.querySelectorAll ? el.querySelectorAll('input[name], textarea[name]') : []) {
+        d.forms[k][f.name] = f.value;
+        if (f === active) d.focus = [k, f.name];
+      }
+    }
+    if (active && active === textarea) d.focus = ['', ''];
+    return d;
+  };
+  const putDrafts = (d) => {
+    if (textarea && d.text) textarea.value = d.text;
+    for (const [k, values] of Object.entries(d.forms)) {
+      const el = forms[k];
+      if (!el || !el.querySelector) continue;
+      for (const [name, v] of Object.entries(values)) {
+        const f = el.querySelector(`[name="${name}"]`);
+        if (f && v && !f.value) f.value = v;
+      }
+    }
+    if (!d.focus) return;
+    const [k, name] = d.focus;
+    const f = k ? forms[k] && forms[k].querySelector && forms[k].querySelector(`[name="${name}"]`) : textarea;
+    if (f && !f.closest('[hidden]')) f.focus();
+  };
   const buildPanel = () => {
+    const drafts = logEl ? takeDrafts() : null;
     forms = {};
     panel.replaceChildren();
     panel.setAttribute('aria-label', cfg.title || t('title'));
@@ -226,6 +258,7 @@ textarea{resize:none}
     panel.addEventListener('keydown', (e) => { if (e.key === 'Escape') { e.stopPropagation(); close(); } });
     panel.addEventListener('input', () => { if (S.notice && S.notice.err) showBar(''); });
     render();
+    if (drafts) putDrafts(drafts);
   };
   const showBar = (text, err) => {
     S.notice = text ? { text, err } : '';

@@ -8,7 +8,7 @@ mod console_desk;
 mod core;
 mod dialect;
 mod listen;
-mod sys;
+pub(crate) mod sys;
 pub(crate) mod timer;
 mod visitor_desk;
 mod web_widget;
@@ -168,9 +168,11 @@ pub(crate) fn spawn(
         buffer_bytes: config.reactor.uring_buffer_bytes,
         tick,
     };
+    let slice_us = config.reactor.sched_slice_us;
     std::thread::Builder::new()
         .name(format!("reactor-{id}"))
         .spawn(move || {
+            sys::sched::apply(slice_us, "reactor");
             let links = core::Links {
                 commands,
                 workers,

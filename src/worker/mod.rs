@@ -281,6 +281,8 @@ pub(crate) struct WorkerParts {
     pub conversations: Arc<CachePadded<RouterMetrics>>,
     /// How it journals its shard (`None`: no journal).
     pub journal: Option<JournalLink>,
+    /// The scheduler slice it asks for (`reactor.sched_slice_us`; 0: the default).
+    pub sched_slice_us: u32,
 }
 
 /// Starts a worker: its sessions (from its event queue), its shard (from the shard and
@@ -297,10 +299,12 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
         stats,
         conversations,
         journal,
+        sched_slice_us,
     } = parts;
     std::thread::Builder::new()
         .name(format!("worker-{id}"))
         .spawn(move || {
+            crate::reactor::sys::sched::apply(sched_slice_us, "worker");
             let n_shards = links.shards.len();
             let mut dispatch = Dispatch::new(links, Some(stats.clone()));
             let mut effects = Vec::new();

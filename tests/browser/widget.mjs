@@ -347,6 +347,30 @@ try {
   await a2.close();
   step('a second tab shows the same conversation');
 
+  // The site's settings come late (a slow network): the visitor writes in the composer
+  // meanwhile; when they arrive the panel is redrawn with the pre-chat form, and what
+  // was written is still there (and keeps the focus) once the form is sent.
+  {
+    const ctxS = await browser.newContext({ viewport: { width: 1100, height: 760 }, locale: 'en-US' });
+    const s = watch(await ctxS.newPage(), 'S');
+    let release;
+    const gate = new Promise((r) => { release = r; });
+    await s.route('**/web/v1/sites/*/widget', async (route) => { await gate; await route.continue(); });
+    await s.goto(`${origin}/`);
+    await s.waitForFunction(() => window.Switchboard && window.Switchboard.version, null, { timeout: TIMEOUT });
+    await s.locator(`${W} .launcher`).click();
+    await textarea(s).fill('typed before the settings came');
+    release();
+    await s.locator(`${W} form.prechat`).waitFor({ timeout: TIMEOUT });
+    await s.locator(`${W} input[name=name]`).fill('Sam');
+    await s.locator(`${W} form.prechat button[type=submit]`).click();
+    await s.locator(`${W} form.prechat`).waitFor({ state: 'detached', timeout: TIMEOUT });
+    const kept = await textarea(s).inputValue();
+    if (kept !== 'typed before the settings came') fail(`the composer lost what was typed before the settings came: ${JSON.stringify(kept)}`);
+    await ctxS.close();
+    step('settings arriving late redraw the panel without losing what the visitor typed');
+  }
+
   // --- An attachment with its preview; bad input.
   await a.locator(`${W} input[type=file]`).setInputFiles({ name: 'parcel.png', mimeType: 'image/png', buffer: png(48) });
   const file = await agent.evaluate((c) => ag.wait('Deliver', { conversation: c, content_type: 5 }), conv);

@@ -42,6 +42,8 @@ struct Scores {
     tp: u32,
     fp: u32,
     fn_: u32,
+    /// Out-of-scope questions answered (also counted in `fp`).
+    off: u32,
 }
 
 impl Scores {
@@ -92,6 +94,7 @@ fn faq_scores(
             (e, g) => {
                 if g.is_some() {
                     s.fp += 1;
+                    s.off += u32::from(e.is_none());
                 }
                 if e.is_some() {
                     s.fn_ += 1;
@@ -136,18 +139,21 @@ fn faq_threshold_and_margin_were_chosen_on_the_dev_split() {
         "FAQ dev split ({} items): threshold x margin sweep",
         dev.len()
     );
-    // The most recall at precision >= 0.92.
+    // The most recall at precision >= 0.92 with no more off-topic questions answered
+    // than at the default (off-topic answers are the error issue 23 still counts).
+    let default_off = faq_scores(&kb, &dev, (cfg.faq_threshold, cfg.faq_margin), false).off;
     let mut best = (0.0f64, 0.0f32, 0.0f32);
     for t in (10..=40).step_by(5).map(|t| t as f32 / 100.0) {
         for m in [0.0f32, 0.02, 0.05, 0.08, 0.1] {
             let s = faq_scores(&kb, &dev, (t, m), false);
             println!(
-                "  t={t:.2} m={m:.2} P={:.3} R={:.3} F1={:.3}",
+                "  t={t:.2} m={m:.2} P={:.3} R={:.3} F1={:.3} off-topic answered={}",
                 s.precision(),
                 s.recall(),
-                s.f1()
+                s.f1(),
+                s.off
             );
-            if s.precision() >= 0.92 && s.recall() > best.0 {
+            if s.precision() >= 0.92 && s.off <= default_off && s.recall() > best.0 {
                 best = (s.recall(), t, m);
             }
         }
@@ -173,6 +179,12 @@ fn faq_threshold_and_margin_were_chosen_on_the_dev_split() {
         "default operating point far from the dev optimum"
     );
 }
+
+/// Off-topic questions of the eval split still answered (of 88): not the goal of 0.
+/// Those left name another product or service with an entry's own words ("怎么注销微信
+/// 账号", "my netflix subscription", "boil an egg" for how long); telling them apart
+/// needs to know what the foreign word is (README, FAQ).
+const OFF_TOPIC_ANSWERED: usize = 3;
 
 #[test]
 fn faq_precision_and_recall_on_held_out_questions() {
@@ -230,12 +242,75 @@ fn faq_precision_and_recall_on_held_out_questions() {
         );
         if lang == "all" {
             assert!(
-                answered_off * 5 <= off,
+                answered_off <= OFF_TOPIC_ANSWERED,
                 "{answered_off} of {off} off-topic answered"
             );
         }
     }
 }
+
+/// The sanity set in another domain (`sanity_bike_faq.toml`, `sanity_bike.jsonl`), written
+/// before the off-topic guard was tuned and never tuned on: the defaults, untouched, as a
+/// check that the operating point chosen on `faq_dev.jsonl` generalises. Its figures go in
+/// the README; the floors below are what it measured, so a change that loses them fails.
+#[test]
+fn faq_untuned_sanity_set_in_another_domain() {
+    let cfg = AssistConfig::default();
+    let kb = FaqIndex::from_file(&data("sanity_bike_faq.toml"), &cfg).unwrap();
+    let items: Vec<FaqItem> = lines("sanity_bike.jsonl");
+    let all: Vec<&FaqItem> = items.iter().collect();
+    let point = (cfg.faq_threshold, cfg.faq_margin);
+    let s = faq_scores(&kb, &all, point, true);
+    let off = all.iter().filter(|i| i.expect.is_none()).count();
+    let answered_off = off_topic_answered(&kb, &all);
+    for lang in ["en", "zh", "mixed"] {
+        let part: Vec<&FaqItem> = all
+            .iter()
+            .copied()
+            .filter(|i| language(&i.text) == lang)
+            .collect();
+        let p = faq_scores(&kb, &part, point, false);
+        println!(
+            "FAQ sanity (bike shop) [{lang}]: {} questions: TP={} FP={} FN={} precision={:.3} recall={:.3}",
+            part.len(),
+            p.tp,
+            p.fp,
+            p.fn_,
+            p.precision(),
+            p.recall()
+        );
+    }
+    println!(
+        "FAQ sanity (bike shop, untuned): {} entries, {} questions ({off} out of scope): \
+         TP={} FP={} FN={} precision={:.3} recall={:.3} F1={:.3}; out of scope answered {answered_off}",
+        kb.len(),
+        all.len(),
+        s.tp,
+        s.fp,
+        s.fn_,
+        s.precision(),
+        s.recall(),
+        s.f1()
+    );
+    assert_eq!(all.len(), 40);
+    assert!(
+        s.precision() >= SANITY_FLOOR.0,
+        "sanity precision {:.3}",
+        s.precision()
+    );
+    assert!(
+        s.recall() >= SANITY_FLOOR.1,
+        "sanity recall {:.3}",
+        s.recall()
+    );
+    assert!(
+        answered_off <= SANITY_FLOOR.2,
+        "{answered_off} of {off} off-topic answered"
+    );
+}
+
+/// What the sanity set measured (precision, recall, off-topic answered): see the README.
+const SANITY_FLOOR: (f64, f64, usize) = (0.95, 0.66, 1);
 
 #[derive(Debug, Deserialize)]
 struct SpamItem {

@@ -13,6 +13,7 @@ mod assist_eval;
 mod assist_service;
 mod auth_token_cli;
 mod backpressure;
+mod bench_scripts;
 mod cli;
 mod console_login;
 mod examples_talk;

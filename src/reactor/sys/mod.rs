@@ -49,6 +49,8 @@ pub(crate) mod epoll;
     reason = "io_uring: buffers and submissions shared with the kernel"
 )]
 pub(crate) mod uring;
+#[allow(unsafe_code, reason = "sched_setattr(2) has no safe wrapper")]
+pub(crate) mod sched;
 
 use std::io;
 use std::sync::{Arc, OnceLock};

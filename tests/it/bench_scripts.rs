@@ -1,0 +1,145 @@
+//! The benchmark tools that README figures come from: the chat floor's C programs
+//! (`benches/floor`, built with the system C compiler, which linking Rust needs
+//! anyway) relay every message of a small run in both modes, and `benches/compare.sh`
+//! refuses a malformed `PEERS` before it starts anything.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Waits for `child` at most `limit`, killing it (by its own handle) past that.
+fn wait_output(mut child: Child, limit: Duration) -> Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn build_floor(dir: &Path) -> PathBuf {
+    let out = Command::new("bash")
+        .arg(root().join("benches/floor/build.sh"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "benches/floor/build.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.to_path_buf()
+}
+
+/// One relay and one load of 44 connections (4 agents x 10 visitors) for ~1.5 s.
+fn floor_run(bin: &Path, mode: &str) -> (Value, Value) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut relay = Command::new(bin.join("relay"))
+        .args(["-p", &port.to_string(), "-n", "44", "-m", mode, "-T", "30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The relay says when it listens; it accepts only its 44 connections, so no probe.
+    let mut err = BufReader::new(relay.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "relay exited before listening"
+        );
+    }
+    let load = Command::new(bin.join("load"))
+        .args(["-p", &port.to_string(), "-P", &relay.id().to_string()])
+        .args(["-n", "44", "-a", "4", "-k", "10", "-R", "20"])
+        .args(["-W", "0.2", "-D", "1", "-j", "2", "-S", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load = wait_output(load, Duration::from_secs(30));
+    let relay = wait_output(relay, Duration::from_secs(10));
+    assert!(
+        load.status.success(),
+        "load failed: {}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert!(relay.status.success(), "relay failed ({mode})");
+    let parse = |o: &Output| -> Value { serde_json::from_slice(&o.stdout).unwrap() };
+    (parse(&load), parse(&relay))
+}
+
+#[test]
+fn the_chat_floor_relays_every_message_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build_floor(dir.path());
+    for mode in ["direct", "handoff"] {
+        let (load, relay) = floor_run(&bin, mode);
+        let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k}: {v}"));
+        // 40 conversations x 20 msg/s for 1.2 s of sending: ~960 messages.
+        let sent = n(&load, "sent_all");
+        assert!(sent > 500, "{mode}: {load}");
+        assert_eq!(
+            n(&load, "delivered_all"),
+            sent,
+            "{mode}: every message delivered"
+        );
+        assert_eq!(
+            n(&load, "acks_all"),
+            sent,
+            "{mode}: every message acknowledged"
+        );
+        assert_eq!(n(&relay, "frames"), sent, "{mode}: the relay saw each once");
+        assert_eq!(
+            n(&load, "dropped") + n(&load, "closed"),
+            0,
+            "{mode}: {load}"
+        );
+        assert!(n(&load, "delivered") > 0 && n(&load, "delivered") <= sent);
+        assert!(load["relay_cpu_s"].as_f64().unwrap() >= 0.0, "{load}");
+        assert_eq!(relay["mode"], mode);
+        let wakes = n(&relay, "eventfd_writes");
+        assert_eq!(wakes > 0, mode == "handoff", "{mode}: {relay}");
+    }
+}
+
+#[test]
+fn compare_refuses_malformed_peers_before_starting_anything() {
+    for (peers, says) in [
+        ("gnet", "NAME=COMMAND"),
+        ("g net=/bin/x {port}", "NAME=COMMAND"),
+        ("a=/bin/x {port};a=/bin/y {port}", "given twice"),
+        ("a=/bin/x", "must contain {port}"),
+        ("ours=/bin/x {port}", "is taken"),
+        (" ; ", "names no peer"),
+    ] {
+        let out = Command::new("bash")
+            .arg(root().join("benches/compare.sh"))
+            .arg("--no-build")
+            .env("PEERS", peers)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_output(out, Duration::from_secs(20));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "PEERS={peers:?}: {stderr}");
+        assert!(stderr.contains(says), "PEERS={peers:?}: {stderr}");
+    }
+}
