@@ -17,6 +17,10 @@
 #     --transports T  [tcp ws-json]
 #     --journal J     off, on (fsync "always") or both [both]
 #     --backend B     [reactor] backend: epoll or uring [epoll]
+#     --tls           also run every case over TLS (storm --tls) against the same daemon,
+#                     right after its plaintext run: the daemon's client port gets a
+#                     P-256 certificate for localhost from a throwaway CA (openssl CLI);
+#                     rows show the transport as `tcp+tls`, `ws-json+tls`
 #     --no-build      use the binaries already built
 #     --syscalls      also count the daemon's system calls with `perf stat -p PID`
 #                     (tracepoints syscalls:sys_enter_*) for S-4 s inside the window
@@ -34,6 +38,7 @@
 # Each run: storm --scenario chat --target 127.0.0.1:P --secret-file STATE/dev-secret
 #   --source-addrs 127.0.0.2-127.0.0.9 --server-pid PID -n 5500 --agents 500
 #   --capacity 10 --size 64 --warmup 2 --duration S --rate R --transport T --json -q
+#   [--tls --ca-file SCRATCH/ca.pem --server-name localhost]
 # Kills only the processes it started, by PID. Loopback only; every run self-stopping.
 
 set -euo pipefail
@@ -48,6 +53,7 @@ OUT=""
 PORT=7940
 BASELINE=""
 BACKEND=epoll
+TLS_MODES="plain"
 SYSCALLS=0
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -64,6 +70,7 @@ while [ $# -gt 0 ]; do
         --no-build) BUILD=0 ;;
         --syscalls) SYSCALLS=1 ;;
         --backend) BACKEND="${2:?--backend needs epoll or uring}"; shift ;;
+        --tls) TLS_MODES="plain tls" ;;
         --baseline) BASELINE="${2:?--baseline needs a binary}"; shift ;;
         --out) OUT="${2:?--out needs a directory}"; shift ;;
         --port) PORT="${2:?--port needs a number}"; shift ;;
@@ -81,6 +88,23 @@ mkdir -p "$OUT"
 bench_scratch chatcpu
 
 trap 'stop_daemon; rm -rf "$SCRATCH"' EXIT
+TLS_CONF=""
+if [ "$TLS_MODES" != plain ]; then
+    # A throwaway CA and a P-256 certificate for localhost and 127.0.0.1.
+    (
+        cd "$SCRATCH"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout ca.key -out ca.pem -days 2 -subj /CN=chat_cpu-ca 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout key.pem -out leaf.csr -subj /CN=localhost 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out cert.pem -days 2 -extfile ext.cnf 2>/dev/null
+    )
+    TLS_CONF="[listeners.client.tls]
+cert = \"$SCRATCH/cert.pem\"
+key = \"$SCRATCH/key.pem\""
+fi
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -95,6 +119,8 @@ state_dir = "$dir"
 
 [listeners.client]
 addr = "127.0.0.1:$PORT"
+
+$TLS_CONF
 
 [admin]
 addr = "127.0.0.1:$((PORT + 1))"
@@ -124,6 +150,7 @@ EOF
     [ -z "$BASELINE" ] || echo "# baseline daemon $BASELINE"
     echo "# reactor backend $BACKEND"
     echo "# storm --scenario chat -n 5500 --agents 500 --capacity 10 --size 64 --warmup 2 --duration $DURATION --rate $RATE"
+    [ "$TLS_MODES" = plain ] || echo "# and each case again over TLS (storm --tls; TLS 1.3, X25519, ECDSA P-256)"
     echo "# load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/report.txt"
 
@@ -133,7 +160,14 @@ SYSCALL_EVENTS="${SYSCALL_EVENTS%,}"
 LABELS="this"
 [ -z "$BASELINE" ] || LABELS="baseline this"
 for run in $(seq "$RUNS"); do
-    for t in $TRANSPORTS; do
+    for t0 in $TRANSPORTS; do
+      for mode in $TLS_MODES; do
+        t="$t0"
+        tls_args=()
+        if [ "$mode" = tls ]; then
+            t="$t0+tls"
+            tls_args=(--tls --ca-file "$SCRATCH/ca.pem" --server-name localhost)
+        fi
         for j in $JOURNALS; do
           for label in $LABELS; do
             bin="$DAEMON"
@@ -157,14 +191,15 @@ for run in $(seq "$RUNS"); do
             timeout --kill-after=10 300 "$STORM" --scenario chat --target "127.0.0.1:$PORT" \
                 --secret-file "$SCRATCH/state/dev-secret" --source-addrs 127.0.0.2-127.0.0.9 \
                 --server-pid "$DPID" -n 5500 --agents 500 --capacity 10 --size 64 \
-                --warmup 2 --duration "$DURATION" --rate "$RATE" --transport "$t" \
-                --json -q >"$base.json" 2>"$base.err" || true
+                --warmup 2 --duration "$DURATION" --rate "$RATE" --transport "$t0" \
+                ${tls_args[@]+"${tls_args[@]}"} --json -q >"$base.json" 2>"$base.err" || true
             [ -z "$ppid" ] || wait "$ppid" 2>/dev/null || true
             [ "$SYSCALLS" != 1 ] || echo $((DURATION - 4)) >"$base.syscall-secs"
             stop_daemon
             sleep 1
           done
         done
+      done
     done
 done
 

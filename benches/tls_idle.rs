@@ -4,10 +4,12 @@
 //! Run with:
 //!
 //! ```text
-//! cargo bench --bench tls_idle -- [--connections N] [--procs P] [--nginx]
+//! cargo bench --bench tls_idle -- [--connections N] [--procs P] [--nginx] [--kx G]
 //! ```
 //!
-//! (default N = 10,000, P = 4). Without `--bench` (as `cargo test --all-targets`
+//! (default N = 10,000, P = 4; G, the key exchange group clients offer first:
+//! `x25519` (default: what browsers, OpenSSL and the SDK offer first), `p256` or
+//! `p384` (rustls' *ring* default; the server then does P-384, ~5× the CPU)). Without `--bench` (as `cargo test --all-targets`
 //! runs it) a 100-connection smoke run.
 //!
 //! How it measures: makes a CA and a P-256 certificate for `localhost` (rcgen),
@@ -21,7 +23,7 @@
 //! daemon CPU-second. `--nginx` adds a third pass through the alternative users
 //! have today: Debian's nginx (`stream` module, 2 workers, the same certificate)
 //! terminating TLS in front of the daemon's plaintext port, measuring nginx's
-//! processes and the daemon together.
+//! processes alone (handshakes per CPU-second) and with the daemon (RSS).
 //! First, in this process: the heap one established session holds (a counting
 //! allocator around sessions driven through a handshake in memory), which tells
 //! live state from the allocator's fragmentation in the RSS figure.
@@ -65,6 +67,7 @@ fn main() {
         .unwrap_or(if bench { 10_000 } else { 100 });
     let procs: usize = opt("--procs").and_then(|v| v.parse().ok()).unwrap_or(4);
     let nginx = args.iter().any(|a| a == "--nginx");
+    let kx = opt("--kx").unwrap_or_else(|| "x25519".to_owned());
     let _ = switchboard::bench_support::raise_nofile();
     match switchboard::tls::fuzz_feed::session_heap(n.min(2000), &live) {
         Ok(b) => println!(
@@ -73,13 +76,13 @@ fn main() {
         ),
         Err(e) => eprintln!("tls_idle: session heap: {e}"),
     }
-    if let Err(e) = run(n, procs.max(1), nginx) {
+    if let Err(e) = run(n, procs.max(1), nginx, &kx) {
         eprintln!("tls_idle: {e}");
         std::process::exit(1);
     }
 }
 
-fn run(n: usize, procs: usize, nginx: bool) -> Result<(), String> {
+fn run(n: usize, procs: usize, nginx: bool, kx: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
     let mut ca = ca;
@@ -140,9 +143,12 @@ fn run(n: usize, procs: usize, nginx: bool) -> Result<(), String> {
         // Keep draining the log so the daemon never blocks on it.
         std::thread::spawn(move || for _ in lines.by_ref() {});
         std::thread::sleep(Duration::from_millis(500));
-        println!("connections: {n} per pass, {procs} client processes");
-        let plain = pass(&[pid], addr, n, procs, "plain", &p("ca.pem"))?;
-        let tls = pass(&[pid], addr, n, procs, "tls", &p("ca.pem"))?;
+        println!("connections: {n} per pass, {procs} client processes; clients offer {kx} first");
+        let ca = p("ca.pem");
+        let pass =
+            |pids: &[u32], addr: SocketAddr, mode: &str| pass(pids, addr, n, procs, mode, &ca, kx);
+        let plain = pass(&[pid], addr, "plain")?;
+        let tls = pass(&[pid], addr, "tls")?;
         println!(
             "daemon RSS per idle connection: plaintext {:.0} B, TLS 1.3 {:.0} B (+{:.0} B)",
             plain.rss_per_conn,
@@ -150,7 +156,7 @@ fn run(n: usize, procs: usize, nginx: bool) -> Result<(), String> {
             tls.rss_per_conn - plain.rss_per_conn
         );
         println!(
-            "daemon: full TLS 1.3 handshakes (ECDSA P-256, X25519): {:.0} per CPU-second \
+            "daemon: full TLS 1.3 handshakes (ECDSA P-256, {kx}): {:.0} per CPU-second \
              ({:.2} CPU-s for {n}; {:.0}/s wall)",
             n as f64 / tls.cpu_s.max(1e-9),
             tls.cpu_s,
@@ -160,10 +166,11 @@ fn run(n: usize, procs: usize, nginx: bool) -> Result<(), String> {
             let (mut master, front) = start_nginx(dir.path(), addr)?;
             let r = (|| {
                 std::thread::sleep(Duration::from_millis(500));
+                // nginx's processes first: `head_cpu_s` is nginx alone.
                 let mut pids = children_of(master.id());
                 pids.push(master.id());
                 pids.push(pid);
-                let both = pass(&pids, front, n, procs, "nginx+daemon", &p("ca.pem"))?;
+                let both = pass(&pids, front, "nginx+daemon")?;
                 println!(
                     "nginx stream in front: RSS per idle TLS connection {:.0} B (nginx and \
                      the daemon together; +{:.0} B over plaintext to the daemon)",
@@ -171,8 +178,11 @@ fn run(n: usize, procs: usize, nginx: bool) -> Result<(), String> {
                     both.rss_per_conn - plain.rss_per_conn
                 );
                 println!(
-                    "nginx: full TLS 1.3 handshakes {:.0} per CPU-second of nginx and the \
-                     daemon ({:.2} CPU-s for {n}; {:.0}/s wall)",
+                    "nginx: full TLS 1.3 handshakes (ECDSA P-256, {kx}) {:.0} per CPU-second \
+                     of nginx alone ({:.2} CPU-s for {n}), {:.0} per CPU-second of nginx and \
+                     the daemon ({:.2} CPU-s); {:.0}/s wall",
+                    n as f64 / both.head_cpu_s.max(1e-9),
+                    both.head_cpu_s,
                     n as f64 / both.cpu_s.max(1e-9),
                     both.cpu_s,
                     n as f64 / both.wall_s.max(1e-9),
@@ -195,7 +205,10 @@ fn run(n: usize, procs: usize, nginx: bool) -> Result<(), String> {
 
 struct Pass {
     rss_per_conn: f64,
+    /// CPU of every process measured.
     cpu_s: f64,
+    /// CPU of all but the last process (nginx without the daemon behind it).
+    head_cpu_s: f64,
     wall_s: f64,
 }
 
@@ -206,8 +219,10 @@ fn pass(
     procs: usize,
     mode: &str,
     ca: &std::path::Path,
+    kx: &str,
 ) -> Result<Pass, String> {
-    let (rss0, cpu0) = (rss_kb(pids)?, cpu_s(pids)?);
+    let head = pids.get(..pids.len().saturating_sub(1)).unwrap_or_default();
+    let (rss0, cpu0, head0) = (rss_kb(pids)?, cpu_s(pids)?, cpu_s(head)?);
     let started = Instant::now();
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut children: Vec<Child> = Vec::new();
@@ -219,7 +234,7 @@ fn pass(
         if k == 0 {
             break;
         }
-        let spec = format!("{mode} {addr} {k} {} {}", i + 2, ca.display());
+        let spec = format!("{mode} {addr} {k} {} {} {kx}", i + 2, ca.display());
         let c = Command::new(&exe)
             .env(CHILD_ENV, spec)
             .stdin(Stdio::piped())
@@ -240,7 +255,7 @@ fn pass(
         }
     }
     let wall_s = started.elapsed().as_secs_f64();
-    let cpu_s = cpu_s(pids)? - cpu0;
+    let (cpu_s, head_cpu_s) = (cpu_s(pids)? - cpu0, cpu_s(head)? - head0);
     std::thread::sleep(Duration::from_secs(2));
     let rss1 = rss_kb(pids)?;
     for mut c in children {
@@ -258,6 +273,7 @@ fn pass(
     Ok(Pass {
         rss_per_conn,
         cpu_s,
+        head_cpu_s,
         wall_s,
     })
 }
@@ -350,15 +366,15 @@ fn start_nginx(dir: &std::path::Path, daemon: SocketAddr) -> Result<(Child, Sock
     Ok((child, SocketAddr::from(([127, 0, 0, 1], port))))
 }
 
-/// Child mode: `mode addr count source-octet ca-file`; opens the connections, says
+/// Child mode: `mode addr count source-octet ca-file kx`; opens the connections, says
 /// `ready`, holds them until stdin closes.
 fn child(spec: &str) {
     let w: Vec<&str> = spec.split(' ').collect();
-    let (mode, addr, k, octet, ca) = (w[0], w[1], w[2], w[3], w[4]);
+    let (mode, addr, k, octet, ca, kx) = (w[0], w[1], w[2], w[3], w[4], w[5]);
     let addr: SocketAddr = addr.parse().unwrap_or_else(|_| std::process::exit(3));
     let k: usize = k.parse().unwrap_or(0);
     let octet: u8 = octet.parse().unwrap_or(2);
-    let config = client_config(ca);
+    let config = client_config(ca, kx);
     let mut held_plain = Vec::new();
     let mut held_tls = Vec::new();
     for _ in 0..k {
@@ -396,19 +412,35 @@ fn child(spec: &str) {
     let _ = std::io::stdin().read_to_end(&mut sink);
 }
 
+/// The bench clients' configuration: TLS 1.3 (AES-128-GCM first), trusting `ca`, key exchange groups in
+/// the order `kx` names first (`x25519`: X25519, P-256, P-384 as browsers, OpenSSL
+/// and the SDK offer them; `p384`: rustls' *ring* default, P-384 first).
 #[allow(deprecated)]
-fn client_config(ca: &str) -> Arc<rustls::ClientConfig> {
+fn client_config(ca: &str, kx: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::crypto::ring::kx_group;
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     if let Ok(c) = CertificateDer::from_pem_file(ca) {
         let _ = roots.add(c);
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-    .unwrap_or_else(|_| std::process::exit(6));
+    use rustls::crypto::ring::cipher_suite as cs;
+    let mut provider = rustls::crypto::ring::default_provider();
+    // The TLS 1.3 suites in the order browsers offer them (rustls' default puts
+    // AES-256/SHA-384 first, and the server follows the client's order).
+    provider.cipher_suites = vec![
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    provider.kx_groups = match kx {
+        "p384" => vec![kx_group::SECP384R1, kx_group::X25519, kx_group::SECP256R1],
+        "p256" => vec![kx_group::SECP256R1, kx_group::X25519, kx_group::SECP384R1],
+        _ => vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .unwrap_or_else(|_| std::process::exit(6));
     Arc::new(config)
 }

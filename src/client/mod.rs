@@ -65,6 +65,7 @@ pub use config::{ClientConfig, ClientTls, MIN_HEARTBEAT, ReconnectPolicy};
 pub use connection::read_within;
 pub use error::ClientError;
 pub use incoming::Incoming;
+pub use tls::client_config as tls_client_config;
 
 use connection::{Connection, RawFrame};
 use cursors::Cursors;

@@ -11,10 +11,14 @@ use rustls::pki_types::{CertificateDer, ServerName};
 
 use super::{ClientError, ClientTls};
 
-/// The rustls configuration for `settings`.
-pub(super) fn client_config(
-    settings: &ClientTls,
-) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+/// The rustls client configuration the SDK uses for `settings` (public so `storm`
+/// and the benches speak with the same profile): the daemon's Mozilla
+/// "intermediate" suites, TLS 1.3 and 1.2, ALPN `switchboard/1`, and key exchange
+/// groups X25519 first, then P-256, P-384 — as browsers and OpenSSL order them.
+/// (rustls' own *ring* default puts P-384 first; a TLS 1.3 server answers the
+/// client's first key share, and ring's P-384 costs the server about five times
+/// what X25519 does: see the README's handshake figures.)
+pub fn client_config(settings: &ClientTls) -> Result<Arc<rustls::ClientConfig>, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     match &settings.ca_file {
         Some(path) => {

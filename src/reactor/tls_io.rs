@@ -3,7 +3,9 @@
 //! is decrypted here and the plaintext goes through the usual dialect detection
 //! (binary frames, HTTP, WebSocket), and everything the core writes to it is
 //! encrypted in [`Core::write_or_queue`] (records are queued whole, like frames).
-//! Handshakes run on the reactor thread: they are CPU work of a millisecond or so.
+//! Handshakes run on the reactor thread: about 0.2 ms of CPU each with X25519 and
+//! an ECDSA P-256 certificate, ~0.9 ms when the client's first key share is P-384
+//! (ring's P-384 is generic code; README "TLS on the client port", figures).
 
 use bytes::Bytes;
 

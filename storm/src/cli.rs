@@ -63,6 +63,23 @@ pub struct Cli {
     /// Over WebSocket, connect latency includes the HTTP upgrade round trip.
     #[arg(long, value_enum, default_value_t = Transport::Tcp)]
     pub transport: Transport,
+    /// Speak TLS (rustls, the SDK's profile: TLS 1.3 and 1.2, X25519 first; ALPN
+    /// `switchboard/1` over tcp, `http/1.1` over WebSocket). Connect latency then
+    /// includes the TLS handshake; the report counts full and resumed handshakes.
+    #[arg(long)]
+    pub tls: bool,
+    /// --tls: PEM file of the certificate authorities to trust [default: the Mozilla
+    /// roots].
+    #[arg(long, value_name = "PEM", requires = "tls")]
+    pub ca_file: Option<PathBuf>,
+    /// --tls: the name sent as SNI and checked against the certificate [default: the
+    /// host part of --target].
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub server_name: Option<String>,
+    /// --tls: resume sessions with the tickets earlier connections of the same thread
+    /// received (TLS 1.3 resumption; without it every handshake is a full one).
+    #[arg(long, requires = "tls")]
+    pub tls_resume: bool,
     /// HS256 secret to mint tokens with (the HMAC key is the file's text, trimmed).
     #[arg(long, default_value = "./data/dev-secret", value_name = "PATH")]
     pub secret_file: PathBuf,
@@ -164,11 +181,19 @@ Examples:
   storm --scenario fanout -n 10000 --count 10 --json
   storm --scenario chat -n 5500 --transport ws-json --duration 20
   storm --scenario echo --target 127.0.0.1:7702 --transport ws -n 1000 --size 1024 --mode flood
+  storm --scenario connect -n 10000 --raw --tls --ca-file ca.pem --server-name localhost \
+        --server-pid $(pgrep -n switchboard)   # full TLS handshakes per server CPU-second
+  storm --scenario chat -n 5500 --tls --tls-resume --ca-file ca.pem --server-name localhost
 
 Transports (--transport): tcp, ws-json, ws-bin (alias ws). Over WebSocket each connection
 first upgrades (GET / with a random Sec-WebSocket-Key, the 101 and its accept key checked),
 so connect latency includes the upgrade round trip; frames go out masked with a fresh
-key each. --raw/echo with ws-bin: binary messages of --size bytes, no subprotocol.";
+key each. --raw/echo with ws-bin: binary messages of --size bytes, no subprotocol.
+
+TLS (--tls, any transport): rustls with the SDK's profile (TLS 1.3/1.2, X25519 first);
+connect latency includes the TLS handshake; the report counts `tls_full` and
+`tls_resumed` handshakes. --tls-resume keeps each thread's session tickets so later
+connections resume; with --raw a connection is open once its handshake completes.";
 
 /// The scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -397,6 +422,19 @@ pub struct Plan {
     pub drain: Duration,
     /// Set in child processes.
     pub child: Option<ChildRole>,
+    /// TLS settings (`--tls`).
+    pub tls: Option<TlsPlan>,
+}
+
+/// How connections speak TLS (`--tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPlan {
+    /// Certificate authorities to trust (`None`: the Mozilla roots).
+    pub ca_file: Option<PathBuf>,
+    /// SNI and the name the certificate must carry.
+    pub server_name: String,
+    /// Resume sessions with earlier tickets.
+    pub resume: bool,
 }
 
 impl Plan {
@@ -437,7 +475,8 @@ impl Cli {
             ScenarioKind::Echo => "127.0.0.1:7702",
             _ => "127.0.0.1:7700",
         };
-        let target = resolve_target(self.target.as_deref().unwrap_or(default_target))?;
+        let target_arg = self.target.as_deref().unwrap_or(default_target);
+        let target = resolve_target(target_arg)?;
         if !self.allow_remote && !sources::is_loopback(target.ip()) {
             return Err(UsageError::Remote(target));
         }
@@ -470,6 +509,24 @@ impl Cli {
             ScenarioKind::Connect | ScenarioKind::Idle => !self.raw,
         };
         let transport = self.transport;
+        let tls = if self.tls {
+            let server_name = match &self.server_name {
+                Some(n) => n.clone(),
+                None => host_of(target_arg).to_owned(),
+            };
+            if rustls::pki_types::ServerName::try_from(server_name.as_str()).is_err() {
+                return Err(value(format!(
+                    "--server-name {server_name:?} is neither a DNS name nor an IP address"
+                )));
+            }
+            Some(TlsPlan {
+                ca_file: self.ca_file.clone(),
+                server_name,
+                resume: self.tls_resume,
+            })
+        } else {
+            None
+        };
         if transport == Transport::WsJson && !protocol {
             return Err(value(
                 "--transport ws-json carries the protocol; for echo or --raw use --transport ws-bin",
@@ -657,8 +714,15 @@ impl Cli {
             visitors: self.visitors,
             drain: self.drain,
             child,
+            tls,
         })
     }
+}
+
+/// The host part of a `host:port` target (brackets of an IPv6 literal removed).
+fn host_of(target: &str) -> &str {
+    let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Process `index` of `count`'s share of `n` connections: `(count, first index)`.
@@ -685,6 +749,56 @@ mod tests {
         let mut v = vec!["storm"];
         v.extend_from_slice(args);
         Cli::try_parse_from(v).unwrap().resolve(MACHINE)
+    }
+
+    #[test]
+    fn tls_options() {
+        assert_eq!(parse(&[]).unwrap().tls, None);
+        let p = parse(&["--tls", "--target", "localhost:7700"]).unwrap();
+        assert_eq!(
+            p.tls,
+            Some(TlsPlan {
+                ca_file: None,
+                server_name: "localhost".into(),
+                resume: false
+            })
+        );
+        let p = parse(&[
+            "--tls",
+            "--ca-file",
+            "ca.pem",
+            "--server-name",
+            "chat.example.com",
+            "--tls-resume",
+        ])
+        .unwrap();
+        assert_eq!(
+            p.tls,
+            Some(TlsPlan {
+                ca_file: Some("ca.pem".into()),
+                server_name: "chat.example.com".into(),
+                resume: true
+            })
+        );
+        // The default target's host is an IP address, which rustls can check too.
+        assert_eq!(
+            parse(&["--tls"]).unwrap().tls.unwrap().server_name,
+            "127.0.0.1"
+        );
+        assert!(matches!(
+            parse(&["--tls", "--server-name", "not a name"]),
+            Err(UsageError::Value(_))
+        ));
+        // The TLS options need --tls.
+        for extra in [
+            &["--ca-file", "x"][..],
+            &["--tls-resume"],
+            &["--server-name", "a"],
+        ] {
+            let mut v = vec!["storm"];
+            v.extend_from_slice(extra);
+            assert!(Cli::try_parse_from(v).is_err(), "{extra:?}");
+        }
     }
 
     #[test]

@@ -61,6 +61,7 @@ use crate::cli::{Plan, ScenarioKind, Transport};
 use crate::scenario::Scenario;
 use crate::sources;
 use crate::stats::{Clock, Meter, Stats};
+use crate::tls::{tls_config, tls_error_kind, tls_output, tls_read};
 use crate::token::{self, Minter};
 use crate::ws::{self, Rng, WsEvent};
 
@@ -205,6 +206,8 @@ impl ThreadSpec {
 pub enum Phase {
     /// TCP connect in progress.
     Connecting,
+    /// `--tls`: ClientHello sent, the TLS handshake in progress.
+    TlsHandshaking,
     /// WebSocket transports: upgrade request sent, waiting for the `101`.
     Upgrading,
     /// `Hello` sent, waiting for `Welcome`.
@@ -236,6 +239,8 @@ pub struct Core {
     /// Set when the connection must close; the engine closes it after the callback.
     close: Option<CloseReason>,
     next_request_id: u32,
+    /// `--tls`: the session; everything sent is encrypted, everything read decrypted.
+    tls: Option<Box<rustls::ClientConnection>>,
 }
 
 impl Core {
@@ -312,6 +317,12 @@ pub struct Book {
     rng: Rng,
     /// Reused for framing outbound WebSocket messages.
     scratch: Vec<u8>,
+    /// `--tls`: this thread's client configuration (its own session store, so
+    /// `--tls-resume` resumes with tickets this thread received) and the name.
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
     /// Load generation allowed (the steady stage).
     steady: bool,
     inflight: usize,
@@ -432,8 +443,26 @@ impl Ctx<'_> {
         self.core.queued()
     }
 
-    /// Sends bytes exactly as they are, in order.
+    /// Sends bytes exactly as they are, in order (over TLS: as records).
     fn send_wire(&mut self, bytes: &[u8]) {
+        if self.core.close.is_some() {
+            return;
+        }
+        if let Some(tls) = self.core.tls.as_mut() {
+            if let Err(e) = tls.writer().write_all(bytes) {
+                self.core.fail(format!("tls_{}", classify(&e)));
+                return;
+            }
+            let wire = tls_output(tls);
+            self.send_raw(&wire);
+            return;
+        }
+        self.send_raw(bytes);
+    }
+
+    /// Sends bytes to the socket as they are: what the kernel takes now, the rest
+    /// queued.
+    fn send_raw(&mut self, bytes: &[u8]) {
         if self.core.close.is_some() {
             return;
         }
@@ -455,6 +484,11 @@ impl Ctx<'_> {
     pub fn write_some(&mut self, bytes: &[u8]) -> usize {
         if self.core.close.is_some() || self.core.queued() > 0 {
             return 0;
+        }
+        if self.core.tls.is_some() {
+            // Records cannot be cut where the kernel stops: all of it, the rest queued.
+            self.send_wire(bytes);
+            return bytes.len();
         }
         let n = self.core.write_now(bytes);
         self.book.stats.sent(self.now, n);
@@ -633,6 +667,8 @@ struct Engine<S: Scenario> {
     max_inflight: usize,
     generation: u32,
     ctl: Arc<Control>,
+    /// `--tls`: decrypted bytes of one read, handed on like plaintext reads.
+    plain: Vec<u8>,
 }
 
 /// Runs one engine thread to the end, reporting to `tx`.
@@ -685,6 +721,10 @@ impl<S: Scenario> Engine<S> {
                 transport: plan.transport,
                 rng: Rng::from_entropy(spec.thread as u64 + 1),
                 scratch: Vec::new(),
+                tls: match &plan.tls {
+                    Some(t) => Some(tls_config(t, plan.transport)?),
+                    None => None,
+                },
                 steady: false,
                 inflight: 0,
                 open: 0,
@@ -699,6 +739,7 @@ impl<S: Scenario> Engine<S> {
             generation: 0,
             ctl,
             spec,
+            plain: Vec::new(),
         })
     }
 
@@ -879,6 +920,24 @@ impl<S: Scenario> Engine<S> {
                 return;
             }
         };
+        let tls = match &self.book.tls {
+            Some((config, name)) => {
+                match rustls::ClientConnection::new(config.clone(), name.clone()) {
+                    Ok(mut c) => {
+                        // Records are drained into the engine's own queue after every
+                        // write, so rustls' 64 KiB bound would only refuse a large send.
+                        c.set_buffer_limit(None);
+                        Some(Box::new(c))
+                    }
+                    Err(e) => {
+                        self.book.error(&tls_error_kind(&e));
+                        self.book.stats.failed += 1;
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
         let entry = self.conns.vacant_entry();
         let slot = entry.key();
         if let Err(e) = self.poll.registry().register(
@@ -908,6 +967,7 @@ impl<S: Scenario> Engine<S> {
                 timer: Some(deadline),
                 close: None,
                 next_request_id: 1,
+                tls,
             },
             st: S::Conn::default(),
         });
@@ -1029,6 +1089,27 @@ impl<S: Scenario> Engine<S> {
     }
 
     fn on_connected(&mut self, slot: usize, now: Instant) {
+        let Some(Conn { core, .. }) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if let Some(tls) = core.tls.as_mut() {
+            // The ClientHello; the rest waits for the server's flight.
+            core.phase = Phase::TlsHandshaking;
+            let hello = tls_output(tls);
+            Ctx {
+                now,
+                core,
+                book: &mut self.book,
+            }
+            .send_raw(&hello);
+            return;
+        }
+        self.on_transport(slot, now);
+    }
+
+    /// TCP connected (and, over TLS, the handshake done): the WebSocket upgrade,
+    /// `Hello` or open.
+    fn on_transport(&mut self, slot: usize, now: Instant) {
         let Some(Conn { core, ws, .. }) = self.conns.get_mut(slot) else {
             return;
         };
@@ -1109,17 +1190,61 @@ impl<S: Scenario> Engine<S> {
                     return;
                 }
             };
+            let is_tls = core.tls.is_some();
             // The arrival time of these bytes (a read loop can outlast the event).
             let now = Instant::now();
             let data = buf.get(..n).unwrap_or_default();
             self.book.stats.received(now, n);
             self.book.live.bytes_in.fetch_add(n as u64, Relaxed);
-            self.on_bytes(slot, data, now);
+            if is_tls {
+                self.on_tls_bytes(slot, data, now);
+            } else {
+                self.on_bytes(slot, data, now);
+            }
             // A short read drained the socket; data arriving later raises a new edge.
             if n < buf.len() {
                 return;
             }
         }
+    }
+
+    /// TLS records from the socket: handshake messages are answered, a completed
+    /// handshake counted (`tls_full`, `tls_resumed`) and followed by what a plain
+    /// connection does after its TCP connect; plaintext goes to [`Self::on_bytes`].
+    fn on_tls_bytes(&mut self, slot: usize, data: &[u8], now: Instant) {
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
+        let Some(Conn { core, .. }) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let Some(tls) = core.tls.as_mut() else {
+            return;
+        };
+        let result = tls_read(tls, data, &mut plain);
+        // Handshake answers, alerts, or nothing.
+        let wire = tls_output(tls);
+        let done = core.phase == Phase::TlsHandshaking && !tls.is_handshaking();
+        let resumed = tls.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        let mut cx = Ctx {
+            now,
+            core,
+            book: &mut self.book,
+        };
+        cx.send_raw(&wire);
+        if let Err(e) = result {
+            cx.core.fail(tls_error_kind(&e));
+        } else if done {
+            cx.count(if resumed { "tls_resumed" } else { "tls_full" }, 1);
+            self.on_transport(slot, now);
+        }
+        if !plain.is_empty() {
+            self.on_bytes(slot, &plain, now);
+        }
+        plain.clear();
+        if plain.capacity() > READ_BUF {
+            plain = Vec::new();
+        }
+        self.plain = plain;
     }
 
     /// Bytes from the socket: the upgrade answer, WebSocket frames, protocol frames
@@ -1239,7 +1364,7 @@ impl<S: Scenario> Engine<S> {
         let mut conn = self.conns.remove(slot);
         let _ = self.poll.registry().deregister(&mut conn.core.sock);
         match conn.core.phase {
-            Phase::Connecting | Phase::Upgrading | Phase::Handshaking => {
+            Phase::Connecting | Phase::TlsHandshaking | Phase::Upgrading | Phase::Handshaking => {
                 self.book.inflight = self.book.inflight.saturating_sub(1);
                 self.book.live.connecting.fetch_sub(1, Relaxed);
                 self.book.stats.failed += 1;
@@ -1296,7 +1421,7 @@ fn on_frame<S: Scenario>(
 ) {
     let kind = Kind::from_u8(h.kind);
     match core.phase {
-        Phase::Connecting | Phase::Upgrading => {}
+        Phase::Connecting | Phase::TlsHandshaking | Phase::Upgrading => {}
         Phase::Handshaking => match kind {
             Some(Kind::Welcome) => match Msg::decode(h.kind, payload) {
                 Ok(Msg::Welcome(w)) => open_conn(scenario, book, core, st, now, Some(&w)),

@@ -30,6 +30,7 @@ mod run;
 mod scenario;
 mod sources;
 mod stats;
+mod tls;
 mod token;
 mod ws;
 

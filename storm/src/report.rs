@@ -98,6 +98,10 @@ pub struct Report {
     /// The server's CPU time, with `--server-pid`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub server_cpu: Option<CpuReport>,
+    /// connect with `--server-pid`: connections established per CPU-second the server
+    /// spent over the whole run (with `--tls --raw`: TLS handshakes per CPU-second).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub connects_per_server_cpu_s: Option<f64>,
 }
 
 /// The percentiles of the scenario histogram `name` when running `kind` (empty
@@ -148,6 +152,9 @@ impl Report {
             elapsed_s,
             interrupted: s.interrupted,
             server_rss: rss,
+            connects_per_server_cpu_s: cpu
+                .filter(|c| plan.scenario == ScenarioKind::Connect && c.total_s > 0.0)
+                .map(|c| s.connected as f64 / c.total_s),
             server_cpu: cpu,
         }
     }
@@ -260,6 +267,13 @@ impl Report {
                 r,
                 "  server CPU   {:.2} CPU-s in the window ({:.2} cores busy), {:.2} us per message; {:.2} CPU-s in all",
                 c.window_cpu_s, c.cores_busy, c.us_per_message, c.total_s
+            );
+        }
+        if let Some(per) = self.connects_per_server_cpu_s {
+            let _ = writeln!(
+                r,
+                "  server CPU   {} connections per CPU-second of the server (whole run)",
+                group_f(per)
             );
         }
         r

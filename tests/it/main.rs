@@ -56,6 +56,7 @@ mod slab_reuse;
 mod slow_readers;
 mod storm_chat;
 mod storm_smoke;
+mod storm_tls;
 mod storm_web;
 mod supervisors;
 mod timeouts;
