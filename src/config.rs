@@ -243,7 +243,7 @@ pub struct ReactorConfig {
     pub uring_buffer_bytes: u32,
     /// Scheduler slice in microseconds that reactor and worker threads ask of the
     /// kernel (Linux 6.12+ EEVDF: a shorter slice preempts sooner on wakeup); 0 keeps
-    /// the kernel's default. Between 100 and 100,000 when set.
+    /// the kernel's default. Between 100 (the default) and 100,000 when set.
     pub sched_slice_us: u32,
 }
 
@@ -282,7 +282,7 @@ impl Default for ReactorConfig {
             backend: Backend::Epoll,
             uring_buffers: 512,
             uring_buffer_bytes: 8192,
-            sched_slice_us: 0,
+            sched_slice_us: 100,
         }
     }
 }
@@ -291,7 +291,7 @@ impl Default for ReactorConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkersConfig {
-    /// Number of worker threads; 0 means one per available core.
+    /// Number of worker threads; 0 means half the available cores (at least one).
     pub threads: usize,
     /// Depth of each worker's event queue; a full queue closes the connection with
     /// `SERVER_BUSY` rather than blocking a reactor.
@@ -614,9 +614,14 @@ impl Config {
         resolve_threads(self.reactor.threads)
     }
 
-    /// Number of worker threads after resolving `0` to the core count.
+    /// Number of worker threads after resolving `0` to half the core count (at
+    /// least one): the reactors' system calls are most of the daemon's CPU, routing a
+    /// small part (README, "Chat latency on a shared machine").
     pub fn worker_threads(&self) -> usize {
-        resolve_threads(self.workers.threads)
+        match self.workers.threads {
+            0 => resolve_threads(0).div_ceil(2),
+            n => n,
+        }
     }
 
     /// What is valid but risky in this configuration (never an error).
@@ -1048,8 +1053,8 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("heartbeat.idle_timeout"), "{err}");
         for bad in [1, 99, 100_001] {
-            let err = Config::from_toml(&format!("[reactor]\nsched_slice_us = {bad}\n"))
-                .unwrap_err();
+            let err =
+                Config::from_toml(&format!("[reactor]\nsched_slice_us = {bad}\n")).unwrap_err();
             assert!(err.to_string().contains("reactor.sched_slice_us"), "{err}");
         }
         for good in [0, 100, 100_000] {

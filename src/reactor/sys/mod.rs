@@ -44,13 +44,13 @@ pub(crate) fn cap_wait(
 }
 
 pub(crate) mod epoll;
+#[allow(unsafe_code, reason = "sched_setattr(2) has no safe wrapper")]
+pub(crate) mod sched;
 #[allow(
     unsafe_code,
     reason = "io_uring: buffers and submissions shared with the kernel"
 )]
 pub(crate) mod uring;
-#[allow(unsafe_code, reason = "sched_setattr(2) has no safe wrapper")]
-pub(crate) mod sched;
 
 use std::io;
 use std::sync::{Arc, OnceLock};

@@ -16,15 +16,27 @@ pub const MIN_US: u32 = 100;
 pub const MAX_US: u32 = 100_000;
 
 /// Asks for a scheduler slice of `us` microseconds for the calling thread, keeping its
-/// nice value. `0` leaves the kernel's default and makes no call.
+/// policy and nice value. `0` leaves the kernel's default and makes no call; a thread
+/// under a policy other than `SCHED_OTHER`/`SCHED_BATCH` (set for the unit by the
+/// operator) is left alone.
 pub fn request_slice(us: u32) -> io::Result<()> {
     if us == 0 {
+        return Ok(());
+    }
+    // SAFETY: sched_getscheduler takes a plain pid; 0 is the calling thread.
+    let policy = unsafe { libc::sched_getscheduler(0) };
+    if policy < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Only the fair policies have a slice; a policy the operator chose for the unit
+    // (real-time, idle) is left as it is.
+    if policy != libc::SCHED_OTHER && policy != libc::SCHED_BATCH {
         return Ok(());
     }
     let nice = current_nice()?;
     let attr = libc::sched_attr {
         size: u32::try_from(std::mem::size_of::<libc::sched_attr>()).unwrap_or(u32::MAX),
-        sched_policy: libc::SCHED_OTHER as u32,
+        sched_policy: u32::try_from(policy).unwrap_or(0),
         sched_flags: 0,
         sched_nice: nice,
         sched_priority: 0,
@@ -98,6 +110,27 @@ mod tests {
         std::thread::spawn(|| request_slice(300).unwrap())
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn a_batch_policy_is_kept_and_an_idle_one_left_alone() {
+        std::thread::spawn(|| {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: a valid sched_param for this thread (pid 0).
+            let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+            assert_eq!(r, 0);
+            request_slice(200).unwrap();
+            // SAFETY: plain pid.
+            assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_BATCH);
+            // SAFETY: as above.
+            let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+            assert_eq!(r, 0);
+            request_slice(200).unwrap();
+            // SAFETY: plain pid.
+            assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_IDLE);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
