@@ -48,6 +48,16 @@ struct body {
 _Static_assert(sizeof(struct hdr) == HDR_LEN, "header is 16 bytes");
 _Static_assert(sizeof(struct body) == 16, "body prefix is 16 bytes");
 
+/* The length of the whole frame at the start of buf[0..avail): 0 while it is not all
+ * there, -1 when its length field is out of bounds (the caller closes). */
+static inline int64_t frame_at(const uint8_t *buf, uint32_t avail) {
+    if (avail < HDR_LEN) return 0;
+    uint32_t len;
+    memcpy(&len, buf, 4);
+    if (len < HDR_LEN || len > MAX_FRAME) return -1;
+    return avail < len ? 0 : (int64_t)len;
+}
+
 static inline uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -188,16 +188,12 @@ static void on_readable(struct lthread *t, struct lconn *c, uint64_t now) {
         if (n < 0) return;
         c->in_len += (uint32_t)n;
         uint32_t at = 0;
-        while (c->in_len - at >= HDR_LEN) {
-            uint32_t len;
-            memcpy(&len, c->in + at, 4);
-            if (len < HDR_LEN || len > MAX_FRAME) {
+        for (int64_t len; (len = frame_at(c->in + at, c->in_len - at)) != 0; at += (uint32_t)len) {
+            if (len < 0) {
                 conn_close(t, c);
                 return;
             }
-            if (c->in_len - at < len) break;
             on_frame(t, c->in + at, now);
-            at += len;
         }
         memmove(c->in, c->in + at, c->in_len - at);
         c->in_len -= at;
