@@ -82,19 +82,27 @@ fn errno_clear() {
     unsafe { *libc::__errno_location() = 0 };
 }
 
-/// Requests the slice for the calling thread and logs the outcome once per thread name.
+/// Requests the slice for the calling thread; a failure is logged once per process.
 pub fn apply(us: u32, thread: &str) {
     if us == 0 {
         return;
     }
     match request_slice(us) {
         Ok(()) => tracing::debug!(thread, slice_us = us, "scheduler slice requested"),
-        Err(e) => tracing::warn!(
-            thread,
-            slice_us = us,
-            error = %e,
-            "could not request a scheduler slice (reactor.sched_slice_us); running with the default"
-        ),
+        Err(e) => {
+            // Once per process: every thread would fail the same way (a seccomp
+            // filter, an old kernel).
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    thread,
+                    slice_us = us,
+                    error = %e,
+                    "could not request a scheduler slice (reactor.sched_slice_us); running \
+                     with the kernel's default"
+                );
+            }
+        }
     }
 }
 
