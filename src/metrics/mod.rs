@@ -70,18 +70,16 @@ pub const REJECT_LABELS: [&str; 4] = [
 /// header was read, in slot order (the `reason` label of
 /// `proxy_header_errors_total`): `timeout` (no complete header within
 /// `heartbeat.handshake_timeout`), then [`crate::proxy::ProxyError::REASONS`].
-pub const PROXY_HEADER_ERRORS: [&str; 10] = [
-    "timeout",
-    "signature",
-    "v1_too_long",
-    "v1_syntax",
-    "v2_version",
-    "v2_command",
-    "v2_family",
-    "v2_too_large",
-    "v2_address",
-    "v2_tlv",
-];
+pub const PROXY_HEADER_ERRORS: [&str; 1 + crate::proxy::ProxyError::REASONS.len()] = {
+    let reasons = crate::proxy::ProxyError::REASONS;
+    let mut out = ["timeout"; 1 + crate::proxy::ProxyError::REASONS.len()];
+    let mut i = 0;
+    while i < reasons.len() {
+        out[i + 1] = reasons[i];
+        i += 1;
+    }
+    out
+};
 
 /// Why a freshly accepted connection was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
