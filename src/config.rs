@@ -489,6 +489,47 @@ pub struct RoutingConfig {
     pub typing_interval: Duration,
     /// Most entries in one `HistoryPage`.
     pub history_page_max: u16,
+    /// What is kept of a visitor's network address (the PROXY protocol's client
+    /// address behind a trusted proxy) for the agents and the HTTP API.
+    pub visitor_address: VisitorAddress,
+}
+
+/// `routing.visitor_address`: how much of a visitor's IP address a conversation keeps
+/// (shown as `visitor_address` by `GET /api/v1/conversations/{id}` and on the
+/// console's context card).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum VisitorAddress {
+    /// The whole address.
+    #[default]
+    Full,
+    /// The network part only: IPv4 to its /24, IPv6 to its /48 (the rest zero), as
+    /// analytics tools anonymise addresses.
+    Masked,
+    /// Nothing: the address is not kept.
+    Off,
+}
+
+impl VisitorAddress {
+    /// What of `ip` is kept (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn keep(self, ip: std::net::IpAddr) -> Option<std::net::IpAddr> {
+        use std::net::IpAddr;
+        let ip = ip.to_canonical();
+        match self {
+            Self::Off => None,
+            Self::Full => Some(ip),
+            Self::Masked => Some(match ip {
+                IpAddr::V4(v4) => {
+                    let [a, b, c, _] = v4.octets();
+                    IpAddr::from([a, b, c, 0])
+                }
+                IpAddr::V6(v6) => {
+                    let s = v6.segments();
+                    IpAddr::from([s[0], s[1], s[2], 0, 0, 0, 0, 0])
+                }
+            }),
+        }
+    }
 }
 
 impl Default for RoutingConfig {
@@ -502,6 +543,7 @@ impl Default for RoutingConfig {
             inactivity_close: Duration::ZERO,
             typing_interval: Duration::from_secs(1),
             history_page_max: 200,
+            visitor_address: VisitorAddress::Full,
         }
     }
 }
@@ -1323,5 +1365,29 @@ mod tests {
     #[test]
     fn bad_duration_is_a_parse_error() {
         assert!(Config::from_toml("[shutdown]\ndrain_timeout = \"soon\"\n").is_err());
+    }
+    #[test]
+    fn visitor_address_keeps_all_the_network_part_or_nothing() {
+        let parse = |t: &str| Config::from_toml(t).unwrap().routing.visitor_address;
+        assert_eq!(parse(""), VisitorAddress::Full);
+        assert_eq!(
+            parse("[routing]\nvisitor_address = \"masked\"\n"),
+            VisitorAddress::Masked
+        );
+        assert!(Config::from_toml("[routing]\nvisitor_address = \"none\"\n").is_err());
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let v4 = ip("203.0.113.77");
+        assert_eq!(VisitorAddress::Full.keep(v4), Some(v4));
+        assert_eq!(VisitorAddress::Masked.keep(v4), Some(ip("203.0.113.0")));
+        assert_eq!(VisitorAddress::Off.keep(v4), None);
+        // A mapped IPv4 address (a dual-stack listener) is shown as IPv4.
+        assert_eq!(
+            VisitorAddress::Full.keep(ip("::ffff:203.0.113.77")),
+            Some(v4)
+        );
+        assert_eq!(
+            VisitorAddress::Masked.keep(ip("2001:db8:85a3:8d3:1319:8a2e:370:7348")),
+            Some(ip("2001:db8:85a3::"))
+        );
     }
 }

@@ -62,6 +62,7 @@ pub(crate) fn session_settings(
         max_replay: u64::from(config.journal.max_replay),
         max_record: (config.journal.enabled).then_some(config.journal.max_record_bytes as usize),
         api_keys: config.api.key_table(),
+        visitor_address: config.routing.visitor_address,
     }
 }
 

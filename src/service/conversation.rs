@@ -107,6 +107,9 @@ struct Conversation {
     /// The visitor profile its `PROFILE` messages merged (`None`: nothing set, the
     /// usual case, so it costs a pointer).
     profile: Option<Box<Profile>>,
+    /// The address the visitor last wrote from in this process (not journaled:
+    /// `None` after a restart until it writes again, or when not kept).
+    visitor_addr: Option<std::net::IpAddr>,
     /// Every agent who ever served it (tests check deliveries against this).
     #[cfg(test)]
     served_by: Vec<UserRef>,
@@ -133,6 +136,7 @@ impl Conversation {
             opened_ms: 0,
             closed_ms: 0,
             catch_up: Vec::new(),
+            visitor_addr: None,
             orphan: false,
             files: Vec::new(),
             profile: None,

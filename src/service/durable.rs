@@ -336,6 +336,7 @@ mod tests {
                     name: "Vera".into(),
                     role: role::VISITOR,
                     groups: Box::default(),
+                    addr: None,
                 }),
                 conn: conn(),
                 rid: id as u32,

@@ -69,6 +69,10 @@ pub(crate) struct Principal {
     pub role: u8,
     /// Agent groups (boxed: 8 bytes less than a `Vec`, one per session).
     pub groups: Box<[String]>,
+    /// A visitor session's network address (the PROXY protocol's client address
+    /// behind a trusted proxy) as `routing.visitor_address` keeps it; `None` for
+    /// staff, HTTP API callers, and when nothing is kept.
+    pub addr: Option<std::net::IpAddr>,
 }
 
 /// Who sent a request, as the session verified it. Reads as its [`Principal`]
@@ -97,6 +101,7 @@ impl Sender {
                 name: String::new(),
                 role,
                 groups: Box::default(),
+                addr: None,
             }),
             conn,
             rid,

@@ -313,6 +313,7 @@ fn the_api_reads_a_conversation_with_its_profile() {
             name: String::new(),
             role: role::ADMIN,
             groups: Box::default(),
+            addr: None,
         }),
         conn: api,
         rid: 6,
@@ -326,6 +327,78 @@ fn the_api_reads_a_conversation_with_its_profile() {
     assert!(
         matches!(Msg::decode(d.header.kind, d.payload), Ok(Msg::Error(e)) if e.code == ErrorCode::NotFound.as_u16())
     );
+}
+
+/// What `GET /api/v1/conversations/{id}` answers `from`: the JSON, or the error code.
+fn card(s: &mut Sim, from: Sender, conversation: u64) -> Result<serde_json::Value, u16> {
+    let mut out = Vec::new();
+    let msg = ShardMsg::Info { from, conversation };
+    s.shards[0].handle(msg, UnixMs(9_000), &mut out);
+    match out.as_slice() {
+        [Effect::Reactor(Command::Answer { body, .. })] => {
+            Ok(serde_json::from_slice(body).unwrap())
+        }
+        [Effect::Reactor(Command::Send { frame, .. })] => {
+            let d = frame::decode(frame, u32::MAX).unwrap().unwrap();
+            match Msg::decode(d.header.kind, d.payload) {
+                Ok(Msg::Error(e)) => Err(e.code),
+                other => panic!("{other:?}"),
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_card_shows_where_the_visitor_writes_from_to_its_agent_only() {
+    let (mut s, _v, v2, a, conv) = served();
+    assert_eq!(s.shards[0].agent_loads().get("alice"), Some(&1));
+    let alice = |s: &Sim| s.sender(a, role::AGENT, &["support"], 5);
+    // Opened by a session that kept no address (an API caller, `off`): null.
+    assert_eq!(
+        {
+            let from = alice(&s);
+            card(&mut s, from, conv)
+        }
+        .unwrap()["visitor_address"],
+        serde_json::Value::Null
+    );
+    // The visitor writes from another connection, whose session kept its address.
+    let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    let plain = s.sender(v2, role::VISITOR, &[], 3);
+    let from = Sender {
+        id: std::sync::Arc::new(crate::service::Principal {
+            addr: Some(ip),
+            ..(*plain.id).clone()
+        }),
+        ..plain
+    };
+    s.request(from, send_msg(conv, 2, "still there?"));
+    s.settle();
+    assert_eq!(
+        {
+            let from = alice(&s);
+            card(&mut s, from, conv)
+        }
+        .unwrap()["visitor_address"],
+        "203.0.113.7"
+    );
+    // The agent's messages (no address) change nothing.
+    s.request(alice(&s), send_msg(conv, 3, "yes"));
+    s.settle();
+    assert_eq!(
+        {
+            let from = alice(&s);
+            card(&mut s, from, conv)
+        }
+        .unwrap()["visitor_address"],
+        "203.0.113.7"
+    );
+    // Another agent of the tenant, not assigned: no such conversation for it.
+    let bob = Sim::conn(9);
+    s.owner.insert(bob, Sim::user("bob"));
+    let bob = s.sender(bob, role::AGENT, &["support"], 6);
+    assert_eq!(card(&mut s, bob, conv), Err(ErrorCode::NotFound.as_u16()));
 }
 
 #[test]

@@ -59,12 +59,15 @@ pub(crate) struct SessionSettings {
     pub max_record: Option<usize>,
     /// `[[api.keys]]`: who an HTTP API request may be.
     pub api_keys: crate::api::keys::ApiKeys,
+    /// `routing.visitor_address`: what a visitor's session keeps of its address.
+    pub visitor_address: crate::config::VisitorAddress,
 }
 
 /// Where a session is.
 #[derive(Debug)]
 enum State {
-    AwaitingHello,
+    /// Accepted from this address; no `Hello` yet.
+    AwaitingHello(std::net::IpAddr),
     /// Verified; waiting for the shards' answers to its resume cursors.
     Resuming(Box<Resuming>),
     Established(Live),
@@ -88,6 +91,8 @@ struct Live {
 #[derive(Debug)]
 struct Resuming {
     identity: Identity,
+    /// What the session keeps of its address ([`Principal::addr`]).
+    addr: Option<std::net::IpAddr>,
     /// When its token stops verifying (Unix ms).
     until_ms: u64,
     rid: u32,
@@ -203,7 +208,7 @@ impl Sessions {
             return;
         };
         let connected = match state {
-            State::AwaitingHello => false,
+            State::AwaitingHello(_) => false,
             State::Resuming(r) => {
                 self.deadlines.remove(&(r.until_ms, conn));
                 false
@@ -246,6 +251,7 @@ impl Sessions {
         };
         let Resuming {
             identity,
+            addr,
             until_ms,
             rid,
             cursors,
@@ -273,7 +279,7 @@ impl Sessions {
             replay: frames,
             now,
         };
-        self.establish(conn, identity, until_ms, welcome, out);
+        self.establish(conn, identity, addr, until_ms, welcome, out);
     }
 
     /// A shard's part of a `ListConversations`; once every shard has answered, the
@@ -389,6 +395,7 @@ impl Sessions {
         &mut self,
         conn: ConnId,
         identity: Identity,
+        addr: Option<std::net::IpAddr>,
         until_ms: u64,
         w: Welcome,
         out: &mut Out,
@@ -425,6 +432,7 @@ impl Sessions {
             name: identity.name,
             role: identity.role,
             groups: identity.groups.into_boxed_slice(),
+            addr,
         });
         out.push(Effect::Router(RouterMsg::Connected {
             conn,
@@ -445,8 +453,8 @@ impl Sessions {
     pub fn handle(&mut self, event: Event, now: UnixMs, out: &mut Out, stats: &WorkerMetrics) {
         let now = now.get();
         match event {
-            Event::Opened { conn, .. } => {
-                self.sessions.insert(conn, State::AwaitingHello);
+            Event::Opened { conn, peer } => {
+                self.sessions.insert(conn, State::AwaitingHello(peer.ip()));
             }
             Event::Closed { conn, .. } => {
                 self.listings.retain(|(c, _), _| *c != conn);
@@ -460,7 +468,7 @@ impl Sessions {
                         false
                     }
                     Some(State::Ending { connected }) => connected,
-                    Some(State::AwaitingHello) | None => false,
+                    Some(State::AwaitingHello(_)) | None => false,
                 };
                 if connected {
                     out.push(Effect::Router(RouterMsg::Disconnected { conn }));
@@ -532,6 +540,7 @@ impl Sessions {
                     name: format!("API key {}", key.id),
                     role: messages::role::ADMIN,
                     groups: Box::default(),
+                    addr: None,
                 },
             },
             Ok(Credential::Jwt(token)) => {
@@ -543,7 +552,11 @@ impl Sessions {
                 // Attachments also take the session's own token: the user acts as
                 // itself, and the shard checks it is a party of the conversation.
                 let files = matches!(call.op, Op::Upload { .. } | Op::Download { .. });
-                if id.role != messages::role::ADMIN && !files {
+                // An agent reads a conversation it serves (the console's context
+                // card): the shard checks that.
+                let card = matches!(call.op, Op::Conversation { .. })
+                    && crate::service::is_staff_role(id.role);
+                if id.role != messages::role::ADMIN && !files && !card {
                     let why = "the HTTP API takes API keys or admin tokens".to_owned();
                     return refuse(out, ErrorCode::Forbidden, why);
                 }
@@ -555,6 +568,7 @@ impl Sessions {
                     name: id.name,
                     role: id.role,
                     groups: id.groups.into_boxed_slice(),
+                    addr: None,
                 }
             }
         };
@@ -583,6 +597,7 @@ impl Sessions {
                 name,
                 role: messages::role::VISITOR,
                 groups: Box::default(),
+                addr: None,
             },
             Acting::Staff { role, user } => Principal {
                 who: UserRef {
@@ -592,6 +607,7 @@ impl Sessions {
                 name: String::new(),
                 role,
                 groups: Box::default(),
+                addr: None,
             },
         };
         let from = Sender {
@@ -710,7 +726,7 @@ impl Sessions {
             State::Established(live) => Some(live.until_ms),
             // Closing: what still arrives is not acted on.
             State::Ending { .. } => return Ok(()),
-            State::AwaitingHello => None,
+            State::AwaitingHello(_) => None,
         };
         if until.is_some_and(|until| now >= until) {
             // Its token expired before the worker's timer caught it.
@@ -720,7 +736,8 @@ impl Sessions {
         let kind = Kind::from_u8(header.kind);
         match (&mut *state, kind) {
             (State::Ending { .. }, _) => Ok(()),
-            (State::AwaitingHello, Some(Kind::Hello)) => {
+            (State::AwaitingHello(peer), Some(Kind::Hello)) => {
+                let peer = *peer;
                 let Ok(Msg::Hello(hello)) = Msg::decode(header.kind, &payload) else {
                     return Err(ErrorCode::MalformedPayload);
                 };
@@ -733,6 +750,10 @@ impl Sessions {
                     .verify_token(&hello.token, unix_time(now))
                     .map_err(|e| e.code())?;
                 let (identity, until_ms) = (verified.identity, verified.valid_until_ms);
+                // Only a visitor's address is kept, and only as much as configured.
+                let addr = (identity.role == messages::role::VISITOR)
+                    .then(|| settings.visitor_address.keep(peer))
+                    .flatten();
                 self.deadlines.insert((until_ms, conn));
                 if hello.resume.is_empty() {
                     let welcome = Welcome {
@@ -741,7 +762,7 @@ impl Sessions {
                         replay: Vec::new(),
                         now,
                     };
-                    self.establish(conn, identity, until_ms, welcome, out);
+                    self.establish(conn, identity, addr, until_ms, welcome, out);
                     return Ok(());
                 }
                 // Ask each shard owning a cursor what the connection missed.
@@ -769,6 +790,7 @@ impl Sessions {
                 }
                 *state = State::Resuming(Box::new(Resuming {
                     identity,
+                    addr,
                     until_ms,
                     rid,
                     cursors: hello.resume,
@@ -779,7 +801,7 @@ impl Sessions {
             }
             // The first frame must be Hello, whatever else it is; Hello comes once; a
             // resuming client waits for its Welcome.
-            (State::AwaitingHello | State::Resuming(_), _)
+            (State::AwaitingHello(_) | State::Resuming(_), _)
             | (State::Established(_), Some(Kind::Hello)) => Err(ErrorCode::UnexpectedKind),
             (State::Established(_), Some(Kind::Ping)) => {
                 // Empty, or a valid archived Ping: echoed byte for byte.

@@ -58,6 +58,7 @@ pub fn measure(n: usize, live: &dyn Fn() -> i64) -> SessionMemory {
         max_replay: 1000,
         max_record: None,
         api_keys: Default::default(),
+        visitor_address: Default::default(),
     };
     let shared = Arc::new(std::sync::RwLock::new(Arc::new(settings)));
     let mut sessions = Sessions::new(0, shared);

@@ -34,6 +34,7 @@ fn sessions_with(max_record: Option<usize>, leeway: u64) -> (Sessions, Verifier)
         shards: 1,
         max_replay: 10,
         api_keys: Default::default(),
+        visitor_address: Default::default(),
         max_record,
     };
     let shared = Arc::new(std::sync::RwLock::new(Arc::new(settings)));

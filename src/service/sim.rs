@@ -121,6 +121,7 @@ impl Sim {
                 who,
                 role,
                 groups: groups.iter().map(|g| g.to_string()).collect(),
+                addr: None,
             }),
             conn,
             rid,
@@ -138,6 +139,7 @@ impl Sim {
                 who,
                 role,
                 groups: groups.iter().map(|g| g.to_string()).collect(),
+                addr: None,
             }),
             capacity: None,
         });
@@ -678,6 +680,7 @@ pub(crate) mod tests {
                 who,
                 role,
                 groups: Box::new(["support".into()]),
+                addr: None,
             }),
             conn: Sim::conn(slot),
             rid: 1,

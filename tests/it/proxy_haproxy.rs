@@ -3,7 +3,8 @@
 //! 127.0.0.5, and the daemon must see 127.0.0.5, not haproxy's 127.0.0.1. Seen from
 //! outside: with `limits.max_connections_per_ip = 1`, a second client from
 //! 127.0.0.5 is refused while one from 127.0.0.6 is admitted, and the refusal's log
-//! line names `peer=127.0.0.5`.
+//! line names `peer=127.0.0.5`; a conversation the client opens shows 127.0.0.5 as
+//! its `visitor_address` in the HTTP API.
 //!
 //! Skipped when `haproxy` is not installed, unless `SWITCHBOARD_REQUIRE_HAPROXY=1`
 //! (CI sets it: `.ci/run` installs the package).
@@ -12,7 +13,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::util::{self, Client, Daemon, REPLY_TIMEOUT};
+use switchboard::protocol::{Kind, Msg};
+
+use crate::util::api::{ApiClient, Recorder};
+use crate::util::{self, Client, Daemon, REPLY_TIMEOUT, peer};
 
 /// haproxy on a free loopback port forwarding to `backend`; killed on drop.
 struct Haproxy {
@@ -137,6 +141,27 @@ fn the_daemon_sees_the_client_behind(send_proxy: &str) {
     assert!(named, "no refusal naming 127.0.0.5 in {lines:#?}");
     first.ping(2, b"still served");
     other.ping(2, b"still served");
+
+    // The visitor's context: a conversation opened from 127.0.0.5 shows that
+    // address to the back end (and to its agent), not haproxy's.
+    let open = Msg::from(peer::text(0, 1, "hello from behind a proxy")).to_payload();
+    first.send(Kind::Send.as_u8(), 3, &open);
+    let conversation = loop {
+        let f = first.read_frame(REPLY_TIMEOUT);
+        if let (3, Ok(Msg::Accepted(a))) = (
+            f.header.request_id,
+            Msg::decode(f.header.kind, &f.payload),
+        ) {
+            break a.conversation;
+        }
+    };
+    let recorder = Recorder::default();
+    let admin = util::token("boss", "admin");
+    let mut api = ApiClient::connect(h.addr, Some(&admin), &recorder);
+    let r = api.call("GET", &format!("/api/v1/conversations/{conversation}"), None);
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["visitor_address"], "127.0.0.5", "{:?}", r.json());
+    recorder.validate();
 }
 
 #[test]

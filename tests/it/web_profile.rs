@@ -264,3 +264,34 @@ fn the_visitor_route_refuses_every_class_of_bad_input() {
     assert_eq!((r.status, r.code()), (409, 409));
     s.recorder.validate();
 }
+
+#[test]
+fn the_assigned_agent_reads_the_card_with_the_visitor_address_as_kept() {
+    let s = Setup::with(|c| c.routing.visitor_address = switchboard::config::VisitorAddress::Masked);
+    let (mut vera, _sue, id) = s.served_conversation("hello");
+    let path = format!("/api/v1/conversations/{id}");
+    // Sue serves it: her own session token reads the card, the address masked to
+    // its /24 (`routing.visitor_address = "masked"`).
+    let r = s
+        .client_as(&crate::util::agent_token("sue", &["support"]))
+        .call("GET", &path, None);
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    assert_eq!(r.json()["visitor_address"], "127.0.0.0");
+    assert_eq!(r.json()["visitor"], "vera");
+    // Another agent of the tenant does not serve it: not found for him.
+    let r = s
+        .client_as(&crate::util::agent_token("tom", &["support"]))
+        .call("GET", &path, None);
+    assert_eq!(r.status, 404, "{:?}", r.json());
+    // The visitor's own token is not enough, nor for any other route.
+    let mut own = s.client_as(&token("vera", "visitor"));
+    assert_eq!(own.call("GET", &path, None).status, 403);
+    assert_eq!(own.call("GET", &format!("{path}/messages"), None).status, 403);
+    // Sue's token reads nothing else of the API.
+    let r = s
+        .client_as(&crate::util::agent_token("sue", &["support"]))
+        .call("GET", &format!("{path}/messages"), None);
+    assert_eq!(r.status, 403, "{:?}", r.json());
+    vera.ping();
+    s.recorder.validate();
+}

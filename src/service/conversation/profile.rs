@@ -9,7 +9,7 @@ use crate::handoff::Command;
 use crate::protocol::messages::{self, Entry, Msg, content, role};
 use crate::protocol::profile::{self, Profile, ProfileError, ProfileUpdate};
 use crate::protocol::{ErrorCode, Kind};
-use crate::service::{Effect, Principal, Sender, refuse};
+use crate::service::{Effect, Principal, Sender, is_staff_role, refuse};
 
 impl Conversation {
     /// The profile with the `PROFILE` body `body` merged in (`None`: nothing left
@@ -45,6 +45,7 @@ impl Conversation {
             name: self.visitor_name.clone(),
             role: role::VISITOR,
             groups: Box::default(),
+            addr: None,
         };
         Ok(Sender {
             id: Arc::new(principal),
@@ -95,6 +96,10 @@ impl Shard {
         else {
             return refuse(out, &from, ErrorCode::NotFound, conversation);
         };
+        // An agent (its own token) sees only a conversation assigned to it now.
+        if is_staff_role(from.role) && c.agent.as_ref() != Some(&from.who) {
+            return refuse(out, &from, ErrorCode::NotFound, conversation);
+        }
         let list = Msg::from(messages::ConversationList {
             more: false,
             next_after: conversation,
@@ -113,6 +118,11 @@ impl Shard {
         item.insert(
             "visitor_profile".into(),
             profile.unwrap_or_else(|| serde_json::json!({})),
+        );
+        item.insert(
+            "visitor_address".into(),
+            c.visitor_addr
+                .map_or(serde_json::Value::Null, |a| a.to_string().into()),
         );
         let mut body = serde_json::to_vec(&item).unwrap_or_default();
         body.push(b'\n');

@@ -211,6 +211,10 @@ impl Shard {
                 flags |= messages::flags::OFFLINE;
             }
         }
+        // Where the visitor writes from now (a new connection may have another).
+        if is_visitor && from.addr.is_some() {
+            c.visitor_addr = from.addr;
+        }
         // The visitor will not see it live: it may get it by email (a digest).
         if fresh && !note && is_staff_role(from.role) && c.visitor_conns.is_empty() {
             flags |= messages::flags::VISITOR_AWAY;

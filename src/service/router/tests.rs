@@ -50,6 +50,7 @@ fn principal(tenant: &str, user: &str, name: &str, role: u8, gs: &[&str]) -> Arc
         name: name.to_owned(),
         role,
         groups: groups(gs).into(),
+        addr: None,
     })
 }
 
@@ -60,6 +61,7 @@ fn sender(tenant: &str, user: &str, role: u8, gs: &[&str], c: ConnId) -> Sender 
             name: format!("{user} name"),
             role,
             groups: groups(gs).into(),
+            addr: None,
         }),
         conn: c,
         rid: 7,
@@ -1248,6 +1250,7 @@ fn random_traffic_keeps_the_invariants() {
                     name: p.user.into(),
                     role: p.role,
                     groups: groups(p.groups).into(),
+                    addr: None,
                 }),
                 conn: pconn,
                 rid: step,
