@@ -212,14 +212,16 @@ try {
   // The context card: the visitor's PROFILE (sent while queued, read with History), then
   // a second one merged into it (the plan changes, the referrer is removed).
   const card = async () => (await alice.textContent(`${v1} .context`)).replace(/\s+/g, ' ');
-  for (const want of ['Vera V.', 'vera@example.com', 'https://shop.example/cart', 'https://search.example/?q=shoes', 'Chromium 140', 'plan', 'gold']) {
+  // The visitor's address comes from the HTTP API (the agent's own token), not the profile.
+  await alice.waitForFunction((sel) => document.querySelector(sel).textContent.includes('Address'), `${v1} .context`, { timeout: TIMEOUT });
+  for (const want of ['Vera V.', 'vera@example.com', 'https://shop.example/cart', 'https://search.example/?q=shoes', 'Chromium 140', 'plan', 'gold', 'Address127.0.0.1']) {
     if (!(await card()).includes(want)) fail(`the context card lacks ${want}: ${await card()}`);
   }
   await vp.evaluate((c) => window.vsay('v1', c, JSON.stringify({ fields: { plan: 'platinum', referrer: null } }), 6), convOf.v1);
   await alice.waitForFunction((sel) => document.querySelector(sel).textContent.includes('platinum'), `${v1} .context`, { timeout: TIMEOUT });
   if ((await card()).includes('search.example') || !(await card()).includes('vera@example.com')) fail(`the profiles did not merge: ${await card()}`);
   await alice.waitForSelector(`${v1} .log li.event:has-text("updated their details")`, { timeout: TIMEOUT });
-  step('read receipt and typing shown; the context card shows the visitor\'s PROFILE (name, email, page, referrer, browser, custom fields) and merges an update');
+  step('read receipt and typing shown; the context card shows the visitor\'s PROFILE (name, email, page, referrer, browser, custom fields), merges an update, and shows the visitor\'s address');
   await alice.screenshot({ path: join(shots, 'console-three.png') });
   await axe(alice, 'the console with three conversations');
 

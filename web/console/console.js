@@ -297,6 +297,7 @@
       if (c.pane) { renderContext(c); updatePane(c); }
       renderLists();
     }
+    if (c.pane && e.kind === 16 && e.sender_role === ROLE.VISITOR && c.state === 'assigned' && c.agent === s.me?.user) loadCard(c);
     if (c.pane) insertEntry(c, e);
     // What the FAQ already answered by itself is no hint.
     if (e.flags & FLAG.AUTO) (c.autoTexts || (c.autoTexts = new Set())).add(e.body);
@@ -477,6 +478,25 @@
     $('.act-close', p).hidden = !mine;
     if (!mine) $('.faq-hint', p).hidden = true;
     else if (c.hintQ && c.hintDone !== c.hintSeq) { clearTimeout(c.hintTimer); c.hintTimer = setTimeout(() => faqHint(c), 150); }
+    if (mine) loadCard(c);
+  }
+
+  // The visitor's network address, from the HTTP API's card of a conversation the
+  // agent serves (its own token may read it): asked when the pane opens or becomes
+  // the agent's, and again on a visitor's message at most every 30 s.
+  async function loadCard(c) {
+    const now = Date.now();
+    if (c.cardAt && now - c.cardAt < 30000) return;
+    c.cardAt = now;
+    try {
+      const r = await fetch('/api/v1/conversations/' + c.id, { headers: { authorization: 'Bearer ' + s.token } });
+      if (!r.ok) return;
+      const card = await r.json();
+      if (card.visitor_address !== c.address) {
+        c.address = card.visitor_address;
+        if (c.pane) renderContext(c);
+      }
+    } catch { /* asked again with the next message */ }
   }
 
   const LABELS = { page_url: 'Page', url: 'Page', page: 'Page', referrer: 'Referrer', referer: 'Referrer', browser: 'Browser', user_agent: 'Browser' };
@@ -488,6 +508,7 @@
     add('Name', p.name || c.visitorName);
     add('Email', p.email);
     add('Visitor id', c.visitor);
+    add('Address', c.address);
     const fields = (p.fields && typeof p.fields === 'object') ? p.fields : {};
     for (const [k, v] of Object.entries(fields)) add(LABELS[k] || k, typeof v === 'object' ? JSON.stringify(v) : v);
   }
