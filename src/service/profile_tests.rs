@@ -354,15 +354,13 @@ fn the_card_shows_where_the_visitor_writes_from_to_its_agent_only() {
     let (mut s, _v, v2, a, conv) = served();
     assert_eq!(s.shards[0].agent_loads().get("alice"), Some(&1));
     let alice = |s: &Sim| s.sender(a, role::AGENT, &["support"], 5);
+    // What the assigned agent's card says of the address.
+    let address = |s: &mut Sim| {
+        let from = alice(s);
+        card(s, from, conv).unwrap()["visitor_address"].clone()
+    };
     // Opened by a session that kept no address (an API caller, `off`): null.
-    assert_eq!(
-        {
-            let from = alice(&s);
-            card(&mut s, from, conv)
-        }
-        .unwrap()["visitor_address"],
-        serde_json::Value::Null
-    );
+    assert_eq!(address(&mut s), serde_json::Value::Null);
     // The visitor writes from another connection, whose session kept its address.
     let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
     let plain = s.sender(v2, role::VISITOR, &[], 3);
@@ -375,25 +373,11 @@ fn the_card_shows_where_the_visitor_writes_from_to_its_agent_only() {
     };
     s.request(from, send_msg(conv, 2, "still there?"));
     s.settle();
-    assert_eq!(
-        {
-            let from = alice(&s);
-            card(&mut s, from, conv)
-        }
-        .unwrap()["visitor_address"],
-        "203.0.113.7"
-    );
+    assert_eq!(address(&mut s), "203.0.113.7");
     // The agent's messages (no address) change nothing.
     s.request(alice(&s), send_msg(conv, 3, "yes"));
     s.settle();
-    assert_eq!(
-        {
-            let from = alice(&s);
-            card(&mut s, from, conv)
-        }
-        .unwrap()["visitor_address"],
-        "203.0.113.7"
-    );
+    assert_eq!(address(&mut s), "203.0.113.7");
     // Another agent of the tenant, not assigned: no such conversation for it.
     let bob = Sim::conn(9);
     s.owner.insert(bob, Sim::user("bob"));
