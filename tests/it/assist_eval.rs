@@ -180,11 +180,10 @@ fn faq_threshold_and_margin_were_chosen_on_the_dev_split() {
     );
 }
 
-/// Off-topic questions of the eval split still answered (of 88): not the goal of 0.
-/// Those left name another product or service with an entry's own words ("怎么注销微信
-/// 账号", "my netflix subscription", "boil an egg" for how long); telling them apart
-/// needs to know what the foreign word is (README, FAQ).
-const OFF_TOPIC_ANSWERED: usize = 3;
+/// Off-topic questions of the eval split answered (of 88): none, issue 23's goal. The
+/// last three ("怎么注销微信账号", "my netflix subscription", "boil an egg") name
+/// another service or use background words no entry has (src/assist/foreign.rs).
+const OFF_TOPIC_ANSWERED: usize = 0;
 
 #[test]
 fn faq_precision_and_recall_on_held_out_questions() {
@@ -310,7 +309,7 @@ fn faq_untuned_sanity_set_in_another_domain() {
 }
 
 /// What the sanity set measured (precision, recall, off-topic answered): see the README.
-const SANITY_FLOOR: (f64, f64, usize) = (0.95, 0.66, 1);
+const SANITY_FLOOR: (f64, f64, usize) = (0.95, 0.76, 0);
 
 #[derive(Debug, Deserialize)]
 struct SpamItem {
