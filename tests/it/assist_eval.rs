@@ -180,10 +180,14 @@ fn faq_threshold_and_margin_were_chosen_on_the_dev_split() {
     );
 }
 
-/// Off-topic questions of the eval split answered (of 88): none, issue 23's goal. The
-/// last three ("怎么注销微信账号", "my netflix subscription", "boil an egg") name
-/// another service or use background words no entry has (src/assist/foreign.rs).
-const OFF_TOPIC_ANSWERED: usize = 0;
+/// Off-topic questions of the eval split answered (of 105). Of the 88 there before
+/// issue 23's round 3, none: the last three ("怎么注销微信账号", "my netflix
+/// subscription", "boil an egg") name another service or use background words no
+/// entry has (src/assist/foreign.rs). Of the 17 added after that round's rules were
+/// written (run once, not tuned on), one: "my phone plan renews tomorrow, how do I
+/// cancel it" (cancel-subscription; a phone plan is another company's subscription,
+/// and neither a service's name nor a background word says so).
+const OFF_TOPIC_ANSWERED: usize = 1;
 
 #[test]
 fn faq_precision_and_recall_on_held_out_questions() {
