@@ -228,6 +228,19 @@ pub struct BackgroundConflict {
     /// What stood in the way: a background topic's name, "another service's name" or
     /// "background words".
     pub because: String,
+    /// Of how many questions its entry has.
+    pub of: usize,
+}
+
+/// Whether `conflicts` say the library's subject is in the background: some entry has
+/// half of its questions or more kept back. (A question here and there is a phrasing
+/// the background shares: the sample shop's "Do you take credit cards?" is nearer the
+/// banks' topic than its own entry, which its other five questions answer.)
+pub fn library_in_background(conflicts: &[BackgroundConflict]) -> bool {
+    conflicts.iter().any(|c| {
+        let kept = conflicts.iter().filter(|d| d.entry == c.entry).count();
+        2 * kept >= c.of
+    })
 }
 
 impl FaqIndex {
@@ -500,6 +513,7 @@ impl FaqIndex {
                         entry: e.id.clone(),
                         question: q.clone(),
                         because,
+                        of: e.questions.len(),
                     });
                 }
             }
@@ -749,6 +763,7 @@ answer = "Invoices are under Billing > Invoices."
             !c.is_empty() && c.iter().all(|c| c.entry == "wifi"),
             "{c:?}"
         );
+        assert!(library_in_background(&c), "{c:?}");
         assert_eq!(c[0].question, "I forgot the wifi password");
         assert_eq!(c[0].because, "home-internet");
         let off = format!("background = false\n{isp}");

@@ -41,14 +41,17 @@ pub struct Libraries {
 }
 
 /// `check-config`'s hint about the FAQ library (`assist.faq`): its own questions
-/// that the built-in background of off-topic subjects keeps from their entries (a
-/// library whose subject is there wants `background = false`). `None` when there are
-/// none, the FAQ is off or its file does not load (the load error is `check`'s to
-/// report).
+/// that the built-in background of off-topic subjects keeps from their entries, when
+/// some entry loses half of its questions or more (a library whose subject is there
+/// wants `background = false`). `None` otherwise, when the FAQ is off or its file
+/// does not load (the load error is `check`'s to report).
 pub fn faq_background_hint(cfg: &AssistConfig) -> Option<String> {
     let path = cfg.faq.as_ref().filter(|_| cfg.faq_enabled)?;
     let text = load::read_bounded(path, cfg.max_file_bytes).ok()?;
     let conflicts = FaqIndex::background_conflicts(&text, Format::of_path(path), cfg).ok()?;
+    if !faq::library_in_background(&conflicts) {
+        return None;
+    }
     let first = conflicts.first()?;
     let mut entries: Vec<&str> = conflicts.iter().map(|c| c.entry.as_str()).collect();
     entries.dedup();
