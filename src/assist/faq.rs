@@ -70,9 +70,10 @@ struct BackgroundTopic {
     /// What they are about (for the file's reader and `check-config`'s hint).
     name: String,
     questions: Vec<String>,
-    /// Words only this topic uses (no product a shop sells, no customer-service word):
-    /// not indexed (a topic's similarity is its questions'); a message with them
-    /// weighing too much against what it shares with an entry is not answered
+    /// Single words only this topic uses (no product a shop sells, no
+    /// customer-service word; no phrases: "lose weight" would make "weight" one): not
+    /// indexed (a topic's similarity is its questions'); a message with them weighing
+    /// too much against what it shares with an entry is not answered
     /// ([`FOREIGN_SHARE`]).
     #[serde(default)]
     words: Vec<String>,
