@@ -126,4 +126,20 @@ mod tests {
                 .is_empty()
         );
     }
+
+    proptest::proptest! {
+        /// Any visitor text: no panic; service numbers only (never a neutral one),
+        /// sorted and distinct.
+        #[test]
+        fn any_text_gives_sorted_service_numbers(text in "\\PC{0,80}") {
+            let s = ServiceNames::new(
+                &["netflix".into(), "微信".into(), "qq".into()],
+                &["微信支付".into(), "paypal".into()],
+            )
+            .unwrap();
+            let found = s.find(&text);
+            proptest::prop_assert!(found.iter().all(|&n| n < 3), "{found:?}");
+            proptest::prop_assert!(found.windows(2).all(|w| w[0] < w[1]), "{found:?}");
+        }
+    }
 }
