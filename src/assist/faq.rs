@@ -17,6 +17,11 @@
 //! [`BACKGROUND_WEIGHT`]) is not answered: a background model against which an answer
 //! must stand out, rather than a list of forbidden words.
 //!
+//! From the same file two more rules ([`super::foreign`]): a message naming another
+//! company's service that the answering entry does not name ("my netflix
+//! subscription") is not answered, nor one whose background words no entry has
+//! ("boil", "egg") weigh at least [`FOREIGN_SHARE`] of what it shares with the entry.
+//!
 //! Each entry is one document: its question variants joined, so its vector is the
 //! sum of theirs (a centroid). Measured on the dev split (`tests/data/faq_dev.jsonl`)
 //! against one document per variant scored by the best variant: best F1 0.86 vs 0.74,
@@ -396,8 +401,8 @@ impl FaqIndex {
             .filter(|m| self.accepts(m, self.threshold, self.margin))
     }
 
-    /// Whether `m` passes the operating point `threshold`/`margin` (and the overlap
-    /// guard): for evaluation sweeps.
+    /// Whether `m` passes the operating point `threshold`/`margin` (and the overlap,
+    /// other-service and background-word guards): for evaluation sweeps.
     pub fn accepts(&self, m: &FaqMatch<'_>, threshold: f32, margin: f32) -> bool {
         let corroborated = m.shared >= 2 || m.content <= 1 || m.score >= STRONG;
         let on_topic = !m.other_service && m.foreign < FOREIGN_SHARE;
