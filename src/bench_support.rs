@@ -3,6 +3,7 @@
 pub use crate::journal::bench::{BenchJournal, BenchStats, BenchSubmitter};
 pub use crate::journal::{FsyncPolicy, JournalConfig};
 
+pub use crate::assist::faq::{BackgroundConflict, library_in_background};
 pub use crate::assist::{
     Action, AssistConfig, AssistConfigError, CannedLibrary, FaqIndex, FaqMatch, Format, Hit,
     Libraries, LoadError, SpamCounters, SpamFilter, SpamRules, Verdict,

@@ -152,6 +152,9 @@ fn check_config(file: &Path) -> ExitCode {
     }
     match Server::check(&config) {
         Ok(()) => {
+            for w in Server::library_warnings(&config) {
+                eprintln!("{}: warning: {w}", file.display());
+            }
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
         }

@@ -91,6 +91,15 @@ impl Server {
         preflight::check(config).map(drop)
     }
 
+    /// Hints `check-config` prints after [`Server::check`] passes (as warnings, exit
+    /// 0): what the assistant libraries' content suggests about their settings.
+    pub fn library_warnings(config: &Config) -> Vec<String> {
+        crate::assist::faq_background_hint(&config.assist)
+            .into_iter()
+            .map(|h| format!("assist.faq: {h}"))
+            .collect()
+    }
+
     /// The checks of [`Server::check`], this time creating `state_dir` and the
     /// development secret when missing. Nothing is bound yet.
     pub fn prepare(config: &Config) -> Result<Prepared, StartError> {

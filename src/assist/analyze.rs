@@ -59,6 +59,34 @@ fn delete_at(w: &str, i: usize) -> String {
         .collect()
 }
 
+/// Whether `a` and `b` are one edit apart: one character inserted or deleted, one
+/// changed, or two neighbours swapped.
+fn one_edit(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let (short, long) = if a.len() <= b.len() {
+        (&a, &b)
+    } else {
+        (&b, &a)
+    };
+    let pre = short
+        .iter()
+        .zip(long.iter())
+        .take_while(|(x, y)| x == y)
+        .count();
+    match long.len() - short.len() {
+        0 => {
+            let diff: Vec<usize> = (0..a.len()).filter(|&i| a.get(i) != b.get(i)).collect();
+            match diff[..] {
+                [_] => true,
+                [i, j] => j == i + 1 && a.get(i) == b.get(j) && a.get(j) == b.get(i),
+                _ => false,
+            }
+        }
+        1 => short.get(pre..) == long.get(pre + 1..),
+        _ => false,
+    }
+}
+
 impl std::fmt::Debug for Analyzer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Analyzer")
@@ -89,7 +117,7 @@ impl Analyzer {
             let mut canon = None;
             for term in group {
                 scratch.clear();
-                me.stage(term, &mut scratch);
+                me.stage(term, true, &mut scratch);
                 let stemmed = scratch.trim().to_owned();
                 if stemmed.is_empty() {
                     return Err(LexiconError::EmptyTerm(i + 1));
@@ -107,7 +135,7 @@ impl Analyzer {
         }
         for w in &builtin.stop {
             scratch.clear();
-            me.stage(w, &mut scratch);
+            me.stage(w, true, &mut scratch);
             let stemmed = scratch.trim().to_owned();
             if !stemmed.is_empty() && seen.insert(stemmed.clone()) {
                 patterns.push(stemmed);
@@ -131,7 +159,9 @@ impl Analyzer {
         let mut staged = String::new();
         for t in texts {
             staged.clear();
-            self.stage(t, &mut staged);
+            // As written: a library word is never a typo of another one learnt before
+            // it ("charged" is not "changed").
+            self.stage(t, false, &mut staged);
             for w in staged.split(' ') {
                 let n = w.chars().count();
                 if n < MIN_TYPO_WORD || !w.chars().all(char::is_alphabetic) || w.chars().any(is_cjk)
@@ -150,7 +180,9 @@ impl Analyzer {
         }
     }
 
-    /// The library word `w` is a typo of, if any (see [`Self::learn`]).
+    /// The library word `w` is a typo of, if any (see [`Self::learn`]): one letter
+    /// missing, one too many, one different or two neighbours swapped (checked: two
+    /// words sharing a one-letter deletion may be two edits apart, "chain"/"chang").
     fn correct(&self, w: &str) -> Option<&str> {
         if self.vocab.is_empty() || self.vocab.contains(w) {
             return None;
@@ -159,17 +191,18 @@ impl Analyzer {
         if n < MIN_TYPO_WORD - 1 || !w.chars().all(char::is_alphabetic) {
             return None;
         }
+        let near = |v: &&str| one_edit(w, v);
         // A letter missing from `w`.
-        if let Some(v) = self.deletes.get(w) {
+        if let Some(v) = self.deletes.get(w).map(|v| &**v).filter(near) {
             return Some(v);
         }
         for i in 1..n {
             let d = delete_at(w, i);
-            // A letter too many in `w`; or one letter different.
-            if let Some(v) = self.vocab.get(d.as_str()) {
+            // A letter too many in `w`; or one letter different, or two swapped.
+            if let Some(v) = self.vocab.get(d.as_str()).map(|v| &**v).filter(near) {
                 return Some(v);
             }
-            if let Some(v) = self.deletes.get(d.as_str()) {
+            if let Some(v) = self.deletes.get(d.as_str()).map(|v| &**v).filter(near) {
                 return Some(v);
             }
         }
@@ -177,8 +210,8 @@ impl Analyzer {
     }
 
     /// Normalises `text`, splits Latin from CJK runs with a space and stems the
-    /// Latin words (correcting typos of library words), appending to `out`.
-    fn stage(&self, text: &str, out: &mut String) {
+    /// Latin words (correcting typos of library words if `correct`), appending to `out`.
+    fn stage(&self, text: &str, correct: bool, out: &mut String) {
         let mut norm = String::with_capacity(text.len());
         normalize_into(text, &mut norm);
         let mut word = String::new();
@@ -186,7 +219,8 @@ impl Analyzer {
         let flush = |word: &mut String, out: &mut String| {
             if !word.is_empty() {
                 let stem = self.stemmer.stem(word);
-                out.push_str(self.correct(&stem).unwrap_or(&stem));
+                let fixed = if correct { self.correct(&stem) } else { None };
+                out.push_str(fixed.unwrap_or(&stem));
                 word.clear();
             }
         };
@@ -216,7 +250,7 @@ impl Analyzer {
     /// synonyms folded, stop words gone.
     pub(crate) fn analyze_into(&self, text: &str, out: &mut String) {
         let mut staged = String::with_capacity(text.len() + 8);
-        self.stage(text, &mut staged);
+        self.stage(text, true, &mut staged);
         let Some(ac) = &self.terms else {
             out.push_str(&staged);
             return;
@@ -282,6 +316,34 @@ mod tests {
         // A letter missing from a five-letter word is found; shorter words stay.
         assert_eq!(a.analyze("ordr"), "order");
         assert_eq!(a.analyze("shp"), "shp");
+        // A library word one letter from another learnt earlier stays itself.
+        let mut a = Analyzer::new(&[]).unwrap();
+        a.learn(&["change my email".into(), "I was charged twice".into()]);
+        assert_eq!(a.analyze("charged twice"), "charg twice");
+        assert_eq!(a.analyze("chargd"), "charg");
+        // Sharing a deletion is not enough: "chain" is two edits from "chang(e)".
+        assert_eq!(a.analyze("chain"), "chain");
+        assert_eq!(a.analyze("cahrged"), "charg");
+    }
+
+    #[test]
+    fn one_edit_apart() {
+        for (a, b) in [
+            ("chang", "chanq"),
+            ("chang", "cahng"),
+            ("chang", "changs"),
+            ("chang", "hang"),
+        ] {
+            assert!(one_edit(a, b) && one_edit(b, a), "{a} {b}");
+        }
+        for (a, b) in [
+            ("chain", "chang"),
+            ("chang", "chang"),
+            ("chang", "ch"),
+            ("abcd", "badc"),
+        ] {
+            assert!(!one_edit(a, b), "{a} {b}");
+        }
     }
 
     #[test]

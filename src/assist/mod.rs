@@ -9,6 +9,7 @@
 mod analyze;
 pub(crate) mod config;
 pub(crate) mod faq;
+mod foreign;
 pub(crate) mod load;
 mod normalize;
 mod signals;
@@ -37,6 +38,36 @@ pub struct Libraries {
     pub spam: Option<Arc<SpamRules>>,
     /// Per-tenant spam rules (`assist.spam_tenants`).
     pub spam_tenants: TenantRules,
+}
+
+/// `check-config`'s hint about the FAQ library (`assist.faq`): its own questions
+/// that the built-in background of off-topic subjects keeps from their entries, when
+/// some entry loses half of its questions or more (a library whose subject is there
+/// wants `background = false`). `None` otherwise, when the FAQ is off or its file
+/// does not load (the load error is `check`'s to report).
+pub fn faq_background_hint(cfg: &AssistConfig) -> Option<String> {
+    let path = cfg.faq.as_ref().filter(|_| cfg.faq_enabled)?;
+    let text = load::read_bounded(path, cfg.max_file_bytes).ok()?;
+    let conflicts = FaqIndex::background_conflicts(&text, Format::of_path(path), cfg).ok()?;
+    if !faq::library_in_background(&conflicts) {
+        return None;
+    }
+    let first = conflicts.first()?;
+    let mut entries: Vec<&str> = conflicts.iter().map(|c| c.entry.as_str()).collect();
+    entries.dedup();
+    Some(format!(
+        "{}: {} question(s) of {} entr{} get no automatic answer because they look like \
+         the built-in background of off-topic subjects (e.g. entry {:?}: {:?}, {}); if \
+         that is this library's subject (an internet provider, a bank, a travel agency), \
+         put `background = false` at the top of the FAQ file",
+        path.display(),
+        conflicts.len(),
+        entries.len(),
+        if entries.len() == 1 { "y" } else { "ies" },
+        first.entry,
+        first.question,
+        first.because,
+    ))
 }
 
 impl Libraries {

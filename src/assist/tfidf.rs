@@ -262,6 +262,12 @@ impl TfIdf {
         }
     }
 
+    /// The IDF of `g` in this index (that of a gram in one unit when no document has
+    /// it, as queries weigh unseen grams).
+    pub(crate) fn idf(&self, g: Gram) -> f32 {
+        self.postings.get(&g).map_or(self.unseen_idf, |p| p.idf)
+    }
+
     /// The most similar document and its cosine similarity, if any shares an n-gram.
     pub(crate) fn best(&self, query: &Grams) -> Option<(u32, f32)> {
         self.top2(query).map(|t| t.best)

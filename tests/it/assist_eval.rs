@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use switchboard::bench_support::{
-    Action, AssistConfig, CannedLibrary, FaqIndex, Format, SpamRules,
+    Action, AssistConfig, CannedLibrary, FaqIndex, Format, SpamRules, library_in_background,
 };
 
 fn data(name: &str) -> PathBuf {
@@ -180,11 +180,14 @@ fn faq_threshold_and_margin_were_chosen_on_the_dev_split() {
     );
 }
 
-/// Off-topic questions of the eval split still answered (of 88): not the goal of 0.
-/// Those left name another product or service with an entry's own words ("怎么注销微信
-/// 账号", "my netflix subscription", "boil an egg" for how long); telling them apart
-/// needs to know what the foreign word is (README, FAQ).
-const OFF_TOPIC_ANSWERED: usize = 3;
+/// Off-topic questions of the eval split answered (of 105). Of the 88 there before
+/// issue 23's round 3, none: the last three ("怎么注销微信账号", "my netflix
+/// subscription", "boil an egg") name another service or use background words no
+/// entry has (src/assist/foreign.rs). Of the 17 added after that round's rules were
+/// written (run once, not tuned on), one: "my phone plan renews tomorrow, how do I
+/// cancel it" (cancel-subscription; a phone plan is another company's subscription,
+/// and neither a service's name nor a background word says so).
+const OFF_TOPIC_ANSWERED: usize = 1;
 
 #[test]
 fn faq_precision_and_recall_on_held_out_questions() {
@@ -310,7 +313,7 @@ fn faq_untuned_sanity_set_in_another_domain() {
 }
 
 /// What the sanity set measured (precision, recall, off-topic answered): see the README.
-const SANITY_FLOOR: (f64, f64, usize) = (0.95, 0.66, 1);
+const SANITY_FLOOR: (f64, f64, usize) = (0.95, 0.76, 0);
 
 #[derive(Debug, Deserialize)]
 struct SpamItem {
@@ -449,4 +452,20 @@ fn canned_sample_library_suggests_by_prefix_title_group_and_typo() {
         lib.len(),
         ids("support", "cuold you")
     );
+}
+
+/// The sample libraries are shops and services the background is for: no entry of
+/// theirs loses half of its questions to it (so `check-config` has no hint for them).
+/// Two of faq.toml's 200-odd questions are kept back, by round 2's topics: "Do you
+/// take credit cards?" (banks) and "Connect with Shopify" (home internet).
+#[test]
+fn the_sample_libraries_are_not_in_the_background() {
+    let cfg = AssistConfig::default();
+    for (name, kept) in [("faq.toml", 2), ("sanity_bike_faq.toml", 0)] {
+        let text = std::fs::read_to_string(data(name)).unwrap();
+        let c = FaqIndex::background_conflicts(&text, Format::Toml, &cfg).unwrap();
+        println!("{name}: {c:?}");
+        assert_eq!(c.len(), kept, "{name}: {c:?}");
+        assert!(!library_in_background(&c), "{name}: {c:?}");
+    }
 }

@@ -461,3 +461,29 @@ fn proxy_keys_are_checked_naming_the_key() {
     );
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// An FAQ library whose own questions look like the built-in background's off-topic
+/// subjects (an internet provider's) gets a hint to turn it off: a warning, exit 0;
+/// none once the file says `background = false`.
+#[test]
+fn an_faq_library_inside_the_background_gets_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let entries = "[[entry]]\nid = \"wifi\"\nquestions = [\"I forgot the wifi password\", \
+                   \"the router keeps dropping the connection\"]\nanswer = \"See the sticker on the router.\"\n";
+    for (name, faq, hint) in [
+        ("isp", entries.to_owned(), true),
+        ("isp-off", format!("background = false\n{entries}"), false),
+    ] {
+        let file = d.join(format!("{name}.toml"));
+        std::fs::write(&file, faq).unwrap();
+        let extra = format!("[assist]\nfaq = {:?}\n", file.display().to_string());
+        let (code, out, err) = check(d, &format!("{name}-config.toml"), &body(d, &extra));
+        assert_eq!(code, Some(0), "{err}");
+        assert!(out.contains("ok"), "{out:?}");
+        let said = err.contains("warning: assist.faq")
+            && err.contains("background = false")
+            && err.contains("\"wifi\"");
+        assert_eq!(said, hint, "{name}: {err:?}");
+    }
+}
