@@ -243,8 +243,7 @@ pub struct ReactorConfig {
     pub uring_buffer_bytes: u32,
     /// Scheduler slice in microseconds that reactor and worker threads ask of the
     /// kernel (Linux 6.12+ EEVDF: a shorter slice preempts sooner on wakeup); 0 keeps
-    /// the kernel's default (the default: see README, "Chat latency on a shared
-    /// machine", for why it is not on yet). Between 100 and 100,000 when set.
+    /// the kernel's default. Between 100 (the default) and 100,000 when set.
     pub sched_slice_us: u32,
 }
 
@@ -283,7 +282,7 @@ impl Default for ReactorConfig {
             backend: Backend::Epoll,
             uring_buffers: 512,
             uring_buffer_bytes: 8192,
-            sched_slice_us: 0,
+            sched_slice_us: 100,
         }
     }
 }

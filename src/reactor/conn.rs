@@ -117,8 +117,9 @@ pub(crate) struct Conn {
     pub pending: u32,
     /// Output allowed on top of `limits.max_pending_bytes`, in units of
     /// [`ALLOWANCE_UNIT`] bytes: the size of the last HTTP API answer (a file, an
-    /// export), queued whole so that a client reading it is not cut in the middle (0
-    /// for every other connection). A `u16` fits the struct's padding.
+    /// export) or of the largest charged reply (a `HistoryPage`) queued, so that a
+    /// client reading it is not cut in the middle or for a small frame queued behind
+    /// it. Back to 0 when the queue drains. A `u16` fits the struct's padding.
     pub allowance: u16,
     /// The part of `pending` already counted in the output ledger and the reactor's
     /// total (they are brought up to date after each change, see `Core::publish`).

@@ -778,6 +778,8 @@ impl Core {
             }
         }
         let pending = u64::from(c.pending) + data.len() as u64;
+        // A charged page or an HTTP answer still queued widens every frame's bound.
+        let bound = bound.max(c.pending_bound(self.settings.live.max_pending_bytes));
         // Output not yet offered to the kernel may reach twice the bound in one turn
         // (what the kernel then takes does not count against the bound).
         let blocked = c.writable_armed || c.sending > 0;
@@ -1199,10 +1201,12 @@ impl Core {
                 }
             }
         }
-        // Caught up: drop the queue's storage so an idle connection owns nothing.
+        // Caught up: drop the queue's storage so an idle connection owns nothing;
+        // the room a large page or answer had is gone with it.
         c.outq = VecDeque::new();
         c.pending = 0;
         c.head_started = false;
+        c.allowance = 0;
         if c.writable_armed {
             c.writable_armed = false;
             if drv.set_writable(&mut c.stream, t, false).is_err() {
@@ -1365,8 +1369,14 @@ impl Core {
                             continue;
                         };
                         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-                        let bound = self.settings.live.max_pending_bytes.saturating_add(len);
-                        self.write_or_queue(drv, slot, bytes, bound);
+                        let usual = self.settings.live.max_pending_bytes;
+                        // And it keeps that room until the queue drains: the kernel
+                        // taking only part of it, or a reply or event queued behind
+                        // it, must not cut a client that reads.
+                        if let Some(c) = self.conns.get_mut(slot) {
+                            c.allow(c.pending_bound(usual).saturating_sub(usual).max(len));
+                        }
+                        self.write_or_queue(drv, slot, bytes, usual.saturating_add(len));
                     }
                 }
                 Command::Answer { conn, rid, body } => {

@@ -523,7 +523,121 @@ fn a_charged_page_may_pass_the_bound_behind_an_event_queued_since() {
         })
         .unwrap();
     f.core.run_commands(&mut drv, f.now);
+    assert_eq!(
+        f.phase(t),
+        Some(Phase::Established),
+        "a small event behind it fits"
+    );
+    // An uncharged frame past the bound plus the page's room is still cut.
+    f.commands
+        .send(crate::handoff::Command::Send {
+            conn,
+            frame: Bytes::from(vec![4u8; 100 << 10]),
+        })
+        .unwrap();
+    f.core.run_commands(&mut drv, f.now);
     assert_eq!(f.phase(t), Some(Phase::Closing));
+}
+
+/// A page larger than the bound, sent whole to a connection that owed nothing: the
+/// kernel takes part of it (a short send on io_uring, a short `writev` on epoll) and
+/// a small frame is queued behind the rest. Neither is a reason to cut a client that
+/// reads (the slow-reader test's cuts under CPU load); once the queue drains, the
+/// usual bound is back.
+#[test]
+fn a_page_past_the_bound_that_the_kernel_took_part_of_keeps_its_room_until_it_drains() {
+    for batching in [true, false] {
+        let mut drv = Script {
+            batching,
+            room: 44 << 10,
+            ..Script::default()
+        };
+        let mut f = Fixture::new(settings(64 << 10));
+        let t = f.open(&mut drv, ListenerKind::Client);
+        let conn = conn_id(t);
+        let page = Bytes::from(vec![1u8; 120 << 10]);
+        assert!(f.ledger.charge(conn, page.len() as u32));
+        f.commands
+            .send(crate::handoff::Command::SendCharged { conn, frame: page })
+            .unwrap();
+        f.core.run_commands(&mut drv, f.now);
+        f.core.flush_dirty(&mut drv, f.now);
+        if batching {
+            f.core.on_sent(&mut drv, f.now, t, 44 << 10);
+        }
+        assert_eq!(
+            f.phase(t),
+            Some(Phase::Handshake),
+            "batching {batching}: not cut"
+        );
+        assert_eq!(f.ledger.owed(conn), Some(76 << 10));
+        // A Pong or an event behind the rest of the page.
+        let pong = Bytes::from(vec![2u8; 100]);
+        f.commands
+            .send(crate::handoff::Command::Send { conn, frame: pong })
+            .unwrap();
+        f.core.run_commands(&mut drv, f.now);
+        f.core.flush_dirty(&mut drv, f.now);
+        assert_eq!(
+            f.phase(t),
+            Some(Phase::Handshake),
+            "batching {batching}: not cut"
+        );
+        // The rest goes out; the usual bound applies again.
+        drv.room = 1 << 20;
+        if batching {
+            f.core.on_sent(&mut drv, f.now, t, 76 << 10);
+            f.core.on_sent(&mut drv, f.now, t, 100);
+        } else {
+            f.core.on_writable(&mut drv, f.now, t);
+        }
+        assert_eq!(f.ledger.owed(conn), Some(0));
+        drv.room = 0;
+        let slot = f.core.slot_of(t).unwrap();
+        f.core
+            .send(&mut drv, slot, Bytes::from(vec![3u8; 40 << 10]));
+        f.core.flush_dirty(&mut drv, f.now);
+        f.core
+            .send(&mut drv, slot, Bytes::from(vec![4u8; 40 << 10]));
+        assert_eq!(
+            f.phase(t),
+            Some(Phase::Closing),
+            "batching {batching}: 80 KiB of uncharged output is past the bound"
+        );
+    }
+}
+
+/// An io_uring batch that holds a send's completion and input whose echo needs the
+/// room that send freed: handled sends first (as the backend does, and as epoll
+/// handles writability before readability), the echo fits; the other way round the
+/// bytes the kernel already took would still count and cut the connection.
+#[test]
+fn a_send_completion_frees_its_bytes_before_the_same_batchs_input_is_answered() {
+    for sends_first in [true, false] {
+        let mut drv = Script {
+            batching: true,
+            ..Script::default()
+        };
+        let (mut core, t, _peer) = core_with_echo(&mut drv, 100);
+        core.on_data(&mut drv, NOW, t, &[1; 45]);
+        core.flush_dirty(&mut drv, NOW);
+        assert!(core.readable_stream(t).is_some(), "under half the bound");
+        // The batch: the 45 bytes in flight were sent; 60 more bytes arrived.
+        if sends_first {
+            core.on_sent(&mut drv, NOW, t, 45);
+        }
+        core.on_data(&mut drv, NOW, t, &[2; 60]);
+        if !sends_first {
+            core.on_sent(&mut drv, NOW, t, 45);
+        }
+        let phase = core.conns.get(0).map(|c| c.phase);
+        let expected = if sends_first {
+            Phase::Established
+        } else {
+            Phase::Closing
+        };
+        assert_eq!(phase, Some(expected), "sends first: {sends_first}");
+    }
 }
 
 /// The frames queued on a protocol connection, as (kind, status) of each entry that
