@@ -346,6 +346,12 @@ stop_server() {
     SERVER_PID=""
 }
 
+# CPU time of every thread of PID so far, in ns (/proc/PID/task/*/schedstat: exact,
+# unlike the 10 ms ticks of /proc/PID/stat).
+server_cpu_ns() { # PID
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'
+}
+
 # One storm run against one server: NAME WHICH SECS RUN storm-args...
 # Writes $OUT/NAME-WHICH-RUN.json (empty when the run failed) and .err.
 run_case() {
@@ -358,7 +364,8 @@ run_case() {
         echo "   $which server failed to start" >&2
         return 0
     fi
-    local rc=0 ppid=""
+    local rc=0 ppid="" cpu0
+    cpu0="$(server_cpu_ns "$SERVER_PID")"
     if [ "$name" = flood ] && [ -n "${PROFILE:-}" ] && [ "$secs" -gt 5 ]; then
         local window=$((secs - 5))
         case "$PROFILE" in
@@ -374,6 +381,9 @@ run_case() {
         "$STORM" --target "127.0.0.1:$SERVER_PORT" --raw --source-addrs "$SOURCES" \
         --server-pid "$SERVER_PID" --json --quiet "$@" \
         >"$base.json" 2>"$base.err" || rc=$?
+    # The server's CPU over the whole storm run (connects included), for the connect
+    # storm's CPU per connection.
+    echo "$cpu0 $(server_cpu_ns "$SERVER_PID")" >"$base.cpu"
     [ -z "$ppid" ] || wait "$ppid" 2>/dev/null || true
     if [ -f "$base.perf.data" ]; then
         perf report -i "$base.perf.data" --no-children --sort dso --stdio 2>/dev/null |
@@ -501,6 +511,16 @@ def errors(d):
         return sum(v for v in e.values() if isinstance(v, (int, float)))
     return e if isinstance(e, (int, float)) else None
 
+def cpu_per_connection(name, which, run):
+    """The server's CPU (µs) over the storm run per connection storm made."""
+    try:
+        a, b = (int(x) for x in open(os.path.join(out, f"{name}-{which}-{run}.cpu")).read().split())
+    except (OSError, ValueError):
+        return None
+    d = load(name, which, run)
+    n = get(d, "connections") if d else None
+    return (b - a) / 1000 / n if n and b >= a else None
+
 def value(d, path):
     return errors(d) if path == "errors" else get(d, path)
 
@@ -521,6 +541,8 @@ def fmt(v, unit):
 
 def series(name, which, path):
     """The figure of every run, None where a run has no result."""
+    if path == "cpu_per_connection":
+        return [cpu_per_connection(name, which, r) for r in range(1, runs + 1)]
     return [value(load(name, which, r), path) for r in range(1, runs + 1)]
 
 def median(vs):
@@ -553,6 +575,7 @@ ROWS = [
     ("flood", "throughput (MB/s)", "bytes_per_s", "MB/s", "higher"),
     ("flood", "latency p50 (ms)", "latency_us.p50", "ms", "lower"),
     ("flood", "latency p99 (ms)", "latency_us.p99", "ms", "lower"),
+    ("flood", "server CPU per message (µs)", "server_cpu.us_per_message", "", "lower"),
     ("flood", "server peak RSS (MB)", "server_rss.peak_kb", "MB", "lower"),
     ("flood", "errors", "errors", "", "lower"),
     ("pingpong", "messages per s", "messages_per_s", "", "higher"),
@@ -566,6 +589,7 @@ ROWS = [
     ("connect", "connections opened per s", "connect_rate_per_s", "", "higher"),
     ("connect", "connect latency p50 (ms)", "connect_latency_us.p50", "ms", "lower"),
     ("connect", "connect latency p99 (ms)", "connect_latency_us.p99", "ms", "lower"),
+    ("connect", "server CPU per connection (µs)", "cpu_per_connection", "", "lower"),
     ("connect", "server peak RSS (MB)", "server_rss.peak_kb", "MB", "lower"),
     ("connect", "errors", "errors", "", "lower"),
 ]
