@@ -148,17 +148,20 @@ fn the_daemon_sees_the_client_behind(send_proxy: &str) {
     first.send(Kind::Send.as_u8(), 3, &open);
     let conversation = loop {
         let f = first.read_frame(REPLY_TIMEOUT);
-        if let (3, Ok(Msg::Accepted(a))) = (
-            f.header.request_id,
-            Msg::decode(f.header.kind, &f.payload),
-        ) {
+        if let (3, Ok(Msg::Accepted(a))) =
+            (f.header.request_id, Msg::decode(f.header.kind, &f.payload))
+        {
             break a.conversation;
         }
     };
     let recorder = Recorder::default();
     let admin = util::token("boss", "admin");
     let mut api = ApiClient::connect(h.addr, Some(&admin), &recorder);
-    let r = api.call("GET", &format!("/api/v1/conversations/{conversation}"), None);
+    let r = api.call(
+        "GET",
+        &format!("/api/v1/conversations/{conversation}"),
+        None,
+    );
     assert_eq!(r.status, 200, "{:?}", r.json());
     assert_eq!(r.json()["visitor_address"], "127.0.0.5", "{:?}", r.json());
     recorder.validate();

@@ -267,7 +267,8 @@ fn the_visitor_route_refuses_every_class_of_bad_input() {
 
 #[test]
 fn the_assigned_agent_reads_the_card_with_the_visitor_address_as_kept() {
-    let s = Setup::with(|c| c.routing.visitor_address = switchboard::config::VisitorAddress::Masked);
+    let s =
+        Setup::with(|c| c.routing.visitor_address = switchboard::config::VisitorAddress::Masked);
     let (mut vera, _sue, id) = s.served_conversation("hello");
     let path = format!("/api/v1/conversations/{id}");
     // Sue serves it: her own session token reads the card, the address masked to
@@ -286,7 +287,10 @@ fn the_assigned_agent_reads_the_card_with_the_visitor_address_as_kept() {
     // The visitor's own token is not enough, nor for any other route.
     let mut own = s.client_as(&token("vera", "visitor"));
     assert_eq!(own.call("GET", &path, None).status, 403);
-    assert_eq!(own.call("GET", &format!("{path}/messages"), None).status, 403);
+    assert_eq!(
+        own.call("GET", &format!("{path}/messages"), None).status,
+        403
+    );
     // Sue's token reads nothing else of the API.
     let r = s
         .client_as(&crate::util::agent_token("sue", &["support"]))
