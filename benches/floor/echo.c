@@ -35,6 +35,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -255,6 +256,9 @@ int main(int argc, char **argv) {
     conns = calloc(max_fds, sizeof *conns); /* untouched pages cost no RSS */
     if (!conns) die("calloc");
     if (opt_timeout) alarm(opt_timeout); /* SIGALRM's default action ends the process */
+    /* A write to a connection the peer has reset fails with EPIPE (and the connection
+     * is closed) instead of ending the process, as in gnet and the daemon. */
+    signal(SIGPIPE, SIG_IGN);
 
     if (opt_shared) shared_listener = make_listener(0);
     pthread_t th[MAX_THREADS];

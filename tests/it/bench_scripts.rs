@@ -207,6 +207,15 @@ fn the_echo_floor_echoes_every_byte_once_in_order() {
             c.join()
                 .unwrap_or_else(|_| panic!("a client failed ({listen}, {epoll})"));
         }
+        // Clients that write and close without reading what comes back: the server's
+        // writes to them fail (EPIPE once the peer is gone), which closes those
+        // connections and must not end the process (SIGPIPE).
+        for i in 0..40usize {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _ = s.write_all(&pattern(70_000 + i * 7_000, 7));
+            drop(s);
+        }
         // Still serving after the others closed, then stopped by its own handle.
         echo_client(port, pattern(1000, 99));
         assert!(server.try_wait().unwrap().is_none(), "echo exited early");
