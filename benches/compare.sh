@@ -19,7 +19,14 @@
 #               (used when PEERS is not set; neither: PEERS='tokio=default')
 #   WS_PEER_CMD='/path/to/ws-server --port {port}' benches/compare.sh   # the WebSocket peer
 #   WS_ONLY=1 benches/compare.sh    # only the WebSocket part;  TCP_ONLY=1: only the TCP part
+#   SCENARIOS='flood connect pingpong' benches/compare.sh   # only these TCP scenarios, in
+#               this order [idle flood pingpong connect]
 #   STORM_BIN=/path/to/storm benches/compare.sh     # a storm built elsewhere
+#   PROFILE=stat benches/compare.sh   # during each flood, `perf stat -p SERVER` (task-clock,
+#               context switches, system calls) for FLOOD_SECS-5 s from 3 s after the
+#               server started; PROFILE=record: `perf record -g` the same way, with
+#               `perf report` summaries beside the results. perf costs the server CPU:
+#               use the figures of such a run for where time goes, not for the table.
 #
 # What it does:
 #   1. Builds `cargo build --release --workspace --bins` (the daemon and storm, a
@@ -34,9 +41,13 @@
 #        idle      storm --scenario idle --connections 19000 --procs 2 --duration 10
 #        flood     storm --scenario echo --mode flood --size 1024 --connections 1000 --duration 10
 #        pingpong  storm --scenario echo --mode pingpong --rate 1 --connections 10000 --duration 20
+#        connect   storm --scenario connect --connections 15000 --procs 2   (a connect storm:
+#                  as fast as storm can, 1,000 in flight per process; the connections stay
+#                  open until all are made, then storm closes them)
 #      each with --target 127.0.0.1:PORT --raw --source-addrs 127.0.0.2-127.0.0.9
-#      --server-pid PID --json. --quick shrinks them to 2,000 idle (5 s), a 3 s flood
-#      and 2,000 x 1 msg/s for 5 s: a smoke test of the whole procedure, not figures.
+#      --server-pid PID --json. --quick shrinks them to 2,000 idle (5 s), a 3 s flood,
+#      2,000 x 1 msg/s for 5 s and 2,000 connects: a smoke test of the whole procedure,
+#      not figures.
 #      Then the WebSocket part: the same scenarios with `--transport ws` (storm upgrades
 #      each connection, then sends masked binary messages) against our echo listener
 #      with `websocket = true` and the WebSocket peer (WS_PEER_CMD, default
@@ -105,12 +116,29 @@ if [ "$QUICK" = 1 ]; then
     FLOOD_N=1000; FLOOD_SECS=3
     PP_N=2000;    PP_SECS=5
     WS_IDLE_N=2000
+    CONNECT_N=2000
 else
     IDLE_N=19000; IDLE_PROCS=2; IDLE_SECS=10
     FLOOD_N=1000; FLOOD_SECS=10
     PP_N=10000;   PP_SECS=20
     WS_IDLE_N=10000
+    CONNECT_N=15000
 fi
+CONNECT_PROCS=2
+SCENARIOS="${SCENARIOS:-idle flood pingpong connect}"
+case "${PROFILE:-}" in
+    ''|stat|record) ;;
+    *) echo "compare.sh: PROFILE is stat or record: $PROFILE" >&2; exit 2 ;;
+esac
+PERF_EVENTS="task-clock,context-switches,cpu-migrations"
+PERF_EVENTS+="$(printf ',syscalls:sys_enter_%s' read recvfrom readv write writev sendto sendmsg \
+    epoll_wait epoll_pwait epoll_pwait2 epoll_ctl futex accept4 io_uring_enter)"
+for _s in $SCENARIOS; do
+    case "$_s" in
+        idle|flood|pingpong|connect) ;;
+        *) echo "compare.sh: SCENARIOS takes idle, flood, pingpong, connect: $_s" >&2; exit 2 ;;
+    esac
+done
 FLOOD_SIZE=1024
 PP_SIZE=64
 
@@ -318,6 +346,12 @@ stop_server() {
     SERVER_PID=""
 }
 
+# CPU time of every thread of PID so far, in ns (/proc/PID/task/*/schedstat: exact,
+# unlike the 10 ms ticks of /proc/PID/stat).
+server_cpu_ns() { # PID
+    cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%d", s }'
+}
+
 # One storm run against one server: NAME WHICH SECS RUN storm-args...
 # Writes $OUT/NAME-WHICH-RUN.json (empty when the run failed) and .err.
 run_case() {
@@ -330,11 +364,35 @@ run_case() {
         echo "   $which server failed to start" >&2
         return 0
     fi
-    local rc=0
+    local rc=0 ppid="" cpu0
+    cpu0="$(server_cpu_ns "$SERVER_PID")"
+    if [ "$name" = flood ] && [ -n "${PROFILE:-}" ] && [ "$secs" -gt 5 ]; then
+        local window=$((secs - 5))
+        case "$PROFILE" in
+            stat) (sleep 3 && exec perf stat -x, -o "$base.perf" -p "$SERVER_PID" \
+                -e "$PERF_EVENTS" -- sleep "$window") 2>/dev/null & ;;
+            record) (sleep 3 && exec perf record -q -g -o "$base.perf.data" -p "$SERVER_PID" \
+                -- sleep "$window") >/dev/null 2>&1 & ;;
+        esac
+        ppid=$!
+        echo "$window" >"$base.perf-secs"
+    fi
     timeout --kill-after=10 "$((secs + 240))" \
         "$STORM" --target "127.0.0.1:$SERVER_PORT" --raw --source-addrs "$SOURCES" \
         --server-pid "$SERVER_PID" --json --quiet "$@" \
         >"$base.json" 2>"$base.err" || rc=$?
+    # The server's CPU over the whole storm run (connects included), for the connect
+    # storm's CPU per connection.
+    echo "$cpu0 $(server_cpu_ns "$SERVER_PID")" >"$base.cpu"
+    [ -z "$ppid" ] || wait "$ppid" 2>/dev/null || true
+    if [ -f "$base.perf.data" ]; then
+        perf report -i "$base.perf.data" --no-children --sort dso --stdio 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -n 12 >"$base.perf-dso.txt" || true
+        perf report -i "$base.perf.data" --no-children --sort dso,sym --stdio -g none \
+            2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40 >"$base.perf-sym.txt" || true
+        perf report -i "$base.perf.data" --children --sort sym --stdio -g none \
+            2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 40 >"$base.perf-children.txt" || true
+    fi
     stop_server
     if [ "$rc" != 0 ]; then
         echo "   storm exited $rc; last lines of $base.err:" >&2
@@ -360,17 +418,21 @@ fi
 for run in $(seq "$RUNS"); do
     [ "$REPORT_ONLY" = 0 ] || break
     if [ "${WS_ONLY:-0}" != 1 ]; then
-        for which in ours "${PEER_NAMES[@]}"; do
-            run_case idle "$which" "$IDLE_SECS" "$run" --scenario idle --connections "$IDLE_N" \
-                --procs "$IDLE_PROCS" --duration "$IDLE_SECS"
-        done
-        for which in ours "${PEER_NAMES[@]}"; do
-            run_case flood "$which" "$FLOOD_SECS" "$run" --scenario echo --mode flood \
-                --size "$FLOOD_SIZE" --connections "$FLOOD_N" --duration "$FLOOD_SECS"
-        done
-        for which in ours "${PEER_NAMES[@]}"; do
-            run_case pingpong "$which" "$PP_SECS" "$run" --scenario echo --mode pingpong \
-                --rate 1 --size "$PP_SIZE" --connections "$PP_N" --duration "$PP_SECS"
+        for scen in $SCENARIOS; do
+            for which in ours "${PEER_NAMES[@]}"; do
+                case "$scen" in
+                    idle) run_case idle "$which" "$IDLE_SECS" "$run" --scenario idle \
+                        --connections "$IDLE_N" --procs "$IDLE_PROCS" --duration "$IDLE_SECS" ;;
+                    flood) run_case flood "$which" "$FLOOD_SECS" "$run" --scenario echo \
+                        --mode flood --size "$FLOOD_SIZE" --connections "$FLOOD_N" \
+                        --duration "$FLOOD_SECS" ;;
+                    pingpong) run_case pingpong "$which" "$PP_SECS" "$run" --scenario echo \
+                        --mode pingpong --rate 1 --size "$PP_SIZE" --connections "$PP_N" \
+                        --duration "$PP_SECS" ;;
+                    connect) run_case connect "$which" 0 "$run" --scenario connect \
+                        --connections "$CONNECT_N" --procs "$CONNECT_PROCS" ;;
+                esac
+            done
         done
     fi
     if [ "${TCP_ONLY:-0}" != 1 ]; then
@@ -413,7 +475,9 @@ mem="$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
     fi
     echo "- idle: $IDLE_N connections, $IDLE_PROCS client procs, held ${IDLE_SECS} s;" \
         "flood: $FLOOD_N x ${FLOOD_SIZE} B, ${FLOOD_SECS} s;" \
-        "pingpong: $PP_N x 1 msg/s of ${PP_SIZE} B, ${PP_SECS} s"
+        "pingpong: $PP_N x 1 msg/s of ${PP_SIZE} B, ${PP_SECS} s;" \
+        "connect: $CONNECT_N connections, $CONNECT_PROCS client procs"
+    echo "- TCP scenarios run: $SCENARIOS"
     echo "- each scenario $RUNS times, interleaved (ours, then each peer, per round); medians shown"
     echo "- raw results: $OUT"
     echo
@@ -447,6 +511,16 @@ def errors(d):
         return sum(v for v in e.values() if isinstance(v, (int, float)))
     return e if isinstance(e, (int, float)) else None
 
+def cpu_per_connection(name, which, run):
+    """The server's CPU (µs) over the storm run per connection storm made."""
+    try:
+        a, b = (int(x) for x in open(os.path.join(out, f"{name}-{which}-{run}.cpu")).read().split())
+    except (OSError, ValueError):
+        return None
+    d = load(name, which, run)
+    n = get(d, "connections") if d else None
+    return (b - a) / 1000 / n if n and b >= a else None
+
 def value(d, path):
     return errors(d) if path == "errors" else get(d, path)
 
@@ -467,6 +541,8 @@ def fmt(v, unit):
 
 def series(name, which, path):
     """The figure of every run, None where a run has no result."""
+    if path == "cpu_per_connection":
+        return [cpu_per_connection(name, which, r) for r in range(1, runs + 1)]
     return [value(load(name, which, r), path) for r in range(1, runs + 1)]
 
 def median(vs):
@@ -499,6 +575,7 @@ ROWS = [
     ("flood", "throughput (MB/s)", "bytes_per_s", "MB/s", "higher"),
     ("flood", "latency p50 (ms)", "latency_us.p50", "ms", "lower"),
     ("flood", "latency p99 (ms)", "latency_us.p99", "ms", "lower"),
+    ("flood", "server CPU per message (µs)", "server_cpu.us_per_message", "", "lower"),
     ("flood", "server peak RSS (MB)", "server_rss.peak_kb", "MB", "lower"),
     ("flood", "errors", "errors", "", "lower"),
     ("pingpong", "messages per s", "messages_per_s", "", "higher"),
@@ -509,6 +586,12 @@ ROWS = [
     ("pingpong", "latency max (ms)", "latency_us.max", "ms", "lower"),
     ("pingpong", "server peak RSS (MB)", "server_rss.peak_kb", "MB", "lower"),
     ("pingpong", "errors", "errors", "", "lower"),
+    ("connect", "connections opened per s", "connect_rate_per_s", "", "higher"),
+    ("connect", "connect latency p50 (ms)", "connect_latency_us.p50", "ms", "lower"),
+    ("connect", "connect latency p99 (ms)", "connect_latency_us.p99", "ms", "lower"),
+    ("connect", "server CPU per connection (µs)", "cpu_per_connection", "", "lower"),
+    ("connect", "server peak RSS (MB)", "server_rss.peak_kb", "MB", "lower"),
+    ("connect", "errors", "errors", "", "lower"),
 ]
 
 missing = []
@@ -517,14 +600,19 @@ def note_missing(name, which):
         if load(name, which, r) is None and (name, which, r) not in missing:
             missing.append((name, which, r))
 
-tcp_ran = any(load(scen, w, r) is not None for scen in ("idle", "flood", "pingpong")
+tcp_ran = any(load(scen, w, r) is not None for scen in ("idle", "flood", "pingpong", "connect")
               for w in ["ours"] + peers for r in range(1, runs + 1))
 if tcp_ran:
     head = "| scenario | figure | ours | " + " | ".join(peers) + " | " + \
         " | ".join(f"ours / {p}" for p in peers) + " | better |"
     print(head)
     print("|---|---|---:|" + "---:|" * (2 * len(peers)) + "---|")
+    ran = {scen for scen in ("idle", "flood", "pingpong", "connect")
+           if any(load(scen, w, r) is not None for w in ["ours"] + peers
+                  for r in range(1, runs + 1))}
     for scen, label, path, unit, better in ROWS:
+        if scen not in ran:
+            continue
         ours = series(scen, "ours", path)
         note_missing(scen, "ours")
         cols, ratios = [], []
@@ -549,6 +637,8 @@ if any(load(f"ws-{s}", w, r) is not None for s in ("idle", "flood", "pingpong")
     print("| WebSocket | figure | ours (WS) | ours (TCP) | peer | peer 4 KiB | ours / peer | ours / peer 4 KiB | better |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---|")
     for scen, label, path, unit, better in ROWS:
+        if scen == "connect":
+            continue  # the WebSocket part has no connect storm of its own
         wscen = f"ws-{scen}"
         vals = {w: series(wscen, w, path) for w in WS_COLS}
         for w in WS_COLS:
@@ -562,6 +652,42 @@ if any(load(f"ws-{s}", w, r) is not None for s in ("idle", "flood", "pingpong")
     print()
     print("WebSocket rows: storm --transport ws (binary messages); ours (TCP) is a plain echo")
     print("connection on the same listener type at the same count, for idle only.")
+# PROFILE=stat: the servers' CPU and system calls per echoed message during the flood.
+stats = []
+for which in ["ours"] + peers:
+    for r in range(1, runs + 1):
+        base = os.path.join(out, f"flood-{which}-{r}")
+        try:
+            lines = open(base + ".perf").read().splitlines()
+            secs = float(open(base + ".perf-secs").read())
+        except (OSError, ValueError):
+            continue
+        counts = {}
+        for line in lines:
+            f = line.split(",")
+            if len(f) > 2 and f[0].replace(".", "", 1).isdigit():
+                counts[f[2]] = float(f[0])
+        d = load("flood", which, r)
+        rate = get(d, "messages_per_s") if d else None
+        if not counts or not rate:
+            continue
+        stats.append((which, r, secs, rate, counts))
+if stats:
+    print()
+    print("| flood, perf stat | run | msg/s (this run) | CPU µs per msg | cores busy | context switches per 1,000 msgs | system calls per 1,000 msgs |")
+    print("|---|---:|---:|---:|---:|---:|---|")
+    for which, r, secs, rate, counts in stats:
+        msgs = rate * secs
+        cpu_ms = counts.get("task-clock", 0.0)           # msec
+        sc = {k[len("syscalls:sys_enter_"):]: v for k, v in counts.items()
+              if k.startswith("syscalls:sys_enter_") and v > 0}
+        calls = ", ".join(f"{k} {v * 1000 / msgs:.0f}" for k, v in
+                          sorted(sc.items(), key=lambda kv: -kv[1]))
+        print(f"| {which} | {r} | {rate:,.0f} | {cpu_ms * 1000 / msgs:.2f} | {cpu_ms / 1000 / secs:.2f} | "
+              f"{counts.get('context-switches', 0) * 1000 / msgs:.2f} | {calls} |")
+    print()
+    print("perf stat -p SERVER for the seconds shown in *.perf-secs inside each flood; messages are")
+    print("that run's msg/s times those seconds. perf slows the server: these runs are not in the table.")
 for scen, which, r in missing:
     print(f"NOTE: no result for {scen} on {which}, run {r}: see {out}/{scen}-{which}-{r}.err")
 PY

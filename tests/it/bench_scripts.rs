@@ -1,10 +1,12 @@
 //! The benchmark tools that README figures come from: the chat floor's C programs
 //! (`benches/floor`, built with the system C compiler, which linking Rust needs
-//! anyway) relay every message of a small run in both modes, and `benches/compare.sh`
-//! refuses a malformed `PEERS` before it starts anything.
+//! anyway) relay every message of a small run in both modes, the echo floor's server
+//! echoes every byte once and in order in each of its variants, and
+//! `benches/compare.sh` refuses a malformed `PEERS` or `SCENARIOS` before it starts
+//! anything.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -117,6 +119,126 @@ fn the_chat_floor_relays_every_message_in_both_modes() {
         let wakes = n(&relay, "eventfd_writes");
         assert_eq!(wakes > 0, mode == "handoff", "{mode}: {relay}");
     }
+}
+
+/// Bytes that do not repeat with any short period (so a dropped, doubled or reordered
+/// chunk cannot compare equal): a 64-bit LCG's high bytes.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+/// One client of the echo floor: writes `data` in chunks of varying size (up to 192 KiB,
+/// more than the server's 64 KiB read, so its output backs up) on one thread while
+/// this one reads, then half-closes and expects exactly `data` back, then end of stream.
+fn echo_client(port: u16, data: Vec<u8>) {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sent = data.clone();
+    let send = std::thread::spawn(move || {
+        let mut at = 0;
+        let mut step = 1usize;
+        while at < sent.len() {
+            step = (step * 7 + 13) % (192 * 1024) + 1;
+            let end = (at + step).min(sent.len());
+            writer.write_all(&sent[at..end]).unwrap();
+            at = end;
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::with_capacity(data.len());
+    let mut reader = stream;
+    reader.read_to_end(&mut back).unwrap();
+    send.join().unwrap();
+    assert_eq!(back.len(), data.len(), "every byte echoed, once");
+    assert!(back == data, "echoed in order");
+}
+
+#[test]
+fn the_echo_floor_echoes_every_byte_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build_floor(dir.path());
+    for (listen, epoll) in [
+        ("reuseport", "et"),
+        ("reuseport", "lt"),
+        ("shared", "et"),
+        ("shared", "lt"),
+    ] {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Command::new(bin.join("echo"))
+            .args(["--port", &port.to_string(), "--threads", "2"])
+            .args(["--listen", listen, "--epoll", epoll, "--timeout", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It says so once every listener listens.
+        let mut err = BufReader::new(server.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("listening") {
+            line.clear();
+            assert!(
+                err.read_line(&mut line).unwrap() > 0,
+                "echo exited before listening ({listen}, {epoll})"
+            );
+        }
+        // Eight clients at once (both threads busy), 1 to 3 MiB each.
+        let clients: Vec<_> = (0..8u64)
+            .map(|i| {
+                let data = pattern((1 + i as usize % 3) << 20, i + 1);
+                std::thread::spawn(move || echo_client(port, data))
+            })
+            .collect();
+        for c in clients {
+            c.join()
+                .unwrap_or_else(|_| panic!("a client failed ({listen}, {epoll})"));
+        }
+        // Clients that write and close without reading what comes back: the server's
+        // writes to them fail (EPIPE once the peer is gone), which closes those
+        // connections and must not end the process (SIGPIPE).
+        for i in 0..40usize {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _ = s.write_all(&pattern(70_000 + i * 7_000, 7));
+            drop(s);
+        }
+        // Still serving after the others closed, then stopped by its own handle.
+        echo_client(port, pattern(1000, 99));
+        assert!(server.try_wait().unwrap().is_none(), "echo exited early");
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+}
+
+#[test]
+fn compare_refuses_unknown_scenarios_before_starting_anything() {
+    let out = Command::new("bash")
+        .arg(root().join("benches/compare.sh"))
+        .arg("--no-build")
+        .env("PEERS", "a=/bin/x {port}")
+        .env("SCENARIOS", "flood storm")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait_output(out, Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("SCENARIOS takes"), "{stderr}");
 }
 
 #[test]
