@@ -32,6 +32,8 @@ pub fn fuzz_config() -> Option<Arc<ServerConfig>> {
         .with_single_cert(chain, key)
         .ok()?;
     config.alpn_protocols = super::ALPN.iter().map(|p| p.to_vec()).collect();
+    // After the handshake the keys move to our record layer (`records`).
+    config.enable_secret_extraction = true;
     Some(Arc::new(config))
 }
 

@@ -11,6 +11,7 @@
 pub(crate) mod certs;
 #[doc(hidden)]
 pub mod fuzz_feed;
+pub(crate) mod records;
 pub(crate) mod session;
 
 pub(crate) use certs::TlsServer;
