@@ -490,7 +490,7 @@ impl Traffic {
         if self.tls13 {
             out.push(u8::from(typ));
         }
-        let tag = if self.tls13 {
+        let sealed = if self.tls13 {
             let (head, body) = out.split_at_mut(body);
             let header = head.get(start..start + HEADER).unwrap_or_default();
             key.seal_in_place_separate_tag(nonce_of(nonce), aead::Aad::from(header), body)
@@ -498,8 +498,12 @@ impl Traffic {
             let aad = tls12_aad(seq, u8::from(typ), payload.len());
             let body = out.get_mut(body..).unwrap_or_default();
             key.seal_in_place_separate_tag(nonce_of(nonce), aead::Aad::from(aad), body)
-        }
-        .map_err(|_| Error::EncryptError)?;
+        };
+        let Ok(tag) = sealed else {
+            // No plaintext may stay behind in the output.
+            out.truncate(start);
+            return Err(Error::EncryptError);
+        };
         out.extend_from_slice(tag.as_ref());
         Ok(())
     }

@@ -77,8 +77,6 @@ enum Stage {
 /// A connection's TLS state.
 pub(crate) struct TlsSession {
     stage: Stage,
-    /// The negotiated version, once established.
-    version: Option<&'static str>,
     /// The start of a record that has not fully arrived; empty (unallocated)
     /// between records.
     partial: Vec<u8>,
@@ -108,7 +106,6 @@ impl TlsSession {
     pub fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
         Ok(Self {
             stage: Stage::Handshake(Box::new(UnbufferedServerConnection::new(config)?)),
-            version: None,
             partial: Vec::new(),
             held: Vec::new(),
             finished: false,
@@ -120,7 +117,8 @@ impl TlsSession {
     pub fn version(&self) -> Option<&'static str> {
         match &self.stage {
             Stage::Handshake(conn) => version_name(conn.protocol_version()?),
-            _ => self.version,
+            Stage::Traffic(t) => Some(if t.tls13() { "1.3" } else { "1.2" }),
+            Stage::Gone => None,
         }
     }
 
@@ -208,7 +206,6 @@ impl TlsSession {
         let Stage::Handshake(conn) = std::mem::replace(&mut self.stage, Stage::Gone) else {
             return Ok(());
         };
-        self.version = conn.protocol_version().and_then(version_name);
         let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
         self.stage = Stage::Traffic(Traffic::new(secrets, kernel)?);
         Ok(())
