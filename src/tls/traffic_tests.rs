@@ -451,7 +451,7 @@ fn the_confidentiality_limit_closes_tls12_cleanly() {
         }
     };
     assert!(matches!(err, TlsFailure::KeyLimit), "{err}");
-    assert!(sent >= 1 && sent < 6, "{sent}");
+    assert!((1..6).contains(&sent), "{sent}");
     assert_eq!(client_reads(&mut c).len(), sent * 4);
     // close_notify still fits under the limit, and reads as a clean end.
     let alert = s.close_notify().unwrap();
