@@ -88,6 +88,7 @@ impl Ca {
     }
 
     /// A client config offering only `version` and `suites` (ALPN `switchboard/1`).
+    #[allow(deprecated)] // ring's provider: the daemon's, no post-quantum group
     pub fn client_only(
         &self,
         version: &'static rustls::SupportedProtocolVersion,
