@@ -273,6 +273,42 @@ mod tests {
         assert_eq!(feed(&config, &[0x16, 3, 1, 0x01, 0x00, 1], 2), Ok(false));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Any pieces (sealed records of any content type, raw bytes) after a
+        /// handshake, in reads of any size: the invariants `feed_traffic` checks.
+        #[test]
+        fn any_records_after_a_handshake_keep_the_invariants(
+            variant in 0u8..4,
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            cut in 0usize..40,
+        ) {
+            let config = fuzz_config().unwrap();
+            let r = feed_traffic(&config, variant, &data, cut);
+            proptest::prop_assert!(r.is_ok(), "{:?}", r);
+        }
+
+        /// Application data in records of any size, read in pieces of any size,
+        /// decrypts to exactly what was sent, with no failure.
+        #[test]
+        fn sealed_data_decrypts_to_what_was_sent(
+            variant in 0u8..4,
+            pieces in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..255), 0..12),
+            cut in 0usize..40,
+        ) {
+            let config = fuzz_config().unwrap();
+            let mut data = Vec::new();
+            for p in &pieces {
+                data.push(23);
+                data.push(p.len() as u8);
+                data.extend_from_slice(p);
+            }
+            proptest::prop_assert_eq!(feed_traffic(&config, variant, &data, cut), Ok(false));
+        }
+    }
+
     #[test]
     fn the_post_handshake_fuzz_entry_runs() {
         let config = fuzz_config().expect("the fuzz certificate loads");
