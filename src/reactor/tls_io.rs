@@ -148,6 +148,18 @@ impl Core {
         }
         match tls.seal(data) {
             Ok(records) => records,
+            Err(TlsFailure::KeyLimit) if closing => None,
+            Err(e @ TlsFailure::KeyLimit) => {
+                // TLS 1.2 near its key's confidentiality limit: the session still
+                // sends close_notify (`close_with` queues it), nothing else.
+                self.stats().tls.count_failure(e.reason());
+                tracing::info!(
+                    reactor = self.id,
+                    "TLS 1.2 key reached its confidentiality limit; closing"
+                );
+                self.close_with(drv, slot, CloseReason::TlsError, None);
+                None
+            }
             Err(e) => {
                 self.tls_failed(drv, slot, &e);
                 None

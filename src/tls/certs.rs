@@ -117,6 +117,8 @@ impl TlsServer {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SniResolver { entries }));
         config.alpn_protocols = super::ALPN.iter().map(|p| p.to_vec()).collect();
+        // After the handshake the keys move to our record layer (`records`).
+        config.enable_secret_extraction = true;
         // Resumption by stateless tickets (encrypted with keys rotated every 6 hours,
         // per process): a returning client resumes without the server keeping
         // anything per client, however many there are.

@@ -1,6 +1,7 @@
 //! The entry of the `tls_records` fuzz target (`fuzz/fuzz_targets/tls_records.rs`):
 //! arbitrary bytes, cut into reads, fed to a server session as a client would send
-//! them. A throwaway self-signed P-256 certificate (`fuzz_cert/`, made for this and
+//! them ([`feed`]), or, after a handshake driven in memory, records sealed with the
+//! client's keys for the post-handshake record layer ([`feed_traffic`]). A throwaway self-signed P-256 certificate (`fuzz_cert/`, made for this and
 //! nothing else) stands for the operator's.
 
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub fn fuzz_config() -> Option<Arc<ServerConfig>> {
         .with_single_cert(chain, key)
         .ok()?;
     config.alpn_protocols = super::ALPN.iter().map(|p| p.to_vec()).collect();
+    // After the handshake the keys move to our record layer (`records`).
+    config.enable_secret_extraction = true;
     Some(Arc::new(config))
 }
 
@@ -62,6 +65,135 @@ pub fn feed(config: &Arc<ServerConfig>, data: &[u8], cut: usize) -> Result<bool,
         return Err("plaintext without a handshake".into());
     }
     Ok(false)
+}
+
+/// Feeds `data` to a session whose handshake was driven in memory by a rustls
+/// client (`variant`: TLS 1.3 or 1.2, AES-GCM or ChaCha20-Poly1305), so the
+/// bytes meet our post-handshake record layer. `data` is a list of pieces
+/// `[kind, len, payload..]`: kind < 0x80 is a record of content type `kind`
+/// sealed with the client's keys (so it authenticates), kind ≥ 0x80 raw bytes.
+/// Reads are `cut` bytes (0: all at once). Checks no panic, never more than a
+/// record kept, no output after a failure, and, when every piece was sealed
+/// application data, exactly that data decrypted. Returns whether it failed.
+pub fn feed_traffic(
+    config: &Arc<ServerConfig>,
+    variant: u8,
+    data: &[u8],
+    cut: usize,
+) -> Result<bool, String> {
+    use rustls::ContentType;
+    use rustls::crypto::ring::cipher_suite as cs;
+    let (tls13, suite) = match variant % 4 {
+        0 => (true, cs::TLS13_AES_128_GCM_SHA256),
+        1 => (true, cs::TLS13_CHACHA20_POLY1305_SHA256),
+        2 => (false, cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+        _ => (false, cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+    };
+    let (mut s, client) = connect(config, tls13, suite)?;
+    #[allow(deprecated)]
+    let secrets = client
+        .dangerous_extract_secrets()
+        .map_err(|e| e.to_string())?;
+    let mut end = super::records::Traffic::client_end(secrets, tls13).map_err(|e| e.to_string())?;
+    let key = end.tx_key().map_err(|e| e.to_string())?;
+    let mut stream = Vec::new();
+    let mut want = Vec::new();
+    let mut only_data = true;
+    let mut rest = data;
+    while let [kind, len, tail @ ..] = rest {
+        let (payload, tail) = tail.split_at(usize::from(*len).min(tail.len()));
+        rest = tail;
+        if *kind >= 0x80 {
+            only_data = false;
+            stream.extend_from_slice(payload);
+            continue;
+        }
+        let typ = ContentType::from(*kind);
+        if typ == ContentType::ApplicationData {
+            want.extend_from_slice(payload);
+        } else {
+            only_data = false;
+        }
+        end.seal_record(&key, typ, payload, &mut stream)
+            .map_err(|e| e.to_string())?;
+    }
+    let (mut scratch, mut plain, mut wire) = (Vec::new(), Vec::new(), Vec::new());
+    let step = if cut == 0 { stream.len().max(1) } else { cut };
+    for chunk in stream.chunks(step) {
+        match s.read(chunk, &mut scratch, &mut plain, &mut wire) {
+            Ok(_) => {
+                if s.kept() > MAX_KEPT {
+                    return Err(format!("{} bytes kept between reads", s.kept()));
+                }
+            }
+            Err(_) => {
+                if s.seal(b"after").map_err(|e| e.to_string())?.is_some() {
+                    return Err("output after a failure".into());
+                }
+                return Ok(true);
+            }
+        }
+    }
+    if only_data && plain != want {
+        return Err("decrypted data differs from what was sent".into());
+    }
+    s.seal(b"reply").map_err(|e| e.to_string())?;
+    Ok(false)
+}
+
+/// A session and a rustls client (keys extractable) after a full handshake in
+/// memory.
+fn connect(
+    config: &Arc<ServerConfig>,
+    tls13: bool,
+    suite: rustls::SupportedCipherSuite,
+) -> Result<(TlsSession, rustls::ClientConnection), String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(CERT) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![suite],
+        ..super::certs::provider()
+    };
+    let version: &[&rustls::SupportedProtocolVersion] = if tls13 {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS12]
+    };
+    let mut client_config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(version)
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client_config.enable_secret_extraction = true;
+    client_config.resumption = rustls::client::Resumption::disabled();
+    let name =
+        rustls::pki_types::ServerName::try_from("fuzz.invalid").map_err(|e| e.to_string())?;
+    let mut c =
+        rustls::ClientConnection::new(Arc::new(client_config), name).map_err(|e| e.to_string())?;
+    let mut s = TlsSession::new(config.clone()).map_err(|e| e.to_string())?;
+    let (mut scratch, mut plain, mut wire) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..4 {
+        let mut out = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut out).map_err(|e| e.to_string())?;
+        }
+        wire.clear();
+        s.read(&out, &mut scratch, &mut plain, &mut wire)
+            .map_err(|e| e.to_string())?;
+        let mut rd = &wire[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).map_err(|e| e.to_string())?;
+            c.process_new_packets().map_err(|e| e.to_string())?;
+        }
+    }
+    if !s.established() || c.is_handshaking() {
+        return Err("handshake did not complete".into());
+    }
+    Ok((s, c))
 }
 
 /// Heap bytes one established TLS 1.3 session holds, averaged over `n` sessions
@@ -139,5 +271,61 @@ mod tests {
         );
         // A partial ClientHello is kept, not failed.
         assert_eq!(feed(&config, &[0x16, 3, 1, 0x01, 0x00, 1], 2), Ok(false));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Any pieces (sealed records of any content type, raw bytes) after a
+        /// handshake, in reads of any size: the invariants `feed_traffic` checks.
+        #[test]
+        fn any_records_after_a_handshake_keep_the_invariants(
+            variant in 0u8..4,
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            cut in 0usize..40,
+        ) {
+            let config = fuzz_config().unwrap();
+            let r = feed_traffic(&config, variant, &data, cut);
+            proptest::prop_assert!(r.is_ok(), "{:?}", r);
+        }
+
+        /// Application data in records of any size, read in pieces of any size,
+        /// decrypts to exactly what was sent, with no failure.
+        #[test]
+        fn sealed_data_decrypts_to_what_was_sent(
+            variant in 0u8..4,
+            pieces in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..255), 0..12),
+            cut in 0usize..40,
+        ) {
+            let config = fuzz_config().unwrap();
+            let mut data = Vec::new();
+            for p in &pieces {
+                data.push(23);
+                data.push(p.len() as u8);
+                data.extend_from_slice(p);
+            }
+            proptest::prop_assert_eq!(feed_traffic(&config, variant, &data, cut), Ok(false));
+        }
+    }
+
+    #[test]
+    fn the_post_handshake_fuzz_entry_runs() {
+        let config = fuzz_config().expect("the fuzz certificate loads");
+        for variant in 0..4 {
+            // Application data in two records, read 3 bytes at a time.
+            let data = [23, 2, b'h', b'i', 23, 1, b'!'];
+            assert_eq!(feed_traffic(&config, variant, &data, 3), Ok(false));
+            // A handshake message after the handshake fails the session.
+            let data = [22, 5, 4, 0, 0, 1, 0];
+            assert_eq!(feed_traffic(&config, variant, &data, 0), Ok(true));
+            // Raw bytes that do not authenticate.
+            let data = [0x80, 6, 0x17, 3, 3, 0, 1, 0];
+            assert_eq!(feed_traffic(&config, variant, &data, 1), Ok(true));
+        }
+        // A KeyUpdate (TLS 1.3): later records under the old key then fail.
+        let data = [22, 5, 24, 0, 0, 1, 0, 23, 1, b'x'];
+        assert_eq!(feed_traffic(&config, 0, &data, 0), Ok(true));
+        assert_eq!(feed_traffic(&config, 0, &data[..7], 0), Ok(false));
     }
 }

@@ -5,12 +5,15 @@
 //! - [`certs`]: the certificates from PEM files, SNI by each certificate's
 //!   subjectAltName, their expiry; the rustls `ServerConfig` (TLS 1.2 and 1.3 only,
 //!   the Mozilla "intermediate" suites, ALPN `switchboard/1` and `http/1.1`).
-//! - [`session`]: one connection's TLS state, sans-IO over rustls' unbuffered API,
-//!   so an idle connection keeps no record or plaintext buffer.
+//! - [`session`]: one connection's TLS state, sans-IO: the handshake over rustls'
+//!   unbuffered API, so an idle connection keeps no record or plaintext buffer.
+//! - [`records`]: the record layer after the handshake, on the traffic keys rustls
+//!   hands over (its connection is dropped), so an idle connection keeps only keys.
 
 pub(crate) mod certs;
 #[doc(hidden)]
 pub mod fuzz_feed;
+pub(crate) mod records;
 pub(crate) mod session;
 
 pub(crate) use certs::TlsServer;

@@ -1,9 +1,11 @@
-//! One connection's TLS, sans-IO, over rustls' unbuffered API: the reactor hands
-//! in what it read and gets back the handshake bytes to send and the plaintext to
-//! process; it hands in plaintext to send and gets back records. Between records
-//! nothing is buffered: a partly arrived record is kept (bounded by the record
-//! size) until the rest comes, decryption happens in the reactor's scratch buffer,
-//! and output is encrypted straight into the `Bytes` the connection queues.
+//! One connection's TLS, sans-IO: the handshake over rustls' unbuffered API, then
+//! the record layer of [`super::records`] with the raw traffic keys (rustls'
+//! connection is dropped). The reactor hands in what it read and gets back the
+//! handshake bytes to send and the plaintext to process; it hands in plaintext to
+//! send and gets back records. Between records nothing is buffered: a partly
+//! arrived record is kept (bounded by the record size) until the rest comes,
+//! decryption happens in place in the reactor's scratch buffer, and output is
+//! encrypted straight into the `Bytes` the connection queues.
 
 use std::sync::Arc;
 
@@ -11,6 +13,8 @@ use bytes::Bytes;
 use rustls::ServerConfig;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+
+use super::records::{Fatal, SealRefused, Traffic};
 
 /// Per-record expansion reserved when encrypting (header, explicit nonce, tag,
 /// content type); rustls says so if more is needed.
@@ -42,6 +46,10 @@ pub(crate) enum TlsFailure {
     /// The record layer cannot encrypt any more (sequence numbers exhausted).
     #[error("cannot encrypt: {0}")]
     Encrypt(String),
+    /// A TLS 1.2 key reached its confidentiality limit: close_notify is all that
+    /// may still be sent (TLS 1.3 moves to a new key instead).
+    #[error("the key reached its confidentiality limit")]
+    KeyLimit,
 }
 
 impl TlsFailure {
@@ -49,14 +57,26 @@ impl TlsFailure {
     pub fn reason(&self) -> usize {
         match self {
             Self::Protocol(e) => super::failure_reason(e),
-            Self::TooEarly | Self::Encrypt(_) => super::FAILURE_REASONS.len() - 1,
+            Self::TooEarly | Self::Encrypt(_) | Self::KeyLimit => super::FAILURE_REASONS.len() - 1,
         }
     }
 }
 
+/// Where a session is.
+enum Stage {
+    /// rustls runs the handshake (boxed: it is most of a session's memory, and
+    /// goes once the handshake is done).
+    Handshake(Box<UnbufferedServerConnection>),
+    /// Our record layer runs on the extracted keys.
+    Traffic(Traffic),
+    /// The handshake finished but its keys could not be taken over (the session
+    /// failed).
+    Gone,
+}
+
 /// A connection's TLS state.
 pub(crate) struct TlsSession {
-    conn: UnbufferedServerConnection,
+    stage: Stage,
     /// The start of a record that has not fully arrived; empty (unallocated)
     /// between records.
     partial: Vec<u8>,
@@ -85,7 +105,7 @@ impl TlsSession {
     /// A session that will answer a ClientHello with `config`.
     pub fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
         Ok(Self {
-            conn: UnbufferedServerConnection::new(config)?,
+            stage: Stage::Handshake(Box::new(UnbufferedServerConnection::new(config)?)),
             partial: Vec::new(),
             held: Vec::new(),
             finished: false,
@@ -95,10 +115,10 @@ impl TlsSession {
 
     /// The negotiated protocol version (`"1.2"`, `"1.3"`) once established.
     pub fn version(&self) -> Option<&'static str> {
-        match self.conn.protocol_version()? {
-            rustls::ProtocolVersion::TLSv1_3 => Some("1.3"),
-            rustls::ProtocolVersion::TLSv1_2 => Some("1.2"),
-            _ => None,
+        match &self.stage {
+            Stage::Handshake(conn) => version_name(conn.protocol_version()?),
+            Stage::Traffic(t) => Some(if t.tls13() { "1.3" } else { "1.2" }),
+            Stage::Gone => None,
         }
     }
 
@@ -132,71 +152,38 @@ impl TlsSession {
         scratch.extend_from_slice(data);
         self.partial = Vec::new();
         let mut start = 0;
-        let result = loop {
-            let Some(buf) = scratch.get_mut(start..) else {
-                break Ok(());
-            };
-            let UnbufferedStatus { mut discard, state } = self.conn.process_tls_records(buf);
-            let state = match state {
-                Ok(s) => s,
+        if let Stage::Handshake(conn) = &mut self.stage {
+            match handshake(conn, scratch, &mut start, plain, wire, &mut out) {
                 Err(e) => {
-                    start += discard;
-                    break Err(e);
+                    self.fail(wire);
+                    return Err(e.into());
                 }
-            };
-            let stop = match state {
-                ConnectionState::ReadTraffic(mut r) => {
-                    let mut failed = None;
-                    while let Some(rec) = r.next_record() {
-                        match rec {
-                            Ok(rec) => {
-                                discard += rec.discard;
-                                plain.extend_from_slice(rec.payload);
-                            }
-                            Err(e) => {
-                                failed = Some(e);
-                                break;
-                            }
-                        }
+                Ok(true) => {
+                    out.handshake_done = true;
+                    if let Err(e) = self.take_keys() {
+                        self.fail(wire);
+                        return Err(e.into());
                     }
-                    if let Some(e) = failed {
-                        start += discard;
-                        break Err(e);
-                    }
-                    false
                 }
-                ConnectionState::EncodeTlsData(mut e) => {
-                    encode_into(wire, |buf| e.encode(buf));
-                    false
-                }
-                ConnectionState::TransmitTlsData(t) => {
-                    // The caller sends `wire` before anything encrypted later.
-                    t.done();
-                    false
-                }
-                ConnectionState::PeerClosed => {
-                    out.peer_closed = true;
-                    false
-                }
-                ConnectionState::WriteTraffic(_) => {
-                    if !self.established {
-                        self.established = true;
-                        out.handshake_done = true;
-                    }
-                    true
-                }
-                // BlockedHandshake (more input needed), Closed, early data (not
-                // enabled) and anything newer.
-                _ => true,
-            };
-            start += discard;
-            if stop {
-                break Ok(());
+                Ok(false) => {}
             }
-        };
-        if let Err(e) = result {
-            self.fail(wire);
-            return Err(e.into());
+        }
+        if let Stage::Traffic(t) = &mut self.stage {
+            let rest = scratch.get_mut(start..).unwrap_or_default();
+            match t.open(rest, plain, wire) {
+                Ok(opened) => {
+                    start += opened.consumed;
+                    out.peer_closed |= opened.peer_closed;
+                }
+                Err(Fatal { error, alert }) => {
+                    if let Some(alert) = alert {
+                        t.seal_alert(alert, true, wire);
+                    }
+                    self.finished = true;
+                    self.held = Vec::new();
+                    return Err(error.into());
+                }
+            }
         }
         if let Some(rest) = scratch.get(start..)
             && !rest.is_empty()
@@ -212,14 +199,29 @@ impl TlsSession {
         Ok(out)
     }
 
+    /// The handshake is done: rustls' connection gives up its traffic keys and is
+    /// dropped; our record layer takes over at the sequence numbers it reached.
+    fn take_keys(&mut self) -> Result<(), rustls::Error> {
+        self.established = true;
+        let Stage::Handshake(conn) = std::mem::replace(&mut self.stage, Stage::Gone) else {
+            return Ok(());
+        };
+        let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
+        self.stage = Stage::Traffic(Traffic::new(secrets, kernel)?);
+        Ok(())
+    }
+
     /// Stops output after a failure: the alert rustls queued goes to `wire`.
     fn fail(&mut self, wire: &mut Vec<u8>) {
         self.finished = true;
         self.held = Vec::new();
         self.partial = Vec::new();
+        let Stage::Handshake(conn) = &mut self.stage else {
+            return;
+        };
         // The alert is queued ahead of everything else; a few rounds at most.
         for _ in 0..4 {
-            match self.conn.process_tls_records(&mut []).state {
+            match conn.process_tls_records(&mut []).state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
                     encode_into(wire, |buf| e.encode(buf));
                 }
@@ -235,12 +237,26 @@ impl TlsSession {
         if self.finished {
             return Ok(None);
         }
+        let conn = match &mut self.stage {
+            Stage::Handshake(conn) => conn,
+            Stage::Traffic(t) => {
+                let mut out = Vec::with_capacity(data.len() + 64);
+                return match t.seal(data, &mut out) {
+                    Ok(()) => Ok(Some(Bytes::from(out))),
+                    Err(SealRefused::Limit) => Err(TlsFailure::KeyLimit),
+                    Err(SealRefused::Broken) => {
+                        self.finished = true;
+                        Err(TlsFailure::Encrypt("sequence numbers exhausted".into()))
+                    }
+                };
+            }
+            Stage::Gone => return Ok(None),
+        };
         let mut out = Vec::new();
-        // Handshake messages rustls still has to send (a key update answer)
-        // precede the data; a few rounds at most.
+        // Handshake messages rustls still has to send precede the data; a few
+        // rounds at most.
         for _ in 0..8 {
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut self.partial);
+            let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.partial);
             // Only whole records are ever consumed, and `partial` holds none: a
             // discard here would be a bug, and what it covers is dropped below.
             let step = match state {
@@ -253,6 +269,8 @@ impl TlsSession {
                     None
                 }
                 Ok(ConnectionState::WriteTraffic(mut w)) => {
+                    // Not reached in practice: `read` hands over to our record
+                    // layer as soon as rustls allows traffic.
                     let at = out.len();
                     let need = data.len() + (data.len() / 16_384 + 1) * RECORD_OVERHEAD;
                     out.resize(at + need, 0);
@@ -291,19 +309,25 @@ impl TlsSession {
     /// The close_notify alert, once (`None`: the session takes no more output or
     /// the handshake never completed).
     pub fn close_notify(&mut self) -> Option<Bytes> {
-        if self.finished || !self.established {
-            self.finished = true;
-            return None;
-        }
-        self.finished = true;
-        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.partial);
-        let Ok(ConnectionState::WriteTraffic(mut w)) = state else {
+        let done = std::mem::replace(&mut self.finished, true);
+        let Stage::Traffic(t) = &mut self.stage else {
             return None;
         };
-        let mut out = vec![0; 64];
-        let n = w.queue_close_notify(&mut out).ok()?;
-        out.truncate(n);
-        Some(Bytes::from(out))
+        if done {
+            return None;
+        }
+        let mut out = Vec::with_capacity(32);
+        t.seal_alert(rustls::AlertDescription::CloseNotify, false, &mut out);
+        (!out.is_empty()).then(|| Bytes::from(out))
+    }
+
+    /// The record layer after the handshake (tests reach into it).
+    #[cfg(test)]
+    pub fn traffic(&mut self) -> Option<&mut Traffic> {
+        match &mut self.stage {
+            Stage::Traffic(t) => Some(t),
+            _ => None,
+        }
     }
 
     /// Bytes kept for a partly arrived record (never more than one record: rustls
@@ -316,6 +340,84 @@ impl TlsSession {
     #[cfg(test)]
     pub fn partial_len(&self) -> usize {
         self.partial.len()
+    }
+}
+
+/// Drives rustls' handshake over `buf[*start..]`: handshake bytes to `wire`,
+/// any application data rustls decrypts itself to `plain`. True once rustls
+/// allows traffic (the handshake is done and its last flight, the TLS 1.3
+/// tickets included, encoded); `*start` then points past what it consumed.
+fn handshake(
+    conn: &mut UnbufferedServerConnection,
+    buf: &mut [u8],
+    start: &mut usize,
+    plain: &mut Vec<u8>,
+    wire: &mut Vec<u8>,
+    out: &mut ReadOutcome,
+) -> Result<bool, rustls::Error> {
+    loop {
+        let Some(rest) = buf.get_mut(*start..) else {
+            return Ok(false);
+        };
+        let UnbufferedStatus { mut discard, state } = conn.process_tls_records(rest);
+        let state = match state {
+            Ok(s) => s,
+            Err(e) => {
+                *start += discard;
+                return Err(e);
+            }
+        };
+        let done = match state {
+            ConnectionState::ReadTraffic(mut r) => {
+                let mut failed = None;
+                while let Some(rec) = r.next_record() {
+                    match rec {
+                        Ok(rec) => {
+                            discard += rec.discard;
+                            plain.extend_from_slice(rec.payload);
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                if let Some(e) = failed {
+                    *start += discard;
+                    return Err(e);
+                }
+                None
+            }
+            ConnectionState::EncodeTlsData(mut e) => {
+                encode_into(wire, |buf| e.encode(buf));
+                None
+            }
+            ConnectionState::TransmitTlsData(t) => {
+                // The caller sends `wire` before anything encrypted later.
+                t.done();
+                None
+            }
+            ConnectionState::PeerClosed => {
+                out.peer_closed = true;
+                None
+            }
+            ConnectionState::WriteTraffic(_) => Some(true),
+            // BlockedHandshake (more input needed), Closed, early data (not
+            // enabled) and anything newer.
+            _ => Some(false),
+        };
+        *start += discard;
+        if let Some(done) = done {
+            return Ok(done);
+        }
+    }
+}
+
+fn version_name(v: rustls::ProtocolVersion) -> Option<&'static str> {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => Some("1.3"),
+        rustls::ProtocolVersion::TLSv1_2 => Some("1.2"),
+        _ => None,
     }
 }
 
@@ -345,3 +447,7 @@ fn encode_into(
 #[cfg(test)]
 #[path = "session_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "traffic_tests.rs"]
+mod traffic_tests;

@@ -4,7 +4,8 @@
 //! refused with `no_application_protocol`; expired and untrusted certificates
 //! refused by the client; garbage after the handshake closes that connection only;
 //! a reload under many live TLS connections drops none and new handshakes get the
-//! new certificate; `check-config`'s rules. Both backends
+//! new certificate; the post-handshake record layer in every version and AEAD,
+//! with client key updates; `check-config`'s rules. Both backends
 //! (`SWITCHBOARD_TEST_BACKEND=uring cargo test --test it tls`).
 
 use std::io::{Read, Write};
@@ -241,6 +242,62 @@ fn garbage_after_the_handshake_closes_that_connection_only() {
     for i in 0..5 {
         neighbour.ping(i);
     }
+}
+
+/// After the handshake the daemon's own record layer carries the connection
+/// (rustls' is dropped): frames both ways in every version and AEAD, TLS 1.3 key
+/// updates from the client (followed, and answered as rustls asks), many frames
+/// in one write.
+#[test]
+fn the_record_layer_after_the_handshake_in_every_version_and_cipher() {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let server = tls_server(dir.path(), &ca);
+    let cases = [
+        (&rustls::version::TLS13, cs::TLS13_AES_128_GCM_SHA256),
+        (&rustls::version::TLS13, cs::TLS13_AES_256_GCM_SHA384),
+        (&rustls::version::TLS13, cs::TLS13_CHACHA20_POLY1305_SHA256),
+        (
+            &rustls::version::TLS12,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+        (
+            &rustls::version::TLS12,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ),
+    ];
+    for (version, suite) in cases {
+        let config = ca.client_only(version, &[suite]);
+        let mut c = TlsClient::connect(server.addr(), config, "localhost").unwrap();
+        assert_eq!(c.tls.conn.negotiated_cipher_suite(), Some(suite));
+        c.hello();
+        for i in 0..20 {
+            c.ping(100 + i);
+        }
+        if version.version == rustls::ProtocolVersion::TLSv1_3 {
+            for i in 0..3 {
+                c.tls.conn.refresh_traffic_keys().unwrap();
+                c.ping(200 + i);
+            }
+        }
+        // Many frames in one write (several records per read on the daemon).
+        let mut burst = Vec::new();
+        for i in 0..50 {
+            burst.extend(crate::util::encode(
+                crate::util::kind::PING,
+                300 + i,
+                b"tls",
+            ));
+        }
+        c.write(&burst);
+        for i in 0..50 {
+            let f = c.read_frame();
+            assert_eq!(f.ksr(), (crate::util::kind::PONG, 0, 300 + i), "{f:?}");
+        }
+    }
+    assert_eq!(failures(&server, "bad_record"), 0);
+    assert_eq!(failures(&server, "unexpected_message"), 0);
 }
 
 /// Live TLS connections held through the reload (1,000 unless

@@ -86,6 +86,28 @@ impl Ca {
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
     }
+
+    /// A client config offering only `version` and `suites` (ALPN `switchboard/1`).
+    #[allow(deprecated)] // ring's provider: the daemon's, no post-quantum group
+    pub fn client_only(
+        &self,
+        version: &'static rustls::SupportedProtocolVersion,
+        suites: &[rustls::SupportedCipherSuite],
+    ) -> Arc<ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).unwrap();
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: suites.to_vec(),
+            ..rustls::crypto::ring::default_provider()
+        };
+        let mut config = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"switchboard/1".to_vec()];
+        Arc::new(config)
+    }
 }
 
 impl Leaf {
