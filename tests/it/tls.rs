@@ -5,7 +5,8 @@
 //! refused by the client; garbage after the handshake closes that connection only;
 //! a reload under many live TLS connections drops none and new handshakes get the
 //! new certificate; the post-handshake record layer in every version and AEAD,
-//! with client key updates; `check-config`'s rules. Both backends
+//! with client key updates, and against OpenSSL's `s_client` in TLS 1.2 and 1.3 with
+//! every AEAD; `check-config`'s rules. Both backends
 //! (`SWITCHBOARD_TEST_BACKEND=uring cargo test --test it tls`).
 
 use std::io::{Read, Write};
@@ -447,4 +448,80 @@ fn pem_of(der: &[u8]) -> String {
     }
     out.push_str("-----END CERTIFICATE-----\n");
     out
+}
+
+/// A TLS stack other than rustls: OpenSSL's `s_client` (the CLI) verifies the
+/// certificate against the test CA and fetches a file of several records over TLS 1.2
+/// (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305) and TLS 1.3 (AES-256-GCM,
+/// ChaCha20-Poly1305), byte for byte: the record layer against other nonce, padding
+/// and record-size habits. Skipped without `openssl` unless
+/// `SWITCHBOARD_REQUIRE_OPENSSL` is set (`.ci/run` installs it).
+#[test]
+fn openssl_reads_a_file_over_every_version_and_cipher() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("SWITCHBOARD_REQUIRE_OPENSSL").is_none(),
+            "SWITCHBOARD_REQUIRE_OPENSSL is set but openssl is not installed"
+        );
+        eprintln!("skipping: openssl not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let server = tls_server(dir.path(), &ca);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let want = include_bytes!("../../web/console/console.js");
+    let cases: [&[&str]; 5] = [
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"],
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"],
+        &["-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305"],
+        &["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"],
+        &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+    ];
+    for args in cases {
+        let mut child = std::process::Command::new("timeout")
+            .arg("20")
+            .args(["openssl", "s_client", "-quiet", "-verify_return_error"])
+            .args(["-connect", &server.addr().to_string()])
+            .args(["-servername", "localhost", "-CAfile"])
+            .arg(&ca_file)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `-quiet` ignores the end of input: the daemon's close ends it.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                b"GET /console/console.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = &out.stdout;
+        let at = text
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| {
+                panic!(
+                    "{args:?}: no HTTP answer; openssl said {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        assert!(text.starts_with(b"HTTP/1.1 200"), "{args:?}");
+        assert!(
+            text[at + 4..] == want[..],
+            "{args:?}: {} bytes of body, want {}",
+            text.len() - at - 4,
+            want.len()
+        );
+    }
 }
