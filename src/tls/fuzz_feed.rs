@@ -44,22 +44,9 @@ pub fn fuzz_config() -> Option<Arc<ServerConfig>> {
 /// session takes no more output. Returns whether the session failed.
 pub fn feed(config: &Arc<ServerConfig>, data: &[u8], cut: usize) -> Result<bool, String> {
     let mut s = TlsSession::new(config.clone()).map_err(|e| e.to_string())?;
-    let (mut scratch, mut plain, mut wire) = (Vec::new(), Vec::new(), Vec::new());
-    let step = if cut == 0 { data.len().max(1) } else { cut };
-    for chunk in data.chunks(step) {
-        match s.read(chunk, &mut scratch, &mut plain, &mut wire) {
-            Ok(_) => {
-                if s.kept() > MAX_KEPT {
-                    return Err(format!("{} bytes kept between reads", s.kept()));
-                }
-            }
-            Err(_) => {
-                if s.seal(b"after").map_err(|e| e.to_string())?.is_some() {
-                    return Err("output after a failure".into());
-                }
-                return Ok(true);
-            }
-        }
+    let mut plain = Vec::new();
+    if read_all(&mut s, data, cut, &mut plain)? {
+        return Ok(true);
     }
     if !plain.is_empty() {
         return Err("plaintext without a handshake".into());
@@ -117,10 +104,30 @@ pub fn feed_traffic(
         end.seal_record(&key, typ, payload, &mut stream)
             .map_err(|e| e.to_string())?;
     }
-    let (mut scratch, mut plain, mut wire) = (Vec::new(), Vec::new(), Vec::new());
-    let step = if cut == 0 { stream.len().max(1) } else { cut };
-    for chunk in stream.chunks(step) {
-        match s.read(chunk, &mut scratch, &mut plain, &mut wire) {
+    let mut plain = Vec::new();
+    if read_all(&mut s, &stream, cut, &mut plain)? {
+        return Ok(true);
+    }
+    if only_data && plain != want {
+        return Err("decrypted data differs from what was sent".into());
+    }
+    s.seal(b"reply").map_err(|e| e.to_string())?;
+    Ok(false)
+}
+
+/// Reads `data` into `s` in pieces of `cut` bytes (0: all at once), decrypted data
+/// to `plain`. Checks that never more than a record is kept between reads and that a
+/// failed session takes no more output. Returns whether the session failed.
+fn read_all(
+    s: &mut TlsSession,
+    data: &[u8],
+    cut: usize,
+    plain: &mut Vec<u8>,
+) -> Result<bool, String> {
+    let (mut scratch, mut wire) = (Vec::new(), Vec::new());
+    let step = if cut == 0 { data.len().max(1) } else { cut };
+    for chunk in data.chunks(step) {
+        match s.read(chunk, &mut scratch, plain, &mut wire) {
             Ok(_) => {
                 if s.kept() > MAX_KEPT {
                     return Err(format!("{} bytes kept between reads", s.kept()));
@@ -134,10 +141,6 @@ pub fn feed_traffic(
             }
         }
     }
-    if only_data && plain != want {
-        return Err("decrypted data differs from what was sent".into());
-    }
-    s.seal(b"reply").map_err(|e| e.to_string())?;
     Ok(false)
 }
 
