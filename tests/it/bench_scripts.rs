@@ -30,6 +30,21 @@ fn wait_output(mut child: Child, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// Reads `child`'s standard error until it says "listening"; returns the reader,
+/// which the caller keeps so the child's later lines do not meet a closed pipe.
+fn until_listening(child: &mut Child, what: &str) -> BufReader<std::process::ChildStderr> {
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening") {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "{what} exited before listening"
+        );
+    }
+    err
+}
+
 fn build_floor(dir: &Path) -> PathBuf {
     let out = Command::new("bash")
         .arg(root().join("benches/floor/build.sh"))
@@ -58,15 +73,7 @@ fn floor_run(bin: &Path, mode: &str) -> (Value, Value) {
         .spawn()
         .unwrap();
     // The relay says when it listens; it accepts only its 44 connections, so no probe.
-    let mut err = BufReader::new(relay.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening") {
-        line.clear();
-        assert!(
-            err.read_line(&mut line).unwrap() > 0,
-            "relay exited before listening"
-        );
-    }
+    let _stderr = until_listening(&mut relay, "relay");
     let load = Command::new(bin.join("load"))
         .args(["-p", &port.to_string(), "-P", &relay.id().to_string()])
         .args(["-n", "44", "-a", "4", "-k", "10", "-R", "20"])
@@ -187,15 +194,7 @@ fn the_echo_floor_echoes_every_byte_once_in_order() {
             .spawn()
             .unwrap();
         // It says so once every listener listens.
-        let mut err = BufReader::new(server.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("listening") {
-            line.clear();
-            assert!(
-                err.read_line(&mut line).unwrap() > 0,
-                "echo exited before listening ({listen}, {epoll})"
-            );
-        }
+        let _stderr = until_listening(&mut server, &format!("echo ({listen}, {epoll})"));
         // Eight clients at once (both threads busy), 1 to 3 MiB each.
         let clients: Vec<_> = (0..8u64)
             .map(|i| {
