@@ -333,20 +333,10 @@ fn a_full_login_queue_is_503_with_retry_after() {
 
 #[test]
 fn passwd_prints_an_argon2id_hash_that_verifies() {
-    let mut child = Command::new(bin())
-        .args(["passwd", "--stdin", "--user", "ann"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"s3cret horse\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::util::run_with_input(
+        Command::new(bin()).args(["passwd", "--stdin", "--user", "ann"]),
+        b"s3cret horse\n",
+    );
     assert!(out.status.success(), "{out:?}");
     let phc = String::from_utf8(out.stdout).unwrap();
     let phc = phc.trim();

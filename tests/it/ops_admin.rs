@@ -9,7 +9,7 @@ use crate::util::http;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{Client, test_config, with_echo};
@@ -435,20 +435,10 @@ fn metrics_pass_promtool_check() {
     bad.write_raw(b"XXXXXXXXXXXXXXXX");
     let _ = bad.try_read_frame(Duration::from_secs(2));
     let body = http::get(admin(&server), "/metrics").body;
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::util::run_with_input(
+        Command::new(promtool).args(["check", "metrics"]),
+        body.as_bytes(),
+    );
     assert!(
         out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
         "promtool check metrics: {:?}\nstdout: {}\nstderr: {}\ninput:\n{body}",

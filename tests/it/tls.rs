@@ -484,28 +484,17 @@ fn openssl_reads_a_file_over_every_version_and_cipher() {
         &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
     ];
     for args in cases {
-        let mut child = std::process::Command::new("timeout")
-            .arg("20")
-            .args(["openssl", "s_client", "-quiet", "-verify_return_error"])
-            .args(["-connect", &server.addr().to_string()])
-            .args(["-servername", "localhost", "-CAfile"])
-            .arg(&ca_file)
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
         // `-quiet` ignores the end of input: the daemon's close ends it.
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(
-                b"GET /console/console.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
-            )
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = crate::util::run_with_input(
+            std::process::Command::new("timeout")
+                .arg("20")
+                .args(["openssl", "s_client", "-quiet", "-verify_return_error"])
+                .args(["-connect", &server.addr().to_string()])
+                .args(["-servername", "localhost", "-CAfile"])
+                .arg(&ca_file)
+                .args(args),
+            b"GET /console/console.js HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
         let text = &out.stdout;
         let at = text
             .windows(4)

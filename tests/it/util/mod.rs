@@ -846,3 +846,17 @@ pub fn spawn_listening(cmd: &mut std::process::Command, what: &str) -> (std::pro
         .unwrap_or_else(|| panic!("{what} said {line:?}"));
     (child, port)
 }
+
+/// Runs `cmd` with `input` on its standard input (then closed) and returns what it
+/// wrote and how it ended.
+pub fn run_with_input(cmd: &mut std::process::Command, input: &[u8]) -> std::process::Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
