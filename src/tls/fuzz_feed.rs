@@ -144,6 +144,43 @@ fn read_all(
     Ok(false)
 }
 
+/// The fuzz certificate as the only trusted root.
+fn fuzz_roots() -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(CERT) {
+        roots
+            .add(c.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(roots)
+}
+
+/// Drives `s` and the client `c` through their handshake in memory (four flights
+/// are enough for TLS 1.2 and 1.3); the work buffers are the caller's.
+fn handshake(
+    s: &mut TlsSession,
+    c: &mut rustls::ClientConnection,
+    scratch: &mut Vec<u8>,
+    plain: &mut Vec<u8>,
+    wire: &mut Vec<u8>,
+) -> Result<(), String> {
+    for _ in 0..4 {
+        let mut out = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut out).map_err(|e| e.to_string())?;
+        }
+        wire.clear();
+        s.read(&out, scratch, plain, wire)
+            .map_err(|e| e.to_string())?;
+        let mut rd = &wire[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).map_err(|e| e.to_string())?;
+            c.process_new_packets().map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 /// A session and a rustls client (keys extractable) after a full handshake in
 /// memory.
 fn connect(
@@ -151,12 +188,7 @@ fn connect(
     tls13: bool,
     suite: rustls::SupportedCipherSuite,
 ) -> Result<(TlsSession, rustls::ClientConnection), String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(CERT) {
-        roots
-            .add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
+    let roots = fuzz_roots()?;
     let provider = rustls::crypto::CryptoProvider {
         cipher_suites: vec![suite],
         ..super::certs::provider()
@@ -179,20 +211,7 @@ fn connect(
         rustls::ClientConnection::new(Arc::new(client_config), name).map_err(|e| e.to_string())?;
     let mut s = TlsSession::new(config.clone()).map_err(|e| e.to_string())?;
     let (mut scratch, mut plain, mut wire) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..4 {
-        let mut out = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut out).map_err(|e| e.to_string())?;
-        }
-        wire.clear();
-        s.read(&out, &mut scratch, &mut plain, &mut wire)
-            .map_err(|e| e.to_string())?;
-        let mut rd = &wire[..];
-        while !rd.is_empty() {
-            c.read_tls(&mut rd).map_err(|e| e.to_string())?;
-            c.process_new_packets().map_err(|e| e.to_string())?;
-        }
-    }
+    handshake(&mut s, &mut c, &mut scratch, &mut plain, &mut wire)?;
     if !s.established() || c.is_handshaking() {
         return Err("handshake did not complete".into());
     }
@@ -205,12 +224,7 @@ fn connect(
 /// `benches/tls_idle.rs`.
 pub fn session_heap(n: usize, live: &dyn Fn() -> i64) -> Result<f64, String> {
     let config = fuzz_config().ok_or("fuzz certificate")?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(CERT) {
-        roots
-            .add(c.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
+    let roots = fuzz_roots()?;
     let mut client_config =
         rustls::ClientConfig::builder_with_provider(Arc::new(super::certs::provider()))
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -232,20 +246,7 @@ pub fn session_heap(n: usize, live: &dyn Fn() -> i64) -> Result<f64, String> {
             rustls::pki_types::ServerName::try_from("fuzz.invalid").map_err(|e| e.to_string())?;
         let mut c = rustls::ClientConnection::new(client_config.clone(), name)
             .map_err(|e| e.to_string())?;
-        for _ in 0..4 {
-            let mut out = Vec::new();
-            while c.wants_write() {
-                c.write_tls(&mut out).map_err(|e| e.to_string())?;
-            }
-            wire.clear();
-            s.read(&out, &mut scratch, &mut plain, &mut wire)
-                .map_err(|e| e.to_string())?;
-            let mut rd = &wire[..];
-            while !rd.is_empty() {
-                c.read_tls(&mut rd).map_err(|e| e.to_string())?;
-                c.process_new_packets().map_err(|e| e.to_string())?;
-            }
-        }
+        handshake(&mut s, &mut c, &mut scratch, &mut plain, &mut wire)?;
         if !s.established() {
             return Err("handshake did not complete".into());
         }
