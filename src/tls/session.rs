@@ -127,8 +127,8 @@ impl TlsSession {
         self.established
     }
 
-    /// Marks the record stream as broken (output records were dropped): nothing
-    /// more is encrypted.
+    /// Marks the record stream as broken (output records were dropped, or the
+    /// session failed): nothing more is encrypted.
     pub fn abandon(&mut self) {
         self.finished = true;
         self.held = Vec::new();
@@ -179,8 +179,7 @@ impl TlsSession {
                     if let Some(alert) = alert {
                         t.seal_alert(alert, true, wire);
                     }
-                    self.finished = true;
-                    self.held = Vec::new();
+                    self.abandon();
                     return Err(error.into());
                 }
             }
@@ -213,8 +212,7 @@ impl TlsSession {
 
     /// Stops output after a failure: the alert rustls queued goes to `wire`.
     fn fail(&mut self, wire: &mut Vec<u8>) {
-        self.finished = true;
-        self.held = Vec::new();
+        self.abandon();
         self.partial = Vec::new();
         let Stage::Handshake(conn) = &mut self.stage else {
             return;
@@ -333,12 +331,6 @@ impl TlsSession {
     /// Bytes kept for a partly arrived record (never more than one record: rustls
     /// refuses a longer record header).
     pub fn kept(&self) -> usize {
-        self.partial.len()
-    }
-
-    /// [`TlsSession::kept`], under the name the tests use.
-    #[cfg(test)]
-    pub fn partial_len(&self) -> usize {
         self.partial.len()
     }
 }

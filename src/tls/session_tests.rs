@@ -137,7 +137,7 @@ fn handshake_and_data_both_ways() {
     c.reader().read_exact(&mut got).unwrap();
     assert_eq!(got, b"hello back");
     // An idle session keeps no buffer.
-    assert_eq!(s.partial_len(), 0);
+    assert_eq!(s.kept(), 0);
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn every_record_fed_byte_by_byte() {
     let refs: Vec<&[u8]> = pieces.iter().map(Vec::as_slice).collect();
     let fed = feed(&mut s, &refs).unwrap();
     assert_eq!(fed.plain, vec![7u8; 40_000]);
-    assert_eq!(s.partial_len(), 0);
+    assert_eq!(s.kept(), 0);
 }
 
 #[test]

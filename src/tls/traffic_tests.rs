@@ -183,7 +183,7 @@ fn data_both_ways_in_every_version_and_cipher() {
             &bytes.iter().map(std::slice::from_ref).collect::<Vec<_>>(),
         );
         assert_eq!(fed.unwrap().plain, b"split", "{name}");
-        assert_eq!(s.partial_len(), 0);
+        assert_eq!(s.kept(), 0);
     }
 }
 
@@ -265,7 +265,7 @@ fn close_notify_from_the_client_ends_input() {
         let out = s.read(&bytes, &mut scratch, &mut plain, &mut wire).unwrap();
         assert!(out.peer_closed, "{name}");
         assert_eq!(plain, b"last words");
-        assert_eq!(s.partial_len(), 0);
+        assert_eq!(s.kept(), 0);
         // Our own close_notify still goes out, once.
         let alert = s.close_notify().unwrap();
         to_client(&mut c, &alert).unwrap();
@@ -469,7 +469,7 @@ fn an_established_session_holds_only_keys() {
         let mut c = client_with(&f, tls13, &suites);
         let (mut s, _) = connect(&f, &mut c);
         assert!(s.traffic().is_some(), "{name}: rustls handed over");
-        assert_eq!(s.partial_len(), 0);
+        assert_eq!(s.kept(), 0);
         assert_eq!(s.traffic().unwrap().tls13(), tls13);
     }
 }
