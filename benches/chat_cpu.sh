@@ -91,16 +91,7 @@ trap 'stop_daemon; rm -rf "$SCRATCH"' EXIT
 TLS_CONF=""
 if [ "$TLS_MODES" != plain ]; then
     # A throwaway CA and a P-256 certificate for localhost and 127.0.0.1.
-    (
-        cd "$SCRATCH"
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-            -keyout ca.key -out ca.pem -days 2 -subj /CN=chat_cpu-ca 2>/dev/null
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-            -keyout key.pem -out leaf.csr -subj /CN=localhost 2>/dev/null
-        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf
-        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-            -out cert.pem -days 2 -extfile ext.cnf 2>/dev/null
-    )
+    bench_cert "$SCRATCH" chat_cpu-ca
     TLS_CONF="[listeners.client.tls]
 cert = \"$SCRATCH/cert.pem\"
 key = \"$SCRATCH/key.pem\""

@@ -36,6 +36,21 @@ bench_scratch() {
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 }
 
+# bench_cert DIR NAME: a throwaway CA (DIR/ca.pem, common name NAME) and a P-256
+# certificate for localhost and 127.0.0.1 signed by it (DIR/cert.pem, DIR/key.pem).
+bench_cert() {
+    (
+        cd "$1"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout ca.key -out ca.pem -days 2 -subj "/CN=$2" 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout key.pem -out leaf.csr -subj /CN=localhost 2>/dev/null
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out cert.pem -days 2 -extfile ext.cnf 2>/dev/null
+    )
+}
+
 # wait_daemon STATE_DIR PORT LOG: waits (20 s at most) until the daemon in DPID has
 # written its dev secret in STATE_DIR and listens on PORT, then one second more; 1
 # (with the log's tail) when it exited or never got there.

@@ -57,13 +57,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 cd "$SCRATCH"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout ca.key -out ca.pem -days 2 -subj /CN=tls_connect-ca 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -keyout key.pem -out leaf.csr -subj /CN=localhost 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext.cnf
-openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-    -out cert.pem -days 2 -extfile ext.cnf 2>/dev/null
+bench_cert "$SCRATCH" tls_connect-ca
 mkdir -p state
 cat >switchboard.toml <<EOF
 state_dir = "$SCRATCH/state"
