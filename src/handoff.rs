@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use crossbeam_channel::{Sender, TrySendError};
+use crate::queue::{Sender, TrySendError};
 use crossbeam_utils::CachePadded;
 
 use crate::frame::FrameHeader;
@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn byte_bound_refuses_frames_and_releases_on_failure() {
-        let (tx, rx) = crossbeam_channel::bounded(10);
+        let (tx, rx) = crate::queue::bounded(10);
         let q = WorkerQueue::new(tx, 100);
         assert!(q.try_send(frame(60)).is_ok());
         assert!(matches!(q.try_send(frame(60)), Err(TrySendError::Full(_))));
@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_full_channel_gives_the_bytes_back() {
-        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let (tx, _rx) = crate::queue::bounded(1);
         let q = WorkerQueue::new(tx, 1000);
         assert!(q.try_send(frame(10)).is_ok());
         assert!(q.try_send(frame(10)).is_err());

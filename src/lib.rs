@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod ops;
 mod outbox;
 pub mod protocol;
+pub mod queue;
 pub mod proxy;
 mod reactor;
 mod server;

@@ -180,7 +180,7 @@ impl Server {
         let mut control_txs = Vec::with_capacity(n_workers);
         let mut reply_txs = Vec::with_capacity(n_workers);
         for _ in 0..n_workers {
-            let (tx, rx) = crossbeam_channel::bounded(config.workers.queue_depth);
+            let (tx, rx) = crate::queue::bounded(config.workers.queue_depth);
             let queue = WorkerQueue::new(tx, config.workers.queue_bytes);
             worker_rx.push((rx, queue.bytes()));
             worker_queues.push(queue);

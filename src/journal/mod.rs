@@ -242,7 +242,7 @@ impl Journal {
             elapsed_ms = recovery.elapsed.as_secs_f64() * 1000.0,
             "journal scanned"
         );
-        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_depth);
+        let (tx, rx) = crate::queue::bounded(cfg.queue_depth);
         // What recovery kept is on disk: committed as far as this process can know.
         let frontier = Arc::new(Frontier::default());
         frontier.publish(Location {

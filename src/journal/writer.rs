@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{RecvTimeoutError, Sender, TrySendError};
 
 use super::config::{FsyncPolicy, JournalConfig};
 use super::damage::{Damage, DamagedRange};
@@ -90,7 +90,7 @@ pub(crate) struct RetireReport {
 /// Submits appends and maintenance requests to the writer thread. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct JournalHandle {
-    tx: Sender<Request>,
+    tx: crate::queue::Sender<Request>,
     max_record_bytes: u32,
     /// Record space in one segment: the most one submission may hold.
     max_submission_bytes: u64,
@@ -104,7 +104,7 @@ impl std::fmt::Debug for JournalHandle {
 }
 
 impl JournalHandle {
-    pub(crate) fn new(tx: Sender<Request>, cfg: &JournalConfig, stats: Arc<JournalStats>) -> Self {
+    pub(crate) fn new(tx: crate::queue::Sender<Request>, cfg: &JournalConfig, stats: Arc<JournalStats>) -> Self {
         Self {
             tx,
             max_record_bytes: cfg.max_record_bytes,
@@ -308,7 +308,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// The thread body.
-    pub(crate) fn run(mut self, rx: Receiver<Request>) {
+    pub(crate) fn run(mut self, rx: crate::queue::Receiver<Request>) {
         let max_drain = self.cfg.queue_depth;
         loop {
             let first = if self.unsynced && self.cfg.fsync == FsyncPolicy::Interval {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use crossbeam_channel::{Receiver, TrySendError};
+use crate::queue::Receiver;
+use crossbeam_channel::TrySendError;
 use mio::Token;
 use mio::net::TcpStream;
 use slab::Slab;

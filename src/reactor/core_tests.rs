@@ -117,7 +117,7 @@ fn with_limits(live: LiveLimits) -> Settings {
 struct Fixture {
     core: Core,
     /// Worker commands to the core.
-    commands: crossbeam_channel::Sender<crate::handoff::Command>,
+    commands: crate::queue::Sender<crate::handoff::Command>,
     ledger: Arc<crate::ledger::Ledger>,
     listener: std::net::TcpListener,
     /// Peer sockets, kept open so the connections stay valid.
@@ -138,11 +138,11 @@ impl Fixture {
     fn with_worker_queue(
         settings: Settings,
         events: usize,
-    ) -> (Self, crossbeam_channel::Receiver<crate::handoff::Event>) {
+    ) -> (Self, crate::queue::Receiver<crate::handoff::Event>) {
         let limits = crate::config::Limits::default();
-        let (tx, rx) = crossbeam_channel::bounded(events);
+        let (tx, rx) = crate::queue::bounded(events);
         let workers: Arc<[WorkerQueue]> = vec![WorkerQueue::new(tx, 1 << 20)].into();
-        let (commands, cmd_rx) = crossbeam_channel::bounded(16);
+        let (commands, cmd_rx) = crate::queue::bounded(16);
         let ledger = Arc::new(crate::ledger::Ledger::new(1, 1024, Arc::default()));
         let links = Links {
             commands: cmd_rx,

@@ -18,7 +18,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use crate::queue::{Receiver, Sender};
 use crossbeam_utils::CachePadded;
 
 use crate::config::Config;
@@ -105,7 +105,7 @@ pub(crate) fn prepare(
         }
     };
     let waker = Arc::new(waker);
-    let (tx, rx) = crossbeam_channel::bounded(config.reactor.command_queue_depth);
+    let (tx, rx) = crate::queue::bounded(config.reactor.command_queue_depth);
     Ok((
         Pending {
             id,

@@ -91,7 +91,7 @@ mod tests {
             ..ConsoleConfig::default()
         };
         let users = Arc::new(Users::from_config(&config, &[2; SALT_BYTES]));
-        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (cmd_tx, cmd_rx) = crate::queue::bounded(1024);
         let (handle, _poll) = ReactorHandle::for_test(cmd_tx).unwrap();
         let (tx, rx) = crossbeam_channel::bounded(4);
         let threads = spawn(1, users, rx, vec![handle].into()).unwrap();

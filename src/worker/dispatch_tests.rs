@@ -10,7 +10,7 @@ use crate::service::Sender as From;
 /// One reactor (its commands in the returned receiver), one shard, the router.
 struct Rig {
     dispatch: Dispatch,
-    commands: Receiver<Command>,
+    commands: crate::queue::Receiver<Command>,
     shard: Receiver<ShardMsg>,
     router: Receiver<RouterMsg>,
     stats: Arc<CachePadded<WorkerMetrics>>,
@@ -18,7 +18,7 @@ struct Rig {
 }
 
 fn rig(depth: usize) -> Rig {
-    let (cmd_tx, commands) = crossbeam_channel::unbounded();
+    let (cmd_tx, commands) = crate::queue::bounded(1 << 20);
     let (reactor, poll) = ReactorHandle::for_test(cmd_tx).unwrap();
     let (shard_tx, shard) = crossbeam_channel::unbounded();
     let (router_tx, router) = crossbeam_channel::unbounded();

@@ -264,7 +264,7 @@ pub(crate) struct WorkerParts {
     pub id: usize,
     /// Events for its sessions, and the bytes of frames queued there (released as
     /// frames are taken).
-    pub events: (Receiver<Event>, Arc<CachePadded<AtomicU64>>),
+    pub events: (crate::queue::Receiver<Event>, Arc<CachePadded<AtomicU64>>),
     /// Per-conversation messages for its shard.
     pub shard_rx: Receiver<ShardMsg>,
     /// Shard-wide control messages for its shard.
@@ -425,7 +425,7 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     wait = wait.min(next_sweep.since(now.mono));
                 }
                 crossbeam_channel::select! {
-                    recv(events) -> ev => match ev {
+                    recv(events.selectable()) -> ev => match events.counted(ev) {
                         Ok(ev) => {
                             now = clock.now();
                             apply_controls(&control_rx, &mut shard, &mut effects);
