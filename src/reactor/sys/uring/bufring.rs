@@ -816,5 +816,73 @@ mod tests {
             // SAFETY: (test) never registered.
             unsafe { r.free() };
         }
+
+        /// Model of lending under incremental consumption: the kernel writes each
+        /// receive into the head buffer (a byte pattern of its own) and moves on when a
+        /// buffer is used up; some receives are lent, lent slices are dropped in any
+        /// order, and dropped ones are reclaimed now and then. A buffer is back in the
+        /// ring only when no slice of it is alive, so no live slice ever sees its bytes
+        /// change; lending is refused exactly while half the pool is held.
+        #[test]
+        fn lent_bytes_stay_put_until_their_buffer_returns(ops in proptest::collection::vec(any::<(u8, u16, bool)>(), 1..400)) {
+            const LEN: u32 = 256;
+            let mut r = BufRing::new(8, LEN, 8).unwrap();
+            r.set_incremental();
+            let base = r.bufs.as_ptr();
+            let mut head: u16 = 0;
+            let mut used: u32 = 0;
+            let mut lent: Vec<(u16, Vec<u8>, Bytes)> = Vec::new();
+            let mut stamp: u8 = 0;
+            for (op, len, lend) in ops {
+                match op % 4 {
+                    0 | 1 if head != tail_of(&r) => {
+                        let (_, _, bid) = entry(&r, usize::from(head));
+                        let n = (u32::from(len) % LEN + 1).min(LEN - used);
+                        stamp = stamp.wrapping_add(1);
+                        // SAFETY: (test) the kernel's write into the buffer it holds.
+                        unsafe {
+                            base.add(usize::from(bid) * LEN as usize + used as usize)
+                                .write_bytes(stamp, n as usize);
+                        }
+                        let more = used + n < LEN;
+                        let g = r.on_completion(bid, n, more);
+                        if lend {
+                            let got = r.lend(&g, n as usize);
+                            prop_assert_eq!(got.is_none(), r.held() >= 4);
+                            if let Some(b) = got {
+                                lent.push((bid, vec![stamp; n as usize], b));
+                            }
+                        }
+                        r.recycle(g);
+                        if more {
+                            used += n;
+                        } else {
+                            used = 0;
+                            head = head.wrapping_add(1);
+                        }
+                    }
+                    2 if !lent.is_empty() => {
+                        lent.swap_remove(usize::from(len) % lent.len());
+                    }
+                    _ => {
+                        r.reclaim();
+                    }
+                }
+                let ring: std::collections::HashSet<u16> = (0..tail_of(&r).wrapping_sub(head))
+                    .map(|i| entry(&r, usize::from(head.wrapping_add(i))).2)
+                    .collect();
+                prop_assert_eq!(ring.len() + r.held(), 8, "every buffer is in the ring or held");
+                for (bid, want, b) in &lent {
+                    prop_assert_eq!(&b[..], &want[..], "a lent slice's bytes changed");
+                    let (_, _, head_bid) = entry(&r, usize::from(head));
+                    prop_assert!(!ring.contains(bid) || *bid == head_bid, "buffer {} back in the ring while lent", bid);
+                }
+            }
+            drop(lent);
+            r.reclaim();
+            prop_assert_eq!(r.held(), 0);
+            // SAFETY: (test) never registered.
+            unsafe { r.free() };
+        }
     }
 }
