@@ -1225,12 +1225,15 @@ impl Core {
                 self.links.stats.bytes_out.add(n as u64);
                 consume(c, n as usize);
                 c.out_mark = now;
-                if (n as usize) < offered {
+                // Only echo output borrows the backend's buffers.
+                if (n as usize) < offered && c.kind == ListenerKind::Echo {
                     drv.unlend(&mut c.outq);
                 }
             }
             e if e == -libc::EAGAIN || e == -libc::EINTR => {
-                drv.unlend(&mut c.outq);
+                if c.kind == ListenerKind::Echo {
+                    drv.unlend(&mut c.outq);
+                }
                 if !c.writable_armed {
                     c.writable_armed = true;
                     if drv.set_writable(&mut c.stream, t, true).is_err() {
