@@ -284,6 +284,9 @@ pub struct ReactorMetrics {
     pub worker_queue_full: Counter,
     /// Connections whose reading paused for backpressure.
     pub read_pauses: Counter,
+    /// io_uring echo receives copied instead of lent from the receive buffer (half
+    /// the buffer pool was held by echo output not yet sent).
+    pub uring_echo_copies: Counter,
     /// Slow consumers cut, by [`Cut`].
     pub cuts: [Counter; CUT_CAUSES.len()],
     /// Output queued on this reactor's connections (bytes, at the end of the last

@@ -617,6 +617,39 @@ impl Core {
 
     /// Bytes arrived for a connection.
     pub fn on_data(&mut self, drv: &mut impl Driver, now: Mono, t: Token, data: &[u8]) {
+        self.on_input(drv, now, t, data, None);
+    }
+
+    /// Whether a connection would queue its input as it is (an echo listener's raw
+    /// stream), so a backend holding the bytes in its own buffer can lend them
+    /// ([`Core::on_data_lent`]) instead of having them copied.
+    pub fn takes_lent(&self, t: Token) -> bool {
+        self.slot_of(t)
+            .and_then(|s| self.conns.get(s))
+            .is_some_and(|c| c.kind == ListenerKind::Echo && c.phase != Phase::Closing)
+    }
+
+    /// The backend could not lend an echo's input (its buffers are short) and
+    /// handed a copy instead.
+    pub fn lend_refused(&self) {
+        self.stats().uring_echo_copies.inc();
+    }
+
+    /// Bytes arrived for a connection, lent by the backend: an echo queues `data`
+    /// itself (no copy); anything else reads it like [`Core::on_data`].
+    pub fn on_data_lent(&mut self, drv: &mut impl Driver, now: Mono, t: Token, data: Bytes) {
+        self.on_input(drv, now, t, &data, Some(&data));
+    }
+
+    /// `on_data`, with the same bytes as a `Bytes` when the backend lent them.
+    fn on_input(
+        &mut self,
+        drv: &mut impl Driver,
+        now: Mono,
+        t: Token,
+        data: &[u8],
+        lent: Option<&Bytes>,
+    ) {
         self.at(now);
         let Some(slot) = self.slot_of(t) else {
             return;
@@ -649,12 +682,19 @@ impl Core {
         if c.phase == Phase::Established {
             c.mark = now;
         }
-        self.on_payload(drv, slot, data);
+        self.on_payload(drv, slot, data, lent);
     }
 
     /// A connection's own input (after any PROXY header): TLS records on a client
     /// connection that started TLS (or starts it now), else its dialect's bytes.
-    fn on_payload(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
+    /// `lent`: the same bytes, lent by the backend (see [`Core::on_data_lent`]).
+    fn on_payload(
+        &mut self,
+        drv: &mut impl Driver,
+        slot: usize,
+        data: &[u8],
+        lent: Option<&Bytes>,
+    ) {
         let Some(c) = self.conns.get(slot) else {
             return;
         };
@@ -664,7 +704,7 @@ impl Core {
             return;
         }
         match kind {
-            ListenerKind::Echo => self.echo(drv, slot, data),
+            ListenerKind::Echo => self.echo(drv, slot, data, lent),
             ListenerKind::Client | ListenerKind::WsEcho => self.on_client_data(drv, slot, data),
         }
     }
@@ -836,8 +876,10 @@ impl Core {
 
     /// An echo listener answers a read with one write straight from the read
     /// buffer; only what the socket does not take is copied and queued (copying
-    /// every read first was 5% of the daemon's samples in the echo flood).
-    fn echo(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8]) {
+    /// every read first was 5% of the daemon's samples in the echo flood). Where the
+    /// backend sends at the end of the turn, bytes it lent (`lent`, io_uring's
+    /// provided buffer) are queued as they are instead of copied.
+    fn echo(&mut self, drv: &mut impl Driver, slot: usize, data: &[u8], lent: Option<&Bytes>) {
         match self.conns.get(slot) {
             Some(c) if !c.write_shut && !data.is_empty() => {}
             _ => return,
@@ -846,9 +888,18 @@ impl Core {
         match self.write_direct(drv, slot, data) {
             Direct::Done => {}
             Direct::Refused(n) => {
-                self.queue_refused(drv, slot, Bytes::copy_from_slice(&data[n..]), bound);
+                let rest = match lent {
+                    Some(b) => b.slice(n..),
+                    None => Bytes::copy_from_slice(&data[n..]),
+                };
+                self.queue_refused(drv, slot, rest, bound);
             }
-            Direct::NotTried => self.send(drv, slot, Bytes::copy_from_slice(data)),
+            Direct::NotTried => {
+                let data = lent
+                    .cloned()
+                    .unwrap_or_else(|| Bytes::copy_from_slice(data));
+                self.send(drv, slot, data);
+            }
         }
     }
 
@@ -1165,16 +1216,25 @@ impl Core {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        if std::mem::take(&mut c.sending) == 0 {
+        let sending = std::mem::take(&mut c.sending);
+        if sending == 0 {
             return;
         }
         match res {
             n if n > 0 => {
+                let offered: usize = c.outq.iter().take(sending.into()).map(Bytes::len).sum();
                 self.links.stats.bytes_out.add(n as u64);
                 consume(c, n as usize);
                 c.out_mark = now;
+                // Only echo output borrows the backend's buffers.
+                if (n as usize) < offered && c.kind == ListenerKind::Echo {
+                    drv.unlend(&mut c.outq);
+                }
             }
             e if e == -libc::EAGAIN || e == -libc::EINTR => {
+                if c.kind == ListenerKind::Echo {
+                    drv.unlend(&mut c.outq);
+                }
                 if !c.writable_armed {
                     c.writable_armed = true;
                     if drv.set_writable(&mut c.stream, t, true).is_err() {

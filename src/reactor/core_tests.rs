@@ -34,6 +34,8 @@ struct Script {
     /// Direct writes made.
     writes: Vec<Vec<u8>>,
     writable: Vec<bool>,
+    /// Times the core asked for lent bytes to be copied out (short sends).
+    unlent: usize,
 }
 
 impl Driver for Script {
@@ -74,6 +76,12 @@ impl Driver for Script {
         }
     }
     fn deregister(&mut self, _: &mut TcpStream, _: Token) {}
+    fn unlend(&mut self, queue: &mut VecDeque<Bytes>) {
+        self.unlent += 1;
+        for b in queue.iter_mut() {
+            *b = Bytes::copy_from_slice(b);
+        }
+    }
     fn stop_accepting(&mut self) {}
 }
 
@@ -290,6 +298,87 @@ fn a_batching_backend_gets_one_send_per_connection_per_turn() {
     let c = core.conns.get(0).unwrap();
     assert!(c.outq.is_empty() && c.pending == 0 && c.sending == 0);
     assert_eq!(drv.sends.len(), 2);
+}
+
+/// Bytes a backend lends (io_uring's receive buffer), with a count of the lent
+/// pieces still alive.
+fn lent(data: &'static [u8], alive: &Arc<std::sync::atomic::AtomicUsize>) -> Bytes {
+    struct Owner(&'static [u8], Arc<std::sync::atomic::AtomicUsize>);
+    impl AsRef<[u8]> for Owner {
+        fn as_ref(&self) -> &[u8] {
+            self.0
+        }
+    }
+    impl Drop for Owner {
+        fn drop(&mut self) {
+            self.1.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Bytes::from_owner(Owner(data, Arc::clone(alive)))
+}
+
+#[test]
+fn an_echo_queues_lent_bytes_as_they_are_until_the_kernel_took_them_all() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let mut drv = Script {
+        batching: true,
+        ..Script::default()
+    };
+    let (mut core, t, _peer) = core_with_echo(&mut drv, 1 << 20);
+    assert!(core.takes_lent(t));
+    let alive = Arc::new(AtomicUsize::new(0));
+    static AB: &[u8] = b"abcdef";
+    core.on_data_lent(&mut drv, NOW, t, lent(AB, &alive));
+    let c = core.conns.get(0).unwrap();
+    assert_eq!(c.outq.front().unwrap().as_ptr(), AB.as_ptr(), "not copied");
+    core.on_data_lent(&mut drv, NOW, t, lent(b"gh", &alive));
+    core.flush_dirty(&mut drv, NOW);
+    assert_eq!(drv.sends, [b"abcdefgh".to_vec()]);
+    // A send the kernel took whole returns nothing to copy.
+    core.on_sent(&mut drv, NOW, t, 8);
+    assert_eq!(
+        (alive.load(SeqCst), drv.unlent),
+        (0, 0),
+        "all sent: every lent piece dropped"
+    );
+    // A short send: the unsent rest is copied out of the backend's buffers (a slow
+    // reader must not hold them) and sent next, in order.
+    core.on_data_lent(&mut drv, NOW, t, lent(AB, &alive));
+    core.on_data_lent(&mut drv, NOW, t, lent(b"gh", &alive));
+    core.flush_dirty(&mut drv, NOW);
+    core.on_sent(&mut drv, NOW, t, 4);
+    assert_eq!((alive.load(SeqCst), drv.unlent), (0, 1));
+    assert_eq!(drv.sends.last().unwrap(), b"efgh");
+    // Refused outright (EAGAIN): the same.
+    core.on_data_lent(&mut drv, NOW, t, lent(b"ij", &alive));
+    core.on_sent(&mut drv, NOW, t, -libc::EAGAIN);
+    assert_eq!((alive.load(SeqCst), drv.unlent), (0, 2));
+    core.on_writable(&mut drv, NOW, t);
+    assert_eq!(drv.sends.last().unwrap(), b"efghij");
+    core.on_sent(&mut drv, NOW, t, 6);
+    assert!(core.conns.get(0).unwrap().outq.is_empty());
+    // Closing with lent bytes queued drops them with the queue.
+    core.on_data_lent(&mut drv, NOW, t, lent(b"kl", &alive));
+    assert_eq!(alive.load(SeqCst), 1);
+    core.on_eof(&mut drv, t);
+    assert!(core.conns.get(0).is_none());
+    assert_eq!(alive.load(SeqCst), 0);
+}
+
+#[test]
+fn only_open_echo_connections_take_lent_bytes() {
+    let mut drv = Script::default();
+    let mut f = Fixture::new(settings(1 << 20));
+    let client = f.open(&mut drv, ListenerKind::Client);
+    let ws = f.open(&mut drv, ListenerKind::WsEcho);
+    let echo = f.open(&mut drv, ListenerKind::Echo);
+    assert!(!f.core.takes_lent(client) && !f.core.takes_lent(ws));
+    assert!(f.core.takes_lent(echo));
+    let slot = f.core.slot_of(echo).unwrap();
+    f.core
+        .cut_slow_consumer(&mut drv, slot, super::Cut::MaxPending);
+    assert!(!f.core.takes_lent(echo), "closing: input is discarded");
 }
 
 #[test]

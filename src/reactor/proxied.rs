@@ -182,7 +182,7 @@ impl Core {
             None => data.get(len..).unwrap_or_default(),
         };
         if !rest.is_empty() {
-            self.on_payload(drv, slot, rest);
+            self.on_payload(drv, slot, rest, None);
         }
     }
 

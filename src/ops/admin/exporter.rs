@@ -255,6 +255,14 @@ impl Exporter {
             Counter,
             |r| r.read_pauses.get(),
         )?;
+        self.per_reactor(
+            enc,
+            "uring_echo_copies",
+            "io_uring echo receives copied instead of sent from the receive buffer itself \
+             (half of reactor.uring_buffers held by echo output not yet sent).",
+            Counter,
+            |r| r.uring_echo_copies.get(),
+        )?;
         {
             let mut me = enc.encode_descriptor(
                 "slow_consumer_cuts",

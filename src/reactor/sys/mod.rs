@@ -92,6 +92,11 @@ pub(crate) trait Driver {
     fn send(&mut self, stream: &TcpStream, token: Token, queue: &VecDeque<Bytes>) -> Sent;
     /// Stops watching a connection that is about to be closed.
     fn deregister(&mut self, stream: &mut TcpStream, token: Token);
+    /// The kernel refused part of a connection's queued output (a short send, or
+    /// `EAGAIN`): replaces any entry of `queue` that still points into the backend's
+    /// receive buffers with a copy, so output waiting for a slow reader does not hold
+    /// buffers that receives need (io_uring's lent echo bytes; nothing elsewhere).
+    fn unlend(&mut self, _queue: &mut VecDeque<Bytes>) {}
     /// Closes the listeners: shutdown has begun.
     fn stop_accepting(&mut self);
 }

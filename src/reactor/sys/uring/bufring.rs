@@ -24,15 +24,28 @@
 //! first page) soon after it is published; publishing only what the load needs keeps
 //! a quiet reactor's pool from becoming resident.
 //!
-//! The memory (entries and buffers) is freed only by [`BufRing::free`], which the
-//! backend calls after the kernel can no longer touch it (see `teardown` in the
-//! parent module).
+//! Received bytes can also be **lent** ([`BufRing::lend`]): a `Bytes` pointing into
+//! the buffer itself, which an echo connection queues and sends without copying.
+//! Each buffer has a reference count: 1 while the kernel holds it (published, or
+//! kept for more incremental receives), plus 1 per lent slice alive. The kernel's
+//! handing over (a non-kept guard's [`BufRing::recycle`]) drops its reference; the
+//! buffer is republished only when the count reaches zero, i.e. when its last lent
+//! slice (held by a connection's queue or a send in flight) is dropped too. Slices
+//! dropped later report their buffer through a shared list that
+//! [`BufRing::reclaim`] empties. Lending stops while half the pool is held by lent
+//! slices alone (the caller copies instead), so receives never starve.
+//!
+//! The entries are freed by [`BufRing::free`], which the backend calls after the
+//! kernel can no longer touch them (see `teardown` in the parent module); the buffers
+//! live in a [`Pool`] that lent slices share, freed when the last of them is gone.
 
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::io;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use bytes::Bytes;
 use io_uring::cqueue;
 use io_uring::types::BufRingEntry;
 
@@ -81,12 +94,84 @@ impl Drop for BufGuard {
     }
 }
 
+/// The buffers' memory and reference counts, shared by the ring and every lent
+/// slice: freed when the last of them is gone (or never, if leaked at teardown).
+pub(super) struct Pool {
+    base: NonNull<u8>,
+    layout: Layout,
+    /// Per buffer id: 1 while the kernel holds the buffer, plus one per lent slice.
+    refs: Box<[AtomicU32]>,
+    /// Buffers whose count a dropped slice took to zero, to republish.
+    returned: Mutex<Vec<u16>>,
+}
+
+// SAFETY: the pool is a plain allocation plus atomics and a mutex; the raw base
+// pointer is only read through (by `Lent`, for bytes no one writes while it lives)
+// or freed in `Drop`, once, when no reference to the pool is left.
+unsafe impl Send for Pool {}
+// SAFETY: as above: shared access only reads the memory or uses the atomics/mutex.
+unsafe impl Sync for Pool {}
+
+impl Pool {
+    /// A slice dropped its reference to buffer `bid`.
+    fn release(&self, bid: u16) {
+        if let Some(r) = self.refs.get(usize::from(bid))
+            && r.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            self.returned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(bid);
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `BufRing::new` with this layout; the last reference is
+        // going, so no slice reads it, and the ring released its reference only
+        // after the kernel was done with the buffers (`BufRing::free`).
+        unsafe { dealloc(self.base.as_ptr(), self.layout) };
+    }
+}
+
+/// Bytes of one receive, lent out of the pool as the owner of a `Bytes`.
+struct Lent {
+    pool: Arc<Pool>,
+    bid: u16,
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: `Lent` only reads its bytes (which nothing writes while it lives: the
+// buffer is not republished until its count, which this holds, reaches zero) and
+// releases its count atomically; nothing in it is tied to a thread.
+unsafe impl Send for Lent {}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr + len` lies inside the pool's allocation, which `pool`
+        // keeps alive. The kernel wrote these bytes before the completion that lent
+        // them and writes the buffer again only after it is republished, which waits
+        // for this slice's reference to be released (in `Drop`); later incremental
+        // receives into the same buffer land past these bytes.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        self.pool.release(self.bid);
+    }
+}
+
 /// Entries plus buffers, allocated once per reactor.
 pub(super) struct BufRing {
     entries: NonNull<BufRingEntry>,
     entries_layout: Layout,
+    /// The buffers (`bufs` is its base address).
+    pool: Arc<Pool>,
     bufs: NonNull<u8>,
-    bufs_layout: Layout,
     count: u16,
     /// Buffers published so far (ids `0..published`); grows up to `count`.
     published: u16,
@@ -99,6 +184,10 @@ pub(super) struct BufRing {
     tail: u16,
     /// Buffers currently handed to us (for tests and teardown sanity).
     out: usize,
+    /// Of those, buffers the kernel handed over that wait for lent slices.
+    held: usize,
+    /// The entries were freed (`free`): dropping releases the pool normally.
+    freed: bool,
 }
 
 impl std::fmt::Debug for BufRing {
@@ -107,6 +196,7 @@ impl std::fmt::Debug for BufRing {
             .field("count", &self.count)
             .field("buf_len", &self.buf_len)
             .field("out", &self.out)
+            .field("held", &self.held)
             .finish()
     }
 }
@@ -140,11 +230,17 @@ impl BufRing {
                 return Err(io::ErrorKind::OutOfMemory.into());
             }
         };
+        let pool = Arc::new(Pool {
+            base: bufs,
+            layout: bufs_layout,
+            refs: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            returned: Mutex::new(Vec::new()),
+        });
         let mut ring = Self {
             entries,
             entries_layout,
+            pool,
             bufs,
-            bufs_layout,
             // count ≤ 32768 was checked above.
             count: u16::try_from(count).unwrap_or(32_768),
             published: 0,
@@ -153,6 +249,8 @@ impl BufRing {
             buf_len,
             tail: 0,
             out: 0,
+            held: 0,
+            freed: false,
         };
         ring.publish(u16::try_from(initial.clamp(1, count)).unwrap_or(1));
         Ok(ring)
@@ -168,6 +266,12 @@ impl BufRing {
         true
     }
 
+    /// Addresses the buffers occupy: a `Bytes` pointing in here was lent.
+    pub(super) fn range(&self) -> std::ops::Range<usize> {
+        let start = self.bufs.as_ptr() as usize;
+        start..start + self.pool.layout.size()
+    }
+
     /// Buffers published so far.
     pub(super) fn published(&self) -> u16 {
         self.published
@@ -181,9 +285,9 @@ impl BufRing {
         );
         self.published = to;
         for bid in from..to {
-            // Counted as out so that `recycle` balances it.
+            // Counted as out so that `republish` balances it.
             self.out += 1;
-            self.recycle(BufGuard::from_completion(bid));
+            self.republish(bid);
         }
     }
 
@@ -249,8 +353,10 @@ impl BufRing {
         let len = len.min(self.buf_len as usize - off);
         // SAFETY: `bid < count` and `off + len <= buf_len`, so the range lies inside
         // the pool allocation. The guard proves the kernel handed us these bytes and
-        // has not got them back: an owned buffer is republished only by `recycle`,
-        // which consumes the guard; a kept buffer's later receives go past
+        // has not got them back: an owned buffer is republished only after
+        // `recycle` consumed the guard (and its lent slices are gone, see `lend`),
+        // and this borrow of `self` rules out `recycle` meanwhile; a kept buffer's
+        // later receives go past
         // `off + len`, never into it. So nothing writes them while the returned
         // borrow (tied to the guard) lives.
         unsafe {
@@ -261,20 +367,88 @@ impl BufRing {
         }
     }
 
-    /// Gives a buffer back to the kernel: writes its entry at our tail and publishes
-    /// the new tail. A kept guard returns nothing: the kernel still holds that buffer.
+    /// Bytes of the guard's completion (`len`, clamped to the buffer) as a `Bytes`
+    /// that points into the buffer itself; the buffer goes back to the kernel only
+    /// once every such slice is dropped (see the module comment). `None` while half
+    /// the pool is held by lent slices alone: the caller copies instead, so the
+    /// buffers receives need keep coming back.
+    pub(super) fn lend(&self, guard: &BufGuard, len: usize) -> Option<Bytes> {
+        if self.held >= usize::from(self.count) / 2 {
+            return None;
+        }
+        let data = self.data(guard, len);
+        let bid = guard.bid & (self.count - 1);
+        let ptr = NonNull::new(data.as_ptr().cast_mut())?;
+        let r = self.pool.refs.get(usize::from(bid))?;
+        // The guard stands for the kernel's reference (or, handed over, ours until
+        // `recycle`), so the count is at least 1 here and the buffer cannot be
+        // republished between this increment and the slice's drop.
+        r.fetch_add(1, Ordering::AcqRel);
+        Some(Bytes::from_owner(Lent {
+            pool: Arc::clone(&self.pool),
+            bid,
+            ptr,
+            len: data.len(),
+        }))
+    }
+
+    /// Gives a buffer back to the kernel once nothing else holds it. A kept guard
+    /// returns nothing: the kernel still holds that buffer. A handed-over one drops
+    /// the kernel's reference; if lent slices of it are alive it waits for them
+    /// ([`BufRing::reclaim`]), else it is republished now.
     pub(super) fn recycle(&mut self, guard: BufGuard) {
         let (bid, kept) = (guard.bid & (self.count - 1), guard.kept);
         std::mem::forget(guard);
         if kept {
             return;
         }
+        let last = self
+            .pool
+            .refs
+            .get(usize::from(bid))
+            .is_none_or(|r| r.fetch_sub(1, Ordering::AcqRel) <= 1);
+        if last {
+            self.republish(bid);
+        } else {
+            self.held += 1;
+        }
+    }
+
+    /// Republishes the buffers whose last lent slice was dropped since the last
+    /// call; returns how many.
+    pub(super) fn reclaim(&mut self) -> usize {
+        let bids = std::mem::take(
+            &mut *self
+                .pool
+                .returned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for &bid in &bids {
+            self.held = self.held.saturating_sub(1);
+            self.republish(bid);
+        }
+        bids.len()
+    }
+
+    /// Buffers the kernel handed over that wait for lent slices to be dropped.
+    #[cfg(test)]
+    pub(super) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Writes a buffer's entry at our tail and publishes the new tail: the kernel
+    /// holds it again (its count is 1).
+    fn republish(&mut self, bid: u16) {
+        if let Some(r) = self.pool.refs.get(usize::from(bid)) {
+            r.store(1, Ordering::Release);
+        }
         let mask = usize::from(self.count) - 1;
         let idx = usize::from(self.tail) & mask;
         // SAFETY: `idx < count`, inside the entry allocation. The slot at our tail is
         // not visible to the kernel until the tail store below, so writing it races
         // with nothing. The address points into the pool, which outlives the
-        // registration (freed only in `free`).
+        // registration (the ring holds a reference until `free`).
         unsafe {
             let e = &mut *self.entries.as_ptr().add(idx);
             e.set_addr(
@@ -296,31 +470,34 @@ impl BufRing {
         self.out = self.out.saturating_sub(1);
     }
 
-    /// Frees the memory.
+    /// Frees the entries and drops the ring's reference to the buffers (they are
+    /// freed with the last lent slice).
     ///
     /// # Safety
     /// The kernel must no longer be able to use the ring: the buffer group was
     /// unregistered, or the io_uring instance was destroyed after every request that
     /// could select a buffer posted its final completion.
-    pub(super) unsafe fn free(self) {
-        // SAFETY: allocated in `new` with these layouts; the caller guarantees the
-        // kernel is done with them, and `self` is consumed so we cannot use them again.
-        unsafe {
-            dealloc(self.entries.as_ptr().cast(), self.entries_layout);
-            dealloc(self.bufs.as_ptr(), self.bufs_layout);
-        }
-        std::mem::forget(self);
+    pub(super) unsafe fn free(mut self) {
+        // SAFETY: allocated in `new` with this layout; the caller guarantees the
+        // kernel is done with it, and `self` is consumed so we cannot use it again.
+        unsafe { dealloc(self.entries.as_ptr().cast(), self.entries_layout) };
+        self.freed = true;
     }
 }
 
 impl Drop for BufRing {
     fn drop(&mut self) {
+        if self.freed {
+            return;
+        }
         // Reached only when the ring could not be proven idle: leak the memory rather
-        // than let the kernel write into freed pages.
+        // than let the kernel write into freed pages (a pool reference that is never
+        // released keeps the buffers alive).
         tracing::warn!(
-            bytes = self.bufs_layout.size(),
+            bytes = self.pool.layout.size(),
             "leaking the io_uring buffer pool (the kernel may still hold it)"
         );
+        std::mem::forget(Arc::clone(&self.pool));
     }
 }
 
@@ -454,6 +631,105 @@ mod tests {
         unsafe { plain.free() };
     }
 
+    #[test]
+    fn a_buffer_shared_by_two_receives_returns_only_after_both_slices_are_dropped() {
+        let mut r = BufRing::new(4, 1024, 4).unwrap();
+        r.set_incremental();
+        let base = r.bufs.as_ptr();
+        // SAFETY: (test) no kernel involved; writing buffer 0 as two receives would.
+        unsafe {
+            base.write_bytes(b'a', 10);
+            base.add(10).write_bytes(b'b', 5);
+        }
+        let tail = tail_of(&r);
+        // Connection A's receive, then B's, continue in buffer 0 (the kernel keeps it).
+        let ga = r.on_completion(0, 10, true);
+        let a = r.lend(&ga, 10).unwrap();
+        r.recycle(ga);
+        let gb = r.on_completion(0, 5, true);
+        let b = r.lend(&gb, 5).unwrap();
+        r.recycle(gb);
+        assert_eq!((&a[..], &b[..]), (&[b'a'; 10][..], &[b'b'; 5][..]));
+        assert_eq!(a.as_ptr(), base, "A's bytes are the buffer's, not a copy");
+        // The buffer's last receive (not lent) hands it over: still held by A and B.
+        let last = r.on_completion(0, 1009, false);
+        r.recycle(last);
+        assert_eq!((tail_of(&r), r.out(), r.held()), (tail, 1, 1));
+        drop(a);
+        assert_eq!(r.reclaim(), 0, "B's send is still in flight");
+        assert_eq!(tail_of(&r), tail);
+        drop(b);
+        assert_eq!(r.reclaim(), 1);
+        assert_eq!(
+            (tail_of(&r), r.out(), r.held()),
+            (tail.wrapping_add(1), 0, 0)
+        );
+        assert_eq!(entry(&r, usize::from(tail)).2, 0, "buffer 0 republished");
+        assert_eq!(r.reclaim(), 0, "once");
+        // SAFETY: (test) never registered.
+        unsafe { r.free() };
+    }
+
+    #[test]
+    fn slices_dropped_before_the_handover_leave_the_kernel_to_return_it() {
+        let mut r = BufRing::new(4, 1024, 4).unwrap();
+        r.set_incremental();
+        let tail = tail_of(&r);
+        let g = r.on_completion(1, 100, true);
+        let mut lent = r.lend(&g, 100).unwrap();
+        r.recycle(g);
+        // A short send: the kernel took 40 bytes; the rest stays lent.
+        bytes::Buf::advance(&mut lent, 40);
+        assert_eq!(lent.len(), 60);
+        drop(lent);
+        assert_eq!(r.reclaim(), 0, "the kernel still holds the buffer");
+        let last = r.on_completion(1, 924, false);
+        r.recycle(last);
+        assert_eq!(
+            (tail_of(&r), r.out(), r.held()),
+            (tail.wrapping_add(1), 0, 0)
+        );
+        // SAFETY: (test) never registered.
+        unsafe { r.free() };
+    }
+
+    #[test]
+    fn lending_stops_while_half_the_pool_is_held_and_resumes_when_it_returns() {
+        let mut r = BufRing::new(4, 1024, 4).unwrap();
+        let mut lent = Vec::new();
+        for bid in 0..2 {
+            let g = r.on_completion(bid, 10, false);
+            lent.push(r.lend(&g, 10).expect("under half held"));
+            r.recycle(g);
+        }
+        assert_eq!(r.held(), 2);
+        let g = r.on_completion(2, 10, false);
+        assert!(r.lend(&g, 10).is_none(), "half the pool held: copy instead");
+        r.recycle(g);
+        assert_eq!(r.held(), 2, "a buffer not lent is republished at once");
+        lent.pop();
+        assert_eq!(r.reclaim(), 1);
+        let g = r.on_completion(3, 10, false);
+        assert!(r.lend(&g, 10).is_some());
+        r.recycle(g);
+        drop(lent);
+        // SAFETY: (test) never registered.
+        unsafe { r.free() };
+    }
+
+    #[test]
+    fn lent_bytes_outlive_the_ring() {
+        let mut r = BufRing::new(2, 64, 2).unwrap();
+        // SAFETY: (test) no kernel involved.
+        unsafe { r.bufs.as_ptr().write_bytes(b'z', 3) };
+        let g = r.on_completion(0, 3, false);
+        let lent = r.lend(&g, 3).unwrap();
+        r.recycle(g);
+        // SAFETY: (test) never registered.
+        unsafe { r.free() };
+        assert_eq!(&lent[..], b"zzz", "the pool lives until its last slice");
+    }
+
     proptest! {
         /// Model: the kernel consumes entries in order from its head; we take and
         /// recycle in any order, and grow the pool now and then. Every published
@@ -537,6 +813,74 @@ mod tests {
                 prop_assert_eq!(usize::from(tail_of(&r).wrapping_sub(head)) + held.len(), 8);
             }
             for g in held { r.recycle(g); }
+            // SAFETY: (test) never registered.
+            unsafe { r.free() };
+        }
+
+        /// Model of lending under incremental consumption: the kernel writes each
+        /// receive into the head buffer (a byte pattern of its own) and moves on when a
+        /// buffer is used up; some receives are lent, lent slices are dropped in any
+        /// order, and dropped ones are reclaimed now and then. A buffer is back in the
+        /// ring only when no slice of it is alive, so no live slice ever sees its bytes
+        /// change; lending is refused exactly while half the pool is held.
+        #[test]
+        fn lent_bytes_stay_put_until_their_buffer_returns(ops in proptest::collection::vec(any::<(u8, u16, bool)>(), 1..400)) {
+            const LEN: u32 = 256;
+            let mut r = BufRing::new(8, LEN, 8).unwrap();
+            r.set_incremental();
+            let base = r.bufs.as_ptr();
+            let mut head: u16 = 0;
+            let mut used: u32 = 0;
+            let mut lent: Vec<(u16, Vec<u8>, Bytes)> = Vec::new();
+            let mut stamp: u8 = 0;
+            for (op, len, lend) in ops {
+                match op % 4 {
+                    0 | 1 if head != tail_of(&r) => {
+                        let (_, _, bid) = entry(&r, usize::from(head));
+                        let n = (u32::from(len) % LEN + 1).min(LEN - used);
+                        stamp = stamp.wrapping_add(1);
+                        // SAFETY: (test) the kernel's write into the buffer it holds.
+                        unsafe {
+                            base.add(usize::from(bid) * LEN as usize + used as usize)
+                                .write_bytes(stamp, n as usize);
+                        }
+                        let more = used + n < LEN;
+                        let g = r.on_completion(bid, n, more);
+                        if lend {
+                            let got = r.lend(&g, n as usize);
+                            prop_assert_eq!(got.is_none(), r.held() >= 4);
+                            if let Some(b) = got {
+                                lent.push((bid, vec![stamp; n as usize], b));
+                            }
+                        }
+                        r.recycle(g);
+                        if more {
+                            used += n;
+                        } else {
+                            used = 0;
+                            head = head.wrapping_add(1);
+                        }
+                    }
+                    2 if !lent.is_empty() => {
+                        lent.swap_remove(usize::from(len) % lent.len());
+                    }
+                    _ => {
+                        r.reclaim();
+                    }
+                }
+                let ring: std::collections::HashSet<u16> = (0..tail_of(&r).wrapping_sub(head))
+                    .map(|i| entry(&r, usize::from(head.wrapping_add(i))).2)
+                    .collect();
+                prop_assert_eq!(ring.len() + r.held(), 8, "every buffer is in the ring or held");
+                for (bid, want, b) in &lent {
+                    prop_assert_eq!(&b[..], &want[..], "a lent slice's bytes changed");
+                    let (_, _, head_bid) = entry(&r, usize::from(head));
+                    prop_assert!(!ring.contains(bid) || *bid == head_bid, "buffer {} back in the ring while lent", bid);
+                }
+            }
+            drop(lent);
+            r.reclaim();
+            prop_assert_eq!(r.held(), 0);
             // SAFETY: (test) never registered.
             unsafe { r.free() };
         }

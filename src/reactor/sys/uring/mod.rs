@@ -108,6 +108,9 @@ struct Uring {
     starved: Vec<Token>,
     /// Send requests in flight and the memory they read.
     sends: Sends,
+    /// Addresses of the receive buffers (`start..end`): queued bytes in this range
+    /// are lent (see [`Driver::unlend`]).
+    pool: std::ops::Range<usize>,
 }
 
 impl Driver for Uring {
@@ -148,6 +151,14 @@ impl Driver for Uring {
         // number could already belong to a socket another thread opened.
         self.flush_backlog();
         let _ = self.ring.submit();
+    }
+
+    fn unlend(&mut self, queue: &mut VecDeque<Bytes>) {
+        for b in queue.iter_mut() {
+            if self.pool.contains(&(b.as_ptr() as usize)) {
+                *b = Bytes::copy_from_slice(b);
+            }
+        }
     }
 
     fn stop_accepting(&mut self) {
@@ -352,6 +363,7 @@ impl Backend {
             backlog: Vec::new(),
             starved: Vec::new(),
             sends: Sends::default(),
+            pool: bufs.range(),
         };
         let mut me = Self {
             drv,
@@ -406,6 +418,7 @@ impl Backend {
             let turn = Instant::now();
             self.now = self.clock.at(turn);
             self.complete(core);
+            self.reclaim();
             for t in core.take_resume() {
                 self.resume(core, t);
             }
@@ -421,6 +434,8 @@ impl Backend {
             core.run_commands(&mut self.drv, self.now);
             core.flush_dirty(&mut self.drv, self.now);
             core.end_turn(&mut self.drv, self.now);
+            // Buffers whose lent bytes a close dropped this turn.
+            self.reclaim();
             let end = Instant::now();
             core.turn_took(end.saturating_duration_since(turn));
             self.now = self.clock.at(end);
@@ -496,6 +511,14 @@ impl Backend {
         }
     }
 
+    /// Republishes the buffers whose last lent slice was dropped (its send done,
+    /// or its connection closed).
+    fn reclaim(&mut self) {
+        if let Some(b) = &mut self.bufs {
+            b.reclaim();
+        }
+    }
+
     fn recycle(&mut self, g: BufGuard) {
         match &mut self.bufs {
             Some(b) => b.recycle(g),
@@ -527,7 +550,17 @@ impl Backend {
             (n, Some(g)) if n > 0 => {
                 if let Some(bufs) = &self.bufs {
                     let data = bufs.data(&g, n as usize);
-                    if direct {
+                    if direct && core.takes_lent(t) {
+                        // An echo sends the bytes from the buffer itself; the buffer
+                        // returns to the ring when its last send is done.
+                        match bufs.lend(&g, n as usize) {
+                            Some(lent) => core.on_data_lent(&mut self.drv, self.now, t, lent),
+                            None => {
+                                core.lend_refused();
+                                core.on_data(&mut self.drv, self.now, t, data);
+                            }
+                        }
+                    } else if direct {
                         core.on_data(&mut self.drv, self.now, t, data);
                     } else {
                         // Reading is paused: keep the bytes (in order) and stop the
@@ -775,5 +808,33 @@ mod tests {
         ];
         let order: Vec<i32> = sends_first(&batch, |c| c.0).map(|c| c.1).collect();
         assert_eq!(order, [3, 5, 1, 2, 0, 4, 6]);
+    }
+
+    /// A connection released with a send in flight drops its queue, but the send's
+    /// record keeps the lent bytes (and so their buffer) until the completion.
+    #[test]
+    fn lent_bytes_of_a_closed_connection_return_only_after_its_send_completes() {
+        #![allow(clippy::unwrap_used)]
+        let mut ring = BufRing::new(4, 1024, 4).unwrap();
+        for (entries, ud) in [
+            (1, user_data(Kind::Send, 3, 1)),
+            (2, user_data(Kind::Send, 4, 1)),
+        ] {
+            let mut queue = VecDeque::new();
+            for bid in 0..entries {
+                let g = ring.on_completion(bid, 10, false);
+                queue.push_back(ring.lend(&g, 10).unwrap());
+                ring.recycle(g);
+            }
+            let mut sends = Sends::default();
+            let _ = sends.build(5, ud, &queue);
+            drop(queue);
+            assert_eq!(ring.reclaim(), 0, "the kernel may still read the bytes");
+            sends.finished(ud);
+            assert_eq!(ring.reclaim(), usize::from(entries));
+        }
+        assert_eq!(ring.out(), 0);
+        // SAFETY: (test) never registered with a kernel ring.
+        unsafe { ring.free() };
     }
 }
