@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use crate::queue::{Sender, TrySendError};
+use bytes::Bytes;
 use crossbeam_utils::CachePadded;
 
 use crate::frame::FrameHeader;

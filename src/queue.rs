@@ -103,7 +103,8 @@ impl<T> Sender<T> {
 
     /// Queues `msg`, waiting for room as long as it takes.
     pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
-        self.send_until(msg, None).map_err(|e| SendError(e.into_inner()))
+        self.send_until(msg, None)
+            .map_err(|e| SendError(e.into_inner()))
     }
 
     /// Queues `msg`, waiting up to `timeout` for room.
@@ -115,7 +116,9 @@ impl<T> Sender<T> {
         loop {
             match self.try_send(msg) {
                 Ok(()) => return Ok(()),
-                Err(TrySendError::Disconnected(m)) => return Err(SendTimeoutError::Disconnected(m)),
+                Err(TrySendError::Disconnected(m)) => {
+                    return Err(SendTimeoutError::Disconnected(m));
+                }
                 Err(TrySendError::Full(m)) => msg = m,
             }
             let gate = &*self.gate;
@@ -182,7 +185,9 @@ impl<T> Receiver<T> {
 
     /// Takes a message, waiting up to `timeout` for one.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.rx.recv_timeout(timeout).inspect(|_| self.gate.release())
+        self.rx
+            .recv_timeout(timeout)
+            .inspect(|_| self.gate.release())
     }
 
     /// Takes every message queued now, without waiting.

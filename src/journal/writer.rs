@@ -104,7 +104,11 @@ impl std::fmt::Debug for JournalHandle {
 }
 
 impl JournalHandle {
-    pub(crate) fn new(tx: crate::queue::Sender<Request>, cfg: &JournalConfig, stats: Arc<JournalStats>) -> Self {
+    pub(crate) fn new(
+        tx: crate::queue::Sender<Request>,
+        cfg: &JournalConfig,
+        stats: Arc<JournalStats>,
+    ) -> Self {
         Self {
             tx,
             max_record_bytes: cfg.max_record_bytes,

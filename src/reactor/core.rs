@@ -10,8 +10,8 @@ use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
 use crate::queue::Receiver;
+use bytes::{Buf, Bytes};
 use crossbeam_channel::TrySendError;
 use mio::Token;
 use mio::net::TcpStream;
