@@ -2,10 +2,15 @@
 //! written to the journal, and what it wants sent waits until the journal says the
 //! change is durable (per `journal.fsync`).
 //!
-//! One batch is in flight at a time; while it is, the next one fills with everything
-//! the shard changes meanwhile, so one fsync covers a whole loop's worth of messages
-//! (and the journal's writer merges the batches of all workers into one fsync too).
-//! Effects that depend on nothing pending go out at once.
+//! Up to `journal.max_inflight_batches` batches are in flight at a time; each is
+//! submitted at the end of the loop turn that filled it, so a change waits for the
+//! writer's next fsync, not for an earlier batch's answer first (the journal's writer
+//! merges whatever is queued, from all workers, into one fsync). At the bound, the
+//! next batch keeps filling until the oldest is answered. Batches become durable in
+//! order: the writer answers one submitter's appends in submission order, and after a
+//! failure it refuses every append made before the submitter heard of it (the fence,
+//! [`JournalHandle::append_fenced`]), so no later batch is ever stored after an earlier
+//! one was taken back. Effects that depend on nothing pending go out at once.
 //!
 //! When a batch fails (disk full, I/O error, journal queue full), the shard takes back
 //! every change that is not durable; clients whose requests were taken back get a
@@ -13,6 +18,7 @@
 //! and lifecycle messages from the router are applied again into the next batch,
 //! which is tried after a back-off.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,6 +68,11 @@ struct Batch {
     /// order (`None` for other records), to note where they landed.
     entries: Vec<Option<(u64, u64)>>,
     parked: Vec<Parked>,
+    /// The journal refused it at submission (`Some(true)`: a storage failure, such as
+    /// a full queue; `Some(false)`: a record over the limits). It is taken back, with
+    /// everything after it, once the batches before it are answered: they are at the
+    /// writer already and may still be stored.
+    refused: Option<bool>,
 }
 
 impl Batch {
@@ -76,7 +87,11 @@ pub(crate) struct Durable {
     reply_tx: Sender<Committed>,
     /// Answers from the journal's writer; the worker loop selects on it.
     pub replies: Receiver<Committed>,
-    inflight: Option<Batch>,
+    /// Submitted batches, oldest first, answered in this order.
+    inflight: VecDeque<Batch>,
+    /// The journal's failure count when this shard last took everything back: its
+    /// appends are refused once another failure happens (see the module doc).
+    fence: u64,
     building: Batch,
     retry_at: Option<Mono>,
     stats: Arc<crossbeam_utils::CachePadded<WorkerMetrics>>,
@@ -95,8 +110,9 @@ impl Durable {
             Arc<Health>,
         ),
     ) -> Self {
-        // Bounded by the one batch in flight: at most one answer is ever pending.
-        let (reply_tx, replies) = crossbeam_channel::bounded(4);
+        // Bounded by the batches in flight: at most that many answers are pending.
+        let (reply_tx, replies) = crossbeam_channel::bounded(handle.max_inflight_batches() + 1);
+        let fence = handle.failures();
         let building = Batch {
             epoch: 1,
             ..Batch::default()
@@ -106,7 +122,8 @@ impl Durable {
             handle,
             reply_tx,
             replies,
-            inflight: None,
+            inflight: VecDeque::new(),
+            fence,
             building,
             retry_at: None,
             stats,
@@ -160,12 +177,30 @@ impl Durable {
         self.retry_at.filter(|_| !self.building.is_empty())
     }
 
-    /// Submits the next batch if none is in flight (and no back-off runs at `now`).
+    /// Submits the batch being built, unless `journal.max_inflight_batches` are in
+    /// flight already (or a back-off runs at `now`).
     pub fn flush(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
-        if self.inflight.is_some() || self.building.is_empty() {
+        if self.building.is_empty() {
             return;
         }
         if self.retry_at.is_some_and(|t| now.mono < t) {
+            return;
+        }
+        let records_empty = self.building.records.is_empty();
+        if self.inflight.back().is_some_and(|b| b.refused.is_some()) {
+            return; // nothing more until the refusal is settled
+        }
+        if records_empty && !self.inflight.is_empty() {
+            // Its effects wait only on earlier batches: it goes out when they are
+            // answered (`committed` flushes again).
+            return;
+        }
+        if self.inflight.len() >= self.handle.max_inflight_batches() {
+            self.journal.inflight_full.inc();
+            tracing::debug!(
+                max = self.handle.max_inflight_batches(),
+                "journal.max_inflight_batches reached; the next batch keeps filling"
+            );
             return;
         }
         self.retry_at = None;
@@ -175,8 +210,8 @@ impl Durable {
         };
         let mut batch = std::mem::replace(&mut self.building, next);
         shard.set_epoch(self.building.epoch);
-        if batch.records.is_empty() {
-            // Waited only on an earlier batch, which is durable now.
+        if records_empty {
+            // Waited only on earlier batches, which are durable now.
             shard.durable(batch.epoch);
             self.release(batch, now, out);
             return;
@@ -192,31 +227,50 @@ impl Durable {
             .map(|r| (r.kind == RecordKind::Entry as u8).then_some((r.conversation, r.seq)))
             .collect();
         let epoch = batch.epoch;
-        self.inflight = Some(batch);
-        match self.handle.append(records, epoch, &self.reply_tx) {
-            Ok(()) => {}
-            Err(e @ (AppendError::TooLarge { .. } | AppendError::BatchTooLarge { .. })) => {
-                // Not a storage failure: the disk is fine and `/readyz` stays ready.
-                // Config validation makes every record of a valid message fit, so
-                // this is a bug; the changes are taken back like a failed write.
-                tracing::error!(error = %e, "journal refused a record over its limits; changes taken back");
-                self.take_back(shard, now, out);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "journal append refused; changes taken back");
-                self.fail(shard, now, out);
-            }
+        self.inflight.push_back(batch);
+        let Err(e) = self
+            .handle
+            .append_fenced(records, epoch, &self.reply_tx, self.fence)
+        else {
+            return;
+        };
+        let storage = !matches!(
+            e,
+            AppendError::TooLarge { .. } | AppendError::BatchTooLarge { .. }
+        );
+        if storage {
+            tracing::warn!(error = %e, "journal append refused; changes taken back");
+        } else {
+            // Not a storage failure: the disk is fine and `/readyz` stays ready.
+            // Config validation makes every record of a valid message fit, so this
+            // is a bug; the changes are taken back like a failed write.
+            tracing::error!(error = %e, "journal refused a record over its limits; changes taken back");
+        }
+        if let Some(b) = self.inflight.back_mut() {
+            b.refused = Some(storage);
+        }
+        self.settle_refused(shard, now, out);
+    }
+
+    /// Takes everything back if the oldest batch in flight is one the journal refused
+    /// (every batch before it has been answered).
+    fn settle_refused(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
+        match self.inflight.front().and_then(|b| b.refused) {
+            Some(true) => self.fail(shard, now, out),
+            Some(false) => self.take_back(shard, now, out),
+            None => {}
         }
     }
 
     /// The journal answered the batch in flight (the answer was taken at `now`).
     pub fn committed(&mut self, c: Committed, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
-        if self.inflight.as_ref().map(|b| b.epoch) != Some(c.token) {
+        // Answers come in submission order; one for a batch taken back is stale.
+        if self.inflight.front().map(|b| b.epoch) != Some(c.token) {
             return;
         }
         match c.result {
             Ok(locations) => {
-                if let Some(mut batch) = self.inflight.take() {
+                if let Some(mut batch) = self.inflight.pop_front() {
                     for (entry, at) in batch.entries.drain(..).zip(locations) {
                         if let Some((conversation, seq)) = entry {
                             shard.located(conversation, seq, at);
@@ -229,6 +283,7 @@ impl Durable {
                     self.health.journal_ok.store(true, Ordering::Relaxed);
                     self.release(batch, now, out);
                 }
+                self.settle_refused(shard, now, out);
                 self.flush(shard, now, out);
             }
             Err(e) => {
@@ -250,6 +305,9 @@ impl Durable {
     /// stored; a resend can succeed), lifecycle applied again.
     fn take_back(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
         shard.rollback();
+        // Appends made from now on may be stored; any made before and still queued
+        // are refused by the writer (it counted the failure that got us here).
+        self.fence = self.handle.failures();
         let next = Batch {
             epoch: self.building.epoch + 1,
             ..Batch::default()
@@ -257,9 +315,7 @@ impl Durable {
         let building = std::mem::replace(&mut self.building, next);
         shard.set_epoch(self.building.epoch);
         let mut again = Vec::new();
-        for p in self
-            .inflight
-            .take()
+        for p in std::mem::take(&mut self.inflight)
             .into_iter()
             .chain([building])
             .flat_map(|b| b.parked)
@@ -452,7 +508,7 @@ mod tests {
         d.handle(&mut shard, send(2), at(1), &mut out);
         d.flush(&mut shard, at(99), &mut out);
         assert!(
-            d.inflight.is_none(),
+            d.inflight.is_empty(),
             "nothing submitted during the back-off"
         );
         assert_eq!(d.wake_at(), Some(at(0).mono.plus(RETRY_AFTER)));
@@ -508,7 +564,7 @@ mod tests {
         d.handle(&mut shard, send(2), at(20), &mut out);
         d.flush(&mut shard, at(109), &mut out);
         assert!(
-            d.inflight.is_none(),
+            d.inflight.is_empty(),
             "nothing submitted during the back-off"
         );
         commit(&mut d, &mut shard, at(110), &mut out);
