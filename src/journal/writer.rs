@@ -156,6 +156,12 @@ impl JournalHandle {
         self.stats.failures.load(Ordering::Acquire)
     }
 
+    /// Requests waiting for the writer (tests).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
     /// `journal.max_inflight_batches`: appends one submitter may keep unanswered.
     pub(crate) fn max_inflight_batches(&self) -> usize {
         self.max_inflight_batches

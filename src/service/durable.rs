@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::clock::{Mono, Now};
 use crate::handoff::ConnId;
-use crate::journal::{AppendError, Committed, JournalHandle, Record};
+use crate::journal::{AppendError, Committed, DiskError, JournalHandle, Location, Record};
 use std::sync::atomic::Ordering;
 
 use crate::metrics::{Health, JournalMetrics, WorkerMetrics};
@@ -73,6 +73,8 @@ struct Batch {
     /// everything after it, once the batches before it are answered: they are at the
     /// writer already and may still be stored.
     refused: Option<bool>,
+    /// The journal's answer, once it came (kept until every earlier batch's did).
+    answer: Option<Result<Vec<Location>, DiskError>>,
 }
 
 impl Batch {
@@ -262,35 +264,41 @@ impl Durable {
         }
     }
 
-    /// The journal answered the batch in flight (the answer was taken at `now`).
+    /// The journal answered a batch in flight (the answer was taken at `now`).
+    /// Batches are settled oldest first: an answer for a later one (the writer sends
+    /// them in order, so only a test sees this) waits with its batch.
     pub fn committed(&mut self, c: Committed, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
-        // Answers come in submission order; one for a batch taken back is stale.
-        if self.inflight.front().map(|b| b.epoch) != Some(c.token) {
+        // An answer for a batch taken back (refused by the fence) is stale.
+        let Some(batch) = self.inflight.iter_mut().find(|b| b.epoch == c.token) else {
             return;
-        }
-        match c.result {
-            Ok(locations) => {
-                if let Some(mut batch) = self.inflight.pop_front() {
-                    for (entry, at) in batch.entries.drain(..).zip(locations) {
-                        if let Some((conversation, seq)) = entry {
-                            shard.located(conversation, seq, at);
+        };
+        batch.answer = Some(c.result);
+        while let Some(result) = self.inflight.front_mut().and_then(|b| b.answer.take()) {
+            match result {
+                Ok(locations) => {
+                    if let Some(mut batch) = self.inflight.pop_front() {
+                        for (entry, at) in batch.entries.drain(..).zip(locations) {
+                            if let Some((conversation, seq)) = entry {
+                                shard.located(conversation, seq, at);
+                            }
                         }
+                        shard.durable(batch.epoch);
+                        if let Some(t) = batch.submitted {
+                            self.journal.append_latency.observe(now.mono.since(t));
+                        }
+                        self.health.journal_ok.store(true, Ordering::Relaxed);
+                        self.release(batch, now, out);
                     }
-                    shard.durable(batch.epoch);
-                    if let Some(t) = batch.submitted {
-                        self.journal.append_latency.observe(now.mono.since(t));
-                    }
-                    self.health.journal_ok.store(true, Ordering::Relaxed);
-                    self.release(batch, now, out);
                 }
-                self.settle_refused(shard, now, out);
-                self.flush(shard, now, out);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "journal write failed; changes taken back");
-                self.fail(shard, now, out);
+                Err(e) => {
+                    tracing::warn!(error = %e, "journal write failed; changes taken back");
+                    self.fail(shard, now, out);
+                    return;
+                }
             }
         }
+        self.settle_refused(shard, now, out);
+        self.flush(shard, now, out);
     }
 
     /// Storage failed: counted, `/readyz` turns 503, and everything pending is taken
@@ -574,5 +582,145 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(shard.transcript(7).map(|t| t.len()), Some(2));
+    }
+
+    /// The journal's answers to the `n` batches in flight.
+    fn answers(d: &Durable, n: usize) -> Vec<Committed> {
+        (0..n)
+            .map(|_| d.replies.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn batches_in_flight_are_settled_in_order_whatever_order_answers_come_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            segment_bytes: 1 << 20,
+            ..JournalConfig::default()
+        };
+        let journal = Journal::open(dir.path(), &cfg, |_, _| {}).unwrap();
+        let (mut shard, mut d, _, _) = durable_shard(&journal);
+        let mut out = Vec::new();
+        d.handle(&mut shard, open_with(1), at(0), &mut out);
+        d.flush(&mut shard, at(0), &mut out);
+        // The second batch goes to the journal before the first is answered.
+        d.handle(&mut shard, send(2), at(1), &mut out);
+        d.flush(&mut shard, at(1), &mut out);
+        assert_eq!(d.inflight.len(), 2);
+        assert!(out.is_empty());
+        let mut got = answers(&d, 2);
+        assert_eq!(
+            got.iter().map(|c| c.token).collect::<Vec<_>>(),
+            [1, 2],
+            "the writer answers in submission order"
+        );
+        // Seen the other way round, the later batch still waits for the earlier one.
+        let first = got.remove(0);
+        d.committed(got.remove(0), &mut shard, at(2), &mut out);
+        assert!(out.is_empty(), "batch 2 waits for batch 1");
+        assert_eq!(d.inflight.len(), 2);
+        d.committed(first, &mut shard, at(3), &mut out);
+        let got = replies(&mut out);
+        assert!(
+            matches!(&got[..], [(1, Msg::Accepted(a)), (2, Msg::Accepted(b))] if a.seq == 1 && b.seq == 2),
+            "{got:?}"
+        );
+        assert!(d.inflight.is_empty());
+    }
+
+    #[test]
+    fn a_failed_batch_takes_back_the_batches_behind_it_and_none_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (faults, armed) = Faults::armed();
+        let cfg = JournalConfig {
+            segment_bytes: 1 << 20,
+            ..JournalConfig::default()
+        };
+        let journal = Journal::open_with_faults(dir.path(), &cfg, faults, |_, _| {}).unwrap();
+        let (mut shard, mut d, stats, health) = durable_shard(&journal);
+        let mut out = Vec::new();
+        d.handle(&mut shard, open_with(1), at(0), &mut out);
+        commit(&mut d, &mut shard, at(0), &mut out);
+        assert_eq!(replies(&mut out).len(), 1);
+
+        // Two batches in flight; the first one's fsync fails.
+        armed.sync_errno.store(libc::EIO, Ordering::Relaxed);
+        d.handle(&mut shard, send(2), at(10), &mut out);
+        d.flush(&mut shard, at(10), &mut out);
+        d.handle(&mut shard, send(3), at(11), &mut out);
+        d.flush(&mut shard, at(11), &mut out);
+        assert_eq!(d.inflight.len(), 2);
+        let mut got = answers(&d, 2);
+        assert!(got[0].result.is_err() && got[1].result.is_err(), "{got:?}");
+        d.committed(got.remove(0), &mut shard, at(12), &mut out);
+        let mut sent = replies(&mut out);
+        sent.sort_by_key(|(rid, _)| *rid);
+        assert!(
+            matches!(&sent[..], [(2, Msg::Error(a)), (3, Msg::Error(b))] if a.code == 503 && b.code == 503),
+            "both taken back at the first failure: {sent:?}"
+        );
+        assert_eq!(shard.transcript(7).map(|t| t.len()), Some(1));
+        assert_eq!(stats.storage_errors.get(), 1);
+        assert!(!health.journal_ok.load(Ordering::Relaxed));
+        // The second answer is for a batch already taken back.
+        d.committed(got.remove(0), &mut shard, at(13), &mut out);
+        assert!(out.is_empty() && d.inflight.is_empty());
+
+        // The disk is back: the resends are stored once, with the next numbers.
+        armed.sync_errno.store(0, Ordering::Relaxed);
+        d.handle(&mut shard, send(2), at(120), &mut out);
+        d.flush(&mut shard, at(120), &mut out);
+        d.handle(&mut shard, send(3), at(121), &mut out);
+        d.flush(&mut shard, at(121), &mut out);
+        for c in answers(&d, 2) {
+            d.committed(c, &mut shard, at(122), &mut out);
+        }
+        let got = replies(&mut out);
+        assert!(
+            matches!(&got[..], [(2, Msg::Accepted(a)), (3, Msg::Accepted(b))] if a.seq == 2 && b.seq == 3),
+            "{got:?}"
+        );
+        // On disk: the opening's records and the two resends, nothing of the failed batches.
+        journal.handle.shutdown();
+        journal.writer.join().unwrap();
+        let mut seqs = Vec::new();
+        let _again = Journal::open(dir.path(), &cfg, |r, _| {
+            if r.kind == RecordKind::Entry as u8 {
+                seqs.push(r.seq);
+            }
+        })
+        .unwrap();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    #[test]
+    fn at_the_bound_the_next_batch_keeps_filling() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            segment_bytes: 1 << 20,
+            max_inflight_batches: 2,
+            ..JournalConfig::default()
+        };
+        let journal = Journal::open(dir.path(), &cfg, |_, _| {}).unwrap();
+        let (mut shard, mut d, _, _) = durable_shard(&journal);
+        let mut out = Vec::new();
+        d.handle(&mut shard, open_with(1), at(0), &mut out);
+        d.flush(&mut shard, at(0), &mut out);
+        for id in 2..=4 {
+            d.handle(&mut shard, send(id), at(id), &mut out);
+            d.flush(&mut shard, at(id), &mut out);
+        }
+        assert_eq!(d.inflight.len(), 2, "the bound");
+        assert_eq!(d.journal.inflight_full.get(), 2, "held back twice");
+        assert_eq!(d.building.parked.len(), 2, "3 and 4 wait together");
+        let mut rest = answers(&d, 2).into_iter();
+        d.committed(rest.next().unwrap(), &mut shard, at(5), &mut out);
+        assert_eq!(d.inflight.len(), 2, "the next batch went out at once");
+        d.committed(rest.next().unwrap(), &mut shard, at(6), &mut out);
+        for c in answers(&d, 1) {
+            d.committed(c, &mut shard, at(7), &mut out);
+        }
+        let got: Vec<u32> = replies(&mut out).into_iter().map(|(rid, _)| rid).collect();
+        assert_eq!(got, [1, 2, 3, 4]);
     }
 }
