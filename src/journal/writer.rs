@@ -319,6 +319,9 @@ impl JournalHandle {
     }
 }
 
+/// Who to answer for one append: its token and channel.
+type Reply = (u64, Sender<Committed>);
+
 /// A contiguous run of bytes written by one positioned write.
 #[derive(Debug, Clone, Copy)]
 struct Chunk {
@@ -463,7 +466,7 @@ impl Writer {
         records: Vec<Record>,
         (token, reply): (u64, Sender<Committed>),
         fence: Option<u64>,
-        (batch, replies): (&mut Vec<Vec<Record>>, &mut Vec<(u64, Sender<Committed>)>),
+        (batch, replies): (&mut Vec<Vec<Record>>, &mut Vec<Reply>),
     ) {
         if fence.is_some_and(|f| f < self.stats.failures.load(Ordering::Acquire)) {
             self.stats.fenced.fetch_add(1, Ordering::Relaxed);
