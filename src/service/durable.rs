@@ -112,8 +112,9 @@ impl Durable {
             Arc<Health>,
         ),
     ) -> Self {
-        // Bounded by the batches in flight: at most that many answers are pending.
-        let (reply_tx, replies) = crossbeam_channel::bounded(handle.max_inflight_batches() + 1);
+        // At most the batches in flight are answered at once, plus, right after a
+        // take-back, the (fenced) ones it dropped: the writer never waits for room.
+        let (reply_tx, replies) = crossbeam_channel::bounded(2 * handle.max_inflight_batches() + 1);
         let fence = handle.failures();
         let building = Batch {
             epoch: 1,
