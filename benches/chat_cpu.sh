@@ -186,6 +186,8 @@ for run in $(seq "$RUNS"); do
                 ${tls_args[@]+"${tls_args[@]}"} --json -q >"$base.json" 2>"$base.err" || true
             [ -z "$ppid" ] || wait "$ppid" 2>/dev/null || true
             [ "$SYSCALLS" != 1 ] || echo $((DURATION - 4)) >"$base.syscall-secs"
+            # The daemon's metrics at the end (journal fsync count and latency).
+            curl -fsS --max-time 5 "http://127.0.0.1:$((PORT + 1))/metrics" >"$base.metrics" 2>/dev/null || true
             stop_daemon
             sleep 1
           done
@@ -222,6 +224,33 @@ for path in sorted(glob.glob(os.path.join(out, "chat-*.json")), key=key):
     rows.setdefault((label, t, j), []).append((us, d.get("messages_per_s"), p99, peak))
     print(f"| {label} | {t} | {j} | {run} | {d.get('messages', 0):,} | {cpu.get('window_cpu_s', 0):.2f} | "
           f"{us or 0:.2f} | {d.get('messages_per_s', 0):,.0f} | {(p99 or 0) / 1000:.2f} | {peak:.1f} | {errs} |")
+journal = []
+for path in sorted(glob.glob(os.path.join(out, "chat-*.metrics")), key=lambda p: key(p[:-8] + ".json")):
+    run, t, j, label = key(path[:-8] + ".json")
+    m, buckets = {}, []
+    for line in open(path):
+        if line.startswith("#") or " " not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith("switchboard_journal_fsync_latency_seconds_bucket"):
+            buckets.append((float(name.split('le="')[1].split('"')[0]), float(value)))
+        m[name] = float(value)
+    n = m.get("switchboard_journal_fsync_latency_seconds_count", 0)
+    if not n:
+        continue
+    p99 = next((le for le, c in buckets if c >= 0.99 * n), float("nan"))
+    try:
+        p50 = (json.load(open(path[:-8] + ".json")).get("latency_us") or {}).get("p50", 0) / 1000
+    except (OSError, ValueError):
+        p50 = float("nan")
+    appends = m.get("switchboard_journal_appends_total", 0)
+    journal.append(f"| {label} | {t} | {run} | {p50:.2f} | {n:,.0f} | {appends / n:.1f} | "
+                   f"{1000 * m.get('switchboard_journal_fsync_latency_seconds_sum', 0) / n:.2f} | {1000 * p99:g} |")
+if journal:
+    print()
+    print("| daemon | transport | run | p50 ms (storm) | fsyncs (daemon lifetime) | records per fsync | fsync mean ms | fsync p99 ms (bucket bound) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(journal))
 calls = []
 for path in sorted(glob.glob(os.path.join(out, "chat-*.syscalls")), key=lambda p: key(p[:-9] + ".json")):
     run, t, j, label = key(path[:-9] + ".json")

@@ -67,6 +67,12 @@ pub struct JournalConfig {
     /// Bytes the writer encodes before issuing one positioned write; bounds the writer's
     /// buffer. Default 4 MiB.
     pub max_batch_bytes: usize,
+    /// Group-commit batches one worker shard may have submitted and not yet answered.
+    /// More than one lets a change go to the writer's next fsync at once instead of
+    /// waiting for the shard's previous batch first. At the bound the next batch keeps
+    /// filling (`switchboard_journal_inflight_full_total`). Default 4; 1 is the old
+    /// one-at-a-time behaviour.
+    pub max_inflight_batches: usize,
     /// Records a reconnecting client may be replayed before it is told to use
     /// `History` instead (read by the conversation layer). Default 1,000.
     pub max_replay: u32,
@@ -88,6 +94,7 @@ impl Default for JournalConfig {
             fsync_interval: Duration::from_millis(10),
             queue_depth: 16_384,
             max_batch_bytes: 4 * 1024 * 1024,
+            max_inflight_batches: 4,
             max_replay: 1_000,
             retention: Duration::from_secs(30 * 24 * 3600),
             on_damage: OnDamage::Refuse,
@@ -118,6 +125,9 @@ impl JournalConfig {
         }
         if self.queue_depth == 0 {
             return invalid("journal.queue_depth", "must be at least 1".into());
+        }
+        if self.max_inflight_batches == 0 {
+            return invalid("journal.max_inflight_batches", "must be at least 1".into());
         }
         if self.max_batch_bytes == 0 {
             return invalid("journal.max_batch_bytes", "must be at least 1".into());

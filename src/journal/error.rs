@@ -14,6 +14,10 @@ pub(crate) enum DiskError {
     /// Any other I/O failure; carries the OS error number (0 when there is none).
     #[error("journal I/O error (os error {0})")]
     Io(i32),
+    /// Not written: a write or sync failed after the submitter's last take-back, so
+    /// the batches this one follows may be lost ([`super::JournalHandle::append_fenced`]).
+    #[error("journal append refused: an earlier append failed")]
+    Fenced,
 }
 
 impl DiskError {

@@ -35,9 +35,7 @@ use std::time::Instant;
 
 pub use config::{FsyncPolicy, JournalConfig, OnDamage};
 pub(crate) use damage::{Damage, DamagedRange};
-#[cfg(test)]
-pub(crate) use error::DiskError;
-pub(crate) use error::{AppendError, JournalError};
+pub(crate) use error::{AppendError, DiskError, JournalError};
 pub(crate) use frontier::Frontier;
 pub(crate) use location::Location;
 pub(crate) use reader::{JournalReader, Step, segment_start};

@@ -37,6 +37,11 @@ pub(crate) struct JournalStats {
     pub write_errors: AtomicU64,
     /// Failed syncs.
     pub sync_errors: AtomicU64,
+    /// Append batches that failed (a write, sync or segment creation): the fence
+    /// generation ([`super::JournalHandle::append_fenced`]).
+    pub failures: AtomicU64,
+    /// Appends refused because a failure happened after their fence.
+    pub fenced: AtomicU64,
     /// Appends refused because the queue was full.
     pub queue_full: AtomicU64,
     /// Segments created.

@@ -909,6 +909,96 @@ fn failed_submission_is_rewound_whole_without_sync() {
     assert_eq!(seen, vec![rec(1, 1, "kept"), rec(1, 2, "next")]);
 }
 
+/// Two batches of one submitter queued behind each other (each its own group commit):
+/// the first one's fsync fails, so the second, made before the submitter heard, is
+/// refused unwritten (without the fence it would fail here too, but with the EIO of
+/// its own fsync). Afterwards the state is as after any failed sync: the next append,
+/// with the new fence, takes the failed batch's place.
+#[test]
+fn a_failure_fences_the_appends_queued_behind_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(4096);
+    let (faults, state) = Faults::armed();
+    let (j, _) = open_faulty(dir.path(), &cfg, faults);
+    let mut kept = Vec::new();
+    for i in 0.. {
+        let r = rec(1, i, &"r".repeat(120));
+        let at = append(&j, vec![r.clone()]).unwrap()[0];
+        kept.push(r);
+        if at.segment > 1 {
+            break;
+        }
+    }
+    // Hold the writer inside a compaction of segment 1 (keeping nothing).
+    let (inside_tx, inside) = crossbeam_channel::bounded(1);
+    let (go, go_rx) = crossbeam_channel::bounded::<()>(1);
+    let blocker = {
+        let h = j.handle.clone();
+        std::thread::spawn(move || {
+            h.copy_forward(1, move |_| {
+                let _ = inside_tx.try_send(());
+                let _ = go_rx.recv();
+                false
+            })
+        })
+    };
+    inside.recv().unwrap();
+    let fence = j.handle.failures();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    j.handle
+        .append_fenced(vec![rec(2, 1, "first")], 1, &tx, fence)
+        .unwrap();
+    // A request between them, so they are separate group commits.
+    let asker = {
+        let h = j.handle.clone();
+        std::thread::spawn(move || h.segments().map(|s| s.len()))
+    };
+    let mut polls = 0;
+    while j.handle.queued() < 2 {
+        polls += 1;
+        assert!(polls < 100_000, "the request never queued");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    j.handle
+        .append_fenced(vec![rec(2, 2, "second")], 2, &tx, fence)
+        .unwrap();
+    state.sync_errno.store(libc::EIO, Ordering::Relaxed);
+    go.send(()).unwrap();
+    drop(go); // keep's later calls return at once
+    assert_eq!(blocker.join().unwrap().unwrap(), vec![]);
+    asker.join().unwrap().unwrap();
+    let first = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let second = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        (first.token, first.result),
+        (1, Err(DiskError::Io(libc::EIO)))
+    );
+    assert_eq!((second.token, second.result), (2, Err(DiskError::Fenced)));
+    assert_eq!(j.handle.failures(), fence + 1);
+    assert_eq!(j.handle.stats().fenced.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        j.handle.stats().sync_errors.load(Ordering::Relaxed),
+        1,
+        "one fsync failed"
+    );
+    state.sync_errno.store(0, Ordering::Relaxed);
+    // With the old fence it is still refused; with the new one it is stored.
+    j.handle
+        .append_fenced(vec![rec(2, 1, "stale")], 3, &tx, fence)
+        .unwrap();
+    let r = rec(2, 1, "retried");
+    j.handle
+        .append_fenced(vec![r.clone()], 4, &tx, j.handle.failures())
+        .unwrap();
+    let stale = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let retried = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!((stale.token, stale.result), (3, Err(DiskError::Fenced)));
+    assert_eq!(retried.token, 4);
+    assert!(retried.result.is_ok());
+    kept.push(r);
+    assert_eq!(restart(j, dir.path(), &cfg), kept);
+}
+
 #[test]
 fn records_of_a_failed_sync_do_not_come_back_after_a_clean_restart() {
     let seen = after_faults(&cfg(1 << 20), |j, state, _| {

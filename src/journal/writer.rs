@@ -49,6 +49,8 @@ pub(crate) enum Request {
         records: Vec<Record>,
         token: u64,
         reply: Sender<Committed>,
+        /// Refuse it if more append batches than this have failed.
+        fence: Option<u64>,
     },
     Segments(Sender<Vec<SegmentSummary>>),
     Delete(Vec<u32>, Sender<Result<(), JournalError>>),
@@ -94,6 +96,7 @@ pub(crate) struct JournalHandle {
     max_record_bytes: u32,
     /// Record space in one segment: the most one submission may hold.
     max_submission_bytes: u64,
+    max_inflight_batches: usize,
     stats: Arc<JournalStats>,
 }
 
@@ -115,6 +118,7 @@ impl JournalHandle {
             max_submission_bytes: cfg
                 .segment_bytes
                 .saturating_sub((SEGMENT_HEADER_LEN + SEAL_FRAME) as u64),
+            max_inflight_batches: cfg.max_inflight_batches,
             stats,
         }
     }
@@ -131,6 +135,48 @@ impl JournalHandle {
         records: Vec<Record>,
         token: u64,
         reply: &Sender<Committed>,
+    ) -> Result<(), AppendError> {
+        self.submit(records, token, reply, None)
+    }
+
+    /// [`JournalHandle::append`] for a submitter with several appends in flight whose
+    /// later ones depend on the earlier ones: the writer refuses it
+    /// ([`DiskError::Fenced`]) if more than `fence` append batches have failed by the
+    /// time it is written. The submitter passes [`JournalHandle::failures`] as read
+    /// when it last took back everything unanswered, so once one of its appends fails,
+    /// none it made before hearing so is stored after it.
+    pub(crate) fn append_fenced(
+        &self,
+        records: Vec<Record>,
+        token: u64,
+        reply: &Sender<Committed>,
+        fence: u64,
+    ) -> Result<(), AppendError> {
+        self.submit(records, token, reply, Some(fence))
+    }
+
+    /// Append batches that have failed so far (the fence generation).
+    pub(crate) fn failures(&self) -> u64 {
+        self.stats.failures.load(Ordering::Acquire)
+    }
+
+    /// Requests waiting for the writer (tests).
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// `journal.max_inflight_batches`: appends one submitter may keep unanswered.
+    pub(crate) fn max_inflight_batches(&self) -> usize {
+        self.max_inflight_batches
+    }
+
+    fn submit(
+        &self,
+        records: Vec<Record>,
+        token: u64,
+        reply: &Sender<Committed>,
+        fence: Option<u64>,
     ) -> Result<(), AppendError> {
         if let Some(r) = records
             .iter()
@@ -152,6 +198,7 @@ impl JournalHandle {
             records,
             token,
             reply: reply.clone(),
+            fence,
         };
         match self.tx.try_send(req) {
             Ok(()) => Ok(()),
@@ -276,6 +323,9 @@ impl JournalHandle {
     }
 }
 
+/// Who to answer for one append: its token and channel.
+type Reply = (u64, Sender<Committed>);
+
 /// A contiguous run of bytes written by one positioned write.
 #[derive(Debug, Clone, Copy)]
 struct Chunk {
@@ -341,18 +391,21 @@ impl Writer {
                         records,
                         token,
                         reply,
+                        fence,
                     } => {
-                        let mut batch = vec![records];
-                        let mut replies = vec![(token, reply)];
+                        let mut batch = Vec::new();
+                        let mut replies = Vec::new();
+                        self.admit(records, (token, reply), fence, (&mut batch, &mut replies));
                         while batch.len() < max_drain {
                             match rx.try_recv() {
                                 Ok(Request::Append {
                                     records,
                                     token,
                                     reply,
+                                    fence,
                                 }) => {
-                                    batch.push(records);
-                                    replies.push((token, reply));
+                                    let to = (&mut batch, &mut replies);
+                                    self.admit(records, (token, reply), fence, to);
                                 }
                                 Ok(other) => {
                                     next = Some(other);
@@ -360,6 +413,9 @@ impl Writer {
                                 }
                                 Err(_) => break,
                             }
+                        }
+                        if batch.is_empty() {
+                            continue; // every one was fenced
                         }
                         let results = self.write_batch(&batch, false);
                         if self.cfg.fsync == FsyncPolicy::Never {
@@ -404,6 +460,26 @@ impl Writer {
         }
         self.scrub();
         let _ = self.sync_active();
+    }
+
+    /// Adds one append to the group being formed, or refuses it at once if a failure
+    /// happened after its fence. A submitter's fenced appends are all older than its
+    /// unfenced ones (fences only grow), so answering them first keeps its order.
+    fn admit(
+        &self,
+        records: Vec<Record>,
+        (token, reply): (u64, Sender<Committed>),
+        fence: Option<u64>,
+        (batch, replies): (&mut Vec<Vec<Record>>, &mut Vec<Reply>),
+    ) {
+        if fence.is_some_and(|f| f < self.stats.failures.load(Ordering::Acquire)) {
+            self.stats.fenced.fetch_add(1, Ordering::Relaxed);
+            let result = Err(DiskError::Fenced);
+            let _ = reply.send(Committed { token, result });
+            return;
+        }
+        batch.push(records);
+        replies.push((token, reply));
     }
 
     /// Best effort: zeros what failed writes may have left past the write position, so
@@ -532,6 +608,8 @@ impl Writer {
                 self.write_pos = to;
             }
             self.scrub();
+            // Counted before anyone hears of it: fenced appends made before are refused.
+            self.stats.failures.fetch_add(1, Ordering::AcqRel);
             self.stats.failing.store(1, Ordering::Relaxed);
             tracing::warn!(error = %e, segment = self.active.segment, "journal append batch failed");
         } else {

@@ -461,6 +461,9 @@ pub struct JournalMetrics {
     pub append_bytes: Counter,
     /// Time to append one batch.
     pub append_latency: LatencyHistogram,
+    /// Times a worker shard held its next batch back because
+    /// `journal.max_inflight_batches` were unanswered.
+    pub inflight_full: Counter,
     /// Time of one fsync (or fdatasync).
     pub fsync_latency: LatencyHistogram,
     /// Damaged ranges recovery found at start (0 on a clean journal).

@@ -2,10 +2,15 @@
 //! written to the journal, and what it wants sent waits until the journal says the
 //! change is durable (per `journal.fsync`).
 //!
-//! One batch is in flight at a time; while it is, the next one fills with everything
-//! the shard changes meanwhile, so one fsync covers a whole loop's worth of messages
-//! (and the journal's writer merges the batches of all workers into one fsync too).
-//! Effects that depend on nothing pending go out at once.
+//! Up to `journal.max_inflight_batches` batches are in flight at a time; each is
+//! submitted at the end of the loop turn that filled it, so a change waits for the
+//! writer's next fsync, not for an earlier batch's answer first (the journal's writer
+//! merges whatever is queued, from all workers, into one fsync). At the bound, the
+//! next batch keeps filling until the oldest is answered. Batches become durable in
+//! order: the writer answers one submitter's appends in submission order, and after a
+//! failure it refuses every append made before the submitter heard of it (the fence,
+//! [`JournalHandle::append_fenced`]), so no later batch is ever stored after an earlier
+//! one was taken back. Effects that depend on nothing pending go out at once.
 //!
 //! When a batch fails (disk full, I/O error, journal queue full), the shard takes back
 //! every change that is not durable; clients whose requests were taken back get a
@@ -13,6 +18,7 @@
 //! and lifecycle messages from the router are applied again into the next batch,
 //! which is tried after a back-off.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::clock::{Mono, Now};
 use crate::handoff::ConnId;
-use crate::journal::{AppendError, Committed, JournalHandle, Record};
+use crate::journal::{AppendError, Committed, DiskError, JournalHandle, Location, Record};
 use std::sync::atomic::Ordering;
 
 use crate::metrics::{Health, JournalMetrics, WorkerMetrics};
@@ -62,6 +68,13 @@ struct Batch {
     /// order (`None` for other records), to note where they landed.
     entries: Vec<Option<(u64, u64)>>,
     parked: Vec<Parked>,
+    /// The journal refused it at submission (`Some(true)`: a storage failure, such as
+    /// a full queue; `Some(false)`: a record over the limits). It is taken back, with
+    /// everything after it, once the batches before it are answered: they are at the
+    /// writer already and may still be stored.
+    refused: Option<bool>,
+    /// The journal's answer, once it came (kept until every earlier batch's did).
+    answer: Option<Result<Vec<Location>, DiskError>>,
 }
 
 impl Batch {
@@ -76,7 +89,11 @@ pub(crate) struct Durable {
     reply_tx: Sender<Committed>,
     /// Answers from the journal's writer; the worker loop selects on it.
     pub replies: Receiver<Committed>,
-    inflight: Option<Batch>,
+    /// Submitted batches, oldest first, answered in this order.
+    inflight: VecDeque<Batch>,
+    /// The journal's failure count when this shard last took everything back: its
+    /// appends are refused once another failure happens (see the module doc).
+    fence: u64,
     building: Batch,
     retry_at: Option<Mono>,
     stats: Arc<crossbeam_utils::CachePadded<WorkerMetrics>>,
@@ -95,8 +112,10 @@ impl Durable {
             Arc<Health>,
         ),
     ) -> Self {
-        // Bounded by the one batch in flight: at most one answer is ever pending.
-        let (reply_tx, replies) = crossbeam_channel::bounded(4);
+        // At most the batches in flight are answered at once, plus, right after a
+        // take-back, the (fenced) ones it dropped: the writer never waits for room.
+        let (reply_tx, replies) = crossbeam_channel::bounded(2 * handle.max_inflight_batches() + 1);
+        let fence = handle.failures();
         let building = Batch {
             epoch: 1,
             ..Batch::default()
@@ -106,7 +125,8 @@ impl Durable {
             handle,
             reply_tx,
             replies,
-            inflight: None,
+            inflight: VecDeque::new(),
+            fence,
             building,
             retry_at: None,
             stats,
@@ -160,12 +180,30 @@ impl Durable {
         self.retry_at.filter(|_| !self.building.is_empty())
     }
 
-    /// Submits the next batch if none is in flight (and no back-off runs at `now`).
+    /// Submits the batch being built, unless `journal.max_inflight_batches` are in
+    /// flight already (or a back-off runs at `now`).
     pub fn flush(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
-        if self.inflight.is_some() || self.building.is_empty() {
+        if self.building.is_empty() {
             return;
         }
         if self.retry_at.is_some_and(|t| now.mono < t) {
+            return;
+        }
+        let records_empty = self.building.records.is_empty();
+        if self.inflight.back().is_some_and(|b| b.refused.is_some()) {
+            return; // nothing more until the refusal is settled
+        }
+        if records_empty && !self.inflight.is_empty() {
+            // Its effects wait only on earlier batches: it goes out when they are
+            // answered (`committed` flushes again).
+            return;
+        }
+        if self.inflight.len() >= self.handle.max_inflight_batches() {
+            self.journal.inflight_full.inc();
+            tracing::debug!(
+                max = self.handle.max_inflight_batches(),
+                "journal.max_inflight_batches reached; the next batch keeps filling"
+            );
             return;
         }
         self.retry_at = None;
@@ -175,8 +213,8 @@ impl Durable {
         };
         let mut batch = std::mem::replace(&mut self.building, next);
         shard.set_epoch(self.building.epoch);
-        if batch.records.is_empty() {
-            // Waited only on an earlier batch, which is durable now.
+        if records_empty {
+            // Waited only on earlier batches, which are durable now.
             shard.durable(batch.epoch);
             self.release(batch, now, out);
             return;
@@ -192,50 +230,76 @@ impl Durable {
             .map(|r| (r.kind == RecordKind::Entry as u8).then_some((r.conversation, r.seq)))
             .collect();
         let epoch = batch.epoch;
-        self.inflight = Some(batch);
-        match self.handle.append(records, epoch, &self.reply_tx) {
-            Ok(()) => {}
-            Err(e @ (AppendError::TooLarge { .. } | AppendError::BatchTooLarge { .. })) => {
-                // Not a storage failure: the disk is fine and `/readyz` stays ready.
-                // Config validation makes every record of a valid message fit, so
-                // this is a bug; the changes are taken back like a failed write.
-                tracing::error!(error = %e, "journal refused a record over its limits; changes taken back");
-                self.take_back(shard, now, out);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "journal append refused; changes taken back");
-                self.fail(shard, now, out);
-            }
+        self.inflight.push_back(batch);
+        let Err(e) = self
+            .handle
+            .append_fenced(records, epoch, &self.reply_tx, self.fence)
+        else {
+            return;
+        };
+        let storage = !matches!(
+            e,
+            AppendError::TooLarge { .. } | AppendError::BatchTooLarge { .. }
+        );
+        if storage {
+            tracing::warn!(error = %e, "journal append refused; changes taken back");
+        } else {
+            // Not a storage failure: the disk is fine and `/readyz` stays ready.
+            // Config validation makes every record of a valid message fit, so this
+            // is a bug; the changes are taken back like a failed write.
+            tracing::error!(error = %e, "journal refused a record over its limits; changes taken back");
+        }
+        if let Some(b) = self.inflight.back_mut() {
+            b.refused = Some(storage);
+        }
+        self.settle_refused(shard, now, out);
+    }
+
+    /// Takes everything back if the oldest batch in flight is one the journal refused
+    /// (every batch before it has been answered).
+    fn settle_refused(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
+        match self.inflight.front().and_then(|b| b.refused) {
+            Some(true) => self.fail(shard, now, out),
+            Some(false) => self.take_back(shard, now, out),
+            None => {}
         }
     }
 
-    /// The journal answered the batch in flight (the answer was taken at `now`).
+    /// The journal answered a batch in flight (the answer was taken at `now`).
+    /// Batches are settled oldest first: an answer for a later one (the writer sends
+    /// them in order, so only a test sees this) waits with its batch.
     pub fn committed(&mut self, c: Committed, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
-        if self.inflight.as_ref().map(|b| b.epoch) != Some(c.token) {
+        // An answer for a batch taken back (refused by the fence) is stale.
+        let Some(batch) = self.inflight.iter_mut().find(|b| b.epoch == c.token) else {
             return;
-        }
-        match c.result {
-            Ok(locations) => {
-                if let Some(mut batch) = self.inflight.take() {
-                    for (entry, at) in batch.entries.drain(..).zip(locations) {
-                        if let Some((conversation, seq)) = entry {
-                            shard.located(conversation, seq, at);
+        };
+        batch.answer = Some(c.result);
+        while let Some(result) = self.inflight.front_mut().and_then(|b| b.answer.take()) {
+            match result {
+                Ok(locations) => {
+                    if let Some(mut batch) = self.inflight.pop_front() {
+                        for (entry, at) in batch.entries.drain(..).zip(locations) {
+                            if let Some((conversation, seq)) = entry {
+                                shard.located(conversation, seq, at);
+                            }
                         }
+                        shard.durable(batch.epoch);
+                        if let Some(t) = batch.submitted {
+                            self.journal.append_latency.observe(now.mono.since(t));
+                        }
+                        self.health.journal_ok.store(true, Ordering::Relaxed);
+                        self.release(batch, now, out);
                     }
-                    shard.durable(batch.epoch);
-                    if let Some(t) = batch.submitted {
-                        self.journal.append_latency.observe(now.mono.since(t));
-                    }
-                    self.health.journal_ok.store(true, Ordering::Relaxed);
-                    self.release(batch, now, out);
                 }
-                self.flush(shard, now, out);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "journal write failed; changes taken back");
-                self.fail(shard, now, out);
+                Err(e) => {
+                    tracing::warn!(error = %e, "journal write failed; changes taken back");
+                    self.fail(shard, now, out);
+                    return;
+                }
             }
         }
+        self.settle_refused(shard, now, out);
+        self.flush(shard, now, out);
     }
 
     /// Storage failed: counted, `/readyz` turns 503, and everything pending is taken
@@ -250,6 +314,9 @@ impl Durable {
     /// stored; a resend can succeed), lifecycle applied again.
     fn take_back(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
         shard.rollback();
+        // Appends made from now on may be stored; any made before and still queued
+        // are refused by the writer (it counted the failure that got us here).
+        self.fence = self.handle.failures();
         let next = Batch {
             epoch: self.building.epoch + 1,
             ..Batch::default()
@@ -257,9 +324,7 @@ impl Durable {
         let building = std::mem::replace(&mut self.building, next);
         shard.set_epoch(self.building.epoch);
         let mut again = Vec::new();
-        for p in self
-            .inflight
-            .take()
+        for p in std::mem::take(&mut self.inflight)
             .into_iter()
             .chain([building])
             .flat_map(|b| b.parked)
@@ -452,7 +517,7 @@ mod tests {
         d.handle(&mut shard, send(2), at(1), &mut out);
         d.flush(&mut shard, at(99), &mut out);
         assert!(
-            d.inflight.is_none(),
+            d.inflight.is_empty(),
             "nothing submitted during the back-off"
         );
         assert_eq!(d.wake_at(), Some(at(0).mono.plus(RETRY_AFTER)));
@@ -508,7 +573,7 @@ mod tests {
         d.handle(&mut shard, send(2), at(20), &mut out);
         d.flush(&mut shard, at(109), &mut out);
         assert!(
-            d.inflight.is_none(),
+            d.inflight.is_empty(),
             "nothing submitted during the back-off"
         );
         commit(&mut d, &mut shard, at(110), &mut out);
@@ -518,5 +583,145 @@ mod tests {
             "{got:?}"
         );
         assert_eq!(shard.transcript(7).map(|t| t.len()), Some(2));
+    }
+
+    /// The journal's answers to the `n` batches in flight.
+    fn answers(d: &Durable, n: usize) -> Vec<Committed> {
+        (0..n)
+            .map(|_| d.replies.recv_timeout(Duration::from_secs(10)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn batches_in_flight_are_settled_in_order_whatever_order_answers_come_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            segment_bytes: 1 << 20,
+            ..JournalConfig::default()
+        };
+        let journal = Journal::open(dir.path(), &cfg, |_, _| {}).unwrap();
+        let (mut shard, mut d, _, _) = durable_shard(&journal);
+        let mut out = Vec::new();
+        d.handle(&mut shard, open_with(1), at(0), &mut out);
+        d.flush(&mut shard, at(0), &mut out);
+        // The second batch goes to the journal before the first is answered.
+        d.handle(&mut shard, send(2), at(1), &mut out);
+        d.flush(&mut shard, at(1), &mut out);
+        assert_eq!(d.inflight.len(), 2);
+        assert!(out.is_empty());
+        let mut got = answers(&d, 2);
+        assert_eq!(
+            got.iter().map(|c| c.token).collect::<Vec<_>>(),
+            [1, 2],
+            "the writer answers in submission order"
+        );
+        // Seen the other way round, the later batch still waits for the earlier one.
+        let first = got.remove(0);
+        d.committed(got.remove(0), &mut shard, at(2), &mut out);
+        assert!(out.is_empty(), "batch 2 waits for batch 1");
+        assert_eq!(d.inflight.len(), 2);
+        d.committed(first, &mut shard, at(3), &mut out);
+        let got = replies(&mut out);
+        assert!(
+            matches!(&got[..], [(1, Msg::Accepted(a)), (2, Msg::Accepted(b))] if a.seq == 1 && b.seq == 2),
+            "{got:?}"
+        );
+        assert!(d.inflight.is_empty());
+    }
+
+    #[test]
+    fn a_failed_batch_takes_back_the_batches_behind_it_and_none_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (faults, armed) = Faults::armed();
+        let cfg = JournalConfig {
+            segment_bytes: 1 << 20,
+            ..JournalConfig::default()
+        };
+        let journal = Journal::open_with_faults(dir.path(), &cfg, faults, |_, _| {}).unwrap();
+        let (mut shard, mut d, stats, health) = durable_shard(&journal);
+        let mut out = Vec::new();
+        d.handle(&mut shard, open_with(1), at(0), &mut out);
+        commit(&mut d, &mut shard, at(0), &mut out);
+        assert_eq!(replies(&mut out).len(), 1);
+
+        // Two batches in flight; the first one's fsync fails.
+        armed.sync_errno.store(libc::EIO, Ordering::Relaxed);
+        d.handle(&mut shard, send(2), at(10), &mut out);
+        d.flush(&mut shard, at(10), &mut out);
+        d.handle(&mut shard, send(3), at(11), &mut out);
+        d.flush(&mut shard, at(11), &mut out);
+        assert_eq!(d.inflight.len(), 2);
+        let mut got = answers(&d, 2);
+        assert!(got[0].result.is_err() && got[1].result.is_err(), "{got:?}");
+        d.committed(got.remove(0), &mut shard, at(12), &mut out);
+        let mut sent = replies(&mut out);
+        sent.sort_by_key(|(rid, _)| *rid);
+        assert!(
+            matches!(&sent[..], [(2, Msg::Error(a)), (3, Msg::Error(b))] if a.code == 503 && b.code == 503),
+            "both taken back at the first failure: {sent:?}"
+        );
+        assert_eq!(shard.transcript(7).map(|t| t.len()), Some(1));
+        assert_eq!(stats.storage_errors.get(), 1);
+        assert!(!health.journal_ok.load(Ordering::Relaxed));
+        // The second answer is for a batch already taken back.
+        d.committed(got.remove(0), &mut shard, at(13), &mut out);
+        assert!(out.is_empty() && d.inflight.is_empty());
+
+        // The disk is back: the resends are stored once, with the next numbers.
+        armed.sync_errno.store(0, Ordering::Relaxed);
+        d.handle(&mut shard, send(2), at(120), &mut out);
+        d.flush(&mut shard, at(120), &mut out);
+        d.handle(&mut shard, send(3), at(121), &mut out);
+        d.flush(&mut shard, at(121), &mut out);
+        for c in answers(&d, 2) {
+            d.committed(c, &mut shard, at(122), &mut out);
+        }
+        let got = replies(&mut out);
+        assert!(
+            matches!(&got[..], [(2, Msg::Accepted(a)), (3, Msg::Accepted(b))] if a.seq == 2 && b.seq == 3),
+            "{got:?}"
+        );
+        // On disk: the opening's records and the two resends, nothing of the failed batches.
+        journal.handle.shutdown();
+        journal.writer.join().unwrap();
+        let mut seqs = Vec::new();
+        let _again = Journal::open(dir.path(), &cfg, |r, _| {
+            if r.kind == RecordKind::Entry as u8 {
+                seqs.push(r.seq);
+            }
+        })
+        .unwrap();
+        assert_eq!(seqs, [1, 2, 3]);
+    }
+
+    #[test]
+    fn at_the_bound_the_next_batch_keeps_filling() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            segment_bytes: 1 << 20,
+            max_inflight_batches: 2,
+            ..JournalConfig::default()
+        };
+        let journal = Journal::open(dir.path(), &cfg, |_, _| {}).unwrap();
+        let (mut shard, mut d, _, _) = durable_shard(&journal);
+        let mut out = Vec::new();
+        d.handle(&mut shard, open_with(1), at(0), &mut out);
+        d.flush(&mut shard, at(0), &mut out);
+        for id in 2..=4 {
+            d.handle(&mut shard, send(id), at(id), &mut out);
+            d.flush(&mut shard, at(id), &mut out);
+        }
+        assert_eq!(d.inflight.len(), 2, "the bound");
+        assert_eq!(d.journal.inflight_full.get(), 2, "held back twice");
+        assert_eq!(d.building.parked.len(), 2, "3 and 4 wait together");
+        let mut rest = answers(&d, 2).into_iter();
+        d.committed(rest.next().unwrap(), &mut shard, at(5), &mut out);
+        assert_eq!(d.inflight.len(), 2, "the next batch went out at once");
+        d.committed(rest.next().unwrap(), &mut shard, at(6), &mut out);
+        for c in answers(&d, 1) {
+            d.committed(c, &mut shard, at(7), &mut out);
+        }
+        let got: Vec<u32> = replies(&mut out).into_iter().map(|(rid, _)| rid).collect();
+        assert_eq!(got, [1, 2, 3, 4]);
     }
 }

@@ -760,6 +760,12 @@ impl Exporter {
             "Time to append one batch to the journal.",
             &[&j.append_latency],
         )?;
+        counter(
+            enc,
+            "journal_inflight_full",
+            "Times a worker held its next journal batch back because journal.max_inflight_batches were unanswered.",
+            j.inflight_full.get(),
+        )?;
         histogram(
             enc,
             "journal_fsync_latency_seconds",
