@@ -8,7 +8,7 @@
 //! "Memory per authenticated session"). This sets the *default*: a
 //! `MIMALLOC_PURGE_DELAY` in the environment still wins.
 
-use libmimalloc_sys::{mi_option_get, mi_option_set_default, mi_option_t};
+use libmimalloc_sys::{mi_option_set_default, mi_option_t};
 
 /// The purge delay the daemon runs with, milliseconds.
 pub(crate) const PURGE_DELAY_MS: i64 = 10;
@@ -19,23 +19,27 @@ pub(crate) const PURGE_DELAY_MS: i64 = 10;
 const MI_OPTION_PURGE_DELAY: mi_option_t = 15;
 
 /// Makes [`PURGE_DELAY_MS`] mimalloc's purge delay unless the environment set one.
-/// Call before the threads start (mimalloc's option calls are not synchronised).
+/// Called at start, before the daemon's threads exist (mimalloc's options are plain
+/// words, not atomics).
 pub(crate) fn default_purge_delay() {
-    // SAFETY: plain C calls with an in-range option index and a value; they write one
-    // entry of mimalloc's static option table, which the caller does before starting
-    // the threads that read it (startup, single-threaded as far as mimalloc options go).
+    // SAFETY: a C call with an in-range option index, no pointers: it stores one word
+    // of mimalloc's static option table unless the environment set it. The daemon
+    // calls it before starting its threads; where a process starts several servers
+    // (tests), a thread reading the option meanwhile sees the old or the new delay,
+    // both valid, and every call stores the same value.
     unsafe { mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS as _) };
-}
-
-/// The purge delay in force (tests, the start-up log).
-pub(crate) fn purge_delay() -> i64 {
-    // SAFETY: reads one entry of mimalloc's option table (index in range).
-    i64::from(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use libmimalloc_sys::mi_option_get;
+
+    /// The purge delay in force.
+    fn purge_delay() -> i64 {
+        // SAFETY: reads one entry of mimalloc's option table (index in range).
+        i64::from(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) })
+    }
 
     #[test]
     fn the_default_is_ours_unless_the_environment_says_otherwise() {
