@@ -112,7 +112,7 @@ impl Run {
         }
         self.deltas.push(delta);
         self.last_seq = seq;
-        if (self.len() - 1) % MARK == 0 {
+        if (self.len() - 1).is_multiple_of(MARK) {
             self.marks.push(seq);
         }
         true

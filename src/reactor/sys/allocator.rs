@@ -11,7 +11,7 @@
 use libmimalloc_sys::{mi_option_set_default, mi_option_t};
 
 /// The purge delay the daemon runs with, milliseconds.
-pub(crate) const PURGE_DELAY_MS: i64 = 10;
+pub(crate) const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// `mi_option_purge_delay` in mimalloc v3's `mi_option_e` (`mimalloc.h`: the 16th
 /// option, after `mi_option_deprecated_eager_commit_delay` = 14); `libmimalloc-sys`
@@ -27,7 +27,7 @@ pub(crate) fn default_purge_delay() {
     // calls it before starting its threads; where a process starts several servers
     // (tests), a thread reading the option meanwhile sees the old or the new delay,
     // both valid, and every call stores the same value.
-    unsafe { mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS as _) };
+    unsafe { mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
 }
 
 #[cfg(test)]
@@ -36,9 +36,9 @@ mod tests {
     use libmimalloc_sys::mi_option_get;
 
     /// The purge delay in force.
-    fn purge_delay() -> i64 {
+    fn purge_delay() -> std::ffi::c_long {
         // SAFETY: reads one entry of mimalloc's option table (index in range).
-        i64::from(unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) })
+        unsafe { mi_option_get(MI_OPTION_PURGE_DELAY) }
     }
 
     #[test]
