@@ -13,8 +13,9 @@ case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
 DAEMON="${DAEMON_BIN:-$TARGET_DIR/release/switchboard}"
 STORM="${STORM_BIN:-$TARGET_DIR/release/storm}"
 DPID=""
-# Daemons started here run as systemd/switchboard.service runs them.
-export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:-10}"
+# Daemons started here run as systemd/switchboard.service runs them: mimalloc's purge
+# delay is the daemon's own (10 ms, set in code) unless MIMALLOC_PURGE_DELAY is set.
+# (A baseline binary from before 2026-12-07 needs MIMALLOC_PURGE_DELAY=10 to match.)
 
 # bench_binaries NAME BUILD BIN...: builds the release binaries when BUILD is 1, then
 # checks that every BIN is there.

@@ -117,6 +117,8 @@ impl Server {
     /// Binds the listeners and starts reactor and worker threads.
     pub fn start_prepared(prepared: Prepared) -> Result<Self, StartError> {
         let Prepared { config, checked } = prepared;
+        // Before any reactor or worker thread exists (see the module's doc).
+        reactor::sys::allocator::default_purge_delay();
         let config = &config;
         let backend = checked.backend;
         let tls = checked.tls;

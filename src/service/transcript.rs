@@ -12,7 +12,7 @@ use super::record;
 
 /// Entries kept in memory per conversation once they are durable (and, without a
 /// journal, at all).
-pub(crate) const TAIL: usize = 32;
+pub(crate) const TAIL: usize = 16;
 
 /// The entries of one conversation, in *slots*: a slot holds one entry, which stands
 /// for one sequence number — except a gap entry (kind [`GAP`]) recorded by salvage,

@@ -413,3 +413,36 @@ fn an_idle_conversation_is_closed_as_inactive() {
     let rid = vera.post(text(conv, 2, "too late"));
     vera.expect_error(rid, 409);
 }
+
+/// Idempotency keys of consecutive ids are kept as runs (one byte per message, a mark
+/// every 256): a resend far back in a long run, past the in-memory tail and across
+/// marks, still gets its first `Accepted` (same `seq`, same `time_ms`), and the
+/// other side's messages in between (distances of 2) are counted right.
+#[test]
+fn resends_far_back_in_a_long_numbered_run_get_their_first_accepted() {
+    let server = service_server(|_| {});
+    let addr = server.addr();
+    let mut visitor = Peer::connect(addr, &util::token("rita", "visitor"), "visitor");
+    let conv = visitor.send_accepted(0, 1, "hello").conversation;
+    let mut alice = Peer::connect(addr, &util::agent_token("alice", &["support"]), "alice");
+    alice.assigned(conv);
+    let mut first = BTreeMap::new();
+    for i in 0..600u64 {
+        let id = 5_000 + i;
+        first.insert(id, alice.send_accepted(conv, id, &format!("a{i}")));
+        if i % 3 == 0 {
+            // The visitor between two of them: the agent's next seq is 2 further.
+            visitor.send_accepted(conv, 2 + i, &format!("v{i}"));
+        }
+    }
+    for id in [5_000, 5_001, 5_255, 5_256, 5_257, 5_512, 5_598, 5_599] {
+        let again = alice.send_accepted(conv, id, "resent");
+        assert_eq!(again, first[&id], "resend of {id}");
+    }
+    let next = alice.send_accepted(conv, 5_600, "next");
+    assert_eq!(
+        next.seq,
+        first[&5_599].seq + 1,
+        "the resends took no sequence number"
+    );
+}

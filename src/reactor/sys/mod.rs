@@ -43,6 +43,8 @@ pub(crate) fn cap_wait(
     }
 }
 
+#[allow(unsafe_code, reason = "mimalloc's option API is C")]
+pub(crate) mod allocator;
 pub(crate) mod epoll;
 #[allow(unsafe_code, reason = "sched_setattr(2) has no safe wrapper")]
 pub(crate) mod sched;
