@@ -1171,5 +1171,16 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
                 let _ = f.check("t/v", &text, t);
             }
         }
+
+        /// Joining spelled-out letters only removes spaces, and never between two
+        /// words of two letters or more.
+        #[test]
+        fn spelled_out_letters_only_lose_spaces(text in "[a-c ]{0,40}|\\PC{0,80}") {
+            let norm = crate::assist::normalize::normalize_whole(&text);
+            let out = join_spaced_letters(&norm);
+            proptest::prop_assert_eq!(out.replace(' ', ""), norm.replace(' ', ""));
+            let long = |s: &str| s.split(' ').filter(|w| w.chars().count() > 1).count();
+            proptest::prop_assert!(long(&out) >= long(&norm));
+        }
     }
 }
