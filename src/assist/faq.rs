@@ -156,6 +156,11 @@ pub struct FaqMatch<'a> {
     pub shared: u32,
     /// Content grams of the message.
     pub content: u32,
+    /// Content grams of the message that are generic in the library (its subject:
+    /// "course" on a course platform), which do not corroborate an entry.
+    pub generic: u32,
+    /// Of `shared`, how many are generic.
+    pub shared_generic: u32,
     /// The message names another company's service ("netflix", 微信) that the
     /// entry's questions do not.
     pub other_service: bool,
@@ -221,6 +226,31 @@ pub struct FaqIndex {
     foreign: ForeignWords,
     /// Names of the background topics, in index order.
     topics: Vec<String>,
+    /// The library's generic content grams ([`generic_grams`]): shared, they do not
+    /// corroborate an entry.
+    generic: rustc_hash::FxHashSet<Gram>,
+}
+
+/// Share of a library's entries from which a content gram is generic: the library's
+/// subject ("course", 课程 on a course platform; "order" in a shop), which every
+/// question mentions, so sharing it says nothing about which entry is meant.
+const GENERIC_SHARE: f32 = 0.15;
+
+/// Fewest entries holding a generic gram: in a small library a word three entries
+/// share still tells them from the rest ("bike" in a ten-entry bicycle shop's).
+const GENERIC_MIN: u32 = 4;
+
+/// Content grams held by at least [`GENERIC_SHARE`] of `entries` (and [`GENERIC_MIN`]).
+fn generic_grams(
+    entries_with: &FxHashMap<Gram, u32>,
+    entries: usize,
+) -> rustc_hash::FxHashSet<Gram> {
+    let floor = ((entries as f32 * GENERIC_SHARE).ceil() as u32).max(GENERIC_MIN);
+    entries_with
+        .iter()
+        .filter(|&(_, &n)| n >= floor)
+        .map(|(&g, _)| g)
+        .collect()
 }
 
 /// A library question the built-in background keeps from its own entry (see
@@ -294,6 +324,8 @@ impl FaqIndex {
         let mut questions = 0usize;
         // Content grams of every entry.
         let mut library = rustc_hash::FxHashSet::default();
+        // Entries holding each content gram (for the library's generic words).
+        let mut entries_with: FxHashMap<Gram, u32> = FxHashMap::default();
         for (i, e) in file.entry.iter().enumerate() {
             let invalid = |reason: String| LoadError::Invalid {
                 what: WHAT,
@@ -325,6 +357,9 @@ impl FaqIndex {
             let grams = Grams::analyzed(&analyzer, &e.questions);
             let content: Vec<Gram> = grams.content().collect();
             library.extend(content.iter().copied());
+            for &g in &content {
+                *entries_with.entry(g).or_default() += 1;
+            }
             docs.push(grams);
             owners.push(i as u32);
             let mut named: Vec<u32> = e.questions.iter().flat_map(|q| services.find(q)).collect();
@@ -347,6 +382,7 @@ impl FaqIndex {
             owners.push(first_background + i as u32);
         }
         let foreign = ForeignWords::new(vocabulary, &library);
+        let generic = generic_grams(&entries_with, entries.len());
         let topic_names = background.topic.iter().map(|t| t.name.clone()).collect();
         let mut global = Scope::default();
         let mut groups = FxHashMap::default();
@@ -373,6 +409,7 @@ impl FaqIndex {
             first_background,
             services,
             foreign,
+            generic,
             topics: topic_names,
         })
     }
@@ -404,7 +441,9 @@ impl FaqIndex {
     /// Whether `m` passes the operating point `threshold`/`margin` (and the overlap,
     /// other-service and background-word guards): for evaluation sweeps.
     pub fn accepts(&self, m: &FaqMatch<'_>, threshold: f32, margin: f32) -> bool {
-        let corroborated = m.shared >= 2 || m.content <= 1 || m.score >= STRONG;
+        // Generic words (the library's subject) count for the overlap, not here.
+        let specific = m.shared - m.shared_generic;
+        let corroborated = specific >= 2 || m.content - m.generic <= 1 || m.score >= STRONG;
         let on_topic = !m.other_service && m.foreign < FOREIGN_SHARE;
         m.overlap() && corroborated && on_topic && m.score >= threshold && m.margin >= margin
     }
@@ -456,17 +495,21 @@ impl FaqIndex {
         }
         let second = ranked.get(1).map_or(0.0, |r| r.1);
         let e = self.entries.get(entry as usize)?;
-        let (mut shared, mut content) = (0u32, 0u32);
+        let (mut shared, mut content, mut shared_generic) = (0u32, 0u32, 0u32);
         let (mut w_shared, mut w_foreign) = (0f32, 0f32);
+        let mut generic = 0u32;
         for g in q.content() {
             content += 1;
             let idf = self.global.index.idf(g);
             if self.foreign.contains(g) {
                 w_foreign += idf;
             }
+            let generic_here = self.generic.contains(&g);
+            generic += u32::from(generic_here);
             if e.content.binary_search(&g).is_ok() {
                 shared += 1;
                 w_shared += idf;
+                shared_generic += u32::from(generic_here);
             }
         }
         let foreign = if w_shared > 0.0 {
@@ -486,6 +529,8 @@ impl FaqIndex {
             margin: score - second,
             shared,
             content,
+            generic,
+            shared_generic,
             other_service,
             foreign,
         }))
@@ -805,5 +850,64 @@ answer = "Within 5 working days."
         assert!(m.score >= kb.operating_point().0 * HINT_FRACTION, "{m:?}");
         assert!(m.margin < kb.operating_point().1, "{m:?}");
         assert!(kb.hint("support", "refund please").is_none());
+    }
+
+    /// A word most entries share (the library's subject) does not corroborate an
+    /// entry: "buy" and "course" made the gift entry answer a question about how long a
+    /// bought course lasts.
+    #[test]
+    fn the_library_subject_does_not_corroborate() {
+        let kb = FaqIndex::from_str(
+            r#"
+[[entry]]
+id = "refund"
+questions = ["How do I get a refund for a course?"]
+answer = "a"
+[[entry]]
+id = "certificate"
+questions = ["Where is my course certificate?"]
+answer = "b"
+[[entry]]
+id = "gift"
+questions = ["Can I buy a course as a gift?", "Send a course to a friend"]
+answer = "c"
+[[entry]]
+id = "expiry"
+questions = ["Does my access expire?"]
+answer = "d"
+[[entry]]
+id = "preview"
+questions = ["Can I preview a course?"]
+answer = "e"
+[[entry]]
+id = "speed"
+questions = ["Can I change the playback speed of a course video?"]
+answer = "f"
+"#,
+            Format::Toml,
+            &AssistConfig::default(),
+        )
+        .unwrap();
+        let m = kb
+            .closest(
+                "support",
+                "if I buy a course is it mine forever or only for a year",
+            )
+            .unwrap();
+        assert_eq!((m.id, m.shared, m.shared_generic), ("gift", 2, 1), "{m:?}");
+        assert!(m.score < STRONG, "{m:?}");
+        assert!(
+            kb.best_match(
+                "support",
+                "if I buy a course is it mine forever or only for a year"
+            )
+            .is_none()
+        );
+        // Without the generic word the question is still answered.
+        assert_eq!(
+            kb.best_match("support", "can i gift a course to my friend")
+                .map(|m| m.id),
+            Some("gift")
+        );
     }
 }

@@ -200,6 +200,40 @@ fn ends_word(after: &str) -> bool {
 
 /// `norm` without the spaces between two CJK characters.
 fn squeeze_cjk(norm: &str) -> String {
+    join_spaced_letters(&squeeze_cjk_only(norm))
+}
+
+/// Fewest single letters in a row read as one spelled-out word.
+const SPELLED_OUT: usize = 3;
+
+/// Runs of at least [`SPELLED_OUT`] single Latin letters separated by spaces (`c a s i
+/// n o`, from `c-a-s-i-n-o` or `c.a.s.i.n.o` after normalisation) joined into one word,
+/// so every rule sees a spelled-out keyword, not only `compact` ones.
+fn join_spaced_letters(norm: &str) -> String {
+    let words: Vec<&str> = norm.split(' ').collect();
+    let single = |w: &str| w.len() == 1 && w.chars().all(|c| c.is_ascii_alphabetic());
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let run = words
+            .get(i..)
+            .unwrap_or(&[])
+            .iter()
+            .take_while(|w| single(w))
+            .count();
+        if run >= SPELLED_OUT {
+            out.push(words.get(i..i + run).unwrap_or(&[]).concat());
+            i += run;
+        } else {
+            out.push(words.get(i).copied().unwrap_or("").to_owned());
+            i += 1;
+        }
+    }
+    out.join(" ")
+}
+
+/// [`squeeze_cjk`] without joining spelled-out letters.
+fn squeeze_cjk_only(norm: &str) -> String {
     let mut out = String::with_capacity(norm.len());
     let mut cs = norm.chars().peekable();
     let mut prev = None;
@@ -908,6 +942,14 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
         assert_eq!(rule(r.classify("sh!t service")).unwrap().0, "insult");
         assert_eq!(rule(r.classify("оnline саsino")).unwrap().0, "gambling");
         assert_eq!(rule(r.classify("网 上 赌 场")).unwrap().0, "gambling");
+        // Spelled-out letters are one word for every rule, not only compact ones.
+        assert_eq!(
+            rule(r.classify("c a s i n o 注册送")).unwrap().0,
+            "gambling"
+        );
+        assert_eq!(join_spaced_letters("plan a b or c"), "plan a b or c");
+        assert_eq!(join_spaced_letters("x c-a-s-i-n-o y"), "x c-a-s-i-n-o y");
+        assert_eq!(join_spaced_letters("xx c a s i n o yy"), "xx casino yy");
         // Digits in numbers stay digits.
         assert_eq!(rule(r.classify("order 1 of 3 arrived")), None);
     }
@@ -1128,6 +1170,17 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
             for t in 0..3 {
                 let _ = f.check("t/v", &text, t);
             }
+        }
+
+        /// Joining spelled-out letters only removes spaces, and never between two
+        /// words of two letters or more.
+        #[test]
+        fn spelled_out_letters_only_lose_spaces(text in "[a-c ]{0,40}|\\PC{0,80}") {
+            let norm = crate::assist::normalize::normalize_whole(&text);
+            let out = join_spaced_letters(&norm);
+            proptest::prop_assert_eq!(out.replace(' ', ""), norm.replace(' ', ""));
+            let long = |s: &str| s.split(' ').filter(|w| w.chars().count() > 1).count();
+            proptest::prop_assert!(long(&out) >= long(&norm));
         }
     }
 }
