@@ -25,9 +25,13 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 use super::config::AssistConfig;
+use super::disguise::{disguised_words, join_spelled};
 use super::load::{self, Format, LoadError};
 use super::normalize::{is_cjk, normalize, normalize_whole};
-use super::signals::{Cues, deobfuscate, flooded, is_own, linked_hosts, suspicious};
+use super::signals::{
+    Cues, asking, deobfuscate, flooded, imitates_own, is_own, linked_hosts, suspicious,
+    weak_evidence,
+};
 use super::tfidf::{Grams, TfIdf};
 use crate::clock::millis;
 
@@ -70,6 +74,10 @@ struct SpamFile {
     /// Signals a `drop` or `block` needs; with fewer the message is flagged.
     #[serde(default = "default_refuse_signals")]
     refuse_signals: u32,
+    /// Evidence score (signals, weak evidence at half, less the cues of a customer)
+    /// from which a message is flagged at least.
+    #[serde(default = "default_flag_score")]
+    flag_score: f32,
     #[serde(default)]
     rule: Vec<RuleFile>,
     #[serde(default)]
@@ -106,6 +114,10 @@ struct SimilarityFile {
 
 fn default_refuse_signals() -> u32 {
     2
+}
+
+fn default_flag_score() -> f32 {
+    1.0
 }
 
 /// Most links looked at in one message.
@@ -148,9 +160,13 @@ pub struct SpamRules {
     hits: Vec<Hit>,
     spaced: Option<(AhoCorasick, Vec<Pattern>)>,
     compact: Option<(AhoCorasick, Vec<Pattern>)>,
+    /// Each keyword as matched (spaced ones, then compact ones), to tell a keyword
+    /// that is only a link's host name ("bit ly") from one of its own.
+    keyword_text: Vec<String>,
     similarity: Option<Similarity>,
     own_domains: Vec<String>,
     refuse_signals: u32,
+    flag_score: f32,
     cues: Option<Cues>,
 }
 
@@ -169,6 +185,11 @@ pub const FOREIGN_LINK: &str = "foreign-link";
 pub const FLOOD: &str = "flood";
 /// Rule name of a visitor sending the same message again and again.
 pub const REPEATED: &str = "repeated";
+/// Rule name of words disguised to slip past keywords (mixed scripts, leetspeak).
+pub const DISGUISED: &str = "disguised";
+/// Rule name of weak evidence adding up (contact handles, money lures, shouting, an
+/// ordinary foreign link) with no rule or signal of its own.
+pub const WEAK_EVIDENCE: &str = "weak-evidence";
 
 fn automaton(patterns: &[String]) -> Result<Option<AhoCorasick>, LoadError> {
     if patterns.is_empty() {
@@ -320,6 +341,13 @@ impl SpamRules {
                 })
             }
         };
+        if !(file.flag_score > 0.0 && file.flag_score <= 16.0) {
+            return Err(LoadError::Invalid {
+                what: WHAT,
+                index: 0,
+                reason: "flag_score must be in (0, 16]".into(),
+            });
+        }
         if file.refuse_signals == 0 {
             return Err(LoadError::Invalid {
                 what: WHAT,
@@ -333,13 +361,16 @@ impl SpamRules {
             .map(|d| d.trim().trim_start_matches("www.").to_lowercase())
             .filter(|d| !d.is_empty())
             .collect();
+        let keyword_text = spaced.iter().chain(&compact).cloned().collect();
         Ok(Self {
             hits,
+            keyword_text,
             spaced: automaton(&spaced)?.map(|a| (a, spaced_p)),
             compact: automaton(&compact)?.map(|a| (a, compact_p)),
             similarity,
             own_domains,
             refuse_signals: file.refuse_signals,
+            flag_score: file.flag_score,
             cues: Cues::new(),
         })
     }
@@ -355,9 +386,9 @@ impl SpamRules {
     /// (a signal of its own).
     fn assess(&self, text: &str, repeated: bool) -> Option<Hit> {
         let norm = normalize_whole(text);
-        // Leetspeak and look-alikes read as letters, spaces between CJK characters
-        // gone (网 上 赌 场).
-        let clear = squeeze_cjk(&normalize_whole(&deobfuscate(text)));
+        // Leetspeak and look-alikes read as letters, letters spelled out one by one
+        // joined ("c a s i n o"), spaces between CJK characters gone (网 上 赌 场).
+        let clear = squeeze_cjk(&normalize_whole(&deobfuscate(&join_spelled(text))));
         let mut best: Option<u32> = None;
         let mut consider = |rule: u32| {
             let sev = |r: u32| self.hits.get(r as usize).map(|h| h.action);
@@ -409,9 +440,27 @@ impl SpamRules {
             .iter()
             .filter(|h| !is_own(h, &self.own_domains))
             .collect();
+        // A shortener, a TLD spam favours or an imitation of the site's own domain is
+        // a signal; any other foreign link (a customer pasting a page) half of one.
+        let bad_link = foreign
+            .iter()
+            .any(|h| suspicious(h) || imitates_own(h, &self.own_domains));
+        if bad_link {
+            // A keyword inside a counted link's host is the same evidence, not more.
+            let linked: Vec<String> = foreign.iter().map(|h| normalize(h)).collect();
+            let squeezed: Vec<String> = linked.iter().map(|h| h.replace(' ', "")).collect();
+            seen.retain(|&k| {
+                self.keyword_text.get(k).is_none_or(|kw| {
+                    !linked
+                        .iter()
+                        .chain(&squeezed)
+                        .any(|h| h.contains(kw.as_str()))
+                })
+            });
+        }
         let others = [
             sample,
-            (!foreign.is_empty()).then_some(&link),
+            bad_link.then_some(&link),
             flooded(&norm).then_some(&flood),
             repeated.then_some(&again),
         ];
@@ -423,16 +472,35 @@ impl SpamRules {
                 chosen = Some(h);
             }
         }
-        let mut hit = chosen?.clone();
-        let quoted = self.cues.as_ref().is_some_and(|c| c.found(&norm));
-        // A link alone is ordinary (a customer pasting a page) unless it goes through
-        // a shortener or a domain name spammers favour, and is not being reported.
-        if signals == 1
-            && *hit.rule == *FOREIGN_LINK
-            && (quoted || !foreign.iter().any(|h| suspicious(h)))
-        {
+        // The evidence score: signals count one, weak evidence a half, and the cues of
+        // a customer (reporting spam, talking of an order, asking about a product)
+        // count against.
+        let (mixed, leet) = disguised_words(text);
+        let disguise = match (mixed, leet) {
+            (0, 0) => 0.0,
+            (0, 1) => 0.5,
+            _ => 1.0,
+        };
+        let (contact, lure, shouting) = weak_evidence(text, &norm);
+        let weak = [contact, lure, shouting, !foreign.is_empty() && !bad_link];
+        let cues = self
+            .cues
+            .as_ref()
+            .map(|c| c.found(&norm))
+            .unwrap_or_default();
+        let quoted = cues.any();
+        let score = signals as f32 + disguise + 0.5 * weak.iter().filter(|&&w| w).count() as f32
+            - if cues.report { 1.0 } else { 0.0 }
+            - if asking(&norm) { 0.5 } else { 0.0 };
+        if score < self.flag_score {
             return None;
         }
+        let fallback = signal_hit(if disguise > 0.0 {
+            DISGUISED
+        } else {
+            WEAK_EVIDENCE
+        });
+        let mut hit = chosen.unwrap_or(&fallback).clone();
         if hit.action > Action::Flag && (signals < self.refuse_signals || quoted) {
             hit.action = Action::Flag;
         }
