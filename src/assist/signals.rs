@@ -535,6 +535,55 @@ mod tests {
     }
 
     #[test]
+    fn imitations_of_own_domains() {
+        let own = vec!["brightpath.example".to_owned()];
+        assert!(imitates_own("brightpath-verify.help", &own));
+        assert!(imitates_own("login.brightpath.xyz", &own));
+        assert!(imitates_own("mybrightpath.com", &own));
+        assert!(!imitates_own("brightpath.example", &own));
+        assert!(!imitates_own("shop.brightpath.example", &own));
+        assert!(!imitates_own("paypal.com", &own));
+        // The TLD of a host is not a name: "x.example" does not imitate example.com.
+        assert!(!imitates_own(
+            "brightpath.example",
+            &["example.com".to_owned()]
+        ));
+    }
+
+    #[test]
+    fn weak_evidence_kinds() {
+        let w = |t: &str| weak_evidence(t, &normalize(t));
+        assert_eq!(w("DM me on telegram @richfast"), (true, false, false));
+        assert_eq!(w("详情咨询 138xxxx"), (true, false, false));
+        assert_eq!(w("call +1 555 0100"), (true, false, false));
+        assert_eq!(w("earn $5000 a week"), (false, true, false));
+        assert_eq!(w("兼职日赚500"), (false, true, false));
+        assert_eq!(w("$$$ MAKE MONEY FAST $$$"), (false, false, true));
+        assert_eq!(w("WHY IS NOBODY ANSWERING"), (false, false, true));
+        assert_eq!(w("order 12345, I paid $30"), (false, false, false));
+        assert_eq!(w("mail anna@example.com please"), (false, false, false));
+    }
+
+    #[test]
+    fn asking_about_the_sites_products() {
+        assert!(asking(&normalize("where can I find the jackpot edition?")));
+        assert!(asking(&normalize("casino 主题的 event planning 课多少钱")));
+        assert!(!asking(&normalize("best casino bonus today")));
+        assert!(!asking(&normalize("cancan dance")));
+    }
+
+    proptest::proptest! {
+        /// Any text: the evidence functions never panic.
+        #[test]
+        fn evidence_never_panics(text in "\\PC{0,160}") {
+            let norm = normalize(&text);
+            let _ = weak_evidence(&text, &norm);
+            let _ = asking(&norm);
+            let _ = imitates_own(&text.to_lowercase(), &["example.com".to_owned()]);
+        }
+    }
+
+    #[test]
     fn cues_of_a_customer_reporting() {
         let c = Cues::new().unwrap();
         let found = |t: &str| {

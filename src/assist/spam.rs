@@ -1006,6 +1006,88 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
     }
 
     #[test]
+    fn weak_evidence_disguise_and_spelling_add_up() {
+        let r = rules();
+        // Mixed scripts in a word flag on their own; one leet word does not.
+        assert_eq!(
+            rule(r.classify("Сheap Rоlex replicas, best price")),
+            Some((DISGUISED.into(), Action::Flag))
+        );
+        assert_eq!(rule(r.classify("my n3ighbour says hi")), None);
+        // Two kinds of weak evidence make one signal; one kind alone does not.
+        assert_eq!(
+            rule(r.classify("earn $5000 a week, message me on telegram @richfast")),
+            Some((WEAK_EVIDENCE.into(), Action::Flag))
+        );
+        assert_eq!(rule(r.classify("please call me back on +1 555 0100")), None);
+        assert_eq!(rule(r.classify("I WANT MY MONEY BACK NOW")), None);
+        // Letters spelled out one by one are read as the word.
+        assert_eq!(
+            rule(r.classify("c a s i n o 注册送 bonus")).unwrap().0,
+            "gambling"
+        );
+        assert_eq!(rule(r.classify("fr.ee sp.ins")).unwrap().0, "gambling");
+    }
+
+    #[test]
+    fn customers_reporting_or_asking_are_not_flagged_on_one_keyword() {
+        let r = rules();
+        assert_eq!(
+            rule(r.classify("I'm reporting a user who keeps posting casino links")),
+            None
+        );
+        assert_eq!(
+            rule(r.classify("where can I find the casino theme party kit?")),
+            None
+        );
+        // An angry customer's insult about an order is still flagged.
+        assert_eq!(
+            rule(r.classify("you m0rons lost my parcel AGAIN")),
+            Some(("insult".into(), Action::Flag))
+        );
+    }
+
+    #[test]
+    fn links_imitating_the_site_and_keywords_that_are_a_link() {
+        let r = rules();
+        assert_eq!(
+            rule(r.classify("log in at https://example-verify.help/login now")),
+            Some((FOREIGN_LINK.into(), Action::Flag))
+        );
+        assert_eq!(
+            rule(r.classify("log in at https://www.example.com/login")),
+            None
+        );
+        // "bit ly" is the shortener's host: one signal with the link, not two.
+        let phish = "[[rule]]\nname='phish'\naction='drop'\nkeywords=['bit ly', 'claim']";
+        let p = SpamRules::from_str(phish, Format::Toml, &AssistConfig::default()).unwrap();
+        assert_eq!(
+            rule(p.classify("the lecture shows bit.ly/xyz, is it safe?")),
+            Some(("phish".into(), Action::Flag))
+        );
+        assert_eq!(
+            rule(p.classify("claim now at bit.ly/xyz")),
+            Some(("phish".into(), Action::Drop))
+        );
+    }
+
+    #[test]
+    fn flag_score_is_the_tenants_to_set() {
+        let strict = format!("flag_score = 2.0\n{RULES}");
+        let r = SpamRules::from_str(&strict, Format::Toml, &AssistConfig::default()).unwrap();
+        assert_eq!(rule(r.classify("网上赌场开业")), None);
+        assert_eq!(
+            rule(r.classify("网上赌场开业 www.amxx88.xyz")),
+            Some(("gambling".into(), Action::Drop))
+        );
+        let bad = format!("flag_score = 0.0\n{RULES}");
+        assert!(matches!(
+            SpamRules::from_str(&bad, Format::Toml, &AssistConfig::default()),
+            Err(LoadError::Invalid { .. })
+        ));
+    }
+
+    #[test]
     fn keywords_are_found_past_benign_padding() {
         let padded = format!("{} online casino", "hello there ".repeat(1000));
         assert_eq!(rule(rules().classify(&padded)).unwrap().0, "gambling");
