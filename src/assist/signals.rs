@@ -134,7 +134,9 @@ const TLDS: &[&str] = &[
     "com", "net", "org", "info", "biz", "xyz", "top", "shop", "site", "online", "club", "vip",
     "cc", "io", "co", "me", "ly", "gl", "link", "click", "app", "live", "store", "win", "bid",
     "loan", "work", "cn", "ru", "tk", "ml", "ga", "cf", "gq", "us", "uk", "de", "fr", "jp", "kr",
-    "in", "hk", "tw", "sg", "au", "ca", "eu", "ws", "to", "su",
+    "in", "hk", "tw", "sg", "au", "ca", "eu", "ws", "to", "su", "help", "pro", "icu", "buzz",
+    "fun", "space", "website", "today", "life", "world", "email", "support", "money", "cash",
+    "bet", "casino", "poker", "loans", "gift",
 ];
 
 /// The host names linked in `text` (lowercase, without `www.`), at most `max`.
@@ -171,7 +173,7 @@ pub(crate) fn linked_hosts(text: &str, max: usize) -> Vec<String> {
         let tld = labels.last().copied().unwrap_or("");
         if ok_labels
             && tld.chars().all(|c| c.is_ascii_alphabetic())
-            && (schemed || www || TLDS.contains(&tld))
+            && (schemed || www || TLDS.contains(&tld) || SHORTENERS.contains(&host))
         {
             hosts.push(host.to_owned());
         }
@@ -532,6 +534,11 @@ mod tests {
         assert!(!is_own("badexample.com", &own));
         assert!(linked_hosts("mail me at a@b.com", 8).is_empty());
         assert_eq!(linked_hosts("点击 t.cn/abc 领取", 8), ["t.cn"]);
+        // A shortener under a TLD not in the list, and a newer TLD.
+        assert_eq!(
+            linked_hosts("see s.id/slim or brightpath-verify.help", 8),
+            ["s.id", "brightpath-verify.help"]
+        );
     }
 
     #[test]

@@ -120,6 +120,10 @@ fn default_flag_score() -> f32 {
     1.0
 }
 
+/// Words a multi-word Latin keyword may have inserted within one clause ("buy 5 star
+/// reviews" for `buy reviews`).
+const MAX_GAP: usize = 2;
+
 /// Most links looked at in one message.
 const MAX_LINKS: usize = 16;
 
@@ -163,6 +167,9 @@ pub struct SpamRules {
     /// Each keyword as matched (spaced ones, then compact ones), to tell a keyword
     /// that is only a link's host name ("bit ly") from one of its own.
     keyword_text: Vec<String>,
+    /// Latin keywords of several words by first word: `(keyword index, rule, the
+    /// other words)`, matched with up to [`MAX_GAP`] words inserted.
+    gapped: FxHashMap<String, Vec<(usize, u32, Vec<String>)>>,
     similarity: Option<Similarity>,
     own_domains: Vec<String>,
     refuse_signals: u32,
@@ -361,10 +368,24 @@ impl SpamRules {
             .map(|d| d.trim().trim_start_matches("www.").to_lowercase())
             .filter(|d| !d.is_empty())
             .collect();
+        let mut gapped: FxHashMap<String, Vec<(usize, u32, Vec<String>)>> = FxHashMap::default();
+        for (k, (kw, p)) in spaced.iter().zip(&spaced_p).enumerate() {
+            let words: Vec<String> = kw.split(' ').map(str::to_owned).collect();
+            if let [first, rest @ ..] = words.as_slice()
+                && !rest.is_empty()
+                && !kw.chars().any(is_cjk)
+            {
+                gapped
+                    .entry(first.clone())
+                    .or_default()
+                    .push((k, p.rule, rest.to_vec()));
+            }
+        }
         let keyword_text = spaced.iter().chain(&compact).cloned().collect();
         Ok(Self {
             hits,
             keyword_text,
+            gapped,
             spaced: automaton(&spaced)?.map(|a| (a, spaced_p)),
             compact: automaton(&compact)?.map(|a| (a, compact_p)),
             similarity,
@@ -422,6 +443,12 @@ impl SpamRules {
                         seen.push(spaced_len + m.pattern().as_usize());
                     }
                 }
+            }
+        }
+        if !self.gapped.is_empty() {
+            for (k, rule) in self.gapped_matches(text) {
+                consider(rule);
+                seen.push(k);
             }
         }
         seen.sort_unstable();
@@ -505,6 +532,47 @@ impl SpamRules {
             hit.action = Action::Flag;
         }
         Some(hit)
+    }
+}
+
+impl SpamRules {
+    /// Multi-word Latin keywords found with up to [`MAX_GAP`] words inserted, within
+    /// one clause (punctuation ends a clause): `(keyword index, rule)`.
+    fn gapped_matches(&self, text: &str) -> Vec<(usize, u32)> {
+        let mut found = Vec::new();
+        let clauses = text.split([
+            '.', ',', ';', ':', '!', '?', '\n', '。', '，', '；', '！', '？',
+        ]);
+        for clause in clauses {
+            let clear = normalize_whole(&deobfuscate(clause));
+            let words: Vec<&str> = clear.split(' ').collect();
+            for (i, w) in words.iter().enumerate() {
+                let Some(list) = self.gapped.get(*w) else {
+                    continue;
+                };
+                for (k, rule, rest) in list {
+                    let mut at = i + 1;
+                    let mut gap = 0;
+                    let all = rest.iter().all(|r| {
+                        while let Some(w) = words.get(at) {
+                            at += 1;
+                            if w == r || w.strip_suffix('s') == Some(r.as_str()) {
+                                return true;
+                            }
+                            gap += 1;
+                            if gap > MAX_GAP {
+                                return false;
+                            }
+                        }
+                        false
+                    });
+                    if all {
+                        found.push((*k, *rule));
+                    }
+                }
+            }
+        }
+        found
     }
 }
 
@@ -1085,6 +1153,22 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
             SpamRules::from_str(&bad, Format::Toml, &AssistConfig::default()),
             Err(LoadError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn multi_word_keywords_allow_inserted_words_within_a_clause() {
+        let r = rules();
+        assert_eq!(
+            rule(r.classify("200 free bonus spins today")).unwrap().0,
+            "gambling"
+        );
+        assert_eq!(
+            rule(r.classify("the online live casino")).unwrap().0,
+            "gambling"
+        );
+        // Three words inserted, or a clause boundary between: no match.
+        assert_eq!(rule(r.classify("free trial, extra spins")), None);
+        assert_eq!(rule(r.classify("free for a few more spins")), None);
     }
 
     #[test]
