@@ -65,7 +65,7 @@ pub(crate) fn join_spelled(text: &str) -> String {
 
 /// Whether `c` is a Cyrillic or Greek letter.
 fn foreign_letter(c: char) -> bool {
-    matches!(u32::from(c), 0x0370..=0x03FF | 0x0400..=0x04FF)
+    matches!(u32::from(c), 0x0370..=0x04FF)
 }
 
 /// Words of `text` written to slip past a filter: `(mixed, leet)` where `mixed` counts

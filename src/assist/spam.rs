@@ -12,6 +12,12 @@
 //! ("I got an SMS saying I won…", "the casino night decorations I ordered are
 //! missing"). Otherwise the message is delivered flagged for an agent.
 //!
+//! Whether a message is flagged at all is an evidence score reaching the rule file's
+//! `flag_score` (default 1): each signal counts 1, disguised words (mixed scripts,
+//! leetspeak) ½ or 1, weak evidence ½ each (contact handles, money lures, shouting, an
+//! ordinary foreign link), and a visitor reporting spam −1, one asking about a product
+//! −½. Multi-word keywords also match with up to two words inserted in a clause.
+//!
 //! [`SpamRules`] is the immutable rule set loaded from a file (share it with `Arc`,
 //! swap it on reload); [`SpamFilter`] holds the per-visitor state and counters (one per
 //! worker). Log lines name the visitor, rule and action, never the message body.
