@@ -84,7 +84,12 @@ pub(crate) fn disguised_words(text: &str) -> (u32, u32) {
                 '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
             )
         });
-        if latin > 0 && (invisible || w.chars().any(foreign_letter)) {
+        // Scripts mixed inside one run of letters ("Rоlex"), not across a hyphen or
+        // apostrophe (Russian "iPhone-ом").
+        let mixed_run = w.split(|c: char| !c.is_alphanumeric()).any(|run| {
+            run.chars().any(|c| c.is_ascii_alphabetic()) && run.chars().any(foreign_letter)
+        });
+        if (latin > 0 && invisible) || mixed_run {
             mixed += 1;
             continue;
         }
@@ -144,6 +149,7 @@ mod tests {
             "mail me at anna@example.com",
             "K1A0B1 postcode, RTX4090, covid19",
             "Москва is lovely",
+            "купил iPhone-ом, iPhone'а",
             "hello?? hello?? anyone there?",
         ] {
             assert_eq!(disguised_words(ham), (0, 0), "{ham}");
