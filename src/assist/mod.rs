@@ -8,6 +8,7 @@
 
 mod analyze;
 pub(crate) mod config;
+mod disguise;
 pub(crate) mod faq;
 mod foreign;
 pub(crate) mod load;

@@ -12,6 +12,12 @@
 //! ("I got an SMS saying I won…", "the casino night decorations I ordered are
 //! missing"). Otherwise the message is delivered flagged for an agent.
 //!
+//! Whether a message is flagged at all is an evidence score reaching the rule file's
+//! `flag_score` (default 1): each signal counts 1, disguised words (mixed scripts,
+//! leetspeak) ½ or 1, weak evidence ½ each (contact handles, money lures, shouting, an
+//! ordinary foreign link), and a visitor reporting spam −1, one asking about a product
+//! −½. Multi-word keywords also match with up to two words inserted in a clause.
+//!
 //! [`SpamRules`] is the immutable rule set loaded from a file (share it with `Arc`,
 //! swap it on reload); [`SpamFilter`] holds the per-visitor state and counters (one per
 //! worker). Log lines name the visitor, rule and action, never the message body.
@@ -25,9 +31,13 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 use super::config::AssistConfig;
+use super::disguise::{disguised_words, join_spelled};
 use super::load::{self, Format, LoadError};
 use super::normalize::{is_cjk, normalize, normalize_whole};
-use super::signals::{Cues, deobfuscate, flooded, is_own, linked_hosts, suspicious};
+use super::signals::{
+    Cues, asking, deobfuscate, flooded, imitates_own, is_own, linked_hosts, suspicious,
+    weak_evidence,
+};
 use super::tfidf::{Grams, TfIdf};
 use crate::clock::millis;
 
@@ -70,6 +80,10 @@ struct SpamFile {
     /// Signals a `drop` or `block` needs; with fewer the message is flagged.
     #[serde(default = "default_refuse_signals")]
     refuse_signals: u32,
+    /// Evidence score (signals, weak evidence at half, less the cues of a customer)
+    /// from which a message is flagged at least.
+    #[serde(default = "default_flag_score")]
+    flag_score: f32,
     #[serde(default)]
     rule: Vec<RuleFile>,
     #[serde(default)]
@@ -107,6 +121,14 @@ struct SimilarityFile {
 fn default_refuse_signals() -> u32 {
     2
 }
+
+fn default_flag_score() -> f32 {
+    1.0
+}
+
+/// Words a multi-word Latin keyword may have inserted within one clause ("buy 5 star
+/// reviews" for `buy reviews`).
+const MAX_GAP: usize = 2;
 
 /// Most links looked at in one message.
 const MAX_LINKS: usize = 16;
@@ -148,9 +170,16 @@ pub struct SpamRules {
     hits: Vec<Hit>,
     spaced: Option<(AhoCorasick, Vec<Pattern>)>,
     compact: Option<(AhoCorasick, Vec<Pattern>)>,
+    /// Each keyword as matched (spaced ones, then compact ones), to tell a keyword
+    /// that is only a link's host name ("bit ly") from one of its own.
+    keyword_text: Vec<String>,
+    /// Latin keywords of several words by first word: `(keyword index, rule, the
+    /// other words)`, matched with up to [`MAX_GAP`] words inserted.
+    gapped: FxHashMap<String, Vec<(usize, u32, Vec<String>)>>,
     similarity: Option<Similarity>,
     own_domains: Vec<String>,
     refuse_signals: u32,
+    flag_score: f32,
     cues: Option<Cues>,
 }
 
@@ -169,6 +198,11 @@ pub const FOREIGN_LINK: &str = "foreign-link";
 pub const FLOOD: &str = "flood";
 /// Rule name of a visitor sending the same message again and again.
 pub const REPEATED: &str = "repeated";
+/// Rule name of words disguised to slip past keywords (mixed scripts, leetspeak).
+pub const DISGUISED: &str = "disguised";
+/// Rule name of weak evidence adding up (contact handles, money lures, shouting, an
+/// ordinary foreign link) with no rule or signal of its own.
+pub const WEAK_EVIDENCE: &str = "weak-evidence";
 
 fn automaton(patterns: &[String]) -> Result<Option<AhoCorasick>, LoadError> {
     if patterns.is_empty() {
@@ -354,6 +388,13 @@ impl SpamRules {
                 })
             }
         };
+        if !(file.flag_score > 0.0 && file.flag_score <= 16.0) {
+            return Err(LoadError::Invalid {
+                what: WHAT,
+                index: 0,
+                reason: "flag_score must be in (0, 16]".into(),
+            });
+        }
         if file.refuse_signals == 0 {
             return Err(LoadError::Invalid {
                 what: WHAT,
@@ -367,13 +408,30 @@ impl SpamRules {
             .map(|d| d.trim().trim_start_matches("www.").to_lowercase())
             .filter(|d| !d.is_empty())
             .collect();
+        let mut gapped: FxHashMap<String, Vec<(usize, u32, Vec<String>)>> = FxHashMap::default();
+        for (k, (kw, p)) in spaced.iter().zip(&spaced_p).enumerate() {
+            let words: Vec<String> = kw.split(' ').map(str::to_owned).collect();
+            if let [first, rest @ ..] = words.as_slice()
+                && !rest.is_empty()
+                && !kw.chars().any(is_cjk)
+            {
+                gapped
+                    .entry(first.clone())
+                    .or_default()
+                    .push((k, p.rule, rest.to_vec()));
+            }
+        }
+        let keyword_text = spaced.iter().chain(&compact).cloned().collect();
         Ok(Self {
             hits,
+            keyword_text,
+            gapped,
             spaced: automaton(&spaced)?.map(|a| (a, spaced_p)),
             compact: automaton(&compact)?.map(|a| (a, compact_p)),
             similarity,
             own_domains,
             refuse_signals: file.refuse_signals,
+            flag_score: file.flag_score,
             cues: Cues::new(),
         })
     }
@@ -389,9 +447,9 @@ impl SpamRules {
     /// (a signal of its own).
     fn assess(&self, text: &str, repeated: bool) -> Option<Hit> {
         let norm = normalize_whole(text);
-        // Leetspeak and look-alikes read as letters, spaces between CJK characters
-        // gone (网 上 赌 场).
-        let clear = squeeze_cjk(&normalize_whole(&deobfuscate(text)));
+        // Leetspeak and look-alikes read as letters, letters spelled out one by one
+        // joined ("c a s i n o"), spaces between CJK characters gone (网 上 赌 场).
+        let clear = squeeze_cjk(&normalize_whole(&deobfuscate(&join_spelled(text))));
         let mut best: Option<u32> = None;
         let mut consider = |rule: u32| {
             let sev = |r: u32| self.hits.get(r as usize).map(|h| h.action);
@@ -427,6 +485,12 @@ impl SpamRules {
                 }
             }
         }
+        if !self.gapped.is_empty() {
+            for (k, rule) in self.gapped_matches(text) {
+                consider(rule);
+                seen.push(k);
+            }
+        }
         seen.sort_unstable();
         seen.dedup();
         let (link, flood, again) = (
@@ -443,9 +507,27 @@ impl SpamRules {
             .iter()
             .filter(|h| !is_own(h, &self.own_domains))
             .collect();
+        // A shortener, a TLD spam favours or an imitation of the site's own domain is
+        // a signal; any other foreign link (a customer pasting a page) half of one.
+        let bad_link = foreign
+            .iter()
+            .any(|h| suspicious(h) || imitates_own(h, &self.own_domains));
+        if bad_link {
+            // A keyword inside a counted link's host is the same evidence, not more.
+            let linked: Vec<String> = foreign.iter().map(|h| normalize(h)).collect();
+            let squeezed: Vec<String> = linked.iter().map(|h| h.replace(' ', "")).collect();
+            seen.retain(|&k| {
+                self.keyword_text.get(k).is_none_or(|kw| {
+                    !linked
+                        .iter()
+                        .chain(&squeezed)
+                        .any(|h| h.contains(kw.as_str()))
+                })
+            });
+        }
         let others = [
             sample,
-            (!foreign.is_empty()).then_some(&link),
+            bad_link.then_some(&link),
             flooded(&norm).then_some(&flood),
             repeated.then_some(&again),
         ];
@@ -457,20 +539,80 @@ impl SpamRules {
                 chosen = Some(h);
             }
         }
-        let mut hit = chosen?.clone();
-        let quoted = self.cues.as_ref().is_some_and(|c| c.found(&norm));
-        // A link alone is ordinary (a customer pasting a page) unless it goes through
-        // a shortener or a domain name spammers favour, and is not being reported.
-        if signals == 1
-            && *hit.rule == *FOREIGN_LINK
-            && (quoted || !foreign.iter().any(|h| suspicious(h)))
-        {
+        // The evidence score: signals count one, weak evidence a half, and the cues of
+        // a customer (reporting spam, talking of an order, asking about a product)
+        // count against.
+        let (mixed, leet) = disguised_words(text);
+        let disguise = match (mixed, leet) {
+            (0, 0) => 0.0,
+            (0, 1) => 0.5,
+            _ => 1.0,
+        };
+        let (contact, lure, shouting) = weak_evidence(text, &norm);
+        let weak = [contact, lure, shouting, !foreign.is_empty() && !bad_link];
+        let cues = self
+            .cues
+            .as_ref()
+            .map(|c| c.found(&norm))
+            .unwrap_or_default();
+        let quoted = cues.any();
+        let score = signals as f32 + disguise + 0.5 * weak.iter().filter(|&&w| w).count() as f32
+            - if cues.report { 1.0 } else { 0.0 }
+            - if asking(&norm) { 0.5 } else { 0.0 };
+        if score < self.flag_score {
             return None;
         }
+        let fallback = signal_hit(if disguise > 0.0 {
+            DISGUISED
+        } else {
+            WEAK_EVIDENCE
+        });
+        let mut hit = chosen.unwrap_or(&fallback).clone();
         if hit.action > Action::Flag && (signals < self.refuse_signals || quoted) {
             hit.action = Action::Flag;
         }
         Some(hit)
+    }
+}
+
+impl SpamRules {
+    /// Multi-word Latin keywords found with up to [`MAX_GAP`] words inserted, within
+    /// one clause (punctuation ends a clause): `(keyword index, rule)`.
+    fn gapped_matches(&self, text: &str) -> Vec<(usize, u32)> {
+        let mut found = Vec::new();
+        let clauses = text.split([
+            '.', ',', ';', ':', '!', '?', '\n', '。', '，', '；', '！', '？',
+        ]);
+        for clause in clauses {
+            let clear = normalize_whole(&deobfuscate(clause));
+            let words: Vec<&str> = clear.split(' ').collect();
+            for (i, w) in words.iter().enumerate() {
+                let Some(list) = self.gapped.get(*w) else {
+                    continue;
+                };
+                for (k, rule, rest) in list {
+                    let mut at = i + 1;
+                    let mut gap = 0;
+                    let all = rest.iter().all(|r| {
+                        while let Some(w) = words.get(at) {
+                            at += 1;
+                            if w == r || w.strip_suffix('s') == Some(r.as_str()) {
+                                return true;
+                            }
+                            gap += 1;
+                            if gap > MAX_GAP {
+                                return false;
+                            }
+                        }
+                        false
+                    });
+                    if all {
+                        found.push((*k, *rule));
+                    }
+                }
+            }
+        }
+        found
     }
 }
 
@@ -977,6 +1119,104 @@ samples = ["Cheap followers and likes, buy 10000 instagram followers now at our 
             rule(r.classify("online casino at www.win-big.xyz")),
             Some(("gambling".into(), Action::Drop))
         );
+    }
+
+    #[test]
+    fn weak_evidence_disguise_and_spelling_add_up() {
+        let r = rules();
+        // Mixed scripts in a word flag on their own; one leet word does not.
+        assert_eq!(
+            rule(r.classify("Сheap Rоlex replicas, best price")),
+            Some((DISGUISED.into(), Action::Flag))
+        );
+        assert_eq!(rule(r.classify("my n3ighbour says hi")), None);
+        // Two kinds of weak evidence make one signal; one kind alone does not.
+        assert_eq!(
+            rule(r.classify("earn $5000 a week, message me on telegram @richfast")),
+            Some((WEAK_EVIDENCE.into(), Action::Flag))
+        );
+        assert_eq!(rule(r.classify("please call me back on +1 555 0100")), None);
+        assert_eq!(rule(r.classify("I WANT MY MONEY BACK NOW")), None);
+        // Letters spelled out one by one are read as the word.
+        assert_eq!(
+            rule(r.classify("c a s i n o 注册送 bonus")).unwrap().0,
+            "gambling"
+        );
+        assert_eq!(rule(r.classify("fr.ee sp.ins")).unwrap().0, "gambling");
+    }
+
+    #[test]
+    fn customers_reporting_or_asking_are_not_flagged_on_one_keyword() {
+        let r = rules();
+        assert_eq!(
+            rule(r.classify("I'm reporting a user who keeps posting casino links")),
+            None
+        );
+        assert_eq!(
+            rule(r.classify("where can I find the casino theme party kit?")),
+            None
+        );
+        // An angry customer's insult about an order is still flagged.
+        assert_eq!(
+            rule(r.classify("you m0rons lost my parcel AGAIN")),
+            Some(("insult".into(), Action::Flag))
+        );
+    }
+
+    #[test]
+    fn links_imitating_the_site_and_keywords_that_are_a_link() {
+        let r = rules();
+        assert_eq!(
+            rule(r.classify("log in at https://example-verify.help/login now")),
+            Some((FOREIGN_LINK.into(), Action::Flag))
+        );
+        assert_eq!(
+            rule(r.classify("log in at https://www.example.com/login")),
+            None
+        );
+        // "bit ly" is the shortener's host: one signal with the link, not two.
+        let phish = "[[rule]]\nname='phish'\naction='drop'\nkeywords=['bit ly', 'claim']";
+        let p = SpamRules::from_str(phish, Format::Toml, &AssistConfig::default()).unwrap();
+        assert_eq!(
+            rule(p.classify("the lecture shows bit.ly/xyz, is it safe?")),
+            Some(("phish".into(), Action::Flag))
+        );
+        assert_eq!(
+            rule(p.classify("claim now at bit.ly/xyz")),
+            Some(("phish".into(), Action::Drop))
+        );
+    }
+
+    #[test]
+    fn flag_score_is_the_tenants_to_set() {
+        let strict = format!("flag_score = 2.0\n{RULES}");
+        let r = SpamRules::from_str(&strict, Format::Toml, &AssistConfig::default()).unwrap();
+        assert_eq!(rule(r.classify("网上赌场开业")), None);
+        assert_eq!(
+            rule(r.classify("网上赌场开业 www.amxx88.xyz")),
+            Some(("gambling".into(), Action::Drop))
+        );
+        let bad = format!("flag_score = 0.0\n{RULES}");
+        assert!(matches!(
+            SpamRules::from_str(&bad, Format::Toml, &AssistConfig::default()),
+            Err(LoadError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn multi_word_keywords_allow_inserted_words_within_a_clause() {
+        let r = rules();
+        assert_eq!(
+            rule(r.classify("200 free bonus spins today")).unwrap().0,
+            "gambling"
+        );
+        assert_eq!(
+            rule(r.classify("the online live casino")).unwrap().0,
+            "gambling"
+        );
+        // Three words inserted, or a clause boundary between: no match.
+        assert_eq!(rule(r.classify("free trial, extra spins")), None);
+        assert_eq!(rule(r.classify("free for a few more spins")), None);
     }
 
     #[test]
