@@ -292,27 +292,7 @@ start_server() { # WHICH LOG
         mkdir -p "$dir"
         # The client listener on an unused port; the echo listener on ours; timeouts
         # long enough that nothing is closed as idle during a run.
-        cat >"$dir/switchboard.toml" <<EOF
-state_dir = "$dir/state"
-
-[listeners.client]
-addr = "127.0.0.1:0"
-
-[listeners.echo]
-addr = "127.0.0.1:$SERVER_PORT"
-websocket = $websocket
-
-[admin]
-addr = "127.0.0.1:0"
-
-[heartbeat]
-interval = "1m"
-idle_timeout = "10m"
-handshake_timeout = "1m"
-
-[log]
-level = "warn"
-EOF
+        echo_config "$dir/state" "$SERVER_PORT" "$websocket" 127.0.0.1:0 >"$dir/switchboard.toml"
         "$DAEMON" run --config "$dir/switchboard.toml" >"$log" 2>&1 &
     else
         local cmd

@@ -4,7 +4,8 @@
 # daemon a script started (by the PID it recorded in DPID, never by name).
 #
 # Sets ROOT (and cd's there), TARGET_DIR, DAEMON (or $DAEMON_BIN), STORM (or
-# $STORM_BIN), DPID="". Defines bench_binaries, bench_scratch, stop_daemon.
+# $STORM_BIN), DPID="". Defines bench_binaries, bench_scratch, stop_daemon and
+# echo_config.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[1]}")/.." && pwd)"
 cd "$ROOT"
@@ -76,4 +77,32 @@ stop_daemon() {
     kill -KILL "$DPID" 2>/dev/null || true
     wait "$DPID" 2>/dev/null || true
     DPID=""
+}
+
+# echo_config STATE_DIR PORT WEBSOCKET ADMIN_ADDR: the daemon config of the echo
+# benchmarks on stdout: the echo listener on PORT (the client listener on an unused
+# port), timeouts long enough that nothing is closed as idle during a run. Callers
+# append their own sections ([reactor], ...).
+echo_config() {
+    cat <<EOF
+state_dir = "$1"
+
+[listeners.client]
+addr = "127.0.0.1:0"
+
+[listeners.echo]
+addr = "127.0.0.1:$2"
+websocket = $3
+
+[admin]
+addr = "$4"
+
+[heartbeat]
+interval = "1m"
+idle_timeout = "10m"
+handshake_timeout = "1m"
+
+[log]
+level = "warn"
+EOF
 }

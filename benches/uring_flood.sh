@@ -24,7 +24,12 @@
 set -euo pipefail
 if [ $# -lt 3 ]; then sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 2; fi
 OUT="$1"; RUNS="$2"; shift 2
-STORM=${STORM:-target/release/storm}
+USER_STORM=${STORM:-}
+HERE="$PWD"
+# shellcheck source=benches/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # echo_config (it cd's to the root)
+cd "$HERE"
+STORM=${USER_STORM:-target/release/storm}
 SECS=${SECS:-10}
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)"
@@ -47,24 +52,10 @@ for run in $(seq "$RUNS"); do
         mkdir -p "$dir"
         extra=""
         [ -z "${bufs:-}" ] || extra="uring_buffers = $bufs"
-        cat >"$dir/switchboard.toml" <<T
-state_dir = "$dir/state"
-[reactor]
-backend = "$backend"
-$extra
-[listeners.client]
-addr = "127.0.0.1:0"
-[listeners.echo]
-addr = "127.0.0.1:$port"
-[admin]
-addr = "127.0.0.1:$aport"
-[heartbeat]
-interval = "1m"
-idle_timeout = "10m"
-handshake_timeout = "1m"
-[log]
-level = "warn"
-T
+        {
+            echo_config "$dir/state" "$port" false "127.0.0.1:$aport"
+            printf '\n[reactor]\nbackend = "%s"\n%s\n' "$backend" "$extra"
+        } >"$dir/switchboard.toml"
         "$bin" run --config "$dir/switchboard.toml" >"$dir/log" 2>&1 &
         PID=$!
         for _ in $(seq 100); do

@@ -41,6 +41,8 @@ pub(crate) use location::Location;
 pub(crate) use reader::{JournalReader, Step, segment_start};
 pub(crate) use record::{Record, RecordRef};
 pub(crate) use recovery::{RecoveryStats, SegmentSummary};
+#[cfg(test)]
+pub(crate) use segment::FaultState;
 pub(crate) use segment::Faults;
 pub(crate) use stats::JournalStats;
 pub(crate) use writer::{Committed, JournalHandle};

@@ -369,7 +369,7 @@ mod tests {
     use super::*;
     use crate::frame;
     use crate::handoff::Command;
-    use crate::journal::{Faults, Journal, JournalConfig};
+    use crate::journal::{FaultState, Faults, Journal, JournalConfig};
     use crate::protocol::messages::{self, Msg, content, role};
     use crate::service::conversation::ShardSettings;
     use crate::service::{Principal, Sender as From, UserRef};
@@ -454,6 +454,23 @@ mod tests {
 
     /// Hands the batch to the journal and applies its answer.
     /// A journaled shard and its `Durable` over `journal`, with their metrics.
+    /// A journal in a fresh directory whose writes and syncs fail as its fault state says.
+    fn faulty_journal() -> (tempfile::TempDir, Arc<FaultState>, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let (faults, armed) = Faults::armed();
+        let journal =
+            Journal::open_with_faults(dir.path(), &small_segments(), faults, |_, _| {}).unwrap();
+        (dir, armed, journal)
+    }
+
+    /// 1 MiB segments: small enough for tests.
+    fn small_segments() -> JournalConfig {
+        JournalConfig {
+            segment_bytes: 1 << 20,
+            ..JournalConfig::default()
+        }
+    }
+
     fn durable_shard(
         journal: &Journal,
     ) -> (
@@ -531,13 +548,7 @@ mod tests {
 
     #[test]
     fn replies_wait_for_the_disk_and_a_failed_write_takes_the_change_back() {
-        let dir = tempfile::tempdir().unwrap();
-        let (faults, armed) = Faults::armed();
-        let cfg = JournalConfig {
-            segment_bytes: 1 << 20,
-            ..JournalConfig::default()
-        };
-        let journal = Journal::open_with_faults(dir.path(), &cfg, faults, |_, _| {}).unwrap();
+        let (_dir, armed, journal) = faulty_journal();
         let (mut shard, mut d, stats, health) = durable_shard(&journal);
         let mut out = Vec::new();
         d.handle(&mut shard, open_with(1), at(0), &mut out);
@@ -631,13 +642,7 @@ mod tests {
 
     #[test]
     fn a_failed_batch_takes_back_the_batches_behind_it_and_none_is_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let (faults, armed) = Faults::armed();
-        let cfg = JournalConfig {
-            segment_bytes: 1 << 20,
-            ..JournalConfig::default()
-        };
-        let journal = Journal::open_with_faults(dir.path(), &cfg, faults, |_, _| {}).unwrap();
+        let (dir, armed, journal) = faulty_journal();
         let (mut shard, mut d, stats, health) = durable_shard(&journal);
         let mut out = Vec::new();
         d.handle(&mut shard, open_with(1), at(0), &mut out);
@@ -685,7 +690,7 @@ mod tests {
         journal.handle.shutdown();
         journal.writer.join().unwrap();
         let mut seqs = Vec::new();
-        let _again = Journal::open(dir.path(), &cfg, |r, _| {
+        let _again = Journal::open(dir.path(), &small_segments(), |r, _| {
             if r.kind == RecordKind::Entry as u8 {
                 seqs.push(r.seq);
             }
