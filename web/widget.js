@@ -359,7 +359,18 @@ textarea{resize:none}
       form = form1('prechat', prechatForm);
       kids.push(form);
     }
+    // Re-attaching a kept form blurs the field the visitor is typing in (renders come
+    // with every status change, each second while reconnecting): give back the focus
+    // and the caret, or the next keystrokes go nowhere.
+    const root = panel.getRootNode();
+    const active = root.activeElement && logEl.contains(root.activeElement) ? root.activeElement : null;
+    let caret = null;
+    try { caret = active ? [active.selectionStart, active.selectionEnd] : null; } catch {}
     logEl.replaceChildren(...kids);
+    if (active && active.isConnected && root.activeElement !== active) {
+      active.focus({ preventScroll: true });
+      try { if (caret && caret[0] != null) active.setSelectionRange(caret[0], caret[1]); } catch {}
+    }
     composer.hidden = !!form || S.closed || !!S.left;
     typingEl.textContent = S.peerTyping > Date.now() ? t('typing', { a: S.agent || t('agent') }) : '';
     if (keepBottom || !S.rendered) logEl.scrollTop = logEl.scrollHeight;

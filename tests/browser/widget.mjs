@@ -361,10 +361,13 @@ try {
     await s.locator(`${W} .launcher`).click();
     await textarea(s).fill('typed before the settings came');
     release();
-    await s.locator(`${W} form.prechat`).waitFor({ timeout: TIMEOUT });
+    await s.locator(`${W} form.prechat`).waitFor({ timeout: TIMEOUT }).catch((e) => fail(`late settings: no pre-chat form: ${e.message}`));
     await s.locator(`${W} input[name=name]`).fill('Sam');
     await s.locator(`${W} form.prechat button[type=submit]`).click();
-    await s.locator(`${W} form.prechat`).waitFor({ state: 'detached', timeout: TIMEOUT });
+    await s.locator(`${W} form.prechat`).waitFor({ state: 'detached', timeout: TIMEOUT }).catch(async (e) => {
+      await shot(s, 'late-settings-stuck');
+      fail(`late settings: the pre-chat form stayed after it was sent: ${e.message}`);
+    });
     const kept = await textarea(s).inputValue();
     if (kept !== 'typed before the settings came') fail(`the composer lost what was typed before the settings came: ${JSON.stringify(kept)}`);
     await ctxS.close();
