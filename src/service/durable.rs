@@ -512,9 +512,8 @@ mod tests {
     fn a_record_over_the_limit_is_not_a_storage_failure() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = JournalConfig {
-            segment_bytes: 1 << 20,
             max_record_bytes: 1024,
-            ..JournalConfig::default()
+            ..small_segments()
         };
         let journal = Journal::open(dir.path(), &cfg, |_, _| {}).unwrap();
         let (mut shard, mut d, stats, health) = durable_shard(&journal);
@@ -606,11 +605,7 @@ mod tests {
     #[test]
     fn batches_in_flight_are_settled_in_order_whatever_order_answers_come_in() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = JournalConfig {
-            segment_bytes: 1 << 20,
-            ..JournalConfig::default()
-        };
-        let journal = Journal::open(dir.path(), &cfg, |_, _| {}).unwrap();
+        let journal = Journal::open(dir.path(), &small_segments(), |_, _| {}).unwrap();
         let (mut shard, mut d, _, _) = durable_shard(&journal);
         let mut out = Vec::new();
         d.handle(&mut shard, open_with(1), at(0), &mut out);
@@ -703,9 +698,8 @@ mod tests {
     fn at_the_bound_the_next_batch_keeps_filling() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = JournalConfig {
-            segment_bytes: 1 << 20,
             max_inflight_batches: 2,
-            ..JournalConfig::default()
+            ..small_segments()
         };
         let journal = Journal::open(dir.path(), &cfg, |_, _| {}).unwrap();
         let (mut shard, mut d, _, _) = durable_shard(&journal);
