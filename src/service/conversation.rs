@@ -370,9 +370,16 @@ impl Shard {
             ShardMsg::Info { from, conversation } => self.info(from, conversation, out),
             // Through the router: behind whatever the request sent there (a
             // transfer, a close), so the answer comes after its effect.
-            ShardMsg::Ack { conn, rid, .. } => {
-                out.push(Effect::Router(RouterMsg::Ack { conn, rid }))
-            }
+            ShardMsg::Ack {
+                conversation,
+                conn,
+                rid,
+            } => out.push(Effect::Router(RouterMsg::Ack {
+                conversation,
+                conn,
+                rid,
+            })),
+            ShardMsg::Answer { conn, rid, .. } => out.push(crate::service::api_ack(conn, rid)),
         }
     }
 

@@ -248,9 +248,16 @@ pub(crate) enum RouterMsg {
         /// Only this group's (empty: all).
         group: String,
     },
-    /// An HTTP API request with no reply of its own was handled (a `Notice` here, or
-    /// a [`ShardMsg::Ack`] passed on): answered with [`api_ack`].
+    /// An HTTP API request with no reply of its own was handled (a `Notice` or an
+    /// `Assign` here, or a [`ShardMsg::Ack`] passed on). Without a conversation it is
+    /// answered with [`api_ack`] at once; with one, it goes on to that conversation's
+    /// shard as [`ShardMsg::Answer`], behind whatever the router just told the shard (a
+    /// transfer's requeue or new agent, an assignment), so the answer comes only once
+    /// the conversation's own state shows the change: a back end that reads right
+    /// after the answer sees what it did.
     Ack {
+        /// The request's conversation (0: none).
+        conversation: u64,
         /// The API connection.
         conn: ConnId,
         /// Its request id.
@@ -395,6 +402,17 @@ pub(crate) enum ShardMsg {
         /// Its request id.
         rid: u32,
     },
+    /// The last leg of an HTTP API request's answer ([`RouterMsg::Ack`]): everything
+    /// the router did for the request reached this shard before it, so the shard's
+    /// view (what `GET` reads) shows the change; answered with [`api_ack`].
+    Answer {
+        /// The request's conversation.
+        conversation: u64,
+        /// The API connection.
+        conn: ConnId,
+        /// Its request id.
+        rid: u32,
+    },
 }
 
 /// The answer to an HTTP API request that has no reply of its own: a header-only
@@ -415,6 +433,7 @@ impl ShardMsg {
             | ShardMsg::SystemClose { conversation, .. }
             | ShardMsg::Conns { conversation, .. }
             | ShardMsg::Ack { conversation, .. }
+            | ShardMsg::Answer { conversation, .. }
             | ShardMsg::Download { conversation, .. }
             | ShardMsg::Info { conversation, .. } => *conversation,
             ShardMsg::Upload { upload, .. } => upload.conversation,

@@ -322,7 +322,20 @@ impl Router {
                 self.disconnect(&from, &user, reason, out)
             }
             RouterMsg::Settings(s) => self.settings = s,
-            RouterMsg::Ack { conn, rid } => out.push(crate::service::api_ack(conn, rid)),
+            RouterMsg::Ack {
+                conversation: 0,
+                conn,
+                rid,
+            } => out.push(crate::service::api_ack(conn, rid)),
+            RouterMsg::Ack {
+                conversation,
+                conn,
+                rid,
+            } => out.push(Effect::Shard(super::ShardMsg::Answer {
+                conversation,
+                conn,
+                rid,
+            })),
             RouterMsg::Assign {
                 from,
                 conversation,

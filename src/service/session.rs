@@ -625,7 +625,11 @@ impl Sessions {
                     conversation,
                     agent,
                 }));
-                out.push(Effect::Router(RouterMsg::Ack { conn, rid }));
+                out.push(Effect::Router(RouterMsg::Ack {
+                    conversation,
+                    conn,
+                    rid,
+                }));
                 return;
             }
             Op::Agents { group } => {
@@ -692,7 +696,11 @@ impl Sessions {
         match route(from, msg) {
             Ok(effect) => {
                 let ack = match &effect {
-                    Effect::Router(_) => Effect::Router(RouterMsg::Ack { conn, rid }),
+                    Effect::Router(_) => Effect::Router(RouterMsg::Ack {
+                        conversation,
+                        conn,
+                        rid,
+                    }),
                     _ => Effect::Shard(ShardMsg::Ack {
                         conversation,
                         conn,

@@ -243,7 +243,12 @@ impl Sim {
             .ok()
             .flatten()
             .expect("service frames are well framed");
-        let msg = Msg::decode(d.header.kind, d.payload).expect("service frames decode");
+        // An HTTP API request's answer (`service::api_ack`) is a bare status frame.
+        let msg = if d.payload.is_empty() && d.header.kind == crate::protocol::Kind::Pong.as_u8() {
+            Msg::Pong(messages::Pong::default())
+        } else {
+            Msg::decode(d.header.kind, d.payload).expect("service frames decode")
+        };
         self.inbox.entry(conn).or_default().push(Got {
             rid: d.header.request_id,
             msg,
@@ -560,6 +565,62 @@ pub(crate) mod tests {
     /// shard's queue) and tells the group's staff at once; an agent who reads the
     /// `Queued` frame and asks for the history is answered as by the queued
     /// conversation, not refused as by the one still assigned to its first agent.
+    /// An HTTP API request with no reply of its own (a `Transfer` here) is answered
+    /// only once the conversation's shard shows what it did, in every interleaving:
+    /// a back end that lists the queue right after the answer finds the transfer
+    /// there. (The answer used to leave the router at once, while the router's
+    /// `Requeued` could still wait in the shard's queue.)
+    #[test]
+    fn an_api_transfer_is_answered_once_the_shard_shows_it() {
+        for seed in 1..=64 {
+            let mut s = Sim::new(3, seed);
+            let (v, a1, api) = (Sim::conn(1), Sim::conn(2), Sim::conn(9));
+            s.connect(a1, Sim::user("alice"), role::AGENT, &["support"]);
+            s.connect(v, Sim::user("visitor"), role::VISITOR, &[]);
+            s.settle();
+            let from = s.sender(v, role::VISITOR, &[], 1);
+            s.request(from, send_msg(0, 100, "hello?"));
+            s.settle();
+            let conv = s.take_accepted(v);
+            let shard = shard_of(conv, 3);
+            assert_eq!(s.shards[shard].queued_in(conv), None, "assigned to alice");
+            // What the session does with the API's transfer: the request, then the
+            // acknowledgement queued right behind it to the same owner.
+            let from = s.sender(a1, role::AGENT, &["support"], 7);
+            s.request(
+                from,
+                messages::Transfer {
+                    conversation: conv,
+                    to_agent: String::new(),
+                    to_group: "billing".into(),
+                    note: String::new(),
+                }
+                .into(),
+            );
+            s.effect(Effect::Shard(ShardMsg::Ack {
+                conversation: conv,
+                conn: api,
+                rid: 7,
+            }));
+            let mut answered = false;
+            while s.step() {
+                if !answered && s.inbox.contains_key(&api) {
+                    answered = true;
+                    assert_eq!(
+                        s.shards[shard].queued_in(conv),
+                        Some("billing"),
+                        "seed {seed}: answered before the shard showed the transfer"
+                    );
+                }
+            }
+            let got = s.take(api);
+            assert!(
+                matches!(got.as_slice(), [g] if g.rid == 7 && matches!(g.msg, Msg::Pong(_))),
+                "seed {seed}: {got:?}"
+            );
+        }
+    }
+
     #[test]
     fn an_in_place_request_comes_after_what_its_client_saw() {
         // One shard: every request is its session worker's own.

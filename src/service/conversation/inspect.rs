@@ -14,6 +14,14 @@ impl Shard {
             .map(|c| c.events.all(self.reader.as_ref()))
     }
 
+    /// Whether a conversation waits in a queue, and in which group (tests).
+    pub fn queued_in(&self, conversation: u64) -> Option<&str> {
+        self.convs
+            .get(&conversation)
+            .filter(|c| c.state == State::Queued)
+            .map(|c| c.group.as_str())
+    }
+
     /// The `seq` a sender's `client_msg_id` was stored under, and whether the
     /// conversation is a hidden orphan (tests).
     pub fn sent_seq(&self, conversation: u64, sender: &str, id: u64) -> Option<(u64, bool)> {
