@@ -19,23 +19,24 @@ from pathlib import Path
 HERE = Path(__file__).parent
 
 
-def split_of(rows, stratum):
-    """Returns {index: "tune"|"report"} for rows, by the rule in the module doc."""
+def split_of(rows, stratum, salt="s32-blind:"):
+    """Returns {index: "tune"|"report"} for rows, by the rule in the module doc (`salt`: the
+    hash prefix; blind2_split.py uses the same rule with its own)."""
     groups = {}
     for i, row in enumerate(rows):
         groups.setdefault(stratum(row), []).append(i)
     out = {}
     for idx in groups.values():
-        idx.sort(key=lambda i: hashlib.sha256(("s32-blind:" + rows[i]["text"]).encode()).hexdigest())
+        idx.sort(key=lambda i: hashlib.sha256((salt + rows[i]["text"]).encode()).hexdigest())
         half = math.ceil(len(idx) / 2)
         for k, i in enumerate(idx):
             out[i] = "tune" if k < half else "report"
     return out
 
 
-def check(path, stratum):
+def check(path, stratum, salt="s32-blind:"):
     rows = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
-    want = split_of(rows, stratum)
+    want = split_of(rows, stratum, salt)
     bad = [r["text"] for i, r in enumerate(rows) if r.get("split") != want[i]]
     if bad:
         print(f"{path}: {len(bad)} lines off the split rule, e.g. {bad[0]!r}")

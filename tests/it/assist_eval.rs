@@ -519,8 +519,14 @@ struct BlindItem {
     split: String,
 }
 
-/// Prints the FAQ figures of `items` (one split of the blind set) per language.
-fn blind_faq_report(kb: &FaqIndex, items: &[&BlindItem], split: &str, verbose: bool) -> Scores {
+/// Prints the FAQ figures of `items` (one split of blind set `set`) per language.
+fn blind_faq_report(
+    kb: &FaqIndex,
+    items: &[&BlindItem],
+    set: &str,
+    split: &str,
+    verbose: bool,
+) -> Scores {
     let point = {
         let cfg = AssistConfig::default();
         (cfg.faq_threshold, cfg.faq_margin)
@@ -535,7 +541,7 @@ fn blind_faq_report(kb: &FaqIndex, items: &[&BlindItem], split: &str, verbose: b
         let off = part.iter().filter(|i| i.expect.is_none()).count();
         let s = faq_scores(kb, &part, point, verbose && lang == "all");
         println!(
-            "FAQ blind [{split}] [{lang}]: {} questions ({} in scope, {off} off-topic): TP={} FP={} FN={} \
+            "FAQ {set} [{split}] [{lang}]: {} questions ({} in scope, {off} off-topic): TP={} FP={} FN={} \
              precision={:.3} recall={:.3} F1={:.3}; off-topic answered {}",
             part.len(),
             part.len() - off,
@@ -554,34 +560,79 @@ fn blind_faq_report(kb: &FaqIndex, items: &[&BlindItem], split: &str, verbose: b
     all
 }
 
+/// Runs a blind FAQ set at the defaults: the library `faq_text` (40 entries), the questions
+/// of `queries` (160, each marked tune or report); prints both halves per language (the tune
+/// half's misses listed) and holds each half to its floor (precision, recall, off-topic
+/// answered), so a change that loses what it measured fails.
+fn blind_faq_set(
+    set: &str,
+    faq_text: &str,
+    queries: &str,
+    floors: [(f64, f64, u32); 2],
+) -> [Scores; 2] {
+    let cfg = AssistConfig::default();
+    let kb = FaqIndex::from_str(faq_text, Format::Toml, &cfg).unwrap();
+    assert_eq!(kb.len(), 40);
+    let items: Vec<BlindItem> = lines(queries);
+    assert_eq!(items.len(), 160);
+    let tune: Vec<&BlindItem> = items.iter().filter(|i| i.split == "tune").collect();
+    let report: Vec<&BlindItem> = items.iter().filter(|i| i.split == "report").collect();
+    assert_eq!(tune.len() + report.len(), 160);
+    let t = blind_faq_report(&kb, &tune, set, "tune", true);
+    let r = blind_faq_report(&kb, &report, set, "report", false);
+    for (name, s, (p, rc, off)) in [("tune", t, floors[0]), ("report", r, floors[1])] {
+        assert!(
+            s.precision() >= p,
+            "{set} {name} precision {:.3}",
+            s.precision()
+        );
+        assert!(s.recall() >= rc, "{set} {name} recall {:.3}", s.recall());
+        assert!(s.off <= off, "{set} {name}: {} off-topic answered", s.off);
+    }
+    [t, r]
+}
+
 /// The blind held-out set (`blind_faq.toml`, an online course platform; `blind.jsonl`),
 /// written before its author read the matcher: an outsider's estimate. Changes are tuned on
 /// the "tune" half only (its misses are listed); the "report" half is the figure to quote.
 #[test]
 fn faq_blind_set_written_before_reading_the_matcher() {
-    let cfg = AssistConfig::default();
-    let kb = FaqIndex::from_file(&data("blind_faq.toml"), &cfg).unwrap();
-    assert_eq!(kb.len(), 40);
-    let items: Vec<BlindItem> = lines("blind.jsonl");
-    assert_eq!(items.len(), 160);
-    let tune: Vec<&BlindItem> = items.iter().filter(|i| i.split == "tune").collect();
-    let report: Vec<&BlindItem> = items.iter().filter(|i| i.split == "report").collect();
-    assert_eq!(tune.len() + report.len(), 160);
-    let t = blind_faq_report(&kb, &tune, "tune", true);
-    let r = blind_faq_report(&kb, &report, "report", false);
-    // What they measured after session 32's changes (README): a change that loses it fails.
-    for (name, s, (p, rc, off)) in [
-        ("tune", t, BLIND_TUNE_FLOOR),
-        ("report", r, BLIND_REPORT_FLOOR),
-    ] {
-        assert!(
-            s.precision() >= p,
-            "blind {name} precision {:.3}",
-            s.precision()
-        );
-        assert!(s.recall() >= rc, "blind {name} recall {:.3}", s.recall());
-        assert!(s.off <= off, "blind {name}: {} off-topic answered", s.off);
-    }
+    let text = std::fs::read_to_string(data("blind_faq.toml")).unwrap();
+    // What they measured after session 32's changes (README).
+    blind_faq_set(
+        "blind",
+        &text,
+        "blind.jsonl",
+        [BLIND_TUNE_FLOOR, BLIND_REPORT_FLOOR],
+    );
+}
+
+/// The second blind set (`blind2_faq.toml`, a mobile carrier and home broadband;
+/// `blind2.jsonl`; see `tests/data/BLIND2.md`), as its author wrote it and with
+/// `background = false`, which the README tells an internet provider's library to set.
+#[test]
+fn faq_blind2_set_written_before_reading_the_matcher() {
+    let text = std::fs::read_to_string(data("blind2_faq.toml")).unwrap();
+    // Whether `check-config` would tell this operator to set `background = false`.
+    let c = FaqIndex::background_conflicts(&text, Format::Toml, &AssistConfig::default()).unwrap();
+    println!(
+        "blind2_faq.toml: {} questions kept back by the background, check-config warns: {}: {c:?}",
+        c.len(),
+        library_in_background(&c)
+    );
+    assert!(c.is_empty(), "{c:?}");
+    blind_faq_set(
+        "blind2",
+        &text,
+        "blind2.jsonl",
+        [BLIND2_TUNE_FLOOR, BLIND2_REPORT_FLOOR],
+    );
+    blind_faq_set(
+        "blind2 (background = false)",
+        &format!("background = false\n{text}"),
+        "blind2.jsonl",
+        [BLIND2_NO_BG_TUNE_FLOOR, BLIND2_NO_BG_REPORT_FLOOR],
+    );
 }
 
 /// What the blind set's halves measured (precision, recall, off-topic answered of 20);
@@ -589,20 +640,34 @@ fn faq_blind_set_written_before_reading_the_matcher() {
 const BLIND_TUNE_FLOOR: (f64, f64, u32) = (0.95, 0.67, 1);
 const BLIND_REPORT_FLOOR: (f64, f64, u32) = (0.86, 0.56, 1);
 
-/// The blind spam/ham set, with its day-one rule file (`blind_spam.toml`) and with the
-/// sample rule file (`spam.toml`), per split.
-#[test]
-fn spam_blind_set_written_before_reading_the_filter() {
-    #[derive(Debug, Deserialize)]
-    struct BlindSpam {
-        #[serde(flatten)]
-        item: SpamItem,
-        split: String,
-        lang: String,
-    }
-    let items: Vec<BlindSpam> = lines("blind_spam.jsonl");
+/// What the second blind set's halves measured at its first run, before any change
+/// (precision, recall, off-topic answered of 20), just below: tune 0.815 / 0.361 / 3,
+/// report 0.789 / 0.254 / 1 (see `tests/data/BLIND2.md`).
+const BLIND2_TUNE_FLOOR: (f64, f64, u32) = (0.81, 0.36, 3);
+const BLIND2_REPORT_FLOOR: (f64, f64, u32) = (0.78, 0.25, 1);
+/// The same with `background = false`: tune 0.714 / 0.410 / 8, report 0.615 / 0.271 / 6.
+const BLIND2_NO_BG_TUNE_FLOOR: (f64, f64, u32) = (0.71, 0.40, 8);
+const BLIND2_NO_BG_REPORT_FLOOR: (f64, f64, u32) = (0.61, 0.27, 6);
+
+/// A blind spam/ham message: `lang` and `split` as in [`BlindItem`].
+#[derive(Debug, Deserialize)]
+struct BlindSpam {
+    #[serde(flatten)]
+    item: SpamItem,
+    split: String,
+    lang: String,
+}
+
+/// One part of a blind spam set: rule file, split, language, scores, ham refused.
+type BlindSpamPart = (&'static str, &'static str, &'static str, Scores, u32);
+
+/// Runs the blind spam/ham set `messages` (100) against each rule file, per split and
+/// language (the tune half's misses listed); prints every part and returns them.
+fn blind_spam_set(set: &str, messages: &str, files: [&'static str; 2]) -> Vec<BlindSpamPart> {
+    let items: Vec<BlindSpam> = lines(messages);
     assert_eq!(items.len(), 100);
-    for file in ["blind_spam.toml", "spam.toml"] {
+    let mut out = Vec::new();
+    for file in files {
         let text = std::fs::read_to_string(data(file)).unwrap();
         let rules = SpamRules::from_str(&text, Format::Toml, &AssistConfig::default()).unwrap();
         for split in ["tune", "report"] {
@@ -617,10 +682,8 @@ fn spam_blind_set_written_before_reading_the_filter() {
                     .collect();
                 let verbose = split == "tune" && lang == "all";
                 let (s, ham_lost) = spam_scores(&rules, &part, verbose);
-                // Refusing a customer is the worst error: with either rule file, none.
-                assert_eq!(ham_lost, 0, "{file} {split} {lang}: {ham_lost} ham refused");
                 println!(
-                    "spam blind [{file}] [{split}] [{lang}]: {} messages: TP={} FP={} FN={} \
+                    "spam {set} [{file}] [{split}] [{lang}]: {} messages: TP={} FP={} FN={} \
                      precision={:.3} recall={:.3}; ham not delivered (drop/block)={ham_lost}",
                     part.len(),
                     s.tp,
@@ -629,7 +692,62 @@ fn spam_blind_set_written_before_reading_the_filter() {
                     s.precision(),
                     s.recall()
                 );
+                out.push((file, split, lang, s, ham_lost));
             }
         }
     }
+    out
 }
+
+/// The blind spam/ham set, with its day-one rule file (`blind_spam.toml`) and with the
+/// sample rule file (`spam.toml`), per split.
+#[test]
+fn spam_blind_set_written_before_reading_the_filter() {
+    let parts = blind_spam_set(
+        "blind",
+        "blind_spam.jsonl",
+        ["blind_spam.toml", "spam.toml"],
+    );
+    for (file, split, lang, _, ham_lost) in parts {
+        // Refusing a customer is the worst error: with either rule file, none.
+        assert_eq!(ham_lost, 0, "{file} {split} {lang}: {ham_lost} ham refused");
+    }
+}
+
+/// The second blind spam/ham set (`blind2_spam.jsonl`, a mobile carrier; day-one rule file
+/// `blind2_spam.toml`; see `tests/data/BLIND2.md`), held to what it measured at its first
+/// run (precision, recall, ham refused, per rule file and split, all languages).
+#[test]
+fn spam_blind2_set_written_before_reading_the_filter() {
+    let parts = blind_spam_set(
+        "blind2",
+        "blind2_spam.jsonl",
+        ["blind2_spam.toml", "spam.toml"],
+    );
+    for (file, split, lang, s, ham_lost) in parts {
+        if lang != "all" {
+            continue;
+        }
+        let &(_, _, (p, r, lost)) = BLIND2_SPAM_FLOORS
+            .iter()
+            .find(|(f, sp, _)| *f == file && *sp == split)
+            .unwrap();
+        assert!(
+            s.precision() >= p,
+            "{file} {split}: precision {:.3}",
+            s.precision()
+        );
+        assert!(s.recall() >= r, "{file} {split}: recall {:.3}", s.recall());
+        assert!(ham_lost <= lost, "{file} {split}: {ham_lost} ham refused");
+    }
+}
+
+/// What the second blind spam set measured at its first run, just below: (rule file, split,
+/// (precision, recall, ham refused)); measured day-one tune 0.955 / 0.840, report
+/// 0.917 / 0.880; `spam.toml` tune 0.950 / 0.760, report 0.960 / 0.960; no ham refused.
+const BLIND2_SPAM_FLOORS: [(&str, &str, (f64, f64, u32)); 4] = [
+    ("blind2_spam.toml", "tune", (0.95, 0.83, 0)),
+    ("blind2_spam.toml", "report", (0.91, 0.87, 0)),
+    ("spam.toml", "tune", (0.94, 0.75, 0)),
+    ("spam.toml", "report", (0.95, 0.95, 0)),
+];
