@@ -281,6 +281,19 @@ fn faq(c: &mut Criterion) {
     }
 }
 
+/// Loading a small library (`tests/data/faq.toml`, 42 entries): what a reload, or a
+/// daemon starting with a library, pays, mostly the built-in lexicon, thesaurus and
+/// background (parsed and compiled per library).
+fn faq_small_build(c: &mut Criterion) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/faq.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut g = c.benchmark_group("faq_42");
+    g.bench_function("build", |b| {
+        b.iter(|| FaqIndex::from_str(black_box(&text), Format::Toml, &cfg()).unwrap())
+    });
+    g.finish();
+}
+
 fn suggest(c: &mut Criterion) {
     let text = canned_lib(100_000);
     let lib = CannedLibrary::from_str(&text, Format::Toml, &cfg()).unwrap();
@@ -338,5 +351,5 @@ fn spam(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, faq, suggest, spam);
+criterion_group!(benches, faq, faq_small_build, suggest, spam);
 criterion_main!(benches);

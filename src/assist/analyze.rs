@@ -4,7 +4,10 @@
 //! synonyms, including English–Chinese pairs, folded to one form, so "can I get my
 //! money back", 我要退钱 and 能退 refund 吗 share the grams of "refund".
 //!
-//! The lexicon is built in (`lexicon.toml`); a FAQ file adds synonym groups.
+//! The lexicon is built in (`lexicon.toml`: stop words and core synonyms), with a broader
+//! cross-lingual customer-service thesaurus (`thesaurus.toml`: concept groups across shops,
+//! delivery, accounts, payments, subscriptions, telecoms, travel, education, software); a
+//! FAQ file adds synonym groups, which win over both.
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use rust_stemmers::{Algorithm, Stemmer};
@@ -15,6 +18,14 @@ use super::normalize::{is_cjk, normalize_into};
 
 /// The built-in lexicon (stop words, synonym groups).
 const LEXICON: &str = include_str!("lexicon.toml");
+/// The built-in thesaurus (synonym groups only), read after the lexicon's groups.
+const THESAURUS: &str = include_str!("thesaurus.toml");
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThesaurusFile {
+    synonyms: Vec<Vec<String>>,
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -100,6 +111,8 @@ impl Analyzer {
     pub(crate) fn new(extra: &[Vec<String>]) -> Result<Self, LexiconError> {
         let builtin: LexiconFile =
             toml::from_str(LEXICON).map_err(|e| LexiconError::Build(e.to_string()))?;
+        let thesaurus: ThesaurusFile =
+            toml::from_str(THESAURUS).map_err(|e| LexiconError::Build(e.to_string()))?;
         let mut me = Self {
             stemmer: Stemmer::create(Algorithm::English),
             terms: None,
@@ -111,8 +124,12 @@ impl Analyzer {
         let mut seen = rustc_hash::FxHashSet::default();
         let mut learnt = Vec::new();
         let mut scratch = String::new();
-        // File groups first: on a clash the library's own grouping wins.
-        let groups = extra.iter().chain(builtin.synonyms.iter());
+        // File groups first: on a clash the library's own grouping wins; then the
+        // lexicon's, then the thesaurus's (a term keeps the first group it is in).
+        let groups = extra
+            .iter()
+            .chain(builtin.synonyms.iter())
+            .chain(thesaurus.synonyms.iter());
         for (i, group) in groups.enumerate() {
             let mut canon = None;
             for term in group {
@@ -123,7 +140,12 @@ impl Analyzer {
                     return Err(LexiconError::EmptyTerm(i + 1));
                 }
                 let c = canon.get_or_insert_with(|| stemmed.clone()).clone();
-                learnt.push(term.clone());
+                // Typo targets: the library's and the lexicon's terms, not the
+                // thesaurus's (its many words would take real words for typos: "back"
+                // for "black" of "black screen").
+                if i < extra.len() + builtin.synonyms.len() {
+                    learnt.push(term.clone());
+                }
                 if seen.insert(stemmed.clone()) {
                     patterns.push(stemmed);
                     me.replace.push(c);
@@ -296,10 +318,29 @@ mod tests {
         assert_eq!(a.analyze("How do I get my money back?"), "refund");
         assert_eq!(a.analyze("我要退钱"), "refund");
         assert_eq!(a.analyze("能開 invoice 嗎"), "能开 invoic");
-        assert_eq!(a.analyze("the vase arrived smashed"), "vase arriv broken");
+        assert_eq!(a.analyze("the vase arrived smashed"), "vase receiv broken");
         assert_eq!(a.analyze("do you have job openings?"), "job open");
         assert_eq!(a.analyze("what are your opening hours"), "open hour");
         assert_eq!(a.analyze("hi"), "");
+    }
+
+    /// The thesaurus joins paraphrases that share no word, across the languages.
+    #[test]
+    fn the_thesaurus_joins_paraphrases_without_a_shared_word() {
+        let a = Analyzer::new(&[]).unwrap();
+        assert_eq!(a.analyze("the vase came smashed"), "vase came broken");
+        assert_eq!(a.analyze("衣服不喜欢，我要退钱"), "cloth dissatisfi refund");
+        assert_eq!(
+            a.analyze("我不满意，能 refund 吗"),
+            "我 dissatisfi 能 refund"
+        );
+        assert_eq!(a.analyze("收据"), a.analyze("bill"));
+        assert_eq!(a.analyze("视频一直加载"), "video 一直 buffer");
+        assert_eq!(a.analyze("平板"), a.analyze("laptop"));
+        // A term of the lexicon keeps its group there; a library group wins over both.
+        assert_eq!(a.analyze("退款"), "refund");
+        let b = Analyzer::new(&[vec!["bill".into(), "账单".into()]]).unwrap();
+        assert_eq!(b.analyze("账单"), "bill");
     }
 
     #[test]
@@ -349,8 +390,9 @@ mod tests {
     #[test]
     fn latin_terms_only_on_word_bounds() {
         let a = Analyzer::new(&[]).unwrap();
-        // "order" inside "border" and "pay" inside "paypal" stay.
-        assert_eq!(a.analyze("border paypal"), "border paypal");
+        // "order" inside "border" and "pay" inside "paypal" stay (a wallet's name
+        // is folded as a whole).
+        assert_eq!(a.analyze("border paypal"), "border ewallet");
     }
 
     #[test]

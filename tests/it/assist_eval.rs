@@ -186,8 +186,9 @@ fn faq_threshold_and_margin_were_chosen_on_the_dev_split() {
 /// entry has (src/assist/foreign.rs). Of the 17 added after that round's rules were
 /// written (run once, not tuned on), one: "my phone plan renews tomorrow, how do I
 /// cancel it" (cancel-subscription; a phone plan is another company's subscription,
-/// and neither a service's name nor a background word says so).
-const OFF_TOPIC_ANSWERED: usize = 1;
+/// and neither a service's name nor a background word says so); none since session 33
+/// (the thesaurus moved its margin, and the phones topic now has carriers and plans).
+const OFF_TOPIC_ANSWERED: usize = 0;
 
 #[test]
 fn faq_precision_and_recall_on_held_out_questions() {
@@ -244,8 +245,9 @@ fn faq_precision_and_recall_on_held_out_questions() {
             s.recall()
         );
         if lang == "all" {
-            assert!(
-                answered_off <= OFF_TOPIC_ANSWERED,
+            // At most the floor (it is 0 now, so equal).
+            assert_eq!(
+                answered_off, OFF_TOPIC_ANSWERED,
                 "{answered_off} of {off} off-topic answered"
             );
         }
@@ -313,7 +315,7 @@ fn faq_untuned_sanity_set_in_another_domain() {
 }
 
 /// What the sanity set measured (precision, recall, off-topic answered): see the README.
-const SANITY_FLOOR: (f64, f64, usize) = (0.95, 0.76, 0);
+const SANITY_FLOOR: (f64, f64, usize) = (1.0, 0.80, 0);
 
 #[derive(Debug, Deserialize)]
 struct SpamItem {
@@ -636,9 +638,10 @@ fn faq_blind2_set_written_before_reading_the_matcher() {
 }
 
 /// What the blind set's halves measured (precision, recall, off-topic answered of 20);
-/// before session 32's changes: tune 0.833 / 0.484 / 2, report 0.829 / 0.500 / 1.
-const BLIND_TUNE_FLOOR: (f64, f64, u32) = (0.95, 0.67, 1);
-const BLIND_REPORT_FLOOR: (f64, f64, u32) = (0.86, 0.56, 1);
+/// before session 32's changes: tune 0.833 / 0.484 / 2, report 0.829 / 0.500 / 1; before
+/// session 33's thesaurus: tune 0.955 / 0.677 / 1, report 0.868 / 0.569 / 1.
+const BLIND_TUNE_FLOOR: (f64, f64, u32) = (1.0, 0.83, 0);
+const BLIND_REPORT_FLOOR: (f64, f64, u32) = (0.91, 0.70, 1);
 
 /// What the second blind set's halves measured at its first run, before any change
 /// (precision, recall, off-topic answered of 20), just below: tune 0.815 / 0.361 / 3,
