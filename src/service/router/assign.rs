@@ -243,7 +243,7 @@ impl Router {
                 user: agent.to_owned(),
             },
             agent_name: user.name.to_string(),
-            agent_conns: user.conns.clone(),
+            agent_conns: user.conns.to_vec(),
             group: conv.group.clone(),
             note: std::mem::take(&mut conv.note),
         })));

@@ -54,22 +54,33 @@ impl Router {
         } else {
             Vec::new()
         };
-        if user.conns.is_empty() {
-            // Back from offline: online again whatever it said before.
-            user.away = false;
-            user.idle_since = now_ms;
-        }
+        let back = user.conns.is_empty();
         // Exact: most users hold one connection (a `Vec` would start at four).
-        user.conns.reserve_exact(1);
-        user.conns.push(conn);
+        super::push_conn(&mut user.conns, conn);
         user.name = name.into_boxed_str();
         user.role = role;
         user.groups = unique.into_boxed_slice();
-        user.capacity = capacity;
-        if let Some(deadline) = user.grace.take() {
+        // An idle visitor's record stays without its `More` (all defaults).
+        let more = if is_staff_role(role) || capacity != 0 {
+            Some(user.more_at(now_ms))
+        } else {
+            user.more.as_deref_mut()
+        };
+        let (mut grace, mut abandon_at) = (None, None);
+        if let Some(more) = more {
+            if back {
+                // Back from offline: online again whatever it said before.
+                more.away = false;
+                more.idle_since = now_ms;
+            }
+            more.capacity = capacity;
+            grace = more.grace.take();
+            abandon_at = more.abandon_at.take();
+        }
+        if let Some(deadline) = grace {
             self.graces.remove(&(deadline, who.clone()));
         }
-        if let Some(deadline) = user.abandon_at.take() {
+        if let Some(deadline) = abandon_at {
             self.abandons.remove(&(deadline, who.clone()));
         }
         let new_index = if user.is_staff() {
@@ -128,8 +139,10 @@ impl Router {
         let Some(user) = self.user_mut(&who.tenant, &who.user) else {
             return;
         };
-        user.conns.retain(|c| *c != conn);
-        user.watch_conns.retain(|c| *c != conn);
+        super::remove_conn(&mut user.conns, conn);
+        let listened = !user.watch_conns.is_empty();
+        super::remove_conn(&mut user.watch_conns, conn);
+        let unheard = listened && user.watch_conns.is_empty();
         let grace = if user.conns.is_empty() && user.is_staff() && !user.assigned.is_empty() {
             let deadline = now_ms.saturating_add(grace_ms);
             user.grace = Some(deadline);
@@ -139,6 +152,9 @@ impl Router {
         };
         if let Some(deadline) = grace {
             self.graces.insert((deadline, who.clone()));
+        }
+        if unheard {
+            self.listening(who, false);
         }
         self.staff_changed(who);
         self.watch_absent(who, now_ms);
@@ -155,7 +171,11 @@ impl Router {
         deadline: u64,
         slot: fn(&mut User) -> &mut Option<u64>,
     ) -> bool {
-        let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+        // A user without a `More` has no deadline (and is not given one here).
+        let Some(user) = self
+            .user_mut(&who.tenant, &who.user)
+            .filter(|u| u.more.is_some())
+        else {
             return false;
         };
         let field = slot(user);
@@ -305,7 +325,7 @@ impl Router {
         }
         let conns: Vec<ConnId> = self
             .user(&from.who.tenant, user)
-            .map(|u| u.conns.clone())
+            .map(|u| u.conns.to_vec())
             .unwrap_or_default();
         let reply = Msg::from(messages::Disconnected {
             sessions: u32::try_from(conns.len()).unwrap_or(u32::MAX),
@@ -343,7 +363,7 @@ impl Router {
             out.push(Effect::Shard(ShardMsg::Conns {
                 conversation: *id,
                 who: who.clone(),
-                conns: user.conns.clone(),
+                conns: user.conns.to_vec(),
             }));
         }
     }
@@ -352,8 +372,11 @@ impl Router {
     /// visitor's open list, and the visitor forgotten if nothing else holds it.
     pub(super) fn visitor_left(&mut self, tenant: String, user: String, id: u64) {
         let visitor = UserRef { tenant, user };
-        if let Some(user) = self.user_mut(&visitor.tenant, &visitor.user) {
-            user.open.remove(&id);
+        if let Some(more) = self
+            .user_mut(&visitor.tenant, &visitor.user)
+            .and_then(|u| u.more.as_deref_mut())
+        {
+            more.open.remove(&id);
         }
         self.forget_if_idle(&visitor);
     }
@@ -387,7 +410,8 @@ impl Router {
         }
         for g in &user.watching {
             if let Some(group) = tenant.groups.get_mut(g) {
-                group.watchers.remove(&who.user);
+                group.watchers = group.watchers.saturating_sub(1);
+                group.listeners.remove(&who.user);
                 if group.unused() {
                     tenant.groups.remove(g);
                 }
@@ -466,7 +490,7 @@ impl Router {
             users - users_table,
         ));
         parts.push((
-            "router: groups (default group's watchers BTreeSet<String>)".to_owned(),
+            "router: groups (the default group: a watcher count, no listeners)".to_owned(),
             groups,
         ));
         parts.push(("router: tenants map".to_owned(), tenants_table + rest));

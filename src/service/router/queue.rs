@@ -56,8 +56,8 @@ impl Router {
             .contains(&(from.who.tenant.clone(), group.clone()));
         let id = self.next_id;
         self.next_id += 1;
-        user.open.insert(id);
-        let visitor_conns = user.conns.clone();
+        user.more_at(now_ms).open.insert(id);
+        let visitor_conns = user.conns.to_vec();
         let visitor_name = user.name.to_string();
         self.convs.insert(
             id,
