@@ -81,8 +81,9 @@ struct User {
     /// 8 bytes less each than `String`/`Vec`; most users hold one of each, grown
     /// exactly.
     conns: Box<[ConnId]>,
-    /// Display name (from the latest token).
-    name: Box<str>,
+    /// Display name (from the latest token); `None` when it is the user id (a
+    /// token without `name`), which then is not kept twice.
+    name: Option<Box<str>>,
     /// Role code (from the latest token).
     role: u8,
     /// Groups, deduplicated, in token order.
@@ -153,10 +154,10 @@ impl std::ops::DerefMut for User {
 impl User {
     /// A user with no connection yet, idle since `now_ms` (boxed, as
     /// [`Tenant::users`] keeps it). Agents and bots get their [`More`] at once.
-    fn new(name: String, role: u8, now_ms: u64) -> Box<Self> {
+    fn new(role: u8, now_ms: u64) -> Box<Self> {
         let mut user = Box::new(User {
             conns: Box::default(),
-            name: name.into_boxed_str(),
+            name: None,
             role,
             groups: Box::default(),
             watching: Box::default(),
@@ -166,6 +167,25 @@ impl User {
         if user.is_staff() {
             user.more_at(now_ms);
         }
+        user
+    }
+
+    /// The display name of this user, whose id is `id`.
+    fn name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.name.as_deref().unwrap_or(id)
+    }
+
+    /// Keeps `name` as the display name of this user, whose id is `id`.
+    fn set_name(&mut self, name: &str, id: &str) {
+        if self.name(id) != name {
+            self.name = (name != id).then(|| name.into());
+        }
+    }
+
+    /// A user known only from a recovered conversation: no name until it connects.
+    fn unnamed(role: u8, now_ms: u64) -> Box<Self> {
+        let mut user = Self::new(role, now_ms);
+        user.name = Some(Box::default());
         user
     }
 
@@ -250,10 +270,10 @@ impl Group {
 /// Everything of one tenant; tenants never share state.
 #[derive(Debug, Default)]
 struct Tenant {
-    /// Boxed: a visitor's record is ~200 bytes and the table keeps ~40% of its
-    /// buckets empty (and, growing, its old tables for a while); a pointer a bucket
-    /// keeps that slack at 8 bytes.
-    users: ClientMap<String, Box<User>>,
+    /// Boxed: the table keeps ~40% of its buckets empty (and, growing, its old
+    /// tables for a while); a pointer a bucket keeps that slack at 8 bytes. The key
+    /// a `Box<str>`: 24-byte buckets, not 32.
+    users: ClientMap<Box<str>, Box<User>>,
     groups: ClientMap<String, Group>,
 }
 
@@ -421,16 +441,16 @@ impl Router {
             let tenant = self.tenants.entry(c.visitor.tenant.clone()).or_default();
             tenant
                 .users
-                .entry(c.visitor.user.clone())
-                .or_insert_with(|| User::new(String::new(), role::VISITOR, now_ms))
+                .entry(c.visitor.user.as_str().into())
+                .or_insert_with(|| User::unnamed(role::VISITOR, now_ms))
                 .open
                 .insert(c.id);
             match &c.agent {
                 Some(agent) => {
                     let user = tenant
                         .users
-                        .entry(agent.clone())
-                        .or_insert_with(|| User::new(String::new(), role::AGENT, now_ms));
+                        .entry(agent.as_str().into())
+                        .or_insert_with(|| User::unnamed(role::AGENT, now_ms));
                     user.assigned.insert(c.id);
                     if user.grace.is_none() {
                         user.grace = Some(deadline);

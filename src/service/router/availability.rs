@@ -25,7 +25,7 @@ impl Router {
         let Some(user) = self
             .tenants
             .get(&who.tenant)
-            .and_then(|t| t.users.get(&who.user))
+            .and_then(|t| t.users.get(who.user.as_str()))
             .filter(|u| u.is_staff())
         else {
             return;
@@ -158,7 +158,7 @@ impl Router {
         let Some(t) = self.tenants.get_mut(&who.tenant) else {
             return;
         };
-        let Some(user) = t.users.get(&who.user) else {
+        let Some(user) = t.users.get(who.user.as_str()) else {
             return;
         };
         for g in &user.watching {
@@ -250,7 +250,7 @@ impl Router {
         let conns: Vec<ConnId> = g
             .listeners
             .iter()
-            .filter_map(|uid| t.users.get(uid))
+            .filter_map(|uid| t.users.get(uid.as_str()))
             .flat_map(|u| u.watch_conns.iter().copied())
             .collect();
         if let Some(g) = self
@@ -310,7 +310,7 @@ impl Router {
         let mut online = false;
         let mut room = false;
         for uid in &g.members {
-            if let Some(u) = t.users.get(uid) {
+            if let Some(u) = t.users.get(uid.as_str()) {
                 online |= u.online();
                 room |= u.available();
             }

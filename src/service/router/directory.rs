@@ -30,7 +30,7 @@ impl Router {
         }
         self.directory.insert(conn, Arc::clone(&principal));
         let who = &principal.who;
-        let (name, role) = (principal.name.clone(), principal.role);
+        let role = principal.role;
         let capacity = capacity.unwrap_or(match role {
             role::AGENT => self.settings.default_capacity,
             role::BOT => self.settings.bot_capacity,
@@ -46,9 +46,9 @@ impl Router {
         let tenant = self.tenants.entry(who.tenant.clone()).or_default();
         let user = tenant
             .users
-            .entry(who.user.clone())
+            .entry(who.user.as_str().into())
             // The name is set below (for a new user as for a known one).
-            .or_insert_with(|| User::new(String::new(), role, now_ms));
+            .or_insert_with(|| User::new(role, now_ms));
         let old_index = if user.is_staff() {
             std::mem::take(&mut user.groups).into_vec()
         } else {
@@ -57,7 +57,7 @@ impl Router {
         let back = user.conns.is_empty();
         // Exact: most users hold one connection (a `Vec` would start at four).
         super::push_conn(&mut user.conns, conn);
-        user.name = name.into_boxed_str();
+        user.set_name(&principal.name, &who.user);
         user.role = role;
         user.groups = unique.into_boxed_slice();
         // An idle visitor's record stays without its `More` (all defaults).
@@ -290,7 +290,7 @@ impl Router {
             }
         } else if let Some(group) = tenant.groups.get(&notice.group) {
             for uid in &group.members {
-                if let Some(user) = tenant.users.get(uid).filter(|u| u.is_staff()) {
+                if let Some(user) = tenant.users.get(uid.as_str()).filter(|u| u.is_staff()) {
                     conns.extend_from_slice(&user.conns);
                 }
             }
@@ -386,10 +386,14 @@ impl Router {
         let Some(tenant) = self.tenants.get_mut(&who.tenant) else {
             return;
         };
-        if !tenant.users.get(&who.user).is_some_and(|u| u.forgettable()) {
+        if !tenant
+            .users
+            .get(who.user.as_str())
+            .is_some_and(|u| u.forgettable())
+        {
             return;
         }
-        let Some(user) = tenant.users.remove(&who.user) else {
+        let Some(user) = tenant.users.remove(who.user.as_str()) else {
             return;
         };
         if let Some(deadline) = user.grace {
@@ -471,14 +475,14 @@ impl Router {
                 groups: g,
             } = t;
             groups += freed(g, live);
-            users_table += table_bytes::<(String, Box<User>)>(u.capacity());
+            users_table += table_bytes::<(Box<str>, Box<User>)>(u.capacity());
             users += freed(u, live);
             rest += freed(name, live);
         }
         parts.push((
             format!(
-                "router: users map String -> Box<User>, {} B a bucket + 1",
-                std::mem::size_of::<(String, Box<User>)>()
+                "router: users map Box<str> -> Box<User>, {} B a bucket + 1",
+                std::mem::size_of::<(Box<str>, Box<User>)>()
             ),
             users_table,
         ));

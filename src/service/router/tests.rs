@@ -368,12 +368,12 @@ fn check_invariants(r: &Router) {
             // Nobody who could take the head idles while the queue waits.
             if !g.queue.is_empty() {
                 for uid in &g.members {
-                    let u = &t.users[uid];
+                    let u = &t.users[uid.as_str()];
                     assert!(!u.available(), "{uid} idles while {gname} has a queue");
                 }
             }
             for uid in &g.members {
-                let u = t.users.get(uid).expect("member exists");
+                let u = t.users.get(uid.as_str()).expect("member exists");
                 assert!(u.is_staff() && u.groups.contains(gname));
             }
             // Watchers know what is true now (the step told them of any change).
@@ -387,7 +387,7 @@ fn check_invariants(r: &Router) {
                 "{gname}: watchers miscounted"
             );
             for uid in &g.listeners {
-                let u = t.users.get(uid).expect("listener exists");
+                let u = t.users.get(uid.as_str()).expect("listener exists");
                 assert!(u.watching.contains(gname) && !u.watch_conns.is_empty());
             }
             if g.watchers > 0 {
@@ -402,6 +402,7 @@ fn check_invariants(r: &Router) {
             assert!(r.dirty.is_empty());
         }
         for (uid, u) in &t.users {
+            let uid: &str = uid;
             assert!(u.watching.len() <= MAX_WATCHED, "{uid} watches too much");
             for g in &u.watching {
                 let listens = t.groups[g].listeners.contains(uid);
@@ -416,7 +417,7 @@ fn check_invariants(r: &Router) {
             );
             for id in &u.assigned {
                 let conv = r.convs.get(id).expect("assigned conversation exists");
-                assert_eq!(conv.agent.as_ref(), Some(uid));
+                assert_eq!(conv.agent.as_deref(), Some(uid));
                 assert_eq!(&conv.tenant, tname);
             }
             for id in &u.open {
@@ -1848,4 +1849,26 @@ fn a_visitor_that_becomes_an_agent_gets_capacity_and_work() {
     assert_eq!((user.capacity, user.idle_since), (2, b.now));
     let id = b.visitor_opens(conn(10), "t", "v", "general");
     assert!(b.r.user("t", "u").is_some_and(|u| u.assigned.contains(&id)));
+}
+
+#[test]
+fn a_name_equal_to_the_user_id_is_not_kept_twice() {
+    let mut b = Bench::new();
+    let mut out = Vec::new();
+    let p = principal("t", "v", "v", role::VISITOR, &[]);
+    b.r.handle(
+        RouterMsg::Connected {
+            conn: conn(1),
+            principal: p,
+            capacity: None,
+        },
+        Mono::from_ms(b.now),
+        &mut out,
+    );
+    let user = b.r.user("t", "v").expect("known");
+    assert!(user.name.is_none());
+    assert_eq!(user.name("v"), "v");
+    b.visitor(conn(2), "t", "v");
+    let user = b.r.user("t", "v").expect("known");
+    assert_eq!(user.name("v"), "v name", "a later token's name is kept");
 }
