@@ -27,6 +27,7 @@ mod availability;
 mod busy;
 pub(crate) mod conversation;
 pub(crate) mod damage;
+mod deadlines;
 mod deferred;
 pub(crate) mod durable;
 pub(crate) mod record;

@@ -69,19 +69,38 @@ fn pop_due(deadlines: &mut BTreeSet<(u64, UserRef)>, now_ms: u64) -> Option<(u64
     deadlines.pop_first()
 }
 
-/// One user of a tenant, as the router knows it.
+/// One user of a tenant, as the router knows it: what every user has, here; what
+/// only agents, bots and visitors with conversations need, in [`More`], allocated the
+/// first time one of its fields is written. An idle visitor's record is 96 bytes
+/// (mimalloc's 96-byte class), not 192 (README, "Memory per authenticated session").
+/// Reads of `More`'s fields go through `Deref` (a user without one reads its
+/// defaults); writes through `DerefMut` allocate it.
 #[derive(Debug)]
 struct User {
-    /// Live connections, in connect order.
-    conns: Vec<ConnId>,
-    /// Display name (from the latest token). `Box<str>`/`Box<[_]>` here and below:
-    /// 8 bytes less each than `String`/`Vec`, which keeps a visitor's record in
-    /// mimalloc's 192-byte class (README, "Memory per authenticated session").
-    name: Box<str>,
+    /// Live connections, in connect order. `Box<str>`/`Box<[_]>` here and below:
+    /// 8 bytes less each than `String`/`Vec`; most users hold one of each, grown
+    /// exactly.
+    conns: Box<[ConnId]>,
+    /// Display name (from the latest token); `None` when it is the user id (a
+    /// token without `name`), which then is not kept twice.
+    name: Option<Box<str>>,
     /// Role code (from the latest token).
     role: u8,
     /// Groups, deduplicated, in token order.
     groups: Box<[String]>,
+    /// Groups whose availability the user's watching connections are told (a
+    /// visitor's token groups or the default group, those its conversations opened
+    /// or moved to, and those a `Watch` named); at most `MAX_WATCHED`.
+    watching: Box<[String]>,
+    /// The connections that sent `Watch`: only they are sent `Availability`.
+    watch_conns: Box<[ConnId]>,
+    /// Capacity, conversations and deadlines; `None` while all are at their defaults.
+    more: Option<Box<More>>,
+}
+
+/// The part of a [`User`] an idle visitor does not need.
+#[derive(Debug)]
+struct More {
     /// Most concurrent conversations as agent.
     capacity: u32,
     /// Said `away` (or `offline`) while connected: takes nothing new.
@@ -98,33 +117,81 @@ struct User {
     /// When a visitor gone since its last disconnect counts as having abandoned its
     /// queued conversations (an entry of `Router::abandons`).
     abandon_at: Option<u64>,
-    /// Groups whose availability the user's watching connections are told (a
-    /// visitor's token groups or the default group, those its conversations opened
-    /// or moved to, and those a `Watch` named); at most `MAX_WATCHED`.
-    watching: Box<[String]>,
-    /// The connections that sent `Watch`: only they are sent `Availability`.
-    watch_conns: Vec<ConnId>,
 }
 
-impl User {
-    /// A user with no connection yet, idle since `now_ms` (boxed, as
-    /// [`Tenant::users`] keeps it).
-    fn new(name: String, role: u8, now_ms: u64) -> Box<Self> {
-        Box::new(User {
-            conns: Vec::new(),
-            name: name.into_boxed_str(),
-            role,
-            groups: Box::default(),
+impl More {
+    /// Every field at its default, idle since `idle_since`.
+    const fn new(idle_since: u64) -> Self {
+        More {
             capacity: 0,
             away: false,
             assigned: BTreeSet::new(),
             open: BTreeSet::new(),
-            idle_since: now_ms,
+            idle_since,
             grace: None,
             abandon_at: None,
+        }
+    }
+}
+
+/// What a user without a [`More`] reads.
+static NO_MORE: More = More::new(0);
+
+impl std::ops::Deref for User {
+    type Target = More;
+
+    fn deref(&self) -> &More {
+        self.more.as_deref().unwrap_or(&NO_MORE)
+    }
+}
+
+impl std::ops::DerefMut for User {
+    fn deref_mut(&mut self) -> &mut More {
+        self.more.get_or_insert_with(|| Box::new(More::new(0)))
+    }
+}
+
+impl User {
+    /// A user with no connection yet, idle since `now_ms` (boxed, as
+    /// [`Tenant::users`] keeps it). Agents and bots get their [`More`] at once.
+    fn new(role: u8, now_ms: u64) -> Box<Self> {
+        let mut user = Box::new(User {
+            conns: Box::default(),
+            name: None,
+            role,
+            groups: Box::default(),
             watching: Box::default(),
-            watch_conns: Vec::new(),
-        })
+            watch_conns: Box::default(),
+            more: None,
+        });
+        if user.is_staff() {
+            user.more_at(now_ms);
+        }
+        user
+    }
+
+    /// The display name of this user, whose id is `id`.
+    fn name<'a>(&'a self, id: &'a str) -> &'a str {
+        self.name.as_deref().unwrap_or(id)
+    }
+
+    /// Keeps `name` as the display name of this user, whose id is `id`.
+    fn set_name(&mut self, name: &str, id: &str) {
+        if self.name(id) != name {
+            self.name = (name != id).then(|| name.into());
+        }
+    }
+
+    /// A user known only from a recovered conversation: no name until it connects.
+    fn unnamed(role: u8, now_ms: u64) -> Box<Self> {
+        let mut user = Self::new(role, now_ms);
+        user.name = Some(Box::default());
+        user
+    }
+
+    /// The user's [`More`], allocated idle since `now_ms` if it had none.
+    fn more_at(&mut self, now_ms: u64) -> &mut More {
+        self.more.get_or_insert_with(|| Box::new(More::new(now_ms)))
     }
 
     /// An agent or a bot.
@@ -153,6 +220,23 @@ impl User {
     }
 }
 
+/// Appends `c` to a list kept exact (`Box<[_]>`: most hold one).
+fn push_conn(list: &mut Box<[ConnId]>, c: ConnId) {
+    let mut v = std::mem::take(list).into_vec();
+    v.reserve_exact(1);
+    v.push(c);
+    *list = v.into_boxed_slice();
+}
+
+/// Removes `c` from a list kept exact.
+fn remove_conn(list: &mut Box<[ConnId]>, c: ConnId) {
+    if list.contains(&c) {
+        let mut v = std::mem::take(list).into_vec();
+        v.retain(|x| *x != c);
+        *list = v.into_boxed_slice();
+    }
+}
+
 /// A group of a tenant: its queue, its agent/bot members, and the visitors who are
 /// told its availability.
 #[derive(Debug, Default)]
@@ -161,8 +245,13 @@ struct Group {
     queue: VecDeque<u64>,
     /// User ids of the agents and bots whose token lists this group.
     members: BTreeSet<String>,
-    /// User ids of the visitors watching the group's availability.
-    watchers: BTreeSet<String>,
+    /// How many users watch the group's availability (have it in `User::watching`):
+    /// a count, not their ids, since most visitors never send `Watch` and a set entry
+    /// with its copy of the id cost ~57 bytes per visitor (README, "Memory per
+    /// authenticated session").
+    watchers: u32,
+    /// User ids of the watchers with a connection that sent `Watch`: those told.
+    listeners: BTreeSet<String>,
     /// Recent queue waits.
     estimate: WaitEstimate,
     /// What the watchers were told last (`None`: not computed yet).
@@ -174,17 +263,17 @@ struct Group {
 impl Group {
     /// Nothing left worth keeping (its wait history goes with it).
     fn unused(&self) -> bool {
-        self.members.is_empty() && self.queue.is_empty() && self.watchers.is_empty()
+        self.members.is_empty() && self.queue.is_empty() && self.watchers == 0
     }
 }
 
 /// Everything of one tenant; tenants never share state.
 #[derive(Debug, Default)]
 struct Tenant {
-    /// Boxed: a visitor's record is ~200 bytes and the table keeps ~40% of its
-    /// buckets empty (and, growing, its old tables for a while); a pointer a bucket
-    /// keeps that slack at 8 bytes.
-    users: ClientMap<String, Box<User>>,
+    /// Boxed: the table keeps ~40% of its buckets empty (and, growing, its old
+    /// tables for a while); a pointer a bucket keeps that slack at 8 bytes. The key
+    /// a `Box<str>`: 24-byte buckets, not 32.
+    users: ClientMap<Box<str>, Box<User>>,
     groups: ClientMap<String, Group>,
 }
 
@@ -365,16 +454,16 @@ impl Router {
             let tenant = self.tenants.entry(c.visitor.tenant.clone()).or_default();
             tenant
                 .users
-                .entry(c.visitor.user.clone())
-                .or_insert_with(|| User::new(String::new(), role::VISITOR, now_ms))
+                .entry(c.visitor.user.as_str().into())
+                .or_insert_with(|| User::unnamed(role::VISITOR, now_ms))
                 .open
                 .insert(c.id);
             match &c.agent {
                 Some(agent) => {
                     let user = tenant
                         .users
-                        .entry(agent.clone())
-                        .or_insert_with(|| User::new(String::new(), role::AGENT, now_ms));
+                        .entry(agent.as_str().into())
+                        .or_insert_with(|| User::unnamed(role::AGENT, now_ms));
                     user.assigned.insert(c.id);
                     if user.grace.is_none() {
                         user.grace = Some(deadline);

@@ -17,12 +17,12 @@
 //! first one is due, and a frame arriving past its session's deadline is dropped and
 //! ends the session too, so no session acts past its token.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use super::deadlines::Deadlines;
 use crate::auth::{Identity, Verifier};
 use crate::clock::UnixMs;
 use crate::fasthash::ServerMap;
@@ -140,14 +140,23 @@ pub(crate) struct Sessions {
     /// `ListConversations` requests waiting for the shards, by (connection, request id).
     listings: ServerMap<(ConnId, u32), Listing>,
     /// (end, connection) of every `Resuming` and `Established` session, soonest
-    /// first: exactly one entry each, moved by a `Refresh`, removed when it ends.
-    deadlines: BTreeSet<(u64, ConnId)>,
+    /// first: exactly one live entry each, moved by a `Refresh`, stale when it ends.
+    deadlines: Deadlines,
     /// Worker index in the top bits, a counter below: unique per daemon run.
     next_session: u64,
     /// This worker's index (where shards send resume answers).
     worker: usize,
     /// [`SessionSettings::max_record`] (restart-only: read once).
     max_record: Option<usize>,
+}
+
+/// Whether `at` is still `conn`'s deadline (its entry in `deadlines` is live).
+fn holds(sessions: &ServerMap<ConnId, State>, at: u64, conn: ConnId) -> bool {
+    match sessions.get(&conn) {
+        Some(State::Resuming(r)) => r.until_ms == at,
+        Some(State::Established(live)) => live.until_ms == at,
+        _ => false,
+    }
 }
 
 /// Effects produced by one event, in order.
@@ -161,7 +170,7 @@ impl Sessions {
             settings,
             sessions: ServerMap::default(),
             listings: ServerMap::default(),
-            deadlines: BTreeSet::new(),
+            deadlines: Deadlines::default(),
             next_session: (worker as u64) << 48,
             worker,
             max_record,
@@ -171,23 +180,24 @@ impl Sessions {
     /// When the first session's token stops verifying (Unix ms): call
     /// [`Sessions::tick`] then.
     pub fn next_deadline(&self) -> Option<UnixMs> {
-        self.deadlines.first().map(|&(at, _)| UnixMs(at))
+        self.deadlines.first().map(UnixMs)
     }
 
     /// Ends every session whose token stopped verifying by `now` (Unix ms): `Error`
     /// 201 `token_expired` (request id 0) and close.
     pub fn tick(&mut self, now: UnixMs, out: &mut Out, stats: &WorkerMetrics) {
         let now = now.get();
-        while let Some(&(at, conn)) = self.deadlines.first() {
-            if at > now {
-                break;
-            }
-            self.expire(conn, out, stats);
+        while let Some(conn) = self
+            .deadlines
+            .pop_due(now, |at, c| holds(&self.sessions, at, c))
+        {
+            self.expire(conn, false, out, stats);
         }
     }
 
-    /// Ends `conn`'s session because its token expired.
-    fn expire(&mut self, conn: ConnId, out: &mut Out, stats: &WorkerMetrics) {
+    /// Ends `conn`'s session because its token expired (`listed`: its deadline
+    /// entry is still in `deadlines`).
+    fn expire(&mut self, conn: ConnId, listed: bool, out: &mut Out, stats: &WorkerMetrics) {
         if let Some(State::Established(Live { principal, .. })) = self.sessions.get(&conn) {
             tracing::debug!(user = %principal.who.user, "session ended: its token expired");
         }
@@ -199,27 +209,26 @@ impl Sessions {
             0,
             0,
         )));
-        self.end(conn);
+        self.end(conn, listed);
     }
 
-    /// The server is closing `conn`: drop its deadline, ignore what still arrives.
-    fn end(&mut self, conn: ConnId) {
+    /// The server is closing `conn`: drop its deadline (`listed`: its entry is still
+    /// in `deadlines`), ignore what still arrives.
+    fn end(&mut self, conn: ConnId, listed: bool) {
         let Some(state) = self.sessions.get_mut(&conn) else {
             return;
         };
-        let connected = match state {
-            State::AwaitingHello(_) => false,
-            State::Resuming(r) => {
-                self.deadlines.remove(&(r.until_ms, conn));
-                false
-            }
-            State::Established(live) => {
-                self.deadlines.remove(&(live.until_ms, conn));
-                true
-            }
+        let (connected, until) = match state {
+            State::AwaitingHello(_) => (false, None),
+            State::Resuming(r) => (false, Some(r.until_ms)),
+            State::Established(live) => (true, Some(live.until_ms)),
             State::Ending { .. } => return,
         };
         *state = State::Ending { connected };
+        if let Some(at) = until.filter(|_| listed) {
+            self.deadlines
+                .remove(at, conn, |at, c| holds(&self.sessions, at, c));
+        }
     }
 
     /// A shard answered some of a resuming session's cursors; once all have, the
@@ -243,7 +252,7 @@ impl Sessions {
         }
         if now >= r.until_ms {
             // The token expired while the shards looked up the cursors.
-            self.expire(conn, out, stats);
+            self.expire(conn, true, out, stats);
             return;
         }
         let Some(State::Resuming(r)) = self.sessions.remove(&conn) else {
@@ -458,18 +467,16 @@ impl Sessions {
             }
             Event::Closed { conn, .. } => {
                 self.listings.retain(|(c, _), _| *c != conn);
-                let connected = match self.sessions.remove(&conn) {
-                    Some(State::Established(live)) => {
-                        self.deadlines.remove(&(live.until_ms, conn));
-                        true
-                    }
-                    Some(State::Resuming(r)) => {
-                        self.deadlines.remove(&(r.until_ms, conn));
-                        false
-                    }
-                    Some(State::Ending { connected }) => connected,
-                    Some(State::AwaitingHello(_)) | None => false,
+                let (connected, until) = match self.sessions.remove(&conn) {
+                    Some(State::Established(live)) => (true, Some(live.until_ms)),
+                    Some(State::Resuming(r)) => (false, Some(r.until_ms)),
+                    Some(State::Ending { connected }) => (connected, None),
+                    Some(State::AwaitingHello(_)) | None => (false, None),
                 };
+                if let Some(at) = until {
+                    self.deadlines
+                        .remove(at, conn, |at, c| holds(&self.sessions, at, c));
+                }
                 if connected {
                     out.push(Effect::Router(RouterMsg::Disconnected { conn }));
                 }
@@ -488,7 +495,7 @@ impl Sessions {
                         header.request_id,
                     )));
                     if code.closes_connection() {
-                        self.end(conn);
+                        self.end(conn, true);
                     }
                 }
             }
@@ -738,7 +745,7 @@ impl Sessions {
         };
         if until.is_some_and(|until| now >= until) {
             // Its token expired before the worker's timer caught it.
-            self.expire(conn, out, stats);
+            self.expire(conn, true, out, stats);
             return Ok(());
         }
         let kind = Kind::from_u8(header.kind);
@@ -762,7 +769,7 @@ impl Sessions {
                 let addr = (identity.role == messages::role::VISITOR)
                     .then(|| settings.visitor_address.keep(peer))
                     .flatten();
-                self.deadlines.insert((until_ms, conn));
+                self.deadlines.insert(until_ms, conn);
                 if hello.resume.is_empty() {
                     let welcome = Welcome {
                         rid,
@@ -848,9 +855,13 @@ impl Sessions {
                         tracing::debug!(user = %p.who.user, code = code.name(), "Refresh refused");
                     })?;
                 // The latest token rules, also when it expires sooner than the last.
-                self.deadlines.remove(&(live.until_ms, conn));
-                live.until_ms = verified.valid_until_ms;
-                self.deadlines.insert((live.until_ms, conn));
+                if live.until_ms != verified.valid_until_ms {
+                    let old = live.until_ms;
+                    live.until_ms = verified.valid_until_ms;
+                    self.deadlines.insert(live.until_ms, conn);
+                    self.deadlines
+                        .remove(old, conn, |at, c| holds(&self.sessions, at, c));
+                }
                 stats.sessions_refreshed.inc();
                 let reply = Msg::from(messages::Refreshed {
                     expires_ms: verified.exp_ms,
@@ -926,7 +937,7 @@ impl Sessions {
         let mut parts = vec![
             (
                 format!(
-                    "worker: deadlines BTreeSet<(u64, ConnId)>, {} B a key",
+                    "worker: deadlines BinaryHeap<(u64, ConnId)>, {} B an entry",
                     std::mem::size_of::<(u64, ConnId)>()
                 ),
                 freed(deadlines, live),

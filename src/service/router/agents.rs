@@ -9,7 +9,7 @@ impl Router {
     /// router still remembers without a connection (they serve conversations within
     /// their grace) are `offline`.
     pub fn agents_json(&self, tenant: &str, group: &str) -> bytes::Bytes {
-        let mut agents: Vec<(&String, &User)> = self
+        let mut agents: Vec<(&str, &User)> = self
             .tenants
             .get(tenant)
             .map(|t| {
@@ -17,7 +17,7 @@ impl Router {
                     .iter()
                     .filter(|(_, u)| u.is_staff())
                     .filter(|(_, u)| group.is_empty() || u.groups.iter().any(|g| g == group))
-                    .map(|(id, u)| (id, &**u))
+                    .map(|(id, u)| (&**id, &**u))
                     .collect()
             })
             .unwrap_or_default();
@@ -32,7 +32,7 @@ impl Router {
                 };
                 serde_json::json!({
                     "user": id,
-                    "name": u.name,
+                    "name": u.name(id),
                     "role": if u.role == crate::protocol::messages::role::BOT { "bot" } else { "agent" },
                     "groups": u.groups,
                     "presence": presence,

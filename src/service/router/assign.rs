@@ -185,7 +185,7 @@ impl Router {
             if exclude == Some(uid.as_str()) {
                 continue;
             }
-            let Some(user) = t.users.get(uid).filter(|u| u.available()) else {
+            let Some(user) = t.users.get(uid.as_str()).filter(|u| u.available()) else {
                 continue;
             };
             let key = (
@@ -242,8 +242,8 @@ impl Router {
                 tenant: conv.tenant.clone(),
                 user: agent.to_owned(),
             },
-            agent_name: user.name.to_string(),
-            agent_conns: user.conns.clone(),
+            agent_name: user.name(agent).to_owned(),
+            agent_conns: user.conns.to_vec(),
             group: conv.group.clone(),
             note: std::mem::take(&mut conv.note),
         })));
@@ -257,7 +257,11 @@ impl Router {
             let Some(tenant) = self.tenants.get(&who.tenant) else {
                 return;
             };
-            let Some(user) = tenant.users.get(&who.user).filter(|u| u.available()) else {
+            let Some(user) = tenant
+                .users
+                .get(who.user.as_str())
+                .filter(|u| u.available())
+            else {
                 return;
             };
             let mut oldest: Option<(u64, u64)> = None;

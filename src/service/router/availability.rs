@@ -14,10 +14,8 @@ const REFRESH_MS: u64 = 1_500;
 
 /// Whether a connection listens to `g`'s availability (a watcher with a connection
 /// that sent `Watch`).
-fn listened(t: &super::Tenant, g: &Group) -> bool {
-    g.watchers
-        .iter()
-        .any(|u| t.users.get(u).is_some_and(|u| !u.watch_conns.is_empty()))
+fn listened(g: &Group) -> bool {
+    !g.listeners.is_empty()
 }
 
 impl Router {
@@ -27,7 +25,7 @@ impl Router {
         let Some(user) = self
             .tenants
             .get(&who.tenant)
-            .and_then(|t| t.users.get(&who.user))
+            .and_then(|t| t.users.get(who.user.as_str()))
             .filter(|u| u.is_staff())
         else {
             return;
@@ -48,7 +46,7 @@ impl Router {
         let listened = self
             .tenants
             .get(&tenant)
-            .is_some_and(|t| t.groups.get(&group).is_some_and(|g| listened(t, g)));
+            .is_some_and(|t| t.groups.get(&group).is_some_and(listened));
         self.watched_queue |= listened;
         self.dirty.insert((tenant, group));
     }
@@ -102,8 +100,11 @@ impl Router {
         if let Some(user) = self.user_mut(&from.who.tenant, &from.who.user)
             && !user.watch_conns.contains(&from.conn)
         {
-            user.watch_conns.reserve_exact(1);
-            user.watch_conns.push(from.conn);
+            let first = user.watch_conns.is_empty();
+            super::push_conn(&mut user.watch_conns, from.conn);
+            if first {
+                self.listening(&from.who, true);
+            }
         }
         self.tell_availability(&from.who, from.conn, out);
     }
@@ -120,6 +121,7 @@ impl Router {
             if user.watching.contains(g) || user.watching.len() >= MAX_WATCHED {
                 continue;
             }
+            let listens = !user.watch_conns.is_empty();
             // Exact, and boxed: most users watch one group.
             let mut watching = std::mem::take(&mut user.watching).into_vec();
             watching.push(g.clone());
@@ -135,7 +137,10 @@ impl Router {
             else {
                 continue;
             };
-            group.watchers.insert(who.user.clone());
+            group.watchers = group.watchers.saturating_add(1);
+            if listens {
+                group.listeners.insert(who.user.clone());
+            }
             added.push(group.told.unwrap_or_default().to_message(g));
         }
         let Some(user) = self.user(&who.tenant, &who.user) else {
@@ -144,6 +149,26 @@ impl Router {
         if !added.is_empty() && !user.watch_conns.is_empty() {
             let frame = Msg::from(messages::Availability { groups: added }).to_frame(0);
             to_all(out, &user.watch_conns, frame);
+        }
+    }
+
+    /// `who` gained its first watching connection (`on`) or lost its last: it joins
+    /// or leaves the listeners of every group it watches.
+    pub(super) fn listening(&mut self, who: &UserRef, on: bool) {
+        let Some(t) = self.tenants.get_mut(&who.tenant) else {
+            return;
+        };
+        let Some(user) = t.users.get(who.user.as_str()) else {
+            return;
+        };
+        for g in &user.watching {
+            if let Some(group) = t.groups.get_mut(g) {
+                if on {
+                    group.listeners.insert(who.user.clone());
+                } else {
+                    group.listeners.remove(&who.user);
+                }
+            }
         }
     }
 
@@ -223,9 +248,9 @@ impl Router {
             return now.online;
         }
         let conns: Vec<ConnId> = g
-            .watchers
+            .listeners
             .iter()
-            .filter_map(|uid| t.users.get(uid))
+            .filter_map(|uid| t.users.get(uid.as_str()))
             .flat_map(|u| u.watch_conns.iter().copied())
             .collect();
         if let Some(g) = self
@@ -256,9 +281,9 @@ impl Router {
         self.watched_queue = false;
         for (tname, t) in &self.tenants {
             for (gname, g) in &t.groups {
-                if !g.queue.is_empty() && !g.watchers.is_empty() {
+                if !g.queue.is_empty() && g.watchers > 0 {
                     self.dirty.insert((tname.clone(), gname.clone()));
-                    self.watched_queue |= listened(t, g);
+                    self.watched_queue |= listened(g);
                 }
             }
         }
@@ -285,7 +310,7 @@ impl Router {
         let mut online = false;
         let mut room = false;
         for uid in &g.members {
-            if let Some(u) = t.users.get(uid) {
+            if let Some(u) = t.users.get(uid.as_str()) {
                 online |= u.online();
                 room |= u.available();
             }

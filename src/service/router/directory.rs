@@ -30,7 +30,7 @@ impl Router {
         }
         self.directory.insert(conn, Arc::clone(&principal));
         let who = &principal.who;
-        let (name, role) = (principal.name.clone(), principal.role);
+        let role = principal.role;
         let capacity = capacity.unwrap_or(match role {
             role::AGENT => self.settings.default_capacity,
             role::BOT => self.settings.bot_capacity,
@@ -46,30 +46,41 @@ impl Router {
         let tenant = self.tenants.entry(who.tenant.clone()).or_default();
         let user = tenant
             .users
-            .entry(who.user.clone())
+            .entry(who.user.as_str().into())
             // The name is set below (for a new user as for a known one).
-            .or_insert_with(|| User::new(String::new(), role, now_ms));
+            .or_insert_with(|| User::new(role, now_ms));
         let old_index = if user.is_staff() {
             std::mem::take(&mut user.groups).into_vec()
         } else {
             Vec::new()
         };
-        if user.conns.is_empty() {
-            // Back from offline: online again whatever it said before.
-            user.away = false;
-            user.idle_since = now_ms;
-        }
+        let back = user.conns.is_empty();
         // Exact: most users hold one connection (a `Vec` would start at four).
-        user.conns.reserve_exact(1);
-        user.conns.push(conn);
-        user.name = name.into_boxed_str();
+        super::push_conn(&mut user.conns, conn);
+        user.set_name(&principal.name, &who.user);
         user.role = role;
         user.groups = unique.into_boxed_slice();
-        user.capacity = capacity;
-        if let Some(deadline) = user.grace.take() {
+        // An idle visitor's record stays without its `More` (all defaults).
+        let more = if is_staff_role(role) || capacity != 0 {
+            Some(user.more_at(now_ms))
+        } else {
+            user.more.as_deref_mut()
+        };
+        let (mut grace, mut abandon_at) = (None, None);
+        if let Some(more) = more {
+            if back {
+                // Back from offline: online again whatever it said before.
+                more.away = false;
+                more.idle_since = now_ms;
+            }
+            more.capacity = capacity;
+            grace = more.grace.take();
+            abandon_at = more.abandon_at.take();
+        }
+        if let Some(deadline) = grace {
             self.graces.remove(&(deadline, who.clone()));
         }
-        if let Some(deadline) = user.abandon_at.take() {
+        if let Some(deadline) = abandon_at {
             self.abandons.remove(&(deadline, who.clone()));
         }
         let new_index = if user.is_staff() {
@@ -128,8 +139,10 @@ impl Router {
         let Some(user) = self.user_mut(&who.tenant, &who.user) else {
             return;
         };
-        user.conns.retain(|c| *c != conn);
-        user.watch_conns.retain(|c| *c != conn);
+        super::remove_conn(&mut user.conns, conn);
+        let listened = !user.watch_conns.is_empty();
+        super::remove_conn(&mut user.watch_conns, conn);
+        let unheard = listened && user.watch_conns.is_empty();
         let grace = if user.conns.is_empty() && user.is_staff() && !user.assigned.is_empty() {
             let deadline = now_ms.saturating_add(grace_ms);
             user.grace = Some(deadline);
@@ -139,6 +152,9 @@ impl Router {
         };
         if let Some(deadline) = grace {
             self.graces.insert((deadline, who.clone()));
+        }
+        if unheard {
+            self.listening(who, false);
         }
         self.staff_changed(who);
         self.watch_absent(who, now_ms);
@@ -155,7 +171,11 @@ impl Router {
         deadline: u64,
         slot: fn(&mut User) -> &mut Option<u64>,
     ) -> bool {
-        let Some(user) = self.user_mut(&who.tenant, &who.user) else {
+        // A user without a `More` has no deadline (and is not given one here).
+        let Some(user) = self
+            .user_mut(&who.tenant, &who.user)
+            .filter(|u| u.more.is_some())
+        else {
             return false;
         };
         let field = slot(user);
@@ -270,7 +290,7 @@ impl Router {
             }
         } else if let Some(group) = tenant.groups.get(&notice.group) {
             for uid in &group.members {
-                if let Some(user) = tenant.users.get(uid).filter(|u| u.is_staff()) {
+                if let Some(user) = tenant.users.get(uid.as_str()).filter(|u| u.is_staff()) {
                     conns.extend_from_slice(&user.conns);
                 }
             }
@@ -305,7 +325,7 @@ impl Router {
         }
         let conns: Vec<ConnId> = self
             .user(&from.who.tenant, user)
-            .map(|u| u.conns.clone())
+            .map(|u| u.conns.to_vec())
             .unwrap_or_default();
         let reply = Msg::from(messages::Disconnected {
             sessions: u32::try_from(conns.len()).unwrap_or(u32::MAX),
@@ -343,7 +363,7 @@ impl Router {
             out.push(Effect::Shard(ShardMsg::Conns {
                 conversation: *id,
                 who: who.clone(),
-                conns: user.conns.clone(),
+                conns: user.conns.to_vec(),
             }));
         }
     }
@@ -352,8 +372,11 @@ impl Router {
     /// visitor's open list, and the visitor forgotten if nothing else holds it.
     pub(super) fn visitor_left(&mut self, tenant: String, user: String, id: u64) {
         let visitor = UserRef { tenant, user };
-        if let Some(user) = self.user_mut(&visitor.tenant, &visitor.user) {
-            user.open.remove(&id);
+        if let Some(more) = self
+            .user_mut(&visitor.tenant, &visitor.user)
+            .and_then(|u| u.more.as_deref_mut())
+        {
+            more.open.remove(&id);
         }
         self.forget_if_idle(&visitor);
     }
@@ -363,10 +386,14 @@ impl Router {
         let Some(tenant) = self.tenants.get_mut(&who.tenant) else {
             return;
         };
-        if !tenant.users.get(&who.user).is_some_and(|u| u.forgettable()) {
+        if !tenant
+            .users
+            .get(who.user.as_str())
+            .is_some_and(|u| u.forgettable())
+        {
             return;
         }
-        let Some(user) = tenant.users.remove(&who.user) else {
+        let Some(user) = tenant.users.remove(who.user.as_str()) else {
             return;
         };
         if let Some(deadline) = user.grace {
@@ -387,7 +414,8 @@ impl Router {
         }
         for g in &user.watching {
             if let Some(group) = tenant.groups.get_mut(g) {
-                group.watchers.remove(&who.user);
+                group.watchers = group.watchers.saturating_sub(1);
+                group.listeners.remove(&who.user);
                 if group.unused() {
                     tenant.groups.remove(g);
                 }
@@ -447,14 +475,14 @@ impl Router {
                 groups: g,
             } = t;
             groups += freed(g, live);
-            users_table += table_bytes::<(String, Box<User>)>(u.capacity());
+            users_table += table_bytes::<(Box<str>, Box<User>)>(u.capacity());
             users += freed(u, live);
             rest += freed(name, live);
         }
         parts.push((
             format!(
-                "router: users map String -> Box<User>, {} B a bucket + 1",
-                std::mem::size_of::<(String, Box<User>)>()
+                "router: users map Box<str> -> Box<User>, {} B a bucket + 1",
+                std::mem::size_of::<(Box<str>, Box<User>)>()
             ),
             users_table,
         ));
@@ -466,7 +494,7 @@ impl Router {
             users - users_table,
         ));
         parts.push((
-            "router: groups (default group's watchers BTreeSet<String>)".to_owned(),
+            "router: groups (the default group: a watcher count, no listeners)".to_owned(),
             groups,
         ));
         parts.push(("router: tenants map".to_owned(), tenants_table + rest));

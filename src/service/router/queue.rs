@@ -31,8 +31,12 @@ impl Router {
         // Sessions announce themselves before any request; this only guards the order.
         let user = tenant
             .users
-            .entry(from.who.user.clone())
-            .or_insert_with(|| User::new(from.name.clone(), from.role, now_ms));
+            .entry(from.who.user.as_str().into())
+            .or_insert_with(|| {
+                let mut user = User::new(from.role, now_ms);
+                user.set_name(&from.name, &from.who.user);
+                user
+            });
         let existing = user
             .open
             .iter()
@@ -56,9 +60,9 @@ impl Router {
             .contains(&(from.who.tenant.clone(), group.clone()));
         let id = self.next_id;
         self.next_id += 1;
-        user.open.insert(id);
-        let visitor_conns = user.conns.clone();
-        let visitor_name = user.name.to_string();
+        user.more_at(now_ms).open.insert(id);
+        let visitor_conns = user.conns.to_vec();
+        let visitor_name = user.name(&from.who.user).to_owned();
         self.convs.insert(
             id,
             Conv {
@@ -279,7 +283,7 @@ impl Router {
                 continue;
             }
             conv.told = position;
-            if let Some(visitor) = t.users.get(&conv.visitor) {
+            if let Some(visitor) = t.users.get(conv.visitor.as_str()) {
                 to_all(out, &visitor.conns, queued_frame(*id, position, group));
             }
         }
@@ -290,7 +294,7 @@ impl Router {
         let Some(tenant) = self.tenants.get(&who.tenant) else {
             return;
         };
-        let Some(user) = tenant.users.get(&who.user) else {
+        let Some(user) = tenant.users.get(who.user.as_str()) else {
             return;
         };
         for id in &user.open {
@@ -315,7 +319,7 @@ impl Router {
         let Some(tenant) = self.tenants.get(&who.tenant) else {
             return;
         };
-        let Some(user) = tenant.users.get(&who.user).filter(|u| u.is_staff()) else {
+        let Some(user) = tenant.users.get(who.user.as_str()).filter(|u| u.is_staff()) else {
             return;
         };
         for name in &user.groups {
@@ -348,7 +352,7 @@ impl Router {
         let conns: Vec<ConnId> = g
             .members
             .iter()
-            .filter_map(|uid| t.users.get(uid))
+            .filter_map(|uid| t.users.get(uid.as_str()))
             .filter(|u| u.is_staff())
             .flat_map(|u| u.conns.iter().copied())
             .collect();

@@ -368,20 +368,29 @@ fn check_invariants(r: &Router) {
             // Nobody who could take the head idles while the queue waits.
             if !g.queue.is_empty() {
                 for uid in &g.members {
-                    let u = &t.users[uid];
+                    let u = &t.users[uid.as_str()];
                     assert!(!u.available(), "{uid} idles while {gname} has a queue");
                 }
             }
             for uid in &g.members {
-                let u = t.users.get(uid).expect("member exists");
+                let u = t.users.get(uid.as_str()).expect("member exists");
                 assert!(u.is_staff() && u.groups.contains(gname));
             }
             // Watchers know what is true now (the step told them of any change).
-            for uid in &g.watchers {
-                let u = t.users.get(uid).expect("watcher exists");
-                assert!(u.watching.contains(gname));
+            let watching = t
+                .users
+                .values()
+                .filter(|u| u.watching.contains(gname))
+                .count();
+            assert_eq!(
+                g.watchers as usize, watching,
+                "{gname}: watchers miscounted"
+            );
+            for uid in &g.listeners {
+                let u = t.users.get(uid.as_str()).expect("listener exists");
+                assert!(u.watching.contains(gname) && !u.watch_conns.is_empty());
             }
-            if !g.watchers.is_empty() {
+            if g.watchers > 0 {
                 // (as of the last look: the head's wait grows with time alone).
                 assert_eq!(
                     g.told,
@@ -393,9 +402,11 @@ fn check_invariants(r: &Router) {
             assert!(r.dirty.is_empty());
         }
         for (uid, u) in &t.users {
+            let uid: &str = uid;
             assert!(u.watching.len() <= MAX_WATCHED, "{uid} watches too much");
             for g in &u.watching {
-                assert!(t.groups[g].watchers.contains(uid), "{uid} not a watcher");
+                let listens = t.groups[g].listeners.contains(uid);
+                assert_eq!(listens, !u.watch_conns.is_empty(), "{uid} listener of {g}");
             }
             for c in &u.watch_conns {
                 assert!(u.conns.contains(c), "{uid} watches on a closed connection");
@@ -406,7 +417,7 @@ fn check_invariants(r: &Router) {
             );
             for id in &u.assigned {
                 let conv = r.convs.get(id).expect("assigned conversation exists");
-                assert_eq!(conv.agent.as_ref(), Some(uid));
+                assert_eq!(conv.agent.as_deref(), Some(uid));
                 assert_eq!(&conv.tenant, tname);
             }
             for id in &u.open {
@@ -429,9 +440,6 @@ fn check_invariants(r: &Router) {
                 for g in &u.groups {
                     assert!(t.groups[g].members.contains(uid));
                 }
-            }
-            for g in &u.watching {
-                assert!(t.groups[g].watchers.contains(uid));
             }
             assert!(
                 !u.forgettable() || u.grace.is_some() || u.abandon_at.is_some(),
@@ -1810,4 +1818,57 @@ fn the_queue_snapshot_is_bounded() {
         .map(|(i, id)| (*id, i as u32 + 1))
         .collect();
     assert_eq!(told, want);
+}
+
+#[test]
+fn an_idle_visitor_keeps_no_more_and_listens_only_once_it_watches() {
+    let mut b = Bench::new();
+    b.visitor(conn(1), "t", "v");
+    let user = b.r.user("t", "v").expect("the visitor is known");
+    assert!(user.more.is_none(), "an idle visitor has no `More`");
+    let g =
+        b.r.group("t", "general")
+            .expect("the default group is watched");
+    assert_eq!((g.watchers, g.listeners.len()), (1, 0));
+    watch(&mut b, conn(1), "t", "v", "");
+    let g = b.r.group("t", "general").expect("watched");
+    assert!(g.listeners.contains("v"));
+    assert!(b.r.user("t", "v").is_some_and(|u| u.more.is_none()));
+    b.handle(RouterMsg::Disconnected { conn: conn(1) });
+    assert!(b.r.user("t", "v").is_none(), "forgotten");
+    assert!(b.r.group("t", "general").is_none(), "unused: forgotten");
+}
+
+#[test]
+fn a_visitor_that_becomes_an_agent_gets_capacity_and_work() {
+    let mut b = Bench::new();
+    b.visitor(conn(1), "t", "u");
+    // A second connection of the same user with an agent's token.
+    b.agent(conn(2), "t", "u", &["general"], 2);
+    let user = b.r.user("t", "u").expect("known");
+    assert_eq!((user.capacity, user.idle_since), (2, b.now));
+    let id = b.visitor_opens(conn(10), "t", "v", "general");
+    assert!(b.r.user("t", "u").is_some_and(|u| u.assigned.contains(&id)));
+}
+
+#[test]
+fn a_name_equal_to_the_user_id_is_not_kept_twice() {
+    let mut b = Bench::new();
+    let mut out = Vec::new();
+    let p = principal("t", "v", "v", role::VISITOR, &[]);
+    b.r.handle(
+        RouterMsg::Connected {
+            conn: conn(1),
+            principal: p,
+            capacity: None,
+        },
+        Mono::from_ms(b.now),
+        &mut out,
+    );
+    let user = b.r.user("t", "v").expect("known");
+    assert!(user.name.is_none());
+    assert_eq!(user.name("v"), "v");
+    b.visitor(conn(2), "t", "v");
+    let user = b.r.user("t", "v").expect("known");
+    assert_eq!(user.name("v"), "v name", "a later token's name is kept");
 }
