@@ -118,8 +118,8 @@ struct Uring {
     /// Addresses of the receive buffers (`start..end`): queued bytes in this range
     /// are lent (see [`Driver::unlend`]).
     pool: std::ops::Range<usize>,
-    /// Send requests queued since the turn began (see [`reap_within_turn`]).
-    sends_this_turn: usize,
+    /// Sends of lent bytes queued since the turn began (see [`reap_within_turn`]).
+    lent_sends: usize,
 }
 
 impl Driver for Uring {
@@ -141,9 +141,9 @@ impl Driver for Uring {
     }
 
     fn send(&mut self, stream: &TcpStream, token: Token, queue: &VecDeque<Bytes>) -> Sent {
-        self.sends_this_turn += 1;
         let ud = watch::conn_data(Kind::Send, token);
         let dontwait = reads_lent(&self.pool, queue);
+        self.lent_sends += usize::from(dontwait);
         let (entry, n) = self.sends.build(stream.as_raw_fd(), ud, queue, dontwait);
         self.push_entry(entry);
         Sent::Submitted(n)
@@ -307,7 +307,8 @@ struct Backend {
     waker: Arc<EventFd>,
     wake_armed: bool,
     cqes: Vec<cqueue::Entry>,
-    /// Completions posted by a submit in the middle of a batch ([`Backend::send_now`]).
+    /// Completions other than sends posted by a submit in the middle of a batch,
+    /// handled after it ([`Backend::send_now`]).
     posted: Vec<cqueue::Entry>,
     /// Bytes lent to echoes since the batch's output was last submitted.
     lent_since_send: usize,
@@ -382,7 +383,7 @@ impl Backend {
             starved: Vec::new(),
             sends: Sends::default(),
             pool: bufs.range(),
-            sends_this_turn: 0,
+            lent_sends: 0,
         };
         let mut me = Self {
             drv,
@@ -439,13 +440,13 @@ impl Backend {
             self.drv.wait(wait)?;
             let turn = Instant::now();
             self.now = self.clock.at(turn);
-            self.drv.sends_this_turn = 0;
+            self.drv.lent_sends = 0;
             self.turn(core);
-            // Send within the turn: hand this turn's sends to the kernel now and
+            // Send within the turn: hand this turn's echoes to the kernel now and
             // handle the completions they posted at once (a send that fits the
             // socket completes inline), so their lent buffers are back in the ring
             // before the next wait's receives need them, not held across it.
-            if reap_within_turn(self.drv.sends_this_turn) {
+            if reap_within_turn(self.drv.lent_sends) {
                 self.drv.flush_backlog();
                 let _ = self.drv.ring.submit();
                 if !self.drv.ring.completion().is_empty() {
@@ -491,30 +492,52 @@ impl Backend {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.clear();
         cqes.extend(self.drv.ring.completion());
+        self.posted.clear();
         for cqe in sends_first(&cqes, cqueue::Entry::user_data) {
             self.handle(core, cqe);
             if send_now(self.lent_since_send, self.send_every) {
                 self.send_now(core);
             }
         }
+        // What posted during the batch besides sends, in the order it came: after
+        // the whole batch, because it is newer than all of it (see `send_now`).
+        let later = std::mem::take(&mut self.posted);
+        for cqe in &later {
+            self.handle(core, cqe);
+        }
+        self.posted = later;
         self.cqes = cqes;
     }
 
-    /// Sends the output queued so far in this batch and handles the completions
-    /// that posted at once (see [`send_now`]): the lent buffers of the echoes that
-    /// went out are back in the ring before the rest of the batch is handled.
+    /// Sends the output queued so far in this batch and handles the send
+    /// completions that posted at once (see [`send_now`]): the lent buffers of the
+    /// echoes that went out are back in the ring before the rest of the batch is
+    /// handled. Anything else that posted (a receive issued by this submit) waits
+    /// in `posted` until the batch is done: a receive's bytes are found by handling
+    /// completions in the order the kernel posted them (with incremental
+    /// consumption, at the offset where the buffer's previous completion ended),
+    /// and the batch still holds older ones.
     fn send_now(&mut self, core: &mut Core) {
         self.lent_since_send = 0;
         core.flush_dirty(&mut self.drv, self.now);
         self.drv.flush_backlog();
         let _ = self.drv.ring.submit();
-        let mut done = std::mem::take(&mut self.posted);
-        done.clear();
-        done.extend(self.drv.ring.completion());
-        for cqe in sends_first(&done, cqueue::Entry::user_data) {
-            self.handle(core, cqe);
+        let mut posted = std::mem::take(&mut self.posted);
+        let from = posted.len();
+        posted.extend(self.drv.ring.completion());
+        let is_send =
+            |c: &cqueue::Entry| decode(c.user_data()).is_some_and(|t| t.kind == Kind::Send);
+        for cqe in posted.get(from..).unwrap_or_default() {
+            if is_send(cqe) {
+                self.handle(core, cqe);
+            }
         }
-        self.posted = done;
+        let mut at = 0;
+        posted.retain(|c| {
+            at += 1;
+            at <= from || !is_send(c)
+        });
+        self.posted = posted;
         self.reclaim();
     }
 
@@ -874,15 +897,16 @@ fn send_now(lent: usize, every: usize) -> bool {
     lent >= every
 }
 
-/// Whether a turn that queued `sends` send requests submits them before its wait
-/// and handles the completions they post inline, in a second pass of the same turn
-/// (issue 22). Only after sends: with `DEFER_TASKRUN` a submit without waiting runs
-/// no deferred work, so it posts the completions of what it issued (sends that fit
-/// the socket) and nothing else, and a turn without sends would pay a system call
-/// for nothing. One extra pass at most: the sends that pass queues go with the next
-/// wait, as before.
-fn reap_within_turn(sends: usize) -> bool {
-    sends > 0
+/// Whether a turn that queued `lent_sends` sends of lent bytes submits its output
+/// before its wait and handles the completions that post inline, in a second pass
+/// of the same turn (issue 22). Only after sends of lent bytes: with `DEFER_TASKRUN`
+/// a submit without waiting runs no deferred work, so it posts the completions of
+/// what it issued (sends that fit the socket) and nothing else; a turn of protocol
+/// output only (chat) has no buffers to get back and would pay a system call per
+/// turn for nothing. One extra pass at most: the sends that pass queues go with the
+/// next wait, as before.
+fn reap_within_turn(lent_sends: usize) -> bool {
+    lent_sends > 0
 }
 
 /// Runs a reactor on io_uring until its core finishes draining.
