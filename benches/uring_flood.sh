@@ -4,12 +4,17 @@
 #
 # Usage:
 #   benches/uring_flood.sh OUT RUNS VARIANT...
-#     VARIANT  NAME:DAEMON:BACKEND[:URING_BUFFERS], e.g.
+#     VARIANT  NAME:DAEMON:BACKEND[:URING_BUFFERS[:URING_BUFFER_BYTES]], e.g.
 #              epoll:target/release/switchboard:epoll
 #              uring128:target/release/switchboard:uring:128
+#              uring64k:target/release/switchboard:uring:64:65536
+#              or NAME:PROGRAM:floor[:ARGS] for a floor server (benches/floor, built by
+#              benches/floor/build.sh), started as `PROGRAM --port PORT ARGS`, e.g.
+#              c-epoll:target/floor/echo:floor
+#              c-uring:target/floor/uring_echo:floor:--buffers 512 --flush 16
 #   Each of RUNS rounds runs every VARIANT once, in order: a fresh daemon with
-#   `[reactor] backend = BACKEND` (and `uring_buffers`), an `[listeners.echo]` as in
-#   benches/compare.sh, then
+#   `[reactor] backend = BACKEND` (and `uring_buffers`, `uring_buffer_bytes`), an `[listeners.echo]` as in
+#   benches/compare.sh (or the floor server), then
 #     storm --raw --source-addrs 127.0.0.2-127.0.0.9 --server-pid PID --json
 #           --scenario echo --mode flood --size 1024 --connections 1000 --duration SECS
 #   STORM=/path/to/storm [target/release/storm]; SECS [10];
@@ -45,18 +50,24 @@ trap cleanup EXIT
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$OUT/load"
 for run in $(seq "$RUNS"); do
     for v in "$@"; do
-        IFS=: read -r name bin backend bufs <<<"$v"
+        IFS=: read -r name bin backend bufs bytes <<<"$v"
         port=$(free_port)
         aport=$(free_port)
         dir="$OUT/scratch-$name-$run"
         mkdir -p "$dir"
-        extra=""
-        [ -z "${bufs:-}" ] || extra="uring_buffers = $bufs"
-        {
-            echo_config "$dir/state" "$port" false "127.0.0.1:$aport"
-            printf '\n[reactor]\nbackend = "%s"\n%s\n' "$backend" "$extra"
-        } >"$dir/switchboard.toml"
-        "$bin" run --config "$dir/switchboard.toml" >"$dir/log" 2>&1 &
+        if [ "$backend" = floor ]; then
+            # shellcheck disable=SC2086 # ARGS are words
+            "$bin" --port "$port" --timeout $((SECS + 300)) ${bufs:-} >"$dir/log" 2>&1 &
+        else
+            extra=""
+            [ -z "${bufs:-}" ] || extra="uring_buffers = $bufs"
+            [ -z "${bytes:-}" ] || extra="$extra"$'\n'"uring_buffer_bytes = $bytes"
+            {
+                echo_config "$dir/state" "$port" false "127.0.0.1:$aport"
+                printf '\n[reactor]\nbackend = "%s"\n%s\n' "$backend" "$extra"
+            } >"$dir/switchboard.toml"
+            "$bin" run --config "$dir/switchboard.toml" >"$dir/log" 2>&1 &
+        fi
         PID=$!
         for _ in $(seq 100); do
             (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -71,7 +82,7 @@ for run in $(seq "$RUNS"); do
             --source-addrs 127.0.0.2-127.0.0.9 --server-pid "$PID" --json --quiet \
             --scenario echo --mode flood --size 1024 --connections 1000 --duration "$SECS" \
             >"$OUT/$name-$run.json" 2>"$OUT/$name-$run.err" || echo "storm failed: $name run $run"
-        curl -s "127.0.0.1:$aport/metrics" | grep -E "^switchboard_uring_echo_copies_total" \
+        [ "$backend" = floor ] || curl -s "127.0.0.1:$aport/metrics" | grep -E "^switchboard_uring_echo_copies_total" \
             >"$OUT/$name-$run.metrics" || true
         kill "$PID"
         wait "$PID" 2>/dev/null || true

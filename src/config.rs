@@ -237,7 +237,8 @@ pub struct ReactorConfig {
     /// every feature it uses, else epoll; the choice is logged at start).
     pub backend: Backend,
     /// io_uring: most provided receive buffers per reactor (a power of two, at most
-    /// 32768); 32 are published at start and the pool doubles when receives run out.
+    /// 32768); 256 KiB of them are published at start and the pool doubles when
+    /// receives run out.
     pub uring_buffers: u32,
     /// io_uring: size of each provided receive buffer in bytes.
     pub uring_buffer_bytes: u32,
@@ -280,8 +281,8 @@ impl Default for ReactorConfig {
             events_per_poll: 1024,
             command_queue_depth: 16_384,
             backend: Backend::Epoll,
-            uring_buffers: 512,
-            uring_buffer_bytes: 8192,
+            uring_buffers: 64,
+            uring_buffer_bytes: 16_384,
             sched_slice_us: 100,
         }
     }

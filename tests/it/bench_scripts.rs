@@ -1,7 +1,8 @@
 //! The benchmark tools that README figures come from: the chat floor's C programs
 //! (`benches/floor`, built with the system C compiler, which linking Rust needs
 //! anyway) relay every message of a small run in both modes, the echo floor's server
-//! echoes every byte once and in order in each of its variants, and
+//! echoes every byte once and in order in each of its variants (and so does the io_uring
+//! echo floor, where liburing is installed), and
 //! `benches/compare.sh` refuses a malformed `PEERS` or `SCENARIOS` before it starts
 //! anything.
 
@@ -218,6 +219,76 @@ fn the_echo_floor_echoes_every_byte_once_in_order() {
         // Still serving after the others closed, then stopped by its own handle.
         echo_client(port, pattern(1000, 99));
         assert!(server.try_wait().unwrap().is_none(), "echo exited early");
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
+}
+
+/// The io_uring echo floor (`benches/floor/uring_echo.c`): the same clients as the epoll
+/// floor's test, with the default pool and with one so small (16 x 1 KiB, sends flushed
+/// every 4 completions) that receives run out of buffers and wait for sends to give
+/// them back. Skipped when liburing is missing, unless `SWITCHBOARD_REQUIRE_LIBURING`
+/// is set (CI installs it).
+#[test]
+fn the_uring_echo_floor_echoes_every_byte_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build_floor(dir.path());
+    if !bin.join("uring_echo").exists() {
+        assert!(
+            std::env::var_os("SWITCHBOARD_REQUIRE_LIBURING").is_none(),
+            "uring_echo not built (liburing-dev missing) and SWITCHBOARD_REQUIRE_LIBURING is set"
+        );
+        eprintln!("skipped: liburing-dev is not installed");
+        return;
+    }
+    for pool in [
+        &["--buffers", "512", "--buffer-size", "8192"][..],
+        &["--buffers", "16", "--buffer-size", "1024", "--flush", "4"][..],
+    ] {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Command::new(bin.join("uring_echo"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--threads",
+                "2",
+                "--timeout",
+                "60",
+            ])
+            .args(pool)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _stderr = until_listening(&mut server, &format!("uring_echo {pool:?}"));
+        let clients: Vec<_> = (0..8u64)
+            .map(|i| {
+                let data = pattern((1 + i as usize % 3) << 20, i + 1);
+                std::thread::spawn(move || echo_client(port, data))
+            })
+            .collect();
+        for c in clients {
+            c.join()
+                .unwrap_or_else(|_| panic!("a client failed (uring_echo {pool:?})"));
+        }
+        // Writers that close without reading: their sends fail, which closes those
+        // connections (and gives their buffers back) without ending the process.
+        for i in 0..40usize {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+            let _ = s.write_all(&pattern(70_000 + i * 7_000, 7));
+            drop(s);
+        }
+        // Still serving, with its buffers back, after the others closed.
+        echo_client(port, pattern(1000, 99));
+        assert!(
+            server.try_wait().unwrap().is_none(),
+            "uring_echo exited early"
+        );
         server.kill().unwrap();
         server.wait().unwrap();
     }

@@ -60,9 +60,16 @@ pub(crate) use probe::probe;
 /// `IOU_PBUF_RING_INC`: receives consume provided buffers incrementally.
 const INCREMENTAL: u16 = 2;
 
-/// Receive buffers published at start; the pool doubles up to `uring_buffers` each
-/// time a receive finds the ring empty.
-const INITIAL_BUFFERS: u32 = 32;
+/// Bytes of receive buffers published at start (at least one buffer); the pool
+/// doubles up to `uring_buffers` each time a receive finds the ring empty.
+const INITIAL_POOL_BYTES: u32 = 256 << 10;
+
+/// Buffers of `buffer_bytes` published at start: [`INITIAL_POOL_BYTES`] worth, at
+/// least one (32 of the 8 KiB buffers that were the default before 2026-12-07, so
+/// the idle figures stay comparable).
+fn initial_buffers(buffer_bytes: u32) -> u32 {
+    (INITIAL_POOL_BYTES / buffer_bytes.max(1)).max(1)
+}
 
 /// Buffer group id of the reactor's provided-buffer ring.
 const BGID: u16 = 0;
@@ -111,6 +118,8 @@ struct Uring {
     /// Addresses of the receive buffers (`start..end`): queued bytes in this range
     /// are lent (see [`Driver::unlend`]).
     pool: std::ops::Range<usize>,
+    /// Sends of lent bytes queued since the turn began (see [`reap_within_turn`]).
+    lent_sends: usize,
 }
 
 impl Driver for Uring {
@@ -133,7 +142,9 @@ impl Driver for Uring {
 
     fn send(&mut self, stream: &TcpStream, token: Token, queue: &VecDeque<Bytes>) -> Sent {
         let ud = watch::conn_data(Kind::Send, token);
-        let (entry, n) = self.sends.build(stream.as_raw_fd(), ud, queue);
+        let dontwait = reads_lent(&self.pool, queue);
+        self.lent_sends += usize::from(dontwait);
+        let (entry, n) = self.sends.build(stream.as_raw_fd(), ud, queue, dontwait);
         self.push_entry(entry);
         Sent::Submitted(n)
     }
@@ -296,6 +307,13 @@ struct Backend {
     waker: Arc<EventFd>,
     wake_armed: bool,
     cqes: Vec<cqueue::Entry>,
+    /// Completions other than sends posted by a submit in the middle of a batch,
+    /// handled after it ([`Backend::send_now`]).
+    posted: Vec<cqueue::Entry>,
+    /// Bytes lent to echoes since the batch's output was last submitted.
+    lent_since_send: usize,
+    /// Lent bytes after which a batch submits its output so far (see [`send_now`]).
+    send_every: usize,
     /// Size of one receive buffer: the piece size parked input is handed on in.
     buffer_bytes: usize,
     /// Longest wait between turns (the watchdog's progress tick; `None`: no cap).
@@ -315,7 +333,8 @@ impl Backend {
     ) -> io::Result<Self> {
         let entries = cfg.entries.clamp(64, 32_768).next_power_of_two();
         let ring = probe::build_ring(entries)?;
-        let mut bufs = BufRing::new(cfg.buffers, cfg.buffer_bytes, INITIAL_BUFFERS)?;
+        let initial = initial_buffers(cfg.buffer_bytes);
+        let mut bufs = BufRing::new(cfg.buffers, cfg.buffer_bytes, initial)?;
         let register = |flags: u16| {
             // SAFETY: the ring memory stays allocated until `teardown` unregisters the
             // group (or leaks the memory if it cannot prove the kernel is done with it).
@@ -364,6 +383,7 @@ impl Backend {
             starved: Vec::new(),
             sends: Sends::default(),
             pool: bufs.range(),
+            lent_sends: 0,
         };
         let mut me = Self {
             drv,
@@ -372,6 +392,9 @@ impl Backend {
             waker,
             wake_armed: false,
             cqes: Vec::with_capacity(entries as usize),
+            posted: Vec::new(),
+            lent_since_send: 0,
+            send_every: send_every(cfg.buffers, cfg.buffer_bytes),
             buffer_bytes: cfg.buffer_bytes as usize,
             tick: cfg.tick,
             clock,
@@ -417,25 +440,19 @@ impl Backend {
             self.drv.wait(wait)?;
             let turn = Instant::now();
             self.now = self.clock.at(turn);
-            self.complete(core);
-            self.reclaim();
-            for t in core.take_resume() {
-                self.resume(core, t);
+            self.drv.lent_sends = 0;
+            self.turn(core);
+            // Send within the turn: hand this turn's echoes to the kernel now and
+            // handle the completions they posted at once (a send that fits the
+            // socket completes inline), so their lent buffers are back in the ring
+            // before the next wait's receives need them, not held across it.
+            if reap_within_turn(self.drv.lent_sends) {
+                self.drv.flush_backlog();
+                let _ = self.drv.ring.submit();
+                if !self.drv.ring.completion().is_empty() {
+                    self.turn(core);
+                }
             }
-            if !self.drv.starved.is_empty()
-                && let Some(b) = &mut self.bufs
-                && b.grow()
-            {
-                tracing::debug!(published = b.published(), "io_uring receive pool grown");
-            }
-            for t in std::mem::take(&mut self.drv.starved) {
-                self.rearm_recv(core, t);
-            }
-            core.run_commands(&mut self.drv, self.now);
-            core.flush_dirty(&mut self.drv, self.now);
-            core.end_turn(&mut self.drv, self.now);
-            // Buffers whose lent bytes a close dropped this turn.
-            self.reclaim();
             let end = Instant::now();
             core.turn_took(end.saturating_duration_since(turn));
             self.now = self.clock.at(end);
@@ -445,16 +462,83 @@ impl Backend {
         }
     }
 
+    /// One pass over the completions at hand and the work they make: the core's
+    /// input, resumed and starved connections, commands, and the turn's output.
+    fn turn(&mut self, core: &mut Core) {
+        self.complete(core);
+        self.reclaim();
+        for t in core.take_resume() {
+            self.resume(core, t);
+        }
+        if !self.drv.starved.is_empty()
+            && let Some(b) = &mut self.bufs
+            && b.grow()
+        {
+            tracing::debug!(published = b.published(), "io_uring receive pool grown");
+        }
+        for t in std::mem::take(&mut self.drv.starved) {
+            self.rearm_recv(core, t);
+        }
+        core.run_commands(&mut self.drv, self.now);
+        core.flush_dirty(&mut self.drv, self.now);
+        core.end_turn(&mut self.drv, self.now);
+        // Buffers whose lent bytes a close dropped this turn.
+        self.reclaim();
+    }
+
     /// Handles one batch of completions: the sends' first, then the rest in the
     /// order they came (see [`sends_first`]).
     fn complete(&mut self, core: &mut Core) {
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.clear();
         cqes.extend(self.drv.ring.completion());
+        self.posted.clear();
         for cqe in sends_first(&cqes, cqueue::Entry::user_data) {
             self.handle(core, cqe);
+            if send_now(self.lent_since_send, self.send_every) {
+                self.send_now(core);
+            }
         }
+        // What posted during the batch besides sends, in the order it came: after
+        // the whole batch, because it is newer than all of it (see `send_now`).
+        let later = std::mem::take(&mut self.posted);
+        for cqe in &later {
+            self.handle(core, cqe);
+        }
+        self.posted = later;
         self.cqes = cqes;
+    }
+
+    /// Sends the output queued so far in this batch and handles the send
+    /// completions that posted at once (see [`send_now`]): the lent buffers of the
+    /// echoes that went out are back in the ring before the rest of the batch is
+    /// handled. Anything else that posted (a receive issued by this submit) waits
+    /// in `posted` until the batch is done: a receive's bytes are found by handling
+    /// completions in the order the kernel posted them (with incremental
+    /// consumption, at the offset where the buffer's previous completion ended),
+    /// and the batch still holds older ones.
+    fn send_now(&mut self, core: &mut Core) {
+        self.lent_since_send = 0;
+        core.flush_dirty(&mut self.drv, self.now);
+        self.drv.flush_backlog();
+        let _ = self.drv.ring.submit();
+        let mut posted = std::mem::take(&mut self.posted);
+        let from = posted.len();
+        posted.extend(self.drv.ring.completion());
+        let is_send =
+            |c: &cqueue::Entry| decode(c.user_data()).is_some_and(|t| t.kind == Kind::Send);
+        for cqe in posted.get(from..).unwrap_or_default() {
+            if is_send(cqe) {
+                self.handle(core, cqe);
+            }
+        }
+        let mut at = 0;
+        posted.retain(|c| {
+            at += 1;
+            at <= from || !is_send(c)
+        });
+        self.posted = posted;
+        self.reclaim();
     }
 
     fn handle(&mut self, core: &mut Core, cqe: &cqueue::Entry) {
@@ -554,7 +638,10 @@ impl Backend {
                         // An echo sends the bytes from the buffer itself; the buffer
                         // returns to the ring when its last send is done.
                         match bufs.lend(&g, n as usize) {
-                            Some(lent) => core.on_data_lent(&mut self.drv, self.now, t, lent),
+                            Some(lent) => {
+                                self.lent_since_send += lent.len();
+                                core.on_data_lent(&mut self.drv, self.now, t, lent);
+                            }
                             None => {
                                 core.lend_refused();
                                 core.on_data(&mut self.drv, self.now, t, data);
@@ -776,6 +863,52 @@ fn sends_first<T>(batch: &[T], user_data: impl Fn(&T) -> u64 + Copy) -> impl Ite
     batch.iter().filter(send).chain(batch.iter().filter(rest))
 }
 
+/// Whether a send of `queue`'s head reads lent receive buffers (addresses in
+/// `pool`). Such a send is `MSG_DONTWAIT` (issue 22): on a socket with no room it
+/// completes with `EAGAIN` at once, the core copies the unsent rest out of the pool
+/// ([`Driver::unlend`]) and waits for writability, as epoll does with what a write
+/// refuses. Without it the kernel would keep the request, and the buffers, until the
+/// peer reads, and a flood's slow readers would hold the pool. Other output (frames
+/// the core owns) waits in the kernel as before.
+fn reads_lent(pool: &std::ops::Range<usize>, queue: &VecDeque<Bytes>) -> bool {
+    queue
+        .iter()
+        .take(send::MAX_SEND_IOVECS)
+        .any(|b| pool.contains(&(b.as_ptr() as usize)))
+}
+
+/// The bytes a batch may lend to echoes before it submits their sends: an eighth of
+/// the receive pool, at most 256 KiB (half this machine's L2 cache per core).
+fn send_every(buffers: u32, buffer_bytes: u32) -> usize {
+    (buffers as usize * buffer_bytes as usize / 8).clamp(1, 256 << 10)
+}
+
+/// Whether a batch of completions submits the output queued so far before handling
+/// the rest (issue 22: send within the turn). A turn's batch can hold megabytes of
+/// receives for a flood's connections; lent to echoes whose sends go out only at
+/// the end of the turn, they held half the pool within a turn or two, and every
+/// receive after that was copied. Sending every `every` lent bytes returns those
+/// buffers in the middle of the batch (a send that fits the socket completes
+/// inline, and [`reads_lent`] makes one that does not complete at once too), and
+/// sends the bytes while they are still in cache. Only lent bytes count: protocol
+/// output keeps waiting for the end of the turn, where one connection's frames
+/// share a system call.
+fn send_now(lent: usize, every: usize) -> bool {
+    lent >= every
+}
+
+/// Whether a turn that queued `lent_sends` sends of lent bytes submits its output
+/// before its wait and handles the completions that post inline, in a second pass
+/// of the same turn (issue 22). Only after sends of lent bytes: with `DEFER_TASKRUN`
+/// a submit without waiting runs no deferred work, so it posts the completions of
+/// what it issued (sends that fit the socket) and nothing else; a turn of protocol
+/// output only (chat) has no buffers to get back and would pay a system call per
+/// turn for nothing. One extra pass at most: the sends that pass queues go with the
+/// next wait, as before.
+fn reap_within_turn(lent_sends: usize) -> bool {
+    lent_sends > 0
+}
+
 /// Runs a reactor on io_uring until its core finishes draining.
 pub(crate) fn run(
     waker: Arc<EventFd>,
@@ -810,6 +943,107 @@ mod tests {
         assert_eq!(order, [3, 5, 1, 2, 0, 4, 6]);
     }
 
+    #[test]
+    fn the_start_pool_is_a_quarter_mebibyte_whatever_the_buffer_size() {
+        assert_eq!(initial_buffers(8192), 32);
+        assert_eq!(initial_buffers(16_384), 16);
+        assert_eq!(initial_buffers(1 << 20), 1);
+    }
+
+    #[test]
+    fn a_batch_sends_every_eighth_of_the_pool_or_256_kib() {
+        assert_eq!(send_every(64, 16_384), 128 << 10);
+        assert_eq!(send_every(512, 8192), 256 << 10, "capped");
+        assert!(!send_now((128 << 10) - 1, 128 << 10));
+        assert!(send_now(128 << 10, 128 << 10));
+        assert!(reap_within_turn(1) && !reap_within_turn(0));
+    }
+
+    /// Only sends that read the pool are `MSG_DONTWAIT`, and only the head that the
+    /// request covers counts.
+    #[test]
+    fn sends_of_lent_bytes_do_not_wait_in_the_kernel() {
+        #![allow(clippy::unwrap_used)]
+        let mut ring = BufRing::new(4, 1024, 4).unwrap();
+        let pool = ring.range();
+        let g = ring.on_completion(0, 10, false);
+        let lent = ring.lend(&g, 10).unwrap();
+        ring.recycle(g);
+        let own = Bytes::from_static(b"frame");
+        assert!(!reads_lent(&pool, &[own.clone()].into()));
+        assert!(reads_lent(&pool, &[own.clone(), lent.clone()].into()));
+        let mut behind: VecDeque<Bytes> = vec![own; send::MAX_SEND_IOVECS].into();
+        behind.push_back(lent);
+        assert!(!reads_lent(&pool, &behind), "past what one request carries");
+        drop(behind);
+        assert_eq!(ring.reclaim(), 1);
+        // SAFETY: (test) never registered with a kernel ring.
+        unsafe { ring.free() };
+    }
+
+    /// Fake completions: a batch of receives (each a whole buffer, the kernel taking
+    /// buffers in ring order), echoed by lending. Sent at the end of the batch, half
+    /// the pool is lent and the rest copied; sent every [`send_every`] bytes, with
+    /// the sends completing inline as a socket with room does, no receive is copied
+    /// however long the batch.
+    #[test]
+    fn sending_within_the_batch_lends_every_receive() {
+        #![allow(clippy::unwrap_used)]
+        const COUNT: u32 = 16;
+        const LEN: u32 = 1024;
+        let batch = |every: usize, receives: u32| -> usize {
+            let mut ring = BufRing::new(COUNT, LEN, COUNT).unwrap();
+            let pool = ring.range();
+            let mut free: VecDeque<u16> = (0..COUNT as u16).collect();
+            let mut sends = Sends::default();
+            let mut queue = VecDeque::new();
+            let mut queued = Vec::new();
+            let (mut lent_since, mut copies) = (0, 0);
+            for i in 0..receives {
+                let bid = free.pop_front().expect("the kernel finds a buffer");
+                let g = ring.on_completion(bid, LEN, false);
+                match ring.lend(&g, LEN as usize) {
+                    Some(b) => {
+                        lent_since += b.len();
+                        queue.push_back(b);
+                        queued.push(bid);
+                    }
+                    None => {
+                        copies += 1;
+                        // Copied: the buffer goes straight back (below).
+                    }
+                }
+                let before = ring.held();
+                ring.recycle(g);
+                if ring.held() == before {
+                    free.push_back(bid);
+                }
+                if send_now(lent_since, every) {
+                    lent_since = 0;
+                    let ud = user_data(Kind::Send, i, 1);
+                    assert!(reads_lent(&pool, &queue));
+                    let (_, n) = sends.build(5, ud, &queue, true);
+                    assert_eq!(usize::from(n), queue.len());
+                    // The send completed inline with all of it: the core's queue
+                    // drops the slices, then the record its own.
+                    queue.clear();
+                    sends.finished(ud);
+                    assert_eq!(ring.reclaim(), queued.len());
+                    free.extend(queued.drain(..));
+                }
+            }
+            drop(queue);
+            ring.reclaim();
+            // SAFETY: (test) never registered with a kernel ring.
+            unsafe { ring.free() };
+            copies
+        };
+        assert_eq!(batch(usize::MAX, COUNT), COUNT as usize / 2);
+        let every = send_every(COUNT, LEN);
+        assert_eq!(every, 2 * LEN as usize);
+        assert_eq!(batch(every, 4 * COUNT), 0);
+    }
+
     /// A connection released with a send in flight drops its queue, but the send's
     /// record keeps the lent bytes (and so their buffer) until the completion.
     #[test]
@@ -827,7 +1061,7 @@ mod tests {
                 ring.recycle(g);
             }
             let mut sends = Sends::default();
-            let _ = sends.build(5, ud, &queue);
+            let _ = sends.build(5, ud, &queue, true);
             drop(queue);
             assert_eq!(ring.reclaim(), 0, "the kernel may still read the bytes");
             sends.finished(ud);
