@@ -47,21 +47,26 @@ def check(path, stratum, salt="s32-blind:"):
 FAQ_STRATUM = lambda r: (r["lang"], r["expect"] is None)
 SPAM_STRATUM = lambda r: (r["lang"], r["spam"])
 
+def build(faq_list, spam_list, prefix="blind", salt="s32-blind:"):
+    """Writes PREFIX.jsonl and PREFIX_spam.jsonl from "expect|lang|text" and
+    "spam|lang|text" lists, each line with its split under `salt`."""
+    faq = []
+    for line in Path(faq_list).read_text().splitlines():
+        exp, lang, text = line.split("|", 2)
+        faq.append({"group": "support", "text": text, "expect": None if exp == "-" else exp, "lang": lang})
+    spam = []
+    for line in Path(spam_list).read_text().splitlines():
+        s, lang, text = line.split("|", 2)
+        spam.append({"text": text, "spam": s == "1", "lang": lang})
+    for rows, stratum, name in ((faq, FAQ_STRATUM, f"{prefix}.jsonl"), (spam, SPAM_STRATUM, f"{prefix}_spam.jsonl")):
+        sp = split_of(rows, stratum, salt)
+        for i, r in enumerate(rows):
+            r["split"] = sp[i]
+        (HERE / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["check"]:
         ok = check(HERE / "blind.jsonl", FAQ_STRATUM) & check(HERE / "blind_spam.jsonl", SPAM_STRATUM)
         sys.exit(0 if ok else 1)
-    # build from "expect|lang|text" / "spam|lang|text" lists given as argv[1], argv[2]
-    faq = []
-    for line in Path(sys.argv[1]).read_text().splitlines():
-        exp, lang, text = line.split("|", 2)
-        faq.append({"group": "support", "text": text, "expect": None if exp == "-" else exp, "lang": lang})
-    spam = []
-    for line in Path(sys.argv[2]).read_text().splitlines():
-        s, lang, text = line.split("|", 2)
-        spam.append({"text": text, "spam": s == "1", "lang": lang})
-    for rows, stratum, name in ((faq, FAQ_STRATUM, "blind.jsonl"), (spam, SPAM_STRATUM, "blind_spam.jsonl")):
-        sp = split_of(rows, stratum)
-        for i, r in enumerate(rows):
-            r["split"] = sp[i]
-        (HERE / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    build(sys.argv[1], sys.argv[2])

@@ -196,32 +196,36 @@ fn the_echo_floor_echoes_every_byte_once_in_order() {
             .unwrap();
         // It says so once every listener listens.
         let _stderr = until_listening(&mut server, &format!("echo ({listen}, {epoll})"));
-        // Eight clients at once (both threads busy), 1 to 3 MiB each.
-        let clients: Vec<_> = (0..8u64)
-            .map(|i| {
-                let data = pattern((1 + i as usize % 3) << 20, i + 1);
-                std::thread::spawn(move || echo_client(port, data))
-            })
-            .collect();
-        for c in clients {
-            c.join()
-                .unwrap_or_else(|_| panic!("a client failed ({listen}, {epoll})"));
-        }
-        // Clients that write and close without reading what comes back: the server's
-        // writes to them fail (EPIPE once the peer is gone), which closes those
-        // connections and must not end the process (SIGPIPE).
-        for i in 0..40usize {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
-            let _ = s.write_all(&pattern(70_000 + i * 7_000, 7));
-            drop(s);
-        }
-        // Still serving after the others closed, then stopped by its own handle.
-        echo_client(port, pattern(1000, 99));
+        drive_echo_server(port, &format!("echo ({listen}, {epoll})"));
         assert!(server.try_wait().unwrap().is_none(), "echo exited early");
         server.kill().unwrap();
         server.wait().unwrap();
     }
+}
+
+/// What every echo floor's test asks of the server at `port` (`what` names it): eight
+/// clients at once (both threads busy), 1 to 3 MiB each, every byte back once and in
+/// order; then forty that write and close without reading, whose failed writes (EPIPE
+/// once the peer is gone) close those connections and must not end the process
+/// (SIGPIPE) or keep their buffers; then one more client, served as before.
+fn drive_echo_server(port: u16, what: &str) {
+    let clients: Vec<_> = (0..8u64)
+        .map(|i| {
+            let data = pattern((1 + i as usize % 3) << 20, i + 1);
+            std::thread::spawn(move || echo_client(port, data))
+        })
+        .collect();
+    for c in clients {
+        c.join()
+            .unwrap_or_else(|_| panic!("a client failed ({what})"));
+    }
+    for i in 0..40usize {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+        let _ = s.write_all(&pattern(70_000 + i * 7_000, 7));
+        drop(s);
+    }
+    echo_client(port, pattern(1000, 99));
 }
 
 /// The io_uring echo floor (`benches/floor/uring_echo.c`): the same clients as the epoll
@@ -265,26 +269,7 @@ fn the_uring_echo_floor_echoes_every_byte_once_in_order() {
             .spawn()
             .unwrap();
         let _stderr = until_listening(&mut server, &format!("uring_echo {pool:?}"));
-        let clients: Vec<_> = (0..8u64)
-            .map(|i| {
-                let data = pattern((1 + i as usize % 3) << 20, i + 1);
-                std::thread::spawn(move || echo_client(port, data))
-            })
-            .collect();
-        for c in clients {
-            c.join()
-                .unwrap_or_else(|_| panic!("a client failed (uring_echo {pool:?})"));
-        }
-        // Writers that close without reading: their sends fail, which closes those
-        // connections (and gives their buffers back) without ending the process.
-        for i in 0..40usize {
-            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            s.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
-            let _ = s.write_all(&pattern(70_000 + i * 7_000, 7));
-            drop(s);
-        }
-        // Still serving, with its buffers back, after the others closed.
-        echo_client(port, pattern(1000, 99));
+        drive_echo_server(port, &format!("uring_echo {pool:?}"));
         assert!(
             server.try_wait().unwrap().is_none(),
             "uring_echo exited early"
