@@ -64,7 +64,7 @@ impl Locs {
     /// Appends the location of the next entry.
     pub fn push(&mut self, at: Location) {
         if self.len.is_multiple_of(MARK_EVERY) {
-            grow(&mut self.marks, 1);
+            grow(&mut self.marks, 1, 2);
             self.marks.push(Mark {
                 at,
                 code: self.codes.len(),
@@ -182,7 +182,7 @@ impl Locs {
     }
 
     fn put(&mut self, mut v: u64) {
-        grow(&mut self.codes, 10);
+        grow(&mut self.codes, 10, 32);
         loop {
             let b = (v & 0x7f) as u8;
             v >>= 7;
@@ -195,11 +195,11 @@ impl Locs {
     }
 }
 
-/// Room for `more` items, growing by a quarter rather than doubling (still amortised
-/// O(1)): long conversations keep at most ~25% slack instead of up to 100%.
-fn grow<T>(v: &mut Vec<T>, more: usize) {
+/// Room for `more` items, growing by a quarter (at least `min`) rather than doubling
+/// (still amortised O(1)): long conversations keep ~25% slack at most, not up to 100%.
+fn grow<T>(v: &mut Vec<T>, more: usize, min: usize) {
     if v.capacity() - v.len() < more {
-        v.reserve_exact((v.capacity() / 4).max(more).max(16));
+        v.reserve_exact((v.capacity() / 4).max(more).max(min));
     }
 }
 
@@ -228,6 +228,17 @@ mod tests {
             assert_eq!(l.get(i), Some(*at));
         }
         assert_eq!(l.get(1000), None);
+    }
+
+    #[test]
+    fn the_chat_runs_conversation_takes_about_half() {
+        // ~120 durable entries per conversation in `benches/chat_cpu.sh --rate 10`:
+        // a `Vec<Location>` holds 128 × 8 = 1,024 B for them.
+        let mut l = Locs::default();
+        for i in 0..120u32 {
+            l.push(loc(2, 64 + i * 750_000));
+        }
+        assert!(l.heap_bytes() <= 512, "{} B", l.heap_bytes());
     }
 
     #[test]
