@@ -30,6 +30,7 @@ pub(crate) mod damage;
 mod deadlines;
 mod deferred;
 pub(crate) mod durable;
+mod locs;
 pub(crate) mod record;
 pub(crate) mod recovery;
 pub(crate) mod retention;

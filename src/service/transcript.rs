@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::journal::{JournalReader, Location};
 use crate::protocol::messages::Entry;
 
+use super::locs::Locs;
 use super::record;
 
 /// Entries kept in memory per conversation once they are durable (and, without a
@@ -39,8 +40,9 @@ pub(crate) struct Transcript {
     /// The distinct senders of the entries, in order of their first entry (a slot
     /// holds its index here).
     senders: Vec<Box<str>>,
-    /// Journal location of slots `0 .. locs.len()` (the durable ones).
-    locs: Vec<Location>,
+    /// Journal location of slots `0 .. locs.len()` (the durable ones), kept
+    /// compactly: they stay for the conversation's life (see [`Locs`]).
+    locs: Locs,
     /// The slots that stand for more than one sequence number, ascending, with how
     /// many more (`extra`). Empty unless the journal was salvaged.
     spans: Vec<Span>,
@@ -279,11 +281,7 @@ impl Transcript {
 
     /// Compaction moved records: follow them.
     pub fn moved(&mut self, moves: &HashMap<Location, Location>) {
-        for l in &mut self.locs {
-            if let Some(to) = moves.get(l) {
-                *l = *to;
-            }
-        }
+        self.locs.moved(moves);
     }
 
     /// Entries `from ..= to` (1-based, clamped), oldest first; `None` if one that
@@ -301,7 +299,7 @@ impl Transcript {
         }
         let mut seq = from;
         while seq <= to && seq <= self.first {
-            let at = *self.locs.get(usize::try_from(seq - 1).ok()?)?;
+            let at = self.locs.get(usize::try_from(seq - 1).ok()?)?;
             out.push(read(reader?, at)?);
             seq += 1;
         }
@@ -331,7 +329,7 @@ impl Transcript {
         let mut spans = self.spans.iter().filter(|s| s.slot >= start).peekable();
         while first <= to && slot < self.slots() {
             let entry = if slot < self.first {
-                read(reader?, *self.locs.get(usize::try_from(slot).ok()?)?)?
+                read(reader?, self.locs.get(usize::try_from(slot).ok()?)?)?
             } else {
                 let s = self.tail.get(usize::try_from(slot - self.first).ok()?)?;
                 self.entry(s, first)
