@@ -455,8 +455,6 @@ mod tests {
             .collect()
     }
 
-    /// Hands the batch to the journal and applies its answer.
-    /// A journaled shard and its `Durable` over `journal`, with their metrics.
     /// A journal in a fresh directory whose writes and syncs fail as its fault state says.
     fn faulty_journal() -> (tempfile::TempDir, Arc<FaultState>, Journal) {
         let dir = tempfile::tempdir().unwrap();
@@ -474,6 +472,7 @@ mod tests {
         }
     }
 
+    /// A journaled shard and its `Durable` over `journal`, with their metrics.
     fn durable_shard(
         journal: &Journal,
     ) -> (
