@@ -102,13 +102,17 @@ fn faq_scores(
                 if verbose && (g.is_some() || e.is_some()) {
                     let best = kb.closest(&it.group, &it.text);
                     println!(
-                        "  miss: {:?} expected {:?}, closest {:?} score {:.3} margin {:.3} overlap {}",
+                        "  miss: {:?} expected {:?}, closest {:?} score {:.3} margin {:.3} overlap {} \
+                         (shared {} generic {} of content {})",
                         it.text,
                         e,
                         best.map(|b| b.id),
                         best.map_or(0.0, |b| b.score),
                         best.map_or(0.0, |b| b.margin),
                         best.is_some_and(|b| b.overlap()),
+                        best.map_or(0, |b| b.shared),
+                        best.map_or(0, |b| b.shared_generic),
+                        best.map_or(0, |b| b.content),
                     );
                 }
             }
