@@ -27,22 +27,32 @@ pub(crate) struct AnswerField {
 pub(crate) struct AnswerQuery(Vec<(Gram, f32)>);
 
 impl AnswerField {
-    /// Builds the field from each entry's answer grams, in entry order.
-    pub(crate) fn build(answers: &[Grams]) -> Self {
+    /// Builds the field from each entry's answer grams, in entry order, leaving out
+    /// the content grams of the entry's own questions (`questions(i)`, sorted): the
+    /// field adds what the questions do not say. (An answer restating its question's
+    /// word, "Refunds: request a refund …", would otherwise count that word twice for
+    /// one sibling of two that both have it.)
+    pub(crate) fn build<'a>(answers: &[Grams], questions: impl Fn(usize) -> &'a [Gram]) -> Self {
+        let new = |i: usize| {
+            let own = questions(i);
+            answers
+                .get(i)
+                .into_iter()
+                .flat_map(|a| a.content_counts())
+                .filter(move |(g, _)| own.binary_search(g).is_err())
+        };
         let mut df: FxHashMap<Gram, u32> = FxHashMap::default();
-        for a in answers {
-            for (g, _) in a.content_counts() {
+        for i in 0..answers.len() {
+            for (g, _) in new(i) {
                 *df.entry(g).or_default() += 1;
             }
         }
         let n = answers.len() as f32;
         let idf_of = |d: u32| ((n + 1.0) / (d as f32 + 1.0)).ln() + 1.0;
         let idf: FxHashMap<Gram, f32> = df.iter().map(|(&g, &d)| (g, idf_of(d))).collect();
-        let vectors = answers
-            .iter()
-            .map(|a| {
-                let mut v: Vec<(Gram, f32)> = a
-                    .content_counts()
+        let vectors = (0..answers.len())
+            .map(|i| {
+                let mut v: Vec<(Gram, f32)> = new(i)
                     .map(|(g, c)| (g, tf(c) * idf.get(&g).copied().unwrap_or(0.0)))
                     .collect();
                 normalise(&mut v);
@@ -119,7 +129,7 @@ mod tests {
             grams("Unlimited data is 40 a month."),
             grams("Unlimited calls and texts."),
         ];
-        let f = AnswerField::build(&answers);
+        let f = AnswerField::build(&answers, |_| &[]);
         let q = f.query(&grams("where is the qr code"));
         assert!(f.similarity(&q, 0) > 0.0);
         assert_eq!(f.similarity(&q, 1), 0.0);
@@ -129,5 +139,10 @@ mod tests {
         // No such entry, no message: nothing.
         assert_eq!(f.similarity(&q, 9), 0.0);
         assert_eq!(f.similarity(&f.query(&grams("")), 0), 0.0);
+        // Words of the entry's own questions are left out.
+        let own: Vec<Gram> = grams("install esim").content().collect();
+        let f = AnswerField::build(&answers, |i| if i == 0 { &own } else { &[] });
+        assert_eq!(f.similarity(&f.query(&grams("install esim")), 0), 0.0);
+        assert!(f.similarity(&f.query(&grams("qr code")), 0) > 0.0);
     }
 }

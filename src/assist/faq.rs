@@ -397,7 +397,9 @@ impl FaqIndex {
         }
         let foreign = ForeignWords::new(vocabulary, &library);
         let generic = generic_grams(&entries_with, entries.len());
-        let answer_field = AnswerField::build(&answers);
+        let answer_field = AnswerField::build(&answers, |i| {
+            entries.get(i).map_or(&[][..], |e: &Entry| &e.content[..])
+        });
         let topic_names = background.topic.iter().map(|t| t.name.clone()).collect();
         let mut global = Scope::default();
         let mut groups = FxHashMap::default();
@@ -895,6 +897,37 @@ answer = "Within 5 working days."
         assert!(m.score >= kb.operating_point().0 * HINT_FRACTION, "{m:?}");
         assert!(m.margin < kb.operating_point().1, "{m:?}");
         assert!(kb.hint("support", "refund please").is_none());
+    }
+
+    /// An entry's answer can widen the closest entry's lead over a sibling (its answer
+    /// names the message's word, the sibling's does not), never hand the message to
+    /// another entry.
+    #[test]
+    fn the_answer_widens_the_lead_of_the_entry_it_names() {
+        let library = |price_answer: &str| {
+            let text = format!(
+                "[[entry]]\nid = 'change'\nquestions = ['How do I change my data plan?']\n\
+                 answer = 'Account > My plan > Change plan in the app.'\n\
+                 [[entry]]\nid = 'price'\nquestions = ['What do data plans cost?']\n\
+                 answer = '{price_answer}'"
+            );
+            FaqIndex::from_str(&text, Format::Toml, &AssistConfig::default()).unwrap()
+        };
+        let named = library("Unlimited data is $40 a month, 5 GB is $10.");
+        let silent = library("See our website.");
+        let q = "data plan with unlimited gigabytes";
+        let (a, b) = (
+            named.closest("x", q).unwrap(),
+            silent.closest("x", q).unwrap(),
+        );
+        assert_eq!((a.id, b.id), ("price", "price"), "{a:?} {b:?}");
+        assert_eq!(a.score, b.score, "the score stays the questions'");
+        assert!(a.margin > b.margin + 0.01, "{a:?} {b:?}");
+        // Closer by its questions to `change`: the other entry's answer words do not
+        // take it away.
+        let q = "change my data plan to unlimited";
+        assert_eq!(named.closest("x", q).unwrap().id, "change");
+        assert_eq!(silent.closest("x", q).unwrap().id, "change");
     }
 
     /// A word most entries share (the library's subject) does not corroborate an
