@@ -6,7 +6,8 @@
 //!
 //! An answer is sent only when three things hold: its score reaches
 //! `assist.faq_threshold`; it leads the runner-up entry by `assist.faq_margin` (two
-//! sibling entries sharing generic words are a guess, better left to a person); and
+//! sibling entries sharing generic words are a guess, better left to a person; the
+//! entries' answers, a weaker second field, can widen the lead: [`FaqIndex::lead`]); and
 //! the message shares content grams with the entry (whole words or CJK bigrams, not
 //! only character trigrams): two when it has several, unless the score is [`STRONG`],
 //! so an off-topic message is not answered on one shared word or on fragments.
@@ -151,7 +152,8 @@ pub struct FaqMatch<'a> {
     /// Cosine similarity of the message with the entry, 0–1 (the confidence).
     pub score: f32,
     /// How far the score leads the runner-up entry's (the score itself when no other
-    /// entry shares a gram).
+    /// entry shares a gram), or, if larger, the lead with each close entry's answer
+    /// similarity added ([`ANSWER_WEIGHT`]; never past the lead over the background).
     pub margin: f32,
     /// Content grams (whole words or CJK bigrams) of the message the entry has.
     pub shared: u32,
