@@ -66,6 +66,18 @@ impl AnswerField {
         }
     }
 
+    /// Bytes it holds on the heap (approximate: the IDF table's slots and the vectors).
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(Gram, f32)>() + 1;
+        self.idf.capacity() * slot
+            + self
+                .vectors
+                .iter()
+                .map(|v| std::mem::size_of_val(&**v) + std::mem::size_of::<Box<[(Gram, f32)]>>())
+                .sum::<usize>()
+    }
+
     /// The message's vector in this field.
     pub(crate) fn query(&self, q: &Grams) -> AnswerQuery {
         let mut v: Vec<(Gram, f32)> = q
@@ -120,6 +132,45 @@ mod tests {
 
     fn grams(text: &str) -> Grams {
         Grams::analyzed(&Analyzer::new(&[]).unwrap(), &[text])
+    }
+
+    /// A realistic answer (30 words and 30 characters, as in the blind sets) costs
+    /// well under 1 KiB in the field: a 10,000-entry library adds a few MB at most.
+    #[test]
+    fn an_answer_costs_under_a_kibibyte() {
+        let words = [
+            "plan",
+            "data",
+            "roaming",
+            "bill",
+            "account",
+            "app",
+            "store",
+            "unlimited",
+        ];
+        let han: Vec<char> = "套餐流量话费账单营业厅号码实名宽带安装漫游充值"
+            .chars()
+            .collect();
+        let mut x = 7u64;
+        let mut next = move |n: usize| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) as usize % n
+        };
+        let answers: Vec<Grams> = (0..1000)
+            .map(|i| {
+                let en: Vec<String> = (0..30)
+                    .map(|_| format!("{}{}", words[next(words.len())], next(300)))
+                    .collect();
+                let zh: String = (0..30).map(|_| han[next(han.len())]).collect();
+                grams(&format!("answer {i}: {} {zh}", en.join(" ")))
+            })
+            .collect();
+        let f = AnswerField::build(&answers, |_| &[]);
+        let per_entry = f.heap_bytes() / answers.len();
+        println!("answer field: {per_entry} bytes per entry");
+        assert!(per_entry < 1024, "{per_entry}");
     }
 
     #[test]
