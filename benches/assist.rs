@@ -177,8 +177,13 @@ fn zh_sentence_large(r: &mut Rng, chars: usize) -> String {
 /// `n` FAQ entries, each with two English and two Chinese variants, over a small
 /// shop vocabulary (about 70 words, 100 characters: long posting lists, worst case)
 /// or a large one (3,000 made-up words and 3,000 characters).
+///
+/// Answers are of a realistic length (about 30 English words and 30 Chinese
+/// characters, what the blind sets' answers have), from their own generator so the
+/// questions are the same as before answers were indexed (session 34).
 fn faq_kb(n: usize, large: bool) -> String {
     let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut ra = Rng(0x2545_F491_4F6C_DD1D);
     let mut out = String::new();
     for i in 0..n {
         let qs = if large {
@@ -196,9 +201,18 @@ fn faq_kb(n: usize, large: bool) -> String {
                 zh_sentence(&mut r, 8),
             ]
         };
+        let answer = if large {
+            format!(
+                "{} {}",
+                en_sentence_large(&mut ra, 30),
+                zh_sentence_large(&mut ra, 30)
+            )
+        } else {
+            format!("{} {}", en_sentence(&mut ra, 30), zh_sentence(&mut ra, 30))
+        };
         writeln!(
             out,
-            "[[entry]]\nid = \"e{i}\"\nquestions = {qs:?}\nanswer = \"answer {i}\""
+            "[[entry]]\nid = \"e{i}\"\nquestions = {qs:?}\nanswer = {answer:?}"
         )
         .unwrap();
     }

@@ -7,6 +7,7 @@
 //! in [`spam::SpamFilter`], one per worker.
 
 mod analyze;
+mod answer_field;
 pub(crate) mod config;
 mod disguise;
 pub(crate) mod faq;

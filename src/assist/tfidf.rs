@@ -135,10 +135,12 @@ impl Grams {
     /// The grams that stand for a word or more: whole Latin words and CJK bigrams
     /// (not trigrams or single characters), sorted.
     pub(crate) fn content(&self) -> impl Iterator<Item = Gram> + '_ {
-        self.0
-            .iter()
-            .map(|&(g, _)| g)
-            .filter(|&g| g & WORD != 0 || (g >> 42 == 0 && (g >> 21) & 0x1F_FFFF != 0))
+        self.0.iter().map(|&(g, _)| g).filter(|&g| is_content(g))
+    }
+
+    /// The content grams ([`Self::content`]) with their counts, sorted by gram.
+    pub(crate) fn content_counts(&self) -> impl Iterator<Item = (Gram, u32)> + '_ {
+        self.0.iter().copied().filter(|&(g, _)| is_content(g))
     }
 
     /// No n-gram at all (the text had no letters or digits).
@@ -147,8 +149,13 @@ impl Grams {
     }
 }
 
+/// Whether `g` stands for a word or more: a whole Latin word or a CJK bigram.
+fn is_content(g: Gram) -> bool {
+    g & WORD != 0 || (g >> 42 == 0 && (g >> 21) & 0x1F_FFFF != 0)
+}
+
 /// Sub-linear term frequency.
-fn tf(count: u32) -> f32 {
+pub(crate) fn tf(count: u32) -> f32 {
     1.0 + (count as f32).ln()
 }
 

@@ -102,13 +102,17 @@ fn faq_scores(
                 if verbose && (g.is_some() || e.is_some()) {
                     let best = kb.closest(&it.group, &it.text);
                     println!(
-                        "  miss: {:?} expected {:?}, closest {:?} score {:.3} margin {:.3} overlap {}",
+                        "  miss: {:?} expected {:?}, closest {:?} score {:.3} margin {:.3} overlap {} \
+                         (shared {} generic {} of content {})",
                         it.text,
                         e,
                         best.map(|b| b.id),
                         best.map_or(0.0, |b| b.score),
                         best.map_or(0.0, |b| b.margin),
                         best.is_some_and(|b| b.overlap()),
+                        best.map_or(0, |b| b.shared),
+                        best.map_or(0, |b| b.shared_generic),
+                        best.map_or(0, |b| b.content),
                     );
                 }
             }
@@ -647,13 +651,16 @@ const BLIND_REPORT_FLOOR: (f64, f64, u32) = (0.91, 0.70, 1);
 /// (precision, recall, off-topic answered of 20), just below: tune 0.815 / 0.361 / 3,
 /// report 0.789 / 0.254 / 1 (see `tests/data/BLIND2.md`). Session 33's thesaurus,
 /// tuned without this set, moved its tune half to 0.875 / 0.344 / 2 (one right answer
-/// and one wrong one fewer) and left the report half as it was.
-const BLIND2_TUNE_FLOOR: (f64, f64, u32) = (0.87, 0.34, 2);
+/// and one wrong one fewer) and left the report half as it was. Session 34's answer
+/// field moved the tune half to 0.889 / 0.393 / 2 (three right answers more) and left
+/// the report half as it was again.
+const BLIND2_TUNE_FLOOR: (f64, f64, u32) = (0.88, 0.39, 2);
 const BLIND2_REPORT_FLOOR: (f64, f64, u32) = (0.78, 0.25, 1);
 /// The same with `background = false`: tune 0.714 / 0.410 / 8, report 0.615 / 0.271 / 6
 /// at the first run; after the thesaurus tune 0.688 / 0.361 / 8, report 0.593 / 0.271 /
-/// 6 (worse by three answers on the tune half: its groups were chosen on other domains).
-const BLIND2_NO_BG_TUNE_FLOOR: (f64, f64, u32) = (0.68, 0.36, 8);
+/// 6 (worse by three answers on the tune half: its groups were chosen on other domains);
+/// after session 34's answer field tune 0.706 / 0.393 / 8, report unchanged.
+const BLIND2_NO_BG_TUNE_FLOOR: (f64, f64, u32) = (0.70, 0.39, 8);
 const BLIND2_NO_BG_REPORT_FLOOR: (f64, f64, u32) = (0.59, 0.27, 6);
 
 /// A blind spam/ham message: `lang` and `split` as in [`BlindItem`].
