@@ -3,11 +3,12 @@
 //! completion, so neither the core dropping a connection's queue nor closing the
 //! connection can free memory the kernel still reads.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use io_uring::opcode;
 use io_uring::squeue;
+use rustc_hash::FxHashMap;
 
 use super::files::{Target, on_target};
 
@@ -50,7 +51,8 @@ enum Record {
 /// The send records of one ring, by request `user_data`.
 #[derive(Default)]
 pub(super) struct Sends {
-    live: HashMap<u64, Record>,
+    /// By `user_data`; Fx, not SipHash: a lookup per send completion, keys are ours.
+    live: FxHashMap<u64, Record>,
     #[allow(clippy::vec_box, reason = "the kernel holds pointers into each box")]
     spare: Vec<Box<Vectored>>,
     /// Records displaced by a `user_data` collision (a 24-bit generation wrap while

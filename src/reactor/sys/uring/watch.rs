@@ -13,9 +13,8 @@
 //! - the state byte says exactly which are in flight;
 //! - nothing is armed once input ended (EOF) or after deregistering.
 
-use std::collections::HashMap;
-
 use mio::Token;
+use rustc_hash::FxHashMap;
 
 use crate::reactor::conn::untoken;
 
@@ -121,6 +120,9 @@ const WANT_WRITE: u8 = 16;
 /// The socket is in the ring's registered file table at the slot's index
 /// (`files.rs`): requests name the index, not the descriptor.
 const FIXED: u8 = 32;
+/// Bytes are parked for the connection (`Table::parked` has its entry): a bit, so
+/// the check on every receive is not a map lookup.
+const PARKED: u8 = 64;
 
 /// The backend's view of every core slot.
 #[derive(Debug, Default)]
@@ -131,7 +133,7 @@ pub(super) struct Table {
     /// cancelled on the first such completion, so this holds at most what the
     /// kernel had already received (about one socket receive buffer), and only for
     /// paused connections.
-    parked: HashMap<u32, Vec<u8>>,
+    parked: FxHashMap<u32, Vec<u8>>,
 }
 
 /// The core slot of token `t`.
@@ -257,11 +259,15 @@ impl Table {
 
     /// Whether bytes are parked for the connection.
     pub fn has_parked(&self, t: Token) -> bool {
-        self.parked.contains_key(&(slot_of(t) as u32))
+        self.states.get(slot_of(t)).is_some_and(|s| s & PARKED != 0)
     }
 
     /// Parks bytes that arrived while reading was paused.
     pub fn park(&mut self, t: Token, data: &[u8]) {
+        let Some(s) = self.state(t) else {
+            return;
+        };
+        *s |= PARKED;
         self.parked
             .entry(slot_of(t) as u32)
             .or_default()
@@ -270,6 +276,9 @@ impl Table {
 
     /// Takes the parked bytes.
     pub fn take_parked(&mut self, t: Token) -> Vec<u8> {
+        if let Some(s) = self.state(t) {
+            *s &= !PARKED;
+        }
         self.parked.remove(&(slot_of(t) as u32)).unwrap_or_default()
     }
 }
@@ -362,6 +371,8 @@ mod tests {
         Writable(u8, bool),
         Pause(u8),
         Rearm(u8),
+        /// Park a byte (true) or take what is parked (false).
+        Park(u8, bool),
         /// Complete the n-th request in flight; `final` = no MORE flag.
         Complete(u8, bool),
     }
@@ -373,6 +384,7 @@ mod tests {
             (0u8..4, any::<bool>()).prop_map(|(s, on)| Step::Writable(s, on)),
             (0u8..4).prop_map(Step::Pause),
             (0u8..4).prop_map(Step::Rearm),
+            (0u8..4, any::<bool>()).prop_map(|(s, p)| Step::Park(s, p)),
             (any::<u8>(), any::<bool>()).prop_map(|(n, f)| Step::Complete(n, f)),
         ]
     }
@@ -443,6 +455,15 @@ mod tests {
                             submit(&mut kernel, sqe)?;
                         }
                     }
+                    Step::Park(slot, park) => {
+                        if let Some(&t) = live.get(&u32::from(slot)) {
+                            if park {
+                                tb.park(t, b"x");
+                            } else {
+                                tb.take_parked(t);
+                            }
+                        }
+                    }
                     Step::Complete(n, fin) => {
                         if kernel.is_empty() { continue; }
                         let mut keys: Vec<u64> = kernel.keys().copied().collect();
@@ -464,6 +485,7 @@ mod tests {
                     }
                 }
                 for (slot, &t) in &live {
+                    prop_assert_eq!(tb.has_parked(t), tb.parked.contains_key(slot), "the bit says what the map holds");
                     prop_assert_eq!(Some(tb.fixed(t)), fixed.get(slot).copied(), "the table entry lasts the connection's life");
                     prop_assert_eq!(tb.recv_in_flight(t), kernel.contains_key(&conn_data(Kind::Recv, t)));
                     let poll = tb.states[slot_of(t)] & POLL_ARMED != 0;
