@@ -120,6 +120,13 @@ impl Files {
         ring.submitter().register_files_update(i, &[-1]).map(drop)
     }
 
+    /// A connection was not put in the table (submissions were backed up).
+    pub fn miss(&mut self) {
+        if self.size > 0 {
+            self.missed += 1;
+        }
+    }
+
     /// Takes the count of connections that found no entry.
     pub fn take_missed(&mut self) -> u64 {
         std::mem::take(&mut self.missed)

@@ -133,8 +133,12 @@ impl Driver for Uring {
         let fd = stream.as_raw_fd();
         // Only with nothing waiting to be submitted: a backlog entry of the slot's
         // previous connection would otherwise reach this socket.
-        let fixed =
-            self.backlog.is_empty() && self.files.install(&self.ring, watch::slot_of(token), fd);
+        let fixed = if self.backlog.is_empty() {
+            self.files.install(&self.ring, watch::slot_of(token), fd)
+        } else {
+            self.files.miss();
+            false
+        };
         let sqe = self.table.register(token, fixed);
         self.push(sqe, fd);
         Ok(())
