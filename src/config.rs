@@ -242,6 +242,11 @@ pub struct ReactorConfig {
     pub uring_buffers: u32,
     /// io_uring: size of each provided receive buffer in bytes.
     pub uring_buffer_bytes: u32,
+    /// io_uring: entries of each reactor's registered file table (at most the
+    /// open-files limit; 0 turns it off). A connection whose slot is within it names
+    /// the table entry in its requests instead of its descriptor (no file reference
+    /// taken per request); the rest use their descriptors.
+    pub uring_fixed_files: u32,
     /// Scheduler slice in microseconds that reactor and worker threads ask of the
     /// kernel (Linux 6.12+ EEVDF: a shorter slice preempts sooner on wakeup); 0 keeps
     /// the kernel's default. Between 100 (the default) and 100,000 when set.
@@ -283,6 +288,7 @@ impl Default for ReactorConfig {
             backend: Backend::Epoll,
             uring_buffers: 64,
             uring_buffer_bytes: 16_384,
+            uring_fixed_files: 16_384,
             sched_slice_us: 100,
         }
     }
@@ -767,6 +773,9 @@ impl Config {
         }
         if !(1024..=1 << 20).contains(&self.reactor.uring_buffer_bytes) {
             return Err(invalid("reactor.uring_buffer_bytes", "1024 to 1048576"));
+        }
+        if self.reactor.uring_fixed_files > 1 << 20 {
+            return Err(invalid("reactor.uring_fixed_files", "at most 1048576"));
         }
         if self.workers.queue_bytes < u64::from(self.limits.max_frame_bytes) {
             return Err(invalid(

@@ -287,6 +287,10 @@ pub struct ReactorMetrics {
     /// io_uring echo receives copied instead of lent from the receive buffer (half
     /// the buffer pool was held by echo output not yet sent).
     pub uring_echo_copies: Counter,
+    /// io_uring connections whose socket found no entry in the registered file
+    /// table (slot past `reactor.uring_fixed_files`, or the kernel refused): their
+    /// requests name the descriptor.
+    pub uring_unfixed: Counter,
     /// Slow consumers cut, by [`Cut`].
     pub cuts: [Counter; CUT_CAUSES.len()],
     /// Output queued on this reactor's connections (bytes, at the end of the last

@@ -635,6 +635,11 @@ impl Core {
         self.stats().uring_echo_copies.inc();
     }
 
+    /// The backend served `n` connections without a registered file table entry.
+    pub fn unfixed(&self, n: u64) {
+        self.stats().uring_unfixed.add(n);
+    }
+
     /// Bytes arrived for a connection, lent by the backend: an echo queues `data`
     /// itself (no copy); anything else reads it like [`Core::on_data`].
     pub fn on_data_lent(&mut self, drv: &mut impl Driver, now: Mono, t: Token, data: Bytes) {

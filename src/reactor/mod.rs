@@ -166,6 +166,7 @@ pub(crate) fn spawn(
         entries: u32::try_from(config.reactor.events_per_poll).unwrap_or(u32::MAX),
         buffers: config.reactor.uring_buffers,
         buffer_bytes: config.reactor.uring_buffer_bytes,
+        fixed_files: config.reactor.uring_fixed_files,
         tick,
     };
     let slice_us = config.reactor.sched_slice_us;

@@ -61,6 +61,7 @@ mod storm_web;
 mod supervisors;
 mod timeouts;
 mod tls;
+mod uring_files;
 mod web_api;
 mod web_files;
 mod web_http;

@@ -263,6 +263,14 @@ impl Exporter {
             Counter,
             |r| r.uring_echo_copies.get(),
         )?;
+        self.per_reactor(
+            enc,
+            "uring_unfixed",
+            "io_uring connections served without a registered file table entry (slot past \
+             reactor.uring_fixed_files, or the kernel refused): their requests name the descriptor.",
+            Counter,
+            |r| r.uring_unfixed.get(),
+        )?;
         {
             let mut me = enc.encode_descriptor(
                 "slow_consumer_cuts",

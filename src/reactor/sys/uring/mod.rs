@@ -30,6 +30,7 @@
 
 mod bufring;
 mod eventfd;
+mod files;
 mod probe;
 mod send;
 mod watch;
@@ -47,6 +48,7 @@ use mio::Token;
 use mio::net::TcpStream;
 
 use self::bufring::{BufGuard, BufRing};
+use self::files::{Files, Target, on_target};
 use self::send::Sends;
 use self::watch::{Kind, Op, Sqe, Table, Tag, decode, user_data};
 use super::{Driver, Sent};
@@ -87,6 +89,8 @@ pub(crate) struct LoopConfig {
     pub buffers: u32,
     /// Size of each.
     pub buffer_bytes: u32,
+    /// Entries of the registered file table (0: none).
+    pub fixed_files: u32,
     /// Longest wait between turns (the watchdog's progress tick; `None`: no cap).
     pub tick: Option<std::time::Duration>,
 }
@@ -120,12 +124,23 @@ struct Uring {
     pool: std::ops::Range<usize>,
     /// Sends of lent bytes queued since the turn began (see [`reap_within_turn`]).
     lent_sends: usize,
+    /// The registered file table: connection requests name a slot in it.
+    files: Files,
 }
 
 impl Driver for Uring {
     fn register(&mut self, stream: &mut TcpStream, token: Token) -> io::Result<()> {
-        let sqe = self.table.register(token);
-        self.push(sqe, stream.as_raw_fd());
+        let fd = stream.as_raw_fd();
+        // Only with nothing waiting to be submitted: a backlog entry of the slot's
+        // previous connection would otherwise reach this socket.
+        let fixed = if self.backlog.is_empty() {
+            self.files.install(&self.ring, watch::slot_of(token), fd)
+        } else {
+            self.files.miss();
+            false
+        };
+        let sqe = self.table.register(token, fixed);
+        self.push(sqe, fd);
         Ok(())
     }
 
@@ -144,12 +159,14 @@ impl Driver for Uring {
         let ud = watch::conn_data(Kind::Send, token);
         let dontwait = reads_lent(&self.pool, queue);
         self.lent_sends += usize::from(dontwait);
-        let (entry, n) = self.sends.build(stream.as_raw_fd(), ud, queue, dontwait);
+        let file = self.target(token, stream.as_raw_fd());
+        let (entry, n) = self.sends.build(file, ud, queue, dontwait);
         self.push_entry(entry);
         Sent::Submitted(n)
     }
 
     fn deregister(&mut self, stream: &mut TcpStream, token: Token) {
+        let fixed = self.table.fixed(token);
         for sqe in self.table.deregister(token).into_iter().flatten() {
             self.push(sqe, stream.as_raw_fd());
         }
@@ -162,6 +179,10 @@ impl Driver for Uring {
         // number could already belong to a socket another thread opened.
         self.flush_backlog();
         let _ = self.ring.submit();
+        // The table's reference would keep the socket open past the close.
+        if fixed && let Err(e) = self.files.remove(&self.ring, watch::slot_of(token)) {
+            tracing::warn!(error = %e, "io_uring: cannot clear a file table entry");
+        }
     }
 
     fn unlend(&mut self, queue: &mut VecDeque<Bytes>) {
@@ -187,15 +208,27 @@ impl Driver for Uring {
 }
 
 impl Uring {
+    /// What connection `t`'s requests name: its file table slot, or `fd`.
+    fn target(&self, t: Token, fd: RawFd) -> Target {
+        if self.table.fixed(t) {
+            // A slot in the table fits in u32 (`files::slot_in`).
+            Target::Fixed(watch::slot_of(t) as u32)
+        } else {
+            Target::Fd(fd)
+        }
+    }
+
     /// Queues a request; `fd` is the connection's socket (unused by cancels).
     fn push(&mut self, sqe: Sqe, fd: RawFd) {
         let entry = match sqe {
-            Sqe::Recv(t) => opcode::RecvMulti::new(Fd(fd), BGID)
+            Sqe::Recv(t) => on_target!(self.target(t, fd), f => opcode::RecvMulti::new(f, BGID)
                 .build()
-                .user_data(watch::conn_data(Kind::Recv, t)),
-            Sqe::PollOut(t) => opcode::PollAdd::new(Fd(fd), libc::POLLOUT as u32)
+                .user_data(watch::conn_data(Kind::Recv, t))),
+            Sqe::PollOut(t) => {
+                on_target!(self.target(t, fd), f => opcode::PollAdd::new(f, libc::POLLOUT as u32)
                 .build()
-                .user_data(watch::conn_data(Kind::PollOut, t)),
+                .user_data(watch::conn_data(Kind::PollOut, t)))
+            }
             Sqe::Cancel(target) => opcode::AsyncCancel2::new(CancelBuilder::user_data(target))
                 .build()
                 .user_data(user_data(Kind::Cancel, 0, 0)),
@@ -335,6 +368,8 @@ impl Backend {
         let ring = probe::build_ring(entries)?;
         let initial = initial_buffers(cfg.buffer_bytes);
         let mut bufs = BufRing::new(cfg.buffers, cfg.buffer_bytes, initial)?;
+        let files = Files::register(&ring, cfg.fixed_files);
+        tracing::debug!(entries = files.size(), "io_uring file table");
         let register = |flags: u16| {
             // SAFETY: the ring memory stays allocated until `teardown` unregisters the
             // group (or leaks the memory if it cannot prove the kernel is done with it).
@@ -384,6 +419,7 @@ impl Backend {
             sends: Sends::default(),
             pool: bufs.range(),
             lent_sends: 0,
+            files,
         };
         let mut me = Self {
             drv,
@@ -484,6 +520,10 @@ impl Backend {
         core.end_turn(&mut self.drv, self.now);
         // Buffers whose lent bytes a close dropped this turn.
         self.reclaim();
+        let missed = self.drv.files.take_missed();
+        if missed > 0 {
+            core.unfixed(missed);
+        }
     }
 
     /// Handles one batch of completions: the sends' first, then the rest in the
@@ -1022,7 +1062,7 @@ mod tests {
                     lent_since = 0;
                     let ud = user_data(Kind::Send, i, 1);
                     assert!(reads_lent(&pool, &queue));
-                    let (_, n) = sends.build(5, ud, &queue, true);
+                    let (_, n) = sends.build(Target::Fd(5), ud, &queue, true);
                     assert_eq!(usize::from(n), queue.len());
                     // The send completed inline with all of it: the core's queue
                     // drops the slices, then the record its own.
@@ -1061,7 +1101,7 @@ mod tests {
                 ring.recycle(g);
             }
             let mut sends = Sends::default();
-            let _ = sends.build(5, ud, &queue, true);
+            let _ = sends.build(Target::Fd(5), ud, &queue, true);
             drop(queue);
             assert_eq!(ring.reclaim(), 0, "the kernel may still read the bytes");
             sends.finished(ud);

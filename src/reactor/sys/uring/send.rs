@@ -3,12 +3,14 @@
 //! completion, so neither the core dropping a connection's queue nor closing the
 //! connection can free memory the kernel still reads.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use io_uring::opcode;
 use io_uring::squeue;
-use io_uring::types::Fd;
+use rustc_hash::FxHashMap;
+
+use super::files::{Target, on_target};
 
 /// Most queued buffers one `SENDMSG` carries.
 pub(super) const MAX_SEND_IOVECS: usize = 32;
@@ -49,7 +51,8 @@ enum Record {
 /// The send records of one ring, by request `user_data`.
 #[derive(Default)]
 pub(super) struct Sends {
-    live: HashMap<u64, Record>,
+    /// By `user_data`; Fx, not SipHash: a lookup per send completion, keys are ours.
+    live: FxHashMap<u64, Record>,
     #[allow(clippy::vec_box, reason = "the kernel holds pointers into each box")]
     spare: Vec<Box<Vectored>>,
     /// Records displaced by a `user_data` collision (a 24-bit generation wrap while
@@ -60,13 +63,13 @@ pub(super) struct Sends {
 
 impl Sends {
     /// Builds the request sending up to [`MAX_SEND_IOVECS`] head buffers of `queue`
-    /// on `fd`, tagged `ud`; returns it with the number of buffers it covers.
+    /// on `file`, tagged `ud`; returns it with the number of buffers it covers.
     /// `dontwait`: `MSG_DONTWAIT`, so a socket with no room completes the request
     /// with `EAGAIN` at once instead of the kernel holding it (and the memory it
     /// reads) until there is room.
     pub fn build(
         &mut self,
-        fd: i32,
+        file: Target,
         ud: u64,
         queue: &VecDeque<Bytes>,
         dontwait: bool,
@@ -74,9 +77,9 @@ impl Sends {
         let msg_flags = if dontwait { libc::MSG_DONTWAIT } else { 0 };
         let (entry, rec, n) = match (queue.len(), queue.front()) {
             (1, Some(one)) => {
-                let e = opcode::Send::new(Fd(fd), one.as_ptr(), one.len() as u32)
+                let e = on_target!(file, f => opcode::Send::new(f, one.as_ptr(), one.len() as u32)
                     .flags(msg_flags)
-                    .build();
+                    .build());
                 (e, Record::One(one.clone()), 1)
             }
             _ => {
@@ -93,9 +96,9 @@ impl Sends {
                 }
                 hdr.msg_iov = iov.as_mut_ptr();
                 hdr.msg_iovlen = n as _;
-                let e = opcode::SendMsg::new(Fd(fd), &v.hdr)
+                let e = on_target!(file, f => opcode::SendMsg::new(f, &v.hdr)
                     .flags(msg_flags as u32)
-                    .build();
+                    .build());
                 (e, Record::Many(v), n)
             }
         };
@@ -143,7 +146,7 @@ mod tests {
     fn records_cover_the_head_and_are_reused() {
         let mut s = Sends::default();
         let q: VecDeque<Bytes> = (0..40u8).map(|i| Bytes::from(vec![i; 3])).collect();
-        let (_, n) = s.build(3, 7, &q, false);
+        let (_, n) = s.build(Target::Fd(3), 7, &q, false);
         assert_eq!(n as usize, MAX_SEND_IOVECS);
         assert!(s.in_flight(7));
         let Some(Record::Many(v)) = s.live.get(&7) else {
@@ -155,7 +158,7 @@ mod tests {
         assert!(!s.in_flight(7));
         assert_eq!(s.spare.len(), 1);
         let one: VecDeque<Bytes> = [Bytes::from_static(b"x")].into();
-        let (_, n) = s.build(3, 8, &one, true);
+        let (_, n) = s.build(Target::Fd(3), 8, &one, true);
         assert_eq!((n, s.spare.len()), (1, 1), "one buffer needs no header");
         assert!(matches!(s.live.get(&8), Some(Record::One(_))));
     }
@@ -164,8 +167,8 @@ mod tests {
     fn a_colliding_tag_keeps_the_old_record_alive() {
         let mut s = Sends::default();
         let q: VecDeque<Bytes> = [Bytes::from_static(b"ab")].into();
-        s.build(3, 9, &q, false);
-        s.build(3, 9, &q, false);
+        s.build(Target::Fd(3), 9, &q, false);
+        s.build(Target::Fd(3), 9, &q, false);
         assert_eq!(s.orphans.len(), 1);
         s.leak();
         assert!(s.live.is_empty() && s.orphans.is_empty());

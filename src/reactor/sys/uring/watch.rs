@@ -13,9 +13,8 @@
 //! - the state byte says exactly which are in flight;
 //! - nothing is armed once input ended (EOF) or after deregistering.
 
-use std::collections::HashMap;
-
 use mio::Token;
+use rustc_hash::FxHashMap;
 
 use crate::reactor::conn::untoken;
 
@@ -118,6 +117,12 @@ const POLL_ARMED: u8 = 4;
 const EOF: u8 = 8;
 /// The core wants to hear about writability (it has output queued).
 const WANT_WRITE: u8 = 16;
+/// The socket is in the ring's registered file table at the slot's index
+/// (`files.rs`): requests name the index, not the descriptor.
+const FIXED: u8 = 32;
+/// Bytes are parked for the connection (`Table::parked` has its entry): a bit, so
+/// the check on every receive is not a map lookup.
+const PARKED: u8 = 64;
 
 /// The backend's view of every core slot.
 #[derive(Debug, Default)]
@@ -128,10 +133,11 @@ pub(super) struct Table {
     /// cancelled on the first such completion, so this holds at most what the
     /// kernel had already received (about one socket receive buffer), and only for
     /// paused connections.
-    parked: HashMap<u32, Vec<u8>>,
+    parked: FxHashMap<u32, Vec<u8>>,
 }
 
-fn slot_of(t: Token) -> usize {
+/// The core slot of token `t`.
+pub(super) fn slot_of(t: Token) -> usize {
     untoken(t).0
 }
 
@@ -140,14 +146,15 @@ impl Table {
         self.states.get_mut(slot_of(t))
     }
 
-    /// A new connection: its recv is armed.
-    pub fn register(&mut self, t: Token) -> Sqe {
+    /// A new connection: its recv is armed. `fixed`: its socket is in the
+    /// registered file table.
+    pub fn register(&mut self, t: Token, fixed: bool) -> Sqe {
         let slot = slot_of(t);
         if self.states.len() <= slot {
             self.states.resize(slot + 1, RECV_IDLE);
         }
         if let Some(s) = self.states.get_mut(slot) {
-            *s = 0;
+            *s = if fixed { FIXED } else { 0 };
         }
         self.parked.remove(&(slot as u32));
         Sqe::Recv(t)
@@ -178,6 +185,12 @@ impl Table {
             *s &= !WANT_WRITE;
             None
         }
+    }
+
+    /// Whether the live connection's socket is in the registered file table (false
+    /// after deregistering).
+    pub fn fixed(&self, t: Token) -> bool {
+        self.states.get(slot_of(t)).is_some_and(|s| s & FIXED != 0)
     }
 
     /// Whether the core wants to hear about writability.
@@ -246,11 +259,15 @@ impl Table {
 
     /// Whether bytes are parked for the connection.
     pub fn has_parked(&self, t: Token) -> bool {
-        self.parked.contains_key(&(slot_of(t) as u32))
+        self.states.get(slot_of(t)).is_some_and(|s| s & PARKED != 0)
     }
 
     /// Parks bytes that arrived while reading was paused.
     pub fn park(&mut self, t: Token, data: &[u8]) {
+        let Some(s) = self.state(t) else {
+            return;
+        };
+        *s |= PARKED;
         self.parked
             .entry(slot_of(t) as u32)
             .or_default()
@@ -259,6 +276,9 @@ impl Table {
 
     /// Takes the parked bytes.
     pub fn take_parked(&mut self, t: Token) -> Vec<u8> {
+        if let Some(s) = self.state(t) {
+            *s &= !PARKED;
+        }
         self.parked.remove(&(slot_of(t) as u32)).unwrap_or_default()
     }
 }
@@ -295,7 +315,7 @@ mod tests {
     fn deregister_cancels_what_is_in_flight() {
         let mut tb = Table::default();
         let t = token(3, 1);
-        assert_eq!(tb.register(t), Sqe::Recv(t));
+        assert_eq!(tb.register(t, false), Sqe::Recv(t));
         assert_eq!(tb.set_writable(t, true), Some(Sqe::PollOut(t)));
         assert_eq!(tb.set_writable(t, true), None, "one poll at a time");
         let c = tb.deregister(t);
@@ -308,7 +328,7 @@ mod tests {
         );
         // The next connection in the slot starts clean.
         let t2 = token(3, 2);
-        assert_eq!(tb.register(t2), Sqe::Recv(t2));
+        assert_eq!(tb.register(t2, false), Sqe::Recv(t2));
         assert!(tb.recv_in_flight(t2));
         assert!(!tb.wants_write(t2));
         assert_eq!(tb.set_writable(t2, true), Some(Sqe::PollOut(t2)));
@@ -318,7 +338,7 @@ mod tests {
     fn paused_recv_is_cancelled_once_and_rearmed_after_its_final_completion() {
         let mut tb = Table::default();
         let t = token(0, 1);
-        tb.register(t);
+        tb.register(t, false);
         assert!(matches!(tb.cancel_recv(t), Some(Sqe::Cancel(_))));
         assert_eq!(tb.cancel_recv(t), None, "one cancel per request");
         assert_eq!(tb.arm(t, Op::Recv), None, "still in flight");
@@ -334,7 +354,7 @@ mod tests {
     fn eof_stops_rearming_and_parked_bytes_keep_order() {
         let mut tb = Table::default();
         let t = token(0, 1);
-        tb.register(t);
+        tb.register(t, false);
         tb.park(t, b"ab");
         tb.park(t, b"cd");
         tb.finished(t, Op::Recv);
@@ -346,22 +366,25 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Step {
-        Open(u8),
+        Open(u8, bool),
         Close(u8),
         Writable(u8, bool),
         Pause(u8),
         Rearm(u8),
+        /// Park a byte (true) or take what is parked (false).
+        Park(u8, bool),
         /// Complete the n-th request in flight; `final` = no MORE flag.
         Complete(u8, bool),
     }
 
     fn step() -> impl Strategy<Value = Step> {
         prop_oneof![
-            (0u8..4).prop_map(Step::Open),
+            (0u8..4, any::<bool>()).prop_map(|(s, f)| Step::Open(s, f)),
             (0u8..4).prop_map(Step::Close),
             (0u8..4, any::<bool>()).prop_map(|(s, on)| Step::Writable(s, on)),
             (0u8..4).prop_map(Step::Pause),
             (0u8..4).prop_map(Step::Rearm),
+            (0u8..4, any::<bool>()).prop_map(|(s, p)| Step::Park(s, p)),
             (any::<u8>(), any::<bool>()).prop_map(|(n, f)| Step::Complete(n, f)),
         ]
     }
@@ -377,6 +400,8 @@ mod tests {
             let mut kernel: HashMap<u64, bool> = HashMap::new();
             // Live connections: slot → token.
             let mut live: HashMap<u32, Token> = HashMap::new();
+            // Live connections whose socket is in the file table.
+            let mut fixed: HashMap<u32, bool> = HashMap::new();
             let mut next_gen = 0u32;
             let submit = |kernel: &mut HashMap<u64, bool>, sqe: Option<Sqe>| {
                 match sqe {
@@ -394,18 +419,20 @@ mod tests {
             };
             for s in steps {
                 match s {
-                    Step::Open(slot) => {
+                    Step::Open(slot, in_table) => {
                         let slot = u32::from(slot);
                         if live.contains_key(&slot) { continue; }
                         next_gen += 1;
                         let t = token(slot as usize, next_gen);
-                        let sqe = tb.register(t);
+                        let sqe = tb.register(t, in_table);
                         submit(&mut kernel, Some(sqe))?;
                         live.insert(slot, t);
+                        fixed.insert(slot, in_table);
                     }
                     Step::Close(slot) => {
                         if let Some(t) = live.remove(&u32::from(slot)) {
                             for sqe in tb.deregister(t) { submit(&mut kernel, sqe)?; }
+                            prop_assert!(!tb.fixed(t), "a closed connection names no table entry");
                         }
                     }
                     Step::Writable(slot, on) => {
@@ -428,6 +455,15 @@ mod tests {
                             submit(&mut kernel, sqe)?;
                         }
                     }
+                    Step::Park(slot, park) => {
+                        if let Some(&t) = live.get(&u32::from(slot)) {
+                            if park {
+                                tb.park(t, b"x");
+                            } else {
+                                tb.take_parked(t);
+                            }
+                        }
+                    }
                     Step::Complete(n, fin) => {
                         if kernel.is_empty() { continue; }
                         let mut keys: Vec<u64> = kernel.keys().copied().collect();
@@ -448,7 +484,9 @@ mod tests {
                         }
                     }
                 }
-                for &t in live.values() {
+                for (slot, &t) in &live {
+                    prop_assert_eq!(tb.has_parked(t), tb.parked.contains_key(slot), "the bit says what the map holds");
+                    prop_assert_eq!(Some(tb.fixed(t)), fixed.get(slot).copied(), "the table entry lasts the connection's life");
                     prop_assert_eq!(tb.recv_in_flight(t), kernel.contains_key(&conn_data(Kind::Recv, t)));
                     let poll = tb.states[slot_of(t)] & POLL_ARMED != 0;
                     prop_assert_eq!(poll, kernel.contains_key(&conn_data(Kind::PollOut, t)));
