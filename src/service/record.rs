@@ -205,8 +205,8 @@ thread_local! {
 fn encode_exact(body: &Body) -> Bytes {
     let mut scratch = SCRATCH.take();
     scratch.clear();
-    let scratch = rkyv::api::high::to_bytes_in::<_, rancor::Error>(body, scratch)
-        .unwrap_or_default();
+    let scratch =
+        rkyv::api::high::to_bytes_in::<_, rancor::Error>(body, scratch).unwrap_or_default();
     let bytes = Bytes::copy_from_slice(&scratch);
     if scratch.capacity() <= MAX_KEPT_SCRATCH {
         SCRATCH.set(scratch);
