@@ -36,6 +36,10 @@ pub(crate) struct Committed {
     pub token: u64,
     /// One location per record, in submission order; durable per the fsync policy.
     pub result: Result<Vec<Location>, DiskError>,
+    /// The submitted records, handed back once written (or refused): the submitter
+    /// frees their bodies on its own thread, where they were allocated, and may
+    /// reuse the `Vec` for its next batch.
+    pub spent: Vec<Record>,
 }
 
 /// Records relocated by compaction: (old location, new location).
@@ -422,8 +426,13 @@ impl Writer {
                             // Committed once written: no sync will say so.
                             self.publish();
                         }
-                        for ((token, reply), result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(Committed { token, result });
+                        let answers = replies.into_iter().zip(results).zip(batch);
+                        for (((token, reply), result), spent) in answers {
+                            let _ = reply.send(Committed {
+                                token,
+                                result,
+                                spent,
+                            });
                         }
                     }
                     Request::Segments(reply) => {
@@ -475,7 +484,12 @@ impl Writer {
         if fence.is_some_and(|f| f < self.stats.failures.load(Ordering::Acquire)) {
             self.stats.fenced.fetch_add(1, Ordering::Relaxed);
             let result = Err(DiskError::Fenced);
-            let _ = reply.send(Committed { token, result });
+            let spent = records;
+            let _ = reply.send(Committed {
+                token,
+                result,
+                spent,
+            });
             return;
         }
         batch.push(records);

@@ -190,10 +190,15 @@ pub(crate) struct Shard {
     epoch: u64,
     /// How to take back changes not yet durable: per (epoch, conversation), the
     /// conversation as it was before that epoch first changed it (`None`: it did
-    /// not exist).
-    undo: std::collections::BTreeMap<(u64, u64), Option<undo::Undo>>,
-    /// Conversations with entries in `undo`, and how many (the per-message check).
-    pending: ServerMap<u64, u32>,
+    /// not exist), in the order taken, which is epoch order (epochs only grow). A
+    /// queue, not an ordered map: taken and dropped once per journaled change.
+    undo: std::collections::VecDeque<(u64, u64, Option<undo::Undo>)>,
+    /// Undos dropped from the front of `undo` so far: positions in
+    /// [`undo::Pending::at`] count from the first undo ever taken.
+    undo_base: u64,
+    /// Conversations with entries in `undo`: how many, and where the newest is (the
+    /// per-message check).
+    pending: ServerMap<u64, undo::Pending>,
     /// Whether the last `handle` changed state or read state that is not durable.
     dependent: bool,
     /// Restored records that came before what they follow (see `Shard::restore`).
@@ -245,7 +250,8 @@ impl Shard {
             convs: ServerMap::default(),
             log: Vec::new(),
             epoch: 0,
-            undo: std::collections::BTreeMap::new(),
+            undo: std::collections::VecDeque::new(),
+            undo_base: 0,
             pending: ServerMap::default(),
             dependent: false,
             held: ServerMap::default(),

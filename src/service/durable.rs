@@ -33,11 +33,16 @@ use crate::metrics::{Health, JournalMetrics, WorkerMetrics};
 use crate::protocol::ErrorCode;
 
 use crate::service::conversation::Shard;
+use crate::service::parked::{ParkedEffect, Spares};
 use crate::service::record::RecordKind;
 use crate::service::{Effect, ShardMsg, error_command, request_conversation};
 
 /// Wait after a failed batch before writing again.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+
+/// Largest capacity (items) of a batch's list kept for the next batch: a list grown
+/// past it by a burst is freed, not kept (4,096 parked effects are 256 KiB).
+const SPARE_MAX_ITEMS: usize = 4096;
 
 /// Where a parked change came from, which says what to do when it is taken back.
 enum Origin {
@@ -70,8 +75,9 @@ struct Batch {
     parked: Vec<Parked>,
     /// The effects of the parked changes, in order, in one `Vec` for the batch: a
     /// `Vec` per change (one allocation per message, with room for four effects)
-    /// held several MB more while batches waited for the disk.
-    effects: Vec<Effect>,
+    /// held several MB more while batches waited for the disk. In their compact form
+    /// (64 bytes, not 248).
+    effects: Vec<ParkedEffect>,
     /// The journal refused it at submission (`Some(true)`: a storage failure, such as
     /// a full queue; `Some(false)`: a record over the limits). It is taken back, with
     /// everything after it, once the batches before it are answered: they are at the
@@ -87,6 +93,50 @@ impl Batch {
     }
 }
 
+/// The lists of answered batches, emptied, for the next batches: one batch's worth
+/// of memory is reused rather than freed and touched anew (its pages given back to
+/// the kernel in between), several times a second under load.
+struct BatchSpares {
+    records: Spares<Record>,
+    entries: Spares<Option<(u64, u64)>>,
+    parked: Spares<Parked>,
+    effects: Spares<ParkedEffect>,
+}
+
+impl BatchSpares {
+    /// Room for what `max_inflight` batches in flight and the one being built give
+    /// back.
+    fn new(max_inflight: usize) -> Self {
+        let lists = max_inflight + 1;
+        BatchSpares {
+            records: Spares::new(lists, SPARE_MAX_ITEMS),
+            entries: Spares::new(lists, SPARE_MAX_ITEMS),
+            parked: Spares::new(lists, SPARE_MAX_ITEMS),
+            effects: Spares::new(lists, SPARE_MAX_ITEMS),
+        }
+    }
+
+    /// An empty batch `epoch`, with kept lists.
+    fn batch(&mut self, epoch: u64) -> Batch {
+        Batch {
+            epoch,
+            records: self.records.take(),
+            entries: self.entries.take(),
+            parked: self.parked.take(),
+            effects: self.effects.take(),
+            ..Batch::default()
+        }
+    }
+
+    /// Keeps the lists of a released batch.
+    fn give(&mut self, batch: Batch) {
+        self.records.give(batch.records);
+        self.entries.give(batch.entries);
+        self.parked.give(batch.parked);
+        self.effects.give(batch.effects);
+    }
+}
+
 /// A worker's link to the journal.
 pub(crate) struct Durable {
     handle: JournalHandle,
@@ -99,6 +149,10 @@ pub(crate) struct Durable {
     /// appends are refused once another failure happens (see the module doc).
     fence: u64,
     building: Batch,
+    /// Lists of answered batches, for the next ones.
+    spares: BatchSpares,
+    /// Where the shard's effects go before they are sent or parked (reused).
+    scratch: Vec<Effect>,
     retry_at: Option<Mono>,
     stats: Arc<crossbeam_utils::CachePadded<WorkerMetrics>>,
     journal: Arc<crossbeam_utils::CachePadded<JournalMetrics>>,
@@ -120,10 +174,8 @@ impl Durable {
         // take-back, the (fenced) ones it dropped: the writer never waits for room.
         let (reply_tx, replies) = crossbeam_channel::bounded(2 * handle.max_inflight_batches() + 1);
         let fence = handle.failures();
-        let building = Batch {
-            epoch: 1,
-            ..Batch::default()
-        };
+        let mut spares = BatchSpares::new(handle.max_inflight_batches());
+        let building = spares.batch(1);
         shard.set_epoch(building.epoch);
         Durable {
             handle,
@@ -132,6 +184,8 @@ impl Durable {
             inflight: VecDeque::new(),
             fence,
             building,
+            spares,
+            scratch: Vec::new(),
             retry_at: None,
             stats,
             journal,
@@ -165,13 +219,19 @@ impl Durable {
             },
             other => Origin::Router(Box::new(other.clone())),
         };
-        let start = self.building.effects.len();
-        shard.handle(msg, now.unix, &mut self.building.effects);
+        let mut effects = std::mem::take(&mut self.scratch);
+        shard.handle(msg, now.unix, &mut effects);
+        if shard.last_dependent() {
+            let parked = effects.drain(..).map(ParkedEffect::from);
+            self.building.effects.extend(parked);
+        } else {
+            out.append(&mut effects);
+        }
+        self.scratch = effects;
         if !shard.last_dependent() {
-            out.extend(self.building.effects.drain(start..));
             return;
         }
-        self.building.records.extend(shard.take_records());
+        shard.move_records(&mut self.building.records);
         self.building.parked.push(Parked {
             origin,
             since: now.mono,
@@ -210,10 +270,7 @@ impl Durable {
             return;
         }
         self.retry_at = None;
-        let next = Batch {
-            epoch: self.building.epoch + 1,
-            ..Batch::default()
-        };
+        let next = self.spares.batch(self.building.epoch + 1);
         let mut batch = std::mem::replace(&mut self.building, next);
         shard.set_epoch(self.building.epoch);
         if records_empty {
@@ -228,10 +285,11 @@ impl Durable {
             .append_bytes
             .add(records.iter().map(|r| r.body.len() as u64).sum());
         batch.submitted = Some(now.mono);
-        batch.entries = records
-            .iter()
-            .map(|r| (r.kind == RecordKind::Entry as u8).then_some((r.conversation, r.seq)))
-            .collect();
+        batch.entries.extend(
+            records
+                .iter()
+                .map(|r| (r.kind == RecordKind::Entry as u8).then_some((r.conversation, r.seq))),
+        );
         let epoch = batch.epoch;
         self.inflight.push_back(batch);
         let Err(e) = self
@@ -273,6 +331,9 @@ impl Durable {
     /// them in order, so only a test sees this) waits with its batch.
     pub fn committed(&mut self, c: Committed, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
         // An answer for a batch taken back (refused by the fence) is stale.
+        // The records come back to be freed here, where they were made; their list
+        // holds the next batch's.
+        self.spares.records.give(c.spent);
         let Some(batch) = self.inflight.iter_mut().find(|b| b.epoch == c.token) else {
             return;
         };
@@ -320,10 +381,7 @@ impl Durable {
         // Appends made from now on may be stored; any made before and still queued
         // are refused by the writer (it counted the failure that got us here).
         self.fence = self.handle.failures();
-        let next = Batch {
-            epoch: self.building.epoch + 1,
-            ..Batch::default()
-        };
+        let next = self.spares.batch(self.building.epoch + 1);
         let building = std::mem::replace(&mut self.building, next);
         shard.set_epoch(self.building.epoch);
         let mut again = Vec::new();
@@ -355,13 +413,15 @@ impl Durable {
 impl Durable {
     /// Sends what waited for `batch`; a client's change is a message whose latency
     /// (change made → durable) is observed.
-    fn release(&self, batch: Batch, now: Now, out: &mut Vec<Effect>) {
-        for p in batch.parked {
+    fn release(&mut self, mut batch: Batch, now: Now, out: &mut Vec<Effect>) {
+        for p in batch.parked.drain(..) {
             if matches!(p.origin, Origin::Client { .. }) {
                 self.stats.message_latency.observe(now.mono.since(p.since));
             }
         }
-        out.extend(batch.effects);
+        out.extend(batch.effects.drain(..).map(Effect::from));
+        batch.entries.clear();
+        self.spares.give(batch);
     }
 }
 

@@ -31,6 +31,7 @@ mod deadlines;
 mod deferred;
 pub(crate) mod durable;
 mod locs;
+mod parked;
 pub(crate) mod record;
 pub(crate) mod recovery;
 pub(crate) mod retention;

@@ -854,6 +854,7 @@ pub(crate) mod tests {
                     durable += 1 + rng.below(epoch - durable - 1);
                     shard.durable(durable);
                 }
+                shard.check_undo();
             }
             snapshots.push((epoch, state(&shard)));
         }

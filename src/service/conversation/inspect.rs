@@ -105,5 +105,6 @@ impl Shard {
                 State::Closed => {}
             }
         }
+        self.check_undo();
     }
 }

@@ -29,6 +29,13 @@ impl Shard {
         std::mem::take(&mut self.log)
     }
 
+    /// Moves the journal records of every state change since the last call to the end
+    /// of `into`, in order, keeping the shard's own buffer (taking it cost an
+    /// allocation per journaled message).
+    pub fn move_records(&mut self, into: &mut Vec<Record>) {
+        into.append(&mut self.log);
+    }
+
     /// Notes the newest transcript entry of `conversation` as a record.
     pub(super) fn log_entry(&mut self, conversation: u64, client_msg_id: u64) {
         if !self.settings.journal {

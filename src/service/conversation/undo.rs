@@ -19,6 +19,15 @@ pub(super) struct Undo {
     fields: Option<Box<UndoFields>>,
 }
 
+/// A conversation's undos not yet dropped: how many, and the newest one's epoch and
+/// position in [`Shard::undo`] (counted from the first undo ever taken).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pending {
+    count: u32,
+    epoch: u64,
+    at: u64,
+}
+
 /// The state besides the transcript that [`Undo`] restores.
 #[derive(Debug, Clone)]
 pub(super) struct UndoFields {
@@ -91,7 +100,16 @@ impl Shard {
                 ..
             }
         );
-        let before = match self.undo.get_mut(&(self.epoch, id)) {
+        // This batch's undo of the conversation, if it took one already.
+        let taken = self
+            .pending
+            .get(&id)
+            .filter(|p| p.epoch == self.epoch)
+            .and_then(|p| p.at.checked_sub(self.undo_base))
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.undo.get_mut(i))
+            .map(|(_, _, u)| u);
+        let before = match taken {
             None => Some(self.convs.get(&id).map(|c| Undo::of(c, appends_only))),
             // This batch only appended so far: the state now is the state before it.
             Some(Some(u)) if u.fields.is_none() && !appends_only => {
@@ -104,8 +122,15 @@ impl Shard {
         self.apply(msg, now_ms, out);
         let changed = self.log.len() > logged;
         if let (true, Some(before)) = (changed, before) {
-            self.undo.insert((self.epoch, id), before);
-            *self.pending.entry(id).or_default() += 1;
+            let at = self.undo_base + self.undo.len() as u64;
+            self.undo.push_back((self.epoch, id, before));
+            let epoch = self.epoch;
+            let p = self.pending.entry(id).or_insert(Pending {
+                count: 0,
+                epoch,
+                at,
+            });
+            (p.count, p.epoch, p.at) = (p.count + 1, epoch, at);
         }
         self.dependent = changed || pending;
     }
@@ -117,14 +142,15 @@ impl Shard {
 
     /// Every batch up to `epoch` is durable: its changes can no longer be taken back.
     pub fn durable(&mut self, epoch: u64) {
-        while let Some((&(e, id), _)) = self.undo.first_key_value() {
+        while let Some(&(e, id, _)) = self.undo.front() {
             if e > epoch {
                 break;
             }
-            self.undo.pop_first();
-            if let Some(n) = self.pending.get_mut(&id) {
-                *n -= 1;
-                if *n == 0 {
+            self.undo.pop_front();
+            self.undo_base += 1;
+            if let Some(p) = self.pending.get_mut(&id) {
+                p.count -= 1;
+                if p.count == 0 {
                     self.pending.remove(&id);
                 }
             }
@@ -139,7 +165,8 @@ impl Shard {
         // one that copied it (the batches before it only appended).
         let mut done: ServerMap<u64, (bool, bool)> = ServerMap::default();
         self.pending.clear();
-        for ((_, id), undo) in std::mem::take(&mut self.undo) {
+        self.undo_base += self.undo.len() as u64;
+        for (_, id, undo) in std::mem::take(&mut self.undo) {
             let (truncated, restored) = done.entry(id).or_insert((false, false));
             match undo {
                 None if !*truncated => {
@@ -163,6 +190,42 @@ impl Shard {
             }
         }
         self.log.clear();
+    }
+
+    /// Panics if the undo queue and `pending` disagree (tests): epochs in order, one
+    /// undo per (epoch, conversation), and per conversation the count and the newest
+    /// undo's epoch and position `pending` says.
+    #[cfg(test)]
+    pub fn check_undo(&self) {
+        let mut seen: ServerMap<u64, Pending> = ServerMap::default();
+        let mut last_epoch = 0;
+        for (i, &(epoch, id, _)) in self.undo.iter().enumerate() {
+            assert!(epoch >= last_epoch, "undo epochs out of order");
+            last_epoch = epoch;
+            let at = self.undo_base + i as u64;
+            let p = seen.entry(id).or_insert(Pending {
+                count: 0,
+                epoch: 0,
+                at: 0,
+            });
+            assert!(
+                p.count == 0 || p.epoch < epoch,
+                "two undos of {id} in epoch {epoch}"
+            );
+            (p.count, p.epoch, p.at) = (p.count + 1, epoch, at);
+        }
+        assert_eq!(seen.len(), self.pending.len(), "pending conversations");
+        for (id, p) in &seen {
+            let q = self
+                .pending
+                .get(id)
+                .expect("a conversation with undos is pending");
+            assert_eq!(
+                (p.count, p.epoch, p.at),
+                (q.count, q.epoch, q.at),
+                "pending {id}"
+            );
+        }
     }
 
     /// Whether the last [`Shard::handle`] changed state, or answered from changes not
