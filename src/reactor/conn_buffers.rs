@@ -2,8 +2,9 @@
 //! output the kernel has not taken (`OutQueue`) — at one word each while empty.
 //!
 //! An idle connection has neither, and a `Vec` (24 bytes) plus a `VecDeque` (32
-//! bytes) in every slab slot cost 40 bytes more than two boxed pointers: ~5% of an
-//! idle authenticated session (README, "Memory per authenticated session"). The box
+//! bytes) in every slab slot cost 40 bytes more than two boxed pointers (the context
+//! went from 136 to 104 bytes, padding taking back 8): ~4% of an idle authenticated
+//! session (README, "Memory per authenticated session"). The box
 //! exists only while there is something in it, so a busy connection pays one small
 //! allocation per spell of partial input or queued output on top of the buffer's own.
 
@@ -15,6 +16,8 @@ use bytes::Bytes;
 /// Bytes of a frame (or HTTP head) that has not fully arrived; one null pointer
 /// while empty. Reads go through `Deref` to a `Vec<u8>` (an empty static one when
 /// there is nothing).
+// The box is the point: one word in the slab slot instead of a `Vec`'s three.
+#[allow(clippy::box_collection)]
 #[derive(Debug, Default)]
 pub(crate) struct Spill(Option<Box<Vec<u8>>>);
 
@@ -59,6 +62,8 @@ impl Deref for Spill {
 
 /// Output the kernel has not taken yet; one null pointer while empty. Reads go
 /// through `Deref` to a `VecDeque` (an empty static one when there is nothing).
+// The box is the point: one word in the slab slot instead of a `VecDeque`'s four.
+#[allow(clippy::box_collection)]
 #[derive(Debug, Default)]
 pub(crate) struct OutQueue(Option<Box<VecDeque<Bytes>>>);
 
