@@ -759,3 +759,43 @@ pub(crate) struct LoginJob {
     /// The body it sent (`Debug` never shows the password).
     pub request: crate::console::LoginRequest,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn principal(user: &str, name: DisplayName) -> Principal {
+        Principal {
+            who: UserRef {
+                tenant: String::new(),
+                user: user.to_owned(),
+            },
+            name,
+            role: messages::role::VISITOR,
+            groups: Box::default(),
+            addr: None,
+        }
+    }
+
+    #[test]
+    fn a_name_equal_to_the_user_id_is_kept_once_and_reads_the_same() {
+        let same = DisplayName::of("storm-0-7".to_owned(), "storm-0-7");
+        assert_eq!(same, DisplayName::User);
+        let p = principal("storm-0-7", same);
+        assert_eq!(p.display_name(), "storm-0-7");
+        let own = DisplayName::of("Ann".to_owned(), "storm-0-7");
+        assert_eq!(own, DisplayName::Own("Ann".to_owned()));
+        assert_eq!(principal("storm-0-7", own).display_name(), "Ann");
+        // An empty name is a name of its own (staff acting through the HTTP API).
+        assert_eq!(principal("u", DisplayName::from("")).display_name(), "");
+    }
+
+    #[test]
+    fn principals_compare_by_the_name_they_show_not_how_it_is_kept() {
+        let kept_once = principal("v", DisplayName::User);
+        let copied = principal("v", DisplayName::from("v"));
+        assert_eq!(kept_once, copied);
+        assert_ne!(kept_once, principal("v", DisplayName::from("V")));
+        assert_ne!(kept_once, principal("w", DisplayName::User));
+    }
+}
