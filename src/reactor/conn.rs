@@ -1,17 +1,15 @@
 //! The per-connection context: everything a reactor knows about one socket.
 //!
 //! Kept small (checked at compile time) because a gateway holds hundreds of thousands
-//! of these; an idle connection owns no heap memory at all (empty `Vec`/`VecDeque`
-//! do not allocate).
+//! of these; an idle connection owns no heap memory at all (its empty buffers are
+//! null pointers, `reactor/conn_buffers.rs`).
 
-use std::collections::VecDeque;
-
-use bytes::Bytes;
 use mio::Token;
 use mio::net::TcpStream;
 
 use crate::clock::Mono;
 use crate::handoff::CloseReason;
+use crate::reactor::conn_buffers::{OutQueue, Spill};
 
 /// What a listener's connections speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +95,7 @@ pub(crate) struct Conn {
     pub stream: TcpStream,
     /// Bytes of a frame (or HTTP head) that has not fully arrived; empty
     /// (unallocated) between frames.
-    pub spill: Vec<u8>,
+    pub spill: Spill,
     /// WebSocket only, and only while a message or frame is part-way in: its receive
     /// state and the part of the message that has arrived. `None` (8 bytes, nothing
     /// allocated) between messages, so an idle WebSocket costs what an idle binary
@@ -107,7 +105,7 @@ pub(crate) struct Conn {
     /// no record buffer between records. `None` for plaintext connections.
     pub tls: Option<Box<crate::tls::session::TlsSession>>,
     /// Output the kernel has not taken yet; empty (unallocated) when caught up.
-    pub outq: VecDeque<Bytes>,
+    pub outq: OutQueue,
     /// When the current phase's deadline started counting (accept, last input, or
     /// close), on the reactor's clock.
     pub mark: Mono,

@@ -18,6 +18,7 @@ use mio::net::TcpStream;
 use slab::Slab;
 
 use super::conn::{Conn, Dialect, ListenerKind, Phase, token, untoken};
+use super::conn_buffers::{OutQueue, Spill};
 use super::sys::{Driver, Sent};
 use super::timer::TimerHeap;
 use super::{api_desk, console_desk, dialect, visitor_desk};
@@ -512,10 +513,10 @@ impl Core {
         };
         entry.insert(Conn {
             stream,
-            spill: Vec::new(),
+            spill: Spill::default(),
             ws: None,
             tls: None,
-            outq: VecDeque::new(),
+            outq: OutQueue::default(),
             mark: now,
             generation,
             pending: 0,
@@ -724,7 +725,7 @@ impl Core {
         let Some(c) = self.conns.get_mut(slot) else {
             return Ok(());
         };
-        let mut spill = std::mem::take(&mut c.spill);
+        let mut spill = c.spill.take();
         frame::deframe(
             &mut spill,
             data,
@@ -734,7 +735,7 @@ impl Core {
         if let Some(c) = self.conns.get_mut(slot)
             && c.phase != Phase::Closing
         {
-            c.spill = spill;
+            c.spill.put(spill);
         }
         Ok(())
     }
@@ -1233,12 +1234,12 @@ impl Core {
                 c.out_mark = now;
                 // Only echo output borrows the backend's buffers.
                 if (n as usize) < offered && c.kind == ListenerKind::Echo {
-                    drv.unlend(&mut c.outq);
+                    drv.unlend(c.outq.deque_mut());
                 }
             }
             e if e == -libc::EAGAIN || e == -libc::EINTR => {
                 if c.kind == ListenerKind::Echo {
-                    drv.unlend(&mut c.outq);
+                    drv.unlend(c.outq.deque_mut());
                 }
                 if !c.writable_armed {
                     c.writable_armed = true;
@@ -1317,7 +1318,7 @@ impl Core {
         }
         // Caught up: drop the queue's storage so an idle connection owns nothing;
         // the room a large page or answer had is gone with it.
-        c.outq = VecDeque::new();
+        c.outq.clear();
         c.pending = 0;
         c.head_started = false;
         c.allowance = 0;
@@ -1359,7 +1360,7 @@ impl Core {
         }
         c.phase = Phase::Closing;
         c.close_reason = Some(reason);
-        c.spill = Vec::new();
+        c.spill.clear();
         c.ws = None;
         c.mark = now;
         let generation = c.generation;

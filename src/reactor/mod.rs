@@ -4,6 +4,7 @@
 pub(crate) mod admission;
 mod api_desk;
 mod conn;
+mod conn_buffers;
 mod console_desk;
 mod core;
 mod dialect;

@@ -125,7 +125,7 @@ impl Core {
         // What follows the header: in the spill if the header came in pieces, else
         // in this read (not copied).
         let spilled_rest = spilled.then(|| {
-            let mut all = std::mem::take(&mut c.spill);
+            let mut all = c.spill.take();
             all.drain(..len.min(all.len()));
             all
         });

@@ -84,7 +84,7 @@ impl Core {
         let Some(c) = self.conns.get_mut(slot) else {
             return;
         };
-        let mut buf = std::mem::take(&mut c.spill);
+        let mut buf = c.spill.take();
         let parsed = if buf.is_empty() {
             head::parse(data, limits)
         } else {
@@ -96,7 +96,7 @@ impl Core {
                 if buf.is_empty() {
                     buf.extend_from_slice(data);
                 }
-                c.spill = buf;
+                c.spill.put(buf);
             }
             Ok(Some((req, len))) => {
                 let whole = if buf.is_empty() { data } else { &buf[..] };
@@ -115,7 +115,7 @@ impl Core {
                     if buf.is_empty() {
                         buf.extend_from_slice(data);
                     }
-                    c.spill = buf;
+                    c.spill.put(buf);
                     return;
                 }
                 let rest = rest.to_vec();
@@ -222,7 +222,7 @@ impl Core {
         };
         let mut state = c.ws.as_ref().map(|p| p.state).unwrap_or_default();
         let dialect = c.dialect;
-        let mut spilled = std::mem::take(&mut c.spill);
+        let mut spilled = c.spill.take();
         let mut scratch = std::mem::take(&mut self.ws_scratch);
         let web = self.settings.web.clone();
         let mut sink = Sink {
@@ -279,7 +279,7 @@ impl Core {
         }
         match fed {
             Ok(Fed::More { .. }) => {
-                c.spill = spilled;
+                c.spill.put(spilled);
                 let between = state == WsState::default();
                 match c.ws.as_mut() {
                     Some(p) if between && p.inner.is_empty() => c.ws = None,

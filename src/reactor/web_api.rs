@@ -547,7 +547,7 @@ impl Core {
             if c.dialect != Dialect::HttpHead {
                 continue;
             }
-            let next = std::mem::take(&mut c.spill);
+            let next = c.spill.take();
             if !next.is_empty() {
                 self.on_client_bytes(drv, slot, &next);
             }

@@ -310,7 +310,7 @@ fn the_api_reads_a_conversation_with_its_profile() {
                 tenant: "other".into(),
                 user: "api:k2".into(),
             },
-            name: String::new(),
+            name: String::new().into(),
             role: role::ADMIN,
             groups: Box::default(),
             addr: None,

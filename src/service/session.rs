@@ -33,8 +33,8 @@ use crate::protocol::messages::{self, Resumed};
 use crate::protocol::{DecodeError, ErrorCode, Kind, Msg, PROTOCOL_VERSION};
 use crate::service::record::message_body_bytes;
 use crate::service::{
-    Effect, Principal, Resume, ResumeAnswer, RouterMsg, Sender, ShardControl, ShardMsg, UserRef,
-    error_command, shard_of,
+    DisplayName, Effect, Principal, Resume, ResumeAnswer, RouterMsg, Sender, ShardControl,
+    ShardMsg, UserRef, error_command, shard_of,
 };
 
 /// What sessions need to know about the deployment.
@@ -433,12 +433,13 @@ impl Sessions {
         out.push(Effect::Reactor(Command::Established { conn }));
         let capacity = identity.max_concurrent;
         // One principal for the session, its requests and the router's directory.
+        let name = DisplayName::of(identity.name, &identity.user);
         let principal = Arc::new(Principal {
             who: UserRef {
                 tenant: identity.tenant,
                 user: identity.user,
             },
-            name: identity.name,
+            name,
             role: identity.role,
             groups: identity.groups.into_boxed_slice(),
             addr,
@@ -544,7 +545,7 @@ impl Sessions {
                         tenant: key.tenant.clone(),
                         user: format!("api:{}", key.id),
                     },
-                    name: format!("API key {}", key.id),
+                    name: format!("API key {}", key.id).into(),
                     role: messages::role::ADMIN,
                     groups: Box::default(),
                     addr: None,
@@ -572,7 +573,7 @@ impl Sessions {
                         tenant: id.tenant,
                         user: id.user,
                     },
-                    name: id.name,
+                    name: id.name.into(),
                     role: id.role,
                     groups: id.groups.into_boxed_slice(),
                     addr: None,
@@ -601,7 +602,7 @@ impl Sessions {
                     tenant: principal.who.tenant,
                     user,
                 },
-                name,
+                name: name.into(),
                 role: messages::role::VISITOR,
                 groups: Box::default(),
                 addr: None,
@@ -611,7 +612,7 @@ impl Sessions {
                     tenant: principal.who.tenant,
                     user,
                 },
-                name: String::new(),
+                name: DisplayName::from(""),
                 role,
                 groups: Box::default(),
                 addr: None,

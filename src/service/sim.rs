@@ -117,7 +117,7 @@ impl Sim {
             .unwrap_or_else(|| Self::user("?"));
         Sender {
             id: std::sync::Arc::new(super::Principal {
-                name: who.user.clone(),
+                name: who.user.clone().into(),
                 who,
                 role,
                 groups: groups.iter().map(|g| g.to_string()).collect(),
@@ -135,7 +135,7 @@ impl Sim {
         self.to_router.push_back(RouterMsg::Connected {
             conn,
             principal: std::sync::Arc::new(crate::service::Principal {
-                name: who.user.clone(),
+                name: who.user.clone().into(),
                 who,
                 role,
                 groups: groups.iter().map(|g| g.to_string()).collect(),
@@ -737,7 +737,7 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         let from = |who: UserRef, role: u8, slot: u32| Sender {
             id: std::sync::Arc::new(super::super::Principal {
-                name: who.user.clone(),
+                name: who.user.clone().into(),
                 who,
                 role,
                 groups: Box::new(["support".into()]),

@@ -42,7 +42,7 @@ impl Conversation {
         }
         let principal = Principal {
             who: self.visitor.clone(),
-            name: self.visitor_name.clone(),
+            name: self.visitor_name.clone().into(),
             role: role::VISITOR,
             groups: Box::default(),
             addr: None,

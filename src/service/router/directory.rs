@@ -57,7 +57,7 @@ impl Router {
         let back = user.conns.is_empty();
         // Exact: most users hold one connection (a `Vec` would start at four).
         super::push_conn(&mut user.conns, conn);
-        user.set_name(&principal.name, &who.user);
+        user.set_name(principal.display_name(), &who.user);
         user.role = role;
         user.groups = unique.into_boxed_slice();
         // An idle visitor's record stays without its `More` (all defaults).

@@ -34,7 +34,7 @@ impl Router {
             .entry(from.who.user.as_str().into())
             .or_insert_with(|| {
                 let mut user = User::new(from.role, now_ms);
-                user.set_name(&from.name, &from.who.user);
+                user.set_name(from.display_name(), &from.who.user);
                 user
             });
         let existing = user

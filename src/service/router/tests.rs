@@ -47,7 +47,7 @@ fn groups(gs: &[&str]) -> Vec<String> {
 fn principal(tenant: &str, user: &str, name: &str, role: u8, gs: &[&str]) -> Arc<Principal> {
     Arc::new(Principal {
         who: who(tenant, user),
-        name: name.to_owned(),
+        name: name.into(),
         role,
         groups: groups(gs).into(),
         addr: None,
@@ -58,7 +58,7 @@ fn sender(tenant: &str, user: &str, role: u8, gs: &[&str], c: ConnId) -> Sender 
     Sender {
         id: Arc::new(Principal {
             who: who(tenant, user),
-            name: format!("{user} name"),
+            name: format!("{user} name").into(),
             role,
             groups: groups(gs).into(),
             addr: None,
