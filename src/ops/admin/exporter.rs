@@ -267,7 +267,8 @@ impl Exporter {
             enc,
             "uring_unfixed",
             "io_uring connections served without a registered file table entry (slot past \
-             reactor.uring_fixed_files, or the kernel refused): their requests name the descriptor.",
+             reactor.uring_fixed_files, table off or refused, submissions backed up): their \
+             requests name the descriptor.",
             Counter,
             |r| r.uring_unfixed.get(),
         )?;

@@ -59,9 +59,17 @@ pub(super) fn slot_in(size: u32, slot: usize) -> Option<u32> {
 pub(super) struct Files {
     /// Entries registered (0: none, every request names its descriptor).
     size: u32,
-    /// Connections that found no table entry (slot past the table) since last taken:
-    /// counted into `switchboard_uring_unfixed_total` by the loop.
+    /// Connections that found no table entry (no table, slot past the table, a
+    /// stale slot, submissions backed up) since last taken: counted into
+    /// `switchboard_uring_unfixed_total` by the loop.
     missed: u64,
+    /// Slots whose closed connection may still have requests naming them waiting to
+    /// be submitted (the close's submit did not drain the queue): not given to a new
+    /// connection until the queue has drained, or those requests would reach it.
+    stale: Vec<u32>,
+    /// Slots whose entry could not be cleared at close: retried every turn, since the
+    /// table's reference keeps the closed socket open.
+    uncleared: Vec<u32>,
 }
 
 impl Files {
@@ -74,7 +82,10 @@ impl Files {
             return Self::none();
         }
         match ring.submitter().register_files_sparse(size) {
-            Ok(()) => Self { size, missed: 0 },
+            Ok(()) => Self {
+                size,
+                ..Self::none()
+            },
             Err(e) => {
                 tracing::warn!(
                     entries = size,
@@ -88,16 +99,18 @@ impl Files {
 
     /// No table.
     pub fn none() -> Self {
-        Self { size: 0, missed: 0 }
+        Self {
+            size: 0,
+            missed: 0,
+            stale: Vec::new(),
+            uncleared: Vec::new(),
+        }
     }
 
     /// Puts `fd` in the table at core slot `slot`; `false` if the slot is past the
     /// table or the kernel refused (the connection then names its descriptor).
     pub fn install(&mut self, ring: &IoUring, slot: usize, fd: RawFd) -> bool {
-        if self.size == 0 {
-            return false;
-        }
-        let Some(i) = slot_in(self.size, slot) else {
+        let Some(i) = slot_in(self.size, slot).filter(|i| !self.stale.contains(i)) else {
             self.missed += 1;
             return false;
         };
@@ -113,18 +126,38 @@ impl Files {
     /// Clears core slot `slot`'s entry (its connection is closing). Requests in
     /// flight keep their own reference; the socket closes when they and the
     /// descriptor are gone.
-    pub fn remove(&mut self, ring: &IoUring, slot: usize) -> io::Result<()> {
+    /// On failure the slot is kept and retried by [`Files::retry`] every turn.
+    /// `drained`: the close's requests all reached the kernel; if not, the slot is
+    /// stale until [`Files::drained`].
+    pub fn remove(&mut self, ring: &IoUring, slot: usize, drained: bool) -> io::Result<()> {
         let Some(i) = slot_in(self.size, slot) else {
             return Ok(());
         };
-        ring.submitter().register_files_update(i, &[-1]).map(drop)
+        if !drained && !self.stale.contains(&i) {
+            self.stale.push(i);
+        }
+        let cleared = ring.submitter().register_files_update(i, &[-1]).map(drop);
+        if cleared.is_err() && !self.uncleared.contains(&i) {
+            self.uncleared.push(i);
+        }
+        cleared
+    }
+
+    /// Retries clearing the entries a close could not clear; the count still left.
+    pub fn retry(&mut self, ring: &IoUring) -> usize {
+        self.uncleared
+            .retain(|&i| ring.submitter().register_files_update(i, &[-1]).is_err());
+        self.uncleared.len()
+    }
+
+    /// Nothing waits to be submitted: no stale slot is named by a request any more.
+    pub fn drained(&mut self) {
+        self.stale.clear();
     }
 
     /// A connection was not put in the table (submissions were backed up).
     pub fn miss(&mut self) {
-        if self.size > 0 {
-            self.missed += 1;
-        }
+        self.missed += 1;
     }
 
     /// Takes the count of connections that found no entry.
@@ -160,8 +193,17 @@ mod tests {
         use std::os::unix::net::UnixStream;
         use std::time::Duration;
 
-        let ring = super::super::probe::build_ring(8).unwrap();
+        // Where io_uring or sparse tables (5.19+) are unavailable there is nothing
+        // to test: the backend falls back to epoll or to plain descriptors.
+        let Ok(ring) = super::super::probe::build_ring(8) else {
+            eprintln!("skipped: no io_uring here");
+            return;
+        };
         let mut files = Files::register(&ring, 4);
+        if files.size() == 0 {
+            eprintln!("skipped: no sparse file table here");
+            return;
+        }
         assert_eq!(files.size(), 4);
         let (a, mut b) = UnixStream::pair().unwrap();
         assert!(files.install(&ring, 2, a.as_raw_fd()));
@@ -177,11 +219,57 @@ mod tests {
             ErrorKind::WouldBlock,
             "the table holds the socket"
         );
-        files.remove(&ring, 2).unwrap();
+        files.remove(&ring, 2, true).unwrap();
         b.set_nonblocking(false).unwrap();
         b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         assert_eq!(b.read(&mut buf).unwrap(), 0, "closed: the peer reads EOF");
-        files.remove(&ring, 9).unwrap();
+        files.remove(&ring, 9, true).unwrap();
+        assert_eq!(files.retry(&ring), 0, "nothing left to clear");
+    }
+
+    /// A slot whose closed connection may still have requests waiting to be
+    /// submitted is not given to the next connection until the queue drains.
+    #[test]
+    fn a_stale_slot_waits_for_the_queue_to_drain() {
+        #![allow(clippy::unwrap_used)]
+        use std::os::fd::AsRawFd;
+        use std::os::unix::net::UnixStream;
+
+        let Ok(ring) = super::super::probe::build_ring(8) else {
+            eprintln!("skipped: no io_uring here");
+            return;
+        };
+        let mut files = Files::register(&ring, 4);
+        if files.size() == 0 {
+            eprintln!("skipped: no sparse file table here");
+            return;
+        }
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert!(files.install(&ring, 1, a.as_raw_fd()));
+        files.remove(&ring, 1, false).unwrap();
+        assert!(!files.install(&ring, 1, a.as_raw_fd()), "stale");
+        assert!(
+            files.install(&ring, 2, a.as_raw_fd()),
+            "other slots are not"
+        );
+        assert_eq!(files.take_missed(), 1);
+        files.drained();
+        assert!(
+            files.install(&ring, 1, a.as_raw_fd()),
+            "drained: usable again"
+        );
+    }
+
+    #[test]
+    fn without_a_table_every_connection_counts_as_unfixed() {
+        let Ok(ring) = super::super::probe::build_ring(8) else {
+            eprintln!("skipped: no io_uring here");
+            return;
+        };
+        let mut files = Files::none();
+        assert!(!files.install(&ring, 0, 0));
+        files.miss();
+        assert_eq!(files.take_missed(), 2, "the table off counts too");
     }
 
     #[test]

@@ -131,8 +131,12 @@ struct Uring {
 impl Driver for Uring {
     fn register(&mut self, stream: &mut TcpStream, token: Token) -> io::Result<()> {
         let fd = stream.as_raw_fd();
+        if self.backlog.is_empty() && self.ring.submission().is_empty() {
+            self.files.drained();
+        }
         // Only with nothing waiting to be submitted: a backlog entry of the slot's
-        // previous connection would otherwise reach this socket.
+        // previous connection would otherwise reach this socket (and a slot whose
+        // close left requests in the submission queue stays stale until it drains).
         let fixed = if self.backlog.is_empty() {
             self.files.install(&self.ring, watch::slot_of(token), fd)
         } else {
@@ -179,9 +183,15 @@ impl Driver for Uring {
         // number could already belong to a socket another thread opened.
         self.flush_backlog();
         let _ = self.ring.submit();
-        // The table's reference would keep the socket open past the close.
-        if fixed && let Err(e) = self.files.remove(&self.ring, watch::slot_of(token)) {
-            tracing::warn!(error = %e, "io_uring: cannot clear a file table entry");
+        let drained = self.backlog.is_empty() && self.ring.submission().is_empty();
+        // The table's reference would keep the socket open past the close (a failed
+        // clear is retried every turn).
+        if fixed
+            && let Err(e) = self
+                .files
+                .remove(&self.ring, watch::slot_of(token), drained)
+        {
+            tracing::warn!(error = %e, "io_uring: cannot clear a file table entry; retrying");
         }
     }
 
@@ -520,6 +530,7 @@ impl Backend {
         core.end_turn(&mut self.drv, self.now);
         // Buffers whose lent bytes a close dropped this turn.
         self.reclaim();
+        self.drv.files.retry(&self.drv.ring);
         let missed = self.drv.files.take_missed();
         if missed > 0 {
             core.unfixed(missed);
