@@ -183,6 +183,22 @@ mod tests {
         assert_eq!(table_size(0, Some(20_000)), 0, "turned off");
     }
 
+    /// A real ring with a 4-entry table; none (the test skips) where io_uring or
+    /// sparse tables (5.19+) are unavailable: the backend then falls back to epoll
+    /// or to plain descriptors, so there is nothing to test.
+    fn real_table() -> Option<(IoUring, Files)> {
+        let Ok(ring) = super::super::probe::build_ring(8) else {
+            eprintln!("skipped: no io_uring here");
+            return None;
+        };
+        let files = Files::register(&ring, 4);
+        if files.size() == 0 {
+            eprintln!("skipped: no sparse file table here");
+            return None;
+        }
+        Some((ring, files))
+    }
+
     /// On a real ring: the table keeps a socket open after its descriptor is closed,
     /// until the entry is cleared (which is why `deregister` clears it).
     #[test]
@@ -193,17 +209,9 @@ mod tests {
         use std::os::unix::net::UnixStream;
         use std::time::Duration;
 
-        // Where io_uring or sparse tables (5.19+) are unavailable there is nothing
-        // to test: the backend falls back to epoll or to plain descriptors.
-        let Ok(ring) = super::super::probe::build_ring(8) else {
-            eprintln!("skipped: no io_uring here");
+        let Some((ring, mut files)) = real_table() else {
             return;
         };
-        let mut files = Files::register(&ring, 4);
-        if files.size() == 0 {
-            eprintln!("skipped: no sparse file table here");
-            return;
-        }
         assert_eq!(files.size(), 4);
         let (a, mut b) = UnixStream::pair().unwrap();
         assert!(files.install(&ring, 2, a.as_raw_fd()));
@@ -235,15 +243,9 @@ mod tests {
         use std::os::fd::AsRawFd;
         use std::os::unix::net::UnixStream;
 
-        let Ok(ring) = super::super::probe::build_ring(8) else {
-            eprintln!("skipped: no io_uring here");
+        let Some((ring, mut files)) = real_table() else {
             return;
         };
-        let mut files = Files::register(&ring, 4);
-        if files.size() == 0 {
-            eprintln!("skipped: no sparse file table here");
-            return;
-        }
         let (a, _b) = UnixStream::pair().unwrap();
         assert!(files.install(&ring, 1, a.as_raw_fd()));
         files.remove(&ring, 1, false).unwrap();
