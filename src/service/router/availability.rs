@@ -122,8 +122,10 @@ impl Router {
                 continue;
             }
             let listens = !user.watch_conns.is_empty();
-            // Exact, and boxed: most users watch one group.
-            let mut watching = std::mem::take(&mut user.watching).into_vec();
+            // Exact, and boxed: most users watch one group. (Built at its final size:
+            // a push onto the empty slice would allocate room for four, then shrink.)
+            let mut watching = Vec::with_capacity(user.watching.len() + 1);
+            watching.extend(std::mem::take(&mut user.watching));
             watching.push(g.clone());
             user.watching = watching.into_boxed_slice();
             let tenant = self.tenants.entry(who.tenant.clone()).or_default();
@@ -138,10 +140,12 @@ impl Router {
                 continue;
             };
             group.watchers = group.watchers.saturating_add(1);
+            // Only a user with a watching connection is told (below): a visitor
+            // joining its default group at connect builds nothing to drop.
             if listens {
                 group.listeners.insert(who.user.clone());
+                added.push(group.told.unwrap_or_default().to_message(g));
             }
-            added.push(group.told.unwrap_or_default().to_message(g));
         }
         let Some(user) = self.user(&who.tenant, &who.user) else {
             return;
