@@ -514,7 +514,6 @@ impl FaqIndex {
             return Some(Err(entry - self.first_background));
         }
         let margin = self.lead(&q, &ranked);
-        let second = score - margin;
         let e = self.entries.get(entry as usize)?;
         let (mut shared, mut content, mut shared_generic) = (0u32, 0u32, 0u32);
         let (mut w_shared, mut w_foreign) = (0f32, 0f32);
@@ -547,7 +546,7 @@ impl FaqIndex {
             id: &e.id,
             answer: &e.answer,
             score,
-            margin: score - second,
+            margin,
             shared,
             content,
             generic,
