@@ -221,14 +221,15 @@ impl Durable {
         };
         let mut effects = std::mem::take(&mut self.scratch);
         shard.handle(msg, now.unix, &mut effects);
-        if shard.last_dependent() {
+        let dependent = shard.last_dependent();
+        if dependent {
             let parked = effects.drain(..).map(ParkedEffect::from);
             self.building.effects.extend(parked);
         } else {
             out.append(&mut effects);
         }
         self.scratch = effects;
-        if !shard.last_dependent() {
+        if !dependent {
             return;
         }
         shard.move_records(&mut self.building.records);
@@ -420,7 +421,7 @@ impl Durable {
             }
         }
         out.extend(batch.effects.drain(..).map(Effect::from));
-        batch.entries.clear();
+        // `give` empties every list it keeps.
         self.spares.give(batch);
     }
 }
