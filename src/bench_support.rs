@@ -5,8 +5,8 @@ pub use crate::journal::{FsyncPolicy, JournalConfig};
 
 pub use crate::assist::faq::{BackgroundConflict, library_in_background};
 pub use crate::assist::{
-    Action, AssistConfig, AssistConfigError, CannedLibrary, FaqIndex, FaqMatch, Format, Hit,
-    Libraries, LoadError, SpamCounters, SpamFilter, SpamRules, Verdict,
+    Action, AssistConfig, AssistConfigError, CannedLibrary, FaqIndex, FaqMatch, FaqVerdict, Format,
+    Hit, Libraries, LoadError, SpamCounters, SpamFilter, SpamRules, Verdict,
 };
 
 /// Plans the fan-out of one notice to `members` (reactor, slot, generation) spread

@@ -172,6 +172,29 @@ pub struct FaqMatch<'a> {
     pub foreign: f32,
 }
 
+/// The parts of [`FaqIndex::accepts`]' decision on a match ([`FaqIndex::verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FaqVerdict {
+    /// The message shares a content gram with the entry.
+    pub overlap: bool,
+    /// Two specific (not generic) shared content grams, or the message has at most
+    /// one specific one, or the score is [`STRONG`].
+    pub corroborated: bool,
+    /// No other company's service named, background words under [`FOREIGN_SHARE`].
+    pub on_topic: bool,
+    /// The score reaches the threshold.
+    pub threshold: bool,
+    /// The margin reaches the margin asked for.
+    pub margin: bool,
+}
+
+impl FaqVerdict {
+    /// All parts hold: the match is answered.
+    pub fn accepts(&self) -> bool {
+        self.overlap && self.corroborated && self.on_topic && self.threshold && self.margin
+    }
+}
+
 impl FaqMatch<'_> {
     /// The message shares a content gram with the entry.
     pub fn overlap(&self) -> bool {
@@ -461,11 +484,30 @@ impl FaqIndex {
     /// Whether `m` passes the operating point `threshold`/`margin` (and the overlap,
     /// other-service and background-word guards): for evaluation sweeps.
     pub fn accepts(&self, m: &FaqMatch<'_>, threshold: f32, margin: f32) -> bool {
+        self.verdict(m, threshold, margin).accepts()
+    }
+
+    /// Each part of [`Self::accepts`]' decision on `m` (for evaluation dumps: which
+    /// rule held an answer back).
+    pub fn verdict(&self, m: &FaqMatch<'_>, threshold: f32, margin: f32) -> FaqVerdict {
         // Generic words (the library's subject) count for the overlap, not here.
         let specific = m.shared - m.shared_generic;
-        let corroborated = specific >= 2 || m.content - m.generic <= 1 || m.score >= STRONG;
-        let on_topic = !m.other_service && m.foreign < FOREIGN_SHARE;
-        m.overlap() && corroborated && on_topic && m.score >= threshold && m.margin >= margin
+        FaqVerdict {
+            overlap: m.overlap(),
+            corroborated: specific >= 2 || m.content - m.generic <= 1 || m.score >= STRONG,
+            on_topic: !m.other_service && m.foreign < FOREIGN_SHARE,
+            threshold: m.score >= threshold,
+            margin: m.margin >= margin,
+        }
+    }
+
+    /// The name of the background topic closer to `text` than any entry (why
+    /// [`Self::closest`] has none), for evaluation dumps.
+    pub fn closest_topic(&self, group: &str, text: &str) -> Option<&str> {
+        match self.look_up(group, text)? {
+            Err(topic) => self.topics.get(topic as usize).map(String::as_str),
+            Ok(_) => None,
+        }
     }
 
     /// The threshold and margin this index answers at.

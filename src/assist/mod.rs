@@ -20,7 +20,7 @@ pub(crate) mod suggest;
 mod tfidf;
 
 pub use config::{AssistConfig, AssistConfigError};
-pub use faq::{FaqIndex, FaqMatch};
+pub use faq::{FaqIndex, FaqMatch, FaqVerdict};
 pub use load::{Format, LoadError};
 pub use spam::{Action, Hit, SpamCounters, SpamFilter, SpamRules, TenantRules, Verdict};
 pub use suggest::CannedLibrary;

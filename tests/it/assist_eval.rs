@@ -765,3 +765,111 @@ const BLIND2_SPAM_FLOORS: [(&str, &str, (f64, f64, u32)); 4] = [
     ("spam.toml", "tune", (0.94, 0.75, 0)),
     ("spam.toml", "report", (0.95, 0.95, 0)),
 ];
+
+/// One labelled question as the lexical matcher sees it (a line of the dump below).
+#[derive(Debug, serde::Serialize)]
+struct DumpLine<'a> {
+    set: &'a str,
+    split: &'a str,
+    lang: &'a str,
+    group: &'a str,
+    text: &'a str,
+    expect: Option<&'a str>,
+    /// The closest entry's id (none: a background topic is closer, or nothing shared).
+    closest: Option<&'a str>,
+    score: f32,
+    margin: f32,
+    /// `FaqIndex::accepts` at the default operating point, and each of its parts.
+    accepts: bool,
+    overlap: bool,
+    corroborated: bool,
+    on_topic: bool,
+    above_threshold: bool,
+    above_margin: bool,
+    shared: u32,
+    /// Shared content grams that are not the library's generic words.
+    specific_shared: u32,
+    content: u32,
+    generic: u32,
+    other_service: bool,
+    foreign: f32,
+    /// The background topic closer than any entry, if one is.
+    background: Option<&'a str>,
+}
+
+/// Writes the lexical matcher's view of every labelled FAQ question (every set and
+/// split, at the default operating point) as JSON lines, for offline studies of other
+/// signals (`tuning/semantic/`): to `$FAQ_DUMP`, or `faq_dump.jsonl` in Cargo's
+/// test temporary directory. `cargo test --test it faq_dump -- --ignored --nocapture`.
+#[test]
+#[ignore = "writes a file for offline studies; run on demand"]
+fn faq_dump_lexical_view_of_every_labelled_question() {
+    let cfg = AssistConfig::default();
+    let point = (cfg.faq_threshold, cfg.faq_margin);
+    let out = std::env::var_os("FAQ_DUMP").map_or_else(
+        || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("faq_dump.jsonl"),
+        PathBuf::from,
+    );
+    // (set, library, questions, split when the file has none)
+    let sets = [
+        ("faq", "faq.toml", "faq_dev.jsonl", Some("dev")),
+        ("faq", "faq.toml", "faq_eval.jsonl", Some("eval")),
+        ("blind", "blind_faq.toml", "blind.jsonl", None),
+        ("blind2", "blind2_faq.toml", "blind2.jsonl", None),
+        (
+            "bike",
+            "sanity_bike_faq.toml",
+            "sanity_bike.jsonl",
+            Some("sanity"),
+        ),
+    ];
+    let mut text = String::new();
+    let mut n = 0;
+    for (set, library, questions, split) in sets {
+        let kb = FaqIndex::from_file(&data(library), &cfg).unwrap();
+        let items: Vec<serde_json::Value> = lines(questions);
+        for v in &items {
+            let item: FaqItem = serde_json::from_value(v.clone()).unwrap();
+            let split = split.unwrap_or_else(|| v["split"].as_str().unwrap());
+            let lang = v["lang"].as_str().unwrap_or_else(|| language(&item.text));
+            let m = kb.closest(&item.group, &item.text);
+            let verdict = m.map(|m| kb.verdict(&m, point.0, point.1));
+            let line = DumpLine {
+                set,
+                split,
+                lang,
+                group: &item.group,
+                text: &item.text,
+                expect: item.expect.as_deref(),
+                closest: m.map(|m| m.id),
+                score: m.map_or(0.0, |m| m.score),
+                margin: m.map_or(0.0, |m| m.margin),
+                accepts: verdict.is_some_and(|v| v.accepts()),
+                overlap: verdict.is_some_and(|v| v.overlap),
+                corroborated: verdict.is_some_and(|v| v.corroborated),
+                on_topic: verdict.is_some_and(|v| v.on_topic),
+                above_threshold: verdict.is_some_and(|v| v.threshold),
+                above_margin: verdict.is_some_and(|v| v.margin),
+                shared: m.map_or(0, |m| m.shared),
+                specific_shared: m.map_or(0, |m| m.shared - m.shared_generic),
+                content: m.map_or(0, |m| m.content),
+                generic: m.map_or(0, |m| m.generic),
+                other_service: m.is_some_and(|m| m.other_service),
+                foreign: m.map_or(0.0, |m| m.foreign),
+                background: kb.closest_topic(&item.group, &item.text),
+            };
+            // The dump agrees with what the matcher answers.
+            assert_eq!(
+                line.accepts,
+                kb.best_match(&item.group, &item.text).is_some(),
+                "{line:?}"
+            );
+            text.push_str(&serde_json::to_string(&line).unwrap());
+            text.push('\n');
+            n += 1;
+        }
+    }
+    assert_eq!(n, 162 + 298 + 160 + 160 + 40);
+    std::fs::write(&out, text).unwrap();
+    println!("{n} questions written to {}", out.display());
+}
