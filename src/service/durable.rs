@@ -40,6 +40,16 @@ use crate::service::{Effect, ShardMsg, error_command, request_conversation};
 /// Wait after a failed batch before writing again.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 
+/// Effects a released batch puts into the worker's list before it is handed on
+/// ([`Sink`]): a batch answered after a slow fsync held 32,768 effects of 248 bytes
+/// (8 MB) in that list at once, and the list keeps its capacity. As the worker's own
+/// `BATCH`.
+pub(crate) const RELEASE_CHUNK: usize = 256;
+
+/// Hands the effects in a list on, in order, leaving it empty (the worker's
+/// dispatch); a sink that leaves them there only costs memory.
+pub(crate) type Sink<'a> = &'a mut dyn FnMut(&mut Vec<Effect>);
+
 /// Largest capacity (items) of a batch's list kept for the next batch: a list grown
 /// past it by a burst is freed, not kept (4,096 parked effects are 256 KiB).
 const SPARE_MAX_ITEMS: usize = 4096;
@@ -246,7 +256,9 @@ impl Durable {
 
     /// Submits the batch being built, unless `journal.max_inflight_batches` are in
     /// flight already (or a back-off runs at `now`).
-    pub fn flush(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
+    /// Effects released (this batch's, if nothing waits before it) go to `out`, which
+    /// is handed to `send` every [`RELEASE_CHUNK`] effects.
+    pub fn flush(&mut self, shard: &mut Shard, now: Now, out: &mut Vec<Effect>, send: Sink<'_>) {
         if self.building.is_empty() {
             return;
         }
@@ -277,7 +289,7 @@ impl Durable {
         if records_empty {
             // Waited only on earlier batches, which are durable now.
             shard.durable(batch.epoch);
-            self.release(batch, now, out);
+            self.release(batch, now, out, send);
             return;
         }
         let records = std::mem::take(&mut batch.records);
@@ -329,8 +341,16 @@ impl Durable {
 
     /// The journal answered a batch in flight (the answer was taken at `now`).
     /// Batches are settled oldest first: an answer for a later one (the writer sends
-    /// them in order, so only a test sees this) waits with its batch.
-    pub fn committed(&mut self, c: Committed, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
+    /// them in order, so only a test sees this) waits with its batch. What it releases
+    /// goes to `out`, handed to `send` every [`RELEASE_CHUNK`] effects.
+    pub fn committed(
+        &mut self,
+        c: Committed,
+        shard: &mut Shard,
+        now: Now,
+        out: &mut Vec<Effect>,
+        send: Sink<'_>,
+    ) {
         // An answer for a batch taken back (refused by the fence) is stale.
         // The records come back to be freed here, where they were made; their list
         // holds the next batch's.
@@ -353,7 +373,7 @@ impl Durable {
                             self.journal.append_latency.observe(now.mono.since(t));
                         }
                         self.health.journal_ok.store(true, Ordering::Relaxed);
-                        self.release(batch, now, out);
+                        self.release(batch, now, out, send);
                     }
                 }
                 Err(e) => {
@@ -364,7 +384,7 @@ impl Durable {
             }
         }
         self.settle_refused(shard, now, out);
-        self.flush(shard, now, out);
+        self.flush(shard, now, out, send);
     }
 
     /// Storage failed: counted, `/readyz` turns 503, and everything pending is taken
@@ -413,14 +433,26 @@ impl Durable {
 
 impl Durable {
     /// Sends what waited for `batch`; a client's change is a message whose latency
-    /// (change made → durable) is observed.
-    fn release(&mut self, mut batch: Batch, now: Now, out: &mut Vec<Effect>) {
+    /// (change made → durable) is observed. The effects go to `out` in their full
+    /// form [`RELEASE_CHUNK`] at a time, `out` handed to `send` between chunks: a
+    /// whole batch at once held its effects at 248 bytes each, not 64.
+    fn release(&mut self, mut batch: Batch, now: Now, out: &mut Vec<Effect>, send: Sink<'_>) {
         for p in batch.parked.drain(..) {
             if matches!(p.origin, Origin::Client { .. }) {
                 self.stats.message_latency.observe(now.mono.since(p.since));
             }
         }
-        out.extend(batch.effects.drain(..).map(Effect::from));
+        let mut parked = batch.effects.drain(..);
+        loop {
+            // At least one, so a sink that keeps what it is given still ends.
+            let room = RELEASE_CHUNK.saturating_sub(out.len()).max(1);
+            out.extend(parked.by_ref().take(room).map(Effect::from));
+            if parked.len() == 0 {
+                break;
+            }
+            send(out);
+        }
+        drop(parked);
         // `give` empties every list it keeps.
         self.spares.give(batch);
     }
@@ -562,10 +594,52 @@ mod tests {
         }
     }
 
+    /// A sink that leaves the effects where they are (the tests read them from `out`).
+    fn keep(_: &mut Vec<Effect>) {}
+
     fn commit(d: &mut Durable, shard: &mut Shard, now: Now, out: &mut Vec<Effect>) {
-        d.flush(shard, now, out);
+        d.flush(shard, now, out, &mut keep);
         let c = d.replies.recv_timeout(Duration::from_secs(5)).unwrap();
-        d.committed(c, shard, now, out);
+        d.committed(c, shard, now, out, &mut keep);
+    }
+
+    /// A batch answered at once releases its effects `RELEASE_CHUNK` at a time: the
+    /// sink is handed at most that many, every one of them, in order.
+    #[test]
+    fn a_large_batch_is_released_in_chunks_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), &small_segments(), |_, _| {}).unwrap();
+        let (mut shard, mut d, _, _) = durable_shard(&journal);
+        let mut out = Vec::new();
+        d.handle(&mut shard, open_with(0), at(0), &mut out);
+        commit(&mut d, &mut shard, at(0), &mut out);
+        out.clear();
+        let n = 3 * RELEASE_CHUNK as u64;
+        for id in 1..=n {
+            d.handle(&mut shard, send(id), at(1), &mut out);
+        }
+        assert!(out.is_empty(), "all parked until durable");
+        d.flush(&mut shard, at(1), &mut out, &mut keep);
+        let c = d.replies.recv_timeout(Duration::from_secs(5)).unwrap();
+        let (mut sent, mut largest, mut calls) = (Vec::new(), 0, 0);
+        let mut sink = |e: &mut Vec<Effect>| {
+            calls += 1;
+            largest = largest.max(e.len());
+            sent.append(e);
+        };
+        d.committed(c, &mut shard, at(2), &mut out, &mut sink);
+        sent.append(&mut out);
+        assert!(calls >= 2, "handed on in chunks ({calls} calls)");
+        assert!(largest <= RELEASE_CHUNK, "{largest} effects at once");
+        let acks: Vec<u32> = replies(&mut sent)
+            .into_iter()
+            .filter_map(|(rid, m)| matches!(m, Msg::Accepted(_)).then_some(rid))
+            .collect();
+        assert_eq!(
+            acks,
+            (1..=n as u32).collect::<Vec<_>>(),
+            "every ack, in order"
+        );
     }
 
     /// A record over the journal's limit (impossible with a validated config; here
@@ -584,7 +658,7 @@ mod tests {
         // Opened by message 0; message 1 is too large.
         d.handle(&mut shard, open_with(0), at(0), &mut out);
         d.handle(&mut shard, send_body(1, "x".repeat(2000)), at(0), &mut out);
-        d.flush(&mut shard, at(0), &mut out);
+        d.flush(&mut shard, at(0), &mut out, &mut keep);
         let got = replies(&mut out);
         assert!(
             matches!(&got[..], [(1, Msg::Error(e))] if e.code == 503),
@@ -594,7 +668,7 @@ mod tests {
         assert!(health.journal_ok.load(Ordering::Relaxed), "still ready");
         // What fits is stored as usual afterwards.
         d.handle(&mut shard, send(2), at(1), &mut out);
-        d.flush(&mut shard, at(99), &mut out);
+        d.flush(&mut shard, at(99), &mut out, &mut keep);
         assert!(
             d.inflight.is_empty(),
             "nothing submitted during the back-off"
@@ -644,7 +718,7 @@ mod tests {
         // Space is back: the resend is stored once, with the next number.
         armed.write_errno.store(0, Ordering::Relaxed);
         d.handle(&mut shard, send(2), at(20), &mut out);
-        d.flush(&mut shard, at(109), &mut out);
+        d.flush(&mut shard, at(109), &mut out, &mut keep);
         assert!(
             d.inflight.is_empty(),
             "nothing submitted during the back-off"
@@ -672,10 +746,10 @@ mod tests {
         let (mut shard, mut d, _, _) = durable_shard(&journal);
         let mut out = Vec::new();
         d.handle(&mut shard, open_with(1), at(0), &mut out);
-        d.flush(&mut shard, at(0), &mut out);
+        d.flush(&mut shard, at(0), &mut out, &mut keep);
         // The second batch goes to the journal before the first is answered.
         d.handle(&mut shard, send(2), at(1), &mut out);
-        d.flush(&mut shard, at(1), &mut out);
+        d.flush(&mut shard, at(1), &mut out, &mut keep);
         assert_eq!(d.inflight.len(), 2);
         assert!(out.is_empty());
         let mut got = answers(&d, 2);
@@ -686,10 +760,10 @@ mod tests {
         );
         // Seen the other way round, the later batch still waits for the earlier one.
         let first = got.remove(0);
-        d.committed(got.remove(0), &mut shard, at(2), &mut out);
+        d.committed(got.remove(0), &mut shard, at(2), &mut out, &mut keep);
         assert!(out.is_empty(), "batch 2 waits for batch 1");
         assert_eq!(d.inflight.len(), 2);
-        d.committed(first, &mut shard, at(3), &mut out);
+        d.committed(first, &mut shard, at(3), &mut out, &mut keep);
         let got = replies(&mut out);
         assert!(
             matches!(&got[..], [(1, Msg::Accepted(a)), (2, Msg::Accepted(b))] if a.seq == 1 && b.seq == 2),
@@ -710,13 +784,13 @@ mod tests {
         // Two batches in flight; the first one's fsync fails.
         armed.sync_errno.store(libc::EIO, Ordering::Relaxed);
         d.handle(&mut shard, send(2), at(10), &mut out);
-        d.flush(&mut shard, at(10), &mut out);
+        d.flush(&mut shard, at(10), &mut out, &mut keep);
         d.handle(&mut shard, send(3), at(11), &mut out);
-        d.flush(&mut shard, at(11), &mut out);
+        d.flush(&mut shard, at(11), &mut out, &mut keep);
         assert_eq!(d.inflight.len(), 2);
         let mut got = answers(&d, 2);
         assert!(got[0].result.is_err() && got[1].result.is_err(), "{got:?}");
-        d.committed(got.remove(0), &mut shard, at(12), &mut out);
+        d.committed(got.remove(0), &mut shard, at(12), &mut out, &mut keep);
         let mut sent = replies(&mut out);
         sent.sort_by_key(|(rid, _)| *rid);
         assert!(
@@ -727,17 +801,17 @@ mod tests {
         assert_eq!(stats.storage_errors.get(), 1);
         assert!(!health.journal_ok.load(Ordering::Relaxed));
         // The second answer is for a batch already taken back.
-        d.committed(got.remove(0), &mut shard, at(13), &mut out);
+        d.committed(got.remove(0), &mut shard, at(13), &mut out, &mut keep);
         assert!(out.is_empty() && d.inflight.is_empty());
 
         // The disk is back: the resends are stored once, with the next numbers.
         armed.sync_errno.store(0, Ordering::Relaxed);
         d.handle(&mut shard, send(2), at(120), &mut out);
-        d.flush(&mut shard, at(120), &mut out);
+        d.flush(&mut shard, at(120), &mut out, &mut keep);
         d.handle(&mut shard, send(3), at(121), &mut out);
-        d.flush(&mut shard, at(121), &mut out);
+        d.flush(&mut shard, at(121), &mut out, &mut keep);
         for c in answers(&d, 2) {
-            d.committed(c, &mut shard, at(122), &mut out);
+            d.committed(c, &mut shard, at(122), &mut out, &mut keep);
         }
         let got = replies(&mut out);
         assert!(
@@ -768,20 +842,20 @@ mod tests {
         let (mut shard, mut d, _, _) = durable_shard(&journal);
         let mut out = Vec::new();
         d.handle(&mut shard, open_with(1), at(0), &mut out);
-        d.flush(&mut shard, at(0), &mut out);
+        d.flush(&mut shard, at(0), &mut out, &mut keep);
         for id in 2..=4 {
             d.handle(&mut shard, send(id), at(id), &mut out);
-            d.flush(&mut shard, at(id), &mut out);
+            d.flush(&mut shard, at(id), &mut out, &mut keep);
         }
         assert_eq!(d.inflight.len(), 2, "the bound");
         assert_eq!(d.journal.inflight_full.get(), 2, "held back twice");
         assert_eq!(d.building.parked.len(), 2, "3 and 4 wait together");
         let mut rest = answers(&d, 2).into_iter();
-        d.committed(rest.next().unwrap(), &mut shard, at(5), &mut out);
+        d.committed(rest.next().unwrap(), &mut shard, at(5), &mut out, &mut keep);
         assert_eq!(d.inflight.len(), 2, "the next batch went out at once");
-        d.committed(rest.next().unwrap(), &mut shard, at(6), &mut out);
+        d.committed(rest.next().unwrap(), &mut shard, at(6), &mut out, &mut keep);
         for c in answers(&d, 1) {
-            d.committed(c, &mut shard, at(7), &mut out);
+            d.committed(c, &mut shard, at(7), &mut out, &mut keep);
         }
         let got: Vec<u32> = replies(&mut out).into_iter().map(|(rid, _)| rid).collect();
         assert_eq!(got, [1, 2, 3, 4]);

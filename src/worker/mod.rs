@@ -450,7 +450,8 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     },
                     recv(commits) -> c => if let (Ok(c), Some(d)) = (c, durable.as_mut()) {
                         now = clock.now();
-                        d.committed(c, &mut shard, now, &mut effects);
+                        let send = &mut |e: &mut Vec<Effect>| dispatch.run(e, now.mono);
+                        d.committed(c, &mut shard, now, &mut effects, send);
                     },
                     default(wait) => {
                         handled = 0;
@@ -469,7 +470,8 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                     } else if let Ok(reply) = replies_rx.try_recv() {
                         on_reply(reply, now, &mut sessions, &mut effects);
                     } else if let (Ok(c), Some(d)) = (commits.try_recv(), durable.as_mut()) {
-                        d.committed(c, &mut shard, now, &mut effects);
+                        let send = &mut |e: &mut Vec<Effect>| dispatch.run(e, now.mono);
+                        d.committed(c, &mut shard, now, &mut effects, send);
                     } else {
                         break;
                     }
@@ -482,7 +484,8 @@ pub(crate) fn spawn(parts: WorkerParts, links: Links) -> std::io::Result<JoinHan
                 shard.retry_deferred(&mut effects);
                 shard_stats::publish(shard.stats_mut(), &stats, &conversations);
                 if let Some(d) = durable.as_mut() {
-                    d.flush(&mut shard, now, &mut effects);
+                    let send = &mut |e: &mut Vec<Effect>| dispatch.run(e, now.mono);
+                    d.flush(&mut shard, now, &mut effects, send);
                 }
                 dispatch.run(&mut effects, now.mono);
                 stats.events.add(handled as u64);
