@@ -23,6 +23,12 @@
 - proxy_header: PROXY protocol v1/v2 headers (haproxy's forms, TLVs, LOCAL, bad
   ones) behind the target's two-byte bound.
 
+- auth_token, visitor_token, console_login, admin_http, library_files, config_toml:
+  signed and raw tokens, Authorization headers, visitor-token and login bodies,
+  admin request heads, the first entries of ../tests/data/{faq,canned,spam}.toml (as
+  TOML and as JSON), and configurations (../tuning/switchboard.toml without comments,
+  small ones), each behind its target's pattern byte where it has one.
+
 Usage: make_seeds.py [proxy_header] [frame_decode] [message_decode] [json_message] [http_head]
 [ws_frames] (no argument: all)
 
@@ -236,7 +242,108 @@ def proxy_seeds():
         (PROXY_OUT / f"seed-{name}").write_bytes(b"\x04\x00" + header + b"SWB1")
 
 
+def jwt(key, header, claims):
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=")
+
+    signing = b64(header) + b"." + b64(claims)
+    sig = hmac.new(key.encode(), signing, hashlib.sha256).digest()
+    return signing + b"." + b64(sig)
+
+
+def seeds(target, items):
+    out = HERE / "corpus" / target
+    out.mkdir(parents=True, exist_ok=True)
+    for name, body in items.items():
+        (out / f"seed-{name}").write_bytes(body)
+
+
+K1 = "token-key-0123456789abcdef0123456789abcdef"
+HS_K1 = b'{"alg":"HS256","typ":"JWT","kid":"k1"}'
+AGENT = b'{"sub":"agent-7","role":"agent","name":"Ann","groups":["sales","en"],"tenant":"acme","max_concurrent":4,"exp":1900000000,"nbf":1700000000,"iat":1700000000}'
+
+
+def auth_seeds():
+    """Mode byte 0: token text / Authorization header; 1: header 0xFF claims, signed."""
+    seeds("auth_token", {
+        "signed-agent": b"\x01" + HS_K1 + b"\xff" + AGENT,
+        "signed-visitor-k2": b"\x03" + b'{"alg":"HS256","kid":"k2"}\xff{"sub":"v:shop:x","role":"visitor","exp":1800000060}',
+        "signed-expired": b"\x01" + b'{"alg":"HS256"}\xff{"sub":"a","role":"admin","exp":1700000000}',
+        "signed-float-exp": b"\x01" + b'{"alg":"HS256"}\xff{"sub":"a","role":"bot","exp":1.9e9,"nbf":null}',
+        "signed-none-alg": b"\x01" + b'{"alg":"none"}\xff{"sub":"a","role":"admin","exp":1900000000}',
+        "signed-unknown-kid": b"\x01" + b'{"alg":"HS256","kid":"k9"}\xff' + AGENT,
+        "token-text": b"\x00" + jwt(K1, HS_K1, AGENT),
+        "bearer-jwt": b"\x00Bearer " + jwt(K1, HS_K1, AGENT),
+        "bearer-key": b"\x00Bearer sbk_ops_s3cret-of-the-ops-key",
+        "bearer-key-no-secret": b"\x00bearer   sbk_ops  ",
+        "basic": b"\x00Basic YWxhZGRpbjpvcGVuc2VzYW1l",
+    })
+    seeds("visitor_token", {
+        "new": b"\x00{}",
+        "returning": b'\x01{"visitor_id":"AAAAAAAAAAAAAAAAAAAAAA","visitor_key":"x"}',
+        "returning-bad-key": b'\x00{"visitor_id":"abc","visitor_key":"MqS6IkYARm1IydCVhNO5Ncv4xCCSuLj8wWC6z-8Y0PM"}',
+        "identified": b'\x02{"user_id":"user-42","user_hash":"","name":"Ann \xc3\xa9","email":"ann@example.com"}',
+        "identified-off": b'\x0a{"user_id":"user-42"}',
+        "anonymous-off": b"\x04{}",
+        "unknown-field": b'\x00{"visitor_id":"a","extra":1}',
+        "control-char": b'\x02{"user_id":"a\\u0000b"}',
+    })
+    seeds("console_login", {
+        "ok": b'{"username":"alice","password":"correct horse"}',
+        "escaped": b'{"username":"al\\u00e9","password":"p\\"w"}',
+        "empty": b'{"username":"","password":"x"}',
+        "control": b'{"username":"a\\nINFO forged","password":"x"}',
+        "extra": b'{"username":"a","password":"b","admin":true}',
+        "wrong-type": b'{"username":1,"password":"b"}',
+        "not-json": b"username=alice&password=pw",
+    })
+    seeds("admin_http", {
+        "metrics": b"\x20GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n",
+        "readyz-head": b"\x20HEAD /readyz?verbose=1 HTTP/1.0\r\n\r\n",
+        "post": b"\x20POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        "partial": b"\x20GET /healthz HTTP/1.1\r\nHost:",
+        "too-large": b"\x01GET /metrics HTTP/1.1\r\nHost: 0123456789012345678901234567890123456789\r\n\r\n",
+        "garbage": b"\x20\x16\x03\x01\x00\xa5\x01\x00\x00\xa1",
+    })
+
+
+def library_seeds():
+    """The first entries of the sample libraries, TOML (pattern 0/1/2) and JSON (4/5/6)."""
+    import tomllib
+    data = HERE.parent / "tests" / "data"
+    items = {}
+    for kind, (name, key) in enumerate([("faq", "entry"), ("canned", "reply"), ("spam", "rule")]):
+        text = (data / f"{name}.toml").read_text()
+        marker = f"[[{key}]]"
+        cut = text.split(marker)
+        toml_text = marker.join(cut[:4])
+        items[f"{name}-toml"] = bytes([kind]) + toml_text.encode()
+        doc = tomllib.loads(toml_text)
+        items[f"{name}-json"] = bytes([kind | 4]) + json.dumps(doc, ensure_ascii=False).encode()
+        items[f"{name}-toml-small-bounds"] = bytes([kind | 8]) + toml_text.encode()
+    items["faq-duplicate-id"] = b'\x00[[entry]]\nid = "a"\nquestions = ["q"]\nanswer = "x"\n[[entry]]\nid = "a"\nquestions = ["r"]\nanswer = "y"\n'
+    items["spam-empty-keyword"] = b'\x06{"rule":[{"name":"r","action":"block","keywords":[""],"block_for":"0s"}]}'
+    seeds("library_files", items)
+    text = (HERE.parent / "tuning" / "switchboard.toml").read_text()
+    bare = "\n".join(
+        line for line in text.splitlines() if line.strip() and not line.strip().startswith("#")
+    )
+    seeds("config_toml", {
+        "tuning": bare.encode() + b"\n",
+        "empty": b"",
+        "minimal": b'state_dir = "/tmp/x"\n[listeners.client]\naddr = "127.0.0.1:7700"\n',
+        "keys": b'[[auth.keys]]\nkid = "k1"\nsecret = "0123456789abcdef0123456789abcdef"\n[[api.keys]]\nid = "ops"\ntenant = "acme"\nsecret_sha256 = "00"\nscopes = ["conversations:read"]\n',
+        "bad-duration": b'[limits]\nstall_timeout = "10 parsecs"\n',
+    })
+
+
 TARGETS = {
+    "auth_token": auth_seeds,
+    "library_files": library_seeds,
     "proxy_header": proxy_seeds,
     "frame_decode": frame_seeds,
     "message_decode": message_seeds,

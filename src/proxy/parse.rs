@@ -166,6 +166,11 @@ fn parse_v1(buf: &[u8]) -> Result<Step, ProxyError> {
         }
         return Ok(Step::NeedMore);
     };
+    // The same refusal once the CRLF is in: the answer must not depend on where
+    // the reads were cut (fuzz `proxy_header`, 2026-12-07).
+    if window.get(..cr).unwrap_or_default().contains(&b'\r') {
+        return Err(ProxyError::V1Syntax("CR without LF"));
+    }
     let line = window.get(V1_PREFIX.len()..cr).unwrap_or_default();
     let header = v1_line(line)?;
     Ok(Step::Done {

@@ -115,6 +115,16 @@ fn v1_errors_are_typed() {
             ProxyError::V1Syntax("CR without LF"),
         ),
         (b"PROXY UNKNOWNX\r\n", ProxyError::V1Syntax("protocol")),
+        // Found by fuzz `proxy_header` (corpus/proxy_header/seed-regression-lone-cr):
+        // accepted whole, refused when the read ended after the lone CR.
+        (
+            b"PROXY UNKNOWN /\r\x04\x00\r\n",
+            ProxyError::V1Syntax("CR without LF"),
+        ),
+        (
+            b"PROXY UNKNOWN /\r\x04\x00\r",
+            ProxyError::V1Syntax("CR without LF"),
+        ),
         (b"PROXY TCP4 \xff\r\n", ProxyError::V1Syntax("not ASCII")),
     ];
     for (bytes, want) in cases {

@@ -41,6 +41,19 @@ pub(crate) enum Status {
 }
 
 impl Status {
+    /// The status code.
+    pub(crate) fn code(self) -> u16 {
+        match self {
+            Self::Ok => 200,
+            Self::BadRequest => 400,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::HeaderTooLarge => 431,
+            Self::Internal => 500,
+            Self::Unavailable => 503,
+        }
+    }
+
     fn line(self) -> &'static str {
         match self {
             Self::Ok => "200 OK",
@@ -124,6 +137,21 @@ pub(crate) fn text(status: Status, body: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_status_code_is_the_one_its_line_names() {
+        for s in [
+            Status::Ok,
+            Status::BadRequest,
+            Status::NotFound,
+            Status::MethodNotAllowed,
+            Status::HeaderTooLarge,
+            Status::Internal,
+            Status::Unavailable,
+        ] {
+            assert_eq!(s.line().get(..3), Some(s.code().to_string().as_str()));
+        }
+    }
 
     #[test]
     fn get_with_query_parses() {

@@ -14,7 +14,7 @@
 //! shutdown (so `/readyz` can say 503) and stops after it.
 
 mod exporter;
-mod http;
+pub(crate) mod http;
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
