@@ -278,13 +278,12 @@ mod tests {
     }
 
     /// Found by fuzz `tls_records` (corpus/tls_records/seed-regression-rustls-range-panic):
-    /// a handshake fragment rustls keeps in the input, then a bad record; the
-    /// session's failure path (`TlsSession::fail`) gives rustls an empty buffer to
-    /// get the alert and rustls panics slicing past its end. NOT FIXED yet: giving
-    /// it the unread rest instead makes rustls queue a second fatal alert and
-    /// panic on its own assertion. Run with `--ignored` to see it.
+    /// a handshake fragment rustls keeps in the input, then a bad record. The
+    /// failure path (`TlsSession::fail`) gave rustls an empty buffer to get its
+    /// alert, and rustls panicked slicing past its end; now it gets the input it
+    /// kept, and the session stops at the plaintext alert (reading on would queue a
+    /// second one, which rustls asserts against).
     #[test]
-    #[ignore = "known panic on client input (fuzz tls_records, 2026-12-07), not fixed"]
     fn a_failure_after_a_kept_handshake_fragment_does_not_panic() {
         let config = fuzz_config().expect("the fuzz certificate loads");
         let input = [
@@ -292,6 +291,14 @@ mod tests {
             0x26, 0x26,
         ];
         assert_eq!(feed(&config, &input, 58), Ok(true));
+        // In one read and cut in every place: no panic, a failure, one alert out.
+        for cut in 0..=input.len() {
+            assert_eq!(feed(&config, &input, cut), Ok(true), "cut {cut}");
+        }
+        let mut s = TlsSession::new(config).unwrap();
+        let (mut scratch, mut plain, mut wire) = (Vec::new(), Vec::new(), Vec::new());
+        assert!(s.read(&input, &mut scratch, &mut plain, &mut wire).is_err());
+        assert_eq!(wire, [21, 3, 3, 0, 2, 2, 50], "one decode_error alert");
     }
 
     proptest::proptest! {

@@ -155,13 +155,14 @@ impl TlsSession {
         if let Stage::Handshake(conn) = &mut self.stage {
             match handshake(conn, scratch, &mut start, plain, wire, &mut out) {
                 Err(e) => {
-                    self.fail(wire);
+                    let rest = scratch.get_mut(start..).unwrap_or_default();
+                    self.fail(rest, wire);
                     return Err(e.into());
                 }
                 Ok(true) => {
                     out.handshake_done = true;
                     if let Err(e) = self.take_keys() {
-                        self.fail(wire);
+                        self.fail(&mut [], wire);
                         return Err(e.into());
                     }
                 }
@@ -210,21 +211,34 @@ impl TlsSession {
         Ok(())
     }
 
-    /// Stops output after a failure: the alert rustls queued goes to `wire`.
-    fn fail(&mut self, wire: &mut Vec<u8>) {
+    /// Stops output after a failure: what rustls queued (its alert last) goes to
+    /// `wire`. `rest` is the input rustls has not discarded, as it last saw it: it
+    /// may hold the start of a handshake message that rustls refers to by offset,
+    /// so it is given back whole (an empty buffer made rustls slice past its end,
+    /// a panic any TLS client could cause: fuzz `tls_records`, 2026-12-07).
+    fn fail(&mut self, rest: &mut [u8], wire: &mut Vec<u8>) {
         self.abandon();
         self.partial = Vec::new();
         let Stage::Handshake(conn) = &mut self.stage else {
             return;
         };
-        // The alert is queued ahead of everything else; a few rounds at most.
-        for _ in 0..4 {
-            match conn.process_tls_records(&mut []).state {
+        // rustls hands back what it queued before it reads input again; once the
+        // queue is empty it reads `rest` again. So stop at a plaintext fatal
+        // alert: reading on would meet the bad record that failed and queue a
+        // second alert (which rustls asserts against). An encrypted alert (TLS
+        // 1.3 after the ServerHello) cannot be told from other records; past it
+        // rustls reads `rest` once more and stops (an error, or "transmit").
+        for _ in 0..8 {
+            match conn.process_tls_records(rest).state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    let at = wire.len();
                     encode_into(wire, |buf| e.encode(buf));
+                    if is_fatal_alert(wire.get(at..).unwrap_or_default()) {
+                        return;
+                    }
                 }
-                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
-                _ => break,
+                Ok(ConnectionState::TransmitTlsData(t)) => return t.done(),
+                _ => return,
             }
         }
     }
@@ -403,6 +417,12 @@ fn handshake(
             return Ok(done);
         }
     }
+}
+
+/// Whether `record` is a plaintext TLS alert record of level fatal (type 21,
+/// length 2, level 2).
+fn is_fatal_alert(record: &[u8]) -> bool {
+    matches!(record, [21, 3, _, 0, 2, 2, _])
 }
 
 fn version_name(v: rustls::ProtocolVersion) -> Option<&'static str> {
