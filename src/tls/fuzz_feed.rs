@@ -281,8 +281,8 @@ mod tests {
     /// a handshake fragment rustls keeps in the input, then a bad record. The
     /// failure path (`TlsSession::fail`) gave rustls an empty buffer to get its
     /// alert, and rustls panicked slicing past its end; now it gets the input it
-    /// kept, and the session stops at the plaintext alert (reading on would queue a
-    /// second one, which rustls asserts against).
+    /// kept, and the session stops at the alert (reading on would queue a second
+    /// one, which rustls asserts against).
     #[test]
     fn a_failure_after_a_kept_handshake_fragment_does_not_panic() {
         let config = fuzz_config().expect("the fuzz certificate loads");

@@ -222,18 +222,16 @@ impl TlsSession {
         let Stage::Handshake(conn) = &mut self.stage else {
             return;
         };
-        // rustls hands back what it queued before it reads input again; once the
-        // queue is empty it reads `rest` again. So stop at a plaintext fatal
-        // alert: reading on would meet the bad record that failed and queue a
-        // second alert (which rustls asserts against). An encrypted alert (TLS
-        // 1.3 after the ServerHello) cannot be told from other records; past it
-        // rustls reads `rest` once more and stops (an error, or "transmit").
+        // rustls hands back what it queued (its alert last) before it reads input
+        // again; once the queue is empty it reads `rest` again. So stop at the
+        // alert: reading on would meet the bad record that failed, if it is there,
+        // and queue a second alert (which rustls asserts against).
         for _ in 0..8 {
             match conn.process_tls_records(rest).state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
                     let at = wire.len();
                     encode_into(wire, |buf| e.encode(buf));
-                    if is_fatal_alert(wire.get(at..).unwrap_or_default()) {
+                    if is_alert(wire.get(at..).unwrap_or_default()) {
                         return;
                     }
                 }
@@ -419,10 +417,16 @@ fn handshake(
     }
 }
 
-/// Whether `record` is a plaintext TLS alert record of level fatal (type 21,
-/// length 2, level 2).
-fn is_fatal_alert(record: &[u8]) -> bool {
-    matches!(record, [21, 3, _, 0, 2, 2, _])
+/// Whether `record` is one alert record as rustls sends it when a handshake
+/// fails: in plaintext, or under TLS 1.2 keys (content type 21 outside), or
+/// sealed under TLS 1.3 handshake keys (type 23 outside; 2 alert bytes, the inner
+/// type and a 16-byte tag make 19, which no handshake message of rustls' fits).
+fn is_alert(record: &[u8]) -> bool {
+    match record {
+        [21, 3, ..] => true,
+        [23, 3, 3, 0, 19, ..] => record.len() == 24,
+        _ => false,
+    }
 }
 
 fn version_name(v: rustls::ProtocolVersion) -> Option<&'static str> {

@@ -204,6 +204,39 @@ fn a_wrong_alpn_fails_with_no_application_protocol() {
     assert!(s2.seal(b"x").unwrap().is_none());
 }
 
+/// A record the client's handshake key cannot open, right after its ClientHello
+/// (in the same read or the next): the server has sent its ServerHello, so its
+/// alert is encrypted; the session fails with one alert and no panic (rustls
+/// asserts against a second fatal alert, which reading the bad record again
+/// would queue: review of session 35).
+#[test]
+fn a_bad_record_after_the_client_hello_gets_one_encrypted_alert() {
+    let f = fixture();
+    let mut junk = vec![0x17, 3, 3, 0, 0x20];
+    junk.extend([0xa5; 0x20]);
+    for split in [false, true] {
+        let mut s = TlsSession::new(f.server.clone()).unwrap();
+        let mut c = client(&f, &[]);
+        let hello = from_client(&mut c);
+        let (mut scratch, mut fed) = (Vec::new(), Fed::default());
+        let r = if split {
+            s.read(&hello, &mut scratch, &mut fed.plain, &mut fed.wire)
+                .unwrap();
+            s.read(&junk, &mut scratch, &mut fed.plain, &mut fed.wire)
+        } else {
+            let both = [hello.as_slice(), &junk].concat();
+            s.read(&both, &mut scratch, &mut fed.plain, &mut fed.wire)
+        };
+        assert!(r.is_err(), "split {split}");
+        // The flight, then the alert: one sealed record of a 2-byte alert.
+        let tail = fed.wire.get(fed.wire.len() - 24..).unwrap();
+        assert_eq!(&tail[..5], &[23, 3, 3, 0, 19], "split {split}");
+        let e = to_client(&mut c, &fed.wire).unwrap_err();
+        assert!(matches!(e, rustls::Error::AlertReceived(_)), "{e:?}");
+        assert!(s.seal(b"x").unwrap().is_none());
+    }
+}
+
 #[test]
 fn no_alpn_is_accepted_and_http11_too() {
     let f = fixture();
