@@ -248,43 +248,9 @@ pub fn session_memory(n: usize, live: &dyn Fn() -> i64) -> SessionMemory {
     crate::service::session_memory::measure(n, live)
 }
 
-/// A request head as the admin listener reads it (`fuzz/fuzz_targets/admin_http.rs`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminHead {
-    /// More bytes are needed.
-    Partial,
-    /// A complete GET (or HEAD): path, query, HEAD, OpenMetrics accepted.
-    Get {
-        /// The path without the query.
-        path: String,
-        /// The query string, if any.
-        query: Option<String>,
-        /// `HEAD`.
-        head_only: bool,
-        /// `Accept` names OpenMetrics.
-        openmetrics: bool,
-    },
-    /// Refused with this status; the bytes are the whole response the listener sends.
-    Reject(u16, Vec<u8>),
-}
-
-/// The admin listener's head parser on `buf` within `max_bytes`.
-pub fn admin_head(buf: &[u8], max_bytes: usize) -> AdminHead {
-    use crate::ops::admin::http::{Parsed, parse, text};
-    match parse(buf, max_bytes) {
-        Parsed::Partial => AdminHead::Partial,
-        Parsed::Get {
-            path,
-            query,
-            head_only,
-            openmetrics,
-        } => AdminHead::Get {
-            path,
-            query,
-            head_only,
-            openmetrics,
-        },
-        Parsed::Reject(status) => AdminHead::Reject(status.code(), text(status, "\n")),
-    }
-}
 pub use crate::clock::UnixMs;
+/// The admin listener's request head parser and its responses, as the listener
+/// uses them (`fuzz/fuzz_targets/admin_http.rs`).
+pub use crate::ops::admin::http::{
+    Parsed as AdminParsed, Status as AdminStatus, parse as admin_parse, text as admin_text,
+};

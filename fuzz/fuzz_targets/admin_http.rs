@@ -1,5 +1,5 @@
 //! Fuzz target for the admin listener's request head parser
-//! (`/metrics`, `/healthz`, `/readyz`; `switchboard::bench_support::admin_head`, the
+//! (`/metrics`, `/healthz`, `/readyz`; `switchboard::bench_support::admin_parse`, the
 //! listener's own parser).
 //!
 //! The first byte picks `admin.max_request_bytes` (byte × 32); the rest is what the
@@ -10,28 +10,30 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use switchboard::bench_support::{AdminHead, admin_head};
+use switchboard::bench_support::{AdminParsed, admin_parse, admin_text};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pattern, buf)) = data.split_first() else {
         return;
     };
     let max = usize::from(pattern) * 32;
-    match admin_head(buf, max) {
-        AdminHead::Partial => assert!(buf.len() < max),
-        AdminHead::Reject(code, response) => {
+    match admin_parse(buf, max) {
+        AdminParsed::Partial => assert!(buf.len() < max),
+        AdminParsed::Reject(status) => {
+            let code = status.code();
             assert!(matches!(code, 400 | 405 | 431), "{code}");
-            let text = String::from_utf8(response).unwrap();
+            // The response the listener sends for it.
+            let text = String::from_utf8(admin_text(status, "\n")).unwrap();
             assert!(text.starts_with(&format!("HTTP/1.1 {code} ")), "{text}");
             assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
         }
-        got @ AdminHead::Get { .. } => {
-            if let AdminHead::Get { path, .. } = &got {
+        got @ AdminParsed::Get { .. } => {
+            if let AdminParsed::Get { path, .. } = &got {
                 assert!(!path.contains('?'));
             }
             let mut more = buf.to_vec();
             more.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
-            assert_eq!(admin_head(&more, max), got);
+            assert_eq!(admin_parse(&more, max), got);
         }
     }
 });

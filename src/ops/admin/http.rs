@@ -3,7 +3,7 @@
 
 /// What to do with the bytes read so far.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Parsed {
+pub enum Parsed {
     /// The head is not complete yet.
     Partial,
     /// A complete GET (or HEAD) of `path` (query string removed).
@@ -23,7 +23,7 @@ pub(crate) enum Parsed {
 
 /// The statuses the admin listener uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Status {
+pub enum Status {
     /// 200.
     Ok,
     /// 400: not HTTP.
@@ -42,7 +42,7 @@ pub(crate) enum Status {
 
 impl Status {
     /// The status code.
-    pub(crate) fn code(self) -> u16 {
+    pub fn code(self) -> u16 {
         match self {
             Self::Ok => 200,
             Self::BadRequest => 400,
@@ -71,7 +71,7 @@ impl Status {
 const MAX_HEADERS: usize = 32;
 
 /// Parses what has arrived of a request head, bounded by `max_bytes`.
-pub(crate) fn parse(buf: &[u8], max_bytes: usize) -> Parsed {
+pub fn parse(buf: &[u8], max_bytes: usize) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
@@ -130,7 +130,7 @@ pub(crate) fn response(status: Status, content_type: &str, body: &str, head_only
 }
 
 /// A short plain-text response.
-pub(crate) fn text(status: Status, body: &str) -> Vec<u8> {
+pub fn text(status: Status, body: &str) -> Vec<u8> {
     response(status, "text/plain; charset=utf-8", body, false)
 }
 
